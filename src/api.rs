@@ -1,0 +1,272 @@
+//! The admin API's wire types: the contract between the server, the CLI and outside scripts.
+//! Change a field here and both sides change in the same commit.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A workspace as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub slug: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How long a key lives, chosen at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpiryPolicy {
+    #[serde(rename = "30d")]
+    Days30,
+    #[serde(rename = "90d")]
+    Days90,
+    #[serde(rename = "never")]
+    Never,
+}
+
+impl ExpiryPolicy {
+    pub const ALL: [ExpiryPolicy; 3] = [Self::Days30, Self::Days90, Self::Never];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Days30 => "30d",
+            Self::Days90 => "90d",
+            Self::Never => "never",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    pub fn days(self) -> Option<i64> {
+        match self {
+            Self::Days30 => Some(30),
+            Self::Days90 => Some(90),
+            Self::Never => None,
+        }
+    }
+}
+
+/// What an MCP key may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Read and update Custory context.
+    #[default]
+    ReadWrite,
+    /// Read only: write tools are neither listed nor callable.
+    ReadOnly,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadWrite => "read-write",
+            Self::ReadOnly => "read-only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::ReadWrite, Self::ReadOnly].into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// A key's status, derived from its timestamps (never stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Active, Self::Expired, Self::Revoked].into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// `revoked` if revoked, else `expired` if `expires_at` ≤ now, else `active`.
+    pub fn derive(
+        revoked_at: Option<DateTime<Utc>>,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        if revoked_at.is_some() {
+            Self::Revoked
+        } else if expires_at.is_some_and(|at| at <= now) {
+            Self::Expired
+        } else {
+            Self::Active
+        }
+    }
+}
+
+/// An MCP key as the admin API shows it. Never holds the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Key {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub access: Access,
+    pub expires: ExpiryPolicy,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub last_used_client: Option<String>,
+    pub last_used_ip: Option<String>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub status: KeyStatus,
+}
+
+/// One entry of a workspace's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub key_id: Option<String>,
+    pub key_prefix: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateWorkspace {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateKey {
+    pub name: String,
+    pub expires: ExpiryPolicy,
+    #[serde(default)]
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkspacesResponse {
+    pub workspaces: Vec<Workspace>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkspaceResponse {
+    pub workspace: Workspace,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeysResponse {
+    pub keys: Vec<Key>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyResponse {
+    pub key: Key,
+}
+
+/// The only response that carries a plaintext token (create and rotate).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedKeyResponse {
+    pub key: Key,
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Key>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsResponse {
+    pub events: Vec<Event>,
+}
+
+/// The one error shape of the admin API: `{"error":{"code":"…","message":"…"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// Checks a key or workspace name: 1–100 characters after trimming, no control characters.
+/// Returns the trimmed name.
+pub fn validate_name(raw: &str) -> Result<&str, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("name must not be empty".into());
+    }
+    let len = name.chars().count();
+    if len > 100 {
+        return Err(format!("name is {len} characters long; the limit is 100"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name must not contain control characters (newlines, tabs, escapes)".into());
+    }
+    Ok(name)
+}
+
+/// Checks a workspace slug: 1–40 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
+pub fn validate_slug(slug: &str) -> Result<&str, String> {
+    let ok = !slug.is_empty()
+        && slug.len() <= 40
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if ok {
+        Ok(slug)
+    } else {
+        Err(format!(
+            "slug {slug:?} is not valid: use 1-40 lowercase letters, digits and dashes"
+        ))
+    }
+}
+
+/// A slug made from a name: lowercase ASCII letters and digits, other runs become one dash.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+        if slug.len() >= 40 {
+            break;
+        }
+    }
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() { "workspace".to_owned() } else { slug }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_checked() {
+        assert_eq!(validate_name("  Cursor on MacBook "), Ok("Cursor on MacBook"));
+        assert!(validate_name("   ").is_err());
+        assert!(validate_name("a\nb").is_err());
+        assert!(validate_name(&"x".repeat(101)).is_err());
+        assert_eq!(validate_name(&"é".repeat(100)).map(str::len), Ok(200));
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slugify("Acme Labs, Inc."), "acme-labs-inc");
+        assert_eq!(slugify("日本"), "workspace");
+        assert!(validate_slug("acme-2").is_ok());
+        assert!(validate_slug("Acme").is_err());
+        assert!(validate_slug("-a").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! The audit trail: key lifecycle, rejected authentication and write tool calls.
+
+use rusqlite::{Connection, params};
+
+use super::{Store, StoreResult, from_secs};
+use crate::api::Event;
+
+/// A new audit event, before it has an id.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub workspace_id: i64,
+    pub kind: &'a str,
+    pub key_id: Option<&'a str>,
+    pub key_prefix: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+/// Writes `event` on `conn` (so callers can make it part of their own transaction).
+pub(crate) fn insert_event(conn: &Connection, at: i64, event: &NewEvent<'_>) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_events (workspace_id, at, kind, key_id, key_prefix, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        event.workspace_id,
+        at,
+        event.kind,
+        event.key_id,
+        event.key_prefix,
+        event.detail
+    ])?;
+    Ok(())
+}
+
+impl Store {
+    pub fn record_event(&self, event: &NewEvent<'_>) -> StoreResult<()> {
+        insert_event(&self.conn(), self.now().timestamp(), event)
+    }
+
+    /// The newest `limit` events of a workspace, optionally only those of one key.
+    pub fn list_events(
+        &self,
+        workspace_id: i64,
+        key_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, at, kind, key_id, key_prefix, detail FROM audit_events
+             WHERE workspace_id = ?1 AND (?2 IS NULL OR key_id = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![workspace_id, key_id, limit], |row| {
+            Ok(Event {
+                id: row.get(0)?,
+                at: from_secs(row.get(1)?),
+                kind: row.get(2)?,
+                key_id: row.get(3)?,
+                key_prefix: row.get(4)?,
+                detail: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

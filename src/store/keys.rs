@@ -1,0 +1,320 @@
+//! MCP keys: creation (the only place a plaintext token is born), listing, revocation, rotation,
+//! authentication, and last-used tracking without a database write per request.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension as _, Row, params};
+
+use super::audit::{NewEvent, insert_event};
+use super::{Store, StoreError, StoreResult, from_secs, new_id};
+use crate::api::{Access, ExpiryPolicy, Key, KeyStatus};
+use crate::token::{PlainToken, TokenHash, TokenKind};
+
+/// The last use of a key, kept in memory until the next flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUsage {
+    pub at: DateTime<Utc>,
+    pub client: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// What the MCP endpoint learns about the key a request presented.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedKey {
+    pub key_id: String,
+    pub prefix: String,
+    pub workspace_id: i64,
+    pub workspace_slug: String,
+    pub access: Access,
+    pub status: KeyStatus,
+    /// The client last seen with this key (pending or stored), to carry over to requests that
+    /// do not say who they are.
+    pub last_used_client: Option<String>,
+}
+
+const KEY_COLUMNS: &str = "id, name, prefix, access, expires, created_at, expires_at, \
+                           last_used_at, last_used_client, last_used_ip, revoked_at";
+
+fn key_row(row: &Row<'_>, now: DateTime<Utc>) -> rusqlite::Result<Key> {
+    let access: String = row.get(3)?;
+    let expires: String = row.get(4)?;
+    let expires_at: Option<i64> = row.get(6)?;
+    let revoked_at: Option<i64> = row.get(10)?;
+    let expires_at = expires_at.map(from_secs);
+    let revoked_at = revoked_at.map(from_secs);
+    Ok(Key {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        prefix: row.get(2)?,
+        // The CHECK constraints in the schema admit only these values.
+        access: Access::parse(&access).unwrap_or(Access::ReadOnly),
+        expires: ExpiryPolicy::parse(&expires).unwrap_or(ExpiryPolicy::Days30),
+        created_at: from_secs(row.get(5)?),
+        expires_at,
+        last_used_at: row.get::<_, Option<i64>>(7)?.map(from_secs),
+        last_used_client: row.get(8)?,
+        last_used_ip: row.get(9)?,
+        revoked_at,
+        status: KeyStatus::derive(revoked_at, expires_at, now),
+    })
+}
+
+fn get_key(conn: &Connection, workspace_id: i64, id: &str, now: DateTime<Utc>) -> StoreResult<Key> {
+    conn.prepare_cached(&format!(
+        "SELECT {KEY_COLUMNS} FROM mcp_keys WHERE workspace_id = ?1 AND id = ?2"
+    ))?
+    .query_row(params![workspace_id, id], |row| key_row(row, now))
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("no MCP key with id {id:?} in this workspace")))
+}
+
+/// Inserts a new key with a fresh token; refuses a name an active key already has.
+fn insert_key(
+    conn: &Connection,
+    workspace_id: i64,
+    name: &str,
+    expires: ExpiryPolicy,
+    access: Access,
+    now: DateTime<Utc>,
+) -> StoreResult<(Key, PlainToken)> {
+    let taken = conn
+        .prepare_cached(
+            "SELECT id FROM mcp_keys WHERE workspace_id = ?1 AND name = ?2
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)",
+        )?
+        .query_row(params![workspace_id, name, now.timestamp()], |row| row.get::<_, String>(0))
+        .optional()?;
+    if let Some(other) = taken {
+        return Err(StoreError::Conflict(format!(
+            "an active key named {name:?} already exists ({other}); choose another name, or \
+             rotate or revoke that key"
+        )));
+    }
+    let token = PlainToken::generate(TokenKind::Mcp);
+    let id = new_id("key");
+    let expires_at = expires.days().map(|days| now + chrono::Duration::days(days));
+    conn.prepare_cached(
+        "INSERT INTO mcp_keys (id, workspace_id, name, prefix, token_hash, access, expires,
+                               created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        id,
+        workspace_id,
+        name,
+        token.display_prefix(),
+        token.hash().0.as_slice(),
+        access.as_str(),
+        expires.as_str(),
+        now.timestamp(),
+        expires_at.map(|t| t.timestamp()),
+    ])?;
+    let key = get_key(conn, workspace_id, &id, now)?;
+    Ok((key, token))
+}
+
+fn audit(conn: &Connection, workspace_id: i64, at: DateTime<Utc>, kind: &str, key: &Key, detail: &str) -> StoreResult<()> {
+    insert_event(
+        conn,
+        at.timestamp(),
+        &NewEvent {
+            workspace_id,
+            kind,
+            key_id: Some(&key.id),
+            key_prefix: Some(&key.prefix),
+            detail,
+        },
+    )
+}
+
+impl Store {
+    /// Creates a key. The returned [`PlainToken`] is the only copy of the secret there will be.
+    pub fn create_key(
+        &self,
+        workspace_id: i64,
+        name: &str,
+        expires: ExpiryPolicy,
+        access: Access,
+    ) -> StoreResult<(Key, PlainToken)> {
+        let now = self.now();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (key, token) = insert_key(&tx, workspace_id, name, expires, access, now)?;
+        let detail = format!(
+            "created {:?} ({}, expires {})",
+            key.name,
+            access.as_str(),
+            expires.as_str()
+        );
+        audit(&tx, workspace_id, now, "key.created", &key, &detail)?;
+        tx.commit()?;
+        Ok((key, token))
+    }
+
+    /// The workspace's keys, newest first, with pending last-used values applied.
+    pub fn list_keys(&self, workspace_id: i64, status: Option<KeyStatus>) -> StoreResult<Vec<Key>> {
+        let now = self.now();
+        let mut keys = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM mcp_keys WHERE workspace_id = ?1
+                 ORDER BY created_at DESC, rowid DESC"
+            ))?;
+            let rows = stmt.query_map([workspace_id], |row| key_row(row, now))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        if let Some(status) = status {
+            keys.retain(|k| k.status == status);
+        }
+        self.apply_pending_usage(&mut keys);
+        Ok(keys)
+    }
+
+    pub fn get_key(&self, workspace_id: i64, id: &str) -> StoreResult<Key> {
+        let mut key = get_key(&self.conn(), workspace_id, id, self.now())?;
+        self.apply_pending_usage(std::slice::from_mut(&mut key));
+        Ok(key)
+    }
+
+    /// Revokes a key. Takes effect on the very next request: authentication reads the row.
+    pub fn revoke_key(&self, workspace_id: i64, id: &str) -> StoreResult<Key> {
+        let now = self.now();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let key = get_key(&tx, workspace_id, id, now)?;
+        if key.status == KeyStatus::Revoked {
+            return Err(StoreError::Conflict(format!("the key {:?} is already revoked", key.name)));
+        }
+        tx.prepare_cached("UPDATE mcp_keys SET revoked_at = ?1 WHERE id = ?2")?
+            .execute(params![now.timestamp(), id])?;
+        let key = get_key(&tx, workspace_id, id, now)?;
+        audit(&tx, workspace_id, now, "key.revoked", &key, &format!("revoked {:?}", key.name))?;
+        tx.commit()?;
+        drop(conn);
+        let mut key = key;
+        self.apply_pending_usage(std::slice::from_mut(&mut key));
+        Ok(key)
+    }
+
+    /// Replaces a key with a new one of the same name, policy and access; the old one is
+    /// revoked in the same transaction. Returns `(new key, its token, the replaced key)`.
+    pub fn rotate_key(&self, workspace_id: i64, id: &str) -> StoreResult<(Key, PlainToken, Key)> {
+        let now = self.now();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let old = get_key(&tx, workspace_id, id, now)?;
+        if old.status == KeyStatus::Revoked {
+            return Err(StoreError::Conflict(format!(
+                "the key {:?} is revoked and cannot be rotated; create a new key instead",
+                old.name
+            )));
+        }
+        tx.prepare_cached("UPDATE mcp_keys SET revoked_at = ?1 WHERE id = ?2")?
+            .execute(params![now.timestamp(), id])?;
+        let (new, token) = insert_key(&tx, workspace_id, &old.name, old.expires, old.access, now)?;
+        let old = get_key(&tx, workspace_id, id, now)?;
+        audit(&tx, workspace_id, now, "key.rotated", &old, &format!("rotated {:?}: replaced by {}", old.name, new.id))?;
+        audit(&tx, workspace_id, now, "key.created", &new, &format!("created {:?} by rotating {}", new.name, old.id))?;
+        tx.commit()?;
+        drop(conn);
+        let mut old = old;
+        self.apply_pending_usage(std::slice::from_mut(&mut old));
+        Ok((new, token, old))
+    }
+
+    /// Looks up the key a token hash belongs to, with its current status.
+    pub fn authenticate_key(&self, hash: &TokenHash) -> StoreResult<Option<AuthenticatedKey>> {
+        let now = self.now();
+        let found = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT k.id, k.prefix, k.workspace_id, w.slug, k.access, k.expires_at,
+                        k.revoked_at, k.last_used_client
+                 FROM mcp_keys k JOIN workspaces w ON w.id = k.workspace_id
+                 WHERE k.token_hash = ?1",
+            )?;
+            stmt.query_row([hash.0.as_slice()], |row| {
+                let access: String = row.get(4)?;
+                let expires_at: Option<i64> = row.get(5)?;
+                let revoked_at: Option<i64> = row.get(6)?;
+                Ok(AuthenticatedKey {
+                    key_id: row.get(0)?,
+                    prefix: row.get(1)?,
+                    workspace_id: row.get(2)?,
+                    workspace_slug: row.get(3)?,
+                    access: Access::parse(&access).unwrap_or(Access::ReadOnly),
+                    status: KeyStatus::derive(
+                        revoked_at.map(from_secs),
+                        expires_at.map(from_secs),
+                        now,
+                    ),
+                    last_used_client: row.get(7)?,
+                })
+            })
+            .optional()?
+        };
+        Ok(found.map(|mut key| {
+            if let Some(client) = self.pending_usage().get(&key.key_id).and_then(|u| u.client.clone()) {
+                key.last_used_client = Some(client);
+            }
+            key
+        }))
+    }
+
+    /// Notes a use of a key in memory; [`Store::flush_usage`] writes it later.
+    pub fn note_usage(&self, key_id: &str, usage: KeyUsage) {
+        let mut pending = self.pending_usage();
+        match pending.get_mut(key_id) {
+            Some(slot) => *slot = usage,
+            None => {
+                pending.insert(key_id.to_owned(), usage);
+            }
+        }
+    }
+
+    /// Writes every pending last-used value in one transaction. Returns how many were written.
+    pub fn flush_usage(&self) -> StoreResult<usize> {
+        let batch: HashMap<String, KeyUsage> = std::mem::take(&mut *self.pending_usage());
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let result = (|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE mcp_keys SET last_used_at = ?2, last_used_client = ?3,
+                     last_used_ip = ?4 WHERE id = ?1",
+                )?;
+                for (id, usage) in &batch {
+                    stmt.execute(params![id, usage.at.timestamp(), usage.client, usage.ip])?;
+                }
+            }
+            tx.commit()?;
+            Ok::<_, StoreError>(batch.len())
+        })();
+        if result.is_err() {
+            // Put the batch back (newer values noted meanwhile win) so nothing is lost.
+            let mut pending = self.pending_usage();
+            for (id, usage) in batch {
+                pending.entry(id).or_insert(usage);
+            }
+        }
+        result
+    }
+
+    fn apply_pending_usage(&self, keys: &mut [Key]) {
+        let pending = self.pending_usage();
+        if pending.is_empty() {
+            return;
+        }
+        for key in keys {
+            if let Some(usage) = pending.get(&key.id) {
+                key.last_used_at = Some(usage.at);
+                key.last_used_client.clone_from(&usage.client);
+                key.last_used_ip.clone_from(&usage.ip);
+            }
+        }
+    }
+}

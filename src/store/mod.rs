@@ -1,0 +1,205 @@
+//! The store: every SQL statement of the project lives under this module.
+//!
+//! One SQLite database (WAL, foreign keys on, file 0600) behind one connection in a mutex. Every
+//! statement is a short indexed query, so handlers call the store directly instead of hopping to
+//! a blocking thread pool; the interface speaks in domain types only, so a PostgreSQL
+//! implementation could stand behind it later without touching the handlers.
+
+mod audit;
+pub mod journeys;
+mod keys;
+mod owner;
+mod seed;
+mod workspaces;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+
+pub use keys::{AuthenticatedKey, KeyUsage};
+pub use owner::OwnerCredentialSetup;
+
+/// Migrations in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// What can go wrong in the store, in terms the HTTP layer can map to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The current time, shiftable in tests so expiry can be checked without waiting 30 days.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_secs: Arc<AtomicI64>,
+}
+
+impl Clock {
+    /// Whole seconds: every stored and shown time has second precision.
+    pub fn now(&self) -> DateTime<Utc> {
+        let secs = Utc::now().timestamp() + self.offset_secs.load(Ordering::Relaxed);
+        from_secs(secs)
+    }
+
+    /// Moves this clock (and every store sharing it) forward.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_secs.fetch_add(by.num_seconds(), Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn from_secs(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    clock: Clock,
+    path: PathBuf,
+    /// Last-used values not yet written (see [`Store::flush_usage`]).
+    usage: Mutex<HashMap<String, KeyUsage>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, runs pending migrations and, on a new
+    /// database, creates the demo workspace. The directory is made 0700 and the file 0600.
+    pub fn open(path: &Path, clock: Clock) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                create_private_dir(dir)
+                    .with_context(|| format!("could not create {}", dir.display()))?;
+            }
+        }
+        let is_new = !path.exists();
+        if is_new {
+            create_private_file(path)
+                .with_context(|| format!("could not create the database {}", path.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("could not open the database {}", path.display()))?;
+        restrict_file(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Self {
+            conn: Mutex::new(conn),
+            clock,
+            path: path.to_owned(),
+            usage: Mutex::default(),
+        };
+        store.migrate().with_context(|| format!("could not migrate {}", path.display()))?;
+        if is_new || store.list_workspaces()?.is_empty() {
+            store.seed_demo().context("could not create the demo workspace")?;
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Runs `PRAGMA integrity_check`; `Ok(())` when SQLite answers `ok`.
+    pub fn integrity_check(&self) -> StoreResult<()> {
+        let answer: String =
+            self.conn().query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+        if answer == "ok" { Ok(()) } else { Err(StoreError::Invalid(answer)) }
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A poisoned lock means a panic while holding the connection; SQLite's own transaction
+        // rollback keeps the data consistent, so carrying on is safe.
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pending_usage(&self) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
+        // Same reasoning as `conn`: the map holds plain values, a panic cannot leave it torn.
+        self.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let done: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let done = usize::try_from(done).unwrap_or(usize::MAX);
+        if done > MIGRATIONS.len() {
+            return Err(StoreError::Invalid(format!(
+                "the database was written by a newer custory-mcp (schema version {done}, this \
+                 build knows {}); upgrade custory-mcp",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i64::try_from(index + 1).unwrap_or(i64::MAX))?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+/// A random id with a type prefix, e.g. `key_4fQ2kd9XzA`.
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", crate::token::random_base62(10))
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+/// Creates an empty file readable only by its owner, so the database is never world-readable,
+/// not even for a moment.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
+}
+
+#[cfg(unix)]
+fn restrict_file(path: &Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("could not make {} private (0600)", path.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict_file(_path: &Path) -> anyhow::Result<()> {
+    Ok(())
+}

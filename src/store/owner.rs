@@ -1,0 +1,59 @@
+//! The owner credential: the admin API's bearer token for this server.
+
+use rusqlite::{OptionalExtension as _, params};
+
+use super::{Store, StoreResult};
+use crate::token::{PlainToken, TokenHash, TokenKind};
+
+/// What `serve` learns at start-up about the owner credential.
+#[derive(Debug)]
+pub enum OwnerCredentialSetup {
+    /// A new credential was issued: show it once and save it locally.
+    Issued(PlainToken),
+    /// An active credential already exists (its display prefix).
+    Existing { prefix: String },
+}
+
+impl Store {
+    /// Issues an owner credential if none is active, or a new one (revoking the old) when
+    /// `reset` is set.
+    pub fn ensure_owner_credential(&self, reset: bool) -> StoreResult<OwnerCredentialSetup> {
+        let now = self.now().timestamp();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if reset {
+            tx.execute(
+                "UPDATE owner_credentials SET revoked_at = ?1 WHERE revoked_at IS NULL",
+                [now],
+            )?;
+        } else if let Some(prefix) = tx
+            .query_row(
+                "SELECT prefix FROM owner_credentials WHERE revoked_at IS NULL LIMIT 1",
+                [],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()?
+        {
+            return Ok(OwnerCredentialSetup::Existing { prefix });
+        }
+        let token = PlainToken::generate(TokenKind::Owner);
+        tx.execute(
+            "INSERT INTO owner_credentials (token_hash, prefix, created_at) VALUES (?1, ?2, ?3)",
+            params![token.hash().0.as_slice(), token.display_prefix(), now],
+        )?;
+        tx.commit()?;
+        Ok(OwnerCredentialSetup::Issued(token))
+    }
+
+    /// Whether `hash` belongs to an active owner credential.
+    pub fn is_owner_credential(&self, hash: &TokenHash) -> StoreResult<bool> {
+        let conn = self.conn();
+        let found = conn
+            .prepare_cached(
+                "SELECT 1 FROM owner_credentials WHERE token_hash = ?1 AND revoked_at IS NULL",
+            )?
+            .query_row([hash.0.as_slice()], |_| Ok(()))
+            .optional()?;
+        Ok(found.is_some())
+    }
+}
