@@ -4,6 +4,12 @@
 //! See `ARCHITECTURE.md` for the map.
 
 pub mod api;
+pub mod cli;
+pub mod error;
+pub mod fsutil;
 pub mod mcp;
+pub mod output;
+pub mod secrets;
+pub mod server;
 pub mod store;
 pub mod token;

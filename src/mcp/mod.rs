@@ -1,3 +1,433 @@
 //! The MCP endpoint (`POST /api/mcp`): Streamable HTTP, stateless, JSON responses.
+//!
+//! A request passes, in order: the `Origin` check (403), bearer authentication (401, before the
+//! body is read), `Content-Type` (415), `Accept` (406), `MCP-Protocol-Version` (400), the body
+//! limit (413), JSON parsing (-32700), JSON-RPC framing (-32600) and dispatch (-32601, -32602).
+//! No session is issued; every request stands alone. See ARCHITECTURE.md for why this is
+//! written by hand rather than with rmcp's server.
 
 pub mod tools;
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::api::KeyStatus;
+use crate::server::{AppState, BearerError, MAX_BODY_BYTES, bearer_token};
+use crate::store::{AuthenticatedKey, KeyUsage, NewEvent};
+use crate::token::TokenKind;
+use tools::ToolContext;
+
+/// Protocol versions this server speaks, oldest first.
+pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
+pub const LATEST_VERSION: &str = "2025-11-25";
+/// What a request without `MCP-Protocol-Version` is taken to speak (the spec's rule).
+const DEFAULT_VERSION: &str = "2025-03-26";
+/// The only version that allows JSON-RPC batches.
+const BATCH_VERSION: &str = "2025-03-26";
+
+pub const SERVER_NAME: &str = "custory-mcp";
+
+// JSON-RPC error codes.
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+/// Implementation-defined: authentication failed.
+const UNAUTHORIZED: i64 = -32001;
+
+/// `POST /api/mcp`.
+pub async fn handle(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| state.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
+        if !allowed {
+            return transport_error(
+                StatusCode::FORBIDDEN,
+                INVALID_REQUEST,
+                "Forbidden: this Origin is not allowed to call the MCP endpoint (start the \
+                 server with --allow-origin to permit it)",
+            );
+        }
+    }
+
+    let key = match authenticate(&state, &headers) {
+        Ok(key) => key,
+        Err(response) => return *response,
+    };
+
+    if !is_json_content_type(&headers) {
+        return transport_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        );
+    }
+    if !accepts_json_and_sse(&headers) {
+        return transport_error(
+            StatusCode::NOT_ACCEPTABLE,
+            INVALID_REQUEST,
+            "Not Acceptable: the Accept header must list both application/json and text/event-stream",
+        );
+    }
+    let version = match headers.get("mcp-protocol-version").map(HeaderValue::to_str) {
+        None => DEFAULT_VERSION,
+        Some(Ok(v)) if SUPPORTED_VERSIONS.contains(&v) => v,
+        Some(v) => {
+            let shown = v.unwrap_or("(not text)");
+            return transport_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                &format!(
+                    "Bad Request: unsupported MCP-Protocol-Version {shown:?}; this server \
+                     supports {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            );
+        }
+    };
+    let body = match read_body(&headers, body).await {
+        Ok(bytes) => bytes,
+        Err(response) => return *response,
+    };
+    let message: Value = match serde_json::from_slice(&body) {
+        Ok(message) => message,
+        Err(error) => {
+            return transport_error(
+                StatusCode::BAD_REQUEST,
+                PARSE_ERROR,
+                &format!("Parse error: the body is not valid JSON ({error})"),
+            );
+        }
+    };
+
+    let ctx = ToolContext {
+        workspace_id: key.workspace_id,
+        workspace_slug: key.workspace_slug.clone(),
+        key_id: key.key_id.clone(),
+        key_prefix: key.prefix.clone(),
+        access: key.access,
+    };
+    let mut session = Exchange { state: &state, ctx: &ctx, client: None };
+    let response = match message {
+        Value::Array(batch) => session.batch(batch, version),
+        single => session.single(single),
+    };
+
+    let client = session
+        .client
+        .or(key.last_used_client)
+        .or_else(|| headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned));
+    state.store.note_usage(
+        &key.key_id,
+        KeyUsage { at: state.store.now(), client, ip: Some(peer.ip().to_string()) },
+    );
+    response
+}
+
+/// Resolves the bearer token to an active key, or the 401 to send.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthenticatedKey, Box<Response>> {
+    let token = bearer_token(headers).map_err(|error| {
+        let description = match error {
+            BearerError::Missing => {
+                "missing bearer token: send Authorization: Bearer cst_... (an MCP key)".to_owned()
+            }
+            other => other.to_string(),
+        };
+        unauthorized(&description)
+    })?;
+    if token.kind() == TokenKind::Owner {
+        return Err(unauthorized(
+            "owner credentials (csa_) are not accepted at the MCP endpoint: use an MCP key \
+             (custory-mcp keys create)",
+        ));
+    }
+    let key = match state.store.authenticate_key(&token.hash()) {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return Err(unauthorized(
+                "unknown MCP key: this server never issued it (or its database was replaced)",
+            ));
+        }
+        Err(error) => {
+            tracing::error!(%error, "authentication lookup failed");
+            return Err(Box::new(transport_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                -32603,
+                "the server could not check the key; try again",
+            )));
+        }
+    };
+    let refusal = match key.status {
+        KeyStatus::Active => return Ok(key),
+        KeyStatus::Revoked => "this MCP key was revoked: create a new one (custory-mcp keys create)",
+        KeyStatus::Expired => "this MCP key has expired: rotate it (custory-mcp keys rotate)",
+    };
+    let detail = format!("refused a {} key", key.status.as_str());
+    let event = NewEvent {
+        workspace_id: key.workspace_id,
+        kind: "auth.rejected",
+        key_id: Some(&key.key_id),
+        key_prefix: Some(&key.prefix),
+        detail: &detail,
+    };
+    if let Err(error) = state.store.record_event(&event) {
+        tracing::warn!(%error, "could not record a rejected authentication");
+    }
+    Err(unauthorized(refusal))
+}
+
+fn unauthorized(description: &str) -> Box<Response> {
+    let mut response = transport_error(StatusCode::UNAUTHORIZED, UNAUTHORIZED, description);
+    let challenge = format!(
+        "Bearer realm=\"custory\", error=\"invalid_token\", error_description=\"{}\"",
+        description.replace(['"', '\\'], "'")
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    Box::new(response)
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `Accept` admits both JSON and SSE. No `Accept` at all means "anything" (RFC 9110).
+fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT) else { return true };
+    let Ok(accept) = accept.to_str() else { return false };
+    let ranges: Vec<String> = accept
+        .split(',')
+        .filter_map(|r| r.split(';').next())
+        .map(|r| r.trim().to_ascii_lowercase())
+        .collect();
+    let has = |options: [&str; 3]| ranges.iter().any(|r| options.contains(&r.as_str()));
+    has(["application/json", "application/*", "*/*"])
+        && has(["text/event-stream", "text/*", "*/*"])
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Box<Response>> {
+    let too_large = || {
+        Box::new(transport_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            INVALID_REQUEST,
+            &format!("Payload Too Large: the body exceeds {MAX_BODY_BYTES} bytes"),
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
+        // `to_bytes` fails for the length limit or for a broken connection.
+        if std::error::Error::source(&error).is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) {
+            too_large()
+        } else {
+            Box::new(transport_error(
+                StatusCode::BAD_REQUEST,
+                PARSE_ERROR,
+                "Parse error: the request body could not be read completely",
+            ))
+        }
+    })
+}
+
+/// An HTTP-level error with a JSON-RPC error body (no id: it may not have been read).
+fn transport_error(status: StatusCode, code: i64, message: &str) -> Response {
+    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    (status, json_body(&body)).into_response()
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (status, json_body(body)).into_response()
+}
+
+fn json_body(value: &Value) -> ([(header::HeaderName, HeaderValue); 1], Vec<u8>) {
+    // Serializing a `Value` cannot fail: its keys are strings and it holds no foreign types.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes)
+}
+
+/// One HTTP request's worth of JSON-RPC messages for one authenticated key.
+struct Exchange<'a> {
+    state: &'a AppState,
+    ctx: &'a ToolContext,
+    /// `clientInfo` from an `initialize` in this request, as `name/version`.
+    client: Option<String>,
+}
+
+/// The result of handling one JSON-RPC message.
+enum Reply {
+    /// A response object to send back.
+    Message(Value),
+    /// An invalid message whose id could not be read: answered with HTTP 400.
+    Invalid(Value),
+    /// A notification or a client's response: nothing to send (HTTP 202).
+    Nothing,
+}
+
+impl Exchange<'_> {
+    fn single(&mut self, message: Value) -> Response {
+        match self.message(message) {
+            Reply::Message(body) => json_response(StatusCode::OK, &body),
+            Reply::Invalid(body) => json_response(StatusCode::BAD_REQUEST, &body),
+            Reply::Nothing => StatusCode::ACCEPTED.into_response(),
+        }
+    }
+
+    fn batch(&mut self, messages: Vec<Value>, version: &str) -> Response {
+        if version != BATCH_VERSION {
+            return transport_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                &format!(
+                    "Invalid Request: JSON-RPC batches are only part of protocol version \
+                     {BATCH_VERSION}; this request speaks {version}: send one message per POST"
+                ),
+            );
+        }
+        if messages.is_empty() {
+            return transport_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "Invalid Request: empty batch");
+        }
+        let replies: Vec<Value> = messages
+            .into_iter()
+            .filter_map(|m| match self.message(m) {
+                Reply::Message(body) | Reply::Invalid(body) => Some(body),
+                Reply::Nothing => None,
+            })
+            .collect();
+        if replies.is_empty() {
+            StatusCode::ACCEPTED.into_response()
+        } else {
+            json_response(StatusCode::OK, &Value::Array(replies))
+        }
+    }
+
+    fn message(&mut self, message: Value) -> Reply {
+        let Value::Object(mut message) = message else {
+            return Reply::Invalid(error_reply(&Value::Null, INVALID_REQUEST, "Invalid Request: a JSON-RPC message must be an object"));
+        };
+        let id = message.remove("id");
+        let id_ok = matches!(id, None | Some(Value::String(_) | Value::Number(_)));
+        if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") || !id_ok {
+            let id = if id_ok { id.unwrap_or(Value::Null) } else { Value::Null };
+            let text = if id_ok {
+                "Invalid Request: \"jsonrpc\" must be \"2.0\""
+            } else {
+                "Invalid Request: \"id\" must be a string or a number"
+            };
+            return Reply::Invalid(error_reply(&id, INVALID_REQUEST, text));
+        }
+        let method = match message.remove("method") {
+            Some(Value::String(method)) => method,
+            Some(_) => {
+                let id = id.unwrap_or(Value::Null);
+                return Reply::Invalid(error_reply(&id, INVALID_REQUEST, "Invalid Request: \"method\" must be a string"));
+            }
+            // A response to a request of ours (we send none) or an error: acknowledged.
+            None if id.is_some() && (message.contains_key("result") || message.contains_key("error")) => {
+                return Reply::Nothing;
+            }
+            None => {
+                let id = id.unwrap_or(Value::Null);
+                return Reply::Invalid(error_reply(&id, INVALID_REQUEST, "Invalid Request: \"method\" is missing"));
+            }
+        };
+        let Some(id) = id else {
+            // Notifications (`notifications/initialized`, `notifications/cancelled`, …) need no answer.
+            return Reply::Nothing;
+        };
+        let params = message.remove("params").unwrap_or(Value::Null);
+        if !matches!(params, Value::Null | Value::Object(_)) {
+            return Reply::Message(error_reply(&id, INVALID_PARAMS, "Invalid params: \"params\" must be an object"));
+        }
+        match self.request(&method, params) {
+            Ok(result) => Reply::Message(json!({"jsonrpc": "2.0", "id": id, "result": result})),
+            Err((code, text)) => Reply::Message(error_reply(&id, code, &text)),
+        }
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Result<Value, (i64, String)> {
+        match method {
+            "initialize" => self.initialize(&params),
+            "ping" => Ok(json!({})),
+            "tools/list" => {
+                if params.get("cursor").is_some_and(|c| !c.is_null()) {
+                    return Err((INVALID_PARAMS, "Invalid params: unknown cursor (tools/list has a single page)".into()));
+                }
+                Ok(json!({"tools": tools::definitions(self.ctx.access)}))
+            }
+            "tools/call" => {
+                let Some(name) = params.get("name").and_then(Value::as_str) else {
+                    return Err((INVALID_PARAMS, "Invalid params: tools/call needs a string \"name\"".into()));
+                };
+                let arguments = params.get("arguments").cloned().unwrap_or(Value::Null);
+                if !matches!(arguments, Value::Null | Value::Object(_)) {
+                    return Err((INVALID_PARAMS, "Invalid params: \"arguments\" must be an object".into()));
+                }
+                tools::call(&self.state.store, self.ctx, name, arguments)
+                    .map_err(|error| (INVALID_PARAMS, format!("Invalid params: {error}")))
+            }
+            _ => Err((METHOD_NOT_FOUND, format!("Method not found: {method}"))),
+        }
+    }
+
+    fn initialize(&mut self, params: &Value) -> Result<Value, (i64, String)> {
+        let Some(requested) = params.get("protocolVersion").and_then(Value::as_str) else {
+            return Err((INVALID_PARAMS, "Invalid params: initialize needs \"protocolVersion\"".into()));
+        };
+        let version = if SUPPORTED_VERSIONS.contains(&requested) { requested } else { LATEST_VERSION };
+        if let Some(info) = params.get("clientInfo") {
+            let name = info.get("name").and_then(Value::as_str).unwrap_or("unknown client");
+            let client = match info.get("version").and_then(Value::as_str) {
+                Some(v) => format!("{name}/{v}"),
+                None => name.to_owned(),
+            };
+            // Client names are free text from the network: keep them short and printable.
+            self.client = Some(client.chars().filter(|c| !c.is_control()).take(100).collect());
+        }
+        Ok(json!({
+            "protocolVersion": version,
+            "capabilities": {"tools": {"listChanged": false}},
+            "serverInfo": {
+                "name": SERVER_NAME,
+                "title": "Custory",
+                "version": env!("CARGO_PKG_VERSION"),
+            },
+            "instructions": instructions(&self.ctx.workspace_slug),
+        }))
+    }
+}
+
+fn error_reply(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+fn instructions(workspace: &str) -> String {
+    format!(
+        "Custory customer-journey context for the workspace \"{workspace}\". A workspace holds \
+         journeys; a journey has stages, a stage has steps, and a step holds items of five kinds: \
+         touchpoint, insight, opportunity, solution, metric. Items link only touchpoint->insight, \
+         insight->opportunity, opportunity->solution, opportunity->metric and solution->metric. \
+         Start with get_workspace or list_journeys, read a map with get_journey, find things with \
+         search, and read one item (links, comments) with get_item."
+    )
+}

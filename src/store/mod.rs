@@ -22,6 +22,8 @@ use rusqlite::Connection;
 
 pub use keys::{AuthenticatedKey, KeyUsage};
 pub use owner::OwnerCredentialSetup;
+pub use workspaces::WorkspaceRow;
+pub use audit::NewEvent;
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
@@ -84,19 +86,18 @@ impl Store {
     pub fn open(path: &Path, clock: Clock) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                create_private_dir(dir)
-                    .with_context(|| format!("could not create {}", dir.display()))?;
-            }
+            crate::fsutil::create_private_dir(dir)
+                .with_context(|| format!("could not create {}", dir.display()))?;
         }
         let is_new = !path.exists();
         if is_new {
-            create_private_file(path)
+            crate::fsutil::create_private_file(path)
                 .with_context(|| format!("could not create the database {}", path.display()))?;
         }
         let conn = Connection::open(path)
             .with_context(|| format!("could not open the database {}", path.display()))?;
-        restrict_file(path)?;
+        crate::fsutil::restrict_file(path)
+            .with_context(|| format!("could not make {} private (0600)", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -168,38 +169,4 @@ impl Store {
 /// A random id with a type prefix, e.g. `key_4fQ2kd9XzA`.
 pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", crate::token::random_base62(10))
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
-}
-
-/// Creates an empty file readable only by its owner, so the database is never world-readable,
-/// not even for a moment.
-fn create_private_file(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map(drop)
-}
-
-#[cfg(unix)]
-fn restrict_file(path: &Path) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("could not make {} private (0600)", path.display()))
-}
-
-#[cfg(not(unix))]
-fn restrict_file(_path: &Path) -> anyhow::Result<()> {
-    Ok(())
 }

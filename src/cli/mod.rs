@@ -1,0 +1,77 @@
+//! The command line: global options, the command tree, and dispatch. One file per command.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{CliError, ExitStatus};
+use crate::output::{ColorChoice, Printer};
+
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
+
+/// Workspace-scoped MCP keys for Custory, and the local server that serves them.
+#[derive(Debug, Parser)]
+#[command(name = "custory-mcp", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// The Custory server to manage
+    #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
+    pub server: String,
+    /// The workspace to act on (may be omitted when the server has one workspace)
+    #[arg(long, global = true, env = "CUSTORY_WORKSPACE", value_name = "SLUG")]
+    pub workspace: Option<String>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// When to use colors (NO_COLOR is respected)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Print only data and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log more (repeat for more detail)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the local Custory server (admin API and MCP endpoint)
+    Serve(serve::ServeArgs),
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let status = if error.use_stderr() { ExitStatus::Usage } else { ExitStatus::Success };
+            let _ = error.print();
+            return status.into();
+        }
+    };
+    let printer = Printer::new(cli.global.json, cli.global.quiet, cli.global.color);
+    match run(cli, printer) {
+        Ok(status) => status.into(),
+        Err(error) => {
+            printer.error(&error);
+            error
+                .downcast_ref::<CliError>()
+                .map_or(ExitStatus::Failure, |e| e.status)
+                .into()
+        }
+    }
+}
+
+fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args, &cli.global, printer),
+    }
+}

@@ -1,0 +1,185 @@
+//! `custory-mcp serve`: open (or create) the database, bind, announce, serve until a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::GlobalArgs;
+use crate::error::{CliError, ExitStatus};
+use crate::output::Printer;
+use crate::secrets::{self, CredentialStore};
+use crate::server::{AppState, ServerConfig};
+use crate::store::{Clock, OwnerCredentialSetup, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// SQLite database file [default: custory.db in the user's data directory]
+    #[arg(long, env = "CUSTORY_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Let browser pages from this Origin call the MCP endpoint (repeatable)
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// Issue a new owner credential and revoke the old one (needs the database file)
+    #[arg(long)]
+    pub reset_owner_credential: bool,
+}
+
+pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    init_logging(global.verbose, global.quiet);
+    let db = match args.db {
+        Some(path) => path,
+        None => default_database()?,
+    };
+    let store = Store::open(&db, Clock::default())?;
+    let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|error| {
+            let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
+                "another server is using it: stop it, or pass --listen 127.0.0.1:0 for a free port"
+            } else {
+                "pass another address with --listen"
+            };
+            CliError::failure(format!("could not listen on {}: {error}", args.listen)).hint(hint)
+        })?;
+        let addr = listener.local_addr()?;
+        let url = base_url(addr);
+        announce(&store, &owner, &url, printer)?;
+
+        let state = AppState {
+            store: Arc::new(store),
+            config: Arc::new(ServerConfig {
+                allowed_origins: args.allow_origin,
+                ..ServerConfig::default()
+            }),
+        };
+        crate::server::run(listener, state, shutdown_signal()).await?;
+        printer.info("custory-mcp stopped");
+        Ok(ExitStatus::Success)
+    })
+}
+
+/// Tells the user where the server is and, on first start, the owner credential (once).
+fn announce(store: &Store, owner: &OwnerCredentialSetup, url: &str, printer: Printer) -> anyhow::Result<()> {
+    let credentials = CredentialStore::open()?;
+    let account = secrets::owner_account(url);
+    let (token, saved) = match owner {
+        OwnerCredentialSetup::Issued(token) => {
+            let saved = credentials.set(&account, token);
+            if let Err(error) = &saved {
+                printer.warn(&format!("could not save the owner credential locally: {error:#}"));
+            }
+            (Some(token), saved.ok())
+        }
+        OwnerCredentialSetup::Existing { .. } => (None, None),
+    };
+    let workspaces: Vec<String> = store.list_workspaces()?.into_iter().map(|w| w.slug).collect();
+    if printer.json {
+        return printer.json(&json!({
+            "url": url,
+            "mcp_url": format!("{url}/api/mcp"),
+            "database": store.path(),
+            "workspaces": workspaces,
+            "owner_credential": token.map(|t| t.expose()),
+            "owner_credential_saved_to": saved.as_ref().map(ToString::to_string),
+        }));
+    }
+    printer.info(&format!("custory-mcp {} listening on {url}", env!("CARGO_PKG_VERSION")));
+    printer.info(&format!("  MCP endpoint  {url}/api/mcp"));
+    printer.info(&format!("  database      {}", store.path().display()));
+    printer.info(&format!("  workspaces    {}", workspaces.join(", ")));
+    match (token, &saved) {
+        (Some(token), _) => {
+            printer.info("");
+            printer.info("Owner credential for the admin API (shown only this once):");
+            // The credential is the one piece of data this command produces.
+            printer.data(token.expose());
+            if let Some(saved) = &saved {
+                printer.info(&format!("Saved to {saved} for {url}."));
+            }
+            printer.info("");
+            printer.info("Next: custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d");
+        }
+        (None, _) => {
+            let known = credentials
+                .get(&account)
+                .ok()
+                .flatten()
+                .is_some_and(|t| store.is_owner_credential(&t.hash()).unwrap_or(false));
+            if !known {
+                printer.info(&format!(
+                    "  note: no owner credential for {url} is saved on this machine; run \
+                     `custory-mcp login --server {url}`, or `custory-mcp serve \
+                     --reset-owner-credential` to issue a new one"
+                ));
+            }
+        }
+    }
+    printer.info("Press Ctrl-C to stop.");
+    Ok(())
+}
+
+/// The URL clients use for a listener: a wildcard address is reached through loopback.
+pub fn base_url(addr: SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", addr.port())
+}
+
+pub fn default_database() -> anyhow::Result<PathBuf> {
+    directories::ProjectDirs::from("com", "usecustory", "custory-mcp")
+        .map(|dirs| dirs.data_dir().join("custory.db"))
+        .context("could not find a home directory for the database; pass --db PATH")
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTORY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

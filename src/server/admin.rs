@@ -1,0 +1,199 @@
+//! The admin API (`/api/admin/…`): workspaces, MCP keys and the audit trail. Owner credential
+//! only. Handlers are thin: validate, call the store, shape the response.
+
+use axum::Json;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::auth::Owner;
+use super::error::{ApiError, ApiResult};
+use crate::api::{
+    self, Access, CreatedKeyResponse, EventsResponse, ExpiryPolicy, KeyResponse, KeyStatus,
+    KeysResponse, WorkspaceResponse, WorkspacesResponse,
+};
+use crate::store::WorkspaceRow;
+
+/// `Json<T>` whose rejections use the API's error shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+                    _ => "malformed_json",
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+fn workspace(state: &AppState, slug: &str) -> ApiResult<WorkspaceRow> {
+    if let Some(row) = state.store.workspace_by_slug(slug)? {
+        return Ok(row);
+    }
+    let known: Vec<String> =
+        state.store.list_workspaces()?.into_iter().map(|w| w.slug).collect();
+    Err(ApiError::not_found(
+        "workspace_not_found",
+        format!("no workspace {slug:?} on this server; workspaces: {}", known.join(", ")),
+    ))
+}
+
+fn key_not_found(error: crate::store::StoreError) -> ApiError {
+    match error {
+        crate::store::StoreError::NotFound(message) => ApiError::not_found("key_not_found", message),
+        other => other.into(),
+    }
+}
+
+pub async fn list_workspaces(_: Owner, State(state): State<AppState>) -> ApiResult<Json<WorkspacesResponse>> {
+    Ok(Json(WorkspacesResponse { workspaces: state.store.list_workspaces()? }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateWorkspaceBody {
+    name: Option<String>,
+    slug: Option<String>,
+}
+
+pub async fn create_workspace(
+    _: Owner,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateWorkspaceBody>,
+) -> ApiResult<(StatusCode, Json<WorkspaceResponse>)> {
+    let raw_name = body.name.ok_or_else(|| ApiError::unprocessable("invalid_name", "name is required"))?;
+    let name = api::validate_name(&raw_name).map_err(|m| ApiError::unprocessable("invalid_name", m))?;
+    let slug = match body.slug {
+        Some(slug) => api::validate_slug(&slug)
+            .map_err(|m| ApiError::unprocessable("invalid_slug", m))?
+            .to_owned(),
+        None => api::slugify(name),
+    };
+    let workspace = state.store.create_workspace(name, &slug)?;
+    Ok((StatusCode::CREATED, Json(WorkspaceResponse { workspace })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListKeysQuery {
+    status: Option<String>,
+}
+
+pub async fn list_keys(
+    _: Owner,
+    State(state): State<AppState>,
+    Path(ws): Path<String>,
+    Query(query): Query<ListKeysQuery>,
+) -> ApiResult<Json<KeysResponse>> {
+    let ws = workspace(&state, &ws)?;
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(KeyStatus::parse(raw).ok_or_else(|| {
+            ApiError::bad_request("invalid_status", format!("status {raw:?} is not one of active, expired, revoked"))
+        })?),
+    };
+    Ok(Json(KeysResponse { keys: state.store.list_keys(ws.id, status)? }))
+}
+
+/// The create-key body with every field optional, so each mistake gets its own message.
+#[derive(Debug, Deserialize)]
+pub struct CreateKeyBody {
+    name: Option<String>,
+    expires: Option<String>,
+    access: Option<String>,
+}
+
+pub async fn create_key(
+    _: Owner,
+    State(state): State<AppState>,
+    Path(ws): Path<String>,
+    JsonBody(body): JsonBody<CreateKeyBody>,
+) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
+    let ws = workspace(&state, &ws)?;
+    let raw_name = body.name.ok_or_else(|| ApiError::unprocessable("invalid_name", "name is required"))?;
+    let name = api::validate_name(&raw_name).map_err(|m| ApiError::unprocessable("invalid_name", m))?;
+    let expires = body.expires.as_deref().ok_or_else(|| {
+        ApiError::unprocessable("invalid_expires", "expires is required: one of 30d, 90d, never")
+    })?;
+    let expires = ExpiryPolicy::parse(expires).ok_or_else(|| {
+        ApiError::unprocessable("invalid_expires", format!("expires {expires:?} is not one of 30d, 90d, never"))
+    })?;
+    let access = match body.access.as_deref() {
+        None => Access::default(),
+        Some(raw) => Access::parse(raw).ok_or_else(|| {
+            ApiError::unprocessable("invalid_access", format!("access {raw:?} is not one of read-write, read-only"))
+        })?,
+    };
+    let (key, token) = state.store.create_key(ws.id, name, expires, access)?;
+    let response = CreatedKeyResponse { key, token: token.expose().to_owned(), replaced: None };
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+pub async fn get_key(
+    _: Owner,
+    State(state): State<AppState>,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<KeyResponse>> {
+    let ws = workspace(&state, &ws)?;
+    Ok(Json(KeyResponse { key: state.store.get_key(ws.id, &id).map_err(key_not_found)? }))
+}
+
+pub async fn revoke_key(
+    _: Owner,
+    State(state): State<AppState>,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<KeyResponse>> {
+    let ws = workspace(&state, &ws)?;
+    let key = state.store.revoke_key(ws.id, &id).map_err(key_not_found)?;
+    Ok(Json(KeyResponse { key }))
+}
+
+pub async fn rotate_key(
+    _: Owner,
+    State(state): State<AppState>,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
+    let ws = workspace(&state, &ws)?;
+    let (key, token, replaced) = state.store.rotate_key(ws.id, &id).map_err(key_not_found)?;
+    let response =
+        CreatedKeyResponse { key, token: token.expose().to_owned(), replaced: Some(replaced) };
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    key: Option<String>,
+    limit: Option<String>,
+}
+
+pub async fn audit(
+    _: Owner,
+    State(state): State<AppState>,
+    Path(ws): Path<String>,
+    Query(query): Query<AuditQuery>,
+) -> ApiResult<Json<EventsResponse>> {
+    let ws = workspace(&state, &ws)?;
+    let limit = match query.limit.as_deref() {
+        None => 50,
+        Some(raw) => raw.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+            ApiError::bad_request("invalid_limit", format!("limit {raw:?} is not a number from 1 to 1000"))
+        })?,
+    };
+    let events = state.store.list_events(ws.id, query.key.as_deref(), limit)?;
+    Ok(Json(EventsResponse { events }))
+}

@@ -1,0 +1,128 @@
+//! The HTTP server: `/healthz`, the admin API and the MCP endpoint on one axum router.
+//!
+//! [`run`] is the seam: production binds a listener and waits for a signal; tests pass a
+//! listener on `127.0.0.1:0` and a future they resolve themselves.
+
+mod admin;
+mod auth;
+mod error;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+
+pub use auth::{BearerError, bearer_token};
+pub use error::{ApiError, ApiResult};
+
+use crate::store::Store;
+
+/// Largest request body accepted anywhere (413 above it).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Origins allowed to call the MCP endpoint from a browser (requests without `Origin`,
+    /// as CLI and IDE clients send them, are always allowed).
+    pub allowed_origins: Vec<String>,
+    /// How often pending last-used values are written to the database.
+    pub usage_flush_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { allowed_origins: Vec::new(), usage_flush_interval: Duration::from_secs(5) }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub config: Arc<ServerConfig>,
+}
+
+/// The whole HTTP surface on one screen.
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/workspaces", get(admin::list_workspaces).post(admin::create_workspace))
+        .route("/workspaces/{ws}/mcp-keys", get(admin::list_keys).post(admin::create_key))
+        .route("/workspaces/{ws}/mcp-keys/{id}", get(admin::get_key))
+        .route("/workspaces/{ws}/mcp-keys/{id}/revoke", post(admin::revoke_key))
+        .route("/workspaces/{ws}/mcp-keys/{id}/rotate", post(admin::rotate_key))
+        .route("/workspaces/{ws}/audit", get(admin::audit));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/mcp", post(crate::mcp::handle).fallback(mcp_method_not_allowed))
+        .nest("/api/admin", admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `listener` until `shutdown` resolves, then writes pending last-used values.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Arc::clone(&state.store);
+    let flusher = tokio::spawn(flush_usage_periodically(
+        Arc::clone(&store),
+        state.config.usage_flush_interval,
+    ));
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    flusher.abort();
+    // The last flush runs whatever happened to the listener, so no recorded use is lost.
+    let flushed = store.flush_usage();
+    served?;
+    flushed?;
+    Ok(())
+}
+
+async fn flush_usage_periodically(store: Arc<Store>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = store.flush_usage() {
+            tracing::warn!(%error, "could not write last-used times; will retry");
+        }
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint; the MCP endpoint is POST /api/mcp")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
+}
+
+/// GET (SSE stream) and DELETE (session end) are not offered: the endpoint is stateless.
+async fn mcp_method_not_allowed(method: Method) -> impl IntoResponse {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not supported: this MCP endpoint is stateless and takes POST only"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static("POST"));
+    response
+}
