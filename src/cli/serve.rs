@@ -85,14 +85,17 @@ fn announce(store: &Store, owner: &OwnerCredentialSetup, url: &str, printer: Pri
     };
     let workspaces: Vec<String> = store.list_workspaces()?.into_iter().map(|w| w.slug).collect();
     if printer.json {
-        return printer.json(&json!({
+        // One line, so a supervisor or test can read the announcement line by line.
+        let line = json!({
             "url": url,
             "mcp_url": format!("{url}/api/mcp"),
             "database": store.path(),
             "workspaces": workspaces,
             "owner_credential": token.map(|t| t.expose()),
             "owner_credential_saved_to": saved.as_ref().map(ToString::to_string),
-        }));
+        });
+        printer.data(&line.to_string());
+        return Ok(());
     }
     printer.info(&format!("custory-mcp {} listening on {url}", env!("CARGO_PKG_VERSION")));
     printer.info(&format!("  MCP endpoint  {url}/api/mcp"));

@@ -1,0 +1,5 @@
+//! The one integration test binary. Every module drives the real server over real HTTP.
+
+mod admin_api;
+mod common;
+mod serve;

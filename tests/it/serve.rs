@@ -1,0 +1,151 @@
+//! `custory-mcp serve` as a user runs it: first start, restarts, kill -9, secrets at rest.
+
+use serde_json::{Value, json};
+
+use crate::common::{TestEnv, http, initialize_body, mcp_post};
+
+async fn create_key(url: &str, owner: &str, name: &str) -> (String, String) {
+    let response = http()
+        .post(format!("{url}/api/admin/workspaces/acme/mcp-keys"))
+        .bearer_auth(owner)
+        .json(&json!({"name": name, "expires": "90d"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.expect("json");
+    (body["key"]["id"].as_str().expect("id").to_owned(), body["token"].as_str().expect("token").to_owned())
+}
+
+async fn mcp_status(url: &str, token: &str) -> u16 {
+    mcp_post(&format!("{url}/api/mcp"), token, &initialize_body()).send().await.expect("post").status().as_u16()
+}
+
+#[tokio::test]
+async fn first_start_issues_and_saves_the_owner_credential_and_restarts_keep_everything() {
+    let env = TestEnv::new();
+    let db = env.home.path().join("data/custory.db");
+    let server = env.serve(&db, &[]).await;
+    let owner = server.announced["owner_credential"].as_str().expect("first start prints the credential").to_owned();
+    assert!(owner.starts_with("csa_"));
+    assert_eq!(server.announced["workspaces"], json!(["acme"]));
+    let saved = std::fs::read_to_string(env.config_dir().join("credentials.json")).expect("saved credential");
+    assert!(saved.contains(&owner));
+    let url = server.url();
+    let (id, token) = create_key(&url, &owner, "Cursor on MacBook").await;
+    assert_eq!(mcp_status(&url, &token).await, 200);
+    server.terminate().await;
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(db.parent().expect("dir")), 0o700);
+        assert_eq!(mode(&env.config_dir().join("credentials.json")), 0o600);
+    }
+
+    let server = env.serve(&db, &[]).await;
+    assert!(server.announced["owner_credential"].is_null(), "a later start prints no credential");
+    let url = server.url();
+    assert_eq!(mcp_status(&url, &token).await, 200, "the key survives a restart");
+    let response = http()
+        .get(format!("{url}/api/admin/workspaces/acme/mcp-keys/{id}"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 200, "the owner credential survives a restart");
+    server.terminate().await;
+
+    // Shutdown flushed the last use, so it is in the file now.
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let client: Option<String> =
+        conn.query_row("SELECT last_used_client FROM mcp_keys WHERE id = ?1", [&id], |r| r.get(0)).expect("row");
+    assert_eq!(client.as_deref(), Some("it-client/1.2.3"));
+    drop(conn);
+
+    // Resetting the owner credential revokes the old one.
+    let server = env.serve(&db, &["--reset-owner-credential"]).await;
+    let fresh = server.announced["owner_credential"].as_str().expect("reset prints a new credential").to_owned();
+    assert_ne!(fresh, owner);
+    let url = server.url();
+    let status = |token: String| {
+        let url = url.clone();
+        async move {
+            http().get(format!("{url}/api/admin/workspaces")).bearer_auth(token).send().await.expect("get").status()
+        }
+    };
+    assert_eq!(status(owner).await, 401);
+    assert_eq!(status(fresh).await, 200);
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn kill_9_loses_no_created_key() {
+    let env = TestEnv::new();
+    let db = env.home.path().join("custory.db");
+    let server = env.serve(&db, &[]).await;
+    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
+    let url = server.url();
+    let mut created = Vec::new();
+    for i in 0..20 {
+        created.push(create_key(&url, &owner, &format!("key {i}")).await);
+    }
+    server.kill9().await;
+
+    let server = env.serve(&db, &[]).await;
+    let url = server.url();
+    for (_, token) in &created {
+        assert_eq!(mcp_status(&url, token).await, 200);
+    }
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+    assert_eq!(check, "ok");
+    drop(conn);
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn plaintext_tokens_appear_in_no_database_page_and_no_log_line() {
+    let env = TestEnv::new();
+    let db = env.home.path().join("custory.db");
+    // Most verbose logging, so every log line the server can write is written.
+    let mut server = env.serve(&db, &["-vvv"]).await;
+    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
+    let url = server.url();
+    let (id, token) = create_key(&url, &owner, "Cursor").await;
+    let (_, other) = create_key(&url, &owner, "Other").await;
+    assert_eq!(mcp_status(&url, &token).await, 200);
+    let rotated: Value = http()
+        .post(format!("{url}/api/admin/workspaces/acme/mcp-keys/{id}/rotate"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("rotate")
+        .json()
+        .await
+        .expect("json");
+    let new_token = rotated["token"].as_str().expect("token").to_owned();
+    assert_eq!(mcp_status(&url, &token).await, 401);
+    assert_eq!(mcp_status(&url, &new_token).await, 200);
+    // Read the database files while the server is still running (WAL not yet checkpointed).
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        bytes.extend(std::fs::read(&path).unwrap_or_default());
+    }
+    server.announced = Value::Null;
+    let stderr = server.terminate().await;
+    bytes.extend(std::fs::read(&db).expect("db"));
+    assert!(stderr.contains("DEBUG") || stderr.contains("TRACE") || stderr.contains("INFO"), "logging was on: {stderr}");
+
+    let haystack = String::from_utf8_lossy(&bytes);
+    for secret in [&token, &other, &new_token, &owner] {
+        let random_part = &secret[4..];
+        assert!(!haystack.contains(random_part), "a token is in the database file");
+        assert!(!stderr.contains(random_part), "a token is in the server's log");
+    }
+    // The display prefixes are stored, as they should be.
+    assert!(haystack.contains(&token[..12]));
+}
