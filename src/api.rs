@@ -225,9 +225,7 @@ pub fn validate_slug(slug: &str) -> Result<&str, String> {
     if ok {
         Ok(slug)
     } else {
-        Err(format!(
-            "slug {slug:?} is not valid: use 1-40 lowercase letters, digits and dashes"
-        ))
+        Err(format!("slug {slug:?} is not valid: use 1-40 lowercase letters, digits and dashes"))
     }
 }
 

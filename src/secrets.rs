@@ -25,7 +25,9 @@ impl std::fmt::Display for Saved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Saved::Keyring => f.write_str("the OS keyring"),
-            Saved::File(path) => write!(f, "{} (readable only by you; no OS keyring here)", path.display()),
+            Saved::File(path) => {
+                write!(f, "{} (readable only by you; no OS keyring here)", path.display())
+            }
         }
     }
 }
@@ -67,12 +69,11 @@ impl CredentialStore {
     }
 
     pub fn get(&self, account: &str) -> anyhow::Result<Option<PlainToken>> {
-        if self.use_keyring {
-            if let Ok(entry) = keyring::Entry::new(SERVICE, account) {
-                if let Ok(secret) = entry.get_password() {
-                    return Ok(PlainToken::parse(&secret).ok());
-                }
-            }
+        if self.use_keyring
+            && let Ok(entry) = keyring::Entry::new(SERVICE, account)
+            && let Ok(secret) = entry.get_password()
+        {
+            return Ok(PlainToken::parse(&secret).ok());
         }
         let entries = read_file(&self.file)?;
         Ok(entries.get(account).and_then(|secret| PlainToken::parse(secret).ok()))
@@ -98,10 +99,10 @@ impl CredentialStore {
     /// Forgets `account` everywhere. Returns whether anything was there.
     pub fn delete(&self, account: &str) -> anyhow::Result<bool> {
         let mut found = false;
-        if self.use_keyring {
-            if let Ok(entry) = keyring::Entry::new(SERVICE, account) {
-                found |= entry.delete_credential().is_ok();
-            }
+        if self.use_keyring
+            && let Ok(entry) = keyring::Entry::new(SERVICE, account)
+        {
+            found |= entry.delete_credential().is_ok();
         }
         found |= self.remove_from_file(account)?;
         Ok(found)

@@ -1,7 +1,7 @@
 //! Secret tokens: MCP keys (`cst_…`) and owner credentials (`csa_…`).
 //!
-//! Shape (GitHub's token pattern): `prefix` + 32 random base62 characters from the OS CSPRNG
-//! + 6 base62 characters of the CRC32 of everything before them. The checksum lets the server
+//! Shape (GitHub's token pattern): `prefix`, then 32 random base62 characters from the OS
+//! CSPRNG, then 6 base62 characters of the CRC32 of everything before them. The checksum lets the server
 //! (and secret scanners) reject a mistyped or truncated token without touching the database.
 //!
 //! [`PlainToken`] is the only type that holds a plaintext secret; it redacts itself in `Debug`
@@ -201,10 +201,7 @@ mod tests {
     fn malformed_tokens_are_told_apart() {
         let token = PlainToken::generate(TokenKind::Mcp);
         assert_eq!(PlainToken::parse("ghp_abc"), Err(TokenFormatError::UnknownPrefix));
-        assert_eq!(
-            PlainToken::parse(&token.expose()[..30]),
-            Err(TokenFormatError::WrongLength)
-        );
+        assert_eq!(PlainToken::parse(&token.expose()[..30]), Err(TokenFormatError::WrongLength));
         let bad = format!("cst_{}", "-".repeat(38));
         assert_eq!(PlainToken::parse(&bad), Err(TokenFormatError::BadCharacters));
     }

@@ -62,10 +62,7 @@ pub fn main() -> std::process::ExitCode {
         Ok(status) => status.into(),
         Err(error) => {
             printer.error(&error);
-            error
-                .downcast_ref::<CliError>()
-                .map_or(ExitStatus::Failure, |e| e.status)
-                .into()
+            error.downcast_ref::<CliError>().map_or(ExitStatus::Failure, |e| e.status).into()
         }
     }
 }

@@ -70,7 +70,12 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
 }
 
 /// Tells the user where the server is and, on first start, the owner credential (once).
-fn announce(store: &Store, owner: &OwnerCredentialSetup, url: &str, printer: Printer) -> anyhow::Result<()> {
+fn announce(
+    store: &Store,
+    owner: &OwnerCredentialSetup,
+    url: &str,
+    printer: Printer,
+) -> anyhow::Result<()> {
     let credentials = CredentialStore::open()?;
     let account = secrets::owner_account(url);
     let (token, saved) = match owner {
@@ -111,7 +116,8 @@ fn announce(store: &Store, owner: &OwnerCredentialSetup, url: &str, printer: Pri
                 printer.info(&format!("Saved to {saved} for {url}."));
             }
             printer.info("");
-            printer.info("Next: custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d");
+            printer
+                .info("Next: custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d");
         }
         (None, _) => {
             let known = credentials

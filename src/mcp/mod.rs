@@ -124,10 +124,9 @@ pub async fn handle(
         single => session.single(single),
     };
 
-    let client = session
-        .client
-        .or(key.last_used_client)
-        .or_else(|| headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned));
+    let client = session.client.or(key.last_used_client).or_else(|| {
+        headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned)
+    });
     state.store.note_usage(
         &key.key_id,
         KeyUsage { at: state.store.now(), client, ip: Some(peer.ip().to_string()) },
@@ -170,7 +169,9 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthenticatedKe
     };
     let refusal = match key.status {
         KeyStatus::Active => return Ok(key),
-        KeyStatus::Revoked => "this MCP key was revoked: create a new one (custory-mcp keys create)",
+        KeyStatus::Revoked => {
+            "this MCP key was revoked: create a new one (custory-mcp keys create)"
+        }
         KeyStatus::Expired => "this MCP key has expired: rotate it (custory-mcp keys rotate)",
     };
     let detail = format!("refused a {} key", key.status.as_str());
@@ -207,18 +208,25 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Whether `Accept` admits both JSON and SSE. No `Accept` at all means "anything" (RFC 9110).
+/// Whether `Accept` admits both JSON and SSE. Several `Accept` headers count as one list; no
+/// `Accept` at all means "anything" (RFC 9110).
 fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT) else { return true };
-    let Ok(accept) = accept.to_str() else { return false };
-    let ranges: Vec<String> = accept
-        .split(',')
-        .filter_map(|r| r.split(';').next())
-        .map(|r| r.trim().to_ascii_lowercase())
-        .collect();
+    let mut values = headers.get_all(header::ACCEPT).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    let mut ranges = Vec::new();
+    for value in values {
+        let Ok(value) = value.to_str() else { return false };
+        ranges.extend(
+            value
+                .split(',')
+                .filter_map(|r| r.split(';').next())
+                .map(|r| r.trim().to_ascii_lowercase()),
+        );
+    }
     let has = |options: [&str; 3]| ranges.iter().any(|r| options.contains(&r.as_str()));
-    has(["application/json", "application/*", "*/*"])
-        && has(["text/event-stream", "text/*", "*/*"])
+    has(["application/json", "application/*", "*/*"]) && has(["text/event-stream", "text/*", "*/*"])
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Box<Response>> {
@@ -238,7 +246,9 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Box<Respons
     }
     axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
         // `to_bytes` fails for the length limit or for a broken connection.
-        if std::error::Error::source(&error).is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) {
+        if std::error::Error::source(&error)
+            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
+        {
             too_large()
         } else {
             Box::new(transport_error(
@@ -305,7 +315,11 @@ impl Exchange<'_> {
             );
         }
         if messages.is_empty() {
-            return transport_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "Invalid Request: empty batch");
+            return transport_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "Invalid Request: empty batch",
+            );
         }
         let replies: Vec<Value> = messages
             .into_iter()
@@ -323,7 +337,11 @@ impl Exchange<'_> {
 
     fn message(&mut self, message: Value) -> Reply {
         let Value::Object(mut message) = message else {
-            return Reply::Invalid(error_reply(&Value::Null, INVALID_REQUEST, "Invalid Request: a JSON-RPC message must be an object"));
+            return Reply::Invalid(error_reply(
+                &Value::Null,
+                INVALID_REQUEST,
+                "Invalid Request: a JSON-RPC message must be an object",
+            ));
         };
         let id = message.remove("id");
         let id_ok = matches!(id, None | Some(Value::String(_) | Value::Number(_)));
@@ -340,15 +358,25 @@ impl Exchange<'_> {
             Some(Value::String(method)) => method,
             Some(_) => {
                 let id = id.unwrap_or(Value::Null);
-                return Reply::Invalid(error_reply(&id, INVALID_REQUEST, "Invalid Request: \"method\" must be a string"));
+                return Reply::Invalid(error_reply(
+                    &id,
+                    INVALID_REQUEST,
+                    "Invalid Request: \"method\" must be a string",
+                ));
             }
             // A response to a request of ours (we send none) or an error: acknowledged.
-            None if id.is_some() && (message.contains_key("result") || message.contains_key("error")) => {
+            None if id.is_some()
+                && (message.contains_key("result") || message.contains_key("error")) =>
+            {
                 return Reply::Nothing;
             }
             None => {
                 let id = id.unwrap_or(Value::Null);
-                return Reply::Invalid(error_reply(&id, INVALID_REQUEST, "Invalid Request: \"method\" is missing"));
+                return Reply::Invalid(error_reply(
+                    &id,
+                    INVALID_REQUEST,
+                    "Invalid Request: \"method\" is missing",
+                ));
             }
         };
         let Some(id) = id else {
@@ -357,7 +385,11 @@ impl Exchange<'_> {
         };
         let params = message.remove("params").unwrap_or(Value::Null);
         if !matches!(params, Value::Null | Value::Object(_)) {
-            return Reply::Message(error_reply(&id, INVALID_PARAMS, "Invalid params: \"params\" must be an object"));
+            return Reply::Message(error_reply(
+                &id,
+                INVALID_PARAMS,
+                "Invalid params: \"params\" must be an object",
+            ));
         }
         match self.request(&method, params) {
             Ok(result) => Reply::Message(json!({"jsonrpc": "2.0", "id": id, "result": result})),
@@ -371,17 +403,26 @@ impl Exchange<'_> {
             "ping" => Ok(json!({})),
             "tools/list" => {
                 if params.get("cursor").is_some_and(|c| !c.is_null()) {
-                    return Err((INVALID_PARAMS, "Invalid params: unknown cursor (tools/list has a single page)".into()));
+                    return Err((
+                        INVALID_PARAMS,
+                        "Invalid params: unknown cursor (tools/list has a single page)".into(),
+                    ));
                 }
                 Ok(json!({"tools": tools::definitions(self.ctx.access)}))
             }
             "tools/call" => {
                 let Some(name) = params.get("name").and_then(Value::as_str) else {
-                    return Err((INVALID_PARAMS, "Invalid params: tools/call needs a string \"name\"".into()));
+                    return Err((
+                        INVALID_PARAMS,
+                        "Invalid params: tools/call needs a string \"name\"".into(),
+                    ));
                 };
                 let arguments = params.get("arguments").cloned().unwrap_or(Value::Null);
                 if !matches!(arguments, Value::Null | Value::Object(_)) {
-                    return Err((INVALID_PARAMS, "Invalid params: \"arguments\" must be an object".into()));
+                    return Err((
+                        INVALID_PARAMS,
+                        "Invalid params: \"arguments\" must be an object".into(),
+                    ));
                 }
                 tools::call(&self.state.store, self.ctx, name, arguments)
                     .map_err(|error| (INVALID_PARAMS, format!("Invalid params: {error}")))
@@ -392,9 +433,13 @@ impl Exchange<'_> {
 
     fn initialize(&mut self, params: &Value) -> Result<Value, (i64, String)> {
         let Some(requested) = params.get("protocolVersion").and_then(Value::as_str) else {
-            return Err((INVALID_PARAMS, "Invalid params: initialize needs \"protocolVersion\"".into()));
+            return Err((
+                INVALID_PARAMS,
+                "Invalid params: initialize needs \"protocolVersion\"".into(),
+            ));
         };
-        let version = if SUPPORTED_VERSIONS.contains(&requested) { requested } else { LATEST_VERSION };
+        let version =
+            if SUPPORTED_VERSIONS.contains(&requested) { requested } else { LATEST_VERSION };
         if let Some(info) = params.get("clientInfo") {
             let name = info.get("name").and_then(Value::as_str).unwrap_or("unknown client");
             let client = match info.get("version").and_then(Value::as_str) {

@@ -1,9 +1,24 @@
 //! The MCP tools: definitions (schemas, annotations) and their execution against the store.
+//!
+//! Each tool is one entry of [`TOOLS`]: its metadata and a handler typed by its argument and
+//! result structs. The `inputSchema` and `outputSchema` are generated from those same structs, so
+//! what a tool accepts and returns cannot drift from what it advertises. Write tools record their
+//! audit event inside the store's transaction; nothing else here writes.
 
-use serde_json::Value;
+use std::sync::LazyLock;
+
+use schemars::JsonSchema;
+use schemars::generate::SchemaSettings;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use crate::api::Access;
-use crate::store::Store;
+use crate::store::journeys::{
+    Actor, ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchHit,
+    WorkspaceSummary, link_directions_text, per_kind_text,
+};
+use crate::store::{Store, StoreError, StoreResult};
 
 /// Who is calling: the authenticated key and its workspace.
 #[derive(Debug, Clone)]
@@ -15,6 +30,12 @@ pub struct ToolContext {
     pub access: Access,
 }
 
+impl ToolContext {
+    fn actor(&self) -> Actor<'_> {
+        Actor { key_id: &self.key_id, key_prefix: &self.key_prefix }
+    }
+}
+
 /// A `tools/call` that cannot even start: answered as a JSON-RPC error (-32602).
 #[derive(Debug, thiserror::Error)]
 pub enum ToolCallError {
@@ -24,13 +45,736 @@ pub enum ToolCallError {
 
 /// The `tools` array of `tools/list` for a key with `access`.
 pub fn definitions(access: Access) -> Vec<Value> {
-    let _ = access;
-    Vec::new()
+    TOOLS.iter().filter(|tool| tool.allowed(access)).map(|tool| tool.definition.clone()).collect()
 }
 
 /// Runs a tool and returns the `tools/call` result object
 /// (`{"content":[…],"structuredContent":{…},"isError":bool}`).
-pub fn call(store: &Store, ctx: &ToolContext, name: &str, arguments: Value) -> Result<Value, ToolCallError> {
-    let _ = (store, ctx, arguments);
-    Err(ToolCallError::UnknownTool(name.to_owned()))
+///
+/// Business errors, bad arguments and a write tool called with a read-only key are results with
+/// `isError: true` and a sentence the agent can act on; only an unknown tool name is an `Err`.
+pub fn call(
+    store: &Store,
+    ctx: &ToolContext,
+    name: &str,
+    arguments: Value,
+) -> Result<Value, ToolCallError> {
+    let tool = TOOLS
+        .iter()
+        .find(|tool| tool.name == name)
+        .ok_or_else(|| ToolCallError::UnknownTool(name.to_owned()))?;
+    if !tool.allowed(ctx.access) {
+        return Ok(error_result(format!(
+            "This MCP key is read-only, so it cannot call {name}. To make changes, ask the \
+             workspace admin for a read-write key (`custory-mcp keys create`)."
+        )));
+    }
+    Ok((tool.handler)(store, ctx, arguments))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arguments and results specific to the tools (the store's own input and output types serve
+// the rest).
+
+/// No arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct JourneyArgs {
+    /// The journey's id (`jrn_…`) or slug (e.g. `trial-to-paid`), from `list_journeys`.
+    journey: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ItemArgs {
+    /// The item's id (`itm_…`).
+    item_id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SearchArgs {
+    /// Words to look for (case-insensitive); every word must match.
+    query: String,
+    /// How many hits to return: default 20, at most 100.
+    #[schemars(range(min = 1, max = 100))]
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct LinkArgs {
+    /// The cause (`itm_…`), e.g. the insight.
+    from_item_id: String,
+    /// The effect (`itm_…`), e.g. the opportunity the insight supports.
+    to_item_id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CommentArgs {
+    /// The item (`itm_…`) to comment on.
+    item_id: String,
+    /// The comment text.
+    body: String,
+    /// Who is commenting (e.g. "Claude Code for Dana"); defaults to the MCP key's prefix.
+    author: Option<String>,
+}
+
+/// The workspace at a glance, and the key making this call.
+#[derive(Serialize, JsonSchema)]
+struct WorkspaceInfo {
+    #[serde(flatten)]
+    workspace: WorkspaceSummary,
+    key: KeyInfo,
+}
+
+/// The MCP key making this call.
+#[derive(Serialize, JsonSchema)]
+struct KeyInfo {
+    id: String,
+    prefix: String,
+    /// `read-write` or `read-only` (write tools need `read-write`).
+    access: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Journeys {
+    journeys: Vec<JourneySummary>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct SearchResults {
+    hits: Vec<SearchHit>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Personas {
+    personas: Vec<Persona>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tool table.
+
+static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(tools);
+
+fn tools() -> Vec<Tool> {
+    let kinds = ItemKind::ALL.map(ItemKind::as_str).join(", ");
+    let statuses = per_kind_text(ItemKind::statuses);
+    let fields = per_kind_text(ItemKind::field_names);
+    let directions = link_directions_text();
+    vec![
+        Tool::new(
+            "get_workspace",
+            "Get workspace",
+            "Get the workspace this MCP key belongs to: name, slug, how many journeys, personas \
+             and items (per kind) it holds, and the calling key's id, prefix and access \
+             (read-write or read-only). A workspace holds journeys; a journey has stages, a \
+             stage has steps, and items sit on steps. Start here to orient yourself."
+                .into(),
+            Effect::Read,
+            |store, ctx, NoArgs {}| {
+                Ok(WorkspaceInfo {
+                    workspace: store.workspace_summary(ctx.workspace_id)?,
+                    key: KeyInfo {
+                        id: ctx.key_id.clone(),
+                        prefix: ctx.key_prefix.clone(),
+                        access: ctx.access.as_str().to_owned(),
+                    },
+                })
+            },
+        ),
+        Tool::new(
+            "list_journeys",
+            "List journeys",
+            "List the workspace's journeys (customer flows such as trial to paid) with their \
+             ids (jrn_…), slugs, descriptions and how many stages, steps and items each has. \
+             Use get_journey for the map of one journey."
+                .into(),
+            Effect::Read,
+            |store, ctx, NoArgs {}| {
+                Ok(Journeys { journeys: store.list_journeys(ctx.workspace_id)? })
+            },
+        ),
+        Tool::new(
+            "get_journey",
+            "Get journey map",
+            "Get one journey as a tree: its stages (stg_…) in order, each stage's steps (stp_…) \
+             in order, and the items on each step (id itm_…, kind, title, status, owner). \
+             `journey` is a journey id (jrn_…) or slug from list_journeys. Step ids from here \
+             are where create_item puts new items."
+                .into(),
+            Effect::Read,
+            |store, ctx, args: JourneyArgs| store.get_journey(ctx.workspace_id, &args.journey),
+        ),
+        Tool::new(
+            "list_items",
+            "List items",
+            format!(
+                "List items with their journey, stage and step, optionally filtered by journey \
+                 (id jrn_… or slug), stage_id (stg_…), step_id (stp_…), kind ({kinds}), status \
+                 and owner (exact name, case-insensitive); filters combine with AND. Statuses \
+                 per kind: {statuses}. Returns at most `limit` items (default 50, at most 200); \
+                 `truncated` is true when more match. Use get_item for an item's full detail."
+            ),
+            Effect::Read,
+            |store, ctx, filter: ItemFilter| store.list_items(ctx.workspace_id, &filter),
+        ),
+        Tool::new(
+            "get_item",
+            "Get item",
+            "Get one item in full by id (itm_…): title, description, status, owner, \
+             kind-specific fields, where it sits (journey, stage, step), the items it links to \
+             (links_to: its effects) and is linked from (linked_from: its causes), and its \
+             comments."
+                .into(),
+            Effect::Read,
+            |store, ctx, args: ItemArgs| store.get_item(ctx.workspace_id, &args.item_id),
+        ),
+        Tool::new(
+            "search",
+            "Search workspace",
+            "Search the workspace by text (case-insensitive; every word must match) across item \
+             titles and descriptions, step and stage names and descriptions, and persona names, \
+             roles and bios. Hits have a type (item, step, stage, persona), an id (itm_…, stp_…, \
+             stg_…, per_…), a title, a snippet and their context (journey › stage › step). \
+             Items come first; use get_item on item hits for the full detail."
+                .into(),
+            Effect::Read,
+            |store, ctx, args: SearchArgs| {
+                Ok(SearchResults { hits: store.search(ctx.workspace_id, &args.query, args.limit)? })
+            },
+        ),
+        Tool::new(
+            "list_personas",
+            "List personas",
+            "List the workspace's personas (per_…): name, role, bio, job to be done, goals and \
+             frustrations. Use them to reason about who experiences a journey."
+                .into(),
+            Effect::Read,
+            |store, ctx, NoArgs {}| {
+                Ok(Personas { personas: store.list_personas(ctx.workspace_id)? })
+            },
+        ),
+        Tool::new(
+            "create_item",
+            "Create item",
+            format!(
+                "Create an item on a step (step_id stp_… from get_journey). kind is one of \
+                 {kinds}. status is optional and defaults to the kind's first status; allowed \
+                 statuses per kind: {statuses}. Optional `fields` holds kind-specific values \
+                 (strings, numbers or booleans) under these names: {fields}. Returns the new \
+                 item, with its id (itm_…). Connect it to other items with link_items."
+            ),
+            Effect::Write { idempotent: false },
+            |store, ctx, new: NewItem| store.create_item(ctx.workspace_id, ctx.actor(), &new),
+        ),
+        Tool::new(
+            "update_item",
+            "Update item",
+            format!(
+                "Update an item (itm_…); give only what changes. status must be one of the \
+                 statuses of the item's kind ({statuses}). owner: an empty string clears it. \
+                 `fields` is merged into the item's fields: each name given is set, and a null \
+                 value removes that field; names per kind: {fields}. The kind and step cannot \
+                 change. Returns the updated item."
+            ),
+            Effect::Write { idempotent: true },
+            |store, ctx, update: ItemUpdate| {
+                store.update_item(ctx.workspace_id, ctx.actor(), &update)
+            },
+        ),
+        Tool::new(
+            "link_items",
+            "Link items",
+            format!(
+                "Link two items of the workspace, from cause (from_item_id) to effect \
+                 (to_item_id). Only these directions are allowed: {directions}; any other pair \
+                 of kinds is refused. Linking the same pair twice is an error. Returns both \
+                 items."
+            ),
+            Effect::Write { idempotent: true },
+            |store, ctx, args: LinkArgs| {
+                store.link_items(
+                    ctx.workspace_id,
+                    ctx.actor(),
+                    &args.from_item_id,
+                    &args.to_item_id,
+                )
+            },
+        ),
+        Tool::new(
+            "add_comment",
+            "Add comment",
+            "Add a comment to an item (itm_…), e.g. evidence, a decision or a question for the \
+             team. `author` says who is speaking and defaults to the MCP key's prefix. Returns \
+             the comment and the item it is on."
+                .into(),
+            Effect::Write { idempotent: false },
+            |store, ctx, args: CommentArgs| {
+                let default_author = format!("MCP key {}", ctx.key_prefix);
+                let author = args.author.as_deref().filter(|a| !a.trim().is_empty());
+                store.add_comment(
+                    ctx.workspace_id,
+                    ctx.actor(),
+                    &args.item_id,
+                    author.unwrap_or(&default_author),
+                    &args.body,
+                )
+            },
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The machinery: one generic constructor turns a typed handler into a definition plus a
+// handler over JSON values.
+
+/// Whether a tool changes the workspace: decides who may list and call it, and its annotations.
+#[derive(Debug, Clone, Copy)]
+enum Effect {
+    Read,
+    Write { idempotent: bool },
+}
+
+type Handler = Box<dyn Fn(&Store, &ToolContext, Value) -> Value + Send + Sync>;
+
+struct Tool {
+    name: &'static str,
+    effect: Effect,
+    definition: Value,
+    handler: Handler,
+}
+
+impl Tool {
+    fn new<A, R>(
+        name: &'static str,
+        title: &'static str,
+        description: String,
+        effect: Effect,
+        run: fn(&Store, &ToolContext, A) -> StoreResult<R>,
+    ) -> Self
+    where
+        A: DeserializeOwned + JsonSchema + 'static,
+        R: Serialize + JsonSchema + 'static,
+    {
+        let (read_only, idempotent) = match effect {
+            Effect::Read => (true, true),
+            Effect::Write { idempotent } => (false, idempotent),
+        };
+        let definition = json!({
+            "name": name,
+            "title": title,
+            "description": description,
+            "inputSchema": input_schema::<A>(),
+            "outputSchema": output_schema::<R>(),
+            "annotations": {
+                "title": title,
+                "readOnlyHint": read_only,
+                "destructiveHint": false,
+                "idempotentHint": idempotent,
+                "openWorldHint": false,
+            },
+        });
+        let handler = Box::new(move |store: &Store, ctx: &ToolContext, arguments: Value| {
+            let arguments = match arguments {
+                // A call without arguments means "no arguments".
+                Value::Null => Value::Object(Map::new()),
+                // Serde would also take an array, positionally; MCP arguments are an object.
+                Value::Object(_) => arguments,
+                _ => {
+                    return error_result(format!("The arguments of {name} must be a JSON object."));
+                }
+            };
+            match serde_json::from_value::<A>(arguments) {
+                Ok(args) => tool_result(name, run(store, ctx, args)),
+                Err(e) => error_result(format!(
+                    "Invalid arguments for {name}: {e}. The tool's inputSchema lists the \
+                     arguments it takes."
+                )),
+            }
+        });
+        Self { name, effect, definition, handler }
+    }
+
+    fn allowed(&self, access: Access) -> bool {
+        matches!(self.effect, Effect::Read) || access == Access::ReadWrite
+    }
+}
+
+/// The JSON Schema of `T` as MCP wants it: an object schema with every subschema inlined (no
+/// `$ref`/`$defs`), no `$schema` and no Rust type name as title.
+fn schema_for<T: JsonSchema>(settings: SchemaSettings) -> Value {
+    let settings = settings.with(|s| {
+        s.meta_schema = None;
+        s.inline_subschemas = true;
+    });
+    let mut schema = settings.into_generator().into_root_schema_for::<T>().to_value();
+    if let Value::Object(root) = &mut schema {
+        root.remove("$schema");
+        root.remove("title");
+        // Some clients require `properties` on every object schema, even an empty one.
+        root.entry("properties").or_insert_with(|| json!({}));
+    }
+    schema
+}
+
+/// The schema of a tool's arguments. An optional argument is one that may be left out, so it
+/// is not advertised as nullable too (serde still accepts an explicit `null`).
+fn input_schema<A: JsonSchema>() -> Value {
+    let mut schema = schema_for::<A>(SchemaSettings::draft2020_12().for_deserialize());
+    let properties = schema.get_mut("properties").and_then(Value::as_object_mut);
+    for property in properties.into_iter().flat_map(|p| p.values_mut()) {
+        if let Some(Value::Array(types)) = property.get_mut("type") {
+            types.retain(|t| t != "null");
+            if let [single] = types.as_slice() {
+                let single = single.clone();
+                property["type"] = single;
+            }
+        }
+        if let Some(Value::Array(options)) = property.get_mut("enum") {
+            options.retain(|o| !o.is_null());
+        }
+    }
+    schema
+}
+
+/// The schema of a tool's result, as it serializes: an `Option` is a required, nullable
+/// property, exactly what the handler emits.
+fn output_schema<R: JsonSchema>() -> Value {
+    schema_for::<R>(SchemaSettings::draft2020_12().for_serialize())
+}
+
+fn tool_result<R: Serialize>(name: &str, result: StoreResult<R>) -> Value {
+    let internal = |error: &dyn std::fmt::Display| {
+        tracing::error!(tool = name, %error, "tool call failed");
+        error_result("internal error, try again".into())
+    };
+    match result.map(|value| serde_json::to_value(&value)) {
+        Ok(Ok(structured)) => json!({
+            "content": [{"type": "text", "text": structured.to_string()}],
+            "structuredContent": structured,
+            "isError": false,
+        }),
+        Ok(Err(e)) => internal(&e),
+        // Never show SQL or database details to the client.
+        Err(StoreError::Db(e)) => internal(&e),
+        Err(e) => error_result(sentence(e.to_string())),
+    }
+}
+
+fn error_result(message: String) -> Value {
+    json!({"content": [{"type": "text", "text": message}], "isError": true})
+}
+
+/// Store messages are clauses ("no item with id …"); a tool result reads as a sentence.
+fn sentence(message: String) -> String {
+    let mut chars = message.chars();
+    let mut sentence: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => message,
+    };
+    if !sentence.ends_with(['.', '?', '!']) {
+        sentence.push('.');
+    }
+    sentence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Clock;
+
+    const READ_TOOLS: [&str; 7] = [
+        "get_workspace",
+        "list_journeys",
+        "get_journey",
+        "list_items",
+        "get_item",
+        "search",
+        "list_personas",
+    ];
+    const WRITE_TOOLS: [&str; 4] = ["create_item", "update_item", "link_items", "add_comment"];
+
+    fn setup(access: Access) -> (tempfile::TempDir, Store, ToolContext) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("t.db"), Clock::default()).expect("open");
+        let acme = store.workspace_by_slug("acme").expect("query").expect("acme");
+        let ctx = ToolContext {
+            workspace_id: acme.id,
+            workspace_slug: "acme".into(),
+            key_id: "key_test".into(),
+            key_prefix: "cst_test1234".into(),
+            access,
+        };
+        (dir, store, ctx)
+    }
+
+    fn names(definitions: &[Value]) -> Vec<&str> {
+        definitions.iter().filter_map(|d| d["name"].as_str()).collect()
+    }
+
+    fn definition(name: &str) -> Value {
+        definitions(Access::ReadWrite)
+            .into_iter()
+            .find(|d| d["name"] == name)
+            .expect("tool is defined")
+    }
+
+    /// Calls a tool that must succeed; checks its result shape and that its structured content
+    /// matches the tool's output schema.
+    fn ok(store: &Store, ctx: &ToolContext, name: &str, arguments: Value) -> Value {
+        let result = call(store, ctx, name, arguments).expect("known tool");
+        assert_eq!(result["isError"], false, "{name}: {result}");
+        let structured = result["structuredContent"].clone();
+        let text = result["content"][0]["text"].as_str().expect("text content");
+        assert_eq!(serde_json::from_str::<Value>(text).expect("JSON text"), structured);
+        let schema = &definition(name)["outputSchema"];
+        if let Err(problem) = check(schema, &structured, "$") {
+            panic!(
+                "{name}: structuredContent does not match outputSchema: {problem}\n{structured}"
+            );
+        }
+        structured
+    }
+
+    fn err(store: &Store, ctx: &ToolContext, name: &str, arguments: Value) -> String {
+        let result = call(store, ctx, name, arguments).expect("known tool");
+        assert_eq!(result["isError"], true, "{name}: {result}");
+        assert!(result.get("structuredContent").is_none());
+        result["content"][0]["text"].as_str().expect("text").to_owned()
+    }
+
+    /// A structural JSON Schema check covering what schemars emits: type (incl. nullable type
+    /// arrays), enum, required, properties, additionalProperties: false, items, anyOf/oneOf.
+    fn check(schema: &Value, value: &Value, path: &str) -> Result<(), String> {
+        if schema == &Value::Bool(true) {
+            return Ok(());
+        }
+        if let Some(types) = schema.get("type") {
+            let types: Vec<&str> = match types {
+                Value::String(t) => vec![t.as_str()],
+                Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                other => return Err(format!("{path}: odd type {other}")),
+            };
+            let fits = |t: &str| match t {
+                "object" => value.is_object(),
+                "array" => value.is_array(),
+                "string" => value.is_string(),
+                "integer" => value.is_i64() || value.is_u64(),
+                "number" => value.is_number(),
+                "boolean" => value.is_boolean(),
+                "null" => value.is_null(),
+                _ => false,
+            };
+            if !types.iter().any(|t| fits(t)) {
+                return Err(format!("{path}: {value} is not {types:?}"));
+            }
+        }
+        if let Some(Value::Array(options)) = schema.get("enum")
+            && !options.contains(value)
+        {
+            return Err(format!("{path}: {value} not in {options:?}"));
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(Value::Array(options)) = schema.get(key)
+                && !options.iter().any(|o| check(o, value, path).is_ok())
+            {
+                return Err(format!("{path}: {value} matches no {key} option"));
+            }
+        }
+        if let Value::Object(object) = value {
+            if let Some(Value::Array(required)) = schema.get("required") {
+                for key in required.iter().filter_map(Value::as_str) {
+                    if !object.contains_key(key) {
+                        return Err(format!("{path}: missing required {key}"));
+                    }
+                }
+            }
+            let properties = schema.get("properties").and_then(Value::as_object);
+            for (key, field) in object {
+                match properties.and_then(|p| p.get(key)) {
+                    Some(sub) => check(sub, field, &format!("{path}.{key}"))?,
+                    None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                        return Err(format!("{path}: unexpected property {key}"));
+                    }
+                    None => {}
+                }
+            }
+        }
+        if let (Value::Array(values), Some(items)) = (value, schema.get("items")) {
+            for (i, v) in values.iter().enumerate() {
+                check(items, v, &format!("{path}[{i}]"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn text_has_null_type(schema: &Value) -> bool {
+        let text = schema.to_string();
+        text.contains("\"null\"") || text.contains(",null]")
+    }
+
+    #[test]
+    fn definitions_are_complete_and_schemas_are_inline_objects() {
+        let all = definitions(Access::ReadWrite);
+        let expected: Vec<&str> = READ_TOOLS.iter().chain(&WRITE_TOOLS).copied().collect();
+        assert_eq!(names(&all), expected);
+        for d in &all {
+            let name = d["name"].as_str().expect("name");
+            assert!(
+                d["title"].is_string() && d["description"].as_str().is_some_and(|s| s.len() > 80)
+            );
+            for key in ["inputSchema", "outputSchema"] {
+                let schema = &d[key];
+                assert_eq!(schema["type"], "object", "{name} {key}");
+                assert!(schema["properties"].is_object(), "{name} {key}");
+                if key == "inputSchema" {
+                    assert!(!text_has_null_type(schema), "{name} {key} is nullable: {schema}");
+                }
+                let text = schema.to_string();
+                for banned in ["$ref", "$defs", "$schema", "definitions"] {
+                    assert!(!text.contains(banned), "{name} {key} has {banned}: {text}");
+                }
+            }
+            let read_only = READ_TOOLS.contains(&name);
+            let annotations = &d["annotations"];
+            assert_eq!(annotations["readOnlyHint"], read_only, "{name}");
+            assert_eq!(annotations["destructiveHint"], false);
+            assert_eq!(annotations["openWorldHint"], false);
+            assert!(annotations["idempotentHint"].is_boolean());
+        }
+        let link = definition("link_items");
+        assert!(link["description"].as_str().expect("text").contains("opportunity → metric"));
+        let create = definition("create_item");
+        assert_eq!(create["inputSchema"]["required"], json!(["step_id", "kind", "title"]));
+        assert!(create["description"].as_str().expect("text").contains("in-progress"));
+    }
+
+    #[test]
+    fn read_only_keys_neither_see_nor_call_write_tools() {
+        let (_dir, store, ctx) = setup(Access::ReadOnly);
+        assert_eq!(names(&definitions(Access::ReadOnly)), READ_TOOLS);
+        let before = store.workspace_summary(ctx.workspace_id).expect("summary").items.total;
+        let step = store.get_journey(ctx.workspace_id, "trial-to-paid").expect("journey").stages[0]
+            .steps[0]
+            .id
+            .clone();
+        let args = json!({"step_id": step, "kind": "insight", "title": "Sneaky"});
+        let message = err(&store, &ctx, "create_item", args);
+        assert!(message.contains("read-only"), "{message}");
+        assert!(message.contains("custory-mcp keys create"), "{message}");
+        for name in WRITE_TOOLS {
+            assert!(err(&store, &ctx, name, json!({})).contains("read-only"));
+        }
+        assert_eq!(store.workspace_summary(ctx.workspace_id).expect("summary").items.total, before);
+        assert!(
+            store.list_events(ctx.workspace_id, Some("key_test"), 10).expect("events").is_empty()
+        );
+        ok(&store, &ctx, "get_workspace", Value::Null);
+    }
+
+    #[test]
+    fn every_tool_returns_structured_content_matching_its_output_schema() {
+        let (_dir, store, ctx) = setup(Access::ReadWrite);
+        let workspace = ok(&store, &ctx, "get_workspace", Value::Null);
+        assert_eq!(workspace["slug"], "acme");
+        assert_eq!(workspace["items"]["total"], 20);
+        assert_eq!(workspace["key"]["access"], "read-write");
+        let journeys = ok(&store, &ctx, "list_journeys", json!({}));
+        assert_eq!(journeys["journeys"][0]["slug"], "trial-to-paid");
+        let journey = ok(&store, &ctx, "get_journey", json!({"journey": "trial-to-paid"}));
+        let step = journey["stages"][0]["steps"][0]["id"].as_str().expect("step id").to_owned();
+        let items = ok(&store, &ctx, "list_items", json!({"kind": "opportunity", "limit": 5}));
+        let opportunity = items["items"][0]["id"].as_str().expect("item id").to_owned();
+        let item = ok(&store, &ctx, "get_item", json!({"item_id": opportunity}));
+        assert!(!item["linked_from"].as_array().expect("links").is_empty());
+        ok(&store, &ctx, "search", json!({"query": "dashboard"}));
+        let personas = ok(&store, &ctx, "list_personas", json!({}));
+        assert_eq!(personas["personas"].as_array().expect("personas").len(), 2);
+
+        let created = ok(
+            &store,
+            &ctx,
+            "create_item",
+            json!({"step_id": step, "kind": "solution", "title": "Comparison page vs. Mixpanel",
+                   "fields": {"solution_type": "content", "target_date": "2026-09-01"}}),
+        );
+        let solution = created["id"].as_str().expect("id").to_owned();
+        assert_eq!(created["status"], "idea");
+        let updated = ok(
+            &store,
+            &ctx,
+            "update_item",
+            json!({"item_id": solution, "status": "planned", "owner": "Maya Chen"}),
+        );
+        assert_eq!(updated["fields"]["solution_type"], "content");
+        let link = ok(
+            &store,
+            &ctx,
+            "link_items",
+            json!({"from_item_id": opportunity, "to_item_id": solution}),
+        );
+        assert_eq!(link["to"]["status"], "planned");
+        let comment = ok(
+            &store,
+            &ctx,
+            "add_comment",
+            json!({"item_id": solution, "body": "Draft is in Notion."}),
+        );
+        assert_eq!(comment["comment"]["author"], "MCP key cst_test1234");
+
+        let events = store.list_events(ctx.workspace_id, Some("key_test"), 10).expect("events");
+        assert_eq!(events.len(), 4);
+    }
+
+    #[test]
+    fn bad_calls_get_actionable_errors() {
+        let (_dir, store, ctx) = setup(Access::ReadWrite);
+        assert!(matches!(
+            call(&store, &ctx, "delete_everything", json!({})),
+            Err(ToolCallError::UnknownTool(name)) if name == "delete_everything"
+        ));
+        let message = err(&store, &ctx, "get_item", json!({}));
+        assert!(
+            message.contains("get_item") && message.contains("missing field `item_id`"),
+            "{message}"
+        );
+        let message = err(&store, &ctx, "get_item", json!(["itm_x"]));
+        assert!(message.contains("must be a JSON object"), "{message}");
+        let message = err(&store, &ctx, "get_item", json!({"item_id": 7}));
+        assert!(message.contains("invalid type"), "{message}");
+        let message = err(&store, &ctx, "list_items", json!({"kind": "epic"}));
+        assert!(message.contains("touchpoint"), "{message}");
+        let message = err(&store, &ctx, "list_items", json!({"journey_id": "x"}));
+        assert!(message.contains("unknown field `journey_id`"), "{message}");
+        let message = err(&store, &ctx, "get_item", json!({"item_id": "itm_nope"}));
+        assert!(message.starts_with("No item with id \"itm_nope\""), "{message}");
+
+        let metric =
+            ok(&store, &ctx, "list_items", json!({"kind": "metric"}))["items"][0]["id"].clone();
+        let touchpoint =
+            ok(&store, &ctx, "list_items", json!({"kind": "touchpoint"}))["items"][0]["id"].clone();
+        let message = err(
+            &store,
+            &ctx,
+            "link_items",
+            json!({"from_item_id": metric, "to_item_id": touchpoint}),
+        );
+        assert!(message.contains("only these directions are allowed"), "{message}");
+        let message =
+            err(&store, &ctx, "update_item", json!({"item_id": metric, "status": "done"}));
+        assert!(message.contains("tracking, on-track, at-risk, archived"), "{message}");
+        let message = err(
+            &store,
+            &ctx,
+            "update_item",
+            json!({"item_id": metric, "fields": {"channel": "x"}}),
+        );
+        assert!(message.contains("\"channel\" is not a field of a metric"), "{message}");
+    }
 }

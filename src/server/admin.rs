@@ -47,8 +47,7 @@ fn workspace(state: &AppState, slug: &str) -> ApiResult<WorkspaceRow> {
     if let Some(row) = state.store.workspace_by_slug(slug)? {
         return Ok(row);
     }
-    let known: Vec<String> =
-        state.store.list_workspaces()?.into_iter().map(|w| w.slug).collect();
+    let known: Vec<String> = state.store.list_workspaces()?.into_iter().map(|w| w.slug).collect();
     Err(ApiError::not_found(
         "workspace_not_found",
         format!("no workspace {slug:?} on this server; workspaces: {}", known.join(", ")),
@@ -57,12 +56,17 @@ fn workspace(state: &AppState, slug: &str) -> ApiResult<WorkspaceRow> {
 
 fn key_not_found(error: crate::store::StoreError) -> ApiError {
     match error {
-        crate::store::StoreError::NotFound(message) => ApiError::not_found("key_not_found", message),
+        crate::store::StoreError::NotFound(message) => {
+            ApiError::not_found("key_not_found", message)
+        }
         other => other.into(),
     }
 }
 
-pub async fn list_workspaces(_: Owner, State(state): State<AppState>) -> ApiResult<Json<WorkspacesResponse>> {
+pub async fn list_workspaces(
+    _: Owner,
+    State(state): State<AppState>,
+) -> ApiResult<Json<WorkspacesResponse>> {
     Ok(Json(WorkspacesResponse { workspaces: state.store.list_workspaces()? }))
 }
 
@@ -77,8 +81,10 @@ pub async fn create_workspace(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateWorkspaceBody>,
 ) -> ApiResult<(StatusCode, Json<WorkspaceResponse>)> {
-    let raw_name = body.name.ok_or_else(|| ApiError::unprocessable("invalid_name", "name is required"))?;
-    let name = api::validate_name(&raw_name).map_err(|m| ApiError::unprocessable("invalid_name", m))?;
+    let raw_name =
+        body.name.ok_or_else(|| ApiError::unprocessable("invalid_name", "name is required"))?;
+    let name =
+        api::validate_name(&raw_name).map_err(|m| ApiError::unprocessable("invalid_name", m))?;
     let slug = match body.slug {
         Some(slug) => api::validate_slug(&slug)
             .map_err(|m| ApiError::unprocessable("invalid_slug", m))?
@@ -104,7 +110,10 @@ pub async fn list_keys(
     let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(KeyStatus::parse(raw).ok_or_else(|| {
-            ApiError::bad_request("invalid_status", format!("status {raw:?} is not one of active, expired, revoked"))
+            ApiError::bad_request(
+                "invalid_status",
+                format!("status {raw:?} is not one of active, expired, revoked"),
+            )
         })?),
     };
     Ok(Json(KeysResponse { keys: state.store.list_keys(ws.id, status)? }))
@@ -125,18 +134,26 @@ pub async fn create_key(
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
     let ws = workspace(&state, &ws)?;
-    let raw_name = body.name.ok_or_else(|| ApiError::unprocessable("invalid_name", "name is required"))?;
-    let name = api::validate_name(&raw_name).map_err(|m| ApiError::unprocessable("invalid_name", m))?;
+    let raw_name =
+        body.name.ok_or_else(|| ApiError::unprocessable("invalid_name", "name is required"))?;
+    let name =
+        api::validate_name(&raw_name).map_err(|m| ApiError::unprocessable("invalid_name", m))?;
     let expires = body.expires.as_deref().ok_or_else(|| {
         ApiError::unprocessable("invalid_expires", "expires is required: one of 30d, 90d, never")
     })?;
     let expires = ExpiryPolicy::parse(expires).ok_or_else(|| {
-        ApiError::unprocessable("invalid_expires", format!("expires {expires:?} is not one of 30d, 90d, never"))
+        ApiError::unprocessable(
+            "invalid_expires",
+            format!("expires {expires:?} is not one of 30d, 90d, never"),
+        )
     })?;
     let access = match body.access.as_deref() {
         None => Access::default(),
         Some(raw) => Access::parse(raw).ok_or_else(|| {
-            ApiError::unprocessable("invalid_access", format!("access {raw:?} is not one of read-write, read-only"))
+            ApiError::unprocessable(
+                "invalid_access",
+                format!("access {raw:?} is not one of read-write, read-only"),
+            )
         })?,
     };
     let (key, token) = state.store.create_key(ws.id, name, expires, access)?;
@@ -190,9 +207,14 @@ pub async fn audit(
     let ws = workspace(&state, &ws)?;
     let limit = match query.limit.as_deref() {
         None => 50,
-        Some(raw) => raw.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-            ApiError::bad_request("invalid_limit", format!("limit {raw:?} is not a number from 1 to 1000"))
-        })?,
+        Some(raw) => {
+            raw.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_limit",
+                    format!("limit {raw:?} is not a number from 1 to 1000"),
+                )
+            })?
+        }
     };
     let events = state.store.list_events(ws.id, query.key.as_deref(), limit)?;
     Ok(Json(EventsResponse { events }))

@@ -40,9 +40,8 @@ impl FromRequestParts<AppState> for Owner {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthorized = |message: String| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-        };
+        let unauthorized =
+            |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
         let token = bearer_token(&parts.headers).map_err(|error| {
             unauthorized(format!(
                 "{error}; the admin API needs the owner credential (csa_…): run `custory-mcp login`"

@@ -58,7 +58,9 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorResponse { error: ErrorBody { code: self.code.to_owned(), message: self.message } };
+        let body = ErrorResponse {
+            error: ErrorBody { code: self.code.to_owned(), message: self.message },
+        };
         (self.status, Json(body)).into_response()
     }
 }

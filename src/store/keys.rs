@@ -114,7 +114,14 @@ fn insert_key(
     Ok((key, token))
 }
 
-fn audit(conn: &Connection, workspace_id: i64, at: DateTime<Utc>, kind: &str, key: &Key, detail: &str) -> StoreResult<()> {
+fn audit(
+    conn: &Connection,
+    workspace_id: i64,
+    at: DateTime<Utc>,
+    kind: &str,
+    key: &Key,
+    detail: &str,
+) -> StoreResult<()> {
     insert_event(
         conn,
         at.timestamp(),
@@ -141,12 +148,8 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let (key, token) = insert_key(&tx, workspace_id, name, expires, access, now)?;
-        let detail = format!(
-            "created {:?} ({}, expires {})",
-            key.name,
-            access.as_str(),
-            expires.as_str()
-        );
+        let detail =
+            format!("created {:?} ({}, expires {})", key.name, access.as_str(), expires.as_str());
         audit(&tx, workspace_id, now, "key.created", &key, &detail)?;
         tx.commit()?;
         Ok((key, token))
@@ -214,8 +217,22 @@ impl Store {
             .execute(params![now.timestamp(), id])?;
         let (new, token) = insert_key(&tx, workspace_id, &old.name, old.expires, old.access, now)?;
         let old = get_key(&tx, workspace_id, id, now)?;
-        audit(&tx, workspace_id, now, "key.rotated", &old, &format!("rotated {:?}: replaced by {}", old.name, new.id))?;
-        audit(&tx, workspace_id, now, "key.created", &new, &format!("created {:?} by rotating {}", new.name, old.id))?;
+        audit(
+            &tx,
+            workspace_id,
+            now,
+            "key.rotated",
+            &old,
+            &format!("rotated {:?}: replaced by {}", old.name, new.id),
+        )?;
+        audit(
+            &tx,
+            workspace_id,
+            now,
+            "key.created",
+            &new,
+            &format!("created {:?} by rotating {}", new.name, old.id),
+        )?;
         tx.commit()?;
         drop(conn);
         let mut old = old;
@@ -255,7 +272,9 @@ impl Store {
             .optional()?
         };
         Ok(found.map(|mut key| {
-            if let Some(client) = self.pending_usage().get(&key.key_id).and_then(|u| u.client.clone()) {
+            if let Some(client) =
+                self.pending_usage().get(&key.key_id).and_then(|u| u.client.clone())
+            {
                 key.last_used_client = Some(client);
             }
             key

@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
+pub use audit::NewEvent;
 pub use keys::{AuthenticatedKey, KeyUsage};
 pub use owner::OwnerCredentialSetup;
 pub use workspaces::WorkspaceRow;
-pub use audit::NewEvent;
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
@@ -102,12 +102,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Self {
-            conn: Mutex::new(conn),
-            clock,
-            path: path.to_owned(),
-            usage: Mutex::default(),
-        };
+        let store =
+            Self { conn: Mutex::new(conn), clock, path: path.to_owned(), usage: Mutex::default() };
         store.migrate().with_context(|| format!("could not migrate {}", path.display()))?;
         if is_new || store.list_workspaces()?.is_empty() {
             store.seed_demo().context("could not create the demo workspace")?;

@@ -26,8 +26,8 @@ fn workspace_row(row: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
 impl Store {
     pub fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT id, slug, name, created_at FROM workspaces ORDER BY slug")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id, slug, name, created_at FROM workspaces ORDER BY slug")?;
         let rows = stmt.query_map([], workspace_row)?;
         Ok(rows.map(|r| r.map(|w| w.workspace)).collect::<Result<_, _>>()?)
     }
@@ -41,8 +41,8 @@ impl Store {
 
     pub fn workspace_by_id(&self, id: i64) -> StoreResult<Option<WorkspaceRow>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT id, slug, name, created_at FROM workspaces WHERE id = ?1")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id, slug, name, created_at FROM workspaces WHERE id = ?1")?;
         Ok(stmt.query_row([id], workspace_row).optional()?)
     }
 

@@ -67,10 +67,12 @@ async fn the_whole_key_lifecycle() {
     assert_eq!(key["status"], "active");
     assert_eq!(key["prefix"], &token[..12]);
     assert!(token.starts_with("cst_") && token.len() == 42);
-    let created_at = chrono::DateTime::parse_from_rfc3339(key["created_at"].as_str().expect("created"))
-        .expect("rfc3339");
-    let expires_at = chrono::DateTime::parse_from_rfc3339(key["expires_at"].as_str().expect("expires"))
-        .expect("rfc3339");
+    let created_at =
+        chrono::DateTime::parse_from_rfc3339(key["created_at"].as_str().expect("created"))
+            .expect("rfc3339");
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(key["expires_at"].as_str().expect("expires"))
+            .expect("rfc3339");
     assert_eq!(expires_at - created_at, Duration::days(30));
     assert!(key["last_used_at"].is_null() && key["revoked_at"].is_null());
     assert!(key.get("token").is_none() && key.get("token_hash").is_none());
@@ -86,32 +88,53 @@ async fn the_whole_key_lifecycle() {
     assert!(never["key"]["expires_at"].is_null());
     assert_eq!(never["key"]["access"], "read-only");
 
-    let (status, list) = send(http().get(server.admin("/workspaces/acme/mcp-keys")).bearer_auth(owner)).await;
+    let (status, list) =
+        send(http().get(server.admin("/workspaces/acme/mcp-keys")).bearer_auth(owner)).await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = list["keys"].as_array().expect("keys").iter().map(|k| k["name"].as_str().expect("name")).collect();
+    let names: Vec<&str> = list["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["CI", "Cursor on MacBook"], "newest first");
     assert!(list["keys"].as_array().expect("keys").iter().all(|k| k.get("token").is_none()));
 
-    let (status, one) = send(http().get(server.admin(&format!("/workspaces/acme/mcp-keys/{id}"))).bearer_auth(owner)).await;
+    let (status, one) = send(
+        http().get(server.admin(&format!("/workspaces/acme/mcp-keys/{id}"))).bearer_auth(owner),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(one["key"]["id"], id);
 
     // The key works at the MCP endpoint, then revocation shuts it off on the very next request.
     let (status, _) = send(mcp_post(&server.mcp_url(), token, &initialize_body())).await;
     assert_eq!(status, 200);
-    let (status, revoked) =
-        send(http().post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke"))).bearer_auth(owner)).await;
+    let (status, revoked) = send(
+        http()
+            .post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke")))
+            .bearer_auth(owner),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(revoked["key"]["status"], "revoked");
     assert!(revoked["key"]["revoked_at"].is_string());
-    let response = mcp_post(&server.mcp_url(), token, &initialize_body()).send().await.expect("post");
+    let response =
+        mcp_post(&server.mcp_url(), token, &initialize_body()).send().await.expect("post");
     assert_eq!(response.status(), 401);
     let challenge = response.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
-    assert!(challenge.starts_with("Bearer realm=\"custory\", error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer realm=\"custory\", error=\"invalid_token\""),
+        "{challenge}"
+    );
     assert!(challenge.contains("revoked"), "{challenge}");
 
-    let (status, body) =
-        send(http().post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke"))).bearer_auth(owner)).await;
+    let (status, body) = send(
+        http()
+            .post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke")))
+            .bearer_auth(owner),
+    )
+    .await;
     assert_eq!(status, 409);
     assert_eq!(error_code(&body), "conflict");
 
@@ -120,8 +143,10 @@ async fn the_whole_key_lifecycle() {
         let (key, token) = server.create_key("Cursor on MacBook", "90d", "read-write").await;
         (key, token)
     };
-    let (status, revoked_only) =
-        send(http().get(server.admin("/workspaces/acme/mcp-keys?status=revoked")).bearer_auth(owner)).await;
+    let (status, revoked_only) = send(
+        http().get(server.admin("/workspaces/acme/mcp-keys?status=revoked")).bearer_auth(owner),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(revoked_only["keys"].as_array().expect("keys").len(), 1);
     assert_eq!(revoked_only["keys"][0]["id"], id);
@@ -130,8 +155,12 @@ async fn the_whole_key_lifecycle() {
     // Rotation: same name, policy and access; the old key is revoked at once.
     let ci_id = never["key"]["id"].as_str().expect("id");
     let ci_token = never["token"].as_str().expect("token");
-    let (status, rotated) =
-        send(http().post(server.admin(&format!("/workspaces/acme/mcp-keys/{ci_id}/rotate"))).bearer_auth(owner)).await;
+    let (status, rotated) = send(
+        http()
+            .post(server.admin(&format!("/workspaces/acme/mcp-keys/{ci_id}/rotate")))
+            .bearer_auth(owner),
+    )
+    .await;
     assert_eq!(status, 201);
     assert_eq!(rotated["replaced"]["id"], ci_id);
     assert_eq!(rotated["replaced"]["status"], "revoked");
@@ -144,15 +173,34 @@ async fn the_whole_key_lifecycle() {
     assert_eq!(send(mcp_post(&server.mcp_url(), new_token, &initialize_body())).await.0, 200);
 
     // Everything above left an audit trail, newest first.
-    let (status, audit) = send(http().get(server.admin("/workspaces/acme/audit")).bearer_auth(owner)).await;
+    let (status, audit) =
+        send(http().get(server.admin("/workspaces/acme/audit")).bearer_auth(owner)).await;
     assert_eq!(status, 200);
-    let kinds: Vec<&str> = audit["events"].as_array().expect("events").iter().map(|e| e["kind"].as_str().expect("kind")).collect();
+    let kinds: Vec<&str> = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
     assert_eq!(
         kinds,
-        ["auth.rejected", "key.created", "key.rotated", "key.created", "auth.rejected", "key.revoked", "key.created", "key.created"]
+        [
+            "auth.rejected",
+            "key.created",
+            "key.rotated",
+            "key.created",
+            "auth.rejected",
+            "key.revoked",
+            "key.created",
+            "key.created"
+        ]
     );
-    let (_, for_key) =
-        send(http().get(server.admin(&format!("/workspaces/acme/audit?key={id}&limit=2"))).bearer_auth(owner)).await;
+    let (_, for_key) = send(
+        http()
+            .get(server.admin(&format!("/workspaces/acme/audit?key={id}&limit=2")))
+            .bearer_auth(owner),
+    )
+    .await;
     let events = for_key["events"].as_array().expect("events");
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e["key_id"] == id));
@@ -163,7 +211,9 @@ async fn the_whole_key_lifecycle() {
 async fn every_validation_error_has_its_status_and_code() {
     let server = TestServer::start().await;
     let owner = &server.owner;
-    let create = |body: Value| http().post(server.admin("/workspaces/acme/mcp-keys")).bearer_auth(owner).json(&body);
+    let create = |body: Value| {
+        http().post(server.admin("/workspaces/acme/mcp-keys")).bearer_auth(owner).json(&body)
+    };
     server.create_key("Taken", "30d", "read-write").await;
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
@@ -179,36 +229,95 @@ async fn every_validation_error_has_its_status_and_code() {
         (create(json!({"name": 5, "expires": "30d"})), 422, "invalid_body"),
         (create(json!({"name": "Taken", "expires": "90d"})), 409, "conflict"),
         (
-            http().post(server.admin("/workspaces/acme/mcp-keys")).bearer_auth(owner)
-                .header("content-type", "application/json").body("{\"name\":"),
+            http()
+                .post(server.admin("/workspaces/acme/mcp-keys"))
+                .bearer_auth(owner)
+                .header("content-type", "application/json")
+                .body("{\"name\":"),
             400,
             "malformed_json",
         ),
         (
-            http().post(server.admin("/workspaces/acme/mcp-keys")).bearer_auth(owner)
-                .header("content-type", "text/plain").body("{}"),
+            http()
+                .post(server.admin("/workspaces/acme/mcp-keys"))
+                .bearer_auth(owner)
+                .header("content-type", "text/plain")
+                .body("{}"),
             415,
             "unsupported_media_type",
         ),
         (
-            http().post(server.admin("/workspaces/acme/mcp-keys")).bearer_auth(owner)
-                .header("content-type", "application/json").body(vec![b' '; 2 * 1024 * 1024]),
+            http()
+                .post(server.admin("/workspaces/acme/mcp-keys"))
+                .bearer_auth(owner)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 2 * 1024 * 1024]),
             413,
             "body_too_large",
         ),
-        (http().get(server.admin("/workspaces/nope/mcp-keys")).bearer_auth(owner), 404, "workspace_not_found"),
-        (http().get(server.admin("/workspaces/acme/mcp-keys/key_missing")).bearer_auth(owner), 404, "key_not_found"),
-        (http().post(server.admin("/workspaces/acme/mcp-keys/key_missing/revoke")).bearer_auth(owner), 404, "key_not_found"),
-        (http().post(server.admin("/workspaces/acme/mcp-keys/key_missing/rotate")).bearer_auth(owner), 404, "key_not_found"),
-        (http().get(server.admin("/workspaces/acme/mcp-keys?status=old")).bearer_auth(owner), 400, "invalid_status"),
-        (http().get(server.admin("/workspaces/acme/audit?limit=0")).bearer_auth(owner), 400, "invalid_limit"),
-        (http().get(server.admin("/workspaces/acme/audit?limit=lots")).bearer_auth(owner), 400, "invalid_limit"),
-        (http().post(server.admin("/workspaces")).bearer_auth(owner).json(&json!({"name": "Acme", "slug": "acme"})), 409, "conflict"),
-        (http().post(server.admin("/workspaces")).bearer_auth(owner).json(&json!({"name": "X", "slug": "Bad Slug"})), 422, "invalid_slug"),
+        (
+            http().get(server.admin("/workspaces/nope/mcp-keys")).bearer_auth(owner),
+            404,
+            "workspace_not_found",
+        ),
+        (
+            http().get(server.admin("/workspaces/acme/mcp-keys/key_missing")).bearer_auth(owner),
+            404,
+            "key_not_found",
+        ),
+        (
+            http()
+                .post(server.admin("/workspaces/acme/mcp-keys/key_missing/revoke"))
+                .bearer_auth(owner),
+            404,
+            "key_not_found",
+        ),
+        (
+            http()
+                .post(server.admin("/workspaces/acme/mcp-keys/key_missing/rotate"))
+                .bearer_auth(owner),
+            404,
+            "key_not_found",
+        ),
+        (
+            http().get(server.admin("/workspaces/acme/mcp-keys?status=old")).bearer_auth(owner),
+            400,
+            "invalid_status",
+        ),
+        (
+            http().get(server.admin("/workspaces/acme/audit?limit=0")).bearer_auth(owner),
+            400,
+            "invalid_limit",
+        ),
+        (
+            http().get(server.admin("/workspaces/acme/audit?limit=lots")).bearer_auth(owner),
+            400,
+            "invalid_limit",
+        ),
+        (
+            http()
+                .post(server.admin("/workspaces"))
+                .bearer_auth(owner)
+                .json(&json!({"name": "Acme", "slug": "acme"})),
+            409,
+            "conflict",
+        ),
+        (
+            http()
+                .post(server.admin("/workspaces"))
+                .bearer_auth(owner)
+                .json(&json!({"name": "X", "slug": "Bad Slug"})),
+            422,
+            "invalid_slug",
+        ),
         (http().delete(server.admin("/workspaces")).bearer_auth(owner), 405, "method_not_allowed"),
         (http().get(server.admin("/workspaces")), 401, "unauthorized"),
         (http().get(server.admin("/workspaces")).bearer_auth("csa_wrong"), 401, "unauthorized"),
-        (http().get(server.admin("/workspaces")).header("authorization", "Basic abc"), 401, "unauthorized"),
+        (
+            http().get(server.admin("/workspaces")).header("authorization", "Basic abc"),
+            401,
+            "unauthorized",
+        ),
     ];
     for (request, want_status, want_code) in cases {
         let built = request.build().expect("request");
@@ -222,19 +331,32 @@ async fn every_validation_error_has_its_status_and_code() {
 
     // An MCP key is not an admin credential, and an owner credential is not an MCP key.
     let (_, mcp_token) = server.create_key("Cursor", "30d", "read-write").await;
-    let (status, body) = send(http().get(server.admin("/workspaces")).bearer_auth(&mcp_token)).await;
+    let (status, body) =
+        send(http().get(server.admin("/workspaces")).bearer_auth(&mcp_token)).await;
     assert_eq!((status, error_code(&body)), (403, "mcp_key_not_allowed"));
-    let response = mcp_post(&server.mcp_url(), &server.owner, &initialize_body()).send().await.expect("post");
+    let response =
+        mcp_post(&server.mcp_url(), &server.owner, &initialize_body()).send().await.expect("post");
     assert_eq!(response.status(), 401);
-    assert!(response.headers()["www-authenticate"].to_str().expect("ascii").contains("owner credentials"));
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains("owner credentials")
+    );
 
     // A valid workspace can be created and gets a slug from its name.
-    let (status, body) =
-        send(http().post(server.admin("/workspaces")).bearer_auth(owner).json(&json!({"name": "Beta Team"}))).await;
+    let (status, body) = send(
+        http()
+            .post(server.admin("/workspaces"))
+            .bearer_auth(owner)
+            .json(&json!({"name": "Beta Team"})),
+    )
+    .await;
     assert_eq!(status, 201);
     assert_eq!(body["workspace"]["slug"], "beta-team");
     // Nothing was lost along the way: the one key made before the errors is still there.
-    let (_, list) = send(http().get(server.admin("/workspaces/acme/mcp-keys")).bearer_auth(owner)).await;
+    let (_, list) =
+        send(http().get(server.admin("/workspaces/acme/mcp-keys")).bearer_auth(owner)).await;
     assert_eq!(list["keys"].as_array().expect("keys").len(), 2);
     server.stop().await;
 }
@@ -245,8 +367,13 @@ async fn keys_of_one_workspace_are_invisible_from_another() {
     let owner = &server.owner;
     let (key, _) = server.create_key("Cursor", "30d", "read-write").await;
     let id = key["id"].as_str().expect("id");
-    let (status, _) =
-        send(http().post(server.admin("/workspaces")).bearer_auth(owner).json(&json!({"name": "Other", "slug": "other"}))).await;
+    let (status, _) = send(
+        http()
+            .post(server.admin("/workspaces"))
+            .bearer_auth(owner)
+            .json(&json!({"name": "Other", "slug": "other"})),
+    )
+    .await;
     assert_eq!(status, 201);
     for request in [
         http().get(server.admin(&format!("/workspaces/other/mcp-keys/{id}"))),
@@ -256,7 +383,8 @@ async fn keys_of_one_workspace_are_invisible_from_another() {
         let (status, body) = send(request.bearer_auth(owner)).await;
         assert_eq!((status, error_code(&body)), (404, "key_not_found"));
     }
-    let (_, list) = send(http().get(server.admin("/workspaces/other/mcp-keys")).bearer_auth(owner)).await;
+    let (_, list) =
+        send(http().get(server.admin("/workspaces/other/mcp-keys")).bearer_auth(owner)).await;
     assert_eq!(list["keys"], json!([]));
     server.stop().await;
 }
@@ -269,20 +397,28 @@ async fn expired_keys_are_refused_and_listed_as_expired() {
     assert_eq!(send(mcp_post(&server.mcp_url(), &token, &initialize_body())).await.0, 200);
 
     server.store.clock().advance(Duration::days(30));
-    let response = mcp_post(&server.mcp_url(), &token, &initialize_body()).send().await.expect("post");
+    let response =
+        mcp_post(&server.mcp_url(), &token, &initialize_body()).send().await.expect("post");
     assert_eq!(response.status(), 401);
     assert!(response.headers()["www-authenticate"].to_str().expect("ascii").contains("expired"));
     assert_eq!(send(mcp_post(&server.mcp_url(), &forever, &initialize_body())).await.0, 200);
 
-    let (_, list) =
-        send(http().get(server.admin("/workspaces/acme/mcp-keys?status=expired")).bearer_auth(&server.owner)).await;
+    let (_, list) = send(
+        http()
+            .get(server.admin("/workspaces/acme/mcp-keys?status=expired"))
+            .bearer_auth(&server.owner),
+    )
+    .await;
     assert_eq!(list["keys"].as_array().expect("keys").len(), 1);
     assert_eq!(list["keys"][0]["id"], key["id"]);
     assert_eq!(list["keys"][0]["status"], "expired");
     // An expired key's name may be reused, and an expired key can be rotated into a fresh one.
     let (status, rotated) = send(
         http()
-            .post(server.admin(&format!("/workspaces/acme/mcp-keys/{}/rotate", key["id"].as_str().expect("id"))))
+            .post(server.admin(&format!(
+                "/workspaces/acme/mcp-keys/{}/rotate",
+                key["id"].as_str().expect("id")
+            )))
             .bearer_auth(&server.owner),
     )
     .await;
@@ -304,15 +440,22 @@ async fn malformed_tokens_are_refused_before_any_lookup() {
         (typo, "checksum"),
         ("ghp_notours".to_owned(), "cst_"),
     ] {
-        let response = mcp_post(&server.mcp_url(), &presented, &initialize_body()).send().await.expect("post");
+        let response =
+            mcp_post(&server.mcp_url(), &presented, &initialize_body()).send().await.expect("post");
         assert_eq!(response.status(), 401);
         let challenge = response.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
         assert!(challenge.contains(needle), "{challenge}");
         assert!(!challenge.contains("resource_metadata"));
     }
-    let response = http().post(server.mcp_url()).json(&initialize_body()).send().await.expect("post");
+    let response =
+        http().post(server.mcp_url()).json(&initialize_body()).send().await.expect("post");
     assert_eq!(response.status(), 401);
-    assert!(response.headers()["www-authenticate"].to_str().expect("ascii").contains("missing bearer token"));
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains("missing bearer token")
+    );
     server.stop().await;
 }
 
@@ -321,7 +464,11 @@ async fn last_use_is_shown_at_once_and_written_in_batches() {
     let server = TestServer::start().await;
     let (key, token) = server.create_key("Cursor", "30d", "read-write").await;
     let id = key["id"].as_str().expect("id");
-    let get = || http().get(server.admin(&format!("/workspaces/acme/mcp-keys/{id}"))).bearer_auth(&server.owner);
+    let get = || {
+        http()
+            .get(server.admin(&format!("/workspaces/acme/mcp-keys/{id}")))
+            .bearer_auth(&server.owner)
+    };
 
     let (_, before) = send(get()).await;
     assert!(before["key"]["last_used_at"].is_null());
@@ -329,7 +476,10 @@ async fn last_use_is_shown_at_once_and_written_in_batches() {
     assert_eq!(send(mcp_post(&server.mcp_url(), &token, &initialize_body())).await.0, 200);
     // A later request that does not say who it is keeps the client named at initialize.
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
-    assert_eq!(send(mcp_post(&server.mcp_url(), &token, &ping).header("user-agent", "curl/8")).await.0, 200);
+    assert_eq!(
+        send(mcp_post(&server.mcp_url(), &token, &ping).header("user-agent", "curl/8")).await.0,
+        200
+    );
 
     let (_, pending) = send(get()).await;
     assert!(pending["key"]["last_used_at"].is_string(), "pending values are shown: {pending}");
@@ -338,16 +488,19 @@ async fn last_use_is_shown_at_once_and_written_in_batches() {
     // Not yet in the database: the use is only in memory.
     let stored: Option<i64> = {
         let conn = rusqlite::Connection::open(server.dir.path().join("custory.db")).expect("open");
-        conn.query_row("SELECT last_used_at FROM mcp_keys WHERE id = ?1", [id], |row| row.get(0)).expect("row")
+        conn.query_row("SELECT last_used_at FROM mcp_keys WHERE id = ?1", [id], |row| row.get(0))
+            .expect("row")
     };
     assert_eq!(stored, None);
 
     assert_eq!(server.store.flush_usage().expect("flush"), 1);
     let stored: (Option<i64>, Option<String>) = {
         let conn = rusqlite::Connection::open(server.dir.path().join("custory.db")).expect("open");
-        conn.query_row("SELECT last_used_at, last_used_client FROM mcp_keys WHERE id = ?1", [id], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+        conn.query_row(
+            "SELECT last_used_at, last_used_client FROM mcp_keys WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
         .expect("row")
     };
     assert!(stored.0.is_some());

@@ -32,8 +32,12 @@ impl TestServer {
 
     pub async fn start_with(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(Store::open(&dir.path().join("custory.db"), Clock::default()).expect("open store"));
-        let OwnerCredentialSetup::Issued(owner) = store.ensure_owner_credential(false).expect("owner") else {
+        let store = Arc::new(
+            Store::open(&dir.path().join("custory.db"), Clock::default()).expect("open store"),
+        );
+        let OwnerCredentialSetup::Issued(owner) =
+            store.ensure_owner_credential(false).expect("owner")
+        else {
             panic!("a new database must issue an owner credential");
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -152,7 +156,8 @@ impl TestEnv {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         // The listener is bound before this line is printed, so the server is ready now.
-        let line = lines.next_line().await.expect("read announcement").expect("serve printed nothing");
+        let line =
+            lines.next_line().await.expect("read announcement").expect("serve printed nothing");
         let announced: Value = serde_json::from_str(&line).expect("announcement is JSON");
         ServeProcess { child, announced }
     }
@@ -171,7 +176,11 @@ impl ServeProcess {
     /// SIGTERM, then wait; returns everything the server wrote to stderr.
     pub async fn terminate(self) -> String {
         let pid = self.child.id().expect("pid");
-        let status = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill");
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
         assert!(status.success());
         let output = self.child.wait_with_output().await.expect("wait");
         assert!(output.status.success(), "serve exited with {:?}", output.status);

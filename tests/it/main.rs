@@ -2,4 +2,6 @@
 
 mod admin_api;
 mod common;
+mod conformance;
+mod mcp_http;
 mod serve;

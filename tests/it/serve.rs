@@ -14,11 +14,19 @@ async fn create_key(url: &str, owner: &str, name: &str) -> (String, String) {
         .expect("create");
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.expect("json");
-    (body["key"]["id"].as_str().expect("id").to_owned(), body["token"].as_str().expect("token").to_owned())
+    (
+        body["key"]["id"].as_str().expect("id").to_owned(),
+        body["token"].as_str().expect("token").to_owned(),
+    )
 }
 
 async fn mcp_status(url: &str, token: &str) -> u16 {
-    mcp_post(&format!("{url}/api/mcp"), token, &initialize_body()).send().await.expect("post").status().as_u16()
+    mcp_post(&format!("{url}/api/mcp"), token, &initialize_body())
+        .send()
+        .await
+        .expect("post")
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
@@ -26,10 +34,14 @@ async fn first_start_issues_and_saves_the_owner_credential_and_restarts_keep_eve
     let env = TestEnv::new();
     let db = env.home.path().join("data/custory.db");
     let server = env.serve(&db, &[]).await;
-    let owner = server.announced["owner_credential"].as_str().expect("first start prints the credential").to_owned();
+    let owner = server.announced["owner_credential"]
+        .as_str()
+        .expect("first start prints the credential")
+        .to_owned();
     assert!(owner.starts_with("csa_"));
     assert_eq!(server.announced["workspaces"], json!(["acme"]));
-    let saved = std::fs::read_to_string(env.config_dir().join("credentials.json")).expect("saved credential");
+    let saved = std::fs::read_to_string(env.config_dir().join("credentials.json"))
+        .expect("saved credential");
     assert!(saved.contains(&owner));
     let url = server.url();
     let (id, token) = create_key(&url, &owner, "Cursor on MacBook").await;
@@ -39,7 +51,8 @@ async fn first_start_issues_and_saves_the_owner_credential_and_restarts_keep_eve
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode(&db), 0o600);
         assert_eq!(mode(db.parent().expect("dir")), 0o700);
         assert_eq!(mode(&env.config_dir().join("credentials.json")), 0o600);
@@ -60,20 +73,30 @@ async fn first_start_issues_and_saves_the_owner_credential_and_restarts_keep_eve
 
     // Shutdown flushed the last use, so it is in the file now.
     let conn = rusqlite::Connection::open(&db).expect("open");
-    let client: Option<String> =
-        conn.query_row("SELECT last_used_client FROM mcp_keys WHERE id = ?1", [&id], |r| r.get(0)).expect("row");
+    let client: Option<String> = conn
+        .query_row("SELECT last_used_client FROM mcp_keys WHERE id = ?1", [&id], |r| r.get(0))
+        .expect("row");
     assert_eq!(client.as_deref(), Some("it-client/1.2.3"));
     drop(conn);
 
     // Resetting the owner credential revokes the old one.
     let server = env.serve(&db, &["--reset-owner-credential"]).await;
-    let fresh = server.announced["owner_credential"].as_str().expect("reset prints a new credential").to_owned();
+    let fresh = server.announced["owner_credential"]
+        .as_str()
+        .expect("reset prints a new credential")
+        .to_owned();
     assert_ne!(fresh, owner);
     let url = server.url();
     let status = |token: String| {
         let url = url.clone();
         async move {
-            http().get(format!("{url}/api/admin/workspaces")).bearer_auth(token).send().await.expect("get").status()
+            http()
+                .get(format!("{url}/api/admin/workspaces"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("get")
+                .status()
         }
     };
     assert_eq!(status(owner).await, 401);
@@ -138,7 +161,10 @@ async fn plaintext_tokens_appear_in_no_database_page_and_no_log_line() {
     server.announced = Value::Null;
     let stderr = server.terminate().await;
     bytes.extend(std::fs::read(&db).expect("db"));
-    assert!(stderr.contains("DEBUG") || stderr.contains("TRACE") || stderr.contains("INFO"), "logging was on: {stderr}");
+    assert!(
+        stderr.contains("DEBUG") || stderr.contains("TRACE") || stderr.contains("INFO"),
+        "logging was on: {stderr}"
+    );
 
     let haystack = String::from_utf8_lossy(&bytes);
     for secret in [&token, &other, &new_token, &owner] {

@@ -1,0 +1,319 @@
+//! Conformance with MCP clients nobody here wrote: the official Python SDK (`mcp`, pinned,
+//! installed from PyPI into a venv under `target/`) and the official Rust SDK's client (`rmcp`).
+//! A failed install fails these tests: they never skip.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    ProtocolVersion,
+};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt as _};
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, http};
+
+/// The pinned version of the official Python SDK.
+const PYTHON_MCP: &str = "mcp==2.3.0";
+
+const READ_TOOLS: [&str; 7] = [
+    "get_workspace",
+    "list_journeys",
+    "get_journey",
+    "list_items",
+    "get_item",
+    "search",
+    "list_personas",
+];
+const WRITE_TOOLS: [&str; 4] = ["create_item", "update_item", "link_items", "add_comment"];
+
+/// The venv's python, installing the SDK on first use (once per target dir).
+fn python_with_sdk() -> PathBuf {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("py-{}", PYTHON_MCP.replace("==", "-")));
+    let python = venv.join("bin/python");
+    if venv.join(".installed").exists() {
+        return python;
+    }
+    // A venv left half-made by an interrupted run is rebuilt from scratch.
+    let _ = std::fs::remove_dir_all(&venv);
+    let run = |cmd: &mut Command, what: &str| {
+        let output = cmd.output().unwrap_or_else(|e| panic!("{what}: could not start: {e}"));
+        assert!(
+            output.status.success(),
+            "{what} failed (the MCP conformance tests need python3 with venv and PyPI access):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv");
+    run(
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            PYTHON_MCP,
+        ]),
+        "pip install mcp",
+    );
+    std::fs::write(venv.join(".installed"), PYTHON_MCP).expect("mark venv");
+    python
+}
+
+/// Runs the Python SDK client with `steps`; returns its JSON report.
+async fn python_client(url: &str, token: &str, steps: Value) -> Value {
+    let url = url.to_owned();
+    let token = token.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let python = python_with_sdk();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/python/mcp_client.py");
+        let output = Command::new(python)
+            .arg(script)
+            .arg(&url)
+            .arg(&token)
+            .arg(steps.to_string())
+            .env("NO_PROXY", "*")
+            .output()
+            .expect("run python client");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+            panic!(
+                "python client printed no JSON:\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    })
+    .await
+    .expect("python task")
+}
+
+type RmcpClient = RunningService<RoleClient, ClientConfig>;
+
+async fn rmcp_connect(
+    url: &str,
+    token: &str,
+) -> Result<RmcpClient, rmcp::service::ClientInitializeError> {
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned());
+    ClientConfig::new(ClientCapabilities::default(), Implementation::new("rmcp-conformance", "3"))
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+}
+
+async fn rmcp_call(client: &RmcpClient, name: &str, args: Value) -> CallToolResult {
+    let Value::Object(map) = args else { panic!("arguments must be an object") };
+    client
+        .call_tool(CallToolRequestParams::new(name.to_owned()).with_arguments(map))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// An item id of `kind` from the demo journey, found through the server's own tool.
+async fn demo_step_id(server: &TestServer, token: &str) -> String {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "list_items", "arguments": {"kind": "insight"}}});
+    let reply: Value = crate::common::mcp_post(&server.mcp_url(), token, &body)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    reply["result"]["structuredContent"]["items"][0]["step_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("list_items gives step ids: {reply}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn python_sdk_reads_writes_and_sees_its_write() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("Python SDK", "30d", "read-write").await;
+    let step = demo_step_id(&server, &token).await;
+    let title = "Users abandon setup at the API key step";
+    let report = python_client(
+        &server.mcp_url(),
+        &token,
+        json!([
+            {"op": "list_tools"},
+            {"op": "call", "tool": "get_workspace", "args": {}},
+            {"op": "call", "tool": "create_item", "args": {"step_id": step, "kind": "insight", "title": title}},
+            {"op": "call", "tool": "search", "args": {"query": "abandon setup"}},
+        ]),
+    )
+    .await;
+    assert!(report.get("error").is_none(), "{report}");
+    // The SDK's auto mode tried `server/discover`, was refused, and fell back to `initialize`.
+    assert_eq!(report["protocol_version"], "2025-11-25");
+    assert_eq!(report["server_name"], "custory-mcp");
+    let results = report["results"].as_array().expect("results");
+    let mut tools: Vec<&str> = results[0]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t.as_str().expect("name"))
+        .collect();
+    tools.sort_unstable();
+    let mut want: Vec<&str> = READ_TOOLS.iter().chain(WRITE_TOOLS.iter()).copied().collect();
+    want.sort_unstable();
+    assert_eq!(tools, want);
+    assert_eq!(results[1]["is_error"], false);
+    assert_eq!(results[1]["structured"]["slug"], "acme");
+    assert_eq!(results[2]["is_error"], false, "{}", results[2]);
+    let created = results[2]["structured"]["id"].as_str().expect("created item id").to_owned();
+    assert_eq!(results[3]["is_error"], false);
+    let hits = results[3]["structured"]["hits"].as_array().expect("hits");
+    assert!(
+        hits.iter().any(|h| h["id"] == created.as_str()),
+        "the write shows in a later read: {hits:?}"
+    );
+
+    // The write left an audit event naming the key.
+    let audit: Value = http()
+        .get(server.admin("/workspaces/acme/audit"))
+        .bearer_auth(&server.owner)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    let event = &audit["events"][0];
+    assert_eq!(event["kind"], "tool.called");
+    assert!(
+        event["detail"].as_str().is_some_and(|d| d.contains("create_item") && d.contains(&created))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn python_sdk_with_a_read_only_key_sees_only_read_tools_and_a_revoked_key_fails() {
+    let server = TestServer::start().await;
+    let (key, token) = server.create_key("Read only", "30d", "read-only").await;
+    let step = demo_step_id(&server, &token).await;
+    let report = python_client(
+        &server.mcp_url(),
+        &token,
+        json!([
+            {"op": "list_tools"},
+            {"op": "call", "tool": "create_item", "args": {"step_id": step, "kind": "insight", "title": "x"}},
+        ]),
+    )
+    .await;
+    let results = report["results"].as_array().unwrap_or_else(|| panic!("{report}"));
+    let mut tools: Vec<&str> = results[0]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t.as_str().expect("name"))
+        .collect();
+    tools.sort_unstable();
+    let mut want = READ_TOOLS.to_vec();
+    want.sort_unstable();
+    assert_eq!(tools, want);
+    assert_eq!(results[1]["is_error"], true);
+    assert!(
+        results[1]["text"][0].as_str().is_some_and(|t| t.contains("read-only")),
+        "{}",
+        results[1]
+    );
+
+    let id = key["id"].as_str().expect("id");
+    let revoke = http()
+        .post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke")))
+        .bearer_auth(&server.owner)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoke.status(), 200);
+    let report = python_client(&server.mcp_url(), &token, json!([{"op": "list_tools"}])).await;
+    assert!(report["error"].as_str().is_some(), "a revoked key must fail: {report}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rmcp_client_reads_writes_and_is_cut_off_by_a_revoke() {
+    let server = TestServer::start().await;
+    let (key, token) = server.create_key("rmcp", "90d", "read-write").await;
+    let client = rmcp_connect(&server.mcp_url(), &token).await.expect("connect");
+    let info = client.peer_info().expect("initialized");
+    assert_eq!(info.protocol_version, ProtocolVersion::V_2025_11_25);
+    assert!(info.instructions.as_deref().is_some_and(|i| i.contains("journeys")));
+
+    let tools = client.list_all_tools().await.expect("tools/list");
+    assert_eq!(tools.len(), READ_TOOLS.len() + WRITE_TOOLS.len());
+    for tool in &tools {
+        assert!(tool.output_schema.is_some(), "{} has an outputSchema", tool.name);
+        assert!(tool.annotations.is_some(), "{} has annotations", tool.name);
+        let read_only = tool.annotations.as_ref().and_then(|a| a.read_only_hint);
+        assert_eq!(read_only, Some(READ_TOOLS.contains(&tool.name.as_ref())), "{}", tool.name);
+    }
+
+    let journeys = rmcp_call(&client, "list_journeys", json!({})).await;
+    assert_eq!(journeys.is_error, Some(false));
+    let journey_id = journeys
+        .structured_content
+        .as_ref()
+        .and_then(|s| s["journeys"][0]["id"].as_str())
+        .expect("a journey")
+        .to_owned();
+    let map = rmcp_call(&client, "get_journey", json!({"journey": journey_id})).await;
+    let step = map
+        .structured_content
+        .as_ref()
+        .and_then(|s| s["stages"][0]["steps"][0]["id"].as_str())
+        .expect("a step")
+        .to_owned();
+
+    let created = rmcp_call(
+        &client,
+        "create_item",
+        json!({"step_id": step, "kind": "touchpoint", "title": "Welcome email"}),
+    )
+    .await;
+    assert_eq!(created.is_error, Some(false), "{created:?}");
+    let item =
+        created.structured_content.as_ref().and_then(|s| s["id"].as_str()).expect("id").to_owned();
+    let comment = rmcp_call(
+        &client,
+        "add_comment",
+        json!({"item_id": item, "body": "Sent 5 minutes after sign-up."}),
+    )
+    .await;
+    assert_eq!(comment.is_error, Some(false), "{comment:?}");
+    let read = rmcp_call(&client, "get_item", json!({"item_id": item})).await;
+    let read = read.structured_content.expect("structured");
+    assert_eq!(read["title"], "Welcome email");
+    assert_eq!(read["comments"][0]["body"], "Sent 5 minutes after sign-up.");
+
+    // A business error is a tool result the agent can act on, not a protocol error.
+    let missing = rmcp_call(&client, "get_item", json!({"item_id": "itm_doesnotexist"})).await;
+    assert_eq!(missing.is_error, Some(true));
+
+    let id = key["id"].as_str().expect("id");
+    let revoke = http()
+        .post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke")))
+        .bearer_auth(&server.owner)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoke.status(), 200);
+    let after = client.call_tool(CallToolRequestParams::new("list_journeys".to_owned())).await;
+    assert!(after.is_err(), "the very next call after a revoke fails");
+
+    let Err(refused) = rmcp_connect(&server.mcp_url(), &token).await else {
+        panic!("a revoked key cannot connect");
+    };
+    assert!(refused.is_authorization_required(), "{refused}");
+    server.stop().await;
+}

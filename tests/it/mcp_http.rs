@@ -1,0 +1,318 @@
+//! The MCP endpoint's HTTP and JSON-RPC contract: every error row, version negotiation, batches.
+
+use custory_mcp::server::ServerConfig;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, http, initialize_body, mcp_post};
+
+async fn parts(response: reqwest::Response) -> (u16, reqwest::header::HeaderMap, Value) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+fn rpc(id: Value, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+#[tokio::test]
+async fn initialize_negotiates_the_version_and_issues_no_session() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("Cursor", "30d", "read-write").await;
+    for (asked, answered) in [
+        ("2025-03-26", "2025-03-26"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-11-25", "2025-11-25"),
+        ("2024-11-05", "2025-11-25"),
+        ("2099-01-01", "2025-11-25"),
+    ] {
+        let body = rpc(
+            json!(1),
+            "initialize",
+            json!({"protocolVersion": asked, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+        );
+        let (status, headers, reply) =
+            parts(mcp_post(&server.mcp_url(), &token, &body).send().await.expect("post")).await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(headers.get("mcp-session-id").is_none());
+        assert_eq!(reply["id"], 1);
+        assert_eq!(reply["result"]["protocolVersion"], answered, "asked {asked}");
+        assert_eq!(reply["result"]["serverInfo"]["name"], "custory-mcp");
+        assert!(reply["result"]["capabilities"]["tools"].is_object());
+        assert!(
+            reply["result"]["instructions"]
+                .as_str()
+                .is_some_and(|i| i.contains("acme") && i.contains("touchpoint"))
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_transport_error_has_its_status() {
+    let server = TestServer::start_with(ServerConfig {
+        allowed_origins: vec!["http://localhost:3000".into()],
+        ..ServerConfig::default()
+    })
+    .await;
+    let (_, token) = server.create_key("Cursor", "30d", "read-write").await;
+    let url = server.mcp_url();
+    let ping = rpc(json!(7), "ping", json!({}));
+
+    // GET and DELETE are not offered by a stateless server.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let response =
+            http().request(method.clone(), &url).bearer_auth(&token).send().await.expect("send");
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "POST");
+    }
+
+    // Origin: absent is fine (CLI clients), listed is fine, anything else is 403.
+    let (status, _, _) = parts(
+        mcp_post(&url, &token, &ping)
+            .header("origin", "http://localhost:3000")
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, body) = parts(
+        mcp_post(&url, &token, &ping)
+            .header("origin", "http://evil.example")
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("Origin")));
+
+    // curl's default `Accept: */*`, and two Accept headers that together list both, are fine.
+    let (status, _, _) = parts(
+        http()
+            .post(&url)
+            .bearer_auth(&token)
+            .header("accept", "*/*")
+            .json(&ping)
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let two = http()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/json")
+        .header("accept", "text/event-stream");
+    assert_eq!(parts(two.json(&ping).send().await.expect("post")).await.0, 200);
+
+    let cases: Vec<(reqwest::RequestBuilder, u16, i64)> = vec![
+        (
+            http()
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "text/plain")
+                .body("{}"),
+            415,
+            -32600,
+        ),
+        (
+            http()
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .body("{}"),
+            415,
+            -32600,
+        ),
+        (
+            http().post(&url).bearer_auth(&token).header("accept", "application/json").json(&ping),
+            406,
+            -32600,
+        ),
+        (
+            http().post(&url).bearer_auth(&token).header("accept", "text/event-stream").json(&ping),
+            406,
+            -32600,
+        ),
+        (
+            http().post(&url).bearer_auth(&token).header("accept", "text/html").json(&ping),
+            406,
+            -32600,
+        ),
+        (mcp_post(&url, &token, &ping).header("mcp-protocol-version", "2026-07-28"), 400, -32600),
+        (mcp_post(&url, &token, &ping).header("mcp-protocol-version", "banana"), 400, -32600),
+        (
+            http()
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024))),
+            413,
+            -32600,
+        ),
+        (
+            http()
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body("{\"jsonrpc\":\"2.0\",\"id\":1,"),
+            400,
+            -32700,
+        ),
+        (
+            http()
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(vec![b'{', 0xff, b'}']),
+            400,
+            -32700,
+        ),
+        (
+            http()
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000))),
+            400,
+            -32700,
+        ),
+        (mcp_post(&url, &token, &json!({"id": 1, "method": "ping"})), 400, -32600),
+        (
+            mcp_post(&url, &token, &json!({"jsonrpc": "2.0", "id": null, "method": "ping"})),
+            400,
+            -32600,
+        ),
+        (
+            mcp_post(&url, &token, &json!({"jsonrpc": "2.0", "id": {"a": 1}, "method": "ping"})),
+            400,
+            -32600,
+        ),
+        (mcp_post(&url, &token, &json!({"jsonrpc": "2.0", "id": 1, "method": 5})), 400, -32600),
+        (mcp_post(&url, &token, &json!({"jsonrpc": "2.0", "id": 1})), 400, -32600),
+        (mcp_post(&url, &token, &json!("just a string")), 400, -32600),
+        (mcp_post(&url, &token, &json!([])), 400, -32600),
+    ];
+    for (request, want_status, want_code) in cases {
+        let built = request.build().expect("request");
+        let what = format!("{:?}", built.headers());
+        let (status, headers, body) = parts(http().execute(built).await.expect("send")).await;
+        assert_eq!(status, want_status, "{what}: {body}");
+        assert_eq!(headers["content-type"], "application/json", "{what}");
+        assert_eq!(body["error"]["code"], want_code, "{what}: {body}");
+        assert_eq!(body["jsonrpc"], "2.0");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn authentication_comes_before_the_body_is_read() {
+    let server = TestServer::start().await;
+    let url = server.mcp_url();
+    for body in [vec![b'x'; 2 * 1024 * 1024], b"{not json".to_vec()] {
+        let response = http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 401);
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("Bearer realm=\"custory\"")
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn json_rpc_errors_keep_the_request_id() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("Cursor", "30d", "read-write").await;
+    let url = server.mcp_url();
+    let big_id = json!(123_456_789_012_345_678_i64);
+    let cases = [
+        (rpc(big_id.clone(), "no/such/method", json!({})), -32601),
+        (rpc(json!("abc"), "server/discover", json!({})), -32601),
+        (rpc(json!(2), "tools/call", json!({})), -32602),
+        (rpc(json!(3), "tools/call", json!({"name": "no_such_tool"})), -32602),
+        (rpc(json!(4), "tools/call", json!({"name": "search", "arguments": [1, 2]})), -32602),
+        (rpc(json!(5), "tools/list", json!({"cursor": "bogus"})), -32602),
+        (rpc(json!(6), "initialize", json!({})), -32602),
+        (json!({"jsonrpc": "2.0", "id": 8, "method": "ping", "params": [1]}), -32602),
+    ];
+    for (message, code) in cases {
+        let (status, _, body) =
+            parts(mcp_post(&url, &token, &message).send().await.expect("post")).await;
+        assert_eq!(status, 200, "{message}");
+        assert_eq!(body["id"], message["id"], "{message}");
+        assert_eq!(body["error"]["code"], code, "{message}: {body}");
+    }
+
+    // Notifications and client responses are accepted with 202 and no body.
+    for message in [
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}),
+        json!({"jsonrpc": "2.0", "id": 99, "result": {}}),
+    ] {
+        let response = mcp_post(&url, &token, &message).send().await.expect("post");
+        assert_eq!(response.status(), 202, "{message}");
+        assert!(response.bytes().await.expect("body").is_empty());
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn batches_are_accepted_for_2025_03_26_only() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("Cursor", "30d", "read-write").await;
+    let url = server.mcp_url();
+    let batch = json!([
+        rpc(json!(1), "ping", json!({})),
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        rpc(json!(2), "tools/list", json!({})),
+        rpc(json!(3), "nope", json!({})),
+    ]);
+    for header in [None, Some("2025-03-26")] {
+        let mut request = mcp_post(&url, &token, &batch);
+        if let Some(version) = header {
+            request = request.header("mcp-protocol-version", version);
+        }
+        let (status, _, body) = parts(request.send().await.expect("post")).await;
+        assert_eq!(status, 200);
+        let replies = body.as_array().expect("a batch answer is an array");
+        assert_eq!(replies.len(), 3, "the notification gets no reply");
+        assert_eq!(replies[0]["result"], json!({}));
+        assert!(replies[1]["result"]["tools"].is_array());
+        assert_eq!(replies[2]["error"]["code"], -32601);
+    }
+    let only_notifications = json!([{"jsonrpc": "2.0", "method": "notifications/initialized"}]);
+    let response = mcp_post(&url, &token, &only_notifications).send().await.expect("post");
+    assert_eq!(response.status(), 202);
+
+    for version in ["2025-06-18", "2025-11-25"] {
+        let request = mcp_post(&url, &token, &batch).header("mcp-protocol-version", version);
+        let (status, _, body) = parts(request.send().await.expect("post")).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["code"], -32600);
+    }
+    // A single message still works with the modern versions.
+    let request =
+        mcp_post(&url, &token, &initialize_body()).header("mcp-protocol-version", "2025-11-25");
+    assert_eq!(request.send().await.expect("post").status(), 200);
+    server.stop().await;
+}
