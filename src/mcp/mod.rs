@@ -262,18 +262,12 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Box<Respons
 
 /// An HTTP-level error with a JSON-RPC error body (no id: it may not have been read).
 fn transport_error(status: StatusCode, code: i64, message: &str) -> Response {
-    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
-    (status, json_body(&body)).into_response()
+    json_response(status, error_text(&Value::Null, code, message))
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (status, json_body(body)).into_response()
-}
-
-fn json_body(value: &Value) -> ([(header::HeaderName, HeaderValue); 1], Vec<u8>) {
-    // Serializing a `Value` cannot fail: its keys are strings and it holds no foreign types.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes)
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+        .into_response()
 }
 
 /// One HTTP request's worth of JSON-RPC messages for one authenticated key.
@@ -284,21 +278,27 @@ struct Exchange<'a> {
     client: Option<String>,
 }
 
-/// The result of handling one JSON-RPC message.
+/// The result of handling one JSON-RPC message, already serialized.
 enum Reply {
     /// A response object to send back.
-    Message(Value),
+    Message(String),
     /// An invalid message whose id could not be read: answered with HTTP 400.
-    Invalid(Value),
+    Invalid(String),
     /// A notification or a client's response: nothing to send (HTTP 202).
     Nothing,
+}
+
+/// A successful method's result: built for this request, or a constant serialized once.
+enum Outcome {
+    Built(Value),
+    Constant(&'static str),
 }
 
 impl Exchange<'_> {
     fn single(&mut self, message: Value) -> Response {
         match self.message(message) {
-            Reply::Message(body) => json_response(StatusCode::OK, &body),
-            Reply::Invalid(body) => json_response(StatusCode::BAD_REQUEST, &body),
+            Reply::Message(body) => json_response(StatusCode::OK, body),
+            Reply::Invalid(body) => json_response(StatusCode::BAD_REQUEST, body),
             Reply::Nothing => StatusCode::ACCEPTED.into_response(),
         }
     }
@@ -321,7 +321,7 @@ impl Exchange<'_> {
                 "Invalid Request: empty batch",
             );
         }
-        let replies: Vec<Value> = messages
+        let replies: Vec<String> = messages
             .into_iter()
             .filter_map(|m| match self.message(m) {
                 Reply::Message(body) | Reply::Invalid(body) => Some(body),
@@ -331,13 +331,13 @@ impl Exchange<'_> {
         if replies.is_empty() {
             StatusCode::ACCEPTED.into_response()
         } else {
-            json_response(StatusCode::OK, &Value::Array(replies))
+            json_response(StatusCode::OK, format!("[{}]", replies.join(",")))
         }
     }
 
     fn message(&mut self, message: Value) -> Reply {
         let Value::Object(mut message) = message else {
-            return Reply::Invalid(error_reply(
+            return Reply::Invalid(error_text(
                 &Value::Null,
                 INVALID_REQUEST,
                 "Invalid Request: a JSON-RPC message must be an object",
@@ -352,13 +352,13 @@ impl Exchange<'_> {
             } else {
                 "Invalid Request: \"id\" must be a string or a number"
             };
-            return Reply::Invalid(error_reply(&id, INVALID_REQUEST, text));
+            return Reply::Invalid(error_text(&id, INVALID_REQUEST, text));
         }
         let method = match message.remove("method") {
             Some(Value::String(method)) => method,
             Some(_) => {
                 let id = id.unwrap_or(Value::Null);
-                return Reply::Invalid(error_reply(
+                return Reply::Invalid(error_text(
                     &id,
                     INVALID_REQUEST,
                     "Invalid Request: \"method\" must be a string",
@@ -372,7 +372,7 @@ impl Exchange<'_> {
             }
             None => {
                 let id = id.unwrap_or(Value::Null);
-                return Reply::Invalid(error_reply(
+                return Reply::Invalid(error_text(
                     &id,
                     INVALID_REQUEST,
                     "Invalid Request: \"method\" is missing",
@@ -385,22 +385,22 @@ impl Exchange<'_> {
         };
         let params = message.remove("params").unwrap_or(Value::Null);
         if !matches!(params, Value::Null | Value::Object(_)) {
-            return Reply::Message(error_reply(
+            return Reply::Message(error_text(
                 &id,
                 INVALID_PARAMS,
                 "Invalid params: \"params\" must be an object",
             ));
         }
         match self.request(&method, params) {
-            Ok(result) => Reply::Message(json!({"jsonrpc": "2.0", "id": id, "result": result})),
-            Err((code, text)) => Reply::Message(error_reply(&id, code, &text)),
+            Ok(result) => Reply::Message(success_text(&id, result)),
+            Err((code, text)) => Reply::Message(error_text(&id, code, &text)),
         }
     }
 
-    fn request(&mut self, method: &str, params: Value) -> Result<Value, (i64, String)> {
+    fn request(&mut self, method: &str, params: Value) -> Result<Outcome, (i64, String)> {
         match method {
-            "initialize" => self.initialize(&params),
-            "ping" => Ok(json!({})),
+            "initialize" => self.initialize(&params).map(Outcome::Built),
+            "ping" => Ok(Outcome::Constant("{}")),
             "tools/list" => {
                 if params.get("cursor").is_some_and(|c| !c.is_null()) {
                     return Err((
@@ -408,7 +408,7 @@ impl Exchange<'_> {
                         "Invalid params: unknown cursor (tools/list has a single page)".into(),
                     ));
                 }
-                Ok(json!({"tools": tools::definitions(self.ctx.access)}))
+                Ok(Outcome::Constant(tools::list_result_json(self.ctx.access)))
             }
             "tools/call" => {
                 let Some(name) = params.get("name").and_then(Value::as_str) else {
@@ -425,6 +425,7 @@ impl Exchange<'_> {
                     ));
                 }
                 tools::call(&self.state.store, self.ctx, name, arguments)
+                    .map(Outcome::Built)
                     .map_err(|error| (INVALID_PARAMS, format!("Invalid params: {error}")))
             }
             _ => Err((METHOD_NOT_FOUND, format!("Method not found: {method}"))),
@@ -462,8 +463,16 @@ impl Exchange<'_> {
     }
 }
 
-fn error_reply(id: &Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+fn success_text(id: &Value, result: Outcome) -> String {
+    let result = match result {
+        Outcome::Built(value) => value.to_string(),
+        Outcome::Constant(text) => text.to_owned(),
+    };
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
+}
+
+fn error_text(id: &Value, code: i64, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
 }
 
 fn instructions(workspace: &str) -> String {

@@ -48,6 +48,19 @@ pub fn definitions(access: Access) -> Vec<Value> {
     TOOLS.iter().filter(|tool| tool.allowed(access)).map(|tool| tool.definition.clone()).collect()
 }
 
+/// The serialized `tools/list` result (`{"tools":[…]}`) for a key with `access`, built once:
+/// `tools/list` is on the hot path and its answer never changes while the server runs.
+pub fn list_result_json(access: Access) -> &'static str {
+    static READ_WRITE: LazyLock<String> =
+        LazyLock::new(|| json!({"tools": definitions(Access::ReadWrite)}).to_string());
+    static READ_ONLY: LazyLock<String> =
+        LazyLock::new(|| json!({"tools": definitions(Access::ReadOnly)}).to_string());
+    match access {
+        Access::ReadWrite => &READ_WRITE,
+        Access::ReadOnly => &READ_ONLY,
+    }
+}
+
 /// Runs a tool and returns the `tools/call` result object
 /// (`{"content":[…],"structuredContent":{…},"isError":bool}`).
 ///
@@ -444,9 +457,36 @@ fn input_schema<A: JsonSchema>() -> Value {
 }
 
 /// The schema of a tool's result, as it serializes: an `Option` is a required, nullable
-/// property, exactly what the handler emits.
+/// property, exactly what the handler emits. Nested descriptions and formats are left out:
+/// the agent reads the data itself, and `tools/list` (sent to every session, paid for in the
+/// agent's context) stays about a third smaller.
 fn output_schema<R: JsonSchema>() -> Value {
-    schema_for::<R>(SchemaSettings::draft2020_12().for_serialize())
+    let mut schema = schema_for::<R>(SchemaSettings::draft2020_12().for_serialize());
+    strip_nested_annotations(&mut schema);
+    schema
+}
+
+/// Removes `description` and `format` from every schema nested in `schema` (not from `schema`
+/// itself), following the keywords that hold subschemas, so a property that happens to be
+/// named `description` is never mistaken for the keyword.
+fn strip_nested_annotations(schema: &mut Value) {
+    let Value::Object(object) = schema else { return };
+    let mut children: Vec<&mut Value> = Vec::new();
+    for (keyword, value) in object.iter_mut() {
+        match (keyword.as_str(), value) {
+            ("properties", Value::Object(properties)) => children.extend(properties.values_mut()),
+            ("items" | "additionalProperties", sub @ Value::Object(_)) => children.push(sub),
+            ("anyOf" | "oneOf" | "allOf", Value::Array(subs)) => children.extend(subs.iter_mut()),
+            _ => {}
+        }
+    }
+    for child in children {
+        if let Value::Object(child) = &mut *child {
+            child.remove("description");
+            child.remove("format");
+        }
+        strip_nested_annotations(child);
+    }
 }
 
 fn tool_result<R: Serialize>(name: &str, result: StoreResult<R>) -> Value {

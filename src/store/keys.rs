@@ -19,6 +19,27 @@ pub struct KeyUsage {
     pub ip: Option<String>,
 }
 
+/// A key as authentication needs it, kept in memory by token hash.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexedKey {
+    key_id: String,
+    prefix: String,
+    workspace_id: i64,
+    workspace_slug: String,
+    access: Access,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    /// The client stored in the database when the index was built.
+    stored_client: Option<String>,
+}
+
+/// The latest use of a key; `dirty` until it is written.
+#[derive(Debug, Clone)]
+pub(crate) struct UsageSlot {
+    usage: KeyUsage,
+    dirty: bool,
+}
+
 /// What the MCP endpoint learns about the key a request presented.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedKey {
@@ -58,6 +79,35 @@ fn key_row(row: &Row<'_>, now: DateTime<Utc>) -> rusqlite::Result<Key> {
         revoked_at,
         status: KeyStatus::derive(revoked_at, expires_at, now),
     })
+}
+
+const INDEX_QUERY: &str = "SELECT k.token_hash, k.id, k.prefix, k.workspace_id, w.slug, k.access, \
+                           k.expires_at, k.revoked_at, k.last_used_client \
+                           FROM mcp_keys k JOIN workspaces w ON w.id = k.workspace_id";
+
+fn indexed_key(row: &Row<'_>) -> rusqlite::Result<(TokenHash, IndexedKey)> {
+    let hash: Vec<u8> = row.get(0)?;
+    let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            "token hash is not 32 bytes".into(),
+        )
+    })?;
+    let access: String = row.get(5)?;
+    Ok((
+        TokenHash(hash),
+        IndexedKey {
+            key_id: row.get(1)?,
+            prefix: row.get(2)?,
+            workspace_id: row.get(3)?,
+            workspace_slug: row.get(4)?,
+            access: Access::parse(&access).unwrap_or(Access::ReadOnly),
+            expires_at: row.get::<_, Option<i64>>(6)?.map(from_secs),
+            revoked_at: row.get::<_, Option<i64>>(7)?.map(from_secs),
+            stored_client: row.get(8)?,
+        },
+    ))
 }
 
 fn get_key(conn: &Connection, workspace_id: i64, id: &str, now: DateTime<Utc>) -> StoreResult<Key> {
@@ -152,6 +202,7 @@ impl Store {
             format!("created {:?} ({}, expires {})", key.name, access.as_str(), expires.as_str());
         audit(&tx, workspace_id, now, "key.created", &key, &detail)?;
         tx.commit()?;
+        self.reindex_key(&conn, &key.id)?;
         Ok((key, token))
     }
 
@@ -180,7 +231,8 @@ impl Store {
         Ok(key)
     }
 
-    /// Revokes a key. Takes effect on the very next request: authentication reads the row.
+    /// Revokes a key. Takes effect on the very next request: the index is updated before this
+    /// returns.
     pub fn revoke_key(&self, workspace_id: i64, id: &str) -> StoreResult<Key> {
         let now = self.now();
         let mut conn = self.conn();
@@ -194,6 +246,7 @@ impl Store {
         let key = get_key(&tx, workspace_id, id, now)?;
         audit(&tx, workspace_id, now, "key.revoked", &key, &format!("revoked {:?}", key.name))?;
         tx.commit()?;
+        self.reindex_key(&conn, id)?;
         drop(conn);
         let mut key = key;
         self.apply_pending_usage(std::slice::from_mut(&mut key));
@@ -234,71 +287,87 @@ impl Store {
             &format!("created {:?} by rotating {}", new.name, old.id),
         )?;
         tx.commit()?;
+        self.reindex_key(&conn, id)?;
+        self.reindex_key(&conn, &new.id)?;
         drop(conn);
         let mut old = old;
         self.apply_pending_usage(std::slice::from_mut(&mut old));
         Ok((new, token, old))
     }
 
-    /// Looks up the key a token hash belongs to, with its current status.
+    /// Looks up the key a token hash belongs to, with its current status. Reads only the
+    /// in-memory index, which every key write updates before it returns.
     pub fn authenticate_key(&self, hash: &TokenHash) -> StoreResult<Option<AuthenticatedKey>> {
         let now = self.now();
-        let found = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare_cached(
-                "SELECT k.id, k.prefix, k.workspace_id, w.slug, k.access, k.expires_at,
-                        k.revoked_at, k.last_used_client
-                 FROM mcp_keys k JOIN workspaces w ON w.id = k.workspace_id
-                 WHERE k.token_hash = ?1",
-            )?;
-            stmt.query_row([hash.0.as_slice()], |row| {
-                let access: String = row.get(4)?;
-                let expires_at: Option<i64> = row.get(5)?;
-                let revoked_at: Option<i64> = row.get(6)?;
-                Ok(AuthenticatedKey {
-                    key_id: row.get(0)?,
-                    prefix: row.get(1)?,
-                    workspace_id: row.get(2)?,
-                    workspace_slug: row.get(3)?,
-                    access: Access::parse(&access).unwrap_or(Access::ReadOnly),
-                    status: KeyStatus::derive(
-                        revoked_at.map(from_secs),
-                        expires_at.map(from_secs),
-                        now,
-                    ),
-                    last_used_client: row.get(7)?,
-                })
-            })
-            .optional()?
-        };
-        Ok(found.map(|mut key| {
-            if let Some(client) =
-                self.pending_usage().get(&key.key_id).and_then(|u| u.client.clone())
-            {
-                key.last_used_client = Some(client);
-            }
-            key
+        let Some(key) = self.key_index_read().get(hash).cloned() else { return Ok(None) };
+        let recent_client =
+            self.pending_usage().get(&key.key_id).and_then(|s| s.usage.client.clone());
+        Ok(Some(AuthenticatedKey {
+            status: KeyStatus::derive(key.revoked_at, key.expires_at, now),
+            last_used_client: recent_client.or(key.stored_client),
+            key_id: key.key_id,
+            prefix: key.prefix,
+            workspace_id: key.workspace_id,
+            workspace_slug: key.workspace_slug,
+            access: key.access,
         }))
+    }
+
+    /// Builds the key index from the database (at open).
+    pub(crate) fn load_key_index(&self) -> StoreResult<()> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(INDEX_QUERY)?;
+        let index = stmt.query_map([], indexed_key)?.collect::<Result<HashMap<_, _>, _>>()?;
+        *self.key_index() = index;
+        Ok(())
+    }
+
+    /// Re-reads key `id` into the index. Called after a key write commits, while the caller
+    /// still holds the connection, so no request can see the database and index disagree
+    /// once the write has returned.
+    fn reindex_key(&self, conn: &Connection, id: &str) -> StoreResult<()> {
+        let (hash, key) = conn
+            .prepare_cached(&format!("{INDEX_QUERY} WHERE k.id = ?1"))?
+            .query_row([id], indexed_key)?;
+        self.key_index().insert(hash, key);
+        Ok(())
+    }
+
+    fn key_index_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TokenHash, IndexedKey>> {
+        // As below: entries are replaced whole.
+        self.key_index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn key_index(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TokenHash, IndexedKey>> {
+        // Entries are plain values replaced whole; a panic elsewhere cannot leave one torn.
+        self.key_index.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Notes a use of a key in memory; [`Store::flush_usage`] writes it later.
     pub fn note_usage(&self, key_id: &str, usage: KeyUsage) {
-        let mut pending = self.pending_usage();
-        match pending.get_mut(key_id) {
-            Some(slot) => *slot = usage,
+        let mut slots = self.pending_usage();
+        let slot = UsageSlot { usage, dirty: true };
+        match slots.get_mut(key_id) {
+            Some(existing) => *existing = slot,
             None => {
-                pending.insert(key_id.to_owned(), usage);
+                slots.insert(key_id.to_owned(), slot);
             }
         }
     }
 
-    /// Writes every pending last-used value in one transaction. Returns how many were written.
+    /// Writes every unwritten last-used value in one transaction. Returns how many were
+    /// written. On failure nothing is marked written, so the next flush tries again.
     pub fn flush_usage(&self) -> StoreResult<usize> {
-        let batch: HashMap<String, KeyUsage> = std::mem::take(&mut *self.pending_usage());
+        let batch: Vec<(String, KeyUsage)> = self
+            .pending_usage()
+            .iter()
+            .filter(|(_, slot)| slot.dirty)
+            .map(|(id, slot)| (id.clone(), slot.usage.clone()))
+            .collect();
         if batch.is_empty() {
             return Ok(0);
         }
-        let result = (|| {
+        {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             {
@@ -311,16 +380,15 @@ impl Store {
                 }
             }
             tx.commit()?;
-            Ok::<_, StoreError>(batch.len())
-        })();
-        if result.is_err() {
-            // Put the batch back (newer values noted meanwhile win) so nothing is lost.
-            let mut pending = self.pending_usage();
-            for (id, usage) in batch {
-                pending.entry(id).or_insert(usage);
+        }
+        let mut slots = self.pending_usage();
+        for (id, written) in &batch {
+            // A use noted while this flush ran stays dirty for the next one.
+            if let Some(slot) = slots.get_mut(id).filter(|slot| slot.usage == *written) {
+                slot.dirty = false;
             }
         }
-        result
+        Ok(batch.len())
     }
 
     fn apply_pending_usage(&self, keys: &mut [Key]) {
@@ -329,7 +397,7 @@ impl Store {
             return;
         }
         for key in keys {
-            if let Some(usage) = pending.get(&key.id) {
+            if let Some(UsageSlot { usage, .. }) = pending.get(&key.id) {
                 key.last_used_at = Some(usage.at);
                 key.last_used_client.clone_from(&usage.client);
                 key.last_used_ip.clone_from(&usage.ip);

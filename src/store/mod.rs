@@ -15,13 +15,15 @@ mod workspaces;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
+use crate::token::TokenHash;
 pub use audit::NewEvent;
 pub use keys::{AuthenticatedKey, KeyUsage};
+use keys::{IndexedKey, UsageSlot};
 pub use owner::OwnerCredentialSetup;
 pub use workspaces::WorkspaceRow;
 
@@ -70,8 +72,15 @@ pub struct Store {
     conn: Mutex<Connection>,
     clock: Clock,
     path: PathBuf,
-    /// Last-used values not yet written (see [`Store::flush_usage`]).
-    usage: Mutex<HashMap<String, KeyUsage>>,
+    /// Every MCP key by token hash, so authentication needs no query. Written only by
+    /// `keys.rs`, in the same critical section as the database write it mirrors.
+    key_index: RwLock<HashMap<TokenHash, IndexedKey>>,
+    /// The latest use of each key seen by this process; `dirty` ones are not yet written
+    /// (see [`Store::flush_usage`]).
+    usage: Mutex<HashMap<String, UsageSlot>>,
+    /// Held for the store's life: one server process per database file, so the key index
+    /// above is the only copy of the truth in memory.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Store {
@@ -89,6 +98,7 @@ impl Store {
             crate::fsutil::create_private_dir(dir)
                 .with_context(|| format!("could not create {}", dir.display()))?;
         }
+        let lock = lock_database(path)?;
         let is_new = !path.exists();
         if is_new {
             crate::fsutil::create_private_file(path)
@@ -102,12 +112,19 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store =
-            Self { conn: Mutex::new(conn), clock, path: path.to_owned(), usage: Mutex::default() };
+        let store = Self {
+            conn: Mutex::new(conn),
+            clock,
+            path: path.to_owned(),
+            key_index: RwLock::default(),
+            usage: Mutex::default(),
+            _lock: lock,
+        };
         store.migrate().with_context(|| format!("could not migrate {}", path.display()))?;
         if is_new || store.list_workspaces()?.is_empty() {
             store.seed_demo().context("could not create the demo workspace")?;
         }
+        store.load_key_index()?;
         Ok(store)
     }
 
@@ -136,7 +153,7 @@ impl Store {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn pending_usage(&self) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
+    fn pending_usage(&self) -> MutexGuard<'_, HashMap<String, UsageSlot>> {
         // Same reasoning as `conn`: the map holds plain values, a panic cannot leave it torn.
         self.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -165,4 +182,31 @@ impl Store {
 /// A random id with a type prefix, e.g. `key_4fQ2kd9XzA`.
 pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", crate::token::random_base62(10))
+}
+
+/// Takes the exclusive lock `<database>.lock`, or explains who holds it.
+fn lock_database(path: &Path) -> anyhow::Result<std::fs::File> {
+    use anyhow::Context as _;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("could not open the lock file {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::Error::new(
+            crate::error::CliError::failure(format!(
+                "another custory-mcp server is already using the database {}",
+                path.display()
+            ))
+            .hint("stop that server first, or pass a different --db"),
+        )),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("could not lock {}", lock_path.display()))
+        }
+    }
 }

@@ -175,3 +175,26 @@ async fn plaintext_tokens_appear_in_no_database_page_and_no_log_line() {
     // The display prefixes are stored, as they should be.
     assert!(haystack.contains(&token[..12]));
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_database_is_refused_with_a_hint() {
+    let env = TestEnv::new();
+    let db = env.home.path().join("custory.db");
+    let server = env.serve(&db, &[]).await;
+    let output = env
+        .command()
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .expect("run second serve");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: another custory-mcp server is already using the database"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: stop that server first"), "{stderr}");
+    assert!(output.stdout.is_empty());
+    server.terminate().await;
+}
