@@ -1,5 +1,7 @@
 //! The command line: global options, the command tree, and dispatch. One file per command.
 
+mod completions;
+mod config;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +47,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the local Custory server (admin API and MCP endpoint)
     Serve(serve::ServeArgs),
+    /// Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)
+    Config(config::ConfigArgs),
+    /// Print the shell completion script
+    Completions(completions::CompletionsArgs),
 }
 
 /// Runs the command line and returns the process exit status.
@@ -70,5 +76,7 @@ pub fn main() -> std::process::ExitCode {
 fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Serve(args) => serve::run(args, &cli.global, printer),
+        Command::Config(args) => config::run(args, &cli.global, printer),
+        Command::Completions(args) => completions::run(args, printer),
     }
 }

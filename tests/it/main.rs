@@ -3,5 +3,6 @@
 mod admin_api;
 mod common;
 mod conformance;
+mod config;
 mod mcp_http;
 mod serve;

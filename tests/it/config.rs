@@ -1,0 +1,1 @@
+//! `config` and `completions` as a user runs them.
