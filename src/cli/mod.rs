@@ -2,7 +2,9 @@
 
 mod completions;
 mod config;
+pub mod keys;
 mod serve;
+mod test;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +51,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)
     Config(config::ConfigArgs),
+    /// Check a connection to the MCP endpoint, stage by stage
+    Test(test::TestArgs),
     /// Print the shell completion script
     Completions(completions::CompletionsArgs),
 }
@@ -78,5 +82,6 @@ fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Serve(args) => serve::run(args, &cli.global, printer),
         Command::Config(args) => config::run(args, &cli.global, printer),
         Command::Completions(args) => completions::run(args, printer),
+        Command::Test(args) => test::run(args, &cli.global, printer),
     }
 }

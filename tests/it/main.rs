@@ -6,3 +6,4 @@ mod conformance;
 mod config;
 mod mcp_http;
 mod serve;
+mod test_command;
