@@ -78,3 +78,68 @@ impl Printer {
         if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
     }
 }
+
+/// A table that fits the terminal: `COLUMNS` when set, else the terminal's width when stdout
+/// is one, else unbounded (piped output is not wrapped).
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    use comfy_table::{ContentArrangement, Table, presets};
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
+    let columns = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<u16>().ok());
+    if let Some(width) = columns {
+        table.set_width(width);
+    }
+    table.set_header(header.iter().map(|h| h.to_uppercase()));
+    for row in rows {
+        table.add_row(row);
+    }
+    // No borders: columns are separated by two spaces, with none before the first.
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    // The last column's padding would leave trailing spaces.
+    table.lines().map(|line| line.trim_end().to_owned()).collect::<Vec<_>>().join("\n")
+}
+
+/// `at` relative to `now`, as a person says it: "just now", "3 hours ago", "in 29 days".
+pub fn relative(at: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let seconds = (at - now).num_seconds();
+    let (amount, future) = (seconds.unsigned_abs(), seconds > 0);
+    // Rounded to the nearest unit: a 30-day key created a second ago expires "in 30 days".
+    let round = |unit: u64| (amount + unit / 2) / unit;
+    let text = match amount {
+        0..60 => return "just now".to_owned(),
+        60..3570 => plural(round(60), "minute"),
+        3570..84_600 => plural(round(3600), "hour"),
+        84_600..5_184_000 => plural(round(86_400), "day"),
+        5_184_000..63_072_000 => plural(round(2_592_000), "month"),
+        _ => plural(round(31_536_000), "year"),
+    };
+    if future { format!("in {text}") } else { format!("{text} ago") }
+}
+
+fn plural(n: u64, unit: &str) -> String {
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone as _, Utc};
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).single().expect("time");
+        let cases = [
+            (Duration::seconds(-5), "just now"),
+            (Duration::minutes(-1), "1 minute ago"),
+            (Duration::hours(-3), "3 hours ago"),
+            (Duration::days(30), "in 30 days"),
+            (Duration::days(30) - Duration::seconds(2), "in 30 days"),
+            (Duration::days(90), "in 3 months"),
+            (Duration::days(-800), "2 years ago"),
+        ];
+        for (offset, want) in cases {
+            assert_eq!(super::relative(now + offset, now), want);
+        }
+    }
+}

@@ -1,10 +1,437 @@
 //! `custory-mcp keys …`: create, list, show, revoke and rotate MCP keys.
 
-use super::GlobalArgs;
+use chrono::Utc;
+use serde_json::json;
+
+use super::{GlobalArgs, prompt};
+use crate::api::{
+    self, Access, CreateKey, CreatedKeyResponse, EventsResponse, ExpiryPolicy, Key, KeyResponse,
+    KeyStatus, KeysResponse, Workspace,
+};
+use crate::client::AdminClient;
+use crate::error::{CliError, ExitStatus};
+use crate::output::{Printer, relative, table};
+use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints its token once
+    Create(CreateArgs),
+    /// List the workspace's keys
+    List(ListArgs),
+    /// Show one key in full, with its recent activity
+    Show(ShowArgs),
+    /// Revoke a key: its very next request is refused
+    Revoke(RevokeArgs),
+    /// Replace a key with a new one of the same name and access; the old one is revoked
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// A name that says where the key is used, e.g. "Cursor on MacBook"
+    #[arg(long)]
+    pub name: Option<String>,
+    /// When the key expires
+    #[arg(long, value_parser = ["30d", "90d", "never"])]
+    pub expires: Option<String>,
+    /// Only read tools: the key can read journey context but change nothing
+    #[arg(long)]
+    pub read_only: bool,
+    /// Keep the token in the OS keyring (or a 0600 file) for `config --key` and `test --key`
+    #[arg(long)]
+    pub save: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Show only keys with this status
+    #[arg(long, value_parser = ["active", "expired", "revoked"])]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The key: its id, name or prefix
+    pub key: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// The key: its id, name or prefix (on a terminal, omit it to pick from the active keys)
+    pub key: Option<String>,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    /// The key: its id, name or prefix
+    pub key: String,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Keys expiring sooner than this are flagged in lists.
+const EXPIRY_WARNING_DAYS: i64 = 7;
+
+pub fn run(
+    command: KeysCommand,
+    global: &GlobalArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let client = AdminClient::connect(&global.server)?;
+    let workspace = client.workspace(global.workspace.as_deref())?;
+    let ctx = Ctx { client: &client, workspace: &workspace, printer };
+    match command {
+        KeysCommand::Create(args) => ctx.create(args),
+        KeysCommand::List(args) => ctx.list(args),
+        KeysCommand::Show(args) => ctx.show(&args.key),
+        KeysCommand::Revoke(args) => ctx.revoke(args),
+        KeysCommand::Rotate(args) => ctx.rotate(args),
+    }
+}
 
 /// The token of a key saved with `keys create --save`, found by KEY (id, name or prefix).
 pub fn saved_token(global: &GlobalArgs, key: &str) -> anyhow::Result<PlainToken> {
-    let _ = (global, key);
-    anyhow::bail!("not implemented yet")
+    let client = AdminClient::connect(&global.server)?;
+    let workspace = client.workspace(global.workspace.as_deref())?;
+    let keys: KeysResponse = client.get(&keys_path(&workspace))?;
+    let key = resolve(&keys.keys, key)?;
+    let account = secrets::key_account(client.server(), &key.id);
+    CredentialStore::open()?.get(&account)?.ok_or_else(|| {
+        CliError::failure(format!(
+            "the token of {:?} ({}) is not saved on this machine",
+            key.name, key.prefix
+        ))
+        .hint(
+            "tokens are shown only once; create a key with `custory-mcp keys create --save`, \
+                 or pass the token through an environment variable with --token-env",
+        )
+        .into()
+    })
+}
+
+struct Ctx<'a> {
+    client: &'a AdminClient,
+    workspace: &'a Workspace,
+    printer: Printer,
+}
+
+fn keys_path(workspace: &Workspace) -> String {
+    format!("/workspaces/{}/mcp-keys", workspace.slug)
+}
+
+impl Ctx<'_> {
+    fn keys(&self, status: Option<&str>) -> anyhow::Result<Vec<Key>> {
+        let mut path = keys_path(self.workspace);
+        if let Some(status) = status {
+            path.push_str(&format!("?status={status}"));
+        }
+        Ok(self.client.get::<KeysResponse>(&path)?.keys)
+    }
+
+    fn create(&self, args: CreateArgs) -> anyhow::Result<ExitStatus> {
+        let name = match args.name {
+            Some(name) => api::validate_name(&name)
+                .map_err(|m| {
+                    CliError::usage(m).hint("pass a name like --name \"Cursor on MacBook\"")
+                })?
+                .to_owned(),
+            None if prompt::interactive() => {
+                self.printer.info("Name the key after where it is used: one key per client or machine, e.g. \"Cursor on MacBook\".");
+                prompt::text("Key name", |v| api::validate_name(v).map(drop))?.trim().to_owned()
+            }
+            None => return Err(prompt::missing("a key name", "--name \"Cursor on MacBook\"")),
+        };
+        let expires = match args.expires.as_deref().and_then(ExpiryPolicy::parse) {
+            Some(policy) => policy,
+            None if prompt::interactive() => {
+                let choices = ["30 days".to_owned(), "90 days".to_owned(), "never".to_owned()];
+                ExpiryPolicy::ALL[prompt::select("Expires after", &choices, 1)?]
+            }
+            None => return Err(prompt::missing("an expiry", "--expires 30d|90d|never")),
+        };
+        let access = if args.read_only { Access::ReadOnly } else { Access::ReadWrite };
+        let body = CreateKey { name, expires, access };
+        let created: CreatedKeyResponse =
+            self.client.post(&keys_path(self.workspace), Some(&body))?;
+        let saved = if args.save { Some(self.save(&created)?) } else { None };
+        self.show_new_token(&created, saved.as_ref())?;
+        Ok(ExitStatus::Success)
+    }
+
+    /// Keeps a new token in the credential store under the key's id.
+    fn save(&self, created: &CreatedKeyResponse) -> anyhow::Result<secrets::Saved> {
+        let token = PlainToken::parse(&created.token)?;
+        let account = secrets::key_account(self.client.server(), &created.key.id);
+        CredentialStore::open()?.set(&account, &token)
+    }
+
+    /// The token on stdout (alone, so `TOKEN=$(…)` works); the rest on stderr.
+    fn show_new_token(
+        &self,
+        created: &CreatedKeyResponse,
+        saved: Option<&secrets::Saved>,
+    ) -> anyhow::Result<()> {
+        if self.printer.json {
+            return self.printer.json(&json!({"key": created.key, "token": created.token}));
+        }
+        let key = &created.key;
+        let now = Utc::now();
+        let expiry = key.expires_at.map_or_else(
+            || "never expires".to_owned(),
+            |at| format!("expires {} ({})", relative(at, now), at.format("%Y-%m-%d")),
+        );
+        self.printer.info(&format!(
+            "Created key {:?} ({}, {}, {expiry}) in {}.",
+            key.name,
+            key.prefix,
+            key.access.as_str(),
+            self.workspace.slug
+        ));
+        self.printer.data(&created.token);
+        self.printer.warn("this token is shown only once and cannot be recovered; store it now (if it is lost, create a new key)");
+        match saved {
+            Some(saved) => {
+                self.printer.info(&format!("Saved to {saved}."));
+                self.printer.info(&format!("Next: custory-mcp config cursor --key {:?}   (or claude-code, vscode, codex, …)", key.name));
+                self.printer.info(&format!("      custory-mcp test --key {:?}", key.name));
+            }
+            None => {
+                self.printer.info("Next: export CUSTORY_MCP_TOKEN=<the token>, then");
+                self.printer
+                    .info("      custory-mcp config cursor   (or claude-code, vscode, codex, …)");
+                self.printer.info("      custory-mcp test");
+            }
+        }
+        Ok(())
+    }
+
+    fn list(&self, args: ListArgs) -> anyhow::Result<ExitStatus> {
+        let keys = self.keys(args.status.as_deref())?;
+        if self.printer.json {
+            self.printer.json(&json!({"keys": keys}))?;
+            return Ok(ExitStatus::Success);
+        }
+        if keys.is_empty() {
+            let which = args.status.map_or(String::new(), |s| format!("{s} "));
+            self.printer.info(&format!(
+                "No {which}keys in {}. Create one with `custory-mcp keys create`.",
+                self.workspace.slug
+            ));
+            return Ok(ExitStatus::Success);
+        }
+        let now = Utc::now();
+        let rows = keys
+            .iter()
+            .map(|key| {
+                vec![
+                    key.name.clone(),
+                    key.prefix.clone(),
+                    key.access.as_str().to_owned(),
+                    relative(key.created_at, now),
+                    last_used(key, now),
+                    key.expires_at.map_or_else(|| "never".to_owned(), |at| relative(at, now)),
+                    status_text(key, now),
+                ]
+            })
+            .collect();
+        self.printer.data(&table(
+            &["Name", "Prefix", "Access", "Created", "Last used", "Expires", "Status"],
+            rows,
+        ));
+        Ok(ExitStatus::Success)
+    }
+
+    fn show(&self, reference: &str) -> anyhow::Result<ExitStatus> {
+        let key = resolve(&self.keys(None)?, reference)?;
+        let events: EventsResponse = self
+            .client
+            .get(&format!("/workspaces/{}/audit?key={}&limit=10", self.workspace.slug, key.id))?;
+        if self.printer.json {
+            self.printer.json(&json!({"key": key, "events": events.events}))?;
+            return Ok(ExitStatus::Success);
+        }
+        let now = Utc::now();
+        let when = |at: Option<chrono::DateTime<Utc>>, none: &str| {
+            at.map_or_else(
+                || none.to_owned(),
+                |at| {
+                    format!(
+                        "{} ({})",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        relative(at, now)
+                    )
+                },
+            )
+        };
+        let fields = [
+            ("Name", key.name.clone()),
+            ("Id", key.id.clone()),
+            ("Prefix", key.prefix.clone()),
+            ("Workspace", self.workspace.slug.clone()),
+            ("Access", key.access.as_str().to_owned()),
+            ("Status", status_text(&key, now)),
+            ("Created", when(Some(key.created_at), "")),
+            ("Expires", when(key.expires_at, "never")),
+            ("Revoked", when(key.revoked_at, "no")),
+            ("Last used", when(key.last_used_at, "never")),
+            ("Last client", key.last_used_client.clone().unwrap_or_else(|| "-".into())),
+            ("Last address", key.last_used_ip.clone().unwrap_or_else(|| "-".into())),
+        ];
+        let text: Vec<String> =
+            fields.iter().map(|(label, value)| format!("{label:<14}{value}")).collect();
+        self.printer.data(&text.join("\n"));
+        if !events.events.is_empty() {
+            let rows = events
+                .events
+                .iter()
+                .map(|e| vec![relative(e.at, now), e.kind.clone(), e.detail.clone()])
+                .collect();
+            self.printer.data("");
+            self.printer.data(&table(&["When", "Event", "Detail"], rows));
+        }
+        Ok(ExitStatus::Success)
+    }
+
+    fn revoke(&self, args: RevokeArgs) -> anyhow::Result<ExitStatus> {
+        let keys = self.keys(None)?;
+        let key = match args.key {
+            Some(reference) => resolve(&keys, &reference)?,
+            None if prompt::interactive() => {
+                let active: Vec<&Key> =
+                    keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
+                if active.is_empty() {
+                    return Err(CliError::failure(format!(
+                        "{} has no active keys to revoke",
+                        self.workspace.slug
+                    ))
+                    .into());
+                }
+                let now = Utc::now();
+                let items: Vec<String> = active
+                    .iter()
+                    .map(|k| format!("{}  {}  last used {}", k.name, k.prefix, last_used(k, now)))
+                    .collect();
+                active[prompt::select("Revoke which key?", &items, 0)?].clone()
+            }
+            None => {
+                return Err(prompt::missing("the KEY to revoke", "the key's name, id or prefix"));
+            }
+        };
+        if key.status == KeyStatus::Revoked {
+            return Err(CliError::failure(format!(
+                "{:?} ({}) is already revoked",
+                key.name, key.prefix
+            ))
+            .into());
+        }
+        prompt::confirm_or_yes(
+            args.yes,
+            &format!(
+                "Revoke {:?} ({})? Clients using it stop working at once",
+                key.name, key.prefix
+            ),
+        )?;
+        let revoked: KeyResponse = self
+            .client
+            .post(&format!("{}/{}/revoke", keys_path(self.workspace), key.id), None::<&()>)?;
+        self.forget_saved(&key);
+        if self.printer.json {
+            self.printer.json(&revoked)?;
+        } else {
+            self.printer.info(&format!(
+                "Revoked {:?} ({}): its next request is refused.",
+                key.name, key.prefix
+            ));
+        }
+        Ok(ExitStatus::Success)
+    }
+
+    fn rotate(&self, args: RotateArgs) -> anyhow::Result<ExitStatus> {
+        let key = resolve(&self.keys(None)?, &args.key)?;
+        prompt::confirm_or_yes(
+            args.yes,
+            &format!("Rotate {:?} ({})? The old token stops working at once", key.name, key.prefix),
+        )?;
+        let created: CreatedKeyResponse = self
+            .client
+            .post(&format!("{}/{}/rotate", keys_path(self.workspace), key.id), None::<&()>)?;
+        // A saved token moves to the new key, so `config --key` and `test --key` keep working.
+        let saved = if self.forget_saved(&key) { Some(self.save(&created)?) } else { None };
+        self.printer.info(&format!("Revoked the old token of {:?} ({}).", key.name, key.prefix));
+        self.show_new_token(&created, saved.as_ref())?;
+        Ok(ExitStatus::Success)
+    }
+
+    /// Removes a key's saved token, if there is one. Returns whether there was.
+    fn forget_saved(&self, key: &Key) -> bool {
+        let account = secrets::key_account(self.client.server(), &key.id);
+        match CredentialStore::open().and_then(|store| store.delete(&account)) {
+            Ok(found) => found,
+            Err(error) => {
+                self.printer.warn(&format!(
+                    "could not remove the saved token of {:?}: {error:#}",
+                    key.name
+                ));
+                false
+            }
+        }
+    }
+}
+
+fn last_used(key: &Key, now: chrono::DateTime<Utc>) -> String {
+    match (key.last_used_at, &key.last_used_client) {
+        (None, _) => "never".to_owned(),
+        (Some(at), Some(client)) => format!("{} ({client})", relative(at, now)),
+        (Some(at), None) => relative(at, now),
+    }
+}
+
+fn status_text(key: &Key, now: chrono::DateTime<Utc>) -> String {
+    let soon =
+        key.expires_at.is_some_and(|at| at - now <= chrono::Duration::days(EXPIRY_WARNING_DAYS));
+    if key.status == KeyStatus::Active && soon {
+        "active (expires soon)".to_owned()
+    } else {
+        key.status.as_str().to_owned()
+    }
+}
+
+/// Finds KEY among `keys` by id, name or displayed prefix. Several matches are narrowed to the
+/// one active key among them; otherwise the error lists the candidates.
+pub fn resolve(keys: &[Key], reference: &str) -> anyhow::Result<Key> {
+    let reference = reference.trim();
+    if let Some(key) = keys.iter().find(|k| k.id == reference) {
+        return Ok(key.clone());
+    }
+    let matches: Vec<&Key> =
+        keys.iter().filter(|k| k.name == reference || k.prefix == reference).collect();
+    let active: Vec<&Key> =
+        matches.iter().copied().filter(|k| k.status == KeyStatus::Active).collect();
+    match (matches.as_slice(), active.as_slice()) {
+        ([only], _) | (_, [only]) => Ok((*only).clone()),
+        ([], _) => {
+            Err(CliError::failure(format!("no key matches {reference:?} (by id, name or prefix)"))
+                .hint("`custory-mcp keys list` shows the workspace's keys")
+                .into())
+        }
+        (several, _) => {
+            let lines: Vec<String> = several
+                .iter()
+                .map(|k| format!("  {}  {}  {}  {}", k.id, k.prefix, k.status.as_str(), k.name))
+                .collect();
+            Err(CliError::failure(format!(
+                "{reference:?} matches {} keys:\n{}",
+                several.len(),
+                lines.join("\n")
+            ))
+            .hint("pass the key's id instead")
+            .into())
+        }
+    }
 }

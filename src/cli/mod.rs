@@ -1,10 +1,14 @@
 //! The command line: global options, the command tree, and dispatch. One file per command.
 
+mod audit;
 mod completions;
 mod config;
 pub mod keys;
+mod login;
+mod prompt;
 mod serve;
 mod test;
+mod workspaces;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +53,18 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the local Custory server (admin API and MCP endpoint)
     Serve(serve::ServeArgs),
+    /// Store the owner credential for --server
+    Login(login::LoginArgs),
+    /// Forget the owner credential for --server
+    Logout,
+    /// Manage workspaces
+    #[command(subcommand)]
+    Workspaces(workspaces::WorkspacesCommand),
+    /// Manage MCP keys: create, list, show, revoke, rotate
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Show the workspace's key and MCP activity, newest first
+    Audit(audit::AuditArgs),
     /// Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)
     Config(config::ConfigArgs),
     /// Check a connection to the MCP endpoint, stage by stage
@@ -80,6 +96,11 @@ pub fn main() -> std::process::ExitCode {
 fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Serve(args) => serve::run(args, &cli.global, printer),
+        Command::Login(args) => login::login(args, &cli.global, printer),
+        Command::Logout => login::logout(&cli.global, printer),
+        Command::Workspaces(command) => workspaces::run(command, &cli.global, printer),
+        Command::Keys(command) => keys::run(command, &cli.global, printer),
+        Command::Audit(args) => audit::run(args, &cli.global, printer),
         Command::Config(args) => config::run(args, &cli.global, printer),
         Command::Completions(args) => completions::run(args, printer),
         Command::Test(args) => test::run(args, &cli.global, printer),

@@ -1,9 +1,10 @@
 //! The one integration test binary. Every module drives the real server over real HTTP.
 
 mod admin_api;
+mod cli;
 mod common;
-mod conformance;
 mod config;
+mod conformance;
 mod mcp_http;
 mod serve;
 mod test_command;

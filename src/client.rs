@@ -1,0 +1,176 @@
+//! The admin API client (reqwest): the CLI's only way to reach a server's data. Turns every
+//! failure into a sentence with a hint naming what to run next.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{ErrorResponse, Workspace, WorkspacesResponse};
+use crate::error::CliError;
+use crate::secrets::{self, CredentialStore};
+use crate::token::PlainToken;
+
+/// The owner credential: `CUSTORY_OWNER_TOKEN`, else the one saved for `server`.
+pub fn owner_credential(server: &str) -> anyhow::Result<PlainToken> {
+    if let Ok(raw) = std::env::var("CUSTORY_OWNER_TOKEN") {
+        return PlainToken::parse(&raw).map_err(|error| {
+            CliError::failure(format!(
+                "CUSTORY_OWNER_TOKEN is not a valid owner credential: {error}"
+            ))
+            .hint("copy the csa_… credential again, or unset CUSTORY_OWNER_TOKEN")
+            .into()
+        });
+    }
+    CredentialStore::open()?.get(&secrets::owner_account(server))?.ok_or_else(|| {
+        CliError::failure(format!("no owner credential is saved for {server}"))
+            .hint(format!(
+                "run `custory-mcp login --server {server}`, or start a local server with \
+                 `custory-mcp serve` (it saves one on first start)"
+            ))
+            .into()
+    })
+}
+
+pub struct AdminClient {
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    server: String,
+    token: PlainToken,
+}
+
+impl AdminClient {
+    /// A client for `server` with the owner credential found for it.
+    pub fn connect(server: &str) -> anyhow::Result<Self> {
+        let token = owner_credential(server)?;
+        Self::with_token(server, token)
+    }
+
+    pub fn with_token(server: &str, token: PlainToken) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("custory-mcp/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Self { http, runtime, server: server.trim_end_matches('/').to_owned(), token })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(Method::GET, path, None::<&()>)
+    }
+
+    pub fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> anyhow::Result<T> {
+        self.send(Method::POST, path, body)
+    }
+
+    fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}/api/admin{path}", self.server);
+        let mut request = self.http.request(method, &url).bearer_auth(self.token.expose());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.runtime.block_on(async {
+            let response = request.send().await.map_err(|error| self.unreachable(&error))?;
+            let status = response.status();
+            let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
+            if status.is_success() {
+                return serde_json::from_slice(&bytes).map_err(|error| {
+                    CliError::failure(format!(
+                        "the server at {} sent an answer this version of custory-mcp does not \
+                         understand ({error})",
+                        self.server
+                    ))
+                    .hint("check that --server points at a custory-mcp server of the same version")
+                    .into()
+                });
+            }
+            Err(self.api_error(status, &bytes).into())
+        })
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> anyhow::Error {
+        let cause = if error.is_timeout() {
+            "it did not answer in time".to_owned()
+        } else if error.is_connect() {
+            "could not connect".to_owned()
+        } else {
+            std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string)
+        };
+        CliError::failure(format!("could not reach the Custory server at {}: {cause}", self.server))
+            .hint(
+                "start one with `custory-mcp serve`, or pass --server URL (or set CUSTORY_SERVER)",
+            )
+            .into()
+    }
+
+    fn api_error(&self, status: StatusCode, body: &[u8]) -> CliError {
+        let Ok(ErrorResponse { error }) = serde_json::from_slice::<ErrorResponse>(body) else {
+            return CliError::failure(format!(
+                "the server at {} answered {status}, which is not a Custory admin API answer",
+                self.server
+            ))
+            .hint("check that --server points at a custory-mcp server");
+        };
+        let failure = CliError::failure(error.message);
+        match (status, error.code.as_str()) {
+            (StatusCode::UNAUTHORIZED, _) => failure.hint(format!(
+                "run `custory-mcp login --server {}` with this server's owner credential",
+                self.server
+            )),
+            (_, "mcp_key_not_allowed") => failure.hint(
+                "MCP keys only work for MCP clients; log in with the owner credential (csa_…)",
+            ),
+            (_, "workspace_not_found") => {
+                failure.hint("pass --workspace SLUG; `custory-mcp workspaces list` shows them")
+            }
+            (_, "key_not_found") => {
+                failure.hint("`custory-mcp keys list` shows the workspace's keys")
+            }
+            _ => failure,
+        }
+    }
+
+    /// The workspace to act on: `--workspace`, else the server's only workspace.
+    pub fn workspace(&self, requested: Option<&str>) -> anyhow::Result<Workspace> {
+        let WorkspacesResponse { workspaces } = self.get("/workspaces")?;
+        if let Some(slug) = requested {
+            return workspaces.into_iter().find(|w| w.slug == slug).ok_or_else(|| {
+                CliError::failure(format!("no workspace {slug:?} on {}", self.server))
+                    .hint("`custory-mcp workspaces list` shows the workspaces")
+                    .into()
+            });
+        }
+        match <[Workspace; 1]>::try_from(workspaces) {
+            Ok([only]) => Ok(only),
+            Err(workspaces) if workspaces.is_empty() => {
+                Err(CliError::failure(format!("the server at {} has no workspaces", self.server))
+                    .hint("create one with `custory-mcp workspaces create NAME`")
+                    .into())
+            }
+            Err(workspaces) => {
+                let slugs: Vec<&str> = workspaces.iter().map(|w| w.slug.as_str()).collect();
+                Err(CliError::usage(format!(
+                    "the server has several workspaces ({}); say which one",
+                    slugs.join(", ")
+                ))
+                .hint(format!("pass --workspace {} (or set CUSTORY_WORKSPACE)", slugs[0]))
+                .into())
+            }
+        }
+    }
+}

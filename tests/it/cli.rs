@@ -1,0 +1,497 @@
+//! The admin CLI as a user runs it: the real binary against a real server, with an isolated
+//! home. Output is snapshotted as the user sees it, with tokens, ids and times redacted.
+
+use std::process::Stdio;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::common::{TestEnv, TestServer, http};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Exit code, stdout and stderr with everything that changes between runs redacted.
+    fn snapshot(&self, server: &str) -> String {
+        format!(
+            "exit: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+            self.code,
+            redact(&self.stdout, server),
+            redact(&self.stderr, server)
+        )
+    }
+}
+
+fn redact(text: &str, server: &str) -> String {
+    static RULES: LazyLock<Vec<(Regex, &str)>> = LazyLock::new(|| {
+        [
+            (r"cs([ta])_[0-9A-Za-z]{38}", "[TOKEN_$1]"),
+            // Same widths as what they replace, so tables stay aligned.
+            (r"cst_[0-9A-Za-z]{8}", "cst_********"),
+            (r"key_[0-9A-Za-z]{10}", "key_**********"),
+            (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "[TIME]"),
+            (r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2})?", "[DATE]"),
+            (r"/tmp/\.tmp[0-9A-Za-z]+", "[HOME]"),
+        ]
+        .into_iter()
+        .map(|(pattern, with)| (Regex::new(pattern).expect("regex"), with))
+        .collect()
+    });
+    let mut text = text.replace(server, "[SERVER]");
+    for (pattern, with) in RULES.iter() {
+        text = pattern.replace_all(&text, *with).into_owned();
+    }
+    text
+}
+
+/// Runs the binary against `server` with the owner credential in the environment.
+async fn run(
+    env: &TestEnv,
+    server: &str,
+    owner: Option<&str>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Run {
+    let mut cmd = env.command();
+    cmd.env("CUSTORY_SERVER", server).args(args);
+    if let Some(owner) = owner {
+        cmd.env("CUSTORY_OWNER_TOKEN", owner);
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+    drop(input);
+    let output = child.wait_with_output().await.expect("wait");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn keys(server: &TestServer) -> Vec<Value> {
+    let body: Value = http()
+        .get(server.admin("/workspaces/acme/mcp-keys"))
+        .bearer_auth(&server.owner)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    body["keys"].as_array().expect("keys").clone()
+}
+
+#[tokio::test]
+async fn the_key_lifecycle_as_a_user_sees_it() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let url = server.url.clone();
+    let owner = Some(server.owner.as_str());
+
+    let created = run(
+        &env,
+        &url,
+        owner,
+        &["keys", "create", "--name", "Cursor on MacBook", "--expires", "30d", "--save"],
+        None,
+    )
+    .await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    // stdout is the token and nothing else, so `TOKEN=$(custory-mcp keys create …)` works.
+    let token = created.stdout.trim_end_matches('\n');
+    assert!(token.starts_with("cst_") && token.len() == 42 && !token.contains('\n'));
+    insta::assert_snapshot!("keys_create", created.snapshot(&url));
+
+    let ci = run(
+        &env,
+        &url,
+        owner,
+        &["keys", "create", "--name", "CI runner", "--expires", "never", "--read-only"],
+        None,
+    )
+    .await;
+    assert_eq!(ci.code, 0);
+    // A use by a named client shows in the list.
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "clientInfo": {"name": "Cursor", "version": "2.1"}}});
+    let used = crate::common::mcp_post(&server.mcp_url(), token, &init).send().await.expect("use");
+    assert_eq!(used.status(), 200);
+
+    let list = run(&env, &url, owner, &["keys", "list"], None).await;
+    insta::assert_snapshot!("keys_list", list.snapshot(&url));
+
+    let show = run(&env, &url, owner, &["keys", "show", "Cursor on MacBook"], None).await;
+    assert_eq!(show.code, 0);
+    insta::assert_snapshot!("keys_show", show.snapshot(&url));
+
+    let rotated =
+        run(&env, &url, owner, &["keys", "rotate", "Cursor on MacBook", "--yes"], None).await;
+    assert_eq!(rotated.code, 0, "{}", rotated.stderr);
+    let new_token = rotated.stdout.trim();
+    assert_ne!(new_token, token);
+    insta::assert_snapshot!("keys_rotate", rotated.snapshot(&url));
+    // The saved token moved to the new key.
+    let saved = std::fs::read_to_string(env.config_dir().join("credentials.json")).expect("saved");
+    assert!(saved.contains(new_token) && !saved.contains(token));
+
+    let prefix = &new_token[..12];
+    let revoked = run(&env, &url, owner, &["keys", "revoke", prefix, "--yes"], None).await;
+    assert_eq!(revoked.code, 0);
+    insta::assert_snapshot!("keys_revoke", revoked.snapshot(&url));
+    let refused =
+        crate::common::mcp_post(&server.mcp_url(), new_token, &init).send().await.expect("use");
+    assert_eq!(refused.status(), 401);
+
+    let revoked_list = run(&env, &url, owner, &["keys", "list", "--status", "revoked"], None).await;
+    insta::assert_snapshot!("keys_list_revoked", revoked_list.snapshot(&url));
+
+    let audit = run(&env, &url, owner, &["audit", "--limit", "4"], None).await;
+    insta::assert_snapshot!("audit", audit.snapshot(&url));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn json_output_has_the_api_shapes() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let (url, owner) = (server.url.clone(), Some(server.owner.as_str()));
+    let json = |run: &Run| -> Value {
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+    };
+
+    let created = json(
+        &run(
+            &env,
+            &url,
+            owner,
+            &["--json", "keys", "create", "--name", "A", "--expires", "90d"],
+            None,
+        )
+        .await,
+    );
+    assert!(created["token"].as_str().is_some_and(|t| t.starts_with("cst_")));
+    assert_eq!(created["key"]["expires"], "90d");
+    assert_eq!(created["key"]["status"], "active");
+
+    let list = json(&run(&env, &url, owner, &["--json", "keys", "list"], None).await);
+    let row = &list["keys"][0];
+    for field in [
+        "id",
+        "name",
+        "prefix",
+        "access",
+        "expires",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "last_used_client",
+        "last_used_ip",
+        "revoked_at",
+        "status",
+    ] {
+        assert!(row.get(field).is_some(), "keys list --json lacks {field}: {row}");
+    }
+    assert!(row.get("token").is_none());
+    chrono::DateTime::parse_from_rfc3339(row["created_at"].as_str().expect("time"))
+        .expect("RFC 3339");
+
+    let show = json(&run(&env, &url, owner, &["--json", "keys", "show", "A"], None).await);
+    assert_eq!(show["key"]["name"], "A");
+    assert_eq!(show["events"][0]["kind"], "key.created");
+
+    let workspaces = json(&run(&env, &url, owner, &["--json", "workspaces", "list"], None).await);
+    assert_eq!(workspaces["workspaces"][0]["slug"], "acme");
+    let audit = json(&run(&env, &url, owner, &["--json", "audit"], None).await);
+    assert_eq!(audit["events"][0]["kind"], "key.created");
+    let revoked =
+        json(&run(&env, &url, owner, &["--json", "keys", "revoke", "A", "--yes"], None).await);
+    assert_eq!(revoked["key"]["status"], "revoked");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_error_path_says_what_to_do_next() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let (url, owner) = (server.url.clone(), Some(server.owner.as_str()));
+    server.create_key("Shared", "30d", "read-write").await;
+    // Two revoked keys named alike make "Old" ambiguous; "Gone" is revoked once.
+    for name in ["Old", "Old", "Gone"] {
+        let (key, _) = server.create_key(name, "30d", "read-write").await;
+        let id = key["id"].as_str().expect("id");
+        http()
+            .post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke")))
+            .bearer_auth(&server.owner)
+            .send()
+            .await
+            .expect("revoke");
+    }
+
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+    let cases: Vec<(&str, String, Option<&str>, Vec<&str>, i32)> = vec![
+        ("unreachable", dead.clone(), owner, vec!["keys", "list"], 1),
+        ("no_credential", url.clone(), None, vec!["keys", "list"], 1),
+        (
+            "wrong_credential",
+            url.clone(),
+            Some("csa_000000000000000000000000000000003Yarnz"),
+            vec!["keys", "list"],
+            1,
+        ),
+        ("unknown_workspace", url.clone(), owner, vec!["--workspace", "nope", "keys", "list"], 1),
+        ("unknown_key", url.clone(), owner, vec!["keys", "show", "nope"], 1),
+        ("ambiguous_key", url.clone(), owner, vec!["keys", "show", "Old"], 1),
+        (
+            "duplicate_name",
+            url.clone(),
+            owner,
+            vec!["keys", "create", "--name", "Shared", "--expires", "30d"],
+            1,
+        ),
+        ("create_without_name", url.clone(), owner, vec!["keys", "create", "--expires", "30d"], 2),
+        ("create_without_expiry", url.clone(), owner, vec!["keys", "create", "--name", "x"], 2),
+        (
+            "bad_expiry",
+            url.clone(),
+            owner,
+            vec!["keys", "create", "--name", "x", "--expires", "7d"],
+            2,
+        ),
+        ("revoke_without_key", url.clone(), owner, vec!["keys", "revoke"], 2),
+        ("revoke_without_yes", url.clone(), owner, vec!["keys", "revoke", "Shared"], 2),
+        ("revoke_revoked", url.clone(), owner, vec!["keys", "revoke", "Gone", "--yes"], 1),
+        ("unknown_command", url.clone(), owner, vec!["kees"], 2),
+    ];
+    let mut snapshot = String::new();
+    for (name, server_url, credential, args, want) in cases {
+        let result = run(&env, &server_url, credential, &args, None).await;
+        assert_eq!(result.code, want, "{name}: {}", result.stderr);
+        assert!(result.stdout.is_empty(), "{name}: errors print nothing on stdout");
+        if want == 1 {
+            assert!(result.stderr.starts_with("error: "), "{name}: {}", result.stderr);
+            assert!(
+                result.stderr.contains("\nhint: ")
+                    || name == "revoke_revoked"
+                    || name == "duplicate_name",
+                "{name} has a hint: {}",
+                result.stderr
+            );
+        }
+        let text = redact(&result.stderr, &url).replace(&dead, "[DEAD]");
+        snapshot.push_str(&format!("== {name} (exit {})\n{text}", result.code));
+    }
+    insta::assert_snapshot!("errors", snapshot);
+    // Nothing was lost to the errors.
+    assert_eq!(keys(&server).await.len(), 4);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn several_workspaces_need_a_choice() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let (url, owner) = (server.url.clone(), Some(server.owner.as_str()));
+    let created = run(&env, &url, owner, &["workspaces", "create", "Beta Team"], None).await;
+    assert_eq!((created.code, created.stdout.as_str()), (0, "beta-team\n"));
+    let ambiguous = run(&env, &url, owner, &["keys", "list"], None).await;
+    assert_eq!(ambiguous.code, 2);
+    assert!(
+        ambiguous.stderr.contains("several workspaces (acme, beta-team)"),
+        "{}",
+        ambiguous.stderr
+    );
+    assert!(ambiguous.stderr.contains("hint: pass --workspace acme"));
+    let chosen = run(
+        &env,
+        &url,
+        owner,
+        &["--workspace", "beta-team", "keys", "create", "--name", "B", "--expires", "30d"],
+        None,
+    )
+    .await;
+    assert_eq!(chosen.code, 0);
+    let scoped =
+        run(&env, &url, owner, &["--workspace", "acme", "--json", "keys", "list"], None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&scoped.stdout).expect("json")["keys"],
+        serde_json::json!([])
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn login_logout_and_the_credential_saved_by_serve() {
+    let env = TestEnv::new();
+    let serve = env.serve(&env.home.path().join("custory.db"), &[]).await;
+    let url = serve.url();
+    let owner = serve.announced["owner_credential"].as_str().expect("owner").to_owned();
+
+    // serve saved the credential, so the CLI on the same machine needs no setup.
+    let list = run(&env, &url, None, &["workspaces", "list"], None).await;
+    assert_eq!(list.code, 0, "{}", list.stderr);
+
+    let logout = run(&env, &url, None, &["logout"], None).await;
+    assert_eq!(logout.code, 0);
+    assert!(logout.stderr.contains("Logged out"));
+    let after = run(&env, &url, None, &["workspaces", "list"], None).await;
+    assert_eq!(after.code, 1);
+    assert!(after.stderr.contains("hint: run `custory-mcp login"), "{}", after.stderr);
+
+    let mcp_key = {
+        let body: Value = http()
+            .post(format!("{url}/api/admin/workspaces/acme/mcp-keys"))
+            .bearer_auth(&owner)
+            .json(&serde_json::json!({"name": "k", "expires": "30d"}))
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    };
+    let wrong = run(&env, &url, None, &["login", "--token-stdin"], Some(&mcp_key)).await;
+    assert_eq!(wrong.code, 1);
+    assert!(wrong.stderr.contains("MCP key (cst_…), not the owner credential"), "{}", wrong.stderr);
+    let typo = run(&env, &url, None, &["login", "--token-stdin"], Some("csa_nope")).await;
+    assert_eq!(typo.code, 1);
+    let no_tty = run(&env, &url, None, &["login"], None).await;
+    assert_eq!(no_tty.code, 2);
+    assert!(no_tty.stderr.contains("--token-stdin"));
+
+    let login =
+        run(&env, &url, None, &["login", "--token-stdin"], Some(&format!("{owner}\n"))).await;
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(login.stderr.contains("Logged in to"));
+    assert!(!login.stderr.contains(&owner[4..]), "the credential is never echoed");
+    assert_eq!(run(&env, &url, None, &["workspaces", "list"], None).await.code, 0);
+    serve.terminate().await;
+}
+
+/// A program on a real terminal: a private tmux server with one 100x30 window.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    fn start(command: &str) -> Self {
+        let socket = format!("custory-it-{}", custory_mcp::token::random_base62(8));
+        let terminal = Self { socket };
+        // The shell stays after the command so its last screen can still be read.
+        let script = format!("{command}; echo EXIT=$?; sleep 60");
+        terminal.tmux(&["new-session", "-d", "-x", "100", "-y", "30", &script]);
+        terminal
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux is needed for the terminal tests (apt-get install tmux)");
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits (up to 20 s) until the screen shows `text`; returns the screen.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let screen = self.tmux(&["capture-pane", "-p"]);
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the screen never showed {text:?}:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+    }
+}
+
+/// Interactive paths in a real pseudo-terminal: prompts for what is missing, a picker and a
+/// confirmation.
+#[tokio::test]
+async fn prompts_on_a_terminal() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    server.create_key("Old laptop", "30d", "read-write").await;
+    let command = |args: &str| {
+        format!(
+            "env -i HOME={home} CUSTORY_CONFIG_DIR={config} CUSTORY_CREDENTIAL_STORE=file \
+             CUSTORY_SERVER={url} CUSTORY_OWNER_TOKEN={owner} TERM=xterm NO_COLOR=1 {bin} {args}",
+            home = env.home.path().display(),
+            config = env.config_dir().display(),
+            url = server.url,
+            owner = server.owner,
+            bin = crate::common::BIN,
+        )
+    };
+    let create = command("keys create");
+    let revoke = command("keys revoke");
+    tokio::task::spawn_blocking(move || {
+        let t = Terminal::start(&create);
+        t.wait_for("one key per client or machine");
+        t.wait_for("Key name");
+        t.keys(&["-l", "Claude Code on CI VM"]);
+        t.keys(&["Enter"]);
+        t.wait_for("never");
+        t.keys(&["Enter"]);
+        let screen = t.wait_for("EXIT=0");
+        assert!(screen.contains("Expires after · 90 days"), "{screen}");
+        assert!(Regex::new("cst_[0-9A-Za-z]{38}").expect("regex").is_match(&screen), "{screen}");
+        drop(t);
+
+        let t = Terminal::start(&revoke);
+        t.wait_for("Revoke which key?");
+        t.wait_for("Old laptop");
+        // The newest key comes first; move down to "Old laptop".
+        t.keys(&["Down"]);
+        t.wait_for("❯ Old laptop");
+        t.keys(&["Enter"]);
+        t.wait_for("Clients using it stop working at once");
+        t.keys(&["y"]);
+        let screen = t.wait_for("EXIT=0");
+        assert!(screen.contains("Revoked \"Old laptop\""), "{screen}");
+    })
+    .await
+    .expect("terminal session");
+
+    let keys = keys(&server).await;
+    let by_name = |name: &str| keys.iter().find(|k| k["name"] == name).cloned().expect("key");
+    assert_eq!(by_name("Claude Code on CI VM")["expires"], "90d", "the default expiry is 90 days");
+    assert_eq!(by_name("Claude Code on CI VM")["status"], "active");
+    assert_eq!(by_name("Old laptop")["status"], "revoked");
+    server.stop().await;
+}
