@@ -241,7 +241,9 @@ async fn every_error_path_says_what_to_do_next() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}", listener.local_addr().expect("addr"))
     };
-    let cases: Vec<(&str, String, Option<&str>, Vec<&str>, i32)> = vec![
+    // (name, server, owner credential, arguments, expected exit code)
+    type Case<'a> = (&'a str, String, Option<&'a str>, Vec<&'a str>, i32);
+    let cases: Vec<Case<'_>> = vec![
         ("unreachable", dead.clone(), owner, vec!["keys", "list"], 1),
         ("no_credential", url.clone(), None, vec!["keys", "list"], 1),
         (
