@@ -6,5 +6,7 @@ mod common;
 mod config;
 mod conformance;
 mod mcp_http;
+mod reliability;
+mod security;
 mod serve;
 mod test_command;

@@ -1,0 +1,1 @@
+//! Security: malformed input of every kind, workspace isolation, secrets nowhere.
