@@ -11,7 +11,7 @@ use super::GlobalArgs;
 use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 use crate::secrets::{self, CredentialStore};
-use crate::server::{AppState, ServerConfig};
+use crate::server::{AppState, LOOPBACK_HOSTS, ServerConfig};
 use crate::store::{Clock, OwnerCredentialSetup, Store};
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Let browser pages from this Origin call the MCP endpoint (repeatable)
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
+    /// Accept requests addressed to this host name (repeatable; loopback names are always
+    /// accepted on a loopback address)
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_host: Vec<String>,
     /// Issue a new owner credential and revoke the old one (needs the database file)
     #[arg(long)]
     pub reset_owner_credential: bool,
@@ -56,13 +60,21 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         let url = base_url(addr);
         announce(&store, &owner, &url, printer)?;
 
-        let state = AppState {
-            store: Arc::new(store),
-            config: Arc::new(ServerConfig {
-                allowed_origins: args.allow_origin,
-                ..ServerConfig::default()
-            }),
+        // On loopback, only loopback names may address the server (DNS rebinding); on
+        // another address, only the names given with --allow-host, if any.
+        let mut allowed_hosts = args.allow_host;
+        let allowed_hosts = if addr.ip().is_loopback() {
+            allowed_hosts.extend(LOOPBACK_HOSTS.map(String::from));
+            Some(allowed_hosts)
+        } else {
+            (!allowed_hosts.is_empty()).then_some(allowed_hosts)
         };
+        let config = ServerConfig {
+            allowed_origins: args.allow_origin,
+            allowed_hosts,
+            ..ServerConfig::default()
+        };
+        let state = AppState::new(Arc::new(store), config);
         crate::server::run(listener, state, shutdown_signal()).await?;
         printer.info("custory-mcp stopped");
         Ok(ExitStatus::Success)

@@ -61,7 +61,16 @@ pub async fn handle(
         }
     }
 
-    let key = match authenticate(&state, &headers) {
+    if !state.config.host_allowed(&headers) {
+        return transport_error(
+            StatusCode::FORBIDDEN,
+            INVALID_REQUEST,
+            "Forbidden: the Host header does not name this server (start the server with \
+             --allow-host to permit that name)",
+        );
+    }
+
+    let key = match authenticate(&state, &headers, peer.ip()) {
         Ok(key) => key,
         Err(response) => return *response,
     };
@@ -134,8 +143,18 @@ pub async fn handle(
     response
 }
 
-/// Resolves the bearer token to an active key, or the 401 to send.
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthenticatedKey, Box<Response>> {
+/// Resolves the bearer token to an active key, or the 401 (or, for an address with too many
+/// failures, the 429) to send.
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+) -> Result<AuthenticatedKey, Box<Response>> {
+    let refuse = |description: &str| match state.limiter.failed(ip) {
+        Some(wait) => too_many_failures(wait),
+        None => unauthorized(description),
+    };
+
     let token = bearer_token(headers).map_err(|error| {
         let description = match error {
             BearerError::Missing => {
@@ -143,10 +162,10 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthenticatedKe
             }
             other => other.to_string(),
         };
-        unauthorized(&description)
+        refuse(&description)
     })?;
     if token.kind() == TokenKind::Owner {
-        return Err(unauthorized(
+        return Err(refuse(
             "owner credentials (csa_) are not accepted at the MCP endpoint: use an MCP key \
              (custory-mcp keys create)",
         ));
@@ -154,7 +173,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthenticatedKe
     let key = match state.store.authenticate_key(&token.hash()) {
         Ok(Some(key)) => key,
         Ok(None) => {
-            return Err(unauthorized(
+            return Err(refuse(
                 "unknown MCP key: this server never issued it (or its database was replaced)",
             ));
         }
@@ -174,6 +193,11 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthenticatedKe
         }
         KeyStatus::Expired => "this MCP key has expired: rotate it (custory-mcp keys rotate)",
     };
+    let response = refuse(refusal);
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        // Past the limit nothing more is recorded: a flood must not turn into database writes.
+        return Err(response);
+    }
     let detail = format!("refused a {} key", key.status.as_str());
     let event = NewEvent {
         workspace_id: key.workspace_id,
@@ -185,7 +209,18 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthenticatedKe
     if let Err(error) = state.store.record_event(&event) {
         tracing::warn!(%error, "could not record a rejected authentication");
     }
-    Err(unauthorized(refusal))
+    Err(response)
+}
+
+fn too_many_failures(wait: std::time::Duration) -> Box<Response> {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = transport_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        UNAUTHORIZED,
+        &format!("too many failed authentications from this address; retry in {seconds} s"),
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    Box::new(response)
 }
 
 fn unauthorized(description: &str) -> Box<Response> {

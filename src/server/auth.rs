@@ -1,6 +1,8 @@
 //! Reading bearer tokens, and the owner-credential guard of the admin API.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -40,8 +42,26 @@ impl FromRequestParts<AppState> for Owner {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthorized =
-            |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        if !state.config.host_allowed(&parts.headers) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "host_not_allowed",
+                "the Host header does not name this server (start it with --allow-host)",
+            ));
+        }
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let unauthorized = |message: String| match ip.and_then(|ip| state.limiter.failed(ip)) {
+            Some(wait) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                format!(
+                    "too many failed authentications from this address; retry in {} s",
+                    wait.as_secs().max(1)
+                ),
+            )
+            .retry_after(wait),
+            None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
+        };
         let token = bearer_token(&parts.headers).map_err(|error| {
             unauthorized(format!(
                 "{error}; the admin API needs the owner credential (csa_…): run `custory-mcp login`"

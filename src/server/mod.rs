@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod error;
+mod limiter;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 
 pub use auth::{BearerError, bearer_token};
 pub use error::{ApiError, ApiResult};
+pub use limiter::AuthLimiter;
 
 use crate::store::Store;
 
@@ -33,13 +35,47 @@ pub struct ServerConfig {
     /// Origins allowed to call the MCP endpoint from a browser (requests without `Origin`,
     /// as CLI and IDE clients send them, are always allowed).
     pub allowed_origins: Vec<String>,
+    /// Host names (without port) that requests may address, against DNS rebinding; `None`
+    /// accepts any (a server on a public address behind its own proxy).
+    pub allowed_hosts: Option<Vec<String>>,
     /// How often pending last-used values are written to the database.
     pub usage_flush_interval: Duration,
+    /// Failed authentications an address may make per window before it gets 429.
+    pub auth_failures_per_window: u32,
+    pub auth_failure_window: Duration,
 }
+
+/// The names a loopback server answers to.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { allowed_origins: Vec::new(), usage_flush_interval: Duration::from_secs(5) }
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_hosts: Some(LOOPBACK_HOSTS.map(String::from).to_vec()),
+            usage_flush_interval: Duration::from_secs(5),
+            auth_failures_per_window: 30,
+            auth_failure_window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Whether the `Host` header names this server (or no check is configured). Requests
+    /// without `Host` (HTTP/1.0) are allowed: DNS rebinding needs a browser, which sends one.
+    pub fn host_allowed(&self, headers: &axum::http::HeaderMap) -> bool {
+        let Some(allowed) = &self.allowed_hosts else { return true };
+        let Some(host) = headers.get(axum::http::header::HOST) else { return true };
+        let Ok(host) = host.to_str() else { return false };
+        allowed.iter().any(|a| a.eq_ignore_ascii_case(host_name(host)))
+    }
+}
+
+/// The name part of a `Host` header: `localhost:8787` → `localhost`, `[::1]:8787` → `[::1]`.
+fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[').and_then(|rest| rest.find(']')) {
+        Some(end) => &host[..end + 2],
+        None => host.split(':').next().unwrap_or(host),
     }
 }
 
@@ -48,6 +84,14 @@ impl Default for ServerConfig {
 pub struct AppState {
     pub store: Arc<Store>,
     pub config: Arc<ServerConfig>,
+    pub limiter: Arc<AuthLimiter>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, config: ServerConfig) -> Self {
+        let limiter = AuthLimiter::new(config.auth_failures_per_window, config.auth_failure_window);
+        Self { store, config: Arc::new(config), limiter: Arc::new(limiter) }
+    }
 }
 
 /// The whole HTTP surface on one screen.
@@ -129,4 +173,15 @@ async fn mcp_method_not_allowed(method: Method) -> impl IntoResponse {
         .headers_mut()
         .insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static("POST"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_names_lose_their_port() {
+        assert_eq!(super::host_name("localhost:8787"), "localhost");
+        assert_eq!(super::host_name("127.0.0.1"), "127.0.0.1");
+        assert_eq!(super::host_name("[::1]:8787"), "[::1]");
+        assert_eq!(super::host_name("evil.example:80"), "evil.example");
+    }
 }

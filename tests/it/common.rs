@@ -43,7 +43,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState { store: Arc::clone(&store), config: Arc::new(config) };
+        let state = AppState::new(Arc::clone(&store), config);
         let task = tokio::spawn(custory_mcp::server::run(listener, state, async {
             let _ = rx.await;
         }));

@@ -355,6 +355,12 @@ async fn inline_tokens_come_from_stdin_and_are_checked() {
         cursor.stderr
     );
 
+    // Claude Code's own command is left out rather than printed with the token on stderr.
+    let claude =
+        run_in(&env, None, &["config", "claude-code", "--inline-token"], Some(&piped)).await;
+    assert!(claude.stdout.contains(&format!("Bearer {token}")), "{}", claude.stdout);
+    assert!(!claude.stderr.contains(&token) && !claude.stderr.contains("claude mcp add"));
+
     let codex =
         run_in(&env, None, &["config", "codex", "--url", URL, "--inline-token"], Some(&piped))
             .await;

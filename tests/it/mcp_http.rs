@@ -316,3 +316,82 @@ async fn batches_are_accepted_for_2025_03_26_only() {
     assert_eq!(request.send().await.expect("post").status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn failed_authentication_is_rate_limited_per_address_without_slowing_valid_keys() {
+    let server = TestServer::start_with(ServerConfig {
+        auth_failures_per_window: 5,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (_, token) = server.create_key("Cursor", "30d", "read-write").await;
+    // Well-formed, but never issued by this server.
+    let stranger = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Mcp);
+    let wrong = stranger.expose();
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let response =
+            mcp_post(&server.mcp_url(), wrong, &initialize_body()).send().await.expect("post");
+        if response.status() == 429 {
+            let retry: u64 = response.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    // The valid key from the same address is not slowed or refused.
+    for _ in 0..3 {
+        let response =
+            mcp_post(&server.mcp_url(), &token, &initialize_body()).send().await.expect("post");
+        assert_eq!(response.status(), 200);
+    }
+    // The admin API shares the budget: a wrong owner credential is refused with 429 now,
+    // while the right one still works.
+    let response =
+        http().get(server.admin("/workspaces")).bearer_auth("csa_wrong").send().await.expect("get");
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "too_many_failures");
+    let response = http()
+        .get(server.admin("/workspaces"))
+        .bearer_auth(&server.owner)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_addressed_to_another_host_are_refused() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("Cursor", "30d", "read-write").await;
+    let port = server.url.rsplit(':').next().expect("port").to_owned();
+    for (host, want) in [
+        (format!("localhost:{port}"), 200),
+        (format!("127.0.0.1:{port}"), 200),
+        ("evil.example".to_owned(), 403),
+        (format!("attacker.example:{port}"), 403),
+    ] {
+        let response = mcp_post(&server.mcp_url(), &token, &initialize_body())
+            .header("host", &host)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), want, "Host: {host}");
+        let response = http()
+            .get(server.admin("/workspaces"))
+            .bearer_auth(&server.owner)
+            .header("host", &host)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), want, "admin, Host: {host}");
+    }
+    server.stop().await;
+}

@@ -1,0 +1,361 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[custory-mcp] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'custory-mcp'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'custory-mcp'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run the local Custory server (admin API and MCP endpoint)'
+            cand login 'Store the owner credential for --server'
+            cand logout 'Forget the owner credential for --server'
+            cand workspaces 'Manage workspaces'
+            cand keys 'Manage MCP keys: create, list, show, revoke, rotate'
+            cand audit 'Show the workspace''s key and MCP activity, newest first'
+            cand config 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
+            cand test 'Check a connection to the MCP endpoint, stage by stage'
+            cand completions 'Print the shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'custory-mcp;serve'= {
+            cand --listen 'Address to listen on (port 0 picks a free port)'
+            cand --db 'SQLite database file [default: custory.db in the user''s data directory]'
+            cand --allow-origin 'Let browser pages from this Origin call the MCP endpoint (repeatable)'
+            cand --allow-host 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)'
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --reset-owner-credential 'Issue a new owner credential and revoke the old one (needs the database file)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;login'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --token-stdin 'Read the credential from standard input instead of prompting for it'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;logout'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;workspaces'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand list 'List the server''s workspaces'
+            cand create 'Create a workspace'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'custory-mcp;workspaces;list'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;workspaces;create'= {
+            cand --slug 'Its URL slug [default: made from the name]'
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;workspaces;help'= {
+            cand list 'List the server''s workspaces'
+            cand create 'Create a workspace'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'custory-mcp;workspaces;help;list'= {
+        }
+        &'custory-mcp;workspaces;help;create'= {
+        }
+        &'custory-mcp;workspaces;help;help'= {
+        }
+        &'custory-mcp;keys'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand create 'Create a key; prints its token once'
+            cand list 'List the workspace''s keys'
+            cand show 'Show one key in full, with its recent activity'
+            cand revoke 'Revoke a key: its very next request is refused'
+            cand rotate 'Replace a key with a new one of the same name and access; the old one is revoked'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'custory-mcp;keys;create'= {
+            cand --name 'A name that says where the key is used, e.g. "Cursor on MacBook"'
+            cand --expires 'When the key expires'
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --read-only 'Only read tools: the key can read journey context but change nothing'
+            cand --save 'Keep the token in the OS keyring (or a 0600 file) for `config --key` and `test --key`'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;keys;list'= {
+            cand --status 'Show only keys with this status'
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;keys;show'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;keys;revoke'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand -y 'Do not ask for confirmation'
+            cand --yes 'Do not ask for confirmation'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;keys;rotate'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand -y 'Do not ask for confirmation'
+            cand --yes 'Do not ask for confirmation'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;keys;help'= {
+            cand create 'Create a key; prints its token once'
+            cand list 'List the workspace''s keys'
+            cand show 'Show one key in full, with its recent activity'
+            cand revoke 'Revoke a key: its very next request is refused'
+            cand rotate 'Replace a key with a new one of the same name and access; the old one is revoked'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'custory-mcp;keys;help;create'= {
+        }
+        &'custory-mcp;keys;help;list'= {
+        }
+        &'custory-mcp;keys;help;show'= {
+        }
+        &'custory-mcp;keys;help;revoke'= {
+        }
+        &'custory-mcp;keys;help;rotate'= {
+        }
+        &'custory-mcp;keys;help;help'= {
+        }
+        &'custory-mcp;audit'= {
+            cand --key 'Only the events of this key (id, name or prefix)'
+            cand --limit 'How many events to show (1-1000)'
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;config'= {
+            cand --key 'Embed the token saved for KEY (id, name or prefix) with `keys create --save`; implies --inline-token'
+            cand --token-env 'Reference the token through this environment variable [default: CUSTORY_MCP_TOKEN]'
+            cand --url 'The MCP endpoint [default: <server>/api/mcp]'
+            cand --scope 'Whose config file: the user''s, or the project''s in the current directory'
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --inline-token 'Embed the token itself: the one saved for --key, else one line read from stdin'
+            cand --write 'Merge the entry into the client''s config file (diff shown, backup kept, 0600)'
+            cand --yes 'Write without asking for confirmation'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'custory-mcp;test'= {
+            cand --url 'The MCP endpoint to check [default: <server>/api/mcp]'
+            cand --key 'Use the token of a key saved with `keys create --save` (id, name or prefix)'
+            cand --token-env 'Read the token from this environment variable'
+            cand --timeout 'Seconds to wait for each request'
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --curl 'Print the equivalent curl command (token read from the environment) instead of checking'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;completions'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;help'= {
+            cand serve 'Run the local Custory server (admin API and MCP endpoint)'
+            cand login 'Store the owner credential for --server'
+            cand logout 'Forget the owner credential for --server'
+            cand workspaces 'Manage workspaces'
+            cand keys 'Manage MCP keys: create, list, show, revoke, rotate'
+            cand audit 'Show the workspace''s key and MCP activity, newest first'
+            cand config 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
+            cand test 'Check a connection to the MCP endpoint, stage by stage'
+            cand completions 'Print the shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'custory-mcp;help;serve'= {
+        }
+        &'custory-mcp;help;login'= {
+        }
+        &'custory-mcp;help;logout'= {
+        }
+        &'custory-mcp;help;workspaces'= {
+            cand list 'List the server''s workspaces'
+            cand create 'Create a workspace'
+        }
+        &'custory-mcp;help;workspaces;list'= {
+        }
+        &'custory-mcp;help;workspaces;create'= {
+        }
+        &'custory-mcp;help;keys'= {
+            cand create 'Create a key; prints its token once'
+            cand list 'List the workspace''s keys'
+            cand show 'Show one key in full, with its recent activity'
+            cand revoke 'Revoke a key: its very next request is refused'
+            cand rotate 'Replace a key with a new one of the same name and access; the old one is revoked'
+        }
+        &'custory-mcp;help;keys;create'= {
+        }
+        &'custory-mcp;help;keys;list'= {
+        }
+        &'custory-mcp;help;keys;show'= {
+        }
+        &'custory-mcp;help;keys;revoke'= {
+        }
+        &'custory-mcp;help;keys;rotate'= {
+        }
+        &'custory-mcp;help;audit'= {
+        }
+        &'custory-mcp;help;config'= {
+        }
+        &'custory-mcp;help;test'= {
+        }
+        &'custory-mcp;help;completions'= {
+        }
+        &'custory-mcp;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

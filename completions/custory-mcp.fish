@@ -1,0 +1,258 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_custory_mcp_global_optspecs
+    string join \n server= workspace= json color= q/quiet v/verbose h/help V/version
+end
+
+function __fish_custory_mcp_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_custory_mcp_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_custory_mcp_using_subcommand
+    set -l cmd (__fish_custory_mcp_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -s V -l version -d 'Print version'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "serve" -d 'Run the local Custory server (admin API and MCP endpoint)'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "login" -d 'Store the owner credential for --server'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "logout" -d 'Forget the owner credential for --server'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "workspaces" -d 'Manage workspaces'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "keys" -d 'Manage MCP keys: create, list, show, revoke, rotate'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "audit" -d 'Show the workspace\'s key and MCP activity, newest first'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "config" -d 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "test" -d 'Check a connection to the MCP endpoint, stage by stage'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "completions" -d 'Print the shell completion script'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l listen -d 'Address to listen on (port 0 picks a free port)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l db -d 'SQLite database file [default: custory.db in the user\'s data directory]' -r -F
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-origin -d 'Let browser pages from this Origin call the MCP endpoint (repeatable)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-host -d 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l reset-owner-credential -d 'Issue a new owner credential and revoke the old one (needs the database file)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l token-stdin -d 'Read the credential from standard input instead of prompting for it'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -f -a "list" -d 'List the server\'s workspaces'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -f -a "create" -d 'Create a workspace'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l slug -d 'Its URL slug [default: made from the name]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the server\'s workspaces'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a workspace'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "create" -d 'Create a key; prints its token once'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "list" -d 'List the workspace\'s keys'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "show" -d 'Show one key in full, with its recent activity'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "revoke" -d 'Revoke a key: its very next request is refused'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "rotate" -d 'Replace a key with a new one of the same name and access; the old one is revoked'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l name -d 'A name that says where the key is used, e.g. "Cursor on MacBook"' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l expires -d 'When the key expires' -r -f -a "30d\t''
+90d\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l read-only -d 'Only read tools: the key can read journey context but change nothing'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l save -d 'Keep the token in the OS keyring (or a 0600 file) for `config --key` and `test --key`'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l status -d 'Show only keys with this status' -r -f -a "active\t''
+expired\t''
+revoked\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s y -l yes -d 'Do not ask for confirmation'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -s y -l yes -d 'Do not ask for confirmation'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a key; prints its token once'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the workspace\'s keys'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one key in full, with its recent activity'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key: its very next request is refused'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "rotate" -d 'Replace a key with a new one of the same name and access; the old one is revoked'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l key -d 'Only the events of this key (id, name or prefix)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l limit -d 'How many events to show (1-1000)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l key -d 'Embed the token saved for KEY (id, name or prefix) with `keys create --save`; implies --inline-token' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l token-env -d 'Reference the token through this environment variable [default: CUSTORY_MCP_TOKEN]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l url -d 'The MCP endpoint [default: <server>/api/mcp]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l scope -d 'Whose config file: the user\'s, or the project\'s in the current directory' -r -f -a "user\t'The user\'s own config file (every project)'
+project\t'The project\'s config file in the current directory (shared with the repository)'"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l inline-token -d 'Embed the token itself: the one saved for --key, else one line read from stdin'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l write -d 'Merge the entry into the client\'s config file (diff shown, backup kept, 0600)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l yes -d 'Write without asking for confirmation'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l url -d 'The MCP endpoint to check [default: <server>/api/mcp]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l key -d 'Use the token of a key saved with `keys create --save` (id, name or prefix)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l token-env -d 'Read the token from this environment variable' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l timeout -d 'Seconds to wait for each request' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l curl -d 'Print the equivalent curl command (token read from the environment) instead of checking'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "serve" -d 'Run the local Custory server (admin API and MCP endpoint)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "login" -d 'Store the owner credential for --server'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "logout" -d 'Forget the owner credential for --server'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "workspaces" -d 'Manage workspaces'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "keys" -d 'Manage MCP keys: create, list, show, revoke, rotate'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "audit" -d 'Show the workspace\'s key and MCP activity, newest first'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "config" -d 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "test" -d 'Check a connection to the MCP endpoint, stage by stage'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "completions" -d 'Print the shell completion script'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from workspaces" -f -a "list" -d 'List the server\'s workspaces'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from workspaces" -f -a "create" -d 'Create a workspace'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "create" -d 'Create a key; prints its token once'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List the workspace\'s keys'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "show" -d 'Show one key in full, with its recent activity'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "revoke" -d 'Revoke a key: its very next request is refused'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "rotate" -d 'Replace a key with a new one of the same name and access; the old one is revoked'

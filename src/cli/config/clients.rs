@@ -1,0 +1,507 @@
+//! What each MCP client reads: where its file is, what the `custory` entry in it looks like, and
+//! what the person has to do next for the token to reach the client.
+//!
+//! How the token gets there differs per client (checked against each client's docs and issue
+//! tracker):
+//!
+//! | client         | env reference in the file            | default                          |
+//! |----------------|--------------------------------------|----------------------------------|
+//! | Cursor         | `${env:VAR}`                         | `${env:CUSTORY_MCP_TOKEN}`       |
+//! | Windsurf       | `${env:VAR}`                         | `${env:CUSTORY_MCP_TOKEN}`       |
+//! | Claude Code    | `${VAR}`                             | `${CUSTORY_MCP_TOKEN}`           |
+//! | Gemini CLI     | `$VAR` / `${VAR}`                    | `${CUSTORY_MCP_TOKEN}`           |
+//! | Codex          | `bearer_token_env_var = "VAR"`       | `CUSTORY_MCP_TOKEN`              |
+//! | VS Code        | `${input:id}` prompt (`${env:VAR}`)  | a password prompt, stored by VS Code |
+//! | Claude Desktop | none: `env` values are literal       | `<token>` placeholder            |
+//! | Zed            | none documented                      | `<token>` placeholder            |
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use jsonc_parser::cst::CstInputValue;
+
+use super::merge::Entry;
+use crate::error::CliError;
+use crate::token::PlainToken;
+
+/// The server's name in every client's config.
+pub const SERVER_NAME: &str = "custory";
+/// The environment variable snippets reference by default.
+pub const DEFAULT_TOKEN_ENV: &str = "CUSTORY_MCP_TOKEN";
+/// What stands where the token must go when the client cannot read it from the environment.
+pub const PLACEHOLDER: &str = "<token>";
+/// The id of VS Code's password prompt.
+const VSCODE_INPUT: &str = "custory-token";
+
+/// The clients `config` knows, as typed on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientArg {
+    /// Cursor
+    Cursor,
+    /// Claude Code, the CLI
+    ClaudeCode,
+    /// Claude Code (the name of its command)
+    #[value(hide = true)]
+    Claude,
+    /// The Claude desktop app (through the mcp-remote bridge)
+    ClaudeDesktop,
+    /// VS Code (Copilot agent mode)
+    Vscode,
+    /// Windsurf
+    Windsurf,
+    /// OpenAI Codex CLI
+    Codex,
+    /// Gemini CLI
+    Gemini,
+    /// Zed
+    Zed,
+}
+
+/// A client, with `claude` resolved to Claude Code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    Cursor,
+    ClaudeCode,
+    ClaudeDesktop,
+    Vscode,
+    Windsurf,
+    Codex,
+    Gemini,
+    Zed,
+}
+
+impl From<ClientArg> for Client {
+    fn from(arg: ClientArg) -> Self {
+        match arg {
+            ClientArg::Cursor => Client::Cursor,
+            ClientArg::ClaudeCode | ClientArg::Claude => Client::ClaudeCode,
+            ClientArg::ClaudeDesktop => Client::ClaudeDesktop,
+            ClientArg::Vscode => Client::Vscode,
+            ClientArg::Windsurf => Client::Windsurf,
+            ClientArg::Codex => Client::Codex,
+            ClientArg::Gemini => Client::Gemini,
+            ClientArg::Zed => Client::Zed,
+        }
+    }
+}
+
+/// `--scope`: whose file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Scope {
+    /// The user's own config file (every project)
+    #[default]
+    User,
+    /// The project's config file in the current directory (shared with the repository)
+    Project,
+}
+
+/// How the token reaches the client.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Through an environment variable; `explicit` when `--token-env` named it.
+    Env { var: String, explicit: bool },
+    /// Written into the file (`--inline-token`).
+    Inline(PlainToken),
+}
+
+/// A line for stderr after the snippet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    Info(String),
+    Warn(String),
+}
+
+/// Everything `config` needs to know about one client and one way of passing the token.
+#[derive(Debug)]
+pub struct Plan {
+    pub client: Client,
+    pub entry: Entry,
+    /// The entry holds [`PLACEHOLDER`] where the token must go.
+    pub placeholder: bool,
+    /// The client's own command that adds the same entry, where it has one.
+    pub command: Option<String>,
+    /// How the token reaches the client, for stderr.
+    pub notes: Vec<Note>,
+}
+
+impl Client {
+    /// The id used on the command line and in `--json`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Client::Cursor => "cursor",
+            Client::ClaudeCode => "claude-code",
+            Client::ClaudeDesktop => "claude-desktop",
+            Client::Vscode => "vscode",
+            Client::Windsurf => "windsurf",
+            Client::Codex => "codex",
+            Client::Gemini => "gemini",
+            Client::Zed => "zed",
+        }
+    }
+
+    /// The name a person knows it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::Cursor => "Cursor",
+            Client::ClaudeCode => "Claude Code",
+            Client::ClaudeDesktop => "Claude Desktop",
+            Client::Vscode => "VS Code",
+            Client::Windsurf => "Windsurf",
+            Client::Codex => "Codex",
+            Client::Gemini => "Gemini CLI",
+            Client::Zed => "Zed",
+        }
+    }
+
+    /// Where the entry goes inside the file, as a person would describe it.
+    pub fn location(self) -> &'static str {
+        match self {
+            Client::Vscode => "under \"servers\"",
+            Client::Codex => "as the [mcp_servers.custory] table",
+            Client::Zed => "under \"context_servers\"",
+            _ => "under \"mcpServers\"",
+        }
+    }
+
+    /// The config file for `scope`. The user's files are found from `HOME` (and the platform's
+    /// config directory), so a different `HOME` gives different files.
+    pub fn path(self, scope: Scope) -> anyhow::Result<PathBuf> {
+        match scope {
+            Scope::User => self.user_path(),
+            Scope::Project => {
+                let relative = self.project_path().ok_or_else(|| {
+                    CliError::usage(format!("{} has no project config file", self.name()))
+                        .hint("drop --scope project to use the user's config file")
+                })?;
+                let cwd = std::env::current_dir()
+                    .context("could not read the current directory for --scope project")?;
+                Ok(cwd.join(relative))
+            }
+        }
+    }
+
+    fn project_path(self) -> Option<&'static str> {
+        match self {
+            Client::Cursor => Some(".cursor/mcp.json"),
+            Client::ClaudeCode => Some(".mcp.json"),
+            Client::Vscode => Some(".vscode/mcp.json"),
+            Client::Codex => Some(".codex/config.toml"),
+            Client::Gemini => Some(".gemini/settings.json"),
+            Client::Zed => Some(".zed/settings.json"),
+            Client::ClaudeDesktop | Client::Windsurf => None,
+        }
+    }
+
+    fn user_path(self) -> anyhow::Result<PathBuf> {
+        let dirs = directories::BaseDirs::new()
+            .context("could not find your home directory (is HOME set?)")?;
+        let home = dirs.home_dir();
+        // The platform's config directory: $XDG_CONFIG_HOME or ~/.config on Linux,
+        // ~/Library/Application Support on macOS, %APPDATA% on Windows.
+        let config = dirs.config_dir();
+        Ok(match self {
+            Client::Cursor => home.join(".cursor").join("mcp.json"),
+            Client::ClaudeCode => env_dir("CLAUDE_CONFIG_DIR")
+                .map_or_else(|| home.join(".claude.json"), |dir| dir.join(".claude.json")),
+            Client::ClaudeDesktop => config.join("Claude").join("claude_desktop_config.json"),
+            Client::Vscode => config.join("Code").join("User").join("mcp.json"),
+            Client::Windsurf => home.join(".codeium").join("windsurf").join("mcp_config.json"),
+            Client::Codex => {
+                env_dir("CODEX_HOME").unwrap_or_else(|| home.join(".codex")).join("config.toml")
+            }
+            Client::Gemini => home.join(".gemini").join("settings.json"),
+            Client::Zed => zed_config_dir(home, config).join("settings.json"),
+        })
+    }
+}
+
+/// A directory named by an environment variable, when it is set and not empty.
+fn env_dir(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).filter(|value| !value.is_empty()).map(PathBuf::from)
+}
+
+/// Zed keeps its settings in ~/.config/zed on macOS too, not in Application Support.
+fn zed_config_dir(home: &Path, config: &Path) -> PathBuf {
+    if cfg!(target_os = "windows") {
+        config.join("Zed")
+    } else if cfg!(target_os = "macos") {
+        home.join(".config").join("zed")
+    } else {
+        config.join("zed")
+    }
+}
+
+/// The entry for `client`, and what the person has to do for the token to reach it.
+pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Result<Plan> {
+    if let Auth::Env { var, explicit: true } = auth
+        && matches!(client, Client::ClaudeDesktop | Client::Zed)
+    {
+        let why = match client {
+            Client::ClaudeDesktop => {
+                "Claude Desktop does not expand variables in its config file and starts servers \
+                 without your shell's environment"
+            }
+            _ => "Zed does not expand environment variables in context_servers headers",
+        };
+        return Err(CliError::usage(format!(
+            "{} cannot take the token from ${var}: {why}",
+            client.name()
+        ))
+        .hint(
+            "pass --inline-token (with --key KEY, or the token on stdin) to write the token itself",
+        )
+        .into());
+    }
+
+    let mut notes = Vec::new();
+    let mut placeholder = false;
+    let mut command = None;
+    let bearer = |reference: &str| match auth {
+        Auth::Inline(token) => format!("Bearer {}", token.expose()),
+        Auth::Env { .. } => format!("Bearer {reference}"),
+    };
+
+    let entry = match client {
+        Client::Cursor | Client::Windsurf => {
+            let var = env_var(auth);
+            let url_key = if client == Client::Windsurf { "serverUrl" } else { "url" };
+            json_entry(
+                "mcpServers",
+                vec![
+                    (url_key, url.into()),
+                    ("headers", headers(bearer(&format!("${{env:{var}}}")))),
+                ],
+            )
+        }
+        Client::ClaudeCode => {
+            let var = env_var(auth);
+            // The same entry through Claude Code's own command; not with the token inline,
+            // which would put it on stderr too.
+            if let Auth::Env { .. } = auth {
+                let header = format!("Authorization: Bearer ${{{var}}}");
+                let scope = match scope {
+                    Scope::User => "user",
+                    Scope::Project => "project",
+                };
+                command = Some(format!(
+                    "claude mcp add --transport http --scope {scope} --header {} {SERVER_NAME} {}",
+                    shell_quote(&header),
+                    shell_quote(url)
+                ));
+            }
+            json_entry(
+                "mcpServers",
+                vec![
+                    ("type", "http".into()),
+                    ("url", url.into()),
+                    ("headers", headers(bearer(&format!("${{{var}}}")))),
+                ],
+            )
+        }
+        Client::Gemini => {
+            let var = env_var(auth);
+            json_entry(
+                "mcpServers",
+                vec![("httpUrl", url.into()), ("headers", headers(bearer(&format!("${{{var}}}"))))],
+            )
+        }
+        Client::Codex => {
+            let mut table = toml_edit::Table::new();
+            table.insert("url", toml_edit::value(url));
+            match auth {
+                Auth::Env { var, .. } => {
+                    table.insert("bearer_token_env_var", toml_edit::value(var.as_str()));
+                    command = Some(format!(
+                        "codex mcp add {SERVER_NAME} --url {} --bearer-token-env-var {var}",
+                        shell_quote(url)
+                    ));
+                }
+                Auth::Inline(token) => {
+                    // Codex refuses an inline `bearer_token`; a literal header is what it takes.
+                    let mut headers = toml_edit::InlineTable::new();
+                    headers.insert("Authorization", format!("Bearer {}", token.expose()).into());
+                    table.insert("http_headers", toml_edit::value(headers));
+                }
+            }
+            Entry::Toml { table }
+        }
+        Client::Vscode => {
+            let (value, input) = match auth {
+                Auth::Inline(token) => (format!("Bearer {}", token.expose()), None),
+                Auth::Env { var, explicit: true } => (format!("Bearer ${{env:{var}}}"), None),
+                Auth::Env { explicit: false, .. } => {
+                    let input = CstInputValue::Object(vec![
+                        ("type".into(), "promptString".into()),
+                        ("id".into(), VSCODE_INPUT.into()),
+                        ("description".into(), "Custory MCP token (cst_…)".into()),
+                        ("password".into(), true.into()),
+                    ]);
+                    (format!("Bearer ${{input:{VSCODE_INPUT}}}"), Some(input))
+                }
+            };
+            let mut entry = json_entry(
+                "servers",
+                vec![("type", "http".into()), ("url", url.into()), ("headers", headers(value))],
+            );
+            if let Entry::Json { input: slot, .. } = &mut entry {
+                *slot = input;
+            }
+            entry
+        }
+        Client::ClaudeDesktop => {
+            // Claude Desktop only runs local (stdio) servers from its config file, so the
+            // mcp-remote bridge carries the requests. The header travels through an env
+            // variable that mcp-remote expands in its own arguments; no space in the argument
+            // (npx on Windows splits arguments at spaces).
+            let mut args: Vec<CstInputValue> =
+                vec!["-y".into(), "mcp-remote".into(), url.into(), "--header".into()];
+            args.push("Authorization:${CUSTORY_AUTH}".into());
+            args.extend(["--transport".into(), "http-only".into()]);
+            if needs_allow_http(url) {
+                args.push("--allow-http".into());
+            }
+            let value = match auth {
+                Auth::Inline(token) => format!("Bearer {}", token.expose()),
+                Auth::Env { .. } => {
+                    placeholder = true;
+                    format!("Bearer {PLACEHOLDER}")
+                }
+            };
+            json_entry(
+                "mcpServers",
+                vec![
+                    ("command", "npx".into()),
+                    ("args", CstInputValue::Array(args)),
+                    ("env", CstInputValue::Object(vec![("CUSTORY_AUTH".into(), value.into())])),
+                ],
+            )
+        }
+        Client::Zed => {
+            let value = match auth {
+                Auth::Inline(token) => format!("Bearer {}", token.expose()),
+                Auth::Env { .. } => {
+                    placeholder = true;
+                    format!("Bearer {PLACEHOLDER}")
+                }
+            };
+            json_entry("context_servers", vec![("url", url.into()), ("headers", headers(value))])
+        }
+    };
+
+    // How the token reaches the client.
+    match (client, auth) {
+        (_, Auth::Inline(_)) => {
+            notes.push(Note::Warn(
+                "this config contains the token itself: anyone who can read the file can use the \
+                 key (--write makes the file readable only by you)"
+                    .to_owned(),
+            ));
+            if scope == Scope::Project {
+                notes.push(Note::Warn(
+                    "do not commit this project file; without --inline-token it references \
+                     the token instead of holding it"
+                        .to_owned(),
+                ));
+            }
+        }
+        (Client::ClaudeDesktop, Auth::Env { .. }) => notes.push(Note::Warn(format!(
+            "replace {PLACEHOLDER} with the key's token: Claude Desktop passes the bridge only the \
+             \"env\" values written in its config, so the token has to be in the file (or run \
+             again with --inline-token --key KEY)"
+        ))),
+        (Client::Zed, Auth::Env { .. }) => notes.push(Note::Warn(format!(
+            "replace {PLACEHOLDER} with the key's token: Zed does not expand environment \
+             variables in headers (or run again with --inline-token --key KEY)"
+        ))),
+        (Client::Vscode, Auth::Env { explicit: false, .. }) => notes.push(Note::Info(
+            "VS Code asks for the token the first time it starts the server and keeps it in its \
+             secret storage."
+                .to_owned(),
+        )),
+        (Client::Vscode, Auth::Env { var, explicit: true }) => {
+            notes.push(Note::Warn(
+                "some VS Code versions do not substitute ${env:…} in headers \
+                 (microsoft/vscode#336232); if the server answers 401, drop --token-env and VS \
+                 Code will ask for the token instead"
+                    .to_owned(),
+            ));
+            notes.push(Note::Info(set_variable(client, var)));
+        }
+        (_, Auth::Env { var, .. }) => notes.push(Note::Info(set_variable(client, var))),
+    }
+    if client == Client::ClaudeDesktop {
+        notes.push(Note::Info(
+            "Claude Desktop reaches the server through the mcp-remote bridge (it needs Node.js \
+             for npx); restart Claude Desktop after changing its config."
+                .to_owned(),
+        ));
+    }
+
+    Ok(Plan { client, entry, placeholder, command, notes })
+}
+
+/// The variable an env-referencing snippet names (the default when the token is inline, where
+/// it is not used).
+fn env_var(auth: &Auth) -> &str {
+    match auth {
+        Auth::Env { var, .. } => var,
+        Auth::Inline(_) => DEFAULT_TOKEN_ENV,
+    }
+}
+
+/// The line that says how to make the token visible to the client.
+fn set_variable(client: Client, var: &str) -> String {
+    let set =
+        if cfg!(windows) { format!("setx {var} cst_…") } else { format!("export {var}=cst_…") };
+    format!(
+        "Set {var} in the environment {} starts from: {set} (no key yet? \
+         custory-mcp keys create --save)",
+        client.name()
+    )
+}
+
+fn headers(authorization: String) -> CstInputValue {
+    CstInputValue::Object(vec![("Authorization".into(), authorization.into())])
+}
+
+fn json_entry(servers_key: &'static str, fields: Vec<(&str, CstInputValue)>) -> Entry {
+    let server = CstInputValue::Object(
+        fields.into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
+    );
+    Entry::Json { servers_key, server, input: None }
+}
+
+/// mcp-remote refuses plain HTTP except to localhost unless told otherwise.
+fn needs_allow_http(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else { return false };
+    parsed.scheme() == "http"
+        && !matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]") | None)
+}
+
+/// `text` as one POSIX shell word: bare when it is safe, else in single quotes (so that
+/// `${VAR}` reaches the client unexpanded).
+pub fn shell_quote(text: &str) -> String {
+    let safe = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', r"'\''")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_keep_variables_for_the_client() {
+        assert_eq!(shell_quote("https://h/api/mcp"), "https://h/api/mcp");
+        assert_eq!(shell_quote("Authorization: Bearer ${X}"), "'Authorization: Bearer ${X}'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn plain_http_needs_allow_http_except_on_localhost() {
+        assert!(!needs_allow_http("http://127.0.0.1:8787/api/mcp"));
+        assert!(!needs_allow_http("http://localhost:8787/api/mcp"));
+        assert!(!needs_allow_http("https://app.usecustory.com/api/mcp"));
+        assert!(needs_allow_http("http://10.0.0.5:8787/api/mcp"));
+    }
+}

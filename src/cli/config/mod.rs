@@ -1,0 +1,309 @@
+//! `custory-mcp config CLIENT`: the ready-to-paste (or merged) MCP config for each client.
+//!
+//! stdout carries exactly what goes in the client's file, as a new file would hold it; stderr
+//! says where the file is and how the token reaches the client. With `--write` the entry is
+//! merged into the real file instead: diff shown, confirmation asked (unless `--yes`), the
+//! previous version kept as `<file>.bak`, the new one written atomically and readable only by
+//! its owner.
+//!
+//! By default no secret is written anywhere: the snippet references `$CUSTORY_MCP_TOKEN` in
+//! the client's own syntax. Where a client cannot read the environment (Claude Desktop, Zed) it
+//! holds a `<token>` placeholder until the person asks for the token itself with
+//! `--inline-token` (or `--key`).
+
+mod clients;
+mod merge;
+
+use std::io::{BufRead as _, IsTerminal as _, Read as _};
+use std::path::Path;
+
+use serde::Serialize;
+
+use self::clients::{Auth, Client, Note, Plan};
+pub use self::clients::{ClientArg, Scope};
+use self::merge::Syntax;
+use super::GlobalArgs;
+use crate::error::{CliError, ExitStatus};
+use crate::output::Printer;
+use crate::token::{PlainToken, TokenKind};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+By default the token is referenced through $CUSTORY_MCP_TOKEN, in the client's own syntax, so \
+no secret lands in the file. Claude Desktop and Zed cannot read the environment: their snippet \
+holds a <token> placeholder unless --inline-token is given.
+
+Examples:
+  custory-mcp config cursor
+  custory-mcp config claude-code --scope project --write
+  custory-mcp config zed --key laptop --write
+  printenv CUSTORY_MCP_TOKEN | custory-mcp config claude-desktop --inline-token")]
+pub struct ConfigArgs {
+    /// The MCP client to configure (`claude` is Claude Code)
+    #[arg(value_enum, value_name = "CLIENT")]
+    pub client: ClientArg,
+    /// Embed the token saved for KEY (id, name or prefix) with `keys create --save`; implies
+    /// --inline-token
+    #[arg(long, value_name = "KEY", conflicts_with = "token_env")]
+    pub key: Option<String>,
+    /// Reference the token through this environment variable [default: CUSTORY_MCP_TOKEN]
+    #[arg(long, value_name = "VAR", conflicts_with = "inline_token")]
+    pub token_env: Option<String>,
+    /// Embed the token itself: the one saved for --key, else one line read from stdin
+    #[arg(long)]
+    pub inline_token: bool,
+    /// The MCP endpoint [default: <server>/api/mcp]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Merge the entry into the client's config file (diff shown, backup kept, 0600)
+    #[arg(long)]
+    pub write: bool,
+    /// Whose config file: the user's, or the project's in the current directory
+    #[arg(long, value_enum, default_value_t = Scope::User, value_name = "SCOPE")]
+    pub scope: Scope,
+    /// Write without asking for confirmation
+    #[arg(long, requires = "write")]
+    pub yes: bool,
+}
+
+/// `--json`.
+#[derive(Debug, Serialize)]
+struct Output<'a> {
+    client: &'static str,
+    path: String,
+    format: &'static str,
+    content: &'a str,
+    /// The client's own command for the same entry (Claude Code, Codex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<&'a str>,
+    /// With `--write`: whether the file changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written: Option<bool>,
+    /// With `--write`: where the previous version was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup: Option<String>,
+}
+
+pub fn run(args: ConfigArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let client = Client::from(args.client);
+    if args.client == ClientArg::Claude {
+        printer.info(
+            "note: `claude` is Claude Code, the CLI; for the Claude desktop app run \
+             `custory-mcp config claude-desktop`",
+        );
+    }
+    let url = endpoint(args.url.as_deref(), &global.server)?;
+    let path = client.path(args.scope)?;
+    let auth = auth(&args, global)?;
+    let plan = clients::plan(client, &url, &auth, args.scope)?;
+    let syntax = syntax(client);
+    let content = merge::merge(&plan.entry, syntax, None, &path)?;
+
+    if args.write {
+        return write(&args, &plan, syntax, &path, &content, &auth, printer);
+    }
+
+    if printer.json {
+        printer.json(&output(&plan, &path, &content))?;
+    } else {
+        printer.data(content.strip_suffix('\n').unwrap_or(&content));
+    }
+    printer.info(&format!(
+        "Goes in {} {}; run again with --write to merge it in.",
+        path.display(),
+        client.location()
+    ));
+    if let Some(command) = &plan.command {
+        printer.info(&format!("Or let {} add it: {command}", client.name()));
+    }
+    notes(&plan, printer);
+    Ok(ExitStatus::Success)
+}
+
+fn write(
+    args: &ConfigArgs,
+    plan: &Plan,
+    syntax: Syntax,
+    path: &Path,
+    content: &str,
+    auth: &Auth,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let client = plan.client;
+    if plan.placeholder {
+        return Err(CliError::usage(format!(
+            "{} cannot read the token from the environment, so --write needs the token itself",
+            client.name()
+        ))
+        .hint(
+            "add --inline-token (with --key KEY, or the token on stdin), or leave out --write \
+             to print the snippet",
+        )
+        .into());
+    }
+    let target = merge::resolve(path);
+    let previous = merge::read(&target)?;
+    let merged = merge::merge(&plan.entry, syntax, previous.as_deref(), &target)?;
+    if previous.as_deref() == Some(merged.as_str()) {
+        if printer.json {
+            printer.json(&Output { written: Some(false), ..output(plan, &target, content) })?;
+        }
+        printer.info(&format!("{} already has this entry; nothing to write.", target.display()));
+        return Ok(ExitStatus::Success);
+    }
+
+    let redact = |line: &str| match auth {
+        Auth::Inline(token) => line.replace(token.expose(), &token.to_string()),
+        Auth::Env { .. } => line.to_owned(),
+    };
+    for line in merge::diff(&target, previous.as_deref(), &merged) {
+        let line = redact(&line);
+        let painted = match line.chars().next() {
+            Some('+') if !line.starts_with("+++") => printer.paint(&line, "32"),
+            Some('-') if !line.starts_with("---") => printer.paint(&line, "31"),
+            Some('@') => printer.paint(&line, "36"),
+            _ => line,
+        };
+        printer.info(&painted);
+    }
+    super::prompt::confirm_or_yes(args.yes, &format!("Write {}?", target.display()))?;
+
+    let backup = merge::write(&target, previous.as_deref(), &merged)?;
+    if printer.json {
+        printer.json(&Output {
+            written: Some(true),
+            backup: backup.as_ref().map(|b| b.display().to_string()),
+            ..output(plan, &target, content)
+        })?;
+    }
+    match &backup {
+        Some(backup) => printer.info(&format!(
+            "Wrote {} (the previous version is in {}).",
+            target.display(),
+            backup.display()
+        )),
+        None => printer.info(&format!("Wrote {}.", target.display())),
+    }
+    notes(plan, printer);
+    printer.info(&format!(
+        "Restart {} (or reload its MCP servers), then check the connection: custory-mcp test",
+        client.name()
+    ));
+    Ok(ExitStatus::Success)
+}
+
+fn output<'a>(plan: &'a Plan, path: &Path, content: &'a str) -> Output<'a> {
+    Output {
+        client: plan.client.id(),
+        path: path.display().to_string(),
+        format: plan.entry.format(),
+        content,
+        command: plan.command.as_deref(),
+        written: None,
+        backup: None,
+    }
+}
+
+fn notes(plan: &Plan, printer: Printer) {
+    for note in &plan.notes {
+        match note {
+            Note::Info(text) => printer.info(text),
+            Note::Warn(text) => printer.warn(text),
+        }
+    }
+}
+
+/// Which extensions of JSON the client itself reads (so a file it reads is never refused, and
+/// a file it could not read is not called fine).
+fn syntax(client: Client) -> Syntax {
+    match client {
+        Client::Codex => Syntax::Toml,
+        Client::Vscode | Client::Zed | Client::Gemini => Syntax::Jsonc,
+        Client::Cursor | Client::ClaudeCode | Client::ClaudeDesktop | Client::Windsurf => {
+            Syntax::Json
+        }
+    }
+}
+
+/// `--url`, or the server's MCP endpoint.
+fn endpoint(url: Option<&str>, server: &str) -> anyhow::Result<String> {
+    let (url, flag) = match url {
+        Some(url) => (url.trim().to_owned(), "--url"),
+        None => (format!("{}/api/mcp", server.trim().trim_end_matches('/')), "--server"),
+    };
+    let valid = reqwest::Url::parse(&url)
+        .ok()
+        .is_some_and(|parsed| matches!(parsed.scheme(), "http" | "https") && parsed.has_host());
+    if !valid {
+        return Err(CliError::usage(format!("{url:?} is not an http(s) URL"))
+            .hint(format!("pass {flag} with a URL like https://HOST/api/mcp"))
+            .into());
+    }
+    Ok(url)
+}
+
+/// How the token reaches the client, from `--key`, `--token-env`, `--inline-token`.
+fn auth(args: &ConfigArgs, global: &GlobalArgs) -> anyhow::Result<Auth> {
+    if let Some(key) = &args.key {
+        let token = super::keys::saved_token(global, key)?;
+        return Ok(Auth::Inline(mcp_key(token, "the saved token")?));
+    }
+    if args.inline_token {
+        return Ok(Auth::Inline(token_from_stdin()?));
+    }
+    match &args.token_env {
+        Some(var) => {
+            let valid = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(CliError::usage(format!(
+                    "{var:?} is not an environment variable name"
+                ))
+                .hint("use letters, digits and _, e.g. --token-env CUSTORY_MCP_TOKEN")
+                .into());
+            }
+            Ok(Auth::Env { var: var.clone(), explicit: true })
+        }
+        None => Ok(Auth::Env { var: clients::DEFAULT_TOKEN_ENV.to_owned(), explicit: false }),
+    }
+}
+
+/// One line from stdin, checked to be an MCP key.
+fn token_from_stdin() -> anyhow::Result<PlainToken> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(CliError::usage(
+            "--inline-token reads the token from standard input, which is a terminal here",
+        )
+        .hint(
+            "pipe it in (printenv CUSTORY_MCP_TOKEN | custory-mcp config … --inline-token), or \
+             pass --key KEY for a key saved with `keys create --save`",
+        )
+        .into());
+    }
+    let mut line = String::new();
+    // A token is 42 characters; anything much longer is not one line with a token.
+    stdin.lock().take(4096).read_line(&mut line)?;
+    if line.trim().is_empty() {
+        return Err(CliError::failure("--inline-token found no token on standard input")
+            .hint("pipe one line with the token (cst_…), or pass --key KEY")
+            .into());
+    }
+    let token = PlainToken::parse(&line).map_err(|error| {
+        CliError::failure(format!("the token on standard input is not valid: {error}"))
+            .hint("pipe the full token (cst_…) as `keys create` printed it")
+    })?;
+    mcp_key(token, "the token on standard input")
+}
+
+/// Refuses an owner credential: MCP clients need an MCP key.
+fn mcp_key(token: PlainToken, what: &str) -> anyhow::Result<PlainToken> {
+    if token.kind() == TokenKind::Owner {
+        return Err(CliError::failure(format!(
+            "{what} is the owner credential (csa_…), which the MCP endpoint refuses"
+        ))
+        .hint("create an MCP key for the client: custory-mcp keys create --save")
+        .into());
+    }
+    Ok(token)
+}
