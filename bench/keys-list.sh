@@ -10,27 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 count="${1:-10000}"
 
-if ! command -v hyperfine >/dev/null; then
-  echo "installing hyperfine (Debian package)..." >&2
-  apt-get update -qq >/dev/null && apt-get install -y -qq hyperfine >/dev/null
-fi
-cargo build --release --quiet
-
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export CUSTORY_CONFIG_DIR="$work/config" CUSTORY_CREDENTIAL_STORE=file
-
-mkfifo "$work/announce"
-./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --db "$work/bench.db" \
-  >"$work/announce" 2>"$work/server.log" &
-server_pid=$!
-read -r announcement <"$work/announce"
-export CUSTORY_SERVER="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["url"])' "$announcement")"
+source bench/lib.sh
+need hyperfine hyperfine
+start_server
+export CUSTORY_SERVER="$SERVER_URL"
 
 echo "creating $count keys through the admin API..." >&2
 python3 - "$CUSTORY_SERVER" "$count" "$CUSTORY_CONFIG_DIR/credentials.json" <<'PY'

@@ -17,30 +17,13 @@ duration="${1:-10}"
 connections="${2:-32}"
 threads="${3:-2}"
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk (Debian package)..." >&2
-  apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
-fi
-cargo build --release --quiet
-
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export CUSTORY_CONFIG_DIR="$work/config" CUSTORY_CREDENTIAL_STORE=file
-
-# The server prints one JSON line once its listener is bound.
-mkfifo "$work/announce"
-./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --db "$work/bench.db" \
-  >"$work/announce" 2>"$work/server.log" &
-server_pid=$!
-read -r announcement <"$work/announce"
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-url="$(field "$announcement" url)"
-owner="$(field "$announcement" owner_credential)"
+source bench/lib.sh
+need wrk wrk
+start_server
+url="$SERVER_URL"
+owner="$OWNER"
+work="$WORK"
+field() { json_field "$@"; }
 
 created="$(curl -sf -X POST "$url/api/admin/workspaces/acme/mcp-keys" \
   -H "Authorization: Bearer $owner" -H 'Content-Type: application/json' \

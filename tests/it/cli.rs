@@ -383,65 +383,6 @@ async fn login_logout_and_the_credential_saved_by_serve() {
     serve.terminate().await;
 }
 
-/// A program on a real terminal: a private tmux server with one 100x30 window.
-struct Terminal {
-    socket: String,
-}
-
-impl Terminal {
-    fn start(command: &str) -> Self {
-        let socket = format!("custory-it-{}", custory_mcp::token::random_base62(8));
-        let terminal = Self { socket };
-        // The shell stays after the command so its last screen can still be read.
-        let script = format!("{command}; echo EXIT=$?; sleep 60");
-        terminal.tmux(&["new-session", "-d", "-x", "100", "-y", "30", &script]);
-        terminal
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let output = std::process::Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("tmux is needed for the terminal tests (apt-get install tmux)");
-        assert!(
-            output.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Waits (up to 20 s) until the screen shows `text`; returns the screen.
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let screen = self.tmux(&["capture-pane", "-p"]);
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the screen never showed {text:?}:\n{screen}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys"];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        let _ =
-            std::process::Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
-    }
-}
-
 /// Interactive paths in a real pseudo-terminal: prompts for what is missing, a picker and a
 /// confirmation.
 #[tokio::test]
@@ -463,7 +404,7 @@ async fn prompts_on_a_terminal() {
     let create = command("keys create");
     let revoke = command("keys revoke");
     tokio::task::spawn_blocking(move || {
-        let t = Terminal::start(&create);
+        let t = crate::common::Terminal::start(&create);
         t.wait_for("one key per client or machine");
         t.wait_for("Key name");
         t.keys(&["-l", "Claude Code on CI VM"]);
@@ -475,7 +416,7 @@ async fn prompts_on_a_terminal() {
         assert!(Regex::new("cst_[0-9A-Za-z]{38}").expect("regex").is_match(&screen), "{screen}");
         drop(t);
 
-        let t = Terminal::start(&revoke);
+        let t = crate::common::Terminal::start(&revoke);
         t.wait_for("Revoke which key?");
         t.wait_for("Old laptop");
         // The newest key comes first; move down to "Old laptop".

@@ -779,7 +779,7 @@ async fn on_a_terminal_write_asks_first() {
     put(&path, "{}\n");
     let command = |args: &str| {
         format!(
-            "env -i HOME={} TERM=xterm NO_COLOR=1 {} {args}; echo EXIT=$?; sleep 60",
+            "env -i HOME={} TERM=xterm NO_COLOR=1 {} {args}",
             env.home.path().display(),
             crate::common::BIN
         )
@@ -787,14 +787,14 @@ async fn on_a_terminal_write_asks_first() {
     let write = command("config cursor --write");
     let inline = command("config zed --inline-token");
     tokio::task::spawn_blocking(move || {
-        let tmux = Tmux::start(&write);
+        let tmux = crate::common::Terminal::start(&write);
         tmux.wait_for("Write ");
-        tmux.tmux(&["send-keys", "y"]);
+        tmux.keys(&["y"]);
         let screen = tmux.wait_for("EXIT=");
         assert!(screen.contains("+    \"custory\": {") && screen.contains("EXIT=0"), "{screen}");
         drop(tmux);
 
-        let tmux = Tmux::start(&inline);
+        let tmux = crate::common::Terminal::start(&inline);
         let screen = tmux.wait_for("EXIT=");
         assert!(screen.contains("EXIT=2") && screen.contains("which is a terminal"), "{screen}");
     })
@@ -802,52 +802,4 @@ async fn on_a_terminal_write_asks_first() {
     .expect("terminal session");
     assert!(read(&path).contains("\"custory\""));
     assert_eq!(read(&bak(&path)), "{}\n");
-}
-
-/// A command in a 100x30 window of a private tmux server.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str) -> Self {
-        let tmux =
-            Self { socket: format!("custory-config-{}", custory_mcp::token::random_base62(8)) };
-        tmux.tmux(&["new-session", "-d", "-x", "100", "-y", "30", command]);
-        tmux
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let output = std::process::Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("tmux is needed for the terminal tests (apt-get install tmux)");
-        assert!(
-            output.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Waits (up to 20 s) for `text` on the screen; returns the screen.
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let screen = self.tmux(&["capture-pane", "-p"]);
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(std::time::Instant::now() < deadline, "never showed {text:?}:\n{screen}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ =
-            std::process::Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
-    }
 }
