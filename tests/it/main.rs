@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod config;
 mod conformance;
+mod help;
 mod mcp_http;
 mod reliability;
 mod security;
