@@ -149,10 +149,15 @@ impl AdminClient {
     pub fn workspace(&self, requested: Option<&str>) -> anyhow::Result<Workspace> {
         let WorkspacesResponse { workspaces } = self.get("/workspaces")?;
         if let Some(slug) = requested {
+            let known: Vec<String> = workspaces.iter().map(|w| w.slug.clone()).collect();
             return workspaces.into_iter().find(|w| w.slug == slug).ok_or_else(|| {
-                CliError::failure(format!("no workspace {slug:?} on {}", self.server))
-                    .hint("`custory-mcp workspaces list` shows the workspaces")
-                    .into()
+                CliError::failure(format!(
+                    "no workspace {slug:?} on {}; its workspaces are: {}",
+                    self.server,
+                    known.join(", ")
+                ))
+                .hint("pass one of them with --workspace (or set CUSTORY_WORKSPACE)")
+                .into()
             });
         }
         match <[Workspace; 1]>::try_from(workspaces) {
