@@ -128,8 +128,14 @@ fn announce(
                 printer.info(&format!("Saved to {saved} for {url}."));
             }
             printer.info("");
-            printer
-                .info("Next: custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d");
+            let server = if url == super::DEFAULT_SERVER {
+                String::new()
+            } else {
+                format!("--server {url} ")
+            };
+            printer.info(&format!(
+                "Next: custory-mcp {server}keys create --name \"Cursor on MacBook\" --expires 90d"
+            ));
         }
         (None, _) => {
             let known = credentials
