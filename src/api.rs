@@ -212,7 +212,24 @@ pub fn validate_name(raw: &str) -> Result<&str, String> {
     if name.chars().any(char::is_control) {
         return Err("name must not contain control characters (newlines, tabs, escapes)".into());
     }
+    if name.chars().any(is_bidi_control) {
+        return Err("name must not contain bidirectional override or isolate characters \
+                    (U+202A-U+202E, U+2066-U+2069): they make a name display as something else"
+            .into());
+    }
     Ok(name)
+}
+
+/// Unicode's bidirectional embeddings, overrides and isolates: invisible characters that make
+/// the text after them display reversed or reordered (the "Trojan Source" trick).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` without control and bidirectional formatting characters, for free text from the
+/// network that is later shown to a person (e.g. an MCP client's name).
+pub fn displayable(text: &str) -> String {
+    text.chars().filter(|&c| !c.is_control() && !is_bidi_control(c)).collect()
 }
 
 /// Checks a workspace slug: 1–40 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
@@ -255,6 +272,8 @@ mod tests {
         assert_eq!(validate_name("  Cursor on MacBook "), Ok("Cursor on MacBook"));
         assert!(validate_name("   ").is_err());
         assert!(validate_name("a\nb").is_err());
+        assert!(validate_name("Cursor\u{202e}txt.exe").is_err());
+        assert_eq!(displayable("Cursor\u{202e}gnp\u{1b}[2J"), "Cursorgnp[2J");
         assert!(validate_name(&"x".repeat(101)).is_err());
         assert_eq!(validate_name(&"é".repeat(100)).map(str::len), Ok(200));
     }

@@ -222,3 +222,230 @@ mod tests {
         assert_eq!(base62_fixed(u32::MAX, 6), "4gfFC3");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    //! Property tests of the token format. Validity is checked against a reference written from
+    //! the documented format (DESIGN.md §3), not from the code above.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CASES: u32 = 2_000;
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+    /// The format from the spec: `cst_`/`csa_`, 32 base62 characters, then the CRC32 of those
+    /// 36 characters as 6 base62 digits (big-endian, zero-padded); surrounding whitespace is
+    /// ignored.
+    fn reference_is_valid(input: &str) -> bool {
+        let token = input.trim();
+        if !(token.starts_with("cst_") || token.starts_with("csa_")) || token.len() != 42 {
+            return false;
+        }
+        if !token.bytes().skip(4).all(|b| DIGITS.contains(&b)) {
+            return false;
+        }
+        let (rest, checksum) = token.split_at(36);
+        let mut crc = u64::from(crc32fast::hash(rest.as_bytes()));
+        let mut expected = [b'0'; 6];
+        for digit in expected.iter_mut().rev() {
+            *digit = DIGITS[usize::try_from(crc % 62).unwrap_or(0)];
+            crc /= 62;
+        }
+        checksum.as_bytes() == expected
+    }
+
+    /// A valid token of `kind` whose random part is `body` (32 base62 characters).
+    fn token_from(kind: TokenKind, body: &str) -> String {
+        let rest = format!("{}{body}", kind.prefix());
+        let checksum = base62_fixed(crc32fast::hash(rest.as_bytes()), CHECKSUM_LEN);
+        format!("{rest}{checksum}")
+    }
+
+    fn valid_token() -> impl Strategy<Value = String> {
+        (prop_oneof![Just(TokenKind::Mcp), Just(TokenKind::Owner)], "[0-9A-Za-z]{32}")
+            .prop_map(|(kind, body)| token_from(kind, &body))
+    }
+
+    /// Strings close to the format: right or wrong prefixes, lengths around 42, base62 with a
+    /// sprinkling of other characters.
+    fn near_miss() -> impl Strategy<Value = String> {
+        let wrong = (
+            prop_oneof![
+                Just("cst_"),
+                Just("csa_"),
+                Just("CST_"),
+                Just("cst"),
+                Just("csb_"),
+                Just("ghp_"),
+                Just(""),
+                Just(" cst_"),
+            ],
+            "[0-9A-Za-z]{30,40}|[0-9A-Za-z_\\- é\u{0}]{36,40}",
+        )
+            .prop_map(|(prefix, rest)| format!("{prefix}{rest}"));
+        // Valid tokens too, bare and padded, so both answers of the reference are exercised.
+        prop_oneof![
+            3 => wrong,
+            1 => valid_token(),
+            1 => (valid_token(), "[ \t\n]{1,2}").prop_map(|(t, pad)| format!("{pad}{t}{pad}")),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Replace(usize, char),
+        Insert(usize, char),
+        Delete(usize),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            (0..48usize, any::<char>()).prop_map(|(at, c)| Edit::Replace(at, c)),
+            (0..48usize, any::<char>()).prop_map(|(at, c)| Edit::Insert(at, c)),
+            (0..48usize).prop_map(Edit::Delete),
+        ]
+    }
+
+    fn apply(token: &str, edits: &[Edit]) -> String {
+        let mut chars: Vec<char> = token.chars().collect();
+        for edit in edits {
+            match *edit {
+                Edit::Replace(at, c) if !chars.is_empty() => {
+                    let at = at % chars.len();
+                    chars[at] = c;
+                }
+                Edit::Insert(at, c) => chars.insert(at % (chars.len() + 1), c),
+                Edit::Delete(at) if !chars.is_empty() => {
+                    let at = at % chars.len();
+                    chars.remove(at);
+                }
+                _ => {}
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    /// What a successful parse must satisfy, whatever the input.
+    fn check_parse(input: &str) -> Result<(), TestCaseError> {
+        let parsed = PlainToken::parse(input);
+        prop_assert_eq!(parsed.is_ok(), reference_is_valid(input), "input {:?}", input);
+        if let Ok(token) = parsed {
+            prop_assert_eq!(token.expose(), input.trim());
+            let kind =
+                if input.trim().starts_with("cst_") { TokenKind::Mcp } else { TokenKind::Owner };
+            prop_assert_eq!(token.kind(), kind);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        // No regression files: a failure prints its minimal input, which is what to keep.
+        #![proptest_config(ProptestConfig {
+            cases: CASES,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn arbitrary_strings_never_panic_and_parse_only_when_valid(input in any::<String>()) {
+            check_parse(&input)?;
+        }
+
+        #[test]
+        fn near_misses_parse_only_when_valid(input in near_miss()) {
+            check_parse(&input)?;
+        }
+
+        #[test]
+        fn arbitrary_bytes_as_lossy_text_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            check_parse(&String::from_utf8_lossy(&bytes))?;
+        }
+
+        #[test]
+        fn valid_tokens_round_trip(token in valid_token(), pad in "[ \t\r\n]{0,3}") {
+            prop_assert!(reference_is_valid(&token));
+            let parsed = PlainToken::parse(&token).expect("a valid token parses");
+            prop_assert_eq!(parsed.expose(), token.as_str());
+            prop_assert_eq!(PlainToken::parse(parsed.expose()), Ok(parsed.clone()));
+            // Surrounding whitespace (a pasted newline) is ignored.
+            prop_assert_eq!(PlainToken::parse(&format!("{pad}{token}{pad}")), Ok(parsed.clone()));
+            prop_assert_eq!(parsed.display_prefix(), &token[..DISPLAY_PREFIX_LEN]);
+            prop_assert_eq!(parsed.hash(), PlainToken::parse(&token).expect("again").hash());
+            // Nothing past the prefix shows in Debug or Display.
+            for shown in [format!("{parsed:?}"), format!("{parsed}"), format!("{:?}", parsed.hash())] {
+                prop_assert!(!shown.contains(&token[4..10]), "{}", shown);
+            }
+        }
+
+        #[test]
+        fn any_single_character_substitution_is_rejected(
+            token in valid_token(),
+            at in 0..42usize,
+            replacement in any::<char>(),
+        ) {
+            let original = token.as_bytes()[at] as char;
+            prop_assume!(replacement != original);
+            let changed = apply(&token, &[Edit::Replace(at, replacement)]);
+            prop_assert!(PlainToken::parse(&changed).is_err(), "{:?} was accepted", changed);
+            check_parse(&changed)?;
+        }
+
+        #[test]
+        fn any_single_deletion_is_rejected(token in valid_token(), at in 0..42usize) {
+            let changed = apply(&token, &[Edit::Delete(at)]);
+            let expected = if at < 4 {
+                TokenFormatError::UnknownPrefix
+            } else {
+                TokenFormatError::WrongLength
+            };
+            prop_assert_eq!(PlainToken::parse(&changed), Err(expected));
+        }
+
+        #[test]
+        fn any_single_insertion_is_rejected_unless_it_is_surrounding_whitespace(
+            token in valid_token(),
+            at in 0..=42usize,
+            inserted in any::<char>(),
+        ) {
+            let changed = apply(&token, &[Edit::Insert(at, inserted)]);
+            let harmless = (at == 0 || at == 42) && inserted.is_whitespace();
+            prop_assert_eq!(PlainToken::parse(&changed).is_ok(), harmless, "{:?}", changed);
+        }
+
+        #[test]
+        fn swapping_two_different_neighbours_is_rejected(token in valid_token(), at in 0..41usize) {
+            // Within the checksummed part CRC32 catches every such burst, and within the
+            // checksum the digits themselves differ; straddling the two is left out, where a
+            // coincidence is possible in principle (about 1 in 2^32).
+            prop_assume!(at != 35);
+            let mut bytes = token.clone().into_bytes();
+            prop_assume!(bytes[at] != bytes[at + 1]);
+            bytes.swap(at, at + 1);
+            let changed = String::from_utf8(bytes).expect("ascii");
+            prop_assert!(PlainToken::parse(&changed).is_err(), "{:?} was accepted", changed);
+        }
+
+        #[test]
+        fn edited_tokens_parse_only_when_the_edits_cancel_out(
+            token in valid_token(),
+            edits in proptest::collection::vec(edit(), 1..6),
+        ) {
+            let changed = apply(&token, &edits);
+            check_parse(&changed)?;
+            prop_assert_eq!(PlainToken::parse(&changed).is_ok(), changed.trim() == token);
+        }
+    }
+
+    #[test]
+    fn generated_tokens_are_valid_under_the_reference_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..2_000 {
+            let kind = if i % 2 == 0 { TokenKind::Mcp } else { TokenKind::Owner };
+            let token = PlainToken::generate(kind);
+            assert!(reference_is_valid(token.expose()), "{}", token.expose());
+            assert!(seen.insert(token.expose().to_owned()), "a repeated token");
+        }
+    }
+}

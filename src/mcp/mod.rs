@@ -482,8 +482,9 @@ impl Exchange<'_> {
                 Some(v) => format!("{name}/{v}"),
                 None => name.to_owned(),
             };
-            // Client names are free text from the network: keep them short and printable.
-            self.client = Some(client.chars().filter(|c| !c.is_control()).take(100).collect());
+            // Client names are free text from the network, later shown to the admin: keep them
+            // short and free of control and bidi-override characters.
+            self.client = Some(crate::api::displayable(&client).chars().take(100).collect());
         }
         Ok(json!({
             "protocolVersion": version,
