@@ -47,67 +47,11 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|o| state.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
-        if !allowed {
-            return transport_error(
-                StatusCode::FORBIDDEN,
-                INVALID_REQUEST,
-                "Forbidden: this Origin is not allowed to call the MCP endpoint (start the \
-                 server with --allow-origin to permit it)",
-            );
-        }
-    }
-
-    if !state.config.host_allowed(&headers) {
-        return transport_error(
-            StatusCode::FORBIDDEN,
-            INVALID_REQUEST,
-            "Forbidden: the Host header does not name this server (start the server with \
-             --allow-host to permit that name)",
-        );
-    }
-
-    let key = match authenticate(&state, &headers, peer.ip()) {
-        Ok(key) => key,
-        Err(response) => return *response,
-    };
-
-    if !is_json_content_type(&headers) {
-        return transport_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            INVALID_REQUEST,
-            "Unsupported Media Type: Content-Type must be application/json",
-        );
-    }
-    if !accepts_json_and_sse(&headers) {
-        return transport_error(
-            StatusCode::NOT_ACCEPTABLE,
-            INVALID_REQUEST,
-            "Not Acceptable: the Accept header must list both application/json and text/event-stream",
-        );
-    }
-    let version = match headers.get("mcp-protocol-version").map(HeaderValue::to_str) {
-        None => DEFAULT_VERSION,
-        Some(Ok(v)) if SUPPORTED_VERSIONS.contains(&v) => v,
-        Some(v) => {
-            let shown = v.unwrap_or("(not text)");
-            return transport_error(
-                StatusCode::BAD_REQUEST,
-                INVALID_REQUEST,
-                &format!(
-                    "Bad Request: unsupported MCP-Protocol-Version {shown:?}; this server \
-                     supports {}",
-                    SUPPORTED_VERSIONS.join(", ")
-                ),
-            );
-        }
-    };
-    let body = match read_body(&headers, body).await {
-        Ok(bytes) => bytes,
-        Err(response) => return *response,
+    // A refusal here is sent before the body is read; server/connection.rs then marks the
+    // response `Connection: close`.
+    let (key, version, body) = match admit(&state, peer.ip(), &headers, body).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
     };
     let message: Value = match serde_json::from_slice(&body) {
         Ok(message) => message,
@@ -141,6 +85,73 @@ pub async fn handle(
         KeyUsage { at: state.store.now(), client, ip: Some(peer.ip().to_string()) },
     );
     response
+}
+
+/// Everything before the body is parsed: Origin, Host, authentication, media types, protocol
+/// version, size. Returns the key, the protocol version spoken and the body.
+async fn admit(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(AuthenticatedKey, &'static str, Bytes), Response> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| state.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
+        if !allowed {
+            return Err(transport_error(
+                StatusCode::FORBIDDEN,
+                INVALID_REQUEST,
+                "Forbidden: this Origin is not allowed to call the MCP endpoint (start the \
+                 server with --allow-origin to permit it)",
+            ));
+        }
+    }
+
+    if !state.config.host_allowed(headers) {
+        return Err(transport_error(
+            StatusCode::FORBIDDEN,
+            INVALID_REQUEST,
+            "Forbidden: the Host header does not name this server (start the server with \
+             --allow-host to permit that name)",
+        ));
+    }
+
+    let key = authenticate(state, headers, ip).map_err(|refusal| *refusal)?;
+
+    if !is_json_content_type(headers) {
+        return Err(transport_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        ));
+    }
+    if !accepts_json_and_sse(headers) {
+        return Err(transport_error(
+            StatusCode::NOT_ACCEPTABLE,
+            INVALID_REQUEST,
+            "Not Acceptable: the Accept header must list both application/json and text/event-stream",
+        ));
+    }
+    let version = match headers.get("mcp-protocol-version").map(HeaderValue::to_str) {
+        None => DEFAULT_VERSION,
+        Some(Ok(v)) if let Some(known) = SUPPORTED_VERSIONS.iter().find(|s| **s == v) => known,
+        Some(v) => {
+            let shown = v.unwrap_or("(not text)");
+            return Err(transport_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                &format!(
+                    "Bad Request: unsupported MCP-Protocol-Version {shown:?}; this server \
+                     supports {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            ));
+        }
+    };
+    let body = read_body(headers, body).await.map_err(|refusal| *refusal)?;
+    Ok((key, version, body))
 }
 
 /// Resolves the bearer token to an active key, or the 401 (or, for an address with too many

@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod connection;
 mod error;
 mod limiter;
 
@@ -110,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(connection::close_if_body_unread))
         .with_state(state)
 }
 

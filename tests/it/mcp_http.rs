@@ -395,3 +395,40 @@ async fn requests_addressed_to_another_host_are_refused() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn answers_sent_before_the_body_is_read_say_connection_close() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("Cursor", "30d", "read-write").await;
+    let connection = |response: &reqwest::Response| {
+        response.headers().get("connection").map(|v| v.to_str().unwrap_or("").to_owned())
+    };
+    // Refused before the body is read: the client is told not to reuse the connection.
+    let refused =
+        mcp_post(&server.mcp_url(), "nope", &initialize_body()).send().await.expect("post");
+    assert_eq!(refused.status(), 401);
+    assert_eq!(connection(&refused).as_deref(), Some("close"));
+    let refused = http()
+        .post(server.admin("/workspaces"))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), 401);
+    assert_eq!(connection(&refused).as_deref(), Some("close"));
+    // Answered after reading the body: the connection stays open for the next request.
+    let served =
+        mcp_post(&server.mcp_url(), &token, &initialize_body()).send().await.expect("post");
+    assert_eq!(served.status(), 200);
+    assert_eq!(connection(&served), None);
+    let created = http()
+        .post(server.admin("/workspaces"))
+        .bearer_auth(&server.owner)
+        .json(&json!({"name": "Beta"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(created.status(), 201);
+    assert_eq!(connection(&created), None);
+    server.stop().await;
+}
