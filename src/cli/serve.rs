@@ -58,6 +58,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         })?;
         let addr = listener.local_addr()?;
         let url = base_url(addr);
+        let shutdown = shutdown_signal().context("could not listen for stop signals")?;
         announce(&store, &owner, &url, printer)?;
 
         // On loopback, only loopback names may address the server (DNS rebinding); on
@@ -75,7 +76,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             ..ServerConfig::default()
         };
         let state = AppState::new(Arc::new(store), config);
-        crate::server::run(listener, state, shutdown_signal()).await?;
+        crate::server::run(listener, state, shutdown).await?;
         printer.info("custory-mcp stopped");
         Ok(ExitStatus::Success)
     })
@@ -190,23 +191,26 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers for SIGINT and SIGTERM now, and returns the future that resolves on either.
+/// Registering before the server announces itself means a signal sent right after the
+/// announcement is a graceful stop, not the default "terminate at once".
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

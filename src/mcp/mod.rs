@@ -64,6 +64,7 @@ pub async fn handle(
         }
     };
 
+    let calls_tool = calls_a_tool_in(&message);
     let ctx = ToolContext {
         workspace_id: key.workspace_id,
         workspace_slug: key.workspace_slug.clone(),
@@ -71,13 +72,33 @@ pub async fn handle(
         key_prefix: key.prefix.clone(),
         access: key.access,
     };
-    let mut session = Exchange { state: &state, ctx: &ctx, client: None };
-    let response = match message {
-        Value::Array(batch) => session.batch(batch, version),
-        single => session.single(single),
+    let exchange = {
+        let state = state.clone();
+        move || {
+            let mut session = Exchange { state: &state, ctx: &ctx, client: None };
+            let response = match message {
+                Value::Array(batch) => session.batch(batch, version),
+                single => session.single(single),
+            };
+            (response, session.client)
+        }
+    };
+    // Tool calls are the only work here that waits on the database (a search scans the
+    // workspace): they run on the blocking pool, so the async workers stay free for everything
+    // else (authentication, tools/list, /healthz). The rest is answered in place.
+    let (response, client) = if calls_tool {
+        match tokio::task::spawn_blocking(exchange).await {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(%error, "a tool call panicked");
+                (transport_error(StatusCode::INTERNAL_SERVER_ERROR, -32603, "Internal error"), None)
+            }
+        }
+    } else {
+        exchange()
     };
 
-    let client = session.client.or(key.last_used_client).or_else(|| {
+    let client = client.or(key.last_used_client).or_else(|| {
         headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned)
     });
     state.store.note_usage(
@@ -85,6 +106,15 @@ pub async fn handle(
         KeyUsage { at: state.store.now(), client, ip: Some(peer.ip().to_string()) },
     );
     response
+}
+
+/// Whether `message` (one message or a batch) contains a `tools/call`.
+fn calls_a_tool_in(message: &Value) -> bool {
+    let is_call = |m: &Value| m.get("method").and_then(Value::as_str) == Some("tools/call");
+    match message {
+        Value::Array(batch) => batch.iter().any(is_call),
+        single => is_call(single),
+    }
 }
 
 /// Everything before the body is parsed: Origin, Host, authentication, media types, protocol

@@ -57,7 +57,19 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(message) => Self::unprocessable("invalid", message),
             StoreError::Db(error) => {
                 tracing::error!(%error, "database error");
-                Self::internal()
+                match error.sqlite_error_code() {
+                    Some(rusqlite::ErrorCode::DiskFull) => Self::new(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "storage_full",
+                        "the server's disk is full; nothing was changed. Free some space and retry",
+                    ),
+                    Some(rusqlite::ErrorCode::ReadOnly) => Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_read_only",
+                        "the server's database is read-only; nothing was changed",
+                    ),
+                    _ => Self::internal(),
+                }
             }
         }
     }

@@ -94,24 +94,36 @@ impl Store {
     /// database, creates the demo workspace. The directory is made 0700 and the file 0600.
     pub fn open(path: &Path, clock: Clock) -> anyhow::Result<Self> {
         use anyhow::Context as _;
+
+        use crate::error::CliError;
+        let shown = path.display();
+        let unwritable = |what: String, error: &dyn std::fmt::Display| {
+            CliError::failure(format!("{what}: {error}"))
+                .hint("pass --db with a path in a directory you can write to")
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::fsutil::create_private_dir(dir)
-                .with_context(|| format!("could not create {}", dir.display()))?;
+            crate::fsutil::create_private_dir(dir).map_err(|error| {
+                unwritable(format!("could not create the directory {}", dir.display()), &error)
+            })?;
         }
         let lock = lock_database(path)?;
         let is_new = !path.exists();
         if is_new {
-            crate::fsutil::create_private_file(path)
-                .with_context(|| format!("could not create the database {}", path.display()))?;
+            crate::fsutil::create_private_file(path).map_err(|error| {
+                unwritable(format!("could not create the database {shown}"), &error)
+            })?;
         }
         let conn = Connection::open(path)
-            .with_context(|| format!("could not open the database {}", path.display()))?;
-        crate::fsutil::restrict_file(path)
-            .with_context(|| format!("could not make {} private (0600)", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            .map_err(|error| unwritable(format!("could not open the database {shown}"), &error))?;
+        // Is it a database at all? Ask before changing anything about the file.
+        let unusable = |error: rusqlite::Error| {
+            CliError::failure(format!("{shown} is not a usable SQLite database ({error})"))
+                .hint("pass another --db PATH, or move the file aside to start a new database")
+        };
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(unusable)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(unusable)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(unusable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unusable)?;
         let store = Self {
             conn: Mutex::new(conn),
             clock,
@@ -120,7 +132,16 @@ impl Store {
             usage: Mutex::default(),
             _lock: lock,
         };
-        store.migrate().with_context(|| format!("could not migrate {}", path.display()))?;
+        store.migrate().map_err(|error| match error {
+            StoreError::Invalid(message) => {
+                CliError::failure(message).hint("upgrade custory-mcp, or pass another --db PATH")
+            }
+            other => CliError::failure(format!("could not prepare the database {shown}: {other}"))
+                .hint("pass another --db PATH, or move the file aside to start a new database"),
+        })?;
+        crate::fsutil::restrict_file(path).map_err(|error| {
+            unwritable(format!("could not make {shown} private (0600)"), &error)
+        })?;
         if is_new || store.list_workspaces()?.is_empty() {
             store.seed_demo().context("could not create the demo workspace")?;
         }
@@ -165,7 +186,7 @@ impl Store {
         if done > MIGRATIONS.len() {
             return Err(StoreError::Invalid(format!(
                 "the database was written by a newer custory-mcp (schema version {done}, this \
-                 build knows {}); upgrade custory-mcp",
+                 build knows {})",
                 MIGRATIONS.len()
             )));
         }
@@ -194,9 +215,13 @@ fn lock_database(path: &Path) -> anyhow::Result<std::fs::File> {
     options.create(true).truncate(false).write(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options
-        .open(&lock_path)
-        .with_context(|| format!("could not open the lock file {}", lock_path.display()))?;
+    let file = options.open(&lock_path).map_err(|error| {
+        crate::error::CliError::failure(format!(
+            "could not use the database {}: {error}",
+            path.display()
+        ))
+        .hint("pass --db with a path in a directory you can write to")
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::Error::new(
