@@ -43,7 +43,10 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
     let store = Store::open(&db, Clock::default())?;
     let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
 
+    // Tool calls run on the blocking pool but share one SQLite connection: a few threads keep
+    // the async workers free, more would only wait on the connection (and hold memory).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .context("could not start the async runtime")?;
