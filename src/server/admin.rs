@@ -54,6 +54,12 @@ fn workspace(state: &AppState, slug: &str) -> ApiResult<WorkspaceRow> {
     ))
 }
 
+/// A name from a request body: present, and valid after trimming (see `api::validate_name`).
+fn required_name(raw: Option<&str>) -> ApiResult<&str> {
+    let raw = raw.ok_or_else(|| ApiError::unprocessable("invalid_name", "name is required"))?;
+    api::validate_name(raw).map_err(|m| ApiError::unprocessable("invalid_name", m))
+}
+
 fn key_not_found(error: crate::store::StoreError) -> ApiError {
     match error {
         crate::store::StoreError::NotFound(message) => {
@@ -81,10 +87,7 @@ pub async fn create_workspace(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateWorkspaceBody>,
 ) -> ApiResult<(StatusCode, Json<WorkspaceResponse>)> {
-    let raw_name =
-        body.name.ok_or_else(|| ApiError::unprocessable("invalid_name", "name is required"))?;
-    let name =
-        api::validate_name(&raw_name).map_err(|m| ApiError::unprocessable("invalid_name", m))?;
+    let name = required_name(body.name.as_deref())?;
     let slug = match body.slug {
         Some(slug) => api::validate_slug(&slug)
             .map_err(|m| ApiError::unprocessable("invalid_slug", m))?
@@ -134,10 +137,7 @@ pub async fn create_key(
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
     let ws = workspace(&state, &ws)?;
-    let raw_name =
-        body.name.ok_or_else(|| ApiError::unprocessable("invalid_name", "name is required"))?;
-    let name =
-        api::validate_name(&raw_name).map_err(|m| ApiError::unprocessable("invalid_name", m))?;
+    let name = required_name(body.name.as_deref())?;
     let expires = body.expires.as_deref().ok_or_else(|| {
         ApiError::unprocessable("invalid_expires", "expires is required: one of 30d, 90d, never")
     })?;
