@@ -219,9 +219,9 @@ impl Ctx<'_> {
         }
         if keys.is_empty() {
             let which = args.status.map_or(String::new(), |s| format!("{s} "));
+            let slug = &self.workspace.slug;
             self.printer.info(&format!(
-                "No {which}keys in {}. Create one with `custory-mcp keys create`.",
-                self.workspace.slug
+                "No {which}keys in {slug}. Create one with `custory-mcp --workspace {slug} keys create`."
             ));
             return Ok(ExitStatus::Success);
         }
