@@ -16,6 +16,24 @@ use crate::error::{CliError, ExitStatus};
 use crate::output::{ColorChoice, Printer};
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
+/// The environment variable configs and `test` read the MCP token from by default.
+pub const DEFAULT_TOKEN_ENV: &str = "CUSTORY_MCP_TOKEN";
+
+/// `--token-env`: a portable environment variable name, safe to put in `"$NAME"` in a shell
+/// command or a config file.
+pub fn env_var_name(name: &str) -> Result<String, String> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{name:?} is not an environment variable name: use letters, digits and _, not \
+             starting with a digit (e.g. CUSTORY_MCP_TOKEN)"
+        ))
+    }
+}
 
 /// Workspace-scoped MCP keys for Custory, and the local server that serves them.
 #[derive(Debug, Parser)]

@@ -20,7 +20,6 @@ use crate::mcp::{LATEST_VERSION, SERVER_NAME, SUPPORTED_VERSIONS};
 use crate::output::Printer;
 use crate::token::{PlainToken, TokenKind};
 
-const DEFAULT_TOKEN_ENV: &str = "CUSTORY_MCP_TOKEN";
 const MCP_PATH: &str = "/api/mcp";
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 /// Largest response body read from the server (anything larger is cut off).
@@ -41,7 +40,7 @@ pub struct TestArgs {
     #[arg(long, value_name = "KEY", conflicts_with = "token_env")]
     pub key: Option<String>,
     /// Read the token from this environment variable
-    #[arg(long, value_name = "VAR", default_value = DEFAULT_TOKEN_ENV)]
+    #[arg(long, value_name = "VAR", default_value = super::DEFAULT_TOKEN_ENV, value_parser = super::env_var_name)]
     pub token_env: String,
     /// Print the equivalent curl command (token read from the environment) instead of checking
     #[arg(long)]
@@ -58,14 +57,6 @@ pub struct TestArgs {
 
 pub fn run(args: TestArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     let url = endpoint(&args, global)?;
-    if !is_env_name(&args.token_env) {
-        return Err(CliError::usage(format!(
-            "--token-env {:?} is not an environment variable name",
-            args.token_env
-        ))
-        .hint("use letters, digits and _, not starting with a digit, e.g. --token-env CUSTORY_MCP_TOKEN")
-        .into());
-    }
     if args.curl {
         return print_curl(&args, &url, printer);
     }
@@ -98,13 +89,6 @@ fn endpoint(args: &TestArgs, global: &GlobalArgs) -> anyhow::Result<Url> {
         return Err(bad("it has no host".into()).into());
     }
     Ok(url)
-}
-
-/// A portable environment variable name, safe to put in `"$NAME"` in a shell command.
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Where the token came from, for the report (never the token itself).
@@ -1068,11 +1052,9 @@ fn excerpt(body: &[u8], token: &PlainToken) -> String {
 /// terminal escapes), one line, at most `EXCERPT_CHARS` characters.
 fn clean(text: &str, token: &PlainToken) -> String {
     let scrubbed = text.replace(token.expose(), "[token]");
-    let one_line: String = scrubbed
-        .chars()
-        .map(|c| if c.is_whitespace() { ' ' } else { c })
-        .filter(|c| !c.is_control())
-        .collect();
+    let one_line: String =
+        scrubbed.chars().map(|c| if c.is_whitespace() { ' ' } else { c }).collect::<String>();
+    let one_line = crate::api::displayable(&one_line);
     let words = one_line.split_whitespace().collect::<Vec<_>>().join(" ");
     if words.chars().count() > EXCERPT_CHARS {
         let cut: String = words.chars().take(EXCERPT_CHARS).collect();
@@ -1108,12 +1090,13 @@ mod tests {
 
     #[test]
     fn env_names_are_checked() {
-        assert!(is_env_name("CUSTORY_MCP_TOKEN"));
-        assert!(is_env_name("_x1"));
-        assert!(!is_env_name("1X"));
-        assert!(!is_env_name("A-B"));
-        assert!(!is_env_name("A$(rm)"));
-        assert!(!is_env_name(""));
+        use crate::cli::env_var_name;
+        for good in ["CUSTORY_MCP_TOKEN", "_x1"] {
+            assert!(env_var_name(good).is_ok(), "{good}");
+        }
+        for bad in ["1X", "A-B", "A$(rm)", ""] {
+            assert!(env_var_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | Claude Desktop | none: `env` values are literal       | `<token>` placeholder            |
 //! | Zed            | none documented                      | `<token>` placeholder            |
 
+use crate::cli::DEFAULT_TOKEN_ENV;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -26,8 +27,6 @@ use crate::token::PlainToken;
 
 /// The server's name in every client's config.
 pub const SERVER_NAME: &str = "custory";
-/// The environment variable snippets reference by default.
-pub const DEFAULT_TOKEN_ENV: &str = "CUSTORY_MCP_TOKEN";
 /// What stands where the token must go when the client cannot read it from the environment.
 pub const PLACEHOLDER: &str = "<token>";
 /// The id of VS Code's password prompt.

@@ -47,7 +47,7 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "KEY", conflicts_with = "token_env")]
     pub key: Option<String>,
     /// Reference the token through this environment variable [default: CUSTORY_MCP_TOKEN]
-    #[arg(long, value_name = "VAR", conflicts_with = "inline_token")]
+    #[arg(long, value_name = "VAR", conflicts_with = "inline_token", value_parser = super::env_var_name)]
     pub token_env: Option<String>,
     /// Embed the token itself: the one saved for --key, else one line read from stdin
     #[arg(long)]
@@ -252,19 +252,8 @@ fn auth(args: &ConfigArgs, global: &GlobalArgs) -> anyhow::Result<Auth> {
         return Ok(Auth::Inline(token_from_stdin()?));
     }
     match &args.token_env {
-        Some(var) => {
-            let valid = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(CliError::usage(format!(
-                    "{var:?} is not an environment variable name"
-                ))
-                .hint("use letters, digits and _, e.g. --token-env CUSTORY_MCP_TOKEN")
-                .into());
-            }
-            Ok(Auth::Env { var: var.clone(), explicit: true })
-        }
-        None => Ok(Auth::Env { var: clients::DEFAULT_TOKEN_ENV.to_owned(), explicit: false }),
+        Some(var) => Ok(Auth::Env { var: var.clone(), explicit: true }),
+        None => Ok(Auth::Env { var: super::DEFAULT_TOKEN_ENV.to_owned(), explicit: false }),
     }
 }
 
