@@ -1,20 +1,12 @@
 //! The admin CLI as a user runs it: the real binary against a real server, with an isolated
 //! home. Output is snapshotted as the user sees it, with tokens, ids and times redacted.
 
-use std::process::Stdio;
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt as _;
 
-use crate::common::{TestEnv, TestServer, http};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use crate::common::{Run, TestEnv, TestServer, http, run_piped};
 
 impl Run {
     /// Exit code, stdout and stderr with everything that changes between runs redacted.
@@ -63,19 +55,7 @@ async fn run(
     if let Some(owner) = owner {
         cmd.env("CUSTORY_OWNER_TOKEN", owner);
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.expect("write stdin");
-    }
-    drop(input);
-    let output = child.wait_with_output().await.expect("wait");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    run_piped(cmd, stdin).await
 }
 
 async fn keys(server: &TestServer) -> Vec<Value> {

@@ -112,6 +112,32 @@ pub fn initialize_body() -> Value {
     }})
 }
 
+/// What a finished run of the binary printed.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` to its end with `stdin` piped in (an empty pipe when `None`, so it is never
+/// a terminal) and collects what it printed.
+pub async fn run_piped(mut command: tokio::process::Command, stdin: Option<&str>) -> Run {
+    use tokio::io::AsyncWriteExt as _;
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+    drop(input);
+    let output = child.wait_with_output().await.expect("wait");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// An isolated home for running the real binary: temp HOME and config, file credential store,
 /// fixed width, no color.
 pub struct TestEnv {

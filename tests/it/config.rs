@@ -2,44 +2,26 @@
 //! clients' real files in it.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use custory_mcp::token::{PlainToken, TokenKind};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt as _;
 
-use crate::common::{TestEnv, TestServer};
+use crate::common::{Run, TestEnv, TestServer, run_piped};
 
 const URL: &str = "https://app.usecustory.com/api/mcp";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 /// Runs the binary in `env`, in `cwd` when given, with `stdin` piped in (else an empty pipe:
 /// never a terminal).
 async fn run_in(env: &TestEnv, cwd: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Run {
     let mut cmd = env.command();
-    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args);
     if let Some(cwd) = cwd {
         cmd.current_dir(cwd);
     }
-    let mut child = cmd.spawn().expect("spawn");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.expect("write stdin");
-    }
-    drop(input);
-    let output = child.wait_with_output().await.expect("wait");
-    let home = env.home.path().display().to_string();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        // Paths under the temp HOME read as `~` so the messages can be compared.
-        stderr: String::from_utf8_lossy(&output.stderr).replace(&home, "~"),
-    }
+    let mut run = run_piped(cmd, stdin).await;
+    // Paths under the temp HOME read as `~` so the messages can be compared.
+    run.stderr = run.stderr.replace(&env.home.path().display().to_string(), "~");
+    run
 }
 
 async fn run(env: &TestEnv, args: &[&str]) -> Run {

@@ -31,7 +31,7 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
-use crate::common::{TestEnv, TestServer, http, initialize_body};
+use crate::common::{Run, TestEnv, TestServer, http, initialize_body};
 
 // =============================================================================================
 // Shared helpers.
@@ -1312,30 +1312,14 @@ async fn create_key_named(server: &TestServer, name: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs the real binary against `url` in `env` (credentials from its store).
-async fn cli(env: &TestEnv, url: &str, args: &[&str], vars: &[(&str, &str)], stdin: &str) -> Ran {
+async fn cli(env: &TestEnv, url: &str, args: &[&str], vars: &[(&str, &str)], stdin: &str) -> Run {
     let mut command = env.command();
     command.env("CUSTORY_SERVER", url).args(args);
     for (name, value) in vars {
         command.env(name, value);
     }
-    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().expect("spawn");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).await.expect("write stdin");
-    drop(input);
-    let output = child.wait_with_output().await.expect("wait");
-    Ran {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    crate::common::run_piped(command, Some(stdin)).await
 }
 
 #[tokio::test]
@@ -2232,7 +2216,7 @@ async fn secrets_lifecycle(label: &str, serve_args: &[&str], vars: &[(&str, &str
     let mut secrets: Vec<String> = vec![owner.clone()];
     let none: &[(&str, &str)] = &[];
 
-    let run = async |args: &[&str], vars: &[(&str, &str)], stdin: &str, code: i32| -> Ran {
+    let run = async |args: &[&str], vars: &[(&str, &str)], stdin: &str, code: i32| -> Run {
         let ran = cli(&env, &url, args, vars, stdin).await;
         assert_eq!(ran.code, code, "{args:?}: {}{}", ran.stdout, ran.stderr);
         ran
