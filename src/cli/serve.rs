@@ -12,7 +12,7 @@ use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 use crate::secrets::{self, CredentialStore};
 use crate::server::{AppState, LOOPBACK_HOSTS, ServerConfig};
-use crate::store::{Clock, OwnerCredentialSetup, Store};
+use crate::store::{Clock, OpenError, OwnerCredentialSetup, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -40,7 +40,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         Some(path) => path,
         None => default_database()?,
     };
-    let store = Store::open(&db, Clock::default())?;
+    let store = Store::open(&db, Clock::default()).map_err(open_error)?;
     let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
 
     // Tool calls run on the blocking pool but share one SQLite connection: a few threads keep
@@ -158,6 +158,19 @@ fn announce(
     }
     printer.info("Press Ctrl-C to stop.");
     Ok(())
+}
+
+/// What to do about a database that cannot be opened.
+fn open_error(error: OpenError) -> CliError {
+    let hint = match &error {
+        OpenError::Unwritable(_) => "pass --db with a path in a directory you can write to",
+        OpenError::NotADatabase(_) => {
+            "pass another --db PATH, or move the file aside to start a new database"
+        }
+        OpenError::NewerSchema(_) => "upgrade custory-mcp, or pass another --db PATH",
+        OpenError::InUse(_) => "stop that server first, or pass a different --db",
+    };
+    CliError::failure(error.to_string()).hint(hint)
 }
 
 /// The URL clients use for a listener: a wildcard address is reached through loopback.

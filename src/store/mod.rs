@@ -45,6 +45,23 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Why a database could not be opened. Each says what is wrong; the caller adds what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The directory, file or lock cannot be created or written.
+    #[error("{0}")]
+    Unwritable(String),
+    /// The file is not a SQLite database, or not one this program can prepare.
+    #[error("{0}")]
+    NotADatabase(String),
+    /// A newer custory-mcp wrote the database.
+    #[error("{0}")]
+    NewerSchema(String),
+    /// Another server holds the database.
+    #[error("{0}")]
+    InUse(String),
+}
+
 /// The current time, shiftable in tests so expiry can be checked without waiting 30 days.
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
@@ -92,14 +109,10 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the database at `path`, runs pending migrations and, on a new
     /// database, creates the demo workspace. The directory is made 0700 and the file 0600.
-    pub fn open(path: &Path, clock: Clock) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-
-        use crate::error::CliError;
+    pub fn open(path: &Path, clock: Clock) -> Result<Self, OpenError> {
         let shown = path.display();
         let unwritable = |what: String, error: &dyn std::fmt::Display| {
-            CliError::failure(format!("{what}: {error}"))
-                .hint("pass --db with a path in a directory you can write to")
+            OpenError::Unwritable(format!("{what}: {error}"))
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::fsutil::create_private_dir(dir).map_err(|error| {
@@ -117,8 +130,7 @@ impl Store {
             .map_err(|error| unwritable(format!("could not open the database {shown}"), &error))?;
         // Is it a database at all? Ask before changing anything about the file.
         let unusable = |error: rusqlite::Error| {
-            CliError::failure(format!("{shown} is not a usable SQLite database ({error})"))
-                .hint("pass another --db PATH, or move the file aside to start a new database")
+            OpenError::NotADatabase(format!("{shown} is not a usable SQLite database ({error})"))
         };
         conn.pragma_update(None, "journal_mode", "WAL").map_err(unusable)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(unusable)?;
@@ -132,20 +144,20 @@ impl Store {
             usage: Mutex::default(),
             _lock: lock,
         };
+        let broken = |error: StoreError| {
+            OpenError::NotADatabase(format!("could not prepare {shown}: {error}"))
+        };
         store.migrate().map_err(|error| match error {
-            StoreError::Invalid(message) => {
-                CliError::failure(message).hint("upgrade custory-mcp, or pass another --db PATH")
-            }
-            other => CliError::failure(format!("could not prepare the database {shown}: {other}"))
-                .hint("pass another --db PATH, or move the file aside to start a new database"),
+            StoreError::Invalid(message) => OpenError::NewerSchema(message),
+            other => broken(other),
         })?;
         crate::fsutil::restrict_file(path).map_err(|error| {
             unwritable(format!("could not make {shown} private (0600)"), &error)
         })?;
-        if is_new || store.list_workspaces()?.is_empty() {
-            store.seed_demo().context("could not create the demo workspace")?;
+        if is_new || store.list_workspaces().map_err(broken)?.is_empty() {
+            store.seed_demo().map_err(broken)?;
         }
-        store.load_key_index()?;
+        store.load_key_index().map_err(broken)?;
         Ok(store)
     }
 
@@ -206,33 +218,23 @@ pub(crate) fn new_id(prefix: &str) -> String {
 }
 
 /// Takes the exclusive lock `<database>.lock`, or explains who holds it.
-fn lock_database(path: &Path) -> anyhow::Result<std::fs::File> {
-    use anyhow::Context as _;
+fn lock_database(path: &Path) -> Result<std::fs::File, OpenError> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
     let mut options = std::fs::OpenOptions::new();
     options.create(true).truncate(false).write(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(&lock_path).map_err(|error| {
-        crate::error::CliError::failure(format!(
-            "could not use the database {}: {error}",
-            path.display()
-        ))
-        .hint("pass --db with a path in a directory you can write to")
-    })?;
+    let unwritable = |error: std::io::Error| {
+        OpenError::Unwritable(format!("could not use the database {}: {error}", path.display()))
+    };
+    let file = options.open(PathBuf::from(lock_path)).map_err(unwritable)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::Error::new(
-            crate::error::CliError::failure(format!(
-                "another custory-mcp server is already using the database {}",
-                path.display()
-            ))
-            .hint("stop that server first, or pass a different --db"),
-        )),
-        Err(std::fs::TryLockError::Error(error)) => {
-            Err(error).with_context(|| format!("could not lock {}", lock_path.display()))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::InUse(format!(
+            "another custory-mcp server is already using the database {}",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(error)) => Err(unwritable(error)),
     }
 }
