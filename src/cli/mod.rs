@@ -46,6 +46,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The Custory server to manage
     #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
