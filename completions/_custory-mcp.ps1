@@ -47,7 +47,8 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
         }
         'custory-mcp;serve' {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on (port 0 picks a free port)')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file [default: custory.db in the user''s data directory]')
+            [CompletionResult]::new('--database', '--database', [CompletionResultType]::ParameterName, 'Where the data lives: a SQLite file (a path or sqlite://PATH) or a PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, shared by several replicas) [default: custory.db in the user''s data directory]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where the data lives: a SQLite file (a path or sqlite://PATH) or a PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, shared by several replicas) [default: custory.db in the user''s data directory]')
             [CompletionResult]::new('--allow-origin', '--allow-origin', [CompletionResultType]::ParameterName, 'Let browser pages from this Origin call the MCP endpoint (repeatable)')
             [CompletionResult]::new('--allow-host', '--allow-host', [CompletionResultType]::ParameterName, 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')

@@ -856,13 +856,17 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__serve)
-            opts="-q -v -h --listen --db --allow-origin --allow-host --reset-owner-credential --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --listen --db --database --allow-origin --allow-host --reset-owner-credential --server --workspace --json --color --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

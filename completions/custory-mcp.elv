@@ -43,7 +43,8 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
         }
         &'custory-mcp;serve'= {
             cand --listen 'Address to listen on (port 0 picks a free port)'
-            cand --db 'SQLite database file [default: custory.db in the user''s data directory]'
+            cand --database 'Where the data lives: a SQLite file (a path or sqlite://PATH) or a PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, shared by several replicas) [default: custory.db in the user''s data directory]'
+            cand --db 'Where the data lives: a SQLite file (a path or sqlite://PATH) or a PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, shared by several replicas) [default: custory.db in the user''s data directory]'
             cand --allow-origin 'Let browser pages from this Origin call the MCP endpoint (repeatable)'
             cand --allow-host 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)'
             cand --server 'The Custory server to manage'

@@ -45,7 +45,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "test" -d 'C
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "completions" -d 'Print the shell completion script'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l listen -d 'Address to listen on (port 0 picks a free port)' -r
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l db -d 'SQLite database file [default: custory.db in the user\'s data directory]' -r -F
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l database -l db -d 'Where the data lives: a SQLite file (a path or sqlite://PATH) or a PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, shared by several replicas) [default: custory.db in the user\'s data directory]' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-origin -d 'Let browser pages from this Origin call the MCP endpoint (repeatable)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-host -d 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l server -d 'The Custory server to manage' -r

@@ -12,16 +12,25 @@ use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 use crate::secrets::{self, CredentialStore};
 use crate::server::{AppState, LOOPBACK_HOSTS, ServerConfig};
-use crate::store::{Clock, OpenError, OwnerCredentialSetup, Store};
+use crate::store::{Clock, Database, OpenError, OwnerCredentialSetup, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port)
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     pub listen: SocketAddr,
-    /// SQLite database file [default: custory.db in the user's data directory]
-    #[arg(long, env = "CUSTORY_DB", value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// Where the data lives: a SQLite file (a path or sqlite://PATH) or a PostgreSQL database
+    /// (postgres://USER:PASSWORD@HOST/DB, shared by several replicas) [default: custory.db in
+    /// the user's data directory]
+    #[arg(
+        long,
+        visible_alias = "db",
+        env = "DATABASE_URL",
+        value_name = "URL|PATH",
+        value_parser = Database::parse,
+        hide_env_values = true
+    )]
+    pub database: Option<Database>,
     /// Let browser pages from this Origin call the MCP endpoint (repeatable)
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
@@ -36,11 +45,11 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     init_logging(global.verbose, global.quiet);
-    let db = match args.db {
-        Some(path) => path,
-        None => default_database()?,
+    let database = match args.database {
+        Some(database) => database,
+        None => Database::Sqlite(default_database()?),
     };
-    let store = Store::open(&db, Clock::default()).map_err(open_error)?;
+    let store = Store::open_database(&database, Clock::default()).map_err(open_error)?;
     let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
 
     // Tool calls run on the blocking pool but share one SQLite connection: a few threads keep
@@ -110,7 +119,7 @@ fn announce(
         let line = json!({
             "url": url,
             "mcp_url": format!("{url}/api/mcp"),
-            "database": store.path(),
+            "database": store.database().to_string(),
             "workspaces": workspaces,
             "owner_credential": token.map(|t| t.expose()),
             "owner_credential_saved_to": saved.as_ref().map(ToString::to_string),
@@ -120,7 +129,7 @@ fn announce(
     }
     printer.info(&format!("custory-mcp {} listening on {url}", env!("CARGO_PKG_VERSION")));
     printer.info(&format!("  MCP endpoint  {url}/api/mcp"));
-    printer.info(&format!("  database      {}", store.path().display()));
+    printer.info(&format!("  database      {}", store.database()));
     printer.info(&format!("  workspaces    {}", workspaces.join(", ")));
     match (token, &saved) {
         (Some(token), _) => {
@@ -169,6 +178,10 @@ fn open_error(error: OpenError) -> CliError {
         }
         OpenError::NewerSchema(_) => "upgrade custory-mcp, or pass another --db PATH",
         OpenError::InUse(_) => "stop that server first, or pass a different --db",
+        OpenError::Unreachable(_) => {
+            "check that PostgreSQL is running and that the URL's host, port, user, password and \
+             database are right (psql URL tells)"
+        }
     };
     CliError::failure(error.to_string()).hint(hint)
 }

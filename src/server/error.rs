@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::{ErrorBody, ErrorResponse};
 use crate::store::StoreError;
+use crate::store::db::ErrorKind;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -57,18 +58,23 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(message) => Self::unprocessable("invalid", message),
             StoreError::Db(error) => {
                 tracing::error!(%error, "database error");
-                match error.sqlite_error_code() {
-                    Some(rusqlite::ErrorCode::DiskFull) => Self::new(
+                match error.kind() {
+                    ErrorKind::StorageFull => Self::new(
                         StatusCode::INSUFFICIENT_STORAGE,
                         "storage_full",
                         "the server's disk is full; nothing was changed. Free some space and retry",
                     ),
-                    Some(rusqlite::ErrorCode::ReadOnly) => Self::new(
+                    ErrorKind::ReadOnly => Self::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "storage_read_only",
                         "the server's database is read-only; nothing was changed",
                     ),
-                    _ => Self::internal(),
+                    ErrorKind::Unavailable => Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_unavailable",
+                        "the server cannot reach its database; nothing was changed. Retry shortly",
+                    ),
+                    ErrorKind::Duplicate | ErrorKind::Other => Self::internal(),
                 }
             }
         }

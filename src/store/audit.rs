@@ -1,6 +1,6 @@
 //! The audit trail: key lifecycle, rejected authentication and write tool calls.
 
-use rusqlite::{Connection, params};
+use super::db::{Connection, params};
 
 use super::{Store, StoreResult, from_secs};
 use crate::api::Event;
@@ -47,7 +47,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT id, at, kind, key_id, key_prefix, detail FROM audit_events
-             WHERE workspace_id = ?1 AND (?2 IS NULL OR key_id = ?2)
+             WHERE workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key_id = ?2)
              ORDER BY id DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![workspace_id, key_id, limit], |row| {

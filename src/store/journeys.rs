@@ -6,8 +6,11 @@
 
 use std::fmt;
 
+use super::db::{
+    Connection, DbError, DbResult, OptionalExtension as _, Row, ToValue, Transaction,
+    Value as DbValue, params,
+};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
@@ -432,7 +435,7 @@ impl Store {
             "SELECT kind, count(*) FROM items WHERE workspace_id = ?1 GROUP BY kind",
         )?;
         let rows = stmt.query_map([workspace_id], |row| {
-            Ok((text_enum(row, 0, ItemKind::parse)?, row.get::<_, i64>(1)?))
+            Ok((text_enum(row, 0, ItemKind::parse)?, row.get::<i64>(1)?))
         })?;
         for row in rows {
             let (kind, count) = row?;
@@ -492,7 +495,7 @@ impl Store {
                 description: row.get(2)?,
                 steps: Vec::new(),
             };
-            let step = match row.get::<_, Option<String>>(3)? {
+            let step = match row.get::<Option<String>>(3)? {
                 Some(id) => Some(StepNode {
                     id,
                     name: row.get(4)?,
@@ -501,7 +504,7 @@ impl Store {
                 }),
                 None => None,
             };
-            let item = match row.get::<_, Option<String>>(6)? {
+            let item = match row.get::<Option<String>>(6)? {
                 Some(_) => Some(summary_at(row, 6)?),
                 None => None,
             };
@@ -557,9 +560,9 @@ impl Store {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {SUMMARY_COLUMNS}, {LOCATION_COLUMNS} FROM {ITEM_JOINS}
              WHERE i.workspace_id = ?1
-               AND (?2 IS NULL OR j.id = ?2) AND (?3 IS NULL OR s.id = ?3)
-               AND (?4 IS NULL OR st.id = ?4) AND (?5 IS NULL OR i.kind = ?5)
-               AND (?6 IS NULL OR i.status = ?6) AND (?7 IS NULL OR i.owner = ?7 COLLATE NOCASE)
+               AND (CAST(?2 AS TEXT) IS NULL OR j.id = ?2) AND (CAST(?3 AS TEXT) IS NULL OR s.id = ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR st.id = ?4) AND (CAST(?5 AS TEXT) IS NULL OR i.kind = ?5)
+               AND (CAST(?6 AS TEXT) IS NULL OR i.status = ?6) AND (CAST(?7 AS TEXT) IS NULL OR lower(i.owner) = lower(?7))
              ORDER BY j.position, s.position, st.position, i.created_at, i.rowid
              LIMIT ?8"
         ))?;
@@ -606,12 +609,15 @@ impl Store {
                 "the search query is empty; give one or more words to look for".into(),
             ));
         }
-        let patterns: Vec<String> = terms.iter().map(|t| format!("%{}%", escape_like(t))).collect();
-        let patterns = json_text(&patterns)?;
+        let patterns: Vec<String> =
+            terms.iter().map(|t| format!("%{}%", escape_like(&t.to_lowercase()))).collect();
         let limit = clamp_limit(limit, SEARCH_LIMIT);
+        let mut values = vec![DbValue::Integer(workspace_id), DbValue::Integer(limit.into())];
+        values.extend(patterns.into_iter().map(DbValue::Text));
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(SEARCH_SQL)?;
-        let rows = stmt.query_map(params![workspace_id, patterns, limit], |row| {
+        let mut stmt = conn.prepare_cached(&search_sql(terms.len()))?;
+        let values: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+        let rows = stmt.query_map(values.as_slice(), |row| {
             let body: String = row.get(3)?;
             Ok(SearchHit {
                 hit_type: text_enum(row, 0, HitType::parse)?,
@@ -679,10 +685,10 @@ impl Store {
                 .query_row(params![workspace_id, id], |row| {
                     Ok((
                         text_enum(row, 0, ItemKind::parse)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, Option<String>>(4)?,
+                        row.get::<String>(1)?,
+                        row.get::<String>(2)?,
+                        row.get::<String>(3)?,
+                        row.get::<Option<String>>(4)?,
                         json_column::<Map<String, Value>>(row, 5)?,
                     ))
                 })
@@ -779,10 +785,10 @@ impl Store {
         &self,
         workspace_id: i64,
         actor: Actor<'_>,
-        change: impl FnOnce(&Transaction<'_>, i64) -> StoreResult<(T, String)>,
+        change: impl FnOnce(&Transaction<'_, '_>, i64) -> StoreResult<(T, String)>,
     ) -> StoreResult<T> {
         let now = self.now().timestamp();
-        let mut conn = self.conn();
+        let conn = self.conn();
         let tx = conn.transaction()?;
         let (value, detail) = change(&tx, now)?;
         insert_event(
@@ -997,8 +1003,21 @@ const LOCATION_COLUMNS: &str = "j.id, j.name, s.id, s.name, st.id, st.name";
 const ITEM_JOINS: &str = "items i JOIN steps st ON st.id = i.step_id \
                           JOIN stages s ON s.id = st.stage_id JOIN journeys j ON j.id = s.journey_id";
 
-/// `?1` workspace, `?2` a JSON array of escaped LIKE patterns (all must match), `?3` limit.
-const SEARCH_SQL: &str = r"
+/// The search over items, steps, stages and personas for `terms` words: `?1` workspace, `?2`
+/// limit, `?3`… one lowercased, escaped LIKE pattern per word. Every word must match the title,
+/// role or description; hits with more words in the title come first. Both databases run it:
+/// `lower()` on both sides makes the match case-insensitive (ASCII on SQLite, all of Unicode on
+/// PostgreSQL).
+fn search_sql(terms: usize) -> String {
+    let patterns = || (0..terms).map(|t| format!("?{}", t + 3));
+    let every_word: Vec<String> = patterns()
+        .map(|p| format!("lower(title || '\n' || extra || '\n' || body) LIKE {p} ESCAPE '\\'"))
+        .collect();
+    let title_misses: Vec<String> = patterns()
+        .map(|p| format!("CASE WHEN lower(title) LIKE {p} ESCAPE '\\' THEN 0 ELSE 1 END"))
+        .collect();
+    format!(
+        r"
 WITH docs (type, rank, id, title, body, extra, context) AS (
     SELECT 'item', 0, i.id, i.title, i.description, '', j.name || ' › ' || s.name || ' › ' || st.name
     FROM items i JOIN steps st ON st.id = i.step_id JOIN stages s ON s.id = st.stage_id
@@ -1014,15 +1033,15 @@ WITH docs (type, rank, id, title, body, extra, context) AS (
     SELECT 'persona', 3, p.id, p.name, p.bio, p.role, p.role FROM personas p WHERE p.workspace_id = ?1
 )
 SELECT type, id, title, body, context FROM docs
-WHERE NOT EXISTS (
-    SELECT 1 FROM json_each(?2) AS t
-    WHERE docs.title || char(10) || docs.extra || char(10) || docs.body NOT LIKE t.value ESCAPE '\'
-)
-ORDER BY (SELECT count(*) FROM json_each(?2) AS t WHERE docs.title NOT LIKE t.value ESCAPE '\'),
-         rank, title
-LIMIT ?3";
+WHERE {}
+ORDER BY {}, rank, title
+LIMIT ?2",
+        every_word.join(" AND "),
+        title_misses.join(" + ")
+    )
+}
 
-fn summary_at(row: &Row<'_>, at: usize) -> rusqlite::Result<ItemSummary> {
+fn summary_at(row: &Row, at: usize) -> DbResult<ItemSummary> {
     Ok(ItemSummary {
         id: row.get(at)?,
         kind: text_enum(row, at + 1, ItemKind::parse)?,
@@ -1032,7 +1051,7 @@ fn summary_at(row: &Row<'_>, at: usize) -> rusqlite::Result<ItemSummary> {
     })
 }
 
-fn location_at(row: &Row<'_>, at: usize) -> rusqlite::Result<ItemLocation> {
+fn location_at(row: &Row, at: usize) -> DbResult<ItemLocation> {
     Ok(ItemLocation {
         journey_id: row.get(at)?,
         journey: row.get(at + 1)?,
@@ -1044,23 +1063,19 @@ fn location_at(row: &Row<'_>, at: usize) -> rusqlite::Result<ItemLocation> {
 }
 
 /// A text column holding one of an enum's names.
-fn text_enum<T>(row: &Row<'_>, at: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+fn text_enum<T>(row: &Row, at: usize, parse: fn(&str) -> Option<T>) -> DbResult<T> {
     let text: String = row.get(at)?;
-    parse(&text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            at,
-            rusqlite::types::Type::Text,
-            format!("unexpected value {text:?}").into(),
-        )
+    parse(&text).ok_or_else(|| DbError::Decode {
+        column: at,
+        message: format!("unexpected value {text:?}"),
     })
 }
 
 /// A text column holding JSON.
-fn json_column<T: DeserializeOwned>(row: &Row<'_>, at: usize) -> rusqlite::Result<T> {
+fn json_column<T: DeserializeOwned>(row: &Row, at: usize) -> DbResult<T> {
     let text: String = row.get(at)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| DbError::Decode { column: at, message: format!("not the JSON expected: {e}") })
 }
 
 fn json_text(value: &impl Serialize) -> StoreResult<String> {

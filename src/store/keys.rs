@@ -2,9 +2,10 @@
 //! authentication, and last-used tracking without a database write per request.
 
 use std::collections::HashMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::db::{Connection, DbError, DbResult, OptionalExtension as _, Row, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
 use super::audit::{NewEvent, insert_event};
 use super::{Store, StoreError, StoreResult, from_secs, new_id};
@@ -57,7 +58,7 @@ pub struct AuthenticatedKey {
 const KEY_COLUMNS: &str = "id, name, prefix, access, expires, created_at, expires_at, \
                            last_used_at, last_used_client, last_used_ip, revoked_at";
 
-fn key_row(row: &Row<'_>, now: DateTime<Utc>) -> rusqlite::Result<Key> {
+fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
     let access: String = row.get(3)?;
     let expires: String = row.get(4)?;
     let expires_at: Option<i64> = row.get(6)?;
@@ -73,7 +74,7 @@ fn key_row(row: &Row<'_>, now: DateTime<Utc>) -> rusqlite::Result<Key> {
         expires: ExpiryPolicy::parse(&expires).unwrap_or(ExpiryPolicy::Days30),
         created_at: from_secs(row.get(5)?),
         expires_at,
-        last_used_at: row.get::<_, Option<i64>>(7)?.map(from_secs),
+        last_used_at: row.get::<Option<i64>>(7)?.map(from_secs),
         last_used_client: row.get(8)?,
         last_used_ip: row.get(9)?,
         revoked_at,
@@ -85,15 +86,10 @@ const INDEX_QUERY: &str = "SELECT k.token_hash, k.id, k.prefix, k.workspace_id, 
                            k.expires_at, k.revoked_at, k.last_used_client \
                            FROM mcp_keys k JOIN workspaces w ON w.id = k.workspace_id";
 
-fn indexed_key(row: &Row<'_>) -> rusqlite::Result<(TokenHash, IndexedKey)> {
+fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
     let hash: Vec<u8> = row.get(0)?;
-    let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Blob,
-            "token hash is not 32 bytes".into(),
-        )
-    })?;
+    let hash = <[u8; 32]>::try_from(hash.as_slice())
+        .map_err(|_| DbError::Decode { column: 0, message: "token hash is not 32 bytes".into() })?;
     let access: String = row.get(5)?;
     Ok((
         TokenHash(hash),
@@ -103,8 +99,8 @@ fn indexed_key(row: &Row<'_>) -> rusqlite::Result<(TokenHash, IndexedKey)> {
             workspace_id: row.get(3)?,
             workspace_slug: row.get(4)?,
             access: Access::parse(&access).unwrap_or(Access::ReadOnly),
-            expires_at: row.get::<_, Option<i64>>(6)?.map(from_secs),
-            revoked_at: row.get::<_, Option<i64>>(7)?.map(from_secs),
+            expires_at: row.get::<Option<i64>>(6)?.map(from_secs),
+            revoked_at: row.get::<Option<i64>>(7)?.map(from_secs),
             stored_client: row.get(8)?,
         },
     ))
@@ -133,7 +129,7 @@ fn insert_key(
             "SELECT id FROM mcp_keys WHERE workspace_id = ?1 AND name = ?2
              AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)",
         )?
-        .query_row(params![workspace_id, name, now.timestamp()], |row| row.get::<_, String>(0))
+        .query_row(params![workspace_id, name, now.timestamp()], |row| row.get::<String>(0))
         .optional()?;
     if let Some(other) = taken {
         return Err(StoreError::Conflict(format!(
@@ -195,7 +191,7 @@ impl Store {
         access: Access,
     ) -> StoreResult<(Key, PlainToken)> {
         let now = self.now();
-        let mut conn = self.conn();
+        let conn = self.conn();
         let tx = conn.transaction()?;
         let (key, token) = insert_key(&tx, workspace_id, name, expires, access, now)?;
         let detail =
@@ -235,7 +231,7 @@ impl Store {
     /// returns.
     pub fn revoke_key(&self, workspace_id: i64, id: &str) -> StoreResult<Key> {
         let now = self.now();
-        let mut conn = self.conn();
+        let conn = self.conn();
         let tx = conn.transaction()?;
         let key = get_key(&tx, workspace_id, id, now)?;
         if key.status == KeyStatus::Revoked {
@@ -257,7 +253,7 @@ impl Store {
     /// revoked in the same transaction. Returns `(new key, its token, the replaced key)`.
     pub fn rotate_key(&self, workspace_id: i64, id: &str) -> StoreResult<(Key, PlainToken, Key)> {
         let now = self.now();
-        let mut conn = self.conn();
+        let conn = self.conn();
         let tx = conn.transaction()?;
         let old = get_key(&tx, workspace_id, id, now)?;
         if old.status == KeyStatus::Revoked {
@@ -295,11 +291,21 @@ impl Store {
         Ok((new, token, old))
     }
 
-    /// Looks up the key a token hash belongs to, with its current status. Reads only the
-    /// in-memory index, which every key write updates before it returns.
+    /// Looks up the key a token hash belongs to, with its current status. With SQLite this
+    /// reads only the in-memory index, which every key write updates before it returns; with
+    /// PostgreSQL it asks the database, so a revocation by another replica counts at once.
     pub fn authenticate_key(&self, hash: &TokenHash) -> StoreResult<Option<AuthenticatedKey>> {
         let now = self.now();
-        let Some(key) = self.key_index_read().get(hash).cloned() else { return Ok(None) };
+        let key = match &self.key_index {
+            Some(index) => read_index(index).get(hash).cloned(),
+            None => self
+                .conn()
+                .prepare_cached(&format!("{INDEX_QUERY} WHERE k.token_hash = ?1"))?
+                .query_row([hash.0.as_slice()], indexed_key)
+                .optional()?
+                .map(|(_, key)| key),
+        };
+        let Some(key) = key else { return Ok(None) };
         let recent_client =
             self.pending_usage().get(&key.key_id).and_then(|s| s.usage.client.clone());
         Ok(Some(AuthenticatedKey {
@@ -313,34 +319,26 @@ impl Store {
         }))
     }
 
-    /// Builds the key index from the database (at open).
+    /// Builds the key index from the database (at open; SQLite only).
     pub(crate) fn load_key_index(&self) -> StoreResult<()> {
+        let Some(index) = &self.key_index else { return Ok(()) };
         let conn = self.conn();
         let mut stmt = conn.prepare(INDEX_QUERY)?;
-        let index = stmt.query_map([], indexed_key)?.collect::<Result<HashMap<_, _>, _>>()?;
-        *self.key_index() = index;
+        let keys = stmt.query_map([], indexed_key)?.collect::<Result<HashMap<_, _>, _>>()?;
+        *write_index(index) = keys;
         Ok(())
     }
 
-    /// Re-reads key `id` into the index. Called after a key write commits, while the caller
-    /// still holds the connection, so no request can see the database and index disagree
-    /// once the write has returned.
+    /// Re-reads key `id` into the index (SQLite only). Called after a key write commits, while
+    /// the caller still holds the connection, so no request can see the database and index
+    /// disagree once the write has returned.
     fn reindex_key(&self, conn: &Connection, id: &str) -> StoreResult<()> {
+        let Some(index) = &self.key_index else { return Ok(()) };
         let (hash, key) = conn
             .prepare_cached(&format!("{INDEX_QUERY} WHERE k.id = ?1"))?
             .query_row([id], indexed_key)?;
-        self.key_index().insert(hash, key);
+        write_index(index).insert(hash, key);
         Ok(())
-    }
-
-    fn key_index_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TokenHash, IndexedKey>> {
-        // As below: entries are replaced whole.
-        self.key_index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn key_index(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TokenHash, IndexedKey>> {
-        // Entries are plain values replaced whole; a panic elsewhere cannot leave one torn.
-        self.key_index.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Notes a use of a key in memory; [`Store::flush_usage`] writes it later.
@@ -368,12 +366,13 @@ impl Store {
             return Ok(0);
         }
         {
-            let mut conn = self.conn();
+            let conn = self.conn();
             let tx = conn.transaction()?;
             {
+                // Several replicas flush their own uses: an older use never overwrites a newer.
                 let mut stmt = tx.prepare_cached(
                     "UPDATE mcp_keys SET last_used_at = ?2, last_used_client = ?3,
-                     last_used_ip = ?4 WHERE id = ?1",
+                     last_used_ip = ?4 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?2)",
                 )?;
                 for (id, usage) in &batch {
                     stmt.execute(params![id, usage.at.timestamp(), usage.client, usage.ip])?;
@@ -397,11 +396,27 @@ impl Store {
             return;
         }
         for key in keys {
-            if let Some(UsageSlot { usage, .. }) = pending.get(&key.id) {
+            if let Some(UsageSlot { usage, .. }) = pending.get(&key.id)
+                && key.last_used_at.is_none_or(|stored| stored <= usage.at)
+            {
                 key.last_used_at = Some(usage.at);
                 key.last_used_client.clone_from(&usage.client);
                 key.last_used_ip.clone_from(&usage.ip);
             }
         }
     }
+}
+
+fn read_index(
+    index: &RwLock<HashMap<TokenHash, IndexedKey>>,
+) -> RwLockReadGuard<'_, HashMap<TokenHash, IndexedKey>> {
+    // As below: entries are replaced whole.
+    index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_index(
+    index: &RwLock<HashMap<TokenHash, IndexedKey>>,
+) -> RwLockWriteGuard<'_, HashMap<TokenHash, IndexedKey>> {
+    // Entries are plain values replaced whole; a panic elsewhere cannot leave one torn.
+    index.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -1,11 +1,18 @@
 //! The store: every SQL statement of the project lives under this module.
 //!
-//! One SQLite database (WAL, foreign keys on, file 0600) behind one connection in a mutex. Every
-//! statement is a short indexed query, so handlers call the store directly instead of hopping to
-//! a blocking thread pool; the interface speaks in domain types only, so a PostgreSQL
-//! implementation could stand behind it later without touching the handlers.
+//! Two databases can stand behind it, chosen by [`Database`]: one SQLite file (WAL, foreign
+//! keys on, file 0600, one server process, one connection in a mutex) or one PostgreSQL
+//! database shared by several `serve` replicas (a small connection pool per replica). The
+//! statements are written once for both (see `db.rs`); the interface speaks in domain types
+//! only, so handlers never know which database answers.
+//!
+//! What is kept in memory differs, because only SQLite guarantees one process: with SQLite,
+//! keys are authenticated from an in-memory index that every key write updates; with
+//! PostgreSQL there is no such cache, so a key revoked through one replica is refused by every
+//! replica on its very next request.
 
 mod audit;
+pub mod db;
 pub mod journeys;
 mod keys;
 mod owner;
@@ -18,17 +25,23 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 use crate::token::TokenHash;
 pub use audit::NewEvent;
+use db::{Connection, DbError, PgPool};
 pub use keys::{AuthenticatedKey, KeyUsage};
 use keys::{IndexedKey, UsageSlot};
 pub use owner::OwnerCredentialSetup;
 pub use workspaces::WorkspaceRow;
 
-/// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+/// Migrations in order, one list per database: the same history, each step written in that
+/// database's dialect. SQLite records how many ran in `PRAGMA user_version`, PostgreSQL in the
+/// table `custory_schema`.
+const SQLITE_MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+
+/// Connections each replica keeps to PostgreSQL at most.
+const POSTGRES_POOL_SIZE: usize = 16;
 
 /// What can go wrong in the store, in terms the HTTP layer can map to a status.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +53,17 @@ pub enum StoreError {
     #[error("{0}")]
     Invalid(String),
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(DbError),
+}
+
+impl From<DbError> for StoreError {
+    fn from(error: DbError) -> Self {
+        match error {
+            // Bad input, not a database failure: said to the client like any other.
+            DbError::NulInText => Self::Invalid(error.to_string()),
+            other => Self::Db(other),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -60,6 +83,83 @@ pub enum OpenError {
     /// Another server holds the database.
     #[error("{0}")]
     InUse(String),
+    /// The PostgreSQL server cannot be reached, or refuses the login.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Where the data lives: `--database` / `DATABASE_URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (a path, or `sqlite://PATH`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://` or `postgresql://` URL).
+    Postgres(String),
+}
+
+impl Database {
+    /// Reads a `--database` value: a `postgres://` URL, a `sqlite://` URL or a file path.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            value
+                .parse::<postgres::Config>()
+                .map_err(|error| format!("not a usable PostgreSQL URL: {error}"))?;
+            Ok(Self::Postgres(value.to_owned()))
+        } else if let Some(path) = value.strip_prefix("sqlite://").or(value.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite:///var/lib/custory.db".into());
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if value.contains("://") {
+            Err("unknown database URL scheme: use postgres://… or sqlite://… (or a file path)"
+                .into())
+        } else if value.is_empty() {
+            Err("the database path is empty".into())
+        } else {
+            Ok(Self::Sqlite(PathBuf::from(value)))
+        }
+    }
+}
+
+/// Shown to people: a PostgreSQL URL loses its password.
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({self})")
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let redacted = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once("password=") {
+        Some((before, after)) => {
+            let rest = after.find('&').map_or("", |at| &after[at..]);
+            format!("{before}password=***{rest}")
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{redacted}{tail}")
 }
 
 /// The current time, shiftable in tests so expiry can be checked without waiting 30 days.
@@ -85,31 +185,69 @@ pub(crate) fn from_secs(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+enum Backend {
+    Sqlite {
+        conn: Mutex<rusqlite::Connection>,
+        /// Held for the store's life: one server process per database file, so the key
+        /// index is the only copy of the truth in memory.
+        _lock: std::fs::File,
+    },
+    Postgres(Arc<PgPool>),
+}
+
 pub struct Store {
-    conn: Mutex<Connection>,
+    backend: Backend,
     clock: Clock,
-    path: PathBuf,
-    /// Every MCP key by token hash, so authentication needs no query. Written only by
-    /// `keys.rs`, in the same critical section as the database write it mirrors.
-    key_index: RwLock<HashMap<TokenHash, IndexedKey>>,
+    database: Database,
+    /// SQLite only: every MCP key by token hash, so authentication needs no query. Written only
+    /// by `keys.rs`, in the same critical section as the database write it mirrors.
+    key_index: Option<RwLock<HashMap<TokenHash, IndexedKey>>>,
     /// The latest use of each key seen by this process; `dirty` ones are not yet written
     /// (see [`Store::flush_usage`]).
     usage: Mutex<HashMap<String, UsageSlot>>,
-    /// Held for the store's life: one server process per database file, so the key index
-    /// above is the only copy of the truth in memory.
-    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Store").field("database", &self.database).finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, runs pending migrations and, on a new
-    /// database, creates the demo workspace. The directory is made 0700 and the file 0600.
+    /// Opens the SQLite database at `path` (see [`Store::open_database`]).
     pub fn open(path: &Path, clock: Clock) -> Result<Self, OpenError> {
+        Self::open_database(&Database::Sqlite(path.to_owned()), clock)
+    }
+
+    /// Opens (creating if needed) the database, runs pending migrations and, on an empty
+    /// database, creates the demo workspace. A SQLite directory is made 0700 and its file 0600.
+    pub fn open_database(database: &Database, clock: Clock) -> Result<Self, OpenError> {
+        let store = match database {
+            Database::Sqlite(path) => Self::open_sqlite(path, clock)?,
+            Database::Postgres(url) => Self::open_postgres(url, clock)?,
+        };
+        let shown = store.database.to_string();
+        let broken = |error: StoreError| {
+            OpenError::NotADatabase(format!("could not prepare {shown}: {error}"))
+        };
+        store.migrate().map_err(|error| match error {
+            StoreError::Invalid(message) => OpenError::NewerSchema(message),
+            StoreError::Db(error) if error.kind() == db::ErrorKind::Unavailable => {
+                OpenError::Unreachable(format!("could not reach {shown}: {error}"))
+            }
+            other => broken(other),
+        })?;
+        if let Database::Sqlite(path) = database {
+            crate::fsutil::restrict_file(path).map_err(|error| {
+                OpenError::Unwritable(format!("could not make {shown} private (0600): {error}"))
+            })?;
+        }
+        store.seed_demo_if_empty().map_err(broken)?;
+        store.load_key_index().map_err(broken)?;
+        Ok(store)
+    }
+
+    fn open_sqlite(path: &Path, clock: Clock) -> Result<Self, OpenError> {
         let shown = path.display();
         let unwritable = |what: String, error: &dyn std::fmt::Display| {
             OpenError::Unwritable(format!("{what}: {error}"))
@@ -120,13 +258,12 @@ impl Store {
             })?;
         }
         let lock = lock_database(path)?;
-        let is_new = !path.exists();
-        if is_new {
+        if !path.exists() {
             crate::fsutil::create_private_file(path).map_err(|error| {
                 unwritable(format!("could not create the database {shown}"), &error)
             })?;
         }
-        let conn = Connection::open(path)
+        let conn = rusqlite::Connection::open(path)
             .map_err(|error| unwritable(format!("could not open the database {shown}"), &error))?;
         // Is it a database at all? Ask before changing anything about the file.
         let unusable = |error: rusqlite::Error| {
@@ -136,33 +273,32 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(unusable)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(unusable)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unusable)?;
-        let store = Self {
-            conn: Mutex::new(conn),
+        Ok(Self {
+            backend: Backend::Sqlite { conn: Mutex::new(conn), _lock: lock },
             clock,
-            path: path.to_owned(),
-            key_index: RwLock::default(),
+            database: Database::Sqlite(path.to_owned()),
+            key_index: Some(RwLock::default()),
             usage: Mutex::default(),
-            _lock: lock,
-        };
-        let broken = |error: StoreError| {
-            OpenError::NotADatabase(format!("could not prepare {shown}: {error}"))
-        };
-        store.migrate().map_err(|error| match error {
-            StoreError::Invalid(message) => OpenError::NewerSchema(message),
-            other => broken(other),
-        })?;
-        crate::fsutil::restrict_file(path).map_err(|error| {
-            unwritable(format!("could not make {shown} private (0600)"), &error)
-        })?;
-        if is_new || store.list_workspaces().map_err(broken)?.is_empty() {
-            store.seed_demo().map_err(broken)?;
-        }
-        store.load_key_index().map_err(broken)?;
-        Ok(store)
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn open_postgres(url: &str, clock: Clock) -> Result<Self, OpenError> {
+        let database = Database::Postgres(url.to_owned());
+        let config = url.parse::<postgres::Config>().map_err(|error| {
+            OpenError::Unreachable(format!("{database} is not a usable PostgreSQL URL: {error}"))
+        })?;
+        Ok(Self {
+            backend: Backend::Postgres(PgPool::new(config, POSTGRES_POOL_SIZE)),
+            clock,
+            database,
+            key_index: None,
+            usage: Mutex::default(),
+        })
+    }
+
+    /// The database, for people: a path, or a URL without its password.
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -173,17 +309,27 @@ impl Store {
         &self.clock
     }
 
-    /// Runs `PRAGMA integrity_check`; `Ok(())` when SQLite answers `ok`.
+    /// Checks the database's own consistency: SQLite's `PRAGMA integrity_check` (`Ok(())` when
+    /// it answers `ok`); PostgreSQL checks itself, so there it only asks for an answer.
     pub fn integrity_check(&self) -> StoreResult<()> {
-        let answer: String =
-            self.conn().query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+        let conn = self.conn();
+        if conn.is_postgres() {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            return Ok(());
+        }
+        let answer: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
         if answer == "ok" { Ok(()) } else { Err(StoreError::Invalid(answer)) }
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A poisoned lock means a panic while holding the connection; SQLite's own transaction
-        // rollback keeps the data consistent, so carrying on is safe.
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn conn(&self) -> Connection<'_> {
+        match &self.backend {
+            // A poisoned lock means a panic while holding the connection; SQLite's own
+            // transaction rollback keeps the data consistent, so carrying on is safe.
+            Backend::Sqlite { conn, .. } => {
+                Connection::sqlite(conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            }
+            Backend::Postgres(pool) => Connection::postgres(Arc::clone(pool)),
+        }
     }
 
     fn pending_usage(&self) -> MutexGuard<'_, HashMap<String, UsageSlot>> {
@@ -192,20 +338,48 @@ impl Store {
     }
 
     fn migrate(&self) -> StoreResult<()> {
-        let mut conn = self.conn();
-        let done: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let conn = self.conn();
+        let (migrations, done) = if conn.is_postgres() {
+            // The write lock taken by every transaction also makes replicas that start
+            // together migrate one after the other.
+            let tx = conn.transaction()?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS custory_schema (version BIGINT NOT NULL);
+                 INSERT INTO custory_schema (version)
+                 SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM custory_schema);",
+            )?;
+            let done: i64 =
+                tx.query_row("SELECT version FROM custory_schema", [], |row| row.get(0))?;
+            tx.commit()?;
+            (POSTGRES_MIGRATIONS, done)
+        } else {
+            let done: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            (SQLITE_MIGRATIONS, done)
+        };
         let done = usize::try_from(done).unwrap_or(usize::MAX);
-        if done > MIGRATIONS.len() {
+        if done > migrations.len() {
             return Err(StoreError::Invalid(format!(
                 "the database was written by a newer custory-mcp (schema version {done}, this \
                  build knows {})",
-                MIGRATIONS.len()
+                migrations.len()
             )));
         }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        for (index, sql) in migrations.iter().enumerate().skip(done) {
+            let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
             let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i64::try_from(index + 1).unwrap_or(i64::MAX))?;
+            if conn.is_postgres() {
+                // Another replica may have run this step while we waited for the lock.
+                let now: i64 =
+                    tx.query_row("SELECT version FROM custory_schema", [], |row| row.get(0))?;
+                if now >= version {
+                    continue;
+                }
+                tx.execute_batch(sql)?;
+                tx.execute("UPDATE custory_schema SET version = ?1", [version])?;
+            } else {
+                tx.execute_batch(sql)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+            }
             tx.commit()?;
         }
         Ok(())

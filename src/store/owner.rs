@@ -1,6 +1,6 @@
 //! The owner credential: the admin API's bearer token for this server.
 
-use rusqlite::{OptionalExtension as _, params};
+use super::db::{OptionalExtension as _, params};
 
 use super::{Store, StoreResult};
 use crate::token::{PlainToken, TokenHash, TokenKind};
@@ -19,7 +19,7 @@ impl Store {
     /// `reset` is set.
     pub fn ensure_owner_credential(&self, reset: bool) -> StoreResult<OwnerCredentialSetup> {
         let now = self.now().timestamp();
-        let mut conn = self.conn();
+        let conn = self.conn();
         let tx = conn.transaction()?;
         if reset {
             tx.execute(
@@ -30,7 +30,7 @@ impl Store {
             .query_row(
                 "SELECT prefix FROM owner_credentials WHERE revoked_at IS NULL LIMIT 1",
                 [],
-                |row| row.get::<_, String>(0),
+                |row| row.get::<String>(0),
             )
             .optional()?
         {

@@ -578,16 +578,23 @@ const PERSONAS: &[NewPersona<'static>] = &[
 
 impl Store {
     /// Creates the `acme` demo workspace with its journeys, items, links, comments and
-    /// personas, in one transaction. Runs once, on a new database.
-    pub(crate) fn seed_demo(&self) -> StoreResult<()> {
+    /// personas, in one transaction, when the database has no workspace yet (a new database).
+    /// Replicas that start together take turns on the write lock; the second finds the seed.
+    pub(crate) fn seed_demo_if_empty(&self) -> StoreResult<()> {
         let now = self.now().timestamp();
-        let mut conn = self.conn();
+        let conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO workspaces (slug, name, created_at) VALUES ('acme', 'Acme Analytics', ?1)",
+        let workspaces: i64 =
+            tx.query_row("SELECT count(*) FROM workspaces", [], |row| row.get(0))?;
+        if workspaces > 0 {
+            return Ok(());
+        }
+        let ws: i64 = tx.query_row(
+            "INSERT INTO workspaces (slug, name, created_at) VALUES ('acme', 'Acme Analytics', ?1)
+             RETURNING id",
             [now],
+            |row| row.get(0),
         )?;
-        let ws = tx.last_insert_rowid();
 
         let mut steps = HashMap::new();
         for (position, journey) in (0..).zip(JOURNEYS) {

@@ -1,6 +1,6 @@
 //! Workspaces: the access boundary of every key and every query.
 
-use rusqlite::{OptionalExtension as _, Row, params};
+use super::db::{DbResult, OptionalExtension as _, Row, params};
 
 use super::{Store, StoreError, StoreResult, from_secs};
 use crate::api::Workspace;
@@ -12,7 +12,7 @@ pub struct WorkspaceRow {
     pub workspace: Workspace,
 }
 
-fn workspace_row(row: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
+fn workspace_row(row: &Row) -> DbResult<WorkspaceRow> {
     Ok(WorkspaceRow {
         id: row.get(0)?,
         workspace: Workspace {

@@ -3,7 +3,7 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, http, initialize_body, mcp_post};
+use crate::common::{Sql, TestServer, http, initialize_body, mcp_post};
 
 async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.expect("request");
@@ -486,24 +486,16 @@ async fn last_use_is_shown_at_once_and_written_in_batches() {
     assert_eq!(pending["key"]["last_used_client"], "it-client/1.2.3");
     assert_eq!(pending["key"]["last_used_ip"], "127.0.0.1");
     // Not yet in the database: the use is only in memory.
-    let stored: Option<i64> = {
-        let conn = rusqlite::Connection::open(server.dir.path().join("custory.db")).expect("open");
-        conn.query_row("SELECT last_used_at FROM mcp_keys WHERE id = ?1", [id], |row| row.get(0))
-            .expect("row")
-    };
-    assert_eq!(stored, None);
+    let stored =
+        server.db.query_row("SELECT last_used_at FROM mcp_keys WHERE id = ?1", &[id.into()]);
+    assert_eq!(stored, [Sql::Null]);
 
     assert_eq!(server.store.flush_usage().expect("flush"), 1);
-    let stored: (Option<i64>, Option<String>) = {
-        let conn = rusqlite::Connection::open(server.dir.path().join("custory.db")).expect("open");
-        conn.query_row(
-            "SELECT last_used_at, last_used_client FROM mcp_keys WHERE id = ?1",
-            [id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .expect("row")
-    };
-    assert!(stored.0.is_some());
-    assert_eq!(stored.1.as_deref(), Some("it-client/1.2.3"));
+    let stored = server.db.query_row(
+        "SELECT last_used_at, last_used_client FROM mcp_keys WHERE id = ?1",
+        &[id.into()],
+    );
+    assert!(stored[0].int().is_some(), "{stored:?}");
+    assert_eq!(stored[1].text(), Some("it-client/1.2.3"));
     server.stop().await;
 }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::common::{Run, TestEnv, TestServer, http, run_piped};
+use crate::common::{Run, TestDatabase, TestEnv, TestServer, http, run_piped};
 
 impl Run {
     /// Exit code, stdout and stderr with everything that changes between runs redacted.
@@ -317,7 +317,8 @@ async fn several_workspaces_need_a_choice() {
 #[tokio::test]
 async fn login_logout_and_the_credential_saved_by_serve() {
     let env = TestEnv::new();
-    let serve = env.serve(&env.home.path().join("custory.db"), &[]).await;
+    let db = TestDatabase::for_backend(&env.home.path().join("custory.db"));
+    let serve = env.serve_on(&db.arg(), &[]).await;
     let url = serve.url();
     let owner = serve.announced["owner_credential"].as_str().expect("owner").to_owned();
 

@@ -31,7 +31,7 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
-use crate::common::{Run, TestEnv, TestServer, http, initialize_body};
+use crate::common::{Run, TestDatabase, TestEnv, TestServer, http, initialize_body};
 
 // =============================================================================================
 // Shared helpers.
@@ -1626,11 +1626,9 @@ const B_WORDS: [&str; 4] = ["Zyxwvut", "Quillon", "Vexmore", "zebra-secret"];
 
 /// Gives workspace `slug` a journey map directly in the database: no API creates journeys,
 /// stages or steps (items, links and comments are then made through B's own MCP key).
-fn seed_map(db: &Path, slug: &str) -> (Vec<String>, Vec<String>, Vec<String>, String) {
-    let conn = rusqlite::Connection::open(db).expect("open");
-    conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
-    let ws: i64 = conn
-        .query_row("SELECT id FROM workspaces WHERE slug = ?1", [slug], |r| r.get(0))
+fn seed_map(db: &TestDatabase, slug: &str) -> (Vec<String>, Vec<String>, Vec<String>, String) {
+    let ws = db.query_row("SELECT id FROM workspaces WHERE slug = ?1", &[slug.into()])[0]
+        .int()
         .expect("workspace");
     let now = chrono::Utc::now().timestamp();
     let journeys = vec!["jrn_ZyxBeta001".to_owned(), "jrn_ZyxBeta002".to_owned()];
@@ -1638,34 +1636,37 @@ fn seed_map(db: &Path, slug: &str) -> (Vec<String>, Vec<String>, Vec<String>, St
     let steps = vec!["stp_ZyxBeta001".to_owned(), "stp_ZyxBeta002".to_owned()];
     // The second journey shares A's slug on purpose: slugs are only unique per workspace.
     for (i, (jid, slug)) in journeys.iter().zip(["zebra-secret", "trial-to-paid"]).enumerate() {
-        conn.execute(
+        db.execute(
             "INSERT INTO journeys (id, workspace_id, slug, name, description, position, created_at)
              VALUES (?1, ?2, ?3, ?4, 'Zyxwvut journey of workspace B', ?5, ?6)",
-            rusqlite::params![jid, ws, slug, format!("Zyxwvut journey {i}"), i as i64, now],
-        )
-        .expect("journey");
-        conn.execute(
+            &[
+                jid.clone().into(),
+                ws.into(),
+                slug.into(),
+                format!("Zyxwvut journey {i}").into(),
+                (i as i64).into(),
+                now.into(),
+            ],
+        );
+        db.execute(
             "INSERT INTO stages (id, workspace_id, journey_id, name, description, position)
              VALUES (?1, ?2, ?3, 'Zyxwvut stage', 'Vexmore stage text', 0)",
-            rusqlite::params![stages[i], ws, jid],
-        )
-        .expect("stage");
-        conn.execute(
+            &[stages[i].clone().into(), ws.into(), jid.clone().into()],
+        );
+        db.execute(
             "INSERT INTO steps (id, workspace_id, stage_id, name, description, position)
              VALUES (?1, ?2, ?3, 'Zyxwvut step', 'Vexmore step text', 0)",
-            rusqlite::params![steps[i], ws, stages[i]],
-        )
-        .expect("step");
+            &[steps[i].clone().into(), ws.into(), stages[i].clone().into()],
+        );
     }
     let persona = "per_ZyxBeta001".to_owned();
-    conn.execute(
+    db.execute(
         "INSERT INTO personas (id, workspace_id, name, role, bio, job_to_be_done, goals,
                                frustrations, created_at)
          VALUES (?1, ?2, 'Quillon Vexmore', 'Zyxwvut buyer', 'Vexmore bio', 'Zyxwvut job',
                  '[\"Zyxwvut goal\"]', '[]', ?3)",
-        rusqlite::params![persona, ws, now],
-    )
-    .expect("persona");
+        &[persona.clone().into(), ws.into(), now.into()],
+    );
     (journeys, stages, steps, persona)
 }
 
@@ -1708,8 +1709,7 @@ async fn a_key_of_one_workspace_reaches_nothing_of_another() {
         .await
         .expect("create workspace");
     assert_eq!(created.status(), 201);
-    let (journeys_b, stages_b, steps_b, persona_b) =
-        seed_map(&server.dir.path().join("custory.db"), "beta");
+    let (journeys_b, stages_b, steps_b, persona_b) = seed_map(&server.db, "beta");
     let made: Value = http()
         .post(server.admin("/workspaces/beta/mcp-keys"))
         .bearer_auth(owner)

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use custory_mcp::token::{PlainToken, TokenKind};
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, TestServer, http};
+use crate::common::{TestDatabase, TestEnv, TestServer, http};
 
 /// What a run of `custory-mcp test` showed.
 struct Run {
@@ -164,7 +164,8 @@ async fn a_working_connection_passes_every_stage() {
 async fn a_key_saved_by_keys_create_is_tested_with_key() {
     let env = TestEnv::new();
     let dir = tempfile::tempdir().expect("temp dir");
-    let serve = env.serve(&dir.path().join("custory.db"), &[]).await;
+    let db = TestDatabase::for_backend(&dir.path().join("custory.db"));
+    let serve = env.serve_on(&db.arg(), &[]).await;
     let url = serve.url();
     let output = env
         .command()

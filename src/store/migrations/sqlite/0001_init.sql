@@ -1,4 +1,5 @@
--- 0001: the first schema. Never edit a migration that has shipped: add a new one.
+-- 0001: the first schema, for SQLite (migrations/postgres/0001_init.sql is the same for
+-- PostgreSQL). Never edit a migration that has shipped: add a new one, to both lists.
 -- Times are INTEGER unix seconds (UTC). Ids exposed to clients are TEXT with a type prefix.
 
 CREATE TABLE workspaces (

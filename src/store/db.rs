@@ -1,0 +1,846 @@
+//! One SQL interface over the two databases the store can stand on: SQLite (the embedded
+//! default, one process) and PostgreSQL (several `serve` replicas on one database).
+//!
+//! The store writes each statement once, in SQL both understand, with numbered placeholders
+//! `?1`, `?2`… (rewritten to `$1`, `$2`… for PostgreSQL). Parameters and rows are plain
+//! [`Value`]s, so the row-mapping code is the same for both. The shape follows rusqlite's
+//! (`prepare_cached`, `query_row`, `query_map`, `transaction`, `optional`), which the store was
+//! first written against.
+//!
+//! Transactions are the store's write units. On SQLite the single connection already makes
+//! writers take turns; on PostgreSQL every transaction first takes one advisory lock, so writers
+//! take turns across replicas too and a check-then-insert (a key name, the owner credential, the
+//! demo seed) cannot race.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+/// A parameter or a column value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// What went wrong in the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the query returned no rows")]
+    NoRows,
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{}", postgres_message(.0))]
+    Postgres(#[from] postgres::Error),
+    #[error("column {column}: {message}")]
+    Decode { column: usize, message: String },
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A text parameter held U+0000, which PostgreSQL cannot store or compare; refused on both
+    /// databases alike, before the statement runs.
+    #[error("text must not contain the NUL character (U+0000)")]
+    NulInText,
+}
+
+/// `postgres::Error` shows only its kind ("db error"); the server's message is in its source.
+fn postgres_message(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code()),
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
+}
+
+/// What a [`DbError`] means for the request that hit it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The disk is full; nothing was written.
+    StorageFull,
+    /// The database refuses writes.
+    ReadOnly,
+    /// The database server cannot be reached (or no connection came free in time).
+    Unavailable,
+    /// A unique constraint refused a row.
+    Duplicate,
+    Other,
+}
+
+impl DbError {
+    pub fn kind(&self) -> ErrorKind {
+        use postgres::error::SqlState;
+        match self {
+            Self::Sqlite(error) => match error.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => ErrorKind::StorageFull,
+                Some(rusqlite::ErrorCode::ReadOnly) => ErrorKind::ReadOnly,
+                Some(rusqlite::ErrorCode::ConstraintViolation)
+                    if error.to_string().contains("UNIQUE") =>
+                {
+                    ErrorKind::Duplicate
+                }
+                _ => ErrorKind::Other,
+            },
+            Self::Postgres(error) if error.is_closed() => ErrorKind::Unavailable,
+            Self::Postgres(error) => match error.code() {
+                Some(code) if *code == SqlState::DISK_FULL => ErrorKind::StorageFull,
+                Some(code) if *code == SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::ReadOnly,
+                Some(code) if *code == SqlState::UNIQUE_VIOLATION => ErrorKind::Duplicate,
+                Some(code)
+                    if code.code().starts_with("08")
+                        || code.code().starts_with("57P")
+                        || *code == SqlState::TOO_MANY_CONNECTIONS =>
+                {
+                    ErrorKind::Unavailable
+                }
+                // No SQLSTATE: the connection itself failed (refused, reset, timed out).
+                None => ErrorKind::Unavailable,
+                Some(_) => ErrorKind::Other,
+            },
+            Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::NoRows | Self::Decode { .. } | Self::NulInText => ErrorKind::Other,
+        }
+    }
+}
+
+/// `Result<T>` → `Result<Option<T>>`, with "no rows" as `None` (as rusqlite's extension).
+pub trait OptionalExtension<T> {
+    fn optional(self) -> DbResult<Option<T>>;
+}
+
+impl<T> OptionalExtension<T> for DbResult<T> {
+    fn optional(self) -> DbResult<Option<T>> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(DbError::NoRows) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values in and out.
+
+/// A Rust value that can be a statement parameter.
+pub trait ToValue {
+    fn to_value(&self) -> Value;
+}
+
+macro_rules! integer_to_value {
+    ($($t:ty),*) => {$(
+        impl ToValue for $t {
+            fn to_value(&self) -> Value {
+                Value::Integer(i64::from(*self))
+            }
+        }
+    )*};
+}
+integer_to_value!(i64, i32, u32, u16, u8, bool);
+
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+
+impl ToValue for [u8] {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+
+impl ToValue for Vec<u8> {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.clone())
+    }
+}
+
+impl ToValue for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, ToValue::to_value)
+    }
+}
+
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+
+/// A statement's parameters: `params![a, b]`, an array of one type, or `[]`.
+pub trait Params {
+    fn values(&self) -> Vec<Value>;
+}
+
+impl Params for &[&dyn ToValue] {
+    fn values(&self) -> Vec<Value> {
+        self.iter().map(|p| p.to_value()).collect()
+    }
+}
+
+impl Params for [&dyn ToValue; 0] {
+    fn values(&self) -> Vec<Value> {
+        Vec::new()
+    }
+}
+
+macro_rules! array_params {
+    ($($n:literal),*) => {$(
+        impl<T: ToValue> Params for [T; $n] {
+            fn values(&self) -> Vec<Value> {
+                self.iter().map(ToValue::to_value).collect()
+            }
+        }
+    )*};
+}
+array_params!(1, 2, 3, 4);
+
+/// Parameters of different types: `params![workspace_id, name, now]`.
+macro_rules! params {
+    () => {
+        &[] as &[&dyn $crate::store::db::ToValue]
+    };
+    ($($param:expr),+ $(,)?) => {
+        &[$(&$param as &dyn $crate::store::db::ToValue),+] as &[&dyn $crate::store::db::ToValue]
+    };
+}
+pub(crate) use params;
+
+/// A Rust value a column can be read as.
+pub trait FromValue: Sized {
+    fn from_value(value: &Value) -> Result<Self, String>;
+}
+
+impl FromValue for i64 {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Integer(i) => Ok(*i),
+            other => Err(format!("expected an integer, found {other:?}")),
+        }
+    }
+}
+
+macro_rules! narrow_integer_from_value {
+    ($($t:ty),*) => {$(
+        impl FromValue for $t {
+            fn from_value(value: &Value) -> Result<Self, String> {
+                let wide = i64::from_value(value)?;
+                <$t>::try_from(wide).map_err(|_| format!("{wide} is out of range"))
+            }
+        }
+    )*};
+}
+narrow_integer_from_value!(i32, u32, usize);
+
+impl FromValue for bool {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        i64::from_value(value).map(|i| i != 0)
+    }
+}
+
+impl FromValue for String {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Text(text) => Ok(text.clone()),
+            other => Err(format!("expected text, found {other:?}")),
+        }
+    }
+}
+
+impl FromValue for Vec<u8> {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Blob(bytes) => Ok(bytes.clone()),
+            other => Err(format!("expected bytes, found {other:?}")),
+        }
+    }
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+/// One result row.
+#[derive(Debug)]
+pub struct Row {
+    values: Vec<Value>,
+}
+
+impl Row {
+    pub fn get<T: FromValue>(&self, column: usize) -> DbResult<T> {
+        let value = self.values.get(column).ok_or_else(|| DbError::Decode {
+            column,
+            message: format!("the row has only {} columns", self.values.len()),
+        })?;
+        T::from_value(value).map_err(|message| DbError::Decode { column, message })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections, statements, transactions.
+
+/// A connection for the length of one store operation: the SQLite connection (locked), or a
+/// PostgreSQL connection from the pool, taken at its first statement and returned on drop.
+pub struct Connection<'a> {
+    inner: Inner<'a>,
+}
+
+enum Inner<'a> {
+    Sqlite(MutexGuard<'a, rusqlite::Connection>),
+    Postgres { pool: Arc<PgPool>, taken: RefCell<Option<Pooled>> },
+}
+
+impl fmt::Debug for Connection<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::Sqlite(_) => f.write_str("Connection(SQLite)"),
+            Inner::Postgres { .. } => f.write_str("Connection(PostgreSQL)"),
+        }
+    }
+}
+
+impl<'a> Connection<'a> {
+    pub(super) fn sqlite(guard: MutexGuard<'a, rusqlite::Connection>) -> Self {
+        Self { inner: Inner::Sqlite(guard) }
+    }
+
+    pub(super) fn postgres(pool: Arc<PgPool>) -> Self {
+        Self { inner: Inner::Postgres { pool, taken: RefCell::new(None) } }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.inner, Inner::Postgres { .. })
+    }
+
+    /// Runs `f` on the pooled PostgreSQL connection, taking one first if needed.
+    fn with_pg<T: Send>(
+        pool: &Arc<PgPool>,
+        taken: &RefCell<Option<Pooled>>,
+        f: impl FnOnce(&mut PgConn) -> DbResult<T> + Send,
+    ) -> DbResult<T> {
+        let mut slot = taken.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(pool.take()?);
+        }
+        let pooled = slot.as_mut().ok_or_else(|| DbError::Unavailable("no connection".into()))?;
+        pooled.run(f)
+    }
+
+    /// Runs `sql` and returns its rows.
+    pub fn query(&self, sql: &str, params: impl Params) -> DbResult<Vec<Row>> {
+        let values = checked(params)?;
+        match &self.inner {
+            Inner::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let columns = stmt.column_count();
+                let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let values = (0..columns)
+                        .map(|i| row.get_ref(i).map(Value::from))
+                        .collect::<Result<_, _>>()?;
+                    out.push(Row { values });
+                }
+                Ok(out)
+            }
+            Inner::Postgres { pool, taken } => Self::with_pg(pool, taken, |pg| {
+                let statement = pg.statement(sql)?;
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                let rows = pg.client.query(&statement, &params)?;
+                rows.iter().map(pg_row).collect()
+            }),
+        }
+    }
+
+    /// Runs `sql` and returns how many rows it changed.
+    pub fn execute(&self, sql: &str, params: impl Params) -> DbResult<usize> {
+        let values = checked(params)?;
+        match &self.inner {
+            Inner::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                Ok(stmt.execute(rusqlite::params_from_iter(values.iter()))?)
+            }
+            Inner::Postgres { pool, taken } => Self::with_pg(pool, taken, |pg| {
+                let statement = pg.statement(sql)?;
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                let changed = pg.client.execute(&statement, &params)?;
+                Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+            }),
+        }
+    }
+
+    /// The first row of `sql`, mapped by `f`; [`DbError::NoRows`] when there is none.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row) -> DbResult<T>,
+    ) -> DbResult<T> {
+        let rows = self.query(sql, params)?;
+        f(rows.first().ok_or(DbError::NoRows)?)
+    }
+
+    /// Several statements without parameters (migrations).
+    pub fn execute_batch(&self, sql: &str) -> DbResult<()> {
+        match &self.inner {
+            Inner::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Inner::Postgres { pool, taken } => {
+                Self::with_pg(pool, taken, |pg| Ok(pg.client.batch_execute(sql)?))
+            }
+        }
+    }
+
+    /// A statement to run (once or several times). Statements are cached per connection.
+    pub fn prepare_cached(&self, sql: &str) -> DbResult<Statement<'_, 'a>> {
+        Ok(Statement { conn: self, sql: sql.to_owned() })
+    }
+
+    /// As [`Connection::prepare_cached`].
+    pub fn prepare(&self, sql: &str) -> DbResult<Statement<'_, 'a>> {
+        self.prepare_cached(sql)
+    }
+
+    /// Begins a write transaction; it rolls back unless committed.
+    pub fn transaction(&self) -> DbResult<Transaction<'_, 'a>> {
+        match &self.inner {
+            Inner::Sqlite(conn) => conn.execute_batch("BEGIN IMMEDIATE")?,
+            Inner::Postgres { pool, taken } => Self::with_pg(pool, taken, |pg| {
+                pg.client
+                    .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
+                pg.in_transaction = true;
+                Ok(())
+            })?,
+        }
+        Ok(Transaction { conn: self, done: false })
+    }
+}
+
+/// The parameters' values, refusing text with NUL (see [`DbError::NulInText`]).
+fn checked(params: impl Params) -> DbResult<Vec<Value>> {
+    let values = params.values();
+    if values.iter().any(|v| matches!(v, Value::Text(text) if text.contains('\0'))) {
+        return Err(DbError::NulInText);
+    }
+    Ok(values)
+}
+
+/// The advisory lock every PostgreSQL write transaction holds ("cust" in ASCII).
+const WRITE_LOCK: i64 = 0x6375_7374;
+
+/// A statement bound to its connection.
+pub struct Statement<'c, 'a> {
+    conn: &'c Connection<'a>,
+    sql: String,
+}
+
+impl Statement<'_, '_> {
+    pub fn execute(&mut self, params: impl Params) -> DbResult<usize> {
+        self.conn.execute(&self.sql, params)
+    }
+
+    pub fn query_row<T>(
+        &mut self,
+        params: impl Params,
+        f: impl FnOnce(&Row) -> DbResult<T>,
+    ) -> DbResult<T> {
+        self.conn.query_row(&self.sql, params, f)
+    }
+
+    /// Whether the statement returns a row.
+    pub fn exists(&mut self, params: impl Params) -> DbResult<bool> {
+        Ok(!self.conn.query(&self.sql, params)?.is_empty())
+    }
+
+    /// Every row, mapped by `f`.
+    pub fn query_map<T>(
+        &mut self,
+        params: impl Params,
+        mut f: impl FnMut(&Row) -> DbResult<T>,
+    ) -> DbResult<std::vec::IntoIter<DbResult<T>>> {
+        let rows = self.conn.query(&self.sql, params)?;
+        Ok(rows.iter().map(&mut f).collect::<Vec<_>>().into_iter())
+    }
+}
+
+/// A write transaction; rolled back on drop unless [`Transaction::commit`]ted.
+pub struct Transaction<'c, 'a> {
+    conn: &'c Connection<'a>,
+    done: bool,
+}
+
+impl<'a> std::ops::Deref for Transaction<'_, 'a> {
+    type Target = Connection<'a>;
+
+    fn deref(&self) -> &Self::Target {
+        self.conn
+    }
+}
+
+impl Transaction<'_, '_> {
+    pub fn commit(mut self) -> DbResult<()> {
+        self.done = true;
+        self.conn.execute_batch("COMMIT")?;
+        if let Inner::Postgres { taken, .. } = &self.conn.inner
+            && let Some(pooled) = taken.borrow_mut().as_mut()
+            && let Some(pg) = pooled.conn.as_mut()
+        {
+            pg.in_transaction = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Transaction<'_, '_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // A failed rollback leaves a PostgreSQL connection marked in a transaction, so the
+        // pool discards it instead of handing it out again.
+        if self.conn.execute_batch("ROLLBACK").is_ok()
+            && let Inner::Postgres { taken, .. } = &self.conn.inner
+            && let Some(pooled) = taken.borrow_mut().as_mut()
+            && let Some(pg) = pooled.conn.as_mut()
+        {
+            pg.in_transaction = false;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite values.
+
+impl From<rusqlite::types::ValueRef<'_>> for Value {
+    fn from(value: rusqlite::types::ValueRef<'_>) -> Self {
+        use rusqlite::types::ValueRef;
+        match value {
+            ValueRef::Null => Self::Null,
+            ValueRef::Integer(i) => Self::Integer(i),
+            // The schema stores no floats; a REAL can only come from an expression, and whole
+            // numbers are what the store reads.
+            #[allow(clippy::cast_possible_truncation)]
+            ValueRef::Real(f) => Self::Integer(f as i64),
+            ValueRef::Text(bytes) => Self::Text(String::from_utf8_lossy(bytes).into_owned()),
+            ValueRef::Blob(bytes) => Self::Blob(bytes.to_vec()),
+        }
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Self::Null => ValueRef::Null,
+            Self::Integer(i) => ValueRef::Integer(*i),
+            Self::Text(text) => ValueRef::Text(text.as_bytes()),
+            Self::Blob(bytes) => ValueRef::Blob(bytes),
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: values, connections and the pool.
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Self::Null => Ok(IsNull::Yes),
+            Self::Integer(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                _ => Err(format!("an integer cannot be sent as {ty}").into()),
+            },
+            Self::Text(text) if <&str as ToSql>::accepts(ty) => text.as_str().to_sql(ty, out),
+            Self::Text(_) => Err(format!("text cannot be sent as {ty}").into()),
+            Self::Blob(bytes) if <&[u8] as ToSql>::accepts(ty) => bytes.as_slice().to_sql(ty, out),
+            Self::Blob(_) => Err(format!("bytes cannot be sent as {ty}").into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // Checked per value in `to_sql`, where both the value and the type are known.
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn pg_row(row: &postgres::Row) -> DbResult<Row> {
+    let decode = |column: usize, error: postgres::Error| DbError::Decode {
+        column,
+        message: error.to_string(),
+    };
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let value = match *column.type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Integer)),
+            Type::INT4 => {
+                row.try_get::<_, Option<i32>>(i).map(|v| v.map(|v| Value::Integer(v.into())))
+            }
+            Type::INT2 => {
+                row.try_get::<_, Option<i16>>(i).map(|v| v.map(|v| Value::Integer(v.into())))
+            }
+            Type::BOOL => {
+                row.try_get::<_, Option<bool>>(i).map(|v| v.map(|v| Value::Integer(v.into())))
+            }
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map(|v| v.map(Value::Blob)),
+            ref ty if <String as postgres::types::FromSql>::accepts(ty) => {
+                row.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text))
+            }
+            ref ty => {
+                return Err(DbError::Decode {
+                    column: i,
+                    message: format!("the store reads no columns of type {ty}"),
+                });
+            }
+        }
+        .map_err(|error| decode(i, error))?;
+        values.push(value.unwrap_or(Value::Null));
+    }
+    Ok(Row { values })
+}
+
+/// `?1`, `?2`… → `$1`, `$2`…, outside quoted literals and identifiers.
+pub(crate) fn postgres_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '?') => {
+                out.push('$');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Runs blocking database work from wherever the store is called (the `postgres` client blocks
+/// on a runtime of its own, which tokio forbids on its threads): on a multi-threaded runtime's
+/// worker it tells tokio first; on a current-thread runtime (tests) it runs on a thread of its
+/// own for the moment; outside any runtime it just runs.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|scope| {
+            scope.spawn(f).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+        Err(_) => f(),
+    }
+}
+
+/// One PostgreSQL connection with its prepared statements.
+pub(super) struct PgConn {
+    client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+    in_transaction: bool,
+}
+
+impl PgConn {
+    fn statement(&mut self, sql: &str) -> DbResult<postgres::Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(&postgres_placeholders(sql))?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// A bounded pool of PostgreSQL connections, opened on demand.
+pub(super) struct PgPool {
+    config: postgres::Config,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+    max: usize,
+}
+
+struct PoolState {
+    idle: Vec<PgConn>,
+    open: usize,
+}
+
+/// How long a request waits for a free connection before it is refused.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl PgPool {
+    pub(super) fn new(mut config: postgres::Config, max: usize) -> Arc<Self> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.application_name("custory-mcp");
+        Arc::new(Self {
+            config,
+            state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
+            freed: Condvar::new(),
+            max: max.max(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // The state is two plain fields updated together; a panic cannot leave them torn.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An idle connection, a new one, or (when `max` are out) the next one returned.
+    pub(super) fn take(self: &Arc<Self>) -> DbResult<Pooled> {
+        let mut state = self.lock();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(Pooled { pool: Arc::clone(self), conn: Some(Box::new(conn)) });
+            }
+            if state.open < self.max {
+                state.open += 1;
+                drop(state);
+                return match blocking(|| self.config.connect(postgres::NoTls)) {
+                    Ok(client) => Ok(Pooled {
+                        pool: Arc::clone(self),
+                        conn: Some(Box::new(PgConn {
+                            client,
+                            statements: HashMap::new(),
+                            in_transaction: false,
+                        })),
+                    }),
+                    Err(error) => {
+                        self.release_slot();
+                        Err(error.into())
+                    }
+                };
+            }
+            let (next, timeout) = self
+                .freed
+                .wait_timeout(state, POOL_WAIT)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state = next;
+            if timeout.timed_out() && state.idle.is_empty() && state.open >= self.max {
+                return Err(DbError::Unavailable(format!(
+                    "all {} database connections stayed busy for {} s",
+                    self.max,
+                    POOL_WAIT.as_secs()
+                )));
+            }
+        }
+    }
+
+    fn release_slot(&self) {
+        let mut state = self.lock();
+        state.open = state.open.saturating_sub(1);
+        drop(state);
+        self.freed.notify_one();
+    }
+}
+
+/// A connection out of the pool; it goes back on drop, unless it broke.
+pub(super) struct Pooled {
+    pool: Arc<PgPool>,
+    conn: Option<Box<PgConn>>,
+}
+
+impl Pooled {
+    fn run<T: Send>(&mut self, f: impl FnOnce(&mut PgConn) -> DbResult<T> + Send) -> DbResult<T> {
+        let conn =
+            self.conn.as_mut().ok_or_else(|| DbError::Unavailable("no connection".into()))?;
+        blocking(|| f(conn))
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        match self.conn.take() {
+            Some(conn) if !conn.client.is_closed() && !conn.in_transaction => {
+                self.pool.lock().idle.push(*conn);
+                self.pool.freed.notify_one();
+            }
+            broken => {
+                close(broken.into_iter().map(|conn| *conn).collect());
+                self.pool.release_slot();
+            }
+        }
+    }
+}
+
+impl Drop for PgPool {
+    fn drop(&mut self) {
+        close(std::mem::take(&mut self.lock().idle));
+    }
+}
+
+/// Closes connections: a client says goodbye to the server on drop, which blocks.
+fn close(conns: Vec<PgConn>) {
+    if !conns.is_empty() {
+        blocking(move || drop(conns));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_renumbered_outside_literals() {
+        assert_eq!(
+            postgres_placeholders("SELECT '?1', \"a?b\" FROM t WHERE a = ?1 AND b = ?12"),
+            "SELECT '?1', \"a?b\" FROM t WHERE a = $1 AND b = $12"
+        );
+        assert_eq!(postgres_placeholders("x LIKE ?2 ESCAPE '\\'"), "x LIKE $2 ESCAPE '\\'");
+    }
+
+    #[test]
+    fn values_read_back_as_their_types() {
+        let row = Row {
+            values: vec![
+                Value::Integer(7),
+                Value::Null,
+                Value::Text("a".into()),
+                Value::Blob(vec![1]),
+            ],
+        };
+        assert_eq!(row.get::<i64>(0).ok(), Some(7));
+        assert_eq!(row.get::<u32>(0).ok(), Some(7));
+        assert_eq!(row.get::<Option<String>>(1).ok(), Some(None));
+        assert_eq!(row.get::<String>(2).ok().as_deref(), Some("a"));
+        assert_eq!(row.get::<Vec<u8>>(3).ok(), Some(vec![1]));
+        assert!(matches!(row.get::<String>(0), Err(DbError::Decode { column: 0, .. })));
+        assert!(matches!(row.get::<i64>(9), Err(DbError::Decode { column: 9, .. })));
+    }
+}
