@@ -6,6 +6,7 @@
 //! No session is issued; every request stands alone. See ARCHITECTURE.md for why this is
 //! written by hand rather than with rmcp's server.
 
+mod gzip;
 pub mod tools;
 
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::api::KeyStatus;
+use crate::api::{Access, KeyStatus};
 use crate::server::{AppState, BearerError, MAX_BODY_BYTES, bearer_token};
 use crate::store::{AuthenticatedKey, KeyUsage, NewEvent};
 use crate::token::TokenKind;
@@ -65,6 +66,7 @@ pub async fn handle(
     };
 
     let calls_tool = calls_a_tool_in(&message);
+    let gzip_accepted = gzip::accepted(&headers);
     let ctx = ToolContext {
         workspace_id: key.workspace_id,
         workspace_slug: key.workspace_slug.clone(),
@@ -75,7 +77,7 @@ pub async fn handle(
     let exchange = {
         let state = state.clone();
         move || {
-            let mut session = Exchange { state: &state, ctx: &ctx, client: None };
+            let mut session = Exchange { state: &state, ctx: &ctx, client: None, gzip_accepted };
             let response = match message {
                 Value::Array(batch) => session.batch(batch, version),
                 single => session.single(single),
@@ -352,12 +354,18 @@ struct Exchange<'a> {
     ctx: &'a ToolContext,
     /// `clientInfo` from an `initialize` in this request, as `name/version`.
     client: Option<String>,
+    /// Whether the request's `Accept-Encoding` admits gzip.
+    gzip_accepted: bool,
 }
 
-/// The result of handling one JSON-RPC message, already serialized.
+/// The result of handling one JSON-RPC message, already serialized (but for `tools/list`, whose
+/// constant answer is put together as it is sent).
 enum Reply {
     /// A response object to send back.
     Message(String),
+    /// A successful `tools/list` with this id: a constant answer, which a single (not batched)
+    /// reply may send pre-compressed.
+    ToolList(Value),
     /// An invalid message whose id could not be read: answered with HTTP 400.
     Invalid(String),
     /// A notification or a client's response: nothing to send (HTTP 202).
@@ -368,15 +376,42 @@ enum Reply {
 enum Outcome {
     Built(Value),
     Constant(&'static str),
+    /// The `tools/list` result for the key's access (`tools::list_result_json`).
+    ToolList,
 }
 
 impl Exchange<'_> {
     fn single(&mut self, message: Value) -> Response {
         match self.message(message) {
             Reply::Message(body) => json_response(StatusCode::OK, body),
+            Reply::ToolList(id) => self.tool_list(&id),
             Reply::Invalid(body) => json_response(StatusCode::BAD_REQUEST, body),
             Reply::Nothing => StatusCode::ACCEPTED.into_response(),
         }
+    }
+
+    /// The `tools/list` answer: gzip-compressed if the client admits it (without compressing
+    /// now: see gzip.rs), else plain. Either way it varies with `Accept-Encoding`, which caches
+    /// must know.
+    fn tool_list(&self, id: &Value) -> Response {
+        let access = self.ctx.access;
+        let gzipped = if self.gzip_accepted { list_answer_gzip(id, access) } else { None };
+        let mut response = match gzipped {
+            Some(body) => (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+                ],
+                body,
+            )
+                .into_response(),
+            None => {
+                json_response(StatusCode::OK, success_text(id, tools::list_result_json(access)))
+            }
+        };
+        response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        response
     }
 
     fn batch(&mut self, messages: Vec<Value>, version: &str) -> Response {
@@ -401,6 +436,9 @@ impl Exchange<'_> {
             .into_iter()
             .filter_map(|m| match self.message(m) {
                 Reply::Message(body) | Reply::Invalid(body) => Some(body),
+                Reply::ToolList(id) => {
+                    Some(success_text(&id, tools::list_result_json(self.ctx.access)))
+                }
                 Reply::Nothing => None,
             })
             .collect();
@@ -468,7 +506,9 @@ impl Exchange<'_> {
             ));
         }
         match self.request(&method, params) {
-            Ok(result) => Reply::Message(success_text(&id, result)),
+            Ok(Outcome::Built(result)) => Reply::Message(success_text(&id, &result.to_string())),
+            Ok(Outcome::Constant(result)) => Reply::Message(success_text(&id, result)),
+            Ok(Outcome::ToolList) => Reply::ToolList(id),
             Err((code, text)) => Reply::Message(error_text(&id, code, &text)),
         }
     }
@@ -484,7 +524,7 @@ impl Exchange<'_> {
                         "Invalid params: unknown cursor (tools/list has a single page)".into(),
                     ));
                 }
-                Ok(Outcome::Constant(tools::list_result_json(self.ctx.access)))
+                Ok(Outcome::ToolList)
             }
             "tools/call" => {
                 let Some(name) = params.get("name").and_then(Value::as_str) else {
@@ -540,12 +580,21 @@ impl Exchange<'_> {
     }
 }
 
-fn success_text(id: &Value, result: Outcome) -> String {
-    let result = match result {
-        Outcome::Built(value) => value.to_string(),
-        Outcome::Constant(text) => text.to_owned(),
-    };
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
+/// A success response: [`success_prefix`], the serialized result, `}`.
+fn success_text(id: &Value, result: &str) -> String {
+    format!("{}{result}}}", success_prefix(id))
+}
+
+/// What precedes the result in a success response.
+fn success_prefix(id: &Value) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"#)
+}
+
+/// [`success_text`] for `tools/list`, as a gzip member spliced around the result deflated once;
+/// `None` if that compression failed (it does not, in memory), and the answer goes plain.
+fn list_answer_gzip(id: &Value, access: Access) -> Option<Vec<u8>> {
+    let result = tools::list_result_gzip(access)?;
+    Some(result.wrap(success_prefix(id).as_bytes(), b"}"))
 }
 
 fn error_text(id: &Value, code: i64, message: &str) -> String {

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::gzip::Precompressed;
 use crate::api::Access;
 use crate::store::journeys::{
     Actor, ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchHit,
@@ -58,6 +59,22 @@ pub fn list_result_json(access: Access) -> &'static str {
     match access {
         Access::ReadWrite => &READ_WRITE,
         Access::ReadOnly => &READ_ONLY,
+    }
+}
+
+/// [`list_result_json`] deflated once, for answers sent gzip-compressed (see gzip.rs); `None` if
+/// the compression failed, which in memory it does not (the answers then go plain).
+pub fn list_result_gzip(access: Access) -> Option<&'static Precompressed> {
+    fn build(access: Access) -> Option<Precompressed> {
+        Precompressed::new(list_result_json(access).as_bytes())
+            .inspect_err(|error| tracing::error!(%error, "could not pre-compress tools/list"))
+            .ok()
+    }
+    static READ_WRITE: LazyLock<Option<Precompressed>> = LazyLock::new(|| build(Access::ReadWrite));
+    static READ_ONLY: LazyLock<Option<Precompressed>> = LazyLock::new(|| build(Access::ReadOnly));
+    match access {
+        Access::ReadWrite => READ_WRITE.as_ref(),
+        Access::ReadOnly => READ_ONLY.as_ref(),
     }
 }
 

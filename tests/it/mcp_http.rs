@@ -432,3 +432,77 @@ async fn answers_sent_before_the_body_is_read_say_connection_close() {
     assert_eq!(connection(&created), None);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn tools_list_is_sent_gzip_compressed_only_to_clients_that_admit_it() {
+    use std::io::Read as _;
+
+    let server = TestServer::start().await;
+    let url = server.mcp_url();
+    // This client does not decompress: it sees the bytes on the wire.
+    let post = |token: &str, message: &Value, accept_encoding: Option<&str>| {
+        let request = mcp_post(&url, token, message);
+        match accept_encoding {
+            Some(value) => request.header("accept-encoding", value),
+            None => request,
+        }
+    };
+    let header = |response: &reqwest::Response, name: &str| {
+        response.headers().get(name).map(|v| v.to_str().expect("ascii").to_owned())
+    };
+
+    for access in ["read-write", "read-only"] {
+        let (_, token) = server.create_key(access, "30d", access).await;
+        for id in [json!(7), json!("list \"é\" ✓")] {
+            let list = rpc(id.clone(), "tools/list", json!({}));
+            let response = post(&token, &list, None).send().await.expect("post");
+            assert_eq!(response.status(), 200);
+            assert_eq!(header(&response, "content-encoding"), None);
+            assert_eq!(header(&response, "vary").as_deref(), Some("Accept-Encoding"));
+            let plain = response.bytes().await.expect("body");
+            let answer: Value = serde_json::from_slice(&plain).expect("json");
+            assert_eq!(answer["id"], id);
+            assert!(answer["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()));
+
+            // Python's httpx, Node's fetch, a preference list, `*`: the same answer, gzipped.
+            for accept in ["gzip, deflate", "gzip, deflate, br, zstd", "br, gzip;q=0.5", "*"] {
+                let response = post(&token, &list, Some(accept)).send().await.expect("post");
+                assert_eq!(response.status(), 200, "{accept}");
+                assert_eq!(header(&response, "content-encoding").as_deref(), Some("gzip"));
+                assert_eq!(header(&response, "content-type").as_deref(), Some("application/json"));
+                assert_eq!(header(&response, "vary").as_deref(), Some("Accept-Encoding"));
+                let wire = response.bytes().await.expect("body");
+                assert!(wire.len() * 4 < plain.len(), "{} of {} bytes", wire.len(), plain.len());
+                let mut decoded = Vec::new();
+                flate2::read::GzDecoder::new(&wire[..])
+                    .read_to_end(&mut decoded)
+                    .expect("a valid gzip member (CRC-32 and size checked)");
+                assert!(decoded == plain, "{access}, id {id}, {accept}: decodes to another answer");
+            }
+
+            // Refused or not offered: plain.
+            for accept in ["gzip;q=0", "identity", "br, deflate", "*, gzip;q=0"] {
+                let response = post(&token, &list, Some(accept)).send().await.expect("post");
+                assert_eq!(header(&response, "content-encoding"), None, "{accept}");
+                assert_eq!(header(&response, "vary").as_deref(), Some("Accept-Encoding"));
+                assert!(response.bytes().await.expect("body") == plain, "{accept}");
+            }
+        }
+
+        // Only a single tools/list answer is compressed: not other methods, errors or batches.
+        let batch = json!([rpc(json!(1), "tools/list", json!({}))]);
+        for message in [
+            rpc(json!(1), "ping", json!({})),
+            initialize_body(),
+            rpc(json!(1), "tools/list", json!({"cursor": "bogus"})),
+            rpc(json!(1), "tools/call", json!({"name": "get_workspace"})),
+            batch,
+        ] {
+            let response = post(&token, &message, Some("gzip")).send().await.expect("post");
+            assert_eq!(response.status(), 200, "{message}");
+            assert_eq!(header(&response, "content-encoding"), None, "{message}");
+            let _: Value = response.json().await.expect("plain JSON");
+        }
+    }
+    server.stop().await;
+}
