@@ -27,10 +27,9 @@ pub struct ServeArgs {
         visible_alias = "db",
         env = "DATABASE_URL",
         value_name = "URL|PATH",
-        value_parser = Database::parse,
         hide_env_values = true
     )]
-    pub database: Option<Database>,
+    pub database: Option<String>,
     /// Let browser pages from this Origin call the MCP endpoint (repeatable)
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
@@ -46,7 +45,11 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     init_logging(global.verbose, global.quiet);
     let database = match args.database {
-        Some(database) => database,
+        // Parsed here rather than by clap, whose error would repeat the value, password and all.
+        Some(value) => Database::parse(&value).map_err(|error| {
+            CliError::usage(format!("invalid --database: {error}"))
+                .hint("pass a postgres://USER:PASSWORD@HOST/DB URL or a SQLite file path")
+        })?,
         None => Database::Sqlite(default_database()?),
     };
     let store = Store::open_database(&database, Clock::default()).map_err(open_error)?;
@@ -178,6 +181,7 @@ fn open_error(error: OpenError) -> CliError {
         }
         OpenError::NewerSchema(_) => "upgrade custory-mcp, or pass another --db PATH",
         OpenError::InUse(_) => "stop that server first, or pass a different --db",
+        OpenError::Unsupported(_) => "pass the URL with sslmode=disable (or prefer)",
         OpenError::Unreachable(_) => {
             "check that PostgreSQL is running and that the URL's host, port, user, password and \
              database are right (psql URL tells)"
@@ -212,7 +216,11 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTORY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        // tokio-postgres logs statement parameters at debug level: key hashes have no place in
+        // a log, however verbose.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{default},tokio_postgres=info"))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -83,9 +83,12 @@ pub enum OpenError {
     /// Another server holds the database.
     #[error("{0}")]
     InUse(String),
-    /// The PostgreSQL server cannot be reached, or refuses the login.
+    /// The PostgreSQL server cannot be reached, or refuses the login or the database.
     #[error("{0}")]
     Unreachable(String),
+    /// The URL asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Where the data lives: `--database` / `DATABASE_URL`.
@@ -230,10 +233,13 @@ impl Store {
         let broken = |error: StoreError| {
             OpenError::NotADatabase(format!("could not prepare {shown}: {error}"))
         };
+        // The first statements are where a PostgreSQL server refuses the login or lacks the
+        // database: those are about reaching it, not about what it holds.
+        let postgres = matches!(database, Database::Postgres(_));
         store.migrate().map_err(|error| match error {
             StoreError::Invalid(message) => OpenError::NewerSchema(message),
-            StoreError::Db(error) if error.kind() == db::ErrorKind::Unavailable => {
-                OpenError::Unreachable(format!("could not reach {shown}: {error}"))
+            StoreError::Db(error) if postgres || error.kind() == db::ErrorKind::Unavailable => {
+                OpenError::Unreachable(format!("could not use {shown}: {error}"))
             }
             other => broken(other),
         })?;
@@ -287,6 +293,12 @@ impl Store {
         let config = url.parse::<postgres::Config>().map_err(|error| {
             OpenError::Unreachable(format!("{database} is not a usable PostgreSQL URL: {error}"))
         })?;
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(OpenError::Unsupported(format!(
+                "{database} asks for TLS (sslmode=require), which this build does not speak yet; \
+                 use sslmode=disable on a private network"
+            )));
+        }
         Ok(Self {
             backend: Backend::Postgres(PgPool::new(config, POSTGRES_POOL_SIZE)),
             clock,

@@ -8,6 +8,7 @@ mod conformance;
 mod help;
 mod mcp_http;
 mod reliability;
+mod replicas;
 mod security;
 mod serve;
 mod test_command;

@@ -198,3 +198,40 @@ async fn a_second_server_on_the_same_database_is_refused_with_a_hint() {
     assert!(output.stdout.is_empty());
     server.terminate().await;
 }
+
+#[tokio::test]
+async fn unusable_database_urls_are_refused_with_a_hint_and_no_password_shown() {
+    let env = TestEnv::new();
+    let cases: [(&str, i32, &str, &str); 5] = [
+        // Nothing listens on port 1.
+        (
+            "postgres://custory:s3cret-pw@127.0.0.1:1/custory",
+            1,
+            "error: could not use postgres://custory:***@127.0.0.1:1/custory",
+            "hint: check that PostgreSQL is running",
+        ),
+        (
+            "postgres://custory@127.0.0.1:1/custory?sslmode=require",
+            1,
+            "asks for TLS (sslmode=require)",
+            "hint: pass the URL with sslmode=disable",
+        ),
+        ("mysql://custory:s3cret-pw@127.0.0.1/custory", 2, "unknown database URL scheme", "hint:"),
+        ("postgres://custory:s3cret-pw@127.0.0.1:no/custory", 2, "invalid --database", "hint:"),
+        ("sqlite://", 2, "sqlite:// needs a file path", "hint:"),
+    ];
+    for (url, code, error, hint) in cases {
+        let output = env
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", url])
+            .output()
+            .await
+            .expect("run serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{url}: {stderr}");
+        assert!(stderr.contains(error), "{url}: {stderr}");
+        assert!(stderr.contains(hint), "{url}: {stderr}");
+        assert!(!stderr.contains("s3cret-pw"), "the password was shown: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}

@@ -1,0 +1,157 @@
+//! Several `serve` replicas on one PostgreSQL database. These need the PostgreSQL server named
+//! by `CUSTORY_TEST_POSTGRES` and fail without it (they never skip): `.ci/run` starts one.
+
+use serde_json::{Value, json};
+
+use custory_mcp::api::{Access, ExpiryPolicy};
+use custory_mcp::store::{Clock, KeyUsage, OwnerCredentialSetup, Store};
+
+use crate::common::{ServeProcess, Sql, TestDatabase, TestEnv, http, initialize_body, mcp_post};
+
+async fn admin_post(replica: &ServeProcess, owner: &str, path: &str, body: Value) -> Value {
+    let response = http()
+        .post(format!("{}/api/admin{path}", replica.url()))
+        .bearer_auth(owner)
+        .json(&body)
+        .send()
+        .await
+        .expect("admin request");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+/// Status and body of one MCP request to `replica`.
+async fn mcp(replica: &ServeProcess, token: &str, body: &Value) -> (u16, Value) {
+    let response =
+        mcp_post(&format!("{}/api/mcp", replica.url()), token, body).send().await.expect("mcp");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn call(id: u32, tool: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": tool, "arguments": arguments}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_keys_data_and_revocations_at_once() {
+    let db = TestDatabase::postgres();
+    let (env_a, env_b) = (TestEnv::new(), TestEnv::new());
+    let a = env_a.serve_on(&db.arg(), &[]).await;
+    let b = env_b.serve_on(&db.arg(), &[]).await;
+
+    // One database, one owner credential: the first replica issued it, the second found it.
+    let owner = a.announced["owner_credential"].as_str().expect("A issued the credential");
+    assert!(b.announced["owner_credential"].is_null(), "B must not issue another: {}", b.announced);
+    assert_eq!(a.announced["workspaces"], json!(["acme"]));
+    assert_eq!(b.announced["workspaces"], json!(["acme"]));
+
+    // Created on A, used on B: a write through B is read back through A.
+    let created = admin_post(
+        &a,
+        owner,
+        "/workspaces/acme/mcp-keys",
+        json!({"name": "agent", "expires": "30d"}),
+    )
+    .await;
+    let token = created["token"].as_str().expect("token").to_owned();
+    let key_id = created["key"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(mcp(&b, &token, &initialize_body()).await.0, 200);
+    let (_, found) = mcp(&b, &token, &call(2, "search", json!({"query": "onboarding"}))).await;
+    let item = found["result"]["structuredContent"]["hits"]
+        .as_array()
+        .and_then(|hits| hits.iter().find(|h| h["type"] == "item"))
+        .and_then(|hit| hit["id"].as_str())
+        .expect("an item about onboarding")
+        .to_owned();
+    let comment = json!({"item_id": item, "author": "replica B", "body": "written through B"});
+    let (status, added) = mcp(&b, &token, &call(3, "add_comment", comment)).await;
+    assert_eq!((status, &added["result"]["isError"]), (200, &json!(false)), "{added}");
+    let (_, read) = mcp(&a, &token, &call(4, "get_item", json!({"item_id": item}))).await;
+    assert!(read.to_string().contains("written through B"), "A reads B's write: {read}");
+
+    // Revoked through B: A refuses the very next request, and so does B.
+    admin_post(&b, owner, &format!("/workspaces/acme/mcp-keys/{key_id}/revoke"), json!({})).await;
+    let ping = json!({"jsonrpc": "2.0", "id": 5, "method": "ping"});
+    let (status, refused) = mcp(&a, &token, &ping).await;
+    assert_eq!(status, 401, "A still accepted a key revoked through B: {refused}");
+    assert!(refused.to_string().contains("revoked"), "{refused}");
+    assert_eq!(mcp(&b, &token, &ping).await.0, 401);
+
+    // Again and again, with no pause: create on A, use on B, revoke on B, refused on A.
+    for round in 0..20 {
+        let name = format!("round {round}");
+        let created = admin_post(
+            &a,
+            owner,
+            "/workspaces/acme/mcp-keys",
+            json!({"name": name, "expires": "never"}),
+        )
+        .await;
+        let token = created["token"].as_str().expect("token");
+        let id = created["key"]["id"].as_str().expect("id");
+        assert_eq!(mcp(&b, token, &ping).await.0, 200, "round {round}: B knows A's new key");
+        admin_post(&b, owner, &format!("/workspaces/acme/mcp-keys/{id}/revoke"), json!({})).await;
+        assert_eq!(mcp(&a, token, &ping).await.0, 401, "round {round}: A saw B's revoke");
+    }
+
+    // Both flush their last uses at shutdown; the key's stored use is B's (the last one).
+    a.terminate().await;
+    b.terminate().await;
+    let stored = db.query_row(
+        "SELECT last_used_at, last_used_client FROM mcp_keys WHERE id = ?1",
+        &[key_id.as_str().into()],
+    );
+    assert!(stored[0].int().is_some(), "{stored:?}");
+    assert_eq!(stored[1], Sql::Text("it-client/1.2.3".into()));
+}
+
+#[test]
+fn replicas_starting_together_prepare_the_database_once() {
+    let db = TestDatabase::postgres();
+    let opened: Vec<(Store, OwnerCredentialSetup)> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let store = Store::open_database(&db.database, Clock::default()).expect("open");
+                    let owner = store.ensure_owner_credential(false).expect("owner credential");
+                    (store, owner)
+                })
+            })
+            .collect();
+        starts.into_iter().map(|start| start.join().expect("start")).collect()
+    });
+    let issued =
+        opened.iter().filter(|(_, owner)| matches!(owner, OwnerCredentialSetup::Issued(_))).count();
+    assert_eq!(issued, 1, "exactly one replica issues the owner credential");
+    let count = |sql: &str| db.query_row(sql, &[])[0].int().expect("count");
+    assert_eq!(count("SELECT count(*) FROM workspaces"), 1, "the demo is seeded once");
+    assert_eq!(count("SELECT count(*) FROM journeys"), 2);
+    assert_eq!(count("SELECT version FROM custory_schema"), 1);
+}
+
+#[test]
+fn an_older_use_flushed_later_does_not_overwrite_a_newer_one() {
+    let db = TestDatabase::postgres();
+    let a = Store::open_database(&db.database, Clock::default()).expect("open A");
+    let b = Store::open_database(&db.database, Clock::default()).expect("open B");
+    let workspace = a.workspace_by_slug("acme").expect("lookup").expect("acme").id;
+    let (key, _token) =
+        a.create_key(workspace, "shared", ExpiryPolicy::Days30, Access::ReadWrite).expect("create");
+    let now = a.now();
+    let use_at = |seconds: i64, client: &str| KeyUsage {
+        at: now + chrono::Duration::seconds(seconds),
+        client: Some(client.to_owned()),
+        ip: Some("127.0.0.1".to_owned()),
+    };
+    a.note_usage(&key.id, use_at(60, "newer, through A"));
+    b.note_usage(&key.id, use_at(0, "older, through B"));
+    assert_eq!(a.flush_usage().expect("flush A"), 1);
+    b.flush_usage().expect("flush B");
+    for store in [&a, &b] {
+        let shown = store.get_key(workspace, &key.id).expect("key");
+        assert_eq!(shown.last_used_client.as_deref(), Some("newer, through A"));
+    }
+}
