@@ -1,8 +1,11 @@
-# Shared by the bench scripts: source it, then call start_server.
+# Shared by the bench scripts: source it, then call start_server (and start_replica for more).
 #
-# start_server: builds the release binary, starts `serve` on a free loopback port with a
-# throwaway database and config directory, and sets SERVER_URL, OWNER (the owner credential),
-# SERVER_PID and WORK (the scratch directory). Everything is cleaned up on exit.
+# start_server: builds the release binary and starts `serve` on a free loopback port with a
+# throwaway database and config directory. The database is a SQLite file, or, with
+# BENCH_DATABASE=postgres, a new database on a throwaway PostgreSQL server (.ci/postgres, on its
+# own port and directory). Sets SERVER_URL, OWNER (the owner credential), DATABASE, WORK (the
+# scratch directory) and SERVER_URLS (every replica's URL). Everything is cleaned up on exit.
+# start_replica: one more `serve` on the same database; appends its URL to SERVER_URLS.
 
 need() { # need COMMAND PACKAGE: install a Debian package when the command is missing
   if ! command -v "$1" >/dev/null; then
@@ -15,27 +18,52 @@ json_field() { # json_field JSON KEY
   python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
 
+SERVER_PIDS=()
+SERVER_URLS=()
+BENCH_PG=""
+
+# Starts one `serve` on $DATABASE; sets LAST_ANNOUNCEMENT.
+serve_one() {
+  local fifo="$WORK/announce.${#SERVER_PIDS[@]}"
+  mkfifo "$fifo"
+  # The server prints one JSON line once its listener is bound.
+  ./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --database "$DATABASE" \
+    >"$fifo" 2>>"$WORK/server.log" &
+  SERVER_PIDS+=($!)
+  read -r LAST_ANNOUNCEMENT <"$fifo"
+  SERVER_URLS+=("$(json_field "$LAST_ANNOUNCEMENT" url)")
+}
+
 start_server() {
   cargo build --release --quiet
   WORK="$(mktemp -d)"
-  SERVER_PID=""
   trap 'stop_server' EXIT
   export CUSTORY_CONFIG_DIR="$WORK/config" CUSTORY_CREDENTIAL_STORE=file
-  # The server prints one JSON line once its listener is bound.
-  mkfifo "$WORK/announce"
-  ./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --db "$WORK/bench.db" \
-    >"$WORK/announce" 2>"$WORK/server.log" &
-  SERVER_PID=$!
-  local announcement
-  read -r announcement <"$WORK/announce"
-  SERVER_URL="$(json_field "$announcement" url)"
-  OWNER="$(json_field "$announcement" owner_credential)"
-  export SERVER_URL OWNER SERVER_PID WORK
+  case "${BENCH_DATABASE:-sqlite}" in
+    sqlite) DATABASE="$WORK/bench.db" ;;
+    postgres)
+      # Outside $WORK: as root, the server runs as the postgres user, who cannot enter it.
+      export CUSTORY_PG_DIR="/tmp/custory-bench-pg-$$" CUSTORY_PG_PORT="${CUSTORY_PG_PORT:-55433}"
+      BENCH_PG="$(.ci/postgres start)"
+      psql -q "$BENCH_PG" -c "CREATE DATABASE bench"
+      DATABASE="${BENCH_PG%/*}/bench"
+      ;;
+    *) echo "BENCH_DATABASE must be sqlite or postgres" >&2; exit 2 ;;
+  esac
+  serve_one
+  SERVER_URL="${SERVER_URLS[0]}"
+  OWNER="$(json_field "$LAST_ANNOUNCEMENT" owner_credential)"
+  export SERVER_URL OWNER DATABASE WORK
+}
+
+start_replica() {
+  serve_one
 }
 
 stop_server() {
-  if [ -n "${SERVER_PID:-}" ]; then
-    kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  fi
+  for pid in "${SERVER_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  if [ -n "$BENCH_PG" ]; then .ci/postgres stop; fi
   rm -rf "$WORK"
 }

@@ -2,7 +2,9 @@
 # Throughput and p99 latency of the MCP endpoint against the bare /healthz of the same server,
 # measured in one run on loopback. Prints requests/s, p99 and the ratios to (a).
 #
-#   bench/mcp.sh [DURATION_SECONDS=10] [CONNECTIONS=32] [WRK_THREADS=2]
+#   bench/mcp.sh [DURATION_SECONDS=5] [CONNECTIONS=32] [WRK_THREADS=2] [ROUNDS=3]
+#   BENCH_DATABASE=postgres bench/mcp.sh …                    # on a throwaway PostgreSQL
+#   BENCH_DATABASE=postgres BENCH_REPLICAS=2 bench/mcp.sh …   # two replicas, one database
 #
 # Installs its load generator (wrk, from Debian's packages) when missing. Starts a release
 # server on a free port with a throwaway database, creates a key, runs:
@@ -12,18 +14,26 @@
 #                                        with schemas) goes out as ~3.5 KB of gzip, deflated once and
 #                                        spliced around each request's id
 #   (b0) the same without Accept-Encoding: the plain ~20 KB answer
-#   (c) POST /api/mcp tools/call search  authenticated, SQLite text search over the demo data
+#   (c) POST /api/mcp tools/call search  authenticated text search over the demo data
 #   (d) POST /api/mcp ping               authenticated; a tiny answer, so (d)/(a) is the cost of
 #                                        the endpoint itself (auth, checks, JSON-RPC)
+#
+# The machine's other load drifts over seconds, so the five are measured in turn ROUNDS times
+# and each figure is the median over the rounds; ratios are the medians of each round's ratio
+# (both sides measured seconds apart). With BENCH_REPLICAS=N, N replicas share the database and
+# each gets its own wrk (-t1, CONNECTIONS/N): requests/s is their sum, p99 the worst replica's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-duration="${1:-10}"
+duration="${1:-5}"
 connections="${2:-32}"
 threads="${3:-2}"
+rounds="${4:-3}"
+replicas="${BENCH_REPLICAS:-1}"
 
 source bench/lib.sh
 need wrk wrk
 start_server
+for _ in $(seq 2 "$replicas"); do start_replica; done
 url="$SERVER_URL"
 owner="$OWNER"
 work="$WORK"
@@ -51,16 +61,31 @@ lua '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' >"$work/list-plain.lua"
 lua '{"jsonrpc":"2.0","id":1,"method":"ping"}' >"$work/ping.lua"
 lua '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"onboarding"}}}' >"$work/search.lua"
 
-run() { # $1 = label, rest = wrk arguments; prints "rps p99"
+wrk_once() { # $1 = URL, rest = wrk arguments; prints "rps p99-in-ms"
   local out
-  out="$(wrk --latency -t"$threads" -c"$connections" -d"${duration}s" "${@:2}")"
+  out="$(wrk --latency "${@:2}" -d"${duration}s" "$1")"
   if grep -q "Non-2xx" <<<"$out"; then
-    echo "$1: some responses were not 2xx:" >&2; echo "$out" >&2; exit 1
+    echo "some responses were not 2xx:" >&2; echo "$out" >&2; exit 1
   fi
-  local rps p99
-  rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
-  p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
-  echo "$rps $p99"
+  awk '/^Requests\/sec:/ {rps = $2}
+       $1 == "99%" {v = $2; ms = v + 0; if (v ~ /us$/) ms /= 1000; else if (v ~ /[^m]s$/) ms *= 1000;
+                    p99 = ms}
+       END {print rps, p99}' <<<"$out"
+}
+
+run() { # $1 = path, rest = wrk arguments; prints "rps p99-in-ms" over every replica
+  if [ "$replicas" = 1 ]; then
+    wrk_once "$url$1" -t"$threads" -c"$connections" "${@:2}"
+    return
+  fi
+  local i=0 files=()
+  for replica in "${SERVER_URLS[@]}"; do
+    files+=("$work/run.$i")
+    wrk_once "$replica$1" -t1 -c$((connections / replicas)) "${@:2}" >"$work/run.$i" &
+    i=$((i + 1))
+  done
+  wait
+  cat "${files[@]}" | awk '{rps += $1; if ($2 > p99) p99 = $2} END {print rps, p99}'
 }
 
 # (b) must really be measuring the compressed answer, and (b0) the plain one.
@@ -74,21 +99,39 @@ if [ "$(list_encoding gzip)" != gzip ] || [ -n "$(list_encoding "")" ]; then
   echo "tools/list is not gzip-compressed exactly when Accept-Encoding admits it" >&2; exit 1
 fi
 
-# Warm up, then measure each in turn against the same server.
+# Warm up, then measure each in turn, ROUNDS times.
 wrk -t1 -c8 -d2s "$url/healthz" >/dev/null
-read -r a_rps a_p99 < <(run healthz "$url/healthz")
-read -r b_rps b_p99 < <(run tools/list -s "$work/list.lua" "$url/api/mcp")
-read -r b0_rps b0_p99 < <(run tools/list-plain -s "$work/list-plain.lua" "$url/api/mcp")
-read -r c_rps c_p99 < <(run search -s "$work/search.lua" "$url/api/mcp")
-read -r d_rps d_p99 < <(run ping -s "$work/ping.lua" "$url/api/mcp")
+: >"$work/results"
+for round in $(seq 1 "$rounds"); do
+  for probe in "a /healthz" "b /api/mcp -s $work/list.lua" "b0 /api/mcp -s $work/list-plain.lua" \
+               "c /api/mcp -s $work/search.lua" "d /api/mcp -s $work/ping.lua"; do
+    set -- $probe
+    echo "$round $1 $(run "${@:2}")" >>"$work/results"
+  done
+done
 
-echo "custory-mcp $(./target/release/custory-mcp --version | cut -d' ' -f2), $(nproc) cores, wrk -t$threads -c$connections -d${duration}s"
-printf '%-34s %12s %10s\n' "endpoint" "requests/s" "p99"
-printf '%-34s %12s %10s\n' "(a) GET /healthz" "$a_rps" "$a_p99"
-printf '%-34s %12s %10s\n' "(b) tools/list (gzip)" "$b_rps" "$b_p99"
-printf '%-34s %12s %10s\n' "(b0) tools/list (no gzip)" "$b0_rps" "$b0_p99"
-printf '%-34s %12s %10s\n' "(c) tools/call search" "$c_rps" "$c_p99"
-printf '%-34s %12s %10s\n' "(d) ping (authenticated)" "$d_rps" "$d_p99"
-python3 -c 'import sys; a,b,b0,c,d=map(float,sys.argv[1:]); print(f"ratio (b)/(a) = {b/a:.2f}   (b0)/(a) = {b0/a:.2f}   (c)/(a) = {c/a:.2f}   (d)/(a) = {d/a:.2f}")' \
-  "$a_rps" "$b_rps" "$b0_rps" "$c_rps" "$d_rps"
-echo "command: bench/mcp.sh $duration $connections $threads"
+echo "custory-mcp $(./target/release/custory-mcp --version | cut -d' ' -f2), $(nproc) cores," \
+  "database: ${BENCH_DATABASE:-sqlite}, replicas: $replicas, wrk -t$threads -c$connections" \
+  "-d${duration}s, $rounds rounds (medians)"
+python3 - "$work/results" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+rps, p99 = {}, {}
+for round_, probe, r, p in rows:
+    rps.setdefault(probe, []).append(float(r)); p99.setdefault(probe, []).append(float(p))
+labels = {"a": "(a) GET /healthz", "b": "(b) tools/list (gzip)", "b0": "(b0) tools/list (no gzip)",
+          "c": "(c) tools/call search", "d": "(d) ping (authenticated)"}
+print(f"{'endpoint':<34} {'requests/s':>12} {'p99':>10}   per round")
+for probe, label in labels.items():
+    rounds = " ".join(f"{v:,.0f}" for v in rps[probe])
+    print(f"{label:<34} {statistics.median(rps[probe]):>12,.0f} {statistics.median(p99[probe]):>8.2f}ms   {rounds}")
+def ratio(probe):
+    per_round = [b / a for a, b in zip(rps["a"], rps[probe])]
+    return statistics.median(per_round), per_round
+parts = []
+for probe in ["b", "b0", "c", "d"]:
+    median, per_round = ratio(probe)
+    parts.append(f"({probe})/(a) = {median:.2f} [{' '.join(f'{r:.2f}' for r in per_round)}]")
+print("ratio " + "   ".join(parts))
+PY
+echo "command: ${BENCH_DATABASE:+BENCH_DATABASE=$BENCH_DATABASE }${BENCH_REPLICAS:+BENCH_REPLICAS=$BENCH_REPLICAS }bench/mcp.sh $duration $connections $threads $rounds"
