@@ -338,17 +338,32 @@ impl<'a> Connection<'a> {
     }
 
     /// Runs `f` on the pooled PostgreSQL connection, taking one first if needed.
+    ///
+    /// A pooled connection the server has ended while it sat idle (a restart, a failover, an
+    /// administrator) fails its first statement without running it; that connection is
+    /// discarded and the statement runs once more on a new one, so a database restart costs
+    /// no request an error. Inside a transaction nothing is retried: its earlier statements died
+    /// with the connection.
     fn with_pg<T: Send>(
         pool: &Arc<PgPool>,
         taken: &RefCell<Option<Pooled>>,
-        f: impl FnOnce(&mut PgConn) -> DbResult<T> + Send,
+        f: impl Fn(&mut PgConn) -> DbResult<T> + Send + Sync,
     ) -> DbResult<T> {
         let mut slot = taken.borrow_mut();
         if slot.is_none() {
             *slot = Some(pool.take()?);
         }
         let pooled = slot.as_mut().ok_or_else(|| DbError::Unavailable("no connection".into()))?;
-        pooled.run(f)
+        match pooled.run(&f) {
+            Err(error) if server_ended_it(&error) && !pooled.in_transaction() => {
+                pooled.discard();
+                *slot = Some(pool.take()?);
+                let pooled =
+                    slot.as_mut().ok_or_else(|| DbError::Unavailable("no connection".into()))?;
+                pooled.run(&f)
+            }
+            other => other,
+        }
     }
 
     /// Runs `sql` and returns its rows.
@@ -449,6 +464,15 @@ fn checked(params: impl Params) -> DbResult<Vec<Value>> {
         return Err(DbError::NulInText);
     }
     Ok(values)
+}
+
+/// Whether `error` says the server ended the connection before running the statement: it was
+/// closed before the statement was sent, or the server reports shutting the session down
+/// (SQLSTATE 57P01-57P03), which rolls back whatever was in progress.
+fn server_ended_it(error: &DbError) -> bool {
+    let DbError::Postgres(error) = error else { return false };
+    error.is_closed()
+        || error.code().is_some_and(|code| matches!(code.code(), "57P01" | "57P02" | "57P03"))
 }
 
 /// The advisory lock every PostgreSQL write transaction holds ("cust" in ASCII).
@@ -672,6 +696,8 @@ pub(super) struct PgConn {
     client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
     in_transaction: bool,
+    /// Set when the connection must not be reused (see [`Pooled::discard`]).
+    broken: bool,
 }
 
 impl PgConn {
@@ -739,6 +765,7 @@ impl PgPool {
                             client,
                             statements: HashMap::new(),
                             in_transaction: false,
+                            broken: false,
                         })),
                     }),
                     Err(error) => {
@@ -782,12 +809,23 @@ impl Pooled {
             self.conn.as_mut().ok_or_else(|| DbError::Unavailable("no connection".into()))?;
         blocking(|| f(conn))
     }
+
+    fn in_transaction(&self) -> bool {
+        self.conn.as_ref().is_some_and(|conn| conn.in_transaction)
+    }
+
+    /// Marks the connection unusable: on drop it is closed instead of going back to the pool.
+    fn discard(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.broken = true;
+        }
+    }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
         match self.conn.take() {
-            Some(conn) if !conn.client.is_closed() && !conn.in_transaction => {
+            Some(conn) if !conn.client.is_closed() && !conn.in_transaction && !conn.broken => {
                 self.pool.lock().idle.push(*conn);
                 self.pool.freed.notify_one();
             }

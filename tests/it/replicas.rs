@@ -155,3 +155,36 @@ fn an_older_use_flushed_later_does_not_overwrite_a_newer_one() {
         assert_eq!(shown.last_used_client.as_deref(), Some("newer, through A"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_database_ends_cost_no_request_an_error() {
+    let db = TestDatabase::postgres();
+    let env = TestEnv::new();
+    let server = env.serve_on(&db.arg(), &[]).await;
+    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
+    let body = json!({"name": "a", "expires": "30d"});
+    let created = admin_post(&server, &owner, "/workspaces/acme/mcp-keys", body).await;
+    let token = created["token"].as_str().expect("token").to_owned();
+    let url = format!("{}/api/mcp", server.url());
+    // Eight pings at once: they hold several pooled connections.
+    let burst = || async {
+        let mut pings = tokio::task::JoinSet::new();
+        for id in 0..8 {
+            let request =
+                mcp_post(&url, &token, &json!({"jsonrpc": "2.0", "id": id, "method": "ping"}));
+            pings.spawn(async move { request.send().await.expect("ping").status().as_u16() });
+        }
+        pings.join_all().await
+    };
+    assert!(burst().await.iter().all(|s| *s == 200));
+    // The database ends every session of this database, as a restart or a failover does.
+    let ended = db.query_row(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        &[],
+    );
+    assert!(ended[0].int().is_some_and(|n| n >= 1), "no connection to end: {ended:?}");
+    let statuses = burst().await;
+    assert!(statuses.iter().all(|s| *s == 200), "after the database ended them: {statuses:?}");
+    server.terminate().await;
+}
