@@ -12,7 +12,7 @@ pub mod tools;
 use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -45,12 +45,14 @@ const UNAUTHORIZED: i64 = -32001;
 pub async fn handle(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
+    // The request taken whole: a `HeaderMap` extractor would copy every header.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     // A refusal here is sent before the body is read; server/connection.rs then marks the
     // response `Connection: close`.
-    let (key, version, body) = match admit(&state, peer.ip(), &headers, body).await {
+    let (key, version, body) = match admit(&state, peer.ip(), headers, body).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
@@ -66,7 +68,7 @@ pub async fn handle(
     };
 
     let calls_tool = calls_a_tool_in(&message);
-    let gzip_accepted = gzip::accepted(&headers);
+    let gzip_accepted = gzip::accepted(headers);
     let ctx = ToolContext {
         workspace_id: key.workspace_id,
         workspace_slug: key.workspace_slug.clone(),
@@ -103,10 +105,9 @@ pub async fn handle(
     let client = client.or(key.last_used_client).or_else(|| {
         headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned)
     });
-    state.store.note_usage(
-        &key.key_id,
-        KeyUsage { at: state.store.now(), client, ip: Some(peer.ip().to_string()) },
-    );
+    state
+        .store
+        .note_usage(&key.key_id, KeyUsage { at: state.store.now(), client, ip: Some(peer.ip()) });
     response
 }
 
@@ -293,18 +294,17 @@ fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
     if values.peek().is_none() {
         return true;
     }
-    let mut ranges = Vec::new();
+    let (mut json, mut sse) = (false, false);
     for value in values {
         let Ok(value) = value.to_str() else { return false };
-        ranges.extend(
-            value
-                .split(',')
-                .filter_map(|r| r.split(';').next())
-                .map(|r| r.trim().to_ascii_lowercase()),
-        );
+        for range in value.split(',') {
+            let range = range.split(';').next().unwrap_or_default().trim();
+            let is = |name: &str| range.eq_ignore_ascii_case(name);
+            json |= is("application/json") || is("application/*") || is("*/*");
+            sse |= is("text/event-stream") || is("text/*") || is("*/*");
+        }
     }
-    let has = |options: [&str; 3]| ranges.iter().any(|r| options.contains(&r.as_str()));
-    has(["application/json", "application/*", "*/*"]) && has(["text/event-stream", "text/*", "*/*"])
+    json && sse
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Box<Response>> {

@@ -17,7 +17,7 @@ use crate::token::{PlainToken, TokenHash, TokenKind};
 pub struct KeyUsage {
     pub at: DateTime<Utc>,
     pub client: Option<String>,
-    pub ip: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// A key as authentication needs it, kept in memory by token hash.
@@ -375,7 +375,8 @@ impl Store {
                      last_used_ip = ?4 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?2)",
                 )?;
                 for (id, usage) in &batch {
-                    stmt.execute(params![id, usage.at.timestamp(), usage.client, usage.ip])?;
+                    let ip = usage.ip.map(|ip| ip.to_string());
+                    stmt.execute(params![id, usage.at.timestamp(), usage.client, ip])?;
                 }
             }
             tx.commit()?;
@@ -401,7 +402,7 @@ impl Store {
             {
                 key.last_used_at = Some(usage.at);
                 key.last_used_client.clone_from(&usage.client);
-                key.last_used_ip.clone_from(&usage.ip);
+                key.last_used_ip = usage.ip.map(|ip| ip.to_string());
             }
         }
     }

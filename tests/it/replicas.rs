@@ -144,7 +144,7 @@ fn an_older_use_flushed_later_does_not_overwrite_a_newer_one() {
     let use_at = |seconds: i64, client: &str| KeyUsage {
         at: now + chrono::Duration::seconds(seconds),
         client: Some(client.to_owned()),
-        ip: Some("127.0.0.1".to_owned()),
+        ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
     };
     a.note_usage(&key.id, use_at(60, "newer, through A"));
     b.note_usage(&key.id, use_at(0, "older, through B"));
