@@ -506,3 +506,36 @@ async fn tools_list_is_sent_gzip_compressed_only_to_clients_that_admit_it() {
     }
     server.stop().await;
 }
+
+/// Text sorts byte by byte on both databases (SQLite's BINARY, PostgreSQL's COLLATE "C"), so a
+/// list reads the same whichever database answers, and whatever PostgreSQL's locale.
+#[tokio::test]
+async fn text_sorts_byte_by_byte_on_every_database() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("sorter", "30d", "read-write").await;
+    let call = |id: u32, tool: &str, arguments: Value| {
+        let body = rpc(json!(id), "tools/call", json!({"name": tool, "arguments": arguments}));
+        let request = mcp_post(&server.mcp_url(), &token, &body);
+        async move {
+            let reply: Value = request.send().await.expect("post").json().await.expect("json");
+            reply["result"]["structuredContent"].clone()
+        }
+    };
+    let listed = call(1, "list_items", json!({"kind": "insight"})).await;
+    let step = listed["items"][0]["step_id"].as_str().expect("a step id").to_owned();
+    // A linguistic collation (en-US) would put these as alpha, beta, Beta, Éclair.
+    for (id, title) in (2..).zip(["beta qzxv", "Éclair qzxv", "alpha qzxv", "Beta qzxv"]) {
+        let created =
+            call(id, "create_item", json!({"step_id": step, "kind": "insight", "title": title}));
+        let created = created.await;
+        assert!(created["id"].is_string(), "{title}: {created}");
+    }
+    let found = call(9, "search", json!({"query": "qzxv"})).await;
+    let titles: Vec<&str> = found["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .filter_map(|hit| hit["title"].as_str())
+        .collect();
+    assert_eq!(titles, ["Beta qzxv", "alpha qzxv", "beta qzxv", "Éclair qzxv"]);
+}
