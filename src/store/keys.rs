@@ -369,10 +369,19 @@ impl Store {
             let conn = self.conn();
             let tx = conn.transaction()?;
             {
-                // Several replicas flush their own uses: an older use never overwrites a newer.
+                // Several replicas flush their own uses, in any order: an older use never
+                // replaces a newer one, and a use by a client that did not say who it is never
+                // erases the client known. (The right-hand sides all read the row as it was.)
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE mcp_keys SET last_used_at = ?2, last_used_client = ?3,
-                     last_used_ip = ?4 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?2)",
+                    "UPDATE mcp_keys SET
+                     last_used_client = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
+                         THEN COALESCE(CAST(?3 AS TEXT), last_used_client)
+                         ELSE COALESCE(last_used_client, CAST(?3 AS TEXT)) END,
+                     last_used_ip = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
+                         THEN CAST(?4 AS TEXT) ELSE last_used_ip END,
+                     last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
+                         THEN ?2 ELSE last_used_at END
+                     WHERE id = ?1",
                 )?;
                 for (id, usage) in &batch {
                     let ip = usage.ip.map(|ip| ip.to_string());
@@ -397,12 +406,16 @@ impl Store {
             return;
         }
         for key in keys {
-            if let Some(UsageSlot { usage, .. }) = pending.get(&key.id)
-                && key.last_used_at.is_none_or(|stored| stored <= usage.at)
-            {
+            // As `flush_usage` writes it: the newer use wins, a known client is kept.
+            let Some(UsageSlot { usage, .. }) = pending.get(&key.id) else { continue };
+            if key.last_used_at.is_none_or(|stored| stored <= usage.at) {
                 key.last_used_at = Some(usage.at);
-                key.last_used_client.clone_from(&usage.client);
+                if usage.client.is_some() {
+                    key.last_used_client.clone_from(&usage.client);
+                }
                 key.last_used_ip = usage.ip.map(|ip| ip.to_string());
+            } else if key.last_used_client.is_none() {
+                key.last_used_client.clone_from(&usage.client);
             }
         }
     }

@@ -154,6 +154,25 @@ fn an_older_use_flushed_later_does_not_overwrite_a_newer_one() {
         let shown = store.get_key(workspace, &key.id).expect("key");
         assert_eq!(shown.last_used_client.as_deref(), Some("newer, through A"));
     }
+
+    // A newer use by a client that did not say who it is keeps the client an older use named.
+    let (quiet, _token) =
+        a.create_key(workspace, "quiet", ExpiryPolicy::Days30, Access::ReadWrite).expect("create");
+    a.note_usage(&quiet.id, KeyUsage { client: None, ..use_at(60, "") });
+    b.note_usage(&quiet.id, use_at(0, "named, through B"));
+    a.flush_usage().expect("flush A");
+    b.flush_usage().expect("flush B");
+    for store in [&a, &b] {
+        let shown = store.get_key(workspace, &quiet.id).expect("key");
+        assert_eq!(shown.last_used_client.as_deref(), Some("named, through B"));
+        assert_eq!(shown.last_used_at, Some(now + chrono::Duration::seconds(60)));
+    }
+    let stored = db.query_row(
+        "SELECT last_used_at, last_used_client FROM mcp_keys WHERE id = ?1",
+        &[quiet.id.as_str().into()],
+    );
+    assert_eq!(stored[0].int(), Some(now.timestamp() + 60));
+    assert_eq!(stored[1].text(), Some("named, through B"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,4 +206,32 @@ async fn connections_the_database_ends_cost_no_request_an_error() {
     let statuses = burst().await;
     assert!(statuses.iter().all(|s| *s == 200), "after the database ended them: {statuses:?}");
     server.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_the_owner_credential_is_not_told_to_reset_it() {
+    use tokio::io::AsyncBufReadExt as _;
+    let db = TestDatabase::postgres();
+    let first = TestEnv::new().serve_on(&db.arg(), &[]).await;
+    let env = TestEnv::new();
+    let mut second = env
+        .command()
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &db.arg()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut lines = tokio::io::BufReader::new(second.stderr.take().expect("stderr")).lines();
+    let mut said = String::new();
+    while let Some(line) = lines.next_line().await.expect("read") {
+        said.push_str(&line);
+        said.push('\n');
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    assert!(said.contains("with the one the first server on this database printed"), "{said}");
+    assert!(said.contains("replaces it for every replica"), "{said}");
+    assert!(!said.contains("to issue a new one"), "{said}");
+    second.start_kill().expect("stop");
+    first.terminate().await;
 }
