@@ -74,7 +74,7 @@ impl From<StoreError> for ApiError {
                         "storage_unavailable",
                         "the server cannot reach its database; nothing was changed. Retry shortly",
                     ),
-                    ErrorKind::Duplicate | ErrorKind::Other => Self::internal(),
+                    ErrorKind::Other => Self::internal(),
                 }
             }
         }

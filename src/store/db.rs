@@ -70,8 +70,6 @@ pub enum ErrorKind {
     ReadOnly,
     /// The database server cannot be reached (or no connection came free in time).
     Unavailable,
-    /// A unique constraint refused a row.
-    Duplicate,
     Other,
 }
 
@@ -82,18 +80,12 @@ impl DbError {
             Self::Sqlite(error) => match error.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DiskFull) => ErrorKind::StorageFull,
                 Some(rusqlite::ErrorCode::ReadOnly) => ErrorKind::ReadOnly,
-                Some(rusqlite::ErrorCode::ConstraintViolation)
-                    if error.to_string().contains("UNIQUE") =>
-                {
-                    ErrorKind::Duplicate
-                }
                 _ => ErrorKind::Other,
             },
             Self::Postgres(error) if error.is_closed() => ErrorKind::Unavailable,
             Self::Postgres(error) => match error.code() {
                 Some(code) if *code == SqlState::DISK_FULL => ErrorKind::StorageFull,
                 Some(code) if *code == SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::ReadOnly,
-                Some(code) if *code == SqlState::UNIQUE_VIOLATION => ErrorKind::Duplicate,
                 Some(code)
                     if code.code().starts_with("08")
                         || code.code().starts_with("57P")
@@ -143,7 +135,7 @@ macro_rules! integer_to_value {
         }
     )*};
 }
-integer_to_value!(i64, i32, u32, u16, u8, bool);
+integer_to_value!(i64, u32);
 
 impl ToValue for str {
     fn to_value(&self) -> Value {
@@ -160,12 +152,6 @@ impl ToValue for String {
 impl ToValue for [u8] {
     fn to_value(&self) -> Value {
         Value::Blob(self.to_vec())
-    }
-}
-
-impl ToValue for Vec<u8> {
-    fn to_value(&self) -> Value {
-        Value::Blob(self.clone())
     }
 }
 
@@ -187,7 +173,7 @@ impl<T: ToValue + ?Sized> ToValue for &T {
     }
 }
 
-/// A statement's parameters: `params![a, b]`, an array of one type, or `[]`.
+/// A statement's parameters: `params![a, b]`, `[one]`, or `[]`.
 pub trait Params {
     fn values(&self) -> Vec<Value>;
 }
@@ -204,16 +190,11 @@ impl Params for [&dyn ToValue; 0] {
     }
 }
 
-macro_rules! array_params {
-    ($($n:literal),*) => {$(
-        impl<T: ToValue> Params for [T; $n] {
-            fn values(&self) -> Vec<Value> {
-                self.iter().map(ToValue::to_value).collect()
-            }
-        }
-    )*};
+impl<T: ToValue> Params for [T; 1] {
+    fn values(&self) -> Vec<Value> {
+        vec![self[0].to_value()]
+    }
 }
-array_params!(1, 2, 3, 4);
 
 /// Parameters of different types: `params![workspace_id, name, now]`.
 macro_rules! params {
@@ -240,21 +221,10 @@ impl FromValue for i64 {
     }
 }
 
-macro_rules! narrow_integer_from_value {
-    ($($t:ty),*) => {$(
-        impl FromValue for $t {
-            fn from_value(value: &Value) -> Result<Self, String> {
-                let wide = i64::from_value(value)?;
-                <$t>::try_from(wide).map_err(|_| format!("{wide} is out of range"))
-            }
-        }
-    )*};
-}
-narrow_integer_from_value!(i32, u32, usize);
-
-impl FromValue for bool {
+impl FromValue for u32 {
     fn from_value(value: &Value) -> Result<Self, String> {
-        i64::from_value(value).map(|i| i != 0)
+        let wide = i64::from_value(value)?;
+        u32::try_from(wide).map_err(|_| format!("{wide} is out of range"))
     }
 }
 
@@ -530,7 +500,14 @@ impl<'a> std::ops::Deref for Transaction<'_, 'a> {
 impl Transaction<'_, '_> {
     pub fn commit(mut self) -> DbResult<()> {
         self.done = true;
-        self.conn.execute_batch("COMMIT")?;
+        self.end("COMMIT")
+    }
+
+    /// Runs `COMMIT` or `ROLLBACK`. Only when it succeeds is a PostgreSQL connection out of its
+    /// transaction: one that failed stays marked, so the pool discards it instead of handing it
+    /// out again.
+    fn end(&self, sql: &str) -> DbResult<()> {
+        self.conn.execute_batch(sql)?;
         if let Inner::Postgres { taken, .. } = &self.conn.inner
             && let Some(pooled) = taken.borrow_mut().as_mut()
             && let Some(pg) = pooled.conn.as_mut()
@@ -543,17 +520,8 @@ impl Transaction<'_, '_> {
 
 impl Drop for Transaction<'_, '_> {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        // A failed rollback leaves a PostgreSQL connection marked in a transaction, so the
-        // pool discards it instead of handing it out again.
-        if self.conn.execute_batch("ROLLBACK").is_ok()
-            && let Inner::Postgres { taken, .. } = &self.conn.inner
-            && let Some(pooled) = taken.borrow_mut().as_mut()
-            && let Some(pg) = pooled.conn.as_mut()
-        {
-            pg.in_transaction = false;
+        if !self.done {
+            let _ = self.end("ROLLBACK");
         }
     }
 }
