@@ -82,9 +82,17 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
     })
 }
 
-const INDEX_QUERY: &str = "SELECT k.token_hash, k.id, k.prefix, k.workspace_id, w.slug, k.access, \
-                           k.expires_at, k.revoked_at, k.last_used_client \
-                           FROM mcp_keys k JOIN workspaces w ON w.id = k.workspace_id";
+/// Every key as authentication needs it (see [`indexed_key`]); a macro so the lookups below are
+/// whole constants, built at compile time rather than per request.
+macro_rules! index_query {
+    () => {
+        "SELECT k.token_hash, k.id, k.prefix, k.workspace_id, w.slug, k.access, k.expires_at, \
+         k.revoked_at, k.last_used_client FROM mcp_keys k JOIN workspaces w ON w.id = k.workspace_id"
+    };
+}
+const INDEX_QUERY: &str = index_query!();
+const INDEX_BY_HASH: &str = concat!(index_query!(), " WHERE k.token_hash = ?1");
+const INDEX_BY_ID: &str = concat!(index_query!(), " WHERE k.id = ?1");
 
 fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
     let hash: Vec<u8> = row.get(0)?;
@@ -300,8 +308,7 @@ impl Store {
             Some(index) => read_index(index).get(hash).cloned(),
             None => self
                 .conn()
-                .prepare_cached(&format!("{INDEX_QUERY} WHERE k.token_hash = ?1"))?
-                .query_row([hash.0.as_slice()], indexed_key)
+                .query_row(INDEX_BY_HASH, [hash.0.as_slice()], indexed_key)
                 .optional()?
                 .map(|(_, key)| key),
         };
@@ -334,9 +341,7 @@ impl Store {
     /// disagree once the write has returned.
     fn reindex_key(&self, conn: &Connection, id: &str) -> StoreResult<()> {
         let Some(index) = &self.key_index else { return Ok(()) };
-        let (hash, key) = conn
-            .prepare_cached(&format!("{INDEX_QUERY} WHERE k.id = ?1"))?
-            .query_row([id], indexed_key)?;
+        let (hash, key) = conn.query_row(INDEX_BY_ID, [id], indexed_key)?;
         write_index(index).insert(hash, key);
         Ok(())
     }
