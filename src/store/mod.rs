@@ -424,3 +424,38 @@ fn lock_database(path: &Path) -> Result<std::fs::File, OpenError> {
         Err(std::fs::TryLockError::Error(error)) => Err(unwritable(error)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_values_name_their_backend() {
+        let parse = |value: &str| Database::parse(value);
+        assert_eq!(parse("data/custory.db"), Ok(Database::Sqlite("data/custory.db".into())));
+        assert_eq!(parse("sqlite:///var/lib/c.db"), Ok(Database::Sqlite("/var/lib/c.db".into())));
+        assert_eq!(parse("sqlite:c.db"), Ok(Database::Sqlite("c.db".into())));
+        let url = "postgres://u:pw@db.internal:5432/custory";
+        assert_eq!(parse(url), Ok(Database::Postgres(url.into())));
+        assert!(parse("postgresql://u@h/d").is_ok_and(|d| matches!(d, Database::Postgres(_))));
+        for bad in ["", "sqlite://", "mysql://u@h/d", "postgres://u:pw@h:port/d"] {
+            let error = parse(bad).expect_err(bad);
+            assert!(!error.contains("pw"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn shown_urls_lose_their_password() {
+        let shown = |value: &str| Database::parse(value).expect(value).to_string();
+        assert_eq!(shown("postgres://u:s3cret@h:5432/d"), "postgres://u:***@h:5432/d");
+        assert_eq!(shown("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(
+            shown("postgres://h/d?password=s3cret&sslmode=disable"),
+            "postgres://h/d?password=***&sslmode=disable"
+        );
+        assert_eq!(shown("postgres://u:p@ss@h/d"), "postgres://u:***@h/d");
+        assert_eq!(shown("/tmp/c.db"), "/tmp/c.db");
+        let debug = format!("{:?}", Database::parse("postgres://u:s3cret@h/d").expect("url"));
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+}
