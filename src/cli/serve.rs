@@ -159,19 +159,20 @@ fn announce(
                 .ok()
                 .flatten()
                 .is_some_and(|t| store.is_owner_credential(&t.hash()).unwrap_or(false));
-            if !known && matches!(store.database(), Database::Postgres(_)) {
-                // A shared database: resetting would revoke the credential every replica uses.
+            if !known {
+                let what_then = match store.database() {
+                    // A shared database: a reset would revoke the credential of every replica.
+                    Database::Postgres(_) => {
+                        " with the one the first server on this database printed (`serve \
+                         --reset-owner-credential` replaces it for every replica)"
+                    }
+                    Database::Sqlite(_) => {
+                        ", or `custory-mcp serve --reset-owner-credential` to issue a new one"
+                    }
+                };
                 printer.info(&format!(
                     "  note: no owner credential for {url} is saved on this machine; run \
-                     `custory-mcp login --server {url}` with the one the first server on this \
-                     database printed (`serve --reset-owner-credential` replaces it for every \
-                     replica)"
-                ));
-            } else if !known {
-                printer.info(&format!(
-                    "  note: no owner credential for {url} is saved on this machine; run \
-                     `custory-mcp login --server {url}`, or `custory-mcp serve \
-                     --reset-owner-credential` to issue a new one"
+                     `custory-mcp login --server {url}`{what_then}"
                 ));
             }
         }
