@@ -68,8 +68,7 @@ impl PlainToken {
         let mut secret = String::with_capacity(kind.token_len());
         secret.push_str(kind.prefix());
         secret.push_str(&random_base62(RANDOM_LEN));
-        let checksum = crc32fast::hash(secret.as_bytes());
-        secret.push_str(&base62_fixed(checksum, CHECKSUM_LEN));
+        secret.extend(checksum_of(&secret).map(char::from));
         Self { kind, secret }
     }
 
@@ -91,7 +90,7 @@ impl PlainToken {
             return Err(TokenFormatError::BadCharacters);
         }
         let (rest, checksum) = input.split_at(kind.token_len() - CHECKSUM_LEN);
-        if base62_fixed(crc32fast::hash(rest.as_bytes()), CHECKSUM_LEN) != checksum {
+        if checksum_of(rest) != checksum.as_bytes() {
             return Err(TokenFormatError::BadChecksum);
         }
         Ok(Self { kind, secret: input.to_owned() })
@@ -162,15 +161,19 @@ fn fill_random(buf: &mut [u8]) {
     getrandom::fill(buf).expect("the operating system's random number generator failed");
 }
 
-/// `value` in base62, left-padded with `0` to exactly `width` characters.
-fn base62_fixed(mut value: u32, width: usize) -> String {
-    let mut digits = vec![ALPHABET[0]; width];
+/// The checksum that ends a token: the CRC-32 of the text before it, in base62.
+fn checksum_of(text: &str) -> [u8; CHECKSUM_LEN] {
+    base62_fixed(crc32fast::hash(text.as_bytes()))
+}
+
+/// `value` in base62 (ASCII), left-padded with `0` to exactly [`CHECKSUM_LEN`] characters.
+fn base62_fixed(mut value: u32) -> [u8; CHECKSUM_LEN] {
+    let mut digits = [ALPHABET[0]; CHECKSUM_LEN];
     for slot in digits.iter_mut().rev() {
         *slot = ALPHABET[(value % 62) as usize];
         value /= 62;
     }
-    // ALPHABET is ASCII, so the bytes are valid UTF-8.
-    digits.into_iter().map(char::from).collect()
+    digits
 }
 
 #[cfg(test)]
@@ -217,9 +220,9 @@ mod tests {
 
     #[test]
     fn base62_is_fixed_width() {
-        assert_eq!(base62_fixed(0, 6), "000000");
-        assert_eq!(base62_fixed(61, 6), "00000z");
-        assert_eq!(base62_fixed(u32::MAX, 6), "4gfFC3");
+        assert_eq!(&base62_fixed(0), b"000000");
+        assert_eq!(&base62_fixed(61), b"00000z");
+        assert_eq!(&base62_fixed(u32::MAX), b"4gfFC3");
     }
 }
 
@@ -259,7 +262,7 @@ mod proptests {
     /// A valid token of `kind` whose random part is `body` (32 base62 characters).
     fn token_from(kind: TokenKind, body: &str) -> String {
         let rest = format!("{}{body}", kind.prefix());
-        let checksum = base62_fixed(crc32fast::hash(rest.as_bytes()), CHECKSUM_LEN);
+        let checksum: String = checksum_of(&rest).map(char::from).into_iter().collect();
         format!("{rest}{checksum}")
     }
 
