@@ -9,11 +9,13 @@
 mod gzip;
 pub mod tools;
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -32,6 +34,9 @@ const DEFAULT_VERSION: &str = "2025-03-26";
 const BATCH_VERSION: &str = "2025-03-26";
 
 pub const SERVER_NAME: &str = "custory-mcp";
+
+/// Looked up by a constant name: a `&str` name would be parsed again for every request.
+static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 // JSON-RPC error codes.
 const PARSE_ERROR: i64 = -32700;
@@ -71,9 +76,9 @@ pub async fn handle(
     let gzip_accepted = gzip::accepted(headers);
     let ctx = ToolContext {
         workspace_id: key.workspace_id,
-        workspace_slug: key.workspace_slug.clone(),
-        key_id: key.key_id.clone(),
-        key_prefix: key.prefix.clone(),
+        workspace_slug: Arc::clone(&key.workspace_slug),
+        key_id: Arc::clone(&key.key_id),
+        key_prefix: Arc::clone(&key.prefix),
         access: key.access,
     };
     let exchange = {
@@ -102,12 +107,15 @@ pub async fn handle(
         exchange()
     };
 
-    let client = client.or(key.last_used_client).or_else(|| {
-        headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned)
-    });
-    state
-        .store
-        .note_usage(&key.key_id, KeyUsage { at: state.store.now(), client, ip: Some(peer.ip()) });
+    // The client named at `initialize`, else the one last seen with the key, else the stored
+    // one, else the User-Agent.
+    let otherwise = || {
+        key.stored_client.as_deref().map(str::to_owned).or_else(|| {
+            headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned)
+        })
+    };
+    let usage = KeyUsage { at: state.store.now(), client, ip: Some(peer.ip()) };
+    state.store.note_usage(&key.key_id, usage, otherwise);
     response
 }
 
@@ -167,7 +175,7 @@ async fn admit(
             "Not Acceptable: the Accept header must list both application/json and text/event-stream",
         ));
     }
-    let version = match headers.get("mcp-protocol-version").map(HeaderValue::to_str) {
+    let version = match headers.get(&MCP_PROTOCOL_VERSION).map(HeaderValue::to_str) {
         None => DEFAULT_VERSION,
         Some(Ok(v)) if let Some(known) = SUPPORTED_VERSIONS.iter().find(|s| **s == v) => known,
         Some(v) => {
@@ -582,19 +590,29 @@ impl Exchange<'_> {
 
 /// A success response: [`success_prefix`], the serialized result, `}`.
 fn success_text(id: &Value, result: &str) -> String {
-    format!("{}{result}}}", success_prefix(id))
+    let mut text = success_prefix(id, result.len() + 1);
+    text.push_str(result);
+    text.push('}');
+    text
 }
 
-/// What precedes the result in a success response.
-fn success_prefix(id: &Value) -> String {
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"#)
+/// What precedes the result in a success response, in a string with room for `more` bytes.
+fn success_prefix(id: &Value, more: usize) -> String {
+    const START: &str = r#"{"jsonrpc":"2.0","id":"#;
+    const BEFORE_RESULT: &str = r#","result":"#;
+    let mut text = String::with_capacity(START.len() + 24 + BEFORE_RESULT.len() + more);
+    text.push_str(START);
+    // Writing to a String cannot fail.
+    let _ = write!(text, "{id}");
+    text.push_str(BEFORE_RESULT);
+    text
 }
 
 /// [`success_text`] for `tools/list`, as a gzip member spliced around the result deflated once;
 /// `None` if that compression failed (it does not, in memory), and the answer goes plain.
 fn list_answer_gzip(id: &Value, access: Access) -> Option<Vec<u8>> {
     let result = tools::list_result_gzip(access)?;
-    Some(result.wrap(success_prefix(id).as_bytes(), b"}"))
+    Some(result.wrap(success_prefix(id, 0).as_bytes(), b"}"))
 }
 
 fn error_text(id: &Value, code: i64, message: &str) -> String {

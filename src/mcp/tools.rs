@@ -5,7 +5,7 @@
 //! what a tool accepts and returns cannot drift from what it advertises. Write tools record their
 //! audit event inside the store's transaction; nothing else here writes.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -25,9 +25,9 @@ use crate::store::{Store, StoreError, StoreResult};
 #[derive(Debug, Clone)]
 pub struct ToolContext {
     pub workspace_id: i64,
-    pub workspace_slug: String,
-    pub key_id: String,
-    pub key_prefix: String,
+    pub workspace_slug: Arc<str>,
+    pub key_id: Arc<str>,
+    pub key_prefix: Arc<str>,
     pub access: Access,
 }
 
@@ -211,8 +211,8 @@ fn tools() -> Vec<Tool> {
                 Ok(WorkspaceInfo {
                     workspace: store.workspace_summary(ctx.workspace_id)?,
                     key: KeyInfo {
-                        id: ctx.key_id.clone(),
-                        prefix: ctx.key_prefix.clone(),
+                        id: ctx.key_id.to_string(),
+                        prefix: ctx.key_prefix.to_string(),
                         access: ctx.access.as_str().to_owned(),
                     },
                 })

@@ -2,7 +2,7 @@
 //! authentication, and last-used tracking without a database write per request.
 
 use std::collections::HashMap;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::db::{Connection, DbError, DbResult, OptionalExtension as _, Row, params};
 use chrono::{DateTime, Utc};
@@ -22,16 +22,17 @@ pub struct KeyUsage {
 
 /// A key as authentication needs it, kept in memory by token hash.
 #[derive(Debug, Clone)]
+/// The strings are shared (`Arc<str>`): each request's [`AuthenticatedKey`] is a copy.
 pub(crate) struct IndexedKey {
-    key_id: String,
-    prefix: String,
+    key_id: Arc<str>,
+    prefix: Arc<str>,
     workspace_id: i64,
-    workspace_slug: String,
+    workspace_slug: Arc<str>,
     access: Access,
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
     /// The client stored in the database when the index was built.
-    stored_client: Option<String>,
+    stored_client: Option<Arc<str>>,
 }
 
 /// The latest use of a key; `dirty` until it is written.
@@ -44,15 +45,14 @@ pub(crate) struct UsageSlot {
 /// What the MCP endpoint learns about the key a request presented.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedKey {
-    pub key_id: String,
-    pub prefix: String,
+    pub key_id: Arc<str>,
+    pub prefix: Arc<str>,
     pub workspace_id: i64,
-    pub workspace_slug: String,
+    pub workspace_slug: Arc<str>,
     pub access: Access,
     pub status: KeyStatus,
-    /// The client last seen with this key (pending or stored), to carry over to requests that
-    /// do not say who they are.
-    pub last_used_client: Option<String>,
+    /// The last-used client in the database (as of the index, with SQLite).
+    pub stored_client: Option<Arc<str>>,
 }
 
 const KEY_COLUMNS: &str = "id, name, prefix, access, expires, created_at, expires_at, \
@@ -102,14 +102,14 @@ fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
     Ok((
         TokenHash(hash),
         IndexedKey {
-            key_id: row.get(1)?,
-            prefix: row.get(2)?,
+            key_id: row.get::<String>(1)?.into(),
+            prefix: row.get::<String>(2)?.into(),
             workspace_id: row.get(3)?,
-            workspace_slug: row.get(4)?,
+            workspace_slug: row.get::<String>(4)?.into(),
             access: Access::parse(&access).unwrap_or(Access::ReadOnly),
             expires_at: row.get::<Option<i64>>(6)?.map(from_secs),
             revoked_at: row.get::<Option<i64>>(7)?.map(from_secs),
-            stored_client: row.get(8)?,
+            stored_client: row.get::<Option<String>>(8)?.map(Arc::from),
         },
     ))
 }
@@ -313,11 +313,9 @@ impl Store {
                 .map(|(_, key)| key),
         };
         let Some(key) = key else { return Ok(None) };
-        let recent_client =
-            self.pending_usage().get(&key.key_id).and_then(|s| s.usage.client.clone());
         Ok(Some(AuthenticatedKey {
             status: KeyStatus::derive(key.revoked_at, key.expires_at, now),
-            last_used_client: recent_client.or(key.stored_client),
+            stored_client: key.stored_client,
             key_id: key.key_id,
             prefix: key.prefix,
             workspace_id: key.workspace_id,
@@ -346,14 +344,25 @@ impl Store {
         Ok(())
     }
 
-    /// Notes a use of a key in memory; [`Store::flush_usage`] writes it later.
-    pub fn note_usage(&self, key_id: &str, usage: KeyUsage) {
+    /// Notes a use of a key in memory; [`Store::flush_usage`] writes it later. A use that does
+    /// not name its client (`usage.client` is `None`) carries over the client last noted for
+    /// the key, or else takes `otherwise()` (the stored client, say).
+    pub fn note_usage(
+        &self,
+        key_id: &str,
+        mut usage: KeyUsage,
+        otherwise: impl FnOnce() -> Option<String>,
+    ) {
         let mut slots = self.pending_usage();
-        let slot = UsageSlot { usage, dirty: true };
         match slots.get_mut(key_id) {
-            Some(existing) => *existing = slot,
+            Some(slot) => {
+                usage.client = usage.client.or_else(|| slot.usage.client.take());
+                usage.client = usage.client.or_else(otherwise);
+                *slot = UsageSlot { usage, dirty: true };
+            }
             None => {
-                slots.insert(key_id.to_owned(), slot);
+                usage.client = usage.client.or_else(otherwise);
+                slots.insert(key_id.to_owned(), UsageSlot { usage, dirty: true });
             }
         }
     }

@@ -146,8 +146,8 @@ fn an_older_use_flushed_later_does_not_overwrite_a_newer_one() {
         client: Some(client.to_owned()),
         ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
     };
-    a.note_usage(&key.id, use_at(60, "newer, through A"));
-    b.note_usage(&key.id, use_at(0, "older, through B"));
+    a.note_usage(&key.id, use_at(60, "newer, through A"), || None);
+    b.note_usage(&key.id, use_at(0, "older, through B"), || None);
     assert_eq!(a.flush_usage().expect("flush A"), 1);
     b.flush_usage().expect("flush B");
     for store in [&a, &b] {
@@ -158,8 +158,8 @@ fn an_older_use_flushed_later_does_not_overwrite_a_newer_one() {
     // A newer use by a client that did not say who it is keeps the client an older use named.
     let (quiet, _token) =
         a.create_key(workspace, "quiet", ExpiryPolicy::Days30, Access::ReadWrite).expect("create");
-    a.note_usage(&quiet.id, KeyUsage { client: None, ..use_at(60, "") });
-    b.note_usage(&quiet.id, use_at(0, "named, through B"));
+    a.note_usage(&quiet.id, KeyUsage { client: None, ..use_at(60, "") }, || None);
+    b.note_usage(&quiet.id, use_at(0, "named, through B"), || None);
     a.flush_usage().expect("flush A");
     b.flush_usage().expect("flush B");
     for store in [&a, &b] {
