@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Throughput and p99 latency of the MCP endpoint against the bare /healthz of the same server,
-# measured in one run on loopback. Prints requests/s, p99 and the ratios to (a).
+# measured in one run on loopback. Prints requests/s, p99, the server's CPU time per request
+# (user + system of every custory-mcp process, from /proc; PostgreSQL's own is not counted),
+# which drifts less than requests/s when wrk and the server share the cores, and the ratios to (a).
 #
 #   bench/mcp.sh [DURATION_SECONDS=5] [CONNECTIONS=32] [WRK_THREADS=2] [ROUNDS=3]
 #   BENCH_DATABASE=postgres bench/mcp.sh …                    # on a throwaway PostgreSQL
@@ -73,7 +75,24 @@ wrk_once() { # $1 = URL, rest = wrk arguments; prints "rps p99-in-ms"
        END {print rps, p99}' <<<"$out"
 }
 
-run() { # $1 = path, rest = wrk arguments; prints "rps p99-in-ms" over every replica
+server_ticks() { # CPU time (user + system, in clock ticks) used so far by every server process
+  local total=0 pid
+  for pid in "${SERVER_PIDS[@]}"; do
+    # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
+    total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+
+run() { # $1 = path, rest = wrk arguments; prints "rps p99-in-ms server-cpu-µs-per-request"
+  local before result
+  before="$(server_ticks)"
+  result="$(load "$@")"
+  awk -v r="$result" -v t="$(($(server_ticks) - before))" -v hz="$(getconf CLK_TCK)" \
+    -v d="$duration" 'BEGIN {split(r, f, " "); printf "%s %s %.2f\n", f[1], f[2], t / hz * 1e6 / (f[1] * d)}'
+}
+
+load() { # $1 = path, rest = wrk arguments; prints "rps p99-in-ms" over every replica
   if [ "$replicas" = 1 ]; then
     wrk_once "$url$1" -t"$threads" -c"$connections" "${@:2}"
     return
@@ -116,15 +135,17 @@ echo "custory-mcp $(./target/release/custory-mcp --version | cut -d' ' -f2), $(n
 python3 - "$work/results" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-rps, p99 = {}, {}
-for round_, probe, r, p in rows:
+rps, p99, cpu = {}, {}, {}
+for round_, probe, r, p, c in rows:
     rps.setdefault(probe, []).append(float(r)); p99.setdefault(probe, []).append(float(p))
+    cpu.setdefault(probe, []).append(float(c))
 labels = {"a": "(a) GET /healthz", "b": "(b) tools/list (gzip)", "b0": "(b0) tools/list (no gzip)",
           "c": "(c) tools/call search", "d": "(d) ping (authenticated)"}
-print(f"{'endpoint':<34} {'requests/s':>12} {'p99':>10}   per round")
+print(f"{'endpoint':<34} {'requests/s':>12} {'p99':>10} {'server CPU':>11}   per round")
 for probe, label in labels.items():
     rounds = " ".join(f"{v:,.0f}" for v in rps[probe])
-    print(f"{label:<34} {statistics.median(rps[probe]):>12,.0f} {statistics.median(p99[probe]):>8.2f}ms   {rounds}")
+    print(f"{label:<34} {statistics.median(rps[probe]):>12,.0f} {statistics.median(p99[probe]):>8.2f}ms"
+          f" {statistics.median(cpu[probe]):>8.1f} µs   {rounds}")
 def ratio(probe):
     per_round = [b / a for a, b in zip(rps["a"], rps[probe])]
     return statistics.median(per_round), per_round
