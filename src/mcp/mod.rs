@@ -61,7 +61,7 @@ pub async fn handle(
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
-    let message: Value = match serde_json::from_slice(&body) {
+    let message = match Incoming::parse(&body) {
         Ok(message) => message,
         Err(error) => {
             return transport_error(
@@ -72,7 +72,7 @@ pub async fn handle(
         }
     };
 
-    let calls_tool = calls_a_tool_in(&message);
+    let calls_tool = message.calls_a_tool();
     let gzip_accepted = gzip::accepted(headers);
     let ctx = ToolContext {
         workspace_id: key.workspace_id,
@@ -86,8 +86,16 @@ pub async fn handle(
         move || {
             let mut session = Exchange { state: &state, ctx: &ctx, client: None, gzip_accepted };
             let response = match message {
-                Value::Array(batch) => session.batch(batch, version),
-                single => session.single(single),
+                Incoming::Plain(request) => {
+                    let params = request.params.map_or(Value::Null, Value::Object);
+                    let reply = session.answer(Value::from(request.id), &request.method, params);
+                    session.respond(reply)
+                }
+                Incoming::Any(Value::Array(batch)) => session.batch(batch, version),
+                Incoming::Any(single) => {
+                    let reply = session.message(single);
+                    session.respond(reply)
+                }
             };
             (response, session.client)
         }
@@ -119,12 +127,54 @@ pub async fn handle(
     response
 }
 
-/// Whether `message` (one message or a batch) contains a `tools/call`.
-fn calls_a_tool_in(message: &Value) -> bool {
-    let is_call = |m: &Value| m.get("method").and_then(Value::as_str) == Some("tools/call");
-    match message {
-        Value::Array(batch) => batch.iter().any(is_call),
-        single => is_call(single),
+/// A request body as parsed.
+enum Incoming {
+    /// The usual shape, read without building a tree (see [`PlainRequest`]).
+    Plain(PlainRequest),
+    /// Anything else: one message or a batch, to be checked member by member.
+    Any(Value),
+}
+
+/// The shape nearly every request has: `jsonrpc` "2.0", an integer `id`, a `method` and
+/// optionally object `params`, nothing else and nothing twice. Reading it directly saves
+/// building and dropping a map of five strings for every request. A body of any other shape
+/// (a batch, a notification, a string id, an unknown or repeated member, an escaped
+/// `"jsonrpc"`) fails to match and is read as a [`Value`], whose checks decide what it is: this
+/// is only a shortcut, never a second set of rules.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainRequest {
+    #[serde(rename = "jsonrpc", deserialize_with = "version_2_0")]
+    _jsonrpc: (),
+    id: i64,
+    method: String,
+    #[serde(default)]
+    params: Option<serde_json::Map<String, Value>>,
+}
+
+fn version_2_0<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    match <&str as serde::Deserialize>::deserialize(deserializer)? {
+        "2.0" => Ok(()),
+        _ => Err(serde::de::Error::custom("not version 2.0")),
+    }
+}
+
+impl Incoming {
+    fn parse(body: &[u8]) -> Result<Self, serde_json::Error> {
+        match serde_json::from_slice(body) {
+            Ok(plain) => Ok(Self::Plain(plain)),
+            Err(_) => serde_json::from_slice(body).map(Self::Any),
+        }
+    }
+
+    /// Whether the body (one message or a batch) contains a `tools/call`.
+    fn calls_a_tool(&self) -> bool {
+        let is_call = |m: &Value| m.get("method").and_then(Value::as_str) == Some("tools/call");
+        match self {
+            Self::Plain(request) => request.method == "tools/call",
+            Self::Any(Value::Array(batch)) => batch.iter().any(is_call),
+            Self::Any(single) => is_call(single),
+        }
     }
 }
 
@@ -389,8 +439,9 @@ enum Outcome {
 }
 
 impl Exchange<'_> {
-    fn single(&mut self, message: Value) -> Response {
-        match self.message(message) {
+    /// The HTTP response to one message's reply.
+    fn respond(&self, reply: Reply) -> Response {
+        match reply {
             Reply::Message(body) => json_response(StatusCode::OK, body),
             Reply::ToolList(id) => self.tool_list(&id),
             Reply::Invalid(body) => json_response(StatusCode::BAD_REQUEST, body),
@@ -506,6 +557,11 @@ impl Exchange<'_> {
             return Reply::Nothing;
         };
         let params = message.remove("params").unwrap_or(Value::Null);
+        self.answer(id, &method, params)
+    }
+
+    /// The reply to a well-formed request.
+    fn answer(&mut self, id: Value, method: &str, params: Value) -> Reply {
         if !matches!(params, Value::Null | Value::Object(_)) {
             return Reply::Message(error_text(
                 &id,
@@ -513,7 +569,7 @@ impl Exchange<'_> {
                 "Invalid params: \"params\" must be an object",
             ));
         }
-        match self.request(&method, params) {
+        match self.request(method, params) {
             Ok(Outcome::Built(result)) => Reply::Message(success_text(&id, &result.to_string())),
             Ok(Outcome::Constant(result)) => Reply::Message(success_text(&id, result)),
             Ok(Outcome::ToolList) => Reply::ToolList(id),
@@ -628,4 +684,50 @@ fn instructions(workspace: &str) -> String {
          Start with get_workspace or list_journeys, read a map with get_journey, find things with \
          search, and read one item (links, comments) with get_item."
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Incoming;
+
+    fn is_plain(body: &str) -> bool {
+        matches!(Incoming::parse(body.as_bytes()), Ok(Incoming::Plain(_)))
+    }
+
+    #[test]
+    fn only_the_usual_shape_takes_the_shortcut() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            r#"{"method":"ping","id":-7,"jsonrpc":"2.0"}"#,
+            r#" {"jsonrpc":"2.0","id":0,"method":"tools/call","params":{"name":"search"}} "#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"p\u0069ng"}"#,
+        ] {
+            assert!(is_plain(body), "{body}");
+        }
+        // Each of these needs the general checks (or is not a single request at all).
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2\u002e0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":2.0,"id":1,"method":"ping"}"#,
+            r#"{"id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1e400,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":5}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","x":1}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"} trailing"#,
+        ] {
+            assert!(!is_plain(body), "{body}");
+        }
+    }
 }
