@@ -72,38 +72,13 @@ pub async fn handle(
         }
     };
 
-    let calls_tool = message.calls_a_tool();
     let gzip_accepted = gzip::accepted(headers);
-    let ctx = ToolContext {
-        workspace_id: key.workspace_id,
-        workspace_slug: Arc::clone(&key.workspace_slug),
-        key_id: Arc::clone(&key.key_id),
-        key_prefix: Arc::clone(&key.prefix),
-        access: key.access,
-    };
-    let exchange = {
-        let state = state.clone();
-        move || {
-            let mut session = Exchange { state: &state, ctx: &ctx, client: None, gzip_accepted };
-            let response = match message {
-                Incoming::Plain(request) => {
-                    let params = request.params.map_or(Value::Null, Value::Object);
-                    let reply = session.answer(Value::from(request.id), &request.method, params);
-                    session.respond(reply)
-                }
-                Incoming::Any(Value::Array(batch)) => session.batch(batch, version),
-                Incoming::Any(single) => {
-                    let reply = session.message(single);
-                    session.respond(reply)
-                }
-            };
-            (response, session.client)
-        }
-    };
     // Tool calls are the only work here that waits on the database (a search scans the
     // workspace): they run on the blocking pool, so the async workers stay free for everything
     // else (authentication, tools/list, /healthz). The rest is answered in place.
-    let (response, client) = if calls_tool {
+    let (response, client) = if message.calls_a_tool() {
+        let (state, ctx) = (state.clone(), Arc::clone(&key.identity));
+        let exchange = move || exchange(&state, &ctx, message, version, gzip_accepted);
         match tokio::task::spawn_blocking(exchange).await {
             Ok(done) => done,
             Err(error) => {
@@ -112,19 +87,44 @@ pub async fn handle(
             }
         }
     } else {
-        exchange()
+        exchange(&state, &key.identity, message, version, gzip_accepted)
     };
 
     // The client named at `initialize`, else the one last seen with the key, else the stored
     // one, else the User-Agent.
     let otherwise = || {
-        key.stored_client.as_deref().map(str::to_owned).or_else(|| {
+        key.identity.stored_client.clone().or_else(|| {
             headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned)
         })
     };
     let usage = KeyUsage { at: state.store.now(), client, ip: Some(peer.ip()) };
-    state.store.note_usage(&key.key_id, usage, otherwise);
+    state.store.note_usage(&key.identity.key_id, usage, otherwise);
     response
+}
+
+/// Answers a parsed body for the key `ctx`; returns the response and the client it named at
+/// `initialize`, if any.
+fn exchange(
+    state: &AppState,
+    ctx: &ToolContext,
+    message: Incoming,
+    version: &str,
+    gzip_accepted: bool,
+) -> (Response, Option<String>) {
+    let mut session = Exchange { state, ctx, client: None, gzip_accepted };
+    let response = match message {
+        Incoming::Plain(request) => {
+            let params = request.params.map_or(Value::Null, Value::Object);
+            let reply = session.answer(Value::from(request.id), &request.method, params);
+            session.respond(reply)
+        }
+        Incoming::Any(Value::Array(batch)) => session.batch(batch, version),
+        Incoming::Any(single) => {
+            let reply = session.message(single);
+            session.respond(reply)
+        }
+    };
+    (response, session.client)
 }
 
 /// A request body as parsed.
@@ -302,10 +302,10 @@ fn authenticate(
     }
     let detail = format!("refused a {} key", key.status.as_str());
     let event = NewEvent {
-        workspace_id: key.workspace_id,
+        workspace_id: key.identity.workspace_id,
         kind: "auth.rejected",
-        key_id: Some(&key.key_id),
-        key_prefix: Some(&key.prefix),
+        key_id: Some(&key.identity.key_id),
+        key_prefix: Some(&key.identity.key_prefix),
         detail: &detail,
     };
     if let Err(error) = state.store.record_event(&event) {

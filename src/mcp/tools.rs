@@ -5,7 +5,7 @@
 //! what a tool accepts and returns cannot drift from what it advertises. Write tools record their
 //! audit event inside the store's transaction; nothing else here writes.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -16,26 +16,13 @@ use serde_json::{Map, Value, json};
 use super::gzip::Precompressed;
 use crate::api::Access;
 use crate::store::journeys::{
-    Actor, ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchHit,
+    ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchHit,
     WorkspaceSummary, link_directions_text, per_kind_text,
 };
 use crate::store::{Store, StoreError, StoreResult};
 
 /// Who is calling: the authenticated key and its workspace.
-#[derive(Debug, Clone)]
-pub struct ToolContext {
-    pub workspace_id: i64,
-    pub workspace_slug: Arc<str>,
-    pub key_id: Arc<str>,
-    pub key_prefix: Arc<str>,
-    pub access: Access,
-}
-
-impl ToolContext {
-    fn actor(&self) -> Actor<'_> {
-        Actor { key_id: &self.key_id, key_prefix: &self.key_prefix }
-    }
-}
+pub use crate::store::KeyIdentity as ToolContext;
 
 /// A `tools/call` that cannot even start: answered as a JSON-RPC error (-32602).
 #[derive(Debug, thiserror::Error)]
@@ -211,8 +198,8 @@ fn tools() -> Vec<Tool> {
                 Ok(WorkspaceInfo {
                     workspace: store.workspace_summary(ctx.workspace_id)?,
                     key: KeyInfo {
-                        id: ctx.key_id.to_string(),
-                        prefix: ctx.key_prefix.to_string(),
+                        id: ctx.key_id.clone(),
+                        prefix: ctx.key_prefix.clone(),
                         access: ctx.access.as_str().to_owned(),
                     },
                 })
@@ -567,6 +554,7 @@ mod tests {
             key_id: "key_test".into(),
             key_prefix: "cst_test1234".into(),
             access,
+            stored_client: None,
         };
         (dir, store, ctx)
     }

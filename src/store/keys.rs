@@ -8,6 +8,7 @@ use super::db::{Connection, DbError, DbResult, OptionalExtension as _, Row, para
 use chrono::{DateTime, Utc};
 
 use super::audit::{NewEvent, insert_event};
+use super::journeys::Actor;
 use super::{Store, StoreError, StoreResult, from_secs, new_id};
 use crate::api::{Access, ExpiryPolicy, Key, KeyStatus};
 use crate::token::{PlainToken, TokenHash, TokenKind};
@@ -20,19 +21,33 @@ pub struct KeyUsage {
     pub ip: Option<std::net::IpAddr>,
 }
 
+/// Who a key is, as every request with it needs to know: built once per key (kept in the index,
+/// with SQLite) and shared, so authenticating a request copies one pointer. The MCP tools run
+/// in its name.
+#[derive(Debug)]
+pub struct KeyIdentity {
+    pub key_id: String,
+    pub key_prefix: String,
+    pub workspace_id: i64,
+    pub workspace_slug: String,
+    pub access: Access,
+    /// The last-used client in the database (as of the index, with SQLite).
+    pub stored_client: Option<String>,
+}
+
+impl KeyIdentity {
+    /// The key as the audit trail names it.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor { key_id: &self.key_id, key_prefix: &self.key_prefix }
+    }
+}
+
 /// A key as authentication needs it, kept in memory by token hash.
 #[derive(Debug, Clone)]
-/// The strings are shared (`Arc<str>`): each request's [`AuthenticatedKey`] is a copy.
 pub(crate) struct IndexedKey {
-    key_id: Arc<str>,
-    prefix: Arc<str>,
-    workspace_id: i64,
-    workspace_slug: Arc<str>,
-    access: Access,
+    identity: Arc<KeyIdentity>,
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
-    /// The client stored in the database when the index was built.
-    stored_client: Option<Arc<str>>,
 }
 
 /// The latest use of a key; `dirty` until it is written.
@@ -45,14 +60,8 @@ pub(crate) struct UsageSlot {
 /// What the MCP endpoint learns about the key a request presented.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedKey {
-    pub key_id: Arc<str>,
-    pub prefix: Arc<str>,
-    pub workspace_id: i64,
-    pub workspace_slug: Arc<str>,
-    pub access: Access,
+    pub identity: Arc<KeyIdentity>,
     pub status: KeyStatus,
-    /// The last-used client in the database (as of the index, with SQLite).
-    pub stored_client: Option<Arc<str>>,
 }
 
 const KEY_COLUMNS: &str = "id, name, prefix, access, expires, created_at, expires_at, \
@@ -102,14 +111,16 @@ fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
     Ok((
         TokenHash(hash),
         IndexedKey {
-            key_id: row.get::<String>(1)?.into(),
-            prefix: row.get::<String>(2)?.into(),
-            workspace_id: row.get(3)?,
-            workspace_slug: row.get::<String>(4)?.into(),
-            access: Access::parse(&access).unwrap_or(Access::ReadOnly),
+            identity: Arc::new(KeyIdentity {
+                key_id: row.get(1)?,
+                key_prefix: row.get(2)?,
+                workspace_id: row.get(3)?,
+                workspace_slug: row.get(4)?,
+                access: Access::parse(&access).unwrap_or(Access::ReadOnly),
+                stored_client: row.get(8)?,
+            }),
             expires_at: row.get::<Option<i64>>(6)?.map(from_secs),
             revoked_at: row.get::<Option<i64>>(7)?.map(from_secs),
-            stored_client: row.get::<Option<String>>(8)?.map(Arc::from),
         },
     ))
 }
@@ -315,12 +326,7 @@ impl Store {
         let Some(key) = key else { return Ok(None) };
         Ok(Some(AuthenticatedKey {
             status: KeyStatus::derive(key.revoked_at, key.expires_at, now),
-            stored_client: key.stored_client,
-            key_id: key.key_id,
-            prefix: key.prefix,
-            workspace_id: key.workspace_id,
-            workspace_slug: key.workspace_slug,
-            access: key.access,
+            identity: key.identity,
         }))
     }
 

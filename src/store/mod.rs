@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use crate::token::TokenHash;
 pub use audit::NewEvent;
 use db::{Connection, DbError, PgPool};
-pub use keys::{AuthenticatedKey, KeyUsage};
+pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 use keys::{IndexedKey, UsageSlot};
 pub use owner::OwnerCredentialSetup;
 pub use workspaces::WorkspaceRow;
