@@ -348,9 +348,15 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 /// Whether `Accept` admits both JSON and SSE. Several `Accept` headers count as one list; no
 /// `Accept` at all means "anything" (RFC 9110).
 fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(header::ACCEPT).iter().peekable();
-    if values.peek().is_none() {
-        return true;
+    let values = headers.get_all(header::ACCEPT);
+    let mut first_two = values.iter();
+    match (first_two.next(), first_two.next()) {
+        (None, _) => return true,
+        // What the SDKs send, answered without taking the list apart.
+        (Some(only), None) if only.as_bytes() == b"application/json, text/event-stream" => {
+            return true;
+        }
+        _ => {}
     }
     let (mut json, mut sse) = (false, false);
     for value in values {
