@@ -4,7 +4,7 @@
 # (user + system of every custory-mcp process, from /proc; PostgreSQL's own is not counted),
 # which drifts less than requests/s when wrk and the server share the cores, and the ratios to (a).
 #
-#   bench/mcp.sh [DURATION_SECONDS=5] [CONNECTIONS=32] [WRK_THREADS=2] [ROUNDS=3]
+#   bench/mcp.sh [DURATION_SECONDS=3] [CONNECTIONS=16,32,64,128] [WRK_THREADS=2] [ROUNDS=3]
 #   BENCH_DATABASE=postgres bench/mcp.sh …                    # on a throwaway PostgreSQL
 #   BENCH_DATABASE=postgres BENCH_REPLICAS=2 bench/mcp.sh …   # two replicas, one database
 #
@@ -20,14 +20,22 @@
 #   (d) POST /api/mcp ping               authenticated; a tiny answer, so (d)/(a) is the cost of
 #                                        the endpoint itself (auth, checks, JSON-RPC)
 #
-# The machine's other load drifts over seconds, so the five are measured in turn ROUNDS times
+# Throughput is each endpoint's peak: every endpoint is loaded at each number of connections in
+# CONNECTIONS and its figures are those of the one where it served most (shown as "at"). wrk
+# and the server share the 2 cores, and which concurrency suits an endpoint depends on the
+# endpoint (/healthz peaks at fewer connections than tools/list), so a ratio taken at one fixed
+# concurrency would also measure that; the ratios at each concurrency are printed too. Give one
+# number (e.g. 32) to measure at that concurrency only.
+#
+# The machine's other load drifts over seconds, so everything is measured in turn ROUNDS times
 # and each figure is the median over the rounds; ratios are the medians of each round's ratio
 # (both sides measured seconds apart). With BENCH_REPLICAS=N, N replicas share the database and
-# each gets its own wrk (-t1, CONNECTIONS/N): requests/s is their sum, p99 the worst replica's.
+# each gets its own wrk (-t1, 1/N of the connections): requests/s is their sum, p99 the worst
+# replica's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-duration="${1:-5}"
-connections="${2:-32}"
+duration="${1:-3}"
+connections="${2:-16,32,64,128}"
 threads="${3:-2}"
 rounds="${4:-3}"
 replicas="${BENCH_REPLICAS:-1}"
@@ -84,7 +92,8 @@ server_ticks() { # CPU time (user + system, in clock ticks) used so far by every
   echo "$total"
 }
 
-run() { # $1 = path, rest = wrk arguments; prints "rps p99-in-ms server-cpu-µs-per-request"
+run() { # $1 = connections, $2 = path, rest = wrk arguments;
+         # prints "rps p99-in-ms server-cpu-µs-per-request"
   local before result
   before="$(server_ticks)"
   result="$(load "$@")"
@@ -92,15 +101,18 @@ run() { # $1 = path, rest = wrk arguments; prints "rps p99-in-ms server-cpu-µs-
     -v d="$duration" 'BEGIN {split(r, f, " "); printf "%s %s %.2f\n", f[1], f[2], t / hz * 1e6 / (f[1] * d)}'
 }
 
-load() { # $1 = path, rest = wrk arguments; prints "rps p99-in-ms" over every replica
+load() { # $1 = connections, $2 = path, rest = wrk arguments; prints "rps p99-in-ms" over every
+          # replica
+  local conns="$1"
+  shift
   if [ "$replicas" = 1 ]; then
-    wrk_once "$url$1" -t"$threads" -c"$connections" "${@:2}"
+    wrk_once "$url$1" -t"$threads" -c"$conns" "${@:2}"
     return
   fi
   local i=0 files=()
   for replica in "${SERVER_URLS[@]}"; do
     files+=("$work/run.$i")
-    wrk_once "$replica$1" -t1 -c$((connections / replicas)) "${@:2}" >"$work/run.$i" &
+    wrk_once "$replica$1" -t1 -c$((conns / replicas)) "${@:2}" >"$work/run.$i" &
     i=$((i + 1))
   done
   wait
@@ -125,34 +137,51 @@ for round in $(seq 1 "$rounds"); do
   for probe in "a /healthz" "b /api/mcp -s $work/list.lua" "b0 /api/mcp -s $work/list-plain.lua" \
                "c /api/mcp -s $work/search.lua" "d /api/mcp -s $work/ping.lua"; do
     set -- $probe
-    echo "$round $1 $(run "${@:2}")" >>"$work/results"
+    for conns in ${connections//,/ }; do
+      echo "$round $1 $conns $(run "$conns" "${@:2}")" >>"$work/results"
+    done
   done
 done
 
 echo "custory-mcp $(./target/release/custory-mcp --version | cut -d' ' -f2), $(nproc) cores," \
-  "database: ${BENCH_DATABASE:-sqlite}, replicas: $replicas, wrk -t$threads -c$connections" \
+  "database: ${BENCH_DATABASE:-sqlite}, replicas: $replicas, wrk -t$threads -c{$connections}" \
   "-d${duration}s, $rounds rounds (medians)"
 python3 - "$work/results" <<'PY'
 import statistics, sys
-rows = [line.split() for line in open(sys.argv[1])]
-rps, p99, cpu = {}, {}, {}
-for round_, probe, r, p, c in rows:
-    rps.setdefault(probe, []).append(float(r)); p99.setdefault(probe, []).append(float(p))
-    cpu.setdefault(probe, []).append(float(c))
+from collections import Counter, defaultdict
+# (round, probe) -> {connections: (rps, p99, cpu)}
+runs = defaultdict(dict)
+for line in open(sys.argv[1]):
+    round_, probe, conns, r, p, c = line.split()
+    runs[(round_, probe)][int(conns)] = (float(r), float(p), float(c))
+rounds = sorted({r for r, _ in runs}, key=int)
+levels = sorted({c for by_conns in runs.values() for c in by_conns})
+def peak(round_, probe):  # (connections, (rps, p99, cpu)) where the probe served most
+    return max(runs[(round_, probe)].items(), key=lambda item: item[1][0])
 labels = {"a": "(a) GET /healthz", "b": "(b) tools/list (gzip)", "b0": "(b0) tools/list (no gzip)",
           "c": "(c) tools/call search", "d": "(d) ping (authenticated)"}
-print(f"{'endpoint':<34} {'requests/s':>12} {'p99':>10} {'server CPU':>11}   per round")
+median = statistics.median
+print(f"{'endpoint':<27} {'peak req/s':>10} {'at':>4} {'p99':>9} {'server CPU':>10}   peak per round"
+      + ("   │ req/s at " + " ".join(f"{c:>7}" for c in levels) if len(levels) > 1 else ""))
 for probe, label in labels.items():
-    rounds = " ".join(f"{v:,.0f}" for v in rps[probe])
-    print(f"{label:<34} {statistics.median(rps[probe]):>12,.0f} {statistics.median(p99[probe]):>8.2f}ms"
-          f" {statistics.median(cpu[probe]):>8.1f} µs   {rounds}")
-def ratio(probe):
-    per_round = [b / a for a, b in zip(rps["a"], rps[probe])]
-    return statistics.median(per_round), per_round
-parts = []
-for probe in ["b", "b0", "c", "d"]:
-    median, per_round = ratio(probe)
-    parts.append(f"({probe})/(a) = {median:.2f} [{' '.join(f'{r:.2f}' for r in per_round)}]")
-print("ratio " + "   ".join(parts))
+    peaks = [peak(r, probe) for r in rounds]
+    at = Counter(c for c, _ in peaks).most_common(1)[0][0]
+    line = (f"{label:<27} {median(f[0] for _, f in peaks):>10,.0f} {at:>4}"
+            f" {median(f[1] for _, f in peaks):>7.2f}ms {median(f[2] for _, f in peaks):>7.1f} µs   "
+            + " ".join(f"{f[0]:,.0f}" for _, f in peaks))
+    if len(levels) > 1:
+        line += "   │ " + " ".join(f"{median(runs[(r, probe)][c][0] for r in rounds):>7,.0f}"
+                                  for c in levels)
+    print(line)
+def ratios(value):  # value(round, probe) -> rps; median and per-round ratios to (a)
+    out = []
+    for probe in ["b", "b0", "c", "d"]:
+        per_round = [value(r, probe) / value(r, "a") for r in rounds]
+        out.append(f"({probe})/(a) = {median(per_round):.2f} [{' '.join(f'{x:.2f}' for x in per_round)}]")
+    return "   ".join(out)
+print("ratio of peaks " + ratios(lambda r, probe: peak(r, probe)[1][0]))
+if len(levels) > 1:
+    for c in levels:
+        print(f"ratio at {c:>3} connections " + ratios(lambda r, probe: runs[(r, probe)][c][0]))
 PY
 echo "command: ${BENCH_DATABASE:+BENCH_DATABASE=$BENCH_DATABASE }${BENCH_REPLICAS:+BENCH_REPLICAS=$BENCH_REPLICAS }bench/mcp.sh $duration $connections $threads $rounds"
