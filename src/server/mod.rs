@@ -68,7 +68,8 @@ impl ServerConfig {
         let Some(allowed) = &self.allowed_hosts else { return true };
         let Some(host) = headers.get(axum::http::header::HOST) else { return true };
         let Ok(host) = host.to_str() else { return false };
-        allowed.iter().any(|a| a.eq_ignore_ascii_case(host_name(host)))
+        let name = host_name(host);
+        allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
 }
 
