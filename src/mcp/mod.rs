@@ -115,7 +115,7 @@ fn exchange(
     let response = match message {
         Incoming::Plain(request) => {
             let params = request.params.map_or(Value::Null, Value::Object);
-            let reply = session.answer(Value::from(request.id), &request.method, params);
+            let reply = session.answer(request.id, &request.method, params);
             session.respond(reply)
         }
         Incoming::Any(Value::Array(batch)) => session.batch(batch, version),
@@ -135,10 +135,10 @@ enum Incoming {
     Any(Value),
 }
 
-/// The shape nearly every request has: `jsonrpc` "2.0", an integer `id`, a `method` and
+/// The shape nearly every request has: `jsonrpc` "2.0", a number or string `id`, a `method` and
 /// optionally object `params`, nothing else and nothing twice. Reading it directly saves
 /// building and dropping a map of five strings for every request. A body of any other shape
-/// (a batch, a notification, a string id, an unknown or repeated member, an escaped
+/// (a batch, a notification, an id of another type, an unknown or repeated member, an escaped
 /// `"jsonrpc"`) fails to match and is read as a [`Value`], whose checks decide what it is: this
 /// is only a shortcut, never a second set of rules.
 #[derive(serde::Deserialize)]
@@ -146,7 +146,7 @@ enum Incoming {
 struct PlainRequest {
     #[serde(rename = "jsonrpc", deserialize_with = "version_2_0")]
     _jsonrpc: (),
-    id: i64,
+    id: Value,
     method: String,
     #[serde(default)]
     params: Option<serde_json::Map<String, Value>>,
@@ -161,9 +161,9 @@ fn version_2_0<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<(), 
 
 impl Incoming {
     fn parse(body: &[u8]) -> Result<Self, serde_json::Error> {
-        match serde_json::from_slice(body) {
-            Ok(plain) => Ok(Self::Plain(plain)),
-            Err(_) => serde_json::from_slice(body).map(Self::Any),
+        match serde_json::from_slice::<PlainRequest>(body) {
+            Ok(plain) if plain.id.is_number() || plain.id.is_string() => Ok(Self::Plain(plain)),
+            _ => serde_json::from_slice(body).map(Self::Any),
         }
     }
 
@@ -708,6 +708,9 @@ mod tests {
             r#" {"jsonrpc":"2.0","id":0,"method":"tools/call","params":{"name":"search"}} "#,
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":null}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"p\u0069ng"}"#,
+            r#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"ping"}"#,
         ] {
             assert!(is_plain(body), "{body}");
         }
@@ -721,9 +724,9 @@ mod tests {
             r#"{"id":1,"method":"ping"}"#,
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
             r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
-            r#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#,
-            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
-            r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":true,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":[1],"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":"\ud800","method":"ping"}"#,
             r#"{"jsonrpc":"2.0","id":1e400,"method":"ping"}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":5}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}"#,
