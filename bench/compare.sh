@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Two builds of the server side by side: /healthz and gzip tools/list on each, measured in turn
+# (A, B, A, B, …) so that the machine's drifting load falls on both alike.
+#
+#   bench/compare.sh BINARY_A BINARY_B [ROUNDS=6] [DURATION_SECONDS=3] [CONNECTIONS=32]
+#
+# e.g. to compare against an older commit:
+#   git worktree add /tmp/old OLD_COMMIT && (cd /tmp/old && cargo build --release)
+#   cargo build --release && bench/compare.sh /tmp/old/target/release/custory-mcp target/release/custory-mcp
+#
+# Installs wrk (Debian package) when missing. Each binary serves its own throwaway database on a
+# free loopback port. Prints, per binary, the medians over the rounds of requests/s, of the
+# server's CPU time per request (user + system, from /proc) and of each round's ratio
+# tools/list ÷ /healthz.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { echo "usage: bench/compare.sh BINARY_A BINARY_B [ROUNDS] [SECONDS] [CONNECTIONS]" >&2; exit 2; }
+binaries=("$(realpath "$1")" "$(realpath "$2")")
+rounds="${3:-6}"
+duration="${4:-3}"
+connections="${5:-32}"
+
+source bench/lib.sh
+need wrk wrk
+WORK="$(mktemp -d)"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+urls=()
+for i in 0 1; do
+  mkfifo "$WORK/announce.$i"
+  CUSTORY_CONFIG_DIR="$WORK/config.$i" CUSTORY_CREDENTIAL_STORE=file "${binaries[$i]}" serve \
+    --json --listen 127.0.0.1:0 --database "$WORK/bench.$i.db" >"$WORK/announce.$i" 2>/dev/null &
+  pids+=($!)
+  read -r announcement <"$WORK/announce.$i"
+  urls+=("$(json_field "$announcement" url)")
+  owner="$(json_field "$announcement" owner_credential)"
+  created="$(curl -sf -X POST "${urls[$i]}/api/admin/workspaces/acme/mcp-keys" \
+    -H "Authorization: Bearer $owner" -H 'Content-Type: application/json' \
+    -d '{"name":"bench","expires":"30d"}')"
+  cat >"$WORK/list.$i.lua" <<LUA
+wrk.method = "POST"
+wrk.body = [[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
+wrk.headers["Authorization"] = "Bearer $(json_field "$created" token)"
+wrk.headers["Accept-Encoding"] = "gzip"
+LUA
+done
+
+ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; } # user + system, clock ticks
+measure() { # $1 = binary index, $2 = healthz | list; prints "rps cpu-µs-per-request"
+  local url="${urls[$1]}" script=() before out rps
+  if [ "$2" = list ]; then url="$url/api/mcp"; script=(-s "$WORK/list.$1.lua"); else url="$url/healthz"; fi
+  before="$(ticks "${pids[$1]}")"
+  out="$(wrk -t2 -c"$connections" -d"${duration}s" "${script[@]}" "$url")"
+  if grep -q "Non-2xx" <<<"$out"; then echo "some responses were not 2xx:" >&2; echo "$out" >&2; exit 1; fi
+  rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+  awk -v r="$rps" -v t="$(($(ticks "${pids[$1]}") - before))" -v hz="$(getconf CLK_TCK)" -v d="$duration" \
+    'BEGIN {printf "%s %.2f\n", r, t / hz * 1e6 / (r * d)}'
+}
+
+for i in 0 1; do wrk -t1 -c8 -d1s "${urls[$i]}/healthz" >/dev/null; done # warm up
+: >"$WORK/results"
+for round in $(seq 1 "$rounds"); do
+  for kind in healthz list; do
+    for i in 0 1; do echo "$round $i $kind $(measure "$i" "$kind")" >>"$WORK/results"; done
+  done
+done
+
+echo "wrk -t2 -c$connections -d${duration}s, $rounds rounds, A and B in turn (medians)"
+python3 - "$WORK/results" "${binaries[@]}" <<'PY'
+import statistics, sys
+from collections import defaultdict
+runs = defaultdict(dict)  # (round, binary) -> kind -> (rps, cpu)
+for line in open(sys.argv[1]):
+    round_, binary, kind, rps, cpu = line.split()
+    runs[(round_, int(binary))][kind] = (float(rps), float(cpu))
+print(f"{'':<3} {'/healthz req/s':>15} {'CPU/req':>8} {'tools/list req/s':>17} {'CPU/req':>8}"
+      f"  {'ratio':>5}  per round")
+for binary, name in enumerate(sys.argv[2:]):
+    mine = [kinds for (r, b), kinds in sorted(runs.items()) if b == binary]
+    med = lambda kind, field: statistics.median(k[kind][field] for k in mine)
+    ratios = [k["list"][0] / k["healthz"][0] for k in mine]
+    print(f"{'AB'[binary]:<3} {med('healthz', 0):>15,.0f} {med('healthz', 1):>6.1f}µs"
+          f" {med('list', 0):>17,.0f} {med('list', 1):>6.1f}µs  {statistics.median(ratios):>5.2f}"
+          f"  {' '.join(f'{r:.2f}' for r in ratios)}   {name}")
+PY
+echo "command: bench/compare.sh $* "
