@@ -25,35 +25,24 @@ need wrk wrk
 WORK="$(mktemp -d)"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-urls=()
+export CUSTORY_CREDENTIAL_STORE=file
+urls=() tokens=()
 for i in 0 1; do
-  mkfifo "$WORK/announce.$i"
-  CUSTORY_CONFIG_DIR="$WORK/config.$i" CUSTORY_CREDENTIAL_STORE=file "${binaries[$i]}" serve \
-    --json --listen 127.0.0.1:0 --database "$WORK/bench.$i.db" >"$WORK/announce.$i" 2>/dev/null &
-  pids+=($!)
-  read -r announcement <"$WORK/announce.$i"
-  urls+=("$(json_field "$announcement" url)")
-  owner="$(json_field "$announcement" owner_credential)"
-  created="$(curl -sf -X POST "${urls[$i]}/api/admin/workspaces/acme/mcp-keys" \
-    -H "Authorization: Bearer $owner" -H 'Content-Type: application/json' \
-    -d '{"name":"bench","expires":"30d"}')"
-  cat >"$WORK/list.$i.lua" <<LUA
-wrk.method = "POST"
-wrk.body = [[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]]
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "application/json, text/event-stream"
-wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
-wrk.headers["Authorization"] = "Bearer $(json_field "$created" token)"
-wrk.headers["Accept-Encoding"] = "gzip"
-LUA
+  CUSTORY_CONFIG_DIR="$WORK/config.$i" launch "${binaries[$i]}" serve --json \
+    --listen 127.0.0.1:0 --database "$WORK/bench.$i.db"
+  pids+=("$LAUNCHED_PID")
+  urls+=("$(json_field "$LAUNCHED_ANNOUNCEMENT" url)")
+  tokens+=("$(create_key "${urls[$i]}" "$(json_field "$LAUNCHED_ANNOUNCEMENT" owner_credential)")")
 done
+mcp_lua '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' 'wrk.headers["Accept-Encoding"] = "gzip"' \
+  >"$WORK/list.lua"
 
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; } # user + system, clock ticks
 measure() { # $1 = binary index, $2 = healthz | list; prints "rps cpu-µs-per-request"
   local url="${urls[$1]}" script=() before out rps
-  if [ "$2" = list ]; then url="$url/api/mcp"; script=(-s "$WORK/list.$1.lua"); else url="$url/healthz"; fi
+  if [ "$2" = list ]; then url="$url/api/mcp"; script=(-s "$WORK/list.lua"); else url="$url/healthz"; fi
   before="$(ticks "${pids[$1]}")"
-  out="$(wrk -t2 -c"$connections" -d"${duration}s" "${script[@]}" "$url")"
+  out="$(TOKEN="${tokens[$1]}" wrk -t2 -c"$connections" -d"${duration}s" "${script[@]}" "$url")"
   if grep -q "Non-2xx" <<<"$out"; then echo "some responses were not 2xx:" >&2; echo "$out" >&2; exit 1; fi
   rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
   awk -v r="$rps" -v t="$(($(ticks "${pids[$1]}") - before))" -v hz="$(getconf CLK_TCK)" -v d="$duration" \

@@ -24,18 +24,11 @@ WORK="$(mktemp -d)"
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 export CUSTORY_CONFIG_DIR="$WORK/config" CUSTORY_CREDENTIAL_STORE=file
-mkfifo "$WORK/announce"
-valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
-  ./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --database "$WORK/bench.db" \
-  >"$WORK/announce" 2>"$WORK/valgrind.log" &
-pid=$!
-read -r announcement <"$WORK/announce"
-url="$(json_field "$announcement" url)"
-owner="$(json_field "$announcement" owner_credential)"
-created="$(curl -sf -X POST "$url/api/admin/workspaces/acme/mcp-keys" \
-  -H "Authorization: Bearer $owner" -H 'Content-Type: application/json' \
-  -d '{"name":"bench","expires":"30d"}')"
-token="$(json_field "$created" token)"
+launch valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+  ./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --database "$WORK/bench.db"
+pid="$LAUNCHED_PID"
+url="$(json_field "$LAUNCHED_ANNOUNCEMENT" url)"
+token="$(create_key "$url" "$(json_field "$LAUNCHED_ANNOUNCEMENT" owner_credential)")"
 
 send() { # $1 = healthz | list | ping, $2 = how many
   python3 - "$url" "$token" "$1" "$2" <<'PY'

@@ -18,19 +18,47 @@ json_field() { # json_field JSON KEY
   python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
 
+# launch COMMAND...: runs a command that ends in `serve --json` in the background and waits for
+# the JSON line the server prints once its listener is bound (in $WORK, stderr to
+# $WORK/server.log). Sets LAUNCHED_PID and LAUNCHED_ANNOUNCEMENT.
+launch() {
+  local fifo
+  fifo="$(mktemp -u "$WORK/announce.XXXXXX")"
+  mkfifo "$fifo"
+  "$@" >"$fifo" 2>>"$WORK/server.log" &
+  LAUNCHED_PID=$!
+  read -r LAUNCHED_ANNOUNCEMENT <"$fifo"
+}
+
+create_key() { # create_key URL OWNER_CREDENTIAL: prints the token of a new key for acme
+  local created
+  created="$(curl -sf -X POST "$1/api/admin/workspaces/acme/mcp-keys" \
+    -H "Authorization: Bearer $2" -H 'Content-Type: application/json' \
+    -d '{"name":"bench","expires":"30d"}')"
+  json_field "$created" token
+}
+
+mcp_lua() { # mcp_lua JSON-RPC-BODY [EXTRA-LUA]: a wrk script POSTing it with the bearer $TOKEN
+  cat <<LUA
+wrk.method = "POST"
+wrk.body = [[$1]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+${2:-}
+LUA
+}
+
 SERVER_PIDS=()
 SERVER_URLS=()
 BENCH_PG=""
 
 # Starts one `serve` on $DATABASE; sets LAST_ANNOUNCEMENT.
 serve_one() {
-  local fifo="$WORK/announce.${#SERVER_PIDS[@]}"
-  mkfifo "$fifo"
-  # The server prints one JSON line once its listener is bound.
-  ./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --database "$DATABASE" \
-    >"$fifo" 2>>"$WORK/server.log" &
-  SERVER_PIDS+=($!)
-  read -r LAST_ANNOUNCEMENT <"$fifo"
+  launch ./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --database "$DATABASE"
+  SERVER_PIDS+=("$LAUNCHED_PID")
+  LAST_ANNOUNCEMENT="$LAUNCHED_ANNOUNCEMENT"
   SERVER_URLS+=("$(json_field "$LAST_ANNOUNCEMENT" url)")
 }
 

@@ -47,29 +47,14 @@ for _ in $(seq 2 "$replicas"); do start_replica; done
 url="$SERVER_URL"
 owner="$OWNER"
 work="$WORK"
-field() { json_field "$@"; }
 
-created="$(curl -sf -X POST "$url/api/admin/workspaces/acme/mcp-keys" \
-  -H "Authorization: Bearer $owner" -H 'Content-Type: application/json' \
-  -d '{"name":"bench","expires":"30d"}')"
-export TOKEN="$(field "$created" token)"
-
-lua() { # $1 = JSON-RPC body, $2 = extra Lua lines (optional)
-  cat <<LUA
-wrk.method = "POST"
-wrk.body = [[$1]]
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "application/json, text/event-stream"
-wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-${2:-}
-LUA
-}
-lua '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' 'wrk.headers["Accept-Encoding"] = "gzip"' \
+TOKEN="$(create_key "$url" "$owner")"
+export TOKEN
+mcp_lua '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' 'wrk.headers["Accept-Encoding"] = "gzip"' \
   >"$work/list.lua"
-lua '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' >"$work/list-plain.lua"
-lua '{"jsonrpc":"2.0","id":1,"method":"ping"}' >"$work/ping.lua"
-lua '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"onboarding"}}}' >"$work/search.lua"
+mcp_lua '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' >"$work/list-plain.lua"
+mcp_lua '{"jsonrpc":"2.0","id":1,"method":"ping"}' >"$work/ping.lua"
+mcp_lua '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"onboarding"}}}' >"$work/search.lua"
 
 wrk_once() { # $1 = URL, rest = wrk arguments; prints "rps p99-in-ms"
   local out
