@@ -21,9 +21,8 @@ use serde_json::{Value, json};
 
 use crate::api::{Access, KeyStatus};
 use crate::server::{AppState, BearerError, MAX_BODY_BYTES, bearer_token};
-use crate::store::{AuthenticatedKey, KeyUsage, NewEvent};
+use crate::store::{AuthenticatedKey, KeyIdentity, KeyUsage, NewEvent};
 use crate::token::TokenKind;
-use tools::ToolContext;
 
 /// Protocol versions this server speaks, oldest first.
 pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
@@ -78,7 +77,7 @@ pub async fn handle(
     // else (authentication, tools/list, /healthz). The rest is answered in place.
     let (response, client) = if message.calls_a_tool() {
         let (state, ctx) = (state.clone(), Arc::clone(&key.identity));
-        let exchange = move || exchange(&state, &ctx, message, version, gzip_accepted);
+        let exchange = move || Exchange::run(&state, &ctx, message, version, gzip_accepted);
         match tokio::task::spawn_blocking(exchange).await {
             Ok(done) => done,
             Err(error) => {
@@ -87,7 +86,7 @@ pub async fn handle(
             }
         }
     } else {
-        exchange(&state, &key.identity, message, version, gzip_accepted)
+        Exchange::run(&state, &key.identity, message, version, gzip_accepted)
     };
 
     // The client named at `initialize`, else the one last seen with the key, else the stored
@@ -100,31 +99,6 @@ pub async fn handle(
     let usage = KeyUsage { at: state.store.now(), client, ip: Some(peer.ip()) };
     state.store.note_usage(&key.identity.key_id, usage, otherwise);
     response
-}
-
-/// Answers a parsed body for the key `ctx`; returns the response and the client it named at
-/// `initialize`, if any.
-fn exchange(
-    state: &AppState,
-    ctx: &ToolContext,
-    message: Incoming,
-    version: &str,
-    gzip_accepted: bool,
-) -> (Response, Option<String>) {
-    let mut session = Exchange { state, ctx, client: None, gzip_accepted };
-    let response = match message {
-        Incoming::Plain(request) => {
-            let params = request.params.map_or(Value::Null, Value::Object);
-            let reply = session.answer(request.id, &request.method, params);
-            session.respond(reply)
-        }
-        Incoming::Any(Value::Array(batch)) => session.batch(batch, version),
-        Incoming::Any(single) => {
-            let reply = session.message(single);
-            session.respond(reply)
-        }
-    };
-    (response, session.client)
 }
 
 /// A request body as parsed.
@@ -415,7 +389,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// One HTTP request's worth of JSON-RPC messages for one authenticated key.
 struct Exchange<'a> {
     state: &'a AppState,
-    ctx: &'a ToolContext,
+    ctx: &'a KeyIdentity,
     /// `clientInfo` from an `initialize` in this request, as `name/version`.
     client: Option<String>,
     /// Whether the request's `Accept-Encoding` admits gzip.
@@ -444,7 +418,32 @@ enum Outcome {
     ToolList,
 }
 
-impl Exchange<'_> {
+impl<'a> Exchange<'a> {
+    /// Answers a parsed body for the key `ctx`; returns the response and the client it named at
+    /// `initialize`, if any.
+    fn run(
+        state: &'a AppState,
+        ctx: &'a KeyIdentity,
+        message: Incoming,
+        version: &str,
+        gzip_accepted: bool,
+    ) -> (Response, Option<String>) {
+        let mut session = Self { state, ctx, client: None, gzip_accepted };
+        let response = match message {
+            Incoming::Plain(request) => {
+                let params = request.params.map_or(Value::Null, Value::Object);
+                let reply = session.answer(request.id, &request.method, params);
+                session.respond(reply)
+            }
+            Incoming::Any(Value::Array(batch)) => session.batch(batch, version),
+            Incoming::Any(single) => {
+                let reply = session.message(single);
+                session.respond(reply)
+            }
+        };
+        (response, session.client)
+    }
+
     /// The HTTP response to one message's reply.
     fn respond(&self, reply: Reply) -> Response {
         match reply {
@@ -662,7 +661,8 @@ fn success_text(id: &Value, result: &str) -> String {
 fn success_prefix(id: &Value, more: usize) -> String {
     const START: &str = r#"{"jsonrpc":"2.0","id":"#;
     const BEFORE_RESULT: &str = r#","result":"#;
-    let mut text = String::with_capacity(START.len() + 24 + BEFORE_RESULT.len() + more);
+    const ID_ROOM: usize = 24; // an integer id, or a short string one, fits without regrowing
+    let mut text = String::with_capacity(START.len() + ID_ROOM + BEFORE_RESULT.len() + more);
     text.push_str(START);
     // Writing to a String cannot fail.
     let _ = write!(text, "{id}");

@@ -19,10 +19,7 @@ use crate::store::journeys::{
     ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchHit,
     WorkspaceSummary, link_directions_text, per_kind_text,
 };
-use crate::store::{Store, StoreError, StoreResult};
-
-/// Who is calling: the authenticated key and its workspace.
-pub use crate::store::KeyIdentity as ToolContext;
+use crate::store::{KeyIdentity, Store, StoreError, StoreResult};
 
 /// A `tools/call` that cannot even start: answered as a JSON-RPC error (-32602).
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +69,7 @@ pub fn list_result_gzip(access: Access) -> Option<&'static Precompressed> {
 /// `isError: true` and a sentence the agent can act on; only an unknown tool name is an `Err`.
 pub fn call(
     store: &Store,
-    ctx: &ToolContext,
+    ctx: &KeyIdentity,
     name: &str,
     arguments: Value,
 ) -> Result<Value, ToolCallError> {
@@ -358,7 +355,7 @@ enum Effect {
     Write { idempotent: bool },
 }
 
-type Handler = Box<dyn Fn(&Store, &ToolContext, Value) -> Value + Send + Sync>;
+type Handler = Box<dyn Fn(&Store, &KeyIdentity, Value) -> Value + Send + Sync>;
 
 struct Tool {
     name: &'static str,
@@ -373,7 +370,7 @@ impl Tool {
         title: &'static str,
         description: String,
         effect: Effect,
-        run: fn(&Store, &ToolContext, A) -> StoreResult<R>,
+        run: fn(&Store, &KeyIdentity, A) -> StoreResult<R>,
     ) -> Self
     where
         A: DeserializeOwned + JsonSchema + 'static,
@@ -397,7 +394,7 @@ impl Tool {
                 "openWorldHint": false,
             },
         });
-        let handler = Box::new(move |store: &Store, ctx: &ToolContext, arguments: Value| {
+        let handler = Box::new(move |store: &Store, ctx: &KeyIdentity, arguments: Value| {
             let arguments = match arguments {
                 // A call without arguments means "no arguments".
                 Value::Null => Value::Object(Map::new()),
@@ -544,11 +541,11 @@ mod tests {
     ];
     const WRITE_TOOLS: [&str; 4] = ["create_item", "update_item", "link_items", "add_comment"];
 
-    fn setup(access: Access) -> (tempfile::TempDir, Store, ToolContext) {
+    fn setup(access: Access) -> (tempfile::TempDir, Store, KeyIdentity) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("t.db"), Clock::default()).expect("open");
         let acme = store.workspace_by_slug("acme").expect("query").expect("acme");
-        let ctx = ToolContext {
+        let ctx = KeyIdentity {
             workspace_id: acme.id,
             workspace_slug: "acme".into(),
             key_id: "key_test".into(),
@@ -572,7 +569,7 @@ mod tests {
 
     /// Calls a tool that must succeed; checks its result shape and that its structured content
     /// matches the tool's output schema.
-    fn ok(store: &Store, ctx: &ToolContext, name: &str, arguments: Value) -> Value {
+    fn ok(store: &Store, ctx: &KeyIdentity, name: &str, arguments: Value) -> Value {
         let result = call(store, ctx, name, arguments).expect("known tool");
         assert_eq!(result["isError"], false, "{name}: {result}");
         let structured = result["structuredContent"].clone();
@@ -587,7 +584,7 @@ mod tests {
         structured
     }
 
-    fn err(store: &Store, ctx: &ToolContext, name: &str, arguments: Value) -> String {
+    fn err(store: &Store, ctx: &KeyIdentity, name: &str, arguments: Value) -> String {
         let result = call(store, ctx, name, arguments).expect("known tool");
         assert_eq!(result["isError"], true, "{name}: {result}");
         assert!(result.get("structuredContent").is_none());
