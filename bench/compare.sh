@@ -75,4 +75,4 @@ for binary, name in enumerate(sys.argv[2:]):
           f" {med('list', 0):>17,.0f} {med('list', 1):>6.1f}µs  {statistics.median(ratios):>5.2f}"
           f"  {' '.join(f'{r:.2f}' for r in ratios)}   {name}")
 PY
-echo "command: bench/compare.sh $* "
+echo "command: bench/compare.sh $*"

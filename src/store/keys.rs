@@ -362,8 +362,7 @@ impl Store {
         let mut slots = self.pending_usage();
         match slots.get_mut(key_id) {
             Some(slot) => {
-                usage.client = usage.client.or_else(|| slot.usage.client.take());
-                usage.client = usage.client.or_else(otherwise);
+                usage.client = usage.client.or_else(|| slot.usage.client.take()).or_else(otherwise);
                 *slot = UsageSlot { usage, dirty: true };
             }
             None => {
