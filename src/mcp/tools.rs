@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::gzip::Precompressed;
 use crate::api::Access;
-use crate::store::journeys::{
+use crate::store::model::{
     ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchHit,
     WorkspaceSummary, link_directions_text, per_kind_text,
 };

@@ -56,6 +56,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(message) => Self::not_found("not_found", message),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::Invalid(message) => Self::unprocessable("invalid", message),
+            StoreError::TimedOut(message) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "query_timed_out", message)
+            }
             StoreError::Db(error) => {
                 tracing::error!(%error, "database error");
                 match error.kind() {
@@ -74,7 +77,8 @@ impl From<StoreError> for ApiError {
                         "storage_unavailable",
                         "the server cannot reach its database; nothing was changed. Retry shortly",
                     ),
-                    ErrorKind::Other => Self::internal(),
+                    // Turned into `StoreError::TimedOut` before it gets here.
+                    ErrorKind::TimedOut | ErrorKind::Other => Self::internal(),
                 }
             }
         }

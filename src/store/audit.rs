@@ -34,7 +34,7 @@ pub(crate) fn insert_event(conn: &Connection, at: i64, event: &NewEvent<'_>) -> 
 
 impl Store {
     pub fn record_event(&self, event: &NewEvent<'_>) -> StoreResult<()> {
-        insert_event(&self.conn(), self.now().timestamp(), event)
+        insert_event(&self.writer(), self.now().timestamp(), event)
     }
 
     /// The newest `limit` events of a workspace, optionally only those of one key.
@@ -44,7 +44,7 @@ impl Store {
         key_id: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Event>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, at, kind, key_id, key_prefix, detail FROM audit_events
              WHERE workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key_id = ?2)

@@ -8,7 +8,7 @@ use super::db::{Connection, DbError, DbResult, OptionalExtension as _, Row, para
 use chrono::{DateTime, Utc};
 
 use super::audit::{NewEvent, insert_event};
-use super::journeys::Actor;
+use super::model::Actor;
 use super::{Store, StoreError, StoreResult, from_secs, new_id};
 use crate::api::{Access, ExpiryPolicy, Key, KeyStatus};
 use crate::token::{PlainToken, TokenHash, TokenKind};
@@ -210,7 +210,7 @@ impl Store {
         access: Access,
     ) -> StoreResult<(Key, PlainToken)> {
         let now = self.now();
-        let conn = self.conn();
+        let conn = self.writer();
         let tx = conn.transaction()?;
         let (key, token) = insert_key(&tx, workspace_id, name, expires, access, now)?;
         let detail =
@@ -225,7 +225,7 @@ impl Store {
     pub fn list_keys(&self, workspace_id: i64, status: Option<KeyStatus>) -> StoreResult<Vec<Key>> {
         let now = self.now();
         let mut keys = {
-            let conn = self.conn();
+            let conn = self.reader()?;
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {KEY_COLUMNS} FROM mcp_keys WHERE workspace_id = ?1
                  ORDER BY created_at DESC, rowid DESC"
@@ -241,7 +241,7 @@ impl Store {
     }
 
     pub fn get_key(&self, workspace_id: i64, id: &str) -> StoreResult<Key> {
-        let mut key = get_key(&self.conn(), workspace_id, id, self.now())?;
+        let mut key = get_key(&self.reader()?, workspace_id, id, self.now())?;
         self.apply_pending_usage(std::slice::from_mut(&mut key));
         Ok(key)
     }
@@ -250,7 +250,7 @@ impl Store {
     /// returns.
     pub fn revoke_key(&self, workspace_id: i64, id: &str) -> StoreResult<Key> {
         let now = self.now();
-        let conn = self.conn();
+        let conn = self.writer();
         let tx = conn.transaction()?;
         let key = get_key(&tx, workspace_id, id, now)?;
         if key.status == KeyStatus::Revoked {
@@ -272,7 +272,7 @@ impl Store {
     /// revoked in the same transaction. Returns `(new key, its token, the replaced key)`.
     pub fn rotate_key(&self, workspace_id: i64, id: &str) -> StoreResult<(Key, PlainToken, Key)> {
         let now = self.now();
-        let conn = self.conn();
+        let conn = self.writer();
         let tx = conn.transaction()?;
         let old = get_key(&tx, workspace_id, id, now)?;
         if old.status == KeyStatus::Revoked {
@@ -318,7 +318,7 @@ impl Store {
         let key = match &self.key_index {
             Some(index) => read_index(index).get(hash).cloned(),
             None => self
-                .conn()
+                .reader()?
                 .query_row(INDEX_BY_HASH, [hash.0.as_slice()], indexed_key)
                 .optional()?
                 .map(|(_, key)| key),
@@ -333,7 +333,7 @@ impl Store {
     /// Builds the key index from the database (at open; SQLite only).
     pub(crate) fn load_key_index(&self) -> StoreResult<()> {
         let Some(index) = &self.key_index else { return Ok(()) };
-        let conn = self.conn();
+        let conn = self.writer();
         let mut stmt = conn.prepare(INDEX_QUERY)?;
         let keys = stmt.query_map([], indexed_key)?.collect::<Result<HashMap<_, _>, _>>()?;
         *write_index(index) = keys;
@@ -385,7 +385,7 @@ impl Store {
             return Ok(0);
         }
         {
-            let conn = self.conn();
+            let conn = self.writer();
             let tx = conn.transaction()?;
             {
                 // Several replicas flush their own uses, in any order: an older use never

@@ -19,7 +19,7 @@ impl Store {
     /// `reset` is set.
     pub fn ensure_owner_credential(&self, reset: bool) -> StoreResult<OwnerCredentialSetup> {
         let now = self.now().timestamp();
-        let conn = self.conn();
+        let conn = self.writer();
         let tx = conn.transaction()?;
         if reset {
             tx.execute(
@@ -47,7 +47,7 @@ impl Store {
 
     /// Whether `hash` belongs to an active owner credential.
     pub fn is_owner_credential(&self, hash: &TokenHash) -> StoreResult<bool> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let found = conn
             .prepare_cached(
                 "SELECT 1 FROM owner_credentials WHERE token_hash = ?1 AND revoked_at IS NULL",

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::journeys::{
-    ItemKind, NewItem, NewPersona, insert_comment, insert_item, insert_journey, insert_link,
-    insert_persona, insert_stage, insert_step,
+use super::model::{ItemKind, NewItem, NewPersona};
+use super::writes::{
+    insert_comment, insert_item, insert_journey, insert_link, insert_persona, insert_stage,
+    insert_step,
 };
 use super::{Store, StoreError, StoreResult};
 
@@ -582,7 +583,7 @@ impl Store {
     /// Replicas that start together take turns on the write lock; the second finds the seed.
     pub(crate) fn seed_demo_if_empty(&self) -> StoreResult<()> {
         let now = self.now().timestamp();
-        let conn = self.conn();
+        let conn = self.writer_unlimited();
         let tx = conn.transaction()?;
         let workspaces: i64 =
             tx.query_row("SELECT count(*) FROM workspaces", [], |row| row.get(0))?;

@@ -25,7 +25,7 @@ fn workspace_row(row: &Row) -> DbResult<WorkspaceRow> {
 
 impl Store {
     pub fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt =
             conn.prepare_cached("SELECT id, slug, name, created_at FROM workspaces ORDER BY slug")?;
         let rows = stmt.query_map([], workspace_row)?;
@@ -33,14 +33,14 @@ impl Store {
     }
 
     pub fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<WorkspaceRow>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached("SELECT id, slug, name, created_at FROM workspaces WHERE slug = ?1")?;
         Ok(stmt.query_row([slug], workspace_row).optional()?)
     }
 
     pub fn workspace_by_id(&self, id: i64) -> StoreResult<Option<WorkspaceRow>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt =
             conn.prepare_cached("SELECT id, slug, name, created_at FROM workspaces WHERE id = ?1")?;
         Ok(stmt.query_row([id], workspace_row).optional()?)
@@ -49,7 +49,7 @@ impl Store {
     /// Creates a workspace; a taken slug is a conflict.
     pub fn create_workspace(&self, name: &str, slug: &str) -> StoreResult<Workspace> {
         let now = self.now();
-        let conn = self.conn();
+        let conn = self.writer();
         let inserted = conn
             .prepare_cached(
                 "INSERT INTO workspaces (slug, name, created_at) VALUES (?1, ?2, ?3)

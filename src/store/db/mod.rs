@@ -7,18 +7,24 @@
 //! (`prepare_cached`, `query_row`, `query_map`, `transaction`, `optional`), which the store was
 //! first written against.
 //!
-//! Transactions are the store's write units. On SQLite the single connection already makes
-//! writers take turns; on PostgreSQL every transaction first takes one advisory lock, so writers
-//! take turns across replicas too and a check-then-insert (a key name, the owner credential, the
-//! demo seed) cannot race.
+//! Transactions are the store's write units. SQLite has one writer connection, so writers take
+//! turns, beside a pool of read-only connections that WAL lets run at the same time; on
+//! PostgreSQL every write transaction first takes one advisory lock, so writers take turns
+//! across replicas too and a check-then-insert (a key name, the owner credential, the demo
+//! seed) cannot race. Every statement runs under a time limit set when the connection is taken
+//! (see `pool.rs`): one that runs past it fails with [`DbError::TimedOut`].
+
+mod pool;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+use pool::PgConn;
+pub(super) use pool::{PgManager, PgPool, SqliteConn, SqliteReaders, blocking};
 
 /// A parameter or a column value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +50,9 @@ pub enum DbError {
     Decode { column: usize, message: String },
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// A statement ran past its time limit and was stopped; nothing it did was kept.
+    #[error("the query took too long and was stopped")]
+    TimedOut,
     /// A text parameter held U+0000, which PostgreSQL cannot store or compare; refused on both
     /// databases alike, before the statement runs.
     #[error("text must not contain the NUL character (U+0000)")]
@@ -70,6 +79,8 @@ pub enum ErrorKind {
     ReadOnly,
     /// The database server cannot be reached (or no connection came free in time).
     Unavailable,
+    /// A statement ran past its time limit.
+    TimedOut,
     Other,
 }
 
@@ -80,12 +91,14 @@ impl DbError {
             Self::Sqlite(error) => match error.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DiskFull) => ErrorKind::StorageFull,
                 Some(rusqlite::ErrorCode::ReadOnly) => ErrorKind::ReadOnly,
+                Some(rusqlite::ErrorCode::OperationInterrupted) => ErrorKind::TimedOut,
                 _ => ErrorKind::Other,
             },
             Self::Postgres(error) if error.is_closed() => ErrorKind::Unavailable,
             Self::Postgres(error) => match error.code() {
                 Some(code) if *code == SqlState::DISK_FULL => ErrorKind::StorageFull,
                 Some(code) if *code == SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::ReadOnly,
+                Some(code) if *code == SqlState::QUERY_CANCELED => ErrorKind::TimedOut,
                 Some(code)
                     if code.code().starts_with("08")
                         || code.code().starts_with("57P")
@@ -98,6 +111,7 @@ impl DbError {
                 Some(_) => ErrorKind::Other,
             },
             Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::TimedOut => ErrorKind::TimedOut,
             Self::NoRows | Self::Decode { .. } | Self::NulInText => ErrorKind::Other,
         }
     }
@@ -274,37 +288,64 @@ impl Row {
 // ---------------------------------------------------------------------------------------------
 // Connections, statements, transactions.
 
-/// A connection for the length of one store operation: the SQLite connection (locked), or a
-/// PostgreSQL connection from the pool, taken at its first statement and returned on drop.
+/// A connection for the length of one store operation: SQLite's writer (locked), one of its
+/// readers, or a PostgreSQL connection from the pool, taken at its first statement and returned
+/// on drop.
 pub struct Connection<'a> {
     inner: Inner<'a>,
 }
 
 enum Inner<'a> {
-    Sqlite(MutexGuard<'a, rusqlite::Connection>),
-    Postgres { pool: Arc<PgPool>, taken: RefCell<Option<Pooled>> },
+    SqliteWriter(MutexGuard<'a, SqliteConn>),
+    SqliteReader(r2d2::PooledConnection<SqliteReaders>),
+    Postgres { pool: &'a PgPool, taken: RefCell<Option<r2d2::PooledConnection<PgManager>>> },
 }
 
 impl fmt::Debug for Connection<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner {
-            Inner::Sqlite(_) => f.write_str("Connection(SQLite)"),
+            Inner::SqliteWriter(_) => f.write_str("Connection(SQLite writer)"),
+            Inner::SqliteReader(_) => f.write_str("Connection(SQLite reader)"),
             Inner::Postgres { .. } => f.write_str("Connection(PostgreSQL)"),
         }
     }
 }
 
 impl<'a> Connection<'a> {
-    pub(super) fn sqlite(guard: MutexGuard<'a, rusqlite::Connection>) -> Self {
-        Self { inner: Inner::Sqlite(guard) }
+    /// The SQLite writer; its statements stop after `limit` (`None`: no limit).
+    pub(super) fn sqlite_writer(
+        guard: MutexGuard<'a, SqliteConn>,
+        limit: Option<Duration>,
+    ) -> Self {
+        guard.set_limit(limit);
+        Self { inner: Inner::SqliteWriter(guard) }
     }
 
-    pub(super) fn postgres(pool: Arc<PgPool>) -> Self {
+    /// A SQLite reader from the pool; its statements stop after `limit`.
+    pub(super) fn sqlite_reader(
+        pool: &r2d2::Pool<SqliteReaders>,
+        limit: Option<Duration>,
+    ) -> DbResult<Self> {
+        let conn = pool.get().map_err(|error| DbError::Unavailable(error.to_string()))?;
+        conn.set_limit(limit);
+        Ok(Self { inner: Inner::SqliteReader(conn) })
+    }
+
+    /// A PostgreSQL connection from `pool` (taken at the first statement).
+    pub(super) fn postgres(pool: &'a PgPool) -> Self {
         Self { inner: Inner::Postgres { pool, taken: RefCell::new(None) } }
     }
 
     pub fn is_postgres(&self) -> bool {
         matches!(self.inner, Inner::Postgres { .. })
+    }
+
+    fn sqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.inner {
+            Inner::SqliteWriter(conn) => Some(&conn.conn),
+            Inner::SqliteReader(conn) => Some(&conn.conn),
+            Inner::Postgres { .. } => None,
+        }
     }
 
     /// Runs `f` on the pooled PostgreSQL connection, taking one first if needed.
@@ -315,22 +356,21 @@ impl<'a> Connection<'a> {
     /// no request an error. Inside a transaction nothing is retried: its earlier statements died
     /// with the connection.
     fn with_pg<T: Send>(
-        pool: &Arc<PgPool>,
-        taken: &RefCell<Option<Pooled>>,
+        pool: &PgPool,
+        taken: &RefCell<Option<r2d2::PooledConnection<PgManager>>>,
         f: impl Fn(&mut PgConn) -> DbResult<T> + Send + Sync,
     ) -> DbResult<T> {
+        let take = || pool.get().map_err(|error| DbError::Unavailable(error.to_string()));
         let mut slot = taken.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(pool.take()?);
-        }
-        let pooled = slot.as_mut().ok_or_else(|| DbError::Unavailable("no connection".into()))?;
-        match pooled.run(&f) {
-            Err(error) if server_ended_it(&error) && !pooled.in_transaction() => {
-                pooled.discard();
-                *slot = Some(pool.take()?);
-                let pooled =
-                    slot.as_mut().ok_or_else(|| DbError::Unavailable("no connection".into()))?;
-                pooled.run(&f)
+        let conn = match slot.as_mut() {
+            Some(conn) => conn,
+            None => slot.insert(take()?),
+        };
+        match blocking(|| f(conn)) {
+            Err(error) if server_ended_it(&error) && !conn.in_transaction => {
+                // Dropped closed, so r2d2 does not hand it out again.
+                let conn = slot.insert(take()?);
+                blocking(|| f(conn))
             }
             other => other,
         }
@@ -339,45 +379,48 @@ impl<'a> Connection<'a> {
     /// Runs `sql` and returns its rows.
     pub fn query(&self, sql: &str, params: impl Params) -> DbResult<Vec<Row>> {
         let values = checked(params)?;
-        match &self.inner {
-            Inner::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(sql)?;
-                let columns = stmt.column_count();
-                let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    let values = (0..columns)
-                        .map(|i| row.get_ref(i).map(Value::from))
-                        .collect::<Result<_, _>>()?;
-                    out.push(Row { values });
-                }
-                Ok(out)
+        if let Some(conn) = self.sqlite() {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let columns = stmt.column_count();
+            let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let values = (0..columns)
+                    .map(|i| row.get_ref(i).map(Value::from))
+                    .collect::<Result<_, _>>()?;
+                out.push(Row { values });
             }
-            Inner::Postgres { pool, taken } => Self::with_pg(pool, taken, |pg| {
-                let statement = pg.statement(sql)?;
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                let rows = pg.client.query(&statement, &params)?;
-                rows.iter().map(pg_row).collect()
-            }),
+            return Ok(out);
         }
+        self.on_pg(|pg| {
+            let statement = pg.statement(sql)?;
+            let params: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let rows = pg.client()?.query(&statement, &params)?;
+            rows.iter().map(pg_row).collect()
+        })
     }
 
     /// Runs `sql` and returns how many rows it changed.
     pub fn execute(&self, sql: &str, params: impl Params) -> DbResult<usize> {
         let values = checked(params)?;
+        if let Some(conn) = self.sqlite() {
+            let mut stmt = conn.prepare_cached(sql)?;
+            return Ok(stmt.execute(rusqlite::params_from_iter(values.iter()))?);
+        }
+        self.on_pg(|pg| {
+            let statement = pg.statement(sql)?;
+            let params: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let changed = pg.client()?.execute(&statement, &params)?;
+            Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn on_pg<T: Send>(&self, f: impl Fn(&mut PgConn) -> DbResult<T> + Send + Sync) -> DbResult<T> {
         match &self.inner {
-            Inner::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(sql)?;
-                Ok(stmt.execute(rusqlite::params_from_iter(values.iter()))?)
-            }
-            Inner::Postgres { pool, taken } => Self::with_pg(pool, taken, |pg| {
-                let statement = pg.statement(sql)?;
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                let changed = pg.client.execute(&statement, &params)?;
-                Ok(usize::try_from(changed).unwrap_or(usize::MAX))
-            }),
+            Inner::Postgres { pool, taken } => Self::with_pg(pool, taken, f),
+            _ => Err(DbError::Unavailable("not a PostgreSQL connection".into())),
         }
     }
 
@@ -394,12 +437,10 @@ impl<'a> Connection<'a> {
 
     /// Several statements without parameters (migrations).
     pub fn execute_batch(&self, sql: &str) -> DbResult<()> {
-        match &self.inner {
-            Inner::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
-            Inner::Postgres { pool, taken } => {
-                Self::with_pg(pool, taken, |pg| Ok(pg.client.batch_execute(sql)?))
-            }
+        if let Some(conn) = self.sqlite() {
+            return Ok(conn.execute_batch(sql)?);
         }
+        self.on_pg(|pg| Ok(pg.client()?.batch_execute(sql)?))
     }
 
     /// A statement to run (once or several times). Statements are cached per connection.
@@ -412,16 +453,33 @@ impl<'a> Connection<'a> {
         self.prepare_cached(sql)
     }
 
-    /// Begins a write transaction; it rolls back unless committed.
+    /// Begins a write transaction; it rolls back unless committed. On PostgreSQL it first takes
+    /// the advisory lock all writers share.
     pub fn transaction(&self) -> DbResult<Transaction<'_, 'a>> {
-        match &self.inner {
-            Inner::Sqlite(conn) => conn.execute_batch("BEGIN IMMEDIATE")?,
-            Inner::Postgres { pool, taken } => Self::with_pg(pool, taken, |pg| {
-                pg.client
+        if let Some(conn) = self.sqlite() {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+        } else {
+            self.on_pg(|pg| {
+                pg.client()?
                     .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
                 pg.in_transaction = true;
                 Ok(())
-            })?,
+            })?;
+        }
+        Ok(Transaction { conn: self, done: false })
+    }
+
+    /// Begins a read-only transaction, so that the several statements of one read see one
+    /// state of the database.
+    pub fn snapshot(&self) -> DbResult<Transaction<'_, 'a>> {
+        if let Some(conn) = self.sqlite() {
+            conn.execute_batch("BEGIN DEFERRED")?;
+        } else {
+            self.on_pg(|pg| {
+                pg.client()?.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+                pg.in_transaction = true;
+                Ok(())
+            })?;
         }
         Ok(Transaction { conn: self, done: false })
     }
@@ -483,7 +541,7 @@ impl Statement<'_, '_> {
     }
 }
 
-/// A write transaction; rolled back on drop unless [`Transaction::commit`]ted.
+/// A transaction; rolled back on drop unless [`Transaction::commit`]ted.
 pub struct Transaction<'c, 'a> {
     conn: &'c Connection<'a>,
     done: bool,
@@ -509,8 +567,7 @@ impl Transaction<'_, '_> {
     fn end(&self, sql: &str) -> DbResult<()> {
         self.conn.execute_batch(sql)?;
         if let Inner::Postgres { taken, .. } = &self.conn.inner
-            && let Some(pooled) = taken.borrow_mut().as_mut()
-            && let Some(pg) = pooled.conn.as_mut()
+            && let Some(pg) = taken.borrow_mut().as_mut()
         {
             pg.in_transaction = false;
         }
@@ -647,176 +704,6 @@ pub(crate) fn postgres_placeholders(sql: &str) -> String {
 /// Runs blocking database work from wherever the store is called (the `postgres` client blocks
 /// on a runtime of its own, which tokio forbids on its threads): on a multi-threaded runtime's
 /// worker it tells tokio first; on a current-thread runtime (tests) it runs on a thread of its
-/// own for the moment; outside any runtime it just runs.
-fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        Ok(_) => std::thread::scope(|scope| {
-            scope.spawn(f).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        }),
-        Err(_) => f(),
-    }
-}
-
-/// One PostgreSQL connection with its prepared statements.
-pub(super) struct PgConn {
-    client: postgres::Client,
-    statements: HashMap<String, postgres::Statement>,
-    in_transaction: bool,
-    /// Set when the connection must not be reused (see [`Pooled::discard`]).
-    broken: bool,
-}
-
-impl PgConn {
-    fn statement(&mut self, sql: &str) -> DbResult<postgres::Statement> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.client.prepare(&postgres_placeholders(sql))?;
-        self.statements.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
-    }
-}
-
-/// A bounded pool of PostgreSQL connections, opened on demand.
-pub(super) struct PgPool {
-    config: postgres::Config,
-    state: Mutex<PoolState>,
-    freed: Condvar,
-    max: usize,
-}
-
-struct PoolState {
-    idle: Vec<PgConn>,
-    open: usize,
-}
-
-/// How long a request waits for a free connection before it is refused.
-const POOL_WAIT: Duration = Duration::from_secs(10);
-/// How long opening a connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-impl PgPool {
-    pub(super) fn new(mut config: postgres::Config, max: usize) -> Arc<Self> {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        config.application_name("custory-mcp");
-        Arc::new(Self {
-            config,
-            state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
-            freed: Condvar::new(),
-            max: max.max(1),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        // The state is two plain fields updated together; a panic cannot leave them torn.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// An idle connection, a new one, or (when `max` are out) the next one returned.
-    pub(super) fn take(self: &Arc<Self>) -> DbResult<Pooled> {
-        let mut state = self.lock();
-        loop {
-            if let Some(conn) = state.idle.pop() {
-                return Ok(Pooled { pool: Arc::clone(self), conn: Some(Box::new(conn)) });
-            }
-            if state.open < self.max {
-                state.open += 1;
-                drop(state);
-                return match blocking(|| self.config.connect(postgres::NoTls)) {
-                    Ok(client) => Ok(Pooled {
-                        pool: Arc::clone(self),
-                        conn: Some(Box::new(PgConn {
-                            client,
-                            statements: HashMap::new(),
-                            in_transaction: false,
-                            broken: false,
-                        })),
-                    }),
-                    Err(error) => {
-                        self.release_slot();
-                        Err(error.into())
-                    }
-                };
-            }
-            let (next, timeout) = self
-                .freed
-                .wait_timeout(state, POOL_WAIT)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            state = next;
-            if timeout.timed_out() && state.idle.is_empty() && state.open >= self.max {
-                return Err(DbError::Unavailable(format!(
-                    "all {} database connections stayed busy for {} s",
-                    self.max,
-                    POOL_WAIT.as_secs()
-                )));
-            }
-        }
-    }
-
-    fn release_slot(&self) {
-        let mut state = self.lock();
-        state.open = state.open.saturating_sub(1);
-        drop(state);
-        self.freed.notify_one();
-    }
-}
-
-/// A connection out of the pool; it goes back on drop, unless it broke.
-pub(super) struct Pooled {
-    pool: Arc<PgPool>,
-    conn: Option<Box<PgConn>>,
-}
-
-impl Pooled {
-    fn run<T: Send>(&mut self, f: impl FnOnce(&mut PgConn) -> DbResult<T> + Send) -> DbResult<T> {
-        let conn =
-            self.conn.as_mut().ok_or_else(|| DbError::Unavailable("no connection".into()))?;
-        blocking(|| f(conn))
-    }
-
-    fn in_transaction(&self) -> bool {
-        self.conn.as_ref().is_some_and(|conn| conn.in_transaction)
-    }
-
-    /// Marks the connection unusable: on drop it is closed instead of going back to the pool.
-    fn discard(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            conn.broken = true;
-        }
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        match self.conn.take() {
-            Some(conn) if !conn.client.is_closed() && !conn.in_transaction && !conn.broken => {
-                self.pool.lock().idle.push(*conn);
-                self.pool.freed.notify_one();
-            }
-            broken => {
-                close(broken.into_iter().map(|conn| *conn).collect());
-                self.pool.release_slot();
-            }
-        }
-    }
-}
-
-impl Drop for PgPool {
-    fn drop(&mut self) {
-        close(std::mem::take(&mut self.lock().idle));
-    }
-}
-
-/// Closes connections: a client says goodbye to the server on drop, which blocks.
-fn close(conns: Vec<PgConn>) {
-    if !conns.is_empty() {
-        blocking(move || drop(conns));
-    }
-}
 
 #[cfg(test)]
 mod tests {

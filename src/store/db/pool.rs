@@ -1,0 +1,232 @@
+//! The connections behind [`super::Connection`]: SQLite's one writer and its pool of readers,
+//! and the PostgreSQL pool. Pooling is r2d2's; what is ours is what each connection must be
+//! told when it opens (pragmas, a statement time limit) and when one must not be reused.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::DbError;
+
+/// How long a request waits for a pooled connection before it is refused.
+pub const POOL_WAIT: Duration = Duration::from_secs(10);
+/// How long opening a PostgreSQL connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite calls the progress handler every this many virtual-machine steps (~tens of µs).
+const PROGRESS_STEPS: i32 = 10_000;
+
+// ---------------------------------------------------------------------------------------------
+// SQLite
+
+/// A SQLite connection that can be given a deadline: past it, the statement running is
+/// interrupted (SQLite's progress handler) and fails with [`DbError::TimedOut`].
+pub struct SqliteConn {
+    pub(super) conn: rusqlite::Connection,
+    /// Nanoseconds after `epoch` at which the running statement is stopped; 0 means never.
+    deadline: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl SqliteConn {
+    /// Opens `path` with the pragmas every connection of the store needs. `read_only`
+    /// connections cannot write even by mistake (`query_only`).
+    pub fn open(path: &Path, read_only: bool) -> rusqlite::Result<Self> {
+        use rusqlite::OpenFlags;
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let mut conn = rusqlite::Connection::open_with_flags(path, flags)?;
+        if !read_only {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        if read_only {
+            conn.pragma_update(None, "query_only", "ON")?;
+        }
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let deadline = Arc::new(AtomicU64::new(0));
+        let epoch = Instant::now();
+        let watched = Arc::clone(&deadline);
+        conn.progress_handler(
+            PROGRESS_STEPS,
+            Some(move || {
+                let at = watched.load(Ordering::Relaxed);
+                at != 0 && elapsed_nanos(epoch) > at
+            }),
+        )?;
+        Ok(Self { conn, deadline, epoch })
+    }
+
+    /// Stops statements that run past `limit` from now (`None`: no limit).
+    pub fn set_limit(&self, limit: Option<Duration>) {
+        let at = limit.map_or(0, |limit| {
+            elapsed_nanos(self.epoch)
+                .saturating_add(limit.as_nanos().try_into().unwrap_or(u64::MAX))
+        });
+        self.deadline.store(at.max(u64::from(limit.is_some())), Ordering::Relaxed);
+    }
+}
+
+fn elapsed_nanos(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos().try_into().unwrap_or(u64::MAX)
+}
+
+/// Opens read-only connections to one SQLite file, for r2d2.
+pub struct SqliteReaders {
+    path: PathBuf,
+}
+
+impl SqliteReaders {
+    pub fn pool(path: &Path, size: u32) -> r2d2::Pool<Self> {
+        r2d2::Pool::builder()
+            .max_size(size.max(1))
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(POOL_WAIT)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(Self { path: path.to_owned() })
+    }
+}
+
+impl r2d2::ManageConnection for SqliteReaders {
+    type Connection = SqliteConn;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> rusqlite::Result<SqliteConn> {
+        SqliteConn::open(&self.path, true)
+    }
+
+    fn is_valid(&self, conn: &mut SqliteConn) -> rusqlite::Result<()> {
+        conn.conn.execute_batch("")
+    }
+
+    fn has_broken(&self, _: &mut SqliteConn) -> bool {
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// One PostgreSQL connection with its prepared statements.
+pub struct PgConn {
+    /// `None` only while being closed (see `Drop`).
+    client: Option<postgres::Client>,
+    statements: HashMap<String, postgres::Statement>,
+    /// Inside a transaction that has not ended cleanly: never handed out again.
+    pub(super) in_transaction: bool,
+}
+
+impl PgConn {
+    pub(super) fn client(&mut self) -> Result<&mut postgres::Client, DbError> {
+        self.client.as_mut().ok_or_else(|| DbError::Unavailable("the connection is closed".into()))
+    }
+
+    pub(super) fn statement(&mut self, sql: &str) -> Result<postgres::Statement, DbError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client()?.prepare(&super::postgres_placeholders(sql))?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.as_ref().is_none_or(postgres::Client::is_closed)
+    }
+}
+
+impl Drop for PgConn {
+    /// A client says goodbye to the server when dropped, which blocks on its own runtime.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            blocking(move || drop(client));
+        }
+    }
+}
+
+/// Opens PostgreSQL connections for r2d2.
+pub struct PgManager {
+    config: postgres::Config,
+}
+
+pub type PgPool = r2d2::Pool<PgManager>;
+
+impl PgManager {
+    /// The pool for `config`, opening connections on demand. Every connection stops statements
+    /// that run longer than `statement_limit`.
+    pub fn pool(mut config: postgres::Config, size: u32, statement_limit: Duration) -> PgPool {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.application_name("custory-mcp");
+        let options = config.get_options().map(str::to_owned).unwrap_or_default();
+        config.options(&format!(
+            "{options} -c statement_timeout={}",
+            statement_limit.as_millis().max(1)
+        ));
+        r2d2::Pool::builder()
+            .max_size(size.max(1))
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(POOL_WAIT)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(Self { config })
+    }
+
+    /// One connection made now, outside the pool: to tell at start-up, at once and with the
+    /// server's own words, whether the database can be reached at all.
+    pub fn probe(config: &postgres::Config) -> Result<(), DbError> {
+        let mut config = config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let client = blocking(|| config.connect(postgres::NoTls))?;
+        blocking(move || drop(client));
+        Ok(())
+    }
+}
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        let client = blocking(|| self.config.connect(postgres::NoTls))?;
+        Ok(PgConn { client: Some(client), statements: HashMap::new(), in_transaction: false })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        match conn.client.as_mut() {
+            Some(client) => blocking(|| client.simple_query("")).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.in_transaction || conn.is_closed()
+    }
+}
+
+/// Runs blocking database work from wherever the store is called (the `postgres` client blocks
+/// on a runtime of its own, which tokio forbids on its worker threads): on a multi-threaded
+/// runtime it tells tokio first; on a current-thread runtime (tests) it runs on a thread of its
+/// own for the moment; outside any runtime (r2d2's threads) it just runs.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|scope| {
+            scope.spawn(f).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+        Err(_) => f(),
+    }
+}

@@ -1,0 +1,392 @@
+//! The domain's types and vocabulary: kinds of item, their statuses and fields, the link
+//! directions, what the reads return and what the writes take.
+//!
+//! These types are also what the MCP tools take and return, so their doc comments are what an
+//! agent reads in the tools' schemas, and each serializes exactly as its JSON Schema says (an
+//! `Option` is a required, nullable property).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+// ---------------------------------------------------------------------------------------------
+// Vocabulary: kinds, their statuses and fields, and the link directions.
+
+/// The five kinds of item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemKind {
+    Touchpoint,
+    Insight,
+    Opportunity,
+    Solution,
+    Metric,
+}
+
+/// The only directions a link may take, from cause to effect.
+pub const LINK_DIRECTIONS: [(ItemKind, ItemKind); 5] = [
+    (ItemKind::Touchpoint, ItemKind::Insight),
+    (ItemKind::Insight, ItemKind::Opportunity),
+    (ItemKind::Opportunity, ItemKind::Solution),
+    (ItemKind::Opportunity, ItemKind::Metric),
+    (ItemKind::Solution, ItemKind::Metric),
+];
+
+impl ItemKind {
+    pub const ALL: [ItemKind; 5] =
+        [Self::Touchpoint, Self::Insight, Self::Opportunity, Self::Solution, Self::Metric];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Touchpoint => "touchpoint",
+            Self::Insight => "insight",
+            Self::Opportunity => "opportunity",
+            Self::Solution => "solution",
+            Self::Metric => "metric",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The statuses an item of this kind can have. The first is the default for a new item;
+    /// `archived` retires an item of any kind.
+    pub fn statuses(self) -> &'static [&'static str] {
+        match self {
+            Self::Touchpoint | Self::Insight => &["draft", "validated", "archived"],
+            Self::Opportunity => &["open", "in-progress", "done", "archived"],
+            Self::Solution => &["idea", "planned", "building", "shipped", "archived"],
+            Self::Metric => &["tracking", "on-track", "at-risk", "archived"],
+        }
+    }
+
+    pub fn default_status(self) -> &'static str {
+        self.statuses()[0]
+    }
+
+    /// The names an item of this kind may use in its kind-specific `fields`.
+    pub fn field_names(self) -> &'static [&'static str] {
+        match self {
+            Self::Touchpoint => &["channel", "actor"],
+            Self::Insight => &["type", "confidence", "severity", "segment"],
+            Self::Opportunity => &["impact", "effort", "priority", "confidence"],
+            Self::Solution => &["solution_type", "impact", "effort", "priority", "target_date"],
+            Self::Metric => &["metric_type", "unit", "baseline", "current", "target", "direction"],
+        }
+    }
+
+    /// Whether an item of this kind may link to an item of kind `to`.
+    pub fn can_link_to(self, to: ItemKind) -> bool {
+        LINK_DIRECTIONS.contains(&(self, to))
+    }
+}
+
+impl fmt::Display for ItemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line per kind for messages and tool descriptions, e.g. with [`ItemKind::statuses`]:
+/// `touchpoint: draft, validated, archived; insight: …`.
+pub fn per_kind_text(list: fn(ItemKind) -> &'static [&'static str]) -> String {
+    ItemKind::ALL
+        .iter()
+        .map(|kind| format!("{kind}: {}", list(*kind).join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `touchpoint → insight, insight → opportunity, …`
+pub fn link_directions_text() -> String {
+    LINK_DIRECTIONS.iter().map(|(from, to)| format!("{from} → {to}")).collect::<Vec<_>>().join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the domain methods return. Each serializes exactly as its JSON Schema says (an `Option`
+// is a required, nullable property), so tool results validate against their output schemas.
+
+/// A workspace at a glance.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct WorkspaceSummary {
+    pub name: String,
+    pub slug: String,
+    /// Number of journeys.
+    pub journeys: i64,
+    /// Number of personas.
+    pub personas: i64,
+    pub items: ItemCounts,
+}
+
+/// Item counts, in total and per kind.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct ItemCounts {
+    pub total: i64,
+    pub touchpoint: i64,
+    pub insight: i64,
+    pub opportunity: i64,
+    pub solution: i64,
+    pub metric: i64,
+}
+
+/// A journey with the size of its map.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct JourneySummary {
+    /// Journey id (`jrn_…`).
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub stages: i64,
+    pub steps: i64,
+    pub items: i64,
+}
+
+/// A journey's map: stages in order, their steps in order, the items on each step.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct JourneyTree {
+    /// Journey id (`jrn_…`).
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub stages: Vec<StageNode>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct StageNode {
+    /// Stage id (`stg_…`).
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub steps: Vec<StepNode>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct StepNode {
+    /// Step id (`stp_…`): where `create_item` puts new items.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub items: Vec<ItemSummary>,
+}
+
+/// The short form of an item.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ItemSummary {
+    /// Item id (`itm_…`).
+    pub id: String,
+    pub kind: ItemKind,
+    pub title: String,
+    pub status: String,
+    pub owner: Option<String>,
+}
+
+/// Where an item sits on the journey map.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ItemLocation {
+    pub journey_id: String,
+    /// The journey's name.
+    pub journey: String,
+    pub stage_id: String,
+    /// The stage's name.
+    pub stage: String,
+    pub step_id: String,
+    /// The step's name.
+    pub step: String,
+}
+
+/// An item summary with its place on the map.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ListedItem {
+    #[serde(flatten)]
+    pub item: ItemSummary,
+    #[serde(flatten)]
+    pub location: ItemLocation,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ItemList {
+    pub items: Vec<ListedItem>,
+    /// True when more items match than were returned: raise `limit` or narrow the filters.
+    pub truncated: bool,
+}
+
+/// An item in full.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ItemDetail {
+    #[serde(flatten)]
+    pub item: ItemSummary,
+    pub description: String,
+    /// Kind-specific fields (e.g. a metric's unit, baseline, current, target).
+    pub fields: Map<String, Value>,
+    #[serde(flatten)]
+    pub location: ItemLocation,
+    #[schemars(with = "String")]
+    pub created_at: DateTime<Utc>,
+    #[schemars(with = "String")]
+    pub updated_at: DateTime<Utc>,
+    /// Items this item links to (its effects).
+    pub links_to: Vec<ItemSummary>,
+    /// Items that link to this item (its causes).
+    pub linked_from: Vec<ItemSummary>,
+    /// Oldest first.
+    pub comments: Vec<Comment>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Comment {
+    /// Comment id (`cmt_…`).
+    pub id: String,
+    pub author: String,
+    pub body: String,
+    #[schemars(with = "String")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A comment and the item it was added to.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ItemComment {
+    pub item: ItemSummary,
+    pub comment: Comment,
+}
+
+/// Two linked items.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ItemLink {
+    pub from: ItemSummary,
+    pub to: ItemSummary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HitType {
+    Item,
+    Step,
+    Stage,
+    Persona,
+}
+
+impl HitType {
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Item, Self::Step, Self::Stage, Self::Persona].into_iter().find(|t| t.as_str() == s)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Item => "item",
+            Self::Step => "step",
+            Self::Stage => "stage",
+            Self::Persona => "persona",
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SearchHit {
+    /// What was found; its id has the matching prefix (`itm_`, `stp_`, `stg_`, `per_`).
+    #[serde(rename = "type")]
+    pub hit_type: HitType,
+    pub id: String,
+    /// The item's title, or the step's, stage's or persona's name.
+    pub title: String,
+    /// Text around the first match in the description (or bio).
+    pub snippet: String,
+    /// Where it is: `journey › stage › step` for items, shorter for steps and stages, the role
+    /// for personas.
+    pub context: String,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Persona {
+    /// Persona id (`per_…`).
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub bio: String,
+    pub job_to_be_done: String,
+    pub goals: Vec<String>,
+    pub frustrations: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the write and filter methods take. These are also the MCP tools' arguments, so their
+// doc comments are what an agent reads in the input schema.
+
+/// Filters for listing items; all optional and combined with AND.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemFilter {
+    /// Only items of this journey: its id (`jrn_…`) or slug (e.g. `trial-to-paid`).
+    pub journey: Option<String>,
+    /// Only items of this stage (`stg_…`).
+    pub stage_id: Option<String>,
+    /// Only items on this step (`stp_…`).
+    pub step_id: Option<String>,
+    /// Only items of this kind.
+    pub kind: Option<ItemKind>,
+    /// Only items with this status (e.g. `open`, `validated`).
+    pub status: Option<String>,
+    /// Only items with this owner (exact name, case-insensitive).
+    pub owner: Option<String>,
+    /// How many items to return: default 50, at most 200.
+    #[schemars(range(min = 1, max = 200))]
+    pub limit: Option<u32>,
+}
+
+/// A new item.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewItem {
+    /// The step (`stp_…`) the item goes on; `get_journey` lists a journey's steps.
+    pub step_id: String,
+    pub kind: ItemKind,
+    /// A short title, at most 200 characters.
+    pub title: String,
+    pub description: Option<String>,
+    /// One of the kind's statuses; defaults to the kind's first status.
+    pub status: Option<String>,
+    /// Who owns the item (a person's name).
+    pub owner: Option<String>,
+    /// Kind-specific fields; values are strings, numbers or booleans.
+    pub fields: Option<Map<String, Value>>,
+}
+
+/// A partial update of an item: only the properties given change.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemUpdate {
+    /// The item (`itm_…`) to update.
+    pub item_id: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// One of the statuses of the item's kind.
+    pub status: Option<String>,
+    /// The new owner; an empty string clears it.
+    pub owner: Option<String>,
+    /// Merged into the item's fields: given names are set, a null value removes that field.
+    pub fields: Option<Map<String, Value>>,
+}
+
+/// A persona to insert (the demo seed uses this).
+#[derive(Debug, Clone, Copy)]
+pub struct NewPersona<'a> {
+    pub name: &'a str,
+    pub role: &'a str,
+    pub bio: &'a str,
+    pub job_to_be_done: &'a str,
+    pub goals: &'a [&'a str],
+    pub frustrations: &'a [&'a str],
+}
+
+/// Who makes a change, for the audit trail: the MCP key that called the tool.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub key_id: &'a str,
+    pub key_prefix: &'a str,
+}

@@ -1,0 +1,365 @@
+//! Writes of the journey domain. Every write method takes the caller's workspace id, checks
+//! what it is given (`validate.rs`) and records a `tool.called` audit event in the same
+//! transaction as the change. The inserts are shared with the demo seed, so the seed obeys the
+//! same rules as an MCP client.
+
+use serde_json::{Map, Value};
+
+use super::audit::{NewEvent, insert_event};
+use super::db::{Connection, OptionalExtension as _, Transaction, params};
+use super::model::{
+    Actor, Comment, ItemComment, ItemDetail, ItemKind, ItemLink, ItemUpdate, NewItem, NewPersona,
+    link_directions_text,
+};
+use super::reads::{
+    ensure_step, item_detail, item_summary, json_column, json_text, not_found_item, text_enum,
+};
+use super::validate::{
+    DESCRIPTION_MAX, NAME_MAX, TITLE_MAX, check_status, clean_text, merge_fields, optional_text,
+    required_text, required_text_multiline,
+};
+use super::{Store, StoreError, StoreResult, from_secs, new_id};
+
+// ---------------------------------------------------------------------------------------------
+// Writes.
+
+impl Store {
+    pub fn create_item(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        new: &NewItem,
+    ) -> StoreResult<ItemDetail> {
+        self.write(workspace_id, actor, |tx, now| {
+            let id = insert_item(tx, workspace_id, new, now)?;
+            let item = item_detail(tx, workspace_id, &id)?;
+            let detail = format!("create_item {id} {:?}", item.item.title);
+            Ok((item, detail))
+        })
+    }
+
+    pub fn update_item(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        update: &ItemUpdate,
+    ) -> StoreResult<ItemDetail> {
+        self.write(workspace_id, actor, |tx, now| {
+            let id = update.item_id.trim();
+            let (kind, mut title, mut description, mut status, mut owner, fields) = tx
+                .prepare_cached(
+                    "SELECT kind, title, description, status, owner, fields FROM items
+                     WHERE workspace_id = ?1 AND id = ?2",
+                )?
+                .query_row(params![workspace_id, id], |row| {
+                    Ok((
+                        text_enum(row, 0, ItemKind::parse)?,
+                        row.get::<String>(1)?,
+                        row.get::<String>(2)?,
+                        row.get::<String>(3)?,
+                        row.get::<Option<String>>(4)?,
+                        json_column::<Map<String, Value>>(row, 5)?,
+                    ))
+                })
+                .optional()?
+                .ok_or_else(|| not_found_item(id))?;
+            let mut changed = Vec::new();
+            if let Some(value) = &update.title {
+                title = required_text("title", value, TITLE_MAX)?;
+                changed.push("title");
+            }
+            if let Some(value) = &update.description {
+                description = clean_text("description", value, DESCRIPTION_MAX, true)?;
+                changed.push("description");
+            }
+            if let Some(value) = &update.status {
+                status = check_status(kind, value)?;
+                changed.push("status");
+            }
+            if let Some(value) = &update.owner {
+                owner = optional_text("owner", value)?;
+                changed.push("owner");
+            }
+            let fields = match &update.fields {
+                Some(patch) => {
+                    changed.push("fields");
+                    merge_fields(kind, fields, patch)?
+                }
+                None => fields,
+            };
+            if changed.is_empty() {
+                return Err(StoreError::Invalid(
+                    "nothing to update: give at least one of title, description, status, owner, \
+                     fields"
+                        .into(),
+                ));
+            }
+            tx.prepare_cached(
+                "UPDATE items SET title = ?3, description = ?4, status = ?5, owner = ?6,
+                                  fields = ?7, updated_at = ?8
+                 WHERE workspace_id = ?1 AND id = ?2",
+            )?
+            .execute(params![
+                workspace_id,
+                id,
+                title,
+                description,
+                status,
+                owner,
+                json_text(&fields)?,
+                now
+            ])?;
+            let detail = format!("update_item {id} {title:?}: {}", changed.join(", "));
+            Ok((item_detail(tx, workspace_id, id)?, detail))
+        })
+    }
+
+    /// Links `from_id` to `to_id` (cause → effect) in one of the five allowed directions.
+    pub fn link_items(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        from_id: &str,
+        to_id: &str,
+    ) -> StoreResult<ItemLink> {
+        self.write(workspace_id, actor, |tx, now| {
+            let link = insert_link(tx, workspace_id, from_id, to_id, now)?;
+            let detail = format!(
+                "link_items {} {:?} → {} {:?}",
+                link.from.id, link.from.title, link.to.id, link.to.title
+            );
+            Ok((link, detail))
+        })
+    }
+
+    pub fn add_comment(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        item_id: &str,
+        author: &str,
+        body: &str,
+    ) -> StoreResult<ItemComment> {
+        self.write(workspace_id, actor, |tx, now| {
+            let item = item_summary(tx, workspace_id, item_id)?;
+            let comment = insert_comment(tx, workspace_id, &item.id, author, body, now)?;
+            let detail = format!("add_comment {} on {} {:?}", comment.id, item.id, item.title);
+            Ok((ItemComment { item, comment }, detail))
+        })
+    }
+
+    /// Runs `change` in a transaction and records it as a `tool.called` audit event, with the
+    /// detail `change` returns, in the same transaction.
+    fn write<T>(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        change: impl FnOnce(&Transaction<'_, '_>, i64) -> StoreResult<(T, String)>,
+    ) -> StoreResult<T> {
+        let now = self.now().timestamp();
+        let conn = self.writer();
+        let tx = conn.transaction()?;
+        let (value, detail) = change(&tx, now)?;
+        insert_event(
+            &tx,
+            now,
+            &NewEvent {
+                workspace_id,
+                kind: "tool.called",
+                key_id: Some(actor.key_id),
+                key_prefix: Some(actor.key_prefix),
+                detail: &detail,
+            },
+        )?;
+        tx.commit()?;
+        Ok(value)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inserts, shared by the write methods and the demo seed. Each checks what it is given, so the
+// seed obeys the same rules as an MCP client.
+
+pub(super) fn insert_journey(
+    conn: &Connection,
+    workspace_id: i64,
+    slug: &str,
+    name: &str,
+    description: &str,
+    position: i64,
+    now: i64,
+) -> StoreResult<String> {
+    let id = new_id("jrn");
+    conn.prepare_cached(
+        "INSERT INTO journeys (id, workspace_id, slug, name, description, position, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![id, workspace_id, slug, name, description, position, now])?;
+    Ok(id)
+}
+
+pub(super) fn insert_stage(
+    conn: &Connection,
+    workspace_id: i64,
+    journey_id: &str,
+    name: &str,
+    description: &str,
+    position: i64,
+) -> StoreResult<String> {
+    let id = new_id("stg");
+    conn.prepare_cached(
+        "INSERT INTO stages (id, workspace_id, journey_id, name, description, position)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![id, workspace_id, journey_id, name, description, position])?;
+    Ok(id)
+}
+
+pub(super) fn insert_step(
+    conn: &Connection,
+    workspace_id: i64,
+    stage_id: &str,
+    name: &str,
+    description: &str,
+    position: i64,
+) -> StoreResult<String> {
+    let id = new_id("stp");
+    conn.prepare_cached(
+        "INSERT INTO steps (id, workspace_id, stage_id, name, description, position)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![id, workspace_id, stage_id, name, description, position])?;
+    Ok(id)
+}
+
+pub(super) fn insert_persona(
+    conn: &Connection,
+    workspace_id: i64,
+    persona: &NewPersona<'_>,
+    now: i64,
+) -> StoreResult<String> {
+    let id = new_id("per");
+    conn.prepare_cached(
+        "INSERT INTO personas (id, workspace_id, name, role, bio, job_to_be_done, goals,
+                               frustrations, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        id,
+        workspace_id,
+        persona.name,
+        persona.role,
+        persona.bio,
+        persona.job_to_be_done,
+        json_text(&persona.goals)?,
+        json_text(&persona.frustrations)?,
+        now
+    ])?;
+    Ok(id)
+}
+
+/// Validates `new` (text, status and fields for its kind, the step in this workspace) and
+/// inserts it. Returns the new item's id.
+pub(super) fn insert_item(
+    conn: &Connection,
+    workspace_id: i64,
+    new: &NewItem,
+    now: i64,
+) -> StoreResult<String> {
+    let title = required_text("title", &new.title, TITLE_MAX)?;
+    let description =
+        clean_text("description", new.description.as_deref().unwrap_or(""), DESCRIPTION_MAX, true)?;
+    let status = match &new.status {
+        Some(status) => check_status(new.kind, status)?,
+        None => new.kind.default_status().to_owned(),
+    };
+    let owner = match &new.owner {
+        Some(owner) => optional_text("owner", owner)?,
+        None => None,
+    };
+    let fields = match &new.fields {
+        Some(fields) => merge_fields(new.kind, Map::new(), fields)?,
+        None => Map::new(),
+    };
+    let step_id = new.step_id.trim();
+    ensure_step(conn, workspace_id, step_id)?;
+    let id = new_id("itm");
+    conn.prepare_cached(
+        "INSERT INTO items (id, workspace_id, step_id, kind, title, description, status, owner,
+                            fields, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    )?
+    .execute(params![
+        id,
+        workspace_id,
+        step_id,
+        new.kind.as_str(),
+        title,
+        description,
+        status,
+        owner,
+        json_text(&fields)?,
+        now
+    ])?;
+    Ok(id)
+}
+
+/// Links two items of the workspace, refusing directions other than [`LINK_DIRECTIONS`] and a
+/// link that already exists.
+pub(super) fn insert_link(
+    conn: &Connection,
+    workspace_id: i64,
+    from_id: &str,
+    to_id: &str,
+    now: i64,
+) -> StoreResult<ItemLink> {
+    let from = item_summary(conn, workspace_id, from_id)?;
+    let to = item_summary(conn, workspace_id, to_id)?;
+    if !from.kind.can_link_to(to.kind) {
+        let hint = if to.kind.can_link_to(from.kind) {
+            format!(" To link them, swap the items: from {} to {}.", to.id, from.id)
+        } else {
+            String::new()
+        };
+        return Err(StoreError::Invalid(format!(
+            "{} items cannot link to {} items: links go from cause to effect, and only these \
+             directions are allowed: {}.{hint}",
+            from.kind,
+            to.kind,
+            link_directions_text()
+        )));
+    }
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO item_links (workspace_id, from_item, to_item, created_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![workspace_id, from.id, to.id, now])?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!(
+            "the link from {} to {} already exists; nothing to do",
+            from.id, to.id
+        )));
+    }
+    Ok(ItemLink { from, to })
+}
+
+/// Adds a comment to `item_id`, which the caller has checked is in the workspace.
+pub(super) fn insert_comment(
+    conn: &Connection,
+    workspace_id: i64,
+    item_id: &str,
+    author: &str,
+    body: &str,
+    now: i64,
+) -> StoreResult<Comment> {
+    let author = required_text("author", author, NAME_MAX)?;
+    let body = required_text_multiline("body", body, DESCRIPTION_MAX)?;
+    let id = new_id("cmt");
+    conn.prepare_cached(
+        "INSERT INTO comments (id, workspace_id, item_id, author, body, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![id, workspace_id, item_id, author, body, now])?;
+    Ok(Comment { id, author, body, created_at: from_secs(now) })
+}
