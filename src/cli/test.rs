@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::GlobalArgs;
 use crate::error::{CliError, ExitStatus};
-use crate::mcp::{LATEST_VERSION, SERVER_NAME, SUPPORTED_VERSIONS};
+use crate::mcp::protocol::{LATEST_VERSION, SERVER_NAME, SUPPORTED_VERSIONS};
 use crate::output::Printer;
 use crate::token::{PlainToken, TokenKind};
 

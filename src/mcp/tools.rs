@@ -8,12 +8,13 @@
 use std::sync::LazyLock;
 
 use schemars::JsonSchema;
-use schemars::generate::SchemaSettings;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::gzip::Precompressed;
+use super::protocol::{CallToolResult, to_raw};
+use super::schema::{input_schema, output_schema};
 use crate::api::Access;
 use crate::store::model::{
     ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchHit,
@@ -33,37 +34,20 @@ pub fn definitions(access: Access) -> Vec<Value> {
     TOOLS.iter().filter(|tool| tool.allowed(access)).map(|tool| tool.definition.clone()).collect()
 }
 
-/// The serialized `tools/list` result (`{"tools":[…]}`) for a key with `access`, built once:
-/// `tools/list` is on the hot path and its answer never changes while the server runs.
-pub fn list_result_json(access: Access) -> &'static str {
-    static READ_WRITE: LazyLock<String> =
-        LazyLock::new(|| json!({"tools": definitions(Access::ReadWrite)}).to_string());
-    static READ_ONLY: LazyLock<String> =
-        LazyLock::new(|| json!({"tools": definitions(Access::ReadOnly)}).to_string());
+/// The `tools/list` result (`{"tools":[…]}`) for a key with `access`, serialized once: it
+/// never changes while the server runs.
+pub fn list_result(access: Access) -> &'static RawValue {
+    static READ_WRITE: LazyLock<Box<RawValue>> =
+        LazyLock::new(|| to_raw(&json!({"tools": definitions(Access::ReadWrite)})));
+    static READ_ONLY: LazyLock<Box<RawValue>> =
+        LazyLock::new(|| to_raw(&json!({"tools": definitions(Access::ReadOnly)})));
     match access {
         Access::ReadWrite => &READ_WRITE,
         Access::ReadOnly => &READ_ONLY,
     }
 }
 
-/// [`list_result_json`] deflated once, for answers sent gzip-compressed (see gzip.rs); `None` if
-/// the compression failed, which in memory it does not (the answers then go plain).
-pub fn list_result_gzip(access: Access) -> Option<&'static Precompressed> {
-    fn build(access: Access) -> Option<Precompressed> {
-        Precompressed::new(list_result_json(access).as_bytes())
-            .inspect_err(|error| tracing::error!(%error, "could not pre-compress tools/list"))
-            .ok()
-    }
-    static READ_WRITE: LazyLock<Option<Precompressed>> = LazyLock::new(|| build(Access::ReadWrite));
-    static READ_ONLY: LazyLock<Option<Precompressed>> = LazyLock::new(|| build(Access::ReadOnly));
-    match access {
-        Access::ReadWrite => READ_WRITE.as_ref(),
-        Access::ReadOnly => READ_ONLY.as_ref(),
-    }
-}
-
-/// Runs a tool and returns the `tools/call` result object
-/// (`{"content":[…],"structuredContent":{…},"isError":bool}`).
+/// Runs a tool and returns its `tools/call` result.
 ///
 /// Business errors, bad arguments and a write tool called with a read-only key are results with
 /// `isError: true` and a sentence the agent can act on; only an unknown tool name is an `Err`.
@@ -72,13 +56,13 @@ pub fn call(
     ctx: &KeyIdentity,
     name: &str,
     arguments: Value,
-) -> Result<Value, ToolCallError> {
+) -> Result<CallToolResult, ToolCallError> {
     let tool = TOOLS
         .iter()
         .find(|tool| tool.name == name)
         .ok_or_else(|| ToolCallError::UnknownTool(name.to_owned()))?;
     if !tool.allowed(ctx.access) {
-        return Ok(error_result(format!(
+        return Ok(CallToolResult::error(format!(
             "This MCP key is read-only, so it cannot call {name}. To make changes, ask the \
              workspace admin for a read-write key (`custory-mcp keys create`)."
         )));
@@ -355,7 +339,7 @@ enum Effect {
     Write { idempotent: bool },
 }
 
-type Handler = Box<dyn Fn(&Store, &KeyIdentity, Value) -> Value + Send + Sync>;
+type Handler = Box<dyn Fn(&Store, &KeyIdentity, Value) -> CallToolResult + Send + Sync>;
 
 struct Tool {
     name: &'static str,
@@ -401,12 +385,14 @@ impl Tool {
                 // Serde would also take an array, positionally; MCP arguments are an object.
                 Value::Object(_) => arguments,
                 _ => {
-                    return error_result(format!("The arguments of {name} must be a JSON object."));
+                    return CallToolResult::error(format!(
+                        "The arguments of {name} must be a JSON object."
+                    ));
                 }
             };
             match serde_json::from_value::<A>(arguments) {
                 Ok(args) => tool_result(name, run(store, ctx, args)),
-                Err(e) => error_result(format!(
+                Err(e) => CallToolResult::error(format!(
                     "Invalid arguments for {name}: {e}. The tool's inputSchema lists the \
                      arguments it takes."
                 )),
@@ -420,96 +406,18 @@ impl Tool {
     }
 }
 
-/// The JSON Schema of `T` as MCP wants it: an object schema with every subschema inlined (no
-/// `$ref`/`$defs`), no `$schema` and no Rust type name as title.
-fn schema_for<T: JsonSchema>(settings: SchemaSettings) -> Value {
-    let settings = settings.with(|s| {
-        s.meta_schema = None;
-        s.inline_subschemas = true;
-    });
-    let mut schema = settings.into_generator().into_root_schema_for::<T>().to_value();
-    if let Value::Object(root) = &mut schema {
-        root.remove("$schema");
-        root.remove("title");
-        // Some clients require `properties` on every object schema, even an empty one.
-        root.entry("properties").or_insert_with(|| json!({}));
-    }
-    schema
-}
-
-/// The schema of a tool's arguments. An optional argument is one that may be left out, so it
-/// is not advertised as nullable too (serde still accepts an explicit `null`).
-fn input_schema<A: JsonSchema>() -> Value {
-    let mut schema = schema_for::<A>(SchemaSettings::draft2020_12().for_deserialize());
-    let properties = schema.get_mut("properties").and_then(Value::as_object_mut);
-    for property in properties.into_iter().flat_map(|p| p.values_mut()) {
-        if let Some(Value::Array(types)) = property.get_mut("type") {
-            types.retain(|t| t != "null");
-            if let [single] = types.as_slice() {
-                let single = single.clone();
-                property["type"] = single;
-            }
-        }
-        if let Some(Value::Array(options)) = property.get_mut("enum") {
-            options.retain(|o| !o.is_null());
-        }
-    }
-    schema
-}
-
-/// The schema of a tool's result, as it serializes: an `Option` is a required, nullable
-/// property, exactly what the handler emits. Nested descriptions and formats are left out:
-/// the agent reads the data itself, and `tools/list` (sent to every session, paid for in the
-/// agent's context) stays about a third smaller.
-fn output_schema<R: JsonSchema>() -> Value {
-    let mut schema = schema_for::<R>(SchemaSettings::draft2020_12().for_serialize());
-    strip_nested_annotations(&mut schema);
-    schema
-}
-
-/// Removes `description` and `format` from every schema nested in `schema` (not from `schema`
-/// itself), following the keywords that hold subschemas, so a property that happens to be
-/// named `description` is never mistaken for the keyword.
-fn strip_nested_annotations(schema: &mut Value) {
-    let Value::Object(object) = schema else { return };
-    let mut children: Vec<&mut Value> = Vec::new();
-    for (keyword, value) in object.iter_mut() {
-        match (keyword.as_str(), value) {
-            ("properties", Value::Object(properties)) => children.extend(properties.values_mut()),
-            ("items" | "additionalProperties", sub @ Value::Object(_)) => children.push(sub),
-            ("anyOf" | "oneOf" | "allOf", Value::Array(subs)) => children.extend(subs.iter_mut()),
-            _ => {}
-        }
-    }
-    for child in children {
-        if let Value::Object(child) = &mut *child {
-            child.remove("description");
-            child.remove("format");
-        }
-        strip_nested_annotations(child);
-    }
-}
-
-fn tool_result<R: Serialize>(name: &str, result: StoreResult<R>) -> Value {
+fn tool_result<R: Serialize>(name: &str, result: StoreResult<R>) -> CallToolResult {
     let internal = |error: &dyn std::fmt::Display| {
         tracing::error!(tool = name, %error, "tool call failed");
-        error_result("internal error, try again".into())
+        CallToolResult::error("internal error, try again")
     };
-    match result.map(|value| serde_json::to_value(&value)) {
-        Ok(Ok(structured)) => json!({
-            "content": [{"type": "text", "text": structured.to_string()}],
-            "structuredContent": structured,
-            "isError": false,
-        }),
+    match result.map(|value| serde_json::value::to_raw_value(&value)) {
+        Ok(Ok(structured)) => CallToolResult::structured(structured),
         Ok(Err(e)) => internal(&e),
         // Never show SQL or database details to the client.
         Err(StoreError::Db(e)) => internal(&e),
-        Err(e) => error_result(sentence(e.to_string())),
+        Err(e) => CallToolResult::error(sentence(e.to_string())),
     }
-}
-
-fn error_result(message: String) -> Value {
-    json!({"content": [{"type": "text", "text": message}], "isError": true})
 }
 
 /// Store messages are clauses ("no item with id …"); a tool result reads as a sentence.
@@ -569,8 +477,14 @@ mod tests {
 
     /// Calls a tool that must succeed; checks its result shape and that its structured content
     /// matches the tool's output schema.
-    fn ok(store: &Store, ctx: &KeyIdentity, name: &str, arguments: Value) -> Value {
+    /// A call's result as a client reads it.
+    fn called(store: &Store, ctx: &KeyIdentity, name: &str, arguments: Value) -> Value {
         let result = call(store, ctx, name, arguments).expect("known tool");
+        serde_json::to_value(&result).expect("a result serializes")
+    }
+
+    fn ok(store: &Store, ctx: &KeyIdentity, name: &str, arguments: Value) -> Value {
+        let result = called(store, ctx, name, arguments);
         assert_eq!(result["isError"], false, "{name}: {result}");
         let structured = result["structuredContent"].clone();
         let text = result["content"][0]["text"].as_str().expect("text content");
@@ -585,7 +499,7 @@ mod tests {
     }
 
     fn err(store: &Store, ctx: &KeyIdentity, name: &str, arguments: Value) -> String {
-        let result = call(store, ctx, name, arguments).expect("known tool");
+        let result = called(store, ctx, name, arguments);
         assert_eq!(result["isError"], true, "{name}: {result}");
         assert!(result.get("structuredContent").is_none());
         result["content"][0]["text"].as_str().expect("text").to_owned()

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use super::auth::Owner;
+use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
 use crate::api::{
     self, Access, CreatedKeyResponse, EventsResponse, ExpiryPolicy, KeyResponse, KeyStatus,

@@ -1,31 +1,56 @@
-//! The admin API's one error shape: `{"error":{"code":"…","message":"…"}}` with the right status.
+//! The one error type of the HTTP surface, for both APIs and for admission to them: a status,
+//! a sentence, and the body shape of the API it belongs to — the admin API's
+//! `{"error":{"code":"…","message":"…"}}`, or a JSON-RPC error without id at the MCP endpoint.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::api::{ErrorBody, ErrorResponse};
+use crate::mcp::protocol::{ErrorCode, Id, RpcError, failure};
 use crate::store::StoreError;
 use crate::store::db::ErrorKind;
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
+    /// The admin API's error code (`key_not_found`, …).
     pub code: &'static str,
     pub message: String,
     /// Sent as `Retry-After` (429).
     pub retry_after: Option<std::time::Duration>,
+    /// Sent as `WWW-Authenticate` (401 at the MCP endpoint).
+    pub challenge: Option<String>,
+    /// `Some` at the MCP endpoint: the body is a JSON-RPC error with this code.
+    pub rpc: Option<ErrorCode>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            challenge: None,
+            rpc: None,
+        }
+    }
+
+    /// An error of the MCP endpoint: `status`, with a JSON-RPC error body.
+    pub fn mcp(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { rpc: Some(code), ..Self::new(status, "mcp_error", message) }
     }
 
     pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
         self.retry_after = Some(wait);
+        self
+    }
+
+    pub fn challenge(mut self, challenge: String) -> Self {
+        self.challenge = Some(challenge);
         self
     }
 
@@ -85,18 +110,38 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Whole seconds to wait, rounded up, at least 1.
+pub fn retry_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorResponse {
-            error: ErrorBody { code: self.code.to_owned(), message: self.message },
+        let mut response = match self.rpc {
+            Some(code) => {
+                let body = failure(&Id::NULL, &RpcError::new(code, self.message));
+                json_response(self.status, body.get().to_owned())
+            }
+            None => {
+                let body = ErrorResponse {
+                    error: ErrorBody { code: self.code.to_owned(), message: self.message },
+                };
+                (self.status, Json(body)).into_response()
+            }
         };
-        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
         if let Some(wait) = self.retry_after {
-            let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_seconds(wait)));
+        }
+        if let Some(value) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }
+}
+
+/// A response with a JSON body that is already serialized.
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+        .into_response()
 }

@@ -4,10 +4,11 @@
 //! listener on `127.0.0.1:0` and a future they resolve themselves.
 
 mod admin;
-mod auth;
+mod admission;
 mod connection;
 mod error;
 mod limiter;
+mod mcp;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,20 +16,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
+use tower_http::set_header::SetResponseHeaderLayer;
 
-pub use auth::{BearerError, bearer_token};
-pub use error::{ApiError, ApiResult};
-pub use limiter::AuthLimiter;
+use error::ApiError;
+use limiter::AuthLimiter;
 
 use crate::store::Store;
 
 /// Largest request body accepted anywhere (413 above it).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// MCP answers at least this large go gzip-compressed to clients that accept it (the tool
+/// list, large tool results); smaller ones are not worth the CPU.
+const COMPRESS_ABOVE_BYTES: u16 = 8 * 1024;
 
 /// Settings of a running server.
 #[derive(Debug, Clone)]
@@ -65,19 +71,7 @@ impl ServerConfig {
     /// Whether the `Host` header names this server (or no check is configured). Requests
     /// without `Host` (HTTP/1.0) are allowed: DNS rebinding needs a browser, which sends one.
     pub fn host_allowed(&self, headers: &axum::http::HeaderMap) -> bool {
-        let Some(allowed) = &self.allowed_hosts else { return true };
-        let Some(host) = headers.get(axum::http::header::HOST) else { return true };
-        let Ok(host) = host.to_str() else { return false };
-        let name = host_name(host);
-        allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
-    }
-}
-
-/// The name part of a `Host` header: `localhost:8787` → `localhost`, `[::1]:8787` → `[::1]`.
-fn host_name(host: &str) -> &str {
-    match host.strip_prefix('[').and_then(|rest| rest.find(']')) {
-        Some(end) => &host[..end + 2],
-        None => host.split(':').next().unwrap_or(host),
+        self.allowed_hosts.as_deref().is_none_or(|allowed| admission::host_in(allowed, headers))
     }
 }
 
@@ -117,9 +111,20 @@ pub fn router(state: AppState) -> Router {
         .route("/workspaces/{ws}/mcp-keys/{id}/revoke", post(admin::revoke_key))
         .route("/workspaces/{ws}/mcp-keys/{id}/rotate", post(admin::rotate_key))
         .route("/workspaces/{ws}/audit", get(admin::audit));
+    // Answers vary with Accept-Encoding whether or not this one was compressed.
+    let compression = CompressionLayer::new()
+        .gzip(true)
+        .compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES).and(NotForContentType::SSE));
+    let mcp = Router::new()
+        .route("/api/mcp", post(mcp::handle).fallback(mcp::method_not_allowed))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::VARY,
+            HeaderValue::from_static("Accept-Encoding"),
+        ))
+        .layer(compression);
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/api/mcp", post(crate::mcp::handle).fallback(mcp_method_not_allowed))
+        .merge(mcp)
         .nest("/api/admin", admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -174,29 +179,4 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "method not allowed on this path",
     )
-}
-
-/// GET (SSE stream) and DELETE (session end) are not offered: the endpoint is stateless.
-async fn mcp_method_not_allowed(method: Method) -> impl IntoResponse {
-    let mut response = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{method} is not supported: this MCP endpoint is stateless and takes POST only"),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static("POST"));
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn host_names_lose_their_port() {
-        assert_eq!(super::host_name("localhost:8787"), "localhost");
-        assert_eq!(super::host_name("127.0.0.1"), "127.0.0.1");
-        assert_eq!(super::host_name("[::1]:8787"), "[::1]");
-        assert_eq!(super::host_name("evil.example:80"), "evil.example");
-    }
 }

@@ -295,6 +295,8 @@ pub struct Connection<'a> {
     inner: Inner<'a>,
 }
 
+// One per store operation, on the stack: its size costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Inner<'a> {
     SqliteWriter(MutexGuard<'a, SqliteConn>),
     SqliteReader(r2d2::PooledConnection<SqliteReaders>),
@@ -700,10 +702,6 @@ pub(crate) fn postgres_placeholders(sql: &str) -> String {
     }
     out
 }
-
-/// Runs blocking database work from wherever the store is called (the `postgres` client blocks
-/// on a runtime of its own, which tokio forbids on its threads): on a multi-threaded runtime's
-/// worker it tells tokio first; on a current-thread runtime (tests) it runs on a thread of its
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,366 @@
+//! Who may come in, decided before a body is read: axum extractors for both APIs, with one
+//! rejection type ([`ApiError`]).
+//!
+//! - [`Owner`]: the admin API's guard (Host, then the owner credential `csa_…`).
+//! - [`McpCaller`]: the MCP endpoint's (Origin, Host, an MCP key `cst_…`, `Content-Type`,
+//!   `Accept`, `MCP-Protocol-Version`), in that order.
+//! - [`McpKey`]: Origin, Host and the MCP key only, for the methods the endpoint does not offer,
+//!   so a bad token is a 401 whatever the method.
+//!
+//! Failed authentications count against the client's address ([`super::AuthLimiter`]); past the
+//! limit the answer is 429 with `Retry-After`, and nothing more is looked up or recorded.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+
+use super::AppState;
+use super::error::{ApiError, retry_seconds};
+use crate::api::KeyStatus;
+use crate::mcp::protocol::{
+    ACCEPT_BOTH, DEFAULT_VERSION, ErrorCode, SUPPORTED_VERSIONS, VERSION_HEADER, supported_version,
+};
+use crate::store::{KeyIdentity, NewEvent};
+use crate::token::{PlainToken, TokenFormatError, TokenKind};
+
+/// Why a request's `Authorization` header does not carry a usable token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BearerError {
+    #[error("no Authorization header was sent")]
+    Missing,
+    #[error("the Authorization header is not of the form `Bearer <token>`")]
+    NotBearer,
+    #[error("{0}")]
+    Format(TokenFormatError),
+}
+
+/// The well-formed token of `Authorization: Bearer <token>`. The checksum is verified here,
+/// so a mistyped or truncated token never reaches the database.
+pub fn bearer_token(headers: &HeaderMap) -> Result<PlainToken, BearerError> {
+    let value = headers.get(AUTHORIZATION).ok_or(BearerError::Missing)?;
+    let value = value.to_str().map_err(|_| BearerError::NotBearer)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(BearerError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::NotBearer);
+    }
+    PlainToken::parse(token).map_err(BearerError::Format)
+}
+
+/// Which API a refusal belongs to: it decides the body's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    Admin,
+    Mcp,
+}
+
+impl Surface {
+    fn error(self, status: StatusCode, code: &'static str, message: String) -> ApiError {
+        match self {
+            Self::Admin => ApiError::new(status, code, message),
+            Self::Mcp => {
+                let rpc = match status {
+                    StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS => {
+                        ErrorCode::Unauthorized
+                    }
+                    StatusCode::SERVICE_UNAVAILABLE => ErrorCode::InternalError,
+                    _ => ErrorCode::InvalidRequest,
+                };
+                ApiError::mcp(status, rpc, message)
+            }
+        }
+    }
+}
+
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// 403 unless the `Host` header names this server (DNS rebinding).
+fn check_host(state: &AppState, headers: &HeaderMap, surface: Surface) -> Result<(), ApiError> {
+    if state.config.host_allowed(headers) {
+        return Ok(());
+    }
+    let message = match surface {
+        Surface::Admin => "the Host header does not name this server (start it with --allow-host)",
+        Surface::Mcp => {
+            "Forbidden: the Host header does not name this server (start the server with \
+             --allow-host to permit that name)"
+        }
+    };
+    Err(surface.error(StatusCode::FORBIDDEN, "host_not_allowed", message.to_owned()))
+}
+
+/// The answer to a failed authentication: 401 with `message`, or 429 once the address is over
+/// its limit.
+fn failed_auth(state: &AppState, ip: Option<IpAddr>, surface: Surface, message: &str) -> ApiError {
+    if let Some(wait) = ip.and_then(|ip| state.limiter.failed(ip)) {
+        let message = format!(
+            "too many failed authentications from this address; retry in {} s",
+            retry_seconds(wait)
+        );
+        return surface
+            .error(StatusCode::TOO_MANY_REQUESTS, "too_many_failures", message)
+            .retry_after(wait);
+    }
+    let error = surface.error(StatusCode::UNAUTHORIZED, "unauthorized", message.to_owned());
+    match surface {
+        Surface::Admin => error,
+        // RFC 6750 §3: the challenge, with the reason a client can show.
+        Surface::Mcp => error.challenge(format!(
+            "Bearer realm=\"custory\", error=\"invalid_token\", error_description=\"{}\"",
+            message.replace(['"', '\\'], "'")
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin API
+
+/// Proof that the request carries this server's active owner credential.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner;
+
+impl FromRequestParts<AppState> for Owner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        check_host(state, &parts.headers, Surface::Admin)?;
+        let ip = peer(parts);
+        let token = bearer_token(&parts.headers).map_err(|error| {
+            let message = format!(
+                "{error}; the admin API needs the owner credential (csa_…): run `custory-mcp login`"
+            );
+            failed_auth(state, ip, Surface::Admin, &message)
+        })?;
+        if token.kind() == TokenKind::Mcp {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "mcp_key_not_allowed",
+                "MCP keys (cst_…) only work at /api/mcp; the admin API needs the owner \
+                 credential (csa_…): run `custory-mcp login`",
+            ));
+        }
+        if state.store.is_owner_credential(&token.hash())? {
+            Ok(Owner)
+        } else {
+            Err(failed_auth(
+                state,
+                ip,
+                Surface::Admin,
+                "the owner credential is not valid for this server (was it reset?); run \
+                 `custory-mcp login`, or `custory-mcp serve --reset-owner-credential` on the \
+                 server machine",
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The MCP endpoint
+
+/// An MCP key that may use the endpoint: Origin and Host checked, token active.
+#[derive(Debug, Clone)]
+pub struct McpKey {
+    pub identity: Arc<KeyIdentity>,
+    pub ip: Option<IpAddr>,
+}
+
+impl FromRequestParts<AppState> for McpKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(origin) = parts.headers.get(ORIGIN) {
+            let allowed = origin.to_str().is_ok_and(|o| {
+                state.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o))
+            });
+            if !allowed {
+                return Err(Surface::Mcp.error(
+                    StatusCode::FORBIDDEN,
+                    "origin_not_allowed",
+                    "Forbidden: this Origin is not allowed to call the MCP endpoint (start the \
+                     server with --allow-origin to permit it)"
+                        .into(),
+                ));
+            }
+        }
+        check_host(state, &parts.headers, Surface::Mcp)?;
+        let ip = peer(parts);
+        let identity = authenticate(state, &parts.headers, ip)?;
+        Ok(Self { identity, ip })
+    }
+}
+
+/// An MCP request that may be answered: an [`McpKey`], media types accepted, and the protocol
+/// version it speaks.
+#[derive(Debug, Clone)]
+pub struct McpCaller {
+    pub key: McpKey,
+    pub version: &'static str,
+}
+
+impl FromRequestParts<AppState> for McpCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = McpKey::from_request_parts(parts, state).await?;
+        let headers = &parts.headers;
+        let refuse = |status: StatusCode, message: String| {
+            Surface::Mcp.error(status, "mcp_refused", message)
+        };
+        if !is_json_content_type(headers) {
+            return Err(refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Media Type: Content-Type must be application/json".into(),
+            ));
+        }
+        if !accepts_json_and_sse(headers) {
+            return Err(refuse(
+                StatusCode::NOT_ACCEPTABLE,
+                "Not Acceptable: the Accept header must list both application/json and \
+                 text/event-stream"
+                    .into(),
+            ));
+        }
+        let version = match headers.get(VERSION_HEADER).map(|v| v.to_str()) {
+            None => DEFAULT_VERSION,
+            Some(Ok(asked)) if let Some(known) = supported_version(asked) => known,
+            Some(asked) => {
+                let shown = asked.unwrap_or("(not text)");
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Bad Request: unsupported MCP-Protocol-Version {shown:?}; this server \
+                         supports {}",
+                        SUPPORTED_VERSIONS.join(", ")
+                    ),
+                ));
+            }
+        };
+        Ok(Self { key, version })
+    }
+}
+
+/// Resolves the bearer token to an active MCP key.
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+) -> Result<Arc<KeyIdentity>, ApiError> {
+    let refuse = |message: &str| failed_auth(state, ip, Surface::Mcp, message);
+    let token = bearer_token(headers).map_err(|error| match error {
+        BearerError::Missing => {
+            refuse("missing bearer token: send Authorization: Bearer cst_... (an MCP key)")
+        }
+        other => refuse(&other.to_string()),
+    })?;
+    if token.kind() == TokenKind::Owner {
+        return Err(refuse(
+            "owner credentials (csa_) are not accepted at the MCP endpoint: use an MCP key \
+             (custory-mcp keys create)",
+        ));
+    }
+    let key = match state.store.authenticate_key(&token.hash()) {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return Err(refuse(
+                "unknown MCP key: this server never issued it (or its database was replaced)",
+            ));
+        }
+        Err(error) => {
+            tracing::error!(%error, "authentication lookup failed");
+            return Err(Surface::Mcp.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the server could not check the key; try again".into(),
+            ));
+        }
+    };
+    let reason = match key.status {
+        KeyStatus::Active => return Ok(key.identity),
+        KeyStatus::Revoked => {
+            "this MCP key was revoked: create a new one (custory-mcp keys create)"
+        }
+        KeyStatus::Expired => "this MCP key has expired: rotate it (custory-mcp keys rotate)",
+    };
+    let refusal = refuse(reason);
+    if refusal.status == StatusCode::TOO_MANY_REQUESTS {
+        // Past the limit nothing more is recorded: a flood must not turn into database writes.
+        return Err(refusal);
+    }
+    let detail = format!("refused a {} key", key.status.as_str());
+    let event = NewEvent {
+        workspace_id: key.identity.workspace_id,
+        kind: "auth.rejected",
+        key_id: Some(&key.identity.key_id),
+        key_prefix: Some(&key.identity.key_prefix),
+        detail: &detail,
+    };
+    if let Err(error) = state.store.record_event(&event) {
+        tracing::warn!(%error, "could not record a rejected authentication");
+    }
+    Err(refusal)
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `Accept` admits both JSON and SSE. Several `Accept` headers count as one list; no
+/// `Accept` at all means "anything" (RFC 9110).
+fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(ACCEPT).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    let (mut json, mut sse) = (false, false);
+    for value in values {
+        let Ok(value) = value.to_str() else { return false };
+        if value == ACCEPT_BOTH {
+            return true;
+        }
+        for range in value.split(',') {
+            let range = range.split(';').next().unwrap_or_default().trim();
+            let is = |name: &str| range.eq_ignore_ascii_case(name);
+            json |= is("application/json") || is("application/*") || is("*/*");
+            sse |= is("text/event-stream") || is("text/*") || is("*/*");
+        }
+    }
+    json && sse
+}
+
+/// The `Host` header check's other half: the name part of a `Host` header (`localhost:8787` →
+/// `localhost`, `[::1]:8787` → `[::1]`).
+pub fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[').and_then(|rest| rest.find(']')) {
+        Some(end) => &host[..end + 2],
+        None => host.split(':').next().unwrap_or(host),
+    }
+}
+
+/// Whether `headers` name one of `allowed` as their `Host` (requests without `Host`, HTTP/1.0,
+/// pass: DNS rebinding needs a browser, which sends one).
+pub fn host_in(allowed: &[String], headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(HOST) else { return true };
+    let Ok(host) = host.to_str() else { return false };
+    let name = host_name(host);
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_names_lose_their_port() {
+        assert_eq!(super::host_name("localhost:8787"), "localhost");
+        assert_eq!(super::host_name("127.0.0.1"), "127.0.0.1");
+        assert_eq!(super::host_name("[::1]:8787"), "[::1]");
+        assert_eq!(super::host_name("evil.example:80"), "evil.example");
+    }
+}

@@ -1,0 +1,134 @@
+//! `POST /api/mcp`: the MCP endpoint's HTTP side. Admission is the [`McpCaller`] extractor, run
+//! before the body is read; then the body limit, JSON parsing, and the answer from
+//! [`crate::mcp::Session`], turned into a status: 200 with JSON, 400 for what is not JSON-RPC,
+//! 202 for notifications only. Stateless: no session id is issued, GET and DELETE are 405.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::admission::{McpCaller, McpKey};
+use super::error::{ApiError, json_response};
+use super::{AppState, MAX_BODY_BYTES};
+use crate::mcp::protocol::{Body as RpcBody, ErrorCode};
+use crate::mcp::{Answer, Session};
+use crate::store::KeyUsage;
+
+pub async fn handle(
+    State(state): State<AppState>,
+    caller: McpCaller,
+    request: Request,
+) -> Response {
+    // The request taken whole: a `HeaderMap` extractor would copy every header.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    // A refusal before this point is sent before the body is read; server/connection.rs then
+    // marks the response `Connection: close`.
+    let bytes = match read_body(headers, body).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let body = match RpcBody::parse(&bytes) {
+        Ok(body) => body,
+        Err(error) => {
+            return ApiError::mcp(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::ParseError,
+                format!("Parse error: the body is not valid JSON ({error})"),
+            )
+            .into_response();
+        }
+    };
+
+    let McpCaller { key, version } = caller;
+    // Tool calls are the only work here that waits on the database: they run on the blocking
+    // pool, so the async workers stay free for everything else (authentication, tools/list,
+    // /healthz). The rest is answered in place.
+    let (answer, client) = if Session::needs_store(&body) {
+        let (state, identity) = (state.clone(), Arc::clone(&key.identity));
+        let work = move || {
+            let mut session = Session::new(&state.store, &identity, version);
+            let answer = session.answer(body);
+            (answer, session.client())
+        };
+        match tokio::task::spawn_blocking(work).await {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(%error, "a tool call panicked");
+                let internal = ApiError::mcp(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::InternalError,
+                    "Internal error",
+                );
+                return internal.into_response();
+            }
+        }
+    } else {
+        let mut session = Session::new(&state.store, &key.identity, version);
+        let answer = session.answer(body);
+        (answer, session.client())
+    };
+
+    // The client named at `initialize`, else the one last seen with the key, else the stored
+    // one, else the User-Agent.
+    let otherwise = || {
+        key.identity.stored_client.clone().or_else(|| {
+            headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned)
+        })
+    };
+    let usage = KeyUsage { at: state.store.now(), client, ip: key.ip };
+    state.store.note_usage(&key.identity.key_id, usage, otherwise);
+
+    match answer {
+        Answer::Reply(body) => json_response(StatusCode::OK, body.get().to_owned()),
+        Answer::Invalid(body) => json_response(StatusCode::BAD_REQUEST, body.get().to_owned()),
+        Answer::Accepted => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+/// GET (an SSE stream) and DELETE (a session's end) are not offered: the endpoint is stateless.
+/// The key is checked first, so a bad token is a 401 with its reason on every method.
+pub async fn method_not_allowed(_: McpKey, method: Method) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not supported: this MCP endpoint is stateless and takes POST only"),
+    )
+    .into_response();
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::mcp(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::InvalidRequest,
+            format!("Payload Too Large: the body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
+        // `to_bytes` fails for the length limit or for a broken connection.
+        if std::error::Error::source(&error)
+            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            ApiError::mcp(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::ParseError,
+                "Parse error: the request body could not be read completely",
+            )
+        }
+    })
+}
