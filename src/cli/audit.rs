@@ -4,8 +4,8 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::GlobalArgs;
-use crate::api::{EventsResponse, KeysResponse};
-use crate::client::AdminClient;
+use super::shared::WorkspaceClient;
+use crate::api::EventsResponse;
 use crate::error::ExitStatus;
 use crate::output::{Printer, relative, table};
 
@@ -20,15 +20,12 @@ pub struct AuditArgs {
 }
 
 pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let client = AdminClient::connect(&global.server)?;
-    let workspace = client.workspace(global.workspace.as_deref())?;
-    let mut path = format!("/workspaces/{}/audit?limit={}", workspace.slug, args.limit);
+    let admin = WorkspaceClient::connect(global)?;
+    let mut path = admin.path(&format!("/audit?limit={}", args.limit));
     if let Some(reference) = &args.key {
-        let keys: KeysResponse = client.get(&format!("/workspaces/{}/mcp-keys", workspace.slug))?;
-        let key = super::keys::resolve(&keys.keys, reference)?;
-        path.push_str(&format!("&key={}", key.id));
+        path.push_str(&format!("&key={}", admin.find_key(reference)?.id));
     }
-    let EventsResponse { events } = client.get(&path)?;
+    let EventsResponse { events } = admin.client.get(&path)?;
     if printer.json {
         printer.json(&json!({"events": events}))?;
     } else if events.is_empty() {

@@ -3,10 +3,11 @@
 use chrono::Utc;
 use serde_json::json;
 
+use super::shared::{WorkspaceClient, resolve_key};
 use super::{GlobalArgs, prompt};
 use crate::api::{
     self, Access, CreateKey, CreatedKeyResponse, EventsResponse, ExpiryPolicy, Key, KeyResponse,
-    KeyStatus, KeysResponse, Workspace,
+    KeyStatus, Workspace,
 };
 use crate::client::AdminClient;
 use crate::error::{CliError, ExitStatus};
@@ -83,9 +84,8 @@ pub fn run(
     global: &GlobalArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let client = AdminClient::connect(&global.server)?;
-    let workspace = client.workspace(global.workspace.as_deref())?;
-    let ctx = Ctx { client: &client, workspace: &workspace, printer };
+    let admin = WorkspaceClient::connect(global)?;
+    let ctx = Ctx { client: &admin.client, workspace: &admin.workspace, admin: &admin, printer };
     match command {
         KeysCommand::Create(args) => ctx.create(args),
         KeysCommand::List(args) => ctx.list(args),
@@ -95,29 +95,10 @@ pub fn run(
     }
 }
 
-/// The token of a key saved with `keys create --save`, found by KEY (id, name or prefix).
-pub fn saved_token(global: &GlobalArgs, key: &str) -> anyhow::Result<PlainToken> {
-    let client = AdminClient::connect(&global.server)?;
-    let workspace = client.workspace(global.workspace.as_deref())?;
-    let keys: KeysResponse = client.get(&keys_path(&workspace))?;
-    let key = resolve(&keys.keys, key)?;
-    let account = secrets::key_account(client.server(), &key.id);
-    CredentialStore::open()?.get(&account)?.ok_or_else(|| {
-        CliError::failure(format!(
-            "the token of {:?} ({}) is not saved on this machine",
-            key.name, key.prefix
-        ))
-        .hint(
-            "tokens are shown only once; create a key with `custory-mcp keys create --save`, \
-                 or pass the token through an environment variable with --token-env",
-        )
-        .into()
-    })
-}
-
 struct Ctx<'a> {
     client: &'a AdminClient,
     workspace: &'a Workspace,
+    admin: &'a WorkspaceClient,
     printer: Printer,
 }
 
@@ -127,11 +108,7 @@ fn keys_path(workspace: &Workspace) -> String {
 
 impl Ctx<'_> {
     fn keys(&self, status: Option<&str>) -> anyhow::Result<Vec<Key>> {
-        let mut path = keys_path(self.workspace);
-        if let Some(status) = status {
-            path.push_str(&format!("?status={status}"));
-        }
-        Ok(self.client.get::<KeysResponse>(&path)?.keys)
+        self.admin.keys(status)
     }
 
     fn create(&self, args: CreateArgs) -> anyhow::Result<ExitStatus> {
@@ -248,7 +225,7 @@ impl Ctx<'_> {
     }
 
     fn show(&self, reference: &str) -> anyhow::Result<ExitStatus> {
-        let key = resolve(&self.keys(None)?, reference)?;
+        let key = self.admin.find_key(reference)?;
         let events: EventsResponse = self
             .client
             .get(&format!("/workspaces/{}/audit?key={}&limit=10", self.workspace.slug, key.id))?;
@@ -301,7 +278,7 @@ impl Ctx<'_> {
     fn revoke(&self, args: RevokeArgs) -> anyhow::Result<ExitStatus> {
         let keys = self.keys(None)?;
         let key = match args.key {
-            Some(reference) => resolve(&keys, &reference)?,
+            Some(reference) => resolve_key(&keys, &reference)?,
             None if prompt::interactive() => {
                 let active: Vec<&Key> =
                     keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
@@ -353,7 +330,7 @@ impl Ctx<'_> {
     }
 
     fn rotate(&self, args: RotateArgs) -> anyhow::Result<ExitStatus> {
-        let key = resolve(&self.keys(None)?, &args.key)?;
+        let key = self.admin.find_key(&args.key)?;
         prompt::confirm_or_yes(
             args.yes,
             &format!("Rotate {:?} ({})? The old token stops working at once", key.name, key.prefix),
@@ -399,39 +376,5 @@ fn status_text(key: &Key, now: chrono::DateTime<Utc>) -> String {
         "active (expires soon)".to_owned()
     } else {
         key.status.as_str().to_owned()
-    }
-}
-
-/// Finds KEY among `keys` by id, name or displayed prefix. Several matches are narrowed to the
-/// one active key among them; otherwise the error lists the candidates.
-pub fn resolve(keys: &[Key], reference: &str) -> anyhow::Result<Key> {
-    let reference = reference.trim();
-    if let Some(key) = keys.iter().find(|k| k.id == reference) {
-        return Ok(key.clone());
-    }
-    let matches: Vec<&Key> =
-        keys.iter().filter(|k| k.name == reference || k.prefix == reference).collect();
-    let active: Vec<&Key> =
-        matches.iter().copied().filter(|k| k.status == KeyStatus::Active).collect();
-    match (matches.as_slice(), active.as_slice()) {
-        ([only], _) | (_, [only]) => Ok((*only).clone()),
-        ([], _) => {
-            Err(CliError::failure(format!("no key matches {reference:?} (by id, name or prefix)"))
-                .hint("`custory-mcp keys list` shows the workspace's keys")
-                .into())
-        }
-        (several, _) => {
-            let lines: Vec<String> = several
-                .iter()
-                .map(|k| format!("  {}  {}  {}  {}", k.id, k.prefix, k.status.as_str(), k.name))
-                .collect();
-            Err(CliError::failure(format!(
-                "{reference:?} matches {} keys:\n{}",
-                several.len(),
-                lines.join("\n")
-            ))
-            .hint("pass the key's id instead")
-            .into())
-        }
     }
 }

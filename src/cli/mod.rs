@@ -3,10 +3,11 @@
 mod audit;
 mod completions;
 mod config;
-pub mod keys;
+mod keys;
 mod login;
 mod prompt;
 mod serve;
+mod shared;
 mod test;
 mod workspaces;
 

@@ -3,8 +3,8 @@
 //! real binary run as a user would, with an isolated home.
 //!
 //! The database is a SQLite file in a temp dir, or, when `CUSTORY_TEST_BACKEND=postgres`, a
-//! fresh database on the PostgreSQL server that `CUSTORY_TEST_POSTGRES` names (a URL of a user
-//! allowed to create databases). Tests about the SQLite file itself always use SQLite.
+//! fresh database on the tests' PostgreSQL server (`pg.rs`: the one `CUSTORY_TEST_POSTGRES`
+//! names, else a throwaway one). Tests about the SQLite file itself always use SQLite.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,11 +18,6 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::sync::oneshot;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_custory-mcp");
-
-/// The PostgreSQL server tests may create databases on, if one is configured.
-pub fn postgres_server() -> Option<String> {
-    std::env::var("CUSTORY_TEST_POSTGRES").ok().filter(|url| !url.is_empty())
-}
 
 /// Whether the suite runs against PostgreSQL (`CUSTORY_TEST_BACKEND=postgres`).
 pub fn testing_postgres() -> bool {
@@ -45,16 +40,14 @@ impl TestDatabase {
         Self { database: Database::Sqlite(path.to_owned()), created: None }
     }
 
-    /// A new, empty database on the configured PostgreSQL server. Panics (it never skips) when
-    /// none is configured.
+    /// A new, empty database on the tests' PostgreSQL server (see `pg.rs`). Panics (it never
+    /// skips) when there is none.
     pub fn postgres() -> Self {
-        let server = postgres_server().expect(
-            "this test needs PostgreSQL: set CUSTORY_TEST_POSTGRES to a postgres:// URL of a \
-             user who may create databases (.ci/run starts a throwaway server and sets it)",
-        );
+        let server = crate::pg::server_url();
         let name = format!("custory_test_{}", custory_mcp::token::random_base62(12).to_lowercase());
         admin_sql(&server, &format!("CREATE DATABASE {name}"));
-        let mut config: postgres::Config = server.parse().expect("CUSTORY_TEST_POSTGRES is a URL");
+        let mut config: postgres::Config =
+            server.parse().expect("the test PostgreSQL server has a URL");
         config.dbname(&name);
         let url = postgres_url(&config);
         Self { database: Database::Postgres(url), created: Some((server, name)) }
@@ -213,7 +206,7 @@ fn admin_sql(server: &str, sql: &str) {
     let (server, sql) = (server.to_owned(), sql.to_owned());
     std::thread::spawn(move || {
         let mut client = postgres::Client::connect(&server, postgres::NoTls)
-            .unwrap_or_else(|error| panic!("could not reach CUSTORY_TEST_POSTGRES: {error}"));
+            .unwrap_or_else(|error| panic!("could not reach the test PostgreSQL server: {error}"));
         client.batch_execute(&sql).unwrap_or_else(|error| panic!("{sql}: {error}"));
     })
     .join()

@@ -7,6 +7,7 @@ mod config;
 mod conformance;
 mod help;
 mod mcp_http;
+mod pg;
 mod reliability;
 mod replicas;
 mod security;

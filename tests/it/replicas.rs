@@ -1,5 +1,5 @@
-//! Several `serve` replicas on one PostgreSQL database. These need the PostgreSQL server named
-//! by `CUSTORY_TEST_POSTGRES` and fail without it (they never skip): `.ci/run` starts one.
+//! Several `serve` replicas on one PostgreSQL database: the server `CUSTORY_TEST_POSTGRES`
+//! names, else a throwaway one (`pg.rs`). Without PostgreSQL these fail (they never skip).
 
 use serde_json::{Value, json};
 

@@ -21,12 +21,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use jsonc_parser::cst::CstInputValue;
 
-use super::merge::Entry;
+use super::merge::{ENTRY_NAME, Entry};
+use crate::cli::shared::shell_quote;
 use crate::error::CliError;
 use crate::token::PlainToken;
 
-/// The server's name in every client's config.
-pub const SERVER_NAME: &str = "custory";
 /// What stands where the token must go when the client cannot read it from the environment.
 pub const PLACEHOLDER: &str = "<token>";
 /// The id of VS Code's password prompt.
@@ -283,7 +282,7 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
                     Scope::Project => "project",
                 };
                 command = Some(format!(
-                    "claude mcp add --transport http --scope {scope} --header {} {SERVER_NAME} {}",
+                    "claude mcp add --transport http --scope {scope} --header {} {ENTRY_NAME} {}",
                     shell_quote(&header),
                     shell_quote(url)
                 ));
@@ -311,7 +310,7 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
                 Auth::Env { var, .. } => {
                     table.insert("bearer_token_env_var", toml_edit::value(var.as_str()));
                     command = Some(format!(
-                        "codex mcp add {SERVER_NAME} --url {} --bearer-token-env-var {var}",
+                        "codex mcp add {ENTRY_NAME} --url {} --bearer-token-env-var {var}",
                         shell_quote(url)
                     ));
                 }
@@ -477,24 +476,9 @@ fn needs_allow_http(url: &str) -> bool {
         && !matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]") | None)
 }
 
-/// `text` as one POSIX shell word: bare when it is safe, else in single quotes (so that
-/// `${VAR}` reaches the client unexpanded).
-pub fn shell_quote(text: &str) -> String {
-    let safe = !text.is_empty()
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
-    if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', r"'\''")) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shell_words_keep_variables_for_the_client() {
-        assert_eq!(shell_quote("https://h/api/mcp"), "https://h/api/mcp");
-        assert_eq!(shell_quote("Authorization: Bearer ${X}"), "'Authorization: Bearer ${X}'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-    }
 
     #[test]
     fn plain_http_needs_allow_http_except_on_localhost() {

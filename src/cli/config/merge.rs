@@ -12,8 +12,10 @@ use anyhow::Context as _;
 use jsonc_parser::ParseOptions;
 use jsonc_parser::cst::{CstInputValue, CstNode, CstRootNode};
 
-use super::clients::SERVER_NAME;
 use crate::error::CliError;
+
+/// The name of the entry in each client's file (`mcpServers.custory`, `[mcp_servers.custory]`).
+pub const ENTRY_NAME: &str = "custory";
 
 /// The entry to merge.
 #[derive(Debug, Clone)]
@@ -99,16 +101,16 @@ fn merge_json(
     let servers = top.object_value_or_create(servers_key).ok_or_else(|| {
         malformed(path, &format!("has a \"{servers_key}\" that is not a JSON object"))
     })?;
-    match servers.get(SERVER_NAME) {
+    match servers.get(ENTRY_NAME) {
         // Rewriting an equal entry could still change its layout: leave it as it is.
         Some(existing) if existing.value().is_some_and(|node| equal(&node, server)) => {}
         Some(existing) => existing.set_value(server.clone()),
         None => {
-            servers.append(SERVER_NAME, server.clone());
+            servers.append(ENTRY_NAME, server.clone());
         }
     }
     // A long argument list (Claude Desktop's bridge) reads better one per line.
-    if let Some(entry) = servers.object_value(SERVER_NAME) {
+    if let Some(entry) = servers.object_value(ENTRY_NAME) {
         for prop in entry.properties() {
             if let Some(array) = prop.array_value()
                 && array.elements().len() > 3
@@ -225,17 +227,17 @@ fn merge_toml(text: &str, table: &toml_edit::Table, path: &Path) -> anyhow::Resu
         toml_edit::Item::Table(servers) => {
             let mut table = table.clone();
             // Keep the comments above an existing [mcp_servers.custory] and its place.
-            if let Some(old) = servers.get(SERVER_NAME).and_then(toml_edit::Item::as_table) {
+            if let Some(old) = servers.get(ENTRY_NAME).and_then(toml_edit::Item::as_table) {
                 *table.decor_mut() = old.decor().clone();
                 if let Some(position) = old.position() {
                     table.set_position(Some(position));
                 }
             }
-            servers.insert(SERVER_NAME, toml_edit::Item::Table(table));
+            servers.insert(ENTRY_NAME, toml_edit::Item::Table(table));
         }
         toml_edit::Item::Value(toml_edit::Value::InlineTable(servers)) => {
             servers.insert(
-                SERVER_NAME,
+                ENTRY_NAME,
                 toml_edit::Value::InlineTable(table.clone().into_inline_table()),
             );
         }

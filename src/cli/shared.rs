@@ -1,0 +1,115 @@
+//! What several commands share: the admin API client bound to the workspace a command acts
+//! on, finding a key by what a person calls it, the tokens saved with `keys create --save`,
+//! and shell quoting for the commands this CLI prints.
+
+use crate::api::{Key, KeyStatus, KeysResponse, Workspace};
+use crate::client::AdminClient;
+use crate::error::CliError;
+use crate::secrets::{self, CredentialStore};
+use crate::token::PlainToken;
+
+use super::GlobalArgs;
+
+/// The admin API client and the workspace (`--workspace`, or the server's only one).
+pub struct WorkspaceClient {
+    pub client: AdminClient,
+    pub workspace: Workspace,
+}
+
+impl WorkspaceClient {
+    pub fn connect(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let client = AdminClient::connect(&global.server)?;
+        let workspace = client.workspace(global.workspace.as_deref())?;
+        Ok(Self { client, workspace })
+    }
+
+    /// `/workspaces/<slug><rest>`, an admin API path in this workspace.
+    pub fn path(&self, rest: &str) -> String {
+        format!("/workspaces/{}{rest}", self.workspace.slug)
+    }
+
+    /// The workspace's keys (`status`: only those).
+    pub fn keys(&self, status: Option<&str>) -> anyhow::Result<Vec<Key>> {
+        let query = status.map(|s| format!("?status={s}")).unwrap_or_default();
+        Ok(self.client.get::<KeysResponse>(&self.path(&format!("/mcp-keys{query}")))?.keys)
+    }
+
+    /// The key a person means by KEY: its id, name or displayed prefix.
+    pub fn find_key(&self, reference: &str) -> anyhow::Result<Key> {
+        resolve_key(&self.keys(None)?, reference)
+    }
+
+    /// The token of a key saved with `keys create --save`, found by KEY.
+    pub fn saved_token(&self, reference: &str) -> anyhow::Result<PlainToken> {
+        let key = self.find_key(reference)?;
+        let account = secrets::key_account(self.client.server(), &key.id);
+        CredentialStore::open()?.get(&account)?.ok_or_else(|| {
+            CliError::failure(format!(
+                "the token of {:?} ({}) is not saved on this machine",
+                key.name, key.prefix
+            ))
+            .hint(
+                "tokens are shown only once; create a key with `custory-mcp keys create --save`, \
+                 or pass the token through an environment variable with --token-env",
+            )
+            .into()
+        })
+    }
+}
+
+/// Finds KEY among `keys` by id, name or displayed prefix. Several matches are narrowed to the
+/// one active key among them; otherwise the error lists the candidates.
+pub fn resolve_key(keys: &[Key], reference: &str) -> anyhow::Result<Key> {
+    let reference = reference.trim();
+    if let Some(key) = keys.iter().find(|k| k.id == reference) {
+        return Ok(key.clone());
+    }
+    let matches: Vec<&Key> =
+        keys.iter().filter(|k| k.name == reference || k.prefix == reference).collect();
+    let active: Vec<&Key> =
+        matches.iter().copied().filter(|k| k.status == KeyStatus::Active).collect();
+    match (matches.as_slice(), active.as_slice()) {
+        ([only], _) | (_, [only]) => Ok((*only).clone()),
+        ([], _) => {
+            Err(CliError::failure(format!("no key matches {reference:?} (by id, name or prefix)"))
+                .hint("`custory-mcp keys list` shows the workspace's keys")
+                .into())
+        }
+        (several, _) => {
+            let lines: Vec<String> = several
+                .iter()
+                .map(|k| format!("  {}  {}  {}  {}", k.id, k.prefix, k.status.as_str(), k.name))
+                .collect();
+            Err(CliError::failure(format!(
+                "{reference:?} matches {} keys:\n{}",
+                several.len(),
+                lines.join("\n")
+            ))
+            .hint("pass the key's id instead")
+            .into())
+        }
+    }
+}
+
+/// `text` as one POSIX shell word: bare when it is safe, else in single quotes (so that
+/// `${VAR}` reaches the program unexpanded).
+pub fn shell_quote(text: &str) -> String {
+    let safe = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', r"'\''")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn shell_words_keep_variables_for_the_program() {
+        assert_eq!(shell_quote("https://h/api/mcp"), "https://h/api/mcp");
+        assert_eq!(shell_quote("http://127.0.0.1:8787/api/mcp"), "http://127.0.0.1:8787/api/mcp");
+        assert_eq!(shell_quote("Authorization: Bearer ${X}"), "'Authorization: Bearer ${X}'");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,361 @@
+//! The stages, in the order a real client meets them: the token's format and checksum (local),
+//! the connection, OAuth discovery (which must *not* answer), `initialize` (status, JSON-RPC,
+//! protocol version, server name) and `tools/list`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use reqwest::Url;
+use reqwest::header;
+use serde_json::{Value, json};
+
+use super::diagnose::{http_failure, network_cause};
+use super::http::{
+    Target, clean, content_type, host_port, initialize_request, millis, post, rpc_result, show_ms,
+    status_text,
+};
+use super::report::{Checklist, ServerInfo, Stage};
+use crate::mcp::protocol::{ClientRequest, LATEST_VERSION, SERVER_NAME, SUPPORTED_VERSIONS};
+use crate::token::{PlainToken, TokenKind};
+
+/// Pages of `tools/list` followed before giving up on a server that never ends.
+const MAX_TOOL_PAGES: usize = 20;
+
+/// Where the token came from, for the report (never the token itself).
+#[derive(Debug)]
+pub(super) enum TokenSource {
+    Env(String),
+    Saved(String),
+}
+
+impl TokenSource {
+    /// `$VAR` or `saved key KEY`.
+    pub(super) fn name(&self) -> String {
+        match self {
+            TokenSource::Env(var) => format!("${var}"),
+            TokenSource::Saved(key) => format!("saved key {key}"),
+        }
+    }
+}
+
+/// Runs every stage that can run, recording each in `list`.
+pub(super) async fn run(
+    list: &mut Checklist,
+    url: &Url,
+    raw_token: &str,
+    source: &TokenSource,
+    timeout: u64,
+    key: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(token) = check_token(list, raw_token, source) else {
+        return Ok(());
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(timeout))
+        .connect_timeout(Duration::from_secs(timeout))
+        .user_agent(concat!("custory-mcp-test/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("could not set up the HTTP client")?;
+    let target = Target { url, client, token, timeout };
+
+    if !check_connect_and_discovery(list, &target).await {
+        return Ok(());
+    }
+    let Some(version) = check_initialize(list, &target, key).await else {
+        return Ok(());
+    };
+    check_tools(list, &target, &version).await;
+    Ok(())
+}
+
+/// Stage "token format": prefix, length, characters and checksum, without any network.
+pub(super) fn check_token(
+    list: &mut Checklist,
+    raw: &str,
+    source: &TokenSource,
+) -> Option<PlainToken> {
+    const NAME: &str = "token format";
+    let token = match PlainToken::parse(raw) {
+        Ok(token) => token,
+        Err(error) => {
+            list.stop(Stage::fail(
+                NAME,
+                format!("{} holds no valid MCP key: {error}", source.name()),
+                "copy the whole token again, or create a new key with \
+                 `custory-mcp keys create --save` (a token is shown only once)",
+            ));
+            return None;
+        }
+    };
+    if token.kind() == TokenKind::Owner {
+        list.stop(Stage::fail(
+            NAME,
+            format!(
+                "{} holds the owner credential (csa_…), which the MCP endpoint refuses",
+                source.name()
+            ),
+            "give MCP clients an MCP key (cst_…): `custory-mcp keys create --save`",
+        ));
+        return None;
+    }
+    list.record(Stage::pass(
+        NAME,
+        format!("{}… from {}, checksum ok", token.display_prefix(), source.name()),
+    ));
+    Some(token)
+}
+
+/// Stages "connect" and "OAuth discovery". The first discovery request doubles as the
+/// connection check: it is the first thing many clients fetch, and it needs no token.
+pub(super) async fn check_connect_and_discovery(list: &mut Checklist, target: &Target<'_>) -> bool {
+    let mut paths = Vec::new();
+    let mcp_path = target.url.path().trim_end_matches('/');
+    if !mcp_path.is_empty() {
+        paths.push(format!("/.well-known/oauth-protected-resource{mcp_path}"));
+    }
+    paths.push("/.well-known/oauth-protected-resource".to_owned());
+    paths.push("/.well-known/oauth-authorization-server".to_owned());
+
+    let mut answers = Vec::new();
+    for (index, path) in paths.iter().enumerate() {
+        let mut url = target.url.clone();
+        url.set_path(path);
+        url.set_query(None);
+        let started = Instant::now();
+        match target.client.get(url).header(header::ACCEPT, "application/json").send().await {
+            Ok(response) => {
+                if index == 0 {
+                    let elapsed = started.elapsed();
+                    let over = if target.url.scheme() == "https" { " over TLS" } else { "" };
+                    list.record(Stage::pass(
+                        "connect",
+                        format!("{} answered{over} in {}", host_port(target.url), show_ms(elapsed)),
+                    ));
+                }
+                let location = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|l| clean(l, &target.token));
+                let content_type = content_type(response.headers());
+                answers.push((path.clone(), response.status(), content_type, location));
+            }
+            Err(error) => {
+                let stage = if index == 0 { "connect" } else { "OAuth discovery" };
+                let (detail, hint) = network_cause(&error, target);
+                list.stop(Stage::fail(stage, detail, hint));
+                return false;
+            }
+        }
+    }
+
+    const NAME: &str = "OAuth discovery";
+    let consequence = "clients such as Claude Code, Cursor and mcp-remote then ignore the \
+                       configured Authorization header and start an OAuth flow";
+    let offending =
+        answers.iter().find(|(_, status, _, _)| status.is_success() || status.is_redirection());
+    match offending {
+        None => {
+            let mut statuses: Vec<u16> =
+                answers.iter().map(|(_, status, _, _)| status.as_u16()).collect();
+            statuses.sort_unstable();
+            statuses.dedup();
+            let statuses: Vec<String> = statuses.iter().map(u16::to_string).collect();
+            list.record(Stage::pass(
+                NAME,
+                format!(
+                    "not offered ({}), so clients use the configured Authorization header",
+                    statuses.join(", ")
+                ),
+            ));
+        }
+        Some((path, status, _, location)) if status.is_redirection() => {
+            let to = location.as_deref().unwrap_or("somewhere else");
+            list.record(Stage::fail(
+                NAME,
+                format!(
+                    "{path} redirects ({}) to {to} instead of answering 404: {consequence}",
+                    status.as_u16()
+                ),
+                "make every /.well-known/oauth-* path answer 404 (a catch-all redirect in a \
+                 proxy is the usual cause)",
+            ));
+        }
+        Some((path, status, content_type, _)) => {
+            let what = content_type.as_deref().unwrap_or("a body");
+            list.record(Stage::fail(
+                NAME,
+                format!("{path} answers {} with {what}: {consequence}", status_text(*status)),
+                "make every /.well-known/oauth-* path answer 404 (a catch-all route or proxy \
+                 rule that answers 200 is the usual cause)",
+            ));
+        }
+    }
+    true
+}
+
+/// Stages "initialize", "protocol version" and "server". Returns the negotiated version when
+/// the session can go on.
+pub(super) async fn check_initialize(
+    list: &mut Checklist,
+    target: &Target<'_>,
+    key: Option<&str>,
+) -> Option<String> {
+    const NAME: &str = "initialize";
+    let answer = match post(target, initialize_request(), None).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            let (detail, hint) = network_cause(&error, target);
+            list.stop(Stage::fail(NAME, detail, hint));
+            return None;
+        }
+    };
+    list.round_trip.initialize = Some(millis(answer.elapsed));
+    if let Some(stage) = http_failure(&answer, target, key) {
+        list.stop(stage);
+        return None;
+    }
+    let result = match rpc_result(&answer, 1, target) {
+        Ok(result) => result,
+        Err((detail, hint)) => {
+            list.stop(Stage::fail(NAME, detail, hint));
+            return None;
+        }
+    };
+    list.record(Stage::pass(
+        NAME,
+        format!("{} in {}", status_text(answer.status), show_ms(answer.elapsed)),
+    ));
+
+    let version =
+        result.get("protocolVersion").and_then(Value::as_str).map(|v| clean(v, &target.token));
+    let version = match version {
+        Some(version) if SUPPORTED_VERSIONS.contains(&version.as_str()) => {
+            let asked = if version == LATEST_VERSION {
+                String::new()
+            } else {
+                format!(" (asked for {LATEST_VERSION})")
+            };
+            list.record(Stage::pass("protocol version", format!("{version}{asked}")));
+            list.report.protocol_version = Some(version.clone());
+            version
+        }
+        Some(version) => {
+            list.report.protocol_version = Some(version.clone());
+            list.stop(Stage::fail(
+                "protocol version",
+                format!(
+                    "the server speaks {version}, which custory-mcp does not ({})",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+                "update whichever of the two is older",
+            ));
+            return None;
+        }
+        None => {
+            list.stop(Stage::fail(
+                "protocol version",
+                "the initialize result has no protocolVersion",
+                "this is not a conforming MCP server: check --url",
+            ));
+            return None;
+        }
+    };
+
+    let info = result.get("serverInfo");
+    let field = |name: &str| {
+        info.and_then(|i| i.get(name)).and_then(Value::as_str).map(|v| clean(v, &target.token))
+    };
+    match field("name") {
+        Some(name) => {
+            let version_text = field("version").map(|v| format!(" {v}")).unwrap_or_default();
+            let stage = if name == SERVER_NAME {
+                Stage::pass("server", format!("{name}{version_text}"))
+            } else {
+                Stage::warn(
+                    "server",
+                    format!(
+                        "this is not a custory-mcp server: it calls itself {name}{version_text}"
+                    ),
+                    "check --url: it should point at a server started with `custory-mcp serve`",
+                )
+            };
+            list.record(stage);
+            list.report.server =
+                Some(ServerInfo { name, title: field("title"), version: field("version") });
+        }
+        None => {
+            list.record(Stage::warn(
+                "server",
+                "the initialize result has no serverInfo.name",
+                "check --url: it should point at a server started with `custory-mcp serve`",
+            ));
+        }
+    }
+    Some(version)
+}
+
+/// Stage "tools/list": at least one tool, following pages.
+pub(super) async fn check_tools(list: &mut Checklist, target: &Target<'_>, version: &str) {
+    const NAME: &str = "tools/list";
+    let mut count = 0;
+    let mut elapsed = Duration::ZERO;
+    let mut cursor: Option<String> = None;
+    // initialize was id 1.
+    let mut id: u64 = 1;
+    for page in 1..=MAX_TOOL_PAGES {
+        let params = match &cursor {
+            Some(cursor) => json!({"cursor": cursor}),
+            None => json!({}),
+        };
+        id += 1;
+        let request = ClientRequest::new(id, "tools/list", params).to_json();
+        let answer = match post(target, request, Some(version)).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                let (detail, hint) = network_cause(&error, target);
+                list.stop(Stage::fail(NAME, detail, hint));
+                return;
+            }
+        };
+        elapsed += answer.elapsed;
+        if let Some(mut stage) = http_failure(&answer, target, None) {
+            stage.name = NAME;
+            list.stop(stage);
+            return;
+        }
+        let result = match rpc_result(&answer, id, target) {
+            Ok(result) => result,
+            Err((detail, hint)) => {
+                list.stop(Stage::fail(NAME, detail, hint));
+                return;
+            }
+        };
+        let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+            list.stop(Stage::fail(
+                NAME,
+                "the result has no \"tools\" list",
+                "this is not a conforming MCP server: check --url",
+            ));
+            return;
+        };
+        count += tools.len();
+        cursor = result.get("nextCursor").and_then(Value::as_str).map(str::to_owned);
+        if cursor.is_none() || page == MAX_TOOL_PAGES {
+            break;
+        }
+    }
+    list.round_trip.tools_list = Some(millis(elapsed));
+    list.report.tools = Some(count);
+    if count == 0 {
+        list.record(Stage::fail(
+            NAME,
+            "the server lists no tools, so an agent can do nothing with it",
+            "check the server's version and the key's workspace (`custory-mcp keys show KEY`)",
+        ));
+    } else {
+        let tools = if count == 1 { "tool" } else { "tools" };
+        list.record(Stage::pass(NAME, format!("{count} {tools} in {}", show_ms(elapsed))));
+    }
+}
