@@ -100,7 +100,7 @@ impl<'a> Session<'a> {
                 };
                 Reply::Response(response)
             }
-            Ok(Message::Notification { .. } | Message::Response) => Reply::Nothing,
+            Ok(Message::Notification | Message::Response) => Reply::Nothing,
             // Params of the wrong type are answered under the request's id, with 200.
             Err(invalid) if invalid.error.code == ErrorCode::InvalidParams => {
                 Reply::Response(failure(&invalid.id, &invalid.error))

@@ -115,9 +115,7 @@ impl Body {
 pub enum Message {
     Request(Request),
     /// A notification (`notifications/initialized`, `notifications/cancelled`, …).
-    Notification {
-        method: String,
-    },
+    Notification,
     /// A response or error from the client (to a request this server never sends).
     Response,
 }
@@ -168,7 +166,7 @@ impl Message {
             }
             None => return Err(invalid(id.unwrap_or(Id::NULL), "\"method\" is missing")),
         };
-        let Some(id) = id else { return Ok(Self::Notification { method }) };
+        let Some(id) = id else { return Ok(Self::Notification) };
         let params = match message.remove("params") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(params)) => params,
@@ -375,7 +373,7 @@ mod tests {
             matches!(request, Ok(Message::Request(r)) if r.method == "ping" && r.params.is_empty())
         );
         let note = parse(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        assert!(matches!(note, Ok(Message::Notification { .. })));
+        assert!(matches!(note, Ok(Message::Notification)));
         let response = parse(json!({"jsonrpc": "2.0", "id": 1, "result": {}}));
         assert!(matches!(response, Ok(Message::Response)));
         for (bad, code) in [

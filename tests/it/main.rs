@@ -6,6 +6,7 @@ mod common;
 mod config;
 mod conformance;
 mod help;
+mod layout;
 mod mcp_http;
 mod pg;
 mod reliability;
