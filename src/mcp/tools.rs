@@ -17,7 +17,7 @@ use super::protocol::{CallToolResult, to_raw};
 use super::schema::{input_schema, output_schema};
 use crate::api::Access;
 use crate::store::model::{
-    ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchHit,
+    ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchQuery,
     WorkspaceSummary, link_directions_text, per_kind_text,
 };
 use crate::store::{KeyIdentity, Store, StoreError, StoreResult};
@@ -91,16 +91,16 @@ struct JourneyArgs {
 struct ItemArgs {
     /// The item's id (`itm_…`).
     item_id: String,
+    /// The `comments_next_cursor` of a previous call, for the next page of comments.
+    comments_cursor: Option<String>,
 }
 
+/// A page of a list.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SearchArgs {
-    /// Words to look for (case-insensitive); every word must match.
-    query: String,
-    /// How many hits to return: default 20, at most 100.
-    #[schemars(range(min = 1, max = 100))]
-    limit: Option<u32>,
+struct PageArgs {
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -143,16 +143,15 @@ struct KeyInfo {
 #[derive(Serialize, JsonSchema)]
 struct Journeys {
     journeys: Vec<JourneySummary>,
-}
-
-#[derive(Serialize, JsonSchema)]
-struct SearchResults {
-    hits: Vec<SearchHit>,
+    /// Where the next page starts (give it as `cursor`); null on the last page.
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize, JsonSchema)]
 struct Personas {
     personas: Vec<Persona>,
+    /// Where the next page starts (give it as `cursor`); null on the last page.
+    next_cursor: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,8 +193,10 @@ fn tools() -> Vec<Tool> {
              Use get_journey for the map of one journey."
                 .into(),
             Effect::Read,
-            |store, ctx, NoArgs {}| {
-                Ok(Journeys { journeys: store.list_journeys(ctx.workspace_id)? })
+            |store, ctx, args: PageArgs| {
+                let (journeys, next_cursor) =
+                    store.list_journeys(ctx.workspace_id, args.cursor.as_deref())?;
+                Ok(Journeys { journeys, next_cursor })
             },
         ),
         Tool::new(
@@ -231,7 +232,9 @@ fn tools() -> Vec<Tool> {
              comments."
                 .into(),
             Effect::Read,
-            |store, ctx, args: ItemArgs| store.get_item(ctx.workspace_id, &args.item_id),
+            |store, ctx, args: ItemArgs| {
+                store.get_item(ctx.workspace_id, &args.item_id, args.comments_cursor.as_deref())
+            },
         ),
         Tool::new(
             "search",
@@ -243,9 +246,7 @@ fn tools() -> Vec<Tool> {
              Items come first; use get_item on item hits for the full detail."
                 .into(),
             Effect::Read,
-            |store, ctx, args: SearchArgs| {
-                Ok(SearchResults { hits: store.search(ctx.workspace_id, &args.query, args.limit)? })
-            },
+            |store, ctx, query: SearchQuery| store.search(ctx.workspace_id, &query),
         ),
         Tool::new(
             "list_personas",
@@ -254,8 +255,10 @@ fn tools() -> Vec<Tool> {
              frustrations. Use them to reason about who experiences a journey."
                 .into(),
             Effect::Read,
-            |store, ctx, NoArgs {}| {
-                Ok(Personas { personas: store.list_personas(ctx.workspace_id)? })
+            |store, ctx, args: PageArgs| {
+                let (personas, next_cursor) =
+                    store.list_personas(ctx.workspace_id, args.cursor.as_deref())?;
+                Ok(Personas { personas, next_cursor })
             },
         ),
         Tool::new(
@@ -406,12 +409,25 @@ impl Tool {
     }
 }
 
+/// The ceiling of every tool result, in bytes of structured content (the text copy doubles it
+/// on the wire, before compression). Lists page and maps are cut well below it; this is the
+/// guarantee behind them.
+pub const MAX_RESULT_BYTES: usize = 256 * 1024;
+
 fn tool_result<R: Serialize>(name: &str, result: StoreResult<R>) -> CallToolResult {
     let internal = |error: &dyn std::fmt::Display| {
         tracing::error!(tool = name, %error, "tool call failed");
         CallToolResult::error("internal error, try again")
     };
     match result.map(|value| serde_json::value::to_raw_value(&value)) {
+        Ok(Ok(structured)) if structured.get().len() > MAX_RESULT_BYTES => {
+            tracing::warn!(tool = name, bytes = structured.get().len(), "result over the ceiling");
+            CallToolResult::error(format!(
+                "The answer of {name} would be larger than {} KB. Ask for less: a smaller limit, \
+                 a filter, or one item at a time.",
+                MAX_RESULT_BYTES / 1024
+            ))
+        }
         Ok(Ok(structured)) => CallToolResult::structured(structured),
         Ok(Err(e)) => internal(&e),
         // Never show SQL or database details to the client.

@@ -3,15 +3,44 @@
 //! table `custory_schema`. Never edit a migration that has shipped: add a new one, to both lists.
 
 use super::db::Connection;
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, search, writes};
 
-const SQLITE: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
-const POSTGRES: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+/// One step of the history: its SQL in each dialect, and what must follow it in Rust (in the
+/// same transaction) when the SQL alone cannot fill what it adds.
+struct Migration {
+    sqlite: &'static str,
+    postgres: &'static str,
+    then: Option<fn(&Connection) -> StoreResult<()>>,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("migrations/postgres/0001_init.sql"),
+        then: None,
+    },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0002_search_and_order.sql"),
+        postgres: include_str!("migrations/postgres/0002_search_and_order.sql"),
+        then: Some(index_what_exists),
+    },
+];
+
+/// The schema version this build writes: how many migrations it knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// 0002: the search index and the map order, for what the database already holds.
+fn index_what_exists(conn: &Connection) -> StoreResult<()> {
+    for row in conn.query("SELECT id FROM workspaces", [])? {
+        writes::renumber_map(conn, row.get(0)?)?;
+    }
+    search::rebuild(conn)
+}
 
 /// Runs the steps `conn`'s database has not run yet. A database written by a newer build is
 /// refused ([`StoreError::Invalid`]) and left as it is.
 pub(super) fn run(conn: &Connection) -> StoreResult<()> {
-    let (migrations, done) = if conn.is_postgres() {
+    let (postgres, done) = if conn.is_postgres() {
         // The write lock taken by every transaction also makes replicas that start together
         // migrate one after the other.
         let tx = conn.transaction()?;
@@ -22,11 +51,12 @@ pub(super) fn run(conn: &Connection) -> StoreResult<()> {
         )?;
         let done: i64 = tx.query_row("SELECT version FROM custory_schema", [], |row| row.get(0))?;
         tx.commit()?;
-        (POSTGRES, done)
+        (true, done)
     } else {
         let done: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-        (SQLITE, done)
+        (false, done)
     };
+    let migrations = MIGRATIONS;
     let done = usize::try_from(done).unwrap_or(usize::MAX);
     if done > migrations.len() {
         return Err(StoreError::Invalid(format!(
@@ -35,10 +65,10 @@ pub(super) fn run(conn: &Connection) -> StoreResult<()> {
             migrations.len()
         )));
     }
-    for (index, sql) in migrations.iter().enumerate().skip(done) {
+    for (index, migration) in migrations.iter().enumerate().skip(done) {
         let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
         let tx = conn.transaction()?;
-        if conn.is_postgres() {
+        if postgres {
             // Another replica may have run this step while we waited for the lock.
             let now: i64 =
                 tx.query_row("SELECT version FROM custory_schema", [], |row| row.get(0))?;
@@ -47,11 +77,14 @@ pub(super) fn run(conn: &Connection) -> StoreResult<()> {
             }
             // A migration may rewrite a large table: the statement limit is for requests.
             tx.execute_batch("SET LOCAL statement_timeout = 0")?;
-            tx.execute_batch(sql)?;
+            tx.execute_batch(migration.postgres)?;
             tx.execute("UPDATE custory_schema SET version = ?1", [version])?;
         } else {
-            tx.execute_batch(sql)?;
+            tx.execute_batch(migration.sqlite)?;
             tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+        }
+        if let Some(then) = migration.then {
+            then(&tx)?;
         }
         tx.commit()?;
     }

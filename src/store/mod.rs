@@ -22,6 +22,7 @@ mod keys;
 mod migrate;
 pub mod model;
 mod owner;
+mod page;
 mod reads;
 mod search;
 mod seed;
@@ -45,6 +46,7 @@ pub use database::Database;
 use db::{Connection, DbError, PgManager, PgPool, SqliteConn, SqliteReaders};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 use keys::{IndexedKey, UsageSlot};
+pub use migrate::SCHEMA_VERSION;
 pub use owner::OwnerCredentialSetup;
 pub use workspaces::WorkspaceRow;
 

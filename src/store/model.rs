@@ -146,7 +146,8 @@ pub struct JourneySummary {
     pub items: i64,
 }
 
-/// A journey's map: stages in order, their steps in order, the items on each step.
+/// A journey's map: stages in order, their steps in order, and the first items on each step
+/// (`item_count` says how many a step holds; `list_items` with `step_id` pages through them).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct JourneyTree {
     /// Journey id (`jrn_…`).
@@ -155,6 +156,12 @@ pub struct JourneyTree {
     pub name: String,
     pub description: String,
     pub stages: Vec<StageNode>,
+    /// Items on the journey's steps, in all.
+    pub items_total: i64,
+    /// Item summaries shown in this map (at most a few per step, and a bounded number in all).
+    pub items_shown: i64,
+    /// What was left out and how to get it, when something was.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -172,6 +179,9 @@ pub struct StepNode {
     pub id: String,
     pub name: String,
     pub description: String,
+    /// How many items the step holds.
+    pub item_count: i64,
+    /// The first items on the step, in order.
     pub items: Vec<ItemSummary>,
 }
 
@@ -212,8 +222,10 @@ pub struct ListedItem {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ItemList {
     pub items: Vec<ListedItem>,
-    /// True when more items match than were returned: raise `limit` or narrow the filters.
+    /// True when more items match than were returned: pass `next_cursor` for the next page.
     pub truncated: bool,
+    /// Where the next page starts (give it as `cursor`); null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// An item in full.
@@ -230,12 +242,21 @@ pub struct ItemDetail {
     pub created_at: DateTime<Utc>,
     #[schemars(with = "String")]
     pub updated_at: DateTime<Utc>,
-    /// Items this item links to (its effects).
+    /// Items this item links to (its effects); the first ones when there are many.
     pub links_to: Vec<ItemSummary>,
-    /// Items that link to this item (its causes).
+    /// How many items this item links to.
+    pub links_to_total: i64,
+    /// Items that link to this item (its causes); the first ones when there are many.
     pub linked_from: Vec<ItemSummary>,
-    /// Oldest first.
+    /// How many items link to this item.
+    pub linked_from_total: i64,
+    /// Comments, oldest first: one page (see `comments_next_cursor`).
     pub comments: Vec<Comment>,
+    /// How many comments the item has.
+    pub comments_total: i64,
+    /// Where the next page of comments starts (give it as `comments_cursor`); null when all
+    /// are shown.
+    pub comments_next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -266,21 +287,28 @@ pub struct ItemLink {
 #[serde(rename_all = "lowercase")]
 pub enum HitType {
     Item,
+    Comment,
     Step,
     Stage,
+    Journey,
     Persona,
 }
 
 impl HitType {
+    pub const ALL: [HitType; 6] =
+        [Self::Item, Self::Comment, Self::Step, Self::Stage, Self::Journey, Self::Persona];
+
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Item, Self::Step, Self::Stage, Self::Persona].into_iter().find(|t| t.as_str() == s)
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Item => "item",
+            Self::Comment => "comment",
             Self::Step => "step",
             Self::Stage => "stage",
+            Self::Journey => "journey",
             Self::Persona => "persona",
         }
     }
@@ -289,17 +317,29 @@ impl HitType {
 /// One search result.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SearchHit {
-    /// What was found; its id has the matching prefix (`itm_`, `stp_`, `stg_`, `per_`).
+    /// What was found; its id has the matching prefix (`itm_`, `cmt_`, `stp_`, `stg_`, `jrn_`,
+    /// `per_`).
     #[serde(rename = "type")]
     pub hit_type: HitType,
     pub id: String,
-    /// The item's title, or the step's, stage's or persona's name.
+    /// The item's title, the commented item's title, or the step's, stage's, journey's or
+    /// persona's name.
     pub title: String,
-    /// Text around the first match in the description (or bio).
+    /// Text around the first match (the description, the comment, the bio).
     pub snippet: String,
-    /// Where it is: `journey › stage › step` for items, shorter for steps and stages, the role
-    /// for personas.
+    /// Where it is: `journey › stage › step` for items and comments, shorter for steps and
+    /// stages, the role for personas.
     pub context: String,
+    /// For items and comments: the item, for `get_item`.
+    pub item_id: Option<String>,
+}
+
+/// One page of search hits, best first.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+    /// Where the next page starts (give it as `cursor`); null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -337,6 +377,28 @@ pub struct ItemFilter {
     /// How many items to return: default 50, at most 200.
     #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page, with the same filters.
+    pub cursor: Option<String>,
+}
+
+/// A text search, optionally narrowed; every filter is applied inside the search.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Words to look for; every word must match, as a word or the start of one (`onboard`
+    /// finds "onboarding"). Case and accents do not matter.
+    pub query: String,
+    /// Only hits in this journey: its id (`jrn_…`) or slug.
+    pub journey: Option<String>,
+    /// Only items of this kind.
+    pub kind: Option<ItemKind>,
+    /// Only items with this status.
+    pub status: Option<String>,
+    /// How many hits to return: default 20, at most 100.
+    #[schemars(range(min = 1, max = 100))]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page, with the same query and filters.
+    pub cursor: Option<String>,
 }
 
 /// A new item.

@@ -4,16 +4,32 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::db::{Connection, DbError, DbResult, OptionalExtension as _, Row, params};
+use super::db::{
+    Connection, DbError, DbResult, OptionalExtension as _, Row, ToValue, Value as DbValue, params,
+};
 use super::model::{
     Comment, ItemCounts, ItemDetail, ItemFilter, ItemKind, ItemList, ItemLocation, ItemSummary,
     JourneySummary, JourneyTree, ListedItem, Persona, StageNode, StepNode, WorkspaceSummary,
     per_kind_text,
 };
+use super::page::{Budget, Cursor, PAGE_BYTES, fingerprint, paged};
 use super::validate::{clamp_limit, non_empty};
 use super::{Store, StoreError, StoreResult, from_secs};
 
 const ITEMS_LIMIT: (u32, u32) = (50, 200);
+/// Journeys and personas per page.
+const LIST_PAGE: i64 = 50;
+/// A journey's map shows at most this many item summaries per step, and in all.
+const MAP_ITEMS_PER_STEP: i64 = 10;
+const MAP_ITEMS_MAX: i64 = 100;
+/// A journey's map stays within this many bytes (see [`fit_map`]).
+const MAP_BYTES: usize = 200 * 1024;
+const MAP_DESCRIPTION_CHARS: usize = 300;
+/// An item shows at most this many links each way.
+const LINKS_SHOWN: i64 = 50;
+/// Comments per page of `get_item`, and the bytes they may take.
+const COMMENTS_PAGE: i64 = 20;
+const COMMENTS_BYTES: usize = 128 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Reads.
@@ -61,82 +77,110 @@ impl Store {
         Ok(summary)
     }
 
-    pub fn list_journeys(&self, workspace_id: i64) -> StoreResult<Vec<JourneySummary>> {
+    /// One page of the workspace's journeys, in their order, with the size of each map.
+    pub fn list_journeys(
+        &self,
+        workspace_id: i64,
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<JourneySummary>, Option<String>)> {
+        let after = position_after(cursor, "journeys")?;
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
+        let rows = conn.query(
             "SELECT j.id, j.slug, j.name, j.description,
                     (SELECT count(*) FROM stages s WHERE s.journey_id = j.id),
                     (SELECT count(*) FROM steps st JOIN stages s ON s.id = st.stage_id
                      WHERE s.journey_id = j.id),
-                    (SELECT count(*) FROM items i JOIN steps st ON st.id = i.step_id
-                     JOIN stages s ON s.id = st.stage_id WHERE s.journey_id = j.id)
-             FROM journeys j WHERE j.workspace_id = ?1 ORDER BY j.position, j.name",
+                    (SELECT CAST(COALESCE(sum(st.item_count), 0) AS BIGINT) FROM steps st
+                     JOIN stages s ON s.id = st.stage_id WHERE s.journey_id = j.id),
+                    j.position, j.rowid
+             FROM journeys j WHERE j.workspace_id = ?1
+               AND (j.position > ?2 OR (j.position = ?2 AND j.rowid > ?3))
+             ORDER BY j.position, j.rowid LIMIT ?4",
+            params![workspace_id, after.0, after.1, LIST_PAGE + 1],
         )?;
-        let rows = stmt.query_map([workspace_id], |row| {
-            Ok(JourneySummary {
-                id: row.get(0)?,
-                slug: row.get(1)?,
-                name: row.get(2)?,
-                description: row.get(3)?,
-                stages: row.get(4)?,
-                steps: row.get(5)?,
-                items: row.get(6)?,
+        let journeys = rows
+            .iter()
+            .map(|row| {
+                let journey = JourneySummary {
+                    id: row.get(0)?,
+                    slug: row.get(1)?,
+                    name: row.get(2)?,
+                    description: row.get(3)?,
+                    stages: row.get(4)?,
+                    steps: row.get(5)?,
+                    items: row.get(6)?,
+                };
+                Ok((journey, row.get::<i64>(7)?, row.get::<i64>(8)?))
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect::<DbResult<Vec<_>>>()?;
+        Ok(page_of(journeys, "journeys"))
     }
 
-    /// A journey by id or slug, with its stages, steps and item summaries.
+    /// A journey by id or slug: its stages, their steps with how many items each holds, and the
+    /// first items of each step, within bounds (see [`JourneyTree`]).
     pub fn get_journey(&self, workspace_id: i64, journey: &str) -> StoreResult<JourneyTree> {
         let reader = self.reader()?;
         let conn = reader.snapshot()?;
         let mut tree = find_journey(&conn, workspace_id, journey)?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT s.id, s.name, s.description, st.id, st.name, st.description, {SUMMARY_COLUMNS}
-             FROM stages s LEFT JOIN steps st ON st.stage_id = s.id
-             LEFT JOIN items i ON i.step_id = st.id
-             WHERE s.workspace_id = ?1 AND s.journey_id = ?2
-             ORDER BY s.position, st.position, i.created_at, i.rowid"
-        ))?;
-        let rows = stmt.query_map(params![workspace_id, tree.id], |row| {
-            let stage = StageNode {
+        let stages = conn.query(
+            "SELECT id, name, description FROM stages WHERE workspace_id = ?1 AND journey_id = ?2
+             ORDER BY position, rowid",
+            params![workspace_id, tree.id],
+        )?;
+        for row in &stages {
+            tree.stages.push(StageNode {
                 id: row.get(0)?,
                 name: row.get(1)?,
                 description: row.get(2)?,
                 steps: Vec::new(),
+            });
+        }
+        let steps = conn.query(
+            "SELECT st.stage_id, st.id, st.name, st.description, st.item_count
+             FROM steps st JOIN stages s ON s.id = st.stage_id
+             WHERE st.workspace_id = ?1 AND s.journey_id = ?2 ORDER BY st.map_order, st.rowid",
+            params![workspace_id, tree.id],
+        )?;
+        for row in &steps {
+            let stage_id: String = row.get(0)?;
+            let step = StepNode {
+                id: row.get(1)?,
+                name: row.get(2)?,
+                description: row.get(3)?,
+                item_count: row.get(4)?,
+                items: Vec::new(),
             };
-            let step = match row.get::<Option<String>>(3)? {
-                Some(id) => Some(StepNode {
-                    id,
-                    name: row.get(4)?,
-                    description: row.get(5)?,
-                    items: Vec::new(),
-                }),
-                None => None,
-            };
-            let item = match row.get::<Option<String>>(6)? {
-                Some(_) => Some(summary_at(row, 6)?),
-                None => None,
-            };
-            Ok((stage, step, item))
-        })?;
-        // Rows come ordered by stage, then step: each new id opens a new node.
-        for row in rows {
-            let (stage, step, item) = row?;
-            if tree.stages.last().is_none_or(|last| last.id != stage.id) {
-                tree.stages.push(stage);
-            }
-            let (Some(stage), Some(step)) = (tree.stages.last_mut(), step) else { continue };
-            if stage.steps.last().is_none_or(|last| last.id != step.id) {
+            tree.items_total += step.item_count;
+            if let Some(stage) = tree.stages.iter_mut().find(|s| s.id == stage_id) {
                 stage.steps.push(step);
             }
-            if let (Some(step), Some(item)) = (stage.steps.last_mut(), item) {
-                step.items.push(item);
+        }
+        // The first items of each step, in map order, until the map holds enough of them.
+        let mut items_sql = conn.prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM items i WHERE i.step_id = ?1 ORDER BY i.rowid LIMIT ?2"
+        ))?;
+        'steps: for stage in &mut tree.stages {
+            for step in &mut stage.steps {
+                let room = MAP_ITEMS_MAX - tree.items_shown;
+                if room <= 0 {
+                    break 'steps;
+                }
+                if step.item_count == 0 {
+                    continue;
+                }
+                let rows = items_sql
+                    .query_map(params![step.id, room.min(MAP_ITEMS_PER_STEP)], |row| {
+                        summary_at(row, 0)
+                    })?;
+                step.items = rows.collect::<Result<_, _>>()?;
+                tree.items_shown += i64::try_from(step.items.len()).unwrap_or(i64::MAX);
             }
         }
+        fit_map(&mut tree);
         Ok(tree)
     }
 
+    /// One page of items, in map order (journey, stage, step, then as added), filtered.
     pub fn list_items(&self, workspace_id: i64, filter: &ItemFilter) -> StoreResult<ItemList> {
         let kind = filter.kind;
         let status = non_empty(&filter.status);
@@ -156,71 +200,173 @@ impl Store {
         let limit = clamp_limit(filter.limit, ITEMS_LIMIT);
         let reader = self.reader()?;
         let conn = reader.snapshot()?;
-        let journey_id = match non_empty(&filter.journey) {
+
+        // Journey, stage and step each narrow the map to a range of steps.
+        let mut range: Option<(i64, i64)> = None;
+        let mut narrow = |found: Option<(i64, i64)>| {
+            let (lo, hi) = found.unwrap_or((1, 0)); // no steps: an empty range
+            range = Some(match range {
+                Some((a, b)) => (a.max(lo), b.min(hi)),
+                None => (lo, hi),
+            });
+        };
+        let journey = match non_empty(&filter.journey) {
             Some(journey) => Some(find_journey(&conn, workspace_id, journey)?.id),
             None => None,
         };
+        if let Some(journey) = &journey {
+            narrow(map_range(
+                &conn,
+                "SELECT min(st.map_order), max(st.map_order) FROM steps st
+                 JOIN stages s ON s.id = st.stage_id WHERE s.journey_id = ?1",
+                journey,
+            )?);
+        }
         let stage_id = non_empty(&filter.stage_id);
         if let Some(id) = stage_id {
             ensure_stage(&conn, workspace_id, id)?;
+            narrow(map_range(
+                &conn,
+                "SELECT min(map_order), max(map_order) FROM steps WHERE stage_id = ?1",
+                id,
+            )?);
         }
         let step_id = non_empty(&filter.step_id);
         if let Some(id) = step_id {
             ensure_step(&conn, workspace_id, id)?;
+            narrow(map_range(&conn, "SELECT map_order, map_order FROM steps WHERE id = ?1", id)?);
         }
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS}, {LOCATION_COLUMNS} FROM {ITEM_JOINS}
-             WHERE i.workspace_id = ?1
-               AND (CAST(?2 AS TEXT) IS NULL OR j.id = ?2) AND (CAST(?3 AS TEXT) IS NULL OR s.id = ?3)
-               AND (CAST(?4 AS TEXT) IS NULL OR st.id = ?4) AND (CAST(?5 AS TEXT) IS NULL OR i.kind = ?5)
-               AND (CAST(?6 AS TEXT) IS NULL OR i.status = ?6) AND (CAST(?7 AS TEXT) IS NULL OR lower(i.owner) = lower(?7))
-             ORDER BY j.position, s.position, st.position, i.created_at, i.rowid
-             LIMIT ?8"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                workspace_id,
-                journey_id,
-                stage_id,
-                step_id,
-                kind.map(ItemKind::as_str),
-                status,
-                non_empty(&filter.owner),
-                limit + 1,
-            ],
-            |row| Ok(ListedItem { item: summary_at(row, 0)?, location: location_at(row, 5)? }),
-        )?;
-        let mut items = rows.collect::<Result<Vec<_>, _>>()?;
-        let truncated = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        Ok(ItemList { items, truncated })
+        let owner = non_empty(&filter.owner);
+        let fingerprint = fingerprint(&[
+            journey.as_deref().unwrap_or(""),
+            stage_id.unwrap_or(""),
+            step_id.unwrap_or(""),
+            kind.map(ItemKind::as_str).unwrap_or(""),
+            status.unwrap_or(""),
+            &owner.map(str::to_lowercase).unwrap_or_default(),
+        ]);
+        let after = match non_empty(&filter.cursor) {
+            Some(text) => Some(Cursor::decode(text, "items", fingerprint, 2)?.position),
+            None => None,
+        };
+
+        // Only the filters given, so each query can use the index that fits it.
+        let mut sql = format!(
+            "SELECT {SUMMARY_COLUMNS}, {LOCATION_COLUMNS}, i.map_order, i.rowid FROM {ITEM_JOINS}
+             WHERE i.workspace_id = ?1"
+        );
+        let mut values: Vec<DbValue> = vec![DbValue::Integer(workspace_id)];
+        let mut condition = |sql_text: &str, value: DbValue, sql: &mut String| {
+            values.push(value);
+            sql.push_str(&sql_text.replace('#', &format!("?{}", values.len())));
+        };
+        if let Some((lo, hi)) = range {
+            condition(" AND i.map_order >= #", DbValue::Integer(lo), &mut sql);
+            condition(" AND i.map_order <= #", DbValue::Integer(hi), &mut sql);
+        }
+        if let Some(id) = step_id {
+            condition(" AND i.step_id = #", DbValue::Text(id.to_owned()), &mut sql);
+        }
+        if let Some(kind) = kind {
+            condition(" AND i.kind = #", DbValue::Text(kind.as_str().to_owned()), &mut sql);
+        }
+        if let Some(status) = status {
+            condition(" AND i.status = #", DbValue::Text(status.to_owned()), &mut sql);
+        }
+        if let Some(owner) = owner {
+            condition(" AND lower(i.owner) = lower(#)", DbValue::Text(owner.to_owned()), &mut sql);
+        }
+        if let Some(after) = &after {
+            condition(" AND (i.map_order > #", DbValue::Integer(after[0]), &mut sql);
+            condition(" OR (i.map_order = #", DbValue::Integer(after[0]), &mut sql);
+            condition(" AND i.rowid > #))", DbValue::Integer(after[1]), &mut sql);
+        }
+        condition(
+            " ORDER BY i.map_order, i.rowid LIMIT #",
+            DbValue::Integer(i64::from(limit) + 1),
+            &mut sql,
+        );
+        let params: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+        let rows = conn.query(&sql, params.as_slice())?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                let item = ListedItem { item: summary_at(row, 0)?, location: location_at(row, 5)? };
+                Ok((item, row.get::<i64>(11)?, row.get::<i64>(12)?))
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        let page = paged(items, limit as usize, Budget::new(PAGE_BYTES), |(_, order, rowid)| {
+            Cursor::new("items", fingerprint, vec![*order, *rowid])
+        });
+        Ok(ItemList {
+            truncated: page.next.is_some(),
+            next_cursor: page.next.map(|cursor| cursor.encode()),
+            items: page.rows.into_iter().map(|(item, _, _)| item).collect(),
+        })
     }
 
-    pub fn get_item(&self, workspace_id: i64, item_id: &str) -> StoreResult<ItemDetail> {
+    /// An item in full, with one page of its comments (`comments_cursor`: the next one).
+    pub fn get_item(
+        &self,
+        workspace_id: i64,
+        item_id: &str,
+        comments_cursor: Option<&str>,
+    ) -> StoreResult<ItemDetail> {
         let reader = self.reader()?;
         let snapshot = reader.snapshot()?;
-        item_detail(&snapshot, workspace_id, item_id)
+        item_detail(&snapshot, workspace_id, item_id, comments_cursor)
     }
 
-    pub fn list_personas(&self, workspace_id: i64) -> StoreResult<Vec<Persona>> {
+    /// One page of the workspace's personas, oldest first.
+    pub fn list_personas(
+        &self,
+        workspace_id: i64,
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<Persona>, Option<String>)> {
+        let after = position_after(cursor, "personas")?;
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, name, role, bio, job_to_be_done, goals, frustrations FROM personas
-             WHERE workspace_id = ?1 ORDER BY rowid",
+        let rows = conn.query(
+            "SELECT id, name, role, bio, job_to_be_done, goals, frustrations, rowid FROM personas
+             WHERE workspace_id = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
+            params![workspace_id, after.1, LIST_PAGE + 1],
         )?;
-        let rows = stmt.query_map([workspace_id], |row| {
-            Ok(Persona {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                role: row.get(2)?,
-                bio: row.get(3)?,
-                job_to_be_done: row.get(4)?,
-                goals: json_column(row, 5)?,
-                frustrations: json_column(row, 6)?,
+        let personas = rows
+            .iter()
+            .map(|row| {
+                let persona = Persona {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    role: row.get(2)?,
+                    bio: row.get(3)?,
+                    job_to_be_done: row.get(4)?,
+                    goals: json_column(row, 5)?,
+                    frustrations: json_column(row, 6)?,
+                };
+                Ok((persona, 0, row.get::<i64>(7)?))
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect::<DbResult<Vec<_>>>()?;
+        Ok(page_of(personas, "personas"))
     }
+}
+
+/// Where a page of a short list (journeys, personas: ordered by position and row) starts.
+fn position_after(cursor: Option<&str>, list: &'static str) -> StoreResult<(i64, i64)> {
+    match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => {
+            let position = Cursor::decode(text, list, 0, 2)?.position;
+            Ok((position[0], position[1]))
+        }
+        None => Ok((i64::MIN, i64::MIN)),
+    }
+}
+
+/// A page of `rows` (read with one more than [`LIST_PAGE`]), each with its place in the order.
+fn page_of<T: Serialize>(rows: Vec<(T, i64, i64)>, list: &'static str) -> (Vec<T>, Option<String>) {
+    let page = paged(rows, LIST_PAGE as usize, Budget::new(PAGE_BYTES), |(_, position, rowid)| {
+        Cursor::new(list, 0, vec![*position, *rowid])
+    });
+    let next = page.next.map(|cursor| cursor.encode());
+    (page.rows.into_iter().map(|(row, _, _)| row).collect(), next)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,6 +435,9 @@ pub(super) fn find_journey(
             name: row.get(2)?,
             description: row.get(3)?,
             stages: Vec::new(),
+            items_total: 0,
+            items_shown: 0,
+            note: None,
         })
     })
     .optional()?
@@ -318,12 +467,18 @@ pub(super) fn item_detail(
     conn: &Connection,
     workspace_id: i64,
     id: &str,
+    comments_cursor: Option<&str>,
 ) -> StoreResult<ItemDetail> {
     let id = id.trim();
     let mut item = conn
         .prepare_cached(&format!(
             "SELECT {SUMMARY_COLUMNS}, {LOCATION_COLUMNS}, i.description, i.fields, i.created_at,
-                    i.updated_at
+                    i.updated_at,
+                    (SELECT count(*) FROM item_links l WHERE l.workspace_id = i.workspace_id
+                     AND l.from_item = i.id),
+                    (SELECT count(*) FROM item_links l WHERE l.workspace_id = i.workspace_id
+                     AND l.to_item = i.id),
+                    (SELECT count(*) FROM comments c WHERE c.item_id = i.id)
              FROM {ITEM_JOINS} WHERE i.workspace_id = ?1 AND i.id = ?2"
         ))?
         .query_row(params![workspace_id, id], |row| {
@@ -335,8 +490,12 @@ pub(super) fn item_detail(
                 created_at: from_secs(row.get(13)?),
                 updated_at: from_secs(row.get(14)?),
                 links_to: Vec::new(),
+                links_to_total: row.get(15)?,
                 linked_from: Vec::new(),
+                linked_from_total: row.get(16)?,
                 comments: Vec::new(),
+                comments_total: row.get(17)?,
+                comments_next_cursor: None,
             })
         })
         .optional()?
@@ -345,7 +504,7 @@ pub(super) fn item_detail(
         conn,
         &format!(
             "SELECT {SUMMARY_COLUMNS} FROM item_links l JOIN items i ON i.id = l.to_item
-             WHERE l.workspace_id = ?1 AND l.from_item = ?2 ORDER BY l.created_at, l.rowid"
+             WHERE l.workspace_id = ?1 AND l.from_item = ?2 ORDER BY l.rowid LIMIT ?3"
         ),
         workspace_id,
         id,
@@ -354,27 +513,44 @@ pub(super) fn item_detail(
         conn,
         &format!(
             "SELECT {SUMMARY_COLUMNS} FROM item_links l JOIN items i ON i.id = l.from_item
-             WHERE l.workspace_id = ?1 AND l.to_item = ?2 ORDER BY l.created_at, l.rowid"
+             WHERE l.workspace_id = ?1 AND l.to_item = ?2 ORDER BY l.rowid LIMIT ?3"
         ),
         workspace_id,
         id,
     )?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, author, body, created_at FROM comments
-         WHERE workspace_id = ?1 AND item_id = ?2 ORDER BY created_at, rowid",
+    // Comments a page at a time: their bodies are long, so the page is bounded in bytes too.
+    let fingerprint = fingerprint(&[id]);
+    let after = match comments_cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => Cursor::decode(text, "comments", fingerprint, 1)?.position[0],
+        None => 0,
+    };
+    let rows = conn.query(
+        "SELECT id, author, body, created_at, rowid FROM comments
+         WHERE workspace_id = ?1 AND item_id = ?2 AND rowid > ?3 ORDER BY rowid LIMIT ?4",
+        params![workspace_id, id, after, COMMENTS_PAGE + 1],
     )?;
-    let comments = stmt.query_map(params![workspace_id, id], |row| {
-        Ok(Comment {
-            id: row.get(0)?,
-            author: row.get(1)?,
-            body: row.get(2)?,
-            created_at: from_secs(row.get(3)?),
+    let comments = rows
+        .iter()
+        .map(|row| {
+            let comment = Comment {
+                id: row.get(0)?,
+                author: row.get(1)?,
+                body: row.get(2)?,
+                created_at: from_secs(row.get(3)?),
+            };
+            Ok((comment, row.get::<i64>(4)?))
         })
-    })?;
-    item.comments = comments.collect::<Result<_, _>>()?;
+        .collect::<DbResult<Vec<_>>>()?;
+    let budget = Budget::new(COMMENTS_BYTES);
+    let page = paged(comments, COMMENTS_PAGE as usize, budget, |(_, rowid)| {
+        Cursor::new("comments", fingerprint, vec![*rowid])
+    });
+    item.comments = page.rows.into_iter().map(|(comment, _)| comment).collect();
+    item.comments_next_cursor = page.next.map(|cursor| cursor.encode());
     Ok(item)
 }
 
+/// The first [`LINKS_SHOWN`] linked items (`sql` takes the workspace, the item and the limit).
 pub(super) fn linked_items(
     conn: &Connection,
     sql: &str,
@@ -382,8 +558,69 @@ pub(super) fn linked_items(
     id: &str,
 ) -> StoreResult<Vec<ItemSummary>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params![workspace_id, id], |row| summary_at(row, 0))?;
+    let rows = stmt.query_map(params![workspace_id, id, LINKS_SHOWN], |row| summary_at(row, 0))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The map orders (first, last) of the steps `sql` selects for `id`; `None` when it has none.
+fn map_range(conn: &Connection, sql: &str, id: &str) -> StoreResult<Option<(i64, i64)>> {
+    let (lo, hi) = conn
+        .query_row(sql, [id], |row| Ok((row.get::<Option<i64>>(0)?, row.get::<Option<i64>>(1)?)))?;
+    Ok(lo.zip(hi))
+}
+
+/// Keeps a journey's map within [`MAP_BYTES`]: long descriptions are shortened first, then
+/// item summaries are left out from the end, then steps; `note` says what is missing.
+fn fit_map(tree: &mut JourneyTree) {
+    let size = |tree: &JourneyTree| serde_json::to_vec(tree).map_or(usize::MAX, |b| b.len());
+    let mut notes = Vec::new();
+    if tree.items_shown < tree.items_total {
+        notes.push(format!(
+            "{} of the journey's {} items are shown (at most {MAP_ITEMS_PER_STEP} per step); \
+             list_items with step_id (or journey) pages through the rest",
+            tree.items_shown, tree.items_total
+        ));
+    }
+    if size(tree) > MAP_BYTES {
+        let shorten = |text: &mut String| {
+            if text.chars().count() > MAP_DESCRIPTION_CHARS {
+                *text = text.chars().take(MAP_DESCRIPTION_CHARS).collect::<String>() + "…";
+            }
+        };
+        for stage in &mut tree.stages {
+            shorten(&mut stage.description);
+            stage.steps.iter_mut().for_each(|step| shorten(&mut step.description));
+        }
+        notes.push(format!(
+            "stage and step descriptions are cut to {MAP_DESCRIPTION_CHARS} characters; search \
+             finds text in them"
+        ));
+    }
+    while size(tree) > MAP_BYTES {
+        let last = tree
+            .stages
+            .iter_mut()
+            .flat_map(|stage| stage.steps.iter_mut())
+            .rev()
+            .find(|step| !step.items.is_empty());
+        match last {
+            Some(step) => {
+                tree.items_shown -= i64::try_from(step.items.len()).unwrap_or(0);
+                step.items.clear();
+            }
+            None => break,
+        }
+    }
+    let mut dropped = 0;
+    while size(tree) > MAP_BYTES {
+        let Some(stage) = tree.stages.iter_mut().rev().find(|s| !s.steps.is_empty()) else { break };
+        stage.steps.pop();
+        dropped += 1;
+    }
+    if dropped > 0 {
+        notes.push(format!("the last {dropped} steps are left out: the map is too large"));
+    }
+    tree.note = (!notes.is_empty()).then(|| notes.join("; "));
 }
 
 pub(super) fn ensure_stage(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {

@@ -1,124 +1,505 @@
-//! Text search over the workspace: items, steps, stages and personas.
+//! Full-text search over everything in a workspace: items, comments, steps, stages, journeys
+//! and personas.
+//!
+//! Both databases index the same words, chosen here: text is folded (compatibility
+//! decomposition, accents dropped, lowercased) and split on everything that is not a letter or
+//! a digit, and a query's words are folded the same way. Each word must match, as a word or the
+//! start of one. Filters are words too, in their own field (`w<workspace>`, `j<journey>`,
+//! `t<type>`, `k<kind>`, `s<status>`), so the index applies them inside the search:
+//!
+//! - SQLite: an FTS5 table without a copy of the text (`search_fts`), ranked by bm25 with the
+//!   title weighing ten times the body.
+//! - PostgreSQL: a `tsvector` per document (filter words weighted C, title A, body D) with a GIN
+//!   index, ranked by `ts_rank` with the same ten-to-one weights.
+//!
+//! This is the one place where the two databases need different SQL. Every write that changes
+//! searchable text calls [`index`] (or [`unindex`]) in its own transaction, so the index never
+//! disagrees with what a read returns. Hits are shown from the rows themselves: titles, snippets
+//! and context are read for the page of hits only.
 
-use super::db::{ToValue, Value as DbValue};
-use super::model::{HitType, SearchHit};
-use super::reads::text_enum;
-use super::validate::clamp_limit;
+use unicode_normalization::UnicodeNormalization as _;
+use unicode_normalization::char::is_combining_mark;
+
+use super::db::{Connection, OptionalExtension as _, params};
+use super::model::{HitType, ItemKind, SearchHit, SearchQuery, SearchResults, per_kind_text};
+use super::page::{Cursor, fingerprint};
+use super::reads::find_journey;
+use super::validate::{clamp_limit, non_empty};
 use super::{Store, StoreError, StoreResult};
 
 const QUERY_MAX: usize = 200;
-const QUERY_TERMS_MAX: usize = 8;
+const QUERY_WORDS_MAX: usize = 8;
 const SNIPPET_CHARS: usize = 160;
 const SEARCH_LIMIT: (u32, u32) = (20, 100);
+/// How deep paging may go: past this, narrowing the query serves better than reading on.
+const OFFSET_MAX: i64 = 1_000;
+
+/// `text`'s words as the index holds them.
+pub(super) fn words(text: &str) -> Vec<String> {
+    let folded: String =
+        text.nfkd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect();
+    folded
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn joined(text: &str) -> String {
+    words(text).join(" ")
+}
+
+/// One searchable thing, as it goes into the index.
+pub(super) struct Doc<'a> {
+    pub workspace_id: i64,
+    pub doc_type: HitType,
+    pub ref_id: &'a str,
+    /// The journey's row number, for the journey filter (`None` for personas).
+    pub journey: Option<i64>,
+    /// For items: kind and status, for their filters.
+    pub item: Option<(ItemKind, &'a str)>,
+    pub title: &'a str,
+    pub body: &'a str,
+}
+
+impl Doc<'_> {
+    fn scope(&self) -> String {
+        let mut scope =
+            vec![format!("w{}", self.workspace_id), format!("t{}", self.doc_type.as_str())];
+        if let Some(journey) = self.journey {
+            scope.push(format!("j{journey}"));
+        }
+        if let Some((kind, status)) = self.item {
+            scope.push(format!("k{kind}"));
+            scope.push(format!("s{}", joined(status).replace(' ', "")));
+        }
+        scope.join(" ")
+    }
+}
+
+/// Puts `doc` into the index, replacing what it held for the same thing.
+pub(super) fn index(conn: &Connection, doc: &Doc<'_>) -> StoreResult<()> {
+    let (scope, title, body) = (doc.scope(), joined(doc.title), joined(doc.body));
+    if conn.is_postgres() {
+        conn.execute(
+            "INSERT INTO search_docs (workspace_id, doc_type, ref_id, words)
+             VALUES (?1, ?2, ?3, setweight(to_tsvector('simple', ?4), 'C')
+                 || setweight(to_tsvector('simple', ?5), 'A')
+                 || setweight(to_tsvector('simple', ?6), 'D'))
+             ON CONFLICT (ref_id) DO UPDATE SET words = excluded.words",
+            params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id, scope, title, body],
+        )?;
+        return Ok(());
+    }
+    let doc_id: i64 = conn.query_row(
+        "INSERT INTO search_docs (workspace_id, doc_type, ref_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT (ref_id) DO UPDATE SET doc_type = excluded.doc_type RETURNING doc_id",
+        params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id],
+        |row| row.get(0),
+    )?;
+    conn.execute("DELETE FROM search_fts WHERE rowid = ?1", [doc_id])?;
+    conn.execute(
+        "INSERT INTO search_fts (rowid, scope, title, body) VALUES (?1, ?2, ?3, ?4)",
+        params![doc_id, scope, title, body],
+    )?;
+    Ok(())
+}
+
+/// Takes the thing with id `ref_id` out of the index.
+pub(super) fn unindex(conn: &Connection, ref_id: &str) -> StoreResult<()> {
+    if !conn.is_postgres() {
+        let doc: Option<i64> = conn
+            .query_row("SELECT doc_id FROM search_docs WHERE ref_id = ?1", [ref_id], |r| r.get(0))
+            .optional()?;
+        if let Some(doc_id) = doc {
+            conn.execute("DELETE FROM search_fts WHERE rowid = ?1", [doc_id])?;
+        }
+    }
+    conn.execute("DELETE FROM search_docs WHERE ref_id = ?1", [ref_id])?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Indexing each kind of thing from its row.
+
+/// (Re)indexes item `id`.
+pub(super) fn index_item(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
+    let row = conn
+        .query_row(
+            "SELECT i.title, i.description, i.owner, i.fields, i.kind, i.status, j.rowid
+             FROM items i JOIN steps st ON st.id = i.step_id JOIN stages s ON s.id = st.stage_id
+             JOIN journeys j ON j.id = s.journey_id WHERE i.workspace_id = ?1 AND i.id = ?2",
+            params![workspace_id, id],
+            |row| {
+                Ok((
+                    row.get::<String>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<Option<String>>(2)?,
+                    row.get::<String>(3)?,
+                    row.get::<String>(4)?,
+                    row.get::<String>(5)?,
+                    row.get::<i64>(6)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((title, description, owner, fields, kind, status, journey)) = row else {
+        return unindex(conn, id);
+    };
+    // The body: the description, the owner and the text of the kind-specific fields.
+    let mut body = description;
+    body.extend(owner.map(|o| format!("\n{o}")));
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(&fields) {
+        for value in fields.values() {
+            match value {
+                serde_json::Value::String(text) => body.push_str(&format!("\n{text}")),
+                other => body.push_str(&format!("\n{other}")),
+            }
+        }
+    }
+    let kind = ItemKind::parse(&kind).unwrap_or(ItemKind::Insight);
+    index(
+        conn,
+        &Doc {
+            workspace_id,
+            doc_type: HitType::Item,
+            ref_id: id,
+            journey: Some(journey),
+            item: Some((kind, &status)),
+            title: &title,
+            body: &body,
+        },
+    )
+}
+
+/// (Re)indexes comment `id`.
+pub(super) fn index_comment(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
+    let row = conn
+        .query_row(
+            "SELECT c.author, c.body, j.rowid FROM comments c JOIN items i ON i.id = c.item_id
+             JOIN steps st ON st.id = i.step_id JOIN stages s ON s.id = st.stage_id
+             JOIN journeys j ON j.id = s.journey_id WHERE c.workspace_id = ?1 AND c.id = ?2",
+            params![workspace_id, id],
+            |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<i64>(2)?)),
+        )
+        .optional()?;
+    let Some((author, body, journey)) = row else { return unindex(conn, id) };
+    let doc = Doc {
+        workspace_id,
+        doc_type: HitType::Comment,
+        ref_id: id,
+        journey: Some(journey),
+        item: None,
+        title: &author,
+        body: &body,
+    };
+    index(conn, &doc)
+}
+
+/// (Re)indexes step `id`.
+pub(super) fn index_step(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
+    index_node(
+        conn,
+        workspace_id,
+        id,
+        HitType::Step,
+        "SELECT st.name, st.description, j.rowid FROM steps st JOIN stages s ON s.id = st.stage_id
+         JOIN journeys j ON j.id = s.journey_id WHERE st.workspace_id = ?1 AND st.id = ?2",
+    )
+}
+
+/// (Re)indexes stage `id`.
+pub(super) fn index_stage(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
+    index_node(
+        conn,
+        workspace_id,
+        id,
+        HitType::Stage,
+        "SELECT s.name, s.description, j.rowid FROM stages s JOIN journeys j ON j.id = s.journey_id
+         WHERE s.workspace_id = ?1 AND s.id = ?2",
+    )
+}
+
+/// (Re)indexes journey `id`.
+pub(super) fn index_journey(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
+    index_node(
+        conn,
+        workspace_id,
+        id,
+        HitType::Journey,
+        "SELECT name, description, rowid FROM journeys WHERE workspace_id = ?1 AND id = ?2",
+    )
+}
+
+/// A journey, stage or step: `sql` reads its name, description and journey row number.
+fn index_node(
+    conn: &Connection,
+    workspace_id: i64,
+    id: &str,
+    doc_type: HitType,
+    sql: &str,
+) -> StoreResult<()> {
+    let row = conn
+        .query_row(sql, params![workspace_id, id], |row| {
+            Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<i64>(2)?))
+        })
+        .optional()?;
+    let Some((name, description, journey)) = row else { return unindex(conn, id) };
+    let doc = Doc {
+        workspace_id,
+        doc_type,
+        ref_id: id,
+        journey: Some(journey),
+        item: None,
+        title: &name,
+        body: &description,
+    };
+    index(conn, &doc)
+}
+
+/// (Re)indexes persona `id`.
+pub(super) fn index_persona(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
+    let row = conn
+        .query_row(
+            "SELECT name, role, bio, job_to_be_done, goals, frustrations FROM personas
+             WHERE workspace_id = ?1 AND id = ?2",
+            params![workspace_id, id],
+            |row| {
+                Ok((
+                    row.get::<String>(0)?,
+                    [row.get::<String>(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?],
+                ))
+            },
+        )
+        .optional()?;
+    let Some((name, parts)) = row else { return unindex(conn, id) };
+    let body = parts.join("\n");
+    let doc = Doc {
+        workspace_id,
+        doc_type: HitType::Persona,
+        ref_id: id,
+        journey: None,
+        item: None,
+        title: &name,
+        body: &body,
+    };
+    index(conn, &doc)
+}
+
+/// Indexes everything the database holds (a migration that adds the index).
+pub(super) fn rebuild(conn: &Connection) -> StoreResult<()> {
+    type Indexer = fn(&Connection, i64, &str) -> StoreResult<()>;
+    let tables: [(&str, Indexer); 6] = [
+        ("journeys", index_journey),
+        ("stages", index_stage),
+        ("steps", index_step),
+        ("items", index_item),
+        ("comments", index_comment),
+        ("personas", index_persona),
+    ];
+    for (table, indexer) in tables {
+        let rows =
+            conn.query(&format!("SELECT workspace_id, id FROM {table} ORDER BY rowid"), [])?;
+        for row in rows {
+            indexer(conn, row.get(0)?, &row.get::<String>(1)?)?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Searching.
 
 impl Store {
-    /// Case-insensitive text search; every word of `query` must match. Items come first, then
-    /// steps, stages and personas; hits whose title matches rank above the rest.
-    pub fn search(
-        &self,
-        workspace_id: i64,
-        query: &str,
-        limit: Option<u32>,
-    ) -> StoreResult<Vec<SearchHit>> {
-        let query = query.trim();
+    /// One page of hits for `search`, best first.
+    pub fn search(&self, workspace_id: i64, search: &SearchQuery) -> StoreResult<SearchResults> {
+        let query = search.query.trim();
         if query.chars().count() > QUERY_MAX {
             return Err(StoreError::Invalid(format!(
                 "the search query is too long (at most {QUERY_MAX} characters); use a few words"
             )));
         }
-        let terms: Vec<&str> = query.split_whitespace().take(QUERY_TERMS_MAX).collect();
+        let mut terms = words(query);
+        terms.dedup();
+        terms.truncate(QUERY_WORDS_MAX);
         if terms.is_empty() {
             return Err(StoreError::Invalid(
-                "the search query is empty; give one or more words to look for".into(),
+                "the search query has no words; give one or more words to look for".into(),
             ));
         }
-        let patterns: Vec<String> =
-            terms.iter().map(|t| format!("%{}%", escape_like(&t.to_lowercase()))).collect();
-        let limit = clamp_limit(limit, SEARCH_LIMIT);
-        let mut values = vec![DbValue::Integer(workspace_id), DbValue::Integer(limit.into())];
-        values.extend(patterns.into_iter().map(DbValue::Text));
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(&search_sql(terms.len()))?;
-        let values: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
-        let rows = stmt.query_map(values.as_slice(), |row| {
-            let body: String = row.get(3)?;
-            Ok(SearchHit {
-                hit_type: text_enum(row, 0, HitType::parse)?,
-                id: row.get(1)?,
-                title: row.get(2)?,
-                snippet: snippet(&body, &terms),
-                context: row.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-}
-
-/// The search over items, steps, stages and personas for `terms` words: `?1` workspace, `?2`
-/// limit, `?3`… one lowercased, escaped LIKE pattern per word. Every word must match the title,
-/// role or description; hits with more words in the title come first. Both databases run it:
-/// `lower()` on both sides makes the match case-insensitive (ASCII on SQLite, all of Unicode on
-/// PostgreSQL).
-fn search_sql(terms: usize) -> String {
-    let patterns = || (0..terms).map(|t| format!("?{}", t + 3));
-    let every_word: Vec<String> = patterns()
-        .map(|p| format!("lower(title || '\n' || extra || '\n' || body) LIKE {p} ESCAPE '\\'"))
-        .collect();
-    let title_misses: Vec<String> = patterns()
-        .map(|p| format!("CASE WHEN lower(title) LIKE {p} ESCAPE '\\' THEN 0 ELSE 1 END"))
-        .collect();
-    format!(
-        r"
-WITH docs (type, rank, id, title, body, extra, context) AS (
-    SELECT 'item', 0, i.id, i.title, i.description, '', j.name || ' › ' || s.name || ' › ' || st.name
-    FROM items i JOIN steps st ON st.id = i.step_id JOIN stages s ON s.id = st.stage_id
-    JOIN journeys j ON j.id = s.journey_id WHERE i.workspace_id = ?1
-    UNION ALL
-    SELECT 'step', 1, st.id, st.name, st.description, '', j.name || ' › ' || s.name
-    FROM steps st JOIN stages s ON s.id = st.stage_id JOIN journeys j ON j.id = s.journey_id
-    WHERE st.workspace_id = ?1
-    UNION ALL
-    SELECT 'stage', 2, s.id, s.name, s.description, '', j.name
-    FROM stages s JOIN journeys j ON j.id = s.journey_id WHERE s.workspace_id = ?1
-    UNION ALL
-    SELECT 'persona', 3, p.id, p.name, p.bio, p.role, p.role FROM personas p WHERE p.workspace_id = ?1
-)
-SELECT type, id, title, body, context FROM docs
-WHERE {}
-ORDER BY {}, rank, title
-LIMIT ?2",
-        every_word.join(" AND "),
-        title_misses.join(" + ")
-    )
-}
-
-/// `term` with LIKE's wildcards (and the escape character) escaped for `ESCAPE '\'`.
-fn escape_like(term: &str) -> String {
-    let mut escaped = String::with_capacity(term.len());
-    for c in term.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            escaped.push('\\');
+        let status = non_empty(&search.status);
+        if let Some(status) = status
+            && !ItemKind::ALL.iter().any(|k| k.statuses().contains(&status))
+        {
+            return Err(StoreError::Invalid(format!(
+                "no item can have the status {status:?}; statuses per kind: {}",
+                per_kind_text(ItemKind::statuses)
+            )));
         }
-        escaped.push(c);
+        let limit = i64::from(clamp_limit(search.limit, SEARCH_LIMIT));
+        let reader = self.reader()?;
+        let conn = reader.snapshot()?;
+
+        let mut scope = vec![format!("w{workspace_id}")];
+        let journey = match non_empty(&search.journey) {
+            Some(journey) => Some(find_journey(&conn, workspace_id, journey)?),
+            None => None,
+        };
+        if let Some(journey) = &journey {
+            let row: i64 =
+                conn.query_row("SELECT rowid FROM journeys WHERE id = ?1", [&journey.id], |r| {
+                    r.get(0)
+                })?;
+            scope.push(format!("j{row}"));
+        }
+        if let Some(kind) = search.kind {
+            scope.push(format!("k{kind}"));
+        }
+        if let Some(status) = status {
+            scope.push(format!("s{}", joined(status).replace(' ', "")));
+        }
+
+        let kind = search.kind.map(ItemKind::as_str).unwrap_or_default();
+        let journey_id = journey.as_ref().map(|j| j.id.as_str()).unwrap_or_default();
+        let fingerprint = fingerprint(&[&terms.join(" "), journey_id, kind, status.unwrap_or("")]);
+        let offset = match non_empty(&search.cursor) {
+            Some(text) => Cursor::decode(text, "search", fingerprint, 1)?.position[0],
+            None => 0,
+        };
+        if offset >= OFFSET_MAX {
+            return Err(StoreError::Invalid(format!(
+                "a search pages through its best {OFFSET_MAX} hits at most; add words or a \
+                 filter (journey, kind, status) to narrow it"
+            )));
+        }
+
+        let found = if conn.is_postgres() {
+            let words: Vec<String> = terms.iter().map(|t| format!("'{t}':*AD")).collect();
+            let scope: Vec<String> = scope.iter().map(|s| format!("'{s}':C")).collect();
+            let query = format!("{} & {}", scope.join(" & "), words.join(" & "));
+            conn.query(
+                "SELECT doc_type, ref_id FROM search_docs
+                 WHERE workspace_id = ?1 AND words @@ to_tsquery('simple', ?2)
+                 ORDER BY ts_rank('{0.1, 0, 0.4, 1.0}', words, to_tsquery('simple', ?2)) DESC,
+                          doc_id
+                 LIMIT ?3 OFFSET ?4",
+                params![workspace_id, query, limit + 1, offset],
+            )?
+        } else {
+            let words: Vec<String> = terms.iter().map(|t| format!("\"{t}\"*")).collect();
+            let query = format!(
+                "scope : ({}) AND {{title body}} : ({})",
+                scope.join(" AND "),
+                words.join(" AND ")
+            );
+            conn.query(
+                "SELECT d.doc_type, d.ref_id FROM (
+                     SELECT rowid AS doc_id, bm25(search_fts, 0.0, 10.0, 1.0) AS score
+                     FROM search_fts WHERE search_fts MATCH ?1 ORDER BY score, rowid
+                     LIMIT ?2 OFFSET ?3) r
+                 JOIN search_docs d ON d.doc_id = r.doc_id ORDER BY r.score, r.doc_id",
+                params![query, limit + 1, offset],
+            )?
+        };
+        let more = found.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut hits = Vec::new();
+        for row in found.iter().take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+            let Some(doc_type) = HitType::parse(&row.get::<String>(0)?) else { continue };
+            if let Some(hit) = hit(&conn, workspace_id, doc_type, &row.get::<String>(1)?, &terms)? {
+                hits.push(hit);
+            }
+        }
+        let next = more.then(|| Cursor::new("search", fingerprint, vec![offset + limit]).encode());
+        Ok(SearchResults { hits, next_cursor: next })
     }
-    escaped
 }
 
-/// About [`SNIPPET_CHARS`] characters of `text` around the first of `terms` it contains (its
-/// start when it contains none), whitespace collapsed, `…` where cut.
-fn snippet(text: &str, terms: &[&str]) -> String {
-    // ASCII lowercasing keeps byte offsets, and matches SQLite's case-insensitive LIKE.
-    let haystack = text.to_ascii_lowercase();
-    let first = terms.iter().filter_map(|t| haystack.find(&t.to_ascii_lowercase())).min();
-    let at_char = first.map_or(0, |byte| text[..byte].chars().count());
-    let start = at_char.saturating_sub(SNIPPET_CHARS / 3);
-    let total = text.chars().count();
-    let window: String = text.chars().skip(start).take(SNIPPET_CHARS).collect();
-    let mut snippet = window.split_whitespace().collect::<Vec<_>>().join(" ");
+/// A hit shown from its row (`None` if the row went away meanwhile).
+fn hit(
+    conn: &Connection,
+    workspace_id: i64,
+    hit_type: HitType,
+    id: &str,
+    terms: &[String],
+) -> StoreResult<Option<SearchHit>> {
+    const PLACE: &str = "JOIN steps st ON st.id = i.step_id JOIN stages s ON s.id = st.stage_id \
+                         JOIN journeys j ON j.id = s.journey_id";
+    let sql = match hit_type {
+        HitType::Item => format!(
+            "SELECT i.title, i.description, j.name || ' › ' || s.name || ' › ' || st.name, i.id
+             FROM items i {PLACE} WHERE i.workspace_id = ?1 AND i.id = ?2"
+        ),
+        HitType::Comment => format!(
+            "SELECT i.title, c.body, j.name || ' › ' || s.name || ' › ' || st.name, i.id
+             FROM comments c JOIN items i ON i.id = c.item_id {PLACE}
+             WHERE c.workspace_id = ?1 AND c.id = ?2"
+        ),
+        HitType::Step => "SELECT st.name, st.description, j.name || ' › ' || s.name, NULL
+             FROM steps st JOIN stages s ON s.id = st.stage_id JOIN journeys j ON j.id = s.journey_id
+             WHERE st.workspace_id = ?1 AND st.id = ?2"
+            .into(),
+        HitType::Stage => "SELECT s.name, s.description, j.name, NULL
+             FROM stages s JOIN journeys j ON j.id = s.journey_id
+             WHERE s.workspace_id = ?1 AND s.id = ?2"
+            .into(),
+        HitType::Journey => "SELECT name, description, '', NULL FROM journeys
+             WHERE workspace_id = ?1 AND id = ?2"
+            .into(),
+        HitType::Persona => "SELECT name, role || '\n' || bio, role, NULL FROM personas
+             WHERE workspace_id = ?1 AND id = ?2"
+            .into(),
+    };
+    let found = conn
+        .query_row(&sql, params![workspace_id, id], |row| {
+            let body: String = row.get(1)?;
+            Ok(SearchHit {
+                hit_type,
+                id: id.to_owned(),
+                title: row.get(0)?,
+                snippet: snippet(&body, terms),
+                context: row.get(2)?,
+                item_id: row.get(3)?,
+            })
+        })
+        .optional()?;
+    Ok(found)
+}
+
+/// About [`SNIPPET_CHARS`] characters of `text` around the first word that starts with one of
+/// `terms` (its start when there is none), whitespace collapsed, `…` where cut.
+fn snippet(text: &str, terms: &[String]) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let hit = words.iter().position(|word| {
+        self::words(word).iter().any(|w| terms.iter().any(|t| w.starts_with(t.as_str())))
+    });
+    // Start a third of the window before the match, on a word boundary.
+    let mut start = hit.unwrap_or(0);
+    let mut before = 0;
+    while start > 0 && before + words[start - 1].chars().count() < SNIPPET_CHARS / 3 {
+        start -= 1;
+        before += words[start].chars().count() + 1;
+    }
+    let mut snippet = String::new();
+    let mut end = start;
+    while end < words.len() && snippet.chars().count() + words[end].chars().count() < SNIPPET_CHARS
+    {
+        if !snippet.is_empty() {
+            snippet.push(' ');
+        }
+        snippet.push_str(words[end]);
+        end += 1;
+    }
+    if snippet.is_empty()
+        && let Some(first) = words.get(start)
+    {
+        // One word longer than the window.
+        snippet = first.chars().take(SNIPPET_CHARS).collect();
+        end = start + 1;
+    }
     if start > 0 {
         snippet.insert(0, '…');
     }
-    if start + SNIPPET_CHARS < total {
+    if end < words.len() {
         snippet.push('…');
     }
     snippet
@@ -126,13 +507,23 @@ fn snippet(text: &str, terms: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::snippet;
+    use super::{snippet, words};
+
+    #[test]
+    fn words_are_folded_and_split_the_same_way_for_text_and_queries() {
+        assert_eq!(words("Crème Brûlée, SIGN-UP flow!"), ["creme", "brulee", "sign", "up", "flow"]);
+        assert_eq!(words("ﬁle №5 ½"), ["file", "no5", "1", "2"]);
+        assert_eq!(words("  "), Vec::<String>::new());
+        assert_eq!(words("Straße Ærø"), ["straße", "ærø"]);
+    }
 
     #[test]
     fn snippet_centres_on_the_match() {
         let text = format!("{} needle {}", "word ".repeat(60), "tail ".repeat(60));
-        let s = snippet(&text, &["NEEDLE"]);
+        let s = snippet(&text, &["needl".into()]);
         assert!(s.starts_with('…') && s.ends_with('…') && s.contains("needle"), "{s}");
-        assert_eq!(snippet("short  text", &["x"]), "short text");
+        assert!(s.chars().count() <= 162, "{s}");
+        assert_eq!(snippet("short  text", &["x".into()]), "short text");
+        assert_eq!(snippet("Crème brûlée", &["brulee".into()]), "Crème brûlée");
     }
 }

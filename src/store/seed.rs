@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::model::{ItemKind, NewItem, NewPersona};
 use super::writes::{
     insert_comment, insert_item, insert_journey, insert_link, insert_persona, insert_stage,
-    insert_step,
+    insert_step, renumber_map,
 };
 use super::{Store, StoreError, StoreResult};
 
@@ -618,6 +618,7 @@ impl Store {
                 }
             }
         }
+        renumber_map(&tx, ws)?;
 
         let mut items = HashMap::new();
         for item in ITEMS {

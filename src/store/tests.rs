@@ -2,9 +2,16 @@
 
 use serde_json::{Map, Value};
 
-use super::model::{Actor, HitType, ItemFilter, ItemKind, ItemSummary, ItemUpdate, NewItem};
+use super::model::{
+    Actor, HitType, ItemFilter, ItemKind, ItemSummary, ItemUpdate, NewItem, SearchHit, SearchQuery,
+};
 use super::writes::{insert_journey, insert_stage, insert_step};
 use super::{Clock, Store, StoreError, StoreResult};
+
+fn search(store: &Store, ws: i64, query: &str, limit: Option<u32>) -> StoreResult<Vec<SearchHit>> {
+    let query = SearchQuery { query: query.into(), limit, ..SearchQuery::default() };
+    store.search(ws, &query).map(|results| results.hits)
+}
 
 const ACTOR: Actor<'static> = Actor { key_id: "key_test", key_prefix: "cst_test1234" };
 
@@ -61,7 +68,7 @@ fn seed_has_every_kind_allowed_links_and_personas() {
     assert_eq!(items.items.len() as i64, c.total);
     let mut links = 0;
     for listed in &items.items {
-        let item = store.get_item(acme, &listed.item.id).expect("item");
+        let item = store.get_item(acme, &listed.item.id, None).expect("item");
         assert!(item.item.kind.statuses().contains(&item.item.status.as_str()));
         assert!(item.fields.keys().all(|f| item.item.kind.field_names().contains(&f.as_str())));
         for to in &item.links_to {
@@ -95,7 +102,7 @@ fn other_workspaces_are_invisible() {
         assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
     };
 
-    not_found(store.get_item(acme, secret_id).map(drop));
+    not_found(store.get_item(acme, secret_id, None).map(drop));
     let update = ItemUpdate {
         item_id: secret_id.into(),
         title: Some("mine".into()),
@@ -112,16 +119,19 @@ fn other_workspaces_are_invisible() {
     not_found(store.get_journey(acme, "secret").map(drop));
     let by_step = ItemFilter { step_id: Some(step.clone()), ..ItemFilter::default() };
     not_found(store.list_items(acme, &by_step).map(drop));
-    assert!(store.search(acme, "zebra", None).expect("search").is_empty());
-    assert!(store.search(acme, "covert", None).expect("search").is_empty());
+    assert!(search(&store, acme, "zebra", None).expect("search").is_empty());
+    assert!(search(&store, acme, "covert", None).expect("search").is_empty());
 
     // The other way round: acme's items are invisible from `other`.
-    not_found(store.get_item(other, &acme_touchpoint.id).map(drop));
+    not_found(store.get_item(other, &acme_touchpoint.id, None).map(drop));
     not_found(store.link_items(other, ACTOR, &acme_touchpoint.id, secret_id).map(drop));
-    assert_eq!(store.search(other, "zebra", None).expect("search").len(), 1);
-    assert!(store.search(other, "pricing", None).expect("search").is_empty());
+    assert_eq!(search(&store, other, "zebra", None).expect("search").len(), 1);
+    assert!(search(&store, other, "pricing", None).expect("search").is_empty());
     assert_eq!(store.workspace_summary(other).expect("summary").items.total, 1);
-    assert_eq!(store.get_item(other, secret_id).expect("own item").item.title, "Zebra secret");
+    assert_eq!(
+        store.get_item(other, secret_id, None).expect("own item").item.title,
+        "Zebra secret"
+    );
 }
 
 #[test]
@@ -148,7 +158,7 @@ fn links_only_go_in_the_five_directions() {
     assert_eq!(link.to.id, fresh.item.id);
     let again = store.link_items(acme, ACTOR, &touchpoint.id, &fresh.item.id);
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
-    let fresh = store.get_item(acme, &fresh.item.id).expect("item");
+    let fresh = store.get_item(acme, &fresh.item.id, None).expect("item");
     assert_eq!(fresh.linked_from[0].id, touchpoint.id);
 }
 
@@ -201,7 +211,7 @@ fn create_and_update_validate_and_audit() {
     let comment =
         store.add_comment(acme, ACTOR, &created.item.id, "Dana", "Looks right").expect("c");
     assert_eq!(
-        store.get_item(acme, &created.item.id).expect("item").comments[0].id,
+        store.get_item(acme, &created.item.id, None).expect("item").comments[0].id,
         comment.comment.id
     );
 
@@ -241,17 +251,31 @@ fn list_items_filters_and_truncates() {
 }
 
 #[test]
-fn search_matches_every_word_and_escapes_wildcards() {
+fn search_matches_every_word_as_a_word_or_its_start() {
     let (_dir, store, acme) = store();
-    let hits = store.search(acme, "SDK install", None).expect("search");
+    let hits = search(&store, acme, "SDK install", None).expect("search");
     assert!(!hits.is_empty());
-    assert_eq!(hits[0].hit_type, HitType::Item);
+    // Ranked: a title holding both words comes first, whatever it is the title of.
+    let top = hits[0].title.to_lowercase();
+    assert!(top.contains("sdk") && top.contains("install"), "{hits:?}");
+    assert!(hits.iter().any(|h| h.hit_type == HitType::Item));
     assert!(hits.iter().any(|h| h.hit_type == HitType::Step));
-    let persona = store.search(acme, "head of data", None).expect("search");
+    let persona = search(&store, acme, "head of data", None).expect("search");
     assert!(persona.iter().any(|h| h.hit_type == HitType::Persona), "{persona:?}");
-    assert!(store.search(acme, "sdk zzzz", None).expect("search").is_empty());
-    assert!(store.search(acme, "_", None).expect("search").is_empty());
-    assert!(store.search(acme, "a%b", None).expect("search").is_empty());
-    assert!(matches!(store.search(acme, "  ", None), Err(StoreError::Invalid(_))));
-    assert_eq!(store.search(acme, "a", Some(3)).expect("search").len(), 3);
+    assert!(search(&store, acme, "sdk zzzz", None).expect("search").is_empty());
+    // Prefixes match; case and accents do not matter.
+    let prefix = search(&store, acme, "instal", None).expect("search");
+    assert_eq!(prefix.len(), search(&store, acme, "INSTÄLL", None).expect("search").len());
+    assert!(!prefix.is_empty());
+    // Punctuation separates words: it is never a wildcard nor query syntax.
+    for nothing in ["  ", "_", "%", "*", "\"\"", "()"] {
+        assert!(
+            matches!(search(&store, acme, nothing, None), Err(StoreError::Invalid(_))),
+            "{nothing}"
+        );
+    }
+    for inert in ["sdk OR zzzz", "sdk NOT install zzzz", "zzzz*", "title:zzzz", "NEAR(sdk zzzz)"] {
+        assert!(search(&store, acme, inert, None).expect("search").is_empty(), "{inert}");
+    }
+    assert_eq!(search(&store, acme, "a", Some(3)).expect("search").len(), 3);
 }

@@ -18,7 +18,7 @@ use super::validate::{
     DESCRIPTION_MAX, NAME_MAX, TITLE_MAX, check_status, clean_text, merge_fields, optional_text,
     required_text, required_text_multiline,
 };
-use super::{Store, StoreError, StoreResult, from_secs, new_id};
+use super::{Store, StoreError, StoreResult, from_secs, new_id, search};
 
 // ---------------------------------------------------------------------------------------------
 // Writes.
@@ -32,7 +32,7 @@ impl Store {
     ) -> StoreResult<ItemDetail> {
         self.write(workspace_id, actor, |tx, now| {
             let id = insert_item(tx, workspace_id, new, now)?;
-            let item = item_detail(tx, workspace_id, &id)?;
+            let item = item_detail(tx, workspace_id, &id, None)?;
             let detail = format!("create_item {id} {:?}", item.item.title);
             Ok((item, detail))
         })
@@ -110,7 +110,8 @@ impl Store {
                 now
             ])?;
             let detail = format!("update_item {id} {title:?}: {}", changed.join(", "));
-            Ok((item_detail(tx, workspace_id, id)?, detail))
+            search::index_item(tx, workspace_id, id)?;
+            Ok((item_detail(tx, workspace_id, id, None)?, detail))
         })
     }
 
@@ -195,6 +196,7 @@ pub(super) fn insert_journey(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![id, workspace_id, slug, name, description, position, now])?;
+    search::index_journey(conn, workspace_id, &id)?;
     Ok(id)
 }
 
@@ -212,6 +214,7 @@ pub(super) fn insert_stage(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![id, workspace_id, journey_id, name, description, position])?;
+    search::index_stage(conn, workspace_id, &id)?;
     Ok(id)
 }
 
@@ -229,6 +232,7 @@ pub(super) fn insert_step(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![id, workspace_id, stage_id, name, description, position])?;
+    search::index_step(conn, workspace_id, &id)?;
     Ok(id)
 }
 
@@ -255,6 +259,7 @@ pub(super) fn insert_persona(
         json_text(&persona.frustrations)?,
         now
     ])?;
+    search::index_persona(conn, workspace_id, &id)?;
     Ok(id)
 }
 
@@ -284,10 +289,12 @@ pub(super) fn insert_item(
     let step_id = new.step_id.trim();
     ensure_step(conn, workspace_id, step_id)?;
     let id = new_id("itm");
+    // The item takes its step's place in the map, and the step counts it.
     conn.prepare_cached(
         "INSERT INTO items (id, workspace_id, step_id, kind, title, description, status, owner,
-                            fields, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                            fields, created_at, updated_at, map_order)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10,
+                 (SELECT map_order FROM steps WHERE id = ?3))",
     )?
     .execute(params![
         id,
@@ -301,6 +308,9 @@ pub(super) fn insert_item(
         json_text(&fields)?,
         now
     ])?;
+    conn.prepare_cached("UPDATE steps SET item_count = item_count + 1 WHERE id = ?1")?
+        .execute([step_id])?;
+    search::index_item(conn, workspace_id, &id)?;
     Ok(id)
 }
 
@@ -361,5 +371,29 @@ pub(super) fn insert_comment(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![id, workspace_id, item_id, author, body, now])?;
+    search::index_comment(conn, workspace_id, &id)?;
     Ok(Comment { id, author, body, created_at: from_secs(now) })
+}
+
+/// Numbers the workspace's steps in map order (journeys, then stages, then steps, each by
+/// position) and gives each item its step's number, after the map's shape changed. Only what
+/// moved is written.
+pub(super) fn renumber_map(conn: &Connection, workspace_id: i64) -> StoreResult<()> {
+    let steps = conn.query(
+        "SELECT st.id, st.map_order FROM steps st JOIN stages s ON s.id = st.stage_id
+         JOIN journeys j ON j.id = s.journey_id WHERE st.workspace_id = ?1
+         ORDER BY j.position, j.rowid, s.position, s.rowid, st.position, st.rowid",
+        [workspace_id],
+    )?;
+    for (number, row) in (1_i64..).zip(&steps) {
+        if row.get::<i64>(1)? == number {
+            continue;
+        }
+        let id: String = row.get(0)?;
+        conn.prepare_cached("UPDATE steps SET map_order = ?2 WHERE id = ?1")?
+            .execute(params![id, number])?;
+        conn.prepare_cached("UPDATE items SET map_order = ?2 WHERE step_id = ?1")?
+            .execute(params![id, number])?;
+    }
+    Ok(())
 }

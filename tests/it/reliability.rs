@@ -429,10 +429,12 @@ async fn a_database_from_a_newer_schema_is_refused_and_left_byte_for_byte() {
     let token = body["token"].as_str().expect("token").to_owned();
     server.terminate().await;
     // What a future release with more migrations leaves behind.
-    {
+    let current: i64 = {
         let conn = rusqlite::Connection::open(&db).expect("open");
+        let current = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("version");
         conn.pragma_update(None, "user_version", 99).expect("user_version");
-    }
+        current
+    };
     let before = snapshot(&dir);
 
     let (code, stdout, stderr) = serve_must_fail(&env, &db).await;
@@ -446,7 +448,7 @@ async fn a_database_from_a_newer_schema_is_refused_and_left_byte_for_byte() {
     // Nothing was lost: with the version put back, the key still works.
     {
         let conn = rusqlite::Connection::open(&db).expect("open");
-        conn.pragma_update(None, "user_version", 1).expect("user_version");
+        conn.pragma_update(None, "user_version", current).expect("user_version");
     }
     let server = env.serve(&db, &[]).await;
     let (status, _) =

@@ -129,7 +129,7 @@ fn replicas_starting_together_prepare_the_database_once() {
     let count = |sql: &str| db.query_row(sql, &[])[0].int().expect("count");
     assert_eq!(count("SELECT count(*) FROM workspaces"), 1, "the demo is seeded once");
     assert_eq!(count("SELECT count(*) FROM journeys"), 2);
-    assert_eq!(count("SELECT version FROM custory_schema"), 1);
+    assert_eq!(count("SELECT version FROM custory_schema"), custory_mcp::store::SCHEMA_VERSION);
 }
 
 #[test]

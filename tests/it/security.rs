@@ -1515,16 +1515,11 @@ async fn sql_metacharacters_and_like_wildcards_are_plain_text_to_the_tools() {
     let total_items = all["items"].as_array().expect("items").len();
     assert!(total_items >= 20);
 
-    // Searching for a wildcard character finds only text that holds it (the demo data has a
-    // few "38%"s), never everything.
-    for wildcard in ["%", "_", "\\", "%%", "%_%"] {
-        let hits = call_ok(&client, &url, &token, "search", json!({"query": wildcard})).await;
-        let hits = hits["hits"].as_array().expect("hits");
-        assert!(hits.len() < 5, "{wildcard:?} matched {} hits", hits.len());
-        for hit in hits {
-            let shown = format!("{} {}", hit["title"], hit["snippet"]);
-            assert!(shown.contains(wildcard), "{wildcard:?} matched {hit}");
-        }
+    // Punctuation separates words in a search: a query of wildcard or query-syntax characters
+    // alone has no words and is refused with a sentence; it never matches everything.
+    for nothing in ["%", "_", "\\", "%%", "%_%", "*", "\"", "()", "'--", ":"] {
+        let result = call(&client, &url, &token, "search", json!({"query": nothing})).await;
+        assert!(error_text(&result).contains("no words"), "{nothing:?}: {result}");
     }
 
     let hostile = [
@@ -1582,15 +1577,32 @@ async fn sql_metacharacters_and_like_wildcards_are_plain_text_to_the_tools() {
             .map(|h| h["id"].as_str().expect("id").to_owned())
             .collect()
     };
-    // Each decoy differs from its item only where the query has a wildcard character.
-    assert_eq!(search("qqpct 5%").await, vec![ids[0].clone()], "% is a literal percent sign");
-    assert_eq!(search("qqund snake_case").await, vec![ids[1].clone()], "_ is a literal underscore");
-    assert_eq!(search("qqund _").await, vec![ids[1].clone()]);
-    assert_eq!(search("qqbsl back\\slash").await, vec![ids[2].clone()]);
-    assert_eq!(search("qqbsl \\").await, vec![ids[2].clone()]);
-    assert!(search("%").await.contains(&ids[0]));
-    assert_eq!(search("DROP TABLE items").await, vec![ids[0].clone()]);
-    assert_eq!(search("' OR '1'='1").await, Vec::<String>::new());
+    // Search words are literal words: neither SQL nor the full-text index's own syntax (OR,
+    // NOT, NEAR, quotes, `*`, column filters) can widen a search past what every word matches.
+    let mut hostile_ids = ids.clone();
+    hostile_ids.sort();
+    let mut found = search("DROP TABLE items").await;
+    found.sort();
+    assert_eq!(found, hostile_ids, "the words are in each hostile item's text (the owner)");
+    for widening in [
+        "qqpct zzznothere",
+        "qqpct OR zzznothere",
+        "qqpct) OR (zzznothere",
+        "zzznothere' OR '1'='1",
+        "zzznothere\" OR \"",
+        "zzznothere*",
+        "NEAR(qqpct zzznothere)",
+        "title:zzznothere",
+        "zzznothere; DROP TABLE items",
+    ] {
+        assert_eq!(search(widening).await, Vec::<String>::new(), "{widening:?}");
+    }
+    // A word matches as a word or the start of one, whatever surrounds it.
+    let mut both = search("qqpct 5").await;
+    both.sort();
+    assert_eq!(both.len(), 2, "the item and its decoy both hold qqpct and a word starting 5");
+    assert_eq!(search("qqund snake").await.len(), 2);
+    assert_eq!(search("qqund snake_case").await, vec![ids[1].clone()], "snake and case");
     // Owner filters are exact: a wildcard owner matches no one.
     for owner in ["%", "_%", "' OR '1'='1", "O'Brien%"] {
         let listed = call_ok(&client, &url, &token, "list_items", json!({"owner": owner})).await;
