@@ -187,9 +187,11 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
         }
         'custory-mcp;keys;list' {
             [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Show only keys with this status')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most this many keys, newest first')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
             [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show every key, however many pages that takes')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
@@ -271,10 +273,11 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
         }
         'custory-mcp;audit' {
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Only the events of this key (id, name or prefix)')
-            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many events to show (1-1000)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many events to show, newest first (1-1000)')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
             [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show every event, however many pages that takes')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')

@@ -184,7 +184,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__audit)
-            opts="-q -v -h --key --limit --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --key --limit --all --server --workspace --json --color --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -696,7 +696,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__list)
-            opts="-q -v -h --status --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --status --limit --all --server --workspace --json --color --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -704,6 +704,10 @@ _custory__mcp() {
             case "${prev}" in
                 --status)
                     COMPREPLY=($(compgen -W "active expired revoked" -- "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --server)

@@ -171,9 +171,11 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
         }
         &'custory-mcp;keys;list'= {
             cand --status 'Show only keys with this status'
+            cand --limit 'Show at most this many keys, newest first'
             cand --server 'The Custory server to manage'
             cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
             cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --all 'Show every key, however many pages that takes'
             cand --json 'Print machine-readable JSON on stdout'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'
@@ -244,10 +246,11 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
         }
         &'custory-mcp;audit'= {
             cand --key 'Only the events of this key (id, name or prefix)'
-            cand --limit 'How many events to show (1-1000)'
+            cand --limit 'How many events to show, newest first (1-1000)'
             cand --server 'The Custory server to manage'
             cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
             cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --all 'Show every event, however many pages that takes'
             cand --json 'Print machine-readable JSON on stdout'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'

@@ -144,11 +144,13 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l status -d 'Show only keys with this status' -r -f -a "active\t''
 expired\t''
 revoked\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l limit -d 'Show at most this many keys, newest first' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l all -d 'Show every key, however many pages that takes'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more (repeat for more detail)'
@@ -189,12 +191,13 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "rotate" -d 'Replace a key with a new one of the same name and access; the old one is revoked'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l key -d 'Only the events of this key (id, name or prefix)' -r
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l limit -d 'How many events to show (1-1000)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l limit -d 'How many events to show, newest first (1-1000)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l all -d 'Show every event, however many pages that takes'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -s v -l verbose -d 'Log more (repeat for more detail)'

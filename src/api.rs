@@ -162,9 +162,12 @@ pub struct WorkspaceResponse {
     pub workspace: Workspace,
 }
 
+/// A page of keys; `next_cursor` (absent on the last page) goes back as `?cursor=`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeysResponse {
     pub keys: Vec<Key>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,9 +184,13 @@ pub struct CreatedKeyResponse {
     pub replaced: Option<Key>,
 }
 
+/// A page of events, newest first; `next_cursor` (absent on the last page) goes back as
+/// `?cursor=`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventsResponse {
     pub events: Vec<Event>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// The one error shape of the admin API: `{"error":{"code":"…","message":"…"}}`.

@@ -50,6 +50,12 @@ pub struct ListArgs {
     /// Show only keys with this status
     #[arg(long, value_parser = ["active", "expired", "revoked"])]
     pub status: Option<String>,
+    /// Show at most this many keys, newest first
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Show every key, however many pages that takes
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +81,9 @@ pub struct RotateArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
 }
+
+/// How many of the newest keys a picker offers.
+const PICKER_KEYS: u32 = 100;
 
 /// Keys expiring sooner than this are flagged in lists.
 const EXPIRY_WARNING_DAYS: i64 = 7;
@@ -107,8 +116,25 @@ fn keys_path(workspace: &Workspace) -> String {
 }
 
 impl Ctx<'_> {
+    /// The newest keys (`status`: only those), up to one page: for pickers.
     fn keys(&self, status: Option<&str>) -> anyhow::Result<Vec<Key>> {
-        self.admin.keys(status)
+        Ok(self.admin.keys_page(status, PICKER_KEYS, None)?.keys)
+    }
+
+    /// `limit` keys, or every key with `all` (a page of 1000 at a time); and whether more
+    /// were left out.
+    fn listed(&self, args: &ListArgs) -> anyhow::Result<(Vec<Key>, Option<String>)> {
+        let status = args.status.as_deref();
+        let mut page = self.admin.keys_page(status, if args.all { 1000 } else { args.limit }, None)?;
+        let mut keys = std::mem::take(&mut page.keys);
+        while args.all && let Some(cursor) = page.next_cursor.take() {
+            if keys.len() % 10_000 == 0 {
+                self.printer.info(&format!("{} keys so far…", keys.len()));
+            }
+            page = self.admin.keys_page(status, 1000, Some(&cursor))?;
+            keys.append(&mut page.keys);
+        }
+        Ok((keys, page.next_cursor))
     }
 
     fn create(&self, args: CreateArgs) -> anyhow::Result<ExitStatus> {
@@ -189,9 +215,12 @@ impl Ctx<'_> {
     }
 
     fn list(&self, args: ListArgs) -> anyhow::Result<ExitStatus> {
-        let keys = self.keys(args.status.as_deref())?;
+        let (keys, next_cursor) = self.listed(&args)?;
         if self.printer.json {
-            self.printer.json(&json!({"keys": keys}))?;
+            match &next_cursor {
+                Some(cursor) => self.printer.json(&json!({"keys": keys, "next_cursor": cursor}))?,
+                None => self.printer.json(&json!({"keys": keys}))?,
+            }
             return Ok(ExitStatus::Success);
         }
         if keys.is_empty() {
@@ -221,6 +250,13 @@ impl Ctx<'_> {
             &["Name", "Prefix", "Access", "Created", "Last used", "Expires", "Status"],
             rows,
         ));
+        if next_cursor.is_some() {
+            self.printer.info(&format!(
+                "Showing the newest {} keys; there are more: pass --all for every key, or \
+                 --limit N.",
+                keys.len()
+            ));
+        }
         Ok(ExitStatus::Success)
     }
 

@@ -28,15 +28,23 @@ impl WorkspaceClient {
         format!("/workspaces/{}{rest}", self.workspace.slug)
     }
 
-    /// The workspace's keys (`status`: only those).
-    pub fn keys(&self, status: Option<&str>) -> anyhow::Result<Vec<Key>> {
-        let query = status.map(|s| format!("?status={s}")).unwrap_or_default();
-        Ok(self.client.get::<KeysResponse>(&self.path(&format!("/mcp-keys{query}")))?.keys)
+    /// One page of the workspace's keys, newest first (`status`: only those).
+    pub fn keys_page(
+        &self,
+        status: Option<&str>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<KeysResponse> {
+        let mut query = vec![format!("limit={limit}")];
+        query.extend(status.map(|s| format!("status={s}")));
+        query.extend(cursor.map(|c| format!("cursor={}", encode(c))));
+        self.client.get(&self.path(&format!("/mcp-keys?{}", query.join("&"))))
     }
 
     /// The key a person means by KEY: its id, name or displayed prefix.
     pub fn find_key(&self, reference: &str) -> anyhow::Result<Key> {
-        resolve_key(&self.keys(None)?, reference)
+        let path = self.path(&format!("/mcp-keys?match={}", encode(reference.trim())));
+        resolve_key(&self.client.get::<KeysResponse>(&path)?.keys, reference)
     }
 
     /// The token of a key saved with `keys create --save`, found by KEY.
@@ -89,6 +97,11 @@ pub fn resolve_key(keys: &[Key], reference: &str) -> anyhow::Result<Key> {
             .into())
         }
     }
+}
+
+/// `text` as one URL query value.
+pub fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// `text` as one POSIX shell word: bare when it is safe, else in single quotes (so that

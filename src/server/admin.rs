@@ -101,6 +101,39 @@ pub async fn create_workspace(
 #[derive(Debug, Deserialize)]
 pub struct ListKeysQuery {
     status: Option<String>,
+    /// The keys whose id, name or displayed prefix this is (how the CLI finds a KEY).
+    #[serde(rename = "match")]
+    reference: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Keys per page unless `?limit=` says otherwise, and the most a page holds.
+const KEYS_PAGE: (u32, u32) = (100, 1000);
+/// Events per page unless `?limit=` says otherwise, and the most a page holds.
+const EVENTS_PAGE: (u32, u32) = (50, 1000);
+
+/// `?limit=`: absent is `default`, else a number from 1 to `max`.
+fn page_limit(raw: Option<&str>, (default, max): (u32, u32)) -> ApiResult<u32> {
+    match raw {
+        None | Some("") => Ok(default),
+        Some(raw) => raw.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_limit",
+                format!("limit {raw:?} is not a number from 1 to {max}"),
+            )
+        }),
+    }
+}
+
+/// A cursor the store refused is a bad request, not a missing resource.
+fn bad_cursor(error: crate::store::StoreError) -> ApiError {
+    match error {
+        crate::store::StoreError::Invalid(message) => {
+            ApiError::bad_request("invalid_cursor", message)
+        }
+        other => other.into(),
+    }
 }
 
 pub async fn list_keys(
@@ -119,7 +152,17 @@ pub async fn list_keys(
             )
         })?),
     };
-    Ok(Json(KeysResponse { keys: state.store.list_keys(ws.id, status)? }))
+    if let Some(reference) = query.reference.as_deref() {
+        let keys = state.store.find_keys(ws.id, reference)?;
+        let keys = keys.into_iter().filter(|k| status.is_none_or(|s| k.status == s)).collect();
+        return Ok(Json(KeysResponse { keys, next_cursor: None }));
+    }
+    let limit = page_limit(query.limit.as_deref(), KEYS_PAGE)?;
+    let (keys, next_cursor) = state
+        .store
+        .list_keys(ws.id, status, limit, query.cursor.as_deref())
+        .map_err(bad_cursor)?;
+    Ok(Json(KeysResponse { keys, next_cursor }))
 }
 
 /// The create-key body with every field optional, so each mistake gets its own message.
@@ -196,6 +239,7 @@ pub async fn rotate_key(
 pub struct AuditQuery {
     key: Option<String>,
     limit: Option<String>,
+    cursor: Option<String>,
 }
 
 pub async fn audit(
@@ -205,17 +249,10 @@ pub async fn audit(
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<EventsResponse>> {
     let ws = workspace(&state, &ws)?;
-    let limit = match query.limit.as_deref() {
-        None => 50,
-        Some(raw) => {
-            raw.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_limit",
-                    format!("limit {raw:?} is not a number from 1 to 1000"),
-                )
-            })?
-        }
-    };
-    let events = state.store.list_events(ws.id, query.key.as_deref(), limit)?;
-    Ok(Json(EventsResponse { events }))
+    let limit = page_limit(query.limit.as_deref(), EVENTS_PAGE)?;
+    let (events, next_cursor) = state
+        .store
+        .list_events(ws.id, query.key.as_deref(), limit, query.cursor.as_deref())
+        .map_err(bad_cursor)?;
+    Ok(Json(EventsResponse { events, next_cursor }))
 }

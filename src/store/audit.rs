@@ -1,6 +1,7 @@
 //! The audit trail: key lifecycle, rejected authentication and write tool calls.
 
-use super::db::{Connection, params};
+use super::db::{Connection, DbResult, params};
+use super::page::{Budget, Cursor, fingerprint, paged};
 
 use super::{Store, StoreResult, from_secs};
 use crate::api::Event;
@@ -37,29 +38,41 @@ impl Store {
         insert_event(&self.writer(), self.now().timestamp(), event)
     }
 
-    /// The newest `limit` events of a workspace, optionally only those of one key.
+    /// One page of a workspace's events, newest first, optionally only those of one key.
     pub fn list_events(
         &self,
         workspace_id: i64,
         key_id: Option<&str>,
         limit: u32,
-    ) -> StoreResult<Vec<Event>> {
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<Event>, Option<String>)> {
+        let query = fingerprint(&[key_id.unwrap_or("")]);
+        let before = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(text) => Cursor::decode(text, "events", query, 1)?.position[0],
+            None => i64::MAX,
+        };
+        let rows = self.reader()?.query(
             "SELECT id, at, kind, key_id, key_prefix, detail FROM audit_events
-             WHERE workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key_id = ?2)
-             ORDER BY id DESC LIMIT ?3",
+             WHERE workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key_id = ?2) AND id < ?3
+             ORDER BY id DESC LIMIT ?4",
+            params![workspace_id, key_id, before, i64::from(limit) + 1],
         )?;
-        let rows = stmt.query_map(params![workspace_id, key_id, limit], |row| {
-            Ok(Event {
-                id: row.get(0)?,
-                at: from_secs(row.get(1)?),
-                kind: row.get(2)?,
-                key_id: row.get(3)?,
-                key_prefix: row.get(4)?,
-                detail: row.get(5)?,
+        let events = rows
+            .iter()
+            .map(|row| {
+                Ok(Event {
+                    id: row.get(0)?,
+                    at: from_secs(row.get(1)?),
+                    kind: row.get(2)?,
+                    key_id: row.get(3)?,
+                    key_prefix: row.get(4)?,
+                    detail: row.get(5)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect::<DbResult<Vec<_>>>()?;
+        let page = paged(events, limit as usize, Budget::new(usize::MAX), |event| {
+            Cursor::new("events", query, vec![event.id])
+        });
+        Ok((page.rows, page.next.map(|cursor| cursor.encode())))
     }
 }

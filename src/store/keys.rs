@@ -4,10 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::db::{Connection, DbError, DbResult, OptionalExtension as _, Row, params};
+use super::db::{
+    Connection, DbError, DbResult, OptionalExtension as _, Row, ToValue, Value as DbValue, params,
+};
 use chrono::{DateTime, Utc};
 
 use super::audit::{NewEvent, insert_event};
+use super::page::{Budget, Cursor, fingerprint, paged};
 use super::model::Actor;
 use super::{Store, StoreError, StoreResult, from_secs, new_id};
 use crate::api::{Access, ExpiryPolicy, Key, KeyStatus};
@@ -63,6 +66,9 @@ pub struct AuthenticatedKey {
     pub identity: Arc<KeyIdentity>,
     pub status: KeyStatus,
 }
+
+/// Keys a reference may match at most (a name reused by many revoked keys, say).
+const MATCHES_MAX: i64 = 50;
 
 const KEY_COLUMNS: &str = "id, name, prefix, access, expires, created_at, expires_at, \
                            last_used_at, last_used_client, last_used_ip, revoked_at";
@@ -221,21 +227,76 @@ impl Store {
         Ok((key, token))
     }
 
-    /// The workspace's keys, newest first, with pending last-used values applied.
-    pub fn list_keys(&self, workspace_id: i64, status: Option<KeyStatus>) -> StoreResult<Vec<Key>> {
+    /// One page of the workspace's keys, newest first (`status`: only those), with pending
+    /// last-used values applied.
+    pub fn list_keys(
+        &self,
+        workspace_id: i64,
+        status: Option<KeyStatus>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<Key>, Option<String>)> {
         let now = self.now();
-        let mut keys = {
-            let conn = self.reader()?;
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS} FROM mcp_keys WHERE workspace_id = ?1
-                 ORDER BY created_at DESC, rowid DESC"
-            ))?;
-            let rows = stmt.query_map([workspace_id], |row| key_row(row, now))?;
-            rows.collect::<Result<Vec<_>, _>>()?
+        let status_sql = match status {
+            None => "",
+            Some(KeyStatus::Active) => {
+                " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?5)"
+            }
+            Some(KeyStatus::Expired) => " AND revoked_at IS NULL AND expires_at <= ?5",
+            Some(KeyStatus::Revoked) => " AND revoked_at IS NOT NULL",
         };
-        if let Some(status) = status {
-            keys.retain(|k| k.status == status);
+        let query = fingerprint(&[status.map_or("", KeyStatus::as_str)]);
+        let (before_at, before_row) = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(text) => {
+                let position = Cursor::decode(text, "keys", query, 2)?.position;
+                (position[0], position[1])
+            }
+            None => (i64::MAX, i64::MAX),
+        };
+        let mut values = vec![
+            DbValue::Integer(workspace_id),
+            DbValue::Integer(before_at),
+            DbValue::Integer(before_row),
+            DbValue::Integer(i64::from(limit) + 1),
+        ];
+        if status_sql.contains("?5") {
+            values.push(DbValue::Integer(now.timestamp()));
         }
+        let values: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+        let rows = self.reader()?.query(
+            &format!(
+                "SELECT {KEY_COLUMNS}, rowid FROM mcp_keys WHERE workspace_id = ?1
+                   AND (created_at < ?2 OR (created_at = ?2 AND rowid < ?3)){status_sql}
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?4"
+            ),
+            values.as_slice(),
+        )?;
+        let keys = rows
+            .iter()
+            .map(|row| Ok((key_row(row, now)?, row.get::<i64>(11)?)))
+            .collect::<DbResult<Vec<_>>>()?;
+        let page = paged(keys, limit as usize, Budget::new(usize::MAX), |(key, rowid)| {
+            Cursor::new("keys", query, vec![key.created_at.timestamp(), *rowid])
+        });
+        let mut keys: Vec<Key> = page.rows.into_iter().map(|(key, _)| key).collect();
+        self.apply_pending_usage(&mut keys);
+        Ok((keys, page.next.map(|cursor| cursor.encode())))
+    }
+
+    /// The keys a person may mean by `reference`: the one with that id, or those with that name
+    /// or displayed prefix, newest first (at most [`MATCHES_MAX`]).
+    pub fn find_keys(&self, workspace_id: i64, reference: &str) -> StoreResult<Vec<Key>> {
+        let now = self.now();
+        let reference = reference.trim();
+        let rows = self.reader()?.query(
+            &format!(
+                "SELECT {KEY_COLUMNS} FROM mcp_keys WHERE workspace_id = ?1
+                   AND (id = ?2 OR name = ?2 OR prefix = ?2)
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?3"
+            ),
+            params![workspace_id, reference, MATCHES_MAX],
+        )?;
+        let mut keys = rows.iter().map(|row| key_row(row, now)).collect::<DbResult<Vec<_>>>()?;
         self.apply_pending_usage(&mut keys);
         Ok(keys)
     }

@@ -215,7 +215,7 @@ fn create_and_update_validate_and_audit() {
         comment.comment.id
     );
 
-    let events = store.list_events(acme, Some("key_test"), 10).expect("events");
+    let events = store.list_events(acme, Some("key_test"), 10, None).expect("events").0;
     let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
     assert_eq!(events.len(), 4, "{details:?}");
     assert!(
