@@ -30,7 +30,9 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         path.push_str(&format!("&key={}", admin.find_key(reference)?.id));
     }
     let EventsResponse { mut events, mut next_cursor } = admin.client.get(&path)?;
-    while args.all && let Some(cursor) = next_cursor.take() {
+    while args.all
+        && let Some(cursor) = next_cursor.take()
+    {
         let page: EventsResponse =
             admin.client.get(&format!("{path}&cursor={}", encode(&cursor)))?;
         events.extend(page.events);

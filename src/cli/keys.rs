@@ -125,9 +125,12 @@ impl Ctx<'_> {
     /// were left out.
     fn listed(&self, args: &ListArgs) -> anyhow::Result<(Vec<Key>, Option<String>)> {
         let status = args.status.as_deref();
-        let mut page = self.admin.keys_page(status, if args.all { 1000 } else { args.limit }, None)?;
+        let mut page =
+            self.admin.keys_page(status, if args.all { 1000 } else { args.limit }, None)?;
         let mut keys = std::mem::take(&mut page.keys);
-        while args.all && let Some(cursor) = page.next_cursor.take() {
+        while args.all
+            && let Some(cursor) = page.next_cursor.take()
+        {
             if keys.len() % 10_000 == 0 {
                 self.printer.info(&format!("{} keys so far…", keys.len()));
             }

@@ -645,7 +645,11 @@ mod tests {
         }
         assert_eq!(store.workspace_summary(ctx.workspace_id).expect("summary").items.total, before);
         assert!(
-            store.list_events(ctx.workspace_id, Some("key_test"), 10, None).expect("events").0.is_empty()
+            store
+                .list_events(ctx.workspace_id, Some("key_test"), 10, None)
+                .expect("events")
+                .0
+                .is_empty()
         );
         ok(&store, &ctx, "get_workspace", Value::Null);
     }
@@ -700,7 +704,8 @@ mod tests {
         );
         assert_eq!(comment["comment"]["author"], "MCP key cst_test1234");
 
-        let events = store.list_events(ctx.workspace_id, Some("key_test"), 10, None).expect("events").0;
+        let events =
+            store.list_events(ctx.workspace_id, Some("key_test"), 10, None).expect("events").0;
         assert_eq!(events.len(), 4);
     }
 

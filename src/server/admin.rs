@@ -158,10 +158,8 @@ pub async fn list_keys(
         return Ok(Json(KeysResponse { keys, next_cursor: None }));
     }
     let limit = page_limit(query.limit.as_deref(), KEYS_PAGE)?;
-    let (keys, next_cursor) = state
-        .store
-        .list_keys(ws.id, status, limit, query.cursor.as_deref())
-        .map_err(bad_cursor)?;
+    let (keys, next_cursor) =
+        state.store.list_keys(ws.id, status, limit, query.cursor.as_deref()).map_err(bad_cursor)?;
     Ok(Json(KeysResponse { keys, next_cursor }))
 }
 

@@ -10,8 +10,8 @@ use super::db::{
 use chrono::{DateTime, Utc};
 
 use super::audit::{NewEvent, insert_event};
-use super::page::{Budget, Cursor, fingerprint, paged};
 use super::model::Actor;
+use super::page::{Budget, Cursor, fingerprint, paged};
 use super::{Store, StoreError, StoreResult, from_secs, new_id};
 use crate::api::{Access, ExpiryPolicy, Key, KeyStatus};
 use crate::token::{PlainToken, TokenHash, TokenKind};

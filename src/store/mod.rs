@@ -315,6 +315,19 @@ impl Store {
         if answer == "ok" { Ok(()) } else { Err(StoreError::Invalid(answer)) }
     }
 
+    /// Runs, on a reader, a statement that would never end, and returns how it was stopped: a
+    /// check that the time limit holds (for the tests).
+    #[doc(hidden)]
+    pub fn probe_statement_limit(&self) -> StoreResult<()> {
+        let sql = if matches!(self.backend, Backend::Postgres(_)) {
+            "SELECT 1 FROM pg_sleep(3600)"
+        } else {
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        };
+        self.reader()?.query(sql, [])?;
+        Ok(())
+    }
+
     /// A connection for reads: one of SQLite's readers (they run beside the writer and each
     /// other), or a pooled PostgreSQL connection.
     fn reader(&self) -> StoreResult<Connection<'_>> {

@@ -506,3 +506,79 @@ impl Drop for Terminal {
             std::process::Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
     }
 }
+
+/// An MCP client for one key, for tests that call tools many times.
+pub struct Mcp {
+    url: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Mcp {
+    pub fn new(server: &TestServer, token: &str) -> Self {
+        Self { url: server.mcp_url(), token: token.to_owned(), client: http() }
+    }
+
+    /// A tool's result (`content`, `structuredContent`, `isError`).
+    pub async fn call(&self, tool: &str, arguments: Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": tool, "arguments": arguments}});
+        let response = self
+            .client
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 200, "{tool}");
+        let reply: Value = response.json().await.expect("json");
+        reply["result"].clone()
+    }
+
+    /// The structured content of a call that must succeed.
+    pub async fn ok(&self, tool: &str, arguments: Value) -> Value {
+        let result = self.call(tool, arguments.clone()).await;
+        assert_eq!(result["isError"], false, "{tool} {arguments}: {result}");
+        result["structuredContent"].clone()
+    }
+
+    /// The sentence of a call that must fail as a tool error.
+    pub async fn err(&self, tool: &str, arguments: Value) -> String {
+        let result = self.call(tool, arguments.clone()).await;
+        assert_eq!(result["isError"], true, "{tool} {arguments}: {result}");
+        result["content"][0]["text"].as_str().expect("text").to_owned()
+    }
+
+    /// Many calls in one JSON-RPC batch (protocol 2025-03-26); every one must succeed.
+    pub async fn batch(&self, calls: &[(&str, Value)]) -> Vec<Value> {
+        let body: Vec<Value> = (1..)
+            .zip(calls)
+            .map(|(id, (tool, arguments))| {
+                json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                       "params": {"name": tool, "arguments": arguments}})
+            })
+            .collect();
+        let response = self
+            .client
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-03-26")
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 200);
+        let mut replies: Vec<Value> = response.json().await.expect("json");
+        replies.sort_by_key(|r| r["id"].as_i64());
+        replies
+            .into_iter()
+            .map(|reply| {
+                assert_eq!(reply["result"]["isError"], false, "{reply}");
+                reply["result"]["structuredContent"].clone()
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,164 @@
+//! Search means the same on both databases: the same queries over the same content find the
+//! same things, a fixed set of queries keeps its expected best hit, and no statement runs past
+//! the store's time limit on either.
+
+use std::time::Duration;
+
+use custory_mcp::store::model::{Actor, ItemKind, NewItem, SearchQuery};
+use custory_mcp::store::{Clock, Store, StoreError, StoreOptions};
+
+use crate::common::TestDatabase;
+
+const ACTOR: Actor<'static> = Actor { key_id: "key_search", key_prefix: "cst_search00" };
+
+/// Both stores, with the demo plus the same extra content.
+fn stores() -> (tempfile::TempDir, Vec<(TestDatabase, Store)>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let databases = [TestDatabase::sqlite(&dir.path().join("s.db")), TestDatabase::postgres()];
+    let stores = databases
+        .into_iter()
+        .map(|db| {
+            let store = Store::open_database(&db.database, Clock::default()).expect("open");
+            let acme = store.workspace_by_slug("acme").expect("query").expect("acme").id;
+            let step = store.get_journey(acme, "support-escalation").expect("journey").stages[0]
+                .steps[0]
+                .id
+                .clone();
+            for (kind, title, description) in [
+                (
+                    ItemKind::Insight,
+                    "Crème brûlée onboarding",
+                    "Customers in Zürich ask for café hours",
+                ),
+                (ItemKind::Insight, "Résumé parsing breaks", "The ÉCOLE import drops accents"),
+                (ItemKind::Opportunity, "Straße addresses", "Umlauts in ÖRTLICHKEIT fields"),
+                (
+                    ItemKind::Touchpoint,
+                    "Sign-up form",
+                    "sign up, signup and signing are words apart",
+                ),
+            ] {
+                let new = NewItem {
+                    step_id: step.clone(),
+                    kind,
+                    title: title.into(),
+                    description: Some(description.into()),
+                    status: None,
+                    owner: Some("Renée".into()),
+                    fields: None,
+                };
+                let item = store.create_item(acme, ACTOR, &new).expect("create");
+                store
+                    .add_comment(acme, ACTOR, &item.item.id, "Zoë", "naïve reader asked")
+                    .expect("comment");
+            }
+            (db, store)
+        })
+        .collect();
+    (dir, stores)
+}
+
+fn hits(store: &Store, query: SearchQuery) -> Vec<(String, String)> {
+    let acme = store.workspace_by_slug("acme").expect("query").expect("acme").id;
+    let found = store.search(acme, &query).expect("search");
+    found.hits.into_iter().map(|hit| (hit.hit_type.as_str().to_owned(), hit.title)).collect()
+}
+
+fn query(text: &str) -> SearchQuery {
+    SearchQuery { query: text.into(), limit: Some(100), ..SearchQuery::default() }
+}
+
+#[test]
+fn both_databases_find_the_same_things() {
+    let (_dir, stores) = stores();
+    let queries = [
+        query("creme brulee"),
+        query("ZURICH"),
+        query("resume"),
+        query("ecole accents"),
+        query("strasse"),
+        query("straße"),
+        query("ortlichkeit"),
+        query("sign"),
+        query("signup"),
+        query("renee"),
+        query("naive"),
+        query("zoe"),
+        query("dashboard"),
+        query("event"),
+        query("ticket engineering"),
+        query("onboard"),
+        query("zzznothing"),
+        SearchQuery { kind: Some(ItemKind::Insight), ..query("crème") },
+        SearchQuery { kind: Some(ItemKind::Opportunity), ..query("crème") },
+        SearchQuery { status: Some("draft".into()), ..query("r") },
+        SearchQuery { journey: Some("trial-to-paid".into()), ..query("sdk") },
+        SearchQuery { journey: Some("support-escalation".into()), ..query("sdk") },
+    ];
+    let mut non_empty = 0;
+    for search in queries {
+        let shown = format!(
+            "{:?} {:?} {:?} {:?}",
+            search.query, search.kind, search.status, search.journey
+        );
+        let mut results: Vec<Vec<(String, String)>> =
+            stores.iter().map(|(_, store)| hits(store, search.clone())).collect();
+        for found in &mut results {
+            found.sort();
+        }
+        assert_eq!(results[0], results[1], "SQLite and PostgreSQL differ for {shown}");
+        non_empty += usize::from(!results[0].is_empty());
+    }
+    assert!(non_empty >= 18, "most queries find something: {non_empty}");
+
+    // The things each query is about, to see that the two agree on something real.
+    let (_, sqlite) = &stores[0];
+    let found = hits(sqlite, query("creme brulee"));
+    assert!(found.contains(&("item".into(), "Crème brûlée onboarding".into())), "{found:?}");
+    let found = hits(sqlite, query("strasse"));
+    assert!(found.is_empty(), "ß is not folded to ss: {found:?}");
+    let found = hits(sqlite, query("naive"));
+    assert_eq!(found.iter().filter(|(t, _)| t == "comment").count(), 4, "{found:?}");
+    let found = hits(sqlite, SearchQuery { kind: Some(ItemKind::Opportunity), ..query("crème") });
+    assert!(found.is_empty(), "the kind filter is applied inside the search: {found:?}");
+}
+
+#[test]
+fn a_fixed_set_of_queries_keeps_its_best_hit_on_both_databases() {
+    let (_dir, stores) = stores();
+    for (text, best) in [
+        ("event volume calculator", ("item", "Event volume calculator on the pricing page")),
+        ("sample dataset", ("item", "Sample dataset in new workspaces")),
+        ("escalated engineering", ("step", "Escalated to engineering")),
+        ("okafor", ("persona", "Sam Okafor")),
+        ("trial conversion", ("item", "Trial-to-paid conversion")),
+        ("ip allow lists", ("item", "Warehouse connection fails behind IP allow-lists")),
+        ("creme", ("item", "Crème brûlée onboarding")),
+        ("support escalation", ("journey", "Support escalation")),
+    ] {
+        for (db, store) in &stores {
+            let found = hits(store, query(text));
+            let top = found.first().map(|(t, title)| (t.as_str(), title.as_str()));
+            assert_eq!(top, Some(best), "{text:?} on {:?}: {found:?}", db.database);
+        }
+    }
+}
+
+#[test]
+fn no_statement_runs_past_the_time_limit_on_either_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for db in [TestDatabase::sqlite(&dir.path().join("slow.db")), TestDatabase::postgres()] {
+        let options =
+            StoreOptions { statement_limit: Duration::from_millis(200), ..StoreOptions::default() };
+        let store = Store::open_with(&db.database, Clock::default(), options).expect("open");
+        let started = std::time::Instant::now();
+        let error =
+            store.probe_statement_limit().expect_err("a statement that never ends is stopped");
+        let took = started.elapsed();
+        assert!(matches!(error, StoreError::TimedOut(_)), "{:?}: {error:?}", db.database);
+        assert!(error.to_string().contains("took too long"), "{error}");
+        assert!(took < Duration::from_secs(5), "{:?} stopped after {took:?}", db.database);
+        // The connection is usable again at once.
+        assert!(store.list_workspaces().is_ok());
+    }
+}
