@@ -57,13 +57,15 @@ impl Store {
             .optional()?
             .ok_or_else(|| StoreError::NotFound("this workspace no longer exists".into()))?;
         let mut stmt = conn.prepare_cached(
-            "SELECT kind, count(*) FROM items WHERE workspace_id = ?1 GROUP BY kind",
+            "SELECT counter, n FROM workspace_counts WHERE workspace_id = ?1 AND counter LIKE 'item:%'",
         )?;
         let rows = stmt.query_map([workspace_id], |row| {
-            Ok((text_enum(row, 0, ItemKind::parse)?, row.get::<i64>(1)?))
+            let counter: String = row.get(0)?;
+            let kind = counter.strip_prefix("item:").and_then(ItemKind::parse);
+            Ok((kind, row.get::<i64>(1)?))
         })?;
         for row in rows {
-            let (kind, count) = row?;
+            let (Some(kind), count) = row? else { continue };
             let counts = &mut summary.items;
             counts.total += count;
             *match kind {

@@ -1,16 +1,21 @@
 //! Full-text search over everything in a workspace: items, comments, steps, stages, journeys
 //! and personas.
 //!
-//! Both databases index the same words, chosen here: text is folded (compatibility
-//! decomposition, accents dropped, lowercased) and split on everything that is not a letter or
-//! a digit, and a query's words are folded the same way. Each word must match, as a word or the
-//! start of one. Filters are words too, in their own field (`w<workspace>`, `j<journey>`,
-//! `t<type>`, `k<kind>`, `s<status>`), so the index applies them inside the search:
+//! Both databases index the same words, chosen here and nowhere else: text is folded
+//! (compatibility decomposition, accents dropped, lowercased) and split on everything that is
+//! not a letter or a digit, and a query's words are folded the same way. Each word must match,
+//! as a word or (from three letters on) the start of one.
+//!
+//! Every indexed word carries its workspace (`42_onboarding`), so a search reads only its own
+//! workspace's part of the index, and ranks by how rare a word is *there*. Filters are words of
+//! their own field (`j<journey>`, `t<type>`, `k<kind>`, `s<status>`), so the index applies them
+//! inside the search:
 //!
 //! - SQLite: an FTS5 table without a copy of the text (`search_fts`), ranked by bm25 with the
 //!   title weighing ten times the body.
-//! - PostgreSQL: a `tsvector` per document (filter words weighted C, title A, body D) with a GIN
-//!   index, ranked by `ts_rank` with the same ten-to-one weights.
+//! - PostgreSQL: a `tsvector` per document, written here word by word (PostgreSQL's own parser
+//!   never sees the text), filter words weighted C, title A, body D; a GIN index; ranked by
+//!   `ts_rank` with the same ten-to-one weights.
 //!
 //! This is the one place where the two databases need different SQL. Every write that changes
 //! searchable text calls [`index`] (or [`unindex`]) in its own transaction, so the index never
@@ -34,6 +39,12 @@ const SEARCH_LIMIT: (u32, u32) = (20, 100);
 /// How deep paging may go: past this, narrowing the query serves better than reading on.
 const OFFSET_MAX: i64 = 1_000;
 
+/// Query words shorter than this match whole words only (a one-letter prefix would match most
+/// of the index).
+const PREFIX_FROM: usize = 3;
+/// Longer words are indexed by their first this many characters.
+const WORD_CHARS: usize = 60;
+
 /// `text`'s words as the index holds them.
 pub(super) fn words(text: &str) -> Vec<String> {
     let folded: String =
@@ -41,12 +52,21 @@ pub(super) fn words(text: &str) -> Vec<String> {
     folded
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_owned)
+        .map(|w| w.chars().take(WORD_CHARS).collect())
         .collect()
 }
 
-fn joined(text: &str) -> String {
-    words(text).join(" ")
+/// The index's form of `word` in workspace `workspace_id`.
+fn qualified(workspace_id: i64, word: &str) -> String {
+    format!("{workspace_id}_{word}")
+}
+
+fn qualified_text(workspace_id: i64, text: &str) -> Vec<String> {
+    words(text).iter().map(|w| qualified(workspace_id, w)).collect()
+}
+
+fn status_word(status: &str) -> String {
+    format!("s{}", words(status).concat())
 }
 
 /// One searchable thing, as it goes into the index.
@@ -63,34 +83,58 @@ pub(super) struct Doc<'a> {
 }
 
 impl Doc<'_> {
-    fn scope(&self) -> String {
-        let mut scope =
-            vec![format!("w{}", self.workspace_id), format!("t{}", self.doc_type.as_str())];
+    /// The filter words.
+    fn scope(&self) -> Vec<String> {
+        let mut scope = vec![format!("t{}", self.doc_type.as_str())];
         if let Some(journey) = self.journey {
             scope.push(format!("j{journey}"));
         }
         if let Some((kind, status)) = self.item {
             scope.push(format!("k{kind}"));
-            scope.push(format!("s{}", joined(status).replace(' ', "")));
+            scope.push(status_word(status));
         }
-        scope.join(" ")
+        scope
     }
+}
+
+/// A `tsvector` in PostgreSQL's text form: each word with its positions and weight (title A,
+/// body D, filters C), in order, as the SQLite index numbers them.
+fn tsvector(parts: [(&[String], char); 3]) -> String {
+    // PostgreSQL keeps positions up to 16383 and 256 of them per word.
+    const LAST_POSITION: usize = 16_383;
+    const POSITIONS_PER_WORD: usize = 255;
+    let mut positions: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    let mut at = 0;
+    for (words, weight) in parts {
+        for word in words {
+            at = (at + 1).min(LAST_POSITION);
+            let list = positions.entry(word).or_default();
+            if list.len() < POSITIONS_PER_WORD {
+                list.push(format!("{at}{weight}"));
+            }
+        }
+    }
+    let entries: Vec<String> =
+        positions.into_iter().map(|(word, at)| format!("'{word}':{}", at.join(","))).collect();
+    entries.join(" ")
 }
 
 /// Puts `doc` into the index, replacing what it held for the same thing.
 pub(super) fn index(conn: &Connection, doc: &Doc<'_>) -> StoreResult<()> {
-    let (scope, title, body) = (doc.scope(), joined(doc.title), joined(doc.body));
+    let scope = doc.scope();
+    let title = qualified_text(doc.workspace_id, doc.title);
+    let body = qualified_text(doc.workspace_id, doc.body);
     if conn.is_postgres() {
+        let words = tsvector([(&title, 'A'), (&body, 'D'), (&scope, 'C')]);
         conn.execute(
             "INSERT INTO search_docs (workspace_id, doc_type, ref_id, words)
-             VALUES (?1, ?2, ?3, setweight(to_tsvector('simple', ?4), 'C')
-                 || setweight(to_tsvector('simple', ?5), 'A')
-                 || setweight(to_tsvector('simple', ?6), 'D'))
+             VALUES (?1, ?2, ?3, CAST(CAST(?4 AS TEXT) AS tsvector))
              ON CONFLICT (ref_id) DO UPDATE SET words = excluded.words",
-            params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id, scope, title, body],
+            params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id, words],
         )?;
         return Ok(());
     }
+    let (scope, title, body) = (scope.join(" "), title.join(" "), body.join(" "));
     let doc_id: i64 = conn.query_row(
         "INSERT INTO search_docs (workspace_id, doc_type, ref_id) VALUES (?1, ?2, ?3)
          ON CONFLICT (ref_id) DO UPDATE SET doc_type = excluded.doc_type RETURNING doc_id",
@@ -340,7 +384,7 @@ impl Store {
         let reader = self.reader()?;
         let conn = reader.snapshot()?;
 
-        let mut scope = vec![format!("w{workspace_id}")];
+        let mut scope = Vec::new();
         let journey = match non_empty(&search.journey) {
             Some(journey) => Some(find_journey(&conn, workspace_id, journey)?),
             None => None,
@@ -356,7 +400,7 @@ impl Store {
             scope.push(format!("k{kind}"));
         }
         if let Some(status) = status {
-            scope.push(format!("s{}", joined(status).replace(' ', "")));
+            scope.push(status_word(status));
         }
 
         let kind = search.kind.map(ItemKind::as_str).unwrap_or_default();
@@ -373,25 +417,39 @@ impl Store {
             )));
         }
 
+        // Words and filters are letters, digits and `_` only: nothing a user typed can be read
+        // as query syntax by either database.
+        let prefix = |t: &String| t.chars().count() >= PREFIX_FROM;
         let found = if conn.is_postgres() {
-            let words: Vec<String> = terms.iter().map(|t| format!("'{t}':*AD")).collect();
-            let scope: Vec<String> = scope.iter().map(|s| format!("'{s}':C")).collect();
-            let query = format!("{} & {}", scope.join(" & "), words.join(" & "));
+            let mut query: Vec<String> = terms
+                .iter()
+                .map(|t| {
+                    let star = if prefix(t) { "*" } else { "" };
+                    format!("'{}':{star}AD", qualified(workspace_id, t))
+                })
+                .collect();
+            query.extend(scope.iter().map(|s| format!("'{s}':C")));
+            let query = query.join(" & ");
             conn.query(
                 "SELECT doc_type, ref_id FROM search_docs
-                 WHERE workspace_id = ?1 AND words @@ to_tsquery('simple', ?2)
-                 ORDER BY ts_rank('{0.1, 0, 0.4, 1.0}', words, to_tsquery('simple', ?2)) DESC,
+                 WHERE workspace_id = ?1 AND words @@ CAST(CAST(?2 AS TEXT) AS tsquery)
+                 ORDER BY ts_rank('{0.1, 0, 0.4, 1.0}', words, CAST(CAST(?2 AS TEXT) AS tsquery)) DESC,
                           doc_id
                  LIMIT ?3 OFFSET ?4",
                 params![workspace_id, query, limit + 1, offset],
             )?
         } else {
-            let words: Vec<String> = terms.iter().map(|t| format!("\"{t}\"*")).collect();
-            let query = format!(
-                "scope : ({}) AND {{title body}} : ({})",
-                scope.join(" AND "),
-                words.join(" AND ")
-            );
+            let words: Vec<String> = terms
+                .iter()
+                .map(|t| {
+                    let star = if prefix(t) { "*" } else { "" };
+                    format!("\"{}\"{star}", qualified(workspace_id, t))
+                })
+                .collect();
+            let mut query = format!("{{title body}} : ({})", words.join(" AND "));
+            if !scope.is_empty() {
+                query.push_str(&format!(" AND scope : ({})", scope.join(" AND ")));
+            }
             conn.query(
                 "SELECT d.doc_type, d.ref_id FROM (
                      SELECT rowid AS doc_id, bm25(search_fts, 0.0, 10.0, 1.0) AS score

@@ -310,6 +310,7 @@ pub(super) fn insert_item(
     ])?;
     conn.prepare_cached("UPDATE steps SET item_count = item_count + 1 WHERE id = ?1")?
         .execute([step_id])?;
+    count(conn, workspace_id, &format!("item:{}", new.kind), 1)?;
     search::index_item(conn, workspace_id, &id)?;
     Ok(id)
 }
@@ -372,6 +373,7 @@ pub(super) fn insert_comment(
     )?
     .execute(params![id, workspace_id, item_id, author, body, now])?;
     search::index_comment(conn, workspace_id, &id)?;
+    count(conn, workspace_id, "comments", 1)?;
     Ok(Comment { id, author, body, created_at: from_secs(now) })
 }
 
@@ -395,5 +397,20 @@ pub(super) fn renumber_map(conn: &Connection, workspace_id: i64) -> StoreResult<
         conn.prepare_cached("UPDATE items SET map_order = ?2 WHERE step_id = ?1")?
             .execute(params![id, number])?;
     }
+    Ok(())
+}
+
+/// Adds `delta` to one of the workspace's counts (`workspace_counts`).
+pub(super) fn count(
+    conn: &Connection,
+    workspace_id: i64,
+    counter: &str,
+    delta: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO workspace_counts (workspace_id, counter, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT (workspace_id, counter) DO UPDATE SET n = workspace_counts.n + excluded.n",
+    )?
+    .execute(params![workspace_id, counter, delta])?;
     Ok(())
 }

@@ -91,7 +91,7 @@ fn both_databases_find_the_same_things() {
         query("zzznothing"),
         SearchQuery { kind: Some(ItemKind::Insight), ..query("crème") },
         SearchQuery { kind: Some(ItemKind::Opportunity), ..query("crème") },
-        SearchQuery { status: Some("draft".into()), ..query("r") },
+        SearchQuery { status: Some("draft".into()), ..query("trial") },
         SearchQuery { journey: Some("trial-to-paid".into()), ..query("sdk") },
         SearchQuery { journey: Some("support-escalation".into()), ..query("sdk") },
     ];

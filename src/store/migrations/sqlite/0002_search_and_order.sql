@@ -3,9 +3,10 @@
 -- lists page along an index), and the indexes every filter and ordering needs.
 
 -- One row per searchable thing. The words themselves live in the FTS5 table below, which
--- holds no copy of the text (contentless): `scope` carries the filter words (w<workspace>,
--- j<journey>, t<type>, k<kind>, s<status>), `title` and `body` the folded words of the text.
--- Both are kept in step with every write, in the same transaction (store/search.rs).
+-- holds no copy of the text (contentless): `title` and `body` the folded words of the text,
+-- each prefixed by its workspace (42_onboarding), `scope` the filter words (j<journey>,
+-- t<type>, k<kind>, s<status>). Both are kept in step with every write, in the same
+-- transaction (store/search.rs).
 CREATE TABLE search_docs (
     doc_id        INTEGER PRIMARY KEY,
     workspace_id  INTEGER NOT NULL REFERENCES workspaces(id),
@@ -17,9 +18,21 @@ CREATE INDEX search_docs_workspace ON search_docs (workspace_id);
 CREATE VIRTUAL TABLE search_fts USING fts5(
     scope, title, body,
     content = '', contentless_delete = 1,
-    tokenize = 'unicode61 remove_diacritics 0',
-    prefix = '2 3'
+    tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
 );
+
+-- What a workspace holds, counted as it is written (items per kind, comments), so that a
+-- summary costs no count.
+CREATE TABLE workspace_counts (
+    workspace_id  INTEGER NOT NULL REFERENCES workspaces(id),
+    counter       TEXT NOT NULL,
+    n             INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, counter)
+);
+INSERT INTO workspace_counts (workspace_id, counter, n)
+SELECT workspace_id, 'item:' || kind, count(*) FROM items GROUP BY workspace_id, kind;
+INSERT INTO workspace_counts (workspace_id, counter, n)
+SELECT workspace_id, 'comments', count(*) FROM comments GROUP BY workspace_id;
 
 -- A step's place in its workspace's map (journeys, then stages, then steps, by position), and a
 -- copy on each item: items list in map order along one index.
