@@ -31,13 +31,14 @@ VOCABULARY = sorted({"".join(RNG.choice(SYLLABLES) for _ in range(RNG.randint(2,
                      for _ in range(40_000)})
 RNG.shuffle(VOCABULARY)
 WEIGHTS = [1.0 / (rank + 10) for rank in range(len(VOCABULARY))]
+CUMULATIVE = list(__import__("itertools").accumulate(WEIGHTS))
 COMMON, SECOND, RARE, ABSENT = "handoff", "latency", "zephyrine", "quxabsent"
 KINDS = ["touchpoint", "insight", "opportunity", "solution", "metric"]
 OWNERS = ["Dana Whitfield", "Sam Okafor", "Priya Nair", "Maya Chen", "Leo Brandt"]
 
 
 def words(n):
-    return RNG.choices(VOCABULARY, WEIGHTS, k=n)
+    return RNG.choices(VOCABULARY, cum_weights=CUMULATIVE, k=n)
 
 
 def item_text(index):
@@ -92,6 +93,12 @@ def create_key(name):
     return json.loads(data)["token"]
 
 
+def reset_rss_peak():
+    """Starts VmHWM again from the current RSS (Linux: clear_refs 5)."""
+    with open(f"/proc/{PID}/clear_refs", "w") as refs:
+        refs.write("5")
+
+
 def rss_peak_mib():
     with open(f"/proc/{PID}/status") as status:
         for line in status:
@@ -120,10 +127,10 @@ def grow(client, steps, have, want):
     for index in range(have, want):
         title, body = item_text(index)
         arguments = {"step_id": RNG.choice(steps), "kind": KINDS[index % 5], "title": title,
-                     "description": body, "owner": OWNERS[index % 5]}
+                     "description": body, "owner": RNG.choice(OWNERS)}
         batch.append({"jsonrpc": "2.0", "id": len(batch) + 1, "method": "tools/call",
                       "params": {"name": "create_item", "arguments": arguments}})
-        if len(batch) == 500 or index == want - 1:
+        if len(batch) == 200 or index == want - 1:
             replies, _ = client.mcp(batch, version="2025-03-26")
             bad = [r for r in replies if r.get("result", {}).get("isError") or "error" in r]
             if bad:
@@ -176,8 +183,9 @@ end
 """)
 
 
-def measure(client, token, size):
-    row = {"size": size}
+def measure(client, token, other_token, size):
+    row = {"size": size, "rss growing": rss_peak_mib()}
+    reset_rss_peak()
     searches = {"rare": RARE, "common": COMMON, "absent": ABSENT, "two common": f"{COMMON} {SECOND}"}
     for label, query in searches.items():
         latencies = timed(lambda q=query: client.tool("search", {"query": q}), 200)
@@ -196,8 +204,9 @@ def measure(client, token, size):
     lua_mixed(token, item_ids, f"{WORK}/mixed.lua")
     row["mixed 8"] = wrk(f"{WORK}/mixed.lua", 8)
     row["mixed 32"] = wrk(f"{WORK}/mixed.lua", 32)
-    # get_item while 8 clients search for the common word.
-    write_lua(token, [{"name": "search", "arguments": {"query": COMMON}}], f"{WORK}/search.lua")
+    # get_item (one client) while 8 other clients, with a key of their own, search for the
+    # common word.
+    write_lua(other_token, [{"name": "search", "arguments": {"query": COMMON}}], f"{WORK}/search.lua")
     load = subprocess.Popen(["wrk", "-t2", "-c8", "-d6s", "-s", f"{WORK}/search.lua", URL + "/api/mcp"],
                             stdout=subprocess.DEVNULL)
     time.sleep(0.5)  # the load is running; this is not waiting for readiness of anything of ours
@@ -245,6 +254,7 @@ def fmt(pair):
 
 def main():
     token = create_key("scale driver")
+    other_token = create_key("scale searchers")
     client = Client(token)
     journeys = client.tool("list_journeys", {})[0]["journeys"]
     steps = []
@@ -260,7 +270,7 @@ def main():
         print(f"grew the workspace from {have} to {size} items in {took:.1f} s "
               f"({(size - have) / max(took, 1e-9):,.0f} items/s)", file=sys.stderr)
         have = size
-        rows.append(measure(client, token, size))
+        rows.append(measure(client, token, other_token, size))
     keys = keys_list(KEYS) if KEYS else None
 
     print(f"custory-mcp scale, {os.cpu_count()} cores, database: {os.environ.get('BENCH_DATABASE', 'sqlite')}, "
@@ -279,7 +289,8 @@ def main():
         ("mixed reads, 8 connections (req/s)", lambda r: f"{r['mixed 8']:>15,.0f}"),
         ("mixed reads, 32 connections (req/s)", lambda r: f"{r['mixed 32']:>15,.0f}"),
         ("get_item while 8 clients search", lambda r: fmt(r["get_item under search"])),
-        ("server peak RSS (MiB)", lambda r: f"{r['rss']:>15.1f}"),
+        ("server peak RSS, reading (MiB)", lambda r: f"{r['rss']:>15.1f}"),
+        ("server peak RSS, writing (MiB)", lambda r: f"{r['rss growing']:>15.1f}"),
     ]
     for label, cell in lines:
         print(f"{label:34}" + "".join(f"{cell(r):>18}" for r in rows))

@@ -55,10 +55,11 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
     let store = Store::open_database(&database, Clock::default()).map_err(open_error)?;
     let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
 
-    // Tool calls run on the blocking pool but share one SQLite connection: a few threads keep
-    // the async workers free, more would only wait on the connection (and hold memory).
+    // Tool calls run on the blocking pool, reads on a pool of connections (8 readers on SQLite,
+    // 16 connections on PostgreSQL): twice as many threads let every read in flight run, so a
+    // short one is scheduled beside long ones instead of queueing behind them.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(8)
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .context("could not start the async runtime")?;

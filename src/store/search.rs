@@ -4,15 +4,15 @@
 //! Both databases index the same words, chosen here and nowhere else: text is folded
 //! (compatibility decomposition, accents dropped, lowercased) and split on everything that is
 //! not a letter or a digit, and a query's words are folded the same way. Each word must match,
-//! as a word or (from three letters on) the start of one.
+//! as a word or (from four letters on) the start of one.
 //!
 //! Every indexed word carries its workspace (`42_onboarding`), so a search reads only its own
 //! workspace's part of the index, and ranks by how rare a word is *there*. Filters are words of
 //! their own field (`j<journey>`, `t<type>`, `k<kind>`, `s<status>`), so the index applies them
 //! inside the search:
 //!
-//! - SQLite: an FTS5 table without a copy of the text (`search_fts`), ranked by bm25 with the
-//!   title weighing ten times the body.
+//! - SQLite: an FTS5 table without a copy of the text or per-row sizes (`search_fts`), ranked
+//!   by bm25 with the title weighing ten times the body (and, without sizes, not by length).
 //! - PostgreSQL: a `tsvector` per document, written here word by word (PostgreSQL's own parser
 //!   never sees the text), filter words weighted C, title A, body D; a GIN index; ranked by
 //!   `ts_rank` with the same ten-to-one weights.
@@ -41,7 +41,7 @@ const OFFSET_MAX: i64 = 1_000;
 
 /// Query words shorter than this match whole words only (a one-letter prefix would match most
 /// of the index).
-const PREFIX_FROM: usize = 3;
+const PREFIX_FROM: usize = 4;
 /// Longer words are indexed by their first this many characters.
 const WORD_CHARS: usize = 60;
 
@@ -135,13 +135,14 @@ pub(super) fn index(conn: &Connection, doc: &Doc<'_>) -> StoreResult<()> {
         return Ok(());
     }
     let (scope, title, body) = (scope.join(" "), title.join(" "), body.join(" "));
+    forget(conn, doc.ref_id)?;
     let doc_id: i64 = conn.query_row(
-        "INSERT INTO search_docs (workspace_id, doc_type, ref_id) VALUES (?1, ?2, ?3)
-         ON CONFLICT (ref_id) DO UPDATE SET doc_type = excluded.doc_type RETURNING doc_id",
-        params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id],
+        "INSERT INTO search_docs (workspace_id, doc_type, ref_id, scope_words, title_words,
+                                  body_words)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING doc_id",
+        params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id, scope, title, body],
         |row| row.get(0),
     )?;
-    conn.execute("DELETE FROM search_fts WHERE rowid = ?1", [doc_id])?;
     conn.execute(
         "INSERT INTO search_fts (rowid, scope, title, body) VALUES (?1, ?2, ?3, ?4)",
         params![doc_id, scope, title, body],
@@ -151,15 +152,40 @@ pub(super) fn index(conn: &Connection, doc: &Doc<'_>) -> StoreResult<()> {
 
 /// Takes the thing with id `ref_id` out of the index.
 pub(super) fn unindex(conn: &Connection, ref_id: &str) -> StoreResult<()> {
-    if !conn.is_postgres() {
-        let doc: Option<i64> = conn
-            .query_row("SELECT doc_id FROM search_docs WHERE ref_id = ?1", [ref_id], |r| r.get(0))
-            .optional()?;
-        if let Some(doc_id) = doc {
-            conn.execute("DELETE FROM search_fts WHERE rowid = ?1", [doc_id])?;
-        }
+    if conn.is_postgres() {
+        conn.execute("DELETE FROM search_docs WHERE ref_id = ?1", [ref_id])?;
+        Ok(())
+    } else {
+        forget(conn, ref_id)
     }
-    conn.execute("DELETE FROM search_docs WHERE ref_id = ?1", [ref_id])?;
+}
+
+/// SQLite: removes `ref_id`'s words from the FTS5 index (a contentless table is told which
+/// words a row had) and its row from `search_docs`.
+fn forget(conn: &Connection, ref_id: &str) -> StoreResult<()> {
+    let old = conn
+        .query_row(
+            "SELECT doc_id, scope_words, title_words, body_words FROM search_docs
+             WHERE ref_id = ?1",
+            [ref_id],
+            |row| {
+                Ok((
+                    row.get::<i64>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<String>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    if let Some((doc_id, scope, title, body)) = old {
+        conn.execute(
+            "INSERT INTO search_fts (search_fts, rowid, scope, title, body)
+             VALUES ('delete', ?1, ?2, ?3, ?4)",
+            params![doc_id, scope, title, body],
+        )?;
+        conn.execute("DELETE FROM search_docs WHERE doc_id = ?1", [doc_id])?;
+    }
     Ok(())
 }
 

@@ -2,22 +2,27 @@
 -- a full-text index over everything a search covers, the map order of steps and items (so
 -- lists page along an index), and the indexes every filter and ordering needs.
 
--- One row per searchable thing. The words themselves live in the FTS5 table below, which
--- holds no copy of the text (contentless): `title` and `body` the folded words of the text,
--- each prefixed by its workspace (42_onboarding), `scope` the filter words (j<journey>,
--- t<type>, k<kind>, s<status>). Both are kept in step with every write, in the same
--- transaction (store/search.rs).
+-- One row per searchable thing, with the words it is indexed under: `title` and `body` the
+-- folded words of the text, each prefixed by its workspace (42_onboarding), `scope` the filter
+-- words (j<journey>, t<type>, k<kind>, s<status>). The FTS5 table below indexes them and holds
+-- no copy (contentless) and no per-row sizes (columnsize=0: ranking reads no extra row per
+-- hit, and, like PostgreSQL's ts_rank, does not weigh by length); a document leaves it by
+-- being deleted with the words kept here. Both are kept in step with every write, in the
+-- same transaction (store/search.rs).
 CREATE TABLE search_docs (
     doc_id        INTEGER PRIMARY KEY,
     workspace_id  INTEGER NOT NULL REFERENCES workspaces(id),
     doc_type      TEXT NOT NULL,
-    ref_id        TEXT NOT NULL UNIQUE
+    ref_id        TEXT NOT NULL UNIQUE,
+    scope_words   TEXT NOT NULL,
+    title_words   TEXT NOT NULL,
+    body_words    TEXT NOT NULL
 );
 CREATE INDEX search_docs_workspace ON search_docs (workspace_id);
 
 CREATE VIRTUAL TABLE search_fts USING fts5(
     scope, title, body,
-    content = '', contentless_delete = 1,
+    content = '', columnsize = 0,
     tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
 );
 
