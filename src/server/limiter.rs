@@ -1,20 +1,50 @@
-//! Brute-force protection: failed authentications are counted per client address, and past a
-//! limit the address gets 429 with `Retry-After` instead of 401. Only failures are counted and
-//! only failures are refused, so a valid key is never slowed, even from a busy address.
+//! Brute-force protection: failed authentications are counted per client address (an IPv6
+//! address counts with its whole /64, which one client usually holds), and past a limit the
+//! address gets 429 with `Retry-After` instead of 401. Only failures are counted and only
+//! failures are refused, so a valid key is never slowed, even from a busy address.
+//!
+//! The table is bounded: expired windows are dropped at most once a second, and when it is
+//! full every address not yet in it shares one window, so a flood from many addresses costs
+//! memory and time that do not grow with it.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Past this many tracked addresses, expired windows are dropped before adding another.
-const PRUNE_ABOVE: usize = 10_000;
+/// Addresses tracked at most; past this the rest share [`OVERFLOW`].
+const TRACKED_MAX: usize = 100_000;
+/// Where addresses go when the table is full.
+const OVERFLOW: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+/// Expired windows are dropped at most this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
+/// The address a client is counted under: IPv4 as it is (also when mapped into IPv6), IPv6 by
+/// its /64.
+pub fn address_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
 
 #[derive(Debug)]
 pub struct AuthLimiter {
     max_failures: u32,
     window: Duration,
-    windows: Mutex<HashMap<IpAddr, Window>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Debug)]
+struct Table {
+    windows: HashMap<IpAddr, Window>,
+    pruned: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +55,8 @@ struct Window {
 
 impl AuthLimiter {
     pub fn new(max_failures: u32, window: Duration) -> Self {
-        Self { max_failures, window, windows: Mutex::default() }
+        let table = Table { windows: HashMap::new(), pruned: Instant::now() };
+        Self { max_failures, window, table: Mutex::new(table) }
     }
 
     /// Records a failed authentication from `ip`. Returns how long to wait when the address is
@@ -36,11 +67,16 @@ impl AuthLimiter {
 
     fn failed_at(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         // A poisoned lock only means a panic elsewhere; the counts are still usable.
-        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if windows.len() > PRUNE_ABOVE {
-            windows.retain(|_, w| now.duration_since(w.started) < self.window);
+        let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now.duration_since(table.pruned) >= PRUNE_EVERY {
+            table.windows.retain(|_, w| now.duration_since(w.started) < self.window);
+            table.pruned = now;
         }
-        let window = windows.entry(ip).or_insert(Window { started: now, failures: 0 });
+        let mut group = address_group(ip);
+        if table.windows.len() >= TRACKED_MAX && !table.windows.contains_key(&group) {
+            group = OVERFLOW;
+        }
+        let window = table.windows.entry(group).or_insert(Window { started: now, failures: 0 });
         if now.duration_since(window.started) >= self.window {
             *window = Window { started: now, failures: 0 };
         }
@@ -63,6 +99,27 @@ mod tests {
         let wait = limiter.failed(a).expect("the fourth failure is limited");
         assert!(wait <= Duration::from_secs(60) && wait > Duration::from_secs(58));
         assert!(limiter.failed(b).is_none(), "another address has its own budget");
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_with_its_64_and_the_table_stays_bounded() {
+        let limiter = AuthLimiter::new(2, Duration::from_secs(60));
+        let one: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let same: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert!(limiter.failed(one).is_none() && limiter.failed(same).is_none());
+        assert!(limiter.failed(same).is_some(), "one /64, one budget");
+        assert!(limiter.failed(other).is_none());
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().expect("ip");
+        assert_eq!(address_group(mapped), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)));
+
+        let start = Instant::now();
+        for i in 0..(TRACKED_MAX as u32 + 500) {
+            limiter.failed_at(IpAddr::V4(Ipv4Addr::from(i)), start);
+        }
+        let table = limiter.table.lock().expect("lock");
+        assert!(table.windows.len() <= TRACKED_MAX + 1, "{}", table.windows.len());
+        assert!(table.windows[&OVERFLOW].failures >= 500, "the rest share one window");
     }
 
     #[test]

@@ -44,6 +44,20 @@ pub async fn handle(
     };
 
     let McpCaller { key, version } = caller;
+    // The key's share: its requests beyond it wait here, holding no thread.
+    let Some(_slot) = state.shares.enter(&key.identity.key_id).await else {
+        return ApiError::mcp(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::InternalError,
+            format!(
+                "this MCP key already has {} requests running and they did not finish in time; \
+                 send fewer at once, or give another client a key of its own",
+                state.shares.per_key()
+            ),
+        )
+        .retry_after(std::time::Duration::from_secs(1))
+        .into_response();
+    };
     // Tool calls are the only work here that waits on the database: they run on the blocking
     // pool, so the async workers stay free for everything else (authentication, tools/list,
     // /healthz). The rest is answered in place.

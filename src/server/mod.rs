@@ -8,6 +8,7 @@ mod admission;
 mod connection;
 mod error;
 mod limiter;
+mod limits;
 mod mcp;
 
 use std::future::Future;
@@ -50,6 +51,10 @@ pub struct ServerConfig {
     /// Failed authentications an address may make per window before it gets 429.
     pub auth_failures_per_window: u32,
     pub auth_failure_window: Duration,
+    /// MCP requests one key may have running at once; more wait for one of them to finish.
+    pub per_key_concurrency: usize,
+    /// How long such a request waits before it is refused (429).
+    pub per_key_wait: Duration,
 }
 
 /// The names a loopback server answers to.
@@ -63,6 +68,8 @@ impl Default for ServerConfig {
             usage_flush_interval: Duration::from_secs(5),
             auth_failures_per_window: 30,
             auth_failure_window: Duration::from_secs(60),
+            per_key_concurrency: 4,
+            per_key_wait: Duration::from_secs(10),
         }
     }
 }
@@ -85,12 +92,14 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub config: ServerConfig,
     pub limiter: AuthLimiter,
+    pub shares: limits::KeyShares,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, config: ServerConfig) -> Self {
         let limiter = AuthLimiter::new(config.auth_failures_per_window, config.auth_failure_window);
-        Self(Arc::new(Shared { store, config, limiter }))
+        let shares = limits::KeyShares::new(config.per_key_concurrency, config.per_key_wait);
+        Self(Arc::new(Shared { store, config, limiter, shares }))
     }
 }
 
