@@ -8,7 +8,7 @@
 //! memory and time that do not grow with it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,7 @@ impl AuthLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn only_the_failures_past_the_limit_are_refused_per_address() {

@@ -9,10 +9,10 @@ mod connection;
 mod error;
 mod limiter;
 mod limits;
+mod listen;
 mod mcp;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use error::ApiError;
 use limiter::AuthLimiter;
+pub use listen::ConnectionLimits;
 
 use crate::store::Store;
 
@@ -55,6 +56,8 @@ pub struct ServerConfig {
     pub per_key_concurrency: usize,
     /// How long such a request waits before it is refused (429).
     pub per_key_wait: Duration,
+    /// Connections: how many, how long a request head may take, how long shutdown waits.
+    pub connections: ConnectionLimits,
 }
 
 /// The names a loopback server answers to.
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             auth_failure_window: Duration::from_secs(60),
             per_key_concurrency: 4,
             per_key_wait: Duration::from_secs(10),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -139,7 +143,20 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(connection::close_if_body_unread))
+        .layer(request_log())
         .with_state(state)
+}
+
+/// Every request at `-v` (info): method, path, status, time. Headers are never logged (they
+/// carry tokens), nor bodies.
+fn request_log() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+> {
+    use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+    use tracing::Level;
+    TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(Level::INFO).include_headers(false))
+        .on_response(DefaultOnResponse::new().level(Level::INFO).include_headers(false))
 }
 
 /// Serves `listener` until `shutdown` resolves, then writes pending last-used values.
@@ -153,13 +170,11 @@ pub async fn run(
         Arc::clone(&store),
         state.config.usage_flush_interval,
     ));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let limits = state.config.connections;
+    listen::serve(listener, router(state), limits, shutdown).await;
     flusher.abort();
-    // The last flush runs whatever happened to the listener, so no recorded use is lost.
-    let flushed = store.flush_usage();
-    served?;
-    flushed?;
+    // The last flush runs whatever happened to the connections, so no recorded use is lost.
+    store.flush_usage()?;
     Ok(())
 }
 
