@@ -160,7 +160,7 @@ fn announce(
                 .get(&account)
                 .ok()
                 .flatten()
-                .is_some_and(|t| store.is_owner_credential(&t.hash()).unwrap_or(false));
+                .is_some_and(|t| store.is_owner_credential(&t.hash()));
             if !known {
                 let what_then = match store.database() {
                     // A shared database: a reset would revoke the credential of every replica.

@@ -12,7 +12,15 @@ use super::protocol::{
     success, supported_version, to_raw,
 };
 use super::tools;
+use crate::api::KeyStatus;
 use crate::store::{KeyIdentity, Store};
+use crate::token::TokenHash;
+
+/// A batch holds at most this many messages.
+pub const BATCH_MEMBERS_MAX: usize = 256;
+/// A batch's answers stop at this many bytes: later members are answered with an error
+/// instead of being run.
+pub const BATCH_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// What to send back for a body.
 #[derive(Debug)]
@@ -29,6 +37,9 @@ pub enum Answer {
 pub struct Session<'a> {
     store: &'a Store,
     key: &'a KeyIdentity,
+    /// The token the request presented: before each tool call the key is looked up again, so
+    /// nothing runs once a revoke has answered.
+    token: TokenHash,
     /// The protocol version of the request (its `MCP-Protocol-Version`, or the default).
     version: &'static str,
     /// `clientInfo` from an `initialize` in this body, as `name/version`.
@@ -36,8 +47,25 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    pub fn new(store: &'a Store, key: &'a KeyIdentity, version: &'static str) -> Self {
-        Self { store, key, version, client: None }
+    pub fn new(
+        store: &'a Store,
+        key: &'a KeyIdentity,
+        token: TokenHash,
+        version: &'static str,
+    ) -> Self {
+        Self { store, key, token, version, client: None }
+    }
+
+    /// What answering `body` costs the key's rates: its messages, and its write tool calls.
+    pub fn cost(body: &Body) -> (usize, usize) {
+        let writes = |m: &Value| {
+            m.get("method").and_then(Value::as_str) == Some("tools/call")
+                && m.pointer("/params/name").and_then(Value::as_str).is_some_and(tools::is_write)
+        };
+        match body {
+            Body::Single(message) => (1, usize::from(writes(message))),
+            Body::Batch(batch) => (batch.len(), batch.iter().filter(|m| writes(m)).count()),
+        }
     }
 
     /// Whether answering `body` reads or writes the store (a tool call): such work runs on the
@@ -81,13 +109,39 @@ impl<'a> Session<'a> {
         if messages.is_empty() {
             return refuse("Invalid Request: empty batch".into());
         }
-        let replies: Vec<Box<RawValue>> = messages
-            .into_iter()
-            .filter_map(|message| match self.message(message) {
-                Reply::Response(response) | Reply::Invalid(response) => Some(response),
-                Reply::Nothing => None,
-            })
-            .collect();
+        if messages.len() > BATCH_MEMBERS_MAX {
+            return refuse(format!(
+                "Invalid Request: a batch holds at most {BATCH_MEMBERS_MAX} messages; this one has \
+                 {}: send the rest in further batches",
+                messages.len()
+            ));
+        }
+        let mut replies: Vec<Box<RawValue>> = Vec::new();
+        let mut bytes = 0;
+        for message in messages {
+            if bytes > BATCH_ANSWER_BYTES {
+                // Answered, not run: the batch's answers are already as large as they may be.
+                if let Ok(Message::Request(request)) = Message::parse(message) {
+                    let error = RpcError::new(
+                        ErrorCode::InternalError,
+                        format!(
+                            "not run: this batch's answers reached {} MiB, the most one batch \
+                             may return; send this request again in another batch",
+                            BATCH_ANSWER_BYTES >> 20
+                        ),
+                    );
+                    replies.push(failure(&request.id, &error));
+                }
+                continue;
+            }
+            match self.message(message) {
+                Reply::Response(response) | Reply::Invalid(response) => {
+                    bytes += response.get().len();
+                    replies.push(response);
+                }
+                Reply::Nothing => {}
+            }
+        }
         if replies.is_empty() { Answer::Accepted } else { Answer::Reply(to_raw(&replies)) }
     }
 
@@ -133,6 +187,7 @@ impl<'a> Session<'a> {
                 if !matches!(call.arguments, Value::Null | Value::Object(_)) {
                     return Err(RpcError::invalid_params("\"arguments\" must be an object"));
                 }
+                self.still_active()?;
                 let result = tools::call(self.store, self.key, &call.name, call.arguments)
                     .map_err(RpcError::invalid_params)?;
                 Ok(to_raw(&result))
@@ -140,6 +195,29 @@ impl<'a> Session<'a> {
             method => {
                 Err(RpcError::new(ErrorCode::MethodNotFound, format!("Method not found: {method}")))
             }
+        }
+    }
+
+    /// Looks the key up again: a key revoked (or expired) since the request came in runs
+    /// nothing more.
+    fn still_active(&self) -> Result<(), RpcError> {
+        let status = match self.store.authenticate_key(&self.token) {
+            Ok(Some(key)) => key.status,
+            Ok(None) => KeyStatus::Revoked,
+            Err(error) => {
+                tracing::error!(%error, "could not check the key again");
+                return Err(RpcError::new(
+                    ErrorCode::InternalError,
+                    "the server could not check the key; try again",
+                ));
+            }
+        };
+        match status {
+            KeyStatus::Active => Ok(()),
+            other => Err(RpcError::new(
+                ErrorCode::Unauthorized,
+                format!("not run: this MCP key is {} now", other.as_str()),
+            )),
         }
     }
 

@@ -47,6 +47,11 @@ pub fn list_result(access: Access) -> &'static RawValue {
     }
 }
 
+/// Whether `name` is a tool that changes the workspace.
+pub fn is_write(name: &str) -> bool {
+    TOOLS.iter().any(|tool| tool.name == name && matches!(tool.effect, Effect::Write { .. }))
+}
+
 /// Runs a tool and returns its `tools/call` result.
 ///
 /// Business errors, bad arguments and a write tool called with a read-only key are results with

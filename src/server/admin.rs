@@ -14,7 +14,9 @@ use crate::api::{
     self, Access, CreatedKeyResponse, EventsResponse, ExpiryPolicy, KeyResponse, KeyStatus,
     KeysResponse, WorkspaceResponse, WorkspacesResponse,
 };
-use crate::store::WorkspaceRow;
+use std::sync::Arc;
+
+use crate::store::{Store, WorkspaceRow};
 
 /// `Json<T>` whose rejections use the API's error shape.
 pub struct JsonBody<T>(pub T);
@@ -43,11 +45,24 @@ where
     }
 }
 
-fn workspace(state: &AppState, slug: &str) -> ApiResult<WorkspaceRow> {
-    if let Some(row) = state.store.workspace_by_slug(slug)? {
+/// Runs store work on the blocking pool: an admin call never holds an async worker, so
+/// `/healthz` and the MCP endpoint never wait behind one.
+async fn db<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Store) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let store = Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || work(&store)).await.map_err(|error| {
+        tracing::error!(%error, "an admin call panicked");
+        ApiError::internal()
+    })?
+}
+
+fn workspace(store: &Store, slug: &str) -> ApiResult<WorkspaceRow> {
+    if let Some(row) = store.workspace_by_slug(slug)? {
         return Ok(row);
     }
-    let known: Vec<String> = state.store.list_workspaces()?.into_iter().map(|w| w.slug).collect();
+    let known: Vec<String> = store.list_workspaces()?.into_iter().map(|w| w.slug).collect();
     Err(ApiError::not_found(
         "workspace_not_found",
         format!("no workspace {slug:?} on this server; workspaces: {}", known.join(", ")),
@@ -73,7 +88,8 @@ pub async fn list_workspaces(
     _: Owner,
     State(state): State<AppState>,
 ) -> ApiResult<Json<WorkspacesResponse>> {
-    Ok(Json(WorkspacesResponse { workspaces: state.store.list_workspaces()? }))
+    let workspaces = db(&state, |store| Ok(store.list_workspaces()?)).await?;
+    Ok(Json(WorkspacesResponse { workspaces }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,14 +103,14 @@ pub async fn create_workspace(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateWorkspaceBody>,
 ) -> ApiResult<(StatusCode, Json<WorkspaceResponse>)> {
-    let name = required_name(body.name.as_deref())?;
+    let name = required_name(body.name.as_deref())?.to_owned();
     let slug = match body.slug {
         Some(slug) => api::validate_slug(&slug)
             .map_err(|m| ApiError::unprocessable("invalid_slug", m))?
             .to_owned(),
-        None => api::slugify(name),
+        None => api::slugify(&name),
     };
-    let workspace = state.store.create_workspace(name, &slug)?;
+    let workspace = db(&state, move |store| Ok(store.create_workspace(&name, &slug)?)).await?;
     Ok((StatusCode::CREATED, Json(WorkspaceResponse { workspace })))
 }
 
@@ -142,7 +158,6 @@ pub async fn list_keys(
     Path(ws): Path<String>,
     Query(query): Query<ListKeysQuery>,
 ) -> ApiResult<Json<KeysResponse>> {
-    let ws = workspace(&state, &ws)?;
     let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(KeyStatus::parse(raw).ok_or_else(|| {
@@ -152,15 +167,20 @@ pub async fn list_keys(
             )
         })?),
     };
-    if let Some(reference) = query.reference.as_deref() {
-        let keys = state.store.find_keys(ws.id, reference)?;
-        let keys = keys.into_iter().filter(|k| status.is_none_or(|s| k.status == s)).collect();
-        return Ok(Json(KeysResponse { keys, next_cursor: None }));
-    }
     let limit = page_limit(query.limit.as_deref(), KEYS_PAGE)?;
-    let (keys, next_cursor) =
-        state.store.list_keys(ws.id, status, limit, query.cursor.as_deref()).map_err(bad_cursor)?;
-    Ok(Json(KeysResponse { keys, next_cursor }))
+    let response = db(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        if let Some(reference) = query.reference.as_deref() {
+            let keys = store.find_keys(ws.id, reference)?;
+            let keys = keys.into_iter().filter(|k| status.is_none_or(|s| k.status == s)).collect();
+            return Ok(KeysResponse { keys, next_cursor: None });
+        }
+        let (keys, next_cursor) =
+            store.list_keys(ws.id, status, limit, query.cursor.as_deref()).map_err(bad_cursor)?;
+        Ok(KeysResponse { keys, next_cursor })
+    })
+    .await?;
+    Ok(Json(response))
 }
 
 /// The create-key body with every field optional, so each mistake gets its own message.
@@ -177,8 +197,7 @@ pub async fn create_key(
     Path(ws): Path<String>,
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
-    let ws = workspace(&state, &ws)?;
-    let name = required_name(body.name.as_deref())?;
+    let name = required_name(body.name.as_deref())?.to_owned();
     let expires = body.expires.as_deref().ok_or_else(|| {
         ApiError::unprocessable("invalid_expires", "expires is required: one of 30d, 90d, never")
     })?;
@@ -197,7 +216,11 @@ pub async fn create_key(
             )
         })?,
     };
-    let (key, token) = state.store.create_key(ws.id, name, expires, access)?;
+    let (key, token) = db(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        Ok(store.create_key(ws.id, &name, expires, access)?)
+    })
+    .await?;
     let response = CreatedKeyResponse { key, token: token.expose().to_owned(), replaced: None };
     Ok((StatusCode::CREATED, Json(response)))
 }
@@ -207,8 +230,12 @@ pub async fn get_key(
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyResponse>> {
-    let ws = workspace(&state, &ws)?;
-    Ok(Json(KeyResponse { key: state.store.get_key(ws.id, &id).map_err(key_not_found)? }))
+    let key = db(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        store.get_key(ws.id, &id).map_err(key_not_found)
+    })
+    .await?;
+    Ok(Json(KeyResponse { key }))
 }
 
 pub async fn revoke_key(
@@ -216,8 +243,11 @@ pub async fn revoke_key(
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyResponse>> {
-    let ws = workspace(&state, &ws)?;
-    let key = state.store.revoke_key(ws.id, &id).map_err(key_not_found)?;
+    let key = db(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        store.revoke_key(ws.id, &id).map_err(key_not_found)
+    })
+    .await?;
     Ok(Json(KeyResponse { key }))
 }
 
@@ -226,8 +256,11 @@ pub async fn rotate_key(
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
-    let ws = workspace(&state, &ws)?;
-    let (key, token, replaced) = state.store.rotate_key(ws.id, &id).map_err(key_not_found)?;
+    let (key, token, replaced) = db(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        store.rotate_key(ws.id, &id).map_err(key_not_found)
+    })
+    .await?;
     let response =
         CreatedKeyResponse { key, token: token.expose().to_owned(), replaced: Some(replaced) };
     Ok((StatusCode::CREATED, Json(response)))
@@ -246,11 +279,13 @@ pub async fn audit(
     Path(ws): Path<String>,
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<EventsResponse>> {
-    let ws = workspace(&state, &ws)?;
     let limit = page_limit(query.limit.as_deref(), EVENTS_PAGE)?;
-    let (events, next_cursor) = state
-        .store
-        .list_events(ws.id, query.key.as_deref(), limit, query.cursor.as_deref())
-        .map_err(bad_cursor)?;
+    let (events, next_cursor) = db(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        store
+            .list_events(ws.id, query.key.as_deref(), limit, query.cursor.as_deref())
+            .map_err(bad_cursor)
+    })
+    .await?;
     Ok(Json(EventsResponse { events, next_cursor }))
 }

@@ -25,7 +25,7 @@ use crate::mcp::protocol::{
     ACCEPT_BOTH, DEFAULT_VERSION, ErrorCode, SUPPORTED_VERSIONS, VERSION_HEADER, supported_version,
 };
 use crate::store::{KeyIdentity, NewEvent};
-use crate::token::{PlainToken, TokenFormatError, TokenKind};
+use crate::token::{PlainToken, TokenFormatError, TokenHash, TokenKind};
 
 /// Why a request's `Authorization` header does not carry a usable token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -144,7 +144,7 @@ impl FromRequestParts<AppState> for Owner {
                  credential (csa_…): run `custory-mcp login`",
             ));
         }
-        if state.store.is_owner_credential(&token.hash())? {
+        if state.store.is_owner_credential(&token.hash()) {
             Ok(Owner)
         } else {
             Err(failed_auth(
@@ -167,6 +167,8 @@ impl FromRequestParts<AppState> for Owner {
 pub struct McpKey {
     pub identity: Arc<KeyIdentity>,
     pub ip: Option<IpAddr>,
+    /// The presented token's hash, to look the key up again while the request runs.
+    pub token: TokenHash,
 }
 
 impl FromRequestParts<AppState> for McpKey {
@@ -189,8 +191,8 @@ impl FromRequestParts<AppState> for McpKey {
         }
         check_host(state, &parts.headers, Surface::Mcp)?;
         let ip = peer(parts);
-        let identity = authenticate(state, &parts.headers, ip)?;
-        Ok(Self { identity, ip })
+        let (identity, token) = authenticate(state, &parts.headers, ip).await?;
+        Ok(Self { identity, ip, token })
     }
 }
 
@@ -244,12 +246,13 @@ impl FromRequestParts<AppState> for McpCaller {
     }
 }
 
-/// Resolves the bearer token to an active MCP key.
-fn authenticate(
+/// Resolves the bearer token to an active MCP key. With SQLite this reads memory only; with
+/// PostgreSQL the lookup runs on the blocking pool, not on an async worker.
+async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     ip: Option<IpAddr>,
-) -> Result<Arc<KeyIdentity>, ApiError> {
+) -> Result<(Arc<KeyIdentity>, TokenHash), ApiError> {
     let refuse = |message: &str| failed_auth(state, ip, Surface::Mcp, message);
     let token = bearer_token(headers).map_err(|error| match error {
         BearerError::Missing => {
@@ -263,7 +266,17 @@ fn authenticate(
              (custory-mcp keys create)",
         ));
     }
-    let key = match state.store.authenticate_key(&token.hash()) {
+    let hash = token.hash();
+    let found = if state.store.keys_in_memory() {
+        state.store.authenticate_key(&hash)
+    } else {
+        let (store, lookup) = (Arc::clone(&state.store), hash);
+        match tokio::task::spawn_blocking(move || store.authenticate_key(&lookup)).await {
+            Ok(found) => found,
+            Err(error) => Err(crate::store::StoreError::Invalid(error.to_string())),
+        }
+    };
+    let key = match found {
         Ok(Some(key)) => key,
         Ok(None) => {
             return Err(refuse(
@@ -280,7 +293,7 @@ fn authenticate(
         }
     };
     let reason = match key.status {
-        KeyStatus::Active => return Ok(key.identity),
+        KeyStatus::Active => return Ok((key.identity, hash)),
         KeyStatus::Revoked => {
             "this MCP key was revoked: create a new one (custory-mcp keys create)"
         }
@@ -291,17 +304,22 @@ fn authenticate(
         // Past the limit nothing more is recorded: a flood must not turn into database writes.
         return Err(refusal);
     }
+    // Recorded on the blocking pool: the refusal does not wait for the write.
+    let store = Arc::clone(&state.store);
+    let identity = Arc::clone(&key.identity);
     let detail = format!("refused a {} key", key.status.as_str());
-    let event = NewEvent {
-        workspace_id: key.identity.workspace_id,
-        kind: "auth.rejected",
-        key_id: Some(&key.identity.key_id),
-        key_prefix: Some(&key.identity.key_prefix),
-        detail: &detail,
-    };
-    if let Err(error) = state.store.record_event(&event) {
-        tracing::warn!(%error, "could not record a rejected authentication");
-    }
+    tokio::task::spawn_blocking(move || {
+        let event = NewEvent {
+            workspace_id: identity.workspace_id,
+            kind: "auth.rejected",
+            key_id: Some(&identity.key_id),
+            key_prefix: Some(&identity.key_prefix),
+            detail: &detail,
+        };
+        if let Err(error) = store.record_event(&event) {
+            tracing::warn!(%error, "could not record a rejected authentication");
+        }
+    });
     Err(refusal)
 }
 

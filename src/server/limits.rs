@@ -52,3 +52,79 @@ mod tests {
         assert!(shares.enter("a").await.is_some(), "a slot came free");
     }
 }
+
+/// Each key's request rate and write rate (GCRA token buckets, from `governor`). A batch
+/// counts as many requests as it has messages, and as many writes as it calls write tools.
+pub struct KeyRates {
+    requests: governor::DefaultKeyedRateLimiter<String>,
+    writes: governor::DefaultKeyedRateLimiter<String>,
+    clock: governor::clock::DefaultClock,
+}
+
+impl std::fmt::Debug for KeyRates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRates").finish_non_exhaustive()
+    }
+}
+
+/// A rate: so many per second, with room for a burst of so many at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Rate {
+    fn quota(self) -> governor::Quota {
+        let per_second =
+            std::num::NonZeroU32::new(self.per_second.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let burst =
+            std::num::NonZeroU32::new(self.burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        governor::Quota::per_second(per_second).allow_burst(burst)
+    }
+}
+
+/// Which of a key's rates a request went past, and when it may try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverRate {
+    Requests(Duration),
+    Writes(Duration),
+}
+
+impl KeyRates {
+    pub fn new(requests: Rate, writes: Rate) -> Self {
+        Self {
+            requests: governor::RateLimiter::keyed(requests.quota()),
+            writes: governor::RateLimiter::keyed(writes.quota()),
+            clock: governor::clock::DefaultClock::default(),
+        }
+    }
+
+    /// Takes `messages` requests and `writes` writes from `key_id`'s buckets, or says which
+    /// rate that would exceed (and takes nothing from the write bucket then).
+    pub fn take(&self, key_id: &str, messages: usize, writes: usize) -> Result<(), OverRate> {
+        use governor::clock::Clock as _;
+        let key = key_id.to_owned();
+        let check = |limiter: &governor::DefaultKeyedRateLimiter<String>,
+                     n: usize,
+                     per_second: fn(Duration) -> OverRate| {
+            let Some(n) = std::num::NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)) else {
+                return Ok(());
+            };
+            match limiter.check_key_n(&key, n) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(not_until)) => Err(per_second(not_until.wait_time_from(self.clock.now()))),
+                // More at once than the burst allows at all: as long as the rate needs for it.
+                Err(_) => Err(per_second(Duration::from_secs(1))),
+            }
+        };
+        check(&self.requests, messages, OverRate::Requests)?;
+        check(&self.writes, writes, OverRate::Writes)
+    }
+
+    /// Forgets keys whose buckets are full again (bounded memory).
+    pub fn forget_idle(&self) {
+        self.requests.retain_recent();
+        self.writes.retain_recent();
+    }
+}

@@ -4,6 +4,7 @@
 //! 202 for notifications only. Stateless: no session id is issued, GET and DELETE are 405.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::admission::{McpCaller, McpKey};
 use super::error::{ApiError, json_response};
+use super::limits::OverRate;
 use super::{AppState, MAX_BODY_BYTES};
 use crate::mcp::protocol::{Body as RpcBody, ErrorCode};
 use crate::mcp::{Answer, Session};
@@ -25,9 +27,25 @@ pub async fn handle(
     // The request taken whole: a `HeaderMap` extractor would copy every header.
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
+    let McpCaller { key, version } = caller;
+    // The key's share, taken before the body is read: one key cannot have more bodies in
+    // memory, or requests running, than its share. The rest wait here, holding no thread.
+    let Some(slot) = state.shares.enter(&key.identity.key_id).await else {
+        return ApiError::mcp(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::InternalError,
+            format!(
+                "this MCP key already has {} requests running and they did not finish in time; \
+                 send fewer at once, or give another client a key of its own",
+                state.shares.per_key()
+            ),
+        )
+        .retry_after(Duration::from_secs(1))
+        .into_response();
+    };
     // A refusal before this point is sent before the body is read; server/connection.rs then
     // marks the response `Connection: close`.
-    let bytes = match read_body(headers, body).await {
+    let bytes = match read_body(headers, body, state.config.body_timeout).await {
         Ok(bytes) => bytes,
         Err(refusal) => return refusal.into_response(),
     };
@@ -42,35 +60,28 @@ pub async fn handle(
             .into_response();
         }
     };
+    drop(bytes);
+    let (messages, writes) = Session::cost(&body);
+    if let Err(over) = state.rates.take(&key.identity.key_id, messages, writes) {
+        return over_rate(over).into_response();
+    }
 
-    let McpCaller { key, version } = caller;
-    // The key's share: its requests beyond it wait here, holding no thread.
-    let Some(_slot) = state.shares.enter(&key.identity.key_id).await else {
-        return ApiError::mcp(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::InternalError,
-            format!(
-                "this MCP key already has {} requests running and they did not finish in time; \
-                 send fewer at once, or give another client a key of its own",
-                state.shares.per_key()
-            ),
-        )
-        .retry_after(std::time::Duration::from_secs(1))
-        .into_response();
-    };
     // Tool calls are the only work here that waits on the database: they run on the blocking
     // pool, so the async workers stay free for everything else (authentication, tools/list,
     // /healthz). The rest is answered in place.
     let (answer, client) = if Session::needs_store(&body) {
-        let (state, identity) = (state.clone(), Arc::clone(&key.identity));
+        let (shared, identity, token) = (state.clone(), Arc::clone(&key.identity), key.token);
         let work = move || {
-            let mut session = Session::new(&state.store, &identity, version);
+            let mut session = Session::new(&shared.store, &identity, token, version);
             let answer = session.answer(body);
+            // The share is given back when the work ends, not when its answer is sent.
+            drop(slot);
             (answer, session.client())
         };
-        match tokio::task::spawn_blocking(work).await {
-            Ok(done) => done,
-            Err(error) => {
+        let deadline = state.config.call_deadline;
+        match tokio::time::timeout(deadline, tokio::task::spawn_blocking(work)).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(error)) => {
                 tracing::error!(%error, "a tool call panicked");
                 let internal = ApiError::mcp(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,18 +90,33 @@ pub async fn handle(
                 );
                 return internal.into_response();
             }
+            Err(_) => {
+                return ApiError::mcp(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::InternalError,
+                    format!(
+                        "the request took longer than {} s and its answer was given up; ask for \
+                         less at once (a smaller batch, a narrower query)",
+                        deadline.as_secs()
+                    ),
+                )
+                .into_response();
+            }
         }
     } else {
-        let mut session = Session::new(&state.store, &key.identity, version);
+        let mut session = Session::new(&state.store, &key.identity, key.token, version);
         let answer = session.answer(body);
         (answer, session.client())
     };
 
     // The client named at `initialize`, else the one last seen with the key, else the stored
-    // one, else the User-Agent.
+    // one, else the User-Agent (cut short: it is free text from the network).
     let otherwise = || {
         key.identity.stored_client.clone().or_else(|| {
-            headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(str::to_owned)
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|ua| ua.to_str().ok())
+                .map(|ua| crate::api::displayable(ua).chars().take(USER_AGENT_CHARS).collect())
         })
     };
     let usage = KeyUsage { at: state.store.now(), client, ip: key.ip };
@@ -101,6 +127,31 @@ pub async fn handle(
         Answer::Invalid(body) => json_response(StatusCode::BAD_REQUEST, body.get().to_owned()),
         Answer::Accepted => StatusCode::ACCEPTED.into_response(),
     }
+}
+
+/// The longest User-Agent kept as a key's last client.
+const USER_AGENT_CHARS: usize = 100;
+
+/// 429 for a key past one of its rates.
+fn over_rate(over: OverRate) -> ApiError {
+    let (what, wait) = match over {
+        OverRate::Requests(wait) => ("requests", wait),
+        OverRate::Writes(wait) => ("write tool calls", wait),
+    };
+    let flag = match over {
+        OverRate::Requests(_) => "--key-requests-per-second",
+        OverRate::Writes(_) => "--key-writes-per-second",
+    };
+    ApiError::mcp(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::InternalError,
+        format!(
+            "this MCP key is sending {what} faster than the server allows each key; slow down \
+             and retry in {} s (the limit is `custory-mcp serve {flag}`)",
+            super::error::retry_seconds(wait)
+        ),
+    )
+    .retry_after(wait)
 }
 
 /// GET (an SSE stream) and DELETE (a session's end) are not offered: the endpoint is stateless.
@@ -116,7 +167,7 @@ pub async fn method_not_allowed(_: McpKey, method: Method) -> Response {
     response
 }
 
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+async fn read_body(headers: &HeaderMap, body: Body, within: Duration) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::mcp(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,7 +182,15 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
+    let read = tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY_BYTES));
+    let Ok(read) = read.await else {
+        return Err(ApiError::mcp(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::ParseError,
+            format!("Request Timeout: the body did not arrive within {} s", within.as_secs()),
+        ));
+    };
+    read.map_err(|error| {
         // `to_bytes` fails for the length limit or for a broken connection.
         if std::error::Error::source(&error)
             .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())

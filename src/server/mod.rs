@@ -28,6 +28,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use error::ApiError;
 use limiter::AuthLimiter;
+pub use limits::Rate;
 pub use listen::ConnectionLimits;
 
 use crate::store::Store;
@@ -58,6 +59,13 @@ pub struct ServerConfig {
     pub per_key_wait: Duration,
     /// Connections: how many, how long a request head may take, how long shutdown waits.
     pub connections: ConnectionLimits,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// How long one MCP request's work may take before its answer is given up.
+    pub call_deadline: Duration,
+    /// Each key's rate of MCP messages, and of write tool calls.
+    pub key_requests: Rate,
+    pub key_writes: Rate,
 }
 
 /// The names a loopback server answers to.
@@ -74,6 +82,10 @@ impl Default for ServerConfig {
             per_key_concurrency: 4,
             per_key_wait: Duration::from_secs(10),
             connections: ConnectionLimits::default(),
+            body_timeout: Duration::from_secs(10),
+            call_deadline: Duration::from_secs(30),
+            key_requests: Rate { per_second: 500, burst: 1000 },
+            key_writes: Rate { per_second: 200, burst: 2000 },
         }
     }
 }
@@ -97,13 +109,15 @@ pub struct Shared {
     pub config: ServerConfig,
     pub limiter: AuthLimiter,
     pub shares: limits::KeyShares,
+    pub rates: limits::KeyRates,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, config: ServerConfig) -> Self {
         let limiter = AuthLimiter::new(config.auth_failures_per_window, config.auth_failure_window);
         let shares = limits::KeyShares::new(config.per_key_concurrency, config.per_key_wait);
-        Self(Arc::new(Shared { store, config, limiter, shares }))
+        let rates = limits::KeyRates::new(config.key_requests, config.key_writes);
+        Self(Arc::new(Shared { store, config, limiter, shares, rates }))
     }
 }
 
@@ -166,10 +180,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Arc::clone(&state.store);
-    let flusher = tokio::spawn(flush_usage_periodically(
-        Arc::clone(&store),
-        state.config.usage_flush_interval,
-    ));
+    let flusher = tokio::spawn(housekeeping(state.clone()));
     let limits = state.config.connections;
     listen::serve(listener, router(state), limits, shutdown).await;
     flusher.abort();
@@ -178,14 +189,27 @@ pub async fn run(
     Ok(())
 }
 
-async fn flush_usage_periodically(store: Arc<Store>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
+/// Every few seconds, off the async workers: last-used times written, idle rate buckets
+/// forgotten, and (on PostgreSQL, where another replica may reset it) the owner credential
+/// read again.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.usage_flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = store.flush_usage() {
-            tracing::warn!(%error, "could not write last-used times; will retry");
-        }
+        let shared = state.clone();
+        let chores = tokio::task::spawn_blocking(move || {
+            if let Err(error) = shared.store.flush_usage() {
+                tracing::warn!(%error, "could not write last-used times; will retry");
+            }
+            if !shared.store.keys_in_memory()
+                && let Err(error) = shared.store.load_owner_credentials()
+            {
+                tracing::warn!(%error, "could not read the owner credential; will retry");
+            }
+            shared.rates.forget_idle();
+        });
+        let _ = chores.await;
     }
 }
 

@@ -169,6 +169,8 @@ pub struct Store {
     /// SQLite only: every MCP key by token hash, so authentication needs no query. Written only
     /// by `keys.rs`, in the same critical section as the database write it mirrors.
     key_index: Option<RwLock<HashMap<TokenHash, IndexedKey>>>,
+    /// The active owner credentials, by hash (see `owner.rs`).
+    owners: RwLock<std::collections::HashSet<TokenHash>>,
     /// The latest use of each key seen by this process; `dirty` ones are not yet written
     /// (see [`Store::flush_usage`]).
     usage: Mutex<HashMap<String, UsageSlot>>,
@@ -223,6 +225,7 @@ impl Store {
         }
         store.seed_demo_if_empty().map_err(broken)?;
         store.load_key_index().map_err(broken)?;
+        store.load_owner_credentials().map_err(broken)?;
         Ok(store)
     }
 
@@ -261,6 +264,7 @@ impl Store {
             database: Database::Sqlite(path.to_owned()),
             options,
             key_index: Some(RwLock::default()),
+            owners: RwLock::default(),
             usage: Mutex::default(),
         })
     }
@@ -286,8 +290,15 @@ impl Store {
             database,
             options,
             key_index: None,
+            owners: RwLock::default(),
             usage: Mutex::default(),
         })
+    }
+
+    /// Whether keys and owner credentials are checked from memory alone (SQLite: one process
+    /// owns the database), or by asking the database (PostgreSQL, shared by replicas).
+    pub fn keys_in_memory(&self) -> bool {
+        self.key_index.is_some()
     }
 
     /// The database, for people: a path, or a URL without its password.

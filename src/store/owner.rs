@@ -2,6 +2,8 @@
 
 use super::db::{OptionalExtension as _, params};
 
+use std::collections::HashSet;
+
 use super::{Store, StoreResult};
 use crate::token::{PlainToken, TokenHash, TokenKind};
 
@@ -42,18 +44,32 @@ impl Store {
             params![token.hash().0.as_slice(), token.display_prefix(), now],
         )?;
         tx.commit()?;
+        drop(conn);
+        self.load_owner_credentials()?;
         Ok(OwnerCredentialSetup::Issued(token))
     }
 
-    /// Whether `hash` belongs to an active owner credential.
-    pub fn is_owner_credential(&self, hash: &TokenHash) -> StoreResult<bool> {
-        let conn = self.reader()?;
-        let found = conn
-            .prepare_cached(
-                "SELECT 1 FROM owner_credentials WHERE token_hash = ?1 AND revoked_at IS NULL",
-            )?
-            .query_row([hash.0.as_slice()], |_| Ok(()))
-            .optional()?;
-        Ok(found.is_some())
+    /// Whether `hash` belongs to an active owner credential. Answered from memory: the admin
+    /// API's guard never waits on the database, however many forged credentials arrive.
+    pub fn is_owner_credential(&self, hash: &TokenHash) -> bool {
+        // A poisoned lock only means a panic elsewhere; the set is replaced whole.
+        self.owners.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains(hash)
+    }
+
+    /// Reads the active owner credentials into memory: at open, after a reset, and (on
+    /// PostgreSQL, where another replica may reset it) every few seconds.
+    pub fn load_owner_credentials(&self) -> StoreResult<()> {
+        let rows = self
+            .reader()?
+            .query("SELECT token_hash FROM owner_credentials WHERE revoked_at IS NULL", [])?;
+        let mut active = HashSet::new();
+        for row in rows {
+            let hash: Vec<u8> = row.get(0)?;
+            if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+                active.insert(TokenHash(hash));
+            }
+        }
+        *self.owners.write().unwrap_or_else(std::sync::PoisonError::into_inner) = active;
+        Ok(())
     }
 }
