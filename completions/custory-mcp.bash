@@ -860,7 +860,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__serve)
-            opts="-q -v -h --listen --db --database --allow-origin --allow-host --reset-owner-credential --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --listen --db --database --allow-origin --allow-host --allow-any-host --reset-owner-credential --max-connections --max-connections-per-address --header-timeout --body-timeout --call-deadline --statement-timeout --key-concurrency --key-requests-per-second --key-writes-per-second --max-items --max-comments --max-text-bytes --server --workspace --json --color --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -883,6 +883,54 @@ _custory__mcp() {
                     return 0
                     ;;
                 --allow-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --call-deadline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --statement-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-requests-per-second)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-writes-per-second)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-items)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-comments)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-text-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

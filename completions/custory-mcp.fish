@@ -48,11 +48,24 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l listen
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l database -l db -d 'Where the data lives: a SQLite file (a path or sqlite://PATH) or a PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, shared by several replicas) [default: custory.db in the user\'s data directory]' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-origin -d 'Let browser pages from this Origin call the MCP endpoint (repeatable)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-host -d 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-connections -d 'Connections open at once (kept below the open-files limit, which is raised at start)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-connections-per-address -d 'Connections open at once from one address (an IPv6 /64 counts as one)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l header-timeout -d 'Seconds a client has to send a request\'s head (also ends idle kept-alive connections)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l body-timeout -d 'Seconds a request\'s body may take to arrive' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l call-deadline -d 'Seconds one MCP request\'s work may take before its answer is given up' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l statement-timeout -d 'Milliseconds one database statement may run before it is stopped' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l key-concurrency -d 'MCP requests one key may have running at once (more wait their turn)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l key-requests-per-second -d 'MCP messages one key may send per second (bursts of twice as many pass)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l key-writes-per-second -d 'Write tool calls one key may make per second (bursts of ten times as many pass)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-items -d 'Items one workspace may hold' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-comments -d 'Comments one workspace may hold' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-text-bytes -d 'Bytes of text one workspace may hold (titles, descriptions, fields, comments)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-any-host -d 'Accept requests addressed to any host name (behind a proxy that checks it); without it, a non-loopback --listen needs --allow-host'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l reset-owner-credential -d 'Issue a new owner credential and revoke the old one (needs the database file)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s q -l quiet -d 'Print only data and errors'

@@ -224,6 +224,13 @@ pub fn validate_name(raw: &str) -> Result<&str, String> {
                     (U+202A-U+202E, U+2066-U+2069): they make a name display as something else"
             .into());
     }
+    if let Some(c) = name.chars().find(|&c| is_invisible(c)) {
+        return Err(format!(
+            "name must not contain invisible characters (here U+{:04X}): two names that look \
+             the same must be the same",
+            u32::from(c)
+        ));
+    }
     Ok(name)
 }
 
@@ -233,10 +240,29 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// `text` without control and bidirectional formatting characters, for free text from the
-/// network that is later shown to a person (e.g. an MCP client's name).
+/// Characters that show as nothing (zero-width spaces and joiners, word joiners, the byte
+/// order mark, soft hyphens, line and paragraph separators, tag characters): two names that
+/// differ only by them look the same.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{2029}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{206A}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
+/// `text` without control, bidirectional formatting and invisible characters, for free text
+/// from the network that is later shown to a person (an MCP client's name, anything a server
+/// sends the CLI): it cannot move the cursor, recolour the terminal or hide a character.
 pub fn displayable(text: &str) -> String {
-    text.chars().filter(|&c| !c.is_control() && !is_bidi_control(c)).collect()
+    text.chars().filter(|&c| !c.is_control() && !is_bidi_control(c) && !is_invisible(c)).collect()
 }
 
 /// Checks a workspace slug: 1–40 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
@@ -280,6 +306,10 @@ mod tests {
         assert!(validate_name("   ").is_err());
         assert!(validate_name("a\nb").is_err());
         assert!(validate_name("Cursor\u{202e}txt.exe").is_err());
+        for invisible in ["Cur\u{200b}sor", "Cur\u{2028}sor", "\u{feff}Cursor", "Cur\u{2060}sor"] {
+            assert!(validate_name(invisible).is_err(), "{invisible:?}");
+        }
+        assert_eq!(displayable("a\u{200b}b\u{feff}"), "ab");
         assert_eq!(displayable("Cursor\u{202e}gnp\u{1b}[2J"), "Cursorgnp[2J");
         assert!(validate_name(&"x".repeat(101)).is_err());
         assert_eq!(validate_name(&"é".repeat(100)).map(str::len), Ok(200));

@@ -64,7 +64,10 @@ impl Printer {
 
     pub fn error(&self, error: &anyhow::Error) {
         if let Some(cli) = error.downcast_ref::<CliError>() {
-            eprintln!("{}: {}", self.paint("error", "31"), cli.message);
+            // A message may quote a server; its lines are kept, nothing else that steers a
+            // terminal.
+            let message: Vec<String> = cli.message.lines().map(crate::api::displayable).collect();
+            eprintln!("{}: {}", self.paint("error", "31"), message.join("\n"));
             if let Some(hint) = &cli.hint {
                 eprintln!("{}: {hint}", self.paint("hint", "36"));
             }
@@ -90,8 +93,10 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
         table.set_width(width);
     }
     table.set_header(header.iter().map(|h| h.to_uppercase()));
+    // Cells hold text a server sent (names, clients, details): nothing in them reaches the
+    // terminal as a control sequence.
     for row in rows {
-        table.add_row(row);
+        table.add_row(row.iter().map(|cell| crate::api::displayable(cell)).collect::<Vec<_>>());
     }
     // No borders: columns are separated by two spaces, with none before the first.
     for column in table.column_iter_mut() {

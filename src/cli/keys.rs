@@ -300,7 +300,9 @@ impl Ctx<'_> {
             ("Last address", key.last_used_ip.clone().unwrap_or_else(|| "-".into())),
         ];
         let text: Vec<String> =
-            fields.iter().map(|(label, value)| format!("{label:<14}{value}")).collect();
+            // Values come from the server: nothing in them reaches the terminal as a control
+            // sequence.
+            fields.iter().map(|(label, value)| format!("{label:<14}{}", api::displayable(value))).collect();
         self.printer.data(&text.join("\n"));
         if !events.events.is_empty() {
             let rows = events

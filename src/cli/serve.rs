@@ -11,8 +11,10 @@ use super::GlobalArgs;
 use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 use crate::secrets::{self, CredentialStore};
-use crate::server::{AppState, LOOPBACK_HOSTS, ServerConfig};
-use crate::store::{Clock, Database, OpenError, OwnerCredentialSetup, Store};
+use std::time::Duration;
+
+use crate::server::{AppState, ConnectionLimits, LOOPBACK_HOSTS, Rate, ServerConfig};
+use crate::store::{Clock, Database, OpenError, OwnerCredentialSetup, Quotas, Store, StoreOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -37,9 +39,98 @@ pub struct ServeArgs {
     /// accepted on a loopback address)
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allow_host: Vec<String>,
+    /// Accept requests addressed to any host name (behind a proxy that checks it); without
+    /// it, a non-loopback --listen needs --allow-host
+    #[arg(long, conflicts_with = "allow_host")]
+    pub allow_any_host: bool,
     /// Issue a new owner credential and revoke the old one (needs the database file)
     #[arg(long)]
     pub reset_owner_credential: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Every bound the server keeps, with its default: what one client, key or workspace may use.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Connections open at once (kept below the open-files limit, which is raised at start)
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_connections: u32,
+    /// Connections open at once from one address (an IPv6 /64 counts as one)
+    #[arg(long, default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
+    /// Seconds a client has to send a request's head (also ends idle kept-alive connections)
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Seconds a request's body may take to arrive
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
+    /// Seconds one MCP request's work may take before its answer is given up
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub call_deadline: u64,
+    /// Milliseconds one database statement may run before it is stopped
+    #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub statement_timeout: u64,
+    /// MCP requests one key may have running at once (more wait their turn)
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub key_concurrency: u32,
+    /// MCP messages one key may send per second (bursts of twice as many pass)
+    #[arg(long, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub key_requests_per_second: u32,
+    /// Write tool calls one key may make per second (bursts of ten times as many pass)
+    #[arg(long, default_value_t = 200, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub key_writes_per_second: u32,
+    /// Items one workspace may hold
+    #[arg(long, default_value_t = 1_000_000, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_items: i64,
+    /// Comments one workspace may hold
+    #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_comments: i64,
+    /// Bytes of text one workspace may hold (titles, descriptions, fields, comments)
+    #[arg(long, default_value_t = 4 << 30, value_name = "BYTES", value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_text_bytes: i64,
+}
+
+impl LimitArgs {
+    fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            statement_limit: Duration::from_millis(self.statement_timeout),
+            quotas: Quotas {
+                items: self.max_items,
+                comments: self.max_comments,
+                text_bytes: self.max_text_bytes,
+            },
+            ..StoreOptions::default()
+        }
+    }
+
+    /// The server's settings, with connections capped below the open-files limit `files`.
+    fn apply(&self, config: &mut ServerConfig, files: Option<u64>) {
+        // Descriptors the server needs beside connections: the database, its pools, logs.
+        const RESERVED_FILES: u64 = 64;
+        let mut max_connections = u64::from(self.max_connections);
+        if let Some(files) = files {
+            max_connections = max_connections.min(files.saturating_sub(RESERVED_FILES).max(16));
+        }
+        config.connections = ConnectionLimits {
+            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+            max_per_address: self.max_connections_per_address as usize,
+            header_timeout: Duration::from_secs(self.header_timeout),
+            ..ConnectionLimits::default()
+        };
+        config.body_timeout = Duration::from_secs(self.body_timeout);
+        config.call_deadline = Duration::from_secs(self.call_deadline);
+        config.per_key_concurrency = self.key_concurrency as usize;
+        config.key_requests = Rate {
+            per_second: self.key_requests_per_second,
+            burst: self.key_requests_per_second.saturating_mul(2),
+        };
+        config.key_writes = Rate {
+            per_second: self.key_writes_per_second,
+            burst: self.key_writes_per_second.saturating_mul(10),
+        };
+    }
 }
 
 pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
@@ -52,8 +143,10 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         })?,
         None => Database::Sqlite(default_database()?),
     };
-    let store = Store::open_database(&database, Clock::default()).map_err(open_error)?;
-    let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
+    let store = Store::open_with(&database, Clock::default(), args.limits.store_options())
+        .map_err(open_error)?;
+    // As many open files as the system lets this process have: connections are capped below.
+    let files = rlimit::increase_nofile_limit(u64::MAX).ok();
 
     // Tool calls run on the blocking pool, reads on a pool of connections (8 readers on SQLite).
     // Eight threads keep two cores busy; more only hold more memory (each thread keeps its own
@@ -74,24 +167,42 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             CliError::failure(format!("could not listen on {}: {error}", args.listen)).hint(hint)
         })?;
         let addr = listener.local_addr()?;
-        let url = base_url(addr);
-        let shutdown = shutdown_signal().context("could not listen for stop signals")?;
-        announce(&store, &owner, &url, printer)?;
-
         // On loopback, only loopback names may address the server (DNS rebinding); on
-        // another address, only the names given with --allow-host, if any.
+        // another address, only the names given with --allow-host, or any with
+        // --allow-any-host (behind a proxy that checks them), but never any by accident.
         let mut allowed_hosts = args.allow_host;
         let allowed_hosts = if addr.ip().is_loopback() {
             allowed_hosts.extend(LOOPBACK_HOSTS.map(String::from));
             Some(allowed_hosts)
+        } else if args.allow_any_host {
+            None
+        } else if allowed_hosts.is_empty() {
+            return Err(CliError::usage(format!(
+                "--listen {addr} is reachable from other machines, so the server must know the \
+                 host names clients use for it (a browser page could otherwise reach it through \
+                 a name of its own: DNS rebinding)"
+            ))
+            .hint(
+                "pass --allow-host NAME for each name (e.g. --allow-host mcp.example.com), or \
+                   --allow-any-host behind a proxy that checks the Host header",
+            )
+            .into());
         } else {
-            (!allowed_hosts.is_empty()).then_some(allowed_hosts)
+            Some(allowed_hosts)
         };
-        let config = ServerConfig {
+        // The owner credential is issued only once the listener is bound: a start that fails
+        // (a busy port) loses nothing.
+        let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
+        let url = base_url(addr);
+        let shutdown = shutdown_signal().context("could not listen for stop signals")?;
+        announce(&store, &owner, &url, printer)?;
+
+        let mut config = ServerConfig {
             allowed_origins: args.allow_origin,
             allowed_hosts,
             ..ServerConfig::default()
         };
+        args.limits.apply(&mut config, files);
         let state = AppState::new(Arc::new(store), config);
         crate::server::run(listener, state, shutdown).await?;
         printer.info("custory-mcp stopped");

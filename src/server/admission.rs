@@ -354,31 +354,75 @@ fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
     json && sse
 }
 
-/// The `Host` header check's other half: the name part of a `Host` header (`localhost:8787` →
-/// `localhost`, `[::1]:8787` → `[::1]`).
-pub fn host_name(host: &str) -> &str {
-    match host.strip_prefix('[').and_then(|rest| rest.find(']')) {
-        Some(end) => &host[..end + 2],
-        None => host.split(':').next().unwrap_or(host),
+/// The name in a `Host` header (`localhost:8787` → `localhost`, `[::1]:8787` → `[::1]`), or
+/// `None` when the header is not a plain host and port: `localhost:80@evil.example` names
+/// neither.
+pub fn host_name(host: &str) -> Option<&str> {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => {
+            let end = rest.find(']')?;
+            let (name, after) = host.split_at(end + 2);
+            let inner = &name[1..name.len() - 1];
+            if inner.is_empty()
+                || !inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            {
+                return None;
+            }
+            match after {
+                "" => (name, None),
+                after => (name, Some(after.strip_prefix(':')?)),
+            }
+        }
+        None => {
+            let (name, port) = match host.split_once(':') {
+                Some((name, port)) => (name, Some(port)),
+                None => (host, None),
+            };
+            let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+            if name.is_empty() || !name.chars().all(plain) {
+                return None;
+            }
+            (name, port)
+        }
+    };
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
     }
+    Some(name)
 }
 
 /// Whether `headers` name one of `allowed` as their `Host` (requests without `Host`, HTTP/1.0,
 /// pass: DNS rebinding needs a browser, which sends one).
 pub fn host_in(allowed: &[String], headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(HOST) else { return true };
-    let Ok(host) = host.to_str() else { return false };
-    let name = host_name(host);
+    let Some(name) = host.to_str().ok().and_then(host_name) else { return false };
     allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn host_names_lose_their_port() {
-        assert_eq!(super::host_name("localhost:8787"), "localhost");
-        assert_eq!(super::host_name("127.0.0.1"), "127.0.0.1");
-        assert_eq!(super::host_name("[::1]:8787"), "[::1]");
-        assert_eq!(super::host_name("evil.example:80"), "evil.example");
+    fn host_names_lose_their_port_and_nothing_else_passes() {
+        use super::host_name;
+        assert_eq!(host_name("localhost:8787"), Some("localhost"));
+        assert_eq!(host_name("127.0.0.1"), Some("127.0.0.1"));
+        assert_eq!(host_name("[::1]:8787"), Some("[::1]"));
+        assert_eq!(host_name("[::1]"), Some("[::1]"));
+        assert_eq!(host_name("evil.example:80"), Some("evil.example"));
+        for bad in [
+            "localhost:80@evil.com",
+            "localhost@evil.com",
+            "localhost:",
+            "localhost:80:81",
+            "localhost:8o",
+            "[::1]x",
+            "[::1]:80@evil",
+            "[evil.com]",
+            "local host",
+            "",
+            "localhost/evil",
+        ] {
+            assert_eq!(host_name(bad), None, "{bad}");
+        }
     }
 }

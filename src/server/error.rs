@@ -81,6 +81,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(message) => Self::not_found("not_found", message),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::Invalid(message) => Self::unprocessable("invalid", message),
+            StoreError::Quota(message) => {
+                Self::new(StatusCode::FORBIDDEN, "quota_exceeded", message)
+            }
             StoreError::TimedOut(message) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "query_timed_out", message)
             }
@@ -117,6 +120,8 @@ pub fn retry_seconds(wait: std::time::Duration) -> u64 {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Refusals at -vv (their messages hold no secrets: none ever quotes a token).
+        tracing::debug!(status = self.status.as_u16(), code = self.code, message = %self.message, "refused");
         let mut response = match self.rpc {
             Some(code) => {
                 let body = failure(&Id::NULL, &RpcError::new(code, self.message));

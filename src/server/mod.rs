@@ -142,13 +142,16 @@ pub fn router(state: AppState) -> Router {
     let compression = CompressionLayer::new()
         .gzip(true)
         .compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES).and(NotForContentType::SSE));
-    let mcp = Router::new()
+    let mut mcp = Router::new()
         .route("/api/mcp", post(mcp::handle).fallback(mcp::method_not_allowed))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::VARY,
             HeaderValue::from_static("Accept-Encoding"),
         ))
         .layer(compression);
+    if let Some(cors) = cors(&state.config.allowed_origins) {
+        mcp = mcp.layer(cors);
+    }
     Router::new()
         .route("/healthz", get(healthz))
         .merge(mcp)
@@ -159,6 +162,33 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(connection::close_if_body_unread))
         .layer(request_log())
         .with_state(state)
+}
+
+/// CORS for the Origins `--allow-origin` names, so a browser page there can call the MCP
+/// endpoint: its preflight is answered, and its answers carry the headers browsers need.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> =
+        origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let name = axum::http::HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([axum::http::Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                name("mcp-protocol-version"),
+                name("mcp-method"),
+                name("mcp-name"),
+            ])
+            .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Every request at `-v` (info): method, path, status, time. Headers are never logged (they

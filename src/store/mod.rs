@@ -59,14 +59,33 @@ pub struct StoreOptions {
     pub postgres_connections: u32,
     /// A statement running longer is stopped and its request fails with a clear error.
     pub statement_limit: Duration,
+    /// What one workspace may hold.
+    pub quotas: Quotas,
+}
+
+/// What one workspace may hold at most: far above what a team writes (a million items), low
+/// enough that one key cannot fill the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub items: i64,
+    pub comments: i64,
+    /// Bytes of text: titles, descriptions, fields, comments.
+    pub text_bytes: i64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self { items: 1_000_000, comments: 2_000_000, text_bytes: 4 << 30 }
+    }
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            read_connections: 4,
+            read_connections: 8,
             postgres_connections: 16,
             statement_limit: Duration::from_secs(2),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -83,6 +102,9 @@ pub enum StoreError {
     /// A statement ran past the time limit and was stopped.
     #[error("{0}")]
     TimedOut(String),
+    /// A write would take a workspace past a quota; nothing was changed.
+    #[error("{0}")]
+    Quota(String),
     #[error("database error: {0}")]
     Db(DbError),
 }
@@ -219,9 +241,21 @@ impl Store {
             other => broken(other),
         })?;
         if let Database::Sqlite(path) = database {
-            crate::fsutil::restrict_file(path).map_err(|error| {
-                OpenError::Unwritable(format!("could not make {shown} private (0600): {error}"))
-            })?;
+            // The write-ahead log and its index hold the same data: private too, whatever mode
+            // an older file left them with.
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                let file = PathBuf::from(file);
+                if suffix.is_empty() || file.exists() {
+                    crate::fsutil::restrict_file(&file).map_err(|error| {
+                        OpenError::Unwritable(format!(
+                            "could not make {} private (0600): {error}",
+                            file.display()
+                        ))
+                    })?;
+                }
+            }
         }
         store.seed_demo_if_empty().map_err(broken)?;
         store.load_key_index().map_err(broken)?;

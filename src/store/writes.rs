@@ -46,7 +46,7 @@ impl Store {
     ) -> StoreResult<ItemDetail> {
         self.write(workspace_id, actor, |tx, now| {
             let id = update.item_id.trim();
-            let (kind, mut title, mut description, mut status, mut owner, fields) = tx
+            let (kind, mut title, mut description, mut status, mut owner, old_fields) = tx
                 .prepare_cached(
                     "SELECT kind, title, description, status, owner, fields FROM items
                      WHERE workspace_id = ?1 AND id = ?2",
@@ -63,6 +63,8 @@ impl Store {
                 })
                 .optional()?
                 .ok_or_else(|| not_found_item(id))?;
+            let fields = old_fields.clone();
+            let before = text_bytes(&[&title, &description, &json_text(&old_fields)?]);
             let mut changed = Vec::new();
             if let Some(value) = &update.title {
                 title = required_text("title", value, TITLE_MAX)?;
@@ -94,6 +96,7 @@ impl Store {
                         .into(),
                 ));
             }
+            let fields_text = json_text(&fields)?;
             tx.prepare_cached(
                 "UPDATE items SET title = ?3, description = ?4, status = ?5, owner = ?6,
                                   fields = ?7, updated_at = ?8
@@ -106,9 +109,11 @@ impl Store {
                 description,
                 status,
                 owner,
-                json_text(&fields)?,
+                fields_text,
                 now
             ])?;
+            let after = text_bytes(&[&title, &description, &fields_text]);
+            count(tx, workspace_id, "text_bytes", after - before)?;
             let detail = format!("update_item {id} {title:?}: {}", changed.join(", "));
             search::index_item(tx, workspace_id, id)?;
             Ok((item_detail(tx, workspace_id, id, None)?, detail))
@@ -161,6 +166,8 @@ impl Store {
         let conn = self.writer();
         let tx = conn.transaction()?;
         let (value, detail) = change(&tx, now)?;
+        // Checked after the change, inside its transaction: a write past a quota is undone.
+        self.check_quotas(&tx, workspace_id)?;
         insert_event(
             &tx,
             now,
@@ -286,6 +293,7 @@ pub(super) fn insert_item(
         Some(fields) => merge_fields(new.kind, Map::new(), fields)?,
         None => Map::new(),
     };
+    let fields_text = json_text(&fields)?;
     let step_id = new.step_id.trim();
     ensure_step(conn, workspace_id, step_id)?;
     let id = new_id("itm");
@@ -305,12 +313,14 @@ pub(super) fn insert_item(
         description,
         status,
         owner,
-        json_text(&fields)?,
+        fields_text,
         now
     ])?;
     conn.prepare_cached("UPDATE steps SET item_count = item_count + 1 WHERE id = ?1")?
         .execute([step_id])?;
     count(conn, workspace_id, &format!("item:{}", new.kind), 1)?;
+    count(conn, workspace_id, "items", 1)?;
+    count(conn, workspace_id, "text_bytes", text_bytes(&[&title, &description, &fields_text]))?;
     search::index_item(conn, workspace_id, &id)?;
     Ok(id)
 }
@@ -374,6 +384,7 @@ pub(super) fn insert_comment(
     .execute(params![id, workspace_id, item_id, author, body, now])?;
     search::index_comment(conn, workspace_id, &id)?;
     count(conn, workspace_id, "comments", 1)?;
+    count(conn, workspace_id, "text_bytes", text_bytes(&[&author, &body]))?;
     Ok(Comment { id, author, body, created_at: from_secs(now) })
 }
 
@@ -413,4 +424,37 @@ pub(super) fn count(
     )?
     .execute(params![workspace_id, counter, delta])?;
     Ok(())
+}
+
+/// The bytes `parts` add to a workspace's text.
+fn text_bytes(parts: &[&str]) -> i64 {
+    parts.iter().map(|p| i64::try_from(p.len()).unwrap_or(i64::MAX)).sum()
+}
+
+impl Store {
+    /// Refuses a write that took the workspace past one of its quotas (see [`super::Quotas`]).
+    fn check_quotas(&self, conn: &Connection, workspace_id: i64) -> StoreResult<()> {
+        let quotas = self.options.quotas;
+        let rows = conn.query(
+            "SELECT counter, n FROM workspace_counts WHERE workspace_id = ?1
+             AND counter IN ('items', 'comments', 'text_bytes')",
+            [workspace_id],
+        )?;
+        for row in rows {
+            let (counter, n): (String, i64) = (row.get(0)?, row.get(1)?);
+            let (max, what, flag) = match counter.as_str() {
+                "items" => (quotas.items, "items", "--max-items"),
+                "comments" => (quotas.comments, "comments", "--max-comments"),
+                _ => (quotas.text_bytes, "bytes of text", "--max-text-bytes"),
+            };
+            if n > max {
+                return Err(StoreError::Quota(format!(
+                    "this workspace would hold more than {max} {what}, the most this server \
+                     allows one workspace; nothing was changed (the server's admin can raise it: \
+                     `custory-mcp serve {flag} N`)"
+                )));
+            }
+        }
+        Ok(())
+    }
 }

@@ -530,35 +530,69 @@ async fn the_curl_command_performs_the_same_initialize() {
     let run = run_test(Some(&token), &["--server", &server.url, "--curl"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let command = run.stdout.trim_end();
-    assert!(command.starts_with("curl "), "{command}");
-    assert!(command.contains(r#"-H "Authorization: Bearer $CUSTORY_MCP_TOKEN""#), "{command}");
+    assert!(command.contains("$CUSTORY_MCP_TOKEN"), "{command}");
     assert!(command.contains(&server.mcp_url()), "{command}");
+    assert!(!command.contains(&token), "the token itself is never printed");
 
-    let output = tokio::process::Command::new("bash")
-        .arg("-c")
-        .arg(command)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("CUSTORY_MCP_TOKEN", &token)
-        .output()
-        .await
-        .expect("run the printed curl command");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let reply: Value = serde_json::from_slice(&output.stdout).expect("JSON-RPC reply");
-    assert_eq!(reply["jsonrpc"], "2.0");
-    assert_eq!(reply["id"], 1);
-    assert_eq!(reply["result"]["protocolVersion"], "2025-11-25");
-    assert_eq!(reply["result"]["serverInfo"]["name"], "custory-mcp");
+    // Run as a user would, in bash and in a plain POSIX sh, with a `curl` on PATH that writes
+    // down its arguments before running the real one: the token must not be among them
+    // (anyone on the machine sees a process's arguments in `ps`).
+    let real_curl = which("curl");
+    let bin = tempfile::tempdir().expect("bin dir");
+    let argv = bin.path().join("argv");
+    let wrapper = bin.path().join("curl");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+            argv.display(),
+            real_curl
+        ),
+    )
+    .expect("write wrapper");
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    for shell in ["bash", "sh"] {
+        let output = tokio::process::Command::new(shell)
+            .arg("-c")
+            .arg(command)
+            .env_clear()
+            .env("PATH", &path)
+            .env("CUSTORY_MCP_TOKEN", &token)
+            .output()
+            .await
+            .expect("run the printed curl command");
+        assert!(output.status.success(), "{shell}: {}", String::from_utf8_lossy(&output.stderr));
+        let reply: Value = serde_json::from_slice(&output.stdout).expect("JSON-RPC reply");
+        assert_eq!(reply["jsonrpc"], "2.0");
+        assert_eq!(reply["id"], 1);
+        assert_eq!(reply["result"]["protocolVersion"], "2025-11-25");
+        assert_eq!(reply["result"]["serverInfo"]["name"], "custory-mcp");
+    }
+    let seen = std::fs::read_to_string(&argv).expect("the wrapper ran");
+    assert!(seen.contains("@-"), "{seen}");
+    assert!(!seen.contains(&token), "the token reached curl's arguments: {seen}");
 
     // Another variable name is used as given; none set here gets a note on stderr.
     let run =
         run_test(None, &["--server", &server.url, "--curl", "--token-env", "CI_MCP_TOKEN"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stdout.contains(r#""Authorization: Bearer $CI_MCP_TOKEN""#), "{}", run.stdout);
+    assert!(run.stdout.contains(r#""$CI_MCP_TOKEN""#), "{}", run.stdout);
     assert!(run.stderr.contains("CI_MCP_TOKEN is not set"), "{}", run.stderr);
 
     let run = run_test(None, &["--curl", "--token-env", "A-B"]).await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("is not an environment variable name"), "{}", run.stderr);
     server.stop().await;
+}
+
+/// The full path of `program` on PATH.
+fn which(program: &str) -> String {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{program} is needed for this test (apt-get install {program})"))
+        .display()
+        .to_string()
 }

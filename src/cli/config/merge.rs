@@ -280,6 +280,14 @@ pub fn resolve(path: &Path) -> PathBuf {
     }
 }
 
+/// `path`, or the directory holding it, when that is a symbolic link.
+pub fn linked(path: &Path) -> Option<PathBuf> {
+    let is_link =
+        |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|meta| meta.file_type().is_symlink());
+    let parent = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+    [Some(path), parent].into_iter().flatten().find(|p| is_link(p)).map(Path::to_owned)
+}
+
 /// `<file>.bak`.
 pub fn backup_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();

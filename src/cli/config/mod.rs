@@ -141,6 +141,19 @@ fn write(
         )
         .into());
     }
+    // A user's own config files may be links (dotfile managers make them); a project's are
+    // written only as plain files: a repository could otherwise point one anywhere (say, at
+    // a file of the user's that a token must not land in).
+    if args.scope == Scope::Project
+        && let Some(link) = merge::linked(path)
+    {
+        return Err(CliError::failure(format!(
+            "{} is a symbolic link, and a project's config file is written only as a plain file",
+            link.display()
+        ))
+        .hint("remove the link (or write the entry by hand), then run this again")
+        .into());
+    }
     let target = merge::resolve(path);
     let previous = merge::read(&target)?;
     let merged = merge::merge(&plan.entry, syntax, previous.as_deref(), &target)?;

@@ -115,11 +115,14 @@ fn read_token(args: &TestArgs, global: &GlobalArgs) -> anyhow::Result<(String, T
 fn print_curl(args: &TestArgs, url: &Url, printer: Printer) -> anyhow::Result<ExitStatus> {
     let var = &args.token_env;
     let body = initialize_request();
+    // The token goes to curl on its standard input (`-H @-`), through the shell's own printf:
+    // it is in no process's argument list, which `ps` would show anyone on the machine.
     let command = [
+        format!("printf 'Authorization: Bearer %s\\n' \"${var}\" |"),
         format!("curl -sS --max-time {} {}", args.timeout, shell_quote(url.as_str())),
+        "-H @-".to_owned(),
         format!("-H {}", shell_quote("Content-Type: application/json")),
         format!("-H {}", shell_quote(&format!("Accept: {ACCEPT_BOTH}"))),
-        format!("-H \"Authorization: Bearer ${var}\""),
         format!("--data {}", shell_quote(&body)),
     ]
     .join(" \\\n  ");

@@ -16,8 +16,8 @@ CREATE TABLE search_docs (
 CREATE INDEX search_docs_workspace ON search_docs (workspace_id);
 CREATE INDEX search_docs_words ON search_docs USING GIN (words);
 
--- What a workspace holds, counted as it is written (items per kind, comments), so that a
--- summary costs no count.
+-- What a workspace holds, counted as it is written (items in all and per kind, comments, the
+-- bytes of their text), so that a summary costs no count and quotas cost one read.
 CREATE TABLE workspace_counts (
     workspace_id  BIGINT NOT NULL REFERENCES workspaces(id),
     counter       TEXT NOT NULL,
@@ -27,7 +27,15 @@ CREATE TABLE workspace_counts (
 INSERT INTO workspace_counts (workspace_id, counter, n)
 SELECT workspace_id, 'item:' || kind, count(*) FROM items GROUP BY workspace_id, kind;
 INSERT INTO workspace_counts (workspace_id, counter, n)
+SELECT workspace_id, 'items', count(*) FROM items GROUP BY workspace_id;
+INSERT INTO workspace_counts (workspace_id, counter, n)
 SELECT workspace_id, 'comments', count(*) FROM comments GROUP BY workspace_id;
+INSERT INTO workspace_counts (workspace_id, counter, n)
+SELECT workspace_id, 'text_bytes', sum(n) FROM (
+    SELECT workspace_id, octet_length(title) + octet_length(description) + octet_length(fields) AS n FROM items
+    UNION ALL
+    SELECT workspace_id, octet_length(body) + octet_length(author) FROM comments
+) t GROUP BY workspace_id;
 
 -- A step's place in its workspace's map (journeys, then stages, then steps, by position), and a
 -- copy on each item: items list in map order along one index.

@@ -26,8 +26,8 @@ CREATE VIRTUAL TABLE search_fts USING fts5(
     tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
 );
 
--- What a workspace holds, counted as it is written (items per kind, comments), so that a
--- summary costs no count.
+-- What a workspace holds, counted as it is written (items in all and per kind, comments, the
+-- bytes of their text), so that a summary costs no count and quotas cost one read.
 CREATE TABLE workspace_counts (
     workspace_id  INTEGER NOT NULL REFERENCES workspaces(id),
     counter       TEXT NOT NULL,
@@ -37,7 +37,15 @@ CREATE TABLE workspace_counts (
 INSERT INTO workspace_counts (workspace_id, counter, n)
 SELECT workspace_id, 'item:' || kind, count(*) FROM items GROUP BY workspace_id, kind;
 INSERT INTO workspace_counts (workspace_id, counter, n)
+SELECT workspace_id, 'items', count(*) FROM items GROUP BY workspace_id;
+INSERT INTO workspace_counts (workspace_id, counter, n)
 SELECT workspace_id, 'comments', count(*) FROM comments GROUP BY workspace_id;
+INSERT INTO workspace_counts (workspace_id, counter, n)
+SELECT workspace_id, 'text_bytes', sum(n) FROM (
+    SELECT workspace_id, length(CAST(title AS BLOB)) + length(CAST(description AS BLOB)) + length(CAST(fields AS BLOB)) AS n FROM items
+    UNION ALL
+    SELECT workspace_id, length(CAST(body AS BLOB)) + length(CAST(author AS BLOB)) FROM comments
+) t GROUP BY workspace_id;
 
 -- A step's place in its workspace's map (journeys, then stages, then steps, by position), and a
 -- copy on each item: items list in map order along one index.
