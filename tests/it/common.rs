@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use custory_mcp::server::{AppState, ServerConfig};
-use custory_mcp::store::{Clock, Database, OwnerCredentialSetup, Store};
+use custory_mcp::store::{Clock, Database, OwnerCredentialSetup, Store, StoreOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -248,14 +248,24 @@ impl TestServer {
     }
 
     pub async fn start_with(config: ServerConfig) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = TestDatabase::for_backend(&dir.path().join("custory.db"));
-        Self::start_on(dir, db, config).await
+        Self::start_with_options(config, StoreOptions::default()).await
     }
 
-    async fn start_on(dir: TempDir, db: TestDatabase, config: ServerConfig) -> Self {
-        let store =
-            Arc::new(Store::open_database(&db.database, Clock::default()).expect("open store"));
+    /// A server whose store has `options` (a short statement limit, small quotas).
+    pub async fn start_with_options(config: ServerConfig, options: StoreOptions) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = TestDatabase::for_backend(&dir.path().join("custory.db"));
+        Self::start_on(dir, db, config, options).await
+    }
+
+    async fn start_on(
+        dir: TempDir,
+        db: TestDatabase,
+        config: ServerConfig,
+        options: StoreOptions,
+    ) -> Self {
+        let store = Store::open_with(&db.database, Clock::default(), options).expect("open store");
+        let store = Arc::new(store);
         let OwnerCredentialSetup::Issued(owner) =
             store.ensure_owner_credential(false).expect("owner")
         else {

@@ -7,6 +7,7 @@ mod config;
 mod conformance;
 mod help;
 mod layout;
+mod limits;
 mod mcp_contract;
 mod mcp_http;
 mod paging;
