@@ -135,6 +135,30 @@ impl LimitArgs {
 
 pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     init_logging(global.verbose, global.quiet);
+    // On loopback, only loopback names may address the server (DNS rebinding); on another
+    // address, only the names given with --allow-host, or any with --allow-any-host (behind a
+    // proxy that checks them), but never any by accident. Checked before anything is opened.
+    let listen = args.listen;
+    let mut allowed_hosts = args.allow_host;
+    let allowed_hosts = if listen.ip().is_loopback() {
+        allowed_hosts.extend(LOOPBACK_HOSTS.map(String::from));
+        Some(allowed_hosts)
+    } else if args.allow_any_host {
+        None
+    } else if allowed_hosts.is_empty() {
+        return Err(CliError::usage(format!(
+            "--listen {listen} is reachable from other machines, so the server must know the host \
+             names clients use for it (a browser page could otherwise reach it through a name of \
+             its own: DNS rebinding)"
+        ))
+        .hint(
+            "pass --allow-host NAME for each name (e.g. --allow-host mcp.example.com), or \
+             --allow-any-host behind a proxy that checks the Host header",
+        )
+        .into());
+    } else {
+        Some(allowed_hosts)
+    };
     let database = match args.database {
         // Parsed here rather than by clap, whose error would repeat the value, password and all.
         Some(value) => Database::parse(&value).map_err(|error| {
@@ -158,38 +182,15 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         .build()
         .context("could not start the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|error| {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|error| {
             let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
                 "another server is using it: stop it, or pass --listen 127.0.0.1:0 for a free port"
             } else {
                 "pass another address with --listen"
             };
-            CliError::failure(format!("could not listen on {}: {error}", args.listen)).hint(hint)
+            CliError::failure(format!("could not listen on {}: {error}", listen)).hint(hint)
         })?;
         let addr = listener.local_addr()?;
-        // On loopback, only loopback names may address the server (DNS rebinding); on
-        // another address, only the names given with --allow-host, or any with
-        // --allow-any-host (behind a proxy that checks them), but never any by accident.
-        let mut allowed_hosts = args.allow_host;
-        let allowed_hosts = if addr.ip().is_loopback() {
-            allowed_hosts.extend(LOOPBACK_HOSTS.map(String::from));
-            Some(allowed_hosts)
-        } else if args.allow_any_host {
-            None
-        } else if allowed_hosts.is_empty() {
-            return Err(CliError::usage(format!(
-                "--listen {addr} is reachable from other machines, so the server must know the \
-                 host names clients use for it (a browser page could otherwise reach it through \
-                 a name of its own: DNS rebinding)"
-            ))
-            .hint(
-                "pass --allow-host NAME for each name (e.g. --allow-host mcp.example.com), or \
-                   --allow-any-host behind a proxy that checks the Host header",
-            )
-            .into());
-        } else {
-            Some(allowed_hosts)
-        };
         // The owner credential is issued only once the listener is bound: a start that fails
         // (a busy port) loses nothing.
         let owner = store.ensure_owner_credential(args.reset_owner_credential)?;

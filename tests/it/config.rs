@@ -683,6 +683,30 @@ async fn project_scope_writes_in_the_current_directory() {
     assert!(out.stderr.contains("error: Windsurf has no project config file"), "{}", out.stderr);
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn a_project_config_that_is_a_link_is_not_written_through() {
+    // A cloned repository can ship `.mcp.json` (or `.vscode/`) as a link to a user's file.
+    let env = TestEnv::new();
+    let project = tempfile::tempdir().expect("project");
+    let elsewhere = home(&env, "notes.json");
+    put(&elsewhere, "{\"mine\": true}\n");
+    std::os::unix::fs::symlink(&elsewhere, project.path().join(".mcp.json")).expect("link");
+    let args = ["config", "claude-code", "--url", URL, "--scope", "project", "--write", "--yes"];
+    let out = run_in(&env, Some(project.path()), &args, None).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("is a symbolic link"), "{}", out.stderr);
+    assert!(out.stderr.contains("hint: remove the link"), "{}", out.stderr);
+    assert_eq!(read(&elsewhere), "{\"mine\": true}\n", "the linked file is untouched");
+
+    let outside = tempfile::tempdir().expect("outside");
+    std::os::unix::fs::symlink(outside.path(), project.path().join(".vscode")).expect("link");
+    let vscode = ["config", "vscode", "--url", URL, "--scope", "project", "--write", "--yes"];
+    let out = run_in(&env, Some(project.path()), &vscode, None).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(!outside.path().join("mcp.json").exists(), "nothing written through a linked folder");
+}
+
 #[tokio::test]
 async fn a_saved_key_can_be_embedded() {
     let server = TestServer::start().await;

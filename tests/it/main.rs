@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod config;
 mod conformance;
+mod hardening;
 mod help;
 mod layout;
 mod limits;
