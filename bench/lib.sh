@@ -6,6 +6,9 @@
 # own port and directory). Sets SERVER_URL, OWNER (the owner credential), DATABASE, WORK (the
 # scratch directory) and SERVER_URLS (every replica's URL). Everything is cleaned up on exit.
 # start_replica: one more `serve` on the same database; appends its URL to SERVER_URLS.
+# SERVE_ARGS: extra `serve` flags (word-split). A benchmark of the data plane lifts the per-key
+# rates with $UNLIMITED_KEYS, since one key stands in for many clients there; bench/abuse.sh
+# keeps every default.
 
 need() { # need COMMAND PACKAGE: install a Debian package when the command is missing
   if ! command -v "$1" >/dev/null; then
@@ -50,13 +53,16 @@ ${2:-}
 LUA
 }
 
+UNLIMITED_KEYS="--key-requests-per-second 1000000000 --key-writes-per-second 1000000000"
 SERVER_PIDS=()
 SERVER_URLS=()
 BENCH_PG=""
 
 # Starts one `serve` on $DATABASE; sets LAST_ANNOUNCEMENT.
 serve_one() {
-  launch ./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --database "$DATABASE"
+  # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
+  launch ./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --database "$DATABASE" \
+    ${SERVE_ARGS:-}
   SERVER_PIDS+=("$LAUNCHED_PID")
   LAST_ANNOUNCEMENT="$LAUNCHED_ANNOUNCEMENT"
   SERVER_URLS+=("$(json_field "$LAST_ANNOUNCEMENT" url)")

@@ -41,6 +41,7 @@ rounds="${4:-3}"
 replicas="${BENCH_REPLICAS:-1}"
 
 source bench/lib.sh
+SERVE_ARGS="$UNLIMITED_KEYS"
 need wrk wrk
 start_server
 for _ in $(seq 2 "$replicas"); do start_replica; done

@@ -65,8 +65,15 @@ class Client:
         all_headers.update(headers or {})
         all_headers["Authorization"] = "Bearer " + (auth or self.token)
         data = json.dumps(body).encode() if body is not None else None
-        self.conn.request(method, path, data, all_headers)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, data, all_headers)
+            response = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closes a connection idle for --header-timeout (10 s); reconnect, as
+            # pooling HTTP clients do.
+            self.conn.close()
+            self.conn.request(method, path, data, all_headers)
+            response = self.conn.getresponse()
         return response.status, response.read()
 
     def mcp(self, messages, version="2025-11-25"):

@@ -22,6 +22,7 @@ sizes="${1:-1000,10000,100000}"
 keys="${2:-100000}"
 
 source bench/lib.sh
+SERVE_ARGS="$UNLIMITED_KEYS"
 need wrk wrk
 start_server
 pid="${SERVER_PIDS[0]}"

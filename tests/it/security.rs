@@ -23,7 +23,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use custory_mcp::server::ServerConfig;
+use custory_mcp::server::{Rate, ServerConfig};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
@@ -56,10 +56,14 @@ const CLIENT_ERROR_CODES: [i64; 4] = [-32700, -32600, -32601, -32602];
 /// HTTP statuses a well-formed answer to an authenticated POST may have.
 const CLEAN_STATUSES: [u16; 6] = [200, 202, 400, 406, 413, 415];
 
-/// A server whose auth limiter never trips (some tests fail authentication on purpose).
+/// A server whose auth limiter and per-key rates never trip (some tests fail authentication on
+/// purpose; the fuzzers send thousands of messages a second from one key).
 async fn lenient_server() -> TestServer {
+    let unlimited = Rate { per_second: 1_000_000, burst: 1_000_000 };
     TestServer::start_with(ServerConfig {
         auth_failures_per_window: 1_000_000,
+        key_requests: unlimited,
+        key_writes: unlimited,
         ..ServerConfig::default()
     })
     .await
@@ -480,7 +484,7 @@ fn message() -> BoxedStrategy<Value> {
 
 #[tokio::test]
 async fn fuzzed_json_bodies_always_get_a_well_formed_answer() {
-    let server = TestServer::start().await;
+    let server = lenient_server().await;
     let (_, token) = server.create_key("Fuzzer", "never", "read-write").await;
     let client = http();
     let url = server.mcp_url();
@@ -518,7 +522,7 @@ async fn fuzzed_json_bodies_always_get_a_well_formed_answer() {
 
 #[tokio::test]
 async fn fuzzed_byte_strings_always_get_a_well_formed_answer() {
-    let server = TestServer::start().await;
+    let server = lenient_server().await;
     let (_, token) = server.create_key("Fuzzer", "never", "read-write").await;
     let client = http();
     let url = server.mcp_url();
@@ -761,7 +765,7 @@ fn tool_arguments(tool: &'static str, words: &Vocabulary) -> BoxedStrategy<Optio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzed_tool_arguments_never_cause_an_internal_error() {
-    let server = TestServer::start().await;
+    let server = lenient_server().await;
     let (_, token) = server.create_key("Fuzzer", "never", "read-write").await;
     let client = http();
     let url = server.mcp_url();
