@@ -41,6 +41,8 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Show the workspace''s key and MCP activity, newest first')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)')
             [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Check a connection to the MCP endpoint, stage by stage')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a workspace (or, with --all, every workspace) as a JSON document')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Create a workspace from a JSON document that `export` wrote (all or nothing)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -338,6 +340,38 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'custory-mcp;export' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Write to this file (with --all: this directory, one SLUG.json per workspace) instead of stdout')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write to this file (with --all: this directory, one SLUG.json per workspace) instead of stdout')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Export every workspace of the server (a backup); needs --output DIR')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'custory-mcp;import' {
+            [CompletionResult]::new('--new', '--new', [CompletionResultType]::ParameterName, 'Import as a new workspace with this name [default: the document''s name and slug; or into the existing, empty workspace that --workspace names]')
+            [CompletionResult]::new('--slug', '--slug', [CompletionResultType]::ParameterName, 'The new workspace''s slug [default: made from its name]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Check everything and write nothing')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'custory-mcp;completions' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
             [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
@@ -360,6 +394,8 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Show the workspace''s key and MCP activity, newest first')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)')
             [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Check a connection to the MCP endpoint, stage by stage')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a workspace (or, with --all, every workspace) as a JSON document')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Create a workspace from a JSON document that `export` wrote (all or nothing)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -414,6 +450,12 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             break
         }
         'custory-mcp;help;test' {
+            break
+        }
+        'custory-mcp;help;export' {
+            break
+        }
+        'custory-mcp;help;import' {
             break
         }
         'custory-mcp;help;completions' {

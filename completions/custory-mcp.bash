@@ -25,8 +25,14 @@ _custory__mcp() {
             custory__mcp,config)
                 cmd="custory__mcp__subcmd__config"
                 ;;
+            custory__mcp,export)
+                cmd="custory__mcp__subcmd__export"
+                ;;
             custory__mcp,help)
                 cmd="custory__mcp__subcmd__help"
+                ;;
+            custory__mcp,import)
+                cmd="custory__mcp__subcmd__import"
                 ;;
             custory__mcp,keys)
                 cmd="custory__mcp__subcmd__keys"
@@ -55,8 +61,14 @@ _custory__mcp() {
             custory__mcp__subcmd__help,config)
                 cmd="custory__mcp__subcmd__help__subcmd__config"
                 ;;
+            custory__mcp__subcmd__help,export)
+                cmd="custory__mcp__subcmd__help__subcmd__export"
+                ;;
             custory__mcp__subcmd__help,help)
                 cmd="custory__mcp__subcmd__help__subcmd__help"
+                ;;
+            custory__mcp__subcmd__help,import)
+                cmd="custory__mcp__subcmd__help__subcmd__import"
                 ;;
             custory__mcp__subcmd__help,keys)
                 cmd="custory__mcp__subcmd__help__subcmd__keys"
@@ -158,7 +170,7 @@ _custory__mcp() {
 
     case "${cmd}" in
         custory__mcp)
-            opts="-q -v -h -V --server --workspace --json --color --quiet --verbose --help --version serve login logout workspaces keys audit config test completions help"
+            opts="-q -v -h -V --server --workspace --json --color --quiet --verbose --help --version serve login logout workspaces keys audit config test export import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -285,8 +297,42 @@ _custory__mcp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        custory__subcmd__mcp__subcmd__export)
+            opts="-o -q -v -h --output --all --server --workspace --json --color --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         custory__subcmd__mcp__subcmd__help)
-            opts="serve login logout workspaces keys audit config test completions help"
+            opts="serve login logout workspaces keys audit config test export import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -341,7 +387,35 @@ _custory__mcp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        custory__subcmd__mcp__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         custory__subcmd__mcp__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        custory__subcmd__mcp__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -530,6 +604,40 @@ _custory__mcp() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        custory__subcmd__mcp__subcmd__import)
+            opts="-q -v -h --new --slug --dry-run --server --workspace --json --color --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --new)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --slug)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

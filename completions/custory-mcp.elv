@@ -38,6 +38,8 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand audit 'Show the workspace''s key and MCP activity, newest first'
             cand config 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
             cand test 'Check a connection to the MCP endpoint, stage by stage'
+            cand export 'Write a workspace (or, with --all, every workspace) as a JSON document'
+            cand import 'Create a workspace from a JSON document that `export` wrote (all or nothing)'
             cand completions 'Print the shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -308,6 +310,36 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'custory-mcp;export'= {
+            cand -o 'Write to this file (with --all: this directory, one SLUG.json per workspace) instead of stdout'
+            cand --output 'Write to this file (with --all: this directory, one SLUG.json per workspace) instead of stdout'
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --all 'Export every workspace of the server (a backup); needs --output DIR'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'custory-mcp;import'= {
+            cand --new 'Import as a new workspace with this name [default: the document''s name and slug; or into the existing, empty workspace that --workspace names]'
+            cand --slug 'The new workspace''s slug [default: made from its name]'
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --dry-run 'Check everything and write nothing'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'custory-mcp;completions'= {
             cand --server 'The Custory server to manage'
             cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
@@ -329,6 +361,8 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand audit 'Show the workspace''s key and MCP activity, newest first'
             cand config 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
             cand test 'Check a connection to the MCP endpoint, stage by stage'
+            cand export 'Write a workspace (or, with --all, every workspace) as a JSON document'
+            cand import 'Create a workspace from a JSON document that `export` wrote (all or nothing)'
             cand completions 'Print the shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -368,6 +402,10 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
         &'custory-mcp;help;config'= {
         }
         &'custory-mcp;help;test'= {
+        }
+        &'custory-mcp;help;export'= {
+        }
+        &'custory-mcp;help;import'= {
         }
         &'custory-mcp;help;completions'= {
         }

@@ -42,6 +42,8 @@ complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "keys" -d 'M
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "audit" -d 'Show the workspace\'s key and MCP activity, newest first'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "config" -d 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "test" -d 'Check a connection to the MCP endpoint, stage by stage'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "export" -d 'Write a workspace (or, with --all, every workspace) as a JSON document'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "import" -d 'Create a workspace from a JSON document that `export` wrote (all or nothing)'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "completions" -d 'Print the shell completion script'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l listen -d 'Address to listen on (port 0 picks a free port)' -r
@@ -246,6 +248,29 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l json -d
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -s v -l verbose -d 'Log more (repeat for more detail)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -s o -l output -d 'Write to this file (with --all: this directory, one SLUG.json per workspace) instead of stdout' -r -F
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l all -d 'Export every workspace of the server (a backup); needs --output DIR'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l new -d 'Import as a new workspace with this name [default: the document\'s name and slug; or into the existing, empty workspace that --workspace names]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l slug -d 'The new workspace\'s slug [default: made from its name]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l dry-run -d 'Check everything and write nothing'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -s h -l help -d 'Print help'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
@@ -255,16 +280,18 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l 
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -s v -l verbose -d 'Log more (repeat for more detail)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "serve" -d 'Run the local Custory server (admin API and MCP endpoint)'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "login" -d 'Store the owner credential for --server'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "logout" -d 'Forget the owner credential for --server'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "workspaces" -d 'Manage workspaces'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "keys" -d 'Manage MCP keys: create, list, show, revoke, rotate'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "audit" -d 'Show the workspace\'s key and MCP activity, newest first'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "config" -d 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "test" -d 'Check a connection to the MCP endpoint, stage by stage'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "completions" -d 'Print the shell completion script'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "serve" -d 'Run the local Custory server (admin API and MCP endpoint)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "login" -d 'Store the owner credential for --server'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "logout" -d 'Forget the owner credential for --server'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "workspaces" -d 'Manage workspaces'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "keys" -d 'Manage MCP keys: create, list, show, revoke, rotate'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "audit" -d 'Show the workspace\'s key and MCP activity, newest first'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "config" -d 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "test" -d 'Check a connection to the MCP endpoint, stage by stage'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "export" -d 'Write a workspace (or, with --all, every workspace) as a JSON document'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "import" -d 'Create a workspace from a JSON document that `export` wrote (all or nothing)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "completions" -d 'Print the shell completion script'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from workspaces" -f -a "list" -d 'List the server\'s workspaces'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from workspaces" -f -a "create" -d 'Create a workspace'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "create" -d 'Create a key; prints its token once'

@@ -203,6 +203,32 @@ pub struct ErrorResponse {
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
+    /// Each problem with its place, when there are several (an import's validation errors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<ErrorDetail>,
+}
+
+/// One problem of a request body: where (a JSON path such as `journeys[0].stages[1].name`, or
+/// `line 3` of a CSV) and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub path: String,
+    pub message: String,
+}
+
+/// The answer to `POST /api/admin/imports`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportResponse {
+    pub workspace: String,
+    /// Nothing was written: the import was checked and rolled back.
+    pub dry_run: bool,
+    pub journeys: u64,
+    pub stages: u64,
+    pub steps: u64,
+    pub items: u64,
+    pub links: u64,
+    pub comments: u64,
+    pub personas: u64,
 }
 
 /// Checks a key or workspace name: 1–100 characters after trimming, no control characters.

@@ -8,6 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{ErrorResponse, Workspace, WorkspacesResponse};
+
+/// How long an export or import may take as a whole.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
 use crate::error::CliError;
 use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
@@ -103,6 +106,103 @@ impl AdminClient {
         })
     }
 
+    /// Streams the answer to GET `path` into `file` (0600, written beside it and renamed into
+    /// place, so a failed download leaves no half file). Returns the bytes written.
+    pub fn download(&self, path: &str, file: &std::path::Path) -> anyhow::Result<u64> {
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = dir.join(format!(".{name}.{}.tmp", crate::token::random_base62(8)));
+        let cannot = |error: std::io::Error| {
+            CliError::failure(format!("could not write {}: {error}", file.display()))
+        };
+        let mut out = crate::fsutil::create_private_file(&temp).map_err(cannot)?;
+        let written = self.download_to(path, &mut out).and_then(|bytes| {
+            out.sync_all().map_err(cannot)?;
+            std::fs::rename(&temp, file).map_err(cannot)?;
+            Ok(bytes)
+        });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written
+    }
+
+    /// Streams the answer to GET `path` into `out`. Returns the bytes written.
+    pub fn download_to(&self, path: &str, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
+        let url = format!("{}/api/admin{path}", self.server);
+        let request =
+            self.http.get(&url).bearer_auth(self.token.expose()).timeout(TRANSFER_TIMEOUT);
+        self.runtime.block_on(async {
+            let mut response = request.send().await.map_err(|error| self.unreachable(&error))?;
+            let status = response.status();
+            if !status.is_success() {
+                let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
+                return Err(self.api_error(status, &bytes).into());
+            }
+            let mut written = 0;
+            while let Some(chunk) =
+                response.chunk().await.map_err(|error| self.unreachable(&error))?
+            {
+                out.write_all(&chunk)
+                    .map_err(|error| CliError::failure(format!("could not write: {error}")))?;
+                written += chunk.len() as u64;
+            }
+            out.flush().map_err(|error| CliError::failure(format!("could not write: {error}")))?;
+            Ok(written)
+        })
+    }
+
+    /// POSTs the file at `file` (`-`: stdin) to `path` with `query`, streamed.
+    pub fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        file: &std::path::Path,
+    ) -> anyhow::Result<T> {
+        let url =
+            reqwest::Url::parse_with_params(&format!("{}/api/admin{path}", self.server), query)
+                .map_err(|error| CliError::usage(format!("invalid --server URL: {error}")))?;
+        let cannot = |error: std::io::Error| {
+            CliError::failure(format!("could not read {}: {error}", file.display()))
+        };
+        self.runtime.block_on(async {
+            let body = if file.as_os_str() == "-" {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+                    .map_err(cannot)?;
+                reqwest::Body::from(bytes)
+            } else {
+                reqwest::Body::from(tokio::fs::File::open(file).await.map_err(cannot)?)
+            };
+            let response = self
+                .http
+                .post(url)
+                .bearer_auth(self.token.expose())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .timeout(TRANSFER_TIMEOUT)
+                .body(body)
+                .send()
+                .await
+                .map_err(|error| self.unreachable(&error))?;
+            let status = response.status();
+            let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
+            if status.is_success() {
+                return serde_json::from_slice(&bytes).map_err(|error| {
+                    CliError::failure(format!(
+                        "the server at {} sent an answer this version of custory-mcp does not \
+                         understand ({error})",
+                        self.server
+                    ))
+                    .into()
+                });
+            }
+            Err(self.api_error(status, &bytes).into())
+        })
+    }
+
     fn unreachable(&self, error: &reqwest::Error) -> anyhow::Error {
         let cause = if error.is_timeout() {
             "it did not answer in time".to_owned()
@@ -126,8 +226,19 @@ impl AdminClient {
             ))
             .hint("check that --server points at a custory-mcp server");
         };
-        let failure = CliError::failure(error.message);
+        let mut message = error.message;
+        // Each problem on a line of its own (an import's validation errors).
+        if error.details.len() > 1 {
+            for detail in &error.details {
+                message.push_str(&format!("\n  {}: {}", detail.path, detail.message));
+            }
+        }
+        let failure = CliError::failure(message);
         match (status, error.code.as_str()) {
+            (_, "invalid_document") => failure.hint(
+                "fix the document (`docs/WORKSPACE_FORMAT.md` describes it), then import it \
+                 again; `--dry-run` checks it without writing",
+            ),
             (StatusCode::UNAUTHORIZED, _) => failure.hint(format!(
                 "run `custory-mcp login --server {}` with this server's owner credential",
                 self.server

@@ -9,6 +9,7 @@ mod prompt;
 mod serve;
 mod shared;
 mod test;
+mod transfer;
 mod workspaces;
 
 use clap::{Parser, Subcommand};
@@ -89,6 +90,10 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Check a connection to the MCP endpoint, stage by stage
     Test(test::TestArgs),
+    /// Write a workspace (or, with --all, every workspace) as a JSON document
+    Export(transfer::ExportArgs),
+    /// Create a workspace from a JSON document that `export` wrote (all or nothing)
+    Import(transfer::ImportArgs),
     /// Print the shell completion script
     Completions(completions::CompletionsArgs),
 }
@@ -124,5 +129,7 @@ fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Config(args) => config::run(args, &cli.global, printer),
         Command::Completions(args) => completions::run(args, printer),
         Command::Test(args) => test::run(args, &cli.global, printer),
+        Command::Export(args) => transfer::export(args, &cli.global, printer),
+        Command::Import(args) => transfer::import(args, &cli.global, printer),
     }
 }

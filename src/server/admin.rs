@@ -58,7 +58,7 @@ async fn db<T: Send + 'static>(
     })?
 }
 
-fn workspace(store: &Store, slug: &str) -> ApiResult<WorkspaceRow> {
+pub(super) fn workspace(store: &Store, slug: &str) -> ApiResult<WorkspaceRow> {
     if let Some(row) = store.workspace_by_slug(slug)? {
         return Ok(row);
     }

@@ -23,6 +23,8 @@ pub struct ApiError {
     pub challenge: Option<String>,
     /// `Some` at the MCP endpoint: the body is a JSON-RPC error with this code.
     pub rpc: Option<ErrorCode>,
+    /// Each problem with its place (the admin API's `details`).
+    pub details: Vec<crate::api::ErrorDetail>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -36,7 +38,13 @@ impl ApiError {
             retry_after: None,
             challenge: None,
             rpc: None,
+            details: Vec::new(),
         }
+    }
+
+    pub fn details(mut self, details: Vec<crate::api::ErrorDetail>) -> Self {
+        self.details = details;
+        self
     }
 
     /// An error of the MCP endpoint: `status`, with a JSON-RPC error body.
@@ -129,7 +137,11 @@ impl IntoResponse for ApiError {
             }
             None => {
                 let body = ErrorResponse {
-                    error: ErrorBody { code: self.code.to_owned(), message: self.message },
+                    error: ErrorBody {
+                        code: self.code.to_owned(),
+                        message: self.message,
+                        details: self.details,
+                    },
                 };
                 (self.status, Json(body)).into_response()
             }

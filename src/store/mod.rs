@@ -28,6 +28,7 @@ mod search;
 mod seed;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 mod validate;
 mod workspaces;
 mod writes;

@@ -433,7 +433,7 @@ fn text_bytes(parts: &[&str]) -> i64 {
 
 impl Store {
     /// Refuses a write that took the workspace past one of its quotas (see [`super::Quotas`]).
-    fn check_quotas(&self, conn: &Connection, workspace_id: i64) -> StoreResult<()> {
+    pub(super) fn check_quotas(&self, conn: &Connection, workspace_id: i64) -> StoreResult<()> {
         let quotas = self.options.quotas;
         let rows = conn.query(
             "SELECT counter, n FROM workspace_counts WHERE workspace_id = ?1

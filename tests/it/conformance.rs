@@ -33,7 +33,7 @@ const READ_TOOLS: [&str; 7] = [
 const WRITE_TOOLS: [&str; 4] = ["create_item", "update_item", "link_items", "add_comment"];
 
 /// The venv's python, installing the SDK on first use (once per target dir).
-fn python_with_sdk() -> PathBuf {
+pub fn python_with_sdk() -> PathBuf {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

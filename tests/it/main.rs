@@ -19,3 +19,4 @@ mod search;
 mod security;
 mod serve;
 mod test_command;
+mod transfer;

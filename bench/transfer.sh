@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Import and export of a large workspace document, as a user runs them: a generated
+# `custory-workspace/1` file of ITEMS items (4 journeys, 40 stages, 400 steps, text from a large
+# vocabulary, a link and a comment for every tenth item) is imported with `custory-mcp import`,
+# then exported with `custory-mcp export`. Prints the wall time of each command, the CLI's peak
+# RSS (/usr/bin/time) and the server's peak RSS over the command (VmHWM, reset before each).
+#
+#   bench/transfer.sh [ITEMS=100000]
+#   BENCH_DATABASE=postgres bench/transfer.sh …
+set -euo pipefail
+cd "$(dirname "$0")/.."
+items="${1:-100000}"
+source bench/lib.sh
+start_server
+pid="${SERVER_PIDS[0]}"
+export CUSTORY_SERVER="$SERVER_URL" CUSTORY_OWNER_TOKEN="$OWNER"
+
+python3 - "$items" "$WORK/big.json" <<'PY'
+import json, random, sys
+items, path = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(7)
+words = [f"w{n:05d}" for n in range(40_000)]
+weights = [1 / (n + 1) for n in range(len(words))]
+def text(n):
+    return " ".join(rng.choices(words, weights, k=n))
+kinds = ["touchpoint", "insight", "opportunity", "solution", "metric"]
+steps = [{"name": f"Step {s}", "description": text(8), "items": []} for s in range(400)]
+for i in range(items):
+    steps[i % 400]["items"].append({
+        "id": f"i{i}", "kind": kinds[i % 5], "title": text(6), "description": text(40),
+        **({"comments": [{"author": "Sam", "body": text(20)}]} if i % 10 == 0 else {}),
+    })
+journeys = [{"slug": f"journey-{j}", "name": f"Journey {j}", "stages": [
+    {"name": f"Stage {j}.{s}", "steps": steps[j * 100 + s * 10: j * 100 + s * 10 + 10]}
+    for s in range(10)]} for j in range(4)]
+# touchpoint -> insight: item i (i % 5 == 0) links to item i + 1, every tenth item.
+links = [{"from": f"i{i}", "to": f"i{i + 1}"} for i in range(0, items - 1, 10)]
+doc = {"format": "custory-workspace/1", "workspace": {"name": "Big", "slug": "big"},
+       "journeys": journeys, "links": links, "personas": [{"name": "Sam", "goals": ["Ship"]}]}
+json.dump(doc, open(path, "w"))
+PY
+size="$(stat -c %s "$WORK/big.json")"
+
+reset_peak() { echo 5 >"/proc/$pid/clear_refs"; }
+server_peak() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
+timed() { # timed LABEL COMMAND...: runs it, prints one line of figures
+  local label="$1"; shift
+  reset_peak
+  local start end
+  start="$(date +%s.%N)"
+  /usr/bin/time -f "%M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; exit 1; }
+  end="$(date +%s.%N)"
+  printf '%-8s %7.1f s   CLI peak RSS %4.0f MiB   server peak RSS %4s MiB\n' "$label" \
+    "$(echo "$end - $start" | bc)" "$(( $(cat "$WORK/time") / 1024 ))" "$(server_peak)"
+}
+
+echo "custory-mcp transfer, $(nproc) cores, database: ${BENCH_DATABASE:-sqlite}: a document of $items items, $((size / 1000000)) MB"
+echo "server RSS before: $(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MiB"
+timed import ./target/release/custory-mcp import "$WORK/big.json"
+timed export ./target/release/custory-mcp --workspace big export -o "$WORK/out.json"
+echo "exported $(( $(stat -c %s "$WORK/out.json") / 1000000 )) MB (pretty-printed, with ids and times)"
+echo "command: BENCH_DATABASE=${BENCH_DATABASE:-sqlite} bench/transfer.sh $items"

@@ -1,0 +1,269 @@
+//! The admin API's whole-workspace endpoints: `GET /api/admin/workspaces/{ws}/export` and
+//! `POST /api/admin/imports?new=NAME[&slug=S] | ?workspace=SLUG [&dry_run=true]`.
+//!
+//! An import's body is parsed as it arrives, on a blocking thread, into the document's types:
+//! the file is never held whole as bytes beside its parsed form. Each chunk must arrive within
+//! the body timeout, and one import runs at a time.
+
+use std::io::Read;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Buf as _;
+use http_body_util::BodyExt as _;
+use serde::Deserialize;
+
+use super::AppState;
+use super::admission::Owner;
+use super::error::{ApiError, ApiResult};
+use crate::api::{self, ErrorDetail, ImportResponse};
+use crate::store::transfer::{ImportError, ImportTarget, WorkspaceDocument};
+
+/// The largest import body: 100k items with their text are ~60 MB.
+pub const IMPORT_MAX_BYTES: usize = 512 * 1024 * 1024;
+
+pub async fn export(
+    _: Owner,
+    State(state): State<AppState>,
+    Path(ws): Path<String>,
+) -> ApiResult<Response> {
+    let store = std::sync::Arc::clone(&state.store);
+    let doc = tokio::task::spawn_blocking(move || -> ApiResult<WorkspaceDocument> {
+        let workspace = super::admin::workspace(&store, &ws)?;
+        Ok(store.export_workspace(workspace.id)?)
+    })
+    .await
+    .map_err(|_| ApiError::internal())??;
+    // Serialized as it is sent, in chunks: the document is never also held whole as bytes.
+    let (chunks, mut receiver) = tokio::sync::mpsc::channel(8);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter { chunks, buffer: Vec::with_capacity(CHUNK) };
+        let written = serde_json::to_writer_pretty(&mut out, &doc)
+            .map_err(std::io::Error::other)
+            .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
+            .and_then(|()| std::io::Write::flush(&mut out));
+        if let Err(error) = written {
+            // The client went away, or the body ends short so the client sees the failure.
+            tracing::debug!(%error, "an export stopped");
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    let body = Body::from_stream(stream);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// Sends what is written to it in chunks of [`CHUNK`] bytes, waiting while the client reads.
+struct ChunkWriter {
+    chunks: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buffer: Vec<u8>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
+        self.chunks
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImportQuery {
+    /// Import into this existing, empty workspace.
+    workspace: Option<String>,
+    /// Import as a new workspace with this name.
+    new: Option<String>,
+    /// The new workspace's slug [default: made from its name].
+    slug: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub async fn import(
+    _: Owner,
+    State(state): State<AppState>,
+    Query(query): Query<ImportQuery>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<ImportResponse>)> {
+    let Ok(_turn) = state.imports.try_acquire() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "import_running",
+            "another import is running on this server; retry when it has finished",
+        )
+        .retry_after(Duration::from_secs(5)));
+    };
+    let target = match (query.workspace, query.new) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_target",
+                "give either ?workspace= (an existing, empty workspace) or ?new= (a new one), \
+                 not both",
+            ));
+        }
+        (Some(slug), None) => Target::Existing(slug),
+        (None, new) => Target::New(new, query.slug),
+    };
+    let dry_run = query.dry_run;
+    let reader = BlockingBody::new(body, state.config.body_timeout);
+    let store = std::sync::Arc::clone(&state.store);
+    let work = move || -> ApiResult<ImportResponse> {
+        let doc = parse(reader)?;
+        let target = match target {
+            Target::Existing(slug) => {
+                ImportTarget::Existing(super::admin::workspace(&store, &slug)?.id)
+            }
+            Target::New(name, slug) => {
+                let name = name.unwrap_or_else(|| doc.workspace.name.clone());
+                let name = api::validate_name(&name)
+                    .map_err(|m| ApiError::unprocessable("invalid_name", m))?
+                    .to_owned();
+                let slug = match slug {
+                    Some(slug) => api::validate_slug(&slug)
+                        .map_err(|m| ApiError::unprocessable("invalid_slug", m))?
+                        .to_owned(),
+                    None if name == doc.workspace.name => doc.workspace.slug.clone(),
+                    None => api::slugify(&name),
+                };
+                ImportTarget::New { name, slug }
+            }
+        };
+        let (workspace, counts) =
+            store.import_workspace(&target, &doc, dry_run).map_err(|error| match error {
+                ImportError::Invalid(details) => invalid(details),
+                ImportError::Store(error) => error.into(),
+            })?;
+        Ok(ImportResponse {
+            workspace,
+            dry_run,
+            journeys: counts.journeys,
+            stages: counts.stages,
+            steps: counts.steps,
+            items: counts.items,
+            links: counts.links,
+            comments: counts.comments,
+            personas: counts.personas,
+        })
+    };
+    let done = tokio::task::spawn_blocking(work).await.map_err(|error| {
+        tracing::error!(%error, "an import panicked");
+        ApiError::internal()
+    })??;
+    let status = if dry_run { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(done)))
+}
+
+enum Target {
+    Existing(String),
+    New(Option<String>, Option<String>),
+}
+
+fn invalid(details: Vec<ErrorDetail>) -> ApiError {
+    let what = match details.as_slice() {
+        [only] => format!(": {}: {}", only.path, only.message),
+        several if several.len() >= crate::store::transfer::ERRORS_MAX => {
+            format!("; the first {} problems:", several.len())
+        }
+        several => format!("; {} problems:", several.len()),
+    };
+    ApiError::unprocessable(
+        "invalid_document",
+        format!("the document is not a valid workspace, so nothing was imported{what}"),
+    )
+    .details(details)
+}
+
+/// Reads the document as it arrives; a JSON error names the path where it happened.
+fn parse(reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let doc = serde_path_to_error::deserialize(&mut de)
+        .map_err(|error| json_error(error.path().to_string(), error.into_inner()))?;
+    de.end().map_err(|error| json_error(".".to_owned(), error))?;
+    Ok(doc)
+}
+
+fn json_error(path: String, error: serde_json::Error) -> ApiError {
+    if error.is_io() {
+        let message = error.to_string();
+        let status = if message.contains("exceeds") {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::REQUEST_TIMEOUT
+        };
+        return ApiError::new(status, "body_unreadable", message);
+    }
+    let what =
+        if error.is_eof() { "the JSON ends too soon" } else { "the JSON is not a workspace" };
+    let message = format!("{what}; nothing was imported: {path}: {error}");
+    ApiError::unprocessable("invalid_document", message)
+        .details(vec![ErrorDetail { path, message: error.to_string() }])
+}
+
+/// A request body read from a blocking thread: each chunk must come within `idle`, and the
+/// whole body may hold at most [`IMPORT_MAX_BYTES`].
+struct BlockingBody {
+    body: Body,
+    chunk: Bytes,
+    read: usize,
+    idle: Duration,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BlockingBody {
+    /// Must be called on the runtime (it keeps a handle to it).
+    fn new(body: Body, idle: Duration) -> Self {
+        let runtime = tokio::runtime::Handle::current();
+        Self { body, chunk: Bytes::new(), read: 0, idle, runtime }
+    }
+}
+
+impl Read for BlockingBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            let next = self.runtime.block_on(tokio::time::timeout(self.idle, self.body.frame()));
+            match next {
+                Err(_) => {
+                    return Err(std::io::Error::other(format!(
+                        "the body stopped arriving for {} s; nothing was imported",
+                        self.idle.as_secs()
+                    )));
+                }
+                Ok(None) => return Ok(0),
+                Ok(Some(Err(error))) => return Err(std::io::Error::other(error)),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.read += data.len();
+                        if self.read > IMPORT_MAX_BYTES {
+                            return Err(std::io::Error::other(format!(
+                                "the body exceeds {} MiB, the most one import may send",
+                                IMPORT_MAX_BYTES >> 20
+                            )));
+                        }
+                        self.chunk = data;
+                    }
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk.advance(n);
+        Ok(n)
+    }
+}

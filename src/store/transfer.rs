@@ -1,0 +1,653 @@
+//! A workspace as one JSON document (`custory-workspace/1`): export writes it, import reads it.
+//!
+//! Import is all or nothing: the document is checked whole first (every error names its JSON
+//! path, and up to [`ERRORS_MAX`] are reported at once), then written in one transaction
+//! through the same inserts as the MCP tools and the demo seed, so it obeys the same rules. A
+//! dry run does all of that and rolls back. The document's item ids are references inside the
+//! document only: the workspace gets new ids. Importing into a workspace that already holds
+//! journeys or personas is refused rather than merged (see `docs/WORKSPACE_FORMAT.md`).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::db::{Connection, OptionalExtension as _, params};
+use super::model::ItemKind;
+use super::reads::json_column;
+use super::validate::{
+    DESCRIPTION_MAX, NAME_MAX, TITLE_MAX, check_status, clean_text, merge_fields, optional_text,
+    required_text, required_text_multiline,
+};
+use super::writes::{
+    insert_comment, insert_item, insert_journey, insert_link, insert_persona, insert_stage,
+    insert_step, renumber_map,
+};
+use super::{Store, StoreError, StoreResult, from_secs};
+use crate::api;
+
+/// The `format` of a workspace document.
+pub const FORMAT: &str = "custory-workspace/1";
+/// The most validation errors one answer lists.
+pub const ERRORS_MAX: usize = 50;
+
+/// A whole workspace: its journeys (stages, steps, items and their comments), the links
+/// between items, and its personas.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Custory workspace document", extend("$id" = "https://custory.example/schemas/custory-workspace-1.json"))]
+pub struct WorkspaceDocument {
+    /// Always `custory-workspace/1`.
+    pub format: String,
+    pub workspace: DocWorkspace,
+    /// In map order.
+    #[serde(default)]
+    pub journeys: Vec<DocJourney>,
+    /// Links between items, by the items' `id` in this document.
+    #[serde(default)]
+    pub links: Vec<DocLink>,
+    #[serde(default)]
+    pub personas: Vec<DocPersona>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DocWorkspace {
+    pub name: String,
+    pub slug: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DocJourney {
+    /// Unique in the workspace: 1-40 lowercase letters, digits and dashes.
+    pub slug: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub stages: Vec<DocStage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DocStage {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub steps: Vec<DocStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DocStep {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub items: Vec<DocItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DocItem {
+    /// The item's reference in this document (links name it); an import gives it a new id.
+    pub id: String,
+    /// touchpoint, insight, opportunity, solution or metric.
+    pub kind: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// One of the kind's statuses; its default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The kind's own fields (strings, numbers, booleans).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub fields: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comments: Vec<DocComment>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DocComment {
+    pub author: String,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A link from cause to effect, by the items' `id` in this document.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DocLink {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DocPersona {
+    pub name: String,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub bio: String,
+    #[serde(default)]
+    pub job_to_be_done: String,
+    #[serde(default)]
+    pub goals: Vec<String>,
+    #[serde(default)]
+    pub frustrations: Vec<String>,
+}
+
+/// One thing wrong with a document: where (a JSON path) and what.
+pub type DocError = api::ErrorDetail;
+
+/// What an import wrote (or, in a dry run, would write).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImportCounts {
+    pub journeys: u64,
+    pub stages: u64,
+    pub steps: u64,
+    pub items: u64,
+    pub links: u64,
+    pub comments: u64,
+    pub personas: u64,
+}
+
+/// Where an import goes.
+#[derive(Debug, Clone)]
+pub enum ImportTarget {
+    /// A new workspace (name, slug); a taken slug is refused.
+    New { name: String, slug: String },
+    /// An existing workspace, which must hold no journeys and no personas.
+    Existing(i64),
+}
+
+/// Why an import was refused.
+#[derive(Debug)]
+pub enum ImportError {
+    /// The document is not valid: nothing was written.
+    Invalid(Vec<DocError>),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ImportError {
+    fn from(error: StoreError) -> Self {
+        ImportError::Store(error)
+    }
+}
+
+impl From<super::db::DbError> for ImportError {
+    fn from(error: super::db::DbError) -> Self {
+        ImportError::Store(error.into())
+    }
+}
+
+/// Collects errors with their paths, up to [`ERRORS_MAX`].
+#[derive(Default)]
+struct Check {
+    errors: Vec<DocError>,
+}
+
+impl Check {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        if self.errors.len() < ERRORS_MAX {
+            self.errors.push(DocError { path: path.into(), message: message.into() });
+        }
+    }
+
+    /// Records `result`'s error (a validation message) under `path`.
+    fn rule<T>(&mut self, path: impl FnOnce() -> String, result: StoreResult<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(StoreError::Invalid(message)) => {
+                self.error(path(), message);
+                None
+            }
+            Err(other) => {
+                self.error(path(), other.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// Checks everything about `doc` that does not need the database. Errors come in document
+/// order.
+pub fn validate(doc: &WorkspaceDocument) -> Result<(), Vec<DocError>> {
+    let mut check = Check::default();
+    if doc.format != FORMAT {
+        check.error("format", format!("is {:?}; this server reads {FORMAT:?}", doc.format));
+    }
+    if let Err(message) = api::validate_name(&doc.workspace.name) {
+        check.error("workspace.name", message);
+    }
+    if let Err(message) = api::validate_slug(&doc.workspace.slug) {
+        check.error("workspace.slug", message);
+    }
+    let mut slugs: HashMap<&str, usize> = HashMap::new();
+    // Each item's kind (when it is one) and its path, by its id.
+    let mut items: HashMap<&str, (Option<ItemKind>, String)> = HashMap::new();
+    for (j, journey) in doc.journeys.iter().enumerate() {
+        let at = format!("journeys[{j}]");
+        if let Err(message) = api::validate_slug(&journey.slug) {
+            check.error(format!("{at}.slug"), message);
+        } else if let Some(first) = slugs.insert(journey.slug.as_str(), j) {
+            check.error(
+                format!("{at}.slug"),
+                format!(
+                    "the slug {:?} is also journeys[{first}]'s; slugs are unique",
+                    journey.slug
+                ),
+            );
+        }
+        check.rule(|| format!("{at}.name"), required_text("name", &journey.name, TITLE_MAX));
+        check.rule(
+            || format!("{at}.description"),
+            clean_text("description", &journey.description, DESCRIPTION_MAX, true),
+        );
+        for (s, stage) in journey.stages.iter().enumerate() {
+            let at = format!("{at}.stages[{s}]");
+            check.rule(|| format!("{at}.name"), required_text("name", &stage.name, TITLE_MAX));
+            check.rule(
+                || format!("{at}.description"),
+                clean_text("description", &stage.description, DESCRIPTION_MAX, true),
+            );
+            for (t, step) in stage.steps.iter().enumerate() {
+                let at = format!("{at}.steps[{t}]");
+                check.rule(|| format!("{at}.name"), required_text("name", &step.name, TITLE_MAX));
+                check.rule(
+                    || format!("{at}.description"),
+                    clean_text("description", &step.description, DESCRIPTION_MAX, true),
+                );
+                for (i, item) in step.items.iter().enumerate() {
+                    let at = format!("{at}.items[{i}]");
+                    let kind = check_item(&mut check, &at, item);
+                    if item.id.trim().is_empty() {
+                        check.error(format!("{at}.id"), "must not be empty");
+                    } else if let Some((_, first)) =
+                        items.insert(item.id.as_str(), (kind, at.clone()))
+                    {
+                        check.error(
+                            format!("{at}.id"),
+                            format!("the id {:?} is also {first}'s; ids are unique", item.id),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let mut links = HashSet::new();
+    for (l, link) in doc.links.iter().enumerate() {
+        let at = format!("links[{l}]");
+        let from = items.get(link.from.as_str());
+        let to = items.get(link.to.as_str());
+        for (end, id, found) in [("from", &link.from, from), ("to", &link.to, to)] {
+            if found.is_none() {
+                check.error(format!("{at}.{end}"), format!("no item has the id {id:?}"));
+            }
+        }
+        if let (Some((Some(from_kind), _)), Some((Some(to_kind), _))) = (from, to) {
+            if !from_kind.can_link_to(*to_kind) {
+                check.error(
+                    at.clone(),
+                    format!(
+                        "{from_kind} items cannot link to {to_kind} items; links go from cause to \
+                         effect: {}",
+                        super::model::link_directions_text()
+                    ),
+                );
+            } else if !links.insert((link.from.as_str(), link.to.as_str())) {
+                check.error(at, "the same link is listed twice");
+            }
+        }
+    }
+    for (p, persona) in doc.personas.iter().enumerate() {
+        let at = format!("personas[{p}]");
+        check.rule(|| format!("{at}.name"), required_text("name", &persona.name, NAME_MAX));
+        for (field, value) in [
+            ("role", &persona.role),
+            ("bio", &persona.bio),
+            ("job_to_be_done", &persona.job_to_be_done),
+        ] {
+            check.rule(|| format!("{at}.{field}"), clean_text(field, value, DESCRIPTION_MAX, true));
+        }
+        for (field, list) in [("goals", &persona.goals), ("frustrations", &persona.frustrations)] {
+            for (n, value) in list.iter().enumerate() {
+                check.rule(|| format!("{at}.{field}[{n}]"), required_text(field, value, TITLE_MAX));
+            }
+        }
+    }
+    if check.errors.is_empty() { Ok(()) } else { Err(check.errors) }
+}
+
+/// Checks one item and its comments; returns its kind when that is known.
+fn check_item(check: &mut Check, at: &str, item: &DocItem) -> Option<ItemKind> {
+    check.rule(|| format!("{at}.title"), required_text("title", &item.title, TITLE_MAX));
+    check.rule(
+        || format!("{at}.description"),
+        clean_text("description", &item.description, DESCRIPTION_MAX, true),
+    );
+    if let Some(owner) = &item.owner {
+        check.rule(|| format!("{at}.owner"), optional_text("owner", owner));
+    }
+    for (c, comment) in item.comments.iter().enumerate() {
+        let at = format!("{at}.comments[{c}]");
+        check.rule(|| format!("{at}.author"), required_text("author", &comment.author, NAME_MAX));
+        check.rule(
+            || format!("{at}.body"),
+            required_text_multiline("body", &comment.body, DESCRIPTION_MAX),
+        );
+    }
+    let Some(kind) = ItemKind::parse(item.kind.trim()) else {
+        check.error(
+            format!("{at}.kind"),
+            format!(
+                "{:?} is not a kind of item; use one of: {}",
+                item.kind,
+                ItemKind::ALL.map(ItemKind::as_str).join(", ")
+            ),
+        );
+        return None;
+    };
+    if let Some(status) = &item.status {
+        check.rule(|| format!("{at}.status"), check_status(kind, status));
+    }
+    check.rule(|| format!("{at}.fields"), merge_fields(kind, Map::new(), &item.fields));
+    Some(kind)
+}
+
+impl Store {
+    /// The whole workspace as a document, read in one snapshot.
+    pub fn export_workspace(&self, workspace_id: i64) -> StoreResult<WorkspaceDocument> {
+        let reader = self.reader()?;
+        let conn = reader.snapshot()?;
+        let workspace = conn.query_row(
+            "SELECT name, slug FROM workspaces WHERE id = ?1",
+            [workspace_id],
+            |row| Ok(DocWorkspace { name: row.get(0)?, slug: row.get(1)? }),
+        )?;
+        let mut journeys = Vec::new();
+        let mut journey_at = HashMap::new();
+        for row in conn.query(
+            "SELECT id, slug, name, description FROM journeys WHERE workspace_id = ?1
+             ORDER BY position, rowid",
+            [workspace_id],
+        )? {
+            journey_at.insert(row.get::<String>(0)?, journeys.len());
+            journeys.push(DocJourney {
+                slug: row.get(1)?,
+                name: row.get(2)?,
+                description: row.get(3)?,
+                stages: Vec::new(),
+            });
+        }
+        let mut stage_at = HashMap::new();
+        for row in conn.query(
+            "SELECT id, journey_id, name, description FROM stages WHERE workspace_id = ?1
+             ORDER BY position, rowid",
+            [workspace_id],
+        )? {
+            let Some(&j) = journey_at.get(&row.get::<String>(1)?) else { continue };
+            stage_at.insert(row.get::<String>(0)?, (j, journeys[j].stages.len()));
+            journeys[j].stages.push(DocStage {
+                name: row.get(2)?,
+                description: row.get(3)?,
+                steps: Vec::new(),
+            });
+        }
+        let mut step_at = HashMap::new();
+        for row in conn.query(
+            "SELECT id, stage_id, name, description FROM steps WHERE workspace_id = ?1
+             ORDER BY position, rowid",
+            [workspace_id],
+        )? {
+            let Some(&(j, s)) = stage_at.get(&row.get::<String>(1)?) else { continue };
+            let steps = &mut journeys[j].stages[s].steps;
+            step_at.insert(row.get::<String>(0)?, (j, s, steps.len()));
+            steps.push(DocStep { name: row.get(2)?, description: row.get(3)?, items: Vec::new() });
+        }
+        let mut item_at = HashMap::new();
+        for row in conn.query(
+            "SELECT id, step_id, kind, title, description, status, owner, fields, created_at,
+                    updated_at
+             FROM items WHERE workspace_id = ?1 ORDER BY rowid",
+            [workspace_id],
+        )? {
+            let Some(&(j, s, t)) = step_at.get(&row.get::<String>(1)?) else { continue };
+            let id: String = row.get(0)?;
+            let items = &mut journeys[j].stages[s].steps[t].items;
+            item_at.insert(id.clone(), (j, s, t, items.len()));
+            let (created, updated): (i64, i64) = (row.get(8)?, row.get(9)?);
+            items.push(DocItem {
+                id,
+                kind: row.get(2)?,
+                title: row.get(3)?,
+                description: row.get(4)?,
+                status: Some(row.get(5)?),
+                owner: row.get(6)?,
+                fields: json_column(&row, 7)?,
+                created_at: Some(from_secs(created)),
+                updated_at: Some(from_secs(updated)),
+                comments: Vec::new(),
+            });
+        }
+        for row in conn.query(
+            "SELECT item_id, author, body, created_at FROM comments WHERE workspace_id = ?1
+             ORDER BY created_at, rowid",
+            [workspace_id],
+        )? {
+            let Some(&(j, s, t, i)) = item_at.get(&row.get::<String>(0)?) else { continue };
+            journeys[j].stages[s].steps[t].items[i].comments.push(DocComment {
+                author: row.get(1)?,
+                body: row.get(2)?,
+                created_at: Some(from_secs(row.get(3)?)),
+            });
+        }
+        let links = conn
+            .query(
+                "SELECT from_item, to_item FROM item_links WHERE workspace_id = ?1
+                 ORDER BY rowid",
+                [workspace_id],
+            )?
+            .iter()
+            .map(|row| Ok(DocLink { from: row.get(0)?, to: row.get(1)? }))
+            .collect::<StoreResult<_>>()?;
+        let personas = conn
+            .query(
+                "SELECT name, role, bio, job_to_be_done, goals, frustrations FROM personas
+                 WHERE workspace_id = ?1 ORDER BY rowid",
+                [workspace_id],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(DocPersona {
+                    name: row.get(0)?,
+                    role: row.get(1)?,
+                    bio: row.get(2)?,
+                    job_to_be_done: row.get(3)?,
+                    goals: json_column(row, 4)?,
+                    frustrations: json_column(row, 5)?,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok(WorkspaceDocument { format: FORMAT.to_owned(), workspace, journeys, links, personas })
+    }
+
+    /// Writes `doc` into `target` in one transaction (rolled back when `dry_run`), after
+    /// [`validate`]. Returns the workspace's slug and what was written.
+    pub fn import_workspace(
+        &self,
+        target: &ImportTarget,
+        doc: &WorkspaceDocument,
+        dry_run: bool,
+    ) -> Result<(String, ImportCounts), ImportError> {
+        validate(doc).map_err(ImportError::Invalid)?;
+        let now = self.now().timestamp();
+        // Without the per-statement limit: an import is one long transaction of short
+        // statements, and the owner asked for it.
+        let conn = self.writer_unlimited();
+        let tx = conn.transaction()?;
+        let (workspace_id, slug) = match target {
+            ImportTarget::New { name, slug } => {
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO workspaces (slug, name, created_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (slug) DO NOTHING RETURNING id",
+                    )?
+                    .query_row(params![slug, name, now], |row| row.get::<i64>(0))
+                    .optional()?;
+                let Some(id) = inserted else {
+                    return Err(StoreError::Conflict(format!(
+                        "a workspace with the slug {slug:?} already exists; nothing was imported \
+                         (pass another --new NAME, or import into it with --workspace if it is \
+                         empty)"
+                    ))
+                    .into());
+                };
+                (id, slug.clone())
+            }
+            ImportTarget::Existing(id) => {
+                let (slug, things): (String, i64) = tx.query_row(
+                    "SELECT slug, (SELECT count(*) FROM journeys WHERE workspace_id = w.id)
+                                + (SELECT count(*) FROM personas WHERE workspace_id = w.id)
+                     FROM workspaces w WHERE id = ?1",
+                    [*id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?;
+                if things > 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "the workspace {slug:?} already holds journeys or personas; an import \
+                         goes into an empty workspace only, so that importing a file twice \
+                         cannot duplicate it (import with --new NAME instead)"
+                    ))
+                    .into());
+                }
+                (*id, slug)
+            }
+        };
+        let counts = write_document(&tx, workspace_id, doc, now)?;
+        self.check_quotas(&tx, workspace_id)?;
+        if dry_run {
+            drop(tx); // rolled back
+        } else {
+            super::audit::insert_event(
+                &tx,
+                now,
+                &super::audit::NewEvent {
+                    workspace_id,
+                    kind: "workspace.imported",
+                    key_id: None,
+                    key_prefix: None,
+                    detail: &format!(
+                        "{} journeys, {} items, {} links, {} comments, {} personas",
+                        counts.journeys,
+                        counts.items,
+                        counts.links,
+                        counts.comments,
+                        counts.personas
+                    ),
+                },
+            )?;
+            tx.commit()?;
+        }
+        Ok((slug, counts))
+    }
+}
+
+/// Inserts a validated document's contents into the workspace.
+fn write_document(
+    conn: &Connection,
+    ws: i64,
+    doc: &WorkspaceDocument,
+    now: i64,
+) -> StoreResult<ImportCounts> {
+    let mut counts = ImportCounts::default();
+    let mut ids: HashMap<&str, String> = HashMap::new();
+    for (position, journey) in (0..).zip(&doc.journeys) {
+        let name = journey.name.trim();
+        let description = journey.description.trim();
+        let journey_id = insert_journey(conn, ws, &journey.slug, name, description, position, now)?;
+        counts.journeys += 1;
+        for (position, stage) in (0..).zip(&journey.stages) {
+            let (name, description) = (stage.name.trim(), stage.description.trim());
+            let stage_id = insert_stage(conn, ws, &journey_id, name, description, position)?;
+            counts.stages += 1;
+            for (position, step) in (0..).zip(&stage.steps) {
+                let (name, description) = (step.name.trim(), step.description.trim());
+                let step_id = insert_step(conn, ws, &stage_id, name, description, position)?;
+                counts.steps += 1;
+                for item in &step.items {
+                    let kind = ItemKind::parse(item.kind.trim())
+                        .ok_or_else(|| StoreError::Invalid(format!("kind {:?}", item.kind)))?;
+                    let new = super::model::NewItem {
+                        step_id: step_id.clone(),
+                        kind,
+                        title: item.title.clone(),
+                        description: Some(item.description.clone()),
+                        status: item.status.clone(),
+                        owner: item.owner.clone(),
+                        fields: Some(item.fields.clone()),
+                    };
+                    let created = item.created_at.map_or(now, |at| at.timestamp());
+                    let id = insert_item(conn, ws, &new, created)?;
+                    if let Some(updated) = item.updated_at.map(|at| at.timestamp())
+                        && updated != created
+                    {
+                        conn.prepare_cached("UPDATE items SET updated_at = ?2 WHERE id = ?1")?
+                            .execute(params![id, updated])?;
+                    }
+                    counts.items += 1;
+                    for comment in &item.comments {
+                        let at = comment.created_at.map_or(now, |at| at.timestamp());
+                        insert_comment(conn, ws, &id, &comment.author, &comment.body, at)?;
+                        counts.comments += 1;
+                    }
+                    ids.insert(item.id.as_str(), id);
+                }
+            }
+        }
+    }
+    renumber_map(conn, ws)?;
+    for link in &doc.links {
+        let id = |reference: &str| {
+            ids.get(reference)
+                .cloned()
+                .ok_or_else(|| StoreError::Invalid(format!("no item has the id {reference:?}")))
+        };
+        insert_link(conn, ws, &id(&link.from)?, &id(&link.to)?, now)?;
+        counts.links += 1;
+    }
+    for persona in &doc.personas {
+        let goals: Vec<&str> = persona.goals.iter().map(|g| g.trim()).collect();
+        let frustrations: Vec<&str> = persona.frustrations.iter().map(|f| f.trim()).collect();
+        let new = super::model::NewPersona {
+            name: persona.name.trim(),
+            role: persona.role.trim(),
+            bio: persona.bio.trim(),
+            job_to_be_done: persona.job_to_be_done.trim(),
+            goals: &goals,
+            frustrations: &frustrations,
+        };
+        insert_persona(conn, ws, &new, now)?;
+        counts.personas += 1;
+    }
+    Ok(counts)
+}
+
+/// The JSON Schema of [`WorkspaceDocument`], as `docs/workspace.schema.json` holds it.
+pub fn json_schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(WorkspaceDocument)).unwrap_or(Value::Null)
+}

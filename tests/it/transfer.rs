@@ -1,0 +1,447 @@
+//! `export` and `import` as a user runs them: the round trip, the schema an export obeys (checked
+//! by Python's `jsonschema`, not by us), bad documents refused with their JSON path and nothing
+//! written, a second import of the same file refused, mutated exports.
+
+use std::path::{Path, PathBuf};
+
+use custory_mcp::store::Database;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree as _;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Value, json};
+
+use crate::common::{Run, TestEnv, TestServer, http, run_piped};
+
+struct Cli<'a> {
+    env: TestEnv,
+    server: &'a TestServer,
+}
+
+impl<'a> Cli<'a> {
+    fn new(server: &'a TestServer) -> Self {
+        Self { env: TestEnv::new(), server }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.env.home.path().join(name)
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = self.env.command();
+        cmd.env("CUSTORY_SERVER", &self.server.url)
+            .env("CUSTORY_OWNER_TOKEN", &self.server.owner)
+            .args(args);
+        run_piped(cmd, None).await
+    }
+
+    async fn export(&self, workspace: &str, name: &str) -> Value {
+        let file = self.path(name);
+        let file = file.to_str().expect("utf-8 path");
+        let ran = self.run(&["--workspace", workspace, "export", "-o", file]).await;
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        serde_json::from_str(&std::fs::read_to_string(file).expect("read")).expect("json")
+    }
+
+    fn write(&self, name: &str, doc: &Value) -> String {
+        let file = self.path(name);
+        std::fs::write(&file, serde_json::to_vec(doc).expect("json")).expect("write");
+        file.display().to_string()
+    }
+}
+
+/// `doc` with item ids replaced by their order and times removed: what a round trip keeps.
+fn comparable(mut doc: Value) -> Value {
+    let mut order = std::collections::HashMap::new();
+    for journey in doc["journeys"].as_array_mut().into_iter().flatten() {
+        for stage in journey["stages"].as_array_mut().into_iter().flatten() {
+            for step in stage["steps"].as_array_mut().into_iter().flatten() {
+                for item in step["items"].as_array_mut().into_iter().flatten() {
+                    let n = order.len();
+                    order.insert(item["id"].as_str().expect("id").to_owned(), n);
+                    let item = item.as_object_mut().expect("item");
+                    item.insert("id".into(), json!(n));
+                    item.remove("created_at");
+                    item.remove("updated_at");
+                    for comment in
+                        item.get_mut("comments").and_then(Value::as_array_mut).into_iter().flatten()
+                    {
+                        comment.as_object_mut().expect("comment").remove("created_at");
+                    }
+                }
+            }
+        }
+    }
+    for link in doc["links"].as_array_mut().into_iter().flatten() {
+        for end in ["from", "to"] {
+            link[end] = json!(order[link[end].as_str().expect("end")]);
+        }
+    }
+    doc["workspace"] = Value::Null;
+    doc
+}
+
+#[tokio::test]
+async fn a_workspace_survives_export_and_import_whole() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server);
+    let first = cli.export("acme", "acme.json").await;
+    assert_eq!(first["format"], "custory-workspace/1");
+    assert!(first["links"].as_array().is_some_and(|l| !l.is_empty()));
+
+    let file = cli.path("acme.json").display().to_string();
+    let imported = cli.run(&["import", &file, "--new", "Acme Copy"]).await;
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+    assert_eq!(imported.stdout.trim(), "acme-copy", "the new workspace's slug, on stdout");
+    assert!(imported.stderr.contains("Imported 2 journeys"), "{}", imported.stderr);
+    let second = cli.export("acme-copy", "copy.json").await;
+    assert_eq!(second["workspace"], json!({"name": "Acme Copy", "slug": "acme-copy"}));
+    assert_eq!(comparable(second), comparable(first.clone()), "identical but for ids and times");
+
+    // Times are kept, as a backup should keep them.
+    let times =
+        |doc: &Value| doc["journeys"][0]["stages"][0]["steps"][0]["items"][0]["created_at"].clone();
+    let copy: Value =
+        serde_json::from_str(&std::fs::read_to_string(cli.path("copy.json")).expect("read"))
+            .expect("json");
+    assert_eq!(times(&copy), times(&first));
+
+    // The same file again: refused, with why and what to do instead.
+    let again = cli.run(&["import", &file, "--new", "Acme Copy"]).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("already exists; nothing was imported"), "{}", again.stderr);
+    let into = cli.run(&["--workspace", "acme", "import", &file]).await;
+    assert_eq!(into.code, 1);
+    assert!(into.stderr.contains("already holds journeys"), "{}", into.stderr);
+
+    // An empty workspace takes it; the import is searchable and audited.
+    let created = cli.run(&["workspaces", "create", "Empty one"]).await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let into = cli.run(&["--workspace", "empty-one", "--json", "import", &file]).await;
+    assert_eq!(into.code, 0, "{}", into.stderr);
+    let answer: Value = serde_json::from_str(&into.stdout).expect("json");
+    assert_eq!(
+        (answer["workspace"].as_str(), answer["items"].as_u64()),
+        (Some("empty-one"), Some(20))
+    );
+    let audit = cli.run(&["--workspace", "empty-one", "--json", "audit"]).await;
+    assert!(audit.stdout.contains("workspace.imported"), "{}", audit.stdout);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_checks_everything_and_writes_nothing() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server);
+    cli.export("acme", "acme.json").await;
+    let file = cli.path("acme.json").display().to_string();
+    let ran = cli.run(&["--json", "import", &file, "--new", "Trial", "--dry-run"]).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let answer: Value = serde_json::from_str(&ran.stdout).expect("json");
+    assert_eq!(answer["dry_run"], true);
+    assert_eq!(answer["links"], 18);
+    let list = cli.run(&["--json", "workspaces", "list"]).await;
+    assert!(!list.stdout.contains("\"trial\""), "{}", list.stdout);
+    server.stop().await;
+}
+
+/// The database's state, to show a refused import changed nothing: on SQLite the files' bytes,
+/// on PostgreSQL every table's rows counted and every workspace exported.
+async fn state(server: &TestServer, cli: &Cli<'_>) -> Vec<u8> {
+    match &server.db.database {
+        Database::Sqlite(path) => {
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                bytes.extend(std::fs::read(PathBuf::from(file)).unwrap_or_default());
+            }
+            bytes
+        }
+        Database::Postgres(_) => {
+            let mut state = Vec::new();
+            for table in [
+                "workspaces",
+                "journeys",
+                "stages",
+                "steps",
+                "items",
+                "item_links",
+                "comments",
+                "personas",
+                "audit_events",
+            ] {
+                let n = server.db.query_row(&format!("SELECT count(*) FROM {table}"), &[])[0].int();
+                state.extend(format!("{table} {n:?}\n").bytes());
+            }
+            state
+                .extend(serde_json::to_vec(&cli.export("acme", "state.json").await).expect("json"));
+            state
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_documents_are_refused_with_their_path_and_nothing_is_written() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server);
+    let good = cli.export("acme", "acme.json").await;
+    let text = std::fs::read_to_string(cli.path("acme.json")).expect("read");
+    // The first step with two items, as a JSON pointer to its first item.
+    let first_item = {
+        let mut found = None;
+        for (j, journey) in good["journeys"].as_array().expect("journeys").iter().enumerate() {
+            for (s, stage) in journey["stages"].as_array().expect("stages").iter().enumerate() {
+                for (t, step) in stage["steps"].as_array().expect("steps").iter().enumerate() {
+                    if found.is_none() && step["items"].as_array().is_some_and(|i| i.len() >= 2) {
+                        found = Some((j, s, t));
+                    }
+                }
+            }
+        }
+        let (j, s, t) = found.expect("a step with two items");
+        format!("/journeys/{j}/stages/{s}/steps/{t}/items/0")
+    };
+    let item_path = first_item.trim_start_matches('/').replace('/', ".");
+    let item_path =
+        regex::Regex::new(r"\.(\d+)").expect("re").replace_all(&item_path, "[$1]").into_owned();
+    let first_id = good.pointer(&format!("{first_item}/id")).cloned().expect("id");
+    let kind = good
+        .pointer(&format!("{first_item}/kind"))
+        .and_then(Value::as_str)
+        .expect("kind")
+        .to_owned();
+    let second_id = first_item.replace("items/0", "items/1") + "/id";
+    let edit = |path: &str, value: Value| {
+        let mut doc = good.clone();
+        *doc.pointer_mut(path).unwrap_or_else(|| panic!("{path}")) = value;
+        doc
+    };
+    let mut colour = good.clone();
+    colour["journeys"][0]["colour"] = json!("red");
+    let mut links_backwards = good.clone();
+    let link = links_backwards["links"][0].clone();
+    links_backwards["links"][0] = json!({"from": link["to"], "to": link["from"]});
+    let kind_path = format!("{item_path}.kind");
+    let status_path = format!("{item_path}.status");
+    let status_message = format!("not a status of a {kind}");
+    let description_path = format!("{item_path}.description");
+    let second_path = item_path.replace("items[0]", "items[1]") + ".id";
+    let cases: Vec<(&str, Option<Value>, &str, &str)> = vec![
+        ("truncated JSON", None, "ends too soon", ""),
+        (
+            "a number for a name",
+            Some(edit("/journeys/0/name", json!(5))),
+            "journeys[0].name",
+            "invalid type: integer",
+        ),
+        (
+            "an unknown kind",
+            Some(edit(&format!("{first_item}/kind"), json!("widget"))),
+            &kind_path,
+            "not a kind of item",
+        ),
+        (
+            "an unknown status",
+            Some(edit(&format!("{first_item}/status"), json!("maybe"))),
+            &status_path,
+            &status_message,
+        ),
+        ("a link the wrong way", Some(links_backwards), "links[0]", "cannot link to"),
+        (
+            "a dangling id",
+            Some(edit("/links/0/to", json!("itm_nowhere"))),
+            "links[0].to",
+            "no item has the id",
+        ),
+        (
+            "a duplicate slug",
+            Some(edit("/journeys/1/slug", good["journeys"][0]["slug"].clone())),
+            "journeys[1].slug",
+            "slugs are unique",
+        ),
+        (
+            "a 10 MB description",
+            Some(edit(&format!("{first_item}/description"), json!("x".repeat(10_000_000)))),
+            &description_path,
+            "too long",
+        ),
+        ("an unknown field", Some(colour), "journeys[0]", "unknown field `colour`"),
+        (
+            "another format",
+            Some(edit("/format", json!("custory-workspace/9"))),
+            "format",
+            "custory-workspace/1",
+        ),
+        ("a duplicate item id", Some(edit(&second_id, first_id)), &second_path, "ids are unique"),
+    ];
+    let before = state(&server, &cli).await;
+    for (what, doc, path, message) in cases {
+        let file = match doc {
+            Some(doc) => cli.write("bad.json", &doc),
+            None => {
+                let file = cli.path("bad.json");
+                std::fs::write(&file, &text[..text.len() / 2]).expect("write");
+                file.display().to_string()
+            }
+        };
+        let ran = cli.run(&["import", &file, "--new", "Bad"]).await;
+        assert_eq!(ran.code, 1, "{what}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains(path) && ran.stderr.contains(message),
+            "{what}: {}",
+            ran.stderr
+        );
+        assert!(ran.stderr.contains("nothing was imported"), "{what}: {}", ran.stderr);
+        assert!(ran.stderr.lines().count() < 60, "{what}: the answer is bounded");
+    }
+    // The API gives each problem its own path.
+    let mut many = good.clone();
+    many["journeys"][0]["name"] = json!("");
+    many["links"][0]["from"] = json!("itm_gone");
+    let answer = http()
+        .post(server.admin("/imports?new=Many"))
+        .bearer_auth(&server.owner)
+        .json(&many)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 422);
+    let body: Value = answer.json().await.expect("json");
+    let paths: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["journeys[0].name", "links[0].from"], "{body}");
+    assert_eq!(state(&server, &cli).await, before, "nothing was written by any refused import");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn mutated_exports_are_imported_whole_or_refused_with_a_path() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server);
+    let good = cli.export("acme", "acme.json").await;
+    let workspaces = || async {
+        let list: Value = http()
+            .get(server.admin("/workspaces"))
+            .bearer_auth(&server.owner)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        list["workspaces"].as_array().map_or(0, Vec::len)
+    };
+    // Every place in the document that a mutation may hit.
+    let mut places = Vec::new();
+    fn walk(value: &Value, at: String, places: &mut Vec<String>) {
+        places.push(at.clone());
+        match value {
+            Value::Object(map) => {
+                map.iter().for_each(|(k, v)| walk(v, format!("{at}/{k}"), places))
+            }
+            Value::Array(list) => {
+                list.iter().enumerate().for_each(|(i, v)| walk(v, format!("{at}/{i}"), places))
+            }
+            _ => {}
+        }
+    }
+    walk(&good, String::new(), &mut places);
+    let replacement = prop_oneof![
+        Just(Value::Null),
+        any::<i64>().prop_map(Value::from),
+        any::<bool>().prop_map(Value::from),
+        "[a-z \\-]{0,12}".prop_map(Value::from),
+        Just(json!([])),
+        Just(json!({})),
+    ];
+    let strategy = (0..places.len(), replacement);
+    let mut runner = TestRunner::new(Config { cases: 40, ..Config::default() });
+    // Cases drawn from proptest's strategies (the server is async, so they are drawn first).
+    let cases: Vec<(usize, Value)> =
+        (0..40).map(|_| strategy.new_tree(&mut runner).expect("a case").current()).collect();
+    let (mut taken, mut refused) = (0, 0);
+    for (n, (place, value)) in cases.into_iter().enumerate() {
+        let mut doc = good.clone();
+        if place == 0 {
+            doc = value.clone();
+        } else if let Some(slot) = doc.pointer_mut(&places[place]) {
+            *slot = value.clone();
+        }
+        let before = workspaces().await;
+        let name = format!("Mutant {n}");
+        let response = http()
+            .post(server.admin(&format!("/imports?new={}", name.replace(' ', "%20"))))
+            .bearer_auth(&server.owner)
+            .json(&doc)
+            .send()
+            .await
+            .expect("post");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("a JSON answer");
+        match status {
+            201 => {
+                taken += 1;
+                assert_eq!(workspaces().await, before + 1)
+            }
+            422 => {
+                refused += 1;
+                let details = body["error"]["details"].as_array().cloned().unwrap_or_default();
+                assert!(
+                    !details.is_empty() && details.iter().all(|d| d["path"].is_string()),
+                    "{} = {value}: {body}",
+                    places[place]
+                );
+                assert_eq!(workspaces().await, before, "a refused import wrote nothing");
+            }
+            other => panic!("{} = {value}: HTTP {other} {body}", places[place]),
+        }
+    }
+    assert!(refused > 0, "{taken} taken, {refused} refused");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn exports_follow_the_published_schema() {
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workspace.schema.json");
+    let current = serde_json::to_string_pretty(&custory_mcp::store::transfer::json_schema())
+        .expect("json")
+        + "\n";
+    if std::env::var_os("CUSTORY_UPDATE_SCHEMA").is_some_and(|v| v == "1") {
+        std::fs::write(&schema_path, &current).expect("write schema");
+    }
+    let committed = std::fs::read_to_string(&schema_path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "docs/workspace.schema.json is stale: CUSTORY_UPDATE_SCHEMA=1 cargo test --test it transfer::exports"
+    );
+
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server);
+    cli.export("acme", "acme.json").await;
+    let mut bad = cli.export("acme", "bad.json").await;
+    bad["journeys"][0]["name"] = json!(7);
+    let bad = cli.write("bad.json", &bad);
+    let python = crate::conformance::python_with_sdk();
+    let check = |file: String| {
+        let script = "import json, sys, jsonschema\n\
+                      schema = json.load(open(sys.argv[1]))\n\
+                      jsonschema.Draft202012Validator.check_schema(schema)\n\
+                      errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(open(sys.argv[2]))))\n\
+                      print(len(errors))";
+        let out = std::process::Command::new(&python)
+            .args(["-c", script])
+            .arg(&schema_path)
+            .arg(file)
+            .output()
+            .expect("python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(check(cli.path("acme.json").display().to_string()), "0", "an export is valid");
+    assert_eq!(check(bad), "1", "the validator sees a wrong type");
+    server.stop().await;
+}
