@@ -13,8 +13,8 @@
 #   (a) GET /healthz                     no auth, no database
 #   (b) POST /api/mcp tools/list         authenticated, with Accept-Encoding: gzip as real clients
 #                                        send (httpx, Node's fetch): the ~20 KB answer (11 tools
-#                                        with schemas) goes out as ~3.5 KB of gzip, deflated once and
-#                                        spliced around each request's id
+#                                        with schemas) goes out as ~3.5 KB of gzip (tower-http's
+#                                        compression, per request)
 #   (b0) the same without Accept-Encoding: the plain ~20 KB answer
 #   (c) POST /api/mcp tools/call search  authenticated text search over the demo data
 #   (d) POST /api/mcp ping               authenticated; a tiny answer, so (d)/(a) is the cost of
