@@ -256,6 +256,8 @@ fn instructions(workspace: &str) -> String {
          touchpoint, insight, opportunity, solution, metric. Items link only touchpoint->insight, \
          insight->opportunity, opportunity->solution, opportunity->metric and solution->metric. \
          Start with get_workspace or list_journeys, read a map with get_journey, find things with \
-         search, and read one item (links, comments) with get_item."
+         search, and read one item (links, comments) with get_item. With a read-write key, build \
+         the map with create_journey, create_stage and create_step, and add items, links, \
+         comments and personas."
     )
 }

@@ -17,8 +17,8 @@ use super::protocol::{CallToolResult, to_raw};
 use super::schema::{input_schema, output_schema};
 use crate::api::Access;
 use crate::store::model::{
-    ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, Persona, SearchQuery,
-    WorkspaceSummary, link_directions_text, per_kind_text,
+    ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, NewJourney, NewStage, NewStep,
+    Persona, PersonaArgs, SearchQuery, WorkspaceSummary, link_directions_text, per_kind_text,
 };
 use crate::store::{KeyIdentity, Store, StoreError, StoreResult};
 
@@ -267,6 +267,49 @@ fn tools() -> Vec<Tool> {
             },
         ),
         Tool::new(
+            "create_journey",
+            "Create journey",
+            "Create a journey (a customer flow, e.g. trial to paid) in the workspace. `slug` \
+             (lowercase letters, digits, dashes) is made from the name when absent and must be \
+             unique. `position` (from 0) places it among the journeys; at the end by default. \
+             Then add its stages with create_stage."
+                .into(),
+            Effect::Write { idempotent: false },
+            |store, ctx, new: NewJourney| store.create_journey(ctx.workspace_id, ctx.actor(), &new),
+        ),
+        Tool::new(
+            "create_stage",
+            "Create stage",
+            "Create a stage (a phase, e.g. Evaluate) in a journey (`journey`: jrn_… or its \
+             slug). `position` (from 0) places it among the journey's stages, moving later \
+             ones along; at the end by default. Then add its steps with create_step."
+                .into(),
+            Effect::Write { idempotent: false },
+            |store, ctx, new: NewStage| store.create_stage(ctx.workspace_id, ctx.actor(), &new),
+        ),
+        Tool::new(
+            "create_step",
+            "Create step",
+            "Create a step (something the customer does, e.g. Invites a teammate) in a stage \
+             (stage_id stg_… from get_journey). `position` (from 0) places it among the stage's \
+             steps, moving later ones along; at the end by default. Items go on steps \
+             (create_item)."
+                .into(),
+            Effect::Write { idempotent: false },
+            |store, ctx, new: NewStep| store.create_step(ctx.workspace_id, ctx.actor(), &new),
+        ),
+        Tool::new(
+            "create_persona",
+            "Create persona",
+            "Create a persona (who experiences the journeys): a name, and optionally a role, a \
+             bio, the job to be done, goals and frustrations (lists of short sentences)."
+                .into(),
+            Effect::Write { idempotent: false },
+            |store, ctx, new: PersonaArgs| {
+                store.create_persona(ctx.workspace_id, ctx.actor(), &new)
+            },
+        ),
+        Tool::new(
             "create_item",
             "Create item",
             format!(
@@ -468,7 +511,16 @@ mod tests {
         "search",
         "list_personas",
     ];
-    const WRITE_TOOLS: [&str; 4] = ["create_item", "update_item", "link_items", "add_comment"];
+    const WRITE_TOOLS: [&str; 8] = [
+        "create_journey",
+        "create_stage",
+        "create_step",
+        "create_persona",
+        "create_item",
+        "update_item",
+        "link_items",
+        "add_comment",
+    ];
 
     fn setup(access: Access) -> (tempfile::TempDir, Store, KeyIdentity) {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -190,13 +190,22 @@ fn invalid(details: Vec<ErrorDetail>) -> ApiError {
     .details(details)
 }
 
-/// Reads the document as it arrives; a JSON error names the path where it happened.
+/// Reads the document as it arrives; a JSON error names the path where it happened. After an
+/// error the rest of the body is still read (within the same bounds), so that the client, which
+/// is still sending, gets the answer instead of a broken connection.
 fn parse(reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
-    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
-    let doc = serde_path_to_error::deserialize(&mut de)
-        .map_err(|error| json_error(error.path().to_string(), error.into_inner()))?;
-    de.end().map_err(|error| json_error(".".to_owned(), error))?;
-    Ok(doc)
+    let mut reader = std::io::BufReader::new(reader);
+    let mut de = serde_json::Deserializer::from_reader(&mut reader);
+    let parsed = serde_path_to_error::deserialize(&mut de)
+        .map_err(|error| json_error(error.path().to_string(), error.into_inner()))
+        .and_then(|doc| match de.end() {
+            Ok(()) => Ok(doc),
+            Err(error) => Err(json_error(".".to_owned(), error)),
+        });
+    if parsed.is_err() {
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    }
+    parsed
 }
 
 fn json_error(path: String, error: serde_json::Error) -> ApiError {

@@ -419,6 +419,77 @@ pub struct NewItem {
     pub fields: Option<Map<String, Value>>,
 }
 
+/// A new journey.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewJourney {
+    /// The journey's name, at most 200 characters (e.g. "Trial to paid").
+    pub name: String,
+    /// Its slug (1-40 lowercase letters, digits, dashes; unique); made from the name if absent.
+    pub slug: Option<String>,
+    pub description: Option<String>,
+    /// Its place among the journeys, from 0; at the end when absent.
+    pub position: Option<u32>,
+}
+
+/// A new stage of a journey.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewStage {
+    /// The journey (`jrn_…` or its slug).
+    pub journey: String,
+    /// The stage's name, at most 200 characters (e.g. "Evaluate").
+    pub name: String,
+    pub description: Option<String>,
+    /// Its place among the journey's stages, from 0; at the end when absent.
+    pub position: Option<u32>,
+}
+
+/// A new step of a stage.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewStep {
+    /// The stage (`stg_…`) from get_journey.
+    pub stage_id: String,
+    /// The step's name, at most 200 characters (e.g. "Invites a teammate").
+    pub name: String,
+    pub description: Option<String>,
+    /// Its place among the stage's steps, from 0; at the end when absent.
+    pub position: Option<u32>,
+}
+
+/// A new persona.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonaArgs {
+    /// The persona's name, at most 100 characters.
+    pub name: String,
+    pub role: Option<String>,
+    pub bio: Option<String>,
+    pub job_to_be_done: Option<String>,
+    #[serde(default)]
+    pub goals: Vec<String>,
+    #[serde(default)]
+    pub frustrations: Vec<String>,
+}
+
+/// A journey, stage or step just made, and where it sits.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct MapNode {
+    /// `jrn_…`, `stg_…` or `stp_…`.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// Its place among its siblings, from 0.
+    pub position: u32,
+    /// A journey's slug.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    /// A stage's journey (`jrn_…`) or a step's stage (`stg_…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+}
+
 /// A partial update of an item: only the properties given change.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

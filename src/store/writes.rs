@@ -8,11 +8,12 @@ use serde_json::{Map, Value};
 use super::audit::{NewEvent, insert_event};
 use super::db::{Connection, OptionalExtension as _, Transaction, params};
 use super::model::{
-    Actor, Comment, ItemComment, ItemDetail, ItemKind, ItemLink, ItemUpdate, NewItem, NewPersona,
-    link_directions_text,
+    Actor, Comment, ItemComment, ItemDetail, ItemKind, ItemLink, ItemUpdate, MapNode, NewItem,
+    NewJourney, NewPersona, NewStage, NewStep, Persona, PersonaArgs, link_directions_text,
 };
 use super::reads::{
-    ensure_step, item_detail, item_summary, json_column, json_text, not_found_item, text_enum,
+    ensure_stage, ensure_step, find_journey, item_detail, item_summary, json_column, json_text,
+    not_found_item, text_enum,
 };
 use super::validate::{
     DESCRIPTION_MAX, NAME_MAX, TITLE_MAX, check_status, clean_text, merge_fields, optional_text,
@@ -151,6 +152,171 @@ impl Store {
             let comment = insert_comment(tx, workspace_id, &item.id, author, body, now)?;
             let detail = format!("add_comment {} on {} {:?}", comment.id, item.id, item.title);
             Ok((ItemComment { item, comment }, detail))
+        })
+    }
+
+    pub fn create_journey(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        new: &NewJourney,
+    ) -> StoreResult<MapNode> {
+        let name = required_text("name", &new.name, TITLE_MAX)?;
+        let description = clean_text(
+            "description",
+            new.description.as_deref().unwrap_or(""),
+            DESCRIPTION_MAX,
+            true,
+        )?;
+        let slug = match &new.slug {
+            Some(slug) => {
+                crate::api::validate_slug(slug.trim()).map_err(StoreError::Invalid)?.to_owned()
+            }
+            None => crate::api::slugify(&name),
+        };
+        self.write(workspace_id, actor, |tx, now| {
+            let taken = tx
+                .prepare_cached("SELECT 1 FROM journeys WHERE workspace_id = ?1 AND slug = ?2")?
+                .exists(params![workspace_id, slug])?;
+            if taken {
+                return Err(StoreError::Conflict(format!(
+                    "a journey with the slug {slug:?} already exists; give another `slug`"
+                )));
+            }
+            let siblings = "SELECT id, position FROM journeys WHERE workspace_id = ?1
+                            ORDER BY position, rowid";
+            let (at, index) =
+                make_room(tx, "journeys", siblings, workspace_id, None, new.position)?;
+            let id = insert_journey(tx, workspace_id, &slug, &name, &description, at, now)?;
+            renumber_map(tx, workspace_id)?;
+            let detail = format!("create_journey {id} {name:?}");
+            let node = MapNode {
+                id,
+                name,
+                description,
+                position: index,
+                slug: Some(slug),
+                parent_id: None,
+            };
+            Ok((node, detail))
+        })
+    }
+
+    pub fn create_stage(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        new: &NewStage,
+    ) -> StoreResult<MapNode> {
+        let name = required_text("name", &new.name, TITLE_MAX)?;
+        let description = clean_text(
+            "description",
+            new.description.as_deref().unwrap_or(""),
+            DESCRIPTION_MAX,
+            true,
+        )?;
+        self.write(workspace_id, actor, |tx, _| {
+            let journey = find_journey(tx, workspace_id, &new.journey)?;
+            let siblings = "SELECT id, position FROM stages WHERE workspace_id = ?1
+                            AND journey_id = ?2 ORDER BY position, rowid";
+            let (at, index) =
+                make_room(tx, "stages", siblings, workspace_id, Some(&journey.id), new.position)?;
+            let id = insert_stage(tx, workspace_id, &journey.id, &name, &description, at)?;
+            renumber_map(tx, workspace_id)?;
+            let detail = format!("create_stage {id} {name:?} in {}", journey.id);
+            let node = MapNode {
+                id,
+                name,
+                description,
+                position: index,
+                slug: None,
+                parent_id: Some(journey.id),
+            };
+            Ok((node, detail))
+        })
+    }
+
+    pub fn create_step(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        new: &NewStep,
+    ) -> StoreResult<MapNode> {
+        let name = required_text("name", &new.name, TITLE_MAX)?;
+        let description = clean_text(
+            "description",
+            new.description.as_deref().unwrap_or(""),
+            DESCRIPTION_MAX,
+            true,
+        )?;
+        let stage_id = new.stage_id.trim();
+        self.write(workspace_id, actor, |tx, _| {
+            ensure_stage(tx, workspace_id, stage_id)?;
+            let siblings = "SELECT id, position FROM steps WHERE workspace_id = ?1
+                            AND stage_id = ?2 ORDER BY position, rowid";
+            let (at, index) =
+                make_room(tx, "steps", siblings, workspace_id, Some(stage_id), new.position)?;
+            let id = insert_step(tx, workspace_id, stage_id, &name, &description, at)?;
+            renumber_map(tx, workspace_id)?;
+            let detail = format!("create_step {id} {name:?} in {stage_id}");
+            let node = MapNode {
+                id,
+                name,
+                description,
+                position: index,
+                slug: None,
+                parent_id: Some(stage_id.to_owned()),
+            };
+            Ok((node, detail))
+        })
+    }
+
+    pub fn create_persona(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        new: &PersonaArgs,
+    ) -> StoreResult<Persona> {
+        let name = required_text("name", &new.name, NAME_MAX)?;
+        let text = |field: &str, value: &Option<String>| {
+            clean_text(field, value.as_deref().unwrap_or(""), DESCRIPTION_MAX, true)
+        };
+        let (role, bio, job) = (
+            text("role", &new.role)?,
+            text("bio", &new.bio)?,
+            text("job_to_be_done", &new.job_to_be_done)?,
+        );
+        let list = |field: &str, values: &[String]| {
+            values
+                .iter()
+                .map(|v| required_text(field, v, TITLE_MAX))
+                .collect::<StoreResult<Vec<_>>>()
+        };
+        let (goals, frustrations) =
+            (list("goals", &new.goals)?, list("frustrations", &new.frustrations)?);
+        self.write(workspace_id, actor, |tx, now| {
+            let goal_refs: Vec<&str> = goals.iter().map(String::as_str).collect();
+            let frustration_refs: Vec<&str> = frustrations.iter().map(String::as_str).collect();
+            let persona = NewPersona {
+                name: &name,
+                role: &role,
+                bio: &bio,
+                job_to_be_done: &job,
+                goals: &goal_refs,
+                frustrations: &frustration_refs,
+            };
+            let id = insert_persona(tx, workspace_id, &persona, now)?;
+            let detail = format!("create_persona {id} {name:?}");
+            let persona = Persona {
+                id,
+                name: name.clone(),
+                role: role.clone(),
+                bio: bio.clone(),
+                job_to_be_done: job.clone(),
+                goals: goals.clone(),
+                frustrations: frustrations.clone(),
+            };
+            Ok((persona, detail))
         })
     }
 
@@ -409,6 +575,38 @@ pub(super) fn renumber_map(conn: &Connection, workspace_id: i64) -> StoreResult<
             .execute(params![id, number])?;
     }
     Ok(())
+}
+
+/// Makes room for a new sibling at `index` (from 0; the end when `None` or past it) among the
+/// rows of `table` that `siblings` selects (`id, position`, in order; `?1` the workspace, `?2`
+/// the parent when there is one) and returns the position to insert at and the index it gets.
+fn make_room(
+    conn: &Connection,
+    table: &'static str,
+    siblings: &str,
+    workspace_id: i64,
+    parent: Option<&str>,
+    index: Option<u32>,
+) -> StoreResult<(i64, u32)> {
+    let rows = match parent {
+        Some(parent) => conn.query(siblings, params![workspace_id, parent])?,
+        None => conn.query(siblings, params![workspace_id])?,
+    };
+    let siblings: Vec<(String, i64)> =
+        rows.iter().map(|row| Ok((row.get(0)?, row.get(1)?))).collect::<StoreResult<_>>()?;
+    let count = u32::try_from(siblings.len()).unwrap_or(u32::MAX);
+    let Some(i) = index.filter(|&i| i < count) else {
+        return Ok((siblings.last().map_or(0, |(_, p)| p + 1), count));
+    };
+    let at = siblings[i as usize].1;
+    // `table` is one of this module's names, never text from a request.
+    let shift = format!("UPDATE {table} SET position = position + 1 WHERE id = ?1");
+    for (id, position) in &siblings {
+        if *position >= at {
+            conn.prepare_cached(&shift)?.execute([id])?;
+        }
+    }
+    Ok((at, i))
 }
 
 /// Adds `delta` to one of the workspace's counts (`workspace_counts`).

@@ -30,7 +30,16 @@ const READ_TOOLS: [&str; 7] = [
     "search",
     "list_personas",
 ];
-const WRITE_TOOLS: [&str; 4] = ["create_item", "update_item", "link_items", "add_comment"];
+const WRITE_TOOLS: [&str; 8] = [
+    "create_journey",
+    "create_stage",
+    "create_step",
+    "create_persona",
+    "create_item",
+    "update_item",
+    "link_items",
+    "add_comment",
+];
 
 /// The venv's python, installing the SDK on first use (once per target dir).
 pub fn python_with_sdk() -> PathBuf {
@@ -193,6 +202,70 @@ async fn python_sdk_reads_writes_and_sees_its_write() {
     assert!(
         event["detail"].as_str().is_some_and(|d| d.contains("create_item") && d.contains(&created))
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn python_sdk_builds_a_journey_in_an_empty_workspace_and_reads_it_back() {
+    let server = TestServer::start().await;
+    let created = http()
+        .post(server.admin("/workspaces"))
+        .bearer_auth(&server.owner)
+        .json(&json!({"name": "Build"}))
+        .send()
+        .await
+        .expect("workspace");
+    assert_eq!(created.status(), 201);
+    let key: Value = http()
+        .post(server.admin("/workspaces/build/mcp-keys"))
+        .bearer_auth(&server.owner)
+        .json(&json!({"name": "Python builder", "expires": "30d"}))
+        .send()
+        .await
+        .expect("key")
+        .json()
+        .await
+        .expect("json");
+    let token = key["token"].as_str().expect("token");
+    let report = python_client(
+        &server.mcp_url(),
+        token,
+        json!([
+            {"op": "call", "tool": "create_journey", "args": {"name": "Onboarding"}},
+            {"op": "call", "tool": "create_stage", "args": {"journey": "onboarding", "name": "Sign up"}},
+            {"op": "call", "tool": "create_step", "args": {"stage_id": "$1.id", "name": "Creates an account"}},
+            {"op": "call", "tool": "create_step", "args": {"stage_id": "$1.id", "name": "Verifies email", "position": 0}},
+            {"op": "call", "tool": "create_item", "args": {"step_id": "$2.id", "kind": "touchpoint", "title": "Sign-up form"}},
+            {"op": "call", "tool": "create_item", "args": {"step_id": "$2.id", "kind": "insight", "title": "Half abandon at the password rules"}},
+            {"op": "call", "tool": "link_items", "args": {"from_item_id": "$4.id", "to_item_id": "$5.id"}},
+            {"op": "call", "tool": "create_persona", "args": {"name": "Riya Sen", "role": "Founder", "goals": ["Launch in a week"]}},
+            {"op": "call", "tool": "get_journey", "args": {"journey": "onboarding"}},
+            {"op": "call", "tool": "search", "args": {"query": "password rules"}},
+            {"op": "call", "tool": "list_personas", "args": {}},
+        ]),
+    )
+    .await;
+    assert!(report.get("error").is_none(), "{report}");
+    let results = report["results"].as_array().expect("results");
+    for (n, result) in results.iter().enumerate() {
+        assert_eq!(result["is_error"], false, "step {n}: {result}");
+    }
+    let map = &results[8]["structured"];
+    let stage = &map["stages"][0];
+    assert_eq!(stage["name"], "Sign up");
+    let steps: Vec<&str> = stage["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(steps, ["Verifies email", "Creates an account"], "position 0 went first");
+    let items = stage["steps"][1]["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{map}");
+    let insight = results[5]["structured"]["id"].as_str().expect("insight id");
+    let hits = results[9]["structured"]["hits"].as_array().expect("hits");
+    assert_eq!(hits.first().and_then(|h| h["id"].as_str()), Some(insight), "{hits:?}");
+    assert_eq!(results[10]["structured"]["personas"][0]["name"], "Riya Sen");
     server.stop().await;
 }
 

@@ -3,6 +3,8 @@
 Usage: python mcp_client.py URL TOKEN STEPS_JSON
 
 STEPS_JSON is a list of steps: {"op": "list_tools"} or {"op": "call", "tool": NAME, "args": {...}}.
+A string argument "$N.FIELD" is replaced by FIELD of step N's structured result (to use an id
+an earlier call returned).
 Connects in the SDK's default "auto" mode (it tries the 2026-07-28 `server/discover` first and
 falls back to `initialize`), runs the steps, and prints one JSON object on stdout:
 {"protocol_version": ..., "server_name": ..., "results": [...]} or {"error": "..."} (exit 2).
@@ -33,7 +35,8 @@ async def run(url: str, token: str, steps: list) -> dict:
                             break
                     results.append({"tools": [t.name for t in tools]})
                 elif step["op"] == "call":
-                    res = await client.call_tool(step["tool"], step.get("args", {}))
+                    args = resolve(step.get("args", {}), results)
+                    res = await client.call_tool(step["tool"], args)
                     texts = [c.text for c in res.content if c.type == "text"]
                     results.append(
                         {"is_error": bool(res.is_error), "structured": res.structured_content, "text": texts}
@@ -46,6 +49,17 @@ async def run(url: str, token: str, steps: list) -> dict:
                 "server_name": getattr(info, "name", None),
                 "results": results,
             }
+
+
+def resolve(value, results):
+    if isinstance(value, dict):
+        return {k: resolve(v, results) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, results) for v in value]
+    if isinstance(value, str) and value.startswith("$") and "." in value:
+        index, field = value[1:].split(".", 1)
+        return results[int(index)]["structured"][field]
+    return value
 
 
 def leaf(error: BaseException) -> BaseException:
