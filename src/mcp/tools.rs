@@ -526,6 +526,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("t.db"), Clock::default()).expect("open");
         let acme = store.workspace_by_slug("acme").expect("query").expect("acme");
+        store.insert_test_key(acme.id, "key_test");
         let ctx = KeyIdentity {
             workspace_id: acme.id,
             workspace_slug: "acme".into(),

@@ -19,7 +19,23 @@ fn store() -> (tempfile::TempDir, Store, i64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("t.db"), Clock::default()).expect("open");
     let acme = store.workspace_by_slug("acme").expect("query").expect("acme").id;
+    store.insert_test_key(acme, ACTOR.key_id);
     (dir, store, acme)
+}
+
+impl Store {
+    /// An active key row `key_id` in the workspace, for tests that write as [`ACTOR`] (every
+    /// write checks its key under the write lock).
+    pub(crate) fn insert_test_key(&self, workspace_id: i64, key_id: &str) {
+        self.writer()
+            .execute(
+                "INSERT INTO mcp_keys (id, workspace_id, name, prefix, token_hash, access, expires,
+                                       created_at)
+                 VALUES (?1, ?2, 'test', 'cst_test1234', ?1, 'read-write', 'never', 0)",
+                super::db::params![key_id, workspace_id],
+            )
+            .expect("test key");
+    }
 }
 
 fn find(store: &Store, ws: i64, kind: ItemKind) -> ItemSummary {

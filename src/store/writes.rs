@@ -331,6 +331,19 @@ impl Store {
         let now = self.now().timestamp();
         let conn = self.writer();
         let tx = conn.transaction()?;
+        // The key is checked again under the write lock, which a revoke also takes: a write
+        // either commits before the revoke or is refused after it, never in between.
+        let active = tx
+            .prepare_cached(
+                "SELECT 1 FROM mcp_keys WHERE id = ?1 AND revoked_at IS NULL
+                 AND (expires_at IS NULL OR expires_at > ?2)",
+            )?
+            .exists(params![actor.key_id, now])?;
+        if !active {
+            return Err(StoreError::Conflict(
+                "not run: this MCP key has been revoked or has expired; nothing was changed".into(),
+            ));
+        }
         let (value, detail) = change(&tx, now)?;
         // Checked after the change, inside its transaction: a write past a quota is undone.
         self.check_quotas(&tx, workspace_id)?;

@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
+use custory_mcp::api::{Access, ExpiryPolicy};
 use custory_mcp::store::model::{Actor, ItemKind, NewItem, SearchQuery};
 use custory_mcp::store::{Clock, Store, StoreError, StoreOptions};
 
 use crate::common::TestDatabase;
-
-const ACTOR: Actor<'static> = Actor { key_id: "key_search", key_prefix: "cst_search00" };
 
 /// Both stores, with the demo plus the same extra content.
 fn stores() -> (tempfile::TempDir, Vec<(TestDatabase, Store)>) {
@@ -20,6 +19,11 @@ fn stores() -> (tempfile::TempDir, Vec<(TestDatabase, Store)>) {
         .map(|db| {
             let store = Store::open_database(&db.database, Clock::default()).expect("open");
             let acme = store.workspace_by_slug("acme").expect("query").expect("acme").id;
+            // Writes run as an active key of the workspace.
+            let (key, _) = store
+                .create_key(acme, "search test", ExpiryPolicy::Never, Access::ReadWrite)
+                .expect("key");
+            let actor = Actor { key_id: &key.id, key_prefix: &key.prefix };
             let step = store.get_journey(acme, "support-escalation").expect("journey").stages[0]
                 .steps[0]
                 .id
@@ -47,9 +51,9 @@ fn stores() -> (tempfile::TempDir, Vec<(TestDatabase, Store)>) {
                     owner: Some("Renée".into()),
                     fields: None,
                 };
-                let item = store.create_item(acme, ACTOR, &new).expect("create");
+                let item = store.create_item(acme, actor, &new).expect("create");
                 store
-                    .add_comment(acme, ACTOR, &item.item.id, "Zoë", "naïve reader asked")
+                    .add_comment(acme, actor, &item.item.id, "Zoë", "naïve reader asked")
                     .expect("comment");
             }
             (db, store)
