@@ -101,7 +101,8 @@ class Probe(threading.Thread):
         if not self.times:
             return f"{self.label}: no answer"
         ms = sorted(t * 1000 for t in self.times)
-        return (f"{self.label} p50 {statistics.median(ms):.1f} ms, max {ms[-1]:.0f} ms"
+        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+        return (f"{self.label} p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.0f} ms"
                 f" ({len(ms)} requests, {self.failures} not 200)")
 
 

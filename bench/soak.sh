@@ -374,6 +374,11 @@ class Client:
                 continue
             end = mono()
             status = resp.status
+            # A key revoked while its request was running: the server checks the key again
+            # before each tool call (JSON-RPC -32001) and under the write lock (a tool error).
+            # Counted as the refusal it is (401), so it too must come after a revoke began.
+            if status == 200 and (b'"code":-32001' in raw or b"Not run: this MCP key" in raw):
+                status = 401
             self.records.append((key[0], start, end, status))
             self.by_method[method] = self.by_method.get(method, 0) + 1
             if resp.will_close:

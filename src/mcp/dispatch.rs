@@ -68,13 +68,14 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Whether answering `body` reads or writes the store (a tool call): such work runs on the
-    /// blocking pool, the rest is answered in place.
-    pub fn needs_store(body: &Body) -> bool {
+    /// Whether answering `body` may take a while: a tool call waits on the store, and a batch
+    /// may answer up to [`BATCH_ANSWER_BYTES`]. Such work runs on the blocking pool; the rest
+    /// (one `ping`, `initialize` or `tools/list`) is answered in place.
+    pub fn runs_blocking(body: &Body) -> bool {
         let is_call = |m: &Value| m.get("method").and_then(Value::as_str) == Some("tools/call");
         match body {
             Body::Single(message) => is_call(message),
-            Body::Batch(batch) => batch.iter().any(is_call),
+            Body::Batch(_) => true,
         }
     }
 

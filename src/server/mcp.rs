@@ -66,10 +66,10 @@ pub async fn handle(
         return over_rate(over).into_response();
     }
 
-    // Tool calls are the only work here that waits on the database: they run on the blocking
-    // pool, so the async workers stay free for everything else (authentication, tools/list,
-    // /healthz). The rest is answered in place.
-    let (answer, client) = if Session::needs_store(&body) {
+    // Tool calls (which wait on the database) and batches (which may answer megabytes) run on
+    // the blocking pool, so the async workers stay free for everything else (authentication,
+    // a single tools/list, /healthz). The rest is answered in place.
+    let (answer, client) = if Session::runs_blocking(&body) {
         let (shared, identity, token) = (state.clone(), Arc::clone(&key.identity), key.token);
         let work = move || {
             let mut session = Session::new(&shared.store, &identity, token, version);
