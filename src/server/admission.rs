@@ -97,6 +97,18 @@ fn check_host(state: &AppState, headers: &HeaderMap, surface: Surface) -> Result
 /// The answer to a failed authentication: 401 with `message`, or 429 once the address is over
 /// its limit.
 fn failed_auth(state: &AppState, ip: Option<IpAddr>, surface: Surface, message: &str) -> ApiError {
+    failed_auth_with(state, ip, surface, message, true)
+}
+
+/// [`failed_auth`]; `token_sent` says whether the request carried credentials at all: RFC 6750
+/// §3.1 has the challenge of a request without any carry no error code.
+fn failed_auth_with(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    surface: Surface,
+    message: &str,
+    token_sent: bool,
+) -> ApiError {
     if let Some(wait) = ip.and_then(|ip| state.limiter.failed(ip)) {
         let message = format!(
             "too many failed authentications from this address; retry in {} s",
@@ -110,10 +122,11 @@ fn failed_auth(state: &AppState, ip: Option<IpAddr>, surface: Surface, message: 
     match surface {
         Surface::Admin => error,
         // RFC 6750 §3: the challenge, with the reason a client can show.
-        Surface::Mcp => error.challenge(format!(
+        Surface::Mcp if token_sent => error.challenge(format!(
             "Bearer realm=\"custory\", error=\"invalid_token\", error_description=\"{}\"",
             message.replace(['"', '\\'], "'")
         )),
+        Surface::Mcp => error.challenge("Bearer realm=\"custory\"".to_owned()),
     }
 }
 
@@ -246,6 +259,40 @@ impl FromRequestParts<AppState> for McpCaller {
     }
 }
 
+/// What to say when the `Authorization` header holds a placeholder instead of a token: a
+/// variable the client did not expand (`Bearer ${CUSTORY_MCP_TOKEN}`) or a template never
+/// filled in (`Bearer <token>`).
+fn placeholder(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let token = value.split_once(' ').map_or(value, |(_, token)| token.trim());
+    let variable = token
+        .strip_prefix("${")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .map(|name| name.trim_start_matches("env:"))
+        .or_else(|| token.strip_prefix('$'))
+        .filter(|name| {
+            !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+    if let Some(name) = variable {
+        return Some(format!(
+            "the Authorization header holds ${{{name}}} unexpanded: the environment variable \
+             {name} was not set in the environment the MCP client started from. Set it (export \
+             {name}=cst_...) where the client starts, then restart the client"
+        ));
+    }
+    let template = (token.starts_with('<') && token.ends_with('>'))
+        || token.eq_ignore_ascii_case("token")
+        || token.to_ascii_uppercase().starts_with("YOUR_");
+    template.then(|| {
+        "the Authorization header holds a placeholder, not a token: it was never replaced. Put \
+         the MCP key there (Bearer cst_...), or run `custory-mcp config CLIENT` for a config \
+         that reads it from the environment"
+            .to_owned()
+    })
+}
+
 /// Resolves the bearer token to an active MCP key. With SQLite this reads memory only; with
 /// PostgreSQL the lookup runs on the blocking pool, not on an async worker.
 async fn authenticate(
@@ -255,10 +302,17 @@ async fn authenticate(
 ) -> Result<(Arc<KeyIdentity>, TokenHash), ApiError> {
     let refuse = |message: &str| failed_auth(state, ip, Surface::Mcp, message);
     let token = bearer_token(headers).map_err(|error| match error {
-        BearerError::Missing => {
-            refuse("missing bearer token: send Authorization: Bearer cst_... (an MCP key)")
-        }
-        other => refuse(&other.to_string()),
+        BearerError::Missing => failed_auth_with(
+            state,
+            ip,
+            Surface::Mcp,
+            "missing bearer token: send Authorization: Bearer cst_... (an MCP key)",
+            false,
+        ),
+        other => match placeholder(headers) {
+            Some(message) => refuse(&message),
+            None => refuse(&other.to_string()),
+        },
     })?;
     if token.kind() == TokenKind::Owner {
         return Err(refuse(

@@ -447,15 +447,14 @@ async fn malformed_tokens_are_refused_before_any_lookup() {
         assert!(challenge.contains(needle), "{challenge}");
         assert!(!challenge.contains("resource_metadata"));
     }
+    // No credentials at all: a bare challenge (RFC 6750 §3.1: no error code then), the reason
+    // in the body.
     let response =
         http().post(server.mcp_url()).json(&initialize_body()).send().await.expect("post");
     assert_eq!(response.status(), 401);
-    assert!(
-        response.headers()["www-authenticate"]
-            .to_str()
-            .expect("ascii")
-            .contains("missing bearer token")
-    );
+    assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"custory\"");
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("missing bearer token")));
     server.stop().await;
 }
 

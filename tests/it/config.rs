@@ -243,8 +243,8 @@ async fn claude_code_also_gets_its_own_command_and_claude_means_claude_code() {
     // Single quotes: the shell must not expand the variable into the file.
     assert!(
         out.stderr.contains(
-            "Or let Claude Code add it: claude mcp add --transport http --scope user --header \
-             'Authorization: Bearer ${CUSTORY_MCP_TOKEN}' custory https://app.usecustory.com/api/mcp\n"
+            "Or let Claude Code add it: claude mcp add --transport http --scope user custory \
+             https://app.usecustory.com/api/mcp --header 'Authorization: Bearer ${CUSTORY_MCP_TOKEN}'\n"
         ),
         "{}",
         out.stderr
@@ -253,6 +253,44 @@ async fn claude_code_also_gets_its_own_command_and_claude_means_claude_code() {
     assert!(project.stderr.contains("--scope project"), "{}", project.stderr);
     let dir = std::env::current_dir().expect("cwd").join(".mcp.json");
     assert!(project.stderr.contains(&format!("Goes in {} ", dir.display())), "{}", project.stderr);
+}
+
+/// Claude Code itself (from npm, pinned) runs the command `config claude-code` prints, and
+/// writes the entry we meant: checked in the file it wrote, not in our string.
+#[tokio::test]
+async fn claude_code_runs_the_command_it_is_given() {
+    let claude = crate::conformance::claude_code();
+    let env = TestEnv::new();
+    let out = config(&env, "claude-code", &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Or let Claude Code add it: "))
+        .unwrap_or_else(|| panic!("no command in {}", out.stderr))
+        .to_owned();
+    let bin = claude.parent().expect("bin dir");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .env("HOME", env.home.path())
+        .env("PATH", path)
+        .env_remove("CUSTORY_MCP_TOKEN")
+        .output()
+        .expect("sh");
+    assert!(
+        ran.status.success(),
+        "{line}\n{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&read(&home(&env, ".claude.json"))).expect("Claude Code's file");
+    let entry = &written["mcpServers"]["custory"];
+    assert_eq!(entry["type"], "http", "{written}");
+    assert_eq!(entry["url"], URL);
+    assert_eq!(entry["headers"]["Authorization"], "Bearer ${CUSTORY_MCP_TOKEN}");
 }
 
 #[tokio::test]

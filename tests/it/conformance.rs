@@ -78,6 +78,38 @@ pub fn python_with_sdk() -> PathBuf {
     python
 }
 
+/// Claude Code's CLI, pinned, installed from npm on first use (once per target dir).
+const CLAUDE_CODE: &str = "@anthropic-ai/claude-code@2.1.197";
+
+/// The `claude` program, installing it on first use.
+pub fn claude_code() -> PathBuf {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(CLAUDE_CODE.trim_start_matches('@').replace(['/', '@'], "-"));
+    let claude = dir.join("node_modules/.bin/claude");
+    if dir.join(".installed").exists() {
+        return claude;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let output = Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(CLAUDE_CODE)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("npm: could not start ({e}); the Claude Code tests need node and npm")
+        });
+    assert!(
+        output.status.success(),
+        "npm install {CLAUDE_CODE} failed (the Claude Code tests need node, npm and the npm registry):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(dir.join(".installed"), CLAUDE_CODE).expect("mark");
+    claude
+}
+
 /// Runs the Python SDK client with `steps`; returns its JSON report.
 async fn python_client(url: &str, token: &str, steps: Value) -> Value {
     let url = url.to_owned();

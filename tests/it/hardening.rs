@@ -290,3 +290,44 @@ async fn request_logs_name_the_request_but_never_its_credentials() {
     }
     assert!(!log.to_lowercase().contains("authorization"), "{log}");
 }
+
+#[tokio::test]
+async fn a_missing_token_gets_a_bare_challenge_and_a_placeholder_is_named() {
+    let server = TestServer::start().await;
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let post = |authorization: Option<&str>| {
+        let mut request = http()
+            .post(server.mcp_url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(&ping);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send()
+    };
+    // RFC 6750 §3.1: no credentials, no error code in the challenge.
+    let none = post(None).await.expect("post");
+    assert_eq!(none.status(), 401);
+    let challenge = none.headers().get("www-authenticate").and_then(|v| v.to_str().ok());
+    assert_eq!(challenge, Some("Bearer realm=\"custory\""));
+    // A bad token keeps its error code.
+    let bad = post(Some("Bearer cst_nope")).await.expect("post");
+    let challenge = bad.headers().get("www-authenticate").and_then(|v| v.to_str().ok());
+    assert!(challenge.is_some_and(|c| c.contains("error=\"invalid_token\"")), "{challenge:?}");
+
+    for (header, says) in [
+        ("Bearer ${CUSTORY_MCP_TOKEN}", "CUSTORY_MCP_TOKEN was not set in the environment"),
+        ("Bearer ${env:MY_KEY}", "MY_KEY was not set"),
+        ("Bearer $CUSTORY_MCP_TOKEN", "CUSTORY_MCP_TOKEN was not set"),
+        ("Bearer <token>", "it was never replaced"),
+        ("Bearer YOUR_TOKEN_HERE", "it was never replaced"),
+    ] {
+        let response = post(Some(header)).await.expect("post");
+        assert_eq!(response.status(), 401, "{header}");
+        let body: Value = response.json().await.expect("json");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{header}: {message}");
+    }
+    server.stop().await;
+}

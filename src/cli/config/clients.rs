@@ -274,7 +274,8 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
         Client::ClaudeCode => {
             let var = env_var(auth);
             // The same entry through Claude Code's own command; not with the token inline,
-            // which would put it on stderr too.
+            // which would put it on stderr too. The name and URL come before `--header`: it
+            // takes several values and would swallow them (Claude Code's own help orders it so).
             if let Auth::Env { .. } = auth {
                 let header = format!("Authorization: Bearer ${{{var}}}");
                 let scope = match scope {
@@ -282,9 +283,9 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
                     Scope::Project => "project",
                 };
                 command = Some(format!(
-                    "claude mcp add --transport http --scope {scope} --header {} {ENTRY_NAME} {}",
-                    shell_quote(&header),
-                    shell_quote(url)
+                    "claude mcp add --transport http --scope {scope} {ENTRY_NAME} {} --header {}",
+                    shell_quote(url),
+                    shell_quote(&header)
                 ));
             }
             json_entry(
