@@ -746,6 +746,35 @@ async fn a_project_config_that_is_a_link_is_not_written_through() {
 }
 
 #[tokio::test]
+async fn after_a_write_the_clients_own_approval_step_is_named() {
+    let env = TestEnv::new();
+    let project = tempfile::tempdir().expect("project");
+    for (client, scope, says) in [
+        (
+            "claude-code",
+            "project",
+            "Claude Code asks before it uses the servers of a project's .mcp.json",
+        ),
+        ("gemini", "user", "Gemini CLI starts MCP servers only in folders you trust"),
+        ("vscode", "project", "VS Code asks you to trust the server"),
+    ] {
+        let args = ["config", client, "--url", URL, "--scope", scope, "--write", "--yes"];
+        let out = run_in(&env, Some(project.path()), &args, None).await;
+        assert_eq!(out.code, 0, "{client}: {}", out.stderr);
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("On its next start: ") && last.contains(says),
+            "{client}: {}",
+            out.stderr
+        );
+    }
+    // A client that needs no approval gets none.
+    let out = config(&env, "cursor", &["--write", "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("On its next start"), "{}", out.stderr);
+}
+
+#[tokio::test]
 async fn a_saved_key_can_be_embedded() {
     let server = TestServer::start().await;
     let env = TestEnv::new();

@@ -123,6 +123,26 @@ pub struct Plan {
 }
 
 impl Client {
+    /// The step the client itself asks for before it runs a newly written server, if any.
+    pub fn approval(self, scope: Scope) -> Option<&'static str> {
+        match (self, scope) {
+            (Client::ClaudeCode, Scope::Project) => Some(
+                "Claude Code asks before it uses the servers of a project's .mcp.json: approve \
+                 custory when it asks on its next start in this folder (`claude mcp list` shows \
+                 it)",
+            ),
+            (Client::Gemini, _) => Some(
+                "Gemini CLI starts MCP servers only in folders you trust: trust the folder when \
+                 it asks (`/mcp` in Gemini CLI lists the servers it started)",
+            ),
+            (Client::Vscode, _) => Some(
+                "VS Code asks you to trust the server when it first starts it, and asks for the \
+                 key (custory-token) once: paste the cst_… token there",
+            ),
+            _ => None,
+        }
+    }
+
     /// The id used on the command line and in `--json`.
     pub fn id(self) -> &'static str {
         match self {

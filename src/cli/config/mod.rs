@@ -202,6 +202,9 @@ fn write(
         "Restart {} (or reload its MCP servers), then check the connection: custory-mcp test",
         client.name()
     ));
+    if let Some(approval) = client.approval(args.scope) {
+        printer.info(&format!("On its next start: {approval}."));
+    }
     Ok(ExitStatus::Success)
 }
 
