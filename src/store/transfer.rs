@@ -22,8 +22,8 @@ use super::validate::{
     required_text, required_text_multiline,
 };
 use super::writes::{
-    insert_comment, insert_item, insert_journey, insert_link, insert_persona, insert_stage,
-    insert_step, renumber_map,
+    Tally, insert_comment_tallied, insert_item_tallied, insert_journey, insert_link,
+    insert_persona, insert_stage, insert_step, renumber_map,
 };
 use super::{Store, StoreError, StoreResult, from_secs};
 use crate::api;
@@ -576,6 +576,8 @@ fn write_document(
 ) -> StoreResult<ImportCounts> {
     let mut counts = ImportCounts::default();
     let mut ids: HashMap<&str, String> = HashMap::new();
+    // The workspace's counters are written once, at the end.
+    let mut tally = Tally::default();
     for (position, journey) in (0..).zip(&doc.journeys) {
         let name = journey.name.trim();
         let description = journey.description.trim();
@@ -602,7 +604,7 @@ fn write_document(
                         fields: Some(item.fields.clone()),
                     };
                     let created = item.created_at.map_or(now, |at| at.timestamp());
-                    let id = insert_item(conn, ws, &new, created)?;
+                    let id = insert_item_tallied(conn, ws, &new, created, &mut tally)?;
                     if let Some(updated) = item.updated_at.map(|at| at.timestamp())
                         && updated != created
                     {
@@ -612,7 +614,8 @@ fn write_document(
                     counts.items += 1;
                     for comment in &item.comments {
                         let at = comment.created_at.map_or(now, |at| at.timestamp());
-                        insert_comment(conn, ws, &id, &comment.author, &comment.body, at)?;
+                        let (author, body) = (&comment.author, &comment.body);
+                        insert_comment_tallied(conn, ws, &id, author, body, at, &mut tally)?;
                         counts.comments += 1;
                     }
                     ids.insert(item.id.as_str(), id);
@@ -620,6 +623,7 @@ fn write_document(
             }
         }
     }
+    tally.apply(conn, ws)?;
     renumber_map(conn, ws)?;
     for link in &doc.links {
         let id = |reference: &str| {

@@ -457,6 +457,20 @@ pub(super) fn insert_item(
     new: &NewItem,
     now: i64,
 ) -> StoreResult<String> {
+    let mut tally = Tally::default();
+    let id = insert_item_tallied(conn, workspace_id, new, now, &mut tally)?;
+    tally.apply(conn, workspace_id)?;
+    Ok(id)
+}
+
+/// [`insert_item`], with the counts it changes added to `tally` (applied by the caller).
+pub(super) fn insert_item_tallied(
+    conn: &Connection,
+    workspace_id: i64,
+    new: &NewItem,
+    now: i64,
+    tally: &mut Tally,
+) -> StoreResult<String> {
     let title = required_text("title", &new.title, TITLE_MAX)?;
     let description =
         clean_text("description", new.description.as_deref().unwrap_or(""), DESCRIPTION_MAX, true)?;
@@ -495,11 +509,10 @@ pub(super) fn insert_item(
         fields_text,
         now
     ])?;
-    conn.prepare_cached("UPDATE steps SET item_count = item_count + 1 WHERE id = ?1")?
-        .execute([step_id])?;
-    count(conn, workspace_id, &format!("item:{}", new.kind), 1)?;
-    count(conn, workspace_id, "items", 1)?;
-    count(conn, workspace_id, "text_bytes", text_bytes(&[&title, &description, &fields_text]))?;
+    *tally.steps.entry(step_id.to_owned()).or_default() += 1;
+    tally.add(format!("item:{}", new.kind), 1);
+    tally.add("items".to_owned(), 1);
+    tally.add("text_bytes".to_owned(), text_bytes(&[&title, &description, &fields_text]));
     search::index_item(conn, workspace_id, &id)?;
     Ok(id)
 }
@@ -553,6 +566,23 @@ pub(super) fn insert_comment(
     body: &str,
     now: i64,
 ) -> StoreResult<Comment> {
+    let mut tally = Tally::default();
+    let comment =
+        insert_comment_tallied(conn, workspace_id, item_id, author, body, now, &mut tally)?;
+    tally.apply(conn, workspace_id)?;
+    Ok(comment)
+}
+
+/// [`insert_comment`], with the counts it changes added to `tally` (applied by the caller).
+pub(super) fn insert_comment_tallied(
+    conn: &Connection,
+    workspace_id: i64,
+    item_id: &str,
+    author: &str,
+    body: &str,
+    now: i64,
+    tally: &mut Tally,
+) -> StoreResult<Comment> {
     let author = required_text("author", author, NAME_MAX)?;
     let body = required_text_multiline("body", body, DESCRIPTION_MAX)?;
     let id = new_id("cmt");
@@ -562,8 +592,8 @@ pub(super) fn insert_comment(
     )?
     .execute(params![id, workspace_id, item_id, author, body, now])?;
     search::index_comment(conn, workspace_id, &id)?;
-    count(conn, workspace_id, "comments", 1)?;
-    count(conn, workspace_id, "text_bytes", text_bytes(&[&author, &body]))?;
+    tally.add("comments".to_owned(), 1);
+    tally.add("text_bytes".to_owned(), text_bytes(&[&author, &body]));
     Ok(Comment { id, author, body, created_at: from_secs(now) })
 }
 
@@ -620,6 +650,31 @@ fn make_room(
         }
     }
     Ok((at, i))
+}
+
+/// The counts a write changes (the workspace's counters, each step's item count), written once
+/// at its end: an import of many items updates each counter once, not once per item.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    counters: std::collections::BTreeMap<String, i64>,
+    steps: std::collections::BTreeMap<String, i64>,
+}
+
+impl Tally {
+    fn add(&mut self, counter: String, delta: i64) {
+        *self.counters.entry(counter).or_default() += delta;
+    }
+
+    pub(super) fn apply(self, conn: &Connection, workspace_id: i64) -> StoreResult<()> {
+        for (step, n) in &self.steps {
+            conn.prepare_cached("UPDATE steps SET item_count = item_count + ?2 WHERE id = ?1")?
+                .execute(params![step, n])?;
+        }
+        for (counter, delta) in &self.counters {
+            count(conn, workspace_id, counter, *delta)?;
+        }
+        Ok(())
+    }
 }
 
 /// Adds `delta` to one of the workspace's counts (`workspace_counts`).
