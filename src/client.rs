@@ -89,21 +89,26 @@ impl AdminClient {
         }
         self.runtime.block_on(async {
             let response = request.send().await.map_err(|error| self.unreachable(&error))?;
-            let status = response.status();
-            let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
-            if status.is_success() {
-                return serde_json::from_slice(&bytes).map_err(|error| {
-                    CliError::failure(format!(
-                        "the server at {} sent an answer this version of custory-mcp does not \
-                         understand ({error})",
-                        self.server
-                    ))
-                    .hint("check that --server points at a custory-mcp server of the same version")
-                    .into()
-                });
-            }
-            Err(self.api_error(status, &bytes).into())
+            self.answer(response).await
         })
+    }
+
+    /// The JSON answer of `response`, or the API error it carries.
+    async fn answer<T: DeserializeOwned>(&self, response: reqwest::Response) -> anyhow::Result<T> {
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|error| {
+                CliError::failure(format!(
+                    "the server at {} sent an answer this version of custory-mcp does not \
+                     understand ({error})",
+                    self.server
+                ))
+                .hint("check that --server points at a custory-mcp server of the same version")
+                .into()
+            });
+        }
+        Err(self.api_error(status, &bytes).into())
     }
 
     /// Streams the answer to GET `path` into `file` (0600, written beside it and renamed into
@@ -187,19 +192,7 @@ impl AdminClient {
                 .send()
                 .await
                 .map_err(|error| self.unreachable(&error))?;
-            let status = response.status();
-            let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
-            if status.is_success() {
-                return serde_json::from_slice(&bytes).map_err(|error| {
-                    CliError::failure(format!(
-                        "the server at {} sent an answer this version of custory-mcp does not \
-                         understand ({error})",
-                        self.server
-                    ))
-                    .into()
-                });
-            }
-            Err(self.api_error(status, &bytes).into())
+            self.answer(response).await
         })
     }
 

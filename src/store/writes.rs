@@ -161,13 +161,7 @@ impl Store {
         actor: Actor<'_>,
         new: &NewJourney,
     ) -> StoreResult<MapNode> {
-        let name = required_text("name", &new.name, TITLE_MAX)?;
-        let description = clean_text(
-            "description",
-            new.description.as_deref().unwrap_or(""),
-            DESCRIPTION_MAX,
-            true,
-        )?;
+        let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
         let slug = match &new.slug {
             Some(slug) => {
                 crate::api::validate_slug(slug.trim()).map_err(StoreError::Invalid)?.to_owned()
@@ -208,13 +202,7 @@ impl Store {
         actor: Actor<'_>,
         new: &NewStage,
     ) -> StoreResult<MapNode> {
-        let name = required_text("name", &new.name, TITLE_MAX)?;
-        let description = clean_text(
-            "description",
-            new.description.as_deref().unwrap_or(""),
-            DESCRIPTION_MAX,
-            true,
-        )?;
+        let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
         self.write(workspace_id, actor, |tx, _| {
             let journey = find_journey(tx, workspace_id, &new.journey)?;
             let siblings = "SELECT id, position FROM stages WHERE workspace_id = ?1
@@ -242,13 +230,7 @@ impl Store {
         actor: Actor<'_>,
         new: &NewStep,
     ) -> StoreResult<MapNode> {
-        let name = required_text("name", &new.name, TITLE_MAX)?;
-        let description = clean_text(
-            "description",
-            new.description.as_deref().unwrap_or(""),
-            DESCRIPTION_MAX,
-            true,
-        )?;
+        let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
         let stage_id = new.stage_id.trim();
         self.write(workspace_id, actor, |tx, _| {
             ensure_stage(tx, workspace_id, stage_id)?;
@@ -618,6 +600,13 @@ pub(super) fn renumber_map(conn: &Connection, workspace_id: i64) -> StoreResult<
             .execute(params![id, number])?;
     }
     Ok(())
+}
+
+/// A journey's, stage's or step's name and description, checked.
+fn name_and_description(name: &str, description: Option<&str>) -> StoreResult<(String, String)> {
+    let name = required_text("name", name, TITLE_MAX)?;
+    let description = clean_text("description", description.unwrap_or(""), DESCRIPTION_MAX, true)?;
+    Ok((name, description))
 }
 
 /// Makes room for a new sibling at `index` (from 0; the end when `None` or past it) among the
