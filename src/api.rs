@@ -222,6 +222,13 @@ pub struct ImportResponse {
     pub workspace: String,
     /// Nothing was written: the import was checked and rolled back.
     pub dry_run: bool,
+    #[serde(flatten)]
+    pub counts: ImportCounts,
+}
+
+/// What an import wrote (or, in a dry run, would write).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImportCounts {
     pub journeys: u64,
     pub stages: u64,
     pub steps: u64,

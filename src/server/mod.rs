@@ -111,8 +111,9 @@ pub struct Shared {
     pub limiter: AuthLimiter,
     pub shares: limits::KeyShares,
     pub rates: limits::KeyRates,
-    /// One import at a time: each holds its document in memory, then the write lock.
-    pub imports: tokio::sync::Semaphore,
+    /// One import or export at a time: each holds a workspace's document in memory and a
+    /// blocking thread while it runs.
+    pub transfers: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -120,8 +121,8 @@ impl AppState {
         let limiter = AuthLimiter::new(config.auth_failures_per_window, config.auth_failure_window);
         let shares = limits::KeyShares::new(config.per_key_concurrency, config.per_key_wait);
         let rates = limits::KeyRates::new(config.key_requests, config.key_writes);
-        let imports = tokio::sync::Semaphore::new(1);
-        Self(Arc::new(Shared { store, config, limiter, shares, rates, imports }))
+        let transfers = Arc::new(tokio::sync::Semaphore::new(1));
+        Self(Arc::new(Shared { store, config, limiter, shares, rates, transfers }))
     }
 }
 

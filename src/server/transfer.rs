@@ -3,7 +3,7 @@
 //!
 //! An import's body is parsed as it arrives, on a blocking thread, into the document's types:
 //! the file is never held whole as bytes beside its parsed form. Each chunk must arrive within
-//! the body timeout, and one import runs at a time.
+//! the body timeout (and the whole within ten minutes), and one import or export runs at a time.
 
 use std::io::Read;
 use std::time::Duration;
@@ -26,11 +26,27 @@ use crate::store::transfer::{ImportError, ImportTarget, WorkspaceDocument};
 /// The largest import body: 100k items with their text are ~60 MB.
 pub const IMPORT_MAX_BYTES: usize = 512 * 1024 * 1024;
 
+/// An import or export may take this long as a whole, and hold its blocking thread no longer.
+const TRANSFER_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The server's one transfer slot, or a 429 saying another transfer runs.
+fn transfer_turn(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    std::sync::Arc::clone(&state.transfers).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "transfer_running",
+            "another import or export is running on this server; retry when it has finished",
+        )
+        .retry_after(Duration::from_secs(5))
+    })
+}
+
 pub async fn export(
     _: Owner,
     State(state): State<AppState>,
     Path(ws): Path<String>,
 ) -> ApiResult<Response> {
+    let turn = transfer_turn(&state)?;
     let store = std::sync::Arc::clone(&state.store);
     let doc = tokio::task::spawn_blocking(move || -> ApiResult<WorkspaceDocument> {
         let workspace = super::admin::workspace(&store, &ws)?;
@@ -38,10 +54,15 @@ pub async fn export(
     })
     .await
     .map_err(|_| ApiError::internal())??;
-    // Serialized as it is sent, in chunks: the document is never also held whole as bytes.
+    // Serialized as it is sent, in chunks: the document is never also held whole as bytes. A
+    // client that stops reading for the body timeout ends it, and with it the blocking thread.
     let (chunks, mut receiver) = tokio::sync::mpsc::channel(8);
+    let (idle, runtime) = (state.config.body_timeout, tokio::runtime::Handle::current());
     tokio::task::spawn_blocking(move || {
-        let mut out = ChunkWriter { chunks, buffer: Vec::with_capacity(CHUNK) };
+        let _turn = turn;
+        let deadline = std::time::Instant::now() + TRANSFER_DEADLINE;
+        let mut out =
+            ChunkWriter { chunks, buffer: Vec::with_capacity(CHUNK), idle, deadline, runtime };
         let written = serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(std::io::Error::other)
             .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
@@ -58,10 +79,14 @@ pub async fn export(
 
 const CHUNK: usize = 64 * 1024;
 
-/// Sends what is written to it in chunks of [`CHUNK`] bytes, waiting while the client reads.
+/// Sends what is written to it in chunks of [`CHUNK`] bytes, waiting while the client reads:
+/// up to `idle` for each chunk, and until `deadline` in all.
 struct ChunkWriter {
     chunks: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     buffer: Vec<u8>,
+    idle: Duration,
+    deadline: std::time::Instant,
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::io::Write for ChunkWriter {
@@ -78,9 +103,13 @@ impl std::io::Write for ChunkWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
-        self.chunks
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        let wait =
+            self.idle.min(self.deadline.saturating_duration_since(std::time::Instant::now()));
+        match self.runtime.block_on(tokio::time::timeout(wait, self.chunks.send(Ok(chunk)))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        }
     }
 }
 
@@ -102,14 +131,7 @@ pub async fn import(
     Query(query): Query<ImportQuery>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ImportResponse>)> {
-    let Ok(_turn) = state.imports.try_acquire() else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "import_running",
-            "another import is running on this server; retry when it has finished",
-        )
-        .retry_after(Duration::from_secs(5)));
-    };
+    let turn = transfer_turn(&state)?;
     let target = match (query.workspace, query.new) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -125,6 +147,7 @@ pub async fn import(
     let reader = BlockingBody::new(body, state.config.body_timeout);
     let store = std::sync::Arc::clone(&state.store);
     let work = move || -> ApiResult<ImportResponse> {
+        let _turn = turn;
         let doc = parse(reader)?;
         let target = match target {
             Target::Existing(slug) => {
@@ -150,17 +173,7 @@ pub async fn import(
                 ImportError::Invalid(details) => invalid(details),
                 ImportError::Store(error) => error.into(),
             })?;
-        Ok(ImportResponse {
-            workspace,
-            dry_run,
-            journeys: counts.journeys,
-            stages: counts.stages,
-            steps: counts.steps,
-            items: counts.items,
-            links: counts.links,
-            comments: counts.comments,
-            personas: counts.personas,
-        })
+        Ok(ImportResponse { workspace, dry_run, counts })
     };
     let done = tokio::task::spawn_blocking(work).await.map_err(|error| {
         tracing::error!(%error, "an import panicked");
@@ -202,7 +215,8 @@ fn parse(reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
             Ok(()) => Ok(doc),
             Err(error) => Err(json_error(".".to_owned(), error)),
         });
-    if parsed.is_err() {
+    // Not after a read error (a stalled or oversized body): reading on would fail the same way.
+    if parsed.as_ref().is_err_and(|e| e.code != "body_unreadable") {
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
     }
     parsed
@@ -232,6 +246,7 @@ struct BlockingBody {
     chunk: Bytes,
     read: usize,
     idle: Duration,
+    deadline: std::time::Instant,
     runtime: tokio::runtime::Handle,
 }
 
@@ -239,15 +254,24 @@ impl BlockingBody {
     /// Must be called on the runtime (it keeps a handle to it).
     fn new(body: Body, idle: Duration) -> Self {
         let runtime = tokio::runtime::Handle::current();
-        Self { body, chunk: Bytes::new(), read: 0, idle, runtime }
+        let deadline = std::time::Instant::now() + TRANSFER_DEADLINE;
+        Self { body, chunk: Bytes::new(), read: 0, idle, deadline, runtime }
     }
 }
 
 impl Read for BlockingBody {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            let next = self.runtime.block_on(tokio::time::timeout(self.idle, self.body.frame()));
+            let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+            let wait = self.idle.min(left);
+            let next = self.runtime.block_on(tokio::time::timeout(wait, self.body.frame()));
             match next {
+                Err(_) if wait < self.idle => {
+                    return Err(std::io::Error::other(format!(
+                        "the body took longer than {} s; nothing was imported",
+                        TRANSFER_DEADLINE.as_secs()
+                    )));
+                }
                 Err(_) => {
                     return Err(std::io::Error::other(format!(
                         "the body stopped arriving for {} s; nothing was imported",

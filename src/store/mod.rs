@@ -385,6 +385,16 @@ impl Store {
         }
     }
 
+    /// [`Store::reader`] without SQLite's per-statement limit, for an export: one snapshot
+    /// whose few statements each read a whole workspace (PostgreSQL's is lifted per
+    /// transaction by the caller).
+    fn reader_unlimited(&self) -> StoreResult<Connection<'_>> {
+        match &self.backend {
+            Backend::Sqlite { readers, .. } => Ok(Connection::sqlite_reader(readers, None)?),
+            Backend::Postgres(pool) => Ok(Connection::postgres(pool)),
+        }
+    }
+
     /// The connection for writes (and for reads that must see the writer's own state): SQLite's
     /// one writer, or a pooled PostgreSQL connection whose transactions take the write lock.
     fn writer(&self) -> Connection<'_> {

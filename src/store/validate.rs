@@ -10,6 +10,11 @@ pub(super) const TITLE_MAX: usize = 200;
 pub(super) const DESCRIPTION_MAX: usize = 10_000;
 pub(super) const NAME_MAX: usize = 100;
 const FIELD_VALUE_MAX: usize = 500;
+/// The most journeys a workspace, stages a journey and steps a stage may hold: a map stays a
+/// map an agent can read (`get_journey` answers within its ceiling).
+pub(super) const JOURNEYS_MAX: usize = 500;
+pub(super) const STAGES_MAX: usize = 30;
+pub(super) const STEPS_MAX: usize = 30;
 
 // ---------------------------------------------------------------------------------------------
 // Validation and small helpers.

@@ -16,8 +16,8 @@ use super::reads::{
     not_found_item, text_enum,
 };
 use super::validate::{
-    DESCRIPTION_MAX, NAME_MAX, TITLE_MAX, check_status, clean_text, merge_fields, optional_text,
-    required_text, required_text_multiline,
+    DESCRIPTION_MAX, JOURNEYS_MAX, NAME_MAX, STAGES_MAX, STEPS_MAX, TITLE_MAX, check_status,
+    clean_text, merge_fields, optional_text, required_text, required_text_multiline,
 };
 use super::{Store, StoreError, StoreResult, from_secs, new_id, search};
 
@@ -624,6 +624,16 @@ fn make_room(
         Some(parent) => conn.query(siblings, params![workspace_id, parent])?,
         None => conn.query(siblings, params![workspace_id])?,
     };
+    let (max, within) = match table {
+        "journeys" => (JOURNEYS_MAX, "a workspace"),
+        "stages" => (STAGES_MAX, "a journey"),
+        _ => (STEPS_MAX, "a stage"),
+    };
+    if rows.len() >= max {
+        return Err(StoreError::Quota(format!(
+            "{within} holds at most {max} {table}, and this one is full; nothing was changed"
+        )));
+    }
     let siblings: Vec<(String, i64)> =
         rows.iter().map(|row| Ok((row.get(0)?, row.get(1)?))).collect::<StoreResult<_>>()?;
     let count = u32::try_from(siblings.len()).unwrap_or(u32::MAX);

@@ -372,3 +372,20 @@ async fn a_workspace_past_its_quota_takes_no_more_and_says_which_limit() {
     assert!(message.contains(&most) && message.contains("--max-comments"), "{message}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_map_stays_readable_however_many_stages_an_agent_adds() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("mapper", "30d", "read-write").await;
+    let mcp = Mcp::new(&server, &token);
+    let journey = mcp.ok("create_journey", json!({"name": "Crowded"})).await;
+    let id = journey["id"].as_str().expect("id");
+    for n in 0..30 {
+        mcp.ok("create_stage", json!({"journey": id, "name": format!("Stage {n}")})).await;
+    }
+    let message = mcp.err("create_stage", json!({"journey": id, "name": "One too many"})).await;
+    assert!(message.contains("at most 30 stages"), "{message}");
+    let map = mcp.ok("get_journey", json!({"journey": id})).await;
+    assert_eq!(map["stages"].as_array().map(Vec::len), Some(30), "nothing past the cap");
+    server.stop().await;
+}
