@@ -114,25 +114,14 @@ impl AdminClient {
     /// Streams the answer to GET `path` into `file` (0600, written beside it and renamed into
     /// place, so a failed download leaves no half file). Returns the bytes written.
     pub fn download(&self, path: &str, file: &std::path::Path) -> anyhow::Result<u64> {
-        let dir = file
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = dir.join(format!(".{name}.{}.tmp", crate::token::random_base62(8)));
-        let cannot = |error: std::io::Error| {
-            CliError::failure(format!("could not write {}: {error}", file.display()))
-        };
-        let mut out = crate::fsutil::create_private_file(&temp).map_err(cannot)?;
-        let written = self.download_to(path, &mut out).and_then(|bytes| {
-            out.sync_all().map_err(cannot)?;
-            std::fs::rename(&temp, file).map_err(cannot)?;
-            Ok(bytes)
-        });
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        written
+        crate::fsutil::replace_private(file, |out| self.download_to(path, out)).map_err(|error| {
+            match error.downcast::<std::io::Error>() {
+                Ok(io) => {
+                    CliError::failure(format!("could not write {}: {io}", file.display())).into()
+                }
+                Err(other) => other,
+            }
+        })
     }
 
     /// Streams the answer to GET `path` into `out`. Returns the bytes written.
@@ -151,12 +140,23 @@ impl AdminClient {
             while let Some(chunk) =
                 response.chunk().await.map_err(|error| self.unreachable(&error))?
             {
-                out.write_all(&chunk)
-                    .map_err(|error| CliError::failure(format!("could not write: {error}")))?;
-                written += chunk.len() as u64;
+                match out.write_all(&chunk) {
+                    Ok(()) => written += chunk.len() as u64,
+                    // The reader went away (`export | head`): stop quietly, as `cat` does.
+                    Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                        return Ok(written);
+                    }
+                    Err(error) => {
+                        return Err(CliError::failure(format!("could not write: {error}")).into());
+                    }
+                }
             }
-            out.flush().map_err(|error| CliError::failure(format!("could not write: {error}")))?;
-            Ok(written)
+            match out.flush() {
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(CliError::failure(format!("could not write: {error}")).into())
+                }
+                _ => Ok(written),
+            }
         })
     }
 

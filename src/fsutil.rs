@@ -38,14 +38,24 @@ pub fn restrict_file(path: &Path) -> std::io::Result<()> {
 
 /// Replaces `path` with `bytes` atomically: a 0600 temp file beside it, synced, then renamed.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    replace_private(path, |file| file.write_all(bytes))
+}
+
+/// Replaces `path` atomically with what `write` puts in a 0600 temp file beside it (synced,
+/// then renamed into place); on an error the temp file is removed and `path` is untouched.
+pub fn replace_private<T, E: From<std::io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<T, E>,
+) -> Result<T, E> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{name}.{}.tmp", crate::token::random_base62(8)));
     let result = (|| {
         let mut file = create_private_file(&temp)?;
-        file.write_all(bytes)?;
+        let value = write(&mut file)?;
         file.sync_all()?;
-        std::fs::rename(&temp, path)
+        std::fs::rename(&temp, path)?;
+        Ok(value)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);

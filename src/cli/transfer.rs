@@ -129,15 +129,10 @@ pub fn import(
         printer.json(&answer)?;
         return Ok(ExitStatus::Success);
     }
+    let c = &answer.counts;
     let what = format!(
         "{} journeys, {} stages, {} steps, {} items, {} links, {} comments, {} personas",
-        answer.journeys,
-        answer.stages,
-        answer.steps,
-        answer.items,
-        answer.links,
-        answer.comments,
-        answer.personas
+        c.journeys, c.stages, c.steps, c.items, c.links, c.comments, c.personas
     );
     if answer.dry_run {
         printer.info(&format!(
