@@ -21,8 +21,9 @@ items, path = int(sys.argv[1]), sys.argv[2]
 rng = random.Random(7)
 words = [f"w{n:05d}" for n in range(40_000)]
 weights = [1 / (n + 1) for n in range(len(words))]
+cumulative = list(__import__("itertools").accumulate(weights))
 def text(n):
-    return " ".join(rng.choices(words, weights, k=n))
+    return " ".join(rng.choices(words, cum_weights=cumulative, k=n))
 kinds = ["touchpoint", "insight", "opportunity", "solution", "metric"]
 steps = [{"name": f"Step {s}", "description": text(8), "items": []} for s in range(400)]
 for i in range(items):
@@ -59,4 +60,23 @@ echo "server RSS before: $(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/
 timed import ./target/release/custory-mcp import "$WORK/big.json"
 timed export ./target/release/custory-mcp --workspace big export -o "$WORK/out.json"
 echo "exported $(( $(stat -c %s "$WORK/out.json") / 1000000 )) MB (pretty-printed, with ids and times)"
+
+# Archive and restore of the first journey (a quarter of the items) over MCP: the whole subtree
+# is re-marked and reindexed in one write transaction.
+token="$(curl -sf -X POST "$SERVER_URL/api/admin/workspaces/big/mcp-keys" \
+  -H "Authorization: Bearer $OWNER" -H 'Content-Type: application/json' \
+  -d '{"name": "bench", "expires": "30d"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
+call() { # call TOOL ARGS: prints the wall time and the tool result's first 120 characters
+  local start end out
+  start="$(date +%s.%N)"
+  out="$(curl -sf "$SERVER_URL/api/mcp" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -d "{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"tools/call\", \"params\": {\"name\": \"$1\", \"arguments\": $2}}")"
+  end="$(date +%s.%N)"
+  printf '%-8s %7.2f s   %s\n' "$1" "$(echo "$end - $start" | bc)" \
+    "$(echo "$out" | python3 -c 'import json, sys; r = json.load(sys.stdin)["result"]; print(json.dumps(r.get("structuredContent") or r["content"][0]["text"])[:120])')"
+}
+call archive '{"id": "journey-0"}'
+call restore '{"id": "journey-0"}'
+
 echo "command: BENCH_DATABASE=${BENCH_DATABASE:-sqlite} bench/transfer.sh $items"

@@ -42,7 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)')
             [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Check a connection to the MCP endpoint, stage by stage')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a workspace (or, with --all, every workspace) as a JSON document')
-            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Create a workspace from a JSON document that `export` wrote (all or nothing)')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Import a workspace that `export` wrote, or a journey from a CSV file (all or nothing)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -137,6 +137,7 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
         }
         'custory-mcp;workspaces;create' {
             [CompletionResult]::new('--slug', '--slug', [CompletionResultType]::ParameterName, 'Its URL slug [default: made from the name]')
+            [CompletionResult]::new('--template', '--template', [CompletionResultType]::ParameterName, 'What it starts with: nothing, or a journey with a persona and example items')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
             [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
@@ -145,8 +146,8 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'custory-mcp;workspaces;help' {
@@ -357,8 +358,10 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             break
         }
         'custory-mcp;import' {
-            [CompletionResult]::new('--new', '--new', [CompletionResultType]::ParameterName, 'Import as a new workspace with this name [default: the document''s name and slug; or into the existing, empty workspace that --workspace names]')
+            [CompletionResult]::new('--new', '--new', [CompletionResultType]::ParameterName, 'Import into a new workspace with this name [default: JSON: the document''s name and slug, or the existing, empty workspace that --workspace names; CSV: the existing workspace that --workspace names]')
             [CompletionResult]::new('--slug', '--slug', [CompletionResultType]::ParameterName, 'The new workspace''s slug [default: made from its name]')
+            [CompletionResult]::new('--journey', '--journey', [CompletionResultType]::ParameterName, 'CSV: the name of the journey the rows become; its slug is made from it [default: the file''s name without .csv]')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'The file''s format [default: csv for a file named *.csv, else json]')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
             [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
@@ -368,8 +371,8 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'custory-mcp;completions' {
@@ -395,7 +398,7 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)')
             [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Check a connection to the MCP endpoint, stage by stage')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a workspace (or, with --all, every workspace) as a JSON document')
-            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Create a workspace from a JSON document that `export` wrote (all or nothing)')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Import a workspace that `export` wrote, or a journey from a CSV file (all or nothing)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break

@@ -612,7 +612,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__import)
-            opts="-q -v -h --new --slug --dry-run --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --new --slug --journey --format --dry-run --server --workspace --json --color --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -624,6 +624,14 @@ _custory__mcp() {
                     ;;
                 --slug)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journey)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "json csv" -- "${cur}"))
                     return 0
                     ;;
                 --server)
@@ -1130,7 +1138,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__workspaces__subcmd__create)
-            opts="-q -v -h --slug --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --slug --template --server --workspace --json --color --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1138,6 +1146,10 @@ _custory__mcp() {
             case "${prev}" in
                 --slug)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --template)
+                    COMPREPLY=($(compgen -W "blank onboarding trial-to-paid" -- "${cur}"))
                     return 0
                     ;;
                 --server)

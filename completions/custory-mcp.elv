@@ -39,7 +39,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand config 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
             cand test 'Check a connection to the MCP endpoint, stage by stage'
             cand export 'Write a workspace (or, with --all, every workspace) as a JSON document'
-            cand import 'Create a workspace from a JSON document that `export` wrote (all or nothing)'
+            cand import 'Import a workspace that `export` wrote, or a journey from a CSV file (all or nothing)'
             cand completions 'Print the shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -128,6 +128,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
         }
         &'custory-mcp;workspaces;create'= {
             cand --slug 'Its URL slug [default: made from the name]'
+            cand --template 'What it starts with: nothing, or a journey with a persona and example items'
             cand --server 'The Custory server to manage'
             cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
             cand --color 'When to use colors (NO_COLOR is respected)'
@@ -136,8 +137,8 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --quiet 'Print only data and errors'
             cand -v 'Log more (repeat for more detail)'
             cand --verbose 'Log more (repeat for more detail)'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'custory-mcp;workspaces;help'= {
             cand list 'List the server''s workspaces'
@@ -326,8 +327,10 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --help 'Print help'
         }
         &'custory-mcp;import'= {
-            cand --new 'Import as a new workspace with this name [default: the document''s name and slug; or into the existing, empty workspace that --workspace names]'
+            cand --new 'Import into a new workspace with this name [default: JSON: the document''s name and slug, or the existing, empty workspace that --workspace names; CSV: the existing workspace that --workspace names]'
             cand --slug 'The new workspace''s slug [default: made from its name]'
+            cand --journey 'CSV: the name of the journey the rows become; its slug is made from it [default: the file''s name without .csv]'
+            cand --format 'The file''s format [default: csv for a file named *.csv, else json]'
             cand --server 'The Custory server to manage'
             cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
             cand --color 'When to use colors (NO_COLOR is respected)'
@@ -337,8 +340,8 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --quiet 'Print only data and errors'
             cand -v 'Log more (repeat for more detail)'
             cand --verbose 'Log more (repeat for more detail)'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'custory-mcp;completions'= {
             cand --server 'The Custory server to manage'
@@ -362,7 +365,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand config 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
             cand test 'Check a connection to the MCP endpoint, stage by stage'
             cand export 'Write a workspace (or, with --all, every workspace) as a JSON document'
-            cand import 'Create a workspace from a JSON document that `export` wrote (all or nothing)'
+            cand import 'Import a workspace that `export` wrote, or a journey from a CSV file (all or nothing)'
             cand completions 'Print the shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }

@@ -43,7 +43,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "audit" -d '
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "config" -d 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "test" -d 'Check a connection to the MCP endpoint, stage by stage'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "export" -d 'Write a workspace (or, with --all, every workspace) as a JSON document'
-complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "import" -d 'Create a workspace from a JSON document that `export` wrote (all or nothing)'
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "import" -d 'Import a workspace that `export` wrote, or a journey from a CSV file (all or nothing)'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "completions" -d 'Print the shell completion script'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l listen -d 'Address to listen on (port 0 picks a free port)' -r
@@ -114,6 +114,9 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and 
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more (repeat for more detail)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l slug -d 'Its URL slug [default: made from the name]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l template -d 'What it starts with: nothing, or a journey with a persona and example items' -r -f -a "blank\t'An empty workspace'
+onboarding\t'A customer-onboarding journey: sign up, set up, first value, habit'
+trial-to-paid\t'A trial-to-paid journey: discover, start the trial, evaluate, decide'"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
@@ -122,7 +125,7 @@ never\t''"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Log more (repeat for more detail)'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the server\'s workspaces'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a workspace'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -259,8 +262,11 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l json 
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -s v -l verbose -d 'Log more (repeat for more detail)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -s h -l help -d 'Print help'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l new -d 'Import as a new workspace with this name [default: the document\'s name and slug; or into the existing, empty workspace that --workspace names]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l new -d 'Import into a new workspace with this name [default: JSON: the document\'s name and slug, or the existing, empty workspace that --workspace names; CSV: the existing workspace that --workspace names]' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l slug -d 'The new workspace\'s slug [default: made from its name]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l journey -d 'CSV: the name of the journey the rows become; its slug is made from it [default: the file\'s name without .csv]' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l format -d 'The file\'s format [default: csv for a file named *.csv, else json]' -r -f -a "json\t'A workspace document (`custory-workspace/1`), as `export` writes it'
+csv\t'A spreadsheet\'s rows, one item each: one new journey'"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
@@ -270,7 +276,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l dry-r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -s v -l verbose -d 'Log more (repeat for more detail)'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
@@ -289,7 +295,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "config" -d 'Print or write the MCP config for a client (Cursor, Claude Code, VS Code, …)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "test" -d 'Check a connection to the MCP endpoint, stage by stage'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "export" -d 'Write a workspace (or, with --all, every workspace) as a JSON document'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "import" -d 'Create a workspace from a JSON document that `export` wrote (all or nothing)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "import" -d 'Import a workspace that `export` wrote, or a journey from a CSV file (all or nothing)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "completions" -d 'Print the shell completion script'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout workspaces keys audit config test export import completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from workspaces" -f -a "list" -d 'List the server\'s workspaces'

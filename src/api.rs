@@ -142,6 +142,50 @@ pub struct CreateWorkspace {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<String>,
+    /// What the new workspace starts with; `blank` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Template>,
+}
+
+/// What a new workspace starts with: nothing, or one of the templates the server ships (a
+/// `custory-workspace/1` document with one journey, a persona and a few example items).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Template {
+    /// An empty workspace
+    #[default]
+    Blank,
+    /// A customer-onboarding journey: sign up, set up, first value, habit
+    Onboarding,
+    /// A trial-to-paid journey: discover, start the trial, evaluate, decide
+    TrialToPaid,
+}
+
+impl Template {
+    pub const ALL: [Template; 3] = [Self::Blank, Self::Onboarding, Self::TrialToPaid];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Blank => "blank",
+            Self::Onboarding => "onboarding",
+            Self::TrialToPaid => "trial-to-paid",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// `blank, onboarding, trial-to-paid`.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,9 +201,15 @@ pub struct WorkspacesResponse {
     pub workspaces: Vec<Workspace>,
 }
 
+/// The answer to creating a workspace: the workspace, the template it was made from and what
+/// that template wrote into it (all zero for `blank`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkspaceResponse {
     pub workspace: Workspace,
+    #[serde(default)]
+    pub template: Template,
+    #[serde(default)]
+    pub contents: ImportCounts,
 }
 
 /// A page of keys; `next_cursor` (absent on the last page) goes back as `?cursor=`.
@@ -220,6 +270,9 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportResponse {
     pub workspace: String,
+    /// The journey a CSV import added (its slug); absent for a workspace document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journey: Option<String>,
     /// Nothing was written: the import was checked and rolled back.
     pub dry_run: bool,
     #[serde(flatten)]

@@ -160,12 +160,14 @@ impl AdminClient {
         })
     }
 
-    /// POSTs the file at `file` (`-`: stdin) to `path` with `query`, streamed.
+    /// POSTs the file at `file` (`-`: stdin) to `path` with `query`, streamed, as
+    /// `content_type`.
     pub fn upload<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         file: &std::path::Path,
+        content_type: &str,
     ) -> anyhow::Result<T> {
         let url =
             reqwest::Url::parse_with_params(&format!("{}/api/admin{path}", self.server), query)
@@ -186,7 +188,7 @@ impl AdminClient {
                 .http
                 .post(url)
                 .bearer_auth(self.token.expose())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::CONTENT_TYPE, content_type)
                 .timeout(TRANSFER_TIMEOUT)
                 .body(body)
                 .send()
@@ -231,6 +233,10 @@ impl AdminClient {
             (_, "invalid_document") => failure.hint(
                 "fix the document (`docs/WORKSPACE_FORMAT.md` describes it), then import it \
                  again; `--dry-run` checks it without writing",
+            ),
+            (_, "invalid_csv") => failure.hint(
+                "fix the file (`docs/WORKSPACE_FORMAT.md` lists the columns and their values), \
+                 then import it again; `--dry-run` checks it without writing",
             ),
             (StatusCode::UNAUTHORIZED, _) => failure.hint(format!(
                 "run `custory-mcp login --server {}` with this server's owner credential",

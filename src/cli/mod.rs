@@ -92,7 +92,7 @@ pub enum Command {
     Test(test::TestArgs),
     /// Write a workspace (or, with --all, every workspace) as a JSON document
     Export(transfer::ExportArgs),
-    /// Create a workspace from a JSON document that `export` wrote (all or nothing)
+    /// Import a workspace that `export` wrote, or a journey from a CSV file (all or nothing)
     Import(transfer::ImportArgs),
     /// Print the shell completion script
     Completions(completions::CompletionsArgs),

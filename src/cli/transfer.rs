@@ -1,6 +1,7 @@
 //! `custory-mcp export` and `custory-mcp import`: a workspace as one JSON document
-//! (`custory-workspace/1`, see `docs/WORKSPACE_FORMAT.md`), through the admin API. Files are
-//! streamed both ways: the CLI never holds a whole export or import in memory.
+//! (`custory-workspace/1`, see `docs/WORKSPACE_FORMAT.md`), through the admin API; `import`
+//! also takes a spreadsheet's rows (CSV), which become one journey. Files are streamed both
+//! ways: the CLI never holds a whole export or import in memory.
 
 use std::path::PathBuf;
 
@@ -24,19 +25,40 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "A CSV file has a header row naming its columns, in any order: stage, \
+    step, kind, title (required), description, status, owner, priority, impact, effort. Each \
+    row is one item; the rows become one new journey, added to the workspace that --workspace \
+    names (or the server's only one). docs/WORKSPACE_FORMAT.md describes both formats.")]
 pub struct ImportArgs {
-    /// The workspace document to import (`-` reads stdin)
+    /// The workspace document (JSON) or the items (CSV) to import (`-` reads stdin)
     pub file: PathBuf,
-    /// Import as a new workspace with this name [default: the document's name and slug; or
-    /// into the existing, empty workspace that --workspace names]
+    /// Import into a new workspace with this name [default: JSON: the document's name and
+    /// slug, or the existing, empty workspace that --workspace names; CSV: the existing
+    /// workspace that --workspace names]
     #[arg(long, value_name = "NAME")]
     pub new: Option<String>,
     /// The new workspace's slug [default: made from its name]
     #[arg(long, requires = "new")]
     pub slug: Option<String>,
+    /// CSV: the name of the journey the rows become; its slug is made from it [default: the
+    /// file's name without .csv]
+    #[arg(long, value_name = "NAME")]
+    pub journey: Option<String>,
+    /// The file's format [default: csv for a file named *.csv, else json]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<ImportFormat>,
     /// Check everything and write nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// What `import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// A workspace document (`custory-workspace/1`), as `export` writes it
+    Json,
+    /// A spreadsheet's rows, one item each: one new journey
+    Csv,
 }
 
 pub fn export(
@@ -98,6 +120,33 @@ pub fn import(
     global: &GlobalArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
+    let format = args.format.unwrap_or_else(|| {
+        let csv = args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        if csv { ImportFormat::Csv } else { ImportFormat::Json }
+    });
+    let journey = match (format, &args.journey) {
+        (ImportFormat::Json, None) => None,
+        (ImportFormat::Json, Some(_)) => {
+            return Err(CliError::usage(
+                "--journey names the journey a CSV file becomes; a JSON document names its own",
+            )
+            .hint("pass --format csv if the file is CSV")
+            .into());
+        }
+        (ImportFormat::Csv, Some(name)) => Some(name.clone()),
+        (ImportFormat::Csv, None) => {
+            let stem = (args.file.as_os_str() != "-")
+                .then(|| args.file.file_stem())
+                .flatten()
+                .map(|stem| stem.to_string_lossy().into_owned());
+            let Some(stem) = stem else {
+                return Err(CliError::usage("a CSV read from stdin needs a journey name")
+                    .hint("pass --journey NAME")
+                    .into());
+            };
+            Some(stem)
+        }
+    };
     let client = AdminClient::connect(&global.server)?;
     let mut query = Vec::new();
     match (&args.new, &global.workspace) {
@@ -108,7 +157,14 @@ pub fn import(
             }
         }
         (None, Some(slug)) => query.push(("workspace", slug.clone())),
+        // A journey goes into a workspace: the server's only one, when it has one.
+        (None, None) if journey.is_some() => {
+            query.push(("workspace", client.workspace(None)?.slug));
+        }
         (None, None) => {}
+    }
+    if let Some(journey) = &journey {
+        query.push(("journey", journey.clone()));
     }
     if args.dry_run {
         query.push(("dry_run", "true".to_owned()));
@@ -124,12 +180,41 @@ pub fn import(
     if let Some(size) = size.filter(|&s| s > 1 << 20) {
         printer.info(&format!("Sending {} ({:.1} MB)…", args.file.display(), size as f64 / 1e6));
     }
-    let answer: ImportResponse = client.upload("/imports", &query, &args.file)?;
+    let content_type = match format {
+        ImportFormat::Json => "application/json",
+        ImportFormat::Csv => "text/csv; charset=utf-8",
+    };
+    let answer: ImportResponse = client.upload("/imports", &query, &args.file, content_type)?;
     if printer.json {
         printer.json(&answer)?;
         return Ok(ExitStatus::Success);
     }
     let c = &answer.counts;
+    if let Some(journey) = &answer.journey {
+        let what = format!("{} stages, {} steps, {} items", c.stages, c.steps, c.items);
+        if answer.dry_run {
+            printer.info(&format!(
+                "The CSV is valid: importing it would add the journey {journey:?} ({what}) to \
+                 {:?}. Nothing was written (--dry-run).",
+                answer.workspace
+            ));
+        } else {
+            printer.data(&answer.workspace);
+            let next = if args.new.is_some() {
+                format!(
+                    " Create a key for it with `custory-mcp --workspace {} keys create`.",
+                    answer.workspace
+                )
+            } else {
+                String::new()
+            };
+            printer.info(&format!(
+                "Imported the journey {journey:?} ({what}) into {:?}.{next}",
+                answer.workspace
+            ));
+        }
+        return Ok(ExitStatus::Success);
+    }
     let what = format!(
         "{} journeys, {} stages, {} steps, {} items, {} links, {} comments, {} personas",
         c.journeys, c.stages, c.steps, c.items, c.links, c.comments, c.personas

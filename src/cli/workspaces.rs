@@ -4,7 +4,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::GlobalArgs;
-use crate::api::{CreateWorkspace, WorkspaceResponse, WorkspacesResponse};
+use crate::api::{CreateWorkspace, ImportCounts, Template, WorkspaceResponse, WorkspacesResponse};
 use crate::client::AdminClient;
 use crate::error::ExitStatus;
 use crate::output::{Printer, relative, table};
@@ -20,6 +20,9 @@ pub enum WorkspacesCommand {
         /// Its URL slug [default: made from the name]
         #[arg(long)]
         slug: Option<String>,
+        /// What it starts with: nothing, or a journey with a persona and example items
+        #[arg(long, value_enum, default_value_t = Template::Blank)]
+        template: Template,
     },
 }
 
@@ -43,19 +46,42 @@ pub fn run(
                 printer.data(&table(&["Slug", "Name", "Created"], rows));
             }
         }
-        WorkspacesCommand::Create { name, slug } => {
-            let body = CreateWorkspace { name, slug };
-            let WorkspaceResponse { workspace } = client.post("/workspaces", Some(&body))?;
+        WorkspacesCommand::Create { name, slug, template } => {
+            let body = CreateWorkspace { name, slug, template: Some(template) };
+            let created: WorkspaceResponse = client.post("/workspaces", Some(&body))?;
             if printer.json {
-                printer.json(&json!({"workspace": workspace}))?;
+                printer.json(&created)?;
             } else {
+                let WorkspaceResponse { workspace, template, contents } = created;
                 printer.data(&workspace.slug);
+                let from = match template {
+                    Template::Blank => String::new(),
+                    _ => format!(" from the {template} template: {}", holds(&contents)),
+                };
                 printer.info(&format!(
-                    "Created workspace {:?}. Create a key in it with `custory-mcp --workspace {} keys create`.",
+                    "Created workspace {:?}{from}. Create a key in it with `custory-mcp --workspace {} keys create`.",
                     workspace.name, workspace.slug
                 ));
             }
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// `1 journey, 4 stages, 12 steps, 9 items, 7 links, 1 persona`.
+fn holds(contents: &ImportCounts) -> String {
+    [
+        (contents.journeys, "journey", "journeys"),
+        (contents.stages, "stage", "stages"),
+        (contents.steps, "step", "steps"),
+        (contents.items, "item", "items"),
+        (contents.links, "link", "links"),
+        (contents.comments, "comment", "comments"),
+        (contents.personas, "persona", "personas"),
+    ]
+    .into_iter()
+    .filter(|&(n, one, _)| n > 0 || one != "comment")
+    .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+    .collect::<Vec<_>>()
+    .join(", ")
 }

@@ -257,8 +257,9 @@ fn instructions(workspace: &str) -> String {
          touchpoint, insight, opportunity, solution, metric. Items link only touchpoint->insight, \
          insight->opportunity, opportunity->solution, opportunity->metric and solution->metric. \
          Start with get_workspace or list_journeys, read a map with get_journey, find things with \
-         search, and read one item (links, comments) with get_item. With a read-write key, build \
-         the map with create_journey, create_stage and create_step, and add items, links, \
+         search, and read one item (links, comments) with get_item. Archived things are left out \
+         of reads unless include_archived is given. With a read-write key, build and reshape the \
+         map (create_/update_ journey, stage, step; archive, restore), and add items, links, \
          comments and personas."
     )
 }

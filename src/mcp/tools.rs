@@ -17,8 +17,9 @@ use super::protocol::{CallToolResult, to_raw};
 use super::schema::{input_schema, output_schema};
 use crate::api::Access;
 use crate::store::model::{
-    ItemFilter, ItemKind, ItemUpdate, JourneySummary, NewItem, NewJourney, NewStage, NewStep,
-    Persona, PersonaArgs, SearchQuery, WorkspaceSummary, link_directions_text, per_kind_text,
+    ItemFilter, ItemKind, ItemUpdate, JourneySummary, JourneyUpdate, NewItem, NewJourney, NewStage,
+    NewStep, Persona, PersonaArgs, PersonaUpdate, SearchQuery, StageUpdate, StepUpdate,
+    WorkspaceSummary, link_directions_text, per_kind_text,
 };
 use crate::store::{KeyIdentity, Store, StoreError, StoreResult};
 
@@ -89,6 +90,35 @@ struct NoArgs {}
 struct JourneyArgs {
     /// The journey's id (`jrn_…`) or slug (e.g. `trial-to-paid`), from `list_journeys`.
     journey: String,
+    /// Also show archived stages, steps and items (left out by default).
+    include_archived: Option<bool>,
+}
+
+/// A page of journeys.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct JourneysArgs {
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Also list archived journeys (left out by default).
+    include_archived: Option<bool>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ArchiveArgs {
+    /// What to archive or restore: a journey (`jrn_…` or its slug), stage (`stg_…`), step
+    /// (`stp_…`) or item (`itm_…`).
+    id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PersonaLinkArgs {
+    /// The journey (`jrn_…` or its slug).
+    journey: String,
+    /// The persona (`per_…`), from list_personas.
+    persona_id: String,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -195,35 +225,46 @@ fn tools() -> Vec<Tool> {
             "List journeys",
             "List the workspace's journeys (customer flows such as trial to paid) with their \
              ids (jrn_…), slugs, descriptions and how many stages, steps and items each has. \
-             Use get_journey for the map of one journey."
+             Archived journeys are left out unless include_archived is true. Use get_journey \
+             for the map of one journey."
                 .into(),
             Effect::Read,
-            |store, ctx, args: PageArgs| {
-                let (journeys, next_cursor) =
-                    store.list_journeys(ctx.workspace_id, args.cursor.as_deref())?;
+            |store, ctx, args: JourneysArgs| {
+                let (journeys, next_cursor) = store.list_journeys(
+                    ctx.workspace_id,
+                    args.cursor.as_deref(),
+                    args.include_archived.unwrap_or(false),
+                )?;
                 Ok(Journeys { journeys, next_cursor })
             },
         ),
         Tool::new(
             "get_journey",
             "Get journey map",
-            "Get one journey as a tree: its stages (stg_…) in order, each stage's steps (stp_…) \
-             in order, and the items on each step (id itm_…, kind, title, status, owner). \
-             `journey` is a journey id (jrn_…) or slug from list_journeys. Step ids from here \
-             are where create_item puts new items."
+            "Get one journey as a tree: the personas it is about, its stages (stg_…) in order, \
+             each stage's steps (stp_…) in order, and the items on each step (id itm_…, kind, \
+             title, status, owner, priority, impact, effort). `journey` is a journey id (jrn_…) \
+             or slug from list_journeys. Archived stages, steps and items are left out unless \
+             include_archived is true. Step ids from here are where create_item puts new items."
                 .into(),
             Effect::Read,
-            |store, ctx, args: JourneyArgs| store.get_journey(ctx.workspace_id, &args.journey),
+            |store, ctx, args: JourneyArgs| {
+                let all = args.include_archived.unwrap_or(false);
+                store.get_journey(ctx.workspace_id, &args.journey, all)
+            },
         ),
         Tool::new(
             "list_items",
             "List items",
             format!(
                 "List items with their journey, stage and step, optionally filtered by journey \
-                 (id jrn_… or slug), stage_id (stg_…), step_id (stp_…), kind ({kinds}), status \
-                 and owner (exact name, case-insensitive); filters combine with AND. Statuses \
-                 per kind: {statuses}. Returns at most `limit` items (default 50, at most 200); \
-                 `truncated` is true when more match. Use get_item for an item's full detail."
+                 (id jrn_… or slug), stage_id (stg_…), step_id (stp_…), kind ({kinds}), status, \
+                 owner (exact name, case-insensitive), priority (P0-P3), impact and effort \
+                 (low, medium, high); filters combine with AND. Statuses per kind: {statuses}. \
+                 Archived items (and items on archived steps, stages, journeys) are left out \
+                 unless include_archived is true. Returns at most `limit` items (default 50, at \
+                 most 200); `truncated` is true when more match. Use get_item for an item's full \
+                 detail."
             ),
             Effect::Read,
             |store, ctx, filter: ItemFilter| store.list_items(ctx.workspace_id, &filter),
@@ -248,7 +289,8 @@ fn tools() -> Vec<Tool> {
              titles and descriptions, step and stage names and descriptions, and persona names, \
              roles and bios. Hits have a type (item, step, stage, persona), an id (itm_…, stp_…, \
              stg_…, per_…), a title, a snippet and their context (journey › stage › step). \
-             Items come first; use get_item on item hits for the full detail."
+             Filters: journey, kind, status, priority, impact, effort. Archived things are left \
+             out unless include_archived is true. Use get_item on item hits for the full detail."
                 .into(),
             Effect::Read,
             |store, ctx, query: SearchQuery| store.search(ctx.workspace_id, &query),
@@ -278,6 +320,18 @@ fn tools() -> Vec<Tool> {
             |store, ctx, new: NewJourney| store.create_journey(ctx.workspace_id, ctx.actor(), &new),
         ),
         Tool::new(
+            "update_journey",
+            "Update journey",
+            "Rename a journey, change its slug or description, or move it to another place \
+             among the journeys (`position`, from 0). Give only what changes; `journey` is its \
+             id (jrn_…) or current slug."
+                .into(),
+            Effect::Write { idempotent: true },
+            |store, ctx, update: JourneyUpdate| {
+                store.update_journey(ctx.workspace_id, ctx.actor(), &update)
+            },
+        ),
+        Tool::new(
             "create_stage",
             "Create stage",
             "Create a stage (a phase, e.g. Evaluate) in a journey (`journey`: jrn_… or its \
@@ -286,6 +340,19 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: false },
             |store, ctx, new: NewStage| store.create_stage(ctx.workspace_id, ctx.actor(), &new),
+        ),
+        Tool::new(
+            "update_stage",
+            "Update stage",
+            "Rename a stage, change its description, reorder it among its journey's stages \
+             (`position`, from 0), or move it with its steps and items to another journey \
+             (`journey`: jrn_… or slug; at the end unless `position` is given). Give only what \
+             changes."
+                .into(),
+            Effect::Write { idempotent: true },
+            |store, ctx, update: StageUpdate| {
+                store.update_stage(ctx.workspace_id, ctx.actor(), &update)
+            },
         ),
         Tool::new(
             "create_step",
@@ -299,6 +366,44 @@ fn tools() -> Vec<Tool> {
             |store, ctx, new: NewStep| store.create_step(ctx.workspace_id, ctx.actor(), &new),
         ),
         Tool::new(
+            "update_step",
+            "Update step",
+            "Rename a step, change its description, reorder it among its stage's steps \
+             (`position`, from 0), or move it with its items to another stage (`stage_id`: \
+             stg_…, in any journey; at the end unless `position` is given). Give only what \
+             changes."
+                .into(),
+            Effect::Write { idempotent: true },
+            |store, ctx, update: StepUpdate| {
+                store.update_step(ctx.workspace_id, ctx.actor(), &update)
+            },
+        ),
+        Tool::new(
+            "archive",
+            "Archive",
+            "Archive a journey (jrn_… or slug), stage (stg_…), step (stp_…) or item (itm_…): \
+             it and everything in it leave list_journeys, get_journey, list_items and search \
+             (they are kept: include_archived shows them, restore brings them back). Returns \
+             how many items left the reads with it."
+                .into(),
+            Effect::Write { idempotent: false },
+            |store, ctx, args: ArchiveArgs| {
+                store.set_archived(ctx.workspace_id, ctx.actor(), &args.id, true)
+            },
+        ),
+        Tool::new(
+            "restore",
+            "Restore",
+            "Restore an archived journey (jrn_… or slug), stage (stg_…), step (stp_…) or item \
+             (itm_…): it and what it holds come back to every read, unless what it sits in is \
+             archived too. Returns how many items came back."
+                .into(),
+            Effect::Write { idempotent: false },
+            |store, ctx, args: ArchiveArgs| {
+                store.set_archived(ctx.workspace_id, ctx.actor(), &args.id, false)
+            },
+        ),
+        Tool::new(
             "create_persona",
             "Create persona",
             "Create a persona (who experiences the journeys): a name, and optionally a role, a \
@@ -310,14 +415,49 @@ fn tools() -> Vec<Tool> {
             },
         ),
         Tool::new(
+            "update_persona",
+            "Update persona",
+            "Update a persona (per_…): name, role, bio, job to be done, goals, frustrations. \
+             Give only what changes; a list given replaces the old one."
+                .into(),
+            Effect::Write { idempotent: true },
+            |store, ctx, update: PersonaUpdate| {
+                store.update_persona(ctx.workspace_id, ctx.actor(), &update)
+            },
+        ),
+        Tool::new(
+            "link_persona",
+            "Link persona to journey",
+            "Say that a journey (jrn_… or slug) is about a persona (per_…): get_journey then \
+             lists the persona with the map. Linking the same pair twice is an error."
+                .into(),
+            Effect::Write { idempotent: true },
+            |store, ctx, args: PersonaLinkArgs| {
+                store.link_persona(ctx.workspace_id, ctx.actor(), &args.journey, &args.persona_id)
+            },
+        ),
+        Tool::new(
+            "unlink_persona",
+            "Unlink persona from journey",
+            "Remove a persona (per_…) from a journey (jrn_… or slug); the persona itself is \
+             kept."
+                .into(),
+            Effect::Write { idempotent: true },
+            |store, ctx, args: PersonaLinkArgs| {
+                store.unlink_persona(ctx.workspace_id, ctx.actor(), &args.journey, &args.persona_id)
+            },
+        ),
+        Tool::new(
             "create_item",
             "Create item",
             format!(
                 "Create an item on a step (step_id stp_… from get_journey). kind is one of \
                  {kinds}. status is optional and defaults to the kind's first status; allowed \
                  statuses per kind: {statuses}. Optional `fields` holds kind-specific values \
-                 (strings, numbers or booleans) under these names: {fields}. Returns the new \
-                 item, with its id (itm_…). Connect it to other items with link_items."
+                 (strings, numbers or booleans) under these names: {fields}. Any item may have a \
+                 priority (P0 most urgent to P3), an impact and an effort (low, medium, high). \
+                 Returns the new item, with its id (itm_…). Connect it to other items with \
+                 link_items."
             ),
             Effect::Write { idempotent: false },
             |store, ctx, new: NewItem| store.create_item(ctx.workspace_id, ctx.actor(), &new),
@@ -329,8 +469,9 @@ fn tools() -> Vec<Tool> {
                 "Update an item (itm_…); give only what changes. status must be one of the \
                  statuses of the item's kind ({statuses}). owner: an empty string clears it. \
                  `fields` is merged into the item's fields: each name given is set, and a null \
-                 value removes that field; names per kind: {fields}. The kind and step cannot \
-                 change. Returns the updated item."
+                 value removes that field; names per kind: {fields}. priority (P0-P3), impact \
+                 and effort (low, medium, high): an empty string clears them. step_id moves \
+                 the item to another step. The kind cannot change. Returns the updated item."
             ),
             Effect::Write { idempotent: true },
             |store, ctx, update: ItemUpdate| {
@@ -349,6 +490,22 @@ fn tools() -> Vec<Tool> {
             Effect::Write { idempotent: true },
             |store, ctx, args: LinkArgs| {
                 store.link_items(
+                    ctx.workspace_id,
+                    ctx.actor(),
+                    &args.from_item_id,
+                    &args.to_item_id,
+                )
+            },
+        ),
+        Tool::new(
+            "unlink_items",
+            "Unlink items",
+            "Remove the link from one item (from_item_id, the cause) to another (to_item_id, \
+             the effect); both items are kept. Returns both items."
+                .into(),
+            Effect::Write { idempotent: true },
+            |store, ctx, args: LinkArgs| {
+                store.unlink_items(
                     ctx.workspace_id,
                     ctx.actor(),
                     &args.from_item_id,
@@ -511,14 +668,23 @@ mod tests {
         "search",
         "list_personas",
     ];
-    const WRITE_TOOLS: [&str; 8] = [
+    const WRITE_TOOLS: [&str; 17] = [
         "create_journey",
+        "update_journey",
         "create_stage",
+        "update_stage",
         "create_step",
+        "update_step",
+        "archive",
+        "restore",
         "create_persona",
+        "update_persona",
+        "link_persona",
+        "unlink_persona",
         "create_item",
         "update_item",
         "link_items",
+        "unlink_items",
         "add_comment",
     ];
 
@@ -690,10 +856,11 @@ mod tests {
         let (_dir, store, ctx) = setup(Access::ReadOnly);
         assert_eq!(names(&definitions(Access::ReadOnly)), READ_TOOLS);
         let before = store.workspace_summary(ctx.workspace_id).expect("summary").items.total;
-        let step = store.get_journey(ctx.workspace_id, "trial-to-paid").expect("journey").stages[0]
-            .steps[0]
-            .id
-            .clone();
+        let step =
+            store.get_journey(ctx.workspace_id, "trial-to-paid", false).expect("journey").stages[0]
+                .steps[0]
+                .id
+                .clone();
         let args = json!({"step_id": step, "kind": "insight", "title": "Sneaky"});
         let message = err(&store, &ctx, "create_item", args);
         assert!(message.contains("read-only"), "{message}");
@@ -803,7 +970,7 @@ mod tests {
         assert!(message.contains("only these directions are allowed"), "{message}");
         let message =
             err(&store, &ctx, "update_item", json!({"item_id": metric, "status": "done"}));
-        assert!(message.contains("tracking, on-track, at-risk, archived"), "{message}");
+        assert!(message.contains("tracking, on-track, at-risk"), "{message}");
         let message = err(
             &store,
             &ctx,

@@ -12,8 +12,9 @@ use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
 use crate::api::{
     self, Access, CreatedKeyResponse, EventsResponse, ExpiryPolicy, KeyResponse, KeyStatus,
-    KeysResponse, WorkspaceResponse, WorkspacesResponse,
+    KeysResponse, Template, WorkspaceResponse, WorkspacesResponse,
 };
+use crate::store::transfer::ImportError;
 use std::sync::Arc;
 
 use crate::store::{Store, WorkspaceRow};
@@ -96,6 +97,7 @@ pub async fn list_workspaces(
 pub struct CreateWorkspaceBody {
     name: Option<String>,
     slug: Option<String>,
+    template: Option<String>,
 }
 
 pub async fn create_workspace(
@@ -110,8 +112,27 @@ pub async fn create_workspace(
             .to_owned(),
         None => api::slugify(&name),
     };
-    let workspace = db(&state, move |store| Ok(store.create_workspace(&name, &slug)?)).await?;
-    Ok((StatusCode::CREATED, Json(WorkspaceResponse { workspace })))
+    let template = match body.template.as_deref() {
+        None => Template::Blank,
+        Some(raw) => Template::parse(raw).ok_or_else(|| {
+            ApiError::bad_request(
+                "unknown_template",
+                format!("template {raw:?} is not one of {}", Template::names()),
+            )
+        })?,
+    };
+    let (workspace, contents) = db(&state, move |store| {
+        store.create_workspace_from_template(&name, &slug, template).map_err(|error| match error {
+            ImportError::Store(error) => error.into(),
+            // A shipped template that does not validate: a bug, and the tests say so first.
+            ImportError::Invalid(details) => {
+                tracing::error!(%template, ?details, "a workspace template is not valid");
+                ApiError::internal()
+            }
+        })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(WorkspaceResponse { workspace, template, contents })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,10 @@
 //! An import's body is parsed as it arrives, on a blocking thread, into the document's types:
 //! the file is never held whole as bytes beside its parsed form. Each chunk must arrive within
 //! the body timeout (and the whole within ten minutes), and one import or export runs at a time.
+//!
+//! A body sent as `Content-Type: text/csv` is a spreadsheet's rows, which become one journey
+//! (`&journey=NAME`, required) added to the workspace (`store/csv.rs`); any other body is a
+//! workspace document.
 
 use std::io::Read;
 use std::time::Duration;
@@ -11,7 +15,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Buf as _;
 use http_body_util::BodyExt as _;
@@ -21,6 +25,7 @@ use super::AppState;
 use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
 use crate::api::{self, ErrorDetail, ImportResponse};
+use crate::store::csv::CsvError;
 use crate::store::transfer::{ImportError, ImportTarget, WorkspaceDocument};
 
 /// The largest import body: 100k items with their text are ~60 MB.
@@ -121,16 +126,38 @@ pub struct ImportQuery {
     new: Option<String>,
     /// The new workspace's slug [default: made from its name].
     slug: Option<String>,
+    /// CSV: the name of the journey the rows become (its slug is made from it).
+    journey: Option<String>,
     #[serde(default)]
     dry_run: bool,
 }
 
+/// Whether a request's body is CSV: `Content-Type: text/csv` (any parameters).
+fn is_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/csv"))
+}
+
 pub async fn import(
-    _: Owner,
+    owner: Owner,
     State(state): State<AppState>,
     Query(query): Query<ImportQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ImportResponse>)> {
+    if is_csv(&headers) {
+        return import_csv(owner, state, query, body).await;
+    }
+    if query.journey.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_target",
+            "?journey= names the journey a CSV becomes (sent as Content-Type: text/csv); a \
+             workspace document names its own journeys",
+        ));
+    }
     let turn = transfer_turn(&state)?;
     let target = match (query.workspace, query.new) {
         (Some(_), Some(_)) => {
@@ -173,7 +200,7 @@ pub async fn import(
                 ImportError::Invalid(details) => invalid(details),
                 ImportError::Store(error) => error.into(),
             })?;
-        Ok(ImportResponse { workspace, dry_run, counts })
+        Ok(ImportResponse { workspace, journey: None, dry_run, counts })
     };
     let done = tokio::task::spawn_blocking(work).await.map_err(|error| {
         tracing::error!(%error, "an import panicked");
@@ -181,6 +208,106 @@ pub async fn import(
     })??;
     let status = if dry_run { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(done)))
+}
+
+/// A CSV import: its rows become one new journey of the workspace that `?workspace=` names (or
+/// of a new one, `?new=`), all or nothing.
+async fn import_csv(
+    _: Owner,
+    state: AppState,
+    query: ImportQuery,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<ImportResponse>)> {
+    let Some(journey) = query.journey else {
+        return Err(ApiError::bad_request(
+            "invalid_target",
+            "a CSV becomes one journey: name it with ?journey=NAME",
+        ));
+    };
+    let target = match (query.workspace, query.new) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_target",
+                "give either ?workspace= (an existing workspace) or ?new= (a new one), not both",
+            ));
+        }
+        (Some(slug), None) => Target::Existing(slug),
+        (None, Some(name)) => Target::New(Some(name), query.slug),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_target",
+                "a CSV becomes a journey of a workspace: give ?workspace=SLUG (an existing one) \
+                 or ?new=NAME (a new one)",
+            ));
+        }
+    };
+    let turn = transfer_turn(&state)?;
+    let dry_run = query.dry_run;
+    let reader = BlockingBody::new(body, state.config.body_timeout);
+    let store = std::sync::Arc::clone(&state.store);
+    let work = move || -> ApiResult<ImportResponse> {
+        let _turn = turn;
+        let slug = if journey.chars().any(|c| c.is_ascii_alphanumeric()) {
+            api::slugify(&journey)
+        } else {
+            "journey".to_owned()
+        };
+        let mut reader = reader;
+        let read = crate::store::csv::read_journey(&mut reader, &journey, &slug);
+        let doc = match read {
+            Ok(doc) => doc,
+            Err(CsvError::Io(error)) => return Err(body_error(&error)),
+            Err(CsvError::Invalid(details)) => {
+                // The client is still sending: read the rest so it gets this answer.
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                return Err(invalid_csv(details));
+            }
+        };
+        let target = match target {
+            Target::Existing(slug) => {
+                ImportTarget::Existing(super::admin::workspace(&store, &slug)?.id)
+            }
+            Target::New(name, slug) => {
+                let name = api::validate_name(name.as_deref().unwrap_or_default())
+                    .map_err(|m| ApiError::unprocessable("invalid_name", m))?
+                    .to_owned();
+                let slug = match slug {
+                    Some(slug) => api::validate_slug(&slug)
+                        .map_err(|m| ApiError::unprocessable("invalid_slug", m))?
+                        .to_owned(),
+                    None => api::slugify(&name),
+                };
+                ImportTarget::New { name, slug }
+            }
+        };
+        let (workspace, counts) =
+            store.import_journey(&target, doc, dry_run).map_err(|error| match error {
+                ImportError::Invalid(details) => invalid_csv(details),
+                ImportError::Store(error) => error.into(),
+            })?;
+        Ok(ImportResponse { workspace, journey: Some(slug), dry_run, counts })
+    };
+    let done = tokio::task::spawn_blocking(work).await.map_err(|error| {
+        tracing::error!(%error, "an import panicked");
+        ApiError::internal()
+    })??;
+    let status = if dry_run { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(done)))
+}
+
+fn invalid_csv(details: Vec<ErrorDetail>) -> ApiError {
+    let what = match details.as_slice() {
+        [only] => format!(": {}: {}", only.path, only.message),
+        several if several.len() >= crate::store::transfer::ERRORS_MAX => {
+            format!("; the first {} problems:", several.len())
+        }
+        several => format!("; {} problems:", several.len()),
+    };
+    ApiError::unprocessable(
+        "invalid_csv",
+        format!("the CSV is not a valid journey, so nothing was imported{what}"),
+    )
+    .details(details)
 }
 
 enum Target {
@@ -222,15 +349,20 @@ fn parse(reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
     parsed
 }
 
+/// A body that could not be read: too large (413), or too slow (408).
+fn body_error(error: &dyn std::fmt::Display) -> ApiError {
+    let message = error.to_string();
+    let status = if message.contains("exceeds") {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::REQUEST_TIMEOUT
+    };
+    ApiError::new(status, "body_unreadable", message)
+}
+
 fn json_error(path: String, error: serde_json::Error) -> ApiError {
     if error.is_io() {
-        let message = error.to_string();
-        let status = if message.contains("exceeds") {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::REQUEST_TIMEOUT
-        };
-        return ApiError::new(status, "body_unreadable", message);
+        return body_error(&error);
     }
     let what =
         if error.is_eof() { "the JSON ends too soon" } else { "the JSON is not a workspace" };

@@ -3,7 +3,7 @@
 //! table `custory_schema`. Never edit a migration that has shipped: add a new one, to both lists.
 
 use super::db::Connection;
-use super::{StoreError, StoreResult, search, writes};
+use super::{StoreError, StoreResult, map, search};
 
 /// One step of the history: its SQL in each dialect, and what must follow it in Rust (in the
 /// same transaction) when the SQL alone cannot fill what it adds.
@@ -24,6 +24,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0002_search_and_order.sql"),
         then: Some(index_what_exists),
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0003_model.sql"),
+        postgres: include_str!("migrations/postgres/0003_model.sql"),
+        then: Some(reindex),
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.
@@ -32,8 +37,14 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// 0002: the search index and the map order, for what the database already holds.
 fn index_what_exists(conn: &Connection) -> StoreResult<()> {
     for row in conn.query("SELECT id FROM workspaces", [])? {
-        writes::renumber_map(conn, row.get(0)?)?;
+        map::renumber_map(conn, row.get(0)?)?;
     }
+    search::rebuild(conn)
+}
+
+/// 0003: the search index again, with the new filter words (priority, impact, effort,
+/// archived).
+fn reindex(conn: &Connection) -> StoreResult<()> {
     search::rebuild(conn)
 }
 

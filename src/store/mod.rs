@@ -8,17 +8,21 @@
 //!
 //! The files split by reason to change: `model.rs` (the domain's types and vocabulary),
 //! `reads.rs`, `writes.rs`, `search.rs`, `validate.rs` (the rules every write obeys), and one
-//! file each for keys, the owner credential, workspaces, the audit trail and the demo seed.
+//! file each for keys, the owner credential, workspaces, the audit trail and the demo seed;
+//! `templates.rs` holds what `workspaces create --template` starts a workspace with.
 //!
 //! What is kept in memory differs, because only SQLite guarantees one process: with SQLite,
 //! keys are authenticated from an in-memory index that every key write updates; with
 //! PostgreSQL there is no such cache, so a key revoked through one replica is refused by every
 //! replica on its very next request.
 
+mod archive;
 mod audit;
+pub mod csv;
 mod database;
 pub(crate) mod db;
 mod keys;
+mod map;
 mod migrate;
 pub mod model;
 mod owner;
@@ -26,6 +30,7 @@ mod page;
 mod reads;
 mod search;
 mod seed;
+pub mod templates;
 #[cfg(test)]
 mod tests;
 pub mod transfer;

@@ -53,14 +53,14 @@ impl ItemKind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// The statuses an item of this kind can have. The first is the default for a new item;
-    /// `archived` retires an item of any kind.
+    /// The statuses an item of this kind can have. The first is the default for a new item.
+    /// (An item is retired by archiving it, not by a status.)
     pub fn statuses(self) -> &'static [&'static str] {
         match self {
-            Self::Touchpoint | Self::Insight => &["draft", "validated", "archived"],
-            Self::Opportunity => &["open", "in-progress", "done", "archived"],
-            Self::Solution => &["idea", "planned", "building", "shipped", "archived"],
-            Self::Metric => &["tracking", "on-track", "at-risk", "archived"],
+            Self::Touchpoint | Self::Insight => &["draft", "validated"],
+            Self::Opportunity => &["open", "in-progress", "done"],
+            Self::Solution => &["idea", "planned", "building", "shipped"],
+            Self::Metric => &["tracking", "on-track", "at-risk"],
         }
     }
 
@@ -73,8 +73,8 @@ impl ItemKind {
         match self {
             Self::Touchpoint => &["channel", "actor"],
             Self::Insight => &["type", "confidence", "severity", "segment"],
-            Self::Opportunity => &["impact", "effort", "priority", "confidence"],
-            Self::Solution => &["solution_type", "impact", "effort", "priority", "target_date"],
+            Self::Opportunity => &["confidence"],
+            Self::Solution => &["solution_type", "target_date"],
             Self::Metric => &["metric_type", "unit", "baseline", "current", "target", "direction"],
         }
     }
@@ -90,6 +90,11 @@ impl fmt::Display for ItemKind {
         f.write_str(self.as_str())
     }
 }
+
+/// An item's priority, most urgent first.
+pub const PRIORITIES: [&str; 4] = ["P0", "P1", "P2", "P3"];
+/// An item's impact or effort.
+pub const LEVELS: [&str; 3] = ["low", "medium", "high"];
 
 /// One line per kind for messages and tool descriptions, e.g. with [`ItemKind::statuses`]:
 /// `touchpoint: draft, validated, archived; insight: …`.
@@ -144,6 +149,13 @@ pub struct JourneySummary {
     pub stages: i64,
     pub steps: i64,
     pub items: i64,
+    /// True for an archived journey (listed only with `include_archived`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub archived: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// A journey's map: stages in order, their steps in order, and the first items on each step
@@ -155,6 +167,11 @@ pub struct JourneyTree {
     pub slug: String,
     pub name: String,
     pub description: String,
+    /// True when the journey is archived.
+    #[serde(skip_serializing_if = "is_false")]
+    pub archived: bool,
+    /// The personas this journey is about (`link_persona`).
+    pub personas: Vec<PersonaRef>,
     pub stages: Vec<StageNode>,
     /// Items on the journey's steps, in all.
     pub items_total: i64,
@@ -170,6 +187,9 @@ pub struct StageNode {
     pub id: String,
     pub name: String,
     pub description: String,
+    /// True when the stage is archived (shown only with `include_archived`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub archived: bool,
     pub steps: Vec<StepNode>,
 }
 
@@ -179,7 +199,10 @@ pub struct StepNode {
     pub id: String,
     pub name: String,
     pub description: String,
-    /// How many items the step holds.
+    /// True when the step is archived (shown only with `include_archived`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub archived: bool,
+    /// How many items the step holds (archived ones aside).
     pub item_count: i64,
     /// The first items on the step, in order.
     pub items: Vec<ItemSummary>,
@@ -194,6 +217,28 @@ pub struct ItemSummary {
     pub title: String,
     pub status: String,
     pub owner: Option<String>,
+    /// P0 (most urgent) to P3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// low, medium or high.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impact: Option<String>,
+    /// low, medium or high.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    /// True when the item, or the step, stage or journey it sits in, is archived: it is left
+    /// out of every list, map and search unless `include_archived` is given.
+    #[serde(skip_serializing_if = "is_false")]
+    pub archived: bool,
+}
+
+/// A persona, named.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PersonaRef {
+    /// Persona id (`per_…`).
+    pub id: String,
+    pub name: String,
+    pub role: String,
 }
 
 /// Where an item sits on the journey map.
@@ -374,6 +419,18 @@ pub struct ItemFilter {
     pub status: Option<String>,
     /// Only items with this owner (exact name, case-insensitive).
     pub owner: Option<String>,
+    /// Only items with this priority.
+    #[schemars(extend("enum" = PRIORITIES))]
+    pub priority: Option<String>,
+    /// Only items with this impact.
+    #[schemars(extend("enum" = LEVELS))]
+    pub impact: Option<String>,
+    /// Only items with this effort.
+    #[schemars(extend("enum" = LEVELS))]
+    pub effort: Option<String>,
+    /// Also list archived items and items on archived steps, stages and journeys (they are
+    /// left out by default).
+    pub include_archived: Option<bool>,
     /// How many items to return: default 50, at most 200.
     #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
@@ -394,6 +451,17 @@ pub struct SearchQuery {
     pub kind: Option<ItemKind>,
     /// Only items with this status.
     pub status: Option<String>,
+    /// Only items with this priority.
+    #[schemars(extend("enum" = PRIORITIES))]
+    pub priority: Option<String>,
+    /// Only items with this impact.
+    #[schemars(extend("enum" = LEVELS))]
+    pub impact: Option<String>,
+    /// Only items with this effort.
+    #[schemars(extend("enum" = LEVELS))]
+    pub effort: Option<String>,
+    /// Also find archived things (left out by default).
+    pub include_archived: Option<bool>,
     /// How many hits to return: default 20, at most 100.
     #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
@@ -415,6 +483,15 @@ pub struct NewItem {
     pub status: Option<String>,
     /// Who owns the item (a person's name).
     pub owner: Option<String>,
+    /// P0 (most urgent), P1, P2 or P3.
+    #[schemars(extend("enum" = PRIORITIES))]
+    pub priority: Option<String>,
+    /// low, medium or high.
+    #[schemars(extend("enum" = LEVELS))]
+    pub impact: Option<String>,
+    /// low, medium or high.
+    #[schemars(extend("enum" = LEVELS))]
+    pub effort: Option<String>,
     /// Kind-specific fields; values are strings, numbers or booleans.
     pub fields: Option<Map<String, Value>>,
 }
@@ -491,7 +568,7 @@ pub struct MapNode {
 }
 
 /// A partial update of an item: only the properties given change.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemUpdate {
     /// The item (`itm_…`) to update.
@@ -502,8 +579,102 @@ pub struct ItemUpdate {
     pub status: Option<String>,
     /// The new owner; an empty string clears it.
     pub owner: Option<String>,
+    /// P0 (most urgent), P1, P2 or P3; an empty string clears it.
+    #[schemars(extend("enum" = ["P0", "P1", "P2", "P3", ""]))]
+    pub priority: Option<String>,
+    /// low, medium or high; an empty string clears it.
+    #[schemars(extend("enum" = ["low", "medium", "high", ""]))]
+    pub impact: Option<String>,
+    /// low, medium or high; an empty string clears it.
+    #[schemars(extend("enum" = ["low", "medium", "high", ""]))]
+    pub effort: Option<String>,
+    /// Move the item to this step (`stp_…`), at the end of its items.
+    pub step_id: Option<String>,
     /// Merged into the item's fields: given names are set, a null value removes that field.
     pub fields: Option<Map<String, Value>>,
+}
+
+/// A partial update of a journey: only what is given changes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyUpdate {
+    /// The journey (`jrn_…` or its slug).
+    pub journey: String,
+    pub name: Option<String>,
+    /// A new slug (1-40 lowercase letters, digits, dashes; unique).
+    pub slug: Option<String>,
+    pub description: Option<String>,
+    /// Move it to this place among the journeys, from 0 (past the end: last).
+    pub position: Option<u32>,
+}
+
+/// A partial update of a stage: only what is given changes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageUpdate {
+    /// The stage (`stg_…`).
+    pub stage_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Move the stage, with its steps and items, to this journey (`jrn_…` or slug); at the end
+    /// of its stages unless `position` is given.
+    pub journey: Option<String>,
+    /// Move it to this place among its journey's stages, from 0 (past the end: last).
+    pub position: Option<u32>,
+}
+
+/// A partial update of a step: only what is given changes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpdate {
+    /// The step (`stp_…`).
+    pub step_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Move the step, with its items, to this stage (`stg_…`); at the end of its steps unless
+    /// `position` is given.
+    pub stage_id: Option<String>,
+    /// Move it to this place among its stage's steps, from 0 (past the end: last).
+    pub position: Option<u32>,
+}
+
+/// A partial update of a persona: only what is given changes (a list given replaces the old).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonaUpdate {
+    /// The persona (`per_…`).
+    pub persona_id: String,
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub bio: Option<String>,
+    pub job_to_be_done: Option<String>,
+    pub goals: Option<Vec<String>>,
+    pub frustrations: Option<Vec<String>>,
+}
+
+/// What `archive` or `restore` did.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ArchiveResult {
+    /// The journey, stage, step or item (`jrn_…`, `stg_…`, `stp_…`, `itm_…`).
+    pub id: String,
+    /// journey, stage, step or item.
+    #[serde(rename = "type")]
+    pub node_type: String,
+    /// Its name or title.
+    pub name: String,
+    /// Whether it is archived now.
+    pub archived: bool,
+    /// How many items left the reads (archive) or came back to them (restore) with it.
+    pub items: i64,
+}
+
+/// A journey and one of its personas.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PersonaLink {
+    pub journey_id: String,
+    /// The journey's name.
+    pub journey: String,
+    pub persona: PersonaRef,
 }
 
 /// A persona to insert (the demo seed uses this).

@@ -9,11 +9,11 @@ use super::db::{
 };
 use super::model::{
     Comment, ItemCounts, ItemDetail, ItemFilter, ItemKind, ItemList, ItemLocation, ItemSummary,
-    JourneySummary, JourneyTree, ListedItem, Persona, StageNode, StepNode, WorkspaceSummary,
-    per_kind_text,
+    JourneySummary, JourneyTree, LEVELS, ListedItem, PRIORITIES, Persona, PersonaRef, StageNode,
+    StepNode, WorkspaceSummary, per_kind_text,
 };
 use super::page::{Budget, Cursor, PAGE_BYTES, fingerprint, paged};
-use super::validate::{clamp_limit, non_empty};
+use super::validate::{check_choice, clamp_limit, non_empty};
 use super::{Store, StoreError, StoreResult, from_secs};
 
 const ITEMS_LIMIT: (u32, u32) = (50, 200);
@@ -41,7 +41,8 @@ impl Store {
         let mut summary = conn
             .prepare_cached(
                 "SELECT name, slug,
-                        (SELECT count(*) FROM journeys WHERE workspace_id = w.id),
+                        (SELECT count(*) FROM journeys WHERE workspace_id = w.id
+                         AND archived_at IS NULL),
                         (SELECT count(*) FROM personas WHERE workspace_id = w.id)
                  FROM workspaces w WHERE id = ?1",
             )?
@@ -79,25 +80,34 @@ impl Store {
         Ok(summary)
     }
 
-    /// One page of the workspace's journeys, in their order, with the size of each map.
+    /// One page of the workspace's journeys, in their order, with the size of each map
+    /// (archived stages and steps, and what they hold, aside). Archived journeys are listed
+    /// only when `include_archived`.
     pub fn list_journeys(
         &self,
         workspace_id: i64,
         cursor: Option<&str>,
+        include_archived: bool,
     ) -> StoreResult<(Vec<JourneySummary>, Option<String>)> {
         let after = position_after(cursor, "journeys")?;
         let conn = self.reader()?;
+        let archived = if include_archived { "" } else { "AND j.archived_at IS NULL" };
         let rows = conn.query(
-            "SELECT j.id, j.slug, j.name, j.description,
-                    (SELECT count(*) FROM stages s WHERE s.journey_id = j.id),
+            &format!(
+                "SELECT j.id, j.slug, j.name, j.description,
+                    (SELECT count(*) FROM stages s WHERE s.journey_id = j.id
+                     AND s.archived_at IS NULL),
                     (SELECT count(*) FROM steps st JOIN stages s ON s.id = st.stage_id
-                     WHERE s.journey_id = j.id),
+                     WHERE s.journey_id = j.id AND s.archived_at IS NULL
+                     AND st.archived_at IS NULL),
                     (SELECT CAST(COALESCE(sum(st.item_count), 0) AS BIGINT) FROM steps st
-                     JOIN stages s ON s.id = st.stage_id WHERE s.journey_id = j.id),
-                    j.position, j.rowid
-             FROM journeys j WHERE j.workspace_id = ?1
+                     JOIN stages s ON s.id = st.stage_id WHERE s.journey_id = j.id
+                     AND s.archived_at IS NULL AND st.archived_at IS NULL),
+                    j.position, j.rowid, j.archived_at
+             FROM journeys j WHERE j.workspace_id = ?1 {archived}
                AND (j.position > ?2 OR (j.position = ?2 AND j.rowid > ?3))
-             ORDER BY j.position, j.rowid LIMIT ?4",
+             ORDER BY j.position, j.rowid LIMIT ?4"
+            ),
             params![workspace_id, after.0, after.1, LIST_PAGE + 1],
         )?;
         let journeys = rows
@@ -111,6 +121,7 @@ impl Store {
                     stages: row.get(4)?,
                     steps: row.get(5)?,
                     items: row.get(6)?,
+                    archived: row.get::<Option<i64>>(9)?.is_some(),
                 };
                 Ok((journey, row.get::<i64>(7)?, row.get::<i64>(8)?))
             })
@@ -118,15 +129,28 @@ impl Store {
         Ok(page_of(journeys, "journeys"))
     }
 
-    /// A journey by id or slug: its stages, their steps with how many items each holds, and the
-    /// first items of each step, within bounds (see [`JourneyTree`]).
-    pub fn get_journey(&self, workspace_id: i64, journey: &str) -> StoreResult<JourneyTree> {
+    /// A journey by id or slug: its personas, its stages, their steps with how many items each
+    /// holds, and the first items of each step, within bounds (see [`JourneyTree`]). Archived
+    /// stages, steps and items are left out unless `include_archived` (or the journey itself
+    /// is archived: asking for it by name is asking for what it holds).
+    pub fn get_journey(
+        &self,
+        workspace_id: i64,
+        journey: &str,
+        include_archived: bool,
+    ) -> StoreResult<JourneyTree> {
         let reader = self.reader()?;
         let conn = reader.snapshot()?;
         let mut tree = find_journey(&conn, workspace_id, journey)?;
+        let all = include_archived || tree.archived;
+        tree.personas = journey_personas(&conn, workspace_id, &tree.id)?;
         let stages = conn.query(
-            "SELECT id, name, description FROM stages WHERE workspace_id = ?1 AND journey_id = ?2
-             ORDER BY position, rowid",
+            &format!(
+                "SELECT id, name, description, archived_at FROM stages
+                 WHERE workspace_id = ?1 AND journey_id = ?2 {}
+                 ORDER BY position, rowid",
+                if all { "" } else { "AND archived_at IS NULL" }
+            ),
             params![workspace_id, tree.id],
         )?;
         for row in &stages {
@@ -134,13 +158,18 @@ impl Store {
                 id: row.get(0)?,
                 name: row.get(1)?,
                 description: row.get(2)?,
+                archived: row.get::<Option<i64>>(3)?.is_some(),
                 steps: Vec::new(),
             });
         }
         let steps = conn.query(
-            "SELECT st.stage_id, st.id, st.name, st.description, st.item_count
-             FROM steps st JOIN stages s ON s.id = st.stage_id
-             WHERE st.workspace_id = ?1 AND s.journey_id = ?2 ORDER BY st.map_order, st.rowid",
+            &format!(
+                "SELECT st.stage_id, st.id, st.name, st.description, st.item_count, st.archived_at
+                 FROM steps st JOIN stages s ON s.id = st.stage_id
+                 WHERE st.workspace_id = ?1 AND s.journey_id = ?2 {}
+                 ORDER BY st.map_order, st.rowid",
+                if all { "" } else { "AND st.hidden = 0" }
+            ),
             params![workspace_id, tree.id],
         )?;
         for row in &steps {
@@ -150,6 +179,7 @@ impl Store {
                 name: row.get(2)?,
                 description: row.get(3)?,
                 item_count: row.get(4)?,
+                archived: row.get::<Option<i64>>(5)?.is_some(),
                 items: Vec::new(),
             };
             tree.items_total += step.item_count;
@@ -159,7 +189,9 @@ impl Store {
         }
         // The first items of each step, in map order, until the map holds enough of them.
         let mut items_sql = conn.prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM items i WHERE i.step_id = ?1 ORDER BY i.rowid LIMIT ?2"
+            "SELECT {SUMMARY_COLUMNS} FROM items i WHERE i.step_id = ?1 {}
+             ORDER BY i.rowid LIMIT ?2",
+            if all { "" } else { "AND i.archived_at IS NULL" }
         ))?;
         'steps: for stage in &mut tree.stages {
             for step in &mut stage.steps {
@@ -167,7 +199,7 @@ impl Store {
                 if room <= 0 {
                     break 'steps;
                 }
-                if step.item_count == 0 {
+                if step.item_count == 0 && !all {
                     continue;
                 }
                 let rows = items_sql
@@ -239,6 +271,8 @@ impl Store {
             narrow(map_range(&conn, "SELECT map_order, map_order FROM steps WHERE id = ?1", id)?);
         }
         let owner = non_empty(&filter.owner);
+        let properties = item_properties(&filter.priority, &filter.impact, &filter.effort)?;
+        let include_archived = filter.include_archived.unwrap_or(false);
         let fingerprint = fingerprint(&[
             journey.as_deref().unwrap_or(""),
             stage_id.unwrap_or(""),
@@ -246,6 +280,7 @@ impl Store {
             kind.map(ItemKind::as_str).unwrap_or(""),
             status.unwrap_or(""),
             &owner.map(str::to_lowercase).unwrap_or_default(),
+            &format!("{properties:?} {include_archived}"),
         ]);
         let after = match non_empty(&filter.cursor) {
             Some(text) => Some(Cursor::decode(text, "items", fingerprint, 2)?.position),
@@ -278,6 +313,14 @@ impl Store {
         if let Some(owner) = owner {
             condition(" AND lower(i.owner) = lower(#)", DbValue::Text(owner.to_owned()), &mut sql);
         }
+        for (column, value) in properties {
+            // `column` is one of three names, never text from a request.
+            let text = format!(" AND i.{column} = #");
+            condition(&text, DbValue::Text(value.to_owned()), &mut sql);
+        }
+        if !include_archived {
+            sql.push_str(" AND i.hidden = 0");
+        }
         if let Some(after) = &after {
             condition(" AND (i.map_order > #", DbValue::Integer(after[0]), &mut sql);
             condition(" OR (i.map_order = #", DbValue::Integer(after[0]), &mut sql);
@@ -293,8 +336,10 @@ impl Store {
         let items = rows
             .iter()
             .map(|row| {
-                let item = ListedItem { item: summary_at(row, 0)?, location: location_at(row, 5)? };
-                Ok((item, row.get::<i64>(11)?, row.get::<i64>(12)?))
+                let at = SUMMARY_WIDTH;
+                let item =
+                    ListedItem { item: summary_at(row, 0)?, location: location_at(row, at)? };
+                Ok((item, row.get::<i64>(at + 6)?, row.get::<i64>(at + 7)?))
             })
             .collect::<DbResult<Vec<_>>>()?;
         let page = paged(items, limit as usize, Budget::new(PAGE_BYTES), |(_, order, rowid)| {
@@ -351,6 +396,25 @@ impl Store {
     }
 }
 
+/// The priority, impact and effort filters given, checked: (column, value).
+pub(super) fn item_properties<'a>(
+    priority: &'a Option<String>,
+    impact: &'a Option<String>,
+    effort: &'a Option<String>,
+) -> StoreResult<Vec<(&'static str, &'a str)>> {
+    let mut given = Vec::new();
+    for (column, value, allowed) in [
+        ("priority", priority, &PRIORITIES[..]),
+        ("impact", impact, &LEVELS[..]),
+        ("effort", effort, &LEVELS[..]),
+    ] {
+        if let Some(value) = non_empty(value) {
+            given.push((column, check_choice(column, value, allowed)?));
+        }
+    }
+    Ok(given)
+}
+
 /// Where a page of a short list (journeys, personas: ordered by position and row) starts.
 fn position_after(cursor: Option<&str>, list: &'static str) -> StoreResult<(i64, i64)> {
     match cursor.map(str::trim).filter(|c| !c.is_empty()) {
@@ -374,7 +438,10 @@ fn page_of<T: Serialize>(rows: Vec<(T, i64, i64)>, list: &'static str) -> (Vec<T
 // ---------------------------------------------------------------------------------------------
 // Queries and row mapping, shared with the writes.
 
-pub(super) const SUMMARY_COLUMNS: &str = "i.id, i.kind, i.title, i.status, i.owner";
+pub(super) const SUMMARY_COLUMNS: &str =
+    "i.id, i.kind, i.title, i.status, i.owner, i.priority, i.impact, i.effort, i.hidden";
+/// How many columns [`SUMMARY_COLUMNS`] reads.
+pub(super) const SUMMARY_WIDTH: usize = 9;
 pub(super) const LOCATION_COLUMNS: &str = "j.id, j.name, s.id, s.name, st.id, st.name";
 pub(super) const ITEM_JOINS: &str = "items i JOIN steps st ON st.id = i.step_id \
                           JOIN stages s ON s.id = st.stage_id JOIN journeys j ON j.id = s.journey_id";
@@ -386,6 +453,10 @@ pub(super) fn summary_at(row: &Row, at: usize) -> DbResult<ItemSummary> {
         title: row.get(at + 2)?,
         status: row.get(at + 3)?,
         owner: row.get(at + 4)?,
+        priority: row.get(at + 5)?,
+        impact: row.get(at + 6)?,
+        effort: row.get(at + 7)?,
+        archived: row.get::<i64>(at + 8)? != 0,
     })
 }
 
@@ -427,7 +498,7 @@ pub(super) fn find_journey(
 ) -> StoreResult<JourneyTree> {
     let journey = journey.trim();
     conn.prepare_cached(
-        "SELECT id, slug, name, description FROM journeys
+        "SELECT id, slug, name, description, archived_at FROM journeys
          WHERE workspace_id = ?1 AND (id = ?2 OR slug = ?2)",
     )?
     .query_row(params![workspace_id, journey], |row| {
@@ -436,6 +507,8 @@ pub(super) fn find_journey(
             slug: row.get(1)?,
             name: row.get(2)?,
             description: row.get(3)?,
+            archived: row.get::<Option<i64>>(4)?.is_some(),
+            personas: Vec::new(),
             stages: Vec::new(),
             items_total: 0,
             items_shown: 0,
@@ -449,6 +522,22 @@ pub(super) fn find_journey(
              ids and slugs"
         ))
     })
+}
+
+/// The personas linked to a journey, in the order they were linked.
+pub(super) fn journey_personas(
+    conn: &Connection,
+    workspace_id: i64,
+    journey_id: &str,
+) -> StoreResult<Vec<PersonaRef>> {
+    let rows = conn.query(
+        "SELECT p.id, p.name, p.role FROM journey_personas jp JOIN personas p ON p.id = jp.persona_id
+         WHERE jp.workspace_id = ?1 AND jp.journey_id = ?2 ORDER BY jp.rowid",
+        params![workspace_id, journey_id],
+    )?;
+    rows.iter()
+        .map(|row| Ok(PersonaRef { id: row.get(0)?, name: row.get(1)?, role: row.get(2)? }))
+        .collect()
 }
 
 pub(super) fn item_summary(
@@ -484,19 +573,20 @@ pub(super) fn item_detail(
              FROM {ITEM_JOINS} WHERE i.workspace_id = ?1 AND i.id = ?2"
         ))?
         .query_row(params![workspace_id, id], |row| {
+            let at = SUMMARY_WIDTH + 6;
             Ok(ItemDetail {
                 item: summary_at(row, 0)?,
-                location: location_at(row, 5)?,
-                description: row.get(11)?,
-                fields: json_column(row, 12)?,
-                created_at: from_secs(row.get(13)?),
-                updated_at: from_secs(row.get(14)?),
+                location: location_at(row, SUMMARY_WIDTH)?,
+                description: row.get(at)?,
+                fields: json_column(row, at + 1)?,
+                created_at: from_secs(row.get(at + 2)?),
+                updated_at: from_secs(row.get(at + 3)?),
                 links_to: Vec::new(),
-                links_to_total: row.get(15)?,
+                links_to_total: row.get(at + 4)?,
                 linked_from: Vec::new(),
-                linked_from_total: row.get(16)?,
+                linked_from_total: row.get(at + 5)?,
                 comments: Vec::new(),
-                comments_total: row.get(17)?,
+                comments_total: row.get(at + 6)?,
                 comments_next_cursor: None,
             })
         })
@@ -630,9 +720,7 @@ pub(super) fn ensure_stage(conn: &Connection, workspace_id: i64, id: &str) -> St
     if conn.prepare_cached(sql)?.exists(params![workspace_id, id])? {
         return Ok(());
     }
-    Err(StoreError::NotFound(format!(
-        "no stage with id {id:?} in this workspace; get_journey lists a journey's stages (stg_…)"
-    )))
+    Err(not_found_stage(id))
 }
 
 pub(super) fn ensure_step(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
@@ -640,9 +728,19 @@ pub(super) fn ensure_step(conn: &Connection, workspace_id: i64, id: &str) -> Sto
     if conn.prepare_cached(sql)?.exists(params![workspace_id, id])? {
         return Ok(());
     }
-    Err(StoreError::NotFound(format!(
+    Err(not_found_step(id))
+}
+
+pub(super) fn not_found_stage(id: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "no stage with id {id:?} in this workspace; get_journey lists a journey's stages (stg_…)"
+    ))
+}
+
+pub(super) fn not_found_step(id: &str) -> StoreError {
+    StoreError::NotFound(format!(
         "no step with id {id:?} in this workspace; get_journey lists a journey's steps (stp_…)"
-    )))
+    ))
 }
 
 pub(super) fn not_found_item(id: &str) -> StoreError {

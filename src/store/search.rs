@@ -28,7 +28,7 @@ use unicode_normalization::char::is_combining_mark;
 use super::db::{Connection, OptionalExtension as _, params};
 use super::model::{HitType, ItemKind, SearchHit, SearchQuery, SearchResults, per_kind_text};
 use super::page::{Cursor, fingerprint};
-use super::reads::find_journey;
+use super::reads::{find_journey, item_properties};
 use super::validate::{clamp_limit, non_empty};
 use super::{Store, StoreError, StoreResult};
 
@@ -69,6 +69,13 @@ fn status_word(status: &str) -> String {
     format!("s{}", words(status).concat())
 }
 
+/// The filter word of priority, impact and effort: their letter and value (`pp1`, `ihigh`).
+const PROPERTY_LETTERS: [char; 3] = ['p', 'i', 'e'];
+
+fn property_word(letter: char, value: &str) -> String {
+    format!("{letter}{}", words(value).concat())
+}
+
 /// One searchable thing, as it goes into the index.
 pub(super) struct Doc<'a> {
     pub workspace_id: i64,
@@ -78,6 +85,11 @@ pub(super) struct Doc<'a> {
     pub journey: Option<i64>,
     /// For items: kind and status, for their filters.
     pub item: Option<(ItemKind, &'a str)>,
+    /// For items: priority, impact and effort, for their filters.
+    pub properties: [Option<&'a str>; 3],
+    /// Whether it is out of the reads (it or what it sits in is archived): its document is
+    /// then in `hidden_docs`, which searches leave out unless asked.
+    pub hidden: bool,
     pub title: &'a str,
     pub body: &'a str,
 }
@@ -92,6 +104,11 @@ impl Doc<'_> {
         if let Some((kind, status)) = self.item {
             scope.push(format!("k{kind}"));
             scope.push(status_word(status));
+        }
+        for (letter, value) in PROPERTY_LETTERS.iter().zip(self.properties) {
+            if let Some(value) = value {
+                scope.push(property_word(*letter, value));
+            }
         }
         scope
     }
@@ -126,33 +143,58 @@ pub(super) fn index(conn: &Connection, doc: &Doc<'_>) -> StoreResult<()> {
     let body = qualified_text(doc.workspace_id, doc.body);
     if conn.is_postgres() {
         let words = tsvector([(&title, 'A'), (&body, 'D'), (&scope, 'C')]);
-        conn.execute(
+        let doc_id: i64 = conn.query_row(
             "INSERT INTO search_docs (workspace_id, doc_type, ref_id, words)
              VALUES (?1, ?2, ?3, CAST(CAST(?4 AS TEXT) AS tsvector))
-             ON CONFLICT (ref_id) DO UPDATE SET words = excluded.words",
+             ON CONFLICT (ref_id) DO UPDATE SET words = excluded.words RETURNING doc_id",
             params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id, words],
+            |row| row.get(0),
         )?;
-        return Ok(());
+        conn.execute("DELETE FROM hidden_docs WHERE doc_id = ?1", [doc_id])?;
+        return mark_hidden(conn, doc, doc_id);
     }
     let (scope, title, body) = (scope.join(" "), title.join(" "), body.join(" "));
     forget(conn, doc.ref_id)?;
-    let doc_id: i64 = conn.query_row(
+    // Not `RETURNING`: a statement that returns rows from a write opens a savepoint, and at
+    // each savepoint FTS5 writes out the index terms it holds in memory (an import would write
+    // the index a row at a time).
+    conn.prepare_cached(
         "INSERT INTO search_docs (workspace_id, doc_type, ref_id, scope_words, title_words,
                                   body_words)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING doc_id",
-        params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id, scope, title, body],
-        |row| row.get(0),
-    )?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        doc.workspace_id,
+        doc.doc_type.as_str(),
+        doc.ref_id,
+        scope,
+        title,
+        body
+    ])?;
+    let doc_id: i64 = conn.query_row("SELECT last_insert_rowid()", [], |row| row.get(0))?;
     conn.execute(
         "INSERT INTO search_fts (rowid, scope, title, body) VALUES (?1, ?2, ?3, ?4)",
         params![doc_id, scope, title, body],
     )?;
+    mark_hidden(conn, doc, doc_id)
+}
+
+fn mark_hidden(conn: &Connection, doc: &Doc<'_>, doc_id: i64) -> StoreResult<()> {
+    if doc.hidden {
+        conn.prepare_cached("INSERT INTO hidden_docs (doc_id, workspace_id) VALUES (?1, ?2)")?
+            .execute(params![doc_id, doc.workspace_id])?;
+    }
     Ok(())
 }
 
 /// Takes the thing with id `ref_id` out of the index.
 pub(super) fn unindex(conn: &Connection, ref_id: &str) -> StoreResult<()> {
     if conn.is_postgres() {
+        conn.execute(
+            "DELETE FROM hidden_docs WHERE doc_id IN (SELECT doc_id FROM search_docs
+                                                      WHERE ref_id = ?1)",
+            [ref_id],
+        )?;
         conn.execute("DELETE FROM search_docs WHERE ref_id = ?1", [ref_id])?;
         Ok(())
     } else {
@@ -185,7 +227,35 @@ fn forget(conn: &Connection, ref_id: &str) -> StoreResult<()> {
             params![doc_id, scope, title, body],
         )?;
         conn.execute("DELETE FROM search_docs WHERE doc_id = ?1", [doc_id])?;
+        conn.prepare_cached("DELETE FROM hidden_docs WHERE doc_id = ?1")?.execute([doc_id])?;
     }
+    Ok(())
+}
+
+/// Marks the search documents of the things `things` selects (`SELECT id, hidden` of items,
+/// comments, steps, stages or journeys; `?1` is `id`) hidden or not, as each says: the set-based
+/// way for archive and restore, which change no text and so no words.
+pub(super) fn set_hidden(
+    conn: &Connection,
+    workspace_id: i64,
+    things: &str,
+    id: &str,
+) -> StoreResult<()> {
+    conn.execute(
+        &format!(
+            "DELETE FROM hidden_docs WHERE doc_id IN (
+                 SELECT d.doc_id FROM ({things}) t JOIN search_docs d ON d.ref_id = t.id)"
+        ),
+        [id],
+    )?;
+    conn.execute(
+        &format!(
+            "INSERT INTO hidden_docs (doc_id, workspace_id)
+             SELECT d.doc_id, ?2 FROM ({things}) t JOIN search_docs d ON d.ref_id = t.id
+             WHERE t.hidden = 1"
+        ),
+        params![id, workspace_id],
+    )?;
     Ok(())
 }
 
@@ -196,7 +266,8 @@ fn forget(conn: &Connection, ref_id: &str) -> StoreResult<()> {
 pub(super) fn index_item(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
     let row = conn
         .query_row(
-            "SELECT i.title, i.description, i.owner, i.fields, i.kind, i.status, j.rowid
+            "SELECT i.title, i.description, i.owner, i.fields, i.kind, i.status, j.rowid,
+                    i.priority, i.impact, i.effort, i.hidden
              FROM items i JOIN steps st ON st.id = i.step_id JOIN stages s ON s.id = st.stage_id
              JOIN journeys j ON j.id = s.journey_id WHERE i.workspace_id = ?1 AND i.id = ?2",
             params![workspace_id, id],
@@ -209,11 +280,14 @@ pub(super) fn index_item(conn: &Connection, workspace_id: i64, id: &str) -> Stor
                     row.get::<String>(4)?,
                     row.get::<String>(5)?,
                     row.get::<i64>(6)?,
+                    [row.get::<Option<String>>(7)?, row.get(8)?, row.get(9)?],
+                    row.get::<i64>(10)? != 0,
                 ))
             },
         )
         .optional()?;
-    let Some((title, description, owner, fields, kind, status, journey)) = row else {
+    let Some((title, description, owner, fields, kind, status, journey, properties, hidden)) = row
+    else {
         return unindex(conn, id);
     };
     // The body: the description, the owner and the text of the kind-specific fields.
@@ -236,6 +310,8 @@ pub(super) fn index_item(conn: &Connection, workspace_id: i64, id: &str) -> Stor
             ref_id: id,
             journey: Some(journey),
             item: Some((kind, &status)),
+            properties: properties.each_ref().map(Option::as_deref),
+            hidden,
             title: &title,
             body: &body,
         },
@@ -246,20 +322,29 @@ pub(super) fn index_item(conn: &Connection, workspace_id: i64, id: &str) -> Stor
 pub(super) fn index_comment(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
     let row = conn
         .query_row(
-            "SELECT c.author, c.body, j.rowid FROM comments c JOIN items i ON i.id = c.item_id
+            "SELECT c.author, c.body, j.rowid, i.hidden FROM comments c JOIN items i ON i.id = c.item_id
              JOIN steps st ON st.id = i.step_id JOIN stages s ON s.id = st.stage_id
              JOIN journeys j ON j.id = s.journey_id WHERE c.workspace_id = ?1 AND c.id = ?2",
             params![workspace_id, id],
-            |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<i64>(2)?)),
+            |row| {
+                Ok((
+                    row.get::<String>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<i64>(2)?,
+                    row.get::<i64>(3)? != 0,
+                ))
+            },
         )
         .optional()?;
-    let Some((author, body, journey)) = row else { return unindex(conn, id) };
+    let Some((author, body, journey, hidden)) = row else { return unindex(conn, id) };
     let doc = Doc {
         workspace_id,
         doc_type: HitType::Comment,
         ref_id: id,
         journey: Some(journey),
         item: None,
+        properties: [None; 3],
+        hidden,
         title: &author,
         body: &body,
     };
@@ -273,7 +358,8 @@ pub(super) fn index_step(conn: &Connection, workspace_id: i64, id: &str) -> Stor
         workspace_id,
         id,
         HitType::Step,
-        "SELECT st.name, st.description, j.rowid FROM steps st JOIN stages s ON s.id = st.stage_id
+        "SELECT st.name, st.description, j.rowid, st.hidden
+         FROM steps st JOIN stages s ON s.id = st.stage_id
          JOIN journeys j ON j.id = s.journey_id WHERE st.workspace_id = ?1 AND st.id = ?2",
     )
 }
@@ -285,7 +371,9 @@ pub(super) fn index_stage(conn: &Connection, workspace_id: i64, id: &str) -> Sto
         workspace_id,
         id,
         HitType::Stage,
-        "SELECT s.name, s.description, j.rowid FROM stages s JOIN journeys j ON j.id = s.journey_id
+        "SELECT s.name, s.description, j.rowid,
+                CASE WHEN s.archived_at IS NULL AND j.archived_at IS NULL THEN 0 ELSE 1 END
+         FROM stages s JOIN journeys j ON j.id = s.journey_id
          WHERE s.workspace_id = ?1 AND s.id = ?2",
     )
 }
@@ -297,11 +385,13 @@ pub(super) fn index_journey(conn: &Connection, workspace_id: i64, id: &str) -> S
         workspace_id,
         id,
         HitType::Journey,
-        "SELECT name, description, rowid FROM journeys WHERE workspace_id = ?1 AND id = ?2",
+        "SELECT name, description, rowid, CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END
+         FROM journeys WHERE workspace_id = ?1 AND id = ?2",
     )
 }
 
-/// A journey, stage or step: `sql` reads its name, description and journey row number.
+/// A journey, stage or step: `sql` reads its name, description, journey row number and
+/// whether it is hidden (0 or 1).
 fn index_node(
     conn: &Connection,
     workspace_id: i64,
@@ -311,16 +401,23 @@ fn index_node(
 ) -> StoreResult<()> {
     let row = conn
         .query_row(sql, params![workspace_id, id], |row| {
-            Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<i64>(2)?))
+            Ok((
+                row.get::<String>(0)?,
+                row.get::<String>(1)?,
+                row.get::<i64>(2)?,
+                row.get::<i64>(3)? != 0,
+            ))
         })
         .optional()?;
-    let Some((name, description, journey)) = row else { return unindex(conn, id) };
+    let Some((name, description, journey, hidden)) = row else { return unindex(conn, id) };
     let doc = Doc {
         workspace_id,
         doc_type,
         ref_id: id,
         journey: Some(journey),
         item: None,
+        properties: [None; 3],
+        hidden,
         title: &name,
         body: &description,
     };
@@ -350,6 +447,8 @@ pub(super) fn index_persona(conn: &Connection, workspace_id: i64, id: &str) -> S
         ref_id: id,
         journey: None,
         item: None,
+        properties: [None; 3],
+        hidden: false,
         title: &name,
         body: &body,
     };
@@ -428,10 +527,26 @@ impl Store {
         if let Some(status) = status {
             scope.push(status_word(status));
         }
+        let properties = item_properties(&search.priority, &search.impact, &search.effort)?;
+        for (column, value) in &properties {
+            let letter = match *column {
+                "priority" => PROPERTY_LETTERS[0],
+                "impact" => PROPERTY_LETTERS[1],
+                _ => PROPERTY_LETTERS[2],
+            };
+            scope.push(property_word(letter, value));
+        }
+        let include_archived = search.include_archived.unwrap_or(false);
 
         let kind = search.kind.map(ItemKind::as_str).unwrap_or_default();
         let journey_id = journey.as_ref().map(|j| j.id.as_str()).unwrap_or_default();
-        let fingerprint = fingerprint(&[&terms.join(" "), journey_id, kind, status.unwrap_or("")]);
+        let fingerprint = fingerprint(&[
+            &terms.join(" "),
+            journey_id,
+            kind,
+            status.unwrap_or(""),
+            &format!("{properties:?} {include_archived}"),
+        ]);
         let offset = match non_empty(&search.cursor) {
             Some(text) => Cursor::decode(text, "search", fingerprint, 1)?.position[0],
             None => 0,
@@ -443,6 +558,21 @@ impl Store {
             )));
         }
 
+        // Hidden documents are left out one by one, and only when the workspace has some: a
+        // workspace with nothing archived pays nothing for it.
+        let any_hidden = !include_archived
+            && conn
+                .prepare_cached("SELECT 1 FROM hidden_docs WHERE workspace_id = ?1 LIMIT 1")?
+                .exists([workspace_id])?;
+        let unhidden = match (any_hidden, conn.is_postgres()) {
+            (false, _) => "",
+            (true, true) => {
+                "AND NOT EXISTS (SELECT 1 FROM hidden_docs h WHERE h.doc_id = search_docs.doc_id)"
+            }
+            (true, false) => {
+                "AND NOT EXISTS (SELECT 1 FROM hidden_docs h WHERE h.doc_id = search_fts.rowid)"
+            }
+        };
         // Words and filters are letters, digits and `_` only: nothing a user typed can be read
         // as query syntax by either database.
         let prefix = |t: &String| t.chars().count() >= PREFIX_FROM;
@@ -457,11 +587,13 @@ impl Store {
             query.extend(scope.iter().map(|s| format!("'{s}':C")));
             let query = query.join(" & ");
             conn.query(
-                "SELECT doc_type, ref_id FROM search_docs
-                 WHERE workspace_id = ?1 AND words @@ CAST(CAST(?2 AS TEXT) AS tsquery)
-                 ORDER BY ts_rank('{0.1, 0, 0.4, 1.0}', words, CAST(CAST(?2 AS TEXT) AS tsquery)) DESC,
+                &format!(
+                    "SELECT doc_type, ref_id FROM search_docs
+                 WHERE workspace_id = ?1 AND words @@ CAST(CAST(?2 AS TEXT) AS tsquery) {unhidden}
+                 ORDER BY ts_rank('{{0.1, 0, 0.4, 1.0}}', words, CAST(CAST(?2 AS TEXT) AS tsquery)) DESC,
                           doc_id
-                 LIMIT ?3 OFFSET ?4",
+                 LIMIT ?3 OFFSET ?4"
+                ),
                 params![workspace_id, query, limit + 1, offset],
             )?
         } else {
@@ -477,11 +609,13 @@ impl Store {
                 query.push_str(&format!(" AND scope : ({})", scope.join(" AND ")));
             }
             conn.query(
-                "SELECT d.doc_type, d.ref_id FROM (
+                &format!(
+                    "SELECT d.doc_type, d.ref_id FROM (
                      SELECT rowid AS doc_id, bm25(search_fts, 0.0, 10.0, 1.0) AS score
-                     FROM search_fts WHERE search_fts MATCH ?1 ORDER BY score, rowid
-                     LIMIT ?2 OFFSET ?3) r
-                 JOIN search_docs d ON d.doc_id = r.doc_id ORDER BY r.score, r.doc_id",
+                     FROM search_fts WHERE search_fts MATCH ?1 {unhidden}
+                     ORDER BY score, rowid LIMIT ?2 OFFSET ?3) r
+                 JOIN search_docs d ON d.doc_id = r.doc_id ORDER BY r.score, r.doc_id"
+                ),
                 params![query, limit + 1, offset],
             )?
         };

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use super::map::renumber_map;
 use super::model::{ItemKind, NewItem, NewPersona};
 use super::writes::{
     insert_comment, insert_item, insert_journey, insert_link, insert_persona, insert_stage,
-    insert_step, renumber_map,
+    insert_step,
 };
 use super::{Store, StoreError, StoreResult};
 
@@ -622,6 +623,14 @@ impl Store {
 
         let mut items = HashMap::new();
         for item in ITEMS {
+            let mut fields = fields(item.fields);
+            // Priority, impact and effort are the item's own properties, not kind fields.
+            let mut property = |name: &str| match fields.remove(name) {
+                Some(Value::String(text)) => Some(text),
+                _ => None,
+            };
+            let (priority, impact, effort) =
+                (property("priority"), property("impact"), property("effort"));
             let new = NewItem {
                 step_id: lookup(&steps, item.step)?.to_owned(),
                 kind: item.kind,
@@ -629,7 +638,10 @@ impl Store {
                 description: Some(item.description.to_owned()),
                 status: Some(item.status.to_owned()),
                 owner: Some(item.owner.to_owned()),
-                fields: Some(fields(item.fields)),
+                priority,
+                impact,
+                effort,
+                fields: Some(fields),
             };
             items.insert(item.key, insert_item(&tx, ws, &new, now)?);
         }

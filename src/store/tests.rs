@@ -44,7 +44,7 @@ fn find(store: &Store, ws: i64, kind: ItemKind) -> ItemSummary {
 }
 
 fn first_step(store: &Store, ws: i64) -> String {
-    store.get_journey(ws, "trial-to-paid").expect("journey").stages[0].steps[0].id.clone()
+    store.get_journey(ws, "trial-to-paid", false).expect("journey").stages[0].steps[0].id.clone()
 }
 
 fn new_item(step_id: &str, kind: ItemKind, title: &str) -> NewItem {
@@ -55,6 +55,9 @@ fn new_item(step_id: &str, kind: ItemKind, title: &str) -> NewItem {
         description: None,
         status: None,
         owner: None,
+        priority: None,
+        impact: None,
+        effort: None,
         fields: None,
     }
 }
@@ -93,7 +96,7 @@ fn seed_has_every_kind_allowed_links_and_personas() {
         }
     }
     assert!(links >= 10, "{links}");
-    let trial = store.get_journey(acme, "trial-to-paid").expect("journey");
+    let trial = store.get_journey(acme, "trial-to-paid", false).expect("journey");
     assert_eq!(trial.stages.len(), 4);
     assert!(trial.stages.iter().all(|s| (2..=3).contains(&s.steps.len())));
 }
@@ -126,13 +129,14 @@ fn other_workspaces_are_invisible() {
         status: None,
         owner: None,
         fields: None,
+        ..ItemUpdate::default()
     };
     not_found(store.update_item(acme, ACTOR, &update).map(drop));
     not_found(store.link_items(acme, ACTOR, &acme_touchpoint.id, secret_id).map(drop));
     not_found(store.add_comment(acme, ACTOR, secret_id, "me", "hi").map(drop));
     not_found(store.create_item(acme, ACTOR, &new_item(&step, ItemKind::Metric, "x")).map(drop));
-    not_found(store.get_journey(acme, &journey).map(drop));
-    not_found(store.get_journey(acme, "secret").map(drop));
+    not_found(store.get_journey(acme, &journey, false).map(drop));
+    not_found(store.get_journey(acme, "secret", false).map(drop));
     let by_step = ItemFilter { step_id: Some(step.clone()), ..ItemFilter::default() };
     not_found(store.list_items(acme, &by_step).map(drop));
     assert!(search(&store, acme, "zebra", None).expect("search").is_empty());
@@ -207,6 +211,7 @@ fn create_and_update_validate_and_audit() {
         status: Some("on-track".into()),
         owner: Some("Priya Nair".into()),
         fields: fields(serde_json::json!({"unit": "teams", "target": 120})),
+        ..ItemUpdate::default()
     };
     let updated = store.update_item(acme, ACTOR, &update).expect("update");
     assert_eq!(updated.item.status, "on-track");
@@ -294,4 +299,374 @@ fn search_matches_every_word_as_a_word_or_its_start() {
         assert!(search(&store, acme, inert, None).expect("search").is_empty(), "{inert}");
     }
     assert_eq!(search(&store, acme, "a", Some(3)).expect("search").len(), 3);
+}
+
+fn listed(store: &Store, ws: i64, filter: ItemFilter) -> Vec<String> {
+    store.list_items(ws, &filter).expect("list").items.into_iter().map(|i| i.item.id).collect()
+}
+
+fn all_items(store: &Store, ws: i64, include_archived: bool) -> Vec<String> {
+    let filter = ItemFilter {
+        limit: Some(200),
+        include_archived: Some(include_archived),
+        ..ItemFilter::default()
+    };
+    listed(store, ws, filter)
+}
+
+#[test]
+fn archived_things_leave_every_read_and_restore_brings_them_back() {
+    let (_dir, store, acme) = store();
+    let journey = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let (stage_at, step) = journey
+        .stages
+        .iter()
+        .enumerate()
+        .find_map(|(at, stage)| stage.steps.iter().find(|s| s.item_count > 1).map(|s| (at, s)))
+        .expect("a step with items");
+    let on_step =
+        listed(&store, acme, ItemFilter { step_id: Some(step.id.clone()), ..Default::default() });
+    assert!(!on_step.is_empty());
+    let before = all_items(&store, acme, false);
+    let step_word = step.name.split_whitespace().next().expect("a word").to_owned();
+    let hits = |store: &Store, include: bool| {
+        let query = SearchQuery {
+            query: step_word.clone(),
+            include_archived: Some(include),
+            ..SearchQuery::default()
+        };
+        store.search(acme, &query).expect("search").hits
+    };
+    assert!(hits(&store, false).iter().any(|h| h.id == step.id));
+
+    let archived = store.set_archived(acme, ACTOR, &step.id, true).expect("archive");
+    assert_eq!((archived.archived, archived.items), (true, on_step.len() as i64));
+    let after = all_items(&store, acme, false);
+    assert_eq!(after.len(), before.len() - on_step.len());
+    assert!(on_step.iter().all(|id| !after.contains(id)));
+    assert_eq!(all_items(&store, acme, true).len(), before.len());
+    let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    assert!(map.stages[stage_at].steps.iter().all(|s| s.id != step.id));
+    let full = store.get_journey(acme, "trial-to-paid", true).expect("journey");
+    let shown = full.stages[stage_at].steps.iter().find(|s| s.id == step.id).expect("shown");
+    assert!(shown.archived && shown.items.iter().all(|i| i.archived));
+    assert!(!hits(&store, false).iter().any(|h| h.id == step.id));
+    assert!(hits(&store, true).iter().any(|h| h.id == step.id));
+    // An item hit on the step is gone too, and back with include_archived.
+    let item = store.get_item(acme, &on_step[0], None).expect("item");
+    assert!(item.item.archived, "get_item by id still answers, flagged");
+    let again = store.set_archived(acme, ACTOR, &step.id, true).expect_err("twice");
+    assert!(again.to_string().contains("already archived"), "{again}");
+
+    // A new item on the archived step is archived with it.
+    let new = store
+        .create_item(acme, ACTOR, &new_item(&step.id, ItemKind::Insight, "Quietly filed"))
+        .expect("create");
+    assert!(new.item.archived);
+    assert!(!all_items(&store, acme, false).contains(&new.item.id));
+
+    let restored = store.set_archived(acme, ACTOR, &step.id, false).expect("restore");
+    assert_eq!(restored.items, on_step.len() as i64 + 1);
+    assert_eq!(all_items(&store, acme, false).len(), before.len() + 1);
+    assert!(hits(&store, false).iter().any(|h| h.id == step.id));
+    let not = store.set_archived(acme, ACTOR, &step.id, false).expect_err("not archived");
+    assert!(not.to_string().contains("nothing to restore"), "{not}");
+
+    // An item on its own: out of its step's count and the lists, and back.
+    let count = |store: &Store| {
+        let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+        map.stages[stage_at].steps.iter().find(|s| s.id == step.id).expect("step").item_count
+    };
+    let n = count(&store);
+    store.set_archived(acme, ACTOR, &new.item.id, true).expect("archive item");
+    assert_eq!(count(&store), n - 1);
+    store.set_archived(acme, ACTOR, &new.item.id, false).expect("restore item");
+    assert_eq!(count(&store), n);
+
+    // A journey: out of the list, its things out of search, its map still readable by name.
+    store.set_archived(acme, ACTOR, "trial-to-paid", true).expect("archive journey");
+    let (journeys, _) = store.list_journeys(acme, None, false).expect("journeys");
+    assert!(journeys.iter().all(|j| j.slug != "trial-to-paid"));
+    let (journeys, _) = store.list_journeys(acme, None, true).expect("journeys");
+    assert!(journeys.iter().any(|j| j.slug == "trial-to-paid" && j.archived));
+    assert!(!hits(&store, false).iter().any(|h| h.id == step.id));
+    let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    assert!(map.archived && !map.stages.is_empty());
+    let wrong = store.set_archived(acme, ACTOR, "nope_1", true).expect_err("unknown");
+    assert!(wrong.to_string().contains("stage (stg_…)"), "{wrong}");
+}
+
+#[test]
+fn stages_and_steps_move_and_reorder_and_items_follow() {
+    let (_dir, store, acme) = store();
+    let journey = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let (first, last) = (&journey.stages[0], journey.stages.last().expect("stages"));
+    // Reorder: the last stage first.
+    let moved = store
+        .update_stage(
+            acme,
+            ACTOR,
+            &super::model::StageUpdate {
+                stage_id: last.id.clone(),
+                name: None,
+                description: None,
+                journey: None,
+                position: Some(0),
+            },
+        )
+        .expect("reorder");
+    assert_eq!(moved.position, 0);
+    let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let order: Vec<&str> = map.stages.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(order[0], last.id);
+    assert_eq!(order[1], first.id);
+    // Items list in map order: the moved stage's items come first now.
+    let items = store
+        .list_items(
+            acme,
+            &ItemFilter {
+                journey: Some("trial-to-paid".into()),
+                limit: Some(200),
+                ..Default::default()
+            },
+        )
+        .expect("list");
+    let stages: Vec<&str> = items.items.iter().map(|i| i.location.stage_id.as_str()).collect();
+    let mut seen: Vec<&str> = stages.clone();
+    seen.dedup();
+    assert_eq!(
+        seen.iter().collect::<std::collections::HashSet<_>>().len(),
+        seen.len(),
+        "stages stay together: {stages:?}"
+    );
+    if stages.contains(&last.id.as_str()) {
+        assert_eq!(stages[0], last.id);
+    }
+
+    // Move a step to another journey's stage: its items follow, in lists and search.
+    let step = &first.steps[0];
+    let other = store
+        .create_journey(
+            acme,
+            ACTOR,
+            &super::model::NewJourney {
+                name: "Renewal".into(),
+                slug: None,
+                description: None,
+                position: None,
+            },
+        )
+        .expect("journey");
+    let stage = store
+        .create_stage(
+            acme,
+            ACTOR,
+            &super::model::NewStage {
+                journey: other.id.clone(),
+                name: "Renew".into(),
+                description: None,
+                position: None,
+            },
+        )
+        .expect("stage");
+    let moved = store
+        .update_step(
+            acme,
+            ACTOR,
+            &super::model::StepUpdate {
+                step_id: step.id.clone(),
+                name: Some("Moved step".into()),
+                description: None,
+                stage_id: Some(stage.id.clone()),
+                position: None,
+            },
+        )
+        .expect("move");
+    assert_eq!((moved.position, moved.parent_id.as_deref()), (0, Some(stage.id.as_str())));
+    let there =
+        listed(&store, acme, ItemFilter { journey: Some("renewal".into()), ..Default::default() });
+    assert_eq!(there.len() as i64, step.item_count);
+    let query = SearchQuery {
+        query: "moved step".into(),
+        journey: Some("renewal".into()),
+        ..SearchQuery::default()
+    };
+    assert!(store.search(acme, &query).expect("search").hits.iter().any(|h| h.id == step.id));
+    if let Some(item) = there.first() {
+        let query = SearchQuery {
+            query: store.get_item(acme, item, None).expect("item").item.title,
+            journey: Some("trial-to-paid".into()),
+            ..SearchQuery::default()
+        };
+        assert!(store.search(acme, &query).expect("search").hits.iter().all(|h| h.id != *item));
+    }
+    // Into an archived stage: hidden with it.
+    store.set_archived(acme, ACTOR, &stage.id, true).expect("archive");
+    assert!(
+        listed(&store, acme, ItemFilter { journey: Some("renewal".into()), ..Default::default() })
+            .is_empty()
+    );
+}
+
+#[test]
+fn items_carry_priority_impact_and_effort_and_filter_by_them() {
+    let (_dir, store, acme) = store();
+    let p1 = listed(&store, acme, ItemFilter { priority: Some("P1".into()), ..Default::default() });
+    assert!(!p1.is_empty(), "the seed's P1 opportunities and solutions");
+    for id in &p1 {
+        let item = store.get_item(acme, id, None).expect("item");
+        assert_eq!(item.item.priority.as_deref(), Some("P1"));
+        assert!(!item.fields.contains_key("priority"), "a property, not a field");
+    }
+    let step = first_step(&store, acme);
+    let mut new = new_item(&step, ItemKind::Touchpoint, "Zeppelin banner");
+    new.impact = Some("high".into());
+    new.effort = Some("low".into());
+    let created = store.create_item(acme, ACTOR, &new).expect("create");
+    let quick_wins = ItemFilter {
+        impact: Some("high".into()),
+        effort: Some("low".into()),
+        ..Default::default()
+    };
+    assert!(listed(&store, acme, quick_wins).contains(&created.item.id));
+    let query = SearchQuery {
+        query: "zeppelin".into(),
+        impact: Some("high".into()),
+        ..SearchQuery::default()
+    };
+    assert_eq!(store.search(acme, &query).expect("search").hits.len(), 1);
+    let query = SearchQuery {
+        query: "zeppelin".into(),
+        impact: Some("low".into()),
+        ..SearchQuery::default()
+    };
+    assert!(store.search(acme, &query).expect("search").hits.is_empty());
+    let update = ItemUpdate {
+        item_id: created.item.id.clone(),
+        impact: Some(String::new()),
+        priority: Some("P0".into()),
+        ..Default::default()
+    };
+    let updated = store.update_item(acme, ACTOR, &update).expect("update");
+    assert_eq!((updated.item.impact, updated.item.priority.as_deref()), (None, Some("P0")));
+    let bad = ItemUpdate {
+        item_id: created.item.id.clone(),
+        effort: Some("huge".into()),
+        ..Default::default()
+    };
+    let err = store.update_item(acme, ACTOR, &bad).expect_err("bad effort");
+    assert!(err.to_string().contains("low, medium, high"), "{err}");
+    let filter = ItemFilter { priority: Some("urgent".into()), ..Default::default() };
+    assert!(store.list_items(acme, &filter).is_err());
+
+    // An item moves to another step, at the end of its items, and both counts follow.
+    let journey = store.get_journey(acme, "support-escalation", false).expect("journey");
+    let target = &journey.stages[0].steps[0];
+    let update = ItemUpdate {
+        item_id: created.item.id.clone(),
+        step_id: Some(target.id.clone()),
+        ..Default::default()
+    };
+    let moved = store.update_item(acme, ACTOR, &update).expect("move");
+    assert_eq!(moved.location.step_id, target.id);
+    let there =
+        listed(&store, acme, ItemFilter { step_id: Some(target.id.clone()), ..Default::default() });
+    assert_eq!(there.last(), Some(&created.item.id));
+    let after = store.get_journey(acme, "support-escalation", false).expect("journey");
+    assert_eq!(after.stages[0].steps[0].item_count, target.item_count + 1);
+    let query = SearchQuery {
+        query: "zeppelin".into(),
+        journey: Some("support-escalation".into()),
+        ..SearchQuery::default()
+    };
+    assert_eq!(store.search(acme, &query).expect("search").hits.len(), 1);
+}
+
+#[test]
+fn personas_link_to_journeys_and_links_come_undone() {
+    let (_dir, store, acme) = store();
+    let (personas, _) = store.list_personas(acme, None).expect("personas");
+    let persona = &personas[0];
+    let link = store.link_persona(acme, ACTOR, "trial-to-paid", &persona.id).expect("link");
+    assert_eq!(link.persona.id, persona.id);
+    let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    assert_eq!(map.personas.iter().map(|p| &p.id).collect::<Vec<_>>(), [&persona.id]);
+    assert!(store.link_persona(acme, ACTOR, "trial-to-paid", &persona.id).is_err());
+    store.unlink_persona(acme, ACTOR, "trial-to-paid", &persona.id).expect("unlink");
+    assert!(store.get_journey(acme, "trial-to-paid", false).expect("journey").personas.is_empty());
+    assert!(store.unlink_persona(acme, ACTOR, "trial-to-paid", &persona.id).is_err());
+
+    let opportunity = find(&store, acme, ItemKind::Opportunity);
+    let detail = store.get_item(acme, &opportunity.id, None).expect("item");
+    let cause = detail.linked_from[0].id.clone();
+    store.unlink_items(acme, ACTOR, &cause, &opportunity.id).expect("unlink");
+    let after = store.get_item(acme, &opportunity.id, None).expect("item");
+    assert_eq!(after.linked_from_total, detail.linked_from_total - 1);
+    let err = store.unlink_items(acme, ACTOR, &opportunity.id, &cause).expect_err("none");
+    assert!(err.to_string().contains("no link from"), "{err}");
+
+    let update = super::model::PersonaUpdate {
+        persona_id: persona.id.clone(),
+        name: None,
+        role: Some("VP Data".into()),
+        bio: None,
+        job_to_be_done: None,
+        goals: Some(vec!["Fewer dashboards".into()]),
+        frustrations: None,
+    };
+    let updated = store.update_persona(acme, ACTOR, &update).expect("update");
+    assert_eq!((updated.role.as_str(), updated.goals.len()), ("VP Data", 1));
+    assert_eq!(updated.frustrations, persona.frustrations);
+}
+
+#[test]
+fn migration_3_turns_archived_statuses_and_priority_fields_into_their_own_columns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v2.db");
+    {
+        // A database as version 2 left it, holding what version 3 changes.
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(include_str!("migrations/sqlite/0001_init.sql")).expect("0001");
+        conn.execute_batch(include_str!("migrations/sqlite/0002_search_and_order.sql"))
+            .expect("0002");
+        conn.execute_batch(
+            r#"PRAGMA user_version = 2;
+            INSERT INTO workspaces (id, slug, name, created_at) VALUES (1, 'old', 'Old', 0);
+            INSERT INTO journeys (id, workspace_id, slug, name, position, created_at)
+                VALUES ('jrn_1', 1, 'j', 'J', 0, 0);
+            INSERT INTO stages (id, workspace_id, journey_id, name, position)
+                VALUES ('stg_1', 1, 'jrn_1', 'S', 0);
+            INSERT INTO steps (id, workspace_id, stage_id, name, position, map_order, item_count)
+                VALUES ('stp_1', 1, 'stg_1', 'T', 0, 1, 2);
+            INSERT INTO items (id, workspace_id, step_id, kind, title, status, fields, created_at,
+                               updated_at, map_order)
+                VALUES ('itm_1', 1, 'stp_1', 'opportunity', 'Retired idea', 'archived',
+                        '{"priority":"p1","impact":"High","confidence":"low"}', 0, 5, 1),
+                       ('itm_2', 1, 'stp_1', 'solution', 'Live one', 'planned',
+                        '{"effort":"low","priority":"someday"}', 0, 0, 1);"#,
+        )
+        .expect("v2 data");
+    }
+    let store = Store::open(&path, Clock::default()).expect("migrate");
+    let retired = store.get_item(1, "itm_1", None).expect("item");
+    assert!(retired.item.archived);
+    assert_eq!(retired.item.status, "open", "the kind's first status");
+    assert_eq!(retired.item.priority.as_deref(), Some("P1"));
+    assert_eq!(retired.item.impact.as_deref(), Some("high"));
+    assert_eq!(retired.fields.keys().collect::<Vec<_>>(), ["confidence"]);
+    let live = store.get_item(1, "itm_2", None).expect("item");
+    assert!(!live.item.archived);
+    assert_eq!((live.item.effort.as_deref(), live.item.priority.as_deref()), (Some("low"), None));
+    assert_eq!(live.fields["priority"], "someday", "a value it cannot read stays a field");
+    assert_eq!(listed(&store, 1, ItemFilter::default()), ["itm_2"]);
+    let map = store.get_journey(1, "j", false).expect("journey");
+    assert_eq!(map.stages[0].steps[0].item_count, 1);
+    let query = SearchQuery { query: "retired".into(), ..SearchQuery::default() };
+    assert!(store.search(1, &query).expect("search").hits.is_empty());
+    let query = SearchQuery {
+        query: "retired".into(),
+        include_archived: Some(true),
+        ..SearchQuery::default()
+    };
+    assert_eq!(store.search(1, &query).expect("search").hits.len(), 1);
 }

@@ -14,16 +14,18 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::archive::{Scope, refresh};
 use super::db::{Connection, OptionalExtension as _, params};
-use super::model::ItemKind;
+use super::map::renumber_map;
+use super::model::{ItemKind, LEVELS, PRIORITIES};
 use super::reads::json_column;
 use super::validate::{
-    DESCRIPTION_MAX, JOURNEYS_MAX, NAME_MAX, STAGES_MAX, STEPS_MAX, TITLE_MAX, check_status,
-    clean_text, merge_fields, optional_text, required_text, required_text_multiline,
+    DESCRIPTION_MAX, JOURNEYS_MAX, NAME_MAX, STAGES_MAX, STEPS_MAX, TITLE_MAX, check_choice,
+    check_status, clean_text, merge_fields, optional_text, required_text, required_text_multiline,
 };
 use super::writes::{
     Tally, insert_comment_tallied, insert_item_tallied, insert_journey, insert_link,
-    insert_persona, insert_stage, insert_step, renumber_map,
+    insert_persona, insert_stage, insert_step,
 };
 use super::{Store, StoreError, StoreResult, from_secs};
 use crate::api;
@@ -67,8 +69,15 @@ pub struct DocJourney {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Archived: left out of reads until restored.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub archived: bool,
     #[serde(default)]
     pub stages: Vec<DocStage>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -77,6 +86,9 @@ pub struct DocStage {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Archived: left out of reads until restored.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub archived: bool,
     #[serde(default)]
     pub steps: Vec<DocStep>,
 }
@@ -87,6 +99,9 @@ pub struct DocStep {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Archived: left out of reads until restored.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub archived: bool,
     #[serde(default)]
     pub items: Vec<DocItem>,
 }
@@ -101,11 +116,28 @@ pub struct DocItem {
     pub title: String,
     #[serde(default)]
     pub description: String,
-    /// One of the kind's statuses; its default when absent.
+    /// One of the kind's statuses; its default when absent. (`archived`, a status before
+    /// archiving existed, is read as `"archived": true` with the kind's default status.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// P0 (most urgent), P1, P2 or P3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = PRIORITIES))]
+    pub priority: Option<String>,
+    /// low, medium or high.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = LEVELS))]
+    pub impact: Option<String>,
+    /// low, medium or high.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = LEVELS))]
+    pub effort: Option<String>,
+    /// Archived: left out of reads until restored.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub archived: bool,
+
     /// The kind's own fields (strings, numbers, booleans).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub fields: Map<String, Value>,
@@ -149,6 +181,9 @@ pub struct DocPersona {
     pub goals: Vec<String>,
     #[serde(default)]
     pub frustrations: Vec<String>,
+    /// The journeys (by slug) this persona appears in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journeys: Vec<String>,
 }
 
 /// One thing wrong with a document: where (a JSON path) and what.
@@ -323,6 +358,17 @@ pub fn validate(doc: &WorkspaceDocument) -> Result<(), Vec<DocError>> {
         ] {
             check.rule(|| format!("{at}.{field}"), clean_text(field, value, DESCRIPTION_MAX, true));
         }
+        let mut named = HashSet::new();
+        for (n, slug) in persona.journeys.iter().enumerate() {
+            if !slugs.contains_key(slug.as_str()) {
+                check.error(
+                    format!("{at}.journeys[{n}]"),
+                    format!("no journey has the slug {slug:?}"),
+                );
+            } else if !named.insert(slug.as_str()) {
+                check.error(format!("{at}.journeys[{n}]"), "the same journey is listed twice");
+            }
+        }
         for (field, list) in [("goals", &persona.goals), ("frustrations", &persona.frustrations)] {
             for (n, value) in list.iter().enumerate() {
                 check.rule(|| format!("{at}.{field}[{n}]"), required_text(field, value, TITLE_MAX));
@@ -331,6 +377,9 @@ pub fn validate(doc: &WorkspaceDocument) -> Result<(), Vec<DocError>> {
     }
     if check.errors.is_empty() { Ok(()) } else { Err(check.errors) }
 }
+
+/// The status that meant "archived" before archiving was its own flag.
+const LEGACY_ARCHIVED: &str = "archived";
 
 /// Checks one item and its comments; returns its kind when that is known.
 fn check_item(check: &mut Check, at: &str, item: &DocItem) -> Option<ItemKind> {
@@ -361,8 +410,17 @@ fn check_item(check: &mut Check, at: &str, item: &DocItem) -> Option<ItemKind> {
         );
         return None;
     };
-    if let Some(status) = &item.status {
+    if let Some(status) = item.status.as_deref().filter(|s| s.trim() != LEGACY_ARCHIVED) {
         check.rule(|| format!("{at}.status"), check_status(kind, status));
+    }
+    for (field, value, allowed) in [
+        ("priority", &item.priority, &PRIORITIES[..]),
+        ("impact", &item.impact, &LEVELS[..]),
+        ("effort", &item.effort, &LEVELS[..]),
+    ] {
+        if let Some(value) = value {
+            check.rule(|| format!("{at}.{field}"), check_choice(field, value, allowed));
+        }
     }
     check.rule(|| format!("{at}.fields"), merge_fields(kind, Map::new(), &item.fields));
     Some(kind)
@@ -386,7 +444,7 @@ impl Store {
         let mut journeys = Vec::new();
         let mut journey_at = HashMap::new();
         for row in conn.query(
-            "SELECT id, slug, name, description FROM journeys WHERE workspace_id = ?1
+            "SELECT id, slug, name, description, archived_at FROM journeys WHERE workspace_id = ?1
              ORDER BY position, rowid",
             [workspace_id],
         )? {
@@ -395,13 +453,14 @@ impl Store {
                 slug: row.get(1)?,
                 name: row.get(2)?,
                 description: row.get(3)?,
+                archived: row.get::<Option<i64>>(4)?.is_some(),
                 stages: Vec::new(),
             });
         }
         let mut stage_at = HashMap::new();
         for row in conn.query(
-            "SELECT id, journey_id, name, description FROM stages WHERE workspace_id = ?1
-             ORDER BY position, rowid",
+            "SELECT id, journey_id, name, description, archived_at FROM stages
+             WHERE workspace_id = ?1 ORDER BY position, rowid",
             [workspace_id],
         )? {
             let Some(&j) = journey_at.get(&row.get::<String>(1)?) else { continue };
@@ -409,24 +468,30 @@ impl Store {
             journeys[j].stages.push(DocStage {
                 name: row.get(2)?,
                 description: row.get(3)?,
+                archived: row.get::<Option<i64>>(4)?.is_some(),
                 steps: Vec::new(),
             });
         }
         let mut step_at = HashMap::new();
         for row in conn.query(
-            "SELECT id, stage_id, name, description FROM steps WHERE workspace_id = ?1
+            "SELECT id, stage_id, name, description, archived_at FROM steps WHERE workspace_id = ?1
              ORDER BY position, rowid",
             [workspace_id],
         )? {
             let Some(&(j, s)) = stage_at.get(&row.get::<String>(1)?) else { continue };
             let steps = &mut journeys[j].stages[s].steps;
             step_at.insert(row.get::<String>(0)?, (j, s, steps.len()));
-            steps.push(DocStep { name: row.get(2)?, description: row.get(3)?, items: Vec::new() });
+            steps.push(DocStep {
+                name: row.get(2)?,
+                description: row.get(3)?,
+                archived: row.get::<Option<i64>>(4)?.is_some(),
+                items: Vec::new(),
+            });
         }
         let mut item_at = HashMap::new();
         for row in conn.query(
             "SELECT id, step_id, kind, title, description, status, owner, fields, created_at,
-                    updated_at
+                    updated_at, priority, impact, effort, archived_at
              FROM items WHERE workspace_id = ?1 ORDER BY rowid",
             [workspace_id],
         )? {
@@ -443,6 +508,10 @@ impl Store {
                 status: Some(row.get(5)?),
                 owner: row.get(6)?,
                 fields: json_column(&row, 7)?,
+                priority: row.get(10)?,
+                impact: row.get(11)?,
+                effort: row.get(12)?,
+                archived: row.get::<Option<i64>>(13)?.is_some(),
                 created_at: Some(from_secs(created)),
                 updated_at: Some(from_secs(updated)),
                 comments: Vec::new(),
@@ -469,21 +538,32 @@ impl Store {
             .iter()
             .map(|row| Ok(DocLink { from: row.get(0)?, to: row.get(1)? }))
             .collect::<StoreResult<_>>()?;
+        let mut persona_journeys: HashMap<String, Vec<String>> = HashMap::new();
+        for row in conn.query(
+            "SELECT jp.persona_id, j.slug FROM journey_personas jp
+             JOIN journeys j ON j.id = jp.journey_id WHERE jp.workspace_id = ?1
+             ORDER BY j.position, j.rowid",
+            [workspace_id],
+        )? {
+            persona_journeys.entry(row.get(0)?).or_default().push(row.get(1)?);
+        }
         let personas = conn
             .query(
-                "SELECT name, role, bio, job_to_be_done, goals, frustrations FROM personas
+                "SELECT id, name, role, bio, job_to_be_done, goals, frustrations FROM personas
                  WHERE workspace_id = ?1 ORDER BY rowid",
                 [workspace_id],
             )?
             .iter()
             .map(|row| {
+                let id: String = row.get(0)?;
                 Ok(DocPersona {
-                    name: row.get(0)?,
-                    role: row.get(1)?,
-                    bio: row.get(2)?,
-                    job_to_be_done: row.get(3)?,
-                    goals: json_column(row, 4)?,
-                    frustrations: json_column(row, 5)?,
+                    journeys: persona_journeys.remove(&id).unwrap_or_default(),
+                    name: row.get(1)?,
+                    role: row.get(2)?,
+                    bio: row.get(3)?,
+                    job_to_be_done: row.get(4)?,
+                    goals: json_column(row, 5)?,
+                    frustrations: json_column(row, 6)?,
                 })
             })
             .collect::<StoreResult<_>>()?;
@@ -505,24 +585,16 @@ impl Store {
         let conn = self.writer_unlimited();
         let tx = conn.transaction()?;
         let (workspace_id, slug) = match target {
-            ImportTarget::New { name, slug } => {
-                let inserted = tx
-                    .prepare_cached(
-                        "INSERT INTO workspaces (slug, name, created_at) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (slug) DO NOTHING RETURNING id",
-                    )?
-                    .query_row(params![slug, name, now], |row| row.get::<i64>(0))
-                    .optional()?;
-                let Some(id) = inserted else {
-                    return Err(StoreError::Conflict(format!(
-                        "a workspace with the slug {slug:?} already exists; nothing was imported \
-                         (pass another --new NAME, or import into it with --workspace if it is \
-                         empty)"
-                    ))
-                    .into());
-                };
-                (id, slug.clone())
-            }
+            ImportTarget::New { name, slug } => (
+                insert_workspace(
+                    &tx,
+                    name,
+                    slug,
+                    now,
+                    "import into it with --workspace if it is empty",
+                )?,
+                slug.clone(),
+            ),
             ImportTarget::Existing(id) => {
                 let (slug, things): (String, i64) = tx.query_row(
                     "SELECT slug, (SELECT count(*) FROM journeys WHERE workspace_id = w.id)
@@ -542,7 +614,7 @@ impl Store {
                 (*id, slug)
             }
         };
-        let counts = write_document(&tx, workspace_id, doc, now)?;
+        let counts = write_document(&tx, workspace_id, doc, 0, now)?;
         self.check_quotas(&tx, workspace_id)?;
         if dry_run {
             drop(tx); // rolled back
@@ -569,42 +641,176 @@ impl Store {
         }
         Ok((slug, counts))
     }
+
+    /// Adds one journey (a CSV import: `store/csv.rs`) to `target` in one transaction (rolled
+    /// back when `dry_run`), after [`validate`], through the same inserts, quotas and renumbering
+    /// as [`Store::import_workspace`]. Unlike a whole document it goes into a workspace that
+    /// already holds journeys, after them; a journey slug already taken is refused, so the same
+    /// file imported twice is not duplicated. Returns the workspace's slug and what was written.
+    pub fn import_journey(
+        &self,
+        target: &ImportTarget,
+        journey: DocJourney,
+        dry_run: bool,
+    ) -> Result<(String, ImportCounts), ImportError> {
+        let doc = single_journey(journey);
+        validate(&doc).map_err(ImportError::Invalid)?;
+        let journey = &doc.journeys[0];
+        let now = self.now().timestamp();
+        let conn = self.writer_unlimited();
+        let tx = conn.transaction()?;
+        let (workspace_id, slug) = match target {
+            ImportTarget::New { name, slug } => (
+                insert_workspace(&tx, name, slug, now, "add the journey to it with --workspace")?,
+                slug.clone(),
+            ),
+            ImportTarget::Existing(id) => (
+                *id,
+                tx.query_row("SELECT slug FROM workspaces WHERE id = ?1", [*id], |row| {
+                    row.get::<String>(0)
+                })?,
+            ),
+        };
+        let taken = tx
+            .prepare_cached("SELECT 1 FROM journeys WHERE workspace_id = ?1 AND slug = ?2")?
+            .exists(params![workspace_id, journey.slug])?;
+        if taken {
+            return Err(StoreError::Conflict(format!(
+                "the workspace {slug:?} already has a journey with the slug {:?}; nothing was \
+                 imported (importing the same file twice is refused rather than duplicated: \
+                 pass another --journey NAME to import it as another journey)",
+                journey.slug
+            ))
+            .into());
+        }
+        let (journeys, position): (i64, i64) = tx.query_row(
+            "SELECT count(*), COALESCE(MAX(position) + 1, 0) FROM journeys WHERE workspace_id = ?1",
+            [workspace_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        if usize::try_from(journeys).unwrap_or(usize::MAX) >= JOURNEYS_MAX {
+            return Err(StoreError::Quota(format!(
+                "the workspace {slug:?} holds {journeys} journeys, the most a workspace may \
+                 hold; nothing was imported"
+            ))
+            .into());
+        }
+        let counts = write_document(&tx, workspace_id, &doc, position, now)?;
+        self.check_quotas(&tx, workspace_id)?;
+        if dry_run {
+            drop(tx); // rolled back
+        } else {
+            super::audit::insert_event(
+                &tx,
+                now,
+                &super::audit::NewEvent {
+                    workspace_id,
+                    kind: "journey.imported",
+                    key_id: None,
+                    key_prefix: None,
+                    detail: &format!(
+                        "journey {:?}: {} stages, {} steps, {} items",
+                        journey.slug, counts.stages, counts.steps, counts.items
+                    ),
+                },
+            )?;
+            tx.commit()?;
+        }
+        Ok((slug, counts))
+    }
 }
 
-/// Inserts a validated document's contents into the workspace.
+/// A document holding `journey` alone, as [`validate`] and [`write_document`] take it (its
+/// workspace member is a placeholder: a journey import goes into a workspace named apart).
+pub(super) fn single_journey(journey: DocJourney) -> WorkspaceDocument {
+    WorkspaceDocument {
+        format: FORMAT.to_owned(),
+        workspace: DocWorkspace { name: "journey".to_owned(), slug: "journey".to_owned() },
+        journeys: vec![journey],
+        links: Vec::new(),
+        personas: Vec::new(),
+    }
+}
+
+/// Creates the workspace an import goes into; a taken slug is refused (`otherwise`: what
+/// else the owner can do).
+fn insert_workspace(
+    conn: &Connection,
+    name: &str,
+    slug: &str,
+    now: i64,
+    otherwise: &str,
+) -> Result<i64, ImportError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO workspaces (slug, name, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (slug) DO NOTHING RETURNING id",
+        )?
+        .query_row(params![slug, name, now], |row| row.get::<i64>(0))
+        .optional()?;
+    inserted.ok_or_else(|| {
+        StoreError::Conflict(format!(
+            "a workspace with the slug {slug:?} already exists; nothing was imported (pass \
+             another --new NAME, or {otherwise})"
+        ))
+        .into()
+    })
+}
+
+/// Inserts a validated document's contents into the workspace, its journeys from
+/// `first_position` on (after the journeys the workspace already holds).
 fn write_document(
     conn: &Connection,
     ws: i64,
     doc: &WorkspaceDocument,
+    first_position: i64,
     now: i64,
 ) -> StoreResult<ImportCounts> {
     let mut counts = ImportCounts::default();
     let mut ids: HashMap<&str, String> = HashMap::new();
     // The workspace's counters are written once, at the end.
     let mut tally = Tally::default();
-    for (position, journey) in (0..).zip(&doc.journeys) {
+    let mut journey_ids: HashMap<&str, String> = HashMap::new();
+    // Archived things are written as they are and archived at the end, all at once.
+    let mut archived_nodes: Vec<(&str, String)> = Vec::new();
+    let mut archived_items: Vec<String> = Vec::new();
+    for (position, journey) in (first_position..).zip(&doc.journeys) {
         let name = journey.name.trim();
         let description = journey.description.trim();
         let journey_id = insert_journey(conn, ws, &journey.slug, name, description, position, now)?;
         counts.journeys += 1;
+        journey_ids.insert(journey.slug.as_str(), journey_id.clone());
+        if journey.archived {
+            archived_nodes.push(("journeys", journey_id.clone()));
+        }
         for (position, stage) in (0..).zip(&journey.stages) {
             let (name, description) = (stage.name.trim(), stage.description.trim());
             let stage_id = insert_stage(conn, ws, &journey_id, name, description, position)?;
             counts.stages += 1;
+            if stage.archived {
+                archived_nodes.push(("stages", stage_id.clone()));
+            }
             for (position, step) in (0..).zip(&stage.steps) {
                 let (name, description) = (step.name.trim(), step.description.trim());
                 let step_id = insert_step(conn, ws, &stage_id, name, description, position)?;
                 counts.steps += 1;
+                if step.archived {
+                    archived_nodes.push(("steps", step_id.clone()));
+                }
                 for item in &step.items {
                     let kind = ItemKind::parse(item.kind.trim())
                         .ok_or_else(|| StoreError::Invalid(format!("kind {:?}", item.kind)))?;
+                    let legacy = item.status.as_deref().map(str::trim) == Some(LEGACY_ARCHIVED);
                     let new = super::model::NewItem {
                         step_id: step_id.clone(),
                         kind,
                         title: item.title.clone(),
                         description: Some(item.description.clone()),
-                        status: item.status.clone(),
+                        status: if legacy { None } else { item.status.clone() },
                         owner: item.owner.clone(),
+                        priority: item.priority.clone(),
+                        impact: item.impact.clone(),
+                        effort: item.effort.clone(),
                         fields: Some(item.fields.clone()),
                     };
                     let created = item.created_at.map_or(now, |at| at.timestamp());
@@ -614,6 +820,9 @@ fn write_document(
                     {
                         conn.prepare_cached("UPDATE items SET updated_at = ?2 WHERE id = ?1")?
                             .execute(params![id, updated])?;
+                    }
+                    if item.archived || legacy {
+                        archived_items.push(id.clone());
                     }
                     counts.items += 1;
                     for comment in &item.comments {
@@ -649,10 +858,63 @@ fn write_document(
             goals: &goals,
             frustrations: &frustrations,
         };
-        insert_persona(conn, ws, &new, now)?;
+        let persona_id = insert_persona(conn, ws, &new, now)?;
         counts.personas += 1;
+        for slug in &persona.journeys {
+            let journey_id = journey_ids
+                .get(slug.as_str())
+                .ok_or_else(|| StoreError::Invalid(format!("no journey has the slug {slug:?}")))?;
+            conn.prepare_cached(
+                "INSERT INTO journey_personas (workspace_id, journey_id, persona_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![ws, journey_id, persona_id, now])?;
+        }
+    }
+    if !archived_items.is_empty() || !archived_nodes.is_empty() {
+        archive_imported(conn, ws, &archived_nodes, &archived_items, now)?;
     }
     Ok(counts)
+}
+
+/// Marks what a document says is archived, after it was written: the rows' own flags, each
+/// step's count of items, then what is hidden and its place in the index.
+fn archive_imported(
+    conn: &Connection,
+    ws: i64,
+    nodes: &[(&str, String)],
+    items: &[String],
+    now: i64,
+) -> StoreResult<()> {
+    for id in items {
+        conn.prepare_cached("UPDATE items SET archived_at = ?2, hidden = 1 WHERE id = ?1")?
+            .execute(params![id, now])?;
+        conn.prepare_cached(
+            "UPDATE steps SET item_count = item_count - 1
+             WHERE id = (SELECT step_id FROM items WHERE id = ?1)",
+        )?
+        .execute([id])?;
+        super::search::index_item(conn, ws, id)?;
+        for row in conn.query("SELECT id FROM comments WHERE item_id = ?1", [id])? {
+            super::search::index_comment(conn, ws, &row.get::<String>(0)?)?;
+        }
+    }
+    for (table, id) in nodes {
+        // `table` is one of three names, never text from the document.
+        conn.execute(
+            &format!("UPDATE {table} SET archived_at = ?2 WHERE id = ?1"),
+            params![id, now],
+        )?;
+    }
+    for (table, id) in nodes {
+        let scope = match *table {
+            "journeys" => Scope::Journey(id),
+            "stages" => Scope::Stage(id),
+            _ => Scope::Step(id),
+        };
+        refresh(conn, ws, scope, false)?;
+    }
+    Ok(())
 }
 
 /// The JSON Schema of [`WorkspaceDocument`], as `docs/workspace.schema.json` holds it.

@@ -75,6 +75,36 @@ pub(super) fn check_status(kind: ItemKind, status: &str) -> StoreResult<String> 
     }
 }
 
+/// `value` when it is one of `allowed` (exactly; `field` names it in the error).
+pub(super) fn check_choice<'a>(
+    field: &str,
+    value: &'a str,
+    allowed: &[&str],
+) -> StoreResult<&'a str> {
+    if allowed.contains(&value) {
+        Ok(value)
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{value:?} is not a {field}; use one of: {}",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// An item property (priority, impact, effort) as an update gives it: `None` when not given,
+/// `Some(None)` to clear it (an empty string), else the value, checked.
+pub(super) fn optional_choice(
+    field: &str,
+    value: &Option<String>,
+    allowed: &[&str],
+) -> StoreResult<Option<Option<String>>> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("") => Ok(Some(None)),
+        Some(value) => Ok(Some(Some(check_choice(field, value, allowed)?.to_owned()))),
+    }
+}
+
 /// `fields` with `patch` applied: each name must be one of the kind's fields, a null value
 /// removes the field, any other value must be a string, number or boolean.
 pub(super) fn merge_fields(

@@ -8,16 +8,17 @@ use serde_json::{Map, Value};
 use super::audit::{NewEvent, insert_event};
 use super::db::{Connection, OptionalExtension as _, Transaction, params};
 use super::model::{
-    Actor, Comment, ItemComment, ItemDetail, ItemKind, ItemLink, ItemUpdate, MapNode, NewItem,
-    NewJourney, NewPersona, NewStage, NewStep, Persona, PersonaArgs, link_directions_text,
+    Actor, Comment, ItemComment, ItemDetail, ItemKind, ItemLink, ItemUpdate, LEVELS, NewItem,
+    NewPersona, PRIORITIES, Persona, PersonaArgs, PersonaLink, PersonaRef, PersonaUpdate,
+    link_directions_text,
 };
 use super::reads::{
-    ensure_stage, ensure_step, find_journey, item_detail, item_summary, json_column, json_text,
-    not_found_item, text_enum,
+    ensure_step, find_journey, item_detail, item_summary, json_column, json_text, not_found_item,
+    text_enum,
 };
 use super::validate::{
-    DESCRIPTION_MAX, JOURNEYS_MAX, NAME_MAX, STAGES_MAX, STEPS_MAX, TITLE_MAX, check_status,
-    clean_text, merge_fields, optional_text, required_text, required_text_multiline,
+    DESCRIPTION_MAX, NAME_MAX, TITLE_MAX, check_choice, check_status, clean_text, merge_fields,
+    non_empty, optional_choice, optional_text, required_text, required_text_multiline,
 };
 use super::{Store, StoreError, StoreResult, from_secs, new_id, search};
 
@@ -45,77 +46,104 @@ impl Store {
         actor: Actor<'_>,
         update: &ItemUpdate,
     ) -> StoreResult<ItemDetail> {
+        let priority = optional_choice("priority", &update.priority, &PRIORITIES)?;
+        let impact = optional_choice("impact", &update.impact, &LEVELS)?;
+        let effort = optional_choice("effort", &update.effort, &LEVELS)?;
         self.write(workspace_id, actor, |tx, now| {
             let id = update.item_id.trim();
-            let (kind, mut title, mut description, mut status, mut owner, old_fields) = tx
+            let old = tx
                 .prepare_cached(
-                    "SELECT kind, title, description, status, owner, fields FROM items
-                     WHERE workspace_id = ?1 AND id = ?2",
+                    "SELECT kind, title, description, status, owner, fields, priority, impact,
+                            effort, step_id, archived_at
+                     FROM items WHERE workspace_id = ?1 AND id = ?2",
                 )?
                 .query_row(params![workspace_id, id], |row| {
-                    Ok((
-                        text_enum(row, 0, ItemKind::parse)?,
-                        row.get::<String>(1)?,
-                        row.get::<String>(2)?,
-                        row.get::<String>(3)?,
-                        row.get::<Option<String>>(4)?,
-                        json_column::<Map<String, Value>>(row, 5)?,
-                    ))
+                    Ok(ItemRow {
+                        kind: text_enum(row, 0, ItemKind::parse)?,
+                        title: row.get(1)?,
+                        description: row.get(2)?,
+                        status: row.get(3)?,
+                        owner: row.get(4)?,
+                        fields: json_column(row, 5)?,
+                        properties: [row.get(6)?, row.get(7)?, row.get(8)?],
+                        step_id: row.get(9)?,
+                        archived: row.get::<Option<i64>>(10)?.is_some(),
+                    })
                 })
                 .optional()?
                 .ok_or_else(|| not_found_item(id))?;
-            let fields = old_fields.clone();
-            let before = text_bytes(&[&title, &description, &json_text(&old_fields)?]);
+            let before = text_bytes(&[&old.title, &old.description, &json_text(&old.fields)?]);
+            let mut new = old.clone();
             let mut changed = Vec::new();
             if let Some(value) = &update.title {
-                title = required_text("title", value, TITLE_MAX)?;
+                new.title = required_text("title", value, TITLE_MAX)?;
                 changed.push("title");
             }
             if let Some(value) = &update.description {
-                description = clean_text("description", value, DESCRIPTION_MAX, true)?;
+                new.description = clean_text("description", value, DESCRIPTION_MAX, true)?;
                 changed.push("description");
             }
             if let Some(value) = &update.status {
-                status = check_status(kind, value)?;
+                new.status = check_status(old.kind, value)?;
                 changed.push("status");
             }
             if let Some(value) = &update.owner {
-                owner = optional_text("owner", value)?;
+                new.owner = optional_text("owner", value)?;
                 changed.push("owner");
             }
-            let fields = match &update.fields {
-                Some(patch) => {
-                    changed.push("fields");
-                    merge_fields(kind, fields, patch)?
+            for (at, (name, value)) in
+                [("priority", &priority), ("impact", &impact), ("effort", &effort)]
+                    .into_iter()
+                    .enumerate()
+            {
+                if let Some(value) = value {
+                    new.properties[at] = value.clone();
+                    changed.push(name);
                 }
-                None => fields,
-            };
+            }
+            if let Some(patch) = &update.fields {
+                new.fields = merge_fields(old.kind, old.fields.clone(), patch)?;
+                changed.push("fields");
+            }
+            if let Some(step) = update.step_id.as_deref().map(str::trim) {
+                ensure_step(tx, workspace_id, step)?;
+                new.step_id = step.to_owned();
+                changed.push("step");
+            }
             if changed.is_empty() {
                 return Err(StoreError::Invalid(
                     "nothing to update: give at least one of title, description, status, owner, \
-                     fields"
+                     priority, impact, effort, step_id, fields"
                         .into(),
                 ));
             }
-            let fields_text = json_text(&fields)?;
+            let fields_text = json_text(&new.fields)?;
+            let [priority, impact, effort] = &new.properties;
             tx.prepare_cached(
                 "UPDATE items SET title = ?3, description = ?4, status = ?5, owner = ?6,
-                                  fields = ?7, updated_at = ?8
+                                  fields = ?7, updated_at = ?8, priority = ?9, impact = ?10,
+                                  effort = ?11
                  WHERE workspace_id = ?1 AND id = ?2",
             )?
             .execute(params![
                 workspace_id,
                 id,
-                title,
-                description,
-                status,
-                owner,
+                new.title,
+                new.description,
+                new.status,
+                new.owner,
                 fields_text,
-                now
+                now,
+                priority,
+                impact,
+                effort
             ])?;
-            let after = text_bytes(&[&title, &description, &fields_text]);
+            let after = text_bytes(&[&new.title, &new.description, &fields_text]);
             count(tx, workspace_id, "text_bytes", after - before)?;
-            let detail = format!("update_item {id} {title:?}: {}", changed.join(", "));
+            if new.step_id != old.step_id {
+                move_item(tx, workspace_id, id, &old.step_id, &new.step_id, old.archived)?;
+            }
+            let detail = format!("update_item {id} {:?}: {}", new.title, changed.join(", "));
             search::index_item(tx, workspace_id, id)?;
             Ok((item_detail(tx, workspace_id, id, None)?, detail))
         })
@@ -155,156 +183,209 @@ impl Store {
         })
     }
 
-    pub fn create_journey(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        new: &NewJourney,
-    ) -> StoreResult<MapNode> {
-        let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
-        let slug = match &new.slug {
-            Some(slug) => {
-                crate::api::validate_slug(slug.trim()).map_err(StoreError::Invalid)?.to_owned()
-            }
-            None => crate::api::slugify(&name),
-        };
-        self.write(workspace_id, actor, |tx, now| {
-            let taken = tx
-                .prepare_cached("SELECT 1 FROM journeys WHERE workspace_id = ?1 AND slug = ?2")?
-                .exists(params![workspace_id, slug])?;
-            if taken {
-                return Err(StoreError::Conflict(format!(
-                    "a journey with the slug {slug:?} already exists; give another `slug`"
-                )));
-            }
-            let siblings = "SELECT id, position FROM journeys WHERE workspace_id = ?1
-                            ORDER BY position, rowid";
-            let (at, index) =
-                make_room(tx, "journeys", siblings, workspace_id, None, new.position)?;
-            let id = insert_journey(tx, workspace_id, &slug, &name, &description, at, now)?;
-            renumber_map(tx, workspace_id)?;
-            let detail = format!("create_journey {id} {name:?}");
-            let node = MapNode {
-                id,
-                name,
-                description,
-                position: index,
-                slug: Some(slug),
-                parent_id: None,
-            };
-            Ok((node, detail))
-        })
-    }
-
-    pub fn create_stage(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        new: &NewStage,
-    ) -> StoreResult<MapNode> {
-        let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
-        self.write(workspace_id, actor, |tx, _| {
-            let journey = find_journey(tx, workspace_id, &new.journey)?;
-            let siblings = "SELECT id, position FROM stages WHERE workspace_id = ?1
-                            AND journey_id = ?2 ORDER BY position, rowid";
-            let (at, index) =
-                make_room(tx, "stages", siblings, workspace_id, Some(&journey.id), new.position)?;
-            let id = insert_stage(tx, workspace_id, &journey.id, &name, &description, at)?;
-            renumber_map(tx, workspace_id)?;
-            let detail = format!("create_stage {id} {name:?} in {}", journey.id);
-            let node = MapNode {
-                id,
-                name,
-                description,
-                position: index,
-                slug: None,
-                parent_id: Some(journey.id),
-            };
-            Ok((node, detail))
-        })
-    }
-
-    pub fn create_step(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        new: &NewStep,
-    ) -> StoreResult<MapNode> {
-        let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
-        let stage_id = new.stage_id.trim();
-        self.write(workspace_id, actor, |tx, _| {
-            ensure_stage(tx, workspace_id, stage_id)?;
-            let siblings = "SELECT id, position FROM steps WHERE workspace_id = ?1
-                            AND stage_id = ?2 ORDER BY position, rowid";
-            let (at, index) =
-                make_room(tx, "steps", siblings, workspace_id, Some(stage_id), new.position)?;
-            let id = insert_step(tx, workspace_id, stage_id, &name, &description, at)?;
-            renumber_map(tx, workspace_id)?;
-            let detail = format!("create_step {id} {name:?} in {stage_id}");
-            let node = MapNode {
-                id,
-                name,
-                description,
-                position: index,
-                slug: None,
-                parent_id: Some(stage_id.to_owned()),
-            };
-            Ok((node, detail))
-        })
-    }
-
     pub fn create_persona(
         &self,
         workspace_id: i64,
         actor: Actor<'_>,
         new: &PersonaArgs,
     ) -> StoreResult<Persona> {
-        let name = required_text("name", &new.name, NAME_MAX)?;
-        let text = |field: &str, value: &Option<String>| {
-            clean_text(field, value.as_deref().unwrap_or(""), DESCRIPTION_MAX, true)
+        let empty = Persona {
+            id: String::new(),
+            name: String::new(),
+            role: String::new(),
+            bio: String::new(),
+            job_to_be_done: String::new(),
+            goals: Vec::new(),
+            frustrations: Vec::new(),
         };
-        let (role, bio, job) = (
-            text("role", &new.role)?,
-            text("bio", &new.bio)?,
-            text("job_to_be_done", &new.job_to_be_done)?,
-        );
-        let list = |field: &str, values: &[String]| {
-            values
-                .iter()
-                .map(|v| required_text(field, v, TITLE_MAX))
-                .collect::<StoreResult<Vec<_>>>()
+        let changes = PersonaUpdate {
+            persona_id: String::new(),
+            name: Some(new.name.clone()),
+            role: new.role.clone(),
+            bio: new.bio.clone(),
+            job_to_be_done: new.job_to_be_done.clone(),
+            goals: Some(new.goals.clone()),
+            frustrations: Some(new.frustrations.clone()),
         };
-        let (goals, frustrations) =
-            (list("goals", &new.goals)?, list("frustrations", &new.frustrations)?);
+        let mut persona = persona_changed(empty, &changes)?;
         self.write(workspace_id, actor, |tx, now| {
-            let goal_refs: Vec<&str> = goals.iter().map(String::as_str).collect();
-            let frustration_refs: Vec<&str> = frustrations.iter().map(String::as_str).collect();
-            let persona = NewPersona {
-                name: &name,
-                role: &role,
-                bio: &bio,
-                job_to_be_done: &job,
-                goals: &goal_refs,
-                frustrations: &frustration_refs,
+            let goals: Vec<&str> = persona.goals.iter().map(String::as_str).collect();
+            let frustrations: Vec<&str> = persona.frustrations.iter().map(String::as_str).collect();
+            let new = NewPersona {
+                name: &persona.name,
+                role: &persona.role,
+                bio: &persona.bio,
+                job_to_be_done: &persona.job_to_be_done,
+                goals: &goals,
+                frustrations: &frustrations,
             };
-            let id = insert_persona(tx, workspace_id, &persona, now)?;
-            let detail = format!("create_persona {id} {name:?}");
-            let persona = Persona {
-                id,
-                name: name.clone(),
-                role: role.clone(),
-                bio: bio.clone(),
-                job_to_be_done: job.clone(),
-                goals: goals.clone(),
-                frustrations: frustrations.clone(),
-            };
+            persona.id = insert_persona(tx, workspace_id, &new, now)?;
+            let detail = format!("create_persona {} {:?}", persona.id, persona.name);
             Ok((persona, detail))
+        })
+    }
+
+    pub fn update_persona(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        update: &PersonaUpdate,
+    ) -> StoreResult<Persona> {
+        let given = [&update.name, &update.role, &update.bio, &update.job_to_be_done];
+        if given.iter().all(|v| v.is_none())
+            && update.goals.is_none()
+            && update.frustrations.is_none()
+        {
+            return Err(StoreError::Invalid(
+                "nothing to update: give at least one of name, role, bio, job_to_be_done, goals, \
+                 frustrations"
+                    .into(),
+            ));
+        }
+        self.write(workspace_id, actor, |tx, _| {
+            let old = persona_by_id(tx, workspace_id, &update.persona_id)?;
+            let persona = persona_changed(old, update)?;
+            tx.prepare_cached(
+                "UPDATE personas SET name = ?3, role = ?4, bio = ?5, job_to_be_done = ?6,
+                                     goals = ?7, frustrations = ?8
+                 WHERE workspace_id = ?1 AND id = ?2",
+            )?
+            .execute(params![
+                workspace_id,
+                persona.id,
+                persona.name,
+                persona.role,
+                persona.bio,
+                persona.job_to_be_done,
+                json_text(&persona.goals)?,
+                json_text(&persona.frustrations)?
+            ])?;
+            search::index_persona(tx, workspace_id, &persona.id)?;
+            let detail = format!("update_persona {} {:?}", persona.id, persona.name);
+            Ok((persona, detail))
+        })
+    }
+
+    /// Says that journey `journey` (id or slug) is about persona `persona_id`.
+    pub fn link_persona(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        journey: &str,
+        persona_id: &str,
+    ) -> StoreResult<PersonaLink> {
+        self.write(workspace_id, actor, |tx, now| {
+            let journey = find_journey(tx, workspace_id, journey)?;
+            let persona = persona_by_id(tx, workspace_id, persona_id)?;
+            let linked: i64 = tx.query_row(
+                "SELECT count(*) FROM journey_personas WHERE journey_id = ?1",
+                [&journey.id],
+                |row| row.get(0),
+            )?;
+            if linked >= PERSONAS_PER_JOURNEY {
+                return Err(StoreError::Quota(format!(
+                    "a journey names at most {PERSONAS_PER_JOURNEY} personas, and this one is \
+                     full; unlink_persona one first"
+                )));
+            }
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO journey_personas (workspace_id, journey_id, persona_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![workspace_id, journey.id, persona.id, now])?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "the journey {} already names the persona {}; nothing to do",
+                    journey.id, persona.id
+                )));
+            }
+            let detail = format!("link_persona {} {:?} ↔ {}", journey.id, journey.name, persona.id);
+            let link = PersonaLink {
+                journey_id: journey.id,
+                journey: journey.name,
+                persona: PersonaRef { id: persona.id, name: persona.name, role: persona.role },
+            };
+            Ok((link, detail))
+        })
+    }
+
+    pub fn unlink_persona(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        journey: &str,
+        persona_id: &str,
+    ) -> StoreResult<PersonaLink> {
+        self.write(workspace_id, actor, |tx, _| {
+            let journey = find_journey(tx, workspace_id, journey)?;
+            let persona = persona_by_id(tx, workspace_id, persona_id)?;
+            let deleted = tx
+                .prepare_cached(
+                    "DELETE FROM journey_personas WHERE workspace_id = ?1 AND journey_id = ?2
+                     AND persona_id = ?3",
+                )?
+                .execute(params![workspace_id, journey.id, persona.id])?;
+            if deleted == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "the journey {} does not name the persona {}; nothing to do",
+                    journey.id, persona.id
+                )));
+            }
+            let detail =
+                format!("unlink_persona {} {:?} ↔ {}", journey.id, journey.name, persona.id);
+            let link = PersonaLink {
+                journey_id: journey.id,
+                journey: journey.name,
+                persona: PersonaRef { id: persona.id, name: persona.name, role: persona.role },
+            };
+            Ok((link, detail))
+        })
+    }
+
+    /// Removes the link from `from_id` to `to_id`.
+    pub fn unlink_items(
+        &self,
+        workspace_id: i64,
+        actor: Actor<'_>,
+        from_id: &str,
+        to_id: &str,
+    ) -> StoreResult<ItemLink> {
+        self.write(workspace_id, actor, |tx, _| {
+            let from = item_summary(tx, workspace_id, from_id)?;
+            let to = item_summary(tx, workspace_id, to_id)?;
+            let deleted = tx
+                .prepare_cached(
+                    "DELETE FROM item_links WHERE workspace_id = ?1 AND from_item = ?2
+                     AND to_item = ?3",
+                )?
+                .execute(params![workspace_id, from.id, to.id])?;
+            if deleted == 0 {
+                let hint = if tx
+                    .prepare_cached(
+                        "SELECT 1 FROM item_links WHERE workspace_id = ?1 AND from_item = ?2
+                         AND to_item = ?3",
+                    )?
+                    .exists(params![workspace_id, to.id, from.id])?
+                {
+                    format!(" (there is one the other way: from {} to {})", to.id, from.id)
+                } else {
+                    String::new()
+                };
+                return Err(StoreError::Conflict(format!(
+                    "there is no link from {} to {}{hint}; nothing to do",
+                    from.id, to.id
+                )));
+            }
+            let detail =
+                format!("unlink_items {} {:?} → {} {:?}", from.id, from.title, to.id, to.title);
+            Ok((ItemLink { from, to }, detail))
         })
     }
 
     /// Runs `change` in a transaction and records it as a `tool.called` audit event, with the
     /// detail `change` returns, in the same transaction.
-    fn write<T>(
+    pub(super) fn write<T>(
         &self,
         workspace_id: i64,
         actor: Actor<'_>,
@@ -395,9 +476,12 @@ pub(super) fn insert_step(
     position: i64,
 ) -> StoreResult<String> {
     let id = new_id("stp");
+    // Hidden from the start when its stage or journey is archived.
     conn.prepare_cached(
-        "INSERT INTO steps (id, workspace_id, stage_id, name, description, position)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO steps (id, workspace_id, stage_id, name, description, position, hidden)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+                 (SELECT CASE WHEN s.archived_at IS NULL AND j.archived_at IS NULL THEN 0 ELSE 1 END
+                  FROM stages s JOIN journeys j ON j.id = s.journey_id WHERE s.id = ?3))",
     )?
     .execute(params![id, workspace_id, stage_id, name, description, position])?;
     search::index_step(conn, workspace_id, &id)?;
@@ -469,15 +553,27 @@ pub(super) fn insert_item_tallied(
         None => Map::new(),
     };
     let fields_text = json_text(&fields)?;
+    let choice = |field: &str, value: &Option<String>, allowed: &[&str]| match non_empty(value) {
+        Some(value) => check_choice(field, value, allowed).map(|v| Some(v.to_owned())),
+        None => Ok(None),
+    };
+    let priority = choice("priority", &new.priority, &PRIORITIES)?;
+    let impact = choice("impact", &new.impact, &LEVELS)?;
+    let effort = choice("effort", &new.effort, &LEVELS)?;
     let step_id = new.step_id.trim();
     ensure_step(conn, workspace_id, step_id)?;
     let id = new_id("itm");
-    // The item takes its step's place in the map, and the step counts it.
+    // The item takes its step's place in the map (and is hidden when its step is), and the
+    // step counts it. (One row of VALUES, not INSERT … SELECT: a statement that may write
+    // several rows opens a savepoint, and at each savepoint FTS5 writes out the index terms it
+    // holds in memory, which would cost an import its batching.)
     conn.prepare_cached(
         "INSERT INTO items (id, workspace_id, step_id, kind, title, description, status, owner,
-                            fields, created_at, updated_at, map_order)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10,
-                 (SELECT map_order FROM steps WHERE id = ?3))",
+                            fields, created_at, updated_at, priority, impact, effort, map_order,
+                            hidden)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13,
+                 (SELECT map_order FROM steps WHERE id = ?3),
+                 (SELECT hidden FROM steps WHERE id = ?3))",
     )?
     .execute(params![
         id,
@@ -489,7 +585,10 @@ pub(super) fn insert_item_tallied(
         status,
         owner,
         fields_text,
-        now
+        now,
+        priority,
+        impact,
+        effort
     ])?;
     *tally.steps.entry(step_id.to_owned()).or_default() += 1;
     tally.add(format!("item:{}", new.kind), 1);
@@ -579,76 +678,113 @@ pub(super) fn insert_comment_tallied(
     Ok(Comment { id, author, body, created_at: from_secs(now) })
 }
 
-/// Numbers the workspace's steps in map order (journeys, then stages, then steps, each by
-/// position) and gives each item its step's number, after the map's shape changed. Only what
-/// moved is written.
-pub(super) fn renumber_map(conn: &Connection, workspace_id: i64) -> StoreResult<()> {
-    let steps = conn.query(
-        "SELECT st.id, st.map_order FROM steps st JOIN stages s ON s.id = st.stage_id
-         JOIN journeys j ON j.id = s.journey_id WHERE st.workspace_id = ?1
-         ORDER BY j.position, j.rowid, s.position, s.rowid, st.position, st.rowid",
-        [workspace_id],
-    )?;
-    for (number, row) in (1_i64..).zip(&steps) {
-        if row.get::<i64>(1)? == number {
-            continue;
+/// The most personas one journey names.
+const PERSONAS_PER_JOURNEY: i64 = 50;
+/// The most goals, and frustrations, of a persona.
+const PERSONA_LIST_MAX: usize = 30;
+
+/// A persona by id, in this workspace.
+fn persona_by_id(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<Persona> {
+    let id = id.trim();
+    conn.prepare_cached(
+        "SELECT id, name, role, bio, job_to_be_done, goals, frustrations FROM personas
+         WHERE workspace_id = ?1 AND id = ?2",
+    )?
+    .query_row(params![workspace_id, id], |row| {
+        Ok(Persona {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            role: row.get(2)?,
+            bio: row.get(3)?,
+            job_to_be_done: row.get(4)?,
+            goals: json_column(row, 5)?,
+            frustrations: json_column(row, 6)?,
+        })
+    })
+    .optional()?
+    .ok_or_else(|| {
+        StoreError::NotFound(format!(
+            "no persona with id {id:?} in this workspace; list_personas gives their ids (per_…)"
+        ))
+    })
+}
+
+/// `persona` with `changes` applied, checked.
+fn persona_changed(mut persona: Persona, changes: &PersonaUpdate) -> StoreResult<Persona> {
+    if let Some(name) = &changes.name {
+        persona.name = required_text("name", name, NAME_MAX)?;
+    }
+    for (field, value, target) in [
+        ("role", &changes.role, &mut persona.role),
+        ("bio", &changes.bio, &mut persona.bio),
+        ("job_to_be_done", &changes.job_to_be_done, &mut persona.job_to_be_done),
+    ] {
+        if let Some(value) = value {
+            *target = clean_text(field, value, DESCRIPTION_MAX, true)?;
         }
-        let id: String = row.get(0)?;
-        conn.prepare_cached("UPDATE steps SET map_order = ?2 WHERE id = ?1")?
-            .execute(params![id, number])?;
-        conn.prepare_cached("UPDATE items SET map_order = ?2 WHERE step_id = ?1")?
-            .execute(params![id, number])?;
+    }
+    for (field, values, target) in [
+        ("goals", &changes.goals, &mut persona.goals),
+        ("frustrations", &changes.frustrations, &mut persona.frustrations),
+    ] {
+        if let Some(values) = values {
+            if values.len() > PERSONA_LIST_MAX {
+                return Err(StoreError::Invalid(format!(
+                    "{field} holds {} entries; at most {PERSONA_LIST_MAX} are allowed",
+                    values.len()
+                )));
+            }
+            *target = values
+                .iter()
+                .map(|v| required_text(field, v, TITLE_MAX))
+                .collect::<StoreResult<_>>()?;
+        }
+    }
+    Ok(persona)
+}
+
+/// An item's row, as an update reads and writes it.
+#[derive(Clone)]
+struct ItemRow {
+    kind: ItemKind,
+    title: String,
+    description: String,
+    status: String,
+    owner: Option<String>,
+    fields: Map<String, Value>,
+    /// Priority, impact, effort.
+    properties: [Option<String>; 3],
+    step_id: String,
+    archived: bool,
+}
+
+/// Moves item `id` from step `from` to the end of step `to`: its map order, both steps'
+/// counts, whether it is hidden, and its comments' place in the index.
+fn move_item(
+    conn: &Connection,
+    workspace_id: i64,
+    id: &str,
+    from: &str,
+    to: &str,
+    archived: bool,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE items SET step_id = ?2,
+             map_order = (SELECT map_order FROM steps WHERE id = ?2),
+             hidden = CASE WHEN archived_at IS NULL
+                           THEN (SELECT hidden FROM steps WHERE id = ?2) ELSE 1 END
+         WHERE id = ?1",
+    )?
+    .execute(params![id, to])?;
+    if !archived {
+        let sql = "UPDATE steps SET item_count = item_count + ?2 WHERE id = ?1";
+        conn.prepare_cached(sql)?.execute(params![from, -1_i64])?;
+        conn.prepare_cached(sql)?.execute(params![to, 1_i64])?;
+    }
+    for row in conn.query("SELECT id FROM comments WHERE item_id = ?1", [id])? {
+        search::index_comment(conn, workspace_id, &row.get::<String>(0)?)?;
     }
     Ok(())
-}
-
-/// A journey's, stage's or step's name and description, checked.
-fn name_and_description(name: &str, description: Option<&str>) -> StoreResult<(String, String)> {
-    let name = required_text("name", name, TITLE_MAX)?;
-    let description = clean_text("description", description.unwrap_or(""), DESCRIPTION_MAX, true)?;
-    Ok((name, description))
-}
-
-/// Makes room for a new sibling at `index` (from 0; the end when `None` or past it) among the
-/// rows of `table` that `siblings` selects (`id, position`, in order; `?1` the workspace, `?2`
-/// the parent when there is one) and returns the position to insert at and the index it gets.
-fn make_room(
-    conn: &Connection,
-    table: &'static str,
-    siblings: &str,
-    workspace_id: i64,
-    parent: Option<&str>,
-    index: Option<u32>,
-) -> StoreResult<(i64, u32)> {
-    let rows = match parent {
-        Some(parent) => conn.query(siblings, params![workspace_id, parent])?,
-        None => conn.query(siblings, params![workspace_id])?,
-    };
-    let (max, within) = match table {
-        "journeys" => (JOURNEYS_MAX, "a workspace"),
-        "stages" => (STAGES_MAX, "a journey"),
-        _ => (STEPS_MAX, "a stage"),
-    };
-    if rows.len() >= max {
-        return Err(StoreError::Quota(format!(
-            "{within} holds at most {max} {table}, and this one is full; nothing was changed"
-        )));
-    }
-    let siblings: Vec<(String, i64)> =
-        rows.iter().map(|row| Ok((row.get(0)?, row.get(1)?))).collect::<StoreResult<_>>()?;
-    let count = u32::try_from(siblings.len()).unwrap_or(u32::MAX);
-    let Some(i) = index.filter(|&i| i < count) else {
-        return Ok((siblings.last().map_or(0, |(_, p)| p + 1), count));
-    };
-    let at = siblings[i as usize].1;
-    // `table` is one of this module's names, never text from a request.
-    let shift = format!("UPDATE {table} SET position = position + 1 WHERE id = ?1");
-    for (id, position) in &siblings {
-        if *position >= at {
-            conn.prepare_cached(&shift)?.execute([id])?;
-        }
-    }
-    Ok((at, i))
 }
 
 /// The counts a write changes (the workspace's counters, each step's item count), written once

@@ -30,14 +30,23 @@ const READ_TOOLS: [&str; 7] = [
     "search",
     "list_personas",
 ];
-const WRITE_TOOLS: [&str; 8] = [
+const WRITE_TOOLS: [&str; 17] = [
     "create_journey",
+    "update_journey",
     "create_stage",
+    "update_stage",
     "create_step",
+    "update_step",
+    "archive",
+    "restore",
     "create_persona",
+    "update_persona",
+    "link_persona",
+    "unlink_persona",
     "create_item",
     "update_item",
     "link_items",
+    "unlink_items",
     "add_comment",
 ];
 
@@ -108,6 +117,41 @@ pub fn claude_code() -> PathBuf {
     );
     std::fs::write(dir.join(".installed"), CLAUDE_CODE).expect("mark");
     claude
+}
+
+/// MCP Inspector, pinned, and the Node it runs on (it needs Node ≥ 22; the npm package `node`
+/// brings a pinned one from the registry, whatever Node runs npm).
+const INSPECTOR: &str = "@modelcontextprotocol/inspector@2.12.0";
+const INSPECTOR_NODE: &str = "node@22.23.3";
+
+/// `(node, the Inspector's launcher script)`, installing both on first use (once per target dir).
+pub fn mcp_inspector() -> (PathBuf, PathBuf) {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let name = format!("{INSPECTOR}+{INSPECTOR_NODE}");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(name.trim_start_matches('@').replace(['/', '@', '+'], "-"));
+    let node = dir.join("node_modules/.bin/node");
+    let launcher =
+        dir.join("node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+    if dir.join(".installed").exists() {
+        return (node, launcher);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let output = Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .args([INSPECTOR, INSPECTOR_NODE])
+        .output()
+        .unwrap_or_else(|e| panic!("npm: could not start ({e}); the Inspector test needs npm"));
+    assert!(
+        output.status.success(),
+        "npm install {INSPECTOR} {INSPECTOR_NODE} failed (the Inspector test needs npm and the npm registry):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(dir.join(".installed"), &name).expect("mark");
+    (node, launcher)
 }
 
 /// Runs the Python SDK client with `steps`; returns its JSON report.
@@ -274,6 +318,19 @@ async fn python_sdk_builds_a_journey_in_an_empty_workspace_and_reads_it_back() {
             {"op": "call", "tool": "get_journey", "args": {"journey": "onboarding"}},
             {"op": "call", "tool": "search", "args": {"query": "password rules"}},
             {"op": "call", "tool": "list_personas", "args": {}},
+            // 11: the rest of the model: personas on the journey, reordering, properties,
+            // archiving, unlinking.
+            {"op": "call", "tool": "link_persona", "args": {"journey": "onboarding", "persona_id": "$7.id"}},
+            {"op": "call", "tool": "create_stage", "args": {"journey": "onboarding", "name": "Discover"}},
+            {"op": "call", "tool": "update_stage", "args": {"stage_id": "$12.id", "position": 0, "description": "Before sign-up"}},
+            {"op": "call", "tool": "update_item", "args": {"item_id": "$5.id", "priority": "P1", "impact": "high", "effort": "low"}},
+            {"op": "call", "tool": "list_items", "args": {"priority": "P1", "impact": "high"}},
+            {"op": "call", "tool": "unlink_items", "args": {"from_item_id": "$4.id", "to_item_id": "$5.id"}},
+            {"op": "call", "tool": "archive", "args": {"id": "$5.id"}},
+            {"op": "call", "tool": "search", "args": {"query": "password rules"}},
+            {"op": "call", "tool": "search", "args": {"query": "password rules", "include_archived": true}},
+            {"op": "call", "tool": "get_journey", "args": {"journey": "onboarding"}},
+            {"op": "call", "tool": "restore", "args": {"id": "$5.id"}},
         ]),
     )
     .await;
@@ -282,6 +339,29 @@ async fn python_sdk_builds_a_journey_in_an_empty_workspace_and_reads_it_back() {
     for (n, result) in results.iter().enumerate() {
         assert_eq!(result["is_error"], false, "step {n}: {result}");
     }
+    let listed = results[15]["structured"]["items"].as_array().expect("items");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["priority"], "P1");
+    assert_eq!(results[17]["structured"]["items"], 1, "one item left the reads");
+    assert!(
+        results[18]["structured"]["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .all(|h| h["type"] != "item")
+    );
+    assert_eq!(results[19]["structured"]["hits"][0]["type"], "item");
+    let after = &results[20]["structured"];
+    assert_eq!(after["personas"][0]["name"], "Riya Sen");
+    let stages: Vec<&str> = after["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(stages, ["Discover", "Sign up"]);
+    assert_eq!(after["stages"][1]["steps"][1]["items"].as_array().expect("items").len(), 1);
+    assert_eq!(results[21]["structured"]["archived"], false);
     let map = &results[8]["structured"];
     let stage = &map["stages"][0];
     assert_eq!(stage["name"], "Sign up");
@@ -420,5 +500,49 @@ async fn rmcp_client_reads_writes_and_is_cut_off_by_a_revoke() {
         panic!("a revoked key cannot connect");
     };
     assert!(refused.is_authorization_required(), "{refused}");
+    server.stop().await;
+}
+
+/// MCP Inspector's CLI, with `--strict`, finds nothing unportable in any tool's schemas: no
+/// error (it would exit 6) and no warning (a nullable `type` array, an untyped schema, a remote
+/// `$ref`), which it reports as `schemaFindings` in its JSON output.
+#[tokio::test]
+async fn mcp_inspector_strict_finds_no_schema_portability_problem() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("Inspector", "30d", "read-write").await;
+    let url = server.mcp_url();
+    let home = tempfile::tempdir().expect("home");
+    let home_dir = home.path().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        let (node, launcher) = mcp_inspector();
+        Command::new(node)
+            .arg(launcher)
+            .args(["--cli", "--server-url", &url, "--transport", "http", "--header"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .args(["--method", "tools/list", "--strict", "--format", "json"])
+            .env("HOME", &home_dir)
+            .env("NO_PROXY", "*")
+            .output()
+            .expect("run the Inspector")
+    })
+    .await
+    .expect("inspector task");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the Inspector failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let report: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("the Inspector printed no JSON ({e}):\n{stdout}\n{stderr}"));
+    let tools = report["result"]["tools"].as_array().unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(tools.len(), READ_TOOLS.len() + WRITE_TOOLS.len(), "every tool was linted");
+    assert!(
+        report.get("schemaFindings").is_none(),
+        "schema portability findings:\n{}\n{stderr}",
+        serde_json::to_string_pretty(&report["schemaFindings"]).unwrap_or_default()
+    );
+    assert!(!stderr.contains("Warning:") && !stderr.contains("Error:"), "{stderr}");
     server.stop().await;
 }

@@ -222,8 +222,9 @@ async fn a_key_beyond_its_share_or_its_rate_waits_or_is_refused_and_others_are_n
     let config = ServerConfig {
         per_key_concurrency: 1,
         per_key_wait: Duration::from_millis(100),
-        key_requests: Rate { per_second: 5, burst: 10 },
-        key_writes: Rate { per_second: 2, burst: 3 },
+        // Slow refills: the requests below would have to take seconds to slip past the rate.
+        key_requests: Rate { per_second: 1, burst: 10 },
+        key_writes: Rate { per_second: 1, burst: 3 },
         ..ServerConfig::default()
     };
     let server = TestServer::start_with(config).await;

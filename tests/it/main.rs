@@ -18,5 +18,6 @@ mod replicas;
 mod search;
 mod security;
 mod serve;
+mod templates;
 mod test_command;
 mod transfer;

@@ -24,10 +24,11 @@ fn stores() -> (tempfile::TempDir, Vec<(TestDatabase, Store)>) {
                 .create_key(acme, "search test", ExpiryPolicy::Never, Access::ReadWrite)
                 .expect("key");
             let actor = Actor { key_id: &key.id, key_prefix: &key.prefix };
-            let step = store.get_journey(acme, "support-escalation").expect("journey").stages[0]
-                .steps[0]
-                .id
-                .clone();
+            let step =
+                store.get_journey(acme, "support-escalation", false).expect("journey").stages[0]
+                    .steps[0]
+                    .id
+                    .clone();
             for (kind, title, description) in [
                 (
                     ItemKind::Insight,
@@ -49,6 +50,9 @@ fn stores() -> (tempfile::TempDir, Vec<(TestDatabase, Store)>) {
                     description: Some(description.into()),
                     status: None,
                     owner: Some("Renée".into()),
+                    priority: None,
+                    impact: None,
+                    effort: None,
                     fields: None,
                 };
                 let item = store.create_item(acme, actor, &new).expect("create");

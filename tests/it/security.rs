@@ -1741,7 +1741,7 @@ async fn a_key_of_one_workspace_reaches_nothing_of_another() {
     for (kind, fields) in [
         ("touchpoint", json!({"channel": "Zyxwvut email"})),
         ("insight", json!({"segment": "Zyxwvut"})),
-        ("opportunity", json!({"impact": "high"})),
+        ("opportunity", json!({"confidence": "high"})),
         ("solution", json!({"solution_type": "Vexmore"})),
         ("metric", json!({"unit": "Zyxwvut units"})),
     ] {

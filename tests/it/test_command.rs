@@ -102,7 +102,7 @@ async fn a_working_connection_passes_every_stage() {
     assert!(
         run.stage("✓", "server").ends_with(&format!("custory-mcp {}", env!("CARGO_PKG_VERSION")))
     );
-    assert!(run.stage("✓", "tools/list").contains("15 tools in "));
+    assert!(run.stage("✓", "tools/list").contains("24 tools in "));
     assert!(run.stderr.contains("All 7 checks passed."), "{}", run.stderr);
     assert!(!run.stderr.contains('✗') && !run.stderr.contains("hint:"), "{}", run.stderr);
 
@@ -134,7 +134,7 @@ async fn a_working_connection_passes_every_stage() {
     assert_eq!(report["server"]["name"], "custory-mcp");
     assert_eq!(report["server"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(report["protocol_version"], "2025-11-25");
-    assert_eq!(report["tools"], 15);
+    assert_eq!(report["tools"], 24);
     assert!(report["round_trip_ms"]["initialize"].as_f64().is_some_and(|ms| ms >= 0.0));
     assert!(report["round_trip_ms"]["tools_list"].as_f64().is_some_and(|ms| ms >= 0.0));
 
@@ -179,7 +179,7 @@ async fn a_key_saved_by_keys_create_is_tested_with_key() {
     let run = run_test_in(&env, None, &["--key", "CI runner", "--server", &url]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stage("✓", "token format").contains("from saved key CI runner"), "{}", run.stderr);
-    assert!(run.stage("✓", "tools/list").contains("15 tools"), "{}", run.stderr);
+    assert!(run.stage("✓", "tools/list").contains("24 tools"), "{}", run.stderr);
     let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     assert!(token.starts_with("cst_") && !run.stderr.contains(&token), "{}", run.stderr);
 

@@ -1,6 +1,6 @@
 //! `export` and `import` as a user runs them: the round trip, the schema an export obeys (checked
 //! by Python's `jsonschema`, not by us), bad documents refused with their JSON path and nothing
-//! written, a second import of the same file refused, mutated exports.
+//! written, a second import of the same file refused, mutated exports; CSV files as journeys.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +10,7 @@ use proptest::strategy::ValueTree as _;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
-use crate::common::{Run, TestEnv, TestServer, http, run_piped};
+use crate::common::{Mcp, Run, TestEnv, TestServer, http, run_piped};
 
 struct Cli<'a> {
     env: TestEnv,
@@ -84,9 +84,32 @@ fn comparable(mut doc: Value) -> Value {
 async fn a_workspace_survives_export_and_import_whole() {
     let server = TestServer::start().await;
     let cli = Cli::new(&server);
+    // What a workspace in use holds beyond the demo: archived things, a persona on a journey.
+    let (_, token) = server.create_key("shaper", "30d", "read-write").await;
+    let mcp = Mcp::new(&server, &token);
+    let map = mcp.ok("get_journey", json!({"journey": "support-escalation"})).await;
+    mcp.ok("archive", json!({"id": map["stages"][1]["id"]})).await;
+    let item = mcp.ok("list_items", json!({"journey": "trial-to-paid", "limit": 1})).await;
+    mcp.ok("archive", json!({"id": item["items"][0]["id"]})).await;
+    let personas = mcp.ok("list_personas", json!({})).await;
+    let persona = personas["personas"][0]["id"].clone();
+    mcp.ok("link_persona", json!({"journey": "trial-to-paid", "persona_id": persona})).await;
+
     let first = cli.export("acme", "acme.json").await;
     assert_eq!(first["format"], "custory-workspace/1");
     assert!(first["links"].as_array().is_some_and(|l| !l.is_empty()));
+    assert_eq!(first["journeys"][1]["stages"][1]["archived"], true);
+    let archived_item = first["journeys"][0]["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|stage| stage["steps"].as_array().into_iter().flatten())
+        .flat_map(|step| step["items"].as_array().into_iter().flatten())
+        .find(|i| i["id"] == item["items"][0]["id"])
+        .expect("the archived item is exported");
+    assert_eq!(archived_item["archived"], true);
+    assert_eq!(first["personas"][0]["journeys"], json!(["trial-to-paid"]));
+    assert!(first.to_string().contains(r#""priority":"P1""#), "priority is exported");
 
     let file = cli.path("acme.json").display().to_string();
     let imported = cli.run(&["import", &file, "--new", "Acme Copy"]).await;
@@ -443,5 +466,259 @@ async fn exports_follow_the_published_schema() {
     };
     assert_eq!(check(cli.path("acme.json").display().to_string()), "0", "an export is valid");
     assert_eq!(check(bad), "1", "the validator sees a wrong type");
+    server.stop().await;
+}
+
+/// A spreadsheet's rows: two stages, three steps, five items, in an order that interleaves
+/// them, with a quoted comma, a multi-line cell and empty optional cells.
+const ROADMAP_CSV: &str = "\
+Stage,Step,Kind,Title,Description,Status,Owner,Priority,Impact,Effort
+Discover,Compares tools,touchpoint,G2 comparison page,\"Visitors land from G2, then leave\",validated,Maya,P1,high,low
+Discover,Compares tools,insight,Pricing is unclear,\"Asked in
+three calls\",draft,,P0,high,
+Activate,First dashboard,opportunity,Template gallery,,open,Lee,P2,medium,medium
+Discover,Reads docs,touchpoint,Docs landing,,,,,,
+,,,,,,,,,
+Activate,First dashboard,solution,Sample data,,planned,Lee,P1,high,low
+";
+
+#[tokio::test]
+async fn a_csv_becomes_a_journey_of_an_existing_workspace() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server);
+    let file = cli.path("roadmap.csv");
+    std::fs::write(&file, ROADMAP_CSV).expect("write");
+    let file = file.display().to_string();
+
+    // A dry run checks the file and writes nothing.
+    let before = state(&server, &cli).await;
+    let dry = cli.run(&["--workspace", "acme", "import", &file, "--dry-run"]).await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stderr
+            .contains("would add the journey \"roadmap\" (2 stages, 3 steps, 5 items) to \"acme\""),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(dry.stdout, "", "a dry run prints no data");
+    assert_eq!(state(&server, &cli).await, before, "a dry run writes nothing");
+
+    let ran = cli.run(&["--workspace", "acme", "import", &file, "--journey", "Roadmap"]).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.stdout.trim(), "acme");
+    assert!(
+        ran.stderr.contains("Imported the journey \"roadmap\" (2 stages, 3 steps, 5 items)"),
+        "{}",
+        ran.stderr
+    );
+
+    // What an agent reads: the map in the file's order, with the items' properties.
+    let (_, token) = server.create_key("csv", "never", "read-only").await;
+    let mcp = Mcp::new(&server, &token);
+    let journey = mcp.ok("get_journey", json!({"journey": "roadmap"})).await;
+    assert_eq!(journey["name"], "Roadmap");
+    let names = |list: &Value, key: &str| -> Vec<String> {
+        list.as_array()
+            .expect("list")
+            .iter()
+            .map(|v| v[key].as_str().expect("name").to_owned())
+            .collect()
+    };
+    assert_eq!(names(&journey["stages"], "name"), ["Discover", "Activate"]);
+    let discover = &journey["stages"][0];
+    assert_eq!(names(&discover["steps"], "name"), ["Compares tools", "Reads docs"]);
+    let first = &discover["steps"][0]["items"];
+    assert_eq!(names(first, "title"), ["G2 comparison page", "Pricing is unclear"]);
+    assert_eq!(
+        (&first[0]["status"], &first[0]["owner"], &first[0]["priority"], &first[0]["effort"]),
+        (&json!("validated"), &json!("Maya"), &json!("P1"), &json!("low"))
+    );
+    assert_eq!(first[1]["status"], "draft");
+    let activate = &journey["stages"][1]["steps"][0]["items"];
+    assert_eq!(names(activate, "title"), ["Template gallery", "Sample data"]);
+    let docs = &discover["steps"][1]["items"][0];
+    assert_eq!((&docs["status"], &docs["priority"]), (&json!("draft"), &Value::Null));
+    let urgent = mcp.ok("list_items", json!({"journey": "roadmap", "priority": "P1"})).await;
+    assert_eq!(names(&urgent["items"], "title"), ["G2 comparison page", "Sample data"]);
+    let exported = cli.export("acme", "after.json").await;
+    let journeys = exported["journeys"].as_array().expect("journeys");
+    assert_eq!(journeys.last().map(|j| &j["slug"]), Some(&json!("roadmap")), "added after");
+    assert_eq!(
+        journeys.last().expect("roadmap")["stages"][0]["steps"][0]["items"][1]["description"],
+        "Asked in\nthree calls"
+    );
+
+    // The same file again: refused by its journey's slug, saying what to do.
+    let again = cli.run(&["--workspace", "acme", "import", &file, "--journey", "Roadmap"]).await;
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("already has a journey with the slug \"roadmap\"")
+            && again.stderr.contains("--journey NAME"),
+        "{}",
+        again.stderr
+    );
+    // Under another name it is another journey; --json answers as for a document.
+    let other = cli
+        .run(&["--workspace", "acme", "--json", "import", &file, "--journey", "Roadmap 2"])
+        .await;
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    let answer: Value = serde_json::from_str(&other.stdout).expect("json");
+    assert_eq!(
+        (&answer["workspace"], &answer["journey"], &answer["items"], &answer["dry_run"]),
+        (&json!("acme"), &json!("roadmap-2"), &json!(5), &json!(false))
+    );
+    let audit = cli.run(&["--workspace", "acme", "--json", "audit"]).await;
+    assert!(audit.stdout.contains("journey.imported"), "{}", audit.stdout);
+
+    // Into a new workspace, and from stdin with --format.
+    let new = cli.run(&["import", &file, "--new", "Sheet team"]).await;
+    assert_eq!(new.code, 0, "{}", new.stderr);
+    assert_eq!(new.stdout.trim(), "sheet-team");
+    let mut cmd = cli.env.command();
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args([
+        "--workspace",
+        "sheet-team",
+        "import",
+        "-",
+        "--format",
+        "csv",
+        "--journey",
+        "Piped",
+    ]);
+    let piped = run_piped(cmd, Some(ROADMAP_CSV)).await;
+    assert_eq!(piped.code, 0, "{}", piped.stderr);
+    let exported = cli.export("sheet-team", "sheet.json").await;
+    let slugs: Vec<&Value> =
+        exported["journeys"].as_array().expect("j").iter().map(|j| &j["slug"]).collect();
+    assert_eq!(slugs, [&json!("roadmap"), &json!("piped")]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_csvs_are_refused_with_their_line_and_column_and_nothing_is_written() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server);
+    let header = "stage,step,kind,title,description,priority\n";
+    let row = "Discover,Compares tools,insight,Pricing is unclear,,P1\n";
+    let long = format!("{header}Discover,Compares,insight,Long,{},P1\n", "x".repeat(10_000_000));
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "a missing column",
+            format!("stage,step,kind\n{}", "Discover,Compares tools,insight\n"),
+            "line 1",
+            "the header has no \"title\" column",
+        ),
+        (
+            "an unknown column",
+            "stage,step,kind,title,colour\nDiscover,Compares,insight,Pricing,red\n".to_owned(),
+            "line 1, column \"colour\"",
+            "is not a column of an import",
+        ),
+        (
+            "an unknown kind",
+            format!("{header}{row}Discover,Compares tools,epic,Roadmap,,\n"),
+            "line 3, column \"kind\"",
+            "\"epic\" is not a kind of item; use one of: touchpoint",
+        ),
+        (
+            "a bad priority",
+            format!("{header}Discover,Compares tools,insight,Pricing,,urgent\n"),
+            "line 2, column \"priority\"",
+            "\"urgent\" is not a priority; use one of: P0, P1, P2, P3",
+        ),
+        ("a 10 MB description", long, "line 2, column \"description\"", "description is too long"),
+        (
+            "a ragged row",
+            format!("{header}{row}Discover,Compares tools,insight\n"),
+            "line 3",
+            "has 3 cells, but the header names 6 columns",
+        ),
+        (
+            "an empty title",
+            format!("{header}{row}Discover,Compares tools,insight,,,\n"),
+            "line 3, column \"title\"",
+            "is empty",
+        ),
+        ("no rows", header.to_owned(), "file", "has a header but no rows"),
+    ];
+    let before = state(&server, &cli).await;
+    for (what, text, path, message) in cases {
+        let file = cli.path("bad.csv");
+        std::fs::write(&file, text).expect("write");
+        let file = file.display().to_string();
+        let ran = cli.run(&["--workspace", "acme", "import", &file]).await;
+        assert_eq!(ran.code, 1, "{what}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains(&format!("{path}: {message}")),
+            "{what}: expected {path}: {message} in\n{}",
+            ran.stderr
+        );
+        assert!(ran.stderr.contains("nothing was imported"), "{what}: {}", ran.stderr);
+        assert!(ran.stderr.contains("hint: fix the file"), "{what}: {}", ran.stderr);
+        assert!(ran.stderr.len() < 4000, "{what}: the answer is bounded");
+    }
+    // Not UTF-8 (a spreadsheet's legacy encoding).
+    let latin1 = cli.path("latin1.csv");
+    std::fs::write(&latin1, b"stage,step,kind,title\nD\xe9couvrir,Compare,insight,Prix\n")
+        .expect("write");
+    let ran = cli.run(&["--workspace", "acme", "import", latin1.to_str().expect("utf-8")]).await;
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("line 2: cell 1 is not UTF-8 text"), "{}", ran.stderr);
+
+    // The API gives each problem its own place, in the file's order.
+    let many = format!("{header}{row}A,B,epic,C,,P1\nA,B,insight,C,,P7\nA,B\n");
+    let answer = http()
+        .post(server.admin("/imports?workspace=acme&journey=Bad"))
+        .bearer_auth(&server.owner)
+        .header("content-type", "text/csv")
+        .body(many)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 422);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "invalid_csv");
+    let paths: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        ["line 3, column \"kind\"", "line 4, column \"priority\"", "line 5"],
+        "{body}"
+    );
+    // A CSV needs its journey's name; a JSON document names its own.
+    for (query, content_type) in
+        [("/imports?workspace=acme", "text/csv"), ("/imports?new=X&journey=J", "application/json")]
+    {
+        let answer = http()
+            .post(server.admin(query))
+            .bearer_auth(&server.owner)
+            .header("content-type", content_type)
+            .body(format!("{header}{row}"))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(answer.status(), 400, "{query}");
+    }
+    // The CLI needs a name for a CSV on stdin, and refuses --journey for a document.
+    let mut cmd = cli.env.command();
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args([
+        "--workspace",
+        "acme",
+        "import",
+        "-",
+        "--format",
+        "csv",
+    ]);
+    let piped = run_piped(cmd, Some(row)).await;
+    assert_eq!(piped.code, 2, "{}", piped.stderr);
+    assert!(piped.stderr.contains("--journey NAME"), "{}", piped.stderr);
+    let json_file = cli.write("doc.json", &json!({}));
+    let ran = cli.run(&["import", &json_file, "--journey", "X"]).await;
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert_eq!(state(&server, &cli).await, before, "nothing was written by any refused import");
     server.stop().await;
 }
