@@ -155,23 +155,13 @@ pub(super) fn index(conn: &Connection, doc: &Doc<'_>) -> StoreResult<()> {
     }
     let (scope, title, body) = (scope.join(" "), title.join(" "), body.join(" "));
     forget(conn, doc.ref_id)?;
-    // Not `RETURNING`: a statement that returns rows from a write opens a savepoint, and at
-    // each savepoint FTS5 writes out the index terms it holds in memory (an import would write
-    // the index a row at a time).
-    conn.prepare_cached(
+    let doc_id: i64 = conn.query_row(
         "INSERT INTO search_docs (workspace_id, doc_type, ref_id, scope_words, title_words,
                                   body_words)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        doc.workspace_id,
-        doc.doc_type.as_str(),
-        doc.ref_id,
-        scope,
-        title,
-        body
-    ])?;
-    let doc_id: i64 = conn.query_row("SELECT last_insert_rowid()", [], |row| row.get(0))?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING doc_id",
+        params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id, scope, title, body],
+        |row| row.get(0),
+    )?;
     conn.execute(
         "INSERT INTO search_fts (rowid, scope, title, body) VALUES (?1, ?2, ?3, ?4)",
         params![doc_id, scope, title, body],
