@@ -670,3 +670,13 @@ fn migration_3_turns_archived_statuses_and_priority_fields_into_their_own_column
     };
     assert_eq!(store.search(1, &query).expect("search").hits.len(), 1);
 }
+
+#[test]
+fn a_document_persona_with_too_many_goals_is_refused_with_its_path() {
+    let (_dir, store, acme) = store();
+    let mut doc = store.export_workspace(acme).expect("export");
+    doc.personas[0].goals = (0..31).map(|n| format!("Goal {n}")).collect();
+    let errors = super::transfer::validate(&doc).expect_err("too many goals");
+    assert_eq!(errors[0].path, "personas[0].goals", "{errors:?}");
+    assert!(errors[0].message.contains("at most 30"), "{errors:?}");
+}

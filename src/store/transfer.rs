@@ -20,8 +20,9 @@ use super::map::renumber_map;
 use super::model::{ItemKind, LEVELS, PRIORITIES};
 use super::reads::json_column;
 use super::validate::{
-    DESCRIPTION_MAX, JOURNEYS_MAX, NAME_MAX, STAGES_MAX, STEPS_MAX, TITLE_MAX, check_choice,
-    check_status, clean_text, merge_fields, optional_text, required_text, required_text_multiline,
+    DESCRIPTION_MAX, JOURNEYS_MAX, NAME_MAX, PERSONA_LIST_MAX, STAGES_MAX, STEPS_MAX, TITLE_MAX,
+    check_choice, check_status, clean_text, merge_fields, optional_text, required_text,
+    required_text_multiline,
 };
 use super::writes::{
     Tally, insert_comment_tallied, insert_item_tallied, insert_journey, insert_link,
@@ -370,6 +371,7 @@ pub fn validate(doc: &WorkspaceDocument) -> Result<(), Vec<DocError>> {
             }
         }
         for (field, list) in [("goals", &persona.goals), ("frustrations", &persona.frustrations)] {
+            most(&mut check, &format!("{at}.{field}"), list.len(), PERSONA_LIST_MAX, field);
             for (n, value) in list.iter().enumerate() {
                 check.rule(|| format!("{at}.{field}[{n}]"), required_text(field, value, TITLE_MAX));
             }

@@ -15,6 +15,8 @@ const FIELD_VALUE_MAX: usize = 500;
 pub(super) const JOURNEYS_MAX: usize = 500;
 pub(super) const STAGES_MAX: usize = 30;
 pub(super) const STEPS_MAX: usize = 30;
+/// The most goals, and frustrations, of a persona.
+pub(super) const PERSONA_LIST_MAX: usize = 30;
 
 // ---------------------------------------------------------------------------------------------
 // Validation and small helpers.

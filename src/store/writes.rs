@@ -17,8 +17,9 @@ use super::reads::{
     text_enum,
 };
 use super::validate::{
-    DESCRIPTION_MAX, NAME_MAX, TITLE_MAX, check_choice, check_status, clean_text, merge_fields,
-    non_empty, optional_choice, optional_text, required_text, required_text_multiline,
+    DESCRIPTION_MAX, NAME_MAX, PERSONA_LIST_MAX, TITLE_MAX, check_choice, check_status, clean_text,
+    merge_fields, non_empty, optional_choice, optional_text, required_text,
+    required_text_multiline,
 };
 use super::{Store, StoreError, StoreResult, from_secs, new_id, search};
 
@@ -680,8 +681,6 @@ pub(super) fn insert_comment_tallied(
 
 /// The most personas one journey names.
 const PERSONAS_PER_JOURNEY: i64 = 50;
-/// The most goals, and frustrations, of a persona.
-const PERSONA_LIST_MAX: usize = 30;
 
 /// A persona by id, in this workspace.
 fn persona_by_id(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<Persona> {
