@@ -76,7 +76,18 @@ call() { # call TOOL ARGS: prints the wall time and the tool result's first 120 
   printf '%-8s %7.2f s   %s\n' "$1" "$(echo "$end - $start" | bc)" \
     "$(echo "$out" | python3 -c 'import json, sys; r = json.load(sys.stdin)["result"]; print(json.dumps(r.get("structuredContent") or r["content"][0]["text"])[:120])')"
 }
+# search for a common word (in most items), 30 times: the median, while nothing is archived and
+# while a quarter of the workspace is (its hidden documents are left out one by one).
+search_ms() {
+  for _ in $(seq 30); do
+    curl -sf -o /dev/null -w '%{time_total}\n' "$SERVER_URL/api/mcp" -H "Authorization: Bearer $token" \
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+      -d '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "search", "arguments": {"query": "w00001"}}}'
+  done | sort -n | awk '{ t[NR] = $1 } END { printf "%.1f ms", t[int((NR + 1) / 2)] * 1000 }'
+}
+echo "search (common word), nothing archived: median $(search_ms)"
 call archive '{"id": "journey-0"}'
+echo "search (common word), a quarter archived: median $(search_ms)"
 call restore '{"id": "journey-0"}'
 
 echo "command: BENCH_DATABASE=${BENCH_DATABASE:-sqlite} bench/transfer.sh $items"
