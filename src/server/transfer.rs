@@ -295,39 +295,30 @@ async fn import_csv(
     Ok((status, Json(done)))
 }
 
-fn invalid_csv(details: Vec<ErrorDetail>) -> ApiError {
-    let what = match details.as_slice() {
-        [only] => format!(": {}: {}", only.path, only.message),
-        several if several.len() >= crate::store::transfer::ERRORS_MAX => {
-            format!("; the first {} problems:", several.len())
-        }
-        several => format!("; {} problems:", several.len()),
-    };
-    ApiError::unprocessable(
-        "invalid_csv",
-        format!("the CSV is not a valid journey, so nothing was imported{what}"),
-    )
-    .details(details)
-}
-
 enum Target {
     Existing(String),
     New(Option<String>, Option<String>),
 }
 
-fn invalid(details: Vec<ErrorDetail>) -> ApiError {
-    let what = match details.as_slice() {
+/// A refused import: `code`, a sentence saying what was refused (`what`), and its problems.
+fn refused(code: &'static str, what: &str, details: Vec<ErrorDetail>) -> ApiError {
+    let problems = match details.as_slice() {
         [only] => format!(": {}: {}", only.path, only.message),
         several if several.len() >= crate::store::transfer::ERRORS_MAX => {
             format!("; the first {} problems:", several.len())
         }
         several => format!("; {} problems:", several.len()),
     };
-    ApiError::unprocessable(
-        "invalid_document",
-        format!("the document is not a valid workspace, so nothing was imported{what}"),
-    )
-    .details(details)
+    ApiError::unprocessable(code, format!("{what}, so nothing was imported{problems}"))
+        .details(details)
+}
+
+fn invalid(details: Vec<ErrorDetail>) -> ApiError {
+    refused("invalid_document", "the document is not a valid workspace", details)
+}
+
+fn invalid_csv(details: Vec<ErrorDetail>) -> ApiError {
+    refused("invalid_csv", "the CSV is not a valid journey", details)
 }
 
 /// Reads the document as it arrives; a JSON error names the path where it happened. After an
