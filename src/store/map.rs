@@ -73,14 +73,7 @@ impl Store {
             None => crate::api::slugify(&name),
         };
         self.write(workspace_id, actor, |tx, now| {
-            let taken = tx
-                .prepare_cached("SELECT 1 FROM journeys WHERE workspace_id = ?1 AND slug = ?2")?
-                .exists(params![workspace_id, slug])?;
-            if taken {
-                return Err(StoreError::Conflict(format!(
-                    "a journey with the slug {slug:?} already exists; give another `slug`"
-                )));
-            }
+            ensure_slug_free(tx, workspace_id, &slug)?;
             let at = room(tx, Level::Journey, workspace_id, None)?;
             let id = insert_journey(tx, workspace_id, &slug, &name, &description, at, now)?;
             let index = place(tx, Level::Journey, workspace_id, None, &id, new.position)?;
@@ -171,14 +164,7 @@ impl Store {
         self.write(workspace_id, actor, |tx, _| {
             let journey = find_journey(tx, workspace_id, &update.journey)?;
             if let Some(slug) = slug.as_ref().filter(|s| **s != journey.slug) {
-                let taken = tx
-                    .prepare_cached("SELECT 1 FROM journeys WHERE workspace_id = ?1 AND slug = ?2")?
-                    .exists(params![workspace_id, slug])?;
-                if taken {
-                    return Err(StoreError::Conflict(format!(
-                        "a journey with the slug {slug:?} already exists; give another `slug`"
-                    )));
-                }
+                ensure_slug_free(tx, workspace_id, slug)?;
             }
             let name = name.clone().unwrap_or(journey.name);
             let description = description.clone().unwrap_or(journey.description);
@@ -225,54 +211,14 @@ impl Store {
         {
             return Err(nothing_to_update("name, description, journey, position"));
         }
-        let id = update.stage_id.trim();
         self.write(workspace_id, actor, |tx, _| {
-            let (journey_id, old_name, old_description) = tx
-                .prepare_cached(
-                    "SELECT journey_id, name, description FROM stages
-                     WHERE workspace_id = ?1 AND id = ?2",
-                )?
-                .query_row(params![workspace_id, id], |row| {
-                    Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?))
-                })
-                .optional()?
-                .ok_or_else(|| not_found_stage(id))?;
             let target = match &update.journey {
-                Some(journey) => find_journey(tx, workspace_id, journey)?.id,
-                None => journey_id.clone(),
+                Some(journey) => Some(find_journey(tx, workspace_id, journey)?.id),
+                None => None,
             };
-            let moved = target != journey_id;
-            let name = name.clone().unwrap_or(old_name);
-            let description = description.clone().unwrap_or(old_description);
-            tx.prepare_cached(
-                "UPDATE stages SET name = ?3, description = ?4, journey_id = ?5
-                 WHERE workspace_id = ?1 AND id = ?2",
-            )?
-            .execute(params![workspace_id, id, name, description, target])?;
-            let position = if moved || update.position.is_some() {
-                let at = place(tx, Level::Stage, workspace_id, Some(&target), id, update.position)?;
-                renumber_map(tx, workspace_id)?;
-                at
-            } else {
-                index_of(tx, Level::Stage, workspace_id, Some(&target), id)?
-            };
-            if moved {
-                // What it holds now sits in another journey, which may be archived.
-                refresh(tx, workspace_id, Scope::Stage(id), true)?;
-            } else {
-                search::index_stage(tx, workspace_id, id)?;
-            }
-            let into = if moved { format!(" into {target}") } else { String::new() };
-            let detail = format!("update_stage {id} {name:?}{into}");
-            let node = MapNode {
-                id: id.to_owned(),
-                name,
-                description,
-                position,
-                slug: None,
-                parent_id: Some(target),
-            };
-            Ok((node, detail))
+            let change =
+                NodeChange { name, description, parent: target, position: update.position };
+            change_node(tx, workspace_id, Level::Stage, update.stage_id.trim(), change)
         })
     }
 
@@ -290,58 +236,98 @@ impl Store {
         {
             return Err(nothing_to_update("name, description, stage_id, position"));
         }
-        let id = update.step_id.trim();
         self.write(workspace_id, actor, |tx, _| {
-            let (stage_id, old_name, old_description) = tx
-                .prepare_cached(
-                    "SELECT stage_id, name, description FROM steps
-                     WHERE workspace_id = ?1 AND id = ?2",
-                )?
-                .query_row(params![workspace_id, id], |row| {
-                    Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?))
-                })
-                .optional()?
-                .ok_or_else(|| not_found_step(id))?;
             let target = match update.stage_id.as_deref().map(str::trim) {
                 Some(stage) => {
                     ensure_stage(tx, workspace_id, stage)?;
-                    stage.to_owned()
+                    Some(stage.to_owned())
                 }
-                None => stage_id.clone(),
+                None => None,
             };
-            let moved = target != stage_id;
-            let name = name.clone().unwrap_or(old_name);
-            let description = description.clone().unwrap_or(old_description);
-            tx.prepare_cached(
-                "UPDATE steps SET name = ?3, description = ?4, stage_id = ?5
-                 WHERE workspace_id = ?1 AND id = ?2",
-            )?
-            .execute(params![workspace_id, id, name, description, target])?;
-            let position = if moved || update.position.is_some() {
-                let at = place(tx, Level::Step, workspace_id, Some(&target), id, update.position)?;
-                renumber_map(tx, workspace_id)?;
-                at
-            } else {
-                index_of(tx, Level::Step, workspace_id, Some(&target), id)?
-            };
-            if moved {
-                refresh(tx, workspace_id, Scope::Step(id), true)?;
-            } else {
-                search::index_step(tx, workspace_id, id)?;
-            }
-            let into = if moved { format!(" into {target}") } else { String::new() };
-            let detail = format!("update_step {id} {name:?}{into}");
-            let node = MapNode {
-                id: id.to_owned(),
-                name,
-                description,
-                position,
-                slug: None,
-                parent_id: Some(target),
-            };
-            Ok((node, detail))
+            let change =
+                NodeChange { name, description, parent: target, position: update.position };
+            change_node(tx, workspace_id, Level::Step, update.step_id.trim(), change)
         })
     }
+}
+
+/// What an update changes of a stage or step (`None`: unchanged); `parent` is where it moves.
+struct NodeChange {
+    name: Option<String>,
+    description: Option<String>,
+    parent: Option<String>,
+    position: Option<u32>,
+}
+
+/// Renames, re-describes, reorders or moves stage or step `id`: the row, its place among its
+/// siblings and in the map, and the search index of what it holds (everything in it, when it
+/// moved to another parent, which may be archived). Returns the node and the audit detail.
+fn change_node(
+    conn: &Connection,
+    workspace_id: i64,
+    level: Level,
+    id: &str,
+    change: NodeChange,
+) -> StoreResult<(MapNode, String)> {
+    let (table, parent_column, verb) = match level {
+        Level::Stage => ("stages", "journey_id", "update_stage"),
+        _ => ("steps", "stage_id", "update_step"),
+    };
+    // `table` and `parent_column` are this module's names, never text from a request.
+    let (parent, old_name, old_description) = conn
+        .query_row(
+            &format!(
+                "SELECT {parent_column}, name, description FROM {table}
+                 WHERE workspace_id = ?1 AND id = ?2"
+            ),
+            params![workspace_id, id],
+            |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?)),
+        )
+        .optional()?
+        .ok_or_else(|| match level {
+            Level::Stage => not_found_stage(id),
+            _ => not_found_step(id),
+        })?;
+    let target = change.parent.unwrap_or_else(|| parent.clone());
+    let moved = target != parent;
+    let name = change.name.unwrap_or(old_name);
+    let description = change.description.unwrap_or(old_description);
+    conn.execute(
+        &format!(
+            "UPDATE {table} SET name = ?3, description = ?4, {parent_column} = ?5
+             WHERE workspace_id = ?1 AND id = ?2"
+        ),
+        params![workspace_id, id, name, description, target],
+    )?;
+    let position = if moved || change.position.is_some() {
+        let at = place(conn, level, workspace_id, Some(&target), id, change.position)?;
+        renumber_map(conn, workspace_id)?;
+        at
+    } else {
+        index_of(conn, level, workspace_id, Some(&target), id)?
+    };
+    let scope = match level {
+        Level::Stage => Scope::Stage(id),
+        _ => Scope::Step(id),
+    };
+    if moved {
+        refresh(conn, workspace_id, scope, true)?;
+    } else if level == Level::Stage {
+        search::index_stage(conn, workspace_id, id)?;
+    } else {
+        search::index_step(conn, workspace_id, id)?;
+    }
+    let into = if moved { format!(" into {target}") } else { String::new() };
+    let detail = format!("{verb} {id} {name:?}{into}");
+    let node = MapNode {
+        id: id.to_owned(),
+        name,
+        description,
+        position,
+        slug: None,
+        parent_id: Some(target),
+    };
+    Ok((node, detail))
 }
 
 /// Numbers the workspace's steps in map order (journeys, then stages, then steps, each by
@@ -372,6 +358,19 @@ fn name_and_description(name: &str, description: Option<&str>) -> StoreResult<(S
     let name = required_text("name", name, TITLE_MAX)?;
     let description = clean_text("description", description.unwrap_or(""), DESCRIPTION_MAX, true)?;
     Ok((name, description))
+}
+
+/// Refuses a journey slug the workspace already uses.
+fn ensure_slug_free(conn: &Connection, workspace_id: i64, slug: &str) -> StoreResult<()> {
+    let taken = conn
+        .prepare_cached("SELECT 1 FROM journeys WHERE workspace_id = ?1 AND slug = ?2")?
+        .exists(params![workspace_id, slug])?;
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "a journey with the slug {slug:?} already exists; give another `slug`"
+        )));
+    }
+    Ok(())
 }
 
 /// An update's new name and description, checked (`None`: unchanged).
