@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 use super::audit::{NewEvent, insert_event};
 use super::db::{Connection, OptionalExtension as _, Transaction, params};
 use super::model::{
-    Actor, Comment, ItemComment, ItemDetail, ItemKind, ItemLink, ItemUpdate, LEVELS, NewItem,
-    NewPersona, PRIORITIES, Persona, PersonaArgs, PersonaLink, PersonaRef, PersonaUpdate,
+    Actor, Comment, ItemComment, ItemDetail, ItemKind, ItemLink, ItemUpdate, JourneyTree, LEVELS,
+    NewItem, NewPersona, PRIORITIES, Persona, PersonaArgs, PersonaLink, PersonaRef, PersonaUpdate,
     link_directions_text,
 };
 use super::reads::{
@@ -302,12 +302,7 @@ impl Store {
                 )));
             }
             let detail = format!("link_persona {} {:?} ↔ {}", journey.id, journey.name, persona.id);
-            let link = PersonaLink {
-                journey_id: journey.id,
-                journey: journey.name,
-                persona: PersonaRef { id: persona.id, name: persona.name, role: persona.role },
-            };
-            Ok((link, detail))
+            Ok((persona_link(journey, persona), detail))
         })
     }
 
@@ -335,12 +330,7 @@ impl Store {
             }
             let detail =
                 format!("unlink_persona {} {:?} ↔ {}", journey.id, journey.name, persona.id);
-            let link = PersonaLink {
-                journey_id: journey.id,
-                journey: journey.name,
-                persona: PersonaRef { id: persona.id, name: persona.name, role: persona.role },
-            };
-            Ok((link, detail))
+            Ok((persona_link(journey, persona), detail))
         })
     }
 
@@ -706,6 +696,14 @@ fn persona_by_id(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<
             "no persona with id {id:?} in this workspace; list_personas gives their ids (per_…)"
         ))
     })
+}
+
+fn persona_link(journey: JourneyTree, persona: Persona) -> PersonaLink {
+    PersonaLink {
+        journey_id: journey.id,
+        journey: journey.name,
+        persona: PersonaRef { id: persona.id, name: persona.name, role: persona.role },
+    }
 }
 
 /// `persona` with `changes` applied, checked.
