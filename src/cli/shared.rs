@@ -2,7 +2,7 @@
 //! on, finding a key by what a person calls it, the tokens saved with `keys create --save`,
 //! and shell quoting for the commands this CLI prints.
 
-use crate::api::{Key, KeyStatus, KeysResponse, Workspace};
+use crate::api::{ImportCounts, Key, KeyStatus, KeysResponse, Workspace};
 use crate::client::AdminClient;
 use crate::error::CliError;
 use crate::secrets::{self, CredentialStore};
@@ -110,6 +110,32 @@ pub fn shell_quote(text: &str) -> String {
     let safe = !text.is_empty()
         && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
     if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', r"'\''")) }
+}
+
+/// What an import wrote: `1 journey, 4 stages, 12 steps, 9 items, 7 links, 1 persona` (no
+/// comments said when there are none).
+pub fn holds(contents: &ImportCounts) -> String {
+    let mut parts = vec![
+        (contents.journeys, "journey"),
+        (contents.stages, "stage"),
+        (contents.steps, "step"),
+        (contents.items, "item"),
+        (contents.links, "link"),
+    ];
+    if contents.comments > 0 {
+        parts.push((contents.comments, "comment"));
+    }
+    parts.push((contents.personas, "persona"));
+    counted(&parts)
+}
+
+/// `n thing` or `n things`, joined with commas.
+pub fn counted(parts: &[(u64, &str)]) -> String {
+    parts
+        .iter()
+        .map(|&(n, one)| if n == 1 { format!("1 {one}") } else { format!("{n} {one}s") })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::GlobalArgs;
+use super::{GlobalArgs, shared};
 use crate::api::{ImportResponse, WorkspacesResponse};
 use crate::client::AdminClient;
 use crate::error::{CliError, ExitStatus};
@@ -191,7 +191,7 @@ pub fn import(
     }
     let c = &answer.counts;
     if let Some(journey) = &answer.journey {
-        let what = format!("{} stages, {} steps, {} items", c.stages, c.steps, c.items);
+        let what = shared::counted(&[(c.stages, "stage"), (c.steps, "step"), (c.items, "item")]);
         if answer.dry_run {
             printer.info(&format!(
                 "The CSV is valid: importing it would add the journey {journey:?} ({what}) to \
@@ -215,10 +215,7 @@ pub fn import(
         }
         return Ok(ExitStatus::Success);
     }
-    let what = format!(
-        "{} journeys, {} stages, {} steps, {} items, {} links, {} comments, {} personas",
-        c.journeys, c.stages, c.steps, c.items, c.links, c.comments, c.personas
-    );
+    let what = shared::holds(c);
     if answer.dry_run {
         printer.info(&format!(
             "The document is valid: importing it would write {what} into {:?}. Nothing was \

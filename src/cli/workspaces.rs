@@ -3,8 +3,8 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::GlobalArgs;
-use crate::api::{CreateWorkspace, ImportCounts, Template, WorkspaceResponse, WorkspacesResponse};
+use super::{GlobalArgs, shared};
+use crate::api::{CreateWorkspace, Template, WorkspaceResponse, WorkspacesResponse};
 use crate::client::AdminClient;
 use crate::error::ExitStatus;
 use crate::output::{Printer, relative, table};
@@ -56,7 +56,7 @@ pub fn run(
                 printer.data(&workspace.slug);
                 let from = match template {
                     Template::Blank => String::new(),
-                    _ => format!(" from the {template} template: {}", holds(&contents)),
+                    _ => format!(" from the {template} template: {}", shared::holds(&contents)),
                 };
                 printer.info(&format!(
                     "Created workspace {:?}{from}. Create a key in it with `custory-mcp --workspace {} keys create`.",
@@ -66,22 +66,4 @@ pub fn run(
         }
     }
     Ok(ExitStatus::Success)
-}
-
-/// `1 journey, 4 stages, 12 steps, 9 items, 7 links, 1 persona`.
-fn holds(contents: &ImportCounts) -> String {
-    [
-        (contents.journeys, "journey", "journeys"),
-        (contents.stages, "stage", "stages"),
-        (contents.steps, "step", "steps"),
-        (contents.items, "item", "items"),
-        (contents.links, "link", "links"),
-        (contents.comments, "comment", "comments"),
-        (contents.personas, "persona", "personas"),
-    ]
-    .into_iter()
-    .filter(|&(n, one, _)| n > 0 || one != "comment")
-    .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
-    .collect::<Vec<_>>()
-    .join(", ")
 }
