@@ -9,7 +9,7 @@ use custory_mcp::api::Template;
 use custory_mcp::store::templates;
 use serde_json::{Value, json};
 
-use crate::common::{Run, TestEnv, TestServer, http, run_piped};
+use crate::common::{Run, TestEnv, TestServer, comparable, http, run_piped};
 
 async fn run(env: &TestEnv, server: &TestServer, args: &[&str]) -> Run {
     let mut cmd = env.command();
@@ -21,33 +21,6 @@ async fn export(env: &TestEnv, server: &TestServer, workspace: &str) -> Value {
     let ran = run(env, server, &["--workspace", workspace, "export"]).await;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     serde_json::from_str(&ran.stdout).expect("json")
-}
-
-/// `doc` with item ids replaced by their order, times and the workspace member removed: what a
-/// template and the workspace made from it share.
-fn comparable(mut doc: Value) -> Value {
-    let mut order = std::collections::HashMap::new();
-    for journey in doc["journeys"].as_array_mut().into_iter().flatten() {
-        for stage in journey["stages"].as_array_mut().into_iter().flatten() {
-            for step in stage["steps"].as_array_mut().into_iter().flatten() {
-                for item in step["items"].as_array_mut().into_iter().flatten() {
-                    let n = order.len();
-                    order.insert(item["id"].as_str().expect("id").to_owned(), n);
-                    let item = item.as_object_mut().expect("item");
-                    item.insert("id".into(), json!(n));
-                    item.remove("created_at");
-                    item.remove("updated_at");
-                }
-            }
-        }
-    }
-    for link in doc["links"].as_array_mut().into_iter().flatten() {
-        for end in ["from", "to"] {
-            link[end] = json!(order[link[end].as_str().expect("end")]);
-        }
-    }
-    doc["workspace"] = Value::Null;
-    doc
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use proptest::strategy::ValueTree as _;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
-use crate::common::{Mcp, Run, TestEnv, TestServer, http, run_piped};
+use crate::common::{Mcp, Run, TestEnv, TestServer, comparable, http, run_piped};
 
 struct Cli<'a> {
     env: TestEnv,
@@ -47,37 +47,6 @@ impl<'a> Cli<'a> {
         std::fs::write(&file, serde_json::to_vec(doc).expect("json")).expect("write");
         file.display().to_string()
     }
-}
-
-/// `doc` with item ids replaced by their order and times removed: what a round trip keeps.
-fn comparable(mut doc: Value) -> Value {
-    let mut order = std::collections::HashMap::new();
-    for journey in doc["journeys"].as_array_mut().into_iter().flatten() {
-        for stage in journey["stages"].as_array_mut().into_iter().flatten() {
-            for step in stage["steps"].as_array_mut().into_iter().flatten() {
-                for item in step["items"].as_array_mut().into_iter().flatten() {
-                    let n = order.len();
-                    order.insert(item["id"].as_str().expect("id").to_owned(), n);
-                    let item = item.as_object_mut().expect("item");
-                    item.insert("id".into(), json!(n));
-                    item.remove("created_at");
-                    item.remove("updated_at");
-                    for comment in
-                        item.get_mut("comments").and_then(Value::as_array_mut).into_iter().flatten()
-                    {
-                        comment.as_object_mut().expect("comment").remove("created_at");
-                    }
-                }
-            }
-        }
-    }
-    for link in doc["links"].as_array_mut().into_iter().flatten() {
-        for end in ["from", "to"] {
-            link[end] = json!(order[link[end].as_str().expect("end")]);
-        }
-    }
-    doc["workspace"] = Value::Null;
-    doc
 }
 
 #[tokio::test]
