@@ -90,4 +90,26 @@ call archive '{"id": "journey-0"}'
 echo "search (common word), a quarter archived: median $(search_ms)"
 call restore '{"id": "journey-0"}'
 
+
+# The worst a key can do with archive: archive and restore the 25k-item journey back to back
+# (20 times), while another key writes. The other key's create_item latencies: median and max.
+other="$(curl -sf -X POST "$SERVER_URL/api/admin/workspaces/big/mcp-keys" \
+  -H "Authorization: Bearer $OWNER" -H 'Content-Type: application/json' \
+  -d '{"name": "victim", "expires": "30d"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
+step="$(curl -sf "$SERVER_URL/api/mcp" -H "Authorization: Bearer $other" -H 'Content-Type: application/json' \
+  -H 'Accept: application/json, text/event-stream' \
+  -d '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_journey", "arguments": {"journey": "journey-1"}}}' \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["result"]["structuredContent"]["stages"][0]["steps"][0]["id"])')"
+write_ms() {
+  for n in $(seq "$1"); do
+    curl -sf -o /dev/null -w '%{time_total}\n' "$SERVER_URL/api/mcp" -H "Authorization: Bearer $other" \
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+      -d "{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"tools/call\", \"params\": {\"name\": \"create_item\", \"arguments\": {\"step_id\": \"$step\", \"kind\": \"insight\", \"title\": \"Victim $n\"}}}"
+  done | sort -n | awk '{ t[NR] = $1 } END { printf "median %.1f ms, max %.1f ms", t[int((NR + 1) / 2)] * 1000, t[NR] * 1000 }'
+}
+echo "another key's create_item, alone: $(write_ms 20)"
+( for _ in $(seq 20); do call archive '{"id": "journey-0"}' >/dev/null; call restore '{"id": "journey-0"}' >/dev/null; done ) &
+hog=$!
+echo "another key's create_item, while one key archives and restores: $(write_ms 40)"
+wait "$hog"
 echo "command: BENCH_DATABASE=${BENCH_DATABASE:-sqlite} bench/transfer.sh $items"
