@@ -12,9 +12,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// Protocol versions this server speaks, oldest first.
-pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
+/// Protocol versions this server speaks, oldest first: three of the handshake ("legacy") era,
+/// then the stateless ("modern") revision, where every request carries its version in `_meta`.
+pub const SUPPORTED_VERSIONS: [&str; 4] =
+    ["2025-03-26", "2025-06-18", "2025-11-25", MODERN_VERSION];
+/// The newest version with an `initialize` handshake: what `initialize` answers when it does
+/// not speak the version asked for.
 pub const LATEST_VERSION: &str = "2025-11-25";
+/// The stateless revision: no `initialize`, `server/discover`, `_meta` on every request,
+/// `Mcp-Method`/`Mcp-Name` headers, `resultType` on every result.
+pub const MODERN_VERSION: &str = "2026-07-28";
 /// What a request without `MCP-Protocol-Version` is taken to speak (the spec's rule).
 pub const DEFAULT_VERSION: &str = "2025-03-26";
 /// The only version that allows JSON-RPC batches.
@@ -32,6 +39,29 @@ pub fn supported_version(asked: &str) -> Option<&'static str> {
     SUPPORTED_VERSIONS.iter().copied().find(|v| *v == asked)
 }
 
+/// Whether `version` is of the stateless era (no handshake; metadata on every request).
+pub fn is_modern(version: &str) -> bool {
+    version == MODERN_VERSION
+}
+
+/// The versions this server speaks, newest first, as `server/discover` and the unsupported
+/// version error list them.
+pub fn versions_newest_first() -> Vec<&'static str> {
+    SUPPORTED_VERSIONS.iter().rev().copied().collect()
+}
+
+/// Keys of `_meta` the modern revision reserves.
+pub mod meta {
+    pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+    pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+    pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+}
+
+/// The request headers that mirror the body in the modern revision.
+pub const METHOD_HEADER: &str = "mcp-method";
+pub const NAME_HEADER: &str = "mcp-name";
+
 /// JSON-RPC error codes, as the specs name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -42,6 +72,12 @@ pub enum ErrorCode {
     InternalError,
     /// Implementation-defined: authentication failed (or was refused for too many failures).
     Unauthorized,
+    /// Up to 2025-11-25: no resource at this URI (2026-07-28 uses -32602 instead).
+    ResourceNotFound,
+    /// 2026-07-28: the `Mcp-*` headers are missing or do not match the body.
+    HeaderMismatch,
+    /// 2026-07-28: the request's protocol version is not one this server speaks.
+    UnsupportedProtocolVersion,
 }
 
 impl ErrorCode {
@@ -53,6 +89,9 @@ impl ErrorCode {
             Self::InvalidParams => -32602,
             Self::InternalError => -32603,
             Self::Unauthorized => -32001,
+            Self::ResourceNotFound => -32002,
+            Self::HeaderMismatch => -32020,
+            Self::UnsupportedProtocolVersion => -32022,
         }
     }
 }
@@ -68,11 +107,26 @@ impl Serialize for ErrorCode {
 pub struct RpcError {
     pub code: ErrorCode,
     pub message: String,
+    /// The error's `data` member, when its kind defines one.
+    pub data: Option<Value>,
 }
 
 impl RpcError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), data: None }
+    }
+
+    /// -32022, listing the versions this server speaks (2026-07-28's shape).
+    pub fn unsupported_version(requested: &str) -> Self {
+        let supported = versions_newest_first();
+        Self {
+            code: ErrorCode::UnsupportedProtocolVersion,
+            message: format!(
+                "Unsupported protocol version {requested:?}; this server speaks {}",
+                supported.join(", ")
+            ),
+            data: Some(serde_json::json!({"supported": supported, "requested": requested})),
+        }
     }
 
     pub fn invalid_params(message: impl std::fmt::Display) -> Self {
@@ -189,6 +243,78 @@ impl Request {
     }
 }
 
+/// The modern revision's `Mcp-Method` and `Mcp-Name` request headers, as sent. A server that
+/// reads the body must refuse a request whose headers say something else than its body (so
+/// that a proxy routing on the headers and this server never act on different requests).
+#[derive(Debug, Clone, Default)]
+pub struct Mirror {
+    pub method: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Mirror {
+    /// Checks the headers against `request` (-32020 when they are missing or differ).
+    pub fn check(&self, request: &Request) -> Result<(), RpcError> {
+        let mismatch = |text: String| {
+            RpcError::new(ErrorCode::HeaderMismatch, format!("Header mismatch: {text}"))
+        };
+        match self.method.as_deref() {
+            None => {
+                return Err(mismatch(format!(
+                    "the Mcp-Method header is missing; protocol version {MODERN_VERSION} requires it \
+                     on every request (here: Mcp-Method: {})",
+                    request.method
+                )));
+            }
+            Some(method) if method != request.method => {
+                return Err(mismatch(format!(
+                    "Mcp-Method header value {method:?} does not match body value {:?}",
+                    request.method
+                )));
+            }
+            Some(_) => {}
+        }
+        let member = match request.method.as_str() {
+            "tools/call" | "prompts/get" => "name",
+            "resources/read" => "uri",
+            _ => return Ok(()),
+        };
+        let Some(body) = request.params.get(member).and_then(Value::as_str) else {
+            // A missing name is the method's own error (-32602), not the header's.
+            return Ok(());
+        };
+        let Some(header) = self.name.as_deref() else {
+            return Err(mismatch(format!(
+                "the Mcp-Name header is missing; protocol version {MODERN_VERSION} requires it \
+                 on {} (the value of params.{member})",
+                request.method
+            )));
+        };
+        match decode_header_value(header) {
+            Some(value) if value == body => Ok(()),
+            Some(value) => Err(mismatch(format!(
+                "Mcp-Name header value {value:?} does not match body value {body:?}"
+            ))),
+            None => {
+                Err(mismatch("the Mcp-Name header holds a malformed =?base64?…?= value".to_owned()))
+            }
+        }
+    }
+}
+
+/// A mirrored header's value: as is, or decoded from the `=?base64?…?=` form the modern
+/// revision uses for values that are not plain ASCII. `None` when that form is malformed.
+pub fn decode_header_value(value: &str) -> Option<String> {
+    use base64::Engine as _;
+    match value.strip_prefix("=?base64?").and_then(|rest| rest.strip_suffix("?=")) {
+        Some(encoded) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(value.to_owned()),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Out: responses.
 
@@ -210,6 +336,8 @@ struct Failure<'a> {
 struct ErrorObject<'a> {
     code: ErrorCode,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
 }
 
 /// A success response carrying `result`.
@@ -222,7 +350,7 @@ pub fn failure(id: &Id, error: &RpcError) -> Box<RawValue> {
     to_raw(&Failure {
         jsonrpc: "2.0",
         id,
-        error: ErrorObject { code: error.code, message: &error.message },
+        error: ErrorObject { code: error.code, message: &error.message, data: error.data.as_ref() },
     })
 }
 
@@ -252,16 +380,15 @@ pub struct InitializeParams {
     pub client_info: Value,
 }
 
-impl InitializeParams {
-    /// `clientInfo` as `name/version`, when it names the client.
-    pub fn client(&self) -> Option<String> {
-        let info = self.client_info.as_object()?;
-        let name = info.get("name").and_then(Value::as_str).unwrap_or("unknown client");
-        Some(match info.get("version").and_then(Value::as_str) {
-            Some(version) => format!("{name}/{version}"),
-            None => name.to_owned(),
-        })
-    }
+/// A client's `clientInfo` (from `initialize` or `_meta`) as `name/version`, when it names
+/// the client.
+pub fn client_label(info: &Value) -> Option<String> {
+    let info = info.as_object()?;
+    let name = info.get("name").and_then(Value::as_str).unwrap_or("unknown client");
+    Some(match info.get("version").and_then(Value::as_str) {
+        Some(version) => format!("{name}/{version}"),
+        None => name.to_owned(),
+    })
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -22,7 +22,8 @@ use super::AppState;
 use super::error::{ApiError, retry_seconds};
 use crate::api::KeyStatus;
 use crate::mcp::protocol::{
-    ACCEPT_BOTH, DEFAULT_VERSION, ErrorCode, SUPPORTED_VERSIONS, VERSION_HEADER, supported_version,
+    ACCEPT_BOTH, DEFAULT_VERSION, ErrorCode, METHOD_HEADER, Mirror, NAME_HEADER, RpcError,
+    VERSION_HEADER, supported_version,
 };
 use crate::store::{KeyIdentity, NewEvent};
 use crate::token::{PlainToken, TokenFormatError, TokenHash, TokenKind};
@@ -215,6 +216,8 @@ impl FromRequestParts<AppState> for McpKey {
 pub struct McpCaller {
     pub key: McpKey,
     pub version: &'static str,
+    /// `Mcp-Method` and `Mcp-Name`, as sent.
+    pub mirror: Mirror,
 }
 
 impl FromRequestParts<AppState> for McpCaller {
@@ -245,17 +248,29 @@ impl FromRequestParts<AppState> for McpCaller {
             Some(Ok(asked)) if let Some(known) = supported_version(asked) => known,
             Some(asked) => {
                 let shown = asked.unwrap_or("(not text)");
-                return Err(refuse(
+                return Err(ApiError::rpc(
                     StatusCode::BAD_REQUEST,
-                    format!(
-                        "Bad Request: unsupported MCP-Protocol-Version {shown:?}; this server \
-                         supports {}",
-                        SUPPORTED_VERSIONS.join(", ")
-                    ),
+                    RpcError::unsupported_version(shown),
                 ));
             }
         };
-        Ok(Self { key, version })
+        // The modern revision mirrors the body's method and name in headers; the body is
+        // checked against them once it is read (`mcp::Session`).
+        let mirrored = |name: &str| -> Result<Option<String>, ApiError> {
+            match headers.get(name).map(|v| v.to_str()) {
+                None => Ok(None),
+                Some(Ok(value)) => Ok(Some(value.to_owned())),
+                Some(Err(_)) => Err(ApiError::rpc(
+                    StatusCode::BAD_REQUEST,
+                    RpcError::new(
+                        ErrorCode::HeaderMismatch,
+                        format!("Header mismatch: the {name} header is not visible ASCII"),
+                    ),
+                )),
+            }
+        };
+        let mirror = Mirror { method: mirrored(METHOD_HEADER)?, name: mirrored(NAME_HEADER)? };
+        Ok(Self { key, version, mirror })
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ApiError {
     pub challenge: Option<String>,
     /// `Some` at the MCP endpoint: the body is a JSON-RPC error with this code.
     pub rpc: Option<ErrorCode>,
+    /// That JSON-RPC error's `data`, for the kinds that carry one.
+    pub rpc_data: Option<Box<serde_json::Value>>,
     /// Each problem with its place (the admin API's `details`).
     pub details: Vec<crate::api::ErrorDetail>,
 }
@@ -38,6 +40,7 @@ impl ApiError {
             retry_after: None,
             challenge: None,
             rpc: None,
+            rpc_data: None,
             details: Vec::new(),
         }
     }
@@ -50,6 +53,11 @@ impl ApiError {
     /// An error of the MCP endpoint: `status`, with a JSON-RPC error body.
     pub fn mcp(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self { rpc: Some(code), ..Self::new(status, "mcp_error", message) }
+    }
+
+    /// An error of the MCP endpoint from a JSON-RPC error, `data` included.
+    pub fn rpc(status: StatusCode, error: RpcError) -> Self {
+        Self { rpc_data: error.data.map(Box::new), ..Self::mcp(status, error.code, error.message) }
     }
 
     pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
@@ -132,7 +140,11 @@ impl IntoResponse for ApiError {
         tracing::debug!(status = self.status.as_u16(), code = self.code, message = %self.message, "refused");
         let mut response = match self.rpc {
             Some(code) => {
-                let body = failure(&Id::NULL, &RpcError::new(code, self.message));
+                let error = RpcError {
+                    data: self.rpc_data.map(|d| *d),
+                    ..RpcError::new(code, self.message)
+                };
+                let body = failure(&Id::NULL, &error);
                 json_response(self.status, body.get().to_owned())
             }
             None => {

@@ -1,7 +1,8 @@
 //! `POST /api/mcp`: the MCP endpoint's HTTP side. Admission is the [`McpCaller`] extractor, run
 //! before the body is read; then the body limit, JSON parsing, and the answer from
-//! [`crate::mcp::Session`], turned into a status: 200 with JSON, 400 for what is not JSON-RPC,
-//! 202 for notifications only. Stateless: no session id is issued, GET and DELETE are 405.
+//! [`crate::mcp::Session`], turned into a status: 200 with JSON, 400 for what is not JSON-RPC
+//! (or, in 2026-07-28, breaks that revision's rules), 404 for a method 2026-07-28 does not
+//! know, 202 for notifications only. Stateless: no session id is issued, GET and DELETE are 405.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub async fn handle(
     // The request taken whole: a `HeaderMap` extractor would copy every header.
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    let McpCaller { key, version } = caller;
+    let McpCaller { key, version, mirror } = caller;
     // The key's share, taken before the body is read: one key cannot have more bodies in
     // memory, or requests running, than its share. The rest wait here, holding no thread.
     let Some(slot) = state.shares.enter(&key.identity.key_id).await else {
@@ -72,7 +73,7 @@ pub async fn handle(
     let (answer, client) = if Session::runs_blocking(&body) {
         let (shared, identity, token) = (state.clone(), Arc::clone(&key.identity), key.token);
         let work = move || {
-            let mut session = Session::new(&shared.store, &identity, token, version);
+            let mut session = Session::new(&shared.store, &identity, token, version, mirror);
             let answer = session.answer(body);
             // The share is given back when the work ends, not when its answer is sent.
             drop(slot);
@@ -104,7 +105,7 @@ pub async fn handle(
             }
         }
     } else {
-        let mut session = Session::new(&state.store, &key.identity, key.token, version);
+        let mut session = Session::new(&state.store, &key.identity, key.token, version, mirror);
         let answer = session.answer(body);
         (answer, session.client())
     };
@@ -125,6 +126,7 @@ pub async fn handle(
     match answer {
         Answer::Reply(body) => json_response(StatusCode::OK, body.get().to_owned()),
         Answer::Invalid(body) => json_response(StatusCode::BAD_REQUEST, body.get().to_owned()),
+        Answer::NotFound(body) => json_response(StatusCode::NOT_FOUND, body.get().to_owned()),
         Answer::Accepted => StatusCode::ACCEPTED.into_response(),
     }
 }

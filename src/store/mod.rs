@@ -18,6 +18,7 @@
 
 mod archive;
 mod audit;
+mod context;
 pub mod csv;
 mod database;
 pub(crate) mod db;
@@ -48,6 +49,7 @@ use chrono::{DateTime, Utc};
 
 use crate::token::TokenHash;
 pub use audit::NewEvent;
+pub use context::{ChangedItem, Completing, JourneyChanges, JourneyMap};
 pub use database::Database;
 use db::{Connection, DbError, PgManager, PgPool, SqliteConn, SqliteReaders};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};

@@ -141,77 +141,7 @@ impl Store {
     ) -> StoreResult<JourneyTree> {
         let reader = self.reader()?;
         let conn = reader.snapshot()?;
-        let mut tree = find_journey(&conn, workspace_id, journey)?;
-        let all = include_archived || tree.archived;
-        tree.personas = journey_personas(&conn, workspace_id, &tree.id)?;
-        let stages = conn.query(
-            &format!(
-                "SELECT id, name, description, archived_at FROM stages
-                 WHERE workspace_id = ?1 AND journey_id = ?2 {}
-                 ORDER BY position, rowid",
-                if all { "" } else { "AND archived_at IS NULL" }
-            ),
-            params![workspace_id, tree.id],
-        )?;
-        for row in &stages {
-            tree.stages.push(StageNode {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                description: row.get(2)?,
-                archived: row.get::<Option<i64>>(3)?.is_some(),
-                steps: Vec::new(),
-            });
-        }
-        let steps = conn.query(
-            &format!(
-                "SELECT st.stage_id, st.id, st.name, st.description, st.item_count, st.archived_at
-                 FROM steps st JOIN stages s ON s.id = st.stage_id
-                 WHERE st.workspace_id = ?1 AND s.journey_id = ?2 {}
-                 ORDER BY st.map_order, st.rowid",
-                if all { "" } else { "AND st.hidden = 0" }
-            ),
-            params![workspace_id, tree.id],
-        )?;
-        for row in &steps {
-            let stage_id: String = row.get(0)?;
-            let step = StepNode {
-                id: row.get(1)?,
-                name: row.get(2)?,
-                description: row.get(3)?,
-                item_count: row.get(4)?,
-                archived: row.get::<Option<i64>>(5)?.is_some(),
-                items: Vec::new(),
-            };
-            tree.items_total += step.item_count;
-            if let Some(stage) = tree.stages.iter_mut().find(|s| s.id == stage_id) {
-                stage.steps.push(step);
-            }
-        }
-        // The first items of each step, in map order, until the map holds enough of them.
-        let mut items_sql = conn.prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM items i WHERE i.step_id = ?1 {}
-             ORDER BY i.rowid LIMIT ?2",
-            if all { "" } else { "AND i.archived_at IS NULL" }
-        ))?;
-        'steps: for stage in &mut tree.stages {
-            for step in &mut stage.steps {
-                let room = MAP_ITEMS_MAX - tree.items_shown;
-                if room <= 0 {
-                    break 'steps;
-                }
-                if step.item_count == 0 && !all {
-                    continue;
-                }
-                let rows = items_sql
-                    .query_map(params![step.id, room.min(MAP_ITEMS_PER_STEP)], |row| {
-                        summary_at(row, 0)
-                    })?;
-                step.items = rows.collect::<Result<_, _>>()?;
-                tree.items_shown += i64::try_from(step.items.len()).unwrap_or(i64::MAX);
-            }
-        }
-        fit_map(&mut tree);
-        Ok(tree)
+        journey_tree(&conn, workspace_id, journey, include_archived)
     }
 
     /// One page of items, in map order (journey, stage, step, then as added), filtered.
@@ -489,6 +419,86 @@ pub(super) fn json_column<T: DeserializeOwned>(row: &Row, at: usize) -> DbResult
 
 pub(super) fn json_text(value: &impl Serialize) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// [`Store::get_journey`] on `conn` (a snapshot, so the map is of one moment).
+pub(super) fn journey_tree(
+    conn: &Connection,
+    workspace_id: i64,
+    journey: &str,
+    include_archived: bool,
+) -> StoreResult<JourneyTree> {
+    let mut tree = find_journey(conn, workspace_id, journey)?;
+    let all = include_archived || tree.archived;
+    tree.personas = journey_personas(conn, workspace_id, &tree.id)?;
+    let stages = conn.query(
+        &format!(
+            "SELECT id, name, description, archived_at FROM stages
+             WHERE workspace_id = ?1 AND journey_id = ?2 {}
+             ORDER BY position, rowid",
+            if all { "" } else { "AND archived_at IS NULL" }
+        ),
+        params![workspace_id, tree.id],
+    )?;
+    for row in &stages {
+        tree.stages.push(StageNode {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            description: row.get(2)?,
+            archived: row.get::<Option<i64>>(3)?.is_some(),
+            steps: Vec::new(),
+        });
+    }
+    let steps = conn.query(
+        &format!(
+            "SELECT st.stage_id, st.id, st.name, st.description, st.item_count, st.archived_at
+             FROM steps st JOIN stages s ON s.id = st.stage_id
+             WHERE st.workspace_id = ?1 AND s.journey_id = ?2 {}
+             ORDER BY st.map_order, st.rowid",
+            if all { "" } else { "AND st.hidden = 0" }
+        ),
+        params![workspace_id, tree.id],
+    )?;
+    for row in &steps {
+        let stage_id: String = row.get(0)?;
+        let step = StepNode {
+            id: row.get(1)?,
+            name: row.get(2)?,
+            description: row.get(3)?,
+            item_count: row.get(4)?,
+            archived: row.get::<Option<i64>>(5)?.is_some(),
+            items: Vec::new(),
+        };
+        tree.items_total += step.item_count;
+        if let Some(stage) = tree.stages.iter_mut().find(|s| s.id == stage_id) {
+            stage.steps.push(step);
+        }
+    }
+    // The first items of each step, in map order, until the map holds enough of them.
+    let mut items_sql = conn.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM items i WHERE i.step_id = ?1 {}
+         ORDER BY i.rowid LIMIT ?2",
+        if all { "" } else { "AND i.archived_at IS NULL" }
+    ))?;
+    'steps: for stage in &mut tree.stages {
+        for step in &mut stage.steps {
+            let room = MAP_ITEMS_MAX - tree.items_shown;
+            if room <= 0 {
+                break 'steps;
+            }
+            if step.item_count == 0 && !all {
+                continue;
+            }
+            let rows = items_sql
+                .query_map(params![step.id, room.min(MAP_ITEMS_PER_STEP)], |row| {
+                    summary_at(row, 0)
+                })?;
+            step.items = rows.collect::<Result<_, _>>()?;
+            tree.items_shown += i64::try_from(step.items.len()).unwrap_or(i64::MAX);
+        }
+    }
+    fit_map(&mut tree);
+    Ok(tree)
 }
 
 pub(super) fn find_journey(

@@ -145,8 +145,9 @@ async fn every_transport_error_has_its_status() {
             406,
             -32600,
         ),
-        (mcp_post(&url, &token, &ping).header("mcp-protocol-version", "2026-07-28"), 400, -32600),
-        (mcp_post(&url, &token, &ping).header("mcp-protocol-version", "banana"), 400, -32600),
+        // 2026-07-28 has no ping, and needs Mcp-Method first: the headers are checked first.
+        (mcp_post(&url, &token, &ping).header("mcp-protocol-version", "2026-07-28"), 400, -32020),
+        (mcp_post(&url, &token, &ping).header("mcp-protocol-version", "banana"), 400, -32022),
         (
             http()
                 .post(&url)
@@ -247,7 +248,7 @@ async fn json_rpc_errors_keep_the_request_id() {
     let big_id = json!(123_456_789_012_345_678_i64);
     let cases = [
         (rpc(big_id.clone(), "no/such/method", json!({})), -32601),
-        (rpc(json!("abc"), "server/discover", json!({})), -32601),
+        (rpc(json!("abc"), "resources/subscribe", json!({})), -32601),
         (rpc(json!(2), "tools/call", json!({})), -32602),
         (rpc(json!(3), "tools/call", json!({"name": "no_such_tool"})), -32602),
         (rpc(json!(4), "tools/call", json!({"name": "search", "arguments": [1, 2]})), -32602),
