@@ -11,6 +11,7 @@ mod layout;
 mod limits;
 mod mcp_contract;
 mod mcp_http;
+mod mcp_modern;
 mod paging;
 mod pg;
 mod reliability;

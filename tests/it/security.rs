@@ -31,7 +31,7 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
-use crate::common::{Run, TestDatabase, TestEnv, TestServer, http, initialize_body};
+use crate::common::{Run, TestDatabase, TestEnv, TestServer, http, initialize_body, mcp_post};
 
 // =============================================================================================
 // Shared helpers.
@@ -1906,6 +1906,94 @@ async fn a_key_of_one_workspace_reaches_nothing_of_another() {
             }
         }
     }
+    // Resources, prompts and completion are confined the same way: B's journeys and items are
+    // not found by A's key (told exactly like an unknown one), and nothing of B is listed,
+    // expanded or offered.
+    let ask = |method: &'static str, params: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let (url, token) = (url.clone(), token_a.clone());
+        async move {
+            let reply: Value = mcp_post(&url, &token, &body)
+                .send()
+                .await
+                .expect("post")
+                .json()
+                .await
+                .expect("json");
+            reply
+        }
+    };
+    let mut uris: Vec<String> = vec!["custory://journeys/zebra-secret".into()];
+    uris.extend(journeys_b.iter().map(|id| format!("custory://journeys/{id}")));
+    uris.extend(items_b.iter().map(|id| format!("custory://items/{id}")));
+    for uri in &uris {
+        let reply = ask("resources/read", json!({"uri": uri})).await;
+        assert_eq!(reply["error"]["code"], -32002, "{uri}: {reply}");
+        let unknown = uri.replace("zebra-secret", "no-such-journey").replace("Zyx", "Nox");
+        let other = ask("resources/read", json!({"uri": unknown})).await;
+        let segment = |uri: &str| uri.rsplit('/').next().unwrap_or_default().to_owned();
+        let (mine, theirs) = (segment(uri), segment(&unknown));
+        assert_eq!(
+            reply["error"]["message"].as_str().map(|m| m.replace(&mine, "ID")),
+            other["error"]["message"].as_str().map(|m| m.replace(&theirs, "ID")),
+            "B's {uri} is told apart from an unknown one"
+        );
+    }
+    let shown = [
+        ask("resources/list", json!({})).await,
+        ask(
+            "prompts/get",
+            json!({"name": "review_stage",
+            "arguments": {"journey": "trial-to-paid", "stage": "Discover"}}),
+        )
+        .await,
+        ask(
+            "prompts/get",
+            json!({"name": "summarise_changes",
+            "arguments": {"journey": "trial-to-paid", "since": "30d"}}),
+        )
+        .await,
+        ask(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "review_stage"},
+            "argument": {"name": "journey", "value": "zeb"}}),
+        )
+        .await,
+        ask(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "review_stage"},
+            "argument": {"name": "stage", "value": "Zyx"}}),
+        )
+        .await,
+        ask(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "notes_to_insights"},
+            "argument": {"name": "step", "value": "Zyx"}}),
+        )
+        .await,
+        ask(
+            "completion/complete",
+            json!({"ref": {"type": "ref/resource",
+            "uri": "custory://journeys/{journey}"}, "argument": {"name": "journey", "value": ""}}),
+        )
+        .await,
+    ];
+    for reply in &shown {
+        assert!(reply.get("result").is_some(), "{reply}");
+        let text = reply.to_string();
+        for secret in &b_secrets {
+            assert!(!text.contains(secret), "{secret} of B shown to A: {text}");
+        }
+    }
+    assert_eq!(shown[3]["result"]["completion"]["values"], json!([]), "{}", shown[3]);
+    let prompt = ask(
+        "prompts/get",
+        json!({"name": "review_stage",
+        "arguments": {"journey": "zebra-secret", "stage": "Zyxwvut stage"}}),
+    )
+    .await;
+    assert_eq!(prompt["error"]["code"], -32602, "{prompt}");
+
     let a_workspace_after = call_ok(&client, &url, &token_a, "get_workspace", json!({})).await;
     assert_eq!(a_workspace_after["items"]["total"], a_workspace_before["items"]["total"]);
 
