@@ -153,7 +153,9 @@ async fn requests_breaking_the_revision_are_refused_with_its_statuses_and_codes(
         .expect("meta")
         .remove("io.modelcontextprotocol/clientCapabilities");
     let batch = json!([call.clone(), call.clone()]);
-    let cases: Vec<(&str, Option<&str>, Option<&str>, &Value, u16, i64)> = vec![
+    // What is wrong, Mcp-Method, Mcp-Name, the body, and the status and code it gets.
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a Value, u16, i64);
+    let cases: Vec<Case> = vec![
         ("no Mcp-Method", None, Some("get_workspace"), &call, 400, -32020),
         ("another Mcp-Method", Some("tools/list"), Some("get_workspace"), &call, 400, -32020),
         ("no Mcp-Name", Some("tools/call"), None, &call, 400, -32020),
