@@ -18,8 +18,10 @@ use serde_json::{Value, json};
 
 use crate::common::{TestServer, http};
 
-/// The pinned version of the official Python SDK.
+/// The official Python SDK, pinned: the newest 2.x (both eras), and the newest 1.x (the
+/// handshake era only), each in its own venv.
 const PYTHON_MCP: &str = "mcp==2.3.0";
+const PYTHON_MCP_1: &str = "mcp==1.30.0";
 
 const READ_TOOLS: [&str; 7] = [
     "get_workspace",
@@ -50,12 +52,17 @@ const WRITE_TOOLS: [&str; 17] = [
     "add_comment",
 ];
 
-/// The venv's python, installing the SDK on first use (once per target dir).
+/// The venv's python with the SDK 2.x, installing it on first use (once per target dir).
 pub fn python_with_sdk() -> PathBuf {
+    python_with(PYTHON_MCP)
+}
+
+/// The venv's python with `package` (a pip requirement), installed on first use.
+fn python_with(package: &str) -> PathBuf {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("py-{}", PYTHON_MCP.replace("==", "-")));
+        .join(format!("py-{}", package.replace("==", "-")));
     let python = venv.join("bin/python");
     if venv.join(".installed").exists() {
         return python;
@@ -79,11 +86,11 @@ pub fn python_with_sdk() -> PathBuf {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            PYTHON_MCP,
+            package,
         ]),
         "pip install mcp",
     );
-    std::fs::write(venv.join(".installed"), PYTHON_MCP).expect("mark venv");
+    std::fs::write(venv.join(".installed"), package).expect("mark venv");
     python
 }
 
@@ -154,31 +161,109 @@ pub fn mcp_inspector() -> (PathBuf, PathBuf) {
     (node, launcher)
 }
 
-/// Runs the Python SDK client with `steps`; returns its JSON report.
+/// A Python SDK client: which SDK, and (2.x) in which mode it connects.
+#[derive(Debug, Clone, Copy)]
+enum PySdk {
+    /// 2.x in its default mode: the 2026-07-28 revision first, else the handshake.
+    Auto,
+    /// 2.x, the handshake only.
+    Legacy,
+    /// 1.x (the handshake only).
+    V1,
+}
+
+/// Runs the Python SDK 2.x client in its default mode with `steps`; returns its JSON report.
 async fn python_client(url: &str, token: &str, steps: Value) -> Value {
+    python_client_of(PySdk::Auto, url, token, steps).await
+}
+
+/// Runs a Python SDK client with `steps` (see tests/it/python/mcp_steps.py); returns its
+/// JSON report. The token goes in the environment, never on a command line.
+async fn python_client_of(sdk: PySdk, url: &str, token: &str, steps: Value) -> Value {
     let url = url.to_owned();
     let token = token.to_owned();
     tokio::task::spawn_blocking(move || {
-        let python = python_with_sdk();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/python/mcp_client.py");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/python/");
+        let (python, script, mode) = match sdk {
+            PySdk::Auto => (python_with(PYTHON_MCP), "mcp_client.py", "auto"),
+            PySdk::Legacy => (python_with(PYTHON_MCP), "mcp_client.py", "legacy"),
+            PySdk::V1 => (python_with(PYTHON_MCP_1), "mcp_client_v1.py", ""),
+        };
         let output = Command::new(python)
-            .arg(script)
+            .arg(format!("{dir}{script}"))
             .arg(&url)
-            .arg(&token)
             .arg(steps.to_string())
+            .env("MCP_TOKEN", &token)
+            .env("MCP_MODE", mode)
             .env("NO_PROXY", "*")
             .output()
             .expect("run python client");
         let stdout = String::from_utf8_lossy(&output.stdout);
         serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
             panic!(
-                "python client printed no JSON:\n{stdout}\n{}",
+                "python client ({sdk:?}) printed no JSON:\n{stdout}\n{}",
                 String::from_utf8_lossy(&output.stderr)
             )
         })
     })
     .await
     .expect("python task")
+}
+
+#[tokio::test]
+async fn python_sdks_of_both_eras_read_resources_prompts_and_completions() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("Python SDKs", "30d", "read-write").await;
+    let steps = json!([
+        {"op": "list_resources"},
+        {"op": "read_resource", "uri": "custory://journeys/trial-to-paid"},
+        {"op": "list_templates"},
+        {"op": "list_prompts"},
+        {"op": "get_prompt", "name": "review_stage",
+         "args": {"journey": "trial-to-paid", "stage": "Activate"}},
+        {"op": "complete", "ref": {"type": "ref/prompt", "name": "review_stage"},
+         "argument": "stage", "value": "", "context": {"journey": "trial-to-paid"}},
+        {"op": "complete", "ref": {"type": "ref/resource", "uri": "custory://journeys/{journey}"},
+         "argument": "journey", "value": "sup"},
+        {"op": "call", "tool": "list_journeys", "args": {}},
+    ]);
+    let mut seen = Vec::new();
+    for (sdk, version) in
+        [(PySdk::Auto, "2026-07-28"), (PySdk::Legacy, "2025-11-25"), (PySdk::V1, "2025-11-25")]
+    {
+        let report = python_client_of(sdk, &server.mcp_url(), &token, steps.clone()).await;
+        assert!(report.get("error").is_none(), "{sdk:?}: {report}");
+        assert_eq!(report["protocol_version"], version, "{sdk:?} negotiated");
+        eprintln!("conformance: Python SDK {sdk:?} negotiated {version}");
+        let r = &report["results"];
+        let resources = r[0]["resources"].as_array().expect("resources");
+        assert_eq!(resources.len(), 2, "{sdk:?}: {r}");
+        assert_eq!(resources[0]["uri"], "custory://journeys/trial-to-paid");
+        assert_eq!(resources[0]["mime_type"], "text/markdown");
+        let map = r[1]["contents"][0]["text"].as_str().expect("map");
+        assert!(map.starts_with("# Trial to paid") && map.contains("## 3. Activate"), "{map}");
+        assert_eq!(
+            r[2]["templates"],
+            json!(["custory://journeys/{journey}", "custory://items/{item_id}"])
+        );
+        let prompts: Vec<&str> = r[3]["prompts"]
+            .as_array()
+            .expect("prompts")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(prompts, ["review_stage", "notes_to_insights", "summarise_changes"]);
+        assert_eq!(r[4]["messages"][0]["role"], "user");
+        assert!(r[4]["messages"][0]["text"].as_str().is_some_and(|t| t.contains("get_item")));
+        assert_eq!(r[5]["values"], json!(["Discover", "Sign up", "Activate", "Convert"]));
+        assert_eq!(r[6]["values"], json!(["support-escalation"]));
+        assert_eq!(r[7]["is_error"], false);
+        seen.push(r.clone());
+    }
+    // Every era and SDK sees the same workspace.
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[1], seen[2]);
+    server.stop().await;
 }
 
 type RmcpClient = RunningService<RoleClient, ClientConfig>;
@@ -238,8 +323,8 @@ async fn python_sdk_reads_writes_and_sees_its_write() {
     )
     .await;
     assert!(report.get("error").is_none(), "{report}");
-    // The SDK's auto mode tried `server/discover`, was refused, and fell back to `initialize`.
-    assert_eq!(report["protocol_version"], "2025-11-25");
+    // The SDK's auto mode asked `server/discover` and stayed in the stateless revision.
+    assert_eq!(report["protocol_version"], "2026-07-28");
     assert_eq!(report["server_name"], "custory-mcp");
     let results = report["results"].as_array().expect("results");
     let mut tools: Vec<&str> = results[0]["tools"]

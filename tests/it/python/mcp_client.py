@@ -1,48 +1,67 @@
-"""Drives the custory MCP endpoint with the official MCP Python SDK (`mcp` on PyPI).
+"""Drives the custory MCP endpoint with the official MCP Python SDK 2.x (`mcp` on PyPI).
 
-Usage: python mcp_client.py URL TOKEN STEPS_JSON
+Usage: MCP_TOKEN=cst_… [MCP_MODE=auto|legacy] python mcp_client.py URL STEPS_JSON
 
-STEPS_JSON is a list of steps: {"op": "list_tools"} or {"op": "call", "tool": NAME, "args": {...}}.
-A string argument "$N.FIELD" is replaced by FIELD of step N's structured result (to use an id
-an earlier call returned).
-Connects in the SDK's default "auto" mode (it tries the 2026-07-28 `server/discover` first and
-falls back to `initialize`), runs the steps, and prints one JSON object on stdout:
-{"protocol_version": ..., "server_name": ..., "results": [...]} or {"error": "..."} (exit 2).
+The steps are mcp_steps.py's. In the default "auto" mode the SDK tries the 2026-07-28 revision
+first (`server/discover`) and falls back to `initialize`; "legacy" goes straight to the
+handshake. Prints one JSON object on stdout: {"protocol_version": ..., "server_name": ...,
+"results": [...]} or {"error": "..."} (exit 2).
 """
 
-import asyncio
 import json
+import os
 import sys
 
 import httpx2
+import mcp_types
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_steps import report, run_steps
 
-async def run(url: str, token: str, steps: list) -> dict:
+
+class Sdk:
+    """The step adapter: the SDK 2.x client's methods, by position."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def list_tools(self, cursor):
+        return self.client.list_tools(cursor=cursor)
+
+    def call_tool(self, name, args):
+        return self.client.call_tool(name, args)
+
+    def list_resources(self, cursor):
+        return self.client.list_resources(cursor=cursor)
+
+    def read_resource(self, uri):
+        return self.client.read_resource(uri)
+
+    def list_resource_templates(self):
+        return self.client.list_resource_templates()
+
+    def list_prompts(self, cursor):
+        return self.client.list_prompts(cursor=cursor)
+
+    def get_prompt(self, name, args):
+        return self.client.get_prompt(name, args)
+
+    def complete(self, ref, argument, context):
+        return self.client.complete(ref, argument, context_arguments=context)
+
+    @staticmethod
+    def reference(ref):
+        if ref["type"] == "ref/prompt":
+            return mcp_types.PromptReference(type="ref/prompt", name=ref["name"])
+        return mcp_types.ResourceTemplateReference(type="ref/resource", uri=ref["uri"])
+
+
+async def run(url: str, token: str, mode: str, steps: list) -> dict:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0)) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
-            results = []
-            for step in steps:
-                if step["op"] == "list_tools":
-                    tools, cursor = [], None
-                    while True:
-                        page = await client.list_tools(cursor=cursor)
-                        tools += page.tools
-                        cursor = page.next_cursor
-                        if cursor is None:
-                            break
-                    results.append({"tools": [t.name for t in tools]})
-                elif step["op"] == "call":
-                    args = resolve(step.get("args", {}), results)
-                    res = await client.call_tool(step["tool"], args)
-                    texts = [c.text for c in res.content if c.type == "text"]
-                    results.append(
-                        {"is_error": bool(res.is_error), "structured": res.structured_content, "text": texts}
-                    )
-                else:
-                    raise ValueError(f"unknown op {step['op']}")
+        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+            results = await run_steps(Sdk(client), steps)
             info = client.server_info
             return {
                 "protocol_version": str(client.protocol_version),
@@ -51,36 +70,10 @@ async def run(url: str, token: str, steps: list) -> dict:
             }
 
 
-def resolve(value, results):
-    if isinstance(value, dict):
-        return {k: resolve(v, results) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve(v, results) for v in value]
-    if isinstance(value, str) and value.startswith("$") and "." in value:
-        index, field = value[1:].split(".", 1)
-        return results[int(index)]["structured"][field]
-    return value
-
-
-def leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
-
-
 def main() -> int:
-    url, token, steps = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    try:
-        print(json.dumps(asyncio.run(run(url, token, steps))))
-        return 0
-    except BaseException as error:  # noqa: BLE001 - report every failure as data
-        error = leaf(error)
-        if isinstance(error, MCPError):
-            text = f"MCPError {error.code}: {error.message}"
-        else:
-            text = f"{type(error).__name__}: {error}"
-        print(json.dumps({"error": text}))
-        return 2
+    url, steps = sys.argv[1], json.loads(sys.argv[2])
+    token, mode = os.environ["MCP_TOKEN"], os.environ.get("MCP_MODE", "auto")
+    return report(lambda: run(url, token, mode, steps), MCPError)
 
 
 if __name__ == "__main__":
