@@ -13,7 +13,7 @@ use rmcp::model::{
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt as _};
+use rmcp::{ClientLifecycleMode, ClientServiceExt as _, RoleClient, ServiceExt as _};
 use serde_json::{Value, json};
 
 use crate::common::{TestServer, http};
@@ -99,31 +99,7 @@ const CLAUDE_CODE: &str = "@anthropic-ai/claude-code@2.1.197";
 
 /// The `claude` program, installing it on first use.
 pub fn claude_code() -> PathBuf {
-    static INSTALL: Mutex<()> = Mutex::new(());
-    let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(CLAUDE_CODE.trim_start_matches('@').replace(['/', '@'], "-"));
-    let claude = dir.join("node_modules/.bin/claude");
-    if dir.join(".installed").exists() {
-        return claude;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let output = Command::new("npm")
-        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&dir)
-        .arg(CLAUDE_CODE)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("npm: could not start ({e}); the Claude Code tests need node and npm")
-        });
-    assert!(
-        output.status.success(),
-        "npm install {CLAUDE_CODE} failed (the Claude Code tests need node, npm and the npm registry):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::write(dir.join(".installed"), CLAUDE_CODE).expect("mark");
-    claude
+    npm_packages(&[CLAUDE_CODE], "the Claude Code tests").join("node_modules/.bin/claude")
 }
 
 /// MCP Inspector, pinned, and the Node it runs on (it needs Node ≥ 22; the npm package `node`
@@ -131,34 +107,127 @@ pub fn claude_code() -> PathBuf {
 const INSPECTOR: &str = "@modelcontextprotocol/inspector@2.12.0";
 const INSPECTOR_NODE: &str = "node@22.23.3";
 
-/// `(node, the Inspector's launcher script)`, installing both on first use (once per target dir).
+/// `(node, the Inspector's launcher script)`, installing both on first use.
 pub fn mcp_inspector() -> (PathBuf, PathBuf) {
-    static INSTALL: Mutex<()> = Mutex::new(());
-    let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let name = format!("{INSPECTOR}+{INSPECTOR_NODE}");
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(name.trim_start_matches('@').replace(['/', '@', '+'], "-"));
-    let node = dir.join("node_modules/.bin/node");
+    let dir = npm_packages(&[INSPECTOR, INSPECTOR_NODE], "the Inspector test");
     let launcher =
         dir.join("node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+    (dir.join("node_modules/.bin/node"), launcher)
+}
+
+/// The official TypeScript SDK, pinned: the newest 1.x (the handshake era) and the newest 2.x
+/// client (both eras). They run on the machine's Node (≥ 20).
+const TS_SDK_1: &str = "@modelcontextprotocol/sdk@1.32.2";
+const TS_SDK_2: &str = "@modelcontextprotocol/client@2.4.0";
+
+/// A directory whose `node_modules` holds `packages`, installed from npm on first use (once
+/// per target dir, whoever asks first; a half-made one is made again). `who` names the tests
+/// that need them, for the failure message: a failed install fails those tests.
+fn npm_packages(packages: &[&str], who: &str) -> PathBuf {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let name = packages.join("+");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(name.trim_start_matches('@').replace(['/', '@', '+'], "-"));
     if dir.join(".installed").exists() {
-        return (node, launcher);
+        return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let output = Command::new("npm")
         .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
         .arg(&dir)
-        .args([INSPECTOR, INSPECTOR_NODE])
+        .args(packages)
         .output()
-        .unwrap_or_else(|e| panic!("npm: could not start ({e}); the Inspector test needs npm"));
+        .unwrap_or_else(|e| panic!("npm: could not start ({e}); {who} need node and npm"));
     assert!(
         output.status.success(),
-        "npm install {INSPECTOR} {INSPECTOR_NODE} failed (the Inspector test needs npm and the npm registry):\n{}",
+        "npm install {name} failed ({who} need npm and the npm registry):\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     std::fs::write(dir.join(".installed"), &name).expect("mark");
-    (node, launcher)
+    dir
+}
+
+/// Runs tests/it/node/mcp_client.cjs with the TypeScript SDK `sdk` ("sdk": 1.x, "client":
+/// 2.x) in `mode`; returns its JSON report.
+async fn typescript_client(sdk: &'static str, mode: &'static str, url: &str, token: &str) -> Value {
+    let (url, token) = (url.to_owned(), token.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let modules = npm_packages(&[TS_SDK_1, TS_SDK_2], "the TypeScript SDK tests");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/node/mcp_client.cjs");
+        let output = Command::new("node")
+            .arg(script)
+            .arg(&url)
+            .env("MCP_TOKEN", &token)
+            .env("MCP_SDK", sdk)
+            .env("MCP_MODE", mode)
+            .env("MCP_MODULES", modules)
+            .env("NO_PROXY", "*")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("node: could not start ({e}); the TypeScript SDK tests need it")
+            });
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+            panic!(
+                "the TypeScript client ({sdk}, {mode}) printed no JSON:\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    })
+    .await
+    .expect("node task")
+}
+
+#[tokio::test]
+async fn typescript_sdks_of_both_eras_use_tools_resources_prompts_and_completions() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("TypeScript SDKs", "30d", "read-write").await;
+    let mut seen = Vec::new();
+    for (sdk, mode, version) in [
+        ("client", "auto", "2026-07-28"),
+        ("client", "legacy", "2025-11-25"),
+        ("sdk", "", "2025-11-25"),
+    ] {
+        let mut report = typescript_client(sdk, mode, &server.mcp_url(), &token).await;
+        assert!(report.get("error").is_none(), "{sdk} {mode}: {report}");
+        assert_eq!(report["protocol_version"], version, "{sdk} {mode} negotiated");
+        eprintln!("conformance: TypeScript {sdk} ({mode}) negotiated {version}");
+        assert_eq!(report["server_name"], "custory-mcp");
+        // Capabilities as served: the modern era has no list notifications to speak of.
+        let capabilities = report["capabilities"].take();
+        let names: Vec<&str> =
+            capabilities.as_object().expect("caps").keys().map(String::as_str).collect();
+        assert_eq!(names, ["completions", "prompts", "resources", "tools"], "{sdk} {mode}");
+        assert_eq!(report["tools"].as_array().map(Vec::len), Some(24));
+        assert_eq!(report["call"]["is_error"], false);
+        assert_eq!(
+            report["resources"]["uris"],
+            json!(["custory://journeys/trial-to-paid", "custory://journeys/support-escalation"])
+        );
+        assert_eq!(report["read"][0]["mime_type"], "text/markdown");
+        assert!(
+            report["read"][0]["text"].as_str().is_some_and(|t| t.starts_with("# Trial to paid"))
+        );
+        assert_eq!(report["templates"][1], "custory://items/{item_id}");
+        assert_eq!(
+            report["prompts"],
+            json!(["review_stage", "notes_to_insights", "summarise_changes"])
+        );
+        assert!(report["prompt"][0]["text"].as_str().is_some_and(|t| t.contains("## 3. Activate")));
+        assert_eq!(
+            report["completions"],
+            json!([["Discover", "Sign up", "Activate", "Convert"], ["support-escalation"]])
+        );
+        for volatile in ["protocol_version"] {
+            report[volatile].take();
+        }
+        seen.push(report);
+    }
+    assert_eq!(seen[0], seen[1], "both eras see the same");
+    assert_eq!(seen[1], seen[2], "both SDKs see the same");
+    server.stop().await;
 }
 
 /// A Python SDK client: which SDK, and (2.x) in which mode it connects.
@@ -508,6 +577,87 @@ async fn python_sdk_with_a_read_only_key_sees_only_read_tools_and_a_revoked_key_
     assert_eq!(revoke.status(), 200);
     let report = python_client(&server.mcp_url(), &token, json!([{"op": "list_tools"}])).await;
     assert!(report["error"].as_str().is_some(), "a revoked key must fail: {report}");
+    server.stop().await;
+}
+
+/// Connects rmcp's client the way it connects by choice: `server/discover` first (the
+/// 2026-07-28 revision), `initialize` if the server is of the handshake era.
+async fn rmcp_connect_auto(url: &str, token: &str) -> RmcpClient {
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned());
+    let lifecycle = ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+    };
+    ClientConfig::new(ClientCapabilities::default(), Implementation::new("rmcp-conformance", "3"))
+        .serve_with_lifecycle(StreamableHttpClientTransport::from_config(config), lifecycle)
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn rmcp_client_of_both_eras_reads_resources_prompts_and_completions() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("rmcp", "30d", "read-write").await;
+    let modern = rmcp_connect_auto(&server.mcp_url(), &token).await;
+    let legacy = rmcp_connect(&server.mcp_url(), &token).await.expect("connect");
+    let mut seen = Vec::new();
+    for (client, version) in
+        [(&modern, ProtocolVersion::V_2026_07_28), (&legacy, ProtocolVersion::V_2025_11_25)]
+    {
+        let info = client.peer_info().expect("server info");
+        assert_eq!(info.protocol_version, version);
+        eprintln!("conformance: rmcp negotiated {version}");
+        let capabilities = &info.capabilities;
+        assert!(capabilities.tools.is_some() && capabilities.resources.is_some());
+        assert!(capabilities.prompts.is_some() && capabilities.completions.is_some());
+
+        let resources = client.list_all_resources().await.expect("resources");
+        let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
+        assert_eq!(
+            uris,
+            ["custory://journeys/trial-to-paid", "custory://journeys/support-escalation"]
+        );
+        let read = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(uris[1]))
+            .await
+            .expect("read");
+        let text = match &read.contents[0] {
+            rmcp::model::ResourceContents::TextResourceContents { text, .. } => text.clone(),
+            other => panic!("a text resource: {other:?}"),
+        };
+        assert!(text.starts_with("# Support escalation"), "{text}");
+        let templates = client.list_all_resource_templates().await.expect("templates");
+        assert_eq!(templates.len(), 2);
+        let prompts = client.list_all_prompts().await.expect("prompts");
+        let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["review_stage", "notes_to_insights", "summarise_changes"]);
+        let prompt = client
+            .get_prompt(
+                rmcp::model::GetPromptRequestParams::new("summarise_changes").with_arguments(
+                    serde_json::Map::from_iter([
+                        ("journey".to_owned(), json!("support-escalation")),
+                        ("since".to_owned(), json!("30d")),
+                    ]),
+                ),
+            )
+            .await
+            .expect("prompt");
+        let prompt_text = serde_json::to_value(&prompt.messages).expect("json").to_string();
+        assert!(prompt_text.contains("Changes in the journey Support escalation"), "{prompt_text}");
+        let context = rmcp::model::CompletionContext::with_arguments(
+            [("journey".to_owned(), "trial-to-paid".to_owned())].into(),
+        );
+        let stages = client
+            .complete_prompt_argument("review_stage", "stage", "s", Some(context))
+            .await
+            .expect("complete");
+        assert_eq!(stages.values, ["Sign up"]);
+        seen.push((uris.join(" "), text, names.join(" "), stages.values.clone()));
+    }
+    assert_eq!(seen[0], seen[1], "both eras see the same");
+    modern.cancel().await.expect("close");
+    legacy.cancel().await.expect("close");
     server.stop().await;
 }
 
