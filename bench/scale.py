@@ -194,7 +194,9 @@ def lua_mixed(token, item_ids, path, common=True):
 
 
 def write_lua(token, bodies, path):
-    lines = [json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": b}) for b in bodies]
+    # A body is a tool call's params, or a whole message (resources, prompts, completion).
+    lines = [json.dumps(b if "method" in b else {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": b})
+             for b in bodies]
     quoted = ",\n".join("[[" + line + "]]" for line in lines)
     with open(path, "w") as out:
         out.write(f"""
@@ -225,6 +227,13 @@ def measure(client, token, other_token, size, rss_growing):
         token, {"name": "list_items", "arguments": {"kind": "insight", "owner": "Priya Nair"}})
     row["get_journey"] = latency(token, {"name": "get_journey", "arguments": {"journey": "trial-to-paid"}})
     row["get_journey bytes"] = client.tool("get_journey", {"journey": "trial-to-paid"})[1]
+    message = lambda method, params: {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    row["resource"] = latency(token, message("resources/read", {"uri": "custory://journeys/trial-to-paid"}))
+    row["prompt changes"] = latency(token, message("prompts/get", {
+        "name": "summarise_changes", "arguments": {"journey": "trial-to-paid", "since": "30d"}}))
+    row["complete"] = latency(token, message("completion/complete", {
+        "ref": {"type": "ref/prompt", "name": "review_stage"}, "argument": {"name": "stage", "value": "a"},
+        "context": {"arguments": {"journey": "trial-to-paid"}}}))
     items = client.tool("list_items", {"limit": 5})[0]["items"]
     item_ids = [i["id"] for i in items]
     lua_mixed(token, item_ids, f"{WORK}/mixed.lua")
@@ -315,6 +324,9 @@ def main():
         ("list_items, kind + owner", lambda r: fmt(r["list filtered"])),
         ("get_journey, largest journey", lambda r: fmt(r["get_journey"])),
         ("get_journey, bytes", lambda r: f"{r['get_journey bytes']:>15,}"),
+        ("resources/read, largest journey", lambda r: fmt(r["resource"])),
+        ("prompts/get summarise_changes 30d", lambda r: fmt(r["prompt changes"])),
+        ("completion/complete, a stage", lambda r: fmt(r["complete"])),
         ("mixed reads, 8 connections (req/s)", lambda r: f"{r['mixed 8']:>15,.0f}"),
         ("mixed reads, 32 connections (req/s)", lambda r: f"{r['mixed 32']:>15,.0f}"),
         ("  the same, no common-word search", lambda r: f"{r['everyday 32']:>15,.0f}"),

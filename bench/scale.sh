@@ -10,7 +10,8 @@
 # about a sixth of the items ("common"), another in a sixth independently ("two common" finds
 # the items holding both), one in a handful ("rare"), one in none ("absent"). At each size:
 # search p50/p99 for each of those (ranked, top 20), list_items (default, and kind + owner),
-# get_journey of the largest journey (time, bytes), mixed read throughput at 8 and 32
+# get_journey of the largest journey (time, bytes), the journey as a resource, the
+# summarise_changes prompt over 30 days and a stage-name completion, mixed read throughput at 8 and 32
 # connections (wrk; search, list_items, get_item, get_journey, get_workspace in turn), get_item
 # p50/p99 while 8 connections search for the common word, and the server's peak RSS. Then KEYS
 # keys are created through the admin API and the first page of `keys list` is timed (the API
