@@ -15,6 +15,11 @@ use super::reads::{
 };
 use super::{Store, StoreResult, from_secs};
 
+/// The steps of journey `?2`: what the change queries keep, while they walk the workspace's
+/// items (or comments) newest first along an index and stop at their limit.
+const JOURNEY_STEPS: &str =
+    "SELECT st.id FROM steps st JOIN stages s ON s.id = st.stage_id WHERE s.journey_id = ?2";
+
 /// At most this many changed items, and comments, are listed.
 pub const CHANGES_MAX: i64 = 100;
 /// At most this many names are offered for one completion.
@@ -96,7 +101,8 @@ impl Store {
             &format!(
                 "SELECT {SUMMARY_COLUMNS}, {LOCATION_COLUMNS}, i.created_at, i.updated_at
                  FROM {ITEM_JOINS}
-                 WHERE i.workspace_id = ?1 AND j.id = ?2 AND i.updated_at >= ?3
+                 WHERE i.workspace_id = ?1 AND i.updated_at >= ?3
+                   AND i.step_id IN ({JOURNEY_STEPS})
                  ORDER BY i.updated_at DESC, i.rowid DESC LIMIT ?4"
             ),
             params![workspace_id, found.id, since, CHANGES_MAX + 1],
@@ -119,8 +125,9 @@ impl Store {
         let rows = conn.query(
             &format!(
                 "SELECT {SUMMARY_COLUMNS}, c.id, c.author, c.body, c.created_at
-                 FROM {ITEM_JOINS} JOIN comments c ON c.item_id = i.id
-                 WHERE c.workspace_id = ?1 AND j.id = ?2 AND c.created_at >= ?3
+                 FROM comments c JOIN items i ON i.id = c.item_id
+                 WHERE c.workspace_id = ?1 AND c.created_at >= ?3
+                   AND i.step_id IN ({JOURNEY_STEPS})
                  ORDER BY c.created_at DESC, c.rowid DESC LIMIT ?4"
             ),
             params![workspace_id, found.id, since, CHANGES_MAX + 1],

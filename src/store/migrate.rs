@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0003_model.sql"),
         then: Some(reindex),
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0004_recent_changes.sql"),
+        postgres: include_str!("migrations/postgres/0004_recent_changes.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.
