@@ -614,6 +614,11 @@ async fn rmcp_client_of_both_eras_reads_resources_prompts_and_completions() {
         assert!(capabilities.tools.is_some() && capabilities.resources.is_some());
         assert!(capabilities.prompts.is_some() && capabilities.completions.is_some());
 
+        let tools = client.list_all_tools().await.expect("tools");
+        assert_eq!(tools.len(), READ_TOOLS.len() + WRITE_TOOLS.len());
+        let journeys = rmcp_call(client, "list_journeys", json!({})).await;
+        assert_eq!(journeys.is_error, Some(false), "{journeys:?}");
+
         let resources = client.list_all_resources().await.expect("resources");
         let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
         assert_eq!(

@@ -103,7 +103,10 @@ async fn a_working_connection_passes_every_stage() {
         run.stage("✓", "server").ends_with(&format!("custory-mcp {}", env!("CARGO_PKG_VERSION")))
     );
     assert!(run.stage("✓", "tools/list").contains("24 tools in "));
-    assert!(run.stderr.contains("All 7 checks passed."), "{}", run.stderr);
+    assert!(
+        run.stage("✓", "2026-07-28").contains("the stateless revision too (server/discover in ")
+    );
+    assert!(run.stderr.contains("All 8 checks passed."), "{}", run.stderr);
     assert!(!run.stderr.contains('✗') && !run.stderr.contains("hint:"), "{}", run.stderr);
 
     let run = run_test(Some(&token), &["--url", &server.mcp_url(), "--json"]).await;
@@ -123,7 +126,8 @@ async fn a_working_connection_passes_every_stage() {
             "initialize",
             "protocol version",
             "server",
-            "tools/list"
+            "tools/list",
+            "2026-07-28"
         ]
     );
     for stage in stages {
@@ -133,6 +137,7 @@ async fn a_working_connection_passes_every_stage() {
     }
     assert_eq!(report["server"]["name"], "custory-mcp");
     assert_eq!(report["server"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(report["stateless_revision"], true);
     assert_eq!(report["protocol_version"], "2025-11-25");
     assert_eq!(report["tools"], 24);
     assert!(report["round_trip_ms"]["initialize"].as_f64().is_some_and(|ms| ms >= 0.0));
@@ -363,7 +368,11 @@ async fn a_server_answering_oauth_discovery_fails_that_stage() {
     // The header itself works: the rest of the checks still run and pass.
     run.stage("✓", "initialize");
     run.stage("✓", "tools/list");
-    assert!(run.stderr.contains("1 of 7 checks failed."), "{}", run.stderr);
+    // This proxy passes on only the headers it knows, not Mcp-Method: the last stage says so.
+    let stage = run.stage("!", "2026-07-28");
+    assert!(stage.contains("drops or rewrites Mcp-* headers"), "{stage}");
+    assert!(stage.contains("pass the Mcp-Method and Mcp-Name headers through"), "{stage}");
+    assert!(run.stderr.contains("2 of 8 checks failed."), "{}", run.stderr);
     server.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! The stages, in the order a real client meets them: the token's format and checksum (local),
 //! the connection, OAuth discovery (which must *not* answer), `initialize` (status, JSON-RPC,
-//! protocol version, server name) and `tools/list`.
+//! protocol version, server name), `tools/list`, and whether the server also speaks the stateless
+//! revision 2026-07-28 (`server/discover`, with the headers it requires).
 
 use std::time::{Duration, Instant};
 
@@ -11,11 +12,13 @@ use serde_json::{Value, json};
 
 use super::diagnose::{http_failure, network_cause};
 use super::http::{
-    Target, clean, content_type, host_port, initialize_request, millis, post, rpc_result, show_ms,
-    status_text,
+    Target, clean, content_type, host_port, initialize_request, millis, post, post_with,
+    rpc_result, show_ms, status_text,
 };
 use super::report::{Checklist, ServerInfo, Stage};
-use crate::mcp::protocol::{ClientRequest, LATEST_VERSION, SERVER_NAME, SUPPORTED_VERSIONS};
+use crate::mcp::protocol::{
+    ClientRequest, LATEST_VERSION, MODERN_VERSION, SERVER_NAME, SUPPORTED_VERSIONS, meta,
+};
 use crate::token::{PlainToken, TokenKind};
 
 /// Pages of `tools/list` followed before giving up on a server that never ends.
@@ -66,6 +69,7 @@ pub(super) async fn run(
         return Ok(());
     };
     check_tools(list, &target, &version).await;
+    check_modern(list, &target).await;
     Ok(())
 }
 
@@ -357,5 +361,64 @@ pub(super) async fn check_tools(list: &mut Checklist, target: &Target<'_>, versi
     } else {
         let tools = if count == 1 { "tool" } else { "tools" };
         list.record(Stage::pass(NAME, format!("{count} {tools} in {}", show_ms(elapsed))));
+    }
+}
+
+/// Stage "2026-07-28": whether the server also speaks the stateless revision, which clients
+/// such as the Python SDK 2.x try first (`server/discover`). Not speaking it is a warning: those
+/// clients fall back to the handshake.
+pub(super) async fn check_modern(list: &mut Checklist, target: &Target<'_>) {
+    const NAME: &str = "2026-07-28";
+    if list.stopped {
+        return;
+    }
+    let params = json!({"_meta": {
+        meta::PROTOCOL_VERSION: MODERN_VERSION,
+        meta::CLIENT_CAPABILITIES: {},
+        meta::CLIENT_INFO: {"name": "custory-mcp-test", "version": env!("CARGO_PKG_VERSION")},
+    }});
+    let request = ClientRequest::new(100, "server/discover", params).to_json();
+    let headers = [("Mcp-Method", "server/discover")];
+    let answer = match post_with(target, request, Some(MODERN_VERSION), &headers).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            let (detail, hint) = network_cause(&error, target);
+            list.record(Stage::warn(NAME, detail, hint));
+            return;
+        }
+    };
+    let speaks = rpc_result(&answer, 100, target).ok().is_some_and(|result| {
+        result.get("resultType").and_then(Value::as_str) == Some("complete")
+            && result
+                .get("supportedVersions")
+                .and_then(Value::as_array)
+                .is_some_and(|v| v.iter().any(|v| v.as_str() == Some(MODERN_VERSION)))
+    });
+    list.report.stateless_revision = Some(speaks);
+    let code = serde_json::from_slice::<Value>(&answer.body)
+        .ok()
+        .and_then(|body| body.pointer("/error/code").and_then(Value::as_i64));
+    if code == Some(-32020) {
+        list.record(Stage::warn(
+            NAME,
+            "the server speaks it, but says the request's Mcp-Method header is missing or \
+             changed (-32020): something on the way drops or rewrites Mcp-* headers",
+            "let the proxy pass the Mcp-Method and Mcp-Name headers through unchanged",
+        ));
+    } else if speaks {
+        list.record(Stage::pass(
+            NAME,
+            format!("the stateless revision too (server/discover in {})", show_ms(answer.elapsed)),
+        ));
+    } else {
+        list.record(Stage::warn(
+            NAME,
+            format!(
+                "the server speaks only the handshake era ({}): clients that try \
+                 {MODERN_VERSION} first fall back to it",
+                status_text(answer.status)
+            ),
+            "nothing to do for the connection; a newer custory-mcp server speaks both",
+        ));
     }
 }

@@ -55,6 +55,16 @@ pub(super) async fn post(
     body: String,
     version: Option<&str>,
 ) -> Result<Answer, reqwest::Error> {
+    post_with(target, body, version, &[]).await
+}
+
+/// [`post`] with more request headers (2026-07-28 mirrors the method in `Mcp-Method`).
+pub(super) async fn post_with(
+    target: &Target<'_>,
+    body: String,
+    version: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Result<Answer, reqwest::Error> {
     let mut request = target
         .client
         .post(target.url.clone())
@@ -64,6 +74,9 @@ pub(super) async fn post(
         .body(body);
     if let Some(version) = version {
         request = request.header("MCP-Protocol-Version", version);
+    }
+    for (name, value) in extra {
+        request = request.header(*name, *value);
     }
     let started = Instant::now();
     let mut response = request.send().await?;

@@ -71,6 +71,9 @@ pub(super) struct Report {
     pub(super) protocol_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) tools: Option<usize>,
+    /// Whether the server also answers 2026-07-28's `server/discover`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) stateless_revision: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) round_trip_ms: Option<RoundTrip>,
 }
@@ -94,6 +97,7 @@ impl Checklist {
                 server: None,
                 protocol_version: None,
                 tools: None,
+                stateless_revision: None,
                 round_trip_ms: None,
             },
             round_trip: RoundTrip::default(),
