@@ -172,13 +172,7 @@ async fn typescript_client(sdk: &'static str, mode: &'static str, url: &str, tok
             .unwrap_or_else(|e| {
                 panic!("node: could not start ({e}); the TypeScript SDK tests need it")
             });
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-            panic!(
-                "the TypeScript client ({sdk}, {mode}) printed no JSON:\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
+        report_of(&output, &format!("the TypeScript client ({sdk}, {mode})"))
     })
     .await
     .expect("node task")
@@ -269,16 +263,18 @@ async fn python_client_of(sdk: PySdk, url: &str, token: &str, steps: Value) -> V
             .env("NO_PROXY", "*")
             .output()
             .expect("run python client");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-            panic!(
-                "python client ({sdk:?}) printed no JSON:\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
+        report_of(&output, &format!("the Python client ({sdk:?})"))
     })
     .await
     .expect("python task")
+}
+
+/// The JSON report a client driver printed on stdout (its stderr shown when there is none).
+fn report_of(output: &std::process::Output, who: &str) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!("{who} printed no JSON:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr))
+    })
 }
 
 #[tokio::test]
