@@ -208,6 +208,20 @@ async fn requests_breaking_the_revision_are_refused_with_its_statuses_and_codes(
     assert_eq!(reply["error"]["data"]["requested"], "2099-01-01");
     assert_eq!(reply["error"]["data"]["supported"][0], MODERN);
 
+    // `initialize` asking for the stateless revision is answered with the newest handshake
+    // version: answering 2026-07-28 there would switch clients such as rmcp to per-request
+    // metadata on a session they began with a handshake.
+    let mut initialize = crate::common::initialize_body();
+    initialize["params"]["protocolVersion"] = json!(MODERN);
+    let reply: Value = crate::common::mcp_post(&server.mcp_url(), &token, &initialize)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(reply["result"]["protocolVersion"], "2025-11-25", "{reply}");
+
     // A resource that does not exist is -32602 in this revision, -32002 before it.
     let (status, reply) =
         modern.send("resources/read", json!({"uri": "custory://journeys/nope"})).await;
