@@ -19,6 +19,9 @@ use crate::store::{JourneyMap, KeyIdentity, Store};
 
 /// The longest `notes` a prompt takes: a page of pasted support notes, not a dump.
 const NOTES_MAX_CHARS: usize = 20_000;
+/// The most of the map a prompt carries (a stage can hold about 1 MB): with the instructions
+/// and notes (at most 80 kB), a prompt stays within the ceiling of every answer.
+const SECTION_MAX_BYTES: usize = render::MAX_TEXT_BYTES - 128 * 1024;
 
 /// A prompt, as `prompts/list` shows it.
 pub struct Prompt {
@@ -186,6 +189,7 @@ pub fn get(store: &Store, key: &KeyIdentity, params: GetParams) -> Result<Box<Ra
             let (number, stage) = find_stage(&map, required("stage"))?;
             let mut section = String::new();
             render::stage(&mut section, &map, number, stage);
+            let section = render::bounded_to(section, SECTION_MAX_BYTES);
             (
                 format!("Review the stage {:?} of the journey {:?}", stage.name, map.tree.name),
                 review_stage(&map, stage, &section),
@@ -203,6 +207,7 @@ pub fn get(store: &Store, key: &KeyIdentity, params: GetParams) -> Result<Box<Ra
             let (index, step) = find_step(stage, required("step"))?;
             let mut section = String::new();
             render::step(&mut section, &map, &format!("{number}.{index}"), step);
+            let section = render::bounded_to(section, SECTION_MAX_BYTES);
             (
                 format!("Turn support notes into insights on the step {:?}", step.name),
                 notes_to_insights(&map, step, &section, notes),

@@ -10,7 +10,7 @@ use crate::store::{JourneyChanges, JourneyMap};
 /// A rendering is cut at this many bytes, with a line saying so: the tools' ceiling.
 pub const MAX_TEXT_BYTES: usize = super::tools::MAX_RESULT_BYTES;
 /// Links shown under each item of a map.
-const LINKS_PER_ITEM: usize = 10;
+const LINKS_PER_ITEM: usize = crate::store::MAP_LINKS_SHOWN;
 /// Change entries quote at most this many characters of a comment.
 const QUOTE_CHARS: usize = 300;
 
@@ -256,13 +256,18 @@ fn one_line(text: &str) -> String {
 }
 
 /// `text`, cut at [`MAX_TEXT_BYTES`] (on a character boundary) with a line saying so.
-fn bounded(mut text: String) -> String {
+fn bounded(text: String) -> String {
+    bounded_to(text, MAX_TEXT_BYTES)
+}
+
+/// `text`, cut at `max` bytes (on a character boundary) with a line saying so.
+pub(super) fn bounded_to(mut text: String, max: usize) -> String {
     const TAIL: &str = "\n… cut here: the rest is larger than one answer may be; the tools \
                         (get_journey, list_items, get_item) page through it.\n";
-    if text.len() <= MAX_TEXT_BYTES {
+    if text.len() <= max {
         return text;
     }
-    let mut end = MAX_TEXT_BYTES - TAIL.len();
+    let mut end = max - TAIL.len();
     while !text.is_char_boundary(end) {
         end -= 1;
     }

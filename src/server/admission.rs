@@ -23,7 +23,7 @@ use super::error::{ApiError, retry_seconds};
 use crate::api::KeyStatus;
 use crate::mcp::protocol::{
     ACCEPT_BOTH, DEFAULT_VERSION, ErrorCode, METHOD_HEADER, Mirror, NAME_HEADER, RpcError,
-    VERSION_HEADER, supported_version,
+    VERSION_HEADER, is_modern, supported_version,
 };
 use crate::store::{KeyIdentity, NewEvent};
 use crate::token::{PlainToken, TokenFormatError, TokenHash, TokenKind};
@@ -255,21 +255,30 @@ impl FromRequestParts<AppState> for McpCaller {
             }
         };
         // The modern revision mirrors the body's method and name in headers; the body is
-        // checked against them once it is read (`mcp::Session`).
+        // checked against them once it is read (`mcp::Session`). Earlier revisions have no such
+        // headers, so whatever a client sends under those names there is not read.
         let mirrored = |name: &str| -> Result<Option<String>, ApiError> {
-            match headers.get(name).map(|v| v.to_str()) {
-                None => Ok(None),
-                Some(Ok(value)) => Ok(Some(value.to_owned())),
-                Some(Err(_)) => Err(ApiError::rpc(
+            let mismatch = |why: &str| {
+                ApiError::rpc(
                     StatusCode::BAD_REQUEST,
-                    RpcError::new(
-                        ErrorCode::HeaderMismatch,
-                        format!("Header mismatch: the {name} header is not visible ASCII"),
-                    ),
-                )),
+                    RpcError::new(ErrorCode::HeaderMismatch, format!("Header mismatch: {why}")),
+                )
+            };
+            let mut values = headers.get_all(name).iter();
+            let Some(value) = values.next() else { return Ok(None) };
+            if values.next().is_some() {
+                return Err(mismatch(&format!("the {name} header is sent more than once")));
+            }
+            match value.to_str() {
+                Ok(value) => Ok(Some(value.to_owned())),
+                Err(_) => Err(mismatch(&format!("the {name} header is not visible ASCII"))),
             }
         };
-        let mirror = Mirror { method: mirrored(METHOD_HEADER)?, name: mirrored(NAME_HEADER)? };
+        let mirror = if is_modern(version) {
+            Mirror { method: mirrored(METHOD_HEADER)?, name: mirrored(NAME_HEADER)? }
+        } else {
+            Mirror::default()
+        };
         Ok(Self { key, version, mirror })
     }
 }

@@ -17,9 +17,11 @@ use super::{Store, StoreResult, from_secs};
 
 /// The steps of journey `?2`: what the change queries keep, while they walk the workspace's
 /// items (or comments) newest first along an index and stop at their limit.
-const JOURNEY_STEPS: &str =
-    "SELECT st.id FROM steps st JOIN stages s ON s.id = st.stage_id WHERE s.journey_id = ?2";
+const JOURNEY_STEPS: &str = "SELECT st.id FROM steps st JOIN stages s ON s.id = st.stage_id
+     WHERE s.journey_id = ?2 AND st.workspace_id = ?1";
 
+/// The links a map shows under each item; one more is read, to say when there are more.
+pub const MAP_LINKS_SHOWN: usize = 10;
 /// At most this many changed items, and comments, are listed.
 pub const CHANGES_MAX: i64 = 100;
 /// At most this many names are offered for one completion.
@@ -77,7 +79,7 @@ impl Store {
         );
         let mut links = HashMap::new();
         for item in tree.stages.iter().flat_map(|s| &s.steps).flat_map(|st| &st.items) {
-            let to = linked_items(&conn, &sql, workspace_id, &item.id)?;
+            let to = linked_items(&conn, &sql, workspace_id, &item.id, MAP_LINKS_SHOWN as i64 + 1)?;
             if !to.is_empty() {
                 links.insert(item.id.clone(), to);
             }
@@ -167,7 +169,7 @@ impl Store {
         typed: &str,
     ) -> StoreResult<(Vec<String>, bool)> {
         let conn = self.reader()?;
-        let pattern = format!("{}%", like_escaped(&typed.to_lowercase()));
+        let pattern = format!("{}%", like_escaped(&typed.to_ascii_lowercase()));
         let limit = COMPLETIONS_MAX + 1;
         let rows = match completing {
             Completing::Journey => conn.query(

@@ -49,7 +49,7 @@ use chrono::{DateTime, Utc};
 
 use crate::token::TokenHash;
 pub use audit::NewEvent;
-pub use context::{ChangedItem, Completing, JourneyChanges, JourneyMap};
+pub use context::{ChangedItem, Completing, JourneyChanges, JourneyMap, MAP_LINKS_SHOWN};
 pub use database::Database;
 use db::{Connection, DbError, PgManager, PgPool, SqliteConn, SqliteReaders};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};

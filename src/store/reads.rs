@@ -610,6 +610,7 @@ pub(super) fn item_detail(
         ),
         workspace_id,
         id,
+        LINKS_SHOWN,
     )?;
     item.linked_from = linked_items(
         conn,
@@ -619,6 +620,7 @@ pub(super) fn item_detail(
         ),
         workspace_id,
         id,
+        LINKS_SHOWN,
     )?;
     // Comments a page at a time: their bodies are long, so the page is bounded in bytes too.
     let fingerprint = fingerprint(&[id]);
@@ -652,15 +654,16 @@ pub(super) fn item_detail(
     Ok(item)
 }
 
-/// The first [`LINKS_SHOWN`] linked items (`sql` takes the workspace, the item and the limit).
+/// The first `limit` linked items (`sql` takes the workspace, the item and the limit).
 pub(super) fn linked_items(
     conn: &Connection,
     sql: &str,
     workspace_id: i64,
     id: &str,
+    limit: i64,
 ) -> StoreResult<Vec<ItemSummary>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params![workspace_id, id, LINKS_SHOWN], |row| summary_at(row, 0))?;
+    let rows = stmt.query_map(params![workspace_id, id, limit], |row| summary_at(row, 0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -5,6 +5,8 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use custory_mcp::server::{Rate, ServerConfig};
+
 use crate::common::{Mcp, TestServer, http};
 
 const MODERN: &str = "2026-07-28";
@@ -476,5 +478,106 @@ async fn prompts_expand_into_instructions_with_the_map_and_complete_their_argume
     let read =
         modern.result("resources/read", json!({"uri": "custory://journeys/trial-to-paid"})).await;
     assert!(read["contents"][0]["text"].as_str().is_some_and(|t| t.starts_with("# Trial to paid")));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_prompt_carrying_a_large_stage_keeps_the_ceiling_of_every_answer() {
+    // A stage of six steps of ten items, each linked to ten others, with the longest titles:
+    // about 170 kB of map, more than a prompt may carry.
+    let fast = Rate { per_second: 10_000, burst: 10_000 };
+    let config = ServerConfig { key_requests: fast, key_writes: fast, ..ServerConfig::default() };
+    let server = TestServer::start_with(config).await;
+    let (_, token) = server.create_key("writer", "30d", "read-write").await;
+    let mcp = Mcp::new(&server, &token);
+    let journey = mcp.ok("create_journey", json!({"name": "Großer Weg"})).await;
+    let slug = journey["slug"].as_str().expect("slug").to_owned();
+    let stage = mcp.ok("create_stage", json!({"journey": slug, "name": "Alles"})).await;
+    let stage_id = stage["id"].as_str().expect("stage id");
+    let title = |n: usize| format!("{n:03} {}", "t".repeat(196));
+    let steps = mcp
+        .batch(
+            &(0..7)
+                .map(|n| {
+                    ("create_step", json!({"stage_id": stage_id, "name": format!("Step {n}")}))
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let step_id = |n: usize| steps[n]["id"].as_str().expect("step id").to_owned();
+    let item = |step: usize, kind: &str, n: usize| {
+        ("create_item", json!({"step_id": step_id(step), "kind": kind, "title": title(n)}))
+    };
+    let insights: Vec<Value> =
+        mcp.batch(&(0..10).map(|n| item(6, "insight", n)).collect::<Vec<_>>()).await;
+    let touchpoints =
+        mcp.batch(&(0..60).map(|n| item(n / 10, "touchpoint", n)).collect::<Vec<_>>()).await;
+    let links: Vec<(&str, Value)> = touchpoints
+        .iter()
+        .flat_map(|from| {
+            insights.iter().map(move |to| {
+                ("link_items", json!({"from_item_id": from["id"], "to_item_id": to["id"]}))
+            })
+        })
+        .collect();
+    for chunk in links.chunks(200) {
+        mcp.batch(chunk).await;
+    }
+    let modern = Modern::new(&server, &token);
+    let got = modern
+        .result(
+            "prompts/get",
+            json!({"name": "review_stage", "arguments": {"journey": slug, "stage": "Alles"}}),
+        )
+        .await;
+    let text = got["messages"][0]["content"]["text"].as_str().expect("text");
+    assert!(text.len() <= 256 * 1024, "{} bytes", text.len());
+    assert!(text.starts_with("Review the stage \"Alles\""), "the instructions are whole");
+    assert!(text.contains("## 1. Alles"), "the stage is there");
+    assert!(
+        text.ends_with("page through it.\n"),
+        "the map is cut and says so: {} bytes, ends {:?}",
+        text.len(),
+        &text[text.len() - 300..]
+    );
+
+    // Completion matches what was typed whatever its letters: the journey's name begins "Groß".
+    let complete = json!({"ref": {"type": "ref/prompt", "name": "review_stage"},
+                          "argument": {"name": "journey", "value": "Groß"}});
+    let result = modern.result("completion/complete", complete).await;
+    assert_eq!(result["completion"]["values"], json!([slug]), "{result}");
+
+    // The mirrored headers, sent twice, are refused; in the handshake era nobody reads them.
+    let call = Modern::body("tools/call", json!({"name": "get_workspace", "arguments": {}}));
+    let response = http()
+        .post(server.mcp_url())
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "tools/call")
+        .header("mcp-method", "tools/list")
+        .header("mcp-name", "get_workspace")
+        .json(&call)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 400);
+    let reply: Value = response.json().await.expect("json");
+    assert_eq!(reply["error"]["code"], -32020, "{reply}");
+    let legacy_call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                             "params": {"name": "get_workspace", "arguments": {}}});
+    let response = crate::common::mcp_post(&server.mcp_url(), &token, &legacy_call)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-method", "tools/list")
+        .header(
+            "mcp-name",
+            reqwest::header::HeaderValue::from_bytes("naïve".as_bytes()).expect("obs-text"),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200);
+    let reply: Value = response.json().await.expect("json");
+    assert_eq!(reply["result"]["isError"], false, "{reply}");
     server.stop().await;
 }
