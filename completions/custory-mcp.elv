@@ -66,6 +66,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --color 'When to use colors (NO_COLOR is respected)'
             cand --allow-any-host 'Accept requests addressed to any host name (behind a proxy that checks it); without it, a non-loopback --listen needs --allow-host'
             cand --reset-owner-credential 'Issue a new owner credential and revoke the old one (needs the database file)'
+            cand --oauth 'Be the OAuth authorization server of the MCP endpoint: clients that answer a 401 with a browser sign-in (mcp-remote, Codex, Gemini CLI, MCP Inspector) get one, and the owner''s consent mints an ordinary MCP key. Clients with a key in a header are unaffected'
             cand --json 'Print machine-readable JSON on stdout'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'

@@ -69,6 +69,7 @@ always\t''
 never\t''"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-any-host -d 'Accept requests addressed to any host name (behind a proxy that checks it); without it, a non-loopback --listen needs --allow-host'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l reset-owner-credential -d 'Issue a new owner credential and revoke the old one (needs the database file)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l oauth -d 'Be the OAuth authorization server of the MCP endpoint: clients that answer a 401 with a browser sign-in (mcp-remote, Codex, Gemini CLI, MCP Inspector) get one, and the owner\'s consent mints an ordinary MCP key. Clients with a key in a header are unaffected'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s v -l verbose -d 'Log more (repeat for more detail)'

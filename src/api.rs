@@ -124,6 +124,16 @@ pub struct Key {
     pub last_used_ip: Option<String>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub status: KeyStatus,
+    /// The OAuth client whose sign-in minted this key, for keys made by consent.
+    #[serde(default)]
+    pub oauth_client: Option<OAuthClientRef>,
+}
+
+/// The OAuth client a key was minted for: its `client_id` and the name it registered with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthClientRef {
+    pub client_id: String,
+    pub name: String,
 }
 
 /// One entry of a workspace's audit trail.

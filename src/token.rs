@@ -154,7 +154,7 @@ pub fn random_base62(len: usize) -> String {
     out
 }
 
-fn fill_random(buf: &mut [u8]) {
+pub(crate) fn fill_random(buf: &mut [u8]) {
     // The OS CSPRNG failing means the machine cannot produce secrets at all; there is no safe
     // fallback, so this is one of the few places where aborting is the right answer.
     #[expect(clippy::expect_used, reason = "no secret can be made without the OS CSPRNG")]

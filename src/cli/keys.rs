@@ -242,7 +242,12 @@ impl Ctx<'_> {
                     key.name.clone(),
                     key.prefix.clone(),
                     key.access.as_str().to_owned(),
-                    relative(key.created_at, now),
+                    match &key.oauth_client {
+                        Some(client) => {
+                            format!("{}, via OAuth: {}", relative(key.created_at, now), client.name)
+                        }
+                        None => relative(key.created_at, now),
+                    },
                     last_used(key, now),
                     key.expires_at.map_or_else(|| "never".to_owned(), |at| relative(at, now)),
                     status_text(key, now),
@@ -293,6 +298,13 @@ impl Ctx<'_> {
             ("Access", key.access.as_str().to_owned()),
             ("Status", status_text(&key, now)),
             ("Created", when(Some(key.created_at), "")),
+            (
+                "Created via",
+                key.oauth_client.as_ref().map_or_else(
+                    || "the admin API (keys create)".to_owned(),
+                    |c| format!("OAuth: {} ({})", c.name, c.client_id),
+                ),
+            ),
             ("Expires", when(key.expires_at, "never")),
             ("Revoked", when(key.revoked_at, "no")),
             ("Last used", when(key.last_used_at, "never")),

@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// Issue a new owner credential and revoke the old one (needs the database file)
     #[arg(long)]
     pub reset_owner_credential: bool,
+    /// Be the OAuth authorization server of the MCP endpoint: clients that answer a 401 with
+    /// a browser sign-in (mcp-remote, Codex, Gemini CLI, MCP Inspector) get one, and the
+    /// owner's consent mints an ordinary MCP key. Clients with a key in a header are unaffected
+    #[arg(long)]
+    pub oauth: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -196,11 +201,12 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
         let url = base_url(addr);
         let shutdown = shutdown_signal().context("could not listen for stop signals")?;
-        announce(&store, &owner, &url, printer)?;
+        announce(&store, &owner, &url, args.oauth, printer)?;
 
         let mut config = ServerConfig {
             allowed_origins: args.allow_origin,
             allowed_hosts,
+            oauth: args.oauth,
             ..ServerConfig::default()
         };
         args.limits.apply(&mut config, files);
@@ -216,6 +222,7 @@ fn announce(
     store: &Store,
     owner: &OwnerCredentialSetup,
     url: &str,
+    oauth: bool,
     printer: Printer,
 ) -> anyhow::Result<()> {
     let credentials = CredentialStore::open()?;
@@ -238,6 +245,7 @@ fn announce(
             "mcp_url": format!("{url}/api/mcp"),
             "database": store.database().to_string(),
             "workspaces": workspaces,
+            "oauth": oauth,
             "owner_credential": token.map(|t| t.expose()),
             "owner_credential_saved_to": saved.as_ref().map(ToString::to_string),
         });
@@ -248,6 +256,9 @@ fn announce(
     printer.info(&format!("  MCP endpoint  {url}/api/mcp"));
     printer.info(&format!("  database      {}", store.database()));
     printer.info(&format!("  workspaces    {}", workspaces.join(", ")));
+    if oauth {
+        printer.info("  OAuth         on: clients without a key sign in in a browser, with the owner credential");
+    }
     match (token, &saved) {
         (Some(token), _) => {
             printer.info("");

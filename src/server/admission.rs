@@ -205,7 +205,9 @@ impl FromRequestParts<AppState> for McpKey {
         }
         check_host(state, &parts.headers, Surface::Mcp)?;
         let ip = peer(parts);
-        let (identity, token) = authenticate(state, &parts.headers, ip).await?;
+        let (identity, token) = authenticate(state, &parts.headers, ip)
+            .await
+            .map_err(|error| offer_oauth(state, &parts.headers, error))?;
         Ok(Self { identity, ip, token })
     }
 }
@@ -430,6 +432,29 @@ fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
         }
     }
     json && sse
+}
+
+/// The origin clients reach this server at (`http://` and the `Host` header), when the header
+/// is a plain host this server answers to.
+pub fn public_origin(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(HOST)?.to_str().ok()?;
+    (host_name(host).is_some() && state.config.host_allowed(headers))
+        .then(|| format!("http://{host}"))
+}
+
+/// With OAuth on, a 401 from the MCP endpoint names the resource metadata (RFC 9728 §5.1):
+/// the only way a client is led to OAuth.
+fn offer_oauth(state: &AppState, headers: &HeaderMap, mut error: ApiError) -> ApiError {
+    if !state.config.oauth || error.status != StatusCode::UNAUTHORIZED {
+        return error;
+    }
+    if let (Some(challenge), Some(origin)) = (&mut error.challenge, public_origin(state, headers)) {
+        challenge.push_str(&format!(
+            ", resource_metadata=\"{origin}{}\"",
+            super::PROTECTED_RESOURCE_PATH
+        ));
+    }
+    error
 }
 
 /// The name in a `Host` header (`localhost:8787` → `localhost`, `[::1]:8787` → `[::1]`), or

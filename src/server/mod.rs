@@ -11,6 +11,7 @@ mod limiter;
 mod limits;
 mod listen;
 mod mcp;
+mod oauth;
 mod transfer;
 
 use std::future::Future;
@@ -40,6 +41,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// list, large tool results); smaller ones are not worth the CPU.
 const COMPRESS_ABOVE_BYTES: u16 = 8 * 1024;
 
+/// Where the protected resource's metadata is (RFC 9728 §3.1, for the resource `/api/mcp`),
+/// when OAuth is on.
+pub const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource/api/mcp";
+/// OAuth client registrations one address may make per minute.
+const REGISTRATIONS_PER_MINUTE: std::num::NonZeroU32 = std::num::NonZeroU32::new(20).unwrap();
+
 /// Settings of a running server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -67,6 +74,8 @@ pub struct ServerConfig {
     /// Each key's rate of MCP messages, and of write tool calls.
     pub key_requests: Rate,
     pub key_writes: Rate,
+    /// Whether the server is the OAuth authorization server of its MCP endpoint (`--oauth`).
+    pub oauth: bool,
 }
 
 /// The names a loopback server answers to.
@@ -87,6 +96,7 @@ impl Default for ServerConfig {
             call_deadline: Duration::from_secs(30),
             key_requests: Rate { per_second: 500, burst: 1000 },
             key_writes: Rate { per_second: 200, burst: 2000 },
+            oauth: false,
         }
     }
 }
@@ -114,6 +124,8 @@ pub struct Shared {
     /// One import or export at a time: each holds a workspace's document in memory and a
     /// blocking thread while it runs.
     pub transfers: Arc<tokio::sync::Semaphore>,
+    /// OAuth client registrations per address: they need no credential.
+    pub registrations: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
 
 impl AppState {
@@ -122,7 +134,11 @@ impl AppState {
         let shares = limits::KeyShares::new(config.per_key_concurrency, config.per_key_wait);
         let rates = limits::KeyRates::new(config.key_requests, config.key_writes);
         let transfers = Arc::new(tokio::sync::Semaphore::new(1));
-        Self(Arc::new(Shared { store, config, limiter, shares, rates, transfers }))
+        let registrations = governor::RateLimiter::keyed(
+            governor::Quota::per_minute(REGISTRATIONS_PER_MINUTE)
+                .allow_burst(REGISTRATIONS_PER_MINUTE),
+        );
+        Self(Arc::new(Shared { store, config, limiter, shares, rates, transfers, registrations }))
     }
 }
 
@@ -161,9 +177,11 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = cors(&state.config.allowed_origins) {
         mcp = mcp.layer(cors);
     }
-    Router::new()
-        .route("/healthz", get(healthz))
-        .merge(mcp)
+    let mut router = Router::new().route("/healthz", get(healthz)).merge(mcp);
+    if state.config.oauth {
+        router = router.merge(oauth_routes());
+    }
+    router
         .nest("/api/admin", admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -171,6 +189,28 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(connection::close_if_body_unread))
         .layer(request_log())
         .with_state(state)
+}
+
+/// The OAuth endpoints (`--oauth`). Discovery, registration and the token endpoint answer
+/// pages of any origin (browser-based clients call them); the consent pages are not for
+/// scripts and have no CORS.
+fn oauth_routes() -> Router<AppState> {
+    use tower_http::cors::{Any, CorsLayer};
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(Duration::from_secs(600));
+    let open = Router::new()
+        .route(PROTECTED_RESOURCE_PATH, get(oauth::protected_resource))
+        .route(oauth::AUTHORIZATION_SERVER_PATH, get(oauth::authorization_server))
+        .route("/oauth/register", post(oauth::register))
+        .route("/oauth/token", post(oauth::token))
+        .layer(cors);
+    Router::new()
+        .route("/oauth/authorize", get(oauth::authorize).post(oauth::decide))
+        .route("/oauth/login", post(oauth::login))
+        .merge(open)
 }
 
 /// CORS for the Origins `--allow-origin` names, so a browser page there can call the MCP

@@ -13,7 +13,7 @@ use super::audit::{NewEvent, insert_event};
 use super::model::Actor;
 use super::page::{Budget, Cursor, fingerprint, paged};
 use super::{Store, StoreError, StoreResult, from_secs, new_id};
-use crate::api::{Access, ExpiryPolicy, Key, KeyStatus};
+use crate::api::{Access, ExpiryPolicy, Key, KeyStatus, OAuthClientRef};
 use crate::token::{PlainToken, TokenHash, TokenKind};
 
 /// The last use of a key, kept in memory until the next flush.
@@ -71,7 +71,8 @@ pub struct AuthenticatedKey {
 const MATCHES_MAX: i64 = 50;
 
 const KEY_COLUMNS: &str = "id, name, prefix, access, expires, created_at, expires_at, \
-                           last_used_at, last_used_client, last_used_ip, revoked_at";
+                           last_used_at, last_used_client, last_used_ip, revoked_at, \
+                           oauth_client_id, oauth_client_name";
 
 fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
     let access: String = row.get(3)?;
@@ -94,6 +95,10 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
         last_used_ip: row.get(9)?,
         revoked_at,
         status: KeyStatus::derive(revoked_at, expires_at, now),
+        oauth_client: match (row.get::<Option<String>>(11)?, row.get::<Option<String>>(12)?) {
+            (Some(client_id), Some(name)) => Some(OAuthClientRef { client_id, name }),
+            _ => None,
+        },
     })
 }
 
@@ -131,7 +136,12 @@ fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
     ))
 }
 
-fn get_key(conn: &Connection, workspace_id: i64, id: &str, now: DateTime<Utc>) -> StoreResult<Key> {
+pub(super) fn get_key(
+    conn: &Connection,
+    workspace_id: i64,
+    id: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Key> {
     conn.prepare_cached(&format!(
         "SELECT {KEY_COLUMNS} FROM mcp_keys WHERE workspace_id = ?1 AND id = ?2"
     ))?
@@ -141,7 +151,7 @@ fn get_key(conn: &Connection, workspace_id: i64, id: &str, now: DateTime<Utc>) -
 }
 
 /// Inserts a new key with a fresh token; refuses a name an active key already has.
-fn insert_key(
+pub(super) fn insert_key(
     conn: &Connection,
     workspace_id: i64,
     name: &str,
@@ -185,7 +195,7 @@ fn insert_key(
     Ok((key, token))
 }
 
-fn audit(
+pub(super) fn audit_key(
     conn: &Connection,
     workspace_id: i64,
     at: DateTime<Utc>,
@@ -221,7 +231,7 @@ impl Store {
         let (key, token) = insert_key(&tx, workspace_id, name, expires, access, now)?;
         let detail =
             format!("created {:?} ({}, expires {})", key.name, access.as_str(), expires.as_str());
-        audit(&tx, workspace_id, now, "key.created", &key, &detail)?;
+        audit_key(&tx, workspace_id, now, "key.created", &key, &detail)?;
         tx.commit()?;
         self.reindex_key(&conn, &key.id)?;
         Ok((key, token))
@@ -273,7 +283,7 @@ impl Store {
         )?;
         let keys = rows
             .iter()
-            .map(|row| Ok((key_row(row, now)?, row.get::<i64>(11)?)))
+            .map(|row| Ok((key_row(row, now)?, row.get::<i64>(13)?)))
             .collect::<DbResult<Vec<_>>>()?;
         let page = paged(keys, limit as usize, Budget::new(usize::MAX), |(key, rowid)| {
             Cursor::new("keys", query, vec![key.created_at.timestamp(), *rowid])
@@ -320,7 +330,7 @@ impl Store {
         tx.prepare_cached("UPDATE mcp_keys SET revoked_at = ?1 WHERE id = ?2")?
             .execute(params![now.timestamp(), id])?;
         let key = get_key(&tx, workspace_id, id, now)?;
-        audit(&tx, workspace_id, now, "key.revoked", &key, &format!("revoked {:?}", key.name))?;
+        audit_key(&tx, workspace_id, now, "key.revoked", &key, &format!("revoked {:?}", key.name))?;
         tx.commit()?;
         self.reindex_key(&conn, id)?;
         drop(conn);
@@ -346,7 +356,7 @@ impl Store {
             .execute(params![now.timestamp(), id])?;
         let (new, token) = insert_key(&tx, workspace_id, &old.name, old.expires, old.access, now)?;
         let old = get_key(&tx, workspace_id, id, now)?;
-        audit(
+        audit_key(
             &tx,
             workspace_id,
             now,
@@ -354,7 +364,7 @@ impl Store {
             &old,
             &format!("rotated {:?}: replaced by {}", old.name, new.id),
         )?;
-        audit(
+        audit_key(
             &tx,
             workspace_id,
             now,
@@ -404,7 +414,7 @@ impl Store {
     /// Re-reads key `id` into the index (SQLite only). Called after a key write commits, while
     /// the caller still holds the connection, so no request can see the database and index
     /// disagree once the write has returned.
-    fn reindex_key(&self, conn: &Connection, id: &str) -> StoreResult<()> {
+    pub(super) fn reindex_key(&self, conn: &Connection, id: &str) -> StoreResult<()> {
         let Some(index) = &self.key_index else { return Ok(()) };
         let (hash, key) = conn.query_row(INDEX_BY_ID, [id], indexed_key)?;
         write_index(index).insert(hash, key);

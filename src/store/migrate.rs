@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0004_recent_changes.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0005_oauth.sql"),
+        postgres: include_str!("migrations/postgres/0005_oauth.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

@@ -26,6 +26,7 @@ mod keys;
 mod map;
 mod migrate;
 pub mod model;
+pub mod oauth;
 mod owner;
 mod page;
 mod reads;

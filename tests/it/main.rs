@@ -12,6 +12,7 @@ mod limits;
 mod mcp_contract;
 mod mcp_http;
 mod mcp_modern;
+mod oauth;
 mod paging;
 mod pg;
 mod reliability;

@@ -1,0 +1,362 @@
+//! OAuth's records: registered clients, the owner's browser sessions, and authorization codes.
+//! A code holds what the owner approved; redeeming it (once, with the PKCE verifier) mints an
+//! ordinary MCP key. Secrets (session ids, codes) are stored as SHA-256 hashes only.
+
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest as _, Sha256};
+
+use super::db::{OptionalExtension as _, params};
+use super::keys::{audit_key, insert_key};
+use super::{Store, StoreError, StoreResult, from_secs, new_id};
+use crate::api::{Access, ExpiryPolicy, Key};
+use crate::token::PlainToken;
+
+/// How long a code may wait for its redemption.
+pub const CODE_LIFETIME: Duration = Duration::minutes(2);
+/// How long an owner's browser session lasts.
+pub const SESSION_LIFETIME: Duration = Duration::hours(8);
+/// A client that never led to a key is forgotten after this long.
+const UNUSED_CLIENT_LIFETIME: Duration = Duration::hours(24);
+/// Clients registered within [`UNUSED_CLIENT_LIFETIME`] that never led to a key, at most:
+/// registration needs no credential, so a stranger could otherwise fill the database.
+pub const UNUSED_CLIENTS_MAX: i64 = 1_000;
+/// Redirect URIs one client may register.
+pub const REDIRECT_URIS_MAX: usize = 10;
+
+/// A registered client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthClient {
+    pub id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What the owner approved on the consent page, waiting for the client to redeem it.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge (base64url of the verifier's SHA-256).
+    pub code_challenge: String,
+    /// The resource (RFC 8707) the key is for: the MCP endpoint's URL.
+    pub resource: String,
+    pub workspace_id: i64,
+    pub key_name: String,
+    pub expires: ExpiryPolicy,
+    pub access: Access,
+}
+
+/// What a token request presents with its code.
+#[derive(Debug)]
+pub struct Redemption<'a> {
+    pub code: &'a str,
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub code_verifier: &'a str,
+    pub resource: Option<&'a str>,
+}
+
+/// Why a code was not redeemed; each is an RFC 6749 error of the token endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum RedeemError {
+    /// `invalid_grant`: unknown, used, expired, or issued to another client or redirect.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    /// `invalid_target`: the code was issued for another resource.
+    #[error("the resource is not the one the code was issued for")]
+    InvalidTarget,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<super::db::DbError> for RedeemError {
+    fn from(error: super::db::DbError) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+/// A new random secret (256 bits, base64url) and its hash.
+fn secret() -> (String, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    crate::token::fill_random(&mut bytes);
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hash_of(&text);
+    (text, hash)
+}
+
+fn hash_of(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// The PKCE S256 challenge of `verifier` (RFC 7636 §4.2).
+pub fn s256(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Compares two strings in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn client_row(row: &super::db::Row) -> super::db::DbResult<OAuthClient> {
+    let uris: String = row.get(2)?;
+    Ok(OAuthClient {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        // Written by `register_client` from a Vec<String>: it parses back.
+        redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
+        created_at: from_secs(row.get(3)?),
+    })
+}
+
+impl Store {
+    /// Registers a client (RFC 7591). Forgets clients that never led to a key within a day,
+    /// and refuses when too many such clients are waiting.
+    pub fn register_client(
+        &self,
+        name: &str,
+        redirect_uris: &[String],
+        ip: Option<std::net::IpAddr>,
+    ) -> StoreResult<OAuthClient> {
+        let now = self.now();
+        let conn = self.writer();
+        let tx = conn.transaction()?;
+        let cutoff = (now - UNUSED_CLIENT_LIFETIME).timestamp();
+        tx.execute(
+            "DELETE FROM oauth_codes WHERE expires_at < ?1 AND used_at IS NULL",
+            [now.timestamp()],
+        )?;
+        tx.execute(
+            "DELETE FROM oauth_clients WHERE used_at IS NULL AND created_at < ?1
+               AND id NOT IN (SELECT client_id FROM oauth_codes)",
+            [cutoff],
+        )?;
+        let waiting: i64 =
+            tx.query_row("SELECT count(*) FROM oauth_clients WHERE used_at IS NULL", [], |row| {
+                row.get(0)
+            })?;
+        if waiting >= UNUSED_CLIENTS_MAX {
+            return Err(StoreError::Quota(format!(
+                "{waiting} OAuth clients registered in the last day have not been approved yet; \
+                 registration reopens as they expire"
+            )));
+        }
+        let client = OAuthClient {
+            id: new_id("ocl"),
+            name: name.to_owned(),
+            redirect_uris: redirect_uris.to_vec(),
+            created_at: now,
+        };
+        let uris = serde_json::to_string(&client.redirect_uris)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO oauth_clients (id, name, redirect_uris, created_at, created_ip)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![client.id, client.name, uris, now.timestamp(), ip.map(|ip| ip.to_string())],
+        )?;
+        tx.commit()?;
+        Ok(client)
+    }
+
+    /// The client registered as `id`.
+    pub fn oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClient>> {
+        let conn = self.reader()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, name, redirect_uris, created_at FROM oauth_clients WHERE id = ?1",
+                [id],
+                client_row,
+            )
+            .optional()?)
+    }
+
+    /// Starts an owner's browser session; returns its secret (the cookie's value).
+    pub fn create_owner_session(&self) -> StoreResult<String> {
+        let now = self.now();
+        let (secret, hash) = secret();
+        let conn = self.writer();
+        conn.execute("DELETE FROM oauth_sessions WHERE expires_at < ?1", [now.timestamp()])?;
+        conn.execute(
+            "INSERT INTO oauth_sessions (token_hash, created_at, expires_at) VALUES (?1, ?2, ?3)",
+            params![&hash[..], now.timestamp(), (now + SESSION_LIFETIME).timestamp()],
+        )?;
+        Ok(secret)
+    }
+
+    /// Whether `secret` is a live owner session.
+    pub fn owner_session_valid(&self, secret: &str) -> StoreResult<bool> {
+        let conn = self.reader()?;
+        let found = conn
+            .query_row(
+                "SELECT expires_at FROM oauth_sessions WHERE token_hash = ?1",
+                params![&hash_of(secret)[..]],
+                |row| row.get::<i64>(0),
+            )
+            .optional()?;
+        Ok(found.is_some_and(|expires_at| expires_at > self.now().timestamp()))
+    }
+
+    /// Ends an owner's browser session.
+    pub fn end_owner_session(&self, secret: &str) -> StoreResult<()> {
+        self.writer().execute(
+            "DELETE FROM oauth_sessions WHERE token_hash = ?1",
+            params![&hash_of(secret)[..]],
+        )?;
+        Ok(())
+    }
+
+    /// Records an approved grant; returns the code that redeems it.
+    pub fn issue_code(&self, grant: &Grant) -> StoreResult<String> {
+        let now = self.now();
+        let (code, hash) = secret();
+        self.writer().execute(
+            "INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge,
+                                      resource, workspace_id, key_name, access, expires,
+                                      created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                &hash[..],
+                grant.client_id,
+                grant.redirect_uri,
+                grant.code_challenge,
+                grant.resource,
+                grant.workspace_id,
+                grant.key_name,
+                grant.access.as_str(),
+                grant.expires.as_str(),
+                now.timestamp(),
+                (now + CODE_LIFETIME).timestamp(),
+            ],
+        )?;
+        Ok(code)
+    }
+
+    /// Redeems a code for a new MCP key, once. Any attempt burns the code; presenting a code
+    /// that was already redeemed revokes the key it minted (RFC 6749 §4.1.2: it may have
+    /// been stolen).
+    pub fn redeem_code(&self, asked: &Redemption<'_>) -> Result<(Key, PlainToken), RedeemError> {
+        let now = self.now();
+        let conn = self.writer();
+        let tx = conn.transaction()?;
+        let hash = hash_of(asked.code);
+        let row = tx
+            .query_row(
+                "SELECT client_id, redirect_uri, code_challenge, resource, workspace_id, key_name,
+                        access, expires, expires_at, used_at, key_id
+                 FROM oauth_codes WHERE code_hash = ?1",
+                params![&hash[..]],
+                |row| {
+                    Ok((
+                        row.get::<String>(0)?,
+                        row.get::<String>(1)?,
+                        row.get::<String>(2)?,
+                        row.get::<String>(3)?,
+                        row.get::<i64>(4)?,
+                        row.get::<String>(5)?,
+                        row.get::<String>(6)?,
+                        row.get::<String>(7)?,
+                        row.get::<i64>(8)?,
+                        row.get::<Option<i64>>(9)?,
+                        row.get::<Option<String>>(10)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((
+            client_id,
+            redirect_uri,
+            challenge,
+            resource,
+            workspace_id,
+            key_name,
+            access,
+            expires,
+            expires_at,
+            used_at,
+            key_id,
+        )) = row
+        else {
+            return Err(RedeemError::InvalidGrant("the code is not one this server issued"));
+        };
+        if used_at.is_some() {
+            drop(tx);
+            drop(conn);
+            if let Some(key_id) = key_id {
+                match self.revoke_key(workspace_id, &key_id) {
+                    Ok(_) | Err(StoreError::Conflict(_)) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            return Err(RedeemError::InvalidGrant(
+                "the code was already used; a code is good for one token (the key it gave was \
+                 revoked in case it was stolen)",
+            ));
+        }
+        tx.execute(
+            "UPDATE oauth_codes SET used_at = ?1 WHERE code_hash = ?2",
+            params![now.timestamp(), &hash[..]],
+        )?;
+        let refused = if expires_at <= now.timestamp() {
+            Some(RedeemError::InvalidGrant("the code has expired; sign in again"))
+        } else if !same_secret(&client_id, asked.client_id) {
+            Some(RedeemError::InvalidGrant("the code was issued to another client"))
+        } else if redirect_uri != asked.redirect_uri {
+            Some(RedeemError::InvalidGrant("the redirect_uri is not the one the code was sent to"))
+        } else if !same_secret(&s256(asked.code_verifier), &challenge) {
+            Some(RedeemError::InvalidGrant("the code_verifier does not match the code_challenge"))
+        } else if asked.resource.is_some_and(|r| r.trim_end_matches('/') != resource) {
+            Some(RedeemError::InvalidTarget)
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            tx.commit()?;
+            return Err(refused);
+        }
+        let client_name: String =
+            tx.query_row("SELECT name FROM oauth_clients WHERE id = ?1", [&client_id], |row| {
+                row.get(0)
+            })?;
+        // Parsed from the CHECK-constrained columns.
+        let access = Access::parse(&access).unwrap_or(Access::ReadOnly);
+        let expires = ExpiryPolicy::parse(&expires).unwrap_or(ExpiryPolicy::Days30);
+        // The owner saw the name free; another key may have taken it since.
+        let (key, token) = (1..=20)
+            .find_map(|n| {
+                let name = if n == 1 { key_name.clone() } else { format!("{key_name} ({n})") };
+                match insert_key(&tx, workspace_id, &name, expires, access, now) {
+                    Err(StoreError::Conflict(_)) => None,
+                    other => Some(other),
+                }
+            })
+            .unwrap_or_else(|| {
+                Err(StoreError::Conflict(format!("active keys named {key_name:?} exist")))
+            })?;
+        tx.execute(
+            "UPDATE mcp_keys SET oauth_client_id = ?1, oauth_client_name = ?2 WHERE id = ?3",
+            params![client_id, client_name, key.id],
+        )?;
+        tx.execute(
+            "UPDATE oauth_codes SET key_id = ?1 WHERE code_hash = ?2",
+            params![key.id, &hash[..]],
+        )?;
+        tx.execute(
+            "UPDATE oauth_clients SET used_at = ?1 WHERE id = ?2",
+            params![now.timestamp(), client_id],
+        )?;
+        let detail = format!(
+            "created {:?} ({}, expires {}) via OAuth for {client_name:?} ({client_id})",
+            key.name,
+            access.as_str(),
+            expires.as_str()
+        );
+        audit_key(&tx, workspace_id, now, "key.created", &key, &detail)?;
+        let key = super::keys::get_key(&tx, workspace_id, &key.id, now)?;
+        tx.commit()?;
+        self.reindex_key(&conn, &key.id)?;
+        Ok((key, token))
+    }
+}

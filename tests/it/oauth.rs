@@ -1,0 +1,655 @@
+//! OAuth (`serve --oauth`) over real HTTP: discovery only after a 401, registration, the
+//! sign-in and consent forms as a browser posts them, the token endpoint, and the rules that
+//! keep it safe (PKCE S256 only, single-use codes bound to client, redirect and resource, no
+//! redirect to an unregistered URI, CSRF). Real clients and a real browser drive the same flow
+//! in `oauth_clients.rs`.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use custory_mcp::server::ServerConfig;
+use reqwest::header::{LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use crate::common::{TestServer, http, initialize_body, mcp_post};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+async fn oauth_server() -> TestServer {
+    TestServer::start_with(ServerConfig { oauth: true, ..ServerConfig::default() }).await
+}
+
+/// A PKCE verifier and its S256 challenge.
+fn pkce(seed: &str) -> (String, String) {
+    let verifier = format!("{seed}-{}", "v".repeat(50));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// A browser without JavaScript: follows nothing by itself, keeps its cookies.
+struct Browser {
+    client: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    csp: Option<String>,
+    html: String,
+}
+
+impl Browser {
+    fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self { client, cookies: HashMap::new() }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let cookie: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let request =
+            if cookie.is_empty() { request } else { request.header("cookie", cookie.join("; ")) };
+        let response = request.send().await.expect("request");
+        for set in response.headers().get_all(SET_COOKIE) {
+            let set = set.to_str().expect("cookie text");
+            assert!(set.contains("HttpOnly") && set.contains("SameSite="), "{set}");
+            let (pair, _) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').expect("name=value");
+            self.cookies.insert(name.to_owned(), value.to_owned());
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok().map(str::to_owned))
+        };
+        Page {
+            status: response.status().as_u16(),
+            location: header(LOCATION),
+            csp: header(reqwest::header::CONTENT_SECURITY_POLICY),
+            html: response.text().await.expect("body"),
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> Page {
+        let request = self.client.get(url);
+        self.send(request).await
+    }
+
+    async fn post(&mut self, url: &str, form: &[(&str, String)]) -> Page {
+        let request = self.client.post(url).form(form);
+        self.send(request).await
+    }
+}
+
+/// The value of the hidden field `name` on a page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} on the page:\n{html}"));
+    let rest = &html[start + marker.len()..];
+    rest[..rest.find('"').expect("end of value")].replace("&amp;", "&")
+}
+
+/// The fields a form on `html` sends back as they are (the hidden inputs).
+fn hidden_fields(html: &str) -> Vec<(&'static str, String)> {
+    [
+        "csrf",
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+        "resource",
+    ]
+    .into_iter()
+    .filter(|name| html.contains(&format!("name=\"{name}\" value=")))
+    .map(|name| (name, hidden(html, name)))
+    .collect()
+}
+
+async fn register(server: &TestServer, name: &str, redirect: &str) -> String {
+    let response = http()
+        .post(format!("{}/oauth/register", server.url))
+        .json(&json!({"client_name": name, "redirect_uris": [redirect],
+                      "token_endpoint_auth_method": "none",
+                      "grant_types": ["authorization_code", "refresh_token"]}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["token_endpoint_auth_method"], "none");
+    assert!(body.get("client_secret").is_none(), "a public client: {body}");
+    body["client_id"].as_str().expect("client_id").to_owned()
+}
+
+fn authorize_url(server: &TestServer, client_id: &str, redirect: &str, challenge: &str) -> String {
+    let mut url = url::Url::parse(&format!("{}/oauth/authorize", server.url)).expect("url");
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("state", "st&te 1")
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", &server.mcp_url());
+    url.into()
+}
+
+fn query_of(location: &str) -> HashMap<String, String> {
+    url::Url::parse(location).expect("location").query_pairs().into_owned().collect()
+}
+
+/// Signs in (once per browser) and approves; returns where the browser is sent.
+async fn consent(
+    server: &TestServer,
+    browser: &mut Browser,
+    url: &str,
+    choices: &[(&'static str, String)],
+) -> String {
+    let mut page = browser.get(url).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    if page.html.contains("name=\"owner_credential\"") {
+        let mut form = hidden_fields(&page.html);
+        form.push(("owner_credential", server.owner.clone()));
+        let signed = browser.post(&format!("{}/oauth/login", server.url), &form).await;
+        assert_eq!(signed.status, 303, "{}", signed.html);
+        let back = signed.location.expect("back to consent");
+        assert!(back.starts_with("/oauth/authorize?"), "{back}");
+        page = browser.get(&format!("{}{back}", server.url)).await;
+    }
+    assert!(page.html.contains("name=\"decision\" value=\"approve\""), "{}", page.html);
+    let csp = page.csp.clone().expect("a CSP");
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
+    let mut form = hidden_fields(&page.html);
+    form.extend([("workspace", "acme".to_owned()), ("decision", "approve".to_owned())]);
+    for name in ["key_name", "expires", "access"] {
+        if let Some((_, value)) = choices.iter().find(|(n, _)| *n == name) {
+            form.push((name, value.clone()));
+        } else if name == "key_name" {
+            form.push((name, hidden_value(&page.html, "key_name")));
+        } else {
+            form.push((name, if name == "expires" { "30d" } else { "read-write" }.to_owned()));
+        }
+    }
+    let answered = browser.post(&format!("{}/oauth/authorize", server.url), &form).await;
+    assert_eq!(answered.status, 303, "{}", answered.html);
+    answered.location.expect("redirect")
+}
+
+/// The value of the text input `name`.
+fn hidden_value(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).expect("input");
+    let rest = &html[start + marker.len()..];
+    rest[..rest.find('"').expect("end")].to_owned()
+}
+
+async fn redeem(server: &TestServer, form: &[(&str, &str)]) -> (u16, Value) {
+    let response =
+        http().post(format!("{}/oauth/token", server.url)).form(form).send().await.expect("token");
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers().get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    (status, response.json().await.expect("json"))
+}
+
+async fn tools_list_status(server: &TestServer, token: &str) -> (u16, Option<String>) {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let response = mcp_post(&server.mcp_url(), token, &body).send().await.expect("post");
+    let challenge =
+        response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (response.status().as_u16(), challenge)
+}
+
+#[tokio::test]
+async fn only_a_401_leads_to_the_metadata_and_static_keys_are_untouched() {
+    let server = oauth_server().await;
+    let (_, token) = server.create_key("static", "30d", "read-write").await;
+    // A key in a header works as it always did.
+    assert_eq!(tools_list_status(&server, &token).await, (200, None));
+    let reply: Value = mcp_post(&server.mcp_url(), &token, &initialize_body())
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(reply["result"]["serverInfo"]["name"], "custory-mcp");
+    // The root well-known paths, which clients probe without a 401, stay 404.
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let status = http().get(format!("{}{path}", server.url)).send().await.expect("get");
+        assert_eq!(status.status(), 404, "{path}");
+    }
+    // A 401 names the resource metadata, which names the authorization server.
+    let (status, challenge) = tools_list_status(&server, "cst_nope").await;
+    assert_eq!(status, 401);
+    let challenge = challenge.expect("challenge");
+    let metadata_url = format!("{}/.well-known/oauth-protected-resource/api/mcp", server.url);
+    assert!(challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")), "{challenge}");
+    let resource: Value =
+        http().get(&metadata_url).send().await.expect("get").json().await.expect("json");
+    assert_eq!(resource["resource"], server.mcp_url());
+    let issuer = resource["authorization_servers"][0].as_str().expect("issuer");
+    assert_eq!(issuer, format!("{}/oauth", server.url));
+    // RFC 8414 §3.1: the issuer's path goes after the well-known suffix.
+    let metadata: Value = http()
+        .get(format!("{}/.well-known/oauth-authorization-server/oauth", server.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(metadata["issuer"], issuer);
+    assert_eq!(metadata["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(metadata["grant_types_supported"], json!(["authorization_code"]));
+    server.stop().await;
+
+    // Without --oauth nothing of it exists.
+    let server = TestServer::start().await;
+    let (_, challenge) = tools_list_status(&server, "cst_nope").await;
+    assert!(!challenge.expect("challenge").contains("resource_metadata"));
+    for path in ["/.well-known/oauth-protected-resource/api/mcp", "/oauth/register"] {
+        let status = http().get(format!("{}{path}", server.url)).send().await.expect("get");
+        assert_eq!(status.status(), 404, "{path}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn consent_mints_an_ordinary_key_that_is_listed_revoked_and_audited() {
+    let server = oauth_server().await;
+    let client_id = register(&server, "Claude Code", REDIRECT).await;
+    let (verifier, challenge) = pkce("one");
+    let mut browser = Browser::new();
+    let url = authorize_url(&server, &client_id, REDIRECT, &challenge);
+    let first = browser.get(&url).await;
+    assert!(first.html.contains("name=\"owner_credential\""), "sign in first: {}", first.html);
+    assert!(first.html.contains("Claude Code"));
+    let location =
+        consent(&server, &mut browser, &url, &[("access", "read-only".to_owned())]).await;
+    let answer = query_of(&location);
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(answer["state"], "st&te 1");
+    assert_eq!(answer["iss"], format!("{}/oauth", server.url));
+    let code = &answer["code"];
+
+    let (status, token) = redeem(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+            ("resource", &server.mcp_url()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let access_token = token["access_token"].as_str().expect("token");
+    assert!(access_token.starts_with("cst_"), "an MCP key");
+    assert_eq!(token["token_type"], "Bearer");
+    assert!(token.get("refresh_token").is_none(), "no refresh tokens: {token}");
+    let expires_in = token["expires_in"].as_i64().expect("expires_in");
+    assert!((30 * 86_400 - 60..=30 * 86_400).contains(&expires_in), "{expires_in}");
+    assert_eq!(tools_list_status(&server, access_token).await.0, 200);
+
+    // It is a key like any other: listed with where it came from, revocable from the CLI.
+    let keys: Value = http()
+        .get(server.admin("/workspaces/acme/mcp-keys"))
+        .bearer_auth(&server.owner)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let key = &keys["keys"][0];
+    assert_eq!(key["oauth_client"], json!({"client_id": client_id, "name": "Claude Code"}));
+    assert_eq!(key["access"], "read-only");
+    assert!(key["name"].as_str().is_some_and(|n| n.starts_with("Claude Code on ")), "{key}");
+    assert!(key["prefix"].as_str().is_some_and(|p| access_token.starts_with(p)));
+    let env = crate::common::TestEnv::new();
+    let mut cli = env.command();
+    cli.env("CUSTORY_SERVER", &server.url)
+        .env("CUSTORY_OWNER_TOKEN", &server.owner)
+        .args(["keys", "list"]);
+    let listed = crate::common::run_piped(cli, None).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stdout.contains("via OAuth"), "{}", listed.stdout);
+    let mut cli = env.command();
+    cli.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args([
+        "keys",
+        "revoke",
+        "--yes",
+        key["id"].as_str().expect("id"),
+    ]);
+    let revoked = crate::common::run_piped(cli, None).await;
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    let (status, challenge) = tools_list_status(&server, access_token).await;
+    assert_eq!(status, 401);
+    let challenge = challenge.expect("challenge");
+    assert!(
+        challenge.contains("revoked") && challenge.contains("resource_metadata"),
+        "{challenge}"
+    );
+
+    let audit: Value = http()
+        .get(server.admin("/workspaces/acme/audit"))
+        .bearer_auth(&server.owner)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    let created = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "key.created")
+        .expect("key.created");
+    assert!(created["detail"].as_str().is_some_and(|d| d.contains("via OAuth")), "{created}");
+    let all = audit.to_string();
+    assert!(!all.contains(access_token) && !all.contains(code.as_str()), "no secrets in audit");
+
+    // The same browser, still signed in, goes straight to the consent page next time.
+    let again = browser.get(&url).await;
+    assert!(
+        again.html.contains("value=\"approve\"") && !again.html.contains("owner_credential"),
+        "{} {:?} {}",
+        again.status,
+        again.location,
+        again.html
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn codes_are_single_use_short_lived_and_bound_to_client_redirect_verifier_and_resource() {
+    let server = oauth_server().await;
+    let client_id = register(&server, "Codex", REDIRECT).await;
+    let other_client = register(&server, "Other", REDIRECT).await;
+    let mut browser = Browser::new();
+    let (verifier, challenge) = pkce("two");
+    let mcp_url = server.mcp_url();
+    let code_for = |location: String| query_of(&location)["code"].clone();
+    let url = authorize_url(&server, &client_id, REDIRECT, &challenge);
+    let redeem_with =
+        |code: String, client: String, redirect: String, verifier: String, resource: String| {
+            let server = &server;
+            async move {
+                redeem(
+                    server,
+                    &[
+                        ("grant_type", "authorization_code"),
+                        ("code", &code),
+                        ("redirect_uri", &redirect),
+                        ("client_id", &client),
+                        ("code_verifier", &verifier),
+                        ("resource", &resource),
+                    ],
+                )
+                .await
+            }
+        };
+
+    // Each mismatch burns its code: another client, another redirect, another verifier,
+    // another resource.
+    let other_verifier = pkce("other").0;
+    let cases = [
+        (
+            other_client.clone(),
+            REDIRECT.to_owned(),
+            verifier.clone(),
+            mcp_url.clone(),
+            "invalid_grant",
+        ),
+        (
+            client_id.clone(),
+            "http://127.0.0.1:9/other".to_owned(),
+            verifier.clone(),
+            mcp_url.clone(),
+            "invalid_grant",
+        ),
+        (client_id.clone(), REDIRECT.to_owned(), other_verifier, mcp_url.clone(), "invalid_grant"),
+        (
+            client_id.clone(),
+            REDIRECT.to_owned(),
+            verifier.clone(),
+            "http://127.0.0.1:1/elsewhere".to_owned(),
+            "invalid_target",
+        ),
+    ];
+    for (client, redirect, verifier_sent, resource, error) in cases {
+        let code = code_for(consent(&server, &mut browser, &url, &[]).await);
+        let (status, body) =
+            redeem_with(code.clone(), client, redirect, verifier_sent, resource).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some(error)), "{body}");
+        let (status, body) = redeem_with(
+            code,
+            client_id.clone(),
+            REDIRECT.to_owned(),
+            verifier.clone(),
+            mcp_url.clone(),
+        )
+        .await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "burnt: {body}");
+    }
+
+    // A code redeemed twice: the second is refused and the key the first gave is revoked.
+    let code = code_for(consent(&server, &mut browser, &url, &[]).await);
+    let (status, first) = redeem_with(
+        code.clone(),
+        client_id.clone(),
+        REDIRECT.to_owned(),
+        verifier.clone(),
+        mcp_url.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let token = first["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(tools_list_status(&server, &token).await.0, 200);
+    let (status, replay) = redeem_with(
+        code,
+        client_id.clone(),
+        REDIRECT.to_owned(),
+        verifier.clone(),
+        mcp_url.clone(),
+    )
+    .await;
+    assert_eq!((status, replay["error"].as_str()), (400, Some("invalid_grant")), "{replay}");
+    assert_eq!(tools_list_status(&server, &token).await.0, 401, "the replayed code's key");
+
+    // A code waits two minutes at most.
+    let code = code_for(consent(&server, &mut browser, &url, &[]).await);
+    server.store.clock().advance(chrono::Duration::seconds(121));
+    let (status, late) = redeem_with(
+        code,
+        client_id.clone(),
+        REDIRECT.to_owned(),
+        verifier.clone(),
+        mcp_url.clone(),
+    )
+    .await;
+    assert_eq!((status, late["error"].as_str()), (400, Some("invalid_grant")), "{late}");
+    assert!(late["error_description"].as_str().is_some_and(|d| d.contains("expired")));
+
+    // The token endpoint's other refusals, in the RFC 6749 shape.
+    for (form, status, error) in [
+        (
+            vec![("grant_type", "refresh_token"), ("refresh_token", "x")],
+            400,
+            "unsupported_grant_type",
+        ),
+        (vec![("grant_type", "authorization_code")], 400, "invalid_request"),
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("code", "nope"),
+                ("redirect_uri", REDIRECT),
+                ("client_id", "ocl_unknown"),
+                ("code_verifier", &verifier),
+            ],
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("code", "nope"),
+                ("redirect_uri", REDIRECT),
+                ("client_id", &client_id),
+                ("code_verifier", "short"),
+            ],
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let (got, body) = redeem(&server, &form).await;
+        assert_eq!((got, body["error"].as_str()), (status, Some(error)), "{form:?}: {body}");
+        assert!(body["error_description"].as_str().is_some_and(|d| d.len() > 10));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_authorization_request_refuses_what_it_must_and_redirects_only_where_registered() {
+    let server = oauth_server().await;
+    let client_id = register(&server, "Gemini CLI", REDIRECT).await;
+    let (_, challenge) = pkce("three");
+    let mut browser = Browser::new();
+    let with = |edit: &dyn Fn(&mut url::form_urlencoded::Serializer<'_, url::UrlQuery<'_>>)| {
+        let mut url = url::Url::parse(&format!("{}/oauth/authorize", server.url)).expect("url");
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("response_type", "code").append_pair("client_id", &client_id);
+            edit(&mut query);
+        }
+        url.to_string()
+    };
+    // An unregistered (or missing) redirect URI, or an unknown client: a page, no redirect.
+    for url in [
+        with(&|q| {
+            q.append_pair("redirect_uri", "https://evil.example/cb")
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+        }),
+        with(&|q| {
+            q.append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+        }),
+        authorize_url(&server, "ocl_unknown", REDIRECT, &challenge),
+    ] {
+        let page = browser.get(&url).await;
+        assert_eq!((page.status, page.location.as_deref()), (400, None), "{url}: {}", page.html);
+        assert!(page.html.contains("<h1>Cannot sign in</h1>"), "{}", page.html);
+        assert!(!page.html.contains("evil.example"), "the page does not link to it");
+    }
+    // With a registered redirect URI, errors go back to the client.
+    for (url, error) in [
+        (
+            with(&|q| {
+                q.append_pair("redirect_uri", REDIRECT).append_pair("state", "s");
+            }),
+            "invalid_request",
+        ),
+        (
+            with(&|q| {
+                q.append_pair("redirect_uri", REDIRECT)
+                    .append_pair("state", "s")
+                    .append_pair("code_challenge", &challenge)
+                    .append_pair("code_challenge_method", "plain");
+            }),
+            "invalid_request",
+        ),
+        (
+            with(&|q| {
+                q.append_pair("redirect_uri", REDIRECT)
+                    .append_pair("state", "s")
+                    .append_pair("code_challenge", &challenge)
+                    .append_pair("code_challenge_method", "S256")
+                    .append_pair("resource", "https://elsewhere.example/mcp");
+            }),
+            "invalid_target",
+        ),
+    ] {
+        let page = browser.get(&url).await;
+        assert_eq!(page.status, 303, "{url}");
+        let answer = query_of(page.location.as_deref().expect("location"));
+        assert_eq!((answer["error"].as_str(), answer["state"].as_str()), (error, "s"), "{url}");
+    }
+
+    // A wrong owner credential is refused on the page; a post without the CSRF token is refused.
+    let url = authorize_url(&server, &client_id, REDIRECT, &challenge);
+    let page = browser.get(&url).await;
+    let mut form = hidden_fields(&page.html);
+    form.push(("owner_credential", "csa_wrong".to_owned()));
+    let refused = browser.post(&format!("{}/oauth/login", server.url), &form).await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.html.contains("not this server&#39;s owner credential"), "{}", refused.html);
+    let mut without_csrf: Vec<(&str, String)> =
+        hidden_fields(&page.html).into_iter().filter(|(n, _)| *n != "csrf").collect();
+    without_csrf.push(("owner_credential", server.owner.clone()));
+    let refused = browser.post(&format!("{}/oauth/login", server.url), &without_csrf).await;
+    assert_eq!(refused.status, 403, "{}", refused.html);
+    assert!(refused.html.contains("CSRF"));
+    // Another browser's token is no better: the cookie and the form must agree.
+    let mut stranger = Browser::new();
+    let _ = stranger.get(&url).await;
+    let refused = stranger
+        .post(&format!("{}/oauth/login", server.url), &{
+            let mut form = hidden_fields(&page.html);
+            form.push(("owner_credential", server.owner.clone()));
+            form
+        })
+        .await;
+    assert_eq!(refused.status, 403);
+
+    // Deny sends the client access_denied.
+    let mut form = hidden_fields(&page.html);
+    form.push(("owner_credential", server.owner.clone()));
+    let signed = browser.post(&format!("{}/oauth/login", server.url), &form).await;
+    assert_eq!(signed.status, 303);
+    let consent_page = browser.get(&url).await;
+    let mut form = hidden_fields(&consent_page.html);
+    form.extend([
+        ("decision", "deny".to_owned()),
+        ("workspace", "acme".to_owned()),
+        ("key_name", "x".to_owned()),
+        ("expires", "30d".to_owned()),
+        ("access", "read-only".to_owned()),
+    ]);
+    let denied = browser.post(&format!("{}/oauth/authorize", server.url), &form).await;
+    assert_eq!(denied.status, 303);
+    assert_eq!(query_of(&denied.location.expect("location"))["error"], "access_denied");
+
+    // Registration refuses redirect URIs that could leak a code.
+    for uri in ["http://evil.example/cb", "javascript:alert(1)", "https://a.example/cb#frag"] {
+        let response = http()
+            .post(format!("{}/oauth/register", server.url))
+            .json(&json!({"client_name": "x", "redirect_uris": [uri]}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(response.status(), 400, "{uri}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "invalid_redirect_uri", "{uri}");
+    }
+    server.stop().await;
+}
