@@ -315,6 +315,7 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('--inline-token', '--inline-token', [CompletionResultType]::ParameterName, 'Embed the token itself: the one saved for --key, else one line read from stdin')
             [CompletionResult]::new('--write', '--write', [CompletionResultType]::ParameterName, 'Merge the entry into the client''s config file (diff shown, backup kept, 0600)')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Write without asking for confirmation')
+            [CompletionResult]::new('--oauth', '--oauth', [CompletionResultType]::ParameterName, 'No token at all: the client signs in in a browser on first use (the server must run with `serve --oauth`), and the owner''s consent creates its key')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')

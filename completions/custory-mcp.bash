@@ -256,7 +256,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__config)
-            opts="-q -v -h --key --token-env --inline-token --url --write --scope --yes --server --workspace --json --color --quiet --verbose --help cursor claude-code claude claude-desktop vscode windsurf codex gemini zed"
+            opts="-q -v -h --key --token-env --inline-token --url --write --scope --yes --oauth --server --workspace --json --color --quiet --verbose --help cursor claude-code claude claude-desktop vscode windsurf codex gemini zed"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

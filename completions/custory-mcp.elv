@@ -287,6 +287,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --inline-token 'Embed the token itself: the one saved for --key, else one line read from stdin'
             cand --write 'Merge the entry into the client''s config file (diff shown, backup kept, 0600)'
             cand --yes 'Write without asking for confirmation'
+            cand --oauth 'No token at all: the client signs in in a browser on first use (the server must run with `serve --oauth`), and the owner''s consent creates its key'
             cand --json 'Print machine-readable JSON on stdout'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'

@@ -234,6 +234,7 @@ never\t''"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l inline-token -d 'Embed the token itself: the one saved for --key, else one line read from stdin'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l write -d 'Merge the entry into the client\'s config file (diff shown, backup kept, 0600)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l yes -d 'Write without asking for confirmation'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l oauth -d 'No token at all: the client signs in in a browser on first use (the server must run with `serve --oauth`), and the owner\'s consent creates its key'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -s v -l verbose -d 'Log more (repeat for more detail)'

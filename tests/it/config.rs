@@ -876,3 +876,54 @@ async fn on_a_terminal_write_asks_first() {
     assert!(read(&path).contains("\"custory\""));
     assert_eq!(read(&bak(&path)), "{}\n");
 }
+
+#[tokio::test]
+async fn oauth_configs_carry_the_url_and_no_token_or_header() {
+    let env = TestEnv::new();
+    for client in
+        ["cursor", "claude-code", "claude-desktop", "vscode", "windsurf", "codex", "gemini", "zed"]
+    {
+        let out = config(&env, client, &["--oauth"]).await;
+        assert_eq!(out.code, 0, "{client}: {}", out.stderr);
+        let lower = out.stdout.to_lowercase();
+        assert!(out.stdout.contains(URL), "{client}: {}", out.stdout);
+        for word in ["authorization", "bearer", "header", "token", "custory_auth"] {
+            assert!(!lower.contains(word), "{client} has {word:?}: {}", out.stdout);
+        }
+        // The snippet parses as the client reads it.
+        if client == "codex" {
+            let table: toml_edit::DocumentMut = out.stdout.parse().expect("TOML");
+            assert_eq!(table["mcp_servers"]["custory"]["url"].as_str(), Some(URL));
+        } else {
+            let _: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+        }
+        assert!(out.stderr.contains("serve --oauth"), "{client}: {}", out.stderr);
+    }
+    let out = config(&env, "cursor", &["--oauth", "--inline-token"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    // Claude Code's own command adds the same header-less entry.
+    let claude = crate::conformance::claude_code();
+    let out = config(&env, "claude-code", &["--oauth"]).await;
+    let line = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Or let Claude Code add it: "))
+        .unwrap_or_else(|| panic!("no command in {}", out.stderr))
+        .to_owned();
+    let bin = claude.parent().expect("bin dir");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .env("HOME", env.home.path())
+        .env("PATH", path)
+        .output()
+        .expect("sh");
+    assert!(ran.status.success(), "{line}\n{}", String::from_utf8_lossy(&ran.stderr));
+    let written: serde_json::Value =
+        serde_json::from_str(&read(&home(&env, ".claude.json"))).expect("Claude Code's file");
+    let entry = &written["mcpServers"]["custory"];
+    assert_eq!((entry["type"].as_str(), entry["url"].as_str()), (Some("http"), Some(URL)));
+    assert!(entry.get("headers").is_none_or(|h| h.as_object().is_some_and(|h| h.is_empty())));
+}

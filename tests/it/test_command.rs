@@ -328,6 +328,23 @@ async fn a_malformed_token_fails_locally_without_any_network() {
 }
 
 #[tokio::test]
+async fn a_server_with_oauth_on_is_reported_as_offering_it_after_a_401_only() {
+    let config = custory_mcp::server::ServerConfig { oauth: true, ..Default::default() };
+    let server = TestServer::start_with(config).await;
+    let (_, token) = server.create_key("Cursor", "30d", "read-write").await;
+    let run = run_test(Some(&token), &["--server", &server.url]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let stage = run.stage("✓", "OAuth discovery");
+    assert!(stage.contains("offered after a 401 only"), "{stage}");
+    assert!(stage.contains(&format!("{}/oauth", server.url)), "{stage}");
+    // A key the server does not know: the 401 says it leads to a sign-in.
+    let run = run_test(Some(&stranger_token()), &["--server", &server.url]).await;
+    assert_eq!(run.code, Some(1));
+    assert!(run.stage("✗", "initialize").contains("advertises OAuth metadata"), "{}", run.stderr);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_server_answering_oauth_discovery_fails_that_stage() {
     let server = TestServer::start().await;
     let (_, token) = server.create_key("Cursor", "30d", "read-write").await;

@@ -459,6 +459,65 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
     Ok(Plan { client, entry, placeholder, command, notes })
 }
 
+/// The entry for a client that signs in with OAuth (`config --oauth`): the URL and no header,
+/// so that the client answers the server's 401 with its browser sign-in.
+pub fn plan_oauth(client: Client, url: &str, scope: Scope) -> Plan {
+    let mut command = None;
+    let entry = match client {
+        Client::Cursor => json_entry("mcpServers", vec![("url", url.into())]),
+        Client::Windsurf => json_entry("mcpServers", vec![("serverUrl", url.into())]),
+        Client::Gemini => json_entry("mcpServers", vec![("httpUrl", url.into())]),
+        Client::ClaudeCode => {
+            let scope = match scope {
+                Scope::User => "user",
+                Scope::Project => "project",
+            };
+            command = Some(format!(
+                "claude mcp add --transport http --scope {scope} {ENTRY_NAME} {}",
+                shell_quote(url)
+            ));
+            json_entry("mcpServers", vec![("type", "http".into()), ("url", url.into())])
+        }
+        Client::Codex => {
+            let mut table = toml_edit::Table::new();
+            table.insert("url", toml_edit::value(url));
+            command = Some(format!(
+                "codex mcp add {ENTRY_NAME} --url {} && codex mcp login {ENTRY_NAME}",
+                shell_quote(url)
+            ));
+            Entry::Toml { table }
+        }
+        Client::Vscode => json_entry("servers", vec![("type", "http".into()), ("url", url.into())]),
+        Client::ClaudeDesktop => {
+            let mut args: Vec<CstInputValue> = vec!["-y".into(), "mcp-remote".into(), url.into()];
+            args.extend(["--transport".into(), "http-only".into()]);
+            if needs_allow_http(url) {
+                args.push("--allow-http".into());
+            }
+            json_entry(
+                "mcpServers",
+                vec![("command", "npx".into()), ("args", CstInputValue::Array(args))],
+            )
+        }
+        Client::Zed => json_entry("context_servers", vec![("url", url.into())]),
+    };
+    let notes = vec![
+        Note::Info(format!(
+            "No token in this config: on first use {} opens a browser to sign in, where the \
+             server's owner approves it (the owner credential, csa_…) and chooses its workspace, \
+             expiry and access. That creates an ordinary key, shown by `custory-mcp keys list` \
+             as \"via OAuth\".",
+            client.name()
+        )),
+        Note::Info(
+            "The server must run with `custory-mcp serve --oauth`; without it the client's \
+             sign-in ends in \"registration rejected (404)\"."
+                .to_owned(),
+        ),
+    ];
+    Plan { client, entry, placeholder: false, command, notes }
+}
+
 /// The variable an env-referencing snippet names (the default when the token is inline, where
 /// it is not used).
 fn env_var(auth: &Auth) -> &str {

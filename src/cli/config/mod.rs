@@ -64,6 +64,10 @@ pub struct ConfigArgs {
     /// Write without asking for confirmation
     #[arg(long, requires = "write")]
     pub yes: bool,
+    /// No token at all: the client signs in in a browser on first use (the server must run
+    /// with `serve --oauth`), and the owner's consent creates its key
+    #[arg(long, conflicts_with_all = ["key", "token_env", "inline_token"])]
+    pub oauth: bool,
 }
 
 /// `--json`.
@@ -94,13 +98,16 @@ pub fn run(args: ConfigArgs, global: &GlobalArgs, printer: Printer) -> anyhow::R
     }
     let url = endpoint(args.url.as_deref(), &global.server)?;
     let path = client.path(args.scope)?;
-    let auth = auth(&args, global)?;
-    let plan = clients::plan(client, &url, &auth, args.scope)?;
+    let auth = if args.oauth { None } else { Some(auth(&args, global)?) };
+    let plan = match &auth {
+        Some(auth) => clients::plan(client, &url, auth, args.scope)?,
+        None => clients::plan_oauth(client, &url, args.scope),
+    };
     let syntax = syntax(client);
     let content = merge::merge(&plan.entry, syntax, None, &path)?;
 
     if args.write {
-        return write(&args, &plan, syntax, &path, &content, &auth, printer);
+        return write(&args, &plan, syntax, &path, &content, auth.as_ref(), printer);
     }
 
     if printer.json {
@@ -126,7 +133,7 @@ fn write(
     syntax: Syntax,
     path: &Path,
     content: &str,
-    auth: &Auth,
+    auth: Option<&Auth>,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let client = plan.client;
@@ -166,8 +173,8 @@ fn write(
     }
 
     let redact = |line: &str| match auth {
-        Auth::Inline(token) => line.replace(token.expose(), &token.to_string()),
-        Auth::Env { .. } => line.to_owned(),
+        Some(Auth::Inline(token)) => line.replace(token.expose(), &token.to_string()),
+        Some(Auth::Env { .. }) | None => line.to_owned(),
     };
     for line in merge::diff(&target, previous.as_deref(), &merged) {
         let line = redact(&line);

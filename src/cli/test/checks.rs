@@ -122,6 +122,7 @@ pub(super) async fn check_connect_and_discovery(list: &mut Checklist, target: &T
     paths.push("/.well-known/oauth-authorization-server".to_owned());
 
     let mut answers = Vec::new();
+    let mut offered: Option<String> = None;
     for (index, path) in paths.iter().enumerate() {
         let mut url = target.url.clone();
         url.set_path(path);
@@ -143,7 +144,16 @@ pub(super) async fn check_connect_and_discovery(list: &mut Checklist, target: &T
                     .and_then(|v| v.to_str().ok())
                     .map(|l| clean(l, &target.token));
                 let content_type = content_type(response.headers());
-                answers.push((path.clone(), response.status(), content_type, location));
+                let status = response.status();
+                // The resource's own metadata is read: a server with OAuth on names its
+                // authorization server there.
+                if index == 0 && !mcp_path.is_empty() && status.is_success() {
+                    let body = response.text().await.unwrap_or_default();
+                    offered = serde_json::from_str::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|m| m["authorization_servers"][0].as_str().map(str::to_owned));
+                }
+                answers.push((path.clone(), status, content_type, location));
             }
             Err(error) => {
                 let stage = if index == 0 { "connect" } else { "OAuth discovery" };
@@ -157,8 +167,29 @@ pub(super) async fn check_connect_and_discovery(list: &mut Checklist, target: &T
     const NAME: &str = "OAuth discovery";
     let consequence = "clients such as Claude Code, Cursor and mcp-remote then ignore the \
                        configured Authorization header and start an OAuth flow";
-    let offending =
-        answers.iter().find(|(_, status, _, _)| status.is_success() || status.is_redirection());
+    // OAuth as `serve --oauth` offers it: the resource's metadata names an authorization
+    // server, and the root paths that clients probe without a 401 stay 404.
+    let scoped = usize::from(offered.is_some());
+    let offending = answers
+        .iter()
+        .skip(scoped)
+        .find(|(_, status, _, _)| status.is_success() || status.is_redirection());
+    if let (Some(server), None) = (&offered, offending) {
+        list.record(Stage::pass(
+            NAME,
+            format!(
+                "offered after a 401 only: {} names the authorization server {}, and the root \
+                 /.well-known/oauth-* paths answer 404, so clients with a valid key keep using \
+                 it and clients without one can sign in",
+                answers[0].0,
+                clean(server, &target.token)
+            ),
+        ));
+        return true;
+    }
+    let offending = offending.or_else(|| {
+        answers.iter().find(|(_, status, _, _)| status.is_success() || status.is_redirection())
+    });
     match offending {
         None => {
             let mut statuses: Vec<u16> =
