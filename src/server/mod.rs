@@ -5,6 +5,7 @@
 
 mod admin;
 mod admission;
+mod client_metadata;
 mod connection;
 mod error;
 mod limiter;
@@ -28,6 +29,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+pub use client_metadata::FetchPolicy;
 use error::ApiError;
 use limiter::AuthLimiter;
 pub use limits::Rate;
@@ -76,6 +78,8 @@ pub struct ServerConfig {
     pub key_writes: Rate,
     /// Whether the server is the OAuth authorization server of its MCP endpoint (`--oauth`).
     pub oauth: bool,
+    /// Which client metadata documents may be fetched (public https only, but in tests).
+    pub oauth_metadata: FetchPolicy,
 }
 
 /// The names a loopback server answers to.
@@ -97,6 +101,7 @@ impl Default for ServerConfig {
             key_requests: Rate { per_second: 500, burst: 1000 },
             key_writes: Rate { per_second: 200, burst: 2000 },
             oauth: false,
+            oauth_metadata: FetchPolicy::default(),
         }
     }
 }
@@ -126,6 +131,8 @@ pub struct Shared {
     pub transfers: Arc<tokio::sync::Semaphore>,
     /// OAuth client registrations per address: they need no credential.
     pub registrations: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Fetches and caches client ID metadata documents.
+    pub metadata: client_metadata::MetadataFetcher,
 }
 
 impl AppState {
@@ -138,7 +145,17 @@ impl AppState {
             governor::Quota::per_minute(REGISTRATIONS_PER_MINUTE)
                 .allow_burst(REGISTRATIONS_PER_MINUTE),
         );
-        Self(Arc::new(Shared { store, config, limiter, shares, rates, transfers, registrations }))
+        let metadata = client_metadata::MetadataFetcher::new(&config.oauth_metadata);
+        Self(Arc::new(Shared {
+            store,
+            config,
+            limiter,
+            shares,
+            rates,
+            transfers,
+            registrations,
+            metadata,
+        }))
     }
 }
 

@@ -24,11 +24,13 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::admission::public_origin;
+use super::client_metadata::is_document_url;
 use super::error::{ApiError, retry_seconds};
 use crate::api::{Access, ExpiryPolicy, validate_name};
 use crate::store::StoreError;
 use crate::store::oauth::{
-    Grant, OAuthClient, REDIRECT_URIS_MAX, RedeemError, Redemption, SESSION_LIFETIME, same_secret,
+    Grant, OAuthClient, REDIRECT_URIS_MAX, RedeemError, Redemption, SESSION_LIFETIME,
+    check_redirect_uri, redirect_registered, same_secret,
 };
 use crate::token::{PlainToken, TokenKind};
 
@@ -139,6 +141,7 @@ pub async fn authorization_server(
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none"],
         "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": true,
     }))
     .into_response())
 }
@@ -218,54 +221,6 @@ pub async fn register(
     Ok((StatusCode::CREATED, no_store(), Json(answer)).into_response())
 }
 
-/// Whether `uri` may be registered: https anywhere, http on loopback only (RFC 8252 §7.3), or
-/// an app's own scheme (§7.1); never a fragment, never a scheme a browser runs.
-fn check_redirect_uri(uri: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(uri).map_err(|e| format!("{uri:?} is not a URI: {e}"))?;
-    if uri.len() > 2000 {
-        return Err("a redirect URI is at most 2000 characters".into());
-    }
-    if parsed.fragment().is_some() {
-        return Err(format!("{uri:?} has a fragment; redirect URIs may not (RFC 6749 §3.1.2)"));
-    }
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(&parsed) => Ok(()),
-        "http" => Err(format!(
-            "{uri:?} is plain http to another machine; use https, or a loopback address"
-        )),
-        "javascript" | "data" | "file" | "blob" | "vbscript" | "about" | "ftp" | "ws" | "wss" => {
-            Err(format!("{uri:?} has a scheme that cannot receive a code"))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// Whether `asked` is one of `registered`, exactly; for http on loopback the port may differ
-/// (RFC 8252 §7.3: the client picks a free port at each start).
-fn redirect_registered(registered: &[String], asked: &str) -> bool {
-    let Ok(asked_url) = url::Url::parse(asked) else { return false };
-    registered.iter().any(|uri| {
-        if uri == asked {
-            return true;
-        }
-        let Ok(mut known) = url::Url::parse(uri) else { return false };
-        if known.scheme() != "http" || !is_loopback(&known) || !is_loopback(&asked_url) {
-            return false;
-        }
-        known.set_port(asked_url.port()).is_ok() && known == asked_url
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // The authorization request and the consent page
 
@@ -297,7 +252,7 @@ struct Request {
 /// (nothing redirects anywhere then), or a redirect to the client with the error.
 pub enum Refusal {
     Page(StatusCode, String),
-    Redirect(Response),
+    Redirect(Box<Response>),
 }
 
 impl IntoResponse for Refusal {
@@ -306,7 +261,7 @@ impl IntoResponse for Refusal {
             Self::Page(status, message) => {
                 page(status, "Cannot sign in", &paragraph(&message), None)
             }
-            Self::Redirect(response) => response,
+            Self::Redirect(response) => *response,
         }
     }
 }
@@ -319,7 +274,7 @@ impl From<OAuthError> for Refusal {
 
 /// Checks an authorization request (RFC 6749 §4.1.2.1): the client and its redirect URI
 /// first, since only a trusted redirect URI may receive an error.
-fn check_request(
+async fn check_request(
     state: &AppState,
     headers: &HeaderMap,
     params: &AuthorizeParams,
@@ -331,13 +286,22 @@ fn check_request(
             "The request names no client_id.".into(),
         ));
     };
-    let Some(client) = state.store.oauth_client(client_id).map_err(OAuthError::from)? else {
-        return Err(Refusal::Page(
-            StatusCode::BAD_REQUEST,
-            "The client is not registered with this server. Start the sign-in again from the \
-             application."
-                .into(),
-        ));
+    let client = if is_document_url(client_id) {
+        state.metadata.client(client_id).await.map_err(|why| {
+            Refusal::Page(
+                StatusCode::BAD_REQUEST,
+                format!("The client cannot sign in here: {why}."),
+            )
+        })?
+    } else {
+        state.store.oauth_client(client_id).map_err(OAuthError::from)?.ok_or_else(|| {
+            Refusal::Page(
+                StatusCode::BAD_REQUEST,
+                "The client is not registered with this server. Start the sign-in again from \
+                 the application."
+                    .into(),
+            )
+        })?
     };
     let Some(redirect_uri) = params
         .redirect_uri
@@ -352,12 +316,12 @@ fn check_request(
     };
     let issuer = format!("{origin}/oauth");
     let refuse = |error: &str, description: &str| {
-        Refusal::Redirect(redirect_to(
+        Refusal::Redirect(Box::new(redirect_to(
             redirect_uri,
             &issuer,
             params.state.as_deref(),
             &[("error", error), ("error_description", description)],
-        ))
+        )))
     };
     if params.response_type.as_deref() != Some("code") {
         return Err(refuse("unsupported_response_type", "response_type must be code"));
@@ -417,7 +381,7 @@ pub async fn authorize(
     headers: HeaderMap,
     Query(params): Query<AuthorizeParams>,
 ) -> Result<Response, Refusal> {
-    let request = check_request(&state, &headers, &params)?;
+    let request = check_request(&state, &headers, &params).await?;
     let (csrf, set_csrf) = csrf_token(&headers);
     let mut response = if signed_in(&state, &headers)? {
         consent_page(&state, &request, &params, &csrf, peer.ip(), None)?
@@ -450,7 +414,7 @@ pub async fn login(
     form: Result<Form<SignIn>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let Form(form) = form.map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let request = check_request(&state, &headers, &form.params)?;
+    let request = check_request(&state, &headers, &form.params).await?;
     check_csrf(&headers, &form.csrf)?;
     let (csrf, _) = csrf_token(&headers);
     let owner = PlainToken::parse(&form.owner_credential)
@@ -518,7 +482,7 @@ pub async fn decide(
     form: Result<Form<Decision>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let Form(form) = form.map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let request = check_request(&state, &headers, &form.params)?;
+    let request = check_request(&state, &headers, &form.params).await?;
     check_csrf(&headers, &form.csrf)?;
     if !signed_in(&state, &headers)? {
         let (csrf, _) = csrf_token(&headers);
@@ -560,6 +524,9 @@ pub async fn decide(
     else {
         return back("Choose an expiry and an access.");
     };
+    if is_document_url(&request.client.id) {
+        state.store.save_document_client(&request.client).map_err(OAuthError::from)?;
+    }
     let code = state
         .store
         .issue_code(&Grant {
@@ -923,6 +890,7 @@ fn field<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, OAuthErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::oauth::{check_redirect_uri, redirect_registered};
 
     #[test]
     fn redirect_uris_are_exact_but_loopback_ports_vary() {

@@ -161,6 +161,21 @@ impl Store {
         Ok(client)
     }
 
+    /// Keeps a client known by its metadata document (its id is the document's URL) once the
+    /// owner approved it, so that its codes and keys can name it.
+    pub fn save_document_client(&self, client: &OAuthClient) -> StoreResult<()> {
+        let uris = serde_json::to_string(&client.redirect_uris)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.writer().execute(
+            "INSERT INTO oauth_clients (id, name, redirect_uris, created_at, used_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                                            redirect_uris = excluded.redirect_uris",
+            params![client.id, client.name, uris, self.now().timestamp()],
+        )?;
+        Ok(())
+    }
+
     /// The client registered as `id`.
     pub fn oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClient>> {
         let conn = self.reader()?;
@@ -359,4 +374,52 @@ impl Store {
         self.reindex_key(&conn, &key.id)?;
         Ok((key, token))
     }
+}
+
+/// Whether `uri` may be registered: https anywhere, http on loopback only (RFC 8252 §7.3), or
+/// an app's own scheme (§7.1); never a fragment, never a scheme a browser runs.
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(uri).map_err(|e| format!("{uri:?} is not a URI: {e}"))?;
+    if uri.len() > 2000 {
+        return Err("a redirect URI is at most 2000 characters".into());
+    }
+    if parsed.fragment().is_some() {
+        return Err(format!("{uri:?} has a fragment; redirect URIs may not (RFC 6749 §3.1.2)"));
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
+        "http" => Err(format!(
+            "{uri:?} is plain http to another machine; use https, or a loopback address"
+        )),
+        "javascript" | "data" | "file" | "blob" | "vbscript" | "about" | "ftp" | "ws" | "wss" => {
+            Err(format!("{uri:?} has a scheme that cannot receive a code"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Whether `asked` is one of `registered`, exactly; for http on loopback the port may differ
+/// (RFC 8252 §7.3: the client picks a free port at each start).
+pub fn redirect_registered(registered: &[String], asked: &str) -> bool {
+    let Ok(asked_url) = url::Url::parse(asked) else { return false };
+    registered.iter().any(|uri| {
+        if uri == asked {
+            return true;
+        }
+        let Ok(mut known) = url::Url::parse(uri) else { return false };
+        if known.scheme() != "http" || !is_loopback(&known) || !is_loopback(&asked_url) {
+            return false;
+        }
+        known.set_port(asked_url.port()).is_ok() && known == asked_url
+    })
 }

@@ -653,3 +653,115 @@ async fn the_authorization_request_refuses_what_it_must_and_redirects_only_where
     }
     server.stop().await;
 }
+
+/// Serves the documents `documents(base URL)` gives (path → JSON) over https on 127.0.0.1
+/// with a certificate made now; returns the base URL and the certificate (DER) to trust.
+async fn document_server(
+    documents: impl Fn(&str) -> Vec<(&'static str, Value)>,
+) -> (String, Vec<u8>) {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("self-signed certificate");
+    let der = certified.cert.der().to_vec();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("https://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    let mut router = axum::Router::new();
+    for (path, document) in documents(&base) {
+        router =
+            router.route(path, axum::routing::get(move || async move { axum::Json(document) }));
+    }
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (base, der)
+}
+
+#[tokio::test]
+async fn a_client_known_by_its_metadata_document_signs_in_without_registering() {
+    let port_free = "http://127.0.0.1:9/callback";
+    let (base, der) = document_server(|base| {
+        let document = |id: String| {
+            json!({"client_id": id, "client_name": "Doc Client", "redirect_uris": [port_free],
+                   "token_endpoint_auth_method": "none"})
+        };
+        vec![
+            ("/client.json", document(format!("{base}/client.json"))),
+            ("/impostor.json", document(format!("{base}/client.json"))),
+        ]
+    })
+    .await;
+    let config = ServerConfig {
+        oauth: true,
+        oauth_metadata: custory_mcp::server::FetchPolicy {
+            allow_private_addresses: true,
+            extra_roots: vec![der],
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(config).await;
+    let client_id = format!("{base}/client.json");
+    let (verifier, challenge) = pkce("document");
+    let mut browser = Browser::new();
+    let url = authorize_url(&server, &client_id, port_free, &challenge);
+    let first = browser.get(&url).await;
+    assert_eq!(first.status, 200, "{}", first.html);
+    assert!(first.html.contains("Doc Client"), "the document's name: {}", first.html);
+    let location = consent(&server, &mut browser, &url, &[]).await;
+    let code = query_of(&location)["code"].clone();
+    let (status, token) = redeem(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", port_free),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let access_token = token["access_token"].as_str().expect("token");
+    assert_eq!(tools_list_status(&server, access_token).await.0, 200);
+    let keys: Value = http()
+        .get(server.admin("/workspaces/acme/mcp-keys"))
+        .bearer_auth(&server.owner)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(keys["keys"][0]["oauth_client"]["client_id"], client_id);
+
+    // A document that names another client, or a redirect it does not list, is refused.
+    for (id, redirect) in
+        [(format!("{base}/impostor.json"), port_free), (client_id.clone(), "http://127.0.0.1:9/x")]
+    {
+        let page = browser.get(&authorize_url(&server, &id, redirect, &challenge)).await;
+        assert_eq!((page.status, page.location.as_deref()), (400, None), "{id}: {}", page.html);
+    }
+    server.stop().await;
+
+    // By default nothing on a private address is fetched.
+    let server = oauth_server().await;
+    let page = Browser::new().get(&authorize_url(&server, &client_id, port_free, &challenge)).await;
+    assert_eq!(page.status, 400, "{}", page.html);
+    assert!(page.html.contains("private address"), "{}", page.html);
+    server.stop().await;
+}
