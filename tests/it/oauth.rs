@@ -16,6 +16,39 @@ use crate::common::{TestServer, http, initialize_body, mcp_post};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
+/// A server the flow runs against: in this process, or the real binary.
+trait Site {
+    fn base(&self) -> &str;
+    fn owner_credential(&self) -> &str;
+    fn mcp(&self) -> String {
+        format!("{}/api/mcp", self.base())
+    }
+}
+
+impl Site for TestServer {
+    fn base(&self) -> &str {
+        &self.url
+    }
+    fn owner_credential(&self) -> &str {
+        &self.owner
+    }
+}
+
+/// `custory-mcp serve` as a user starts it.
+struct Served {
+    url: String,
+    owner: String,
+}
+
+impl Site for Served {
+    fn base(&self) -> &str {
+        &self.url
+    }
+    fn owner_credential(&self) -> &str {
+        &self.owner
+    }
+}
+
 async fn oauth_server() -> TestServer {
     TestServer::start_with(ServerConfig { oauth: true, ..ServerConfig::default() }).await
 }
@@ -114,9 +147,9 @@ fn hidden_fields(html: &str) -> Vec<(&'static str, String)> {
     .collect()
 }
 
-async fn register(server: &TestServer, name: &str, redirect: &str) -> String {
+async fn register(server: &impl Site, name: &str, redirect: &str) -> String {
     let response = http()
-        .post(format!("{}/oauth/register", server.url))
+        .post(format!("{}/oauth/register", server.base()))
         .json(&json!({"client_name": name, "redirect_uris": [redirect],
                       "token_endpoint_auth_method": "none",
                       "grant_types": ["authorization_code", "refresh_token"]}))
@@ -130,8 +163,8 @@ async fn register(server: &TestServer, name: &str, redirect: &str) -> String {
     body["client_id"].as_str().expect("client_id").to_owned()
 }
 
-fn authorize_url(server: &TestServer, client_id: &str, redirect: &str, challenge: &str) -> String {
-    let mut url = url::Url::parse(&format!("{}/oauth/authorize", server.url)).expect("url");
+fn authorize_url(server: &impl Site, client_id: &str, redirect: &str, challenge: &str) -> String {
+    let mut url = url::Url::parse(&format!("{}/oauth/authorize", server.base())).expect("url");
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", client_id)
@@ -139,7 +172,7 @@ fn authorize_url(server: &TestServer, client_id: &str, redirect: &str, challenge
         .append_pair("state", "st&te 1")
         .append_pair("code_challenge", challenge)
         .append_pair("code_challenge_method", "S256")
-        .append_pair("resource", &server.mcp_url());
+        .append_pair("resource", &server.mcp());
     url.into()
 }
 
@@ -149,7 +182,7 @@ fn query_of(location: &str) -> HashMap<String, String> {
 
 /// Signs in (once per browser) and approves; returns where the browser is sent.
 async fn consent(
-    server: &TestServer,
+    server: &impl Site,
     browser: &mut Browser,
     url: &str,
     choices: &[(&'static str, String)],
@@ -158,12 +191,12 @@ async fn consent(
     assert_eq!(page.status, 200, "{}", page.html);
     if page.html.contains("name=\"owner_credential\"") {
         let mut form = hidden_fields(&page.html);
-        form.push(("owner_credential", server.owner.clone()));
-        let signed = browser.post(&format!("{}/oauth/login", server.url), &form).await;
+        form.push(("owner_credential", server.owner_credential().to_owned()));
+        let signed = browser.post(&format!("{}/oauth/login", server.base()), &form).await;
         assert_eq!(signed.status, 303, "{}", signed.html);
         let back = signed.location.expect("back to consent");
         assert!(back.starts_with("/oauth/authorize?"), "{back}");
-        page = browser.get(&format!("{}{back}", server.url)).await;
+        page = browser.get(&format!("{}{back}", server.base())).await;
     }
     assert!(page.html.contains("name=\"decision\" value=\"approve\""), "{}", page.html);
     let csp = page.csp.clone().expect("a CSP");
@@ -179,7 +212,7 @@ async fn consent(
             form.push((name, if name == "expires" { "30d" } else { "read-write" }.to_owned()));
         }
     }
-    let answered = browser.post(&format!("{}/oauth/authorize", server.url), &form).await;
+    let answered = browser.post(&format!("{}/oauth/authorize", server.base()), &form).await;
     assert_eq!(answered.status, 303, "{}", answered.html);
     answered.location.expect("redirect")
 }
@@ -192,9 +225,13 @@ fn hidden_value(html: &str, name: &str) -> String {
     rest[..rest.find('"').expect("end")].to_owned()
 }
 
-async fn redeem(server: &TestServer, form: &[(&str, &str)]) -> (u16, Value) {
-    let response =
-        http().post(format!("{}/oauth/token", server.url)).form(form).send().await.expect("token");
+async fn redeem(server: &impl Site, form: &[(&str, &str)]) -> (u16, Value) {
+    let response = http()
+        .post(format!("{}/oauth/token", server.base()))
+        .form(form)
+        .send()
+        .await
+        .expect("token");
     let status = response.status().as_u16();
     assert_eq!(
         response.headers().get("cache-control").and_then(|v| v.to_str().ok()),
@@ -203,9 +240,9 @@ async fn redeem(server: &TestServer, form: &[(&str, &str)]) -> (u16, Value) {
     (status, response.json().await.expect("json"))
 }
 
-async fn tools_list_status(server: &TestServer, token: &str) -> (u16, Option<String>) {
+async fn tools_list_status(server: &impl Site, token: &str) -> (u16, Option<String>) {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-    let response = mcp_post(&server.mcp_url(), token, &body).send().await.expect("post");
+    let response = mcp_post(&server.mcp(), token, &body).send().await.expect("post");
     let challenge =
         response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     (response.status().as_u16(), challenge)
@@ -764,4 +801,67 @@ async fn a_client_known_by_its_metadata_document_signs_in_without_registering() 
     assert_eq!(page.status, 400, "{}", page.html);
     assert!(page.html.contains("private address"), "{}", page.html);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn the_flow_leaves_no_secret_in_the_servers_log() {
+    let env = crate::common::TestEnv::new();
+    let db = env.home.path().join("custory.db");
+    let process = env.serve(&db, &["--oauth", "-vvv"]).await;
+    let site = Served {
+        url: process.url(),
+        owner: process.announced["owner_credential"].as_str().expect("owner").to_owned(),
+    };
+    assert_eq!(process.announced["oauth"], true);
+    let client_id = register(&site, "Logged Client", REDIRECT).await;
+    let (verifier, challenge) = pkce("log");
+    let mut browser = Browser::new();
+    let url = authorize_url(&site, &client_id, REDIRECT, &challenge);
+    let code = query_of(&consent(&site, &mut browser, &url, &[]).await)["code"].clone();
+    let (status, token) = redeem(
+        &site,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let access_token = token["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(tools_list_status(&site, &access_token).await.0, 200);
+    // A replay is refused with a sentence that quotes nothing secret.
+    let (_, replay) = redeem(
+        &site,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    let replay = replay.to_string();
+    let log = process.terminate().await;
+    assert!(log.contains("/oauth/token"), "the log is verbose: {log}");
+    let session = browser.cookies.get("custory_owner_session").expect("session cookie").clone();
+    for (what, secret) in [
+        ("access token", access_token.as_str()),
+        ("code", code.as_str()),
+        ("verifier", verifier.as_str()),
+        ("owner credential", site.owner.as_str()),
+        ("session", session.as_str()),
+    ] {
+        assert!(!log.contains(secret), "the {what} is in the log");
+        assert!(!replay.contains(secret), "the {what} is in an error");
+    }
+    let mut stored = std::fs::read(&db).expect("database");
+    stored.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+    let stored = String::from_utf8_lossy(&stored);
+    for secret in [&access_token, &code, &session] {
+        assert!(!stored.contains(secret.as_str()), "a secret is stored in the clear");
+    }
 }
