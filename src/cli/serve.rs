@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// owner's consent mints an ordinary MCP key. Clients with a key in a header are unaffected
     #[arg(long)]
     pub oauth: bool,
+    /// The URL clients reach this server at, when it differs from what they send as Host
+    /// (behind a TLS proxy: https://mcp.example.com); OAuth's metadata names it
+    #[arg(long, value_name = "URL", value_parser = public_url)]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -207,6 +211,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             allowed_origins: args.allow_origin,
             allowed_hosts,
             oauth: args.oauth,
+            public_url: args.public_url,
             ..ServerConfig::default()
         };
         args.limits.apply(&mut config, files);
@@ -384,4 +389,16 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+/// `--public-url`: an http(s) origin, no path.
+fn public_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("give an http or https URL such as https://mcp.example.com".into());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("give the origin only (https://mcp.example.com), without a path".into());
+    }
+    Ok(url.origin().ascii_serialization())
 }

@@ -434,9 +434,12 @@ fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
     json && sse
 }
 
-/// The origin clients reach this server at (`http://` and the `Host` header), when the header
-/// is a plain host this server answers to.
+/// The origin clients reach this server at: `--public-url`, else `http://` and the `Host`
+/// header, when the header is a plain host this server answers to.
 pub fn public_origin(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    if let Some(url) = &state.config.public_url {
+        return Some(url.trim_end_matches('/').to_owned());
+    }
     let host = headers.get(HOST)?.to_str().ok()?;
     (host_name(host).is_some() && state.config.host_allowed(headers))
         .then(|| format!("http://{host}"))

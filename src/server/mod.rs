@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub key_writes: Rate,
     /// Whether the server is the OAuth authorization server of its MCP endpoint (`--oauth`).
     pub oauth: bool,
+    /// The origin clients reach the server at (`https://mcp.example.com`), for the OAuth
+    /// metadata; without it, `http://` and the request's `Host`.
+    pub public_url: Option<String>,
     /// Which client metadata documents may be fetched (public https only, but in tests).
     pub oauth_metadata: FetchPolicy,
 }
@@ -101,6 +104,7 @@ impl Default for ServerConfig {
             key_requests: Rate { per_second: 500, burst: 1000 },
             key_writes: Rate { per_second: 200, burst: 2000 },
             oauth: false,
+            public_url: None,
             oauth_metadata: FetchPolicy::default(),
         }
     }

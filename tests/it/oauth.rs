@@ -296,6 +296,29 @@ async fn only_a_401_leads_to_the_metadata_and_static_keys_are_untouched() {
     assert_eq!(metadata["grant_types_supported"], json!(["authorization_code"]));
     server.stop().await;
 
+    // Behind a TLS proxy the metadata names the public URL, not the Host it was asked at.
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        public_url: Some("https://mcp.example.com".into()),
+        ..ServerConfig::default()
+    })
+    .await;
+    let resource: Value = http()
+        .get(format!("{}/.well-known/oauth-protected-resource/api/mcp", server.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(resource["resource"], "https://mcp.example.com/api/mcp");
+    assert_eq!(resource["authorization_servers"][0], "https://mcp.example.com/oauth");
+    let (_, challenge) = tools_list_status(&server, "cst_nope").await;
+    assert!(challenge.expect("challenge").contains(
+        "resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/api/mcp\""
+    ));
+    server.stop().await;
+
     // Without --oauth nothing of it exists.
     let server = TestServer::start().await;
     let (_, challenge) = tools_list_status(&server, "cst_nope").await;
