@@ -50,6 +50,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l listen
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l database -l db -d 'Where the data lives: a SQLite file (a path or sqlite://PATH) or a PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, shared by several replicas) [default: custory.db in the user\'s data directory]' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-origin -d 'Let browser pages from this Origin call the MCP endpoint (repeatable)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-host -d 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l public-url -d 'The URL clients reach this server at, when it differs from what they send as Host (behind a TLS proxy: https://mcp.example.com); OAuth\'s metadata names it' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-connections -d 'Connections open at once (kept below the open-files limit, which is raised at start)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-connections-per-address -d 'Connections open at once from one address (an IPv6 /64 counts as one)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l header-timeout -d 'Seconds a client has to send a request\'s head (also ends idle kept-alive connections)' -r
