@@ -198,7 +198,8 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = cors(&state.config.allowed_origins) {
         mcp = mcp.layer(cors);
     }
-    let mut router = Router::new().route("/healthz", get(healthz)).merge(mcp);
+    let mut router =
+        Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(mcp);
     if state.config.oauth {
         router = router.merge(oauth_routes());
     }
@@ -315,6 +316,46 @@ async fn housekeeping(state: AppState) {
 
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// `GET /readyz`: whether this replica can serve: its database answers (within 2 s) and has
+/// the schema this build writes. A load balancer takes a replica out while it fails.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    let store = Arc::clone(&state.store);
+    let checked = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || store.schema_version()),
+    )
+    .await;
+    let (status, problem) = match checked {
+        Ok(Ok(Ok(version))) if version == crate::store::SCHEMA_VERSION => (StatusCode::OK, None),
+        Ok(Ok(Ok(version))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(format!(
+                "the database has schema version {version}, this build writes {}",
+                crate::store::SCHEMA_VERSION
+            )),
+        ),
+        Ok(Ok(Err(error))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(format!("the database does not answer: {error}")),
+        ),
+        Ok(Err(_)) => (StatusCode::SERVICE_UNAVAILABLE, Some("the check failed".to_owned())),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("the database did not answer within 2 s".to_owned()),
+        ),
+    };
+    let body = match problem {
+        None => {
+            serde_json::json!({"status": "ready", "schema_version": crate::store::SCHEMA_VERSION})
+        }
+        Some(problem) => serde_json::json!({"status": "unavailable", "problem": problem}),
+    };
+    (status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body))
+        .into_response()
 }
 
 async fn not_found() -> ApiError {

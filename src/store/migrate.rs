@@ -58,6 +58,23 @@ fn reindex(conn: &Connection) -> StoreResult<()> {
     search::rebuild(conn)
 }
 
+/// How many migrations `conn`'s database has run (0 for a new PostgreSQL database).
+pub(super) fn version(conn: &Connection) -> StoreResult<i64> {
+    if conn.is_postgres() {
+        let exists: i64 = conn.query_row(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'custory_schema'",
+            [],
+            |row| row.get(0),
+        )?;
+        if exists == 0 {
+            return Ok(0);
+        }
+        Ok(conn.query_row("SELECT version FROM custory_schema", [], |row| row.get(0))?)
+    } else {
+        Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+    }
+}
+
 /// Runs the steps `conn`'s database has not run yet. A database written by a newer build is
 /// refused ([`StoreError::Invalid`]) and left as it is.
 pub(super) fn run(conn: &Connection) -> StoreResult<()> {

@@ -349,6 +349,11 @@ impl Store {
         &self.database
     }
 
+    /// The schema version of the database, read now (a round trip: the readiness check).
+    pub fn schema_version(&self) -> StoreResult<i64> {
+        migrate::version(&self.reader()?)
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

@@ -23,6 +23,8 @@ async fn healthz_needs_no_auth_and_unknown_paths_are_json_404() {
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    let (status, body) = send(http().get(format!("{}/readyz", server.url))).await;
+    assert_eq!((status, &body["status"]), (200, &serde_json::json!("ready")), "{body}");
 
     for path in [
         "/.well-known/oauth-protected-resource",

@@ -235,3 +235,45 @@ async fn a_replica_without_the_owner_credential_is_not_told_to_reset_it() {
     second.start_kill().expect("stop");
     first.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_the_database_is_away_and_recovers() {
+    let db = TestDatabase::postgres();
+    let env = TestEnv::new();
+    let server = env.serve_on(&db.arg(), &[]).await;
+    let ready = || async {
+        let response = http().get(format!("{}/readyz", server.url())).send().await.expect("readyz");
+        (response.status().as_u16(), response.json::<Value>().await.expect("json"))
+    };
+    let healthz = || async {
+        http().get(format!("{}/healthz", server.url())).send().await.expect("healthz").status()
+    };
+    let (status, body) = ready().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["schema_version"], custory_mcp::store::SCHEMA_VERSION);
+    // The database stops taking this replica: no new connection, the open ones ended.
+    let name = db.arg().rsplit('/').next().expect("database name").to_owned();
+    let admin = |sql: String| {
+        let url = crate::pg::server_url();
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            client.batch_execute(&sql).expect("admin statement");
+        })
+        .join()
+        .expect("admin thread");
+    };
+    admin(format!(
+        "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+    ));
+    let (status, body) = ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    assert!(body["problem"].as_str().is_some_and(|p| p.contains("database")), "{body}");
+    assert_eq!(healthz().await, 200, "liveness never waits on the database");
+    admin(format!("ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS true;"));
+    let (status, body) = ready().await;
+    assert_eq!(status, 200, "recovered: {body}");
+    server.terminate().await;
+}
