@@ -846,7 +846,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__revoke)
-            opts="-y -q -v -h --yes --server --workspace --json --color --quiet --verbose --help"
+            opts="-y -q -v -h --token-stdin --yes --server --workspace --json --color --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

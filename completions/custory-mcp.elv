@@ -218,6 +218,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --server 'The Custory server to manage'
             cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
             cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --token-stdin 'Revoke the key a found token belongs to, in whichever workspace it is: the token is read from stdin (a leak: you have the token, not the key''s name)'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
             cand --json 'Print machine-readable JSON on stdout'

@@ -189,6 +189,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l token-stdin -d 'Revoke the key a found token belongs to, in whichever workspace it is: the token is read from stdin (a leak: you have the token, not the key\'s name)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s y -l yes -d 'Do not ask for confirmation'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only data and errors'

@@ -235,6 +235,25 @@ pub struct KeyResponse {
     pub key: Key,
 }
 
+/// `POST /api/admin/mcp-keys/revoke-token`: a token found somewhere, to revoke its key.
+#[derive(Serialize, Deserialize)]
+pub struct RevokeToken {
+    pub token: String,
+}
+
+impl std::fmt::Debug for RevokeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevokeToken { token: [redacted] }")
+    }
+}
+
+/// The key a found token belonged to, now revoked, and its workspace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokedByTokenResponse {
+    pub workspace: String,
+    pub key: Key,
+}
+
 /// The only response that carries a plaintext token (create and rotate).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatedKeyResponse {

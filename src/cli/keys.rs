@@ -67,7 +67,12 @@ pub struct ShowArgs {
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
     /// The key: its id, name or prefix (on a terminal, omit it to pick from the active keys)
+    #[arg(conflicts_with = "token_stdin")]
     pub key: Option<String>,
+    /// Revoke the key a found token belongs to, in whichever workspace it is: the token is
+    /// read from stdin (a leak: you have the token, not the key's name)
+    #[arg(long)]
+    pub token_stdin: bool,
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -93,6 +98,10 @@ pub fn run(
     global: &GlobalArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
+    // A found token names its own workspace.
+    if let KeysCommand::Revoke(RevokeArgs { token_stdin: true, .. }) = command {
+        return revoke_token(&AdminClient::connect(&global.server)?, printer);
+    }
     let admin = WorkspaceClient::connect(global)?;
     let ctx = Ctx { client: &admin.client, workspace: &admin.workspace, admin: &admin, printer };
     match command {
@@ -430,4 +439,35 @@ fn status_text(key: &Key, now: chrono::DateTime<Utc>) -> String {
     } else {
         key.status.as_str().to_owned()
     }
+}
+
+/// `keys revoke --token-stdin`: no confirmation, since whoever holds the token can use it.
+fn revoke_token(client: &AdminClient, printer: Printer) -> anyhow::Result<ExitStatus> {
+    use std::io::{BufRead as _, IsTerminal as _, Read as _};
+    if std::io::stdin().is_terminal() {
+        return Err(CliError::usage("--token-stdin reads a piped token, but stdin is a terminal")
+            .hint("pipe it in: `printf %s \"$FOUND\" | custory-mcp keys revoke --token-stdin`")
+            .into());
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().take(4096).read_line(&mut line)?;
+    let token = crate::token::PlainToken::parse(&line)
+        .map_err(|error| CliError::failure(format!("that is not an MCP key's token: {error}")))?;
+    let body = api::RevokeToken { token: token.expose().to_owned() };
+    let revoked: api::RevokedByTokenResponse =
+        client.post("/mcp-keys/revoke-token", Some(&body))?;
+    if printer.json {
+        printer.json(&revoked)?;
+    } else {
+        printer.info(&format!(
+            "Revoked {:?} ({}) in {}: its next request is refused. `custory-mcp --workspace \
+             {} audit --key {}` shows what it did.",
+            api::displayable(&revoked.key.name),
+            revoked.key.prefix,
+            revoked.workspace,
+            revoked.workspace,
+            revoked.key.prefix
+        ));
+    }
+    Ok(ExitStatus::Success)
 }

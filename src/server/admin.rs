@@ -272,6 +272,49 @@ pub async fn revoke_key(
     Ok(Json(KeyResponse { key }))
 }
 
+/// `POST /api/admin/mcp-keys/revoke-token`: revokes the key a found token belongs to, in
+/// whichever workspace it is, without knowing its name.
+pub async fn revoke_token(
+    _: Owner,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<api::RevokeToken>,
+) -> ApiResult<Json<api::RevokedByTokenResponse>> {
+    let token = crate::token::PlainToken::parse(&body.token)
+        .ok()
+        .filter(|t| t.kind() == crate::token::TokenKind::Mcp)
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_token",
+                "that is not an MCP key's token (cst_ followed by 38 characters)",
+            )
+        })?;
+    let hash = token.hash();
+    let (workspace, key) = db(&state, move |store| {
+        let Some((workspace_id, slug, key)) = store.key_by_token(&hash)? else {
+            return Err(ApiError::not_found(
+                "key_not_found",
+                "no MCP key on this server has this token: it is not one of this server's, or \
+                 it was mistyped",
+            ));
+        };
+        if key.status == KeyStatus::Revoked {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_revoked",
+                format!("the token is {:?}'s ({}), which is already revoked", key.name, key.prefix),
+            ));
+        }
+        let key = store.revoke_key_because(
+            workspace_id,
+            &key.id,
+            Some("its token was found (keys revoke --token-stdin)"),
+        )?;
+        Ok((slug, key))
+    })
+    .await?;
+    Ok(Json(api::RevokedByTokenResponse { workspace, key }))
+}
+
 pub async fn rotate_key(
     _: Owner,
     State(state): State<AppState>,

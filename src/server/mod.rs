@@ -8,6 +8,7 @@ mod admission;
 mod client_metadata;
 mod connection;
 mod error;
+mod leaks;
 mod limiter;
 mod limits;
 mod listen;
@@ -180,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/workspaces/{ws}/mcp-keys/{id}/revoke", post(admin::revoke_key))
         .route("/workspaces/{ws}/mcp-keys/{id}/rotate", post(admin::rotate_key))
         .route("/workspaces/{ws}/audit", get(admin::audit))
+        .route("/mcp-keys/revoke-token", post(admin::revoke_token))
         .route("/workspaces/{ws}/export", get(transfer::export))
         .route("/imports", post(transfer::import));
     // Answers vary with Accept-Encoding whether or not this one was compressed.
@@ -198,8 +200,11 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = cors(&state.config.allowed_origins) {
         mcp = mcp.layer(cors);
     }
-    let mut router =
-        Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(mcp);
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/tokens/revoke", post(leaks::report))
+        .merge(mcp);
     if state.config.oauth {
         router = router.merge(oauth_routes());
     }

@@ -320,6 +320,35 @@ impl Store {
     /// Revokes a key. Takes effect on the very next request: the index is updated before this
     /// returns.
     pub fn revoke_key(&self, workspace_id: i64, id: &str) -> StoreResult<Key> {
+        self.revoke_key_because(workspace_id, id, None)
+    }
+
+    /// The key whose token hashes to `hash`, in any workspace: `(workspace slug, key)`.
+    pub fn key_by_token(&self, hash: &TokenHash) -> StoreResult<Option<(i64, String, Key)>> {
+        let now = self.now();
+        let conn = self.reader()?;
+        let found = conn
+            .query_row(
+                "SELECT k.workspace_id, w.slug, k.id FROM mcp_keys k
+                 JOIN workspaces w ON w.id = k.workspace_id WHERE k.token_hash = ?1",
+                params![hash.0.as_slice()],
+                |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?, row.get::<String>(2)?)),
+            )
+            .optional()?;
+        let Some((workspace_id, slug, id)) = found else { return Ok(None) };
+        let mut key = get_key(&conn, workspace_id, &id, now)?;
+        drop(conn);
+        self.apply_pending_usage(std::slice::from_mut(&mut key));
+        Ok(Some((workspace_id, slug, key)))
+    }
+
+    /// Revokes a key, saying why in the audit event (`reason`, after "revoked NAME").
+    pub fn revoke_key_because(
+        &self,
+        workspace_id: i64,
+        id: &str,
+        reason: Option<&str>,
+    ) -> StoreResult<Key> {
         let now = self.now();
         let conn = self.writer();
         let tx = conn.transaction()?;
@@ -330,7 +359,11 @@ impl Store {
         tx.prepare_cached("UPDATE mcp_keys SET revoked_at = ?1 WHERE id = ?2")?
             .execute(params![now.timestamp(), id])?;
         let key = get_key(&tx, workspace_id, id, now)?;
-        audit_key(&tx, workspace_id, now, "key.revoked", &key, &format!("revoked {:?}", key.name))?;
+        let detail = match reason {
+            Some(reason) => format!("revoked {:?}: {reason}", key.name),
+            None => format!("revoked {:?}", key.name),
+        };
+        audit_key(&tx, workspace_id, now, "key.revoked", &key, &detail)?;
         tx.commit()?;
         self.reindex_key(&conn, id)?;
         drop(conn);

@@ -8,6 +8,7 @@ mod conformance;
 mod hardening;
 mod help;
 mod layout;
+mod leaks;
 mod limits;
 mod mcp_contract;
 mod mcp_http;

@@ -1,0 +1,83 @@
+//! `POST /api/tokens/revoke`: whoever holds a leaked MCP key's token may kill it, with no other
+//! credential, as secret-scanning services expect. The answer is the same whether or not a
+//! token was known, so the endpoint tells a stranger nothing; every report counts against the
+//! reporting address's failure limit, known or not.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, retry_seconds};
+use crate::token::{PlainToken, TokenKind};
+
+/// Tokens one report may carry.
+const TOKENS_MAX: usize = 100;
+
+/// Takes `{"token": "cst_…"}`, or a list of such objects (the shape secret-scanning services
+/// send); revokes the active keys among them.
+pub async fn report(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if let Some(wait) = state.limiter.failed(peer.ip()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_reports",
+            format!("too many reports from this address; retry in {} s", retry_seconds(wait)),
+        )
+        .retry_after(wait));
+    }
+    let shape = || {
+        ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "send {{\"token\": \"cst_…\"}} or a list of up to {TOKENS_MAX} such objects, as JSON"
+            ),
+        )
+    };
+    let body: Value = serde_json::from_slice(&body).map_err(|_| shape())?;
+    let reported: Vec<&str> = match &body {
+        Value::Object(_) => vec![body["token"].as_str().ok_or_else(shape)?],
+        Value::Array(items) if items.len() <= TOKENS_MAX => items
+            .iter()
+            .map(|item| item["token"].as_str())
+            .collect::<Option<_>>()
+            .ok_or_else(shape)?,
+        _ => return Err(shape()),
+    };
+    let hashes: Vec<_> = reported
+        .iter()
+        .filter_map(|raw| PlainToken::parse(raw).ok())
+        .filter(|token| token.kind() == TokenKind::Mcp)
+        .map(|token| token.hash())
+        .collect();
+    let count = reported.len();
+    let store = Arc::clone(&state.store);
+    let revoked = tokio::task::spawn_blocking(move || {
+        for hash in hashes {
+            let found = store.key_by_token(&hash)?;
+            if let Some((workspace_id, _, key)) = found
+                && key.status == crate::api::KeyStatus::Active
+            {
+                let why = "its token was reported as leaked (POST /api/tokens/revoke)";
+                match store.revoke_key_because(workspace_id, &key.id, Some(why)) {
+                    // Revoked meanwhile by someone else: as wanted.
+                    Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok::<_, crate::store::StoreError>(())
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
+    revoked?;
+    Ok((StatusCode::OK, Json(json!({"status": "received", "tokens": count}))))
+}

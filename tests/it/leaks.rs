@@ -1,0 +1,147 @@
+//! A leaked token: revoked from the CLI by the token alone, or reported by whoever found it to
+//! `POST /api/tokens/revoke`, which answers the same whether or not the token was known.
+
+use serde_json::{Value, json};
+
+use crate::common::{TestEnv, TestServer, http, mcp_post, run_piped};
+
+async fn status_of(server: &TestServer, token: &str) -> u16 {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    mcp_post(&server.mcp_url(), token, &body).send().await.expect("post").status().as_u16()
+}
+
+async fn audit_details(server: &TestServer, workspace: &str) -> Vec<String> {
+    let audit: Value = http()
+        .get(server.admin(&format!("/workspaces/{workspace}/audit")))
+        .bearer_auth(&server.owner)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "key.revoked")
+        .map(|e| e["detail"].as_str().expect("detail").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_found_token_is_revoked_from_the_cli_without_knowing_its_name_or_workspace() {
+    let server = TestServer::start().await;
+    let created: Value = http()
+        .post(server.admin("/workspaces"))
+        .bearer_auth(&server.owner)
+        .json(&json!({"name": "Second"}))
+        .send()
+        .await
+        .expect("workspace")
+        .json()
+        .await
+        .expect("json");
+    let slug = created["workspace"]["slug"].as_str().expect("slug").to_owned();
+    let key: Value = http()
+        .post(server.admin(&format!("/workspaces/{slug}/mcp-keys")))
+        .bearer_auth(&server.owner)
+        .json(&json!({"name": "Laptop", "expires": "30d"}))
+        .send()
+        .await
+        .expect("key")
+        .json()
+        .await
+        .expect("json");
+    let token = key["token"].as_str().expect("token").to_owned();
+    assert_eq!(status_of(&server, &token).await, 200);
+
+    let env = TestEnv::new();
+    let revoke = |stdin: String, json: bool| {
+        let mut cmd = env.command();
+        cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.args(["keys", "revoke", "--token-stdin"]);
+        async move { run_piped(cmd, Some(&stdin)).await }
+    };
+    // Two workspaces and no --workspace: the token says which.
+    let ran = revoke(format!("{token}\n"), true).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let answer: Value = serde_json::from_str(&ran.stdout).expect("--json");
+    assert_eq!(
+        (answer["workspace"].as_str(), answer["key"]["name"].as_str()),
+        (Some(slug.as_str()), Some("Laptop"))
+    );
+    assert_eq!(answer["key"]["status"], "revoked");
+    assert!(!ran.stdout.contains(&token) && !ran.stderr.contains(&token), "never echoed");
+    assert_eq!(status_of(&server, &token).await, 401, "refused from the next request");
+    assert!(
+        audit_details(&server, &slug).await.iter().any(|d| d.contains("its token was found")),
+        "audited with the reason"
+    );
+
+    let again = revoke(token.clone(), false).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("already revoked"), "{}", again.stderr);
+    let stranger = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Mcp);
+    let unknown = revoke(stranger.expose().to_owned(), false).await;
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no MCP key on this server has this token"),
+        "{}",
+        unknown.stderr
+    );
+    let garbage = revoke("not a token".into(), false).await;
+    assert_eq!(garbage.code, 1);
+    assert!(garbage.stderr.contains("not an MCP key's token"), "{}", garbage.stderr);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn whoever_finds_a_token_may_kill_it_and_learns_nothing_about_others() {
+    let server = TestServer::start().await;
+    let (_, token) = server.create_key("Leaky", "90d", "read-write").await;
+    let (_, bystander) = server.create_key("Bystander", "90d", "read-write").await;
+    let report = |body: Value| {
+        let url = format!("{}/api/tokens/revoke", server.url);
+        async move {
+            let response = http().post(url).json(&body).send().await.expect("report");
+            (response.status().as_u16(), response.text().await.expect("body"))
+        }
+    };
+    // No credential: the token is the proof.
+    let known = report(json!({"token": token})).await;
+    assert_eq!(known.0, 200, "{}", known.1);
+    assert_eq!(status_of(&server, &token).await, 401, "refused on the next request");
+    assert_eq!(status_of(&server, &bystander).await, 200, "other keys untouched");
+    let stranger = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Mcp);
+    let unknown = report(json!({"token": stranger.expose()})).await;
+    let again = report(json!({"token": token})).await;
+    let malformed = report(json!({"token": "cst_short"})).await;
+    assert_eq!(unknown, known, "an unknown token is answered identically");
+    assert_eq!(again, known, "so is one already revoked");
+    assert_eq!(malformed, known, "and one that is not a token at all");
+    // The list secret-scanning services send.
+    let (_, scanned) = server.create_key("Scanned", "90d", "read-write").await;
+    let (status, _) = report(json!([
+        {"token": scanned, "type": "custory_mcp_key", "url": "https://example.com/x", "source": "content"},
+        {"token": stranger.expose(), "type": "custory_mcp_key", "url": "", "source": "commit"}
+    ]))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(status_of(&server, &scanned).await, 401);
+    let (status, body) = report(json!({"nothing": 1})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        audit_details(&server, "acme")
+            .await
+            .iter()
+            .filter(|d| d.contains("reported as leaked"))
+            .count()
+            == 2,
+        "each revocation is audited with its reason"
+    );
+    server.stop().await;
+}
