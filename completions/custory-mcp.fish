@@ -50,6 +50,8 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l listen
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l database -l db -d 'Where the data lives: a SQLite file (a path or sqlite://PATH) or a PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, shared by several replicas) [default: custory.db in the user\'s data directory]' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-origin -d 'Let browser pages from this Origin call the MCP endpoint (repeatable)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-host -d 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l log-format -d 'How log lines are written to stderr: text, or one JSON object per line' -r -f -a "text\t'One line of text per event'
+json\t'One JSON object per line, for log shippers'"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l public-url -d 'The URL clients reach this server at, when it differs from what they send as Host (behind a TLS proxy: https://mcp.example.com); OAuth\'s metadata names it' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-connections -d 'Connections open at once (kept below the open-files limit, which is raised at start)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-connections-per-address -d 'Connections open at once from one address (an IPv6 /64 counts as one)' -r
@@ -74,7 +76,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l oauth 
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s v -l verbose -d 'Log more (repeat for more detail)'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''

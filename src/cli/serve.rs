@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// owner's consent mints an ordinary MCP key. Clients with a key in a header are unaffected
     #[arg(long)]
     pub oauth: bool,
+    /// How log lines are written to stderr: text, or one JSON object per line
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
     /// The URL clients reach this server at, when it differs from what they send as Host
     /// (behind a TLS proxy: https://mcp.example.com); OAuth's metadata names it
     #[arg(long, value_name = "URL", value_parser = public_url)]
@@ -143,11 +146,12 @@ impl LimitArgs {
 }
 
 pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    init_logging(global.verbose, global.quiet);
+    init_logging(global.verbose, global.quiet, args.log_format);
     // On loopback, only loopback names may address the server (DNS rebinding); on another
     // address, only the names given with --allow-host, or any with --allow-any-host (behind a
     // proxy that checks them), but never any by accident. Checked before anything is opened.
     let listen = args.listen;
+    let log_format = args.log_format;
     let mut allowed_hosts = args.allow_host;
     let allowed_hosts = if listen.ip().is_loopback() {
         allowed_hosts.extend(LOOPBACK_HOSTS.map(String::from));
@@ -217,7 +221,10 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         args.limits.apply(&mut config, files);
         let state = AppState::new(Arc::new(store), config);
         crate::server::run(listener, state, shutdown).await?;
-        printer.info("custory-mcp stopped");
+        match log_format {
+            LogFormat::Json => tracing::info!("custory-mcp stopped"),
+            LogFormat::Text => printer.info("custory-mcp stopped"),
+        }
         Ok(ExitStatus::Success)
     })
 }
@@ -346,7 +353,16 @@ pub fn default_database() -> anyhow::Result<PathBuf> {
         .context("could not find a home directory for the database; pass --db PATH")
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+/// How the server's log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event
+    Text,
+    /// One JSON object per line, for log shippers
+    Json,
+}
+
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -360,11 +376,14 @@ fn init_logging(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("{default},tokio_postgres=info"))
         });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
 }
 
 /// Registers for SIGINT and SIGTERM now, and returns the future that resolves on either.

@@ -235,3 +235,29 @@ async fn unusable_database_urls_are_refused_with_a_hint_and_no_password_shown() 
         assert!(output.stdout.is_empty());
     }
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_no_token_in_any_field() {
+    let env = TestEnv::new();
+    let db = env.home.path().join("custory.db");
+    let server = env.serve(&db, &["--log-format", "json", "-vv"]).await;
+    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
+    let url = server.url();
+    let (_, token) = create_key(&url, &owner, "Shipper").await;
+    assert_eq!(mcp_status(&url, &token).await, 200);
+    assert_eq!(mcp_status(&url, &format!("{token}x")).await, 401);
+    let stderr = server.terminate().await;
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string()));
+    let answered = |status: u64| {
+        lines.iter().any(|l| l["span"]["uri"] == "/api/mcp" && l["status"].as_u64() == Some(status))
+    };
+    assert!(answered(200) && answered(401), "{stderr}");
+    assert!(lines.iter().any(|l| l["message"] == "custory-mcp stopped"), "{stderr}");
+    for secret in [&token, &owner] {
+        assert!(!stderr.contains(&secret[4..]), "a token is in the log");
+    }
+}
