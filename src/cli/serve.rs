@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// owner's consent mints an ordinary MCP key. Clients with a key in a header are unaffected
     #[arg(long)]
     pub oauth: bool,
+    /// A proxy or load balancer (an address or CIDR, repeatable) whose Forwarded or
+    /// X-Forwarded-For header names the client: for last-used addresses, the failed-auth
+    /// limit and the log. Anyone else's forwarding headers are ignored
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = trusted_proxy)]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
     /// How log lines are written to stderr: text, or one JSON object per line
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
@@ -216,6 +221,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             allowed_hosts,
             oauth: args.oauth,
             public_url: args.public_url,
+            trusted_proxies: args.trusted_proxy,
             ..ServerConfig::default()
         };
         args.limits.apply(&mut config, files);
@@ -420,4 +426,13 @@ fn public_url(value: &str) -> Result<String, String> {
         return Err("give the origin only (https://mcp.example.com), without a path".into());
     }
     Ok(url.origin().ascii_serialization())
+}
+
+/// `--trusted-proxy`: `10.0.0.0/8`, or one address.
+fn trusted_proxy(value: &str) -> Result<ipnet::IpNet, String> {
+    value
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{value:?} is not an address or CIDR (10.0.0.0/8, 192.0.2.7)"))
 }

@@ -10,10 +10,10 @@
 //! Failed authentications count against the client's address ([`super::AuthLimiter`]); past the
 //! limit the answer is 429 with `Retry-After`, and nothing more is looked up or recorded.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -76,8 +76,9 @@ impl Surface {
     }
 }
 
+/// The client's address (`client_addr.rs`: the peer, or whom a trusted proxy forwards).
 fn peer(parts: &Parts) -> Option<IpAddr> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+    parts.extensions.get::<super::client_addr::ClientAddr>().map(|c| c.0)
 }
 
 /// 403 unless the `Host` header names this server (DNS rebinding).

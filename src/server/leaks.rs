@@ -3,12 +3,13 @@
 //! token was known, so the endpoint tells a stranger nothing; every report counts against the
 //! reporting address's failure limit, known or not.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
+
+use super::client_addr::ClientAddr;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
@@ -23,10 +24,10 @@ const TOKENS_MAX: usize = 100;
 /// send); revokes the active keys among them.
 pub async fn report(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if let Some(wait) = state.limiter.failed(peer.ip()) {
+    if let Some(wait) = state.limiter.failed(peer) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_reports",

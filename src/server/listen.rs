@@ -90,6 +90,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    trusted: Arc<[ipnet::IpNet]>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -121,14 +122,20 @@ pub async fn serve(
                 }
             },
         };
-        let Some(place) = PerAddress::enter(&per_address, peer.ip(), limits.max_per_address) else {
+        // A trusted proxy carries many clients: its connections are not capped per address.
+        let proxy = trusted.iter().any(|net| net.contains(&peer.ip()));
+        let cap = if proxy { usize::MAX } else { limits.max_per_address };
+        let Some(place) = PerAddress::enter(&per_address, peer.ip(), cap) else {
             tracing::debug!(peer = %peer.ip(), "refused a connection: too many from this address");
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let trusted = Arc::clone(&trusted);
         let service = app.clone().map_request(move |mut request: axum::extract::Request| {
+            let client = super::client_addr::resolve(peer.ip(), request.headers(), &trusted);
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            request.extensions_mut().insert(super::client_addr::ClientAddr(client));
             request
         });
         let service = TowerToHyperService::new(service.map_request(

@@ -5,6 +5,7 @@
 
 mod admin;
 mod admission;
+mod client_addr;
 mod client_metadata;
 mod connection;
 mod error;
@@ -82,6 +83,8 @@ pub struct ServerConfig {
     /// The origin clients reach the server at (`https://mcp.example.com`), for the OAuth
     /// metadata; without it, `http://` and the request's `Host`.
     pub public_url: Option<String>,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client (`--trusted-proxy`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Which client metadata documents may be fetched (public https only, but in tests).
     pub oauth_metadata: FetchPolicy,
 }
@@ -106,6 +109,7 @@ impl Default for ServerConfig {
             key_writes: Rate { per_second: 200, burst: 2000 },
             oauth: false,
             public_url: None,
+            trusted_proxies: Vec::new(),
             oauth_metadata: FetchPolicy::default(),
         }
     }
@@ -269,14 +273,24 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 
 /// Every request at `-v` (info): method, path, status, time. Headers are never logged (they
 /// carry tokens), nor bodies.
+/// One span per request: method, path (never the query) and the client's address.
 fn request_log() -> tower_http::trace::TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&axum::extract::Request) -> tracing::Span,
 > {
-    use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-    use tracing::Level;
+    use tower_http::trace::{DefaultOnResponse, TraceLayer};
+    fn span(request: &axum::extract::Request) -> tracing::Span {
+        let client = request.extensions().get::<client_addr::ClientAddr>().map(|c| c.0);
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            client = client.map(tracing::field::display),
+        )
+    }
     TraceLayer::new_for_http()
-        .make_span_with(DefaultMakeSpan::new().level(Level::INFO).include_headers(false))
-        .on_response(DefaultOnResponse::new().level(Level::INFO).include_headers(false))
+        .make_span_with(span as fn(&axum::extract::Request) -> tracing::Span)
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).include_headers(false))
 }
 
 /// Serves `listener` until `shutdown` resolves, then writes pending last-used values.
@@ -288,7 +302,8 @@ pub async fn run(
     let store = Arc::clone(&state.store);
     let flusher = tokio::spawn(housekeeping(state.clone()));
     let limits = state.config.connections;
-    listen::serve(listener, router(state), limits, shutdown).await;
+    let trusted: Arc<[ipnet::IpNet]> = state.config.trusted_proxies.clone().into();
+    listen::serve(listener, router(state), limits, trusted, shutdown).await;
     flusher.abort();
     // The last flush runs whatever happened to the connections, so no recorded use is lost.
     store.flush_usage()?;

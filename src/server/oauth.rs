@@ -12,11 +12,13 @@
 //! Only a 401 leads here: the challenge names the metadata, while the root well-known paths
 //! stay 404, so a client holding a valid static header is never drawn into OAuth.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::extract::{Form, Query, State};
+
+use super::client_addr::ClientAddr;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -152,12 +154,12 @@ pub async fn authorization_server(
 /// `POST /oauth/register`: a public client (no secret) with exact redirect URIs.
 pub async fn register(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, OAuthError> {
     origin(&state, &headers)?;
-    if let Err(wait) = state.registrations.check_key(&peer.ip()) {
+    if let Err(wait) = state.registrations.check_key(&peer) {
         use governor::clock::Clock as _;
         let wait = wait.wait_time_from(governor::clock::DefaultClock::default().now());
         return Err(OAuthError {
@@ -208,7 +210,7 @@ pub async fn register(
         Some(name) => validate_name(name).map_err(|e| metadata(format!("client_name: {e}")))?,
         None => "An unnamed MCP client",
     };
-    let client = state.store.register_client(name, &uris, Some(peer.ip()))?;
+    let client = state.store.register_client(name, &uris, Some(peer))?;
     let answer = json!({
         "client_id": client.id,
         "client_id_issued_at": client.created_at.timestamp(),
@@ -377,14 +379,14 @@ fn redirect_to(uri: &str, issuer: &str, state: Option<&str>, pairs: &[(&str, &st
 /// `GET /oauth/authorize`: the sign-in form, or the consent page for a signed-in owner.
 pub async fn authorize(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     Query(params): Query<AuthorizeParams>,
 ) -> Result<Response, Refusal> {
     let request = check_request(&state, &headers, &params).await?;
     let (csrf, set_csrf) = csrf_token(&headers);
     let mut response = if signed_in(&state, &headers)? {
-        consent_page(&state, &request, &params, &csrf, peer.ip(), None)?
+        consent_page(&state, &request, &params, &csrf, peer, None)?
     } else {
         sign_in_page(&request, &params, &csrf, None, StatusCode::OK)
     };
@@ -409,7 +411,7 @@ pub struct SignIn {
 /// consent page.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     form: Result<Form<SignIn>, FormRejection>,
 ) -> Result<Response, Refusal> {
@@ -421,7 +423,7 @@ pub async fn login(
         .ok()
         .filter(|t| t.kind() == TokenKind::Owner && state.store.is_owner_credential(&t.hash()));
     if owner.is_none() {
-        if let Some(wait) = state.limiter.failed(peer.ip()) {
+        if let Some(wait) = state.limiter.failed(peer) {
             return Err(Refusal::Page(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -477,7 +479,7 @@ pub struct Decision {
 /// chose; denying tells the client so.
 pub async fn decide(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     form: Result<Form<Decision>, FormRejection>,
 ) -> Result<Response, Refusal> {
@@ -495,7 +497,7 @@ pub async fn decide(
         ));
     }
     let back = |message: &str| {
-        consent_page(&state, &request, &form.params, &form.csrf, peer.ip(), Some(message))
+        consent_page(&state, &request, &form.params, &form.csrf, peer, Some(message))
             .map_err(Refusal::from)
     };
     match form.decision.as_str() {
@@ -802,7 +804,7 @@ pub struct TokenRequest {
 /// `POST /oauth/token`: a code and its PKCE verifier for the key the owner approved.
 pub async fn token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     form: Result<Form<TokenRequest>, FormRejection>,
 ) -> Result<Response, OAuthError> {
@@ -860,7 +862,7 @@ pub async fn token(
         }
         Err(RedeemError::Store(error)) => Err(error.into()),
         Err(refused) => {
-            if let Some(wait) = state.limiter.failed(peer.ip()) {
+            if let Some(wait) = state.limiter.failed(peer) {
                 return Err(OAuthError {
                     retry_after: Some(wait),
                     ..OAuthError::new(

@@ -16,6 +16,7 @@ mod mcp_modern;
 mod oauth;
 mod paging;
 mod pg;
+mod proxies;
 mod reliability;
 mod replicas;
 mod search;
