@@ -121,13 +121,13 @@ pub fn mcp_inspector() -> (PathBuf, PathBuf) {
 
 /// The official TypeScript SDK, pinned: the newest 1.x (the handshake era) and the newest 2.x
 /// client (both eras). They run on the machine's Node (≥ 20).
-const TS_SDK_1: &str = "@modelcontextprotocol/sdk@1.32.2";
+pub const TS_SDK_1: &str = "@modelcontextprotocol/sdk@1.32.2";
 const TS_SDK_2: &str = "@modelcontextprotocol/client@2.4.0";
 
 /// A directory whose `node_modules` holds `packages`, installed from npm on first use (once
 /// per target dir, whoever asks first; a half-made one is made again). `who` names the tests
 /// that need them, for the failure message: a failed install fails those tests.
-fn npm_packages(packages: &[&str], who: &str) -> PathBuf {
+pub fn npm_packages(packages: &[&str], who: &str) -> PathBuf {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let name = packages.join("+");

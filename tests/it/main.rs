@@ -14,6 +14,7 @@ mod mcp_contract;
 mod mcp_http;
 mod mcp_modern;
 mod oauth;
+mod oauth_clients;
 mod paging;
 mod pg;
 mod proxies;

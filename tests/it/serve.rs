@@ -253,7 +253,9 @@ async fn json_logs_are_one_object_per_line_with_no_token_in_any_field() {
         .collect();
     assert!(lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string()));
     let answered = |status: u64| {
-        lines.iter().any(|l| l["span"]["path"] == "/api/mcp" && l["status"].as_u64() == Some(status))
+        lines
+            .iter()
+            .any(|l| l["span"]["path"] == "/api/mcp" && l["status"].as_u64() == Some(status))
     };
     assert!(answered(200) && answered(401), "{stderr}");
     assert!(lines.iter().any(|l| l["message"] == "custory-mcp stopped"), "{stderr}");
