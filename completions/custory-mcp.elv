@@ -50,6 +50,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --allow-origin 'Let browser pages from this Origin call the MCP endpoint (repeatable)'
             cand --allow-host 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)'
             cand --trusted-proxy 'A proxy or load balancer (an address or CIDR, repeatable) whose Forwarded or X-Forwarded-For header names the client: for last-used addresses, the failed-auth limit and the log. Anyone else''s forwarding headers are ignored'
+            cand --forwarded-header 'The header the trusted proxies set to name the client (only that one is read)'
             cand --log-format 'How log lines are written to stderr: text, or one JSON object per line'
             cand --public-url 'The URL clients reach this server at, when it differs from what they send as Host (behind a TLS proxy: https://mcp.example.com); OAuth''s metadata names it'
             cand --max-connections 'Connections open at once (kept below the open-files limit, which is raised at start)'

@@ -51,6 +51,8 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l databa
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-origin -d 'Let browser pages from this Origin call the MCP endpoint (repeatable)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-host -d 'Accept requests addressed to this host name (repeatable; loopback names are always accepted on a loopback address)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l trusted-proxy -d 'A proxy or load balancer (an address or CIDR, repeatable) whose Forwarded or X-Forwarded-For header names the client: for last-used addresses, the failed-auth limit and the log. Anyone else\'s forwarding headers are ignored' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l forwarded-header -d 'The header the trusted proxies set to name the client (only that one is read)' -r -f -a "x-forwarded-for\t'`X-Forwarded-For: client, proxy1` (nginx, HAProxy, most load balancers)'
+forwarded\t'`Forwarded: for=client` (RFC 7239)'"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l log-format -d 'How log lines are written to stderr: text, or one JSON object per line' -r -f -a "text\t'One line of text per event'
 json\t'One JSON object per line, for log shippers'"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l public-url -d 'The URL clients reach this server at, when it differs from what they send as Host (behind a TLS proxy: https://mcp.example.com); OAuth\'s metadata names it' -r

@@ -438,12 +438,14 @@ fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
 /// The origin clients reach this server at: `--public-url`, else `http://` and the `Host`
 /// header, when the header is a plain host this server answers to.
 pub fn public_origin(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    if !state.config.host_allowed(headers) {
+        return None;
+    }
     if let Some(url) = &state.config.public_url {
         return Some(url.trim_end_matches('/').to_owned());
     }
     let host = headers.get(HOST)?.to_str().ok()?;
-    (host_name(host).is_some() && state.config.host_allowed(headers))
-        .then(|| format!("http://{host}"))
+    host_name(host).is_some().then(|| format!("http://{host}"))
 }
 
 /// With OAuth on, a 401 from the MCP endpoint names the resource metadata (RFC 9728 §5.1):

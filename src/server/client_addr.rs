@@ -1,6 +1,6 @@
 //! Who a request is from: the TCP peer, or, when that peer is a proxy named by
-//! `--trusted-proxy`, the client the proxy says it forwards (`Forwarded`, else
-//! `X-Forwarded-For`). Anyone else's forwarding headers are ignored: they are the client's own
+//! `--trusted-proxy`, the client the proxy says it forwards (`X-Forwarded-For`, or
+//! `Forwarded` with `--forwarded-header forwarded`). Anyone else's forwarding headers are ignored: they are the client's own
 //! words. The address is worked out once per request (`listen.rs`) and used for the last-used
 //! address, the failed-authentication limit and the log.
 
@@ -10,6 +10,18 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use ipnet::IpNet;
+
+/// Which header the trusted proxies set. Only that one is read: a proxy that appends to
+/// `X-Forwarded-For` passes a client's own `Forwarded` through untouched, and the other way
+/// round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1` (nginx, HAProxy, most load balancers)
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client` (RFC 7239)
+    Forwarded,
+}
 
 /// The client's address, as this server trusts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +43,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 
 /// The client behind `peer`: walking the forwarded chain from the nearest hop, each address a
 /// trusted proxy vouches for is taken, until one that is not a trusted proxy.
-pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub fn resolve(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header: ForwardedHeader,
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let chain = forwarded_for(headers).unwrap_or_else(|| x_forwarded_for(headers));
+    let chain = match header {
+        ForwardedHeader::Forwarded => forwarded_for(headers).unwrap_or_default(),
+        ForwardedHeader::XForwardedFor => x_forwarded_for(headers),
+    };
     let mut client = peer;
     for hop in chain.into_iter().rev() {
         match hop {
@@ -104,24 +124,31 @@ mod tests {
 
     #[test]
     fn only_trusted_proxies_are_believed_and_only_as_far_as_the_chain_is_trusted() {
+        const X: ForwardedHeader = ForwardedHeader::XForwardedFor;
+        const F: ForwardedHeader = ForwardedHeader::Forwarded;
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
         let proxy: IpAddr = "10.1.1.1".parse().expect("ip");
         let stranger: IpAddr = "198.51.100.9".parse().expect("ip");
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         let xff = headers(&[("x-forwarded-for", "203.0.113.7")]);
-        assert_eq!(resolve(proxy, &xff, &trusted), ip("203.0.113.7"));
-        assert_eq!(resolve(stranger, &xff, &trusted), stranger, "a stranger's header is ignored");
+        assert_eq!(resolve(proxy, &xff, &trusted, X), ip("203.0.113.7"));
+        assert_eq!(
+            resolve(stranger, &xff, &trusted, X),
+            stranger,
+            "a stranger's header is ignored"
+        );
         // A client that forges the start of the chain gets only as far as the first
         // untrusted hop: itself.
         let forged = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7, 10.2.2.2")]);
-        assert_eq!(resolve(proxy, &forged, &trusted), ip("203.0.113.7"));
+        assert_eq!(resolve(proxy, &forged, &trusted, X), ip("203.0.113.7"));
         let forwarded =
             headers(&[("forwarded", "for=192.0.2.60;proto=https, for=\"[2001:db8::17]:4711\"")]);
-        assert_eq!(resolve(proxy, &forwarded, &trusted), ip("2001:db8::17"));
+        assert_eq!(resolve(proxy, &forwarded, &trusted, F), ip("2001:db8::17"));
         let hidden = headers(&[("forwarded", "for=unknown")]);
-        assert_eq!(resolve(proxy, &hidden, &trusted), proxy);
-        assert_eq!(resolve(proxy, &HeaderMap::new(), &trusted), proxy);
+        assert_eq!(resolve(proxy, &hidden, &trusted, F), proxy);
+        assert_eq!(resolve(proxy, &HeaderMap::new(), &trusted, X), proxy);
         let both = headers(&[("forwarded", "for=192.0.2.1"), ("x-forwarded-for", "192.0.2.2")]);
-        assert_eq!(resolve(proxy, &both, &trusted), ip("192.0.2.1"), "Forwarded first");
+        assert_eq!(resolve(proxy, &both, &trusted, F), ip("192.0.2.1"));
+        assert_eq!(resolve(proxy, &both, &trusted, X), ip("192.0.2.2"), "only the one header");
     }
 }

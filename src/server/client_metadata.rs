@@ -17,6 +17,8 @@ use crate::store::oauth::{OAuthClient, REDIRECT_URIS_MAX};
 const CACHE_FOR: Duration = Duration::from_secs(300);
 /// Documents kept at most; the cache starts over when full.
 const CACHE_MAX: usize = 1_000;
+/// Documents fetched at the same time, at most: each holds a connection to a stranger's host.
+const FETCHES_AT_ONCE: usize = 4;
 /// The largest document read.
 const DOCUMENT_MAX_BYTES: usize = 16 * 1024;
 
@@ -30,7 +32,10 @@ pub struct FetchPolicy {
 }
 
 pub struct MetadataFetcher {
-    client: reqwest::Client,
+    /// `None` when no safe client could be built: nothing is fetched then.
+    client: Option<reqwest::Client>,
+    /// Fetches running at once, at most [`FETCHES_AT_ONCE`].
+    running: tokio::sync::Semaphore,
     allow_private: bool,
     cache: Mutex<HashMap<String, (Instant, OAuthClient)>>,
 }
@@ -62,9 +67,14 @@ impl MetadataFetcher {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        // Building fails only when the TLS backend cannot start; then nothing is fetched.
-        let client = builder.build().unwrap_or_else(|_| reqwest::Client::new());
-        Self { client, allow_private: policy.allow_private_addresses, cache: Mutex::default() }
+        // Building fails only when the TLS backend cannot start; then nothing is fetched
+        // (never with a client that lacks these limits).
+        Self {
+            client: builder.build().ok(),
+            running: tokio::sync::Semaphore::new(FETCHES_AT_ONCE),
+            allow_private: policy.allow_private_addresses,
+            cache: Mutex::default(),
+        }
     }
 
     /// The client the document at `url` describes, or why it cannot be used (a sentence for
@@ -91,18 +101,25 @@ impl MetadataFetcher {
     async fn fetch(&self, url: &str) -> Result<OAuthClient, String> {
         let parsed =
             url::Url::parse(url).map_err(|e| format!("the client_id is not a URL: {e}"))?;
+        // Written as the parser writes it back: no dot segments, escapes or case tricks.
         if parsed.scheme() != "https"
+            || parsed.as_str() != url
             || parsed.path() == "/"
+            || parsed.query().is_some()
             || parsed.fragment().is_some()
             || !parsed.username().is_empty()
             || parsed.password().is_some()
-            || url.contains("/./")
-            || url.contains("/../")
         {
-            return Err("a client_id URL must be https with a path, and no fragment, \
-                        credentials or dot segments"
+            return Err("a client_id URL must be a plain https URL with a path, and no query, \
+                        fragment, credentials or dot segments"
                 .into());
         }
+        let Some(client) = &self.client else {
+            return Err("this server cannot fetch client metadata documents".into());
+        };
+        let Ok(_running) = self.running.try_acquire() else {
+            return Err("too many client documents are being fetched right now; retry".into());
+        };
         let literal = match parsed.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
@@ -111,8 +128,7 @@ impl MetadataFetcher {
         if !self.allow_private && literal.is_some_and(|ip| !is_public(ip)) {
             return Err("the client_id URL points at a private address".into());
         }
-        let response = self
-            .client
+        let response = client
             .get(parsed)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -203,31 +219,48 @@ impl reqwest::dns::Resolve for PublicOnly {
 }
 
 /// Whether `ip` is on the public internet (not loopback, private, link-local, shared,
-/// documentation or unspecified).
+/// documentation, benchmarking, multicast or unspecified), IPv4 inside IPv6 included.
 fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => {
-            let [a, b, ..] = ip.octets();
+            let [a, b, c, _] = ip.octets();
             !(ip.is_private()
                 || ip.is_loopback()
                 || ip.is_link_local()
                 || ip.is_broadcast()
                 || ip.is_documentation()
                 || ip.is_unspecified()
+                || ip.is_multicast()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b))
                 || a >= 240)
         }
         IpAddr::V6(ip) => {
-            if let Some(v4) = ip.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
+            let s = ip.segments();
+            let v4 = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)))
+            };
+            // IPv4-mapped, IPv4-compatible, NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach an
+            // IPv4 address: that one decides.
+            if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) && !(s[6] == 0 && s[7] <= 1) {
+                return is_public(v4(s[6], s[7]));
             }
-            let first = ip.segments()[0];
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(v4(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_public(v4(s[1], s[2]));
+            }
             !(ip.is_loopback()
                 || ip.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && ip.segments()[1] == 0x0db8)
+                || ip.is_multicast()
+                || (s[0] == 0x64 && s[1] == 0xff9b)
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x2001 && s[1] == 0x0db8))
         }
     }
 }

@@ -91,6 +91,7 @@ pub async fn serve(
     app: Router,
     limits: ConnectionLimits,
     trusted: Arc<[ipnet::IpNet]>,
+    forwarded: super::client_addr::ForwardedHeader,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -133,7 +134,8 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let trusted = Arc::clone(&trusted);
         let service = app.clone().map_request(move |mut request: axum::extract::Request| {
-            let client = super::client_addr::resolve(peer.ip(), request.headers(), &trusted);
+            let client =
+                super::client_addr::resolve(peer.ip(), request.headers(), &trusted, forwarded);
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             request.extensions_mut().insert(super::client_addr::ClientAddr(client));
             request

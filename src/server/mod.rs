@@ -31,6 +31,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+pub use client_addr::ForwardedHeader;
 pub use client_metadata::FetchPolicy;
 use error::ApiError;
 use limiter::AuthLimiter;
@@ -85,6 +86,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client (`--trusted-proxy`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header those proxies set.
+    pub forwarded_header: ForwardedHeader,
     /// Which client metadata documents may be fetched (public https only, but in tests).
     pub oauth_metadata: FetchPolicy,
 }
@@ -110,6 +113,7 @@ impl Default for ServerConfig {
             oauth: false,
             public_url: None,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             oauth_metadata: FetchPolicy::default(),
         }
     }
@@ -303,7 +307,8 @@ pub async fn run(
     let flusher = tokio::spawn(housekeeping(state.clone()));
     let limits = state.config.connections;
     let trusted: Arc<[ipnet::IpNet]> = state.config.trusted_proxies.clone().into();
-    listen::serve(listener, router(state), limits, trusted, shutdown).await;
+    let forwarded = state.config.forwarded_header;
+    listen::serve(listener, router(state), limits, trusted, forwarded, shutdown).await;
     flusher.abort();
     // The last flush runs whatever happened to the connections, so no recorded use is lost.
     store.flush_usage()?;

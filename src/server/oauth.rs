@@ -101,6 +101,18 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// Metadata is worked out from the request (its Host, without `--public-url`): no shared
+/// cache may keep one request's answer for another.
+trait NoStore {
+    fn into_response_no_store(self) -> Response;
+}
+
+impl NoStore for Json<Value> {
+    fn into_response_no_store(self) -> Response {
+        (no_store(), self).into_response()
+    }
+}
+
 fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
     [
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
@@ -123,7 +135,7 @@ pub async fn protected_resource(
         "bearer_methods_supported": ["header"],
         "resource_name": "Custory workspace (custory-mcp)",
     }))
-    .into_response())
+    .into_response_no_store())
 }
 
 /// `GET /.well-known/oauth-authorization-server/oauth` (RFC 8414).
@@ -145,7 +157,7 @@ pub async fn authorization_server(
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": true,
     }))
-    .into_response())
+    .into_response_no_store())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,7 +171,8 @@ pub async fn register(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, OAuthError> {
     origin(&state, &headers)?;
-    if let Err(wait) = state.registrations.check_key(&peer) {
+    let group = super::limiter::address_group(peer);
+    if let Err(wait) = state.registrations.check_key(&group) {
         use governor::clock::Clock as _;
         let wait = wait.wait_time_from(governor::clock::DefaultClock::default().now());
         return Err(OAuthError {
@@ -210,7 +223,7 @@ pub async fn register(
         Some(name) => validate_name(name).map_err(|e| metadata(format!("client_name: {e}")))?,
         None => "An unnamed MCP client",
     };
-    let client = state.store.register_client(name, &uris, Some(peer))?;
+    let client = state.store.register_client(name, &uris, Some(group))?;
     let answer = json!({
         "client_id": client.id,
         "client_id_issued_at": client.created_at.timestamp(),
@@ -279,6 +292,7 @@ impl From<OAuthError> for Refusal {
 async fn check_request(
     state: &AppState,
     headers: &HeaderMap,
+    peer: IpAddr,
     params: &AuthorizeParams,
 ) -> Result<Request, Refusal> {
     let origin = origin(state, headers)?;
@@ -289,11 +303,20 @@ async fn check_request(
         ));
     };
     let client = if is_document_url(client_id) {
-        state.metadata.client(client_id).await.map_err(|why| {
-            Refusal::Page(
+        // A fetch that fails counts against the asking address: the server is nobody's
+        // request relay.
+        state.metadata.client(client_id).await.map_err(|why| match state.limiter.failed(peer) {
+            Some(wait) => Refusal::Page(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many failed sign-ins from this address; retry in {} s.",
+                    retry_seconds(wait)
+                ),
+            ),
+            None => Refusal::Page(
                 StatusCode::BAD_REQUEST,
                 format!("The client cannot sign in here: {why}."),
-            )
+            ),
         })?
     } else {
         state.store.oauth_client(client_id).map_err(OAuthError::from)?.ok_or_else(|| {
@@ -383,8 +406,8 @@ pub async fn authorize(
     headers: HeaderMap,
     Query(params): Query<AuthorizeParams>,
 ) -> Result<Response, Refusal> {
-    let request = check_request(&state, &headers, &params).await?;
-    let (csrf, set_csrf) = csrf_token(&headers);
+    let request = check_request(&state, &headers, peer, &params).await?;
+    let (csrf, set_csrf) = csrf_token(&state, &headers);
     let mut response = if signed_in(&state, &headers)? {
         consent_page(&state, &request, &params, &csrf, peer, None)?
     } else {
@@ -416,9 +439,9 @@ pub async fn login(
     form: Result<Form<SignIn>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let Form(form) = form.map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let request = check_request(&state, &headers, &form.params).await?;
-    check_csrf(&headers, &form.csrf)?;
-    let (csrf, _) = csrf_token(&headers);
+    let request = check_request(&state, &headers, peer, &form.params).await?;
+    check_csrf(&state, &headers, &form.csrf)?;
+    let (csrf, _) = csrf_token(&state, &headers);
     let owner = PlainToken::parse(&form.owner_credential)
         .ok()
         .filter(|t| t.kind() == TokenKind::Owner && state.store.is_owner_credential(&t.hash()));
@@ -447,7 +470,7 @@ pub async fn login(
     let query = serde_urlencoded_params(&form.params);
     let location = HeaderValue::from_str(&format!("/oauth/authorize?{query}"))
         .map_err(|_| Refusal::Page(StatusCode::BAD_REQUEST, "Bad request.".into()))?;
-    let cookie = cookie(SESSION_COOKIE, &session, "Lax", SESSION_LIFETIME.num_seconds());
+    let cookie = cookie(&state, &headers, SESSION_COOKIE, &session, "Lax");
     Ok((
         StatusCode::SEE_OTHER,
         no_store(),
@@ -484,10 +507,10 @@ pub async fn decide(
     form: Result<Form<Decision>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let Form(form) = form.map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let request = check_request(&state, &headers, &form.params).await?;
-    check_csrf(&headers, &form.csrf)?;
+    let request = check_request(&state, &headers, peer, &form.params).await?;
+    check_csrf(&state, &headers, &form.csrf)?;
     if !signed_in(&state, &headers)? {
-        let (csrf, _) = csrf_token(&headers);
+        let (csrf, _) = csrf_token(&state, &headers);
         return Ok(sign_in_page(
             &request,
             &form.params,
@@ -558,34 +581,64 @@ fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<bool, OAuthError> 
 }
 
 /// The browser's CSRF token, and the cookie that sets it when it has none yet.
-fn csrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     match cookie_value(headers, CSRF_COOKIE) {
         Some(token) if token.len() >= 32 => (token.to_owned(), None),
         _ => {
             let token = crate::token::random_base62(43);
-            let cookie = cookie(CSRF_COOKIE, &token, "Strict", SESSION_LIFETIME.num_seconds());
+            let cookie = cookie(state, headers, CSRF_COOKIE, &token, "Strict");
             (token, Some(cookie))
         }
     }
 }
 
-/// A form post must carry the token its browser's cookie holds (double submit): a page on
-/// another site can make the browser post, but cannot read the cookie to copy it.
-fn check_csrf(headers: &HeaderMap, sent: &str) -> Result<(), Refusal> {
+/// A form post must come from this server's own page: a browser says where it posts from
+/// (`Sec-Fetch-Site`, else `Origin`), and the form must carry the token its browser's cookie
+/// holds (double submit). The first stops pages on the same site (another port of
+/// `localhost`, a sibling subdomain), which can set cookies for this host but not forge
+/// `Origin`; the second stops a post from anything that does not send those headers.
+fn check_csrf(state: &AppState, headers: &HeaderMap, sent: &str) -> Result<(), Refusal> {
+    let refuse = |why: &str| {
+        Refusal::Page(
+            StatusCode::FORBIDDEN,
+            format!(
+                "The form was not sent from this server's own page ({why}). Start the sign-in \
+                 again from the application."
+            ),
+        )
+    };
+    // `Sec-Fetch-Site` first: browsers send it whatever the referrer policy, which turns
+    // `Origin` into "null" on these pages (`no-referrer`).
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let same_origin = match (text("sec-fetch-site"), text("origin")) {
+        (Some(site), _) => site == "same-origin",
+        (None, Some(sent_from)) => origin(state, headers).is_ok_and(|ours| sent_from == ours),
+        (None, None) => true,
+    };
+    if !same_origin {
+        return Err(refuse("it was posted from another origin"));
+    }
     match cookie_value(headers, CSRF_COOKIE) {
         Some(expected) if !sent.is_empty() && same_secret(expected, sent) => Ok(()),
-        _ => Err(Refusal::Page(
-            StatusCode::FORBIDDEN,
-            "The form was not sent from this server's own page (its CSRF token is missing or \
-             wrong). Start the sign-in again from the application."
-                .into(),
-        )),
+        _ => Err(refuse("its CSRF token is missing or wrong")),
     }
 }
 
-fn cookie(name: &str, value: &str, same_site: &str, max_age: i64) -> HeaderValue {
-    let text =
-        format!("{name}={value}; Path=/oauth; HttpOnly; SameSite={same_site}; Max-Age={max_age}");
+/// A cookie for the OAuth pages: HttpOnly, `same_site`, Secure when the server is reached
+/// over https.
+fn cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    same_site: &str,
+) -> HeaderValue {
+    let secure = origin(state, headers).is_ok_and(|o| o.starts_with("https://"));
+    let text = format!(
+        "{name}={value}; Path=/oauth; HttpOnly; SameSite={same_site}; Max-Age={}{}",
+        SESSION_LIFETIME.num_seconds(),
+        if secure { "; Secure" } else { "" }
+    );
     // Names are constants and values base62 or base64url.
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -680,9 +733,13 @@ fn consent_page(
             )
         })
         .collect();
+    // Where the code goes, scheme and all: `evil://claude.ai/cb` must not read as claude.ai.
     let redirect_host = url::Url::parse(&request.redirect_uri)
         .ok()
-        .map(|u| u.host_str().map_or_else(|| u.scheme().to_owned(), str::to_owned))
+        .map(|u| match u.host_str() {
+            Some(host) => format!("{}://{host}", u.scheme()),
+            None => format!("{}:", u.scheme()),
+        })
         .unwrap_or_default();
     let key_name = default_key_name(&request.client.name, peer);
     let body = format!(

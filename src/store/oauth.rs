@@ -21,6 +21,9 @@ const UNUSED_CLIENT_LIFETIME: Duration = Duration::hours(24);
 /// Clients registered within [`UNUSED_CLIENT_LIFETIME`] that never led to a key, at most:
 /// registration needs no credential, so a stranger could otherwise fill the database.
 pub const UNUSED_CLIENTS_MAX: i64 = 1_000;
+/// Of those, at most this many from one address (IPv6: one /64), so that one stranger cannot
+/// use up the rest.
+pub const UNUSED_CLIENTS_PER_ADDRESS: i64 = 50;
 /// Redirect URIs one client may register.
 pub const REDIRECT_URIS_MAX: usize = 10;
 
@@ -113,8 +116,9 @@ fn client_row(row: &super::db::Row) -> super::db::DbResult<OAuthClient> {
 }
 
 impl Store {
-    /// Registers a client (RFC 7591). Forgets clients that never led to a key within a day,
-    /// and refuses when too many such clients are waiting.
+    /// Registers a client (RFC 7591) from `ip` (the caller groups addresses as it counts them).
+    /// Forgets clients that never led to a key within a day, and refuses when too many such
+    /// clients are waiting, from that address or in all.
     pub fn register_client(
         &self,
         name: &str,
@@ -138,6 +142,18 @@ impl Store {
             tx.query_row("SELECT count(*) FROM oauth_clients WHERE used_at IS NULL", [], |row| {
                 row.get(0)
             })?;
+        let from = ip.map(|ip| ip.to_string());
+        let from_here: i64 = tx.query_row(
+            "SELECT count(*) FROM oauth_clients WHERE used_at IS NULL AND created_ip = ?1",
+            params![from],
+            |row| row.get(0),
+        )?;
+        if from_here >= UNUSED_CLIENTS_PER_ADDRESS {
+            return Err(StoreError::Quota(format!(
+                "{from_here} OAuth clients registered from this address in the last day have not \
+                 been approved yet; approve or wait for them before registering more"
+            )));
+        }
         if waiting >= UNUSED_CLIENTS_MAX {
             return Err(StoreError::Quota(format!(
                 "{waiting} OAuth clients registered in the last day have not been approved yet; \
@@ -155,7 +171,7 @@ impl Store {
         tx.execute(
             "INSERT INTO oauth_clients (id, name, redirect_uris, created_at, created_ip)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![client.id, client.name, uris, now.timestamp(), ip.map(|ip| ip.to_string())],
+            params![client.id, client.name, uris, now.timestamp(), from],
         )?;
         tx.commit()?;
         Ok(client)

@@ -28,6 +28,8 @@ impl Store {
                 "UPDATE owner_credentials SET revoked_at = ?1 WHERE revoked_at IS NULL",
                 [now],
             )?;
+            // Browser sessions signed in with the old credential end with it.
+            tx.execute("DELETE FROM oauth_sessions", [])?;
         } else if let Some(prefix) = tx
             .query_row(
                 "SELECT prefix FROM owner_credentials WHERE revoked_at IS NULL LIMIT 1",

@@ -115,8 +115,14 @@ impl Browser {
         self.send(request).await
     }
 
+    /// A form post, with the `Origin` a browser sends: the page's own.
     async fn post(&mut self, url: &str, form: &[(&str, String)]) -> Page {
-        let request = self.client.post(url).form(form);
+        let origin = url::Url::parse(url).expect("url").origin().ascii_serialization();
+        self.post_from(url, form, &origin).await
+    }
+
+    async fn post_from(&mut self, url: &str, form: &[(&str, String)], origin: &str) -> Page {
+        let request = self.client.post(url).header("origin", origin).form(form);
         self.send(request).await
     }
 }
@@ -437,6 +443,10 @@ async fn consent_mints_an_ordinary_key_that_is_listed_revoked_and_audited() {
         again.location,
         again.html
     );
+    // A new owner credential ends the sessions signed in with the old one.
+    server.store.ensure_owner_credential(true).expect("reset");
+    let after_reset = browser.get(&url).await;
+    assert!(after_reset.html.contains("name=\"owner_credential\""), "sign in again");
     server.stop().await;
 }
 
@@ -680,6 +690,16 @@ async fn the_authorization_request_refuses_what_it_must_and_redirects_only_where
         })
         .await;
     assert_eq!(refused.status, 403);
+
+    // A page on another origin of the same site (another port of 127.0.0.1) can set this
+    // host's cookies, but a browser says where it posts from: refused.
+    let mut form = hidden_fields(&page.html);
+    form.push(("owner_credential", server.owner.clone()));
+    let refused = browser
+        .post_from(&format!("{}/oauth/login", server.url), &form, "http://127.0.0.1:3000")
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.html);
+    assert!(refused.html.contains("posted from another origin"), "{}", refused.html);
 
     // Deny sends the client access_denied.
     let mut form = hidden_fields(&page.html);

@@ -45,11 +45,11 @@ async fn a_trusted_proxy_names_the_client_and_an_untrusted_one_does_not() {
     let id = key["id"].as_str().expect("id");
     assert_eq!(call(&server.url, &token, &[("x-forwarded-for", "203.0.113.7")]).await, 200);
     assert_eq!(last_used_ip(&server, id).await, "203.0.113.7");
-    assert_eq!(
-        call(&server.url, &token, &[("forwarded", "for=\"[2001:db8::5]:4711\";proto=https")]).await,
-        200
-    );
-    assert_eq!(last_used_ip(&server, id).await, "2001:db8::5");
+    // A client's own Forwarded header, passed through by a proxy that sets X-Forwarded-For,
+    // is not read.
+    let forged = [("forwarded", "for=192.0.2.66"), ("x-forwarded-for", "203.0.113.8")];
+    assert_eq!(call(&server.url, &token, &forged).await, 200);
+    assert_eq!(last_used_ip(&server, id).await, "203.0.113.8");
 
     // Failures are counted per forwarded client: one client over the limit does not lock out
     // the others behind the same balancer.
@@ -61,6 +61,19 @@ async fn a_trusted_proxy_names_the_client_and_an_untrusted_one_does_not() {
     assert_eq!(call(&server.url, &bad, &from("198.51.100.1")).await, 429, "over its limit");
     assert_eq!(call(&server.url, &bad, &from("198.51.100.2")).await, 401, "another client");
     assert_eq!(call(&server.url, &token, &from("198.51.100.2")).await, 200);
+    server.stop().await;
+
+    // A proxy that sets Forwarded (RFC 7239), named as such.
+    let server = TestServer::start_with(ServerConfig {
+        forwarded_header: custory_mcp::server::ForwardedHeader::Forwarded,
+        ..behind("127.0.0.1/32")
+    })
+    .await;
+    let (key, token) = server.create_key("rfc7239", "30d", "read-write").await;
+    let id = key["id"].as_str().expect("id");
+    let forwarded = [("forwarded", "for=\"[2001:db8::5]:4711\";proto=https")];
+    assert_eq!(call(&server.url, &token, &forwarded).await, 200);
+    assert_eq!(last_used_ip(&server, id).await, "2001:db8::5");
     server.stop().await;
 
     // The same headers from a peer that is not a trusted proxy are the client's own words.
