@@ -13,7 +13,9 @@ use crate::output::Printer;
 use crate::secrets::{self, CredentialStore};
 use std::time::Duration;
 
-use crate::server::{AppState, ConnectionLimits, LOOPBACK_HOSTS, Rate, ServerConfig};
+use crate::server::{
+    AppState, ConnectionLimits, ForwardedHeader, LOOPBACK_HOSTS, Rate, ServerConfig,
+};
 use crate::store::{Clock, Database, OpenError, OwnerCredentialSetup, Quotas, Store, StoreOptions};
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +58,9 @@ pub struct ServeArgs {
     /// limit and the log. Anyone else's forwarding headers are ignored
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = trusted_proxy)]
     pub trusted_proxy: Vec<ipnet::IpNet>,
+    /// The header the trusted proxies set to name the client (only that one is read)
+    #[arg(long, value_enum, default_value_t = ForwardedHeader::XForwardedFor, value_name = "HEADER")]
+    pub forwarded_header: ForwardedHeader,
     /// How log lines are written to stderr: text, or one JSON object per line
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
@@ -222,6 +227,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             oauth: args.oauth,
             public_url: args.public_url,
             trusted_proxies: args.trusted_proxy,
+            forwarded_header: args.forwarded_header,
             ..ServerConfig::default()
         };
         args.limits.apply(&mut config, files);
@@ -333,7 +339,6 @@ fn open_error(error: OpenError) -> CliError {
         }
         OpenError::NewerSchema(_) => "upgrade custory-mcp, or pass another --db PATH",
         OpenError::InUse(_) => "stop that server first, or pass a different --db",
-        OpenError::Unsupported(_) => "pass the URL with sslmode=disable (or prefer)",
         OpenError::Unreachable(_) => {
             "check that PostgreSQL is running and that the URL's host, port, user, password and \
              database are right (psql URL tells)"

@@ -15,8 +15,7 @@ impl Database {
     /// Reads a `--database` value: a `postgres://` URL, a `sqlite://` URL or a file path.
     pub fn parse(value: &str) -> Result<Self, String> {
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            value
-                .parse::<postgres::Config>()
+            super::db::tls::parse(value)
                 .map_err(|error| format!("not a usable PostgreSQL URL: {error}"))?;
             Ok(Self::Postgres(value.to_owned()))
         } else if let Some(path) = value.strip_prefix("sqlite://").or(value.strip_prefix("sqlite:"))

@@ -153,9 +153,6 @@ pub enum OpenError {
     /// The PostgreSQL server cannot be reached, or refuses the login or the database.
     #[error("{0}")]
     Unreachable(String),
-    /// The URL asks for something this build cannot do.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// The current time, shiftable in tests so expiry can be checked without waiting 30 days.
@@ -314,19 +311,24 @@ impl Store {
 
     fn open_postgres(url: &str, clock: Clock, options: StoreOptions) -> Result<Self, OpenError> {
         let database = Database::Postgres(url.to_owned());
-        let config = url.parse::<postgres::Config>().map_err(|error| {
+        let (config, tls) = db::tls::parse(url).map_err(|error| {
             OpenError::Unreachable(format!("{database} is not a usable PostgreSQL URL: {error}"))
         })?;
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(OpenError::Unsupported(format!(
-                "{database} asks for TLS (sslmode=require), which this build does not speak yet; \
-                 use sslmode=disable on a private network"
-            )));
-        }
-        PgManager::probe(&config).map_err(|error| {
-            OpenError::Unreachable(format!("could not use {database}: {error}"))
+        PgManager::probe(&config, &tls).map_err(|error| {
+            let text = error.to_string();
+            let hint = if text.contains("certificate") || text.contains("UnknownIssuer") {
+                ": the server's certificate is not signed by a CA in sslrootcert, or (with \
+                 sslmode=verify-full) does not name the host in the URL"
+            } else if text.contains("server does not support TLS") {
+                ": this server does not speak TLS; use sslmode=disable on a private network, or \
+                 turn on ssl in postgresql.conf"
+            } else {
+                ""
+            };
+            OpenError::Unreachable(format!("could not use {database}: {error}{hint}"))
         })?;
-        let pool = PgManager::pool(config, options.postgres_connections, options.statement_limit);
+        let pool =
+            PgManager::pool(config, tls, options.postgres_connections, options.statement_limit);
         Ok(Self {
             backend: Backend::Postgres(pool),
             clock,

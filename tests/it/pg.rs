@@ -31,18 +31,54 @@ pub fn server_url() -> String {
 /// A throwaway server, alive as long as `_watchdog` is (that is, as long as this process).
 struct Server {
     url: String,
+    port: u16,
+    dir: PathBuf,
     _watchdog: ChildStdin,
+}
+
+/// A throwaway server with `ssl=on`, its certificate signed by a CA made for the tests and
+/// naming `localhost` only: `(port, the CA's PEM file)`.
+pub fn tls_server() -> (u16, PathBuf) {
+    static SERVER: OnceLock<Result<(Server, u16, PathBuf), String>> = OnceLock::new();
+    let made = SERVER.get_or_init(|| {
+        let ca_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let mut ca_params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "custory test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| e.to_string())?;
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .map_err(|e| e.to_string())?;
+        let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+        let server = Server::start_in("tls", Some((cert.pem(), key.serialize_pem())))?;
+        let ca = server.dir.join("ca.pem");
+        std::fs::write(&ca, ca_cert.pem()).map_err(|e| e.to_string())?;
+        let port = server.port;
+        Ok((server, port, ca))
+    });
+    match made {
+        Ok((_, port, ca)) => (*port, ca.clone()),
+        Err(why) => panic!("{why}"),
+    }
 }
 
 impl Server {
     fn start() -> Result<Self, String> {
+        Self::start_in("", None)
+    }
+
+    /// A server in its own directory (`tag` tells it apart), with TLS when `tls` gives a
+    /// certificate and its key (PEM).
+    fn start_in(tag: &str, tls: Option<(String, String)>) -> Result<Self, String> {
         let bin = binaries().ok_or(
             "the PostgreSQL tests need PostgreSQL's server programs: apt-get install postgresql \
              (or set CUSTORY_TEST_POSTGRES to the URL of a server where tests may create \
              databases)",
         )?;
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("custory-pg-{}", std::process::id()));
+            .join(format!("custory-pg{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let owner = Owner::detect();
@@ -58,6 +94,18 @@ impl Server {
             initdb.args(["--locale-provider=icu", "--icu-locale=en-US", "--locale=C.UTF-8"]);
         }
         run(initdb, "initdb")?;
+        let mut ssl = String::new();
+        if let Some((cert, key)) = &tls {
+            use std::os::unix::fs::PermissionsExt as _;
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).map_err(|e| format!("write {name}: {e}"))?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| e.to_string())?;
+                owner.give(&path)?;
+            }
+            ssl = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_owned();
+        }
 
         // The watchdog first, so that even a failed start is cleaned up.
         let stop = owner.shell(&format!(
@@ -82,14 +130,14 @@ impl Server {
             start.arg("-D").arg(&data).arg("-l").arg(dir.join("server.log")).arg("-w");
             start.arg("-o").arg(format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c max_connections=300",
+                 -c max_connections=300{ssl}",
                 dir.display()
             ));
             start.arg("start");
             match run(start, "pg_ctl start") {
                 Ok(()) => {
                     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-                    return Ok(Self { url, _watchdog: pipe });
+                    return Ok(Self { url, port, dir, _watchdog: pipe });
                 }
                 // Another process may have taken the port between the probe and the start.
                 Err(why) => last = why,

@@ -277,3 +277,76 @@ async fn readyz_fails_while_the_database_is_away_and_recovers() {
     assert_eq!(status, 200, "recovered: {body}");
     server.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_checks_the_certificate_as_sslmode_says() {
+    let (port, ca) = crate::pg::tls_server();
+    let ca = ca.display().to_string();
+    let env = TestEnv::new();
+    // Another CA, which signed nothing the server shows.
+    let stranger = env.home.path().join("other-ca.pem");
+    let other_key = rcgen::KeyPair::generate().expect("key");
+    let mut other = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    other.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&stranger, other.self_signed(&other_key).expect("ca").pem()).expect("write");
+    let stranger = stranger.display().to_string();
+    let url =
+        |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/postgres?{query}");
+
+    for (database, what) in [
+        (url("localhost", &format!("sslmode=verify-full&sslrootcert={ca}")), "verify-full"),
+        (url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")), "verify-ca by IP"),
+        (url("127.0.0.1", "sslmode=require"), "require"),
+    ] {
+        let server = env.serve_on(&database, &[]).await;
+        let ready = http().get(format!("{}/readyz", server.url())).send().await.expect("readyz");
+        assert_eq!(ready.status(), 200, "{what}");
+        // The server's own connections are encrypted, as PostgreSQL sees them.
+        let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let encrypted = std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
+            let row = client
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s
+                     JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'custory-mcp'",
+                    &[],
+                )
+                .expect("pg_stat_ssl");
+            (row.get::<_, i64>(0), row.get::<_, i64>(1))
+        })
+        .join()
+        .expect("admin thread");
+        assert!(encrypted.1 >= 1 && encrypted.0 == encrypted.1, "{what}: {encrypted:?}");
+        server.terminate().await;
+    }
+
+    for (database, says) in [
+        (
+            url("localhost", &format!("sslmode=verify-full&sslrootcert={stranger}")),
+            "not signed by a CA in sslrootcert",
+        ),
+        (
+            url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}")),
+            "does not name the host",
+        ),
+        (
+            format!(
+                "{}?sslmode=require",
+                crate::pg::server_url().replace("127.0.0.1", "localhost")
+            ),
+            "does not speak TLS",
+        ),
+        (url("localhost", "sslmode=verify-full&sslrootcert=/nonexistent.pem"), "sslrootcert"),
+    ] {
+        let output = env
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+            .output()
+            .await
+            .expect("serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{database}: {stderr}");
+        assert!(stderr.contains(says), "{database}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}

@@ -15,6 +15,7 @@
 //! (see `pool.rs`): one that runs past it fails with [`DbError::TimedOut`].
 
 mod pool;
+pub(in crate::store) mod tls;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -354,7 +355,7 @@ impl<'a> Connection<'a> {
     ///
     /// A pooled connection the server has ended while it sat idle (a restart, a failover, an
     /// administrator) fails its first statement without running it; that connection is
-    /// discarded and the statement runs once more on a new one, so a database restart costs
+    /// discarded and the statement runs again on another one, so a database restart costs
     /// no request an error. Inside a transaction nothing is retried: its earlier statements died
     /// with the connection.
     fn with_pg<T: Send>(
@@ -368,14 +369,19 @@ impl<'a> Connection<'a> {
             Some(conn) => conn,
             None => slot.insert(take()?),
         };
-        match blocking(|| f(conn)) {
-            Err(error) if server_ended_it(&error) && !conn.in_transaction => {
-                // Dropped closed, so r2d2 does not hand it out again.
-                let conn = slot.insert(take()?);
-                blocking(|| f(conn))
+        let mut result = blocking(|| f(conn));
+        // Every idle connection may have been ended at once: the next one taken can be dead
+        // too, so try as many as the pool holds, then one it opens.
+        for _ in 0..=pool.max_size() {
+            let ended = matches!(&result, Err(error) if server_ended_it(error));
+            if !ended || slot.as_ref().is_some_and(|conn| conn.in_transaction) {
+                break;
             }
-            other => other,
+            // Dropped closed, so r2d2 does not hand it out again.
+            let conn = slot.insert(take()?);
+            result = blocking(|| f(conn));
         }
+        result
     }
 
     /// Runs `sql` and returns its rows.

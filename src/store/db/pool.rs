@@ -2,6 +2,7 @@
 //! and the PostgreSQL pool. Pooling is r2d2's; what is ours is what each connection must be
 //! told when it opens (pragmas, a statement time limit) and when one must not be reused.
 
+use super::tls::PgTls;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -161,6 +162,7 @@ impl Drop for PgConn {
 /// Opens PostgreSQL connections for r2d2.
 pub struct PgManager {
     config: postgres::Config,
+    tls: PgTls,
 }
 
 pub type PgPool = r2d2::Pool<PgManager>;
@@ -168,7 +170,12 @@ pub type PgPool = r2d2::Pool<PgManager>;
 impl PgManager {
     /// The pool for `config`, opening connections on demand. Every connection stops statements
     /// that run longer than `statement_limit`.
-    pub fn pool(mut config: postgres::Config, size: u32, statement_limit: Duration) -> PgPool {
+    pub fn pool(
+        mut config: postgres::Config,
+        tls: PgTls,
+        size: u32,
+        statement_limit: Duration,
+    ) -> PgPool {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -184,17 +191,17 @@ impl PgManager {
             .test_on_check_out(false)
             .connection_timeout(POOL_WAIT)
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(Self { config })
+            .build_unchecked(Self { config, tls })
     }
 
     /// One connection made now, outside the pool: to tell at start-up, at once and with the
     /// server's own words, whether the database can be reached at all.
-    pub fn probe(config: &postgres::Config) -> Result<(), DbError> {
+    pub fn probe(config: &postgres::Config, tls: &PgTls) -> Result<(), DbError> {
         let mut config = config.clone();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let client = blocking(|| config.connect(postgres::NoTls))?;
+        let client = blocking(|| connect(&config, tls))?;
         blocking(move || drop(client));
         Ok(())
     }
@@ -205,7 +212,7 @@ impl r2d2::ManageConnection for PgManager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
-        let client = blocking(|| self.config.connect(postgres::NoTls))?;
+        let client = blocking(|| connect(&self.config, &self.tls))?;
         Ok(PgConn { client: Some(client), statements: HashMap::new(), in_transaction: false })
     }
 
@@ -218,6 +225,13 @@ impl r2d2::ManageConnection for PgManager {
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
         conn.in_transaction || conn.is_closed()
+    }
+}
+
+fn connect(config: &postgres::Config, tls: &PgTls) -> Result<postgres::Client, postgres::Error> {
+    match tls {
+        PgTls::Plain => config.connect(postgres::NoTls),
+        PgTls::Rustls(tls) => config.connect(tls.clone()),
     }
 }
 
