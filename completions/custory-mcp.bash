@@ -170,7 +170,7 @@ _custory__mcp() {
 
     case "${cmd}" in
         custory__mcp)
-            opts="-q -v -h -V --server --workspace --json --color --quiet --verbose --help --version serve login logout workspaces keys audit config test export import completions help"
+            opts="-q -v -h -V --server --workspace --json --color --quiet --verbose --ca-cert --help --version serve login logout workspaces keys audit config test export import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -188,6 +188,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -196,7 +200,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__audit)
-            opts="-q -v -h --key --limit --all --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --key --limit --all --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -222,6 +226,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -230,7 +238,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__completions)
-            opts="-q -v -h --server --workspace --json --color --quiet --verbose --help bash elvish fish powershell zsh"
+            opts="-q -v -h --server --workspace --json --color --quiet --verbose --ca-cert --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -248,6 +256,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -256,7 +268,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__config)
-            opts="-q -v -h --key --token-env --inline-token --url --write --scope --yes --oauth --server --workspace --json --color --quiet --verbose --help cursor claude-code claude claude-desktop vscode windsurf codex gemini zed"
+            opts="-q -v -h --key --token-env --inline-token --url --write --scope --yes --oauth --server --workspace --json --color --quiet --verbose --ca-cert --help cursor claude-code claude claude-desktop vscode windsurf codex gemini zed"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -290,6 +302,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -298,7 +314,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__export)
-            opts="-o -q -v -h --output --all --server --workspace --json --color --quiet --verbose --help"
+            opts="-o -q -v -h --output --all --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -322,6 +338,10 @@ _custory__mcp() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -612,7 +632,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__import)
-            opts="-q -v -h --new --slug --journey --format --dry-run --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --new --slug --journey --format --dry-run --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -646,6 +666,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -654,7 +678,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys)
-            opts="-q -v -h --server --workspace --json --color --quiet --verbose --help create list show revoke rotate help"
+            opts="-q -v -h --server --workspace --json --color --quiet --verbose --ca-cert --help create list show revoke rotate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -672,6 +696,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -680,7 +708,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__create)
-            opts="-q -v -h --name --expires --read-only --save --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --name --expires --read-only --save --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -704,6 +732,10 @@ _custory__mcp() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -812,7 +844,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__list)
-            opts="-q -v -h --status --limit --all --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --status --limit --all --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -838,6 +870,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -846,7 +882,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__revoke)
-            opts="-y -q -v -h --token-stdin --yes --server --workspace --json --color --quiet --verbose --help"
+            opts="-y -q -v -h --token-stdin --yes --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -862,6 +898,10 @@ _custory__mcp() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -872,7 +912,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__rotate)
-            opts="-y -q -v -h --yes --server --workspace --json --color --quiet --verbose --help"
+            opts="-y -q -v -h --yes --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -888,6 +928,10 @@ _custory__mcp() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -898,7 +942,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__show)
-            opts="-q -v -h --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -916,6 +960,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -924,7 +972,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__login)
-            opts="-q -v -h --token-stdin --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --token-stdin --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -940,6 +988,10 @@ _custory__mcp() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -950,7 +1002,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__logout)
-            opts="-q -v -h --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -968,6 +1020,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -976,7 +1032,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__serve)
-            opts="-q -v -h --listen --db --database --allow-origin --allow-host --allow-any-host --reset-owner-credential --oauth --trusted-proxy --forwarded-header --log-format --public-url --max-connections --max-connections-per-address --header-timeout --body-timeout --call-deadline --statement-timeout --key-concurrency --key-requests-per-second --key-writes-per-second --max-items --max-comments --max-text-bytes --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --listen --db --database --allow-origin --allow-host --allow-any-host --reset-owner-credential --oauth --trusted-proxy --forwarded-header --tls-cert --tls-key --log-format --public-url --max-connections --max-connections-per-address --header-timeout --body-timeout --call-deadline --statement-timeout --key-concurrency --key-requests-per-second --key-writes-per-second --max-items --max-comments --max-text-bytes --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1008,6 +1064,14 @@ _custory__mcp() {
                     ;;
                 --forwarded-header)
                     COMPREPLY=($(compgen -W "x-forwarded-for forwarded" -- "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-format)
@@ -1078,6 +1142,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1086,7 +1154,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__test)
-            opts="-q -v -h --url --key --token-env --curl --timeout --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --url --key --token-env --curl --timeout --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1120,6 +1188,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1128,7 +1200,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__workspaces)
-            opts="-q -v -h --server --workspace --json --color --quiet --verbose --help list create help"
+            opts="-q -v -h --server --workspace --json --color --quiet --verbose --ca-cert --help list create help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1146,6 +1218,10 @@ _custory__mcp() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1154,7 +1230,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__workspaces__subcmd__create)
-            opts="-q -v -h --slug --template --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --slug --template --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1178,6 +1254,10 @@ _custory__mcp() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1244,7 +1324,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__workspaces__subcmd__list)
-            opts="-q -v -h --server --workspace --json --color --quiet --verbose --help"
+            opts="-q -v -h --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1260,6 +1340,10 @@ _custory__mcp() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

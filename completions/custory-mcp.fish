@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_custory_mcp_global_optspecs
-    string join \n server= workspace= json color= q/quiet v/verbose h/help V/version
+    string join \n server= workspace= json color= q/quiet v/verbose ca-cert= h/help V/version
 end
 
 function __fish_custory_mcp_needs_command
@@ -29,6 +29,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -l workspace -d 'T
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_needs_command" -s v -l verbose -d 'Log more (repeat for more detail)'
@@ -53,6 +54,8 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l trusted-proxy -d 'A proxy or load balancer (an address or CIDR, repeatable) whose Forwarded or X-Forwarded-For header names the client: for last-used addresses, the failed-auth limit and the log. Anyone else\'s forwarding headers are ignored' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l forwarded-header -d 'The header the trusted proxies set to name the client (only that one is read)' -r -f -a "x-forwarded-for\t'`X-Forwarded-For: client, proxy1` (nginx, HAProxy, most load balancers)'
 forwarded\t'`Forwarded: for=client` (RFC 7239)'"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with this certificate chain (PEM); read again on SIGHUP' -r -F
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l tls-key -d 'The certificate\'s private key (PEM)' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l log-format -d 'How log lines are written to stderr: text, or one JSON object per line' -r -f -a "text\t'One line of text per event'
 json\t'One JSON object per line, for log shippers'"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l public-url -d 'The URL clients reach this server at, when it differs from what they send as Host (behind a TLS proxy: https://mcp.example.com); OAuth\'s metadata names it' -r
@@ -73,6 +76,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l worksp
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l allow-any-host -d 'Accept requests addressed to any host name (behind a proxy that checks it); without it, a non-loopback --listen needs --allow-host'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l reset-owner-credential -d 'Issue a new owner credential and revoke the old one (needs the database file)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l oauth -d 'Be the OAuth authorization server of the MCP endpoint: clients that answer a 401 with a browser sign-in (mcp-remote, Codex, Gemini CLI, MCP Inspector) get one, and the owner\'s consent mints an ordinary MCP key. Clients with a key in a header are unaffected'
@@ -85,6 +89,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l worksp
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l token-stdin -d 'Read the credential from standard input instead of prompting for it'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand login" -s q -l quiet -d 'Print only data and errors'
@@ -95,6 +100,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -l works
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand logout" -s v -l verbose -d 'Log more (repeat for more detail)'
@@ -104,6 +110,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and 
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and not __fish_seen_subcommand_from list create help" -s v -l verbose -d 'Log more (repeat for more detail)'
@@ -116,6 +123,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and 
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more (repeat for more detail)'
@@ -129,6 +137,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and 
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Log more (repeat for more detail)'
@@ -141,6 +150,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -s v -l verbose -d 'Log more (repeat for more detail)'
@@ -160,6 +170,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l read-only -d 'Only read tools: the key can read journey context but change nothing'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l save -d 'Keep the token in the OS keyring (or a 0600 file) for `config --key` and `test --key`'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l json -d 'Print machine-readable JSON on stdout'
@@ -175,6 +186,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l all -d 'Show every key, however many pages that takes'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
@@ -185,6 +197,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Log more (repeat for more detail)'
@@ -194,6 +207,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l token-stdin -d 'Revoke the key a found token belongs to, in whichever workspace it is: the token is read from stdin (a leak: you have the token, not the key\'s name)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s y -l yes -d 'Do not ask for confirmation'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l json -d 'Print machine-readable JSON on stdout'
@@ -205,6 +219,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -s y -l yes -d 'Do not ask for confirmation'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -s q -l quiet -d 'Print only data and errors'
@@ -223,6 +238,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l worksp
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l all -d 'Show every event, however many pages that takes'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -s q -l quiet -d 'Print only data and errors'
@@ -238,6 +254,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l works
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l inline-token -d 'Embed the token itself: the one saved for --key, else one line read from stdin'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l write -d 'Merge the entry into the client\'s config file (diff shown, backup kept, 0600)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand config" -l yes -d 'Write without asking for confirmation'
@@ -255,6 +272,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l workspa
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l curl -d 'Print the equivalent curl command (token read from the environment) instead of checking'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand test" -s q -l quiet -d 'Print only data and errors'
@@ -266,6 +284,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l works
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l all -d 'Export every workspace of the server (a backup); needs --output DIR'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand export" -s q -l quiet -d 'Print only data and errors'
@@ -281,6 +300,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l works
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l dry-run -d 'Check everything and write nothing'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand import" -s q -l quiet -d 'Print only data and errors'
@@ -291,6 +311,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l 
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand completions" -s v -l verbose -d 'Log more (repeat for more detail)'

@@ -43,6 +43,34 @@ pub struct AdminClient {
     token: PlainToken,
 }
 
+/// CA certificates to trust beyond the system's (`--ca-cert`), for every HTTP client the CLI
+/// makes.
+static EXTRA_ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+
+/// Reads `--ca-cert`: the CA certificates of a private server.
+pub fn trust_ca_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let pem = std::fs::read(path).map_err(|error| {
+        CliError::failure(format!("could not read --ca-cert {}: {error}", path.display()))
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .ok()
+        .filter(|certs| !certs.is_empty())
+        .ok_or_else(|| {
+            CliError::failure(format!("--ca-cert {} holds no PEM certificate", path.display()))
+                .hint("pass the CA's certificate, the file that begins -----BEGIN CERTIFICATE-----")
+        })?;
+    let _ = EXTRA_ROOTS.set(certs);
+    Ok(())
+}
+
+/// `builder` trusting `--ca-cert` too.
+pub fn with_extra_roots(mut builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    for cert in EXTRA_ROOTS.get().into_iter().flatten() {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    builder
+}
+
 impl AdminClient {
     /// A client for `server` with the owner credential found for it.
     pub fn connect(server: &str) -> anyhow::Result<Self> {
@@ -51,7 +79,7 @@ impl AdminClient {
     }
 
     pub fn with_token(server: &str, token: PlainToken) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = with_extra_roots(reqwest::Client::builder())
             .user_agent(concat!("custory-mcp/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
@@ -199,10 +227,23 @@ impl AdminClient {
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> anyhow::Error {
+        let mut chain = String::new();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            chain.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
         let cause = if error.is_timeout() {
             "it did not answer in time".to_owned()
+        } else if chain.contains("certificate") || chain.contains("UnknownIssuer") {
+            return CliError::failure(format!(
+                "could not reach the Custory server at {}: its TLS certificate is not trusted{chain}",
+                self.server
+            ))
+            .hint("pass --ca-cert FILE with the CA that signed it (or set CUSTORY_CA_CERT)")
+            .into();
         } else if error.is_connect() {
-            "could not connect".to_owned()
+            format!("could not connect{chain}")
         } else {
             std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string)
         };

@@ -68,6 +68,9 @@ pub struct GlobalArgs {
     /// Log more (repeat for more detail)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Trust the CA certificates in this PEM file too, for an https --server with a private CA
+    #[arg(long, global = true, env = "CUSTORY_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +122,9 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
+    if let Some(path) = &cli.global.ca_cert {
+        crate::client::trust_ca_file(path)?;
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args, &cli.global, printer),
         Command::Login(args) => login::login(args, &cli.global, printer),

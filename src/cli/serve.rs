@@ -61,6 +61,12 @@ pub struct ServeArgs {
     /// The header the trusted proxies set to name the client (only that one is read)
     #[arg(long, value_enum, default_value_t = ForwardedHeader::XForwardedFor, value_name = "HEADER")]
     pub forwarded_header: ForwardedHeader,
+    /// Serve HTTPS with this certificate chain (PEM); read again on SIGHUP
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// How log lines are written to stderr: text, or one JSON object per line
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
@@ -157,6 +163,15 @@ impl LimitArgs {
 
 pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     init_logging(global.verbose, global.quiet, args.log_format);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::server::Certificates::load(cert.clone(), key.clone()).map_err(|error| {
+                CliError::failure(error)
+                    .hint("pass a PEM certificate chain with --tls-cert and its key with --tls-key")
+            })?)
+        }
+        _ => None,
+    };
     // On loopback, only loopback names may address the server (DNS rebinding); on another
     // address, only the names given with --allow-host, or any with --allow-any-host (behind a
     // proxy that checks them), but never any by accident. Checked before anything is opened.
@@ -217,7 +232,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         // The owner credential is issued only once the listener is bound: a start that fails
         // (a busy port) loses nothing.
         let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
-        let url = base_url(addr);
+        let url = base_url(addr, tls.is_some());
         let shutdown = shutdown_signal().context("could not listen for stop signals")?;
         announce(&store, &owner, &url, args.oauth, printer)?;
 
@@ -228,6 +243,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             public_url: args.public_url,
             trusted_proxies: args.trusted_proxy,
             forwarded_header: args.forwarded_header,
+            tls,
             ..ServerConfig::default()
         };
         args.limits.apply(&mut config, files);
@@ -347,8 +363,20 @@ fn open_error(error: OpenError) -> CliError {
     CliError::failure(error.to_string()).hint(hint)
 }
 
-/// The URL clients use for a listener: a wildcard address is reached through loopback.
-pub fn base_url(addr: SocketAddr) -> String {
+/// The URL clients use for a listener: a wildcard address is reached through loopback; over
+/// https, loopback is `localhost`, the name certificates for a local server carry.
+pub fn base_url(addr: SocketAddr, https: bool) -> String {
+    if https {
+        let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+            "localhost".to_owned()
+        } else {
+            match addr.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            }
+        };
+        return format!("https://{host}:{}", addr.port());
+    }
     let host = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
         ip if ip.is_unspecified() => "[::1]".to_owned(),

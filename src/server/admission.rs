@@ -445,7 +445,8 @@ pub fn public_origin(state: &AppState, headers: &HeaderMap) -> Option<String> {
         return Some(url.trim_end_matches('/').to_owned());
     }
     let host = headers.get(HOST)?.to_str().ok()?;
-    host_name(host).is_some().then(|| format!("http://{host}"))
+    let scheme = if state.config.tls.is_some() { "https" } else { "http" };
+    host_name(host).is_some().then(|| format!("{scheme}://{host}"))
 }
 
 /// With OAuth on, a 401 from the MCP endpoint names the resource metadata (RFC 9728 §5.1):

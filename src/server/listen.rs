@@ -84,14 +84,20 @@ impl Drop for Place {
     }
 }
 
+/// What stands in front of the router: the proxies trusted to name clients, and TLS.
+pub struct Front {
+    pub trusted: Arc<[ipnet::IpNet]>,
+    pub forwarded: super::client_addr::ForwardedHeader,
+    pub tls: Option<Arc<super::tls::Certificates>>,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets requests
 /// in flight finish for at most `limits.shutdown_grace`, and closes what is left.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
-    trusted: Arc<[ipnet::IpNet]>,
-    forwarded: super::client_addr::ForwardedHeader,
+    front: Front,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -124,7 +130,7 @@ pub async fn serve(
             },
         };
         // A trusted proxy carries many clients: its connections are not capped per address.
-        let proxy = trusted.iter().any(|net| net.contains(&peer.ip()));
+        let proxy = front.trusted.iter().any(|net| net.contains(&peer.ip()));
         let cap = if proxy { usize::MAX } else { limits.max_per_address };
         let Some(place) = PerAddress::enter(&per_address, peer.ip(), cap) else {
             tracing::debug!(peer = %peer.ip(), "refused a connection: too many from this address");
@@ -132,7 +138,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let trusted = Arc::clone(&trusted);
+        let (trusted, forwarded) = (Arc::clone(&front.trusted), front.forwarded);
         let service = app.clone().map_request(move |mut request: axum::extract::Request| {
             let client =
                 super::client_addr::resolve(peer.ip(), request.headers(), &trusted, forwarded);
@@ -143,13 +149,38 @@ pub async fn serve(
         let service = TowerToHyperService::new(service.map_request(
             |request: hyper::Request<hyper::body::Incoming>| request.map(axum::body::Body::new),
         ));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        connections.spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+        match &front.tls {
+            None => {
+                let connection =
+                    graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                connections.spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    drop((slot, place));
+                });
             }
-            drop((slot, place));
-        });
+            Some(certificates) => {
+                // The handshake runs in the connection's task, within the request-head timeout.
+                let (acceptor, http, watcher) =
+                    (certificates.acceptor(), http.clone(), graceful.watcher());
+                let handshake = limits.header_timeout;
+                connections.spawn(async move {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let connection =
+                                watcher.watch(http.serve_connection(TokioIo::new(tls), service));
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%error, "connection ended with an error");
+                            }
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                    drop((slot, place));
+                });
+            }
+        }
     }
     drop(listener);
     tokio::select! {

@@ -15,6 +15,7 @@ mod limits;
 mod listen;
 mod mcp;
 mod oauth;
+mod tls;
 mod transfer;
 
 use std::future::Future;
@@ -37,6 +38,7 @@ use error::ApiError;
 use limiter::AuthLimiter;
 pub use limits::Rate;
 pub use listen::ConnectionLimits;
+pub use tls::Certificates;
 
 use crate::store::Store;
 
@@ -88,6 +90,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The header those proxies set.
     pub forwarded_header: ForwardedHeader,
+    /// HTTPS, with this certificate (`--tls-cert`, `--tls-key`); plain HTTP without it.
+    pub tls: Option<Arc<Certificates>>,
     /// Which client metadata documents may be fetched (public https only, but in tests).
     pub oauth_metadata: FetchPolicy,
 }
@@ -114,6 +118,7 @@ impl Default for ServerConfig {
             public_url: None,
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::default(),
+            tls: None,
             oauth_metadata: FetchPolicy::default(),
         }
     }
@@ -306,13 +311,40 @@ pub async fn run(
     let store = Arc::clone(&state.store);
     let flusher = tokio::spawn(housekeeping(state.clone()));
     let limits = state.config.connections;
-    let trusted: Arc<[ipnet::IpNet]> = state.config.trusted_proxies.clone().into();
-    let forwarded = state.config.forwarded_header;
-    listen::serve(listener, router(state), limits, trusted, forwarded, shutdown).await;
+    let front = listen::Front {
+        trusted: state.config.trusted_proxies.clone().into(),
+        forwarded: state.config.forwarded_header,
+        tls: state.config.tls.clone(),
+    };
+    let reloader =
+        front.tls.clone().map(|certificates| tokio::spawn(reload_on_hangup(certificates)));
+    listen::serve(listener, router(state), limits, front, shutdown).await;
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     flusher.abort();
     // The last flush runs whatever happened to the connections, so no recorded use is lost.
     store.flush_usage()?;
     Ok(())
+}
+
+/// Reads the certificate again at each SIGHUP.
+async fn reload_on_hangup(certificates: Arc<Certificates>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+        while hangups.recv().await.is_some() {
+            match certificates.reload() {
+                Ok(()) => tracing::info!("reloaded the TLS certificate"),
+                Err(error) => {
+                    tracing::error!(%error, "could not reload the TLS certificate; keeping the old")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(certificates);
 }
 
 /// Every few seconds, off the async workers: last-used times written, idle rate buckets

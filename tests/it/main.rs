@@ -7,6 +7,7 @@ mod config;
 mod conformance;
 mod hardening;
 mod help;
+mod https;
 mod layout;
 mod leaks;
 mod limits;

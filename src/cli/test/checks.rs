@@ -53,7 +53,7 @@ pub(super) async fn run(
     let Some(token) = check_token(list, raw_token, source) else {
         return Ok(());
     };
-    let client = reqwest::Client::builder()
+    let client = crate::client::with_extra_roots(reqwest::Client::builder())
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(timeout))
         .connect_timeout(Duration::from_secs(timeout))
