@@ -1032,7 +1032,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__serve)
-            opts="-q -v -h --listen --db --database --allow-origin --allow-host --allow-any-host --reset-owner-credential --oauth --trusted-proxy --forwarded-header --tls-cert --tls-key --log-format --public-url --max-connections --max-connections-per-address --header-timeout --body-timeout --call-deadline --statement-timeout --key-concurrency --key-requests-per-second --key-writes-per-second --max-items --max-comments --max-text-bytes --server --workspace --json --color --quiet --verbose --ca-cert --help"
+            opts="-q -v -h --listen --db --database --allow-origin --allow-host --allow-any-host --reset-owner-credential --oauth --trusted-proxy --forwarded-header --tls-cert --tls-key --metrics-listen --log-format --public-url --max-connections --max-connections-per-address --header-timeout --body-timeout --call-deadline --statement-timeout --key-concurrency --key-requests-per-second --key-writes-per-second --max-items --max-comments --max-text-bytes --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1071,6 +1071,10 @@ _custory__mcp() {
                     return 0
                     ;;
                 --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -54,6 +54,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --forwarded-header 'The header the trusted proxies set to name the client (only that one is read)'
             cand --tls-cert 'Serve HTTPS with this certificate chain (PEM); read again on SIGHUP'
             cand --tls-key 'The certificate''s private key (PEM)'
+            cand --metrics-listen 'Serve Prometheus metrics at http://ADDR/metrics, apart from the API (requests, tool calls, auth failures, 429s, latencies, pool use, last-used flush lag)'
             cand --log-format 'How log lines are written to stderr: text, or one JSON object per line'
             cand --public-url 'The URL clients reach this server at, when it differs from what they send as Host (behind a TLS proxy: https://mcp.example.com); OAuth''s metadata names it'
             cand --max-connections 'Connections open at once (kept below the open-files limit, which is raised at start)'

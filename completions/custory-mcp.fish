@@ -56,6 +56,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l forwar
 forwarded\t'`Forwarded: for=client` (RFC 7239)'"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with this certificate chain (PEM); read again on SIGHUP' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l tls-key -d 'The certificate\'s private key (PEM)' -r -F
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics, apart from the API (requests, tool calls, auth failures, 429s, latencies, pool use, last-used flush lag)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l log-format -d 'How log lines are written to stderr: text, or one JSON object per line' -r -f -a "text\t'One line of text per event'
 json\t'One JSON object per line, for log shippers'"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l public-url -d 'The URL clients reach this server at, when it differs from what they send as Host (behind a TLS proxy: https://mcp.example.com); OAuth\'s metadata names it' -r

@@ -76,7 +76,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the local Custory server (admin API and MCP endpoint)
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Store the owner credential for --server
     Login(login::LoginArgs),
     /// Forget the owner credential for --server
@@ -126,7 +126,7 @@ fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         crate::client::trust_ca_file(path)?;
     }
     match cli.command {
-        Command::Serve(args) => serve::run(args, &cli.global, printer),
+        Command::Serve(args) => serve::run(*args, &cli.global, printer),
         Command::Login(args) => login::login(args, &cli.global, printer),
         Command::Logout => login::logout(&cli.global, printer),
         Command::Workspaces(command) => workspaces::run(command, &cli.global, printer),

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, apart from the API (requests, tool
+    /// calls, auth failures, 429s, latencies, pool use, last-used flush lag)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// How log lines are written to stderr: text, or one JSON object per line
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
@@ -229,12 +233,25 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             CliError::failure(format!("could not listen on {}: {error}", listen)).hint(hint)
         })?;
         let addr = listener.local_addr()?;
+        let metrics_url = match args.metrics_listen {
+            Some(at) => {
+                let metrics = tokio::net::TcpListener::bind(at).await.map_err(|error| {
+                    CliError::failure(format!("could not listen on {at} for metrics: {error}"))
+                        .hint("pass another address with --metrics-listen")
+                })?;
+                let url = crate::server::metrics::url(metrics.local_addr()?);
+                let handle = crate::server::metrics::install()?;
+                tokio::spawn(crate::server::metrics::serve(metrics, handle));
+                Some(url)
+            }
+            None => None,
+        };
         // The owner credential is issued only once the listener is bound: a start that fails
         // (a busy port) loses nothing.
         let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
         let url = base_url(addr, tls.is_some());
         let shutdown = shutdown_signal().context("could not listen for stop signals")?;
-        announce(&store, &owner, &url, args.oauth, printer)?;
+        announce(&store, &owner, &url, args.oauth, metrics_url.as_deref(), printer)?;
 
         let mut config = ServerConfig {
             allowed_origins: args.allow_origin,
@@ -263,6 +280,7 @@ fn announce(
     owner: &OwnerCredentialSetup,
     url: &str,
     oauth: bool,
+    metrics_url: Option<&str>,
     printer: Printer,
 ) -> anyhow::Result<()> {
     let credentials = CredentialStore::open()?;
@@ -286,6 +304,7 @@ fn announce(
             "database": store.database().to_string(),
             "workspaces": workspaces,
             "oauth": oauth,
+            "metrics_url": metrics_url,
             "owner_credential": token.map(|t| t.expose()),
             "owner_credential_saved_to": saved.as_ref().map(ToString::to_string),
         });
@@ -296,6 +315,9 @@ fn announce(
     printer.info(&format!("  MCP endpoint  {url}/api/mcp"));
     printer.info(&format!("  database      {}", store.database()));
     printer.info(&format!("  workspaces    {}", workspaces.join(", ")));
+    if let Some(metrics_url) = metrics_url {
+        printer.info(&format!("  metrics       {metrics_url}"));
+    }
     if oauth {
         printer.info("  OAuth         on: clients without a key sign in in a browser, with the owner credential");
     }

@@ -63,17 +63,24 @@ pub fn call(
     name: &str,
     arguments: Value,
 ) -> Result<CallToolResult, ToolCallError> {
-    let tool = TOOLS
-        .iter()
-        .find(|tool| tool.name == name)
-        .ok_or_else(|| ToolCallError::UnknownTool(name.to_owned()))?;
-    if !tool.allowed(ctx.access) {
-        return Ok(CallToolResult::error(format!(
+    let Some(tool) = TOOLS.iter().find(|tool| tool.name == name) else {
+        // Not labelled by the name asked for: a client could make a series of every string.
+        metrics::counter!("custory_tool_calls_total", "tool" => "unknown", "outcome" => "unknown_tool")
+            .increment(1);
+        return Err(ToolCallError::UnknownTool(name.to_owned()));
+    };
+    let result = if tool.allowed(ctx.access) {
+        (tool.handler)(store, ctx, arguments)
+    } else {
+        CallToolResult::error(format!(
             "This MCP key is read-only, so it cannot call {name}. To make changes, ask the \
              workspace admin for a read-write key (`custory-mcp keys create`)."
-        )));
-    }
-    Ok((tool.handler)(store, ctx, arguments))
+        ))
+    };
+    let outcome = if result.is_error { "error" } else { "ok" };
+    metrics::counter!("custory_tool_calls_total", "tool" => tool.name, "outcome" => outcome)
+        .increment(1);
+    Ok(result)
 }
 
 // ---------------------------------------------------------------------------------------------

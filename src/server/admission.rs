@@ -111,7 +111,13 @@ fn failed_auth_with(
     message: &str,
     token_sent: bool,
 ) -> ApiError {
+    let surface_name = match surface {
+        Surface::Admin => "admin",
+        Surface::Mcp => "mcp",
+    };
+    metrics::counter!("custory_auth_failures_total", "surface" => surface_name).increment(1);
     if let Some(wait) = ip.and_then(|ip| state.limiter.failed(ip)) {
+        metrics::counter!("custory_rate_limited_total", "reason" => "auth_failures").increment(1);
         let message = format!(
             "too many failed authentications from this address; retry in {} s",
             retry_seconds(wait)

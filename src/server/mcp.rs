@@ -32,6 +32,7 @@ pub async fn handle(
     // The key's share, taken before the body is read: one key cannot have more bodies in
     // memory, or requests running, than its share. The rest wait here, holding no thread.
     let Some(slot) = state.shares.enter(&key.identity.key_id).await else {
+        metrics::counter!("custory_rate_limited_total", "reason" => "key_concurrency").increment(1);
         return ApiError::mcp(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InternalError,
@@ -140,10 +141,11 @@ fn over_rate(over: OverRate) -> ApiError {
         OverRate::Requests(wait) => ("requests", wait),
         OverRate::Writes(wait) => ("write tool calls", wait),
     };
-    let flag = match over {
-        OverRate::Requests(_) => "--key-requests-per-second",
-        OverRate::Writes(_) => "--key-writes-per-second",
+    let (flag, reason) = match over {
+        OverRate::Requests(_) => ("--key-requests-per-second", "key_requests"),
+        OverRate::Writes(_) => ("--key-writes-per-second", "key_writes"),
     };
+    metrics::counter!("custory_rate_limited_total", "reason" => reason).increment(1);
     ApiError::mcp(
         StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::InternalError,

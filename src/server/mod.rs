@@ -14,6 +14,7 @@ mod limiter;
 mod limits;
 mod listen;
 mod mcp;
+pub mod metrics;
 mod oauth;
 mod tls;
 mod transfer;
@@ -227,6 +228,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(connection::close_if_body_unread))
+        .layer(axum::middleware::from_fn(metrics::record_request))
         .layer(request_log())
         .with_state(state)
 }
@@ -366,6 +368,7 @@ async fn housekeeping(state: AppState) {
                 tracing::warn!(%error, "could not read the owner credential; will retry");
             }
             shared.rates.forget_idle();
+            metrics::record_store(&shared.store);
         });
         let _ = chores.await;
     }

@@ -478,6 +478,17 @@ impl Store {
 
     /// Writes every unwritten last-used value in one transaction. Returns how many were
     /// written. On failure nothing is marked written, so the next flush tries again.
+    /// How long the oldest use not yet written has waited (zero when all are written).
+    pub fn usage_flush_age(&self) -> Option<std::time::Duration> {
+        let oldest =
+            self.pending_usage().values().filter(|slot| slot.dirty).map(|slot| slot.usage.at).min();
+        Some(
+            oldest.map_or(std::time::Duration::ZERO, |at| {
+                (self.now() - at).to_std().unwrap_or_default()
+            }),
+        )
+    }
+
     pub fn flush_usage(&self) -> StoreResult<usize> {
         let batch: Vec<(String, KeyUsage)> = self
             .pending_usage()

@@ -351,6 +351,15 @@ impl Store {
         &self.database
     }
 
+    /// The connection pool's connections: `(in use, idle, most it may open)`.
+    pub fn pool_use(&self) -> (u32, u32, u32) {
+        let (state, max) = match &self.backend {
+            Backend::Sqlite { readers, .. } => (readers.state(), readers.max_size()),
+            Backend::Postgres(pool) => (pool.state(), pool.max_size()),
+        };
+        (state.connections - state.idle_connections, state.idle_connections, max)
+    }
+
     /// The schema version of the database, read now (a round trip: the readiness check).
     pub fn schema_version(&self) -> StoreResult<i64> {
         migrate::version(&self.reader()?)

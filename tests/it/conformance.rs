@@ -62,7 +62,7 @@ pub fn python_with_sdk() -> PathBuf {
 }
 
 /// The venv's python with `package` (a pip requirement), installed on first use.
-fn python_with(package: &str) -> PathBuf {
+pub fn python_with(package: &str) -> PathBuf {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

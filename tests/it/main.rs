@@ -14,6 +14,7 @@ mod limits;
 mod mcp_contract;
 mod mcp_http;
 mod mcp_modern;
+mod metrics;
 mod oauth;
 mod oauth_clients;
 mod paging;
