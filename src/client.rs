@@ -228,22 +228,25 @@ impl AdminClient {
 
     fn unreachable(&self, error: &reqwest::Error) -> anyhow::Error {
         let mut chain = String::new();
+        let mut root = String::new();
         let mut source = std::error::Error::source(error);
         while let Some(cause) = source {
             chain.push_str(&format!(": {cause}"));
+            root = cause.to_string();
             source = cause.source();
         }
         let cause = if error.is_timeout() {
             "it did not answer in time".to_owned()
         } else if chain.contains("certificate") || chain.contains("UnknownIssuer") {
             return CliError::failure(format!(
-                "could not reach the Custory server at {}: its TLS certificate is not trusted{chain}",
+                "could not reach the Custory server at {}: its TLS certificate is not trusted \
+                 ({root})",
                 self.server
             ))
             .hint("pass --ca-cert FILE with the CA that signed it (or set CUSTORY_CA_CERT)")
             .into();
         } else if error.is_connect() {
-            format!("could not connect{chain}")
+            "could not connect".to_owned()
         } else {
             std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string)
         };
