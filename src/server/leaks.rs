@@ -1,7 +1,7 @@
 //! `POST /api/tokens/revoke`: whoever holds a leaked MCP key's token may kill it, with no other
 //! credential, as secret-scanning services expect. The answer is the same whether or not a
-//! token was known, so the endpoint tells a stranger nothing; every report counts against the
-//! reporting address's failure limit, known or not.
+//! token was known, so the endpoint tells a stranger nothing; every report counts alike
+//! against the reporting address's own limit (60 a minute, each of up to 100 tokens).
 
 use std::sync::Arc;
 
@@ -27,7 +27,11 @@ pub async fn report(
     ClientAddr(peer): ClientAddr,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if let Some(wait) = state.limiter.failed(peer) {
+    // Its own limit, not the failed-authentication one: a secret scanner reporting many
+    // leaks from one address is no attacker. Every report counts alike, known or not.
+    if let Err(not_until) = state.reports.check_key(&super::limiter::address_group(peer)) {
+        use governor::clock::Clock as _;
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_reports",

@@ -52,6 +52,8 @@ const COMPRESS_ABOVE_BYTES: u16 = 8 * 1024;
 /// Where the protected resource's metadata is (RFC 9728 §3.1, for the resource `/api/mcp`),
 /// when OAuth is on.
 pub const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource/api/mcp";
+/// Leaked-token reports one address may send per minute (each may list 100 tokens).
+const REPORTS_PER_MINUTE: std::num::NonZeroU32 = std::num::NonZeroU32::new(60).unwrap();
 /// OAuth client registrations one address may make per minute.
 const REGISTRATIONS_PER_MINUTE: std::num::NonZeroU32 = std::num::NonZeroU32::new(20).unwrap();
 
@@ -150,6 +152,8 @@ pub struct Shared {
     pub transfers: Arc<tokio::sync::Semaphore>,
     /// OAuth client registrations per address: they need no credential.
     pub registrations: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Leaked-token reports per address group (`POST /api/tokens/revoke` needs no credential).
+    pub reports: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Fetches and caches client ID metadata documents.
     pub metadata: client_metadata::MetadataFetcher,
 }
@@ -165,6 +169,9 @@ impl AppState {
                 .allow_burst(REGISTRATIONS_PER_MINUTE),
         );
         let metadata = client_metadata::MetadataFetcher::new(&config.oauth_metadata);
+        let reports = governor::RateLimiter::keyed(
+            governor::Quota::per_minute(REPORTS_PER_MINUTE).allow_burst(REPORTS_PER_MINUTE),
+        );
         Self(Arc::new(Shared {
             store,
             config,
@@ -173,6 +180,7 @@ impl AppState {
             rates,
             transfers,
             registrations,
+            reports,
             metadata,
         }))
     }

@@ -145,3 +145,29 @@ async fn whoever_finds_a_token_may_kill_it_and_learns_nothing_about_others() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn reports_have_a_limit_of_their_own_that_a_scanner_does_not_reach_by_accident() {
+    // A failed-authentication limit of 1 does not slow reports down.
+    let config = custory_mcp::server::ServerConfig {
+        auth_failures_per_window: 1,
+        ..custory_mcp::server::ServerConfig::default()
+    };
+    let server = TestServer::start_with(config).await;
+    let stranger = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Mcp);
+    let url = format!("{}/api/tokens/revoke", server.url);
+    let mut statuses = Vec::new();
+    for _ in 0..80 {
+        let response = http()
+            .post(&url)
+            .json(&json!({"token": stranger.expose()}))
+            .send()
+            .await
+            .expect("post");
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses[..60].iter().all(|s| *s == 200), "{statuses:?}");
+    // 60 a minute, one more each second: 20 more sent at once cannot all pass.
+    assert!(statuses[60..].contains(&429), "past the limit reports wait: {statuses:?}");
+    server.stop().await;
+}
