@@ -261,6 +261,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             trusted_proxies: args.trusted_proxy,
             forwarded_header: args.forwarded_header,
             tls,
+            metrics: metrics_url.is_some(),
             ..ServerConfig::default()
         };
         args.limits.apply(&mut config, files);

@@ -32,8 +32,11 @@ pub struct FetchPolicy {
 }
 
 pub struct MetadataFetcher {
-    /// `None` when no safe client could be built: nothing is fetched then.
-    client: Option<reqwest::Client>,
+    /// Built at the first fetch (a client loads the system's roots: no server that never
+    /// sees a metadata document pays for it); `None` when no safe client could be built, and
+    /// nothing is fetched then.
+    client: std::sync::OnceLock<Option<reqwest::Client>>,
+    policy: FetchPolicy,
     /// Fetches running at once, at most [`FETCHES_AT_ONCE`].
     running: tokio::sync::Semaphore,
     allow_private: bool,
@@ -53,28 +56,38 @@ pub fn is_document_url(client_id: &str) -> bool {
 
 impl MetadataFetcher {
     pub fn new(policy: &FetchPolicy) -> Self {
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .connect_timeout(Duration::from_secs(3))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("custory-mcp/", env!("CARGO_PKG_VERSION")));
-        if !policy.allow_private_addresses {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
-        }
-        for der in &policy.extra_roots {
-            if let Ok(cert) = reqwest::Certificate::from_der(der) {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        // Building fails only when the TLS backend cannot start; then nothing is fetched
-        // (never with a client that lacks these limits).
         Self {
-            client: builder.build().ok(),
+            client: std::sync::OnceLock::new(),
+            policy: policy.clone(),
             running: tokio::sync::Semaphore::new(FETCHES_AT_ONCE),
             allow_private: policy.allow_private_addresses,
             cache: Mutex::default(),
         }
+    }
+
+    fn http(&self) -> Option<&reqwest::Client> {
+        self.client
+            .get_or_init(|| {
+                let policy = &self.policy;
+                let mut builder = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .connect_timeout(Duration::from_secs(3))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .user_agent(concat!("custory-mcp/", env!("CARGO_PKG_VERSION")));
+                if !policy.allow_private_addresses {
+                    builder = builder.dns_resolver(Arc::new(PublicOnly));
+                }
+                for der in &policy.extra_roots {
+                    if let Ok(cert) = reqwest::Certificate::from_der(der) {
+                        builder = builder.add_root_certificate(cert);
+                    }
+                }
+                // Building fails only when the TLS backend cannot start; then nothing is
+                // fetched (never with a client that lacks these limits).
+                builder.build().ok()
+            })
+            .as_ref()
     }
 
     /// The client the document at `url` describes, or why it cannot be used (a sentence for
@@ -114,7 +127,7 @@ impl MetadataFetcher {
                         fragment, credentials or dot segments"
                 .into());
         }
-        let Some(client) = &self.client else {
+        let Some(client) = self.http() else {
             return Err("this server cannot fetch client metadata documents".into());
         };
         let Ok(_running) = self.running.try_acquire() else {

@@ -95,6 +95,8 @@ pub struct ServerConfig {
     pub forwarded_header: ForwardedHeader,
     /// HTTPS, with this certificate (`--tls-cert`, `--tls-key`); plain HTTP without it.
     pub tls: Option<Arc<Certificates>>,
+    /// Whether a metrics recorder is installed (`--metrics-listen`): requests are timed then.
+    pub metrics: bool,
     /// Which client metadata documents may be fetched (public https only, but in tests).
     pub oauth_metadata: FetchPolicy,
 }
@@ -123,6 +125,7 @@ impl Default for ServerConfig {
             forwarded_header: ForwardedHeader::default(),
             tls: None,
             oauth_metadata: FetchPolicy::default(),
+            metrics: false,
         }
     }
 }
@@ -230,15 +233,17 @@ pub fn router(state: AppState) -> Router {
     if state.config.oauth {
         router = router.merge(oauth_routes());
     }
-    router
+    let mut router = router
         .nest("/api/admin", admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(connection::close_if_body_unread))
-        .layer(axum::middleware::from_fn(metrics::record_request))
-        .layer(request_log())
-        .with_state(state)
+        .layer(axum::middleware::from_fn(connection::close_if_body_unread));
+    // Counted only where someone reads the counts: nothing on the request path otherwise.
+    if state.config.metrics {
+        router = router.layer(axum::middleware::from_fn(metrics::record_request));
+    }
+    router.layer(request_log()).with_state(state)
 }
 
 /// The OAuth endpoints (`--oauth`). Discovery, registration and the token endpoint answer
