@@ -41,7 +41,7 @@ pub const AUTHORIZATION_SERVER_PATH: &str = "/.well-known/oauth-authorization-se
 const SESSION_COOKIE: &str = "custory_owner_session";
 const CSRF_COOKIE: &str = "custory_csrf";
 /// Workspaces the consent page offers at most.
-const WORKSPACES_SHOWN: usize = 500;
+const WORKSPACES_SHOWN: i64 = 500;
 
 /// The origin clients reach this server at, from the (checked) `Host` header.
 fn origin(state: &AppState, headers: &HeaderMap) -> Result<String, OAuthError> {
@@ -720,10 +720,9 @@ fn consent_page(
     peer: IpAddr,
     error: Option<&str>,
 ) -> Result<Response, OAuthError> {
-    let workspaces = state.store.list_workspaces()?;
+    let workspaces = state.store.first_workspaces(WORKSPACES_SHOWN)?;
     let options: String = workspaces
         .iter()
-        .take(WORKSPACES_SHOWN)
         .map(|w| {
             format!(
                 "<option value=\"{}\">{} ({})</option>",

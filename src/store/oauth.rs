@@ -243,7 +243,13 @@ impl Store {
     pub fn issue_code(&self, grant: &Grant) -> StoreResult<String> {
         let now = self.now();
         let (code, hash) = secret();
-        self.writer().execute(
+        let conn = self.writer();
+        // Spent codes are kept a day, to recognise a replay; then they go.
+        conn.execute(
+            "DELETE FROM oauth_codes WHERE expires_at < ?1",
+            [(now - chrono::Duration::days(1)).timestamp()],
+        )?;
+        conn.execute(
             "INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge,
                                       resource, workspace_id, key_name, access, expires,
                                       created_at, expires_at)

@@ -32,6 +32,16 @@ impl Store {
         Ok(rows.map(|r| r.map(|w| w.workspace)).collect::<Result<_, _>>()?)
     }
 
+    /// The first `limit` workspaces by slug (a picker's worth).
+    pub fn first_workspaces(&self, limit: i64) -> StoreResult<Vec<Workspace>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, slug, name, created_at FROM workspaces ORDER BY slug LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], workspace_row)?;
+        Ok(rows.map(|r| r.map(|w| w.workspace)).collect::<Result<_, _>>()?)
+    }
+
     pub fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<WorkspaceRow>> {
         let conn = self.reader()?;
         let mut stmt = conn
