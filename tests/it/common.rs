@@ -307,6 +307,14 @@ impl TestServer {
         }
     }
 
+    /// `GET /api/admin{path}` with the owner credential: the JSON answer, which must be 200.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let response =
+            http().get(self.admin(path)).bearer_auth(&self.owner).send().await.expect("get");
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("json")
+    }
+
     /// Creates an MCP key through the admin API; returns `(key json, token)`.
     pub async fn create_key(&self, name: &str, expires: &str, access: &str) -> (Value, String) {
         let response = http()

@@ -11,15 +11,7 @@ async fn status_of(server: &TestServer, token: &str) -> u16 {
 }
 
 async fn audit_details(server: &TestServer, workspace: &str) -> Vec<String> {
-    let audit: Value = http()
-        .get(server.admin(&format!("/workspaces/{workspace}/audit")))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("audit")
-        .json()
-        .await
-        .expect("json");
+    let audit: Value = server.admin_get(&format!("/workspaces/{workspace}/audit")).await;
     audit["events"]
         .as_array()
         .expect("events")

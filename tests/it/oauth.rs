@@ -246,6 +246,27 @@ async fn redeem(server: &impl Site, form: &[(&str, &str)]) -> (u16, Value) {
     (status, response.json().await.expect("json"))
 }
 
+/// Redeems `code` as a client does: its id, the redirect the code went to, its verifier.
+async fn redeem_code(
+    server: &impl Site,
+    code: &str,
+    redirect: &str,
+    client_id: &str,
+    verifier: &str,
+) -> (u16, Value) {
+    redeem(
+        server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("client_id", client_id),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
 async fn tools_list_status(server: &impl Site, token: &str) -> (u16, Option<String>) {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     let response = mcp_post(&server.mcp(), token, &body).send().await.expect("post");
@@ -376,15 +397,7 @@ async fn consent_mints_an_ordinary_key_that_is_listed_revoked_and_audited() {
     assert_eq!(tools_list_status(&server, access_token).await.0, 200);
 
     // It is a key like any other: listed with where it came from, revocable from the CLI.
-    let keys: Value = http()
-        .get(server.admin("/workspaces/acme/mcp-keys"))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let keys: Value = server.admin_get("/workspaces/acme/mcp-keys").await;
     let key = &keys["keys"][0];
     assert_eq!(key["oauth_client"], json!({"client_id": client_id, "name": "Claude Code"}));
     assert_eq!(key["access"], "read-only");
@@ -415,15 +428,7 @@ async fn consent_mints_an_ordinary_key_that_is_listed_revoked_and_audited() {
         "{challenge}"
     );
 
-    let audit: Value = http()
-        .get(server.admin("/workspaces/acme/audit"))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("audit")
-        .json()
-        .await
-        .expect("json");
+    let audit: Value = server.admin_get("/workspaces/acme/audit").await;
     let created = audit["events"]
         .as_array()
         .expect("events")
@@ -804,29 +809,11 @@ async fn a_client_known_by_its_metadata_document_signs_in_without_registering() 
     assert!(first.html.contains("Doc Client"), "the document's name: {}", first.html);
     let location = consent(&server, &mut browser, &url, &[]).await;
     let code = query_of(&location)["code"].clone();
-    let (status, token) = redeem(
-        &server,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", port_free),
-            ("client_id", &client_id),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (status, token) = redeem_code(&server, &code, port_free, &client_id, &verifier).await;
     assert_eq!(status, 200, "{token}");
     let access_token = token["access_token"].as_str().expect("token");
     assert_eq!(tools_list_status(&server, access_token).await.0, 200);
-    let keys: Value = http()
-        .get(server.admin("/workspaces/acme/mcp-keys"))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let keys: Value = server.admin_get("/workspaces/acme/mcp-keys").await;
     assert_eq!(keys["keys"][0]["oauth_client"]["client_id"], client_id);
 
     // A document that names another client, or a redirect it does not list, is refused.
@@ -861,32 +848,12 @@ async fn the_flow_leaves_no_secret_in_the_servers_log() {
     let mut browser = Browser::new();
     let url = authorize_url(&site, &client_id, REDIRECT, &challenge);
     let code = query_of(&consent(&site, &mut browser, &url, &[]).await)["code"].clone();
-    let (status, token) = redeem(
-        &site,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", &client_id),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (status, token) = redeem_code(&site, &code, REDIRECT, &client_id, &verifier).await;
     assert_eq!(status, 200, "{token}");
     let access_token = token["access_token"].as_str().expect("token").to_owned();
     assert_eq!(tools_list_status(&site, &access_token).await.0, 200);
     // A replay is refused with a sentence that quotes nothing secret.
-    let (_, replay) = redeem(
-        &site,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", &client_id),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (_, replay) = redeem_code(&site, &code, REDIRECT, &client_id, &verifier).await;
     let replay = replay.to_string();
     let log = process.terminate().await;
     assert!(log.contains("/oauth/token"), "the log is verbose: {log}");

@@ -301,15 +301,7 @@ fn tools(events: &[Value]) -> Vec<String> {
 
 /// The workspace's keys that an OAuth sign-in minted.
 async fn oauth_keys(server: &TestServer) -> Vec<Value> {
-    let body: Value = http()
-        .get(server.admin("/workspaces/acme/mcp-keys"))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("list keys")
-        .json()
-        .await
-        .expect("json");
+    let body: Value = server.admin_get("/workspaces/acme/mcp-keys").await;
     let keys = body["keys"].as_array().unwrap_or_else(|| panic!("{body}"));
     keys.iter().filter(|k| !k["oauth_client"].is_null()).cloned().collect()
 }

@@ -5,7 +5,7 @@
 use custory_mcp::server::ServerConfig;
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, TestServer, http, mcp_post};
+use crate::common::{TestEnv, TestServer, mcp_post};
 
 async fn call(server_url: &str, token: &str, forwarded: &[(&str, &str)]) -> u16 {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
@@ -17,15 +17,7 @@ async fn call(server_url: &str, token: &str, forwarded: &[(&str, &str)]) -> u16 
 }
 
 async fn last_used_ip(server: &TestServer, id: &str) -> Value {
-    let key: Value = http()
-        .get(server.admin(&format!("/workspaces/acme/mcp-keys/{id}")))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("key")
-        .json()
-        .await
-        .expect("json");
+    let key: Value = server.admin_get(&format!("/workspaces/acme/mcp-keys/{id}")).await;
     key["key"]["last_used_ip"].clone()
 }
 
