@@ -100,7 +100,9 @@ pub fn run(
 ) -> anyhow::Result<ExitStatus> {
     // A found token names its own workspace.
     if let KeysCommand::Revoke(RevokeArgs { token_stdin: true, .. }) = command {
-        return revoke_token(&AdminClient::connect(&global.server)?, printer);
+        // Checked on this machine first: a mistyped token needs no server.
+        let token = found_token()?;
+        return revoke_token(&AdminClient::connect(&global.server)?, &token, printer);
     }
     let admin = WorkspaceClient::connect(global)?;
     let ctx = Ctx { client: &admin.client, workspace: &admin.workspace, admin: &admin, printer };
@@ -442,7 +444,8 @@ fn status_text(key: &Key, now: chrono::DateTime<Utc>) -> String {
 }
 
 /// `keys revoke --token-stdin`: no confirmation, since whoever holds the token can use it.
-fn revoke_token(client: &AdminClient, printer: Printer) -> anyhow::Result<ExitStatus> {
+/// The token `--token-stdin` reads, checked (prefix, length, checksum).
+fn found_token() -> anyhow::Result<crate::token::PlainToken> {
     use std::io::{BufRead as _, IsTerminal as _, Read as _};
     if std::io::stdin().is_terminal() {
         return Err(CliError::usage("--token-stdin reads a piped token, but stdin is a terminal")
@@ -451,8 +454,15 @@ fn revoke_token(client: &AdminClient, printer: Printer) -> anyhow::Result<ExitSt
     }
     let mut line = String::new();
     std::io::stdin().lock().take(4096).read_line(&mut line)?;
-    let token = crate::token::PlainToken::parse(&line)
-        .map_err(|error| CliError::failure(format!("that is not an MCP key's token: {error}")))?;
+    Ok(crate::token::PlainToken::parse(&line)
+        .map_err(|error| CliError::failure(format!("that is not an MCP key's token: {error}")))?)
+}
+
+fn revoke_token(
+    client: &AdminClient,
+    token: &crate::token::PlainToken,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
     let body = api::RevokeToken { token: token.expose().to_owned() };
     let revoked: api::RevokedByTokenResponse =
         client.post("/mcp-keys/revoke-token", Some(&body))?;
