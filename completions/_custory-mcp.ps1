@@ -73,6 +73,8 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('--max-items', '--max-items', [CompletionResultType]::ParameterName, 'Items one workspace may hold')
             [CompletionResult]::new('--max-comments', '--max-comments', [CompletionResultType]::ParameterName, 'Comments one workspace may hold')
             [CompletionResult]::new('--max-text-bytes', '--max-text-bytes', [CompletionResultType]::ParameterName, 'Bytes of text one workspace may hold (titles, descriptions, fields, comments)')
+            [CompletionResult]::new('--audit-retention', '--audit-retention', [CompletionResultType]::ParameterName, 'How long the record of each call a key made (tool, ids, outcome, size) is kept')
+            [CompletionResult]::new('--usage-retention', '--usage-retention', [CompletionResultType]::ParameterName, 'How long each key''s hourly totals of calls are kept (audit --usage)')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
             [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
@@ -310,13 +312,16 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             break
         }
         'custory-mcp;audit' {
-            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Only the events of this key (id, name or prefix)')
-            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many events to show, newest first (1-1000)')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Only the events of this key (id, name or prefix), with every call it made, reads included')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'With --usage: how far back (24h, 7d, 30d…; hourly totals are kept for `serve --usage-retention`)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many rows to show, newest (or busiest) first (1-1000)')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
             [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
             [CompletionResult]::new('--ca-cert', '--ca-cert', [CompletionResultType]::ParameterName, 'Trust the CA certificates in this PEM file too, for an https --server with a private CA')
-            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show every event, however many pages that takes')
+            [CompletionResult]::new('--calls', '--calls', [CompletionResultType]::ParameterName, 'Include the calls keys made (tools, resources, prompts), not only lifecycle and writes')
+            [CompletionResult]::new('--usage', '--usage', [CompletionResultType]::ParameterName, 'Totals instead of events: each key''s calls, errors and bytes sent (with --key, that key''s hour by hour)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show every row, however many pages that takes')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')

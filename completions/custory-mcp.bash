@@ -200,13 +200,17 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__audit)
-            opts="-q -v -h --key --limit --all --server --workspace --json --color --quiet --verbose --ca-cert --help"
+            opts="-q -v -h --key --calls --usage --since --limit --all --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1032,7 +1036,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__serve)
-            opts="-q -v -h --listen --db --database --allow-origin --allow-host --allow-any-host --reset-owner-credential --oauth --trusted-proxy --forwarded-header --tls-cert --tls-key --metrics-listen --log-format --public-url --max-connections --max-connections-per-address --header-timeout --body-timeout --call-deadline --statement-timeout --key-concurrency --key-requests-per-second --key-writes-per-second --max-items --max-comments --max-text-bytes --server --workspace --json --color --quiet --verbose --ca-cert --help"
+            opts="-q -v -h --listen --db --database --allow-origin --allow-host --allow-any-host --reset-owner-credential --oauth --trusted-proxy --forwarded-header --tls-cert --tls-key --metrics-listen --log-format --public-url --max-connections --max-connections-per-address --header-timeout --body-timeout --call-deadline --statement-timeout --key-concurrency --key-requests-per-second --key-writes-per-second --max-items --max-comments --max-text-bytes --audit-retention --usage-retention --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1131,6 +1135,14 @@ _custory__mcp() {
                     return 0
                     ;;
                 --max-text-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --usage-retention)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

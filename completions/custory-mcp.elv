@@ -69,6 +69,8 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --max-items 'Items one workspace may hold'
             cand --max-comments 'Comments one workspace may hold'
             cand --max-text-bytes 'Bytes of text one workspace may hold (titles, descriptions, fields, comments)'
+            cand --audit-retention 'How long the record of each call a key made (tool, ids, outcome, size) is kept'
+            cand --usage-retention 'How long each key''s hourly totals of calls are kept (audit --usage)'
             cand --server 'The Custory server to manage'
             cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
             cand --color 'When to use colors (NO_COLOR is respected)'
@@ -283,13 +285,16 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
         &'custory-mcp;keys;help;help'= {
         }
         &'custory-mcp;audit'= {
-            cand --key 'Only the events of this key (id, name or prefix)'
-            cand --limit 'How many events to show, newest first (1-1000)'
+            cand --key 'Only the events of this key (id, name or prefix), with every call it made, reads included'
+            cand --since 'With --usage: how far back (24h, 7d, 30d…; hourly totals are kept for `serve --usage-retention`)'
+            cand --limit 'How many rows to show, newest (or busiest) first (1-1000)'
             cand --server 'The Custory server to manage'
             cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
             cand --color 'When to use colors (NO_COLOR is respected)'
             cand --ca-cert 'Trust the CA certificates in this PEM file too, for an https --server with a private CA'
-            cand --all 'Show every event, however many pages that takes'
+            cand --calls 'Include the calls keys made (tools, resources, prompts), not only lifecycle and writes'
+            cand --usage 'Totals instead of events: each key''s calls, errors and bytes sent (with --key, that key''s hour by hour)'
+            cand --all 'Show every row, however many pages that takes'
             cand --json 'Print machine-readable JSON on stdout'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'

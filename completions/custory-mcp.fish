@@ -72,6 +72,8 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l key-wr
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-items -d 'Items one workspace may hold' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-comments -d 'Comments one workspace may hold' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l max-text-bytes -d 'Bytes of text one workspace may hold (titles, descriptions, fields, comments)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l audit-retention -d 'How long the record of each call a key made (tool, ids, outcome, size) is kept' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l usage-retention -d 'How long each key\'s hourly totals of calls are kept (audit --usage)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand serve" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
@@ -232,15 +234,18 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key: its very next request is refused'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "rotate" -d 'Replace a key with a new one of the same name and access; the old one is revoked'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l key -d 'Only the events of this key (id, name or prefix)' -r
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l limit -d 'How many events to show, newest first (1-1000)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l key -d 'Only the events of this key (id, name or prefix), with every call it made, reads included' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l since -d 'With --usage: how far back (24h, 7d, 30d…; hourly totals are kept for `serve --usage-retention`)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l limit -d 'How many rows to show, newest (or busiest) first (1-1000)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l all -d 'Show every event, however many pages that takes'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l calls -d 'Include the calls keys made (tools, resources, prompts), not only lifecycle and writes'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l usage -d 'Totals instead of events: each key\'s calls, errors and bytes sent (with --key, that key\'s hour by hour)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l all -d 'Show every row, however many pages that takes'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -s v -l verbose -d 'Log more (repeat for more detail)'

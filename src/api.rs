@@ -145,6 +145,100 @@ pub struct Event {
     pub key_id: Option<String>,
     pub key_prefix: Option<String>,
     pub detail: String,
+    /// For a call a key made (`call.tool`, `call.resource`, `call.prompt`): what it touched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallDetail>,
+}
+
+/// A call in the audit trail (`audit --key K`): the tool (or `resources/read`, `prompts/get`),
+/// how it ended, the size of its answer and the ids it touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallDetail {
+    pub what: String,
+    /// `ok`, `error` (a tool error) or `refused` (a JSON-RPC error).
+    pub outcome: String,
+    pub bytes: i64,
+    /// The ids it was asked about, then the first it answered with.
+    pub ids: Vec<String>,
+    /// How many more ids its answer carried.
+    #[serde(default)]
+    pub more_ids: u64,
+    pub ip: Option<String>,
+}
+
+/// How often a key called one tool (or read resources, or got prompts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCount {
+    pub what: String,
+    pub calls: i64,
+}
+
+/// A key's calls over a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsageTotals {
+    pub calls: i64,
+    /// Calls that ended in a tool error or were refused.
+    pub errors: i64,
+    /// Bytes answered.
+    pub bytes: i64,
+    /// Busiest first.
+    pub tools: Vec<ToolCount>,
+}
+
+/// One hour of a key's calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourUsage {
+    pub hour: DateTime<Utc>,
+    pub calls: i64,
+    pub errors: i64,
+    pub bytes: i64,
+    pub tools: Vec<ToolCount>,
+}
+
+/// An address (IPv6 by /64) or client (its name, without version) a key has been used from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyOrigin {
+    /// `address` or `client`.
+    pub kind: String,
+    pub value: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// `GET …/mcp-keys/{id}/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsageResponse {
+    pub since: DateTime<Utc>,
+    pub totals: KeyUsageTotals,
+    /// Newest first.
+    pub hours: Vec<HourUsage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// Most recently seen first.
+    pub origins: Vec<KeyOrigin>,
+}
+
+/// One key's line of `GET …/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsageRow {
+    pub key_id: String,
+    pub key_name: String,
+    pub key_prefix: String,
+    pub calls: i64,
+    pub errors: i64,
+    pub bytes: i64,
+    /// The start of the last hour it was used in.
+    pub last_hour: DateTime<Utc>,
+    pub tools: Vec<ToolCount>,
+}
+
+/// `GET …/usage`: every key used since `since`, busiest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceUsageResponse {
+    pub since: DateTime<Utc>,
+    pub keys: Vec<KeyUsageRow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -371,6 +465,15 @@ pub fn is_invisible(c: char) -> bool {
             | '\u{FFF9}'..='\u{FFFB}'
             | '\u{E0000}'..='\u{E007F}'
     )
+}
+
+/// A size in bytes as people read it: `512 B`, `2.1 kB`, `3.4 MB`.
+pub fn size_text(bytes: i64) -> String {
+    match bytes {
+        b if b < 1000 => format!("{b} B"),
+        b if b < 1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{:.1} MB", b as f64 / 1e6),
+    }
 }
 
 /// `text` without control, bidirectional formatting and invisible characters, for free text

@@ -12,6 +12,7 @@ mod error;
 mod fsutil;
 mod mcp;
 mod output;
+pub mod period;
 mod secrets;
 pub mod server;
 pub mod store;

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::GlobalArgs;
 use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
+use crate::period::Period;
 use crate::secrets::{self, CredentialStore};
 use std::time::Duration;
 
@@ -122,6 +123,12 @@ pub struct LimitArgs {
     /// Bytes of text one workspace may hold (titles, descriptions, fields, comments)
     #[arg(long, default_value_t = 4 << 30, value_name = "BYTES", value_parser = clap::value_parser!(i64).range(1..))]
     pub max_text_bytes: i64,
+    /// How long the record of each call a key made (tool, ids, outcome, size) is kept
+    #[arg(long, default_value_t = Period::days(30), value_name = "PERIOD")]
+    pub audit_retention: Period,
+    /// How long each key's hourly totals of calls are kept (audit --usage)
+    #[arg(long, default_value_t = Period::days(400), value_name = "PERIOD")]
+    pub usage_retention: Period,
 }
 
 impl LimitArgs {
@@ -154,6 +161,8 @@ impl LimitArgs {
         config.body_timeout = Duration::from_secs(self.body_timeout);
         config.call_deadline = Duration::from_secs(self.call_deadline);
         config.per_key_concurrency = self.key_concurrency as usize;
+        config.audit_retention = self.audit_retention;
+        config.usage_retention = self.usage_retention.max(self.audit_retention);
         config.key_requests = Rate {
             per_second: self.key_requests_per_second,
             burst: self.key_requests_per_second.saturating_mul(2),

@@ -23,7 +23,7 @@ use super::protocol::{
 };
 use super::{complete, prompts, resources, tools};
 use crate::api::KeyStatus;
-use crate::store::{KeyIdentity, Store};
+use crate::store::{Call, CallOutcome, KeyIdentity, Store, asked_ids, touched_ids};
 use crate::token::TokenHash;
 
 /// A batch holds at most this many messages.
@@ -58,6 +58,8 @@ pub struct Session<'a> {
     mirror: Mirror,
     /// `clientInfo` from an `initialize` in this body (or from `_meta`), as `name/version`.
     client: Option<String>,
+    /// The client's address, for the record of each call.
+    ip: Option<std::net::IpAddr>,
 }
 
 impl<'a> Session<'a> {
@@ -67,8 +69,9 @@ impl<'a> Session<'a> {
         token: TokenHash,
         version: &'static str,
         mirror: Mirror,
+        ip: Option<std::net::IpAddr>,
     ) -> Self {
-        Self { store, key, token, version, mirror, client: None }
+        Self { store, key, token, version, mirror, client: None, ip }
     }
 
     /// What answering `body` costs the key's rates: its messages, and its write tool calls.
@@ -309,9 +312,23 @@ impl<'a> Session<'a> {
                     return Err(RpcError::invalid_params("\"arguments\" must be an object"));
                 }
                 self.still_active()?;
-                let result = tools::call(self.store, self.key, &call.name, call.arguments)
-                    .map_err(RpcError::invalid_params)?;
-                Ok(to_raw(&result))
+                let what = tools::static_name(&call.name);
+                let asked = asked_ids(&call.arguments);
+                match tools::call(self.store, self.key, &call.name, call.arguments) {
+                    Ok(result) => {
+                        let answer = to_raw(&result);
+                        let outcome =
+                            if result.is_error { CallOutcome::Error } else { CallOutcome::Ok };
+                        let structured = result.structured_content.as_deref().map(RawValue::get);
+                        let ids = touched_ids(asked, structured);
+                        self.record(what, outcome, answer.get().len(), ids);
+                        Ok(answer)
+                    }
+                    Err(error) => {
+                        self.record(what, CallOutcome::Refused, 0, touched_ids(asked, None));
+                        Err(RpcError::invalid_params(error))
+                    }
+                }
             }
             "resources/list" => {
                 let params: ListParams = request.take_params()?;
@@ -325,7 +342,11 @@ impl<'a> Session<'a> {
             "resources/read" => {
                 let params: resources::ReadParams = request.take_params()?;
                 self.still_active()?;
-                resources::read(self.store, self.key, &params.uri)
+                let target = params.uri.rsplit('/').next().unwrap_or_default();
+                let ids = touched_ids(vec![target.to_owned()], None);
+                let answer = resources::read(self.store, self.key, &params.uri);
+                self.record_answer("resources/read", &answer, ids);
+                answer
             }
             "prompts/list" => {
                 single_page(request)?;
@@ -334,7 +355,12 @@ impl<'a> Session<'a> {
             "prompts/get" => {
                 let params: prompts::GetParams = request.take_params()?;
                 self.still_active()?;
-                prompts::get(self.store, self.key, params)
+                let named = std::iter::once(&params.name)
+                    .chain(params.arguments.iter().flat_map(|a| a.values()));
+                let ids = touched_ids(named.cloned().collect(), None);
+                let answer = prompts::get(self.store, self.key, params);
+                self.record_answer("prompts/get", &answer, ids);
+                answer
             }
             "completion/complete" => {
                 let params: complete::CompleteParams = request.take_params()?;
@@ -344,6 +370,24 @@ impl<'a> Session<'a> {
             method => {
                 Err(RpcError::new(ErrorCode::MethodNotFound, format!("Method not found: {method}")))
             }
+        }
+    }
+
+    /// Queues the record of a call (written later, in a batch: see `store/activity.rs`).
+    fn record(&self, what: &'static str, outcome: CallOutcome, bytes: usize, ids: String) {
+        let call = Call { at: self.store.now(), what, outcome, bytes, ids };
+        self.store.record_call(self.key, self.ip, call);
+    }
+
+    fn record_answer(
+        &self,
+        what: &'static str,
+        answer: &Result<Box<RawValue>, RpcError>,
+        ids: String,
+    ) {
+        match answer {
+            Ok(answer) => self.record(what, CallOutcome::Ok, answer.get().len(), ids),
+            Err(_) => self.record(what, CallOutcome::Refused, 0, ids),
         }
     }
 

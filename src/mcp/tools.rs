@@ -48,6 +48,12 @@ pub fn list_result(access: Access) -> &'static RawValue {
     }
 }
 
+/// The tool called `name` as the audit trail names it: its own name, or `unknown` (a client
+/// could send any string).
+pub fn static_name(name: &str) -> &'static str {
+    TOOLS.iter().find(|tool| tool.name == name).map_or("unknown", |tool| tool.name)
+}
+
 /// Whether `name` is a tool that changes the workspace.
 pub fn is_write(name: &str) -> bool {
     TOOLS.iter().any(|tool| tool.name == name && matches!(tool.effect, Effect::Write { .. }))

@@ -335,6 +335,16 @@ pub struct AuditQuery {
     key: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    /// `true`: the calls keys made (reads included) merged in.
+    calls: Option<bool>,
+}
+
+/// Writes this replica's queued call records, so that a read of them is current (another
+/// replica's are written within its flush interval).
+fn flush_calls(store: &Store) {
+    if let Err(error) = store.flush_activity() {
+        tracing::warn!(%error, "could not write the record of calls before reading it");
+    }
 }
 
 pub async fn audit(
@@ -346,10 +356,80 @@ pub async fn audit(
     let limit = page_limit(query.limit.as_deref(), EVENTS_PAGE)?;
     let (events, next_cursor) = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        store
-            .list_events(ws.id, query.key.as_deref(), limit, query.cursor.as_deref())
-            .map_err(bad_cursor)
+        let (key, cursor) = (query.key.as_deref(), query.cursor.as_deref());
+        if query.calls == Some(true) {
+            flush_calls(store);
+            store.list_events_and_calls(ws.id, key, limit, cursor).map_err(bad_cursor)
+        } else {
+            store.list_events(ws.id, key, limit, cursor).map_err(bad_cursor)
+        }
     })
     .await?;
     Ok(Json(EventsResponse { events, next_cursor }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    /// A period back from now (`7d`) or an RFC 3339 time; 30 days when absent.
+    since: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Pages of usage: hours of one key, or keys of a workspace.
+const USAGE_PAGE: (u32, u32) = (48, 1000);
+
+fn usage_since(store: &Store, raw: Option<&str>) -> ApiResult<chrono::DateTime<chrono::Utc>> {
+    let Some(raw) = raw.filter(|s| !s.is_empty()) else {
+        return Ok(store.now() - chrono::Duration::days(30));
+    };
+    // A period counts back from this server's clock, not the caller's.
+    if let Ok(period) = raw.parse::<crate::period::Period>() {
+        return Ok(store.now() - period.duration());
+    }
+    chrono::DateTime::parse_from_rfc3339(raw).map(|at| at.with_timezone(&chrono::Utc)).map_err(
+        |_| {
+            ApiError::bad_request(
+                "invalid_since",
+                format!("since {raw:?} is neither a period (24h, 7d) nor an RFC 3339 time"),
+            )
+        },
+    )
+}
+
+/// `GET …/usage`: each key's calls since `since`, busiest first.
+pub async fn workspace_usage(
+    _: Owner,
+    State(state): State<AppState>,
+    Path(ws): Path<String>,
+    Query(query): Query<UsageQuery>,
+) -> ApiResult<Json<api::WorkspaceUsageResponse>> {
+    let limit = page_limit(query.limit.as_deref(), USAGE_PAGE)?;
+    let usage = db(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        let since = usage_since(store, query.since.as_deref())?;
+        flush_calls(store);
+        store.workspace_usage(ws.id, since, limit, query.cursor.as_deref()).map_err(bad_cursor)
+    })
+    .await?;
+    Ok(Json(usage))
+}
+
+/// `GET …/mcp-keys/{id}/usage`: one key's calls since `since` (totals, hours, origins).
+pub async fn key_usage(
+    _: Owner,
+    State(state): State<AppState>,
+    Path((ws, id)): Path<(String, String)>,
+    Query(query): Query<UsageQuery>,
+) -> ApiResult<Json<api::KeyUsageResponse>> {
+    let limit = page_limit(query.limit.as_deref(), USAGE_PAGE)?;
+    let usage = db(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        let key = store.get_key(ws.id, &id).map_err(key_not_found)?;
+        let since = usage_since(store, query.since.as_deref())?;
+        flush_calls(store);
+        store.key_usage(ws.id, &key.id, since, limit, query.cursor.as_deref()).map_err(bad_cursor)
+    })
+    .await?;
+    Ok(Json(usage))
 }

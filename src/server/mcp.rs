@@ -72,9 +72,10 @@ pub async fn handle(
     // the blocking pool, so the async workers stay free for everything else (authentication,
     // a single tools/list, /healthz). The rest is answered in place.
     let (answer, client) = if Session::runs_blocking(&body) {
-        let (shared, identity, token) = (state.clone(), Arc::clone(&key.identity), key.token);
+        let (shared, identity, token, ip) =
+            (state.clone(), Arc::clone(&key.identity), key.token, key.ip);
         let work = move || {
-            let mut session = Session::new(&shared.store, &identity, token, version, mirror);
+            let mut session = Session::new(&shared.store, &identity, token, version, mirror, ip);
             let answer = session.answer(body);
             // The share is given back when the work ends, not when its answer is sent.
             drop(slot);
@@ -106,7 +107,8 @@ pub async fn handle(
             }
         }
     } else {
-        let mut session = Session::new(&state.store, &key.identity, key.token, version, mirror);
+        let mut session =
+            Session::new(&state.store, &key.identity, key.token, version, mirror, key.ip);
         let answer = session.answer(body);
         (answer, session.client())
     };
@@ -121,8 +123,10 @@ pub async fn handle(
                 .map(|ua| crate::api::displayable(ua).chars().take(USER_AGENT_CHARS).collect())
         })
     };
-    let usage = KeyUsage { at: state.store.now(), client, ip: key.ip };
-    state.store.note_usage(&key.identity.key_id, usage, otherwise);
+    let at = state.store.now();
+    let usage = KeyUsage { at, client, ip: key.ip };
+    let client = state.store.note_usage(&key.identity.key_id, usage, otherwise);
+    state.store.note_origin(&key.identity, key.ip, client.as_deref(), at);
 
     match answer {
         Answer::Reply(body) => json_response(StatusCode::OK, body.get().to_owned()),

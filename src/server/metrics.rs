@@ -36,6 +36,10 @@ fn describe() {
         "time to answer an HTTP request, by route"
     );
     describe_counter!("custory_tool_calls_total", "MCP tool calls, by tool and outcome");
+    describe_counter!(
+        "custory_audit_rows_dropped_total",
+        "call records not kept because the write queue was full (their hourly totals were)"
+    );
     describe_counter!("custory_auth_failures_total", "failed authentications, by surface");
     describe_counter!("custory_rate_limited_total", "requests refused with 429, by limit");
     describe_gauge!("custory_db_pool_connections", "database connections, by state");

@@ -41,6 +41,7 @@ pub use limits::Rate;
 pub use listen::ConnectionLimits;
 pub use tls::Certificates;
 
+use crate::period::Period;
 use crate::store::Store;
 
 /// Largest request body accepted anywhere (413 above it).
@@ -99,6 +100,9 @@ pub struct ServerConfig {
     pub metrics: bool,
     /// Which client metadata documents may be fetched (public https only, but in tests).
     pub oauth_metadata: FetchPolicy,
+    /// How long each call's record is kept, and each key's hourly totals.
+    pub audit_retention: Period,
+    pub usage_retention: Period,
 }
 
 /// The names a loopback server answers to.
@@ -126,6 +130,8 @@ impl Default for ServerConfig {
             tls: None,
             oauth_metadata: FetchPolicy::default(),
             metrics: false,
+            audit_retention: Period::days(30),
+            usage_retention: Period::days(400),
         }
     }
 }
@@ -205,7 +211,9 @@ pub fn router(state: AppState) -> Router {
         .route("/workspaces/{ws}/mcp-keys/{id}", get(admin::get_key))
         .route("/workspaces/{ws}/mcp-keys/{id}/revoke", post(admin::revoke_key))
         .route("/workspaces/{ws}/mcp-keys/{id}/rotate", post(admin::rotate_key))
+        .route("/workspaces/{ws}/mcp-keys/{id}/usage", get(admin::key_usage))
         .route("/workspaces/{ws}/audit", get(admin::audit))
+        .route("/workspaces/{ws}/usage", get(admin::workspace_usage))
         .route("/mcp-keys/revoke-token", post(admin::revoke_token))
         .route("/workspaces/{ws}/export", get(transfer::export))
         .route("/imports", post(transfer::import));
@@ -340,6 +348,7 @@ pub async fn run(
     flusher.abort();
     // The last flush runs whatever happened to the connections, so no recorded use is lost.
     store.flush_usage()?;
+    store.flush_activity()?;
     Ok(())
 }
 
@@ -362,18 +371,37 @@ async fn reload_on_hangup(certificates: Arc<Certificates>) {
     drop(certificates);
 }
 
-/// Every few seconds, off the async workers: last-used times written, idle rate buckets
-/// forgotten, and (on PostgreSQL, where another replica may reset it) the owner credential
-/// read again.
+/// Every few seconds, off the async workers: last-used times and the calls keys made written,
+/// idle rate buckets forgotten, and (on PostgreSQL, where another replica may reset it) the
+/// owner credential read again. Once an hour (and at start), records past their retention are
+/// deleted.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(state.config.usage_flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
         let shared = state.clone();
+        let prune = pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600));
+        if prune {
+            pruned = Some(std::time::Instant::now());
+        }
         let chores = tokio::task::spawn_blocking(move || {
             if let Err(error) = shared.store.flush_usage() {
                 tracing::warn!(%error, "could not write last-used times; will retry");
+            }
+            if let Err(error) = shared.store.flush_activity() {
+                tracing::warn!(%error, "could not write the record of calls; will retry");
+            }
+            if prune {
+                let now = shared.store.now();
+                let calls_before = now - shared.config.audit_retention.duration();
+                let totals_before = now - shared.config.usage_retention.duration();
+                match shared.store.prune_activity(calls_before, totals_before) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "deleted call records past their retention"),
+                    Err(error) => tracing::warn!(%error, "could not prune the record of calls"),
+                }
             }
             if !shared.store.keys_in_memory()
                 && let Err(error) = shared.store.load_owner_credentials()

@@ -1,4 +1,5 @@
-//! The audit trail: key lifecycle, rejected authentication and write tool calls.
+//! The audit trail: key lifecycle, rejected authentication, write tool calls and new origins
+//! (the calls themselves, reads included, are in `activity.rs`).
 
 use super::db::{Connection, DbResult, params};
 use super::page::{Budget, Cursor, fingerprint, paged};
@@ -51,28 +52,42 @@ impl Store {
             Some(text) => Cursor::decode(text, "events", query, 1)?.position[0],
             None => i64::MAX,
         };
-        let rows = self.reader()?.query(
-            "SELECT id, at, kind, key_id, key_prefix, detail FROM audit_events
-             WHERE workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key_id = ?2) AND id < ?3
-             ORDER BY id DESC LIMIT ?4",
-            params![workspace_id, key_id, before, i64::from(limit) + 1],
-        )?;
-        let events = rows
-            .iter()
-            .map(|row| {
-                Ok(Event {
-                    id: row.get(0)?,
-                    at: from_secs(row.get(1)?),
-                    kind: row.get(2)?,
-                    key_id: row.get(3)?,
-                    key_prefix: row.get(4)?,
-                    detail: row.get(5)?,
-                })
-            })
-            .collect::<DbResult<Vec<_>>>()?;
+        let events = events_page(&self.reader()?, workspace_id, key_id, before, limit)?;
         let page = paged(events, limit as usize, Budget::new(usize::MAX), |event| {
             Cursor::new("events", query, vec![event.id])
         });
         Ok((page.rows, page.next.map(|cursor| cursor.encode())))
     }
+}
+
+/// Up to `limit + 1` events of a workspace (or of one key) with ids below `before`, newest
+/// first.
+pub(super) fn events_page(
+    conn: &Connection,
+    workspace_id: i64,
+    key_id: Option<&str>,
+    before: i64,
+    limit: u32,
+) -> StoreResult<Vec<Event>> {
+    let rows = conn.query(
+        "SELECT id, at, kind, key_id, key_prefix, detail FROM audit_events
+         WHERE workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key_id = ?2) AND id < ?3
+         ORDER BY id DESC LIMIT ?4",
+        params![workspace_id, key_id, before, i64::from(limit) + 1],
+    )?;
+    let events = rows
+        .iter()
+        .map(|row| {
+            Ok(Event {
+                id: row.get(0)?,
+                at: from_secs(row.get(1)?),
+                kind: row.get(2)?,
+                key_id: row.get(3)?,
+                key_prefix: row.get(4)?,
+                detail: row.get(5)?,
+                call: None,
+            })
+        })
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(events)
 }

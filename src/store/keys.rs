@@ -456,22 +456,27 @@ impl Store {
 
     /// Notes a use of a key in memory; [`Store::flush_usage`] writes it later. A use that does
     /// not name its client (`usage.client` is `None`) carries over the client last noted for
-    /// the key, or else takes `otherwise()` (the stored client, say).
+    /// the key, or else takes `otherwise()` (the stored client, say). Returns the client the
+    /// use is put down to.
     pub fn note_usage(
         &self,
         key_id: &str,
         mut usage: KeyUsage,
         otherwise: impl FnOnce() -> Option<String>,
-    ) {
+    ) -> Option<String> {
         let mut slots = self.pending_usage();
         match slots.get_mut(key_id) {
             Some(slot) => {
                 usage.client = usage.client.or_else(|| slot.usage.client.take()).or_else(otherwise);
+                let client = usage.client.clone();
                 *slot = UsageSlot { usage, dirty: true };
+                client
             }
             None => {
                 usage.client = usage.client.or_else(otherwise);
+                let client = usage.client.clone();
                 slots.insert(key_id.to_owned(), UsageSlot { usage, dirty: true });
+                client
             }
         }
     }

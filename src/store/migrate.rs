@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0005_oauth.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0006_activity.sql"),
+        postgres: include_str!("migrations/postgres/0006_activity.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

@@ -16,6 +16,7 @@
 //! PostgreSQL there is no such cache, so a key revoked through one replica is refused by every
 //! replica on its very next request.
 
+mod activity;
 mod archive;
 mod audit;
 mod context;
@@ -49,6 +50,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::token::TokenHash;
+pub use activity::{Call, CallOutcome, asked_ids, touched_ids};
 pub use audit::NewEvent;
 pub use context::{ChangedItem, Completing, JourneyChanges, JourneyMap, MAP_LINKS_SHOWN};
 pub use database::Database;
@@ -202,6 +204,8 @@ pub struct Store {
     /// The latest use of each key seen by this process; `dirty` ones are not yet written
     /// (see [`Store::flush_usage`]).
     usage: Mutex<HashMap<String, UsageSlot>>,
+    /// Calls and origins not yet written (see [`Store::flush_activity`]).
+    activity: activity::Activity,
 }
 
 impl std::fmt::Debug for Store {
@@ -306,6 +310,7 @@ impl Store {
             key_index: Some(RwLock::default()),
             owners: RwLock::default(),
             usage: Mutex::default(),
+            activity: activity::Activity::default(),
         })
     }
 
@@ -337,6 +342,7 @@ impl Store {
             key_index: None,
             owners: RwLock::default(),
             usage: Mutex::default(),
+            activity: activity::Activity::default(),
         })
     }
 

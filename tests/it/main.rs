@@ -1,5 +1,6 @@
 //! The one integration test binary. Every module drives the real server over real HTTP.
 
+mod activity;
 mod admin_api;
 mod cli;
 mod common;

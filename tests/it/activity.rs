@@ -1,0 +1,233 @@
+//! What a key did: every call recorded (reads included) with the ids it touched, its outcome and
+//! size; hourly totals per key; `key.new_origin` the first time a key is seen from a new
+//! address or client; retention. Driven over HTTP from two loopback addresses, read back with
+//! the real binary.
+
+use std::net::IpAddr;
+
+use serde_json::{Value, json};
+
+use crate::common::{Run, TestEnv, TestServer, initialize_body, mcp_post, run_piped};
+
+/// An MCP client that connects from `from` (any 127.0.0.0/8 address reaches a loopback server).
+fn client_from(from: &str) -> reqwest::Client {
+    let from: IpAddr = from.parse().expect("address");
+    reqwest::Client::builder().local_address(from).build().expect("client")
+}
+
+async fn post(client: &reqwest::Client, server: &TestServer, token: &str, body: &Value) -> Value {
+    let response = client
+        .post(server.mcp_url())
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200, "{body}");
+    response.json().await.expect("json")
+}
+
+fn tool(id: u64, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": name, "arguments": arguments}})
+}
+
+async fn cli(env: &TestEnv, server: &TestServer, args: &[&str]) -> Run {
+    let mut cmd = env.command();
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args(args);
+    let run = run_piped(cmd, None).await;
+    assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+    run
+}
+
+async fn cli_json(env: &TestEnv, server: &TestServer, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&cli(env, server, &all).await.stdout).expect("json")
+}
+
+#[tokio::test]
+async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let (key, token) = server.create_key("Agent", "30d", "read-write").await;
+    let key_id = key["id"].as_str().expect("id").to_owned();
+    let here = client_from("127.0.0.1");
+
+    // A client names itself, then reads: a journey, an item it found, one that does not exist,
+    // a tool that does not exist, and a resource. tools/list reads nothing and is not recorded.
+    let mut hello = initialize_body();
+    hello["params"]["clientInfo"] = json!({"name": "probe-agent", "version": "1.0"});
+    post(&here, &server, &token, &hello).await;
+    post(&here, &server, &token, &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).await;
+    let journey =
+        post(&here, &server, &token, &tool(3, "get_journey", json!({"journey": "trial-to-paid"})))
+            .await;
+    let journey = &journey["result"]["structuredContent"];
+    let journey_id = journey["id"].as_str().expect("journey id").to_owned();
+    let step = journey["stages"][0]["steps"][0]["id"].as_str().expect("step").to_owned();
+    let created = post(
+        &here,
+        &server,
+        &token,
+        &tool(4, "create_item", json!({"step_id": step, "kind": "insight", "title": "Seen"})),
+    )
+    .await;
+    let item = created["result"]["structuredContent"]["id"].as_str().expect("item").to_owned();
+    let missing =
+        post(&here, &server, &token, &tool(5, "get_item", json!({"item_id": "itm_Nothing000"})))
+            .await;
+    assert_eq!(missing["result"]["isError"], true);
+    let unknown = post(&here, &server, &token, &tool(6, "steal_everything", json!({}))).await;
+    assert!(unknown["error"].is_object(), "{unknown}");
+    let read = json!({"jsonrpc": "2.0", "id": 7, "method": "resources/read",
+                      "params": {"uri": "custory://journeys/trial-to-paid"}});
+    post(&here, &server, &token, &read).await;
+
+    // The key's trail, as `audit --key` shows it: each call with what it touched, newest
+    // first, beside the write's own event and the first use.
+    let trail = cli_json(&env, &server, &["audit", "--key", "Agent"]).await;
+    let events = trail["events"].as_array().expect("events");
+    let calls: Vec<&Value> = events.iter().filter(|e| e["call"].is_object()).collect();
+    let what: Vec<&str> = calls.iter().map(|e| e["call"]["what"].as_str().expect("what")).collect();
+    assert_eq!(
+        what,
+        ["resources/read", "unknown", "get_item", "create_item", "get_journey"],
+        "{trail:#}"
+    );
+    let outcomes: Vec<&str> =
+        calls.iter().map(|e| e["call"]["outcome"].as_str().expect("o")).collect();
+    assert_eq!(outcomes, ["ok", "refused", "error", "ok", "ok"]);
+    let ids = |i: usize| -> Vec<&str> {
+        calls[i]["call"]["ids"].as_array().expect("ids").iter().filter_map(Value::as_str).collect()
+    };
+    assert_eq!(ids(0), ["trial-to-paid"]);
+    assert_eq!(ids(2), ["itm_Nothing000"]);
+    assert!(ids(3).contains(&step.as_str()) && ids(3).contains(&item.as_str()), "{:?}", ids(3));
+    assert!(ids(4).contains(&"trial-to-paid") && ids(4).contains(&journey_id.as_str()));
+    assert!(calls[4]["call"]["bytes"].as_i64().expect("bytes") > 1000, "a whole journey");
+    assert_eq!(calls[4]["call"]["ip"], "127.0.0.1");
+    assert_eq!(calls[4]["kind"], "call.tool");
+    assert_eq!(calls[0]["kind"], "call.resource");
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().expect("kind")).collect();
+    assert!(kinds.contains(&"tool.called"), "the write's own event: {kinds:?}");
+    let origins: Vec<&Value> = events.iter().filter(|e| e["kind"] == "key.new_origin").collect();
+    assert_eq!(origins.len(), 1, "{kinds:?}");
+    assert_eq!(origins[0]["detail"], "first used from 127.0.0.1 by probe-agent");
+
+    // The same key from another address, by another client: one event naming both, and what
+    // was seen before.
+    let there = client_from("127.0.0.2");
+    let mut other = initialize_body();
+    other["params"]["clientInfo"] = json!({"name": "stranger", "version": "9"});
+    post(&there, &server, &token, &other).await;
+    post(&there, &server, &token, &tool(8, "list_journeys", json!({}))).await;
+    // Again from there: known now, no new event.
+    post(&there, &server, &token, &tool(9, "list_journeys", json!({}))).await;
+    // The first client again, upgraded: a version is not a new client.
+    hello["params"]["clientInfo"]["version"] = json!("1.1");
+    post(&here, &server, &token, &hello).await;
+    let trail = cli_json(&env, &server, &["audit", "--key", key_id.as_str()]).await;
+    let origins: Vec<String> = trail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "key.new_origin")
+        .map(|e| e["detail"].as_str().expect("detail").to_owned())
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            "used from 127.0.0.2 by stranger: a new address (127.0.0.2; before: 127.0.0.1) and \
+             a new client (stranger; before: probe-agent)",
+            "first used from 127.0.0.1 by probe-agent",
+        ]
+    );
+    // The workspace's own trail has the origin events without --calls, and no reads.
+    let plain = cli_json(&env, &server, &["audit"]).await;
+    let plain = plain["events"].as_array().expect("events");
+    assert!(plain.iter().all(|e| e["call"].is_null()));
+    assert_eq!(plain.iter().filter(|e| e["kind"] == "key.new_origin").count(), 2);
+
+    // Usage: the hourly totals, per key and for the key.
+    let usage = cli_json(&env, &server, &["audit", "--usage"]).await;
+    let row = &usage["keys"][0];
+    assert_eq!(row["key_name"], "Agent");
+    assert_eq!(row["calls"], 7, "{usage:#}");
+    assert_eq!(row["errors"], 2);
+    assert_eq!(row["tools"][0], json!({"what": "list_journeys", "calls": 2}));
+    let mine =
+        cli_json(&env, &server, &["audit", "--usage", "--key", "Agent", "--since", "24h"]).await;
+    assert_eq!(mine["totals"]["calls"], 7);
+    assert_eq!(mine["hours"].as_array().expect("hours").len(), 1);
+    assert_eq!(mine["hours"][0]["calls"], 7);
+    let addresses: Vec<&str> = mine["origins"]
+        .as_array()
+        .expect("origins")
+        .iter()
+        .filter(|o| o["kind"] == "address")
+        .map(|o| o["value"].as_str().expect("value"))
+        .collect();
+    assert_eq!(addresses.len(), 2);
+    assert!(addresses.contains(&"127.0.0.1") && addresses.contains(&"127.0.0.2"));
+
+    // As a person reads it.
+    let shown = cli(&env, &server, &["keys", "show", "Agent"]).await.stdout;
+    let line = |label: &str| {
+        shown.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("{label}: {shown}"))
+    };
+    assert!(line("Use, 30 days").contains("7 calls, 2 errors"), "{shown}");
+    assert!(line("Use, 30 days").contains("list_journeys 2"), "{shown}");
+    assert!(line("Addresses").contains("127.0.0.2 (last just now)"), "{shown}");
+    assert!(line("Clients").contains("stranger") && line("Clients").contains("probe-agent"));
+    let table = cli(&env, &server, &["audit", "--usage"]).await.stdout;
+    let header = table.lines().next().expect("header");
+    assert!(header.starts_with("KEY") && header.contains("CALLS") && header.contains("BUSIEST"));
+    assert!(table.lines().nth(1).expect("row").starts_with("Agent (cst_"), "{table}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn call_records_expire_after_the_retention_and_hourly_totals_stay() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let (_, token) = server.create_key("Old", "never", "read-only").await;
+    let body = tool(1, "list_journeys", json!({}));
+    for _ in 0..3 {
+        mcp_post(&server.mcp_url(), &token, &body).send().await.expect("post");
+    }
+    server.store.flush_activity().expect("flush");
+    let rows = || server.db.query_row("SELECT COUNT(*) FROM key_calls", &[])[0].int();
+    assert_eq!(rows(), Some(3));
+
+    // A month and a day later, the housekeeping's prune (the defaults: 30 days of rows, 400 of
+    // totals) removes the rows and keeps the totals.
+    server.store.clock().advance(chrono::Duration::days(31));
+    let now = server.store.now();
+    let deleted = server
+        .store
+        .prune_activity(now - chrono::Duration::days(30), now - chrono::Duration::days(400))
+        .expect("prune");
+    assert_eq!(deleted, 3);
+    assert_eq!(rows(), Some(0));
+    let trail = cli_json(&env, &server, &["audit", "--key", "Old"]).await;
+    assert!(trail["events"].as_array().expect("events").iter().all(|e| e["call"].is_null()));
+    let usage = cli_json(&env, &server, &["audit", "--usage", "--since", "60d"]).await;
+    assert_eq!(usage["keys"][0]["calls"], 3, "{usage}");
+    let recent = cli_json(&env, &server, &["audit", "--usage", "--since", "7d"]).await;
+    assert_eq!(recent["keys"], json!([]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retention_periods_are_checked_when_serve_starts() {
+    let env = TestEnv::new();
+    for (flag, value) in [("--audit-retention", "30"), ("--usage-retention", "5y")] {
+        let mut cmd = env.command();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", flag, value]);
+        let run = run_piped(cmd, None).await;
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("is not a period"), "{}", run.stderr);
+    }
+}
