@@ -127,6 +127,49 @@ pub struct Key {
     /// The OAuth client whose sign-in minted this key, for keys made by consent.
     #[serde(default)]
     pub oauth_client: Option<OAuthClientRef>,
+    /// What about an active key needs a decision (`keys review`); empty for the others.
+    #[serde(default)]
+    pub flags: Vec<KeyFlag>,
+    /// For a `shared` key: the addresses and clients it was used from in the last 7 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedUse>,
+}
+
+/// Something about an active key that needs a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyFlag {
+    /// Used by more than one client, or from more than one address, in the last 7 days: one
+    /// key per client or machine.
+    Shared,
+    /// Unused for 30 days, or never used 7 days after its creation.
+    Stale,
+    /// Never used, 7 days after its creation (also `stale`).
+    NeverUsed,
+    /// Expires within 7 days.
+    ExpiresSoon,
+    /// Read-write, used, and never used to write in its first 7 days or since: read-only
+    /// would do.
+    NeverWrote,
+}
+
+impl KeyFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Stale => "stale",
+            Self::NeverUsed => "never used",
+            Self::ExpiresSoon => "expires soon",
+            Self::NeverWrote => "never wrote",
+        }
+    }
+}
+
+/// Where a shared key was used from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedUse {
+    pub addresses: Vec<String>,
+    pub clients: Vec<String>,
 }
 
 /// The OAuth client a key was minted for: its `client_id` and the name it registered with.
@@ -160,9 +203,9 @@ pub struct CallDetail {
     pub bytes: i64,
     /// The ids it was asked about, then the first it answered with.
     pub ids: Vec<String>,
-    /// How many more ids its answer carried.
+    /// Whether its answer carried more ids than these.
     #[serde(default)]
-    pub more_ids: u64,
+    pub more_ids: bool,
     pub ip: Option<String>,
 }
 

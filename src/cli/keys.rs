@@ -4,14 +4,15 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::shared::{WorkspaceClient, resolve_key};
-use super::{GlobalArgs, prompt};
+use super::{GlobalArgs, hygiene, prompt};
 use crate::api::{
-    self, Access, CreateKey, CreatedKeyResponse, EventsResponse, ExpiryPolicy, Key, KeyOrigin,
-    KeyResponse, KeyStatus, KeyUsageResponse, KeyUsageTotals, Workspace,
+    self, Access, CreateKey, CreatedKeyResponse, EventsResponse, ExpiryPolicy, Key, KeyFlag,
+    KeyOrigin, KeyResponse, KeyStatus, KeyUsageResponse, KeyUsageTotals, Workspace,
 };
 use crate::client::AdminClient;
 use crate::error::{CliError, ExitStatus};
 use crate::output::{Printer, relative, table};
+use crate::period::Period;
 use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
 
@@ -27,6 +28,9 @@ pub enum KeysCommand {
     Revoke(RevokeArgs),
     /// Replace a key with a new one of the same name and access; the old one is revoked
     Rotate(RotateArgs),
+    /// What needs a decision, per workspace: shared, stale, never-used and expiring keys, and
+    /// read-write keys that only read; with the command that settles each
+    Review,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +60,10 @@ pub struct ListArgs {
     /// Show every key, however many pages that takes
     #[arg(long, conflicts_with = "limit")]
     pub all: bool,
+    /// Only keys used by more than one client, or from more than one address, in the last 7
+    /// days (one key per client or machine)
+    #[arg(long)]
+    pub shared: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,12 +75,22 @@ pub struct ShowArgs {
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
     /// The key: its id, name or prefix (on a terminal, omit it to pick from the active keys)
-    #[arg(conflicts_with = "token_stdin")]
+    #[arg(conflicts_with_all = ["token_stdin", "unused_for", "never_used"])]
     pub key: Option<String>,
     /// Revoke the key a found token belongs to, in whichever workspace it is: the token is
     /// read from stdin (a leak: you have the token, not the key's name)
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["unused_for", "never_used"])]
     pub token_stdin: bool,
+    /// Revoke, in bulk, every active key not used for this long (24h, 30d, 90d…; a key never
+    /// used counts from its creation); the list is shown and confirmed first
+    #[arg(long, value_name = "PERIOD")]
+    pub unused_for: Option<Period>,
+    /// Only keys never used (created more than --unused-for ago, 7 days by default)
+    #[arg(long)]
+    pub never_used: bool,
+    /// With --unused-for or --never-used: show what would be revoked, revoke nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -90,9 +108,6 @@ pub struct RotateArgs {
 /// How many of the newest keys a picker offers.
 const PICKER_KEYS: u32 = 100;
 
-/// Keys expiring sooner than this are flagged in lists.
-const EXPIRY_WARNING_DAYS: i64 = 7;
-
 pub fn run(
     command: KeysCommand,
     global: &GlobalArgs,
@@ -104,14 +119,34 @@ pub fn run(
         let token = found_token()?;
         return revoke_token(&AdminClient::connect(&global.server)?, &token, printer);
     }
+    if let KeysCommand::Review = command {
+        return hygiene::review(global, printer);
+    }
     let admin = WorkspaceClient::connect(global)?;
-    let ctx = Ctx { client: &admin.client, workspace: &admin.workspace, admin: &admin, printer };
+    let ctx =
+        Ctx { client: &admin.client, workspace: &admin.workspace, admin: &admin, printer, global };
     match command {
         KeysCommand::Create(args) => ctx.create(args),
         KeysCommand::List(args) => ctx.list(args),
         KeysCommand::Show(args) => ctx.show(&args.key),
+        KeysCommand::Revoke(args) if args.unused_for.is_some() || args.never_used => {
+            hygiene::revoke_unused(
+                &admin,
+                args.unused_for,
+                args.never_used,
+                args.dry_run,
+                args.yes,
+                printer,
+            )
+        }
+        KeysCommand::Revoke(args) if args.dry_run => {
+            Err(CliError::usage("--dry-run goes with --unused-for or --never-used (a bulk revoke)")
+                .hint("to see one key first: custory-mcp keys show KEY")
+                .into())
+        }
         KeysCommand::Revoke(args) => ctx.revoke(args),
         KeysCommand::Rotate(args) => ctx.rotate(args),
+        KeysCommand::Review => unreachable!("answered above"),
     }
 }
 
@@ -120,6 +155,7 @@ struct Ctx<'a> {
     workspace: &'a Workspace,
     admin: &'a WorkspaceClient,
     printer: Printer,
+    global: &'a GlobalArgs,
 }
 
 fn keys_path(workspace: &Workspace) -> String {
@@ -129,15 +165,20 @@ fn keys_path(workspace: &Workspace) -> String {
 impl Ctx<'_> {
     /// The newest keys (`status`: only those), up to one page: for pickers.
     fn keys(&self, status: Option<&str>) -> anyhow::Result<Vec<Key>> {
-        Ok(self.admin.keys_page(status, PICKER_KEYS, None)?.keys)
+        let filter = status.map(|s| format!("status={s}")).unwrap_or_default();
+        Ok(self.admin.keys_page(&filter, PICKER_KEYS, None)?.keys)
     }
 
     /// `limit` keys, or every key with `all` (a page of 1000 at a time); and whether more
     /// were left out.
     fn listed(&self, args: &ListArgs) -> anyhow::Result<(Vec<Key>, Option<String>)> {
-        let status = args.status.as_deref();
+        let mut filter: Vec<String> = args.status.iter().map(|s| format!("status={s}")).collect();
+        if args.shared {
+            filter.push("shared=true".to_owned());
+        }
+        let filter = filter.join("&");
         let mut page =
-            self.admin.keys_page(status, if args.all { 1000 } else { args.limit }, None)?;
+            self.admin.keys_page(&filter, if args.all { 1000 } else { args.limit }, None)?;
         let mut keys = std::mem::take(&mut page.keys);
         while args.all
             && let Some(cursor) = page.next_cursor.take()
@@ -145,7 +186,7 @@ impl Ctx<'_> {
             if keys.len() % 10_000 == 0 {
                 self.printer.info(&format!("{} keys so far…", keys.len()));
             }
-            page = self.admin.keys_page(status, 1000, Some(&cursor))?;
+            page = self.admin.keys_page(&filter, 1000, Some(&cursor))?;
             keys.append(&mut page.keys);
         }
         Ok((keys, page.next_cursor))
@@ -178,6 +219,15 @@ impl Ctx<'_> {
             self.client.post(&keys_path(self.workspace), Some(&body))?;
         let saved = if args.save { Some(self.save(&created)?) } else { None };
         self.show_new_token(&created, saved.as_ref())?;
+        // The one moment the token can be stored: on a terminal, offer to do it.
+        if saved.is_none() && !self.printer.json && prompt::interactive() {
+            hygiene::offer_to_store(
+                &created.key,
+                || self.save(&created),
+                self.global,
+                self.printer,
+            )?;
+        }
         Ok(ExitStatus::Success)
     }
 
@@ -237,6 +287,13 @@ impl Ctx<'_> {
             }
             return Ok(ExitStatus::Success);
         }
+        if keys.is_empty() && args.shared {
+            self.printer.info(&format!(
+                "No key of {} was used by more than one client or address in the last 7 days.",
+                self.workspace.slug
+            ));
+            return Ok(ExitStatus::Success);
+        }
         if keys.is_empty() {
             let which = args.status.map_or(String::new(), |s| format!("{s} "));
             let slug = &self.workspace.slug;
@@ -261,7 +318,7 @@ impl Ctx<'_> {
                     },
                     last_used(key, now),
                     key.expires_at.map_or_else(|| "never".to_owned(), |at| relative(at, now)),
-                    status_text(key, now),
+                    status_text(key),
                 ]
             })
             .collect();
@@ -313,7 +370,7 @@ impl Ctx<'_> {
             ("Prefix", key.prefix.clone()),
             ("Workspace", self.workspace.slug.clone()),
             ("Access", key.access.as_str().to_owned()),
-            ("Status", status_text(&key, now)),
+            ("Status", status_text(&key)),
             ("Created", when(Some(key.created_at), "")),
             (
                 "Created via",
@@ -331,6 +388,17 @@ impl Ctx<'_> {
             ("Addresses", origins_text(&usage.origins, "address", now)),
             ("Clients", origins_text(&usage.origins, "client", now)),
         ];
+        let shared = key.shared.as_ref().map(|seen| {
+            format!(
+                "used by {} client(s) and from {} address(es) in 7 days; one key per client or \
+                 machine: `custory-mcp keys create` for each, then `custory-mcp keys revoke {}`",
+                seen.clients.len().max(1),
+                seen.addresses.len().max(1),
+                key.prefix
+            )
+        });
+        let fields: Vec<(&str, String)> =
+            fields.into_iter().chain(shared.map(|text| ("Shared", text))).collect();
         let text: Vec<String> =
             // Values come from the server: nothing in them reaches the terminal as a control
             // sequence.
@@ -442,13 +510,18 @@ fn last_used(key: &Key, now: chrono::DateTime<Utc>) -> String {
     }
 }
 
-fn status_text(key: &Key, now: chrono::DateTime<Utc>) -> String {
-    let soon =
-        key.expires_at.is_some_and(|at| at - now <= chrono::Duration::days(EXPIRY_WARNING_DAYS));
-    if key.status == KeyStatus::Active && soon {
-        "active (expires soon)".to_owned()
-    } else {
+fn status_text(key: &Key) -> String {
+    // A never-used key is also stale: "never used" says more.
+    let flags: Vec<&str> = key
+        .flags
+        .iter()
+        .filter(|f| !(**f == KeyFlag::Stale && key.flags.contains(&KeyFlag::NeverUsed)))
+        .map(|f| f.as_str())
+        .collect();
+    if flags.is_empty() {
         key.status.as_str().to_owned()
+    } else {
+        format!("{} ({})", key.status.as_str(), flags.join(", "))
     }
 }
 

@@ -3,6 +3,7 @@
 mod audit;
 mod completions;
 mod config;
+mod hygiene;
 mod keys;
 mod login;
 mod prompt;

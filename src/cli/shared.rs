@@ -29,14 +29,15 @@ impl WorkspaceClient {
     }
 
     /// One page of the workspace's keys, newest first (`status`: only those).
+    /// A page of keys; `filter` is more of the query (`status=active&shared=true`).
     pub fn keys_page(
         &self,
-        status: Option<&str>,
+        filter: &str,
         limit: u32,
         cursor: Option<&str>,
     ) -> anyhow::Result<KeysResponse> {
         let mut query = vec![format!("limit={limit}")];
-        query.extend(status.map(|s| format!("status={s}")));
+        query.extend((!filter.is_empty()).then(|| filter.to_owned()));
         query.extend(cursor.map(|c| format!("cursor={}", encode(c))));
         self.client.get(&self.path(&format!("/mcp-keys?{}", query.join("&"))))
     }

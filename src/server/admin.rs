@@ -143,6 +143,12 @@ pub struct ListKeysQuery {
     reference: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    /// `true`: only keys flagged `shared`.
+    shared: Option<bool>,
+    /// Only active keys unused for this long (`90d`; never-used ones created that long ago).
+    unused_for: Option<String>,
+    /// `true`: only keys never used.
+    never_used: Option<bool>,
 }
 
 /// Keys per page unless `?limit=` says otherwise, and the most a page holds.
@@ -191,13 +197,38 @@ pub async fn list_keys(
     let limit = page_limit(query.limit.as_deref(), KEYS_PAGE)?;
     let response = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
+        // The flags read the origins: this replica's pending ones first.
+        flush_calls(store);
         if let Some(reference) = query.reference.as_deref() {
             let keys = store.find_keys(ws.id, reference)?;
             let keys = keys.into_iter().filter(|k| status.is_none_or(|s| k.status == s)).collect();
             return Ok(KeysResponse { keys, next_cursor: None });
         }
+        let unused_since = match query.unused_for.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(raw) => {
+                let period = raw.parse::<crate::period::Period>().map_err(|message| {
+                    ApiError::bad_request("invalid_unused_for", format!("unused_for: {message}"))
+                })?;
+                Some(store.now() - period.duration())
+            }
+        };
+        let never_used = query.never_used == Some(true);
+        if unused_since.is_some() || never_used {
+            // Selected by last use: this replica's pending uses first, so a key in use now is
+            // not taken for an unused one.
+            if let Err(error) = store.flush_usage() {
+                tracing::warn!(%error, "could not write last-used times before a selection");
+            }
+        }
+        let filter = crate::store::KeyFilter {
+            status,
+            shared: query.shared == Some(true),
+            unused_since,
+            never_used,
+        };
         let (keys, next_cursor) =
-            store.list_keys(ws.id, status, limit, query.cursor.as_deref()).map_err(bad_cursor)?;
+            store.list_keys(ws.id, &filter, limit, query.cursor.as_deref()).map_err(bad_cursor)?;
         Ok(KeysResponse { keys, next_cursor })
     })
     .await?;
@@ -253,6 +284,7 @@ pub async fn get_key(
 ) -> ApiResult<Json<KeyResponse>> {
     let key = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
+        flush_calls(store);
         store.get_key(ws.id, &id).map_err(key_not_found)
     })
     .await?;
@@ -339,8 +371,8 @@ pub struct AuditQuery {
     calls: Option<bool>,
 }
 
-/// Writes this replica's queued call records, so that a read of them is current (another
-/// replica's are written within its flush interval).
+/// Writes this replica's queued call records and origins, so that a read of them (or of the
+/// flags they decide) is current; another replica's are written within its flush interval.
 fn flush_calls(store: &Store) {
     if let Err(error) = store.flush_activity() {
         tracing::warn!(%error, "could not write the record of calls before reading it");

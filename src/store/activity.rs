@@ -22,7 +22,7 @@ use super::{Store, StoreResult, from_secs};
 use crate::api::{self, CallDetail, Event, HourUsage, KeyOrigin, KeyUsageTotals, ToolCount};
 
 /// Calls queued for the next flush at most; beyond, only their totals are kept.
-const QUEUE_MAX: usize = 100_000;
+pub(super) const QUEUE_MAX: usize = 100_000;
 /// Rows written per statement (each row is 8 parameters).
 const ROWS_PER_STATEMENT: usize = 64;
 /// Addresses and clients recorded per key, each; past them no more are recorded or announced.
@@ -119,6 +119,9 @@ struct Origins {
     pending_per_key: HashMap<String, usize>,
     /// Uses already written, with when their last-seen time was.
     known: HashMap<OriginUse, i64>,
+    /// Each key's last use as it came (address, client label, when it was checked): the common
+    /// case, a key used again from where it was just used, is answered without allocating.
+    last: HashMap<String, (Option<IpAddr>, Option<String>, i64)>,
 }
 
 /// The in-memory side: what is waiting to be written.
@@ -163,13 +166,15 @@ pub fn asked_ids(arguments: &serde_json::Value) -> Vec<String> {
     ids
 }
 
-/// The ids a call touched, as stored: those `asked` (see [`asked_ids`]), then those its answer
-/// carries (`"id":"…"` in its structured content), at most [`IDS_PER_CALL`] in all, with `+N`
-/// for the rest of the answer's.
+/// The ids a call touched, as stored: those `asked` (see [`asked_ids`]), then the first its
+/// answer carries (`"id":"…"` in its structured content), at most [`IDS_PER_CALL`] in all, and
+/// `+` when the answer carried more. The answer is read only as far as that takes: a call's
+/// record must cost little beside the call, and a 32 KB map holds its first ids in its first
+/// kilobytes.
 pub fn touched_ids(asked: Vec<String>, answer: Option<&str>) -> String {
     let mut ids: Vec<String> = asked.into_iter().filter(|id| id_shaped(id)).collect();
     ids.truncate(IDS_PER_CALL);
-    let mut more = 0usize;
+    let mut more = false;
     let answer = answer.unwrap_or("");
     for (at, _) in answer.match_indices("\"id\":\"") {
         let rest = &answer[at + 6..];
@@ -178,15 +183,15 @@ pub fn touched_ids(asked: Vec<String>, answer: Option<&str>) -> String {
         if !id_shaped(id) || ids.iter().any(|known| known == id) {
             continue;
         }
-        if ids.len() < IDS_PER_CALL {
-            ids.push(id.to_owned());
-        } else {
-            more += 1;
+        if ids.len() == IDS_PER_CALL {
+            more = true;
+            break;
         }
+        ids.push(id.to_owned());
     }
     let mut text = ids.join(" ");
-    if more > 0 {
-        text.push_str(&format!(" +{more}"));
+    if more {
+        text.push_str(" +");
     }
     text
 }
@@ -251,6 +256,17 @@ impl Store {
         client: Option<&str>,
         at: DateTime<Utc>,
     ) {
+        let at = at.timestamp();
+        {
+            let origins = self.activity.origins();
+            if let Some((last_ip, last_client, checked)) = origins.last.get(&key.key_id)
+                && *last_ip == ip
+                && last_client.as_deref() == client
+                && at - checked < ORIGIN_REFRESH_SECS
+            {
+                return;
+            }
+        }
         let origin = OriginUse {
             key_id: key.key_id.clone(),
             address: ip.map(address_origin),
@@ -259,23 +275,24 @@ impl Store {
         if origin.address.is_none() && origin.client.is_none() {
             return;
         }
-        let at = at.timestamp();
         let mut origins = self.activity.origins();
-        if origins.known.get(&origin).is_some_and(|seen| at - seen < ORIGIN_REFRESH_SECS) {
-            return;
+        let known = origins.known.get(&origin).is_some_and(|seen| at - seen < ORIGIN_REFRESH_SECS);
+        if !known && !origins.pending.contains_key(&origin) {
+            // Past either bound the use is seen again at its next request, once these are
+            // written (and not remembered as checked until then).
+            let queued = origins.pending_per_key.get(&key.key_id).copied().unwrap_or(0);
+            if origins.pending.len() >= QUEUE_MAX || queued >= PENDING_ORIGINS_PER_KEY {
+                return;
+            }
+            *origins.pending_per_key.entry(key.key_id.clone()).or_default() += 1;
+            let seen =
+                SeenAt { workspace_id: key.workspace_id, key_prefix: key.key_prefix.clone(), at };
+            origins.pending.insert(origin, seen);
         }
-        if origins.pending.contains_key(&origin) {
-            return;
+        if origins.last.len() >= KNOWN_ORIGINS_MAX {
+            origins.last.clear();
         }
-        // Past either bound the use is seen again at its next request, once these are written.
-        let queued = origins.pending_per_key.get(&key.key_id).copied().unwrap_or(0);
-        if origins.pending.len() >= QUEUE_MAX || queued >= PENDING_ORIGINS_PER_KEY {
-            return;
-        }
-        *origins.pending_per_key.entry(key.key_id.clone()).or_default() += 1;
-        let seen =
-            SeenAt { workspace_id: key.workspace_id, key_prefix: key.key_prefix.clone(), at };
-        origins.pending.insert(origin, seen);
+        origins.last.insert(key.key_id.clone(), (ip, client.map(str::to_owned), at));
     }
 
     /// Writes the queued calls, their hourly totals and the new origins. On failure what was
@@ -795,7 +812,7 @@ fn call_row(row: &Row) -> DbResult<Event> {
     })
 }
 
-/// A call as one line: `search_items: ok, 2.1 kB; itm_1 itm_2 (+16 more); from 10.0.0.7`.
+/// A call as one line: `search: ok, 2.1 kB; itm_1 itm_2 … (+18 more, and others); from 10.0.0.7`.
 fn describe_call(call: &CallDetail) -> String {
     let mut text = format!("{}: {}, {}", call.what, call.outcome, api::size_text(call.bytes));
     if !call.ids.is_empty() {
@@ -803,9 +820,12 @@ fn describe_call(call: &CallDetail) -> String {
         const SHOWN: usize = 6;
         text.push_str("; ");
         text.push_str(&call.ids.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(" "));
-        let more = call.more_ids + call.ids.len().saturating_sub(SHOWN) as u64;
-        if more > 0 {
-            text.push_str(&format!(" (+{more} more)"));
+        let more = call.ids.len().saturating_sub(SHOWN);
+        match (more, call.more_ids) {
+            (0, false) => {}
+            (0, true) => text.push_str(" and more"),
+            (n, false) => text.push_str(&format!(" (+{n} more)")),
+            (n, true) => text.push_str(&format!(" (+{n} more, and others)")),
         }
     }
     if let Some(ip) = &call.ip {
@@ -814,13 +834,13 @@ fn describe_call(call: &CallDetail) -> String {
     text
 }
 
-fn split_ids(text: &str) -> (Vec<String>, u64) {
+fn split_ids(text: &str) -> (Vec<String>, bool) {
     let mut ids = Vec::new();
-    let mut more = 0;
+    let mut more = false;
     for word in text.split_whitespace() {
-        match word.strip_prefix('+').and_then(|n| n.parse().ok()) {
-            Some(n) => more = n,
-            None => ids.push(word.to_owned()),
+        match word {
+            "+" => more = true,
+            id => ids.push(id.to_owned()),
         }
     }
     (ids, more)
@@ -842,9 +862,10 @@ mod tests {
         let many: String = (0..40).map(|i| format!(r#"{{"id":"itm_{i}"}},"#)).collect();
         let text = touched_ids(Vec::new(), Some(&many));
         assert!(text.starts_with("itm_0 itm_1 "), "{text}");
-        assert!(text.ends_with(" +16"), "{text}");
+        assert!(text.ends_with("itm_23 +"), "{text}");
         assert_eq!(split_ids(&text).0.len(), 24);
-        assert_eq!(split_ids(&text).1, 16);
+        assert!(split_ids(&text).1);
+        assert!(!split_ids(&touched_ids(Vec::new(), Some(&many[..200]))).1);
     }
 
     #[test]

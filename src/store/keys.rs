@@ -10,6 +10,7 @@ use super::db::{
 use chrono::{DateTime, Utc};
 
 use super::audit::{NewEvent, insert_event};
+use super::hygiene::KeyFilter;
 use super::model::Actor;
 use super::page::{Budget, Cursor, fingerprint, paged};
 use super::{Store, StoreError, StoreResult, from_secs, new_id};
@@ -99,6 +100,8 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
             (Some(client_id), Some(name)) => Some(OAuthClientRef { client_id, name }),
             _ => None,
         },
+        flags: Vec::new(),
+        shared: None,
     })
 }
 
@@ -237,25 +240,17 @@ impl Store {
         Ok((key, token))
     }
 
-    /// One page of the workspace's keys, newest first (`status`: only those), with pending
-    /// last-used values applied.
+    /// One page of the workspace's keys, newest first (only those `filter` selects), with
+    /// pending last-used values applied and each active key's flags.
     pub fn list_keys(
         &self,
         workspace_id: i64,
-        status: Option<KeyStatus>,
+        filter: &KeyFilter,
         limit: u32,
         cursor: Option<&str>,
     ) -> StoreResult<(Vec<Key>, Option<String>)> {
         let now = self.now();
-        let status_sql = match status {
-            None => "",
-            Some(KeyStatus::Active) => {
-                " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?5)"
-            }
-            Some(KeyStatus::Expired) => " AND revoked_at IS NULL AND expires_at <= ?5",
-            Some(KeyStatus::Revoked) => " AND revoked_at IS NOT NULL",
-        };
-        let query = fingerprint(&[status.map_or("", KeyStatus::as_str)]);
+        let query = fingerprint(&[&filter.describe()]);
         let (before_at, before_row) = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
             Some(text) => {
                 let position = Cursor::decode(text, "keys", query, 2)?.position;
@@ -269,14 +264,14 @@ impl Store {
             DbValue::Integer(before_row),
             DbValue::Integer(i64::from(limit) + 1),
         ];
-        if status_sql.contains("?5") {
-            values.push(DbValue::Integer(now.timestamp()));
-        }
+        let (filter_sql, filter_values) = filter.sql(now, values.len() + 1);
+        values.extend(filter_values);
         let values: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
-        let rows = self.reader()?.query(
+        let conn = self.reader()?;
+        let rows = conn.query(
             &format!(
                 "SELECT {KEY_COLUMNS}, rowid FROM mcp_keys WHERE workspace_id = ?1
-                   AND (created_at < ?2 OR (created_at = ?2 AND rowid < ?3)){status_sql}
+                   AND (created_at < ?2 OR (created_at = ?2 AND rowid < ?3)){filter_sql}
                  ORDER BY created_at DESC, rowid DESC LIMIT ?4"
             ),
             values.as_slice(),
@@ -290,6 +285,7 @@ impl Store {
         });
         let mut keys: Vec<Key> = page.rows.into_iter().map(|(key, _)| key).collect();
         self.apply_pending_usage(&mut keys);
+        self.annotate_keys(&conn, &mut keys)?;
         Ok((keys, page.next.map(|cursor| cursor.encode())))
     }
 
@@ -308,12 +304,15 @@ impl Store {
         )?;
         let mut keys = rows.iter().map(|row| key_row(row, now)).collect::<DbResult<Vec<_>>>()?;
         self.apply_pending_usage(&mut keys);
+        self.annotate_keys(&self.reader()?, &mut keys)?;
         Ok(keys)
     }
 
     pub fn get_key(&self, workspace_id: i64, id: &str) -> StoreResult<Key> {
-        let mut key = get_key(&self.reader()?, workspace_id, id, self.now())?;
+        let conn = self.reader()?;
+        let mut key = get_key(&conn, workspace_id, id, self.now())?;
         self.apply_pending_usage(std::slice::from_mut(&mut key));
+        self.annotate_keys(&conn, std::slice::from_mut(&mut key))?;
         Ok(key)
     }
 

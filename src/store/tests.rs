@@ -680,3 +680,65 @@ fn a_document_persona_with_too_many_goals_is_refused_with_its_path() {
     assert_eq!(errors[0].path, "personas[0].goals", "{errors:?}");
     assert!(errors[0].message.contains("at most 30"), "{errors:?}");
 }
+
+fn test_identity(workspace_id: i64) -> super::KeyIdentity {
+    super::KeyIdentity {
+        key_id: ACTOR.key_id.into(),
+        key_prefix: ACTOR.key_prefix.into(),
+        workspace_id,
+        workspace_slug: "acme".into(),
+        access: crate::api::Access::ReadWrite,
+        stored_client: None,
+    }
+}
+
+#[test]
+fn the_call_queue_is_bounded_and_what_overflows_still_counts() {
+    use super::activity::QUEUE_MAX;
+    let (_dir, store, acme) = store();
+    let key = test_identity(acme);
+    for _ in 0..QUEUE_MAX + 5 {
+        let call = super::Call {
+            at: store.now(),
+            what: "list_journeys",
+            outcome: super::CallOutcome::Ok,
+            bytes: 10,
+            ids: String::new(),
+        };
+        store.record_call(&key, None, call);
+    }
+    assert_eq!(store.flush_activity().expect("flush"), QUEUE_MAX, "rows past the bound dropped");
+    let rows: i64 = store
+        .reader()
+        .expect("reader")
+        .query_row("SELECT COUNT(*) FROM key_calls", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, QUEUE_MAX as i64);
+    let usage = store
+        .key_usage(acme, ACTOR.key_id, store.now() - chrono::Duration::days(1), 10, None)
+        .expect("usage");
+    assert_eq!(usage.totals.calls, QUEUE_MAX as i64 + 5, "but every call is in the totals");
+    assert_eq!(usage.totals.bytes, 10 * (QUEUE_MAX as i64 + 5));
+    assert_eq!(store.flush_activity().expect("flush"), 0, "nothing left queued");
+}
+
+#[test]
+fn a_client_renaming_itself_at_every_request_cannot_grow_its_origins() {
+    let (_dir, store, acme) = store();
+    let key = test_identity(acme);
+    let ip = Some(std::net::IpAddr::from([10, 0, 0, 1]));
+    for n in 0..40 {
+        // Twenty names per flush: eight are queued, the rest come back at their next use.
+        for m in 0..20 {
+            store.note_origin(&key, ip, Some(&format!("client-{n}-{m}/1.0")), store.now());
+        }
+        store.flush_activity().expect("flush");
+    }
+    let count = |sql: &str| -> i64 {
+        store.reader().expect("reader").query_row(sql, [], |r| r.get(0)).expect("count")
+    };
+    let clients = count("SELECT COUNT(*) FROM key_origins WHERE kind = 'client'");
+    assert_eq!(clients, super::activity::ORIGINS_PER_KEY);
+    let events = count("SELECT COUNT(*) FROM audit_events WHERE kind = 'key.new_origin'");
+    assert_eq!(events, super::activity::ORIGINS_PER_KEY, "one event per recorded origin");
+}

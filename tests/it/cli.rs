@@ -10,7 +10,7 @@ use crate::common::{Run, TestDatabase, TestEnv, TestServer, http, run_piped};
 
 impl Run {
     /// Exit code, stdout and stderr with everything that changes between runs redacted.
-    fn snapshot(&self, server: &str) -> String {
+    pub fn snapshot(&self, server: &str) -> String {
         format!(
             "exit: {}\n----- stdout -----\n{}----- stderr -----\n{}",
             self.code,
@@ -20,7 +20,7 @@ impl Run {
     }
 }
 
-fn redact(text: &str, server: &str) -> String {
+pub fn redact(text: &str, server: &str) -> String {
     static RULES: LazyLock<Vec<(Regex, &str)>> = LazyLock::new(|| {
         [
             (r"cs([ta])_[0-9A-Za-z]{38}", "[TOKEN_$1]"),
@@ -391,6 +391,12 @@ async fn prompts_on_a_terminal() {
         t.keys(&["-l", "Claude Code on CI VM"]);
         t.keys(&["Enter"]);
         t.wait_for("never");
+        t.keys(&["Enter"]);
+        // The token is shown once; the offer to store it follows: "No" here.
+        t.wait_for("Store the token now?");
+        t.keys(&["Down"]);
+        t.keys(&["Down"]);
+        t.wait_for("❯ No: I have stored it myself");
         t.keys(&["Enter"]);
         let screen = t.wait_for("EXIT=0");
         assert!(screen.contains("Expires after · 90 days"), "{screen}");

@@ -9,6 +9,7 @@ mod conformance;
 mod hardening;
 mod help;
 mod https;
+mod hygiene;
 mod layout;
 mod leaks;
 mod limits;

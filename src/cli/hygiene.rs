@@ -1,0 +1,335 @@
+//! Key hygiene, the three setup mistakes caught by the tool: `keys review` (what needs a
+//! decision, and the command that settles it), `keys revoke --unused-for` (stale keys in bulk)
+//! and the offer after `keys create` to store the token that is shown only once.
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::config::{ClientArg, ConfigArgs, Scope};
+use super::shared::{WorkspaceClient, encode, shell_quote as quote};
+use super::{GlobalArgs, prompt};
+use crate::api::{Key, KeyFlag, KeyResponse, KeysResponse, Workspace, WorkspacesResponse};
+use crate::client::AdminClient;
+use crate::error::{CliError, ExitStatus};
+use crate::output::{Printer, relative, table};
+use crate::period::Period;
+
+/// Every key of the workspace `slug` that `filter` (a query string) selects, a page at a time.
+pub fn all_keys(
+    client: &AdminClient,
+    slug: &str,
+    filter: &str,
+    printer: Printer,
+) -> anyhow::Result<Vec<Key>> {
+    let path = format!("/workspaces/{slug}/mcp-keys?limit=1000&{filter}");
+    let mut page: KeysResponse = client.get(&path)?;
+    let mut keys = std::mem::take(&mut page.keys);
+    while let Some(cursor) = page.next_cursor.take() {
+        if keys.len().is_multiple_of(10_000) {
+            printer.info(&format!("{} keys so far…", keys.len()));
+        }
+        page = client.get(&format!("{path}&cursor={}", encode(&cursor)))?;
+        keys.append(&mut page.keys);
+    }
+    Ok(keys)
+}
+
+/// `keys revoke --unused-for P [--never-used] [--dry-run] [--yes]`.
+pub fn revoke_unused(
+    admin: &WorkspaceClient,
+    unused_for: Option<Period>,
+    never_used: bool,
+    dry_run: bool,
+    yes: bool,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    // Never used and past the week's grace, unless a period says otherwise.
+    let period = unused_for.unwrap_or(Period::days(7));
+    let mut filter = format!("status=active&unused_for={period}");
+    if never_used {
+        filter.push_str("&never_used=true");
+    }
+    let slug = &admin.workspace.slug;
+    let keys = all_keys(&admin.client, slug, &filter, printer)?;
+    let which = if never_used {
+        format!("never used, created more than {period} ago")
+    } else {
+        format!("unused for {period} or more")
+    };
+    if keys.is_empty() {
+        if printer.json {
+            printer.json(&json!({"dry_run": dry_run, "revoked": [], "would_revoke": []}))?;
+        }
+        printer.info(&format!("No active key in {slug} is {which}; nothing to revoke."));
+        return Ok(ExitStatus::Success);
+    }
+    if !printer.json {
+        printer.data(&keys_table(&keys));
+    }
+    if dry_run {
+        if printer.json {
+            printer.json(&json!({"dry_run": true, "would_revoke": keys, "revoked": []}))?;
+        }
+        printer.info(&format!(
+            "Dry run: {} active {} in {slug} {which}; nothing was revoked. Run again without \
+             --dry-run to revoke {}.",
+            keys.len(),
+            if keys.len() == 1 { "key" } else { "keys" },
+            if keys.len() == 1 { "it" } else { "them" },
+        ));
+        return Ok(ExitStatus::Success);
+    }
+    prompt::confirm_or_yes(
+        yes,
+        &format!(
+            "Revoke these {} {} ({which})? Clients using them stop working at once",
+            keys.len(),
+            if keys.len() == 1 { "key" } else { "keys" }
+        ),
+    )?;
+    let mut revoked = Vec::with_capacity(keys.len());
+    for (n, key) in keys.iter().enumerate() {
+        if n > 0 && n.is_multiple_of(500) {
+            printer.info(&format!("{n} of {} revoked…", keys.len()));
+        }
+        let done: KeyResponse =
+            admin.client.post(&admin.path(&format!("/mcp-keys/{}/revoke", key.id)), None::<&()>)?;
+        revoked.push(done.key);
+    }
+    if printer.json {
+        printer.json(&json!({"dry_run": false, "revoked": revoked, "would_revoke": []}))?;
+    }
+    printer.info(&format!(
+        "Revoked {} {} in {slug}; each is an audit event (custory-mcp audit).",
+        revoked.len(),
+        if revoked.len() == 1 { "key" } else { "keys" }
+    ));
+    Ok(ExitStatus::Success)
+}
+
+fn keys_table(keys: &[Key]) -> String {
+    let now = Utc::now();
+    let rows = keys
+        .iter()
+        .map(|key| {
+            vec![
+                key.name.clone(),
+                key.prefix.clone(),
+                relative(key.created_at, now),
+                key.last_used_at.map_or_else(|| "never".to_owned(), |at| relative(at, now)),
+            ]
+        })
+        .collect();
+    table(&["Name", "Prefix", "Created", "Last used"], rows)
+}
+
+/// One thing `keys review` asks a decision about.
+struct Finding<'a> {
+    key: &'a Key,
+    flag: KeyFlag,
+    why: String,
+    fix: String,
+}
+
+/// `keys review`: per workspace (every one, unless `--workspace` names one), what needs a
+/// decision and the command that settles each.
+pub fn review(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let client = AdminClient::connect(&global.server)?;
+    let workspaces: Vec<Workspace> = match &global.workspace {
+        Some(slug) => vec![client.workspace(Some(slug))?],
+        None => client.get::<WorkspacesResponse>("/workspaces")?.workspaces,
+    };
+    let mut report = Vec::new();
+    let mut total = 0;
+    // With several workspaces, each fix names its own.
+    let several = workspaces.len() > 1;
+    for workspace in workspaces {
+        let slug = &workspace.slug;
+        let keys = all_keys(&client, slug, "status=active", printer)?;
+        let findings = findings(&keys, several.then_some(slug.as_str()));
+        total += findings.len();
+        if printer.json {
+            let items: Vec<_> = findings
+                .iter()
+                .map(|f| json!({"key": f.key, "flag": f.flag, "why": f.why, "fix": f.fix}))
+                .collect();
+            report.push(json!({"workspace": slug, "active_keys": keys.len(),
+                               "findings": items}));
+            continue;
+        }
+        if findings.is_empty() {
+            printer.data(&format!("{slug}: {} active keys, nothing to decide.", keys.len()));
+            printer.data("");
+            continue;
+        }
+        printer.data(&format!(
+            "{slug}: {} active keys, {} to decide about",
+            keys.len(),
+            findings.len()
+        ));
+        let rows = findings
+            .iter()
+            .map(|f| {
+                vec![
+                    format!("{} ({})", f.key.name, f.key.prefix),
+                    f.flag.as_str().to_owned(),
+                    f.why.clone(),
+                    f.fix.clone(),
+                ]
+            })
+            .collect();
+        printer.data(&table(&["Key", "Flag", "Why", "Fix"], rows));
+        printer.data("");
+    }
+    if printer.json {
+        printer.json(&json!({"workspaces": report}))?;
+    } else if total > 0 {
+        printer.info(
+            "One key per client or machine; revoke what is old, unclear, unused, or on a machine \
+             you no longer control. `custory-mcp keys revoke --unused-for 30d --dry-run` lists \
+             the stale ones at once.",
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// A date, not a time relative to this machine's clock: the server's decides the flags.
+fn day(at: chrono::DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
+fn findings<'a>(keys: &'a [Key], workspace: Option<&str>) -> Vec<Finding<'a>> {
+    let ws = workspace.map(|slug| format!("--workspace {slug} ")).unwrap_or_default();
+    let mut found = Vec::new();
+    for key in keys {
+        let name = quote(&key.name);
+        for &flag in &key.flags {
+            // A never-used key is also stale: one line, the more precise.
+            if flag == KeyFlag::Stale && key.flags.contains(&KeyFlag::NeverUsed) {
+                continue;
+            }
+            let (why, fix) = match flag {
+                KeyFlag::Shared => {
+                    let seen = key.shared.clone().unwrap_or_default();
+                    let mut parts = Vec::new();
+                    if seen.clients.len() > 1 {
+                        parts.push(format!("clients {}", seen.clients.join(", ")));
+                    }
+                    if seen.addresses.len() > 1 {
+                        parts.push(format!("addresses {}", seen.addresses.join(", ")));
+                    }
+                    (
+                        format!("used by {} in 7 days", parts.join(" and ")),
+                        format!(
+                            "custory-mcp {ws}keys create, once per client, then custory-mcp \
+                             {ws}keys revoke {}",
+                            key.prefix
+                        ),
+                    )
+                }
+                KeyFlag::NeverUsed => (
+                    format!("never used; created {}", day(key.created_at)),
+                    format!("custory-mcp {ws}keys revoke {}", key.prefix),
+                ),
+                KeyFlag::Stale => (
+                    format!(
+                        "unused for 30 days; last used {}",
+                        key.last_used_at.map_or_else(|| "never".into(), day)
+                    ),
+                    format!("custory-mcp {ws}keys revoke {}", key.prefix),
+                ),
+                KeyFlag::ExpiresSoon => (
+                    format!("expires {}", key.expires_at.map_or_else(|| "never".into(), day)),
+                    format!("custory-mcp {ws}keys rotate {}", key.prefix),
+                ),
+                KeyFlag::NeverWrote => (
+                    "read-write, but it has only ever read".to_owned(),
+                    format!(
+                        "custory-mcp {ws}keys create --name {name} --read-only, then custory-mcp \
+                         {ws}keys revoke {}",
+                        key.prefix
+                    ),
+                ),
+            };
+            found.push(Finding { key, flag, why, fix });
+        }
+    }
+    found
+}
+
+/// After `keys create` on a terminal without `--save`: the one moment to store the token,
+/// handled by the tool. Returns whether it was saved.
+pub fn offer_to_store(
+    key: &Key,
+    save: impl Fn() -> anyhow::Result<crate::secrets::Saved>,
+    global: &GlobalArgs,
+    printer: Printer,
+) -> anyhow::Result<()> {
+    let choices = [
+        "Write it into an MCP client's config now".to_owned(),
+        "Save it in the keyring (then: custory-mcp config CLIENT --key …)".to_owned(),
+        "No: I have stored it myself".to_owned(),
+    ];
+    let choice = prompt::select("Store the token now? (next time: --save)", &choices, 0)?;
+    if choice == 2 {
+        return Ok(());
+    }
+    let saved = save()?;
+    printer.info(&format!("Saved to {saved}."));
+    if choice == 1 {
+        printer.info(&format!("Next: custory-mcp config cursor --key {}", quote(&key.name)));
+        return Ok(());
+    }
+    let clients: [(ClientArg, &str); 8] = [
+        (ClientArg::Cursor, "Cursor"),
+        (ClientArg::ClaudeCode, "Claude Code"),
+        (ClientArg::ClaudeDesktop, "Claude Desktop"),
+        (ClientArg::Vscode, "VS Code"),
+        (ClientArg::Windsurf, "Windsurf"),
+        (ClientArg::Codex, "Codex"),
+        (ClientArg::Gemini, "Gemini CLI"),
+        (ClientArg::Zed, "Zed"),
+    ];
+    let names: Vec<String> = clients.iter().map(|(_, name)| (*name).to_owned()).collect();
+    let (client, _) = clients[prompt::select("Which client?", &names, 0)?];
+    let args = ConfigArgs {
+        client,
+        key: Some(key.id.clone()),
+        token_env: None,
+        inline_token: false,
+        url: None,
+        write: true,
+        scope: Scope::User,
+        yes: false,
+        oauth: false,
+    };
+    match super::config::run(args, global, printer) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(CliError::failure(format!(
+            "the token is saved, but its config was not written: {error:#}"
+        ))
+        .hint(format!(
+            "run `custory-mcp config CLIENT --key {} --write` to try again",
+            quote(&key.name)
+        ))
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_never_used_key_is_one_finding_not_two() {
+        let key: crate::api::Key = serde_json::from_value(serde_json::json!({
+            "id": "key_1", "name": "Old", "prefix": "cst_abcdefgh", "access": "read-write",
+            "expires": "never", "created_at": "2026-01-01T00:00:00Z", "expires_at": null,
+            "last_used_at": null, "last_used_client": null, "last_used_ip": null,
+            "revoked_at": null, "status": "active", "flags": ["stale", "never-used"]
+        }))
+        .expect("key");
+        let keys = [key];
+        let found = super::findings(&keys, Some("acme"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].fix, "custory-mcp --workspace acme keys revoke cst_abcdefgh");
+    }
+}

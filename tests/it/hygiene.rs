@@ -1,0 +1,287 @@
+//! Key hygiene as a user meets it: shared, stale, never-used, expiring and read-write-but-only-
+//! read keys made for real (two clients on one key, keys aged by the test clock), flagged in
+//! `keys list`, settled in bulk by `keys revoke --unused-for`, and summed up by `keys review`.
+
+use chrono::Duration;
+use serde_json::{Value, json};
+
+use crate::common::{
+    BIN, Run, Terminal, TestEnv, TestServer, initialize_body, mcp_post, run_piped,
+};
+
+async fn cli(env: &TestEnv, server: &TestServer, args: &[&str]) -> Run {
+    let mut cmd = env.command();
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args(args);
+    run_piped(cmd, None).await
+}
+
+async fn cli_json(env: &TestEnv, server: &TestServer, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let run = cli(env, server, &all).await;
+    assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+    serde_json::from_str(&run.stdout).expect("json")
+}
+
+/// One MCP request with `token`, as the client `client` (initialize names it).
+async fn use_key(server: &TestServer, token: &str, client: &str, tool: Option<(&str, Value)>) {
+    let mut hello = initialize_body();
+    hello["params"]["clientInfo"] = json!({"name": client, "version": "1"});
+    let url = server.mcp_url();
+    assert_eq!(mcp_post(&url, token, &hello).send().await.expect("post").status(), 200);
+    if let Some((name, arguments)) = tool {
+        let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                          "params": {"name": name, "arguments": arguments}});
+        let reply: Value =
+            mcp_post(&url, token, &call).send().await.expect("post").json().await.expect("json");
+        assert_eq!(reply["result"]["isError"], false, "{reply}");
+    }
+}
+
+fn flags(keys: &Value, name: &str) -> Vec<String> {
+    let key = keys["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap_or_else(|| panic!("no key {name}: {keys}"));
+    key["flags"].as_array().expect("flags").iter().map(|f| f.as_str().expect("f").into()).collect()
+}
+
+fn names(keys: &Value, list: &str) -> Vec<String> {
+    keys[list]
+        .as_array()
+        .expect(list)
+        .iter()
+        .map(|k| k["name"].as_str().expect("n").into())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_mistake_is_flagged_reviewed_and_settled() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let clock = server.store.clock();
+    let (_, shared) = server.create_key("Shared", "90d", "read-only").await;
+    let (_, reader) = server.create_key("Reader", "90d", "read-write").await;
+    let (_, writer) = server.create_key("Writer", "90d", "read-write").await;
+    server.create_key("Idle", "never", "read-write").await;
+    let (_, old) = server.create_key("Old", "never", "read-only").await;
+    use_key(&server, &old, "cursor", Some(("list_journeys", json!({})))).await;
+
+    // A week later: a 30-day key, a key that only reads, a key that writes.
+    clock.advance(Duration::days(7));
+    let (_, expiring) = server.create_key("Expiring", "30d", "read-only").await;
+    use_key(&server, &expiring, "zed", None).await;
+    use_key(&server, &reader, "codex", Some(("list_journeys", json!({})))).await;
+    let journey = json!({"journey": "trial-to-paid"});
+    use_key(&server, &writer, "claude-code", Some(("get_journey", journey))).await;
+    let step: Value = {
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                          "params": {"name": "get_journey", "arguments": {"journey": "trial-to-paid"}}});
+        let reply: Value = mcp_post(&server.mcp_url(), &writer, &call)
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("json");
+        reply["result"]["structuredContent"]["stages"][0]["steps"][0]["id"].clone()
+    };
+    let item = json!({"step_id": step, "kind": "insight", "title": "Written"});
+    use_key(&server, &writer, "claude-code", Some(("create_item", item))).await;
+
+    // 24 days on (31 since the start): one key, two clients, today.
+    clock.advance(Duration::days(24));
+    use_key(&server, &shared, "cursor", Some(("list_journeys", json!({})))).await;
+    use_key(&server, &shared, "claude-code", None).await;
+
+    let keys = cli_json(&env, &server, &["keys", "list"]).await;
+    assert_eq!(flags(&keys, "Shared"), ["shared"]);
+    assert_eq!(flags(&keys, "Old"), ["stale"], "unused for 31 days");
+    assert_eq!(flags(&keys, "Idle"), ["stale", "never-used"]);
+    assert_eq!(flags(&keys, "Expiring"), ["expires-soon"], "in 6 days");
+    assert_eq!(flags(&keys, "Reader"), ["never-wrote"]);
+    assert!(flags(&keys, "Writer").is_empty());
+    let listed = cli_json(&env, &server, &["keys", "list", "--shared"]).await;
+    assert_eq!(names(&listed, "keys"), ["Shared"]);
+    assert_eq!(listed["keys"][0]["shared"]["clients"], json!(["claude-code", "cursor"]));
+    assert_eq!(listed["keys"][0]["shared"]["addresses"], json!(["127.0.0.1"]));
+    let mut wide = env.command();
+    wide.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner);
+    wide.env("COLUMNS", "200").args(["keys", "list"]);
+    let table = run_piped(wide, None).await.stdout;
+    let row = |name: &str| table.lines().find(|l| l.starts_with(name)).expect("row").to_owned();
+    assert!(row("Shared").ends_with("active (shared)"), "{table}");
+    assert!(row("Idle").ends_with("active (never used)"), "{table}");
+    assert!(row("Old").ends_with("active (stale)"), "{table}");
+
+    // The review, as a person reads it.
+    let review = cli(&env, &server, &["keys", "review"]).await;
+    insta::assert_snapshot!("keys_review", review.snapshot(&server.url));
+    let review = cli_json(&env, &server, &["keys", "review"]).await;
+    let found: Vec<(String, String)> = review["workspaces"][0]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (f["key"]["name"].as_str().expect("n").into(), f["flag"].as_str().expect("f").into())
+        })
+        .collect();
+    let expected = [
+        ("Expiring", "expires-soon"),
+        ("Old", "stale"),
+        ("Idle", "never-used"),
+        ("Reader", "never-wrote"),
+        ("Shared", "shared"),
+    ];
+    assert_eq!(found, expected.map(|(k, f)| (k.to_owned(), f.to_owned())));
+    // Each fix is a command a shell runs as printed: the one for "Expiring" rotates it.
+    let fix = review["workspaces"][0]["findings"][0]["fix"].as_str().expect("fix");
+    let line = format!("{} --yes", fix.replacen("custory-mcp", BIN, 1));
+    let mut shell = tokio::process::Command::new("sh");
+    shell.env_clear();
+    for (name, value) in env.command().as_std().get_envs() {
+        if let Some(value) = value {
+            shell.env(name, value);
+        }
+    }
+    shell.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner);
+    shell.args(["-c", &line]).kill_on_drop(true);
+    let ran = run_piped(shell, None).await;
+    assert_eq!(ran.code, 0, "{line}: {}", ran.stderr);
+    let after = cli_json(&env, &server, &["keys", "list"]).await;
+    let expiring: Vec<&Value> = after["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|k| k["name"] == "Expiring")
+        .collect();
+    let statuses: Vec<&str> = expiring.iter().map(|k| k["status"].as_str().expect("s")).collect();
+    assert_eq!(statuses, ["active", "revoked"], "rotated: a new key, the old one revoked");
+    assert!(expiring[0]["flags"].as_array().expect("flags").is_empty());
+
+    // Bulk revoke: a dry run changes nothing; without a terminal it needs --yes.
+    let dry =
+        cli_json(&env, &server, &["keys", "revoke", "--unused-for", "30d", "--dry-run"]).await;
+    assert_eq!(names(&dry, "would_revoke"), ["Old", "Idle"]);
+    assert_eq!(dry["revoked"], json!([]));
+    let never = cli_json(&env, &server, &["keys", "revoke", "--never-used", "--dry-run"]).await;
+    assert_eq!(names(&never, "would_revoke"), ["Idle"]);
+    let refused = cli(&env, &server, &["keys", "revoke", "--unused-for", "30d"]).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("pass --yes"), "{}", refused.stderr);
+    let bad = cli(&env, &server, &["keys", "revoke", "--dry-run", "Old"]).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let still = cli_json(&env, &server, &["keys", "list", "--status", "active"]).await;
+    assert_eq!(still["keys"].as_array().expect("keys").len(), 6, "nothing was revoked");
+
+    // On a terminal it shows the list and asks.
+    let command = format!(
+        "env -i HOME={home} CUSTORY_CONFIG_DIR={config} CUSTORY_CREDENTIAL_STORE=file \
+         CUSTORY_SERVER={url} CUSTORY_OWNER_TOKEN={owner} TERM=xterm NO_COLOR=1 {BIN} \
+         keys revoke --never-used",
+        home = env.home.path().display(),
+        config = env.config_dir().display(),
+        url = server.url,
+        owner = server.owner,
+    );
+    tokio::task::spawn_blocking(move || {
+        let t = Terminal::start(&command);
+        let screen = t.wait_for("Clients using them stop working at once");
+        assert!(screen.contains("Idle") && !screen.contains("Old "), "{screen}");
+        t.keys(&["y"]);
+        let screen = t.wait_for("EXIT=0");
+        assert!(screen.contains("Revoked 1 key in acme"), "{screen}");
+    })
+    .await
+    .expect("terminal session");
+    let done = cli_json(&env, &server, &["keys", "revoke", "--unused-for", "30d", "--yes"]).await;
+    assert_eq!(names(&done, "revoked"), ["Old"]);
+    assert_eq!(done["revoked"][0]["status"], "revoked");
+    let audit = cli_json(&env, &server, &["audit"]).await;
+    let revoked: Vec<&str> = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "key.revoked")
+        .map(|e| e["detail"].as_str().expect("detail"))
+        .collect();
+    assert_eq!(revoked.len(), 2, "one event per key: {revoked:?}");
+    let nothing = cli(&env, &server, &["keys", "revoke", "--unused-for", "30d", "--yes"]).await;
+    assert_eq!(nothing.code, 0);
+    assert!(nothing.stderr.contains("nothing to revoke"), "{}", nothing.stderr);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn keys_create_on_a_terminal_offers_to_store_the_token() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let command = |args: &str| {
+        format!(
+            "env -i HOME={home} CUSTORY_CONFIG_DIR={config} CUSTORY_CREDENTIAL_STORE=file \
+             CUSTORY_SERVER={url} CUSTORY_OWNER_TOKEN={owner} TERM=xterm NO_COLOR=1 {BIN} {args}",
+            home = env.home.path().display(),
+            config = env.config_dir().display(),
+            url = server.url,
+            owner = server.owner,
+        )
+    };
+    let into_cursor = command("keys create --name Laptop --expires 30d");
+    let into_keyring = command("keys create --name Desktop --expires 30d");
+    tokio::task::spawn_blocking(move || {
+        // Straight into Cursor's config.
+        let t = Terminal::start(&into_cursor);
+        t.wait_for("Store the token now?");
+        t.keys(&["Enter"]);
+        t.wait_for("Which client?");
+        t.keys(&["Enter"]);
+        t.wait_for("Write ");
+        t.keys(&["y"]);
+        let screen = t.wait_for("EXIT=");
+        assert!(screen.contains("EXIT=0"), "{screen}");
+        drop(t);
+        // Into the keyring, for `config --key` later.
+        let t = Terminal::start(&into_keyring);
+        t.wait_for("Store the token now?");
+        t.keys(&["Down"]);
+        t.wait_for("❯ Save it in the keyring");
+        t.keys(&["Enter"]);
+        let screen = t.wait_for("EXIT=");
+        assert!(screen.contains("EXIT=0") && screen.contains("Saved to"), "{screen}");
+    })
+    .await
+    .expect("terminal session");
+
+    let keys = cli_json(&env, &server, &["keys", "list"]).await;
+    let prefix = |name: &str| {
+        keys["keys"].as_array().expect("keys").iter().find(|k| k["name"] == name).expect("key")
+            ["prefix"]
+            .as_str()
+            .expect("prefix")
+            .to_owned()
+    };
+    // Cursor's file holds the Laptop key's token, and that token works.
+    let cursor = std::fs::read_to_string(env.home.path().join(".cursor/mcp.json")).expect("file");
+    let config: Value = serde_json::from_str(&cursor).expect("json");
+    let header = config["mcpServers"]["custory"]["headers"]["Authorization"]
+        .as_str()
+        .expect("header")
+        .to_owned();
+    let token = header.strip_prefix("Bearer ").expect("bearer");
+    assert!(token.starts_with(&prefix("Laptop")), "{cursor}");
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let status = mcp_post(&server.mcp_url(), token, &list).send().await.expect("post").status();
+    assert_eq!(status, 200);
+    // The Desktop key's token was saved: `config --key` finds it.
+    let out = cli(&env, &server, &["config", "zed", "--key", "Desktop"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(&prefix("Desktop")), "{}", out.stdout);
+    // Without a terminal nothing is offered: the token alone on stdout.
+    let piped = cli(&env, &server, &["keys", "create", "--name", "CI", "--expires", "30d"]).await;
+    assert_eq!(piped.code, 0);
+    assert_eq!(piped.stdout.trim().len(), 42, "{}", piped.stdout);
+    assert!(!piped.stderr.contains("Store the token now?"));
+    server.stop().await;
+}
