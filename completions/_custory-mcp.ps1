@@ -199,6 +199,7 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one key in full, with its recent activity')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key: its very next request is refused')
             [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Replace a key with a new one of the same name and access; the old one is revoked')
+            [CompletionResult]::new('review', 'review', [CompletionResultType]::ParameterValue, 'What needs a decision, per workspace: shared, stale, never-used and expiring keys, and read-write keys that only read; with the command that settles each')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -228,6 +229,7 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
             [CompletionResult]::new('--ca-cert', '--ca-cert', [CompletionResultType]::ParameterName, 'Trust the CA certificates in this PEM file too, for an https --server with a private CA')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show every key, however many pages that takes')
+            [CompletionResult]::new('--shared', '--shared', [CompletionResultType]::ParameterName, 'Only keys used by more than one client, or from more than one address, in the last 7 days (one key per client or machine)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
@@ -252,11 +254,14 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             break
         }
         'custory-mcp;keys;revoke' {
+            [CompletionResult]::new('--unused-for', '--unused-for', [CompletionResultType]::ParameterName, 'Revoke, in bulk, every active key not used for this long (24h, 30d, 90d…; a key never used counts from its creation); the list is shown and confirmed first')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
             [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
             [CompletionResult]::new('--ca-cert', '--ca-cert', [CompletionResultType]::ParameterName, 'Trust the CA certificates in this PEM file too, for an https --server with a private CA')
             [CompletionResult]::new('--token-stdin', '--token-stdin', [CompletionResultType]::ParameterName, 'Revoke the key a found token belongs to, in whichever workspace it is: the token is read from stdin (a leak: you have the token, not the key''s name)')
+            [CompletionResult]::new('--never-used', '--never-used', [CompletionResultType]::ParameterName, 'Only keys never used (created more than --unused-for ago, 7 days by default)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'With --unused-for or --never-used: show what would be revoked, revoke nothing')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout')
@@ -284,12 +289,27 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'custory-mcp;keys;review' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The Custory server to manage')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The workspace to act on (may be omitted when the server has one workspace)')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colors (NO_COLOR is respected)')
+            [CompletionResult]::new('--ca-cert', '--ca-cert', [CompletionResultType]::ParameterName, 'Trust the CA certificates in this PEM file too, for an https --server with a private CA')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print machine-readable JSON on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more (repeat for more detail)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'custory-mcp;keys;help' {
             [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a key; prints its token once')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the workspace''s keys')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one key in full, with its recent activity')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key: its very next request is refused')
             [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Replace a key with a new one of the same name and access; the old one is revoked')
+            [CompletionResult]::new('review', 'review', [CompletionResultType]::ParameterValue, 'What needs a decision, per workspace: shared, stale, never-used and expiring keys, and read-write keys that only read; with the command that settles each')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -306,6 +326,9 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             break
         }
         'custory-mcp;keys;help;rotate' {
+            break
+        }
+        'custory-mcp;keys;help;review' {
             break
         }
         'custory-mcp;keys;help;help' {
@@ -463,6 +486,7 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one key in full, with its recent activity')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key: its very next request is refused')
             [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Replace a key with a new one of the same name and access; the old one is revoked')
+            [CompletionResult]::new('review', 'review', [CompletionResultType]::ParameterValue, 'What needs a decision, per workspace: shared, stale, never-used and expiring keys, and read-write keys that only read; with the command that settles each')
             break
         }
         'custory-mcp;help;keys;create' {
@@ -478,6 +502,9 @@ Register-ArgumentCompleter -Native -CommandName 'custory-mcp' -ScriptBlock {
             break
         }
         'custory-mcp;help;keys;rotate' {
+            break
+        }
+        'custory-mcp;help;keys;review' {
             break
         }
         'custory-mcp;help;audit' {

@@ -94,6 +94,9 @@ _custory__mcp() {
             custory__mcp__subcmd__help__subcmd__keys,list)
                 cmd="custory__mcp__subcmd__help__subcmd__keys__subcmd__list"
                 ;;
+            custory__mcp__subcmd__help__subcmd__keys,review)
+                cmd="custory__mcp__subcmd__help__subcmd__keys__subcmd__review"
+                ;;
             custory__mcp__subcmd__help__subcmd__keys,revoke)
                 cmd="custory__mcp__subcmd__help__subcmd__keys__subcmd__revoke"
                 ;;
@@ -118,6 +121,9 @@ _custory__mcp() {
             custory__mcp__subcmd__keys,list)
                 cmd="custory__mcp__subcmd__keys__subcmd__list"
                 ;;
+            custory__mcp__subcmd__keys,review)
+                cmd="custory__mcp__subcmd__keys__subcmd__review"
+                ;;
             custory__mcp__subcmd__keys,revoke)
                 cmd="custory__mcp__subcmd__keys__subcmd__revoke"
                 ;;
@@ -135,6 +141,9 @@ _custory__mcp() {
                 ;;
             custory__mcp__subcmd__keys__subcmd__help,list)
                 cmd="custory__mcp__subcmd__keys__subcmd__help__subcmd__list"
+                ;;
+            custory__mcp__subcmd__keys__subcmd__help,review)
+                cmd="custory__mcp__subcmd__keys__subcmd__help__subcmd__review"
                 ;;
             custory__mcp__subcmd__keys__subcmd__help,revoke)
                 cmd="custory__mcp__subcmd__keys__subcmd__help__subcmd__revoke"
@@ -454,7 +463,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__help__subcmd__keys)
-            opts="create list show revoke rotate"
+            opts="create list show revoke rotate review"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -482,6 +491,20 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__help__subcmd__keys__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        custory__subcmd__mcp__subcmd__help__subcmd__keys__subcmd__review)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -682,7 +705,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys)
-            opts="-q -v -h --server --workspace --json --color --quiet --verbose --ca-cert --help create list show revoke rotate help"
+            opts="-q -v -h --server --workspace --json --color --quiet --verbose --ca-cert --help create list show revoke rotate review help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -750,7 +773,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__help)
-            opts="create list show revoke rotate help"
+            opts="create list show revoke rotate review help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -792,6 +815,20 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        custory__subcmd__mcp__subcmd__keys__subcmd__help__subcmd__review)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -848,7 +885,7 @@ _custory__mcp() {
             return 0
             ;;
         custory__subcmd__mcp__subcmd__keys__subcmd__list)
-            opts="-q -v -h --status --limit --all --server --workspace --json --color --quiet --verbose --ca-cert --help"
+            opts="-q -v -h --status --limit --all --shared --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -885,13 +922,47 @@ _custory__mcp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        custory__subcmd__mcp__subcmd__keys__subcmd__revoke)
-            opts="-y -q -v -h --token-stdin --yes --server --workspace --json --color --quiet --verbose --ca-cert --help"
+        custory__subcmd__mcp__subcmd__keys__subcmd__review)
+            opts="-q -v -h --server --workspace --json --color --quiet --verbose --ca-cert --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        custory__subcmd__mcp__subcmd__keys__subcmd__revoke)
+            opts="-y -q -v -h --token-stdin --unused-for --never-used --dry-run --yes --server --workspace --json --color --quiet --verbose --ca-cert --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --unused-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -185,6 +185,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand show 'Show one key in full, with its recent activity'
             cand revoke 'Revoke a key: its very next request is refused'
             cand rotate 'Replace a key with a new one of the same name and access; the old one is revoked'
+            cand review 'What needs a decision, per workspace: shared, stale, never-used and expiring keys, and read-write keys that only read; with the command that settles each'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'custory-mcp;keys;create'= {
@@ -212,6 +213,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --color 'When to use colors (NO_COLOR is respected)'
             cand --ca-cert 'Trust the CA certificates in this PEM file too, for an https --server with a private CA'
             cand --all 'Show every key, however many pages that takes'
+            cand --shared 'Only keys used by more than one client, or from more than one address, in the last 7 days (one key per client or machine)'
             cand --json 'Print machine-readable JSON on stdout'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'
@@ -234,11 +236,14 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand --help 'Print help'
         }
         &'custory-mcp;keys;revoke'= {
+            cand --unused-for 'Revoke, in bulk, every active key not used for this long (24h, 30d, 90d…; a key never used counts from its creation); the list is shown and confirmed first'
             cand --server 'The Custory server to manage'
             cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
             cand --color 'When to use colors (NO_COLOR is respected)'
             cand --ca-cert 'Trust the CA certificates in this PEM file too, for an https --server with a private CA'
             cand --token-stdin 'Revoke the key a found token belongs to, in whichever workspace it is: the token is read from stdin (a leak: you have the token, not the key''s name)'
+            cand --never-used 'Only keys never used (created more than --unused-for ago, 7 days by default)'
+            cand --dry-run 'With --unused-for or --never-used: show what would be revoked, revoke nothing'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
             cand --json 'Print machine-readable JSON on stdout'
@@ -264,12 +269,26 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'custory-mcp;keys;review'= {
+            cand --server 'The Custory server to manage'
+            cand --workspace 'The workspace to act on (may be omitted when the server has one workspace)'
+            cand --color 'When to use colors (NO_COLOR is respected)'
+            cand --ca-cert 'Trust the CA certificates in this PEM file too, for an https --server with a private CA'
+            cand --json 'Print machine-readable JSON on stdout'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Log more (repeat for more detail)'
+            cand --verbose 'Log more (repeat for more detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'custory-mcp;keys;help'= {
             cand create 'Create a key; prints its token once'
             cand list 'List the workspace''s keys'
             cand show 'Show one key in full, with its recent activity'
             cand revoke 'Revoke a key: its very next request is refused'
             cand rotate 'Replace a key with a new one of the same name and access; the old one is revoked'
+            cand review 'What needs a decision, per workspace: shared, stale, never-used and expiring keys, and read-write keys that only read; with the command that settles each'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'custory-mcp;keys;help;create'= {
@@ -281,6 +300,8 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
         &'custory-mcp;keys;help;revoke'= {
         }
         &'custory-mcp;keys;help;rotate'= {
+        }
+        &'custory-mcp;keys;help;review'= {
         }
         &'custory-mcp;keys;help;help'= {
         }
@@ -423,6 +444,7 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
             cand show 'Show one key in full, with its recent activity'
             cand revoke 'Revoke a key: its very next request is refused'
             cand rotate 'Replace a key with a new one of the same name and access; the old one is revoked'
+            cand review 'What needs a decision, per workspace: shared, stale, never-used and expiring keys, and read-write keys that only read; with the command that settles each'
         }
         &'custory-mcp;help;keys;create'= {
         }
@@ -433,6 +455,8 @@ set edit:completion:arg-completer[custory-mcp] = {|@words|
         &'custory-mcp;help;keys;revoke'= {
         }
         &'custory-mcp;help;keys;rotate'= {
+        }
+        &'custory-mcp;help;keys;review'= {
         }
         &'custory-mcp;help;audit'= {
         }

@@ -148,22 +148,23 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and 
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the server\'s workspaces'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a workspace'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand workspaces; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l server -d 'The Custory server to manage' -r
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -l json -d 'Print machine-readable JSON on stdout'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -s q -l quiet -d 'Print only data and errors'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -s v -l verbose -d 'Log more (repeat for more detail)'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -s h -l help -d 'Print help'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "create" -d 'Create a key; prints its token once'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "list" -d 'List the workspace\'s keys'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "show" -d 'Show one key in full, with its recent activity'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "revoke" -d 'Revoke a key: its very next request is refused'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "rotate" -d 'Replace a key with a new one of the same name and access; the old one is revoked'
-complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -f -a "create" -d 'Create a key; prints its token once'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -f -a "list" -d 'List the workspace\'s keys'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -f -a "show" -d 'Show one key in full, with its recent activity'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -f -a "revoke" -d 'Revoke a key: its very next request is refused'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -f -a "rotate" -d 'Replace a key with a new one of the same name and access; the old one is revoked'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -f -a "review" -d 'What needs a decision, per workspace: shared, stale, never-used and expiring keys, and read-write keys that only read; with the command that settles each'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and not __fish_seen_subcommand_from create list show revoke rotate review help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l name -d 'A name that says where the key is used, e.g. "Cursor on MacBook"' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from create" -l expires -d 'When the key expires' -r -f -a "30d\t''
 90d\t''
@@ -191,6 +192,7 @@ always\t''
 never\t''"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l all -d 'Show every key, however many pages that takes'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l shared -d 'Only keys used by more than one client, or from more than one address, in the last 7 days (one key per client or machine)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more (repeat for more detail)'
@@ -205,6 +207,7 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Log more (repeat for more detail)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l unused-for -d 'Revoke, in bulk, every active key not used for this long (24h, 30d, 90d…; a key never used counts from its creation); the list is shown and confirmed first' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l server -d 'The Custory server to manage' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
@@ -212,6 +215,8 @@ always\t''
 never\t''"
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l token-stdin -d 'Revoke the key a found token belongs to, in whichever workspace it is: the token is read from stdin (a leak: you have the token, not the key\'s name)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l never-used -d 'Only keys never used (created more than --unused-for ago, 7 days by default)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l dry-run -d 'With --unused-for or --never-used: show what would be revoked, revoke nothing'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s y -l yes -d 'Do not ask for confirmation'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l json -d 'Print machine-readable JSON on stdout'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only data and errors'
@@ -228,11 +233,22 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -s q -l quiet -d 'Print only data and errors'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -s v -l verbose -d 'Log more (repeat for more detail)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from rotate" -s h -l help -d 'Print help'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from review" -l server -d 'The Custory server to manage' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from review" -l workspace -d 'The workspace to act on (may be omitted when the server has one workspace)' -r
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from review" -l color -d 'When to use colors (NO_COLOR is respected)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from review" -l ca-cert -d 'Trust the CA certificates in this PEM file too, for an https --server with a private CA' -r -F
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from review" -l json -d 'Print machine-readable JSON on stdout'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from review" -s q -l quiet -d 'Print only data and errors'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from review" -s v -l verbose -d 'Log more (repeat for more detail)'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from review" -s h -l help -d 'Print help'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a key; prints its token once'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the workspace\'s keys'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one key in full, with its recent activity'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key: its very next request is refused'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "rotate" -d 'Replace a key with a new one of the same name and access; the old one is revoked'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "review" -d 'What needs a decision, per workspace: shared, stale, never-used and expiring keys, and read-write keys that only read; with the command that settles each'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l key -d 'Only the events of this key (id, name or prefix), with every call it made, reads included' -r
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand audit" -l since -d 'With --usage: how far back (24h, 7d, 30d…; hourly totals are kept for `serve --usage-retention`)' -r
@@ -341,3 +357,4 @@ complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "show" -d 'Show one key in full, with its recent activity'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "revoke" -d 'Revoke a key: its very next request is refused'
 complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "rotate" -d 'Replace a key with a new one of the same name and access; the old one is revoked'
+complete -c custory-mcp -n "__fish_custory_mcp_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "review" -d 'What needs a decision, per workspace: shared, stale, never-used and expiring keys, and read-write keys that only read; with the command that settles each'

@@ -389,8 +389,9 @@ pub async fn audit(
     let (events, next_cursor) = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
         let (key, cursor) = (query.key.as_deref(), query.cursor.as_deref());
+        // Pending calls may hold a `key.new_origin` event, so every read of the trail flushes.
+        flush_calls(store);
         if query.calls == Some(true) {
-            flush_calls(store);
             store.list_events_and_calls(ws.id, key, limit, cursor).map_err(bad_cursor)
         } else {
             store.list_events(ws.id, key, limit, cursor).map_err(bad_cursor)

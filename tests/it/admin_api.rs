@@ -174,7 +174,7 @@ async fn the_whole_key_lifecycle() {
     assert_eq!(send(mcp_post(&server.mcp_url(), ci_token, &initialize_body())).await.0, 401);
     assert_eq!(send(mcp_post(&server.mcp_url(), new_token, &initialize_body())).await.0, 200);
 
-    // Everything above left an audit trail, newest first.
+    // Everything above left an audit trail, newest first; each key's first use is an event.
     let (status, audit) =
         send(http().get(server.admin("/workspaces/acme/audit")).bearer_auth(owner)).await;
     assert_eq!(status, 200);
@@ -187,9 +187,11 @@ async fn the_whole_key_lifecycle() {
     assert_eq!(
         kinds,
         [
+            "key.new_origin",
             "auth.rejected",
             "key.created",
             "key.rotated",
+            "key.new_origin",
             "key.created",
             "auth.rejected",
             "key.revoked",

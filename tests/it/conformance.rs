@@ -425,11 +425,16 @@ async fn python_sdk_reads_writes_and_sees_its_write() {
         .json()
         .await
         .expect("json");
-    let event = &audit["events"][0];
-    assert_eq!(event["kind"], "tool.called");
+    // (Beside it, the key's first use from this address and client: `key.new_origin`.)
+    let events = audit["events"].as_array().expect("events");
+    let writes: Vec<&Value> = events.iter().filter(|e| e["kind"] == "tool.called").collect();
+    assert_eq!(writes.len(), 1, "one write, one event: {events:?}");
     assert!(
-        event["detail"].as_str().is_some_and(|d| d.contains("create_item") && d.contains(&created))
+        writes[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("create_item") && d.contains(&created))
     );
+    assert!(events.iter().any(|e| e["kind"] == "key.new_origin"), "{events:?}");
     server.stop().await;
 }
 
