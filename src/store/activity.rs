@@ -110,6 +110,8 @@ struct SeenAt {
     workspace_id: i64,
     key_prefix: String,
     at: i64,
+    /// The order uses were noted in, so events are written in it (`at` has only seconds).
+    order: u64,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +119,8 @@ struct Origins {
     pending: HashMap<OriginUse, SeenAt>,
     /// How many of `pending` each key has (a client may name itself anew in every request).
     pending_per_key: HashMap<String, usize>,
+    /// The next `SeenAt::order`.
+    noted: u64,
     /// Uses already written, with when their last-seen time was.
     known: HashMap<OriginUse, i64>,
     /// Each key's last use as it came (address, client label, when it was checked): the common
@@ -285,8 +289,13 @@ impl Store {
                 return;
             }
             *origins.pending_per_key.entry(key.key_id.clone()).or_default() += 1;
-            let seen =
-                SeenAt { workspace_id: key.workspace_id, key_prefix: key.key_prefix.clone(), at };
+            origins.noted += 1;
+            let seen = SeenAt {
+                workspace_id: key.workspace_id,
+                key_prefix: key.key_prefix.clone(),
+                at,
+                order: origins.noted,
+            };
             origins.pending.insert(origin, seen);
         }
         if origins.last.len() >= KNOWN_ORIGINS_MAX {
@@ -305,7 +314,9 @@ impl Store {
         let origins: Vec<(OriginUse, SeenAt)> = {
             let mut origins = self.activity.origins();
             origins.pending_per_key.clear();
-            origins.pending.drain().collect()
+            let mut pending: Vec<_> = origins.pending.drain().collect();
+            pending.sort_unstable_by_key(|(_, seen)| seen.order);
+            pending
         };
         if calls.is_empty() && overflow.is_empty() && origins.is_empty() {
             return Ok(0);

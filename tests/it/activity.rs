@@ -185,6 +185,25 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
     let header = table.lines().next().expect("header");
     assert!(header.starts_with("KEY") && header.contains("CALLS") && header.contains("BUSIEST"));
     assert!(table.lines().nth(1).expect("row").starts_with("Agent (cst_"), "{table}");
+
+    // New origins noted between two flushes are written in the order they were seen.
+    for n in 3..=6 {
+        let mut hello = initialize_body();
+        hello["params"]["clientInfo"] = json!({"name": format!("client-{n}"), "version": "1"});
+        post(&client_from(&format!("127.0.0.{n}")), &server, &token, &hello).await;
+    }
+    let trail = cli_json(&env, &server, &["audit", "--key", key_id.as_str()]).await;
+    let newest: Vec<String> = trail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "key.new_origin")
+        .take(4)
+        .map(|e| e["detail"].as_str().expect("detail").split(':').next().unwrap_or("").to_owned())
+        .collect();
+    let expected: Vec<String> =
+        (3..=6).rev().map(|n| format!("used from 127.0.0.{n} by client-{n}")).collect();
+    assert_eq!(newest, expected);
     server.stop().await;
 }
 
