@@ -133,6 +133,9 @@ struct Origins {
 pub(crate) struct Activity {
     queue: Mutex<Queue>,
     origins: Mutex<Origins>,
+    /// Held for a whole flush: a read that flushes first must not find the queue just taken by
+    /// the periodic flush and go on before that one has written it.
+    flushing: Mutex<()>,
 }
 
 impl Activity {
@@ -307,6 +310,9 @@ impl Store {
     /// Writes the queued calls, their hourly totals and the new origins. On failure what was
     /// taken is put back (within the queue's bound), so the next flush tries again.
     pub fn flush_activity(&self) -> StoreResult<usize> {
+        // Guards no data, so a poisoned lock is as good as a clean one.
+        let _flushing =
+            self.activity.flushing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (calls, overflow) = {
             let mut queue = self.activity.queue();
             (std::mem::take(&mut queue.calls), std::mem::take(&mut queue.overflow))

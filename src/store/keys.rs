@@ -480,8 +480,6 @@ impl Store {
         }
     }
 
-    /// Writes every unwritten last-used value in one transaction. Returns how many were
-    /// written. On failure nothing is marked written, so the next flush tries again.
     /// How long the oldest use not yet written has waited (zero when all are written).
     pub fn usage_flush_age(&self) -> Option<std::time::Duration> {
         let oldest =
@@ -493,6 +491,8 @@ impl Store {
         )
     }
 
+    /// Writes every unwritten last-used value in one transaction. Returns how many were
+    /// written. On failure nothing is marked written, so the next flush tries again.
     pub fn flush_usage(&self) -> StoreResult<usize> {
         let batch: Vec<(String, KeyUsage)> = self
             .pending_usage()

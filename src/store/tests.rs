@@ -742,3 +742,44 @@ fn a_client_renaming_itself_at_every_request_cannot_grow_its_origins() {
     let events = count("SELECT COUNT(*) FROM audit_events WHERE kind = 'key.new_origin'");
     assert_eq!(events, super::activity::ORIGINS_PER_KEY, "one event per recorded origin");
 }
+
+#[test]
+fn a_flush_waits_for_one_under_way_so_a_read_after_it_sees_every_call() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Stops the background flusher however the test ends, so a failure fails, not hangs.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let (_dir, store, acme) = store();
+    let key = test_identity(acme);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // The periodic flush, as often as it can run.
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                store.flush_activity().expect("background flush");
+            }
+        });
+        let _stop = Stop(&done);
+        for n in 1..=200_i64 {
+            let call = super::Call {
+                at: store.now(),
+                what: "list_journeys",
+                outcome: super::CallOutcome::Ok,
+                bytes: 1,
+                ids: String::new(),
+            };
+            store.record_call(&key, None, call);
+            store.flush_activity().expect("flush");
+            let rows: i64 = store
+                .reader()
+                .expect("reader")
+                .query_row("SELECT COUNT(*) FROM key_calls", [], |r| r.get(0))
+                .expect("count");
+            assert_eq!(rows, n, "call {n} written once this replica's flush returned");
+        }
+    });
+}
