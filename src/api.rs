@@ -165,7 +165,7 @@ impl KeyFlag {
     }
 }
 
-/// Where a shared key was used from.
+/// Where a shared key was used from (in the window), each list in alphabetical order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedUse {
     pub addresses: Vec<String>,

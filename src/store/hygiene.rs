@@ -159,7 +159,7 @@ fn recent_origins(
         let rows = conn.query(
             &format!(
                 "SELECT key_id, kind, value FROM key_origins
-                 WHERE last_seen >= ?1 AND key_id IN ({}) ORDER BY key_id, kind, first_seen, value",
+                 WHERE last_seen >= ?1 AND key_id IN ({}) ORDER BY key_id, kind, value",
                 marks.join(", ")
             ),
             &params[..],

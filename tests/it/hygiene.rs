@@ -94,6 +94,7 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
     // 24 days on (31 since the start): one key, two clients, today.
     clock.advance(Duration::days(24));
     use_key(&server, &shared, "cursor", Some(("list_journeys", json!({})))).await;
+    clock.advance(Duration::seconds(1)); // first seen in different seconds: listed by name
     use_key(&server, &shared, "claude-code", None).await;
 
     let keys = cli_json(&env, &server, &["keys", "list"]).await;
