@@ -8,7 +8,7 @@ use super::GlobalArgs;
 use super::shared::{WorkspaceClient, encode};
 use crate::api::{EventsResponse, KeyUsageResponse, ToolCount, WorkspaceUsageResponse, size_text};
 use crate::error::ExitStatus;
-use crate::output::{Printer, relative, table};
+use crate::output::{Printer, count, relative, table};
 use crate::period::Period;
 
 #[derive(Debug, clap::Args)]
@@ -116,8 +116,8 @@ fn usage(
             key.name,
             key.prefix,
             args.since,
-            count(t.calls, "call"),
-            count(t.errors, "error"),
+            count(t.calls, "call", "calls"),
+            count(t.errors, "error", "errors"),
             size_text(t.bytes),
             if t.tools.is_empty() {
                 String::new()
@@ -188,11 +188,6 @@ fn usage(
         }
     }
     Ok(ExitStatus::Success)
-}
-
-/// `1 call`, `12 calls`.
-pub fn count(n: i64, unit: &str) -> String {
-    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
 /// `search_items 40, get_item 12, +3 more`.

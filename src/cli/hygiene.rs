@@ -11,7 +11,7 @@ use super::{GlobalArgs, prompt};
 use crate::api::{Key, KeyFlag, KeyResponse, KeysResponse, Workspace, WorkspacesResponse};
 use crate::client::AdminClient;
 use crate::error::{CliError, ExitStatus};
-use crate::output::{Printer, relative, table};
+use crate::output::{Printer, count, relative, table};
 use crate::period::Period;
 
 /// Every key of the workspace `slug` that `filter` (a query string) selects, a page at a time.
@@ -158,13 +158,14 @@ pub fn review(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatu
             continue;
         }
         if findings.is_empty() {
-            printer.data(&format!("{slug}: {} active keys, nothing to decide.", keys.len()));
+            let active = count(keys.len(), "active key", "active keys");
+            printer.data(&format!("{slug}: {active}, nothing to decide."));
             printer.data("");
             continue;
         }
         printer.data(&format!(
-            "{slug}: {} active keys, {} to decide about",
-            keys.len(),
+            "{slug}: {}, {} to decide about",
+            count(keys.len(), "active key", "active keys"),
             findings.len()
         ));
         let rows = findings

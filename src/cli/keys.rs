@@ -11,7 +11,7 @@ use crate::api::{
 };
 use crate::client::AdminClient;
 use crate::error::{CliError, ExitStatus};
-use crate::output::{Printer, relative, table};
+use crate::output::{Printer, count, relative, table};
 use crate::period::Period;
 use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
@@ -390,10 +390,10 @@ impl Ctx<'_> {
         ];
         let shared = key.shared.as_ref().map(|seen| {
             format!(
-                "used by {} client(s) and from {} address(es) in 7 days; one key per client or \
-                 machine: `custory-mcp keys create` for each, then `custory-mcp keys revoke {}`",
-                seen.clients.len().max(1),
-                seen.addresses.len().max(1),
+                "used by {} and from {} in 7 days; one key per client or machine: \
+                 `custory-mcp keys create` for each, then `custory-mcp keys revoke {}`",
+                count(seen.clients.len().max(1), "client", "clients"),
+                count(seen.addresses.len().max(1), "address", "addresses"),
                 key.prefix
             )
         });
@@ -571,8 +571,8 @@ fn usage_text(totals: &KeyUsageTotals) -> String {
     }
     format!(
         "{}, {}, {} sent; {}",
-        super::audit::count(totals.calls, "call"),
-        super::audit::count(totals.errors, "error"),
+        count(totals.calls, "call", "calls"),
+        count(totals.errors, "error", "errors"),
         api::size_text(totals.bytes),
         super::audit::tools_text(&totals.tools, 3)
     )

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::common::{Run, TestEnv, TestServer, initialize_body, mcp_post, run_piped};
+use crate::common::{TestEnv, TestServer, initialize_body, mcp_post, run_piped};
 
 /// An MCP client that connects from `from` (any 127.0.0.0/8 address reaches a loopback server).
 fn client_from(from: &str) -> reqwest::Client {
@@ -31,20 +31,6 @@ async fn post(client: &reqwest::Client, server: &TestServer, token: &str, body: 
 fn tool(id: u64, name: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": name, "arguments": arguments}})
-}
-
-async fn cli(env: &TestEnv, server: &TestServer, args: &[&str]) -> Run {
-    let mut cmd = env.command();
-    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args(args);
-    let run = run_piped(cmd, None).await;
-    assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
-    run
-}
-
-async fn cli_json(env: &TestEnv, server: &TestServer, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&cli(env, server, &all).await.stdout).expect("json")
 }
 
 #[tokio::test]
@@ -87,7 +73,7 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
 
     // The key's trail, as `audit --key` shows it: each call with what it touched, newest
     // first, beside the write's own event and the first use.
-    let trail = cli_json(&env, &server, &["audit", "--key", "Agent"]).await;
+    let trail = env.admin_json(&server, &["audit", "--key", "Agent"]).await;
     let events = trail["events"].as_array().expect("events");
     let calls: Vec<&Value> = events.iter().filter(|e| e["call"].is_object()).collect();
     let what: Vec<&str> = calls.iter().map(|e| e["call"]["what"].as_str().expect("what")).collect();
@@ -128,7 +114,7 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
     // The first client again, upgraded: a version is not a new client.
     hello["params"]["clientInfo"]["version"] = json!("1.1");
     post(&here, &server, &token, &hello).await;
-    let trail = cli_json(&env, &server, &["audit", "--key", key_id.as_str()]).await;
+    let trail = env.admin_json(&server, &["audit", "--key", key_id.as_str()]).await;
     let origins: Vec<String> = trail["events"]
         .as_array()
         .expect("events")
@@ -145,20 +131,20 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
         ]
     );
     // The workspace's own trail has the origin events without --calls, and no reads.
-    let plain = cli_json(&env, &server, &["audit"]).await;
+    let plain = env.admin_json(&server, &["audit"]).await;
     let plain = plain["events"].as_array().expect("events");
     assert!(plain.iter().all(|e| e["call"].is_null()));
     assert_eq!(plain.iter().filter(|e| e["kind"] == "key.new_origin").count(), 2);
 
     // Usage: the hourly totals, per key and for the key.
-    let usage = cli_json(&env, &server, &["audit", "--usage"]).await;
+    let usage = env.admin_json(&server, &["audit", "--usage"]).await;
     let row = &usage["keys"][0];
     assert_eq!(row["key_name"], "Agent");
     assert_eq!(row["calls"], 7, "{usage:#}");
     assert_eq!(row["errors"], 2);
     assert_eq!(row["tools"][0], json!({"what": "list_journeys", "calls": 2}));
     let mine =
-        cli_json(&env, &server, &["audit", "--usage", "--key", "Agent", "--since", "24h"]).await;
+        env.admin_json(&server, &["audit", "--usage", "--key", "Agent", "--since", "24h"]).await;
     assert_eq!(mine["totals"]["calls"], 7);
     assert_eq!(mine["hours"].as_array().expect("hours").len(), 1);
     assert_eq!(mine["hours"][0]["calls"], 7);
@@ -173,7 +159,7 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
     assert!(addresses.contains(&"127.0.0.1") && addresses.contains(&"127.0.0.2"));
 
     // As a person reads it.
-    let shown = cli(&env, &server, &["keys", "show", "Agent"]).await.stdout;
+    let shown = env.admin(&server, &["keys", "show", "Agent"]).await.stdout;
     let line = |label: &str| {
         shown.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("{label}: {shown}"))
     };
@@ -181,7 +167,7 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
     assert!(line("Use, 30 days").contains("list_journeys 2"), "{shown}");
     assert!(line("Addresses").contains("127.0.0.2 (last just now)"), "{shown}");
     assert!(line("Clients").contains("stranger") && line("Clients").contains("probe-agent"));
-    let table = cli(&env, &server, &["audit", "--usage"]).await.stdout;
+    let table = env.admin(&server, &["audit", "--usage"]).await.stdout;
     let header = table.lines().next().expect("header");
     assert!(header.starts_with("KEY") && header.contains("CALLS") && header.contains("BUSIEST"));
     assert!(table.lines().nth(1).expect("row").starts_with("Agent (cst_"), "{table}");
@@ -192,7 +178,7 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
         hello["params"]["clientInfo"] = json!({"name": format!("client-{n}"), "version": "1"});
         post(&client_from(&format!("127.0.0.{n}")), &server, &token, &hello).await;
     }
-    let trail = cli_json(&env, &server, &["audit", "--key", key_id.as_str()]).await;
+    let trail = env.admin_json(&server, &["audit", "--key", key_id.as_str()]).await;
     let newest: Vec<String> = trail["events"]
         .as_array()
         .expect("events")
@@ -230,11 +216,11 @@ async fn call_records_expire_after_the_retention_and_hourly_totals_stay() {
         .expect("prune");
     assert_eq!(deleted, 3);
     assert_eq!(rows(), Some(0));
-    let trail = cli_json(&env, &server, &["audit", "--key", "Old"]).await;
+    let trail = env.admin_json(&server, &["audit", "--key", "Old"]).await;
     assert!(trail["events"].as_array().expect("events").iter().all(|e| e["call"].is_null()));
-    let usage = cli_json(&env, &server, &["audit", "--usage", "--since", "60d"]).await;
+    let usage = env.admin_json(&server, &["audit", "--usage", "--since", "60d"]).await;
     assert_eq!(usage["keys"][0]["calls"], 3, "{usage}");
-    let recent = cli_json(&env, &server, &["audit", "--usage", "--since", "7d"]).await;
+    let recent = env.admin_json(&server, &["audit", "--usage", "--since", "7d"]).await;
     assert_eq!(recent["keys"], json!([]));
     server.stop().await;
 }

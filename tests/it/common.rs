@@ -415,6 +415,21 @@ impl TestEnv {
         cmd
     }
 
+    /// Runs the admin CLI against `server` as its owner, piped (not a terminal).
+    pub async fn admin(&self, server: &TestServer, args: &[&str]) -> Run {
+        let mut cmd = self.command();
+        cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner);
+        cmd.args(args);
+        run_piped(cmd, None).await
+    }
+
+    /// [`Self::admin`] with `--json`; it must succeed, and its stdout is parsed.
+    pub async fn admin_json(&self, server: &TestServer, args: &[&str]) -> Value {
+        let run = self.admin(server, &[&["--json"], args].concat()).await;
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        serde_json::from_str(&run.stdout).expect("json")
+    }
+
     /// Starts `custory-mcp serve --json` on port 0 with the SQLite file `db` and waits for its
     /// announcement.
     pub async fn serve(&self, db: &Path, extra: &[&str]) -> ServeProcess {

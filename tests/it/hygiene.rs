@@ -5,26 +5,16 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 
-use crate::common::{
-    BIN, Run, Terminal, TestEnv, TestServer, initialize_body, mcp_post, run_piped,
-};
+use crate::common::{BIN, Terminal, TestEnv, TestServer, initialize_body, mcp_post, run_piped};
 
-async fn cli(env: &TestEnv, server: &TestServer, args: &[&str]) -> Run {
-    let mut cmd = env.command();
-    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args(args);
-    run_piped(cmd, None).await
-}
-
-async fn cli_json(env: &TestEnv, server: &TestServer, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let run = cli(env, server, &all).await;
-    assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
-    serde_json::from_str(&run.stdout).expect("json")
-}
-
-/// One MCP request with `token`, as the client `client` (initialize names it).
-async fn use_key(server: &TestServer, token: &str, client: &str, tool: Option<(&str, Value)>) {
+/// One MCP request with `token`, as the client `client` (initialize names it), and the tool
+/// call's answer if one was asked for.
+async fn use_key(
+    server: &TestServer,
+    token: &str,
+    client: &str,
+    tool: Option<(&str, Value)>,
+) -> Value {
     let mut hello = initialize_body();
     hello["params"]["clientInfo"] = json!({"name": client, "version": "1"});
     let url = server.mcp_url();
@@ -35,7 +25,9 @@ async fn use_key(server: &TestServer, token: &str, client: &str, tool: Option<(&
         let reply: Value =
             mcp_post(&url, token, &call).send().await.expect("post").json().await.expect("json");
         assert_eq!(reply["result"]["isError"], false, "{reply}");
+        return reply;
     }
+    Value::Null
 }
 
 fn flags(keys: &Value, name: &str) -> Vec<String> {
@@ -75,19 +67,8 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
     use_key(&server, &expiring, "zed", None).await;
     use_key(&server, &reader, "codex", Some(("list_journeys", json!({})))).await;
     let journey = json!({"journey": "trial-to-paid"});
-    use_key(&server, &writer, "claude-code", Some(("get_journey", journey))).await;
-    let step: Value = {
-        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                          "params": {"name": "get_journey", "arguments": {"journey": "trial-to-paid"}}});
-        let reply: Value = mcp_post(&server.mcp_url(), &writer, &call)
-            .send()
-            .await
-            .expect("post")
-            .json()
-            .await
-            .expect("json");
-        reply["result"]["structuredContent"]["stages"][0]["steps"][0]["id"].clone()
-    };
+    let reply = use_key(&server, &writer, "claude-code", Some(("get_journey", journey))).await;
+    let step = &reply["result"]["structuredContent"]["stages"][0]["steps"][0]["id"];
     let item = json!({"step_id": step, "kind": "insight", "title": "Written"});
     use_key(&server, &writer, "claude-code", Some(("create_item", item))).await;
 
@@ -97,14 +78,14 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
     clock.advance(Duration::seconds(1)); // first seen in different seconds: listed by name
     use_key(&server, &shared, "claude-code", None).await;
 
-    let keys = cli_json(&env, &server, &["keys", "list"]).await;
+    let keys = env.admin_json(&server, &["keys", "list"]).await;
     assert_eq!(flags(&keys, "Shared"), ["shared"]);
     assert_eq!(flags(&keys, "Old"), ["stale"], "unused for 31 days");
     assert_eq!(flags(&keys, "Idle"), ["stale", "never-used"]);
     assert_eq!(flags(&keys, "Expiring"), ["expires-soon"], "in 6 days");
     assert_eq!(flags(&keys, "Reader"), ["never-wrote"]);
     assert!(flags(&keys, "Writer").is_empty());
-    let listed = cli_json(&env, &server, &["keys", "list", "--shared"]).await;
+    let listed = env.admin_json(&server, &["keys", "list", "--shared"]).await;
     assert_eq!(names(&listed, "keys"), ["Shared"]);
     assert_eq!(listed["keys"][0]["shared"]["clients"], json!(["claude-code", "cursor"]));
     assert_eq!(listed["keys"][0]["shared"]["addresses"], json!(["127.0.0.1"]));
@@ -116,11 +97,14 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
     assert!(row("Shared").ends_with("active (shared)"), "{table}");
     assert!(row("Idle").ends_with("active (never used)"), "{table}");
     assert!(row("Old").ends_with("active (stale)"), "{table}");
+    let shown = env.admin(&server, &["keys", "show", "Shared"]).await.stdout;
+    let line = shown.lines().find(|l| l.starts_with("Shared ")).expect("Shared line");
+    assert!(line.contains("used by 2 clients and from 1 address in 7 days"), "{shown}");
 
     // The review, as a person reads it.
-    let review = cli(&env, &server, &["keys", "review"]).await;
+    let review = env.admin(&server, &["keys", "review"]).await;
     insta::assert_snapshot!("keys_review", review.snapshot(&server.url));
-    let review = cli_json(&env, &server, &["keys", "review"]).await;
+    let review = env.admin_json(&server, &["keys", "review"]).await;
     let found: Vec<(String, String)> = review["workspaces"][0]["findings"]
         .as_array()
         .expect("findings")
@@ -151,7 +135,7 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
     shell.args(["-c", &line]).kill_on_drop(true);
     let ran = run_piped(shell, None).await;
     assert_eq!(ran.code, 0, "{line}: {}", ran.stderr);
-    let after = cli_json(&env, &server, &["keys", "list"]).await;
+    let after = env.admin_json(&server, &["keys", "list"]).await;
     let expiring: Vec<&Value> = after["keys"]
         .as_array()
         .expect("keys")
@@ -164,17 +148,17 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
 
     // Bulk revoke: a dry run changes nothing; without a terminal it needs --yes.
     let dry =
-        cli_json(&env, &server, &["keys", "revoke", "--unused-for", "30d", "--dry-run"]).await;
+        env.admin_json(&server, &["keys", "revoke", "--unused-for", "30d", "--dry-run"]).await;
     assert_eq!(names(&dry, "would_revoke"), ["Old", "Idle"]);
     assert_eq!(dry["revoked"], json!([]));
-    let never = cli_json(&env, &server, &["keys", "revoke", "--never-used", "--dry-run"]).await;
+    let never = env.admin_json(&server, &["keys", "revoke", "--never-used", "--dry-run"]).await;
     assert_eq!(names(&never, "would_revoke"), ["Idle"]);
-    let refused = cli(&env, &server, &["keys", "revoke", "--unused-for", "30d"]).await;
+    let refused = env.admin(&server, &["keys", "revoke", "--unused-for", "30d"]).await;
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("pass --yes"), "{}", refused.stderr);
-    let bad = cli(&env, &server, &["keys", "revoke", "--dry-run", "Old"]).await;
+    let bad = env.admin(&server, &["keys", "revoke", "--dry-run", "Old"]).await;
     assert_eq!(bad.code, 2, "{}", bad.stderr);
-    let still = cli_json(&env, &server, &["keys", "list", "--status", "active"]).await;
+    let still = env.admin_json(&server, &["keys", "list", "--status", "active"]).await;
     assert_eq!(still["keys"].as_array().expect("keys").len(), 6, "nothing was revoked");
 
     // On a terminal it shows the list and asks.
@@ -197,10 +181,10 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
     })
     .await
     .expect("terminal session");
-    let done = cli_json(&env, &server, &["keys", "revoke", "--unused-for", "30d", "--yes"]).await;
+    let done = env.admin_json(&server, &["keys", "revoke", "--unused-for", "30d", "--yes"]).await;
     assert_eq!(names(&done, "revoked"), ["Old"]);
     assert_eq!(done["revoked"][0]["status"], "revoked");
-    let audit = cli_json(&env, &server, &["audit"]).await;
+    let audit = env.admin_json(&server, &["audit"]).await;
     let revoked: Vec<&str> = audit["events"]
         .as_array()
         .expect("events")
@@ -209,7 +193,7 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
         .map(|e| e["detail"].as_str().expect("detail"))
         .collect();
     assert_eq!(revoked.len(), 2, "one event per key: {revoked:?}");
-    let nothing = cli(&env, &server, &["keys", "revoke", "--unused-for", "30d", "--yes"]).await;
+    let nothing = env.admin(&server, &["keys", "revoke", "--unused-for", "30d", "--yes"]).await;
     assert_eq!(nothing.code, 0);
     assert!(nothing.stderr.contains("nothing to revoke"), "{}", nothing.stderr);
     server.stop().await;
@@ -255,7 +239,7 @@ async fn keys_create_on_a_terminal_offers_to_store_the_token() {
     .await
     .expect("terminal session");
 
-    let keys = cli_json(&env, &server, &["keys", "list"]).await;
+    let keys = env.admin_json(&server, &["keys", "list"]).await;
     let prefix = |name: &str| {
         keys["keys"].as_array().expect("keys").iter().find(|k| k["name"] == name).expect("key")
             ["prefix"]
@@ -276,11 +260,11 @@ async fn keys_create_on_a_terminal_offers_to_store_the_token() {
     let status = mcp_post(&server.mcp_url(), token, &list).send().await.expect("post").status();
     assert_eq!(status, 200);
     // The Desktop key's token was saved: `config --key` finds it.
-    let out = cli(&env, &server, &["config", "zed", "--key", "Desktop"]).await;
+    let out = env.admin(&server, &["config", "zed", "--key", "Desktop"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains(&prefix("Desktop")), "{}", out.stdout);
     // Without a terminal nothing is offered: the token alone on stdout.
-    let piped = cli(&env, &server, &["keys", "create", "--name", "CI", "--expires", "30d"]).await;
+    let piped = env.admin(&server, &["keys", "create", "--name", "CI", "--expires", "30d"]).await;
     assert_eq!(piped.code, 0);
     assert_eq!(piped.stdout.trim().len(), 42, "{}", piped.stdout);
     assert!(!piped.stderr.contains("Store the token now?"));
