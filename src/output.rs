@@ -114,17 +114,13 @@ pub fn relative(at: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono:
     let round = |unit: u64| (amount + unit / 2) / unit;
     let text = match amount {
         0..60 => return "just now".to_owned(),
-        60..3570 => plural(round(60), "minute"),
-        3570..84_600 => plural(round(3600), "hour"),
-        84_600..5_184_000 => plural(round(86_400), "day"),
-        5_184_000..63_072_000 => plural(round(2_592_000), "month"),
-        _ => plural(round(31_536_000), "year"),
+        60..3570 => count(round(60), "minute", "minutes"),
+        3570..84_600 => count(round(3600), "hour", "hours"),
+        84_600..5_184_000 => count(round(86_400), "day", "days"),
+        5_184_000..63_072_000 => count(round(2_592_000), "month", "months"),
+        _ => count(round(31_536_000), "year", "years"),
     };
     if future { format!("in {text}") } else { format!("{text} ago") }
-}
-
-fn plural(n: u64, unit: &str) -> String {
-    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
 /// `1 address`, `2 addresses`: a count with the word that fits it.

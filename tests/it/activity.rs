@@ -28,6 +28,17 @@ async fn post(client: &reqwest::Client, server: &TestServer, token: &str, body: 
     response.json().await.expect("json")
 }
 
+/// The details of the `key.new_origin` events in an `audit --json` trail, newest first.
+fn new_origins(trail: &Value) -> Vec<String> {
+    trail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "key.new_origin")
+        .map(|e| e["detail"].as_str().expect("detail").to_owned())
+        .collect()
+}
+
 fn tool(id: u64, name: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": name, "arguments": arguments}})
@@ -115,13 +126,7 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
     hello["params"]["clientInfo"]["version"] = json!("1.1");
     post(&here, &server, &token, &hello).await;
     let trail = env.admin_json(&server, &["audit", "--key", key_id.as_str()]).await;
-    let origins: Vec<String> = trail["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| e["kind"] == "key.new_origin")
-        .map(|e| e["detail"].as_str().expect("detail").to_owned())
-        .collect();
+    let origins = new_origins(&trail);
     assert_eq!(
         origins,
         [
@@ -179,13 +184,10 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
         post(&client_from(&format!("127.0.0.{n}")), &server, &token, &hello).await;
     }
     let trail = env.admin_json(&server, &["audit", "--key", key_id.as_str()]).await;
-    let newest: Vec<String> = trail["events"]
-        .as_array()
-        .expect("events")
+    let newest: Vec<String> = new_origins(&trail)
         .iter()
-        .filter(|e| e["kind"] == "key.new_origin")
         .take(4)
-        .map(|e| e["detail"].as_str().expect("detail").split(':').next().unwrap_or("").to_owned())
+        .map(|detail| detail.split(':').next().unwrap_or("").to_owned())
         .collect();
     let expected: Vec<String> =
         (3..=6).rev().map(|n| format!("used from 127.0.0.{n} by client-{n}")).collect();

@@ -9,16 +9,10 @@ use custory_mcp::api::Template;
 use custory_mcp::store::templates;
 use serde_json::{Value, json};
 
-use crate::common::{Run, TestEnv, TestServer, comparable, http, run_piped};
-
-async fn run(env: &TestEnv, server: &TestServer, args: &[&str]) -> Run {
-    let mut cmd = env.command();
-    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args(args);
-    run_piped(cmd, None).await
-}
+use crate::common::{TestEnv, TestServer, comparable, http};
 
 async fn export(env: &TestEnv, server: &TestServer, workspace: &str) -> Value {
-    let ran = run(env, server, &["--workspace", workspace, "export"]).await;
+    let ran = env.admin(server, &["--workspace", workspace, "export"]).await;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     serde_json::from_str(&ran.stdout).expect("json")
 }
@@ -41,9 +35,9 @@ async fn each_template_creates_a_workspace_holding_its_journeys() {
             "from the trial-to-paid template: 1 journey, 4 stages, 9 steps, 8 items, 8 links, 1 persona",
         ),
     ] {
-        let created =
-            run(&env, &server, &["workspaces", "create", name, "--template", template.as_str()])
-                .await;
+        let created = env
+            .admin(&server, &["workspaces", "create", name, "--template", template.as_str()])
+            .await;
         assert_eq!((created.code, created.stdout.as_str()), (0, format!("{slug}\n").as_str()));
         assert!(
             created.stderr.contains(&format!("Created workspace {name:?} {says}.")),
@@ -59,12 +53,12 @@ async fn each_template_creates_a_workspace_holding_its_journeys() {
     }
 
     // --json carries the same, and --slug names it.
-    let created = run(
-        &env,
-        &server,
-        &["--json", "workspaces", "create", "Onb", "--slug", "onb", "--template", "onboarding"],
-    )
-    .await;
+    let created = env
+        .admin(
+            &server,
+            &["--json", "workspaces", "create", "Onb", "--slug", "onb", "--template", "onboarding"],
+        )
+        .await;
     assert_eq!(created.code, 0, "{}", created.stderr);
     let answer: Value = serde_json::from_str(&created.stdout).expect("json");
     assert_eq!(answer["workspace"]["slug"], "onb");
@@ -88,7 +82,7 @@ async fn blank_is_an_empty_workspace() {
         (vec!["workspaces", "create", "Empty"], "empty"),
         (vec!["workspaces", "create", "Empty Too", "--template", "blank"], "empty-too"),
     ] {
-        let created = run(&env, &server, &args).await;
+        let created = env.admin(&server, &args).await;
         assert_eq!((created.code, created.stdout.trim()), (0, slug), "{}", created.stderr);
         assert!(!created.stderr.contains("template"), "{}", created.stderr);
         let exported = export(&env, &server, slug).await;
@@ -96,7 +90,7 @@ async fn blank_is_an_empty_workspace() {
             assert_eq!(exported[part], json!([]), "{slug}: {part}");
         }
     }
-    let created = run(&env, &server, &["--json", "workspaces", "create", "Third"]).await;
+    let created = env.admin(&server, &["--json", "workspaces", "create", "Third"]).await;
     let answer: Value = serde_json::from_str(&created.stdout).expect("json");
     assert_eq!(answer["template"], "blank");
     assert!(answer["contents"].as_object().is_some_and(|c| c.values().all(|n| n == 0)), "{answer}");
@@ -107,7 +101,7 @@ async fn blank_is_an_empty_workspace() {
 async fn an_unknown_template_is_refused_and_nothing_is_created() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
-    let ran = run(&env, &server, &["workspaces", "create", "X", "--template", "sales"]).await;
+    let ran = env.admin(&server, &["workspaces", "create", "X", "--template", "sales"]).await;
     assert_eq!(ran.code, 2, "a usage error: {}", ran.stderr);
     assert!(
         ran.stderr.contains("[possible values: blank, onboarding, trial-to-paid]"),
@@ -128,7 +122,7 @@ async fn an_unknown_template_is_refused_and_nothing_is_created() {
         post(&server, json!({"name": "Acme", "slug": "acme", "template": "onboarding"})).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["message"], "a workspace with the slug \"acme\" already exists");
-    let list = run(&env, &server, &["--json", "workspaces", "list"]).await;
+    let list = env.admin(&server, &["--json", "workspaces", "list"]).await;
     let list: Value = serde_json::from_str(&list.stdout).expect("json");
     assert_eq!(list["workspaces"].as_array().map(Vec::len), Some(1), "{list}");
     let acme = export(&env, &server, "acme").await;
