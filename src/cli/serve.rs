@@ -17,7 +17,8 @@ use std::time::Duration;
 use crate::server::{
     AppState, ConnectionLimits, ForwardedHeader, LOOPBACK_HOSTS, Rate, ServerConfig,
 };
-use crate::store::{Clock, Database, OpenError, OwnerCredentialSetup, Quotas, Store, StoreOptions};
+use crate::store::access::OwnerCredentialSetup;
+use crate::store::{Clock, Database, OpenError, Quotas, Store, StoreOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -257,7 +258,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         };
         // The owner credential is issued only once the listener is bound: a start that fails
         // (a busy port) loses nothing.
-        let owner = store.ensure_owner_credential(args.reset_owner_credential)?;
+        let owner = store.access().ensure_owner_credential(args.reset_owner_credential)?;
         let url = base_url(addr, tls.is_some());
         let shutdown = shutdown_signal().context("could not listen for stop signals")?;
         announce(&store, &owner, &url, args.oauth, metrics_url.as_deref(), printer)?;
@@ -305,7 +306,8 @@ fn announce(
         }
         OwnerCredentialSetup::Existing { .. } => (None, None),
     };
-    let workspaces: Vec<String> = store.list_workspaces()?.into_iter().map(|w| w.slug).collect();
+    let workspaces: Vec<String> =
+        store.access().list_workspaces()?.into_iter().map(|w| w.slug).collect();
     if printer.json {
         // One line, so a supervisor or test can read the announcement line by line.
         let line = json!({
@@ -355,7 +357,7 @@ fn announce(
                 .get(&account)
                 .ok()
                 .flatten()
-                .is_some_and(|t| store.is_owner_credential(&t.hash()));
+                .is_some_and(|t| store.access().is_owner_credential(&t.hash()));
             if !known {
                 let what_then = match store.database() {
                     // A shared database: a reset would revoke the credential of every replica.

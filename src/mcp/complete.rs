@@ -11,7 +11,9 @@ use serde_json::value::RawValue;
 use super::prompts::{self, SINCE_CHOICES};
 use super::protocol::{RpcError, to_raw};
 use super::resources::{ITEM_TEMPLATE, JOURNEY_TEMPLATE, store_error};
-use crate::store::{Completing, KeyIdentity, Store};
+use crate::store::Store;
+use crate::store::access::KeyIdentity;
+use crate::store::content::Completing;
 
 /// The most one answer offers: the spec's ceiling.
 const VALUES_MAX: usize = 100;
@@ -95,7 +97,7 @@ pub fn complete(
     };
     let (values, more) = match completing {
         Some(completing) => {
-            store.complete(key.workspace_id, completing, typed).map_err(store_error)?
+            store.content().complete(key.workspace_id, completing, typed).map_err(store_error)?
         }
         None if argument == "since" => {
             let values = SINCE_CHOICES

@@ -23,7 +23,8 @@ use super::protocol::{
 };
 use super::{complete, prompts, resources, tools};
 use crate::api::KeyStatus;
-use crate::store::{Call, CallOutcome, KeyIdentity, Store, asked_ids, touched_ids};
+use crate::store::Store;
+use crate::store::access::{Call, CallOutcome, KeyIdentity, asked_ids, touched_ids};
 use crate::token::TokenHash;
 
 /// A batch holds at most this many messages.
@@ -376,7 +377,7 @@ impl<'a> Session<'a> {
     /// Queues the record of a call (written later, in a batch: see `store/activity.rs`).
     fn record(&self, what: &'static str, outcome: CallOutcome, bytes: usize, ids: String) {
         let call = Call { at: self.store.now(), what, outcome, bytes, ids };
-        self.store.record_call(self.key, self.ip, call);
+        self.store.access().record_call(self.key, self.ip, call);
     }
 
     fn record_answer(
@@ -394,7 +395,7 @@ impl<'a> Session<'a> {
     /// Looks the key up again: a key revoked (or expired) since the request came in runs
     /// nothing more.
     fn still_active(&self) -> Result<(), RpcError> {
-        let status = match self.store.authenticate_key(&self.token) {
+        let status = match self.store.access().authenticate_key(&self.token) {
             Ok(Some(key)) => key.status,
             Ok(None) => KeyStatus::Revoked,
             Err(error) => {

@@ -14,8 +14,10 @@ use super::protocol::{RpcError, to_raw};
 use super::render;
 use super::resources::store_error;
 use crate::api::Access;
-use crate::store::model::{StageNode, StepNode};
-use crate::store::{JourneyMap, KeyIdentity, Store};
+use crate::store::Store;
+use crate::store::access::KeyIdentity;
+use crate::store::content::JourneyMap;
+use crate::store::content::model::{StageNode, StepNode};
 
 /// The longest `notes` a prompt takes: a page of pasted support notes, not a dump.
 const NOTES_MAX_CHARS: usize = 20_000;
@@ -185,7 +187,7 @@ pub fn get(store: &Store, key: &KeyIdentity, params: GetParams) -> Result<Box<Ra
     let required = |name: &str| argument(name).expect("a required argument, checked");
     let (description, text) = match prompt.name {
         "review_stage" => {
-            let map = store.journey_map(ws, required("journey")).map_err(store_error)?;
+            let map = store.content().journey_map(ws, required("journey")).map_err(store_error)?;
             let (number, stage) = find_stage(&map, required("stage"))?;
             let mut section = String::new();
             render::stage(&mut section, &map, number, stage);
@@ -202,7 +204,7 @@ pub fn get(store: &Store, key: &KeyIdentity, params: GetParams) -> Result<Box<Ra
                     "the notes are longer than {NOTES_MAX_CHARS} characters; paste them in parts"
                 )));
             }
-            let map = store.journey_map(ws, required("journey")).map_err(store_error)?;
+            let map = store.content().journey_map(ws, required("journey")).map_err(store_error)?;
             let (number, stage) = find_stage(&map, required("stage"))?;
             let (index, step) = find_step(stage, required("step"))?;
             let mut section = String::new();
@@ -216,8 +218,10 @@ pub fn get(store: &Store, key: &KeyIdentity, params: GetParams) -> Result<Box<Ra
         "summarise_changes" => {
             let since_text = argument("since").unwrap_or("7d");
             let since = since_moment(since_text, store.now())?;
-            let changes =
-                store.journey_changes(ws, required("journey"), since).map_err(store_error)?;
+            let changes = store
+                .content()
+                .journey_changes(ws, required("journey"), since)
+                .map_err(store_error)?;
             let listed = render::changes(&changes, &since.format("%Y-%m-%d %H:%M UTC").to_string());
             (
                 format!("Summarise what changed in {:?} since {since_text}", changes.journey_name),

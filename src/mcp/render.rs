@@ -4,13 +4,13 @@
 
 use std::fmt::Write as _;
 
-use crate::store::model::{ItemDetail, ItemSummary, StageNode, StepNode};
-use crate::store::{JourneyChanges, JourneyMap};
+use crate::store::content::model::{ItemDetail, ItemSummary, StageNode, StepNode};
+use crate::store::content::{JourneyChanges, JourneyMap};
 
 /// A rendering is cut at this many bytes, with a line saying so: the tools' ceiling.
 pub const MAX_TEXT_BYTES: usize = super::tools::MAX_RESULT_BYTES;
 /// Links shown under each item of a map.
-const LINKS_PER_ITEM: usize = crate::store::MAP_LINKS_SHOWN;
+const LINKS_PER_ITEM: usize = crate::store::content::MAP_LINKS_SHOWN;
 /// Change entries quote at most this many characters of a comment.
 const QUOTE_CHARS: usize = 300;
 

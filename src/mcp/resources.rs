@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::protocol::{ErrorCode, RpcError, to_raw};
 use super::render::{self, journey_uri};
-use crate::store::{KeyIdentity, Store, StoreError};
+use crate::store::access::KeyIdentity;
+use crate::store::{Store, StoreError};
 
 /// Every resource is Markdown.
 const MIME_TYPE: &str = "text/markdown";
@@ -40,7 +41,7 @@ pub fn list(
         Some(_) => return Err(RpcError::invalid_params("\"cursor\" must be a string")),
     };
     let (journeys, next) =
-        store.list_journeys(key.workspace_id, cursor, false).map_err(store_error)?;
+        store.content().list_journeys(key.workspace_id, cursor, false).map_err(store_error)?;
     let resources: Vec<Value> = journeys
         .iter()
         .map(|journey| {
@@ -97,10 +98,10 @@ pub fn templates_result() -> &'static RawValue {
 pub fn read(store: &Store, key: &KeyIdentity, uri: &str) -> Result<Box<RawValue>, RpcError> {
     let ws = key.workspace_id;
     let text = if let Some(journey) = uri.strip_prefix(JOURNEY_PREFIX).filter(|s| is_id(s)) {
-        let map = store.journey_map(ws, journey).map_err(|e| not_found(uri, e))?;
+        let map = store.content().journey_map(ws, journey).map_err(|e| not_found(uri, e))?;
         render::journey(&map)
     } else if let Some(item) = uri.strip_prefix(ITEM_PREFIX).filter(|s| is_id(s)) {
-        let detail = store.get_item(ws, item, None).map_err(|e| not_found(uri, e))?;
+        let detail = store.content().get_item(ws, item, None).map_err(|e| not_found(uri, e))?;
         render::item(&detail)
     } else {
         return Err(RpcError::new(

@@ -16,12 +16,13 @@ use serde_json::{Map, Value, json};
 use super::protocol::{CallToolResult, to_raw};
 use super::schema::{input_schema, output_schema};
 use crate::api::Access;
-use crate::store::model::{
+use crate::store::access::KeyIdentity;
+use crate::store::content::model::{
     ItemFilter, ItemKind, ItemUpdate, JourneySummary, JourneyUpdate, NewItem, NewJourney, NewStage,
     NewStep, Persona, PersonaArgs, PersonaUpdate, SearchQuery, StageUpdate, StepUpdate,
     WorkspaceSummary, link_directions_text, per_kind_text,
 };
-use crate::store::{KeyIdentity, Store, StoreError, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 
 /// A `tools/call` that cannot even start: answered as a JSON-RPC error (-32602).
 #[derive(Debug, thiserror::Error)]
@@ -224,7 +225,7 @@ fn tools() -> Vec<Tool> {
             Effect::Read,
             |store, ctx, NoArgs {}| {
                 Ok(WorkspaceInfo {
-                    workspace: store.workspace_summary(ctx.workspace_id)?,
+                    workspace: store.content().workspace_summary(ctx.workspace_id)?,
                     key: KeyInfo {
                         id: ctx.key_id.clone(),
                         prefix: ctx.key_prefix.clone(),
@@ -243,7 +244,7 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Read,
             |store, ctx, args: JourneysArgs| {
-                let (journeys, next_cursor) = store.list_journeys(
+                let (journeys, next_cursor) = store.content().list_journeys(
                     ctx.workspace_id,
                     args.cursor.as_deref(),
                     args.include_archived.unwrap_or(false),
@@ -263,7 +264,7 @@ fn tools() -> Vec<Tool> {
             Effect::Read,
             |store, ctx, args: JourneyArgs| {
                 let all = args.include_archived.unwrap_or(false);
-                store.get_journey(ctx.workspace_id, &args.journey, all)
+                store.content().get_journey(ctx.workspace_id, &args.journey, all)
             },
         ),
         Tool::new(
@@ -280,7 +281,7 @@ fn tools() -> Vec<Tool> {
                  detail."
             ),
             Effect::Read,
-            |store, ctx, filter: ItemFilter| store.list_items(ctx.workspace_id, &filter),
+            |store, ctx, filter: ItemFilter| store.content().list_items(ctx.workspace_id, &filter),
         ),
         Tool::new(
             "get_item",
@@ -292,7 +293,11 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Read,
             |store, ctx, args: ItemArgs| {
-                store.get_item(ctx.workspace_id, &args.item_id, args.comments_cursor.as_deref())
+                store.content().get_item(
+                    ctx.workspace_id,
+                    &args.item_id,
+                    args.comments_cursor.as_deref(),
+                )
             },
         ),
         Tool::new(
@@ -306,7 +311,7 @@ fn tools() -> Vec<Tool> {
              out unless include_archived is true. Use get_item on item hits for the full detail."
                 .into(),
             Effect::Read,
-            |store, ctx, query: SearchQuery| store.search(ctx.workspace_id, &query),
+            |store, ctx, query: SearchQuery| store.content().search(ctx.workspace_id, &query),
         ),
         Tool::new(
             "list_personas",
@@ -317,7 +322,7 @@ fn tools() -> Vec<Tool> {
             Effect::Read,
             |store, ctx, args: PageArgs| {
                 let (personas, next_cursor) =
-                    store.list_personas(ctx.workspace_id, args.cursor.as_deref())?;
+                    store.content().list_personas(ctx.workspace_id, args.cursor.as_deref())?;
                 Ok(Personas { personas, next_cursor })
             },
         ),
@@ -330,7 +335,9 @@ fn tools() -> Vec<Tool> {
              Then add its stages with create_stage."
                 .into(),
             Effect::Write { idempotent: false },
-            |store, ctx, new: NewJourney| store.create_journey(ctx.workspace_id, ctx.actor(), &new),
+            |store, ctx, new: NewJourney| {
+                store.content().create_journey(ctx.workspace_id, ctx.actor(), &new)
+            },
         ),
         Tool::new(
             "update_journey",
@@ -341,7 +348,7 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: true },
             |store, ctx, update: JourneyUpdate| {
-                store.update_journey(ctx.workspace_id, ctx.actor(), &update)
+                store.content().update_journey(ctx.workspace_id, ctx.actor(), &update)
             },
         ),
         Tool::new(
@@ -352,7 +359,9 @@ fn tools() -> Vec<Tool> {
              ones along; at the end by default. Then add its steps with create_step."
                 .into(),
             Effect::Write { idempotent: false },
-            |store, ctx, new: NewStage| store.create_stage(ctx.workspace_id, ctx.actor(), &new),
+            |store, ctx, new: NewStage| {
+                store.content().create_stage(ctx.workspace_id, ctx.actor(), &new)
+            },
         ),
         Tool::new(
             "update_stage",
@@ -364,7 +373,7 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: true },
             |store, ctx, update: StageUpdate| {
-                store.update_stage(ctx.workspace_id, ctx.actor(), &update)
+                store.content().update_stage(ctx.workspace_id, ctx.actor(), &update)
             },
         ),
         Tool::new(
@@ -376,7 +385,9 @@ fn tools() -> Vec<Tool> {
              (create_item)."
                 .into(),
             Effect::Write { idempotent: false },
-            |store, ctx, new: NewStep| store.create_step(ctx.workspace_id, ctx.actor(), &new),
+            |store, ctx, new: NewStep| {
+                store.content().create_step(ctx.workspace_id, ctx.actor(), &new)
+            },
         ),
         Tool::new(
             "update_step",
@@ -388,7 +399,7 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: true },
             |store, ctx, update: StepUpdate| {
-                store.update_step(ctx.workspace_id, ctx.actor(), &update)
+                store.content().update_step(ctx.workspace_id, ctx.actor(), &update)
             },
         ),
         Tool::new(
@@ -401,7 +412,7 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: false },
             |store, ctx, args: ArchiveArgs| {
-                store.set_archived(ctx.workspace_id, ctx.actor(), &args.id, true)
+                store.content().set_archived(ctx.workspace_id, ctx.actor(), &args.id, true)
             },
         ),
         Tool::new(
@@ -413,7 +424,7 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: false },
             |store, ctx, args: ArchiveArgs| {
-                store.set_archived(ctx.workspace_id, ctx.actor(), &args.id, false)
+                store.content().set_archived(ctx.workspace_id, ctx.actor(), &args.id, false)
             },
         ),
         Tool::new(
@@ -424,7 +435,7 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: false },
             |store, ctx, new: PersonaArgs| {
-                store.create_persona(ctx.workspace_id, ctx.actor(), &new)
+                store.content().create_persona(ctx.workspace_id, ctx.actor(), &new)
             },
         ),
         Tool::new(
@@ -435,7 +446,7 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: true },
             |store, ctx, update: PersonaUpdate| {
-                store.update_persona(ctx.workspace_id, ctx.actor(), &update)
+                store.content().update_persona(ctx.workspace_id, ctx.actor(), &update)
             },
         ),
         Tool::new(
@@ -446,7 +457,12 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: true },
             |store, ctx, args: PersonaLinkArgs| {
-                store.link_persona(ctx.workspace_id, ctx.actor(), &args.journey, &args.persona_id)
+                store.content().link_persona(
+                    ctx.workspace_id,
+                    ctx.actor(),
+                    &args.journey,
+                    &args.persona_id,
+                )
             },
         ),
         Tool::new(
@@ -457,7 +473,12 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: true },
             |store, ctx, args: PersonaLinkArgs| {
-                store.unlink_persona(ctx.workspace_id, ctx.actor(), &args.journey, &args.persona_id)
+                store.content().unlink_persona(
+                    ctx.workspace_id,
+                    ctx.actor(),
+                    &args.journey,
+                    &args.persona_id,
+                )
             },
         ),
         Tool::new(
@@ -473,7 +494,9 @@ fn tools() -> Vec<Tool> {
                  link_items."
             ),
             Effect::Write { idempotent: false },
-            |store, ctx, new: NewItem| store.create_item(ctx.workspace_id, ctx.actor(), &new),
+            |store, ctx, new: NewItem| {
+                store.content().create_item(ctx.workspace_id, ctx.actor(), &new)
+            },
         ),
         Tool::new(
             "update_item",
@@ -488,7 +511,7 @@ fn tools() -> Vec<Tool> {
             ),
             Effect::Write { idempotent: true },
             |store, ctx, update: ItemUpdate| {
-                store.update_item(ctx.workspace_id, ctx.actor(), &update)
+                store.content().update_item(ctx.workspace_id, ctx.actor(), &update)
             },
         ),
         Tool::new(
@@ -502,7 +525,7 @@ fn tools() -> Vec<Tool> {
             ),
             Effect::Write { idempotent: true },
             |store, ctx, args: LinkArgs| {
-                store.link_items(
+                store.content().link_items(
                     ctx.workspace_id,
                     ctx.actor(),
                     &args.from_item_id,
@@ -518,7 +541,7 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Write { idempotent: true },
             |store, ctx, args: LinkArgs| {
-                store.unlink_items(
+                store.content().unlink_items(
                     ctx.workspace_id,
                     ctx.actor(),
                     &args.from_item_id,
@@ -537,7 +560,7 @@ fn tools() -> Vec<Tool> {
             |store, ctx, args: CommentArgs| {
                 let default_author = format!("MCP key {}", ctx.key_prefix);
                 let author = args.author.as_deref().filter(|a| !a.trim().is_empty());
-                store.add_comment(
+                store.content().add_comment(
                     ctx.workspace_id,
                     ctx.actor(),
                     &args.item_id,
@@ -704,7 +727,7 @@ mod tests {
     fn setup(access: Access) -> (tempfile::TempDir, Store, KeyIdentity) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("t.db"), Clock::default()).expect("open");
-        let acme = store.workspace_by_slug("acme").expect("query").expect("acme");
+        let acme = store.access().workspace_by_slug("acme").expect("query").expect("acme");
         store.insert_test_key(acme.id, "key_test");
         let ctx = KeyIdentity {
             workspace_id: acme.id,
@@ -868,12 +891,16 @@ mod tests {
     fn read_only_keys_neither_see_nor_call_write_tools() {
         let (_dir, store, ctx) = setup(Access::ReadOnly);
         assert_eq!(names(&definitions(Access::ReadOnly)), READ_TOOLS);
-        let before = store.workspace_summary(ctx.workspace_id).expect("summary").items.total;
-        let step =
-            store.get_journey(ctx.workspace_id, "trial-to-paid", false).expect("journey").stages[0]
-                .steps[0]
-                .id
-                .clone();
+        let before =
+            store.content().workspace_summary(ctx.workspace_id).expect("summary").items.total;
+        let step = store
+            .content()
+            .get_journey(ctx.workspace_id, "trial-to-paid", false)
+            .expect("journey")
+            .stages[0]
+            .steps[0]
+            .id
+            .clone();
         let args = json!({"step_id": step, "kind": "insight", "title": "Sneaky"});
         let message = err(&store, &ctx, "create_item", args);
         assert!(message.contains("read-only"), "{message}");
@@ -881,9 +908,13 @@ mod tests {
         for name in WRITE_TOOLS {
             assert!(err(&store, &ctx, name, json!({})).contains("read-only"));
         }
-        assert_eq!(store.workspace_summary(ctx.workspace_id).expect("summary").items.total, before);
+        assert_eq!(
+            store.content().workspace_summary(ctx.workspace_id).expect("summary").items.total,
+            before
+        );
         assert!(
             store
+                .access()
                 .list_events(ctx.workspace_id, Some("key_test"), 10, None)
                 .expect("events")
                 .0
@@ -942,8 +973,11 @@ mod tests {
         );
         assert_eq!(comment["comment"]["author"], "MCP key cst_test1234");
 
-        let events =
-            store.list_events(ctx.workspace_id, Some("key_test"), 10, None).expect("events").0;
+        let events = store
+            .access()
+            .list_events(ctx.workspace_id, Some("key_test"), 10, None)
+            .expect("events")
+            .0;
         assert_eq!(events.len(), 4);
     }
 

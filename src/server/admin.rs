@@ -14,10 +14,11 @@ use crate::api::{
     self, Access, CreatedKeyResponse, EventsResponse, ExpiryPolicy, KeyResponse, KeyStatus,
     KeysResponse, Template, WorkspaceResponse, WorkspacesResponse,
 };
-use crate::store::transfer::ImportError;
+use crate::store::content::transfer::ImportError;
 use std::sync::Arc;
 
-use crate::store::{Store, WorkspaceRow};
+use crate::store::Store;
+use crate::store::access::WorkspaceRow;
 
 /// `Json<T>` whose rejections use the API's error shape.
 pub struct JsonBody<T>(pub T);
@@ -60,10 +61,11 @@ async fn db<T: Send + 'static>(
 }
 
 pub(super) fn workspace(store: &Store, slug: &str) -> ApiResult<WorkspaceRow> {
-    if let Some(row) = store.workspace_by_slug(slug)? {
+    if let Some(row) = store.access().workspace_by_slug(slug)? {
         return Ok(row);
     }
-    let known: Vec<String> = store.list_workspaces()?.into_iter().map(|w| w.slug).collect();
+    let known: Vec<String> =
+        store.access().list_workspaces()?.into_iter().map(|w| w.slug).collect();
     Err(ApiError::not_found(
         "workspace_not_found",
         format!("no workspace {slug:?} on this server; workspaces: {}", known.join(", ")),
@@ -89,7 +91,7 @@ pub async fn list_workspaces(
     _: Owner,
     State(state): State<AppState>,
 ) -> ApiResult<Json<WorkspacesResponse>> {
-    let workspaces = db(&state, |store| Ok(store.list_workspaces()?)).await?;
+    let workspaces = db(&state, |store| Ok(store.access().list_workspaces()?)).await?;
     Ok(Json(WorkspacesResponse { workspaces }))
 }
 
@@ -122,12 +124,14 @@ pub async fn create_workspace(
         })?,
     };
     let (workspace, contents) = db(&state, move |store| {
-        store.create_workspace_from_template(&name, &slug, template).map_err(|error| match error {
-            ImportError::Store(error) => error.into(),
-            // A shipped template that does not validate: a bug, and the tests say so first.
-            ImportError::Invalid(details) => {
-                tracing::error!(%template, ?details, "a workspace template is not valid");
-                ApiError::internal()
+        store.content().create_workspace_from_template(&name, &slug, template).map_err(|error| {
+            match error {
+                ImportError::Store(error) => error.into(),
+                // A shipped template that does not validate: a bug, and the tests say so first.
+                ImportError::Invalid(details) => {
+                    tracing::error!(%template, ?details, "a workspace template is not valid");
+                    ApiError::internal()
+                }
             }
         })
     })
@@ -200,7 +204,7 @@ pub async fn list_keys(
         // The flags read the origins: this replica's pending ones first.
         flush_calls(store);
         if let Some(reference) = query.reference.as_deref() {
-            let keys = store.find_keys(ws.id, reference)?;
+            let keys = store.access().find_keys(ws.id, reference)?;
             let keys = keys.into_iter().filter(|k| status.is_none_or(|s| k.status == s)).collect();
             return Ok(KeysResponse { keys, next_cursor: None });
         }
@@ -217,18 +221,20 @@ pub async fn list_keys(
         if unused_since.is_some() || never_used {
             // Selected by last use: this replica's pending uses first, so a key in use now is
             // not taken for an unused one.
-            if let Err(error) = store.flush_usage() {
+            if let Err(error) = store.access().flush_usage() {
                 tracing::warn!(%error, "could not write last-used times before a selection");
             }
         }
-        let filter = crate::store::KeyFilter {
+        let filter = crate::store::access::KeyFilter {
             status,
             shared: query.shared == Some(true),
             unused_since,
             never_used,
         };
-        let (keys, next_cursor) =
-            store.list_keys(ws.id, &filter, limit, query.cursor.as_deref()).map_err(bad_cursor)?;
+        let (keys, next_cursor) = store
+            .access()
+            .list_keys(ws.id, &filter, limit, query.cursor.as_deref())
+            .map_err(bad_cursor)?;
         Ok(KeysResponse { keys, next_cursor })
     })
     .await?;
@@ -270,7 +276,7 @@ pub async fn create_key(
     };
     let (key, token) = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.create_key(ws.id, &name, expires, access)?)
+        Ok(store.access().create_key(ws.id, &name, expires, access)?)
     })
     .await?;
     let response = CreatedKeyResponse { key, token: token.expose().to_owned(), replaced: None };
@@ -285,7 +291,7 @@ pub async fn get_key(
     let key = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
         flush_calls(store);
-        store.get_key(ws.id, &id).map_err(key_not_found)
+        store.access().get_key(ws.id, &id).map_err(key_not_found)
     })
     .await?;
     Ok(Json(KeyResponse { key }))
@@ -298,7 +304,7 @@ pub async fn revoke_key(
 ) -> ApiResult<Json<KeyResponse>> {
     let key = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        store.revoke_key(ws.id, &id).map_err(key_not_found)
+        store.access().revoke_key(ws.id, &id).map_err(key_not_found)
     })
     .await?;
     Ok(Json(KeyResponse { key }))
@@ -322,7 +328,7 @@ pub async fn revoke_token(
         })?;
     let hash = token.hash();
     let (workspace, key) = db(&state, move |store| {
-        let Some((workspace_id, slug, key)) = store.key_by_token(&hash)? else {
+        let Some((workspace_id, slug, key)) = store.access().key_by_token(&hash)? else {
             return Err(ApiError::not_found(
                 "key_not_found",
                 "no MCP key on this server has this token: it is not one of this server's, or \
@@ -336,7 +342,7 @@ pub async fn revoke_token(
                 format!("the token is {:?}'s ({}), which is already revoked", key.name, key.prefix),
             ));
         }
-        let key = store.revoke_key_because(
+        let key = store.access().revoke_key_because(
             workspace_id,
             &key.id,
             Some("its token was found (keys revoke --token-stdin)"),
@@ -354,7 +360,7 @@ pub async fn rotate_key(
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
     let (key, token, replaced) = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        store.rotate_key(ws.id, &id).map_err(key_not_found)
+        store.access().rotate_key(ws.id, &id).map_err(key_not_found)
     })
     .await?;
     let response =
@@ -374,7 +380,7 @@ pub struct AuditQuery {
 /// Writes this replica's queued call records and origins, so that a read of them (or of the
 /// flags they decide) is current; another replica's are written within its flush interval.
 fn flush_calls(store: &Store) {
-    if let Err(error) = store.flush_activity() {
+    if let Err(error) = store.access().flush_activity() {
         tracing::warn!(%error, "could not write the record of calls before reading it");
     }
 }
@@ -392,9 +398,9 @@ pub async fn audit(
         // Pending calls may hold a `key.new_origin` event, so every read of the trail flushes.
         flush_calls(store);
         if query.calls == Some(true) {
-            store.list_events_and_calls(ws.id, key, limit, cursor).map_err(bad_cursor)
+            store.access().list_events_and_calls(ws.id, key, limit, cursor).map_err(bad_cursor)
         } else {
-            store.list_events(ws.id, key, limit, cursor).map_err(bad_cursor)
+            store.access().list_events(ws.id, key, limit, cursor).map_err(bad_cursor)
         }
     })
     .await?;
@@ -442,7 +448,10 @@ pub async fn workspace_usage(
         let ws = workspace(store, &ws)?;
         let since = usage_since(store, query.since.as_deref())?;
         flush_calls(store);
-        store.workspace_usage(ws.id, since, limit, query.cursor.as_deref()).map_err(bad_cursor)
+        store
+            .access()
+            .workspace_usage(ws.id, since, limit, query.cursor.as_deref())
+            .map_err(bad_cursor)
     })
     .await?;
     Ok(Json(usage))
@@ -458,10 +467,13 @@ pub async fn key_usage(
     let limit = page_limit(query.limit.as_deref(), USAGE_PAGE)?;
     let usage = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        let key = store.get_key(ws.id, &id).map_err(key_not_found)?;
+        let key = store.access().get_key(ws.id, &id).map_err(key_not_found)?;
         let since = usage_since(store, query.since.as_deref())?;
         flush_calls(store);
-        store.key_usage(ws.id, &key.id, since, limit, query.cursor.as_deref()).map_err(bad_cursor)
+        store
+            .access()
+            .key_usage(ws.id, &key.id, since, limit, query.cursor.as_deref())
+            .map_err(bad_cursor)
     })
     .await?;
     Ok(Json(usage))

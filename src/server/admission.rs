@@ -25,7 +25,7 @@ use crate::mcp::protocol::{
     ACCEPT_BOTH, DEFAULT_VERSION, ErrorCode, METHOD_HEADER, Mirror, NAME_HEADER, RpcError,
     VERSION_HEADER, is_modern, supported_version,
 };
-use crate::store::{KeyIdentity, NewEvent};
+use crate::store::access::{KeyIdentity, NewEvent};
 use crate::token::{PlainToken, TokenFormatError, TokenHash, TokenKind};
 
 /// Why a request's `Authorization` header does not carry a usable token.
@@ -165,7 +165,7 @@ impl FromRequestParts<AppState> for Owner {
                  credential (csa_…): run `custory-mcp login`",
             ));
         }
-        if state.store.is_owner_credential(&token.hash()) {
+        if state.store.access().is_owner_credential(&token.hash()) {
             Ok(Owner)
         } else {
             Err(failed_auth(
@@ -354,11 +354,11 @@ async fn authenticate(
         ));
     }
     let hash = token.hash();
-    let found = if state.store.keys_in_memory() {
-        state.store.authenticate_key(&hash)
+    let found = if state.store.access().keys_in_memory() {
+        state.store.access().authenticate_key(&hash)
     } else {
         let (store, lookup) = (Arc::clone(&state.store), hash);
-        match tokio::task::spawn_blocking(move || store.authenticate_key(&lookup)).await {
+        match tokio::task::spawn_blocking(move || store.access().authenticate_key(&lookup)).await {
             Ok(found) => found,
             Err(error) => Err(crate::store::StoreError::Invalid(error.to_string())),
         }
@@ -403,7 +403,7 @@ async fn authenticate(
             key_prefix: Some(&identity.key_prefix),
             detail: &detail,
         };
-        if let Err(error) = store.record_event(&event) {
+        if let Err(error) = store.access().record_event(&event) {
             tracing::warn!(%error, "could not record a rejected authentication");
         }
     });

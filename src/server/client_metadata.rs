@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::store::oauth::{OAuthClient, REDIRECT_URIS_MAX};
+use crate::store::access::oauth::{OAuthClient, REDIRECT_URIS_MAX};
 
 /// How long a fetched document is trusted before it is fetched again.
 const CACHE_FOR: Duration = Duration::from_secs(300);
@@ -182,7 +182,7 @@ fn document_client(url: &str, document: &Value) -> Result<OAuthClient, String> {
         .and_then(|uris| uris.iter().map(|u| u.as_str().map(str::to_owned)).collect())
         .ok_or("the client's metadata document lists no redirect_uris")?;
     for uri in &uris {
-        crate::store::oauth::check_redirect_uri(uri)?;
+        crate::store::access::oauth::check_redirect_uri(uri)?;
     }
     match document["token_endpoint_auth_method"].as_str() {
         None | Some("none") => {}

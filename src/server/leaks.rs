@@ -67,12 +67,12 @@ pub async fn report(
     let store = Arc::clone(&state.store);
     let revoked = tokio::task::spawn_blocking(move || {
         for hash in hashes {
-            let found = store.key_by_token(&hash)?;
+            let found = store.access().key_by_token(&hash)?;
             if let Some((workspace_id, _, key)) = found
                 && key.status == crate::api::KeyStatus::Active
             {
                 let why = "its token was reported as leaked (POST /api/tokens/revoke)";
-                match store.revoke_key_because(workspace_id, &key.id, Some(why)) {
+                match store.access().revoke_key_because(workspace_id, &key.id, Some(why)) {
                     // Revoked meanwhile by someone else: as wanted.
                     Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
                     Err(error) => return Err(error),

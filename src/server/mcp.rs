@@ -18,7 +18,7 @@ use super::limits::OverRate;
 use super::{AppState, MAX_BODY_BYTES};
 use crate::mcp::protocol::{Body as RpcBody, ErrorCode};
 use crate::mcp::{Answer, Session};
-use crate::store::KeyUsage;
+use crate::store::access::KeyUsage;
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -125,8 +125,8 @@ pub async fn handle(
     };
     let at = state.store.now();
     let usage = KeyUsage { at, client, ip: key.ip };
-    let client = state.store.note_usage(&key.identity.key_id, usage, otherwise);
-    state.store.note_origin(&key.identity, key.ip, client.as_deref(), at);
+    let client = state.store.access().note_usage(&key.identity.key_id, usage, otherwise);
+    state.store.access().note_origin(&key.identity, key.ip, client.as_deref(), at);
 
     match answer {
         Answer::Reply(body) => json_response(StatusCode::OK, body.get().to_owned()),

@@ -72,7 +72,7 @@ pub fn record_store(store: &Store) {
     metrics::gauge!("custory_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
     metrics::gauge!("custory_db_pool_connections", "state" => "idle").set(f64::from(idle));
     metrics::gauge!("custory_db_pool_connections", "state" => "max").set(f64::from(max));
-    if let Some(age) = store.usage_flush_age() {
+    if let Some(age) = store.access().usage_flush_age() {
         metrics::gauge!("custory_usage_flush_lag_seconds").set(age.as_secs_f64());
     }
 }

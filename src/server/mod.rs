@@ -347,8 +347,8 @@ pub async fn run(
     }
     flusher.abort();
     // The last flush runs whatever happened to the connections, so no recorded use is lost.
-    store.flush_usage()?;
-    store.flush_activity()?;
+    store.access().flush_usage()?;
+    store.access().flush_activity()?;
     Ok(())
 }
 
@@ -387,24 +387,24 @@ async fn housekeeping(state: AppState) {
             pruned = Some(std::time::Instant::now());
         }
         let chores = tokio::task::spawn_blocking(move || {
-            if let Err(error) = shared.store.flush_usage() {
+            if let Err(error) = shared.store.access().flush_usage() {
                 tracing::warn!(%error, "could not write last-used times; will retry");
             }
-            if let Err(error) = shared.store.flush_activity() {
+            if let Err(error) = shared.store.access().flush_activity() {
                 tracing::warn!(%error, "could not write the record of calls; will retry");
             }
             if prune {
                 let now = shared.store.now();
                 let calls_before = now - shared.config.audit_retention.duration();
                 let totals_before = now - shared.config.usage_retention.duration();
-                match shared.store.prune_activity(calls_before, totals_before) {
+                match shared.store.access().prune_activity(calls_before, totals_before) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(rows = n, "deleted call records past their retention"),
                     Err(error) => tracing::warn!(%error, "could not prune the record of calls"),
                 }
             }
-            if !shared.store.keys_in_memory()
-                && let Err(error) = shared.store.load_owner_credentials()
+            if !shared.store.access().keys_in_memory()
+                && let Err(error) = shared.store.access().load_owner_credentials()
             {
                 tracing::warn!(%error, "could not read the owner credential; will retry");
             }

@@ -30,7 +30,7 @@ use super::client_metadata::is_document_url;
 use super::error::{ApiError, retry_seconds};
 use crate::api::{Access, ExpiryPolicy, validate_name};
 use crate::store::StoreError;
-use crate::store::oauth::{
+use crate::store::access::oauth::{
     Grant, OAuthClient, REDIRECT_URIS_MAX, RedeemError, Redemption, SESSION_LIFETIME,
     check_redirect_uri, redirect_registered, same_secret,
 };
@@ -223,7 +223,7 @@ pub async fn register(
         Some(name) => validate_name(name).map_err(|e| metadata(format!("client_name: {e}")))?,
         None => "An unnamed MCP client",
     };
-    let client = state.store.register_client(name, &uris, Some(group))?;
+    let client = state.store.access().register_client(name, &uris, Some(group))?;
     let answer = json!({
         "client_id": client.id,
         "client_id_issued_at": client.created_at.timestamp(),
@@ -319,14 +319,16 @@ async fn check_request(
             ),
         })?
     } else {
-        state.store.oauth_client(client_id).map_err(OAuthError::from)?.ok_or_else(|| {
-            Refusal::Page(
-                StatusCode::BAD_REQUEST,
-                "The client is not registered with this server. Start the sign-in again from \
+        state.store.access().oauth_client(client_id).map_err(OAuthError::from)?.ok_or_else(
+            || {
+                Refusal::Page(
+                    StatusCode::BAD_REQUEST,
+                    "The client is not registered with this server. Start the sign-in again from \
                  the application."
-                    .into(),
-            )
-        })?
+                        .into(),
+                )
+            },
+        )?
     };
     let Some(redirect_uri) = params
         .redirect_uri
@@ -442,9 +444,9 @@ pub async fn login(
     let request = check_request(&state, &headers, peer, &form.params).await?;
     check_csrf(&state, &headers, &form.csrf)?;
     let (csrf, _) = csrf_token(&state, &headers);
-    let owner = PlainToken::parse(&form.owner_credential)
-        .ok()
-        .filter(|t| t.kind() == TokenKind::Owner && state.store.is_owner_credential(&t.hash()));
+    let owner = PlainToken::parse(&form.owner_credential).ok().filter(|t| {
+        t.kind() == TokenKind::Owner && state.store.access().is_owner_credential(&t.hash())
+    });
     if owner.is_none() {
         if let Some(wait) = state.limiter.failed(peer) {
             return Err(Refusal::Page(
@@ -466,7 +468,7 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         ));
     }
-    let session = state.store.create_owner_session().map_err(OAuthError::from)?;
+    let session = state.store.access().create_owner_session().map_err(OAuthError::from)?;
     let query = serde_urlencoded_params(&form.params);
     let location = HeaderValue::from_str(&format!("/oauth/authorize?{query}"))
         .map_err(|_| Refusal::Page(StatusCode::BAD_REQUEST, "Bad request.".into()))?;
@@ -536,7 +538,7 @@ pub async fn decide(
         _ => return back("Choose Approve or Deny."),
     }
     let Some(workspace) =
-        state.store.workspace_by_slug(&form.workspace).map_err(OAuthError::from)?
+        state.store.access().workspace_by_slug(&form.workspace).map_err(OAuthError::from)?
     else {
         return back("Choose one of the workspaces listed.");
     };
@@ -550,10 +552,11 @@ pub async fn decide(
         return back("Choose an expiry and an access.");
     };
     if is_document_url(&request.client.id) {
-        state.store.save_document_client(&request.client).map_err(OAuthError::from)?;
+        state.store.access().save_document_client(&request.client).map_err(OAuthError::from)?;
     }
     let code = state
         .store
+        .access()
         .issue_code(&Grant {
             client_id: request.client.id.clone(),
             redirect_uri: request.redirect_uri.clone(),
@@ -575,7 +578,7 @@ pub async fn decide(
 
 fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<bool, OAuthError> {
     match cookie_value(headers, SESSION_COOKIE) {
-        Some(session) => Ok(state.store.owner_session_valid(session)?),
+        Some(session) => Ok(state.store.access().owner_session_valid(session)?),
         None => Ok(false),
     }
 }
@@ -720,7 +723,7 @@ fn consent_page(
     peer: IpAddr,
     error: Option<&str>,
 ) -> Result<Response, OAuthError> {
-    let workspaces = state.store.first_workspaces(WORKSPACES_SHOWN)?;
+    let workspaces = state.store.access().first_workspaces(WORKSPACES_SHOWN)?;
     let options: String = workspaces
         .iter()
         .map(|w| {
@@ -890,7 +893,7 @@ pub async fn token(
             "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)",
         ));
     }
-    if state.store.oauth_client(client_id)?.is_none() {
+    if state.store.access().oauth_client(client_id)?.is_none() {
         return Err(OAuthError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -905,7 +908,7 @@ pub async fn token(
         code_verifier,
         resource: form.resource.as_deref(),
     };
-    match store.redeem_code(&redemption) {
+    match store.access().redeem_code(&redemption) {
         Ok((key, token)) => {
             let mut answer = json!({
                 "access_token": token.expose(),
@@ -948,7 +951,7 @@ fn field<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, OAuthErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::oauth::{check_redirect_uri, redirect_registered};
+    use crate::store::access::oauth::{check_redirect_uri, redirect_registered};
 
     #[test]
     fn redirect_uris_are_exact_but_loopback_ports_vary() {

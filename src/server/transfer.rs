@@ -25,8 +25,8 @@ use super::AppState;
 use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
 use crate::api::{self, ErrorDetail, ImportResponse};
-use crate::store::csv::CsvError;
-use crate::store::transfer::{ImportError, ImportTarget, WorkspaceDocument};
+use crate::store::content::csv::CsvError;
+use crate::store::content::transfer::{ImportError, ImportTarget, WorkspaceDocument};
 
 /// The largest import body: 100k items with their text are ~60 MB.
 pub const IMPORT_MAX_BYTES: usize = 512 * 1024 * 1024;
@@ -55,7 +55,7 @@ pub async fn export(
     let store = std::sync::Arc::clone(&state.store);
     let doc = tokio::task::spawn_blocking(move || -> ApiResult<WorkspaceDocument> {
         let workspace = super::admin::workspace(&store, &ws)?;
-        Ok(store.export_workspace(workspace.id)?)
+        Ok(store.content().export_workspace(workspace.id)?)
     })
     .await
     .map_err(|_| ApiError::internal())??;
@@ -195,8 +195,10 @@ pub async fn import(
                 ImportTarget::New { name, slug }
             }
         };
-        let (workspace, counts) =
-            store.import_workspace(&target, &doc, dry_run).map_err(|error| match error {
+        let (workspace, counts) = store
+            .content()
+            .import_workspace(&target, &doc, dry_run)
+            .map_err(|error| match error {
                 ImportError::Invalid(details) => invalid(details),
                 ImportError::Store(error) => error.into(),
             })?;
@@ -253,7 +255,7 @@ async fn import_csv(
             "journey".to_owned()
         };
         let mut reader = reader;
-        let read = crate::store::csv::read_journey(&mut reader, &journey, &slug);
+        let read = crate::store::content::csv::read_journey(&mut reader, &journey, &slug);
         let doc = match read {
             Ok(doc) => doc,
             Err(CsvError::Io(error)) => return Err(body_error(&error)),
@@ -281,7 +283,7 @@ async fn import_csv(
             }
         };
         let (workspace, counts) =
-            store.import_journey(&target, doc, dry_run).map_err(|error| match error {
+            store.content().import_journey(&target, doc, dry_run).map_err(|error| match error {
                 ImportError::Invalid(details) => invalid_csv(details),
                 ImportError::Store(error) => error.into(),
             })?;
@@ -304,7 +306,7 @@ enum Target {
 fn refused(code: &'static str, what: &str, details: Vec<ErrorDetail>) -> ApiError {
     let problems = match details.as_slice() {
         [only] => format!(": {}: {}", only.path, only.message),
-        several if several.len() >= crate::store::transfer::ERRORS_MAX => {
+        several if several.len() >= crate::store::content::transfer::ERRORS_MAX => {
             format!("; the first {} problems:", several.len())
         }
         several => format!("; {} problems:", several.len()),

@@ -3,7 +3,7 @@
 //! table `custory_schema`. Never edit a migration that has shipped: add a new one, to both lists.
 
 use super::db::Connection;
-use super::{StoreError, StoreResult, map, search};
+use super::{StoreError, StoreResult, content};
 
 /// One step of the history: its SQL in each dialect, and what must follow it in Rust (in the
 /// same transaction) when the SQL alone cannot fill what it adds.
@@ -51,32 +51,29 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// 0002: the search index and the map order, for what the database already holds.
 fn index_what_exists(conn: &Connection) -> StoreResult<()> {
-    for row in conn.query("SELECT id FROM workspaces", [])? {
-        map::renumber_map(conn, row.get(0)?)?;
-    }
-    search::rebuild(conn)
+    content::derive_all(conn)
 }
 
 /// 0003: the search index again, with the new filter words (priority, impact, effort,
 /// archived).
 fn reindex(conn: &Connection) -> StoreResult<()> {
-    search::rebuild(conn)
+    content::rebuild_search(conn)
 }
 
 /// How many migrations `conn`'s database has run (0 for a new PostgreSQL database).
 pub(super) fn version(conn: &Connection) -> StoreResult<i64> {
     if conn.is_postgres() {
         let exists: i64 = conn.query_row(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'custory_schema'",
+            "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'custory_schema'",
             [],
-            |row| row.get(0),
+            |row| row.get("n"),
         )?;
         if exists == 0 {
             return Ok(0);
         }
-        Ok(conn.query_row("SELECT version FROM custory_schema", [], |row| row.get(0))?)
+        Ok(conn.query_row("SELECT version FROM custory_schema", [], |row| row.get("version"))?)
     } else {
-        Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+        Ok(conn.query_row("PRAGMA user_version", [], |row| row.get("user_version"))?)
     }
 }
 
@@ -92,11 +89,12 @@ pub(super) fn run(conn: &Connection) -> StoreResult<()> {
              INSERT INTO custory_schema (version)
              SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM custory_schema);",
         )?;
-        let done: i64 = tx.query_row("SELECT version FROM custory_schema", [], |row| row.get(0))?;
+        let done: i64 =
+            tx.query_row("SELECT version FROM custory_schema", [], |row| row.get("version"))?;
         tx.commit()?;
         (true, done)
     } else {
-        let done: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let done: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get("user_version"))?;
         (false, done)
     };
     let migrations = MIGRATIONS;
@@ -114,7 +112,7 @@ pub(super) fn run(conn: &Connection) -> StoreResult<()> {
         if postgres {
             // Another replica may have run this step while we waited for the lock.
             let now: i64 =
-                tx.query_row("SELECT version FROM custory_schema", [], |row| row.get(0))?;
+                tx.query_row("SELECT version FROM custory_schema", [], |row| row.get("version"))?;
             if now >= version {
                 continue;
             }

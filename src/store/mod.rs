@@ -1,67 +1,52 @@
-//! The store: every SQL statement of the project lives under this module.
+//! The store: every SQL statement of the project lives under this module, in two rooms that
+//! change for different reasons:
 //!
-//! Two databases can stand behind it, chosen by [`Database`]: one SQLite file (WAL, foreign
+//! - [`access`]: who may do what, and what they did: workspaces, MCP keys (and the in-memory
+//!   key index, last-use buffer and call queue), the owner credential, OAuth clients, sessions
+//!   and codes, the audit trail, the record of calls and each key's hygiene flags;
+//! - [`content`]: the journey model itself: journeys, stages, steps, items, links, comments and
+//!   personas, their reads, writes, search, archive, import and export, and the templates.
+//!
+//! Each room has one face, [`Store::access`] and [`Store::content`], whose methods are the
+//! whole interface the server and the MCP layer use. Content depends on access one way,
+//! through the few functions of `access::edge` (is this key still active, create a workspace
+//! row, record an audit event), never by SQL on access's tables; `tests/it/layout.rs` holds
+//! that edge.
+//!
+//! Two databases can stand behind both, chosen by [`Database`]: one SQLite file (WAL, foreign
 //! keys on, file 0600, one server process; one writer connection beside a small pool of
 //! readers) or one PostgreSQL database shared by several `serve` replicas (a connection pool
 //! per replica). The statements are written once for both (see `db/`); the interface speaks in
 //! domain types only, so handlers never know which database answers.
-//!
-//! The files split by reason to change: `model.rs` (the domain's types and vocabulary),
-//! `reads.rs`, `writes.rs`, `search.rs`, `validate.rs` (the rules every write obeys), and one
-//! file each for keys, the owner credential, workspaces, the audit trail and the demo seed;
-//! `templates.rs` holds what `workspaces create --template` starts a workspace with.
 //!
 //! What is kept in memory differs, because only SQLite guarantees one process: with SQLite,
 //! keys are authenticated from an in-memory index that every key write updates; with
 //! PostgreSQL there is no such cache, so a key revoked through one replica is refused by every
 //! replica on its very next request.
 
-mod activity;
-mod archive;
-mod audit;
-mod context;
-pub mod csv;
+pub mod access;
+mod base;
+pub mod content;
 mod database;
 pub(crate) mod db;
-mod hygiene;
-mod keys;
-mod map;
 mod migrate;
-pub mod model;
-pub mod oauth;
-mod owner;
 mod page;
-mod reads;
-mod search;
-mod seed;
-pub mod templates;
 #[cfg(test)]
 mod tests;
-pub mod transfer;
-mod validate;
-mod workspaces;
-mod writes;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::token::TokenHash;
-pub use activity::{Call, CallOutcome, asked_ids, touched_ids};
-pub use audit::NewEvent;
-pub use context::{ChangedItem, Completing, JourneyChanges, JourneyMap, MAP_LINKS_SHOWN};
+pub use access::AccessStore;
+use base::{Backend, Db};
+pub use content::ContentStore;
 pub use database::Database;
-use db::{Connection, DbError, PgManager, PgPool, SqliteConn, SqliteReaders};
-pub use hygiene::{KeyFilter, SHARED_WINDOW_DAYS};
-pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
-use keys::{IndexedKey, UsageSlot};
+use db::{DbError, PgManager, SqliteConn, SqliteReaders};
 pub use migrate::SCHEMA_VERSION;
-pub use owner::OwnerCredentialSetup;
-pub use workspaces::WorkspaceRow;
 
 /// How many connections the store keeps and how long a statement may run.
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +124,9 @@ impl From<DbError> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// One page of a list, and the cursor of the next page (`None` on the last).
+pub type Page<T> = (Vec<T>, Option<String>);
+
 /// Why a database could not be opened. Each says what is wrong; the caller adds what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -182,41 +170,31 @@ pub(crate) fn from_secs(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-enum Backend {
-    Sqlite {
-        writer: Mutex<SqliteConn>,
-        readers: r2d2::Pool<SqliteReaders>,
-        /// Held for the store's life: one server process per database file, so the key
-        /// index is the only copy of the truth in memory.
-        _lock: std::fs::File,
-    },
-    Postgres(PgPool),
-}
-
+/// The store: its two rooms over one set of connections. Cheap to share behind an `Arc`.
 pub struct Store {
-    backend: Backend,
-    clock: Clock,
-    database: Database,
-    options: StoreOptions,
-    /// SQLite only: every MCP key by token hash, so authentication needs no query. Written only
-    /// by `keys.rs`, in the same critical section as the database write it mirrors.
-    key_index: Option<RwLock<HashMap<TokenHash, IndexedKey>>>,
-    /// The active owner credentials, by hash (see `owner.rs`).
-    owners: RwLock<std::collections::HashSet<TokenHash>>,
-    /// The latest use of each key seen by this process; `dirty` ones are not yet written
-    /// (see [`Store::flush_usage`]).
-    usage: Mutex<HashMap<String, UsageSlot>>,
-    /// Calls and origins not yet written (see [`Store::flush_activity`]).
-    activity: activity::Activity,
+    db: Db,
+    /// What the access room keeps in memory (key index, last uses, queued calls).
+    access: access::State,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("database", &self.database).finish_non_exhaustive()
+        f.debug_struct("Store").field("database", &self.db.database).finish_non_exhaustive()
     }
 }
 
 impl Store {
+    /// Who may do what, and what they did: workspaces, keys, the owner credential, OAuth, the
+    /// audit trail and the record of calls.
+    pub fn access(&self) -> AccessStore<'_> {
+        AccessStore::new(&self.db, &self.access)
+    }
+
+    /// The journey model: what MCP clients read and build.
+    pub fn content(&self) -> ContentStore<'_> {
+        ContentStore::new(&self.db)
+    }
+
     /// Opens the SQLite database at `path` (see [`Store::open_database`]).
     pub fn open(path: &Path, clock: Clock) -> Result<Self, OpenError> {
         Self::open_database(&Database::Sqlite(path.to_owned()), clock)
@@ -234,18 +212,18 @@ impl Store {
         clock: Clock,
         options: StoreOptions,
     ) -> Result<Self, OpenError> {
-        let store = match database {
-            Database::Sqlite(path) => Self::open_sqlite(path, clock, options)?,
-            Database::Postgres(url) => Self::open_postgres(url, clock, options)?,
+        let db = match database {
+            Database::Sqlite(path) => open_sqlite(path, clock, options)?,
+            Database::Postgres(url) => open_postgres(url, clock, options)?,
         };
-        let shown = store.database.to_string();
+        let shown = db.database.to_string();
         let broken = |error: StoreError| {
             OpenError::NotADatabase(format!("could not prepare {shown}: {error}"))
         };
         // The first statements are where a PostgreSQL server refuses the login or lacks the
         // database: those are about reaching it, not about what it holds.
         let postgres = matches!(database, Database::Postgres(_));
-        migrate::run(&store.writer_unlimited()).map_err(|error| match error {
+        migrate::run(&db.writer_unlimited()).map_err(|error| match error {
             StoreError::Invalid(message) => OpenError::NewerSchema(message),
             StoreError::Db(error) if postgres || error.kind() == db::ErrorKind::Unavailable => {
                 OpenError::Unreachable(format!("could not use {shown}: {error}"))
@@ -269,99 +247,20 @@ impl Store {
                 }
             }
         }
-        store.seed_demo_if_empty().map_err(broken)?;
-        store.load_key_index().map_err(broken)?;
-        store.load_owner_credentials().map_err(broken)?;
+        let store = Self { access: access::State::new(!db.is_postgres()), db };
+        store.content().seed_demo_if_empty().map_err(broken)?;
+        store.access().load().map_err(broken)?;
         Ok(store)
-    }
-
-    fn open_sqlite(path: &Path, clock: Clock, options: StoreOptions) -> Result<Self, OpenError> {
-        let shown = path.display();
-        let unwritable = |what: String, error: &dyn std::fmt::Display| {
-            OpenError::Unwritable(format!("{what}: {error}"))
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::fsutil::create_private_dir(dir).map_err(|error| {
-                unwritable(format!("could not create the directory {}", dir.display()), &error)
-            })?;
-        }
-        let lock = lock_database(path)?;
-        if !path.exists() {
-            crate::fsutil::create_private_file(path).map_err(|error| {
-                unwritable(format!("could not create the database {shown}"), &error)
-            })?;
-        }
-        // Is it a database at all? Opening sets WAL, which is the first thing to read it.
-        let writer = SqliteConn::open(path, false).map_err(|error| match error {
-            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::CannotOpen => {
-                unwritable(format!("could not open the database {shown}"), &error)
-            }
-            other => OpenError::NotADatabase(format!(
-                "{shown} is not a usable SQLite database ({other})"
-            )),
-        })?;
-        Ok(Self {
-            backend: Backend::Sqlite {
-                writer: Mutex::new(writer),
-                readers: SqliteReaders::pool(path, options.read_connections),
-                _lock: lock,
-            },
-            clock,
-            database: Database::Sqlite(path.to_owned()),
-            options,
-            key_index: Some(RwLock::default()),
-            owners: RwLock::default(),
-            usage: Mutex::default(),
-            activity: activity::Activity::default(),
-        })
-    }
-
-    fn open_postgres(url: &str, clock: Clock, options: StoreOptions) -> Result<Self, OpenError> {
-        let database = Database::Postgres(url.to_owned());
-        let (config, tls) = db::tls::parse(url).map_err(|error| {
-            OpenError::Unreachable(format!("{database} is not a usable PostgreSQL URL: {error}"))
-        })?;
-        PgManager::probe(&config, &tls).map_err(|error| {
-            let text = error.to_string();
-            let hint = if text.contains("certificate") || text.contains("UnknownIssuer") {
-                ": the server's certificate is not signed by a CA in sslrootcert, or (with \
-                 sslmode=verify-full) does not name the host in the URL"
-            } else if text.contains("server does not support TLS") {
-                ": this server does not speak TLS; use sslmode=disable on a private network, or \
-                 turn on ssl in postgresql.conf"
-            } else {
-                ""
-            };
-            OpenError::Unreachable(format!("could not use {database}: {error}{hint}"))
-        })?;
-        let pool =
-            PgManager::pool(config, tls, options.postgres_connections, options.statement_limit);
-        Ok(Self {
-            backend: Backend::Postgres(pool),
-            clock,
-            database,
-            options,
-            key_index: None,
-            owners: RwLock::default(),
-            usage: Mutex::default(),
-            activity: activity::Activity::default(),
-        })
-    }
-
-    /// Whether keys and owner credentials are checked from memory alone (SQLite: one process
-    /// owns the database), or by asking the database (PostgreSQL, shared by replicas).
-    pub fn keys_in_memory(&self) -> bool {
-        self.key_index.is_some()
     }
 
     /// The database, for people: a path, or a URL without its password.
     pub fn database(&self) -> &Database {
-        &self.database
+        &self.db.database
     }
 
     /// The connection pool's connections: `(in use, idle, most it may open)`.
     pub fn pool_use(&self) -> (u32, u32, u32) {
-        let (state, max) = match &self.backend {
+        let (state, max) = match &self.db.backend {
             Backend::Sqlite { readers, .. } => (readers.state(), readers.max_size()),
             Backend::Postgres(pool) => (pool.state(), pool.max_size()),
         };
@@ -370,26 +269,27 @@ impl Store {
 
     /// The schema version of the database, read now (a round trip: the readiness check).
     pub fn schema_version(&self) -> StoreResult<i64> {
-        migrate::version(&self.reader()?)
+        migrate::version(&self.db.reader()?)
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        self.db.now()
     }
 
     pub fn clock(&self) -> &Clock {
-        &self.clock
+        &self.db.clock
     }
 
     /// Checks the database's own consistency: SQLite's `PRAGMA integrity_check` (`Ok(())` when
     /// it answers `ok`); PostgreSQL checks itself, so there it only asks for an answer.
     pub fn integrity_check(&self) -> StoreResult<()> {
-        let conn = self.writer_unlimited();
+        let conn = self.db.writer_unlimited();
         if conn.is_postgres() {
             conn.query_row("SELECT 1", [], |_| Ok(()))?;
             return Ok(());
         }
-        let answer: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+        let answer: String =
+            conn.query_row("PRAGMA integrity_check", [], |row| row.get("integrity_check"))?;
         if answer == "ok" { Ok(()) } else { Err(StoreError::Invalid(answer)) }
     }
 
@@ -397,64 +297,73 @@ impl Store {
     /// check that the time limit holds (for the tests).
     #[doc(hidden)]
     pub fn probe_statement_limit(&self) -> StoreResult<()> {
-        let sql = if matches!(self.backend, Backend::Postgres(_)) {
+        let sql = if self.db.is_postgres() {
             "SELECT 1 FROM pg_sleep(3600)"
         } else {
             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
         };
-        self.reader()?.query(sql, [])?;
+        self.db.reader()?.query(sql, [])?;
         Ok(())
     }
+}
 
-    /// A connection for reads: one of SQLite's readers (they run beside the writer and each
-    /// other), or a pooled PostgreSQL connection.
-    fn reader(&self) -> StoreResult<Connection<'_>> {
-        match &self.backend {
-            Backend::Sqlite { readers, .. } => {
-                Ok(Connection::sqlite_reader(readers, Some(self.options.statement_limit))?)
-            }
-            Backend::Postgres(pool) => Ok(Connection::postgres(pool)),
+fn open_sqlite(path: &Path, clock: Clock, options: StoreOptions) -> Result<Db, OpenError> {
+    let shown = path.display();
+    let unwritable = |what: String, error: &dyn std::fmt::Display| {
+        OpenError::Unwritable(format!("{what}: {error}"))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::fsutil::create_private_dir(dir).map_err(|error| {
+            unwritable(format!("could not create the directory {}", dir.display()), &error)
+        })?;
+    }
+    let lock = lock_database(path)?;
+    if !path.exists() {
+        crate::fsutil::create_private_file(path).map_err(|error| {
+            unwritable(format!("could not create the database {shown}"), &error)
+        })?;
+    }
+    // Is it a database at all? Opening sets WAL, which is the first thing to read it.
+    let writer = SqliteConn::open(path, false).map_err(|error| match error {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::CannotOpen => {
+            unwritable(format!("could not open the database {shown}"), &error)
         }
-    }
-
-    /// [`Store::reader`] without SQLite's per-statement limit, for an export: one snapshot
-    /// whose few statements each read a whole workspace (PostgreSQL's is lifted per
-    /// transaction by the caller).
-    fn reader_unlimited(&self) -> StoreResult<Connection<'_>> {
-        match &self.backend {
-            Backend::Sqlite { readers, .. } => Ok(Connection::sqlite_reader(readers, None)?),
-            Backend::Postgres(pool) => Ok(Connection::postgres(pool)),
+        other => {
+            OpenError::NotADatabase(format!("{shown} is not a usable SQLite database ({other})"))
         }
-    }
+    })?;
+    Ok(Db {
+        backend: Backend::Sqlite {
+            writer: std::sync::Mutex::new(writer),
+            readers: SqliteReaders::pool(path, options.read_connections),
+            _lock: lock,
+        },
+        clock,
+        database: Database::Sqlite(path.to_owned()),
+        options,
+    })
+}
 
-    /// The connection for writes (and for reads that must see the writer's own state): SQLite's
-    /// one writer, or a pooled PostgreSQL connection whose transactions take the write lock.
-    fn writer(&self) -> Connection<'_> {
-        self.writer_with(Some(self.options.statement_limit))
-    }
-
-    /// [`Store::writer`] without the statement limit, for migrations and other work that is
-    /// not a request.
-    fn writer_unlimited(&self) -> Connection<'_> {
-        self.writer_with(None)
-    }
-
-    fn writer_with(&self, limit: Option<Duration>) -> Connection<'_> {
-        match &self.backend {
-            // A poisoned lock means a panic while holding the connection; SQLite's own
-            // transaction rollback keeps the data consistent, so carrying on is safe.
-            Backend::Sqlite { writer, .. } => Connection::sqlite_writer(
-                writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-                limit,
-            ),
-            Backend::Postgres(pool) => Connection::postgres(pool),
-        }
-    }
-
-    fn pending_usage(&self) -> MutexGuard<'_, HashMap<String, UsageSlot>> {
-        // Same reasoning as `writer`: the map holds plain values, a panic cannot leave it torn.
-        self.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+fn open_postgres(url: &str, clock: Clock, options: StoreOptions) -> Result<Db, OpenError> {
+    let database = Database::Postgres(url.to_owned());
+    let (config, tls) = db::tls::parse(url).map_err(|error| {
+        OpenError::Unreachable(format!("{database} is not a usable PostgreSQL URL: {error}"))
+    })?;
+    PgManager::probe(&config, &tls).map_err(|error| {
+        let text = error.to_string();
+        let hint = if text.contains("certificate") || text.contains("UnknownIssuer") {
+            ": the server's certificate is not signed by a CA in sslrootcert, or (with \
+             sslmode=verify-full) does not name the host in the URL"
+        } else if text.contains("server does not support TLS") {
+            ": this server does not speak TLS; use sslmode=disable on a private network, or \
+             turn on ssl in postgresql.conf"
+        } else {
+            ""
+        };
+        OpenError::Unreachable(format!("could not use {database}: {error}{hint}"))
+    })?;
+    let pool = PgManager::pool(config, tls, options.postgres_connections, options.statement_limit);
+    Ok(Db { backend: Backend::Postgres(pool), clock, database, options })
 }
 
 /// A random id with a type prefix, e.g. `key_4fQ2kd9XzA`.

@@ -2,15 +2,16 @@
 
 use serde_json::{Map, Value};
 
-use super::model::{
-    Actor, HitType, ItemFilter, ItemKind, ItemSummary, ItemUpdate, NewItem, SearchHit, SearchQuery,
+use super::access::Actor;
+use super::content::model::{
+    HitType, ItemFilter, ItemKind, ItemSummary, ItemUpdate, NewItem, SearchHit, SearchQuery,
 };
-use super::writes::{insert_journey, insert_stage, insert_step};
+use super::content::{insert_journey, insert_stage, insert_step};
 use super::{Clock, Store, StoreError, StoreResult};
 
 fn search(store: &Store, ws: i64, query: &str, limit: Option<u32>) -> StoreResult<Vec<SearchHit>> {
     let query = SearchQuery { query: query.into(), limit, ..SearchQuery::default() };
-    store.search(ws, &query).map(|results| results.hits)
+    store.content().search(ws, &query).map(|results| results.hits)
 }
 
 const ACTOR: Actor<'static> = Actor { key_id: "key_test", key_prefix: "cst_test1234" };
@@ -18,7 +19,7 @@ const ACTOR: Actor<'static> = Actor { key_id: "key_test", key_prefix: "cst_test1
 fn store() -> (tempfile::TempDir, Store, i64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("t.db"), Clock::default()).expect("open");
-    let acme = store.workspace_by_slug("acme").expect("query").expect("acme").id;
+    let acme = store.access().workspace_by_slug("acme").expect("query").expect("acme").id;
     store.insert_test_key(acme, ACTOR.key_id);
     (dir, store, acme)
 }
@@ -27,7 +28,8 @@ impl Store {
     /// An active key row `key_id` in the workspace, for tests that write as [`ACTOR`] (every
     /// write checks its key under the write lock).
     pub(crate) fn insert_test_key(&self, workspace_id: i64, key_id: &str) {
-        self.writer()
+        self.db
+            .writer()
             .execute(
                 "INSERT INTO mcp_keys (id, workspace_id, name, prefix, token_hash, access, expires,
                                        created_at)
@@ -40,11 +42,13 @@ impl Store {
 
 fn find(store: &Store, ws: i64, kind: ItemKind) -> ItemSummary {
     let filter = ItemFilter { kind: Some(kind), ..ItemFilter::default() };
-    store.list_items(ws, &filter).expect("list").items.remove(0).item
+    store.content().list_items(ws, &filter).expect("list").items.remove(0).item
 }
 
 fn first_step(store: &Store, ws: i64) -> String {
-    store.get_journey(ws, "trial-to-paid", false).expect("journey").stages[0].steps[0].id.clone()
+    store.content().get_journey(ws, "trial-to-paid", false).expect("journey").stages[0].steps[0]
+        .id
+        .clone()
 }
 
 fn new_item(step_id: &str, kind: ItemKind, title: &str) -> NewItem {
@@ -72,7 +76,7 @@ fn fields(value: Value) -> Option<Map<String, Value>> {
 #[test]
 fn seed_has_every_kind_allowed_links_and_personas() {
     let (_dir, store, acme) = store();
-    let summary = store.workspace_summary(acme).expect("summary");
+    let summary = store.content().workspace_summary(acme).expect("summary");
     assert_eq!(summary.slug, "acme");
     assert_eq!(summary.journeys, 2);
     assert_eq!(summary.personas, 2);
@@ -82,12 +86,13 @@ fn seed_has_every_kind_allowed_links_and_personas() {
         assert!(count > 0, "{c:?}");
     }
     let items = store
+        .content()
         .list_items(acme, &ItemFilter { limit: Some(200), ..ItemFilter::default() })
         .expect("list");
     assert_eq!(items.items.len() as i64, c.total);
     let mut links = 0;
     for listed in &items.items {
-        let item = store.get_item(acme, &listed.item.id, None).expect("item");
+        let item = store.content().get_item(acme, &listed.item.id, None).expect("item");
         assert!(item.item.kind.statuses().contains(&item.item.status.as_str()));
         assert!(item.fields.keys().all(|f| item.item.kind.field_names().contains(&f.as_str())));
         for to in &item.links_to {
@@ -96,7 +101,7 @@ fn seed_has_every_kind_allowed_links_and_personas() {
         }
     }
     assert!(links >= 10, "{links}");
-    let trial = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let trial = store.content().get_journey(acme, "trial-to-paid", false).expect("journey");
     assert_eq!(trial.stages.len(), 4);
     assert!(trial.stages.iter().all(|s| (2..=3).contains(&s.steps.len())));
 }
@@ -104,15 +109,16 @@ fn seed_has_every_kind_allowed_links_and_personas() {
 #[test]
 fn other_workspaces_are_invisible() {
     let (_dir, store, acme) = store();
-    store.create_workspace("Other", "other").expect("workspace");
-    let other = store.workspace_by_slug("other").expect("query").expect("other").id;
+    store.access().create_workspace("Other", "other").expect("workspace");
+    let other = store.access().workspace_by_slug("other").expect("query").expect("other").id;
     let (step, journey) = {
-        let conn = store.writer();
+        let conn = store.db.writer();
         let journey = insert_journey(&conn, other, "secret", "Secret", "", 0, 0).expect("j");
         let stage = insert_stage(&conn, other, &journey, "Hidden", "", 0).expect("stage");
         (insert_step(&conn, other, &stage, "Covert", "", 0).expect("step"), journey)
     };
     let secret = store
+        .content()
         .create_item(other, ACTOR, &new_item(&step, ItemKind::Insight, "Zebra secret"))
         .expect("create");
     let secret_id = secret.item.id.as_str();
@@ -121,7 +127,7 @@ fn other_workspaces_are_invisible() {
         assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
     };
 
-    not_found(store.get_item(acme, secret_id, None).map(drop));
+    not_found(store.content().get_item(acme, secret_id, None).map(drop));
     let update = ItemUpdate {
         item_id: secret_id.into(),
         title: Some("mine".into()),
@@ -131,25 +137,27 @@ fn other_workspaces_are_invisible() {
         fields: None,
         ..ItemUpdate::default()
     };
-    not_found(store.update_item(acme, ACTOR, &update).map(drop));
-    not_found(store.link_items(acme, ACTOR, &acme_touchpoint.id, secret_id).map(drop));
-    not_found(store.add_comment(acme, ACTOR, secret_id, "me", "hi").map(drop));
-    not_found(store.create_item(acme, ACTOR, &new_item(&step, ItemKind::Metric, "x")).map(drop));
-    not_found(store.get_journey(acme, &journey, false).map(drop));
-    not_found(store.get_journey(acme, "secret", false).map(drop));
+    not_found(store.content().update_item(acme, ACTOR, &update).map(drop));
+    not_found(store.content().link_items(acme, ACTOR, &acme_touchpoint.id, secret_id).map(drop));
+    not_found(store.content().add_comment(acme, ACTOR, secret_id, "me", "hi").map(drop));
+    not_found(
+        store.content().create_item(acme, ACTOR, &new_item(&step, ItemKind::Metric, "x")).map(drop),
+    );
+    not_found(store.content().get_journey(acme, &journey, false).map(drop));
+    not_found(store.content().get_journey(acme, "secret", false).map(drop));
     let by_step = ItemFilter { step_id: Some(step.clone()), ..ItemFilter::default() };
-    not_found(store.list_items(acme, &by_step).map(drop));
+    not_found(store.content().list_items(acme, &by_step).map(drop));
     assert!(search(&store, acme, "zebra", None).expect("search").is_empty());
     assert!(search(&store, acme, "covert", None).expect("search").is_empty());
 
     // The other way round: acme's items are invisible from `other`.
-    not_found(store.get_item(other, &acme_touchpoint.id, None).map(drop));
-    not_found(store.link_items(other, ACTOR, &acme_touchpoint.id, secret_id).map(drop));
+    not_found(store.content().get_item(other, &acme_touchpoint.id, None).map(drop));
+    not_found(store.content().link_items(other, ACTOR, &acme_touchpoint.id, secret_id).map(drop));
     assert_eq!(search(&store, other, "zebra", None).expect("search").len(), 1);
     assert!(search(&store, other, "pricing", None).expect("search").is_empty());
-    assert_eq!(store.workspace_summary(other).expect("summary").items.total, 1);
+    assert_eq!(store.content().workspace_summary(other).expect("summary").items.total, 1);
     assert_eq!(
-        store.get_item(other, secret_id, None).expect("own item").item.title,
+        store.content().get_item(other, secret_id, None).expect("own item").item.title,
         "Zebra secret"
     );
 }
@@ -162,23 +170,29 @@ fn links_only_go_in_the_five_directions() {
     let opportunity = find(&store, acme, ItemKind::Opportunity);
     let step = first_step(&store, acme);
 
-    let err = store.link_items(acme, ACTOR, &touchpoint.id, &opportunity.id).expect_err("refused");
+    let err = store
+        .content()
+        .link_items(acme, ACTOR, &touchpoint.id, &opportunity.id)
+        .expect_err("refused");
     let StoreError::Invalid(message) = err else { panic!("{err:?}") };
     assert!(message.contains("touchpoint → insight"), "{message}");
     assert!(message.contains("solution → metric"), "{message}");
 
-    let err = store.link_items(acme, ACTOR, &insight.id, &touchpoint.id).expect_err("refused");
+    let err =
+        store.content().link_items(acme, ACTOR, &insight.id, &touchpoint.id).expect_err("refused");
     assert!(err.to_string().contains("swap"), "{err}");
-    assert!(store.link_items(acme, ACTOR, &touchpoint.id, &touchpoint.id).is_err());
+    assert!(store.content().link_items(acme, ACTOR, &touchpoint.id, &touchpoint.id).is_err());
 
     let fresh = store
+        .content()
         .create_item(acme, ACTOR, &new_item(&step, ItemKind::Insight, "Fresh insight"))
         .expect("create");
-    let link = store.link_items(acme, ACTOR, &touchpoint.id, &fresh.item.id).expect("link");
+    let link =
+        store.content().link_items(acme, ACTOR, &touchpoint.id, &fresh.item.id).expect("link");
     assert_eq!(link.to.id, fresh.item.id);
-    let again = store.link_items(acme, ACTOR, &touchpoint.id, &fresh.item.id);
+    let again = store.content().link_items(acme, ACTOR, &touchpoint.id, &fresh.item.id);
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
-    let fresh = store.get_item(acme, &fresh.item.id, None).expect("item");
+    let fresh = store.content().get_item(acme, &fresh.item.id, None).expect("item");
     assert_eq!(fresh.linked_from[0].id, touchpoint.id);
 }
 
@@ -188,21 +202,21 @@ fn create_and_update_validate_and_audit() {
     let step = first_step(&store, acme);
 
     let mut new = new_item(&step, ItemKind::Metric, "  Weekly active teams ");
-    let created = store.create_item(acme, ACTOR, &new).expect("create");
+    let created = store.content().create_item(acme, ACTOR, &new).expect("create");
     assert_eq!(created.item.title, "Weekly active teams");
     assert_eq!(created.item.status, "tracking");
     assert_eq!(created.location.step_id, step);
 
     new.status = Some("shipped".into());
-    let err = store.create_item(acme, ACTOR, &new).expect_err("refused");
+    let err = store.content().create_item(acme, ACTOR, &new).expect_err("refused");
     assert!(err.to_string().contains("tracking, on-track, at-risk"), "{err}");
     new.status = None;
     new.fields = fields(serde_json::json!({"channel": "email"}));
-    let err = store.create_item(acme, ACTOR, &new).expect_err("refused");
+    let err = store.content().create_item(acme, ACTOR, &new).expect_err("refused");
     assert!(err.to_string().contains("metric_type, unit"), "{err}");
     new.fields = None;
     new.title = " ".into();
-    assert!(matches!(store.create_item(acme, ACTOR, &new), Err(StoreError::Invalid(_))));
+    assert!(matches!(store.content().create_item(acme, ACTOR, &new), Err(StoreError::Invalid(_))));
 
     let update = ItemUpdate {
         item_id: created.item.id.clone(),
@@ -213,7 +227,7 @@ fn create_and_update_validate_and_audit() {
         fields: fields(serde_json::json!({"unit": "teams", "target": 120})),
         ..ItemUpdate::default()
     };
-    let updated = store.update_item(acme, ACTOR, &update).expect("update");
+    let updated = store.content().update_item(acme, ACTOR, &update).expect("update");
     assert_eq!(updated.item.status, "on-track");
     assert_eq!(updated.item.owner.as_deref(), Some("Priya Nair"));
     let clear = ItemUpdate {
@@ -223,20 +237,25 @@ fn create_and_update_validate_and_audit() {
         fields: fields(serde_json::json!({"unit": null, "current": 80})),
         ..update
     };
-    let updated = store.update_item(acme, ACTOR, &clear).expect("update");
+    let updated = store.content().update_item(acme, ACTOR, &clear).expect("update");
     assert_eq!(updated.item.owner, None);
     assert_eq!(Value::Object(updated.fields), serde_json::json!({"target": 120, "current": 80}));
     let nothing = ItemUpdate { owner: None, fields: None, ..clear };
-    assert!(matches!(store.update_item(acme, ACTOR, &nothing), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.content().update_item(acme, ACTOR, &nothing),
+        Err(StoreError::Invalid(_))
+    ));
 
-    let comment =
-        store.add_comment(acme, ACTOR, &created.item.id, "Dana", "Looks right").expect("c");
+    let comment = store
+        .content()
+        .add_comment(acme, ACTOR, &created.item.id, "Dana", "Looks right")
+        .expect("c");
     assert_eq!(
-        store.get_item(acme, &created.item.id, None).expect("item").comments[0].id,
+        store.content().get_item(acme, &created.item.id, None).expect("item").comments[0].id,
         comment.comment.id
     );
 
-    let events = store.list_events(acme, Some("key_test"), 10, None).expect("events").0;
+    let events = store.access().list_events(acme, Some("key_test"), 10, None).expect("events").0;
     let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
     assert_eq!(events.len(), 4, "{details:?}");
     assert!(
@@ -253,22 +272,22 @@ fn create_and_update_validate_and_audit() {
 fn list_items_filters_and_truncates() {
     let (_dir, store, acme) = store();
     let all = ItemFilter { journey: Some("trial-to-paid".into()), ..ItemFilter::default() };
-    let all = store.list_items(acme, &all).expect("list");
+    let all = store.content().list_items(acme, &all).expect("list");
     assert!(!all.truncated);
     assert!(all.items.iter().all(|i| i.location.journey == "Trial to paid"));
     let two = ItemFilter { limit: Some(2), ..ItemFilter::default() };
-    let two = store.list_items(acme, &two).expect("list");
+    let two = store.content().list_items(acme, &two).expect("list");
     assert_eq!(two.items.len(), 2);
     assert!(two.truncated);
     let owner = all.items[0].item.owner.clone().expect("seed items have owners");
     let by_owner = ItemFilter { owner: Some(owner.to_uppercase()), ..ItemFilter::default() };
-    let by_owner = store.list_items(acme, &by_owner).expect("list");
+    let by_owner = store.content().list_items(acme, &by_owner).expect("list");
     assert!(!by_owner.items.is_empty());
     assert!(by_owner.items.iter().all(|i| i.item.owner.as_deref() == Some(owner.as_str())));
     let bad = ItemFilter { status: Some("nope".into()), ..ItemFilter::default() };
-    assert!(matches!(store.list_items(acme, &bad), Err(StoreError::Invalid(_))));
+    assert!(matches!(store.content().list_items(acme, &bad), Err(StoreError::Invalid(_))));
     let bad = ItemFilter { journey: Some("nope".into()), ..ItemFilter::default() };
-    assert!(matches!(store.list_items(acme, &bad), Err(StoreError::NotFound(_))));
+    assert!(matches!(store.content().list_items(acme, &bad), Err(StoreError::NotFound(_))));
 }
 
 #[test]
@@ -302,7 +321,14 @@ fn search_matches_every_word_as_a_word_or_its_start() {
 }
 
 fn listed(store: &Store, ws: i64, filter: ItemFilter) -> Vec<String> {
-    store.list_items(ws, &filter).expect("list").items.into_iter().map(|i| i.item.id).collect()
+    store
+        .content()
+        .list_items(ws, &filter)
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|i| i.item.id)
+        .collect()
 }
 
 fn all_items(store: &Store, ws: i64, include_archived: bool) -> Vec<String> {
@@ -317,7 +343,7 @@ fn all_items(store: &Store, ws: i64, include_archived: bool) -> Vec<String> {
 #[test]
 fn archived_things_leave_every_read_and_restore_brings_them_back() {
     let (_dir, store, acme) = store();
-    let journey = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let journey = store.content().get_journey(acme, "trial-to-paid", false).expect("journey");
     let (stage_at, step) = journey
         .stages
         .iter()
@@ -335,78 +361,80 @@ fn archived_things_leave_every_read_and_restore_brings_them_back() {
             include_archived: Some(include),
             ..SearchQuery::default()
         };
-        store.search(acme, &query).expect("search").hits
+        store.content().search(acme, &query).expect("search").hits
     };
     assert!(hits(&store, false).iter().any(|h| h.id == step.id));
 
-    let archived = store.set_archived(acme, ACTOR, &step.id, true).expect("archive");
+    let archived = store.content().set_archived(acme, ACTOR, &step.id, true).expect("archive");
     assert_eq!((archived.archived, archived.items), (true, on_step.len() as i64));
     let after = all_items(&store, acme, false);
     assert_eq!(after.len(), before.len() - on_step.len());
     assert!(on_step.iter().all(|id| !after.contains(id)));
     assert_eq!(all_items(&store, acme, true).len(), before.len());
-    let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let map = store.content().get_journey(acme, "trial-to-paid", false).expect("journey");
     assert!(map.stages[stage_at].steps.iter().all(|s| s.id != step.id));
-    let full = store.get_journey(acme, "trial-to-paid", true).expect("journey");
+    let full = store.content().get_journey(acme, "trial-to-paid", true).expect("journey");
     let shown = full.stages[stage_at].steps.iter().find(|s| s.id == step.id).expect("shown");
     assert!(shown.archived && shown.items.iter().all(|i| i.archived));
     assert!(!hits(&store, false).iter().any(|h| h.id == step.id));
     assert!(hits(&store, true).iter().any(|h| h.id == step.id));
     // An item hit on the step is gone too, and back with include_archived.
-    let item = store.get_item(acme, &on_step[0], None).expect("item");
+    let item = store.content().get_item(acme, &on_step[0], None).expect("item");
     assert!(item.item.archived, "get_item by id still answers, flagged");
-    let again = store.set_archived(acme, ACTOR, &step.id, true).expect_err("twice");
+    let again = store.content().set_archived(acme, ACTOR, &step.id, true).expect_err("twice");
     assert!(again.to_string().contains("already archived"), "{again}");
 
     // A new item on the archived step is archived with it.
     let new = store
+        .content()
         .create_item(acme, ACTOR, &new_item(&step.id, ItemKind::Insight, "Quietly filed"))
         .expect("create");
     assert!(new.item.archived);
     assert!(!all_items(&store, acme, false).contains(&new.item.id));
 
-    let restored = store.set_archived(acme, ACTOR, &step.id, false).expect("restore");
+    let restored = store.content().set_archived(acme, ACTOR, &step.id, false).expect("restore");
     assert_eq!(restored.items, on_step.len() as i64 + 1);
     assert_eq!(all_items(&store, acme, false).len(), before.len() + 1);
     assert!(hits(&store, false).iter().any(|h| h.id == step.id));
-    let not = store.set_archived(acme, ACTOR, &step.id, false).expect_err("not archived");
+    let not = store.content().set_archived(acme, ACTOR, &step.id, false).expect_err("not archived");
     assert!(not.to_string().contains("nothing to restore"), "{not}");
 
     // An item on its own: out of its step's count and the lists, and back.
     let count = |store: &Store| {
-        let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+        let map = store.content().get_journey(acme, "trial-to-paid", false).expect("journey");
         map.stages[stage_at].steps.iter().find(|s| s.id == step.id).expect("step").item_count
     };
     let n = count(&store);
-    store.set_archived(acme, ACTOR, &new.item.id, true).expect("archive item");
+    store.content().set_archived(acme, ACTOR, &new.item.id, true).expect("archive item");
     assert_eq!(count(&store), n - 1);
-    store.set_archived(acme, ACTOR, &new.item.id, false).expect("restore item");
+    store.content().set_archived(acme, ACTOR, &new.item.id, false).expect("restore item");
     assert_eq!(count(&store), n);
 
     // A journey: out of the list, its things out of search, its map still readable by name.
-    store.set_archived(acme, ACTOR, "trial-to-paid", true).expect("archive journey");
-    let (journeys, _) = store.list_journeys(acme, None, false).expect("journeys");
+    store.content().set_archived(acme, ACTOR, "trial-to-paid", true).expect("archive journey");
+    let (journeys, _) = store.content().list_journeys(acme, None, false).expect("journeys");
     assert!(journeys.iter().all(|j| j.slug != "trial-to-paid"));
-    let (journeys, _) = store.list_journeys(acme, None, true).expect("journeys");
+    let (journeys, _) = store.content().list_journeys(acme, None, true).expect("journeys");
     assert!(journeys.iter().any(|j| j.slug == "trial-to-paid" && j.archived));
     assert!(!hits(&store, false).iter().any(|h| h.id == step.id));
-    let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let map = store.content().get_journey(acme, "trial-to-paid", false).expect("journey");
     assert!(map.archived && !map.stages.is_empty());
-    let wrong = store.set_archived(acme, ACTOR, "nope_1", true).expect_err("unknown");
+    let wrong = store.content().set_archived(acme, ACTOR, "nope_1", true).expect_err("unknown");
     assert!(wrong.to_string().contains("stage (stg_…)"), "{wrong}");
 }
 
 #[test]
 fn stages_and_steps_move_and_reorder_and_items_follow() {
     let (_dir, store, acme) = store();
-    let journey = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let journey = store.content().get_journey(acme, "trial-to-paid", false).expect("journey");
     let (first, last) = (&journey.stages[0], journey.stages.last().expect("stages"));
     // Reorder: the last stage first.
     let moved = store
+        .content()
         .update_stage(
             acme,
             ACTOR,
-            &super::model::StageUpdate {
+            &super::content::model::StageUpdate {
                 stage_id: last.id.clone(),
                 name: None,
                 description: None,
@@ -416,12 +444,13 @@ fn stages_and_steps_move_and_reorder_and_items_follow() {
         )
         .expect("reorder");
     assert_eq!(moved.position, 0);
-    let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let map = store.content().get_journey(acme, "trial-to-paid", false).expect("journey");
     let order: Vec<&str> = map.stages.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(order[0], last.id);
     assert_eq!(order[1], first.id);
     // Items list in map order: the moved stage's items come first now.
     let items = store
+        .content()
         .list_items(
             acme,
             &ItemFilter {
@@ -446,10 +475,11 @@ fn stages_and_steps_move_and_reorder_and_items_follow() {
     // Move a step to another journey's stage: its items follow, in lists and search.
     let step = &first.steps[0];
     let other = store
+        .content()
         .create_journey(
             acme,
             ACTOR,
-            &super::model::NewJourney {
+            &super::content::model::NewJourney {
                 name: "Renewal".into(),
                 slug: None,
                 description: None,
@@ -458,10 +488,11 @@ fn stages_and_steps_move_and_reorder_and_items_follow() {
         )
         .expect("journey");
     let stage = store
+        .content()
         .create_stage(
             acme,
             ACTOR,
-            &super::model::NewStage {
+            &super::content::model::NewStage {
                 journey: other.id.clone(),
                 name: "Renew".into(),
                 description: None,
@@ -470,10 +501,11 @@ fn stages_and_steps_move_and_reorder_and_items_follow() {
         )
         .expect("stage");
     let moved = store
+        .content()
         .update_step(
             acme,
             ACTOR,
-            &super::model::StepUpdate {
+            &super::content::model::StepUpdate {
                 step_id: step.id.clone(),
                 name: Some("Moved step".into()),
                 description: None,
@@ -491,17 +523,27 @@ fn stages_and_steps_move_and_reorder_and_items_follow() {
         journey: Some("renewal".into()),
         ..SearchQuery::default()
     };
-    assert!(store.search(acme, &query).expect("search").hits.iter().any(|h| h.id == step.id));
+    assert!(
+        store.content().search(acme, &query).expect("search").hits.iter().any(|h| h.id == step.id)
+    );
     if let Some(item) = there.first() {
         let query = SearchQuery {
-            query: store.get_item(acme, item, None).expect("item").item.title,
+            query: store.content().get_item(acme, item, None).expect("item").item.title,
             journey: Some("trial-to-paid".into()),
             ..SearchQuery::default()
         };
-        assert!(store.search(acme, &query).expect("search").hits.iter().all(|h| h.id != *item));
+        assert!(
+            store
+                .content()
+                .search(acme, &query)
+                .expect("search")
+                .hits
+                .iter()
+                .all(|h| h.id != *item)
+        );
     }
     // Into an archived stage: hidden with it.
-    store.set_archived(acme, ACTOR, &stage.id, true).expect("archive");
+    store.content().set_archived(acme, ACTOR, &stage.id, true).expect("archive");
     assert!(
         listed(&store, acme, ItemFilter { journey: Some("renewal".into()), ..Default::default() })
             .is_empty()
@@ -514,7 +556,7 @@ fn items_carry_priority_impact_and_effort_and_filter_by_them() {
     let p1 = listed(&store, acme, ItemFilter { priority: Some("P1".into()), ..Default::default() });
     assert!(!p1.is_empty(), "the seed's P1 opportunities and solutions");
     for id in &p1 {
-        let item = store.get_item(acme, id, None).expect("item");
+        let item = store.content().get_item(acme, id, None).expect("item");
         assert_eq!(item.item.priority.as_deref(), Some("P1"));
         assert!(!item.fields.contains_key("priority"), "a property, not a field");
     }
@@ -522,7 +564,7 @@ fn items_carry_priority_impact_and_effort_and_filter_by_them() {
     let mut new = new_item(&step, ItemKind::Touchpoint, "Zeppelin banner");
     new.impact = Some("high".into());
     new.effort = Some("low".into());
-    let created = store.create_item(acme, ACTOR, &new).expect("create");
+    let created = store.content().create_item(acme, ACTOR, &new).expect("create");
     let quick_wins = ItemFilter {
         impact: Some("high".into()),
         effort: Some("low".into()),
@@ -534,78 +576,86 @@ fn items_carry_priority_impact_and_effort_and_filter_by_them() {
         impact: Some("high".into()),
         ..SearchQuery::default()
     };
-    assert_eq!(store.search(acme, &query).expect("search").hits.len(), 1);
+    assert_eq!(store.content().search(acme, &query).expect("search").hits.len(), 1);
     let query = SearchQuery {
         query: "zeppelin".into(),
         impact: Some("low".into()),
         ..SearchQuery::default()
     };
-    assert!(store.search(acme, &query).expect("search").hits.is_empty());
+    assert!(store.content().search(acme, &query).expect("search").hits.is_empty());
     let update = ItemUpdate {
         item_id: created.item.id.clone(),
         impact: Some(String::new()),
         priority: Some("P0".into()),
         ..Default::default()
     };
-    let updated = store.update_item(acme, ACTOR, &update).expect("update");
+    let updated = store.content().update_item(acme, ACTOR, &update).expect("update");
     assert_eq!((updated.item.impact, updated.item.priority.as_deref()), (None, Some("P0")));
     let bad = ItemUpdate {
         item_id: created.item.id.clone(),
         effort: Some("huge".into()),
         ..Default::default()
     };
-    let err = store.update_item(acme, ACTOR, &bad).expect_err("bad effort");
+    let err = store.content().update_item(acme, ACTOR, &bad).expect_err("bad effort");
     assert!(err.to_string().contains("low, medium, high"), "{err}");
     let filter = ItemFilter { priority: Some("urgent".into()), ..Default::default() };
-    assert!(store.list_items(acme, &filter).is_err());
+    assert!(store.content().list_items(acme, &filter).is_err());
 
     // An item moves to another step, at the end of its items, and both counts follow.
-    let journey = store.get_journey(acme, "support-escalation", false).expect("journey");
+    let journey = store.content().get_journey(acme, "support-escalation", false).expect("journey");
     let target = &journey.stages[0].steps[0];
     let update = ItemUpdate {
         item_id: created.item.id.clone(),
         step_id: Some(target.id.clone()),
         ..Default::default()
     };
-    let moved = store.update_item(acme, ACTOR, &update).expect("move");
+    let moved = store.content().update_item(acme, ACTOR, &update).expect("move");
     assert_eq!(moved.location.step_id, target.id);
     let there =
         listed(&store, acme, ItemFilter { step_id: Some(target.id.clone()), ..Default::default() });
     assert_eq!(there.last(), Some(&created.item.id));
-    let after = store.get_journey(acme, "support-escalation", false).expect("journey");
+    let after = store.content().get_journey(acme, "support-escalation", false).expect("journey");
     assert_eq!(after.stages[0].steps[0].item_count, target.item_count + 1);
     let query = SearchQuery {
         query: "zeppelin".into(),
         journey: Some("support-escalation".into()),
         ..SearchQuery::default()
     };
-    assert_eq!(store.search(acme, &query).expect("search").hits.len(), 1);
+    assert_eq!(store.content().search(acme, &query).expect("search").hits.len(), 1);
 }
 
 #[test]
 fn personas_link_to_journeys_and_links_come_undone() {
     let (_dir, store, acme) = store();
-    let (personas, _) = store.list_personas(acme, None).expect("personas");
+    let (personas, _) = store.content().list_personas(acme, None).expect("personas");
     let persona = &personas[0];
-    let link = store.link_persona(acme, ACTOR, "trial-to-paid", &persona.id).expect("link");
+    let link =
+        store.content().link_persona(acme, ACTOR, "trial-to-paid", &persona.id).expect("link");
     assert_eq!(link.persona.id, persona.id);
-    let map = store.get_journey(acme, "trial-to-paid", false).expect("journey");
+    let map = store.content().get_journey(acme, "trial-to-paid", false).expect("journey");
     assert_eq!(map.personas.iter().map(|p| &p.id).collect::<Vec<_>>(), [&persona.id]);
-    assert!(store.link_persona(acme, ACTOR, "trial-to-paid", &persona.id).is_err());
-    store.unlink_persona(acme, ACTOR, "trial-to-paid", &persona.id).expect("unlink");
-    assert!(store.get_journey(acme, "trial-to-paid", false).expect("journey").personas.is_empty());
-    assert!(store.unlink_persona(acme, ACTOR, "trial-to-paid", &persona.id).is_err());
+    assert!(store.content().link_persona(acme, ACTOR, "trial-to-paid", &persona.id).is_err());
+    store.content().unlink_persona(acme, ACTOR, "trial-to-paid", &persona.id).expect("unlink");
+    assert!(
+        store
+            .content()
+            .get_journey(acme, "trial-to-paid", false)
+            .expect("journey")
+            .personas
+            .is_empty()
+    );
+    assert!(store.content().unlink_persona(acme, ACTOR, "trial-to-paid", &persona.id).is_err());
 
     let opportunity = find(&store, acme, ItemKind::Opportunity);
-    let detail = store.get_item(acme, &opportunity.id, None).expect("item");
+    let detail = store.content().get_item(acme, &opportunity.id, None).expect("item");
     let cause = detail.linked_from[0].id.clone();
-    store.unlink_items(acme, ACTOR, &cause, &opportunity.id).expect("unlink");
-    let after = store.get_item(acme, &opportunity.id, None).expect("item");
+    store.content().unlink_items(acme, ACTOR, &cause, &opportunity.id).expect("unlink");
+    let after = store.content().get_item(acme, &opportunity.id, None).expect("item");
     assert_eq!(after.linked_from_total, detail.linked_from_total - 1);
-    let err = store.unlink_items(acme, ACTOR, &opportunity.id, &cause).expect_err("none");
+    let err = store.content().unlink_items(acme, ACTOR, &opportunity.id, &cause).expect_err("none");
     assert!(err.to_string().contains("no link from"), "{err}");
 
-    let update = super::model::PersonaUpdate {
+    let update = super::content::model::PersonaUpdate {
         persona_id: persona.id.clone(),
         name: None,
         role: Some("VP Data".into()),
@@ -614,7 +664,7 @@ fn personas_link_to_journeys_and_links_come_undone() {
         goals: Some(vec!["Fewer dashboards".into()]),
         frustrations: None,
     };
-    let updated = store.update_persona(acme, ACTOR, &update).expect("update");
+    let updated = store.content().update_persona(acme, ACTOR, &update).expect("update");
     assert_eq!((updated.role.as_str(), updated.goals.len()), ("VP Data", 1));
     assert_eq!(updated.frustrations, persona.frustrations);
 }
@@ -648,41 +698,41 @@ fn migration_3_turns_archived_statuses_and_priority_fields_into_their_own_column
         .expect("v2 data");
     }
     let store = Store::open(&path, Clock::default()).expect("migrate");
-    let retired = store.get_item(1, "itm_1", None).expect("item");
+    let retired = store.content().get_item(1, "itm_1", None).expect("item");
     assert!(retired.item.archived);
     assert_eq!(retired.item.status, "open", "the kind's first status");
     assert_eq!(retired.item.priority.as_deref(), Some("P1"));
     assert_eq!(retired.item.impact.as_deref(), Some("high"));
     assert_eq!(retired.fields.keys().collect::<Vec<_>>(), ["confidence"]);
-    let live = store.get_item(1, "itm_2", None).expect("item");
+    let live = store.content().get_item(1, "itm_2", None).expect("item");
     assert!(!live.item.archived);
     assert_eq!((live.item.effort.as_deref(), live.item.priority.as_deref()), (Some("low"), None));
     assert_eq!(live.fields["priority"], "someday", "a value it cannot read stays a field");
     assert_eq!(listed(&store, 1, ItemFilter::default()), ["itm_2"]);
-    let map = store.get_journey(1, "j", false).expect("journey");
+    let map = store.content().get_journey(1, "j", false).expect("journey");
     assert_eq!(map.stages[0].steps[0].item_count, 1);
     let query = SearchQuery { query: "retired".into(), ..SearchQuery::default() };
-    assert!(store.search(1, &query).expect("search").hits.is_empty());
+    assert!(store.content().search(1, &query).expect("search").hits.is_empty());
     let query = SearchQuery {
         query: "retired".into(),
         include_archived: Some(true),
         ..SearchQuery::default()
     };
-    assert_eq!(store.search(1, &query).expect("search").hits.len(), 1);
+    assert_eq!(store.content().search(1, &query).expect("search").hits.len(), 1);
 }
 
 #[test]
 fn a_document_persona_with_too_many_goals_is_refused_with_its_path() {
     let (_dir, store, acme) = store();
-    let mut doc = store.export_workspace(acme).expect("export");
+    let mut doc = store.content().export_workspace(acme).expect("export");
     doc.personas[0].goals = (0..31).map(|n| format!("Goal {n}")).collect();
-    let errors = super::transfer::validate(&doc).expect_err("too many goals");
+    let errors = super::content::transfer::validate(&doc).expect_err("too many goals");
     assert_eq!(errors[0].path, "personas[0].goals", "{errors:?}");
     assert!(errors[0].message.contains("at most 30"), "{errors:?}");
 }
 
-fn test_identity(workspace_id: i64) -> super::KeyIdentity {
-    super::KeyIdentity {
+fn test_identity(workspace_id: i64) -> super::access::KeyIdentity {
+    super::access::KeyIdentity {
         key_id: ACTOR.key_id.into(),
         key_prefix: ACTOR.key_prefix.into(),
         workspace_id,
@@ -694,32 +744,38 @@ fn test_identity(workspace_id: i64) -> super::KeyIdentity {
 
 #[test]
 fn the_call_queue_is_bounded_and_what_overflows_still_counts() {
-    use super::activity::QUEUE_MAX;
+    use super::access::QUEUE_MAX;
     let (_dir, store, acme) = store();
     let key = test_identity(acme);
     for _ in 0..QUEUE_MAX + 5 {
-        let call = super::Call {
+        let call = super::access::Call {
             at: store.now(),
             what: "list_journeys",
-            outcome: super::CallOutcome::Ok,
+            outcome: super::access::CallOutcome::Ok,
             bytes: 10,
             ids: String::new(),
         };
-        store.record_call(&key, None, call);
+        store.access().record_call(&key, None, call);
     }
-    assert_eq!(store.flush_activity().expect("flush"), QUEUE_MAX, "rows past the bound dropped");
+    assert_eq!(
+        store.access().flush_activity().expect("flush"),
+        QUEUE_MAX,
+        "rows past the bound dropped"
+    );
     let rows: i64 = store
+        .db
         .reader()
         .expect("reader")
-        .query_row("SELECT COUNT(*) FROM key_calls", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) AS n FROM key_calls", [], |r| r.get("n"))
         .expect("count");
     assert_eq!(rows, QUEUE_MAX as i64);
     let usage = store
+        .access()
         .key_usage(acme, ACTOR.key_id, store.now() - chrono::Duration::days(1), 10, None)
         .expect("usage");
     assert_eq!(usage.totals.calls, QUEUE_MAX as i64 + 5, "but every call is in the totals");
     assert_eq!(usage.totals.bytes, 10 * (QUEUE_MAX as i64 + 5));
-    assert_eq!(store.flush_activity().expect("flush"), 0, "nothing left queued");
+    assert_eq!(store.access().flush_activity().expect("flush"), 0, "nothing left queued");
 }
 
 #[test]
@@ -730,17 +786,17 @@ fn a_client_renaming_itself_at_every_request_cannot_grow_its_origins() {
     for n in 0..40 {
         // Twenty names per flush: eight are queued, the rest come back at their next use.
         for m in 0..20 {
-            store.note_origin(&key, ip, Some(&format!("client-{n}-{m}/1.0")), store.now());
+            store.access().note_origin(&key, ip, Some(&format!("client-{n}-{m}/1.0")), store.now());
         }
-        store.flush_activity().expect("flush");
+        store.access().flush_activity().expect("flush");
     }
     let count = |sql: &str| -> i64 {
-        store.reader().expect("reader").query_row(sql, [], |r| r.get(0)).expect("count")
+        store.db.reader().expect("reader").query_row(sql, [], |r| r.get("n")).expect("count")
     };
-    let clients = count("SELECT COUNT(*) FROM key_origins WHERE kind = 'client'");
-    assert_eq!(clients, super::activity::ORIGINS_PER_KEY);
-    let events = count("SELECT COUNT(*) FROM audit_events WHERE kind = 'key.new_origin'");
-    assert_eq!(events, super::activity::ORIGINS_PER_KEY, "one event per recorded origin");
+    let clients = count("SELECT COUNT(*) AS n FROM key_origins WHERE kind = 'client'");
+    assert_eq!(clients, super::access::ORIGINS_PER_KEY);
+    let events = count("SELECT COUNT(*) AS n FROM audit_events WHERE kind = 'key.new_origin'");
+    assert_eq!(events, super::access::ORIGINS_PER_KEY, "one event per recorded origin");
 }
 
 #[test]
@@ -760,24 +816,25 @@ fn a_flush_waits_for_one_under_way_so_a_read_after_it_sees_every_call() {
         // The periodic flush, as often as it can run.
         scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                store.flush_activity().expect("background flush");
+                store.access().flush_activity().expect("background flush");
             }
         });
         let _stop = Stop(&done);
         for n in 1..=200_i64 {
-            let call = super::Call {
+            let call = super::access::Call {
                 at: store.now(),
                 what: "list_journeys",
-                outcome: super::CallOutcome::Ok,
+                outcome: super::access::CallOutcome::Ok,
                 bytes: 1,
                 ids: String::new(),
             };
-            store.record_call(&key, None, call);
-            store.flush_activity().expect("flush");
+            store.access().record_call(&key, None, call);
+            store.access().flush_activity().expect("flush");
             let rows: i64 = store
+                .db
                 .reader()
                 .expect("reader")
-                .query_row("SELECT COUNT(*) FROM key_calls", [], |r| r.get(0))
+                .query_row("SELECT COUNT(*) AS n FROM key_calls", [], |r| r.get("n"))
                 .expect("count");
             assert_eq!(rows, n, "call {n} written once this replica's flush returned");
         }

@@ -204,7 +204,7 @@ async fn call_records_expire_after_the_retention_and_hourly_totals_stay() {
     for _ in 0..3 {
         mcp_post(&server.mcp_url(), &token, &body).send().await.expect("post");
     }
-    server.store.flush_activity().expect("flush");
+    server.store.access().flush_activity().expect("flush");
     let rows = || server.db.query_row("SELECT COUNT(*) FROM key_calls", &[])[0].int();
     assert_eq!(rows(), Some(3));
 
@@ -214,6 +214,7 @@ async fn call_records_expire_after_the_retention_and_hourly_totals_stay() {
     let now = server.store.now();
     let deleted = server
         .store
+        .access()
         .prune_activity(now - chrono::Duration::days(30), now - chrono::Duration::days(400))
         .expect("prune");
     assert_eq!(deleted, 3);

@@ -493,7 +493,7 @@ async fn last_use_is_shown_at_once_and_written_in_batches() {
         server.db.query_row("SELECT last_used_at FROM mcp_keys WHERE id = ?1", &[id.into()]);
     assert_eq!(stored, [Sql::Null]);
 
-    assert_eq!(server.store.flush_usage().expect("flush"), 1);
+    assert_eq!(server.store.access().flush_usage().expect("flush"), 1);
     let stored = server.db.query_row(
         "SELECT last_used_at, last_used_client FROM mcp_keys WHERE id = ?1",
         &[id.into()],

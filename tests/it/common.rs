@@ -11,7 +11,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use custory_mcp::server::{AppState, ServerConfig};
-use custory_mcp::store::{Clock, Database, OwnerCredentialSetup, Store, StoreOptions};
+use custory_mcp::store::access::OwnerCredentialSetup;
+use custory_mcp::store::{Clock, Database, Store, StoreOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -267,7 +268,7 @@ impl TestServer {
         let store = Store::open_with(&db.database, Clock::default(), options).expect("open store");
         let store = Arc::new(store);
         let OwnerCredentialSetup::Issued(owner) =
-            store.ensure_owner_credential(false).expect("owner")
+            store.access().ensure_owner_credential(false).expect("owner")
         else {
             panic!("a new database must issue an owner credential");
         };

@@ -55,6 +55,148 @@ fn no_module_imports_another_that_imports_it_back() {
     assert!(cycles.is_empty(), "import cycles between modules:\n{}", cycles.join("\n"));
 }
 
+/// The store's tables, by room. Every table the migrations create is in exactly one list.
+const ACCESS_TABLES: &[&str] = &[
+    "workspaces",
+    "owner_credentials",
+    "mcp_keys",
+    "audit_events",
+    "oauth_clients",
+    "oauth_sessions",
+    "oauth_codes",
+    "key_calls",
+    "key_usage_hours",
+    "key_origins",
+];
+const CONTENT_TABLES: &[&str] = &[
+    "journeys",
+    "stages",
+    "steps",
+    "items",
+    "item_links",
+    "comments",
+    "personas",
+    "journey_personas",
+    "search_docs",
+    "search_fts",
+    "hidden_docs",
+    "workspace_counts",
+];
+
+/// The store is two rooms (see `src/store/mod.rs`): the content room reaches the access room
+/// only through `store::access::edge`, the access room never reaches the content room, and no
+/// statement of the content room names a table of the access room.
+#[test]
+fn the_content_room_reaches_the_access_room_only_through_its_edge() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    collect(&src, &mut files);
+    let modules: BTreeMap<Module, PathBuf> =
+        files.into_iter().filter_map(|file| Some((module_of(&src, &file)?, file))).collect();
+    let known: BTreeSet<Module> = modules.keys().cloned().collect();
+    let room = |name: &str| vec!["store".to_owned(), name.to_owned()];
+    let (access, content) = (room("access"), room("content"));
+    let edge: Module = [access.clone(), vec!["edge".to_owned()]].concat();
+    assert!(known.contains(&edge), "store::access::edge is gone");
+
+    let mut crossings = Vec::new();
+    let mut tables_named = Vec::new();
+    let mut content_reaches_edge = false;
+    for (module, file) in &modules {
+        let text = std::fs::read_to_string(file).expect("read source");
+        let code = code_only(&text);
+        for target in references(&code, module) {
+            let target = longest_known(&known, &target);
+            if module.starts_with(&content) && target.starts_with(&access) {
+                if target == edge {
+                    content_reaches_edge = true;
+                } else {
+                    crossings.push(format!("{} → {}", module.join("::"), target.join("::")));
+                }
+            }
+            if module.starts_with(&access) && target.starts_with(&content) {
+                crossings.push(format!("{} → {}", module.join("::"), target.join("::")));
+            }
+        }
+        if module.starts_with(&content) {
+            for table in ACCESS_TABLES {
+                if names_table(&code, table) {
+                    tables_named.push(format!("{} names {table}", module.join("::")));
+                }
+            }
+        }
+    }
+    assert!(content_reaches_edge, "the checker no longer sees content → access::edge");
+    assert!(crossings.is_empty(), "the rooms cross outside the edge:\n{}", crossings.join("\n"));
+    assert!(
+        tables_named.is_empty(),
+        "the content room's SQL names the access room's tables (ask access::edge):\n{}",
+        tables_named.join("\n")
+    );
+
+    // Every table the migrations create belongs to one room, so a new one must be placed.
+    let migrations = src.join("store/migrations/sqlite");
+    let mut created = BTreeSet::new();
+    for entry in std::fs::read_dir(&migrations).expect("read migrations").flatten() {
+        let sql = std::fs::read_to_string(entry.path()).expect("read migration");
+        for line in sql.lines() {
+            let line = line.trim_start();
+            let rest = line
+                .strip_prefix("CREATE TABLE ")
+                .or_else(|| line.strip_prefix("CREATE VIRTUAL TABLE "));
+            if let Some(rest) = rest {
+                let rest = rest.trim_start_matches("IF NOT EXISTS ");
+                let name: String =
+                    rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                created.insert(name);
+            }
+        }
+    }
+    assert!(created.contains("mcp_keys") && created.contains("items"), "{created:?}");
+    for table in &created {
+        let placed = ACCESS_TABLES.contains(&table.as_str()) as u8
+            + CONTENT_TABLES.contains(&table.as_str()) as u8;
+        assert_eq!(placed, 1, "the table {table} must be in exactly one room's list");
+    }
+}
+
+/// Whether `code` names `table` inside a string literal that reads as SQL.
+fn names_table(code: &str, table: &str) -> bool {
+    string_literals(code).iter().any(|literal| {
+        let sql = ["SELECT", "INSERT", "UPDATE", "DELETE", "FROM", "JOIN"]
+            .iter()
+            .any(|word| literal.contains(word));
+        sql && literal.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == table)
+    })
+}
+
+/// The text of each `"…"` literal in `code` (escapes kept as written; `'"'` is not one).
+fn string_literals(code: &str) -> Vec<String> {
+    let mut literals = Vec::new();
+    let mut chars = code.chars().peekable();
+    let mut previous = ' ';
+    while let Some(c) = chars.next() {
+        if c == '"' && previous != '\\' && !(previous == '\'' && chars.peek() == Some(&'\'')) {
+            let mut literal = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        literal.push(c);
+                        literal.extend(chars.next());
+                    }
+                    '"' => break,
+                    _ => literal.push(c),
+                }
+            }
+            literals.push(literal);
+            previous = '"';
+        } else {
+            previous = c;
+        }
+    }
+    literals
+}
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read src").flatten() {
         let path = entry.path();

@@ -449,7 +449,7 @@ async fn consent_mints_an_ordinary_key_that_is_listed_revoked_and_audited() {
         again.html
     );
     // A new owner credential ends the sessions signed in with the old one.
-    server.store.ensure_owner_credential(true).expect("reset");
+    server.store.access().ensure_owner_credential(true).expect("reset");
     let after_reset = browser.get(&url).await;
     assert!(after_reset.html.contains("name=\"owner_credential\""), "sign in again");
     server.stop().await;

@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use custory_mcp::api::{Access, ExpiryPolicy};
-use custory_mcp::store::{Clock, KeyUsage, OwnerCredentialSetup, Store};
+use custory_mcp::store::access::{KeyUsage, OwnerCredentialSetup};
+use custory_mcp::store::{Clock, Store};
 
 use crate::common::{ServeProcess, Sql, TestDatabase, TestEnv, http, initialize_body, mcp_post};
 
@@ -116,7 +117,8 @@ fn replicas_starting_together_prepare_the_database_once() {
             .map(|_| {
                 scope.spawn(|| {
                     let store = Store::open_database(&db.database, Clock::default()).expect("open");
-                    let owner = store.ensure_owner_credential(false).expect("owner credential");
+                    let owner =
+                        store.access().ensure_owner_credential(false).expect("owner credential");
                     (store, owner)
                 })
             })
@@ -137,33 +139,37 @@ fn an_older_use_flushed_later_does_not_overwrite_a_newer_one() {
     let db = TestDatabase::postgres();
     let a = Store::open_database(&db.database, Clock::default()).expect("open A");
     let b = Store::open_database(&db.database, Clock::default()).expect("open B");
-    let workspace = a.workspace_by_slug("acme").expect("lookup").expect("acme").id;
-    let (key, _token) =
-        a.create_key(workspace, "shared", ExpiryPolicy::Days30, Access::ReadWrite).expect("create");
+    let workspace = a.access().workspace_by_slug("acme").expect("lookup").expect("acme").id;
+    let (key, _token) = a
+        .access()
+        .create_key(workspace, "shared", ExpiryPolicy::Days30, Access::ReadWrite)
+        .expect("create");
     let now = a.now();
     let use_at = |seconds: i64, client: &str| KeyUsage {
         at: now + chrono::Duration::seconds(seconds),
         client: Some(client.to_owned()),
         ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
     };
-    a.note_usage(&key.id, use_at(60, "newer, through A"), || None);
-    b.note_usage(&key.id, use_at(0, "older, through B"), || None);
-    assert_eq!(a.flush_usage().expect("flush A"), 1);
-    b.flush_usage().expect("flush B");
+    a.access().note_usage(&key.id, use_at(60, "newer, through A"), || None);
+    b.access().note_usage(&key.id, use_at(0, "older, through B"), || None);
+    assert_eq!(a.access().flush_usage().expect("flush A"), 1);
+    b.access().flush_usage().expect("flush B");
     for store in [&a, &b] {
-        let shown = store.get_key(workspace, &key.id).expect("key");
+        let shown = store.access().get_key(workspace, &key.id).expect("key");
         assert_eq!(shown.last_used_client.as_deref(), Some("newer, through A"));
     }
 
     // A newer use by a client that did not say who it is keeps the client an older use named.
-    let (quiet, _token) =
-        a.create_key(workspace, "quiet", ExpiryPolicy::Days30, Access::ReadWrite).expect("create");
-    a.note_usage(&quiet.id, KeyUsage { client: None, ..use_at(60, "") }, || None);
-    b.note_usage(&quiet.id, use_at(0, "named, through B"), || None);
-    a.flush_usage().expect("flush A");
-    b.flush_usage().expect("flush B");
+    let (quiet, _token) = a
+        .access()
+        .create_key(workspace, "quiet", ExpiryPolicy::Days30, Access::ReadWrite)
+        .expect("create");
+    a.access().note_usage(&quiet.id, KeyUsage { client: None, ..use_at(60, "") }, || None);
+    b.access().note_usage(&quiet.id, use_at(0, "named, through B"), || None);
+    a.access().flush_usage().expect("flush A");
+    b.access().flush_usage().expect("flush B");
     for store in [&a, &b] {
-        let shown = store.get_key(workspace, &quiet.id).expect("key");
+        let shown = store.access().get_key(workspace, &quiet.id).expect("key");
         assert_eq!(shown.last_used_client.as_deref(), Some("named, through B"));
         assert_eq!(shown.last_used_at, Some(now + chrono::Duration::seconds(60)));
     }

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use custory_mcp::api::{Access, ExpiryPolicy};
-use custory_mcp::store::model::{Actor, ItemKind, NewItem, SearchQuery};
+use custory_mcp::store::access::Actor;
+use custory_mcp::store::content::model::{ItemKind, NewItem, SearchQuery};
 use custory_mcp::store::{Clock, Store, StoreError, StoreOptions};
 
 use crate::common::TestDatabase;
@@ -18,17 +19,21 @@ fn stores() -> (tempfile::TempDir, Vec<(TestDatabase, Store)>) {
         .into_iter()
         .map(|db| {
             let store = Store::open_database(&db.database, Clock::default()).expect("open");
-            let acme = store.workspace_by_slug("acme").expect("query").expect("acme").id;
+            let acme = store.access().workspace_by_slug("acme").expect("query").expect("acme").id;
             // Writes run as an active key of the workspace.
             let (key, _) = store
+                .access()
                 .create_key(acme, "search test", ExpiryPolicy::Never, Access::ReadWrite)
                 .expect("key");
             let actor = Actor { key_id: &key.id, key_prefix: &key.prefix };
-            let step =
-                store.get_journey(acme, "support-escalation", false).expect("journey").stages[0]
-                    .steps[0]
-                    .id
-                    .clone();
+            let step = store
+                .content()
+                .get_journey(acme, "support-escalation", false)
+                .expect("journey")
+                .stages[0]
+                .steps[0]
+                .id
+                .clone();
             for (kind, title, description) in [
                 (
                     ItemKind::Insight,
@@ -55,8 +60,9 @@ fn stores() -> (tempfile::TempDir, Vec<(TestDatabase, Store)>) {
                     effort: None,
                     fields: None,
                 };
-                let item = store.create_item(acme, actor, &new).expect("create");
+                let item = store.content().create_item(acme, actor, &new).expect("create");
                 store
+                    .content()
                     .add_comment(acme, actor, &item.item.id, "Zoë", "naïve reader asked")
                     .expect("comment");
             }
@@ -67,8 +73,8 @@ fn stores() -> (tempfile::TempDir, Vec<(TestDatabase, Store)>) {
 }
 
 fn hits(store: &Store, query: SearchQuery) -> Vec<(String, String)> {
-    let acme = store.workspace_by_slug("acme").expect("query").expect("acme").id;
-    let found = store.search(acme, &query).expect("search");
+    let acme = store.access().workspace_by_slug("acme").expect("query").expect("acme").id;
+    let found = store.content().search(acme, &query).expect("search");
     found.hits.into_iter().map(|hit| (hit.hit_type.as_str().to_owned(), hit.title)).collect()
 }
 
@@ -167,6 +173,6 @@ fn no_statement_runs_past_the_time_limit_on_either_database() {
         assert!(error.to_string().contains("took too long"), "{error}");
         assert!(took < Duration::from_secs(5), "{:?} stopped after {took:?}", db.database);
         // The connection is usable again at once.
-        assert!(store.list_workspaces().is_ok());
+        assert!(store.access().list_workspaces().is_ok());
     }
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use custory_mcp::api::Template;
-use custory_mcp::store::templates;
+use custory_mcp::store::content::templates;
 use serde_json::{Value, json};
 
 use crate::common::{TestEnv, TestServer, comparable, http};

@@ -399,9 +399,10 @@ async fn mutated_exports_are_imported_whole_or_refused_with_a_path() {
 #[tokio::test]
 async fn exports_follow_the_published_schema() {
     let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workspace.schema.json");
-    let current = serde_json::to_string_pretty(&custory_mcp::store::transfer::json_schema())
-        .expect("json")
-        + "\n";
+    let current =
+        serde_json::to_string_pretty(&custory_mcp::store::content::transfer::json_schema())
+            .expect("json")
+            + "\n";
     if std::env::var_os("CUSTORY_UPDATE_SCHEMA").is_some_and(|v| v == "1") {
         std::fs::write(&schema_path, &current).expect("write schema");
     }

@@ -3,7 +3,10 @@
 //!
 //! The store writes each statement once, in SQL both understand, with numbered placeholders
 //! `?1`, `?2`… (rewritten to `$1`, `$2`… for PostgreSQL). Parameters and rows are plain
-//! [`Value`]s, so the row-mapping code is the same for both. The shape follows rusqlite's
+//! [`Value`]s, so the row-mapping code is the same for both. A row's columns are read by name
+//! (a column's own, or its `AS` alias: every computed column has one, in lowercase, because the
+//! two databases name an expression differently), never by position, so adding a column to a
+//! query cannot shift what another reads. The shape follows rusqlite's
 //! (`prepare_cached`, `query_row`, `query_map`, `transaction`, `optional`), which the store was
 //! first written against.
 //!
@@ -19,7 +22,7 @@ pub(in crate::store) mod tls;
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -48,7 +51,7 @@ pub enum DbError {
     #[error("{}", postgres_message(.0))]
     Postgres(#[from] postgres::Error),
     #[error("column {column}: {message}")]
-    Decode { column: usize, message: String },
+    Decode { column: String, message: String },
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     /// A statement ran past its time limit and was stopped; nothing it did was kept.
@@ -270,19 +273,24 @@ impl<T: FromValue> FromValue for Option<T> {
     }
 }
 
+/// The names of a result's columns, shared by its rows.
+type Columns = Arc<[Box<str>]>;
+
 /// One result row.
 #[derive(Debug)]
 pub struct Row {
+    columns: Columns,
     values: Vec<Value>,
 }
 
 impl Row {
-    pub fn get<T: FromValue>(&self, column: usize) -> DbResult<T> {
-        let value = self.values.get(column).ok_or_else(|| DbError::Decode {
-            column,
-            message: format!("the row has only {} columns", self.values.len()),
+    /// The column named `name` (as the statement names it, or its `AS` alias).
+    pub fn get<T: FromValue>(&self, name: &str) -> DbResult<T> {
+        let decode = |message: String| DbError::Decode { column: name.to_owned(), message };
+        let at = self.columns.iter().position(|c| &**c == name).ok_or_else(|| {
+            decode(format!("the row has no such column (it has {})", self.columns.join(", ")))
         })?;
-        T::from_value(value).map_err(|message| DbError::Decode { column, message })
+        T::from_value(&self.values[at]).map_err(decode)
     }
 }
 
@@ -389,14 +397,14 @@ impl<'a> Connection<'a> {
         let values = checked(params)?;
         if let Some(conn) = self.sqlite() {
             let mut stmt = conn.prepare_cached(sql)?;
-            let columns = stmt.column_count();
+            let columns: Columns = stmt.column_names().map(Box::from).collect();
             let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
-                let values = (0..columns)
+                let values = (0..columns.len())
                     .map(|i| row.get_ref(i).map(Value::from))
                     .collect::<Result<_, _>>()?;
-                out.push(Row { values });
+                out.push(Row { columns: Arc::clone(&columns), values });
             }
             return Ok(out);
         }
@@ -405,7 +413,9 @@ impl<'a> Connection<'a> {
             let params: Vec<&(dyn ToSql + Sync)> =
                 values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
             let rows = pg.client()?.query(&statement, &params)?;
-            rows.iter().map(pg_row).collect()
+            let columns: Columns =
+                statement.columns().iter().map(|c| Box::from(c.name())).collect();
+            rows.iter().map(|row| pg_row(row, &columns)).collect()
         })
     }
 
@@ -655,9 +665,9 @@ impl ToSql for Value {
     to_sql_checked!();
 }
 
-fn pg_row(row: &postgres::Row) -> DbResult<Row> {
+fn pg_row(row: &postgres::Row, columns: &Columns) -> DbResult<Row> {
     let decode = |column: usize, error: postgres::Error| DbError::Decode {
-        column,
+        column: columns[column].to_string(),
         message: error.to_string(),
     };
     let mut values = Vec::with_capacity(row.len());
@@ -679,7 +689,7 @@ fn pg_row(row: &postgres::Row) -> DbResult<Row> {
             }
             ref ty => {
                 return Err(DbError::Decode {
-                    column: i,
+                    column: column.name().to_owned(),
                     message: format!("the store reads no columns of type {ty}"),
                 });
             }
@@ -687,7 +697,7 @@ fn pg_row(row: &postgres::Row) -> DbResult<Row> {
         .map_err(|error| decode(i, error))?;
         values.push(value.unwrap_or(Value::Null));
     }
-    Ok(Row { values })
+    Ok(Row { columns: Arc::clone(columns), values })
 }
 
 /// `?1`, `?2`… → `$1`, `$2`…, outside quoted literals and identifiers.
@@ -724,7 +734,9 @@ mod tests {
 
     #[test]
     fn values_read_back_as_their_types() {
+        let columns = ["n", "none", "text", "bytes"].map(Box::from);
         let row = Row {
+            columns: Arc::new(columns),
             values: vec![
                 Value::Integer(7),
                 Value::Null,
@@ -732,12 +744,14 @@ mod tests {
                 Value::Blob(vec![1]),
             ],
         };
-        assert_eq!(row.get::<i64>(0).ok(), Some(7));
-        assert_eq!(row.get::<u32>(0).ok(), Some(7));
-        assert_eq!(row.get::<Option<String>>(1).ok(), Some(None));
-        assert_eq!(row.get::<String>(2).ok().as_deref(), Some("a"));
-        assert_eq!(row.get::<Vec<u8>>(3).ok(), Some(vec![1]));
-        assert!(matches!(row.get::<String>(0), Err(DbError::Decode { column: 0, .. })));
-        assert!(matches!(row.get::<i64>(9), Err(DbError::Decode { column: 9, .. })));
+        assert_eq!(row.get::<i64>("n").ok(), Some(7));
+        assert_eq!(row.get::<u32>("n").ok(), Some(7));
+        assert_eq!(row.get::<Option<String>>("none").ok(), Some(None));
+        assert_eq!(row.get::<String>("text").ok().as_deref(), Some("a"));
+        assert_eq!(row.get::<Vec<u8>>("bytes").ok(), Some(vec![1]));
+        let wrong_type = row.get::<String>("n");
+        assert!(matches!(&wrong_type, Err(DbError::Decode { column, .. }) if column == "n"));
+        let missing = row.get::<i64>("nine").expect_err("no such column").to_string();
+        assert!(missing.contains("no such column (it has n, none, text, bytes)"), "{missing}");
     }
 }

@@ -3,17 +3,20 @@
 //! positions in order, each step's (and item's) `map_order`, what is hidden under an archived
 //! parent and the search index of everything that moved.
 
+use super::ContentStore;
 use super::archive::{Scope, refresh};
-use super::db::{Connection, OptionalExtension as _, params};
 use super::model::{
-    Actor, JourneyUpdate, MapNode, NewJourney, NewStage, NewStep, StageUpdate, StepUpdate,
+    JourneyUpdate, MapNode, NewJourney, NewStage, NewStep, StageUpdate, StepUpdate,
 };
 use super::reads::{ensure_stage, find_journey, not_found_stage, not_found_step};
+use super::search;
 use super::validate::{
     DESCRIPTION_MAX, JOURNEYS_MAX, STAGES_MAX, STEPS_MAX, TITLE_MAX, clean_text, required_text,
 };
 use super::writes::{insert_journey, insert_stage, insert_step};
-use super::{Store, StoreError, StoreResult, search};
+use crate::store::access::edge::Actor;
+use crate::store::db::{Connection, OptionalExtension as _, params};
+use crate::store::{StoreError, StoreResult};
 
 /// A level of the map: what its rows are and what they sit in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,197 +61,186 @@ impl Level {
     }
 }
 
-impl Store {
-    pub fn create_journey(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        new: &NewJourney,
-    ) -> StoreResult<MapNode> {
-        let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
-        let slug = match &new.slug {
-            Some(slug) => {
-                crate::api::validate_slug(slug.trim()).map_err(StoreError::Invalid)?.to_owned()
-            }
-            None => crate::api::slugify(&name),
+pub(super) fn create_journey(
+    s: &ContentStore<'_>,
+    workspace_id: i64,
+    actor: Actor<'_>,
+    new: &NewJourney,
+) -> StoreResult<MapNode> {
+    let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
+    let slug = match &new.slug {
+        Some(slug) => {
+            crate::api::validate_slug(slug.trim()).map_err(StoreError::Invalid)?.to_owned()
+        }
+        None => crate::api::slugify(&name),
+    };
+    super::writes::write(s, workspace_id, actor, |tx, now| {
+        ensure_slug_free(tx, workspace_id, &slug)?;
+        let at = room(tx, Level::Journey, workspace_id, None)?;
+        let id = insert_journey(tx, workspace_id, &slug, &name, &description, at, now)?;
+        let index = place(tx, Level::Journey, workspace_id, None, &id, new.position)?;
+        renumber_map(tx, workspace_id)?;
+        let detail = format!("create_journey {id} {name:?}");
+        let node =
+            MapNode { id, name, description, position: index, slug: Some(slug), parent_id: None };
+        Ok((node, detail))
+    })
+}
+
+pub(super) fn create_stage(
+    s: &ContentStore<'_>,
+    workspace_id: i64,
+    actor: Actor<'_>,
+    new: &NewStage,
+) -> StoreResult<MapNode> {
+    let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
+    super::writes::write(s, workspace_id, actor, |tx, _| {
+        let journey = find_journey(tx, workspace_id, &new.journey)?;
+        let parent = Some(journey.id.as_str());
+        let at = room(tx, Level::Stage, workspace_id, parent)?;
+        let id = insert_stage(tx, workspace_id, &journey.id, &name, &description, at)?;
+        let index = place(tx, Level::Stage, workspace_id, parent, &id, new.position)?;
+        renumber_map(tx, workspace_id)?;
+        let detail = format!("create_stage {id} {name:?} in {}", journey.id);
+        let node = MapNode {
+            id,
+            name,
+            description,
+            position: index,
+            slug: None,
+            parent_id: Some(journey.id),
         };
-        self.write(workspace_id, actor, |tx, now| {
-            ensure_slug_free(tx, workspace_id, &slug)?;
-            let at = room(tx, Level::Journey, workspace_id, None)?;
-            let id = insert_journey(tx, workspace_id, &slug, &name, &description, at, now)?;
-            let index = place(tx, Level::Journey, workspace_id, None, &id, new.position)?;
-            renumber_map(tx, workspace_id)?;
-            let detail = format!("create_journey {id} {name:?}");
-            let node = MapNode {
-                id,
-                name,
-                description,
-                position: index,
-                slug: Some(slug),
-                parent_id: None,
-            };
-            Ok((node, detail))
-        })
-    }
+        Ok((node, detail))
+    })
+}
 
-    pub fn create_stage(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        new: &NewStage,
-    ) -> StoreResult<MapNode> {
-        let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
-        self.write(workspace_id, actor, |tx, _| {
-            let journey = find_journey(tx, workspace_id, &new.journey)?;
-            let parent = Some(journey.id.as_str());
-            let at = room(tx, Level::Stage, workspace_id, parent)?;
-            let id = insert_stage(tx, workspace_id, &journey.id, &name, &description, at)?;
-            let index = place(tx, Level::Stage, workspace_id, parent, &id, new.position)?;
-            renumber_map(tx, workspace_id)?;
-            let detail = format!("create_stage {id} {name:?} in {}", journey.id);
-            let node = MapNode {
-                id,
-                name,
-                description,
-                position: index,
-                slug: None,
-                parent_id: Some(journey.id),
-            };
-            Ok((node, detail))
-        })
-    }
+pub(super) fn create_step(
+    s: &ContentStore<'_>,
+    workspace_id: i64,
+    actor: Actor<'_>,
+    new: &NewStep,
+) -> StoreResult<MapNode> {
+    let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
+    let stage_id = new.stage_id.trim();
+    super::writes::write(s, workspace_id, actor, |tx, _| {
+        ensure_stage(tx, workspace_id, stage_id)?;
+        let at = room(tx, Level::Step, workspace_id, Some(stage_id))?;
+        let id = insert_step(tx, workspace_id, stage_id, &name, &description, at)?;
+        let index = place(tx, Level::Step, workspace_id, Some(stage_id), &id, new.position)?;
+        renumber_map(tx, workspace_id)?;
+        let detail = format!("create_step {id} {name:?} in {stage_id}");
+        let node = MapNode {
+            id,
+            name,
+            description,
+            position: index,
+            slug: None,
+            parent_id: Some(stage_id.to_owned()),
+        };
+        Ok((node, detail))
+    })
+}
 
-    pub fn create_step(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        new: &NewStep,
-    ) -> StoreResult<MapNode> {
-        let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
-        let stage_id = new.stage_id.trim();
-        self.write(workspace_id, actor, |tx, _| {
-            ensure_stage(tx, workspace_id, stage_id)?;
-            let at = room(tx, Level::Step, workspace_id, Some(stage_id))?;
-            let id = insert_step(tx, workspace_id, stage_id, &name, &description, at)?;
-            let index = place(tx, Level::Step, workspace_id, Some(stage_id), &id, new.position)?;
-            renumber_map(tx, workspace_id)?;
-            let detail = format!("create_step {id} {name:?} in {stage_id}");
-            let node = MapNode {
-                id,
-                name,
-                description,
-                position: index,
-                slug: None,
-                parent_id: Some(stage_id.to_owned()),
-            };
-            Ok((node, detail))
-        })
+pub(super) fn update_journey(
+    s: &ContentStore<'_>,
+    workspace_id: i64,
+    actor: Actor<'_>,
+    update: &JourneyUpdate,
+) -> StoreResult<MapNode> {
+    let (name, description) = changed_text(&update.name, &update.description)?;
+    let slug = match &update.slug {
+        Some(slug) => {
+            Some(crate::api::validate_slug(slug.trim()).map_err(StoreError::Invalid)?.to_owned())
+        }
+        None => None,
+    };
+    if name.is_none() && description.is_none() && slug.is_none() && update.position.is_none() {
+        return Err(nothing_to_update("name, slug, description, position"));
     }
+    super::writes::write(s, workspace_id, actor, |tx, _| {
+        let journey = find_journey(tx, workspace_id, &update.journey)?;
+        if let Some(slug) = slug.as_ref().filter(|s| **s != journey.slug) {
+            ensure_slug_free(tx, workspace_id, slug)?;
+        }
+        let name = name.clone().unwrap_or(journey.name);
+        let description = description.clone().unwrap_or(journey.description);
+        let slug = slug.clone().unwrap_or(journey.slug);
+        tx.prepare_cached(
+            "UPDATE journeys SET name = ?3, slug = ?4, description = ?5
+                 WHERE workspace_id = ?1 AND id = ?2",
+        )?
+        .execute(params![workspace_id, journey.id, name, slug, description])?;
+        search::index_journey(tx, workspace_id, &journey.id)?;
+        let position = match update.position {
+            Some(index) => {
+                let at = place(tx, Level::Journey, workspace_id, None, &journey.id, Some(index))?;
+                renumber_map(tx, workspace_id)?;
+                at
+            }
+            None => index_of(tx, Level::Journey, workspace_id, None, &journey.id)?,
+        };
+        let detail = format!("update_journey {} {name:?}", journey.id);
+        let node = MapNode {
+            id: journey.id,
+            name,
+            description,
+            position,
+            slug: Some(slug),
+            parent_id: None,
+        };
+        Ok((node, detail))
+    })
+}
 
-    pub fn update_journey(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        update: &JourneyUpdate,
-    ) -> StoreResult<MapNode> {
-        let (name, description) = changed_text(&update.name, &update.description)?;
-        let slug = match &update.slug {
-            Some(slug) => Some(
-                crate::api::validate_slug(slug.trim()).map_err(StoreError::Invalid)?.to_owned(),
-            ),
+pub(super) fn update_stage(
+    s: &ContentStore<'_>,
+    workspace_id: i64,
+    actor: Actor<'_>,
+    update: &StageUpdate,
+) -> StoreResult<MapNode> {
+    let (name, description) = changed_text(&update.name, &update.description)?;
+    if name.is_none()
+        && description.is_none()
+        && update.journey.is_none()
+        && update.position.is_none()
+    {
+        return Err(nothing_to_update("name, description, journey, position"));
+    }
+    super::writes::write(s, workspace_id, actor, |tx, _| {
+        let target = match &update.journey {
+            Some(journey) => Some(find_journey(tx, workspace_id, journey)?.id),
             None => None,
         };
-        if name.is_none() && description.is_none() && slug.is_none() && update.position.is_none() {
-            return Err(nothing_to_update("name, slug, description, position"));
-        }
-        self.write(workspace_id, actor, |tx, _| {
-            let journey = find_journey(tx, workspace_id, &update.journey)?;
-            if let Some(slug) = slug.as_ref().filter(|s| **s != journey.slug) {
-                ensure_slug_free(tx, workspace_id, slug)?;
+        let change = NodeChange { name, description, parent: target, position: update.position };
+        change_node(tx, workspace_id, Level::Stage, update.stage_id.trim(), change)
+    })
+}
+
+pub(super) fn update_step(
+    s: &ContentStore<'_>,
+    workspace_id: i64,
+    actor: Actor<'_>,
+    update: &StepUpdate,
+) -> StoreResult<MapNode> {
+    let (name, description) = changed_text(&update.name, &update.description)?;
+    if name.is_none()
+        && description.is_none()
+        && update.stage_id.is_none()
+        && update.position.is_none()
+    {
+        return Err(nothing_to_update("name, description, stage_id, position"));
+    }
+    super::writes::write(s, workspace_id, actor, |tx, _| {
+        let target = match update.stage_id.as_deref().map(str::trim) {
+            Some(stage) => {
+                ensure_stage(tx, workspace_id, stage)?;
+                Some(stage.to_owned())
             }
-            let name = name.clone().unwrap_or(journey.name);
-            let description = description.clone().unwrap_or(journey.description);
-            let slug = slug.clone().unwrap_or(journey.slug);
-            tx.prepare_cached(
-                "UPDATE journeys SET name = ?3, slug = ?4, description = ?5
-                 WHERE workspace_id = ?1 AND id = ?2",
-            )?
-            .execute(params![workspace_id, journey.id, name, slug, description])?;
-            search::index_journey(tx, workspace_id, &journey.id)?;
-            let position = match update.position {
-                Some(index) => {
-                    let at =
-                        place(tx, Level::Journey, workspace_id, None, &journey.id, Some(index))?;
-                    renumber_map(tx, workspace_id)?;
-                    at
-                }
-                None => index_of(tx, Level::Journey, workspace_id, None, &journey.id)?,
-            };
-            let detail = format!("update_journey {} {name:?}", journey.id);
-            let node = MapNode {
-                id: journey.id,
-                name,
-                description,
-                position,
-                slug: Some(slug),
-                parent_id: None,
-            };
-            Ok((node, detail))
-        })
-    }
-
-    pub fn update_stage(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        update: &StageUpdate,
-    ) -> StoreResult<MapNode> {
-        let (name, description) = changed_text(&update.name, &update.description)?;
-        if name.is_none()
-            && description.is_none()
-            && update.journey.is_none()
-            && update.position.is_none()
-        {
-            return Err(nothing_to_update("name, description, journey, position"));
-        }
-        self.write(workspace_id, actor, |tx, _| {
-            let target = match &update.journey {
-                Some(journey) => Some(find_journey(tx, workspace_id, journey)?.id),
-                None => None,
-            };
-            let change =
-                NodeChange { name, description, parent: target, position: update.position };
-            change_node(tx, workspace_id, Level::Stage, update.stage_id.trim(), change)
-        })
-    }
-
-    pub fn update_step(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        update: &StepUpdate,
-    ) -> StoreResult<MapNode> {
-        let (name, description) = changed_text(&update.name, &update.description)?;
-        if name.is_none()
-            && description.is_none()
-            && update.stage_id.is_none()
-            && update.position.is_none()
-        {
-            return Err(nothing_to_update("name, description, stage_id, position"));
-        }
-        self.write(workspace_id, actor, |tx, _| {
-            let target = match update.stage_id.as_deref().map(str::trim) {
-                Some(stage) => {
-                    ensure_stage(tx, workspace_id, stage)?;
-                    Some(stage.to_owned())
-                }
-                None => None,
-            };
-            let change =
-                NodeChange { name, description, parent: target, position: update.position };
-            change_node(tx, workspace_id, Level::Step, update.step_id.trim(), change)
-        })
-    }
+            None => None,
+        };
+        let change = NodeChange { name, description, parent: target, position: update.position };
+        change_node(tx, workspace_id, Level::Step, update.step_id.trim(), change)
+    })
 }
 
 /// What an update changes of a stage or step (`None`: unchanged); `parent` is where it moves.
@@ -277,11 +269,17 @@ fn change_node(
     let (parent, old_name, old_description) = conn
         .query_row(
             &format!(
-                "SELECT {parent_column}, name, description FROM {table}
+                "SELECT {parent_column} AS parent, name, description FROM {table}
                  WHERE workspace_id = ?1 AND id = ?2"
             ),
             params![workspace_id, id],
-            |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?)),
+            |row| {
+                Ok((
+                    row.get::<String>("parent")?,
+                    row.get::<String>("name")?,
+                    row.get::<String>("description")?,
+                ))
+            },
         )
         .optional()?
         .ok_or_else(|| match level {
@@ -341,10 +339,10 @@ pub(super) fn renumber_map(conn: &Connection, workspace_id: i64) -> StoreResult<
         [workspace_id],
     )?;
     for (number, row) in (1_i64..).zip(&steps) {
-        if row.get::<i64>(1)? == number {
+        if row.get::<i64>("map_order")? == number {
             continue;
         }
-        let id: String = row.get(0)?;
+        let id: String = row.get("id")?;
         conn.prepare_cached("UPDATE steps SET map_order = ?2 WHERE id = ?1")?
             .execute(params![id, number])?;
         conn.prepare_cached("UPDATE items SET map_order = ?2 WHERE step_id = ?1")?
@@ -404,7 +402,7 @@ fn siblings(
         Some(parent) => conn.query(level.siblings_sql(), params![workspace_id, parent])?,
         None => conn.query(level.siblings_sql(), params![workspace_id])?,
     };
-    rows.iter().map(|row| Ok((row.get(0)?, row.get(1)?))).collect()
+    rows.iter().map(|row| Ok((row.get("id")?, row.get("position")?))).collect()
 }
 
 /// Refuses a new row of `level` under `parent` when that is full; returns the position after

@@ -2,9 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::StoreError;
-use super::StoreResult;
 use super::model::ItemKind;
+use crate::store::{StoreError, StoreResult};
 
 pub(super) const TITLE_MAX: usize = 200;
 pub(super) const DESCRIPTION_MAX: usize = 10_000;

@@ -4,7 +4,7 @@
 //! seen from a new one (what a leaked token looks like from here).
 //!
 //! Nothing here writes on the request path: calls and origins are queued in memory (bounded)
-//! and written in batches by [`Store::flush_activity`], every few seconds and at shutdown. Past
+//! and written in batches by [`super::AccessStore::flush_activity`], every few seconds and at shutdown. Past
 //! the queue's bound a call's row is dropped but still counted in the hourly totals, so a flood
 //! can neither grow the memory nor hide from `audit --usage`. Rows are pruned after the audit
 //! retention, totals after the (longer) usage retention.
@@ -15,14 +15,15 @@ use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
+use super::AccessStore;
 use super::audit::{NewEvent, insert_event};
-use super::db::{Connection, DbResult, Row, ToValue, Value, params};
-use super::page::{Cursor, fingerprint};
-use super::{Store, StoreResult, from_secs};
 use crate::api::{self, CallDetail, Event, HourUsage, KeyOrigin, KeyUsageTotals, ToolCount};
+use crate::store::db::{Connection, DbResult, Row, ToValue, Value, params};
+use crate::store::page::{Cursor, fingerprint};
+use crate::store::{StoreResult, from_secs};
 
 /// Calls queued for the next flush at most; beyond, only their totals are kept.
-pub(super) const QUEUE_MAX: usize = 100_000;
+pub(in crate::store) const QUEUE_MAX: usize = 100_000;
 /// Rows written per statement (each row is 8 parameters).
 const ROWS_PER_STATEMENT: usize = 64;
 /// Addresses and clients recorded per key, each; past them no more are recorded or announced.
@@ -234,425 +235,417 @@ fn hour_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(3600) * 3600
 }
 
-impl Store {
-    /// Queues a call of the key `key` for the next flush (no database work).
-    pub fn record_call(&self, key: &super::KeyIdentity, ip: Option<IpAddr>, call: Call) {
-        let mut queue = self.activity.queue();
-        if queue.calls.len() < QUEUE_MAX {
-            queue.calls.push(Queued {
-                workspace_id: key.workspace_id,
-                key_id: key.key_id.clone(),
-                ip,
-                call,
-            });
-            return;
-        }
-        let hour = (key.key_id.clone(), hour_of(call.at), call.what);
-        let (_, totals) =
-            queue.overflow.entry(hour).or_insert((key.workspace_id, Totals::default()));
-        add(totals, &call);
-        metrics::counter!("custory_audit_rows_dropped_total").increment(1);
-    }
-
-    /// Notes that `key` was used from `ip` by `client`; the next flush writes it if it is new
-    /// (with a `key.new_origin` event), or refreshes its last-seen time once an hour.
-    pub fn note_origin(
-        &self,
-        key: &super::KeyIdentity,
-        ip: Option<IpAddr>,
-        client: Option<&str>,
-        at: DateTime<Utc>,
-    ) {
-        let at = at.timestamp();
-        {
-            let origins = self.activity.origins();
-            if let Some((last_ip, last_client, checked)) = origins.last.get(&key.key_id)
-                && *last_ip == ip
-                && last_client.as_deref() == client
-                && at - checked < ORIGIN_REFRESH_SECS
-            {
-                return;
-            }
-        }
-        let origin = OriginUse {
+/// Queues a call of the key `key` for the next flush (no database work).
+pub(super) fn record_call(
+    s: &AccessStore<'_>,
+    key: &super::keys::KeyIdentity,
+    ip: Option<IpAddr>,
+    call: Call,
+) {
+    let mut queue = s.state.activity.queue();
+    if queue.calls.len() < QUEUE_MAX {
+        queue.calls.push(Queued {
+            workspace_id: key.workspace_id,
             key_id: key.key_id.clone(),
-            address: ip.map(address_origin),
-            client: client.map(client_origin).filter(|c| !c.is_empty()),
-        };
-        if origin.address.is_none() && origin.client.is_none() {
+            ip,
+            call,
+        });
+        return;
+    }
+    let hour = (key.key_id.clone(), hour_of(call.at), call.what);
+    let (_, totals) = queue.overflow.entry(hour).or_insert((key.workspace_id, Totals::default()));
+    add(totals, &call);
+    metrics::counter!("custory_audit_rows_dropped_total").increment(1);
+}
+
+/// Notes that `key` was used from `ip` by `client`; the next flush writes it if it is new
+/// (with a `key.new_origin` event), or refreshes its last-seen time once an hour.
+pub(super) fn note_origin(
+    s: &AccessStore<'_>,
+    key: &super::keys::KeyIdentity,
+    ip: Option<IpAddr>,
+    client: Option<&str>,
+    at: DateTime<Utc>,
+) {
+    let at = at.timestamp();
+    {
+        let origins = s.state.activity.origins();
+        if let Some((last_ip, last_client, checked)) = origins.last.get(&key.key_id)
+            && *last_ip == ip
+            && last_client.as_deref() == client
+            && at - checked < ORIGIN_REFRESH_SECS
+        {
             return;
         }
-        let mut origins = self.activity.origins();
-        let known = origins.known.get(&origin).is_some_and(|seen| at - seen < ORIGIN_REFRESH_SECS);
-        if !known && !origins.pending.contains_key(&origin) {
-            // Past either bound the use is seen again at its next request, once these are
-            // written (and not remembered as checked until then).
-            let queued = origins.pending_per_key.get(&key.key_id).copied().unwrap_or(0);
-            if origins.pending.len() >= QUEUE_MAX || queued >= PENDING_ORIGINS_PER_KEY {
-                return;
-            }
-            *origins.pending_per_key.entry(key.key_id.clone()).or_default() += 1;
-            origins.noted += 1;
-            let seen = SeenAt {
-                workspace_id: key.workspace_id,
-                key_prefix: key.key_prefix.clone(),
-                at,
-                order: origins.noted,
-            };
-            origins.pending.insert(origin, seen);
-        }
-        if origins.last.len() >= KNOWN_ORIGINS_MAX {
-            origins.last.clear();
-        }
-        origins.last.insert(key.key_id.clone(), (ip, client.map(str::to_owned), at));
     }
+    let origin = OriginUse {
+        key_id: key.key_id.clone(),
+        address: ip.map(address_origin),
+        client: client.map(client_origin).filter(|c| !c.is_empty()),
+    };
+    if origin.address.is_none() && origin.client.is_none() {
+        return;
+    }
+    let mut origins = s.state.activity.origins();
+    let known = origins.known.get(&origin).is_some_and(|seen| at - seen < ORIGIN_REFRESH_SECS);
+    if !known && !origins.pending.contains_key(&origin) {
+        // Past either bound the use is seen again at its next request, once these are
+        // written (and not remembered as checked until then).
+        let queued = origins.pending_per_key.get(&key.key_id).copied().unwrap_or(0);
+        if origins.pending.len() >= QUEUE_MAX || queued >= PENDING_ORIGINS_PER_KEY {
+            return;
+        }
+        *origins.pending_per_key.entry(key.key_id.clone()).or_default() += 1;
+        origins.noted += 1;
+        let seen = SeenAt {
+            workspace_id: key.workspace_id,
+            key_prefix: key.key_prefix.clone(),
+            at,
+            order: origins.noted,
+        };
+        origins.pending.insert(origin, seen);
+    }
+    if origins.last.len() >= KNOWN_ORIGINS_MAX {
+        origins.last.clear();
+    }
+    origins.last.insert(key.key_id.clone(), (ip, client.map(str::to_owned), at));
+}
 
-    /// Writes the queued calls, their hourly totals and the new origins. On failure what was
-    /// taken is put back (within the queue's bound), so the next flush tries again.
-    pub fn flush_activity(&self) -> StoreResult<usize> {
-        // Guards no data, so a poisoned lock is as good as a clean one.
-        let _flushing =
-            self.activity.flushing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (calls, overflow) = {
-            let mut queue = self.activity.queue();
-            (std::mem::take(&mut queue.calls), std::mem::take(&mut queue.overflow))
-        };
-        let origins: Vec<(OriginUse, SeenAt)> = {
-            let mut origins = self.activity.origins();
-            origins.pending_per_key.clear();
-            let mut pending: Vec<_> = origins.pending.drain().collect();
-            pending.sort_unstable_by_key(|(_, seen)| seen.order);
-            pending
-        };
-        if calls.is_empty() && overflow.is_empty() && origins.is_empty() {
-            return Ok(0);
-        }
-        let written = calls.len();
-        let mut totals = overflow.clone();
-        for queued in &calls {
-            let hour = (queued.key_id.clone(), hour_of(queued.call.at), queued.call.what);
-            add(
-                &mut totals.entry(hour).or_insert((queued.workspace_id, Totals::default())).1,
-                &queued.call,
-            );
-        }
-        match self.write_activity(&calls, &totals, &origins) {
-            Ok(()) => {
-                let mut known = self.activity.origins();
-                if known.known.len() + origins.len() > KNOWN_ORIGINS_MAX {
-                    known.known.clear();
-                }
-                for (origin, seen) in origins {
-                    known.known.insert(origin, seen.at);
-                }
-                Ok(written)
+/// Writes the queued calls, their hourly totals and the new origins. On failure what was
+/// taken is put back (within the queue's bound), so the next flush tries again.
+pub(super) fn flush_activity(s: &AccessStore<'_>) -> StoreResult<usize> {
+    // Guards no data, so a poisoned lock is as good as a clean one.
+    let _flushing =
+        s.state.activity.flushing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (calls, overflow) = {
+        let mut queue = s.state.activity.queue();
+        (std::mem::take(&mut queue.calls), std::mem::take(&mut queue.overflow))
+    };
+    let origins: Vec<(OriginUse, SeenAt)> = {
+        let mut origins = s.state.activity.origins();
+        origins.pending_per_key.clear();
+        let mut pending: Vec<_> = origins.pending.drain().collect();
+        pending.sort_unstable_by_key(|(_, seen)| seen.order);
+        pending
+    };
+    if calls.is_empty() && overflow.is_empty() && origins.is_empty() {
+        return Ok(0);
+    }
+    let written = calls.len();
+    let mut totals = overflow.clone();
+    for queued in &calls {
+        let hour = (queued.key_id.clone(), hour_of(queued.call.at), queued.call.what);
+        add(
+            &mut totals.entry(hour).or_insert((queued.workspace_id, Totals::default())).1,
+            &queued.call,
+        );
+    }
+    match write_activity(s, &calls, &totals, &origins) {
+        Ok(()) => {
+            let mut known = s.state.activity.origins();
+            if known.known.len() + origins.len() > KNOWN_ORIGINS_MAX {
+                known.known.clear();
             }
-            Err(error) => {
-                let mut queue = self.activity.queue();
-                let room = QUEUE_MAX.saturating_sub(queue.calls.len());
-                let mut calls = calls;
-                for queued in calls.drain(room.min(calls.len())..) {
-                    let hour = (queued.key_id, hour_of(queued.call.at), queued.call.what);
-                    let entry = queue
-                        .overflow
-                        .entry(hour)
-                        .or_insert((queued.workspace_id, Totals::default()));
-                    add(&mut entry.1, &queued.call);
-                }
-                calls.append(&mut queue.calls);
-                queue.calls = calls;
-                for (hour, (workspace_id, lost)) in overflow {
-                    let entry =
-                        queue.overflow.entry(hour).or_insert((workspace_id, Totals::default()));
-                    entry.1.calls += lost.calls;
-                    entry.1.errors += lost.errors;
-                    entry.1.bytes += lost.bytes;
-                }
-                let mut pending = self.activity.origins();
-                for (origin, seen) in origins {
-                    pending.pending.entry(origin).or_insert(seen);
-                }
-                Err(error)
+            for (origin, seen) in origins {
+                known.known.insert(origin, seen.at);
             }
+            Ok(written)
+        }
+        Err(error) => {
+            let mut queue = s.state.activity.queue();
+            let room = QUEUE_MAX.saturating_sub(queue.calls.len());
+            let mut calls = calls;
+            for queued in calls.drain(room.min(calls.len())..) {
+                let hour = (queued.key_id, hour_of(queued.call.at), queued.call.what);
+                let entry =
+                    queue.overflow.entry(hour).or_insert((queued.workspace_id, Totals::default()));
+                add(&mut entry.1, &queued.call);
+            }
+            calls.append(&mut queue.calls);
+            queue.calls = calls;
+            for (hour, (workspace_id, lost)) in overflow {
+                let entry = queue.overflow.entry(hour).or_insert((workspace_id, Totals::default()));
+                entry.1.calls += lost.calls;
+                entry.1.errors += lost.errors;
+                entry.1.bytes += lost.bytes;
+            }
+            let mut pending = s.state.activity.origins();
+            for (origin, seen) in origins {
+                pending.pending.entry(origin).or_insert(seen);
+            }
+            Err(error)
         }
     }
+}
 
-    fn write_activity(
-        &self,
-        calls: &[Queued],
-        totals: &HashMap<HourKey, (i64, Totals)>,
-        origins: &[(OriginUse, SeenAt)],
-    ) -> StoreResult<()> {
-        let conn = self.writer();
-        let tx = conn.transaction()?;
-        for chunk in calls.chunks(ROWS_PER_STATEMENT) {
-            insert_calls(&tx, chunk)?;
-        }
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO key_usage_hours (key_id, hour, what, workspace_id, calls, errors, bytes)
+fn write_activity(
+    s: &AccessStore<'_>,
+    calls: &[Queued],
+    totals: &HashMap<HourKey, (i64, Totals)>,
+    origins: &[(OriginUse, SeenAt)],
+) -> StoreResult<()> {
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    for chunk in calls.chunks(ROWS_PER_STATEMENT) {
+        insert_calls(&tx, chunk)?;
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO key_usage_hours (key_id, hour, what, workspace_id, calls, errors, bytes)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (key_id, hour, what) DO UPDATE SET
                  calls = key_usage_hours.calls + excluded.calls,
                  errors = key_usage_hours.errors + excluded.errors,
                  bytes = key_usage_hours.bytes + excluded.bytes",
-        )?;
-        for ((key_id, hour, what), (workspace_id, t)) in totals {
-            upsert.execute(params![
-                key_id,
-                hour,
-                what,
-                workspace_id,
-                t.calls,
-                t.errors,
-                t.bytes
-            ])?;
-        }
-        for (origin, seen) in origins {
-            write_origin(&tx, origin, seen)?;
-        }
-        tx.commit()?;
-        Ok(())
+    )?;
+    for ((key_id, hour, what), (workspace_id, t)) in totals {
+        upsert.execute(params![key_id, hour, what, workspace_id, t.calls, t.errors, t.bytes])?;
     }
+    for (origin, seen) in origins {
+        write_origin(&tx, origin, seen)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
 
-    /// Deletes call rows older than `calls_before` and hourly totals older than
-    /// `totals_before`, a chunk at a time so that writers never wait long. Returns the rows
-    /// deleted.
-    pub fn prune_activity(
-        &self,
-        calls_before: DateTime<Utc>,
-        totals_before: DateTime<Utc>,
-    ) -> StoreResult<usize> {
-        let mut deleted = 0;
-        loop {
-            let n = self.writer().execute(
-                "DELETE FROM key_calls WHERE id IN
+/// Deletes call rows older than `calls_before` and hourly totals older than
+/// `totals_before`, a chunk at a time so that writers never wait long. Returns the rows
+/// deleted.
+pub(super) fn prune_activity(
+    s: &AccessStore<'_>,
+    calls_before: DateTime<Utc>,
+    totals_before: DateTime<Utc>,
+) -> StoreResult<usize> {
+    let mut deleted = 0;
+    loop {
+        let n = s.writer().execute(
+            "DELETE FROM key_calls WHERE id IN
                  (SELECT id FROM key_calls WHERE at < ?1 ORDER BY at LIMIT ?2)",
-                params![calls_before.timestamp(), PRUNE_CHUNK],
-            )?;
-            deleted += n;
-            if (n as i64) < PRUNE_CHUNK {
-                break;
-            }
+            params![calls_before.timestamp(), PRUNE_CHUNK],
+        )?;
+        deleted += n;
+        if (n as i64) < PRUNE_CHUNK {
+            break;
         }
-        deleted += self
-            .writer()
-            .execute("DELETE FROM key_usage_hours WHERE hour < ?1", [totals_before.timestamp()])?;
-        Ok(deleted)
     }
+    deleted += s
+        .writer()
+        .execute("DELETE FROM key_usage_hours WHERE hour < ?1", [totals_before.timestamp()])?;
+    Ok(deleted)
+}
 
-    /// Up to `limit + 1` calls of a workspace (or of one key) with ids below `before`, newest
-    /// first, as audit events.
-    fn calls_page(
-        conn: &Connection,
-        workspace_id: i64,
-        key_id: Option<&str>,
-        before: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<Event>> {
-        let rows = conn.query(
-            "SELECT c.id, c.at, c.what, c.outcome, c.bytes, c.ids, c.ip, c.key_id, k.prefix
+/// Up to `limit + 1` calls of a workspace (or of one key) with ids below `before`, newest
+/// first, as audit events.
+fn calls_page(
+    conn: &Connection,
+    workspace_id: i64,
+    key_id: Option<&str>,
+    before: i64,
+    limit: u32,
+) -> StoreResult<Vec<Event>> {
+    let rows = conn.query(
+        "SELECT c.id, c.at, c.what, c.outcome, c.bytes, c.ids, c.ip, c.key_id, k.prefix
              FROM key_calls c JOIN mcp_keys k ON k.id = c.key_id
              WHERE c.workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR c.key_id = ?2)
                AND c.id < ?3
              ORDER BY c.id DESC LIMIT ?4",
-            params![workspace_id, key_id, before, i64::from(limit) + 1],
-        )?;
-        Ok(rows.iter().map(call_row).collect::<DbResult<Vec<_>>>()?)
-    }
+        params![workspace_id, key_id, before, i64::from(limit) + 1],
+    )?;
+    Ok(rows.iter().map(call_row).collect::<DbResult<Vec<_>>>()?)
+}
 
-    /// A key's use since `since`: totals by tool, the hours (newest first, a page of `limit`
-    /// starting before the hour `cursor` names) and the origins it was used from.
-    pub fn key_usage(
-        &self,
-        workspace_id: i64,
-        key_id: &str,
-        since: DateTime<Utc>,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> StoreResult<api::KeyUsageResponse> {
-        let since_hour = hour_of(since);
-        let query = fingerprint(&[key_id, &since_hour.to_string()]);
-        let before = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
-            Some(text) => Cursor::decode(text, "usage", query, 1)?.position[0],
-            None => i64::MAX,
-        };
-        let conn = self.reader()?;
-        let snapshot = conn.snapshot()?;
-        let by_tool = snapshot.query(
-            "SELECT what, CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT),
-                    CAST(SUM(bytes) AS BIGINT)
+/// A key's use since `since`: totals by tool, the hours (newest first, a page of `limit`
+/// starting before the hour `cursor` names) and the origins it was used from.
+pub(super) fn key_usage(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    key_id: &str,
+    since: DateTime<Utc>,
+    limit: u32,
+    cursor: Option<&str>,
+) -> StoreResult<api::KeyUsageResponse> {
+    let since_hour = hour_of(since);
+    let query = fingerprint(&[key_id, &since_hour.to_string()]);
+    let before = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => Cursor::decode(text, "usage", query, 1)?.position[0],
+        None => i64::MAX,
+    };
+    let conn = s.reader()?;
+    let snapshot = conn.snapshot()?;
+    let by_tool = snapshot.query(
+        "SELECT what, CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(errors) AS BIGINT) AS errors,
+                    CAST(SUM(bytes) AS BIGINT) AS bytes
              FROM key_usage_hours WHERE key_id = ?1 AND workspace_id = ?2 AND hour >= ?3
              GROUP BY what",
-            params![key_id, workspace_id, since_hour],
-        )?;
-        let mut totals = KeyUsageTotals::default();
-        for row in &by_tool {
-            let (what, calls, errors, bytes): (String, i64, i64, i64) =
-                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            totals.calls += calls;
-            totals.errors += errors;
-            totals.bytes += bytes;
-            totals.tools.push(ToolCount { what, calls });
-        }
-        sort_tools(&mut totals.tools);
-        let hours = snapshot.query(
-            "SELECT DISTINCT hour FROM key_usage_hours
+        params![key_id, workspace_id, since_hour],
+    )?;
+    let mut totals = KeyUsageTotals::default();
+    for row in &by_tool {
+        let (what, calls, errors, bytes): (String, i64, i64, i64) =
+            (row.get("what")?, row.get("calls")?, row.get("errors")?, row.get("bytes")?);
+        totals.calls += calls;
+        totals.errors += errors;
+        totals.bytes += bytes;
+        totals.tools.push(ToolCount { what, calls });
+    }
+    sort_tools(&mut totals.tools);
+    let hours = snapshot.query(
+        "SELECT DISTINCT hour FROM key_usage_hours
              WHERE key_id = ?1 AND workspace_id = ?2 AND hour >= ?3 AND hour < ?4
              ORDER BY hour DESC LIMIT ?5",
-            params![key_id, workspace_id, since_hour, before, i64::from(limit) + 1],
-        )?;
-        let hours = hours.iter().map(|row| row.get::<i64>(0)).collect::<DbResult<Vec<_>>>()?;
-        let mut rows: Vec<HourUsage> = Vec::new();
-        if let (Some(&newest), Some(&oldest)) =
-            (hours.first(), hours.get(hours.len().min(limit as usize).saturating_sub(1)))
-        {
-            let detail = snapshot.query(
-                "SELECT hour, what, calls, errors, bytes FROM key_usage_hours
+        params![key_id, workspace_id, since_hour, before, i64::from(limit) + 1],
+    )?;
+    let hours = hours.iter().map(|row| row.get::<i64>("hour")).collect::<DbResult<Vec<_>>>()?;
+    let mut rows: Vec<HourUsage> = Vec::new();
+    if let (Some(&newest), Some(&oldest)) =
+        (hours.first(), hours.get(hours.len().min(limit as usize).saturating_sub(1)))
+    {
+        let detail = snapshot.query(
+            "SELECT hour, what, calls, errors, bytes FROM key_usage_hours
                  WHERE key_id = ?1 AND workspace_id = ?2 AND hour >= ?3 AND hour <= ?4
                  ORDER BY hour DESC",
-                params![key_id, workspace_id, oldest, newest],
-            )?;
-            for row in &detail {
-                let hour = from_secs(row.get(0)?);
-                if rows.last().is_none_or(|last| last.hour != hour) {
-                    rows.push(HourUsage { hour, ..HourUsage::default() });
-                }
-                // Just pushed when missing, so there is a last row.
-                let Some(last) = rows.last_mut() else { continue };
-                let calls: i64 = row.get(2)?;
-                last.calls += calls;
-                last.errors += row.get::<i64>(3)?;
-                last.bytes += row.get::<i64>(4)?;
-                last.tools.push(ToolCount { what: row.get(1)?, calls });
-            }
-            for row in &mut rows {
-                sort_tools(&mut row.tools);
-            }
-        }
-        let next_cursor = (hours.len() > limit as usize)
-            .then(|| {
-                rows.last()
-                    .map(|last| Cursor::new("usage", query, vec![last.hour.timestamp()]).encode())
-            })
-            .flatten();
-        let origins = snapshot.query(
-            "SELECT kind, value, first_seen, last_seen FROM key_origins WHERE key_id = ?1
-             ORDER BY last_seen DESC, value LIMIT ?2",
-            params![key_id, 2 * ORIGINS_PER_KEY],
+            params![key_id, workspace_id, oldest, newest],
         )?;
-        let origins = origins
-            .iter()
-            .map(|row| {
-                Ok(KeyOrigin {
-                    kind: row.get(0)?,
-                    value: row.get(1)?,
-                    first_seen: from_secs(row.get(2)?),
-                    last_seen: from_secs(row.get(3)?),
-                })
-            })
-            .collect::<DbResult<Vec<_>>>()?;
-        snapshot.commit()?;
-        Ok(api::KeyUsageResponse { since, totals, hours: rows, next_cursor, origins })
+        for row in &detail {
+            let hour = from_secs(row.get("hour")?);
+            if rows.last().is_none_or(|last| last.hour != hour) {
+                rows.push(HourUsage { hour, ..HourUsage::default() });
+            }
+            // Just pushed when missing, so there is a last row.
+            let Some(last) = rows.last_mut() else { continue };
+            let calls: i64 = row.get("calls")?;
+            last.calls += calls;
+            last.errors += row.get::<i64>("errors")?;
+            last.bytes += row.get::<i64>("bytes")?;
+            last.tools.push(ToolCount { what: row.get("what")?, calls });
+        }
+        for row in &mut rows {
+            sort_tools(&mut row.tools);
+        }
     }
+    let next_cursor = (hours.len() > limit as usize)
+        .then(|| {
+            rows.last()
+                .map(|last| Cursor::new("usage", query, vec![last.hour.timestamp()]).encode())
+        })
+        .flatten();
+    let origins = snapshot.query(
+        "SELECT kind, value, first_seen, last_seen FROM key_origins WHERE key_id = ?1
+             ORDER BY last_seen DESC, value LIMIT ?2",
+        params![key_id, 2 * ORIGINS_PER_KEY],
+    )?;
+    let origins = origins
+        .iter()
+        .map(|row| {
+            Ok(KeyOrigin {
+                kind: row.get("kind")?,
+                value: row.get("value")?,
+                first_seen: from_secs(row.get("first_seen")?),
+                last_seen: from_secs(row.get("last_seen")?),
+            })
+        })
+        .collect::<DbResult<Vec<_>>>()?;
+    snapshot.commit()?;
+    Ok(api::KeyUsageResponse { since, totals, hours: rows, next_cursor, origins })
+}
 
-    /// Each key's use since `since`, busiest first, a page of `limit` at a time.
-    pub fn workspace_usage(
-        &self,
-        workspace_id: i64,
-        since: DateTime<Utc>,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> StoreResult<api::WorkspaceUsageResponse> {
-        let since_hour = hour_of(since);
-        let query = fingerprint(&[&since_hour.to_string()]);
-        let offset = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
-            Some(text) => Cursor::decode(text, "keys-usage", query, 1)?.position[0],
-            None => 0,
-        };
-        let conn = self.reader()?;
-        let snapshot = conn.snapshot()?;
-        let rows = snapshot.query(
-            "SELECT u.key_id, k.name, k.prefix, CAST(SUM(u.calls) AS BIGINT),
-                    CAST(SUM(u.errors) AS BIGINT), CAST(SUM(u.bytes) AS BIGINT), MAX(u.hour)
+/// Each key's use since `since`, busiest first, a page of `limit` at a time.
+pub(super) fn workspace_usage(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    since: DateTime<Utc>,
+    limit: u32,
+    cursor: Option<&str>,
+) -> StoreResult<api::WorkspaceUsageResponse> {
+    let since_hour = hour_of(since);
+    let query = fingerprint(&[&since_hour.to_string()]);
+    let offset = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => Cursor::decode(text, "keys-usage", query, 1)?.position[0],
+        None => 0,
+    };
+    let conn = s.reader()?;
+    let snapshot = conn.snapshot()?;
+    let rows = snapshot.query(
+        "SELECT u.key_id, k.name, k.prefix, CAST(SUM(u.calls) AS BIGINT) AS calls,
+                    CAST(SUM(u.errors) AS BIGINT) AS errors, CAST(SUM(u.bytes) AS BIGINT) AS bytes,
+                    MAX(u.hour) AS last_hour
              FROM key_usage_hours u JOIN mcp_keys k ON k.id = u.key_id
              WHERE u.workspace_id = ?1 AND u.hour >= ?2
              GROUP BY u.key_id, k.name, k.prefix
              ORDER BY CAST(SUM(u.calls) AS BIGINT) DESC, u.key_id LIMIT ?3 OFFSET ?4",
-            params![workspace_id, since_hour, i64::from(limit) + 1, offset],
-        )?;
-        let mut keys = Vec::new();
-        for row in rows.iter().take(limit as usize) {
-            let key_id: String = row.get(0)?;
-            let tools = snapshot.query(
-                "SELECT what, CAST(SUM(calls) AS BIGINT) FROM key_usage_hours
+        params![workspace_id, since_hour, i64::from(limit) + 1, offset],
+    )?;
+    let mut keys = Vec::new();
+    for row in rows.iter().take(limit as usize) {
+        let key_id: String = row.get("key_id")?;
+        let tools = snapshot.query(
+            "SELECT what, CAST(SUM(calls) AS BIGINT) AS calls FROM key_usage_hours
                  WHERE key_id = ?1 AND workspace_id = ?2 AND hour >= ?3 GROUP BY what",
-                params![key_id, workspace_id, since_hour],
-            )?;
-            let mut tools = tools
-                .iter()
-                .map(|row| Ok(ToolCount { what: row.get(0)?, calls: row.get(1)? }))
-                .collect::<DbResult<Vec<_>>>()?;
-            sort_tools(&mut tools);
-            keys.push(api::KeyUsageRow {
-                key_id,
-                key_name: row.get(1)?,
-                key_prefix: row.get(2)?,
-                calls: row.get(3)?,
-                errors: row.get(4)?,
-                bytes: row.get(5)?,
-                last_hour: from_secs(row.get(6)?),
-                tools,
-            });
-        }
-        snapshot.commit()?;
-        let next_cursor = (rows.len() > limit as usize)
-            .then(|| Cursor::new("keys-usage", query, vec![offset + i64::from(limit)]).encode());
-        Ok(api::WorkspaceUsageResponse { since, keys, next_cursor })
+            params![key_id, workspace_id, since_hour],
+        )?;
+        let mut tools = tools
+            .iter()
+            .map(|row| Ok(ToolCount { what: row.get("what")?, calls: row.get("calls")? }))
+            .collect::<DbResult<Vec<_>>>()?;
+        sort_tools(&mut tools);
+        keys.push(api::KeyUsageRow {
+            key_id,
+            key_name: row.get("name")?,
+            key_prefix: row.get("prefix")?,
+            calls: row.get("calls")?,
+            errors: row.get("errors")?,
+            bytes: row.get("bytes")?,
+            last_hour: from_secs(row.get("last_hour")?),
+            tools,
+        });
     }
+    snapshot.commit()?;
+    let next_cursor = (rows.len() > limit as usize)
+        .then(|| Cursor::new("keys-usage", query, vec![offset + i64::from(limit)]).encode());
+    Ok(api::WorkspaceUsageResponse { since, keys, next_cursor })
+}
 
-    /// One page of a workspace's audit trail with its calls merged in, newest first (both
-    /// lists are read a page ahead and merged by time; the cursor holds a position in each).
-    pub fn list_events_and_calls(
-        &self,
-        workspace_id: i64,
-        key_id: Option<&str>,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> StoreResult<(Vec<Event>, Option<String>)> {
-        let query = fingerprint(&[key_id.unwrap_or(""), "calls"]);
-        let (events_before, calls_before) = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
-            Some(text) => {
-                let position = Cursor::decode(text, "activity", query, 2)?.position;
-                (position[0], position[1])
-            }
-            None => (i64::MAX, i64::MAX),
-        };
-        let conn = self.reader()?;
-        let events = super::audit::events_page(&conn, workspace_id, key_id, events_before, limit)?;
-        let calls = Self::calls_page(&conn, workspace_id, key_id, calls_before, limit)?;
-        let (mut events, mut calls) = (events.into_iter().peekable(), calls.into_iter().peekable());
-        let mut merged = Vec::new();
-        let (mut events_at, mut calls_at) = (events_before, calls_before);
-        while merged.len() < limit as usize {
-            let next = match (events.peek(), calls.peek()) {
-                // A tie (one second) goes to the call: a key's creation comes before its calls, and
-                // a call before the events it caused (its write, its new origin).
-                (Some(event), Some(call)) if event.at > call.at => events.next(),
-                (Some(_), None) => events.next(),
-                (_, Some(_)) => calls.next(),
-                (None, None) => None,
-            };
-            let Some(next) = next else { break };
-            match next.call {
-                None => events_at = next.id,
-                Some(_) => calls_at = next.id,
-            }
-            merged.push(next);
+/// One page of a workspace's audit trail with its calls merged in, newest first (both
+/// lists are read a page ahead and merged by time; the cursor holds a position in each).
+pub(super) fn list_events_and_calls(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    key_id: Option<&str>,
+    limit: u32,
+    cursor: Option<&str>,
+) -> StoreResult<(Vec<Event>, Option<String>)> {
+    let query = fingerprint(&[key_id.unwrap_or(""), "calls"]);
+    let (events_before, calls_before) = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => {
+            let position = Cursor::decode(text, "activity", query, 2)?.position;
+            (position[0], position[1])
         }
-        let more = events.peek().is_some() || calls.peek().is_some();
-        let next = more.then(|| Cursor::new("activity", query, vec![events_at, calls_at]).encode());
-        Ok((merged, next))
+        None => (i64::MAX, i64::MAX),
+    };
+    let conn = s.reader()?;
+    let events = super::audit::events_page(&conn, workspace_id, key_id, events_before, limit)?;
+    let calls = calls_page(&conn, workspace_id, key_id, calls_before, limit)?;
+    let (mut events, mut calls) = (events.into_iter().peekable(), calls.into_iter().peekable());
+    let mut merged = Vec::new();
+    let (mut events_at, mut calls_at) = (events_before, calls_before);
+    while merged.len() < limit as usize {
+        let next = match (events.peek(), calls.peek()) {
+            // A tie (one second) goes to the call: a key's creation comes before its calls, and
+            // a call before the events it caused (its write, its new origin).
+            (Some(event), Some(call)) if event.at > call.at => events.next(),
+            (Some(_), None) => events.next(),
+            (_, Some(_)) => calls.next(),
+            (None, None) => None,
+        };
+        let Some(next) = next else { break };
+        match next.call {
+            None => events_at = next.id,
+            Some(_) => calls_at = next.id,
+        }
+        merged.push(next);
     }
+    let more = events.peek().is_some() || calls.peek().is_some();
+    let next = more.then(|| Cursor::new("activity", query, vec![events_at, calls_at]).encode());
+    Ok((merged, next))
 }
 
 fn add(totals: &mut Totals, call: &Call) {
@@ -737,7 +730,7 @@ fn write_origin(conn: &Connection, origin: &OriginUse, seen: &SeenAt) -> StoreRe
              ORDER BY first_seen, value LIMIT 4",
             params![origin.key_id, kind, except],
         )?;
-        Ok(rows.iter().map(|row| row.get(0)).collect::<DbResult<Vec<String>>>()?)
+        Ok(rows.iter().map(|row| row.get("value")).collect::<DbResult<Vec<String>>>()?)
     };
     let address = origin.address.as_deref();
     let client = origin.client.as_deref();
@@ -803,15 +796,15 @@ fn describe_origin(
 }
 
 fn call_row(row: &Row) -> DbResult<Event> {
-    let ids: String = row.get(5)?;
+    let ids: String = row.get("ids")?;
     let (ids, more_ids) = split_ids(&ids);
     let call = CallDetail {
-        what: row.get(2)?,
-        outcome: row.get(3)?,
-        bytes: row.get(4)?,
+        what: row.get("what")?,
+        outcome: row.get("outcome")?,
+        bytes: row.get("bytes")?,
         ids,
         more_ids,
-        ip: row.get(6)?,
+        ip: row.get("ip")?,
     };
     let kind = match call.what.as_str() {
         "resources/read" => "call.resource",
@@ -819,11 +812,11 @@ fn call_row(row: &Row) -> DbResult<Event> {
         _ => "call.tool",
     };
     Ok(Event {
-        id: row.get(0)?,
-        at: from_secs(row.get(1)?),
+        id: row.get("id")?,
+        at: from_secs(row.get("at")?),
         kind: kind.to_owned(),
-        key_id: row.get(7)?,
-        key_prefix: row.get(8)?,
+        key_id: row.get("key_id")?,
+        key_prefix: row.get("prefix")?,
         detail: describe_call(&call),
         call: Some(call),
     })

@@ -25,12 +25,13 @@
 use unicode_normalization::UnicodeNormalization as _;
 use unicode_normalization::char::is_combining_mark;
 
-use super::db::{Connection, OptionalExtension as _, params};
+use super::ContentStore;
 use super::model::{HitType, ItemKind, SearchHit, SearchQuery, SearchResults, per_kind_text};
-use super::page::{Cursor, fingerprint};
 use super::reads::{find_journey, item_properties};
 use super::validate::{clamp_limit, non_empty};
-use super::{Store, StoreError, StoreResult};
+use crate::store::db::{Connection, OptionalExtension as _, params};
+use crate::store::page::{Cursor, fingerprint};
+use crate::store::{StoreError, StoreResult};
 
 const QUERY_MAX: usize = 200;
 const QUERY_WORDS_MAX: usize = 8;
@@ -148,7 +149,7 @@ pub(super) fn index(conn: &Connection, doc: &Doc<'_>) -> StoreResult<()> {
              VALUES (?1, ?2, ?3, CAST(CAST(?4 AS TEXT) AS tsvector))
              ON CONFLICT (ref_id) DO UPDATE SET words = excluded.words RETURNING doc_id",
             params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id, words],
-            |row| row.get(0),
+            |row| row.get("doc_id"),
         )?;
         conn.execute("DELETE FROM hidden_docs WHERE doc_id = ?1", [doc_id])?;
         return mark_hidden(conn, doc, doc_id);
@@ -160,7 +161,7 @@ pub(super) fn index(conn: &Connection, doc: &Doc<'_>) -> StoreResult<()> {
                                   body_words)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING doc_id",
         params![doc.workspace_id, doc.doc_type.as_str(), doc.ref_id, scope, title, body],
-        |row| row.get(0),
+        |row| row.get("doc_id"),
     )?;
     conn.execute(
         "INSERT INTO search_fts (rowid, scope, title, body) VALUES (?1, ?2, ?3, ?4)",
@@ -202,10 +203,10 @@ fn forget(conn: &Connection, ref_id: &str) -> StoreResult<()> {
             [ref_id],
             |row| {
                 Ok((
-                    row.get::<i64>(0)?,
-                    row.get::<String>(1)?,
-                    row.get::<String>(2)?,
-                    row.get::<String>(3)?,
+                    row.get::<i64>("doc_id")?,
+                    row.get::<String>("scope_words")?,
+                    row.get::<String>("title_words")?,
+                    row.get::<String>("body_words")?,
                 ))
             },
         )
@@ -256,22 +257,27 @@ pub(super) fn set_hidden(
 pub(super) fn index_item(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
     let row = conn
         .query_row(
-            "SELECT i.title, i.description, i.owner, i.fields, i.kind, i.status, j.rowid,
+            "SELECT i.title, i.description, i.owner, i.fields, i.kind, i.status,
+                    j.rowid AS journey_row,
                     i.priority, i.impact, i.effort, i.hidden
              FROM items i JOIN steps st ON st.id = i.step_id JOIN stages s ON s.id = st.stage_id
              JOIN journeys j ON j.id = s.journey_id WHERE i.workspace_id = ?1 AND i.id = ?2",
             params![workspace_id, id],
             |row| {
                 Ok((
-                    row.get::<String>(0)?,
-                    row.get::<String>(1)?,
-                    row.get::<Option<String>>(2)?,
-                    row.get::<String>(3)?,
-                    row.get::<String>(4)?,
-                    row.get::<String>(5)?,
-                    row.get::<i64>(6)?,
-                    [row.get::<Option<String>>(7)?, row.get(8)?, row.get(9)?],
-                    row.get::<i64>(10)? != 0,
+                    row.get::<String>("title")?,
+                    row.get::<String>("description")?,
+                    row.get::<Option<String>>("owner")?,
+                    row.get::<String>("fields")?,
+                    row.get::<String>("kind")?,
+                    row.get::<String>("status")?,
+                    row.get::<i64>("journey_row")?,
+                    [
+                        row.get::<Option<String>>("priority")?,
+                        row.get("impact")?,
+                        row.get("effort")?,
+                    ],
+                    row.get::<i64>("hidden")? != 0,
                 ))
             },
         )
@@ -312,16 +318,17 @@ pub(super) fn index_item(conn: &Connection, workspace_id: i64, id: &str) -> Stor
 pub(super) fn index_comment(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<()> {
     let row = conn
         .query_row(
-            "SELECT c.author, c.body, j.rowid, i.hidden FROM comments c JOIN items i ON i.id = c.item_id
+            "SELECT c.author, c.body, j.rowid AS journey_row, i.hidden
+             FROM comments c JOIN items i ON i.id = c.item_id
              JOIN steps st ON st.id = i.step_id JOIN stages s ON s.id = st.stage_id
              JOIN journeys j ON j.id = s.journey_id WHERE c.workspace_id = ?1 AND c.id = ?2",
             params![workspace_id, id],
             |row| {
                 Ok((
-                    row.get::<String>(0)?,
-                    row.get::<String>(1)?,
-                    row.get::<i64>(2)?,
-                    row.get::<i64>(3)? != 0,
+                    row.get::<String>("author")?,
+                    row.get::<String>("body")?,
+                    row.get::<i64>("journey_row")?,
+                    row.get::<i64>("hidden")? != 0,
                 ))
             },
         )
@@ -348,7 +355,7 @@ pub(super) fn index_step(conn: &Connection, workspace_id: i64, id: &str) -> Stor
         workspace_id,
         id,
         HitType::Step,
-        "SELECT st.name, st.description, j.rowid, st.hidden
+        "SELECT st.name, st.description, j.rowid AS journey_row, st.hidden
          FROM steps st JOIN stages s ON s.id = st.stage_id
          JOIN journeys j ON j.id = s.journey_id WHERE st.workspace_id = ?1 AND st.id = ?2",
     )
@@ -361,8 +368,8 @@ pub(super) fn index_stage(conn: &Connection, workspace_id: i64, id: &str) -> Sto
         workspace_id,
         id,
         HitType::Stage,
-        "SELECT s.name, s.description, j.rowid,
-                CASE WHEN s.archived_at IS NULL AND j.archived_at IS NULL THEN 0 ELSE 1 END
+        "SELECT s.name, s.description, j.rowid AS journey_row,
+                CASE WHEN s.archived_at IS NULL AND j.archived_at IS NULL THEN 0 ELSE 1 END AS hidden
          FROM stages s JOIN journeys j ON j.id = s.journey_id
          WHERE s.workspace_id = ?1 AND s.id = ?2",
     )
@@ -375,7 +382,8 @@ pub(super) fn index_journey(conn: &Connection, workspace_id: i64, id: &str) -> S
         workspace_id,
         id,
         HitType::Journey,
-        "SELECT name, description, rowid, CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END
+        "SELECT name, description, rowid AS journey_row,
+                CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END AS hidden
          FROM journeys WHERE workspace_id = ?1 AND id = ?2",
     )
 }
@@ -392,10 +400,10 @@ fn index_node(
     let row = conn
         .query_row(sql, params![workspace_id, id], |row| {
             Ok((
-                row.get::<String>(0)?,
-                row.get::<String>(1)?,
-                row.get::<i64>(2)?,
-                row.get::<i64>(3)? != 0,
+                row.get::<String>("name")?,
+                row.get::<String>("description")?,
+                row.get::<i64>("journey_row")?,
+                row.get::<i64>("hidden")? != 0,
             ))
         })
         .optional()?;
@@ -423,8 +431,14 @@ pub(super) fn index_persona(conn: &Connection, workspace_id: i64, id: &str) -> S
             params![workspace_id, id],
             |row| {
                 Ok((
-                    row.get::<String>(0)?,
-                    [row.get::<String>(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?],
+                    row.get::<String>("name")?,
+                    [
+                        row.get::<String>("role")?,
+                        row.get("bio")?,
+                        row.get("job_to_be_done")?,
+                        row.get("goals")?,
+                        row.get("frustrations")?,
+                    ],
                 ))
             },
         )
@@ -460,7 +474,7 @@ pub(super) fn rebuild(conn: &Connection) -> StoreResult<()> {
         let rows =
             conn.query(&format!("SELECT workspace_id, id FROM {table} ORDER BY rowid"), [])?;
         for row in rows {
-            indexer(conn, row.get(0)?, &row.get::<String>(1)?)?;
+            indexer(conn, row.get("workspace_id")?, &row.get::<String>("id")?)?;
         }
     }
     Ok(())
@@ -469,114 +483,117 @@ pub(super) fn rebuild(conn: &Connection) -> StoreResult<()> {
 // ---------------------------------------------------------------------------------------------
 // Searching.
 
-impl Store {
-    /// One page of hits for `search`, best first.
-    pub fn search(&self, workspace_id: i64, search: &SearchQuery) -> StoreResult<SearchResults> {
-        let query = search.query.trim();
-        if query.chars().count() > QUERY_MAX {
-            return Err(StoreError::Invalid(format!(
-                "the search query is too long (at most {QUERY_MAX} characters); use a few words"
-            )));
-        }
-        let mut terms = words(query);
-        terms.dedup();
-        terms.truncate(QUERY_WORDS_MAX);
-        if terms.is_empty() {
-            return Err(StoreError::Invalid(
-                "the search query has no words; give one or more words to look for".into(),
-            ));
-        }
-        let status = non_empty(&search.status);
-        if let Some(status) = status
-            && !ItemKind::ALL.iter().any(|k| k.statuses().contains(&status))
-        {
-            return Err(StoreError::Invalid(format!(
-                "no item can have the status {status:?}; statuses per kind: {}",
-                per_kind_text(ItemKind::statuses)
-            )));
-        }
-        let limit = i64::from(clamp_limit(search.limit, SEARCH_LIMIT));
-        let reader = self.reader()?;
-        let conn = reader.snapshot()?;
+/// One page of hits for `search`, best first.
+pub(super) fn search(
+    s: &ContentStore<'_>,
+    workspace_id: i64,
+    search: &SearchQuery,
+) -> StoreResult<SearchResults> {
+    let query = search.query.trim();
+    if query.chars().count() > QUERY_MAX {
+        return Err(StoreError::Invalid(format!(
+            "the search query is too long (at most {QUERY_MAX} characters); use a few words"
+        )));
+    }
+    let mut terms = words(query);
+    terms.dedup();
+    terms.truncate(QUERY_WORDS_MAX);
+    if terms.is_empty() {
+        return Err(StoreError::Invalid(
+            "the search query has no words; give one or more words to look for".into(),
+        ));
+    }
+    let status = non_empty(&search.status);
+    if let Some(status) = status
+        && !ItemKind::ALL.iter().any(|k| k.statuses().contains(&status))
+    {
+        return Err(StoreError::Invalid(format!(
+            "no item can have the status {status:?}; statuses per kind: {}",
+            per_kind_text(ItemKind::statuses)
+        )));
+    }
+    let limit = i64::from(clamp_limit(search.limit, SEARCH_LIMIT));
+    let reader = s.reader()?;
+    let conn = reader.snapshot()?;
 
-        let mut scope = Vec::new();
-        let journey = match non_empty(&search.journey) {
-            Some(journey) => Some(find_journey(&conn, workspace_id, journey)?),
-            None => None,
+    let mut scope = Vec::new();
+    let journey = match non_empty(&search.journey) {
+        Some(journey) => Some(find_journey(&conn, workspace_id, journey)?),
+        None => None,
+    };
+    if let Some(journey) = &journey {
+        let row: i64 =
+            conn.query_row("SELECT rowid FROM journeys WHERE id = ?1", [&journey.id], |r| {
+                r.get("rowid")
+            })?;
+        scope.push(format!("j{row}"));
+    }
+    if let Some(kind) = search.kind {
+        scope.push(format!("k{kind}"));
+    }
+    if let Some(status) = status {
+        scope.push(status_word(status));
+    }
+    let properties = item_properties(&search.priority, &search.impact, &search.effort)?;
+    for (column, value) in &properties {
+        let letter = match *column {
+            "priority" => PROPERTY_LETTERS[0],
+            "impact" => PROPERTY_LETTERS[1],
+            _ => PROPERTY_LETTERS[2],
         };
-        if let Some(journey) = &journey {
-            let row: i64 =
-                conn.query_row("SELECT rowid FROM journeys WHERE id = ?1", [&journey.id], |r| {
-                    r.get(0)
-                })?;
-            scope.push(format!("j{row}"));
-        }
-        if let Some(kind) = search.kind {
-            scope.push(format!("k{kind}"));
-        }
-        if let Some(status) = status {
-            scope.push(status_word(status));
-        }
-        let properties = item_properties(&search.priority, &search.impact, &search.effort)?;
-        for (column, value) in &properties {
-            let letter = match *column {
-                "priority" => PROPERTY_LETTERS[0],
-                "impact" => PROPERTY_LETTERS[1],
-                _ => PROPERTY_LETTERS[2],
-            };
-            scope.push(property_word(letter, value));
-        }
-        let include_archived = search.include_archived.unwrap_or(false);
+        scope.push(property_word(letter, value));
+    }
+    let include_archived = search.include_archived.unwrap_or(false);
 
-        let kind = search.kind.map(ItemKind::as_str).unwrap_or_default();
-        let journey_id = journey.as_ref().map(|j| j.id.as_str()).unwrap_or_default();
-        let fingerprint = fingerprint(&[
-            &terms.join(" "),
-            journey_id,
-            kind,
-            status.unwrap_or(""),
-            &format!("{properties:?} {include_archived}"),
-        ]);
-        let offset = match non_empty(&search.cursor) {
-            Some(text) => Cursor::decode(text, "search", fingerprint, 1)?.position[0],
-            None => 0,
-        };
-        if offset >= OFFSET_MAX {
-            return Err(StoreError::Invalid(format!(
-                "a search pages through its best {OFFSET_MAX} hits at most; add words or a \
+    let kind = search.kind.map(ItemKind::as_str).unwrap_or_default();
+    let journey_id = journey.as_ref().map(|j| j.id.as_str()).unwrap_or_default();
+    let fingerprint = fingerprint(&[
+        &terms.join(" "),
+        journey_id,
+        kind,
+        status.unwrap_or(""),
+        &format!("{properties:?} {include_archived}"),
+    ]);
+    let offset = match non_empty(&search.cursor) {
+        Some(text) => Cursor::decode(text, "search", fingerprint, 1)?.position[0],
+        None => 0,
+    };
+    if offset >= OFFSET_MAX {
+        return Err(StoreError::Invalid(format!(
+            "a search pages through its best {OFFSET_MAX} hits at most; add words or a \
                  filter (journey, kind, status) to narrow it"
-            )));
-        }
+        )));
+    }
 
-        // Hidden documents are left out one by one, and only when the workspace has some: a
-        // workspace with nothing archived pays nothing for it.
-        let any_hidden = !include_archived
-            && conn
-                .prepare_cached("SELECT 1 FROM hidden_docs WHERE workspace_id = ?1 LIMIT 1")?
-                .exists([workspace_id])?;
-        let unhidden = match (any_hidden, conn.is_postgres()) {
-            (false, _) => "",
-            (true, true) => {
-                "AND NOT EXISTS (SELECT 1 FROM hidden_docs h WHERE h.doc_id = search_docs.doc_id)"
-            }
-            (true, false) => {
-                "AND NOT EXISTS (SELECT 1 FROM hidden_docs h WHERE h.doc_id = search_fts.rowid)"
-            }
-        };
-        // Words and filters are letters, digits and `_` only: nothing a user typed can be read
-        // as query syntax by either database.
-        let prefix = |t: &String| t.chars().count() >= PREFIX_FROM;
-        let found = if conn.is_postgres() {
-            let mut query: Vec<String> = terms
-                .iter()
-                .map(|t| {
-                    let star = if prefix(t) { "*" } else { "" };
-                    format!("'{}':{star}AD", qualified(workspace_id, t))
-                })
-                .collect();
-            query.extend(scope.iter().map(|s| format!("'{s}':C")));
-            let query = query.join(" & ");
-            conn.query(
+    // Hidden documents are left out one by one, and only when the workspace has some: a
+    // workspace with nothing archived pays nothing for it.
+    let any_hidden = !include_archived
+        && conn
+            .prepare_cached("SELECT 1 FROM hidden_docs WHERE workspace_id = ?1 LIMIT 1")?
+            .exists([workspace_id])?;
+    let unhidden = match (any_hidden, conn.is_postgres()) {
+        (false, _) => "",
+        (true, true) => {
+            "AND NOT EXISTS (SELECT 1 FROM hidden_docs h WHERE h.doc_id = search_docs.doc_id)"
+        }
+        (true, false) => {
+            "AND NOT EXISTS (SELECT 1 FROM hidden_docs h WHERE h.doc_id = search_fts.rowid)"
+        }
+    };
+    // Words and filters are letters, digits and `_` only: nothing a user typed can be read
+    // as query syntax by either database.
+    let prefix = |t: &String| t.chars().count() >= PREFIX_FROM;
+    let found = if conn.is_postgres() {
+        let mut query: Vec<String> = terms
+            .iter()
+            .map(|t| {
+                let star = if prefix(t) { "*" } else { "" };
+                format!("'{}':{star}AD", qualified(workspace_id, t))
+            })
+            .collect();
+        query.extend(scope.iter().map(|s| format!("'{s}':C")));
+        let query = query.join(" & ");
+        conn.query(
                 &format!(
                     "SELECT doc_type, ref_id FROM search_docs
                  WHERE workspace_id = ?1 AND words @@ CAST(CAST(?2 AS TEXT) AS tsquery) {unhidden}
@@ -586,40 +603,41 @@ impl Store {
                 ),
                 params![workspace_id, query, limit + 1, offset],
             )?
-        } else {
-            let words: Vec<String> = terms
-                .iter()
-                .map(|t| {
-                    let star = if prefix(t) { "*" } else { "" };
-                    format!("\"{}\"{star}", qualified(workspace_id, t))
-                })
-                .collect();
-            let mut query = format!("{{title body}} : ({})", words.join(" AND "));
-            if !scope.is_empty() {
-                query.push_str(&format!(" AND scope : ({})", scope.join(" AND ")));
-            }
-            conn.query(
-                &format!(
-                    "SELECT d.doc_type, d.ref_id FROM (
+    } else {
+        let words: Vec<String> = terms
+            .iter()
+            .map(|t| {
+                let star = if prefix(t) { "*" } else { "" };
+                format!("\"{}\"{star}", qualified(workspace_id, t))
+            })
+            .collect();
+        let mut query = format!("{{title body}} : ({})", words.join(" AND "));
+        if !scope.is_empty() {
+            query.push_str(&format!(" AND scope : ({})", scope.join(" AND ")));
+        }
+        conn.query(
+            &format!(
+                "SELECT d.doc_type, d.ref_id FROM (
                      SELECT rowid AS doc_id, bm25(search_fts, 0.0, 10.0, 1.0) AS score
                      FROM search_fts WHERE search_fts MATCH ?1 {unhidden}
                      ORDER BY score, rowid LIMIT ?2 OFFSET ?3) r
                  JOIN search_docs d ON d.doc_id = r.doc_id ORDER BY r.score, r.doc_id"
-                ),
-                params![query, limit + 1, offset],
-            )?
-        };
-        let more = found.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut hits = Vec::new();
-        for row in found.iter().take(usize::try_from(limit).unwrap_or(usize::MAX)) {
-            let Some(doc_type) = HitType::parse(&row.get::<String>(0)?) else { continue };
-            if let Some(hit) = hit(&conn, workspace_id, doc_type, &row.get::<String>(1)?, &terms)? {
-                hits.push(hit);
-            }
+            ),
+            params![query, limit + 1, offset],
+        )?
+    };
+    let more = found.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut hits = Vec::new();
+    for row in found.iter().take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+        let Some(doc_type) = HitType::parse(&row.get::<String>("doc_type")?) else { continue };
+        if let Some(hit) =
+            hit(&conn, workspace_id, doc_type, &row.get::<String>("ref_id")?, &terms)?
+        {
+            hits.push(hit);
         }
-        let next = more.then(|| Cursor::new("search", fingerprint, vec![offset + limit]).encode());
-        Ok(SearchResults { hits, next_cursor: next })
     }
+    let next = more.then(|| Cursor::new("search", fingerprint, vec![offset + limit]).encode());
+    Ok(SearchResults { hits, next_cursor: next })
 }
 
 /// A hit shown from its row (`None` if the row went away meanwhile).
@@ -634,39 +652,45 @@ fn hit(
                          JOIN journeys j ON j.id = s.journey_id";
     let sql = match hit_type {
         HitType::Item => format!(
-            "SELECT i.title, i.description, j.name || ' › ' || s.name || ' › ' || st.name, i.id
+            "SELECT i.title, i.description AS body,
+                    j.name || ' › ' || s.name || ' › ' || st.name AS context, i.id AS item_id
              FROM items i {PLACE} WHERE i.workspace_id = ?1 AND i.id = ?2"
         ),
         HitType::Comment => format!(
-            "SELECT i.title, c.body, j.name || ' › ' || s.name || ' › ' || st.name, i.id
+            "SELECT i.title, c.body, j.name || ' › ' || s.name || ' › ' || st.name AS context,
+                    i.id AS item_id
              FROM comments c JOIN items i ON i.id = c.item_id {PLACE}
              WHERE c.workspace_id = ?1 AND c.id = ?2"
         ),
-        HitType::Step => "SELECT st.name, st.description, j.name || ' › ' || s.name, NULL
+        HitType::Step => "SELECT st.name AS title, st.description AS body,
+                    j.name || ' › ' || s.name AS context, NULL AS item_id
              FROM steps st JOIN stages s ON s.id = st.stage_id JOIN journeys j ON j.id = s.journey_id
              WHERE st.workspace_id = ?1 AND st.id = ?2"
             .into(),
-        HitType::Stage => "SELECT s.name, s.description, j.name, NULL
+        HitType::Stage => "SELECT s.name AS title, s.description AS body, j.name AS context,
+                    NULL AS item_id
              FROM stages s JOIN journeys j ON j.id = s.journey_id
              WHERE s.workspace_id = ?1 AND s.id = ?2"
             .into(),
-        HitType::Journey => "SELECT name, description, '', NULL FROM journeys
+        HitType::Journey => "SELECT name AS title, description AS body, '' AS context,
+                    NULL AS item_id FROM journeys
              WHERE workspace_id = ?1 AND id = ?2"
             .into(),
-        HitType::Persona => "SELECT name, role || '\n' || bio, role, NULL FROM personas
+        HitType::Persona => "SELECT name AS title, role || '\n' || bio AS body, role AS context,
+                    NULL AS item_id FROM personas
              WHERE workspace_id = ?1 AND id = ?2"
             .into(),
     };
     let found = conn
         .query_row(&sql, params![workspace_id, id], |row| {
-            let body: String = row.get(1)?;
+            let body: String = row.get("body")?;
             Ok(SearchHit {
                 hit_type,
                 id: id.to_owned(),
-                title: row.get(0)?,
+                title: row.get("title")?,
                 snippet: snippet(&body, terms),
-                context: row.get(2)?,
-                item_id: row.get(3)?,
+                context: row.get("context")?,
+                item_id: row.get("item_id")?,
             })
         })
         .optional()?;

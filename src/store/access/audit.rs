@@ -1,11 +1,19 @@
 //! The audit trail: key lifecycle, rejected authentication, write tool calls and new origins
 //! (the calls themselves, reads included, are in `activity.rs`).
 
-use super::db::{Connection, DbResult, params};
-use super::page::{Budget, Cursor, fingerprint, paged};
+use crate::store::db::{Connection, DbResult, params};
+use crate::store::page::{Budget, Cursor, fingerprint, paged};
 
-use super::{Store, StoreResult, from_secs};
+use super::AccessStore;
 use crate::api::Event;
+use crate::store::{StoreResult, from_secs};
+
+/// Who makes a change, for the audit trail: the MCP key that called the tool.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub key_id: &'a str,
+    pub key_prefix: &'a str,
+}
 
 /// A new audit event, before it has an id.
 #[derive(Debug, Clone)]
@@ -34,30 +42,28 @@ pub(crate) fn insert_event(conn: &Connection, at: i64, event: &NewEvent<'_>) -> 
     Ok(())
 }
 
-impl Store {
-    pub fn record_event(&self, event: &NewEvent<'_>) -> StoreResult<()> {
-        insert_event(&self.writer(), self.now().timestamp(), event)
-    }
+pub(super) fn record_event(s: &AccessStore<'_>, event: &NewEvent<'_>) -> StoreResult<()> {
+    insert_event(&s.writer(), s.now().timestamp(), event)
+}
 
-    /// One page of a workspace's events, newest first, optionally only those of one key.
-    pub fn list_events(
-        &self,
-        workspace_id: i64,
-        key_id: Option<&str>,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> StoreResult<(Vec<Event>, Option<String>)> {
-        let query = fingerprint(&[key_id.unwrap_or("")]);
-        let before = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
-            Some(text) => Cursor::decode(text, "events", query, 1)?.position[0],
-            None => i64::MAX,
-        };
-        let events = events_page(&self.reader()?, workspace_id, key_id, before, limit)?;
-        let page = paged(events, limit as usize, Budget::new(usize::MAX), |event| {
-            Cursor::new("events", query, vec![event.id])
-        });
-        Ok((page.rows, page.next.map(|cursor| cursor.encode())))
-    }
+/// One page of a workspace's events, newest first, optionally only those of one key.
+pub(super) fn list_events(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    key_id: Option<&str>,
+    limit: u32,
+    cursor: Option<&str>,
+) -> StoreResult<(Vec<Event>, Option<String>)> {
+    let query = fingerprint(&[key_id.unwrap_or("")]);
+    let before = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => Cursor::decode(text, "events", query, 1)?.position[0],
+        None => i64::MAX,
+    };
+    let events = events_page(&s.reader()?, workspace_id, key_id, before, limit)?;
+    let page = paged(events, limit as usize, Budget::new(usize::MAX), |event| {
+        Cursor::new("events", query, vec![event.id])
+    });
+    Ok((page.rows, page.next.map(|cursor| cursor.encode())))
 }
 
 /// Up to `limit + 1` events of a workspace (or of one key) with ids below `before`, newest
@@ -79,12 +85,12 @@ pub(super) fn events_page(
         .iter()
         .map(|row| {
             Ok(Event {
-                id: row.get(0)?,
-                at: from_secs(row.get(1)?),
-                kind: row.get(2)?,
-                key_id: row.get(3)?,
-                key_prefix: row.get(4)?,
-                detail: row.get(5)?,
+                id: row.get("id")?,
+                at: from_secs(row.get("at")?),
+                kind: row.get("kind")?,
+                key_id: row.get("key_id")?,
+                key_prefix: row.get("key_prefix")?,
+                detail: row.get("detail")?,
                 call: None,
             })
         })

@@ -2,7 +2,7 @@
 //!
 //! Import is all or nothing: the document is checked whole first (every error names its JSON
 //! path, and up to [`ERRORS_MAX`] are reported at once), then written in one transaction
-//! through the same inserts as the MCP tools and the demo seed, so it obeys the same rules. A
+//! through the same inserts as the MCP tools, so it obeys the same rules. A
 //! dry run does all of that and rolls back. The document's item ids are references inside the
 //! document only: the workspace gets new ids. Importing into a workspace that already holds
 //! journeys or personas is refused rather than merged (see `docs/WORKSPACE_FORMAT.md`).
@@ -14,8 +14,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::ContentStore;
 use super::archive::{Scope, refresh};
-use super::db::{Connection, OptionalExtension as _, params};
 use super::map::renumber_map;
 use super::model::{ItemKind, LEVELS, PRIORITIES};
 use super::reads::json_column;
@@ -28,8 +28,10 @@ use super::writes::{
     Tally, insert_comment_tallied, insert_item_tallied, insert_journey, insert_link,
     insert_persona, insert_stage, insert_step,
 };
-use super::{Store, StoreError, StoreResult, from_secs};
 use crate::api;
+use crate::store::access::edge;
+use crate::store::db::{Connection, params};
+use crate::store::{StoreError, StoreResult, from_secs};
 
 /// The `format` of a workspace document.
 pub const FORMAT: &str = "custory-workspace/1";
@@ -216,8 +218,8 @@ impl From<StoreError> for ImportError {
     }
 }
 
-impl From<super::db::DbError> for ImportError {
-    fn from(error: super::db::DbError) -> Self {
+impl From<crate::store::db::DbError> for ImportError {
+    fn from(error: crate::store::db::DbError) -> Self {
         ImportError::Store(error.into())
     }
 }
@@ -428,298 +430,289 @@ fn check_item(check: &mut Check, at: &str, item: &DocItem) -> Option<ItemKind> {
     Some(kind)
 }
 
-impl Store {
-    /// The whole workspace as a document, read in one snapshot. Its statements read a whole
-    /// workspace each (a million items at the quota), so the per-statement limit is lifted:
-    /// the owner asked for it, and the server runs one export at a time.
-    pub fn export_workspace(&self, workspace_id: i64) -> StoreResult<WorkspaceDocument> {
-        let reader = self.reader_unlimited()?;
-        let conn = reader.snapshot()?;
-        if conn.is_postgres() {
-            conn.execute_batch("SET LOCAL statement_timeout = 0")?;
-        }
-        let workspace = conn.query_row(
-            "SELECT name, slug FROM workspaces WHERE id = ?1",
-            [workspace_id],
-            |row| Ok(DocWorkspace { name: row.get(0)?, slug: row.get(1)? }),
-        )?;
-        let mut journeys = Vec::new();
-        let mut journey_at = HashMap::new();
-        for row in conn.query(
-            "SELECT id, slug, name, description, archived_at FROM journeys WHERE workspace_id = ?1
+/// The whole workspace as a document, read in one snapshot. Its statements read a whole
+/// workspace each (a million items at the quota), so the per-statement limit is lifted:
+/// the owner asked for it, and the server runs one export at a time.
+pub(super) fn export_workspace(
+    s: &ContentStore<'_>,
+    workspace_id: i64,
+) -> StoreResult<WorkspaceDocument> {
+    let reader = s.reader_unlimited()?;
+    let conn = reader.snapshot()?;
+    if conn.is_postgres() {
+        conn.execute_batch("SET LOCAL statement_timeout = 0")?;
+    }
+    let workspace = edge::workspace(&conn, workspace_id)?
+        .map(|row| DocWorkspace { name: row.workspace.name, slug: row.workspace.slug })
+        .ok_or_else(|| StoreError::NotFound("this workspace no longer exists".into()))?;
+    let mut journeys = Vec::new();
+    let mut journey_at = HashMap::new();
+    for row in conn.query(
+        "SELECT id, slug, name, description, archived_at FROM journeys WHERE workspace_id = ?1
              ORDER BY position, rowid",
-            [workspace_id],
-        )? {
-            journey_at.insert(row.get::<String>(0)?, journeys.len());
-            journeys.push(DocJourney {
-                slug: row.get(1)?,
-                name: row.get(2)?,
-                description: row.get(3)?,
-                archived: row.get::<Option<i64>>(4)?.is_some(),
-                stages: Vec::new(),
-            });
-        }
-        let mut stage_at = HashMap::new();
-        for row in conn.query(
-            "SELECT id, journey_id, name, description, archived_at FROM stages
+        [workspace_id],
+    )? {
+        journey_at.insert(row.get::<String>("id")?, journeys.len());
+        journeys.push(DocJourney {
+            slug: row.get("slug")?,
+            name: row.get("name")?,
+            description: row.get("description")?,
+            archived: row.get::<Option<i64>>("archived_at")?.is_some(),
+            stages: Vec::new(),
+        });
+    }
+    let mut stage_at = HashMap::new();
+    for row in conn.query(
+        "SELECT id, journey_id, name, description, archived_at FROM stages
              WHERE workspace_id = ?1 ORDER BY position, rowid",
-            [workspace_id],
-        )? {
-            let Some(&j) = journey_at.get(&row.get::<String>(1)?) else { continue };
-            stage_at.insert(row.get::<String>(0)?, (j, journeys[j].stages.len()));
-            journeys[j].stages.push(DocStage {
-                name: row.get(2)?,
-                description: row.get(3)?,
-                archived: row.get::<Option<i64>>(4)?.is_some(),
-                steps: Vec::new(),
-            });
-        }
-        let mut step_at = HashMap::new();
-        for row in conn.query(
-            "SELECT id, stage_id, name, description, archived_at FROM steps WHERE workspace_id = ?1
+        [workspace_id],
+    )? {
+        let Some(&j) = journey_at.get(&row.get::<String>("journey_id")?) else { continue };
+        stage_at.insert(row.get::<String>("id")?, (j, journeys[j].stages.len()));
+        journeys[j].stages.push(DocStage {
+            name: row.get("name")?,
+            description: row.get("description")?,
+            archived: row.get::<Option<i64>>("archived_at")?.is_some(),
+            steps: Vec::new(),
+        });
+    }
+    let mut step_at = HashMap::new();
+    for row in conn.query(
+        "SELECT id, stage_id, name, description, archived_at FROM steps WHERE workspace_id = ?1
              ORDER BY position, rowid",
-            [workspace_id],
-        )? {
-            let Some(&(j, s)) = stage_at.get(&row.get::<String>(1)?) else { continue };
-            let steps = &mut journeys[j].stages[s].steps;
-            step_at.insert(row.get::<String>(0)?, (j, s, steps.len()));
-            steps.push(DocStep {
-                name: row.get(2)?,
-                description: row.get(3)?,
-                archived: row.get::<Option<i64>>(4)?.is_some(),
-                items: Vec::new(),
-            });
-        }
-        let mut item_at = HashMap::new();
-        for row in conn.query(
-            "SELECT id, step_id, kind, title, description, status, owner, fields, created_at,
+        [workspace_id],
+    )? {
+        let Some(&(j, s)) = stage_at.get(&row.get::<String>("stage_id")?) else { continue };
+        let steps = &mut journeys[j].stages[s].steps;
+        step_at.insert(row.get::<String>("id")?, (j, s, steps.len()));
+        steps.push(DocStep {
+            name: row.get("name")?,
+            description: row.get("description")?,
+            archived: row.get::<Option<i64>>("archived_at")?.is_some(),
+            items: Vec::new(),
+        });
+    }
+    let mut item_at = HashMap::new();
+    for row in conn.query(
+        "SELECT id, step_id, kind, title, description, status, owner, fields, created_at,
                     updated_at, priority, impact, effort, archived_at
              FROM items WHERE workspace_id = ?1 ORDER BY rowid",
-            [workspace_id],
-        )? {
-            let Some(&(j, s, t)) = step_at.get(&row.get::<String>(1)?) else { continue };
-            let id: String = row.get(0)?;
-            let items = &mut journeys[j].stages[s].steps[t].items;
-            item_at.insert(id.clone(), (j, s, t, items.len()));
-            let (created, updated): (i64, i64) = (row.get(8)?, row.get(9)?);
-            items.push(DocItem {
-                id,
-                kind: row.get(2)?,
-                title: row.get(3)?,
-                description: row.get(4)?,
-                status: Some(row.get(5)?),
-                owner: row.get(6)?,
-                fields: json_column(&row, 7)?,
-                priority: row.get(10)?,
-                impact: row.get(11)?,
-                effort: row.get(12)?,
-                archived: row.get::<Option<i64>>(13)?.is_some(),
-                created_at: Some(from_secs(created)),
-                updated_at: Some(from_secs(updated)),
-                comments: Vec::new(),
-            });
-        }
-        for row in conn.query(
-            "SELECT item_id, author, body, created_at FROM comments WHERE workspace_id = ?1
+        [workspace_id],
+    )? {
+        let Some(&(j, s, t)) = step_at.get(&row.get::<String>("step_id")?) else { continue };
+        let id: String = row.get("id")?;
+        let items = &mut journeys[j].stages[s].steps[t].items;
+        item_at.insert(id.clone(), (j, s, t, items.len()));
+        let (created, updated): (i64, i64) = (row.get("created_at")?, row.get("updated_at")?);
+        items.push(DocItem {
+            id,
+            kind: row.get("kind")?,
+            title: row.get("title")?,
+            description: row.get("description")?,
+            status: Some(row.get("status")?),
+            owner: row.get("owner")?,
+            fields: json_column(&row, "fields")?,
+            priority: row.get("priority")?,
+            impact: row.get("impact")?,
+            effort: row.get("effort")?,
+            archived: row.get::<Option<i64>>("archived_at")?.is_some(),
+            created_at: Some(from_secs(created)),
+            updated_at: Some(from_secs(updated)),
+            comments: Vec::new(),
+        });
+    }
+    for row in conn.query(
+        "SELECT item_id, author, body, created_at FROM comments WHERE workspace_id = ?1
              ORDER BY created_at, rowid",
-            [workspace_id],
-        )? {
-            let Some(&(j, s, t, i)) = item_at.get(&row.get::<String>(0)?) else { continue };
-            journeys[j].stages[s].steps[t].items[i].comments.push(DocComment {
-                author: row.get(1)?,
-                body: row.get(2)?,
-                created_at: Some(from_secs(row.get(3)?)),
-            });
-        }
-        let links = conn
-            .query(
-                "SELECT from_item, to_item FROM item_links WHERE workspace_id = ?1
+        [workspace_id],
+    )? {
+        let Some(&(j, s, t, i)) = item_at.get(&row.get::<String>("item_id")?) else { continue };
+        journeys[j].stages[s].steps[t].items[i].comments.push(DocComment {
+            author: row.get("author")?,
+            body: row.get("body")?,
+            created_at: Some(from_secs(row.get("created_at")?)),
+        });
+    }
+    let links = conn
+        .query(
+            "SELECT from_item, to_item FROM item_links WHERE workspace_id = ?1
                  ORDER BY rowid",
-                [workspace_id],
-            )?
-            .iter()
-            .map(|row| Ok(DocLink { from: row.get(0)?, to: row.get(1)? }))
-            .collect::<StoreResult<_>>()?;
-        let mut persona_journeys: HashMap<String, Vec<String>> = HashMap::new();
-        for row in conn.query(
-            "SELECT jp.persona_id, j.slug FROM journey_personas jp
+            [workspace_id],
+        )?
+        .iter()
+        .map(|row| Ok(DocLink { from: row.get("from_item")?, to: row.get("to_item")? }))
+        .collect::<StoreResult<_>>()?;
+    let mut persona_journeys: HashMap<String, Vec<String>> = HashMap::new();
+    for row in conn.query(
+        "SELECT jp.persona_id, j.slug FROM journey_personas jp
              JOIN journeys j ON j.id = jp.journey_id WHERE jp.workspace_id = ?1
              ORDER BY j.position, j.rowid",
-            [workspace_id],
-        )? {
-            persona_journeys.entry(row.get(0)?).or_default().push(row.get(1)?);
-        }
-        let personas = conn
-            .query(
-                "SELECT id, name, role, bio, job_to_be_done, goals, frustrations FROM personas
-                 WHERE workspace_id = ?1 ORDER BY rowid",
-                [workspace_id],
-            )?
-            .iter()
-            .map(|row| {
-                let id: String = row.get(0)?;
-                Ok(DocPersona {
-                    journeys: persona_journeys.remove(&id).unwrap_or_default(),
-                    name: row.get(1)?,
-                    role: row.get(2)?,
-                    bio: row.get(3)?,
-                    job_to_be_done: row.get(4)?,
-                    goals: json_column(row, 5)?,
-                    frustrations: json_column(row, 6)?,
-                })
-            })
-            .collect::<StoreResult<_>>()?;
-        Ok(WorkspaceDocument { format: FORMAT.to_owned(), workspace, journeys, links, personas })
+        [workspace_id],
+    )? {
+        persona_journeys.entry(row.get("persona_id")?).or_default().push(row.get("slug")?);
     }
+    let personas = conn
+        .query(
+            "SELECT id, name, role, bio, job_to_be_done, goals, frustrations FROM personas
+                 WHERE workspace_id = ?1 ORDER BY rowid",
+            [workspace_id],
+        )?
+        .iter()
+        .map(|row| {
+            let id: String = row.get("id")?;
+            Ok(DocPersona {
+                journeys: persona_journeys.remove(&id).unwrap_or_default(),
+                name: row.get("name")?,
+                role: row.get("role")?,
+                bio: row.get("bio")?,
+                job_to_be_done: row.get("job_to_be_done")?,
+                goals: json_column(row, "goals")?,
+                frustrations: json_column(row, "frustrations")?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(WorkspaceDocument { format: FORMAT.to_owned(), workspace, journeys, links, personas })
+}
 
-    /// Writes `doc` into `target` in one transaction (rolled back when `dry_run`), after
-    /// [`validate`]. Returns the workspace's slug and what was written.
-    pub fn import_workspace(
-        &self,
-        target: &ImportTarget,
-        doc: &WorkspaceDocument,
-        dry_run: bool,
-    ) -> Result<(String, ImportCounts), ImportError> {
-        validate(doc).map_err(ImportError::Invalid)?;
-        let now = self.now().timestamp();
-        // Without the per-statement limit: an import is one long transaction of short
-        // statements, and the owner asked for it.
-        let conn = self.writer_unlimited();
-        let tx = conn.transaction()?;
-        let (workspace_id, slug) = match target {
-            ImportTarget::New { name, slug } => (
-                insert_workspace(
-                    &tx,
-                    name,
-                    slug,
-                    now,
-                    "import into it with --workspace if it is empty",
-                )?,
-                slug.clone(),
-            ),
-            ImportTarget::Existing(id) => {
-                let (slug, things): (String, i64) = tx.query_row(
-                    "SELECT slug, (SELECT count(*) FROM journeys WHERE workspace_id = w.id)
-                                + (SELECT count(*) FROM personas WHERE workspace_id = w.id)
-                     FROM workspaces w WHERE id = ?1",
-                    [*id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )?;
-                if things > 0 {
-                    return Err(StoreError::Conflict(format!(
-                        "the workspace {slug:?} already holds journeys or personas; an import \
+/// Writes `doc` into `target` in one transaction (rolled back when `dry_run`), after
+/// [`validate`]. Returns the workspace's slug and what was written.
+pub(super) fn import_workspace(
+    s: &ContentStore<'_>,
+    target: &ImportTarget,
+    doc: &WorkspaceDocument,
+    dry_run: bool,
+) -> Result<(String, ImportCounts), ImportError> {
+    validate(doc).map_err(ImportError::Invalid)?;
+    let now = s.now().timestamp();
+    // Without the per-statement limit: an import is one long transaction of short
+    // statements, and the owner asked for it.
+    let conn = s.writer_unlimited();
+    let tx = conn.transaction()?;
+    let (workspace_id, slug) = match target {
+        ImportTarget::New { name, slug } => (
+            insert_workspace(
+                &tx,
+                name,
+                slug,
+                now,
+                "import into it with --workspace if it is empty",
+            )?,
+            slug.clone(),
+        ),
+        ImportTarget::Existing(id) => {
+            let slug = workspace_slug(&tx, *id)?;
+            let things: i64 = tx.query_row(
+                "SELECT (SELECT count(*) FROM journeys WHERE workspace_id = ?1)
+                          + (SELECT count(*) FROM personas WHERE workspace_id = ?1) AS n",
+                [*id],
+                |row| row.get("n"),
+            )?;
+            if things > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "the workspace {slug:?} already holds journeys or personas; an import \
                          goes into an empty workspace only, so that importing a file twice \
                          cannot duplicate it (import with --new NAME instead)"
-                    ))
-                    .into());
-                }
-                (*id, slug)
+                ))
+                .into());
             }
-        };
-        let counts = write_document(&tx, workspace_id, doc, 0, now)?;
-        self.check_quotas(&tx, workspace_id)?;
-        if dry_run {
-            drop(tx); // rolled back
-        } else {
-            super::audit::insert_event(
-                &tx,
-                now,
-                &super::audit::NewEvent {
-                    workspace_id,
-                    kind: "workspace.imported",
-                    key_id: None,
-                    key_prefix: None,
-                    detail: &format!(
-                        "{} journeys, {} items, {} links, {} comments, {} personas",
-                        counts.journeys,
-                        counts.items,
-                        counts.links,
-                        counts.comments,
-                        counts.personas
-                    ),
-                },
-            )?;
-            tx.commit()?;
+            (*id, slug)
         }
-        Ok((slug, counts))
+    };
+    let counts = write_document(&tx, workspace_id, doc, 0, now)?;
+    super::writes::check_quotas(s, &tx, workspace_id)?;
+    if dry_run {
+        drop(tx); // rolled back
+    } else {
+        edge::insert_event(
+            &tx,
+            now,
+            &edge::NewEvent {
+                workspace_id,
+                kind: "workspace.imported",
+                key_id: None,
+                key_prefix: None,
+                detail: &format!(
+                    "{} journeys, {} items, {} links, {} comments, {} personas",
+                    counts.journeys, counts.items, counts.links, counts.comments, counts.personas
+                ),
+            },
+        )?;
+        tx.commit()?;
     }
+    Ok((slug, counts))
+}
 
-    /// Adds one journey (a CSV import: `store/csv.rs`) to `target` in one transaction (rolled
-    /// back when `dry_run`), after [`validate`], through the same inserts, quotas and renumbering
-    /// as [`Store::import_workspace`]. Unlike a whole document it goes into a workspace that
-    /// already holds journeys, after them; a journey slug already taken is refused, so the same
-    /// file imported twice is not duplicated. Returns the workspace's slug and what was written.
-    pub fn import_journey(
-        &self,
-        target: &ImportTarget,
-        journey: DocJourney,
-        dry_run: bool,
-    ) -> Result<(String, ImportCounts), ImportError> {
-        let doc = single_journey(journey);
-        validate(&doc).map_err(ImportError::Invalid)?;
-        let journey = &doc.journeys[0];
-        let now = self.now().timestamp();
-        let conn = self.writer_unlimited();
-        let tx = conn.transaction()?;
-        let (workspace_id, slug) = match target {
-            ImportTarget::New { name, slug } => (
-                insert_workspace(&tx, name, slug, now, "add the journey to it with --workspace")?,
-                slug.clone(),
-            ),
-            ImportTarget::Existing(id) => (
-                *id,
-                tx.query_row("SELECT slug FROM workspaces WHERE id = ?1", [*id], |row| {
-                    row.get::<String>(0)
-                })?,
-            ),
-        };
-        let taken = tx
-            .prepare_cached("SELECT 1 FROM journeys WHERE workspace_id = ?1 AND slug = ?2")?
-            .exists(params![workspace_id, journey.slug])?;
-        if taken {
-            return Err(StoreError::Conflict(format!(
-                "the workspace {slug:?} already has a journey with the slug {:?}; nothing was \
+/// Adds one journey (a CSV import: `store/csv.rs`) to `target` in one transaction (rolled
+/// back when `dry_run`), after [`validate`], through the same inserts, quotas and renumbering
+/// as [`super::ContentStore::import_workspace`]. Unlike a whole document it goes into a workspace that
+/// already holds journeys, after them; a journey slug already taken is refused, so the same
+/// file imported twice is not duplicated. Returns the workspace's slug and what was written.
+pub(super) fn import_journey(
+    s: &ContentStore<'_>,
+    target: &ImportTarget,
+    journey: DocJourney,
+    dry_run: bool,
+) -> Result<(String, ImportCounts), ImportError> {
+    let doc = single_journey(journey);
+    validate(&doc).map_err(ImportError::Invalid)?;
+    let journey = &doc.journeys[0];
+    let now = s.now().timestamp();
+    let conn = s.writer_unlimited();
+    let tx = conn.transaction()?;
+    let (workspace_id, slug) = match target {
+        ImportTarget::New { name, slug } => (
+            insert_workspace(&tx, name, slug, now, "add the journey to it with --workspace")?,
+            slug.clone(),
+        ),
+        ImportTarget::Existing(id) => (*id, workspace_slug(&tx, *id)?),
+    };
+    let taken = tx
+        .prepare_cached("SELECT 1 FROM journeys WHERE workspace_id = ?1 AND slug = ?2")?
+        .exists(params![workspace_id, journey.slug])?;
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "the workspace {slug:?} already has a journey with the slug {:?}; nothing was \
                  imported (importing the same file twice is refused rather than duplicated: \
                  pass another --journey NAME to import it as another journey)",
-                journey.slug
-            ))
-            .into());
-        }
-        let (journeys, position): (i64, i64) = tx.query_row(
-            "SELECT count(*), COALESCE(MAX(position) + 1, 0) FROM journeys WHERE workspace_id = ?1",
-            [workspace_id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        if usize::try_from(journeys).unwrap_or(usize::MAX) >= JOURNEYS_MAX {
-            return Err(StoreError::Quota(format!(
-                "the workspace {slug:?} holds {journeys} journeys, the most a workspace may \
-                 hold; nothing was imported"
-            ))
-            .into());
-        }
-        let counts = write_document(&tx, workspace_id, &doc, position, now)?;
-        self.check_quotas(&tx, workspace_id)?;
-        if dry_run {
-            drop(tx); // rolled back
-        } else {
-            super::audit::insert_event(
-                &tx,
-                now,
-                &super::audit::NewEvent {
-                    workspace_id,
-                    kind: "journey.imported",
-                    key_id: None,
-                    key_prefix: None,
-                    detail: &format!(
-                        "journey {:?}: {} stages, {} steps, {} items",
-                        journey.slug, counts.stages, counts.steps, counts.items
-                    ),
-                },
-            )?;
-            tx.commit()?;
-        }
-        Ok((slug, counts))
+            journey.slug
+        ))
+        .into());
     }
+    let (journeys, position): (i64, i64) = tx.query_row(
+        "SELECT count(*) AS n, COALESCE(MAX(position) + 1, 0) AS next_position FROM journeys
+         WHERE workspace_id = ?1",
+        [workspace_id],
+        |row| Ok((row.get("n")?, row.get("next_position")?)),
+    )?;
+    if usize::try_from(journeys).unwrap_or(usize::MAX) >= JOURNEYS_MAX {
+        return Err(StoreError::Quota(format!(
+            "the workspace {slug:?} holds {journeys} journeys, the most a workspace may \
+                 hold; nothing was imported"
+        ))
+        .into());
+    }
+    let counts = write_document(&tx, workspace_id, &doc, position, now)?;
+    super::writes::check_quotas(s, &tx, workspace_id)?;
+    if dry_run {
+        drop(tx); // rolled back
+    } else {
+        edge::insert_event(
+            &tx,
+            now,
+            &edge::NewEvent {
+                workspace_id,
+                kind: "journey.imported",
+                key_id: None,
+                key_prefix: None,
+                detail: &format!(
+                    "journey {:?}: {} stages, {} steps, {} items",
+                    journey.slug, counts.stages, counts.steps, counts.items
+                ),
+            },
+        )?;
+        tx.commit()?;
+    }
+    Ok((slug, counts))
 }
 
 /// A document holding `journey` alone, as [`validate`] and [`write_document`] take it (its
@@ -743,14 +736,7 @@ fn insert_workspace(
     now: i64,
     otherwise: &str,
 ) -> Result<i64, ImportError> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO workspaces (slug, name, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (slug) DO NOTHING RETURNING id",
-        )?
-        .query_row(params![slug, name, now], |row| row.get::<i64>(0))
-        .optional()?;
-    inserted.ok_or_else(|| {
+    edge::insert_workspace(conn, name, slug, now)?.ok_or_else(|| {
         StoreError::Conflict(format!(
             "a workspace with the slug {slug:?} already exists; nothing was imported (pass \
              another --new NAME, or {otherwise})"
@@ -759,9 +745,16 @@ fn insert_workspace(
     })
 }
 
+/// The slug of the workspace an import goes into.
+fn workspace_slug(conn: &Connection, id: i64) -> StoreResult<String> {
+    edge::workspace(conn, id)?
+        .map(|row| row.workspace.slug)
+        .ok_or_else(|| StoreError::NotFound("this workspace no longer exists".into()))
+}
+
 /// Inserts a validated document's contents into the workspace, its journeys from
 /// `first_position` on (after the journeys the workspace already holds).
-fn write_document(
+pub(super) fn write_document(
     conn: &Connection,
     ws: i64,
     doc: &WorkspaceDocument,
@@ -898,7 +891,7 @@ fn archive_imported(
         .execute([id])?;
         super::search::index_item(conn, ws, id)?;
         for row in conn.query("SELECT id FROM comments WHERE item_id = ?1", [id])? {
-            super::search::index_comment(conn, ws, &row.get::<String>(0)?)?;
+            super::search::index_comment(conn, ws, &row.get::<String>("id")?)?;
         }
     }
     for (table, id) in nodes {

@@ -7,9 +7,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::db::{Connection, ToValue, Value};
-use super::{Store, StoreResult};
+use super::AccessStore;
 use crate::api::{Access, Key, KeyFlag, KeyStatus, SharedUse};
+use crate::store::StoreResult;
+use crate::store::db::{Connection, ToValue, Value};
 
 /// A key used from more than one address or by more than one client within this window is
 /// shared.
@@ -93,51 +94,52 @@ impl KeyFilter {
     }
 }
 
-impl Store {
-    /// Sets `flags` (and `shared`) on each active key of `keys`, as of now.
-    pub(super) fn annotate_keys(&self, conn: &Connection, keys: &mut [Key]) -> StoreResult<()> {
-        let now = self.now();
-        let active: Vec<usize> =
-            (0..keys.len()).filter(|&i| keys[i].status == KeyStatus::Active).collect();
-        if active.is_empty() {
-            return Ok(());
-        }
-        let origins =
-            recent_origins(conn, keys, &active, now - Duration::days(SHARED_WINDOW_DAYS))?;
-        for &i in &active {
-            let key = &mut keys[i];
-            let mut flags = BTreeSet::new();
-            if let Some(seen) = origins.get(&key.id)
-                && (seen.addresses.len() > 1 || seen.clients.len() > 1)
-            {
-                flags.insert(KeyFlag::Shared);
-                key.shared = Some(seen.clone());
-            }
-            let grace_over = now - key.created_at >= Duration::days(GRACE_DAYS);
-            match key.last_used_at {
-                None if grace_over => {
-                    flags.insert(KeyFlag::Stale);
-                    flags.insert(KeyFlag::NeverUsed);
-                }
-                Some(used) if now - used >= Duration::days(STALE_AFTER_DAYS) => {
-                    flags.insert(KeyFlag::Stale);
-                }
-                _ => {}
-            }
-            if key.expires_at.is_some_and(|at| at - now <= Duration::days(EXPIRY_WARNING_DAYS)) {
-                flags.insert(KeyFlag::ExpiresSoon);
-            }
-            if key.access == Access::ReadWrite
-                && grace_over
-                && key.last_used_at.is_some()
-                && !has_written(conn, &key.id)?
-            {
-                flags.insert(KeyFlag::NeverWrote);
-            }
-            key.flags = flags.into_iter().collect();
-        }
-        Ok(())
+/// Sets `flags` (and `shared`) on each active key of `keys`, as of now.
+pub(super) fn annotate_keys(
+    s: &AccessStore<'_>,
+    conn: &Connection,
+    keys: &mut [Key],
+) -> StoreResult<()> {
+    let now = s.now();
+    let active: Vec<usize> =
+        (0..keys.len()).filter(|&i| keys[i].status == KeyStatus::Active).collect();
+    if active.is_empty() {
+        return Ok(());
     }
+    let origins = recent_origins(conn, keys, &active, now - Duration::days(SHARED_WINDOW_DAYS))?;
+    for &i in &active {
+        let key = &mut keys[i];
+        let mut flags = BTreeSet::new();
+        if let Some(seen) = origins.get(&key.id)
+            && (seen.addresses.len() > 1 || seen.clients.len() > 1)
+        {
+            flags.insert(KeyFlag::Shared);
+            key.shared = Some(seen.clone());
+        }
+        let grace_over = now - key.created_at >= Duration::days(GRACE_DAYS);
+        match key.last_used_at {
+            None if grace_over => {
+                flags.insert(KeyFlag::Stale);
+                flags.insert(KeyFlag::NeverUsed);
+            }
+            Some(used) if now - used >= Duration::days(STALE_AFTER_DAYS) => {
+                flags.insert(KeyFlag::Stale);
+            }
+            _ => {}
+        }
+        if key.expires_at.is_some_and(|at| at - now <= Duration::days(EXPIRY_WARNING_DAYS)) {
+            flags.insert(KeyFlag::ExpiresSoon);
+        }
+        if key.access == Access::ReadWrite
+            && grace_over
+            && key.last_used_at.is_some()
+            && !has_written(conn, &key.id)?
+        {
+            flags.insert(KeyFlag::NeverWrote);
+        }
+        key.flags = flags.into_iter().collect();
+    }
+    Ok(())
 }
 
 /// The addresses and clients each of `keys[active]` was seen from since `since`.
@@ -166,7 +168,7 @@ fn recent_origins(
         )?;
         for row in &rows {
             let (key_id, kind, value): (String, String, String) =
-                (row.get(0)?, row.get(1)?, row.get(2)?);
+                (row.get("key_id")?, row.get("kind")?, row.get("value")?);
             let entry = seen.entry(key_id).or_default();
             if kind == "address" { entry.addresses.push(value) } else { entry.clients.push(value) }
         }

@@ -6,10 +6,13 @@
 //! so reads filter on one column. Archive and restore recompute `hidden` for the whole subtree
 //! and the set of hidden search documents (`hidden_docs`), in the same transaction, set-based.
 
-use super::db::{Connection, OptionalExtension as _, params};
-use super::model::{Actor, ArchiveResult};
+use super::ContentStore;
+use super::model::ArchiveResult;
 use super::reads::{find_journey, not_found_item, not_found_stage, not_found_step};
-use super::{Store, StoreError, StoreResult, search};
+use super::search;
+use crate::store::access::edge::Actor;
+use crate::store::db::{Connection, OptionalExtension as _, params};
+use crate::store::{StoreError, StoreResult};
 
 /// A part of the map whose steps and items are refreshed together.
 #[derive(Debug, Clone, Copy)]
@@ -108,18 +111,18 @@ fn reindex_scope(conn: &Connection, workspace_id: i64, scope: Scope<'_>) -> Stor
         Scope::Journey(journey) => {
             search::index_journey(conn, workspace_id, journey)?;
             for row in conn.query("SELECT id FROM stages WHERE journey_id = ?1", [journey])? {
-                search::index_stage(conn, workspace_id, &row.get::<String>(0)?)?;
+                search::index_stage(conn, workspace_id, &row.get::<String>("id")?)?;
             }
         }
         Scope::Stage(stage) => search::index_stage(conn, workspace_id, stage)?,
         Scope::Step(_) => {}
     }
     for row in conn.query(steps, [id])? {
-        search::index_step(conn, workspace_id, &row.get::<String>(0)?)?;
+        search::index_step(conn, workspace_id, &row.get::<String>("id")?)?;
     }
     let items = conn.query(&format!("SELECT id FROM items WHERE step_id IN ({steps})"), [id])?;
     for row in &items {
-        search::index_item(conn, workspace_id, &row.get::<String>(0)?)?;
+        search::index_item(conn, workspace_id, &row.get::<String>("id")?)?;
     }
     let comments = conn.query(
         &format!(
@@ -129,7 +132,7 @@ fn reindex_scope(conn: &Connection, workspace_id: i64, scope: Scope<'_>) -> Stor
         [id],
     )?;
     for row in &comments {
-        search::index_comment(conn, workspace_id, &row.get::<String>(0)?)?;
+        search::index_comment(conn, workspace_id, &row.get::<String>("id")?)?;
     }
     Ok(())
 }
@@ -137,9 +140,9 @@ fn reindex_scope(conn: &Connection, workspace_id: i64, scope: Scope<'_>) -> Stor
 fn hidden_items(conn: &Connection, scope: Scope<'_>) -> StoreResult<i64> {
     let steps = scope.steps_sql();
     Ok(conn.query_row(
-        &format!("SELECT count(*) FROM items WHERE hidden = 1 AND step_id IN ({steps})"),
+        &format!("SELECT count(*) AS n FROM items WHERE hidden = 1 AND step_id IN ({steps})"),
         [scope.id()],
-        |row| row.get(0),
+        |row| row.get("n"),
     )?)
 }
 
@@ -172,34 +175,32 @@ impl Target {
     }
 }
 
-impl Store {
-    /// Archives (`archived`) or restores a journey, stage, step or item, with all it holds.
-    pub fn set_archived(
-        &self,
-        workspace_id: i64,
-        actor: Actor<'_>,
-        id: &str,
-        archived: bool,
-    ) -> StoreResult<ArchiveResult> {
-        let verb = if archived { "archive" } else { "restore" };
-        self.write(workspace_id, actor, |tx, now| {
-            let target = Target::parse(tx, workspace_id, id)?;
-            let result = match &target {
-                Target::Item(id) => set_item_archived(tx, workspace_id, id, archived, now)?,
-                Target::Journey(id) => {
-                    set_node_archived(tx, workspace_id, Scope::Journey(id), archived, now)?
-                }
-                Target::Stage(id) => {
-                    set_node_archived(tx, workspace_id, Scope::Stage(id), archived, now)?
-                }
-                Target::Step(id) => {
-                    set_node_archived(tx, workspace_id, Scope::Step(id), archived, now)?
-                }
-            };
-            let detail = format!("{verb} {} {:?}", result.id, result.name);
-            Ok((result, detail))
-        })
-    }
+/// Archives (`archived`) or restores a journey, stage, step or item, with all it holds.
+pub(super) fn set_archived(
+    s: &ContentStore<'_>,
+    workspace_id: i64,
+    actor: Actor<'_>,
+    id: &str,
+    archived: bool,
+) -> StoreResult<ArchiveResult> {
+    let verb = if archived { "archive" } else { "restore" };
+    super::writes::write(s, workspace_id, actor, |tx, now| {
+        let target = Target::parse(tx, workspace_id, id)?;
+        let result = match &target {
+            Target::Item(id) => set_item_archived(tx, workspace_id, id, archived, now)?,
+            Target::Journey(id) => {
+                set_node_archived(tx, workspace_id, Scope::Journey(id), archived, now)?
+            }
+            Target::Stage(id) => {
+                set_node_archived(tx, workspace_id, Scope::Stage(id), archived, now)?
+            }
+            Target::Step(id) => {
+                set_node_archived(tx, workspace_id, Scope::Step(id), archived, now)?
+            }
+        };
+        let detail = format!("{verb} {} {:?}", result.id, result.name);
+        Ok((result, detail))
+    })
 }
 
 fn set_node_archived(
@@ -220,7 +221,7 @@ fn set_node_archived(
         .query_row(
             &format!("SELECT name, archived_at FROM {table} WHERE workspace_id = ?1 AND id = ?2"),
             params![workspace_id, id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get("name")?, row.get("archived_at")?)),
         )
         .optional()?
         .ok_or_else(|| match scope {
@@ -255,7 +256,14 @@ fn set_item_archived(
             "SELECT title, step_id, archived_at, hidden FROM items
              WHERE workspace_id = ?1 AND id = ?2",
             params![workspace_id, id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            |row| {
+                Ok((
+                    row.get("title")?,
+                    row.get("step_id")?,
+                    row.get("archived_at")?,
+                    row.get("hidden")?,
+                ))
+            },
         )
         .optional()?
         .ok_or_else(|| not_found_item(id))?;
@@ -273,10 +281,10 @@ fn set_item_archived(
     )?;
     search::index_item(conn, workspace_id, id)?;
     for row in conn.query("SELECT id FROM comments WHERE item_id = ?1", [id])? {
-        search::index_comment(conn, workspace_id, &row.get::<String>(0)?)?;
+        search::index_comment(conn, workspace_id, &row.get::<String>("id")?)?;
     }
     let now_hidden: i64 =
-        conn.query_row("SELECT hidden FROM items WHERE id = ?1", [id], |row| row.get(0))?;
+        conn.query_row("SELECT hidden FROM items WHERE id = ?1", [id], |row| row.get("hidden"))?;
     Ok(ArchiveResult {
         id: id.to_owned(),
         node_type: "item".to_owned(),

@@ -677,7 +677,7 @@ pub struct PersonaLink {
     pub persona: PersonaRef,
 }
 
-/// A persona to insert (the demo seed uses this).
+/// A persona to insert (`create_persona` and the import).
 #[derive(Debug, Clone, Copy)]
 pub struct NewPersona<'a> {
     pub name: &'a str,
@@ -686,11 +686,4 @@ pub struct NewPersona<'a> {
     pub job_to_be_done: &'a str,
     pub goals: &'a [&'a str],
     pub frustrations: &'a [&'a str],
-}
-
-/// Who makes a change, for the audit trail: the MCP key that called the tool.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
-    pub key_id: &'a str,
-    pub key_prefix: &'a str,
 }

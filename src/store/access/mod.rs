@@ -1,0 +1,352 @@
+//! The access room: who may do what, and what they did. Workspaces (the boundary of every key
+//! and query), MCP keys and their in-memory index and last-use buffer, the owner credential,
+//! OAuth's clients, sessions and codes, the audit trail, the record of every call a key made,
+//! and each key's hygiene flags.
+//!
+//! [`AccessStore`] below is the whole interface the rest of the crate uses; each method is one
+//! line that names the file doing the work. The content room reaches this one only through
+//! [`edge`].
+
+mod activity;
+mod audit;
+pub mod edge;
+mod hygiene;
+mod keys;
+pub mod oauth;
+mod owner;
+mod workspaces;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use chrono::{DateTime, Utc};
+
+use super::base::Db;
+use super::db::Connection;
+use super::{Page, StoreResult};
+use crate::api::{self, Access, Event, ExpiryPolicy, Key, Workspace};
+use crate::token::{PlainToken, TokenHash};
+#[cfg(test)]
+pub(super) use activity::QUEUE_MAX;
+pub use activity::{Call, CallOutcome, ORIGINS_PER_KEY, asked_ids, touched_ids};
+pub use audit::{Actor, NewEvent};
+pub use hygiene::{KeyFilter, SHARED_WINDOW_DAYS};
+pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
+use oauth::{Grant, OAuthClient, RedeemError, Redemption};
+pub use owner::OwnerCredentialSetup;
+pub use workspaces::WorkspaceRow;
+
+/// What the access room keeps in memory, for the life of the store.
+pub(super) struct State {
+    /// SQLite only: every MCP key by token hash, so authentication needs no query. Written only
+    /// by `keys.rs`, in the same critical section as the database write it mirrors.
+    key_index: Option<RwLock<HashMap<TokenHash, keys::IndexedKey>>>,
+    /// The active owner credentials, by hash (see `owner.rs`).
+    owners: RwLock<HashSet<TokenHash>>,
+    /// The latest use of each key seen by this process; `dirty` ones are not yet written
+    /// (see [`AccessStore::flush_usage`]).
+    usage: Mutex<HashMap<String, keys::UsageSlot>>,
+    /// Calls and origins not yet written (see [`AccessStore::flush_activity`]).
+    activity: activity::Activity,
+}
+
+impl State {
+    /// `index_keys`: keep the key index (SQLite, where one process owns the database).
+    pub(super) fn new(index_keys: bool) -> Self {
+        Self {
+            key_index: index_keys.then(RwLock::default),
+            owners: RwLock::default(),
+            usage: Mutex::default(),
+            activity: activity::Activity::default(),
+        }
+    }
+
+    fn pending_usage(&self) -> MutexGuard<'_, HashMap<String, keys::UsageSlot>> {
+        // The map holds plain values, a panic cannot leave it torn.
+        self.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The access room's face: see the module's documentation.
+#[derive(Clone, Copy)]
+pub struct AccessStore<'s> {
+    db: &'s Db,
+    state: &'s State,
+}
+
+impl<'s> AccessStore<'s> {
+    pub(super) fn new(db: &'s Db, state: &'s State) -> Self {
+        Self { db, state }
+    }
+
+    /// Reads every key and owner credential into memory (at open).
+    pub(super) fn load(&self) -> StoreResult<()> {
+        keys::load_key_index(self)?;
+        owner::load_owner_credentials(self)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.db.now()
+    }
+
+    fn reader(&self) -> StoreResult<Connection<'s>> {
+        self.db.reader()
+    }
+
+    fn writer(&self) -> Connection<'s> {
+        self.db.writer()
+    }
+}
+
+impl AccessStore<'_> {
+    /// Whether keys and owner credentials are checked from memory alone (SQLite: one process
+    /// owns the database), or by asking the database (PostgreSQL, shared by replicas).
+    pub fn keys_in_memory(&self) -> bool {
+        self.state.key_index.is_some()
+    }
+
+    // Workspaces ---------------------------------------------------------------------------
+
+    pub fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
+        workspaces::list_workspaces(self)
+    }
+
+    /// The first `limit` workspaces by slug (a picker's worth).
+    pub fn first_workspaces(&self, limit: i64) -> StoreResult<Vec<Workspace>> {
+        workspaces::first_workspaces(self, limit)
+    }
+
+    pub fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<WorkspaceRow>> {
+        workspaces::workspace_by_slug(self, slug)
+    }
+
+    pub fn workspace_by_id(&self, id: i64) -> StoreResult<Option<WorkspaceRow>> {
+        workspaces::workspace_by_id(self, id)
+    }
+
+    /// Creates an empty workspace; a taken slug is a conflict.
+    pub fn create_workspace(&self, name: &str, slug: &str) -> StoreResult<Workspace> {
+        workspaces::create_workspace(self, name, slug)
+    }
+
+    // MCP keys -----------------------------------------------------------------------------
+
+    /// Creates a key. The returned [`PlainToken`] is the only copy of the secret there will be.
+    pub fn create_key(
+        &self,
+        ws: i64,
+        name: &str,
+        expires: ExpiryPolicy,
+        access: Access,
+    ) -> StoreResult<(Key, PlainToken)> {
+        keys::create_key(self, ws, name, expires, access)
+    }
+
+    /// One page of a workspace's keys, newest first, with pending last uses and their flags.
+    pub fn list_keys(
+        &self,
+        ws: i64,
+        filter: &KeyFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Key>> {
+        keys::list_keys(self, ws, filter, limit, cursor)
+    }
+
+    /// The keys a person may mean by `reference`: its id, or a name or displayed prefix.
+    pub fn find_keys(&self, ws: i64, reference: &str) -> StoreResult<Vec<Key>> {
+        keys::find_keys(self, ws, reference)
+    }
+
+    pub fn get_key(&self, ws: i64, id: &str) -> StoreResult<Key> {
+        keys::get_key(self, ws, id)
+    }
+
+    /// The key whose token hashes to `hash`, in any workspace: `(workspace id, slug, key)`.
+    pub fn key_by_token(&self, hash: &TokenHash) -> StoreResult<Option<(i64, String, Key)>> {
+        keys::key_by_token(self, hash)
+    }
+
+    /// Revokes a key, in force on the very next request.
+    pub fn revoke_key(&self, ws: i64, id: &str) -> StoreResult<Key> {
+        keys::revoke_key_because(self, ws, id, None)
+    }
+
+    /// Revokes a key, saying why in the audit event (`reason`, after "revoked NAME").
+    pub fn revoke_key_because(&self, ws: i64, id: &str, reason: Option<&str>) -> StoreResult<Key> {
+        keys::revoke_key_because(self, ws, id, reason)
+    }
+
+    /// Replaces a key by a new one like it: `(new key, its token, the replaced key)`.
+    pub fn rotate_key(&self, ws: i64, id: &str) -> StoreResult<(Key, PlainToken, Key)> {
+        keys::rotate_key(self, ws, id)
+    }
+
+    /// The key a token hash belongs to, with its current status (SQLite: from memory).
+    pub fn authenticate_key(&self, hash: &TokenHash) -> StoreResult<Option<AuthenticatedKey>> {
+        keys::authenticate_key(self, hash)
+    }
+
+    /// Notes a use of a key in memory; returns the client the use is put down to.
+    pub fn note_usage(
+        &self,
+        key_id: &str,
+        usage: KeyUsage,
+        otherwise: impl FnOnce() -> Option<String>,
+    ) -> Option<String> {
+        keys::note_usage(self, key_id, usage, otherwise)
+    }
+
+    /// How long the oldest use not yet written has waited.
+    pub fn usage_flush_age(&self) -> Option<std::time::Duration> {
+        keys::usage_flush_age(self)
+    }
+
+    /// Writes the last uses noted since the previous flush; returns how many.
+    pub fn flush_usage(&self) -> StoreResult<usize> {
+        keys::flush_usage(self)
+    }
+
+    // The owner credential -----------------------------------------------------------------
+
+    /// Issues an owner credential if none is active, or (`reset`) a new one.
+    pub fn ensure_owner_credential(&self, reset: bool) -> StoreResult<OwnerCredentialSetup> {
+        owner::ensure_owner_credential(self, reset)
+    }
+
+    /// Whether `hash` is an active owner credential (from memory).
+    pub fn is_owner_credential(&self, hash: &TokenHash) -> bool {
+        owner::is_owner_credential(self, hash)
+    }
+
+    /// Reads the active owner credentials into memory again.
+    pub fn load_owner_credentials(&self) -> StoreResult<()> {
+        owner::load_owner_credentials(self)
+    }
+
+    // OAuth --------------------------------------------------------------------------------
+
+    /// Registers a public client (RFC 7591) from `ip`, within the per-address bounds.
+    pub fn register_client(
+        &self,
+        name: &str,
+        redirect_uris: &[String],
+        ip: Option<IpAddr>,
+    ) -> StoreResult<OAuthClient> {
+        oauth::register_client(self, name, redirect_uris, ip)
+    }
+
+    /// Keeps a client known by its metadata document once the owner approved it.
+    pub fn save_document_client(&self, client: &OAuthClient) -> StoreResult<()> {
+        oauth::save_document_client(self, client)
+    }
+
+    pub fn oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClient>> {
+        oauth::oauth_client(self, id)
+    }
+
+    /// Starts an owner's browser session; returns its secret (the cookie's value).
+    pub fn create_owner_session(&self) -> StoreResult<String> {
+        oauth::create_owner_session(self)
+    }
+
+    pub fn owner_session_valid(&self, secret: &str) -> StoreResult<bool> {
+        oauth::owner_session_valid(self, secret)
+    }
+
+    pub fn end_owner_session(&self, secret: &str) -> StoreResult<()> {
+        oauth::end_owner_session(self, secret)
+    }
+
+    /// Records an approved grant; returns the code that redeems it.
+    pub fn issue_code(&self, grant: &Grant) -> StoreResult<String> {
+        oauth::issue_code(self, grant)
+    }
+
+    /// Redeems a code for a new MCP key, once (a replayed code revokes the key it minted).
+    pub fn redeem_code(&self, asked: &Redemption<'_>) -> Result<(Key, PlainToken), RedeemError> {
+        oauth::redeem_code(self, asked)
+    }
+
+    // The audit trail and the record of calls ----------------------------------------------
+
+    pub fn record_event(&self, event: &NewEvent<'_>) -> StoreResult<()> {
+        audit::record_event(self, event)
+    }
+
+    /// One page of a workspace's events, newest first (`key_id`: only that key's).
+    pub fn list_events(
+        &self,
+        ws: i64,
+        key_id: Option<&str>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Event>> {
+        audit::list_events(self, ws, key_id, limit, cursor)
+    }
+
+    /// One page of the audit trail with the calls merged in, newest first.
+    pub fn list_events_and_calls(
+        &self,
+        ws: i64,
+        key_id: Option<&str>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Event>> {
+        activity::list_events_and_calls(self, ws, key_id, limit, cursor)
+    }
+
+    /// Queues a call of `key` for the next flush (no database work).
+    pub fn record_call(&self, key: &KeyIdentity, ip: Option<IpAddr>, call: Call) {
+        activity::record_call(self, key, ip, call);
+    }
+
+    /// Notes that `key` was used from `ip` by `client` (a new one is an event at the flush).
+    pub fn note_origin(
+        &self,
+        key: &KeyIdentity,
+        ip: Option<IpAddr>,
+        client: Option<&str>,
+        at: DateTime<Utc>,
+    ) {
+        activity::note_origin(self, key, ip, client, at);
+    }
+
+    /// Writes the queued calls, their hourly totals and the new origins; returns the calls.
+    pub fn flush_activity(&self) -> StoreResult<usize> {
+        activity::flush_activity(self)
+    }
+
+    /// Deletes calls older than `calls_before` and totals older than `totals_before`.
+    pub fn prune_activity(
+        &self,
+        calls_before: DateTime<Utc>,
+        totals_before: DateTime<Utc>,
+    ) -> StoreResult<usize> {
+        activity::prune_activity(self, calls_before, totals_before)
+    }
+
+    /// A key's use since `since`: totals by tool, a page of hours, and its origins.
+    pub fn key_usage(
+        &self,
+        ws: i64,
+        key_id: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<api::KeyUsageResponse> {
+        activity::key_usage(self, ws, key_id, since, limit, cursor)
+    }
+
+    /// Each key's use since `since`, busiest first, a page at a time.
+    pub fn workspace_usage(
+        &self,
+        ws: i64,
+        since: DateTime<Utc>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<api::WorkspaceUsageResponse> {
+        activity::workspace_usage(self, ws, since, limit, cursor)
+    }
+}

@@ -1,0 +1,89 @@
+//! Workspaces: the access boundary of every key and every query.
+
+use super::AccessStore;
+use crate::api::Workspace;
+use crate::store::db::{Connection, DbResult, OptionalExtension as _, Row, ToValue, params};
+use crate::store::{StoreError, StoreResult, from_secs};
+
+/// A workspace with its internal id, which every scoped query takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceRow {
+    pub id: i64,
+    pub workspace: Workspace,
+}
+
+const COLUMNS: &str = "SELECT id, slug, name, created_at FROM workspaces";
+
+fn workspace_row(row: &Row) -> DbResult<WorkspaceRow> {
+    Ok(WorkspaceRow {
+        id: row.get("id")?,
+        workspace: Workspace {
+            slug: row.get("slug")?,
+            name: row.get("name")?,
+            created_at: from_secs(row.get("created_at")?),
+        },
+    })
+}
+
+/// The workspace `condition` (on one parameter, `?1`) selects, on `conn`.
+pub(super) fn on(
+    conn: &Connection,
+    condition: &str,
+    value: &dyn ToValue,
+) -> StoreResult<Option<WorkspaceRow>> {
+    let mut stmt = conn.prepare_cached(&format!("{COLUMNS} WHERE {condition}"))?;
+    Ok(stmt.query_row(params![value], workspace_row).optional()?)
+}
+
+/// Creates a workspace row; `None` when the slug is taken (nothing is written then).
+pub(super) fn insert(
+    conn: &Connection,
+    name: &str,
+    slug: &str,
+    now: i64,
+) -> StoreResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO workspaces (slug, name, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (slug) DO NOTHING RETURNING id",
+        )?
+        .query_row(params![slug, name, now], |row| row.get::<i64>("id"))
+        .optional()?)
+}
+
+pub(super) fn list_workspaces(s: &AccessStore<'_>) -> StoreResult<Vec<Workspace>> {
+    first_workspaces(s, i64::MAX)
+}
+
+pub(super) fn first_workspaces(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Workspace>> {
+    let conn = s.reader()?;
+    let mut stmt = conn.prepare_cached(&format!("{COLUMNS} ORDER BY slug LIMIT ?1"))?;
+    let rows = stmt.query_map([limit], workspace_row)?;
+    Ok(rows.map(|r| r.map(|w| w.workspace)).collect::<Result<_, _>>()?)
+}
+
+pub(super) fn workspace_by_slug(
+    s: &AccessStore<'_>,
+    slug: &str,
+) -> StoreResult<Option<WorkspaceRow>> {
+    on(&s.reader()?, "slug = ?1", &slug)
+}
+
+pub(super) fn workspace_by_id(s: &AccessStore<'_>, id: i64) -> StoreResult<Option<WorkspaceRow>> {
+    on(&s.reader()?, "id = ?1", &id)
+}
+
+pub(super) fn create_workspace(
+    s: &AccessStore<'_>,
+    name: &str,
+    slug: &str,
+) -> StoreResult<Workspace> {
+    let now = s.now();
+    let inserted = insert(&s.writer(), name, slug, now.timestamp())?;
+    if inserted.is_none() {
+        return Err(StoreError::Conflict(format!(
+            "a workspace with the slug {slug:?} already exists"
+        )));
+    }
+    Ok(Workspace { slug: slug.to_owned(), name: name.to_owned(), created_at: now })
+}
