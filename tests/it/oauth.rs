@@ -127,12 +127,36 @@ impl Browser {
     }
 }
 
-/// The value of the hidden field `name` on a page.
+/// The value of the hidden field `name` on a page, as a browser reads it.
 fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} on the page:\n{html}"));
     let rest = &html[start + marker.len()..];
-    rest[..rest.find('"').expect("end of value")].replace("&amp;", "&")
+    unescape(&rest[..rest.find('"').expect("end of value")])
+}
+
+/// HTML text as a browser reads it: the character references a page's escaping writes
+/// (named or numeric) turned back into characters.
+fn unescape(text: &str) -> String {
+    let reference =
+        regex::Regex::new("&(#[0-9]+|#x[0-9a-fA-F]+|amp|lt|gt|quot|apos);").expect("re");
+    reference
+        .replace_all(text, |found: &regex::Captures<'_>| {
+            let name = &found[1];
+            let code = match name {
+                "amp" => u32::from('&'),
+                "lt" => u32::from('<'),
+                "gt" => u32::from('>'),
+                "quot" => u32::from('"'),
+                "apos" => u32::from('\''),
+                _ => match name.strip_prefix("#x") {
+                    Some(hex) => u32::from_str_radix(hex, 16).expect("hex reference"),
+                    None => name[1..].parse().expect("decimal reference"),
+                },
+            };
+            char::from_u32(code).expect("a character").to_string()
+        })
+        .into_owned()
 }
 
 /// The fields a form on `html` sends back as they are (the hidden inputs).
@@ -223,12 +247,12 @@ async fn consent(
     answered.location.expect("redirect")
 }
 
-/// The value of the text input `name`.
+/// The value of the text input `name`, as a browser reads it.
 fn hidden_value(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).expect("input");
     let rest = &html[start + marker.len()..];
-    rest[..rest.find('"').expect("end")].to_owned()
+    unescape(&rest[..rest.find('"').expect("end")])
 }
 
 async fn redeem(server: &impl Site, form: &[(&str, &str)]) -> (u16, Value) {
