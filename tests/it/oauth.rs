@@ -127,12 +127,36 @@ impl Browser {
     }
 }
 
-/// The value of the hidden field `name` on a page.
+/// The value of the hidden field `name` on a page, as a browser reads it.
 fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} on the page:\n{html}"));
     let rest = &html[start + marker.len()..];
-    rest[..rest.find('"').expect("end of value")].replace("&amp;", "&")
+    unescape(&rest[..rest.find('"').expect("end of value")])
+}
+
+/// HTML text as a browser reads it: the character references a page's escaping writes
+/// (named or numeric) turned back into characters.
+fn unescape(text: &str) -> String {
+    let reference =
+        regex::Regex::new("&(#[0-9]+|#x[0-9a-fA-F]+|amp|lt|gt|quot|apos);").expect("re");
+    reference
+        .replace_all(text, |found: &regex::Captures<'_>| {
+            let name = &found[1];
+            let code = match name {
+                "amp" => u32::from('&'),
+                "lt" => u32::from('<'),
+                "gt" => u32::from('>'),
+                "quot" => u32::from('"'),
+                "apos" => u32::from('\''),
+                _ => match name.strip_prefix("#x") {
+                    Some(hex) => u32::from_str_radix(hex, 16).expect("hex reference"),
+                    None => name[1..].parse().expect("decimal reference"),
+                },
+            };
+            char::from_u32(code).expect("a character").to_string()
+        })
+        .into_owned()
 }
 
 /// The fields a form on `html` sends back as they are (the hidden inputs).
@@ -223,12 +247,12 @@ async fn consent(
     answered.location.expect("redirect")
 }
 
-/// The value of the text input `name`.
+/// The value of the text input `name`, as a browser reads it.
 fn hidden_value(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).expect("input");
     let rest = &html[start + marker.len()..];
-    rest[..rest.find('"').expect("end")].to_owned()
+    unescape(&rest[..rest.find('"').expect("end")])
 }
 
 async fn redeem(server: &impl Site, form: &[(&str, &str)]) -> (u16, Value) {
@@ -452,6 +476,133 @@ async fn consent_mints_an_ordinary_key_that_is_listed_revoked_and_audited() {
     server.store.access().ensure_owner_credential(true).expect("reset");
     let after_reset = browser.get(&url).await;
     assert!(after_reset.html.contains("name=\"owner_credential\""), "sign in again");
+    server.stop().await;
+}
+
+/// The text of the first `<strong>` on a page, as a browser shows it.
+fn strong_text(html: &str) -> String {
+    let start = html.find("<strong>").expect("<strong>") + "<strong>".len();
+    unescape(&html[start..start + html[start..].find("</strong>").expect("</strong>")])
+}
+
+#[tokio::test]
+async fn what_a_client_names_itself_shows_escaped_on_the_pages() {
+    let server = oauth_server().await;
+    let name = "<script>alert(1)</script> \"><img src=x> & 'q'";
+    let client_id = register(&server, name, REDIRECT).await;
+    let (verifier, challenge) = pkce("escape");
+    let mut browser = Browser::new();
+    let url = authorize_url(&server, &client_id, REDIRECT, &challenge);
+    let sign_in = browser.get(&url).await;
+    assert_eq!(sign_in.status, 200, "{}", sign_in.html);
+    let mut form = hidden_fields(&sign_in.html);
+    form.push(("owner_credential", server.owner.clone()));
+    let signed = browser.post(&format!("{}/oauth/login", server.url), &form).await;
+    assert_eq!(signed.status, 303, "{}", signed.html);
+    let consent_page = browser.get(&url).await;
+    assert!(consent_page.html.contains("value=\"approve\""), "{}", consent_page.html);
+    for page in [&sign_in, &consent_page] {
+        // Shown as text, in an element and in an attribute, never as markup.
+        assert!(!page.html.contains("<script") && !page.html.contains("<img"), "{}", page.html);
+        assert!(!page.html.contains("\"><"), "an attribute was closed: {}", page.html);
+        assert_eq!(strong_text(&page.html), name);
+    }
+    // The key name the form suggests is the name as given, and goes back as it was.
+    let suggested = hidden_value(&consent_page.html, "key_name");
+    assert!(suggested.starts_with(&format!("{name} on ")), "{suggested}");
+    let code = query_of(&consent(&server, &mut browser, &url, &[]).await)["code"].clone();
+    let (status, token) = redeem_code(&server, &code, REDIRECT, &client_id, &verifier).await;
+    assert_eq!(status, 200, "{token}");
+    let keys: Value = server.admin_get("/workspaces/acme/mcp-keys").await;
+    assert_eq!(keys["keys"][0]["name"], suggested.as_str());
+    assert_eq!(keys["keys"][0]["oauth_client"]["name"], name);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_pages_forbid_framing_and_caching_and_their_cookies_are_scoped() {
+    // Over http: no Secure (a browser would drop the cookie).
+    let server = oauth_server().await;
+    let client_id = register(&server, "Headers", REDIRECT).await;
+    let (_, challenge) = pkce("headers");
+    let response = http()
+        .get(authorize_url(&server, &client_id, REDIRECT, &challenge))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+    };
+    assert_eq!(header("cache-control"), "no-store");
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(header("content-type").starts_with("text/html"), "{}", header("content-type"));
+    let csp = header("content-security-policy");
+    for part in ["default-src 'none'", "form-action 'self'", "frame-ancestors 'none'"] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    let csrf = header("set-cookie");
+    let attributes: Vec<&str> = csrf.split("; ").collect();
+    assert!(attributes[0].starts_with("custory_csrf=") && attributes[0].len() > 40, "{csrf}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/oauth", "Max-Age=28800"] {
+        assert!(attributes.contains(&attribute), "{attribute} in {csrf}");
+    }
+    assert!(!attributes.contains(&"Secure"), "{csrf}");
+
+    // The session cookie: Lax, so the redirect back from the client's sign-in page keeps it.
+    let mut browser = Browser::new();
+    let url = authorize_url(&server, &client_id, REDIRECT, &challenge);
+    let page = browser.get(&url).await;
+    let mut form = hidden_fields(&page.html);
+    form.push(("owner_credential", server.owner.clone()));
+    let cookie = browser.cookies.get("custory_csrf").expect("csrf cookie").clone();
+    let signed = browser
+        .client
+        .post(format!("{}/oauth/login", server.url))
+        .header("origin", &server.url)
+        .header("cookie", format!("custory_csrf={cookie}"))
+        .form(&form)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(signed.status(), 303);
+    let session = signed.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("set");
+    let attributes: Vec<&str> = session.split("; ").collect();
+    assert!(attributes[0].starts_with("custory_owner_session="), "{session}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/oauth", "Max-Age=28800"] {
+        assert!(attributes.contains(&attribute), "{attribute} in {session}");
+    }
+    assert!(!attributes.contains(&"Secure"), "{session}");
+    let (pair, _) = session.split_once(';').expect("attributes");
+    let (name, value) = pair.split_once('=').expect("name=value");
+    browser.cookies.insert(name.to_owned(), value.to_owned());
+    // The consent page may post to the client's redirect origin, and nowhere else.
+    let consent_page = browser.get(&url).await;
+    let csp = consent_page.csp.expect("csp");
+    assert!(csp.contains("form-action 'self' http://127.0.0.1:9;"), "{csp}");
+    server.stop().await;
+
+    // Reached over https (here: named so by --public-url), the cookies are Secure.
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        public_url: Some("https://mcp.example.com".into()),
+        ..ServerConfig::default()
+    })
+    .await;
+    let client_id = register(&server, "Headers", REDIRECT).await;
+    let mut url = url::Url::parse(&format!("{}/oauth/authorize", server.url)).expect("url");
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let response = http().get(url.as_str()).send().await.expect("get");
+    assert_eq!(response.status(), 200);
+    let csrf = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("set");
+    assert!(csrf.split("; ").any(|a| a == "Secure"), "{csrf}");
     server.stop().await;
 }
 

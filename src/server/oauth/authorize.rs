@@ -1,0 +1,170 @@
+//! `/oauth/authorize`: the consent page a signed-in owner sees (the sign-in form otherwise),
+//! and the owner's decision, which records a code for the key they chose or tells the
+//! client they declined.
+
+use std::net::IpAddr;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::request::{self, AuthorizeParams, Request};
+use super::session::{check_csrf, csrf_token, signed_in};
+use super::{OAuthError, Refusal, pages};
+use crate::api::{Access, ExpiryPolicy, validate_name};
+use crate::server::AppState;
+use crate::server::client_addr::ClientAddr;
+use crate::server::client_metadata::is_document_url;
+use crate::store::access::oauth::Grant;
+
+/// Workspaces the consent page offers at most.
+const WORKSPACES_SHOWN: i64 = 500;
+
+/// `GET /oauth/authorize`: the sign-in form, or the consent page for a signed-in owner.
+pub async fn authorize(
+    State(state): State<AppState>,
+    ClientAddr(peer): ClientAddr,
+    headers: HeaderMap,
+    Query(params): Query<AuthorizeParams>,
+) -> Result<Response, Refusal> {
+    let request = request::check(&state, &headers, peer, &params).await?;
+    let (csrf, set_csrf) = csrf_token(&state, &headers);
+    let mut response = if signed_in(&state, &headers)? {
+        consent_page(&state, &request, &params, &csrf, peer, None)?
+    } else {
+        pages::sign_in(StatusCode::OK, &request.client.name, &csrf, &params.fields(), None)
+    };
+    if let Some(cookie) = set_csrf {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// The consent form's fields.
+#[derive(Debug, Deserialize)]
+pub struct Decision {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    workspace: String,
+    #[serde(default)]
+    key_name: String,
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    access: String,
+    #[serde(flatten)]
+    params: AuthorizeParams,
+}
+
+/// `POST /oauth/authorize`: the owner's answer. Approving records a code for the key they
+/// chose; denying tells the client so.
+pub async fn decide(
+    State(state): State<AppState>,
+    ClientAddr(peer): ClientAddr,
+    headers: HeaderMap,
+    form: Result<Form<Decision>, FormRejection>,
+) -> Result<Response, Refusal> {
+    let Form(form) = form.map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let request = request::check(&state, &headers, peer, &form.params).await?;
+    check_csrf(&state, &headers, &form.csrf)?;
+    if !signed_in(&state, &headers)? {
+        let (csrf, _) = csrf_token(&state, &headers);
+        return Ok(pages::sign_in(
+            StatusCode::UNAUTHORIZED,
+            &request.client.name,
+            &csrf,
+            &form.params.fields(),
+            Some("Your sign-in has ended; sign in again."),
+        ));
+    }
+    let back = |message: &str| {
+        consent_page(&state, &request, &form.params, &form.csrf, peer, Some(message))
+            .map_err(Refusal::from)
+    };
+    match form.decision.as_str() {
+        "deny" => {
+            return Ok(request.answer(&[
+                ("error", "access_denied"),
+                ("error_description", "the owner declined"),
+            ]));
+        }
+        "approve" => {}
+        _ => return back("Choose Approve or Deny."),
+    }
+    let Some(workspace) =
+        state.store.access().workspace_by_slug(&form.workspace).map_err(OAuthError::from)?
+    else {
+        return back("Choose one of the workspaces listed.");
+    };
+    let key_name = match validate_name(&form.key_name) {
+        Ok(name) => name.to_owned(),
+        Err(why) => return back(&format!("The key's {why}.")),
+    };
+    let (Some(expires), Some(access)) =
+        (ExpiryPolicy::parse(&form.expires), Access::parse(&form.access))
+    else {
+        return back("Choose an expiry and an access.");
+    };
+    if is_document_url(&request.client.id) {
+        state.store.access().save_document_client(&request.client).map_err(OAuthError::from)?;
+    }
+    let code = state
+        .store
+        .access()
+        .issue_code(&Grant {
+            client_id: request.client.id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            code_challenge: request.code_challenge.clone(),
+            resource: request.resource.clone(),
+            workspace_id: workspace.id,
+            key_name,
+            expires,
+            access,
+        })
+        .map_err(OAuthError::from)?;
+    Ok(request.answer(&[("code", &code)]))
+}
+
+/// The consent page for `request`, offering the first workspaces and a key name.
+fn consent_page(
+    state: &AppState,
+    request: &Request,
+    params: &AuthorizeParams,
+    csrf: &str,
+    peer: IpAddr,
+    error: Option<&str>,
+) -> Result<Response, OAuthError> {
+    let workspaces = state.store.access().first_workspaces(WORKSPACES_SHOWN)?;
+    Ok(pages::consent(&pages::Consent {
+        client_name: &request.client.name,
+        client_id: &request.client.id,
+        redirect_uri: &request.redirect_uri,
+        csrf,
+        fields: &params.fields(),
+        workspaces: &workspaces,
+        key_name: &default_key_name(&request.client.name, peer),
+        error,
+    }))
+}
+
+/// `Claude Code on <host>`: the machine the sign-in came from (this one, for a loopback
+/// browser).
+fn default_key_name(client: &str, peer: IpAddr) -> String {
+    let host = if peer.is_loopback() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "this machine".to_owned())
+    } else {
+        peer.to_string()
+    };
+    let name = format!("{client} on {host}");
+    name.chars().take(100).collect()
+}
