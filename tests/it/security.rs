@@ -1307,7 +1307,7 @@ async fn malformed_http_gets_a_clean_answer_not_a_dropped_connection() {
 async fn create_key_named(server: &TestServer, name: &str) -> (u16, Value) {
     let response = http()
         .post(server.admin("/workspaces/acme/mcp-keys"))
-        .bearer_auth(&server.owner)
+        .bearer_auth(&server.owner_token)
         .json(&json!({"name": name, "expires": "30d"}))
         .send()
         .await
@@ -1331,7 +1331,8 @@ async fn hostile_key_names_are_refused_or_kept_verbatim() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
     let url = server.url.clone();
-    let owner = [("CUSTORY_OWNER_TOKEN", server.owner.as_str()), ("CUSTORY_WORKSPACE", "acme")];
+    let owner =
+        [("CUSTORY_OWNER_TOKEN", server.owner_token.as_str()), ("CUSTORY_WORKSPACE", "acme")];
     let mut count = 0;
 
     // Control characters, C1 controls included, and 10 KB names: 422 from the API, and a usage
@@ -1385,7 +1386,7 @@ async fn hostile_key_names_are_refused_or_kept_verbatim() {
         let id = body["key"]["id"].as_str().expect("id");
         let fetched: Value = http()
             .get(server.admin(&format!("/workspaces/acme/mcp-keys/{id}")))
-            .bearer_auth(&server.owner)
+            .bearer_auth(&server.owner_token)
             .send()
             .await
             .expect("get")
@@ -1403,7 +1404,7 @@ async fn hostile_key_names_are_refused_or_kept_verbatim() {
     ] {
         let response = http()
             .post(server.admin("/workspaces"))
-            .bearer_auth(&server.owner)
+            .bearer_auth(&server.owner_token)
             .json(&json!({"name": name}))
             .send()
             .await
@@ -1437,7 +1438,7 @@ async fn hostile_key_names_are_refused_or_kept_verbatim() {
     let expected: BTreeSet<&str> = sql_names.iter().copied().chain([sql]).collect();
     assert_eq!(names, expected, "every key is there, nothing else");
     for path in ["/workspaces/acme/mcp-keys/' OR '1'='1", "/workspaces/acme' OR '1'='1/mcp-keys"] {
-        let response = http().get(server.admin(path)).bearer_auth(&server.owner).send().await;
+        let response = http().get(server.admin(path)).bearer_auth(&server.owner_token).send().await;
         let response = response.expect("get");
         count += 1;
         assert_eq!(response.status(), 404, "{path}");
@@ -1712,7 +1713,7 @@ async fn a_key_of_one_workspace_reaches_nothing_of_another() {
     let server = lenient_server().await;
     let client = http();
     let url = server.mcp_url();
-    let owner = &server.owner;
+    let owner = &server.owner_token;
 
     // Workspace B through the admin API, a map in it, and its items through B's own key.
     let created = http()
@@ -1784,7 +1785,9 @@ async fn a_key_of_one_workspace_reaches_nothing_of_another() {
     .await;
     let before = snapshot(&client, &url, &token_b, &items_b).await;
     let audit_b = |server: &TestServer| {
-        http().get(server.admin("/workspaces/beta/audit?limit=1000")).bearer_auth(&server.owner)
+        http()
+            .get(server.admin("/workspaces/beta/audit?limit=1000"))
+            .bearer_auth(&server.owner_token)
     };
     let audit_before: Value =
         audit_b(&server).send().await.expect("audit").json().await.expect("json");
@@ -2015,7 +2018,7 @@ async fn a_key_of_one_workspace_reaches_nothing_of_another() {
 async fn mcp_keys_get_nothing_from_the_admin_api_and_the_owner_nothing_from_mcp() {
     let server = lenient_server().await;
     let client = http();
-    let owner = &server.owner;
+    let owner = &server.owner_token;
     let created = http()
         .post(server.admin("/workspaces"))
         .bearer_auth(owner)
@@ -2191,7 +2194,7 @@ async fn foreign_origins_and_hosts_are_refused() {
         check_body(&answer).expect("well formed");
     }
     // The Origin check comes first: a foreign page learns nothing about the credential.
-    for credential in [token.as_str(), server.owner.as_str(), "cst_garbage"] {
+    for credential in [token.as_str(), server.owner_token.as_str(), "cst_garbage"] {
         let request = raw_post(&addr, credential, "Origin: http://evil.example\r\n", &ping);
         count += 1;
         assert_eq!(raw_exchange(&addr, request, false).await.status(), Some(403));
@@ -2226,7 +2229,7 @@ async fn foreign_origins_and_hosts_are_refused() {
             let admin = format!(
                 "GET /api/admin/workspaces HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
                  Connection: close\r\n\r\n",
-                server.owner
+                server.owner_token
             );
             let outcome = raw_exchange(&addr, admin.into_bytes(), false).await;
             count += 1;
