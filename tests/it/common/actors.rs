@@ -337,6 +337,11 @@ impl Key {
         self.endpoint().json(body).named(format!("POST /api/mcp {method}"))
     }
 
+    /// `POST /api/mcp` with `body` as it is, as JSON (`Content-Type: application/json`).
+    pub fn post_bytes(&self, body: Vec<u8>) -> Call {
+        self.endpoint().header("content-type", "application/json").body(body)
+    }
+
     /// `POST /api/mcp` with the key's token and the headers a conforming client sends.
     fn endpoint(&self) -> Call {
         let call = self.site.post("/api/mcp").bearer(&self.token).header("accept", MCP_ACCEPT);

@@ -123,22 +123,6 @@ impl TestServer {
     }
 }
 
-// Until `security.rs` moves to the actors (the next commit), the helpers it still uses.
-impl TestServer {
-    pub fn admin(&self, path: &str) -> String {
-        format!("{}/api/admin{path}", self.url)
-    }
-
-    pub async fn create_key(&self, name: &str, expires: &str, access: &str) -> (Value, String) {
-        let key = self.owner().create_key(name, expires, access).await;
-        (key.info.clone(), key.token)
-    }
-}
-
-pub fn mcp_post(url: &str, token: &str, body: &Value) -> reqwest::RequestBuilder {
-    http().post(url).bearer_auth(token).header("accept", MCP_ACCEPT).json(body)
-}
-
 /// What a finished run of the binary printed.
 pub struct Run {
     pub code: i32,
