@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{self, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
@@ -203,46 +203,199 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The whole HTTP surface on one screen.
-pub fn router(state: AppState) -> Router {
-    let admin = Router::new()
-        .route("/workspaces", get(admin::list_workspaces).post(admin::create_workspace))
-        .route("/workspaces/{ws}/mcp-keys", get(admin::list_keys).post(admin::create_key))
-        .route("/workspaces/{ws}/mcp-keys/{id}", get(admin::get_key))
-        .route("/workspaces/{ws}/mcp-keys/{id}/revoke", post(admin::revoke_key))
-        .route("/workspaces/{ws}/mcp-keys/{id}/rotate", post(admin::rotate_key))
-        .route("/workspaces/{ws}/mcp-keys/{id}/usage", get(admin::key_usage))
-        .route("/workspaces/{ws}/audit", get(admin::audit))
-        .route("/workspaces/{ws}/usage", get(admin::workspace_usage))
-        .route("/mcp-keys/revoke-token", post(admin::revoke_token))
-        .route("/workspaces/{ws}/export", get(transfer::export))
-        .route("/imports", post(transfer::import));
-    // Answers vary with Accept-Encoding whether or not this one was compressed.
-    // Level 3: the tool list shrinks ~5x for a third of the default level's CPU.
+/// Who may call a route: what its handler checks before anything else. Each route names its
+/// guard in [`routes`], and the integration tests walk that table to show every guarded route
+/// refusing a missing, wrong or other kind of credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Anyone, with no credential: health, leaked-token reports, OAuth discovery,
+    /// registration and tokens, and the sign-in page.
+    Public,
+    /// The owner credential (`csa_…`) as a bearer token (`admission::Owner`): the admin API.
+    Owner,
+    /// An MCP key (`cst_…`) as a bearer token (`admission::McpCaller`): the MCP endpoint.
+    McpKey,
+    /// The owner credential typed into the sign-in form, beside the form's CSRF token.
+    OwnerSignIn,
+    /// The owner's signed-in session (a cookie), beside the form's CSRF token: the consent.
+    OwnerSession,
+}
+
+/// Which browser pages may read a route's answers (CORS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cors {
+    /// No page of another origin.
+    None,
+    /// The origins `--allow-origin` names.
+    AllowedOrigins,
+    /// Any origin: what browser-based OAuth clients call.
+    AnyOrigin,
+}
+
+/// One route of the HTTP surface: a method on a path, its guard, and when it is served.
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub guard: Guard,
+    /// Served only by a server started with `--oauth`.
+    pub oauth: bool,
+    pub cors: Cors,
+    /// The handler, as a method router for this route's method.
+    endpoint: fn(MethodFilter) -> MethodRouter<AppState>,
+}
+
+impl Route {
+    const fn new(
+        method: Method,
+        path: &'static str,
+        guard: Guard,
+        endpoint: fn(MethodFilter) -> MethodRouter<AppState>,
+    ) -> Self {
+        Self { method, path, guard, oauth: false, cors: Cors::None, endpoint }
+    }
+
+    const fn with_oauth(mut self) -> Self {
+        self.oauth = true;
+        self
+    }
+
+    const fn with_cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
+        self
+    }
+}
+
+/// The whole HTTP surface on one screen: the router is built from this table and nothing else,
+/// so a route cannot exist without its guard named here.
+static ROUTES: &[Route] = &[
+    Route::new(Method::GET, "/healthz", Guard::Public, |on| routing::on(on, healthz)),
+    Route::new(Method::GET, "/readyz", Guard::Public, |on| routing::on(on, readyz)),
+    Route::new(Method::POST, "/api/tokens/revoke", Guard::Public, |on| {
+        routing::on(on, leaks::report)
+    }),
+    Route::new(Method::POST, "/api/mcp", Guard::McpKey, mcp_endpoint)
+        .with_cors(Cors::AllowedOrigins),
+    Route::new(Method::GET, "/api/admin/workspaces", Guard::Owner, |on| {
+        routing::on(on, admin::list_workspaces)
+    }),
+    Route::new(Method::POST, "/api/admin/workspaces", Guard::Owner, |on| {
+        routing::on(on, admin::create_workspace)
+    }),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/mcp-keys", Guard::Owner, |on| {
+        routing::on(on, admin::list_keys)
+    }),
+    Route::new(Method::POST, "/api/admin/workspaces/{ws}/mcp-keys", Guard::Owner, |on| {
+        routing::on(on, admin::create_key)
+    }),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/mcp-keys/{id}", Guard::Owner, |on| {
+        routing::on(on, admin::get_key)
+    }),
+    Route::new(
+        Method::POST,
+        "/api/admin/workspaces/{ws}/mcp-keys/{id}/revoke",
+        Guard::Owner,
+        |on| routing::on(on, admin::revoke_key),
+    ),
+    Route::new(
+        Method::POST,
+        "/api/admin/workspaces/{ws}/mcp-keys/{id}/rotate",
+        Guard::Owner,
+        |on| routing::on(on, admin::rotate_key),
+    ),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/mcp-keys/{id}/usage", Guard::Owner, |on| {
+        routing::on(on, admin::key_usage)
+    }),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/audit", Guard::Owner, |on| {
+        routing::on(on, admin::audit)
+    }),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/usage", Guard::Owner, |on| {
+        routing::on(on, admin::workspace_usage)
+    }),
+    Route::new(Method::POST, "/api/admin/mcp-keys/revoke-token", Guard::Owner, |on| {
+        routing::on(on, admin::revoke_token)
+    }),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/export", Guard::Owner, |on| {
+        routing::on(on, transfer::export)
+    }),
+    Route::new(Method::POST, "/api/admin/imports", Guard::Owner, |on| {
+        routing::on(on, transfer::import)
+    }),
+    // OAuth (`--oauth`). Discovery, registration and the token endpoint answer pages of any
+    // origin (browser-based clients call them); the sign-in and consent pages are not for
+    // scripts and have no CORS.
+    Route::new(Method::GET, PROTECTED_RESOURCE_PATH, Guard::Public, |on| {
+        routing::on(on, oauth::protected_resource)
+    })
+    .with_oauth()
+    .with_cors(Cors::AnyOrigin),
+    Route::new(Method::GET, oauth::AUTHORIZATION_SERVER_PATH, Guard::Public, |on| {
+        routing::on(on, oauth::authorization_server)
+    })
+    .with_oauth()
+    .with_cors(Cors::AnyOrigin),
+    Route::new(Method::POST, "/oauth/register", Guard::Public, |on| {
+        routing::on(on, oauth::register)
+    })
+    .with_oauth()
+    .with_cors(Cors::AnyOrigin),
+    Route::new(Method::POST, "/oauth/token", Guard::Public, |on| routing::on(on, oauth::token))
+        .with_oauth()
+        .with_cors(Cors::AnyOrigin),
+    Route::new(Method::GET, "/oauth/authorize", Guard::Public, |on| {
+        routing::on(on, oauth::authorize)
+    })
+    .with_oauth(),
+    Route::new(Method::POST, "/oauth/authorize", Guard::OwnerSession, |on| {
+        routing::on(on, oauth::decide)
+    })
+    .with_oauth(),
+    Route::new(Method::POST, "/oauth/login", Guard::OwnerSignIn, |on| {
+        routing::on(on, oauth::login)
+    })
+    .with_oauth(),
+];
+
+/// Every route the server can serve, with its guard (the `--oauth` ones marked).
+pub fn routes() -> &'static [Route] {
+    ROUTES
+}
+
+/// `POST /api/mcp`. Other methods are refused after the key is checked (a bad token is a 401
+/// whatever the method). Answers vary with Accept-Encoding whether or not this one was
+/// compressed; level 3: the tool list shrinks ~5x for a third of the default level's CPU.
+fn mcp_endpoint(on: MethodFilter) -> MethodRouter<AppState> {
     let compression = CompressionLayer::new()
         .gzip(true)
         .quality(tower_http::CompressionLevel::Precise(3))
         .compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES).and(NotForContentType::SSE));
-    let mut mcp = Router::new()
-        .route("/api/mcp", post(mcp::handle).fallback(mcp::method_not_allowed))
-        .layer(SetResponseHeaderLayer::if_not_present(
+    routing::on(on, mcp::handle)
+        .fallback(mcp::method_not_allowed)
+        .layer::<_, std::convert::Infallible>(SetResponseHeaderLayer::if_not_present(
             header::VARY,
             HeaderValue::from_static("Accept-Encoding"),
         ))
-        .layer(compression);
-    if let Some(cors) = cors(&state.config.allowed_origins) {
-        mcp = mcp.layer(cors);
-    }
-    let mut router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/api/tokens/revoke", post(leaks::report))
-        .merge(mcp);
-    if state.config.oauth {
-        router = router.merge(oauth_routes());
+        .layer(compression)
+}
+
+/// The router of [`routes`] (the `--oauth` ones when the server is started so).
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for route in routes().iter().filter(|route| state.config.oauth || !route.oauth) {
+        let filter = MethodFilter::try_from(route.method.clone())
+            .expect("the route table names methods a method router can serve");
+        let mut endpoint = (route.endpoint)(filter);
+        let cors = match route.cors {
+            Cors::None => None,
+            Cors::AllowedOrigins => cors(&state.config.allowed_origins),
+            Cors::AnyOrigin => Some(any_origin_cors()),
+        };
+        if let Some(cors) = cors {
+            endpoint = endpoint.layer(cors);
+        }
+        router = router.route(route.path, endpoint);
     }
     let mut router = router
-        .nest("/api/admin", admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -254,26 +407,14 @@ pub fn router(state: AppState) -> Router {
     router.layer(request_log()).with_state(state)
 }
 
-/// The OAuth endpoints (`--oauth`). Discovery, registration and the token endpoint answer
-/// pages of any origin (browser-based clients call them); the consent pages are not for
-/// scripts and have no CORS.
-fn oauth_routes() -> Router<AppState> {
+/// CORS for any origin: the OAuth endpoints that browser-based clients call.
+fn any_origin_cors() -> tower_http::cors::CorsLayer {
     use tower_http::cors::{Any, CorsLayer};
-    let cors = CorsLayer::new()
+    CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
-        .max_age(Duration::from_secs(600));
-    let open = Router::new()
-        .route(PROTECTED_RESOURCE_PATH, get(oauth::protected_resource))
-        .route(oauth::AUTHORIZATION_SERVER_PATH, get(oauth::authorization_server))
-        .route("/oauth/register", post(oauth::register))
-        .route("/oauth/token", post(oauth::token))
-        .layer(cors);
-    Router::new()
-        .route("/oauth/authorize", get(oauth::authorize).post(oauth::decide))
-        .route("/oauth/login", post(oauth::login))
-        .merge(open)
+        .max_age(Duration::from_secs(600))
 }
 
 /// CORS for the Origins `--allow-origin` names, so a browser page there can call the MCP
@@ -289,7 +430,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([axum::http::Method::POST])
+            .allow_methods([Method::POST])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,

@@ -7,25 +7,13 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, TestServer, initialize_body, mcp_post, run_piped};
+use crate::common::{Key, TestEnv, TestServer, initialize_body, run_piped, tool_call};
 
-/// An MCP client that connects from `from` (any 127.0.0.0/8 address reaches a loopback server).
-fn client_from(from: &str) -> reqwest::Client {
+/// `key` connecting from `from` (any 127.0.0.0/8 address reaches a loopback server).
+fn from(key: &Key, from: &str) -> Key {
     let from: IpAddr = from.parse().expect("address");
-    reqwest::Client::builder().local_address(from).build().expect("client")
-}
-
-async fn post(client: &reqwest::Client, server: &TestServer, token: &str, body: &Value) -> Value {
-    let response = client
-        .post(server.mcp_url())
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 200, "{body}");
-    response.json().await.expect("json")
+    let client = reqwest::Client::builder().local_address(from).build().expect("client");
+    key.clone().with_client(client)
 }
 
 /// The details of the `key.new_origin` events in an `audit --json` trail, newest first.
@@ -39,48 +27,40 @@ fn new_origins(trail: &Value) -> Vec<String> {
         .collect()
 }
 
-fn tool(id: u64, name: &str, arguments: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-           "params": {"name": name, "arguments": arguments}})
-}
-
 #[tokio::test]
 async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
-    let (key, token) = server.create_key("Agent", "30d", "read-write").await;
-    let key_id = key["id"].as_str().expect("id").to_owned();
-    let here = client_from("127.0.0.1");
+    let key = server.owner().create_key("Agent", "30d", "read-write").await;
+    let key_id = key.id().to_owned();
+    let here = from(&key, "127.0.0.1");
 
     // A client names itself, then reads: a journey, an item it found, one that does not exist,
     // a tool that does not exist, and a resource. tools/list reads nothing and is not recorded.
     let mut hello = initialize_body();
     hello["params"]["clientInfo"] = json!({"name": "probe-agent", "version": "1.0"});
-    post(&here, &server, &token, &hello).await;
-    post(&here, &server, &token, &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).await;
-    let journey =
-        post(&here, &server, &token, &tool(3, "get_journey", json!({"journey": "trial-to-paid"})))
-            .await;
+    here.post(&hello).expect(200).await;
+    here.post(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).expect(200).await;
+    let journey = here
+        .post(&tool_call(3, "get_journey", json!({"journey": "trial-to-paid"})))
+        .expect(200)
+        .await;
     let journey = &journey["result"]["structuredContent"];
     let journey_id = journey["id"].as_str().expect("journey id").to_owned();
     let step = journey["stages"][0]["steps"][0]["id"].as_str().expect("step").to_owned();
-    let created = post(
-        &here,
-        &server,
-        &token,
-        &tool(4, "create_item", json!({"step_id": step, "kind": "insight", "title": "Seen"})),
-    )
-    .await;
+    let create = json!({"step_id": step, "kind": "insight", "title": "Seen"});
+    let created = here.post(&tool_call(4, "create_item", create)).expect(200).await;
     let item = created["result"]["structuredContent"]["id"].as_str().expect("item").to_owned();
-    let missing =
-        post(&here, &server, &token, &tool(5, "get_item", json!({"item_id": "itm_Nothing000"})))
-            .await;
+    let missing = here
+        .post(&tool_call(5, "get_item", json!({"item_id": "itm_Nothing000"})))
+        .expect(200)
+        .await;
     assert_eq!(missing["result"]["isError"], true);
-    let unknown = post(&here, &server, &token, &tool(6, "steal_everything", json!({}))).await;
+    let unknown = here.post(&tool_call(6, "steal_everything", json!({}))).expect(200).await;
     assert!(unknown["error"].is_object(), "{unknown}");
     let read = json!({"jsonrpc": "2.0", "id": 7, "method": "resources/read",
                       "params": {"uri": "custory://journeys/trial-to-paid"}});
-    post(&here, &server, &token, &read).await;
+    here.post(&read).expect(200).await;
 
     // The key's trail, as `audit --key` shows it: each call with what it touched, newest
     // first, beside the write's own event and the first use.
@@ -115,16 +95,16 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
 
     // The same key from another address, by another client: one event naming both, and what
     // was seen before.
-    let there = client_from("127.0.0.2");
+    let there = from(&key, "127.0.0.2");
     let mut other = initialize_body();
     other["params"]["clientInfo"] = json!({"name": "stranger", "version": "9"});
-    post(&there, &server, &token, &other).await;
-    post(&there, &server, &token, &tool(8, "list_journeys", json!({}))).await;
+    there.post(&other).expect(200).await;
+    there.post(&tool_call(8, "list_journeys", json!({}))).expect(200).await;
     // Again from there: known now, no new event.
-    post(&there, &server, &token, &tool(9, "list_journeys", json!({}))).await;
+    there.post(&tool_call(9, "list_journeys", json!({}))).expect(200).await;
     // The first client again, upgraded: a version is not a new client.
     hello["params"]["clientInfo"]["version"] = json!("1.1");
-    post(&here, &server, &token, &hello).await;
+    here.post(&hello).expect(200).await;
     let trail = env.admin_json(&server, &["audit", "--key", key_id.as_str()]).await;
     let origins = new_origins(&trail);
     assert_eq!(
@@ -181,7 +161,7 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
     for n in 3..=6 {
         let mut hello = initialize_body();
         hello["params"]["clientInfo"] = json!({"name": format!("client-{n}"), "version": "1"});
-        post(&client_from(&format!("127.0.0.{n}")), &server, &token, &hello).await;
+        from(&key, &format!("127.0.0.{n}")).post(&hello).expect(200).await;
     }
     let trail = env.admin_json(&server, &["audit", "--key", key_id.as_str()]).await;
     let newest: Vec<String> = new_origins(&trail)
@@ -199,10 +179,10 @@ async fn every_call_is_recorded_and_a_new_address_or_client_is_an_event() {
 async fn call_records_expire_after_the_retention_and_hourly_totals_stay() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
-    let (_, token) = server.create_key("Old", "never", "read-only").await;
-    let body = tool(1, "list_journeys", json!({}));
+    let key = server.owner().create_key("Old", "never", "read-only").await;
+    let body = tool_call(1, "list_journeys", json!({}));
     for _ in 0..3 {
-        mcp_post(&server.mcp_url(), &token, &body).send().await.expect("post");
+        key.send(&body).await;
     }
     server.store.access().flush_activity().expect("flush");
     let rows = || server.db.query_row("SELECT COUNT(*) FROM key_calls", &[])[0].int();

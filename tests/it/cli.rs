@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::common::{Run, TestDatabase, TestEnv, TestServer, http, run_piped};
+use crate::common::{Run, TestDatabase, TestEnv, TestServer, run_piped};
 
 impl Run {
     /// Exit code, stdout and stderr with everything that changes between runs redacted.
@@ -59,15 +59,7 @@ async fn run(
 }
 
 async fn keys(server: &TestServer) -> Vec<Value> {
-    let body: Value = http()
-        .get(server.admin("/workspaces/acme/mcp-keys"))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let body = server.owner().list_keys("acme", "").await;
     body["keys"].as_array().expect("keys").clone()
 }
 
@@ -76,7 +68,7 @@ async fn the_key_lifecycle_as_a_user_sees_it() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
     let url = server.url.clone();
-    let owner = Some(server.owner.as_str());
+    let owner = Some(server.owner_token.as_str());
 
     let created = run(
         &env,
@@ -104,8 +96,7 @@ async fn the_key_lifecycle_as_a_user_sees_it() {
     // A use by a named client shows in the list.
     let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "clientInfo": {"name": "Cursor", "version": "2.1"}}});
-    let used = crate::common::mcp_post(&server.mcp_url(), token, &init).send().await.expect("use");
-    assert_eq!(used.status(), 200);
+    server.key(token).post(&init).expect(200).await;
 
     let list = run(&env, &url, owner, &["keys", "list"], None).await;
     insta::assert_snapshot!("keys_list", list.snapshot(&url));
@@ -128,9 +119,7 @@ async fn the_key_lifecycle_as_a_user_sees_it() {
     let revoked = run(&env, &url, owner, &["keys", "revoke", prefix, "--yes"], None).await;
     assert_eq!(revoked.code, 0);
     insta::assert_snapshot!("keys_revoke", revoked.snapshot(&url));
-    let refused =
-        crate::common::mcp_post(&server.mcp_url(), new_token, &init).send().await.expect("use");
-    assert_eq!(refused.status(), 401);
+    server.key(new_token).post(&init).expect(401).await;
 
     let revoked_list = run(&env, &url, owner, &["keys", "list", "--status", "revoked"], None).await;
     insta::assert_snapshot!("keys_list_revoked", revoked_list.snapshot(&url));
@@ -144,7 +133,7 @@ async fn the_key_lifecycle_as_a_user_sees_it() {
 async fn json_output_has_the_api_shapes() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
-    let (url, owner) = (server.url.clone(), Some(server.owner.as_str()));
+    let (url, owner) = (server.url.clone(), Some(server.owner_token.as_str()));
     let json = |run: &Run| -> Value {
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
     };
@@ -203,18 +192,13 @@ async fn json_output_has_the_api_shapes() {
 async fn every_error_path_says_what_to_do_next() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
-    let (url, owner) = (server.url.clone(), Some(server.owner.as_str()));
-    server.create_key("Shared", "30d", "read-write").await;
+    let (url, owner) = (server.url.clone(), Some(server.owner_token.as_str()));
+    let admin = server.owner();
+    admin.create_key("Shared", "30d", "read-write").await;
     // Two revoked keys named alike make "Old" ambiguous; "Gone" is revoked once.
     for name in ["Old", "Old", "Gone"] {
-        let (key, _) = server.create_key(name, "30d", "read-write").await;
-        let id = key["id"].as_str().expect("id");
-        http()
-            .post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke")))
-            .bearer_auth(&server.owner)
-            .send()
-            .await
-            .expect("revoke");
+        let key = admin.create_key(name, "30d", "read-write").await;
+        admin.revoke(key.id()).await;
     }
 
     let dead = {
@@ -285,7 +269,7 @@ async fn every_error_path_says_what_to_do_next() {
 async fn several_workspaces_need_a_choice() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
-    let (url, owner) = (server.url.clone(), Some(server.owner.as_str()));
+    let (url, owner) = (server.url.clone(), Some(server.owner_token.as_str()));
     let created = run(&env, &url, owner, &["workspaces", "create", "Beta Team"], None).await;
     assert_eq!((created.code, created.stdout.as_str()), (0, "beta-team\n"));
     let ambiguous = run(&env, &url, owner, &["keys", "list"], None).await;
@@ -333,19 +317,8 @@ async fn login_logout_and_the_credential_saved_by_serve() {
     assert_eq!(after.code, 1);
     assert!(after.stderr.contains("hint: run `custory-mcp login"), "{}", after.stderr);
 
-    let mcp_key = {
-        let body: Value = http()
-            .post(format!("{url}/api/admin/workspaces/acme/mcp-keys"))
-            .bearer_auth(&owner)
-            .json(&serde_json::json!({"name": "k", "expires": "30d"}))
-            .send()
-            .await
-            .expect("create")
-            .json()
-            .await
-            .expect("json");
-        body["token"].as_str().expect("token").to_owned()
-    };
+    let key = serde_json::json!({"name": "k", "expires": "30d"});
+    let mcp_key = serve.owner().create_key_in("acme", key).await.token;
     let wrong = run(&env, &url, None, &["login", "--token-stdin"], Some(&mcp_key)).await;
     assert_eq!(wrong.code, 1);
     assert!(wrong.stderr.contains("MCP key (cst_…), not the owner credential"), "{}", wrong.stderr);
@@ -370,7 +343,7 @@ async fn login_logout_and_the_credential_saved_by_serve() {
 async fn prompts_on_a_terminal() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
-    server.create_key("Old laptop", "30d", "read-write").await;
+    server.owner().create_key("Old laptop", "30d", "read-write").await;
     let command = |args: &str| {
         format!(
             "env -i HOME={home} CUSTORY_CONFIG_DIR={config} CUSTORY_CREDENTIAL_STORE=file \
@@ -378,7 +351,7 @@ async fn prompts_on_a_terminal() {
             home = env.home.path().display(),
             config = env.config_dir().display(),
             url = server.url,
-            owner = server.owner,
+            owner = server.owner_token,
             bin = crate::common::BIN,
         )
     };

@@ -779,21 +779,16 @@ async fn a_saved_key_can_be_embedded() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
     let mut create = env.command();
-    create.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args([
-        "keys",
-        "create",
-        "--name",
-        "Zed on laptop",
-        "--expires",
-        "30d",
-        "--save",
-    ]);
+    create
+        .env("CUSTORY_SERVER", &server.url)
+        .env("CUSTORY_OWNER_TOKEN", &server.owner_token)
+        .args(["keys", "create", "--name", "Zed on laptop", "--expires", "30d", "--save"]);
     let created = create.output().await.expect("keys create");
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let token = String::from_utf8(created.stdout).expect("utf-8").trim().to_owned();
 
     let mut cmd = env.command();
-    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args([
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token).args([
         "config",
         "zed",
         "--key",

@@ -20,41 +20,12 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{ClientLifecycleMode, ClientServiceExt as _, RoleClient, ServiceExt as _};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, http};
+use crate::common::{Key, TestServer};
 
 /// The official Python SDK, pinned: the newest 2.x (both eras), and the newest 1.x (the
 /// handshake era only), each in its own venv.
 const PYTHON_MCP: &str = "mcp==2.3.0";
 const PYTHON_MCP_1: &str = "mcp==1.30.0";
-
-const READ_TOOLS: [&str; 7] = [
-    "get_workspace",
-    "list_journeys",
-    "get_journey",
-    "list_items",
-    "get_item",
-    "search",
-    "list_personas",
-];
-const WRITE_TOOLS: [&str; 17] = [
-    "create_journey",
-    "update_journey",
-    "create_stage",
-    "update_stage",
-    "create_step",
-    "update_step",
-    "archive",
-    "restore",
-    "create_persona",
-    "update_persona",
-    "link_persona",
-    "unlink_persona",
-    "create_item",
-    "update_item",
-    "link_items",
-    "unlink_items",
-    "add_comment",
-];
 
 /// The venv's python with the SDK 2.x, installing it on first use (once per target dir).
 pub fn python_with_sdk() -> PathBuf {
@@ -181,14 +152,15 @@ async fn typescript_client(sdk: &'static str, mode: &'static str, url: &str, tok
 #[tokio::test]
 async fn typescript_sdks_of_both_eras_use_tools_resources_prompts_and_completions() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("TypeScript SDKs", "30d", "read-write").await;
+    let key = server.owner().create_key("TypeScript SDKs", "30d", "read-write").await;
+    let (token, tools) = (&key.token, key.tools().await);
     let mut seen = Vec::new();
     for (sdk, mode, version) in [
         ("client", "auto", "2026-07-28"),
         ("client", "legacy", "2025-11-25"),
         ("sdk", "", "2025-11-25"),
     ] {
-        let mut report = typescript_client(sdk, mode, &server.mcp_url(), &token).await;
+        let mut report = typescript_client(sdk, mode, &server.mcp_url(), token).await;
         assert!(report.get("error").is_none(), "{sdk} {mode}: {report}");
         assert_eq!(report["protocol_version"], version, "{sdk} {mode} negotiated");
         eprintln!("conformance: TypeScript {sdk} ({mode}) negotiated {version}");
@@ -198,7 +170,7 @@ async fn typescript_sdks_of_both_eras_use_tools_resources_prompts_and_completion
         let names: Vec<&str> =
             capabilities.as_object().expect("caps").keys().map(String::as_str).collect();
         assert_eq!(names, ["completions", "prompts", "resources", "tools"], "{sdk} {mode}");
-        assert_eq!(report["tools"].as_array().map(Vec::len), Some(24));
+        assert_eq!(report["tools"].as_array().map(Vec::len), Some(tools.len()));
         assert_eq!(report["call"]["is_error"], false);
         assert_eq!(
             report["resources"]["uris"],
@@ -280,7 +252,7 @@ fn report_of(output: &std::process::Output, who: &str) -> Value {
 #[tokio::test]
 async fn python_sdks_of_both_eras_read_resources_prompts_and_completions() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("Python SDKs", "30d", "read-write").await;
+    let key = server.owner().create_key("Python SDKs", "30d", "read-write").await;
     let steps = json!([
         {"op": "list_resources"},
         {"op": "read_resource", "uri": "custory://journeys/trial-to-paid"},
@@ -298,7 +270,7 @@ async fn python_sdks_of_both_eras_read_resources_prompts_and_completions() {
     for (sdk, version) in
         [(PySdk::Auto, "2026-07-28"), (PySdk::Legacy, "2025-11-25"), (PySdk::V1, "2025-11-25")]
     {
-        let report = python_client_of(sdk, &server.mcp_url(), &token, steps.clone()).await;
+        let report = python_client_of(sdk, &server.mcp_url(), &key.token, steps.clone()).await;
         assert!(report.get("error").is_none(), "{sdk:?}: {report}");
         assert_eq!(report["protocol_version"], version, "{sdk:?} negotiated");
         eprintln!("conformance: Python SDK {sdk:?} negotiated {version}");
@@ -355,32 +327,25 @@ async fn rmcp_call(client: &RmcpClient, name: &str, args: Value) -> CallToolResu
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// An item id of `kind` from the demo journey, found through the server's own tool.
-async fn demo_step_id(server: &TestServer, token: &str) -> String {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "list_items", "arguments": {"kind": "insight"}}});
-    let reply: Value = crate::common::mcp_post(&server.mcp_url(), token, &body)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
-    reply["result"]["structuredContent"]["items"][0]["step_id"]
+/// A step of the demo journey that holds insights, found through the server's own tool.
+async fn demo_step_id(key: &Key) -> String {
+    let listed = key.ok("list_items", json!({"kind": "insight"})).await;
+    listed["items"][0]["step_id"]
         .as_str()
-        .unwrap_or_else(|| panic!("list_items gives step ids: {reply}"))
+        .unwrap_or_else(|| panic!("list_items gives step ids: {listed}"))
         .to_owned()
 }
 
 #[tokio::test]
 async fn python_sdk_reads_writes_and_sees_its_write() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("Python SDK", "30d", "read-write").await;
-    let step = demo_step_id(&server, &token).await;
+    let owner = server.owner();
+    let key = owner.create_key("Python SDK", "30d", "read-write").await;
+    let step = demo_step_id(&key).await;
     let title = "Users abandon setup at the API key step";
     let report = python_client(
         &server.mcp_url(),
-        &token,
+        &key.token,
         json!([
             {"op": "list_tools"},
             {"op": "call", "tool": "get_workspace", "args": {}},
@@ -401,9 +366,9 @@ async fn python_sdk_reads_writes_and_sees_its_write() {
         .map(|t| t.as_str().expect("name"))
         .collect();
     tools.sort_unstable();
-    let mut want: Vec<&str> = READ_TOOLS.iter().chain(WRITE_TOOLS.iter()).copied().collect();
+    let mut want = key.tool_names().await;
     want.sort_unstable();
-    assert_eq!(tools, want);
+    assert_eq!(tools, want, "the SDK lists what tools/list serves");
     assert_eq!(results[1]["is_error"], false);
     assert_eq!(results[1]["structured"]["slug"], "acme");
     assert_eq!(results[2]["is_error"], false, "{}", results[2]);
@@ -416,15 +381,7 @@ async fn python_sdk_reads_writes_and_sees_its_write() {
     );
 
     // The write left an audit event naming the key.
-    let audit: Value = http()
-        .get(server.admin("/workspaces/acme/audit"))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("audit")
-        .json()
-        .await
-        .expect("json");
+    let audit = owner.audit("acme", "").await;
     // (Beside it, the key's first use from this address and client: `key.new_origin`.)
     let events = audit["events"].as_array().expect("events");
     let writes: Vec<&Value> = events.iter().filter(|e| e["kind"] == "tool.called").collect();
@@ -441,28 +398,13 @@ async fn python_sdk_reads_writes_and_sees_its_write() {
 #[tokio::test]
 async fn python_sdk_builds_a_journey_in_an_empty_workspace_and_reads_it_back() {
     let server = TestServer::start().await;
-    let created = http()
-        .post(server.admin("/workspaces"))
-        .bearer_auth(&server.owner)
-        .json(&json!({"name": "Build"}))
-        .send()
-        .await
-        .expect("workspace");
-    assert_eq!(created.status(), 201);
-    let key: Value = http()
-        .post(server.admin("/workspaces/build/mcp-keys"))
-        .bearer_auth(&server.owner)
-        .json(&json!({"name": "Python builder", "expires": "30d"}))
-        .send()
-        .await
-        .expect("key")
-        .json()
-        .await
-        .expect("json");
-    let token = key["token"].as_str().expect("token");
+    let owner = server.owner();
+    owner.create_workspace(json!({"name": "Build"})).await;
+    let key =
+        owner.create_key_in("build", json!({"name": "Python builder", "expires": "30d"})).await;
     let report = python_client(
         &server.mcp_url(),
-        token,
+        &key.token,
         json!([
             {"op": "call", "tool": "create_journey", "args": {"name": "Onboarding"}},
             {"op": "call", "tool": "create_stage", "args": {"journey": "onboarding", "name": "Sign up"}},
@@ -541,11 +483,12 @@ async fn python_sdk_builds_a_journey_in_an_empty_workspace_and_reads_it_back() {
 #[tokio::test]
 async fn python_sdk_with_a_read_only_key_sees_only_read_tools_and_a_revoked_key_fails() {
     let server = TestServer::start().await;
-    let (key, token) = server.create_key("Read only", "30d", "read-only").await;
-    let step = demo_step_id(&server, &token).await;
+    let owner = server.owner();
+    let key = owner.create_key("Read only", "30d", "read-only").await;
+    let step = demo_step_id(&key).await;
     let report = python_client(
         &server.mcp_url(),
-        &token,
+        &key.token,
         json!([
             {"op": "list_tools"},
             {"op": "call", "tool": "create_item", "args": {"step_id": step, "kind": "insight", "title": "x"}},
@@ -560,9 +503,11 @@ async fn python_sdk_with_a_read_only_key_sees_only_read_tools_and_a_revoked_key_
         .map(|t| t.as_str().expect("name"))
         .collect();
     tools.sort_unstable();
-    let mut want = READ_TOOLS.to_vec();
+    let mut want = key.tool_names().await;
     want.sort_unstable();
-    assert_eq!(tools, want);
+    assert_eq!(tools, want, "the SDK lists what tools/list serves a read-only key");
+    let writer = owner.create_key("Writer", "30d", "read-write").await;
+    assert!(want.len() < writer.tool_names().await.len(), "fewer than a read-write key sees");
     assert_eq!(results[1]["is_error"], true);
     assert!(
         results[1]["text"][0].as_str().is_some_and(|t| t.contains("read-only")),
@@ -570,15 +515,8 @@ async fn python_sdk_with_a_read_only_key_sees_only_read_tools_and_a_revoked_key_
         results[1]
     );
 
-    let id = key["id"].as_str().expect("id");
-    let revoke = http()
-        .post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke")))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(revoke.status(), 200);
-    let report = python_client(&server.mcp_url(), &token, json!([{"op": "list_tools"}])).await;
+    owner.revoke(key.id()).await;
+    let report = python_client(&server.mcp_url(), &key.token, json!([{"op": "list_tools"}])).await;
     assert!(report["error"].as_str().is_some(), "a revoked key must fail: {report}");
     server.stop().await;
 }
@@ -601,9 +539,10 @@ async fn rmcp_connect_auto(url: &str, token: &str) -> RmcpClient {
 #[tokio::test]
 async fn rmcp_client_of_both_eras_reads_resources_prompts_and_completions() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("rmcp", "30d", "read-write").await;
-    let modern = rmcp_connect_auto(&server.mcp_url(), &token).await;
-    let legacy = rmcp_connect(&server.mcp_url(), &token).await.expect("connect");
+    let key = server.owner().create_key("rmcp", "30d", "read-write").await;
+    let served = key.tools().await.len();
+    let modern = rmcp_connect_auto(&server.mcp_url(), &key.token).await;
+    let legacy = rmcp_connect(&server.mcp_url(), &key.token).await.expect("connect");
     let mut seen = Vec::new();
     for (client, version) in
         [(&modern, ProtocolVersion::V_2026_07_28), (&legacy, ProtocolVersion::V_2025_11_25)]
@@ -616,7 +555,7 @@ async fn rmcp_client_of_both_eras_reads_resources_prompts_and_completions() {
         assert!(capabilities.prompts.is_some() && capabilities.completions.is_some());
 
         let tools = client.list_all_tools().await.expect("tools");
-        assert_eq!(tools.len(), READ_TOOLS.len() + WRITE_TOOLS.len());
+        assert_eq!(tools.len(), served);
         let journeys = rmcp_call(client, "list_journeys", json!({})).await;
         assert_eq!(journeys.is_error, Some(false), "{journeys:?}");
 
@@ -672,19 +611,28 @@ async fn rmcp_client_of_both_eras_reads_resources_prompts_and_completions() {
 #[tokio::test]
 async fn rmcp_client_reads_writes_and_is_cut_off_by_a_revoke() {
     let server = TestServer::start().await;
-    let (key, token) = server.create_key("rmcp", "90d", "read-write").await;
-    let client = rmcp_connect(&server.mcp_url(), &token).await.expect("connect");
+    let owner = server.owner();
+    let key = owner.create_key("rmcp", "90d", "read-write").await;
+    let reader = owner.create_key("rmcp reader", "90d", "read-only").await;
+    let read_tools = reader.tool_names().await;
+    let client = rmcp_connect(&server.mcp_url(), &key.token).await.expect("connect");
     let info = client.peer_info().expect("initialized");
     assert_eq!(info.protocol_version, ProtocolVersion::V_2025_11_25);
     assert!(info.instructions.as_deref().is_some_and(|i| i.contains("journeys")));
 
     let tools = client.list_all_tools().await.expect("tools/list");
-    assert_eq!(tools.len(), READ_TOOLS.len() + WRITE_TOOLS.len());
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    let mut served = key.tool_names().await;
+    names.sort_unstable();
+    served.sort_unstable();
+    assert_eq!(names, served, "rmcp lists what tools/list serves");
     for tool in &tools {
         assert!(tool.output_schema.is_some(), "{} has an outputSchema", tool.name);
         assert!(tool.annotations.is_some(), "{} has annotations", tool.name);
         let read_only = tool.annotations.as_ref().and_then(|a| a.read_only_hint);
-        assert_eq!(read_only, Some(READ_TOOLS.contains(&tool.name.as_ref())), "{}", tool.name);
+        // Read-only exactly when a read-only key is offered it.
+        let offered = read_tools.iter().any(|name| *name == tool.name);
+        assert_eq!(read_only, Some(offered), "{}", tool.name);
     }
 
     let journeys = rmcp_call(&client, "list_journeys", json!({})).await;
@@ -728,18 +676,11 @@ async fn rmcp_client_reads_writes_and_is_cut_off_by_a_revoke() {
     let missing = rmcp_call(&client, "get_item", json!({"item_id": "itm_doesnotexist"})).await;
     assert_eq!(missing.is_error, Some(true));
 
-    let id = key["id"].as_str().expect("id");
-    let revoke = http()
-        .post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke")))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(revoke.status(), 200);
+    owner.revoke(key.id()).await;
     let after = client.call_tool(CallToolRequestParams::new("list_journeys".to_owned())).await;
     assert!(after.is_err(), "the very next call after a revoke fails");
 
-    let Err(refused) = rmcp_connect(&server.mcp_url(), &token).await else {
+    let Err(refused) = rmcp_connect(&server.mcp_url(), &key.token).await else {
         panic!("a revoked key cannot connect");
     };
     assert!(refused.is_authorization_required(), "{refused}");
@@ -752,7 +693,8 @@ async fn rmcp_client_reads_writes_and_is_cut_off_by_a_revoke() {
 #[tokio::test]
 async fn mcp_inspector_strict_finds_no_schema_portability_problem() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("Inspector", "30d", "read-write").await;
+    let key = server.owner().create_key("Inspector", "30d", "read-write").await;
+    let (token, served) = (key.token.clone(), key.tools().await.len());
     let url = server.mcp_url();
     let home = tempfile::tempdir().expect("home");
     let home_dir = home.path().to_owned();
@@ -780,7 +722,7 @@ async fn mcp_inspector_strict_finds_no_schema_portability_problem() {
     let report: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("the Inspector printed no JSON ({e}):\n{stdout}\n{stderr}"));
     let tools = report["result"]["tools"].as_array().unwrap_or_else(|| panic!("{report}"));
-    assert_eq!(tools.len(), READ_TOOLS.len() + WRITE_TOOLS.len(), "every tool was linted");
+    assert_eq!(tools.len(), served, "every tool was linted");
     assert!(
         report.get("schemaFindings").is_none(),
         "schema portability findings:\n{}\n{stderr}",

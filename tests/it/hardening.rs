@@ -8,37 +8,24 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::common::{TestEnv, TestServer, http, mcp_post, run_piped};
+use crate::common::{MCP_ACCEPT, TestEnv, TestServer, run_piped};
 
 #[tokio::test]
 async fn invisible_characters_are_refused_in_names() {
     let server = TestServer::start().await;
+    let owner = server.owner();
     for name in ["Cur\u{200b}sor", "Line\u{2028}sep", "\u{feff}Cursor", "Word\u{2060}joiner"] {
-        let response = http()
-            .post(server.admin("/workspaces/acme/mcp-keys"))
-            .bearer_auth(&server.owner)
-            .json(&json!({"name": name, "expires": "30d"}))
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(response.status(), 422, "{name:?}");
-        let body: Value = response.json().await.expect("json");
+        let key = json!({"name": name, "expires": "30d"});
+        let body = owner.post("/workspaces/acme/mcp-keys").json(&key).expect(422).await;
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("invisible characters (here U+"), "{name:?}: {message}");
 
-        let workspace = http()
-            .post(server.admin("/workspaces"))
-            .bearer_auth(&server.owner)
-            .json(&json!({"name": name}))
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(workspace.status(), 422, "workspace {name:?}");
+        owner.post("/workspaces").json(&json!({"name": name})).expect(422).await;
     }
     // The CLI refuses them before sending anything (a usage error).
     let env = TestEnv::new();
     let mut cmd = env.command();
-    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args([
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token).args([
         "--workspace",
         "acme",
         "keys",
@@ -57,28 +44,15 @@ async fn invisible_characters_are_refused_in_names() {
 #[tokio::test]
 async fn a_long_user_agent_is_kept_short() {
     let server = TestServer::start().await;
-    let (key, token) = server.create_key("agent", "30d", "read-write").await;
+    let owner = server.owner();
+    let key = owner.create_key("agent", "30d", "read-write").await;
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
     // A tab is the one control character a header value may carry.
     let agent = format!("Evil\tAgent/{}", "A".repeat(60_000));
-    let response = mcp_post(&server.mcp_url(), &token, &ping)
-        .header("user-agent", agent)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 200);
-    let id = key["id"].as_str().expect("id");
+    key.post(&ping).header("user-agent", agent).expect(200).await;
     // Usage is written after the answer: read it back once it is there.
     let client = loop {
-        let shown: Value = http()
-            .get(server.admin(&format!("/workspaces/acme/mcp-keys/{id}")))
-            .bearer_auth(&server.owner)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let shown = owner.show_key(key.id()).await;
         if let Some(client) = shown["key"]["last_used_client"].as_str() {
             break client.to_owned();
         }
@@ -226,35 +200,31 @@ async fn cors_answers_only_the_allowed_origin() {
     let allowed = "https://app.custory.example";
     let server = env.serve(&db, &["--allow-origin", allowed]).await;
     let preflight = |origin: &'static str| {
-        http()
-            .request(reqwest::Method::OPTIONS, format!("{}/api/mcp", server.url()))
+        server
+            .visitor()
+            .request(reqwest::Method::OPTIONS, "/api/mcp")
             .header("origin", origin)
             .header("access-control-request-method", "POST")
             .header("access-control-request-headers", "authorization, content-type")
             .send()
     };
-    let ok = preflight(allowed).await.expect("preflight");
-    assert!(ok.status().is_success(), "{}", ok.status());
-    let header = |name: &str| {
-        ok.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_lowercase()
-    };
+    let ok = preflight(allowed).await;
+    assert!((200..300).contains(&ok.status), "{}", ok.status);
+    let header = |name: &str| ok.header(name).unwrap_or_default().to_lowercase();
     assert_eq!(header("access-control-allow-origin"), allowed);
     assert!(header("access-control-allow-headers").contains("authorization"));
     assert!(header("access-control-allow-methods").contains("post"));
 
     // A foreign origin gets no grant (the browser then blocks the call), and its POST is refused.
-    let foreign = preflight("https://evil.example").await.expect("preflight");
-    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+    let foreign = preflight("https://evil.example").await;
+    assert!(foreign.header("access-control-allow-origin").is_none());
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
-    let post = |origin: &'static str| {
-        mcp_post(&format!("{}/api/mcp", server.url()), "cst_none", &ping)
-            .header("origin", origin)
-            .send()
-    };
-    assert_eq!(post("https://evil.example").await.expect("post").status(), 403);
-    let granted = post(allowed).await.expect("post");
+    let stranger = server.key("cst_none");
+    let post = |origin: &'static str| stranger.post(&ping).header("origin", origin).send();
+    assert_eq!(post("https://evil.example").await.status, 403);
+    let granted = post(allowed).await;
     assert_eq!(
-        granted.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        granted.header("access-control-allow-origin"),
         Some(allowed),
         "the allowed origin can read the answer (a 401 here)"
     );
@@ -266,27 +236,15 @@ async fn request_logs_name_the_request_but_never_its_credentials() {
     let env = TestEnv::new();
     let db = env.home.path().join("custory.db");
     let server = env.serve(&db, &["-v"]).await;
-    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
-    let url = server.url();
-    let created: Value = http()
-        .post(format!("{url}/api/admin/workspaces/acme/mcp-keys"))
-        .bearer_auth(&owner)
-        .json(&json!({"name": "logged", "expires": "30d"}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let token = created["token"].as_str().expect("token").to_owned();
+    let owner = server.owner();
+    let key = owner.create_key_in("acme", json!({"name": "logged", "expires": "30d"})).await;
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
-    let answered = mcp_post(&format!("{url}/api/mcp"), &token, &ping).send().await.expect("post");
-    assert_eq!(answered.status(), 200);
+    key.post(&ping).expect(200).await;
     let log = server.terminate().await;
     assert!(log.contains("POST") && log.contains("/api/mcp"), "{log}");
     assert!(log.contains("200"), "the status is logged: {log}");
-    for secret in [&owner, &token] {
-        assert!(!log.contains(secret.as_str()), "a credential in the log");
+    for secret in [owner.token(), &key.token] {
+        assert!(!log.contains(secret), "a credential in the log");
     }
     assert!(!log.to_lowercase().contains("authorization"), "{log}");
 }
@@ -296,24 +254,24 @@ async fn a_missing_token_gets_a_bare_challenge_and_a_placeholder_is_named() {
     let server = TestServer::start().await;
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
     let post = |authorization: Option<&str>| {
-        let mut request = http()
-            .post(server.mcp_url())
+        let mut call = server
+            .visitor()
+            .post("/api/mcp")
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", MCP_ACCEPT)
             .json(&ping);
         if let Some(value) = authorization {
-            request = request.header("authorization", value);
+            call = call.header("authorization", value);
         }
-        request.send()
+        call.send()
     };
     // RFC 6750 §3.1: no credentials, no error code in the challenge.
-    let none = post(None).await.expect("post");
-    assert_eq!(none.status(), 401);
-    let challenge = none.headers().get("www-authenticate").and_then(|v| v.to_str().ok());
-    assert_eq!(challenge, Some("Bearer realm=\"custory\""));
+    let none = post(None).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.header("www-authenticate"), Some("Bearer realm=\"custory\""));
     // A bad token keeps its error code.
-    let bad = post(Some("Bearer cst_nope")).await.expect("post");
-    let challenge = bad.headers().get("www-authenticate").and_then(|v| v.to_str().ok());
+    let bad = post(Some("Bearer cst_nope")).await;
+    let challenge = bad.header("www-authenticate");
     assert!(challenge.is_some_and(|c| c.contains("error=\"invalid_token\"")), "{challenge:?}");
 
     for (header, says) in [
@@ -323,9 +281,7 @@ async fn a_missing_token_gets_a_bare_challenge_and_a_placeholder_is_named() {
         ("Bearer <token>", "it was never replaced"),
         ("Bearer YOUR_TOKEN_HERE", "it was never replaced"),
     ] {
-        let response = post(Some(header)).await.expect("post");
-        assert_eq!(response.status(), 401, "{header}");
-        let body: Value = response.json().await.expect("json");
+        let body = post(Some(header)).await.expect(401);
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{header}: {message}");
     }

@@ -5,25 +5,18 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 
-use crate::common::{BIN, Terminal, TestEnv, TestServer, initialize_body, mcp_post, run_piped};
+use crate::common::{
+    BIN, Key, Terminal, TestEnv, TestServer, initialize_body, rpc, run_piped, tool_call,
+};
 
-/// One MCP request with `token`, as the client `client` (initialize names it), and the tool
+/// One MCP request with `key`, as the client `client` (initialize names it), and the tool
 /// call's answer if one was asked for.
-async fn use_key(
-    server: &TestServer,
-    token: &str,
-    client: &str,
-    tool: Option<(&str, Value)>,
-) -> Value {
+async fn use_key(key: &Key, client: &str, tool: Option<(&str, Value)>) -> Value {
     let mut hello = initialize_body();
     hello["params"]["clientInfo"] = json!({"name": client, "version": "1"});
-    let url = server.mcp_url();
-    assert_eq!(mcp_post(&url, token, &hello).send().await.expect("post").status(), 200);
+    key.post(&hello).expect(200).await;
     if let Some((name, arguments)) = tool {
-        let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                          "params": {"name": name, "arguments": arguments}});
-        let reply: Value =
-            mcp_post(&url, token, &call).send().await.expect("post").json().await.expect("json");
+        let reply = key.send(&tool_call(2, name, arguments)).await.json();
         assert_eq!(reply["result"]["isError"], false, "{reply}");
         return reply;
     }
@@ -54,29 +47,30 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
     let server = TestServer::start().await;
     let env = TestEnv::new();
     let clock = server.store.clock();
-    let (_, shared) = server.create_key("Shared", "90d", "read-only").await;
-    let (_, reader) = server.create_key("Reader", "90d", "read-write").await;
-    let (_, writer) = server.create_key("Writer", "90d", "read-write").await;
-    server.create_key("Idle", "never", "read-write").await;
-    let (_, old) = server.create_key("Old", "never", "read-only").await;
-    use_key(&server, &old, "cursor", Some(("list_journeys", json!({})))).await;
+    let owner = server.owner();
+    let shared = owner.create_key("Shared", "90d", "read-only").await;
+    let reader = owner.create_key("Reader", "90d", "read-write").await;
+    let writer = owner.create_key("Writer", "90d", "read-write").await;
+    owner.create_key("Idle", "never", "read-write").await;
+    let old = owner.create_key("Old", "never", "read-only").await;
+    use_key(&old, "cursor", Some(("list_journeys", json!({})))).await;
 
     // A week later: a 30-day key, a key that only reads, a key that writes.
     clock.advance(Duration::days(7));
-    let (_, expiring) = server.create_key("Expiring", "30d", "read-only").await;
-    use_key(&server, &expiring, "zed", None).await;
-    use_key(&server, &reader, "codex", Some(("list_journeys", json!({})))).await;
+    let expiring = owner.create_key("Expiring", "30d", "read-only").await;
+    use_key(&expiring, "zed", None).await;
+    use_key(&reader, "codex", Some(("list_journeys", json!({})))).await;
     let journey = json!({"journey": "trial-to-paid"});
-    let reply = use_key(&server, &writer, "claude-code", Some(("get_journey", journey))).await;
+    let reply = use_key(&writer, "claude-code", Some(("get_journey", journey))).await;
     let step = &reply["result"]["structuredContent"]["stages"][0]["steps"][0]["id"];
     let item = json!({"step_id": step, "kind": "insight", "title": "Written"});
-    use_key(&server, &writer, "claude-code", Some(("create_item", item))).await;
+    use_key(&writer, "claude-code", Some(("create_item", item))).await;
 
     // 24 days on (31 since the start): one key, two clients, today.
     clock.advance(Duration::days(24));
-    use_key(&server, &shared, "cursor", Some(("list_journeys", json!({})))).await;
+    use_key(&shared, "cursor", Some(("list_journeys", json!({})))).await;
     clock.advance(Duration::seconds(1)); // first seen in different seconds: listed by name
-    use_key(&server, &shared, "claude-code", None).await;
+    use_key(&shared, "claude-code", None).await;
 
     let keys = env.admin_json(&server, &["keys", "list"]).await;
     assert_eq!(flags(&keys, "Shared"), ["shared"]);
@@ -90,7 +84,7 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
     assert_eq!(listed["keys"][0]["shared"]["clients"], json!(["claude-code", "cursor"]));
     assert_eq!(listed["keys"][0]["shared"]["addresses"], json!(["127.0.0.1"]));
     let mut wide = env.command();
-    wide.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner);
+    wide.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
     wide.env("COLUMNS", "200").args(["keys", "list"]);
     let table = run_piped(wide, None).await.stdout;
     let row = |name: &str| table.lines().find(|l| l.starts_with(name)).expect("row").to_owned();
@@ -131,7 +125,7 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
             shell.env(name, value);
         }
     }
-    shell.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner);
+    shell.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
     shell.args(["-c", &line]).kill_on_drop(true);
     let ran = run_piped(shell, None).await;
     assert_eq!(ran.code, 0, "{line}: {}", ran.stderr);
@@ -169,7 +163,7 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
         home = env.home.path().display(),
         config = env.config_dir().display(),
         url = server.url,
-        owner = server.owner,
+        owner = server.owner_token,
     );
     tokio::task::spawn_blocking(move || {
         let t = Terminal::start(&command);
@@ -210,7 +204,7 @@ async fn keys_create_on_a_terminal_offers_to_store_the_token() {
             home = env.home.path().display(),
             config = env.config_dir().display(),
             url = server.url,
-            owner = server.owner,
+            owner = server.owner_token,
         )
     };
     let into_cursor = command("keys create --name Laptop --expires 30d");
@@ -256,9 +250,7 @@ async fn keys_create_on_a_terminal_offers_to_store_the_token() {
         .to_owned();
     let token = header.strip_prefix("Bearer ").expect("bearer");
     assert!(token.starts_with(&prefix("Laptop")), "{cursor}");
-    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-    let status = mcp_post(&server.mcp_url(), token, &list).send().await.expect("post").status();
-    assert_eq!(status, 200);
+    server.key(token).post(&rpc(1, "tools/list", json!({}))).expect(200).await;
     // The Desktop key's token was saved: `config --key` finds it.
     let out = env.admin(&server, &["config", "zed", "--key", "Desktop"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -3,15 +3,14 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, TestServer, http, mcp_post, run_piped};
+use crate::common::{Key, TestEnv, TestServer, rpc, run_piped};
 
-async fn status_of(server: &TestServer, token: &str) -> u16 {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-    mcp_post(&server.mcp_url(), token, &body).send().await.expect("post").status().as_u16()
+async fn status_of(key: &Key) -> u16 {
+    key.send(&rpc(1, "tools/list", json!({}))).await.status
 }
 
 async fn audit_details(server: &TestServer, workspace: &str) -> Vec<String> {
-    let audit: Value = server.admin_get(&format!("/workspaces/{workspace}/audit")).await;
+    let audit: Value = server.owner().audit(workspace, "").await;
     audit["events"]
         .as_array()
         .expect("events")
@@ -24,34 +23,17 @@ async fn audit_details(server: &TestServer, workspace: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_found_token_is_revoked_from_the_cli_without_knowing_its_name_or_workspace() {
     let server = TestServer::start().await;
-    let created: Value = http()
-        .post(server.admin("/workspaces"))
-        .bearer_auth(&server.owner)
-        .json(&json!({"name": "Second"}))
-        .send()
-        .await
-        .expect("workspace")
-        .json()
-        .await
-        .expect("json");
+    let owner = server.owner();
+    let created = owner.create_workspace(json!({"name": "Second"})).await;
     let slug = created["workspace"]["slug"].as_str().expect("slug").to_owned();
-    let key: Value = http()
-        .post(server.admin(&format!("/workspaces/{slug}/mcp-keys")))
-        .bearer_auth(&server.owner)
-        .json(&json!({"name": "Laptop", "expires": "30d"}))
-        .send()
-        .await
-        .expect("key")
-        .json()
-        .await
-        .expect("json");
-    let token = key["token"].as_str().expect("token").to_owned();
-    assert_eq!(status_of(&server, &token).await, 200);
+    let key = owner.create_key_in(&slug, json!({"name": "Laptop", "expires": "30d"})).await;
+    let token = key.token.clone();
+    assert_eq!(status_of(&key).await, 200);
 
     let env = TestEnv::new();
     let revoke = |stdin: String, json: bool| {
         let mut cmd = env.command();
-        cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner);
+        cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
         if json {
             cmd.arg("--json");
         }
@@ -68,7 +50,7 @@ async fn a_found_token_is_revoked_from_the_cli_without_knowing_its_name_or_works
     );
     assert_eq!(answer["key"]["status"], "revoked");
     assert!(!ran.stdout.contains(&token) && !ran.stderr.contains(&token), "never echoed");
-    assert_eq!(status_of(&server, &token).await, 401, "refused from the next request");
+    assert_eq!(status_of(&key).await, 401, "refused from the next request");
     assert!(
         audit_details(&server, &slug).await.iter().any(|d| d.contains("its token was found")),
         "audited with the reason"
@@ -94,36 +76,35 @@ async fn a_found_token_is_revoked_from_the_cli_without_knowing_its_name_or_works
 #[tokio::test]
 async fn whoever_finds_a_token_may_kill_it_and_learns_nothing_about_others() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("Leaky", "90d", "read-write").await;
-    let (_, bystander) = server.create_key("Bystander", "90d", "read-write").await;
-    let report = |body: Value| {
-        let url = format!("{}/api/tokens/revoke", server.url);
-        async move {
-            let response = http().post(url).json(&body).send().await.expect("report");
-            (response.status().as_u16(), response.text().await.expect("body"))
-        }
+    let owner = server.owner();
+    let leaky = owner.create_key("Leaky", "90d", "read-write").await;
+    let bystander = owner.create_key("Bystander", "90d", "read-write").await;
+    let anyone = server.visitor();
+    let report = async |body: Value| {
+        let reply = anyone.post("/api/tokens/revoke").json(&body).send().await;
+        (reply.status, reply.text())
     };
     // No credential: the token is the proof.
-    let known = report(json!({"token": token})).await;
+    let known = report(json!({"token": leaky.token})).await;
     assert_eq!(known.0, 200, "{}", known.1);
-    assert_eq!(status_of(&server, &token).await, 401, "refused on the next request");
-    assert_eq!(status_of(&server, &bystander).await, 200, "other keys untouched");
+    assert_eq!(status_of(&leaky).await, 401, "refused on the next request");
+    assert_eq!(status_of(&bystander).await, 200, "other keys untouched");
     let stranger = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Mcp);
     let unknown = report(json!({"token": stranger.expose()})).await;
-    let again = report(json!({"token": token})).await;
+    let again = report(json!({"token": leaky.token})).await;
     let malformed = report(json!({"token": "cst_short"})).await;
     assert_eq!(unknown, known, "an unknown token is answered identically");
     assert_eq!(again, known, "so is one already revoked");
     assert_eq!(malformed, known, "and one that is not a token at all");
     // The list secret-scanning services send.
-    let (_, scanned) = server.create_key("Scanned", "90d", "read-write").await;
+    let scanned = owner.create_key("Scanned", "90d", "read-write").await;
     let (status, _) = report(json!([
-        {"token": scanned, "type": "custory_mcp_key", "url": "https://example.com/x", "source": "content"},
+        {"token": scanned.token, "type": "custory_mcp_key", "url": "https://example.com/x", "source": "content"},
         {"token": stranger.expose(), "type": "custory_mcp_key", "url": "", "source": "commit"}
     ]))
     .await;
     assert_eq!(status, 200);
-    assert_eq!(status_of(&server, &scanned).await, 401);
+    assert_eq!(status_of(&scanned).await, 401);
     let (status, body) = report(json!({"nothing": 1})).await;
     assert_eq!(status, 400, "{body}");
     assert!(
@@ -147,16 +128,11 @@ async fn reports_have_a_limit_of_their_own_that_a_scanner_does_not_reach_by_acci
     };
     let server = TestServer::start_with(config).await;
     let stranger = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Mcp);
-    let url = format!("{}/api/tokens/revoke", server.url);
+    let anyone = server.visitor();
     let mut statuses = Vec::new();
     for _ in 0..80 {
-        let response = http()
-            .post(&url)
-            .json(&json!({"token": stranger.expose()}))
-            .send()
-            .await
-            .expect("post");
-        statuses.push(response.status().as_u16());
+        let report = anyone.post("/api/tokens/revoke").json(&json!({"token": stranger.expose()}));
+        statuses.push(report.send().await.status);
     }
     assert!(statuses[..60].iter().all(|s| *s == 200), "{statuses:?}");
     // 60 a minute, one more each second: 20 more sent at once cannot all pass.

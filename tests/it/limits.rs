@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::common::{Mcp, TestServer, http, mcp_post};
+use crate::common::{TestServer, rpc, tool_call};
 
 fn addr(server: &TestServer) -> String {
     server.url.trim_start_matches("http://").to_owned()
@@ -51,7 +51,7 @@ fn quick(header: Duration) -> ServerConfig {
 #[tokio::test]
 async fn slow_heads_idle_connections_and_stalled_bodies_are_cut_off() {
     let server = TestServer::start_with(quick(Duration::from_millis(600))).await;
-    let (_, token) = server.create_key("slow", "30d", "read-write").await;
+    let token = server.owner().create_key("slow", "30d", "read-write").await.token;
 
     // Slowloris: a request head that never ends.
     let mut slow = TcpStream::connect(addr(&server)).await.expect("connect");
@@ -96,8 +96,7 @@ async fn one_address_cannot_take_every_connection() {
     assert!(closed_within(&mut fourth, Duration::from_secs(5)).await, "the server drops it");
     drop(held);
     // Once they are gone, the address may connect again.
-    let health = http().get(format!("{}/healthz", server.url)).send().await.expect("healthz");
-    assert_eq!(health.status(), 200);
+    server.visitor().get("/healthz").expect(200).await;
     server.stop().await;
 }
 
@@ -113,7 +112,7 @@ async fn shutdown_does_not_wait_for_a_slow_client() {
         ..ServerConfig::default()
     };
     let server = TestServer::start_with(config).await;
-    let (_, token) = server.create_key("slow", "30d", "read-write").await;
+    let token = server.owner().create_key("slow", "30d", "read-write").await.token;
     let mut stalled = TcpStream::connect(addr(&server)).await.expect("connect");
     let head = format!(
         "POST /api/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
@@ -122,10 +121,7 @@ async fn shutdown_does_not_wait_for_a_slow_client() {
     stalled.write_all(head.as_bytes()).await.expect("write");
     // The request is in: its use is noted only when it ends, so wait for the server to hold it
     // by asking for something else on another connection first.
-    assert_eq!(
-        http().get(format!("{}/healthz", server.url)).send().await.expect("h").status(),
-        200
-    );
+    server.visitor().get("/healthz").expect(200).await;
     let started = Instant::now();
     server.stop().await;
     assert!(started.elapsed() < Duration::from_secs(5), "stopped after {:?}", started.elapsed());
@@ -134,23 +130,19 @@ async fn shutdown_does_not_wait_for_a_slow_client() {
 #[tokio::test]
 async fn batches_are_capped_in_members_and_in_answer_bytes() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("batcher", "30d", "read-write").await;
+    let key = server.owner().create_key("batcher", "30d", "read-write").await;
     let list = |id: usize| json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"});
     let post = |batch: Vec<Value>| {
-        mcp_post(&server.mcp_url(), &token, &Value::Array(batch))
-            .header("mcp-protocol-version", "2025-03-26")
-            .send()
+        key.post(&Value::Array(batch)).header("mcp-protocol-version", "2025-03-26").send()
     };
-    let too_many = post((0..257).map(list).collect()).await.expect("post");
-    assert_eq!(too_many.status(), 400);
-    let body: Value = too_many.json().await.expect("json");
+    let body = post((0..257).map(list).collect()).await.expect(400);
     assert_eq!(body["error"]["code"], -32600);
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("256")), "{body}");
 
     // 256 tool lists (~23 KB each) are more than a batch may answer: the last are not run.
-    let answered = post((0..256).map(list).collect()).await.expect("post");
-    assert_eq!(answered.status(), 200);
-    let text = answered.text().await.expect("body");
+    let answered = post((0..256).map(list).collect()).await;
+    assert_eq!(answered.status, 200);
+    let text = answered.text();
     assert!(text.len() < 5 * 1024 * 1024, "{} bytes", text.len());
     let replies: Vec<Value> = serde_json::from_str(&text).expect("json");
     assert_eq!(replies.len(), 256, "every member is answered");
@@ -165,8 +157,8 @@ async fn batches_are_capped_in_members_and_in_answer_bytes() {
 #[tokio::test]
 async fn a_revoke_stops_a_batch_in_flight_and_runs_nothing_after_it() {
     let server = TestServer::start().await;
-    let (key, token) = server.create_key("bulk", "30d", "read-write").await;
-    let mcp = Mcp::new(&server, &token);
+    let owner = server.owner();
+    let mcp = owner.create_key("bulk", "30d", "read-write").await;
     let step = {
         let journey = mcp.ok("get_journey", json!({"journey": "trial-to-paid"})).await;
         journey["stages"][0]["steps"][0]["id"].as_str().expect("step").to_owned()
@@ -179,10 +171,8 @@ async fn a_revoke_stops_a_batch_in_flight_and_runs_nothing_after_it() {
                    "arguments": {"step_id": step, "kind": "insight", "title": format!("Bulk {i}"), "description": long}}})
         })
         .collect();
-    let request = mcp_post(&server.mcp_url(), &token, &Value::Array(batch))
-        .header("mcp-protocol-version", "2025-03-26")
-        .send();
-    let running = tokio::spawn(request);
+    let request = mcp.post(&Value::Array(batch)).header("mcp-protocol-version", "2025-03-26");
+    let running = tokio::spawn(request.send());
     // Revoke once the batch is under way (its first items exist).
     let created = || {
         server.db.query_row("SELECT count(*) FROM items WHERE title LIKE 'Bulk %'", &[])[0]
@@ -190,17 +180,11 @@ async fn a_revoke_stops_a_batch_in_flight_and_runs_nothing_after_it() {
             .unwrap_or(0)
     };
     wait_until("the batch's first items", || created() > 0).await;
-    let id = key["id"].as_str().expect("id");
-    let revoked = http()
-        .post(server.admin(&format!("/workspaces/acme/mcp-keys/{id}/revoke")))
-        .bearer_auth(&server.owner)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(revoked.status(), 200);
+    let id = mcp.id();
+    owner.revoke(id).await;
     let after_revoke = created();
-    let replies: Vec<Value> =
-        running.await.expect("task").expect("post").json().await.expect("json");
+    let replies = running.await.expect("task").json();
+    let replies = replies.as_array().expect("a batch answer");
     let refused = replies.iter().filter(|r| r["error"]["code"] == -32001).count();
     assert!(refused > 0, "members after the revoke are refused");
     // Nothing ran after the revoke answered: a write in progress either committed before the
@@ -228,17 +212,18 @@ async fn a_key_beyond_its_share_or_its_rate_waits_or_is_refused_and_others_are_n
         ..ServerConfig::default()
     };
     let server = TestServer::start_with(config).await;
-    let (_, busy) = server.create_key("busy", "30d", "read-write").await;
-    let (_, other) = server.create_key("other", "30d", "read-write").await;
+    let owner = server.owner();
+    let busy = owner.create_key("busy", "30d", "read-write").await;
+    let other = owner.create_key("other", "30d", "read-write").await;
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
 
     // Rate: the burst passes, then 429 with Retry-After; another key is not affected.
     let mut statuses = Vec::new();
     for _ in 0..14 {
-        let response = mcp_post(&server.mcp_url(), &busy, &ping).send().await.expect("post");
-        if response.status() == 429 {
-            assert!(response.headers().get("retry-after").is_some());
-            let body: Value = response.json().await.expect("json");
+        let response = busy.send(&ping).await;
+        if response.status == 429 {
+            assert!(response.header("retry-after").is_some());
+            let body = response.json();
             assert!(
                 body["error"]["message"]
                     .as_str()
@@ -247,32 +232,24 @@ async fn a_key_beyond_its_share_or_its_rate_waits_or_is_refused_and_others_are_n
             );
             statuses.push(429);
         } else {
-            statuses.push(response.status().as_u16());
+            statuses.push(response.status);
         }
     }
     assert!(statuses[..10].iter().all(|s| *s == 200), "{statuses:?}");
     assert!(statuses.contains(&429), "{statuses:?}");
-    let response = mcp_post(&server.mcp_url(), &other, &ping).send().await.expect("post");
-    assert_eq!(response.status(), 200, "another key has its own rate");
+    assert_eq!(other.send(&ping).await.status, 200, "another key has its own rate");
 
     // Writes have their own rate.
-    let mcp = Mcp::new(&server, &other);
+    let mcp = &other;
     let step = {
         let journey = mcp.ok("get_journey", json!({"journey": "trial-to-paid"})).await;
         journey["stages"][0]["steps"][0]["id"].as_str().expect("step").to_owned()
     };
-    let create = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "create_item",
-                        "arguments": {"step_id": step, "kind": "insight", "title": "Rated"}}});
+    let create =
+        tool_call(1, "create_item", json!({"step_id": step, "kind": "insight", "title": "Rated"}));
     let mut writes = Vec::new();
     for _ in 0..5 {
-        writes.push(
-            mcp_post(&server.mcp_url(), &other, &create)
-                .send()
-                .await
-                .expect("post")
-                .status()
-                .as_u16(),
-        );
+        writes.push(other.send(&create).await.status);
     }
     assert_eq!(&writes[..3], &[200, 200, 200], "{writes:?}");
     assert!(writes.contains(&429), "{writes:?}");
@@ -284,39 +261,43 @@ async fn a_key_beyond_its_share_or_its_rate_waits_or_is_refused_and_others_are_n
 async fn a_key_beyond_its_share_waits_for_its_own_requests_only() {
     let config = ServerConfig { per_key_concurrency: 1, ..ServerConfig::default() };
     let server = TestServer::start_with(config).await;
-    let (_, busy) = server.create_key("busy", "30d", "read-write").await;
-    let (_, other) = server.create_key("other", "30d", "read-write").await;
-    let mcp = Mcp::new(&server, &busy);
-    let journey = mcp.ok("get_journey", json!({"journey": "trial-to-paid"})).await;
+    let owner = server.owner();
+    let busy = owner.create_key("busy", "30d", "read-write").await;
+    let other = owner.create_key("other", "30d", "read-write").await;
+    let journey = busy.ok("get_journey", json!({"journey": "trial-to-paid"})).await;
     let step = journey["stages"][0]["steps"][0]["id"].as_str().expect("step").to_owned();
     let long = "s".repeat(3_000);
     let slow: Vec<Value> = (0..250)
-        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "create_item",
-                        "arguments": {"step_id": step, "kind": "insight", "title": format!("Share {i}"), "description": long}}}))
+        .map(|i| {
+            tool_call(
+                i,
+                "create_item",
+                json!({"step_id": step, "kind": "insight",
+                           "title": format!("Share {i}"), "description": long}),
+            )
+        })
         .collect();
-    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let ping = rpc(1, "ping", json!({}));
     let made = || {
         server.db.query_row("SELECT count(*) FROM items WHERE title LIKE 'Share %'", &[])[0]
             .int()
             .unwrap_or(0)
     };
     // Each ping notes how many of the batch's items existed when its answer came.
-    let ping_with = |token: &str| {
-        let request = mcp_post(&server.mcp_url(), token, &ping);
+    let ping_with = |key: &crate::common::Key| {
+        let call = key.post(&ping);
         async move {
-            let status = request.send().await.expect("post").status().as_u16();
+            let status = call.send().await.status;
             (status, made())
         }
     };
-    let batch = mcp_post(&server.mcp_url(), &busy, &Value::Array(slow))
-        .header("mcp-protocol-version", "2025-03-26")
-        .send();
-    let batch = tokio::spawn(batch);
+    let batch = busy.post(&Value::Array(slow)).header("mcp-protocol-version", "2025-03-26");
+    let batch = tokio::spawn(batch.send());
     // The batch holds the key's one slot before the pings are sent.
     wait_until("the batch's first items", || made() > 0).await;
     let (mine, theirs) = tokio::join!(ping_with(&busy), ping_with(&other));
-    let batch = batch.await.expect("task").expect("post");
-    assert_eq!((batch.status().as_u16(), mine.0, theirs.0), (200, 200, 200));
+    let batch = batch.await.expect("task");
+    assert_eq!((batch.status, mine.0, theirs.0), (200, 200, 200));
     assert!(theirs.1 < 250, "another key is answered while the batch runs: {theirs:?}");
     assert_eq!(mine.1, 250, "the same key's ping waited for the batch to end");
     server.stop().await;
@@ -341,8 +322,7 @@ async fn a_workspace_past_its_quota_takes_no_more_and_says_which_limit() {
         ..StoreOptions::default()
     };
     let server = TestServer::start_with_options(ServerConfig::default(), options).await;
-    let (_, token) = server.create_key("filler", "30d", "read-write").await;
-    let mcp = Mcp::new(&server, &token);
+    let mcp = server.owner().create_key("filler", "30d", "read-write").await;
     let journey = mcp.ok("get_journey", json!({"journey": "trial-to-paid"})).await;
     let step = journey["stages"][0]["steps"][0]["id"].as_str().expect("step").to_owned();
     let new = |title: &str| json!({"step_id": step, "kind": "insight", "title": title});
@@ -377,8 +357,7 @@ async fn a_workspace_past_its_quota_takes_no_more_and_says_which_limit() {
 #[tokio::test]
 async fn a_map_stays_readable_however_many_stages_an_agent_adds() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("mapper", "30d", "read-write").await;
-    let mcp = Mcp::new(&server, &token);
+    let mcp = server.owner().create_key("mapper", "30d", "read-write").await;
     let journey = mcp.ok("create_journey", json!({"name": "Crowded"})).await;
     let id = journey["id"].as_str().expect("id");
     for n in 0..30 {

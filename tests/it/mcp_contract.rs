@@ -5,18 +5,17 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, http, initialize_body, mcp_post};
+use crate::common::{Call, MCP_ACCEPT, Reply, TestServer, initialize_body, rpc};
 
 /// Status, the headers a client acts on, and the body (pretty JSON when it is JSON).
-async fn shown(response: reqwest::Response) -> String {
-    let status = response.status().as_u16();
-    let mut lines = vec![format!("status: {status}")];
+fn shown(reply: &Reply) -> String {
+    let mut lines = vec![format!("status: {}", reply.status)];
     for name in ["content-type", "www-authenticate", "allow", "retry-after"] {
-        if let Some(value) = response.headers().get(name) {
+        if let Some(value) = reply.headers.get(name) {
             lines.push(format!("{name}: {}", value.to_str().expect("ascii")));
         }
     }
-    let text = response.text().await.expect("body");
+    let text = reply.text();
     let body = match serde_json::from_str::<Value>(&text) {
         Ok(json) => serde_json::to_string_pretty(&json).expect("json"),
         Err(_) => text,
@@ -25,27 +24,21 @@ async fn shown(response: reqwest::Response) -> String {
     lines.join("\n")
 }
 
-fn rpc(method: &str, params: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-}
-
 #[tokio::test]
 async fn initialize_and_the_tool_lists_are_pinned() {
     let server = TestServer::start().await;
-    let url = server.mcp_url();
-    let (_, write) = server.create_key("writer", "30d", "read-write").await;
-    let (_, read) = server.create_key("reader", "30d", "read-only").await;
+    let owner = server.owner();
+    let write = owner.create_key("writer", "30d", "read-write").await;
+    let read = owner.create_key("reader", "30d", "read-only").await;
 
-    let response = mcp_post(&url, &write, &initialize_body()).send().await.expect("post");
+    let reply = write.send(&initialize_body()).await;
     let version = env!("CARGO_PKG_VERSION");
-    insta::assert_snapshot!("mcp_initialize", shown(response).await.replace(version, "[VERSION]"));
+    insta::assert_snapshot!("mcp_initialize", shown(&reply).replace(version, "[VERSION]"));
 
-    for (name, token) in
-        [("mcp_tools_list_read_write", &write), ("mcp_tools_list_read_only", &read)]
+    for (name, key) in [("mcp_tools_list_read_write", &write), ("mcp_tools_list_read_only", &read)]
     {
-        let response =
-            mcp_post(&url, token, &rpc("tools/list", json!({}))).send().await.expect("post");
-        insta::assert_snapshot!(name, shown(response).await);
+        let reply = key.send(&rpc(1, "tools/list", json!({}))).await;
+        insta::assert_snapshot!(name, shown(&reply));
     }
     server.stop().await;
 }
@@ -53,80 +46,63 @@ async fn initialize_and_the_tool_lists_are_pinned() {
 #[tokio::test]
 async fn error_answers_are_pinned() {
     let server = TestServer::start().await;
-    let url = server.mcp_url();
-    let (key, token) = server.create_key("errors", "30d", "read-write").await;
-    let ping = rpc("ping", json!({}));
+    let owner = server.owner();
+    let key = owner.create_key("errors", "30d", "read-write").await;
+    let anyone = server.visitor();
+    let ping = rpc(1, "ping", json!({}));
+    // The key's token on the endpoint, without the headers a conforming client adds.
+    let bare = || anyone.post("/api/mcp").bearer(&key.token);
     let mut shots = Vec::new();
-    let mut shot = async |case: &str, request: reqwest::RequestBuilder| {
-        let response = request.send().await.expect("send");
-        shots.push(format!("## {case}\n{}", shown(response).await));
+    let mut shot = async |case: &str, call: Call| {
+        shots.push(format!("## {case}\n{}", shown(&call.send().await)));
     };
 
-    shot("no credentials", http().post(&url).json(&ping)).await;
-    shot("not a bearer token", http().post(&url).header("authorization", "Basic eDp5").json(&ping))
-        .await;
-    shot("a token that is not an MCP key", mcp_post(&url, "cst_abc", &ping)).await;
-    shot("the owner credential", mcp_post(&url, &server.owner, &ping)).await;
+    shot("no credentials", anyone.post("/api/mcp").json(&ping)).await;
     shot(
-        "a foreign Origin",
-        mcp_post(&url, &token, &ping).header("origin", "https://evil.example"),
+        "not a bearer token",
+        anyone.post("/api/mcp").header("authorization", "Basic eDp5").json(&ping),
     )
     .await;
-    shot("a foreign Host", mcp_post(&url, &token, &ping).header("host", "evil.example")).await;
+    shot("a token that is not an MCP key", server.key("cst_abc").post(&ping)).await;
+    shot("the owner credential", server.key(owner.token()).post(&ping)).await;
+    shot("a foreign Origin", key.post(&ping).header("origin", "https://evil.example")).await;
+    shot("a foreign Host", key.post(&ping).header("host", "evil.example")).await;
     shot(
         "wrong Content-Type",
-        http()
-            .post(&url)
-            .bearer_auth(&token)
-            .header("accept", "application/json, text/event-stream")
+        bare()
+            .header("accept", MCP_ACCEPT)
             .header("content-type", "text/plain")
             .body(ping.to_string()),
     )
     .await;
-    shot(
-        "Accept without SSE",
-        http().post(&url).bearer_auth(&token).header("accept", "application/json").json(&ping),
-    )
-    .await;
+    shot("Accept without SSE", bare().header("accept", "application/json").json(&ping)).await;
     shot(
         "unknown MCP-Protocol-Version",
-        mcp_post(&url, &token, &ping).header("mcp-protocol-version", "1999-01-01"),
+        key.post(&ping).header("mcp-protocol-version", "1999-01-01"),
     )
     .await;
-    shot("a body over 1 MiB", mcp_post(&url, &token, &json!({"pad": "x".repeat(1 << 20)}))).await;
+    shot("a body over 1 MiB", key.post(&json!({"pad": "x".repeat(1 << 20)}))).await;
     shot(
         "not JSON",
-        http()
-            .post(&url)
-            .bearer_auth(&token)
-            .header("accept", "application/json, text/event-stream")
+        bare()
+            .header("accept", MCP_ACCEPT)
             .header("content-type", "application/json")
             .body("{not json"),
     )
     .await;
-    shot(
-        "not JSON-RPC",
-        mcp_post(&url, &token, &json!({"jsonrpc": "1.0", "id": 1, "method": "ping"})),
-    )
-    .await;
-    shot("an unknown method", mcp_post(&url, &token, &rpc("tools/frobnicate", json!({})))).await;
-    shot(
-        "an unknown tool",
-        mcp_post(&url, &token, &rpc("tools/call", json!({"name": "delete_everything"}))),
-    )
-    .await;
+    shot("not JSON-RPC", key.post(&json!({"jsonrpc": "1.0", "id": 1, "method": "ping"}))).await;
+    shot("an unknown method", key.post(&rpc(1, "tools/frobnicate", json!({})))).await;
+    shot("an unknown tool", key.post(&rpc(1, "tools/call", json!({"name": "delete_everything"}))))
+        .await;
     shot(
         "a batch outside 2025-03-26",
-        mcp_post(&url, &token, &json!([ping])).header("mcp-protocol-version", "2025-11-25"),
+        key.post(&json!([ping])).header("mcp-protocol-version", "2025-11-25"),
     )
     .await;
-    shot("GET", http().get(&url).bearer_auth(&token)).await;
+    shot("GET", anyone.get("/api/mcp").bearer(&key.token)).await;
 
-    let revoke = server
-        .admin(&format!("/workspaces/acme/mcp-keys/{}/revoke", key["id"].as_str().expect("id")));
-    let revoked = http().post(revoke).bearer_auth(&server.owner).send().await.expect("revoke");
-    assert_eq!(revoked.status(), 200);
-    shot("a revoked key", mcp_post(&url, &token, &ping)).await;
+    owner.revoke(key.id()).await;
+    shot("a revoked key", key.post(&ping)).await;
 
     insta::assert_snapshot!("mcp_errors", shots.join("\n\n"));
     server.stop().await;

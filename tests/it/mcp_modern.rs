@@ -7,20 +7,19 @@ use serde_json::{Value, json};
 
 use custory_mcp::server::{Rate, ServerConfig};
 
-use crate::common::{Mcp, TestServer, http};
+use crate::common::{Key, TestServer, initialize_body, rpc, tool_call};
 
 const MODERN: &str = "2026-07-28";
 
 /// A request of the modern era: `_meta` in the body, the mirrored headers set from it unless
 /// `headers` says otherwise (`None` leaves a header out).
-struct Modern<'a> {
-    url: String,
-    token: &'a str,
+struct Modern {
+    key: Key,
 }
 
-impl<'a> Modern<'a> {
-    fn new(server: &TestServer, token: &'a str) -> Self {
-        Self { url: server.mcp_url(), token }
+impl Modern {
+    fn new(key: &Key) -> Self {
+        Self { key: key.with_version(MODERN) }
     }
 
     fn body(method: &str, mut params: Value) -> Value {
@@ -29,27 +28,20 @@ impl<'a> Modern<'a> {
             "io.modelcontextprotocol/clientCapabilities": {},
             "io.modelcontextprotocol/clientInfo": {"name": "it-modern", "version": "1"},
         });
-        json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+        rpc(7, method, params)
     }
 
     /// Posts `body` with `Mcp-Method: method` and, when given, `Mcp-Name`.
     async fn raw(&self, method: Option<&str>, name: Option<&str>, body: &Value) -> (u16, Value) {
-        let mut request = http()
-            .post(&self.url)
-            .bearer_auth(self.token)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", MODERN)
-            .json(body);
+        let mut call = self.key.post(body);
         if let Some(method) = method {
-            request = request.header("mcp-method", method);
+            call = call.header("mcp-method", method);
         }
         if let Some(name) = name {
-            request = request.header("mcp-name", name);
+            call = call.header("mcp-name", name);
         }
-        let response = request.send().await.expect("post");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let reply = call.send().await;
+        (reply.status, reply.json())
     }
 
     /// A conforming request: headers mirror the body.
@@ -73,24 +65,11 @@ impl<'a> Modern<'a> {
     }
 }
 
-/// A request of the handshake era (no version header: 2025-03-26).
-async fn legacy(server: &TestServer, token: &str, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    crate::common::mcp_post(&server.mcp_url(), token, &body)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json")
-}
-
 #[tokio::test]
 async fn the_stateless_revision_is_served_with_discovery_and_its_result_members() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("modern", "30d", "read-write").await;
-    let modern = Modern::new(&server, &token);
+    let key = server.owner().create_key("modern", "30d", "read-write").await;
+    let modern = Modern::new(&key);
 
     let discovered = modern.result("server/discover", json!({})).await;
     assert_eq!(
@@ -119,8 +98,9 @@ async fn the_stateless_revision_is_served_with_discovery_and_its_result_members(
             "{method}"
         );
     }
+    // The same tools as in the handshake era.
     let tools = modern.result("tools/list", json!({})).await;
-    assert_eq!(tools["tools"].as_array().map(Vec::len), Some(24));
+    assert_eq!(tools["tools"].as_array().map(Vec::len), Some(key.tools().await.len()));
 
     let call = modern.result("tools/call", json!({"name": "list_journeys", "arguments": {}})).await;
     assert_eq!(call["isError"], false, "{call}");
@@ -141,8 +121,8 @@ async fn the_stateless_revision_is_served_with_discovery_and_its_result_members(
 #[tokio::test]
 async fn requests_breaking_the_revision_are_refused_with_its_statuses_and_codes() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("modern", "30d", "read-write").await;
-    let modern = Modern::new(&server, &token);
+    let key = server.owner().create_key("modern", "30d", "read-write").await;
+    let modern = Modern::new(&key);
     let call = Modern::body("tools/call", json!({"name": "get_workspace", "arguments": {}}));
     let mut no_meta = call.clone();
     no_meta["params"].as_object_mut().expect("params").remove("_meta");
@@ -198,41 +178,27 @@ async fn requests_breaking_the_revision_are_refused_with_its_statuses_and_codes(
         assert_eq!(reply["id"], 7, "{reply}");
     }
     // A version nobody speaks: 400, -32022, with what this server speaks.
-    let (status, reply) = {
-        let response = crate::common::mcp_post(&server.mcp_url(), &token, &call)
-            .header("mcp-protocol-version", "2099-01-01")
-            .send()
-            .await
-            .expect("post");
-        (response.status().as_u16(), response.json::<Value>().await.expect("json"))
-    };
-    assert_eq!((status, reply["error"]["code"].as_i64()), (400, Some(-32022)), "{reply}");
+    let reply = key.with_version("2099-01-01").post(&call).expect(400).await;
+    assert_eq!(reply["error"]["code"].as_i64(), Some(-32022), "{reply}");
     assert_eq!(reply["error"]["data"]["requested"], "2099-01-01");
     assert_eq!(reply["error"]["data"]["supported"][0], MODERN);
 
     // `initialize` asking for the stateless revision is answered with the newest handshake
     // version: answering 2026-07-28 there would switch clients such as rmcp to per-request
     // metadata on a session they began with a handshake.
-    let mut initialize = crate::common::initialize_body();
+    let mut initialize = initialize_body();
     initialize["params"]["protocolVersion"] = json!(MODERN);
-    let reply: Value = crate::common::mcp_post(&server.mcp_url(), &token, &initialize)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+    let reply = key.post(&initialize).expect(200).await;
     assert_eq!(reply["result"]["protocolVersion"], "2025-11-25", "{reply}");
 
     // A resource that does not exist is -32602 in this revision, -32002 before it.
     let (status, reply) =
         modern.send("resources/read", json!({"uri": "custory://journeys/nope"})).await;
     assert_eq!((status, reply["error"]["code"].as_i64()), (200, Some(-32602)), "{reply}");
-    let reply =
-        legacy(&server, &token, "resources/read", json!({"uri": "custory://journeys/nope"})).await;
+    let legacy = key.with_version("2025-11-25");
+    let reply = legacy.rpc("resources/read", json!({"uri": "custory://journeys/nope"})).await;
     assert_eq!(reply["error"]["code"], -32002, "{reply}");
-    let reply =
-        legacy(&server, &token, "resources/read", json!({"uri": "file:///etc/passwd"})).await;
+    let reply = legacy.rpc("resources/read", json!({"uri": "file:///etc/passwd"})).await;
     assert_eq!(reply["error"]["code"], -32002, "{reply}");
     server.stop().await;
 }
@@ -240,14 +206,13 @@ async fn requests_breaking_the_revision_are_refused_with_its_statuses_and_codes(
 #[tokio::test]
 async fn journeys_are_resources_paged_and_read_in_both_eras() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("resources", "30d", "read-write").await;
-    let mcp = Mcp::new(&server, &token);
+    let mcp = server.owner().create_key("resources", "30d", "read-write").await;
     // 2 demo journeys + 58: two pages of 50.
     let made: Vec<(&str, Value)> =
         (0..58).map(|n| ("create_journey", json!({"name": format!("Journey {n:02}")}))).collect();
     mcp.batch(&made).await;
     mcp.ok("archive", json!({"id": "journey-57"})).await;
-    let modern = Modern::new(&server, &token);
+    let modern = Modern::new(&mcp);
 
     let first = modern.result("resources/list", json!({})).await;
     let page = first["resources"].as_array().expect("resources");
@@ -290,13 +255,10 @@ async fn journeys_are_resources_paged_and_read_in_both_eras() {
         }
     }
     assert!(map.contains("  - links to **insight**"), "links are shown: {map}");
-    let old = legacy(
-        &server,
-        &token,
-        "resources/read",
-        json!({"uri": "custory://journeys/trial-to-paid"}),
-    )
-    .await;
+    let old = mcp
+        .with_version("2025-11-25")
+        .rpc("resources/read", json!({"uri": "custory://journeys/trial-to-paid"}))
+        .await;
     assert_eq!(old["result"]["contents"][0]["text"], content["text"]);
     assert!(old["result"].get("resultType").is_none(), "the handshake era has no resultType");
 
@@ -344,9 +306,10 @@ async fn journeys_are_resources_paged_and_read_in_both_eras() {
 #[tokio::test]
 async fn prompts_expand_into_instructions_with_the_map_and_complete_their_arguments() {
     let server = TestServer::start().await;
-    let (_, writer) = server.create_key("writer", "30d", "read-write").await;
-    let (_, reader) = server.create_key("reader", "30d", "read-only").await;
-    let modern = Modern::new(&server, &writer);
+    let owner = server.owner();
+    let writer = owner.create_key("writer", "30d", "read-write").await;
+    let reader = owner.create_key("reader", "30d", "read-only").await;
+    let modern = Modern::new(&writer);
     let names = |list: &Value| -> Vec<String> {
         list["prompts"]
             .as_array()
@@ -467,7 +430,7 @@ async fn prompts_expand_into_instructions_with_the_map_and_complete_their_argume
     }
 
     // A read-only key reads, but is neither offered nor given the prompt that writes.
-    let modern = Modern::new(&server, &reader);
+    let modern = Modern::new(&reader);
     let listed = modern.result("prompts/list", json!({})).await;
     assert_eq!(names(&listed), ["review_stage", "summarise_changes"]);
     let (_, reply) =
@@ -488,8 +451,7 @@ async fn a_prompt_carrying_a_large_stage_keeps_the_ceiling_of_every_answer() {
     let fast = Rate { per_second: 10_000, burst: 10_000 };
     let config = ServerConfig { key_requests: fast, key_writes: fast, ..ServerConfig::default() };
     let server = TestServer::start_with(config).await;
-    let (_, token) = server.create_key("writer", "30d", "read-write").await;
-    let mcp = Mcp::new(&server, &token);
+    let mcp = server.owner().create_key("writer", "30d", "read-write").await;
     let journey = mcp.ok("create_journey", json!({"name": "Großer Weg"})).await;
     let slug = journey["slug"].as_str().expect("slug").to_owned();
     let stage = mcp.ok("create_stage", json!({"journey": slug, "name": "Alles"})).await;
@@ -523,7 +485,7 @@ async fn a_prompt_carrying_a_large_stage_keeps_the_ceiling_of_every_answer() {
     for chunk in links.chunks(200) {
         mcp.batch(chunk).await;
     }
-    let modern = Modern::new(&server, &token);
+    let modern = Modern::new(&mcp);
     let got = modern
         .result(
             "prompts/get",
@@ -549,35 +511,26 @@ async fn a_prompt_carrying_a_large_stage_keeps_the_ceiling_of_every_answer() {
 
     // The mirrored headers, sent twice, are refused; in the handshake era nobody reads them.
     let call = Modern::body("tools/call", json!({"name": "get_workspace", "arguments": {}}));
-    let response = http()
-        .post(server.mcp_url())
-        .bearer_auth(&token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", MODERN)
+    let reply = modern
+        .key
+        .post(&call)
         .header("mcp-method", "tools/call")
         .header("mcp-method", "tools/list")
         .header("mcp-name", "get_workspace")
-        .json(&call)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 400);
-    let reply: Value = response.json().await.expect("json");
+        .expect(400)
+        .await;
     assert_eq!(reply["error"]["code"], -32020, "{reply}");
-    let legacy_call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                             "params": {"name": "get_workspace", "arguments": {}}});
-    let response = crate::common::mcp_post(&server.mcp_url(), &token, &legacy_call)
-        .header("mcp-protocol-version", "2025-11-25")
+    let legacy_call = tool_call(1, "get_workspace", json!({}));
+    let reply = mcp
+        .with_version("2025-11-25")
+        .post(&legacy_call)
         .header("mcp-method", "tools/list")
         .header(
             "mcp-name",
             reqwest::header::HeaderValue::from_bytes("naïve".as_bytes()).expect("obs-text"),
         )
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 200);
-    let reply: Value = response.json().await.expect("json");
+        .expect(200)
+        .await;
     assert_eq!(reply["result"]["isError"], false, "{reply}");
     server.stop().await;
 }

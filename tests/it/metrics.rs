@@ -3,18 +3,18 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, http, mcp_post};
+use crate::common::{TestEnv, Visitor, rpc, tool_call};
 
 /// The Prometheus client library's parser (PyPI `prometheus-client`), pinned.
 const PROMETHEUS_CLIENT: &str = "prometheus-client==0.21.1";
 
 /// Every sample of a scrape, as `name{labels as JSON}` → value, parsed by Prometheus's parser.
-async fn scrape(url: &str) -> serde_json::Map<String, Value> {
-    let response = http().get(url).send().await.expect("scrape");
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().expect("type").to_owned();
+async fn scrape(page: &Visitor) -> serde_json::Map<String, Value> {
+    let response = page.get("/metrics").send().await;
+    assert_eq!(response.status, 200);
+    let content_type = response.header("content-type").expect("type").to_owned();
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
-    let text = response.text().await.expect("page");
+    let text = response.text();
     let parsed = tokio::task::spawn_blocking(move || {
         use std::io::Write as _;
         let python = crate::conformance::python_with(PROMETHEUS_CLIENT);
@@ -54,37 +54,22 @@ async fn metrics_are_prometheus_text_and_move_with_the_requests() {
     let env = TestEnv::new();
     let db = env.home.path().join("custory.db");
     let server = env.serve(&db, &["--metrics-listen", "127.0.0.1:0"]).await;
-    let metrics = server.announced["metrics_url"].as_str().expect("metrics_url").to_owned();
-    let url = server.url();
-    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
-    let created: Value = http()
-        .post(format!("{url}/api/admin/workspaces/acme/mcp-keys"))
-        .bearer_auth(&owner)
-        .json(&json!({"name": "metered", "expires": "30d"}))
-        .send()
-        .await
-        .expect("key")
-        .json()
-        .await
-        .expect("json");
-    let token = created["token"].as_str().expect("token").to_owned();
-    let before = scrape(&metrics).await;
+    let metrics = server.announced["metrics_url"].as_str().expect("metrics_url");
+    let page = Visitor::new(metrics.strip_suffix("/metrics").expect("a /metrics URL"));
+    let owner = server.owner();
+    let key = owner.create_key_in("acme", json!({"name": "metered", "expires": "30d"})).await;
+    let before = scrape(&page).await;
 
-    let mcp = format!("{url}/api/mcp");
-    let call = |tool: &str| {
-        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-               "params": {"name": tool, "arguments": {}}})
-    };
     for body in [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
-        call("get_workspace"),
-        call("no_such_tool"),
+        rpc(1, "tools/list", json!({})),
+        tool_call(1, "get_workspace", json!({})),
+        tool_call(1, "no_such_tool", json!({})),
     ] {
-        assert_eq!(mcp_post(&mcp, &token, &body).send().await.expect("post").status(), 200);
+        key.post(&body).expect(200).await;
     }
-    let refused = mcp_post(&mcp, "cst_nope", &call("get_workspace")).send().await.expect("post");
-    assert_eq!(refused.status(), 401);
-    let after = scrape(&metrics).await;
+    let refused = server.key("cst_nope").send(&tool_call(1, "get_workspace", json!({}))).await;
+    assert_eq!(refused.status, 401);
+    let after = scrape(&page).await;
 
     let moved = |name: &str, labels: Value| {
         sample(&after, name, labels.clone()) - sample(&before, name, labels)
@@ -118,9 +103,8 @@ async fn metrics_are_prometheus_text_and_move_with_the_requests() {
     assert!(sample(&after, "custory_db_pool_connections", json!({"state": "max"})) >= 1.0);
     assert!(after.keys().any(|k| k.starts_with("custory_usage_flush_lag_seconds")), "{after:?}");
     // The page is on its own address only.
-    let on_api = http().get(format!("{url}/metrics")).send().await.expect("get");
-    assert_eq!(on_api.status(), 404);
+    server.visitor().get("/metrics").expect(404).await;
     let everything = serde_json::to_string(&after).expect("text");
-    assert!(!everything.contains(&token[4..]), "no token in any label");
+    assert!(!everything.contains(&key.token[4..]), "no token in any label");
     server.terminate().await;
 }

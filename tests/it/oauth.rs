@@ -12,16 +12,20 @@ use reqwest::header::{LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use crate::common::{TestServer, http, initialize_body, mcp_post};
+use crate::common::{TestServer, Visitor, http, rpc};
 
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 /// A server the flow runs against: in this process, or the real binary.
-trait Site {
+pub(crate) trait Site {
     fn base(&self) -> &str;
     fn owner_credential(&self) -> &str;
     fn mcp(&self) -> String {
         format!("{}/api/mcp", self.base())
+    }
+    /// Anyone, with no credential (a client before it has a key).
+    fn anyone(&self) -> Visitor {
+        Visitor::new(self.base())
     }
 }
 
@@ -30,7 +34,7 @@ impl Site for TestServer {
         &self.url
     }
     fn owner_credential(&self) -> &str {
-        &self.owner
+        &self.owner_token
     }
 }
 
@@ -54,7 +58,7 @@ async fn oauth_server() -> TestServer {
 }
 
 /// A PKCE verifier and its S256 challenge.
-fn pkce(seed: &str) -> (String, String) {
+pub(crate) fn pkce(seed: &str) -> (String, String) {
     let verifier = format!("{seed}-{}", "v".repeat(50));
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(sha2::Sha256::digest(verifier.as_bytes()));
@@ -62,20 +66,20 @@ fn pkce(seed: &str) -> (String, String) {
 }
 
 /// A browser without JavaScript: follows nothing by itself, keeps its cookies.
-struct Browser {
+pub(crate) struct Browser {
     client: reqwest::Client,
-    cookies: HashMap<String, String>,
+    pub(crate) cookies: HashMap<String, String>,
 }
 
-struct Page {
-    status: u16,
-    location: Option<String>,
-    csp: Option<String>,
-    html: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) csp: Option<String>,
+    pub(crate) html: String,
 }
 
 impl Browser {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -110,13 +114,13 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, url: &str) -> Page {
+    pub(crate) async fn get(&mut self, url: &str) -> Page {
         let request = self.client.get(url);
         self.send(request).await
     }
 
     /// A form post, with the `Origin` a browser sends: the page's own.
-    async fn post(&mut self, url: &str, form: &[(&str, String)]) -> Page {
+    pub(crate) async fn post(&mut self, url: &str, form: &[(&str, String)]) -> Page {
         let origin = url::Url::parse(url).expect("url").origin().ascii_serialization();
         self.post_from(url, form, &origin).await
     }
@@ -160,7 +164,7 @@ fn unescape(text: &str) -> String {
 }
 
 /// The fields a form on `html` sends back as they are (the hidden inputs).
-fn hidden_fields(html: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn hidden_fields(html: &str) -> Vec<(&'static str, String)> {
     [
         "csrf",
         "response_type",
@@ -177,23 +181,22 @@ fn hidden_fields(html: &str) -> Vec<(&'static str, String)> {
     .collect()
 }
 
-async fn register(server: &impl Site, name: &str, redirect: &str) -> String {
-    let response = http()
-        .post(format!("{}/oauth/register", server.base()))
-        .json(&json!({"client_name": name, "redirect_uris": [redirect],
-                      "token_endpoint_auth_method": "none",
-                      "grant_types": ["authorization_code", "refresh_token"]}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.expect("json");
+pub(crate) async fn register(server: &impl Site, name: &str, redirect: &str) -> String {
+    let client = json!({"client_name": name, "redirect_uris": [redirect],
+                        "token_endpoint_auth_method": "none",
+                        "grant_types": ["authorization_code", "refresh_token"]});
+    let body = server.anyone().post("/oauth/register").json(&client).expect(201).await;
     assert_eq!(body["token_endpoint_auth_method"], "none");
     assert!(body.get("client_secret").is_none(), "a public client: {body}");
     body["client_id"].as_str().expect("client_id").to_owned()
 }
 
-fn authorize_url(server: &impl Site, client_id: &str, redirect: &str, challenge: &str) -> String {
+pub(crate) fn authorize_url(
+    server: &impl Site,
+    client_id: &str,
+    redirect: &str,
+    challenge: &str,
+) -> String {
     let mut url = url::Url::parse(&format!("{}/oauth/authorize", server.base())).expect("url");
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -256,18 +259,9 @@ fn hidden_value(html: &str, name: &str) -> String {
 }
 
 async fn redeem(server: &impl Site, form: &[(&str, &str)]) -> (u16, Value) {
-    let response = http()
-        .post(format!("{}/oauth/token", server.base()))
-        .form(form)
-        .send()
-        .await
-        .expect("token");
-    let status = response.status().as_u16();
-    assert_eq!(
-        response.headers().get("cache-control").and_then(|v| v.to_str().ok()),
-        Some("no-store")
-    );
-    (status, response.json().await.expect("json"))
+    let reply = server.anyone().post("/oauth/token").form(form).send().await;
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    (reply.status, serde_json::from_slice(&reply.body).expect("json"))
 }
 
 /// Redeems `code` as a client does: its id, the redirect the code went to, its verifier.
@@ -292,35 +286,25 @@ async fn redeem_code(
 }
 
 async fn tools_list_status(server: &impl Site, token: &str) -> (u16, Option<String>) {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-    let response = mcp_post(&server.mcp(), token, &body).send().await.expect("post");
-    let challenge =
-        response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    (response.status().as_u16(), challenge)
+    let reply = server.anyone().key(token).send(&rpc(1, "tools/list", json!({}))).await;
+    let challenge = reply.header(WWW_AUTHENTICATE.as_str()).map(str::to_owned);
+    (reply.status, challenge)
 }
 
 #[tokio::test]
 async fn only_a_401_leads_to_the_metadata_and_static_keys_are_untouched() {
     let server = oauth_server().await;
-    let (_, token) = server.create_key("static", "30d", "read-write").await;
+    let key = server.owner().create_key("static", "30d", "read-write").await;
     // A key in a header works as it always did.
-    assert_eq!(tools_list_status(&server, &token).await, (200, None));
-    let reply: Value = mcp_post(&server.mcp_url(), &token, &initialize_body())
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(reply["result"]["serverInfo"]["name"], "custory-mcp");
+    assert_eq!(tools_list_status(&server, &key.token).await, (200, None));
+    assert_eq!(key.initialize().await["serverInfo"]["name"], "custory-mcp");
     // The root well-known paths, which clients probe without a 401, stay 404.
     for path in [
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
     ] {
-        let status = http().get(format!("{}{path}", server.url)).send().await.expect("get");
-        assert_eq!(status.status(), 404, "{path}");
+        server.visitor().get(path).expect(404).await;
     }
     // A 401 names the resource metadata, which names the authorization server.
     let (status, challenge) = tools_list_status(&server, "cst_nope").await;
@@ -328,20 +312,13 @@ async fn only_a_401_leads_to_the_metadata_and_static_keys_are_untouched() {
     let challenge = challenge.expect("challenge");
     let metadata_url = format!("{}/.well-known/oauth-protected-resource/api/mcp", server.url);
     assert!(challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")), "{challenge}");
-    let resource: Value =
-        http().get(&metadata_url).send().await.expect("get").json().await.expect("json");
+    let anyone = server.visitor();
+    let resource = anyone.get("/.well-known/oauth-protected-resource/api/mcp").expect(200).await;
     assert_eq!(resource["resource"], server.mcp_url());
     let issuer = resource["authorization_servers"][0].as_str().expect("issuer");
     assert_eq!(issuer, format!("{}/oauth", server.url));
     // RFC 8414 §3.1: the issuer's path goes after the well-known suffix.
-    let metadata: Value = http()
-        .get(format!("{}/.well-known/oauth-authorization-server/oauth", server.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let metadata = anyone.get("/.well-known/oauth-authorization-server/oauth").expect(200).await;
     assert_eq!(metadata["issuer"], issuer);
     assert_eq!(metadata["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(metadata["grant_types_supported"], json!(["authorization_code"]));
@@ -354,14 +331,8 @@ async fn only_a_401_leads_to_the_metadata_and_static_keys_are_untouched() {
         ..ServerConfig::default()
     })
     .await;
-    let resource: Value = http()
-        .get(format!("{}/.well-known/oauth-protected-resource/api/mcp", server.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let resource =
+        server.visitor().get("/.well-known/oauth-protected-resource/api/mcp").expect(200).await;
     assert_eq!(resource["resource"], "https://mcp.example.com/api/mcp");
     assert_eq!(resource["authorization_servers"][0], "https://mcp.example.com/oauth");
     let (_, challenge) = tools_list_status(&server, "cst_nope").await;
@@ -375,8 +346,7 @@ async fn only_a_401_leads_to_the_metadata_and_static_keys_are_untouched() {
     let (_, challenge) = tools_list_status(&server, "cst_nope").await;
     assert!(!challenge.expect("challenge").contains("resource_metadata"));
     for path in ["/.well-known/oauth-protected-resource/api/mcp", "/oauth/register"] {
-        let status = http().get(format!("{}{path}", server.url)).send().await.expect("get");
-        assert_eq!(status.status(), 404, "{path}");
+        server.visitor().get(path).expect(404).await;
     }
     server.stop().await;
 }
@@ -421,7 +391,7 @@ async fn consent_mints_an_ordinary_key_that_is_listed_revoked_and_audited() {
     assert_eq!(tools_list_status(&server, access_token).await.0, 200);
 
     // It is a key like any other: listed with where it came from, revocable from the CLI.
-    let keys: Value = server.admin_get("/workspaces/acme/mcp-keys").await;
+    let keys = server.owner().list_keys("acme", "").await;
     let key = &keys["keys"][0];
     assert_eq!(key["oauth_client"], json!({"client_id": client_id, "name": "Claude Code"}));
     assert_eq!(key["access"], "read-only");
@@ -430,13 +400,13 @@ async fn consent_mints_an_ordinary_key_that_is_listed_revoked_and_audited() {
     let env = crate::common::TestEnv::new();
     let mut cli = env.command();
     cli.env("CUSTORY_SERVER", &server.url)
-        .env("CUSTORY_OWNER_TOKEN", &server.owner)
+        .env("CUSTORY_OWNER_TOKEN", &server.owner_token)
         .args(["keys", "list"]);
     let listed = crate::common::run_piped(cli, None).await;
     assert_eq!(listed.code, 0, "{}", listed.stderr);
     assert!(listed.stdout.contains("via OAuth"), "{}", listed.stdout);
     let mut cli = env.command();
-    cli.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args([
+    cli.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token).args([
         "keys",
         "revoke",
         "--yes",
@@ -452,7 +422,7 @@ async fn consent_mints_an_ordinary_key_that_is_listed_revoked_and_audited() {
         "{challenge}"
     );
 
-    let audit: Value = server.admin_get("/workspaces/acme/audit").await;
+    let audit = server.owner().audit("acme", "").await;
     let created = audit["events"]
         .as_array()
         .expect("events")
@@ -496,7 +466,7 @@ async fn what_a_client_names_itself_shows_escaped_on_the_pages() {
     let sign_in = browser.get(&url).await;
     assert_eq!(sign_in.status, 200, "{}", sign_in.html);
     let mut form = hidden_fields(&sign_in.html);
-    form.push(("owner_credential", server.owner.clone()));
+    form.push(("owner_credential", server.owner_token.clone()));
     let signed = browser.post(&format!("{}/oauth/login", server.url), &form).await;
     assert_eq!(signed.status, 303, "{}", signed.html);
     let consent_page = browser.get(&url).await;
@@ -513,7 +483,7 @@ async fn what_a_client_names_itself_shows_escaped_on_the_pages() {
     let code = query_of(&consent(&server, &mut browser, &url, &[]).await)["code"].clone();
     let (status, token) = redeem_code(&server, &code, REDIRECT, &client_id, &verifier).await;
     assert_eq!(status, 200, "{token}");
-    let keys: Value = server.admin_get("/workspaces/acme/mcp-keys").await;
+    let keys: Value = server.owner().list_keys("acme", "").await;
     assert_eq!(keys["keys"][0]["name"], suggested.as_str());
     assert_eq!(keys["keys"][0]["oauth_client"]["name"], name);
     server.stop().await;
@@ -556,7 +526,7 @@ async fn the_pages_forbid_framing_and_caching_and_their_cookies_are_scoped() {
     let url = authorize_url(&server, &client_id, REDIRECT, &challenge);
     let page = browser.get(&url).await;
     let mut form = hidden_fields(&page.html);
-    form.push(("owner_credential", server.owner.clone()));
+    form.push(("owner_credential", server.owner_token.clone()));
     let cookie = browser.cookies.get("custory_csrf").expect("csrf cookie").clone();
     let signed = browser
         .client
@@ -831,7 +801,7 @@ async fn the_authorization_request_refuses_what_it_must_and_redirects_only_where
     assert!(refused.html.contains("not this server&#39;s owner credential"), "{}", refused.html);
     let mut without_csrf: Vec<(&str, String)> =
         hidden_fields(&page.html).into_iter().filter(|(n, _)| *n != "csrf").collect();
-    without_csrf.push(("owner_credential", server.owner.clone()));
+    without_csrf.push(("owner_credential", server.owner_token.clone()));
     let refused = browser.post(&format!("{}/oauth/login", server.url), &without_csrf).await;
     assert_eq!(refused.status, 403, "{}", refused.html);
     assert!(refused.html.contains("CSRF"));
@@ -841,7 +811,7 @@ async fn the_authorization_request_refuses_what_it_must_and_redirects_only_where
     let refused = stranger
         .post(&format!("{}/oauth/login", server.url), &{
             let mut form = hidden_fields(&page.html);
-            form.push(("owner_credential", server.owner.clone()));
+            form.push(("owner_credential", server.owner_token.clone()));
             form
         })
         .await;
@@ -850,7 +820,7 @@ async fn the_authorization_request_refuses_what_it_must_and_redirects_only_where
     // A page on another origin of the same site (another port of 127.0.0.1) can set this
     // host's cookies, but a browser says where it posts from: refused.
     let mut form = hidden_fields(&page.html);
-    form.push(("owner_credential", server.owner.clone()));
+    form.push(("owner_credential", server.owner_token.clone()));
     let refused = browser
         .post_from(&format!("{}/oauth/login", server.url), &form, "http://127.0.0.1:3000")
         .await;
@@ -859,7 +829,7 @@ async fn the_authorization_request_refuses_what_it_must_and_redirects_only_where
 
     // Deny sends the client access_denied.
     let mut form = hidden_fields(&page.html);
-    form.push(("owner_credential", server.owner.clone()));
+    form.push(("owner_credential", server.owner_token.clone()));
     let signed = browser.post(&format!("{}/oauth/login", server.url), &form).await;
     assert_eq!(signed.status, 303);
     let consent_page = browser.get(&url).await;
@@ -877,14 +847,8 @@ async fn the_authorization_request_refuses_what_it_must_and_redirects_only_where
 
     // Registration refuses redirect URIs that could leak a code.
     for uri in ["http://evil.example/cb", "javascript:alert(1)", "https://a.example/cb#frag"] {
-        let response = http()
-            .post(format!("{}/oauth/register", server.url))
-            .json(&json!({"client_name": "x", "redirect_uris": [uri]}))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(response.status(), 400, "{uri}");
-        let body: Value = response.json().await.expect("json");
+        let client = json!({"client_name": "x", "redirect_uris": [uri]});
+        let body = server.visitor().post("/oauth/register").json(&client).expect(400).await;
         assert_eq!(body["error"], "invalid_redirect_uri", "{uri}");
     }
     server.stop().await;
@@ -964,7 +928,7 @@ async fn a_client_known_by_its_metadata_document_signs_in_without_registering() 
     assert_eq!(status, 200, "{token}");
     let access_token = token["access_token"].as_str().expect("token");
     assert_eq!(tools_list_status(&server, access_token).await.0, 200);
-    let keys: Value = server.admin_get("/workspaces/acme/mcp-keys").await;
+    let keys = server.owner().list_keys("acme", "").await;
     assert_eq!(keys["keys"][0]["oauth_client"]["client_id"], client_id);
 
     // A document that names another client, or a redirect it does not list, is refused.

@@ -24,7 +24,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::common::{TestEnv, TestServer, http, run_piped};
+use crate::common::{TestEnv, TestServer, run_piped};
 use crate::conformance::{TS_SDK_1, npm_packages, python_with_sdk};
 
 /// Pinned: the browser driver and `mcp-remote` (beside the TypeScript SDK of the conformance
@@ -115,7 +115,7 @@ impl Person {
 
     fn env(&self, server: &TestServer, installed: &Installed, command: &mut Command) {
         command
-            .env("OWNER_CREDENTIAL", &server.owner)
+            .env("OWNER_CREDENTIAL", &server.owner_token)
             .env("MCP_MODULES", &installed.modules)
             .env("CHROMIUM", &installed.chromium)
             .env("USER_DATA_DIR", self.profile.path())
@@ -301,7 +301,7 @@ fn tools(events: &[Value]) -> Vec<String> {
 
 /// The workspace's keys that an OAuth sign-in minted.
 async fn oauth_keys(server: &TestServer) -> Vec<Value> {
-    let body: Value = server.admin_get("/workspaces/acme/mcp-keys").await;
+    let body = server.owner().list_keys("acme", "").await;
     let keys = body["keys"].as_array().unwrap_or_else(|| panic!("{body}"));
     keys.iter().filter(|k| !k["oauth_client"].is_null()).cloned().collect()
 }
@@ -324,7 +324,7 @@ async fn revoke(server: &TestServer, key: &Value) {
     let env = TestEnv::new();
     let id = key["id"].as_str().expect("id");
     let mut command = env.command();
-    command.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner);
+    command.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
     command.args(["--workspace", "acme", "keys", "revoke", id, "--yes"]);
     let run = run_piped(command, None).await;
     assert_eq!(run.code, 0, "keys revoke:\n{}{}", run.stdout, run.stderr);
@@ -717,15 +717,8 @@ async fn the_consent_page_in_a_real_browser_refuses_what_it_must() {
     let redirect = format!("http://{}/callback", callback.local_addr().expect("addr"));
     let app = axum::Router::new().route("/callback", axum::routing::get(|| async { "signed in" }));
     tokio::spawn(async move { axum::serve(callback, app).await });
-    let registered: Value = http()
-        .post(format!("{}/oauth/register", server.url))
-        .json(&json!({"client_name": "Browser Test", "redirect_uris": [redirect]}))
-        .send()
-        .await
-        .expect("register")
-        .json()
-        .await
-        .expect("json");
+    let client = json!({"client_name": "Browser Test", "redirect_uris": [redirect]});
+    let registered = server.visitor().post("/oauth/register").json(&client).expect(201).await;
     let client_id = registered["client_id"].as_str().expect("client_id");
     let authorize = |redirect_uri: &str| {
         let mut url = url::Url::parse(&format!("{}/oauth/authorize", server.url)).expect("url");

@@ -6,11 +6,11 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::common::{Mcp, TestEnv, TestServer, http, run_piped};
+use crate::common::{Key, TestEnv, TestServer, run_piped};
 
 /// Pages through `tool` with `arguments`, following `next_cursor`; returns every row of
 /// `rows` and the number of pages.
-async fn all_pages(mcp: &Mcp, tool: &str, arguments: Value, rows: &str) -> (Vec<Value>, usize) {
+async fn all_pages(mcp: &Key, tool: &str, arguments: Value, rows: &str) -> (Vec<Value>, usize) {
     let mut found = Vec::new();
     let mut arguments = arguments;
     for page in 1..=100 {
@@ -24,7 +24,7 @@ async fn all_pages(mcp: &Mcp, tool: &str, arguments: Value, rows: &str) -> (Vec<
     panic!("{tool} never reached its last page");
 }
 
-async fn first_step(mcp: &Mcp) -> String {
+async fn first_step(mcp: &Key) -> String {
     let journey = mcp.ok("get_journey", json!({"journey": "trial-to-paid"})).await;
     journey["stages"][0]["steps"][0]["id"].as_str().expect("step").to_owned()
 }
@@ -32,8 +32,7 @@ async fn first_step(mcp: &Mcp) -> String {
 #[tokio::test]
 async fn tool_lists_page_with_cursors_that_belong_to_their_query() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("pager", "30d", "read-write").await;
-    let mcp = Mcp::new(&server, &token);
+    let mcp = server.owner().create_key("pager", "30d", "read-write").await;
     let step = first_step(&mcp).await;
     let creates: Vec<(&str, Value)> = (0..130)
         .map(|i| {
@@ -93,8 +92,7 @@ async fn tool_lists_page_with_cursors_that_belong_to_their_query() {
 #[tokio::test]
 async fn an_items_comments_come_a_page_at_a_time_and_a_journey_map_is_bounded() {
     let server = TestServer::start().await;
-    let (_, token) = server.create_key("reader", "30d", "read-write").await;
-    let mcp = Mcp::new(&server, &token);
+    let mcp = server.owner().create_key("reader", "30d", "read-write").await;
     let step = first_step(&mcp).await;
     let item = mcp
         .ok("create_item", json!({"step_id": step, "kind": "insight", "title": "Talkative"}))
@@ -147,23 +145,15 @@ async fn an_items_comments_come_a_page_at_a_time_and_a_journey_map_is_bounded() 
 #[tokio::test]
 async fn the_admin_api_and_the_cli_page_through_keys_and_events() {
     let server = TestServer::start().await;
-    let keys = server.admin("/workspaces/acme/mcp-keys");
+    let owner = server.owner();
     for i in 0..25 {
-        server.create_key(&format!("key {i:02}"), "30d", "read-only").await;
+        owner.create_key(&format!("key {i:02}"), "30d", "read-only").await;
     }
-    let page = |query: String| {
-        let url = format!("{keys}{query}");
-        let owner = server.owner.clone();
-        async move {
-            let response = http().get(url).bearer_auth(owner).send().await.expect("get");
-            (response.status().as_u16(), response.json::<Value>().await.expect("json"))
-        }
-    };
+    let page = |query: &str| owner.get(&format!("/workspaces/acme/mcp-keys{query}"));
     let mut names = Vec::new();
     let mut query = "?limit=10".to_owned();
     loop {
-        let (status, body) = page(query.clone()).await;
-        assert_eq!(status, 200, "{body}");
+        let body = page(&query).expect(200).await;
         names.extend(body["keys"].as_array().expect("keys").iter().map(|k| k["name"].clone()));
         match body["next_cursor"].as_str() {
             Some(cursor) => query = format!("?limit=10&cursor={cursor}"),
@@ -172,13 +162,11 @@ async fn the_admin_api_and_the_cli_page_through_keys_and_events() {
     }
     let expected: Vec<Value> = (0..25).rev().map(|i| json!(format!("key {i:02}"))).collect();
     assert_eq!(names, expected, "newest first, each once, across three pages");
-    let (status, body) = page("?cursor=bogus".into()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_cursor")));
-    let (status, body) = page("?limit=0".into()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_limit")));
-    let (_, body) = page("?match=key%2007".into()).await;
+    page("?cursor=bogus").expect_error(400, "invalid_cursor").await;
+    page("?limit=0").expect_error(400, "invalid_limit").await;
+    let body = page("?match=key%2007").expect(200).await;
     assert_eq!(body["keys"].as_array().map(Vec::len), Some(1));
-    let (_, body) = page("?status=revoked&limit=5".into()).await;
+    let body = page("?status=revoked&limit=5").expect(200).await;
     assert_eq!(body["keys"], json!([]));
 
     // The CLI: a limit says there is more; --all fetches every page; --json keeps the cursor.
@@ -186,7 +174,7 @@ async fn the_admin_api_and_the_cli_page_through_keys_and_events() {
     let cli = |args: Vec<String>| {
         let mut command = env.command();
         command
-            .env("CUSTORY_OWNER_TOKEN", &server.owner)
+            .env("CUSTORY_OWNER_TOKEN", &server.owner_token)
             .arg("--server")
             .arg(&server.url)
             .args(args);

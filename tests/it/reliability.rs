@@ -17,90 +17,51 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::common::{TestEnv, initialize_body};
+use crate::common::{Key, Owner, ServeProcess, TestEnv, Visitor, initialize_body, tool_call};
 
 /// Every request of these tests is bounded by this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const PRIVILEGED: &str = "this test needs root with CAP_SYS_ADMIN and CAP_LINUX_IMMUTABLE (as in \
                           CI); on a machine without them run `cargo test -- --skip privileged_`";
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(REQUEST_TIMEOUT).build().expect("client")
+/// `server`, through a client whose every request is bounded by [`REQUEST_TIMEOUT`].
+fn site(server: &ServeProcess) -> Visitor {
+    let client =
+        reqwest::Client::builder().no_proxy().timeout(REQUEST_TIMEOUT).build().expect("client");
+    server.visitor().with_client(client)
 }
 
 /// `POST /api/admin/workspaces/acme/mcp-keys`; `Err` when the exchange did not complete.
-async fn create_key(
-    client: &reqwest::Client,
-    url: &str,
-    owner: &str,
-    name: &str,
-) -> reqwest::Result<(u16, Value)> {
-    let response = client
-        .post(format!("{url}/api/admin/workspaces/acme/mcp-keys"))
-        .bearer_auth(owner)
-        .json(&json!({"name": name, "expires": "90d"}))
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    Ok((status, response.json().await?))
+async fn try_create_key(owner: &Owner, name: &str) -> reqwest::Result<(u16, Value)> {
+    let created =
+        owner.post("/workspaces/acme/mcp-keys").json(&json!({"name": name, "expires": "90d"}));
+    let reply = created.try_send().await?;
+    Ok((reply.status, reply.json()))
+}
+
+/// A key that must be made: its MCP client.
+async fn made_key(owner: &Owner, name: &str, site: &Visitor) -> Key {
+    let (status, body) = try_create_key(owner, name).await.expect("key");
+    assert_eq!(status, 201, "{body}");
+    site.key(body["token"].as_str().expect("token"))
 }
 
 /// One JSON-RPC message to `/api/mcp`; `Err` when the exchange did not complete.
-async fn mcp(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: &Value,
-) -> reqwest::Result<(u16, Value)> {
-    let response = client
-        .post(format!("{url}/api/mcp"))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(body)
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let text = response.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
-
-fn tool_call(name: &str, arguments: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-           "params": {"name": name, "arguments": arguments}})
-}
-
-/// A successful tool call's `structuredContent`; panics with the answer otherwise.
-async fn tool_ok(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    name: &str,
-    args: Value,
-) -> Value {
-    let (status, body) = mcp(client, url, token, &tool_call(name, args)).await.expect(name);
-    assert_eq!(status, 200, "{name}: {body}");
-    assert_eq!(body["result"]["isError"], false, "{name}: {body}");
-    body["result"]["structuredContent"].clone()
+async fn try_mcp(key: &Key, body: &Value) -> reqwest::Result<(u16, Value)> {
+    let reply = key.post(body).try_send().await?;
+    let text = reply.text();
+    Ok((reply.status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
 }
 
 /// The first step of the demo journey, where `create_item` puts items.
-async fn a_step(client: &reqwest::Client, url: &str, token: &str) -> String {
-    let journey =
-        tool_ok(client, url, token, "get_journey", json!({"journey": "trial-to-paid"})).await;
+async fn a_step(key: &Key) -> String {
+    let journey = key.ok("get_journey", json!({"journey": "trial-to-paid"})).await;
     journey["stages"][0]["steps"][0]["id"].as_str().expect("step id").to_owned()
 }
 
 /// The names of the workspace's keys, from the admin API.
-async fn key_names(client: &reqwest::Client, url: &str, owner: &str) -> BTreeSet<String> {
-    let keys: Value = client
-        .get(format!("{url}/api/admin/workspaces/acme/mcp-keys"))
-        .bearer_auth(owner)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+async fn key_names(owner: &Owner) -> BTreeSet<String> {
+    let keys = owner.list_keys("acme", "").await;
     keys["keys"]
         .as_array()
         .expect("keys")
@@ -109,7 +70,7 @@ async fn key_names(client: &reqwest::Client, url: &str, owner: &str) -> BTreeSet
         .collect()
 }
 
-fn owner_of(server: &crate::common::ServeProcess) -> String {
+fn owner_of(server: &ServeProcess) -> String {
     server.announced["owner_credential"].as_str().expect("first start prints the owner").to_owned()
 }
 
@@ -247,12 +208,8 @@ async fn kill_9_during_concurrent_key_creation_and_tool_writes_loses_nothing_ack
     let db = env.home.path().join("data/custory.db");
     let server = env.serve(&db, &[]).await;
     let owner = owner_of(&server);
-    let url = server.url();
-    let setup = client();
-    let (status, writer) = create_key(&setup, &url, &owner, "writer").await.expect("create");
-    assert_eq!(status, 201, "{writer}");
-    let writer = writer["token"].as_str().expect("token").to_owned();
-    let step = a_step(&setup, &url, &writer).await;
+    let writer = made_key(&site(&server).owner(&owner), "writer", &site(&server)).await;
+    let step = a_step(&writer).await;
 
     let keys: Arc<Mutex<Vec<(String, String)>>> = Arc::default(); // (id, token)
     let items: Arc<Mutex<Vec<(String, String)>>> = Arc::default(); // (id, title)
@@ -261,11 +218,10 @@ async fn kill_9_during_concurrent_key_creation_and_tool_writes_loses_nothing_ack
     let mut tasks = Vec::new();
     for t in 0..KEY_TASKS {
         let (keys, refused, progress) = (keys.clone(), refused.clone(), progress.clone());
-        let (url, owner) = (url.clone(), owner.clone());
+        let owner = site(&server).owner(&owner);
         tasks.push(tokio::spawn(async move {
-            let client = client();
             for i in 0..PER_TASK {
-                match create_key(&client, &url, &owner, &format!("crash {t}-{i}")).await {
+                match try_create_key(&owner, &format!("crash {t}-{i}")).await {
                     Ok((201, body)) => {
                         let id = body["key"]["id"].as_str().expect("id").to_owned();
                         let token = body["token"].as_str().expect("token").to_owned();
@@ -283,13 +239,12 @@ async fn kill_9_during_concurrent_key_creation_and_tool_writes_loses_nothing_ack
     }
     for t in 0..ITEM_TASKS {
         let (items, refused, progress) = (items.clone(), refused.clone(), progress.clone());
-        let (url, writer, step) = (url.clone(), writer.clone(), step.clone());
+        let (writer, step) = (site(&server).key(&writer.token), step.clone());
         tasks.push(tokio::spawn(async move {
-            let client = client();
             for i in 0..PER_TASK {
                 let title = format!("crash item {t}-{i}");
                 let args = json!({"step_id": step, "kind": "insight", "title": title});
-                match mcp(&client, &url, &writer, &tool_call("create_item", args)).await {
+                match try_mcp(&writer, &tool_call(1, "create_item", args)).await {
                     Ok((200, body)) if body["result"]["isError"] == false => {
                         let id = body["result"]["structuredContent"]["id"].as_str().expect("id");
                         items.lock().expect("items").push((id.to_owned(), title));
@@ -362,19 +317,18 @@ async fn kill_9_during_concurrent_key_creation_and_tool_writes_loses_nothing_ack
 
     // Restart on the same file: every acknowledged key authenticates, every item is there.
     let server = env.serve(&db, &[]).await;
-    let url = server.url();
-    let client = client();
+    let site = site(&server);
     for (id, token) in &keys {
-        let (status, body) = mcp(&client, &url, token, &initialize_body()).await.expect("init");
+        let (status, body) = try_mcp(&site.key(token), &initialize_body()).await.expect("init");
         assert_eq!(status, 200, "key {id} after the crash: {body}");
     }
+    let writer = site.key(&writer.token);
     for (id, title) in &items {
-        let item = tool_ok(&client, &url, &writer, "get_item", json!({"item_id": id})).await;
+        let item = writer.ok("get_item", json!({"item_id": id})).await;
         assert_eq!(item["title"], title.as_str(), "item {id}");
     }
     // A write after recovery works and the owner credential survived.
-    let (status, body) = create_key(&client, &url, &owner, "after the crash").await.expect("key");
-    assert_eq!(status, 201, "{body}");
+    made_key(&site.owner(&owner), "after the crash", &site).await;
     server.terminate().await;
     assert_eq!(integrity_check(&db), "ok");
 }
@@ -423,10 +377,8 @@ async fn a_database_from_a_newer_schema_is_refused_and_left_byte_for_byte() {
     let dir = env.home.path().join("data");
     let db = dir.join("custory.db");
     let server = env.serve(&db, &[]).await;
-    let owner = owner_of(&server);
-    let (status, body) = create_key(&client(), &server.url(), &owner, "kept").await.expect("key");
-    assert_eq!(status, 201, "{body}");
-    let token = body["token"].as_str().expect("token").to_owned();
+    let token =
+        made_key(&site(&server).owner(&owner_of(&server)), "kept", &site(&server)).await.token;
     server.terminate().await;
     // What a future release with more migrations leaves behind.
     let current: i64 = {
@@ -451,8 +403,7 @@ async fn a_database_from_a_newer_schema_is_refused_and_left_byte_for_byte() {
         conn.pragma_update(None, "user_version", current).expect("user_version");
     }
     let server = env.serve(&db, &[]).await;
-    let (status, _) =
-        mcp(&client(), &server.url(), &token, &initialize_body()).await.expect("init");
+    let (status, _) = try_mcp(&site(&server).key(&token), &initialize_body()).await.expect("init");
     assert_eq!(status, 200);
     server.terminate().await;
 }
@@ -463,10 +414,8 @@ async fn privileged_a_read_only_file_system_is_refused_at_start_and_left_untouch
     let mount = Tmpfs::mount(&env.home.path().join("mnt"), "16m");
     let db = mount.dir.join("custory.db");
     let server = env.serve(&db, &[]).await;
-    let owner = owner_of(&server);
-    let (status, body) = create_key(&client(), &server.url(), &owner, "kept").await.expect("key");
-    assert_eq!(status, 201, "{body}");
-    let token = body["token"].as_str().expect("token").to_owned();
+    let token =
+        made_key(&site(&server).owner(&owner_of(&server)), "kept", &site(&server)).await.token;
     server.terminate().await;
     let before = snapshot(&mount.dir);
 
@@ -483,8 +432,7 @@ async fn privileged_a_read_only_file_system_is_refused_at_start_and_left_untouch
     // Writable again: everything is there.
     mount.remount("rw");
     let server = env.serve(&db, &[]).await;
-    let (status, _) =
-        mcp(&client(), &server.url(), &token, &initialize_body()).await.expect("init");
+    let (status, _) = try_mcp(&site(&server).key(&token), &initialize_body()).await.expect("init");
     assert_eq!(status, 200);
     server.terminate().await;
     assert_eq!(integrity_check(&db), "ok");
@@ -496,15 +444,12 @@ async fn privileged_a_database_made_read_only_while_serving_refuses_writes_clean
     let dir = env.home.path().join("data");
     let db = dir.join("custory.db");
     let server = env.serve(&db, &[]).await;
-    let owner = owner_of(&server);
-    let url = server.url();
-    let client = client();
-    let (status, body) = create_key(&client, &url, &owner, "before").await.expect("key");
-    assert_eq!(status, 201, "{body}");
-    let before = body["token"].as_str().expect("token").to_owned();
-    let step = a_step(&client, &url, &before).await;
+    let (site, owner_token) = (site(&server), owner_of(&server));
+    let owner = site.owner(&owner_token);
+    let before = made_key(&owner, "before", &site).await;
+    let step = a_step(&before).await;
     let args = json!({"step_id": step, "kind": "insight", "title": "before"});
-    let item = tool_ok(&client, &url, &before, "create_item", args).await;
+    let item = before.ok("create_item", args).await;
     let item_id = item["id"].as_str().expect("item id").to_owned();
 
     // The database and its WAL become immutable under the running server (chmod would not
@@ -516,45 +461,38 @@ async fn privileged_a_database_made_read_only_while_serving_refuses_writes_clean
         .collect();
     assert_eq!(files.len(), 2, "the database and its WAL: {files:?}");
     let immutable = Immutable::set(&files);
-    let (status, body) = create_key(&client, &url, &owner, "refused").await.expect("no drop");
+    let (status, body) = try_create_key(&owner, "refused").await.expect("no drop");
     assert!((500..600).contains(&status), "a clean 5xx, not {status}: {body}");
     assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string(), "{body}");
     let args = json!({"step_id": step, "kind": "insight", "title": "zqximmutable"});
     let (status, body) =
-        mcp(&client, &url, &before, &tool_call("create_item", args)).await.expect("no drop");
+        try_mcp(&before, &tool_call(1, "create_item", args)).await.expect("no drop");
     assert_eq!(status, 200, "a tool error, not a transport error: {body}");
     assert_eq!(body["result"]["isError"], true, "{body}");
     // Reads and authentication carry on.
-    let (status, body) = mcp(&client, &url, &before, &initialize_body()).await.expect("init");
+    let (status, body) = try_mcp(&before, &initialize_body()).await.expect("init");
     assert_eq!(status, 200, "{body}");
-    let read = tool_ok(&client, &url, &before, "get_item", json!({"item_id": item_id})).await;
+    let read = before.ok("get_item", json!({"item_id": item_id})).await;
     assert_eq!(read["title"], "before");
-    let listed = client
-        .get(format!("{url}/api/admin/workspaces/acme/mcp-keys"))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .expect("list");
-    assert_eq!(listed.status(), 200);
+    owner.list_keys("acme", "").await;
 
     // Writable again: writes work without a restart.
     drop(immutable);
-    let (status, body) = create_key(&client, &url, &owner, "after").await.expect("key");
-    assert_eq!(status, 201, "{body}");
-    let after = body["token"].as_str().expect("token").to_owned();
+    let after = made_key(&owner, "after", &site).await;
     server.terminate().await;
     assert_eq!(integrity_check(&db), "ok");
 
     let server = env.serve(&db, &[]).await;
-    let url = server.url();
-    for token in [&before, &after] {
-        let (status, _) = mcp(&client, &url, token, &initialize_body()).await.expect("init");
+    let site = self::site(&server);
+    for key in [&before, &after] {
+        let (status, _) = try_mcp(&site.key(&key.token), &initialize_body()).await.expect("init");
         assert_eq!(status, 200);
     }
-    let names = key_names(&client, &url, &owner).await;
+    let names = key_names(&site.owner(&owner_token)).await;
     let expected = BTreeSet::from(["before".to_owned(), "after".to_owned()]);
     assert_eq!(names, expected, "the refused key was not half-made");
-    let items = tool_ok(&client, &url, &before, "search", json!({"query": "zqximmutable"})).await;
+    let before = site.key(&before.token);
+    let items = before.ok("search", json!({"query": "zqximmutable"})).await;
     assert_eq!(items["hits"], json!([]), "the refused item was not half-made");
     server.terminate().await;
 }
@@ -565,18 +503,12 @@ async fn privileged_a_full_disk_gives_clean_errors_and_loses_nothing() {
     let mount = Tmpfs::mount(&env.home.path().join("mnt"), "8m");
     let db = mount.dir.join("custory.db");
     let server = env.serve(&db, &[]).await;
-    let owner = owner_of(&server);
-    let url = server.url();
-    let client = client();
-    let (status, body) = create_key(&client, &url, &owner, "before").await.expect("key");
-    assert_eq!(status, 201, "{body}");
-    let before = body["token"].as_str().expect("token").to_owned();
-    let step = a_step(&client, &url, &before).await;
+    let (site, owner_token) = (site(&server), owner_of(&server));
+    let owner = site.owner(&owner_token);
+    let before = made_key(&owner, "before", &site).await;
+    let step = a_step(&before).await;
     let args = json!({"step_id": step, "kind": "insight", "title": "before"});
-    let item_id = tool_ok(&client, &url, &before, "create_item", args).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let item_id = before.ok("create_item", args).await["id"].as_str().expect("id").to_owned();
 
     // Fill the file system to the last byte.
     let filler = mount.dir.join("filler");
@@ -600,7 +532,7 @@ async fn privileged_a_full_disk_gives_clean_errors_and_loses_nothing() {
     let mut names = BTreeSet::from(["before".to_owned(), "after".to_owned()]);
     for i in 0..20 {
         let name = format!("full {i}");
-        let (status, body) = create_key(&client, &url, &owner, &name).await.expect("no drop");
+        let (status, body) = try_create_key(&owner, &name).await.expect("no drop");
         if status == 201 {
             names.insert(name); // a write that still fit in space SQLite had already allocated
             continue;
@@ -613,33 +545,33 @@ async fn privileged_a_full_disk_gives_clean_errors_and_loses_nothing() {
     assert!(failures > 0, "no key creation failed on a full disk");
     let args = json!({"step_id": step, "kind": "insight", "title": "zqxnospace"});
     let (status, body) =
-        mcp(&client, &url, &before, &tool_call("create_item", args)).await.expect("no drop");
+        try_mcp(&before, &tool_call(1, "create_item", args)).await.expect("no drop");
     assert_eq!(status, 200, "a tool error, not a transport error: {body}");
     assert_eq!(body["result"]["isError"], true, "{body}");
-    let (status, _) = mcp(&client, &url, &before, &initialize_body()).await.expect("init");
+    let (status, _) = try_mcp(&before, &initialize_body()).await.expect("init");
     assert_eq!(status, 200, "authentication needs no disk space");
-    let read = tool_ok(&client, &url, &before, "get_item", json!({"item_id": item_id})).await;
+    let read = before.ok("get_item", json!({"item_id": item_id})).await;
     assert_eq!(read["title"], "before");
 
     // Space freed: writes work again without a restart.
     std::fs::remove_file(&filler).expect("free space");
-    let (status, body) = create_key(&client, &url, &owner, "after").await.expect("key");
-    assert_eq!(status, 201, "{body}");
-    let after = body["token"].as_str().expect("token").to_owned();
+    let after = made_key(&owner, "after", &site).await;
     server.terminate().await;
     assert_eq!(integrity_check(&db), "ok");
 
     let server = env.serve(&db, &[]).await;
-    let url = server.url();
-    for token in [&before, &after] {
-        let (status, _) = mcp(&client, &url, token, &initialize_body()).await.expect("init");
+    let site = self::site(&server);
+    for key in [&before, &after] {
+        let (status, _) = try_mcp(&site.key(&key.token), &initialize_body()).await.expect("init");
         assert_eq!(status, 200, "a key from before or after the full disk");
     }
-    let read = tool_ok(&client, &url, &before, "get_item", json!({"item_id": item_id})).await;
+    let before = site.key(&before.token);
+    let read = before.ok("get_item", json!({"item_id": item_id})).await;
     assert_eq!(read["title"], "before");
-    let hits = tool_ok(&client, &url, &before, "search", json!({"query": "zqxnospace"})).await;
+    let hits = before.ok("search", json!({"query": "zqxnospace"})).await;
     assert_eq!(hits["hits"], json!([]), "the failed item was not half-made");
-    assert_eq!(key_names(&client, &url, &owner).await, names, "failed keys were not half-made");
+    let owner = site.owner(&owner_token);
+    assert_eq!(key_names(&owner).await, names, "failed keys were not half-made");
     server.terminate().await;
 }
 

@@ -1,40 +1,13 @@
 //! Several `serve` replicas on one PostgreSQL database: the server `CUSTORY_TEST_POSTGRES`
 //! names, else a throwaway one (`pg.rs`). Without PostgreSQL these fail (they never skip).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use custory_mcp::api::{Access, ExpiryPolicy};
 use custory_mcp::store::access::{KeyUsage, OwnerCredentialSetup};
 use custory_mcp::store::{Clock, Store};
 
-use crate::common::{ServeProcess, Sql, TestDatabase, TestEnv, http, initialize_body, mcp_post};
-
-async fn admin_post(replica: &ServeProcess, owner: &str, path: &str, body: Value) -> Value {
-    let response = http()
-        .post(format!("{}/api/admin{path}", replica.url()))
-        .bearer_auth(owner)
-        .json(&body)
-        .send()
-        .await
-        .expect("admin request");
-    let status = response.status();
-    let body: Value = response.json().await.expect("json");
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
-}
-
-/// Status and body of one MCP request to `replica`.
-async fn mcp(replica: &ServeProcess, token: &str, body: &Value) -> (u16, Value) {
-    let response =
-        mcp_post(&format!("{}/api/mcp", replica.url()), token, body).send().await.expect("mcp");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn call(id: u32, tool: &str, arguments: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-           "params": {"name": tool, "arguments": arguments}})
-}
+use crate::common::{Sql, TestDatabase, TestEnv, initialize_body, rpc, tool_call};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_keys_data_and_revocations_at_once() {
@@ -44,23 +17,18 @@ async fn two_replicas_share_keys_data_and_revocations_at_once() {
     let b = env_b.serve_on(&db.arg(), &[]).await;
 
     // One database, one owner credential: the first replica issued it, the second found it.
-    let owner = a.announced["owner_credential"].as_str().expect("A issued the credential");
+    let owner_a = a.owner();
     assert!(b.announced["owner_credential"].is_null(), "B must not issue another: {}", b.announced);
+    let owner_b = b.visitor().owner(owner_a.token());
     assert_eq!(a.announced["workspaces"], json!(["acme"]));
     assert_eq!(b.announced["workspaces"], json!(["acme"]));
 
     // Created on A, used on B: a write through B is read back through A.
-    let created = admin_post(
-        &a,
-        owner,
-        "/workspaces/acme/mcp-keys",
-        json!({"name": "agent", "expires": "30d"}),
-    )
-    .await;
-    let token = created["token"].as_str().expect("token").to_owned();
-    let key_id = created["key"]["id"].as_str().expect("id").to_owned();
-    assert_eq!(mcp(&b, &token, &initialize_body()).await.0, 200);
-    let (_, found) = mcp(&b, &token, &call(2, "search", json!({"query": "onboarding"}))).await;
+    let on_a = owner_a.create_key_in("acme", json!({"name": "agent", "expires": "30d"})).await;
+    let key_id = on_a.id().to_owned();
+    let on_b = b.key(&on_a.token);
+    assert_eq!(on_b.send(&initialize_body()).await.status, 200);
+    let found = on_b.send(&tool_call(2, "search", json!({"query": "onboarding"}))).await.json();
     let item = found["result"]["structuredContent"]["hits"]
         .as_array()
         .and_then(|hits| hits.iter().find(|h| h["type"] == "item"))
@@ -68,34 +36,29 @@ async fn two_replicas_share_keys_data_and_revocations_at_once() {
         .expect("an item about onboarding")
         .to_owned();
     let comment = json!({"item_id": item, "author": "replica B", "body": "written through B"});
-    let (status, added) = mcp(&b, &token, &call(3, "add_comment", comment)).await;
-    assert_eq!((status, &added["result"]["isError"]), (200, &json!(false)), "{added}");
-    let (_, read) = mcp(&a, &token, &call(4, "get_item", json!({"item_id": item}))).await;
+    let added = on_b.send(&tool_call(3, "add_comment", comment)).await;
+    let body = added.json();
+    assert_eq!((added.status, &body["result"]["isError"]), (200, &json!(false)), "{body}");
+    let read = on_a.send(&tool_call(4, "get_item", json!({"item_id": item}))).await.json();
     assert!(read.to_string().contains("written through B"), "A reads B's write: {read}");
 
     // Revoked through B: A refuses the very next request, and so does B.
-    admin_post(&b, owner, &format!("/workspaces/acme/mcp-keys/{key_id}/revoke"), json!({})).await;
-    let ping = json!({"jsonrpc": "2.0", "id": 5, "method": "ping"});
-    let (status, refused) = mcp(&a, &token, &ping).await;
-    assert_eq!(status, 401, "A still accepted a key revoked through B: {refused}");
-    assert!(refused.to_string().contains("revoked"), "{refused}");
-    assert_eq!(mcp(&b, &token, &ping).await.0, 401);
+    owner_b.revoke(&key_id).await;
+    let ping = rpc(5, "ping", json!({}));
+    let refused = on_a.send(&ping).await;
+    let shown = refused.json();
+    assert_eq!(refused.status, 401, "A still accepted a key revoked through B: {shown}");
+    assert!(shown.to_string().contains("revoked"), "{shown}");
+    assert_eq!(on_b.send(&ping).await.status, 401);
 
     // Again and again, with no pause: create on A, use on B, revoke on B, refused on A.
     for round in 0..20 {
         let name = format!("round {round}");
-        let created = admin_post(
-            &a,
-            owner,
-            "/workspaces/acme/mcp-keys",
-            json!({"name": name, "expires": "never"}),
-        )
-        .await;
-        let token = created["token"].as_str().expect("token");
-        let id = created["key"]["id"].as_str().expect("id");
-        assert_eq!(mcp(&b, token, &ping).await.0, 200, "round {round}: B knows A's new key");
-        admin_post(&b, owner, &format!("/workspaces/acme/mcp-keys/{id}/revoke"), json!({})).await;
-        assert_eq!(mcp(&a, token, &ping).await.0, 401, "round {round}: A saw B's revoke");
+        let on_a = owner_a.create_key_in("acme", json!({"name": name, "expires": "never"})).await;
+        let on_b = b.key(&on_a.token);
+        assert_eq!(on_b.send(&ping).await.status, 200, "round {round}: B knows A's new key");
+        owner_b.revoke(on_a.id()).await;
+        assert_eq!(on_a.send(&ping).await.status, 401, "round {round}: A saw B's revoke");
     }
 
     // Both flush their last uses at shutdown; the key's stored use is B's (the last one).
@@ -186,18 +149,14 @@ async fn connections_the_database_ends_cost_no_request_an_error() {
     let db = TestDatabase::postgres();
     let env = TestEnv::new();
     let server = env.serve_on(&db.arg(), &[]).await;
-    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
     let body = json!({"name": "a", "expires": "30d"});
-    let created = admin_post(&server, &owner, "/workspaces/acme/mcp-keys", body).await;
-    let token = created["token"].as_str().expect("token").to_owned();
-    let url = format!("{}/api/mcp", server.url());
+    let key = server.owner().create_key_in("acme", body).await;
     // Eight pings at once: they hold several pooled connections.
     let burst = || async {
         let mut pings = tokio::task::JoinSet::new();
         for id in 0..8 {
-            let request =
-                mcp_post(&url, &token, &json!({"jsonrpc": "2.0", "id": id, "method": "ping"}));
-            pings.spawn(async move { request.send().await.expect("ping").status().as_u16() });
+            let ping = key.post(&rpc(id, "ping", json!({})));
+            pings.spawn(async move { ping.send().await.status });
         }
         pings.join_all().await
     };
@@ -247,13 +206,12 @@ async fn readyz_fails_while_the_database_is_away_and_recovers() {
     let db = TestDatabase::postgres();
     let env = TestEnv::new();
     let server = env.serve_on(&db.arg(), &[]).await;
+    let anyone = server.visitor();
     let ready = || async {
-        let response = http().get(format!("{}/readyz", server.url())).send().await.expect("readyz");
-        (response.status().as_u16(), response.json::<Value>().await.expect("json"))
+        let response = anyone.get("/readyz").send().await;
+        (response.status, response.json())
     };
-    let healthz = || async {
-        http().get(format!("{}/healthz", server.url())).send().await.expect("healthz").status()
-    };
+    let healthz = || async { anyone.get("/healthz").send().await.status };
     let (status, body) = ready().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ready");
@@ -305,8 +263,8 @@ async fn postgres_over_tls_checks_the_certificate_as_sslmode_says() {
         (url("127.0.0.1", "sslmode=require"), "require"),
     ] {
         let server = env.serve_on(&database, &[]).await;
-        let ready = http().get(format!("{}/readyz", server.url())).send().await.expect("readyz");
-        assert_eq!(ready.status(), 200, "{what}");
+        let ready = server.visitor().get("/readyz").send().await;
+        assert_eq!(ready.status, 200, "{what}");
         // The server's own connections are encrypted, as PostgreSQL sees them.
         let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         let encrypted = std::thread::spawn(move || {

@@ -2,31 +2,11 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, http, initialize_body, mcp_post};
+use crate::common::{ServeProcess, TestEnv, initialize_body};
 
-async fn create_key(url: &str, owner: &str, name: &str) -> (String, String) {
-    let response = http()
-        .post(format!("{url}/api/admin/workspaces/acme/mcp-keys"))
-        .bearer_auth(owner)
-        .json(&json!({"name": name, "expires": "90d"}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.expect("json");
-    (
-        body["key"]["id"].as_str().expect("id").to_owned(),
-        body["token"].as_str().expect("token").to_owned(),
-    )
-}
-
-async fn mcp_status(url: &str, token: &str) -> u16 {
-    mcp_post(&format!("{url}/api/mcp"), token, &initialize_body())
-        .send()
-        .await
-        .expect("post")
-        .status()
-        .as_u16()
+/// The status of `initialize` with `token` on `server`.
+async fn mcp_status(server: &ServeProcess, token: &str) -> u16 {
+    server.key(token).send(&initialize_body()).await.status
 }
 
 #[tokio::test]
@@ -43,9 +23,9 @@ async fn first_start_issues_and_saves_the_owner_credential_and_restarts_keep_eve
     let saved = std::fs::read_to_string(env.config_dir().join("credentials.json"))
         .expect("saved credential");
     assert!(saved.contains(&owner));
-    let url = server.url();
-    let (id, token) = create_key(&url, &owner, "Cursor on MacBook").await;
-    assert_eq!(mcp_status(&url, &token).await, 200);
+    let key = server.owner().create_key("Cursor on MacBook", "90d", "read-write").await;
+    let (id, token) = (key.id().to_owned(), key.token.clone());
+    assert_eq!(mcp_status(&server, &token).await, 200);
     server.terminate().await;
 
     #[cfg(unix)]
@@ -60,15 +40,9 @@ async fn first_start_issues_and_saves_the_owner_credential_and_restarts_keep_eve
 
     let server = env.serve(&db, &[]).await;
     assert!(server.announced["owner_credential"].is_null(), "a later start prints no credential");
-    let url = server.url();
-    assert_eq!(mcp_status(&url, &token).await, 200, "the key survives a restart");
-    let response = http()
-        .get(format!("{url}/api/admin/workspaces/acme/mcp-keys/{id}"))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(response.status(), 200, "the owner credential survives a restart");
+    assert_eq!(mcp_status(&server, &token).await, 200, "the key survives a restart");
+    let shown = server.visitor().owner(&owner).show_key(&id).await;
+    assert_eq!(shown["key"]["id"], id.as_str(), "the owner credential survives a restart");
     server.terminate().await;
 
     // Shutdown flushed the last use, so it is in the file now.
@@ -86,21 +60,9 @@ async fn first_start_issues_and_saves_the_owner_credential_and_restarts_keep_eve
         .expect("reset prints a new credential")
         .to_owned();
     assert_ne!(fresh, owner);
-    let url = server.url();
-    let status = |token: String| {
-        let url = url.clone();
-        async move {
-            http()
-                .get(format!("{url}/api/admin/workspaces"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("get")
-                .status()
-        }
-    };
-    assert_eq!(status(owner).await, 401);
-    assert_eq!(status(fresh).await, 200);
+    let status = async |token: &str| server.visitor().owner(token).get("/workspaces").send().await;
+    assert_eq!(status(&owner).await.status, 401);
+    assert_eq!(status(&fresh).await.status, 200);
     server.terminate().await;
 }
 
@@ -109,18 +71,16 @@ async fn kill_9_loses_no_created_key() {
     let env = TestEnv::new();
     let db = env.home.path().join("custory.db");
     let server = env.serve(&db, &[]).await;
-    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
-    let url = server.url();
+    let owner = server.owner();
     let mut created = Vec::new();
     for i in 0..20 {
-        created.push(create_key(&url, &owner, &format!("key {i}")).await);
+        created.push(owner.create_key(&format!("key {i}"), "90d", "read-write").await);
     }
     server.kill9().await;
 
     let server = env.serve(&db, &[]).await;
-    let url = server.url();
-    for (_, token) in &created {
-        assert_eq!(mcp_status(&url, token).await, 200);
+    for key in &created {
+        assert_eq!(mcp_status(&server, &key.token).await, 200);
     }
     let conn = rusqlite::Connection::open(&db).expect("open");
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
@@ -135,23 +95,16 @@ async fn plaintext_tokens_appear_in_no_database_page_and_no_log_line() {
     let db = env.home.path().join("custory.db");
     // Most verbose logging, so every log line the server can write is written.
     let mut server = env.serve(&db, &["-vvv"]).await;
-    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
-    let url = server.url();
-    let (id, token) = create_key(&url, &owner, "Cursor").await;
-    let (_, other) = create_key(&url, &owner, "Other").await;
-    assert_eq!(mcp_status(&url, &token).await, 200);
-    let rotated: Value = http()
-        .post(format!("{url}/api/admin/workspaces/acme/mcp-keys/{id}/rotate"))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .expect("rotate")
-        .json()
-        .await
-        .expect("json");
+    let admin = server.owner();
+    let owner = admin.token().to_owned();
+    let cursor = admin.create_key("Cursor", "90d", "read-write").await;
+    let token = cursor.token.clone();
+    let other = admin.create_key("Other", "90d", "read-write").await.token;
+    assert_eq!(mcp_status(&server, &token).await, 200);
+    let rotated = admin.rotate(cursor.id()).await;
     let new_token = rotated["token"].as_str().expect("token").to_owned();
-    assert_eq!(mcp_status(&url, &token).await, 401);
-    assert_eq!(mcp_status(&url, &new_token).await, 200);
+    assert_eq!(mcp_status(&server, &token).await, 401);
+    assert_eq!(mcp_status(&server, &new_token).await, 200);
     // Read the database files while the server is still running (WAL not yet checkpointed).
     let mut bytes = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
@@ -241,11 +194,11 @@ async fn json_logs_are_one_object_per_line_with_no_token_in_any_field() {
     let env = TestEnv::new();
     let db = env.home.path().join("custory.db");
     let server = env.serve(&db, &["--log-format", "json", "-vv"]).await;
-    let owner = server.announced["owner_credential"].as_str().expect("owner").to_owned();
-    let url = server.url();
-    let (_, token) = create_key(&url, &owner, "Shipper").await;
-    assert_eq!(mcp_status(&url, &token).await, 200);
-    assert_eq!(mcp_status(&url, &format!("{token}x")).await, 401);
+    let admin = server.owner();
+    let owner = admin.token().to_owned();
+    let token = admin.create_key("Shipper", "90d", "read-write").await.token;
+    assert_eq!(mcp_status(&server, &token).await, 200);
+    assert_eq!(mcp_status(&server, &format!("{token}x")).await, 401);
     let stderr = server.terminate().await;
     let lines: Vec<Value> = stderr
         .lines()

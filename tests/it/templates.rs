@@ -9,7 +9,7 @@ use custory_mcp::api::Template;
 use custory_mcp::store::content::templates;
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, TestServer, comparable, http};
+use crate::common::{TestEnv, TestServer, comparable};
 
 async fn export(env: &TestEnv, server: &TestServer, workspace: &str) -> Value {
     let ran = env.admin(server, &["--workspace", workspace, "export"]).await;
@@ -109,18 +109,19 @@ async fn an_unknown_template_is_refused_and_nothing_is_created() {
         ran.stderr
     );
 
-    let (status, body) = post(&server, json!({"name": "X", "template": "sales"})).await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"]["code"], "unknown_template");
+    let owner = server.owner();
+    let create = |body: Value| owner.post("/workspaces").json(&body);
+    let body = create(json!({"name": "X", "template": "sales"}))
+        .expect_error(400, "unknown_template")
+        .await;
     assert_eq!(
         body["error"]["message"],
         "template \"sales\" is not one of blank, onboarding, trial-to-paid"
     );
 
     // A taken slug with a template: a conflict, said as without one, and nothing written.
-    let (status, body) =
-        post(&server, json!({"name": "Acme", "slug": "acme", "template": "onboarding"})).await;
-    assert_eq!(status, 409, "{body}");
+    let body =
+        create(json!({"name": "Acme", "slug": "acme", "template": "onboarding"})).expect(409).await;
     assert_eq!(body["error"]["message"], "a workspace with the slug \"acme\" already exists");
     let list = env.admin(&server, &["--json", "workspaces", "list"]).await;
     let list: Value = serde_json::from_str(&list.stdout).expect("json");
@@ -131,18 +132,6 @@ async fn an_unknown_template_is_refused_and_nothing_is_created() {
         "the demo workspace is untouched"
     );
     server.stop().await;
-}
-
-async fn post(server: &TestServer, body: Value) -> (u16, Value) {
-    let response = http()
-        .post(server.admin("/workspaces"))
-        .bearer_auth(&server.owner)
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[test]

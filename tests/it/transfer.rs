@@ -10,7 +10,7 @@ use proptest::strategy::ValueTree as _;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
-use crate::common::{Mcp, Run, TestEnv, TestServer, comparable, http, run_piped};
+use crate::common::{Run, TestEnv, TestServer, comparable, run_piped};
 
 struct Cli<'a> {
     env: TestEnv,
@@ -29,7 +29,7 @@ impl<'a> Cli<'a> {
     async fn run(&self, args: &[&str]) -> Run {
         let mut cmd = self.env.command();
         cmd.env("CUSTORY_SERVER", &self.server.url)
-            .env("CUSTORY_OWNER_TOKEN", &self.server.owner)
+            .env("CUSTORY_OWNER_TOKEN", &self.server.owner_token)
             .args(args);
         run_piped(cmd, None).await
     }
@@ -54,8 +54,7 @@ async fn a_workspace_survives_export_and_import_whole() {
     let server = TestServer::start().await;
     let cli = Cli::new(&server);
     // What a workspace in use holds beyond the demo: archived things, a persona on a journey.
-    let (_, token) = server.create_key("shaper", "30d", "read-write").await;
-    let mcp = Mcp::new(&server, &token);
+    let mcp = server.owner().create_key("shaper", "30d", "read-write").await;
     let map = mcp.ok("get_journey", json!({"journey": "support-escalation"})).await;
     mcp.ok("archive", json!({"id": map["stages"][1]["id"]})).await;
     let item = mcp.ok("list_items", json!({"journey": "trial-to-paid", "limit": 1})).await;
@@ -290,15 +289,7 @@ async fn bad_documents_are_refused_with_their_path_and_nothing_is_written() {
     let mut many = good.clone();
     many["journeys"][0]["name"] = json!("");
     many["links"][0]["from"] = json!("itm_gone");
-    let answer = http()
-        .post(server.admin("/imports?new=Many"))
-        .bearer_auth(&server.owner)
-        .json(&many)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(answer.status(), 422);
-    let body: Value = answer.json().await.expect("json");
+    let body = server.owner().post("/imports?new=Many").json(&many).expect(422).await;
     let paths: Vec<&str> = body["error"]["details"]
         .as_array()
         .expect("details")
@@ -315,16 +306,9 @@ async fn mutated_exports_are_imported_whole_or_refused_with_a_path() {
     let server = TestServer::start().await;
     let cli = Cli::new(&server);
     let good = cli.export("acme", "acme.json").await;
+    let owner = server.owner();
     let workspaces = || async {
-        let list: Value = http()
-            .get(server.admin("/workspaces"))
-            .bearer_auth(&server.owner)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let list = owner.workspaces().await;
         list["workspaces"].as_array().map_or(0, Vec::len)
     };
     // Every place in the document that a mutation may hit.
@@ -365,16 +349,10 @@ async fn mutated_exports_are_imported_whole_or_refused_with_a_path() {
         }
         let before = workspaces().await;
         let name = format!("Mutant {n}");
-        let response = http()
-            .post(server.admin(&format!("/imports?new={}", name.replace(' ', "%20"))))
-            .bearer_auth(&server.owner)
-            .json(&doc)
-            .send()
-            .await
-            .expect("post");
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.expect("a JSON answer");
-        match status {
+        let path = format!("/imports?new={}", name.replace(' ', "%20"));
+        let response = owner.post(&path).json(&doc).send().await;
+        let body: Value = serde_json::from_slice(&response.body).expect("a JSON answer");
+        match response.status {
             201 => {
                 taken += 1;
                 assert_eq!(workspaces().await, before + 1)
@@ -483,8 +461,7 @@ async fn a_csv_becomes_a_journey_of_an_existing_workspace() {
     );
 
     // What an agent reads: the map in the file's order, with the items' properties.
-    let (_, token) = server.create_key("csv", "never", "read-only").await;
-    let mcp = Mcp::new(&server, &token);
+    let mcp = server.owner().create_key("csv", "never", "read-only").await;
     let journey = mcp.ok("get_journey", json!({"journey": "roadmap"})).await;
     assert_eq!(journey["name"], "Roadmap");
     let names = |list: &Value, key: &str| -> Vec<String> {
@@ -545,7 +522,7 @@ async fn a_csv_becomes_a_journey_of_an_existing_workspace() {
     assert_eq!(new.code, 0, "{}", new.stderr);
     assert_eq!(new.stdout.trim(), "sheet-team");
     let mut cmd = cli.env.command();
-    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args([
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token).args([
         "--workspace",
         "sheet-team",
         "import",
@@ -637,17 +614,13 @@ async fn bad_csvs_are_refused_with_their_line_and_column_and_nothing_is_written(
 
     // The API gives each problem its own place, in the file's order.
     let many = format!("{header}{row}A,B,epic,C,,P1\nA,B,insight,C,,P7\nA,B\n");
-    let answer = http()
-        .post(server.admin("/imports?workspace=acme&journey=Bad"))
-        .bearer_auth(&server.owner)
+    let owner = server.owner();
+    let body = owner
+        .post("/imports?workspace=acme&journey=Bad")
         .header("content-type", "text/csv")
         .body(many)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(answer.status(), 422);
-    let body: Value = answer.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "invalid_csv");
+        .expect_error(422, "invalid_csv")
+        .await;
     let paths: Vec<&str> = body["error"]["details"]
         .as_array()
         .expect("details")
@@ -663,19 +636,12 @@ async fn bad_csvs_are_refused_with_their_line_and_column_and_nothing_is_written(
     for (query, content_type) in
         [("/imports?workspace=acme", "text/csv"), ("/imports?new=X&journey=J", "application/json")]
     {
-        let answer = http()
-            .post(server.admin(query))
-            .bearer_auth(&server.owner)
-            .header("content-type", content_type)
-            .body(format!("{header}{row}"))
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(answer.status(), 400, "{query}");
+        let call = owner.post(query).header("content-type", content_type);
+        call.body(format!("{header}{row}")).expect(400).await;
     }
     // The CLI needs a name for a CSV on stdin, and refuses --journey for a document.
     let mut cmd = cli.env.command();
-    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner).args([
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token).args([
         "--workspace",
         "acme",
         "import",
