@@ -840,3 +840,43 @@ fn a_flush_waits_for_one_under_way_so_a_read_after_it_sees_every_call() {
         }
     });
 }
+
+#[test]
+fn a_flush_writes_a_chunk_at_a_time_and_a_failed_one_keeps_what_it_did_not_write() {
+    let (_dir, store, acme) = store();
+    let key = test_identity(acme);
+    let calls = 5_000;
+    for _ in 0..calls {
+        let call = super::access::Call {
+            at: store.now(),
+            what: "list_journeys",
+            outcome: super::access::CallOutcome::Ok,
+            bytes: 1,
+            ids: String::new(),
+        };
+        store.access().record_call(&key, None, call);
+    }
+    // The database refuses the third thousand: what came before is committed, chunk by chunk.
+    let conn = store.db.writer();
+    conn.execute_batch(
+        "CREATE TRIGGER full BEFORE INSERT ON key_calls
+         WHEN (SELECT COUNT(*) FROM key_calls) >= 2500 BEGIN SELECT RAISE(ABORT, 'full'); END",
+    )
+    .expect("trigger");
+    drop(conn);
+    store.access().flush_activity().expect_err("the third chunk fails");
+    let count = |sql: &str| -> i64 {
+        store.db.reader().expect("reader").query_row(sql, [], |r| r.get("n")).expect("count")
+    };
+    let written = count("SELECT COUNT(*) AS n FROM key_calls");
+    assert!((1..calls).contains(&written), "some chunks committed before the failure: {written}");
+    assert_eq!(written % 1024, 0, "whole chunks only: {written}");
+    store.db.writer().execute_batch("DROP TRIGGER full").expect("drop");
+    assert_eq!(store.access().flush_activity().expect("flush"), (calls - written) as usize);
+    assert_eq!(count("SELECT COUNT(*) AS n FROM key_calls"), calls, "none lost, none twice");
+    let usage = store
+        .access()
+        .key_usage(acme, ACTOR.key_id, store.now() - chrono::Duration::days(1), 10, None)
+        .expect("usage");
+    assert_eq!(usage.totals.calls, calls, "the totals count each call once");
+}

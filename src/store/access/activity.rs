@@ -26,6 +26,10 @@ use crate::store::{StoreResult, from_secs};
 pub(in crate::store) const QUEUE_MAX: usize = 100_000;
 /// Rows written per statement (each row is 8 parameters).
 const ROWS_PER_STATEMENT: usize = 64;
+/// Calls written per transaction by a flush (a few milliseconds of the writer's time).
+const CALLS_PER_CHUNK: usize = 1_024;
+/// New origins written per transaction (each is a few statements).
+const ORIGINS_PER_CHUNK: usize = 128;
 /// Addresses and clients recorded per key, each; past them no more are recorded or announced.
 pub const ORIGINS_PER_KEY: i64 = 100;
 /// Ids kept per call: those it was asked about, then the first of those it answered with.
@@ -311,8 +315,9 @@ pub(super) fn note_origin(
     origins.last.insert(key.key_id.clone(), (ip, client.map(str::to_owned), at));
 }
 
-/// Writes the queued calls, their hourly totals and the new origins. On failure what was
-/// taken is put back (within the queue's bound), so the next flush tries again.
+/// Writes the queued calls, their hourly totals and the new origins, a bounded chunk per
+/// transaction. Returns the calls written. On failure what was not yet written is put back
+/// (within the queue's bound), so the next flush tries again.
 pub(super) fn flush_activity(s: &AccessStore<'_>) -> StoreResult<usize> {
     // Guards no data, so a poisoned lock is as good as a clean one.
     let _flushing =
@@ -331,58 +336,80 @@ pub(super) fn flush_activity(s: &AccessStore<'_>) -> StoreResult<usize> {
     if calls.is_empty() && overflow.is_empty() && origins.is_empty() {
         return Ok(0);
     }
-    let written = calls.len();
-    let mut totals = overflow.clone();
-    for queued in &calls {
-        let hour = (queued.key_id.clone(), hour_of(queued.call.at), queued.call.what);
-        add(
-            &mut totals.entry(hour).or_insert((queued.workspace_id, Totals::default())).1,
-            &queued.call,
-        );
-    }
-    match write_activity(s, &calls, &totals, &origins) {
-        Ok(()) => {
-            let mut known = s.state.activity.origins();
-            if known.known.len() + origins.len() > KNOWN_ORIGINS_MAX {
-                known.known.clear();
-            }
-            for (origin, seen) in origins {
-                known.known.insert(origin, seen.at);
-            }
-            Ok(written)
+    // A chunk at a time, each its own short transaction: the writer is free between them, so
+    // no write waits behind a full queue, and no statement limit can fail a whole flush.
+    let mut calls_done = 0;
+    let mut overflow_done = overflow.is_empty();
+    let mut origins_done = 0;
+    let mut result = Ok(());
+    while result.is_ok() && (calls_done < calls.len() || !overflow_done) {
+        let chunk = &calls[calls_done..calls.len().min(calls_done + CALLS_PER_CHUNK)];
+        let mut totals = if overflow_done { HashMap::new() } else { overflow.clone() };
+        for queued in chunk {
+            let hour = (queued.key_id.clone(), hour_of(queued.call.at), queued.call.what);
+            add(
+                &mut totals.entry(hour).or_insert((queued.workspace_id, Totals::default())).1,
+                &queued.call,
+            );
         }
-        Err(error) => {
-            let mut queue = s.state.activity.queue();
-            let room = QUEUE_MAX.saturating_sub(queue.calls.len());
-            let mut calls = calls;
-            for queued in calls.drain(room.min(calls.len())..) {
-                let hour = (queued.key_id, hour_of(queued.call.at), queued.call.what);
-                let entry =
-                    queue.overflow.entry(hour).or_insert((queued.workspace_id, Totals::default()));
-                add(&mut entry.1, &queued.call);
-            }
-            calls.append(&mut queue.calls);
-            queue.calls = calls;
-            for (hour, (workspace_id, lost)) in overflow {
-                let entry = queue.overflow.entry(hour).or_insert((workspace_id, Totals::default()));
-                entry.1.calls += lost.calls;
-                entry.1.errors += lost.errors;
-                entry.1.bytes += lost.bytes;
-            }
-            let mut pending = s.state.activity.origins();
-            for (origin, seen) in origins {
-                pending.pending.entry(origin).or_insert(seen);
-            }
-            Err(error)
+        result = write_calls(s, chunk, &totals);
+        if result.is_ok() {
+            calls_done += chunk.len();
+            overflow_done = true;
         }
     }
+    while result.is_ok() && origins_done < origins.len() {
+        let chunk = &origins[origins_done..origins.len().min(origins_done + ORIGINS_PER_CHUNK)];
+        result = write_origins(s, chunk);
+        if result.is_ok() {
+            origins_done += chunk.len();
+        }
+    }
+    let mut origins = origins;
+    let unwritten_origins = origins.split_off(origins_done);
+    {
+        let mut known = s.state.activity.origins();
+        if known.known.len() + origins.len() > KNOWN_ORIGINS_MAX {
+            known.known.clear();
+        }
+        for (origin, seen) in origins {
+            known.known.insert(origin, seen.at);
+        }
+    }
+    let Err(error) = result else { return Ok(calls_done) };
+    // What was not written goes back, within the queue's bound, for the next flush.
+    let mut queue = s.state.activity.queue();
+    let mut calls = calls;
+    let mut unwritten = calls.split_off(calls_done);
+    let room = QUEUE_MAX.saturating_sub(queue.calls.len());
+    for queued in unwritten.drain(room.min(unwritten.len())..) {
+        let hour = (queued.key_id, hour_of(queued.call.at), queued.call.what);
+        let entry = queue.overflow.entry(hour).or_insert((queued.workspace_id, Totals::default()));
+        add(&mut entry.1, &queued.call);
+    }
+    unwritten.append(&mut queue.calls);
+    queue.calls = unwritten;
+    if !overflow_done {
+        for (hour, (workspace_id, lost)) in overflow {
+            let entry = queue.overflow.entry(hour).or_insert((workspace_id, Totals::default()));
+            entry.1.calls += lost.calls;
+            entry.1.errors += lost.errors;
+            entry.1.bytes += lost.bytes;
+        }
+    }
+    drop(queue);
+    let mut pending = s.state.activity.origins();
+    for (origin, seen) in unwritten_origins {
+        pending.pending.entry(origin).or_insert(seen);
+    }
+    Err(error)
 }
 
-fn write_activity(
+/// Writes `calls` and the hourly `totals`, in one transaction.
+fn write_calls(
     s: &AccessStore<'_>,
     calls: &[Queued],
     totals: &HashMap<HourKey, (i64, Totals)>,
-    origins: &[(OriginUse, SeenAt)],
 ) -> StoreResult<()> {
     let conn = s.writer();
     let tx = conn.transaction()?;
@@ -400,6 +427,14 @@ fn write_activity(
     for ((key_id, hour, what), (workspace_id, t)) in totals {
         upsert.execute(params![key_id, hour, what, workspace_id, t.calls, t.errors, t.bytes])?;
     }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Records `origins` (with their `key.new_origin` events), in one transaction.
+fn write_origins(s: &AccessStore<'_>, origins: &[(OriginUse, SeenAt)]) -> StoreResult<()> {
+    let conn = s.writer();
+    let tx = conn.transaction()?;
     for (origin, seen) in origins {
         write_origin(&tx, origin, seen)?;
     }

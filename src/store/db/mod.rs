@@ -351,12 +351,16 @@ impl<'a> Connection<'a> {
         matches!(self.inner, Inner::Postgres { .. })
     }
 
+    /// The SQLite connection, its clock started for the statement about to run (each
+    /// statement has the whole time limit; see [`SqliteConn::arm`]).
     fn sqlite(&self) -> Option<&rusqlite::Connection> {
-        match &self.inner {
-            Inner::SqliteWriter(conn) => Some(&conn.conn),
-            Inner::SqliteReader(conn) => Some(&conn.conn),
-            Inner::Postgres { .. } => None,
-        }
+        let conn: &SqliteConn = match &self.inner {
+            Inner::SqliteWriter(conn) => conn,
+            Inner::SqliteReader(conn) => conn,
+            Inner::Postgres { .. } => return None,
+        };
+        conn.arm();
+        Some(&conn.conn)
     }
 
     /// Runs `f` on the pooled PostgreSQL connection, taking one first if needed.

@@ -21,12 +21,14 @@ const PROGRESS_STEPS: i32 = 10_000;
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
-/// A SQLite connection that can be given a deadline: past it, the statement running is
-/// interrupted (SQLite's progress handler) and fails with [`DbError::TimedOut`].
+/// A SQLite connection whose statements can be given a time limit: past it, the statement
+/// running is interrupted (SQLite's progress handler) and fails with [`DbError::TimedOut`].
 pub struct SqliteConn {
     pub(super) conn: rusqlite::Connection,
     /// Nanoseconds after `epoch` at which the running statement is stopped; 0 means never.
     deadline: Arc<AtomicU64>,
+    /// How long each statement may run, in nanoseconds; 0 means no limit.
+    limit: AtomicU64,
     epoch: Instant,
 }
 
@@ -68,16 +70,22 @@ impl SqliteConn {
                 at != 0 && elapsed_nanos(epoch) > at
             }),
         )?;
-        Ok(Self { conn, deadline, epoch })
+        Ok(Self { conn, deadline, limit: AtomicU64::new(0), epoch })
     }
 
-    /// Stops statements that run past `limit` from now (`None`: no limit).
+    /// Stops each statement that runs past `limit` from its start (`None`: no limit). Set when
+    /// the connection is taken; every statement then starts its own clock ([`Self::arm`]).
     pub fn set_limit(&self, limit: Option<Duration>) {
-        let at = limit.map_or(0, |limit| {
-            elapsed_nanos(self.epoch)
-                .saturating_add(limit.as_nanos().try_into().unwrap_or(u64::MAX))
-        });
-        self.deadline.store(at.max(u64::from(limit.is_some())), Ordering::Relaxed);
+        let nanos = limit.map_or(0, |limit| limit.as_nanos().try_into().unwrap_or(u64::MAX));
+        self.limit.store(nanos.max(u64::from(limit.is_some())), Ordering::Relaxed);
+        self.arm();
+    }
+
+    /// Starts the clock of the statement about to run.
+    pub fn arm(&self) {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let at = if limit == 0 { 0 } else { elapsed_nanos(self.epoch).saturating_add(limit) };
+        self.deadline.store(at, Ordering::Relaxed);
     }
 }
 
