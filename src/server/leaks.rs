@@ -19,6 +19,8 @@ use crate::token::{PlainToken, TokenKind};
 
 /// Tokens one report may carry.
 const TOKENS_MAX: usize = 100;
+/// How long a report waits for its turn at the writer before it is answered 503.
+const REVOKE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Takes `{"token": "cst_…"}`, or a list of such objects (the shape secret-scanning services
 /// send); revokes the active keys among them.
@@ -65,7 +67,7 @@ pub async fn report(
         .collect();
     let count = reported.len();
     let store = Arc::clone(&state.store);
-    let revoked = tokio::task::spawn_blocking(move || {
+    let revoke = move || {
         for hash in hashes {
             let found = store.access().key_by_token(&hash)?;
             if let Some((workspace_id, _, key)) = found
@@ -80,9 +82,7 @@ pub async fn report(
             }
         }
         Ok::<_, crate::store::StoreError>(())
-    })
-    .await
-    .map_err(|_| ApiError::internal())?;
-    revoked?;
+    };
+    super::work::write(&state.writes, REVOKE_WAIT, revoke).await??;
     Ok((StatusCode::OK, Json(json!({"status": "received", "tokens": count}))))
 }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::admission::{McpCaller, McpKey};
 use super::error::{ApiError, json_response};
 use super::limits::OverRate;
-use super::{AppState, MAX_BODY_BYTES};
+use super::{AppState, MAX_BODY_BYTES, work};
 use crate::mcp::protocol::{Body as RpcBody, ErrorCode};
 use crate::mcp::{Answer, Session};
 use crate::store::access::KeyUsage;
@@ -70,7 +70,8 @@ pub async fn handle(
 
     // Tool calls (which wait on the database) and batches (which may answer megabytes) run on
     // the blocking pool, so the async workers stay free for everything else (authentication,
-    // a single tools/list, /healthz). The rest is answered in place.
+    // a single tools/list, /healthz); a body that writes first waits its turn at the writer
+    // without a thread (`work.rs`). The rest is answered in place.
     let (answer, client) = if Session::runs_blocking(&body) {
         let (shared, identity, token, ip) =
             (state.clone(), Arc::clone(&key.identity), key.token, key.ip);
@@ -82,10 +83,16 @@ pub async fn handle(
             (answer, session.client())
         };
         let deadline = state.config.call_deadline;
-        match tokio::time::timeout(deadline, tokio::task::spawn_blocking(work)).await {
+        let run = async {
+            if writes > 0 {
+                work::write(&state.writes, deadline, work).await
+            } else {
+                work::read(work).await
+            }
+        };
+        match tokio::time::timeout(deadline, run).await {
             Ok(Ok(done)) => done,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "a tool call panicked");
+            Ok(Err(work::Stopped::Panicked)) => {
                 let internal = ApiError::mcp(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     ErrorCode::InternalError,
@@ -93,7 +100,7 @@ pub async fn handle(
                 );
                 return internal.into_response();
             }
-            Err(_) => {
+            Ok(Err(work::Stopped::Busy(_))) | Err(_) => {
                 return ApiError::mcp(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::InternalError,

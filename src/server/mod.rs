@@ -18,6 +18,7 @@ pub mod metrics;
 mod oauth;
 mod tls;
 mod transfer;
+mod work;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -165,6 +166,8 @@ pub struct Shared {
     pub reports: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Fetches and caches client ID metadata documents.
     pub metadata: client_metadata::MetadataFetcher,
+    /// The writer's queue (see `work.rs`).
+    pub(crate) writes: work::Writes,
 }
 
 impl AppState {
@@ -191,6 +194,7 @@ impl AppState {
             registrations,
             reports,
             metadata,
+            writes: work::Writes::default(),
         }))
     }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod config;
 mod conformance;
+mod contention;
 mod hardening;
 mod help;
 mod https;

@@ -178,6 +178,52 @@ impl TestDatabase {
     }
 }
 
+/// The database's write lock, taken from outside the server (see [`TestDatabase::hold_writer`]);
+/// released when dropped.
+pub struct WriterHeld {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriterHeld {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the lock holder");
+        }
+    }
+}
+
+impl TestDatabase {
+    /// Takes the lock every write of the store waits for, from another connection, and holds
+    /// it until the guard is dropped: SQLite's write lock (`BEGIN IMMEDIATE`), or on PostgreSQL
+    /// the advisory lock every write transaction takes. Returns once it is held.
+    pub fn hold_writer(&self) -> WriterHeld {
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let database = self.database.clone();
+        let thread = std::thread::spawn(move || match database {
+            Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).expect("open");
+                conn.execute_batch("BEGIN IMMEDIATE").expect("take SQLite's write lock");
+                held_tx.send(()).expect("held");
+                let _ = released.recv();
+                conn.execute_batch("ROLLBACK").expect("release");
+            }
+            Database::Postgres(url) => {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                // The store's write lock, "cust" in ASCII (store/db/mod.rs).
+                client.execute("SELECT pg_advisory_lock(1668641652)", &[]).expect("lock");
+                held_tx.send(()).expect("held");
+                let _ = released.recv();
+                client.execute("SELECT pg_advisory_unlock(1668641652)", &[]).expect("unlock");
+            }
+        });
+        held.recv().expect("the lock was taken");
+        WriterHeld { release: Some(release), thread: Some(thread) }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((server, name)) = self.created.take() {

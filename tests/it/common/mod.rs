@@ -16,7 +16,7 @@ mod terminal;
 pub use actors::{
     Call, Key, MCP_ACCEPT, Owner, Reply, Visitor, http, initialize_body, rpc, tool_call,
 };
-pub use database::{Sql, TestDatabase};
+pub use database::{Sql, TestDatabase, testing_postgres};
 pub use terminal::Terminal;
 
 use std::path::{Path, PathBuf};
