@@ -197,8 +197,12 @@ impl FromRequestParts<AppState> for McpKey {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(origin) = parts.headers.get(ORIGIN) {
+            // Allowed: an origin the owner allowed, or this server's own (a page it served, or a
+            // client that names where it connects). A rebinding page's Host is refused below.
+            let own = public_origin(state, &parts.headers);
             let allowed = origin.to_str().is_ok_and(|o| {
                 state.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o))
+                    || own.as_deref().is_some_and(|own| own.eq_ignore_ascii_case(o))
             });
             if !allowed {
                 return Err(Surface::Mcp.error(

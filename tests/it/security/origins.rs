@@ -33,7 +33,14 @@ async fn foreign_origins_and_hosts_are_refused() {
         ("http://localhost:3000.evil.example", 403),
         ("http://localhost:30000", 403),
         ("https://localhost:3000", 403),
-        (&format!("http://127.0.0.1:{port}") as &str, 403),
+        // The server's own origin (the Host the request names, with its scheme) is same-origin,
+        // as the MCP conformance suite's DNS-rebinding scenario expects; nothing else is.
+        (&format!("http://127.0.0.1:{port}") as &str, 200),
+        (&format!("HTTP://127.0.0.1:{port}") as &str, 200),
+        (&format!("https://127.0.0.1:{port}") as &str, 403),
+        (&format!("http://localhost:{port}") as &str, 403),
+        (&format!("http://127.0.0.1:{port}.evil.example") as &str, 403),
+        ("http://127.0.0.1", 403),
         ("", 403),
     ] {
         let answer = key.post(&rpc(1, "ping", json!({}))).header("origin", origin).send().await;
