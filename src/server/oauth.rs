@@ -741,6 +741,13 @@ fn consent_page(
         })
         .unwrap_or_default();
     let key_name = default_key_name(&request.client.name, peer);
+    let expiries = choices(&ExpiryPolicy::ALL, ExpiryPolicy::Days30, |policy| {
+        policy.days().map_or_else(|| policy.lifetime(), |_| format!("in {}", policy.lifetime()))
+    });
+    let accesses = choices(&Access::ALL, Access::default(), |access| match access {
+        Access::ReadWrite => format!("{access}: read and update the workspace"),
+        Access::ReadOnly => access.to_string(),
+    });
     let body = format!(
         "{error}<p><strong>{client}</strong> (registered as <code>{client_id}</code>, answering \
          at <code>{redirect_host}</code>) asks for an MCP key. Approving creates an ordinary key: \
@@ -750,12 +757,8 @@ fn consent_page(
          <p><label>Workspace<br><select name=\"workspace\">{options}</select></label></p>\
          <p><label>Key name<br><input type=\"text\" name=\"key_name\" value=\"{key_name}\" \
          maxlength=\"100\" required></label></p>\
-         <p><label>Expires<br><select name=\"expires\"><option value=\"30d\" selected>in 30 days\
-         </option><option value=\"90d\">in 90 days</option><option value=\"never\">never\
-         </option></select></label></p>\
-         <p><label>Access<br><select name=\"access\"><option value=\"read-write\" selected>\
-         read-write: read and update the workspace</option><option value=\"read-only\">\
-         read-only</option></select></label></p>\
+         <p><label>Expires<br><select name=\"expires\">{expiries}</select></label></p>\
+         <p><label>Access<br><select name=\"access\">{accesses}</select></label></p>\
          <p><button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button> \
          <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></p></form>",
         error = error
@@ -768,6 +771,19 @@ fn consent_page(
         key_name = esc(&key_name),
     );
     Ok(page(StatusCode::OK, "Approve an MCP client", &body, Some(&request.redirect_uri)))
+}
+
+/// An `<option>` for each of `values` (a closed set), `selected` chosen.
+fn choices<T: Copy + PartialEq + std::fmt::Display>(
+    values: &[T],
+    selected: T,
+    label: impl Fn(T) -> String,
+) -> String {
+    let option = |value: T| {
+        let chosen = if value == selected { " selected" } else { "" };
+        format!("<option value=\"{value}\"{chosen}>{}</option>", esc(&label(value)))
+    };
+    values.iter().map(|&value| option(value)).collect()
 }
 
 /// `Claude Code on <host>`: the machine the sign-in came from (this one, for a loopback
