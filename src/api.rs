@@ -534,7 +534,10 @@ pub fn is_invisible(c: char) -> bool {
     )
 }
 
-/// A size in bytes as people read it: `512 B`, `2.1 kB`, `3.4 MB`.
+/// A size in bytes as people read it (`512 B`, `2.1 kB`). Presentation lives in
+/// `output::size_text`; this copy is left only for `store/activity.rs` (its one-line description
+/// of a call), to be deleted when that call moves to `output::size_text`.
+#[doc(hidden)]
 pub fn size_text(bytes: i64) -> String {
     match bytes {
         b if b < 1000 => format!("{b} B"),

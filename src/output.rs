@@ -128,6 +128,15 @@ pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many:
     if n == N::from(1) { format!("1 {one}") } else { format!("{n} {many}") }
 }
 
+/// A size in bytes as people read it: `512 B`, `2.1 kB`, `3.4 MB`.
+pub fn size_text(bytes: i64) -> String {
+    match bytes {
+        b if b < 1000 => format!("{b} B"),
+        b if b < 1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{:.1} MB", b as f64 / 1e6),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone as _, Utc};
@@ -147,5 +156,12 @@ mod tests {
         for (offset, want) in cases {
             assert_eq!(super::relative(now + offset, now), want);
         }
+    }
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(super::size_text(512), "512 B");
+        assert_eq!(super::size_text(2_149), "2.1 kB");
+        assert_eq!(super::size_text(3_400_000), "3.4 MB");
     }
 }

@@ -6,10 +6,10 @@ use serde_json::json;
 
 use super::GlobalArgs;
 use super::shared::WorkspaceClient;
-use crate::api::{EventsResponse, ToolCount, size_text};
+use crate::api::{EventsResponse, ToolCount};
 use crate::client::{AuditQuery, Rows, UsageQuery, pages};
 use crate::error::ExitStatus;
-use crate::output::{Printer, count, relative, table};
+use crate::output::{Printer, count, relative, size_text, table};
 use crate::period::Period;
 
 #[derive(Debug, clap::Args)]

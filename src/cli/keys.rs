@@ -11,7 +11,7 @@ use crate::api::{
 };
 use crate::client::{AdminClient, AuditQuery, KeysQuery, PageQuery, Rows, UsageQuery};
 use crate::error::{CliError, ExitStatus};
-use crate::output::{Printer, count, relative, table};
+use crate::output::{Printer, count, relative, size_text, table};
 use crate::period::Period;
 use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
@@ -557,7 +557,7 @@ fn usage_text(totals: &KeyUsageTotals) -> String {
         "{}, {}, {} sent; {}",
         count(totals.calls, "call", "calls"),
         count(totals.errors, "error", "errors"),
-        api::size_text(totals.bytes),
+        size_text(totals.bytes),
         super::audit::tools_text(&totals.tools, 3)
     )
 }
