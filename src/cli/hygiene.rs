@@ -262,18 +262,9 @@ pub fn offer_to_store(
         printer.info(&format!("Next: custory-mcp config cursor --key {}", quote(&key.name)));
         return Ok(());
     }
-    let clients: [(ClientArg, &str); 8] = [
-        (ClientArg::Cursor, "Cursor"),
-        (ClientArg::ClaudeCode, "Claude Code"),
-        (ClientArg::ClaudeDesktop, "Claude Desktop"),
-        (ClientArg::Vscode, "VS Code"),
-        (ClientArg::Windsurf, "Windsurf"),
-        (ClientArg::Codex, "Codex"),
-        (ClientArg::Gemini, "Gemini CLI"),
-        (ClientArg::Zed, "Zed"),
-    ];
-    let names: Vec<String> = clients.iter().map(|(_, name)| (*name).to_owned()).collect();
-    let (client, _) = clients[prompt::select("Which client?", &names, 0)?];
+    let clients: Vec<ClientArg> = ClientArg::choices().collect();
+    let names: Vec<String> = clients.iter().map(|client| client.name().to_owned()).collect();
+    let client = clients[prompt::select("Which client?", &names, 0)?];
     let args = ConfigArgs {
         client,
         key: Some(key.id.clone()),
