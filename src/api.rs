@@ -12,32 +12,98 @@ pub struct Workspace {
     pub created_at: DateTime<Utc>,
 }
 
-/// How long a key lives, chosen at creation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ExpiryPolicy {
-    #[serde(rename = "30d")]
-    Days30,
-    #[serde(rename = "90d")]
-    Days90,
-    #[serde(rename = "never")]
-    Never,
+/// Declares a closed set of values: an enum each of whose values has one name, written here
+/// once. The command line reads it (clap's `ValueEnum`), the wire carries it (serde, through
+/// `as_str` and `TryFrom`), and every message that lists the allowed values is made from it.
+/// A new value is one line here; the compiler then points at each `match` that must decide
+/// about it.
+macro_rules! closed_set {
+    (
+        $(#[$meta:meta])*
+        pub enum $set:ident {
+            $( $(#[$value_meta:meta])* $value:ident = $name:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+        #[serde(into = "&'static str", try_from = "serde_json::Value")]
+        pub enum $set {
+            $( $(#[$value_meta])* #[value(name = $name)] $value, )+
+        }
+
+        impl $set {
+            /// Every value, in order.
+            pub const ALL: [Self; [$($name),+].len()] = [$(Self::$value),+];
+
+            /// The name of each value, as the command line and the wire spell it.
+            pub const NAMES: [&'static str; [$($name),+].len()] = [$($name),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( Self::$value => $name, )+
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<Self> {
+                match name {
+                    $( $name => Some(Self::$value), )+
+                    _ => None,
+                }
+            }
+
+            /// `30d, 90d, never`: the names, for a message.
+            pub fn names() -> String {
+                Self::NAMES.join(", ")
+            }
+        }
+
+        impl From<$set> for &'static str {
+            fn from(value: $set) -> Self {
+                value.as_str()
+            }
+        }
+
+        /// Any JSON value, so that a number or an unknown name is refused with the same
+        /// sentence listing the names.
+        impl TryFrom<serde_json::Value> for $set {
+            type Error = NotOneOf;
+
+            fn try_from(value: serde_json::Value) -> Result<Self, NotOneOf> {
+                value
+                    .as_str()
+                    .and_then(Self::parse)
+                    .ok_or_else(|| NotOneOf { value, names: Self::names() })
+            }
+        }
+
+        impl std::fmt::Display for $set {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// A value outside a closed set: `"7d" is not one of 30d, 90d, never` (the request field it
+/// was sent in goes in front).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value} is not one of {names}")]
+pub struct NotOneOf {
+    /// As JSON: a name is quoted.
+    pub value: serde_json::Value,
+    pub names: String,
+}
+
+closed_set! {
+    /// How long a key lives, chosen at creation.
+    pub enum ExpiryPolicy {
+        Days30 = "30d",
+        Days90 = "90d",
+        Never = "never",
+    }
 }
 
 impl ExpiryPolicy {
-    pub const ALL: [ExpiryPolicy; 3] = [Self::Days30, Self::Days90, Self::Never];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Days30 => "30d",
-            Self::Days90 => "90d",
-            Self::Never => "never",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
     pub fn days(self) -> Option<i64> {
         match self {
             Self::Days30 => Some(30),
@@ -45,54 +111,35 @@ impl ExpiryPolicy {
             Self::Never => None,
         }
     }
-}
 
-/// What an MCP key may do.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Access {
-    /// Read and update Custory context.
-    #[default]
-    ReadWrite,
-    /// Read only: write tools are neither listed nor callable.
-    ReadOnly,
-}
-
-impl Access {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ReadWrite => "read-write",
-            Self::ReadOnly => "read-only",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::ReadWrite, Self::ReadOnly].into_iter().find(|a| a.as_str() == s)
+    /// `30 days`, or `never`.
+    pub fn lifetime(self) -> String {
+        self.days().map_or_else(|| "never".to_owned(), |days| format!("{days} days"))
     }
 }
 
-/// A key's status, derived from its timestamps (never stored).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    Active,
-    Expired,
-    Revoked,
+closed_set! {
+    /// What an MCP key may do.
+    #[derive(Default)]
+    pub enum Access {
+        /// Read and update Custory context.
+        #[default]
+        ReadWrite = "read-write",
+        /// Read only: write tools are neither listed nor callable.
+        ReadOnly = "read-only",
+    }
+}
+
+closed_set! {
+    /// A key's status, derived from its timestamps (never stored).
+    pub enum KeyStatus {
+        Active = "active",
+        Expired = "expired",
+        Revoked = "revoked",
+    }
 }
 
 impl KeyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Expired => "expired",
-            Self::Revoked => "revoked",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Active, Self::Expired, Self::Revoked].into_iter().find(|k| k.as_str() == s)
-    }
-
     /// `revoked` if revoked, else `expired` if `expires_at` ≤ now, else `active`.
     pub fn derive(
         revoked_at: Option<DateTime<Utc>>,
@@ -294,44 +341,18 @@ pub struct CreateWorkspace {
     pub template: Option<Template>,
 }
 
-/// What a new workspace starts with: nothing, or one of the templates the server ships (a
-/// `custory-workspace/1` document with one journey, a persona and a few example items).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Template {
-    /// An empty workspace
-    #[default]
-    Blank,
-    /// A customer-onboarding journey: sign up, set up, first value, habit
-    Onboarding,
-    /// A trial-to-paid journey: discover, start the trial, evaluate, decide
-    TrialToPaid,
-}
-
-impl Template {
-    pub const ALL: [Template; 3] = [Self::Blank, Self::Onboarding, Self::TrialToPaid];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Blank => "blank",
-            Self::Onboarding => "onboarding",
-            Self::TrialToPaid => "trial-to-paid",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    /// `blank, onboarding, trial-to-paid`.
-    pub fn names() -> String {
-        Self::ALL.map(Self::as_str).join(", ")
-    }
-}
-
-impl std::fmt::Display for Template {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+closed_set! {
+    /// What a new workspace starts with: nothing, or one of the templates the server ships (a
+    /// `custory-workspace/1` document with one journey, a persona and a few example items).
+    #[derive(Default)]
+    pub enum Template {
+        /// An empty workspace
+        #[default]
+        Blank = "blank",
+        /// A customer-onboarding journey: sign up, set up, first value, habit
+        Onboarding = "onboarding",
+        /// A trial-to-paid journey: discover, start the trial, evaluate, decide
+        TrialToPaid = "trial-to-paid",
     }
 }
 
@@ -358,6 +379,9 @@ pub struct WorkspaceResponse {
     #[serde(default)]
     pub contents: ImportCounts,
 }
+
+/// The most rows one page of a list holds (`?limit=`).
+pub const PAGE_MAX: u32 = 1000;
 
 /// A page of keys; `next_cursor` (absent on the last page) goes back as `?cursor=`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -510,15 +534,6 @@ pub fn is_invisible(c: char) -> bool {
     )
 }
 
-/// A size in bytes as people read it: `512 B`, `2.1 kB`, `3.4 MB`.
-pub fn size_text(bytes: i64) -> String {
-    match bytes {
-        b if b < 1000 => format!("{b} B"),
-        b if b < 1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
-        b => format!("{:.1} MB", b as f64 / 1e6),
-    }
-}
-
 /// `text` without control, bidirectional formatting and invisible characters, for free text
 /// from the network that is later shown to a person (an MCP client's name, anything a server
 /// sends the CLI): it cannot move the cursor, recolour the terminal or hide a character.
@@ -574,6 +589,37 @@ mod tests {
         assert_eq!(displayable("Cursor\u{202e}gnp\u{1b}[2J"), "Cursorgnp[2J");
         assert!(validate_name(&"x".repeat(101)).is_err());
         assert_eq!(validate_name(&"é".repeat(100)).map(str::len), Ok(200));
+    }
+
+    /// Each closed set reads and writes the same names on the command line and on the wire,
+    /// and refuses anything else with a sentence listing them.
+    #[test]
+    fn closed_sets_are_spelled_once() {
+        fn check<T>(all: &[T], names: &[&str])
+        where
+            T: clap::ValueEnum + Serialize + serde::de::DeserializeOwned + std::fmt::Display,
+            T: Copy + PartialEq + std::fmt::Debug,
+        {
+            assert_eq!(T::value_variants(), all, "every value, in order");
+            for (&value, &name) in all.iter().zip(names) {
+                let clap = value.to_possible_value().expect("a name");
+                assert_eq!(clap.get_name(), name);
+                assert_eq!(value.to_string(), name);
+                assert_eq!(serde_json::to_value(value).expect("serialize"), name);
+                assert_eq!(serde_json::from_value::<T>(name.into()).expect("deserialize"), value);
+            }
+        }
+        // The wire's spellings: snapshots and scripts hold them.
+        check(&ExpiryPolicy::ALL, &["30d", "90d", "never"]);
+        check(&Access::ALL, &["read-write", "read-only"]);
+        check(&KeyStatus::ALL, &["active", "expired", "revoked"]);
+        check(&Template::ALL, &["blank", "onboarding", "trial-to-paid"]);
+
+        let refused = |value| serde_json::from_value::<ExpiryPolicy>(value).expect_err("refused");
+        assert_eq!(refused("7d".into()).to_string(), "\"7d\" is not one of 30d, 90d, never");
+        assert_eq!(refused(30.into()).to_string(), "30 is not one of 30d, 90d, never");
+        assert_eq!(Access::default(), Access::ReadWrite);
+        assert_eq!(Template::default(), Template::Blank);
     }
 
     #[test]

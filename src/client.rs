@@ -1,19 +1,189 @@
-//! The admin API client (reqwest): the CLI's only way to reach a server's data. Turns every
-//! failure into a sentence with a hint naming what to run next.
+//! The admin API client (reqwest): the CLI's only way to reach a server's data. One method per
+//! route, with its query as a type; [`pages`] reads a list that comes a page at a time. Turns
+//! every failure into a sentence with a hint naming what to run next.
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{ErrorResponse, Workspace, WorkspacesResponse};
+use crate::api::{
+    CreateKey, CreateWorkspace, CreatedKeyResponse, ErrorResponse, EventsResponse, ImportResponse,
+    KeyResponse, KeyStatus, KeyUsageResponse, KeysResponse, PAGE_MAX, RevokeToken,
+    RevokedByTokenResponse, Workspace, WorkspaceResponse, WorkspaceUsageResponse,
+    WorkspacesResponse,
+};
+use crate::error::CliError;
+use crate::period::Period;
+use crate::secrets::{self, CredentialStore};
+use crate::token::PlainToken;
 
 /// How long an export or import may take as a whole.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
-use crate::error::CliError;
-use crate::secrets::{self, CredentialStore};
-use crate::token::PlainToken;
+
+/// Which page of a list: at most `limit` rows (the server's default when absent), after
+/// `cursor`, the previous page's `next_cursor`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PageQuery {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Which keys `GET …/mcp-keys` lists.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KeysQuery {
+    pub status: Option<KeyStatus>,
+    /// The keys whose id, name or displayed prefix this is (every match, in one page).
+    #[serde(rename = "match")]
+    pub reference: Option<String>,
+    /// Only keys flagged `shared`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+    /// Only active keys unused for this long (never-used ones created that long ago).
+    pub unused_for: Option<Period>,
+    /// Only keys never used.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub never_used: bool,
+}
+
+/// Which events `GET …/audit` lists.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditQuery {
+    /// Only this key's events (its id).
+    pub key: Option<String>,
+    /// The calls keys made merged in, reads included.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub calls: bool,
+}
+
+/// The period of `GET …/usage` and `GET …/mcp-keys/{id}/usage`: back from now (the server's
+/// default, 30 days, when absent).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UsageQuery {
+    pub since: Option<Period>,
+}
+
+/// Where `POST /imports` writes: a new workspace (`new`, `slug`) or an existing one
+/// (`workspace`); for a CSV, the journey its rows become.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportQuery {
+    pub workspace: Option<String>,
+    pub new: Option<String>,
+    pub slug: Option<String>,
+    pub journey: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// How much of a list to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// The first `n` rows (and the cursor, if there are more).
+    First(u32),
+    /// Every row, however many pages that takes.
+    All,
+}
+
+/// A list answer, read a page at a time.
+pub trait Paged {
+    /// The rows read so far.
+    fn rows(&self) -> usize;
+    /// Where the next page starts, taken (absent on the last page).
+    fn take_cursor(&mut self) -> Option<String>;
+    /// The rows of the page after this one, and its cursor.
+    fn append(&mut self, next: Self);
+}
+
+/// Reads `rows` of a list: the first page, then the next ones as each `next_cursor` leads, until
+/// there are enough rows or none are left. `fetch` reads one page; `progress` hears how many
+/// rows were read before each page after the first. What else the first page says (a period,
+/// totals) stays; its `next_cursor` ends as the last page's, so it tells whether rows were left.
+pub fn pages<P: Paged>(
+    rows: Rows,
+    mut fetch: impl FnMut(&PageQuery) -> anyhow::Result<P>,
+    mut progress: impl FnMut(usize),
+) -> anyhow::Result<P> {
+    let page = |read: usize, cursor: Option<String>| {
+        let wanted = match rows {
+            Rows::First(n) => u32::try_from(read).map_or(0, |read| n.saturating_sub(read)),
+            Rows::All => PAGE_MAX,
+        };
+        PageQuery { limit: Some(wanted.min(PAGE_MAX)), cursor }
+    };
+    let mut answer = fetch(&page(0, None))?;
+    loop {
+        let read = answer.rows();
+        if matches!(rows, Rows::First(n) if read >= n as usize) {
+            return Ok(answer);
+        }
+        let Some(cursor) = answer.take_cursor() else { return Ok(answer) };
+        progress(read);
+        let next = fetch(&page(read, Some(cursor)))?;
+        answer.append(next);
+    }
+}
+
+impl Paged for KeysResponse {
+    fn rows(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn take_cursor(&mut self) -> Option<String> {
+        self.next_cursor.take()
+    }
+
+    fn append(&mut self, next: Self) {
+        self.keys.extend(next.keys);
+        self.next_cursor = next.next_cursor;
+    }
+}
+
+impl Paged for EventsResponse {
+    fn rows(&self) -> usize {
+        self.events.len()
+    }
+
+    fn take_cursor(&mut self) -> Option<String> {
+        self.next_cursor.take()
+    }
+
+    fn append(&mut self, next: Self) {
+        self.events.extend(next.events);
+        self.next_cursor = next.next_cursor;
+    }
+}
+
+impl Paged for WorkspaceUsageResponse {
+    fn rows(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn take_cursor(&mut self) -> Option<String> {
+        self.next_cursor.take()
+    }
+
+    fn append(&mut self, next: Self) {
+        self.keys.extend(next.keys);
+        self.next_cursor = next.next_cursor;
+    }
+}
+
+/// Pages of hours; the totals and origins are the first page's (they cover the whole period).
+impl Paged for KeyUsageResponse {
+    fn rows(&self) -> usize {
+        self.hours.len()
+    }
+
+    fn take_cursor(&mut self) -> Option<String> {
+        self.next_cursor.take()
+    }
+
+    fn append(&mut self, next: Self) {
+        self.hours.extend(next.hours);
+        self.next_cursor = next.next_cursor;
+    }
+}
 
 /// The owner credential: `CUSTORY_OWNER_TOKEN`, else the one saved for `server`.
 pub fn owner_credential(server: &str) -> anyhow::Result<PlainToken> {
@@ -92,71 +262,109 @@ impl AdminClient {
         &self.server
     }
 
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        self.send(Method::GET, path, None::<&()>)
+    // One method per route of the admin API (`server/mod.rs`), in its order. Only these build
+    // its paths: each segment is percent-encoded, each query serialized from its type.
+
+    /// `GET /workspaces`.
+    pub fn workspaces(&self) -> anyhow::Result<Vec<Workspace>> {
+        let answer: WorkspacesResponse = self.send(self.get(&["workspaces"])?)?;
+        Ok(answer.workspaces)
     }
 
-    pub fn post<T: DeserializeOwned>(
+    /// `POST /workspaces`.
+    pub fn create_workspace(&self, body: &CreateWorkspace) -> anyhow::Result<WorkspaceResponse> {
+        self.send(self.post(&["workspaces"])?.json(body))
+    }
+
+    /// `GET /workspaces/{ws}/mcp-keys`: a page of the keys `filter` selects.
+    pub fn keys(
         &self,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> anyhow::Result<T> {
-        self.send(Method::POST, path, body)
+        workspace: &str,
+        filter: &KeysQuery,
+        page: &PageQuery,
+    ) -> anyhow::Result<KeysResponse> {
+        self.send(self.get(&["workspaces", workspace, "mcp-keys"])?.query(filter).query(page))
     }
 
-    fn send<T: DeserializeOwned>(
+    /// `POST /workspaces/{ws}/mcp-keys`.
+    pub fn create_key(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> anyhow::Result<T> {
-        let url = format!("{}/api/admin{path}", self.server);
-        let mut request = self.http.request(method, &url).bearer_auth(self.token.expose());
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        self.runtime.block_on(async {
-            let response = request.send().await.map_err(|error| self.unreachable(&error))?;
-            self.answer(response).await
-        })
+        workspace: &str,
+        body: &CreateKey,
+    ) -> anyhow::Result<CreatedKeyResponse> {
+        self.send(self.post(&["workspaces", workspace, "mcp-keys"])?.json(body))
     }
 
-    /// The JSON answer of `response`, or the API error it carries.
-    async fn answer<T: DeserializeOwned>(&self, response: reqwest::Response) -> anyhow::Result<T> {
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|error| {
-                CliError::failure(format!(
-                    "the server at {} sent an answer this version of custory-mcp does not \
-                     understand ({error})",
-                    self.server
-                ))
-                .hint("check that --server points at a custory-mcp server of the same version")
-                .into()
-            });
-        }
-        Err(self.api_error(status, &bytes).into())
+    /// `GET /workspaces/{ws}/mcp-keys/{id}`.
+    #[expect(dead_code, reason = "commands find a key by what it is called: `keys` with `match`")]
+    pub fn key(&self, workspace: &str, id: &str) -> anyhow::Result<KeyResponse> {
+        self.send(self.get(&["workspaces", workspace, "mcp-keys", id])?)
     }
 
-    /// Streams the answer to GET `path` into `file` (0600, written beside it and renamed into
+    /// `POST /workspaces/{ws}/mcp-keys/{id}/revoke`.
+    pub fn revoke_key(&self, workspace: &str, id: &str) -> anyhow::Result<KeyResponse> {
+        self.send(self.post(&["workspaces", workspace, "mcp-keys", id, "revoke"])?)
+    }
+
+    /// `POST /workspaces/{ws}/mcp-keys/{id}/rotate`.
+    pub fn rotate_key(&self, workspace: &str, id: &str) -> anyhow::Result<CreatedKeyResponse> {
+        self.send(self.post(&["workspaces", workspace, "mcp-keys", id, "rotate"])?)
+    }
+
+    /// `GET /workspaces/{ws}/mcp-keys/{id}/usage`: a page of the key's hours.
+    pub fn key_usage(
+        &self,
+        workspace: &str,
+        id: &str,
+        period: &UsageQuery,
+        page: &PageQuery,
+    ) -> anyhow::Result<KeyUsageResponse> {
+        let request = self.get(&["workspaces", workspace, "mcp-keys", id, "usage"])?;
+        self.send(request.query(period).query(page))
+    }
+
+    /// `GET /workspaces/{ws}/audit`: a page of the audit trail, newest first.
+    pub fn audit(
+        &self,
+        workspace: &str,
+        filter: &AuditQuery,
+        page: &PageQuery,
+    ) -> anyhow::Result<EventsResponse> {
+        self.send(self.get(&["workspaces", workspace, "audit"])?.query(filter).query(page))
+    }
+
+    /// `GET /workspaces/{ws}/usage`: a page of the keys used in the period, busiest first.
+    pub fn usage(
+        &self,
+        workspace: &str,
+        period: &UsageQuery,
+        page: &PageQuery,
+    ) -> anyhow::Result<WorkspaceUsageResponse> {
+        self.send(self.get(&["workspaces", workspace, "usage"])?.query(period).query(page))
+    }
+
+    /// `POST /mcp-keys/revoke-token`: revokes the key `token` belongs to, wherever it is.
+    pub fn revoke_token(&self, token: &PlainToken) -> anyhow::Result<RevokedByTokenResponse> {
+        let body = RevokeToken { token: token.expose().to_owned() };
+        self.send(self.post(&["mcp-keys", "revoke-token"])?.json(&body))
+    }
+
+    /// `GET /workspaces/{ws}/export` into `file` (0600, written beside it and renamed into
     /// place, so a failed download leaves no half file). Returns the bytes written.
-    pub fn download(&self, path: &str, file: &std::path::Path) -> anyhow::Result<u64> {
-        crate::fsutil::replace_private(file, |out| self.download_to(path, out)).map_err(|error| {
-            match error.downcast::<std::io::Error>() {
+    pub fn export(&self, workspace: &str, file: &std::path::Path) -> anyhow::Result<u64> {
+        crate::fsutil::replace_private(file, |out| self.export_to(workspace, out)).map_err(
+            |error| match error.downcast::<std::io::Error>() {
                 Ok(io) => {
                     CliError::failure(format!("could not write {}: {io}", file.display())).into()
                 }
                 Err(other) => other,
-            }
-        })
+            },
+        )
     }
 
-    /// Streams the answer to GET `path` into `out`. Returns the bytes written.
-    pub fn download_to(&self, path: &str, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
-        let url = format!("{}/api/admin{path}", self.server);
-        let request =
-            self.http.get(&url).bearer_auth(self.token.expose()).timeout(TRANSFER_TIMEOUT);
+    /// `GET /workspaces/{ws}/export`, streamed into `out`. Returns the bytes written.
+    pub fn export_to(&self, workspace: &str, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
+        let request = self.get(&["workspaces", workspace, "export"])?.timeout(TRANSFER_TIMEOUT);
         self.runtime.block_on(async {
             let mut response = request.send().await.map_err(|error| self.unreachable(&error))?;
             let status = response.status();
@@ -188,18 +396,18 @@ impl AdminClient {
         })
     }
 
-    /// POSTs the file at `file` (`-`: stdin) to `path` with `query`, streamed, as
-    /// `content_type`.
-    pub fn upload<T: DeserializeOwned>(
+    /// `POST /imports`: the file at `file` (`-`: stdin), streamed, as `content_type`.
+    pub fn import(
         &self,
-        path: &str,
-        query: &[(&str, String)],
+        target: &ImportQuery,
         file: &std::path::Path,
         content_type: &str,
-    ) -> anyhow::Result<T> {
-        let url =
-            reqwest::Url::parse_with_params(&format!("{}/api/admin{path}", self.server), query)
-                .map_err(|error| CliError::usage(format!("invalid --server URL: {error}")))?;
+    ) -> anyhow::Result<ImportResponse> {
+        let request = self
+            .post(&["imports"])?
+            .query(target)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .timeout(TRANSFER_TIMEOUT);
         let cannot = |error: std::io::Error| {
             CliError::failure(format!("could not read {}: {error}", file.display()))
         };
@@ -212,18 +420,55 @@ impl AdminClient {
             } else {
                 reqwest::Body::from(tokio::fs::File::open(file).await.map_err(cannot)?)
             };
-            let response = self
-                .http
-                .post(url)
-                .bearer_auth(self.token.expose())
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .timeout(TRANSFER_TIMEOUT)
-                .body(body)
-                .send()
-                .await
-                .map_err(|error| self.unreachable(&error))?;
+            let response =
+                request.body(body).send().await.map_err(|error| self.unreachable(&error))?;
             self.answer(response).await
         })
+    }
+
+    /// The admin API's URL of `segments`, each percent-encoded as one path segment.
+    fn url(&self, segments: &[&str]) -> anyhow::Result<reqwest::Url> {
+        let invalid = |why: String| CliError::usage(format!("invalid --server URL: {why}"));
+        let mut url = reqwest::Url::parse(&self.server).map_err(|e| invalid(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| invalid(format!("{} cannot be a base", self.server)))?
+            .pop_if_empty()
+            .extend(["api", "admin"])
+            .extend(segments);
+        Ok(url)
+    }
+
+    fn get(&self, segments: &[&str]) -> anyhow::Result<reqwest::RequestBuilder> {
+        Ok(self.http.get(self.url(segments)?).bearer_auth(self.token.expose()))
+    }
+
+    fn post(&self, segments: &[&str]) -> anyhow::Result<reqwest::RequestBuilder> {
+        Ok(self.http.post(self.url(segments)?).bearer_auth(self.token.expose()))
+    }
+
+    fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        self.runtime.block_on(async {
+            let response = request.send().await.map_err(|error| self.unreachable(&error))?;
+            self.answer(response).await
+        })
+    }
+
+    /// The JSON answer of `response`, or the API error it carries.
+    async fn answer<T: DeserializeOwned>(&self, response: reqwest::Response) -> anyhow::Result<T> {
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|error| {
+                CliError::failure(format!(
+                    "the server at {} sent an answer this version of custory-mcp does not \
+                     understand ({error})",
+                    self.server
+                ))
+                .hint("check that --server points at a custory-mcp server of the same version")
+                .into()
+            });
+        }
+        Err(self.api_error(status, &bytes).into())
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> anyhow::Error {
@@ -301,7 +546,7 @@ impl AdminClient {
 
     /// The workspace to act on: `--workspace`, else the server's only workspace.
     pub fn workspace(&self, requested: Option<&str>) -> anyhow::Result<Workspace> {
-        let WorkspacesResponse { workspaces } = self.get("/workspaces")?;
+        let workspaces = self.workspaces()?;
         if let Some(slug) = requested {
             let known: Vec<String> = workspaces.iter().map(|w| w.slug.clone()).collect();
             return workspaces.into_iter().find(|w| w.slug == slug).ok_or_else(|| {
@@ -331,5 +576,58 @@ impl AdminClient {
                 .into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PageQuery, Rows, pages};
+    use crate::api::EventsResponse;
+
+    /// A list of `total` events served `limit` at a time; the cursor is the next row's index.
+    fn serve(total: usize, asked: &mut Vec<PageQuery>, page: &PageQuery) -> EventsResponse {
+        asked.push(page.clone());
+        let start = page.cursor.as_deref().map_or(0, |c| c.parse().expect("a cursor"));
+        let end = (start + page.limit.expect("a limit") as usize).min(total);
+        let event = |id| {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "at": "2026-01-01T00:00:00Z", "kind": "key.created",
+                "key_id": null, "key_prefix": null, "detail": ""
+            }))
+            .expect("an event")
+        };
+        EventsResponse {
+            events: (start..end).map(event).collect(),
+            next_cursor: (end < total).then(|| end.to_string()),
+        }
+    }
+
+    #[test]
+    fn pages_follow_cursors_up_to_the_rows_asked_for() {
+        let (mut asked, mut heard) = (Vec::new(), Vec::new());
+        let all =
+            pages(Rows::All, |p| Ok(serve(2500, &mut asked, p)), |n| heard.push(n)).expect("all");
+        assert_eq!(all.events.len(), 2500);
+        assert_eq!(all.next_cursor, None);
+        assert_eq!(asked.iter().map(|p| p.limit).collect::<Vec<_>>(), [Some(1000); 3]);
+        assert_eq!(heard, [1000, 2000]);
+
+        // One page when it holds them all; the cursor says that more are left.
+        let mut asked = Vec::new();
+        let first =
+            pages(Rows::First(10), |p| Ok(serve(2500, &mut asked, p)), |_| {}).expect("first");
+        assert_eq!((first.events.len(), first.next_cursor.as_deref()), (10, Some("10")));
+        assert_eq!(asked.len(), 1);
+
+        // More than a page holds: the rest is asked for, and no more.
+        let mut asked = Vec::new();
+        let many =
+            pages(Rows::First(1500), |p| Ok(serve(2500, &mut asked, p)), |_| {}).expect("many");
+        assert_eq!((many.events.len(), many.next_cursor.as_deref()), (1500, Some("1500")));
+        assert_eq!(asked.iter().map(|p| p.limit).collect::<Vec<_>>(), [Some(1000), Some(500)]);
+
+        let mut asked = Vec::new();
+        let few = pages(Rows::First(100), |p| Ok(serve(7, &mut asked, p)), |_| {}).expect("few");
+        assert_eq!((few.events.len(), few.next_cursor), (7, None));
     }
 }

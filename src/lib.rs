@@ -16,4 +16,5 @@ pub mod period;
 mod secrets;
 pub mod server;
 pub mod store;
+mod text;
 pub mod token;

@@ -53,6 +53,13 @@ impl fmt::Display for Period {
     }
 }
 
+/// As it is typed (`7d`): a query value of the admin API.
+impl serde::Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Period;

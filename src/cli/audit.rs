@@ -5,11 +5,13 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::GlobalArgs;
-use super::shared::{WorkspaceClient, encode};
-use crate::api::{EventsResponse, KeyUsageResponse, ToolCount, WorkspaceUsageResponse, size_text};
+use super::shared::WorkspaceClient;
+use crate::api::{EventsResponse, ToolCount};
+use crate::client::{AuditQuery, Rows, UsageQuery, pages};
 use crate::error::ExitStatus;
 use crate::output::{Printer, count, relative, table};
 use crate::period::Period;
+use crate::text::size_text;
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
@@ -41,23 +43,12 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
     if args.usage {
         return usage(&admin, &args, printer);
     }
-    let limit = if args.all { 1000 } else { args.limit };
-    let mut path = admin.path(&format!("/audit?limit={limit}"));
-    if let Some(reference) = &args.key {
-        path.push_str(&format!("&key={}", admin.find_key(reference)?.id));
-    }
-    if args.calls || args.key.is_some() {
-        path.push_str("&calls=true");
-    }
-    let EventsResponse { mut events, mut next_cursor } = admin.client.get(&path)?;
-    while args.all
-        && let Some(cursor) = next_cursor.take()
-    {
-        let page: EventsResponse =
-            admin.client.get(&format!("{path}&cursor={}", encode(&cursor)))?;
-        events.extend(page.events);
-        next_cursor = page.next_cursor;
-    }
+    let limit = args.limit;
+    let key = args.key.as_deref().map(|reference| admin.find_key(reference)).transpose()?;
+    let filter = AuditQuery { key: key.map(|k| k.id), calls: args.calls || args.key.is_some() };
+    let ws = &admin.workspace.slug;
+    let EventsResponse { events, next_cursor } =
+        pages(rows(&args), |page| admin.client.audit(ws, &filter, page), |_| {})?;
     if printer.json {
         match &next_cursor {
             Some(cursor) => printer.json(&json!({"events": events, "next_cursor": cursor}))?,
@@ -91,21 +82,14 @@ fn usage(
     args: &AuditArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let limit = if args.all { 1000 } else { args.limit };
-    let query = format!("?since={}&limit={limit}", args.since);
+    let limit = args.limit;
+    let period = UsageQuery { since: Some(args.since) };
+    let ws = &admin.workspace.slug;
     let now = Utc::now();
     if let Some(reference) = &args.key {
         let key = admin.find_key(reference)?;
-        let path = admin.path(&format!("/mcp-keys/{}/usage{query}", key.id));
-        let mut usage: KeyUsageResponse = admin.client.get(&path)?;
-        while args.all
-            && let Some(cursor) = usage.next_cursor.take()
-        {
-            let page: KeyUsageResponse =
-                admin.client.get(&format!("{path}&cursor={}", encode(&cursor)))?;
-            usage.hours.extend(page.hours);
-            usage.next_cursor = page.next_cursor;
-        }
+        let usage =
+            pages(rows(args), |page| admin.client.key_usage(ws, &key.id, &period, page), |_| {})?;
         if printer.json {
             printer.json(&usage)?;
             return Ok(ExitStatus::Success);
@@ -150,16 +134,7 @@ fn usage(
         }
         return Ok(ExitStatus::Success);
     }
-    let path = admin.path(&format!("/usage{query}"));
-    let mut usage: WorkspaceUsageResponse = admin.client.get(&path)?;
-    while args.all
-        && let Some(cursor) = usage.next_cursor.take()
-    {
-        let page: WorkspaceUsageResponse =
-            admin.client.get(&format!("{path}&cursor={}", encode(&cursor)))?;
-        usage.keys.extend(page.keys);
-        usage.next_cursor = page.next_cursor;
-    }
+    let usage = pages(rows(args), |page| admin.client.usage(ws, &period, page), |_| {})?;
     if printer.json {
         printer.json(&usage)?;
     } else if usage.keys.is_empty() {
@@ -188,6 +163,11 @@ fn usage(
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// The rows `--limit` or `--all` asks for.
+fn rows(args: &AuditArgs) -> Rows {
+    if args.all { Rows::All } else { Rows::First(args.limit) }
 }
 
 /// `search_items 40, get_item 12, +3 more`.

@@ -6,33 +6,13 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::config::{ClientArg, ConfigArgs, Scope};
-use super::shared::{WorkspaceClient, encode, shell_quote as quote};
+use super::shared::{WorkspaceClient, list_keys, shell_quote as quote};
 use super::{GlobalArgs, prompt};
-use crate::api::{Key, KeyFlag, KeyResponse, KeysResponse, Workspace, WorkspacesResponse};
-use crate::client::AdminClient;
+use crate::api::{Key, KeyFlag, KeyStatus, Workspace};
+use crate::client::{AdminClient, KeysQuery, Rows};
 use crate::error::{CliError, ExitStatus};
 use crate::output::{Printer, count, relative, table};
 use crate::period::Period;
-
-/// Every key of the workspace `slug` that `filter` (a query string) selects, a page at a time.
-pub fn all_keys(
-    client: &AdminClient,
-    slug: &str,
-    filter: &str,
-    printer: Printer,
-) -> anyhow::Result<Vec<Key>> {
-    let path = format!("/workspaces/{slug}/mcp-keys?limit=1000&{filter}");
-    let mut page: KeysResponse = client.get(&path)?;
-    let mut keys = std::mem::take(&mut page.keys);
-    while let Some(cursor) = page.next_cursor.take() {
-        if keys.len().is_multiple_of(10_000) {
-            printer.info(&format!("{} keys so far…", keys.len()));
-        }
-        page = client.get(&format!("{path}&cursor={}", encode(&cursor)))?;
-        keys.append(&mut page.keys);
-    }
-    Ok(keys)
-}
 
 /// `keys revoke --unused-for P [--never-used] [--dry-run] [--yes]`.
 pub fn revoke_unused(
@@ -45,12 +25,14 @@ pub fn revoke_unused(
 ) -> anyhow::Result<ExitStatus> {
     // Never used and past the week's grace, unless a period says otherwise.
     let period = unused_for.unwrap_or(Period::days(7));
-    let mut filter = format!("status=active&unused_for={period}");
-    if never_used {
-        filter.push_str("&never_used=true");
-    }
+    let filter = KeysQuery {
+        status: Some(KeyStatus::Active),
+        unused_for: Some(period),
+        never_used,
+        ..KeysQuery::default()
+    };
     let slug = &admin.workspace.slug;
-    let keys = all_keys(&admin.client, slug, &filter, printer)?;
+    let (keys, _) = list_keys(&admin.client, slug, &filter, Rows::All, printer)?;
     let which = if never_used {
         format!("never used, created more than {period} ago")
     } else {
@@ -92,9 +74,7 @@ pub fn revoke_unused(
         if n > 0 && n.is_multiple_of(500) {
             printer.info(&format!("{n} of {} revoked…", keys.len()));
         }
-        let done: KeyResponse =
-            admin.client.post(&admin.path(&format!("/mcp-keys/{}/revoke", key.id)), None::<&()>)?;
-        revoked.push(done.key);
+        revoked.push(admin.client.revoke_key(slug, &key.id)?.key);
     }
     if printer.json {
         printer.json(&json!({"dry_run": false, "revoked": revoked, "would_revoke": []}))?;
@@ -137,7 +117,7 @@ pub fn review(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatu
     let client = AdminClient::connect(&global.server)?;
     let workspaces: Vec<Workspace> = match &global.workspace {
         Some(slug) => vec![client.workspace(Some(slug))?],
-        None => client.get::<WorkspacesResponse>("/workspaces")?.workspaces,
+        None => client.workspaces()?,
     };
     let mut report = Vec::new();
     let mut total = 0;
@@ -145,7 +125,8 @@ pub fn review(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatu
     let several = workspaces.len() > 1;
     for workspace in workspaces {
         let slug = &workspace.slug;
-        let keys = all_keys(&client, slug, "status=active", printer)?;
+        let active = KeysQuery { status: Some(KeyStatus::Active), ..KeysQuery::default() };
+        let (keys, _) = list_keys(&client, slug, &active, Rows::All, printer)?;
         let findings = findings(&keys, several.then_some(slug.as_str()));
         total += findings.len();
         if printer.json {
@@ -281,18 +262,9 @@ pub fn offer_to_store(
         printer.info(&format!("Next: custory-mcp config cursor --key {}", quote(&key.name)));
         return Ok(());
     }
-    let clients: [(ClientArg, &str); 8] = [
-        (ClientArg::Cursor, "Cursor"),
-        (ClientArg::ClaudeCode, "Claude Code"),
-        (ClientArg::ClaudeDesktop, "Claude Desktop"),
-        (ClientArg::Vscode, "VS Code"),
-        (ClientArg::Windsurf, "Windsurf"),
-        (ClientArg::Codex, "Codex"),
-        (ClientArg::Gemini, "Gemini CLI"),
-        (ClientArg::Zed, "Zed"),
-    ];
-    let names: Vec<String> = clients.iter().map(|(_, name)| (*name).to_owned()).collect();
-    let (client, _) = clients[prompt::select("Which client?", &names, 0)?];
+    let clients: Vec<ClientArg> = ClientArg::choices().collect();
+    let names: Vec<String> = clients.iter().map(|client| client.name().to_owned()).collect();
+    let client = clients[prompt::select("Which client?", &names, 0)?];
     let args = ConfigArgs {
         client,
         key: Some(key.id.clone()),

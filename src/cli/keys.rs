@@ -3,17 +3,18 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::shared::{WorkspaceClient, resolve_key};
+use super::shared::{WorkspaceClient, list_keys, resolve_key};
 use super::{GlobalArgs, hygiene, prompt};
 use crate::api::{
-    self, Access, CreateKey, CreatedKeyResponse, EventsResponse, ExpiryPolicy, Key, KeyFlag,
-    KeyOrigin, KeyResponse, KeyStatus, KeyUsageResponse, KeyUsageTotals, Workspace,
+    self, Access, CreateKey, CreatedKeyResponse, ExpiryPolicy, Key, KeyFlag, KeyOrigin, KeyStatus,
+    KeyUsageTotals, Workspace,
 };
-use crate::client::AdminClient;
+use crate::client::{AdminClient, AuditQuery, KeysQuery, PageQuery, Rows, UsageQuery};
 use crate::error::{CliError, ExitStatus};
 use crate::output::{Printer, count, relative, table};
 use crate::period::Period;
 use crate::secrets::{self, CredentialStore};
+use crate::text::size_text;
 use crate::token::PlainToken;
 
 #[derive(Debug, clap::Subcommand)]
@@ -39,8 +40,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// When the key expires
-    #[arg(long, value_parser = ["30d", "90d", "never"])]
-    pub expires: Option<String>,
+    #[arg(long, value_enum)]
+    pub expires: Option<ExpiryPolicy>,
     /// Only read tools: the key can read journey context but change nothing
     #[arg(long)]
     pub read_only: bool,
@@ -52,8 +53,8 @@ pub struct CreateArgs {
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Show only keys with this status
-    #[arg(long, value_parser = ["active", "expired", "revoked"])]
-    pub status: Option<String>,
+    #[arg(long, value_enum)]
+    pub status: Option<KeyStatus>,
     /// Show at most this many keys, newest first
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
@@ -158,38 +159,24 @@ struct Ctx<'a> {
     global: &'a GlobalArgs,
 }
 
-fn keys_path(workspace: &Workspace) -> String {
-    format!("/workspaces/{}/mcp-keys", workspace.slug)
-}
-
 impl Ctx<'_> {
-    /// The newest keys (`status`: only those), up to one page: for pickers.
-    fn keys(&self, status: Option<&str>) -> anyhow::Result<Vec<Key>> {
-        let filter = status.map(|s| format!("status={s}")).unwrap_or_default();
-        Ok(self.admin.keys_page(&filter, PICKER_KEYS, None)?.keys)
+    /// The newest keys, up to a page: for pickers.
+    fn keys(&self) -> anyhow::Result<Vec<Key>> {
+        let (keys, _) = list_keys(
+            self.client,
+            &self.workspace.slug,
+            &KeysQuery::default(),
+            Rows::First(PICKER_KEYS),
+            self.printer,
+        )?;
+        Ok(keys)
     }
 
-    /// `limit` keys, or every key with `all` (a page of 1000 at a time); and whether more
-    /// were left out.
+    /// `limit` keys, or every key with `all`; and where the rest start, if some were left.
     fn listed(&self, args: &ListArgs) -> anyhow::Result<(Vec<Key>, Option<String>)> {
-        let mut filter: Vec<String> = args.status.iter().map(|s| format!("status={s}")).collect();
-        if args.shared {
-            filter.push("shared=true".to_owned());
-        }
-        let filter = filter.join("&");
-        let mut page =
-            self.admin.keys_page(&filter, if args.all { 1000 } else { args.limit }, None)?;
-        let mut keys = std::mem::take(&mut page.keys);
-        while args.all
-            && let Some(cursor) = page.next_cursor.take()
-        {
-            if keys.len() % 10_000 == 0 {
-                self.printer.info(&format!("{} keys so far…", keys.len()));
-            }
-            page = self.admin.keys_page(&filter, 1000, Some(&cursor))?;
-            keys.append(&mut page.keys);
-        }
-        Ok((keys, page.next_cursor))
+        let filter = KeysQuery { status: args.status, shared: args.shared, ..KeysQuery::default() };
+        let rows = if args.all { Rows::All } else { Rows::First(args.limit) };
+        list_keys(self.client, &self.workspace.slug, &filter, rows, self.printer)
     }
 
     fn create(&self, args: CreateArgs) -> anyhow::Result<ExitStatus> {
@@ -205,18 +192,22 @@ impl Ctx<'_> {
             }
             None => return Err(prompt::missing("a key name", "--name \"Cursor on MacBook\"")),
         };
-        let expires = match args.expires.as_deref().and_then(ExpiryPolicy::parse) {
+        let expires = match args.expires {
             Some(policy) => policy,
             None if prompt::interactive() => {
-                let choices = ["30 days".to_owned(), "90 days".to_owned(), "never".to_owned()];
-                ExpiryPolicy::ALL[prompt::select("Expires after", &choices, 1)?]
+                let choices = ExpiryPolicy::ALL.map(ExpiryPolicy::lifetime);
+                // 90 days, unless the person picks another.
+                let default = ExpiryPolicy::ALL.iter().position(|&p| p == ExpiryPolicy::Days90);
+                ExpiryPolicy::ALL[prompt::select("Expires after", &choices, default.unwrap_or(0))?]
             }
-            None => return Err(prompt::missing("an expiry", "--expires 30d|90d|never")),
+            None => {
+                let flag = format!("--expires {}", ExpiryPolicy::NAMES.join("|"));
+                return Err(prompt::missing("an expiry", &flag));
+            }
         };
         let access = if args.read_only { Access::ReadOnly } else { Access::ReadWrite };
         let body = CreateKey { name, expires, access };
-        let created: CreatedKeyResponse =
-            self.client.post(&keys_path(self.workspace), Some(&body))?;
+        let created = self.client.create_key(&self.workspace.slug, &body)?;
         let saved = if args.save { Some(self.save(&created)?) } else { None };
         self.show_new_token(&created, saved.as_ref())?;
         // The one moment the token can be stored: on a terminal, offer to do it.
@@ -339,12 +330,12 @@ impl Ctx<'_> {
     fn show(&self, reference: &str) -> anyhow::Result<ExitStatus> {
         let key = self.admin.find_key(reference)?;
         let ws = &self.workspace.slug;
-        let events: EventsResponse = self
-            .client
-            .get(&format!("/workspaces/{ws}/audit?key={}&limit=10&calls=true", key.id))?;
+        let recent = AuditQuery { key: Some(key.id.clone()), calls: true };
+        let events =
+            self.client.audit(ws, &recent, &PageQuery { limit: Some(10), cursor: None })?;
         // The last 30 days (the server's default period): totals and where it was used from.
-        let usage: KeyUsageResponse =
-            self.client.get(&format!("/workspaces/{ws}/mcp-keys/{}/usage?limit=1", key.id))?;
+        let one_hour = PageQuery { limit: Some(1), cursor: None };
+        let usage = self.client.key_usage(ws, &key.id, &UsageQuery::default(), &one_hour)?;
         if self.printer.json {
             let usage =
                 json!({"since": usage.since, "totals": usage.totals, "origins": usage.origins});
@@ -417,7 +408,7 @@ impl Ctx<'_> {
     }
 
     fn revoke(&self, args: RevokeArgs) -> anyhow::Result<ExitStatus> {
-        let keys = self.keys(None)?;
+        let keys = self.keys()?;
         let key = match args.key {
             Some(reference) => resolve_key(&keys, &reference)?,
             None if prompt::interactive() => {
@@ -455,9 +446,7 @@ impl Ctx<'_> {
                 key.name, key.prefix
             ),
         )?;
-        let revoked: KeyResponse = self
-            .client
-            .post(&format!("{}/{}/revoke", keys_path(self.workspace), key.id), None::<&()>)?;
+        let revoked = self.client.revoke_key(&self.workspace.slug, &key.id)?;
         self.forget_saved(&key);
         if self.printer.json {
             self.printer.json(&revoked)?;
@@ -476,9 +465,7 @@ impl Ctx<'_> {
             args.yes,
             &format!("Rotate {:?} ({})? The old token stops working at once", key.name, key.prefix),
         )?;
-        let created: CreatedKeyResponse = self
-            .client
-            .post(&format!("{}/{}/rotate", keys_path(self.workspace), key.id), None::<&()>)?;
+        let created = self.client.rotate_key(&self.workspace.slug, &key.id)?;
         // A saved token moves to the new key, so `config --key` and `test --key` keep working.
         let saved = if self.forget_saved(&key) { Some(self.save(&created)?) } else { None };
         self.printer.info(&format!("Revoked the old token of {:?} ({}).", key.name, key.prefix));
@@ -545,9 +532,7 @@ fn revoke_token(
     token: &crate::token::PlainToken,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let body = api::RevokeToken { token: token.expose().to_owned() };
-    let revoked: api::RevokedByTokenResponse =
-        client.post("/mcp-keys/revoke-token", Some(&body))?;
+    let revoked = client.revoke_token(token)?;
     if printer.json {
         printer.json(&revoked)?;
     } else {
@@ -573,7 +558,7 @@ fn usage_text(totals: &KeyUsageTotals) -> String {
         "{}, {}, {} sent; {}",
         count(totals.calls, "call", "calls"),
         count(totals.errors, "error", "errors"),
-        api::size_text(totals.bytes),
+        size_text(totals.bytes),
         super::audit::tools_text(&totals.tools, 3)
     )
 }

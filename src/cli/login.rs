@@ -3,7 +3,6 @@
 use std::io::{BufRead as _, IsTerminal as _};
 
 use super::{GlobalArgs, prompt};
-use crate::api::WorkspacesResponse;
 use crate::client::AdminClient;
 use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
@@ -51,7 +50,7 @@ pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::
     }
     // Check it against the server before saving it.
     let client = AdminClient::with_token(&global.server, token.clone())?;
-    let WorkspacesResponse { workspaces } = client.get("/workspaces")?;
+    let workspaces = client.workspaces()?;
     let saved = CredentialStore::open()?.set(&secrets::owner_account(client.server()), &token)?;
     printer.info(&format!(
         "Logged in to {} ({} workspace{}). Credential saved to {saved}.",

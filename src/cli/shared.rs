@@ -2,9 +2,10 @@
 //! on, finding a key by what a person calls it, the tokens saved with `keys create --save`,
 //! and shell quoting for the commands this CLI prints.
 
-use crate::api::{ImportCounts, Key, KeyStatus, KeysResponse, Workspace};
-use crate::client::AdminClient;
+use crate::api::{ImportCounts, Key, KeyStatus, Workspace};
+use crate::client::{AdminClient, KeysQuery, PageQuery, Rows, pages};
 use crate::error::CliError;
+use crate::output::Printer;
 use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
 
@@ -23,29 +24,12 @@ impl WorkspaceClient {
         Ok(Self { client, workspace })
     }
 
-    /// `/workspaces/<slug><rest>`, an admin API path in this workspace.
-    pub fn path(&self, rest: &str) -> String {
-        format!("/workspaces/{}{rest}", self.workspace.slug)
-    }
-
-    /// One page of the workspace's keys, newest first (`status`: only those).
-    /// A page of keys; `filter` is more of the query (`status=active&shared=true`).
-    pub fn keys_page(
-        &self,
-        filter: &str,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> anyhow::Result<KeysResponse> {
-        let mut query = vec![format!("limit={limit}")];
-        query.extend((!filter.is_empty()).then(|| filter.to_owned()));
-        query.extend(cursor.map(|c| format!("cursor={}", encode(c))));
-        self.client.get(&self.path(&format!("/mcp-keys?{}", query.join("&"))))
-    }
-
     /// The key a person means by KEY: its id, name or displayed prefix.
     pub fn find_key(&self, reference: &str) -> anyhow::Result<Key> {
-        let path = self.path(&format!("/mcp-keys?match={}", encode(reference.trim())));
-        resolve_key(&self.client.get::<KeysResponse>(&path)?.keys, reference)
+        let query =
+            KeysQuery { reference: Some(reference.trim().to_owned()), ..KeysQuery::default() };
+        let found = self.client.keys(&self.workspace.slug, &query, &PageQuery::default())?;
+        resolve_key(&found.keys, reference)
     }
 
     /// The token of a key saved with `keys create --save`, found by KEY.
@@ -64,6 +48,27 @@ impl WorkspaceClient {
             .into()
         })
     }
+}
+
+/// `rows` of the keys of `workspace` that `filter` selects, newest first; and where the rest
+/// start, if some were left. Reading thousands says how far it got.
+pub fn list_keys(
+    client: &AdminClient,
+    workspace: &str,
+    filter: &KeysQuery,
+    rows: Rows,
+    printer: Printer,
+) -> anyhow::Result<(Vec<Key>, Option<String>)> {
+    let listed = pages(
+        rows,
+        |page| client.keys(workspace, filter, page),
+        |read| {
+            if read.is_multiple_of(10_000) {
+                printer.info(&format!("{read} keys so far…"));
+            }
+        },
+    )?;
+    Ok((listed.keys, listed.next_cursor))
 }
 
 /// Finds KEY among `keys` by id, name or displayed prefix. Several matches are narrowed to the
@@ -98,11 +103,6 @@ pub fn resolve_key(keys: &[Key], reference: &str) -> anyhow::Result<Key> {
             .into())
         }
     }
-}
-
-/// `text` as one URL query value.
-pub fn encode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// `text` as one POSIX shell word: bare when it is safe, else in single quotes (so that

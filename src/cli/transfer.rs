@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::{GlobalArgs, shared};
-use crate::api::{ImportResponse, WorkspacesResponse};
-use crate::client::AdminClient;
+use crate::client::{AdminClient, ImportQuery};
 use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 
@@ -76,12 +75,10 @@ pub fn export(
         crate::fsutil::create_private_dir(&dir).map_err(|error| {
             CliError::failure(format!("could not create {}: {error}", dir.display()))
         })?;
-        let WorkspacesResponse { workspaces } = client.get("/workspaces")?;
         let mut written = Vec::new();
-        for workspace in workspaces {
+        for workspace in client.workspaces()? {
             let path = dir.join(format!("{}.json", workspace.slug));
-            let bytes =
-                client.download(&format!("/workspaces/{}/export", workspace.slug), &path)?;
+            let bytes = client.export(&workspace.slug, &path)?;
             printer.info(&format!("{}: {bytes} bytes to {}", workspace.slug, path.display()));
             written.push(json!({"workspace": workspace.slug, "path": path, "bytes": bytes}));
         }
@@ -91,10 +88,9 @@ pub fn export(
         return Ok(ExitStatus::Success);
     }
     let workspace = client.workspace(global.workspace.as_deref())?;
-    let path = format!("/workspaces/{}/export", workspace.slug);
     match args.output {
         Some(file) => {
-            let bytes = client.download(&path, &file)?;
+            let bytes = client.export(&workspace.slug, &file)?;
             if printer.json {
                 printer
                     .json(&json!({"workspace": workspace.slug, "path": file, "bytes": bytes}))?;
@@ -109,7 +105,7 @@ pub fn export(
             }
         }
         None => {
-            client.download_to(&path, &mut std::io::stdout().lock())?;
+            client.export_to(&workspace.slug, &mut std::io::stdout().lock())?;
         }
     }
     Ok(ExitStatus::Success)
@@ -148,27 +144,20 @@ pub fn import(
         }
     };
     let client = AdminClient::connect(&global.server)?;
-    let mut query = Vec::new();
-    match (&args.new, &global.workspace) {
-        (Some(name), _) => {
-            query.push(("new", name.clone()));
-            if let Some(slug) = &args.slug {
-                query.push(("slug", slug.clone()));
-            }
-        }
-        (None, Some(slug)) => query.push(("workspace", slug.clone())),
+    let workspace = match (&args.new, &global.workspace) {
+        (Some(_), _) => None,
+        (None, Some(slug)) => Some(slug.clone()),
         // A journey goes into a workspace: the server's only one, when it has one.
-        (None, None) if journey.is_some() => {
-            query.push(("workspace", client.workspace(None)?.slug));
-        }
-        (None, None) => {}
-    }
-    if let Some(journey) = &journey {
-        query.push(("journey", journey.clone()));
-    }
-    if args.dry_run {
-        query.push(("dry_run", "true".to_owned()));
-    }
+        (None, None) if journey.is_some() => Some(client.workspace(None)?.slug),
+        (None, None) => None,
+    };
+    let target = ImportQuery {
+        workspace,
+        new: args.new.clone(),
+        slug: args.slug.clone(),
+        journey: journey.clone(),
+        dry_run: args.dry_run,
+    };
     let size = if args.file.as_os_str() == "-" {
         None
     } else {
@@ -184,7 +173,7 @@ pub fn import(
         ImportFormat::Json => "application/json",
         ImportFormat::Csv => "text/csv; charset=utf-8",
     };
-    let answer: ImportResponse = client.upload("/imports", &query, &args.file, content_type)?;
+    let answer = client.import(&target, &args.file, content_type)?;
     if printer.json {
         printer.json(&answer)?;
         return Ok(ExitStatus::Success);

@@ -4,7 +4,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{GlobalArgs, shared};
-use crate::api::{CreateWorkspace, Template, WorkspaceResponse, WorkspacesResponse};
+use crate::api::{CreateWorkspace, Template, WorkspaceResponse};
 use crate::client::AdminClient;
 use crate::error::ExitStatus;
 use crate::output::{Printer, relative, table};
@@ -34,7 +34,7 @@ pub fn run(
     let client = AdminClient::connect(&global.server)?;
     match command {
         WorkspacesCommand::List => {
-            let WorkspacesResponse { workspaces } = client.get("/workspaces")?;
+            let workspaces = client.workspaces()?;
             if printer.json {
                 printer.json(&json!({"workspaces": workspaces}))?;
             } else {
@@ -48,7 +48,7 @@ pub fn run(
         }
         WorkspacesCommand::Create { name, slug, template } => {
             let body = CreateWorkspace { name, slug, template: Some(template) };
-            let created: WorkspaceResponse = client.post("/workspaces", Some(&body))?;
+            let created = client.create_workspace(&body)?;
             if printer.json {
                 printer.json(&created)?;
             } else {

@@ -2,14 +2,14 @@
 //! only. Handlers are thin: validate, call the store, shape the response.
 
 use axum::Json;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, Path, Query};
 use crate::api::{
     self, Access, CreatedKeyResponse, EventsResponse, ExpiryPolicy, KeyResponse, KeyStatus,
     KeysResponse, Template, WorkspaceResponse, WorkspacesResponse,
@@ -19,33 +19,6 @@ use std::sync::Arc;
 
 use crate::store::Store;
 use crate::store::access::WorkspaceRow;
-
-/// `Json<T>` whose rejections use the API's error shape.
-pub struct JsonBody<T>(pub T);
-
-impl<S, T> FromRequest<S> for JsonBody<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => {
-                let status = rejection.status();
-                let code = match status {
-                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                    StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-                    _ => "malformed_json",
-                };
-                Err(ApiError::new(status, code, rejection.body_text()))
-            }
-        }
-    }
-}
 
 /// Runs store work on the blocking pool: an admin call never holds an async worker, so
 /// `/healthz` and the MCP endpoint never wait behind one.
@@ -99,7 +72,7 @@ pub async fn list_workspaces(
 pub struct CreateWorkspaceBody {
     name: Option<String>,
     slug: Option<String>,
-    template: Option<String>,
+    template: Option<Template>,
 }
 
 pub async fn create_workspace(
@@ -114,15 +87,7 @@ pub async fn create_workspace(
             .to_owned(),
         None => api::slugify(&name),
     };
-    let template = match body.template.as_deref() {
-        None => Template::Blank,
-        Some(raw) => Template::parse(raw).ok_or_else(|| {
-            ApiError::bad_request(
-                "unknown_template",
-                format!("template {raw:?} is not one of {}", Template::names()),
-            )
-        })?,
-    };
+    let template = body.template.unwrap_or_default();
     let (workspace, contents) = db(&state, move |store| {
         store.content().create_workspace_from_template(&name, &slug, template).map_err(|error| {
             match error {
@@ -141,7 +106,7 @@ pub async fn create_workspace(
 
 #[derive(Debug, Deserialize)]
 pub struct ListKeysQuery {
-    status: Option<String>,
+    status: Option<KeyStatus>,
     /// The keys whose id, name or displayed prefix this is (how the CLI finds a KEY).
     #[serde(rename = "match")]
     reference: Option<String>,
@@ -156,9 +121,9 @@ pub struct ListKeysQuery {
 }
 
 /// Keys per page unless `?limit=` says otherwise, and the most a page holds.
-const KEYS_PAGE: (u32, u32) = (100, 1000);
+const KEYS_PAGE: (u32, u32) = (100, api::PAGE_MAX);
 /// Events per page unless `?limit=` says otherwise, and the most a page holds.
-const EVENTS_PAGE: (u32, u32) = (50, 1000);
+const EVENTS_PAGE: (u32, u32) = (50, api::PAGE_MAX);
 
 /// `?limit=`: absent is `default`, else a number from 1 to `max`.
 fn page_limit(raw: Option<&str>, (default, max): (u32, u32)) -> ApiResult<u32> {
@@ -189,15 +154,7 @@ pub async fn list_keys(
     Path(ws): Path<String>,
     Query(query): Query<ListKeysQuery>,
 ) -> ApiResult<Json<KeysResponse>> {
-    let status = match query.status.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(KeyStatus::parse(raw).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_status",
-                format!("status {raw:?} is not one of active, expired, revoked"),
-            )
-        })?),
-    };
+    let status = query.status;
     let limit = page_limit(query.limit.as_deref(), KEYS_PAGE)?;
     let response = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
@@ -245,8 +202,8 @@ pub async fn list_keys(
 #[derive(Debug, Deserialize)]
 pub struct CreateKeyBody {
     name: Option<String>,
-    expires: Option<String>,
-    access: Option<String>,
+    expires: Option<ExpiryPolicy>,
+    access: Option<Access>,
 }
 
 pub async fn create_key(
@@ -256,24 +213,13 @@ pub async fn create_key(
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
     let name = required_name(body.name.as_deref())?.to_owned();
-    let expires = body.expires.as_deref().ok_or_else(|| {
-        ApiError::unprocessable("invalid_expires", "expires is required: one of 30d, 90d, never")
-    })?;
-    let expires = ExpiryPolicy::parse(expires).ok_or_else(|| {
+    let expires = body.expires.ok_or_else(|| {
         ApiError::unprocessable(
             "invalid_expires",
-            format!("expires {expires:?} is not one of 30d, 90d, never"),
+            format!("expires is required: one of {}", ExpiryPolicy::names()),
         )
     })?;
-    let access = match body.access.as_deref() {
-        None => Access::default(),
-        Some(raw) => Access::parse(raw).ok_or_else(|| {
-            ApiError::unprocessable(
-                "invalid_access",
-                format!("access {raw:?} is not one of read-write, read-only"),
-            )
-        })?,
-    };
+    let access = body.access.unwrap_or_default();
     let (key, token) = db(&state, move |store| {
         let ws = workspace(store, &ws)?;
         Ok(store.access().create_key(ws.id, &name, expires, access)?)
@@ -416,7 +362,7 @@ pub struct UsageQuery {
 }
 
 /// Pages of usage: hours of one key, or keys of a workspace.
-const USAGE_PAGE: (u32, u32) = (48, 1000);
+const USAGE_PAGE: (u32, u32) = (48, api::PAGE_MAX);
 
 fn usage_since(store: &Store, raw: Option<&str>) -> ApiResult<chrono::DateTime<chrono::Utc>> {
     let Some(raw) = raw.filter(|s| !s.is_empty()) else {

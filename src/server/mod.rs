@@ -9,6 +9,7 @@ mod client_addr;
 mod client_metadata;
 mod connection;
 mod error;
+mod extract;
 mod leaks;
 mod limiter;
 mod limits;

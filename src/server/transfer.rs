@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Buf as _;
@@ -24,6 +24,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
+use super::extract::{Path, Query};
 use crate::api::{self, ErrorDetail, ImportResponse};
 use crate::store::content::csv::CsvError;
 use crate::store::content::transfer::{ImportError, ImportTarget, WorkspaceDocument};

@@ -335,3 +335,90 @@ async fn last_use_is_shown_at_once_and_written_in_batches() {
     assert_eq!(stored[1].text(), Some("it-client/1.2.3"));
     server.stop().await;
 }
+
+/// Every malformed admin request, in its query, its path or its body, answers the API's one
+/// JSON error shape with the status axum chose; a value outside a closed set (a key's status,
+/// expiry or access, a template) is refused with its own code, naming the values its type allows.
+#[tokio::test]
+async fn malformed_requests_answer_the_json_error_shape() {
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    let get = |path: &str| (format!("GET {path}"), owner.get(path));
+    let post =
+        |path: &str, body: Value| (format!("POST {path} {body}"), owner.post(path).json(&body));
+    let create_key = |body: Value| post("/workspaces/acme/mcp-keys", body);
+
+    let cases: Vec<((String, Call), u16, &str, &str)> = vec![
+        (get("/workspaces/acme/mcp-keys?shared=yes"), 400, "invalid_query", "shared: "),
+        (get("/workspaces/acme/mcp-keys?never_used=1"), 400, "invalid_query", "never_used: "),
+        (get("/workspaces/acme/audit?calls=maybe"), 400, "invalid_query", "calls: "),
+        (
+            get("/workspaces/acme/mcp-keys?status=old"),
+            400,
+            "invalid_status",
+            "status \"old\" is not one of active, expired, revoked",
+        ),
+        (get("/workspaces/%FF/mcp-keys"), 400, "invalid_path", ""),
+        (get("/workspaces/acme/mcp-keys/%FF/usage"), 400, "invalid_path", ""),
+        (
+            create_key(json!({"name": "ok", "expires": "7d"})),
+            422,
+            "invalid_expires",
+            "expires \"7d\" is not one of 30d, 90d, never",
+        ),
+        (
+            create_key(json!({"name": "ok", "expires": 30})),
+            422,
+            "invalid_expires",
+            "expires 30 is not one of 30d, 90d, never",
+        ),
+        (
+            create_key(json!({"name": "ok"})),
+            422,
+            "invalid_expires",
+            "expires is required: one of 30d, 90d, never",
+        ),
+        (
+            create_key(json!({"name": "ok", "expires": "30d", "access": "admin"})),
+            422,
+            "invalid_access",
+            "access \"admin\" is not one of read-write, read-only",
+        ),
+        (
+            create_key(json!({"name": ["a"], "expires": "30d"})),
+            422,
+            "invalid_body",
+            "name: invalid type: sequence, expected a string",
+        ),
+        (post("/mcp-keys/revoke-token", json!({})), 422, "invalid_body", "missing field `token`"),
+        (
+            post("/workspaces", json!({"name": "X", "template": "sales"})),
+            400,
+            "unknown_template",
+            "template \"sales\" is not one of blank, onboarding, trial-to-paid",
+        ),
+        (post("/imports?dry_run=yes", json!({})), 400, "invalid_query", "dry_run: "),
+    ];
+    for ((what, call), want_status, want_code, want_message) in cases {
+        let reply = call.send().await;
+        let status = reply.status;
+        let json = reply.header("content-type").is_some_and(|t| t.starts_with("application/json"));
+        let body: Value = serde_json::from_str(&reply.text()).unwrap_or(Value::Null);
+        assert!(json, "{what}: not JSON: {body}");
+        let code = body["error"]["code"].as_str().unwrap_or_default();
+        assert_eq!((status, code), (want_status, want_code), "{what}: {body}");
+        let message = body["error"]["message"].as_str().expect("a message");
+        assert!(!message.is_empty(), "{what}");
+        // The whole message where it is this API's own sentence; its start where the rest is
+        // a parser's wording.
+        if want_message.ends_with(' ') || want_message.is_empty() {
+            assert!(message.starts_with(want_message), "{what}: {message}");
+        } else {
+            assert_eq!(message, want_message, "{what}");
+        }
+    }
+    // Nothing was created by the refused requests.
+    let keys = owner.list_keys("acme", "").await;
+    assert_eq!(keys["keys"], json!([]), "{keys}");
+    server.stop().await;
+}

@@ -19,6 +19,7 @@ use crate::cli::DEFAULT_TOKEN_ENV;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use clap::ValueEnum as _;
 use jsonc_parser::cst::CstInputValue;
 
 use super::merge::{ENTRY_NAME, Entry};
@@ -83,6 +84,36 @@ impl From<ClientArg> for Client {
     }
 }
 
+impl From<Client> for ClientArg {
+    fn from(client: Client) -> Self {
+        match client {
+            Client::Cursor => ClientArg::Cursor,
+            Client::ClaudeCode => ClientArg::ClaudeCode,
+            Client::ClaudeDesktop => ClientArg::ClaudeDesktop,
+            Client::Vscode => ClientArg::Vscode,
+            Client::Windsurf => ClientArg::Windsurf,
+            Client::Codex => ClientArg::Codex,
+            Client::Gemini => ClientArg::Gemini,
+            Client::Zed => ClientArg::Zed,
+        }
+    }
+}
+
+impl ClientArg {
+    /// The clients a person picks from, each once (not the `claude` alias), in order.
+    pub fn choices() -> impl Iterator<Item = ClientArg> {
+        Self::value_variants()
+            .iter()
+            .copied()
+            .filter(|client| client.to_possible_value().is_some_and(|v| !v.is_hide_set()))
+    }
+
+    /// The name a person knows it by.
+    pub fn name(self) -> &'static str {
+        Client::from(self).name()
+    }
+}
+
 /// `--scope`: whose file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Scope {
@@ -144,17 +175,11 @@ impl Client {
     }
 
     /// The id used on the command line and in `--json`.
-    pub fn id(self) -> &'static str {
-        match self {
-            Client::Cursor => "cursor",
-            Client::ClaudeCode => "claude-code",
-            Client::ClaudeDesktop => "claude-desktop",
-            Client::Vscode => "vscode",
-            Client::Windsurf => "windsurf",
-            Client::Codex => "codex",
-            Client::Gemini => "gemini",
-            Client::Zed => "zed",
-        }
+    pub fn id(self) -> String {
+        ClientArg::from(self)
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
     }
 
     /// The name a person knows it by.

@@ -73,7 +73,7 @@ pub struct ConfigArgs {
 /// `--json`.
 #[derive(Debug, Serialize)]
 struct Output<'a> {
-    client: &'static str,
+    client: String,
     path: String,
     format: &'static str,
     content: &'a str,

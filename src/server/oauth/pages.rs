@@ -13,10 +13,6 @@ use crate::api::{Access, ExpiryPolicy, Workspace};
 /// The expiry the consent form offers first.
 const DEFAULT_EXPIRY: ExpiryPolicy = ExpiryPolicy::Days30;
 
-/// Every access a key may have, in the order the form offers them. A new variant stops the
-/// build at [`access_label`]; add it here too (or use the type's own list once it has one).
-const ACCESSES: [Access; 2] = [Access::ReadWrite, Access::ReadOnly];
-
 /// How the consent form words an expiry.
 fn expiry_label(expiry: ExpiryPolicy) -> &'static str {
     match expiry {
@@ -117,7 +113,7 @@ fn consent_page<'a>(consent: &'a Consent<'a>) -> ConsentPage<'a> {
             selected: e == DEFAULT_EXPIRY,
         })
         .collect();
-    let accesses = ACCESSES
+    let accesses = Access::ALL
         .into_iter()
         .map(|a| Choice {
             value: a.as_str(),
@@ -223,7 +219,10 @@ mod tests {
         ] {
             assert_eq!(html.matches(option).count(), 1, "{option} in {html}");
         }
-        assert_eq!(html.matches("<option").count(), 1 + ExpiryPolicy::ALL.len() + ACCESSES.len());
+        assert_eq!(
+            html.matches("<option").count(),
+            1 + ExpiryPolicy::ALL.len() + Access::ALL.len()
+        );
         assert!(
             html.contains("answering at <code>cursor://anysphere.cursor-retrieval</code>"),
             "{html}"

@@ -859,7 +859,8 @@ fn call_row(row: &Row) -> DbResult<Event> {
 
 /// A call as one line: `search: ok, 2.1 kB; itm_1 itm_2 … (+18 more, and others); from 10.0.0.7`.
 fn describe_call(call: &CallDetail) -> String {
-    let mut text = format!("{}: {}, {}", call.what, call.outcome, api::size_text(call.bytes));
+    let mut text =
+        format!("{}: {}, {}", call.what, call.outcome, crate::text::size_text(call.bytes));
     if !call.ids.is_empty() {
         // A line for people: the first few ids (the JSON has all that were kept).
         const SHOWN: usize = 6;
