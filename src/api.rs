@@ -231,7 +231,7 @@ pub struct OAuthClientRef {
 pub struct Event {
     pub id: i64,
     pub at: DateTime<Utc>,
-    pub kind: String,
+    pub kind: EventKind,
     pub key_id: Option<String>,
     pub key_prefix: Option<String>,
     pub detail: String,
@@ -240,13 +240,54 @@ pub struct Event {
     pub call: Option<CallDetail>,
 }
 
+closed_set! {
+    /// What an entry of the audit trail records.
+    pub enum EventKind {
+        /// A key was made (by `keys create`, a rotation or an OAuth consent).
+        KeyCreated = "key.created",
+        KeyRevoked = "key.revoked",
+        KeyRotated = "key.rotated",
+        /// A key was used from an address or by a client it was not used from before.
+        KeyNewOrigin = "key.new_origin",
+        /// A request presented a token that is not an active key.
+        AuthRejected = "auth.rejected",
+        /// A write tool ran (reads are in the record of calls).
+        ToolCalled = "tool.called",
+        WorkspaceImported = "workspace.imported",
+        JourneyImported = "journey.imported",
+        /// From the record of calls (`audit --calls`): a tool call, a resource read, a prompt.
+        CallTool = "call.tool",
+        CallResource = "call.resource",
+        CallPrompt = "call.prompt",
+    }
+}
+
+closed_set! {
+    /// How a call a key made ended.
+    pub enum CallOutcome {
+        /// Answered.
+        Ok = "ok",
+        /// Answered with a tool error (`isError`: bad arguments, not found, read-only key…).
+        Error = "error",
+        /// Refused as a JSON-RPC error (an unknown tool, a revoked key mid-batch…).
+        Refused = "refused",
+    }
+}
+
+closed_set! {
+    /// What a key's origin is: an address (IPv6 by /64) or a client (its name, no version).
+    pub enum OriginKind {
+        Address = "address",
+        Client = "client",
+    }
+}
+
 /// A call in the audit trail (`audit --key K`): the tool (or `resources/read`, `prompts/get`),
 /// how it ended, the size of its answer and the ids it touched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallDetail {
     pub what: String,
-    /// `ok`, `error` (a tool error) or `refused` (a JSON-RPC error).
-    pub outcome: String,
+    pub outcome: CallOutcome,
     pub bytes: i64,
     /// The ids it was asked about, then the first it answered with.
     pub ids: Vec<String>,
@@ -288,8 +329,7 @@ pub struct HourUsage {
 /// An address (IPv6 by /64) or client (its name, without version) a key has been used from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyOrigin {
-    /// `address` or `client`.
-    pub kind: String,
+    pub kind: OriginKind,
     pub value: String,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,

@@ -62,7 +62,7 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             .into_iter()
             .map(|e| {
                 let at = format!("{} ({})", e.at.format("%Y-%m-%d %H:%M"), relative(e.at, now));
-                vec![at, e.kind, e.key_prefix.unwrap_or_else(|| "-".into()), e.detail]
+                vec![at, e.kind.to_string(), e.key_prefix.unwrap_or_else(|| "-".into()), e.detail]
             })
             .collect();
         printer.data(&table(&["When", "Event", "Key", "Detail"], rows));

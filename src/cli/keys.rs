@@ -7,7 +7,7 @@ use super::shared::{WorkspaceClient, list_keys, resolve_key};
 use super::{GlobalArgs, hygiene, prompt};
 use crate::api::{
     self, Access, CreateKey, CreatedKeyResponse, ExpiryPolicy, Key, KeyFlag, KeyOrigin, KeyStatus,
-    KeyUsageTotals, Workspace,
+    KeyUsageTotals, OriginKind, Workspace,
 };
 use crate::client::{AdminClient, AuditQuery, KeysQuery, PageQuery, Rows, UsageQuery};
 use crate::error::{CliError, ExitStatus};
@@ -376,8 +376,8 @@ impl Ctx<'_> {
             ("Last client", key.last_used_client.clone().unwrap_or_else(|| "-".into())),
             ("Last address", key.last_used_ip.clone().unwrap_or_else(|| "-".into())),
             ("Use, 30 days", usage_text(&usage.totals)),
-            ("Addresses", origins_text(&usage.origins, "address", now)),
-            ("Clients", origins_text(&usage.origins, "client", now)),
+            ("Addresses", origins_text(&usage.origins, OriginKind::Address, now)),
+            ("Clients", origins_text(&usage.origins, OriginKind::Client, now)),
         ];
         let shared = key.shared.as_ref().map(|seen| {
             format!(
@@ -399,7 +399,7 @@ impl Ctx<'_> {
             let rows = events
                 .events
                 .iter()
-                .map(|e| vec![relative(e.at, now), e.kind.clone(), e.detail.clone()])
+                .map(|e| vec![relative(e.at, now), e.kind.to_string(), e.detail.clone()])
                 .collect();
             self.printer.data("");
             self.printer.data(&table(&["When", "Event", "Detail"], rows));
@@ -564,7 +564,7 @@ fn usage_text(totals: &KeyUsageTotals) -> String {
 }
 
 /// The addresses (or clients) a key was used from, most recent first.
-fn origins_text(origins: &[KeyOrigin], kind: &str, now: chrono::DateTime<Utc>) -> String {
+fn origins_text(origins: &[KeyOrigin], kind: OriginKind, now: chrono::DateTime<Utc>) -> String {
     let seen: Vec<String> = origins
         .iter()
         .filter(|o| o.kind == kind)

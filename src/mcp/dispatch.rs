@@ -22,9 +22,10 @@ use super::protocol::{
     to_raw, versions_newest_first,
 };
 use super::{complete, prompts, resources, tools};
+use crate::api::CallOutcome;
 use crate::api::KeyStatus;
 use crate::store::Store;
-use crate::store::access::{Call, CallOutcome, KeyIdentity, asked_ids, touched_ids};
+use crate::store::access::{Call, KeyIdentity, asked_ids, touched_ids};
 use crate::token::TokenHash;
 
 /// A batch holds at most this many messages.

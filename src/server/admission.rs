@@ -402,7 +402,7 @@ async fn authenticate(
     tokio::task::spawn_blocking(move || {
         let event = NewEvent {
             workspace_id: identity.workspace_id,
-            kind: "auth.rejected",
+            kind: crate::api::EventKind::AuthRejected,
             key_id: Some(&identity.key_id),
             key_prefix: Some(&identity.key_prefix),
             detail: &detail,

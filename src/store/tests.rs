@@ -258,11 +258,8 @@ fn create_and_update_validate_and_audit() {
     let events = store.access().list_events(acme, Some("key_test"), 10, None).expect("events").0;
     let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
     assert_eq!(events.len(), 4, "{details:?}");
-    assert!(
-        events
-            .iter()
-            .all(|e| e.kind == "tool.called" && e.key_prefix.as_deref() == Some("cst_test1234"))
-    );
+    assert!(events.iter().all(|e| e.kind == crate::api::EventKind::ToolCalled
+        && e.key_prefix.as_deref() == Some("cst_test1234")));
     assert!(details[3].starts_with(&format!("create_item {} \"Weekly", created.item.id)));
     assert!(details[2].ends_with(": description, status, owner, fields"), "{details:?}");
     assert!(details[0].starts_with("add_comment cmt_"), "{details:?}");
@@ -751,7 +748,7 @@ fn the_call_queue_is_bounded_and_what_overflows_still_counts() {
         let call = super::access::Call {
             at: store.now(),
             what: "list_journeys",
-            outcome: super::access::CallOutcome::Ok,
+            outcome: crate::api::CallOutcome::Ok,
             bytes: 10,
             ids: String::new(),
         };
@@ -824,7 +821,7 @@ fn a_flush_waits_for_one_under_way_so_a_read_after_it_sees_every_call() {
             let call = super::access::Call {
                 at: store.now(),
                 what: "list_journeys",
-                outcome: super::access::CallOutcome::Ok,
+                outcome: crate::api::CallOutcome::Ok,
                 bytes: 1,
                 ids: String::new(),
             };
@@ -850,7 +847,7 @@ fn a_flush_writes_a_chunk_at_a_time_and_a_failed_one_keeps_what_it_did_not_write
         let call = super::access::Call {
             at: store.now(),
             what: "list_journeys",
-            outcome: super::access::CallOutcome::Ok,
+            outcome: crate::api::CallOutcome::Ok,
             bytes: 1,
             ids: String::new(),
         };

@@ -17,7 +17,10 @@ use chrono::{DateTime, Utc};
 
 use super::AccessStore;
 use super::audit::{NewEvent, insert_event};
-use crate::api::{self, CallDetail, Event, HourUsage, KeyOrigin, KeyUsageTotals, ToolCount};
+use crate::api::{
+    self, CallDetail, CallOutcome, Event, EventKind, HourUsage, KeyOrigin, KeyUsageTotals,
+    OriginKind, ToolCount,
+};
 use crate::store::db::{Connection, DbResult, Row, ToValue, Value, params};
 use crate::store::page::{Cursor, fingerprint};
 use crate::store::{StoreResult, from_secs};
@@ -42,27 +45,6 @@ const PENDING_ORIGINS_PER_KEY: usize = 8;
 const KNOWN_ORIGINS_MAX: usize = 200_000;
 /// Rows deleted per statement when pruning.
 const PRUNE_CHUNK: i64 = 5_000;
-
-/// How a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallOutcome {
-    /// Answered.
-    Ok,
-    /// Answered with a tool error (`isError`: bad arguments, not found, read-only key…).
-    Error,
-    /// Refused as a JSON-RPC error (an unknown tool, a revoked key mid-batch…).
-    Refused,
-}
-
-impl CallOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Error => "error",
-            Self::Refused => "refused",
-        }
-    }
-}
 
 /// One call, as the session saw it.
 #[derive(Debug, Clone)]
@@ -572,7 +554,7 @@ pub(super) fn key_usage(
         .iter()
         .map(|row| {
             Ok(KeyOrigin {
-                kind: row.get("kind")?,
+                kind: row.get_parsed("kind", OriginKind::parse)?,
                 value: row.get("value")?,
                 first_seen: from_secs(row.get("first_seen")?),
                 last_seen: from_secs(row.get("last_seen")?),
@@ -777,7 +759,7 @@ fn write_origin(conn: &Connection, origin: &OriginUse, seen: &SeenAt) -> StoreRe
         describe_origin(address, client, fresh, first_use, &before_addresses, &before_clients);
     let event = NewEvent {
         workspace_id: seen.workspace_id,
-        kind: "key.new_origin",
+        kind: EventKind::KeyNewOrigin,
         key_id: Some(&origin.key_id),
         key_prefix: Some(&seen.key_prefix),
         detail: &detail,
@@ -835,21 +817,21 @@ fn call_row(row: &Row) -> DbResult<Event> {
     let (ids, more_ids) = split_ids(&ids);
     let call = CallDetail {
         what: row.get("what")?,
-        outcome: row.get("outcome")?,
+        outcome: row.get_parsed("outcome", CallOutcome::parse)?,
         bytes: row.get("bytes")?,
         ids,
         more_ids,
         ip: row.get("ip")?,
     };
     let kind = match call.what.as_str() {
-        "resources/read" => "call.resource",
-        "prompts/get" => "call.prompt",
-        _ => "call.tool",
+        "resources/read" => EventKind::CallResource,
+        "prompts/get" => EventKind::CallPrompt,
+        _ => EventKind::CallTool,
     };
     Ok(Event {
         id: row.get("id")?,
         at: from_secs(row.get("at")?),
-        kind: kind.to_owned(),
+        kind,
         key_id: row.get("key_id")?,
         key_prefix: row.get("prefix")?,
         detail: describe_call(&call),

@@ -5,7 +5,7 @@ use crate::store::db::{Connection, DbResult, params};
 use crate::store::page::{Budget, Cursor, fingerprint, paged};
 
 use super::AccessStore;
-use crate::api::Event;
+use crate::api::{Event, EventKind};
 use crate::store::{StoreResult, from_secs};
 
 /// Who makes a change, for the audit trail: the MCP key that called the tool.
@@ -19,7 +19,7 @@ pub struct Actor<'a> {
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
     pub workspace_id: i64,
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub key_id: Option<&'a str>,
     pub key_prefix: Option<&'a str>,
     pub detail: &'a str,
@@ -34,7 +34,7 @@ pub(crate) fn insert_event(conn: &Connection, at: i64, event: &NewEvent<'_>) -> 
     .execute(params![
         event.workspace_id,
         at,
-        event.kind,
+        event.kind.as_str(),
         event.key_id,
         event.key_prefix,
         event.detail
@@ -87,7 +87,7 @@ pub(super) fn events_page(
             Ok(Event {
                 id: row.get("id")?,
                 at: from_secs(row.get("at")?),
-                kind: row.get("kind")?,
+                kind: row.get_parsed("kind", EventKind::parse)?,
                 key_id: row.get("key_id")?,
                 key_prefix: row.get("key_prefix")?,
                 detail: row.get("detail")?,

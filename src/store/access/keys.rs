@@ -13,7 +13,7 @@ use super::AccessStore;
 use super::audit::Actor;
 use super::audit::{NewEvent, insert_event};
 use super::hygiene::KeyFilter;
-use crate::api::{Access, ExpiryPolicy, Key, KeyStatus, OAuthClientRef};
+use crate::api::{Access, EventKind, ExpiryPolicy, Key, KeyStatus, OAuthClientRef};
 use crate::store::page::{Budget, Cursor, fingerprint, paged};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
 use crate::token::{PlainToken, TokenHash, TokenKind};
@@ -208,7 +208,7 @@ pub(super) fn audit_key(
     conn: &Connection,
     workspace_id: i64,
     at: DateTime<Utc>,
-    kind: &str,
+    kind: EventKind,
     key: &Key,
     detail: &str,
 ) -> StoreResult<()> {
@@ -239,7 +239,7 @@ pub(super) fn create_key(
     let (key, token) = insert_key(&tx, workspace_id, name, expires, access, now)?;
     let detail =
         format!("created {:?} ({}, expires {})", key.name, access.as_str(), expires.as_str());
-    audit_key(&tx, workspace_id, now, "key.created", &key, &detail)?;
+    audit_key(&tx, workspace_id, now, EventKind::KeyCreated, &key, &detail)?;
     tx.commit()?;
     reindex_key(s, &conn, &key.id)?;
     Ok((key, token))
@@ -374,7 +374,7 @@ pub(super) fn revoke_key_because(
         Some(reason) => format!("revoked {:?}: {reason}", key.name),
         None => format!("revoked {:?}", key.name),
     };
-    audit_key(&tx, workspace_id, now, "key.revoked", &key, &detail)?;
+    audit_key(&tx, workspace_id, now, EventKind::KeyRevoked, &key, &detail)?;
     tx.commit()?;
     reindex_key(s, &conn, id)?;
     drop(conn);
@@ -408,7 +408,7 @@ pub(super) fn rotate_key(
         &tx,
         workspace_id,
         now,
-        "key.rotated",
+        EventKind::KeyRotated,
         &old,
         &format!("rotated {:?}: replaced by {}", old.name, new.id),
     )?;
@@ -416,7 +416,7 @@ pub(super) fn rotate_key(
         &tx,
         workspace_id,
         now,
-        "key.created",
+        EventKind::KeyCreated,
         &new,
         &format!("created {:?} by rotating {}", new.name, old.id),
     )?;

@@ -29,7 +29,7 @@ use crate::api::{self, Access, Event, ExpiryPolicy, Key, Workspace};
 use crate::token::{PlainToken, TokenHash};
 #[cfg(test)]
 pub(super) use activity::QUEUE_MAX;
-pub use activity::{Call, CallOutcome, ORIGINS_PER_KEY, asked_ids, touched_ids};
+pub use activity::{Call, ORIGINS_PER_KEY, asked_ids, touched_ids};
 pub use audit::{Actor, NewEvent};
 pub use hygiene::{KeyFilter, SHARED_WINDOW_DAYS};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};

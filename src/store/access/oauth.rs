@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::AccessStore;
 use super::keys::{audit_key, insert_key};
-use crate::api::{Access, ExpiryPolicy, Key};
+use crate::api::{Access, EventKind, ExpiryPolicy, Key};
 use crate::store::db::{OptionalExtension as _, params};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
 use crate::token::PlainToken;
@@ -393,7 +393,7 @@ pub(super) fn redeem_code(
         access.as_str(),
         expires.as_str()
     );
-    audit_key(&tx, workspace_id, now, "key.created", &key, &detail)?;
+    audit_key(&tx, workspace_id, now, EventKind::KeyCreated, &key, &detail)?;
     let key = super::keys::key_on(&tx, workspace_id, &key.id, now)?;
     tx.commit()?;
     super::keys::reindex_key(s, &conn, &key.id)?;

@@ -628,7 +628,7 @@ pub(super) fn import_workspace(
             now,
             &edge::NewEvent {
                 workspace_id,
-                kind: "workspace.imported",
+                kind: api::EventKind::WorkspaceImported,
                 key_id: None,
                 key_prefix: None,
                 detail: &format!(
@@ -701,7 +701,7 @@ pub(super) fn import_journey(
             now,
             &edge::NewEvent {
                 workspace_id,
-                kind: "journey.imported",
+                kind: api::EventKind::JourneyImported,
                 key_id: None,
                 key_prefix: None,
                 detail: &format!(

@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::api::EventKind;
+
 use super::ContentStore;
 use super::model::{
     Comment, ItemComment, ItemDetail, ItemKind, ItemLink, ItemUpdate, JourneyTree, LEVELS, NewItem,
@@ -398,7 +400,7 @@ pub(super) fn write<T>(
         now,
         &NewEvent {
             workspace_id,
-            kind: "tool.called",
+            kind: EventKind::ToolCalled,
             key_id: Some(actor.key_id),
             key_prefix: Some(actor.key_prefix),
             detail: &detail,

@@ -292,6 +292,15 @@ impl Row {
         })?;
         T::from_value(&self.values[at]).map_err(decode)
     }
+
+    /// The text column named `name`, holding one of a closed set's names (`parse` reads it).
+    pub fn get_parsed<T>(&self, name: &str, parse: fn(&str) -> Option<T>) -> DbResult<T> {
+        let text: String = self.get(name)?;
+        parse(&text).ok_or_else(|| DbError::Decode {
+            column: name.to_owned(),
+            message: format!("unexpected value {text:?}"),
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
