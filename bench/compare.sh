@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Two builds of the server side by side: /healthz and gzip tools/list on each, measured in turn
-# (A, B, A, B, …) so that the machine's drifting load falls on both alike.
+# Two builds of the server side by side: /healthz, gzip tools/list and a list_items page (the
+# demo workspace's items, read row by row from the store) on each, measured in turn (A, B, A,
+# B, …) so that the machine's drifting load falls on both alike.
 #
 #   bench/compare.sh BINARY_A BINARY_B [ROUNDS=6] [DURATION_SECONDS=3] [CONNECTIONS=32]
 #
@@ -29,18 +30,23 @@ export CUSTORY_CREDENTIAL_STORE=file
 urls=() tokens=()
 for i in 0 1; do
   CUSTORY_CONFIG_DIR="$WORK/config.$i" launch "${binaries[$i]}" serve --json \
-    --listen 127.0.0.1:0 --database "$WORK/bench.$i.db"
+    --listen 127.0.0.1:0 --database "$WORK/bench.$i.db" $UNLIMITED_KEYS --key-concurrency 64
   pids+=("$LAUNCHED_PID")
   urls+=("$(json_field "$LAUNCHED_ANNOUNCEMENT" url)")
   tokens+=("$(create_key "${urls[$i]}" "$(json_field "$LAUNCHED_ANNOUNCEMENT" owner_credential)")")
 done
 mcp_lua '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' 'wrk.headers["Accept-Encoding"] = "gzip"' \
   >"$WORK/list.lua"
+mcp_lua '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_items","arguments":{"limit":50}}}' \
+  >"$WORK/items.lua"
 
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; } # user + system, clock ticks
-measure() { # $1 = binary index, $2 = healthz | list; prints "rps cpu-µs-per-request"
+measure() { # $1 = binary index, $2 = healthz | list | items; prints "rps cpu-µs-per-request"
   local url="${urls[$1]}" script=() before out rps
-  if [ "$2" = list ]; then url="$url/api/mcp"; script=(-s "$WORK/list.lua"); else url="$url/healthz"; fi
+  case "$2" in
+    healthz) url="$url/healthz" ;;
+    *) url="$url/api/mcp"; script=(-s "$WORK/$2.lua") ;;
+  esac
   before="$(ticks "${pids[$1]}")"
   out="$(TOKEN="${tokens[$1]}" wrk -t2 -c"$connections" -d"${duration}s" "${script[@]}" "$url")"
   if grep -q "Non-2xx" <<<"$out"; then echo "some responses were not 2xx:" >&2; echo "$out" >&2; exit 1; fi
@@ -52,7 +58,7 @@ measure() { # $1 = binary index, $2 = healthz | list; prints "rps cpu-µs-per-re
 for i in 0 1; do wrk -t1 -c8 -d1s "${urls[$i]}/healthz" >/dev/null; done # warm up
 : >"$WORK/results"
 for round in $(seq 1 "$rounds"); do
-  for kind in healthz list; do
+  for kind in healthz list items; do
     for i in 0 1; do echo "$round $i $kind $(measure "$i" "$kind")" >>"$WORK/results"; done
   done
 done
@@ -66,13 +72,14 @@ for line in open(sys.argv[1]):
     round_, binary, kind, rps, cpu = line.split()
     runs[(round_, int(binary))][kind] = (float(rps), float(cpu))
 print(f"{'':<3} {'/healthz req/s':>15} {'CPU/req':>8} {'tools/list req/s':>17} {'CPU/req':>8}"
-      f"  {'ratio':>5}  per round")
+      f" {'list_items req/s':>17} {'CPU/req':>8}  {'ratio':>5}  per round")
 for binary, name in enumerate(sys.argv[2:]):
     mine = [kinds for (r, b), kinds in sorted(runs.items()) if b == binary]
     med = lambda kind, field: statistics.median(k[kind][field] for k in mine)
     ratios = [k["list"][0] / k["healthz"][0] for k in mine]
     print(f"{'AB'[binary]:<3} {med('healthz', 0):>15,.0f} {med('healthz', 1):>6.1f}µs"
-          f" {med('list', 0):>17,.0f} {med('list', 1):>6.1f}µs  {statistics.median(ratios):>5.2f}"
+          f" {med('list', 0):>17,.0f} {med('list', 1):>6.1f}µs"
+          f" {med('items', 0):>17,.0f} {med('items', 1):>6.1f}µs  {statistics.median(ratios):>5.2f}"
           f"  {' '.join(f'{r:.2f}' for r in ratios)}   {name}")
 PY
 echo "command: bench/compare.sh $*"

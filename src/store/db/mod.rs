@@ -20,7 +20,7 @@
 mod pool;
 pub(in crate::store) mod tls;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -273,24 +273,35 @@ impl<T: FromValue> FromValue for Option<T> {
     }
 }
 
-/// The names of a result's columns, shared by its rows.
-type Columns = Arc<[Box<str>]>;
+/// The names of a result's columns, shared by its rows (and cached with the statement).
+pub(super) type Columns = Arc<[Box<str>]>;
 
 /// One result row.
 #[derive(Debug)]
 pub struct Row {
     columns: Columns,
     values: Vec<Value>,
+    /// Where the next column is looked for first: rows are mostly read in the order their
+    /// statement names the columns, so a lookup is usually one comparison.
+    next: std::cell::Cell<usize>,
 }
 
 impl Row {
     /// The column named `name` (as the statement names it, or its `AS` alias).
     pub fn get<T: FromValue>(&self, name: &str) -> DbResult<T> {
         let decode = |message: String| DbError::Decode { column: name.to_owned(), message };
-        let at = self.columns.iter().position(|c| &**c == name).ok_or_else(|| {
+        let at = self.position(name).ok_or_else(|| {
             decode(format!("the row has no such column (it has {})", self.columns.join(", ")))
         })?;
         T::from_value(&self.values[at]).map_err(decode)
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        let count = self.columns.len();
+        let start = self.next.get();
+        let at = (0..count).map(|k| (start + k) % count).find(|&i| &*self.columns[i] == name)?;
+        self.next.set(at + 1);
+        Some(at)
     }
 
     /// The text column named `name`, holding one of a closed set's names (`parse` reads it).
@@ -362,14 +373,14 @@ impl<'a> Connection<'a> {
 
     /// The SQLite connection, its clock started for the statement about to run (each
     /// statement has the whole time limit; see [`SqliteConn::arm`]).
-    fn sqlite(&self) -> Option<&rusqlite::Connection> {
+    fn sqlite(&self) -> Option<&SqliteConn> {
         let conn: &SqliteConn = match &self.inner {
             Inner::SqliteWriter(conn) => conn,
             Inner::SqliteReader(conn) => conn,
             Inner::Postgres { .. } => return None,
         };
         conn.arm();
-        Some(&conn.conn)
+        Some(conn)
     }
 
     /// Runs `f` on the pooled PostgreSQL connection, taking one first if needed.
@@ -408,26 +419,24 @@ impl<'a> Connection<'a> {
     /// Runs `sql` and returns its rows.
     pub fn query(&self, sql: &str, params: impl Params) -> DbResult<Vec<Row>> {
         let values = checked(params)?;
-        if let Some(conn) = self.sqlite() {
-            let mut stmt = conn.prepare_cached(sql)?;
-            let columns: Columns = stmt.column_names().map(Box::from).collect();
+        if let Some(sqlite) = self.sqlite() {
+            let mut stmt = sqlite.conn.prepare_cached(sql)?;
+            let columns = sqlite.columns(sql, &stmt);
             let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
                 let values = (0..columns.len())
                     .map(|i| row.get_ref(i).map(Value::from))
                     .collect::<Result<_, _>>()?;
-                out.push(Row { columns: Arc::clone(&columns), values });
+                out.push(Row { columns: Arc::clone(&columns), values, next: Cell::new(0) });
             }
             return Ok(out);
         }
         self.on_pg(|pg| {
-            let statement = pg.statement(sql)?;
+            let (statement, columns) = pg.statement(sql)?;
             let params: Vec<&(dyn ToSql + Sync)> =
                 values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
             let rows = pg.client()?.query(&statement, &params)?;
-            let columns: Columns =
-                statement.columns().iter().map(|c| Box::from(c.name())).collect();
             rows.iter().map(|row| pg_row(row, &columns)).collect()
         })
     }
@@ -436,11 +445,11 @@ impl<'a> Connection<'a> {
     pub fn execute(&self, sql: &str, params: impl Params) -> DbResult<usize> {
         let values = checked(params)?;
         if let Some(conn) = self.sqlite() {
-            let mut stmt = conn.prepare_cached(sql)?;
+            let mut stmt = conn.conn.prepare_cached(sql)?;
             return Ok(stmt.execute(rusqlite::params_from_iter(values.iter()))?);
         }
         self.on_pg(|pg| {
-            let statement = pg.statement(sql)?;
+            let (statement, _) = pg.statement(sql)?;
             let params: Vec<&(dyn ToSql + Sync)> =
                 values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
             let changed = pg.client()?.execute(&statement, &params)?;
@@ -469,7 +478,7 @@ impl<'a> Connection<'a> {
     /// Several statements without parameters (migrations).
     pub fn execute_batch(&self, sql: &str) -> DbResult<()> {
         if let Some(conn) = self.sqlite() {
-            return Ok(conn.execute_batch(sql)?);
+            return Ok(conn.conn.execute_batch(sql)?);
         }
         self.on_pg(|pg| Ok(pg.client()?.batch_execute(sql)?))
     }
@@ -488,7 +497,7 @@ impl<'a> Connection<'a> {
     /// the advisory lock all writers share.
     pub fn transaction(&self) -> DbResult<Transaction<'_, 'a>> {
         if let Some(conn) = self.sqlite() {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.conn.execute_batch("BEGIN IMMEDIATE")?;
         } else {
             self.on_pg(|pg| {
                 pg.client()?
@@ -504,7 +513,7 @@ impl<'a> Connection<'a> {
     /// state of the database.
     pub fn snapshot(&self) -> DbResult<Transaction<'_, 'a>> {
         if let Some(conn) = self.sqlite() {
-            conn.execute_batch("BEGIN DEFERRED")?;
+            conn.conn.execute_batch("BEGIN DEFERRED")?;
         } else {
             self.on_pg(|pg| {
                 pg.client()?.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
@@ -710,7 +719,7 @@ fn pg_row(row: &postgres::Row, columns: &Columns) -> DbResult<Row> {
         .map_err(|error| decode(i, error))?;
         values.push(value.unwrap_or(Value::Null));
     }
-    Ok(Row { columns: Arc::clone(columns), values })
+    Ok(Row { columns: Arc::clone(columns), values, next: Cell::new(0) })
 }
 
 /// `?1`, `?2`… → `$1`, `$2`…, outside quoted literals and identifiers.
@@ -749,6 +758,7 @@ mod tests {
     fn values_read_back_as_their_types() {
         let columns = ["n", "none", "text", "bytes"].map(Box::from);
         let row = Row {
+            next: Cell::new(0),
             columns: Arc::new(columns),
             values: vec![
                 Value::Integer(7),

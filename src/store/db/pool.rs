@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::DbError;
+use super::{Columns, DbError};
+use std::cell::RefCell;
 
 /// How long a request waits for a pooled connection before it is refused.
 pub const POOL_WAIT: Duration = Duration::from_secs(10);
 /// How long opening a PostgreSQL connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Statements whose column names a connection keeps (far more than the store has).
+const COLUMNS_CACHED: usize = 512;
 /// SQLite calls the progress handler every this many virtual-machine steps (~tens of µs).
 const PROGRESS_STEPS: i32 = 10_000;
 
@@ -30,6 +33,8 @@ pub struct SqliteConn {
     /// How long each statement may run, in nanoseconds; 0 means no limit.
     limit: AtomicU64,
     epoch: Instant,
+    /// Each statement's column names, made once (rows share them).
+    columns: RefCell<HashMap<Box<str>, Columns>>,
 }
 
 impl SqliteConn {
@@ -70,7 +75,7 @@ impl SqliteConn {
                 at != 0 && elapsed_nanos(epoch) > at
             }),
         )?;
-        Ok(Self { conn, deadline, limit: AtomicU64::new(0), epoch })
+        Ok(Self { conn, deadline, limit: AtomicU64::new(0), epoch, columns: RefCell::default() })
     }
 
     /// Stops each statement that runs past `limit` from its start (`None`: no limit). Set when
@@ -79,6 +84,20 @@ impl SqliteConn {
         let nanos = limit.map_or(0, |limit| limit.as_nanos().try_into().unwrap_or(u64::MAX));
         self.limit.store(nanos.max(u64::from(limit.is_some())), Ordering::Relaxed);
         self.arm();
+    }
+
+    /// The column names of `stmt` (prepared from `sql`), from the cache when it has them.
+    pub(super) fn columns(&self, sql: &str, stmt: &rusqlite::Statement<'_>) -> Columns {
+        if let Some(columns) = self.columns.borrow().get(sql) {
+            return Arc::clone(columns);
+        }
+        let columns: Columns = stmt.column_names().into_iter().map(Box::from).collect();
+        let mut cache = self.columns.borrow_mut();
+        if cache.len() >= COLUMNS_CACHED {
+            cache.clear();
+        }
+        cache.insert(sql.into(), Arc::clone(&columns));
+        columns
     }
 
     /// Starts the clock of the statement about to run.
@@ -134,7 +153,7 @@ impl r2d2::ManageConnection for SqliteReaders {
 pub struct PgConn {
     /// `None` only while being closed (see `Drop`).
     client: Option<postgres::Client>,
-    statements: HashMap<String, postgres::Statement>,
+    statements: HashMap<String, (postgres::Statement, Columns)>,
     /// Inside a transaction that has not ended cleanly: never handed out again.
     pub(super) in_transaction: bool,
 }
@@ -144,13 +163,18 @@ impl PgConn {
         self.client.as_mut().ok_or_else(|| DbError::Unavailable("the connection is closed".into()))
     }
 
-    pub(super) fn statement(&mut self, sql: &str) -> Result<postgres::Statement, DbError> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
+    /// The prepared statement for `sql`, and its column names.
+    pub(super) fn statement(
+        &mut self,
+        sql: &str,
+    ) -> Result<(postgres::Statement, Columns), DbError> {
+        if let Some((statement, columns)) = self.statements.get(sql) {
+            return Ok((statement.clone(), Arc::clone(columns)));
         }
         let statement = self.client()?.prepare(&super::postgres_placeholders(sql))?;
-        self.statements.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+        let columns: Columns = statement.columns().iter().map(|c| Box::from(c.name())).collect();
+        self.statements.insert(sql.to_owned(), (statement.clone(), Arc::clone(&columns)));
+        Ok((statement, columns))
     }
 
     fn is_closed(&self) -> bool {
