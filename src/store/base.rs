@@ -11,7 +11,7 @@ use super::{Clock, Database, StoreOptions, StoreResult};
 
 pub(super) enum Backend {
     Sqlite {
-        writer: Mutex<SqliteConn>,
+        writer: Box<Mutex<SqliteConn>>,
         readers: r2d2::Pool<SqliteReaders>,
         /// Held for the store's life: one server process per database file, so the key
         /// index is the only copy of the truth in memory.

@@ -334,7 +334,7 @@ fn open_sqlite(path: &Path, clock: Clock, options: StoreOptions) -> Result<Db, O
     })?;
     Ok(Db {
         backend: Backend::Sqlite {
-            writer: std::sync::Mutex::new(writer),
+            writer: Box::new(std::sync::Mutex::new(writer)),
             readers: SqliteReaders::pool(path, options.read_connections),
             _lock: lock,
         },

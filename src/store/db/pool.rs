@@ -91,7 +91,7 @@ impl SqliteConn {
         if let Some(columns) = self.columns.borrow().get(sql) {
             return Arc::clone(columns);
         }
-        let columns: Columns = stmt.column_names().into_iter().map(Box::from).collect();
+        let columns: Columns = stmt.column_names().map(Box::from).collect();
         let mut cache = self.columns.borrow_mut();
         if cache.len() >= COLUMNS_CACHED {
             cache.clear();
