@@ -14,11 +14,9 @@ use crate::api::{
     self, Access, CreatedKeyResponse, EventsResponse, ExpiryPolicy, KeyResponse, KeyStatus,
     KeysResponse, Template, WorkspaceResponse, WorkspacesResponse,
 };
-use crate::store::content::transfer::ImportError;
-use std::sync::Arc;
-
 use crate::store::Store;
 use crate::store::access::WorkspaceRow;
+use crate::store::content::transfer::ImportError;
 
 /// `Json<T>` whose rejections use the API's error shape.
 pub struct JsonBody<T>(pub T);
@@ -47,17 +45,12 @@ where
     }
 }
 
-/// Runs store work on the blocking pool: an admin call never holds an async worker, so
-/// `/healthz` and the MCP endpoint never wait behind one.
+/// [`super::db`] for the admin API's error type: an admin call never holds an async worker.
 async fn db<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce(&Store) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    let store = Arc::clone(&state.store);
-    tokio::task::spawn_blocking(move || work(&store)).await.map_err(|error| {
-        tracing::error!(%error, "an admin call panicked");
-        ApiError::internal()
-    })?
+    super::db(state, work).await
 }
 
 pub(super) fn workspace(store: &Store, slug: &str) -> ApiResult<WorkspaceRow> {

@@ -17,6 +17,11 @@
 //! `session` (the owner's sign-in, the session and CSRF cookies), `authorize` (the consent
 //! page and the owner's decision), `pages` (the HTML, rendered from `templates/oauth/`) and
 //! `token` (the token endpoint). This file holds what they share: the origin and the errors.
+//!
+//! Every database call goes through `server::db`, on the blocking pool: a stranger's request
+//! never holds an async worker, and what can be refused without a write (a bad or unknown
+//! code, an address past its failure limit, a refused redirect URI) is refused before the
+//! writer is asked for.
 
 mod authorize;
 mod metadata;
@@ -93,11 +98,16 @@ impl OAuthError {
     }
 }
 
-impl From<StoreError> for OAuthError {
-    fn from(error: StoreError) -> Self {
-        let api = ApiError::from(error);
+impl From<ApiError> for OAuthError {
+    fn from(api: ApiError) -> Self {
         let code = if api.status.is_server_error() { "server_error" } else { "invalid_request" };
         Self::new(api.status, code, api.message)
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(error: StoreError) -> Self {
+        ApiError::from(error).into()
     }
 }
 
@@ -146,5 +156,11 @@ impl IntoResponse for Refusal {
 impl From<OAuthError> for Refusal {
     fn from(error: OAuthError) -> Self {
         Self::Page(error.status, error.description)
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        OAuthError::from(error).into()
     }
 }

@@ -1,5 +1,7 @@
 //! Dynamic client registration (RFC 7591): public clients, exact redirect URIs, limited per
-//! address since it needs no credential.
+//! source network (`limiter::registration_group`) since it needs no credential.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -10,11 +12,14 @@ use serde_json::{Value, json};
 
 use super::{OAuthError, no_store, origin};
 use crate::api::validate_name;
-use crate::server::AppState;
 use crate::server::client_addr::ClientAddr;
 use crate::server::error::retry_seconds;
-use crate::server::limiter::address_group;
+use crate::server::limiter::registration_group;
+use crate::server::{AppState, db};
 use crate::store::access::oauth::{REDIRECT_URIS_MAX, check_redirect_uri};
+
+/// How long a registration waits for its turn to write before it is told to come back.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `POST /oauth/register`: a public client (no secret) with exact redirect URIs.
 pub async fn register(
@@ -24,14 +29,14 @@ pub async fn register(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
     origin(&state, &headers)?;
-    let group = address_group(peer);
-    if let Err(wait) = state.registrations.check_key(&group) {
+    let source = registration_group(peer);
+    if let Err(wait) = state.registrations.check_key(&source) {
         use governor::clock::Clock as _;
         let wait = wait.wait_time_from(governor::clock::DefaultClock::default().now());
         return Err(OAuthError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "invalid_client_metadata",
-            format!("too many registrations from this address; retry in {} s", retry_seconds(wait)),
+            format!("too many registrations from this network; retry in {} s", retry_seconds(wait)),
         )
         .retry_after(wait));
     }
@@ -71,7 +76,26 @@ pub async fn register(
         Some(name) => validate_name(name).map_err(|e| metadata(format!("client_name: {e}")))?,
         None => "An unnamed MCP client",
     };
-    let client = state.store.access().register_client(name, &uris, Some(group))?;
+    // One registration writes at a time, so strangers hold at most one blocking thread on the
+    // writer however many of them wait (on the async side, within TURN_WAIT). The turn ends
+    // when the write does, even if the client has gone.
+    let Ok(Ok(turn)) =
+        tokio::time::timeout(TURN_WAIT, Arc::clone(&state.registering).acquire_owned()).await
+    else {
+        return Err(OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the server is busy writing; retry in a few seconds",
+        )
+        .retry_after(std::time::Duration::from_secs(5)));
+    };
+    let name = name.to_owned();
+    let client = db(&state, move |store| {
+        let client = store.access().register_client(&name, &uris, &source.to_string());
+        drop(turn);
+        client.map_err(OAuthError::from)
+    })
+    .await?;
     let answer = json!({
         "client_id": client.id,
         "client_id_issued_at": client.created_at.timestamp(),
