@@ -1223,3 +1223,124 @@ async fn registration_stays_open_to_a_new_network_whatever_forty_others_did() {
     assert_eq!(tools_list_status(&server, access_token).await.0, 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn redirect_uris_are_allowed_by_scheme_and_every_other_scheme_is_refused() {
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        oauth_registrations_per_minute: 10_000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let register_uris = |uris: Value| {
+        let client = json!({"client_name": "Schemes", "redirect_uris": uris});
+        server.visitor().post("/oauth/register").json(&client).send()
+    };
+    // What real clients register: loopback http (mcp-remote, both SDKs, Claude Code, Codex;
+    // VS Code with and without a port), VS Code's https pages, Cursor's three in one request,
+    // VS Code's own URL handler, and an app's reverse-DNS scheme (RFC 8252 §7.1).
+    for uris in [
+        json!([
+            "http://127.0.0.1:33418/",
+            "http://127.0.0.1/",
+            "https://vscode.dev/redirect",
+            "https://insiders.vscode.dev/redirect"
+        ]),
+        json!(["http://localhost:3334/oauth/callback"]),
+        json!(["http://[::1]:8080/callback"]),
+        json!([
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "https://www.cursor.com/agents/mcp/oauth/callback",
+            "http://localhost:8787/callback"
+        ]),
+        json!(["vscode://vscode.github-authentication/did-authenticate"]),
+        json!(["com.example.app:/oauth2redirect"]),
+        json!(["io.github.someone.tool://callback"]),
+    ] {
+        let reply = register_uris(uris.clone()).await;
+        assert_eq!(reply.status, 201, "{uris}: {}", String::from_utf8_lossy(&reply.body));
+    }
+    // Operating-system handlers, browser-internal schemes and everything else: refused, with
+    // the reason, even beside an allowed URI.
+    for uri in [
+        "ms-msdt:/id PCWDiagnostic /skip force",
+        "search-ms:query=invoice&crumb=location:\\\\evil.example\\share",
+        "view-source:https://example.com/",
+        "javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "ms-settings:privacy",
+        "shell:startup",
+        "microsoft-edge:https://evil.example",
+        "x-apple.systempreferences:com.apple.preference.security",
+        "intent://scan/#Intent;scheme=zxing;end",
+        "chrome://settings",
+        "about:blank",
+        "blob:https://example.com/1",
+        "mailto:someone@example.com",
+        "tel:+15555550100",
+        "ftp://example.com/cb",
+        "wss://example.com/cb",
+        "myapp://callback",
+        "http://evil.example/cb",
+        "http://127.0.0.1.evil.example/cb",
+        "https://a.example/cb#fragment",
+        "com.example.app:/cb#fragment",
+    ] {
+        let reply = register_uris(json!(["http://127.0.0.1:9/ok", uri])).await;
+        let body: Value = serde_json::from_slice(&reply.body).expect("json");
+        let error = body["error"].as_str();
+        assert_eq!((reply.status, error), (400, Some("invalid_redirect_uri")), "{uri}");
+        let description = body["error_description"].as_str().expect("description");
+        let scheme = uri.split(':').next().expect("scheme");
+        assert!(
+            description.contains(&format!("the scheme {scheme}:"))
+                || description.contains("plain http to another machine")
+                || description.contains("fragment"),
+            "{uri}: {description}"
+        );
+    }
+
+    // A client registered before these rules keeps no way to such a redirect: a page, no
+    // redirect.
+    server.db.execute(
+        "INSERT INTO oauth_clients (id, name, redirect_uris, created_at) VALUES (?1, ?2, ?3, ?4)",
+        &["ocl_older".into(), "Older".into(), r#"["search-ms:query=x"]"#.into(), 0.into()],
+    );
+    let (_, challenge) = pkce("older");
+    let older = authorize_url(&server, "ocl_older", "search-ms:query=x", &challenge);
+    let page = Browser::new().get(&older).await;
+    assert_eq!((page.status, page.location.as_deref()), (400, None), "{}", page.html);
+    assert!(page.html.contains("invalid_redirect_uri"), "{}", page.html);
+    server.stop().await;
+
+    // A client known by its metadata document is held to the same rules when it signs in.
+    let (base, der) = document_server(|base| {
+        let id = format!("{base}/handler.json");
+        vec![(
+            "/handler.json",
+            json!({"client_id": id, "client_name": "Handler", "token_endpoint_auth_method": "none",
+                   "redirect_uris": ["http://127.0.0.1:9/cb", "ms-msdt:/id PCWDiagnostic"]}),
+        )]
+    })
+    .await;
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        oauth_metadata: custory_mcp::server::FetchPolicy {
+            allow_private_addresses: true,
+            extra_roots: vec![der],
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let client_id = format!("{base}/handler.json");
+    let url = authorize_url(&server, &client_id, "http://127.0.0.1:9/cb", &challenge);
+    let page = Browser::new().get(&url).await;
+    assert_eq!((page.status, page.location.as_deref()), (400, None), "{}", page.html);
+    assert!(
+        page.html.contains("invalid_redirect_uri") && page.html.contains("ms-msdt"),
+        "{}",
+        page.html
+    );
+    server.stop().await;
+}

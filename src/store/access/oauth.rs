@@ -455,13 +455,22 @@ pub(super) fn redeem_code(
     Ok((key, token))
 }
 
-/// Whether `uri` may be registered: https anywhere, http on loopback only (RFC 8252 §7.3), or
-/// an app's own scheme (§7.1); never a fragment, never a scheme a browser runs.
+/// Single-label schemes of clients that use one for their OAuth redirect, allowed by name
+/// (docs/OAUTH.md says why): Cursor registers `cursor://anysphere.cursor-mcp/oauth/callback`;
+/// VS Code's own URL handler is `vscode://` (`vscode-insiders://` for Insiders).
+const KNOWN_APP_SCHEMES: [&str; 3] = ["cursor", "vscode", "vscode-insiders"];
+
+/// Whether `uri` may be registered, decided by its scheme, never by a list of bad ones: https
+/// anywhere, http on loopback only (RFC 8252 §7.3), an app's reverse-DNS private-use scheme
+/// (`com.example.app:/callback`, RFC 8252 §7.1), or one of [`KNOWN_APP_SCHEMES`]. Everything
+/// else (`javascript:`, `data:`, and every operating-system handler: `ms-msdt:`,
+/// `search-ms:`, `view-source:`…) is refused. Never a fragment. The error is the
+/// `error_description` of an `invalid_redirect_uri`.
 pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(uri).map_err(|e| format!("{uri:?} is not a URI: {e}"))?;
     if uri.len() > 2000 {
         return Err("a redirect URI is at most 2000 characters".into());
     }
+    let parsed = url::Url::parse(uri).map_err(|e| format!("{uri:?} is not a URI: {e}"))?;
     if parsed.fragment().is_some() {
         return Err(format!("{uri:?} has a fragment; redirect URIs may not (RFC 6749 §3.1.2)"));
     }
@@ -469,13 +478,33 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
         "https" => Ok(()),
         "http" if is_loopback(&parsed) => Ok(()),
         "http" => Err(format!(
-            "{uri:?} is plain http to another machine; use https, or a loopback address"
+            "{uri:?} is plain http to another machine; use https, or a loopback address \
+             (http://127.0.0.1:PORT/…)"
         )),
-        "javascript" | "data" | "file" | "blob" | "vbscript" | "about" | "ftp" | "ws" | "wss" => {
-            Err(format!("{uri:?} has a scheme that cannot receive a code"))
-        }
-        _ => Ok(()),
+        scheme if KNOWN_APP_SCHEMES.contains(&scheme) || is_reverse_dns(scheme) => Ok(()),
+        scheme => Err(format!(
+            "{uri:?} uses the scheme {scheme}:, which this server does not send codes to; use \
+             https, http on a loopback address, or the app's own reverse-DNS scheme such as \
+             com.example.app:/callback (RFC 8252 §7.1)"
+        )),
     }
+}
+
+/// Whether `scheme` is a domain name in reverse order (RFC 8252 §7.1): at least two labels of
+/// letters, digits and inner hyphens, the first (the top-level domain) letters only. So
+/// `com.example.app` is one, and `x-apple.systempreferences` (an operating system's) is not.
+fn is_reverse_dns(scheme: &str) -> bool {
+    let labels: Vec<&str> = scheme.split('.').collect();
+    let label_ok = |label: &&str| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    labels.len() >= 2
+        && labels.iter().all(label_ok)
+        && labels[0].len() >= 2
+        && labels[0].bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 fn is_loopback(url: &url::Url) -> bool {
