@@ -364,6 +364,61 @@ def write_flood():
             f" {stored[0]} items stored ({stored[0] * 9_000 / 1e6:.0f} MB of text)"]
 
 
+def oauth_form(path, fields, source):
+    conn = connect(source)
+    try:
+        return request(conn, "POST", path, urllib.parse.urlencode(fields),
+                       {"Content-Type": "application/x-www-form-urlencoded"})[0]
+    finally:
+        conn.close()
+
+
+def oauth_register(source, name):
+    conn = connect(source)
+    try:
+        body = json.dumps({"client_name": name, "redirect_uris": ["http://127.0.0.1:9/cb"]})
+        status, data = request(conn, "POST", "/oauth/register", body, {"Content-Type": "application/json"})
+        return status, (json.loads(data).get("client_id") if status == 201 else None)
+    finally:
+        conn.close()
+
+
+def oauth_flood():
+    """Issue 31: strangers at /oauth/register (many networks) and /oauth/token (made-up codes)."""
+    _, client_id = oauth_register("127.0.0.5", "flood target")
+    counts = {"register": {}, "token": {}}
+    stop = time.monotonic() + 8
+
+    def loop(i):
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            if i % 2:
+                network = 10 + (i * 1000 + n) % 190  # a /24 of its own: 127.0.N.0/24
+                what, (s, _) = "register", oauth_register(f"127.0.{network}.2", f"stranger {i}-{n}")
+            else:
+                code = "".join("abcdefghijklmnopqrstuvwxyz"[b % 26] for b in os.urandom(43))
+                what, s = "token", oauth_form("/oauth/token", {
+                    "grant_type": "authorization_code", "code": code, "client_id": client_id,
+                    "redirect_uri": "http://127.0.0.1:9/cb", "code_verifier": "v" * 43}, "127.0.0.5")
+            counts[what][s] = counts[what].get(s, 0) + 1
+
+    threads(8, loop)
+    return [f"4 connections registering from 190 networks for 8 s: {dict(sorted(counts['register'].items()))}",
+            f"4 connections of made-up codes at /oauth/token for 8 s: {dict(sorted(counts['token'].items()))}"]
+
+
+def oauth_crowd():
+    """Issue 31: 1,000 registrations from 40 networks, then a new network registers."""
+    counts = {}
+    for n in range(1000):
+        s, _ = oauth_register(f"127.0.{210 + n % 40}.3", f"crowd {n}")
+        counts[s] = counts.get(s, 0) + 1
+    fresh = [oauth_register(f"127.0.255.{3 + n}", f"fresh {n}")[0] for n in range(3)]
+    return [f"1,000 registrations from 40 networks (127.0.210-249.0/24): {dict(sorted(counts.items()))}",
+            f"then 3 from a new network (127.0.255.0/24): {fresh}"]
+
+
 under_attack("1. batch amplification", batch_amplification)
 under_attack("2. starvation: one key's parallel search batches", starvation)
 under_attack("3. forged credentials", forged_flood)
@@ -371,6 +426,8 @@ under_attack("4. a revoke during a batch", revoke_in_flight)
 under_attack("5. slowloris and idle connections", slowloris)
 under_attack("6. stalled bodies", stalled_bodies)
 under_attack("7. write flood", write_flood)
+under_attack("9. OAuth strangers: registrations and made-up codes", oauth_flood)
+under_attack("10. OAuth registrations from 40 networks, then a new one", oauth_crowd)
 
 print("\n== 8. SIGTERM while a client holds a stalled body")
 s = socket.create_connection((HOST, PORT), source_address=("127.0.0.2", 0))
@@ -379,6 +436,14 @@ s.sendall((f"POST /api/mcp HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 1000\r\n"
 time.sleep(0.2)
 started = time.monotonic()
 os.kill(PID, signal.SIGTERM)
-while os.path.exists(f"/proc/{PID}") and open(f"/proc/{PID}/stat").read().split()[2] != "Z":
+def running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:  # reaped between two looks
+        return False
+
+
+while running(PID):
     time.sleep(0.01)
 print(f"  the server exited {time.monotonic() - started:.1f} s after SIGTERM")

@@ -145,20 +145,29 @@ impl LimitArgs {
         }
     }
 
-    /// The server's settings, with connections capped below the open-files limit `files`.
-    fn apply(&self, config: &mut ServerConfig, files: Option<u64>) {
+    /// The API's connection bounds, capped below the open-files limit `files` with room for
+    /// the metrics listener's connections when there is one.
+    fn connections(&self, files: Option<u64>, metrics: bool) -> ConnectionLimits {
         // Descriptors the server needs beside connections: the database, its pools, logs.
         const RESERVED_FILES: u64 = 64;
+        let metrics_files =
+            if metrics { crate::server::metrics::MAX_CONNECTIONS as u64 } else { 0 };
         let mut max_connections = u64::from(self.max_connections);
         if let Some(files) = files {
-            max_connections = max_connections.min(files.saturating_sub(RESERVED_FILES).max(16));
+            let budget = files.saturating_sub(RESERVED_FILES + metrics_files);
+            max_connections = max_connections.min(budget.max(16));
         }
-        config.connections = ConnectionLimits {
+        ConnectionLimits {
             max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
             max_per_address: self.max_connections_per_address as usize,
             header_timeout: Duration::from_secs(self.header_timeout),
             ..ConnectionLimits::default()
-        };
+        }
+    }
+
+    /// The server's settings, with connections capped below the open-files limit `files`.
+    fn apply(&self, config: &mut ServerConfig, files: Option<u64>) {
+        config.connections = self.connections(files, config.metrics);
         config.body_timeout = Duration::from_secs(self.body_timeout);
         config.call_deadline = Duration::from_secs(self.call_deadline);
         config.per_key_concurrency = self.key_concurrency as usize;
@@ -251,7 +260,9 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
                 })?;
                 let url = crate::server::metrics::url(metrics.local_addr()?);
                 let handle = crate::server::metrics::install()?;
-                tokio::spawn(crate::server::metrics::serve(metrics, handle));
+                let limits = args.limits.connections(files, true);
+                let limits = crate::server::metrics::connection_limits(&limits);
+                tokio::spawn(crate::server::metrics::serve(metrics, handle, limits));
                 Some(url)
             }
             None => None,

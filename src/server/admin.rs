@@ -6,31 +6,33 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::AppState;
 use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Path, Query};
+use super::{AppState, work};
 use crate::api::{
     self, Access, CreatedKeyResponse, EventsResponse, ExpiryPolicy, KeyResponse, KeyStatus,
     KeysResponse, Template, WorkspaceResponse, WorkspacesResponse,
 };
-use crate::store::content::transfer::ImportError;
-use std::sync::Arc;
-
 use crate::store::Store;
 use crate::store::access::WorkspaceRow;
+use crate::store::content::transfer::ImportError;
 
-/// Runs store work on the blocking pool: an admin call never holds an async worker, so
-/// `/healthz` and the MCP endpoint never wait behind one.
-async fn db<T: Send + 'static>(
+/// [`work::read`] with the admin API's error type.
+async fn read<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce(&Store) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    let store = Arc::clone(&state.store);
-    tokio::task::spawn_blocking(move || work(&store)).await.map_err(|error| {
-        tracing::error!(%error, "an admin call panicked");
-        ApiError::internal()
-    })?
+    work::read(state, work).await
+}
+
+/// [`work::write`] with the admin API's error type: it waits for the writer's turn holding no
+/// thread.
+async fn write<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Store) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    work::write(state, work).await
 }
 
 pub(super) fn workspace(store: &Store, slug: &str) -> ApiResult<WorkspaceRow> {
@@ -64,7 +66,7 @@ pub async fn list_workspaces(
     _: Owner,
     State(state): State<AppState>,
 ) -> ApiResult<Json<WorkspacesResponse>> {
-    let workspaces = db(&state, |store| Ok(store.access().list_workspaces()?)).await?;
+    let workspaces = read(&state, |store| Ok(store.access().list_workspaces()?)).await?;
     Ok(Json(WorkspacesResponse { workspaces }))
 }
 
@@ -88,7 +90,7 @@ pub async fn create_workspace(
         None => api::slugify(&name),
     };
     let template = body.template.unwrap_or_default();
-    let (workspace, contents) = db(&state, move |store| {
+    let (workspace, contents) = write(&state, move |store| {
         store.content().create_workspace_from_template(&name, &slug, template).map_err(|error| {
             match error {
                 ImportError::Store(error) => error.into(),
@@ -156,7 +158,7 @@ pub async fn list_keys(
 ) -> ApiResult<Json<KeysResponse>> {
     let status = query.status;
     let limit = page_limit(query.limit.as_deref(), KEYS_PAGE)?;
-    let response = db(&state, move |store| {
+    let response = read(&state, move |store| {
         let ws = workspace(store, &ws)?;
         // The flags read the origins: this replica's pending ones first.
         flush_calls(store);
@@ -220,7 +222,7 @@ pub async fn create_key(
         )
     })?;
     let access = body.access.unwrap_or_default();
-    let (key, token) = db(&state, move |store| {
+    let (key, token) = write(&state, move |store| {
         let ws = workspace(store, &ws)?;
         Ok(store.access().create_key(ws.id, &name, expires, access)?)
     })
@@ -234,7 +236,7 @@ pub async fn get_key(
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyResponse>> {
-    let key = db(&state, move |store| {
+    let key = read(&state, move |store| {
         let ws = workspace(store, &ws)?;
         flush_calls(store);
         store.access().get_key(ws.id, &id).map_err(key_not_found)
@@ -248,7 +250,7 @@ pub async fn revoke_key(
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyResponse>> {
-    let key = db(&state, move |store| {
+    let key = work::revoke::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
         store.access().revoke_key(ws.id, &id).map_err(key_not_found)
     })
@@ -273,7 +275,7 @@ pub async fn revoke_token(
             )
         })?;
     let hash = token.hash();
-    let (workspace, key) = db(&state, move |store| {
+    let (workspace, key) = work::revoke::<_, ApiError>(&state, move |store| {
         let Some((workspace_id, slug, key)) = store.access().key_by_token(&hash)? else {
             return Err(ApiError::not_found(
                 "key_not_found",
@@ -304,7 +306,7 @@ pub async fn rotate_key(
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
-    let (key, token, replaced) = db(&state, move |store| {
+    let (key, token, replaced) = work::revoke::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
         store.access().rotate_key(ws.id, &id).map_err(key_not_found)
     })
@@ -338,7 +340,7 @@ pub async fn audit(
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<EventsResponse>> {
     let limit = page_limit(query.limit.as_deref(), EVENTS_PAGE)?;
-    let (events, next_cursor) = db(&state, move |store| {
+    let (events, next_cursor) = read(&state, move |store| {
         let ws = workspace(store, &ws)?;
         let (key, cursor) = (query.key.as_deref(), query.cursor.as_deref());
         // Pending calls may hold a `key.new_origin` event, so every read of the trail flushes.
@@ -390,7 +392,7 @@ pub async fn workspace_usage(
     Query(query): Query<UsageQuery>,
 ) -> ApiResult<Json<api::WorkspaceUsageResponse>> {
     let limit = page_limit(query.limit.as_deref(), USAGE_PAGE)?;
-    let usage = db(&state, move |store| {
+    let usage = read(&state, move |store| {
         let ws = workspace(store, &ws)?;
         let since = usage_since(store, query.since.as_deref())?;
         flush_calls(store);
@@ -411,7 +413,7 @@ pub async fn key_usage(
     Query(query): Query<UsageQuery>,
 ) -> ApiResult<Json<api::KeyUsageResponse>> {
     let limit = page_limit(query.limit.as_deref(), USAGE_PAGE)?;
-    let usage = db(&state, move |store| {
+    let usage = read(&state, move |store| {
         let ws = workspace(store, &ws)?;
         let key = store.access().get_key(ws.id, &id).map_err(key_not_found)?;
         let since = usage_since(store, query.since.as_deref())?;

@@ -182,7 +182,12 @@ fn document_client(url: &str, document: &Value) -> Result<OAuthClient, String> {
         .and_then(|uris| uris.iter().map(|u| u.as_str().map(str::to_owned)).collect())
         .ok_or("the client's metadata document lists no redirect_uris")?;
     for uri in &uris {
-        crate::store::access::oauth::check_redirect_uri(uri)?;
+        crate::store::access::oauth::check_redirect_uri(uri).map_err(|why| {
+            format!(
+                "its metadata document lists a redirect URI this server refuses \
+                 (invalid_redirect_uri): {why}"
+            )
+        })?;
     }
     match document["token_endpoint_auth_method"].as_str() {
         None | Some("none") => {}

@@ -19,8 +19,6 @@ use crate::token::{PlainToken, TokenKind};
 
 /// Tokens one report may carry.
 const TOKENS_MAX: usize = 100;
-/// How long a report waits for its turn at the writer before it is answered 503.
-const REVOKE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Takes `{"token": "cst_…"}`, or a list of such objects (the shape secret-scanning services
 /// send); revokes the active keys among them.
@@ -83,6 +81,6 @@ pub async fn report(
         }
         Ok::<_, crate::store::StoreError>(())
     };
-    super::work::write(&state.writes, REVOKE_WAIT, revoke).await??;
+    super::work::blocking(revoke).await??;
     Ok((StatusCode::OK, Json(json!({"status": "received", "tokens": count}))))
 }

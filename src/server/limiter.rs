@@ -34,6 +34,23 @@ pub fn address_group(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The network an OAuth client registration counts under: an IPv4 /24 and an IPv6 /48 (IPv4
+/// inside IPv6 as IPv4). Registrations are rows a stranger leaves in the database, so they are
+/// bounded per network one party can cheaply hold, not per address: an IPv6 site is given a
+/// /48 (tunnel brokers hand them out free, and a /64 grouping would give such a site 65,536
+/// groups), and a /24 is the smallest IPv4 block routed between networks.
+pub fn registration_group(ip: IpAddr) -> ipnet::IpNet {
+    let (ip, prefix) = match ip {
+        IpAddr::V4(_) => (ip, 24),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (IpAddr::V4(v4), 24),
+            None => (ip, 48),
+        },
+    };
+    // The prefix lengths are within both families' bounds.
+    ipnet::IpNet::new(ip, prefix).map_or_else(|_| ipnet::IpNet::from(ip), |net| net.trunc())
+}
+
 #[derive(Debug)]
 pub struct AuthLimiter {
     max_failures: u32,
@@ -121,6 +138,16 @@ mod tests {
         let table = limiter.table.lock().expect("lock");
         assert!(table.windows.len() <= TRACKED_MAX + 1, "{}", table.windows.len());
         assert!(table.windows[&OVERFLOW].failures >= 500, "the rest share one window");
+    }
+
+    #[test]
+    fn registrations_count_by_ipv4_24_and_ipv6_48() {
+        let group = |ip: &str| registration_group(ip.parse().expect("ip")).to_string();
+        assert_eq!(group("203.0.113.77"), "203.0.113.0/24");
+        assert_eq!(group("::ffff:203.0.113.77"), "203.0.113.0/24");
+        assert_eq!(group("2001:db8:1:2:3::9"), "2001:db8:1::/48");
+        assert_eq!(group("2001:db8:1:ffff::1"), group("2001:db8:1::1"));
+        assert_ne!(group("2001:db8:2::1"), group("2001:db8:1::1"));
     }
 
     #[test]

@@ -85,9 +85,9 @@ pub async fn handle(
         let deadline = state.config.call_deadline;
         let run = async {
             if writes > 0 {
-                work::write(&state.writes, deadline, work).await
+                work::blocking_write(&state.writes, deadline, work).await
             } else {
-                work::read(work).await
+                work::blocking(work).await
             }
         };
         match tokio::time::timeout(deadline, run).await {

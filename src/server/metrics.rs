@@ -77,8 +77,31 @@ pub fn record_store(store: &Store) {
     }
 }
 
-/// Serves the page on `listener` until the process ends: `GET /metrics`, nothing else.
-pub async fn serve(listener: tokio::net::TcpListener, handle: PrometheusHandle) {
+/// Connections the metrics listener keeps open at once, in all and from one address: enough
+/// for a few scrapers. They are counted in the process's descriptor budget beside the API's
+/// (`serve` lowers `--max-connections` by this many), so the metrics port can never take the
+/// descriptors the API needs.
+pub const MAX_CONNECTIONS: usize = 16;
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 4;
+
+/// The metrics listener's bounds: the API's request-head timeout (which also ends idle
+/// connections) and its own small caps.
+pub fn connection_limits(api: &super::ConnectionLimits) -> super::ConnectionLimits {
+    super::ConnectionLimits {
+        max_connections: MAX_CONNECTIONS,
+        max_per_address: MAX_CONNECTIONS_PER_ADDRESS.min(api.max_per_address),
+        header_timeout: api.header_timeout,
+        shutdown_grace: std::time::Duration::ZERO,
+    }
+}
+
+/// Serves the page on `listener` until the process ends: `GET /metrics`, nothing else, with
+/// the connections bounded as the API's are (`listen.rs`), by `limits`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    handle: PrometheusHandle,
+    limits: super::ConnectionLimits,
+) {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
@@ -96,9 +119,12 @@ pub async fn serve(listener: tokio::net::TcpListener, handle: PrometheusHandle) 
             }
         }),
     );
-    if let Err(error) = axum::serve(listener, app).await {
-        tracing::error!(%error, "the metrics listener stopped");
-    }
+    let front = super::listen::Front {
+        trusted: std::sync::Arc::from([]),
+        forwarded: super::ForwardedHeader::default(),
+        tls: None,
+    };
+    super::listen::serve(listener, app, limits, front, std::future::pending()).await;
 }
 
 /// The address `--metrics-listen` bound, for the announcement.

@@ -57,8 +57,6 @@ const COMPRESS_ABOVE_BYTES: u16 = 8 * 1024;
 pub const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource/api/mcp";
 /// Leaked-token reports one address may send per minute (each may list 100 tokens).
 const REPORTS_PER_MINUTE: std::num::NonZeroU32 = std::num::NonZeroU32::new(60).unwrap();
-/// OAuth client registrations one address may make per minute.
-const REGISTRATIONS_PER_MINUTE: std::num::NonZeroU32 = std::num::NonZeroU32::new(20).unwrap();
 
 /// Settings of a running server.
 #[derive(Debug, Clone)]
@@ -102,6 +100,9 @@ pub struct ServerConfig {
     pub metrics: bool,
     /// Which client metadata documents may be fetched (public https only, but in tests).
     pub oauth_metadata: FetchPolicy,
+    /// OAuth client registrations one source network may make per minute
+    /// (`limiter::registration_group`: an IPv4 /24, an IPv6 /48).
+    pub oauth_registrations_per_minute: u32,
     /// How long each call's record is kept, and each key's hourly totals.
     pub audit_retention: Period,
     pub usage_retention: Period,
@@ -131,6 +132,7 @@ impl Default for ServerConfig {
             forwarded_header: ForwardedHeader::default(),
             tls: None,
             oauth_metadata: FetchPolicy::default(),
+            oauth_registrations_per_minute: 20,
             metrics: false,
             audit_retention: Period::days(30),
             usage_retention: Period::days(400),
@@ -161,8 +163,9 @@ pub struct Shared {
     /// One import or export at a time: each holds a workspace's document in memory and a
     /// blocking thread while it runs.
     pub transfers: Arc<tokio::sync::Semaphore>,
-    /// OAuth client registrations per address: they need no credential.
-    pub registrations: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// OAuth client registrations per source network: they need no credential.
+    pub registrations: governor::DefaultKeyedRateLimiter<ipnet::IpNet>,
+    /// OAuth client registrations writing at once: one (see `oauth::register`).
     /// Leaked-token reports per address group (`POST /api/tokens/revoke` needs no credential).
     pub reports: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Fetches and caches client ID metadata documents.
@@ -177,9 +180,10 @@ impl AppState {
         let shares = limits::KeyShares::new(config.per_key_concurrency, config.per_key_wait);
         let rates = limits::KeyRates::new(config.key_requests, config.key_writes);
         let transfers = Arc::new(tokio::sync::Semaphore::new(1));
+        let per_minute = std::num::NonZeroU32::new(config.oauth_registrations_per_minute)
+            .unwrap_or(std::num::NonZeroU32::MIN);
         let registrations = governor::RateLimiter::keyed(
-            governor::Quota::per_minute(REGISTRATIONS_PER_MINUTE)
-                .allow_burst(REGISTRATIONS_PER_MINUTE),
+            governor::Quota::per_minute(per_minute).allow_burst(per_minute),
         );
         let metadata = client_metadata::MetadataFetcher::new(&config.oauth_metadata);
         let reports = governor::RateLimiter::keyed(
@@ -492,9 +496,14 @@ pub async fn run(
         reloader.abort();
     }
     flusher.abort();
-    // The last flush runs whatever happened to the connections, so no recorded use is lost.
-    store.access().flush_usage()?;
-    store.access().flush_activity()?;
+    // The last flush runs whatever happened to the connections, so no recorded use is lost
+    // (on the blocking pool, as every database call of the server).
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        store.access().flush_usage()?;
+        store.access().flush_activity()?;
+        Ok(())
+    })
+    .await??;
     Ok(())
 }
 

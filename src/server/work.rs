@@ -1,7 +1,11 @@
-//! Store work off the async workers, on tokio's blocking pool. Reads go straight there. Writes
-//! first wait for their turn at the one writer in an async queue ([`Writes`]), so however many
-//! writes are waiting, they hold no thread: reads, other workspaces and `/healthz` keep theirs
-//! (the pool has 8 threads; without the queue, eight writes waiting on the writer held them all).
+//! Store work off the async workers, on tokio's blocking pool: the one way a handler reaches
+//! the store. Reads go straight there ([`read`]). Writes first wait for their turn at the one
+//! writer in an async queue ([`write`]), so however many writes are waiting (MCP tools, admin
+//! calls, OAuth registrations from strangers), they hold no thread: reads, other workspaces and
+//! `/healthz` keep theirs (the pool has 8 threads; without the queue, eight writes waiting on
+//! the writer held them all). A revocation skips the queue ([`revoke`]): it waits only for the
+//! write under way, never behind the queued ones (a batch of 256 writes is one turn), so it is
+//! in force on the very next request whatever else is waiting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +13,13 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::AppState;
 use super::error::ApiError;
+use crate::store::Store;
+
+/// How long a write waits for its turn before it is answered 503 (the MCP endpoint waits
+/// within its own `--call-deadline` instead).
+pub const WRITE_WAIT: Duration = Duration::from_secs(10);
 
 /// The writer's queue: one write on a blocking thread at a time, the rest waiting here (fairly,
 /// first come first served) without a thread.
@@ -45,8 +55,50 @@ impl Writes {
     }
 }
 
+/// Reads through the store on the blocking pool.
+pub async fn read<T, E>(
+    state: &AppState,
+    work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<ApiError> + Send + 'static,
+{
+    let store = Arc::clone(&state.store);
+    blocking(move || work(&store)).await.map_err(|stopped| E::from(stopped.into()))?
+}
+
+/// Writes through the store on the blocking pool, once it has the writer's turn (waited for
+/// at most [`WRITE_WAIT`]).
+pub async fn write<T, E>(
+    state: &AppState,
+    work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<ApiError> + Send + 'static,
+{
+    let store = Arc::clone(&state.store);
+    blocking_write(&state.writes, WRITE_WAIT, move || work(&store))
+        .await
+        .map_err(|stopped| E::from(stopped.into()))?
+}
+
+/// Revokes through the store on the blocking pool, ahead of the writer's queue (see the
+/// module's documentation): revocations are rare, short and must not wait behind writes.
+pub async fn revoke<T, E>(
+    state: &AppState,
+    work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<ApiError> + Send + 'static,
+{
+    read(state, work).await
+}
+
 /// Runs `work` on the blocking pool.
-pub async fn read<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Stopped> {
     tokio::task::spawn_blocking(work).await.map_err(|error| {
@@ -57,13 +109,13 @@ pub async fn read<T: Send + 'static>(
 
 /// Runs `work` on the blocking pool once it has the writer's turn (waited for at most `wait`).
 /// The turn is held until `work` ends, even if its caller stops waiting for the answer.
-pub async fn write<T: Send + 'static>(
+pub async fn blocking_write<T: Send + 'static>(
     writes: &Writes,
     wait: Duration,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Stopped> {
     let turn = writes.turn(wait).await?;
-    read(move || {
+    blocking(move || {
         let answer = work();
         drop(turn);
         answer

@@ -27,7 +27,7 @@ async fn writes_waiting_for_the_writer_hold_no_thread_so_reads_elsewhere_go_on()
     let journey = writers[0].ok("get_journey", json!({"journey": "trial-to-paid"})).await;
     let step = journey["stages"][0]["steps"][0]["id"].as_str().expect("a step").to_owned();
 
-    let held = db.hold_writer();
+    let held = db.hold_write_lock();
     // Twelve writes from three keys (four each: their whole share), all waiting for the writer.
     let writes: Vec<_> = (0..12)
         .map(|n| {

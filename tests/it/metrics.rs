@@ -108,3 +108,111 @@ async fn metrics_are_prometheus_text_and_move_with_the_requests() {
     assert!(!everything.contains(&key.token[4..]), "no token in any label");
     server.terminate().await;
 }
+
+/// A connection to `to` from the loopback address `from` (any 127.x.y.z), sending nothing.
+async fn idle_connection(
+    from: [u8; 4],
+    to: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((std::net::Ipv4Addr::from(from), 0).into())?;
+    socket.connect(to).await
+}
+
+/// Waits (60 s at most) for the server to close `stream`.
+async fn closed_by_the_server(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test]
+async fn the_metrics_listener_is_capped_times_out_idle_clients_and_leaves_the_api_its_descriptors()
+{
+    // The test holds a few hundred sockets of its own.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let env = TestEnv::new();
+    let db = env.home.path().join("custory.db");
+    // 256 descriptors in all: the metrics listener's 16 connections are inside that budget.
+    let server = env
+        .serve_with_open_files(
+            &db,
+            &["--metrics-listen", "127.0.0.1:0", "--header-timeout", "5"],
+            256,
+        )
+        .await;
+    let metrics_url = server.announced["metrics_url"].as_str().expect("metrics_url").to_owned();
+    let metrics: std::net::SocketAddr = metrics_url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|addr| addr.parse().ok())
+        .expect("a metrics address");
+    let patient = || {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("client")
+    };
+    let api = crate::common::Visitor::new(&server.url()).with_client(patient());
+
+    // One address keeps at most 4 connections to it: a fifth is closed at once, while the
+    // first four are still open (an idle close would have ended the oldest first).
+    let mut first = Vec::new();
+    for _ in 0..4 {
+        first.push(idle_connection([127, 0, 0, 2], metrics).await.expect("connect"));
+    }
+    let mut fifth = idle_connection([127, 0, 0, 2], metrics).await.expect("connect");
+    assert!(closed_by_the_server(&mut fifth).await, "the fifth connection from one address");
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(first[0].try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the first connections are still open"
+    );
+
+    // 312 idle connections from 78 addresses at once: without a cap they would take more
+    // descriptors than the process has. The listener keeps 16; the kernel queues what its
+    // backlog holds (128) and drops the rest's handshakes, which are given up here after 3 s.
+    let attempts: Vec<_> = (3..=80u8)
+        .flat_map(|address| std::iter::repeat_n(address, 4))
+        .map(|address| {
+            tokio::spawn(tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                idle_connection([127, 0, 0, address], metrics),
+            ))
+        })
+        .collect();
+    let mut flood = Vec::new();
+    for attempt in attempts {
+        if let Ok(Ok(stream)) = attempt.await {
+            flood.push(stream);
+        }
+    }
+    assert!(flood.len() >= 100, "only {} connections were made", flood.len());
+    // The API answers meanwhile, on a hundred connections at once.
+    let owner = server.owner();
+    let answers: Vec<_> = (0..100)
+        .map(|_| {
+            let api = crate::common::Visitor::new(&server.url()).with_client(patient());
+            tokio::spawn(async move { api.get("/healthz").send().await.status })
+        })
+        .collect();
+    for answer in answers {
+        assert_eq!(answer.await.expect("healthz"), 200);
+    }
+    api.get("/healthz").expect(200).await;
+    owner.get("/workspaces").expect(200).await;
+
+    // An idle connection is closed after the request-head timeout (5 s here).
+    assert!(closed_by_the_server(&mut first[0]).await, "an idle connection is closed");
+
+    // Once the crowd has gone, the page is served again.
+    drop((first, flood));
+    let page = crate::common::Visitor::new(metrics_url.strip_suffix("/metrics").expect("base"))
+        .with_client(patient());
+    page.get("/metrics").expect(200).await;
+    server.terminate().await;
+}

@@ -990,3 +990,357 @@ async fn the_flow_leaves_no_secret_in_the_servers_log() {
         assert!(!stored.contains(secret.as_str()), "a secret is stored in the clear");
     }
 }
+
+/// A visitor whose connections come from `source` (any 127.x.y.z reaches a loopback server),
+/// so a test can be many strangers at once.
+pub(crate) fn visitor_from(url: &str, source: std::net::Ipv4Addr) -> Visitor {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::V4(source))
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("client");
+    Visitor::new(url).with_client(client)
+}
+
+/// Every line the server writes to stderr, as it comes: the pipe is drained, so the server
+/// never waits on it.
+fn log_lines(
+    server: &mut crate::common::ServeProcess,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let stderr = server.child.stderr.take().expect("the server's stderr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Waits (60 s at most) until the server's log says `count` requests for `path` have come in.
+async fn requests_arrived(
+    log: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    path: &str,
+    count: usize,
+) {
+    let field = format!("path={path} ");
+    let mut seen = 0;
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while seen < count {
+            let line = log.recv().await.expect("the server's log ended");
+            if line.contains("started processing request") && line.contains(&field) {
+                seen += 1;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{seen} of {count} requests for {path} reached the server"));
+}
+
+#[tokio::test]
+async fn strangers_at_the_oauth_endpoints_hold_up_nobody_while_the_writer_is_taken() {
+    let env = crate::common::TestEnv::new();
+    let db = crate::common::TestDatabase::for_backend(&env.home.path().join("custory.db"));
+    // A long statement limit: the writer waits as long as the test holds it.
+    let mut server =
+        env.serve_on(&db.arg(), &["--oauth", "-vv", "--statement-timeout", "60000"]).await;
+    let mut log = log_lines(&mut server);
+    let site = Served {
+        url: server.url(),
+        owner: server.announced["owner_credential"].as_str().expect("owner").to_owned(),
+    };
+    let key =
+        server.owner().create_key_in("acme", json!({"name": "reader", "expires": "30d"})).await;
+    let client_id = register(&site, "Waiting Client", REDIRECT).await;
+    let (verifier, _) = pkce("held");
+
+    // Another connection holds the database's write lock, as a long import does.
+    let held = db.hold_write_lock();
+
+    // What can be refused without a write is refused at once: made-up codes, an address past
+    // the failed-auth limit (30 a minute), a redirect URI that may not be registered.
+    let token = |code: String, from: std::net::Ipv4Addr| {
+        let stranger = visitor_from(&site.url, from);
+        let form = [
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("client_id", client_id.clone()),
+            ("code_verifier", verifier.clone()),
+        ];
+        async move {
+            let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            stranger.post("/oauth/token").form(&fields).send().await
+        }
+    };
+    let made_up = || custory_mcp::token::random_base62(43);
+    for code in [made_up(), "short".to_owned()] {
+        let refused = token(code, std::net::Ipv4Addr::new(127, 0, 0, 5)).await;
+        assert_eq!(refused.status, 400, "{}", String::from_utf8_lossy(&refused.body));
+        let body: Value = serde_json::from_slice(&refused.body).expect("json");
+        assert_eq!(body["error"], "invalid_grant");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..31 {
+        statuses.push(token(made_up(), std::net::Ipv4Addr::new(127, 0, 0, 6)).await.status);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 30, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let refused = json!({"client_name": "x", "redirect_uris": ["http://evil.example/cb"]});
+    let body = server.visitor().post("/oauth/register").json(&refused).expect(400).await;
+    assert_eq!(body["error"], "invalid_redirect_uri");
+
+    // More registrations than the server has async workers, each from its own network: they
+    // need the writer, so they wait for it.
+    let strangers = std::thread::available_parallelism().map_or(2, usize::from) + 2;
+    let registrations: Vec<_> = (0..strangers)
+        .map(|i| {
+            let source = std::net::Ipv4Addr::new(127, 0, 10 + i as u8, 1);
+            let stranger = visitor_from(&site.url, source);
+            let client =
+                json!({"client_name": format!("Stranger {i}"), "redirect_uris": [REDIRECT]});
+            tokio::spawn(async move { stranger.post("/oauth/register").json(&client).send().await })
+        })
+        .collect();
+    requests_arrived(&mut log, "/oauth/register", strangers).await;
+    // Meanwhile everyone else is answered: health, and an MCP client's list and tool call.
+    server.visitor().get("/healthz").expect(200).await;
+    assert!(!key.tools().await.is_empty());
+    key.ok("get_workspace", json!({})).await;
+    let pending = registrations.iter().filter(|r| !r.is_finished()).count();
+    assert_eq!(pending, strangers, "the registrations wait for the writer, and only they do");
+
+    held.release();
+    for registration in registrations {
+        let reply = registration.await.expect("registration");
+        assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+    }
+    register(&site, "After", REDIRECT).await;
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn registration_stays_open_to_a_new_network_whatever_forty_others_did() {
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        // The per-network rate is not what this test is about: the bound on waiting clients is.
+        oauth_registrations_per_minute: 10_000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut visitors = HashMap::new();
+    let mut register_from = async |source: std::net::Ipv4Addr, name: &str| {
+        let visitor = visitors.entry(source).or_insert_with(|| visitor_from(&server.url, source));
+        let client = json!({"client_name": name, "redirect_uris": [REDIRECT]});
+        let body = visitor.post("/oauth/register").json(&client).expect(201).await;
+        // One second apart, so "oldest" means one registration.
+        server.store.clock().advance(chrono::Duration::seconds(1));
+        body["client_id"].as_str().expect("client_id").to_owned()
+    };
+    let (_, challenge) = pkce("crowd");
+    let known = async |client_id: &str| {
+        let page =
+            Browser::new().get(&authorize_url(&server, client_id, REDIRECT, &challenge)).await;
+        match page.status {
+            200 => true,
+            400 if page.html.contains("not registered") => false,
+            other => panic!("{other}: {}", page.html),
+        }
+    };
+    let waiting = |source: Option<&str>| {
+        let row = match source {
+            Some(source) => server.db.query_row(
+                "SELECT count(*) FROM oauth_clients WHERE used_at IS NULL AND created_ip = ?1",
+                &[source.into()],
+            ),
+            None => {
+                server.db.query_row("SELECT count(*) FROM oauth_clients WHERE used_at IS NULL", &[])
+            }
+        };
+        row[0].int().expect("a count")
+    };
+
+    // A client the owner approved, from one of the crowded networks.
+    let approved = register_from(std::net::Ipv4Addr::new(127, 0, 1, 9), "Approved").await;
+    let (verifier, approved_challenge) = pkce("approved");
+    let url = authorize_url(&server, &approved, REDIRECT, &approved_challenge);
+    let code = query_of(&consent(&server, &mut Browser::new(), &url, &[]).await)["code"].clone();
+    let (status, token) = redeem_code(&server, &code, REDIRECT, &approved, &verifier).await;
+    assert_eq!(status, 200, "{token}");
+
+    // One network holds at most 50 waiting registrations, however many addresses it uses: past
+    // that its own oldest go.
+    let mut one_network = Vec::new();
+    for n in 0..60u8 {
+        let source = std::net::Ipv4Addr::new(127, 0, 60, 1 + n);
+        one_network.push(register_from(source, &format!("One network {n}")).await);
+    }
+    assert_eq!(waiting(Some("127.0.60.0/24")), 50);
+    assert!(!known(&one_network[9]).await && known(&one_network[10]).await);
+
+    // 1,000 registrations from 40 other networks (127.0.1.0/24 … 127.0.40.0/24), never
+    // approved: as many as may wait at once. The network holding the most made room first,
+    // down to the others' share.
+    for n in 0..1_000u32 {
+        let source = std::net::Ipv4Addr::new(127, 0, 1 + (n % 40) as u8, 7);
+        register_from(source, &format!("Crowd {n}")).await;
+    }
+    assert_eq!(waiting(None), 1_000);
+    assert!(waiting(Some("127.0.60.0/24")) <= 25, "{}", waiting(Some("127.0.60.0/24")));
+
+    // A new network still registers. To make room, one waiting registration was forgotten:
+    // the oldest of a network holding the most.
+    let waiting_clients = || -> HashMap<String, (String, i64)> {
+        let sql = "SELECT id, created_ip, created_at FROM oauth_clients WHERE used_at IS NULL";
+        let rows = server.db.query_rows(sql, &[]);
+        rows.into_iter()
+            .map(|row| {
+                let text = |i: usize| row[i].text().expect("text").to_owned();
+                (text(0), (text(1), row[2].int().expect("created_at")))
+            })
+            .collect()
+    };
+    let before = waiting_clients();
+    let fresh = register_from(std::net::Ipv4Addr::new(127, 0, 99, 1), "Fresh").await;
+    assert!(known(&fresh).await);
+    let after = waiting_clients();
+    assert_eq!(after.len(), 1_000);
+    let gone: Vec<&String> = before.keys().filter(|id| !after.contains_key(*id)).collect();
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    let (network, at) = &before[gone[0]];
+    let held = |network: &str| before.values().filter(|(n, _)| n == network).count();
+    let most = before.values().map(|(n, _)| held(n)).max().expect("counts");
+    assert_eq!(held(network), most, "{network} held {} of the most {most}", held(network));
+    assert!(before.values().all(|(n, t)| n != network || t >= at), "its oldest");
+    assert!(!known(gone[0]).await);
+
+    // A client that led to a key is never forgotten.
+    assert!(known(&approved).await);
+    let access_token = token["access_token"].as_str().expect("token");
+    assert_eq!(tools_list_status(&server, access_token).await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn redirect_uris_are_allowed_by_scheme_and_every_other_scheme_is_refused() {
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        oauth_registrations_per_minute: 10_000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let register_uris = |uris: Value| {
+        let client = json!({"client_name": "Schemes", "redirect_uris": uris});
+        server.visitor().post("/oauth/register").json(&client).send()
+    };
+    // What real clients register: loopback http (mcp-remote, both SDKs, Claude Code, Codex;
+    // VS Code with and without a port), VS Code's https pages, Cursor's three in one request,
+    // VS Code's own URL handler, and an app's reverse-DNS scheme (RFC 8252 §7.1).
+    for uris in [
+        json!([
+            "http://127.0.0.1:33418/",
+            "http://127.0.0.1/",
+            "https://vscode.dev/redirect",
+            "https://insiders.vscode.dev/redirect"
+        ]),
+        json!(["http://localhost:3334/oauth/callback"]),
+        json!(["http://[::1]:8080/callback"]),
+        json!([
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "https://www.cursor.com/agents/mcp/oauth/callback",
+            "http://localhost:8787/callback"
+        ]),
+        json!(["vscode://vscode.github-authentication/did-authenticate"]),
+        json!(["com.example.app:/oauth2redirect"]),
+        json!(["io.github.someone.tool://callback"]),
+    ] {
+        let reply = register_uris(uris.clone()).await;
+        assert_eq!(reply.status, 201, "{uris}: {}", String::from_utf8_lossy(&reply.body));
+    }
+    // Operating-system handlers, browser-internal schemes and everything else: refused, with
+    // the reason, even beside an allowed URI.
+    for uri in [
+        "ms-msdt:/id PCWDiagnostic /skip force",
+        "search-ms:query=invoice&crumb=location:\\\\evil.example\\share",
+        "view-source:https://example.com/",
+        "javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "ms-settings:privacy",
+        "shell:startup",
+        "microsoft-edge:https://evil.example",
+        "x-apple.systempreferences:com.apple.preference.security",
+        "intent://scan/#Intent;scheme=zxing;end",
+        "chrome://settings",
+        "about:blank",
+        "blob:https://example.com/1",
+        "mailto:someone@example.com",
+        "tel:+15555550100",
+        "ftp://example.com/cb",
+        "wss://example.com/cb",
+        "myapp://callback",
+        "http://evil.example/cb",
+        "http://127.0.0.1.evil.example/cb",
+        "https://a.example/cb#fragment",
+        "com.example.app:/cb#fragment",
+    ] {
+        let reply = register_uris(json!(["http://127.0.0.1:9/ok", uri])).await;
+        let body: Value = serde_json::from_slice(&reply.body).expect("json");
+        let error = body["error"].as_str();
+        assert_eq!((reply.status, error), (400, Some("invalid_redirect_uri")), "{uri}");
+        let description = body["error_description"].as_str().expect("description");
+        let scheme = uri.split(':').next().expect("scheme");
+        assert!(
+            description.contains(&format!("the scheme {scheme}:"))
+                || description.contains("plain http to another machine")
+                || description.contains("fragment"),
+            "{uri}: {description}"
+        );
+    }
+
+    // A client registered before these rules keeps no way to such a redirect: a page, no
+    // redirect.
+    server.db.execute(
+        "INSERT INTO oauth_clients (id, name, redirect_uris, created_at) VALUES (?1, ?2, ?3, ?4)",
+        &["ocl_older".into(), "Older".into(), r#"["search-ms:query=x"]"#.into(), 0.into()],
+    );
+    let (_, challenge) = pkce("older");
+    let older = authorize_url(&server, "ocl_older", "search-ms:query=x", &challenge);
+    let page = Browser::new().get(&older).await;
+    assert_eq!((page.status, page.location.as_deref()), (400, None), "{}", page.html);
+    assert!(page.html.contains("invalid_redirect_uri"), "{}", page.html);
+    server.stop().await;
+
+    // A client known by its metadata document is held to the same rules when it signs in.
+    let (base, der) = document_server(|base| {
+        let id = format!("{base}/handler.json");
+        vec![(
+            "/handler.json",
+            json!({"client_id": id, "client_name": "Handler", "token_endpoint_auth_method": "none",
+                   "redirect_uris": ["http://127.0.0.1:9/cb", "ms-msdt:/id PCWDiagnostic"]}),
+        )]
+    })
+    .await;
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        oauth_metadata: custory_mcp::server::FetchPolicy {
+            allow_private_addresses: true,
+            extra_roots: vec![der],
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let client_id = format!("{base}/handler.json");
+    let url = authorize_url(&server, &client_id, "http://127.0.0.1:9/cb", &challenge);
+    let page = Browser::new().get(&url).await;
+    assert_eq!((page.status, page.location.as_deref()), (400, None), "{}", page.html);
+    assert!(
+        page.html.contains("invalid_redirect_uri") && page.html.contains("ms-msdt"),
+        "{}",
+        page.html
+    );
+    server.stop().await;
+}

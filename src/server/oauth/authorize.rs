@@ -14,9 +14,9 @@ use super::request::{self, AuthorizeParams, Request};
 use super::session::{check_csrf, csrf_token, signed_in};
 use super::{OAuthError, Refusal, pages};
 use crate::api::{Access, ExpiryPolicy, validate_name};
-use crate::server::AppState;
 use crate::server::client_addr::ClientAddr;
 use crate::server::client_metadata::is_document_url;
+use crate::server::{AppState, work};
 use crate::store::access::oauth::Grant;
 
 /// Workspaces the consent page offers at most.
@@ -31,8 +31,8 @@ pub async fn authorize(
 ) -> Result<Response, Refusal> {
     let request = request::check(&state, &headers, peer, &params).await?;
     let (csrf, set_csrf) = csrf_token(&state, &headers);
-    let mut response = if signed_in(&state, &headers)? {
-        consent_page(&state, &request, &params, &csrf, peer, None)?
+    let mut response = if signed_in(&state, &headers).await? {
+        consent_page(&state, &request, &params, &csrf, peer, None).await?
     } else {
         pages::sign_in(StatusCode::OK, &request.client.name, &csrf, &params.fields(), None)
     };
@@ -72,7 +72,7 @@ pub async fn decide(
     let Form(form) = form.map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, e.body_text()))?;
     let request = request::check(&state, &headers, peer, &form.params).await?;
     check_csrf(&state, &headers, &form.csrf)?;
-    if !signed_in(&state, &headers)? {
+    if !signed_in(&state, &headers).await? {
         let (csrf, _) = csrf_token(&state, &headers);
         return Ok(pages::sign_in(
             StatusCode::UNAUTHORIZED,
@@ -82,8 +82,9 @@ pub async fn decide(
             Some("Your sign-in has ended; sign in again."),
         ));
     }
-    let back = |message: &str| {
+    let back = async |message: &str| {
         consent_page(&state, &request, &form.params, &form.csrf, peer, Some(message))
+            .await
             .map_err(Refusal::from)
     };
     match form.decision.as_str() {
@@ -94,44 +95,48 @@ pub async fn decide(
             ]));
         }
         "approve" => {}
-        _ => return back("Choose Approve or Deny."),
+        _ => return back("Choose Approve or Deny.").await,
     }
-    let Some(workspace) =
-        state.store.access().workspace_by_slug(&form.workspace).map_err(OAuthError::from)?
-    else {
-        return back("Choose one of the workspaces listed.");
+    let slug = form.workspace.clone();
+    let found = work::read(&state, move |store| {
+        store.access().workspace_by_slug(&slug).map_err(OAuthError::from)
+    })
+    .await?;
+    let Some(workspace) = found else {
+        return back("Choose one of the workspaces listed.").await;
     };
     let key_name = match validate_name(&form.key_name) {
         Ok(name) => name.to_owned(),
-        Err(why) => return back(&format!("The key's {why}.")),
+        Err(why) => return back(&format!("The key's {why}.")).await,
     };
     let (Some(expires), Some(access)) =
         (ExpiryPolicy::parse(&form.expires), Access::parse(&form.access))
     else {
-        return back("Choose an expiry and an access.");
+        return back("Choose an expiry and an access.").await;
     };
-    if is_document_url(&request.client.id) {
-        state.store.access().save_document_client(&request.client).map_err(OAuthError::from)?;
-    }
-    let code = state
-        .store
-        .access()
-        .issue_code(&Grant {
-            client_id: request.client.id.clone(),
-            redirect_uri: request.redirect_uri.clone(),
-            code_challenge: request.code_challenge.clone(),
-            resource: request.resource.clone(),
-            workspace_id: workspace.id,
-            key_name,
-            expires,
-            access,
-        })
-        .map_err(OAuthError::from)?;
+    let client = request.client.clone();
+    let grant = Grant {
+        client_id: request.client.id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        resource: request.resource.clone(),
+        workspace_id: workspace.id,
+        key_name,
+        expires,
+        access,
+    };
+    let code = work::write(&state, move |store| -> Result<String, OAuthError> {
+        if is_document_url(&client.id) {
+            store.access().save_document_client(&client)?;
+        }
+        Ok(store.access().issue_code(&grant)?)
+    })
+    .await?;
     Ok(request.answer(&[("code", &code)]))
 }
 
 /// The consent page for `request`, offering the first workspaces and a key name.
-fn consent_page(
+async fn consent_page(
     state: &AppState,
     request: &Request,
     params: &AuthorizeParams,
@@ -139,7 +144,10 @@ fn consent_page(
     peer: IpAddr,
     error: Option<&str>,
 ) -> Result<Response, OAuthError> {
-    let workspaces = state.store.access().first_workspaces(WORKSPACES_SHOWN)?;
+    let workspaces = work::read(state, |store| {
+        store.access().first_workspaces(WORKSPACES_SHOWN).map_err(OAuthError::from)
+    })
+    .await?;
     Ok(pages::consent(&pages::Consent {
         client_name: &request.client.name,
         client_id: &request.client.id,

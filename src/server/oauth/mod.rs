@@ -17,6 +17,11 @@
 //! `session` (the owner's sign-in, the session and CSRF cookies), `authorize` (the consent
 //! page and the owner's decision), `pages` (the HTML, rendered from `templates/oauth/`) and
 //! `token` (the token endpoint). This file holds what they share: the origin and the errors.
+//!
+//! Every database call goes through `server::work` (`read`, or `write` in the writer's queue), on the blocking pool: a stranger's request
+//! never holds an async worker, and what can be refused without a write (a bad or unknown
+//! code, an address past its failure limit, a refused redirect URI) is refused before the
+//! writer is asked for.
 
 mod authorize;
 mod metadata;
@@ -93,11 +98,21 @@ impl OAuthError {
     }
 }
 
+impl From<ApiError> for OAuthError {
+    fn from(api: ApiError) -> Self {
+        let code = match api.status {
+            // RFC 6749 §4.1.2.1: the server is overloaded or busy (the writer's queue).
+            StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+            status if status.is_server_error() => "server_error",
+            _ => "invalid_request",
+        };
+        Self { retry_after: api.retry_after, ..Self::new(api.status, code, api.message) }
+    }
+}
+
 impl From<StoreError> for OAuthError {
     fn from(error: StoreError) -> Self {
-        let api = ApiError::from(error);
-        let code = if api.status.is_server_error() { "server_error" } else { "invalid_request" };
-        Self::new(api.status, code, api.message)
+        ApiError::from(error).into()
     }
 }
 
@@ -146,5 +161,11 @@ impl IntoResponse for Refusal {
 impl From<OAuthError> for Refusal {
     fn from(error: OAuthError) -> Self {
         Self::Page(error.status, error.description)
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        OAuthError::from(error).into()
     }
 }

@@ -1,5 +1,5 @@
 //! Dynamic client registration (RFC 7591): public clients, exact redirect URIs, limited per
-//! address since it needs no credential.
+//! source network (`limiter::registration_group`) since it needs no credential.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::{OAuthError, no_store, origin};
 use crate::api::validate_name;
-use crate::server::AppState;
 use crate::server::client_addr::ClientAddr;
 use crate::server::error::retry_seconds;
-use crate::server::limiter::address_group;
+use crate::server::limiter::registration_group;
+use crate::server::{AppState, work};
 use crate::store::access::oauth::{REDIRECT_URIS_MAX, check_redirect_uri};
 
 /// `POST /oauth/register`: a public client (no secret) with exact redirect URIs.
@@ -24,14 +24,14 @@ pub async fn register(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
     origin(&state, &headers)?;
-    let group = address_group(peer);
-    if let Err(wait) = state.registrations.check_key(&group) {
+    let source = registration_group(peer);
+    if let Err(wait) = state.registrations.check_key(&source) {
         use governor::clock::Clock as _;
         let wait = wait.wait_time_from(governor::clock::DefaultClock::default().now());
         return Err(OAuthError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "invalid_client_metadata",
-            format!("too many registrations from this address; retry in {} s", retry_seconds(wait)),
+            format!("too many registrations from this network; retry in {} s", retry_seconds(wait)),
         )
         .retry_after(wait));
     }
@@ -71,7 +71,13 @@ pub async fn register(
         Some(name) => validate_name(name).map_err(|e| metadata(format!("client_name: {e}")))?,
         None => "An unnamed MCP client",
     };
-    let client = state.store.access().register_client(name, &uris, Some(group))?;
+    // Registrations write in the writer's queue like every other write, so strangers hold at
+    // most one blocking thread on the writer however many of them wait.
+    let name = name.to_owned();
+    let client = work::write(&state, move |store| {
+        store.access().register_client(&name, &uris, &source.to_string()).map_err(OAuthError::from)
+    })
+    .await?;
     let answer = json!({
         "client_id": client.id,
         "client_id_issued_at": client.created_at.timestamp(),

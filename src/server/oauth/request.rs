@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{OAuthError, Refusal, no_store, origin, resource_of};
-use crate::server::AppState;
 use crate::server::client_metadata::is_document_url;
-use crate::store::access::oauth::{OAuthClient, redirect_registered};
+use crate::server::{AppState, work};
+use crate::store::access::oauth::{OAuthClient, check_redirect_uri, redirect_registered};
 
 /// The authorization request's parameters, as the query (GET) or a form (POST) carries them.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -93,16 +93,17 @@ pub(super) async fn check(
             ),
         })?
     } else {
-        state.store.access().oauth_client(client_id).map_err(OAuthError::from)?.ok_or_else(
-            || {
+        let id = client_id.to_owned();
+        work::read(state, move |store| store.access().oauth_client(&id).map_err(OAuthError::from))
+            .await?
+            .ok_or_else(|| {
                 Refusal::Page(
                     StatusCode::BAD_REQUEST,
                     "The client is not registered with this server. Start the sign-in again from \
-                 the application."
+                     the application."
                         .into(),
                 )
-            },
-        )?
+            })?
     };
     let Some(redirect_uri) = params
         .redirect_uri
@@ -115,6 +116,13 @@ pub(super) async fn check(
                 .into(),
         ));
     };
+    // Checked again here, for clients registered before the scheme rules were what they are.
+    if let Err(why) = check_redirect_uri(redirect_uri) {
+        return Err(Refusal::Page(
+            StatusCode::BAD_REQUEST,
+            format!("The redirect_uri is refused (invalid_redirect_uri): {why}."),
+        ));
+    }
     let issuer = format!("{origin}/oauth");
     let refuse = |error: &str, description: &str| {
         Refusal::Redirect(Box::new(redirect_to(

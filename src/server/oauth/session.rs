@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::request::{self, AuthorizeParams};
 use super::{OAuthError, Refusal, no_store, origin, pages};
-use crate::server::AppState;
 use crate::server::client_addr::ClientAddr;
+use crate::server::{AppState, work};
 use crate::store::access::oauth::{SESSION_LIFETIME, same_secret};
 use crate::token::{PlainToken, TokenKind};
 
@@ -60,7 +60,10 @@ pub async fn login(
             ),
         ));
     }
-    let session = state.store.access().create_owner_session().map_err(OAuthError::from)?;
+    let session = work::write(&state, |store| {
+        store.access().create_owner_session().map_err(OAuthError::from)
+    })
+    .await?;
     let location = HeaderValue::from_str(&format!("/oauth/authorize?{}", form.params.query()))
         .map_err(|_| Refusal::Page(StatusCode::BAD_REQUEST, "Bad request.".into()))?;
     let cookie = set_cookie(&state, &headers, SESSION_COOKIE, &session, SameSite::Lax);
@@ -73,9 +76,14 @@ pub async fn login(
 }
 
 /// Whether the browser holds a live owner session.
-pub(super) fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<bool, OAuthError> {
+pub(super) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<bool, OAuthError> {
     match request_cookie(headers, SESSION_COOKIE) {
-        Some(session) => Ok(state.store.access().owner_session_valid(&session)?),
+        Some(session) => {
+            work::read(state, move |store| {
+                store.access().owner_session_valid(&session).map_err(OAuthError::from)
+            })
+            .await
+        }
         None => Ok(false),
     }
 }

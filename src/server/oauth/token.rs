@@ -1,5 +1,6 @@
 //! The token endpoint: a code and its PKCE verifier for the key the owner approved, created
-//! in the same transaction that spends the code.
+//! in the same transaction that spends the code. A request that can be refused without a
+//! write is: a stranger's guesses never wait for (or hold up) the writer.
 
 use axum::Json;
 use axum::extract::rejection::FormRejection;
@@ -10,9 +11,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{OAuthError, no_store, origin};
-use crate::server::AppState;
+use crate::api::Key;
 use crate::server::client_addr::ClientAddr;
-use crate::store::access::oauth::{RedeemError, Redemption};
+use crate::server::{AppState, work};
+use crate::store::Store;
+use crate::store::access::oauth::{RedeemError, Redemption, UNKNOWN_CODE, plausible_code};
+use crate::token::PlainToken;
 
 /// The token request's fields (RFC 6749 §4.1.3, RFC 7636 §4.5, RFC 8707).
 #[derive(Debug, Deserialize)]
@@ -58,23 +62,26 @@ pub async fn token(
             "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)",
         ));
     }
-    if state.store.access().oauth_client(client_id)?.is_none() {
-        return Err(OAuthError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "the client is not registered with this server",
-        ));
-    }
-    let store = std::sync::Arc::clone(&state.store);
-    let redemption = Redemption {
-        code,
-        client_id,
-        redirect_uri,
-        code_verifier,
-        resource: form.resource.as_deref(),
+    // Refusals are decided before any write, each counted as a failed authentication of the
+    // address: an unknown client or a code never issued (or expired) on a reader, a code of the
+    // wrong shape without a query. Only a code that can still be spent takes the writer.
+    let asked = Asked {
+        code: code.to_owned(),
+        client_id: client_id.to_owned(),
+        redirect_uri: redirect_uri.to_owned(),
+        code_verifier: code_verifier.to_owned(),
+        resource: form.resource.clone(),
     };
-    match store.access().redeem_code(&redemption) {
-        Ok((key, token)) => {
+    let asked = std::sync::Arc::new(asked);
+    let checking = std::sync::Arc::clone(&asked);
+    let outcome = match work::read(&state, move |store| Ok::<_, OAuthError>(checking.check(store)))
+        .await?
+    {
+        Some(refused) => refused,
+        None => work::write(&state, move |store| Ok::<_, OAuthError>(asked.redeem(store))).await?,
+    };
+    let refused = match outcome {
+        Outcome::Minted(key, token) => {
             let mut answer = json!({
                 "access_token": token.expose(),
                 "token_type": "Bearer",
@@ -82,23 +89,76 @@ pub async fn token(
             if let Some(expires_at) = key.expires_at {
                 answer["expires_in"] = json!((expires_at - state.store.now()).num_seconds().max(0));
             }
-            Ok((StatusCode::OK, no_store(), Json(answer)).into_response())
+            return Ok((StatusCode::OK, no_store(), Json(answer)).into_response());
         }
-        Err(RedeemError::Store(error)) => Err(error.into()),
-        Err(refused) => {
-            if let Some(wait) = state.limiter.failed(peer) {
-                return Err(OAuthError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "invalid_grant",
-                    "too many failed token requests from this address",
-                )
-                .retry_after(wait));
-            }
+        Outcome::Refused(RedeemError::Store(error)) => return Err(error.into()),
+        Outcome::UnknownClient => OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "the client is not registered with this server",
+        ),
+        Outcome::Refused(refused) => {
             let error = match refused {
                 RedeemError::InvalidTarget => "invalid_target",
                 _ => "invalid_grant",
             };
-            Err(OAuthError::new(StatusCode::BAD_REQUEST, error, refused.to_string()))
+            OAuthError::new(StatusCode::BAD_REQUEST, error, refused.to_string())
+        }
+    };
+    match state.limiter.failed(peer) {
+        Some(wait) => Err(OAuthError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            refused.error,
+            "too many failed token requests from this address",
+        )
+        .retry_after(wait)),
+        None => Err(refused),
+    }
+}
+
+/// A token request's fields, owned, for the blocking pool.
+struct Asked {
+    code: String,
+    client_id: String,
+    redirect_uri: String,
+    code_verifier: String,
+    resource: Option<String>,
+}
+
+/// What became of a token request in the store.
+enum Outcome {
+    Minted(Box<Key>, PlainToken),
+    UnknownClient,
+    Refused(RedeemError),
+}
+
+impl Asked {
+    /// What a reader can tell: an unknown client, a code of the wrong shape, or one never
+    /// issued (or expired) are refused here, without the writer.
+    fn check(&self, store: &Store) -> Option<Outcome> {
+        match store.access().oauth_client(&self.client_id) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Some(Outcome::UnknownClient),
+            Err(error) => return Some(Outcome::Refused(error.into())),
+        }
+        if !plausible_code(&self.code) {
+            return Some(Outcome::Refused(RedeemError::InvalidGrant(UNKNOWN_CODE)));
+        }
+        store.access().check_code(&self.code).err().map(Outcome::Refused)
+    }
+
+    /// Spends the code (on the writer).
+    fn redeem(&self, store: &Store) -> Outcome {
+        let redemption = Redemption {
+            code: &self.code,
+            client_id: &self.client_id,
+            redirect_uri: &self.redirect_uri,
+            code_verifier: &self.code_verifier,
+            resource: self.resource.as_deref(),
+        };
+        match store.access().redeem_code(&redemption) {
+            Ok((key, token)) => Outcome::Minted(Box::new(key), token),
+            Err(refused) => Outcome::Refused(refused),
         }
     }
 }

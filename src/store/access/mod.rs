@@ -227,14 +227,15 @@ impl AccessStore<'_> {
 
     // OAuth --------------------------------------------------------------------------------
 
-    /// Registers a public client (RFC 7591) from `ip`, within the per-address bounds.
+    /// Registers a public client (RFC 7591) from `source` (the network its address counts
+    /// under), making room within the bounds by forgetting the oldest waiting registrations.
     pub fn register_client(
         &self,
         name: &str,
         redirect_uris: &[String],
-        ip: Option<IpAddr>,
+        source: &str,
     ) -> StoreResult<OAuthClient> {
-        oauth::register_client(self, name, redirect_uris, ip)
+        oauth::register_client(self, name, redirect_uris, source)
     }
 
     /// Keeps a client known by its metadata document once the owner approved it.
@@ -264,7 +265,13 @@ impl AccessStore<'_> {
         oauth::issue_code(self, grant)
     }
 
-    /// Redeems a code for a new MCP key, once (a replayed code revokes the key it minted).
+    /// Whether a code may still be spent, asked of a reader (no writer for a stranger's guess).
+    pub fn check_code(&self, code: &str) -> Result<(), RedeemError> {
+        oauth::check_code(self, code)
+    }
+
+    /// Redeems a code for a new MCP key, once (a replayed code revokes the key it minted). A
+    /// code that was never issued or has expired is refused on a reader, without the writer.
     pub fn redeem_code(&self, asked: &Redemption<'_>) -> Result<(Key, PlainToken), RedeemError> {
         oauth::redeem_code(self, asked)
     }

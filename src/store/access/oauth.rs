@@ -22,9 +22,9 @@ const UNUSED_CLIENT_LIFETIME: Duration = Duration::hours(24);
 /// Clients registered within [`UNUSED_CLIENT_LIFETIME`] that never led to a key, at most:
 /// registration needs no credential, so a stranger could otherwise fill the database.
 pub const UNUSED_CLIENTS_MAX: i64 = 1_000;
-/// Of those, at most this many from one address (IPv6: one /64), so that one stranger cannot
-/// use up the rest.
-pub const UNUSED_CLIENTS_PER_ADDRESS: i64 = 50;
+/// Of those, at most this many from one source (the network the server counts an address
+/// under): past it, the source's own oldest registration makes room.
+pub const UNUSED_CLIENTS_PER_SOURCE: i64 = 50;
 /// Redirect URIs one client may register.
 pub const REDIRECT_URIS_MAX: usize = 10;
 
@@ -116,14 +116,19 @@ fn client_row(row: &crate::store::db::Row) -> crate::store::db::DbResult<OAuthCl
     })
 }
 
-/// Registers a client (RFC 7591) from `ip` (the caller groups addresses as it counts them).
-/// Forgets clients that never led to a key within a day, and refuses when too many such
-/// clients are waiting, from that address or in all.
+/// Registers a client (RFC 7591) from `source` (the network the caller counts the address
+/// under). Registration needs no credential, so the clients that never led to a key are
+/// bounded: [`UNUSED_CLIENTS_PER_SOURCE`] from one source, [`UNUSED_CLIENTS_MAX`] in all, each
+/// forgotten after a day. Past a bound nobody is refused: the oldest waiting registration of
+/// this source, or else of the source holding the most, is forgotten to make room. A source
+/// can push out only its own registrations or those of a source holding more, so one source
+/// (or forty) cannot close registration for a new one. Clients with a code outstanding are
+/// never forgotten (the owner has approved them).
 pub(super) fn register_client(
     s: &AccessStore<'_>,
     name: &str,
     redirect_uris: &[String],
-    ip: Option<std::net::IpAddr>,
+    source: &str,
 ) -> StoreResult<OAuthClient> {
     let now = s.now();
     let conn = s.writer();
@@ -142,23 +147,45 @@ pub(super) fn register_client(
         tx.query_row("SELECT count(*) AS n FROM oauth_clients WHERE used_at IS NULL", [], |row| {
             row.get("n")
         })?;
-    let from = ip.map(|ip| ip.to_string());
     let from_here: i64 = tx.query_row(
         "SELECT count(*) AS n FROM oauth_clients WHERE used_at IS NULL AND created_ip = ?1",
-        params![from],
+        [source],
         |row| row.get("n"),
     )?;
-    if from_here >= UNUSED_CLIENTS_PER_ADDRESS {
-        return Err(StoreError::Quota(format!(
-            "{from_here} OAuth clients registered from this address in the last day have not \
-                 been approved yet; approve or wait for them before registering more"
-        )));
-    }
-    if waiting >= UNUSED_CLIENTS_MAX {
-        return Err(StoreError::Quota(format!(
-            "{waiting} OAuth clients registered in the last day have not been approved yet; \
-                 registration reopens as they expire"
-        )));
+    let crowded = if from_here >= UNUSED_CLIENTS_PER_SOURCE {
+        Some(source.to_owned())
+    } else if waiting >= UNUSED_CLIENTS_MAX {
+        tx.query_row(
+            "SELECT created_ip AS source FROM oauth_clients
+              WHERE used_at IS NULL AND created_ip IS NOT NULL
+                AND id NOT IN (SELECT client_id FROM oauth_codes)
+              GROUP BY created_ip
+              ORDER BY count(*) DESC, min(created_at), created_ip
+              LIMIT 1",
+            [],
+            |row| row.get::<String>("source"),
+        )
+        .optional()?
+    } else {
+        None
+    };
+    if let Some(crowded) = crowded {
+        let forgotten = tx.execute(
+            "DELETE FROM oauth_clients WHERE id = (
+                 SELECT id FROM oauth_clients
+                  WHERE used_at IS NULL AND created_ip = ?1
+                    AND id NOT IN (SELECT client_id FROM oauth_codes)
+                  ORDER BY created_at, id
+                  LIMIT 1)",
+            [&crowded],
+        )?;
+        if forgotten == 0 {
+            return Err(StoreError::Quota(format!(
+                "{waiting} OAuth clients registered in the last day are waiting for the owner's \
+                 approval; registration reopens as they are approved or expire"
+            )));
+        }
+        tracing::debug!(source = %crowded, "forgot the oldest waiting OAuth client to make room");
     }
     let client = OAuthClient {
         id: new_id("ocl"),
@@ -171,7 +198,7 @@ pub(super) fn register_client(
     tx.execute(
         "INSERT INTO oauth_clients (id, name, redirect_uris, created_at, created_ip)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![client.id, client.name, uris, now.timestamp(), from],
+        params![client.id, client.name, uris, now.timestamp(), source],
     )?;
     tx.commit()?;
     Ok(client)
@@ -271,17 +298,50 @@ pub(super) fn issue_code(s: &AccessStore<'_>, grant: &Grant) -> StoreResult<Stri
     Ok(code)
 }
 
-/// Redeems a code for a new MCP key, once. Any attempt burns the code; presenting a code
-/// that was already redeemed revokes the key it minted (RFC 6749 §4.1.2: it may have
-/// been stolen).
+/// What the token endpoint says of a code that is not one this server issued.
+pub const UNKNOWN_CODE: &str = "the code is not one this server issued";
+const EXPIRED_CODE: &str = "the code has expired; sign in again";
+
+/// Whether `code` has the shape of the codes [`issue_code`] makes (43 base64url characters):
+/// anything else is refused before the database is asked.
+pub fn plausible_code(code: &str) -> bool {
+    code.len() == 43 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Redeems a code for a new MCP key, once. Any attempt burns a code that could still be
+/// spent; presenting a code that was already redeemed revokes the key it minted (RFC 6749
+/// §4.1.2: it may have been stolen).
+/// Whether `code` may still be spent (or was spent: a replay is the writer's to answer),
+/// looked up on a reader: a code this server never issued, or one that expired unspent, is
+/// refused without the writer, so a stranger's guesses neither wait behind a write (an
+/// import) nor hold one up.
+pub(super) fn check_code(s: &AccessStore<'_>, code: &str) -> Result<(), RedeemError> {
+    let seen = s
+        .reader()?
+        .query_row(
+            "SELECT expires_at, used_at FROM oauth_codes WHERE code_hash = ?1",
+            params![&hash_of(code)[..]],
+            |row| Ok((row.get::<i64>("expires_at")?, row.get::<Option<i64>>("used_at")?)),
+        )
+        .optional()?;
+    match seen {
+        None => Err(RedeemError::InvalidGrant(UNKNOWN_CODE)),
+        Some((expires_at, None)) if expires_at <= s.now().timestamp() => {
+            Err(RedeemError::InvalidGrant(EXPIRED_CODE))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 pub(super) fn redeem_code(
     s: &AccessStore<'_>,
     asked: &Redemption<'_>,
 ) -> Result<(Key, PlainToken), RedeemError> {
     let now = s.now();
+    let hash = hash_of(asked.code);
+    check_code(s, asked.code)?;
     let conn = s.writer();
     let tx = conn.transaction()?;
-    let hash = hash_of(asked.code);
     let row = tx
         .query_row(
             "SELECT client_id, redirect_uri, code_challenge, resource, workspace_id, key_name,
@@ -319,7 +379,7 @@ pub(super) fn redeem_code(
         key_id,
     )) = row
     else {
-        return Err(RedeemError::InvalidGrant("the code is not one this server issued"));
+        return Err(RedeemError::InvalidGrant(UNKNOWN_CODE));
     };
     if used_at.is_some() {
         drop(tx);
@@ -340,7 +400,7 @@ pub(super) fn redeem_code(
         params![now.timestamp(), &hash[..]],
     )?;
     let refused = if expires_at <= now.timestamp() {
-        Some(RedeemError::InvalidGrant("the code has expired; sign in again"))
+        Some(RedeemError::InvalidGrant(EXPIRED_CODE))
     } else if !same_secret(&client_id, asked.client_id) {
         Some(RedeemError::InvalidGrant("the code was issued to another client"))
     } else if redirect_uri != asked.redirect_uri {
@@ -400,13 +460,22 @@ pub(super) fn redeem_code(
     Ok((key, token))
 }
 
-/// Whether `uri` may be registered: https anywhere, http on loopback only (RFC 8252 §7.3), or
-/// an app's own scheme (§7.1); never a fragment, never a scheme a browser runs.
+/// Single-label schemes of clients that use one for their OAuth redirect, allowed by name
+/// (docs/OAUTH.md says why): Cursor registers `cursor://anysphere.cursor-mcp/oauth/callback`;
+/// VS Code's own URL handler is `vscode://` (`vscode-insiders://` for Insiders).
+const KNOWN_APP_SCHEMES: [&str; 3] = ["cursor", "vscode", "vscode-insiders"];
+
+/// Whether `uri` may be registered, decided by its scheme, never by a list of bad ones: https
+/// anywhere, http on loopback only (RFC 8252 §7.3), an app's reverse-DNS private-use scheme
+/// (`com.example.app:/callback`, RFC 8252 §7.1), or one of [`KNOWN_APP_SCHEMES`]. Everything
+/// else (`javascript:`, `data:`, and every operating-system handler: `ms-msdt:`,
+/// `search-ms:`, `view-source:`…) is refused. Never a fragment. The error is the
+/// `error_description` of an `invalid_redirect_uri`.
 pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(uri).map_err(|e| format!("{uri:?} is not a URI: {e}"))?;
     if uri.len() > 2000 {
         return Err("a redirect URI is at most 2000 characters".into());
     }
+    let parsed = url::Url::parse(uri).map_err(|e| format!("{uri:?} is not a URI: {e}"))?;
     if parsed.fragment().is_some() {
         return Err(format!("{uri:?} has a fragment; redirect URIs may not (RFC 6749 §3.1.2)"));
     }
@@ -414,13 +483,33 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
         "https" => Ok(()),
         "http" if is_loopback(&parsed) => Ok(()),
         "http" => Err(format!(
-            "{uri:?} is plain http to another machine; use https, or a loopback address"
+            "{uri:?} is plain http to another machine; use https, or a loopback address \
+             (http://127.0.0.1:PORT/…)"
         )),
-        "javascript" | "data" | "file" | "blob" | "vbscript" | "about" | "ftp" | "ws" | "wss" => {
-            Err(format!("{uri:?} has a scheme that cannot receive a code"))
-        }
-        _ => Ok(()),
+        scheme if KNOWN_APP_SCHEMES.contains(&scheme) || is_reverse_dns(scheme) => Ok(()),
+        scheme => Err(format!(
+            "{uri:?} uses the scheme {scheme}:, which this server does not send codes to; use \
+             https, http on a loopback address, or the app's own reverse-DNS scheme such as \
+             com.example.app:/callback (RFC 8252 §7.1)"
+        )),
     }
+}
+
+/// Whether `scheme` is a domain name in reverse order (RFC 8252 §7.1): at least two labels of
+/// letters, digits and inner hyphens, the first (the top-level domain) letters only. So
+/// `com.example.app` is one, and `x-apple.systempreferences` (an operating system's) is not.
+fn is_reverse_dns(scheme: &str) -> bool {
+    let labels: Vec<&str> = scheme.split('.').collect();
+    let label_ok = |label: &&str| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    labels.len() >= 2
+        && labels.iter().all(label_ok)
+        && labels[0].len() >= 2
+        && labels[0].bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 fn is_loopback(url: &url::Url) -> bool {

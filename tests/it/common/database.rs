@@ -102,6 +102,11 @@ impl TestDatabase {
         self.query(sql, params);
     }
 
+    /// Every row of `sql`, each column as [`Sql`].
+    pub fn query_rows(&self, sql: &str, params: &[Sql]) -> Vec<Vec<Sql>> {
+        self.query(sql, params)
+    }
+
     /// The first row of `sql`, each column as [`Sql`].
     pub fn query_row(&self, sql: &str, params: &[Sql]) -> Vec<Sql> {
         self.query(sql, params).into_iter().next().unwrap_or_else(|| panic!("no row: {sql}"))
@@ -178,49 +183,68 @@ impl TestDatabase {
     }
 }
 
-/// The database's write lock, taken from outside the server (see [`TestDatabase::hold_writer`]);
-/// released when dropped.
-pub struct WriterHeld {
+/// The database's write lock, held by another connection until [`WriteLock::release`] (or
+/// drop): what a long import does to every other writer, driven by the test. SQLite: a
+/// `BEGIN IMMEDIATE` on the file; PostgreSQL: the advisory lock every write transaction of
+/// the server takes first.
+pub struct WriteLock {
     release: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for WriterHeld {
-    fn drop(&mut self) {
+/// The advisory lock the server's PostgreSQL write transactions take ("cust" in ASCII, as
+/// `store/db` has it).
+const SERVER_WRITE_LOCK: i64 = 0x6375_7374;
+
+impl TestDatabase {
+    /// Takes the write lock (returns once it is held).
+    pub fn hold_write_lock(&self) -> WriteLock {
+        let (held_tx, held) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let database = self.database.clone();
+        let holder = std::thread::spawn(move || match database {
+            Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).expect("open");
+                conn.busy_timeout(std::time::Duration::from_secs(30)).expect("busy timeout");
+                conn.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+                let _ = held_tx.send(());
+                let _ = released.recv();
+                conn.execute_batch("ROLLBACK").expect("release the write lock");
+            }
+            Database::Postgres(url) => {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                client
+                    .batch_execute(&format!("SELECT pg_advisory_lock({SERVER_WRITE_LOCK})"))
+                    .expect("take the write lock");
+                let _ = held_tx.send(());
+                let _ = released.recv();
+                client
+                    .batch_execute(&format!("SELECT pg_advisory_unlock({SERVER_WRITE_LOCK})"))
+                    .expect("release the write lock");
+            }
+        });
+        held.recv().expect("the write lock was taken");
+        WriteLock { release: Some(release), holder: Some(holder) }
+    }
+}
+
+impl WriteLock {
+    /// Lets the other writers go (returns once the lock is given back).
+    pub fn release(mut self) {
+        self.give_back();
+    }
+
+    fn give_back(&mut self) {
         drop(self.release.take());
-        if let Some(thread) = self.thread.take() {
-            thread.join().expect("the lock holder");
+        if let Some(holder) = self.holder.take() {
+            holder.join().expect("the write lock's holder");
         }
     }
 }
 
-impl TestDatabase {
-    /// Takes the lock every write of the store waits for, from another connection, and holds
-    /// it until the guard is dropped: SQLite's write lock (`BEGIN IMMEDIATE`), or on PostgreSQL
-    /// the advisory lock every write transaction takes. Returns once it is held.
-    pub fn hold_writer(&self) -> WriterHeld {
-        let (held_tx, held) = std::sync::mpsc::channel();
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let database = self.database.clone();
-        let thread = std::thread::spawn(move || match database {
-            Database::Sqlite(path) => {
-                let conn = rusqlite::Connection::open(path).expect("open");
-                conn.execute_batch("BEGIN IMMEDIATE").expect("take SQLite's write lock");
-                held_tx.send(()).expect("held");
-                let _ = released.recv();
-                conn.execute_batch("ROLLBACK").expect("release");
-            }
-            Database::Postgres(url) => {
-                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-                // The store's write lock, "cust" in ASCII (store/db/mod.rs).
-                client.execute("SELECT pg_advisory_lock(1668641652)", &[]).expect("lock");
-                held_tx.send(()).expect("held");
-                let _ = released.recv();
-                client.execute("SELECT pg_advisory_unlock(1668641652)", &[]).expect("unlock");
-            }
-        });
-        held.recv().expect("the lock was taken");
-        WriterHeld { release: Some(release), thread: Some(thread) }
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        self.give_back();
     }
 }
 

@@ -173,7 +173,12 @@ impl TestEnv {
     }
 
     pub fn command(&self) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(BIN);
+        self.command_for(BIN)
+    }
+
+    /// `program` (the binary, or a shell around it) in this environment.
+    fn command_for(&self, program: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
         cmd.env_clear()
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
@@ -210,8 +215,28 @@ impl TestEnv {
 
     /// As [`TestEnv::serve`], on any `--database` value.
     pub async fn serve_on(&self, database: &str, extra: &[&str]) -> ServeProcess {
-        let mut child = self
-            .command()
+        Self::spawn_serve(self.command(), database, extra).await
+    }
+
+    /// As [`TestEnv::serve`], in a process allowed `files` open descriptors (`ulimit -n`, so
+    /// the hard limit too: `serve` cannot raise it).
+    pub async fn serve_with_open_files(
+        &self,
+        db: &Path,
+        extra: &[&str],
+        files: u32,
+    ) -> ServeProcess {
+        let mut shell = self.command_for("sh");
+        shell.args(["-c", "ulimit -n \"$0\" && exec \"$@\"", &files.to_string(), BIN]);
+        Self::spawn_serve(shell, &db.display().to_string(), extra).await
+    }
+
+    async fn spawn_serve(
+        mut command: tokio::process::Command,
+        database: &str,
+        extra: &[&str],
+    ) -> ServeProcess {
+        let mut child = command
             .args(["serve", "--json", "--listen", "127.0.0.1:0", "--database", database])
             .args(extra)
             .stdout(Stdio::piped())
