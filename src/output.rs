@@ -1,8 +1,8 @@
 //! The only place that writes to the terminal. stdout carries data (a token, a table, JSON, a
 //! config snippet); everything else — progress, notices, hints, errors — goes to stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{IsTerminal as _, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -53,13 +53,13 @@ impl Printer {
     /// A line for the person at the terminal (stderr); silenced by `-q`.
     pub fn info(&self, text: &str) {
         if !self.quiet {
-            eprintln!("{text}");
+            stderr(text);
         }
     }
 
     /// A warning on stderr; shown even with `-q`.
     pub fn warn(&self, text: &str) {
-        eprintln!("{}: {text}", self.paint("warning", "33"));
+        stderr(&format!("{}: {text}", self.paint("warning", "33")));
     }
 
     pub fn error(&self, error: &anyhow::Error) {
@@ -67,18 +67,40 @@ impl Printer {
             // A message may quote a server; its lines are kept, nothing else that steers a
             // terminal.
             let message: Vec<String> = cli.message.lines().map(crate::api::displayable).collect();
-            eprintln!("{}: {}", self.paint("error", "31"), message.join("\n"));
+            stderr(&format!("{}: {}", self.paint("error", "31"), message.join("\n")));
             if let Some(hint) = &cli.hint {
-                eprintln!("{}: {hint}", self.paint("hint", "36"));
+                stderr(&format!("{}: {hint}", self.paint("hint", "36")));
             }
         } else {
-            eprintln!("{}: {error:#}", self.paint("error", "31"));
+            stderr(&format!("{}: {error:#}", self.paint("error", "31")));
         }
     }
 
     /// `text` in an ANSI color when color is on.
     pub fn paint(&self, text: &str, code: &str) -> String {
         if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+    }
+}
+
+/// A line on stderr. A closed stderr (`2>&-`, a reader gone) is not worth a panic: the line is
+/// lost, as a terminal that was closed would lose it.
+fn stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+/// `-v`: what the admin client does (the server, each request and its answer), on stderr.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Turns on [`trace`] (`-v`).
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+/// A line of `-v` on stderr: what the CLI is doing. Never carries a secret.
+pub fn trace(text: impl FnOnce() -> String) {
+    if VERBOSE.load(Ordering::Relaxed) {
+        stderr(&text());
     }
 }
 

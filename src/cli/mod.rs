@@ -66,7 +66,7 @@ pub struct GlobalArgs {
     /// Print only data and errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Log more (repeat for more detail)
+    /// Show each request to the server and its answer on stderr (serve: log more)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Trust the CA certificates in this PEM file too, for an https --server with a private CA
@@ -113,6 +113,7 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     let printer = Printer::new(cli.global.json, cli.global.quiet, cli.global.color);
+    crate::output::set_verbose(cli.global.verbose > 0);
     match run(cli, printer) {
         Ok(status) => status.into(),
         Err(error) => {
