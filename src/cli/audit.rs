@@ -17,7 +17,7 @@ use crate::text::size_text;
 pub struct AuditArgs {
     /// Only the events of this key (id, name or prefix), with every call it made, reads
     /// included
-    #[arg(long)]
+    #[arg(long, add = super::completions::any_keys())]
     pub key: Option<String>,
     /// Include the calls keys made (tools, resources, prompts), not only lifecycle and writes
     #[arg(long, conflicts_with = "usage")]

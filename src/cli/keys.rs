@@ -4,7 +4,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::shared::{WorkspaceClient, list_keys, resolve_key};
-use super::{GlobalArgs, hygiene, prompt};
+use super::{GlobalArgs, completions, hygiene, prompt};
 use crate::api::{
     self, Access, CreateKey, CreatedKeyResponse, ExpiryPolicy, Key, KeyFlag, KeyOrigin, KeyStatus,
     KeyUsageTotals, OriginKind, Workspace,
@@ -70,13 +70,14 @@ pub struct ListArgs {
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
     /// The key: its id, name or prefix
+    #[arg(add = completions::any_keys())]
     pub key: String,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
     /// The key: its id, name or prefix (on a terminal, omit it to pick from the active keys)
-    #[arg(conflicts_with_all = ["token_stdin", "unused_for", "never_used"])]
+    #[arg(conflicts_with_all = ["token_stdin", "unused_for", "never_used"], add = completions::active_keys())]
     pub key: Option<String>,
     /// Revoke the key a found token belongs to, in whichever workspace it is: the token is
     /// read from stdin (a leak: you have the token, not the key's name)
@@ -100,6 +101,7 @@ pub struct RevokeArgs {
 #[derive(Debug, clap::Args)]
 pub struct RotateArgs {
     /// The key: its id, name or prefix
+    #[arg(add = completions::active_keys())]
     pub key: String,
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]

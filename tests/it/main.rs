@@ -4,6 +4,7 @@ mod activity;
 mod admin_api;
 mod cli;
 mod common;
+mod completion;
 mod config;
 mod conformance;
 mod contention;
