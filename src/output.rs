@@ -4,6 +4,7 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use dialoguer::console::{measure_text_width, truncate_str};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -102,6 +103,29 @@ pub fn trace(text: impl FnOnce() -> String) {
     if VERBOSE.load(Ordering::Relaxed) {
         stderr(&text());
     }
+}
+
+/// A line on stderr that a prompt needs (what the question below it is about); shown even with
+/// `-q`, since the question is.
+pub fn note(text: &str) {
+    stderr(text);
+}
+
+/// After Ctrl-C at a prompt: one line saying so. The line starts afresh, since the prompt left
+/// the cursor after its own text.
+pub fn cancelled() {
+    stderr("\ncancelled");
+}
+
+/// `text` cut to `width` columns, ending in `…` when it was cut. For free text only: never for
+/// a value a person types (a name, prefix, id, slug or command).
+pub fn shorten(text: &str, width: usize) -> String {
+    truncate_str(text, width, "…").into_owned()
+}
+
+/// How many columns `text` takes on a terminal.
+pub fn width_of(text: &str) -> usize {
+    measure_text_width(text)
 }
 
 /// A table that fits the terminal: `COLUMNS` when set, else the terminal's width when stdout

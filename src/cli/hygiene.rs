@@ -61,13 +61,16 @@ pub fn revoke_unused(
         ));
         return Ok(ExitStatus::Success);
     }
+    let these =
+        if keys.len() == 1 { "this key".to_owned() } else { format!("these {} keys", keys.len()) };
     prompt::confirm_or_yes(
         yes,
-        &format!(
-            "Revoke these {} {} ({which})? Clients using them stop working at once",
-            keys.len(),
-            if keys.len() == 1 { "key" } else { "keys" }
-        ),
+        &format!("Revoke {these}?"),
+        Some(&format!(
+            "{} {which}. Clients using {} stop working at once.",
+            if keys.len() == 1 { "It is" } else { "They are" },
+            if keys.len() == 1 { "it" } else { "them" }
+        )),
     )?;
     let mut revoked = Vec::with_capacity(keys.len());
     for (n, key) in keys.iter().enumerate() {
@@ -252,7 +255,8 @@ pub fn offer_to_store(
         "Save it in the keyring (then: custory-mcp config CLIENT --key …)".to_owned(),
         "No: I have stored it myself".to_owned(),
     ];
-    let choice = prompt::select("Store the token now? (next time: --save)", &choices, 0)?;
+    let choice =
+        prompt::select("Store the token now? (next time: --save or --no-save)", &choices, 0)?;
     if choice == 2 {
         return Ok(());
     }

@@ -48,6 +48,10 @@ pub struct CreateArgs {
     /// Keep the token in the OS keyring (or a 0600 file) for `config --key` and `test --key`
     #[arg(long)]
     pub save: bool,
+    /// Do not offer to store the token (on a terminal, `keys create` offers to write it into a
+    /// client's config or the keyring)
+    #[arg(long, conflicts_with = "save")]
+    pub no_save: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -212,8 +216,10 @@ impl Ctx<'_> {
         let created = self.client.create_key(&self.workspace.slug, &body)?;
         let saved = if args.save { Some(self.save(&created)?) } else { None };
         self.show_new_token(&created, saved.as_ref())?;
-        // The one moment the token can be stored: on a terminal, offer to do it.
-        if saved.is_none() && !self.printer.json && prompt::interactive() {
+        // The one moment the token can be stored: on a terminal, offer to do it (unless -q or
+        // --no-save says not to ask).
+        let offer = !(args.save || args.no_save || self.printer.json || self.printer.quiet);
+        if offer && prompt::interactive() {
             hygiene::offer_to_store(
                 &created.key,
                 || self.save(&created),
@@ -254,7 +260,14 @@ impl Ctx<'_> {
             self.workspace.slug
         ));
         self.printer.data(&created.token);
-        self.printer.warn("this token is shown only once and cannot be recovered; store it now (if it is lost, create a new key)");
+        let on_screen = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        if saved.is_none() && on_screen {
+            self.printer.warn("this token is shown only once and cannot be recovered; store it now (if it is lost, create a new key)");
+        } else if saved.is_none() {
+            self.printer.info(
+                "The token went to standard output, and only there: it cannot be shown again.",
+            );
+        }
         match saved {
             Some(saved) => {
                 self.printer.info(&format!("Saved to {saved}."));
@@ -426,7 +439,12 @@ impl Ctx<'_> {
                 let now = Utc::now();
                 let items: Vec<String> = active
                     .iter()
-                    .map(|k| format!("{}  {}  last used {}", k.name, k.prefix, last_used(k, now)))
+                    .map(|k| {
+                        prompt::entry(
+                            &k.name,
+                            &format!("  {}  last used {}", k.prefix, last_used(k, now)),
+                        )
+                    })
                     .collect();
                 active[prompt::select("Revoke which key?", &items, 0)?].clone()
             }
@@ -443,10 +461,8 @@ impl Ctx<'_> {
         }
         prompt::confirm_or_yes(
             args.yes,
-            &format!(
-                "Revoke {:?} ({})? Clients using it stop working at once",
-                key.name, key.prefix
-            ),
+            &prompt::question(&format!("Revoke {:?}", key.name), &format!(" ({})?", key.prefix)),
+            Some("Clients using it stop working at once."),
         )?;
         let revoked = self.client.revoke_key(&self.workspace.slug, &key.id)?;
         self.forget_saved(&key);
@@ -465,7 +481,8 @@ impl Ctx<'_> {
         let key = self.admin.find_key(&args.key)?;
         prompt::confirm_or_yes(
             args.yes,
-            &format!("Rotate {:?} ({})? The old token stops working at once", key.name, key.prefix),
+            &prompt::question(&format!("Rotate {:?}", key.name), &format!(" ({})?", key.prefix)),
+            Some("The old token stops working at once; a new one is shown once."),
         )?;
         let created = self.client.rotate_key(&self.workspace.slug, &key.id)?;
         // A saved token moves to the new key, so `config --key` and `test --key` keep working.

@@ -23,6 +23,7 @@ mod oauth;
 mod oauth_clients;
 mod paging;
 mod pg;
+mod prompts;
 mod proxies;
 mod reliability;
 mod replicas;

@@ -186,7 +186,7 @@ fn write(
         };
         printer.info(&painted);
     }
-    super::prompt::confirm_or_yes(args.yes, &format!("Write {}?", target.display()))?;
+    super::prompt::confirm_or_yes(args.yes, &format!("Write {}?", target.display()), None)?;
 
     let backup = merge::write(&target, previous.as_deref(), &merged)?;
     if printer.json {

@@ -203,6 +203,14 @@ impl TestEnv {
         )
     }
 
+    /// A command line for [`Terminal`] that runs `script` (bash) as a user of `server` would
+    /// at a terminal ([`TestEnv::terminal_env`]).
+    pub fn terminal_script(&self, server: &TestServer, script: &str) -> String {
+        let path = self.home.path().join(format!("{}.sh", custory_mcp::token::random_base62(6)));
+        std::fs::write(&path, script).expect("write the script");
+        format!("env -i {} bash {}", self.terminal_env(server), path.display())
+    }
+
     /// Runs the admin CLI against `server` as its owner, piped (not a terminal).
     pub async fn admin(&self, server: &TestServer, args: &[&str]) -> Run {
         let mut cmd = self.command();

@@ -73,6 +73,11 @@ impl Terminal {
         self.tmux(&["capture-pane", "-p"]).trim_end().to_owned()
     }
 
+    /// Whether the cursor is visible (a picker hides it while it is drawn).
+    pub fn cursor_visible(&self) -> bool {
+        self.tmux(&["display-message", "-p", "#{cursor_flag}"]).trim() == "1"
+    }
+
     /// Keys by tmux's names (`Enter`, `Down`, `C-c`, `Tab`), or `-l TEXT` for text.
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys"];
