@@ -15,6 +15,7 @@ use crate::api::{
     WorkspacesResponse,
 };
 use crate::error::CliError;
+use crate::output;
 use crate::period::Period;
 use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
@@ -187,7 +188,9 @@ impl Paged for KeyUsageResponse {
 
 /// The owner credential: `CUSTORY_OWNER_TOKEN`, else the one saved for `server`.
 pub fn owner_credential(server: &str) -> anyhow::Result<PlainToken> {
+    output::trace(|| format!("server: {server}"));
     if let Ok(raw) = std::env::var("CUSTORY_OWNER_TOKEN") {
+        output::trace(|| "owner credential: CUSTORY_OWNER_TOKEN".to_owned());
         return PlainToken::parse(&raw).map_err(|error| {
             CliError::failure(format!(
                 "CUSTORY_OWNER_TOKEN is not a valid owner credential: {error}"
@@ -196,7 +199,9 @@ pub fn owner_credential(server: &str) -> anyhow::Result<PlainToken> {
             .into()
         });
     }
-    CredentialStore::open()?.get(&secrets::owner_account(server))?.ok_or_else(|| {
+    let store = CredentialStore::open()?;
+    output::trace(|| format!("owner credential: the one saved for {server}"));
+    store.get(&secrets::owner_account(server))?.ok_or_else(|| {
         CliError::failure(format!("no owner credential is saved for {server}"))
             .hint(format!(
                 "run `custory-mcp login --server {server}`, or start a local server with \
@@ -366,7 +371,7 @@ impl AdminClient {
     pub fn export_to(&self, workspace: &str, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
         let request = self.get(&["workspaces", workspace, "export"])?.timeout(TRANSFER_TIMEOUT);
         self.runtime.block_on(async {
-            let mut response = request.send().await.map_err(|error| self.unreachable(&error))?;
+            let mut response = self.execute(request).await?;
             let status = response.status();
             if !status.is_success() {
                 let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
@@ -420,8 +425,7 @@ impl AdminClient {
             } else {
                 reqwest::Body::from(tokio::fs::File::open(file).await.map_err(cannot)?)
             };
-            let response =
-                request.body(body).send().await.map_err(|error| self.unreachable(&error))?;
+            let response = self.execute(request.body(body)).await?;
             self.answer(response).await
         })
     }
@@ -448,9 +452,26 @@ impl AdminClient {
 
     fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
         self.runtime.block_on(async {
-            let response = request.send().await.map_err(|error| self.unreachable(&error))?;
+            let response = self.execute(request).await?;
             self.answer(response).await
         })
+    }
+
+    /// Sends `request`. With `-v`, says on stderr what was asked and what came back (the method,
+    /// URL, status and time; never a header, since one carries the credential).
+    async fn execute(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let (http, request) = request.build_split();
+        let request = request.map_err(|error| self.unreachable(&error))?;
+        let asked = format!("{} {}", request.method(), request.url());
+        output::trace(|| format!("→ {asked}"));
+        let started = std::time::Instant::now();
+        let response = http.execute(request).await;
+        let took = started.elapsed().as_millis();
+        match &response {
+            Ok(response) => output::trace(|| format!("← {} in {took} ms", response.status())),
+            Err(error) => output::trace(|| format!("← no answer after {took} ms: {error}")),
+        }
+        response.map_err(|error| self.unreachable(&error))
     }
 
     /// The JSON answer of `response`, or the API error it carries.

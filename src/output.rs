@@ -1,9 +1,10 @@
 //! The only place that writes to the terminal. stdout carries data (a token, a table, JSON, a
 //! config snippet); everything else — progress, notices, hints, errors — goes to stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{IsTerminal as _, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use dialoguer::console::{Term, measure_text_width, truncate_str};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -53,13 +54,13 @@ impl Printer {
     /// A line for the person at the terminal (stderr); silenced by `-q`.
     pub fn info(&self, text: &str) {
         if !self.quiet {
-            eprintln!("{text}");
+            stderr(text);
         }
     }
 
     /// A warning on stderr; shown even with `-q`.
     pub fn warn(&self, text: &str) {
-        eprintln!("{}: {text}", self.paint("warning", "33"));
+        stderr(&format!("{}: {text}", self.paint("warning", "33")));
     }
 
     pub fn error(&self, error: &anyhow::Error) {
@@ -67,12 +68,12 @@ impl Printer {
             // A message may quote a server; its lines are kept, nothing else that steers a
             // terminal.
             let message: Vec<String> = cli.message.lines().map(crate::api::displayable).collect();
-            eprintln!("{}: {}", self.paint("error", "31"), message.join("\n"));
+            stderr(&format!("{}: {}", self.paint("error", "31"), message.join("\n")));
             if let Some(hint) = &cli.hint {
-                eprintln!("{}: {hint}", self.paint("hint", "36"));
+                stderr(&format!("{}: {hint}", self.paint("hint", "36")));
             }
         } else {
-            eprintln!("{}: {error:#}", self.paint("error", "31"));
+            stderr(&format!("{}: {error:#}", self.paint("error", "31")));
         }
     }
 
@@ -82,28 +83,202 @@ impl Printer {
     }
 }
 
-/// A table that fits the terminal: `COLUMNS` when set, else the terminal's width when stdout
-/// is one, else unbounded (piped output is not wrapped).
-pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    use comfy_table::{ContentArrangement, Table, presets};
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
-    let columns = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<u16>().ok());
-    if let Some(width) = columns {
-        table.set_width(width);
+/// A line on stderr. A closed stderr (`2>&-`, a reader gone) is not worth a panic: the line is
+/// lost, as a terminal that was closed would lose it.
+fn stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+/// `-v`: what the admin client does (the server, each request and its answer), on stderr.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Turns on [`trace`] (`-v`).
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+/// A line of `-v` on stderr: what the CLI is doing. Never carries a secret.
+pub fn trace(text: impl FnOnce() -> String) {
+    if VERBOSE.load(Ordering::Relaxed) {
+        stderr(&text());
     }
-    table.set_header(header.iter().map(|h| h.to_uppercase()));
+}
+
+/// A line on stderr that a prompt needs (what the question below it is about); shown even with
+/// `-q`, since the question is.
+pub fn note(text: &str) {
+    stderr(text);
+}
+
+/// After Ctrl-C at a prompt: one line saying so. The line starts afresh, since the prompt left
+/// the cursor after its own text.
+pub fn cancelled() {
+    stderr("\ncancelled");
+}
+
+/// The width tables and prompts fit: `COLUMNS` when set, else the terminal's width when
+/// `on_terminal` is one, else none (piped output is never cut).
+pub fn width(on_terminal: &Term) -> Option<usize> {
+    let columns = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<usize>().ok());
+    columns.filter(|&c| c > 0).or_else(|| on_terminal.size_checked().map(|(_, c)| usize::from(c)))
+}
+
+/// `text` cut to `width` columns, ending in `…` when it was cut. For free text only: never for
+/// a value a person types (a name, prefix, id, slug or command).
+pub fn shorten(text: &str, width: usize) -> String {
+    truncate_str(text, width, "…").into_owned()
+}
+
+/// How many columns `text` takes on a terminal.
+pub fn width_of(text: &str) -> usize {
+    measure_text_width(text)
+}
+
+/// A column of a [`table`], and what a narrow terminal may do to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    header: &'static str,
+    fit: Fit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// Always shown whole.
+    Keep,
+    /// Shown whole, or left out when the terminal is too narrow; the lowest rank goes first.
+    Optional(u8),
+    /// Free text: cut with `…` when the terminal is too narrow, then left out; the lowest rank
+    /// goes first.
+    Text(u8),
+}
+
+impl Column {
+    /// A value a person types or must read whole (a name, a prefix, an id, a slug): never cut,
+    /// never left out.
+    pub const fn keep(header: &'static str) -> Self {
+        Self { header, fit: Fit::Keep }
+    }
+
+    /// A value shown whole or not at all: left out, lowest `rank` first, when the row does not
+    /// fit.
+    pub const fn optional(header: &'static str, rank: u8) -> Self {
+        Self { header, fit: Fit::Optional(rank) }
+    }
+
+    /// Free text: cut with `…`, lowest `rank` first, when the row does not fit (down to a few
+    /// characters; then it is left out).
+    pub const fn text(header: &'static str, rank: u8) -> Self {
+        Self { header, fit: Fit::Text(rank) }
+    }
+}
+
+/// The columns between which tables put two spaces.
+const GAP: usize = 2;
+/// The fewest characters a cut column keeps (its header, if longer).
+const MIN_TEXT: usize = 10;
+
+/// A table on stdout's width ([`width`]). When its rows are wider, columns give way in the order
+/// their ranks say (as `gh` does): free text is cut with `…` and optional columns are left out,
+/// so a cell is never wrapped and a value a person types is never cut.
+pub fn table(columns: &[Column], rows: Vec<Vec<String>>) -> String {
+    table_within(width(&Term::stdout()), columns, rows)
+}
+
+fn table_within(width: Option<usize>, columns: &[Column], rows: Vec<Vec<String>>) -> String {
+    use comfy_table::{ColumnConstraint, ContentArrangement, Table, presets};
     // Cells hold text a server sent (names, clients, details): nothing in them reaches the
     // terminal as a control sequence.
-    for row in rows {
-        table.add_row(row.iter().map(|cell| crate::api::displayable(cell)).collect::<Vec<_>>());
+    let mut rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|row| row.iter().map(|cell| crate::api::displayable(cell)).collect())
+        .collect();
+    let headers: Vec<String> = columns.iter().map(|c| c.header.to_uppercase()).collect();
+    let natural: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, header)| {
+            rows.iter()
+                .filter_map(|row| row.get(i))
+                .map(|cell| measure_text_width(cell))
+                .chain([measure_text_width(header)])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let shown = layout(width, columns, &headers, &natural);
+    for row in &mut rows {
+        for (cell, shown) in row.iter_mut().zip(&shown) {
+            if let Some(width) = shown {
+                *cell = shorten(cell, *width);
+            }
+        }
     }
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+    table.set_header(headers);
+    table.add_rows(rows);
     // No borders: columns are separated by two spaces, with none before the first.
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 2));
+    for (column, shown) in table.column_iter_mut().zip(&shown) {
+        column.set_padding((0, GAP as u16));
+        if shown.is_none() {
+            column.set_constraint(ColumnConstraint::Hidden);
+        }
     }
     // The last column's padding would leave trailing spaces.
     table.lines().map(|line| line.trim_end().to_owned()).collect::<Vec<_>>().join("\n")
+}
+
+/// Each column's width, or `None` when it is left out: the natural widths when they fit
+/// `width`; else the columns give way lowest rank first (a later column before an earlier one
+/// of the same rank), free text cut down to [`MIN_TEXT`] before it is left out. Room that a
+/// left-out column frees goes back to the text that was cut.
+fn layout(
+    width: Option<usize>,
+    columns: &[Column],
+    headers: &[String],
+    natural: &[usize],
+) -> Vec<Option<usize>> {
+    let mut shown: Vec<Option<usize>> = natural.iter().copied().map(Some).collect();
+    let Some(width) = width else { return shown };
+    let total = |shown: &[Option<usize>]| {
+        let widths: Vec<usize> = shown.iter().flatten().copied().collect();
+        widths.iter().sum::<usize>() + GAP * widths.len().saturating_sub(1)
+    };
+    let mut order: Vec<(u8, usize)> = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match c.fit {
+            Fit::Keep => None,
+            Fit::Optional(rank) | Fit::Text(rank) => Some((rank, i)),
+        })
+        .collect();
+    order.sort_by_key(|&(rank, i)| (rank, std::cmp::Reverse(i)));
+    for &(_, i) in &order {
+        let excess = total(&shown).saturating_sub(width);
+        if excess == 0 {
+            break;
+        }
+        if matches!(columns[i].fit, Fit::Text(_)) {
+            let least = measure_text_width(&headers[i]).max(MIN_TEXT.min(natural[i]));
+            let cut = natural[i].saturating_sub(excess).max(least);
+            shown[i] = Some(cut);
+            if total(&shown) <= width {
+                break;
+            }
+        }
+        shown[i] = None;
+    }
+    // What leaving a column out freed goes back to the text cut before it, most valued first.
+    for &(_, i) in order.iter().rev() {
+        let slack = width.saturating_sub(total(&shown));
+        if let Some(cut) = shown[i]
+            && cut < natural[i]
+        {
+            shown[i] = Some((cut + slack).min(natural[i]));
+        }
+    }
+    shown
 }
 
 /// `at` relative to `now`, as a person says it: "just now", "3 hours ago", "in 29 days".
@@ -131,6 +306,54 @@ pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many:
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone as _, Utc};
+
+    use super::{Column, table_within};
+
+    fn keys_table(width: Option<usize>) -> String {
+        let columns = [
+            Column::keep("Name"),
+            Column::keep("Prefix"),
+            Column::optional("Access", 2),
+            Column::text("Last used", 3),
+            Column::optional("Created", 1),
+        ];
+        let rows = vec![
+            vec![
+                "Cursor on MacBook",
+                "cst_abcdefgh",
+                "read-write",
+                "2 hours ago (Cursor/2.1)",
+                "5 days ago",
+            ],
+            vec!["ci", "cst_ijklmnop", "read-only", "never", "just now"],
+        ];
+        let rows = rows.into_iter().map(|r| r.into_iter().map(str::to_owned).collect()).collect();
+        table_within(width, &columns, rows)
+    }
+
+    #[test]
+    fn a_table_gives_way_lowest_rank_first_and_never_cuts_what_is_kept() {
+        // Unbounded (a pipe), or wide enough: every column, whole.
+        let wide = keys_table(None);
+        assert_eq!(wide, keys_table(Some(200)));
+        assert!(
+            wide.starts_with("NAME               PREFIX        ACCESS      LAST USED"),
+            "{wide}"
+        );
+        assert!(wide.contains("2 hours ago (Cursor/2.1)") && wide.contains("5 days ago"), "{wide}");
+        // The creation time goes first.
+        let at_70 = keys_table(Some(70));
+        assert!(!at_70.contains("CREATED") && at_70.contains("ACCESS"), "{at_70}");
+        // Narrower: the access goes, then the last use is cut with "…".
+        let at_55 = keys_table(Some(55));
+        assert!(!at_55.contains("ACCESS") && at_55.contains("2 hours ago (Cursor/2…"), "{at_55}");
+        assert!(at_55.lines().all(|l| l.chars().count() <= 55), "{at_55}");
+        // Narrower still: the free text is left out too; a name and a prefix stay whole even
+        // past the width.
+        let at_20 = keys_table(Some(20));
+        assert_eq!(at_20.lines().next(), Some("NAME               PREFIX"), "{at_20}");
+        assert!(at_20.contains("Cursor on MacBook  cst_abcdefgh"), "{at_20}");
+    }
 
     #[test]
     fn relative_times_read_naturally() {

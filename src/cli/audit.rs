@@ -9,7 +9,7 @@ use super::shared::WorkspaceClient;
 use crate::api::{EventsResponse, ToolCount};
 use crate::client::{AuditQuery, Rows, UsageQuery, pages};
 use crate::error::ExitStatus;
-use crate::output::{Printer, count, relative, table};
+use crate::output::{Column, Printer, count, relative, table};
 use crate::period::Period;
 use crate::text::size_text;
 
@@ -17,7 +17,7 @@ use crate::text::size_text;
 pub struct AuditArgs {
     /// Only the events of this key (id, name or prefix), with every call it made, reads
     /// included
-    #[arg(long)]
+    #[arg(long, add = super::completions::any_keys())]
     pub key: Option<String>,
     /// Include the calls keys made (tools, resources, prompts), not only lifecycle and writes
     #[arg(long, conflicts_with = "usage")]
@@ -43,7 +43,6 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
     if args.usage {
         return usage(&admin, &args, printer);
     }
-    let limit = args.limit;
     let key = args.key.as_deref().map(|reference| admin.find_key(reference)).transpose()?;
     let filter = AuditQuery { key: key.map(|k| k.id), calls: args.calls || args.key.is_some() };
     let ws = &admin.workspace.slug;
@@ -58,6 +57,7 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         printer.info("No activity recorded yet.");
     } else {
         let now = Utc::now();
+        let shown = events.len();
         let rows = events
             .into_iter()
             .map(|e| {
@@ -65,11 +65,17 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
                 vec![at, e.kind.to_string(), e.key_prefix.unwrap_or_else(|| "-".into()), e.detail]
             })
             .collect();
-        printer.data(&table(&["When", "Event", "Key", "Detail"], rows));
+        let columns = [
+            Column::keep("When"),
+            Column::keep("Event"),
+            Column::keep("Key"),
+            Column::text("Detail", 1),
+        ];
+        printer.data(&table(&columns, rows));
         if next_cursor.is_some() {
             printer.info(&format!(
-                "Showing the newest {limit} events; there are more: pass --all for every one, or \
-                 --limit N."
+                "Showing the newest {}; there are more: pass --all for every one, or --limit N.",
+                count(shown, "event", "events")
             ));
         }
     }
@@ -82,7 +88,6 @@ fn usage(
     args: &AuditArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let limit = args.limit;
     let period = UsageQuery { since: Some(args.since) };
     let ws = &admin.workspace.slug;
     let now = Utc::now();
@@ -126,10 +131,18 @@ fn usage(
                 ]
             })
             .collect();
-        printer.data(&table(&["Hour (UTC)", "Calls", "Errors", "Sent", "Tools"], rows));
+        let columns = [
+            Column::keep("Hour (UTC)"),
+            Column::keep("Calls"),
+            Column::optional("Errors", 2),
+            Column::optional("Sent", 3),
+            Column::text("Tools", 1),
+        ];
+        printer.data(&table(&columns, rows));
         if usage.next_cursor.is_some() {
             printer.info(&format!(
-                "Showing the newest {limit} hours; there are more: pass --all, or --limit N."
+                "Showing the newest {}; there are more: pass --all, or --limit N.",
+                count(usage.hours.len(), "hour", "hours")
             ));
         }
         return Ok(ExitStatus::Success);
@@ -154,12 +167,22 @@ fn usage(
                 ]
             })
             .collect();
-        printer
-            .data(&table(&["Key", "Calls", "Errors", "Sent", "Last hour (UTC)", "Busiest"], rows));
+        let columns = [
+            Column::keep("Key"),
+            Column::keep("Calls"),
+            Column::optional("Errors", 4),
+            Column::optional("Sent", 3),
+            Column::optional("Last hour (UTC)", 1),
+            Column::text("Busiest", 2),
+        ];
+        printer.data(&table(&columns, rows));
         if usage.next_cursor.is_some() {
-            printer.info(&format!(
-                "Showing the {limit} busiest keys; there are more: pass --all, or --limit N."
-            ));
+            let busiest = match usage.keys.len() {
+                1 => "busiest key".to_owned(),
+                n => format!("{n} busiest keys"),
+            };
+            printer
+                .info(&format!("Showing the {busiest}; there are more: pass --all, or --limit N."));
         }
     }
     Ok(ExitStatus::Success)

@@ -8,11 +8,12 @@ use serde_json::json;
 use super::config::{ClientArg, ConfigArgs, Scope};
 use super::shared::{WorkspaceClient, list_keys, shell_quote as quote};
 use super::{GlobalArgs, prompt};
-use crate::api::{Key, KeyFlag, KeyStatus, Workspace};
+use crate::api::{self, Key, KeyFlag, KeyStatus, Workspace};
 use crate::client::{AdminClient, KeysQuery, Rows};
 use crate::error::{CliError, ExitStatus};
-use crate::output::{Printer, count, relative, table};
+use crate::output::{Column, Printer, count, relative, shorten, table, width, width_of};
 use crate::period::Period;
+use dialoguer::console::Term;
 
 /// `keys revoke --unused-for P [--never-used] [--dry-run] [--yes]`.
 pub fn revoke_unused(
@@ -61,13 +62,16 @@ pub fn revoke_unused(
         ));
         return Ok(ExitStatus::Success);
     }
+    let these =
+        if keys.len() == 1 { "this key".to_owned() } else { format!("these {} keys", keys.len()) };
     prompt::confirm_or_yes(
         yes,
-        &format!(
-            "Revoke these {} {} ({which})? Clients using them stop working at once",
-            keys.len(),
-            if keys.len() == 1 { "key" } else { "keys" }
-        ),
+        &format!("Revoke {these}?"),
+        Some(&format!(
+            "{} {which}. Clients using {} stop working at once.",
+            if keys.len() == 1 { "It is" } else { "They are" },
+            if keys.len() == 1 { "it" } else { "them" }
+        )),
     )?;
     let mut revoked = Vec::with_capacity(keys.len());
     for (n, key) in keys.iter().enumerate() {
@@ -100,7 +104,13 @@ fn keys_table(keys: &[Key]) -> String {
             ]
         })
         .collect();
-    table(&["Name", "Prefix", "Created", "Last used"], rows)
+    let columns = [
+        Column::keep("Name"),
+        Column::keep("Prefix"),
+        Column::optional("Created", 1),
+        Column::optional("Last used", 2),
+    ];
+    table(&columns, rows)
 }
 
 /// One thing `keys review` asks a decision about.
@@ -108,7 +118,48 @@ struct Finding<'a> {
     key: &'a Key,
     flag: KeyFlag,
     why: String,
-    fix: String,
+    /// The commands that settle it, in order, each with a note on how to run it.
+    steps: Vec<(String, Option<&'static str>)>,
+}
+
+impl Finding<'_> {
+    /// The steps in one sentence (`--json`'s `fix`).
+    fn fix(&self) -> String {
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(command, note)| match note {
+                Some(note) => format!("{command}, {note}"),
+                None => command.clone(),
+            })
+            .collect();
+        steps.join(", then ")
+    }
+
+    /// The finding for a person: the key and why on one line (the why cut to `width`), then
+    /// each command on its own line, whole, as it can be pasted into a shell.
+    fn lines(&self, width: Option<usize>) -> Vec<String> {
+        let key = format!("{} ({})", self.key.name, self.key.prefix);
+        // "never used: never used; …", "expires soon: expires …": said once.
+        let first = |text: &str| text.split(' ').next().unwrap_or_default().to_owned();
+        let why = if first(&self.why) == first(self.flag.as_str()) {
+            self.why.clone()
+        } else {
+            format!("{}: {}", self.flag.as_str(), self.why)
+        };
+        let why = match width {
+            Some(width) => shorten(&why, width.saturating_sub(width_of(&key) + 2).max(20)),
+            None => why,
+        };
+        let mut lines = vec![format!("{key}  {why}")];
+        for (command, note) in &self.steps {
+            lines.push(match note {
+                Some(note) => format!("  {command}   # {note}"),
+                None => format!("  {command}"),
+            });
+        }
+        lines
+    }
 }
 
 /// `keys review`: per workspace (every one, unless `--workspace` names one), what needs a
@@ -132,7 +183,7 @@ pub fn review(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatu
         if printer.json {
             let items: Vec<_> = findings
                 .iter()
-                .map(|f| json!({"key": f.key, "flag": f.flag, "why": f.why, "fix": f.fix}))
+                .map(|f| json!({"key": f.key, "flag": f.flag, "why": f.why, "fix": f.fix()}))
                 .collect();
             report.push(json!({"workspace": slug, "active_keys": keys.len(),
                                "findings": items}));
@@ -149,18 +200,12 @@ pub fn review(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatu
             count(keys.len(), "active key", "active keys"),
             findings.len()
         ));
-        let rows = findings
-            .iter()
-            .map(|f| {
-                vec![
-                    format!("{} ({})", f.key.name, f.key.prefix),
-                    f.flag.as_str().to_owned(),
-                    f.why.clone(),
-                    f.fix.clone(),
-                ]
-            })
-            .collect();
-        printer.data(&table(&["Key", "Flag", "Why", "Fix"], rows));
+        // Not a table: the commands are shown whole, each on a line of its own.
+        let width = width(&Term::stdout());
+        // Names and clients come from the server: nothing in them steers the terminal.
+        let lines: Vec<String> =
+            findings.iter().flat_map(|f| f.lines(width)).map(|l| api::displayable(&l)).collect();
+        printer.data(&lines.join("\n"));
         printer.data("");
     }
     if printer.json {
@@ -185,12 +230,13 @@ fn findings<'a>(keys: &'a [Key], workspace: Option<&str>) -> Vec<Finding<'a>> {
     let mut found = Vec::new();
     for key in keys {
         let name = quote(&key.name);
+        let revoke = format!("custory-mcp {ws}keys revoke {}", key.prefix);
         for &flag in &key.flags {
             // A never-used key is also stale: one line, the more precise.
             if flag == KeyFlag::Stale && key.flags.contains(&KeyFlag::NeverUsed) {
                 continue;
             }
-            let (why, fix) = match flag {
+            let (why, steps) = match flag {
                 KeyFlag::Shared => {
                     let seen = key.shared.clone().unwrap_or_default();
                     let mut parts = Vec::new();
@@ -202,38 +248,36 @@ fn findings<'a>(keys: &'a [Key], workspace: Option<&str>) -> Vec<Finding<'a>> {
                     }
                     (
                         format!("used by {} in 7 days", parts.join(" and ")),
-                        format!(
-                            "custory-mcp {ws}keys create, once per client, then custory-mcp \
-                             {ws}keys revoke {}",
-                            key.prefix
-                        ),
+                        vec![
+                            (format!("custory-mcp {ws}keys create"), Some("once per client")),
+                            (revoke.clone(), None),
+                        ],
                     )
                 }
                 KeyFlag::NeverUsed => (
                     format!("never used; created {}", day(key.created_at)),
-                    format!("custory-mcp {ws}keys revoke {}", key.prefix),
+                    vec![(revoke.clone(), None)],
                 ),
                 KeyFlag::Stale => (
                     format!(
                         "unused for 30 days; last used {}",
                         key.last_used_at.map_or_else(|| "never".into(), day)
                     ),
-                    format!("custory-mcp {ws}keys revoke {}", key.prefix),
+                    vec![(revoke.clone(), None)],
                 ),
                 KeyFlag::ExpiresSoon => (
                     format!("expires {}", key.expires_at.map_or_else(|| "never".into(), day)),
-                    format!("custory-mcp {ws}keys rotate {}", key.prefix),
+                    vec![(format!("custory-mcp {ws}keys rotate {}", key.prefix), None)],
                 ),
                 KeyFlag::NeverWrote => (
                     "read-write, but it has only ever read".to_owned(),
-                    format!(
-                        "custory-mcp {ws}keys create --name {name} --read-only, then custory-mcp \
-                         {ws}keys revoke {}",
-                        key.prefix
-                    ),
+                    vec![
+                        (format!("custory-mcp {ws}keys create --name {name} --read-only"), None),
+                        (revoke.clone(), None),
+                    ],
                 ),
             };
-            found.push(Finding { key, flag, why, fix });
+            found.push(Finding { key, flag, why, steps });
         }
     }
     found
@@ -252,7 +296,8 @@ pub fn offer_to_store(
         "Save it in the keyring (then: custory-mcp config CLIENT --key …)".to_owned(),
         "No: I have stored it myself".to_owned(),
     ];
-    let choice = prompt::select("Store the token now? (next time: --save)", &choices, 0)?;
+    let choice =
+        prompt::select("Store the token now? (next time: --save or --no-save)", &choices, 0)?;
     if choice == 2 {
         return Ok(());
     }
@@ -303,6 +348,6 @@ mod tests {
         let keys = [key];
         let found = super::findings(&keys, Some("acme"));
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].fix, "custory-mcp --workspace acme keys revoke cst_abcdefgh");
+        assert_eq!(found[0].fix(), "custory-mcp --workspace acme keys revoke cst_abcdefgh");
     }
 }

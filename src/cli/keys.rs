@@ -4,14 +4,14 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::shared::{WorkspaceClient, list_keys, resolve_key};
-use super::{GlobalArgs, hygiene, prompt};
+use super::{GlobalArgs, completions, hygiene, prompt};
 use crate::api::{
     self, Access, CreateKey, CreatedKeyResponse, ExpiryPolicy, Key, KeyFlag, KeyOrigin, KeyStatus,
     KeyUsageTotals, OriginKind, Workspace,
 };
 use crate::client::{AdminClient, AuditQuery, KeysQuery, PageQuery, Rows, UsageQuery};
 use crate::error::{CliError, ExitStatus};
-use crate::output::{Printer, count, relative, table};
+use crate::output::{Column, Printer, count, relative, table};
 use crate::period::Period;
 use crate::secrets::{self, CredentialStore};
 use crate::text::size_text;
@@ -48,13 +48,25 @@ pub struct CreateArgs {
     /// Keep the token in the OS keyring (or a 0600 file) for `config --key` and `test --key`
     #[arg(long)]
     pub save: bool,
+    /// Do not offer to store the token (on a terminal, `keys create` offers to write it into a
+    /// client's config or the keyring)
+    #[arg(long, conflicts_with = "save")]
+    pub no_save: bool,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+A table shows the active keys unless --status says otherwise, and says how many others there are; \
+--json lists every key unless --status says otherwise.
+
+Examples:
+  custory-mcp keys list
+  custory-mcp keys list --status all
+  custory-mcp keys list --json --status revoked")]
 pub struct ListArgs {
-    /// Show only keys with this status
-    #[arg(long, value_enum)]
-    pub status: Option<KeyStatus>,
+    /// Show only keys with this status, or every key (`all`) [default: active; with --json: all]
+    #[arg(long, value_enum, value_name = "STATUS")]
+    pub status: Option<StatusFilter>,
     /// Show at most this many keys, newest first
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
@@ -67,16 +79,38 @@ pub struct ListArgs {
     pub shared: bool,
 }
 
+/// `keys list --status`: one status, or every key. (`--all` already means every page.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFilter {
+    Active,
+    Expired,
+    Revoked,
+    All,
+}
+
+impl StatusFilter {
+    /// The status the admin API filters on (none for `all`).
+    fn status(self) -> Option<KeyStatus> {
+        match self {
+            Self::Active => Some(KeyStatus::Active),
+            Self::Expired => Some(KeyStatus::Expired),
+            Self::Revoked => Some(KeyStatus::Revoked),
+            Self::All => None,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
     /// The key: its id, name or prefix
+    #[arg(add = completions::any_keys())]
     pub key: String,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
     /// The key: its id, name or prefix (on a terminal, omit it to pick from the active keys)
-    #[arg(conflicts_with_all = ["token_stdin", "unused_for", "never_used"])]
+    #[arg(conflicts_with_all = ["token_stdin", "unused_for", "never_used"], add = completions::active_keys())]
     pub key: Option<String>,
     /// Revoke the key a found token belongs to, in whichever workspace it is: the token is
     /// read from stdin (a leak: you have the token, not the key's name)
@@ -100,6 +134,7 @@ pub struct RevokeArgs {
 #[derive(Debug, clap::Args)]
 pub struct RotateArgs {
     /// The key: its id, name or prefix
+    #[arg(add = completions::active_keys())]
     pub key: String,
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
@@ -108,6 +143,9 @@ pub struct RotateArgs {
 
 /// How many of the newest keys a picker offers.
 const PICKER_KEYS: u32 = 100;
+/// How many revoked (and expired) keys `keys list` counts to say how many it leaves out: one
+/// page, so the count costs a request however many there are.
+const HIDDEN_COUNTED: u32 = 100;
 
 pub fn run(
     command: KeysCommand,
@@ -172,11 +210,39 @@ impl Ctx<'_> {
         Ok(keys)
     }
 
-    /// `limit` keys, or every key with `all`; and where the rest start, if some were left.
-    fn listed(&self, args: &ListArgs) -> anyhow::Result<(Vec<Key>, Option<String>)> {
-        let filter = KeysQuery { status: args.status, shared: args.shared, ..KeysQuery::default() };
+    /// `limit` keys, or every key with `all`, of `status`; and where the rest start, if some
+    /// were left.
+    fn listed(
+        &self,
+        args: &ListArgs,
+        status: Option<KeyStatus>,
+    ) -> anyhow::Result<(Vec<Key>, Option<String>)> {
+        let filter = KeysQuery { status, shared: args.shared, ..KeysQuery::default() };
         let rows = if args.all { Rows::All } else { Rows::First(args.limit) };
         list_keys(self.client, &self.workspace.slug, &filter, rows, self.printer)
+    }
+
+    /// What the table of active keys leaves out, e.g. `2 revoked keys and 1 expired key`;
+    /// `None` when nothing is. Each status is counted up to [`HIDDEN_COUNTED`] (`100+`).
+    fn hidden(&self, args: &ListArgs) -> anyhow::Result<Option<String>> {
+        let mut parts = Vec::new();
+        for status in [KeyStatus::Revoked, KeyStatus::Expired] {
+            let filter =
+                KeysQuery { status: Some(status), shared: args.shared, ..KeysQuery::default() };
+            let page = PageQuery { limit: Some(HIDDEN_COUNTED), cursor: None };
+            let found = self.client.keys(&self.workspace.slug, &filter, &page)?;
+            let n = found.keys.len();
+            let (one, many) = match status {
+                KeyStatus::Revoked => ("revoked key", "revoked keys"),
+                _ => ("expired key", "expired keys"),
+            };
+            match (n, found.next_cursor) {
+                (0, _) => {}
+                (n, Some(_)) => parts.push(format!("{n}+ {many}")),
+                (n, None) => parts.push(count(n, one, many)),
+            }
+        }
+        Ok((!parts.is_empty()).then(|| parts.join(" and ")))
     }
 
     fn create(&self, args: CreateArgs) -> anyhow::Result<ExitStatus> {
@@ -210,8 +276,10 @@ impl Ctx<'_> {
         let created = self.client.create_key(&self.workspace.slug, &body)?;
         let saved = if args.save { Some(self.save(&created)?) } else { None };
         self.show_new_token(&created, saved.as_ref())?;
-        // The one moment the token can be stored: on a terminal, offer to do it.
-        if saved.is_none() && !self.printer.json && prompt::interactive() {
+        // The one moment the token can be stored: on a terminal, offer to do it (unless -q or
+        // --no-save says not to ask).
+        let offer = !(args.save || args.no_save || self.printer.json || self.printer.quiet);
+        if offer && prompt::interactive() {
             hygiene::offer_to_store(
                 &created.key,
                 || self.save(&created),
@@ -252,7 +320,14 @@ impl Ctx<'_> {
             self.workspace.slug
         ));
         self.printer.data(&created.token);
-        self.printer.warn("this token is shown only once and cannot be recovered; store it now (if it is lost, create a new key)");
+        let on_screen = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        if saved.is_none() && on_screen {
+            self.printer.warn("this token is shown only once and cannot be recovered; store it now (if it is lost, create a new key)");
+        } else if saved.is_none() {
+            self.printer.info(
+                "The token went to standard output, and only there: it cannot be shown again.",
+            );
+        }
         match saved {
             Some(saved) => {
                 self.printer.info(&format!("Saved to {saved}."));
@@ -270,7 +345,13 @@ impl Ctx<'_> {
     }
 
     fn list(&self, args: ListArgs) -> anyhow::Result<ExitStatus> {
-        let (keys, next_cursor) = self.listed(&args)?;
+        // A person's table shows what is in use; a script's JSON, everything (as it always has).
+        let filter = args.status.unwrap_or(if self.printer.json {
+            StatusFilter::All
+        } else {
+            StatusFilter::Active
+        });
+        let (keys, next_cursor) = self.listed(&args, filter.status())?;
         if self.printer.json {
             match &next_cursor {
                 Some(cursor) => self.printer.json(&json!({"keys": keys, "next_cursor": cursor}))?,
@@ -285,12 +366,23 @@ impl Ctx<'_> {
             ));
             return Ok(ExitStatus::Success);
         }
+        // Without --status, the table says what it leaves out and how to see it.
+        let hidden = match args.status {
+            None => self.hidden(&args)?,
+            Some(_) => None,
+        };
+        let hidden_line = |hidden: &str| {
+            format!("Not shown: {hidden} (`custory-mcp keys list --status all` shows every key).")
+        };
         if keys.is_empty() {
-            let which = args.status.map_or(String::new(), |s| format!("{s} "));
+            let which = filter.status().map_or(String::new(), |s| format!("{s} "));
             let slug = &self.workspace.slug;
             self.printer.info(&format!(
                 "No {which}keys in {slug}. Create one with `custory-mcp --workspace {slug} keys create`."
             ));
+            if let Some(hidden) = &hidden {
+                self.printer.info(&hidden_line(hidden));
+            }
             return Ok(ExitStatus::Success);
         }
         let now = Utc::now();
@@ -313,16 +405,26 @@ impl Ctx<'_> {
                 ]
             })
             .collect();
-        self.printer.data(&table(
-            &["Name", "Prefix", "Access", "Created", "Last used", "Expires", "Status"],
-            rows,
-        ));
+        // At 80 columns and less, the creation time and the access go first: a name, a prefix
+        // and a status are never cut.
+        let columns = [
+            Column::keep("Name"),
+            Column::keep("Prefix"),
+            Column::optional("Access", 2),
+            Column::text("Created", 1),
+            Column::text("Last used", 3),
+            Column::optional("Expires", 4),
+            Column::text("Status", 5),
+        ];
+        self.printer.data(&table(&columns, rows));
         if next_cursor.is_some() {
             self.printer.info(&format!(
-                "Showing the newest {} keys; there are more: pass --all for every key, or \
-                 --limit N.",
-                keys.len()
+                "Showing the newest {}; there are more: pass --all for every key, or --limit N.",
+                count(keys.len(), "key", "keys")
             ));
+        }
+        if let Some(hidden) = &hidden {
+            self.printer.info(&hidden_line(hidden));
         }
         Ok(ExitStatus::Success)
     }
@@ -402,7 +504,8 @@ impl Ctx<'_> {
                 .map(|e| vec![relative(e.at, now), e.kind.to_string(), e.detail.clone()])
                 .collect();
             self.printer.data("");
-            self.printer.data(&table(&["When", "Event", "Detail"], rows));
+            let columns = [Column::keep("When"), Column::keep("Event"), Column::text("Detail", 1)];
+            self.printer.data(&table(&columns, rows));
         }
         Ok(ExitStatus::Success)
     }
@@ -424,7 +527,12 @@ impl Ctx<'_> {
                 let now = Utc::now();
                 let items: Vec<String> = active
                     .iter()
-                    .map(|k| format!("{}  {}  last used {}", k.name, k.prefix, last_used(k, now)))
+                    .map(|k| {
+                        prompt::entry(
+                            &k.name,
+                            &format!("  {}  last used {}", k.prefix, last_used(k, now)),
+                        )
+                    })
                     .collect();
                 active[prompt::select("Revoke which key?", &items, 0)?].clone()
             }
@@ -441,10 +549,8 @@ impl Ctx<'_> {
         }
         prompt::confirm_or_yes(
             args.yes,
-            &format!(
-                "Revoke {:?} ({})? Clients using it stop working at once",
-                key.name, key.prefix
-            ),
+            &prompt::question(&format!("Revoke {:?}", key.name), &format!(" ({})?", key.prefix)),
+            Some("Clients using it stop working at once."),
         )?;
         let revoked = self.client.revoke_key(&self.workspace.slug, &key.id)?;
         self.forget_saved(&key);
@@ -463,7 +569,8 @@ impl Ctx<'_> {
         let key = self.admin.find_key(&args.key)?;
         prompt::confirm_or_yes(
             args.yes,
-            &format!("Rotate {:?} ({})? The old token stops working at once", key.name, key.prefix),
+            &prompt::question(&format!("Rotate {:?}", key.name), &format!(" ({})?", key.prefix)),
+            Some("The old token stops working at once; a new one is shown once."),
         )?;
         let created = self.client.rotate_key(&self.workspace.slug, &key.id)?;
         // A saved token moves to the new key, so `config --key` and `test --key` keep working.

@@ -55,7 +55,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
     /// The workspace to act on (may be omitted when the server has one workspace)
-    #[arg(long, global = true, env = "CUSTORY_WORKSPACE", value_name = "SLUG")]
+    #[arg(long, global = true, env = "CUSTORY_WORKSPACE", value_name = "SLUG", add = completions::workspaces())]
     pub workspace: Option<String>,
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]
@@ -66,11 +66,11 @@ pub struct GlobalArgs {
     /// Print only data and errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Log more (repeat for more detail)
+    /// Show each request to the server and its answer on stderr (serve: log more)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Trust the CA certificates in this PEM file too, for an https --server with a private CA
-    #[arg(long, global = true, env = "CUSTORY_CA_CERT", value_name = "FILE")]
+    #[arg(long, global = true, env = "CUSTORY_CA_CERT", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub ca_cert: Option<std::path::PathBuf>,
 }
 
@@ -104,6 +104,8 @@ pub enum Command {
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> std::process::ExitCode {
+    // A shell asking for completions gets them and nothing else.
+    completions::answer_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -113,6 +115,7 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     let printer = Printer::new(cli.global.json, cli.global.quiet, cli.global.color);
+    crate::output::set_verbose(cli.global.verbose > 0);
     match run(cli, printer) {
         Ok(status) => status.into(),
         Err(error) => {

@@ -33,7 +33,8 @@ pub struct ServeArgs {
         visible_alias = "db",
         env = "DATABASE_URL",
         value_name = "URL|PATH",
-        hide_env_values = true
+        hide_env_values = true,
+        value_hint = clap::ValueHint::AnyPath
     )]
     pub database: Option<String>,
     /// Let browser pages from this Origin call the MCP endpoint (repeatable)
@@ -64,10 +65,10 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = ForwardedHeader::XForwardedFor, value_name = "HEADER")]
     pub forwarded_header: ForwardedHeader,
     /// Serve HTTPS with this certificate chain (PEM); read again on SIGHUP
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE", requires = "tls_key", value_hint = clap::ValueHint::FilePath)]
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM)
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE", requires = "tls_cert", value_hint = clap::ValueHint::FilePath)]
     pub tls_key: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics, apart from the API (requests, tool
     /// calls, auth failures, 429s, latencies, pool use, last-used flush lag)

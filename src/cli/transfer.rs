@@ -16,7 +16,7 @@ use crate::output::Printer;
 pub struct ExportArgs {
     /// Write to this file (with --all: this directory, one SLUG.json per workspace) instead of
     /// stdout
-    #[arg(short, long, value_name = "PATH")]
+    #[arg(short, long, value_name = "PATH", value_hint = clap::ValueHint::AnyPath)]
     pub output: Option<PathBuf>,
     /// Export every workspace of the server (a backup); needs --output DIR
     #[arg(long)]
@@ -30,6 +30,7 @@ pub struct ExportArgs {
     names (or the server's only one). docs/WORKSPACE_FORMAT.md describes both formats.")]
 pub struct ImportArgs {
     /// The workspace document (JSON) or the items (CSV) to import (`-` reads stdin)
+    #[arg(value_hint = clap::ValueHint::FilePath)]
     pub file: PathBuf,
     /// Import into a new workspace with this name [default: JSON: the document's name and
     /// slug, or the existing, empty workspace that --workspace names; CSV: the existing

@@ -7,7 +7,7 @@ use super::{GlobalArgs, shared};
 use crate::api::{CreateWorkspace, Template, WorkspaceResponse};
 use crate::client::AdminClient;
 use crate::error::ExitStatus;
-use crate::output::{Printer, relative, table};
+use crate::output::{Column, Printer, relative, table};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkspacesCommand {
@@ -43,7 +43,9 @@ pub fn run(
                     .into_iter()
                     .map(|w| vec![w.slug, w.name, relative(w.created_at, now)])
                     .collect();
-                printer.data(&table(&["Slug", "Name", "Created"], rows));
+                let columns =
+                    [Column::keep("Slug"), Column::keep("Name"), Column::optional("Created", 1)];
+                printer.data(&table(&columns, rows));
             }
         }
         WorkspacesCommand::Create { name, slug, template } => {

@@ -398,3 +398,49 @@ async fn prompts_on_a_terminal() {
     assert_eq!(by_name("Old laptop")["status"], "revoked");
     server.stop().await;
 }
+
+/// `-v` says what the CLI does on stderr: the server, each request and its answer, never the
+/// credential. Without it, none of that.
+#[tokio::test]
+async fn verbose_shows_each_request_and_its_answer() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let verbose = env.admin(&server, &["-v", "keys", "list"]).await;
+    assert_eq!(verbose.code, 0, "{}", verbose.stderr);
+    let url = &server.url;
+    assert!(verbose.stderr.contains(&format!("server: {url}")), "{}", verbose.stderr);
+    assert!(verbose.stderr.contains("owner credential: CUSTORY_OWNER_TOKEN"), "{}", verbose.stderr);
+    let asked = format!("→ GET {url}/api/admin/workspaces/acme/mcp-keys?");
+    assert!(verbose.stderr.contains(&asked), "{}", verbose.stderr);
+    assert!(verbose.stderr.contains("← 200 OK in "), "{}", verbose.stderr);
+    assert!(!verbose.stderr.contains(&server.owner_token), "{}", verbose.stderr);
+    let plain = env.admin(&server, &["keys", "list"]).await;
+    assert!(!plain.stderr.contains("→ GET"), "{}", plain.stderr);
+    server.stop().await;
+}
+
+/// A reader that is gone (`| head -1`, a closed stderr) costs the lines it would have read, not
+/// a panic (exit 101).
+#[tokio::test]
+async fn a_closed_stdout_or_stderr_is_not_a_panic() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    server.owner().create_key("First", "30d", "read-only").await;
+    server.owner().create_key("Second", "30d", "read-only").await;
+    // `--limit 1` has a line for stderr ("Showing the newest 1 key"), the table one for stdout.
+    for closed in ["stdout", "stderr"] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let mut cmd = env.command();
+        cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
+        cmd.args(["keys", "list", "--limit", "1"]).stdin(std::process::Stdio::null());
+        if closed == "stdout" {
+            cmd.stdout(writer).stderr(std::process::Stdio::piped());
+        } else {
+            cmd.stderr(writer).stdout(std::process::Stdio::piped());
+        }
+        let output = cmd.output().await.expect("run");
+        assert_eq!(output.status.code(), Some(0), "{closed} closed: {output:?}");
+    }
+    server.stop().await;
+}

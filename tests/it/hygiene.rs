@@ -167,7 +167,7 @@ async fn each_mistake_is_flagged_reviewed_and_settled() {
     );
     tokio::task::spawn_blocking(move || {
         let t = Terminal::start(&command);
-        let screen = t.wait_for("Clients using them stop working at once");
+        let screen = t.wait_for("Clients using it stop working at once");
         assert!(screen.contains("Idle") && !screen.contains("Old "), "{screen}");
         t.keys(&["y"]);
         let screen = t.wait_for("EXIT=0");

@@ -44,7 +44,7 @@ pub struct ConfigArgs {
     pub client: ClientArg,
     /// Embed the token saved for KEY (id, name or prefix) with `keys create --save`; implies
     /// --inline-token
-    #[arg(long, value_name = "KEY", conflicts_with = "token_env")]
+    #[arg(long, value_name = "KEY", conflicts_with = "token_env", add = super::completions::active_keys())]
     pub key: Option<String>,
     /// Reference the token through this environment variable [default: CUSTORY_MCP_TOKEN]
     #[arg(long, value_name = "VAR", conflicts_with = "inline_token", value_parser = super::env_var_name)]
@@ -186,7 +186,7 @@ fn write(
         };
         printer.info(&painted);
     }
-    super::prompt::confirm_or_yes(args.yes, &format!("Write {}?", target.display()))?;
+    super::prompt::confirm_or_yes(args.yes, &format!("Write {}?", target.display()), None)?;
 
     let backup = merge::write(&target, previous.as_deref(), &merged)?;
     if printer.json {

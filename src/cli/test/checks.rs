@@ -128,7 +128,15 @@ pub(super) async fn check_connect_and_discovery(list: &mut Checklist, target: &T
         url.set_path(path);
         url.set_query(None);
         let started = Instant::now();
-        match target.client.get(url).header(header::ACCEPT, "application/json").send().await {
+        crate::output::trace(|| format!("→ GET {url}"));
+        let answer = target.client.get(url).header(header::ACCEPT, "application/json").send().await;
+        crate::output::trace(|| match &answer {
+            Ok(response) => {
+                format!("← {} in {} ms", response.status(), started.elapsed().as_millis())
+            }
+            Err(error) => format!("← no answer: {error}"),
+        });
+        match answer {
             Ok(response) => {
                 if index == 0 {
                     let elapsed = started.elapsed();

@@ -79,8 +79,10 @@ pub(super) async fn post_with(
         request = request.header(*name, *value);
     }
     let started = Instant::now();
+    crate::output::trace(|| format!("→ POST {} ({})", target.url, version.unwrap_or("no version")));
     let mut response = request.send().await?;
     let status = response.status();
+    crate::output::trace(|| format!("← {status} in {} ms", started.elapsed().as_millis()));
     let headers = response.headers().clone();
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {

@@ -30,7 +30,7 @@ pub struct TestArgs {
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// Use the token of a key saved with `keys create --save` (id, name or prefix)
-    #[arg(long, value_name = "KEY", conflicts_with = "token_env")]
+    #[arg(long, value_name = "KEY", conflicts_with = "token_env", add = super::completions::active_keys())]
     pub key: Option<String>,
     /// Read the token from this environment variable
     #[arg(long, value_name = "VAR", default_value = super::DEFAULT_TOKEN_ENV, value_parser = super::env_var_name)]

@@ -192,6 +192,30 @@ impl TestEnv {
         cmd
     }
 
+    /// The environment (`NAME=value …`, for `env -i`) of a user of `server` at a terminal: this
+    /// home, the binary on `PATH` as `custory-mcp`, the owner credential, no color.
+    pub fn terminal_env(&self, server: &TestServer) -> String {
+        let bin_dir = Path::new(BIN).parent().expect("the binary's directory");
+        format!(
+            "HOME={home} PATH={bin}:/usr/local/bin:/usr/bin:/bin TERM=xterm \
+             CUSTORY_CONFIG_DIR={config} CUSTORY_CREDENTIAL_STORE=file CUSTORY_SERVER={url} \
+             CUSTORY_OWNER_TOKEN={owner} NO_COLOR=1",
+            home = self.home.path().display(),
+            bin = bin_dir.display(),
+            config = self.config_dir().display(),
+            url = server.url,
+            owner = server.owner_token,
+        )
+    }
+
+    /// A command line for [`Terminal`] that runs `script` (bash) as a user of `server` would
+    /// at a terminal ([`TestEnv::terminal_env`]).
+    pub fn terminal_script(&self, server: &TestServer, script: &str) -> String {
+        let path = self.home.path().join(format!("{}.sh", custory_mcp::token::random_base62(6)));
+        std::fs::write(&path, script).expect("write the script");
+        format!("env -i {} bash {}", self.terminal_env(server), path.display())
+    }
+
     /// Runs the admin CLI against `server` as its owner, piped (not a terminal).
     pub async fn admin(&self, server: &TestServer, args: &[&str]) -> Run {
         let mut cmd = self.command();

@@ -151,7 +151,9 @@ async fn hostile_key_names_are_refused_or_kept_verbatim() {
     let step = tree["stages"][0]["steps"][0]["id"].clone();
     let title = "Invoice\u{202e}fdp.exe";
     agent.ok("create_item", json!({"step_id": step, "kind": "insight", "title": title})).await;
-    let audit = cli(&env, &url, &["audit"], &owner, "").await;
+    // A terminal wide enough for the whole detail (a narrower one cuts it with "…").
+    let wide = [owner[0], owner[1], ("COLUMNS", "400")];
+    let audit = cli(&env, &url, &["audit"], &wide, "").await;
     count += 2;
     assert_eq!(audit.code, 0, "{}", audit.stderr);
     assert!(audit.stdout.contains("Invoice\\u{202e}fdp.exe"), "{}", audit.stdout);
