@@ -5,7 +5,7 @@ use serde_json::json;
 
 use custory_mcp::api::{Access, ExpiryPolicy};
 use custory_mcp::store::access::{KeyUsage, OwnerCredentialSetup};
-use custory_mcp::store::{Clock, Store};
+use custory_mcp::store::{Clock, Store, StoreError, StoreOptions};
 
 use crate::common::{Sql, TestDatabase, TestEnv, initialize_body, rpc, tool_call};
 
@@ -142,6 +142,36 @@ fn an_older_use_flushed_later_does_not_overwrite_a_newer_one() {
     );
     assert_eq!(stored[0].int(), Some(now.timestamp() + 60));
     assert_eq!(stored[1].text(), Some("named, through B"));
+}
+
+/// A flush that waits past the statement limit for the write lock (another replica's long
+/// write) fails, and leaves its pooled connection usable: the next request on the same pool
+/// (one connection here) is answered, never with "current transaction is aborted" (25P02).
+#[test]
+fn a_write_that_times_out_waiting_for_the_lock_leaves_its_connection_usable() {
+    let db = TestDatabase::postgres();
+    let options = StoreOptions {
+        postgres_connections: 1,
+        statement_limit: std::time::Duration::from_millis(300),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&db.database, Clock::default(), options).expect("open");
+    let acme = store.access().workspace_by_slug("acme").expect("lookup").expect("acme").id;
+    let (key, _token) = store
+        .access()
+        .create_key(acme, "flushed", ExpiryPolicy::Days30, Access::ReadWrite)
+        .expect("create");
+    let usage = KeyUsage { at: store.now(), client: Some("client".into()), ip: None };
+    store.access().note_usage(&key.id, usage, || None);
+    let held = db.hold_write_lock();
+    let flushed = store.access().flush_usage();
+    assert!(matches!(flushed, Err(StoreError::TimedOut(_))), "{flushed:?}");
+    held.release();
+    let workspaces = store.access().list_workspaces().expect("the next request on the pool");
+    assert_eq!(workspaces[0].slug, "acme");
+    assert_eq!(store.access().flush_usage().expect("the flush, tried again"), 1);
+    let shown = store.access().get_key(acme, &key.id).expect("key");
+    assert_eq!(shown.last_used_client.as_deref(), Some("client"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -500,10 +500,7 @@ impl<'a> Connection<'a> {
             conn.conn.execute_batch("BEGIN IMMEDIATE")?;
         } else {
             self.on_pg(|pg| {
-                pg.client()?
-                    .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
-                pg.in_transaction = true;
-                Ok(())
+                pg.begin(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"))
             })?;
         }
         Ok(Transaction { conn: self, done: false })
@@ -515,11 +512,7 @@ impl<'a> Connection<'a> {
         if let Some(conn) = self.sqlite() {
             conn.conn.execute_batch("BEGIN DEFERRED")?;
         } else {
-            self.on_pg(|pg| {
-                pg.client()?.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-                pg.in_transaction = true;
-                Ok(())
-            })?;
+            self.on_pg(|pg| pg.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))?;
         }
         Ok(Transaction { conn: self, done: false })
     }

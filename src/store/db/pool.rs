@@ -163,6 +163,20 @@ impl PgConn {
         self.client.as_mut().ok_or_else(|| DbError::Unavailable("the connection is closed".into()))
     }
 
+    /// Runs `begin` (a `BEGIN` and what the transaction takes first, such as the write lock).
+    /// A `BEGIN` that ran before a later part failed (the lock not granted within the time
+    /// limit) leaves a transaction open, aborted: it is rolled back here, and if even that
+    /// fails the connection stays marked, so the pool drops it rather than hand out a
+    /// connection whose every statement would fail (SQLSTATE 25P02).
+    pub(super) fn begin(&mut self, begin: &str) -> Result<(), DbError> {
+        self.in_transaction = true;
+        let begun = self.client()?.batch_execute(begin);
+        if begun.is_err() && self.client()?.batch_execute("ROLLBACK").is_ok() {
+            self.in_transaction = false;
+        }
+        Ok(begun?)
+    }
+
     /// The prepared statement for `sql`, and its column names.
     pub(super) fn statement(
         &mut self,
