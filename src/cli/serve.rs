@@ -318,8 +318,11 @@ fn announce(
         }
         OwnerCredentialSetup::Existing { .. } => (None, None),
     };
-    let workspaces: Vec<String> =
-        store.access().list_workspaces()?.into_iter().map(|w| w.slug).collect();
+    // How many workspaces, and the first few: never the whole list (a server may host
+    // thousands).
+    let workspaces = store.access().workspace_count()?;
+    let first: Vec<String> =
+        store.access().first_workspaces(3)?.into_iter().map(|w| w.slug).collect();
     if printer.json {
         // One line, so a supervisor or test can read the announcement line by line.
         let line = json!({
@@ -338,7 +341,12 @@ fn announce(
     printer.info(&format!("custory-mcp {} listening on {url}", env!("CARGO_PKG_VERSION")));
     printer.info(&format!("  MCP endpoint  {url}/api/mcp"));
     printer.info(&format!("  database      {}", store.database()));
-    printer.info(&format!("  workspaces    {}", workspaces.join(", ")));
+    let shown = match workspaces {
+        1 => first.join(", "),
+        n if n <= 3 => format!("{n} ({})", first.join(", ")),
+        n => format!("{n} ({}, …)", first.join(", ")),
+    };
+    printer.info(&format!("  workspaces    {shown}"));
     if let Some(metrics_url) = metrics_url {
         printer.info(&format!("  metrics       {metrics_url}"));
     }

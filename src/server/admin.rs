@@ -39,12 +39,9 @@ pub(super) fn workspace(store: &Store, slug: &str) -> ApiResult<WorkspaceRow> {
     if let Some(row) = store.access().workspace_by_slug(slug)? {
         return Ok(row);
     }
-    let known: Vec<String> =
-        store.access().list_workspaces()?.into_iter().map(|w| w.slug).collect();
-    Err(ApiError::not_found(
-        "workspace_not_found",
-        format!("no workspace {slug:?} on this server; workspaces: {}", known.join(", ")),
-    ))
+    // Never the list of workspaces: on a server hosting thousands it would be long, and it
+    // is not this caller's to read.
+    Err(ApiError::not_found("workspace_not_found", format!("no workspace {slug:?} on this server")))
 }
 
 /// A name from a request body: present, and valid after trimming (see `api::validate_name`).

@@ -112,6 +112,10 @@ impl AccessStore<'_> {
         workspaces::list_workspaces(self)
     }
 
+    pub fn workspace_count(&self) -> StoreResult<i64> {
+        workspaces::workspace_count(self)
+    }
+
     /// The first `limit` workspaces by slug (a picker's worth).
     pub fn first_workspaces(&self, limit: i64) -> StoreResult<Vec<Workspace>> {
         workspaces::first_workspaces(self, limit)

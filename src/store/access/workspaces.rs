@@ -55,6 +55,10 @@ pub(super) fn list_workspaces(s: &AccessStore<'_>) -> StoreResult<Vec<Workspace>
     first_workspaces(s, i64::MAX)
 }
 
+pub(super) fn workspace_count(s: &AccessStore<'_>) -> StoreResult<i64> {
+    Ok(s.reader()?.query_row("SELECT count(*) AS n FROM workspaces", [], |row| row.get("n"))?)
+}
+
 pub(super) fn first_workspaces(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Workspace>> {
     let conn = s.reader()?;
     let mut stmt = conn.prepare_cached(&format!("{COLUMNS} ORDER BY slug LIMIT ?1"))?;
