@@ -17,6 +17,8 @@ pub struct LoginArgs {
 }
 
 pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    // A server that is not there is said before anything is asked.
+    crate::client::probe(&global.server)?;
     let raw = if args.token_stdin {
         if std::io::stdin().is_terminal() {
             return Err(CliError::usage("--token-stdin reads a piped credential, but stdin is a terminal")

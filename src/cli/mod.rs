@@ -52,7 +52,7 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The Custory server to manage
-    #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
+    #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL", value_parser = crate::client::server_url)]
     pub server: String,
     /// The workspace to act on (may be omitted when the server has one workspace)
     #[arg(long, global = true, env = "CUSTORY_WORKSPACE", value_name = "SLUG", add = completions::workspaces())]

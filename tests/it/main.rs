@@ -30,6 +30,7 @@ mod replicas;
 mod search;
 mod security;
 mod serve;
+mod surface;
 mod tables;
 mod templates;
 mod test_command;
