@@ -728,40 +728,6 @@ impl AdminClient {
             _ => failure,
         }
     }
-
-    /// The workspace to act on: `--workspace`, else the server's only workspace.
-    pub fn workspace(&self, requested: Option<&str>) -> anyhow::Result<Workspace> {
-        let workspaces = self.workspaces()?;
-        if let Some(slug) = requested {
-            let known: Vec<String> = workspaces.iter().map(|w| w.slug.clone()).collect();
-            return workspaces.into_iter().find(|w| w.slug == slug).ok_or_else(|| {
-                CliError::failure(format!(
-                    "no workspace {slug:?} on {}; its workspaces are: {}",
-                    self.server,
-                    known.join(", ")
-                ))
-                .hint("pass one of them with --workspace (or set CUSTORY_WORKSPACE)")
-                .into()
-            });
-        }
-        match <[Workspace; 1]>::try_from(workspaces) {
-            Ok([only]) => Ok(only),
-            Err(workspaces) if workspaces.is_empty() => {
-                Err(CliError::failure(format!("the server at {} has no workspaces", self.server))
-                    .hint("create one with `custory-mcp workspaces create NAME`")
-                    .into())
-            }
-            Err(workspaces) => {
-                let slugs: Vec<&str> = workspaces.iter().map(|w| w.slug.as_str()).collect();
-                Err(CliError::usage(format!(
-                    "the server has several workspaces ({}); say which one",
-                    slugs.join(", ")
-                ))
-                .hint(format!("pass --workspace {} (or set CUSTORY_WORKSPACE)", slugs[0]))
-                .into())
-            }
-        }
-    }
 }
 
 #[cfg(test)]

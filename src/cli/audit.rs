@@ -39,7 +39,7 @@ pub struct AuditArgs {
 }
 
 pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let admin = WorkspaceClient::connect(global)?;
+    let admin = WorkspaceClient::connect_for_key(global, args.key.as_deref())?;
     if args.usage {
         return usage(&admin, &args, printer);
     }

@@ -190,7 +190,14 @@ fn keys(current: &OsStr, status: Option<KeyStatus>) -> Vec<CompletionCandidate> 
     let (server, workspace) = context();
     let listed = ask_server(move || {
         let client = AdminClient::connect(&server)?;
-        let workspace = client.workspace(workspace.as_deref())?;
+        let asked = match workspace {
+            Some(slug) => Some((slug, super::shared::WorkspaceFrom::Flag)),
+            None => crate::settings::for_server(&server)?
+                .workspace
+                .map(|slug| (slug, super::shared::WorkspaceFrom::Saved)),
+        };
+        let (workspace, _) =
+            super::shared::choose_workspace(client.server(), client.workspaces()?, asked)?;
         let filter = KeysQuery { status, ..KeysQuery::default() };
         let page = PageQuery { limit: Some(KEYS_OFFERED), cursor: None };
         Ok(client.keys(&workspace.slug, &filter, &page)?.keys)

@@ -161,7 +161,13 @@ pub fn run(
     if let KeysCommand::Review = command {
         return hygiene::review(global, printer);
     }
-    let admin = WorkspaceClient::connect(global)?;
+    let reference = match &command {
+        KeysCommand::Show(args) => Some(args.key.as_str()),
+        KeysCommand::Revoke(args) => args.key.as_deref(),
+        KeysCommand::Rotate(args) => Some(args.key.as_str()),
+        _ => None,
+    };
+    let admin = WorkspaceClient::connect_for_key(global, reference)?;
     let ctx =
         Ctx { client: &admin.client, workspace: &admin.workspace, admin: &admin, printer, global };
     match command {

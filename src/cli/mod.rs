@@ -9,11 +9,12 @@ mod login;
 mod prompt;
 mod serve;
 mod shared;
+mod status;
 mod test;
 mod transfer;
 mod workspaces;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::error::{CliError, ExitStatus};
 use crate::output::{ColorChoice, Printer};
@@ -72,6 +73,48 @@ pub struct GlobalArgs {
     /// Trust the CA certificates in this PEM file too, for an https --server with a private CA
     #[arg(long, global = true, env = "CUSTORY_CA_CERT", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub ca_cert: Option<std::path::PathBuf>,
+    /// Where --server's value came from.
+    #[arg(skip)]
+    pub server_from: Given,
+    /// Where --workspace's value came from (when it has one).
+    #[arg(skip)]
+    pub workspace_from: Given,
+}
+
+/// Where a global option's value came from: the command line, its environment variable, or
+/// its default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Given {
+    Flag,
+    Env,
+    #[default]
+    Default,
+}
+
+impl Given {
+    /// How `status` names where `--server` came from.
+    pub fn describe_server(self) -> &'static str {
+        match self {
+            Self::Flag => "--server",
+            Self::Env => "CUSTORY_SERVER",
+            Self::Default => "the default",
+        }
+    }
+
+    /// Where the value of `id` in the innermost subcommand's matches (where global options
+    /// given after a subcommand land) came from.
+    fn of(matches: &clap::ArgMatches, id: &str) -> Self {
+        let mut innermost = matches;
+        while let Some((_, sub)) = innermost.subcommand() {
+            innermost = sub;
+        }
+        match innermost.value_source(id).or_else(|| matches.value_source(id)) {
+            Some(clap::parser::ValueSource::CommandLine) => Self::Flag,
+            Some(clap::parser::ValueSource::EnvVariable) => Self::Env,
+            _ => Self::Default,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,14 +143,23 @@ pub enum Command {
     Import(transfer::ImportArgs),
     /// Print the shell completion script
     Completions(completions::CompletionsArgs),
+    /// Show the server, the owner credential and the workspace commands use, and whether they work
+    Status,
 }
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> std::process::ExitCode {
     // A shell asking for completions gets them and nothing else.
     completions::answer_if_asked();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let cli = match parsed {
+        Ok((mut cli, matches)) => {
+            cli.global.server_from = Given::of(&matches, "server");
+            cli.global.workspace_from = Given::of(&matches, "workspace");
+            cli
+        }
         Err(error) => {
             let status = if error.use_stderr() { ExitStatus::Usage } else { ExitStatus::Success };
             let _ = error.print();
@@ -141,5 +193,6 @@ fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Test(args) => test::run(args, &cli.global, printer),
         Command::Export(args) => transfer::export(args, &cli.global, printer),
         Command::Import(args) => transfer::import(args, &cli.global, printer),
+        Command::Status => status::run(&cli.global, printer),
     }
 }

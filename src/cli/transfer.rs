@@ -88,7 +88,8 @@ pub fn export(
         }
         return Ok(ExitStatus::Success);
     }
-    let workspace = client.workspace(global.workspace.as_deref())?;
+    let asked = shared::workspace_asked(global)?;
+    let (workspace, _) = shared::choose_workspace(client.server(), client.workspaces()?, asked)?;
     match args.output {
         Some(file) => {
             let bytes = client.export(&workspace.slug, &file)?;
@@ -149,7 +150,10 @@ pub fn import(
         (Some(_), _) => None,
         (None, Some(slug)) => Some(slug.clone()),
         // A journey goes into a workspace: the server's only one, when it has one.
-        (None, None) if journey.is_some() => Some(client.workspace(None)?.slug),
+        (None, None) if journey.is_some() => {
+            let asked = shared::workspace_asked(global)?;
+            Some(shared::choose_workspace(client.server(), client.workspaces()?, asked)?.0.slug)
+        }
         (None, None) => None,
     };
     let target = ImportQuery {
