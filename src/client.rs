@@ -705,11 +705,11 @@ impl AdminClient {
         let failure = CliError::failure(message);
         match (status, error.code.as_str()) {
             (_, "invalid_document") => failure.hint(
-                "fix the document (`docs/WORKSPACE_FORMAT.md` describes it), then import it \
+                "fix the document (`custory-mcp import --help` describes it), then import it \
                  again; `--dry-run` checks it without writing",
             ),
             (_, "invalid_csv") => failure.hint(
-                "fix the file (`docs/WORKSPACE_FORMAT.md` lists the columns and their values), \
+                "fix the file (`custory-mcp import --help` lists the columns and their values), \
                  then import it again; `--dry-run` checks it without writing",
             ),
             (StatusCode::UNAUTHORIZED, _) => failure.hint(format!(

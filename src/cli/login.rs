@@ -10,6 +10,10 @@ use crate::secrets::{self, CredentialStore};
 use crate::token::{PlainToken, TokenKind};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp login --server https://mcp.example.com
+  printf %s \"$OWNER_TOKEN\" | custory-mcp login --server https://mcp.example.com --token-stdin")]
 pub struct LoginArgs {
     /// Read the credential from standard input instead of prompting for it
     #[arg(long)]

@@ -41,12 +41,45 @@ pub fn env_var_name(name: &str) -> Result<String, String> {
 
 /// Workspace-scoped MCP keys for Custory, and the local server that serves them.
 #[derive(Debug, Parser)]
-#[command(name = "custory-mcp", version, about, max_term_width = 100)]
+#[command(
+    name = "custory-mcp",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "\
+Start here (a local server on SQLite, no configuration):
+  custory-mcp serve                          # in one terminal; keep it running
+  custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d --save
+  custory-mcp config cursor --key \"Cursor on MacBook\" --write
+  custory-mcp test --key \"Cursor on MacBook\"
+  custory-mcp status                         # what the commands use, and whether it works
+
+`custory-mcp COMMAND --help` shows each command's options and examples."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// With no command, the help above is printed (exit 0).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// The options only the admin client uses: `serve` accepts them (they are global) but its
+/// help does not list them.
+const CLIENT_ONLY: [&str; 3] = ["server", "workspace", "ca_cert"];
+
+/// The command line as parsed and as `--help` shows it: [`Cli`], with the client's options
+/// left out of `serve --help`.
+pub fn command() -> clap::Command {
+    let command = Cli::command();
+    // `serve` gets hidden copies of them before clap propagates the global options, which
+    // skips an option a subcommand already has.
+    let hidden: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|arg| CLIENT_ONLY.contains(&arg.get_id().as_str()))
+        .map(|arg| arg.clone().hide(true))
+        .collect();
+    command.mut_subcommand("serve", |serve| serve.args(hidden))
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,7 +88,8 @@ pub struct GlobalArgs {
     /// The Custory server to manage
     #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL", value_parser = crate::client::server_url)]
     pub server: String,
-    /// The workspace to act on (may be omitted when the server has one workspace)
+    /// The workspace to act on [default: the one `workspaces use` set for --server, else the
+    /// server's only one]
     #[arg(long, global = true, env = "CUSTORY_WORKSPACE", value_name = "SLUG", add = completions::workspaces())]
     pub workspace: Option<String>,
     /// Print machine-readable JSON on stdout
@@ -124,12 +158,40 @@ pub enum Command {
     /// Store the owner credential for --server
     Login(login::LoginArgs),
     /// Forget the owner credential for --server
+    #[command(
+        after_help = "Examples:\n  custory-mcp logout\n  custory-mcp logout --server https://mcp.example.com"
+    )]
     Logout,
+    /// Show the server, the owner credential and the workspace commands use, and whether they work
+    #[command(after_help = "\
+Exits 1, saying what to run, when commands could not work with what is there.
+
+Examples:
+  custory-mcp status
+  custory-mcp --server https://mcp.example.com status --json")]
+    Status,
     /// Manage workspaces
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  custory-mcp workspaces list
+  custory-mcp workspaces create \"Beta Team\"
+  custory-mcp workspaces use beta-team"
+    )]
     Workspaces(workspaces::WorkspacesCommand),
     /// Manage MCP keys: create, list, show, revoke, rotate
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+KEY, wherever a command takes one, is a key's name, id (key_…) or displayed prefix (cst_…); an
+id or prefix finds the key in whichever workspace it is. On a terminal, leave KEY out to pick.
+
+Examples:
+  custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d --save
+  custory-mcp keys list
+  custory-mcp keys revoke \"Old laptop\""
+    )]
     Keys(keys::KeysCommand),
     /// Show the workspace's key and MCP activity, newest first
     Audit(audit::AuditArgs),
@@ -143,15 +205,13 @@ pub enum Command {
     Import(transfer::ImportArgs),
     /// Print the shell completion script
     Completions(completions::CompletionsArgs),
-    /// Show the server, the owner credential and the workspace commands use, and whether they work
-    Status,
 }
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> std::process::ExitCode {
     // A shell asking for completions gets them and nothing else.
     completions::answer_if_asked();
-    let parsed = Cli::command()
+    let parsed = command()
         .try_get_matches()
         .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
     let cli = match parsed {
@@ -181,7 +241,12 @@ fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     if let Some(path) = &cli.global.ca_cert {
         crate::client::trust_ca_file(path)?;
     }
-    match cli.command {
+    let Some(command) = cli.command else {
+        // Bare `custory-mcp`: the overview, as `--help` prints it, and success.
+        self::command().print_help()?;
+        return Ok(ExitStatus::Success);
+    };
+    match command {
         Command::Serve(args) => serve::run(*args, &cli.global, printer),
         Command::Login(args) => login::login(args, &cli.global, printer),
         Command::Logout => login::logout(&cli.global, printer),

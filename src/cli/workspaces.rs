@@ -13,8 +13,15 @@ use crate::settings;
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkspacesCommand {
     /// List the server's workspaces
+    #[command(
+        after_help = "Examples:\n  custory-mcp workspaces list\n  custory-mcp workspaces list --json"
+    )]
     List,
     /// Create a workspace
+    #[command(after_help = "\
+Examples:
+  custory-mcp workspaces create \"Beta Team\"
+  custory-mcp workspaces create \"Onboarding lab\" --slug lab --template onboarding")]
     Create {
         /// The workspace's name
         name: String,
@@ -27,6 +34,12 @@ pub enum WorkspacesCommand {
     },
     /// Make a workspace the default for --server: commands act on it when neither
     /// --workspace nor CUSTORY_WORKSPACE names one
+    #[command(after_help = "\
+The default is saved per server, in settings.json in the configuration directory.
+
+Examples:
+  custory-mcp workspaces use beta-team
+  custory-mcp workspaces use --clear")]
     Use {
         /// The workspace's slug (`custory-mcp workspaces list` shows them)
         #[arg(required_unless_present = "clear", add = super::completions::workspaces())]

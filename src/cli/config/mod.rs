@@ -62,7 +62,7 @@ pub struct ConfigArgs {
     #[arg(long, value_enum, default_value_t = Scope::User, value_name = "SCOPE")]
     pub scope: Scope,
     /// Write without asking for confirmation
-    #[arg(long, requires = "write")]
+    #[arg(long, short = 'y', requires = "write")]
     pub yes: bool,
     /// No token at all: the client signs in in a browser on first use (the server must run
     /// with `serve --oauth`), and the owner's consent creates its key

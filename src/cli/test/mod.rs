@@ -25,6 +25,12 @@ use crate::mcp::protocol::ACCEPT_BOTH;
 use crate::output::Printer;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp test --key \"Cursor on MacBook\"
+  CUSTORY_MCP_TOKEN=cst_… custory-mcp test
+  custory-mcp test --url https://mcp.example.com/api/mcp --token-env MY_TOKEN
+  custory-mcp test --key \"Cursor on MacBook\" --curl")]
 pub struct TestArgs {
     /// The MCP endpoint to check [default: <server>/api/mcp]
     #[arg(long, value_name = "URL")]
