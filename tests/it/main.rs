@@ -10,6 +10,7 @@ mod conformance;
 mod contention;
 mod hardening;
 mod help;
+mod hostile_server;
 mod https;
 mod hygiene;
 mod layout;
