@@ -19,13 +19,11 @@ enum Answer {
     Endless,
 }
 
-/// A request as the server saw it: its `Host`, its path and whether it carried
-/// `Authorization`.
+/// A request as the server saw it: its `Host` and its path.
 #[derive(Debug, Clone)]
 struct Seen {
     host: String,
     path: String,
-    authorized: bool,
 }
 
 /// Serves `answer` for every request on 127.0.0.1:0; returns the URL and what it saw.
@@ -57,11 +55,7 @@ async fn hostile(
                         key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
                     })
                 };
-                let request = Seen {
-                    host: header("host").unwrap_or_default(),
-                    path,
-                    authorized: header("authorization").is_some(),
-                };
+                let request = Seen { host: header("host").unwrap_or_default(), path };
                 record.lock().expect("lock").push(request.clone());
                 match answer(&request, port) {
                     Answer::Json(status, headers, body) => {
