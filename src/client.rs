@@ -365,7 +365,7 @@ async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<
 }
 
 /// The most an admin API answer may hold: a full page of keys or events is well under 2 MB.
-pub const ANSWER_MAX: usize = 32 * 1024 * 1024;
+pub const ANSWER_MAX: usize = 16 * 1024 * 1024;
 
 /// The most `/healthz` may send.
 const PROBE_BODY_MAX: usize = 64 * 1024;

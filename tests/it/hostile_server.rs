@@ -133,7 +133,7 @@ async fn an_endless_answer_is_cut_at_the_cap() {
     let run = cli(&env, &url, owner.expose(), &["workspaces", "list"], None).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
-        run.stderr.contains("sent an answer larger than 32 MiB; it was not read"),
+        run.stderr.contains("sent an answer larger than 16 MiB; it was not read"),
         "{}",
         run.stderr
     );
