@@ -20,6 +20,9 @@ use crate::period::Period;
 use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
 
+/// The server the CLI manages when nothing says otherwise: the local `serve`'s default.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
+
 /// How long an export or import may take as a whole.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -231,7 +234,7 @@ pub fn server_url(raw: &str) -> Result<String, String> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!(
             "not an http:// or https:// URL (e.g. {DEFAULT})",
-            DEFAULT = crate::cli::DEFAULT_SERVER
+            DEFAULT = DEFAULT_SERVER
         ));
     }
     let base = url.origin().ascii_serialization();
@@ -263,7 +266,7 @@ fn serve_command(server: &str) -> Option<String> {
     if url.scheme() != "http" || !is_loopback_host(url.host_str()?) {
         return None;
     }
-    if server == crate::cli::DEFAULT_SERVER {
+    if server == DEFAULT_SERVER {
         return Some("custory-mcp serve".to_owned());
     }
     let host = match url.host()? {

@@ -19,7 +19,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use crate::error::{CliError, ExitStatus};
 use crate::output::{ColorChoice, Printer};
 
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
+pub use crate::client::DEFAULT_SERVER;
 /// The environment variable configs and `test` read the MCP token from by default.
 pub const DEFAULT_TOKEN_ENV: &str = "CUSTORY_MCP_TOKEN";
 
