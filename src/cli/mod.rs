@@ -86,7 +86,7 @@ pub fn command() -> clap::Command {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The Custory server to manage
-    #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL", value_parser = crate::client::server_url)]
+    #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
     /// The workspace to act on [default: the one `workspaces use` set for --server, else the
     /// server's only one]
@@ -237,7 +237,22 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
+fn run(mut cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
+    // --server is checked before anything else happens, credentials included; `serve` does
+    // not use it, so a CUSTORY_SERVER the client would refuse does not stop a server.
+    if !matches!(cli.command, Some(Command::Serve(_) | Command::Completions(_)) | None) {
+        let given = &cli.global.server;
+        cli.global.server = crate::client::server_url(given).map_err(|why| {
+            let flag = match cli.global.server_from {
+                Given::Env => "CUSTORY_SERVER",
+                Given::Flag | Given::Default => "--server",
+            };
+            CliError::usage(format!("invalid {flag} {given:?}: {why}")).hint(format!(
+                "--server is the base URL `custory-mcp serve` prints when it starts, e.g. {}",
+                DEFAULT_SERVER
+            ))
+        })?;
+    }
     if let Some(path) = &cli.global.ca_cert {
         crate::client::trust_ca_file(path)?;
     }
