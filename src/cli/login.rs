@@ -10,6 +10,10 @@ use crate::secrets::{self, CredentialStore};
 use crate::token::{PlainToken, TokenKind};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp login --server https://mcp.example.com
+  printf %s \"$OWNER_TOKEN\" | custory-mcp login --server https://mcp.example.com --token-stdin")]
 pub struct LoginArgs {
     /// Read the credential from standard input instead of prompting for it
     #[arg(long)]
@@ -17,6 +21,8 @@ pub struct LoginArgs {
 }
 
 pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    // A server that is not there is said before anything is asked.
+    crate::client::probe(&global.server)?;
     let raw = if args.token_stdin {
         if std::io::stdin().is_terminal() {
             return Err(CliError::usage("--token-stdin reads a piped credential, but stdin is a terminal")
