@@ -3,7 +3,7 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::shared::{WorkspaceClient, list_keys, resolve_key};
+use super::shared::{WorkspaceClient, command_line, list_keys, resolve_key};
 use super::{GlobalArgs, completions, hygiene, prompt};
 use crate::api::{
     self, Access, CreateKey, CreatedKeyResponse, ExpiryPolicy, Key, KeyFlag, KeyOrigin, KeyStatus,
@@ -156,7 +156,7 @@ pub fn run(
     if let KeysCommand::Revoke(RevokeArgs { token_stdin: true, .. }) = command {
         // Checked on this machine first: a mistyped token needs no server.
         let token = found_token()?;
-        return revoke_token(&AdminClient::connect(&global.server)?, &token, printer);
+        return revoke_token(&AdminClient::connect(&global.server)?, &token, global, printer);
     }
     if let KeysCommand::Review = command {
         return hygiene::review(global, printer);
@@ -175,6 +175,7 @@ pub fn run(
                 args.never_used,
                 args.dry_run,
                 args.yes,
+                global,
                 printer,
             )
         }
@@ -198,6 +199,11 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// `custory-mcp ARGS…` as a person runs it next (see [`command_line`]).
+    fn command(&self, args: &[&str]) -> String {
+        command_line(self.global, args)
+    }
+
     /// The newest keys, up to a page: for pickers.
     fn keys(&self) -> anyhow::Result<Vec<Key>> {
         let (keys, _) = list_keys(
@@ -330,15 +336,18 @@ impl Ctx<'_> {
         }
         match saved {
             Some(saved) => {
+                let config = self.command(&["config", "cursor", "--key", &key.name]);
+                let test = self.command(&["test", "--key", &key.name]);
                 self.printer.info(&format!("Saved to {saved}."));
-                self.printer.info(&format!("Next: custory-mcp config cursor --key {:?}   (or claude-code, vscode, codex, …)", key.name));
-                self.printer.info(&format!("      custory-mcp test --key {:?}", key.name));
+                self.printer.info(&format!("Next: {config}   (or claude-code, vscode, codex, …)"));
+                self.printer.info(&format!("      {test}"));
             }
             None => {
+                let config = self.command(&["config", "cursor"]);
+                let test = self.command(&["test"]);
                 self.printer.info("Next: export CUSTORY_MCP_TOKEN=<the token>, then");
-                self.printer
-                    .info("      custory-mcp config cursor   (or claude-code, vscode, codex, …)");
-                self.printer.info("      custory-mcp test");
+                self.printer.info(&format!("      {config}   (or claude-code, vscode, codex, …)"));
+                self.printer.info(&format!("      {test}"));
             }
         }
         Ok(())
@@ -371,15 +380,15 @@ impl Ctx<'_> {
             None => self.hidden(&args)?,
             Some(_) => None,
         };
-        let hidden_line = |hidden: &str| {
-            format!("Not shown: {hidden} (`custory-mcp keys list --status all` shows every key).")
-        };
+        let all = self.command(&["keys", "list", "--status", "all"]);
+        let hidden_line = |hidden: &str| format!("Not shown: {hidden} (`{all}` shows every key).");
         if keys.is_empty() {
             let which = filter.status().map_or(String::new(), |s| format!("{s} "));
             let slug = &self.workspace.slug;
-            self.printer.info(&format!(
-                "No {which}keys in {slug}. Create one with `custory-mcp --workspace {slug} keys create`."
-            ));
+            let create = self.command(
+                &[&["--workspace", slug.as_str()], &super::shared::CREATE_KEY[..]].concat(),
+            );
+            self.printer.info(&format!("No {which}keys in {slug}. Create one with `{create}`."));
             if let Some(hidden) = &hidden {
                 self.printer.info(&hidden_line(hidden));
             }
@@ -484,10 +493,11 @@ impl Ctx<'_> {
         let shared = key.shared.as_ref().map(|seen| {
             format!(
                 "used by {} and from {} in 7 days; one key per client or machine: \
-                 `custory-mcp keys create` for each, then `custory-mcp keys revoke {}`",
+                 `{}` for each, then `{}`",
                 count(seen.clients.len().max(1), "client", "clients"),
                 count(seen.addresses.len().max(1), "address", "addresses"),
-                key.prefix
+                self.command(&["keys", "create", "--name", "NAME", "--expires", "90d", "--save"]),
+                self.command(&["keys", "revoke", &key.prefix]),
             )
         });
         let fields: Vec<(&str, String)> =
@@ -637,20 +647,23 @@ fn found_token() -> anyhow::Result<crate::token::PlainToken> {
 fn revoke_token(
     client: &AdminClient,
     token: &crate::token::PlainToken,
+    global: &GlobalArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let revoked = client.revoke_token(token)?;
     if printer.json {
         printer.json(&revoked)?;
     } else {
+        let audit = command_line(
+            global,
+            &["--workspace", &revoked.workspace, "audit", "--key", &revoked.key.prefix],
+        );
         printer.info(&format!(
-            "Revoked {:?} ({}) in {}: its next request is refused. `custory-mcp --workspace \
-             {} audit --key {}` shows what it did.",
+            "Revoked {:?} ({}) in {}: its next request is refused. `{}` shows what it did.",
             api::displayable(&revoked.key.name),
             revoked.key.prefix,
-            revoked.workspace,
-            revoked.workspace,
-            revoked.key.prefix
+            api::displayable(&revoked.workspace),
+            api::displayable(&audit),
         ));
     }
     Ok(ExitStatus::Success)

@@ -363,14 +363,13 @@ fn announce(
                 printer.info(&format!("Saved to {saved} for {url}."));
             }
             printer.info("");
-            let server = if url == super::DEFAULT_SERVER {
-                String::new()
-            } else {
-                format!("--server {url} ")
-            };
-            printer.info(&format!(
-                "Next: custory-mcp {server}keys create --name \"Cursor on MacBook\" --expires 90d"
-            ));
+            let mut next = vec!["custory-mcp"];
+            if url != super::DEFAULT_SERVER {
+                next.extend(["--server", url]);
+            }
+            next.extend(["keys", "create", "--name", "Cursor on MacBook", "--expires", "90d"]);
+            let next: Vec<String> = next.iter().map(|w| super::shared::shell_quote(w)).collect();
+            printer.info(&format!("Next: {}", next.join(" ")));
         }
         (None, _) => {
             let known = credentials

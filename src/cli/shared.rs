@@ -113,6 +113,38 @@ pub fn shell_quote(text: &str) -> String {
     if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', r"'\''")) }
 }
 
+/// `keys create` as the next step after a workspace is made: complete, so it runs as printed
+/// (on a terminal or not), with an example name to change.
+pub const CREATE_KEY: [&str; 7] =
+    ["keys", "create", "--name", "Cursor on MacBook", "--expires", "90d", "--save"];
+
+/// A command this CLI prints for a person to run, runnable exactly as printed: `custory-mcp`,
+/// then the global options of this run that the next one needs and would not otherwise get
+/// (`--server`, `--workspace`, `--ca-cert` given on the command line, not inherited from the
+/// environment), then `args`, each quoted as one POSIX shell word. `args` that name
+/// `--workspace` themselves keep theirs.
+pub fn command_line(global: &GlobalArgs, args: &[&str]) -> String {
+    let from_env = |var: &str, value: &str| std::env::var(var).is_ok_and(|v| v == value);
+    let mut words: Vec<String> = vec!["custory-mcp".to_owned()];
+    if global.server != super::DEFAULT_SERVER && !from_env("CUSTORY_SERVER", &global.server) {
+        words.extend(["--server".to_owned(), global.server.clone()]);
+    }
+    if let Some(path) = &global.ca_cert {
+        let path = path.display().to_string();
+        if !from_env("CUSTORY_CA_CERT", &path) {
+            words.extend(["--ca-cert".to_owned(), path]);
+        }
+    }
+    if let Some(slug) = &global.workspace
+        && !from_env("CUSTORY_WORKSPACE", slug)
+        && !args.contains(&"--workspace")
+    {
+        words.extend(["--workspace".to_owned(), slug.clone()]);
+    }
+    words.extend(args.iter().map(|&arg| arg.to_owned()));
+    words.iter().map(|word| shell_quote(word)).collect::<Vec<_>>().join(" ")
+}
+
 /// What an import wrote: `1 journey, 4 stages, 12 steps, 9 items, 7 links, 1 persona` (no
 /// comments said when there are none).
 pub fn holds(contents: &ImportCounts) -> String {
@@ -141,7 +173,35 @@ pub fn counted(parts: &[(u64, &str)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::{command_line, shell_quote};
+
+    #[test]
+    fn printed_commands_are_one_word_per_argument_with_the_options_they_need() {
+        let global = |server: &str, workspace: Option<&str>| crate::cli::GlobalArgs {
+            server: server.to_owned(),
+            workspace: workspace.map(str::to_owned),
+            json: false,
+            color: crate::output::ColorChoice::Never,
+            quiet: false,
+            verbose: 0,
+            ca_cert: None,
+        };
+        let plain = global(crate::cli::DEFAULT_SERVER, None);
+        assert_eq!(
+            command_line(&plain, &["keys", "rotate", "Bob's \"old\" laptop"]),
+            r#"custory-mcp keys rotate 'Bob'\''s "old" laptop'"#
+        );
+        let elsewhere = global("http://127.0.0.1:9999", Some("acme"));
+        assert_eq!(
+            command_line(&elsewhere, &["test", "--key", "Old laptop"]),
+            "custory-mcp --server http://127.0.0.1:9999 --workspace acme test --key 'Old laptop'"
+        );
+        // A command naming its workspace keeps it, and names it once.
+        assert_eq!(
+            command_line(&elsewhere, &["--workspace", "beta", "audit"]),
+            "custory-mcp --server http://127.0.0.1:9999 --workspace beta audit"
+        );
+    }
 
     #[test]
     fn shell_words_keep_variables_for_the_program() {

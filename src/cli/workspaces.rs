@@ -60,9 +60,13 @@ pub fn run(
                     Template::Blank => String::new(),
                     _ => format!(" from the {template} template: {}", shared::holds(&contents)),
                 };
+                let create = shared::command_line(
+                    global,
+                    &[&["--workspace", workspace.slug.as_str()], &shared::CREATE_KEY[..]].concat(),
+                );
                 printer.info(&format!(
-                    "Created workspace {:?}{from}. Create a key in it with `custory-mcp --workspace {} keys create`.",
-                    workspace.name, workspace.slug
+                    "Created workspace {:?}{from}. Create a key in it with `{create}`.",
+                    workspace.name
                 ));
             }
         }

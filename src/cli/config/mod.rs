@@ -107,7 +107,7 @@ pub fn run(args: ConfigArgs, global: &GlobalArgs, printer: Printer) -> anyhow::R
     let content = merge::merge(&plan.entry, syntax, None, &path)?;
 
     if args.write {
-        return write(&args, &plan, syntax, &path, &content, auth.as_ref(), printer);
+        return write(&args, &plan, &path, &content, auth.as_ref(), global, printer);
     }
 
     if printer.json {
@@ -130,13 +130,14 @@ pub fn run(args: ConfigArgs, global: &GlobalArgs, printer: Printer) -> anyhow::R
 fn write(
     args: &ConfigArgs,
     plan: &Plan,
-    syntax: Syntax,
     path: &Path,
     content: &str,
     auth: Option<&Auth>,
+    global: &GlobalArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let client = plan.client;
+    let syntax = syntax(client);
     if plan.placeholder {
         return Err(CliError::usage(format!(
             "{} cannot read the token from the environment, so --write needs the token itself",
@@ -206,13 +207,49 @@ fn write(
     }
     notes(plan, printer);
     printer.info(&format!(
-        "Restart {} (or reload its MCP servers), then check the connection: custory-mcp test",
-        client.name()
+        "Restart {} (or reload its MCP servers), then {}",
+        client.name(),
+        next_test(args, auth, global)
     ));
     if let Some(approval) = client.approval(args.scope) {
         printer.info(&format!("On its next start: {approval}."));
     }
     Ok(ExitStatus::Success)
+}
+
+/// After `--write`: how to check the connection the client will make, as a command that runs
+/// as printed (with the token the client was given).
+fn next_test(args: &ConfigArgs, auth: Option<&Auth>, global: &GlobalArgs) -> String {
+    let url: Vec<&str> = args.url.as_deref().map_or_else(Vec::new, |url| vec!["--url", url]);
+    let test =
+        |more: &[&str]| super::shared::command_line(global, &[&["test"], &url[..], more].concat());
+    match (auth, &args.key) {
+        (None, _) => format!(
+            "sign in from the client; its key then shows in `{}`",
+            super::shared::command_line(global, &["keys", "list"])
+        ),
+        (Some(_), Some(key)) => format!("check the connection: {}", test(&["--key", key])),
+        (Some(Auth::Env { var, .. }), None) => {
+            let flag: Vec<&str> = match var.as_str() {
+                super::DEFAULT_TOKEN_ENV => vec![],
+                var => vec!["--token-env", var],
+            };
+            if std::env::var(var).is_ok_and(|v| !v.trim().is_empty()) {
+                format!("check the connection: {}", test(&flag))
+            } else {
+                format!(
+                    "set {var} to the key's token (where the client runs too), and check the \
+                     connection: {}",
+                    test(&flag)
+                )
+            }
+        }
+        (Some(Auth::Inline(_)), None) => format!(
+            "check the connection with the same token in {}: {}",
+            super::DEFAULT_TOKEN_ENV,
+            test(&[])
+        ),
+    }
 }
 
 fn output<'a>(plan: &'a Plan, path: &Path, content: &'a str) -> Output<'a> {

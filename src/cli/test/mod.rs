@@ -16,7 +16,7 @@ use reqwest::Url;
 use serde_json::json;
 
 use self::checks::TokenSource;
-use self::http::{MCP_PATH, initialize_request};
+use self::http::{MCP_PATH, NextSteps, initialize_request};
 use self::report::Checklist;
 use super::GlobalArgs;
 use super::shared::shell_quote;
@@ -60,8 +60,10 @@ pub fn run(args: TestArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Res
         .context("could not start the async runtime")?;
     let mut checklist = Checklist::new(url.clone(), printer);
     checklist.intro();
-    let check =
-        checks::run(&mut checklist, &url, &token, &source, args.timeout, args.key.as_deref());
+    // The token's prefix names the key when no --key did (a token that is no token names none).
+    let prefix = crate::token::PlainToken::parse(&token).ok().map(|t| t.display_prefix());
+    let next = NextSteps::new(global, args.key.as_deref(), prefix.as_deref());
+    let check = checks::run(&mut checklist, &url, &token, &source, args.timeout, &next);
     runtime.block_on(check)?;
     checklist.finish()
 }

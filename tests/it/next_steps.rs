@@ -1,0 +1,191 @@
+//! Every next step and hint the CLI prints runs exactly as printed: each command is taken from
+//! the real binary's stderr and run through `sh -c` (or, where it asks for a confirmation, on a
+//! real terminal) with the same home and environment, against a real server. The key's name
+//! has a space and both kinds of quote in it, so a command that is not quoted breaks.
+
+use chrono::Duration;
+use serde_json::json;
+
+use crate::common::{BIN, Run, Terminal, TestEnv, TestServer, run_piped};
+
+const NAME: &str = r#"Bob's "old" laptop"#;
+/// [`NAME`] as one POSIX shell word.
+const QUOTED: &str = r#"'Bob'\''s "old" laptop'"#;
+
+/// The `custory-mcp …` commands in `text`: those in backticks, and those that run to the end
+/// of a line (cut before a `   (…)` or `   # …` aside).
+fn printed_commands(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let quoted: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
+        let in_ticks: Vec<String> = quoted
+            .iter()
+            .filter(|c| c.starts_with("custory-mcp "))
+            .map(|c| c.to_string())
+            .collect();
+        if !in_ticks.is_empty() {
+            found.extend(in_ticks);
+        } else if let Some(at) = line.find("custory-mcp ") {
+            let rest = &line[at..];
+            let end = [rest.find("   ("), rest.find("   #")].into_iter().flatten().min();
+            found.push(rest[..end.unwrap_or(rest.len())].trim_end().to_owned());
+        }
+    }
+    found
+}
+
+/// The one printed command that contains `part`.
+fn command_with(text: &str, part: &str) -> String {
+    let commands: Vec<String> =
+        printed_commands(text).into_iter().filter(|c| c.contains(part)).collect();
+    match commands.as_slice() {
+        [one] => one.clone(),
+        _ => panic!("expected one printed command with {part:?}, found {commands:?} in:\n{text}"),
+    }
+}
+
+/// `line` run by `sh -c` as the user of `server` who ran the CLI: same home and environment,
+/// `custory-mcp` on PATH, stdin not a terminal.
+async fn sh(env: &TestEnv, server: &TestServer, line: &str, vars: &[(&str, &str)]) -> Run {
+    let mut shell = tokio::process::Command::new("sh");
+    shell.env_clear();
+    for (name, value) in env.command().as_std().get_envs() {
+        if let Some(value) = value {
+            shell.env(name, value);
+        }
+    }
+    let bin_dir = std::path::Path::new(BIN).parent().expect("the binary's directory");
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    shell.env("PATH", path);
+    shell.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
+    shell.envs(vars.iter().copied());
+    shell.args(["-c", line]).kill_on_drop(true);
+    run_piped(shell, None).await
+}
+
+/// The CLI as the same user, not as a shell command.
+async fn cli(env: &TestEnv, server: &TestServer, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let mut cmd = env.command();
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
+    cmd.envs(vars.iter().copied()).args(args);
+    run_piped(cmd, None).await
+}
+
+fn ok(run: &Run, what: &str) {
+    assert_eq!(run.code, 0, "{what}\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
+}
+
+#[tokio::test]
+async fn a_new_keys_next_steps_run_as_printed() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let args = ["keys", "create", "--name", NAME, "--expires", "30d", "--save"];
+    let created = cli(&env, &server, &args, &[]).await;
+    ok(&created, "keys create --save");
+    let config = command_with(&created.stderr, " config ");
+    let test = command_with(&created.stderr, " test ");
+    assert_eq!(config, format!("custory-mcp config cursor --key {QUOTED}"));
+    assert_eq!(test, format!("custory-mcp test --key {QUOTED}"));
+    for line in [&config, &test] {
+        ok(&sh(&env, &server, line, &[]).await, line);
+    }
+
+    // `config --write` with the saved key ends with the check of what it wrote.
+    let args = ["config", "cursor", "--key", NAME, "--write", "--yes"];
+    let written = cli(&env, &server, &args, &[]).await;
+    ok(&written, "config --write");
+    let test = command_with(&written.stderr, " test");
+    assert_eq!(test, format!("custory-mcp test --key {QUOTED}"));
+    let checked = sh(&env, &server, &test, &[]).await;
+    ok(&checked, &test);
+    assert!(checked.stderr.contains("tools/list"), "{}", checked.stderr);
+
+    // Through the environment: the check reads the same variable the client does.
+    let token = created.stdout.trim();
+    let var = [("CUSTORY_MCP_TOKEN", token)];
+    let written = cli(&env, &server, &["config", "cursor", "--write", "--yes"], &var).await;
+    ok(&written, "config --write, token in the environment");
+    let test = command_with(&written.stderr, " test");
+    assert_eq!(test, "custory-mcp test");
+    ok(&sh(&env, &server, &test, &var).await, &test);
+    // Without it set here, the sentence says to set it first (the bare command would fail).
+    let unset = cli(&env, &server, &["config", "claude-code", "--write", "--yes"], &[]).await;
+    ok(&unset, "config --write, no token in the environment");
+    assert!(unset.stderr.contains("set CUSTORY_MCP_TOKEN to the key's token"), "{}", unset.stderr);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_keys_hint_rotates_it_as_printed() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let args = ["keys", "create", "--name", NAME, "--expires", "30d", "--save"];
+    ok(&cli(&env, &server, &args, &[]).await, "keys create --save");
+    server.store.clock().advance(Duration::days(31));
+
+    let failed = cli(&env, &server, &["test", "--key", NAME], &[]).await;
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let rotate = command_with(&failed.stderr, " keys rotate ");
+    assert_eq!(rotate, format!("custory-mcp keys rotate {QUOTED}"));
+
+    // It asks first, so it runs on a terminal, where the person answers.
+    let script = env.terminal_script(&server, &rotate);
+    let screen = tokio::task::spawn_blocking(move || {
+        let t = Terminal::start(&script);
+        t.wait_for("The old token stops working at once");
+        t.keys(&["y"]);
+        t.wait_for("EXIT=")
+    })
+    .await
+    .expect("terminal session");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    // The rotation moved the saved token to the new key, and its next step checks it.
+    let test = command_with(&screen, " test ");
+    assert_eq!(test, format!("custory-mcp test --key {QUOTED}"));
+    ok(&sh(&env, &server, &test, &[]).await, &test);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn empty_places_point_at_a_create_that_runs() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    server.owner().create_workspace(json!({"name": "Empty"})).await;
+    let listed = cli(&env, &server, &["--workspace", "empty", "keys", "list"], &[]).await;
+    ok(&listed, "keys list");
+    let create = command_with(&listed.stderr, " keys create");
+    assert!(create.starts_with("custory-mcp --workspace empty keys create"), "{create}");
+    let made = sh(&env, &server, &create, &[]).await;
+    ok(&made, &create);
+    let test = command_with(&made.stderr, " test ");
+    ok(&sh(&env, &server, &test, &[]).await, &test);
+
+    // A workspace made by the CLI says the same, and so does its key's next step.
+    let made = cli(&env, &server, &["workspaces", "create", "Second"], &[]).await;
+    ok(&made, "workspaces create");
+    let create = command_with(&made.stderr, " keys create");
+    ok(&sh(&env, &server, &create, &[]).await, &create);
+
+    // `--server` given on the command line (not in the environment) is carried along.
+    server.owner().create_workspace(json!({"name": "Third"})).await;
+    let mut bare = env.command();
+    bare.env("CUSTORY_OWNER_TOKEN", &server.owner_token);
+    bare.args(["--server", &server.url, "--workspace", "third", "keys", "list"]);
+    let listed = run_piped(bare, None).await;
+    ok(&listed, "keys list --server");
+    let create = command_with(&listed.stderr, " keys create");
+    assert!(create.starts_with(&format!("custory-mcp --server {}", server.url)), "{create}");
+    let mut shell = tokio::process::Command::new("sh");
+    shell.env_clear();
+    for (name, value) in env.command().as_std().get_envs() {
+        if let Some(value) = value {
+            shell.env(name, value);
+        }
+    }
+    let bin_dir = std::path::Path::new(BIN).parent().expect("the binary's directory");
+    shell.env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()));
+    shell.env("CUSTORY_OWNER_TOKEN", &server.owner_token).args(["-c", &create]);
+    let ran = run_piped(shell, None).await;
+    assert_eq!(ran.code, 0, "{create}: {}", ran.stderr);
+    server.stop().await;
+}
