@@ -136,6 +136,10 @@ pub struct RotateArgs {
     /// The key: its id, name or prefix
     #[arg(add = completions::active_keys())]
     pub key: String,
+    /// Keep the new token in the OS keyring (or a 0600 file) for `config --key` and `test
+    /// --key` (a token saved for the old key moves to the new one anyway)
+    #[arg(long)]
+    pub save: bool,
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -584,7 +588,8 @@ impl Ctx<'_> {
         )?;
         let created = self.client.rotate_key(&self.workspace.slug, &key.id)?;
         // A saved token moves to the new key, so `config --key` and `test --key` keep working.
-        let saved = if self.forget_saved(&key) { Some(self.save(&created)?) } else { None };
+        let had_saved = self.forget_saved(&key);
+        let saved = if had_saved || args.save { Some(self.save(&created)?) } else { None };
         self.printer.info(&format!("Revoked the old token of {:?} ({}).", key.name, key.prefix));
         self.show_new_token(&created, saved.as_ref())?;
         Ok(ExitStatus::Success)

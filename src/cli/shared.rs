@@ -32,19 +32,58 @@ impl WorkspaceClient {
         resolve_key(&found.keys, reference)
     }
 
-    /// The token of a key saved with `keys create --save`, found by KEY.
-    pub fn saved_token(&self, reference: &str) -> anyhow::Result<PlainToken> {
+    /// The token of a key saved with `keys create --save`, found by KEY. A revoked key's was
+    /// removed when it was revoked: the error says so, when, and what to run instead.
+    pub fn saved_token(&self, reference: &str, global: &GlobalArgs) -> anyhow::Result<PlainToken> {
         let key = self.find_key(reference)?;
+        // A new key of the same name and expiry, saved: what replaces a revoked or lost one.
+        let create = || {
+            command_line(
+                global,
+                &[
+                    "keys",
+                    "create",
+                    "--name",
+                    &key.name,
+                    "--expires",
+                    key.expires.as_str(),
+                    "--save",
+                ],
+            )
+        };
+        if key.status == KeyStatus::Revoked {
+            let when = key.revoked_at.map_or_else(String::new, |at| {
+                format!(
+                    " {} ({})",
+                    crate::output::relative(at, chrono::Utc::now()),
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            });
+            return Err(CliError::failure(format!(
+                "{:?} ({}) was revoked{when}: its token no longer works, and revoking removed \
+                 it from this machine",
+                key.name, key.prefix
+            ))
+            .hint(format!(
+                "a revoked key cannot be brought back; create a new one: `{}`, then give its \
+                 token to the client (`{}`)",
+                create(),
+                command_line(global, &["config", "cursor", "--key", &key.name, "--write"])
+            ))
+            .into());
+        }
         let account = secrets::key_account(self.client.server(), &key.id);
         CredentialStore::open()?.get(&account)?.ok_or_else(|| {
             CliError::failure(format!(
                 "the token of {:?} ({}) is not saved on this machine",
                 key.name, key.prefix
             ))
-            .hint(
-                "tokens are shown only once; create a key with `custory-mcp keys create --save`, \
-                 or pass the token through an environment variable with --token-env",
-            )
+            .hint(format!(
+                "tokens are shown only once: pass the token through an environment variable \
+                 with --token-env VAR, or replace the key with one saved here: `{}` (it replaces \
+                 the old token)",
+                command_line(global, &["keys", "rotate", &key.name, "--save"])
+            ))
             .into()
         })
     }

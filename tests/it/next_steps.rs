@@ -189,3 +189,46 @@ async fn empty_places_point_at_a_create_that_runs() {
     assert_eq!(ran.code, 0, "{create}: {}", ran.stderr);
     server.stop().await;
 }
+
+/// `test --key` for a revoked key says it was revoked, when, and what replaces it; for a key
+/// whose token this machine never had, how to get one here. Each fix runs as printed.
+#[tokio::test]
+async fn a_revoked_or_unsaved_key_says_why_and_what_to_run() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let args = ["keys", "create", "--name", NAME, "--expires", "30d", "--save"];
+    ok(&cli(&env, &server, &args, &[]).await, "keys create --save");
+    ok(&cli(&env, &server, &["keys", "revoke", NAME, "--yes"], &[]).await, "keys revoke");
+
+    let failed = cli(&env, &server, &["test", "--key", NAME], &[]).await;
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stderr.contains(r#"was revoked just now ("#), "{}", failed.stderr);
+    assert!(!failed.stderr.contains("not saved on this machine"), "{}", failed.stderr);
+    let create = command_with(&failed.stderr, " keys create ");
+    assert_eq!(create, format!("custory-mcp keys create --name {QUOTED} --expires 30d --save"));
+    ok(&sh(&env, &server, &create, &[]).await, &create);
+    let test = format!("custory-mcp test --key {QUOTED}");
+    ok(&sh(&env, &server, &test, &[]).await, "test --key after the new key");
+
+    // A key made elsewhere (its token never saved here): rotating it with --save fixes that.
+    server.owner().create_key("Made elsewhere", "30d", "read-write").await;
+    let failed = cli(&env, &server, &["test", "--key", "Made elsewhere"], &[]).await;
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stderr.contains("is not saved on this machine"), "{}", failed.stderr);
+    let rotate = command_with(&failed.stderr, " keys rotate ");
+    assert_eq!(rotate, "custory-mcp keys rotate 'Made elsewhere' --save");
+    let script = env.terminal_script(&server, &rotate);
+    let screen = tokio::task::spawn_blocking(move || {
+        let t = Terminal::start(&script);
+        t.wait_for("The old token stops working at once");
+        t.keys(&["y"]);
+        t.wait_for("EXIT=")
+    })
+    .await
+    .expect("terminal session");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let test = command_with(&screen, " test ");
+    assert_eq!(test, "custory-mcp test --key 'Made elsewhere'");
+    ok(&sh(&env, &server, &test, &[]).await, &test);
+    server.stop().await;
+}

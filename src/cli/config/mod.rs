@@ -305,7 +305,7 @@ fn endpoint(url: Option<&str>, server: &str) -> anyhow::Result<String> {
 /// How the token reaches the client, from `--key`, `--token-env`, `--inline-token`.
 fn auth(args: &ConfigArgs, global: &GlobalArgs) -> anyhow::Result<Auth> {
     if let Some(key) = &args.key {
-        let token = super::shared::WorkspaceClient::connect(global)?.saved_token(key)?;
+        let token = super::shared::WorkspaceClient::connect(global)?.saved_token(key, global)?;
         return Ok(Auth::Inline(mcp_key(token, "the saved token")?));
     }
     if args.inline_token {

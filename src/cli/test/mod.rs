@@ -91,7 +91,7 @@ fn endpoint(args: &TestArgs, global: &GlobalArgs) -> anyhow::Result<Url> {
 /// The token as given (not yet checked: checking it is the first stage).
 fn read_token(args: &TestArgs, global: &GlobalArgs) -> anyhow::Result<(String, TokenSource)> {
     if let Some(key) = &args.key {
-        let token = super::shared::WorkspaceClient::connect(global)?.saved_token(key)?;
+        let token = super::shared::WorkspaceClient::connect(global)?.saved_token(key, global)?;
         return Ok((token.expose().to_owned(), TokenSource::Saved(key.clone())));
     }
     let var = &args.token_env;
