@@ -241,7 +241,10 @@ async fn unknown_revoked_and_expired_keys_each_get_their_cause_and_fix() {
     let stage = run.stage("✗", "initialize");
     assert!(stage.contains("401 Unauthorized: the server does not know this key"), "{stage}");
     // Each command names the server this run was given, so it runs as printed.
-    let create = format!("`custory-mcp --server {} keys create --save`", server.url);
+    let create = format!(
+        "`custory-mcp --server {} keys create --name 'Cursor on MacBook' --expires 90d --save`",
+        server.url
+    );
     assert!(stage.contains(&create), "{stage}");
 
     let owner = server.owner();
@@ -297,7 +300,7 @@ async fn a_malformed_token_fails_locally_without_any_network() {
             stage.contains(cause) && stage.contains("$CUSTORY_MCP_TOKEN holds no valid MCP key"),
             "{stage}"
         );
-        assert!(stage.contains("hint:") && stage.contains("keys create --save"), "{stage}");
+        assert!(stage.contains("hint:") && stage.contains("keys create --name"), "{stage}");
         assert!(!run.stderr.contains("connect"), "{}", run.stderr);
     }
     let pending = tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept());

@@ -16,6 +16,7 @@ use super::http::{
     rpc_result, show_ms, status_text,
 };
 use super::report::{Checklist, ServerInfo, Stage};
+use crate::api::CONNECTION_CHECK_CLIENT;
 use crate::mcp::protocol::{
     ClientRequest, LATEST_VERSION, MODERN_VERSION, SERVER_NAME, SUPPORTED_VERSIONS, meta,
 };
@@ -57,7 +58,7 @@ pub(super) async fn run(
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(timeout))
         .connect_timeout(Duration::from_secs(timeout))
-        .user_agent(concat!("custory-mcp-test/", env!("CARGO_PKG_VERSION")))
+        .user_agent(format!("{CONNECTION_CHECK_CLIENT}/{}", env!("CARGO_PKG_VERSION")))
         .build()
         .context("could not set up the HTTP client")?;
     let target = Target { url, client, token, timeout, next };
@@ -417,7 +418,7 @@ pub(super) async fn check_modern(list: &mut Checklist, target: &Target<'_>) {
     let params = json!({"_meta": {
         meta::PROTOCOL_VERSION: MODERN_VERSION,
         meta::CLIENT_CAPABILITIES: {},
-        meta::CLIENT_INFO: {"name": "custory-mcp-test", "version": env!("CARGO_PKG_VERSION")},
+        meta::CLIENT_INFO: {"name": CONNECTION_CHECK_CLIENT, "version": env!("CARGO_PKG_VERSION")},
     }});
     let request = ClientRequest::new(100, "server/discover", params).to_json();
     let headers = [("Mcp-Method", "server/discover")];

@@ -37,7 +37,7 @@ pub(super) struct Target<'a> {
 /// The commands the checks suggest, made for this run (its `--server` and `--workspace`, the
 /// key it tests), each runnable as printed.
 pub(super) struct NextSteps {
-    /// `keys create --save`.
+    /// `keys create … --save`, complete (a name and an expiry), so it runs anywhere.
     pub(super) create: String,
     /// `keys rotate KEY`, for the key tested (`--key`, else the token's prefix).
     pub(super) rotate: Option<String>,
@@ -55,7 +55,7 @@ impl NextSteps {
         let command = |args: &[&str]| crate::cli::shared::command_line(global, args);
         let key = key.or(prefix);
         Self {
-            create: command(&["keys", "create", "--save"]),
+            create: command(&crate::cli::shared::CREATE_KEY),
             rotate: key.map(|key| command(&["keys", "rotate", key])),
             show: key.map(|key| command(&["keys", "show", key])),
         }
@@ -66,7 +66,7 @@ impl NextSteps {
 /// order people expect to read them).
 pub(super) fn initialize_request() -> String {
     let client = Implementation {
-        name: "custory-mcp-test".into(),
+        name: crate::api::CONNECTION_CHECK_CLIENT.into(),
         title: None,
         version: Some(env!("CARGO_PKG_VERSION").into()),
     };
