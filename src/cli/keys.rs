@@ -4,7 +4,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::shared::{WorkspaceClient, command_line, list_keys, resolve_key};
-use super::{GlobalArgs, completions, hygiene, prompt};
+use super::{GlobalArgs, completions, config, hygiene, prompt};
 use crate::api::{
     self, Access, CreateKey, CreatedKeyResponse, ExpiryPolicy, Key, KeyFlag, KeyOrigin, KeyStatus,
     KeyUsageTotals, OriginKind, Workspace,
@@ -140,6 +140,13 @@ pub struct RotateArgs {
     /// --key` (a token saved for the old key moves to the new one anyway)
     #[arg(long)]
     pub save: bool,
+    /// Put the new token in the client config files (yours, and the project's in this
+    /// directory) that hold the old one, without asking
+    #[arg(long, conflicts_with = "no_rewrite_configs")]
+    pub rewrite_configs: bool,
+    /// Leave the config files that hold the old token as they are (they are listed)
+    #[arg(long)]
+    pub no_rewrite_configs: bool,
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -586,13 +593,87 @@ impl Ctx<'_> {
             &prompt::question(&format!("Rotate {:?}", key.name), &format!(" ({})?", key.prefix)),
             Some("The old token stops working at once; a new one is shown once."),
         )?;
+        // The config files that hold the old token, found before it stops working.
+        let held = config::files_holding(&key.prefix);
         let created = self.client.rotate_key(&self.workspace.slug, &key.id)?;
         // A saved token moves to the new key, so `config --key` and `test --key` keep working.
         let had_saved = self.forget_saved(&key);
         let saved = if had_saved || args.save { Some(self.save(&created)?) } else { None };
         self.printer.info(&format!("Revoked the old token of {:?} ({}).", key.name, key.prefix));
         self.show_new_token(&created, saved.as_ref())?;
+        self.rewrite_configs(&args, &held, &created, saved.is_some())?;
         Ok(ExitStatus::Success)
+    }
+
+    /// After a rotation: the config files that held the old token get the new one (with
+    /// `--rewrite-configs`, or when the person says so on a terminal); otherwise they are
+    /// listed with the command that updates each.
+    fn rewrite_configs(
+        &self,
+        args: &RotateArgs,
+        held: &[config::Held],
+        created: &CreatedKeyResponse,
+        saved: bool,
+    ) -> anyhow::Result<()> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> =
+            held.iter().map(|h| format!("  {} ({})", h.path.display(), h.client_name())).collect();
+        let rewrite = if args.rewrite_configs {
+            true
+        } else if args.no_rewrite_configs || self.printer.json || !prompt::interactive() {
+            false
+        } else {
+            crate::output::note(&format!(
+                "The old token is in {}:
+{}",
+                count(held.len(), "config file", "config files"),
+                listed.join("\n")
+            ));
+            prompt::confirm("Put the new token in place of the old one there?")?
+        };
+        if rewrite {
+            let token = PlainToken::parse(&created.token)?;
+            for file in held {
+                let backup = config::rewrite(file, &token)?;
+                let kept = backup
+                    .map(|b| format!(" (the previous version is in {})", b.display()))
+                    .unwrap_or_default();
+                self.printer.info(&format!(
+                    "Put the new token in {}{kept}; restart {} (or reload its MCP servers).",
+                    file.path.display(),
+                    file.client_name()
+                ));
+            }
+            return Ok(());
+        }
+        self.printer.warn(&format!(
+            "the old token, which no longer works, is still in {}:\n{}",
+            count(held.len(), "config file", "config files"),
+            listed.join("\n")
+        ));
+        // Each file updated by the command that wrote it, with the new token.
+        let key = &created.key.name;
+        for file in held {
+            let client = file.client.id();
+            let mut words = vec!["config", client.as_str()];
+            if file.scope == config::Scope::Project {
+                words.extend(["--scope", "project"]);
+            }
+            let command = if saved {
+                words.extend(["--key", key, "--write", "--yes"]);
+                command_line(self.global, &words)
+            } else {
+                words.extend(["--inline-token", "--write", "--yes"]);
+                format!("printf '%s\\n' \"$TOKEN\" | {}", command_line(self.global, &words))
+            };
+            self.printer.info(&format!("  update it: {command}"));
+        }
+        if !saved {
+            self.printer.info("  (with TOKEN set to the new token printed above)");
+        }
+        Ok(())
     }
 
     /// Removes a key's saved token, if there is one. Returns whether there was.

@@ -232,3 +232,93 @@ async fn a_revoked_or_unsaved_key_says_why_and_what_to_run() {
     ok(&sh(&env, &server, &test, &[]).await, &test);
     server.stop().await;
 }
+
+/// The token in a config file `config --write` wrote, as found by its prefix.
+fn cursor_file(env: &TestEnv) -> String {
+    std::fs::read_to_string(env.home.path().join(".cursor/mcp.json")).expect("cursor's config")
+}
+
+/// `keys rotate` and the config files that hold the old token: listed with the command that
+/// updates each (which runs as printed), rewritten with `--rewrite-configs`, or on a terminal
+/// when the person says yes.
+#[tokio::test]
+async fn rotate_puts_the_new_token_in_the_configs_that_held_the_old_one() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let args = ["keys", "create", "--name", NAME, "--expires", "30d", "--save"];
+    let created = cli(&env, &server, &args, &[]).await;
+    ok(&created, "keys create --save");
+    let first = created.stdout.trim().to_owned();
+    let args = ["config", "cursor", "--key", NAME, "--write", "--yes"];
+    ok(&cli(&env, &server, &args, &[]).await, "config --write");
+    assert!(cursor_file(&env).contains(&first));
+
+    // Not on a terminal, no flag: the file is named, with the command that updates it.
+    let rotated = cli(&env, &server, &["keys", "rotate", NAME, "--yes"], &[]).await;
+    ok(&rotated, "keys rotate");
+    let second = rotated.stdout.trim().to_owned();
+    assert!(
+        rotated.stderr.contains("the old token, which no longer works, is still in 1 config file")
+    );
+    assert!(rotated.stderr.contains(".cursor/mcp.json (Cursor)"), "{}", rotated.stderr);
+    assert!(cursor_file(&env).contains(&first), "left as it was");
+    let update = command_with(&rotated.stderr, " --write --yes");
+    assert_eq!(update, format!("custory-mcp config cursor --key {QUOTED} --write --yes"));
+    ok(&sh(&env, &server, &update, &[]).await, &update);
+    let file = cursor_file(&env);
+    assert!(file.contains(&second) && !file.contains(&first), "{file}");
+
+    // --rewrite-configs: done at once, the previous version kept.
+    let args = ["keys", "rotate", NAME, "--yes", "--rewrite-configs"];
+    let rotated = cli(&env, &server, &args, &[]).await;
+    ok(&rotated, "keys rotate --rewrite-configs");
+    let third = rotated.stdout.trim().to_owned();
+    let file = cursor_file(&env);
+    assert!(file.contains(&third) && !file.contains(&second), "{file}");
+    let backup =
+        std::fs::read_to_string(env.home.path().join(".cursor/mcp.json.bak")).expect("the backup");
+    assert!(backup.contains(&second), "{backup}");
+    assert!(rotated.stderr.contains("Put the new token in"), "{}", rotated.stderr);
+    let test = format!("custory-mcp test --key {QUOTED}");
+    ok(&sh(&env, &server, &test, &[]).await, "test after the rewrite");
+
+    // On a terminal it asks.
+    let script = env.terminal_script(&server, &format!("custory-mcp keys rotate {QUOTED}"));
+    let screen = tokio::task::spawn_blocking(move || {
+        let t = Terminal::start(&script);
+        t.wait_for("The old token stops working at once");
+        t.keys(&["y"]);
+        t.wait_for("Put the new token in place of the old one there?");
+        t.keys(&["y"]);
+        t.wait_for("EXIT=")
+    })
+    .await
+    .expect("terminal session");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(!cursor_file(&env).contains(&third), "rewritten: {}", cursor_file(&env));
+    ok(&sh(&env, &server, &test, &[]).await, "test after the terminal's rewrite");
+
+    // A token this machine never saved: the command pipes in the new one.
+    let other = server.owner().create_key("Piped", "30d", "read-write").await;
+    let piped = [("CUSTORY_MCP_TOKEN", other.token.as_str())];
+    let line =
+        "printenv CUSTORY_MCP_TOKEN | custory-mcp config windsurf --inline-token --write --yes";
+    ok(&sh(&env, &server, line, &piped).await, line);
+    let rotated = cli(&env, &server, &["keys", "rotate", "Piped", "--yes"], &[]).await;
+    ok(&rotated, "keys rotate Piped");
+    let update = command_with(&rotated.stderr, " config windsurf");
+    assert!(update.contains("--inline-token"), "{update}");
+    let line = rotated
+        .stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("update it: "))
+        .expect("the update line")
+        .to_owned();
+    let new = rotated.stdout.trim().to_owned();
+    ok(&sh(&env, &server, &line, &[("TOKEN", new.as_str())]).await, &line);
+    let windsurf =
+        std::fs::read_to_string(env.home.path().join(".codeium/windsurf/mcp_config.json"))
+            .expect("windsurf's config");
+    assert!(windsurf.contains(&new) && !windsurf.contains(&other.token), "{windsurf}");
+    server.stop().await;
+}

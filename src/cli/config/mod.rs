@@ -12,6 +12,7 @@
 //! `--inline-token` (or `--key`).
 
 mod clients;
+mod held;
 mod merge;
 
 use std::io::{BufRead as _, IsTerminal as _, Read as _};
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 use self::clients::{Auth, Client, Note, Plan};
 pub use self::clients::{ClientArg, Scope};
+pub use self::held::{Held, files_holding, rewrite};
 use self::merge::Syntax;
 use super::GlobalArgs;
 use crate::error::{CliError, ExitStatus};
