@@ -612,7 +612,31 @@ async fn jsonc_settings_keep_their_comments() {
     );
     // The diff on stderr does not show the token.
     assert!(!out.stderr.contains(&token), "{}", out.stderr);
-    assert!(out.stderr.contains("Bearer cst_…[redacted]"), "{}", out.stderr);
+    let shown = format!("Bearer {}…[redacted]", &token[..12]);
+    assert!(out.stderr.contains(&shown), "{}", out.stderr);
+}
+
+/// Replacing one inline token with another: neither is in the diff, on either side; each is
+/// shown by its prefix, so the change is still visible.
+#[tokio::test]
+async fn the_diff_redacts_the_removed_token_too() {
+    let env = TestEnv::new();
+    let (old, new) = (token(), token());
+    for token in [&old, &new] {
+        let args = ["config", "cursor", "--url", URL, "--inline-token", "--write", "--yes"];
+        let out = run_in(&env, None, &args, Some(token)).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let args = ["config", "cursor", "--url", URL, "--inline-token", "--write", "--yes"];
+    let other = token();
+    let out = run_in(&env, None, &args, Some(&other)).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains(&new) && !out.stderr.contains(&other), "{}", out.stderr);
+    let removed = format!("-        \"Authorization\": \"Bearer {}…[redacted]\"", &new[..12]);
+    let added = format!("+        \"Authorization\": \"Bearer {}…[redacted]\"", &other[..12]);
+    assert!(out.stderr.contains(&removed), "{}", out.stderr);
+    assert!(out.stderr.contains(&added), "{}", out.stderr);
+    assert!(!out.stderr.contains(&old));
 }
 
 #[tokio::test]

@@ -175,12 +175,9 @@ fn write(
         return Ok(ExitStatus::Success);
     }
 
-    let redact = |line: &str| match auth {
-        Some(Auth::Inline(token)) => line.replace(token.expose(), &token.to_string()),
-        Some(Auth::Env { .. }) | None => line.to_owned(),
-    };
+    // Both sides: a removed line may hold an old token as live as the new one.
     for line in merge::diff(&target, previous.as_deref(), &merged) {
-        let line = redact(&line);
+        let line = redact_secrets(&line);
         let painted = match line.chars().next() {
             Some('+') if !line.starts_with("+++") => printer.paint(&line, "32"),
             Some('-') if !line.starts_with("---") => printer.paint(&line, "31"),
@@ -252,6 +249,49 @@ fn next_test(args: &ConfigArgs, auth: Option<&Auth>, global: &GlobalArgs) -> Str
             test(&[])
         ),
     }
+}
+
+/// `line` with every secret it may hold cut to what identifies it: tokens of this tool
+/// (`cst_`/`csa_`, shown by their displayed prefix) and any other `Bearer` credential (shown
+/// by its first 4 characters). Environment references (`${env:VAR}`, `$VAR`) stay as they are.
+fn redact_secrets(line: &str) -> String {
+    let word = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while !rest.is_empty() {
+        let ours = ["cst_", "csa_"].iter().filter_map(|p| rest.find(p)).min();
+        let bearer = rest.find("Bearer ").map(|at| at + "Bearer ".len());
+        let Some(at) = [ours, bearer].into_iter().flatten().min() else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let len = tail.find(|c: char| !word(c)).unwrap_or(tail.len());
+        let secret = &tail[..len];
+        // What is shown, and the length below which it is no secret (a prefix already shown,
+        // a word).
+        let (kept, shortest) = if secret.starts_with("cst_") || secret.starts_with("csa_") {
+            (crate::token::DISPLAY_PREFIX_LEN, crate::token::DISPLAY_PREFIX_LEN + 8)
+        } else {
+            (4, 12)
+        };
+        if secret.len() < shortest {
+            out.push_str(secret);
+        } else {
+            out.push_str(&secret[..kept]);
+            out.push_str("…[redacted]");
+        }
+        if len == 0 {
+            // Nothing matched after `Bearer `: step over one character.
+            let step = tail.chars().next().map_or(0, char::len_utf8);
+            out.push_str(&tail[..step]);
+            rest = &tail[step..];
+        } else {
+            rest = &tail[len..];
+        }
+    }
+    out
 }
 
 fn output<'a>(plan: &'a Plan, path: &Path, content: &'a str) -> Output<'a> {
@@ -357,4 +397,32 @@ fn mcp_key(token: PlainToken, what: &str) -> anyhow::Result<PlainToken> {
         .into());
     }
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::token::{PlainToken, TokenKind};
+
+    #[test]
+    fn secrets_are_cut_on_every_line_and_references_kept() {
+        let token = PlainToken::generate(TokenKind::Mcp);
+        let prefix = token.display_prefix();
+        let line = format!(r#"-        "Authorization": "Bearer {}""#, token.expose());
+        let redacted = super::redact_secrets(&line);
+        assert_eq!(redacted, format!(r#"-        "Authorization": "Bearer {prefix}…[redacted]""#));
+        let other = r#"+  "Authorization": "Bearer ghp_0123456789abcdefghij", "x": 1"#;
+        assert_eq!(
+            super::redact_secrets(other),
+            r#"+  "Authorization": "Bearer ghp_…[redacted]", "x": 1"#
+        );
+        for kept in [
+            r#"+  "Authorization": "Bearer ${env:CUSTORY_MCP_TOKEN}""#,
+            "  bearer_token_env_var = \"CUSTORY_MCP_TOKEN\"",
+            "the key cst_abcdefgh was rotated",
+        ] {
+            assert_eq!(super::redact_secrets(kept), kept);
+        }
+        let bare = format!("token = \"{}\"", token.expose());
+        assert!(!super::redact_secrets(&bare).contains(token.expose()));
+    }
 }
