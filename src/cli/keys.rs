@@ -561,12 +561,20 @@ impl Ctx<'_> {
                 return Err(prompt::missing("the KEY to revoke", "the key's name, id or prefix"));
             }
         };
+        // Revoking twice is done twice: the second time says so, and succeeds.
         if key.status == KeyStatus::Revoked {
-            return Err(CliError::failure(format!(
-                "{:?} ({}) is already revoked",
-                key.name, key.prefix
-            ))
-            .into());
+            if self.printer.json {
+                self.printer.json(&json!({"key": key, "already_revoked": true}))?;
+            } else {
+                let when = key.revoked_at.map_or_else(String::new, |at| {
+                    format!(" {} ({})", relative(at, Utc::now()), at.format("%Y-%m-%d %H:%M UTC"))
+                });
+                self.printer.info(&format!(
+                    "{:?} ({}) was already revoked{when}; nothing to do.",
+                    key.name, key.prefix
+                ));
+            }
+            return Ok(ExitStatus::Success);
         }
         prompt::confirm_or_yes(
             args.yes,

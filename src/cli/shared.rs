@@ -24,12 +24,25 @@ impl WorkspaceClient {
         Ok(Self { client, workspace })
     }
 
-    /// The key a person means by KEY: its id, name or displayed prefix.
+    /// The key a person means by KEY: its id, name or displayed prefix (a name in any case).
     pub fn find_key(&self, reference: &str) -> anyhow::Result<Key> {
+        // A token is not sent anywhere as a key's name (it would land in the server's logs).
+        not_a_token(reference)?;
         let query =
             KeysQuery { reference: Some(reference.trim().to_owned()), ..KeysQuery::default() };
         let found = self.client.keys(&self.workspace.slug, &query, &PageQuery::default())?;
-        resolve_key(&found.keys, reference)
+        if !found.keys.is_empty() {
+            return resolve_key(&found.keys, reference);
+        }
+        // No exact match: the newest keys, for a name in another case or a near miss.
+        let (keys, _) = list_keys(
+            &self.client,
+            &self.workspace.slug,
+            &KeysQuery::default(),
+            Rows::First(NEAR_MATCH_KEYS),
+            Printer::new(false, true, crate::output::ColorChoice::Never),
+        )?;
+        resolve_key(&keys, reference)
     }
 
     /// The token of a key saved with `keys create --save`, found by KEY. A revoked key's was
@@ -113,19 +126,32 @@ pub fn list_keys(
 /// Finds KEY among `keys` by id, name or displayed prefix. Several matches are narrowed to the
 /// one active key among them; otherwise the error lists the candidates.
 pub fn resolve_key(keys: &[Key], reference: &str) -> anyhow::Result<Key> {
+    not_a_token(reference)?;
     let reference = reference.trim();
     if let Some(key) = keys.iter().find(|k| k.id == reference) {
         return Ok(key.clone());
     }
-    let matches: Vec<&Key> =
+    let mut matches: Vec<&Key> =
         keys.iter().filter(|k| k.name == reference || k.prefix == reference).collect();
+    // Names are matched in any case when none matches as typed.
+    if matches.is_empty() {
+        let lower = reference.to_lowercase();
+        matches = keys.iter().filter(|k| k.name.to_lowercase() == lower).collect();
+    }
     let active: Vec<&Key> =
         matches.iter().copied().filter(|k| k.status == KeyStatus::Active).collect();
     match (matches.as_slice(), active.as_slice()) {
         ([only], _) | (_, [only]) => Ok((*only).clone()),
         ([], _) => {
+            let hint = match near_match(keys, reference) {
+                // In single quotes, as a shell word: it can be pasted back as KEY.
+                Some(near) => format!("did you mean '{}'?", near.name.replace('\'', r"'\''")),
+                None => {
+                    "`custory-mcp keys list --status all` shows the workspace's keys".to_owned()
+                }
+            };
             Err(CliError::failure(format!("no key matches {reference:?} (by id, name or prefix)"))
-                .hint("`custory-mcp keys list` shows the workspace's keys")
+                .hint(hint)
                 .into())
         }
         (several, _) => {
@@ -141,6 +167,44 @@ pub fn resolve_key(keys: &[Key], reference: &str) -> anyhow::Result<Key> {
             .hint("pass the key's id instead")
             .into())
         }
+    }
+}
+
+/// How many of the newest keys a name that matches no key exactly is compared with.
+const NEAR_MATCH_KEYS: u32 = 200;
+
+/// Refuses a token given where a key's id, name or prefix goes: it is not echoed back, nor
+/// sent to the server, and the message says what to do with it.
+fn not_a_token(reference: &str) -> anyhow::Result<()> {
+    let text = reference.trim().trim_start_matches("Bearer ").trim_matches(['"', '\'']);
+    let looks = (text.starts_with("cst_") || text.starts_with("csa_"))
+        && text.len() > crate::token::DISPLAY_PREFIX_LEN;
+    if !looks {
+        return Ok(());
+    }
+    let prefix: String = text.chars().take(crate::token::DISPLAY_PREFIX_LEN).collect();
+    Err(CliError::usage(format!(
+        "that looks like a whole token ({prefix}…), not a key's id, name or prefix; it is not \
+         shown here, and was not sent anywhere"
+    ))
+    .hint(format!(
+        "name the key by its prefix ({prefix}); to revoke the key a token belongs to, pipe the \
+         token in: `printf %s \"$TOKEN\" | custory-mcp keys revoke --token-stdin`"
+    ))
+    .into())
+}
+
+/// The one key whose name is within two edits of `reference` (in any case), if just one is.
+fn near_match<'a>(keys: &'a [Key], reference: &str) -> Option<&'a Key> {
+    let lower = reference.to_lowercase();
+    let near: Vec<&Key> =
+        keys.iter().filter(|k| strsim::levenshtein(&k.name.to_lowercase(), &lower) <= 2).collect();
+    let mut names: Vec<&str> = near.iter().map(|k| k.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [_] => near.first().copied(),
+        _ => None,
     }
 }
 

@@ -322,3 +322,51 @@ async fn rotate_puts_the_new_token_in_the_configs_that_held_the_old_one() {
     assert!(windsurf.contains(&new) && !windsurf.contains(&other.token), "{windsurf}");
     server.stop().await;
 }
+
+/// The small things: revoking twice succeeds and says when; a token given as KEY is neither
+/// echoed nor sent; names match in any case, with a "did you mean" for a near miss; a busy
+/// port suggests another fixed port, never port 0.
+#[tokio::test]
+async fn small_trips_get_a_plain_answer() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let args = ["keys", "create", "--name", NAME, "--expires", "30d"];
+    let created = cli(&env, &server, &args, &[]).await;
+    ok(&created, "keys create");
+    let token = created.stdout.trim().to_owned();
+
+    let shown = cli(&env, &server, &["keys", "show", &token], &[]).await;
+    assert_eq!(shown.code, 2, "{}", shown.stderr);
+    assert!(!shown.stderr.contains(&token), "echoed: {}", shown.stderr);
+    assert!(shown.stderr.contains("looks like a whole token"), "{}", shown.stderr);
+    assert!(shown.stderr.contains(&token[..12]), "named by its prefix: {}", shown.stderr);
+    let bearer = format!("Bearer {token}");
+    let shown = cli(&env, &server, &["keys", "revoke", &bearer, "--yes"], &[]).await;
+    assert_eq!(shown.code, 2, "{}", shown.stderr);
+    assert!(!shown.stderr.contains(&token), "echoed: {}", shown.stderr);
+
+    let upper = NAME.to_uppercase();
+    ok(&cli(&env, &server, &["keys", "show", &upper], &[]).await, "a name in another case");
+    let near = cli(&env, &server, &["keys", "show", "Bob's old laptop"], &[]).await;
+    assert_eq!(near.code, 1, "{}", near.stderr);
+    assert!(near.stderr.contains(&format!("did you mean {QUOTED}?")), "{}", near.stderr);
+
+    ok(&cli(&env, &server, &["keys", "revoke", NAME, "--yes"], &[]).await, "revoke");
+    let again = cli(&env, &server, &["keys", "revoke", NAME, "--yes"], &[]).await;
+    ok(&again, "revoking twice");
+    assert!(again.stderr.contains("was already revoked just now ("), "{}", again.stderr);
+
+    // A busy port: another fixed port, runnable, not port 0.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let at = taken.local_addr().expect("addr").to_string();
+    let db = env.home.path().join("busy.db");
+    let mut serve = env.command();
+    serve.args(["serve", "--listen", &at, "--database", &db.display().to_string()]);
+    let refused = run_piped(serve, None).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let hint = refused.stderr.lines().find(|l| l.starts_with("hint:")).expect("a hint");
+    assert!(!hint.contains(":0 ") && !hint.contains(":0`"), "{hint}");
+    assert!(hint.contains("custory-mcp serve --listen 127.0.0.1:"), "{hint}");
+    assert!(hint.contains("--server http://127.0.0.1:"), "{hint}");
+    server.stop().await;
+}
