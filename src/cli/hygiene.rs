@@ -360,6 +360,7 @@ pub fn offer_to_store(
         write: true,
         scope: Scope::User,
         yes: false,
+        follow_symlink: false,
         oauth: false,
     };
     match super::config::run(args, global, printer) {

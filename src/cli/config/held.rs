@@ -71,10 +71,11 @@ fn token_in(text: &str, prefix: &str) -> Option<PlainToken> {
 /// Puts `new` where `held` has the old token (every occurrence; nothing else changes), the
 /// previous version kept as `<file>.bak`. Returns the backup's path.
 pub fn rewrite(held: &Held, new: &PlainToken) -> anyhow::Result<Option<PathBuf>> {
-    let target = merge::resolve(&held.path);
+    // The file already held a token: its mode is kept; a link found holding it is followed.
+    let (target, mode) = merge::check_target(&held.path, true)?;
     let previous = merge::read(&target)?.unwrap_or_default();
     let updated = previous.replace(held.token.expose(), new.expose());
-    merge::write(&target, Some(&previous), &updated)
+    merge::write(&target, Some(&previous), &updated, mode)
 }
 
 #[cfg(test)]

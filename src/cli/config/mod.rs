@@ -66,6 +66,10 @@ pub struct ConfigArgs {
     /// Write without asking for confirmation
     #[arg(long, requires = "write")]
     pub yes: bool,
+    /// When the config file is a symbolic link, write the file it points at (otherwise a link
+    /// is refused)
+    #[arg(long, requires = "write")]
+    pub follow_symlink: bool,
     /// No token at all: the client signs in in a browser on first use (the server must run
     /// with `serve --oauth`), and the owner's consent creates its key
     #[arg(long, conflicts_with_all = ["key", "token_env", "inline_token"])]
@@ -164,7 +168,7 @@ fn write(
         .hint("remove the link (or write the entry by hand), then run this again")
         .into());
     }
-    let target = merge::resolve(path);
+    let (target, mode) = merge::check_target(path, args.follow_symlink)?;
     let previous = merge::read(&target)?;
     let merged = merge::merge(&plan.entry, syntax, previous.as_deref(), &target)?;
     if previous.as_deref() == Some(merged.as_str()) {
@@ -188,7 +192,25 @@ fn write(
     }
     super::prompt::confirm_or_yes(args.yes, &format!("Write {}?", target.display()), None)?;
 
-    let backup = merge::write(&target, previous.as_deref(), &merged)?;
+    // A token in a file others may read: the file becomes the owner's alone, and says so.
+    let holds_token = matches!(auth, Some(Auth::Inline(_)));
+    let new_mode = match mode {
+        Some(mode) if holds_token && mode & 0o077 != 0 => Some(0o600),
+        mode => mode,
+    };
+    let backup = merge::write(&target, previous.as_deref(), &merged, new_mode)?;
+    if target != path {
+        printer.info(&format!("{} is a link: wrote the file it points at.", path.display()));
+    }
+    if let (Some(was), Some(now)) = (mode, new_mode)
+        && was != now
+    {
+        printer.info(&format!(
+            "{} was mode {was:04o}, readable by others; it now holds a token, so it is {now:04o} \
+             (readable only by you).",
+            target.display()
+        ));
+    }
     if printer.json {
         printer.json(&Output {
             written: Some(true),
