@@ -345,6 +345,16 @@ async fn small_trips_get_a_plain_answer() {
     assert_eq!(shown.code, 2, "{}", shown.stderr);
     assert!(!shown.stderr.contains(&token), "echoed: {}", shown.stderr);
 
+    // A token pasted with its quotes, or after "Bearer ": said so, not echoed.
+    for pasted in [format!("\"{token}\""), format!("Bearer {token}")] {
+        let var = [("CUSTORY_MCP_TOKEN", pasted.as_str())];
+        let tested = cli(&env, &server, &["test"], &var).await;
+        assert_eq!(tested.code, 1, "{}", tested.stderr);
+        assert!(!tested.stderr.contains(&token), "echoed: {}", tested.stderr);
+        let said = ["the token is in quotes", "with \"Bearer \" before it"];
+        assert!(said.iter().any(|s| tested.stderr.contains(s)), "{}", tested.stderr);
+    }
+
     let upper = NAME.to_uppercase();
     ok(&cli(&env, &server, &["keys", "show", &upper], &[]).await, "a name in another case");
     let near = cli(&env, &server, &["keys", "show", "Bob's old laptop"], &[]).await;
