@@ -143,6 +143,21 @@ async fn an_expired_keys_hint_rotates_it_as_printed() {
     let test = command_with(&screen, " test ");
     assert_eq!(test, format!("custory-mcp test --key {QUOTED}"));
     ok(&sh(&env, &server, &test, &[]).await, &test);
+
+    // The audit names the new key as `keys list` does (its prefix), not by an id it never shows.
+    let audit = env.admin_json(&server, &["audit"]).await;
+    let rotated = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "key.rotated")
+        .expect("a key.rotated event")["detail"]
+        .as_str()
+        .expect("detail")
+        .to_owned();
+    let listed = env.admin_json(&server, &["keys", "list", "--status", "active"]).await;
+    let prefix = listed["keys"][0]["prefix"].as_str().expect("prefix");
+    assert!(rotated.contains(prefix) && !rotated.contains("key_"), "{rotated}");
     server.stop().await;
 }
 
