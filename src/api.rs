@@ -423,6 +423,12 @@ pub struct WorkspaceResponse {
 /// The most rows one page of a list holds (`?limit=`).
 pub const PAGE_MAX: u32 = 1000;
 
+/// The client name (`clientInfo.name`, and the `User-Agent`'s product) of `custory-mcp test`,
+/// the connection check. The server keeps it out of a key's clients: a check before the real
+/// client starts does not make a key look shared, nor its first real client look new. It
+/// still shows as the key's last client (the key was tested).
+pub const CONNECTION_CHECK_CLIENT: &str = "custory-mcp-test";
+
 /// A page of keys; `next_cursor` (absent on the last page) goes back as `?cursor=`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeysResponse {

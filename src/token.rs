@@ -46,6 +46,13 @@ impl TokenKind {
 pub enum TokenFormatError {
     #[error("the token does not start with cst_ (MCP key) or csa_ (owner credential)")]
     UnknownPrefix,
+    #[error(
+        "that is the token with \"Bearer \" before it: give the token alone (cst_… or csa_…); \
+         the Authorization header adds Bearer itself"
+    )]
+    BearerPrefix,
+    #[error("the token is in quotes: give it without them (they were copied along with it)")]
+    Quoted,
     #[error("the token has the wrong length (was it truncated when copied?)")]
     WrongLength,
     #[error("the token contains characters that are not letters or digits")]
@@ -75,6 +82,22 @@ impl PlainToken {
     /// Checks the format and checksum of `input` (surrounding whitespace is ignored).
     pub fn parse(input: &str) -> Result<Self, TokenFormatError> {
         let input = input.trim();
+        // The two ways a token is most often pasted wrong, explained (not silently accepted:
+        // a client given the same text would fail).
+        let bare = |text: &str| {
+            text.starts_with(TokenKind::Mcp.prefix()) || text.starts_with(TokenKind::Owner.prefix())
+        };
+        if let Some(rest) = input.strip_prefix("Bearer ").or_else(|| input.strip_prefix("bearer "))
+            && bare(rest.trim().trim_matches(['"', '\'']))
+        {
+            return Err(TokenFormatError::BearerPrefix);
+        }
+        if input.len() > 1
+            && (input.starts_with(['"', '\'']) || input.ends_with(['"', '\'']))
+            && bare(input.trim_matches(['"', '\'']))
+        {
+            return Err(TokenFormatError::Quoted);
+        }
         let kind = if input.starts_with(TokenKind::Mcp.prefix()) {
             TokenKind::Mcp
         } else if input.starts_with(TokenKind::Owner.prefix()) {
@@ -449,6 +472,21 @@ mod proptests {
             let token = PlainToken::generate(kind);
             assert!(reference_is_valid(token.expose()), "{}", token.expose());
             assert!(seen.insert(token.expose().to_owned()), "a repeated token");
+        }
+    }
+
+    #[test]
+    fn a_token_pasted_with_bearer_or_quotes_is_explained() {
+        let token = PlainToken::generate(TokenKind::Mcp);
+        let t = token.expose();
+        for (input, want) in [
+            (format!("Bearer {t}"), TokenFormatError::BearerPrefix),
+            (format!("\"{t}\""), TokenFormatError::Quoted),
+            (format!("'{t}'"), TokenFormatError::Quoted),
+        ] {
+            let error = PlainToken::parse(&input).expect_err("refused");
+            assert_eq!(error, want);
+            assert!(!error.to_string().contains(t), "the token is not repeated");
         }
     }
 }

@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::config::{ClientArg, ConfigArgs, Scope};
-use super::shared::{WorkspaceClient, list_keys, shell_quote as quote};
+use super::shared::{WorkspaceClient, command_line, list_keys, shell_quote as quote};
 use super::{GlobalArgs, prompt, shared};
 use crate::api::{self, Key, KeyFlag, KeyStatus, Workspace};
 use crate::client::{AdminClient, KeysQuery, Rows};
@@ -22,6 +22,7 @@ pub fn revoke_unused(
     never_used: bool,
     dry_run: bool,
     yes: bool,
+    global: &GlobalArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     // Never used and past the week's grace, unless a period says otherwise.
@@ -84,9 +85,9 @@ pub fn revoke_unused(
         printer.json(&json!({"dry_run": false, "revoked": revoked, "would_revoke": []}))?;
     }
     printer.info(&format!(
-        "Revoked {} {} in {slug}; each is an audit event (custory-mcp audit).",
-        revoked.len(),
-        if revoked.len() == 1 { "key" } else { "keys" }
+        "Revoked {} in {slug}; each is an audit event ({}).",
+        count(revoked.len(), "key", "keys"),
+        command_line(global, &["--workspace", slug, "audit"])
     ));
     Ok(ExitStatus::Success)
 }
@@ -181,7 +182,11 @@ pub fn review(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatu
         let slug = &workspace.slug;
         let active = KeysQuery { status: Some(KeyStatus::Active), ..KeysQuery::default() };
         let (keys, _) = list_keys(&client, slug, &active, Rows::All, printer)?;
-        let findings = findings(&keys, several.then_some(slug.as_str()));
+        let command = |args: &[&str]| match several {
+            true => command_line(global, &[&["--workspace", slug.as_str()], args].concat()),
+            false => command_line(global, args),
+        };
+        let findings = findings(&keys, command);
         total += findings.len();
         if printer.json {
             let items: Vec<_> = findings
@@ -228,12 +233,12 @@ fn day(at: chrono::DateTime<Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
 }
 
-fn findings<'a>(keys: &'a [Key], workspace: Option<&str>) -> Vec<Finding<'a>> {
-    let ws = workspace.map(|slug| format!("--workspace {slug} ")).unwrap_or_default();
+/// What `keys review` finds in `keys`, each with the commands (made by `command`) that settle
+/// it.
+fn findings<'a>(keys: &'a [Key], command: impl Fn(&[&str]) -> String) -> Vec<Finding<'a>> {
     let mut found = Vec::new();
     for key in keys {
-        let name = quote(&key.name);
-        let revoke = format!("custory-mcp {ws}keys revoke {}", key.prefix);
+        let revoke = command(&["keys", "revoke", &key.prefix]);
         for &flag in &key.flags {
             // A never-used key is also stale: one line, the more precise.
             if flag == KeyFlag::Stale && key.flags.contains(&KeyFlag::NeverUsed) {
@@ -249,13 +254,26 @@ fn findings<'a>(keys: &'a [Key], workspace: Option<&str>) -> Vec<Finding<'a>> {
                     if seen.addresses.len() > 1 {
                         parts.push(format!("addresses {}", seen.addresses.join(", ")));
                     }
-                    (
-                        format!("used by {} in 7 days", parts.join(" and ")),
-                        vec![
-                            (format!("custory-mcp {ws}keys create"), Some("once per client")),
-                            (revoke.clone(), None),
-                        ],
-                    )
+                    // A key of its own for each client seen (one per machine when only
+                    // addresses differ), then the shared one revoked.
+                    let mut steps: Vec<(String, Option<&'static str>)> = Vec::new();
+                    let expires = key.expires.as_str();
+                    if seen.clients.len() > 1 {
+                        for client in seen.clients.iter().take(5) {
+                            let name = own_name(&key.name, client);
+                            let create = ["keys", "create", "--name", &name, "--expires", expires];
+                            steps.push((command(&[&create[..], &["--save"]].concat()), None));
+                        }
+                    } else {
+                        let name = own_name(&key.name, "2");
+                        let create = ["keys", "create", "--name", &name, "--expires", expires];
+                        steps.push((
+                            command(&[&create[..], &["--save"]].concat()),
+                            Some("once per machine, each named after it"),
+                        ));
+                    }
+                    steps.push((revoke.clone(), None));
+                    (format!("used by {} in 7 days", parts.join(" and ")), steps)
                 }
                 KeyFlag::NeverUsed => (
                     format!("never used; created {}", day(key.created_at)),
@@ -270,12 +288,24 @@ fn findings<'a>(keys: &'a [Key], workspace: Option<&str>) -> Vec<Finding<'a>> {
                 ),
                 KeyFlag::ExpiresSoon => (
                     format!("expires {}", key.expires_at.map_or_else(|| "never".into(), day)),
-                    vec![(format!("custory-mcp {ws}keys rotate {}", key.prefix), None)],
+                    vec![(command(&["keys", "rotate", &key.prefix]), None)],
                 ),
                 KeyFlag::NeverWrote => (
                     "read-write, but it has only ever read".to_owned(),
                     vec![
-                        (format!("custory-mcp {ws}keys create --name {name} --read-only"), None),
+                        (
+                            command(&[
+                                "keys",
+                                "create",
+                                "--name",
+                                &own_name(&key.name, "read-only"),
+                                "--expires",
+                                key.expires.as_str(),
+                                "--read-only",
+                                "--save",
+                            ]),
+                            None,
+                        ),
                         (revoke.clone(), None),
                     ],
                 ),
@@ -284,6 +314,14 @@ fn findings<'a>(keys: &'a [Key], workspace: Option<&str>) -> Vec<Finding<'a>> {
         }
     }
     found
+}
+
+/// `NAME (what)`, within the 100 characters a name may have.
+fn own_name(name: &str, what: &str) -> String {
+    let what: String = what.chars().take(40).collect();
+    let keep = 100usize.saturating_sub(what.chars().count() + 3);
+    let name: String = name.chars().take(keep).collect();
+    format!("{} ({what})", name.trim_end())
 }
 
 /// After `keys create` on a terminal without `--save`: the one moment to store the token,
@@ -307,7 +345,10 @@ pub fn offer_to_store(
     let saved = save()?;
     printer.info(&format!("Saved to {saved}."));
     if choice == 1 {
-        printer.info(&format!("Next: custory-mcp config cursor --key {}", quote(&key.name)));
+        let config = command_line(global, &["config", "cursor", "--key", &key.name]);
+        let test = command_line(global, &["test", "--key", &key.name]);
+        printer.info(&format!("Next: {config}   (or claude-code, vscode, codex, …)"));
+        printer.info(&format!("      {test}"));
         return Ok(());
     }
     let clients: Vec<ClientArg> = ClientArg::choices().collect();
@@ -322,6 +363,7 @@ pub fn offer_to_store(
         write: true,
         scope: Scope::User,
         yes: false,
+        follow_symlink: false,
         oauth: false,
     };
     match super::config::run(args, global, printer) {
@@ -330,8 +372,8 @@ pub fn offer_to_store(
             "the token is saved, but its config was not written: {error:#}"
         ))
         .hint(format!(
-            "run `custory-mcp config CLIENT --key {} --write` to try again",
-            quote(&key.name)
+            "run `{}` to try again",
+            command_line(global, &["config", &client.id(), "--key", &key.name, "--write"])
         ))
         .into()),
     }
@@ -349,7 +391,10 @@ mod tests {
         }))
         .expect("key");
         let keys = [key];
-        let found = super::findings(&keys, Some("acme"));
+        let found = super::findings(&keys, |args: &[&str]| {
+            let words = [&["custory-mcp", "--workspace", "acme"], args].concat();
+            words.iter().map(|w| super::super::shared::shell_quote(w)).collect::<Vec<_>>().join(" ")
+        });
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].fix(), "custory-mcp --workspace acme keys revoke cst_abcdefgh");
     }

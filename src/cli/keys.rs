@@ -3,8 +3,8 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::shared::{WorkspaceClient, list_keys, resolve_key};
-use super::{GlobalArgs, completions, hygiene, prompt};
+use super::shared::{WorkspaceClient, command_line, list_keys, resolve_key};
+use super::{GlobalArgs, completions, config, hygiene, prompt};
 use crate::api::{
     self, Access, CreateKey, CreatedKeyResponse, ExpiryPolicy, Key, KeyFlag, KeyOrigin, KeyStatus,
     KeyUsageTotals, OriginKind, Workspace,
@@ -160,6 +160,17 @@ pub struct RotateArgs {
     /// The key: its id, name or prefix (on a terminal, omit it to pick from the active keys)
     #[arg(add = completions::active_keys())]
     pub key: Option<String>,
+    /// Keep the new token in the OS keyring (or a 0600 file) for `config --key` and `test
+    /// --key` (a token saved for the old key moves to the new one anyway)
+    #[arg(long)]
+    pub save: bool,
+    /// Put the new token in the client config files (yours, and the project's in this
+    /// directory) that hold the old one, without asking
+    #[arg(long, conflicts_with = "no_rewrite_configs")]
+    pub rewrite_configs: bool,
+    /// Leave the config files that hold the old token as they are (they are listed)
+    #[arg(long)]
+    pub no_rewrite_configs: bool,
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -180,7 +191,7 @@ pub fn run(
     if let KeysCommand::Revoke(RevokeArgs { token_stdin: true, .. }) = command {
         // Checked on this machine first: a mistyped token needs no server.
         let token = found_token()?;
-        return revoke_token(&AdminClient::connect(&global.server)?, &token, printer);
+        return revoke_token(&AdminClient::connect(&global.server)?, &token, global, printer);
     }
     if let KeysCommand::Review = command {
         return hygiene::review(global, printer);
@@ -205,6 +216,7 @@ pub fn run(
                 args.never_used,
                 args.dry_run,
                 args.yes,
+                global,
                 printer,
             )
         }
@@ -245,7 +257,7 @@ impl Ctx<'_> {
         if offered.is_empty() {
             let which = if active_only { "active keys" } else { "keys" };
             return Err(CliError::failure(format!("{} has no {which}", self.workspace.slug))
-                .hint("create one with `custory-mcp keys create`")
+                .hint(format!("create one with `{}`", self.command(&CREATE_KEY)))
                 .into());
         }
         let now = Utc::now();
@@ -261,6 +273,11 @@ impl Ctx<'_> {
             })
             .collect();
         Ok(offered[prompt::select(question, &items, 0)?].clone())
+    }
+
+    /// `custory-mcp ARGS…` as a person runs it next (see [`command_line`]).
+    fn command(&self, args: &[&str]) -> String {
+        command_line(self.global, args)
     }
 
     /// The newest keys, up to a page: for pickers.
@@ -395,15 +412,18 @@ impl Ctx<'_> {
         }
         match saved {
             Some(saved) => {
+                let config = self.command(&["config", "cursor", "--key", &key.name]);
+                let test = self.command(&["test", "--key", &key.name]);
                 self.printer.info(&format!("Saved to {saved}."));
-                self.printer.info(&format!("Next: custory-mcp config cursor --key {:?}   (or claude-code, vscode, codex, …)", key.name));
-                self.printer.info(&format!("      custory-mcp test --key {:?}", key.name));
+                self.printer.info(&format!("Next: {config}   (or claude-code, vscode, codex, …)"));
+                self.printer.info(&format!("      {test}"));
             }
             None => {
+                let config = self.command(&["config", "cursor"]);
+                let test = self.command(&["test"]);
                 self.printer.info("Next: export CUSTORY_MCP_TOKEN=<the token>, then");
-                self.printer
-                    .info("      custory-mcp config cursor   (or claude-code, vscode, codex, …)");
-                self.printer.info("      custory-mcp test");
+                self.printer.info(&format!("      {config}   (or claude-code, vscode, codex, …)"));
+                self.printer.info(&format!("      {test}"));
             }
         }
         Ok(())
@@ -436,15 +456,15 @@ impl Ctx<'_> {
             None => self.hidden(&args)?,
             Some(_) => None,
         };
-        let hidden_line = |hidden: &str| {
-            format!("Not shown: {hidden} (`custory-mcp keys list --status all` shows every key).")
-        };
+        let all = self.command(&["keys", "list", "--status", "all"]);
+        let hidden_line = |hidden: &str| format!("Not shown: {hidden} (`{all}` shows every key).");
         if keys.is_empty() {
             let which = filter.status().map_or(String::new(), |s| format!("{s} "));
             let slug = &self.workspace.slug;
-            self.printer.info(&format!(
-                "No {which}keys in {slug}. Create one with `custory-mcp --workspace {slug} keys create`."
-            ));
+            let create = self.command(
+                &[&["--workspace", slug.as_str()], &super::shared::CREATE_KEY[..]].concat(),
+            );
+            self.printer.info(&format!("No {which}keys in {slug}. Create one with `{create}`."));
             if let Some(hidden) = &hidden {
                 self.printer.info(&hidden_line(hidden));
             }
@@ -552,10 +572,11 @@ impl Ctx<'_> {
         let shared = key.shared.as_ref().map(|seen| {
             format!(
                 "used by {} and from {} in 7 days; one key per client or machine: \
-                 `custory-mcp keys create` for each, then `custory-mcp keys revoke {}`",
+                 `{}` for each, then `{}`",
                 count(seen.clients.len().max(1), "client", "clients"),
                 count(seen.addresses.len().max(1), "address", "addresses"),
-                key.prefix
+                self.command(&["keys", "create", "--name", "NAME", "--expires", "90d", "--save"]),
+                self.command(&["keys", "revoke", &key.prefix]),
             )
         });
         let fields: Vec<(&str, String)> =
@@ -584,12 +605,20 @@ impl Ctx<'_> {
             Some(reference) => resolve_key(&keys, &reference)?,
             None => self.pick(&keys, "Revoke which key?", "the KEY to revoke", true)?,
         };
+        // Revoking twice is done twice: the second time says so, and succeeds.
         if key.status == KeyStatus::Revoked {
-            return Err(CliError::failure(format!(
-                "{:?} ({}) is already revoked",
-                key.name, key.prefix
-            ))
-            .into());
+            if self.printer.json {
+                self.printer.json(&json!({"key": key, "already_revoked": true}))?;
+            } else {
+                let when = key.revoked_at.map_or_else(String::new, |at| {
+                    format!(" {} ({})", relative(at, Utc::now()), at.format("%Y-%m-%d %H:%M UTC"))
+                });
+                self.printer.info(&format!(
+                    "{:?} ({}) was already revoked{when}; nothing to do.",
+                    key.name, key.prefix
+                ));
+            }
+            return Ok(ExitStatus::Success);
         }
         prompt::confirm_or_yes(
             args.yes,
@@ -619,12 +648,87 @@ impl Ctx<'_> {
             &prompt::question(&format!("Rotate {:?}", key.name), &format!(" ({})?", key.prefix)),
             Some("The old token stops working at once; a new one is shown once."),
         )?;
+        // The config files that hold the old token, found before it stops working.
+        let held = config::files_holding(&key.prefix);
         let created = self.client.rotate_key(&self.workspace.slug, &key.id)?;
         // A saved token moves to the new key, so `config --key` and `test --key` keep working.
-        let saved = if self.forget_saved(&key) { Some(self.save(&created)?) } else { None };
+        let had_saved = self.forget_saved(&key);
+        let saved = if had_saved || args.save { Some(self.save(&created)?) } else { None };
         self.printer.info(&format!("Revoked the old token of {:?} ({}).", key.name, key.prefix));
         self.show_new_token(&created, saved.as_ref())?;
+        self.rewrite_configs(&args, &held, &created, saved.is_some())?;
         Ok(ExitStatus::Success)
+    }
+
+    /// After a rotation: the config files that held the old token get the new one (with
+    /// `--rewrite-configs`, or when the person says so on a terminal); otherwise they are
+    /// listed with the command that updates each.
+    fn rewrite_configs(
+        &self,
+        args: &RotateArgs,
+        held: &[config::Held],
+        created: &CreatedKeyResponse,
+        saved: bool,
+    ) -> anyhow::Result<()> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> =
+            held.iter().map(|h| format!("  {} ({})", h.path.display(), h.client_name())).collect();
+        let rewrite = if args.rewrite_configs {
+            true
+        } else if args.no_rewrite_configs || self.printer.json || !prompt::interactive() {
+            false
+        } else {
+            crate::output::note(&format!(
+                "The old token is in {}:
+{}",
+                count(held.len(), "config file", "config files"),
+                listed.join("\n")
+            ));
+            prompt::confirm("Put the new token in place of the old one there?")?
+        };
+        if rewrite {
+            let token = PlainToken::parse(&created.token)?;
+            for file in held {
+                let backup = config::rewrite(file, &token)?;
+                let kept = backup
+                    .map(|b| format!(" (the previous version is in {})", b.display()))
+                    .unwrap_or_default();
+                self.printer.info(&format!(
+                    "Put the new token in {}{kept}; restart {} (or reload its MCP servers).",
+                    file.path.display(),
+                    file.client_name()
+                ));
+            }
+            return Ok(());
+        }
+        self.printer.warn(&format!(
+            "the old token, which no longer works, is still in {}:\n{}",
+            count(held.len(), "config file", "config files"),
+            listed.join("\n")
+        ));
+        // Each file updated by the command that wrote it, with the new token.
+        let key = &created.key.name;
+        for file in held {
+            let client = file.client.id();
+            let mut words = vec!["config", client.as_str()];
+            if file.scope == config::Scope::Project {
+                words.extend(["--scope", "project"]);
+            }
+            let command = if saved {
+                words.extend(["--key", key, "--write", "--yes"]);
+                command_line(self.global, &words)
+            } else {
+                words.extend(["--inline-token", "--write", "--yes"]);
+                format!("printf '%s\\n' \"$TOKEN\" | {}", command_line(self.global, &words))
+            };
+            self.printer.info(&format!("  update it: {command}"));
+        }
+        if !saved {
+            self.printer.info("  (with TOKEN set to the new token printed above)");
+        }
+        Ok(())
     }
 
     /// Removes a key's saved token, if there is one. Returns whether there was.
@@ -684,20 +788,23 @@ fn found_token() -> anyhow::Result<crate::token::PlainToken> {
 fn revoke_token(
     client: &AdminClient,
     token: &crate::token::PlainToken,
+    global: &GlobalArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let revoked = client.revoke_token(token)?;
     if printer.json {
         printer.json(&revoked)?;
     } else {
+        let audit = command_line(
+            global,
+            &["--workspace", &revoked.workspace, "audit", "--key", &revoked.key.prefix],
+        );
         printer.info(&format!(
-            "Revoked {:?} ({}) in {}: its next request is refused. `custory-mcp --workspace \
-             {} audit --key {}` shows what it did.",
+            "Revoked {:?} ({}) in {}: its next request is refused. `{}` shows what it did.",
             api::displayable(&revoked.key.name),
             revoked.key.prefix,
-            revoked.workspace,
-            revoked.workspace,
-            revoked.key.prefix
+            api::displayable(&revoked.workspace),
+            api::displayable(&audit),
         ));
     }
     Ok(ExitStatus::Success)

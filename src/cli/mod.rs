@@ -8,7 +8,7 @@ mod keys;
 mod login;
 mod prompt;
 mod serve;
-mod shared;
+pub(crate) mod shared;
 mod status;
 mod test;
 mod transfer;

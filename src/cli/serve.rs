@@ -253,9 +253,9 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|error| {
             let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
-                "another server is using it: stop it, or pass --listen 127.0.0.1:0 for a free port"
+                busy_port_hint(listen)
             } else {
-                "pass another address with --listen"
+                "pass another address with --listen".to_owned()
             };
             CliError::failure(format!("could not listen on {}: {error}", listen)).hint(hint)
         })?;
@@ -370,14 +370,13 @@ fn announce(
                 printer.info(&format!("Saved to {saved} for {url}."));
             }
             printer.info("");
-            let server = if url == super::DEFAULT_SERVER {
-                String::new()
-            } else {
-                format!("--server {url} ")
-            };
-            printer.info(&format!(
-                "Next: custory-mcp {server}keys create --name \"Cursor on MacBook\" --expires 90d"
-            ));
+            let mut next = vec!["custory-mcp"];
+            if url != super::DEFAULT_SERVER {
+                next.extend(["--server", url]);
+            }
+            next.extend(["keys", "create", "--name", "Cursor on MacBook", "--expires", "90d"]);
+            let next: Vec<String> = next.iter().map(|w| super::shared::shell_quote(w)).collect();
+            printer.info(&format!("Next: {}", next.join(" ")));
         }
         (None, _) => {
             let known = credentials
@@ -529,4 +528,30 @@ fn trusted_proxy(value: &str) -> Result<ipnet::IpNet, String> {
         .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map(|net| net.trunc())
         .map_err(|_| format!("{value:?} is not an address or CIDR (10.0.0.0/8, 192.0.2.7)"))
+}
+
+/// What to do when `listen` is taken: stop the other server, or use another *fixed* port (a
+/// free one near it, when there is one). Not port 0: its port changes at every start, and the
+/// owner credential saved for the server's URL would no longer be found.
+fn busy_port_hint(listen: std::net::SocketAddr) -> String {
+    let free = (1..=20u16)
+        .filter_map(|step| listen.port().checked_add(step))
+        .map(|port| std::net::SocketAddr::new(listen.ip(), port))
+        .find(|at| std::net::TcpListener::bind(at).is_ok());
+    match free {
+        Some(at) => {
+            let server = format!("http://{at}");
+            format!(
+                "another server is using it: stop it, or use another fixed port: `{}` (with \
+                 your other options), then pass `--server {}` to the other commands",
+                ["custory-mcp", "serve", "--listen", &at.to_string()]
+                    .map(super::shared::shell_quote)
+                    .join(" "),
+                super::shared::shell_quote(&server)
+            )
+        }
+        None => "another server is using it: stop it, or pass another fixed port with --listen \
+                 ADDRESS:PORT"
+            .to_owned(),
+    }
 }

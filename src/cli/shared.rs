@@ -141,27 +141,79 @@ impl WorkspaceClient {
         Ok(Self { client, workspace })
     }
 
-    /// The key a person means by KEY: its id, name or displayed prefix.
+    /// The key a person means by KEY: its id, name or displayed prefix (a name in any case).
     pub fn find_key(&self, reference: &str) -> anyhow::Result<Key> {
+        // A token is not sent anywhere as a key's name (it would land in the server's logs).
+        not_a_token(reference)?;
         let query =
             KeysQuery { reference: Some(reference.trim().to_owned()), ..KeysQuery::default() };
         let found = self.client.keys(&self.workspace.slug, &query, &PageQuery::default())?;
-        resolve_key(&found.keys, reference)
+        if !found.keys.is_empty() {
+            return resolve_key(&found.keys, reference);
+        }
+        // No exact match: the newest keys, for a name in another case or a near miss.
+        let (keys, _) = list_keys(
+            &self.client,
+            &self.workspace.slug,
+            &KeysQuery::default(),
+            Rows::First(NEAR_MATCH_KEYS),
+            Printer::new(false, true, crate::output::ColorChoice::Never),
+        )?;
+        resolve_key(&keys, reference)
     }
 
-    /// The token of a key saved with `keys create --save`, found by KEY.
-    pub fn saved_token(&self, reference: &str) -> anyhow::Result<PlainToken> {
+    /// The token of a key saved with `keys create --save`, found by KEY. A revoked key's was
+    /// removed when it was revoked: the error says so, when, and what to run instead.
+    pub fn saved_token(&self, reference: &str, global: &GlobalArgs) -> anyhow::Result<PlainToken> {
         let key = self.find_key(reference)?;
+        // A new key of the same name and expiry, saved: what replaces a revoked or lost one.
+        let create = || {
+            command_line(
+                global,
+                &[
+                    "keys",
+                    "create",
+                    "--name",
+                    &key.name,
+                    "--expires",
+                    key.expires.as_str(),
+                    "--save",
+                ],
+            )
+        };
+        if key.status == KeyStatus::Revoked {
+            let when = key.revoked_at.map_or_else(String::new, |at| {
+                format!(
+                    " {} ({})",
+                    crate::output::relative(at, chrono::Utc::now()),
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            });
+            return Err(CliError::failure(format!(
+                "{:?} ({}) was revoked{when}: its token no longer works, and revoking removed \
+                 it from this machine",
+                key.name, key.prefix
+            ))
+            .hint(format!(
+                "a revoked key cannot be brought back; create a new one: `{}`, then give its \
+                 token to the client (`{}`)",
+                create(),
+                command_line(global, &["config", "cursor", "--key", &key.name, "--write"])
+            ))
+            .into());
+        }
         let account = secrets::key_account(self.client.server(), &key.id);
         CredentialStore::open()?.get(&account)?.ok_or_else(|| {
             CliError::failure(format!(
                 "the token of {:?} ({}) is not saved on this machine",
                 key.name, key.prefix
             ))
-            .hint(
-                "tokens are shown only once; create a key with `custory-mcp keys create --save`, \
-                 or pass the token through an environment variable with --token-env",
-            )
+            .hint(format!(
+                "tokens are shown only once: pass the token through an environment variable \
+                 with --token-env VAR, or replace the key with one saved here: `{}` (it replaces \
+                 the old token)",
+                command_line(global, &["keys", "rotate", &key.name, "--save"])
+            ))
             .into()
         })
     }
@@ -191,19 +243,32 @@ pub fn list_keys(
 /// Finds KEY among `keys` by id, name or displayed prefix. Several matches are narrowed to the
 /// one active key among them; otherwise the error lists the candidates.
 pub fn resolve_key(keys: &[Key], reference: &str) -> anyhow::Result<Key> {
+    not_a_token(reference)?;
     let reference = reference.trim();
     if let Some(key) = keys.iter().find(|k| k.id == reference) {
         return Ok(key.clone());
     }
-    let matches: Vec<&Key> =
+    let mut matches: Vec<&Key> =
         keys.iter().filter(|k| k.name == reference || k.prefix == reference).collect();
+    // Names are matched in any case when none matches as typed.
+    if matches.is_empty() {
+        let lower = reference.to_lowercase();
+        matches = keys.iter().filter(|k| k.name.to_lowercase() == lower).collect();
+    }
     let active: Vec<&Key> =
         matches.iter().copied().filter(|k| k.status == KeyStatus::Active).collect();
     match (matches.as_slice(), active.as_slice()) {
         ([only], _) | (_, [only]) => Ok((*only).clone()),
         ([], _) => {
+            let hint = match near_match(keys, reference) {
+                // In single quotes, as a shell word: it can be pasted back as KEY.
+                Some(near) => format!("did you mean '{}'?", near.name.replace('\'', r"'\''")),
+                None => {
+                    "`custory-mcp keys list --status all` shows the workspace's keys".to_owned()
+                }
+            };
             Err(CliError::failure(format!("no key matches {reference:?} (by id, name or prefix)"))
-                .hint("`custory-mcp keys list` shows the workspace's keys")
+                .hint(hint)
                 .into())
         }
         (several, _) => {
@@ -222,12 +287,82 @@ pub fn resolve_key(keys: &[Key], reference: &str) -> anyhow::Result<Key> {
     }
 }
 
+/// How many of the newest keys a name that matches no key exactly is compared with.
+const NEAR_MATCH_KEYS: u32 = 200;
+
+/// Refuses a token given where a key's id, name or prefix goes: it is not echoed back, nor
+/// sent to the server, and the message says what to do with it.
+fn not_a_token(reference: &str) -> anyhow::Result<()> {
+    let text = reference.trim().trim_start_matches("Bearer ").trim_matches(['"', '\'']);
+    let looks = (text.starts_with("cst_") || text.starts_with("csa_"))
+        && text.len() > crate::token::DISPLAY_PREFIX_LEN;
+    if !looks {
+        return Ok(());
+    }
+    let prefix: String = text.chars().take(crate::token::DISPLAY_PREFIX_LEN).collect();
+    Err(CliError::usage(format!(
+        "that looks like a whole token ({prefix}…), not a key's id, name or prefix; it is not \
+         shown here, and was not sent anywhere"
+    ))
+    .hint(format!(
+        "name the key by its prefix ({prefix}); to revoke the key a token belongs to, pipe the \
+         token in: `printf %s \"$TOKEN\" | custory-mcp keys revoke --token-stdin`"
+    ))
+    .into())
+}
+
+/// The one key whose name is within two edits of `reference` (in any case), if just one is.
+fn near_match<'a>(keys: &'a [Key], reference: &str) -> Option<&'a Key> {
+    let lower = reference.to_lowercase();
+    let near: Vec<&Key> =
+        keys.iter().filter(|k| strsim::levenshtein(&k.name.to_lowercase(), &lower) <= 2).collect();
+    let mut names: Vec<&str> = near.iter().map(|k| k.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [_] => near.first().copied(),
+        _ => None,
+    }
+}
+
 /// `text` as one POSIX shell word: bare when it is safe, else in single quotes (so that
 /// `${VAR}` reaches the program unexpanded).
 pub fn shell_quote(text: &str) -> String {
     let safe = !text.is_empty()
         && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
     if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', r"'\''")) }
+}
+
+/// `keys create` as the next step after a workspace is made: complete, so it runs as printed
+/// (on a terminal or not), with an example name to change.
+pub const CREATE_KEY: [&str; 7] =
+    ["keys", "create", "--name", "Cursor on MacBook", "--expires", "90d", "--save"];
+
+/// A command this CLI prints for a person to run, runnable exactly as printed: `custory-mcp`,
+/// then the global options of this run that the next one needs and would not otherwise get
+/// (`--server`, `--workspace`, `--ca-cert` given on the command line, not inherited from the
+/// environment), then `args`, each quoted as one POSIX shell word. `args` that name
+/// `--workspace` themselves keep theirs.
+pub fn command_line(global: &GlobalArgs, args: &[&str]) -> String {
+    let from_env = |var: &str, value: &str| std::env::var(var).is_ok_and(|v| v == value);
+    let mut words: Vec<String> = vec!["custory-mcp".to_owned()];
+    if global.server != super::DEFAULT_SERVER && !from_env("CUSTORY_SERVER", &global.server) {
+        words.extend(["--server".to_owned(), global.server.clone()]);
+    }
+    if let Some(path) = &global.ca_cert {
+        let path = path.display().to_string();
+        if !from_env("CUSTORY_CA_CERT", &path) {
+            words.extend(["--ca-cert".to_owned(), path]);
+        }
+    }
+    if let Some(slug) = &global.workspace
+        && !from_env("CUSTORY_WORKSPACE", slug)
+        && !args.contains(&"--workspace")
+    {
+        words.extend(["--workspace".to_owned(), slug.clone()]);
+    }
+    words.extend(args.iter().map(|&arg| arg.to_owned()));
+    words.iter().map(|word| shell_quote(word)).collect::<Vec<_>>().join(" ")
 }
 
 /// What an import wrote: `1 journey, 4 stages, 12 steps, 9 items, 7 links, 1 persona` (no
@@ -258,7 +393,35 @@ pub fn counted(parts: &[(u64, &str)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::{command_line, shell_quote};
+
+    #[test]
+    fn printed_commands_are_one_word_per_argument_with_the_options_they_need() {
+        let global = |server: &str, workspace: Option<&str>| crate::cli::GlobalArgs {
+            server: server.to_owned(),
+            workspace: workspace.map(str::to_owned),
+            json: false,
+            color: crate::output::ColorChoice::Never,
+            quiet: false,
+            verbose: 0,
+            ca_cert: None,
+        };
+        let plain = global(crate::cli::DEFAULT_SERVER, None);
+        assert_eq!(
+            command_line(&plain, &["keys", "rotate", "Bob's \"old\" laptop"]),
+            r#"custory-mcp keys rotate 'Bob'\''s "old" laptop'"#
+        );
+        let elsewhere = global("http://127.0.0.1:9999", Some("acme"));
+        assert_eq!(
+            command_line(&elsewhere, &["test", "--key", "Old laptop"]),
+            "custory-mcp --server http://127.0.0.1:9999 --workspace acme test --key 'Old laptop'"
+        );
+        // A command naming its workspace keeps it, and names it once.
+        assert_eq!(
+            command_line(&elsewhere, &["--workspace", "beta", "audit"]),
+            "custory-mcp --server http://127.0.0.1:9999 --workspace beta audit"
+        );
+    }
 
     #[test]
     fn shell_words_keep_variables_for_the_program() {

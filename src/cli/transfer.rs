@@ -148,12 +148,13 @@ pub fn export(
                 printer
                     .json(&json!({"workspace": workspace.slug, "path": file, "bytes": bytes}))?;
             } else {
+                let path = file.display().to_string();
                 printer.info(&format!(
-                    "Exported {:?} ({bytes} bytes) to {}. Import it elsewhere with `custory-mcp \
-                     import {}`.",
+                    "Exported {:?} ({bytes} bytes) to {}. Import it into another server with \
+                     `custory-mcp --server URL import {}`.",
                     workspace.name,
                     file.display(),
-                    file.display()
+                    shared::shell_quote(&path)
                 ));
             }
         }
@@ -247,8 +248,12 @@ pub fn import(
             printer.data(&answer.workspace);
             let next = if args.new.is_some() {
                 format!(
-                    " Create a key for it with `custory-mcp --workspace {} keys create`.",
-                    answer.workspace
+                    " Create a key for it with `{}`.",
+                    shared::command_line(
+                        global,
+                        &[&["--workspace", answer.workspace.as_str()], &shared::CREATE_KEY[..]]
+                            .concat()
+                    )
                 )
             } else {
                 String::new()
@@ -270,9 +275,12 @@ pub fn import(
     } else {
         printer.data(&answer.workspace);
         printer.info(&format!(
-            "Imported {what} into {:?}. Create a key for it with `custory-mcp --workspace {} keys \
-             create`.",
-            answer.workspace, answer.workspace
+            "Imported {what} into {:?}. Create a key for it with `{}`.",
+            answer.workspace,
+            shared::command_line(
+                global,
+                &[&["--workspace", answer.workspace.as_str()], &shared::CREATE_KEY[..]].concat()
+            )
         ));
     }
     Ok(ExitStatus::Success)

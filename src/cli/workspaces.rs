@@ -95,11 +95,14 @@ pub fn run(
                     Template::Blank => String::new(),
                     _ => format!(" from the {template} template: {}", shared::holds(&contents)),
                 };
-                let slug = shared::shell_quote(&workspace.slug);
+                let create = shared::command_line(
+                    global,
+                    &[&["--workspace", workspace.slug.as_str()], &shared::CREATE_KEY[..]].concat(),
+                );
+                let use_it = shared::command_line(global, &["workspaces", "use", &workspace.slug]);
                 printer.info(&format!(
-                    "Created workspace {:?}{from}. Create a key in it with `custory-mcp --workspace \
-                     {slug} keys create`, or make it the default with `custory-mcp workspaces use \
-                     {slug}`.",
+                    "Created workspace {:?}{from}. Create a key in it with `{create}`, or make it \
+                     the default with `{use_it}`.",
                     workspace.name
                 ));
             }

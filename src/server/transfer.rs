@@ -358,6 +358,17 @@ fn json_error(path: String, error: serde_json::Error) -> ApiError {
     if error.is_io() {
         return body_error(&error);
     }
+    // Not JSON from its first line (a CSV sent as a document): said so, with the way to send
+    // a CSV.
+    if error.is_syntax() && error.line() == 1 {
+        let message = format!(
+            "this is not JSON, so not a workspace document (it starts with {{); nothing was \
+             imported. A CSV file is imported as a journey: `custory-mcp import --format csv \
+             --journey NAME FILE` (FILE may be - for stdin): {error}"
+        );
+        return ApiError::unprocessable("invalid_document", message)
+            .details(vec![ErrorDetail { path, message: error.to_string() }]);
+    }
     let what =
         if error.is_eof() { "the JSON ends too soon" } else { "the JSON is not a workspace" };
     let message = format!("{what}; nothing was imported: {path}: {error}");

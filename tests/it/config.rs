@@ -444,6 +444,8 @@ async fn write_merges_into_the_real_file_keeping_everything_else() {
 }
 "#;
     put(&path, before);
+    #[cfg(unix)]
+    let mode_before = mode(&path);
 
     let out = config(&env, "claude-code", &["--write", "--yes"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -477,7 +479,8 @@ async fn write_merges_into_the_real_file_keeping_everything_else() {
     assert_eq!(read(&home(&env, ".claude.json.bak")), before);
     #[cfg(unix)]
     {
-        assert_eq!(mode(&path), 0o600);
+        // The file keeps its mode (issue 31: it was replaced by a 0600 one); the backup is 0600.
+        assert_eq!(mode(&path), mode_before);
         assert_eq!(mode(&home(&env, ".claude.json.bak")), 0o600);
     }
     // The diff went to stderr, then where it was written.
@@ -612,7 +615,31 @@ async fn jsonc_settings_keep_their_comments() {
     );
     // The diff on stderr does not show the token.
     assert!(!out.stderr.contains(&token), "{}", out.stderr);
-    assert!(out.stderr.contains("Bearer cst_…[redacted]"), "{}", out.stderr);
+    let shown = format!("Bearer {}…[redacted]", &token[..12]);
+    assert!(out.stderr.contains(&shown), "{}", out.stderr);
+}
+
+/// Replacing one inline token with another: neither is in the diff, on either side; each is
+/// shown by its prefix, so the change is still visible.
+#[tokio::test]
+async fn the_diff_redacts_the_removed_token_too() {
+    let env = TestEnv::new();
+    let (old, new) = (token(), token());
+    for token in [&old, &new] {
+        let args = ["config", "cursor", "--url", URL, "--inline-token", "--write", "--yes"];
+        let out = run_in(&env, None, &args, Some(token)).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let args = ["config", "cursor", "--url", URL, "--inline-token", "--write", "--yes"];
+    let other = token();
+    let out = run_in(&env, None, &args, Some(&other)).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains(&new) && !out.stderr.contains(&other), "{}", out.stderr);
+    let removed = format!("-        \"Authorization\": \"Bearer {}…[redacted]\"", &new[..12]);
+    let added = format!("+        \"Authorization\": \"Bearer {}…[redacted]\"", &other[..12]);
+    assert!(out.stderr.contains(&removed), "{}", out.stderr);
+    assert!(out.stderr.contains(&added), "{}", out.stderr);
+    assert!(!out.stderr.contains(&old));
 }
 
 #[tokio::test]
@@ -921,4 +948,101 @@ async fn oauth_configs_carry_the_url_and_no_token_or_header() {
     let entry = &written["mcpServers"]["custory"];
     assert_eq!((entry["type"].as_str(), entry["url"].as_str()), (Some("http"), Some(URL)));
     assert!(entry.get("headers").is_none_or(|h| h.as_object().is_some_and(|h| h.is_empty())));
+}
+
+/// `config --write` writes only a regular file (or the file a link points at, when told to
+/// follow it): a FIFO is refused at once (no hang), a dangling link is refused, a link is
+/// refused without --follow-symlink; a file keeps its mode, a read-only one is left alone, and
+/// a change of mode is said.
+#[cfg(unix)]
+#[tokio::test]
+async fn write_touches_only_regular_files_and_keeps_their_mode() {
+    use std::os::unix::fs::{PermissionsExt as _, symlink};
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let env = TestEnv::new();
+    let path = home(&env, ".cursor/mcp.json");
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+    let write = ["--write", "--yes"];
+
+    // A FIFO: refused at once, not read (a read would wait for a writer forever).
+    let made = std::process::Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(made.success());
+    let limit = std::time::Duration::from_secs(20);
+    let out = tokio::time::timeout(limit, config(&env, "cursor", &write)).await.expect("no hang");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("is a FIFO (named pipe), not a regular file"), "{}", out.stderr);
+    std::fs::remove_file(&path).expect("rm fifo");
+
+    // 0640: kept for an entry that holds no token; said and tightened when a token goes in.
+    put(&path, "{}\n");
+    set_mode(&path, 0o640);
+    let out = config(&env, "cursor", &write).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(mode(&path), 0o640);
+    assert!(!out.stderr.contains("was mode"), "{}", out.stderr);
+    let args = ["--inline-token", "--write", "--yes"];
+    let out = run_in(
+        &env,
+        None,
+        &[&["config", "cursor", "--url", URL], &args[..]].concat(),
+        Some(&token()),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(mode(&path), 0o600);
+    assert!(
+        out.stderr
+            .contains("was mode 0640, readable by others; it now holds a token, so it is 0600"),
+        "{}",
+        out.stderr
+    );
+
+    // 0444: read-only, left untouched, with what to do.
+    put(&path, "{}\n");
+    set_mode(&path, 0o444);
+    let out = config(&env, "cursor", &write).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is read-only (mode 0444): it was left untouched"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("chmod u+w"), "{}", out.stderr);
+    assert_eq!((read(&path), mode(&path)), ("{}\n".to_owned(), 0o444));
+    set_mode(&path, 0o600);
+    std::fs::remove_file(&path).expect("rm");
+
+    // A dangling link: refused, nothing made where it points.
+    let nowhere = home(&env, "dotfiles/missing.json");
+    symlink(&nowhere, &path).expect("link");
+    let out = config(&env, "cursor", &write).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("which does not exist"), "{}", out.stderr);
+    assert!(
+        !nowhere.exists()
+            && std::fs::symlink_metadata(&path).expect("link").file_type().is_symlink()
+    );
+    std::fs::remove_file(&path).expect("rm link");
+
+    // A link to a file: refused without --follow-symlink, written through with it.
+    let real = home(&env, "dotfiles/cursor.json");
+    put(&real, "{}\n");
+    set_mode(&real, 0o640);
+    symlink(&real, &path).expect("link");
+    let out = config(&env, "cursor", &write).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("is a symbolic link"), "{}", out.stderr);
+    assert!(out.stderr.contains("pass --follow-symlink"), "{}", out.stderr);
+    assert_eq!(read(&real), "{}\n");
+    let out = config(&env, "cursor", &["--write", "--yes", "--follow-symlink"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(read(&real).contains("custory"), "written through the link");
+    assert!(
+        std::fs::symlink_metadata(&path).expect("link").file_type().is_symlink(),
+        "still a link"
+    );
+    assert_eq!(mode(&real), 0o640, "its mode kept");
+    assert!(out.stderr.contains("is a link: wrote the file it points at"), "{}", out.stderr);
 }

@@ -262,3 +262,44 @@ async fn keys_create_on_a_terminal_offers_to_store_the_token() {
     assert!(!piped.stderr.contains("Store the token now?"));
     server.stop().await;
 }
+
+/// The connection check is not a client: create, `test --key`, then one real client, and the
+/// key is not shared (nor is the real client "new" next to the check); the check still shows
+/// as the key's last client right after it ran.
+#[tokio::test]
+async fn the_connection_check_is_not_a_client() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let args = ["keys", "create", "--name", "Cursor", "--expires", "30d", "--save"];
+    let created = env.admin(&server, &args).await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let tested = env.admin(&server, &["test", "--key", "Cursor"]).await;
+    assert_eq!(tested.code, 0, "{}", tested.stderr);
+    let keys = env.admin_json(&server, &["keys", "list"]).await;
+    let client = keys["keys"][0]["last_used_client"].as_str().unwrap_or_default();
+    assert!(client.starts_with("custory-mcp-test"), "the check is visible: {keys}");
+
+    let key = server.key(created.stdout.trim());
+    use_key(&key, "cursor", Some(("list_journeys", json!({})))).await;
+    let keys = env.admin_json(&server, &["keys", "list"]).await;
+    assert!(flags(&keys, "Cursor").is_empty(), "{keys}");
+    let shared = env.admin_json(&server, &["keys", "list", "--shared"]).await;
+    assert!(names(&shared, "keys").is_empty(), "{shared}");
+    let review = env.admin_json(&server, &["keys", "review"]).await;
+    assert_eq!(review["workspaces"][0]["findings"], json!([]), "{review}");
+    let shown = env.admin_json(&server, &["keys", "show", "Cursor"]).await;
+    let clients: Vec<&str> = shown["usage"]["origins"]
+        .as_array()
+        .expect("origins")
+        .iter()
+        .filter(|o| o["kind"] == "client")
+        .map(|o| o["value"].as_str().expect("value"))
+        .collect();
+    assert_eq!(clients, ["cursor"], "{shown}");
+
+    // A second real client does make it shared.
+    use_key(&key, "claude-code", None).await;
+    let keys = env.admin_json(&server, &["keys", "list"]).await;
+    assert_eq!(flags(&keys, "Cursor"), ["shared"], "{keys}");
+    server.stop().await;
+}

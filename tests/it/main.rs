@@ -20,6 +20,7 @@ mod mcp_contract;
 mod mcp_http;
 mod mcp_modern;
 mod metrics;
+mod next_steps;
 mod oauth;
 mod oauth_clients;
 mod paging;

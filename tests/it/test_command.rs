@@ -240,7 +240,12 @@ async fn unknown_revoked_and_expired_keys_each_get_their_cause_and_fix() {
     run.stage("✓", "token format");
     let stage = run.stage("✗", "initialize");
     assert!(stage.contains("401 Unauthorized: the server does not know this key"), "{stage}");
-    assert!(stage.contains("`custory-mcp keys create --save`"), "{stage}");
+    // Each command names the server this run was given, so it runs as printed.
+    let create = format!(
+        "`custory-mcp --server {} keys create --name 'Cursor on MacBook' --expires 90d --save`",
+        server.url
+    );
+    assert!(stage.contains(&create), "{stage}");
 
     let owner = server.owner();
     let key = owner.create_key("Cursor", "30d", "read-write").await;
@@ -250,7 +255,7 @@ async fn unknown_revoked_and_expired_keys_each_get_their_cause_and_fix() {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let stage = run.stage("✗", "initialize");
     assert!(stage.contains("401 Unauthorized: this MCP key was revoked"), "{stage}");
-    assert!(stage.contains("create a new one with `custory-mcp keys create --save`"), "{stage}");
+    assert!(stage.contains(&format!("create a new one with {create}")), "{stage}");
     let run = run_test(Some(&token), &[args[0], args[1], "--json"]).await;
     assert_eq!(run.code, Some(1), "a failed check exits 1 with --json too");
     let report = run.json();
@@ -267,7 +272,9 @@ async fn unknown_revoked_and_expired_keys_each_get_their_cause_and_fix() {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let stage = run.stage("✗", "initialize");
     assert!(stage.contains("401 Unauthorized: this MCP key has expired"), "{stage}");
-    assert!(stage.contains("`custory-mcp keys rotate KEY`"), "{stage}");
+    // The token names its key by its prefix: the command is whole, no KEY to fill in.
+    let rotate = format!("`custory-mcp --server {} keys rotate {}`", server.url, &token[..12]);
+    assert!(stage.contains(&rotate), "{stage}");
     server.stop().await;
 }
 
@@ -293,7 +300,7 @@ async fn a_malformed_token_fails_locally_without_any_network() {
             stage.contains(cause) && stage.contains("$CUSTORY_MCP_TOKEN holds no valid MCP key"),
             "{stage}"
         );
-        assert!(stage.contains("hint:") && stage.contains("keys create --save"), "{stage}");
+        assert!(stage.contains("hint:") && stage.contains("keys create --name"), "{stage}");
         assert!(!run.stderr.contains("connect"), "{}", run.stderr);
     }
     let pending = tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept());

@@ -652,6 +652,19 @@ async fn bad_csvs_are_refused_with_their_line_and_column_and_nothing_is_written(
     let piped = run_piped(cmd, Some(row)).await;
     assert_eq!(piped.code, 2, "{}", piped.stderr);
     assert!(piped.stderr.contains("--journey NAME"), "{}", piped.stderr);
+    // A CSV on stdin without --format is sent as a document: the answer says it is no JSON
+    // and how a CSV is imported (not "the JSON is not a workspace").
+    let mut cmd = cli.env.command();
+    cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
+    cmd.args(["--workspace", "acme", "import", "-"]);
+    let piped = run_piped(cmd, Some(ROADMAP_CSV)).await;
+    assert_eq!(piped.code, 1, "{}", piped.stderr);
+    assert!(
+        piped.stderr.contains("this is not JSON, so not a workspace document"),
+        "{}",
+        piped.stderr
+    );
+    assert!(piped.stderr.contains("--format csv --journey NAME"), "{}", piped.stderr);
     let json_file = cli.write("doc.json", &json!({}));
     let ran = cli.run(&["import", &json_file, "--journey", "X"]).await;
     assert_eq!(ran.code, 2, "{}", ran.stderr);

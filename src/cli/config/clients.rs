@@ -112,6 +112,11 @@ impl ClientArg {
     pub fn name(self) -> &'static str {
         Client::from(self).name()
     }
+
+    /// As typed on the command line.
+    pub fn id(self) -> String {
+        Client::from(self).id()
+    }
 }
 
 /// `--scope`: whose file.

@@ -256,9 +256,34 @@ fn malformed(path: &Path, what: &str) -> anyhow::Error {
         .into()
 }
 
-/// The file's current text; `None` when it does not exist yet.
+/// The file's current text; `None` when it does not exist yet. Opened without blocking, so a
+/// FIFO put in a config file's place cannot hang the read; anything but a regular file is
+/// refused.
 pub fn read(path: &Path) -> anyhow::Result<Option<String>> {
-    match std::fs::read(path) {
+    let opened = {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            rustix::fs::OFlags::NONBLOCK.bits() as i32,
+        );
+        options.open(path).and_then(|mut file| {
+            let meta = file.metadata()?;
+            if !meta.is_file() {
+                return Ok(Err(kind_of(&meta)));
+            }
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes)?;
+            Ok(Ok(bytes))
+        })
+    };
+    let opened = match opened {
+        Ok(Err(kind)) => return Err(not_regular(path, kind)),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Err(error) => Err(error),
+    };
+    match opened {
         Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
             CliError::failure(format!("{} is not UTF-8 text", path.display()))
                 .hint("fix the file (or move it aside) and run again; it was left untouched")
@@ -267,6 +292,95 @@ pub fn read(path: &Path) -> anyhow::Result<Option<String>> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error).with_context(|| format!("could not read {}", path.display())),
     }
+}
+
+/// What a file that is not a regular one is, for people.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    let kind = meta.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() { "a directory" } else { "not a regular file" }
+}
+
+fn not_regular(path: &Path, kind: &str) -> anyhow::Error {
+    CliError::failure(format!(
+        "{} is {kind}, not a regular file: a config is written only into a regular file",
+        path.display()
+    ))
+    .hint("move it aside (or write the entry by hand), then run this again; it was left untouched")
+    .into()
+}
+
+/// Where `config --write` may write for `path`, checked before anything is read: the path
+/// itself when it is a regular file or does not exist; the file a symbolic link points at only
+/// when `follow` says to (`--follow-symlink`), and never a link that points nowhere. Returns
+/// the file to write and, for an existing file, its permission bits.
+pub fn check_target(path: &Path, follow: bool) -> anyhow::Result<(PathBuf, Option<u32>)> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((path.to_owned(), None));
+        }
+        Err(error) => {
+            return Err(error).with_context(|| format!("could not read {}", path.display()));
+        }
+    };
+    let (target, meta) = if meta.file_type().is_symlink() {
+        let points = std::fs::read_link(path).map(|p| p.display().to_string()).unwrap_or_default();
+        let Ok(target) = std::fs::canonicalize(path) else {
+            return Err(CliError::failure(format!(
+                "{} is a symbolic link to {points}, which does not exist",
+                path.display()
+            ))
+            .hint("remove the link or create the file it points at, then run this again")
+            .into());
+        };
+        if !follow {
+            return Err(CliError::failure(format!(
+                "{} is a symbolic link (to {})",
+                path.display(),
+                target.display()
+            ))
+            .hint("pass --follow-symlink to write the file it points at, or remove the link")
+            .into());
+        }
+        let meta = std::fs::metadata(&target)
+            .with_context(|| format!("could not read {}", target.display()))?;
+        (target, meta)
+    } else {
+        (path.to_owned(), meta)
+    };
+    if !meta.is_file() {
+        return Err(not_regular(&target, kind_of(&meta)));
+    }
+    #[cfg(unix)]
+    let mode = Some(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777);
+    #[cfg(not(unix))]
+    let mode = None;
+    if meta.permissions().readonly() {
+        return Err(CliError::failure(format!(
+            "{} is read-only{}: it was left untouched",
+            target.display(),
+            mode.map(|m| format!(" (mode {m:04o})")).unwrap_or_default()
+        ))
+        .hint(format!(
+            "make it writable (chmod u+w {}) if this tool may change it, then run this again",
+            crate::cli::shared::shell_quote(&target.display().to_string())
+        ))
+        .into());
+    }
+    Ok((target, mode))
 }
 
 /// Follows a symlinked config file (dotfile managers link them) so that the write replaces
@@ -295,9 +409,15 @@ pub fn backup_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `merged` to `path` (0600, atomically, parent directories 0700 when they are new),
-/// after keeping `previous` in `<file>.bak`. Returns the backup's path.
-pub fn write(path: &Path, previous: Option<&str>, merged: &str) -> anyhow::Result<Option<PathBuf>> {
+/// Writes `merged` to `path` (atomically, parent directories 0700 when they are new), after
+/// keeping `previous` in `<file>.bak` (0600). A new file is 0600; an existing one keeps `mode`.
+/// Returns the backup's path.
+pub fn write(
+    path: &Path,
+    previous: Option<&str>,
+    merged: &str,
+    mode: Option<u32>,
+) -> anyhow::Result<Option<PathBuf>> {
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
     crate::fsutil::create_private_dir(dir)
         .with_context(|| format!("could not create {}", dir.display()))?;
@@ -312,6 +432,14 @@ pub fn write(path: &Path, previous: Option<&str>, merged: &str) -> anyhow::Resul
     };
     crate::fsutil::write_private_atomic(path, merged.as_bytes())
         .with_context(|| format!("could not write {}", path.display()))?;
+    #[cfg(unix)]
+    if let Some(mode) = mode.filter(|&mode| mode != 0o600) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("could not keep the mode of {}", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
     Ok(backup)
 }
 

@@ -12,6 +12,7 @@
 //! `--inline-token` (or `--key`).
 
 mod clients;
+mod held;
 mod merge;
 
 use std::io::{BufRead as _, IsTerminal as _, Read as _};
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 use self::clients::{Auth, Client, Note, Plan};
 pub use self::clients::{ClientArg, Scope};
+pub use self::held::{Held, files_holding, rewrite};
 use self::merge::Syntax;
 use super::GlobalArgs;
 use crate::error::{CliError, ExitStatus};
@@ -64,6 +66,10 @@ pub struct ConfigArgs {
     /// Write without asking for confirmation
     #[arg(long, short = 'y', requires = "write")]
     pub yes: bool,
+    /// When the config file is a symbolic link, write the file it points at (otherwise a link
+    /// is refused)
+    #[arg(long, requires = "write")]
+    pub follow_symlink: bool,
     /// No token at all: the client signs in in a browser on first use (the server must run
     /// with `serve --oauth`), and the owner's consent creates its key
     #[arg(long, conflicts_with_all = ["key", "token_env", "inline_token"])]
@@ -107,7 +113,7 @@ pub fn run(args: ConfigArgs, global: &GlobalArgs, printer: Printer) -> anyhow::R
     let content = merge::merge(&plan.entry, syntax, None, &path)?;
 
     if args.write {
-        return write(&args, &plan, syntax, &path, &content, auth.as_ref(), printer);
+        return write(&args, &plan, &path, &content, auth.as_ref(), global, printer);
     }
 
     if printer.json {
@@ -130,13 +136,14 @@ pub fn run(args: ConfigArgs, global: &GlobalArgs, printer: Printer) -> anyhow::R
 fn write(
     args: &ConfigArgs,
     plan: &Plan,
-    syntax: Syntax,
     path: &Path,
     content: &str,
     auth: Option<&Auth>,
+    global: &GlobalArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let client = plan.client;
+    let syntax = syntax(client);
     if plan.placeholder {
         return Err(CliError::usage(format!(
             "{} cannot read the token from the environment, so --write needs the token itself",
@@ -161,7 +168,7 @@ fn write(
         .hint("remove the link (or write the entry by hand), then run this again")
         .into());
     }
-    let target = merge::resolve(path);
+    let (target, mode) = merge::check_target(path, args.follow_symlink)?;
     let previous = merge::read(&target)?;
     let merged = merge::merge(&plan.entry, syntax, previous.as_deref(), &target)?;
     if previous.as_deref() == Some(merged.as_str()) {
@@ -172,12 +179,9 @@ fn write(
         return Ok(ExitStatus::Success);
     }
 
-    let redact = |line: &str| match auth {
-        Some(Auth::Inline(token)) => line.replace(token.expose(), &token.to_string()),
-        Some(Auth::Env { .. }) | None => line.to_owned(),
-    };
+    // Both sides: a removed line may hold an old token as live as the new one.
     for line in merge::diff(&target, previous.as_deref(), &merged) {
-        let line = redact(&line);
+        let line = redact_secrets(&line);
         let painted = match line.chars().next() {
             Some('+') if !line.starts_with("+++") => printer.paint(&line, "32"),
             Some('-') if !line.starts_with("---") => printer.paint(&line, "31"),
@@ -188,7 +192,25 @@ fn write(
     }
     super::prompt::confirm_or_yes(args.yes, &format!("Write {}?", target.display()), None)?;
 
-    let backup = merge::write(&target, previous.as_deref(), &merged)?;
+    // A token in a file others may read: the file becomes the owner's alone, and says so.
+    let holds_token = matches!(auth, Some(Auth::Inline(_)));
+    let new_mode = match mode {
+        Some(mode) if holds_token && mode & 0o077 != 0 => Some(0o600),
+        mode => mode,
+    };
+    let backup = merge::write(&target, previous.as_deref(), &merged, new_mode)?;
+    if target != path {
+        printer.info(&format!("{} is a link: wrote the file it points at.", path.display()));
+    }
+    if let (Some(was), Some(now)) = (mode, new_mode)
+        && was != now
+    {
+        printer.info(&format!(
+            "{} was mode {was:04o}, readable by others; it now holds a token, so it is {now:04o} \
+             (readable only by you).",
+            target.display()
+        ));
+    }
     if printer.json {
         printer.json(&Output {
             written: Some(true),
@@ -206,13 +228,92 @@ fn write(
     }
     notes(plan, printer);
     printer.info(&format!(
-        "Restart {} (or reload its MCP servers), then check the connection: custory-mcp test",
-        client.name()
+        "Restart {} (or reload its MCP servers), then {}",
+        client.name(),
+        next_test(args, auth, global)
     ));
     if let Some(approval) = client.approval(args.scope) {
         printer.info(&format!("On its next start: {approval}."));
     }
     Ok(ExitStatus::Success)
+}
+
+/// After `--write`: how to check the connection the client will make, as a command that runs
+/// as printed (with the token the client was given).
+fn next_test(args: &ConfigArgs, auth: Option<&Auth>, global: &GlobalArgs) -> String {
+    let url: Vec<&str> = args.url.as_deref().map_or_else(Vec::new, |url| vec!["--url", url]);
+    let test =
+        |more: &[&str]| super::shared::command_line(global, &[&["test"], &url[..], more].concat());
+    match (auth, &args.key) {
+        (None, _) => format!(
+            "sign in from the client; its key then shows in `{}`",
+            super::shared::command_line(global, &["keys", "list"])
+        ),
+        (Some(_), Some(key)) => format!("check the connection: {}", test(&["--key", key])),
+        (Some(Auth::Env { var, .. }), None) => {
+            let flag: Vec<&str> = match var.as_str() {
+                super::DEFAULT_TOKEN_ENV => vec![],
+                var => vec!["--token-env", var],
+            };
+            if std::env::var(var).is_ok_and(|v| !v.trim().is_empty()) {
+                format!("check the connection: {}", test(&flag))
+            } else {
+                format!(
+                    "set {var} to the key's token (where the client runs too), and check the \
+                     connection: {}",
+                    test(&flag)
+                )
+            }
+        }
+        (Some(Auth::Inline(_)), None) => format!(
+            "check the connection with the same token in {}: {}",
+            super::DEFAULT_TOKEN_ENV,
+            test(&[])
+        ),
+    }
+}
+
+/// `line` with every secret it may hold cut to what identifies it: tokens of this tool
+/// (`cst_`/`csa_`, shown by their displayed prefix) and any other `Bearer` credential (shown
+/// by its first 4 characters). Environment references (`${env:VAR}`, `$VAR`) stay as they are.
+fn redact_secrets(line: &str) -> String {
+    let word = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while !rest.is_empty() {
+        let ours = ["cst_", "csa_"].iter().filter_map(|p| rest.find(p)).min();
+        let bearer = rest.find("Bearer ").map(|at| at + "Bearer ".len());
+        let Some(at) = [ours, bearer].into_iter().flatten().min() else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let len = tail.find(|c: char| !word(c)).unwrap_or(tail.len());
+        let secret = &tail[..len];
+        // What is shown, and the length below which it is no secret (a prefix already shown,
+        // a word).
+        let (kept, shortest) = if secret.starts_with("cst_") || secret.starts_with("csa_") {
+            (crate::token::DISPLAY_PREFIX_LEN, crate::token::DISPLAY_PREFIX_LEN + 8)
+        } else {
+            (4, 12)
+        };
+        if secret.len() < shortest {
+            out.push_str(secret);
+        } else {
+            out.push_str(&secret[..kept]);
+            out.push_str("…[redacted]");
+        }
+        if len == 0 {
+            // Nothing matched after `Bearer `: step over one character.
+            let step = tail.chars().next().map_or(0, char::len_utf8);
+            out.push_str(&tail[..step]);
+            rest = &tail[step..];
+        } else {
+            rest = &tail[len..];
+        }
+    }
+    out
 }
 
 fn output<'a>(plan: &'a Plan, path: &Path, content: &'a str) -> Output<'a> {
@@ -268,8 +369,8 @@ fn endpoint(url: Option<&str>, server: &str) -> anyhow::Result<String> {
 /// How the token reaches the client, from `--key`, `--token-env`, `--inline-token`.
 fn auth(args: &ConfigArgs, global: &GlobalArgs) -> anyhow::Result<Auth> {
     if let Some(key) = &args.key {
-        let token =
-            super::shared::WorkspaceClient::connect_for_key(global, Some(key))?.saved_token(key)?;
+        let token = super::shared::WorkspaceClient::connect_for_key(global, Some(key))?
+            .saved_token(key, global)?;
         return Ok(Auth::Inline(mcp_key(token, "the saved token")?));
     }
     if args.inline_token {
@@ -319,4 +420,32 @@ fn mcp_key(token: PlainToken, what: &str) -> anyhow::Result<PlainToken> {
         .into());
     }
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::token::{PlainToken, TokenKind};
+
+    #[test]
+    fn secrets_are_cut_on_every_line_and_references_kept() {
+        let token = PlainToken::generate(TokenKind::Mcp);
+        let prefix = token.display_prefix();
+        let line = format!(r#"-        "Authorization": "Bearer {}""#, token.expose());
+        let redacted = super::redact_secrets(&line);
+        assert_eq!(redacted, format!(r#"-        "Authorization": "Bearer {prefix}…[redacted]""#));
+        let other = r#"+  "Authorization": "Bearer ghp_0123456789abcdefghij", "x": 1"#;
+        assert_eq!(
+            super::redact_secrets(other),
+            r#"+  "Authorization": "Bearer ghp_…[redacted]", "x": 1"#
+        );
+        for kept in [
+            r#"+  "Authorization": "Bearer ${env:CUSTORY_MCP_TOKEN}""#,
+            "  bearer_token_env_var = \"CUSTORY_MCP_TOKEN\"",
+            "the key cst_abcdefgh was rotated",
+        ] {
+            assert_eq!(super::redact_secrets(kept), kept);
+        }
+        let bare = format!("token = \"{}\"", token.expose());
+        assert!(!super::redact_secrets(&bare).contains(token.expose()));
+    }
 }

@@ -12,10 +12,11 @@ use serde_json::{Value, json};
 
 use super::diagnose::{http_failure, network_cause};
 use super::http::{
-    Target, clean, content_type, host_port, initialize_request, millis, post, post_with,
+    NextSteps, Target, clean, content_type, host_port, initialize_request, millis, post, post_with,
     rpc_result, show_ms, status_text,
 };
 use super::report::{Checklist, ServerInfo, Stage};
+use crate::api::CONNECTION_CHECK_CLIENT;
 use crate::mcp::protocol::{
     ClientRequest, LATEST_VERSION, MODERN_VERSION, SERVER_NAME, SUPPORTED_VERSIONS, meta,
 };
@@ -48,24 +49,24 @@ pub(super) async fn run(
     raw_token: &str,
     source: &TokenSource,
     timeout: u64,
-    key: Option<&str>,
+    next: &NextSteps,
 ) -> anyhow::Result<()> {
-    let Some(token) = check_token(list, raw_token, source) else {
+    let Some(token) = check_token(list, raw_token, source, next) else {
         return Ok(());
     };
     let client = crate::client::with_extra_roots(reqwest::Client::builder())
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(timeout))
         .connect_timeout(Duration::from_secs(timeout))
-        .user_agent(concat!("custory-mcp-test/", env!("CARGO_PKG_VERSION")))
+        .user_agent(format!("{CONNECTION_CHECK_CLIENT}/{}", env!("CARGO_PKG_VERSION")))
         .build()
         .context("could not set up the HTTP client")?;
-    let target = Target { url, client, token, timeout };
+    let target = Target { url, client, token, timeout, next };
 
     if !check_connect_and_discovery(list, &target).await {
         return Ok(());
     }
-    let Some(version) = check_initialize(list, &target, key).await else {
+    let Some(version) = check_initialize(list, &target).await else {
         return Ok(());
     };
     check_tools(list, &target, &version).await;
@@ -78,6 +79,7 @@ pub(super) fn check_token(
     list: &mut Checklist,
     raw: &str,
     source: &TokenSource,
+    next: &NextSteps,
 ) -> Option<PlainToken> {
     const NAME: &str = "token format";
     let token = match PlainToken::parse(raw) {
@@ -86,8 +88,11 @@ pub(super) fn check_token(
             list.stop(Stage::fail(
                 NAME,
                 format!("{} holds no valid MCP key: {error}", source.name()),
-                "copy the whole token again, or create a new key with \
-                 `custory-mcp keys create --save` (a token is shown only once)",
+                format!(
+                    "copy the whole token again, or create a new key with `{}` (a token is \
+                     shown only once)",
+                    next.create
+                ),
             ));
             return None;
         }
@@ -99,7 +104,7 @@ pub(super) fn check_token(
                 "{} holds the owner credential (csa_…), which the MCP endpoint refuses",
                 source.name()
             ),
-            "give MCP clients an MCP key (cst_…): `custory-mcp keys create --save`",
+            format!("give MCP clients an MCP key (cst_…): `{}`", next.create),
         ));
         return None;
     }
@@ -240,11 +245,7 @@ pub(super) async fn check_connect_and_discovery(list: &mut Checklist, target: &T
 
 /// Stages "initialize", "protocol version" and "server". Returns the negotiated version when
 /// the session can go on.
-pub(super) async fn check_initialize(
-    list: &mut Checklist,
-    target: &Target<'_>,
-    key: Option<&str>,
-) -> Option<String> {
+pub(super) async fn check_initialize(list: &mut Checklist, target: &Target<'_>) -> Option<String> {
     const NAME: &str = "initialize";
     let answer = match post(target, initialize_request(), None).await {
         Ok(answer) => answer,
@@ -255,7 +256,7 @@ pub(super) async fn check_initialize(
         }
     };
     list.round_trip.initialize = Some(millis(answer.elapsed));
-    if let Some(stage) = http_failure(&answer, target, key) {
+    if let Some(stage) = http_failure(&answer, target) {
         list.stop(stage);
         return None;
     }
@@ -363,7 +364,7 @@ pub(super) async fn check_tools(list: &mut Checklist, target: &Target<'_>, versi
             }
         };
         elapsed += answer.elapsed;
-        if let Some(mut stage) = http_failure(&answer, target, None) {
+        if let Some(mut stage) = http_failure(&answer, target) {
             stage.name = NAME;
             list.stop(stage);
             return;
@@ -395,7 +396,10 @@ pub(super) async fn check_tools(list: &mut Checklist, target: &Target<'_>, versi
         list.record(Stage::fail(
             NAME,
             "the server lists no tools, so an agent can do nothing with it",
-            "check the server's version and the key's workspace (`custory-mcp keys show KEY`)",
+            format!(
+                "check the server's version and the key's workspace (`{}`)",
+                target.next.show.as_deref().unwrap_or("custory-mcp keys list")
+            ),
         ));
     } else {
         let tools = if count == 1 { "tool" } else { "tools" };
@@ -414,7 +418,7 @@ pub(super) async fn check_modern(list: &mut Checklist, target: &Target<'_>) {
     let params = json!({"_meta": {
         meta::PROTOCOL_VERSION: MODERN_VERSION,
         meta::CLIENT_CAPABILITIES: {},
-        meta::CLIENT_INFO: {"name": "custory-mcp-test", "version": env!("CARGO_PKG_VERSION")},
+        meta::CLIENT_INFO: {"name": CONNECTION_CHECK_CLIENT, "version": env!("CARGO_PKG_VERSION")},
     }});
     let request = ClientRequest::new(100, "server/discover", params).to_json();
     let headers = [("Mcp-Method", "server/discover")];

@@ -10,11 +10,7 @@ use super::http::{
 use super::report::Stage;
 
 /// The stage for an HTTP status that is not a success, with the cause and the fix.
-pub(super) fn http_failure(
-    answer: &Answer,
-    target: &Target<'_>,
-    key: Option<&str>,
-) -> Option<Stage> {
+pub(super) fn http_failure(answer: &Answer, target: &Target<'_>) -> Option<Stage> {
     const NAME: &str = "initialize";
     let status = answer.status;
     if status.is_success() {
@@ -23,7 +19,7 @@ pub(super) fn http_failure(
     let url = target.url;
     let said = server_message(answer, &target.token);
     let stage = match status.as_u16() {
-        401 => unauthorized(answer, target, key),
+        401 => unauthorized(answer, target),
         403 => Stage::fail(
             NAME,
             format!(
@@ -82,7 +78,7 @@ pub(super) fn http_failure(
 }
 
 /// 401: unknown, revoked or expired key, from `WWW-Authenticate: … error_description="…"`.
-pub(super) fn unauthorized(answer: &Answer, target: &Target<'_>, key: Option<&str>) -> Stage {
+pub(super) fn unauthorized(answer: &Answer, target: &Target<'_>) -> Stage {
     const NAME: &str = "initialize";
     let challenge = answer
         .headers
@@ -96,7 +92,6 @@ pub(super) fn unauthorized(answer: &Answer, target: &Target<'_>, key: Option<&st
         .or_else(|| server_message(answer, &target.token))
         .unwrap_or_default();
     let lower = description.to_ascii_lowercase();
-    let key = key.unwrap_or("KEY");
     let oauth = if auth_param(&challenge, "resource_metadata").is_some() {
         " (the server also advertises OAuth metadata, so clients will start an OAuth flow)"
     } else {
@@ -105,17 +100,19 @@ pub(super) fn unauthorized(answer: &Answer, target: &Target<'_>, key: Option<&st
     let (detail, hint) = if lower.contains("revoked") {
         (
             "this MCP key was revoked".to_owned(),
-            "a revoked key cannot be brought back: create a new one with \
-             `custory-mcp keys create --save` and give its token to the client \
-             (`custory-mcp config CLIENT`)"
-                .to_owned(),
+            format!(
+                "a revoked key cannot be brought back: create a new one with `{}` and give its \
+                 token to the client (`custory-mcp config --help` lists the clients)",
+                target.next.create
+            ),
         )
     } else if lower.contains("expired") {
         (
             "this MCP key has expired".to_owned(),
             format!(
-                "rotate it with `custory-mcp keys rotate {key}` (same name and access, new \
-                 token) and give the new token to the client"
+                "rotate it with `{}` (same name and access, new token) and give the new token \
+                 to the client",
+                target.next.rotate.as_deref().unwrap_or("custory-mcp keys rotate KEY")
             ),
         )
     } else if lower.contains("unknown") {
@@ -123,14 +120,16 @@ pub(super) fn unauthorized(answer: &Answer, target: &Target<'_>, key: Option<&st
             "the server does not know this key: it was issued by another server, or this \
              server's database was replaced"
                 .to_owned(),
-            "check that --url points at the server that issued the key, or create a key on \
-             this one with `custory-mcp keys create --save`"
-                .to_owned(),
+            format!(
+                "check that --url points at the server that issued the key, or create a key on \
+                 this one with `{}`",
+                target.next.create
+            ),
         )
     } else {
         let said =
             if description.is_empty() { "the token was refused".to_owned() } else { description };
-        (said, "create a new key with `custory-mcp keys create --save`".to_owned())
+        (said, format!("create a new key with `{}`", target.next.create))
     };
     Stage::fail(NAME, format!("401 Unauthorized: {detail}{oauth}"), hint)
 }

@@ -31,13 +31,42 @@ pub(super) struct Target<'a> {
     pub(super) client: reqwest::Client,
     pub(super) token: PlainToken,
     pub(super) timeout: u64,
+    pub(super) next: &'a NextSteps,
+}
+
+/// The commands the checks suggest, made for this run (its `--server` and `--workspace`, the
+/// key it tests), each runnable as printed.
+pub(super) struct NextSteps {
+    /// `keys create … --save`, complete (a name and an expiry), so it runs anywhere.
+    pub(super) create: String,
+    /// `keys rotate KEY`, for the key tested (`--key`, else the token's prefix).
+    pub(super) rotate: Option<String>,
+    /// `keys show KEY`, likewise.
+    pub(super) show: Option<String>,
+}
+
+impl NextSteps {
+    /// `rotate` and `show` name `key`, or else the tested token's prefix.
+    pub(super) fn new(
+        global: &crate::cli::GlobalArgs,
+        key: Option<&str>,
+        prefix: Option<&str>,
+    ) -> Self {
+        let command = |args: &[&str]| crate::cli::shared::command_line(global, args);
+        let key = key.or(prefix);
+        Self {
+            create: command(&crate::cli::shared::CREATE_KEY),
+            rotate: key.map(|key| command(&["keys", "rotate", key])),
+            show: key.map(|key| command(&["keys", "show", key])),
+        }
+    }
 }
 
 /// The `initialize` request, as sent by the check and by the `--curl` command (keys in the
 /// order people expect to read them).
 pub(super) fn initialize_request() -> String {
     let client = Implementation {
-        name: "custory-mcp-test".into(),
+        name: crate::api::CONNECTION_CHECK_CLIENT.into(),
         title: None,
         version: Some(env!("CARGO_PKG_VERSION").into()),
     };

@@ -16,7 +16,7 @@ use reqwest::Url;
 use serde_json::json;
 
 use self::checks::TokenSource;
-use self::http::{MCP_PATH, initialize_request};
+use self::http::{MCP_PATH, NextSteps, initialize_request};
 use self::report::Checklist;
 use super::GlobalArgs;
 use super::shared::shell_quote;
@@ -66,8 +66,10 @@ pub fn run(args: TestArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Res
         .context("could not start the async runtime")?;
     let mut checklist = Checklist::new(url.clone(), printer);
     checklist.intro();
-    let check =
-        checks::run(&mut checklist, &url, &token, &source, args.timeout, args.key.as_deref());
+    // The token's prefix names the key when no --key did (a token that is no token names none).
+    let prefix = crate::token::PlainToken::parse(&token).ok().map(|t| t.display_prefix());
+    let next = NextSteps::new(global, args.key.as_deref(), prefix.as_deref());
+    let check = checks::run(&mut checklist, &url, &token, &source, args.timeout, &next);
     runtime.block_on(check)?;
     checklist.finish()
 }
@@ -95,8 +97,8 @@ fn endpoint(args: &TestArgs, global: &GlobalArgs) -> anyhow::Result<Url> {
 /// The token as given (not yet checked: checking it is the first stage).
 fn read_token(args: &TestArgs, global: &GlobalArgs) -> anyhow::Result<(String, TokenSource)> {
     if let Some(key) = &args.key {
-        let token =
-            super::shared::WorkspaceClient::connect_for_key(global, Some(key))?.saved_token(key)?;
+        let token = super::shared::WorkspaceClient::connect_for_key(global, Some(key))?
+            .saved_token(key, global)?;
         return Ok((token.expose().to_owned(), TokenSource::Saved(key.clone())));
     }
     let var = &args.token_env;

@@ -267,7 +267,10 @@ pub(super) fn note_origin(
     let origin = OriginUse {
         key_id: key.key_id.clone(),
         address: ip.map(address_origin),
-        client: client.map(client_origin).filter(|c| !c.is_empty()),
+        // The connection check is not one of the key's clients (its address still counts).
+        client: client
+            .map(client_origin)
+            .filter(|c| !c.is_empty() && c != crate::api::CONNECTION_CHECK_CLIENT),
     };
     if origin.address.is_none() && origin.client.is_none() {
         return;

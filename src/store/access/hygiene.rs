@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Duration, Utc};
 
 use super::AccessStore;
-use crate::api::{Access, Key, KeyFlag, KeyStatus, SharedUse};
+use crate::api::{Access, CONNECTION_CHECK_CLIENT, Key, KeyFlag, KeyStatus, SharedUse};
 use crate::store::StoreResult;
 use crate::store::db::{Connection, ToValue, Value};
 
@@ -64,8 +64,11 @@ impl KeyFilter {
         }
         if self.shared {
             let since = param((now - Duration::days(SHARED_WINDOW_DAYS)).timestamp(), &mut values);
+            // The connection check is no client (a database from before it was left out of
+            // the origins may still hold it).
             sql.push_str(&format!(
                 " AND id IN (SELECT key_id FROM key_origins WHERE last_seen >= {since}
+                   AND NOT (kind = 'client' AND value = '{CONNECTION_CHECK_CLIENT}')
                    GROUP BY key_id, kind HAVING COUNT(*) > 1)"
             ));
         }
@@ -169,6 +172,9 @@ fn recent_origins(
         for row in &rows {
             let (key_id, kind, value): (String, String, String) =
                 (row.get("key_id")?, row.get("kind")?, row.get("value")?);
+            if kind == "client" && value == CONNECTION_CHECK_CLIENT {
+                continue;
+            }
             let entry = seen.entry(key_id).or_default();
             if kind == "address" { entry.addresses.push(value) } else { entry.clients.push(value) }
         }

@@ -410,7 +410,7 @@ pub(super) fn rotate_key(
         now,
         EventKind::KeyRotated,
         &old,
-        &format!("rotated {:?}: replaced by {}", old.name, new.id),
+        &format!("rotated {:?}: replaced by {} (same name)", old.name, new.prefix),
     )?;
     audit_key(
         &tx,
