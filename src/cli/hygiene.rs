@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::config::{ClientArg, ConfigArgs, Scope};
-use super::shared::{WorkspaceClient, command_line, list_keys, shell_quote as quote};
+use super::shared::{WorkspaceClient, command_line, list_keys};
 use super::{GlobalArgs, prompt, shared};
 use crate::api::{self, Key, KeyFlag, KeyStatus, Workspace};
 use crate::client::{AdminClient, KeysQuery, Rows};

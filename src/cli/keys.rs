@@ -257,7 +257,7 @@ impl Ctx<'_> {
         if offered.is_empty() {
             let which = if active_only { "active keys" } else { "keys" };
             return Err(CliError::failure(format!("{} has no {which}", self.workspace.slug))
-                .hint(format!("create one with `{}`", self.command(&CREATE_KEY)))
+                .hint(format!("create one with `{}`", self.command(&super::shared::CREATE_KEY)))
                 .into());
         }
         let now = Utc::now();
@@ -681,8 +681,7 @@ impl Ctx<'_> {
             false
         } else {
             crate::output::note(&format!(
-                "The old token is in {}:
-{}",
+                "The old token is in {}:\n{}",
                 count(held.len(), "config file", "config files"),
                 listed.join("\n")
             ));

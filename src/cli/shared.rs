@@ -344,19 +344,19 @@ pub const CREATE_KEY: [&str; 7] =
 /// environment), then `args`, each quoted as one POSIX shell word. `args` that name
 /// `--workspace` themselves keep theirs.
 pub fn command_line(global: &GlobalArgs, args: &[&str]) -> String {
-    let from_env = |var: &str, value: &str| std::env::var(var).is_ok_and(|v| v == value);
+    use super::Given;
     let mut words: Vec<String> = vec!["custory-mcp".to_owned()];
-    if global.server != super::DEFAULT_SERVER && !from_env("CUSTORY_SERVER", &global.server) {
+    if global.server_from == Given::Flag {
         words.extend(["--server".to_owned(), global.server.clone()]);
     }
     if let Some(path) = &global.ca_cert {
         let path = path.display().to_string();
-        if !from_env("CUSTORY_CA_CERT", &path) {
+        if !std::env::var("CUSTORY_CA_CERT").is_ok_and(|v| v == path) {
             words.extend(["--ca-cert".to_owned(), path]);
         }
     }
     if let Some(slug) = &global.workspace
-        && !from_env("CUSTORY_WORKSPACE", slug)
+        && global.workspace_from == Given::Flag
         && !args.contains(&"--workspace")
     {
         words.extend(["--workspace".to_owned(), slug.clone()]);
@@ -394,6 +394,7 @@ pub fn counted(parts: &[(u64, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::{command_line, shell_quote};
+    use crate::cli::Given;
 
     #[test]
     fn printed_commands_are_one_word_per_argument_with_the_options_they_need() {
@@ -405,6 +406,12 @@ mod tests {
             quiet: false,
             verbose: 0,
             ca_cert: None,
+            server_from: if server == crate::cli::DEFAULT_SERVER {
+                Given::Default
+            } else {
+                Given::Flag
+            },
+            workspace_from: if workspace.is_some() { Given::Flag } else { Given::Default },
         };
         let plain = global(crate::cli::DEFAULT_SERVER, None);
         assert_eq!(
