@@ -26,6 +26,9 @@ use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Path, Query};
 use crate::api::{self, ErrorDetail, ImportResponse};
+use crate::store::Store;
+use crate::store::content::bounded::StringGuard;
+use crate::store::content::bounded::StringTooLong;
 use crate::store::content::csv::CsvError;
 use crate::store::content::transfer::{ImportError, ImportTarget, WorkspaceDocument};
 
@@ -176,7 +179,7 @@ pub async fn import(
     let store = std::sync::Arc::clone(&state.store);
     let work = move || -> ApiResult<ImportResponse> {
         let _turn = turn;
-        let doc = parse(reader)?;
+        let doc = parse(&store, reader)?;
         let target = match target {
             Target::Existing(slug) => {
                 ImportTarget::Existing(super::admin::workspace(&store, &slug)?.id)
@@ -327,10 +330,15 @@ fn invalid_csv(details: Vec<ErrorDetail>) -> ApiError {
 /// Reads the document as it arrives; a JSON error names the path where it happened. After an
 /// error the rest of the body is still read (within the same bounds), so that the client, which
 /// is still sending, gets the answer instead of a broken connection.
-fn parse(reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
-    let mut reader = std::io::BufReader::new(reader);
+///
+/// The document's limits are enforced as it is parsed (`store/content/bounded.rs`): a document
+/// that crosses one is refused there, with nothing more of it parsed or held.
+fn parse(store: &Store, reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
+    let mut reader = std::io::BufReader::new(StringGuard::new(reader));
     let mut de = serde_json::Deserializer::from_reader(&mut reader);
-    let parsed = serde_path_to_error::deserialize(&mut de)
+    let parsed = store
+        .content()
+        .parsing(|| serde_path_to_error::deserialize(&mut de))
         .map_err(|error| json_error(error.path().to_string(), error.into_inner()))
         .and_then(|doc| match de.end() {
             Ok(()) => Ok(doc),
@@ -338,7 +346,9 @@ fn parse(reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
         });
     // Not after a read error (a stalled or oversized body): reading on would fail the same way.
     if parsed.as_ref().is_err_and(|e| e.code != "body_unreadable") {
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        // Past the guard: what is left is thrown away unread, so its strings do not matter.
+        let mut rest = reader.into_inner().into_inner();
+        let _ = std::io::copy(&mut rest, &mut std::io::sink());
     }
     parsed
 }
@@ -356,6 +366,14 @@ fn body_error(error: &dyn std::fmt::Display) -> ApiError {
 
 fn json_error(path: String, error: serde_json::Error) -> ApiError {
     if error.is_io() {
+        let error = std::io::Error::from(error);
+        if error.get_ref().is_some_and(|inner| inner.is::<StringTooLong>()) {
+            let message = format!(
+                "the document is not a valid workspace, so nothing was imported: {path}: {error}"
+            );
+            return ApiError::unprocessable("invalid_document", message)
+                .details(vec![ErrorDetail { path, message: error.to_string() }]);
+        }
         return body_error(&error);
     }
     let what =

@@ -12,6 +12,7 @@ mod hardening;
 mod help;
 mod https;
 mod hygiene;
+mod imports;
 mod layout;
 mod leaks;
 mod limits;

@@ -10,6 +10,7 @@
 //! `access::edge`, in its own transaction.
 
 mod archive;
+pub mod bounded;
 mod context;
 pub mod csv;
 mod map;
@@ -51,6 +52,12 @@ pub struct ContentStore<'s> {
 impl<'s> ContentStore<'s> {
     pub(super) fn new(db: &'s Db) -> Self {
         Self { db }
+    }
+
+    /// Runs `parse`, a workspace document's parse on this thread, with the document's limits
+    /// enforced as it goes (`bounded.rs`): this server's quotas among them.
+    pub fn parsing<T>(&self, parse: impl FnOnce() -> T) -> T {
+        bounded::with_budget(&self.options().quotas, parse)
     }
 
     /// Creates the demo workspace when the database has none (a new database).

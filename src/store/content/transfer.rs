@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::ContentStore;
 use super::archive::{Scope, refresh};
+use super::bounded;
 use super::map::renumber_map;
 use super::model::{ItemKind, LEVELS, PRIORITIES};
 use super::reads::json_column;
@@ -48,12 +49,12 @@ pub struct WorkspaceDocument {
     pub format: String,
     pub workspace: DocWorkspace,
     /// In map order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::journeys")]
     pub journeys: Vec<DocJourney>,
     /// Links between items, by the items' `id` in this document.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::links")]
     pub links: Vec<DocLink>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::personas")]
     pub personas: Vec<DocPersona>,
 }
 
@@ -75,7 +76,7 @@ pub struct DocJourney {
     /// Archived: left out of reads until restored.
     #[serde(default, skip_serializing_if = "is_false")]
     pub archived: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::stages")]
     pub stages: Vec<DocStage>,
 }
 
@@ -92,7 +93,7 @@ pub struct DocStage {
     /// Archived: left out of reads until restored.
     #[serde(default, skip_serializing_if = "is_false")]
     pub archived: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::steps")]
     pub steps: Vec<DocStep>,
 }
 
@@ -105,7 +106,7 @@ pub struct DocStep {
     /// Archived: left out of reads until restored.
     #[serde(default, skip_serializing_if = "is_false")]
     pub archived: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::items")]
     pub items: Vec<DocItem>,
 }
 
@@ -142,14 +143,18 @@ pub struct DocItem {
     pub archived: bool,
 
     /// The kind's own fields (strings, numbers, booleans).
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[serde(default, skip_serializing_if = "Map::is_empty", deserialize_with = "bounded::fields")]
     pub fields: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
     /// Oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::comments"
+    )]
     pub comments: Vec<DocComment>,
 }
 
@@ -180,12 +185,16 @@ pub struct DocPersona {
     pub bio: String,
     #[serde(default)]
     pub job_to_be_done: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::persona_list")]
     pub goals: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::persona_list")]
     pub frustrations: Vec<String>,
     /// The journeys (by slug) this persona appears in.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::persona_journeys"
+    )]
     pub journeys: Vec<String>,
 }
 
