@@ -10,6 +10,7 @@
 //! workspace document.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -26,11 +27,12 @@ use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Path, Query};
 use crate::api::{self, ErrorDetail, ImportResponse};
-use crate::store::Store;
 use crate::store::content::bounded::StringGuard;
 use crate::store::content::bounded::StringTooLong;
 use crate::store::content::csv::CsvError;
+use crate::store::content::transfer::ImportCounts;
 use crate::store::content::transfer::{ImportError, ImportTarget, WorkspaceDocument};
+use crate::store::{Store, StoreError};
 
 /// The largest import body: 100k items with their text are ~60 MB.
 pub const IMPORT_MAX_BYTES: usize = 512 * 1024 * 1024;
@@ -145,6 +147,73 @@ fn is_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/csv"))
 }
 
+/// Called on an import's thread after each slice but the last, with how many were written,
+/// while the writer is free: tests hold an import there to look at the server meanwhile.
+#[derive(Clone, Default)]
+pub struct ImportHook(pub Option<Arc<dyn Fn(usize) + Send + Sync>>);
+
+impl std::fmt::Debug for ImportHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ImportHook(set)" } else { "ImportHook(none)" })
+    }
+}
+
+/// How long one slice of an import waits for the writer's turn (behind the writes queued
+/// before it) before the import gives up.
+const SLICE_WAIT: Duration = Duration::from_secs(60);
+
+/// Writes `doc` into `target` slice by slice, each in the writer's queue like any other write
+/// (`work.rs`), so the writer is free between slices; then publishes it. A failure removes
+/// what was written, in slices too. Runs on the import's blocking thread.
+fn write_staged(
+    state: &AppState,
+    runtime: &tokio::runtime::Handle,
+    target: &ImportTarget,
+    doc: &WorkspaceDocument,
+) -> Result<(String, ImportCounts), ImportError> {
+    let content = state.store.content();
+    let mut import = content.stage_import(target, doc)?;
+    let turn = || {
+        runtime.block_on(state.writes.turn(SLICE_WAIT)).map_err(|_| {
+            StoreError::TimedOut(format!(
+                "the writer stayed busy for {} s; nothing was imported (try again)",
+                SLICE_WAIT.as_secs()
+            ))
+        })
+    };
+    let written = loop {
+        let step = turn().map_err(ImportError::from).and_then(|_turn| import.write_slice(&content));
+        match step {
+            Ok(true) => break Ok(()),
+            Ok(false) => {
+                if let Some(hook) = &state.config.import_hook.0 {
+                    hook(import.slices());
+                }
+            }
+            Err(error) => break Err(error),
+        }
+    };
+    let published = written.and_then(|()| {
+        let _turn = turn()?;
+        import.publish(&content)
+    });
+    if published.is_err() {
+        loop {
+            let removed = turn().and_then(|_turn| import.discard(&content));
+            match removed {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(error) => {
+                    // What is left stays hidden, and the next start removes it.
+                    tracing::error!(%error, "could not remove what a failed import wrote");
+                    break;
+                }
+            }
+        }
+    }
+    published
+}
+
 pub async fn import(
     owner: Owner,
     State(state): State<AppState>,
@@ -177,6 +246,7 @@ pub async fn import(
     let dry_run = query.dry_run;
     let reader = BlockingBody::new(body, state.config.body_timeout);
     let store = std::sync::Arc::clone(&state.store);
+    let runtime = tokio::runtime::Handle::current();
     let work = move || -> ApiResult<ImportResponse> {
         let _turn = turn;
         let doc = parse(&store, reader)?;
@@ -199,13 +269,15 @@ pub async fn import(
                 ImportTarget::New { name, slug }
             }
         };
-        let (workspace, counts) = store
-            .content()
-            .import_workspace(&target, &doc, dry_run)
-            .map_err(|error| match error {
-                ImportError::Invalid(details) => invalid(details),
-                ImportError::Store(error) => error.into(),
-            })?;
+        let imported = if dry_run {
+            store.content().check_import(&target, &doc)
+        } else {
+            write_staged(&state, &runtime, &target, &doc)
+        };
+        let (workspace, counts) = imported.map_err(|error| match error {
+            ImportError::Invalid(details) => invalid(details),
+            ImportError::Store(error) => error.into(),
+        })?;
         Ok(ImportResponse { workspace, journey: None, dry_run, counts })
     };
     let done = tokio::task::spawn_blocking(work).await.map_err(|error| {

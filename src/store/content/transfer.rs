@@ -755,7 +755,7 @@ fn insert_workspace(
 }
 
 /// The slug of the workspace an import goes into.
-fn workspace_slug(conn: &Connection, id: i64) -> StoreResult<String> {
+pub(super) fn workspace_slug(conn: &Connection, id: i64) -> StoreResult<String> {
     edge::workspace(conn, id)?
         .map(|row| row.workspace.slug)
         .ok_or_else(|| StoreError::NotFound("this workspace no longer exists".into()))
@@ -802,39 +802,12 @@ pub(super) fn write_document(
                     archived_nodes.push(("steps", step_id.clone()));
                 }
                 for item in &step.items {
-                    let kind = ItemKind::parse(item.kind.trim())
-                        .ok_or_else(|| StoreError::Invalid(format!("kind {:?}", item.kind)))?;
-                    let legacy = item.status.as_deref().map(str::trim) == Some(LEGACY_ARCHIVED);
-                    let new = super::model::NewItem {
-                        step_id: step_id.clone(),
-                        kind,
-                        title: item.title.clone(),
-                        description: Some(item.description.clone()),
-                        status: if legacy { None } else { item.status.clone() },
-                        owner: item.owner.clone(),
-                        priority: item.priority.clone(),
-                        impact: item.impact.clone(),
-                        effort: item.effort.clone(),
-                        fields: Some(item.fields.clone()),
-                    };
-                    let created = item.created_at.map_or(now, |at| at.timestamp());
-                    let id = insert_item_tallied(conn, ws, &new, created, &mut tally)?;
-                    if let Some(updated) = item.updated_at.map(|at| at.timestamp())
-                        && updated != created
-                    {
-                        conn.prepare_cached("UPDATE items SET updated_at = ?2 WHERE id = ?1")?
-                            .execute(params![id, updated])?;
-                    }
-                    if item.archived || legacy {
+                    let (id, archived) = write_item(conn, ws, &step_id, item, now, &mut tally)?;
+                    if archived {
                         archived_items.push(id.clone());
                     }
                     counts.items += 1;
-                    for comment in &item.comments {
-                        let at = comment.created_at.map_or(now, |at| at.timestamp());
-                        let (author, body) = (&comment.author, &comment.body);
-                        insert_comment_tallied(conn, ws, &id, author, body, at, &mut tally)?;
-                        counts.comments += 1;
-                    }
+                    counts.comments += item.comments.len() as u64;
                     ids.insert(item.id.as_str(), id);
                 }
             }
@@ -881,9 +854,50 @@ pub(super) fn write_document(
     Ok(counts)
 }
 
+/// Inserts one validated item and its comments into step `step_id`: its new id, and whether
+/// the document says it is archived (it is archived after everything is written).
+pub(super) fn write_item(
+    conn: &Connection,
+    ws: i64,
+    step_id: &str,
+    item: &DocItem,
+    now: i64,
+    tally: &mut Tally,
+) -> StoreResult<(String, bool)> {
+    let kind = ItemKind::parse(item.kind.trim())
+        .ok_or_else(|| StoreError::Invalid(format!("kind {:?}", item.kind)))?;
+    let legacy = item.status.as_deref().map(str::trim) == Some(LEGACY_ARCHIVED);
+    let new = super::model::NewItem {
+        step_id: step_id.to_owned(),
+        kind,
+        title: item.title.clone(),
+        description: Some(item.description.clone()),
+        status: if legacy { None } else { item.status.clone() },
+        owner: item.owner.clone(),
+        priority: item.priority.clone(),
+        impact: item.impact.clone(),
+        effort: item.effort.clone(),
+        fields: Some(item.fields.clone()),
+    };
+    let created = item.created_at.map_or(now, |at| at.timestamp());
+    let id = insert_item_tallied(conn, ws, &new, created, tally)?;
+    if let Some(updated) = item.updated_at.map(|at| at.timestamp())
+        && updated != created
+    {
+        conn.prepare_cached("UPDATE items SET updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, updated])?;
+    }
+    for comment in &item.comments {
+        let at = comment.created_at.map_or(now, |at| at.timestamp());
+        let (author, body) = (&comment.author, &comment.body);
+        insert_comment_tallied(conn, ws, &id, author, body, at, tally)?;
+    }
+    Ok((id, item.archived || legacy))
+}
+
 /// Marks what a document says is archived, after it was written: the rows' own flags, each
 /// step's count of items, then what is hidden and its place in the index.
-fn archive_imported(
+pub(super) fn archive_imported(
     conn: &Connection,
     ws: i64,
     nodes: &[(&str, String)],
