@@ -19,6 +19,7 @@ pub mod metrics;
 mod oauth;
 mod tls;
 mod transfer;
+pub use transfer::ImportHook;
 mod work;
 
 use std::future::Future;
