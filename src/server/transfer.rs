@@ -30,6 +30,7 @@ use crate::api::{self, ErrorDetail, ImportResponse};
 use crate::store::content::bounded::StringGuard;
 use crate::store::content::bounded::StringTooLong;
 use crate::store::content::csv::CsvError;
+use crate::store::content::staged::StagedImport;
 use crate::store::content::transfer::ImportCounts;
 use crate::store::content::transfer::{ImportError, ImportTarget, WorkspaceDocument};
 use crate::store::{Store, StoreError};
@@ -181,8 +182,19 @@ fn write_staged(
             ))
         })
     };
+    // The keys of a workspace imported into are refused while it is hidden (re-read into the
+    // key index after it is hidden, before anything is written into it, and after it is shown).
+    let reindex = |import: &StagedImport<'_>| {
+        if let (ImportTarget::Existing(_), Some(ws)) = (target, import.workspace_id()) {
+            state.store.access().reindex_workspace_keys(ws)?;
+        }
+        Ok::<(), StoreError>(())
+    };
     let written = loop {
         let step = turn().map_err(ImportError::from).and_then(|_turn| import.write_slice(&content));
+        if import.slices() == 1 {
+            reindex(&import)?;
+        }
         match step {
             Ok(true) => break Ok(()),
             Ok(false) => {
@@ -197,11 +209,20 @@ fn write_staged(
         let _turn = turn()?;
         import.publish(&content)
     });
+    let published = published.and_then(|done| {
+        reindex(&import)?;
+        Ok(done)
+    });
     if published.is_err() {
         loop {
             let removed = turn().and_then(|_turn| import.discard(&content));
             match removed {
-                Ok(true) => break,
+                Ok(true) => {
+                    if let Err(error) = reindex(&import) {
+                        tracing::error!(%error, "could not re-read the keys of a workspace");
+                    }
+                    break;
+                }
                 Ok(false) => {}
                 Err(error) => {
                     // What is left stays hidden, and the next start removes it.

@@ -123,12 +123,13 @@ fn document(items: usize, title: &str) -> Value {
 async fn held_server(
     options: StoreOptions,
     crash: bool,
+    hold_at: usize,
 ) -> (TestServer, tokio::sync::mpsc::UnboundedReceiver<usize>, std::sync::mpsc::Sender<()>) {
     let (held_tx, held_rx) = tokio::sync::mpsc::unbounded_channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let go_rx = std::sync::Mutex::new(go_rx);
     let hook = move |slices: usize| {
-        if slices == 1 {
+        if slices == hold_at {
             let _ = held_tx.send(slices);
             assert!(!crash, "the import crashes here, as a killed server would stop");
             let _ = go_rx.lock().expect("go").recv();
@@ -187,7 +188,7 @@ fn slugs(workspaces: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn while_an_import_runs_a_revoke_and_other_writes_go_through_and_no_one_sees_half_of_it() {
-    let (server, mut held, go) = held_server(StoreOptions::default(), false).await;
+    let (server, mut held, go) = held_server(StoreOptions::default(), false, 1).await;
     let owner = server.owner();
     let key = owner.create_key("doomed", "30d", "read-write").await;
     key.ok("list_journeys", json!({})).await;
@@ -239,7 +240,7 @@ async fn a_failed_import_leaves_no_workspace_and_no_rows() {
     // Text past the workspace quota is found while writing, after slices were written.
     let quotas = Quotas { text_bytes: 30_000, ..Quotas::default() };
     let options = StoreOptions { quotas, ..StoreOptions::default() };
-    let (server, mut held, go) = held_server(options, false).await;
+    let (server, mut held, go) = held_server(options, false, 1).await;
     let before = content_rows(&server);
     let import = {
         let owner = server.owner();
@@ -276,7 +277,7 @@ async fn a_failed_import_leaves_no_workspace_and_no_rows() {
 
 #[tokio::test]
 async fn what_an_interrupted_import_left_is_removed_when_the_server_starts() {
-    let (server, mut held, _go) = held_server(StoreOptions::default(), true).await;
+    let (server, mut held, _go) = held_server(StoreOptions::default(), true, 1).await;
     let before = content_rows(&server);
     let crashed =
         server.owner().post("/imports?new=Big").json(&document(2_500, "insight")).send().await;
@@ -294,4 +295,32 @@ async fn what_an_interrupted_import_left_is_removed_when_the_server_starts() {
     assert_eq!(content_rows(&server), before, "nothing of the import is left");
     // And the slug is free again.
     server.owner().post("/imports?new=Big").json(&document(3, "x")).send().await.expect(201);
+}
+
+#[tokio::test]
+async fn an_import_into_an_existing_workspace_refuses_its_keys_until_it_is_published() {
+    // Slice 1 only hides the workspace; slice 2 writes the first items.
+    let (server, mut held, go) = held_server(StoreOptions::default(), false, 2).await;
+    let owner = server.owner();
+    owner.create_workspace(json!({"name": "Empty", "slug": "empty"})).await;
+    let key = owner
+        .create_key_in("empty", json!({"name": "early", "expires": "30d", "access": "read-only"}))
+        .await;
+    key.ok("list_journeys", json!({})).await;
+    let import = {
+        let owner = owner.clone();
+        tokio::spawn(async move {
+            owner.post("/imports?workspace=empty").json(&document(2_500, "insight")).send().await
+        })
+    };
+    held.recv().await.expect("the import wrote its first items");
+    assert!(rows(&server, "items", "empty") > 0, "items are in the database");
+    let refused = key.post(&crate::common::rpc(1, "tools/list", json!({}))).send().await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.text().contains("being imported"), "{}", refused.text());
+    owner.get("/workspaces/empty/mcp-keys").expect_error(404, "workspace_not_found").await;
+    go.send(()).expect("let the import go on");
+    import.await.expect("import task").expect(201);
+    let journeys = key.ok("list_journeys", json!({})).await;
+    assert!(journeys.to_string().contains("\"j\""), "{journeys}");
 }

@@ -92,6 +92,11 @@ impl<'d> StagedImport<'d> {
         })
     }
 
+    /// The workspace being filled, once the first slice has made or hidden it.
+    pub fn workspace_id(&self) -> Option<i64> {
+        self.workspace.as_ref().map(|(id, _)| *id)
+    }
+
     /// How many slices have been written.
     pub fn slices(&self) -> usize {
         self.slices
@@ -118,6 +123,13 @@ impl<'d> StagedImport<'d> {
                 let workspace = self.begin(&tx)?;
                 let ws = workspace.0;
                 self.workspace = Some(workspace);
+                if matches!(self.target, ImportTarget::Existing(_)) {
+                    // Hidden first, filled after: the workspace's keys are refused (once the
+                    // caller has re-read them, `workspace_id`) before anything arrives.
+                    tx.commit()?;
+                    self.slices += 1;
+                    return Ok(false);
+                }
                 ws
             }
         };
