@@ -175,6 +175,7 @@ fn write_staged(
     let content = state.store.content();
     let mut import = content.stage_import(target, doc)?;
     let turn = || {
+        state.writes.let_revokes_pass();
         runtime.block_on(state.writes.turn(SLICE_WAIT)).map_err(|_| {
             StoreError::TimedOut(format!(
                 "the writer stayed busy for {} s; nothing was imported (try again)",
