@@ -1,6 +1,8 @@
 """The attacks of issue 15 replayed against a release server, each with what everyone else felt.
 
 Usage (from bench/abuse.sh): abuse.py URL OWNER PID
+ABUSE_ONLY=11,12 runs only those attacks (8, the SIGTERM, always runs last);
+BENCH_IMPORT_ITEMS (default 1,000,000) sizes the import of 11, BENCH_LOAD_SECONDS (20) its load.
 
 Attackers connect from 127.0.0.2-127.0.0.4, so the per-address connection cap applies to them
 and not to the probes (127.0.0.1): a /healthz prober, and a "victim" key in another workspace
@@ -419,15 +421,140 @@ def oauth_crowd():
             f"then 3 from a new network (127.0.255.0/24): {fresh}"]
 
 
-under_attack("1. batch amplification", batch_amplification)
-under_attack("2. starvation: one key's parallel search batches", starvation)
-under_attack("3. forged credentials", forged_flood)
-under_attack("4. a revoke during a batch", revoke_in_flight)
-under_attack("5. slowloris and idle connections", slowloris)
-under_attack("6. stalled bodies", stalled_bodies)
-under_attack("7. write flood", write_flood)
-under_attack("9. OAuth strangers: registrations and made-up codes", oauth_flood)
-under_attack("10. OAuth registrations from 40 networks, then a new one", oauth_crowd)
+def import_document(items):
+    """A workspace document of `items` items: 30 stages of 30 steps, each item with a description."""
+    steps_total = 900
+    parts = ['{"format":"custory-workspace/1","workspace":{"name":"Imported","slug":"imported"},"journeys":[{"slug":"big","name":"Big","stages":[']
+    n = 0
+    for s in range(30):
+        parts.append(("," if s else "") + f'{{"name":"Stage {s}","steps":[')
+        for t in range(30):
+            count = items // steps_total + (1 if s * 30 + t < items % steps_total else 0)
+            step_items = ",".join(
+                f'{{"id":"i{n + i}","kind":"insight","title":"Imported insight {n + i}","description":"what the interview said, number {n + i}"}}'
+                for i in range(count))
+            n += count
+            parts.append(("," if t else "") + f'{{"name":"Step {t}","items":[{step_items}]}}')
+        parts.append("]}")
+    parts.append("]}]}")
+    return "".join(parts).encode()
+
+
+def import_underneath():
+    """Issue 31: a large import running while a key is revoked, twelve writers write, OAuth strangers
+    flood and the probes (another workspace's key, /healthz) keep asking."""
+    items = int(os.environ.get("BENCH_IMPORT_ITEMS", "1000000"))
+    body = import_document(items)
+    lines = [f"import of {items:,} items ({len(body) / 1e6:.0f} MB)"]
+    state = {}
+
+    def run_import():
+        c = connect(timeout=3600)
+        headers = {"Authorization": f"Bearer {OWNER}", "Content-Type": "application/json"}
+        started = time.monotonic()
+        c.request("POST", "/api/admin/imports?new=Imported", body=body, headers=headers)
+        state["sent"] = time.monotonic() - started
+        response = c.getresponse()
+        state["status"], state["answer"] = response.status, response.read()[:300]
+        state["took"] = time.monotonic() - started
+
+    importer = threading.Thread(target=run_import, daemon=True)
+    importer.start()
+    while "sent" not in state:
+        time.sleep(0.05)
+    time.sleep(2)  # parsed and validated by now for the sizes measured; the slices are being written
+    running = lambda: "took" not in state
+    # A revoke while the import writes: how long it takes to answer, and the key's very next call.
+    key_id, token = new_key("acme", "revoked mid-import")
+    c = connect()
+    before, _ = request(c, "POST", "/api/mcp", json.dumps(call("get_workspace", {})), mcp_headers(token))
+    started = time.monotonic()
+    status, _ = admin("POST", f"/workspaces/acme/mcp-keys/{key_id}/revoke")
+    answered = time.monotonic() - started
+    after, _ = request(c, "POST", "/api/mcp", json.dumps(call("get_workspace", {})), mcp_headers(token))
+    lines.append(f"revoke while the import ran (import still running: {running()}): answered HTTP {status}"
+                 f" in {answered * 1000:.0f} ms; the key's call before {before}, its very next call {after}")
+    # Twelve writers (three keys, four connections each) and the OAuth flood, while the probes ask.
+    step = None
+    writers = [new_key("acme", f"writer {i}")[1] for i in range(3)]
+    _, got = request(c, "POST", "/api/mcp", json.dumps(call("get_journey", {"journey": "trial-to-paid"})), mcp_headers(writers[0]))
+    step = json.loads(json.loads(got)["result"]["content"][0]["text"])["stages"][0]["steps"][0]["id"]
+    counts, stop = {}, time.monotonic() + float(os.environ.get("BENCH_LOAD_SECONDS", "20"))
+    still = [True]
+
+    def write(i):
+        w = connect("127.0.0.2", timeout=60)
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            try:
+                s, _ = request(w, "POST", "/api/mcp", json.dumps(call("create_item", {"step_id": step, "kind": "insight", "title": f"W{i} {n}"})), mcp_headers(writers[i % 3]))
+            except (OSError, http.client.HTTPException):
+                s = "failed"
+                w = connect("127.0.0.2", timeout=60)
+            counts[s] = counts.get(s, 0) + 1
+        still[0] = still[0] and running()
+
+    flood = threading.Thread(target=oauth_flood, daemon=True)
+    flood.start()
+    threads(12, write)
+    flood.join()
+    lines.append(f"12 writers (3 keys) for {os.environ.get('BENCH_LOAD_SECONDS', '20')} s beside it: {dict(sorted(counts.items(), key=str))}"
+                 f"; import still running at the end: {still[0]}")
+    importer.join()
+    lines.append(f"the import: HTTP {state['status']} after {state['took']:.1f} s (body sent in {state['sent']:.1f} s):"
+                 f" {state['answer'][:160]!r}")
+    return lines
+
+
+def hostile_imports():
+    """Issue 31: documents of nothing but empty goals, refused as soon as a limit is crossed."""
+    lines = []
+    for mib in (64, 511):
+        with open(f"/proc/{PID}/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM: the peak below is this import's
+        base = rss_mib("VmHWM")
+        head = b'{"format":"custory-workspace/1","workspace":{"name":"Hostile","slug":"hostile"},"personas":[{"name":"P","goals":['
+        chunk = b'"",' * (1 << 18)
+        total = mib << 20
+        n = (total - len(head) - 4) // len(chunk)
+
+        def body():
+            yield head
+            for _ in range(n):
+                yield chunk
+            yield b'""]}]}'
+
+        c = connect(timeout=600)
+        headers = {"Authorization": f"Bearer {OWNER}", "Content-Type": "application/json"}
+        started = time.monotonic()
+        c.request("POST", "/api/admin/imports?new=Hostile", body=body(), headers=headers, encode_chunked=True)
+        response = c.getresponse()
+        answer = json.loads(response.read())
+        took = time.monotonic() - started
+        lines.append(f"{mib} MiB of empty goals: HTTP {response.status} after {took:.1f} s (the rest of the body read and dropped),"
+                     f" server peak RSS {rss_mib('VmHWM'):.0f} MiB (from {base:.0f}):"
+                     f" {answer['error']['details'][0]['path']}: {answer['error']['details'][0]['message'][:60]}")
+    return lines
+
+
+ONLY = [n for n in os.environ.get("ABUSE_ONLY", "").split(",") if n]
+attacks = [
+    ("1", "1. batch amplification", batch_amplification),
+    ("2", "2. starvation: one key's parallel search batches", starvation),
+    ("3", "3. forged credentials", forged_flood),
+    ("4", "4. a revoke during a batch", revoke_in_flight),
+    ("5", "5. slowloris and idle connections", slowloris),
+    ("6", "6. stalled bodies", stalled_bodies),
+    ("7", "7. write flood", write_flood),
+    ("9", "9. OAuth strangers: registrations and made-up codes", oauth_flood),
+    ("10", "10. OAuth registrations from 40 networks, then a new one", oauth_crowd),
+    ("11", "11. an import underneath: a revoke, twelve writers, the OAuth flood", import_underneath),
+    ("12", "12. hostile imports: lists of empty goals", hostile_imports),
+]
+for number, title, attack in attacks:
+    if not ONLY or number in ONLY:
+        under_attack(title, attack)
 
 print("\n== 8. SIGTERM while a client holds a stalled body")
 s = socket.create_connection((HOST, PORT), source_address=("127.0.0.2", 0))

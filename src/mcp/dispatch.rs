@@ -397,6 +397,13 @@ impl<'a> Session<'a> {
     /// nothing more.
     fn still_active(&self) -> Result<(), RpcError> {
         let status = match self.store.access().authenticate_key(&self.token) {
+            Ok(Some(key)) if key.importing => {
+                return Err(RpcError::new(
+                    ErrorCode::InternalError,
+                    "not run: this key's workspace is being imported into; try again when the \
+                     import has finished",
+                ));
+            }
             Ok(Some(key)) => key.status,
             Ok(None) => KeyStatus::Revoked,
             Err(error) => {

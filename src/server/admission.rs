@@ -384,6 +384,15 @@ async fn authenticate(
         }
     };
     let reason = match key.status {
+        KeyStatus::Active if key.importing => {
+            return Err(Surface::Mcp.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "being_imported",
+                "this key's workspace is being imported into; try again when the import has \
+                 finished"
+                    .into(),
+            ));
+        }
         KeyStatus::Active => return Ok((key.identity, hash)),
         KeyStatus::Revoked => {
             "this MCP key was revoked: create a new one (custory-mcp keys create)"

@@ -19,6 +19,7 @@ pub mod metrics;
 mod oauth;
 mod tls;
 mod transfer;
+pub use transfer::ImportHook;
 mod work;
 
 use std::future::Future;
@@ -106,6 +107,8 @@ pub struct ServerConfig {
     /// How long each call's record is kept, and each key's hourly totals.
     pub audit_retention: Period,
     pub usage_retention: Period,
+    /// Called between an import's slices (tests hold an import there); nothing by default.
+    pub import_hook: transfer::ImportHook,
 }
 
 /// The names a loopback server answers to.
@@ -136,6 +139,7 @@ impl Default for ServerConfig {
             metrics: false,
             audit_retention: Period::days(30),
             usage_retention: Period::days(400),
+            import_hook: transfer::ImportHook::default(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! workspace document.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -26,8 +27,13 @@ use super::admission::Owner;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Path, Query};
 use crate::api::{self, ErrorDetail, ImportResponse};
+use crate::store::content::bounded::StringGuard;
+use crate::store::content::bounded::StringTooLong;
 use crate::store::content::csv::CsvError;
+use crate::store::content::staged::StagedImport;
+use crate::store::content::transfer::ImportCounts;
 use crate::store::content::transfer::{ImportError, ImportTarget, WorkspaceDocument};
+use crate::store::{Store, StoreError};
 
 /// The largest import body: 100k items with their text are ~60 MB.
 pub const IMPORT_MAX_BYTES: usize = 512 * 1024 * 1024;
@@ -142,6 +148,94 @@ fn is_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/csv"))
 }
 
+/// Called on an import's thread after each slice but the last, with how many were written,
+/// while the writer is free: tests hold an import there to look at the server meanwhile.
+#[derive(Clone, Default)]
+pub struct ImportHook(pub Option<Arc<dyn Fn(usize) + Send + Sync>>);
+
+impl std::fmt::Debug for ImportHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ImportHook(set)" } else { "ImportHook(none)" })
+    }
+}
+
+/// How long one slice of an import waits for the writer's turn (behind the writes queued
+/// before it) before the import gives up.
+const SLICE_WAIT: Duration = Duration::from_secs(60);
+
+/// Writes `doc` into `target` slice by slice, each in the writer's queue like any other write
+/// (`work.rs`), so the writer is free between slices; then publishes it. A failure removes
+/// what was written, in slices too. Runs on the import's blocking thread.
+fn write_staged(
+    state: &AppState,
+    runtime: &tokio::runtime::Handle,
+    target: &ImportTarget,
+    doc: &WorkspaceDocument,
+) -> Result<(String, ImportCounts), ImportError> {
+    let content = state.store.content();
+    let mut import = content.stage_import(target, doc)?;
+    let turn = || {
+        state.writes.let_revokes_pass();
+        runtime.block_on(state.writes.turn(SLICE_WAIT)).map_err(|_| {
+            StoreError::TimedOut(format!(
+                "the writer stayed busy for {} s; nothing was imported (try again)",
+                SLICE_WAIT.as_secs()
+            ))
+        })
+    };
+    // The keys of a workspace imported into are refused while it is hidden (re-read into the
+    // key index after it is hidden, before anything is written into it, and after it is shown).
+    let reindex = |import: &StagedImport<'_>| {
+        if let (ImportTarget::Existing(_), Some(ws)) = (target, import.workspace_id()) {
+            state.store.access().reindex_workspace_keys(ws)?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    let written = loop {
+        let step = turn().map_err(ImportError::from).and_then(|_turn| import.write_slice(&content));
+        if import.slices() == 1 {
+            reindex(&import)?;
+        }
+        match step {
+            Ok(true) => break Ok(()),
+            Ok(false) => {
+                if let Some(hook) = &state.config.import_hook.0 {
+                    hook(import.slices());
+                }
+            }
+            Err(error) => break Err(error),
+        }
+    };
+    let published = written.and_then(|()| {
+        let _turn = turn()?;
+        import.publish(&content)
+    });
+    let published = published.and_then(|done| {
+        reindex(&import)?;
+        Ok(done)
+    });
+    if published.is_err() {
+        loop {
+            let removed = turn().and_then(|_turn| import.discard(&content));
+            match removed {
+                Ok(true) => {
+                    if let Err(error) = reindex(&import) {
+                        tracing::error!(%error, "could not re-read the keys of a workspace");
+                    }
+                    break;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    // What is left stays hidden, and the next start removes it.
+                    tracing::error!(%error, "could not remove what a failed import wrote");
+                    break;
+                }
+            }
+        }
+    }
+    published
+}
+
 pub async fn import(
     owner: Owner,
     State(state): State<AppState>,
@@ -174,9 +268,10 @@ pub async fn import(
     let dry_run = query.dry_run;
     let reader = BlockingBody::new(body, state.config.body_timeout);
     let store = std::sync::Arc::clone(&state.store);
+    let runtime = tokio::runtime::Handle::current();
     let work = move || -> ApiResult<ImportResponse> {
         let _turn = turn;
-        let doc = parse(reader)?;
+        let doc = parse(&store, reader)?;
         let target = match target {
             Target::Existing(slug) => {
                 ImportTarget::Existing(super::admin::workspace(&store, &slug)?.id)
@@ -196,13 +291,15 @@ pub async fn import(
                 ImportTarget::New { name, slug }
             }
         };
-        let (workspace, counts) = store
-            .content()
-            .import_workspace(&target, &doc, dry_run)
-            .map_err(|error| match error {
-                ImportError::Invalid(details) => invalid(details),
-                ImportError::Store(error) => error.into(),
-            })?;
+        let imported = if dry_run {
+            store.content().check_import(&target, &doc)
+        } else {
+            write_staged(&state, &runtime, &target, &doc)
+        };
+        let (workspace, counts) = imported.map_err(|error| match error {
+            ImportError::Invalid(details) => invalid(details),
+            ImportError::Store(error) => error.into(),
+        })?;
         Ok(ImportResponse { workspace, journey: None, dry_run, counts })
     };
     let done = tokio::task::spawn_blocking(work).await.map_err(|error| {
@@ -327,10 +424,15 @@ fn invalid_csv(details: Vec<ErrorDetail>) -> ApiError {
 /// Reads the document as it arrives; a JSON error names the path where it happened. After an
 /// error the rest of the body is still read (within the same bounds), so that the client, which
 /// is still sending, gets the answer instead of a broken connection.
-fn parse(reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
-    let mut reader = std::io::BufReader::new(reader);
+///
+/// The document's limits are enforced as it is parsed (`store/content/bounded.rs`): a document
+/// that crosses one is refused there, with nothing more of it parsed or held.
+fn parse(store: &Store, reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
+    let mut reader = std::io::BufReader::new(StringGuard::new(reader));
     let mut de = serde_json::Deserializer::from_reader(&mut reader);
-    let parsed = serde_path_to_error::deserialize(&mut de)
+    let parsed = store
+        .content()
+        .parsing(|| serde_path_to_error::deserialize(&mut de))
         .map_err(|error| json_error(error.path().to_string(), error.into_inner()))
         .and_then(|doc| match de.end() {
             Ok(()) => Ok(doc),
@@ -338,7 +440,9 @@ fn parse(reader: BlockingBody) -> ApiResult<WorkspaceDocument> {
         });
     // Not after a read error (a stalled or oversized body): reading on would fail the same way.
     if parsed.as_ref().is_err_and(|e| e.code != "body_unreadable") {
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        // Past the guard: what is left is thrown away unread, so its strings do not matter.
+        let mut rest = reader.into_inner().into_inner();
+        let _ = std::io::copy(&mut rest, &mut std::io::sink());
     }
     parsed
 }
@@ -356,6 +460,14 @@ fn body_error(error: &dyn std::fmt::Display) -> ApiError {
 
 fn json_error(path: String, error: serde_json::Error) -> ApiError {
     if error.is_io() {
+        let error = std::io::Error::from(error);
+        if error.get_ref().is_some_and(|inner| inner.is::<StringTooLong>()) {
+            let message = format!(
+                "the document is not a valid workspace, so nothing was imported: {path}: {error}"
+            );
+            return ApiError::unprocessable("invalid_document", message)
+                .details(vec![ErrorDetail { path, message: error.to_string() }]);
+        }
         return body_error(&error);
     }
     // Not JSON from its first line (a CSV sent as a document): said so, with the way to send

@@ -8,6 +8,7 @@
 //! in force on the very next request whatever else is waiting.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -26,11 +27,24 @@ pub const WRITE_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Writes {
     turn: Arc<Semaphore>,
+    /// Revocations waiting for the writer or under way: a long run of writes (an import's
+    /// slices) lets them pass between two of its turns ([`Writes::let_revokes_pass`]), since
+    /// the writer's lock is not fair and the one who just let it go may take it straight back.
+    revoking: Arc<AtomicUsize>,
 }
 
 impl Default for Writes {
     fn default() -> Self {
-        Self { turn: Arc::new(Semaphore::new(1)) }
+        Self { turn: Arc::new(Semaphore::new(1)), revoking: Arc::new(AtomicUsize::new(0)) }
+    }
+}
+
+/// A revocation counted in [`Writes`] while it lives.
+struct Revoking(Arc<AtomicUsize>);
+
+impl Drop for Revoking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -44,6 +58,14 @@ pub enum Stopped {
 }
 
 impl Writes {
+    /// On a blocking thread, between two turns of a long run of writes: waits until no
+    /// revocation is waiting for the writer or under way (each is one short transaction).
+    pub fn let_revokes_pass(&self) {
+        while self.revoking.load(Ordering::Acquire) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Waits (at most `wait`) for the writer's turn.
     pub async fn turn(&self, wait: Duration) -> Result<OwnedSemaphorePermit, Stopped> {
         let turn = Arc::clone(&self.turn).acquire_owned();
@@ -94,6 +116,8 @@ where
     T: Send + 'static,
     E: From<ApiError> + Send + 'static,
 {
+    state.writes.revoking.fetch_add(1, Ordering::AcqRel);
+    let _revoking = Revoking(Arc::clone(&state.writes.revoking));
     read(state, work).await
 }
 

@@ -63,6 +63,10 @@ pub struct StoreOptions {
 
 /// What one workspace may hold at most: far above what a team writes (a million items), low
 /// enough that one key cannot fill the disk.
+/// An import no slice of which was written for this long was interrupted (PostgreSQL replicas
+/// clean such leftovers when they start).
+const STALE_IMPORT: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
     pub items: i64,
@@ -205,7 +209,8 @@ impl Store {
         Self::open_with(database, clock, StoreOptions::default())
     }
 
-    /// Opens (creating if needed) the database, runs pending migrations and, on an empty
+    /// Opens (creating if needed) the database, runs pending migrations, removes what an
+    /// interrupted import left and, on an empty
     /// database, creates the demo workspace. A SQLite directory is made 0700 and its file 0600.
     pub fn open_with(
         database: &Database,
@@ -248,6 +253,15 @@ impl Store {
             }
         }
         let store = Self { access: access::State::new(!db.is_postgres()), db };
+        // What an interrupted import left (a crash mid-import): with SQLite this process owns
+        // the file, so all of it; with PostgreSQL another replica may be importing, so only
+        // what no slice has touched for ten minutes.
+        let before = if store.db.is_postgres() {
+            store.db.now().timestamp() - STALE_IMPORT.as_secs() as i64
+        } else {
+            i64::MAX
+        };
+        store.content().discard_interrupted_imports(before).map_err(broken)?;
         store.content().seed_demo_if_empty().map_err(broken)?;
         store.access().load().map_err(broken)?;
         Ok(store)

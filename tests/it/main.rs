@@ -13,6 +13,7 @@ mod help;
 mod hostile_server;
 mod https;
 mod hygiene;
+mod imports;
 mod layout;
 mod leaks;
 mod limits;

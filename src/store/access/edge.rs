@@ -9,7 +9,11 @@ use crate::store::db::{Connection, params};
 
 pub(in crate::store) use super::audit::insert_event;
 pub use super::audit::{Actor, NewEvent};
-pub use super::workspaces::WorkspaceRow;
+pub use super::workspaces::{Importing, WorkspaceRow};
+pub(in crate::store) use super::workspaces::{
+    end_failed_import, hide_for_import, import_progress, insert_staged as insert_staged_workspace,
+    interrupted_imports, publish as publish_workspace,
+};
 
 /// Whether the key `actor` names is still active at `now` (seconds). Asked inside a write's transaction,
 /// under the write lock a revoke also takes: a write commits before the revoke or is refused

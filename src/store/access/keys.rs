@@ -53,6 +53,8 @@ pub(crate) struct IndexedKey {
     identity: Arc<KeyIdentity>,
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
+    /// Its workspace is being filled by an import (`workspaces.importing`).
+    importing: bool,
 }
 
 /// The latest use of a key; `dirty` until it is written.
@@ -67,6 +69,8 @@ pub(crate) struct UsageSlot {
 pub struct AuthenticatedKey {
     pub identity: Arc<KeyIdentity>,
     pub status: KeyStatus,
+    /// Its workspace is being filled by an import: nothing in it may be read until it is done.
+    pub importing: bool,
 }
 
 /// Keys a reference may match at most (a name reused by many revoked keys, say).
@@ -114,12 +118,14 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
 macro_rules! index_query {
     () => {
         "SELECT k.token_hash, k.id, k.prefix, k.workspace_id, w.slug, k.access, k.expires_at, \
-         k.revoked_at, k.last_used_client FROM mcp_keys k JOIN workspaces w ON w.id = k.workspace_id"
+         k.revoked_at, k.last_used_client, w.importing FROM mcp_keys k \
+         JOIN workspaces w ON w.id = k.workspace_id"
     };
 }
 const INDEX_QUERY: &str = index_query!();
 const INDEX_BY_HASH: &str = concat!(index_query!(), " WHERE k.token_hash = ?1");
 const INDEX_BY_ID: &str = concat!(index_query!(), " WHERE k.id = ?1");
+const INDEX_BY_WORKSPACE: &str = concat!(index_query!(), " WHERE k.workspace_id = ?1");
 
 fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
     let hash: Vec<u8> = row.get("token_hash")?;
@@ -141,6 +147,7 @@ fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
             }),
             expires_at: row.get::<Option<i64>>("expires_at")?.map(from_secs),
             revoked_at: row.get::<Option<i64>>("revoked_at")?.map(from_secs),
+            importing: row.get::<i64>("importing")? != 0,
         },
     ))
 }
@@ -447,6 +454,7 @@ pub(super) fn authenticate_key(
     };
     let Some(key) = key else { return Ok(None) };
     Ok(Some(AuthenticatedKey {
+        importing: key.importing,
         status: KeyStatus::derive(key.revoked_at, key.expires_at, now),
         identity: key.identity,
     }))
@@ -469,6 +477,20 @@ pub(super) fn reindex_key(s: &AccessStore<'_>, conn: &Connection, id: &str) -> S
     let Some(index) = &s.state.key_index else { return Ok(()) };
     let (hash, key) = conn.query_row(INDEX_BY_ID, [id], indexed_key)?;
     write_index(index).insert(hash, key);
+    Ok(())
+}
+
+/// Re-reads every key of workspace `workspace_id` into the index (SQLite only): after an import
+/// hid or showed the workspace.
+pub(super) fn reindex_workspace_keys(s: &AccessStore<'_>, workspace_id: i64) -> StoreResult<()> {
+    let Some(index) = &s.state.key_index else { return Ok(()) };
+    let conn = s.writer();
+    let mut stmt = conn.prepare_cached(INDEX_BY_WORKSPACE)?;
+    let keys = stmt.query_map([workspace_id], indexed_key)?.collect::<Result<Vec<_>, _>>()?;
+    let mut index = write_index(index);
+    for (hash, key) in keys {
+        index.insert(hash, key);
+    }
     Ok(())
 }
 

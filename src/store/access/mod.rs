@@ -188,6 +188,12 @@ impl AccessStore<'_> {
     }
 
     /// The key a token hash belongs to, with its current status (SQLite: from memory).
+    /// Re-reads the keys of a workspace an import hid or showed into the key index (SQLite):
+    /// they are refused while it is hidden.
+    pub fn reindex_workspace_keys(&self, workspace_id: i64) -> StoreResult<()> {
+        keys::reindex_workspace_keys(self, workspace_id)
+    }
+
     pub fn authenticate_key(&self, hash: &TokenHash) -> StoreResult<Option<AuthenticatedKey>> {
         keys::authenticate_key(self, hash)
     }

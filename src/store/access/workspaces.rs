@@ -51,17 +51,110 @@ pub(super) fn insert(
         .optional()?)
 }
 
+/// What an import is doing to a workspace (`workspaces.importing`): nothing (it is visible), or
+/// filling it out of sight, as a new workspace or as an existing, empty one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Importing {
+    New = 1,
+    Existing = 2,
+}
+
+/// Creates a workspace an import fills out of sight (see [`Importing`]); `None` when the slug
+/// is taken.
+pub(in crate::store) fn insert_staged(
+    conn: &Connection,
+    name: &str,
+    slug: &str,
+    now: i64,
+) -> StoreResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO workspaces (slug, name, created_at, importing, importing_since)
+             VALUES (?1, ?2, ?3, 1, ?3)
+             ON CONFLICT (slug) DO NOTHING RETURNING id",
+        )?
+        .query_row(params![slug, name, now], |row| row.get::<i64>("id"))
+        .optional()?)
+}
+
+/// Hides an existing workspace while an import fills it; false when it is already hidden.
+pub(in crate::store) fn hide_for_import(conn: &Connection, id: i64, now: i64) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE workspaces SET importing = 2, importing_since = ?2
+             WHERE id = ?1 AND importing = 0",
+        )?
+        .execute(params![id, now])?
+        == 1)
+}
+
+/// Notes that an import wrote a slice into workspace `id`; false when it is no longer being
+/// imported (its leftovers were discarded).
+pub(in crate::store) fn import_progress(conn: &Connection, id: i64, now: i64) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE workspaces SET importing_since = ?2 WHERE id = ?1 AND importing <> 0",
+        )?
+        .execute(params![id, now])?
+        == 1)
+}
+
+/// Shows workspace `id`: the one step that publishes an import.
+pub(in crate::store) fn publish(conn: &Connection, id: i64) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE workspaces SET importing = 0, importing_since = NULL
+             WHERE id = ?1 AND importing <> 0",
+        )?
+        .execute([id])?
+        == 1)
+}
+
+/// After a failed import has removed what it wrote: a new workspace goes, an existing one is
+/// shown again as it was (empty).
+pub(in crate::store) fn end_failed_import(conn: &Connection, id: i64) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM workspaces WHERE id = ?1 AND importing = 1")?.execute([id])?;
+    publish(conn, id)?;
+    Ok(())
+}
+
+/// Workspaces an import was filling whose last slice is older than `before` (seconds).
+pub(in crate::store) fn interrupted_imports(
+    conn: &Connection,
+    before: i64,
+) -> StoreResult<Vec<(i64, Importing)>> {
+    conn.query(
+        "SELECT id, importing FROM workspaces WHERE importing <> 0
+         AND COALESCE(importing_since, 0) < ?1 ORDER BY id",
+        [before],
+    )?
+    .iter()
+    .map(|row| {
+        let kind = match row.get::<i64>("importing")? {
+            1 => Importing::New,
+            _ => Importing::Existing,
+        };
+        Ok((row.get::<i64>("id")?, kind))
+    })
+    .collect()
+}
+
 pub(super) fn list_workspaces(s: &AccessStore<'_>) -> StoreResult<Vec<Workspace>> {
     first_workspaces(s, i64::MAX)
 }
 
 pub(super) fn workspace_count(s: &AccessStore<'_>) -> StoreResult<i64> {
-    Ok(s.reader()?.query_row("SELECT count(*) AS n FROM workspaces", [], |row| row.get("n"))?)
+    Ok(s.reader()?.query_row(
+        "SELECT count(*) AS n FROM workspaces WHERE importing = 0",
+        [],
+        |row| row.get("n"),
+    )?)
 }
 
 pub(super) fn first_workspaces(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Workspace>> {
     let conn = s.reader()?;
-    let mut stmt = conn.prepare_cached(&format!("{COLUMNS} ORDER BY slug LIMIT ?1"))?;
+    let mut stmt =
+        conn.prepare_cached(&format!("{COLUMNS} WHERE importing = 0 ORDER BY slug LIMIT ?1"))?;
     let rows = stmt.query_map([limit], workspace_row)?;
     Ok(rows.map(|r| r.map(|w| w.workspace)).collect::<Result<_, _>>()?)
 }
@@ -70,11 +163,11 @@ pub(super) fn workspace_by_slug(
     s: &AccessStore<'_>,
     slug: &str,
 ) -> StoreResult<Option<WorkspaceRow>> {
-    on(&s.reader()?, "slug = ?1", &slug)
+    on(&s.reader()?, "slug = ?1 AND importing = 0", &slug)
 }
 
 pub(super) fn workspace_by_id(s: &AccessStore<'_>, id: i64) -> StoreResult<Option<WorkspaceRow>> {
-    on(&s.reader()?, "id = ?1", &id)
+    on(&s.reader()?, "id = ?1 AND importing = 0", &id)
 }
 
 pub(super) fn create_workspace(

@@ -10,12 +10,14 @@
 //! `access::edge`, in its own transaction.
 
 mod archive;
+pub mod bounded;
 mod context;
 pub mod csv;
 mod map;
 pub mod model;
 mod reads;
 mod search;
+pub mod staged;
 pub mod templates;
 pub mod transfer;
 mod validate;
@@ -51,6 +53,12 @@ pub struct ContentStore<'s> {
 impl<'s> ContentStore<'s> {
     pub(super) fn new(db: &'s Db) -> Self {
         Self { db }
+    }
+
+    /// Runs `parse`, a workspace document's parse on this thread, with the document's limits
+    /// enforced as it goes (`bounded.rs`): this server's quotas among them.
+    pub fn parsing<T>(&self, parse: impl FnOnce() -> T) -> T {
+        bounded::with_budget(&self.options().quotas, parse)
     }
 
     /// Creates the demo workspace when the database has none (a new database).
@@ -326,6 +334,30 @@ impl ContentStore<'_> {
         dry_run: bool,
     ) -> Result<(String, ImportCounts), ImportError> {
         transfer::import_workspace(self, target, doc, dry_run)
+    }
+
+    /// An import of `doc` into `target` written in short slices out of sight, then published
+    /// (`staged.rs`); `doc` is checked whole first.
+    pub fn stage_import<'d>(
+        &self,
+        target: &ImportTarget,
+        doc: &'d WorkspaceDocument,
+    ) -> Result<staged::StagedImport<'d>, ImportError> {
+        staged::StagedImport::new(self, target, doc)
+    }
+
+    /// A dry run of an import: everything checked, nothing written, the writer not taken.
+    pub fn check_import(
+        &self,
+        target: &ImportTarget,
+        doc: &WorkspaceDocument,
+    ) -> Result<(String, ImportCounts), ImportError> {
+        staged::check_import(self, target, doc)
+    }
+
+    /// Removes what imports interrupted before `before` (seconds) left: how many workspaces.
+    pub(super) fn discard_interrupted_imports(&self, before: i64) -> StoreResult<usize> {
+        staged::discard_interrupted(self, before)
     }
 
     /// Adds one journey (a CSV import) to `target`, all or nothing (`dry_run`: rolled back).

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::ContentStore;
 use super::archive::{Scope, refresh};
+use super::bounded;
 use super::map::renumber_map;
 use super::model::{ItemKind, LEVELS, PRIORITIES};
 use super::reads::json_column;
@@ -48,12 +49,12 @@ pub struct WorkspaceDocument {
     pub format: String,
     pub workspace: DocWorkspace,
     /// In map order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::journeys")]
     pub journeys: Vec<DocJourney>,
     /// Links between items, by the items' `id` in this document.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::links")]
     pub links: Vec<DocLink>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::personas")]
     pub personas: Vec<DocPersona>,
 }
 
@@ -75,7 +76,7 @@ pub struct DocJourney {
     /// Archived: left out of reads until restored.
     #[serde(default, skip_serializing_if = "is_false")]
     pub archived: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::stages")]
     pub stages: Vec<DocStage>,
 }
 
@@ -92,7 +93,7 @@ pub struct DocStage {
     /// Archived: left out of reads until restored.
     #[serde(default, skip_serializing_if = "is_false")]
     pub archived: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::steps")]
     pub steps: Vec<DocStep>,
 }
 
@@ -105,7 +106,7 @@ pub struct DocStep {
     /// Archived: left out of reads until restored.
     #[serde(default, skip_serializing_if = "is_false")]
     pub archived: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::items")]
     pub items: Vec<DocItem>,
 }
 
@@ -142,14 +143,18 @@ pub struct DocItem {
     pub archived: bool,
 
     /// The kind's own fields (strings, numbers, booleans).
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[serde(default, skip_serializing_if = "Map::is_empty", deserialize_with = "bounded::fields")]
     pub fields: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
     /// Oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::comments"
+    )]
     pub comments: Vec<DocComment>,
 }
 
@@ -180,12 +185,16 @@ pub struct DocPersona {
     pub bio: String,
     #[serde(default)]
     pub job_to_be_done: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::persona_list")]
     pub goals: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::persona_list")]
     pub frustrations: Vec<String>,
     /// The journeys (by slug) this persona appears in.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::persona_journeys"
+    )]
     pub journeys: Vec<String>,
 }
 
@@ -746,7 +755,7 @@ fn insert_workspace(
 }
 
 /// The slug of the workspace an import goes into.
-fn workspace_slug(conn: &Connection, id: i64) -> StoreResult<String> {
+pub(super) fn workspace_slug(conn: &Connection, id: i64) -> StoreResult<String> {
     edge::workspace(conn, id)?
         .map(|row| row.workspace.slug)
         .ok_or_else(|| StoreError::NotFound("this workspace no longer exists".into()))
@@ -793,39 +802,12 @@ pub(super) fn write_document(
                     archived_nodes.push(("steps", step_id.clone()));
                 }
                 for item in &step.items {
-                    let kind = ItemKind::parse(item.kind.trim())
-                        .ok_or_else(|| StoreError::Invalid(format!("kind {:?}", item.kind)))?;
-                    let legacy = item.status.as_deref().map(str::trim) == Some(LEGACY_ARCHIVED);
-                    let new = super::model::NewItem {
-                        step_id: step_id.clone(),
-                        kind,
-                        title: item.title.clone(),
-                        description: Some(item.description.clone()),
-                        status: if legacy { None } else { item.status.clone() },
-                        owner: item.owner.clone(),
-                        priority: item.priority.clone(),
-                        impact: item.impact.clone(),
-                        effort: item.effort.clone(),
-                        fields: Some(item.fields.clone()),
-                    };
-                    let created = item.created_at.map_or(now, |at| at.timestamp());
-                    let id = insert_item_tallied(conn, ws, &new, created, &mut tally)?;
-                    if let Some(updated) = item.updated_at.map(|at| at.timestamp())
-                        && updated != created
-                    {
-                        conn.prepare_cached("UPDATE items SET updated_at = ?2 WHERE id = ?1")?
-                            .execute(params![id, updated])?;
-                    }
-                    if item.archived || legacy {
+                    let (id, archived) = write_item(conn, ws, &step_id, item, now, &mut tally)?;
+                    if archived {
                         archived_items.push(id.clone());
                     }
                     counts.items += 1;
-                    for comment in &item.comments {
-                        let at = comment.created_at.map_or(now, |at| at.timestamp());
-                        let (author, body) = (&comment.author, &comment.body);
-                        insert_comment_tallied(conn, ws, &id, author, body, at, &mut tally)?;
-                        counts.comments += 1;
-                    }
+                    counts.comments += item.comments.len() as u64;
                     ids.insert(item.id.as_str(), id);
                 }
             }
@@ -872,9 +854,50 @@ pub(super) fn write_document(
     Ok(counts)
 }
 
+/// Inserts one validated item and its comments into step `step_id`: its new id, and whether
+/// the document says it is archived (it is archived after everything is written).
+pub(super) fn write_item(
+    conn: &Connection,
+    ws: i64,
+    step_id: &str,
+    item: &DocItem,
+    now: i64,
+    tally: &mut Tally,
+) -> StoreResult<(String, bool)> {
+    let kind = ItemKind::parse(item.kind.trim())
+        .ok_or_else(|| StoreError::Invalid(format!("kind {:?}", item.kind)))?;
+    let legacy = item.status.as_deref().map(str::trim) == Some(LEGACY_ARCHIVED);
+    let new = super::model::NewItem {
+        step_id: step_id.to_owned(),
+        kind,
+        title: item.title.clone(),
+        description: Some(item.description.clone()),
+        status: if legacy { None } else { item.status.clone() },
+        owner: item.owner.clone(),
+        priority: item.priority.clone(),
+        impact: item.impact.clone(),
+        effort: item.effort.clone(),
+        fields: Some(item.fields.clone()),
+    };
+    let created = item.created_at.map_or(now, |at| at.timestamp());
+    let id = insert_item_tallied(conn, ws, &new, created, tally)?;
+    if let Some(updated) = item.updated_at.map(|at| at.timestamp())
+        && updated != created
+    {
+        conn.prepare_cached("UPDATE items SET updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, updated])?;
+    }
+    for comment in &item.comments {
+        let at = comment.created_at.map_or(now, |at| at.timestamp());
+        let (author, body) = (&comment.author, &comment.body);
+        insert_comment_tallied(conn, ws, &id, author, body, at, tally)?;
+    }
+    Ok((id, item.archived || legacy))
+}
+
 /// Marks what a document says is archived, after it was written: the rows' own flags, each
 /// step's count of items, then what is hidden and its place in the index.
-fn archive_imported(
+pub(super) fn archive_imported(
     conn: &Connection,
     ws: i64,
     nodes: &[(&str, String)],

@@ -60,7 +60,7 @@ impl TestServer {
     pub async fn start_with_options(config: ServerConfig, options: StoreOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = TestDatabase::for_backend(&dir.path().join("custory.db"));
-        Self::start_on(dir, db, config, options).await
+        Self::start_on(dir, db, config, options, None).await
     }
 
     async fn start_on(
@@ -68,13 +68,20 @@ impl TestServer {
         db: TestDatabase,
         config: ServerConfig,
         options: StoreOptions,
+        owner_token: Option<String>,
     ) -> Self {
         let store = Store::open_with(&db.database, Clock::default(), options).expect("open store");
         let store = Arc::new(store);
-        let OwnerCredentialSetup::Issued(owner) =
-            store.access().ensure_owner_credential(false).expect("owner")
-        else {
-            panic!("a new database must issue an owner credential");
+        let owner_token = match owner_token {
+            Some(token) => token,
+            None => {
+                let OwnerCredentialSetup::Issued(owner) =
+                    store.access().ensure_owner_credential(false).expect("owner")
+                else {
+                    panic!("a new database must issue an owner credential");
+                };
+                owner.expose().to_owned()
+            }
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -83,15 +90,22 @@ impl TestServer {
         let task = tokio::spawn(custory_mcp::server::run(listener, state, async {
             let _ = rx.await;
         }));
-        Self {
-            url,
-            owner_token: owner.expose().to_owned(),
-            store,
-            _dir: dir,
-            db,
-            shutdown: Some(tx),
-            task: Some(task),
+        Self { url, owner_token, store, _dir: dir, db, shutdown: Some(tx), task: Some(task) }
+    }
+
+    /// Stops the server and starts a new one on the same database (default settings): what
+    /// a restart finds there.
+    pub async fn restart(mut self) -> Self {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
         }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server run");
+        }
+        let Self { _dir: dir, db, store, owner_token, .. } = self;
+        drop(store);
+        Self::start_on(dir, db, ServerConfig::default(), StoreOptions::default(), Some(owner_token))
+            .await
     }
 
     pub fn mcp_url(&self) -> String {
