@@ -60,11 +60,23 @@ impl Shell {
 /// A clean command line on a clear screen. A shell still drawing a list of candidates can take
 /// Ctrl-C as closing the list only, so it is asked again until the line is empty.
 fn fresh(t: &Terminal) {
+    // Ctrl-C is a signal: on a loaded machine the shell may act on one after text typed later
+    // has already reached it, and cancel that line. So each attempt types a mark after it and
+    // waits for the mark on a clean line (every key before it handled), then erases it.
     let mut screen = String::new();
-    for _ in 0..10 {
+    for attempt in 0..10 {
         t.keys(&["C-c"]);
         t.keys(&["C-l"]);
-        match t.wait_within(std::time::Duration::from_secs(2), &|s| s.trim() == READY) {
+        let mark = format!("fresh{attempt}");
+        t.type_text(&mark);
+        let marked = format!("{READY} {mark}");
+        let settled = t
+            .wait_within(std::time::Duration::from_secs(2), &|s| s.trim() == marked)
+            .and_then(|_| {
+                t.keys(&["C-u"]);
+                t.wait_within(std::time::Duration::from_secs(2), &|s| s.trim() == READY)
+            });
+        match settled {
             Ok(_) => return,
             Err(last) => screen = last,
         }
@@ -72,7 +84,6 @@ fn fresh(t: &Terminal) {
     panic!("the shell never came back to an empty line:\n{screen}");
 }
 
-/// Types `line`, presses `keys`, and returns the screen once `done` holds for it.
 fn complete(t: &Terminal, line: &str, keys: &[&str], done: impl Fn(&str) -> bool) -> String {
     fresh(t);
     t.type_text(line);
