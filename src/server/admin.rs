@@ -186,6 +186,7 @@ pub async fn list_keys(
             shared: query.shared == Some(true),
             unused_since,
             never_used,
+            created_by: None,
         };
         let (keys, next_cursor) = store
             .access()
@@ -249,7 +250,7 @@ pub async fn revoke_key(
 ) -> ApiResult<Json<KeyResponse>> {
     let key = work::revoke::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        store.access().revoke_key(ws.id, &id).map_err(key_not_found)
+        store.access().revoke_key(ws.id, &id, &api::Author::default()).map_err(key_not_found)
     })
     .await?;
     Ok(Json(KeyResponse { key }))
@@ -291,6 +292,7 @@ pub async fn revoke_token(
             workspace_id,
             &key.id,
             Some("its token was found (keys revoke --token-stdin)"),
+            &api::Author::default(),
         )?;
         Ok((slug, key))
     })
@@ -305,7 +307,7 @@ pub async fn rotate_key(
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
     let (key, token, replaced) = work::revoke::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        store.access().rotate_key(ws.id, &id).map_err(key_not_found)
+        store.access().rotate_key(ws.id, &id, &api::Author::default()).map_err(key_not_found)
     })
     .await?;
     let response =
@@ -339,13 +341,14 @@ pub async fn audit(
     let limit = page_limit(query.limit.as_deref(), EVENTS_PAGE)?;
     let (events, next_cursor) = read(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        let (key, cursor) = (query.key.as_deref(), query.cursor.as_deref());
+        let filter = crate::store::access::EventFilter { key_id: query.key.as_deref(), by: None };
+        let cursor = query.cursor.as_deref();
         // Pending calls may hold a `key.new_origin` event, so every read of the trail flushes.
         flush_calls(store);
         if query.calls == Some(true) {
-            store.access().list_events_and_calls(ws.id, key, limit, cursor).map_err(bad_cursor)
+            store.access().list_events_and_calls(ws.id, filter, limit, cursor).map_err(bad_cursor)
         } else {
-            store.access().list_events(ws.id, key, limit, cursor).map_err(bad_cursor)
+            store.access().list_events(ws.id, filter, limit, cursor).map_err(bad_cursor)
         }
     })
     .await?;

@@ -406,6 +406,7 @@ async fn authenticate(
             key_id: Some(&identity.key_id),
             key_prefix: Some(&identity.key_prefix),
             detail: &detail,
+            actor: &crate::api::Author::of(crate::api::AuthorKind::Server),
         };
         if let Err(error) = store.access().record_event(&event) {
             tracing::warn!(%error, "could not record a rejected authentication");

@@ -44,6 +44,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0006_activity.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0007_members.sql"),
+        postgres: include_str!("migrations/postgres/0007_members.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

@@ -385,7 +385,13 @@ pub(super) fn redeem_code(
         drop(tx);
         drop(conn);
         if let Some(key_id) = key_id {
-            match super::keys::revoke_key_because(s, workspace_id, &key_id, None) {
+            match super::keys::revoke_key_because(
+                s,
+                workspace_id,
+                &key_id,
+                None,
+                &crate::api::Author::of(crate::api::AuthorKind::Server),
+            ) {
                 Ok(_) | Err(StoreError::Conflict(_)) => {}
                 Err(error) => return Err(error.into()),
             }
@@ -423,11 +429,14 @@ pub(super) fn redeem_code(
     // Parsed from the CHECK-constrained columns.
     let access = Access::parse(&access).unwrap_or(Access::ReadOnly);
     let expires = ExpiryPolicy::parse(&expires).unwrap_or(ExpiryPolicy::Days30);
+    // Consent is given in the browser, signed in with the owner credential: the key is the
+    // consent's (a member's consent, once members sign in there, will name them).
+    let by = crate::api::Author::of(crate::api::AuthorKind::Consent);
     // The owner saw the name free; another key may have taken it since.
     let (key, token) = (1..=20)
         .find_map(|n| {
             let name = if n == 1 { key_name.clone() } else { format!("{key_name} ({n})") };
-            match insert_key(&tx, workspace_id, &name, expires, access, now) {
+            match insert_key(&tx, workspace_id, &name, expires, access, &by, now) {
                 Err(StoreError::Conflict(_)) => None,
                 other => Some(other),
             }
@@ -453,7 +462,7 @@ pub(super) fn redeem_code(
         access.as_str(),
         expires.as_str()
     );
-    audit_key(&tx, workspace_id, now, EventKind::KeyCreated, &key, &detail)?;
+    audit_key(&tx, workspace_id, now, EventKind::KeyCreated, &key, &detail, &by)?;
     let key = super::keys::key_on(&tx, workspace_id, &key.id, now)?;
     tx.commit()?;
     super::keys::reindex_key(s, &conn, &key.id)?;
