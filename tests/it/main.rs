@@ -18,6 +18,7 @@ mod limits;
 mod mcp_contract;
 mod mcp_http;
 mod mcp_modern;
+mod members;
 mod metrics;
 mod oauth;
 mod oauth_clients;
