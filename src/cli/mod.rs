@@ -6,11 +6,13 @@ mod config;
 mod hygiene;
 mod keys;
 mod login;
+mod members;
 mod prompt;
 mod serve;
 mod shared;
 mod test;
 mod transfer;
+mod whoami;
 mod workspaces;
 
 use clap::{Parser, Subcommand};
@@ -85,6 +87,11 @@ pub enum Command {
     /// Manage workspaces
     #[command(subcommand)]
     Workspaces(workspaces::WorkspacesCommand),
+    /// Manage a workspace's members: invite, list, change a role, remove
+    #[command(subcommand)]
+    Members(members::MembersCommand),
+    /// Show whose credential this machine uses for --server, and what it may do
+    Whoami,
     /// Manage MCP keys: create, list, show, revoke, rotate
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -134,6 +141,8 @@ fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Login(args) => login::login(args, &cli.global, printer),
         Command::Logout => login::logout(&cli.global, printer),
         Command::Workspaces(command) => workspaces::run(command, &cli.global, printer),
+        Command::Members(command) => members::run(command, &cli.global, printer),
+        Command::Whoami => whoami::run(&cli.global, printer),
         Command::Keys(command) => keys::run(command, &cli.global, printer),
         Command::Audit(args) => audit::run(args, &cli.global, printer),
         Command::Config(args) => config::run(args, &cli.global, printer),

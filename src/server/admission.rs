@@ -202,7 +202,10 @@ impl Caller {
                     "the key {:?} was created by {}; an editor rotates and revokes only the keys \
                      they created (ask an owner of the workspace)",
                     key.name,
-                    key.created_by.label()
+                    key.created_by
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("the {}", key.created_by.kind))
                 ),
             )),
         }
@@ -310,8 +313,8 @@ impl Caller {
                 StatusCode::FORBIDDEN,
                 "role_required",
                 format!(
-                    "this needs the {needed} role in the workspace; {name} is a {role}, who may \
-                     {}. An owner can run `custory-mcp members role {name} {needed}`",
+                    "this needs the {needed} role in the workspace; {name}'s role is {role}, \
+                     which may {}. An owner can run `custory-mcp members role {name} {needed}`",
                     role.may()
                 ),
             )),

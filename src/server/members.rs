@@ -196,6 +196,16 @@ pub async fn remove(
     }))
 }
 
+/// A code that is no invitation: counted as a failed authentication of the address (429 past
+/// its limit), else said plainly (404).
+fn not_an_invitation(state: &AppState, ip: Option<std::net::IpAddr>, message: &str) -> ApiError {
+    let counted = failed_auth_admin(state, ip, message);
+    if counted.status == StatusCode::TOO_MANY_REQUESTS {
+        return counted;
+    }
+    ApiError::not_found("invitation_not_found", message)
+}
+
 /// `POST /api/admin/invitations/redeem` (no credential: the code is one): the member's own
 /// credential, shown in this answer only. A code that is not one counts as a failed
 /// authentication of the caller's address.
@@ -209,7 +219,7 @@ pub async fn redeem(
         .ok()
         .filter(|code| code.kind() == TokenKind::Invitation)
         .ok_or_else(|| {
-            failed_auth_admin(
+            not_an_invitation(
                 &state,
                 ip,
                 "that is not an invitation code (csi_ followed by 38 characters); copy it again",
@@ -220,7 +230,7 @@ pub async fn redeem(
     })
     .await?;
     let (member, workspace, credential) = redeemed.map_err(|error| match error {
-        InvitationError::Unknown => failed_auth_admin(&state, ip, &error.to_string()),
+        InvitationError::Unknown => not_an_invitation(&state, ip, &error.to_string()),
         InvitationError::Expired(_) => {
             ApiError::new(StatusCode::GONE, "invitation_expired", error.to_string())
         }

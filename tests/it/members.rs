@@ -307,7 +307,7 @@ async fn an_invitation_is_redeemed_once_and_not_after_it_expires() {
     // Never issued, though well formed: a failed authentication.
     let forged =
         custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Invitation);
-    redeem(forged.expose()).expect_error(401, "unauthorized").await;
+    redeem(forged.expose()).expect_error(404, "invitation_not_found").await;
     // A name an active member has is not given twice.
     admin
         .post("/workspaces/acme/invitations")
