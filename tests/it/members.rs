@@ -6,7 +6,7 @@ use custory_mcp::server::{Allow, Guard, ServerConfig, routes};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Owner, TestServer};
+use crate::common::{Owner, Run, Terminal, TestEnv, TestServer, run_piped};
 
 /// Who may call each admin route, decided here on its own (not read from the route table): the
 /// table must say the same, and a route this list does not know fails the walk below.
@@ -314,4 +314,171 @@ async fn an_invitation_is_redeemed_once_and_not_after_it_expires() {
         .json(&json!({"name": "Ivy", "role": "viewer"}))
         .expect_error(409, "conflict")
         .await;
+}
+
+/// `custory-mcp ARGS` for `env`'s user of `server`, without the owner credential: the line a
+/// [`Terminal`] runs.
+fn terminal_command(env: &TestEnv, server: &TestServer, owner: bool, args: &str) -> String {
+    let owner =
+        if owner { format!("CUSTORY_OWNER_TOKEN={}", server.owner_token) } else { String::new() };
+    format!(
+        "env -i HOME={home} CUSTORY_CONFIG_DIR={config} CUSTORY_CREDENTIAL_STORE=file \
+         CUSTORY_SERVER={url} {owner} TERM=xterm NO_COLOR=1 {bin} {args}",
+        home = env.home.path().display(),
+        config = env.config_dir().display(),
+        url = server.url,
+        bin = crate::common::BIN,
+    )
+}
+
+/// The invitee's side: the real binary in their own home, with no owner credential.
+async fn as_invitee(env: &TestEnv, server: &TestServer, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut command = env.command();
+    command.env("CUSTORY_SERVER", &server.url).args(args);
+    run_piped(command, stdin).await
+}
+
+/// The invitation flow as two people live it, each in their own home: the inviter prints a
+/// code, the invitee redeems it at a terminal (asked for it, never echoed) and works with their
+/// own credential; every key and event names them; a used code and an expired one are refused;
+/// the inviter removes them at a terminal (asked what happens to their keys), and their
+/// credential stops on its next use.
+#[tokio::test]
+async fn the_invitation_flow_end_to_end_in_two_homes() {
+    let server = TestServer::start().await;
+    let inviter = TestEnv::new();
+    let invitee = TestEnv::new();
+
+    let invited = inviter.admin(&server, &["members", "invite", "Ivy", "--role", "editor"]).await;
+    assert_eq!(invited.code, 0, "{}", invited.stderr);
+    let code = invited.stdout.trim().to_owned();
+    assert!(code.starts_with("csi_") && code.len() == 42, "stdout holds the code alone: {code:?}");
+    assert!(invited.stderr.contains("login --server"), "{}", invited.stderr);
+    assert!(invited.stderr.contains("--invite"), "{}", invited.stderr);
+
+    let login = terminal_command(&invitee, &server, false, "login --invite");
+    let typed = code.clone();
+    let screen = tokio::task::spawn_blocking(move || {
+        let t = Terminal::start(&login);
+        t.wait_for("Invitation code");
+        t.type_text(&typed);
+        t.keys(&["Enter"]);
+        t.wait_for("EXIT=")
+    })
+    .await
+    .expect("terminal session");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(screen.contains("Welcome, Ivy: you are an editor of acme"), "{screen}");
+    assert!(!screen.contains(&code[4..]), "the code is echoed: {screen}");
+    assert!(!screen.contains("csm_"), "the credential is shown: {screen}");
+    // Their credential is theirs: saved in their home, 0600, and nowhere in the inviter's.
+    let saved = std::fs::read_to_string(invitee.config_dir().join("credentials.json"))
+        .expect("the invitee's saved credential");
+    assert!(saved.contains("csm_"), "{saved}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(invitee.config_dir().join("credentials.json"))
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let inviters =
+        std::fs::read_to_string(inviter.config_dir().join("credentials.json")).unwrap_or_default();
+    assert!(!inviters.contains("csm_"), "{inviters}");
+
+    let whoami = as_invitee(&invitee, &server, &["whoami", "--json"], None).await;
+    assert_eq!(whoami.code, 0, "{}", whoami.stderr);
+    let me: Value = serde_json::from_str(&whoami.stdout).expect("json");
+    assert_eq!(me["name"], "Ivy");
+    assert_eq!(me["roles"], json!([{"workspace": "acme", "role": "editor"}]));
+
+    // Their key, and what says so.
+    let created = as_invitee(
+        &invitee,
+        &server,
+        &["keys", "create", "--name", "Ivy's laptop", "--expires", "30d"],
+        None,
+    )
+    .await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let shared = inviter
+        .admin(&server, &["keys", "create", "--name", "Shared box", "--expires", "30d"])
+        .await;
+    assert_eq!(shared.code, 0, "{}", shared.stderr);
+    let listed = inviter.admin_json(&server, &["keys", "list"]).await;
+    let creator = |name: &str| -> Value {
+        listed["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|k| k["name"] == name)
+            .map(|k| k["created_by"].clone())
+            .expect("the key")
+    };
+    assert_eq!(creator("Ivy's laptop")["name"], "Ivy");
+    assert_eq!(creator("Shared box"), json!({"kind": "administrator"}));
+    let table = inviter.admin(&server, &["keys", "list"]).await.stdout;
+    let line = table.lines().find(|l| l.starts_with("Ivy's laptop")).expect("a row");
+    assert!(line.contains("by Ivy"), "{table}");
+    let mine = as_invitee(&invitee, &server, &["keys", "list", "--mine", "--json"], None).await;
+    let mine: Value = serde_json::from_str(&mine.stdout).expect("json");
+    let names: Vec<&str> =
+        mine["keys"].as_array().expect("keys").iter().filter_map(|k| k["name"].as_str()).collect();
+    assert_eq!(names, ["Ivy's laptop"]);
+    let shown = inviter.admin(&server, &["keys", "show", "Ivy's laptop"]).await.stdout;
+    assert!(shown.lines().any(|l| l.starts_with("Created by") && l.ends_with("Ivy")), "{shown}");
+    // An editor does not revoke another's key.
+    let refused =
+        as_invitee(&invitee, &server, &["keys", "revoke", "Shared box", "--yes"], None).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("created by the administrator"), "{}", refused.stderr);
+    let audit = inviter.admin_json(&server, &["audit", "--by", "Ivy"]).await;
+    let kinds: Vec<&str> = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["key.created", "member.joined"], "{audit}");
+    let table = inviter.admin(&server, &["audit"]).await.stdout;
+    assert!(table.contains("(by Ivy)"), "{table}");
+
+    // A used code, in a third home: refused, and nothing saved there.
+    let third = TestEnv::new();
+    let again = as_invitee(&third, &server, &["login", "--invite-stdin"], Some(&code)).await;
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert!(again.stderr.contains("already used"), "{}", again.stderr);
+    assert!(!third.config_dir().join("credentials.json").exists());
+    // An expired one.
+    let late = inviter
+        .admin(&server, &["members", "invite", "Lee", "--role", "viewer", "--expires", "1h"])
+        .await;
+    server.store.clock().advance(chrono::Duration::hours(2));
+    let expired =
+        as_invitee(&third, &server, &["login", "--invite-stdin"], Some(late.stdout.trim())).await;
+    assert_eq!(expired.code, 1, "{}", expired.stderr);
+    assert!(expired.stderr.contains("expired"), "{}", expired.stderr);
+
+    // Removed at a terminal, asked about the keys: revoked with them, and refused next time.
+    let remove = terminal_command(&inviter, &server, true, "members remove Ivy");
+    let screen = tokio::task::spawn_blocking(move || {
+        let t = Terminal::start(&remove);
+        t.wait_for("Their keys?");
+        t.wait_for("❯ Revoke the keys they created here");
+        t.keys(&["Enter"]);
+        t.wait_for("EXIT=")
+    })
+    .await
+    .expect("terminal session");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(screen.contains("Removed Ivy from acme (1 key revoked"), "{screen}");
+    let after = as_invitee(&invitee, &server, &["whoami"], None).await;
+    assert_eq!(after.code, 1, "{}", after.stderr);
+    assert!(after.stderr.contains("not valid"), "{}", after.stderr);
+    // Piped, the flag decides.
+    let piped = inviter.admin(&server, &["members", "remove", "Nobody"]).await;
+    assert_eq!(piped.code, 2, "{}", piped.stderr);
+    assert!(piped.stderr.contains("--revoke-keys or --keep-keys"), "{}", piped.stderr);
 }
