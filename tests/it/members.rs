@@ -482,3 +482,89 @@ async fn the_invitation_flow_end_to_end_in_two_homes() {
     assert_eq!(piped.code, 2, "{}", piped.stderr);
     assert!(piped.stderr.contains("--revoke-keys or --keep-keys"), "{}", piped.stderr);
 }
+
+/// A member at the consent page: signs in with their own credential.
+struct AsMember {
+    url: String,
+    credential: String,
+}
+
+impl crate::oauth::Site for AsMember {
+    fn base(&self) -> &str {
+        &self.url
+    }
+    fn owner_credential(&self) -> &str {
+        &self.credential
+    }
+}
+
+/// OAuth consent signed in with a member's credential: the key it mints is theirs (and the
+/// consent's); a viewer may approve a read-only key and no other; a removed member's browser
+/// session ends with them.
+#[tokio::test]
+async fn a_member_consents_at_the_oauth_page_and_the_key_is_theirs() {
+    use crate::oauth::{
+        Browser, REDIRECT, authorize_url, consent, hidden_fields, pkce, query_of, redeem_code,
+        register,
+    };
+    let server =
+        TestServer::start_with(ServerConfig { oauth: true, ..ServerConfig::default() }).await;
+    let admin = server.owner();
+    let eddie = admin.add_member("acme", "Eddie", "editor").await;
+    let vera = admin.add_member("acme", "Vera", "viewer").await;
+    let client_id = register(&server, "Claude Code", REDIRECT).await;
+
+    let site = AsMember { url: server.url.clone(), credential: eddie.token().to_owned() };
+    let (verifier, challenge) = pkce("eddie");
+    let url = authorize_url(&site, &client_id, REDIRECT, &challenge);
+    let mut browser = Browser::new();
+    let location = consent(&site, &mut browser, &url, &[("access", "read-write".to_owned())]).await;
+    let code = query_of(&location)["code"].clone();
+    let (status, token) = redeem_code(&server, &code, REDIRECT, &client_id, &verifier).await;
+    assert_eq!(status, 200, "{token}");
+    let keys = admin.list_keys("acme", "").await;
+    let key = &keys["keys"][0];
+    assert_eq!(key["access"], "read-write");
+    assert_eq!(key["created_by"]["kind"], "consent", "{key}");
+    assert_eq!(key["created_by"]["name"], "Eddie", "{key}");
+    let mine = eddie.list_keys("acme", "?mine=true").await;
+    assert_eq!(mine["keys"][0]["id"], key["id"], "the consented key is among Eddie's own");
+    let audit = admin.audit("acme", "?by=Eddie").await;
+    assert_eq!(audit["events"][0]["kind"], "key.created", "{audit}");
+    assert_eq!(audit["events"][0]["actor"]["kind"], "consent", "{audit}");
+
+    // A viewer: read-write is refused on the consent page, and no code is sent.
+    let site = AsMember { url: server.url.clone(), credential: vera.token().to_owned() };
+    let (_, challenge) = pkce("vera");
+    let url = authorize_url(&site, &client_id, REDIRECT, &challenge);
+    let mut browser = Browser::new();
+    consent(&site, &mut browser, &url, &[("access", "read-only".to_owned())]).await;
+    let page = browser.get(&url).await;
+    let mut form = hidden_fields(&page.html);
+    form.extend([
+        ("workspace", "acme".to_owned()),
+        ("decision", "approve".to_owned()),
+        ("key_name", "Vera's agent".to_owned()),
+        ("expires", "30d".to_owned()),
+        ("access", "read-write".to_owned()),
+    ]);
+    let refused = browser.post(&format!("{}/oauth/authorize", server.url), &form).await;
+    assert_eq!(refused.location, None, "a refusal redirects nowhere");
+    assert!(refused.html.contains("As a viewer of this workspace"), "{}", refused.html);
+    let names: Vec<String> = admin.list_keys("acme", "").await["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!names.iter().any(|n| n == "Vera's agent"), "{names:?}");
+
+    // Removed: the browser's session ends with the membership.
+    admin
+        .post("/workspaces/acme/members/Vera/remove")
+        .json(&json!({"revoke_keys": true}))
+        .expect(200)
+        .await;
+    let page = browser.get(&url).await;
+    assert!(page.html.contains("name=\"owner_credential\""), "sign in again: {}", page.html);
+}

@@ -349,7 +349,17 @@ impl AccessStore<'_> {
 
     /// Starts an owner's browser session; returns its secret (the cookie's value).
     pub fn create_owner_session(&self) -> StoreResult<String> {
-        oauth::create_owner_session(self)
+        oauth::create_owner_session(self, None)
+    }
+
+    /// Starts a member's browser session (they signed in with their own credential).
+    pub fn create_member_session(&self, member_id: &str) -> StoreResult<String> {
+        oauth::create_owner_session(self, Some(member_id))
+    }
+
+    /// Who a live browser session belongs to.
+    pub fn session_signer(&self, secret: &str) -> StoreResult<Option<oauth::Signer>> {
+        oauth::session_signer(self, secret)
     }
 
     pub fn owner_session_valid(&self, secret: &str) -> StoreResult<bool> {

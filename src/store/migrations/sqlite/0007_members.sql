@@ -53,3 +53,8 @@ ALTER TABLE audit_events ADD COLUMN actor_name TEXT;
 UPDATE audit_events SET actor = 'key' WHERE kind = 'tool.called';
 UPDATE audit_events SET actor = 'server' WHERE kind IN ('key.new_origin', 'auth.rejected');
 CREATE INDEX audit_events_actor ON audit_events (workspace_id, actor_name, id);
+-- OAuth consent signed in with a member's credential: the session and the code name the
+-- member, and the key the code mints is attributed to them.
+ALTER TABLE oauth_sessions ADD COLUMN member_id TEXT;
+ALTER TABLE oauth_codes ADD COLUMN member_id TEXT;
+ALTER TABLE oauth_codes ADD COLUMN member_name TEXT;
