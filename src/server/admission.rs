@@ -505,6 +505,12 @@ async fn authenticate(
              (custory-mcp keys create)",
         ));
     }
+    if token.kind() != TokenKind::Mcp {
+        return Err(refuse(
+            "member credentials (csm_) and invitation codes (csi_) are not accepted at the MCP \
+             endpoint: use an MCP key (custory-mcp keys create)",
+        ));
+    }
     let hash = token.hash();
     let found = if state.store.access().keys_in_memory() {
         state.store.access().authenticate_key(&hash)

@@ -293,6 +293,10 @@ async fn an_invitation_is_redeemed_once_and_not_after_it_expires() {
     assert!(credential.starts_with("csm_"), "{redeemed}");
     assert_eq!(redeemed["member"]["role"], "viewer");
     assert_eq!(redeemed["workspace"], "acme");
+    // A member's credential is for the admin API only, never an MCP key.
+    let at_mcp = server.key(credential).send(&crate::common::initialize_body()).await;
+    assert_eq!(at_mcp.status, 401, "{}", at_mcp.text());
+    assert!(at_mcp.text().contains("member credentials (csm_)"), "{}", at_mcp.text());
     let body = redeem(&code).expect_error(409, "invitation_used").await;
     assert!(!body.to_string().contains(&code[12..]), "the code is echoed: {body}");
 
