@@ -788,7 +788,13 @@ pub fn is_invisible(c: char) -> bool {
 /// from the network that is later shown to a person (an MCP client's name, anything a server
 /// sends the CLI): it cannot move the cursor, recolour the terminal or hide a character.
 pub fn displayable(text: &str) -> String {
-    text.chars().filter(|&c| !c.is_control() && !is_bidi_control(c) && !is_invisible(c)).collect()
+    text.chars().filter(|&c| shown(c)).collect()
+}
+
+/// Whether `c` may reach a terminal (or a one-line record) as it is: not a control character,
+/// a bidi control or an invisible one.
+pub fn shown(c: char) -> bool {
+    !c.is_control() && !is_bidi_control(c) && !is_invisible(c)
 }
 
 /// Checks a workspace slug: 1–40 of `a-z`, `0-9` and `-`, not starting or ending with `-`.

@@ -20,6 +20,9 @@ use crate::period::Period;
 use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
 
+/// The server the CLI manages when nothing says otherwise: the local `serve`'s default.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
+
 /// How long an export or import may take as a whole.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -207,7 +210,12 @@ pub fn owner_credential(server: &str) -> anyhow::Result<PlainToken> {
     }
     let store = CredentialStore::open()?;
     output::trace(|| format!("owner credential: the one saved for {server}"));
-    store.get(&secrets::owner_account(server))?.ok_or_else(|| {
+    let saved = store.get(&secrets::owner_account(server))?;
+    if saved.is_none() {
+        // "Log in" is no advice when nothing answers there: say that instead.
+        probe(server)?;
+    }
+    saved.ok_or_else(|| {
         CliError::failure(format!("no owner credential is saved for {server}"))
             .hint(format!(
                 "run `custory-mcp login --server {server}`, or start a local server with \
@@ -216,6 +224,160 @@ pub fn owner_credential(server: &str) -> anyhow::Result<PlainToken> {
             .into()
     })
 }
+
+/// `--server` checked before anything is asked of it or of the user: an `http://` or `https://`
+/// base URL (no path, query, fragment or user name). Returns it as `scheme://host[:port]`.
+/// `127.0.0.1:8787` (no scheme) gets a "did you mean", `…/api/mcp` the base URL to use.
+pub fn server_url(raw: &str) -> Result<String, String> {
+    let given = raw.trim();
+    if !given.contains("://") {
+        let guess = given.trim_end_matches('/');
+        let host = guess.split(['/', ':']).next().unwrap_or_default();
+        let scheme = if is_loopback_host(host) { "http" } else { "https" };
+        return Err(format!("no scheme; did you mean {scheme}://{guess}?"));
+    }
+    let url = reqwest::Url::parse(given).map_err(|error| format!("not a URL: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "not an http:// or https:// URL (e.g. {DEFAULT})",
+            DEFAULT = DEFAULT_SERVER
+        ));
+    }
+    let base = url.origin().ascii_serialization();
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "a URL with a user name; pass --server {base}, and the owner credential to \
+             `custory-mcp login`"
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "a path on a server; --server takes the server's base URL: --server {base}"
+        ));
+    }
+    Ok(base)
+}
+
+/// Whether `host` (as written in a URL) names this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The command that starts a local server answering at `server`, when `server` is a loopback
+/// URL: `custory-mcp serve` for the default one, with `--listen` for another port.
+fn serve_command(server: &str) -> Option<String> {
+    let url = reqwest::Url::parse(server).ok()?;
+    if url.scheme() != "http" || !is_loopback_host(url.host_str()?) {
+        return None;
+    }
+    if server == DEFAULT_SERVER {
+        return Some("custory-mcp serve".to_owned());
+    }
+    let host = match url.host()? {
+        url::Host::Domain(_) => "127.0.0.1".to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => format!("[{ip}]"),
+    };
+    Some(format!("custory-mcp serve --listen {host}:{}", url.port_or_known_default()?))
+}
+
+/// What `GET /healthz` says: a custory-mcp server is there, and its version.
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// Asks `server` (checked by [`server_url`]) whether a custory-mcp server answers there, with
+/// no credential: the `nothing answers at …` error names the command that starts one.
+pub fn probe(server: &str) -> anyhow::Result<Health> {
+    let http = with_extra_roots(reqwest::Client::builder())
+        .user_agent(concat!("custory-mcp/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let url = format!("{server}/healthz");
+    let not_custory = || {
+        CliError::failure(format!("{server} answers, but it is not a custory-mcp server"))
+            .hint("check --server: it is the URL `custory-mcp serve` printed when it started")
+    };
+    runtime.block_on(async {
+        let response = http.get(&url).send().await.map_err(|error| unreachable(server, &error))?;
+        if !response.status().is_success() {
+            return Err(not_custory().into());
+        }
+        let bytes = read_capped(response, PROBE_BODY_MAX).await.map_err(|_| not_custory())?;
+        serde_json::from_slice::<Health>(&bytes).map_err(|_| not_custory().into())
+    })
+}
+
+/// Why `server` did not answer, as a sentence with what to run next.
+fn unreachable(server: &str, error: &reqwest::Error) -> anyhow::Error {
+    let mut chain = String::new();
+    let mut root = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        root = cause.to_string();
+        source = cause.source();
+    }
+    if chain.contains("certificate") || chain.contains("UnknownIssuer") {
+        return CliError::failure(format!(
+            "could not reach the Custory server at {server}: its TLS certificate is not trusted \
+             ({root})"
+        ))
+        .hint("pass --ca-cert FILE with the CA that signed it (or set CUSTORY_CA_CERT)")
+        .into();
+    }
+    let start = serve_command(server).map_or_else(
+        || "start it, or pass the right --server URL (or set CUSTORY_SERVER)".to_owned(),
+        |serve| format!("start it with `{serve}`, or pass the right --server URL"),
+    );
+    if error.is_connect() && !error.is_timeout() {
+        return CliError::failure(format!("nothing answers at {server}")).hint(start).into();
+    }
+    let cause = if error.is_timeout() {
+        "it did not answer in time".to_owned()
+    } else {
+        std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string)
+    };
+    CliError::failure(format!("could not reach the Custory server at {server}: {cause}"))
+        .hint(start)
+        .into()
+}
+
+/// Why an answer's body could not be read whole.
+enum ReadError {
+    /// It held more than the cap.
+    TooLarge,
+    Failed(reqwest::Error),
+}
+
+/// The body of `response`, read as it streams, refused past `max` bytes: a hostile or broken
+/// server cannot make the CLI hold more.
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+    if response.content_length().is_some_and(|length| length > max as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Failed)? {
+        if body.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The most an admin API answer may hold: a full page of keys or events is well under 2 MB.
+pub const ANSWER_MAX: usize = 16 * 1024 * 1024;
+
+/// The most `/healthz` may send.
+const PROBE_BODY_MAX: usize = 64 * 1024;
 
 pub struct AdminClient {
     http: reqwest::Client,
@@ -262,6 +424,8 @@ impl AdminClient {
     pub fn with_token(server: &str, token: PlainToken) -> anyhow::Result<Self> {
         let http = with_extra_roots(reqwest::Client::builder())
             .user_agent(concat!("custory-mcp/", env!("CARGO_PKG_VERSION")))
+            // A redirect could carry the owner credential to whoever it names: none is followed.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()?;
@@ -433,7 +597,7 @@ impl AdminClient {
             let mut response = self.execute(request).await?;
             let status = response.status();
             if !status.is_success() {
-                let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
+                let bytes = self.read(response).await?;
                 return Err(self.api_error(status, &bytes).into());
             }
             let mut written = 0;
@@ -530,13 +694,43 @@ impl AdminClient {
             Ok(response) => output::trace(|| format!("← {} in {took} ms", response.status())),
             Err(error) => output::trace(|| format!("← no answer after {took} ms: {error}")),
         }
-        response.map_err(|error| self.unreachable(&error))
+        let response = response.map_err(|error| self.unreachable(&error))?;
+        if response.status().is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| crate::api::displayable(&String::from_utf8_lossy(l.as_bytes())))
+                .unwrap_or_default();
+            return Err(CliError::failure(format!(
+                "the server at {} answered {} with a redirect to {location:?}, which is not \
+                 followed: it could carry the owner credential elsewhere",
+                self.server,
+                response.status()
+            ))
+            .hint("pass the URL the server is really at as --server (or set CUSTORY_SERVER)")
+            .into());
+        }
+        Ok(response)
+    }
+
+    /// The body of `response`, at most [`ANSWER_MAX`] bytes.
+    async fn read(&self, response: reqwest::Response) -> anyhow::Result<Vec<u8>> {
+        read_capped(response, ANSWER_MAX).await.map_err(|error| match error {
+            ReadError::Failed(error) => self.unreachable(&error),
+            ReadError::TooLarge => CliError::failure(format!(
+                "the server at {} sent an answer larger than {} MiB; it was not read",
+                self.server,
+                ANSWER_MAX >> 20
+            ))
+            .hint("check that --server points at a custory-mcp server")
+            .into(),
+        })
     }
 
     /// The JSON answer of `response`, or the API error it carries.
     async fn answer<T: DeserializeOwned>(&self, response: reqwest::Response) -> anyhow::Result<T> {
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|error| self.unreachable(&error))?;
+        let bytes = self.read(response).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|error| {
                 CliError::failure(format!(
@@ -552,34 +746,7 @@ impl AdminClient {
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> anyhow::Error {
-        let mut chain = String::new();
-        let mut root = String::new();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            chain.push_str(&format!(": {cause}"));
-            root = cause.to_string();
-            source = cause.source();
-        }
-        let cause = if error.is_timeout() {
-            "it did not answer in time".to_owned()
-        } else if chain.contains("certificate") || chain.contains("UnknownIssuer") {
-            return CliError::failure(format!(
-                "could not reach the Custory server at {}: its TLS certificate is not trusted \
-                 ({root})",
-                self.server
-            ))
-            .hint("pass --ca-cert FILE with the CA that signed it (or set CUSTORY_CA_CERT)")
-            .into();
-        } else if error.is_connect() {
-            "could not connect".to_owned()
-        } else {
-            std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string)
-        };
-        CliError::failure(format!("could not reach the Custory server at {}: {cause}", self.server))
-            .hint(
-                "start one with `custory-mcp serve`, or pass --server URL (or set CUSTORY_SERVER)",
-            )
-            .into()
+        unreachable(&self.server, error)
     }
 
     fn api_error(&self, status: StatusCode, body: &[u8]) -> CliError {
@@ -600,11 +767,11 @@ impl AdminClient {
         let failure = CliError::failure(message);
         match (status, error.code.as_str()) {
             (_, "invalid_document") => failure.hint(
-                "fix the document (`docs/WORKSPACE_FORMAT.md` describes it), then import it \
+                "fix the document (`custory-mcp import --help` describes it), then import it \
                  again; `--dry-run` checks it without writing",
             ),
             (_, "invalid_csv") => failure.hint(
-                "fix the file (`docs/WORKSPACE_FORMAT.md` lists the columns and their values), \
+                "fix the file (`custory-mcp import --help` lists the columns and their values), \
                  then import it again; `--dry-run` checks it without writing",
             ),
             (_, "invitation_not_found" | "invitation_used" | "invitation_expired") => failure.hint(
@@ -629,40 +796,6 @@ impl AdminClient {
                 failure.hint("`custory-mcp keys list` shows the workspace's keys")
             }
             _ => failure,
-        }
-    }
-
-    /// The workspace to act on: `--workspace`, else the server's only workspace.
-    pub fn workspace(&self, requested: Option<&str>) -> anyhow::Result<Workspace> {
-        let workspaces = self.workspaces()?;
-        if let Some(slug) = requested {
-            let known: Vec<String> = workspaces.iter().map(|w| w.slug.clone()).collect();
-            return workspaces.into_iter().find(|w| w.slug == slug).ok_or_else(|| {
-                CliError::failure(format!(
-                    "no workspace {slug:?} on {}; its workspaces are: {}",
-                    self.server,
-                    known.join(", ")
-                ))
-                .hint("pass one of them with --workspace (or set CUSTORY_WORKSPACE)")
-                .into()
-            });
-        }
-        match <[Workspace; 1]>::try_from(workspaces) {
-            Ok([only]) => Ok(only),
-            Err(workspaces) if workspaces.is_empty() => {
-                Err(CliError::failure(format!("the server at {} has no workspaces", self.server))
-                    .hint("create one with `custory-mcp workspaces create NAME`")
-                    .into())
-            }
-            Err(workspaces) => {
-                let slugs: Vec<&str> = workspaces.iter().map(|w| w.slug.as_str()).collect();
-                Err(CliError::usage(format!(
-                    "the server has several workspaces ({}); say which one",
-                    slugs.join(", ")
-                ))
-                .hint(format!("pass --workspace {} (or set CUSTORY_WORKSPACE)", slugs[0]))
-                .into())
-            }
         }
     }
 }

@@ -15,6 +15,7 @@ mod output;
 pub mod period;
 mod secrets;
 pub mod server;
+mod settings;
 pub mod store;
 mod text;
 pub mod token;

@@ -39,55 +39,91 @@ impl Printer {
         Self { json, quiet, color }
     }
 
-    /// Data for stdout, followed by a newline. A closed pipe (`| head`) is not an error.
+    /// Data for stdout, followed by a newline, made safe for a terminal ([`for_terminal`]).
+    /// A closed pipe (`| head`) is not an error.
     pub fn data(&self, text: &str) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+        stdout(&for_terminal(text, self.color));
     }
 
-    /// Pretty JSON on stdout.
+    /// Pretty JSON on stdout, as is: JSON escapes every control character itself.
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> anyhow::Result<()> {
-        self.data(&serde_json::to_string_pretty(value)?);
+        stdout(&serde_json::to_string_pretty(value)?);
         Ok(())
     }
 
     /// A line for the person at the terminal (stderr); silenced by `-q`.
     pub fn info(&self, text: &str) {
         if !self.quiet {
-            stderr(text);
+            stderr(text, self.color);
         }
     }
 
     /// A warning on stderr; shown even with `-q`.
     pub fn warn(&self, text: &str) {
-        stderr(&format!("{}: {text}", self.paint("warning", "33")));
+        stderr(&format!("{}: {text}", self.paint("warning", "33")), self.color);
     }
 
     pub fn error(&self, error: &anyhow::Error) {
         if let Some(cli) = error.downcast_ref::<CliError>() {
             // A message may quote a server; its lines are kept, nothing else that steers a
             // terminal.
-            let message: Vec<String> = cli.message.lines().map(crate::api::displayable).collect();
-            stderr(&format!("{}: {}", self.paint("error", "31"), message.join("\n")));
-            if let Some(hint) = &cli.hint {
-                stderr(&format!("{}: {hint}", self.paint("hint", "36")));
+            // The message and hint may quote a server: they are cleaned before the labels are
+            // painted, so that not even a color of theirs survives.
+            let (message, hint) = (for_terminal(&cli.message, false), cli.hint.as_deref());
+            stderr(&format!("{}: {message}", self.paint("error", "31")), self.color);
+            if let Some(hint) = hint.map(|hint| for_terminal(hint, false)) {
+                stderr(&format!("{}: {hint}", self.paint("hint", "36")), self.color);
             }
         } else {
-            stderr(&format!("{}: {error:#}", self.paint("error", "31")));
+            let error = for_terminal(&format!("{error:#}"), false);
+            stderr(&format!("{}: {error}", self.paint("error", "31")), self.color);
         }
     }
 
-    /// `text` in an ANSI color when color is on.
+    /// `text` in an ANSI color when color is on (`text` itself cleaned: [`for_terminal`]).
     pub fn paint(&self, text: &str, code: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+        let text = for_terminal(text, false);
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text }
     }
 }
 
-/// A line on stderr. A closed stderr (`2>&-`, a reader gone) is not worth a panic: the line is
-/// lost, as a terminal that was closed would lose it.
-fn stderr(text: &str) {
+/// A line on stderr, made safe for a terminal ([`for_terminal`]; `colors`: the colors of
+/// [`Printer::paint`] kept). A closed stderr (`2>&-`, a reader gone) is not worth a panic: the
+/// line is lost, as a terminal that was closed would lose it.
+fn stderr(text: &str, colors: bool) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{text}");
+    let _ = writeln!(err, "{}", for_terminal(text, colors));
+}
+
+fn stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
+/// The escape sequences this program writes itself: [`Printer::paint`]'s colors and reset.
+const OWN_STYLES: [&str; 5] = ["\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m", "\x1b[0m"];
+
+/// `text` safe to write to a terminal, whoever supplied it (a server's names, messages and
+/// hints, a file's lines): control characters (so every escape sequence's ESC), bidi controls
+/// and invisible characters are removed ([`crate::api::displayable`]'s rule); line breaks and
+/// tabs are kept, and with `colors` (color on) the few colors [`Printer::paint`] writes. The
+/// one place: [`Printer::data`] (not JSON), every stderr line, and what is painted (cleaned
+/// before its color is added). Errors and hints are cleaned with no colors kept.
+pub fn for_terminal(text: &str, colors: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(style) = OWN_STYLES.iter().find(|style| colors && rest.starts_with(**style)) {
+            out.push_str(style);
+            rest = &rest[style.len()..];
+            continue;
+        }
+        if c == '\n' || c == '\t' || crate::api::shown(c) {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// `-v`: what the admin client does (the server, each request and its answer), on stderr.
@@ -101,20 +137,20 @@ pub fn set_verbose(on: bool) {
 /// A line of `-v` on stderr: what the CLI is doing. Never carries a secret.
 pub fn trace(text: impl FnOnce() -> String) {
     if VERBOSE.load(Ordering::Relaxed) {
-        stderr(&text());
+        stderr(&text(), false);
     }
 }
 
 /// A line on stderr that a prompt needs (what the question below it is about); shown even with
 /// `-q`, since the question is.
 pub fn note(text: &str) {
-    stderr(text);
+    stderr(text, false);
 }
 
 /// After Ctrl-C at a prompt: one line saying so. The line starts afresh, since the prompt left
 /// the cursor after its own text.
 pub fn cancelled() {
-    stderr("\ncancelled");
+    stderr("\ncancelled", false);
 }
 
 /// The width tables and prompts fit: `COLUMNS` when set, else the terminal's width when
@@ -353,6 +389,16 @@ mod tests {
         let at_20 = keys_table(Some(20));
         assert_eq!(at_20.lines().next(), Some("NAME               PREFIX"), "{at_20}");
         assert!(at_20.contains("Cursor on MacBook  cst_abcdefgh"), "{at_20}");
+    }
+
+    #[test]
+    fn only_the_programs_own_colors_reach_a_terminal() {
+        let hostile = "name\x1b]0;title\x07\x1b[2J\x1b[31m\u{202e}\u{200b}\tend\nnext\r";
+        assert_eq!(super::for_terminal(hostile, false), "name]0;title[2J[31m\tend\nnext");
+        assert_eq!(
+            super::for_terminal("\x1b[31merror\x1b[0m: x\x1b[1m", true),
+            "\x1b[31merror\x1b[0m: x[1m"
+        );
     }
 
     #[test]

@@ -69,14 +69,22 @@ impl CredentialStore {
     }
 
     pub fn get(&self, account: &str) -> anyhow::Result<Option<PlainToken>> {
+        Ok(self.find(account)?.map(|(token, _)| token))
+    }
+
+    /// The token saved for `account`, and where it is.
+    pub fn find(&self, account: &str) -> anyhow::Result<Option<(PlainToken, Saved)>> {
         if self.use_keyring
             && let Ok(entry) = keyring::Entry::new(SERVICE, account)
             && let Ok(secret) = entry.get_password()
         {
-            return Ok(PlainToken::parse(&secret).ok());
+            return Ok(PlainToken::parse(&secret).ok().map(|token| (token, Saved::Keyring)));
         }
         let entries = read_file(&self.file)?;
-        Ok(entries.get(account).and_then(|secret| PlainToken::parse(secret).ok()))
+        Ok(entries
+            .get(account)
+            .and_then(|secret| PlainToken::parse(secret).ok())
+            .map(|token| (token, Saved::File(self.file.clone()))))
     }
 
     /// Saves `token`; in the keyring when it works, else in the 0600 file.

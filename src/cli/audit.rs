@@ -14,6 +14,12 @@ use crate::period::Period;
 use crate::text::size_text;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp audit
+  custory-mcp audit --calls
+  custory-mcp audit --key \"Cursor on MacBook\"
+  custory-mcp audit --usage --since 7d")]
 pub struct AuditArgs {
     /// Only the events of this key (id, name or prefix), with every call it made, reads
     /// included
@@ -43,7 +49,7 @@ pub struct AuditArgs {
 }
 
 pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let admin = WorkspaceClient::connect(global)?;
+    let admin = WorkspaceClient::connect_for_key(global, args.key.as_deref())?;
     if args.usage {
         return usage(&admin, &args, printer);
     }

@@ -15,7 +15,6 @@ use std::ffi::{OsStr, OsString};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use clap::CommandFactory as _;
 use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 use clap_complete::env::{Bash, CompleteEnv, Elvish, EnvCompleter, Fish, Powershell, Shells, Zsh};
 
@@ -73,7 +72,7 @@ pub fn answer_if_asked() {
     let _ = SHELL.set(shell.to_string_lossy().into_owned());
     // Nothing a completion does reaches the terminal, not even a panic's message.
     std::panic::set_hook(Box::new(|_| {}));
-    CompleteEnv::with_factory(super::Cli::command)
+    CompleteEnv::with_factory(super::command)
         .var(VAR)
         .bin(BIN)
         .completer(BIN)
@@ -190,7 +189,14 @@ fn keys(current: &OsStr, status: Option<KeyStatus>) -> Vec<CompletionCandidate> 
     let (server, workspace) = context();
     let listed = ask_server(move || {
         let client = AdminClient::connect(&server)?;
-        let workspace = client.workspace(workspace.as_deref())?;
+        let asked = match workspace {
+            Some(slug) => Some((slug, super::shared::WorkspaceFrom::Flag)),
+            None => crate::settings::for_server(&server)?
+                .workspace
+                .map(|slug| (slug, super::shared::WorkspaceFrom::Saved)),
+        };
+        let (workspace, _) =
+            super::shared::choose_workspace(client.server(), client.workspaces()?, asked)?;
         let filter = KeysQuery { status, ..KeysQuery::default() };
         let page = PageQuery { limit: Some(KEYS_OFFERED), cursor: None };
         Ok(client.keys(&workspace.slug, &filter, &page)?.keys)
@@ -218,7 +224,7 @@ fn keys(current: &OsStr, status: Option<KeyStatus>) -> Vec<CompletionCandidate> 
 /// environment variables, the default server), read by parsing those words as far as they go.
 fn context() -> (String, Option<String>) {
     let words: Vec<OsString> = std::env::args_os().skip_while(|a| a != "--").skip(1).collect();
-    let parsed = super::Cli::command().ignore_errors(true).try_get_matches_from(words).ok();
+    let parsed = super::command().ignore_errors(true).try_get_matches_from(words).ok();
     // Global options given after a subcommand are in the innermost one's matches.
     let mut matches = parsed.as_ref();
     while let Some((_, sub)) = matches.and_then(clap::ArgMatches::subcommand) {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::config::{ClientArg, ConfigArgs, Scope};
 use super::shared::{WorkspaceClient, list_keys, shell_quote as quote};
-use super::{GlobalArgs, prompt};
+use super::{GlobalArgs, prompt, shared};
 use crate::api::{self, Key, KeyFlag, KeyStatus, Workspace};
 use crate::client::{AdminClient, KeysQuery, Rows};
 use crate::error::{CliError, ExitStatus};
@@ -167,7 +167,10 @@ impl Finding<'_> {
 pub fn review(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     let client = AdminClient::connect(&global.server)?;
     let workspaces: Vec<Workspace> = match &global.workspace {
-        Some(slug) => vec![client.workspace(Some(slug))?],
+        Some(slug) => {
+            let asked = Some((slug.clone(), shared::WorkspaceFrom::Flag));
+            vec![shared::choose_workspace(client.server(), client.workspaces()?, asked)?.0]
+        }
         None => client.workspaces()?,
     };
     let mut report = Vec::new();

@@ -31,10 +31,19 @@ pub enum KeysCommand {
     Rotate(RotateArgs),
     /// What needs a decision, per workspace: shared, stale, never-used and expiring keys, and
     /// read-write keys that only read; with the command that settles each
+    #[command(after_help = "\
+Examples:
+  custory-mcp keys review
+  custory-mcp --workspace acme keys review --json")]
     Review,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp keys create
+  custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d --save
+  custory-mcp keys create --name \"CI reader\" --expires 30d --read-only --no-save > token.txt")]
 pub struct CreateArgs {
     /// A name that says where the key is used, e.g. "Cursor on MacBook"
     #[arg(long)]
@@ -104,13 +113,24 @@ impl StatusFilter {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp keys show
+  custory-mcp keys show \"Cursor on MacBook\"
+  custory-mcp keys show cst_7fQ2kd9X --json")]
 pub struct ShowArgs {
-    /// The key: its id, name or prefix
+    /// The key: its id, name or prefix (on a terminal, omit it to pick from the newest keys)
     #[arg(add = completions::any_keys())]
-    pub key: String,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp keys revoke
+  custory-mcp keys revoke \"Old laptop\" --yes
+  custory-mcp keys revoke --unused-for 90d --dry-run
+  pbpaste | custory-mcp keys revoke --token-stdin")]
 pub struct RevokeArgs {
     /// The key: its id, name or prefix (on a terminal, omit it to pick from the active keys)
     #[arg(conflicts_with_all = ["token_stdin", "unused_for", "never_used"], add = completions::active_keys())]
@@ -135,10 +155,14 @@ pub struct RevokeArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp keys rotate
+  custory-mcp keys rotate \"Cursor on MacBook\" --yes")]
 pub struct RotateArgs {
-    /// The key: its id, name or prefix
+    /// The key: its id, name or prefix (on a terminal, omit it to pick from the active keys)
     #[arg(add = completions::active_keys())]
-    pub key: String,
+    pub key: Option<String>,
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -164,13 +188,19 @@ pub fn run(
     if let KeysCommand::Review = command {
         return hygiene::review(global, printer);
     }
-    let admin = WorkspaceClient::connect(global)?;
+    let reference = match &command {
+        KeysCommand::Show(args) => args.key.as_deref(),
+        KeysCommand::Revoke(args) => args.key.as_deref(),
+        KeysCommand::Rotate(args) => args.key.as_deref(),
+        _ => None,
+    };
+    let admin = WorkspaceClient::connect_for_key(global, reference)?;
     let ctx =
         Ctx { client: &admin.client, workspace: &admin.workspace, admin: &admin, printer, global };
     match command {
         KeysCommand::Create(args) => ctx.create(args),
         KeysCommand::List(args) => ctx.list(args),
-        KeysCommand::Show(args) => ctx.show(&args.key),
+        KeysCommand::Show(args) => ctx.show(args.key.as_deref()),
         KeysCommand::Revoke(args) if args.unused_for.is_some() || args.never_used => {
             hygiene::revoke_unused(
                 &admin,
@@ -201,6 +231,41 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// On a terminal, the key a person picks among `keys` (only the active ones when
+    /// `active_only`); elsewhere, the error that says KEY (`what`) is needed.
+    fn pick(
+        &self,
+        keys: &[Key],
+        question: &str,
+        what: &str,
+        active_only: bool,
+    ) -> anyhow::Result<Key> {
+        if !prompt::interactive() {
+            return Err(prompt::missing(what, "the key's name, id or prefix"));
+        }
+        let offered: Vec<&Key> =
+            keys.iter().filter(|k| !active_only || k.status == KeyStatus::Active).collect();
+        if offered.is_empty() {
+            let which = if active_only { "active keys" } else { "keys" };
+            return Err(CliError::failure(format!("{} has no {which}", self.workspace.slug))
+                .hint("create one with `custory-mcp keys create`")
+                .into());
+        }
+        let now = Utc::now();
+        let items: Vec<String> = offered
+            .iter()
+            .map(|k| {
+                let status =
+                    if active_only { String::new() } else { format!("  {}", k.status.as_str()) };
+                prompt::entry(
+                    &k.name,
+                    &format!("  {}{status}  last used {}", k.prefix, last_used(k, now)),
+                )
+            })
+            .collect();
+        Ok(offered[prompt::select(question, &items, 0)?].clone())
+    }
+
     /// The newest keys, up to a page: for pickers.
     fn keys(&self) -> anyhow::Result<Vec<Key>> {
         let (keys, _) = list_keys(
@@ -437,8 +502,11 @@ impl Ctx<'_> {
         Ok(ExitStatus::Success)
     }
 
-    fn show(&self, reference: &str) -> anyhow::Result<ExitStatus> {
-        let key = self.admin.find_key(reference)?;
+    fn show(&self, reference: Option<&str>) -> anyhow::Result<ExitStatus> {
+        let key = match reference {
+            Some(reference) => self.admin.find_key(reference)?,
+            None => self.pick(&self.keys()?, "Show which key?", "the KEY to show", false)?,
+        };
         let ws = &self.workspace.slug;
         let recent = AuditQuery { key: Some(key.id.clone()), calls: true, by: None };
         let events =
@@ -523,31 +591,7 @@ impl Ctx<'_> {
         let keys = self.keys()?;
         let key = match args.key {
             Some(reference) => resolve_key(&keys, &reference)?,
-            None if prompt::interactive() => {
-                let active: Vec<&Key> =
-                    keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
-                if active.is_empty() {
-                    return Err(CliError::failure(format!(
-                        "{} has no active keys to revoke",
-                        self.workspace.slug
-                    ))
-                    .into());
-                }
-                let now = Utc::now();
-                let items: Vec<String> = active
-                    .iter()
-                    .map(|k| {
-                        prompt::entry(
-                            &k.name,
-                            &format!("  {}  last used {}", k.prefix, last_used(k, now)),
-                        )
-                    })
-                    .collect();
-                active[prompt::select("Revoke which key?", &items, 0)?].clone()
-            }
-            None => {
-                return Err(prompt::missing("the KEY to revoke", "the key's name, id or prefix"));
-            }
+            None => self.pick(&keys, "Revoke which key?", "the KEY to revoke", true)?,
         };
         if key.status == KeyStatus::Revoked {
             return Err(CliError::failure(format!(
@@ -575,7 +619,10 @@ impl Ctx<'_> {
     }
 
     fn rotate(&self, args: RotateArgs) -> anyhow::Result<ExitStatus> {
-        let key = self.admin.find_key(&args.key)?;
+        let key = match &args.key {
+            Some(reference) => self.admin.find_key(reference)?,
+            None => self.pick(&self.keys()?, "Rotate which key?", "the KEY to rotate", true)?,
+        };
         prompt::confirm_or_yes(
             args.yes,
             &prompt::question(&format!("Rotate {:?}", key.name), &format!(" ({})?", key.prefix)),

@@ -11,6 +11,11 @@ use crate::secrets::{self, CredentialStore};
 use crate::token::{PlainToken, TokenKind};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp login --server https://mcp.example.com
+  printf %s \"$OWNER_TOKEN\" | custory-mcp login --server https://mcp.example.com --token-stdin
+  custory-mcp login --server https://mcp.example.com --invite")]
 pub struct LoginArgs {
     /// Read the credential from standard input instead of prompting for it
     #[arg(long, conflicts_with_all = ["invite", "invite_stdin"])]
@@ -85,6 +90,8 @@ fn join(args: &LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Resu
 }
 
 pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    // A server that is not there is said before anything is asked.
+    crate::client::probe(&global.server)?;
     if args.invite || args.invite_stdin {
         return join(&args, global, printer);
     }

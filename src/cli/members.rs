@@ -13,10 +13,18 @@ use crate::period::Period;
 #[derive(Debug, clap::Subcommand)]
 pub enum MembersCommand {
     /// Invite a person: prints a one-time code for them to redeem with `login --invite`
+    #[command(after_help = "\
+Examples:
+  custory-mcp members invite \"Ada Lovelace\" --role editor
+  custory-mcp members invite Grace --role viewer --expires 48h --email grace@example.com")]
     Invite(InviteArgs),
     /// List the workspace's members and their roles
+    #[command(
+        after_help = "Examples:\n  custory-mcp members list\n  custory-mcp members list --json"
+    )]
     List,
     /// Give a member another role
+    #[command(after_help = "Examples:\n  custory-mcp members role \"Ada Lovelace\" owner")]
     Role {
         /// The member's name
         name: String,
@@ -25,6 +33,13 @@ pub enum MembersCommand {
         role: Role,
     },
     /// Take a member out of the workspace
+    #[command(after_help = "\
+On a terminal, asks what happens to the keys they created; otherwise pass --revoke-keys or
+--keep-keys.
+
+Examples:
+  custory-mcp members remove \"Ada Lovelace\"
+  custory-mcp members remove Grace --keep-keys")]
     Remove(RemoveArgs),
 }
 
@@ -61,7 +76,7 @@ pub fn run(
     global: &GlobalArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let admin = WorkspaceClient::connect(global)?;
+    let admin = WorkspaceClient::connect_for_key(global, None)?;
     let ws = admin.workspace.slug.clone();
     match command {
         MembersCommand::Invite(args) => {

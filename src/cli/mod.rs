@@ -10,17 +10,18 @@ mod members;
 mod prompt;
 mod serve;
 mod shared;
+mod status;
 mod test;
 mod transfer;
 mod whoami;
 mod workspaces;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::error::{CliError, ExitStatus};
 use crate::output::{ColorChoice, Printer};
 
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
+pub use crate::client::DEFAULT_SERVER;
 /// The environment variable configs and `test` read the MCP token from by default.
 pub const DEFAULT_TOKEN_ENV: &str = "CUSTORY_MCP_TOKEN";
 
@@ -42,12 +43,45 @@ pub fn env_var_name(name: &str) -> Result<String, String> {
 
 /// Workspace-scoped MCP keys for Custory, and the local server that serves them.
 #[derive(Debug, Parser)]
-#[command(name = "custory-mcp", version, about, max_term_width = 100)]
+#[command(
+    name = "custory-mcp",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "\
+Start here (a local server on SQLite, no configuration):
+  custory-mcp serve                          # in one terminal; keep it running
+  custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d --save
+  custory-mcp config cursor --key \"Cursor on MacBook\" --write
+  custory-mcp test --key \"Cursor on MacBook\"
+  custory-mcp status                         # what the commands use, and whether it works
+
+`custory-mcp COMMAND --help` shows each command's options and examples."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// With no command, the help above is printed (exit 0).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// The options only the admin client uses: `serve` accepts them (they are global) but its
+/// help does not list them.
+const CLIENT_ONLY: [&str; 3] = ["server", "workspace", "ca_cert"];
+
+/// The command line as parsed and as `--help` shows it: [`Cli`], with the client's options
+/// left out of `serve --help`.
+pub fn command() -> clap::Command {
+    let command = Cli::command();
+    // `serve` gets hidden copies of them before clap propagates the global options, which
+    // skips an option a subcommand already has.
+    let hidden: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|arg| CLIENT_ONLY.contains(&arg.get_id().as_str()))
+        .map(|arg| arg.clone().hide(true))
+        .collect();
+    command.mut_subcommand("serve", |serve| serve.args(hidden))
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +90,8 @@ pub struct GlobalArgs {
     /// The Custory server to manage
     #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
-    /// The workspace to act on (may be omitted when the server has one workspace)
+    /// The workspace to act on [default: the one `workspaces use` set for --server, else the
+    /// server's only one]
     #[arg(long, global = true, env = "CUSTORY_WORKSPACE", value_name = "SLUG", add = completions::workspaces())]
     pub workspace: Option<String>,
     /// Print machine-readable JSON on stdout
@@ -74,6 +109,48 @@ pub struct GlobalArgs {
     /// Trust the CA certificates in this PEM file too, for an https --server with a private CA
     #[arg(long, global = true, env = "CUSTORY_CA_CERT", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub ca_cert: Option<std::path::PathBuf>,
+    /// Where --server's value came from.
+    #[arg(skip)]
+    pub server_from: Given,
+    /// Where --workspace's value came from (when it has one).
+    #[arg(skip)]
+    pub workspace_from: Given,
+}
+
+/// Where a global option's value came from: the command line, its environment variable, or
+/// its default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Given {
+    Flag,
+    Env,
+    #[default]
+    Default,
+}
+
+impl Given {
+    /// How `status` names where `--server` came from.
+    pub fn describe_server(self) -> &'static str {
+        match self {
+            Self::Flag => "--server",
+            Self::Env => "CUSTORY_SERVER",
+            Self::Default => "the default",
+        }
+    }
+
+    /// Where the value of `id` in the innermost subcommand's matches (where global options
+    /// given after a subcommand land) came from.
+    fn of(matches: &clap::ArgMatches, id: &str) -> Self {
+        let mut innermost = matches;
+        while let Some((_, sub)) = innermost.subcommand() {
+            innermost = sub;
+        }
+        match innermost.value_source(id).or_else(|| matches.value_source(id)) {
+            Some(clap::parser::ValueSource::CommandLine) => Self::Flag,
+            Some(clap::parser::ValueSource::EnvVariable) => Self::Env,
+            _ => Self::Default,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,17 +160,56 @@ pub enum Command {
     /// Store the owner credential for --server
     Login(login::LoginArgs),
     /// Forget the owner credential for --server
+    #[command(
+        after_help = "Examples:\n  custory-mcp logout\n  custory-mcp logout --server https://mcp.example.com"
+    )]
     Logout,
+    /// Show the server, the owner credential and the workspace commands use, and whether they work
+    #[command(after_help = "\
+Exits 1, saying what to run, when commands could not work with what is there.
+
+Examples:
+  custory-mcp status
+  custory-mcp --server https://mcp.example.com status --json")]
+    Status,
     /// Manage workspaces
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  custory-mcp workspaces list
+  custory-mcp workspaces create \"Beta Team\"
+  custory-mcp workspaces use beta-team"
+    )]
     Workspaces(workspaces::WorkspacesCommand),
     /// Manage a workspace's members: invite, list, change a role, remove
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Roles: owner (members and every key), editor (creates keys; rotates and revokes their own),
+viewer (reads keys and the audit). The last owner of a workspace stays one.
+
+Examples:
+  custory-mcp members invite \"Ada Lovelace\" --role editor
+  custory-mcp members list
+  custory-mcp members remove \"Ada Lovelace\" --revoke-keys"
+    )]
     Members(members::MembersCommand),
     /// Show whose credential this machine uses for --server, and what it may do
+    #[command(after_help = "Examples:\n  custory-mcp whoami\n  custory-mcp whoami --json")]
     Whoami,
     /// Manage MCP keys: create, list, show, revoke, rotate
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+KEY, wherever a command takes one, is a key's name, id (key_…) or displayed prefix (cst_…); an
+id or prefix finds the key in whichever workspace it is. On a terminal, leave KEY out to pick.
+
+Examples:
+  custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d --save
+  custory-mcp keys list
+  custory-mcp keys revoke \"Old laptop\""
+    )]
     Keys(keys::KeysCommand),
     /// Show the workspace's key and MCP activity, newest first
     Audit(audit::AuditArgs),
@@ -113,8 +229,15 @@ pub enum Command {
 pub fn main() -> std::process::ExitCode {
     // A shell asking for completions gets them and nothing else.
     completions::answer_if_asked();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let cli = match parsed {
+        Ok((mut cli, matches)) => {
+            cli.global.server_from = Given::of(&matches, "server");
+            cli.global.workspace_from = Given::of(&matches, "workspace");
+            cli
+        }
         Err(error) => {
             let status = if error.use_stderr() { ExitStatus::Usage } else { ExitStatus::Success };
             let _ = error.print();
@@ -132,11 +255,31 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
+fn run(mut cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
+    // --server is checked before anything else happens, credentials included; `serve` does
+    // not use it, so a CUSTORY_SERVER the client would refuse does not stop a server.
+    if !matches!(cli.command, Some(Command::Serve(_) | Command::Completions(_)) | None) {
+        let given = &cli.global.server;
+        cli.global.server = crate::client::server_url(given).map_err(|why| {
+            let flag = match cli.global.server_from {
+                Given::Env => "CUSTORY_SERVER",
+                Given::Flag | Given::Default => "--server",
+            };
+            CliError::usage(format!("invalid {flag} {given:?}: {why}")).hint(format!(
+                "--server is the base URL `custory-mcp serve` prints when it starts, e.g. {}",
+                DEFAULT_SERVER
+            ))
+        })?;
+    }
     if let Some(path) = &cli.global.ca_cert {
         crate::client::trust_ca_file(path)?;
     }
-    match cli.command {
+    let Some(command) = cli.command else {
+        // Bare `custory-mcp`: the overview, as `--help` prints it, and success.
+        self::command().print_help()?;
+        return Ok(ExitStatus::Success);
+    };
+    match command {
         Command::Serve(args) => serve::run(*args, &cli.global, printer),
         Command::Login(args) => login::login(args, &cli.global, printer),
         Command::Logout => login::logout(&cli.global, printer),
@@ -150,5 +293,6 @@ fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Test(args) => test::run(args, &cli.global, printer),
         Command::Export(args) => transfer::export(args, &cli.global, printer),
         Command::Import(args) => transfer::import(args, &cli.global, printer),
+        Command::Status => status::run(&cli.global, printer),
     }
 }

@@ -46,8 +46,8 @@ pub fn text(
 pub fn select(prompt: &str, items: &[String], default: usize) -> anyhow::Result<usize> {
     catch_ctrl_c();
     let answer = Select::with_theme(&Fitted::default())
-        .with_prompt(prompt)
-        .items(items)
+        .with_prompt(crate::api::displayable(prompt))
+        .items(items.iter().map(|item| crate::api::displayable(item)))
         .default(default)
         .interact_on(&Term::stderr());
     Ok(answered(answer)?)
@@ -56,7 +56,7 @@ pub fn select(prompt: &str, items: &[String], default: usize) -> anyhow::Result<
 pub fn confirm(prompt: &str) -> anyhow::Result<bool> {
     catch_ctrl_c();
     let answer = Confirm::with_theme(&Fitted::default())
-        .with_prompt(prompt)
+        .with_prompt(crate::api::displayable(prompt))
         .default(false)
         .interact_on(&Term::stderr());
     Ok(answered(answer)?)

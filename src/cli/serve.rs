@@ -21,6 +21,13 @@ use crate::store::access::OwnerCredentialSetup;
 use crate::store::{Clock, Database, OpenError, Quotas, Store, StoreOptions};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp serve
+  custory-mcp serve --listen 127.0.0.1:9000 --database ./custory.db
+  custory-mcp serve --oauth
+  custory-mcp serve --listen 0.0.0.0:8787 --allow-host mcp.example.com
+  custory-mcp serve --database postgres://custory:secret@db.internal/custory")]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port)
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]

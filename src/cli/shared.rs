@@ -9,18 +9,135 @@ use crate::output::Printer;
 use crate::secrets::{self, CredentialStore};
 use crate::token::PlainToken;
 
-use super::GlobalArgs;
+use super::{Given, GlobalArgs};
 
-/// The admin API client and the workspace (`--workspace`, or the server's only one).
+/// Where the workspace a command acts on was named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceFrom {
+    /// `--workspace`.
+    Flag,
+    /// `CUSTORY_WORKSPACE`.
+    Env,
+    /// The default `workspaces use` saved for the server.
+    Saved,
+    /// The server has only this one.
+    Only,
+}
+
+impl WorkspaceFrom {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Flag => "--workspace",
+            Self::Env => "CUSTORY_WORKSPACE",
+            Self::Saved => "the default set with `custory-mcp workspaces use`",
+            Self::Only => "the server's only workspace",
+        }
+    }
+}
+
+/// The workspace asked for before the server is asked: `--workspace`, `CUSTORY_WORKSPACE`,
+/// else the default `workspaces use` saved for `--server`.
+pub fn workspace_asked(global: &GlobalArgs) -> anyhow::Result<Option<(String, WorkspaceFrom)>> {
+    if let Some(slug) = &global.workspace {
+        let from = if global.workspace_from == Given::Env {
+            WorkspaceFrom::Env
+        } else {
+            WorkspaceFrom::Flag
+        };
+        return Ok(Some((slug.clone(), from)));
+    }
+    Ok(crate::settings::for_server(&global.server)?
+        .workspace
+        .map(|slug| (slug, WorkspaceFrom::Saved)))
+}
+
+/// The workspace to act on among `workspaces` (the server's): the one `asked` (see
+/// [`workspace_asked`]), else the only one. Several and none asked: an error naming the
+/// command that sets a default, with a real slug.
+pub fn choose_workspace(
+    server: &str,
+    workspaces: Vec<Workspace>,
+    asked: Option<(String, WorkspaceFrom)>,
+) -> anyhow::Result<(Workspace, WorkspaceFrom)> {
+    let slugs: Vec<String> = workspaces.iter().map(|w| w.slug.clone()).collect();
+    if let Some((slug, from)) = asked {
+        if let Some(found) = workspaces.into_iter().find(|w| w.slug == slug) {
+            return Ok((found, from));
+        }
+        let error = CliError::failure(format!(
+            "no workspace {slug:?} on {server}; its workspaces are: {}",
+            slugs.join(", ")
+        ));
+        return Err(match (from, slugs.first()) {
+            (WorkspaceFrom::Saved, Some(first)) => CliError::failure(format!(
+                "the default workspace {slug:?} (set with `custory-mcp workspaces use`) is no \
+                 longer on {server}; its workspaces are: {}",
+                slugs.join(", ")
+            ))
+            .hint(format!("choose another: `custory-mcp workspaces use {first}`")),
+            _ => error.hint("pass one of them with --workspace (or set CUSTORY_WORKSPACE)"),
+        }
+        .into());
+    }
+    match <[Workspace; 1]>::try_from(workspaces) {
+        Ok([only]) => Ok((only, WorkspaceFrom::Only)),
+        Err(workspaces) if workspaces.is_empty() => {
+            Err(CliError::failure(format!("the server at {server} has no workspaces"))
+                .hint("create one with `custory-mcp workspaces create NAME`")
+                .into())
+        }
+        Err(_) => Err(CliError::usage(format!(
+            "the server has several workspaces ({}) and no default is set",
+            slugs.join(", ")
+        ))
+        .hint(format!(
+            "pass --workspace {first} for this command, or make one the default: \
+             `custory-mcp workspaces use {first}`",
+            first = slugs[0]
+        ))
+        .into()),
+    }
+}
+
+/// Whether KEY is a key's id or displayed prefix, which name one key on the whole server.
+fn names_its_workspace(reference: &str) -> bool {
+    let reference = reference.trim();
+    reference.starts_with("key_") || reference.starts_with("cst_")
+}
+
+/// The admin API client and the workspace a command acts on ([`choose_workspace`]).
 pub struct WorkspaceClient {
     pub client: AdminClient,
     pub workspace: Workspace,
 }
 
 impl WorkspaceClient {
-    pub fn connect(global: &GlobalArgs) -> anyhow::Result<Self> {
+    /// The client and the workspace ([`choose_workspace`]); for a command about KEY (when
+    /// `reference` is one), a key id or prefix names its workspace, so unless `--workspace` (or `CUSTORY_WORKSPACE`) says otherwise the key is looked for in
+    /// every workspace, and its own is the one acted on.
+    pub fn connect_for_key(global: &GlobalArgs, reference: Option<&str>) -> anyhow::Result<Self> {
         let client = AdminClient::connect(&global.server)?;
-        let workspace = client.workspace(global.workspace.as_deref())?;
+        let workspaces = client.workspaces()?;
+        if let Some(reference) = reference.filter(|r| names_its_workspace(r))
+            && global.workspace.is_none()
+            && workspaces.len() > 1
+        {
+            let query =
+                KeysQuery { reference: Some(reference.trim().to_owned()), ..KeysQuery::default() };
+            let mut holders = Vec::new();
+            for workspace in &workspaces {
+                let found = client.keys(&workspace.slug, &query, &PageQuery::default())?;
+                if resolve_key(&found.keys, reference).is_ok() {
+                    holders.push(workspace.clone());
+                }
+            }
+            if let Ok([workspace]) = <[Workspace; 1]>::try_from(holders) {
+                return Ok(Self { client, workspace });
+            }
+        }
+        let (workspace, _) =
+            choose_workspace(client.server(), workspaces, workspace_asked(global)?)?;
         Ok(Self { client, workspace })
     }
 

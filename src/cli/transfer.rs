@@ -13,6 +13,11 @@ use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp export --output acme.json
+  custory-mcp --workspace acme export > acme.json
+  custory-mcp export --all --output backups/")]
 pub struct ExportArgs {
     /// Write to this file (with --all: this directory, one SLUG.json per workspace) instead of
     /// stdout
@@ -24,10 +29,56 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "A CSV file has a header row naming its columns, in any order: stage, \
-    step, kind, title (required), description, status, owner, priority, impact, effort. Each \
-    row is one item; the rows become one new journey, added to the workspace that --workspace \
-    names (or the server's only one). docs/WORKSPACE_FORMAT.md describes both formats.")]
+#[command(
+    after_help = "\
+A CSV file has a header row naming its columns, in any order: stage, step, kind, title
+(required), description, status, owner, priority, impact, effort. Each row is one item; the rows
+become one new journey. `custory-mcp import --help` describes both formats in full.
+
+Examples:
+  custory-mcp import acme.json
+  custory-mcp import acme.json --new \"Acme copy\" --slug acme-copy
+  custory-mcp import roadmap.csv --journey \"Roadmap\" --dry-run",
+    after_long_help = "\
+The two formats (all or nothing: every problem is reported, with where it is, and nothing is
+written until the whole file is valid; --dry-run checks it and writes nothing):
+
+A workspace document (JSON, `custory-workspace/1`), as `custory-mcp export` writes it:
+  {\"format\": \"custory-workspace/1\", \"workspace\": {\"name\": …, \"slug\": …},
+   \"journeys\": [{\"slug\", \"name\", \"description\", \"stages\": [{\"name\", \"steps\":
+     [{\"name\", \"items\": [{\"id\", \"kind\", \"title\", \"description\", \"status\", \"owner\",
+       \"priority\", \"impact\", \"effort\", \"fields\", \"comments\"}]}]}]}],
+   \"links\": [{\"from\": ITEM_ID, \"to\": ITEM_ID}], \"personas\": [{\"name\", \"role\", …}]}
+  - Order is meaning: journeys, stages, steps and items keep the document's order.
+  - An item's id only has to be unique in the document (links name items by it); the import
+    gives every item a new id. Unknown members are refused, so a typo is not dropped.
+  - Without --new, the workspace is created with the document's name and slug; --workspace SLUG
+    imports into an existing workspace only while it holds no journeys and no personas. The
+    same file imported twice is refused, not merged.
+
+Items from a spreadsheet (CSV, a file named *.csv or --format csv; stdin needs --journey):
+  stage,step,kind,title,description,status,owner,priority,impact,effort
+  Discover,Compares tools,touchpoint,G2 comparison page,\"Visitors land from G2, then leave\",validated,Maya,P1,high,low
+  Discover,Compares tools,insight,Pricing is unclear,,draft,,P0,high,
+  - The header row is required and names the columns, in any order: stage, step, kind and title
+    are required; description, status, owner, priority, impact and effort optional. Any other
+    column is refused by its name. UTF-8; a cell holding a comma, a quote or a line break is
+    quoted (\"a, b\"), as spreadsheets write them.
+  - Each row is one item. The rows become one new journey (named by --journey, else the file's
+    name without .csv), added to the workspace commands act on (--workspace, the default set
+    with `custory-mcp workspaces use`, or the only one), or to a new one with --new.
+  - Values: kind is one of touchpoint, insight, opportunity, solution, metric; status one of
+    the kind's statuses (empty: its default); priority P0 (most urgent) to P3; impact and effort
+    low, medium or high. Titles and names up to 200 characters, descriptions up to 10,000; at
+    most 30 stages in a journey and 30 steps in a stage.
+  - The same file imported twice is refused (the journey's slug is taken): pass another
+    --journey NAME to import it again.
+
+Examples:
+  custory-mcp import acme.json
+  custory-mcp import acme.json --new \"Acme copy\" --slug acme-copy
+  custory-mcp import roadmap.csv --journey \"Roadmap\" --dry-run"
+)]
 pub struct ImportArgs {
     /// The workspace document (JSON) or the items (CSV) to import (`-` reads stdin)
     #[arg(value_hint = clap::ValueHint::FilePath)]
@@ -88,7 +139,8 @@ pub fn export(
         }
         return Ok(ExitStatus::Success);
     }
-    let workspace = client.workspace(global.workspace.as_deref())?;
+    let asked = shared::workspace_asked(global)?;
+    let (workspace, _) = shared::choose_workspace(client.server(), client.workspaces()?, asked)?;
     match args.output {
         Some(file) => {
             let bytes = client.export(&workspace.slug, &file)?;
@@ -149,7 +201,10 @@ pub fn import(
         (Some(_), _) => None,
         (None, Some(slug)) => Some(slug.clone()),
         // A journey goes into a workspace: the server's only one, when it has one.
-        (None, None) if journey.is_some() => Some(client.workspace(None)?.slug),
+        (None, None) if journey.is_some() => {
+            let asked = shared::workspace_asked(global)?;
+            Some(shared::choose_workspace(client.server(), client.workspaces()?, asked)?.0.slug)
+        }
         (None, None) => None,
     };
     let target = ImportQuery {

@@ -256,7 +256,9 @@ async fn every_error_path_says_what_to_do_next() {
                 result.stderr
             );
         }
-        let text = redact(&result.stderr, &url).replace(&dead, "[DEAD]");
+        let text = redact(&result.stderr, &url)
+            .replace(&dead, "[DEAD]")
+            .replace(dead.trim_start_matches("http://"), "[DEAD_ADDR]");
         snapshot.push_str(&format!("== {name} (exit {})\n{text}", result.code));
     }
     insta::assert_snapshot!("errors", snapshot);

@@ -1,7 +1,8 @@
 //! Conformance with MCP clients nobody here wrote, in both eras of the protocol: the official
 //! Python SDK (2.x and 1.x, pinned, each installed from PyPI into its own venv under
 //! `target/`), the official TypeScript SDK (1.x and the 2.x client, from npm), the official Rust
-//! SDK's client (`rmcp`), Claude Code's CLI and MCP Inspector.
+//! SDK's client (`rmcp`), Claude Code's CLI and MCP Inspector; and the official conformance
+//! suite's server scenarios that apply to this server.
 //! A failed install fails these tests: they never skip.
 
 #![allow(clippy::print_stderr, reason = "the tests report what each client negotiated")]
@@ -729,5 +730,183 @@ async fn mcp_inspector_strict_finds_no_schema_portability_problem() {
         serde_json::to_string_pretty(&report["schemaFindings"]).unwrap_or_default()
     );
     assert!(!stderr.contains("Warning:") && !stderr.contains("Error:"), "{stderr}");
+    server.stop().await;
+}
+
+/// The official MCP conformance suite (server mode), pinned, and the Node it needs (≥ 22: it
+/// uses `fs.globSync`).
+const CONFORMANCE: &str = "@modelcontextprotocol/conformance@0.1.16";
+
+/// A loopback proxy in front of `upstream` that adds `Authorization: Bearer token` to every
+/// request and passes everything else on as it came, Host and Origin included (the suite has
+/// no option for a header, and its DNS-rebinding checks are about those two). Returns its URL.
+async fn authorizing_proxy(upstream: &str, token: &str) -> String {
+    use axum::body::{Body, to_bytes};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (upstream, bearer) = (upstream.to_owned(), format!("Bearer {token}"));
+    let forward = move |request: axum::extract::Request| {
+        let (http, upstream, bearer) = (http.clone(), upstream.clone(), bearer.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = to_bytes(body, 16 << 20).await.expect("request body");
+            let target = format!("{upstream}{}", parts.uri);
+            let mut headers = parts.headers.clone();
+            headers.remove(axum::http::header::CONTENT_LENGTH);
+            headers.remove(axum::http::header::CONNECTION);
+            headers.insert(axum::http::header::AUTHORIZATION, bearer.parse().expect("header"));
+            let answer = http
+                .request(parts.method, target)
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .expect("the server answers the proxy");
+            let mut response = axum::http::Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection") {
+                    response = response.header(name, value);
+                }
+            }
+            let bytes = answer.bytes().await.expect("answer body");
+            response.body(Body::from(bytes)).expect("response")
+        }
+    };
+    let app = axum::Router::new().fallback(forward);
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("proxy") });
+    url
+}
+
+/// Runs the suite's server `scenario` against `url` (the MCP endpoint); returns its checks.
+fn conformance_scenario(url: &str, scenario: &str) -> Vec<Value> {
+    let dir = npm_packages(&[CONFORMANCE, INSPECTOR_NODE], "the conformance suite test");
+    let suite = dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(dir.join("node_modules/.bin/node"))
+        .arg(&suite)
+        .args(["server", "--url", url, "--scenario", scenario, "--output-dir"])
+        .arg(out.path())
+        .env("NO_PROXY", "*")
+        .output()
+        .unwrap_or_else(|e| panic!("node: could not start ({e}); the conformance suite needs it"));
+    let found: Vec<PathBuf> =
+        walk(out.path()).into_iter().filter(|p| p.ends_with("checks.json")).collect();
+    let [checks] = found.as_slice() else {
+        panic!(
+            "{scenario}: the suite wrote no single checks.json ({found:?}):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let text = std::fs::read_to_string(checks).expect("read checks");
+    serde_json::from_str::<Vec<Value>>(&text).expect("checks json")
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The suite's server scenarios that apply to this server, run against it: every check must
+/// pass.
+const APPLICABLE: [&str; 6] = [
+    "server-initialize",
+    "ping",
+    "tools-list",
+    "resources-list",
+    "prompts-list",
+    "dns-rebinding-protection",
+];
+
+/// The scenarios that do not apply, and why. Most call the suite's own fixture tools,
+/// resources and prompts (`test_simple_text`, `test://static-text`, `test_simple_prompt`…),
+/// which only its reference server has; the rest test capabilities this stateless JSON
+/// server does not declare (as the specification allows).
+const NOT_APPLICABLE: [(&str, &str); 26] = [
+    ("logging-set-level", "no `logging` capability: the server sends no log notifications"),
+    ("completion-complete", "completes the fixture prompt test_prompt_with_arguments"),
+    ("tools-call-simple-text", "calls the fixture tool test_simple_text"),
+    ("tools-call-image", "calls the fixture tool test_image_content"),
+    ("tools-call-audio", "calls the fixture tool test_audio_content"),
+    ("tools-call-embedded-resource", "calls the fixture tool test_embedded_resource"),
+    ("tools-call-mixed-content", "calls the fixture tool test_multiple_content_types"),
+    ("tools-call-with-logging", "calls the fixture tool test_tool_with_logging"),
+    ("tools-call-error", "calls the fixture tool test_error_handling"),
+    ("tools-call-with-progress", "calls the fixture tool test_tool_with_progress"),
+    ("tools-call-sampling", "calls the fixture tool test_sampling"),
+    ("tools-call-elicitation", "calls the fixture tool test_elicitation"),
+    ("json-schema-2020-12", "lists the fixture tool json_schema_2020_12_tool"),
+    ("elicitation-sep1034-defaults", "calls the fixture tool test_elicitation_sep1034_defaults"),
+    ("elicitation-sep1330-enums", "calls the fixture tool test_elicitation_sep1330_enums"),
+    ("server-sse-polling", "needs sessions and SSE streams; the server is stateless JSON"),
+    ("server-sse-multiple-streams", "needs sessions and SSE streams; the server is stateless JSON"),
+    ("resources-read-text", "reads the fixture resource test://static-text"),
+    ("resources-read-binary", "reads the fixture resource test://static-binary"),
+    ("resources-templates-read", "reads the fixture template test://template/{id}/data"),
+    ("resources-subscribe", "no `subscribe` capability: a stateless server has no one to notify"),
+    ("resources-unsubscribe", "no `subscribe` capability: a stateless server has no one to notify"),
+    ("prompts-get-simple", "gets the fixture prompt test_simple_prompt"),
+    ("prompts-get-with-args", "gets the fixture prompt test_prompt_with_arguments"),
+    ("prompts-get-embedded-resource", "gets the fixture prompt test_prompt_with_embedded_resource"),
+    ("prompts-get-with-image", "gets the fixture prompt test_prompt_with_image"),
+];
+
+/// The suite's server scenarios, as `conformance list --server` names them.
+fn conformance_scenarios() -> Vec<String> {
+    let dir = npm_packages(&[CONFORMANCE, INSPECTOR_NODE], "the conformance suite test");
+    let suite = dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    let output = Command::new(dir.join("node_modules/.bin/node"))
+        .arg(&suite)
+        .args(["list", "--server"])
+        .output()
+        .unwrap_or_else(|e| panic!("node: could not start ({e}); the conformance suite needs it"));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_official_conformance_suites_applicable_server_scenarios_pass() {
+    let server = TestServer::start().await;
+    let key = server.owner().create_key("Conformance suite", "30d", "read-write").await;
+    let url = format!("{}/api/mcp", authorizing_proxy(&server.url, &key.token).await);
+    let listed = tokio::task::spawn_blocking(conformance_scenarios).await.expect("task");
+    // Every scenario of this version is either run or set aside with its reason.
+    let mut known: Vec<&str> = APPLICABLE.to_vec();
+    known.extend(NOT_APPLICABLE.iter().map(|(name, _)| *name));
+    let mut listed_sorted: Vec<&str> = listed.iter().map(String::as_str).collect();
+    listed_sorted.sort_unstable();
+    known.sort_unstable();
+    assert_eq!(listed_sorted, known, "the suite's server scenarios changed: sort the new ones");
+    for scenario in APPLICABLE {
+        let url = url.clone();
+        let checks = tokio::task::spawn_blocking(move || conformance_scenario(&url, scenario))
+            .await
+            .expect("conformance task");
+        let verdicts: Vec<&Value> = checks.iter().filter(|c| c["status"] != "INFO").collect();
+        assert!(!verdicts.is_empty(), "{scenario}: no check ran: {checks:?}");
+        for check in verdicts {
+            assert_eq!(check["status"], "SUCCESS", "{scenario}: {check:#}");
+        }
+        eprintln!("conformance: {scenario} passed");
+    }
     server.stop().await;
 }

@@ -38,3 +38,68 @@ async fn cli_reference() {
     }
     insta::assert_snapshot!("cli_reference", reference);
 }
+
+/// `--help` of every command path, as the binary prints it.
+async fn every_help(env: &TestEnv, flag: &str) -> Vec<(Vec<String>, String)> {
+    let mut paths = Vec::new();
+    command_paths(&custory_mcp::cli::Cli::command(), &[], &mut paths);
+    let mut helps = Vec::new();
+    for path in paths {
+        let output = env.command().args(&path).arg(flag).output().await.expect("run --help");
+        assert!(output.status.success(), "{path:?} {flag}");
+        helps.push((path, String::from_utf8_lossy(&output.stdout).into_owned()));
+    }
+    helps
+}
+
+#[tokio::test]
+async fn every_command_shows_an_example_and_serve_only_its_own_options() {
+    let env = TestEnv::new();
+    for flag in ["-h", "--help"] {
+        for (path, help) in every_help(&env, flag).await {
+            let example = help
+                .split_once("Example")
+                .or_else(|| help.split_once("Start here"))
+                .map(|(_, after)| after);
+            let runs_itself = example.is_some_and(|text| {
+                text.lines().any(|line| {
+                    line.trim_start().starts_with(&format!("custory-mcp {}", path.join(" ")))
+                        || (path.len() == 2 && line.contains(&path.join(" ")))
+                })
+            });
+            assert!(
+                runs_itself,
+                "`custory-mcp {} {flag}` shows no example of itself:\n{help}",
+                path.join(" ")
+            );
+        }
+    }
+    // `serve` is the server: the admin client's options are not its own.
+    let serve = env.command().args(["serve", "--help"]).output().await.expect("serve --help");
+    let serve = String::from_utf8_lossy(&serve.stdout);
+    for client_only in ["--server", "--workspace", "--ca-cert"] {
+        assert!(!serve.contains(client_only), "serve --help lists {client_only}:\n{serve}");
+    }
+    let keys = env.command().args(["keys", "list", "--help"]).output().await.expect("keys --help");
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    for client in ["--server", "--workspace", "--ca-cert"] {
+        assert!(keys.contains(client), "keys list --help lacks {client}");
+    }
+}
+
+#[tokio::test]
+async fn bare_custory_mcp_prints_the_help_and_succeeds() {
+    let env = TestEnv::new();
+    let bare = env.command().output().await.expect("run");
+    let help = env.command().arg("--help").output().await.expect("run --help");
+    assert_eq!(bare.status.code(), Some(0));
+    assert!(bare.stderr.is_empty(), "{}", String::from_utf8_lossy(&bare.stderr));
+    let (bare, help) =
+        (String::from_utf8_lossy(&bare.stdout), String::from_utf8_lossy(&help.stdout));
+    assert!(bare.starts_with("Workspace-scoped MCP keys"), "{bare}");
+    assert!(bare.contains("Start here") && bare.contains("  status "), "{bare}");
+    // The short help: the same commands as --help lists.
+    for command in ["serve", "keys", "workspaces", "status", "import"] {
+        assert!(help.contains(&format!("  {command} ")) && bare.contains(&format!("  {command} ")));
+    }
+}

@@ -175,3 +175,42 @@ async fn without_a_terminal_an_error_names_the_flag() {
     assert!(Regex::new("required when not running on a terminal").expect("re").is_match(&screen));
     server.stop().await;
 }
+
+/// `keys show` and `keys rotate` pick a key as `keys revoke` does, when KEY is left out on a
+/// terminal; `rotate` then confirms (or takes -y) like `revoke`.
+#[tokio::test]
+async fn every_command_taking_a_key_offers_the_picker() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let owner = server.owner();
+    owner.create_key("Old laptop", "30d", "read-write").await;
+    let newest = owner.create_key("Cursor on MacBook", "30d", "read-write").await;
+    let script = env.terminal_script(
+        &server,
+        "custory-mcp keys show\ncustory-mcp keys rotate -y\necho \"rotate: $?\"\n",
+    );
+    let (shown, rotated) = tokio::task::spawn_blocking(move || {
+        let t = Terminal::start_sized(&script, 100, 30);
+        t.wait_for("Show which key?");
+        t.keys(&["Down", "Enter"]);
+        let shown = t.wait_for("Rotate which key?");
+        t.keys(&["Enter"]);
+        (shown, t.wait_for("EXIT="))
+    })
+    .await
+    .expect("terminal session");
+    assert!(shown.contains("Name          Old laptop"), "{shown}");
+    assert!(rotated.contains("rotate: 0"), "{rotated}");
+    // The newest key, first in the picker, was the one rotated.
+    let old = owner.show_key(newest.id()).await;
+    assert_eq!(old["key"]["status"], "revoked", "{old}");
+    // Without a terminal: the same error as revoke's, naming what to pass.
+    for (args, says) in
+        [(&["keys", "show"][..], "the KEY to show"), (&["keys", "rotate"], "the KEY to rotate")]
+    {
+        let run = env.admin(&server, args).await;
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{}", run.stderr);
+    }
+    server.stop().await;
+}

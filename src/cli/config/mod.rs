@@ -62,7 +62,7 @@ pub struct ConfigArgs {
     #[arg(long, value_enum, default_value_t = Scope::User, value_name = "SCOPE")]
     pub scope: Scope,
     /// Write without asking for confirmation
-    #[arg(long, requires = "write")]
+    #[arg(long, short = 'y', requires = "write")]
     pub yes: bool,
     /// No token at all: the client signs in in a browser on first use (the server must run
     /// with `serve --oauth`), and the owner's consent creates its key
@@ -268,7 +268,8 @@ fn endpoint(url: Option<&str>, server: &str) -> anyhow::Result<String> {
 /// How the token reaches the client, from `--key`, `--token-env`, `--inline-token`.
 fn auth(args: &ConfigArgs, global: &GlobalArgs) -> anyhow::Result<Auth> {
     if let Some(key) = &args.key {
-        let token = super::shared::WorkspaceClient::connect(global)?.saved_token(key)?;
+        let token =
+            super::shared::WorkspaceClient::connect_for_key(global, Some(key))?.saved_token(key)?;
         return Ok(Auth::Inline(mcp_key(token, "the saved token")?));
     }
     if args.inline_token {

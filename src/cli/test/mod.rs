@@ -25,6 +25,12 @@ use crate::mcp::protocol::ACCEPT_BOTH;
 use crate::output::Printer;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  custory-mcp test --key \"Cursor on MacBook\"
+  CUSTORY_MCP_TOKEN=cst_… custory-mcp test
+  custory-mcp test --url https://mcp.example.com/api/mcp --token-env MY_TOKEN
+  custory-mcp test --key \"Cursor on MacBook\" --curl")]
 pub struct TestArgs {
     /// The MCP endpoint to check [default: <server>/api/mcp]
     #[arg(long, value_name = "URL")]
@@ -89,7 +95,8 @@ fn endpoint(args: &TestArgs, global: &GlobalArgs) -> anyhow::Result<Url> {
 /// The token as given (not yet checked: checking it is the first stage).
 fn read_token(args: &TestArgs, global: &GlobalArgs) -> anyhow::Result<(String, TokenSource)> {
     if let Some(key) = &args.key {
-        let token = super::shared::WorkspaceClient::connect(global)?.saved_token(key)?;
+        let token =
+            super::shared::WorkspaceClient::connect_for_key(global, Some(key))?.saved_token(key)?;
         return Ok((token.expose().to_owned(), TokenSource::Saved(key.clone())));
     }
     let var = &args.token_env;

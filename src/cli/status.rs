@@ -1,0 +1,237 @@
+//! `custory-mcp status`: what the other commands would use, and whether it works, like
+//! `gh auth status`: the server and where its URL came from, whether it answers (and its
+//! version), the owner credential and where it is kept (never the credential itself), whether
+//! the server accepts it, and the workspace commands act on. Exit 1, with the command to run,
+//! when something is missing.
+//!
+//! Each line is a [`Row`]; what comes later (who you are, once members exist) is one more.
+
+use serde::Serialize;
+
+use super::shared::{self, WorkspaceFrom};
+use super::{Given, GlobalArgs};
+use crate::client::{self, AdminClient};
+use crate::error::{CliError, ExitStatus};
+use crate::output::Printer;
+use crate::secrets::{self, CredentialStore, Saved};
+use crate::token::PlainToken;
+
+/// What `status --json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    server: ServerPart,
+    credential: CredentialPart,
+    workspace: Option<WorkspacePart>,
+    /// Whether commands that need a workspace would work.
+    usable: bool,
+    /// What stops them, and what to run.
+    problem: Option<Problem>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerPart {
+    url: String,
+    from: Given,
+    reachable: bool,
+    version: Option<String>,
+}
+
+/// Where the owner credential is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Kept {
+    Env,
+    Keyring,
+    File,
+}
+
+#[derive(Debug, Serialize)]
+struct CredentialPart {
+    /// Where it is (none: no credential).
+    from: Option<Kept>,
+    /// The credentials file, when it is there.
+    file: Option<String>,
+    /// Whether the server accepted it (none: not asked).
+    accepted: Option<bool>,
+    /// How many workspaces the server has (when it accepted the credential).
+    workspaces: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkspacePart {
+    slug: String,
+    from: WorkspaceFrom,
+    /// Whether the server has it (none: not asked).
+    exists: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    message: String,
+    hint: Option<String>,
+}
+
+impl From<anyhow::Error> for Problem {
+    fn from(error: anyhow::Error) -> Self {
+        match error.downcast::<CliError>() {
+            Ok(cli) => Self { message: cli.message, hint: cli.hint },
+            Err(other) => Self { message: format!("{other:#}"), hint: None },
+        }
+    }
+}
+
+/// One line of the report: a label and what it says.
+type Row = (&'static str, String);
+
+pub fn run(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let report = inspect(global)?;
+    if printer.json {
+        printer.json(&report)?;
+    } else {
+        let rows = rows(&report);
+        let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+        for (label, value) in rows {
+            printer.data(&format!("{label:<width$}  {}", crate::api::displayable(&value)));
+        }
+    }
+    match report.problem {
+        None => Ok(ExitStatus::Success),
+        Some(Problem { message, hint }) => {
+            let error = CliError::failure(message);
+            Err(match hint {
+                Some(hint) => error.hint(hint),
+                None => error,
+            }
+            .into())
+        }
+    }
+}
+
+fn inspect(global: &GlobalArgs) -> anyhow::Result<Report> {
+    let server_url = global.server.clone();
+    let mut problem: Option<Problem> = None;
+    let health = client::probe(&server_url).map_err(|error| problem = Some(error.into())).ok();
+    let server = ServerPart {
+        url: server_url.clone(),
+        from: global.server_from,
+        reachable: health.is_some(),
+        version: health.map(|h| h.version),
+    };
+
+    // The credential, as `AdminClient::connect` finds it: the environment first.
+    let (token, kept, file) = match std::env::var("CUSTORY_OWNER_TOKEN") {
+        Ok(raw) => match PlainToken::parse(&raw) {
+            Ok(token) => (Some(token), Some(Kept::Env), None),
+            Err(error) => {
+                problem.get_or_insert(Problem {
+                    message: format!(
+                        "CUSTORY_OWNER_TOKEN is not a valid owner credential: {error}"
+                    ),
+                    hint: Some(
+                        "copy the csa_… credential again, or unset CUSTORY_OWNER_TOKEN".into(),
+                    ),
+                });
+                (None, Some(Kept::Env), None)
+            }
+        },
+        Err(_) => match CredentialStore::open()?.find(&secrets::owner_account(&server_url))? {
+            Some((token, Saved::Keyring)) => (Some(token), Some(Kept::Keyring), None),
+            Some((token, Saved::File(path))) => {
+                (Some(token), Some(Kept::File), Some(path.display().to_string()))
+            }
+            None => {
+                problem.get_or_insert(Problem {
+                    message: format!("no owner credential is saved for {server_url}"),
+                    hint: Some(format!("run `custory-mcp login --server {server_url}`")),
+                });
+                (None, None, None)
+            }
+        },
+    };
+
+    // Asked of the server only when both are there.
+    let listed = match (&token, server.reachable) {
+        (Some(token), true) => {
+            let listed = AdminClient::with_token(&server_url, token.clone())
+                .and_then(|client| client.workspaces());
+            match listed {
+                Ok(workspaces) => Some(Ok(workspaces)),
+                Err(error) => {
+                    let problem_now = Problem::from(error);
+                    problem.get_or_insert(problem_now);
+                    Some(Err(()))
+                }
+            }
+        }
+        _ => None,
+    };
+    let credential = CredentialPart {
+        from: kept,
+        file,
+        accepted: listed.as_ref().map(Result::is_ok),
+        workspaces: listed.as_ref().and_then(|l| l.as_ref().ok()).map(Vec::len),
+    };
+
+    let asked = shared::workspace_asked(global)?;
+    let workspace = match listed {
+        Some(Ok(workspaces)) => {
+            match shared::choose_workspace(&server_url, workspaces, asked.clone()) {
+                Ok((workspace, from)) => {
+                    Some(WorkspacePart { slug: workspace.slug, from, exists: Some(true) })
+                }
+                Err(error) => {
+                    problem.get_or_insert(error.into());
+                    asked.map(|(slug, from)| WorkspacePart { slug, from, exists: Some(false) })
+                }
+            }
+        }
+        _ => asked.map(|(slug, from)| WorkspacePart { slug, from, exists: None }),
+    };
+    Ok(Report { server, credential, workspace, usable: problem.is_none(), problem })
+}
+
+fn rows(report: &Report) -> Vec<Row> {
+    let server = &report.server;
+    let mut rows = vec![
+        ("Server", format!("{} (from {})", server.url, server.from.describe_server())),
+        (
+            "Reachable",
+            match &server.version {
+                Some(version) => format!("yes, custory-mcp {version}"),
+                None => "no".to_owned(),
+            },
+        ),
+    ];
+    let credential = &report.credential;
+    rows.push((
+        "Credential",
+        match (credential.from, &credential.file) {
+            (Some(Kept::Env), _) => "owner credential from CUSTORY_OWNER_TOKEN".to_owned(),
+            (Some(Kept::Keyring), _) => "owner credential in the OS keyring".to_owned(),
+            (Some(Kept::File), Some(file)) => format!("owner credential in {file}"),
+            (Some(Kept::File), None) => "owner credential in the credentials file".to_owned(),
+            (None, _) => "none".to_owned(),
+        },
+    ));
+    rows.push((
+        "Accepted",
+        match (credential.accepted, credential.workspaces) {
+            (Some(true), Some(n)) => {
+                format!("yes ({})", crate::output::count(n, "workspace", "workspaces"))
+            }
+            (Some(_), _) => "no".to_owned(),
+            (None, _) => "not checked".to_owned(),
+        },
+    ));
+    rows.push((
+        "Workspace",
+        match &report.workspace {
+            Some(w) if w.exists == Some(false) => {
+                format!("{} ({}), not on the server", w.slug, w.from.describe())
+            }
+            Some(w) => format!("{} ({})", w.slug, w.from.describe()),
+            None => "none chosen".to_owned(),
+        },
+    ));
+    rows
+}
