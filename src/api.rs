@@ -174,6 +174,10 @@ pub struct Key {
     /// The OAuth client whose sign-in minted this key, for keys made by consent.
     #[serde(default)]
     pub oauth_client: Option<OAuthClientRef>,
+    /// Who made the key: the server administrator, a member, or an OAuth consent (by a member
+    /// when one signed in).
+    #[serde(default)]
+    pub created_by: Author,
     /// What about an active key needs a decision (`keys review`); empty for the others.
     #[serde(default)]
     pub flags: Vec<KeyFlag>,
@@ -235,6 +239,9 @@ pub struct Event {
     pub key_id: Option<String>,
     pub key_prefix: Option<String>,
     pub detail: String,
+    /// Who did it.
+    #[serde(default)]
+    pub actor: Author,
     /// For a call a key made (`call.tool`, `call.resource`, `call.prompt`): what it touched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<CallDetail>,
@@ -255,10 +262,102 @@ closed_set! {
         ToolCalled = "tool.called",
         WorkspaceImported = "workspace.imported",
         JourneyImported = "journey.imported",
+        /// A member was invited, joined, given another role, or removed.
+        MemberInvited = "member.invited",
+        MemberJoined = "member.joined",
+        MemberRoleChanged = "member.role_changed",
+        MemberRemoved = "member.removed",
         /// From the record of calls (`audit --calls`): a tool call, a resource read, a prompt.
         CallTool = "call.tool",
         CallResource = "call.resource",
         CallPrompt = "call.prompt",
+    }
+}
+
+closed_set! {
+    /// A member's role in one workspace. `owner`: members and every key; `editor`: creates
+    /// keys, rotates and revokes the ones they created, reads keys and the audit; `viewer`:
+    /// reads keys and the audit.
+    pub enum Role {
+        Owner = "owner",
+        Editor = "editor",
+        Viewer = "viewer",
+    }
+}
+
+impl Role {
+    /// Whether this role includes everything `other` may do.
+    pub fn includes(self, other: Role) -> bool {
+        self.rank() >= other.rank()
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Self::Owner => 3,
+            Self::Editor => 2,
+            Self::Viewer => 1,
+        }
+    }
+
+    /// What the role may do, in a sentence.
+    pub fn may(self) -> &'static str {
+        match self {
+            Self::Owner => "manage members and every key; read keys and the audit",
+            Self::Editor => {
+                "create keys; rotate and revoke the keys they created; read keys and the audit"
+            }
+            Self::Viewer => "read keys and the audit",
+        }
+    }
+}
+
+closed_set! {
+    /// Who did something: the audit trail's actors and the makers of keys.
+    #[derive(Default)]
+    pub enum AuthorKind {
+        /// The server's own administrator (the owner credential, `csa_…`).
+        #[default]
+        Administrator = "administrator",
+        /// A member, with their personal credential.
+        Member = "member",
+        /// An OAuth consent in the browser (by a member, when one signed in).
+        Consent = "consent",
+        /// An MCP key (a write tool call).
+        Key = "key",
+        /// A leaked-token report (`POST /api/tokens/revoke`).
+        LeakReport = "leak-report",
+        /// The server itself (a new origin noticed, a token refused).
+        Server = "server",
+    }
+}
+
+/// Who did something (an event's `actor`, a key's `created_by`): a kind, and the member when
+/// one did it (their id, and their name at the time).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    pub kind: AuthorKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Author {
+    pub fn of(kind: AuthorKind) -> Self {
+        Self { kind, member_id: None, name: None }
+    }
+
+    pub fn member(kind: AuthorKind, id: &str, name: &str) -> Self {
+        Self { kind, member_id: Some(id.to_owned()), name: Some(name.to_owned()) }
+    }
+
+    /// How a table shows it: the member's name, else the kind (`administrator`, `key`…).
+    pub fn label(&self) -> String {
+        match (&self.name, self.kind) {
+            (Some(name), AuthorKind::Consent) => format!("{name} (consent)"),
+            (Some(name), _) => name.clone(),
+            (None, kind) => kind.as_str().to_owned(),
+        }
     }
 }
 
@@ -479,6 +578,117 @@ pub struct EventsResponse {
     pub next_cursor: Option<String>,
 }
 
+/// A member of a workspace, as `members list` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MembersResponse {
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberResponse {
+    pub member: Member,
+}
+
+/// `POST /api/admin/workspaces/{ws}/invitations`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateInvitation {
+    pub name: String,
+    pub role: Role,
+    /// How long the code may be redeemed (`48h`, `7d`); 7 days when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// An invitation as the server keeps it (never its code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub name: String,
+    pub role: Role,
+    pub workspace: String,
+    pub prefix: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The only answer that carries an invitation code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedInvitationResponse {
+    pub invitation: Invitation,
+    pub code: String,
+}
+
+/// `POST /api/admin/invitations/redeem`.
+#[derive(Serialize, Deserialize)]
+pub struct RedeemInvitation {
+    pub code: String,
+}
+
+impl std::fmt::Debug for RedeemInvitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedeemInvitation { code: [redacted] }")
+    }
+}
+
+/// The only answer that carries a member credential: who it is for and where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedeemedInvitationResponse {
+    pub member: Member,
+    pub workspace: String,
+    pub credential: String,
+}
+
+/// `POST …/members/{name}/role`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeRole {
+    pub role: Role,
+}
+
+/// `POST …/members/{name}/remove`: whether their active keys in the workspace are revoked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveMember {
+    pub revoke_keys: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemovedMemberResponse {
+    pub member: Member,
+    /// The keys revoked with them (empty when their keys were kept).
+    pub revoked_keys: Vec<Key>,
+    /// Whether they lost their last role, and with it their credential.
+    pub credential_revoked: bool,
+}
+
+/// One workspace a caller has a role in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceRole {
+    pub workspace: String,
+    pub role: Role,
+}
+
+/// `GET /api/admin/whoami`: who the credential belongs to, and what it may do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmIResponse {
+    /// `administrator` or `member`.
+    pub kind: AuthorKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A member's roles (empty for the administrator, who may do everything).
+    pub roles: Vec<WorkspaceRole>,
+}
+
 /// The one error shape of the admin API: `{"error":{"code":"…","message":"…"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorResponse {
@@ -666,6 +876,11 @@ mod tests {
         check(&Access::ALL, &["read-write", "read-only"]);
         check(&KeyStatus::ALL, &["active", "expired", "revoked"]);
         check(&Template::ALL, &["blank", "onboarding", "trial-to-paid"]);
+        check(&Role::ALL, &["owner", "editor", "viewer"]);
+        check(
+            &AuthorKind::ALL,
+            &["administrator", "member", "consent", "key", "leak-report", "server"],
+        );
 
         let refused = |value| serde_json::from_value::<ExpiryPolicy>(value).expect_err("refused");
         assert_eq!(refused("7d".into()).to_string(), "\"7d\" is not one of 30d, 90d, never");

@@ -49,6 +49,9 @@ pub struct KeysQuery {
     /// Only keys never used.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub never_used: bool,
+    /// Only keys the caller created.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mine: bool,
 }
 
 /// Which events `GET …/audit` lists.
@@ -59,6 +62,9 @@ pub struct AuditQuery {
     /// The calls keys made merged in, reads included.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub calls: bool,
+    /// Only what this actor did: a member's name, or `administrator`, `key`…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// The period of `GET …/usage` and `GET …/mcp-keys/{id}/usage`: back from now (the server's
@@ -518,6 +524,59 @@ impl AdminClient {
         self.send(self.post(&["mcp-keys", "revoke-token"])?.json(&body))
     }
 
+    /// `GET /whoami`: who this credential is, and their roles.
+    pub fn whoami(&self) -> anyhow::Result<crate::api::WhoAmIResponse> {
+        self.send(self.get(&["whoami"])?)
+    }
+
+    /// `GET /workspaces/{ws}/members`.
+    pub fn members(&self, workspace: &str) -> anyhow::Result<crate::api::MembersResponse> {
+        self.send(self.get(&["workspaces", workspace, "members"])?)
+    }
+
+    /// `POST /workspaces/{ws}/invitations`: the invitation and its one-time code.
+    pub fn invite(
+        &self,
+        workspace: &str,
+        body: &crate::api::CreateInvitation,
+    ) -> anyhow::Result<crate::api::CreatedInvitationResponse> {
+        self.send(self.post(&["workspaces", workspace, "invitations"])?.json(body))
+    }
+
+    /// `POST /workspaces/{ws}/members/{name}/role`.
+    pub fn change_role(
+        &self,
+        workspace: &str,
+        name: &str,
+        role: crate::api::Role,
+    ) -> anyhow::Result<crate::api::MemberResponse> {
+        let body = crate::api::ChangeRole { role };
+        self.send(self.post(&["workspaces", workspace, "members", name, "role"])?.json(&body))
+    }
+
+    /// `POST /workspaces/{ws}/members/{name}/remove`.
+    pub fn remove_member(
+        &self,
+        workspace: &str,
+        name: &str,
+        revoke_keys: bool,
+    ) -> anyhow::Result<crate::api::RemovedMemberResponse> {
+        let body = crate::api::RemoveMember { revoke_keys };
+        self.send(self.post(&["workspaces", workspace, "members", name, "remove"])?.json(&body))
+    }
+
+    /// `POST /invitations/redeem` (no credential: the code is sent in the body only).
+    pub fn redeem_invitation(
+        server: &str,
+        code: &PlainToken,
+    ) -> anyhow::Result<crate::api::RedeemedInvitationResponse> {
+        // A client whose bearer is never sent: `redeem` posts without `Authorization`.
+        let client = Self::with_token(server, code.clone())?;
+        let body = crate::api::RedeemInvitation { code: code.expose().to_owned() };
+        let request = client.http.post(client.url(&["invitations", "redeem"])?).json(&body);
+        client.send(request)
+    }
+
     /// `GET /workspaces/{ws}/export` into `file` (0600, written beside it and renamed into
     /// place, so a failed download leaves no half file). Returns the bytes written.
     pub fn export(&self, workspace: &str, file: &std::path::Path) -> anyhow::Result<u64> {
@@ -715,9 +774,17 @@ impl AdminClient {
                 "fix the file (`custory-mcp import --help` lists the columns and their values), \
                  then import it again; `--dry-run` checks it without writing",
             ),
+            (_, "invitation_not_found" | "invitation_used" | "invitation_expired") => failure.hint(
+                "ask whoever invited you for a new invitation (`custory-mcp members invite \
+                     NAME --role ROLE`), then run `custory-mcp login --invite` again",
+            ),
+            (_, "role_required" | "not_your_key" | "administrator_only") => {
+                failure.hint("`custory-mcp whoami` shows your roles and what each may do")
+            }
             (StatusCode::UNAUTHORIZED, _) => failure.hint(format!(
-                "run `custory-mcp login --server {}` with this server's owner credential",
-                self.server
+                "run `custory-mcp login --server {}` with this server's owner credential, or \
+                 `custory-mcp login --server {} --invite` with an invitation",
+                self.server, self.server
             )),
             (_, "mcp_key_not_allowed") => failure.hint(
                 "MCP keys only work for MCP clients; log in with the owner credential (csa_…)",

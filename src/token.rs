@@ -1,4 +1,5 @@
-//! Secret tokens: MCP keys (`cst_…`) and owner credentials (`csa_…`).
+//! Secret tokens: MCP keys (`cst_…`), the owner credential (`csa_…`), members' personal
+//! credentials (`csm_…`) and the invitation codes that issue them (`csi_…`).
 //!
 //! Shape (GitHub's token pattern): `prefix`, then 32 random base62 characters from the OS
 //! CSPRNG, then 6 base62 characters of the CRC32 of everything before them. The checksum lets the server
@@ -25,6 +26,10 @@ pub enum TokenKind {
     Mcp,
     /// The owner credential of a server (admin API, all workspaces).
     Owner,
+    /// A member's personal credential (admin API, within the member's roles).
+    Member,
+    /// A one-time invitation code, redeemed for a member credential.
+    Invitation,
 }
 
 impl TokenKind {
@@ -33,7 +38,17 @@ impl TokenKind {
         match self {
             TokenKind::Mcp => "cst_",
             TokenKind::Owner => "csa_",
+            TokenKind::Member => "csm_",
+            TokenKind::Invitation => "csi_",
         }
+    }
+
+    /// Every kind, for parsing by prefix.
+    pub const ALL: [Self; 4] = [Self::Mcp, Self::Owner, Self::Member, Self::Invitation];
+
+    /// Whether the admin API accepts this kind as its bearer credential.
+    pub const fn is_admin_credential(self) -> bool {
+        matches!(self, Self::Owner | Self::Member)
     }
 
     pub const fn token_len(self) -> usize {
@@ -44,7 +59,10 @@ impl TokenKind {
 /// Why a presented string is not a well-formed token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenFormatError {
-    #[error("the token does not start with cst_ (MCP key) or csa_ (owner credential)")]
+    #[error(
+        "the token does not start with cst_ (MCP key), csa_ (owner credential), csm_ (member \
+         credential) or csi_ (invitation code)"
+    )]
     UnknownPrefix,
     #[error(
         "that is the token with \"Bearer \" before it: give the token alone (cst_… or csa_…); \
@@ -84,9 +102,8 @@ impl PlainToken {
         let input = input.trim();
         // The two ways a token is most often pasted wrong, explained (not silently accepted:
         // a client given the same text would fail).
-        let bare = |text: &str| {
-            text.starts_with(TokenKind::Mcp.prefix()) || text.starts_with(TokenKind::Owner.prefix())
-        };
+        let bare =
+            |text: &str| TokenKind::ALL.into_iter().any(|kind| text.starts_with(kind.prefix()));
         if let Some(rest) = input.strip_prefix("Bearer ").or_else(|| input.strip_prefix("bearer "))
             && bare(rest.trim().trim_matches(['"', '\'']))
         {
@@ -98,13 +115,10 @@ impl PlainToken {
         {
             return Err(TokenFormatError::Quoted);
         }
-        let kind = if input.starts_with(TokenKind::Mcp.prefix()) {
-            TokenKind::Mcp
-        } else if input.starts_with(TokenKind::Owner.prefix()) {
-            TokenKind::Owner
-        } else {
-            return Err(TokenFormatError::UnknownPrefix);
-        };
+        let kind = TokenKind::ALL
+            .into_iter()
+            .find(|kind| input.starts_with(kind.prefix()))
+            .ok_or(TokenFormatError::UnknownPrefix)?;
         if input.len() != kind.token_len() {
             return Err(TokenFormatError::WrongLength);
         }
@@ -205,7 +219,7 @@ mod tests {
 
     #[test]
     fn generated_tokens_parse_and_have_the_documented_shape() {
-        for kind in [TokenKind::Mcp, TokenKind::Owner] {
+        for kind in TokenKind::ALL {
             let token = PlainToken::generate(kind);
             assert_eq!(token.expose().len(), 42);
             assert!(token.expose().starts_with(kind.prefix()));
@@ -261,12 +275,13 @@ mod proptests {
     const CASES: u32 = 2_000;
     const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-    /// The format from the spec: `cst_`/`csa_`, 32 base62 characters, then the CRC32 of those
+    /// The format from the spec: `cst_`/`csa_`/`csm_`/`csi_`, 32 base62 characters, then the CRC32 of those
     /// 36 characters as 6 base62 digits (big-endian, zero-padded); surrounding whitespace is
     /// ignored.
     fn reference_is_valid(input: &str) -> bool {
         let token = input.trim();
-        if !(token.starts_with("cst_") || token.starts_with("csa_")) || token.len() != 42 {
+        let known = ["cst_", "csa_", "csm_", "csi_"].iter().any(|p| token.starts_with(p));
+        if !known || token.len() != 42 {
             return false;
         }
         if !token.bytes().skip(4).all(|b| DIGITS.contains(&b)) {
@@ -290,7 +305,7 @@ mod proptests {
     }
 
     fn valid_token() -> impl Strategy<Value = String> {
-        (prop_oneof![Just(TokenKind::Mcp), Just(TokenKind::Owner)], "[0-9A-Za-z]{32}")
+        (proptest::sample::select(TokenKind::ALL.to_vec()), "[0-9A-Za-z]{32}")
             .prop_map(|(kind, body)| token_from(kind, &body))
     }
 
@@ -301,6 +316,8 @@ mod proptests {
             prop_oneof![
                 Just("cst_"),
                 Just("csa_"),
+                Just("csm_"),
+                Just("csi_"),
                 Just("CST_"),
                 Just("cst"),
                 Just("csb_"),
@@ -359,8 +376,12 @@ mod proptests {
         prop_assert_eq!(parsed.is_ok(), reference_is_valid(input), "input {:?}", input);
         if let Ok(token) = parsed {
             prop_assert_eq!(token.expose(), input.trim());
-            let kind =
-                if input.trim().starts_with("cst_") { TokenKind::Mcp } else { TokenKind::Owner };
+            let kind = match &input.trim()[..4] {
+                "cst_" => TokenKind::Mcp,
+                "csa_" => TokenKind::Owner,
+                "csm_" => TokenKind::Member,
+                _ => TokenKind::Invitation,
+            };
             prop_assert_eq!(token.kind(), kind);
         }
         Ok(())
@@ -468,7 +489,7 @@ mod proptests {
     fn generated_tokens_are_valid_under_the_reference_and_distinct() {
         let mut seen = std::collections::HashSet::new();
         for i in 0..2_000 {
-            let kind = if i % 2 == 0 { TokenKind::Mcp } else { TokenKind::Owner };
+            let kind = TokenKind::ALL[i % TokenKind::ALL.len()];
             let token = PlainToken::generate(kind);
             assert!(reference_is_valid(token.expose()), "{}", token.expose());
             assert!(seen.insert(token.expose().to_owned()), "a repeated token");

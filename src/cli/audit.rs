@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::GlobalArgs;
 use super::shared::WorkspaceClient;
-use crate::api::{EventsResponse, ToolCount};
+use crate::api::{AuthorKind, EventsResponse, ToolCount};
 use crate::client::{AuditQuery, Rows, UsageQuery, pages};
 use crate::error::ExitStatus;
 use crate::output::{Column, Printer, count, relative, table};
@@ -28,6 +28,10 @@ pub struct AuditArgs {
     /// Include the calls keys made (tools, resources, prompts), not only lifecycle and writes
     #[arg(long, conflicts_with = "usage")]
     pub calls: bool,
+    /// Only what this member did (their name), or `administrator`, `key`, `consent`,
+    /// `leak-report`, `server`
+    #[arg(long, value_name = "NAME", conflicts_with = "usage")]
+    pub by: Option<String>,
     /// Totals instead of events: each key's calls, errors and bytes sent (with --key, that
     /// key's hour by hour)
     #[arg(long)]
@@ -50,7 +54,11 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         return usage(&admin, &args, printer);
     }
     let key = args.key.as_deref().map(|reference| admin.find_key(reference)).transpose()?;
-    let filter = AuditQuery { key: key.map(|k| k.id), calls: args.calls || args.key.is_some() };
+    let filter = AuditQuery {
+        key: key.map(|k| k.id),
+        calls: args.calls || args.key.is_some(),
+        by: args.by.clone(),
+    };
     let ws = &admin.workspace.slug;
     let EventsResponse { events, next_cursor } =
         pages(rows(&args), |page| admin.client.audit(ws, &filter, page), |_| {})?;
@@ -68,7 +76,14 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             .into_iter()
             .map(|e| {
                 let at = format!("{} ({})", e.at.format("%Y-%m-%d %H:%M"), relative(e.at, now));
-                vec![at, e.kind.to_string(), e.key_prefix.unwrap_or_else(|| "-".into()), e.detail]
+                let detail = match (&e.actor.name, e.actor.kind) {
+                    (Some(_), _) | (None, AuthorKind::Consent | AuthorKind::LeakReport) => {
+                        format!("{} (by {})", e.detail, e.actor.label())
+                    }
+                    // The administrator's, a key's and the server's own: as before.
+                    (None, _) => e.detail,
+                };
+                vec![at, e.kind.to_string(), e.key_prefix.unwrap_or_else(|| "-".into()), detail]
             })
             .collect();
         let columns = [

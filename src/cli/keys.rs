@@ -86,6 +86,9 @@ pub struct ListArgs {
     /// days (one key per client or machine)
     #[arg(long)]
     pub shared: bool,
+    /// Only the keys you created (with the owner credential: the administrator's)
+    #[arg(long)]
+    pub mine: bool,
 }
 
 /// `keys list --status`: one status, or every key. (`--all` already means every page.)
@@ -299,7 +302,8 @@ impl Ctx<'_> {
         args: &ListArgs,
         status: Option<KeyStatus>,
     ) -> anyhow::Result<(Vec<Key>, Option<String>)> {
-        let filter = KeysQuery { status, shared: args.shared, ..KeysQuery::default() };
+        let filter =
+            KeysQuery { status, shared: args.shared, mine: args.mine, ..KeysQuery::default() };
         let rows = if args.all { Rows::All } else { Rows::First(args.limit) };
         list_keys(self.client, &self.workspace.slug, &filter, rows, self.printer)
     }
@@ -309,8 +313,12 @@ impl Ctx<'_> {
     fn hidden(&self, args: &ListArgs) -> anyhow::Result<Option<String>> {
         let mut parts = Vec::new();
         for status in [KeyStatus::Revoked, KeyStatus::Expired] {
-            let filter =
-                KeysQuery { status: Some(status), shared: args.shared, ..KeysQuery::default() };
+            let filter = KeysQuery {
+                status: Some(status),
+                shared: args.shared,
+                mine: args.mine,
+                ..KeysQuery::default()
+            };
             let page = PageQuery { limit: Some(HIDDEN_COUNTED), cursor: None };
             let found = self.client.keys(&self.workspace.slug, &filter, &page)?;
             let n = found.keys.len();
@@ -483,7 +491,7 @@ impl Ctx<'_> {
                             format!("{}, via OAuth: {}", relative(key.created_at, now), client.name)
                         }
                         None => relative(key.created_at, now),
-                    },
+                    } + &made_by(key),
                     last_used(key, now),
                     key.expires_at.map_or_else(|| "never".to_owned(), |at| relative(at, now)),
                     status_text(key),
@@ -520,7 +528,7 @@ impl Ctx<'_> {
             None => self.pick(&self.keys()?, "Show which key?", "the KEY to show", false)?,
         };
         let ws = &self.workspace.slug;
-        let recent = AuditQuery { key: Some(key.id.clone()), calls: true };
+        let recent = AuditQuery { key: Some(key.id.clone()), calls: true, by: None };
         let events =
             self.client.audit(ws, &recent, &PageQuery { limit: Some(10), cursor: None })?;
         // The last 30 days (the server's default period): totals and where it was used from.
@@ -553,6 +561,7 @@ impl Ctx<'_> {
             ("Access", key.access.as_str().to_owned()),
             ("Status", status_text(&key)),
             ("Created", when(Some(key.created_at), "")),
+            ("Created by", key.created_by.label()),
             (
                 "Created via",
                 key.oauth_client.as_ref().map_or_else(
@@ -835,4 +844,10 @@ fn origins_text(origins: &[KeyOrigin], kind: OriginKind, now: chrono::DateTime<U
         n if n > 5 => format!("{}, … ({n} in all)", seen[..5].join(", ")),
         _ => seen.join(", "),
     }
+}
+
+/// `, by NAME` after a key's creation time when a member made it (unmarked: the
+/// administrator's, or a consent the OAuth client already names).
+fn made_by(key: &Key) -> String {
+    key.created_by.name.as_ref().map_or_else(String::new, |name| format!(", by {name}"))
 }

@@ -1,4 +1,5 @@
-//! `custory-mcp login` / `logout`: store or forget the owner credential for `--server`.
+//! `custory-mcp login` / `logout`: store or forget the admin credential for `--server`: the
+//! owner credential, or a member's own (`login --invite`: redeemed from an invitation code).
 
 use std::io::{BufRead as _, IsTerminal as _};
 
@@ -13,16 +14,87 @@ use crate::token::{PlainToken, TokenKind};
 #[command(after_help = "\
 Examples:
   custory-mcp login --server https://mcp.example.com
-  printf %s \"$OWNER_TOKEN\" | custory-mcp login --server https://mcp.example.com --token-stdin")]
+  printf %s \"$OWNER_TOKEN\" | custory-mcp login --server https://mcp.example.com --token-stdin
+  custory-mcp login --server https://mcp.example.com --invite")]
 pub struct LoginArgs {
     /// Read the credential from standard input instead of prompting for it
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["invite", "invite_stdin"])]
     pub token_stdin: bool,
+    /// Join with an invitation code (`members invite` printed it): asks for it on a terminal,
+    /// and saves your own credential
+    #[arg(long, conflicts_with = "invite_stdin")]
+    pub invite: bool,
+    /// Join with an invitation code read from standard input
+    #[arg(long)]
+    pub invite_stdin: bool,
+}
+
+/// The code of `login --invite` / `--invite-stdin`, redeemed for the member's own credential,
+/// which is saved where the owner credential would be.
+fn join(args: &LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let raw = if args.invite_stdin {
+        if std::io::stdin().is_terminal() {
+            return Err(CliError::usage(
+                "--invite-stdin reads a piped invitation code, but stdin is a terminal",
+            )
+            .hint("drop --invite-stdin and use --invite to be asked for it")
+            .into());
+        }
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line
+    } else if prompt::interactive() {
+        printer.info(&format!(
+            "Paste the invitation code (csi_…) to {} that you were sent.",
+            global.server
+        ));
+        prompt::password("Invitation code")?
+    } else {
+        return Err(prompt::missing("the invitation code", "--invite-stdin and pipe it in"));
+    };
+    let code = PlainToken::parse(&raw)
+        .ok()
+        .filter(|code| code.kind() == TokenKind::Invitation)
+        .ok_or_else(|| {
+            CliError::failure("that is not an invitation code (csi_ followed by 38 characters)")
+                .hint("copy the whole csi_… code again")
+        })?;
+    let redeemed = AdminClient::redeem_invitation(&global.server, &code)?;
+    let credential = PlainToken::parse(&redeemed.credential).map_err(|error| {
+        CliError::failure(format!("the server sent no valid credential: {error}"))
+    })?;
+    let server = global.server.trim_end_matches('/');
+    let saved = CredentialStore::open()?.set(&secrets::owner_account(server), &credential)?;
+    if printer.json {
+        // Never the credential: it is saved, not shown.
+        printer.json(&serde_json::json!({
+            "member": redeemed.member,
+            "workspace": redeemed.workspace,
+            "saved_to": saved.to_string(),
+        }))?;
+    } else {
+        printer.info(&format!(
+            "Welcome, {}: you are {} of {} on {server}, and may {}. Your own credential is \
+             saved to {saved}; `custory-mcp whoami` shows what you may do.",
+            redeemed.member.name,
+            match redeemed.member.role {
+                crate::api::Role::Owner => "an owner",
+                crate::api::Role::Editor => "an editor",
+                crate::api::Role::Viewer => "a viewer",
+            },
+            redeemed.workspace,
+            redeemed.member.role.may(),
+        ));
+    }
+    Ok(ExitStatus::Success)
 }
 
 pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     // A server that is not there is said before anything is asked.
     crate::client::probe(&global.server)?;
+    if args.invite || args.invite_stdin {
+        return join(&args, global, printer);
+    }
     let raw = if args.token_stdin {
         if std::io::stdin().is_terminal() {
             return Err(CliError::usage("--token-stdin reads a piped credential, but stdin is a terminal")
@@ -45,14 +117,23 @@ pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::
         CliError::failure(format!("that is not an owner credential: {error}"))
             .hint("copy the whole csa_… credential again")
     })?;
-    if token.kind() != TokenKind::Owner {
-        return Err(CliError::failure(
-            "that is an MCP key (cst_…), not the owner credential (csa_…)",
-        )
-        .hint(
-            "MCP keys go into MCP clients (`custory-mcp config`); log in with the csa_… credential",
-        )
-        .into());
+    match token.kind() {
+        TokenKind::Owner | TokenKind::Member => {}
+        TokenKind::Mcp => {
+            return Err(CliError::failure(
+                "that is an MCP key (cst_…), not the owner credential (csa_…)",
+            )
+            .hint(
+                "MCP keys go into MCP clients (`custory-mcp config`); log in with the csa_… \
+                 credential",
+            )
+            .into());
+        }
+        TokenKind::Invitation => {
+            return Err(CliError::failure("that is an invitation code (csi_…), not a credential")
+                .hint("redeem it with `custory-mcp login --invite-stdin` (or --invite)")
+                .into());
+        }
     }
     // Check it against the server before saving it.
     let client = AdminClient::with_token(&global.server, token.clone())?;

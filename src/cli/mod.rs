@@ -6,12 +6,14 @@ mod config;
 mod hygiene;
 mod keys;
 mod login;
+mod members;
 mod prompt;
 mod serve;
 pub(crate) mod shared;
 mod status;
 mod test;
 mod transfer;
+mod whoami;
 mod workspaces;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
@@ -180,6 +182,22 @@ Examples:
   custory-mcp workspaces use beta-team"
     )]
     Workspaces(workspaces::WorkspacesCommand),
+    /// Manage a workspace's members: invite, list, change a role, remove
+    #[command(
+        subcommand,
+        after_help = "\
+Roles: owner (members and every key), editor (creates keys; rotates and revokes their own),
+viewer (reads keys and the audit). The last owner of a workspace stays one.
+
+Examples:
+  custory-mcp members invite \"Ada Lovelace\" --role editor
+  custory-mcp members list
+  custory-mcp members remove \"Ada Lovelace\" --revoke-keys"
+    )]
+    Members(members::MembersCommand),
+    /// Show whose credential this machine uses for --server, and what it may do
+    #[command(after_help = "Examples:\n  custory-mcp whoami\n  custory-mcp whoami --json")]
+    Whoami,
     /// Manage MCP keys: create, list, show, revoke, rotate
     #[command(
         subcommand,
@@ -266,6 +284,8 @@ fn run(mut cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Login(args) => login::login(args, &cli.global, printer),
         Command::Logout => login::logout(&cli.global, printer),
         Command::Workspaces(command) => workspaces::run(command, &cli.global, printer),
+        Command::Members(command) => members::run(command, &cli.global, printer),
+        Command::Whoami => whoami::run(&cli.global, printer),
         Command::Keys(command) => keys::run(command, &cli.global, printer),
         Command::Audit(args) => audit::run(args, &cli.global, printer),
         Command::Config(args) => config::run(args, &cli.global, printer),

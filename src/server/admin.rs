@@ -1,5 +1,7 @@
-//! The admin API (`/api/admin/…`): workspaces, MCP keys and the audit trail. Owner credential
-//! only. Handlers are thin: validate, call the store, shape the response.
+//! The admin API (`/api/admin/…`): workspaces, MCP keys and the audit trail, for the server's
+//! administrator and, within their roles, members (the route table names who may call each
+//! route; `admission::Caller` enforces it). Handlers are thin: validate, call the store, shape
+//! the response.
 
 use axum::Json;
 use axum::extract::State;
@@ -60,10 +62,16 @@ fn key_not_found(error: crate::store::StoreError) -> ApiError {
 }
 
 pub async fn list_workspaces(
-    _: Owner,
+    caller: Owner,
     State(state): State<AppState>,
 ) -> ApiResult<Json<WorkspacesResponse>> {
-    let workspaces = read(&state, |store| Ok(store.access().list_workspaces()?)).await?;
+    // A member sees the workspaces they have a role in, the administrator every one.
+    let member = caller.member_id().map(str::to_owned);
+    let workspaces = read(&state, move |store| match member {
+        Some(member) => Ok(store.access().member_workspaces(&member)?),
+        None => Ok(store.access().list_workspaces()?),
+    })
+    .await?;
     Ok(Json(WorkspacesResponse { workspaces }))
 }
 
@@ -117,6 +125,8 @@ pub struct ListKeysQuery {
     unused_for: Option<String>,
     /// `true`: only keys never used.
     never_used: Option<bool>,
+    /// `true`: only keys the caller created.
+    mine: Option<bool>,
 }
 
 /// Keys per page unless `?limit=` says otherwise, and the most a page holds.
@@ -148,7 +158,7 @@ fn bad_cursor(error: crate::store::StoreError) -> ApiError {
 }
 
 pub async fn list_keys(
-    _: Owner,
+    caller: Owner,
     State(state): State<AppState>,
     Path(ws): Path<String>,
     Query(query): Query<ListKeysQuery>,
@@ -186,6 +196,7 @@ pub async fn list_keys(
             shared: query.shared == Some(true),
             unused_since,
             never_used,
+            created_by: (query.mine == Some(true)).then(|| caller.member_id().map(str::to_owned)),
         };
         let (keys, next_cursor) = store
             .access()
@@ -206,7 +217,7 @@ pub struct CreateKeyBody {
 }
 
 pub async fn create_key(
-    _: Owner,
+    caller: Owner,
     State(state): State<AppState>,
     Path(ws): Path<String>,
     JsonBody(body): JsonBody<CreateKeyBody>,
@@ -221,7 +232,7 @@ pub async fn create_key(
     let access = body.access.unwrap_or_default();
     let (key, token) = write(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.access().create_key(ws.id, &name, expires, access)?)
+        Ok(store.access().create_key_by(ws.id, &name, expires, access, &caller.author())?)
     })
     .await?;
     let response = CreatedKeyResponse { key, token: token.expose().to_owned(), replaced: None };
@@ -243,13 +254,14 @@ pub async fn get_key(
 }
 
 pub async fn revoke_key(
-    _: Owner,
+    caller: Owner,
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyResponse>> {
     let key = work::revoke::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        store.access().revoke_key(ws.id, &id).map_err(key_not_found)
+        caller.may_manage(&store.access().get_key(ws.id, &id).map_err(key_not_found)?)?;
+        store.access().revoke_key(ws.id, &id, &caller.author()).map_err(key_not_found)
     })
     .await?;
     Ok(Json(KeyResponse { key }))
@@ -258,7 +270,7 @@ pub async fn revoke_key(
 /// `POST /api/admin/mcp-keys/revoke-token`: revokes the key a found token belongs to, in
 /// whichever workspace it is, without knowing its name.
 pub async fn revoke_token(
-    _: Owner,
+    caller: Owner,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<api::RevokeToken>,
 ) -> ApiResult<Json<api::RevokedByTokenResponse>> {
@@ -291,6 +303,7 @@ pub async fn revoke_token(
             workspace_id,
             &key.id,
             Some("its token was found (keys revoke --token-stdin)"),
+            &caller.author(),
         )?;
         Ok((slug, key))
     })
@@ -299,13 +312,14 @@ pub async fn revoke_token(
 }
 
 pub async fn rotate_key(
-    _: Owner,
+    caller: Owner,
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
     let (key, token, replaced) = work::revoke::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        store.access().rotate_key(ws.id, &id).map_err(key_not_found)
+        caller.may_manage(&store.access().get_key(ws.id, &id).map_err(key_not_found)?)?;
+        store.access().rotate_key(ws.id, &id, &caller.author()).map_err(key_not_found)
     })
     .await?;
     let response =
@@ -320,6 +334,8 @@ pub struct AuditQuery {
     cursor: Option<String>,
     /// `true`: the calls keys made (reads included) merged in.
     calls: Option<bool>,
+    /// Only what this actor did: a member's name, or `administrator`, `key`, `consent`…
+    by: Option<String>,
 }
 
 /// Writes this replica's queued call records and origins, so that a read of them (or of the
@@ -339,13 +355,17 @@ pub async fn audit(
     let limit = page_limit(query.limit.as_deref(), EVENTS_PAGE)?;
     let (events, next_cursor) = read(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        let (key, cursor) = (query.key.as_deref(), query.cursor.as_deref());
+        let filter = crate::store::access::EventFilter {
+            key_id: query.key.as_deref(),
+            by: query.by.as_deref().map(str::trim).filter(|by| !by.is_empty()),
+        };
+        let cursor = query.cursor.as_deref();
         // Pending calls may hold a `key.new_origin` event, so every read of the trail flushes.
         flush_calls(store);
         if query.calls == Some(true) {
-            store.access().list_events_and_calls(ws.id, key, limit, cursor).map_err(bad_cursor)
+            store.access().list_events_and_calls(ws.id, filter, limit, cursor).map_err(bad_cursor)
         } else {
-            store.access().list_events(ws.id, key, limit, cursor).map_err(bad_cursor)
+            store.access().list_events(ws.id, filter, limit, cursor).map_err(bad_cursor)
         }
     })
     .await?;

@@ -1,7 +1,8 @@
 //! Who may come in, decided before a body is read: axum extractors for both APIs, with one
 //! rejection type ([`ApiError`]).
 //!
-//! - [`Owner`]: the admin API's guard (Host, then the owner credential `csa_…`).
+//! - [`Caller`]: the admin API's guard (Host, then the owner credential `csa_…` or a member's
+//!   `csm_…`, then the route's rule for the caller's role).
 //! - [`McpCaller`]: the MCP endpoint's (Origin, Host, an MCP key `cst_…`, `Content-Type`,
 //!   `Accept`, `MCP-Protocol-Version`), in that order.
 //! - [`McpKey`]: Origin, Host and the MCP key only, for the methods the endpoint does not offer,
@@ -20,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::AppState;
 use super::error::{ApiError, retry_seconds};
-use crate::api::KeyStatus;
+use crate::api::{Author, AuthorKind, KeyStatus, Role};
 use crate::mcp::protocol::{
     ACCEPT_BOTH, DEFAULT_VERSION, ErrorCode, METHOD_HEADER, Mirror, NAME_HEADER, RpcError,
     VERSION_HEADER, is_modern, supported_version,
@@ -96,6 +97,11 @@ fn check_host(state: &AppState, headers: &HeaderMap, surface: Surface) -> Result
     Err(surface.error(StatusCode::FORBIDDEN, "host_not_allowed", message.to_owned()))
 }
 
+/// [`failed_auth`] for the admin API's surface.
+pub(super) fn failed_auth_admin(state: &AppState, ip: Option<IpAddr>, message: &str) -> ApiError {
+    failed_auth(state, ip, Surface::Admin, message)
+}
+
 /// The answer to a failed authentication: 401 with `message`, or 429 once the address is over
 /// its limit.
 fn failed_auth(state: &AppState, ip: Option<IpAddr>, surface: Surface, message: &str) -> ApiError {
@@ -141,11 +147,77 @@ fn failed_auth_with(
 // ---------------------------------------------------------------------------------------------
 // The admin API
 
-/// Proof that the request carries this server's active owner credential.
-#[derive(Debug, Clone, Copy)]
-pub struct Owner;
+/// Who calls an admin route, and their role in the workspace the route names: the server's
+/// administrator (the owner credential, `csa_…`), or a member (their personal credential,
+/// `csm_…`, looked up in the database on every request, so a removal is in force on the next
+/// one through every replica). Extracting it also enforces the route's rule
+/// ([`super::Allow`], set by the router from the route table), before the body is read.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub who: Who,
+    /// A member's role in the route's workspace (`None` for the administrator, or a route
+    /// without a workspace).
+    pub role: Option<Role>,
+}
 
-impl FromRequestParts<AppState> for Owner {
+/// The admin API's callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    Administrator,
+    Member { id: String, name: String },
+}
+
+/// The admin handlers' name for [`Caller`].
+pub type Owner = Caller;
+
+impl Caller {
+    /// Who the audit trail and a new key's `created_by` name.
+    pub fn author(&self) -> Author {
+        match &self.who {
+            Who::Administrator => Author::of(AuthorKind::Administrator),
+            Who::Member { id, name } => Author::member(AuthorKind::Member, id, name),
+        }
+    }
+
+    /// The member's id (`None`: the administrator).
+    pub fn member_id(&self) -> Option<&str> {
+        match &self.who {
+            Who::Administrator => None,
+            Who::Member { id, .. } => Some(id),
+        }
+    }
+
+    /// Whether the caller may rotate or revoke `key`: the administrator and owners any key,
+    /// an editor only the keys they created.
+    pub fn may_manage(&self, key: &crate::api::Key) -> Result<(), ApiError> {
+        match (&self.who, self.role) {
+            (Who::Administrator, _) | (_, Some(Role::Owner)) => Ok(()),
+            (Who::Member { id, .. }, _) if key.created_by.member_id.as_deref() == Some(id) => {
+                Ok(())
+            }
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_your_key",
+                format!(
+                    "the key {:?} was created by {}; an editor rotates and revokes only the keys \
+                     they created (ask an owner of the workspace)",
+                    key.name,
+                    key.created_by
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("the {}", key.created_by.kind))
+                ),
+            )),
+        }
+    }
+}
+
+/// The rule the router attached to the route (see `super::router`); a route without one is
+/// the administrator's only.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RouteRule(pub Option<super::Allow>);
+
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -153,31 +225,107 @@ impl FromRequestParts<AppState> for Owner {
         let ip = peer(parts);
         let token = bearer_token(&parts.headers).map_err(|error| {
             let message = format!(
-                "{error}; the admin API needs the owner credential (csa_…): run `custory-mcp login`"
+                "{error}; the admin API needs the owner credential (csa_…) or a member's \
+                 credential (csm_…): run `custory-mcp login`"
             );
             failed_auth(state, ip, Surface::Admin, &message)
         })?;
-        if token.kind() == TokenKind::Mcp {
-            return Err(ApiError::new(
+        let rule = parts.extensions.get::<RouteRule>().and_then(|rule| rule.0);
+        let caller = match token.kind() {
+            TokenKind::Mcp => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "mcp_key_not_allowed",
+                    "MCP keys (cst_…) only work at /api/mcp; the admin API needs the owner \
+                     credential (csa_…): run `custory-mcp login`",
+                ));
+            }
+            TokenKind::Invitation => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "invitation_not_credential",
+                    "an invitation code (csi_…) is no credential: redeem it with `custory-mcp \
+                     login --invite`, which saves your own credential",
+                ));
+            }
+            TokenKind::Owner => {
+                if !state.store.access().is_owner_credential(&token.hash()) {
+                    return Err(failed_auth(
+                        state,
+                        ip,
+                        Surface::Admin,
+                        "the owner credential is not valid for this server (was it reset?); run \
+                         `custory-mcp login`, or `custory-mcp serve --reset-owner-credential` on \
+                         the server machine",
+                    ));
+                }
+                Caller { who: Who::Administrator, role: None }
+            }
+            TokenKind::Member => {
+                let slug = workspace_param(parts, state).await;
+                let hash = token.hash();
+                let found = super::work::read::<_, ApiError>(state, move |store| {
+                    Ok(store.access().authenticate_member(&hash, slug.as_deref())?)
+                })
+                .await?;
+                let Some(member) = found else {
+                    return Err(failed_auth(
+                        state,
+                        ip,
+                        Surface::Admin,
+                        "this member credential is not valid for this server (were you removed \
+                         from the workspace?); ask an owner for a new invitation, then run \
+                         `custory-mcp login --invite`",
+                    ));
+                };
+                Caller { who: Who::Member { id: member.id, name: member.name }, role: member.role }
+            }
+        };
+        caller.allowed(rule, parts)?;
+        Ok(caller)
+    }
+}
+
+impl Caller {
+    /// Whether the route's rule lets this caller in (the administrator: always).
+    fn allowed(&self, rule: Option<super::Allow>, parts: &Parts) -> Result<(), ApiError> {
+        use super::Allow;
+        let Who::Member { name, .. } = &self.who else { return Ok(()) };
+        match (rule, self.role) {
+            (Some(Allow::AnyCaller), _) => Ok(()),
+            (None | Some(Allow::Administrator), _) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "mcp_key_not_allowed",
-                "MCP keys (cst_…) only work at /api/mcp; the admin API needs the owner \
-                 credential (csa_…): run `custory-mcp login`",
-            ));
-        }
-        if state.store.access().is_owner_credential(&token.hash()) {
-            Ok(Owner)
-        } else {
-            Err(failed_auth(
-                state,
-                ip,
-                Surface::Admin,
-                "the owner credential is not valid for this server (was it reset?); run \
-                 `custory-mcp login`, or `custory-mcp serve --reset-owner-credential` on the \
-                 server machine",
-            ))
+                "administrator_only",
+                format!(
+                    "{} {} is for the server's administrator (the owner credential), not for \
+                     members; {name} can run `custory-mcp whoami` to see what they may do",
+                    parts.method,
+                    parts.uri.path()
+                ),
+            )),
+            // No role in the workspace: as if it did not exist (nothing says which do).
+            (Some(Allow::Role(_)), None) => Err(ApiError::not_found(
+                "workspace_not_found",
+                "no workspace of yours has this slug; run `custory-mcp whoami` to list yours",
+            )),
+            (Some(Allow::Role(needed)), Some(role)) if role.includes(needed) => Ok(()),
+            (Some(Allow::Role(needed)), Some(role)) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "role_required",
+                format!(
+                    "this needs the {needed} role in the workspace; {name}'s role is {role}, \
+                     which may {}. An owner can run `custory-mcp members role {name} {needed}`",
+                    role.may()
+                ),
+            )),
         }
     }
+}
+
+/// The `{ws}` of the route's path, if it has one.
+async fn workspace_param(parts: &mut Parts, state: &AppState) -> Option<String> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, state).await.ok()?;
+    params.iter().find(|(name, _)| *name == "ws").map(|(_, value)| value.to_owned())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,6 +505,12 @@ async fn authenticate(
              (custory-mcp keys create)",
         ));
     }
+    if token.kind() != TokenKind::Mcp {
+        return Err(refuse(
+            "member credentials (csm_) and invitation codes (csi_) are not accepted at the MCP \
+             endpoint: use an MCP key (custory-mcp keys create)",
+        ));
+    }
     let hash = token.hash();
     let found = if state.store.access().keys_in_memory() {
         state.store.access().authenticate_key(&hash)
@@ -415,6 +569,7 @@ async fn authenticate(
             key_id: Some(&identity.key_id),
             key_prefix: Some(&identity.key_prefix),
             detail: &detail,
+            actor: &crate::api::Author::of(crate::api::AuthorKind::Server),
         };
         if let Err(error) = store.access().record_event(&event) {
             tracing::warn!(%error, "could not record a rejected authentication");

@@ -72,7 +72,12 @@ pub async fn report(
                 && key.status == crate::api::KeyStatus::Active
             {
                 let why = "its token was reported as leaked (POST /api/tokens/revoke)";
-                match store.access().revoke_key_because(workspace_id, &key.id, Some(why)) {
+                match store.access().revoke_key_because(
+                    workspace_id,
+                    &key.id,
+                    Some(why),
+                    &crate::api::Author::of(crate::api::AuthorKind::LeakReport),
+                ) {
                     // Revoked meanwhile by someone else: as wanted.
                     Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
                     Err(error) => return Err(error),

@@ -15,6 +15,7 @@ mod limiter;
 mod limits;
 mod listen;
 mod mcp;
+mod members;
 pub mod metrics;
 mod oauth;
 mod tls;
@@ -44,6 +45,7 @@ pub use limits::Rate;
 pub use listen::ConnectionLimits;
 pub use tls::Certificates;
 
+use crate::api::Role;
 use crate::period::Period;
 use crate::store::Store;
 
@@ -224,7 +226,9 @@ pub enum Guard {
     /// Anyone, with no credential: health, leaked-token reports, OAuth discovery,
     /// registration and tokens, and the sign-in page.
     Public,
-    /// The owner credential (`csa_…`) as a bearer token (`admission::Owner`): the admin API.
+    /// An admin credential as a bearer token (`admission::Caller`): the owner credential
+    /// (`csa_…`, the server's administrator) or a member's (`csm_…`), then the route's
+    /// [`Allow`] rule. The admin API.
     Owner,
     /// An MCP key (`cst_…`) as a bearer token (`admission::McpCaller`): the MCP endpoint.
     McpKey,
@@ -232,6 +236,19 @@ pub enum Guard {
     OwnerSignIn,
     /// The owner's signed-in session (a cookie), beside the form's CSRF token: the consent.
     OwnerSession,
+}
+
+/// Who, beyond the server's administrator (who may call every admin route), may call an admin
+/// route: each one names its rule in [`routes`], and the integration tests walk the table for
+/// every role. A route without a rule is the administrator's only, and fails those tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    /// The administrator only: workspaces, imports, a found token revoked anywhere.
+    Administrator,
+    /// Members with at least this role in the route's workspace (`{ws}`).
+    Role(crate::api::Role),
+    /// Any member (what they see is theirs): who am I, the workspaces I am in.
+    AnyCaller,
 }
 
 /// Which browser pages may read a route's answers (CORS).
@@ -251,6 +268,8 @@ pub struct Route {
     pub method: Method,
     pub path: &'static str,
     pub guard: Guard,
+    /// For an admin route: who beyond the administrator may call it.
+    pub allow: Option<Allow>,
     /// Served only by a server started with `--oauth`.
     pub oauth: bool,
     pub cors: Cors,
@@ -265,7 +284,12 @@ impl Route {
         guard: Guard,
         endpoint: fn(MethodFilter) -> MethodRouter<AppState>,
     ) -> Self {
-        Self { method, path, guard, oauth: false, cors: Cors::None, endpoint }
+        Self { method, path, guard, allow: None, oauth: false, cors: Cors::None, endpoint }
+    }
+
+    const fn allow(mut self, allow: Allow) -> Self {
+        self.allow = Some(allow);
+        self
     }
 
     const fn with_oauth(mut self) -> Self {
@@ -291,49 +315,93 @@ static ROUTES: &[Route] = &[
         .with_cors(Cors::AllowedOrigins),
     Route::new(Method::GET, "/api/admin/workspaces", Guard::Owner, |on| {
         routing::on(on, admin::list_workspaces)
-    }),
+    })
+    .allow(Allow::AnyCaller),
     Route::new(Method::POST, "/api/admin/workspaces", Guard::Owner, |on| {
         routing::on(on, admin::create_workspace)
-    }),
+    })
+    .allow(Allow::Administrator),
     Route::new(Method::GET, "/api/admin/workspaces/{ws}/mcp-keys", Guard::Owner, |on| {
         routing::on(on, admin::list_keys)
-    }),
+    })
+    .allow(Allow::Role(Role::Viewer)),
     Route::new(Method::POST, "/api/admin/workspaces/{ws}/mcp-keys", Guard::Owner, |on| {
         routing::on(on, admin::create_key)
-    }),
+    })
+    .allow(Allow::Role(Role::Editor)),
     Route::new(Method::GET, "/api/admin/workspaces/{ws}/mcp-keys/{id}", Guard::Owner, |on| {
         routing::on(on, admin::get_key)
-    }),
+    })
+    .allow(Allow::Role(Role::Viewer)),
     Route::new(
         Method::POST,
         "/api/admin/workspaces/{ws}/mcp-keys/{id}/revoke",
         Guard::Owner,
         |on| routing::on(on, admin::revoke_key),
-    ),
+    )
+    .allow(Allow::Role(Role::Editor)),
     Route::new(
         Method::POST,
         "/api/admin/workspaces/{ws}/mcp-keys/{id}/rotate",
         Guard::Owner,
         |on| routing::on(on, admin::rotate_key),
-    ),
+    )
+    .allow(Allow::Role(Role::Editor)),
     Route::new(Method::GET, "/api/admin/workspaces/{ws}/mcp-keys/{id}/usage", Guard::Owner, |on| {
         routing::on(on, admin::key_usage)
-    }),
+    })
+    .allow(Allow::Role(Role::Viewer)),
     Route::new(Method::GET, "/api/admin/workspaces/{ws}/audit", Guard::Owner, |on| {
         routing::on(on, admin::audit)
-    }),
+    })
+    .allow(Allow::Role(Role::Viewer)),
     Route::new(Method::GET, "/api/admin/workspaces/{ws}/usage", Guard::Owner, |on| {
         routing::on(on, admin::workspace_usage)
-    }),
+    })
+    .allow(Allow::Role(Role::Viewer)),
     Route::new(Method::POST, "/api/admin/mcp-keys/revoke-token", Guard::Owner, |on| {
         routing::on(on, admin::revoke_token)
-    }),
+    })
+    .allow(Allow::Administrator),
     Route::new(Method::GET, "/api/admin/workspaces/{ws}/export", Guard::Owner, |on| {
         routing::on(on, transfer::export)
+    })
+    .allow(Allow::Role(Role::Owner)),
+    // Members and invitations (issue 33): owners manage their workspace's; who am I is anyone's;
+    // an invitation is redeemed without a credential (its code is the credential).
+    Route::new(Method::GET, "/api/admin/whoami", Guard::Owner, |on| {
+        routing::on(on, members::whoami)
+    })
+    .allow(Allow::AnyCaller),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/members", Guard::Owner, |on| {
+        routing::on(on, members::list)
+    })
+    .allow(Allow::Role(Role::Owner)),
+    Route::new(Method::POST, "/api/admin/workspaces/{ws}/invitations", Guard::Owner, |on| {
+        routing::on(on, members::invite)
+    })
+    .allow(Allow::Role(Role::Owner)),
+    Route::new(
+        Method::POST,
+        "/api/admin/workspaces/{ws}/members/{name}/role",
+        Guard::Owner,
+        |on| routing::on(on, members::change_role),
+    )
+    .allow(Allow::Role(Role::Owner)),
+    Route::new(
+        Method::POST,
+        "/api/admin/workspaces/{ws}/members/{name}/remove",
+        Guard::Owner,
+        |on| routing::on(on, members::remove),
+    )
+    .allow(Allow::Role(Role::Owner)),
+    Route::new(Method::POST, "/api/admin/invitations/redeem", Guard::Public, |on| {
+        routing::on(on, members::redeem)
     }),
     Route::new(Method::POST, "/api/admin/imports", Guard::Owner, |on| {
         routing::on(on, transfer::import)
-    }),
+    })
+    .allow(Allow::Administrator),
     // OAuth (`--oauth`). Discovery, registration and the token endpoint answer pages of any
     // origin (browser-based clients call them); the sign-in and consent pages are not for
     // scripts and have no CORS.
@@ -405,6 +473,10 @@ pub fn router(state: AppState) -> Router {
         };
         if let Some(cors) = cors {
             endpoint = endpoint.layer(cors);
+        }
+        if route.guard == Guard::Owner {
+            // What `admission::Caller` checks the caller's role against.
+            endpoint = endpoint.layer(axum::Extension(admission::RouteRule(route.allow)));
         }
         router = router.route(route.path, endpoint);
     }

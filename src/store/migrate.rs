@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0007_staged_imports.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0008_members.sql"),
+        postgres: include_str!("migrations/postgres/0008_members.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

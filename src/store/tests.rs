@@ -877,3 +877,49 @@ fn a_flush_writes_a_chunk_at_a_time_and_a_failed_one_keeps_what_it_did_not_write
         .expect("usage");
     assert_eq!(usage.totals.calls, calls, "the totals count each call once");
 }
+
+#[test]
+fn migration_8_attributes_what_exists_to_the_administrator() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v6.db");
+    {
+        // A database as version 6 left it: keys (one minted by OAuth) and their events.
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        for sql in [
+            include_str!("migrations/sqlite/0001_init.sql"),
+            include_str!("migrations/sqlite/0002_search_and_order.sql"),
+            include_str!("migrations/sqlite/0003_model.sql"),
+            include_str!("migrations/sqlite/0004_recent_changes.sql"),
+            include_str!("migrations/sqlite/0005_oauth.sql"),
+            include_str!("migrations/sqlite/0006_activity.sql"),
+        ] {
+            conn.execute_batch(sql).expect("an earlier migration");
+        }
+        conn.execute_batch(
+            r#"PRAGMA user_version = 6;
+            INSERT INTO workspaces (id, slug, name, created_at) VALUES (1, 'old', 'Old', 0);
+            INSERT INTO mcp_keys (id, workspace_id, name, prefix, token_hash, access, expires,
+                                  created_at)
+                VALUES ('key_a', 1, 'by hand', 'cst_aaaaaaaa', zeroblob(32), 'read-write', 'never', 1),
+                       ('key_b', 1, 'by oauth', 'cst_bbbbbbbb', randomblob(32), 'read-only',
+                        'never', 2);
+            UPDATE mcp_keys SET oauth_client_id = 'cli_1', oauth_client_name = 'Claude'
+                WHERE id = 'key_b';
+            INSERT INTO audit_events (workspace_id, at, kind, key_id, key_prefix, detail)
+                VALUES (1, 1, 'key.created', 'key_a', 'cst_aaaaaaaa', 'created'),
+                       (1, 2, 'tool.called', 'key_a', 'cst_aaaaaaaa', 'add_comment'),
+                       (1, 3, 'auth.rejected', 'key_a', 'cst_aaaaaaaa', 'refused');"#,
+        )
+        .expect("v6 data");
+    }
+    let store = Store::open(&path, Clock::default()).expect("migrate");
+    use crate::api::{Author, AuthorKind};
+    let by_hand = store.access().get_key(1, "key_a").expect("key");
+    assert_eq!(by_hand.created_by, Author::of(AuthorKind::Administrator));
+    let by_oauth = store.access().get_key(1, "key_b").expect("key");
+    assert_eq!(by_oauth.created_by, Author::of(AuthorKind::Consent));
+    let (events, _) = store.access().list_events(1, None, 10, None).expect("events");
+    let actors: Vec<AuthorKind> = events.iter().map(|e| e.actor.kind).collect();
+    assert_eq!(actors, [AuthorKind::Server, AuthorKind::Key, AuthorKind::Administrator]);
+    assert!(store.access().list_members(1).expect("members").is_empty());
+}

@@ -67,6 +67,10 @@ const ACCESS_TABLES: &[&str] = &[
     "key_calls",
     "key_usage_hours",
     "key_origins",
+    "members",
+    "member_roles",
+    "member_credentials",
+    "invitations",
 ];
 const CONTENT_TABLES: &[&str] = &[
     "journeys",

@@ -20,6 +20,7 @@ mod limits;
 mod mcp_contract;
 mod mcp_http;
 mod mcp_modern;
+mod members;
 mod metrics;
 mod next_steps;
 mod oauth;

@@ -209,12 +209,12 @@ pub(crate) fn authorize_url(
     url.into()
 }
 
-fn query_of(location: &str) -> HashMap<String, String> {
+pub(crate) fn query_of(location: &str) -> HashMap<String, String> {
     url::Url::parse(location).expect("location").query_pairs().into_owned().collect()
 }
 
 /// Signs in (once per browser) and approves; returns where the browser is sent.
-async fn consent(
+pub(crate) async fn consent(
     server: &impl Site,
     browser: &mut Browser,
     url: &str,
@@ -265,7 +265,7 @@ async fn redeem(server: &impl Site, form: &[(&str, &str)]) -> (u16, Value) {
 }
 
 /// Redeems `code` as a client does: its id, the redirect the code went to, its verifier.
-async fn redeem_code(
+pub(crate) async fn redeem_code(
     server: &impl Site,
     code: &str,
     redirect: &str,

@@ -777,3 +777,64 @@ async fn the_consent_page_in_a_real_browser_refuses_what_it_must() {
     assert!(stderr.contains("CSRF token is missing or wrong"), "{stderr}");
     server.stop().await;
 }
+
+/// A member signs in at the consent page in a real browser with their own credential (issue
+/// 33): the key the code mints is attributed to them; a viewer's read-write choice is refused
+/// on the page and sends no code.
+#[tokio::test]
+async fn a_member_consents_in_a_real_browser_and_the_key_is_theirs() {
+    let installed = installed().await;
+    let server = oauth_server().await;
+    let admin = server.owner();
+    let eddie = admin.add_member("acme", "Eddie", "editor").await;
+    let vera = admin.add_member("acme", "Vera", "viewer").await;
+    let callback = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let redirect = format!("http://{}/callback", callback.local_addr().expect("addr"));
+    let app = axum::Router::new().route("/callback", axum::routing::get(|| async { "signed in" }));
+    tokio::spawn(async move { axum::serve(callback, app).await });
+    let client = json!({"client_name": "Browser Test", "redirect_uris": [redirect]});
+    let registered = server.visitor().post("/oauth/register").json(&client).expect(201).await;
+    let client_id = registered["client_id"].as_str().expect("client_id");
+    let (verifier, challenge) = crate::oauth::pkce("member");
+    let mut url = url::Url::parse(&format!("{}/oauth/authorize", server.url)).expect("url");
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("state", "m1")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", &server.mcp_url());
+    let url = url.to_string();
+
+    let person = Person::approving("read-write");
+    let (code, stdout, stderr) =
+        browse(&server, &installed, &person, &url, &[("OWNER_CREDENTIAL", eddie.token())]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(stdout.trim()).expect("report");
+    assert_eq!(report["signed_in"], true, "{report}");
+    let came_back = query(report["final_url"].as_str().expect("final_url"));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", came_back["code"].as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("client_id", client_id),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let token = server.visitor().post("/oauth/token").form(&form).expect(200).await;
+    assert!(token["access_token"].as_str().is_some_and(|t| t.starts_with("cst_")), "{token}");
+    let keys = oauth_keys(&server).await;
+    assert_eq!(keys.len(), 1, "{keys:#?}");
+    assert_eq!(keys[0]["access"], "read-write");
+    assert_eq!(keys[0]["created_by"]["kind"], "consent", "{keys:#?}");
+    assert_eq!(keys[0]["created_by"]["name"], "Eddie", "{keys:#?}");
+
+    // A viewer: the page refuses read-write and the browser never reaches the callback.
+    let viewer = Person::approving("read-write");
+    let (code, _, stderr) =
+        browse(&server, &installed, &viewer, &url, &[("OWNER_CREDENTIAL", vera.token())]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("As a viewer of this workspace"), "{stderr}");
+    assert_eq!(oauth_keys(&server).await.len(), 1, "no key for the viewer's refused choice");
+    server.stop().await;
+}

@@ -344,3 +344,39 @@ async fn postgres_over_tls_checks_the_certificate_as_sslmode_says() {
         assert!(output.stdout.is_empty());
     }
 }
+
+/// A member removed through one replica is refused by the other on their very next request,
+/// and so are the keys their removal revoked (issue 33).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_through_one_replica_is_refused_by_the_other_at_once() {
+    let db = TestDatabase::postgres();
+    let (env_a, env_b) = (TestEnv::new(), TestEnv::new());
+    let a = env_a.serve_on(&db.arg(), &[]).await;
+    let b = env_b.serve_on(&db.arg(), &[]).await;
+    let admin_a = a.owner();
+    let admin_b = b.visitor().owner(admin_a.token());
+
+    // Invited through A, joined through B, works through both.
+    let code = admin_a.invite("acme", "Eddie", "editor").await;
+    let eddie_b = b.visitor().join(&code).await;
+    let eddie_a = a.visitor().owner(eddie_b.token());
+    eddie_a.get("/whoami").expect(200).await;
+    let key = eddie_b.create_key_in("acme", json!({"name": "Eddie's", "expires": "30d"})).await;
+    let key_on_a = a.key(&key.token);
+    assert_eq!(key_on_a.send(&initialize_body()).await.status, 200);
+    assert_eq!(eddie_a.list_keys("acme", "").await["keys"][0]["created_by"]["name"], "Eddie");
+
+    // Removed through B: A refuses the credential and the key on the very next request.
+    let removal = admin_b
+        .post("/workspaces/acme/members/Eddie/remove")
+        .json(&json!({"revoke_keys": true}))
+        .expect(200)
+        .await;
+    assert_eq!(removal["credential_revoked"], true, "{removal}");
+    eddie_a.get("/whoami").expect_error(401, "unauthorized").await;
+    eddie_a.get("/workspaces/acme/mcp-keys").expect_error(401, "unauthorized").await;
+    eddie_b.get("/whoami").expect_error(401, "unauthorized").await;
+    assert_eq!(key_on_a.send(&rpc(2, "ping", json!({}))).await.status, 401);
+    a.terminate().await;
+    b.terminate().await;
+}

@@ -419,6 +419,13 @@ fn mcp_key(token: PlainToken, what: &str) -> anyhow::Result<PlainToken> {
         .hint("create an MCP key for the client: custory-mcp keys create --save")
         .into());
     }
+    if token.kind() != TokenKind::Mcp {
+        return Err(CliError::failure(format!(
+            "{what} is a member credential or an invitation code, which the MCP endpoint refuses"
+        ))
+        .hint("create an MCP key for the client: custory-mcp keys create --save")
+        .into());
+    }
     Ok(token)
 }
 

@@ -108,6 +108,18 @@ pub(super) fn check_token(
         ));
         return None;
     }
+    if token.kind() != TokenKind::Mcp {
+        list.stop(Stage::fail(
+            NAME,
+            format!(
+                "{} holds a member credential or an invitation code, which the MCP endpoint \
+                 refuses",
+                source.name()
+            ),
+            "give MCP clients an MCP key (cst_…): `custory-mcp keys create --save`",
+        ));
+        return None;
+    }
     list.record(Stage::pass(
         NAME,
         format!("{}… from {}, checksum ok", token.display_prefix(), source.name()),

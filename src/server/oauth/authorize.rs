@@ -13,11 +13,11 @@ use serde::Deserialize;
 use super::request::{self, AuthorizeParams, Request};
 use super::session::{check_csrf, csrf_token, signed_in};
 use super::{OAuthError, Refusal, pages};
-use crate::api::{Access, ExpiryPolicy, validate_name};
+use crate::api::{Access, ExpiryPolicy, Role, validate_name};
 use crate::server::client_addr::ClientAddr;
 use crate::server::client_metadata::is_document_url;
 use crate::server::{AppState, work};
-use crate::store::access::oauth::Grant;
+use crate::store::access::oauth::{Grant, Signer};
 
 /// Workspaces the consent page offers at most.
 const WORKSPACES_SHOWN: i64 = 500;
@@ -31,10 +31,9 @@ pub async fn authorize(
 ) -> Result<Response, Refusal> {
     let request = request::check(&state, &headers, peer, &params).await?;
     let (csrf, set_csrf) = csrf_token(&state, &headers);
-    let mut response = if signed_in(&state, &headers).await? {
-        consent_page(&state, &request, &params, &csrf, peer, None).await?
-    } else {
-        pages::sign_in(StatusCode::OK, &request.client.name, &csrf, &params.fields(), None)
+    let mut response = match signed_in(&state, &headers).await? {
+        Some(signer) => consent_page(&state, &signer, &request, &params, &csrf, peer, None).await?,
+        None => pages::sign_in(StatusCode::OK, &request.client.name, &csrf, &params.fields(), None),
     };
     if let Some(cookie) = set_csrf {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -72,7 +71,7 @@ pub async fn decide(
     let Form(form) = form.map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, e.body_text()))?;
     let request = request::check(&state, &headers, peer, &form.params).await?;
     check_csrf(&state, &headers, &form.csrf)?;
-    if !signed_in(&state, &headers).await? {
+    let Some(signer) = signed_in(&state, &headers).await? else {
         let (csrf, _) = csrf_token(&state, &headers);
         return Ok(pages::sign_in(
             StatusCode::UNAUTHORIZED,
@@ -81,9 +80,9 @@ pub async fn decide(
             &form.params.fields(),
             Some("Your sign-in has ended; sign in again."),
         ));
-    }
+    };
     let back = async |message: &str| {
-        consent_page(&state, &request, &form.params, &form.csrf, peer, Some(message))
+        consent_page(&state, &signer, &request, &form.params, &form.csrf, peer, Some(message))
             .await
             .map_err(Refusal::from)
     };
@@ -105,6 +104,23 @@ pub async fn decide(
     let Some(workspace) = found else {
         return back("Choose one of the workspaces listed.").await;
     };
+    // A member consents within their role there: an editor or owner to any key, a viewer to a
+    // read-only key only; no role, no key.
+    let role = match &signer {
+        Signer::Administrator => None,
+        Signer::Member { id, .. } => {
+            let member = id.clone();
+            let roles = work::read(&state, move |store| {
+                store.access().roles_of(&member).map_err(OAuthError::from)
+            })
+            .await?;
+            let slug = &workspace.workspace.slug;
+            match roles.into_iter().find(|r| &r.workspace == slug) {
+                Some(r) => Some(r.role),
+                None => return back("Choose one of the workspaces listed.").await,
+            }
+        }
+    };
     let key_name = match validate_name(&form.key_name) {
         Ok(name) => name.to_owned(),
         Err(why) => return back(&format!("The key's {why}.")).await,
@@ -114,6 +130,13 @@ pub async fn decide(
     else {
         return back("Choose an expiry and an access.").await;
     };
+    if role == Some(Role::Viewer) && access == Access::ReadWrite {
+        return back(
+            "As a viewer of this workspace you may approve a read-only key only; choose read \
+             only, or ask an owner for the editor role.",
+        )
+        .await;
+    }
     let client = request.client.clone();
     let grant = Grant {
         client_id: request.client.id.clone(),
@@ -124,6 +147,7 @@ pub async fn decide(
         key_name,
         expires,
         access,
+        member: Some(signer.clone()),
     };
     let code = work::write(&state, move |store| -> Result<String, OAuthError> {
         if is_document_url(&client.id) {
@@ -135,17 +159,27 @@ pub async fn decide(
     Ok(request.answer(&[("code", &code)]))
 }
 
-/// The consent page for `request`, offering the first workspaces and a key name.
+/// The consent page for `request`, offering the first workspaces (a member: theirs) and a key
+/// name.
 async fn consent_page(
     state: &AppState,
+    signer: &Signer,
     request: &Request,
     params: &AuthorizeParams,
     csrf: &str,
     peer: IpAddr,
     error: Option<&str>,
 ) -> Result<Response, OAuthError> {
-    let workspaces = work::read(state, |store| {
-        store.access().first_workspaces(WORKSPACES_SHOWN).map_err(OAuthError::from)
+    let member = match signer {
+        Signer::Administrator => None,
+        Signer::Member { id, .. } => Some(id.clone()),
+    };
+    let workspaces = work::read(state, move |store| {
+        match member {
+            Some(member) => store.access().member_workspaces(&member),
+            None => store.access().first_workspaces(WORKSPACES_SHOWN),
+        }
+        .map_err(OAuthError::from)
     })
     .await?;
     Ok(pages::consent(&pages::Consent {

@@ -13,7 +13,7 @@ use super::request::{self, AuthorizeParams};
 use super::{OAuthError, Refusal, no_store, origin, pages};
 use crate::server::client_addr::ClientAddr;
 use crate::server::{AppState, work};
-use crate::store::access::oauth::{SESSION_LIFETIME, same_secret};
+use crate::store::access::oauth::{SESSION_LIFETIME, Signer, same_secret};
 use crate::token::{PlainToken, TokenKind};
 
 const SESSION_COOKIE: &str = "custory_owner_session";
@@ -42,10 +42,26 @@ pub async fn login(
     let request = request::check(&state, &headers, peer, &form.params).await?;
     check_csrf(&state, &headers, &form.csrf)?;
     let (csrf, _) = csrf_token(&state, &headers);
-    let owner = PlainToken::parse(&form.owner_credential).ok().filter(|t| {
-        t.kind() == TokenKind::Owner && state.store.access().is_owner_credential(&t.hash())
-    });
-    if owner.is_none() {
+    // The owner credential, or a member's own (looked up in the database, like every use).
+    let presented = PlainToken::parse(&form.owner_credential).ok();
+    let signer = match presented {
+        Some(t)
+            if t.kind() == TokenKind::Owner
+                && state.store.access().is_owner_credential(&t.hash()) =>
+        {
+            Some(Signer::Administrator)
+        }
+        Some(t) if t.kind() == TokenKind::Member => {
+            let hash = t.hash();
+            work::read(&state, move |store| {
+                store.access().authenticate_member(&hash, None).map_err(OAuthError::from)
+            })
+            .await?
+            .map(|m| Signer::Member { id: m.id, name: m.name })
+        }
+        _ => None,
+    };
+    let Some(signer) = signer else {
         if let Some(wait) = state.limiter.failed(peer) {
             return Err(Refusal::too_many_sign_ins(wait));
         }
@@ -56,12 +72,17 @@ pub async fn login(
             &form.params.fields(),
             Some(
                 "That is not this server's owner credential. It begins csa_; `custory-mcp serve` \
-                 printed it at first start, and `serve --reset-owner-credential` makes a new one.",
+                 printed it at first start, and `serve --reset-owner-credential` makes a new one. \
+                 A member signs in with their own credential (csm_…).",
             ),
         ));
-    }
-    let session = work::write(&state, |store| {
-        store.access().create_owner_session().map_err(OAuthError::from)
+    };
+    let session = work::write(&state, move |store| {
+        match &signer {
+            Signer::Administrator => store.access().create_owner_session(),
+            Signer::Member { id, .. } => store.access().create_member_session(id),
+        }
+        .map_err(OAuthError::from)
     })
     .await?;
     let location = HeaderValue::from_str(&format!("/oauth/authorize?{}", form.params.query()))
@@ -75,16 +96,19 @@ pub async fn login(
         .into_response())
 }
 
-/// Whether the browser holds a live owner session.
-pub(super) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<bool, OAuthError> {
+/// Who the browser's live session belongs to (`None`: not signed in).
+pub(super) async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Signer>, OAuthError> {
     match request_cookie(headers, SESSION_COOKIE) {
         Some(session) => {
             work::read(state, move |store| {
-                store.access().owner_session_valid(&session).map_err(OAuthError::from)
+                store.access().session_signer(&session).map_err(OAuthError::from)
             })
             .await
         }
-        None => Ok(false),
+        None => Ok(None),
     }
 }
 

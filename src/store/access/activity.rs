@@ -629,11 +629,12 @@ pub(super) fn workspace_usage(
 pub(super) fn list_events_and_calls(
     s: &AccessStore<'_>,
     workspace_id: i64,
-    key_id: Option<&str>,
+    filter: super::audit::EventFilter<'_>,
     limit: u32,
     cursor: Option<&str>,
 ) -> StoreResult<(Vec<Event>, Option<String>)> {
-    let query = fingerprint(&[key_id.unwrap_or(""), "calls"]);
+    let key_id = filter.key_id;
+    let query = fingerprint(&[key_id.unwrap_or(""), "calls", filter.by.unwrap_or("")]);
     let (events_before, calls_before) = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
         Some(text) => {
             let position = Cursor::decode(text, "activity", query, 2)?.position;
@@ -642,8 +643,13 @@ pub(super) fn list_events_and_calls(
         None => (i64::MAX, i64::MAX),
     };
     let conn = s.reader()?;
-    let events = super::audit::events_page(&conn, workspace_id, key_id, events_before, limit)?;
-    let calls = calls_page(&conn, workspace_id, key_id, calls_before, limit)?;
+    let events = super::audit::events_page(&conn, workspace_id, filter, events_before, limit)?;
+    // Calls are made by keys: an actor filter for anyone else leaves them out.
+    let calls = if filter.by.is_none_or(|by| by == api::AuthorKind::Key.as_str()) {
+        calls_page(&conn, workspace_id, key_id, calls_before, limit)?
+    } else {
+        Vec::new()
+    };
     let (mut events, mut calls) = (events.into_iter().peekable(), calls.into_iter().peekable());
     let mut merged = Vec::new();
     let (mut events_at, mut calls_at) = (events_before, calls_before);
@@ -766,6 +772,7 @@ fn write_origin(conn: &Connection, origin: &OriginUse, seen: &SeenAt) -> StoreRe
         key_id: Some(&origin.key_id),
         key_prefix: Some(&seen.key_prefix),
         detail: &detail,
+        actor: &api::Author::of(api::AuthorKind::Server),
     };
     insert_event(conn, seen.at, &event)
 }
@@ -838,6 +845,7 @@ fn call_row(row: &Row) -> DbResult<Event> {
         key_id: row.get("key_id")?,
         key_prefix: row.get("prefix")?,
         detail: describe_call(&call),
+        actor: api::Author::of(api::AuthorKind::Key),
         call: Some(call),
     })
 }

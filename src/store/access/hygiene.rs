@@ -33,6 +33,8 @@ pub struct KeyFilter {
     pub unused_since: Option<DateTime<Utc>>,
     /// Only keys never used.
     pub never_used: bool,
+    /// Only keys this member created (`keys list --mine`); `Some(None)`: the administrator's.
+    pub created_by: Option<Option<String>>,
 }
 
 impl KeyFilter {
@@ -82,17 +84,26 @@ impl KeyFilter {
         if self.never_used {
             sql.push_str(" AND last_used_at IS NULL");
         }
+        match &self.created_by {
+            None => {}
+            Some(None) => sql.push_str(" AND created_by = 'administrator'"),
+            Some(Some(member)) => {
+                values.push(Value::Text(member.clone()));
+                sql.push_str(&format!(" AND created_by_member = ?{}", first + values.len() - 1));
+            }
+        }
         (sql, values)
     }
 
     /// A fingerprint of the filter, for its cursors.
     pub(super) fn describe(&self) -> String {
         format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{}|{:?}",
             self.status.map_or("", KeyStatus::as_str),
             self.shared,
             self.unused_since.map_or(0, |at| at.timestamp()),
-            self.never_used
+            self.never_used,
+            self.created_by
         )
     }
 }

@@ -13,7 +13,9 @@ use super::AccessStore;
 use super::audit::Actor;
 use super::audit::{NewEvent, insert_event};
 use super::hygiene::KeyFilter;
-use crate::api::{Access, EventKind, ExpiryPolicy, Key, KeyStatus, OAuthClientRef};
+use crate::api::{
+    Access, Author, AuthorKind, EventKind, ExpiryPolicy, Key, KeyStatus, OAuthClientRef,
+};
 use crate::store::page::{Budget, Cursor, fingerprint, paged};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
 use crate::token::{PlainToken, TokenHash, TokenKind};
@@ -78,7 +80,8 @@ const MATCHES_MAX: i64 = 50;
 
 const KEY_COLUMNS: &str = "id, name, prefix, access, expires, created_at, expires_at, \
                            last_used_at, last_used_client, last_used_ip, revoked_at, \
-                           oauth_client_id, oauth_client_name";
+                           oauth_client_id, oauth_client_name, created_by, created_by_member, \
+                           created_by_name";
 
 fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
     let access: String = row.get("access")?;
@@ -107,6 +110,12 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
         ) {
             (Some(client_id), Some(name)) => Some(OAuthClientRef { client_id, name }),
             _ => None,
+        },
+        created_by: Author {
+            // The CHECK constraint admits only names of the closed set.
+            kind: row.get_parsed("created_by", AuthorKind::parse)?,
+            member_id: row.get("created_by_member")?,
+            name: row.get("created_by_name")?,
         },
         flags: Vec::new(),
         shared: None,
@@ -173,6 +182,7 @@ pub(super) fn insert_key(
     name: &str,
     expires: ExpiryPolicy,
     access: Access,
+    by: &Author,
     now: DateTime<Utc>,
 ) -> StoreResult<(Key, PlainToken)> {
     let taken = conn
@@ -193,8 +203,9 @@ pub(super) fn insert_key(
     let expires_at = expires.days().map(|days| now + chrono::Duration::days(days));
     conn.prepare_cached(
         "INSERT INTO mcp_keys (id, workspace_id, name, prefix, token_hash, access, expires,
-                               created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                               created_at, expires_at, created_by, created_by_member,
+                               created_by_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         id,
@@ -206,6 +217,9 @@ pub(super) fn insert_key(
         expires.as_str(),
         now.timestamp(),
         expires_at.map(|t| t.timestamp()),
+        by.kind.as_str(),
+        by.member_id,
+        by.name,
     ])?;
     let key = key_on(conn, workspace_id, &id, now)?;
     Ok((key, token))
@@ -218,6 +232,7 @@ pub(super) fn audit_key(
     kind: EventKind,
     key: &Key,
     detail: &str,
+    actor: &Author,
 ) -> StoreResult<()> {
     insert_event(
         conn,
@@ -228,6 +243,7 @@ pub(super) fn audit_key(
             key_id: Some(&key.id),
             key_prefix: Some(&key.prefix),
             detail,
+            actor,
         },
     )
 }
@@ -239,14 +255,15 @@ pub(super) fn create_key(
     name: &str,
     expires: ExpiryPolicy,
     access: Access,
+    by: &Author,
 ) -> StoreResult<(Key, PlainToken)> {
     let now = s.now();
     let conn = s.writer();
     let tx = conn.transaction()?;
-    let (key, token) = insert_key(&tx, workspace_id, name, expires, access, now)?;
+    let (key, token) = insert_key(&tx, workspace_id, name, expires, access, by, now)?;
     let detail =
         format!("created {:?} ({}, expires {})", key.name, access.as_str(), expires.as_str());
-    audit_key(&tx, workspace_id, now, EventKind::KeyCreated, &key, &detail)?;
+    audit_key(&tx, workspace_id, now, EventKind::KeyCreated, &key, &detail, by)?;
     tx.commit()?;
     reindex_key(s, &conn, &key.id)?;
     Ok((key, token))
@@ -366,6 +383,7 @@ pub(super) fn revoke_key_because(
     workspace_id: i64,
     id: &str,
     reason: Option<&str>,
+    by: &Author,
 ) -> StoreResult<Key> {
     let now = s.now();
     let conn = s.writer();
@@ -381,7 +399,7 @@ pub(super) fn revoke_key_because(
         Some(reason) => format!("revoked {:?}: {reason}", key.name),
         None => format!("revoked {:?}", key.name),
     };
-    audit_key(&tx, workspace_id, now, EventKind::KeyRevoked, &key, &detail)?;
+    audit_key(&tx, workspace_id, now, EventKind::KeyRevoked, &key, &detail, by)?;
     tx.commit()?;
     reindex_key(s, &conn, id)?;
     drop(conn);
@@ -396,6 +414,7 @@ pub(super) fn rotate_key(
     s: &AccessStore<'_>,
     workspace_id: i64,
     id: &str,
+    by: &Author,
 ) -> StoreResult<(Key, PlainToken, Key)> {
     let now = s.now();
     let conn = s.writer();
@@ -409,7 +428,10 @@ pub(super) fn rotate_key(
     }
     tx.prepare_cached("UPDATE mcp_keys SET revoked_at = ?1 WHERE id = ?2")?
         .execute(params![now.timestamp(), id])?;
-    let (new, token) = insert_key(&tx, workspace_id, &old.name, old.expires, old.access, now)?;
+    // The new key stays its creator's: rotating replaces the secret, not whose key it is.
+    let creator = old.created_by.clone();
+    let (new, token) =
+        insert_key(&tx, workspace_id, &old.name, old.expires, old.access, &creator, now)?;
     let old = key_on(&tx, workspace_id, id, now)?;
     audit_key(
         &tx,
@@ -418,6 +440,7 @@ pub(super) fn rotate_key(
         EventKind::KeyRotated,
         &old,
         &format!("rotated {:?}: replaced by {} (same name)", old.name, new.prefix),
+        by,
     )?;
     audit_key(
         &tx,
@@ -426,6 +449,7 @@ pub(super) fn rotate_key(
         EventKind::KeyCreated,
         &new,
         &format!("created {:?} by rotating {}", new.name, old.id),
+        by,
     )?;
     tx.commit()?;
     reindex_key(s, &conn, id)?;

@@ -12,6 +12,7 @@ mod audit;
 pub mod edge;
 mod hygiene;
 mod keys;
+mod members;
 pub mod oauth;
 mod owner;
 mod workspaces;
@@ -25,14 +26,15 @@ use chrono::{DateTime, Utc};
 use super::base::Db;
 use super::db::Connection;
 use super::{Page, StoreResult};
-use crate::api::{self, Access, Event, ExpiryPolicy, Key, Workspace};
+use crate::api::{self, Access, Author, Event, ExpiryPolicy, Key, Workspace};
 use crate::token::{PlainToken, TokenHash};
 #[cfg(test)]
 pub(super) use activity::QUEUE_MAX;
 pub use activity::{Call, ORIGINS_PER_KEY, asked_ids, touched_ids};
-pub use audit::{Actor, NewEvent};
+pub use audit::{Actor, EventFilter, NewEvent};
 pub use hygiene::{KeyFilter, SHARED_WINDOW_DAYS};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
+pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
 pub use owner::OwnerCredentialSetup;
 pub use workspaces::WorkspaceRow;
@@ -136,7 +138,8 @@ impl AccessStore<'_> {
 
     // MCP keys -----------------------------------------------------------------------------
 
-    /// Creates a key. The returned [`PlainToken`] is the only copy of the secret there will be.
+    /// Creates a key as the server administrator. The returned [`PlainToken`] is the only copy
+    /// of the secret there will be.
     pub fn create_key(
         &self,
         ws: i64,
@@ -144,7 +147,19 @@ impl AccessStore<'_> {
         expires: ExpiryPolicy,
         access: Access,
     ) -> StoreResult<(Key, PlainToken)> {
-        keys::create_key(self, ws, name, expires, access)
+        keys::create_key(self, ws, name, expires, access, &Author::default())
+    }
+
+    /// [`Self::create_key`], made by `by`.
+    pub fn create_key_by(
+        &self,
+        ws: i64,
+        name: &str,
+        expires: ExpiryPolicy,
+        access: Access,
+        by: &Author,
+    ) -> StoreResult<(Key, PlainToken)> {
+        keys::create_key(self, ws, name, expires, access, by)
     }
 
     /// One page of a workspace's keys, newest first, with pending last uses and their flags.
@@ -173,18 +188,29 @@ impl AccessStore<'_> {
     }
 
     /// Revokes a key, in force on the very next request.
-    pub fn revoke_key(&self, ws: i64, id: &str) -> StoreResult<Key> {
-        keys::revoke_key_because(self, ws, id, None)
+    pub fn revoke_key(&self, ws: i64, id: &str, by: &Author) -> StoreResult<Key> {
+        keys::revoke_key_because(self, ws, id, None, by)
     }
 
     /// Revokes a key, saying why in the audit event (`reason`, after "revoked NAME").
-    pub fn revoke_key_because(&self, ws: i64, id: &str, reason: Option<&str>) -> StoreResult<Key> {
-        keys::revoke_key_because(self, ws, id, reason)
+    pub fn revoke_key_because(
+        &self,
+        ws: i64,
+        id: &str,
+        reason: Option<&str>,
+        by: &Author,
+    ) -> StoreResult<Key> {
+        keys::revoke_key_because(self, ws, id, reason, by)
     }
 
     /// Replaces a key by a new one like it: `(new key, its token, the replaced key)`.
-    pub fn rotate_key(&self, ws: i64, id: &str) -> StoreResult<(Key, PlainToken, Key)> {
-        keys::rotate_key(self, ws, id)
+    pub fn rotate_key(
+        &self,
+        ws: i64,
+        id: &str,
+        by: &Author,
+    ) -> StoreResult<(Key, PlainToken, Key)> {
+        keys::rotate_key(self, ws, id, by)
     }
 
     /// The key a token hash belongs to, with its current status (SQLite: from memory).
@@ -235,6 +261,76 @@ impl AccessStore<'_> {
         owner::load_owner_credentials(self)
     }
 
+    // Members ------------------------------------------------------------------------------
+
+    /// The member a personal credential belongs to (active, not removed), with their role in
+    /// the workspace `slug`. Asked of the database on every request.
+    pub fn authenticate_member(
+        &self,
+        hash: &TokenHash,
+        slug: Option<&str>,
+    ) -> StoreResult<Option<MemberCaller>> {
+        members::authenticate_member(self, hash, slug)
+    }
+
+    /// Every workspace a member has a role in, with the role.
+    pub fn roles_of(&self, member_id: &str) -> StoreResult<Vec<api::WorkspaceRole>> {
+        members::roles_of(self, member_id)
+    }
+
+    /// The workspaces a member has a role in.
+    pub fn member_workspaces(&self, member_id: &str) -> StoreResult<Vec<Workspace>> {
+        members::member_workspaces(self, member_id)
+    }
+
+    pub fn list_members(&self, ws: i64) -> StoreResult<Vec<api::Member>> {
+        members::list_members(self, ws)
+    }
+
+    /// Issues a one-time invitation; the returned code is the only copy there will be.
+    #[expect(clippy::too_many_arguments, reason = "one invitation's fields, each named")]
+    pub fn create_invitation(
+        &self,
+        ws: i64,
+        slug: &str,
+        name: &str,
+        email: Option<&str>,
+        role: api::Role,
+        expires_at: DateTime<Utc>,
+        by: &Author,
+    ) -> StoreResult<(api::Invitation, PlainToken)> {
+        members::create_invitation(self, ws, slug, name, email, role, expires_at, by)
+    }
+
+    /// Redeems an invitation once: `(the new member, the workspace's slug, their credential)`.
+    pub fn redeem_invitation(
+        &self,
+        code: &PlainToken,
+    ) -> Result<(api::Member, String, PlainToken), InvitationError> {
+        members::redeem_invitation(self, code)
+    }
+
+    pub fn change_role(
+        &self,
+        ws: i64,
+        name: &str,
+        role: api::Role,
+        by: &Author,
+    ) -> StoreResult<api::Member> {
+        members::change_role(self, ws, name, role, by)
+    }
+
+    /// Takes a member out of a workspace (see `members.rs`).
+    pub fn remove_member(
+        &self,
+        ws: i64,
+        name: &str,
+        revoke_keys: bool,
+        by: &Author,
+    ) -> StoreResult<Removal> {
+        members::remove_member(self, ws, name, revoke_keys, by)
+    }
+
     // OAuth --------------------------------------------------------------------------------
 
     /// Registers a public client (RFC 7591) from `source` (the network its address counts
@@ -259,7 +355,17 @@ impl AccessStore<'_> {
 
     /// Starts an owner's browser session; returns its secret (the cookie's value).
     pub fn create_owner_session(&self) -> StoreResult<String> {
-        oauth::create_owner_session(self)
+        oauth::create_owner_session(self, None)
+    }
+
+    /// Starts a member's browser session (they signed in with their own credential).
+    pub fn create_member_session(&self, member_id: &str) -> StoreResult<String> {
+        oauth::create_owner_session(self, Some(member_id))
+    }
+
+    /// Who a live browser session belongs to.
+    pub fn session_signer(&self, secret: &str) -> StoreResult<Option<oauth::Signer>> {
+        oauth::session_signer(self, secret)
     }
 
     pub fn owner_session_valid(&self, secret: &str) -> StoreResult<bool> {
@@ -292,26 +398,26 @@ impl AccessStore<'_> {
         audit::record_event(self, event)
     }
 
-    /// One page of a workspace's events, newest first (`key_id`: only that key's).
-    pub fn list_events(
+    /// One page of a workspace's events, newest first (only those `filter` selects).
+    pub fn list_events<'f>(
         &self,
         ws: i64,
-        key_id: Option<&str>,
+        filter: impl Into<EventFilter<'f>>,
         limit: u32,
         cursor: Option<&str>,
     ) -> StoreResult<Page<Event>> {
-        audit::list_events(self, ws, key_id, limit, cursor)
+        audit::list_events(self, ws, filter.into(), limit, cursor)
     }
 
     /// One page of the audit trail with the calls merged in, newest first.
     pub fn list_events_and_calls(
         &self,
         ws: i64,
-        key_id: Option<&str>,
+        filter: EventFilter<'_>,
         limit: u32,
         cursor: Option<&str>,
     ) -> StoreResult<Page<Event>> {
-        activity::list_events_and_calls(self, ws, key_id, limit, cursor)
+        activity::list_events_and_calls(self, ws, filter, limit, cursor)
     }
 
     /// Queues a call of `key` for the next flush (no database work).

@@ -50,6 +50,15 @@ pub struct Grant {
     pub key_name: String,
     pub expires: ExpiryPolicy,
     pub access: Access,
+    /// The member who consented (`None`: the administrator).
+    pub member: Option<Signer>,
+}
+
+/// Who is signed in at the consent page: the administrator (owner credential) or a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    Administrator,
+    Member { id: String, name: String },
 }
 
 /// What a token request presents with its code.
@@ -232,29 +241,52 @@ pub(super) fn oauth_client(s: &AccessStore<'_>, id: &str) -> StoreResult<Option<
 }
 
 /// Starts an owner's browser session; returns its secret (the cookie's value).
-pub(super) fn create_owner_session(s: &AccessStore<'_>) -> StoreResult<String> {
+pub(super) fn create_owner_session(
+    s: &AccessStore<'_>,
+    member_id: Option<&str>,
+) -> StoreResult<String> {
     let now = s.now();
     let (secret, hash) = secret();
     let conn = s.writer();
     conn.execute("DELETE FROM oauth_sessions WHERE expires_at < ?1", [now.timestamp()])?;
     conn.execute(
-        "INSERT INTO oauth_sessions (token_hash, created_at, expires_at) VALUES (?1, ?2, ?3)",
-        params![&hash[..], now.timestamp(), (now + SESSION_LIFETIME).timestamp()],
+        "INSERT INTO oauth_sessions (token_hash, created_at, expires_at, member_id)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![&hash[..], now.timestamp(), (now + SESSION_LIFETIME).timestamp(), member_id],
     )?;
     Ok(secret)
 }
 
-/// Whether `secret` is a live owner session.
-pub(super) fn owner_session_valid(s: &AccessStore<'_>, secret: &str) -> StoreResult<bool> {
+/// Who a live session belongs to: the administrator, or a member who is still one (a
+/// removed member's session ends with them).
+pub(super) fn session_signer(s: &AccessStore<'_>, secret: &str) -> StoreResult<Option<Signer>> {
     let conn = s.reader()?;
     let found = conn
         .query_row(
-            "SELECT expires_at FROM oauth_sessions WHERE token_hash = ?1",
+            "SELECT s.expires_at, s.member_id, m.name, m.removed_at FROM oauth_sessions s
+             LEFT JOIN members m ON m.id = s.member_id WHERE s.token_hash = ?1",
             params![&hash_of(secret)[..]],
-            |row| row.get::<i64>("expires_at"),
+            |row| {
+                Ok((
+                    row.get::<i64>("expires_at")?,
+                    row.get::<Option<String>>("member_id")?,
+                    row.get::<Option<String>>("name")?,
+                    row.get::<Option<i64>>("removed_at")?,
+                ))
+            },
         )
         .optional()?;
-    Ok(found.is_some_and(|expires_at| expires_at > s.now().timestamp()))
+    Ok(match found {
+        Some((expires_at, _, _, _)) if expires_at <= s.now().timestamp() => None,
+        Some((_, None, _, _)) => Some(Signer::Administrator),
+        Some((_, Some(id), Some(name), None)) => Some(Signer::Member { id, name }),
+        _ => None,
+    })
+}
+
+/// Whether `secret` is a live session.
+pub(super) fn owner_session_valid(s: &AccessStore<'_>, secret: &str) -> StoreResult<bool> {
+    Ok(session_signer(s, secret)?.is_some())
 }
 
 /// Ends an owner's browser session.
@@ -269,6 +301,10 @@ pub(super) fn end_owner_session(s: &AccessStore<'_>, secret: &str) -> StoreResul
 /// Records an approved grant; returns the code that redeems it.
 pub(super) fn issue_code(s: &AccessStore<'_>, grant: &Grant) -> StoreResult<String> {
     let now = s.now();
+    let (member_id, member_name) = match &grant.member {
+        Some(Signer::Member { id, name }) => (Some(id.as_str()), Some(name.as_str())),
+        _ => (None, None),
+    };
     let (code, hash) = secret();
     let conn = s.writer();
     // Spent codes are kept a day, to recognise a replay; then they go.
@@ -279,8 +315,8 @@ pub(super) fn issue_code(s: &AccessStore<'_>, grant: &Grant) -> StoreResult<Stri
     conn.execute(
         "INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge,
                                       resource, workspace_id, key_name, access, expires,
-                                      created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                      created_at, expires_at, member_id, member_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             &hash[..],
             grant.client_id,
@@ -293,6 +329,8 @@ pub(super) fn issue_code(s: &AccessStore<'_>, grant: &Grant) -> StoreResult<Stri
             grant.expires.as_str(),
             now.timestamp(),
             (now + CODE_LIFETIME).timestamp(),
+            member_id,
+            member_name,
         ],
     )?;
     Ok(code)
@@ -385,7 +423,13 @@ pub(super) fn redeem_code(
         drop(tx);
         drop(conn);
         if let Some(key_id) = key_id {
-            match super::keys::revoke_key_because(s, workspace_id, &key_id, None) {
+            match super::keys::revoke_key_because(
+                s,
+                workspace_id,
+                &key_id,
+                None,
+                &crate::api::Author::of(crate::api::AuthorKind::Server),
+            ) {
                 Ok(_) | Err(StoreError::Conflict(_)) => {}
                 Err(error) => return Err(error.into()),
             }
@@ -423,11 +467,26 @@ pub(super) fn redeem_code(
     // Parsed from the CHECK-constrained columns.
     let access = Access::parse(&access).unwrap_or(Access::ReadOnly);
     let expires = ExpiryPolicy::parse(&expires).unwrap_or(ExpiryPolicy::Days30);
+    // Consent is given in the browser: the key is the consent's, and the member's who signed
+    // in to give it (none: the administrator's owner credential).
+    let signer = tx.query_row(
+        "SELECT member_id, member_name FROM oauth_codes WHERE code_hash = ?1",
+        params![&hash[..]],
+        |row| {
+            Ok((row.get::<Option<String>>("member_id")?, row.get::<Option<String>>("member_name")?))
+        },
+    )?;
+    let by = match signer {
+        (Some(id), Some(name)) => {
+            crate::api::Author::member(crate::api::AuthorKind::Consent, &id, &name)
+        }
+        _ => crate::api::Author::of(crate::api::AuthorKind::Consent),
+    };
     // The owner saw the name free; another key may have taken it since.
     let (key, token) = (1..=20)
         .find_map(|n| {
             let name = if n == 1 { key_name.clone() } else { format!("{key_name} ({n})") };
-            match insert_key(&tx, workspace_id, &name, expires, access, now) {
+            match insert_key(&tx, workspace_id, &name, expires, access, &by, now) {
                 Err(StoreError::Conflict(_)) => None,
                 other => Some(other),
             }
@@ -453,7 +512,7 @@ pub(super) fn redeem_code(
         access.as_str(),
         expires.as_str()
     );
-    audit_key(&tx, workspace_id, now, EventKind::KeyCreated, &key, &detail)?;
+    audit_key(&tx, workspace_id, now, EventKind::KeyCreated, &key, &detail, &by)?;
     let key = super::keys::key_on(&tx, workspace_id, &key.id, now)?;
     tx.commit()?;
     super::keys::reindex_key(s, &conn, &key.id)?;

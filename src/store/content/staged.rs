@@ -352,6 +352,7 @@ impl<'d> StagedImport<'d> {
                     "{} journeys, {} items, {} links, {} comments, {} personas",
                     counts.journeys, counts.items, counts.links, counts.comments, counts.personas
                 ),
+                actor: &api::Author::of(api::AuthorKind::Administrator),
             },
         )?;
         if !edge::publish_workspace(&tx, ws)? {

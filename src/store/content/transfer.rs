@@ -640,6 +640,7 @@ pub(super) fn import_workspace(
                 kind: api::EventKind::WorkspaceImported,
                 key_id: None,
                 key_prefix: None,
+                actor: &api::Author::of(api::AuthorKind::Administrator),
                 detail: &format!(
                     "{} journeys, {} items, {} links, {} comments, {} personas",
                     counts.journeys, counts.items, counts.links, counts.comments, counts.personas
@@ -713,6 +714,7 @@ pub(super) fn import_journey(
                 kind: api::EventKind::JourneyImported,
                 key_id: None,
                 key_prefix: None,
+                actor: &api::Author::of(api::AuthorKind::Administrator),
                 detail: &format!(
                     "journey {:?}: {} stages, {} steps, {} items",
                     journey.slug, counts.stages, counts.steps, counts.items

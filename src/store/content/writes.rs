@@ -404,6 +404,7 @@ pub(super) fn write<T>(
             key_id: Some(actor.key_id),
             key_prefix: Some(actor.key_prefix),
             detail: &detail,
+            actor: &crate::api::Author::of(crate::api::AuthorKind::Key),
         },
     )?;
     tx.commit()?;

@@ -220,6 +220,17 @@ impl Visitor {
         Key { info: Value::Null, token: token.to_owned(), site: self.clone(), version: None }
     }
 
+    /// Redeems an invitation `code`, which must succeed: the member, as a caller of the admin
+    /// API with the credential it gave.
+    pub async fn join(&self, code: &str) -> Owner {
+        let redeemed = self
+            .post("/api/admin/invitations/redeem")
+            .json(&json!({"code": code}))
+            .expect(201)
+            .await;
+        self.owner(redeemed["credential"].as_str().expect("a member's credential"))
+    }
+
     /// The owner, with `token` as the owner credential (or anyone presenting `token` as one).
     pub fn owner(&self, token: &str) -> Owner {
         Owner { site: self.clone(), token: token.to_owned() }
@@ -299,6 +310,24 @@ impl Owner {
     /// `GET /workspaces/{workspace}/audit{query}`.
     pub async fn audit(&self, workspace: &str, query: &str) -> Value {
         self.get(&format!("/workspaces/{workspace}/audit{query}")).expect(200).await
+    }
+
+    /// Invites `name` to `workspace` as `role`, which must succeed: the invitation code.
+    pub async fn invite(&self, workspace: &str, name: &str, role: &str) -> String {
+        let body = json!({"name": name, "role": role});
+        let created = self
+            .post(&format!("/workspaces/{workspace}/invitations"))
+            .json(&body)
+            .expect(201)
+            .await;
+        created["code"].as_str().expect("an invitation's code").to_owned()
+    }
+
+    /// Invites `name` to `workspace` as `role` and redeems the code: the member, as a caller of
+    /// the admin API with their own credential.
+    pub async fn add_member(&self, workspace: &str, name: &str, role: &str) -> Owner {
+        let code = self.invite(workspace, name, role).await;
+        self.site.join(&code).await
     }
 }
 

@@ -21,6 +21,7 @@ fn concrete(path: &str, workspace: &str, key_id: &str) -> String {
         .map(|segment| match segment {
             "{ws}" => workspace,
             "{id}" => key_id,
+            "{name}" => "nobody",
             other if other.starts_with('{') => panic!(
                 "the route {path} takes {other}, which this test cannot fill: give it a value in \
                  `concrete`"

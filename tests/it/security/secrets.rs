@@ -185,6 +185,42 @@ async fn secrets_lifecycle(label: &str, serve_args: &[&str], vars: &[(&str, &str
     note(&mut seen, "login (fresh) stdout".into(), ran.stdout, &[]);
     note(&mut seen, "login (fresh) stderr".into(), ran.stderr, &[]);
 
+    // Team access: the invitation code on the inviter's stdout only; the member's credential
+    // saved in their home, shown nowhere (not even to them).
+    let ran = run(&["members", "invite", "Ivy", "--role", "editor"], none, "", 0).await;
+    let code = ran.stdout.trim().to_owned();
+    assert!(code.starts_with("csi_"), "{code}");
+    secrets.push(code.clone());
+    note(&mut seen, "members invite stdout".into(), ran.stdout, &[&code]);
+    note(&mut seen, "members invite stderr".into(), ran.stderr, &[]);
+    let invitee = TestEnv::new();
+    let ran = cli(&invitee, &url, &["login", "--invite-stdin"], none, &format!("{code}\n")).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    note(&mut seen, "login --invite stdout".into(), ran.stdout, &[]);
+    note(&mut seen, "login --invite stderr".into(), ran.stderr, &[]);
+    let saved = std::fs::read_to_string(invitee.config_dir().join("credentials.json"))
+        .expect("the member's saved credential");
+    let member = regex::Regex::new("csm_[0-9A-Za-z]{38}")
+        .expect("regex")
+        .find(&saved)
+        .expect("a member credential")
+        .as_str()
+        .to_owned();
+    secrets.push(member);
+    for args in [&["whoami"][..], &["--json", "whoami"], &["--json", "keys", "list"], &["audit"]] {
+        let ran = cli(&invitee, &url, args, none, "").await;
+        assert_eq!(ran.code, 0, "{args:?}: {}", ran.stderr);
+        note(&mut seen, format!("member {args:?} stdout"), ran.stdout, &[]);
+        note(&mut seen, format!("member {args:?} stderr"), ran.stderr, &[]);
+    }
+    let ran = cli(&TestEnv::new(), &url, &["login", "--invite-stdin"], none, &code).await;
+    assert_eq!(ran.code, 1, "a used code: {}", ran.stderr);
+    note(&mut seen, "login --invite (used) stdout".into(), ran.stdout, &[]);
+    note(&mut seen, "login --invite (used) stderr".into(), ran.stderr, &[]);
+    let ran = run(&["members", "remove", "Ivy", "--revoke-keys"], none, "", 0).await;
+    note(&mut seen, "members remove stdout".into(), ran.stdout, &[]);
+    note(&mut seen, "members remove stderr".into(), ran.stderr, &[]);
+
     // The database files while the server runs (WAL not yet checkpointed), then after.
     let mut db_bytes = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
