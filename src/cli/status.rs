@@ -4,7 +4,7 @@
 //! the server accepts it, and the workspace commands act on. Exit 1, with the command to run,
 //! when something is missing.
 //!
-//! Each line is a [`Row`]; what comes later (who you are, once members exist) is one more.
+//! Each line is a [`Row`]; who the credential belongs to (`whoami`) is one of them.
 
 use serde::Serialize;
 
@@ -21,6 +21,8 @@ use crate::token::PlainToken;
 struct Report {
     server: ServerPart,
     credential: CredentialPart,
+    /// Who the credential belongs to and what they may do (when the server accepted it).
+    who: Option<crate::api::WhoAmIResponse>,
     workspace: Option<WorkspacePart>,
     /// Whether commands that need a workspace would work.
     usable: bool,
@@ -47,6 +49,8 @@ enum Kept {
 
 #[derive(Debug, Serialize)]
 struct CredentialPart {
+    /// Whose kind of credential: the server's owner credential or a member's own.
+    kind: Option<CredentialKind>,
     /// Where it is (none: no credential).
     from: Option<Kept>,
     /// The credentials file, when it is there.
@@ -55,6 +59,29 @@ struct CredentialPart {
     accepted: Option<bool>,
     /// How many workspaces the server has (when it accepted the credential).
     workspaces: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum CredentialKind {
+    Owner,
+    Member,
+}
+
+impl CredentialKind {
+    fn of(token: &PlainToken) -> Self {
+        match token.kind() {
+            crate::token::TokenKind::Member => Self::Member,
+            _ => Self::Owner,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Owner => "owner credential",
+            Self::Member => "member credential",
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -150,10 +177,15 @@ fn inspect(global: &GlobalArgs) -> anyhow::Result<Report> {
     };
 
     // Asked of the server only when both are there.
+    let mut who = None;
     let listed = match (&token, server.reachable) {
         (Some(token), true) => {
-            let listed = AdminClient::with_token(&server_url, token.clone())
-                .and_then(|client| client.workspaces());
+            let listed = AdminClient::with_token(&server_url, token.clone()).and_then(|client| {
+                let workspaces = client.workspaces()?;
+                // A server from before members has no whoami: the line is left out.
+                who = client.whoami().ok();
+                Ok(workspaces)
+            });
             match listed {
                 Ok(workspaces) => Some(Ok(workspaces)),
                 Err(error) => {
@@ -166,6 +198,7 @@ fn inspect(global: &GlobalArgs) -> anyhow::Result<Report> {
         _ => None,
     };
     let credential = CredentialPart {
+        kind: token.as_ref().map(CredentialKind::of),
         from: kept,
         file,
         accepted: listed.as_ref().map(Result::is_ok),
@@ -187,7 +220,7 @@ fn inspect(global: &GlobalArgs) -> anyhow::Result<Report> {
         }
         _ => asked.map(|(slug, from)| WorkspacePart { slug, from, exists: None }),
     };
-    Ok(Report { server, credential, workspace, usable: problem.is_none(), problem })
+    Ok(Report { server, credential, who, workspace, usable: problem.is_none(), problem })
 }
 
 fn rows(report: &Report) -> Vec<Row> {
@@ -203,13 +236,14 @@ fn rows(report: &Report) -> Vec<Row> {
         ),
     ];
     let credential = &report.credential;
+    let kind = credential.kind.unwrap_or(CredentialKind::Owner).describe();
     rows.push((
         "Credential",
         match (credential.from, &credential.file) {
-            (Some(Kept::Env), _) => "owner credential from CUSTORY_OWNER_TOKEN".to_owned(),
-            (Some(Kept::Keyring), _) => "owner credential in the OS keyring".to_owned(),
-            (Some(Kept::File), Some(file)) => format!("owner credential in {file}"),
-            (Some(Kept::File), None) => "owner credential in the credentials file".to_owned(),
+            (Some(Kept::Env), _) => format!("{kind} from CUSTORY_OWNER_TOKEN"),
+            (Some(Kept::Keyring), _) => format!("{kind} in the OS keyring"),
+            (Some(Kept::File), Some(file)) => format!("{kind} in {file}"),
+            (Some(Kept::File), None) => format!("{kind} in the credentials file"),
             (None, _) => "none".to_owned(),
         },
     ));
@@ -223,6 +257,9 @@ fn rows(report: &Report) -> Vec<Row> {
             (None, _) => "not checked".to_owned(),
         },
     ));
+    if let Some(who) = &report.who {
+        rows.push(("You are", signed_in_as(who)));
+    }
     rows.push((
         "Workspace",
         match &report.workspace {
@@ -234,4 +271,19 @@ fn rows(report: &Report) -> Vec<Row> {
         },
     ));
     rows
+}
+
+/// `the administrator (every workspace)`, or `Ana: owner of acme, viewer of beta`.
+fn signed_in_as(who: &crate::api::WhoAmIResponse) -> String {
+    match (who.kind, &who.name) {
+        (crate::api::AuthorKind::Member, Some(name)) if who.roles.is_empty() => {
+            format!("{name}, with no role in any workspace")
+        }
+        (crate::api::AuthorKind::Member, Some(name)) => {
+            let roles: Vec<String> =
+                who.roles.iter().map(|r| format!("{} of {}", r.role, r.workspace)).collect();
+            format!("{name}: {}", roles.join(", "))
+        }
+        _ => "the administrator (every workspace, its members and keys)".to_owned(),
+    }
 }

@@ -397,6 +397,12 @@ async fn the_invitation_flow_end_to_end_in_two_homes() {
     let me: Value = serde_json::from_str(&whoami.stdout).expect("json");
     assert_eq!(me["name"], "Ivy");
     assert_eq!(me["roles"], json!([{"workspace": "acme", "role": "editor"}]));
+    // `status` says whose credential it is, and never shows it.
+    let status = as_invitee(&invitee, &server, &["status"], None).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.contains("Credential  member credential in "), "{}", status.stdout);
+    assert!(status.stdout.contains("You are     Ivy: editor of acme\n"), "{}", status.stdout);
+    assert!(!status.stdout.contains("csm_") && !status.stderr.contains("csm_"));
 
     // Their key, and what says so.
     let created = as_invitee(

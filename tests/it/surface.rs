@@ -117,13 +117,20 @@ async fn status_says_what_commands_would_use_and_what_to_run_when_it_cannot() {
         serde_json::json!({
             "server": {"url": server.url, "from": "env", "reachable": true,
                        "version": env!("CARGO_PKG_VERSION")},
-            "credential": {"from": "file", "file": credentials, "accepted": true, "workspaces": 1},
+            "credential": {"kind": "owner", "from": "file", "file": credentials,
+                           "accepted": true, "workspaces": 1},
+            "who": {"kind": "administrator", "roles": []},
             "workspace": {"slug": "acme", "from": "only", "exists": true},
             "usable": true,
             "problem": null,
         })
     );
     assert!(!ok.stdout.contains(&server.owner_token) && !ok.stderr.contains("csa_"));
+    let mut cmd = env.command();
+    cmd.env("CUSTORY_SERVER", &server.url).args(["status"]);
+    let text = run_piped(cmd, None).await;
+    assert!(text.stdout.contains("Credential  owner credential in "), "{}", text.stdout);
+    assert!(text.stdout.contains("You are     the administrator ("), "{}", text.stdout);
 
     // From the environment, and refused by the server: a credential of another server.
     let other = TestServer::start().await;
@@ -133,6 +140,7 @@ async fn status_says_what_commands_would_use_and_what_to_run_when_it_cannot() {
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(refused.stdout.contains("Credential  owner credential from CUSTORY_OWNER_TOKEN\n"));
     assert!(refused.stdout.contains("Accepted    no\n"), "{}", refused.stdout);
+    assert!(!refused.stdout.contains("You are"), "{}", refused.stdout);
     assert!(refused.stderr.contains("hint: run `custory-mcp login --server"), "{}", refused.stderr);
     assert!(!refused.stdout.contains(&other.owner_token) && !refused.stderr.contains("csa_"));
 
