@@ -558,6 +558,9 @@ impl std::fmt::Debug for RevokeToken {
 pub struct RevokedByTokenResponse {
     pub workspace: String,
     pub key: Key,
+    /// The key was revoked before this request: nothing was done (revoking is idempotent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub already_revoked: bool,
 }
 
 /// The only response that carries a plaintext token (create and rotate).

@@ -802,6 +802,16 @@ fn revoke_token(
     let revoked = client.revoke_token(token)?;
     if printer.json {
         printer.json(&revoked)?;
+    } else if revoked.already_revoked {
+        let when = revoked.key.revoked_at.map_or_else(String::new, |at| {
+            format!(" {} ({})", relative(at, Utc::now()), at.format("%Y-%m-%d %H:%M UTC"))
+        });
+        printer.info(&format!(
+            "{:?} ({}) in {} was already revoked{when}; nothing to do.",
+            api::displayable(&revoked.key.name),
+            revoked.key.prefix,
+            api::displayable(&revoked.workspace),
+        ));
     } else {
         let audit = command_line(
             global,

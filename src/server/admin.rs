@@ -284,7 +284,7 @@ pub async fn revoke_token(
             )
         })?;
     let hash = token.hash();
-    let (workspace, key) = work::revoke::<_, ApiError>(&state, move |store| {
+    let (workspace, key, already_revoked) = work::revoke::<_, ApiError>(&state, move |store| {
         let Some((workspace_id, slug, key)) = store.access().key_by_token(&hash)? else {
             return Err(ApiError::not_found(
                 "key_not_found",
@@ -292,12 +292,9 @@ pub async fn revoke_token(
                  it was mistyped",
             ));
         };
+        // Revoking twice is done: the answer says it was already so.
         if key.status == KeyStatus::Revoked {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "already_revoked",
-                format!("the token is {:?}'s ({}), which is already revoked", key.name, key.prefix),
-            ));
+            return Ok((slug, key, true));
         }
         let key = store.access().revoke_key_because(
             workspace_id,
@@ -305,10 +302,10 @@ pub async fn revoke_token(
             Some("its token was found (keys revoke --token-stdin)"),
             &caller.author(),
         )?;
-        Ok((slug, key))
+        Ok((slug, key, false))
     })
     .await?;
-    Ok(Json(api::RevokedByTokenResponse { workspace, key }))
+    Ok(Json(api::RevokedByTokenResponse { workspace, key, already_revoked }))
 }
 
 pub async fn rotate_key(

@@ -56,9 +56,11 @@ async fn a_found_token_is_revoked_from_the_cli_without_knowing_its_name_or_works
         "audited with the reason"
     );
 
+    // Revoking twice succeeds and says it was already done (issue 30: idempotent revoke).
     let again = revoke(token.clone(), false).await;
-    assert_eq!(again.code, 1);
-    assert!(again.stderr.contains("already revoked"), "{}", again.stderr);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("was already revoked just now ("), "{}", again.stderr);
+    assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
     let stranger = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Mcp);
     let unknown = revoke(stranger.expose().to_owned(), false).await;
     assert_eq!(unknown.code, 1);
