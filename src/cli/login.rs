@@ -29,29 +29,58 @@ pub struct LoginArgs {
     pub invite_stdin: bool,
 }
 
-/// The code of `login --invite` / `--invite-stdin`, redeemed for the member's own credential,
-/// which is saved where the owner credential would be.
-fn join(args: &LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let raw = if args.invite_stdin {
+/// How `login` asks for a secret: `flag` reads it piped into stdin, else a terminal prompt.
+struct Secret<'a> {
+    flag: &'a str,
+    what: &'a str,
+    stdin_hint: &'a str,
+    ask: &'a str,
+    label: &'a str,
+}
+
+/// The secret piped into stdin (`from_stdin`), or typed at a hidden prompt on a terminal;
+/// elsewhere the error that names the flag.
+fn read_secret(from_stdin: bool, secret: Secret<'_>, printer: Printer) -> anyhow::Result<String> {
+    if from_stdin {
         if std::io::stdin().is_terminal() {
-            return Err(CliError::usage(
-                "--invite-stdin reads a piped invitation code, but stdin is a terminal",
-            )
-            .hint("drop --invite-stdin and use --invite to be asked for it")
+            return Err(CliError::usage(format!(
+                "{} reads a piped {}, but stdin is a terminal",
+                secret.flag, secret.what
+            ))
+            .hint(secret.stdin_hint)
             .into());
         }
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
-        line
+        Ok(line)
     } else if prompt::interactive() {
-        printer.info(&format!(
-            "Paste the invitation code (csi_…) to {} that you were sent.",
-            global.server
-        ));
-        prompt::password("Invitation code")?
+        printer.info(secret.ask);
+        Ok(prompt::password(secret.label)?)
     } else {
-        return Err(prompt::missing("the invitation code", "--invite-stdin and pipe it in"));
-    };
+        Err(prompt::missing(
+            &format!("the {}", secret.what),
+            &format!("{} and pipe it in", secret.flag),
+        ))
+    }
+}
+
+/// The code of `login --invite` / `--invite-stdin`, redeemed for the member's own credential,
+/// which is saved where the owner credential would be.
+fn join(args: &LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let raw = read_secret(
+        args.invite_stdin,
+        Secret {
+            flag: "--invite-stdin",
+            what: "invitation code",
+            stdin_hint: "drop --invite-stdin and use --invite to be asked for it",
+            ask: &format!(
+                "Paste the invitation code (csi_…) to {} that you were sent.",
+                global.server
+            ),
+            label: "Invitation code",
+        },
+        printer,
+    )?;
     let code = PlainToken::parse(&raw)
         .ok()
         .filter(|code| code.kind() == TokenKind::Invitation)
@@ -95,24 +124,22 @@ pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::
     if args.invite || args.invite_stdin {
         return join(&args, global, printer);
     }
-    let raw = if args.token_stdin {
-        if std::io::stdin().is_terminal() {
-            return Err(CliError::usage("--token-stdin reads a piped credential, but stdin is a terminal")
-                .hint("pipe it in: `printf %s \"$TOKEN\" | custory-mcp login --token-stdin`, or drop --token-stdin to be prompted")
-                .into());
-        }
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        line
-    } else if prompt::interactive() {
-        printer.info(&format!(
-            "Paste the owner credential (csa_…) of {}; `custory-mcp serve` printed it on its first start.",
-            global.server
-        ));
-        prompt::password("Owner credential")?
-    } else {
-        return Err(prompt::missing("the owner credential", "--token-stdin and pipe it in"));
-    };
+    let raw = read_secret(
+        args.token_stdin,
+        Secret {
+            flag: "--token-stdin",
+            what: "owner credential",
+            stdin_hint: "pipe it in: `printf %s \"$TOKEN\" | custory-mcp login --token-stdin`, or \
+                         drop --token-stdin to be prompted",
+            ask: &format!(
+                "Paste the owner credential (csa_…) of {}; `custory-mcp serve` printed it on its \
+                 first start.",
+                global.server
+            ),
+            label: "Owner credential",
+        },
+        printer,
+    )?;
     let token = PlainToken::parse(&raw).map_err(|error| {
         CliError::failure(format!("that is not an owner credential: {error}"))
             .hint("copy the whole csa_… credential again")
