@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use super::ContentStore;
 use super::transfer::{
     DocItem, ImportCounts, ImportError, ImportTarget, WorkspaceDocument, archive_imported,
-    validate, workspace_slug, write_item,
+    validate, workspace_slug, write_item, write_persona,
 };
-use super::writes::{
-    Tally, insert_journey, insert_link, insert_persona, insert_stage, insert_step,
-};
+use super::writes::{Tally, insert_journey, insert_link, insert_stage, insert_step};
 use crate::api;
 use crate::store::access::edge::{self, Importing};
 use crate::store::db::{Connection, params};
@@ -258,32 +256,10 @@ impl<'d> StagedImport<'d> {
                     self.phase = Phase::ArchivedItems(0);
                     return Ok(0);
                 };
-                let goals: Vec<&str> = persona.goals.iter().map(|g| g.trim()).collect();
-                let frustrations: Vec<&str> =
-                    persona.frustrations.iter().map(|f| f.trim()).collect();
-                let new = super::model::NewPersona {
-                    name: persona.name.trim(),
-                    role: persona.role.trim(),
-                    bio: persona.bio.trim(),
-                    job_to_be_done: persona.job_to_be_done.trim(),
-                    goals: &goals,
-                    frustrations: &frustrations,
-                };
-                let persona_id = insert_persona(conn, ws, &new, now)?;
+                let written = write_persona(conn, ws, persona, &self.journey_ids, now)?;
                 self.counts.personas += 1;
-                for slug in &persona.journeys {
-                    let journey_id = self.journey_ids.get(slug.as_str()).ok_or_else(|| {
-                        StoreError::Invalid(format!("no journey has the slug {slug:?}"))
-                    })?;
-                    conn.prepare_cached(
-                        "INSERT INTO journey_personas (workspace_id, journey_id, persona_id,
-                                                       created_at)
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![ws, journey_id, persona_id, now])?;
-                }
                 self.phase = Phase::Personas(p + 1);
-                Ok(1 + persona.journeys.len())
+                Ok(written)
             }
             Phase::ArchivedItems(a) => {
                 let end = (a + 100).min(self.archived_items.len());

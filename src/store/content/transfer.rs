@@ -827,33 +827,46 @@ pub(super) fn write_document(
         counts.links += 1;
     }
     for persona in &doc.personas {
-        let goals: Vec<&str> = persona.goals.iter().map(|g| g.trim()).collect();
-        let frustrations: Vec<&str> = persona.frustrations.iter().map(|f| f.trim()).collect();
-        let new = super::model::NewPersona {
-            name: persona.name.trim(),
-            role: persona.role.trim(),
-            bio: persona.bio.trim(),
-            job_to_be_done: persona.job_to_be_done.trim(),
-            goals: &goals,
-            frustrations: &frustrations,
-        };
-        let persona_id = insert_persona(conn, ws, &new, now)?;
+        write_persona(conn, ws, persona, &journey_ids, now)?;
         counts.personas += 1;
-        for slug in &persona.journeys {
-            let journey_id = journey_ids
-                .get(slug.as_str())
-                .ok_or_else(|| StoreError::Invalid(format!("no journey has the slug {slug:?}")))?;
-            conn.prepare_cached(
-                "INSERT INTO journey_personas (workspace_id, journey_id, persona_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![ws, journey_id, persona_id, now])?;
-        }
     }
     if !archived_items.is_empty() || !archived_nodes.is_empty() {
         archive_imported(conn, ws, &archived_nodes, &archived_items, now)?;
     }
     Ok(counts)
+}
+
+/// Inserts one validated persona and its links to the journeys (by slug, among `journey_ids`)
+/// it names: how many rows that wrote.
+pub(super) fn write_persona(
+    conn: &Connection,
+    ws: i64,
+    persona: &DocPersona,
+    journey_ids: &HashMap<&str, String>,
+    now: i64,
+) -> StoreResult<usize> {
+    let goals: Vec<&str> = persona.goals.iter().map(|g| g.trim()).collect();
+    let frustrations: Vec<&str> = persona.frustrations.iter().map(|f| f.trim()).collect();
+    let new = super::model::NewPersona {
+        name: persona.name.trim(),
+        role: persona.role.trim(),
+        bio: persona.bio.trim(),
+        job_to_be_done: persona.job_to_be_done.trim(),
+        goals: &goals,
+        frustrations: &frustrations,
+    };
+    let persona_id = insert_persona(conn, ws, &new, now)?;
+    for slug in &persona.journeys {
+        let journey_id = journey_ids
+            .get(slug.as_str())
+            .ok_or_else(|| StoreError::Invalid(format!("no journey has the slug {slug:?}")))?;
+        conn.prepare_cached(
+            "INSERT INTO journey_personas (workspace_id, journey_id, persona_id, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![ws, journey_id, persona_id, now])?;
+    }
+    Ok(1 + persona.journeys.len())
 }
 
 /// Inserts one validated item and its comments into step `step_id`: its new id, and whether
