@@ -22,6 +22,11 @@ use crate::store::Store;
 /// within its own `--call-deadline` instead).
 pub const WRITE_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a long run of writes (an import) stands aside, between two of its slices, for the
+/// revocations under way: each is one short transaction, so this is only reached when they
+/// never stop coming.
+const REVOKES_PASS: Duration = Duration::from_secs(1);
+
 /// The writer's queue: one write on a blocking thread at a time, the rest waiting here (fairly,
 /// first come first served) without a thread.
 #[derive(Debug)]
@@ -59,9 +64,12 @@ pub enum Stopped {
 
 impl Writes {
     /// On a blocking thread, between two turns of a long run of writes: waits until no
-    /// revocation is waiting for the writer or under way (each is one short transaction).
+    /// revocation is waiting for the writer or under way (each is one short transaction), for
+    /// at most [`REVOKES_PASS`], so a stream of leak reports from strangers cannot stall an
+    /// import forever.
     pub fn let_revokes_pass(&self) {
-        while self.revoking.load(Ordering::Acquire) > 0 {
+        let deadline = std::time::Instant::now() + REVOKES_PASS;
+        while self.revoking.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
