@@ -54,10 +54,16 @@ pub fn with_budget<T>(quotas: &Quotas, parse: impl FnOnce() -> T) -> T {
         max_items,
         max_comments,
     };
-    let before = BUDGET.replace(Some(budget));
-    let parsed = parse();
-    BUDGET.set(before);
-    parsed
+    /// Puts back the budget that was there before, even when `parse` panics (the blocking
+    /// thread goes back to the pool and must not keep this document's budget).
+    struct Restore(Option<Budget>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BUDGET.set(self.0);
+        }
+    }
+    let _restore = Restore(BUDGET.replace(Some(budget)));
+    parse()
 }
 
 #[derive(Clone, Copy)]
@@ -72,44 +78,43 @@ enum Counted {
 fn spend(what: Counted) -> Result<(), String> {
     BUDGET.with(|cell| {
         let Some(mut budget) = cell.get() else { return Ok(()) };
-        let (left, refusal) = match what {
-            Counted::Items => (
-                &mut budget.items,
-                format!(
-                    "the document holds more than {} items, the most this server allows one \
-                     workspace (the server's admin can raise it: `custory-mcp serve --max-items N`)",
-                    budget.max_items
-                ),
-            ),
-            Counted::Comments => (
-                &mut budget.comments,
-                format!(
-                    "the document holds more than {} comments, the most this server allows one \
-                     workspace (the server's admin can raise it: `custory-mcp serve \
-                     --max-comments N`)",
-                    budget.max_comments
-                ),
-            ),
-            Counted::Links => (
-                &mut budget.links,
-                format!(
-                    "the document holds more than {} links; at most as many links as items are \
-                     allowed (`custory-mcp serve --max-items N`)",
-                    budget.max_items
-                ),
-            ),
-            Counted::Personas => (
-                &mut budget.personas,
-                format!("the document holds more than {PERSONAS_MAX} personas; at most {PERSONAS_MAX} are allowed"),
-            ),
+        let left = match what {
+            Counted::Items => &mut budget.items,
+            Counted::Comments => &mut budget.comments,
+            Counted::Links => &mut budget.links,
+            Counted::Personas => &mut budget.personas,
         };
         if *left == 0 {
-            return Err(refusal);
+            return Err(refusal(what, &budget));
         }
         *left -= 1;
         cell.set(Some(budget));
         Ok(())
     })
+}
+
+/// Why a document was refused when its budget of `what` ran out.
+fn refusal(what: Counted, budget: &Budget) -> String {
+    match what {
+        Counted::Items => format!(
+            "the document holds more than {} items, the most this server allows one workspace \
+             (the server's admin can raise it: `custory-mcp serve --max-items N`)",
+            budget.max_items
+        ),
+        Counted::Comments => format!(
+            "the document holds more than {} comments, the most this server allows one \
+             workspace (the server's admin can raise it: `custory-mcp serve --max-comments N`)",
+            budget.max_comments
+        ),
+        Counted::Links => format!(
+            "the document holds more than {} links; at most as many links as items are allowed \
+             (`custory-mcp serve --max-items N`)",
+            budget.max_items
+        ),
+        Counted::Personas => format!(
+            "the document holds more than {PERSONAS_MAX} personas; at most {PERSONAS_MAX} are allowed"
+        ),
+    }
 }
 
 /// What a list may hold: at most `max` elements, or elements drawn from a budget.
