@@ -171,7 +171,6 @@ pub struct Shared {
     pub transfers: Arc<tokio::sync::Semaphore>,
     /// OAuth client registrations per source network: they need no credential.
     pub registrations: governor::DefaultKeyedRateLimiter<ipnet::IpNet>,
-    /// OAuth client registrations writing at once: one (see `oauth::register`).
     /// Leaked-token reports per address group (`POST /api/tokens/revoke` needs no credential).
     pub reports: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Fetches and caches client ID metadata documents.

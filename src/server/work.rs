@@ -65,8 +65,8 @@ pub enum Stopped {
 impl Writes {
     /// On a blocking thread, between two turns of a long run of writes: waits until no
     /// revocation is waiting for the writer or under way (each is one short transaction), for
-    /// at most [`REVOKES_PASS`], so a stream of leak reports from strangers cannot stall an
-    /// import forever.
+    /// at most [`REVOKES_PASS`], so an unending stream of revocations (an admin rotating keys
+    /// in a loop) cannot stall an import.
     pub fn let_revokes_pass(&self) {
         let deadline = std::time::Instant::now() + REVOKES_PASS;
         while self.revoking.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
