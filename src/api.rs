@@ -563,13 +563,24 @@ pub struct RevokedByTokenResponse {
     pub already_revoked: bool,
 }
 
-/// The only response that carries a plaintext token (create and rotate).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The only response that carries a plaintext token (create and rotate); its `Debug` never
+/// shows the token.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CreatedKeyResponse {
     pub key: Key,
     pub token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<Key>,
+}
+
+impl std::fmt::Debug for CreatedKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKeyResponse")
+            .field("key", &self.key)
+            .field("token", &"[redacted]")
+            .field("replaced", &self.replaced)
+            .finish()
+    }
 }
 
 /// A page of events, newest first; `next_cursor` (absent on the last page) goes back as
@@ -624,11 +635,20 @@ pub struct Invitation {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The only answer that carries an invitation code.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The only answer that carries an invitation code; its `Debug` never shows the code.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CreatedInvitationResponse {
     pub invitation: Invitation,
     pub code: String,
+}
+
+impl std::fmt::Debug for CreatedInvitationResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedInvitationResponse")
+            .field("invitation", &self.invitation)
+            .field("code", &"[redacted]")
+            .finish()
+    }
 }
 
 /// `POST /api/admin/invitations/redeem`.
@@ -643,12 +663,23 @@ impl std::fmt::Debug for RedeemInvitation {
     }
 }
 
-/// The only answer that carries a member credential: who it is for and where.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The only answer that carries a member credential: who it is for and where. Its `Debug`
+/// never shows the credential.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct RedeemedInvitationResponse {
     pub member: Member,
     pub workspace: String,
     pub credential: String,
+}
+
+impl std::fmt::Debug for RedeemedInvitationResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedeemedInvitationResponse")
+            .field("member", &self.member)
+            .field("workspace", &self.workspace)
+            .field("credential", &"[redacted]")
+            .finish()
+    }
 }
 
 /// `POST …/members/{name}/role`.
@@ -742,6 +773,26 @@ pub struct ImportCounts {
 
 /// Checks a key or workspace name: 1–100 characters after trimming, no control characters.
 /// Returns the trimmed name.
+/// A member's email as given (trimmed): one line, at most 254 characters (RFC 5321's limit),
+/// an `@` between two non-empty parts. Not checked for delivery: it is shown, never mailed.
+pub fn validate_email(raw: &str) -> Result<&str, String> {
+    let email = raw.trim();
+    let len = email.chars().count();
+    if len > 254 {
+        return Err(format!("email is {len} characters long; the limit is 254"));
+    }
+    let well_formed = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    });
+    if !well_formed || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "email {:?} is not an address like ana@example.com",
+            displayable(email)
+        ));
+    }
+    Ok(email)
+}
+
 pub fn validate_name(raw: &str) -> Result<&str, String> {
     let name = raw.trim();
     if name.is_empty() {
@@ -840,6 +891,35 @@ pub fn slugify(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_carrying_a_secret_never_show_it_in_debug() {
+        let invited: CreatedInvitationResponse = serde_json::from_value(serde_json::json!({
+            "invitation": {"name": "Ivy", "role": "viewer", "workspace": "acme",
+                           "prefix": "csi_abcdefgh", "expires_at": "2026-12-14T00:00:00Z"},
+            "code": "csi_abcdefghSECRETSECRETSECRET",
+        }))
+        .expect("invitation");
+        let redeemed: RedeemedInvitationResponse = serde_json::from_value(serde_json::json!({
+            "member": {"id": "mem_1", "name": "Ivy", "role": "viewer",
+                       "created_at": "2026-12-07T00:00:00Z"},
+            "workspace": "acme",
+            "credential": "csm_abcdefghSECRETSECRETSECRET",
+        }))
+        .expect("redeemed");
+        for shown in [format!("{invited:?}"), format!("{redeemed:?}")] {
+            assert!(!shown.contains("SECRET") && shown.contains("[redacted]"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn emails_are_one_bounded_address() {
+        assert_eq!(validate_email(" ana@example.com "), Ok("ana@example.com"));
+        for bad in ["ana", "@example.com", "ana@", "a b@example.com", "a@b@c", "a\n@b"] {
+            assert!(validate_email(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_email(&format!("{}@example.com", "a".repeat(250))).is_err());
+    }
 
     #[test]
     fn names_are_trimmed_and_checked() {

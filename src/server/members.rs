@@ -91,7 +91,6 @@ pub async fn invite(
             format!("role is required: one of {}", Role::names()),
         )
     })?;
-    // Only an owner invites, and nobody hands out more than they hold (an owner holds all).
     let period = match body.expires.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => INVITATION_DEFAULT,
         Some(raw) => raw
@@ -104,7 +103,14 @@ pub async fn invite(
             "an invitation lasts at most 30d; invite again later if it runs out",
         ));
     }
-    let email = body.email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+    let email = match body.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        None => None,
+        Some(raw) => Some(
+            api::validate_email(raw)
+                .map_err(|m| ApiError::unprocessable("invalid_email", m))?
+                .to_owned(),
+        ),
+    };
     let by = caller.author();
     let (invitation, code) = work::write::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
@@ -225,6 +231,17 @@ pub async fn redeem(
                 "that is not an invitation code (csi_ followed by 38 characters); copy it again",
             )
         })?;
+    // A guess is refused on a reader: only a code that was issued waits for the writer.
+    let known = {
+        let code = code.clone();
+        work::read::<_, ApiError>(&state, move |store| {
+            Ok(store.access().invitation_known(&code)?)
+        })
+        .await?
+    };
+    if !known {
+        return Err(not_an_invitation(&state, ip, &InvitationError::Unknown.to_string()));
+    }
     let redeemed = work::write::<_, ApiError>(&state, move |store| {
         Ok(store.access().redeem_invitation(&code))
     })

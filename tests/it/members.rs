@@ -318,6 +318,19 @@ async fn an_invitation_is_redeemed_once_and_not_after_it_expires() {
         .json(&json!({"name": "Ivy", "role": "viewer"}))
         .expect_error(409, "conflict")
         .await;
+    // An email is one address of a bounded length, or it is refused (nothing is stored).
+    for email in ["not an address", "ana@", &format!("{}@example.com", "a".repeat(250))] {
+        admin
+            .post("/workspaces/acme/invitations")
+            .json(&json!({"name": "Mo", "role": "viewer", "email": email}))
+            .expect_error(422, "invalid_email")
+            .await;
+    }
+    admin
+        .post("/workspaces/acme/invitations")
+        .json(&json!({"name": "Mo", "role": "viewer", "email": " mo@example.com "}))
+        .expect(201)
+        .await;
 }
 
 /// `custory-mcp ARGS` for `env`'s user of `server`, without the owner credential: the line a
@@ -577,4 +590,45 @@ async fn a_member_consents_at_the_oauth_page_and_the_key_is_theirs() {
         .await;
     let page = browser.get(&url).await;
     assert!(page.html.contains("name=\"owner_credential\""), "sign in again: {}", page.html);
+}
+
+#[tokio::test]
+async fn a_guessed_invitation_code_is_refused_without_waiting_for_the_writer() {
+    let env = TestEnv::new();
+    let db = crate::common::TestDatabase::for_backend(&env.home.path().join("custory.db"));
+    // A long statement limit: the write below holds the writer's turn as long as the lock is held.
+    let mut server = env.serve_on(&db.arg(), &["-vv", "--statement-timeout", "60000"]).await;
+    let mut log = crate::oauth::log_lines(&mut server);
+    let owner = server.owner();
+    let held = db.hold_write_lock();
+    // A write that takes the writer's turn and waits on the lock with it.
+    let waiting = {
+        let owner = server.owner();
+        tokio::spawn(async move {
+            owner
+                .post("/workspaces/acme/mcp-keys")
+                .json(&json!({"name": "waits", "expires": "30d"}))
+                .send()
+                .await
+        })
+    };
+    crate::oauth::requests_arrived(&mut log, "/api/admin/workspaces/acme/mcp-keys", 1).await;
+    // A stranger's guess is answered on a reader, not after the write (which would be 503
+    // after the writer's 10 s wait, or never while the lock is held).
+    let forged =
+        custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Invitation);
+    let guess = server
+        .visitor()
+        .post("/api/admin/invitations/redeem")
+        .json(&json!({"code": forged.expose()}))
+        .expect_error(404, "invitation_not_found");
+    tokio::time::timeout(std::time::Duration::from_secs(5), guess)
+        .await
+        .expect("the guess was answered while the write waited");
+    assert!(!waiting.is_finished(), "the write still waits for the lock");
+    held.release();
+    let written = waiting.await.expect("write");
+    assert_eq!(written.status, 201, "{}", written.text());
+    drop(owner);
+    server.terminate().await;
 }

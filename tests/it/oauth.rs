@@ -1005,7 +1005,7 @@ pub(crate) fn visitor_from(url: &str, source: std::net::Ipv4Addr) -> Visitor {
 
 /// Every line the server writes to stderr, as it comes: the pipe is drained, so the server
 /// never waits on it.
-fn log_lines(
+pub(crate) fn log_lines(
     server: &mut crate::common::ServeProcess,
 ) -> tokio::sync::mpsc::UnboundedReceiver<String> {
     use tokio::io::AsyncBufReadExt as _;
@@ -1021,7 +1021,7 @@ fn log_lines(
 }
 
 /// Waits (60 s at most) until the server's log says `count` requests for `path` have come in.
-async fn requests_arrived(
+pub(crate) async fn requests_arrived(
     log: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
     path: &str,
     count: usize,

@@ -71,7 +71,7 @@ pub(super) fn authenticate_member(
 pub(super) fn roles_of(s: &AccessStore<'_>, member_id: &str) -> StoreResult<Vec<WorkspaceRole>> {
     let rows = s.reader()?.query(
         "SELECT w.slug, r.role FROM member_roles r JOIN workspaces w ON w.id = r.workspace_id
-         WHERE r.member_id = ?1 ORDER BY w.slug",
+         WHERE r.member_id = ?1 AND w.importing = 0 ORDER BY w.slug",
         params![member_id],
     )?;
     Ok(rows
@@ -215,18 +215,21 @@ fn check_name_free(conn: &Connection, name: &str) -> StoreResult<()> {
 /// Redeems an invitation once: a new member with the invitation's role, and their personal
 /// credential (the only copy there will be). Returns the member, the workspace's slug and the
 /// credential.
+/// Whether an invitation was ever issued with this code's hash (used, expired or not): a
+/// stranger's guess is answered by a reader, without a turn at the writer.
+pub(super) fn invitation_known(s: &AccessStore<'_>, hash: &TokenHash) -> StoreResult<bool> {
+    Ok(s.reader()?
+        .prepare_cached("SELECT 1 FROM invitations WHERE token_hash = ?1")?
+        .exists(params![hash.0.as_slice()])?)
+}
+
 pub(super) fn redeem_invitation(
     s: &AccessStore<'_>,
     code: &PlainToken,
 ) -> Result<(Member, String, PlainToken), InvitationError> {
     let now = s.now();
     let hash = code.hash();
-    // A stranger's guess is answered by a reader, without the writer.
-    let known = s
-        .reader()?
-        .prepare_cached("SELECT 1 FROM invitations WHERE token_hash = ?1")?
-        .exists(params![hash.0.as_slice()])?;
-    if !known {
+    if !invitation_known(s, &hash)? {
         return Err(InvitationError::Unknown);
     }
     let conn = s.writer();
@@ -410,7 +413,8 @@ pub(super) fn member_workspaces(
 ) -> StoreResult<Vec<crate::api::Workspace>> {
     let rows = s.reader()?.query(
         "SELECT w.slug, w.name, w.created_at FROM member_roles r
-         JOIN workspaces w ON w.id = r.workspace_id WHERE r.member_id = ?1 ORDER BY w.slug",
+         JOIN workspaces w ON w.id = r.workspace_id
+         WHERE r.member_id = ?1 AND w.importing = 0 ORDER BY w.slug",
         params![member_id],
     )?;
     Ok(rows

@@ -302,6 +302,11 @@ impl AccessStore<'_> {
         members::create_invitation(self, ws, slug, name, email, role, expires_at, by)
     }
 
+    /// Whether an invitation was ever issued with this code (on a reader).
+    pub fn invitation_known(&self, code: &PlainToken) -> StoreResult<bool> {
+        members::invitation_known(self, &code.hash())
+    }
+
     /// Redeems an invitation once: `(the new member, the workspace's slug, their credential)`.
     pub fn redeem_invitation(
         &self,
