@@ -43,7 +43,8 @@ Examples:
 Examples:
   custory-mcp keys create
   custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d --save
-  custory-mcp keys create --name \"CI reader\" --expires 30d --read-only --no-save > token.txt")]
+  custory-mcp keys create --name \"CI reader\" --expires 30d --read-only \\
+      --no-save > token.txt")]
 pub struct CreateArgs {
     /// A name that says where the key is used, e.g. "Cursor on MacBook"
     #[arg(long)]

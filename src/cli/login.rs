@@ -14,7 +14,8 @@ use crate::token::{PlainToken, TokenKind};
 #[command(after_help = "\
 Examples:
   custory-mcp login --server https://mcp.example.com
-  printf %s \"$OWNER_TOKEN\" | custory-mcp login --server https://mcp.example.com --token-stdin
+  printf %s \"$OWNER_TOKEN\" | \\
+      custory-mcp login --server https://mcp.example.com --token-stdin
   custory-mcp login --server https://mcp.example.com --invite")]
 pub struct LoginArgs {
     /// Read the credential from standard input instead of prompting for it

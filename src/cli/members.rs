@@ -16,7 +16,8 @@ pub enum MembersCommand {
     #[command(after_help = "\
 Examples:
   custory-mcp members invite \"Ada Lovelace\" --role editor
-  custory-mcp members invite Grace --role viewer --expires 48h --email grace@example.com")]
+  custory-mcp members invite Grace --role viewer --expires 48h \\
+      --email grace@example.com")]
     Invite(InviteArgs),
     /// List the workspace's members and their roles
     #[command(

@@ -50,11 +50,11 @@ pub fn env_var_name(name: &str) -> Result<String, String> {
     max_term_width = 100,
     after_help = "\
 Start here (a local server on SQLite, no configuration):
-  custory-mcp serve                          # in one terminal; keep it running
+  custory-mcp serve        # in a terminal of its own; keep it running
   custory-mcp keys create --name \"Cursor on MacBook\" --expires 90d --save
   custory-mcp config cursor --key \"Cursor on MacBook\" --write
   custory-mcp test --key \"Cursor on MacBook\"
-  custory-mcp status                         # what the commands use, and whether it works
+  custory-mcp status       # what the commands use, and whether it works
 
 `custory-mcp COMMAND --help` shows each command's options and examples."
 )]

@@ -21,7 +21,8 @@ pub enum WorkspacesCommand {
     #[command(after_help = "\
 Examples:
   custory-mcp workspaces create \"Beta Team\"
-  custory-mcp workspaces create \"Onboarding lab\" --slug lab --template onboarding")]
+  custory-mcp workspaces create \"Onboarding lab\" --slug lab \\
+      --template onboarding")]
     Create {
         /// The workspace's name
         name: String,

@@ -103,3 +103,72 @@ async fn bare_custory_mcp_prints_the_help_and_succeeds() {
         assert!(help.contains(&format!("  {command} ")) && bare.contains(&format!("  {command} ")));
     }
 }
+
+/// The commands of every help's examples, as a person at an 80-column terminal sees them: each
+/// line an example starts with runs a program (a wrapped tail would not), the lines continued
+/// with ` \` joined, and each whole command valid shell (`sh -n`).
+#[tokio::test]
+async fn every_example_is_a_whole_command_at_80_columns() {
+    let env = TestEnv::new();
+    let programs =
+        ["custory-mcp", "printf", "printenv", "pbpaste", "source", "eval", "export", "echo"];
+    for flag in ["-h", "--help"] {
+        let mut helps = Vec::new();
+        command_paths(&custory_mcp::cli::Cli::command(), &[], &mut helps);
+        helps.push(Vec::new());
+        for path in helps {
+            let output = env
+                .command()
+                .env("COLUMNS", "80")
+                .args(&path)
+                .arg(flag)
+                .output()
+                .await
+                .expect("run --help");
+            let help = String::from_utf8_lossy(&output.stdout).into_owned();
+            let Some((_, after)) =
+                help.split_once("Examples:\n").or_else(|| help.split_once("Start here"))
+            else {
+                continue;
+            };
+            let block = after
+                .lines()
+                .skip_while(|l| !l.starts_with("  "))
+                .take_while(|l| !l.trim().is_empty());
+            let mut command = String::new();
+            for line in block {
+                assert!(line.chars().count() <= 80, "{path:?} {flag}: longer than 80: {line}");
+                if command.is_empty() {
+                    // The program, after any `NAME=value` the line sets for it.
+                    let first = line
+                        .split_whitespace()
+                        .find(|word| {
+                            !word.split_once('=').is_some_and(|(name, _)| {
+                                name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                            })
+                        })
+                        .unwrap_or_default();
+                    assert!(
+                        programs.contains(&first),
+                        "{path:?} {flag}: an example line runs no program (wrapped?): {line:?}\n{help}"
+                    );
+                }
+                command.push_str(line.trim_end_matches('\\'));
+                if line.ends_with(" \\") {
+                    continue;
+                }
+                let checked = std::process::Command::new("bash")
+                    .args(["-n", "-c", &command])
+                    .output()
+                    .expect("bash");
+                assert!(
+                    checked.status.success(),
+                    "{path:?} {flag}: not valid shell: {command}\n{}",
+                    String::from_utf8_lossy(&checked.stderr)
+                );
+                command.clear();
+            }
+            assert!(command.is_empty(), "{path:?} {flag}: a continued line ends the block");
+        }
+    }
+}

@@ -39,7 +39,8 @@ Examples:
   custory-mcp config cursor
   custory-mcp config claude-code --scope project --write
   custory-mcp config zed --key laptop --write
-  printenv CUSTORY_MCP_TOKEN | custory-mcp config claude-desktop --inline-token")]
+  printenv CUSTORY_MCP_TOKEN | \\
+      custory-mcp config claude-desktop --inline-token")]
 pub struct ConfigArgs {
     /// The MCP client to configure (`claude` is Claude Code)
     #[arg(value_enum, value_name = "CLIENT")]
