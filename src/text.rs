@@ -1,6 +1,6 @@
-//! How quantities read for people, wherever a sentence is made: the CLI's tables and the
-//! server's one-line descriptions of calls in the audit trail. (Not the wire contract: that is
-//! `api.rs`.)
+//! How quantities and commands read for people, wherever a sentence is made: the CLI's tables
+//! and hints, and the server's one-line descriptions of calls in the audit trail and the
+//! commands its errors suggest. (Not the wire contract: that is `api.rs`.)
 
 /// A size in bytes as people read it: `512 B`, `2.1 kB`, `3.4 MB`.
 pub fn size_text(bytes: i64) -> String {
@@ -9,6 +9,14 @@ pub fn size_text(bytes: i64) -> String {
         b if b < 1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
         b => format!("{:.1} MB", b as f64 / 1e6),
     }
+}
+
+/// `text` as one POSIX shell word: bare when it is safe, else in single quotes (so that
+/// `${VAR}` reaches the program unexpanded).
+pub fn shell_quote(text: &str) -> String {
+    let safe = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', r"'\''")) }
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ fn join(args: &LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Resu
     } else {
         printer.info(&format!(
             "Welcome, {}: you are {} of {} on {server}, and may {}. Your own credential is \
-             saved to {saved}; `custory-mcp whoami` shows what you may do.",
+             saved to {saved}; `{}` shows what you may do.",
             redeemed.member.name,
             match redeemed.member.role {
                 crate::api::Role::Owner => "an owner",
@@ -114,6 +114,7 @@ fn join(args: &LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Resu
             },
             redeemed.workspace,
             redeemed.member.role.may(),
+            super::shared::command_line(global, &["whoami"]),
         ));
     }
     Ok(ExitStatus::Success)

@@ -325,13 +325,7 @@ fn near_match<'a>(keys: &'a [Key], reference: &str) -> Option<&'a Key> {
     }
 }
 
-/// `text` as one POSIX shell word: bare when it is safe, else in single quotes (so that
-/// `${VAR}` reaches the program unexpanded).
-pub fn shell_quote(text: &str) -> String {
-    let safe = !text.is_empty()
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
-    if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', r"'\''")) }
-}
+pub use crate::text::shell_quote;
 
 /// `keys create` as the next step after a workspace is made: complete, so it runs as printed
 /// (on a terminal or not), with an example name to change.

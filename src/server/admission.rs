@@ -11,6 +11,7 @@
 //! Failed authentications count against the client's address ([`super::AuthLimiter`]); past the
 //! limit the answer is 429 with `Retry-After`, and nothing more is looked up or recorded.
 
+use crate::text::shell_quote;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -231,6 +232,8 @@ impl FromRequestParts<AppState> for Caller {
             failed_auth(state, ip, Surface::Admin, &message)
         })?;
         let rule = parts.extensions.get::<RouteRule>().and_then(|rule| rule.0);
+        // The route's workspace, for a member (their role there decides).
+        let mut workspace = None;
         let caller = match token.kind() {
             TokenKind::Mcp => {
                 return Err(ApiError::new(
@@ -263,6 +266,7 @@ impl FromRequestParts<AppState> for Caller {
             }
             TokenKind::Member => {
                 let slug = workspace_param(parts, state).await;
+                workspace = slug.clone();
                 let hash = token.hash();
                 let found = super::work::read::<_, ApiError>(state, move |store| {
                     Ok(store.access().authenticate_member(&hash, slug.as_deref())?)
@@ -281,14 +285,19 @@ impl FromRequestParts<AppState> for Caller {
                 Caller { who: Who::Member { id: member.id, name: member.name }, role: member.role }
             }
         };
-        caller.allowed(rule, parts)?;
+        caller.allowed(rule, parts, workspace.as_deref())?;
         Ok(caller)
     }
 }
 
 impl Caller {
     /// Whether the route's rule lets this caller in (the administrator: always).
-    fn allowed(&self, rule: Option<super::Allow>, parts: &Parts) -> Result<(), ApiError> {
+    fn allowed(
+        &self,
+        rule: Option<super::Allow>,
+        parts: &Parts,
+        workspace: Option<&str>,
+    ) -> Result<(), ApiError> {
         use super::Allow;
         let Who::Member { name, .. } = &self.who else { return Ok(()) };
         match (rule, self.role) {
@@ -309,15 +318,24 @@ impl Caller {
                 "no workspace of yours has this slug; run `custory-mcp whoami` to list yours",
             )),
             (Some(Allow::Role(needed)), Some(role)) if role.includes(needed) => Ok(()),
-            (Some(Allow::Role(needed)), Some(role)) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "role_required",
-                format!(
-                    "this needs the {needed} role in the workspace; {name}'s role is {role}, \
-                     which may {}. An owner can run `custory-mcp members role {name} {needed}`",
-                    role.may()
-                ),
-            )),
+            (Some(Allow::Role(needed)), Some(role)) => {
+                // The command as an owner runs it: each word quoted, the workspace named.
+                let mut words = vec!["custory-mcp".to_owned()];
+                if let Some(slug) = workspace {
+                    words.extend(["--workspace".to_owned(), shell_quote(slug)]);
+                }
+                words.extend(["members role".to_owned(), shell_quote(name), needed.to_string()]);
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "role_required",
+                    format!(
+                        "this needs the {needed} role in the workspace; {name}'s role is {role}, \
+                         which may {}. An owner can run `{}`",
+                        role.may(),
+                        words.join(" ")
+                    ),
+                ))
+            }
         }
     }
 }

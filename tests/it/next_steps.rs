@@ -395,3 +395,22 @@ async fn small_trips_get_a_plain_answer() {
     assert!(hint.contains("--server http://127.0.0.1:"), "{hint}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_command_a_refused_member_is_given_runs_as_printed() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let admin = server.owner();
+    let viewer = admin.add_member("acme", "Dana O'Neil", "viewer").await;
+    let create = serde_json::json!({"name": "Dana's laptop", "expires": "30d"});
+    let refused = viewer
+        .post("/workspaces/acme/mcp-keys")
+        .json(&create)
+        .expect_error(403, "role_required")
+        .await;
+    let message = refused["error"]["message"].as_str().expect("message").to_owned();
+    let line = message.split('`').nth(1).expect("a command in backticks");
+    // An owner (here the administrator) runs it exactly as the message gives it.
+    ok(&sh(&env, &server, line, &[]).await, line);
+    viewer.post("/workspaces/acme/mcp-keys").json(&create).expect(201).await;
+}
