@@ -347,7 +347,7 @@ pub fn offer_to_store(
     if choice == 1 {
         let config = command_line(global, &["config", "cursor", "--key", &key.name]);
         let test = command_line(global, &["test", "--key", &key.name]);
-        printer.info(&format!("Next: {config}   (or claude-code, vscode, codex, …)"));
+        printer.info(&format!("Next: {config}   # or claude-code, vscode, codex, …"));
         printer.info(&format!("      {test}"));
         return Ok(());
     }

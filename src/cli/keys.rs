@@ -424,14 +424,14 @@ impl Ctx<'_> {
                 let config = self.command(&["config", "cursor", "--key", &key.name]);
                 let test = self.command(&["test", "--key", &key.name]);
                 self.printer.info(&format!("Saved to {saved}."));
-                self.printer.info(&format!("Next: {config}   (or claude-code, vscode, codex, …)"));
+                self.printer.info(&format!("Next: {config}   # or claude-code, vscode, codex, …"));
                 self.printer.info(&format!("      {test}"));
             }
             None => {
                 let config = self.command(&["config", "cursor"]);
                 let test = self.command(&["test"]);
                 self.printer.info("Next: export CUSTORY_MCP_TOKEN=<the token>, then");
-                self.printer.info(&format!("      {config}   (or claude-code, vscode, codex, …)"));
+                self.printer.info(&format!("      {config}   # or claude-code, vscode, codex, …"));
                 self.printer.info(&format!("      {test}"));
             }
         }
