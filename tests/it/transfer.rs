@@ -671,3 +671,41 @@ async fn bad_csvs_are_refused_with_their_line_and_column_and_nothing_is_written(
     assert_eq!(state(&server, &cli).await, before, "nothing was written by any refused import");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn more_archived_stages_and_steps_than_one_step_archives_all_stay_archived() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server);
+    // 30 stages of 6 steps, every step and every third stage archived: 190 nodes, more than
+    // one step of the import archives at once.
+    let stages: Vec<Value> = (0..30)
+        .map(|s| {
+            let steps: Vec<Value> = (0..6)
+                .map(|t| {
+                    json!({"name": format!("T{s}.{t}"), "archived": true, "items": [
+                        {"id": format!("i{s}.{t}"), "kind": "insight", "title": format!("I {s}.{t}")}
+                    ]})
+                })
+                .collect();
+            json!({"name": format!("S{s}"), "archived": s % 3 == 0, "steps": steps})
+        })
+        .collect();
+    let doc = json!({
+        "format": "custory-workspace/1",
+        "workspace": {"name": "Shelved", "slug": "shelved"},
+        "journeys": [{"slug": "j", "name": "J", "stages": stages}],
+    });
+    let created = server.owner().post("/imports?new=Shelved").json(&doc).expect(201).await;
+    let slug = created["workspace"].as_str().expect("slug").to_owned();
+    let back = cli.export(&slug, "shelved.json").await;
+    let stages = back["journeys"][0]["stages"].as_array().expect("stages");
+    assert_eq!(stages.len(), 30);
+    for (s, stage) in stages.iter().enumerate() {
+        // An exported node says `archived` only when it is.
+        assert_eq!(stage["archived"].as_bool().unwrap_or(false), s % 3 == 0, "stage {s}");
+        for step in stage["steps"].as_array().expect("steps") {
+            assert_eq!(step["archived"], true, "stage {s}: {step}");
+        }
+    }
+    server.stop().await;
+}

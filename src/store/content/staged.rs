@@ -20,6 +20,10 @@ use crate::store::access::edge::{self, Importing};
 use crate::store::db::{Connection, params};
 use crate::store::{StoreError, StoreResult};
 
+/// The most archived items, or journeys, stages and steps, one step archives (each also
+/// re-indexes what it hides).
+const ARCHIVED_AT_ONCE: usize = 100;
+
 /// The most rows one slice writes (or removes).
 pub const SLICE_ROWS: usize = 1_000;
 /// A slice stops after this long, whatever it has written.
@@ -33,7 +37,7 @@ enum Phase {
     Links(usize),
     Personas(usize),
     ArchivedItems(usize),
-    ArchivedNodes,
+    ArchivedNodes(usize),
     Written,
 }
 
@@ -262,23 +266,28 @@ impl<'d> StagedImport<'d> {
                 Ok(written)
             }
             Phase::ArchivedItems(a) => {
-                let end = (a + 100).min(self.archived_items.len());
+                let end = (a + ARCHIVED_AT_ONCE).min(self.archived_items.len());
                 if a == end {
-                    self.phase = Phase::ArchivedNodes;
+                    self.phase = Phase::ArchivedNodes(0);
                     return Ok(0);
                 }
                 archive_imported(conn, ws, &[], &self.archived_items[a..end], now)?;
                 self.phase = Phase::ArchivedItems(end);
                 Ok(end - a)
             }
-            Phase::ArchivedNodes => {
-                let nodes: Vec<(&str, String)> =
-                    self.archived_nodes.iter().map(|(t, id)| (*t, id.clone())).collect();
-                if !nodes.is_empty() {
-                    archive_imported(conn, ws, &nodes, &[], now)?;
+            Phase::ArchivedNodes(a) => {
+                // In document order (a journey before its stages, a stage before its steps), a
+                // bounded number at a time: each refreshes what lies under it.
+                let end = (a + ARCHIVED_AT_ONCE).min(self.archived_nodes.len());
+                if a == end {
+                    self.phase = Phase::Written;
+                    return Ok(0);
                 }
-                self.phase = Phase::Written;
-                Ok(nodes.len())
+                let nodes: Vec<(&str, String)> =
+                    self.archived_nodes[a..end].iter().map(|(t, id)| (*t, id.clone())).collect();
+                archive_imported(conn, ws, &nodes, &[], now)?;
+                self.phase = Phase::ArchivedNodes(end);
+                Ok(end - a)
             }
             Phase::Written => Ok(0),
         }
