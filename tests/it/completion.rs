@@ -48,6 +48,17 @@ impl Shell {
         format!("env -i ZDOTDIR={} {} {shell}", dir.display(), env.terminal_env(server))
     }
 
+    /// The keys that empty the command line. bash's are readline's own (Ctrl-E, Ctrl-U): a
+    /// Ctrl-C there is a signal bash may only act on at the next command it runs, which is the
+    /// completion function of the next TAB, and that TAB's line would be thrown away. zsh and
+    /// fish take Ctrl-C as closing a list of candidates still drawn, and the line with it.
+    fn clear(self) -> &'static [&'static str] {
+        match self {
+            Shell::Bash => &["C-e", "C-u"],
+            Shell::Zsh | Shell::Fish => &["C-c"],
+        }
+    }
+
     /// The keys that list every candidate: bash lists them at the second TAB.
     fn list(self) -> &'static [&'static str] {
         match self {
@@ -58,14 +69,15 @@ impl Shell {
 }
 
 /// A clean command line on a clear screen. A shell still drawing a list of candidates can take
-/// Ctrl-C as closing the list only, so it is asked again until the line is empty.
-fn fresh(t: &Terminal) {
+/// the first clearing keys as closing the list only, so it is asked again until the line is
+/// empty.
+fn fresh(t: &Terminal, shell: Shell) {
     // Ctrl-C is a signal: on a loaded machine the shell may act on one after text typed later
     // has already reached it, and cancel that line. So each attempt types a mark after it and
     // waits for the mark on a clean line (every key before it handled), then erases it.
     let mut screen = String::new();
     for attempt in 0..10 {
-        t.keys(&["C-c"]);
+        t.keys(shell.clear());
         t.keys(&["C-l"]);
         let mark = format!("fresh{attempt}");
         t.type_text(&mark);
@@ -84,8 +96,14 @@ fn fresh(t: &Terminal) {
     panic!("the shell never came back to an empty line:\n{screen}");
 }
 
-fn complete(t: &Terminal, line: &str, keys: &[&str], done: impl Fn(&str) -> bool) -> String {
-    fresh(t);
+fn complete(
+    t: &Terminal,
+    shell: Shell,
+    line: &str,
+    keys: &[&str],
+    done: impl Fn(&str) -> bool,
+) -> String {
+    fresh(t, shell);
     t.type_text(line);
     t.keys(keys);
     t.wait_until(&format!("completing {line:?} never finished"), done)
@@ -108,27 +126,31 @@ async fn completes_in(shell: Shell) {
         t.wait_for(READY);
 
         // A subcommand, a flag's value, a client of `config`.
-        complete(&t, "custory-mcp keys rot", &["Tab"], |s| s.contains("custory-mcp keys rotate"));
-        complete(&t, "custory-mcp keys create --expires n", &["Tab"], |s| {
+        complete(&t, shell, "custory-mcp keys rot", &["Tab"], |s| {
+            s.contains("custory-mcp keys rotate")
+        });
+        complete(&t, shell, "custory-mcp keys create --expires n", &["Tab"], |s| {
             s.contains("--expires never")
         });
-        complete(&t, "custory-mcp config claude-d", &["Tab"], |s| {
+        complete(&t, shell, "custory-mcp config claude-d", &["Tab"], |s| {
             s.contains("config claude-desktop")
         });
-        let clients = complete(&t, "custory-mcp config ", shell.list(), |s| s.contains("windsurf"));
+        let clients =
+            complete(&t, shell, "custory-mcp config ", shell.list(), |s| s.contains("windsurf"));
         assert!(clients.contains("codex") && clients.contains("claude-code"), "{clients}");
 
         // Key names from the server: the active ones.
-        let names = complete(&t, "custory-mcp --workspace acme keys revoke ", shell.list(), |s| {
-            s.contains("MacBook")
-        });
+        let names =
+            complete(&t, shell, "custory-mcp --workspace acme keys revoke ", shell.list(), |s| {
+                s.contains("MacBook")
+            });
         assert!(names.contains("Claude") && !names.contains("Old"), "{shell:?}:\n{names}");
         // A name with spaces is inserted so that the command runs, and shows that key.
         for line in [
             "custory-mcp --workspace acme keys show Cu",
             "custory-mcp keys show --workspace acme 'Cu",
         ] {
-            complete(&t, line, &["Tab"], |s| s.contains("MacBook"));
+            complete(&t, shell, line, &["Tab"], |s| s.contains("MacBook"));
             t.keys(&["Enter"]);
             // The command has ended when the prompt is back.
             let shown = t.wait_until("the key was never shown", |s| {
@@ -139,12 +161,13 @@ async fn completes_in(shell: Shell) {
         }
 
         // Workspace slugs from the server.
-        let slugs = complete(&t, "custory-mcp --workspace ", shell.list(), |s| s.contains("beta"));
+        let slugs =
+            complete(&t, shell, "custory-mcp --workspace ", shell.list(), |s| s.contains("beta"));
         assert!(slugs.contains("acme"), "{shell:?}:\n{slugs}");
 
         // A server that cannot be reached: nothing offered, nothing printed, and the shell
         // answers the next key.
-        fresh(&t);
+        fresh(&t, shell);
         t.type_text("custory-mcp --server http://127.0.0.1:9 --workspace acme keys show Cu");
         t.keys(&["Tab"]);
         t.type_text("#typed");
