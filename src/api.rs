@@ -264,6 +264,8 @@ closed_set! {
         JourneyImported = "journey.imported",
         /// A member was invited, joined, given another role, or removed.
         MemberInvited = "member.invited",
+        /// An owner withdrew an invitation before it was redeemed.
+        MemberInvitationWithdrawn = "member.invitation_withdrawn",
         MemberJoined = "member.joined",
         MemberRoleChanged = "member.role_changed",
         MemberRemoved = "member.removed",
@@ -633,7 +635,31 @@ pub struct Invitation {
     pub workspace: String,
     pub prefix: String,
     pub expires_at: DateTime<Utc>,
+    /// Who issued it, as tables show an actor (a member's name, or `administrator`).
+    pub invited_by: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
+
+/// `GET …/{ws}/invitations`: the invitations still waiting to be redeemed, soonest to expire
+/// first (at most [`PENDING_INVITATIONS_MAX`] exist at once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvitationsResponse {
+    pub invitations: Vec<Invitation>,
+}
+
+/// `POST …/{ws}/invitations/{prefix}/withdraw`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WithdrawnInvitationResponse {
+    pub invitation: Invitation,
+    /// It had been withdrawn before this request (nothing changed).
+    pub already_withdrawn: bool,
+}
+
+/// How many invitations a workspace may have waiting at once: the list of them has a ceiling
+/// without pages, and a script cannot mint codes without end.
+pub const PENDING_INVITATIONS_MAX: usize = 100;
 
 /// The only answer that carries an invitation code; its `Debug` never shows the code.
 #[derive(Clone, Serialize, Deserialize)]

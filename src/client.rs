@@ -543,6 +543,20 @@ impl AdminClient {
         self.send(self.post(&["workspaces", workspace, "invitations"])?.json(body))
     }
 
+    /// `GET /workspaces/{ws}/invitations`: the ones waiting to be redeemed.
+    pub fn invitations(&self, workspace: &str) -> anyhow::Result<crate::api::InvitationsResponse> {
+        self.send(self.get(&["workspaces", workspace, "invitations"])?)
+    }
+
+    /// `POST /workspaces/{ws}/invitations/{prefix}/withdraw`.
+    pub fn withdraw_invitation(
+        &self,
+        workspace: &str,
+        prefix: &str,
+    ) -> anyhow::Result<crate::api::WithdrawnInvitationResponse> {
+        self.send(self.post(&["workspaces", workspace, "invitations", prefix, "withdraw"])?)
+    }
+
     /// `POST /workspaces/{ws}/members/{name}/role`.
     pub fn change_role(
         &self,

@@ -1,4 +1,5 @@
-//! `custory-mcp members invite|list|role|remove`: the people of a workspace and their roles.
+//! `custory-mcp members invite|invitations|withdraw|list|role|remove`: the people of a workspace,
+//! their roles, and the invitations waiting for them.
 
 use chrono::Utc;
 use serde_json::json;
@@ -19,6 +20,21 @@ Examples:
   custory-mcp members invite Grace --role viewer --expires 48h \\
       --email grace@example.com")]
     Invite(InviteArgs),
+    /// List the invitations waiting to be redeemed (never their codes)
+    #[command(after_help = "\
+Examples:
+  custory-mcp members invitations
+  custory-mcp members invitations --json")]
+    Invitations,
+    /// Withdraw an invitation before it is redeemed: its code stops working
+    #[command(after_help = "\
+Examples:
+  custory-mcp members withdraw csi_AbCd1234
+  custory-mcp members withdraw \"Ada Lovelace\"")]
+    Withdraw {
+        /// The invitation's prefix (see `members invitations`), or the name it was issued to
+        invitation: String,
+    },
     /// List the workspace's members and their roles
     #[command(
         after_help = "Examples:\n  custory-mcp members list\n  custory-mcp members list --json"
@@ -105,6 +121,59 @@ pub fn run(
                 invitation.expires_at.format("%Y-%m-%d %H:%M UTC"),
                 shell_quote(admin.client.server()),
             ));
+        }
+        MembersCommand::Invitations => {
+            let invitations = admin.client.invitations(&ws)?.invitations;
+            if printer.json {
+                printer.json(&json!({"invitations": invitations}))?;
+            } else if invitations.is_empty() {
+                printer.info(&format!(
+                    "{ws} has no invitations waiting. Invite someone with `custory-mcp \
+                     --workspace {} members invite NAME --role editor`.",
+                    shell_quote(&ws)
+                ));
+            } else {
+                let now = Utc::now();
+                let rows = invitations
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.name.clone(),
+                            i.role.to_string(),
+                            i.prefix.clone(),
+                            relative(i.expires_at, now),
+                            i.invited_by.clone(),
+                        ]
+                    })
+                    .collect();
+                let columns = [
+                    Column::keep("Name"),
+                    Column::keep("Role"),
+                    Column::keep("Prefix"),
+                    Column::optional("Expires", 2),
+                    Column::text("Invited by", 1),
+                ];
+                printer.data(&table(&columns, rows));
+            }
+        }
+        MembersCommand::Withdraw { invitation } => {
+            let withdrawn = admin.client.withdraw_invitation(&ws, &invitation)?;
+            if printer.json {
+                printer.json(&withdrawn)?;
+                return Ok(ExitStatus::Success);
+            }
+            let i = &withdrawn.invitation;
+            if withdrawn.already_withdrawn {
+                printer.info(&format!(
+                    "The invitation {} for {} was already withdrawn; nothing changed.",
+                    i.prefix, i.name
+                ));
+            } else {
+                printer.info(&format!(
+                    "Withdrew the invitation {} for {} ({}): its code no longer works.",
+                    i.prefix, i.name, i.role
+                ));
+            }
         }
         MembersCommand::List => {
             let members = admin.client.members(&ws)?.members;

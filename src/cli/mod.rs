@@ -182,7 +182,7 @@ Examples:
   custory-mcp workspaces use beta-team"
     )]
     Workspaces(workspaces::WorkspacesCommand),
-    /// Manage a workspace's members: invite, list, change a role, remove
+    /// Manage a workspace's members: invite (and withdraw), list, change a role, remove
     #[command(
         subcommand,
         after_help = "\

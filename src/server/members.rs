@@ -130,6 +130,36 @@ pub async fn invite(
     Ok((StatusCode::CREATED, Json(response)))
 }
 
+/// `GET …/{ws}/invitations`: the ones still waiting to be redeemed (never their codes).
+pub async fn invitations(
+    _: Caller,
+    State(state): State<AppState>,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<api::InvitationsResponse>> {
+    let invitations = work::read::<_, ApiError>(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        Ok(store.access().list_invitations(ws.id)?)
+    })
+    .await?;
+    Ok(Json(api::InvitationsResponse { invitations }))
+}
+
+/// `POST …/{ws}/invitations/{prefix}/withdraw`: its code is refused from now on. Withdrawing
+/// one already withdrawn answers as the first time did, saying so.
+pub async fn withdraw(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((ws, prefix)): Path<(String, String)>,
+) -> ApiResult<Json<api::WithdrawnInvitationResponse>> {
+    let by = caller.author();
+    let (invitation, already_withdrawn) = work::write::<_, ApiError>(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        Ok(store.access().withdraw_invitation(ws.id, &prefix, &by)?)
+    })
+    .await?;
+    Ok(Json(api::WithdrawnInvitationResponse { invitation, already_withdrawn }))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct RoleBody {
     role: Option<Role>,
@@ -253,6 +283,9 @@ pub async fn redeem(
         }
         InvitationError::Used => {
             ApiError::new(StatusCode::CONFLICT, "invitation_used", error.to_string())
+        }
+        InvitationError::Withdrawn => {
+            ApiError::new(StatusCode::GONE, "invitation_withdrawn", error.to_string())
         }
         InvitationError::Store(error) => error.into(),
     })?;

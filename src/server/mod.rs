@@ -380,6 +380,17 @@ static ROUTES: &[Route] = &[
         routing::on(on, members::invite)
     })
     .allow(Allow::Role(Role::Owner)),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/invitations", Guard::Owner, |on| {
+        routing::on(on, members::invitations)
+    })
+    .allow(Allow::Role(Role::Owner)),
+    Route::new(
+        Method::POST,
+        "/api/admin/workspaces/{ws}/invitations/{prefix}/withdraw",
+        Guard::Owner,
+        |on| routing::on(on, members::withdraw),
+    )
+    .allow(Allow::Role(Role::Owner)),
     Route::new(
         Method::POST,
         "/api/admin/workspaces/{ws}/members/{name}/role",
@@ -631,6 +642,16 @@ async fn housekeeping(state: AppState) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(rows = n, "deleted call records past their retention"),
                     Err(error) => tracing::warn!(%error, "could not prune the record of calls"),
+                }
+                // An ended invitation is kept a while so that redeeming it says why it fails.
+                match shared
+                    .store
+                    .access()
+                    .prune_invitations(now - Duration::from_secs(30 * 86_400))
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "deleted invitations ended 30 days ago"),
+                    Err(error) => tracing::warn!(%error, "could not delete ended invitations"),
                 }
             }
             if !shared.store.access().keys_in_memory()

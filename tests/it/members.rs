@@ -32,6 +32,8 @@ fn expected_rule(method: &Method, path: &str) -> Option<Allow> {
         ("POST", "/api/admin/imports") => Administrator,
         ("GET", "/api/admin/workspaces/{ws}/members") => owner,
         ("POST", "/api/admin/workspaces/{ws}/invitations") => owner,
+        ("GET", "/api/admin/workspaces/{ws}/invitations") => owner,
+        ("POST", "/api/admin/workspaces/{ws}/invitations/{prefix}/withdraw") => owner,
         ("POST", "/api/admin/workspaces/{ws}/members/{name}/role") => owner,
         ("POST", "/api/admin/workspaces/{ws}/members/{name}/remove") => owner,
         _ => return None,
@@ -74,6 +76,7 @@ fn concrete(path: &str, key_id: &str) -> String {
             "{ws}" => "acme",
             "{id}" => key_id,
             "{name}" => "nobody",
+            "{prefix}" => "csi_nothing",
             other if other.starts_with('{') => {
                 panic!("the route {path} takes {other}, which this test cannot fill")
             }
@@ -631,4 +634,106 @@ async fn a_guessed_invitation_code_is_refused_without_waiting_for_the_writer() {
     assert_eq!(written.status, 201, "{}", written.text());
     drop(owner);
     server.terminate().await;
+}
+
+/// Invitations waiting to be redeemed are listed (never with their codes), withdrawn by prefix
+/// or name through the CLI as an owner would, refused once withdrawn, bounded per workspace,
+/// and deleted a while after they end.
+#[tokio::test]
+async fn invitations_are_listed_withdrawn_bounded_and_pruned() {
+    let server = TestServer::start().await;
+    let admin = server.owner();
+    let env = TestEnv::new();
+    let anyone = server.visitor();
+    let redeem =
+        |code: &str| anyone.post("/api/admin/invitations/redeem").json(&json!({"code": code}));
+    let ivy = admin.invite("acme", "Ivy", "viewer").await;
+    let lee = admin
+        .post("/workspaces/acme/invitations")
+        .json(&json!({"name": "Lee", "role": "editor", "expires": "2d"}))
+        .expect(201)
+        .await;
+    let lee = lee["code"].as_str().expect("code").to_owned();
+
+    // Soonest to expire first, with who invited them, and no code.
+    let listed = env.admin(&server, &["members", "invitations", "--json"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let body: Value = serde_json::from_str(&listed.stdout).expect("json");
+    let names: Vec<&str> = body["invitations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Lee", "Ivy"], "{body}");
+    assert_eq!(body["invitations"][1]["invited_by"], "administrator", "{body}");
+    for code in [&ivy, &lee] {
+        assert!(!listed.stdout.contains(&code[12..]), "a code is listed: {}", listed.stdout);
+    }
+    let table = env.admin(&server, &["members", "invitations"]).await;
+    assert!(table.stdout.contains(&ivy[..12]), "the prefix is shown: {}", table.stdout);
+
+    // Withdrawn by its prefix: its code is refused with the reason, and the list moves on.
+    let withdrawn = env.admin(&server, &["members", "withdraw", &ivy[..12]]).await;
+    assert_eq!(withdrawn.code, 0, "{}", withdrawn.stderr);
+    assert!(withdrawn.stderr.contains("Withdrew the invitation"), "{}", withdrawn.stderr);
+    let refused = redeem(&ivy).expect_error(410, "invitation_withdrawn").await;
+    assert!(refused.to_string().contains("ask for a new one"), "{refused}");
+    let again = env.admin(&server, &["members", "withdraw", &ivy[..12], "--json"]).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let again: Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(again["already_withdrawn"], true, "{again}");
+    // By the name it was issued to, when one such is waiting.
+    let by_name = env.admin(&server, &["members", "withdraw", "Lee"]).await;
+    assert_eq!(by_name.code, 0, "{}", by_name.stderr);
+    redeem(&lee).expect_error(410, "invitation_withdrawn").await;
+    let empty = env.admin(&server, &["members", "invitations"]).await;
+    assert_eq!(empty.code, 0, "{}", empty.stderr);
+    assert!(empty.stdout.is_empty(), "{}", empty.stdout);
+    assert!(empty.stderr.contains("members invite NAME"), "{}", empty.stderr);
+    // One never issued: an error that says how to list the waiting ones.
+    let unknown = env.admin(&server, &["members", "withdraw", "csi_nothing1"]).await;
+    assert_eq!(unknown.code, 1, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("members invitations"), "{}", unknown.stderr);
+    // A redeemed one is not withdrawn: removing the member is what takes them out.
+    let mo = admin.invite("acme", "Mo", "viewer").await;
+    redeem(&mo).expect(201).await;
+    let used = env.admin(&server, &["members", "withdraw", &mo[..12]]).await;
+    assert_eq!(used.code, 1, "{}", used.stderr);
+    assert!(used.stderr.contains("members remove Mo"), "{}", used.stderr);
+    // Each withdrawal is in the audit, by whom.
+    let audit = admin.get("/workspaces/acme/audit").expect(200).await;
+    let withdrawals: Vec<&Value> = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "member.invitation_withdrawn")
+        .collect();
+    assert_eq!(withdrawals.len(), 2, "{audit}");
+
+    // At most PENDING_INVITATIONS_MAX wait at once.
+    let max = custory_mcp::api::PENDING_INVITATIONS_MAX;
+    for n in 0..max {
+        admin
+            .post("/workspaces/acme/invitations")
+            .json(&json!({"name": format!("Guest {n}"), "role": "viewer"}))
+            .expect(201)
+            .await;
+    }
+    let refused = admin
+        .post("/workspaces/acme/invitations")
+        .json(&json!({"name": "One more", "role": "viewer"}))
+        .expect_error(409, "conflict")
+        .await;
+    assert!(refused.to_string().contains("withdraw some first"), "{refused}");
+    let full = admin.get("/workspaces/acme/invitations").expect(200).await;
+    assert_eq!(full["invitations"].as_array().map(Vec::len), Some(max));
+
+    // Ended invitations are deleted a while later; their story stays in the audit.
+    let before = server.store.now() + chrono::Duration::days(1);
+    let pruned = server.store.access().prune_invitations(before).expect("prune");
+    assert_eq!(pruned, 3, "Ivy's and Lee's (withdrawn) and Mo's (used)");
+    redeem(&ivy).expect_error(404, "invitation_not_found").await;
+    let audit = admin.get("/workspaces/acme/audit?limit=500").expect(200).await;
+    assert!(audit.to_string().contains("member.invitation_withdrawn"), "{audit}");
 }

@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 
 use super::AccessStore;
 use super::audit::{NewEvent, insert_event};
-use crate::api::{Author, AuthorKind, EventKind, Invitation, Key, Member, Role, WorkspaceRole};
+use crate::api::{
+    Author, AuthorKind, EventKind, Invitation, Key, Member, PENDING_INVITATIONS_MAX, Role,
+    WorkspaceRole,
+};
 use crate::store::db::{Connection, DbResult, OptionalExtension as _, Row, params};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
 use crate::token::{PlainToken, TokenHash, TokenKind};
@@ -30,6 +33,8 @@ pub enum InvitationError {
     Expired(DateTime<Utc>),
     #[error("this invitation was already used; ask for a new one")]
     Used,
+    #[error("this invitation was withdrawn by an owner of the workspace; ask for a new one")]
+    Withdrawn,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -164,6 +169,17 @@ pub(super) fn create_invitation(
     let conn = s.writer();
     let tx = conn.transaction()?;
     check_name_free(&tx, name)?;
+    let pending: i64 = tx.query_row(
+        &format!("SELECT COUNT(*) AS n FROM invitations i WHERE i.workspace_id = ?1 AND {PENDING}"),
+        params![workspace_id, now.timestamp()],
+        |row| row.get("n"),
+    )?;
+    if pending >= PENDING_INVITATIONS_MAX as i64 {
+        return Err(StoreError::Conflict(format!(
+            "the workspace has {PENDING_INVITATIONS_MAX} invitations waiting, the most it may \
+             have; withdraw some first (custory-mcp members invitations)"
+        )));
+    }
     let code = PlainToken::generate(TokenKind::Invitation);
     tx.execute(
         "INSERT INTO invitations (token_hash, prefix, workspace_id, role, name, email,
@@ -190,8 +206,135 @@ pub(super) fn create_invitation(
         workspace: workspace_slug.to_owned(),
         prefix: code.display_prefix(),
         expires_at,
+        invited_by: by.label(),
+        created_at: from_secs(now.timestamp()),
+        email: email.map(str::to_owned),
     };
     Ok((invitation, code))
+}
+
+/// An invitation that may still be redeemed (over `invitations i`, `?2` the time now).
+const PENDING: &str = "i.used_at IS NULL AND i.withdrawn_at IS NULL AND i.expires_at > ?2";
+
+const INVITATION_COLUMNS: &str = "w.slug, i.name, i.role, i.prefix, i.email, i.created_at, \
+                                  i.expires_at, i.created_by, i.withdrawn_at";
+
+fn invitation_row(row: &Row) -> DbResult<Invitation> {
+    Ok(Invitation {
+        name: row.get("name")?,
+        // The CHECK constraint admits only the closed set's names.
+        role: row.get_parsed("role", Role::parse)?,
+        workspace: row.get("slug")?,
+        prefix: row.get("prefix")?,
+        expires_at: from_secs(row.get("expires_at")?),
+        invited_by: row.get("created_by")?,
+        created_at: from_secs(row.get("created_at")?),
+        email: row.get("email")?,
+    })
+}
+
+/// The workspace's invitations still waiting to be redeemed, soonest to expire first (at most
+/// [`PENDING_INVITATIONS_MAX`]: issuing more is refused).
+pub(super) fn list_invitations(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+) -> StoreResult<Vec<Invitation>> {
+    let rows = s.reader()?.query(
+        &format!(
+            "SELECT {INVITATION_COLUMNS} FROM invitations i
+             JOIN workspaces w ON w.id = i.workspace_id
+             WHERE i.workspace_id = ?1 AND {PENDING}
+             ORDER BY i.expires_at, i.id LIMIT {PENDING_INVITATIONS_MAX}"
+        ),
+        params![workspace_id, s.now().timestamp()],
+    )?;
+    Ok(rows.iter().map(invitation_row).collect::<DbResult<Vec<_>>>()?)
+}
+
+/// Withdraws the workspace's invitation whose code begins with `prefix` (its display prefix),
+/// or the one pending invitation for `prefix` as a name, so that its code is refused from now
+/// on. Returns it and whether it had been withdrawn already; one used or expired is left as it
+/// is and named as such.
+pub(super) fn withdraw_invitation(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    prefix: &str,
+    by: &Author,
+) -> StoreResult<(Invitation, bool)> {
+    let now = s.now().timestamp();
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    // By prefix (`?2`), whatever its state (issued by now, `?3`); else by name, among the
+    // waiting ones.
+    let by_prefix = "i.prefix = ?2 AND i.created_at <= ?3";
+    let by_name = format!("i.name = ?2 AND {}", PENDING.replace("?2", "?3"));
+    let mut matches = Vec::new();
+    for condition in [by_prefix, by_name.as_str()] {
+        let rows = tx.query(
+            &format!(
+                "SELECT i.id, i.used_at, {INVITATION_COLUMNS} FROM invitations i
+                 JOIN workspaces w ON w.id = i.workspace_id
+                 WHERE i.workspace_id = ?1 AND {condition} ORDER BY i.id LIMIT 2"
+            ),
+            params![workspace_id, prefix, now],
+        )?;
+        matches = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.get::<i64>("id")?,
+                    invitation_row(row)?,
+                    row.get::<Option<i64>>("used_at")?,
+                    row.get::<Option<i64>>("withdrawn_at")?,
+                ))
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        if !matches.is_empty() {
+            break;
+        }
+    }
+    if matches.len() > 1 {
+        return Err(StoreError::Conflict(format!(
+            "more than one invitation for {prefix:?} is waiting; name one by its prefix \
+             (custory-mcp members invitations)"
+        )));
+    }
+    let Some((id, invitation, used_at, withdrawn_at)) = matches.pop() else {
+        return Err(StoreError::NotFound(format!(
+            "no invitation {prefix:?} in this workspace (custory-mcp members invitations lists \
+             the waiting ones by prefix)"
+        )));
+    };
+    if withdrawn_at.is_some() {
+        return Ok((invitation, true));
+    }
+    if used_at.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "the invitation {} was already redeemed by {:?}; to take them out, run \
+             custory-mcp members remove {}",
+            invitation.prefix,
+            invitation.name,
+            crate::text::shell_quote(&invitation.name)
+        )));
+    }
+    tx.execute("UPDATE invitations SET withdrawn_at = ?1 WHERE id = ?2", params![now, id])?;
+    let detail = format!(
+        "withdrew the invitation {} for {:?} ({})",
+        invitation.prefix, invitation.name, invitation.role
+    );
+    audit(&tx, workspace_id, now, EventKind::MemberInvitationWithdrawn, &detail, by)?;
+    tx.commit()?;
+    Ok((invitation, false))
+}
+
+/// Deletes invitations that were used, withdrawn or expired before `before`: their story stays
+/// in the audit trail. Returns how many went.
+pub(super) fn prune_invitations(s: &AccessStore<'_>, before: DateTime<Utc>) -> StoreResult<usize> {
+    let before = before.timestamp();
+    Ok(s.writer().execute(
+        "DELETE FROM invitations WHERE used_at < ?1 OR withdrawn_at < ?1 OR expires_at < ?1",
+        params![before],
+    )?)
 }
 
 /// Names are how people are told apart in tables and `--by`: one active member per name.
@@ -234,25 +377,31 @@ pub(super) fn redeem_invitation(
     }
     let conn = s.writer();
     let tx = conn.transaction()?;
-    let (id, workspace_id, slug, role, name, email, expires_at, used_at) = tx.query_row(
-        "SELECT i.id, i.workspace_id, w.slug, i.role, i.name, i.email, i.expires_at, i.used_at
+    let (id, workspace_id, slug, role, name, email, expires_at, used_at, withdrawn) = tx
+        .query_row(
+            "SELECT i.id, i.workspace_id, w.slug, i.role, i.name, i.email, i.expires_at, i.used_at,
+                i.withdrawn_at
          FROM invitations i JOIN workspaces w ON w.id = i.workspace_id WHERE i.token_hash = ?1",
-        params![hash.0.as_slice()],
-        |row| {
-            Ok((
-                row.get::<i64>("id")?,
-                row.get::<i64>("workspace_id")?,
-                row.get::<String>("slug")?,
-                row.get_parsed("role", Role::parse)?,
-                row.get::<String>("name")?,
-                row.get::<Option<String>>("email")?,
-                from_secs(row.get("expires_at")?),
-                row.get::<Option<i64>>("used_at")?,
-            ))
-        },
-    )?;
+            params![hash.0.as_slice()],
+            |row| {
+                Ok((
+                    row.get::<i64>("id")?,
+                    row.get::<i64>("workspace_id")?,
+                    row.get::<String>("slug")?,
+                    row.get_parsed("role", Role::parse)?,
+                    row.get::<String>("name")?,
+                    row.get::<Option<String>>("email")?,
+                    from_secs(row.get("expires_at")?),
+                    row.get::<Option<i64>>("used_at")?,
+                    row.get::<Option<i64>>("withdrawn_at")?.is_some(),
+                ))
+            },
+        )?;
     if used_at.is_some() {
         return Err(InvitationError::Used);
+    }
+    if withdrawn {
+        return Err(InvitationError::Withdrawn);
     }
     if expires_at <= now {
         return Err(InvitationError::Expired(expires_at));

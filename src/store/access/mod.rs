@@ -302,6 +302,27 @@ impl AccessStore<'_> {
         members::create_invitation(self, ws, slug, name, email, role, expires_at, by)
     }
 
+    /// The workspace's invitations still waiting to be redeemed.
+    pub fn list_invitations(&self, ws: i64) -> StoreResult<Vec<api::Invitation>> {
+        members::list_invitations(self, ws)
+    }
+
+    /// Withdraws an invitation by its prefix (or its name, when one such is waiting):
+    /// `(it, whether it had been withdrawn already)`.
+    pub fn withdraw_invitation(
+        &self,
+        ws: i64,
+        prefix: &str,
+        by: &Author,
+    ) -> StoreResult<(api::Invitation, bool)> {
+        members::withdraw_invitation(self, ws, prefix, by)
+    }
+
+    /// Deletes invitations used, withdrawn or expired before `before` (the audit keeps them).
+    pub fn prune_invitations(&self, before: DateTime<Utc>) -> StoreResult<usize> {
+        members::prune_invitations(self, before)
+    }
+
     /// Whether an invitation was ever issued with this code (on a reader).
     pub fn invitation_known(&self, code: &PlainToken) -> StoreResult<bool> {
         members::invitation_known(self, &code.hash())
