@@ -269,6 +269,8 @@ closed_set! {
         MemberJoined = "member.joined",
         MemberRoleChanged = "member.role_changed",
         MemberRemoved = "member.removed",
+        /// A member's credential was refused from then on (its token was reported as leaked).
+        MemberCredentialRevoked = "member.credential_revoked",
         /// From the record of calls (`audit --calls`): a tool call, a resource read, a prompt.
         CallTool = "call.tool",
         CallResource = "call.resource",

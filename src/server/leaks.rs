@@ -1,5 +1,6 @@
-//! `POST /api/tokens/revoke`: whoever holds a leaked MCP key's token may kill it, with no other
-//! credential, as secret-scanning services expect. The answer is the same whether or not a
+//! `POST /api/tokens/revoke`: whoever holds a leaked token may kill it, with no other
+//! credential, as secret-scanning services expect: an MCP key (`cst_`) is revoked, a member's
+//! credential (`csm_`) refused from then on, a waiting invitation (`csi_`) withdrawn. The answer is the same whether or not a
 //! token was known, so the endpoint tells a stranger nothing; every report counts alike
 //! against the reporting address's own limit (60 a minute, each of up to 100 tokens).
 
@@ -43,7 +44,7 @@ pub async fn report(
         ApiError::bad_request(
             "invalid_body",
             format!(
-                "send {{\"token\": \"cst_…\"}} or a list of up to {TOKENS_MAX} such objects, as JSON"
+                "send {{\"token\": \"cst_…\"}} (or csm_…, csi_…) or a list of up to {TOKENS_MAX} such objects, as JSON"
             ),
         )
     };
@@ -57,27 +58,36 @@ pub async fn report(
             .ok_or_else(shape)?,
         _ => return Err(shape()),
     };
-    let hashes: Vec<_> = reported
+    let tokens: Vec<_> = reported
         .iter()
         .filter_map(|raw| PlainToken::parse(raw).ok())
-        .filter(|token| token.kind() == TokenKind::Mcp)
-        .map(|token| token.hash())
+        .map(|token| (token.kind(), token.hash()))
         .collect();
     let count = reported.len();
     let store = Arc::clone(&state.store);
     let revoke = move || {
-        for hash in hashes {
+        let why = "its token was reported as leaked (POST /api/tokens/revoke)";
+        let by = crate::api::Author::of(crate::api::AuthorKind::LeakReport);
+        for (kind, hash) in tokens {
+            match kind {
+                TokenKind::Mcp => {}
+                TokenKind::Member => {
+                    store.access().revoke_member_credential(&hash, why, &by)?;
+                    continue;
+                }
+                TokenKind::Invitation => {
+                    store.access().withdraw_invitation_by_code(&hash, why, &by)?;
+                    continue;
+                }
+                // The server's own credential: its administrator replaces it with
+                // `serve --reset-owner-credential`, which no stranger's report should force.
+                TokenKind::Owner => continue,
+            }
             let found = store.access().key_by_token(&hash)?;
             if let Some((workspace_id, _, key)) = found
                 && key.status == crate::api::KeyStatus::Active
             {
-                let why = "its token was reported as leaked (POST /api/tokens/revoke)";
-                match store.access().revoke_key_because(
-                    workspace_id,
-                    &key.id,
-                    Some(why),
-                    &crate::api::Author::of(crate::api::AuthorKind::LeakReport),
-                ) {
+                match store.access().revoke_key_because(workspace_id, &key.id, Some(why), &by) {
                     // Revoked meanwhile by someone else: as wanted.
                     Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
                     Err(error) => return Err(error),

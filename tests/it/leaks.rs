@@ -121,6 +121,52 @@ async fn whoever_finds_a_token_may_kill_it_and_learns_nothing_about_others() {
     server.stop().await;
 }
 
+/// A member's credential or an invitation code found in the open is killed the same way: the
+/// credential refused from the next request, the invitation withdrawn, each audited, and the
+/// answer the same as for a token nobody knows.
+#[tokio::test]
+async fn a_leaked_member_credential_or_invitation_is_killed_by_its_report() {
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    let ivy = owner.add_member("acme", "Ivy", "editor").await;
+    let code = owner.invite("acme", "Lee", "viewer").await;
+    ivy.get("/whoami").expect(200).await;
+    let anyone = server.visitor();
+    let report = async |token: &str| {
+        let reply = anyone.post("/api/tokens/revoke").json(&json!({"token": token})).send().await;
+        (reply.status, reply.text())
+    };
+    let stranger = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Member);
+    let unknown = report(stranger.expose()).await;
+    assert_eq!(unknown.0, 200, "{}", unknown.1);
+    assert_eq!(report(ivy.token()).await, unknown, "answered as an unknown token is");
+    assert_eq!(report(&code).await, unknown, "answered as an unknown token is");
+    // Refused from the next request; the invitation can no longer be redeemed.
+    ivy.get("/whoami").expect_error(401, "unauthorized").await;
+    anyone
+        .post("/api/admin/invitations/redeem")
+        .json(&json!({"code": code}))
+        .expect_error(410, "invitation_withdrawn")
+        .await;
+    // The owner credential is not the report's to kill.
+    report(&server.owner_token).await;
+    owner.get("/whoami").expect(200).await;
+    let audit = owner.audit("acme", "").await;
+    let kinds: Vec<(&str, &str)> = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap_or(""), e["actor"]["kind"].as_str().unwrap_or("")))
+        .collect();
+    for kind in ["member.credential_revoked", "member.invitation_withdrawn"] {
+        assert!(kinds.contains(&(kind, "leak-report")), "{kind} by leak-report: {audit}");
+    }
+    let text = audit.to_string();
+    assert!(text.contains("remove them and invite them again"), "what to do next: {text}");
+    assert!(!text.contains(&ivy.token()[12..]) && !text.contains(&code[12..]), "{text}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn reports_have_a_limit_of_their_own_that_a_scanner_does_not_reach_by_accident() {
     // A failed-authentication limit of 1 does not slow reports down.

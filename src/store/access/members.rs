@@ -327,6 +327,87 @@ pub(super) fn withdraw_invitation(
     Ok((invitation, false))
 }
 
+/// Refuses the member credential with this hash from now on (its token was reported as
+/// leaked), noting it in the audit of every workspace its member has a role in. The member
+/// stays; an owner removes and invites them again to give them a new credential. Returns
+/// whether an active credential was revoked.
+pub(super) fn revoke_member_credential(
+    s: &AccessStore<'_>,
+    hash: &TokenHash,
+    why: &str,
+    by: &Author,
+) -> StoreResult<bool> {
+    let now = s.now().timestamp();
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let found = tx
+        .prepare_cached(
+            "SELECT c.id, c.prefix, m.name, m.id AS member_id FROM member_credentials c
+             JOIN members m ON m.id = c.member_id
+             WHERE c.token_hash = ?1 AND c.revoked_at IS NULL",
+        )?
+        .query_row(params![hash.0.as_slice()], |row| {
+            Ok((
+                row.get::<i64>("id")?,
+                row.get::<String>("prefix")?,
+                row.get::<String>("name")?,
+                row.get::<String>("member_id")?,
+            ))
+        })
+        .optional()?;
+    let Some((id, prefix, name, member_id)) = found else {
+        return Ok(false);
+    };
+    tx.execute("UPDATE member_credentials SET revoked_at = ?1 WHERE id = ?2", params![now, id])?;
+    let workspaces =
+        tx.query("SELECT workspace_id FROM member_roles WHERE member_id = ?1", params![member_id])?;
+    let detail = format!(
+        "revoked {name:?}'s credential {prefix}: {why}; to give them a new one, remove them and \
+         invite them again"
+    );
+    for row in &workspaces {
+        let workspace_id = row.get::<i64>("workspace_id")?;
+        audit(&tx, workspace_id, now, EventKind::MemberCredentialRevoked, &detail, by)?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Withdraws the waiting invitation with this code's hash (it was reported as leaked).
+/// Returns whether one was withdrawn.
+pub(super) fn withdraw_invitation_by_code(
+    s: &AccessStore<'_>,
+    hash: &TokenHash,
+    why: &str,
+    by: &Author,
+) -> StoreResult<bool> {
+    let now = s.now().timestamp();
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let found = tx
+        .prepare_cached(&format!(
+            "SELECT i.id, i.workspace_id, i.prefix, i.name FROM invitations i
+             WHERE i.token_hash = ?1 AND {PENDING}"
+        ))?
+        .query_row(params![hash.0.as_slice(), now], |row| {
+            Ok((
+                row.get::<i64>("id")?,
+                row.get::<i64>("workspace_id")?,
+                row.get::<String>("prefix")?,
+                row.get::<String>("name")?,
+            ))
+        })
+        .optional()?;
+    let Some((id, workspace_id, prefix, name)) = found else {
+        return Ok(false);
+    };
+    tx.execute("UPDATE invitations SET withdrawn_at = ?1 WHERE id = ?2", params![now, id])?;
+    let detail = format!("withdrew the invitation {prefix} for {name:?}: {why}");
+    audit(&tx, workspace_id, now, EventKind::MemberInvitationWithdrawn, &detail, by)?;
+    tx.commit()?;
+    Ok(true)
+}
+
 /// Deletes invitations that were used, withdrawn or expired before `before`: their story stays
 /// in the audit trail. Returns how many went.
 pub(super) fn prune_invitations(s: &AccessStore<'_>, before: DateTime<Utc>) -> StoreResult<usize> {

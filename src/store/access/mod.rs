@@ -318,6 +318,26 @@ impl AccessStore<'_> {
         members::withdraw_invitation(self, ws, prefix, by)
     }
 
+    /// Refuses a member credential from now on (reported as leaked); `true` if one was active.
+    pub fn revoke_member_credential(
+        &self,
+        hash: &TokenHash,
+        why: &str,
+        by: &Author,
+    ) -> StoreResult<bool> {
+        members::revoke_member_credential(self, hash, why, by)
+    }
+
+    /// Withdraws the waiting invitation with this code (reported as leaked); `true` if one was.
+    pub fn withdraw_invitation_by_code(
+        &self,
+        hash: &TokenHash,
+        why: &str,
+        by: &Author,
+    ) -> StoreResult<bool> {
+        members::withdraw_invitation_by_code(self, hash, why, by)
+    }
+
     /// Deletes invitations used, withdrawn or expired before `before` (the audit keeps them).
     pub fn prune_invitations(&self, before: DateTime<Utc>) -> StoreResult<usize> {
         members::prune_invitations(self, before)
