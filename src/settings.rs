@@ -1,5 +1,6 @@
 //! The CLI's saved settings, apart from secrets: `settings.json` in the config directory (see
-//! [`crate::secrets::config_dir`]), one entry per server URL. Today: the default workspace
+//! [`crate::secrets::config_dir`]): the server commands go to when neither `--server` nor
+//! `CUSTORY_SERVER` says (the one last logged in to), and per server URL the default workspace
 //! that `custory-mcp workspaces use SLUG` stores.
 
 use std::collections::BTreeMap;
@@ -18,6 +19,9 @@ pub struct ServerSettings {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct File {
+    /// The server last logged in to, when it is not the built-in default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default_server: Option<String>,
     #[serde(default)]
     servers: BTreeMap<String, ServerSettings>,
 }
@@ -51,11 +55,34 @@ pub fn save(server: &str, settings: ServerSettings) -> anyhow::Result<PathBuf> {
     } else {
         file.servers.insert(server, settings);
     }
+    write(&file)
+}
+
+/// The server commands go to when neither `--server` nor `CUSTORY_SERVER` says: the one last
+/// logged in to, if that was not the built-in default.
+pub fn default_server() -> anyhow::Result<Option<String>> {
+    Ok(read()?.default_server)
+}
+
+/// Makes `server` the one commands go to without `--server` (`None`: the built-in default
+/// again). Returns whether that changed.
+pub fn set_default_server(server: Option<&str>) -> anyhow::Result<bool> {
+    let mut file = read()?;
+    let server = server.map(|s| s.trim_end_matches('/').to_owned());
+    if file.default_server == server {
+        return Ok(false);
+    }
+    file.default_server = server;
+    write(&file)?;
+    Ok(true)
+}
+
+fn write(file: &File) -> anyhow::Result<PathBuf> {
     let path = path()?;
     let dir = path.parent().context("the settings file has no directory")?;
     crate::fsutil::create_private_dir(dir)
         .with_context(|| format!("could not create {}", dir.display()))?;
-    crate::fsutil::write_private_atomic(&path, &serde_json::to_vec_pretty(&file)?)
+    crate::fsutil::write_private_atomic(&path, &serde_json::to_vec_pretty(file)?)
         .with_context(|| format!("could not write {}", path.display()))?;
     Ok(path)
 }

@@ -221,7 +221,7 @@ fn keys(current: &OsStr, status: Option<KeyStatus>) -> Vec<CompletionCandidate> 
 }
 
 /// The server and workspace the words being completed name (`--server`, `--workspace`, their
-/// environment variables, the default server), read by parsing those words as far as they go.
+/// environment variables, the server last logged in to, the default server), read by parsing those words as far as they go.
 fn context() -> (String, Option<String>) {
     let words: Vec<OsString> = std::env::args_os().skip_while(|a| a != "--").skip(1).collect();
     let parsed = super::command().ignore_errors(true).try_get_matches_from(words).ok();
@@ -234,7 +234,10 @@ fn context() -> (String, Option<String>) {
         matches.and_then(|m| m.try_get_one::<String>(id).ok().flatten()).filter(|v| !v.is_empty())
     };
     let server = value("server").cloned().unwrap_or_else(|| {
-        std::env::var("CUSTORY_SERVER").unwrap_or_else(|_| super::DEFAULT_SERVER.to_owned())
+        std::env::var("CUSTORY_SERVER")
+            .ok()
+            .or_else(|| crate::settings::default_server().ok().flatten())
+            .unwrap_or_else(|| super::DEFAULT_SERVER.to_owned())
     });
     (server, value("workspace").cloned())
 }

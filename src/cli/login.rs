@@ -4,7 +4,7 @@
 use std::io::{BufRead as _, IsTerminal as _};
 
 use super::{GlobalArgs, prompt};
-use crate::client::AdminClient;
+use crate::client::{AdminClient, DEFAULT_SERVER};
 use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 use crate::secrets::{self, CredentialStore};
@@ -95,6 +95,7 @@ fn join(args: &LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Resu
     })?;
     let server = global.server.trim_end_matches('/');
     let saved = CredentialStore::open()?.set(&secrets::owner_account(server), &credential)?;
+    remember_server(server, printer)?;
     if printer.json {
         // Never the credential: it is saved, not shown.
         printer.json(&serde_json::json!({
@@ -174,7 +175,22 @@ pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::
         workspaces.len(),
         if workspaces.len() == 1 { "" } else { "s" }
     ));
+    remember_server(client.server(), printer)?;
     Ok(ExitStatus::Success)
+}
+
+/// The server just logged in to becomes the one commands go to without `--server` (the
+/// built-in default needs no saving); says so when that changed.
+fn remember_server(server: &str, printer: Printer) -> anyhow::Result<()> {
+    let server = server.trim_end_matches('/');
+    let saved = (server != DEFAULT_SERVER).then_some(server);
+    if crate::settings::set_default_server(saved)? {
+        printer.info(&format!(
+            "Commands without --server now go to {server} (CUSTORY_SERVER or --server still \
+             choose another)."
+        ));
+    }
+    Ok(())
 }
 
 pub fn logout(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
@@ -185,6 +201,10 @@ pub fn logout(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatu
         ));
     } else {
         printer.info(&format!("No owner credential was saved for {server}; nothing to do."));
+    }
+    if crate::settings::default_server()?.as_deref() == Some(server) {
+        crate::settings::set_default_server(None)?;
+        printer.info(&format!("Commands without --server go to {DEFAULT_SERVER} again."));
     }
     Ok(ExitStatus::Success)
 }

@@ -87,8 +87,9 @@ pub fn command() -> clap::Command {
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// The Custory server to manage
-    #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
+    /// The Custory server to manage [default: the one last logged in to, else
+    /// http://127.0.0.1:8787]
+    #[arg(long, global = true, env = "CUSTORY_SERVER", default_value = DEFAULT_SERVER, hide_default_value = true, value_name = "URL")]
     pub server: String,
     /// The workspace to act on [default: the one `workspaces use` set for --server, else the
     /// server's only one]
@@ -124,6 +125,8 @@ pub struct GlobalArgs {
 pub enum Given {
     Flag,
     Env,
+    /// Saved in the settings (`--server`: by the last `login`).
+    Saved,
     #[default]
     Default,
 }
@@ -134,6 +137,7 @@ impl Given {
         match self {
             Self::Flag => "--server",
             Self::Env => "CUSTORY_SERVER",
+            Self::Saved => "the last login",
             Self::Default => "the default",
         }
     }
@@ -259,10 +263,18 @@ fn run(mut cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     // --server is checked before anything else happens, credentials included; `serve` does
     // not use it, so a CUSTORY_SERVER the client would refuse does not stop a server.
     if !matches!(cli.command, Some(Command::Serve(_) | Command::Completions(_)) | None) {
+        // Neither --server nor CUSTORY_SERVER: the server last logged in to, if any.
+        if cli.global.server_from == Given::Default
+            && let Some(saved) = crate::settings::default_server()?
+        {
+            cli.global.server = saved;
+            cli.global.server_from = Given::Saved;
+        }
         let given = &cli.global.server;
         cli.global.server = crate::client::server_url(given).map_err(|why| {
             let flag = match cli.global.server_from {
                 Given::Env => "CUSTORY_SERVER",
+                Given::Saved => "saved server (the last `login --server`)",
                 Given::Flag | Given::Default => "--server",
             };
             CliError::usage(format!("invalid {flag} {given:?}: {why}")).hint(format!(

@@ -338,6 +338,51 @@ async fn login_logout_and_the_credential_saved_by_serve() {
     serve.terminate().await;
 }
 
+/// Logged in to a server with `--server`, the next commands need no `--server`: the server
+/// last logged in to is where they go until `logout`.
+#[tokio::test]
+async fn commands_go_to_the_server_last_logged_in_to() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    // No CUSTORY_SERVER: what a person has after following the invitation or the README.
+    let bare = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = env.command();
+        cmd.args(args);
+        let stdin = stdin.map(str::to_owned);
+        async move { run_piped(cmd, stdin.as_deref()).await }
+    };
+    let login = bare(
+        &["login", "--server", &server.url, "--token-stdin"],
+        Some(&format!("{}\n", server.owner_token)),
+    )
+    .await;
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(
+        login.stderr.contains(&format!("Commands without --server now go to {}", server.url)),
+        "{}",
+        login.stderr
+    );
+    let listed = bare(&["--json", "workspaces", "list"], None).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stdout.contains("\"acme\""), "{}", listed.stdout);
+    let status = bare(&["--json", "status"], None).await;
+    let status: Value = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!(status["server"]["url"], server.url.trim_end_matches('/'), "{status}");
+    assert_eq!(status["server"]["from"], "saved", "{status}");
+    // --server and CUSTORY_SERVER still choose another.
+    let elsewhere = bare(&["--server", "http://127.0.0.1:9", "workspaces", "list"], None).await;
+    assert_eq!(elsewhere.code, 1, "{}", elsewhere.stderr);
+
+    let logout = bare(&["logout"], None).await;
+    assert_eq!(logout.code, 0, "{}", logout.stderr);
+    assert!(logout.stderr.contains("Logged out of"), "{}", logout.stderr);
+    assert!(logout.stderr.contains("go to http://127.0.0.1:8787 again"), "{}", logout.stderr);
+    let status = bare(&["--json", "status"], None).await;
+    let status: Value = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!(status["server"]["from"], "default", "{status}");
+    server.stop().await;
+}
+
 /// Interactive paths in a real pseudo-terminal: prompts for what is missing, a picker and a
 /// confirmation.
 #[tokio::test]
