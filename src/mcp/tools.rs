@@ -266,7 +266,8 @@ fn tools() -> Vec<Tool> {
                 let all = args.include_archived.unwrap_or(false);
                 store.content().get_journey(ctx.workspace_id, &args.journey, all)
             },
-        ),
+        )
+        .with_view(super::resources::APP_URI),
         Tool::new(
             "list_items",
             "List items",
@@ -643,6 +644,13 @@ impl Tool {
             }
         });
         Self { name, effect, definition, handler }
+    }
+
+    /// Names the MCP App view a host of the `io.modelcontextprotocol/ui` extension draws the
+    /// tool's result in (`_meta.ui.resourceUri`); other hosts ignore it and read the text.
+    fn with_view(mut self, uri: &str) -> Self {
+        self.definition["_meta"] = json!({"ui": {"resourceUri": uri}});
+        self
     }
 
     fn allowed(&self, access: Access) -> bool {

@@ -13,12 +13,12 @@ const MODERN: &str = "2026-07-28";
 
 /// A request of the modern era: `_meta` in the body, the mirrored headers set from it unless
 /// `headers` says otherwise (`None` leaves a header out).
-struct Modern {
+pub(crate) struct Modern {
     key: Key,
 }
 
 impl Modern {
-    fn new(key: &Key) -> Self {
+    pub(crate) fn new(key: &Key) -> Self {
         Self { key: key.with_version(MODERN) }
     }
 
@@ -53,7 +53,7 @@ impl Modern {
         self.raw(Some(method), name.as_deref(), &Self::body(method, params)).await
     }
 
-    async fn result(&self, method: &str, params: Value) -> Value {
+    pub(crate) async fn result(&self, method: &str, params: Value) -> Value {
         let (status, reply) = self.send(method, params.clone()).await;
         assert_eq!(status, 200, "{method} {params}: {reply}");
         assert_eq!(reply["result"]["resultType"], "complete", "{method}: {reply}");
