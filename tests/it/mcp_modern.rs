@@ -78,7 +78,8 @@ async fn the_stateless_revision_is_served_with_discovery_and_its_result_members(
     );
     assert_eq!(
         discovered["capabilities"],
-        json!({"tools": {}, "resources": {}, "prompts": {}, "completions": {}})
+        json!({"tools": {}, "resources": {}, "prompts": {}, "completions": {},
+               "extensions": {"io.modelcontextprotocol/ui": {}}})
     );
     assert!(discovered["instructions"].as_str().is_some_and(|t| t.contains("\"acme\"")));
     assert_eq!(discovered["cacheScope"], "private");
