@@ -72,6 +72,7 @@ async fn draw(server: &TestServer, key: &Key, config: Value) -> Value {
     assert!(report.get("error").is_none(), "{report:#}");
     assert!(output.status.success(), "{report:#}");
     assert_eq!(report["errors"], json!([]), "the view logged no error: {report:#}");
+    assert_eq!(report["requests"], json!([]), "the view fetched nothing: {report:#}");
     report
 }
 
@@ -220,8 +221,8 @@ async fn a_read_only_key_gets_no_status_change_from_the_view() {
 }
 
 /// A journey of `steps` steps over 6 stages and `items` items, imported as a CSV; one persona
-/// linked.
-async fn large_journey(server: &TestServer, key: &Key, steps: usize, items: usize) -> String {
+/// linked (by a read-write key of its own).
+async fn large_journey(server: &TestServer, steps: usize, items: usize) -> String {
     const KINDS: [&str; 5] = ["touchpoint", "insight", "opportunity", "solution", "metric"];
     const OWNERS: [&str; 4] = ["Maya", "Lee", "Sam", ""];
     let mut csv = String::from("stage,step,kind,title,owner,priority\n");
@@ -244,6 +245,7 @@ async fn large_journey(server: &TestServer, key: &Key, steps: usize, items: usiz
         .send()
         .await;
     assert!((200..300).contains(&reply.status), "{}", reply.text());
+    let key = server.owner().create_key("importer", "30d", "read-write").await;
     let personas = key.ok("list_personas", json!({})).await;
     let persona = personas["personas"][0]["id"].as_str().expect("a demo persona");
     key.ok("link_persona", json!({"journey": "large-map", "persona_id": persona})).await;
@@ -254,7 +256,7 @@ async fn large_journey(server: &TestServer, key: &Key, steps: usize, items: usiz
 async fn a_large_journey_draws_what_get_journey_returns_and_pages_a_step() {
     let server = TestServer::start().await;
     let key = server.owner().create_key("host", "30d", "read-only").await;
-    let journey = large_journey(&server, &key, 60, 2000).await;
+    let journey = large_journey(&server, 60, 2000).await;
     let mut run = config(&journey, "light");
     run["page_more"] = json!(true);
     let report = draw(&server, &key, run).await;
@@ -279,7 +281,7 @@ async fn a_large_journey_draws_what_get_journey_returns_and_pages_a_step() {
 async fn screenshots() {
     let server = TestServer::start().await;
     let key = server.owner().create_key("host", "30d", "read-only").await;
-    let large = large_journey(&server, &key, 60, 2000).await;
+    let large = large_journey(&server, 60, 2000).await;
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mcp-app"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     for (name, journey) in [("small", "trial-to-paid"), ("large", large.as_str())] {

@@ -78,6 +78,9 @@ async function main() {
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
     page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+    // The host page and the view are set in place: any request at all is the view reaching out.
+    report.requests = [];
+    page.on("request", (r) => report.requests.push(r.url()));
     // The host's side of tools/call: through the MCP client to the server.
     await page.exposeFunction("hostCallTool", async (params) => {
       report.calls.push({ name: params.name, arguments: params.arguments });
