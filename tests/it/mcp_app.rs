@@ -204,9 +204,12 @@ async fn the_view_draws_a_real_journey_and_asks_the_host_for_items() {
 async fn a_read_only_key_gets_no_status_change_from_the_view() {
     let server = TestServer::start().await;
     let key = server.owner().create_key("viewer", "30d", "read-only").await;
+    // On a phone: the stages stack, nothing scrolls sideways.
     let mut run = config("trial-to-paid", "dark");
     run["interact"] = json!(true);
+    run["width"] = json!(390);
     let report = draw(&server, &key, run).await;
+    assert_eq!(report["overflow_x"], false, "{report:#}");
     assert_eq!(report["theme"], "dark");
     assert_eq!(report["background"], "rgb(38, 38, 36)", "the host's dark variable");
     assert!(report["detail_title"].is_string(), "{report:#}");
@@ -227,14 +230,14 @@ async fn large_journey(server: &TestServer, steps: usize, items: usize) -> Strin
     const OWNERS: [&str; 4] = ["Maya", "Lee", "Sam", ""];
     let mut csv = String::from("stage,step,kind,title,owner,priority\n");
     for n in 0..items {
-        let step = n % steps;
+        let (step, nth) = (n % steps, n / steps);
         let _ = writeln!(
             csv,
             "Stage {},Step {step:02},{},Item {n} on step {step},{},P{}",
             step * 6 / steps + 1,
-            KINDS[n % KINDS.len()],
-            OWNERS[n % OWNERS.len()],
-            n % 4
+            KINDS[(nth + step) % KINDS.len()],
+            OWNERS[nth % OWNERS.len()],
+            nth % 4
         );
     }
     let reply = server
@@ -275,30 +278,64 @@ async fn a_large_journey_draws_what_get_journey_returns_and_pages_a_step() {
 }
 
 /// Draws the docs' pictures (docs/mcp-app/*.png) and prints the measurements of
-/// docs/MCP_APP.md: the resource's size, and from the frame's load to the map's first paint.
+/// docs/MCP_APP.md: the resource's size, `tools/list`'s size, and the time from the frame's
+/// start to the map's first paint (median of 5 draws per journey).
 #[tokio::test]
 #[ignore = "writes docs/mcp-app/*.png; run by hand (docs/MCP_APP.md)"]
 async fn screenshots() {
     let server = TestServer::start().await;
     let key = server.owner().create_key("host", "30d", "read-only").await;
     let large = large_journey(&server, 60, 2000).await;
+    // The small journey with its persona strip.
+    let writer = server.owner().create_key("writer", "30d", "read-write").await;
+    let personas = writer.ok("list_personas", json!({})).await;
+    let persona = personas["personas"][0]["id"].as_str().expect("a demo persona");
+    writer.ok("link_persona", json!({"journey": "trial-to-paid", "persona_id": persona})).await;
+
+    for (who, key) in [("read-write", &writer), ("read-only", &key)] {
+        let body = key.post(&crate::common::rpc(1, "tools/list", json!({}))).send().await.body;
+        let meta = r#","_meta":{"ui":{"resourceUri":"ui://custory/journey-map.html"}}"#;
+        println!(
+            "tools/list, {who} key: {} bytes, {} without get_journey's _meta",
+            body.len(),
+            body.len() - meta.len()
+        );
+    }
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mcp-app"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     for (name, journey) in [("small", "trial-to-paid"), ("large", large.as_str())] {
         for theme in ["light", "dark"] {
             let mut run = config(journey, theme);
             run["screenshot"] = json!(dir.join(format!("{name}-{theme}.png")));
-            run["height"] = json!(if name == "small" { 640 } else { 900 });
-            let report = draw(&server, &key, run).await;
-            println!(
-                "{name} {theme}: resource {} bytes, {} cards, map painted {:.0} ms after the \
-                 frame's start (first contentful paint {:.0} ms)",
-                report["resource_bytes"],
-                report["cards"],
-                report["painted"].as_f64().unwrap_or_default(),
-                report["fcp"].as_f64().unwrap_or_default()
-            );
+            run["height"] = json!(if name == "small" { 640 } else { 800 });
+            draw(&server, &key, run).await;
         }
+        let mut phone = config(journey, "light");
+        phone["width"] = json!(390);
+        phone["height"] = json!(760);
+        phone["screenshot"] = json!(dir.join(format!("{name}-phone.png")));
+        draw(&server, &key, phone).await;
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            runs.push(draw(&server, &key, config(journey, "light")).await);
+        }
+        let median = |what: &str| {
+            let mut times: Vec<f64> = runs.iter().filter_map(|r| r[what].as_f64()).collect();
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        };
+        println!(
+            "{name}: resource {} bytes, {} cards of {} items; frame start to map painted {:.0} \
+             ms (first contentful paint {:.0} ms; tool result in hand to map painted {:.0} ms), \
+             median of {}",
+            runs[0]["resource_bytes"],
+            runs[0]["cards"],
+            runs[0]["items_total"],
+            median("painted"),
+            median("fcp"),
+            median("render"),
+            runs.len()
+        );
     }
     server.stop().await;
 }

@@ -61,6 +61,7 @@ async function main() {
   const args = { journey: config.journey };
   const toolResult = await client.callTool({ name: "get_journey", arguments: args });
   report.journey_items_shown = toolResult.structuredContent && toolResult.structuredContent.items_shown;
+  report.items_total = toolResult.structuredContent && toolResult.structuredContent.items_total;
 
   const bundle = await esbuild.build({
     stdin: {
@@ -116,6 +117,8 @@ async function main() {
     await frame.waitForFunction(() => performance.getEntriesByName("journey-map-painted").length > 0);
     const timing = await frame.evaluate(() => ({
       painted: performance.getEntriesByName("journey-map-painted")[0].startTime,
+      result: performance.getEntriesByName("journey-map-result")[0].startTime,
+      overflow_x: document.documentElement.scrollWidth > document.documentElement.clientWidth,
       fcp: (performance.getEntriesByName("first-contentful-paint")[0] || {}).startTime,
       cards: document.querySelectorAll(".card").length,
       stages: document.querySelectorAll(".stage").length,
@@ -126,6 +129,7 @@ async function main() {
       background: getComputedStyle(document.body).backgroundColor,
     }));
     Object.assign(report, timing);
+    report.render = timing.painted - timing.result;
     await page.waitForFunction(() => parseInt(document.getElementById("view").style.height, 10) > 200);
     report.frame_height = await page.evaluate(() => parseInt(document.getElementById("view").style.height, 10));
     if (config.screenshot) await page.screenshot({ path: config.screenshot });
