@@ -9,6 +9,8 @@
 //! large journey, light and dark, into docs/mcp-app/ and prints the resource's size and the
 //! time from load to first paint (docs/MCP_APP.md).
 
+#![allow(clippy::print_stderr, reason = "the ignored screenshots test prints the measurements")]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -18,8 +20,8 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::common::{Key, TestServer};
-use crate::mcp_modern::Modern;
 use crate::conformance::{TS_SDK_1, npm_packages};
+use crate::mcp_modern::Modern;
 use crate::oauth_clients::{PLAYWRIGHT, chromium};
 
 /// Pinned: the extension's SDK (its host side is what draws the view) and the bundler that
@@ -35,8 +37,7 @@ const RUN: Duration = Duration::from_secs(180);
 /// The npm packages and Chromium, installed on first use.
 async fn installed() -> (PathBuf, PathBuf) {
     tokio::task::spawn_blocking(|| {
-        let modules =
-            npm_packages(&[TS_SDK_1, PLAYWRIGHT, EXT_APPS, ESBUILD], "the MCP App tests");
+        let modules = npm_packages(&[TS_SDK_1, PLAYWRIGHT, EXT_APPS, ESBUILD], "the MCP App tests");
         (modules, chromium())
     })
     .await
@@ -62,13 +63,10 @@ async fn draw(server: &TestServer, key: &Key, config: Value) -> Value {
         .expect("the MCP App host finished within its time")
         .expect("node: could not start (the MCP App tests need node)");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: Value = stdout
-        .lines()
-        .last()
-        .and_then(|line| serde_json::from_str(line).ok())
-        .unwrap_or_else(|| {
-            panic!("no report: {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
-        });
+    let report: Value =
+        stdout.lines().last().and_then(|line| serde_json::from_str(line).ok()).unwrap_or_else(
+            || panic!("no report: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)),
+        );
     assert!(report.get("error").is_none(), "{report:#}");
     assert!(output.status.success(), "{report:#}");
     assert_eq!(report["errors"], json!([]), "the view logged no error: {report:#}");
@@ -126,10 +124,7 @@ async fn get_journey_names_its_view_and_the_view_is_read_in_both_eras() {
     // The stateless era: the same document, the capability in server/discover.
     let modern = Modern::new(&key);
     let discovered = modern.result("server/discover", json!({})).await;
-    assert_eq!(
-        discovered["capabilities"]["extensions"],
-        json!({"io.modelcontextprotocol/ui": {}})
-    );
+    assert_eq!(discovered["capabilities"]["extensions"], json!({"io.modelcontextprotocol/ui": {}}));
     let again = modern.result("resources/read", json!({"uri": APP_URI})).await;
     assert_eq!(again["contents"], read["contents"]);
     let listed = modern.result("tools/list", json!({})).await;
@@ -137,7 +132,8 @@ async fn get_journey_names_its_view_and_the_view_is_read_in_both_eras() {
 
     // Hosts without the extension pay for the _meta only: the tools without it are the list
     // as it was.
-    let bytes = |tools: &[Value]| serde_json::to_string(&json!({"tools": tools})).expect("json").len();
+    let bytes =
+        |tools: &[Value]| serde_json::to_string(&json!({"tools": tools})).expect("json").len();
     let without: Vec<Value> = tools
         .iter()
         .cloned()
@@ -180,8 +176,12 @@ async fn the_view_draws_a_real_journey_and_asks_the_host_for_items() {
     let clicked = report["clicked"].as_str().expect("clicked").to_owned();
     assert_eq!(report["status_control"], true, "{report:#}");
     let changed = report["status_changed_to"].as_str().expect("changed");
-    let names: Vec<&str> =
-        report["calls"].as_array().expect("calls").iter().filter_map(|c| c["name"].as_str()).collect();
+    let names: Vec<&str> = report["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     assert!(names.contains(&"get_item") && names.contains(&"update_item"), "{names:?}");
     let item = key.ok("get_item", json!({"item_id": clicked})).await;
     assert_eq!(item["status"], changed);
@@ -214,8 +214,12 @@ async fn a_read_only_key_gets_no_status_change_from_the_view() {
     assert_eq!(report["background"], "rgb(38, 38, 36)", "the host's dark variable");
     assert!(report["detail_title"].is_string(), "{report:#}");
     assert_eq!(report["status_control"], false, "{report:#}");
-    let names: Vec<&str> =
-        report["calls"].as_array().expect("calls").iter().filter_map(|c| c["name"].as_str()).collect();
+    let names: Vec<&str> = report["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     assert!(names.contains(&"get_item") && !names.contains(&"update_item"), "{names:?}");
     let recorded = calls(&server, &key).await;
     assert!(recorded.iter().any(|c| c["what"] == "get_item" && c["outcome"] == "ok"));
@@ -269,8 +273,12 @@ async fn a_large_journey_draws_what_get_journey_returns_and_pages_a_step() {
     assert!(report["cards"].as_i64().expect("cards") < 2000, "the map is bounded");
     let (before, after) = (&report["cards_before_more"], &report["cards_after_more"]);
     assert!(after.as_i64() > before.as_i64(), "{report:#}");
-    let names: Vec<&str> =
-        report["calls"].as_array().expect("calls").iter().filter_map(|c| c["name"].as_str()).collect();
+    let names: Vec<&str> = report["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     assert_eq!(names, ["list_items"]);
     let recorded = calls(&server, &key).await;
     assert!(recorded.iter().any(|c| c["what"] == "list_items" && c["outcome"] == "ok"));
@@ -295,7 +303,7 @@ async fn screenshots() {
     for (who, key) in [("read-write", &writer), ("read-only", &key)] {
         let body = key.post(&crate::common::rpc(1, "tools/list", json!({}))).send().await.body;
         let meta = r#","_meta":{"ui":{"resourceUri":"ui://custory/journey-map.html"}}"#;
-        println!(
+        eprintln!(
             "tools/list, {who} key: {} bytes, {} without get_journey's _meta",
             body.len(),
             body.len() - meta.len()
@@ -324,7 +332,7 @@ async fn screenshots() {
             times.sort_by(f64::total_cmp);
             times[times.len() / 2]
         };
-        println!(
+        eprintln!(
             "{name}: resource {} bytes, {} cards of {} items; frame start to map painted {:.0} \
              ms (first contentful paint {:.0} ms; tool result in hand to map painted {:.0} ms), \
              median of {}",
