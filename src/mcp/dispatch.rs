@@ -21,7 +21,7 @@ use super::protocol::{
     RpcError, SERVER_NAME, client_label, failure, is_modern, meta, success, supported_version,
     to_raw, versions_newest_first,
 };
-use super::{complete, prompts, resources, tools};
+use super::{app, complete, prompts, resources, tools};
 use crate::api::CallOutcome;
 use crate::api::KeyStatus;
 use crate::store::Store;
@@ -454,7 +454,7 @@ enum Reply {
 /// Both eras declare the MCP Apps extension (`extensions`, as SEP-1724 has it): `get_journey`
 /// names a view its hosts draw.
 fn capabilities(modern: bool) -> Value {
-    let extensions = json!({resources::APP_EXTENSION: {}});
+    let extensions = json!({app::EXTENSION: {}});
     if modern {
         json!({
             "tools": {}, "resources": {}, "prompts": {}, "completions": {},

@@ -3,11 +3,9 @@
 //! journeys as `list_journeys` does; archived journeys are not listed (they are still read by
 //! URI, flagged).
 //!
-//! One more resource is the journey map's view for hosts of the MCP Apps extension
-//! (`io.modelcontextprotocol/ui`, specification 2026-01-26): [`APP_URI`], an HTML document named
-//! by `get_journey`'s `_meta.ui.resourceUri`. It is fixed and the same for every key; hosts find
-//! it through the tool, so `resources/list` keeps paging journeys only (the specification lets a
-//! server leave UI-only resources out of the list).
+//! One more resource is the journey map's MCP App view ([`app::URI`], see `app.rs`), read by URI
+//! only: hosts find it through `get_journey`'s `_meta.ui`, so `resources/list` keeps paging
+//! journeys (the extension lets a server leave UI-only resources out of the list).
 
 use std::sync::LazyLock;
 
@@ -15,10 +13,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::app;
 use super::protocol::{ErrorCode, RpcError, to_raw};
 use super::render::{self, journey_uri};
 use crate::store::access::KeyIdentity;
-use crate::store::content::model::ItemKind;
 use crate::store::{Store, StoreError};
 
 /// Every resource is Markdown.
@@ -29,15 +27,6 @@ const ITEM_PREFIX: &str = "custory://items/";
 /// to them.
 pub const JOURNEY_TEMPLATE: &str = "custory://journeys/{journey}";
 pub const ITEM_TEMPLATE: &str = "custory://items/{item_id}";
-
-/// The extension's identifier, declared under `capabilities.extensions`.
-pub const APP_EXTENSION: &str = "io.modelcontextprotocol/ui";
-/// The journey map's view: what `get_journey`'s `_meta.ui.resourceUri` names.
-pub const APP_URI: &str = "ui://custory/journey-map.html";
-/// The MIME type the extension gives an MCP App's HTML.
-pub const APP_MIME_TYPE: &str = "text/html;profile=mcp-app";
-/// The view, one self-contained document: its script and styles inline, nothing fetched.
-const APP_HTML: &str = include_str!("../../templates/mcp-app/journey-map.html");
 
 /// `resources/read` parameters.
 #[derive(Debug, Deserialize)]
@@ -112,8 +101,8 @@ pub fn templates_result() -> &'static RawValue {
 
 /// `resources/read` of a journey or an item URI, or of the journey map's view.
 pub fn read(store: &Store, key: &KeyIdentity, uri: &str) -> Result<Box<RawValue>, RpcError> {
-    if uri == APP_URI {
-        return Ok(app_result().to_owned());
+    if uri == app::URI {
+        return Ok(app::read_result().to_owned());
     }
     let ws = key.workspace_id;
     let text = if let Some(journey) = uri.strip_prefix(JOURNEY_PREFIX).filter(|s| is_id(s)) {
@@ -127,42 +116,13 @@ pub fn read(store: &Store, key: &KeyIdentity, uri: &str) -> Result<Box<RawValue>
             ErrorCode::ResourceNotFound,
             format!(
                 "Resource not found: {uri:?} is not a resource of this server; it serves \
-                 {JOURNEY_TEMPLATE}, {ITEM_TEMPLATE} and {APP_URI} (resources/list lists the \
-                 journeys)"
+                 {JOURNEY_TEMPLATE}, {ITEM_TEMPLATE} and {} (resources/list lists the \
+                 journeys)",
+                app::URI
             ),
         ));
     };
     Ok(to_raw(&json!({"contents": [{"uri": uri, "mimeType": MIME_TYPE, "text": text}]})))
-}
-
-/// `resources/read` of [`APP_URI`]: the view, with its `_meta.ui` saying it needs no network,
-/// no other origin and no browser permission (every CSP list empty, no permission asked for),
-/// and would like the host's border. Fixed, serialized once.
-fn app_result() -> &'static RawValue {
-    static APP: LazyLock<Box<RawValue>> = LazyLock::new(|| {
-        // The statuses each kind may take, from the one list the store checks against.
-        let statuses: serde_json::Map<String, Value> = ItemKind::ALL
-            .iter()
-            .map(|kind| (kind.as_str().to_owned(), json!(kind.statuses())))
-            .collect();
-        let html = APP_HTML.replace("/*STATUSES*/{}", &Value::Object(statuses).to_string());
-        to_raw(&json!({"contents": [{
-            "uri": APP_URI,
-            "mimeType": APP_MIME_TYPE,
-            "text": html,
-            "_meta": {"ui": {
-                "csp": {
-                    "connectDomains": [],
-                    "resourceDomains": [],
-                    "frameDomains": [],
-                    "baseUriDomains": [],
-                },
-                "permissions": {},
-                "prefersBorder": true,
-            }},
-        }]}))
-    });
-    &APP
 }
 
 /// A slug or id: one path segment, nothing that needs decoding.

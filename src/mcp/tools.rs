@@ -267,7 +267,7 @@ fn tools() -> Vec<Tool> {
                 store.content().get_journey(ctx.workspace_id, &args.journey, all)
             },
         )
-        .with_view(super::resources::APP_URI),
+        .with_view(),
         Tool::new(
             "list_items",
             "List items",
@@ -647,9 +647,10 @@ impl Tool {
     }
 
     /// Names the MCP App view a host of the `io.modelcontextprotocol/ui` extension draws the
-    /// tool's result in (`_meta.ui.resourceUri`); other hosts ignore it and read the text.
-    fn with_view(mut self, uri: &str) -> Self {
-        self.definition["_meta"] = json!({"ui": {"resourceUri": uri}});
+    /// tool's result in (`_meta.ui.resourceUri`, see `app.rs`); other hosts ignore it and read
+    /// the text.
+    fn with_view(mut self) -> Self {
+        self.definition["_meta"] = super::app::tool_meta();
         self
     }
 
