@@ -311,6 +311,26 @@ async fn screenshots() {
     }
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mcp-app"));
     std::fs::create_dir_all(&dir).expect("mkdir");
+
+    // An item with links, open, its card hovered, as a read-write key sees it.
+    let tree = writer.ok("get_journey", json!({"journey": "trial-to-paid"})).await;
+    let mut linked = None;
+    for stage in tree["stages"].as_array().expect("stages") {
+        for step in stage["steps"].as_array().expect("steps") {
+            for item in step["items"].as_array().expect("items") {
+                let detail = writer.ok("get_item", json!({"item_id": item["id"]})).await;
+                if linked.is_none() && detail["links_to_total"].as_i64() > Some(0) {
+                    linked = item["id"].as_str().map(str::to_owned);
+                }
+            }
+        }
+    }
+    let mut open = config("trial-to-paid", "light");
+    open["interact"] = json!(true);
+    open["change_status"] = json!(false);
+    open["item"] = json!(linked.expect("a demo item with links"));
+    open["detail_screenshot"] = json!(dir.join("small-detail.png"));
+    draw(&server, &writer, open).await;
     for (name, journey) in [("small", "trial-to-paid"), ("large", large.as_str())] {
         for theme in ["light", "dark"] {
             let mut run = config(journey, theme);

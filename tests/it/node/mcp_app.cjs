@@ -7,8 +7,10 @@
 //
 // Environment: MCP_URL, MCP_TOKEN (never in argv), MODULES (the node_modules' parent), CHROMIUM,
 // and CONFIG, a JSON object: journey, theme ("light"/"dark"), width, height, screenshot (a PNG
-// path or null), interact (click an item; change its status when the view offers it),
-// page_more (show a step's remaining items), keyboard (tab to the first card).
+// path or null), interact (click an item, `item` or the first; change its status when the view
+// offers it, unless change_status is false), detail_screenshot (a PNG of the whole frame with
+// the item open and its card hovered), page_more (show a step's remaining items), keyboard
+// (tab to the first card).
 "use strict";
 const path = require("node:path");
 const { createRequire } = require("node:module");
@@ -150,14 +152,24 @@ async function main() {
       report.keyboard.back_on = await frame.evaluate(() => document.activeElement.className);
     }
     if (config.interact) {
-      const card = frame.locator(".card").first();
+      const card = config.item ? frame.locator(`.card[data-id="${config.item}"]`) : frame.locator(".card").first();
       report.clicked = await card.getAttribute("data-id");
       await card.click();
       await frame.waitForSelector(".detail h4");
       report.detail_title = await frame.textContent(".detail h4");
       const select = await frame.$(".detail select");
       report.status_control = Boolean(select);
-      if (select) {
+      if (config.detail_screenshot) {
+        await page.mouse.move(0, 0);
+        await card.hover();
+        await frame.waitForSelector(".card.linked");
+        // The whole frame in view (a full-page capture leaves a sandboxed frame blank).
+        const height = await page.evaluate(() => parseInt(document.getElementById("view").style.height, 10));
+        await page.setViewportSize({ width: config.width, height: Math.min(height, 1600) });
+        await frame.waitForTimeout(100);
+        await page.screenshot({ path: config.detail_screenshot });
+      }
+      if (select && config.change_status !== false) {
         const options = await select.$$eval("option", (os) => os.map((o) => o.value));
         const now = await select.inputValue();
         const next = options.find((o) => o !== now);
