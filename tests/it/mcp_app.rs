@@ -156,6 +156,7 @@ async fn the_view_draws_a_real_journey_and_asks_the_host_for_items() {
     let mut run = config("trial-to-paid", "light");
     run["interact"] = json!(true);
     run["keyboard"] = json!(true);
+    run["switch_theme"] = json!(true);
     let report = draw(&server, &key, run).await;
     assert_eq!(report["resource_uri"], APP_URI);
     assert_eq!(report["mime_type"], APP_MIME);
@@ -165,6 +166,7 @@ async fn the_view_draws_a_real_journey_and_asks_the_host_for_items() {
     assert_eq!(report["personas"], tree["personas"].as_array().map(Vec::len).expect("personas"));
     assert_eq!(report["theme"], "light");
     assert_eq!(report["background"], "rgb(255, 255, 255)", "the host's variable");
+    assert_eq!(report["background_switched"], "rgb(38, 38, 36)", "the host turned dark");
     // Keyboard: the first card takes focus with a visible ring, Enter opens, Escape comes back.
     assert_eq!(report["keyboard"]["focused"], "card", "{report:#}");
     assert_eq!(report["keyboard"]["outline"], "solid");

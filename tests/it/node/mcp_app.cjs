@@ -9,7 +9,7 @@
 // and CONFIG, a JSON object: journey, theme ("light"/"dark"), width, height, screenshot (a PNG
 // path or null), interact (click an item, `item` or the first; change its status when the view
 // offers it, unless change_status is false), detail_screenshot (a PNG of the whole frame with
-// the item open and its card hovered), page_more (show a step's remaining items), keyboard
+// the item open and its card hovered), switch_theme (the host turns dark), page_more (show a step's remaining items), keyboard
 // (tab to the first card).
 "use strict";
 const path = require("node:path");
@@ -135,6 +135,12 @@ async function main() {
     await page.waitForFunction(() => parseInt(document.getElementById("view").style.height, 10) > 200);
     report.frame_height = await page.evaluate(() => parseInt(document.getElementById("view").style.height, 10));
     if (config.screenshot) await page.screenshot({ path: config.screenshot });
+    if (config.switch_theme) {
+      // The host turns dark: ui/notifications/host-context-changed, from the bridge.
+      await page.evaluate((variables) => window.bridge.setHostContext({ theme: "dark", styles: { variables } }), STYLES.dark);
+      await frame.waitForFunction(() => document.documentElement.dataset.theme === "dark");
+      report.background_switched = await frame.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    }
 
     if (config.keyboard) {
       await frame.focus("body");
