@@ -21,7 +21,7 @@ use super::protocol::{
     RpcError, SERVER_NAME, client_label, failure, is_modern, meta, success, supported_version,
     to_raw, versions_newest_first,
 };
-use super::{complete, prompts, resources, tools};
+use super::{app, complete, prompts, resources, tools};
 use crate::api::CallOutcome;
 use crate::api::KeyStatus;
 use crate::store::Store;
@@ -451,15 +451,22 @@ enum Reply {
 /// What this server serves, exactly: tools, resources (journeys, and items by template),
 /// prompts with completion of their arguments. Nothing changes while it runs, so no list ever
 /// changes and there is nothing to subscribe to; the handshake era says so explicitly.
+/// Both eras declare the MCP Apps extension (`extensions`, as SEP-1724 has it): `get_journey`
+/// names a view its hosts draw.
 fn capabilities(modern: bool) -> Value {
+    let extensions = json!({app::EXTENSION: {}});
     if modern {
-        json!({"tools": {}, "resources": {}, "prompts": {}, "completions": {}})
+        json!({
+            "tools": {}, "resources": {}, "prompts": {}, "completions": {},
+            "extensions": extensions
+        })
     } else {
         json!({
             "tools": {"listChanged": false},
             "resources": {"subscribe": false, "listChanged": false},
             "prompts": {"listChanged": false},
-            "completions": {}
+            "completions": {},
+            "extensions": extensions
         })
     }
 }

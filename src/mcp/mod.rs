@@ -3,12 +3,15 @@
 //! of one request body for one authenticated key in either era of the protocol, `tools.rs`
 //! defines and runs the tools, `schema.rs` turns their argument and result types into the JSON
 //! Schemas clients see, `resources.rs`, `prompts.rs` and `complete.rs` serve resources,
-//! prompts and argument completion, and `render.rs` writes the Markdown they show.
+//! prompts and argument completion, and `render.rs` writes the Markdown they show. `app.rs` is
+//! the journey map's MCP App (the `io.modelcontextprotocol/ui` extension): its view, declared
+//! and served.
 //!
 //! The HTTP side — admission (Origin, Host, bearer token, media types, protocol version), the
 //! body limit, status codes — is `server/mcp.rs`. See ARCHITECTURE.md for why the transport is
 //! written here rather than with rmcp's server.
 
+mod app;
 mod complete;
 mod dispatch;
 mod prompts;

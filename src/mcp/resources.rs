@@ -2,6 +2,10 @@
 //! each item is readable through a resource template. `resources/list` pages through the
 //! journeys as `list_journeys` does; archived journeys are not listed (they are still read by
 //! URI, flagged).
+//!
+//! One more resource is the journey map's MCP App view ([`app::URI`], see `app.rs`), read by URI
+//! only: hosts find it through `get_journey`'s `_meta.ui`, so `resources/list` keeps paging
+//! journeys (the extension lets a server leave UI-only resources out of the list).
 
 use std::sync::LazyLock;
 
@@ -9,6 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::app;
 use super::protocol::{ErrorCode, RpcError, to_raw};
 use super::render::{self, journey_uri};
 use crate::store::access::KeyIdentity;
@@ -94,8 +99,11 @@ pub fn templates_result() -> &'static RawValue {
     &TEMPLATES
 }
 
-/// `resources/read` of a journey or an item URI.
+/// `resources/read` of a journey or an item URI, or of the journey map's view.
 pub fn read(store: &Store, key: &KeyIdentity, uri: &str) -> Result<Box<RawValue>, RpcError> {
+    if uri == app::URI {
+        return Ok(app::read_result().to_owned());
+    }
     let ws = key.workspace_id;
     let text = if let Some(journey) = uri.strip_prefix(JOURNEY_PREFIX).filter(|s| is_id(s)) {
         let map = store.content().journey_map(ws, journey).map_err(|e| not_found(uri, e))?;
@@ -108,7 +116,9 @@ pub fn read(store: &Store, key: &KeyIdentity, uri: &str) -> Result<Box<RawValue>
             ErrorCode::ResourceNotFound,
             format!(
                 "Resource not found: {uri:?} is not a resource of this server; it serves \
-                 {JOURNEY_TEMPLATE} and {ITEM_TEMPLATE} (resources/list lists the journeys)"
+                 {JOURNEY_TEMPLATE}, {ITEM_TEMPLATE} and {} (resources/list lists the \
+                 journeys)",
+                app::URI
             ),
         ));
     };

@@ -266,7 +266,8 @@ fn tools() -> Vec<Tool> {
                 let all = args.include_archived.unwrap_or(false);
                 store.content().get_journey(ctx.workspace_id, &args.journey, all)
             },
-        ),
+        )
+        .with_view(),
         Tool::new(
             "list_items",
             "List items",
@@ -643,6 +644,14 @@ impl Tool {
             }
         });
         Self { name, effect, definition, handler }
+    }
+
+    /// Names the MCP App view a host of the `io.modelcontextprotocol/ui` extension draws the
+    /// tool's result in (`_meta.ui.resourceUri`, see `app.rs`); other hosts ignore it and read
+    /// the text.
+    fn with_view(mut self) -> Self {
+        self.definition["_meta"] = super::app::tool_meta();
+        self
     }
 
     fn allowed(&self, access: Access) -> bool {

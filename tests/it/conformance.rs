@@ -167,7 +167,13 @@ async fn typescript_sdks_of_both_eras_use_tools_resources_prompts_and_completion
         eprintln!("conformance: TypeScript {sdk} ({mode}) negotiated {version}");
         assert_eq!(report["server_name"], "custory-mcp");
         // Capabilities as served: the modern era has no list notifications to speak of.
-        let capabilities = report["capabilities"].take();
+        let mut capabilities = report["capabilities"].take();
+        // The MCP Apps extension: the 2.x client keeps `extensions`, 1.x drops what it does
+        // not know.
+        if let Some(extensions) = capabilities.as_object_mut().and_then(|c| c.remove("extensions"))
+        {
+            assert_eq!(extensions, json!({"io.modelcontextprotocol/ui": {}}), "{sdk} {mode}");
+        }
         let names: Vec<&str> =
             capabilities.as_object().expect("caps").keys().map(String::as_str).collect();
         assert_eq!(names, ["completions", "prompts", "resources", "tools"], "{sdk} {mode}");

@@ -17,6 +17,7 @@ mod imports;
 mod layout;
 mod leaks;
 mod limits;
+mod mcp_app;
 mod mcp_contract;
 mod mcp_http;
 mod mcp_modern;

@@ -13,12 +13,12 @@ const MODERN: &str = "2026-07-28";
 
 /// A request of the modern era: `_meta` in the body, the mirrored headers set from it unless
 /// `headers` says otherwise (`None` leaves a header out).
-struct Modern {
+pub(crate) struct Modern {
     key: Key,
 }
 
 impl Modern {
-    fn new(key: &Key) -> Self {
+    pub(crate) fn new(key: &Key) -> Self {
         Self { key: key.with_version(MODERN) }
     }
 
@@ -53,7 +53,7 @@ impl Modern {
         self.raw(Some(method), name.as_deref(), &Self::body(method, params)).await
     }
 
-    async fn result(&self, method: &str, params: Value) -> Value {
+    pub(crate) async fn result(&self, method: &str, params: Value) -> Value {
         let (status, reply) = self.send(method, params.clone()).await;
         assert_eq!(status, 200, "{method} {params}: {reply}");
         assert_eq!(reply["result"]["resultType"], "complete", "{method}: {reply}");
@@ -78,7 +78,8 @@ async fn the_stateless_revision_is_served_with_discovery_and_its_result_members(
     );
     assert_eq!(
         discovered["capabilities"],
-        json!({"tools": {}, "resources": {}, "prompts": {}, "completions": {}})
+        json!({"tools": {}, "resources": {}, "prompts": {}, "completions": {},
+               "extensions": {"io.modelcontextprotocol/ui": {}}})
     );
     assert!(discovered["instructions"].as_str().is_some_and(|t| t.contains("\"acme\"")));
     assert_eq!(discovered["cacheScope"], "private");

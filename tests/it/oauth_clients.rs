@@ -29,7 +29,7 @@ use crate::conformance::{TS_SDK_1, npm_packages, python_with_sdk};
 
 /// Pinned: the browser driver and `mcp-remote` (beside the TypeScript SDK of the conformance
 /// tests).
-const PLAYWRIGHT: &str = "playwright-core@1.65.1";
+pub(crate) const PLAYWRIGHT: &str = "playwright-core@1.65.1";
 const MCP_REMOTE: &str = "mcp-remote@0.15.1";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CONSENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/node/consent.cjs");
@@ -38,7 +38,7 @@ const CONSENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/node/consen
 const STEP: Duration = Duration::from_secs(120);
 
 /// Debian's Chromium, installed on first use when missing (as root, with apt-get).
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _guard = INSTALL.lock().unwrap_or_else(PoisonError::into_inner);
     let path = PathBuf::from(CHROMIUM);
