@@ -924,7 +924,8 @@ mod tests {
     fn answers_carrying_a_secret_never_show_it_in_debug() {
         let invited: CreatedInvitationResponse = serde_json::from_value(serde_json::json!({
             "invitation": {"name": "Ivy", "role": "viewer", "workspace": "acme",
-                           "prefix": "csi_abcdefgh", "expires_at": "2026-12-14T00:00:00Z"},
+                           "prefix": "csi_abcdefgh", "expires_at": "2026-12-14T00:00:00Z",
+                           "invited_by": "administrator", "created_at": "2026-12-07T00:00:00Z"},
             "code": "csi_abcdefghSECRETSECRETSECRET",
         }))
         .expect("invitation");
