@@ -341,13 +341,38 @@ async fn only_a_401_leads_to_the_metadata_and_static_keys_are_untouched() {
     ));
     server.stop().await;
 
-    // Without --oauth nothing of it exists.
+    // Without --oauth nothing of it exists, and every path a client tries after the 401 says
+    // why, in the OAuth error shape clients show (`error_description`), still as a 404.
     let server = TestServer::start().await;
     let (_, challenge) = tools_list_status(&server, "cst_nope").await;
     assert!(!challenge.expect("challenge").contains("resource_metadata"));
-    for path in ["/.well-known/oauth-protected-resource/api/mcp", "/oauth/register"] {
-        server.visitor().get(path).expect(404).await;
+    let anyone = server.visitor();
+    let mut answers = Vec::new();
+    for path in [
+        "/.well-known/oauth-protected-resource/api/mcp",
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/api/mcp",
+        "/.well-known/openid-configuration",
+        "/api/mcp/.well-known/openid-configuration",
+        "/oauth/register",
+        "/authorize",
+    ] {
+        answers.push(anyone.get(path).expect(404).await);
     }
+    for path in ["/register", "/oauth/register", "/token"] {
+        answers.push(anyone.post(path).json(&json!({})).expect(404).await);
+    }
+    for answer in answers {
+        assert_eq!(answer["error"], "access_denied", "{answer}");
+        let said = answer["error_description"].as_str().expect("error_description");
+        assert!(said.contains("refused this client's key"), "{said}");
+        assert!(said.contains("`custory-mcp keys create --name NAME --save`"), "{said}");
+        assert!(said.contains("without --oauth"), "{said}");
+    }
+    // Any other path keeps the plain answer.
+    let other = anyone.get("/.well-known/security.txt").expect(404).await;
+    assert_eq!(other["error"]["code"], "not_found", "{other}");
     server.stop().await;
 }
 
