@@ -103,6 +103,10 @@ pub struct ServerConfig {
     pub metrics: bool,
     /// Which client metadata documents may be fetched (public https only, but in tests).
     pub oauth_metadata: FetchPolicy,
+    /// Whether a client may name itself by the URL of its metadata document instead of
+    /// registering (advertised as `client_id_metadata_document_supported`); off with
+    /// `--no-client-metadata-documents`, for a server that cannot fetch them.
+    pub client_metadata_documents: bool,
     /// OAuth client registrations one source network may make per minute
     /// (`limiter::registration_group`: an IPv4 /24, an IPv6 /48).
     pub oauth_registrations_per_minute: u32,
@@ -137,6 +141,7 @@ impl Default for ServerConfig {
             forwarded_header: ForwardedHeader::default(),
             tls: None,
             oauth_metadata: FetchPolicy::default(),
+            client_metadata_documents: true,
             oauth_registrations_per_minute: 20,
             metrics: false,
             audit_retention: Period::days(30),

@@ -1369,3 +1369,76 @@ async fn redirect_uris_are_allowed_by_scheme_and_every_other_scheme_is_refused()
     );
     server.stop().await;
 }
+
+/// A server that cannot fetch a client's metadata document says so on the page, with the flag
+/// that turns the feature off; with `--no-client-metadata-documents` the metadata stops
+/// advertising it, a URL client id is refused with a sentence saying to register, and a
+/// registered client signs in as before.
+#[tokio::test]
+async fn metadata_documents_that_cannot_be_fetched_point_at_the_flag_that_turns_them_off() {
+    let redirect = "http://127.0.0.1:9/callback";
+    let (_, challenge) = pkce("offline");
+    // Nothing listens on port 1: the fetch fails as it does on a server with no internet.
+    let unreachable = "https://127.0.0.1:1/client.json";
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        oauth_metadata: custory_mcp::server::FetchPolicy {
+            allow_private_addresses: true,
+            extra_roots: vec![],
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let metadata =
+        server.visitor().get("/.well-known/oauth-authorization-server/oauth").expect(200).await;
+    assert_eq!(metadata["client_id_metadata_document_supported"], true);
+    let page = Browser::new().get(&authorize_url(&server, unreachable, redirect, &challenge)).await;
+    assert_eq!((page.status, page.location.as_deref()), (400, None), "{}", page.html);
+    assert!(page.html.contains("could not be fetched"), "{}", page.html);
+    assert!(
+        page.html.contains("custory-mcp serve --oauth --no-client-metadata-documents"),
+        "{}",
+        page.html
+    );
+    server.stop().await;
+
+    // Turned off: not advertised, refused with what to do, registration unaffected.
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        client_metadata_documents: false,
+        ..ServerConfig::default()
+    })
+    .await;
+    let metadata =
+        server.visitor().get("/.well-known/oauth-authorization-server/oauth").expect(200).await;
+    assert_eq!(metadata["client_id_metadata_document_supported"], false);
+    assert!(metadata["registration_endpoint"].is_string());
+    let page = Browser::new().get(&authorize_url(&server, unreachable, redirect, &challenge)).await;
+    assert_eq!((page.status, page.location.as_deref()), (400, None), "{}", page.html);
+    assert!(page.html.contains("--no-client-metadata-documents"), "{}", page.html);
+    assert!(page.html.contains("has to register"), "{}", page.html);
+    assert!(!page.html.contains("could not be fetched"), "nothing was fetched: {}", page.html);
+    let client_id = register(&server, "Codex", redirect).await;
+    let page = Browser::new().get(&authorize_url(&server, &client_id, redirect, &challenge)).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    server.stop().await;
+
+    // The flag as a person types it, and only with --oauth.
+    let env = crate::common::TestEnv::new();
+    let db = env.home.path().join("custory.db");
+    let process = env.serve(&db, &["--oauth", "--no-client-metadata-documents"]).await;
+    let metadata: Value =
+        reqwest::get(format!("{}/.well-known/oauth-authorization-server/oauth", process.url()))
+            .await
+            .expect("GET metadata")
+            .json()
+            .await
+            .expect("JSON");
+    assert_eq!(metadata["client_id_metadata_document_supported"], false, "{metadata}");
+    process.terminate().await;
+    let mut command = env.command();
+    command.args(["serve", "--no-client-metadata-documents"]);
+    let refused = crate::common::run_piped(command, None).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--oauth"), "{}", refused.stderr);
+}
