@@ -1045,10 +1045,3 @@ mod tests {
         assert!(message.contains("\"channel\" is not a field of a metric"), "{message}");
     }
 }
-#[cfg(test)]
-#[test]
-fn zz_dump_input_schemas() {
-    for d in definitions(Access::ReadWrite) {
-        println!("{} {}", d["name"], d["inputSchema"]);
-    }
-}

@@ -8,6 +8,8 @@
 //!
 //! Installing the packages (once per target dir, one `npm install`) takes about 105 s cold.
 
+#![allow(clippy::print_stderr, reason = "the tests report what each client showed")]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
