@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// owner's consent mints an ordinary MCP key. Clients with a key in a header are unaffected
     #[arg(long)]
     pub oauth: bool,
+    /// With --oauth: do not take client ids given as the URL of a metadata document (and do
+    /// not advertise them), so every client registers; for a server that cannot reach the
+    /// internet to fetch those documents
+    #[arg(long, requires = "oauth")]
+    pub no_client_metadata_documents: bool,
     /// A proxy or load balancer (an address or CIDR, repeatable) whose Forwarded or
     /// X-Forwarded-For header names the client: for last-used addresses, the failed-auth
     /// limit and the log. Anyone else's forwarding headers are ignored
@@ -286,6 +291,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             allowed_origins: args.allow_origin,
             allowed_hosts,
             oauth: args.oauth,
+            client_metadata_documents: !args.no_client_metadata_documents,
             public_url: args.public_url,
             trusted_proxies: args.trusted_proxy,
             forwarded_header: args.forwarded_header,

@@ -40,7 +40,62 @@ pub fn input_schema<A: JsonSchema>() -> Value {
         }
     }
     split_type_unions(&mut schema);
+    portable_integers(&mut schema);
+    drop_defaults(&mut schema);
+    if let Value::Object(root) = &mut schema {
+        // OpenAI's strict mode and some clients want `required` on every object, even empty.
+        root.entry("required").or_insert_with(|| json!([]));
+    }
     schema
+}
+
+/// The range of each integer `format` schemars writes for a Rust integer type.
+const INTEGER_FORMATS: [(&str, i64, i64); 6] = [
+    ("uint8", 0, u8::MAX as i64),
+    ("uint16", 0, u16::MAX as i64),
+    ("uint32", 0, u32::MAX as i64),
+    ("int8", i8::MIN as i64, i8::MAX as i64),
+    ("int16", i16::MIN as i64, i16::MAX as i64),
+    ("int32", i32::MIN as i64, i32::MAX as i64),
+];
+
+/// Replaces every integer `format` schemars writes for a Rust type (`uint32`, …) by the
+/// `minimum`/`maximum` it stands for, keeping a bound the schema already has when it is
+/// narrower. Those formats are no JSON Schema format: Gemini's schema subset and OpenAI's
+/// strict mode do not know them, and Anthropic's strict transform drops them.
+fn portable_integers(schema: &mut Value) {
+    let Value::Object(object) = schema else { return };
+    for child in subschemas_mut(object) {
+        portable_integers(child);
+    }
+    let format = object.get("format").and_then(Value::as_str).unwrap_or_default();
+    let Some(&(_, low, high)) = INTEGER_FORMATS.iter().find(|(f, _, _)| *f == format) else {
+        // A 64-bit or unknown format only loses the keyword (its bounds are no tighter).
+        if ["uint64", "int64", "uint", "int", "uint128", "int128"].contains(&format) {
+            object.remove("format");
+        }
+        return;
+    };
+    object.remove("format");
+    let tighter =
+        |key: &str, bound: i64, keep_larger: bool| match object.get(key).and_then(Value::as_i64) {
+            Some(have) if (have > bound) == keep_larger => have,
+            _ => bound,
+        };
+    let (minimum, maximum) = (tighter("minimum", low, true), tighter("maximum", high, false));
+    object.insert("minimum".into(), minimum.into());
+    object.insert("maximum".into(), maximum.into());
+}
+
+/// Removes every `default` from `schema`: OpenAI's strict mode refuses the keyword (a
+/// `default: []` that schemars writes for `#[serde(default)]`), and what an argument left
+/// out means is said in its description.
+fn drop_defaults(schema: &mut Value) {
+    let Value::Object(object) = schema else { return };
+    object.remove("default");
+    for child in subschemas_mut(object) {
+        drop_defaults(child);
+    }
 }
 
 /// The schema of a tool's result, as it serializes: an `Option` is a required, nullable

@@ -875,7 +875,12 @@ mod tests {
                 assert_eq!(schema["type"], "object", "{name} {key}");
                 assert!(schema["properties"].is_object(), "{name} {key}");
                 if key == "inputSchema" {
-                    assert!(!text_has_null_type(schema), "{name} {key} is nullable: {schema}");
+                    // An argument left out is not advertised as nullable too; only the values
+                    // inside an item's `fields` may be null (a name left out).
+                    for (arg, property) in schema["properties"].as_object().expect("properties") {
+                        let inside = if arg == "fields" { &property["type"] } else { property };
+                        assert!(!text_has_null_type(inside), "{name}.{arg} is nullable: {schema}");
+                    }
                 }
                 let text = schema.to_string();
                 for banned in ["$ref", "$defs", "$schema", "definitions"] {
@@ -956,10 +961,23 @@ mod tests {
             &ctx,
             "create_item",
             json!({"step_id": step, "kind": "solution", "title": "Comparison page vs. Mixpanel",
-                   "fields": {"solution_type": "content", "target_date": "2026-09-01"}}),
+                   "fields": {"solution_type": "content", "target_date": "2026-09-01",
+                              "unit": null, "channel": null}}),
         );
         let solution = created["id"].as_str().expect("id").to_owned();
         assert_eq!(created["status"], "idea");
+        // What a strict mode sends: every name, null for those the kind does not have.
+        assert_eq!(
+            created["fields"],
+            json!({"solution_type": "content", "target_date": "2026-09-01"})
+        );
+        let wrong = err(
+            &store,
+            &ctx,
+            "create_item",
+            json!({"step_id": step, "kind": "solution", "title": "x", "fields": {"unit": "%"}}),
+        );
+        assert!(wrong.contains("not a field of a solution"), "{wrong}");
         let updated = ok(
             &store,
             &ctx,

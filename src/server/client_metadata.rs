@@ -31,6 +31,10 @@ pub struct FetchPolicy {
     pub extra_roots: Vec<Vec<u8>>,
 }
 
+/// How a failure to reach a client's metadata document begins (the consent page adds what the
+/// server's operator can do about it).
+pub const FETCH_FAILED: &str = "the client's metadata document could not be fetched";
+
 pub struct MetadataFetcher {
     /// Built at the first fetch (a client loads the system's roots: no server that never
     /// sees a metadata document pays for it); `None` when no safe client could be built, and
@@ -146,7 +150,7 @@ impl MetadataFetcher {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| format!("the client's metadata document could not be fetched: {e}"))?;
+            .map_err(|e| format!("{FETCH_FAILED}: {e}"))?;
         if response.status() != reqwest::StatusCode::OK {
             return Err(format!(
                 "the client's metadata document answered {} instead of 200",

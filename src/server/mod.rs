@@ -103,6 +103,10 @@ pub struct ServerConfig {
     pub metrics: bool,
     /// Which client metadata documents may be fetched (public https only, but in tests).
     pub oauth_metadata: FetchPolicy,
+    /// Whether a client may name itself by the URL of its metadata document instead of
+    /// registering (advertised as `client_id_metadata_document_supported`); off with
+    /// `--no-client-metadata-documents`, for a server that cannot fetch them.
+    pub client_metadata_documents: bool,
     /// OAuth client registrations one source network may make per minute
     /// (`limiter::registration_group`: an IPv4 /24, an IPv6 /48).
     pub oauth_registrations_per_minute: u32,
@@ -137,6 +141,7 @@ impl Default for ServerConfig {
             forwarded_header: ForwardedHeader::default(),
             tls: None,
             oauth_metadata: FetchPolicy::default(),
+            client_metadata_documents: true,
             oauth_registrations_per_minute: 20,
             metrics: false,
             audit_retention: Period::days(30),
@@ -710,8 +715,52 @@ async fn readyz(
         .into_response()
 }
 
-async fn not_found() -> ApiError {
+/// An unknown path: 404. Without `--oauth`, the paths an OAuth client tries after the MCP
+/// endpoint's 401 (discovery, registration, authorization, token) say why there is no sign-in
+/// and what to do about the refused key, in the OAuth error shape a client shows
+/// (`error_description`); still 404, so a client stops looking as it would anyway.
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    if !state.config.oauth && is_oauth_path(uri.path()) {
+        let body = serde_json::json!({
+            "error": "access_denied",
+            "error_description": KEY_REFUSED_WITHOUT_OAUTH,
+        });
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            Json(body),
+        )
+            .into_response();
+    }
     ApiError::not_found("not_found", "no such endpoint; the MCP endpoint is POST /api/mcp")
+        .into_response()
+}
+
+/// What a client that falls back to OAuth after a 401 is told when the server has no OAuth.
+pub const KEY_REFUSED_WITHOUT_OAUTH: &str = "The Custory MCP server refused this client's key \
+     (revoked, expired or mistyped) and has no OAuth sign-in (it runs without --oauth). Give \
+     the client a new key: `custory-mcp keys create --name NAME --save`, then `custory-mcp \
+     config CLIENT --key NAME --write` (or ask the workspace's admin for one).";
+
+/// Whether `path` is one an OAuth client tries on its own (RFC 9728 and RFC 8414 discovery,
+/// with or without a path suffix; OpenID discovery; the endpoints it assumes when discovery
+/// finds nothing).
+fn is_oauth_path(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ]
+    .iter()
+    .any(|well_known| path == *well_known || path.starts_with(&format!("{well_known}/")))
+        || path.ends_with("/.well-known/openid-configuration")
+        || ["/register", "/authorize", "/token"]
+            .iter()
+            .any(|endpoint| path == *endpoint || path == format!("/oauth{endpoint}"))
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -67,7 +67,7 @@ fn token() -> String {
 #[tokio::test]
 async fn every_client_gets_its_own_format_with_the_token_from_the_environment() {
     let env = TestEnv::new();
-    let cases: [(&str, &str, &str); 8] = [
+    let cases: [(&str, &str, &str); 15] = [
         (
             "cursor",
             "~/.cursor/mcp.json",
@@ -200,6 +200,120 @@ bearer_token_env_var = "CUSTORY_MCP_TOKEN"
 }
 "#,
         ),
+        (
+            "qwen",
+            "~/.qwen/settings.json",
+            r#"{
+  "mcpServers": {
+    "custory": {
+      "httpUrl": "https://app.usecustory.com/api/mcp",
+      "headers": {
+        "Authorization": "Bearer ${CUSTORY_MCP_TOKEN}"
+      }
+    }
+  }
+}
+"#,
+        ),
+        (
+            "copilot",
+            "~/.copilot/mcp-config.json",
+            r#"{
+  "mcpServers": {
+    "custory": {
+      "type": "http",
+      "url": "https://app.usecustory.com/api/mcp",
+      "headers": {
+        "Authorization": "Bearer ${CUSTORY_MCP_TOKEN}"
+      },
+      "tools": ["*"]
+    }
+  }
+}
+"#,
+        ),
+        (
+            "opencode",
+            "~/.config/opencode/opencode.json",
+            r#"{
+  "mcp": {
+    "custory": {
+      "type": "remote",
+      "url": "https://app.usecustory.com/api/mcp",
+      "headers": {
+        "Authorization": "Bearer {env:CUSTORY_MCP_TOKEN}"
+      },
+      "oauth": false
+    }
+  }
+}
+"#,
+        ),
+        (
+            "kilo",
+            "~/.config/kilo/kilo.json",
+            r#"{
+  "mcp": {
+    "custory": {
+      "type": "remote",
+      "url": "https://app.usecustory.com/api/mcp",
+      "headers": {
+        "Authorization": "Bearer {env:CUSTORY_MCP_TOKEN}"
+      },
+      "oauth": false
+    }
+  }
+}
+"#,
+        ),
+        (
+            "crush",
+            "~/.config/crush/crush.json",
+            r#"{
+  "mcp": {
+    "custory": {
+      "type": "http",
+      "url": "https://app.usecustory.com/api/mcp",
+      "headers": {
+        "Authorization": "Bearer $CUSTORY_MCP_TOKEN"
+      }
+    }
+  }
+}
+"#,
+        ),
+        (
+            "cline",
+            "~/.cline/data/settings/cline_mcp_settings.json",
+            r#"{
+  "mcpServers": {
+    "custory": {
+      "type": "streamableHttp",
+      "url": "https://app.usecustory.com/api/mcp",
+      "headers": {
+        "Authorization": "Bearer <token>"
+      },
+      "disabled": false
+    }
+  }
+}
+"#,
+        ),
+        (
+            "continue",
+            "~/.continue/mcpServers/custory.yaml",
+            r#"name: custory
+version: 0.0.1
+schema: v1
+mcpServers:
+  - name: custory
+    type: streamable-http
+    url: "https://app.usecustory.com/api/mcp"
+    requestOptions:
+      headers:
+        Authorization: "Bearer ${{ secrets.CUSTORY_MCP_TOKEN }}"
+"#,
+        ),
     ];
     for (client, path, want) in cases {
         let out = config(&env, client, &[]).await;
@@ -208,9 +322,14 @@ bearer_token_env_var = "CUSTORY_MCP_TOKEN"
         let first = out.stderr.lines().next().unwrap_or_default();
         assert!(first.starts_with(&format!("Goes in {path} ")), "{client}: {}", out.stderr);
         match client {
-            "claude-desktop" | "zed" => {
+            "claude-desktop" | "zed" | "cline" => {
                 assert!(out.stderr.contains("warning: replace <token>"), "{client}: {}", out.stderr)
             }
+            "continue" => assert!(
+                out.stderr.contains("CUSTORY_MCP_TOKEN=cst_… to ~/.continue/.env"),
+                "{}",
+                out.stderr
+            ),
             "vscode" => {
                 assert!(out.stderr.contains("VS Code asks for the token"), "{}", out.stderr)
             }
@@ -784,6 +903,7 @@ async fn after_a_write_the_clients_own_approval_step_is_named() {
         ),
         ("gemini", "user", "Gemini CLI starts MCP servers only in folders you trust"),
         ("vscode", "project", "VS Code asks you to trust the server"),
+        ("copilot", "project", "reads a project's .mcp.json only in a folder you trust"),
     ] {
         let args = ["config", client, "--url", URL, "--scope", scope, "--write", "--yes"];
         let out = run_in(&env, Some(project.path()), &args, None).await;
@@ -902,9 +1022,23 @@ async fn on_a_terminal_write_asks_first() {
 #[tokio::test]
 async fn oauth_configs_carry_the_url_and_no_token_or_header() {
     let env = TestEnv::new();
-    for client in
-        ["cursor", "claude-code", "claude-desktop", "vscode", "windsurf", "codex", "gemini", "zed"]
-    {
+    for client in [
+        "cursor",
+        "claude-code",
+        "claude-desktop",
+        "vscode",
+        "windsurf",
+        "codex",
+        "gemini",
+        "zed",
+        "qwen",
+        "copilot",
+        "opencode",
+        "kilo",
+        "crush",
+        "cline",
+        "continue",
+    ] {
         let out = config(&env, client, &["--oauth"]).await;
         assert_eq!(out.code, 0, "{client}: {}", out.stderr);
         let lower = out.stdout.to_lowercase();
@@ -916,10 +1050,27 @@ async fn oauth_configs_carry_the_url_and_no_token_or_header() {
         if client == "codex" {
             let table: toml_edit::DocumentMut = out.stdout.parse().expect("TOML");
             assert_eq!(table["mcp_servers"]["custory"]["url"].as_str(), Some(URL));
+        } else if client == "continue" {
+            assert!(out.stdout.contains("type: streamable-http\n"), "{}", out.stdout);
         } else {
             let _: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
         }
         assert!(out.stderr.contains("serve --oauth"), "{client}: {}", out.stderr);
+        // Where the sign-in starts, as each client actually does it: Claude Code, Gemini CLI
+        // and Qwen Code open no browser until asked from their interactive UI.
+        let starts = match client {
+            "claude-code" => "type /mcp, pick custory and choose Authenticate",
+            "gemini" => "start `gemini` and type `/mcp auth custory`",
+            "qwen" => "start `qwen` and type `/mcp auth custory`",
+            "codex" => "`codex mcp login custory`",
+            "opencode" => "`opencode mcp auth custory` opens a browser",
+            "kilo" => "`kilo mcp auth custory` opens a browser",
+            _ => "on first use",
+        };
+        assert!(out.stderr.contains(starts), "{client}: {}", out.stderr);
+        if ["claude-code", "gemini", "qwen"].contains(&client) {
+            assert!(!out.stderr.contains("on first use"), "{client}: {}", out.stderr);
+        }
     }
     let out = config(&env, "cursor", &["--oauth", "--inline-token"]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);

@@ -33,12 +33,13 @@ pub fn python_with_sdk() -> PathBuf {
     python_with(PYTHON_MCP)
 }
 
-/// The venv's python with `package` (a pip requirement), installed on first use.
+/// The venv's python with `package` (pip requirements, separated by spaces), installed on
+/// first use.
 pub fn python_with(package: &str) -> PathBuf {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("py-{}", package.replace("==", "-")));
+        .join(format!("py-{}", package.replace("==", "-").replace(' ', "+")));
     let python = venv.join("bin/python");
     if venv.join(".installed").exists() {
         return python;
@@ -56,15 +57,10 @@ pub fn python_with(package: &str) -> PathBuf {
     };
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv");
     run(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            package,
-        ]),
-        "pip install mcp",
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(package.split_whitespace()),
+        "pip install",
     );
     std::fs::write(venv.join(".installed"), package).expect("mark venv");
     python
@@ -736,6 +732,54 @@ async fn mcp_inspector_strict_finds_no_schema_portability_problem() {
         serde_json::to_string_pretty(&report["schemaFindings"]).unwrap_or_default()
     );
     assert!(!stderr.contains("Warning:") && !stderr.contains("Error:"), "{stderr}");
+    server.stop().await;
+}
+
+/// The model SDKs whose strict-mode code checks the tool schemas, pinned: openai-agents (its
+/// MCP adapter's `ensure_strict_json_schema`), google-genai (Gemini's schema types) and
+/// anthropic (strict tool use's `transform_schema`). About 90 s to install cold.
+const MODEL_SDKS: &str = "openai-agents==0.24.0 google-genai==3.3.0 anthropic==2.10.0";
+
+/// Every tool's input schema, for a read-write and a read-only key, as a real server's
+/// `tools/list` serves it, passes the strict modes of OpenAI (openai-agents' own converter
+/// takes it, so no tool is sent non-strict, and the result keeps to the documented keywords),
+/// Gemini (google-genai's schema types take it, with no format Gemini lacks) and Anthropic (its
+/// SDK's strict transform keeps all but numeric bounds): tests/it/python/strict_schemas.py.
+#[tokio::test]
+async fn every_tool_schema_passes_openai_gemini_and_anthropic_strict_modes() {
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    for access in ["read-write", "read-only"] {
+        let key = owner.create_key(&format!("Strict {access}"), "30d", access).await;
+        let tools = key.tools().await;
+        assert!(tools.len() >= 7, "{access}: {} tools", tools.len());
+        let input = serde_json::to_string(&tools).expect("tools");
+        let output = tokio::task::spawn_blocking(move || {
+            let python = python_with(MODEL_SDKS);
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/python/strict_schemas.py");
+            let mut child = Command::new(python)
+                .arg(script)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run strict_schemas.py");
+            std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
+                .expect("write the tools");
+            child.wait_with_output().expect("strict_schemas.py")
+        })
+        .await
+        .expect("checker task");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "strict_schemas.py failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: Value = serde_json::from_str(stdout.trim()).expect("the checker's JSON");
+        assert_eq!(report["tools"], tools.len(), "every tool was checked");
+        assert_eq!(report["problems"], json!([]), "{access}: {report:#}");
+    }
     server.stop().await;
 }
 

@@ -3,6 +3,7 @@
 mod activity;
 mod admin_api;
 mod cli;
+mod client_configs;
 mod common;
 mod completion;
 mod config;

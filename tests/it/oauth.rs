@@ -341,13 +341,38 @@ async fn only_a_401_leads_to_the_metadata_and_static_keys_are_untouched() {
     ));
     server.stop().await;
 
-    // Without --oauth nothing of it exists.
+    // Without --oauth nothing of it exists, and every path a client tries after the 401 says
+    // why, in the OAuth error shape clients show (`error_description`), still as a 404.
     let server = TestServer::start().await;
     let (_, challenge) = tools_list_status(&server, "cst_nope").await;
     assert!(!challenge.expect("challenge").contains("resource_metadata"));
-    for path in ["/.well-known/oauth-protected-resource/api/mcp", "/oauth/register"] {
-        server.visitor().get(path).expect(404).await;
+    let anyone = server.visitor();
+    let mut answers = Vec::new();
+    for path in [
+        "/.well-known/oauth-protected-resource/api/mcp",
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/api/mcp",
+        "/.well-known/openid-configuration",
+        "/api/mcp/.well-known/openid-configuration",
+        "/oauth/register",
+        "/authorize",
+    ] {
+        answers.push(anyone.get(path).expect(404).await);
     }
+    for path in ["/register", "/oauth/register", "/token"] {
+        answers.push(anyone.post(path).json(&json!({})).expect(404).await);
+    }
+    for answer in answers {
+        assert_eq!(answer["error"], "access_denied", "{answer}");
+        let said = answer["error_description"].as_str().expect("error_description");
+        assert!(said.contains("refused this client's key"), "{said}");
+        assert!(said.contains("`custory-mcp keys create --name NAME --save`"), "{said}");
+        assert!(said.contains("without --oauth"), "{said}");
+    }
+    // Any other path keeps the plain answer.
+    let other = anyone.get("/.well-known/security.txt").expect(404).await;
+    assert_eq!(other["error"]["code"], "not_found", "{other}");
     server.stop().await;
 }
 
@@ -1343,4 +1368,77 @@ async fn redirect_uris_are_allowed_by_scheme_and_every_other_scheme_is_refused()
         page.html
     );
     server.stop().await;
+}
+
+/// A server that cannot fetch a client's metadata document says so on the page, with the flag
+/// that turns the feature off; with `--no-client-metadata-documents` the metadata stops
+/// advertising it, a URL client id is refused with a sentence saying to register, and a
+/// registered client signs in as before.
+#[tokio::test]
+async fn metadata_documents_that_cannot_be_fetched_point_at_the_flag_that_turns_them_off() {
+    let redirect = "http://127.0.0.1:9/callback";
+    let (_, challenge) = pkce("offline");
+    // Nothing listens on port 1: the fetch fails as it does on a server with no internet.
+    let unreachable = "https://127.0.0.1:1/client.json";
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        oauth_metadata: custory_mcp::server::FetchPolicy {
+            allow_private_addresses: true,
+            extra_roots: vec![],
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let metadata =
+        server.visitor().get("/.well-known/oauth-authorization-server/oauth").expect(200).await;
+    assert_eq!(metadata["client_id_metadata_document_supported"], true);
+    let page = Browser::new().get(&authorize_url(&server, unreachable, redirect, &challenge)).await;
+    assert_eq!((page.status, page.location.as_deref()), (400, None), "{}", page.html);
+    assert!(page.html.contains("could not be fetched"), "{}", page.html);
+    assert!(
+        page.html.contains("custory-mcp serve --oauth --no-client-metadata-documents"),
+        "{}",
+        page.html
+    );
+    server.stop().await;
+
+    // Turned off: not advertised, refused with what to do, registration unaffected.
+    let server = TestServer::start_with(ServerConfig {
+        oauth: true,
+        client_metadata_documents: false,
+        ..ServerConfig::default()
+    })
+    .await;
+    let metadata =
+        server.visitor().get("/.well-known/oauth-authorization-server/oauth").expect(200).await;
+    assert_eq!(metadata["client_id_metadata_document_supported"], false);
+    assert!(metadata["registration_endpoint"].is_string());
+    let page = Browser::new().get(&authorize_url(&server, unreachable, redirect, &challenge)).await;
+    assert_eq!((page.status, page.location.as_deref()), (400, None), "{}", page.html);
+    assert!(page.html.contains("--no-client-metadata-documents"), "{}", page.html);
+    assert!(page.html.contains("has to register"), "{}", page.html);
+    assert!(!page.html.contains("could not be fetched"), "nothing was fetched: {}", page.html);
+    let client_id = register(&server, "Codex", redirect).await;
+    let page = Browser::new().get(&authorize_url(&server, &client_id, redirect, &challenge)).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    server.stop().await;
+
+    // The flag as a person types it, and only with --oauth.
+    let env = crate::common::TestEnv::new();
+    let db = env.home.path().join("custory.db");
+    let process = env.serve(&db, &["--oauth", "--no-client-metadata-documents"]).await;
+    let metadata: Value =
+        reqwest::get(format!("{}/.well-known/oauth-authorization-server/oauth", process.url()))
+            .await
+            .expect("GET metadata")
+            .json()
+            .await
+            .expect("JSON");
+    assert_eq!(metadata["client_id_metadata_document_supported"], false, "{metadata}");
+    process.terminate().await;
+    let mut command = env.command();
+    command.args(["serve", "--no-client-metadata-documents"]);
+    let refused = crate::common::run_piped(command, None).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--oauth"), "{}", refused.stderr);
 }

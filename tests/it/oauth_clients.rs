@@ -838,3 +838,57 @@ async fn a_member_consents_in_a_real_browser_and_the_key_is_theirs() {
     assert_eq!(oauth_keys(&server).await.len(), 1, "no key for the viewer's refused choice");
     server.stop().await;
 }
+
+/// mcp-remote with a key in a header (how Claude Desktop and Continue reach a server) whose
+/// key is revoked, on a server without `--oauth`: it takes the 401 as a sign-in prompt and
+/// tries to register, and the server's answer there is the sentence it shows, saying the key
+/// was refused and how to make a new one, instead of a bare 404.
+#[tokio::test]
+async fn mcp_remote_with_a_revoked_key_shows_why_and_what_to_do() {
+    let modules = tokio::task::spawn_blocking(|| {
+        npm_packages(&[TS_SDK_1, PLAYWRIGHT, MCP_REMOTE], "the OAuth client tests")
+    })
+    .await
+    .expect("install task");
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    let key = owner.create_key("Claude Desktop", "30d", "read-only").await;
+    owner.revoke(key.info["id"].as_str().expect("id")).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir bin");
+    // No browser may open: a shim that only notes it was asked.
+    let shim = bin.join("xdg-open");
+    std::fs::write(&shim, "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/opened\"\n")
+        .expect("write the shim");
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut command = Command::new("node");
+    command
+        .arg(modules.join("node_modules/mcp-remote/dist/proxy.js"))
+        .arg(server.mcp_url())
+        .arg("--header")
+        .arg(format!("Authorization: Bearer {}", key.token))
+        .args(["--transport", "http-only"])
+        .env_clear()
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("HOME", dir.path())
+        .env("MCP_REMOTE_CONFIG_DIR", dir.path().join("mcp-auth"))
+        .env("BROWSER", &shim)
+        .kill_on_drop(true);
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "Claude Desktop", "version": "1"}}});
+    let run = tokio::time::timeout(STEP, run_piped(command, Some(&format!("{initialize}\n"))))
+        .await
+        .expect("mcp-remote gave up within the step's time");
+    let said = run.stderr.replace(&key.token, "<token>");
+    assert_ne!(run.code, 0, "mcp-remote did not fail:\n{said}");
+    assert!(
+        said.contains("refused this client's key")
+            && said.contains("`custory-mcp keys create --name NAME --save`"),
+        "mcp-remote does not show why:\n{said}"
+    );
+    assert!(!said.contains("no such endpoint"), "{said}");
+    assert!(!bin.join("opened").exists(), "a browser was opened");
+    server.stop().await;
+}

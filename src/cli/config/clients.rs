@@ -14,6 +14,12 @@
 //! | VS Code        | `${input:id}` prompt (`${env:VAR}`)  | a password prompt, stored by VS Code |
 //! | Claude Desktop | none: `env` values are literal       | `<token>` placeholder            |
 //! | Zed            | none documented                      | `<token>` placeholder            |
+//! | Qwen Code      | `$VAR` / `${VAR}` (as Gemini CLI)    | `${CUSTORY_MCP_TOKEN}`           |
+//! | Copilot CLI    | `${VAR}`                             | `${CUSTORY_MCP_TOKEN}`           |
+//! | opencode, Kilo | `{env:VAR}`                          | `{env:CUSTORY_MCP_TOKEN}`        |
+//! | Crush          | `$VAR` (shell expansion)             | `$CUSTORY_MCP_TOKEN`             |
+//! | Cline          | none: headers are literal            | `<token>` placeholder            |
+//! | Continue       | `${{ secrets.VAR }}`, from `.env`    | `${{ secrets.CUSTORY_MCP_TOKEN }}` |
 
 use crate::cli::DEFAULT_TOKEN_ENV;
 use std::path::{Path, PathBuf};
@@ -54,6 +60,20 @@ pub enum ClientArg {
     Gemini,
     /// Zed
     Zed,
+    /// Qwen Code
+    Qwen,
+    /// GitHub Copilot CLI
+    Copilot,
+    /// opencode
+    Opencode,
+    /// Kilo Code's CLI
+    Kilo,
+    /// Crush
+    Crush,
+    /// Cline (its CLI and VS Code extension)
+    Cline,
+    /// Continue
+    Continue,
 }
 
 /// A client, with `claude` resolved to Claude Code.
@@ -67,6 +87,13 @@ pub enum Client {
     Codex,
     Gemini,
     Zed,
+    Qwen,
+    Copilot,
+    Opencode,
+    Kilo,
+    Crush,
+    Cline,
+    Continue,
 }
 
 impl From<ClientArg> for Client {
@@ -80,6 +107,13 @@ impl From<ClientArg> for Client {
             ClientArg::Codex => Client::Codex,
             ClientArg::Gemini => Client::Gemini,
             ClientArg::Zed => Client::Zed,
+            ClientArg::Qwen => Client::Qwen,
+            ClientArg::Copilot => Client::Copilot,
+            ClientArg::Opencode => Client::Opencode,
+            ClientArg::Kilo => Client::Kilo,
+            ClientArg::Crush => Client::Crush,
+            ClientArg::Cline => Client::Cline,
+            ClientArg::Continue => Client::Continue,
         }
     }
 }
@@ -95,6 +129,13 @@ impl From<Client> for ClientArg {
             Client::Codex => ClientArg::Codex,
             Client::Gemini => ClientArg::Gemini,
             Client::Zed => ClientArg::Zed,
+            Client::Qwen => ClientArg::Qwen,
+            Client::Copilot => ClientArg::Copilot,
+            Client::Opencode => ClientArg::Opencode,
+            Client::Kilo => ClientArg::Kilo,
+            Client::Crush => ClientArg::Crush,
+            Client::Cline => ClientArg::Cline,
+            Client::Continue => ClientArg::Continue,
         }
     }
 }
@@ -171,11 +212,44 @@ impl Client {
                 "Gemini CLI starts MCP servers only in folders you trust: trust the folder when \
                  it asks (`/mcp` in Gemini CLI lists the servers it started)",
             ),
+            (Client::Copilot, Scope::Project) => Some(
+                "GitHub Copilot CLI reads a project's .mcp.json only in a folder you trust: \
+                 trust this one when it asks (`copilot mcp list` then shows custory under \
+                 \"Workspace servers\")",
+            ),
             (Client::Vscode, _) => Some(
                 "VS Code asks you to trust the server when it first starts it, and asks for the \
                  key (custory-token) once: paste the cst_… token there",
             ),
             _ => None,
+        }
+    }
+
+    /// How a person starts the OAuth sign-in in this client, as a sentence that ends where
+    /// the browser opens. Claude Code, Gemini CLI and Qwen Code do not open one by themselves:
+    /// their `mcp list` only says the server needs authentication (or is disconnected).
+    fn sign_in(self) -> String {
+        match self {
+            Client::ClaudeCode => "Claude Code does not open a browser by itself (`claude mcp \
+                 list` shows custory as needing authentication): start `claude`, type /mcp, pick \
+                 custory and choose Authenticate, and a browser opens to sign in."
+                .to_owned(),
+            Client::Gemini | Client::Qwen => format!(
+                "{} does not open a browser by itself (`{} mcp list` shows custory as \
+                 disconnected): start `{}` and type `/mcp auth custory`, and a browser opens to \
+                 sign in.",
+                self.name(),
+                self.id(),
+                self.id()
+            ),
+            Client::Codex => {
+                "`codex mcp login custory` (in the command above) opens a browser to sign in."
+                    .to_owned()
+            }
+            Client::Opencode | Client::Kilo => {
+                format!("`{} mcp auth custory` opens a browser to sign in.", self.id())
+            }
+            _ => format!("on first use {} opens a browser to sign in.", self.name()),
         }
     }
 
@@ -198,6 +272,13 @@ impl Client {
             Client::Codex => "Codex",
             Client::Gemini => "Gemini CLI",
             Client::Zed => "Zed",
+            Client::Qwen => "Qwen Code",
+            Client::Copilot => "GitHub Copilot CLI",
+            Client::Opencode => "opencode",
+            Client::Kilo => "Kilo",
+            Client::Crush => "Crush",
+            Client::Cline => "Cline",
+            Client::Continue => "Continue",
         }
     }
 
@@ -207,6 +288,8 @@ impl Client {
             Client::Vscode => "under \"servers\"",
             Client::Codex => "as the [mcp_servers.custory] table",
             Client::Zed => "under \"context_servers\"",
+            Client::Opencode | Client::Kilo | Client::Crush => "under \"mcp\"",
+            Client::Continue => "as its own block file (a list under mcpServers)",
             _ => "under \"mcpServers\"",
         }
     }
@@ -236,7 +319,13 @@ impl Client {
             Client::Codex => Some(".codex/config.toml"),
             Client::Gemini => Some(".gemini/settings.json"),
             Client::Zed => Some(".zed/settings.json"),
-            Client::ClaudeDesktop | Client::Windsurf => None,
+            Client::Qwen => Some(".qwen/settings.json"),
+            Client::Copilot => Some(".mcp.json"),
+            Client::Opencode => Some("opencode.json"),
+            Client::Kilo => Some(".kilo/kilo.json"),
+            Client::Crush => Some("crush.json"),
+            Client::Continue => Some(".continue/mcpServers/custory.yaml"),
+            Client::ClaudeDesktop | Client::Windsurf | Client::Cline => None,
         }
     }
 
@@ -259,6 +348,18 @@ impl Client {
             }
             Client::Gemini => home.join(".gemini").join("settings.json"),
             Client::Zed => zed_config_dir(home, config).join("settings.json"),
+            Client::Qwen => home.join(".qwen").join("settings.json"),
+            Client::Copilot => env_dir("COPILOT_HOME")
+                .unwrap_or_else(|| home.join(".copilot"))
+                .join("mcp-config.json"),
+            // opencode, Kilo and Crush read ~/.config on every platform (XDG_CONFIG_HOME when set).
+            Client::Opencode => xdg_config(home).join("opencode").join("opencode.json"),
+            Client::Kilo => xdg_config(home).join("kilo").join("kilo.json"),
+            Client::Crush => xdg_config(home).join("crush").join("crush.json"),
+            Client::Cline => {
+                home.join(".cline").join("data").join("settings").join("cline_mcp_settings.json")
+            }
+            Client::Continue => home.join(".continue").join("mcpServers").join("custory.yaml"),
         })
     }
 }
@@ -266,6 +367,12 @@ impl Client {
 /// A directory named by an environment variable, when it is set and not empty.
 fn env_dir(var: &str) -> Option<PathBuf> {
     std::env::var_os(var).filter(|value| !value.is_empty()).map(PathBuf::from)
+}
+
+/// `$XDG_CONFIG_HOME`, else `~/.config`, on every platform (as Node and Go CLIs that follow the
+/// XDG convention everywhere read it).
+fn xdg_config(home: &Path) -> PathBuf {
+    env_dir("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"))
 }
 
 /// Zed keeps its settings in ~/.config/zed on macOS too, not in Application Support.
@@ -282,13 +389,14 @@ fn zed_config_dir(home: &Path, config: &Path) -> PathBuf {
 /// The entry for `client`, and what the person has to do for the token to reach it.
 pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Result<Plan> {
     if let Auth::Env { var, explicit: true } = auth
-        && matches!(client, Client::ClaudeDesktop | Client::Zed)
+        && matches!(client, Client::ClaudeDesktop | Client::Zed | Client::Cline)
     {
         let why = match client {
             Client::ClaudeDesktop => {
                 "Claude Desktop does not expand variables in its config file and starts servers \
                  without your shell's environment"
             }
+            Client::Cline => "Cline does not expand environment variables in its MCP headers",
             _ => "Zed does not expand environment variables in context_servers headers",
         };
         return Err(CliError::usage(format!(
@@ -347,12 +455,69 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
                 ],
             )
         }
-        Client::Gemini => {
+        Client::Gemini | Client::Qwen => {
             let var = env_var(auth);
             json_entry(
                 "mcpServers",
                 vec![("httpUrl", url.into()), ("headers", headers(bearer(&format!("${{{var}}}"))))],
             )
+        }
+        Client::Copilot => {
+            let var = env_var(auth);
+            json_entry(
+                "mcpServers",
+                vec![
+                    ("type", "http".into()),
+                    ("url", url.into()),
+                    ("headers", headers(bearer(&format!("${{{var}}}")))),
+                    ("tools", CstInputValue::Array(vec!["*".into()])),
+                ],
+            )
+        }
+        Client::Opencode | Client::Kilo => {
+            let var = env_var(auth);
+            json_entry(
+                "mcp",
+                vec![
+                    ("type", "remote".into()),
+                    ("url", url.into()),
+                    ("headers", headers(bearer(&format!("{{env:{var}}}")))),
+                    ("oauth", false.into()),
+                ],
+            )
+        }
+        Client::Crush => {
+            let var = env_var(auth);
+            json_entry(
+                "mcp",
+                vec![
+                    ("type", "http".into()),
+                    ("url", url.into()),
+                    ("headers", headers(bearer(&format!("${var}")))),
+                ],
+            )
+        }
+        Client::Cline => {
+            let value = match auth {
+                Auth::Inline(token) => format!("Bearer {}", token.expose()),
+                Auth::Env { .. } => {
+                    placeholder = true;
+                    format!("Bearer {PLACEHOLDER}")
+                }
+            };
+            json_entry(
+                "mcpServers",
+                vec![
+                    ("type", "streamableHttp".into()),
+                    ("url", url.into()),
+                    ("headers", headers(value)),
+                    ("disabled", false.into()),
+                ],
+            )
+        }
+        Client::Continue => {
+            let var = env_var(auth);
+            continue_block(url, Some(&bearer(&format!("${{{{ secrets.{var} }}}}"))))
         }
         Client::Codex => {
             let mut table = toml_edit::Table::new();
@@ -458,9 +623,15 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
              \"env\" values written in its config, so the token has to be in the file (or run \
              again with --inline-token --key KEY)"
         ))),
-        (Client::Zed, Auth::Env { .. }) => notes.push(Note::Warn(format!(
-            "replace {PLACEHOLDER} with the key's token: Zed does not expand environment \
-             variables in headers (or run again with --inline-token --key KEY)"
+        (Client::Zed | Client::Cline, Auth::Env { .. }) => notes.push(Note::Warn(format!(
+            "replace {PLACEHOLDER} with the key's token: {} does not expand environment \
+             variables in headers (or run again with --inline-token --key KEY)",
+            client.name()
+        ))),
+        (Client::Continue, Auth::Env { var, .. }) => notes.push(Note::Info(format!(
+            "Continue reads secrets.{var} from a .env file, not from its environment: add the \
+             line {var}=cst_… to ~/.continue/.env (or the workspace's .continue/.env); no key \
+             yet? custory-mcp keys create --save"
         ))),
         (Client::Vscode, Auth::Env { explicit: false, .. }) => notes.push(Note::Info(
             "VS Code asks for the token the first time it starts the server and keeps it in its \
@@ -496,7 +667,28 @@ pub fn plan_oauth(client: Client, url: &str, scope: Scope) -> Plan {
     let entry = match client {
         Client::Cursor => json_entry("mcpServers", vec![("url", url.into())]),
         Client::Windsurf => json_entry("mcpServers", vec![("serverUrl", url.into())]),
-        Client::Gemini => json_entry("mcpServers", vec![("httpUrl", url.into())]),
+        Client::Gemini | Client::Qwen => json_entry("mcpServers", vec![("httpUrl", url.into())]),
+        Client::Copilot => json_entry(
+            "mcpServers",
+            vec![
+                ("type", "http".into()),
+                ("url", url.into()),
+                ("tools", CstInputValue::Array(vec!["*".into()])),
+            ],
+        ),
+        Client::Opencode | Client::Kilo => {
+            json_entry("mcp", vec![("type", "remote".into()), ("url", url.into())])
+        }
+        Client::Crush => json_entry("mcp", vec![("type", "http".into()), ("url", url.into())]),
+        Client::Cline => json_entry(
+            "mcpServers",
+            vec![
+                ("type", "streamableHttp".into()),
+                ("url", url.into()),
+                ("disabled", false.into()),
+            ],
+        ),
+        Client::Continue => continue_block(url, None),
         Client::ClaudeCode => {
             let scope = match scope {
                 Scope::User => "user",
@@ -533,11 +725,10 @@ pub fn plan_oauth(client: Client, url: &str, scope: Scope) -> Plan {
     };
     let notes = vec![
         Note::Info(format!(
-            "No token in this config: on first use {} opens a browser to sign in, where the \
-             server's owner approves it (the owner credential, csa_…) and chooses its workspace, \
-             expiry and access. That creates an ordinary key, shown by `custory-mcp keys list` \
-             as \"via OAuth\".",
-            client.name()
+            "No token in this config: {} There the server's owner approves it (the owner \
+             credential, csa_…) and chooses its workspace, expiry and access. That creates an \
+             ordinary key, shown by `custory-mcp keys list` as \"via OAuth\".",
+            client.sign_in()
         )),
         Note::Info(
             "The server must run with `custory-mcp serve --oauth`; without it the client's \
@@ -546,6 +737,24 @@ pub fn plan_oauth(client: Client, url: &str, scope: Scope) -> Plan {
         ),
     ];
     Plan { client, entry, placeholder: false, command, notes }
+}
+
+/// Continue's block file: the one server, with its `Authorization` header when there is one.
+/// Values are written as JSON strings, which YAML reads the same.
+fn continue_block(url: &str, authorization: Option<&str>) -> Entry {
+    let quoted = |text: &str| serde_json::Value::from(text).to_string();
+    let mut text = format!(
+        "name: {ENTRY_NAME}\nversion: 0.0.1\nschema: v1\nmcpServers:\n  - name: {ENTRY_NAME}\n    \
+         type: streamable-http\n    url: {}\n",
+        quoted(url)
+    );
+    if let Some(value) = authorization {
+        text.push_str(&format!(
+            "    requestOptions:\n      headers:\n        Authorization: {}\n",
+            quoted(value)
+        ));
+    }
+    Entry::Yaml { text }
 }
 
 /// The variable an env-referencing snippet names (the default when the token is inline, where

@@ -32,6 +32,9 @@ pub enum Entry {
         /// The `[mcp_servers.custory]` table.
         table: toml_edit::Table,
     },
+    /// A whole YAML file that holds only this entry (Continue's block file, `custory.yaml`):
+    /// written as it is, replacing the file's previous version.
+    Yaml { text: String },
 }
 
 impl Entry {
@@ -39,6 +42,7 @@ impl Entry {
         match self {
             Entry::Json { .. } => "json",
             Entry::Toml { .. } => "toml",
+            Entry::Yaml { .. } => "yaml",
         }
     }
 }
@@ -51,6 +55,8 @@ pub enum Syntax {
     /// JSON with comments and trailing commas (VS Code, Zed, Gemini CLI settings).
     Jsonc,
     Toml,
+    /// A file of our own, written whole.
+    Yaml,
 }
 
 /// `existing` (the file's text; `None` when there is no file yet) with the entry merged in.
@@ -67,6 +73,7 @@ pub fn merge(
             merge_json(text, syntax, servers_key, server, input.as_ref(), path)
         }
         Entry::Toml { table } => merge_toml(text, table, path),
+        Entry::Yaml { text } => Ok(text.clone()),
     }
 }
 

@@ -7,8 +7,8 @@
 //! its owner.
 //!
 //! By default no secret is written anywhere: the snippet references `$CUSTORY_MCP_TOKEN` in
-//! the client's own syntax. Where a client cannot read the environment (Claude Desktop, Zed) it
-//! holds a `<token>` placeholder until the person asks for the token itself with
+//! the client's own syntax. Where a client cannot read the environment (Claude Desktop, Zed,
+//! Cline) it holds a `<token>` placeholder until the person asks for the token itself with
 //! `--inline-token` (or `--key`).
 
 mod clients;
@@ -32,8 +32,8 @@ use crate::token::{PlainToken, TokenKind};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 By default the token is referenced through $CUSTORY_MCP_TOKEN, in the client's own syntax, so \
-no secret lands in the file. Claude Desktop and Zed cannot read the environment: their snippet \
-holds a <token> placeholder unless --inline-token is given.
+no secret lands in the file. Claude Desktop, Zed and Cline cannot read the environment: their \
+snippet holds a <token> placeholder unless --inline-token is given.
 
 Examples:
   custory-mcp config cursor
@@ -343,10 +343,20 @@ fn notes(plan: &Plan, printer: Printer) {
 fn syntax(client: Client) -> Syntax {
     match client {
         Client::Codex => Syntax::Toml,
-        Client::Vscode | Client::Zed | Client::Gemini => Syntax::Jsonc,
-        Client::Cursor | Client::ClaudeCode | Client::ClaudeDesktop | Client::Windsurf => {
-            Syntax::Json
-        }
+        Client::Continue => Syntax::Yaml,
+        Client::Vscode
+        | Client::Zed
+        | Client::Gemini
+        | Client::Qwen
+        | Client::Opencode
+        | Client::Kilo => Syntax::Jsonc,
+        Client::Cursor
+        | Client::ClaudeCode
+        | Client::ClaudeDesktop
+        | Client::Windsurf
+        | Client::Copilot
+        | Client::Crush
+        | Client::Cline => Syntax::Json,
     }
 }
 

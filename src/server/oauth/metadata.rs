@@ -47,7 +47,7 @@ pub async fn authorization_server(
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none"],
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": true,
+        "client_id_metadata_document_supported": state.config.client_metadata_documents,
     });
     Ok((no_store(), Json(metadata)).into_response())
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{OAuthError, Refusal, no_store, origin, resource_of};
-use crate::server::client_metadata::is_document_url;
+use crate::server::client_metadata::{FETCH_FAILED, is_document_url};
 use crate::server::{AppState, work};
 use crate::store::access::oauth::{OAuthClient, check_redirect_uri, redirect_registered};
 
@@ -82,11 +82,29 @@ pub(super) async fn check(
             "The request names no client_id.".into(),
         ));
     };
-    let client = if is_document_url(client_id) {
+    let client = if is_document_url(client_id) && !state.config.client_metadata_documents {
+        return Err(Refusal::Page(
+            StatusCode::BAD_REQUEST,
+            "The client names itself by the URL of a metadata document, which this server does \
+             not take (it runs with --no-client-metadata-documents and does not advertise \
+             them): the client has to register. Start the sign-in again from the application; \
+             one that read this server's metadata anew registers first."
+                .into(),
+        ));
+    } else if is_document_url(client_id) {
         // A fetch that fails counts against the asking address: the server is nobody's
         // request relay.
         state.metadata.client(client_id).await.map_err(|why| match state.limiter.failed(peer) {
             Some(wait) => Refusal::too_many_sign_ins(wait),
+            None if why.starts_with(FETCH_FAILED) => Refusal::Page(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "The client cannot sign in here: {why}. If this server cannot reach the \
+                     internet, its operator can restart it with `custory-mcp serve --oauth \
+                     --no-client-metadata-documents`: clients then register with the server \
+                     instead, and the next sign-in works."
+                ),
+            ),
             None => Refusal::Page(
                 StatusCode::BAD_REQUEST,
                 format!("The client cannot sign in here: {why}."),

@@ -492,7 +492,10 @@ pub struct NewItem {
     /// low, medium or high.
     #[schemars(extend("enum" = LEVELS))]
     pub effort: Option<String>,
-    /// Kind-specific fields; values are strings, numbers or booleans.
+    /// Kind-specific fields; values are strings, numbers or booleans (a null is the same as
+    /// leaving the name out).
+    #[serde(default)]
+    #[schemars(schema_with = "item_fields_schema")]
     pub fields: Option<Map<String, Value>>,
 }
 
@@ -544,8 +547,10 @@ pub struct PersonaArgs {
     pub role: Option<String>,
     pub bio: Option<String>,
     pub job_to_be_done: Option<String>,
+    /// What the persona wants to achieve; none when left out.
     #[serde(default)]
     pub goals: Vec<String>,
+    /// What stands in the persona's way; none when left out.
     #[serde(default)]
     pub frustrations: Vec<String>,
 }
@@ -591,7 +596,41 @@ pub struct ItemUpdate {
     /// Move the item to this step (`stp_…`), at the end of its items.
     pub step_id: Option<String>,
     /// Merged into the item's fields: given names are set, a null value removes that field.
+    #[serde(default)]
+    #[schemars(schema_with = "item_fields_schema")]
     pub fields: Option<Map<String, Value>>,
+}
+
+/// The schema of an item's `fields` argument: a closed object with a property for every
+/// kind-specific field name of every kind (which kind uses which is in the tool's
+/// description and in each property's), each a string, number, boolean or null. A closed
+/// object, not an open map, so that models' strict modes (OpenAI's refuses
+/// `additionalProperties: true`) take it; a null stands for a name left out, so a strict
+/// mode that makes every property required still lets a model fill only the kind's own.
+fn item_fields_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut properties = Map::new();
+    for kind in ItemKind::ALL {
+        for name in kind.field_names() {
+            let users: Vec<&str> = ItemKind::ALL
+                .into_iter()
+                .filter(|k| k.field_names().contains(name))
+                .map(ItemKind::as_str)
+                .collect();
+            properties.entry(name.to_string()).or_insert_with(|| {
+                serde_json::json!({
+                    "description": format!("For items of kind {}.", users.join(", ")),
+                    "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"},
+                        {"type": "null"}],
+                })
+            });
+        }
+    }
+    schemars::json_schema!({
+        "type": "object",
+        "properties": properties,
+        "required": [],
+        "additionalProperties": false,
+    })
 }
 
 /// A partial update of a journey: only what is given changes.

@@ -114,6 +114,11 @@ pub(super) fn merge_fields(
     patch: &Map<String, Value>,
 ) -> StoreResult<Map<String, Value>> {
     for (name, value) in patch {
+        // A null for a name the kind does not have removes nothing: it is the same as leaving
+        // the name out (a model in a strict mode sends every name, null where it has none).
+        if value.is_null() && !kind.field_names().contains(&name.as_str()) {
+            continue;
+        }
         if !kind.field_names().contains(&name.as_str()) {
             return Err(StoreError::Invalid(format!(
                 "{name:?} is not a field of a {kind}; its fields are: {}",
