@@ -22,6 +22,7 @@ fn concrete(path: &str, workspace: &str, key_id: &str) -> String {
             "{ws}" => workspace,
             "{id}" => key_id,
             "{name}" => "nobody",
+            "{prefix}" => "csi_nothing",
             other if other.starts_with('{') => panic!(
                 "the route {path} takes {other}, which this test cannot fill: give it a value in \
                  `concrete`"
