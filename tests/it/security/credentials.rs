@@ -224,6 +224,12 @@ async fn the_router_serves_exactly_its_route_table() {
             let reply = anyone.post(path).send().await;
             if in_table {
                 assert_ne!(reply.status, 404, "{path}");
+            } else if path.starts_with("/oauth/") {
+                // Without --oauth, a client's OAuth attempt after a 401 is told why its key
+                // was refused, in the shape an OAuth client shows (issue 32).
+                let body = reply.expect(404);
+                let said = body["error_description"].as_str().unwrap_or_default();
+                assert!(said.contains("keys create"), "{path}: {body}");
             } else {
                 reply.expect_error(404, "not_found");
             }
