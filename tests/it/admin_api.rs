@@ -16,17 +16,23 @@ async fn healthz_needs_no_auth_and_unknown_paths_are_json_404() {
     let body = anyone.get("/readyz").expect(200).await;
     assert_eq!(body["status"], "ready", "{body}");
 
+    let reply = anyone.get("/api/nope").send().await;
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    reply.expect_error(404, "not_found");
+    // Without --oauth, what a client tries after a 401 says why its key was refused, in the
+    // shape an OAuth client shows (issue 32), still as a 404.
     for path in [
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-protected-resource/api/mcp",
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
         "/register",
-        "/api/nope",
     ] {
         let reply = anyone.get(path).send().await;
         assert_eq!(reply.header("content-type"), Some("application/json"), "{path}");
-        reply.expect_error(404, "not_found");
+        let body = reply.expect(404);
+        let said = body["error_description"].as_str().unwrap_or_default();
+        assert!(said.contains("custory-mcp keys create"), "{path}: {body}");
     }
     server.stop().await;
 }

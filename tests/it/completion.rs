@@ -122,7 +122,8 @@ async fn completes_in(shell: Shell) {
     let command = shell.command(&env, &server);
 
     tokio::task::spawn_blocking(move || {
-        let t = Terminal::start_sized(&command, 100, 30);
+        // Tall enough for every client and flag `config` offers (zsh lists them all at once).
+        let t = Terminal::start_sized(&command, 100, 60);
         t.wait_for(READY);
 
         // A subcommand, a flag's value, a client of `config`.
