@@ -184,6 +184,77 @@ pub struct Key {
     /// For a `shared` key: the addresses and clients it was used from in the last 7 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<SharedUse>,
+    /// What the key is confined to beyond its access (absent: nothing more).
+    #[serde(default, skip_serializing_if = "KeyScopes::is_unlimited")]
+    pub scopes: KeyScopes,
+}
+
+/// What a key is confined to beyond its access, fixed at creation: each limit absent means
+/// none. A request may narrow it (headers), a key may be narrowed later, never widened.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyScopes {
+    /// The tools it lists and may call, by name (groups expanded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// The journeys (`jrn_…`) it reads and writes in; everything outside is as if missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<Vec<String>>,
+    /// The client networks (CIDRs) it may be used from; elsewhere is 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_ip: Option<Vec<String>>,
+}
+
+impl KeyScopes {
+    /// No limit at all beyond the key's access.
+    pub fn is_unlimited(&self) -> bool {
+        self.tools.is_none() && self.journeys.is_none() && self.allow_ip.is_none()
+    }
+
+    /// Whether the key may list and call the tool `name`.
+    pub fn allows_tool(&self, name: &str) -> bool {
+        self.tools.as_ref().is_none_or(|tools| tools.iter().any(|tool| tool == name))
+    }
+
+    /// Whether the key may read and write in the journey `id` (`jrn_…`).
+    pub fn allows_journey(&self, id: &str) -> bool {
+        self.journeys.as_ref().is_none_or(|journeys| journeys.iter().any(|j| j == id))
+    }
+
+    /// Whether the key may be used from `ip` (a network that does not parse admits nothing).
+    pub fn allows_address(&self, ip: std::net::IpAddr) -> bool {
+        self.allow_ip.as_ref().is_none_or(|nets| {
+            nets.iter().any(|net| net.parse::<ipnet::IpNet>().is_ok_and(|net| net.contains(&ip)))
+        })
+    }
+
+    /// One line for a person: `tools: a, b; journeys: jrn_1; addresses: 10.0.0.0/8`, or
+    /// `none` when nothing is limited.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> =
+            [("tools", &self.tools), ("journeys", &self.journeys), ("addresses", &self.allow_ip)]
+                .into_iter()
+                .filter_map(|(what, list)| {
+                    list.as_ref().map(|list| format!("{what}: {}", list.join(", ")))
+                })
+                .collect();
+        if parts.is_empty() { "none".to_owned() } else { parts.join("; ") }
+    }
+}
+
+closed_set! {
+    /// Named groups of tools a key may be limited to (`keys create --tools read,comments`).
+    pub enum ToolGroup {
+        /// Every tool that only reads
+        Read = "read",
+        /// Journeys, stages and steps: reading the map and changing it
+        Map = "map",
+        /// Items and their links
+        Items = "items",
+        /// Reading items and commenting on them
+        Comments = "comments",
+        /// Personas and their links to journeys
+        Personas = "personas",
+    }
 }
 
 /// Something about an active key that needs a decision.
@@ -501,6 +572,15 @@ pub struct CreateKey {
     pub expires: ExpiryPolicy,
     #[serde(default)]
     pub access: Access,
+    /// Tool names and groups ([`ToolGroup`]) the key may use; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Journeys (slugs or `jrn_…` ids) the key is confined to; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<Vec<String>>,
+    /// Client networks (CIDRs or single addresses) the key may be used from; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_ip: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

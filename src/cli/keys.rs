@@ -55,6 +55,18 @@ pub struct CreateArgs {
     /// Only read tools: the key can read journey context but change nothing
     #[arg(long)]
     pub read_only: bool,
+    /// Only these tools, by name or group (read, map, items, comments, personas),
+    /// comma-separated: tools/list shows only them, any other is unknown to the key
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// Only these journeys (slugs or ids, comma-separated): everything outside them is as if it
+    /// did not exist for the key
+    #[arg(long, value_name = "SLUGS", value_delimiter = ',')]
+    pub journeys: Option<Vec<String>>,
+    /// Only from these client addresses (CIDRs or addresses, IPv4 or IPv6, comma-separated):
+    /// elsewhere its calls are refused (403)
+    #[arg(long = "allow-ip", value_name = "CIDRS", value_delimiter = ',')]
+    pub allow_ip: Option<Vec<String>>,
     /// Keep the token in the OS keyring (or a 0600 file) for `config --key` and `test --key`
     #[arg(long)]
     pub save: bool,
@@ -363,7 +375,14 @@ impl Ctx<'_> {
             }
         };
         let access = if args.read_only { Access::ReadOnly } else { Access::ReadWrite };
-        let body = CreateKey { name, expires, access };
+        let body = CreateKey {
+            name,
+            expires,
+            access,
+            tools: args.tools,
+            journeys: args.journeys,
+            allow_ip: args.allow_ip,
+        };
         let created = self.client.create_key(&self.workspace.slug, &body)?;
         let saved = if args.save { Some(self.save(&created)?) } else { None };
         self.show_new_token(&created, saved.as_ref())?;
@@ -410,6 +429,9 @@ impl Ctx<'_> {
             key.access.as_str(),
             self.workspace.slug
         ));
+        if !key.scopes.is_unlimited() {
+            self.printer.info(&format!("Limited to {}.", key.scopes.describe()));
+        }
         self.printer.data(&created.token);
         let on_screen = std::io::IsTerminal::is_terminal(&std::io::stdout());
         if saved.is_none() && on_screen {
@@ -486,7 +508,12 @@ impl Ctx<'_> {
                 vec![
                     key.name.clone(),
                     key.prefix.clone(),
-                    key.access.as_str().to_owned(),
+                    // A limited key says so; `keys show` says how.
+                    if key.scopes.is_unlimited() {
+                        key.access.as_str().to_owned()
+                    } else {
+                        format!("{}, limited", key.access.as_str())
+                    },
                     match &key.oauth_client {
                         Some(client) => {
                             format!("{}, via OAuth: {}", relative(key.created_at, now), client.name)
@@ -560,6 +587,7 @@ impl Ctx<'_> {
             ("Prefix", key.prefix.clone()),
             ("Workspace", self.workspace.slug.clone()),
             ("Access", key.access.as_str().to_owned()),
+            ("Limited to", key.scopes.describe()),
             ("Status", status_text(&key)),
             ("Created", when(Some(key.created_at), "")),
             ("Created by", key.created_by.label()),

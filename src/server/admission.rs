@@ -385,8 +385,43 @@ impl FromRequestParts<AppState> for McpKey {
         let (identity, token) = authenticate(state, &parts.headers, ip)
             .await
             .map_err(|error| offer_oauth(state, &parts.headers, error))?;
+        if !ip.is_some_and(|ip| identity.scopes.allows_address(ip))
+            && identity.scopes.allow_ip.is_some()
+        {
+            return Err(refuse_address(state, &identity, ip));
+        }
         Ok(Self { identity, ip, token })
     }
+}
+
+/// 403 for a key used from outside the networks it is limited to (`keys create --allow-ip`),
+/// recorded in the audit trail. The holder has the token, so saying why leaks nothing.
+fn refuse_address(state: &AppState, identity: &Arc<KeyIdentity>, ip: Option<IpAddr>) -> ApiError {
+    let from = ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
+    let store = Arc::clone(&state.store);
+    let identity = Arc::clone(identity);
+    let detail = format!("refused a call from {from}, outside the key's allowed addresses");
+    tokio::task::spawn_blocking(move || {
+        let event = NewEvent {
+            workspace_id: identity.workspace_id,
+            kind: crate::api::EventKind::AuthRejected,
+            key_id: Some(&identity.key_id),
+            key_prefix: Some(&identity.key_prefix),
+            detail: &detail,
+            actor: &Author::of(AuthorKind::Server),
+        };
+        if let Err(error) = store.access().record_event(&event) {
+            tracing::warn!(%error, "could not record a refused address");
+        }
+    });
+    Surface::Mcp.error(
+        StatusCode::FORBIDDEN,
+        "address_not_allowed",
+        format!(
+            "Forbidden: this MCP key may not be used from {from}; it is limited to some \
+             addresses (custory-mcp keys show KEY lists them)"
+        ),
+    )
 }
 
 /// An MCP request that may be answered: an [`McpKey`], media types accepted, and the protocol

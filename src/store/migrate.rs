@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0008_members.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0009_key_scopes.sql"),
+        postgres: include_str!("migrations/postgres/0009_key_scopes.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.
