@@ -390,8 +390,44 @@ impl FromRequestParts<AppState> for McpKey {
         {
             return Err(refuse_address(state, &identity, ip));
         }
+        let identity = narrowed(&parts.headers, identity)?;
         Ok(Self { identity, ip, token })
     }
+}
+
+/// The key as this request's headers narrow it: `X-MCP-Tools` (names and groups, as
+/// `keys create --tools`) keeps only the tools both it and the key allow, `X-MCP-Readonly:
+/// true` takes the write tools away. Headers never widen: a tool the key lacks stays out,
+/// `X-MCP-Readonly: false` leaves a read-only key read-only. Without them, the key as it is.
+fn narrowed(headers: &HeaderMap, identity: Arc<KeyIdentity>) -> Result<Arc<KeyIdentity>, ApiError> {
+    let tools = headers.get("x-mcp-tools");
+    let readonly = headers.get("x-mcp-readonly");
+    if tools.is_none() && readonly.is_none() {
+        return Ok(identity);
+    }
+    let bad = |message: String| Surface::Mcp.error(StatusCode::BAD_REQUEST, "bad_header", message);
+    let mut access = identity.access;
+    if let Some(value) = readonly {
+        match value.to_str().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            Ok("true" | "1" | "yes") => access = crate::api::Access::ReadOnly,
+            Ok("false" | "0" | "no") => {}
+            _ => return Err(bad("X-MCP-Readonly must be true or false".into())),
+        }
+    }
+    let mut scopes = identity.scopes.clone();
+    if let Some(value) = tools {
+        let names: Vec<String> = value
+            .to_str()
+            .map_err(|_| bad("X-MCP-Tools must be plain text: tool names and groups".into()))?
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        let asked = crate::mcp::expand_tool_names(&names)
+            .map_err(|message| bad(format!("X-MCP-Tools: {message}")))?;
+        let kept = asked.into_iter().filter(|name| scopes.allows_tool(name)).collect();
+        scopes.tools = Some(kept);
+    }
+    Ok(Arc::new(KeyIdentity { access, scopes, ..KeyIdentity::clone(&identity) }))
 }
 
 /// 403 for a key used from outside the networks it is limited to (`keys create --allow-ip`),

@@ -320,3 +320,46 @@ async fn keys_create_takes_scopes_and_keys_show_and_list_say_them() {
     assert_eq!(bad.code, 1, "{}", bad.stderr);
     assert!(bad.stderr.contains("no journey \"nope\""), "{}", bad.stderr);
 }
+
+#[tokio::test]
+async fn request_headers_narrow_a_key_and_never_widen_it() {
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    let key = owner.create_key("Agent", "30d", "read-write").await;
+    let names = |answer: &Value| -> Vec<String> {
+        answer["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .map(|t| t["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let list = rpc(1, "tools/list", json!({}));
+    let read = key.post(&list).header("x-mcp-tools", "read").expect(200).await;
+    assert_eq!(names(&read).len(), 7, "{read}");
+    let both = key
+        .post(&list)
+        .header("x-mcp-tools", "search, add_comment")
+        .header("x-mcp-readonly", "true")
+        .expect(200)
+        .await;
+    assert_eq!(names(&both), ["search"]);
+    // Read-only by header: a write tool is refused as for a read-only key.
+    let call = rpc(1, "tools/call", json!({"name": "create_journey", "arguments": {"name": "X"}}));
+    let refused = key.post(&call).header("x-mcp-readonly", "true").expect(200).await;
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(refused.to_string().contains("read-only"), "{refused}");
+    // Never wider than the key: a limited key asking for more keeps what it has.
+    let body =
+        json!({"name": "Searcher", "expires": "30d", "access": "read-only", "tools": ["search"]});
+    let limited = owner.create_key_in("acme", body).await;
+    let asked = limited
+        .post(&list)
+        .header("x-mcp-tools", "search,get_item,create_item")
+        .header("x-mcp-readonly", "false")
+        .expect(200)
+        .await;
+    assert_eq!(names(&asked), ["search"]);
+    let bad = key.post(&list).header("x-mcp-tools", "serch").send().await;
+    assert!(bad.expect(400).to_string().contains("X-MCP-Tools"));
+}

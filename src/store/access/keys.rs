@@ -31,7 +31,7 @@ pub struct KeyUsage {
 /// Who a key is, as every request with it needs to know: built once per key (kept in the index,
 /// with SQLite) and shared, so authenticating a request copies one pointer. The MCP tools run
 /// in its name.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyIdentity {
     pub key_id: String,
     pub key_prefix: String,
