@@ -227,6 +227,37 @@ impl KeyScopes {
         })
     }
 
+    /// `Ok` when `self` allows nothing `old` does not (each of its networks inside one of
+    /// `old`'s), else what it would widen.
+    pub fn within(&self, old: &KeyScopes) -> Result<(), String> {
+        let subset =
+            |new: &Option<Vec<String>>, old: &Option<Vec<String>>, what: &str| match (new, old) {
+                (_, None) => Ok(()),
+                (None, Some(_)) => Err(format!("it would lift the limit on {what}")),
+                (Some(new), Some(old)) => match new.iter().find(|n| !old.contains(n)) {
+                    Some(extra) => Err(format!("{what}: {extra} is not among the key's")),
+                    None => Ok(()),
+                },
+            };
+        subset(&self.tools, &old.tools, "tools")?;
+        subset(&self.journeys, &old.journeys, "journeys")?;
+        if let (Some(new), Some(old)) = (&self.allow_ip, &old.allow_ip) {
+            let nets = |list: &[String]| -> Vec<ipnet::IpNet> {
+                list.iter().filter_map(|net| net.parse().ok()).collect()
+            };
+            let old = nets(old);
+            if let Some(extra) = new.iter().find(|net| {
+                net.parse::<ipnet::IpNet>()
+                    .map_or(true, |net| !old.iter().any(|o| o.contains(&net)))
+            }) {
+                return Err(format!("addresses: {extra} is not inside the key's networks"));
+            }
+        } else if self.allow_ip.is_none() && old.allow_ip.is_some() {
+            return Err("it would lift the limit on addresses".into());
+        }
+        Ok(())
+    }
+
     /// One line for a person: `tools: a, b; journeys: jrn_1; addresses: 10.0.0.0/8`, or
     /// `none` when nothing is limited.
     pub fn describe(&self) -> String {
@@ -325,6 +356,8 @@ closed_set! {
         KeyCreated = "key.created",
         KeyRevoked = "key.revoked",
         KeyRotated = "key.rotated",
+        /// A key's access or scopes were narrowed (`keys narrow`).
+        KeyNarrowed = "key.narrowed",
         /// A key was used from an address or by a client it was not used from before.
         KeyNewOrigin = "key.new_origin",
         /// A request presented a token that is not an active key.
@@ -579,6 +612,20 @@ pub struct CreateKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journeys: Option<Vec<String>>,
     /// Client networks (CIDRs or single addresses) the key may be used from; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_ip: Option<Vec<String>>,
+}
+
+/// `POST …/mcp-keys/{id}/narrow`: what to narrow (what is absent stays as it is).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NarrowKey {
+    /// `read-only` takes the write tools away (`read-write` is refused on a read-only key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_ip: Option<Vec<String>>,
 }

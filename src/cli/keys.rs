@@ -29,6 +29,8 @@ pub enum KeysCommand {
     Revoke(RevokeArgs),
     /// Replace a key with a new one of the same name and access; the old one is revoked
     Rotate(RotateArgs),
+    /// Narrow a key's access, tools, journeys or addresses (never widen: make a new key)
+    Narrow(NarrowArgs),
     /// What needs a decision, per workspace: shared, stale, never-used and expiring keys, and
     /// read-write keys that only read; with the command that settles each
     #[command(after_help = "\
@@ -192,6 +194,31 @@ pub struct RotateArgs {
     pub yes: bool,
 }
 
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+What is not given stays as it is; each limit given must lie within the key's own.
+
+Examples:
+  custory-mcp keys narrow \"Cursor on MacBook\" --read-only
+  custory-mcp keys narrow CI --tools read --journeys trial-to-paid")]
+pub struct NarrowArgs {
+    /// The key: its id, name or prefix
+    #[arg(add = completions::active_keys())]
+    pub key: String,
+    /// Take the write tools away
+    #[arg(long)]
+    pub read_only: bool,
+    /// Only these tools (names or groups, comma-separated), among the key's
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// Only these journeys (slugs or ids, comma-separated), among the key's
+    #[arg(long, value_name = "SLUGS", value_delimiter = ',')]
+    pub journeys: Option<Vec<String>>,
+    /// Only from these networks (CIDRs, comma-separated), inside the key's
+    #[arg(long = "allow-ip", value_name = "CIDRS", value_delimiter = ',')]
+    pub allow_ip: Option<Vec<String>>,
+}
+
 /// How many of the newest keys a picker offers.
 const PICKER_KEYS: u32 = 100;
 /// How many revoked (and expired) keys `keys list` counts to say how many it leaves out: one
@@ -216,6 +243,7 @@ pub fn run(
         KeysCommand::Show(args) => args.key.as_deref(),
         KeysCommand::Revoke(args) => args.key.as_deref(),
         KeysCommand::Rotate(args) => args.key.as_deref(),
+        KeysCommand::Narrow(args) => Some(args.key.as_str()),
         _ => None,
     };
     let admin = WorkspaceClient::connect_for_key(global, reference)?;
@@ -243,6 +271,7 @@ pub fn run(
         }
         KeysCommand::Revoke(args) => ctx.revoke(args),
         KeysCommand::Rotate(args) => ctx.rotate(args),
+        KeysCommand::Narrow(args) => ctx.narrow(args),
         KeysCommand::Review => unreachable!("answered above"),
     }
 }
@@ -673,6 +702,38 @@ impl Ctx<'_> {
                 key.name, key.prefix
             ));
         }
+        Ok(ExitStatus::Success)
+    }
+
+    fn narrow(&self, args: NarrowArgs) -> anyhow::Result<ExitStatus> {
+        let key = self.admin.find_key(&args.key)?;
+        let body = api::NarrowKey {
+            access: args.read_only.then_some(Access::ReadOnly),
+            tools: args.tools,
+            journeys: args.journeys,
+            allow_ip: args.allow_ip,
+        };
+        if body.access.is_none()
+            && body.tools.is_none()
+            && body.journeys.is_none()
+            && body.allow_ip.is_none()
+        {
+            return Err(CliError::usage("nothing to narrow")
+                .hint("give --read-only, --tools, --journeys or --allow-ip")
+                .into());
+        }
+        let narrowed = self.client.narrow_key(&self.workspace.slug, &key.id, &body)?.key;
+        if self.printer.json {
+            self.printer.json(&json!({"key": narrowed}))?;
+            return Ok(ExitStatus::Success);
+        }
+        self.printer.info(&format!(
+            "Narrowed {:?} ({}): {}, limited to {}.",
+            narrowed.name,
+            narrowed.prefix,
+            narrowed.access.as_str(),
+            narrowed.scopes.describe()
+        ));
         Ok(ExitStatus::Success)
     }
 

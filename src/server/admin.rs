@@ -396,6 +396,59 @@ pub async fn rotate_key(
     Ok((StatusCode::CREATED, Json(response)))
 }
 
+pub async fn narrow_key(
+    caller: Owner,
+    State(state): State<AppState>,
+    Path((ws, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<CreateKeyBody>,
+) -> ApiResult<Json<KeyResponse>> {
+    if body.name.is_some() || body.expires.is_some() {
+        return Err(ApiError::unprocessable(
+            "invalid_narrow",
+            "a key's name and expiry stay as they are; narrow takes access, tools, journeys \
+             and allow_ip",
+        ));
+    }
+    if body.access.is_none()
+        && body.tools.is_none()
+        && body.journeys.is_none()
+        && body.allow_ip.is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_narrow",
+            "nothing to narrow: give access, tools, journeys or allow_ip",
+        ));
+    }
+    let tools =
+        body.tools.map(|names| crate::mcp::expand_tool_names(&names)).transpose().map_err(
+            |message| ApiError::unprocessable("invalid_tools", format!("tools: {message}")),
+        )?;
+    let allow_ip = body.allow_ip.as_deref().map(allowed_networks).transpose()?;
+    let key = work::revoke::<_, ApiError>(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        let old = store.access().get_key(ws.id, &id).map_err(key_not_found)?;
+        caller.may_manage(&old)?;
+        let journeys =
+            body.journeys.as_deref().map(|j| journey_ids(store, ws.id, j)).transpose()?;
+        let scopes = api::KeyScopes {
+            tools: tools.or(old.scopes.tools),
+            journeys: journeys.or(old.scopes.journeys),
+            allow_ip: allow_ip.or(old.scopes.allow_ip),
+        };
+        let access = body.access.unwrap_or(old.access);
+        store.access().narrow_key(ws.id, &id, access, &scopes, &caller.author()).map_err(
+            |e| match e {
+                crate::store::StoreError::Invalid(message) => {
+                    ApiError::unprocessable("would_widen", message)
+                }
+                other => key_not_found(other),
+            },
+        )
+    })
+    .await?;
+    Ok(Json(KeyResponse { key }))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
     key: Option<String>,

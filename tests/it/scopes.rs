@@ -363,3 +363,50 @@ async fn request_headers_narrow_a_key_and_never_widen_it() {
     let bad = key.post(&list).header("x-mcp-tools", "serch").send().await;
     assert!(bad.expect(400).to_string().contains("X-MCP-Tools"));
 }
+
+#[tokio::test]
+async fn a_key_is_narrowed_later_and_never_widened() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let owner = server.owner();
+    let body = json!({"name": "Agent", "expires": "30d", "tools": ["read", "add_comment"]});
+    let key = owner.create_key_in("acme", body).await;
+    assert_eq!(key.tool_names().await.len(), 8);
+    let narrowed = env
+        .admin_json(&server, &["keys", "narrow", "Agent", "--tools", "search", "--read-only"])
+        .await;
+    assert_eq!(narrowed["key"]["scopes"]["tools"], json!(["search"]), "{narrowed}");
+    assert_eq!(narrowed["key"]["access"], "read-only");
+    // In force on the very next request.
+    assert_eq!(key.tool_names().await, ["search"]);
+    // Never wider: a tool it lost, read-write again, a limit lifted, a wider network.
+    let path = format!("/workspaces/acme/mcp-keys/{}/narrow", key.id());
+    for body in [json!({"tools": ["search", "get_item"]}), json!({"access": "read-write"})] {
+        let refused = owner.post(&path).json(&body).expect_error(422, "would_widen").await;
+        assert!(refused.to_string().contains("keys create"), "{refused}");
+    }
+    let run = env.admin(&server, &["keys", "narrow", "Agent", "--tools", "get_workspace"]).await;
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("never widened"), "{}", run.stderr);
+    let body = json!({"name": "Net", "expires": "30d", "allow_ip": ["10.0.0.0/8"]});
+    let net = owner.create_key_in("acme", body).await;
+    let path = format!("/workspaces/acme/mcp-keys/{}/narrow", net.id());
+    owner
+        .post(&path)
+        .json(&json!({"allow_ip": ["0.0.0.0/0"]}))
+        .expect_error(422, "would_widen")
+        .await;
+    let inside = owner.post(&path).json(&json!({"allow_ip": ["10.1.0.0/16"]})).expect(200).await;
+    assert_eq!(inside["key"]["scopes"]["allow_ip"], json!(["10.1.0.0/16"]));
+    // The audit says who narrowed what.
+    let trail = owner.audit("acme", &format!("?key={}", key.id())).await;
+    let event = trail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "key.narrowed")
+        .unwrap_or_else(|| panic!("no key.narrowed: {trail}"))
+        .clone();
+    assert_eq!(event["actor"]["kind"], "administrator", "{event}");
+    assert!(event["detail"].as_str().expect("detail").contains("tools: search"), "{event}");
+}

@@ -439,6 +439,59 @@ pub(super) fn revoke_key_because(
     Ok(key)
 }
 
+/// Narrows an active key to `access` and `scopes`, which the caller checked are no wider
+/// (`KeyScopes::within`); checked again here, against the row under the write lock.
+pub(super) fn narrow_key(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    id: &str,
+    access: Access,
+    scopes: &KeyScopes,
+    by: &Author,
+) -> StoreResult<Key> {
+    let now = s.now();
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let old = key_on(&tx, workspace_id, id, now)?;
+    if old.status != KeyStatus::Active {
+        return Err(StoreError::Conflict(format!(
+            "the key {:?} is {} and cannot be narrowed",
+            old.name,
+            old.status.as_str()
+        )));
+    }
+    let wider = (access == Access::ReadWrite && old.access == Access::ReadOnly)
+        .then(|| "it would make a read-only key read-write".to_owned())
+        .map_or_else(|| scopes.within(&old.scopes), Err);
+    if let Err(why) = wider {
+        return Err(StoreError::Invalid(format!(
+            "a key can be narrowed, never widened, and {why}; make a new key instead \
+             (custory-mcp keys create)"
+        )));
+    }
+    tx.prepare_cached(
+        "UPDATE mcp_keys SET access = ?2, scope_tools = ?3, scope_journeys = ?4,
+                             scope_addresses = ?5 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        access.as_str(),
+        scope_column(scopes.tools.as_ref()),
+        scope_column(scopes.journeys.as_ref()),
+        scope_column(scopes.allow_ip.as_ref()),
+    ])?;
+    let key = key_on(&tx, workspace_id, id, now)?;
+    let detail =
+        format!("narrowed {:?} to {}, limited to {}", key.name, access.as_str(), scopes.describe());
+    audit_key(&tx, workspace_id, now, EventKind::KeyNarrowed, &key, &detail, by)?;
+    tx.commit()?;
+    reindex_key(s, &conn, id)?;
+    drop(conn);
+    let mut key = key;
+    apply_pending_usage(s, std::slice::from_mut(&mut key));
+    Ok(key)
+}
+
 /// Replaces a key with a new one of the same name, policy and access; the old one is
 /// revoked in the same transaction. Returns `(new key, its token, the replaced key)`.
 pub(super) fn rotate_key(

@@ -164,6 +164,18 @@ impl AccessStore<'_> {
         keys::create_key(self, ws, name, expires, access, scopes, by)
     }
 
+    /// Narrows an active key to `access` and `scopes` (never wider than it was), audited.
+    pub fn narrow_key(
+        &self,
+        ws: i64,
+        id: &str,
+        access: Access,
+        scopes: &KeyScopes,
+        by: &Author,
+    ) -> StoreResult<Key> {
+        keys::narrow_key(self, ws, id, access, scopes, by)
+    }
+
     /// One page of a workspace's keys, newest first, with pending last uses and their flags.
     pub fn list_keys(
         &self,
