@@ -5,7 +5,8 @@
 //! what a tool accepts and returns cannot drift from what it advertises. Write tools record their
 //! audit event inside the store's transaction; nothing else here writes.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -51,20 +52,32 @@ pub fn list_result(access: Access) -> &'static RawValue {
 }
 
 /// The `tools/list` result for the key `ctx`: the shared one of its access, or for a key
-/// limited to some tools, those of them its access allows.
+/// limited to some tools, those of them its access allows (serialized once per set of tools
+/// and access: a server sees few of them; past [`SCOPED_LISTS_MAX`] the cache starts over).
 pub fn list_result_for(ctx: &KeyIdentity) -> Box<RawValue> {
-    match &ctx.scopes.tools {
-        None => list_result(ctx.access).to_owned(),
-        Some(_) => {
-            let tools: Vec<&Value> = TOOLS
-                .iter()
-                .filter(|tool| tool.allowed(ctx.access) && ctx.scopes.allows_tool(tool.name))
-                .map(|tool| &tool.definition)
-                .collect();
-            to_raw(&json!({ "tools": tools }))
-        }
+    type Lists = HashMap<(Access, Vec<String>), Box<RawValue>>;
+    static SCOPED: LazyLock<Mutex<Lists>> = LazyLock::new(Mutex::default);
+    let Some(names) = &ctx.scopes.tools else { return list_result(ctx.access).to_owned() };
+    // Entries are whole values; a panic elsewhere cannot leave one torn.
+    let mut lists = SCOPED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(list) = lists.get(&(ctx.access, names.clone())) {
+        return list.clone();
     }
+    let tools: Vec<&Value> = TOOLS
+        .iter()
+        .filter(|tool| tool.allowed(ctx.access) && ctx.scopes.allows_tool(tool.name))
+        .map(|tool| &tool.definition)
+        .collect();
+    let list = to_raw(&json!({ "tools": tools }));
+    if lists.len() >= SCOPED_LISTS_MAX {
+        lists.clear();
+    }
+    lists.insert((ctx.access, names.clone()), list.clone());
+    list
 }
+
+/// How many scoped tool lists [`list_result_for`] keeps serialized.
+const SCOPED_LISTS_MAX: usize = 256;
 
 /// The tool names `names` stand for, each a tool's name or a group's ([`ToolGroup`]), in the
 /// tool table's order without repeats; the error names what is neither.
