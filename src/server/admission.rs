@@ -432,8 +432,14 @@ fn narrowed(headers: &HeaderMap, identity: Arc<KeyIdentity>) -> Result<Arc<KeyId
 
 /// 403 for a key used from outside the networks it is limited to (`keys create --allow-ip`),
 /// recorded in the audit trail. The holder has the token, so saying why leaks nothing.
+/// Counted as a failed authentication of the address: past the limit, 429 and nothing more
+/// recorded (a flood must not turn into database writes).
 fn refuse_address(state: &AppState, identity: &Arc<KeyIdentity>, ip: Option<IpAddr>) -> ApiError {
     let from = ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
+    let counted = failed_auth(state, ip, Surface::Mcp, "address not allowed");
+    if counted.status == StatusCode::TOO_MANY_REQUESTS {
+        return counted;
+    }
     let store = Arc::clone(&state.store);
     let identity = Arc::clone(identity);
     let detail = format!("refused a call from {from}, outside the key's allowed addresses");
