@@ -5,7 +5,6 @@
 //! what a tool accepts and returns cannot drift from what it advertises. Write tools record their
 //! audit event inside the store's transaction; nothing else here writes.
 
-use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
 use schemars::JsonSchema;
@@ -55,12 +54,13 @@ pub fn list_result(access: Access) -> &'static RawValue {
 /// limited to some tools, those of them its access allows (serialized once per set of tools
 /// and access: a server sees few of them; past [`SCOPED_LISTS_MAX`] the cache starts over).
 pub fn list_result_for(ctx: &KeyIdentity) -> Box<RawValue> {
-    type Lists = HashMap<(Access, Vec<String>), Box<RawValue>>;
+    type Lists = Vec<(Access, Vec<String>, Box<RawValue>)>;
     static SCOPED: LazyLock<Mutex<Lists>> = LazyLock::new(Mutex::default);
     let Some(names) = &ctx.scopes.tools else { return list_result(ctx.access).to_owned() };
-    // Entries are whole values; a panic elsewhere cannot leave one torn.
+    // Entries are whole values; a panic elsewhere cannot leave one torn. Found by comparing,
+    // not hashing: there are few, and a comparison stops at the first difference.
     let mut lists = SCOPED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(list) = lists.get(&(ctx.access, names.clone())) {
+    if let Some((_, _, list)) = lists.iter().find(|(a, n, _)| *a == ctx.access && n == names) {
         return list.clone();
     }
     let tools: Vec<&Value> = TOOLS
@@ -72,7 +72,7 @@ pub fn list_result_for(ctx: &KeyIdentity) -> Box<RawValue> {
     if lists.len() >= SCOPED_LISTS_MAX {
         lists.clear();
     }
-    lists.insert((ctx.access, names.clone()), list.clone());
+    lists.push((ctx.access, names.clone(), list.clone()));
     list
 }
 
