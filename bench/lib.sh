@@ -33,11 +33,12 @@ launch() {
   read -r LAUNCHED_ANNOUNCEMENT <"$fifo"
 }
 
-create_key() { # create_key URL OWNER_CREDENTIAL: prints the token of a new key for acme
+create_key() { # create_key URL OWNER_CREDENTIAL [SCOPES]: prints the token of a new key for
+               # acme; SCOPES are more members of the body, e.g. "tools":["read"]
   local created
   created="$(curl -sf -X POST "$1/api/admin/workspaces/acme/mcp-keys" \
     -H "Authorization: Bearer $2" -H 'Content-Type: application/json' \
-    -d '{"name":"bench","expires":"30d"}')"
+    -d "{\"name\":\"bench\",\"expires\":\"30d\"${3:+,$3}}")"
   json_field "$created" token
 }
 

@@ -7,6 +7,8 @@
 #   bench/mcp.sh [DURATION_SECONDS=3] [CONNECTIONS=16,32,64,128] [WRK_THREADS=2] [ROUNDS=3]
 #   BENCH_DATABASE=postgres bench/mcp.sh …                    # on a throwaway PostgreSQL
 #   BENCH_DATABASE=postgres BENCH_REPLICAS=2 bench/mcp.sh …   # two replicas, one database
+#   BENCH_SCOPES='"tools":["read"]' bench/mcp.sh …            # the key limited (JSON members of
+#                                                              # the create-key body)
 #
 # Installs its load generator (wrk, from Debian's packages) when missing. Starts a release
 # server on a free port with a throwaway database, creates a key, runs:
@@ -49,7 +51,7 @@ url="$SERVER_URL"
 owner="$OWNER"
 work="$WORK"
 
-TOKEN="$(create_key "$url" "$owner")"
+TOKEN="$(create_key "$url" "$owner" "${BENCH_SCOPES:-}")"
 export TOKEN
 mcp_lua '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' 'wrk.headers["Accept-Encoding"] = "gzip"' \
   >"$work/list.lua"
@@ -131,7 +133,10 @@ done
 
 echo "custory-mcp $(./target/release/custory-mcp --version | cut -d' ' -f2), $(nproc) cores," \
   "database: ${BENCH_DATABASE:-sqlite}, replicas: $replicas, wrk -t$threads -c{$connections}" \
-  "-d${duration}s, $rounds rounds (medians)"
+  "-d${duration}s, $rounds rounds (medians), key scopes: {${BENCH_SCOPES:-}}, tools/list" \
+  "$(curl -sf -X POST "$url/api/mcp" -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' | wc -c) bytes"
 python3 - "$work/results" <<'PY'
 import statistics, sys
 from collections import Counter, defaultdict

@@ -184,6 +184,108 @@ pub struct Key {
     /// For a `shared` key: the addresses and clients it was used from in the last 7 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<SharedUse>,
+    /// What the key is confined to beyond its access (absent: nothing more).
+    #[serde(default, skip_serializing_if = "KeyScopes::is_unlimited")]
+    pub scopes: KeyScopes,
+}
+
+/// What a key is confined to beyond its access, fixed at creation: each limit absent means
+/// none. A request may narrow it (headers), a key may be narrowed later, never widened.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyScopes {
+    /// The tools it lists and may call, by name (groups expanded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// The journeys (`jrn_…`) it reads and writes in; everything outside is as if missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<Vec<String>>,
+    /// The client networks (CIDRs) it may be used from; elsewhere is 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_ip: Option<Vec<String>>,
+}
+
+impl KeyScopes {
+    /// No limit at all beyond the key's access.
+    pub fn is_unlimited(&self) -> bool {
+        self.tools.is_none() && self.journeys.is_none() && self.allow_ip.is_none()
+    }
+
+    /// Whether the key may list and call the tool `name`.
+    pub fn allows_tool(&self, name: &str) -> bool {
+        self.tools.as_ref().is_none_or(|tools| tools.iter().any(|tool| tool == name))
+    }
+
+    /// Whether the key may read and write in the journey `id` (`jrn_…`).
+    pub fn allows_journey(&self, id: &str) -> bool {
+        self.journeys.as_ref().is_none_or(|journeys| journeys.iter().any(|j| j == id))
+    }
+
+    /// Whether the key may be used from `ip` (a network that does not parse admits nothing).
+    pub fn allows_address(&self, ip: std::net::IpAddr) -> bool {
+        self.allow_ip.as_ref().is_none_or(|nets| {
+            nets.iter().any(|net| net.parse::<ipnet::IpNet>().is_ok_and(|net| net.contains(&ip)))
+        })
+    }
+
+    /// `Ok` when `self` allows nothing `old` does not (each of its networks inside one of
+    /// `old`'s), else what it would widen.
+    pub fn within(&self, old: &KeyScopes) -> Result<(), String> {
+        let subset =
+            |new: &Option<Vec<String>>, old: &Option<Vec<String>>, what: &str| match (new, old) {
+                (_, None) => Ok(()),
+                (None, Some(_)) => Err(format!("it would lift the limit on {what}")),
+                (Some(new), Some(old)) => match new.iter().find(|n| !old.contains(n)) {
+                    Some(extra) => Err(format!("{what}: {extra} is not among the key's")),
+                    None => Ok(()),
+                },
+            };
+        subset(&self.tools, &old.tools, "tools")?;
+        subset(&self.journeys, &old.journeys, "journeys")?;
+        if let (Some(new), Some(old)) = (&self.allow_ip, &old.allow_ip) {
+            let nets = |list: &[String]| -> Vec<ipnet::IpNet> {
+                list.iter().filter_map(|net| net.parse().ok()).collect()
+            };
+            let old = nets(old);
+            if let Some(extra) = new.iter().find(|net| {
+                net.parse::<ipnet::IpNet>()
+                    .map_or(true, |net| !old.iter().any(|o| o.contains(&net)))
+            }) {
+                return Err(format!("addresses: {extra} is not inside the key's networks"));
+            }
+        } else if self.allow_ip.is_none() && old.allow_ip.is_some() {
+            return Err("it would lift the limit on addresses".into());
+        }
+        Ok(())
+    }
+
+    /// One line for a person: `tools: a, b; journeys: jrn_1; addresses: 10.0.0.0/8`, or
+    /// `none` when nothing is limited.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> =
+            [("tools", &self.tools), ("journeys", &self.journeys), ("addresses", &self.allow_ip)]
+                .into_iter()
+                .filter_map(|(what, list)| {
+                    list.as_ref().map(|list| format!("{what}: {}", list.join(", ")))
+                })
+                .collect();
+        if parts.is_empty() { "none".to_owned() } else { parts.join("; ") }
+    }
+}
+
+closed_set! {
+    /// Named groups of tools a key may be limited to (`keys create --tools read,comments`).
+    pub enum ToolGroup {
+        /// Every tool that only reads
+        Read = "read",
+        /// Journeys, stages and steps: reading the map and changing it
+        Map = "map",
+        /// Items and their links
+        Items = "items",
+        /// Reading items and commenting on them
+        Comments = "comments",
+        /// Personas and their links to journeys
+        Personas = "personas",
+    }
 }
 
 /// Something about an active key that needs a decision.
@@ -254,6 +356,8 @@ closed_set! {
         KeyCreated = "key.created",
         KeyRevoked = "key.revoked",
         KeyRotated = "key.rotated",
+        /// A key's access or scopes were narrowed (`keys narrow`).
+        KeyNarrowed = "key.narrowed",
         /// A key was used from an address or by a client it was not used from before.
         KeyNewOrigin = "key.new_origin",
         /// A request presented a token that is not an active key.
@@ -505,6 +609,29 @@ pub struct CreateKey {
     pub expires: ExpiryPolicy,
     #[serde(default)]
     pub access: Access,
+    /// Tool names and groups ([`ToolGroup`]) the key may use; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Journeys (slugs or `jrn_…` ids) the key is confined to; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<Vec<String>>,
+    /// Client networks (CIDRs or single addresses) the key may be used from; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_ip: Option<Vec<String>>,
+}
+
+/// `POST …/mcp-keys/{id}/narrow`: what to narrow (what is absent stays as it is).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NarrowKey {
+    /// `read-only` takes the write tools away (`read-write` is refused on a read-only key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_ip: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

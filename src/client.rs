@@ -481,6 +481,16 @@ impl AdminClient {
         self.send(self.post(&["workspaces", workspace, "mcp-keys", id, "revoke"])?)
     }
 
+    /// `POST /workspaces/{ws}/mcp-keys/{id}/narrow`.
+    pub fn narrow_key(
+        &self,
+        workspace: &str,
+        id: &str,
+        body: &crate::api::NarrowKey,
+    ) -> anyhow::Result<KeyResponse> {
+        self.send(self.post(&["workspaces", workspace, "mcp-keys", id, "narrow"])?.json(body))
+    }
+
     /// `POST /workspaces/{ws}/mcp-keys/{id}/rotate`.
     pub fn rotate_key(&self, workspace: &str, id: &str) -> anyhow::Result<CreatedKeyResponse> {
         self.send(self.post(&["workspaces", workspace, "mcp-keys", id, "rotate"])?)

@@ -29,6 +29,8 @@ pub enum KeysCommand {
     Revoke(RevokeArgs),
     /// Replace a key with a new one of the same name and access; the old one is revoked
     Rotate(RotateArgs),
+    /// Narrow a key's access, tools, journeys or addresses (never widen: make a new key)
+    Narrow(NarrowArgs),
     /// What needs a decision, per workspace: shared, stale, never-used and expiring keys, and
     /// read-write keys that only read; with the command that settles each
     #[command(after_help = "\
@@ -55,6 +57,18 @@ pub struct CreateArgs {
     /// Only read tools: the key can read journey context but change nothing
     #[arg(long)]
     pub read_only: bool,
+    /// Only these tools, by name or group (read, map, items, comments, personas),
+    /// comma-separated: tools/list shows only them, any other is unknown to the key
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// Only these journeys (slugs or ids, comma-separated): everything outside them is as if it
+    /// did not exist for the key
+    #[arg(long, value_name = "SLUGS", value_delimiter = ',')]
+    pub journeys: Option<Vec<String>>,
+    /// Only from these client addresses (CIDRs or addresses, IPv4 or IPv6, comma-separated):
+    /// elsewhere its calls are refused (403)
+    #[arg(long = "allow-ip", value_name = "CIDRS", value_delimiter = ',')]
+    pub allow_ip: Option<Vec<String>>,
     /// Keep the token in the OS keyring (or a 0600 file) for `config --key` and `test --key`
     #[arg(long)]
     pub save: bool,
@@ -180,6 +194,31 @@ pub struct RotateArgs {
     pub yes: bool,
 }
 
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+What is not given stays as it is; each limit given must lie within the key's own.
+
+Examples:
+  custory-mcp keys narrow \"Cursor on MacBook\" --read-only
+  custory-mcp keys narrow CI --tools read --journeys trial-to-paid")]
+pub struct NarrowArgs {
+    /// The key: its id, name or prefix
+    #[arg(add = completions::active_keys())]
+    pub key: String,
+    /// Take the write tools away
+    #[arg(long)]
+    pub read_only: bool,
+    /// Only these tools (names or groups, comma-separated), among the key's
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// Only these journeys (slugs or ids, comma-separated), among the key's
+    #[arg(long, value_name = "SLUGS", value_delimiter = ',')]
+    pub journeys: Option<Vec<String>>,
+    /// Only from these networks (CIDRs, comma-separated), inside the key's
+    #[arg(long = "allow-ip", value_name = "CIDRS", value_delimiter = ',')]
+    pub allow_ip: Option<Vec<String>>,
+}
+
 /// How many of the newest keys a picker offers.
 const PICKER_KEYS: u32 = 100;
 /// How many revoked (and expired) keys `keys list` counts to say how many it leaves out: one
@@ -204,6 +243,7 @@ pub fn run(
         KeysCommand::Show(args) => args.key.as_deref(),
         KeysCommand::Revoke(args) => args.key.as_deref(),
         KeysCommand::Rotate(args) => args.key.as_deref(),
+        KeysCommand::Narrow(args) => Some(args.key.as_str()),
         _ => None,
     };
     let admin = WorkspaceClient::connect_for_key(global, reference)?;
@@ -231,6 +271,7 @@ pub fn run(
         }
         KeysCommand::Revoke(args) => ctx.revoke(args),
         KeysCommand::Rotate(args) => ctx.rotate(args),
+        KeysCommand::Narrow(args) => ctx.narrow(args),
         KeysCommand::Review => unreachable!("answered above"),
     }
 }
@@ -363,7 +404,14 @@ impl Ctx<'_> {
             }
         };
         let access = if args.read_only { Access::ReadOnly } else { Access::ReadWrite };
-        let body = CreateKey { name, expires, access };
+        let body = CreateKey {
+            name,
+            expires,
+            access,
+            tools: args.tools,
+            journeys: args.journeys,
+            allow_ip: args.allow_ip,
+        };
         let created = self.client.create_key(&self.workspace.slug, &body)?;
         let saved = if args.save { Some(self.save(&created)?) } else { None };
         self.show_new_token(&created, saved.as_ref())?;
@@ -410,6 +458,9 @@ impl Ctx<'_> {
             key.access.as_str(),
             self.workspace.slug
         ));
+        if !key.scopes.is_unlimited() {
+            self.printer.info(&format!("Limited to {}.", key.scopes.describe()));
+        }
         self.printer.data(&created.token);
         let on_screen = std::io::IsTerminal::is_terminal(&std::io::stdout());
         if saved.is_none() && on_screen {
@@ -486,7 +537,12 @@ impl Ctx<'_> {
                 vec![
                     key.name.clone(),
                     key.prefix.clone(),
-                    key.access.as_str().to_owned(),
+                    // A limited key says so; `keys show` says how.
+                    if key.scopes.is_unlimited() {
+                        key.access.as_str().to_owned()
+                    } else {
+                        format!("{}, limited", key.access.as_str())
+                    },
                     match &key.oauth_client {
                         Some(client) => {
                             format!("{}, via OAuth: {}", relative(key.created_at, now), client.name)
@@ -560,6 +616,7 @@ impl Ctx<'_> {
             ("Prefix", key.prefix.clone()),
             ("Workspace", self.workspace.slug.clone()),
             ("Access", key.access.as_str().to_owned()),
+            ("Limited to", key.scopes.describe()),
             ("Status", status_text(&key)),
             ("Created", when(Some(key.created_at), "")),
             ("Created by", key.created_by.label()),
@@ -645,6 +702,38 @@ impl Ctx<'_> {
                 key.name, key.prefix
             ));
         }
+        Ok(ExitStatus::Success)
+    }
+
+    fn narrow(&self, args: NarrowArgs) -> anyhow::Result<ExitStatus> {
+        let key = self.admin.find_key(&args.key)?;
+        let body = api::NarrowKey {
+            access: args.read_only.then_some(Access::ReadOnly),
+            tools: args.tools,
+            journeys: args.journeys,
+            allow_ip: args.allow_ip,
+        };
+        if body.access.is_none()
+            && body.tools.is_none()
+            && body.journeys.is_none()
+            && body.allow_ip.is_none()
+        {
+            return Err(CliError::usage("nothing to narrow")
+                .hint("give --read-only, --tools, --journeys or --allow-ip")
+                .into());
+        }
+        let narrowed = self.client.narrow_key(&self.workspace.slug, &key.id, &body)?.key;
+        if self.printer.json {
+            self.printer.json(&json!({"key": narrowed}))?;
+            return Ok(ExitStatus::Success);
+        }
+        self.printer.info(&format!(
+            "Narrowed {:?} ({}): {}, limited to {}.",
+            narrowed.name,
+            narrowed.prefix,
+            narrowed.access.as_str(),
+            narrowed.scopes.describe()
+        ));
         Ok(ExitStatus::Success)
     }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use super::confine;
 use super::prompts::{self, SINCE_CHOICES};
 use super::protocol::{RpcError, to_raw};
 use super::resources::{ITEM_TEMPLATE, JOURNEY_TEMPLATE, store_error};
@@ -95,9 +96,29 @@ pub fn complete(
             )));
         }
     };
+    // A key confined to some journeys is offered only what lies in them: journeys it sees,
+    // stages and steps of a journey it names and sees.
+    let completing = match completing {
+        Some(Completing::Stage { journey } | Completing::Step { journey, .. })
+            if confine::confined(key)
+                && !journey.is_some_and(|j| confine::visible(store, key, j).unwrap_or(false)) =>
+        {
+            return Ok(to_raw(&json!({"completion": {"values": [], "hasMore": false}})));
+        }
+        other => other,
+    };
+    let confined_journeys =
+        matches!(completing, Some(Completing::Journey)) && confine::confined(key);
     let (values, more) = match completing {
         Some(completing) => {
-            store.content().complete(key.workspace_id, completing, typed).map_err(store_error)?
+            let (mut values, more) = store
+                .content()
+                .complete(key.workspace_id, completing, typed)
+                .map_err(store_error)?;
+            if confined_journeys {
+                confine::retain(store, key, &mut values, String::as_str).map_err(store_error)?;
+            }
+            (values, more)
         }
         None if argument == "since" => {
             let values = SINCE_CHOICES

@@ -300,7 +300,7 @@ impl<'a> Session<'a> {
             "server/discover" => Ok(discover_result(&self.key.workspace_slug)),
             "tools/list" => {
                 single_page(request)?;
-                Ok(tools::list_result(access).to_owned())
+                Ok(tools::list_result_for(self.key))
             }
             "tools/call" => {
                 let call: CallParams = request.take_params().map_err(|error| {

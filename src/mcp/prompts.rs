@@ -182,6 +182,9 @@ pub fn get(store: &Store, key: &KeyIdentity, params: GetParams) -> Result<Box<Ra
             prompt.arguments.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
         )));
     }
+    if let Some(journey) = argument("journey") {
+        super::confine::check(store, key, journey).map_err(store_error)?;
+    }
     let ws = key.workspace_id;
     // Required arguments were checked above: `expect` cannot fail on them.
     let required = |name: &str| argument(name).expect("a required argument, checked");

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::app;
+use super::confine;
 use super::protocol::{ErrorCode, RpcError, to_raw};
 use super::render::{self, journey_uri};
 use crate::store::access::KeyIdentity;
@@ -45,8 +46,9 @@ pub fn list(
         Some(Value::String(cursor)) => Some(cursor.as_str()),
         Some(_) => return Err(RpcError::invalid_params("\"cursor\" must be a string")),
     };
-    let (journeys, next) =
+    let (mut journeys, next) =
         store.content().list_journeys(key.workspace_id, cursor, false).map_err(store_error)?;
+    journeys.retain(|journey| key.scopes.allows_journey(&journey.id));
     let resources: Vec<Value> = journeys
         .iter()
         .map(|journey| {
@@ -106,10 +108,13 @@ pub fn read(store: &Store, key: &KeyIdentity, uri: &str) -> Result<Box<RawValue>
     }
     let ws = key.workspace_id;
     let text = if let Some(journey) = uri.strip_prefix(JOURNEY_PREFIX).filter(|s| is_id(s)) {
+        confine::check(store, key, journey).map_err(|e| not_found(uri, e))?;
         let map = store.content().journey_map(ws, journey).map_err(|e| not_found(uri, e))?;
         render::journey(&map)
     } else if let Some(item) = uri.strip_prefix(ITEM_PREFIX).filter(|s| is_id(s)) {
-        let detail = store.content().get_item(ws, item, None).map_err(|e| not_found(uri, e))?;
+        confine::check(store, key, item).map_err(|e| not_found(uri, e))?;
+        let mut detail = store.content().get_item(ws, item, None).map_err(|e| not_found(uri, e))?;
+        confine::item_links(store, key, &mut detail).map_err(store_error)?;
         render::item(&detail)
     } else {
         return Err(RpcError::new(

@@ -5,7 +5,7 @@
 //! what a tool accepts and returns cannot drift from what it advertises. Write tools record their
 //! audit event inside the store's transaction; nothing else here writes.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use super::confine;
 use super::protocol::{CallToolResult, to_raw};
 use super::schema::{input_schema, output_schema};
-use crate::api::Access;
+use crate::api::{Access, ToolGroup};
 use crate::store::access::KeyIdentity;
 use crate::store::content::model::{
     ItemFilter, ItemKind, ItemUpdate, JourneySummary, JourneyUpdate, NewItem, NewJourney, NewStage,
@@ -49,6 +50,60 @@ pub fn list_result(access: Access) -> &'static RawValue {
     }
 }
 
+/// The `tools/list` result for the key `ctx`: the shared one of its access, or for a key
+/// limited to some tools, those of them its access allows (serialized once per set of tools
+/// and access: a server sees few of them; past [`SCOPED_LISTS_MAX`] the cache starts over).
+pub fn list_result_for(ctx: &KeyIdentity) -> Box<RawValue> {
+    type Lists = Vec<(Access, Vec<String>, Box<RawValue>)>;
+    static SCOPED: LazyLock<Mutex<Lists>> = LazyLock::new(Mutex::default);
+    let Some(names) = &ctx.scopes.tools else { return list_result(ctx.access).to_owned() };
+    // Entries are whole values; a panic elsewhere cannot leave one torn. Found by comparing,
+    // not hashing: there are few, and a comparison stops at the first difference.
+    let mut lists = SCOPED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, _, list)) = lists.iter().find(|(a, n, _)| *a == ctx.access && n == names) {
+        return list.clone();
+    }
+    let tools: Vec<&Value> = TOOLS
+        .iter()
+        .filter(|tool| tool.allowed(ctx.access) && ctx.scopes.allows_tool(tool.name))
+        .map(|tool| &tool.definition)
+        .collect();
+    let list = to_raw(&json!({ "tools": tools }));
+    if lists.len() >= SCOPED_LISTS_MAX {
+        lists.clear();
+    }
+    lists.push((ctx.access, names.clone(), list.clone()));
+    list
+}
+
+/// How many scoped tool lists [`list_result_for`] keeps serialized.
+const SCOPED_LISTS_MAX: usize = 256;
+
+/// The tool names `names` stand for, each a tool's name or a group's ([`ToolGroup`]), in the
+/// tool table's order without repeats; the error names what is neither.
+pub fn expand_names(names: &[String]) -> Result<Vec<String>, String> {
+    let mut chosen = vec![false; TOOLS.len()];
+    for name in names.iter().map(|name| name.trim()) {
+        if let Some(group) = ToolGroup::parse(name) {
+            for (i, tool) in TOOLS.iter().enumerate() {
+                chosen[i] |= tool.in_group(group);
+            }
+        } else if let Some(i) = TOOLS.iter().position(|tool| tool.name == name) {
+            chosen[i] = true;
+        } else {
+            return Err(format!(
+                "{name:?} is neither a tool nor a group of tools; groups: {}; tools: {}",
+                ToolGroup::names(),
+                TOOLS.iter().map(|tool| tool.name).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    if !chosen.contains(&true) {
+        return Err("name at least one tool or group of tools".to_owned());
+    }
+    Ok(TOOLS.iter().zip(chosen).filter(|(_, on)| *on).map(|(t, _)| t.name.to_owned()).collect())
+}
+
 /// The tool called `name` as the audit trail names it: its own name, or `unknown` (a client
 /// could send any string).
 pub fn static_name(name: &str) -> &'static str {
@@ -70,14 +125,19 @@ pub fn call(
     name: &str,
     arguments: Value,
 ) -> Result<CallToolResult, ToolCallError> {
-    let Some(tool) = TOOLS.iter().find(|tool| tool.name == name) else {
+    // A tool outside the key's scope is unknown to it, as it is not in its list.
+    let found = TOOLS.iter().find(|tool| tool.name == name && ctx.scopes.allows_tool(tool.name));
+    let Some(tool) = found else {
         // Not labelled by the name asked for: a client could make a series of every string.
         metrics::counter!("custory_tool_calls_total", "tool" => "unknown", "outcome" => "unknown_tool")
             .increment(1);
         return Err(ToolCallError::UnknownTool(name.to_owned()));
     };
     let result = if tool.allowed(ctx.access) {
-        (tool.handler)(store, ctx, arguments)
+        match confine::check_call(store, ctx, tool.name, &arguments) {
+            Ok(()) => (tool.handler)(store, ctx, arguments),
+            Err(e) => tool_result::<()>(tool.name, Err(e)),
+        }
     } else {
         CallToolResult::error(format!(
             "This MCP key is read-only, so it cannot call {name}. To make changes, ask the \
@@ -244,11 +304,12 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Read,
             |store, ctx, args: JourneysArgs| {
-                let (journeys, next_cursor) = store.content().list_journeys(
+                let (mut journeys, next_cursor) = store.content().list_journeys(
                     ctx.workspace_id,
                     args.cursor.as_deref(),
                     args.include_archived.unwrap_or(false),
                 )?;
+                journeys.retain(|journey| ctx.scopes.allows_journey(&journey.id));
                 Ok(Journeys { journeys, next_cursor })
             },
         ),
@@ -282,7 +343,11 @@ fn tools() -> Vec<Tool> {
                  detail."
             ),
             Effect::Read,
-            |store, ctx, filter: ItemFilter| store.content().list_items(ctx.workspace_id, &filter),
+            |store, ctx, filter: ItemFilter| {
+                let mut list = store.content().list_items(ctx.workspace_id, &filter)?;
+                list.items.retain(|row| ctx.scopes.allows_journey(&row.location.journey_id));
+                Ok(list)
+            },
         ),
         Tool::new(
             "get_item",
@@ -294,11 +359,13 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Read,
             |store, ctx, args: ItemArgs| {
-                store.content().get_item(
+                let mut item = store.content().get_item(
                     ctx.workspace_id,
                     &args.item_id,
                     args.comments_cursor.as_deref(),
-                )
+                )?;
+                confine::item_links(store, ctx, &mut item)?;
+                Ok(item)
             },
         ),
         Tool::new(
@@ -312,7 +379,11 @@ fn tools() -> Vec<Tool> {
              out unless include_archived is true. Use get_item on item hits for the full detail."
                 .into(),
             Effect::Read,
-            |store, ctx, query: SearchQuery| store.content().search(ctx.workspace_id, &query),
+            |store, ctx, query: SearchQuery| {
+                let mut results = store.content().search(ctx.workspace_id, &query)?;
+                confine::retain(store, ctx, &mut results.hits, |hit| &hit.id)?;
+                Ok(results)
+            },
         ),
         Tool::new(
             "list_personas",
@@ -322,8 +393,9 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Read,
             |store, ctx, args: PageArgs| {
-                let (personas, next_cursor) =
+                let (mut personas, next_cursor) =
                     store.content().list_personas(ctx.workspace_id, args.cursor.as_deref())?;
+                confine::retain(store, ctx, &mut personas, |persona| &persona.id)?;
                 Ok(Personas { personas, next_cursor })
             },
         ),
@@ -654,6 +726,25 @@ impl Tool {
         self
     }
 
+    /// Whether the tool belongs to `group` (`keys create --tools GROUP`).
+    fn in_group(&self, group: ToolGroup) -> bool {
+        let name = self.name;
+        match group {
+            ToolGroup::Read => matches!(self.effect, Effect::Read),
+            ToolGroup::Map => {
+                matches!(name, "get_workspace" | "list_journeys" | "get_journey" | "archive")
+                    || name == "restore"
+                    || ["journey", "stage", "step"].iter().any(|what| name.ends_with(what))
+            }
+            ToolGroup::Items => {
+                matches!(name, "list_items" | "get_item" | "search" | "link_items")
+                    || matches!(name, "create_item" | "update_item" | "unlink_items")
+            }
+            ToolGroup::Comments => matches!(name, "list_items" | "get_item" | "add_comment"),
+            ToolGroup::Personas => name.contains("persona"),
+        }
+    }
+
     fn allowed(&self, access: Access) -> bool {
         matches!(self.effect, Effect::Read) || access == Access::ReadWrite
     }
@@ -745,6 +836,7 @@ mod tests {
             key_prefix: "cst_test1234".into(),
             access,
             stored_client: None,
+            scopes: Default::default(),
         };
         (dir, store, ctx)
     }

@@ -214,6 +214,63 @@ pub struct CreateKeyBody {
     name: Option<String>,
     expires: Option<ExpiryPolicy>,
     access: Option<Access>,
+    tools: Option<Vec<String>>,
+    journeys: Option<Vec<String>>,
+    allow_ip: Option<Vec<String>>,
+}
+
+/// The networks `--allow-ip` names, each a CIDR or a single address, as CIDRs.
+fn allowed_networks(given: &[String]) -> ApiResult<Vec<String>> {
+    let invalid = |message: String| ApiError::unprocessable("invalid_allow_ip", message);
+    if given.is_empty() {
+        return Err(invalid("allow_ip names no address: give at least one CIDR".into()));
+    }
+    given
+        .iter()
+        .map(|text| {
+            let text = text.trim();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(format!(
+                        "allow_ip: {text:?} is not an address or a CIDR (e.g. 10.0.0.0/8, \
+                         2001:db8::/32, 203.0.113.7)"
+                    ))
+                })?;
+            Ok(net.trunc().to_string())
+        })
+        .collect()
+}
+
+/// The journeys `--journeys` names (slugs or ids) as ids; an unknown one is refused.
+fn journey_ids(store: &Store, ws: i64, given: &[String]) -> ApiResult<Vec<String>> {
+    if given.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_journeys",
+            "journeys names no journey: give at least one slug",
+        ));
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for reference in given {
+        let reference = reference.trim();
+        // Only a journey's slug or id: journey_of would also place a stage or an item.
+        let not_journey = ["stg_", "stp_", "itm_", "cmt_"].iter().any(|p| reference.starts_with(p));
+        let found = if not_journey { None } else { store.content().journey_of(ws, reference)? };
+        let Some(id) = found else {
+            return Err(ApiError::unprocessable(
+                "invalid_journeys",
+                format!(
+                    "journeys: no journey {reference:?} in this workspace (custory-mcp export \
+                     lists them, or list_journeys over MCP)"
+                ),
+            ));
+        };
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 pub async fn create_key(
@@ -230,9 +287,24 @@ pub async fn create_key(
         )
     })?;
     let access = body.access.unwrap_or_default();
+    let tools =
+        body.tools.map(|names| crate::mcp::expand_tool_names(&names)).transpose().map_err(
+            |message| ApiError::unprocessable("invalid_tools", format!("tools: {message}")),
+        )?;
+    let allow_ip = body.allow_ip.as_deref().map(allowed_networks).transpose()?;
     let (key, token) = write(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.access().create_key_by(ws.id, &name, expires, access, &caller.author())?)
+        let journeys =
+            body.journeys.as_deref().map(|j| journey_ids(store, ws.id, j)).transpose()?;
+        let scopes = api::KeyScopes { tools, journeys, allow_ip };
+        Ok(store.access().create_key_by(
+            ws.id,
+            &name,
+            expires,
+            access,
+            &scopes,
+            &caller.author(),
+        )?)
     })
     .await?;
     let response = CreatedKeyResponse { key, token: token.expose().to_owned(), replaced: None };
@@ -322,6 +394,59 @@ pub async fn rotate_key(
     let response =
         CreatedKeyResponse { key, token: token.expose().to_owned(), replaced: Some(replaced) };
     Ok((StatusCode::CREATED, Json(response)))
+}
+
+pub async fn narrow_key(
+    caller: Owner,
+    State(state): State<AppState>,
+    Path((ws, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<CreateKeyBody>,
+) -> ApiResult<Json<KeyResponse>> {
+    if body.name.is_some() || body.expires.is_some() {
+        return Err(ApiError::unprocessable(
+            "invalid_narrow",
+            "a key's name and expiry stay as they are; narrow takes access, tools, journeys \
+             and allow_ip",
+        ));
+    }
+    if body.access.is_none()
+        && body.tools.is_none()
+        && body.journeys.is_none()
+        && body.allow_ip.is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_narrow",
+            "nothing to narrow: give access, tools, journeys or allow_ip",
+        ));
+    }
+    let tools =
+        body.tools.map(|names| crate::mcp::expand_tool_names(&names)).transpose().map_err(
+            |message| ApiError::unprocessable("invalid_tools", format!("tools: {message}")),
+        )?;
+    let allow_ip = body.allow_ip.as_deref().map(allowed_networks).transpose()?;
+    let key = work::revoke::<_, ApiError>(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        let old = store.access().get_key(ws.id, &id).map_err(key_not_found)?;
+        caller.may_manage(&old)?;
+        let journeys =
+            body.journeys.as_deref().map(|j| journey_ids(store, ws.id, j)).transpose()?;
+        let scopes = api::KeyScopes {
+            tools: tools.or(old.scopes.tools),
+            journeys: journeys.or(old.scopes.journeys),
+            allow_ip: allow_ip.or(old.scopes.allow_ip),
+        };
+        let access = body.access.unwrap_or(old.access);
+        store.access().narrow_key(ws.id, &id, access, &scopes, &caller.author()).map_err(
+            |e| match e {
+                crate::store::StoreError::Invalid(message) => {
+                    ApiError::unprocessable("would_widen", message)
+                }
+                other => key_not_found(other),
+            },
+        )
+    })
+    .await?;
+    Ok(Json(KeyResponse { key }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -385,8 +385,85 @@ impl FromRequestParts<AppState> for McpKey {
         let (identity, token) = authenticate(state, &parts.headers, ip)
             .await
             .map_err(|error| offer_oauth(state, &parts.headers, error))?;
+        if !ip.is_some_and(|ip| identity.scopes.allows_address(ip))
+            && identity.scopes.allow_ip.is_some()
+        {
+            return Err(refuse_address(state, &identity, ip));
+        }
+        let identity = narrowed(&parts.headers, identity)?;
         Ok(Self { identity, ip, token })
     }
+}
+
+/// The key as this request's headers narrow it: `X-MCP-Tools` (names and groups, as
+/// `keys create --tools`) keeps only the tools both it and the key allow, `X-MCP-Readonly:
+/// true` takes the write tools away. Headers never widen: a tool the key lacks stays out,
+/// `X-MCP-Readonly: false` leaves a read-only key read-only. Without them, the key as it is.
+fn narrowed(headers: &HeaderMap, identity: Arc<KeyIdentity>) -> Result<Arc<KeyIdentity>, ApiError> {
+    let tools = headers.get("x-mcp-tools");
+    let readonly = headers.get("x-mcp-readonly");
+    if tools.is_none() && readonly.is_none() {
+        return Ok(identity);
+    }
+    let bad = |message: String| Surface::Mcp.error(StatusCode::BAD_REQUEST, "bad_header", message);
+    let mut access = identity.access;
+    if let Some(value) = readonly {
+        match value.to_str().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            Ok("true" | "1" | "yes") => access = crate::api::Access::ReadOnly,
+            Ok("false" | "0" | "no") => {}
+            _ => return Err(bad("X-MCP-Readonly must be true or false".into())),
+        }
+    }
+    let mut scopes = identity.scopes.clone();
+    if let Some(value) = tools {
+        let names: Vec<String> = value
+            .to_str()
+            .map_err(|_| bad("X-MCP-Tools must be plain text: tool names and groups".into()))?
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        let asked = crate::mcp::expand_tool_names(&names)
+            .map_err(|message| bad(format!("X-MCP-Tools: {message}")))?;
+        let kept = asked.into_iter().filter(|name| scopes.allows_tool(name)).collect();
+        scopes.tools = Some(kept);
+    }
+    Ok(Arc::new(KeyIdentity { access, scopes, ..KeyIdentity::clone(&identity) }))
+}
+
+/// 403 for a key used from outside the networks it is limited to (`keys create --allow-ip`),
+/// recorded in the audit trail. The holder has the token, so saying why leaks nothing.
+/// Counted as a failed authentication of the address: past the limit, 429 and nothing more
+/// recorded (a flood must not turn into database writes).
+fn refuse_address(state: &AppState, identity: &Arc<KeyIdentity>, ip: Option<IpAddr>) -> ApiError {
+    let from = ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
+    let counted = failed_auth(state, ip, Surface::Mcp, "address not allowed");
+    if counted.status == StatusCode::TOO_MANY_REQUESTS {
+        return counted;
+    }
+    let store = Arc::clone(&state.store);
+    let identity = Arc::clone(identity);
+    let detail = format!("refused a call from {from}, outside the key's allowed addresses");
+    tokio::task::spawn_blocking(move || {
+        let event = NewEvent {
+            workspace_id: identity.workspace_id,
+            kind: crate::api::EventKind::AuthRejected,
+            key_id: Some(&identity.key_id),
+            key_prefix: Some(&identity.key_prefix),
+            detail: &detail,
+            actor: &Author::of(AuthorKind::Server),
+        };
+        if let Err(error) = store.access().record_event(&event) {
+            tracing::warn!(%error, "could not record a refused address");
+        }
+    });
+    Surface::Mcp.error(
+        StatusCode::FORBIDDEN,
+        "address_not_allowed",
+        format!(
+            "Forbidden: this MCP key may not be used from {from}; it is limited to some \
+             addresses (custory-mcp keys show KEY lists them)"
+        ),
+    )
 }
 
 /// An MCP request that may be answered: an [`McpKey`], media types accepted, and the protocol

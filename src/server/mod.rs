@@ -351,6 +351,13 @@ static ROUTES: &[Route] = &[
         |on| routing::on(on, admin::rotate_key),
     )
     .allow(Allow::Role(Role::Editor)),
+    Route::new(
+        Method::POST,
+        "/api/admin/workspaces/{ws}/mcp-keys/{id}/narrow",
+        Guard::Owner,
+        |on| routing::on(on, admin::narrow_key),
+    )
+    .allow(Allow::Role(Role::Editor)),
     Route::new(Method::GET, "/api/admin/workspaces/{ws}/mcp-keys/{id}/usage", Guard::Owner, |on| {
         routing::on(on, admin::key_usage)
     })

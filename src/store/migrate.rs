@@ -55,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
         then: None,
     },
     Migration {
+        sqlite: include_str!("migrations/sqlite/0009_key_scopes.sql"),
+        postgres: include_str!("migrations/postgres/0009_key_scopes.sql"),
+        then: None,
+    },
+    Migration {
         sqlite: include_str!("migrations/sqlite/0011_invitations_withdrawn.sql"),
         postgres: include_str!("migrations/postgres/0011_invitations_withdrawn.sql"),
         then: None,

@@ -736,6 +736,7 @@ fn test_identity(workspace_id: i64) -> super::access::KeyIdentity {
         workspace_slug: "acme".into(),
         access: crate::api::Access::ReadWrite,
         stored_client: None,
+        scopes: Default::default(),
     }
 }
 

@@ -960,3 +960,33 @@ async fn the_official_conformance_suites_applicable_server_scenarios_pass() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_python_sdk_sees_exactly_the_tools_a_key_is_limited_to() {
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    let body = json!({"name": "Limited", "expires": "30d", "tools": ["get_item", "personas"]});
+    let key = owner.create_key_in("acme", body).await;
+    let steps = json!([
+        {"op": "list_tools"},
+        {"op": "call", "tool": "list_personas", "args": {}},
+    ]);
+    let expected = [
+        "get_item",
+        "list_personas",
+        "create_persona",
+        "update_persona",
+        "link_persona",
+        "unlink_persona",
+    ];
+    for sdk in [PySdk::Auto, PySdk::V1] {
+        let report = python_client_of(sdk, &server.mcp_url(), &key.token, steps.clone()).await;
+        assert!(report.get("error").is_none(), "{sdk:?}: {report}");
+        assert_eq!(report["results"][0]["tools"], json!(expected), "{sdk:?}: {report}");
+        assert_eq!(report["results"][1]["is_error"], false, "{sdk:?}: {report}");
+    }
+    // A tool outside the list fails in the SDK as an unknown tool does.
+    let steps = json!([{"op": "call", "tool": "search", "args": {"query": "trial"}}]);
+    let report = python_client_of(PySdk::Auto, &server.mcp_url(), &key.token, steps).await;
+    assert!(report.to_string().contains("unknown tool: search"), "{report}");
+}

@@ -33,6 +33,7 @@ mod prompts;
 mod proxies;
 mod reliability;
 mod replicas;
+mod scopes;
 mod search;
 mod security;
 mod serve;

@@ -24,6 +24,7 @@ fn expected_rule(method: &Method, path: &str) -> Option<Allow> {
         ("GET", "/api/admin/workspaces/{ws}/mcp-keys/{id}") => viewer,
         ("POST", "/api/admin/workspaces/{ws}/mcp-keys/{id}/revoke") => editor,
         ("POST", "/api/admin/workspaces/{ws}/mcp-keys/{id}/rotate") => editor,
+        ("POST", "/api/admin/workspaces/{ws}/mcp-keys/{id}/narrow") => editor,
         ("GET", "/api/admin/workspaces/{ws}/mcp-keys/{id}/usage") => viewer,
         ("GET", "/api/admin/workspaces/{ws}/audit") => viewer,
         ("GET", "/api/admin/workspaces/{ws}/usage") => viewer,

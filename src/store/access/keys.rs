@@ -14,7 +14,7 @@ use super::audit::Actor;
 use super::audit::{NewEvent, insert_event};
 use super::hygiene::KeyFilter;
 use crate::api::{
-    Access, Author, AuthorKind, EventKind, ExpiryPolicy, Key, KeyStatus, OAuthClientRef,
+    Access, Author, AuthorKind, EventKind, ExpiryPolicy, Key, KeyScopes, KeyStatus, OAuthClientRef,
 };
 use crate::store::page::{Budget, Cursor, fingerprint, paged};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
@@ -31,7 +31,7 @@ pub struct KeyUsage {
 /// Who a key is, as every request with it needs to know: built once per key (kept in the index,
 /// with SQLite) and shared, so authenticating a request copies one pointer. The MCP tools run
 /// in its name.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyIdentity {
     pub key_id: String,
     pub key_prefix: String,
@@ -40,6 +40,8 @@ pub struct KeyIdentity {
     pub access: Access,
     /// The last-used client in the database (as of the index, with SQLite).
     pub stored_client: Option<String>,
+    /// What the key is confined to beyond its access.
+    pub scopes: KeyScopes,
 }
 
 impl KeyIdentity {
@@ -81,7 +83,26 @@ const MATCHES_MAX: i64 = 50;
 const KEY_COLUMNS: &str = "id, name, prefix, access, expires, created_at, expires_at, \
                            last_used_at, last_used_client, last_used_ip, revoked_at, \
                            oauth_client_id, oauth_client_name, created_by, created_by_member, \
-                           created_by_name";
+                           created_by_name, scope_tools, scope_journeys, scope_addresses";
+
+/// A key's scopes from their three columns (space-separated lists; NULL is no limit).
+fn scopes_row(row: &Row) -> DbResult<KeyScopes> {
+    let list = |column: &str| -> DbResult<Option<Vec<String>>> {
+        Ok(row
+            .get::<Option<String>>(column)?
+            .map(|text| text.split_whitespace().map(str::to_owned).collect()))
+    };
+    Ok(KeyScopes {
+        tools: list("scope_tools")?,
+        journeys: list("scope_journeys")?,
+        allow_ip: list("scope_addresses")?,
+    })
+}
+
+/// A scope list as its column holds it.
+fn scope_column(list: Option<&Vec<String>>) -> Option<String> {
+    list.map(|list| list.join(" "))
+}
 
 fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
     let access: String = row.get("access")?;
@@ -119,6 +140,7 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
         },
         flags: Vec::new(),
         shared: None,
+        scopes: scopes_row(row)?,
     })
 }
 
@@ -127,7 +149,8 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
 macro_rules! index_query {
     () => {
         "SELECT k.token_hash, k.id, k.prefix, k.workspace_id, w.slug, k.access, k.expires_at, \
-         k.revoked_at, k.last_used_client, w.importing FROM mcp_keys k \
+         k.revoked_at, k.last_used_client, w.importing, k.scope_tools, k.scope_journeys, \
+         k.scope_addresses FROM mcp_keys k \
          JOIN workspaces w ON w.id = k.workspace_id"
     };
 }
@@ -153,6 +176,7 @@ fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
                 workspace_slug: row.get("slug")?,
                 access: Access::parse(&access).unwrap_or(Access::ReadOnly),
                 stored_client: row.get("last_used_client")?,
+                scopes: scopes_row(row)?,
             }),
             expires_at: row.get::<Option<i64>>("expires_at")?.map(from_secs),
             revoked_at: row.get::<Option<i64>>("revoked_at")?.map(from_secs),
@@ -175,13 +199,13 @@ pub(super) fn key_on(
     .ok_or_else(|| StoreError::NotFound(format!("no MCP key with id {id:?} in this workspace")))
 }
 
-/// Inserts a new key with a fresh token; refuses a name an active key already has.
+/// Inserts a new key with a fresh token, on its terms (expiry, access, scopes); refuses a name
+/// an active key already has.
 pub(super) fn insert_key(
     conn: &Connection,
     workspace_id: i64,
     name: &str,
-    expires: ExpiryPolicy,
-    access: Access,
+    (expires, access, scopes): (ExpiryPolicy, Access, &KeyScopes),
     by: &Author,
     now: DateTime<Utc>,
 ) -> StoreResult<(Key, PlainToken)> {
@@ -204,8 +228,8 @@ pub(super) fn insert_key(
     conn.prepare_cached(
         "INSERT INTO mcp_keys (id, workspace_id, name, prefix, token_hash, access, expires,
                                created_at, expires_at, created_by, created_by_member,
-                               created_by_name)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                               created_by_name, scope_tools, scope_journeys, scope_addresses)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         id,
@@ -220,6 +244,9 @@ pub(super) fn insert_key(
         by.kind.as_str(),
         by.member_id,
         by.name,
+        scope_column(scopes.tools.as_ref()),
+        scope_column(scopes.journeys.as_ref()),
+        scope_column(scopes.allow_ip.as_ref()),
     ])?;
     let key = key_on(conn, workspace_id, &id, now)?;
     Ok((key, token))
@@ -255,14 +282,18 @@ pub(super) fn create_key(
     name: &str,
     expires: ExpiryPolicy,
     access: Access,
+    scopes: &KeyScopes,
     by: &Author,
 ) -> StoreResult<(Key, PlainToken)> {
     let now = s.now();
     let conn = s.writer();
     let tx = conn.transaction()?;
-    let (key, token) = insert_key(&tx, workspace_id, name, expires, access, by, now)?;
-    let detail =
+    let (key, token) = insert_key(&tx, workspace_id, name, (expires, access, scopes), by, now)?;
+    let mut detail =
         format!("created {:?} ({}, expires {})", key.name, access.as_str(), expires.as_str());
+    if !scopes.is_unlimited() {
+        detail.push_str(&format!(", limited to {}", scopes.describe()));
+    }
     audit_key(&tx, workspace_id, now, EventKind::KeyCreated, &key, &detail, by)?;
     tx.commit()?;
     reindex_key(s, &conn, &key.id)?;
@@ -408,6 +439,59 @@ pub(super) fn revoke_key_because(
     Ok(key)
 }
 
+/// Narrows an active key to `access` and `scopes`, which the caller checked are no wider
+/// (`KeyScopes::within`); checked again here, against the row under the write lock.
+pub(super) fn narrow_key(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    id: &str,
+    access: Access,
+    scopes: &KeyScopes,
+    by: &Author,
+) -> StoreResult<Key> {
+    let now = s.now();
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let old = key_on(&tx, workspace_id, id, now)?;
+    if old.status != KeyStatus::Active {
+        return Err(StoreError::Conflict(format!(
+            "the key {:?} is {} and cannot be narrowed",
+            old.name,
+            old.status.as_str()
+        )));
+    }
+    let wider = (access == Access::ReadWrite && old.access == Access::ReadOnly)
+        .then(|| "it would make a read-only key read-write".to_owned())
+        .map_or_else(|| scopes.within(&old.scopes), Err);
+    if let Err(why) = wider {
+        return Err(StoreError::Invalid(format!(
+            "a key can be narrowed, never widened, and {why}; make a new key instead \
+             (custory-mcp keys create)"
+        )));
+    }
+    tx.prepare_cached(
+        "UPDATE mcp_keys SET access = ?2, scope_tools = ?3, scope_journeys = ?4,
+                             scope_addresses = ?5 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        access.as_str(),
+        scope_column(scopes.tools.as_ref()),
+        scope_column(scopes.journeys.as_ref()),
+        scope_column(scopes.allow_ip.as_ref()),
+    ])?;
+    let key = key_on(&tx, workspace_id, id, now)?;
+    let detail =
+        format!("narrowed {:?} to {}, limited to {}", key.name, access.as_str(), scopes.describe());
+    audit_key(&tx, workspace_id, now, EventKind::KeyNarrowed, &key, &detail, by)?;
+    tx.commit()?;
+    reindex_key(s, &conn, id)?;
+    drop(conn);
+    let mut key = key;
+    apply_pending_usage(s, std::slice::from_mut(&mut key));
+    Ok(key)
+}
+
 /// Replaces a key with a new one of the same name, policy and access; the old one is
 /// revoked in the same transaction. Returns `(new key, its token, the replaced key)`.
 pub(super) fn rotate_key(
@@ -430,8 +514,15 @@ pub(super) fn rotate_key(
         .execute(params![now.timestamp(), id])?;
     // The new key stays its creator's: rotating replaces the secret, not whose key it is.
     let creator = old.created_by.clone();
-    let (new, token) =
-        insert_key(&tx, workspace_id, &old.name, old.expires, old.access, &creator, now)?;
+    // So do its scopes: a rotation never widens (nor narrows) what the key may do.
+    let (new, token) = insert_key(
+        &tx,
+        workspace_id,
+        &old.name,
+        (old.expires, old.access, &old.scopes),
+        &creator,
+        now,
+    )?;
     let old = key_on(&tx, workspace_id, id, now)?;
     audit_key(
         &tx,

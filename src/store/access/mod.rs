@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use super::base::Db;
 use super::db::Connection;
 use super::{Page, StoreResult};
-use crate::api::{self, Access, Author, Event, ExpiryPolicy, Key, Workspace};
+use crate::api::{self, Access, Author, Event, ExpiryPolicy, Key, KeyScopes, Workspace};
 use crate::token::{PlainToken, TokenHash};
 #[cfg(test)]
 pub(super) use activity::QUEUE_MAX;
@@ -147,19 +147,33 @@ impl AccessStore<'_> {
         expires: ExpiryPolicy,
         access: Access,
     ) -> StoreResult<(Key, PlainToken)> {
-        keys::create_key(self, ws, name, expires, access, &Author::default())
+        keys::create_key(self, ws, name, expires, access, &KeyScopes::default(), &Author::default())
     }
 
-    /// [`Self::create_key`], made by `by`.
+    /// [`Self::create_key`], made by `by` and confined to `scopes` (already checked: tool
+    /// names expanded, journeys as ids, networks as CIDRs).
     pub fn create_key_by(
         &self,
         ws: i64,
         name: &str,
         expires: ExpiryPolicy,
         access: Access,
+        scopes: &KeyScopes,
         by: &Author,
     ) -> StoreResult<(Key, PlainToken)> {
-        keys::create_key(self, ws, name, expires, access, by)
+        keys::create_key(self, ws, name, expires, access, scopes, by)
+    }
+
+    /// Narrows an active key to `access` and `scopes` (never wider than it was), audited.
+    pub fn narrow_key(
+        &self,
+        ws: i64,
+        id: &str,
+        access: Access,
+        scopes: &KeyScopes,
+        by: &Author,
+    ) -> StoreResult<Key> {
+        keys::narrow_key(self, ws, id, access, scopes, by)
     }
 
     /// One page of a workspace's keys, newest first, with pending last uses and their flags.

@@ -486,7 +486,8 @@ pub(super) fn redeem_code(
     let (key, token) = (1..=20)
         .find_map(|n| {
             let name = if n == 1 { key_name.clone() } else { format!("{key_name} ({n})") };
-            match insert_key(&tx, workspace_id, &name, expires, access, &by, now) {
+            let scopes = crate::api::KeyScopes::default();
+            match insert_key(&tx, workspace_id, &name, (expires, access, &scopes), &by, now) {
                 Err(StoreError::Conflict(_)) => None,
                 other => Some(other),
             }

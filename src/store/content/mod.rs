@@ -16,6 +16,7 @@ pub mod csv;
 mod map;
 pub mod model;
 mod reads;
+mod scope;
 mod search;
 pub mod staged;
 pub mod templates;
@@ -145,6 +146,22 @@ impl ContentStore<'_> {
     /// One page of the personas, oldest first.
     pub fn list_personas(&self, ws: i64, cursor: Option<&str>) -> StoreResult<Page<Persona>> {
         reads::list_personas(self, ws, cursor)
+    }
+
+    /// The journey (`jrn_…`) a reference sits in: a journey's id or slug, or a stage, step,
+    /// item or comment id; `None` for anything else or nothing (keys confined to journeys).
+    pub fn journey_of(&self, ws: i64, reference: &str) -> StoreResult<Option<String>> {
+        scope::journey_of(self, ws, reference)
+    }
+
+    /// The journeys (`jrn_…`) a persona is linked to.
+    pub fn persona_journeys(&self, ws: i64, persona_id: &str) -> StoreResult<Vec<String>> {
+        scope::persona_journeys(self, ws, persona_id)
+    }
+
+    /// The error a reference to nothing gets, for one outside a key's journeys: the same words.
+    pub fn not_found(reference: &str) -> crate::store::StoreError {
+        scope::not_found(reference)
     }
 
     /// One page of hits, best first.
