@@ -320,6 +320,14 @@ static ROUTES: &[Route] = &[
         routing::on(on, admin::create_workspace)
     })
     .allow(Allow::Administrator),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}", Guard::Owner, |on| {
+        routing::on(on, admin::get_workspace)
+    })
+    .allow(Allow::Role(Role::Viewer)),
+    Route::new(Method::GET, "/api/admin/mcp-keys", Guard::Owner, |on| {
+        routing::on(on, admin::find_keys)
+    })
+    .allow(Allow::AnyCaller),
     Route::new(Method::GET, "/api/admin/workspaces/{ws}/mcp-keys", Guard::Owner, |on| {
         routing::on(on, admin::list_keys)
     })

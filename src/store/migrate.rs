@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0008_members.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0010_key_prefix_index.sql"),
+        postgres: include_str!("migrations/postgres/0010_key_prefix_index.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

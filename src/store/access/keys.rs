@@ -14,7 +14,7 @@ use super::audit::Actor;
 use super::audit::{NewEvent, insert_event};
 use super::hygiene::KeyFilter;
 use crate::api::{
-    Access, Author, AuthorKind, EventKind, ExpiryPolicy, Key, KeyStatus, OAuthClientRef,
+    Access, Author, AuthorKind, EventKind, ExpiryPolicy, Key, KeyStatus, OAuthClientRef, Workspace,
 };
 use crate::store::page::{Budget, Cursor, fingerprint, paged};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
@@ -339,6 +339,60 @@ pub(super) fn find_keys(
     apply_pending_usage(s, &mut keys);
     super::hygiene::annotate_keys(s, &s.reader()?, &mut keys)?;
     Ok(keys)
+}
+
+/// The keys `reference` names on the whole server: the one with that id, or those with that
+/// displayed prefix (each an index lookup, however many workspaces there are), newest first,
+/// with their workspace's slug; only in the workspaces `member_id` has a role in when given.
+/// Flags are not read: this says where a key is, and the workspace's own reads say the rest.
+pub(super) fn find_keys_anywhere(
+    s: &AccessStore<'_>,
+    reference: &str,
+    member_id: Option<&str>,
+) -> StoreResult<Vec<(Workspace, Key)>> {
+    let now = s.now();
+    let reference = reference.trim();
+    let conn = s.reader()?;
+    let rows = match member_id {
+        None => conn.query(
+            &format!(
+                "SELECT {KEY_COLUMNS}, workspace_id FROM mcp_keys WHERE id = ?1 OR prefix = ?1
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+            ),
+            params![reference, MATCHES_MAX],
+        )?,
+        Some(member) => conn.query(
+            &format!(
+                "SELECT {KEY_COLUMNS}, workspace_id FROM mcp_keys WHERE (id = ?1 OR prefix = ?1)
+                   AND workspace_id IN (SELECT workspace_id FROM member_roles WHERE member_id = ?3)
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+            ),
+            params![reference, MATCHES_MAX, member],
+        )?,
+    };
+    let mut found = Vec::new();
+    let mut workspaces: HashMap<i64, Option<Workspace>> = HashMap::new();
+    for row in rows.iter() {
+        let workspace_id: i64 = row.get("workspace_id")?;
+        let workspace = match workspaces.get(&workspace_id) {
+            Some(workspace) => workspace.clone(),
+            None => {
+                let condition = "id = ?1 AND importing = 0";
+                let workspace = super::workspaces::on(&conn, condition, &workspace_id)?
+                    .map(|row| row.workspace);
+                workspaces.insert(workspace_id, workspace.clone());
+                workspace
+            }
+        };
+        // A workspace an import is filling is not shown, nor its keys.
+        if let Some(workspace) = workspace {
+            found.push((workspace, key_row(row, now)?));
+        }
+    }
+    drop(conn);
+    let mut keys: Vec<Key> = found.iter().map(|(_, key)| key.clone()).collect();
+    apply_pending_usage(s, &mut keys);
+    Ok(found.into_iter().zip(keys).map(|((workspace, _), key)| (workspace, key)).collect())
 }
 
 pub(super) fn get_key(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> StoreResult<Key> {

@@ -37,7 +37,7 @@ pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
 pub use owner::OwnerCredentialSetup;
-pub use workspaces::WorkspaceRow;
+pub use workspaces::{WorkspaceFilter, WorkspaceRow};
 
 /// What the access room keeps in memory, for the life of the store.
 pub(super) struct State {
@@ -110,8 +110,14 @@ impl AccessStore<'_> {
 
     // Workspaces ---------------------------------------------------------------------------
 
-    pub fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
-        workspaces::list_workspaces(self)
+    /// One page of the workspaces `filter` selects, by slug: `(rows, next cursor)`.
+    pub fn list_workspaces(
+        &self,
+        filter: &WorkspaceFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Workspace>> {
+        workspaces::list_workspaces(self, filter, limit, cursor)
     }
 
     pub fn workspace_count(&self) -> StoreResult<i64> {
@@ -176,6 +182,16 @@ impl AccessStore<'_> {
     /// The keys a person may mean by `reference`: its id, or a name or displayed prefix.
     pub fn find_keys(&self, ws: i64, reference: &str) -> StoreResult<Vec<Key>> {
         keys::find_keys(self, ws, reference)
+    }
+
+    /// The keys an id or displayed prefix names on the whole server, with their workspace's
+    /// workspace (only in `member_id`'s workspaces when given).
+    pub fn find_keys_anywhere(
+        &self,
+        reference: &str,
+        member_id: Option<&str>,
+    ) -> StoreResult<Vec<(Workspace, Key)>> {
+        keys::find_keys_anywhere(self, reference, member_id)
     }
 
     pub fn get_key(&self, ws: i64, id: &str) -> StoreResult<Key> {
