@@ -647,6 +647,8 @@ async fn housekeeping(state: AppState) {
                 tracing::warn!(%error, "could not read the owner credential; will retry");
             }
             shared.rates.forget_idle();
+            shared.shares.forget_idle();
+            shared.store.access().forget_idle_keys();
             metrics::record_store(&shared.store);
         });
         let _ = chores.await;

@@ -2,7 +2,7 @@
 //! authentication, and last-used tracking without a database write per request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use crate::store::db::{
     Connection, DbError, DbResult, OptionalExtension as _, Row, ToValue, Value as DbValue, params,
@@ -13,6 +13,7 @@ use super::AccessStore;
 use super::audit::Actor;
 use super::audit::{NewEvent, insert_event};
 use super::hygiene::KeyFilter;
+use super::key_cache::KeyCache;
 use crate::api::{
     Access, Author, AuthorKind, EventKind, ExpiryPolicy, Key, KeyStatus, OAuthClientRef, Workspace,
 };
@@ -28,8 +29,8 @@ pub struct KeyUsage {
     pub ip: Option<std::net::IpAddr>,
 }
 
-/// Who a key is, as every request with it needs to know: built once per key (kept in the index,
-/// with SQLite) and shared, so authenticating a request copies one pointer. The MCP tools run
+/// Who a key is, as every request with it needs to know: built once per key (kept in the key
+/// cache, with SQLite) and shared, so authenticating a request copies one pointer. The MCP tools run
 /// in its name.
 #[derive(Debug)]
 pub struct KeyIdentity {
@@ -38,7 +39,7 @@ pub struct KeyIdentity {
     pub workspace_id: i64,
     pub workspace_slug: String,
     pub access: Access,
-    /// The last-used client in the database (as of the index, with SQLite).
+    /// The last-used client in the database (as of when the key was cached, with SQLite).
     pub stored_client: Option<String>,
 }
 
@@ -49,7 +50,7 @@ impl KeyIdentity {
     }
 }
 
-/// A key as authentication needs it, kept in memory by token hash.
+/// A key as authentication needs it, kept in the key cache by token hash.
 #[derive(Debug, Clone)]
 pub(crate) struct IndexedKey {
     identity: Arc<KeyIdentity>,
@@ -122,7 +123,7 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
     })
 }
 
-/// Every key as authentication needs it (see [`indexed_key`]); a macro so the lookups below are
+/// A key as authentication needs it (see [`indexed_key`]); a macro so the lookups below are
 /// whole constants, built at compile time rather than per request.
 macro_rules! index_query {
     () => {
@@ -131,10 +132,8 @@ macro_rules! index_query {
          JOIN workspaces w ON w.id = k.workspace_id"
     };
 }
-const INDEX_QUERY: &str = index_query!();
 const INDEX_BY_HASH: &str = concat!(index_query!(), " WHERE k.token_hash = ?1");
 const INDEX_BY_ID: &str = concat!(index_query!(), " WHERE k.id = ?1");
-const INDEX_BY_WORKSPACE: &str = concat!(index_query!(), " WHERE k.workspace_id = ?1");
 
 fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
     let hash: Vec<u8> = row.get("token_hash")?;
@@ -514,62 +513,83 @@ pub(super) fn rotate_key(
     Ok((new, token, old))
 }
 
-/// Looks up the key a token hash belongs to, with its current status. With SQLite this
-/// reads only the in-memory index, which every key write updates before it returns; with
-/// PostgreSQL it asks the database, so a revocation by another replica counts at once.
+/// Looks up the key a token hash belongs to, with its current status. With SQLite a key in use
+/// is answered from the key cache (`key_cache.rs`), which every key write updates before it
+/// returns; a miss reads its row by token hash (a unique index) and keeps it. With PostgreSQL
+/// it asks the database, so a revocation by another replica counts at once.
 pub(super) fn authenticate_key(
     s: &AccessStore<'_>,
     hash: &TokenHash,
 ) -> StoreResult<Option<AuthenticatedKey>> {
-    let now = s.now();
-    let key = match &s.state.key_index {
-        Some(index) => read_index(index).get(hash).cloned(),
-        None => s
-            .reader()?
-            .query_row(INDEX_BY_HASH, [hash.0.as_slice()], indexed_key)
-            .optional()?
-            .map(|(_, key)| key),
-    };
+    if let Some(found) = cached_key(s, hash) {
+        return Ok(Some(found));
+    }
+    let epoch = s.state.key_cache.as_ref().map(KeyCache::epoch);
+    let key = s
+        .reader()?
+        .query_row(INDEX_BY_HASH, [hash.0.as_slice()], indexed_key)
+        .optional()?
+        .map(|(_, key)| key);
     let Some(key) = key else { return Ok(None) };
-    Ok(Some(AuthenticatedKey {
+    if let (Some(cache), Some(epoch)) = (&s.state.key_cache, epoch) {
+        cache.insert_read(*hash, key.clone(), epoch);
+    }
+    Ok(Some(authenticated(s, key)))
+}
+
+/// The key of `hash` if the key cache holds it (SQLite): no query, so it may be asked on an
+/// async worker. `None`: ask [`authenticate_key`] off the workers.
+pub(super) fn cached_key(s: &AccessStore<'_>, hash: &TokenHash) -> Option<AuthenticatedKey> {
+    let key = s.state.key_cache.as_ref()?.get(hash)?;
+    Some(authenticated(s, key))
+}
+
+fn authenticated(s: &AccessStore<'_>, key: IndexedKey) -> AuthenticatedKey {
+    AuthenticatedKey {
         importing: key.importing,
-        status: KeyStatus::derive(key.revoked_at, key.expires_at, now),
+        status: KeyStatus::derive(key.revoked_at, key.expires_at, s.now()),
         identity: key.identity,
-    }))
+    }
 }
 
-/// Builds the key index from the database (at open; SQLite only).
-pub(super) fn load_key_index(s: &AccessStore<'_>) -> StoreResult<()> {
-    let Some(index) = &s.state.key_index else { return Ok(()) };
-    let conn = s.writer();
-    let mut stmt = conn.prepare(INDEX_QUERY)?;
-    let keys = stmt.query_map([], indexed_key)?.collect::<Result<HashMap<_, _>, _>>()?;
-    *write_index(index) = keys;
-    Ok(())
-}
-
-/// Re-reads key `id` into the index (SQLite only). Called after a key write commits, while
-/// the caller still holds the connection, so no request can see the database and index
-/// disagree once the write has returned.
+/// After a write to key `id` committed (SQLite only), while the caller still holds the
+/// connection: the key cache says what its row says now, so no request can see the database
+/// and the cache disagree once the write has returned.
 pub(super) fn reindex_key(s: &AccessStore<'_>, conn: &Connection, id: &str) -> StoreResult<()> {
-    let Some(index) = &s.state.key_index else { return Ok(()) };
+    let Some(cache) = &s.state.key_cache else { return Ok(()) };
     let (hash, key) = conn.query_row(INDEX_BY_ID, [id], indexed_key)?;
-    write_index(index).insert(hash, key);
+    cache.refresh(hash, key);
     Ok(())
 }
 
-/// Re-reads every key of workspace `workspace_id` into the index (SQLite only): after an import
-/// hid or showed the workspace.
+/// After an import hid or showed workspace `workspace_id` (SQLite only): its keys leave the
+/// cache, and their next use reads them again.
 pub(super) fn reindex_workspace_keys(s: &AccessStore<'_>, workspace_id: i64) -> StoreResult<()> {
-    let Some(index) = &s.state.key_index else { return Ok(()) };
-    let conn = s.writer();
-    let mut stmt = conn.prepare_cached(INDEX_BY_WORKSPACE)?;
-    let keys = stmt.query_map([workspace_id], indexed_key)?.collect::<Result<Vec<_>, _>>()?;
-    let mut index = write_index(index);
-    for (hash, key) in keys {
-        index.insert(hash, key);
+    if let Some(cache) = &s.state.key_cache {
+        cache.forget(|key| key.identity.workspace_id == workspace_id);
     }
     Ok(())
+}
+
+/// How long a key's last use is kept in memory once written: past it, an idle key leaves
+/// memory (its cache entry has gone by then: see `key_cache::GENERATION_AGE`).
+const USAGE_KEPT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+/// Lets idle keys leave memory: a key-cache generation older than its age makes way, and
+/// last uses already written and older than [`USAGE_KEPT`] are dropped. Returns how many keys
+/// are left in memory (cached, and with a last use held).
+pub(super) fn forget_idle_keys(s: &AccessStore<'_>) -> (usize, usize) {
+    let cached = match &s.state.key_cache {
+        Some(cache) => {
+            cache.age_out(super::key_cache::GENERATION_AGE);
+            cache.len()
+        }
+        None => 0,
+    };
+    let before = s.now() - chrono::Duration::from_std(USAGE_KEPT).unwrap_or_default();
+    let mut slots = s.state.pending_usage();
+    slots.retain(|_, slot| slot.dirty || slot.usage.at >= before);
+    (cached, slots.len())
 }
 
 /// Notes a use of a key in memory; [`super::AccessStore::flush_usage`] writes it later. A use that does
@@ -674,16 +694,31 @@ fn apply_pending_usage(s: &AccessStore<'_>, keys: &mut [Key]) {
     }
 }
 
-fn read_index(
-    index: &RwLock<HashMap<TokenHash, IndexedKey>>,
-) -> RwLockReadGuard<'_, HashMap<TokenHash, IndexedKey>> {
-    // As below: entries are replaced whole.
-    index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// A cached key for the key cache's tests: in `workspace_id`, revoked or not.
+#[cfg(test)]
+pub(super) fn test_indexed_key(workspace_id: i64, revoked: bool) -> IndexedKey {
+    IndexedKey {
+        identity: Arc::new(KeyIdentity {
+            key_id: format!("key_{workspace_id}"),
+            key_prefix: "cst_test1234".to_owned(),
+            workspace_id,
+            workspace_slug: "acme".to_owned(),
+            access: Access::ReadWrite,
+            stored_client: None,
+        }),
+        expires_at: None,
+        revoked_at: revoked.then(Utc::now),
+        importing: false,
+    }
 }
 
-fn write_index(
-    index: &RwLock<HashMap<TokenHash, IndexedKey>>,
-) -> RwLockWriteGuard<'_, HashMap<TokenHash, IndexedKey>> {
-    // Entries are plain values replaced whole; a panic elsewhere cannot leave one torn.
-    index.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+#[cfg(test)]
+impl IndexedKey {
+    pub(super) fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+
+    pub(super) fn workspace_id(&self) -> i64 {
+        self.identity.workspace_id
+    }
 }
