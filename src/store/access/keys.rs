@@ -626,8 +626,13 @@ pub(super) fn usage_flush_age(s: &AccessStore<'_>) -> Option<std::time::Duration
     Some(oldest.map_or(std::time::Duration::ZERO, |at| (s.now() - at).to_std().unwrap_or_default()))
 }
 
-/// Writes every unwritten last-used value in one transaction. Returns how many were
-/// written. On failure nothing is marked written, so the next flush tries again.
+/// Last uses written per transaction: a burst of first uses by many keys is written a bounded
+/// chunk at a time, each quick, so the writer is never held long and other writes go between.
+const USES_PER_CHUNK: usize = 500;
+
+/// Writes every unwritten last-used value, [`USES_PER_CHUNK`] per transaction. Returns how many
+/// were written. A chunk that fails is not marked written (nor any after it), so the next flush
+/// tries them again; the chunks before it are written and marked.
 pub(super) fn flush_usage(s: &AccessStore<'_>) -> StoreResult<usize> {
     let batch: Vec<(String, KeyUsage)> = s
         .state
@@ -636,42 +641,47 @@ pub(super) fn flush_usage(s: &AccessStore<'_>) -> StoreResult<usize> {
         .filter(|(_, slot)| slot.dirty)
         .map(|(id, slot)| (id.clone(), slot.usage.clone()))
         .collect();
-    if batch.is_empty() {
-        return Ok(0);
-    }
-    {
-        let conn = s.writer();
-        let tx = conn.transaction()?;
-        {
-            // Several replicas flush their own uses, in any order: an older use never
-            // replaces a newer one, and a use by a client that did not say who it is never
-            // erases the client known. (The right-hand sides all read the row as it was.)
-            let mut stmt = tx.prepare_cached(
-                "UPDATE mcp_keys SET
-                     last_used_client = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
-                         THEN COALESCE(CAST(?3 AS TEXT), last_used_client)
-                         ELSE COALESCE(last_used_client, CAST(?3 AS TEXT)) END,
-                     last_used_ip = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
-                         THEN CAST(?4 AS TEXT) ELSE last_used_ip END,
-                     last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
-                         THEN ?2 ELSE last_used_at END
-                     WHERE id = ?1",
-            )?;
-            for (id, usage) in &batch {
-                let ip = usage.ip.map(|ip| ip.to_string());
-                stmt.execute(params![id, usage.at.timestamp(), usage.client, ip])?;
+    let mut written = 0;
+    for chunk in batch.chunks(USES_PER_CHUNK) {
+        write_uses(s, chunk)?;
+        let mut slots = s.state.pending_usage();
+        for (id, usage) in chunk {
+            // A use noted while this flush ran stays dirty for the next one.
+            if let Some(slot) = slots.get_mut(id).filter(|slot| slot.usage == *usage) {
+                slot.dirty = false;
             }
         }
-        tx.commit()?;
+        written += chunk.len();
     }
-    let mut slots = s.state.pending_usage();
-    for (id, written) in &batch {
-        // A use noted while this flush ran stays dirty for the next one.
-        if let Some(slot) = slots.get_mut(id).filter(|slot| slot.usage == *written) {
-            slot.dirty = false;
+    Ok(written)
+}
+
+/// Writes `uses` in one transaction.
+fn write_uses(s: &AccessStore<'_>, uses: &[(String, KeyUsage)]) -> StoreResult<()> {
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    {
+        // Several replicas flush their own uses, in any order: an older use never replaces a
+        // newer one, and a use by a client that did not say who it is never erases the client
+        // known. (The right-hand sides all read the row as it was.)
+        let mut stmt = tx.prepare_cached(
+            "UPDATE mcp_keys SET
+                 last_used_client = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
+                     THEN COALESCE(CAST(?3 AS TEXT), last_used_client)
+                     ELSE COALESCE(last_used_client, CAST(?3 AS TEXT)) END,
+                 last_used_ip = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
+                     THEN CAST(?4 AS TEXT) ELSE last_used_ip END,
+                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
+                     THEN ?2 ELSE last_used_at END
+                 WHERE id = ?1",
+        )?;
+        for (id, usage) in uses {
+            let ip = usage.ip.map(|ip| ip.to_string());
+            stmt.execute(params![id, usage.at.timestamp(), usage.client, ip])?;
         }
     }
-    Ok(batch.len())
+    tx.commit()?;
+    Ok(())
 }
 
 fn apply_pending_usage(s: &AccessStore<'_>, keys: &mut [Key]) {
