@@ -6,7 +6,8 @@
 # own port and directory). Sets SERVER_URL, OWNER (the owner credential), DATABASE, WORK (the
 # scratch directory) and SERVER_URLS (every replica's URL). Everything is cleaned up on exit.
 # start_replica: one more `serve` on the same database; appends its URL to SERVER_URLS.
-# SERVE_ARGS: extra `serve` flags (word-split). A benchmark of the data plane lifts the per-key
+# BENCH_BIN: the binary to run (default: ./target/release/custory-mcp, built first), to compare
+# two builds. SERVE_ARGS: extra `serve` flags (word-split). A benchmark of the data plane lifts the per-key
 # rates with $UNLIMITED_KEYS, since one key stands in for many clients there; bench/abuse.sh
 # keeps every default.
 
@@ -62,7 +63,7 @@ BENCH_PG=""
 # Starts one `serve` on $DATABASE; sets LAST_ANNOUNCEMENT.
 serve_one() {
   # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
-  launch ./target/release/custory-mcp serve --json --listen 127.0.0.1:0 --database "$DATABASE" \
+  launch "${BENCH_BIN:-./target/release/custory-mcp}" serve --json --listen 127.0.0.1:0 --database "$DATABASE" \
     ${SERVE_ARGS:-}
   SERVER_PIDS+=("$LAUNCHED_PID")
   LAST_ANNOUNCEMENT="$LAUNCHED_ANNOUNCEMENT"
@@ -70,7 +71,7 @@ serve_one() {
 }
 
 start_server() {
-  cargo build --release --quiet
+  if [ -z "${BENCH_BIN:-}" ]; then cargo build --release --quiet; fi
   WORK="$(mktemp -d)"
   trap 'stop_server' EXIT
   export CUSTORY_CONFIG_DIR="$WORK/config" CUSTORY_CREDENTIAL_STORE=file

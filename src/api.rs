@@ -634,9 +634,33 @@ pub struct NarrowKey {
     pub allow_ip: Option<Vec<String>>,
 }
 
+/// A page of workspaces by slug; `next_cursor` (absent on the last page) goes back as
+/// `?cursor=`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkspacesResponse {
     pub workspaces: Vec<Workspace>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/admin/workspaces/{ws}`: one workspace, looked up by its slug.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkspaceFoundResponse {
+    pub workspace: Workspace,
+}
+
+/// A key found on the whole server by its id or displayed prefix, and its workspace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FoundKey {
+    pub workspace: Workspace,
+    pub key: Key,
+}
+
+/// `GET /api/admin/mcp-keys?match=`: the keys an id or displayed prefix names, in the
+/// workspaces the caller may see, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FoundKeysResponse {
+    pub keys: Vec<FoundKey>,
 }
 
 /// The answer to creating a workspace: the workspace, the template it was made from and what

@@ -9,10 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    CreateKey, CreateWorkspace, CreatedKeyResponse, ErrorResponse, EventsResponse, ImportResponse,
-    KeyResponse, KeyStatus, KeyUsageResponse, KeysResponse, PAGE_MAX, RevokeToken,
-    RevokedByTokenResponse, Workspace, WorkspaceResponse, WorkspaceUsageResponse,
-    WorkspacesResponse,
+    CreateKey, CreateWorkspace, CreatedKeyResponse, ErrorResponse, EventsResponse,
+    FoundKeysResponse, ImportResponse, KeyResponse, KeyStatus, KeyUsageResponse, KeysResponse,
+    PAGE_MAX, RevokeToken, RevokedByTokenResponse, Workspace, WorkspaceFoundResponse,
+    WorkspaceResponse, WorkspaceUsageResponse, WorkspacesResponse,
 };
 use crate::error::CliError;
 use crate::output;
@@ -32,6 +32,14 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct PageQuery {
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+}
+
+/// Which workspaces `GET /workspaces` lists.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkspacesQuery {
+    /// Only slugs that start with this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// Which keys `GET …/mcp-keys` lists.
@@ -145,6 +153,21 @@ impl Paged for KeysResponse {
 
     fn append(&mut self, next: Self) {
         self.keys.extend(next.keys);
+        self.next_cursor = next.next_cursor;
+    }
+}
+
+impl Paged for WorkspacesResponse {
+    fn rows(&self) -> usize {
+        self.workspaces.len()
+    }
+
+    fn take_cursor(&mut self) -> Option<String> {
+        self.next_cursor.take()
+    }
+
+    fn append(&mut self, next: Self) {
+        self.workspaces.extend(next.workspaces);
         self.next_cursor = next.next_cursor;
     }
 }
@@ -440,10 +463,21 @@ impl AdminClient {
     // One method per route of the admin API (`server/mod.rs`), in its order. Only these build
     // its paths: each segment is percent-encoded, each query serialized from its type.
 
-    /// `GET /workspaces`.
-    pub fn workspaces(&self) -> anyhow::Result<Vec<Workspace>> {
-        let answer: WorkspacesResponse = self.send(self.get(&["workspaces"])?)?;
-        Ok(answer.workspaces)
+    /// `GET /workspaces`: a page of the workspaces the credential may see, by slug.
+    pub fn workspaces(
+        &self,
+        filter: &WorkspacesQuery,
+        page: &PageQuery,
+    ) -> anyhow::Result<WorkspacesResponse> {
+        self.send(self.get(&["workspaces"])?.query(filter).query(page))
+    }
+
+    /// `GET /workspaces/{ws}`: the workspace `slug`, or `None` when the server has none by
+    /// that slug that this credential may see.
+    pub fn workspace(&self, slug: &str) -> anyhow::Result<Option<Workspace>> {
+        let found: Option<WorkspaceFoundResponse> =
+            self.send_unless_missing(self.get(&["workspaces", slug])?, "workspace_not_found")?;
+        Ok(found.map(|found| found.workspace))
     }
 
     /// `POST /workspaces`.
@@ -459,6 +493,12 @@ impl AdminClient {
         page: &PageQuery,
     ) -> anyhow::Result<KeysResponse> {
         self.send(self.get(&["workspaces", workspace, "mcp-keys"])?.query(filter).query(page))
+    }
+
+    /// `GET /mcp-keys?match=`: where the key an id or displayed prefix names is, on the whole
+    /// server (in the workspaces this credential may see).
+    pub fn find_keys(&self, reference: &str) -> anyhow::Result<FoundKeysResponse> {
+        self.send(self.get(&["mcp-keys"])?.query(&[("match", reference)]))
     }
 
     /// `POST /workspaces/{ws}/mcp-keys`.
@@ -701,6 +741,25 @@ impl AdminClient {
         self.runtime.block_on(async {
             let response = self.execute(request).await?;
             self.answer(response).await
+        })
+    }
+
+    /// [`Self::send`], with an API error of `code` on a 404 answered as `None`.
+    fn send_unless_missing<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        code: &str,
+    ) -> anyhow::Result<Option<T>> {
+        self.runtime.block_on(async {
+            let response = self.execute(request).await?;
+            if response.status() != StatusCode::NOT_FOUND {
+                return self.answer(response).await.map(Some);
+            }
+            let bytes = self.read(response).await?;
+            match serde_json::from_slice::<ErrorResponse>(&bytes) {
+                Ok(ErrorResponse { error }) if error.code == code => Ok(None),
+                _ => Err(self.api_error(StatusCode::NOT_FOUND, &bytes).into()),
+            }
         })
     }
 

@@ -19,7 +19,7 @@ use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 use clap_complete::env::{Bash, CompleteEnv, Elvish, EnvCompleter, Fish, Powershell, Shells, Zsh};
 
 use crate::api::{Key, KeyStatus};
-use crate::client::{AdminClient, KeysQuery, PageQuery};
+use crate::client::{AdminClient, KeysQuery, PageQuery, WorkspacesQuery};
 use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 
@@ -32,6 +32,8 @@ const BIN: &str = "custory-mcp";
 const SERVER_WAIT: Duration = Duration::from_millis(1500);
 /// How many keys a TAB offers, newest first.
 const KEYS_OFFERED: u32 = 100;
+/// Workspace slugs offered at most (those starting with what was typed, one page).
+const WORKSPACES_OFFERED: u32 = 100;
 
 /// The shell asking, for how it wants a value with spaces quoted.
 static SHELL: OnceLock<String> = OnceLock::new();
@@ -174,7 +176,12 @@ pub fn workspaces() -> ArgValueCompleter {
     ArgValueCompleter::new(|current: &OsStr| {
         let typed = unquoted(current);
         let (server, _) = context();
-        let listed = ask_server(move || AdminClient::connect(&server)?.workspaces());
+        let prefix = typed.clone();
+        let listed = ask_server(move || {
+            let filter = WorkspacesQuery { prefix: Some(prefix) };
+            let page = PageQuery { limit: Some(WORKSPACES_OFFERED), cursor: None };
+            Ok(AdminClient::connect(&server)?.workspaces(&filter, &page)?.workspaces)
+        });
         listed
             .unwrap_or_default()
             .into_iter()
@@ -195,8 +202,7 @@ fn keys(current: &OsStr, status: Option<KeyStatus>) -> Vec<CompletionCandidate> 
                 .workspace
                 .map(|slug| (slug, super::shared::WorkspaceFrom::Saved)),
         };
-        let (workspace, _) =
-            super::shared::choose_workspace(client.server(), client.workspaces()?, asked)?;
+        let (workspace, _) = super::shared::choose_workspace(&client, asked)?;
         let filter = KeysQuery { status, ..KeysQuery::default() };
         let page = PageQuery { limit: Some(KEYS_OFFERED), cursor: None };
         Ok(client.keys(&workspace.slug, &filter, &page)?.keys)

@@ -9,7 +9,7 @@ use super::config::{ClientArg, ConfigArgs, Scope};
 use super::shared::{WorkspaceClient, command_line, list_keys};
 use super::{GlobalArgs, prompt, shared};
 use crate::api::{self, Key, KeyFlag, KeyStatus, Workspace};
-use crate::client::{AdminClient, KeysQuery, Rows};
+use crate::client::{AdminClient, KeysQuery, Rows, WorkspacesQuery, pages};
 use crate::error::{CliError, ExitStatus};
 use crate::output::{Column, Printer, count, relative, shorten, table, width, width_of};
 use crate::period::Period;
@@ -170,9 +170,13 @@ pub fn review(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatu
     let workspaces: Vec<Workspace> = match &global.workspace {
         Some(slug) => {
             let asked = Some((slug.clone(), shared::WorkspaceFrom::Flag));
-            vec![shared::choose_workspace(client.server(), client.workspaces()?, asked)?.0]
+            vec![shared::choose_workspace(&client, asked)?.0]
         }
-        None => client.workspaces()?,
+        // Every workspace is reviewed, so every one is read, a page at a time.
+        None => {
+            let filter = WorkspacesQuery::default();
+            pages(Rows::All, |page| client.workspaces(&filter, page), |_| {})?.workspaces
+        }
     };
     let mut report = Vec::new();
     let mut total = 0;

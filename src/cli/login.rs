@@ -121,6 +121,9 @@ fn join(args: &LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Resu
     Ok(ExitStatus::Success)
 }
 
+/// How many workspaces a login counts at most: one page, never the whole list.
+const WORKSPACES_COUNTED: u32 = 100;
+
 pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     // A server that is not there is said before anything is asked.
     crate::client::probe(&global.server)?;
@@ -167,13 +170,17 @@ pub fn login(args: LoginArgs, global: &GlobalArgs, printer: Printer) -> anyhow::
     }
     // Check it against the server before saving it.
     let client = AdminClient::with_token(&global.server, token.clone())?;
-    let workspaces = client.workspaces()?;
+    let page = crate::client::PageQuery { limit: Some(WORKSPACES_COUNTED), cursor: None };
+    let listed = client.workspaces(&crate::client::WorkspacesQuery::default(), &page)?;
     let saved = CredentialStore::open()?.set(&secrets::owner_account(client.server()), &token)?;
+    let n = listed.workspaces.len();
+    let counted = match listed.next_cursor {
+        Some(_) => format!("over {n} workspaces"),
+        None => crate::output::count(n, "workspace", "workspaces"),
+    };
     printer.info(&format!(
-        "Logged in to {} ({} workspace{}). Credential saved to {saved}.",
-        client.server(),
-        workspaces.len(),
-        if workspaces.len() == 1 { "" } else { "s" }
+        "Logged in to {} ({counted}). Credential saved to {saved}.",
+        client.server()
     ));
     remember_server(client.server(), printer)?;
     Ok(ExitStatus::Success)

@@ -3,7 +3,7 @@
 //! and shell quoting for the commands this CLI prints.
 
 use crate::api::{ImportCounts, Key, KeyStatus, Workspace};
-use crate::client::{AdminClient, KeysQuery, PageQuery, Rows, pages};
+use crate::client::{AdminClient, KeysQuery, PageQuery, Rows, WorkspacesQuery, pages};
 use crate::error::CliError;
 use crate::output::Printer;
 use crate::secrets::{self, CredentialStore};
@@ -52,52 +52,89 @@ pub fn workspace_asked(global: &GlobalArgs) -> anyhow::Result<Option<(String, Wo
         .map(|slug| (slug, WorkspaceFrom::Saved)))
 }
 
-/// The workspace to act on among `workspaces` (the server's): the one `asked` (see
-/// [`workspace_asked`]), else the only one. Several and none asked: an error naming the
-/// command that sets a default, with a real slug.
+/// How many workspaces a message that names some shows at most.
+const WORKSPACES_NAMED: u32 = 3;
+
+/// The workspace to act on: the one `asked` (see [`workspace_asked`]), looked up by its slug,
+/// else the server's only one (read from the first page of the list, never all of it). Several
+/// and none asked: an error naming the command that sets a default, with a real slug. An
+/// unknown slug: an error naming at most a few close ones and how to list them.
 pub fn choose_workspace(
-    server: &str,
-    workspaces: Vec<Workspace>,
+    client: &AdminClient,
     asked: Option<(String, WorkspaceFrom)>,
 ) -> anyhow::Result<(Workspace, WorkspaceFrom)> {
-    let slugs: Vec<String> = workspaces.iter().map(|w| w.slug.clone()).collect();
+    let server = client.server();
     if let Some((slug, from)) = asked {
-        if let Some(found) = workspaces.into_iter().find(|w| w.slug == slug) {
+        if let Some(found) = client.workspace(&slug)? {
             return Ok((found, from));
         }
-        let error = CliError::failure(format!(
-            "no workspace {slug:?} on {server}; its workspaces are: {}",
-            slugs.join(", ")
-        ));
-        return Err(match (from, slugs.first()) {
-            (WorkspaceFrom::Saved, Some(first)) => CliError::failure(format!(
+        let close = close_workspaces(client, &slug);
+        let close = match close.as_slice() {
+            [] => String::new(),
+            [only] => format!("; did you mean {only}?"),
+            several => format!("; close ones: {}", several.join(", ")),
+        };
+        return Err(match from {
+            WorkspaceFrom::Saved => CliError::failure(format!(
                 "the default workspace {slug:?} (set with `custory-mcp workspaces use`) is no \
-                 longer on {server}; its workspaces are: {}",
-                slugs.join(", ")
+                 longer on {server}{close}"
             ))
-            .hint(format!("choose another: `custory-mcp workspaces use {first}`")),
-            _ => error.hint("pass one of them with --workspace (or set CUSTORY_WORKSPACE)"),
+            .hint(
+                "`custory-mcp workspaces list` shows them; choose another with `custory-mcp \
+                 workspaces use SLUG`",
+            ),
+            _ => CliError::failure(format!("no workspace {slug:?} on {server}{close}")).hint(
+                "`custory-mcp workspaces list` shows them; pass one with --workspace (or set \
+                 CUSTORY_WORKSPACE)",
+            ),
         }
         .into());
     }
-    match <[Workspace; 1]>::try_from(workspaces) {
+    let page = PageQuery { limit: Some(WORKSPACES_NAMED + 1), cursor: None };
+    let listed = client.workspaces(&WorkspacesQuery::default(), &page)?;
+    let more = listed.next_cursor.is_some() || listed.workspaces.len() > WORKSPACES_NAMED as usize;
+    let mut slugs: Vec<String> =
+        listed.workspaces.iter().take(WORKSPACES_NAMED as usize).map(|w| w.slug.clone()).collect();
+    match <[Workspace; 1]>::try_from(listed.workspaces) {
         Ok([only]) => Ok((only, WorkspaceFrom::Only)),
         Err(workspaces) if workspaces.is_empty() => {
             Err(CliError::failure(format!("the server at {server} has no workspaces"))
                 .hint("create one with `custory-mcp workspaces create NAME`")
                 .into())
         }
-        Err(_) => Err(CliError::usage(format!(
-            "the server has several workspaces ({}) and no default is set",
-            slugs.join(", ")
-        ))
-        .hint(format!(
-            "pass --workspace {first} for this command, or make one the default: \
-             `custory-mcp workspaces use {first}`",
-            first = slugs[0]
-        ))
-        .into()),
+        Err(_) => {
+            let first = slugs[0].clone();
+            if more {
+                slugs.push("…".to_owned());
+            }
+            Err(CliError::usage(format!(
+                "the server has several workspaces ({}) and no default is set",
+                slugs.join(", ")
+            ))
+            .hint(format!(
+                "pass --workspace {first} for this command, or make one the default: \
+                 `custory-mcp workspaces use {first}`"
+            ))
+            .into())
+        }
     }
+}
+
+/// At most [`WORKSPACES_NAMED`] slugs close to `slug` (within two edits, among those sharing
+/// its first letter): one bounded page, never the whole list. Nothing when that cannot be read.
+fn close_workspaces(client: &AdminClient, slug: &str) -> Vec<String> {
+    let Some(first) = slug.chars().next() else { return Vec::new() };
+    let filter = WorkspacesQuery { prefix: Some(first.to_string()) };
+    let page = PageQuery { limit: Some(200), cursor: None };
+    let Ok(listed) = client.workspaces(&filter, &page) else { return Vec::new() };
+    let mut close: Vec<(usize, String)> = listed
+        .workspaces
+        .into_iter()
+        .map(|w| (strsim::levenshtein(&w.slug, slug), w.slug))
+        .filter(|(distance, _)| *distance <= 2)
+        .collect();
+    close.sort();
+    close.into_iter().take(WORKSPACES_NAMED as usize).map(|(_, slug)| slug).collect()
 }
 
 /// Whether KEY is a key's id or displayed prefix, which name one key on the whole server.
@@ -118,26 +155,19 @@ impl WorkspaceClient {
     /// every workspace, and its own is the one acted on.
     pub fn connect_for_key(global: &GlobalArgs, reference: Option<&str>) -> anyhow::Result<Self> {
         let client = AdminClient::connect(&global.server)?;
-        let workspaces = client.workspaces()?;
         if let Some(reference) = reference.filter(|r| names_its_workspace(r))
             && global.workspace.is_none()
-            && workspaces.len() > 1
         {
-            let query =
-                KeysQuery { reference: Some(reference.trim().to_owned()), ..KeysQuery::default() };
-            let mut holders = Vec::new();
-            for workspace in &workspaces {
-                let found = client.keys(&workspace.slug, &query, &PageQuery::default())?;
-                if resolve_key(&found.keys, reference).is_ok() {
-                    holders.push(workspace.clone());
-                }
-            }
-            if let Ok([workspace]) = <[Workspace; 1]>::try_from(holders) {
-                return Ok(Self { client, workspace });
+            // One lookup on the whole server, however many workspaces it has.
+            let found = client.find_keys(reference.trim())?;
+            let keys: Vec<Key> = found.keys.iter().map(|found| found.key.clone()).collect();
+            if let Ok(key) = resolve_key(&keys, reference)
+                && let Some(holder) = found.keys.into_iter().find(|found| found.key.id == key.id)
+            {
+                return Ok(Self { client, workspace: holder.workspace });
             }
         }
-        let (workspace, _) =
-            choose_workspace(client.server(), workspaces, workspace_asked(global)?)?;
+        let (workspace, _) = choose_workspace(&client, workspace_asked(global)?)?;
         Ok(Self { client, workspace })
     }
 

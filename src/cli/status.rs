@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::shared::{self, WorkspaceFrom};
 use super::{Given, GlobalArgs};
-use crate::client::{self, AdminClient};
+use crate::client::{self, AdminClient, PageQuery, WorkspacesQuery};
 use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 use crate::secrets::{self, CredentialStore, Saved};
@@ -57,9 +57,16 @@ struct CredentialPart {
     file: Option<String>,
     /// Whether the server accepted it (none: not asked).
     accepted: Option<bool>,
-    /// How many workspaces the server has (when it accepted the credential).
+    /// How many workspaces the credential may see (when the server accepted it), counted up
+    /// to [`WORKSPACES_COUNTED`].
     workspaces: Option<usize>,
+    /// It may see more than [`WORKSPACES_COUNTED`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    more_workspaces: bool,
 }
+
+/// How many workspaces `status` counts at most: one page, never the whole list.
+const WORKSPACES_COUNTED: u32 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -181,13 +188,14 @@ fn inspect(global: &GlobalArgs) -> anyhow::Result<Report> {
     let listed = match (&token, server.reachable) {
         (Some(token), true) => {
             let listed = AdminClient::with_token(&server_url, token.clone()).and_then(|client| {
-                let workspaces = client.workspaces()?;
+                let page = PageQuery { limit: Some(WORKSPACES_COUNTED), cursor: None };
+                let listed = client.workspaces(&WorkspacesQuery::default(), &page)?;
                 // A server from before members has no whoami: the line is left out.
                 who = client.whoami().ok();
-                Ok(workspaces)
+                Ok((listed, client))
             });
             match listed {
-                Ok(workspaces) => Some(Ok(workspaces)),
+                Ok(listed) => Some(Ok(listed)),
                 Err(error) => {
                     let problem_now = Problem::from(error);
                     problem.get_or_insert(problem_now);
@@ -202,22 +210,24 @@ fn inspect(global: &GlobalArgs) -> anyhow::Result<Report> {
         from: kept,
         file,
         accepted: listed.as_ref().map(Result::is_ok),
-        workspaces: listed.as_ref().and_then(|l| l.as_ref().ok()).map(Vec::len),
+        workspaces: listed.as_ref().and_then(|l| l.as_ref().ok()).map(|(l, _)| l.workspaces.len()),
+        more_workspaces: listed
+            .as_ref()
+            .and_then(|l| l.as_ref().ok())
+            .is_some_and(|(l, _)| l.next_cursor.is_some()),
     };
 
     let asked = shared::workspace_asked(global)?;
     let workspace = match listed {
-        Some(Ok(workspaces)) => {
-            match shared::choose_workspace(&server_url, workspaces, asked.clone()) {
-                Ok((workspace, from)) => {
-                    Some(WorkspacePart { slug: workspace.slug, from, exists: Some(true) })
-                }
-                Err(error) => {
-                    problem.get_or_insert(error.into());
-                    asked.map(|(slug, from)| WorkspacePart { slug, from, exists: Some(false) })
-                }
+        Some(Ok((_, client))) => match shared::choose_workspace(&client, asked.clone()) {
+            Ok((workspace, from)) => {
+                Some(WorkspacePart { slug: workspace.slug, from, exists: Some(true) })
             }
-        }
+            Err(error) => {
+                problem.get_or_insert(error.into());
+                asked.map(|(slug, from)| WorkspacePart { slug, from, exists: Some(false) })
+            }
+        },
         _ => asked.map(|(slug, from)| WorkspacePart { slug, from, exists: None }),
     };
     Ok(Report { server, credential, who, workspace, usable: problem.is_none(), problem })
@@ -250,6 +260,9 @@ fn rows(report: &Report) -> Vec<Row> {
     rows.push((
         "Accepted",
         match (credential.accepted, credential.workspaces) {
+            (Some(true), Some(n)) if credential.more_workspaces => {
+                format!("yes (over {n} workspaces)")
+            }
             (Some(true), Some(n)) => {
                 format!("yes ({})", crate::output::count(n, "workspace", "workspaces"))
             }

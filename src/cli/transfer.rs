@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{GlobalArgs, shared};
 use crate::client::{AdminClient, ImportQuery};
+use crate::client::{Rows, WorkspacesQuery, pages};
 use crate::error::{CliError, ExitStatus};
 use crate::output::Printer;
 
@@ -128,7 +129,9 @@ pub fn export(
             CliError::failure(format!("could not create {}: {error}", dir.display()))
         })?;
         let mut written = Vec::new();
-        for workspace in client.workspaces()? {
+        let filter = WorkspacesQuery::default();
+        let every = pages(Rows::All, |page| client.workspaces(&filter, page), |_| {})?;
+        for workspace in every.workspaces {
             let path = dir.join(format!("{}.json", workspace.slug));
             let bytes = client.export(&workspace.slug, &path)?;
             printer.info(&format!("{}: {bytes} bytes to {}", workspace.slug, path.display()));
@@ -140,7 +143,7 @@ pub fn export(
         return Ok(ExitStatus::Success);
     }
     let asked = shared::workspace_asked(global)?;
-    let (workspace, _) = shared::choose_workspace(client.server(), client.workspaces()?, asked)?;
+    let (workspace, _) = shared::choose_workspace(&client, asked)?;
     match args.output {
         Some(file) => {
             let bytes = client.export(&workspace.slug, &file)?;
@@ -204,7 +207,7 @@ pub fn import(
         // A journey goes into a workspace: the server's only one, when it has one.
         (None, None) if journey.is_some() => {
             let asked = shared::workspace_asked(global)?;
-            Some(shared::choose_workspace(client.server(), client.workspaces()?, asked)?.0.slug)
+            Some(shared::choose_workspace(&client, asked)?.0.slug)
         }
         (None, None) => None,
     };

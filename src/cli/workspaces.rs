@@ -4,19 +4,31 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{GlobalArgs, shared};
-use crate::api::{CreateWorkspace, Template, WorkspaceResponse};
-use crate::client::AdminClient;
+use crate::api::{CreateWorkspace, Template, WorkspaceResponse, WorkspacesResponse};
+use crate::client::{AdminClient, PageQuery, Rows, WorkspacesQuery, pages};
 use crate::error::{CliError, ExitStatus};
 use crate::output::{Column, Printer, relative, table};
 use crate::settings;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkspacesCommand {
-    /// List the server's workspaces
-    #[command(
-        after_help = "Examples:\n  custory-mcp workspaces list\n  custory-mcp workspaces list --json"
-    )]
-    List,
+    /// List the server's workspaces (yours, with a member's credential), by slug
+    #[command(after_help = "\
+Examples:
+  custory-mcp workspaces list
+  custory-mcp workspaces list --all --json
+  custory-mcp workspaces list --limit 20 --cursor CURSOR")]
+    List {
+        /// Show at most this many workspaces
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Show every workspace, however many pages that takes
+        #[arg(long, conflicts_with_all = ["limit", "cursor"])]
+        all: bool,
+        /// Start after the page that gave this next_cursor
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Create a workspace
     #[command(after_help = "\
 Examples:
@@ -61,11 +73,33 @@ pub fn run(
     }
     let client = AdminClient::connect(&global.server)?;
     match command {
-        WorkspacesCommand::List => {
-            let workspaces = client.workspaces()?;
+        WorkspacesCommand::List { limit, all, cursor } => {
+            let rows = if all { Rows::All } else { Rows::First(limit) };
+            let filter = WorkspacesQuery::default();
+            let listed = pages(
+                rows,
+                |page| {
+                    // The first page starts at --cursor when given.
+                    let page = PageQuery {
+                        limit: page.limit,
+                        cursor: page.cursor.clone().or_else(|| cursor.clone()),
+                    };
+                    client.workspaces(&filter, &page)
+                },
+                |read| {
+                    if read.is_multiple_of(10_000) {
+                        printer.info(&format!("{read} workspaces so far…"));
+                    }
+                },
+            )?;
+            let WorkspacesResponse { workspaces, next_cursor } = listed;
             let default = settings::for_server(client.server())?.workspace;
             if printer.json {
-                printer.json(&json!({"workspaces": workspaces, "default": default}))?;
+                let mut answer = json!({"workspaces": workspaces, "default": default});
+                if let Some(cursor) = &next_cursor {
+                    answer["next_cursor"] = json!(cursor);
+                }
+                printer.json(&answer)?;
             } else {
                 let now = Utc::now();
                 let rows = workspaces
@@ -82,6 +116,16 @@ pub fn run(
                 let columns =
                     [Column::keep("Slug"), Column::keep("Name"), Column::optional("Created", 1)];
                 printer.data(&table(&columns, rows));
+                if let Some(cursor) = next_cursor {
+                    let next = shared::command_line(
+                        global,
+                        &["workspaces", "list", "--limit", &limit.to_string(), "--cursor", &cursor],
+                    );
+                    printer.info(&format!(
+                        "Showing {limit}; there are more: pass --all for every workspace, or \
+                         `{next}` for the next page."
+                    ));
+                }
             }
         }
         WorkspacesCommand::Create { name, slug, template } => {
@@ -143,11 +187,12 @@ fn use_workspace(
     };
     let client = AdminClient::connect(&global.server)?;
     let asked = Some((slug, shared::WorkspaceFrom::Flag));
-    let (workspace, _) = shared::choose_workspace(client.server(), client.workspaces()?, asked)
-        .map_err(|error| match error.downcast::<CliError>() {
+    let (workspace, _) = shared::choose_workspace(&client, asked).map_err(|error| {
+        match error.downcast::<CliError>() {
             Ok(cli) => cli.hint("`custory-mcp workspaces list` shows them").into(),
             Err(other) => other,
-        })?;
+        }
+    })?;
     saved.workspace = Some(workspace.slug.clone());
     let file = settings::save(client.server(), saved)?;
     if printer.json {

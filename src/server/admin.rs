@@ -61,18 +61,84 @@ fn key_not_found(error: crate::store::StoreError) -> ApiError {
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct ListWorkspacesQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    /// Only slugs that start with this (what completion offers).
+    prefix: Option<String>,
+}
+
+/// Workspaces per page unless `?limit=` says otherwise, and the most a page holds.
+const WORKSPACES_PAGE: (u32, u32) = (100, api::PAGE_MAX);
+
+/// `GET /api/admin/workspaces`: a page of workspaces by slug. A member sees the workspaces they
+/// have a role in, the administrator every one.
 pub async fn list_workspaces(
     caller: Owner,
     State(state): State<AppState>,
+    Query(query): Query<ListWorkspacesQuery>,
 ) -> ApiResult<Json<WorkspacesResponse>> {
-    // A member sees the workspaces they have a role in, the administrator every one.
-    let member = caller.member_id().map(str::to_owned);
-    let workspaces = read(&state, move |store| match member {
-        Some(member) => Ok(store.access().member_workspaces(&member)?),
-        None => Ok(store.access().list_workspaces()?),
+    let limit = page_limit(query.limit.as_deref(), WORKSPACES_PAGE)?;
+    let prefix = query.prefix.filter(|p| !p.is_empty());
+    // A prefix no slug can start with selects nothing (and never reaches the range below).
+    if prefix.as_deref().is_some_and(|p| {
+        !p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }) {
+        return Ok(Json(WorkspacesResponse { workspaces: Vec::new(), next_cursor: None }));
+    }
+    let filter = crate::store::access::WorkspaceFilter {
+        member_id: caller.member_id().map(str::to_owned),
+        prefix,
+    };
+    let (workspaces, next_cursor) = read(&state, move |store| {
+        store.access().list_workspaces(&filter, limit, query.cursor.as_deref()).map_err(bad_cursor)
     })
     .await?;
-    Ok(Json(WorkspacesResponse { workspaces }))
+    Ok(Json(WorkspacesResponse { workspaces, next_cursor }))
+}
+
+/// `GET /api/admin/workspaces/{ws}`: one workspace by slug (a member's only if they have a role
+/// in it: the route's rule says so before this runs).
+pub async fn get_workspace(
+    _: Owner,
+    State(state): State<AppState>,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<api::WorkspaceFoundResponse>> {
+    let workspace = read(&state, move |store| Ok(workspace(store, &ws)?.workspace)).await?;
+    Ok(Json(api::WorkspaceFoundResponse { workspace }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FindKeysQuery {
+    /// A key's id (`key_…`) or displayed prefix (`cst_…`).
+    #[serde(rename = "match")]
+    reference: Option<String>,
+}
+
+/// `GET /api/admin/mcp-keys?match=`: where the key an id or displayed prefix names is, on the
+/// whole server (a member: in their workspaces), one index lookup however many workspaces
+/// there are. Names are per workspace, so a name is refused here.
+pub async fn find_keys(
+    caller: Owner,
+    State(state): State<AppState>,
+    Query(query): Query<FindKeysQuery>,
+) -> ApiResult<Json<api::FoundKeysResponse>> {
+    let reference = query.reference.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    if !(reference.starts_with("key_") || reference.starts_with("cst_")) || reference.len() > 64 {
+        return Err(ApiError::bad_request(
+            "invalid_match",
+            "match must be a key's id (key_…) or displayed prefix (cst_…); a key's name is \
+             looked up in its workspace (GET /api/admin/workspaces/{ws}/mcp-keys?match=NAME)",
+        ));
+    }
+    let member = caller.member_id().map(str::to_owned);
+    let found = read(&state, move |store| {
+        Ok(store.access().find_keys_anywhere(&reference, member.as_deref())?)
+    })
+    .await?;
+    let keys = found.into_iter().map(|(workspace, key)| api::FoundKey { workspace, key }).collect();
+    Ok(Json(api::FoundKeysResponse { keys }))
 }
 
 #[derive(Debug, Deserialize)]

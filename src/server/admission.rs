@@ -607,8 +607,9 @@ async fn authenticate(
         ));
     }
     let hash = token.hash();
-    let found = if state.store.access().keys_in_memory() {
-        state.store.access().authenticate_key(&hash)
+    // A key in use is in memory (SQLite's key cache); any other is read off the workers.
+    let found = if let Some(key) = state.store.access().cached_key(&hash) {
+        Ok(Some(key))
     } else {
         let (store, lookup) = (Arc::clone(&state.store), hash);
         match tokio::task::spawn_blocking(move || store.access().authenticate_key(&lookup)).await {

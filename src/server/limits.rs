@@ -24,6 +24,21 @@ impl KeyShares {
         self.per_key
     }
 
+    /// Forgets the keys with no request in flight or waiting: an idle key leaves memory (its
+    /// next request starts a fresh share, which is what it would find anyway).
+    pub fn forget_idle(&self) {
+        let mut all = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.retain(|_, slots| {
+            Arc::strong_count(slots) > 1 || slots.available_permits() < self.per_key
+        });
+    }
+
+    /// How many keys have a share in memory.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
     /// A slot for one request of `key_id`, or `None` when its other requests kept every slot
     /// busy for the whole wait.
     pub async fn enter(&self, key_id: &str) -> Option<OwnedSemaphorePermit> {
@@ -50,6 +65,9 @@ mod tests {
         assert!(shares.enter("b").await.is_some(), "another key does not wait");
         drop(a1);
         assert!(shares.enter("a").await.is_some(), "a slot came free");
+        // Idle keys leave memory; a key with a request in flight stays.
+        shares.forget_idle();
+        assert_eq!(shares.len(), 1, "only a's share is held (by _a2)");
     }
 }
 

@@ -325,6 +325,14 @@ static ROUTES: &[Route] = &[
         routing::on(on, admin::create_workspace)
     })
     .allow(Allow::Administrator),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}", Guard::Owner, |on| {
+        routing::on(on, admin::get_workspace)
+    })
+    .allow(Allow::Role(Role::Viewer)),
+    Route::new(Method::GET, "/api/admin/mcp-keys", Guard::Owner, |on| {
+        routing::on(on, admin::find_keys)
+    })
+    .allow(Allow::AnyCaller),
     Route::new(Method::GET, "/api/admin/workspaces/{ws}/mcp-keys", Guard::Owner, |on| {
         routing::on(on, admin::list_keys)
     })
@@ -672,6 +680,8 @@ async fn housekeeping(state: AppState) {
                 tracing::warn!(%error, "could not read the owner credential; will retry");
             }
             shared.rates.forget_idle();
+            shared.shares.forget_idle();
+            shared.store.access().forget_idle_keys();
             metrics::record_store(&shared.store);
         });
         let _ = chores.await;

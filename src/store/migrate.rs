@@ -60,6 +60,11 @@ const MIGRATIONS: &[Migration] = &[
         then: None,
     },
     Migration {
+        sqlite: include_str!("migrations/sqlite/0010_key_prefix_index.sql"),
+        postgres: include_str!("migrations/postgres/0010_key_prefix_index.sql"),
+        then: None,
+    },
+    Migration {
         sqlite: include_str!("migrations/sqlite/0011_invitations_withdrawn.sql"),
         postgres: include_str!("migrations/postgres/0011_invitations_withdrawn.sql"),
         then: None,

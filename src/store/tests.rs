@@ -924,3 +924,38 @@ fn migration_8_attributes_what_exists_to_the_administrator() {
     assert_eq!(actors, [AuthorKind::Server, AuthorKind::Key, AuthorKind::Administrator]);
     assert!(store.access().list_members(1).expect("members").is_empty());
 }
+
+#[test]
+fn a_burst_of_first_uses_is_written_in_chunks_and_idle_keys_leave_memory() {
+    use super::access::KeyUsage;
+    let (_dir, store, acme) = store();
+    let ids: Vec<String> = (0..1_201).map(|i| format!("key_burst{i}")).collect();
+    for id in &ids {
+        store.insert_test_key(acme, id);
+    }
+    let long_ago = store.now() - chrono::Duration::hours(1);
+    for id in &ids {
+        let usage = KeyUsage { at: long_ago, client: Some("burst".into()), ip: None };
+        store.access().note_usage(id, usage, || None);
+    }
+    let recent = KeyUsage { at: store.now(), client: None, ip: None };
+    store.access().note_usage(ACTOR.key_id, recent, || None);
+    // Every use written (three chunks), none left to write.
+    assert_eq!(store.access().flush_usage().expect("flush"), 1_202);
+    assert_eq!(store.access().flush_usage().expect("nothing left"), 0);
+    let written: i64 = store
+        .db
+        .writer()
+        .query_row(
+            "SELECT count(*) AS n FROM mcp_keys WHERE last_used_client = 'burst'",
+            [],
+            |row| row.get("n"),
+        )
+        .expect("count");
+    assert_eq!(written, 1_201);
+    // Written and idle for an hour: gone from memory; the key used just now stays.
+    let (_, held) = store.access().forget_idle_keys();
+    assert_eq!(held, 1);
+    let shown = store.access().get_key(acme, &ids[0]).expect("key");
+    assert_eq!(shown.last_used_client.as_deref(), Some("burst"), "read from the database");
+}

@@ -19,6 +19,8 @@ fn expected_rule(method: &Method, path: &str) -> Option<Allow> {
         ("GET", "/api/admin/whoami") => AnyCaller,
         ("GET", "/api/admin/workspaces") => AnyCaller,
         ("POST", "/api/admin/workspaces") => Administrator,
+        ("GET", "/api/admin/workspaces/{ws}") => viewer,
+        ("GET", "/api/admin/mcp-keys") => AnyCaller,
         ("GET", "/api/admin/workspaces/{ws}/mcp-keys") => viewer,
         ("POST", "/api/admin/workspaces/{ws}/mcp-keys") => editor,
         ("GET", "/api/admin/workspaces/{ws}/mcp-keys/{id}") => viewer,

@@ -198,3 +198,93 @@ async fn the_admin_api_and_the_cli_page_through_keys_and_events() {
     assert_eq!(audit["events"].as_array().map(Vec::len), Some(25), "one key.created per key");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn workspaces_page_by_slug_in_the_api_and_the_cli_and_members_see_only_theirs() {
+    let server = TestServer::start().await;
+    let admin = server.owner();
+    for slug in ["beta-one", "beta-two", "gamma", "delta", "epsilon"] {
+        admin.create_workspace(json!({"name": slug, "slug": slug})).await;
+    }
+    let every = ["acme", "beta-one", "beta-two", "delta", "epsilon", "gamma"];
+
+    // The API: pages of two by slug, each cursor leading to the next, none twice.
+    let mut slugs = Vec::new();
+    let mut query = "?limit=2".to_owned();
+    for _ in 0..10 {
+        let page = admin.get(&format!("/workspaces{query}")).expect(200).await;
+        let rows = page["workspaces"].as_array().expect("workspaces");
+        assert!(rows.len() <= 2, "{page}");
+        slugs.extend(rows.iter().map(|w| w["slug"].as_str().expect("slug").to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(slugs, every);
+    let first = admin.get("/workspaces?limit=2").expect(200).await;
+    let cursor = first["next_cursor"].as_str().expect("more than two");
+    admin
+        .get(&format!("/workspaces?limit=2&prefix=beta&cursor={cursor}"))
+        .expect_error(400, "invalid_cursor")
+        .await;
+    admin.get("/workspaces?limit=0").expect_error(400, "invalid_limit").await;
+    let betas = admin.get("/workspaces?prefix=beta-").expect(200).await;
+    assert_eq!(betas["workspaces"].as_array().map(Vec::len), Some(2), "{betas}");
+    assert!(betas.get("next_cursor").is_none(), "{betas}");
+
+    // One workspace by its slug; an unknown one is a 404 that names no other.
+    let one = admin.get("/workspaces/gamma").expect(200).await;
+    assert_eq!(one["workspace"]["slug"], "gamma");
+    let missing = admin.get("/workspaces/beta-onr").expect_error(404, "workspace_not_found").await;
+    for slug in every {
+        assert!(!missing.to_string().contains(slug), "{missing}");
+    }
+
+    // A member sees their workspaces only: in the list, by slug, and a key by its id.
+    let member = admin.add_member("gamma", "Gus", "viewer").await;
+    let theirs = member.get("/workspaces").expect(200).await;
+    assert_eq!(theirs["workspaces"].as_array().map(Vec::len), Some(1), "{theirs}");
+    assert_eq!(theirs["workspaces"][0]["slug"], "gamma");
+    member.get("/workspaces/gamma").expect(200).await;
+    member.get("/workspaces/delta").expect_error(404, "workspace_not_found").await;
+    let in_gamma = admin.create_key_in("gamma", json!({"name": "G", "expires": "30d"})).await;
+    let in_delta = admin.create_key_in("delta", json!({"name": "D", "expires": "30d"})).await;
+    let found = member.get(&format!("/mcp-keys?match={}", in_gamma.id())).expect(200).await;
+    assert_eq!(found["keys"][0]["workspace"]["slug"], "gamma", "{found}");
+    let hidden = member.get(&format!("/mcp-keys?match={}", in_delta.id())).expect(200).await;
+    assert_eq!(hidden["keys"], json!([]), "{hidden}");
+    let prefix = in_delta.info["prefix"].as_str().expect("prefix").to_owned();
+    let by_prefix = admin.get(&format!("/mcp-keys?match={prefix}")).expect(200).await;
+    assert_eq!(by_prefix["keys"][0]["workspace"]["slug"], "delta", "{by_prefix}");
+    admin.get("/mcp-keys?match=D").expect_error(400, "invalid_match").await;
+
+    // The CLI: a page at a time, the next page's command runnable as printed, or --all.
+    let env = TestEnv::new();
+    let listed = env.admin(&server, &["workspaces", "list", "--limit", "4"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stdout.contains("beta-two") && !listed.stdout.contains("gamma"));
+    let next = listed.stderr.split('`').nth(1).expect("the next page's command").to_owned();
+    let words: Vec<String> = next.split(' ').skip(1).map(str::to_owned).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let rest = env.admin(&server, &words).await;
+    assert_eq!(rest.code, 0, "{next}: {}", rest.stderr);
+    assert!(rest.stdout.contains("epsilon") && rest.stdout.contains("gamma"), "{}", rest.stdout);
+    assert!(!rest.stdout.contains("acme"), "{}", rest.stdout);
+    let all = env.admin_json(&server, &["workspaces", "list", "--all"]).await;
+    let all: Vec<&str> = all["workspaces"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|w| w["slug"].as_str())
+        .collect();
+    assert_eq!(all, every);
+
+    // An unknown workspace: a close one suggested, not the list.
+    let wrong = env.admin(&server, &["--workspace", "beta-onr", "keys", "list"]).await;
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("did you mean beta-one?"), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("epsilon"), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("custory-mcp workspaces list"), "{}", wrong.stderr);
+    server.stop().await;
+}

@@ -167,7 +167,9 @@ fn a_write_that_times_out_waiting_for_the_lock_leaves_its_connection_usable() {
     let flushed = store.access().flush_usage();
     assert!(matches!(flushed, Err(StoreError::TimedOut(_))), "{flushed:?}");
     held.release();
-    let workspaces = store.access().list_workspaces().expect("the next request on the pool");
+    let every = custory_mcp::store::access::WorkspaceFilter::default();
+    let (workspaces, _) =
+        store.access().list_workspaces(&every, 10, None).expect("the next request on the pool");
     assert_eq!(workspaces[0].slug, "acme");
     assert_eq!(store.access().flush_usage().expect("the flush, tried again"), 1);
     let shown = store.access().get_key(acme, &key.id).expect("key");

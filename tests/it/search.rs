@@ -173,6 +173,7 @@ fn no_statement_runs_past_the_time_limit_on_either_database() {
         assert!(error.to_string().contains("took too long"), "{error}");
         assert!(took < Duration::from_secs(5), "{:?} stopped after {took:?}", db.database);
         // The connection is usable again at once.
-        assert!(store.access().list_workspaces().is_ok());
+        let every = custory_mcp::store::access::WorkspaceFilter::default();
+        assert!(store.access().list_workspaces(&every, 10, None).is_ok());
     }
 }

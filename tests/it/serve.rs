@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::common::{ServeProcess, TestEnv, initialize_body};
+use crate::common::{ServeProcess, Sql, TestDatabase, TestEnv, initialize_body, testing_postgres};
 
 /// The status of `initialize` with `token` on `server`.
 async fn mcp_status(server: &ServeProcess, token: &str) -> u16 {
@@ -215,4 +215,63 @@ async fn json_logs_are_one_object_per_line_with_no_token_in_any_field() {
     for secret in [&token, &owner] {
         assert!(!stderr.contains(&secret[4..]), "a token is in the log");
     }
+}
+
+/// The resident memory of process `pid` in MiB (Linux: `/proc`), or `None` elsewhere.
+fn resident_mib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+#[tokio::test]
+async fn a_database_with_many_keys_starts_under_the_default_limits_and_keeps_only_keys_in_use() {
+    const BULK: i64 = 200_000;
+    let env = TestEnv::new();
+    let db = TestDatabase::for_backend(&env.home.path().join("many.db"));
+    let server = env.serve_on(&db.arg(), &[]).await;
+    let owner_token =
+        server.announced["owner_credential"].as_str().expect("first start").to_owned();
+    let key = server.owner().create_key("Real", "30d", "read-write").await;
+    let (id, token) = (key.id().to_owned(), key.token.clone());
+    server.terminate().await;
+    // Many keys behind the server's back, as fast as SQL makes them.
+    let bulk = if testing_postgres() {
+        "INSERT INTO mcp_keys (id, workspace_id, name, prefix, token_hash, access, expires,
+                               created_at)
+         SELECT 'key_bulk' || i, w.id, 'bulk ' || i, 'cst_' || lpad(i::text, 8, '0'),
+                sha256(('bulk' || i)::bytea), 'read-write', 'never', 1
+         FROM generate_series(1, CAST(?1 AS BIGINT)) AS i, workspaces w WHERE w.slug = 'acme'"
+    } else {
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO mcp_keys (id, workspace_id, name, prefix, token_hash, access, expires,
+                               created_at)
+         SELECT 'key_bulk' || i, w.id, 'bulk ' || i, printf('cst_%08d', i), randomblob(32),
+                'read-write', 'never', 1
+         FROM n, workspaces w WHERE w.slug = 'acme'"
+    };
+    db.execute(bulk, &[Sql::Int(BULK)]);
+    let count = db.query_row("SELECT count(*) FROM mcp_keys", &[]);
+    assert_eq!(count[0].int(), Some(BULK + 1));
+
+    // Default flags, so the default statement limit: nothing at start reads every key.
+    let started = std::time::Instant::now();
+    let server = env.serve_on(&db.arg(), &[]).await;
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "started in {took:?}");
+    let pid = server.child.id().expect("pid");
+    // An index of every key took ~0.86 KiB a key (~170 MiB here); the cache holds none yet.
+    if let Some(mib) = resident_mib(pid) {
+        assert!(mib < 100, "{mib} MiB resident at start with {BULK} keys");
+    }
+    // A key is read on its first use, and a revoke is in force on the very next request.
+    assert_eq!(mcp_status(&server, &token).await, 200);
+    assert_eq!(mcp_status(&server, &token).await, 200, "from the cache");
+    server.visitor().owner(&owner_token).revoke(&id).await;
+    assert_eq!(mcp_status(&server, &token).await, 401);
+    // The key list still pages at once among them all.
+    let page = server.visitor().owner(&owner_token).list_keys("acme", "?limit=5").await;
+    assert_eq!(page["keys"].as_array().map(Vec::len), Some(5), "{page}");
+    server.terminate().await;
 }

@@ -2,7 +2,7 @@
 //! authentication, and last-used tracking without a database write per request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use crate::store::db::{
     Connection, DbError, DbResult, OptionalExtension as _, Row, ToValue, Value as DbValue, params,
@@ -13,8 +13,10 @@ use super::AccessStore;
 use super::audit::Actor;
 use super::audit::{NewEvent, insert_event};
 use super::hygiene::KeyFilter;
+use super::key_cache::KeyCache;
 use crate::api::{
     Access, Author, AuthorKind, EventKind, ExpiryPolicy, Key, KeyScopes, KeyStatus, OAuthClientRef,
+    Workspace,
 };
 use crate::store::page::{Budget, Cursor, fingerprint, paged};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
@@ -28,8 +30,8 @@ pub struct KeyUsage {
     pub ip: Option<std::net::IpAddr>,
 }
 
-/// Who a key is, as every request with it needs to know: built once per key (kept in the index,
-/// with SQLite) and shared, so authenticating a request copies one pointer. The MCP tools run
+/// Who a key is, as every request with it needs to know: built once per key (kept in the key
+/// cache, with SQLite) and shared, so authenticating a request copies one pointer. The MCP tools run
 /// in its name.
 #[derive(Debug, Clone)]
 pub struct KeyIdentity {
@@ -38,7 +40,7 @@ pub struct KeyIdentity {
     pub workspace_id: i64,
     pub workspace_slug: String,
     pub access: Access,
-    /// The last-used client in the database (as of the index, with SQLite).
+    /// The last-used client in the database (as of when the key was cached, with SQLite).
     pub stored_client: Option<String>,
     /// What the key is confined to beyond its access.
     pub scopes: KeyScopes,
@@ -51,7 +53,7 @@ impl KeyIdentity {
     }
 }
 
-/// A key as authentication needs it, kept in memory by token hash.
+/// A key as authentication needs it, kept in the key cache by token hash.
 #[derive(Debug, Clone)]
 pub(crate) struct IndexedKey {
     identity: Arc<KeyIdentity>,
@@ -144,7 +146,7 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
     })
 }
 
-/// Every key as authentication needs it (see [`indexed_key`]); a macro so the lookups below are
+/// A key as authentication needs it (see [`indexed_key`]); a macro so the lookups below are
 /// whole constants, built at compile time rather than per request.
 macro_rules! index_query {
     () => {
@@ -154,10 +156,8 @@ macro_rules! index_query {
          JOIN workspaces w ON w.id = k.workspace_id"
     };
 }
-const INDEX_QUERY: &str = index_query!();
 const INDEX_BY_HASH: &str = concat!(index_query!(), " WHERE k.token_hash = ?1");
 const INDEX_BY_ID: &str = concat!(index_query!(), " WHERE k.id = ?1");
-const INDEX_BY_WORKSPACE: &str = concat!(index_query!(), " WHERE k.workspace_id = ?1");
 
 fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
     let hash: Vec<u8> = row.get("token_hash")?;
@@ -372,6 +372,60 @@ pub(super) fn find_keys(
     Ok(keys)
 }
 
+/// The keys `reference` names on the whole server: the one with that id, or those with that
+/// displayed prefix (each an index lookup, however many workspaces there are), newest first,
+/// with their workspace's slug; only in the workspaces `member_id` has a role in when given.
+/// Flags are not read: this says where a key is, and the workspace's own reads say the rest.
+pub(super) fn find_keys_anywhere(
+    s: &AccessStore<'_>,
+    reference: &str,
+    member_id: Option<&str>,
+) -> StoreResult<Vec<(Workspace, Key)>> {
+    let now = s.now();
+    let reference = reference.trim();
+    let conn = s.reader()?;
+    let rows = match member_id {
+        None => conn.query(
+            &format!(
+                "SELECT {KEY_COLUMNS}, workspace_id FROM mcp_keys WHERE id = ?1 OR prefix = ?1
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+            ),
+            params![reference, MATCHES_MAX],
+        )?,
+        Some(member) => conn.query(
+            &format!(
+                "SELECT {KEY_COLUMNS}, workspace_id FROM mcp_keys WHERE (id = ?1 OR prefix = ?1)
+                   AND workspace_id IN (SELECT workspace_id FROM member_roles WHERE member_id = ?3)
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+            ),
+            params![reference, MATCHES_MAX, member],
+        )?,
+    };
+    let mut found = Vec::new();
+    let mut workspaces: HashMap<i64, Option<Workspace>> = HashMap::new();
+    for row in rows.iter() {
+        let workspace_id: i64 = row.get("workspace_id")?;
+        let workspace = match workspaces.get(&workspace_id) {
+            Some(workspace) => workspace.clone(),
+            None => {
+                let condition = "id = ?1 AND importing = 0";
+                let workspace = super::workspaces::on(&conn, condition, &workspace_id)?
+                    .map(|row| row.workspace);
+                workspaces.insert(workspace_id, workspace.clone());
+                workspace
+            }
+        };
+        // A workspace an import is filling is not shown, nor its keys.
+        if let Some(workspace) = workspace {
+            found.push((workspace, key_row(row, now)?));
+        }
+    }
+    drop(conn);
+    let mut keys: Vec<Key> = found.iter().map(|(_, key)| key.clone()).collect();
+    apply_pending_usage(s, &mut keys);
+    Ok(found.into_iter().zip(keys).map(|((workspace, _), key)| (workspace, key)).collect())
+}
+
 pub(super) fn get_key(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> StoreResult<Key> {
     let conn = s.reader()?;
     let mut key = key_on(&conn, workspace_id, id, s.now())?;
@@ -551,62 +605,83 @@ pub(super) fn rotate_key(
     Ok((new, token, old))
 }
 
-/// Looks up the key a token hash belongs to, with its current status. With SQLite this
-/// reads only the in-memory index, which every key write updates before it returns; with
-/// PostgreSQL it asks the database, so a revocation by another replica counts at once.
+/// Looks up the key a token hash belongs to, with its current status. With SQLite a key in use
+/// is answered from the key cache (`key_cache.rs`), which every key write updates before it
+/// returns; a miss reads its row by token hash (a unique index) and keeps it. With PostgreSQL
+/// it asks the database, so a revocation by another replica counts at once.
 pub(super) fn authenticate_key(
     s: &AccessStore<'_>,
     hash: &TokenHash,
 ) -> StoreResult<Option<AuthenticatedKey>> {
-    let now = s.now();
-    let key = match &s.state.key_index {
-        Some(index) => read_index(index).get(hash).cloned(),
-        None => s
-            .reader()?
-            .query_row(INDEX_BY_HASH, [hash.0.as_slice()], indexed_key)
-            .optional()?
-            .map(|(_, key)| key),
-    };
+    if let Some(found) = cached_key(s, hash) {
+        return Ok(Some(found));
+    }
+    let epoch = s.state.key_cache.as_ref().map(KeyCache::epoch);
+    let key = s
+        .reader()?
+        .query_row(INDEX_BY_HASH, [hash.0.as_slice()], indexed_key)
+        .optional()?
+        .map(|(_, key)| key);
     let Some(key) = key else { return Ok(None) };
-    Ok(Some(AuthenticatedKey {
+    if let (Some(cache), Some(epoch)) = (&s.state.key_cache, epoch) {
+        cache.insert_read(*hash, key.clone(), epoch);
+    }
+    Ok(Some(authenticated(s, key)))
+}
+
+/// The key of `hash` if the key cache holds it (SQLite): no query, so it may be asked on an
+/// async worker. `None`: ask [`authenticate_key`] off the workers.
+pub(super) fn cached_key(s: &AccessStore<'_>, hash: &TokenHash) -> Option<AuthenticatedKey> {
+    let key = s.state.key_cache.as_ref()?.get(hash)?;
+    Some(authenticated(s, key))
+}
+
+fn authenticated(s: &AccessStore<'_>, key: IndexedKey) -> AuthenticatedKey {
+    AuthenticatedKey {
         importing: key.importing,
-        status: KeyStatus::derive(key.revoked_at, key.expires_at, now),
+        status: KeyStatus::derive(key.revoked_at, key.expires_at, s.now()),
         identity: key.identity,
-    }))
+    }
 }
 
-/// Builds the key index from the database (at open; SQLite only).
-pub(super) fn load_key_index(s: &AccessStore<'_>) -> StoreResult<()> {
-    let Some(index) = &s.state.key_index else { return Ok(()) };
-    let conn = s.writer();
-    let mut stmt = conn.prepare(INDEX_QUERY)?;
-    let keys = stmt.query_map([], indexed_key)?.collect::<Result<HashMap<_, _>, _>>()?;
-    *write_index(index) = keys;
-    Ok(())
-}
-
-/// Re-reads key `id` into the index (SQLite only). Called after a key write commits, while
-/// the caller still holds the connection, so no request can see the database and index
-/// disagree once the write has returned.
+/// After a write to key `id` committed (SQLite only), while the caller still holds the
+/// connection: the key cache says what its row says now, so no request can see the database
+/// and the cache disagree once the write has returned.
 pub(super) fn reindex_key(s: &AccessStore<'_>, conn: &Connection, id: &str) -> StoreResult<()> {
-    let Some(index) = &s.state.key_index else { return Ok(()) };
+    let Some(cache) = &s.state.key_cache else { return Ok(()) };
     let (hash, key) = conn.query_row(INDEX_BY_ID, [id], indexed_key)?;
-    write_index(index).insert(hash, key);
+    cache.refresh(hash, key);
     Ok(())
 }
 
-/// Re-reads every key of workspace `workspace_id` into the index (SQLite only): after an import
-/// hid or showed the workspace.
+/// After an import hid or showed workspace `workspace_id` (SQLite only): its keys leave the
+/// cache, and their next use reads them again.
 pub(super) fn reindex_workspace_keys(s: &AccessStore<'_>, workspace_id: i64) -> StoreResult<()> {
-    let Some(index) = &s.state.key_index else { return Ok(()) };
-    let conn = s.writer();
-    let mut stmt = conn.prepare_cached(INDEX_BY_WORKSPACE)?;
-    let keys = stmt.query_map([workspace_id], indexed_key)?.collect::<Result<Vec<_>, _>>()?;
-    let mut index = write_index(index);
-    for (hash, key) in keys {
-        index.insert(hash, key);
+    if let Some(cache) = &s.state.key_cache {
+        cache.forget(|key| key.identity.workspace_id == workspace_id);
     }
     Ok(())
+}
+
+/// How long a key's last use is kept in memory once written: past it, an idle key leaves
+/// memory (its cache entry has gone by then: see `key_cache::GENERATION_AGE`).
+const USAGE_KEPT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+/// Lets idle keys leave memory: a key-cache generation older than its age makes way, and
+/// last uses already written and older than [`USAGE_KEPT`] are dropped. Returns how many keys
+/// are left in memory (cached, and with a last use held).
+pub(super) fn forget_idle_keys(s: &AccessStore<'_>) -> (usize, usize) {
+    let cached = match &s.state.key_cache {
+        Some(cache) => {
+            cache.age_out(super::key_cache::GENERATION_AGE);
+            cache.len()
+        }
+        None => 0,
+    };
+    let before = s.now() - chrono::Duration::from_std(USAGE_KEPT).unwrap_or_default();
+    let mut slots = s.state.pending_usage();
+    slots.retain(|_, slot| slot.dirty || slot.usage.at >= before);
+    (cached, slots.len())
 }
 
 /// Notes a use of a key in memory; [`super::AccessStore::flush_usage`] writes it later. A use that does
@@ -643,8 +718,13 @@ pub(super) fn usage_flush_age(s: &AccessStore<'_>) -> Option<std::time::Duration
     Some(oldest.map_or(std::time::Duration::ZERO, |at| (s.now() - at).to_std().unwrap_or_default()))
 }
 
-/// Writes every unwritten last-used value in one transaction. Returns how many were
-/// written. On failure nothing is marked written, so the next flush tries again.
+/// Last uses written per transaction: a burst of first uses by many keys is written a bounded
+/// chunk at a time, each quick, so the writer is never held long and other writes go between.
+const USES_PER_CHUNK: usize = 500;
+
+/// Writes every unwritten last-used value, [`USES_PER_CHUNK`] per transaction. Returns how many
+/// were written. A chunk that fails is not marked written (nor any after it), so the next flush
+/// tries them again; the chunks before it are written and marked.
 pub(super) fn flush_usage(s: &AccessStore<'_>) -> StoreResult<usize> {
     let batch: Vec<(String, KeyUsage)> = s
         .state
@@ -653,42 +733,47 @@ pub(super) fn flush_usage(s: &AccessStore<'_>) -> StoreResult<usize> {
         .filter(|(_, slot)| slot.dirty)
         .map(|(id, slot)| (id.clone(), slot.usage.clone()))
         .collect();
-    if batch.is_empty() {
-        return Ok(0);
-    }
-    {
-        let conn = s.writer();
-        let tx = conn.transaction()?;
-        {
-            // Several replicas flush their own uses, in any order: an older use never
-            // replaces a newer one, and a use by a client that did not say who it is never
-            // erases the client known. (The right-hand sides all read the row as it was.)
-            let mut stmt = tx.prepare_cached(
-                "UPDATE mcp_keys SET
-                     last_used_client = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
-                         THEN COALESCE(CAST(?3 AS TEXT), last_used_client)
-                         ELSE COALESCE(last_used_client, CAST(?3 AS TEXT)) END,
-                     last_used_ip = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
-                         THEN CAST(?4 AS TEXT) ELSE last_used_ip END,
-                     last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
-                         THEN ?2 ELSE last_used_at END
-                     WHERE id = ?1",
-            )?;
-            for (id, usage) in &batch {
-                let ip = usage.ip.map(|ip| ip.to_string());
-                stmt.execute(params![id, usage.at.timestamp(), usage.client, ip])?;
+    let mut written = 0;
+    for chunk in batch.chunks(USES_PER_CHUNK) {
+        write_uses(s, chunk)?;
+        let mut slots = s.state.pending_usage();
+        for (id, usage) in chunk {
+            // A use noted while this flush ran stays dirty for the next one.
+            if let Some(slot) = slots.get_mut(id).filter(|slot| slot.usage == *usage) {
+                slot.dirty = false;
             }
         }
-        tx.commit()?;
+        written += chunk.len();
     }
-    let mut slots = s.state.pending_usage();
-    for (id, written) in &batch {
-        // A use noted while this flush ran stays dirty for the next one.
-        if let Some(slot) = slots.get_mut(id).filter(|slot| slot.usage == *written) {
-            slot.dirty = false;
+    Ok(written)
+}
+
+/// Writes `uses` in one transaction.
+fn write_uses(s: &AccessStore<'_>, uses: &[(String, KeyUsage)]) -> StoreResult<()> {
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    {
+        // Several replicas flush their own uses, in any order: an older use never replaces a
+        // newer one, and a use by a client that did not say who it is never erases the client
+        // known. (The right-hand sides all read the row as it was.)
+        let mut stmt = tx.prepare_cached(
+            "UPDATE mcp_keys SET
+                 last_used_client = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
+                     THEN COALESCE(CAST(?3 AS TEXT), last_used_client)
+                     ELSE COALESCE(last_used_client, CAST(?3 AS TEXT)) END,
+                 last_used_ip = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
+                     THEN CAST(?4 AS TEXT) ELSE last_used_ip END,
+                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at <= ?2
+                     THEN ?2 ELSE last_used_at END
+                 WHERE id = ?1",
+        )?;
+        for (id, usage) in uses {
+            let ip = usage.ip.map(|ip| ip.to_string());
+            stmt.execute(params![id, usage.at.timestamp(), usage.client, ip])?;
         }
     }
-    Ok(batch.len())
+    tx.commit()?;
+    Ok(())
 }
 
 fn apply_pending_usage(s: &AccessStore<'_>, keys: &mut [Key]) {
@@ -709,18 +794,4 @@ fn apply_pending_usage(s: &AccessStore<'_>, keys: &mut [Key]) {
             key.last_used_client.clone_from(&usage.client);
         }
     }
-}
-
-fn read_index(
-    index: &RwLock<HashMap<TokenHash, IndexedKey>>,
-) -> RwLockReadGuard<'_, HashMap<TokenHash, IndexedKey>> {
-    // As below: entries are replaced whole.
-    index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write_index(
-    index: &RwLock<HashMap<TokenHash, IndexedKey>>,
-) -> RwLockWriteGuard<'_, HashMap<TokenHash, IndexedKey>> {
-    // Entries are plain values replaced whole; a panic elsewhere cannot leave one torn.
-    index.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

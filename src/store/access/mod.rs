@@ -11,6 +11,7 @@ mod activity;
 mod audit;
 pub mod edge;
 mod hygiene;
+mod key_cache;
 mod keys;
 mod members;
 pub mod oauth;
@@ -37,13 +38,14 @@ pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
 pub use owner::OwnerCredentialSetup;
-pub use workspaces::WorkspaceRow;
+pub use workspaces::{WorkspaceFilter, WorkspaceRow};
 
 /// What the access room keeps in memory, for the life of the store.
 pub(super) struct State {
-    /// SQLite only: every MCP key by token hash, so authentication needs no query. Written only
-    /// by `keys.rs`, in the same critical section as the database write it mirrors.
-    key_index: Option<RwLock<HashMap<TokenHash, keys::IndexedKey>>>,
+    /// SQLite only: the MCP keys recently used, by token hash, so authenticating a key in use
+    /// needs no query (bounded: see `key_cache.rs`). Written only by `keys.rs`, in the same
+    /// critical section as the database write it mirrors.
+    key_cache: Option<key_cache::KeyCache<keys::IndexedKey>>,
     /// The active owner credentials, by hash (see `owner.rs`).
     owners: RwLock<HashSet<TokenHash>>,
     /// The latest use of each key seen by this process; `dirty` ones are not yet written
@@ -54,10 +56,10 @@ pub(super) struct State {
 }
 
 impl State {
-    /// `index_keys`: keep the key index (SQLite, where one process owns the database).
+    /// `index_keys`: keep the key cache (SQLite, where one process owns the database).
     pub(super) fn new(index_keys: bool) -> Self {
         Self {
-            key_index: index_keys.then(RwLock::default),
+            key_cache: index_keys.then(|| key_cache::KeyCache::new(key_cache::DEFAULT_CAPACITY)),
             owners: RwLock::default(),
             usage: Mutex::default(),
             activity: activity::Activity::default(),
@@ -82,9 +84,9 @@ impl<'s> AccessStore<'s> {
         Self { db, state }
     }
 
-    /// Reads every key and owner credential into memory (at open).
+    /// Reads the owner credentials into memory (at open). Keys are read as they are used, so
+    /// opening takes as long with a million keys as with one.
     pub(super) fn load(&self) -> StoreResult<()> {
-        keys::load_key_index(self)?;
         owner::load_owner_credentials(self)
     }
 
@@ -102,16 +104,22 @@ impl<'s> AccessStore<'s> {
 }
 
 impl AccessStore<'_> {
-    /// Whether keys and owner credentials are checked from memory alone (SQLite: one process
+    /// Whether keys in use and owner credentials are checked from memory (SQLite: one process
     /// owns the database), or by asking the database (PostgreSQL, shared by replicas).
     pub fn keys_in_memory(&self) -> bool {
-        self.state.key_index.is_some()
+        self.state.key_cache.is_some()
     }
 
     // Workspaces ---------------------------------------------------------------------------
 
-    pub fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
-        workspaces::list_workspaces(self)
+    /// One page of the workspaces `filter` selects, by slug: `(rows, next cursor)`.
+    pub fn list_workspaces(
+        &self,
+        filter: &WorkspaceFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Workspace>> {
+        workspaces::list_workspaces(self, filter, limit, cursor)
     }
 
     pub fn workspace_count(&self) -> StoreResult<i64> {
@@ -192,6 +200,16 @@ impl AccessStore<'_> {
         keys::find_keys(self, ws, reference)
     }
 
+    /// The keys an id or displayed prefix names on the whole server, with their workspace's
+    /// workspace (only in `member_id`'s workspaces when given).
+    pub fn find_keys_anywhere(
+        &self,
+        reference: &str,
+        member_id: Option<&str>,
+    ) -> StoreResult<Vec<(Workspace, Key)>> {
+        keys::find_keys_anywhere(self, reference, member_id)
+    }
+
     pub fn get_key(&self, ws: i64, id: &str) -> StoreResult<Key> {
         keys::get_key(self, ws, id)
     }
@@ -236,6 +254,17 @@ impl AccessStore<'_> {
 
     pub fn authenticate_key(&self, hash: &TokenHash) -> StoreResult<Option<AuthenticatedKey>> {
         keys::authenticate_key(self, hash)
+    }
+
+    /// The key a token hash belongs to if the key cache holds it (SQLite): memory only, so it
+    /// may be asked on an async worker; `None` means ask [`Self::authenticate_key`].
+    pub fn cached_key(&self, hash: &TokenHash) -> Option<AuthenticatedKey> {
+        keys::cached_key(self, hash)
+    }
+
+    /// Lets idle keys leave memory (the housekeeping's): `(keys cached, last uses held)`.
+    pub fn forget_idle_keys(&self) -> (usize, usize) {
+        keys::forget_idle_keys(self)
     }
 
     /// Notes a use of a key in memory; returns the client the use is put down to.

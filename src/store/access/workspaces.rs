@@ -2,7 +2,10 @@
 
 use super::AccessStore;
 use crate::api::Workspace;
-use crate::store::db::{Connection, DbResult, OptionalExtension as _, Row, ToValue, params};
+use crate::store::db::{
+    Connection, DbResult, OptionalExtension as _, Row, ToValue, Value as DbValue, params,
+};
+use crate::store::page::{Budget, Cursor, fingerprint, paged};
 use crate::store::{StoreError, StoreResult, from_secs};
 
 /// A workspace with its internal id, which every scoped query takes.
@@ -139,8 +142,78 @@ pub(in crate::store) fn interrupted_imports(
     .collect()
 }
 
-pub(super) fn list_workspaces(s: &AccessStore<'_>) -> StoreResult<Vec<Workspace>> {
-    first_workspaces(s, i64::MAX)
+/// Which workspaces a page of the list holds: every one (the administrator) or a member's, and
+/// only slugs starting with `prefix` when one is given.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceFilter {
+    /// Only the workspaces this member has a role in.
+    pub member_id: Option<String>,
+    /// Only slugs that start with this.
+    pub prefix: Option<String>,
+}
+
+/// One page of the workspaces `filter` selects, by slug, and where the next page starts. The
+/// cursor is the last row's id, whose slug is read again: a listed workspace is never deleted
+/// (only a new one an import was filling, which no list shows), so it is always found.
+pub(super) fn list_workspaces(
+    s: &AccessStore<'_>,
+    filter: &WorkspaceFilter,
+    limit: u32,
+    cursor: Option<&str>,
+) -> StoreResult<(Vec<Workspace>, Option<String>)> {
+    let member = filter.member_id.as_deref().unwrap_or("");
+    let prefix = filter.prefix.as_deref().unwrap_or("");
+    let query = fingerprint(&[member, prefix]);
+    let conn = s.reader()?;
+    let after = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        None => String::new(),
+        Some(text) => {
+            let id = Cursor::decode(text, "workspaces", query, 1)?.position[0];
+            conn.prepare_cached("SELECT slug FROM workspaces WHERE id = ?1")?
+                .query_row([id], |row| row.get::<String>("slug"))
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::Invalid(
+                        "the cursor is not one of ours; leave it out to start from the first page"
+                            .to_owned(),
+                    )
+                })?
+        }
+    };
+    // Slugs are lowercase letters, digits and dashes, compared byte by byte (COLLATE "C" on
+    // PostgreSQL): those starting with `prefix` are the range from `prefix` to `prefix` + DEL,
+    // one range of the slug index.
+    let mut values: Vec<DbValue> = vec![
+        DbValue::Text(prefix.to_owned()),
+        DbValue::Text(after),
+        DbValue::Integer(i64::from(limit) + 1),
+        DbValue::Text(format!("{prefix}\u{7f}")),
+    ];
+    let (join, member_sql) = match &filter.member_id {
+        Some(member) => {
+            values.push(DbValue::Text(member.clone()));
+            (" JOIN member_roles r ON r.workspace_id = w.id", " AND r.member_id = ?5")
+        }
+        None => ("", ""),
+    };
+    let values: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+    let rows = conn.query(
+        &format!(
+            "SELECT w.id, w.slug, w.name, w.created_at FROM workspaces w{join}
+             WHERE w.importing = 0 AND w.slug >= ?1 AND w.slug > ?2 AND w.slug < ?4{member_sql}
+             ORDER BY w.slug LIMIT ?3"
+        ),
+        values.as_slice(),
+    )?;
+    let rows = rows
+        .iter()
+        .map(|row| workspace_row(row).map(|row| (row.workspace, row.id)))
+        .collect::<DbResult<Vec<_>>>()?;
+    let page = paged(rows, limit as usize, Budget::new(usize::MAX), |(_, id)| {
+        Cursor::new("workspaces", query, vec![*id])
+    });
+    let workspaces = page.rows.into_iter().map(|(workspace, _)| workspace).collect();
+    Ok((workspaces, page.next.map(|cursor| cursor.encode())))
 }
 
 pub(super) fn workspace_count(s: &AccessStore<'_>) -> StoreResult<i64> {
