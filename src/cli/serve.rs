@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// owner's consent mints an ordinary MCP key. Clients with a key in a header are unaffected
     #[arg(long)]
     pub oauth: bool,
+    /// Let webhooks go to loopback and private addresses (a receiver on your own network);
+    /// without it they go to public addresses only
+    #[arg(long)]
+    pub allow_private_webhooks: bool,
     /// A proxy or load balancer (an address or CIDR, repeatable) whose Forwarded or
     /// X-Forwarded-For header names the client: for last-used addresses, the failed-auth
     /// limit and the log. Anyone else's forwarding headers are ignored
@@ -291,6 +295,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             forwarded_header: args.forwarded_header,
             tls,
             metrics: metrics_url.is_some(),
+            allow_private_webhooks: args.allow_private_webhooks,
             ..ServerConfig::default()
         };
         args.limits.apply(&mut config, files);
