@@ -86,7 +86,7 @@ async fn a_receiver_down_then_up_gets_every_event_verified_in_order_across_a_res
 
     let db = TestDatabase::for_backend(&dir.path().join("custory.db"));
     let env = TestEnv::new();
-    let server = env.serve_on(&db.arg(), &["--allow-private-webhooks"]).await;
+    let server = env.serve_on(&db.arg(), &["--allow-private-webhooks", "-v"]).await;
     let owner = server.owner();
     let owner_token = owner.token().to_owned();
 
@@ -148,7 +148,7 @@ async fn a_receiver_down_then_up_gets_every_event_verified_in_order_across_a_res
 
     // The server restarts in the middle of the retries; then the receiver comes back.
     let first_log = server.terminate().await;
-    let server = env.serve_on(&db.arg(), &["--allow-private-webhooks"]).await;
+    let server = env.serve_on(&db.arg(), &["--allow-private-webhooks", "-v"]).await;
     let owner = server.visitor().owner(&owner_token);
     let mut receiver = Receiver::start(&python, &secret_file, port).await;
 

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::AccessStore;
-use super::audit::NewEvent;
+use super::NewEvent;
 use crate::api::{Webhook, WebhookDelivery, WebhookEvent, WebhookFormat, WebhookSecret};
 use crate::store::db::{Connection, DbResult, Row, params};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
