@@ -262,13 +262,14 @@ pub async fn remove(
     _: Caller,
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<serde_json::Value>> {
+    let removed = id.clone();
     work::write::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
         Ok(store.access().remove_webhook(ws.id, &id)?)
     })
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(serde_json::json!({"id": removed, "removed": true})))
 }
 
 /// `POST …/{ws}/webhooks/{id}/test`: a signed `webhook.test` event sent now (outside the

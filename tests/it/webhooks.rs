@@ -220,3 +220,54 @@ async fn private_addresses_are_refused_without_the_flag() {
     }
     server.terminate().await;
 }
+
+#[tokio::test]
+async fn the_cli_adds_lists_tests_and_removes_a_webhook() {
+    use crate::common::TestServer;
+    use custory_mcp::server::ServerConfig;
+
+    let python = tokio::task::spawn_blocking(|| crate::conformance::python_with(STANDARD_WEBHOOKS))
+        .await
+        .expect("install task");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "").expect("secret file");
+    let mut receiver = Receiver::start(&python, &secret_file, 0).await;
+    let config = ServerConfig { allow_private_webhooks: true, ..ServerConfig::default() };
+    let server = TestServer::start_with(config).await;
+    let env = TestEnv::new();
+
+    let url = format!("http://127.0.0.1:{}/in", receiver.port);
+    let added = env.admin(&server, &["webhooks", "add", &url, "--events", "key.created"]).await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let secret = added.stdout.trim().to_owned();
+    assert!(secret.starts_with("whsec_"), "the secret alone on stdout: {}", added.stdout);
+    std::fs::write(&secret_file, &secret).expect("write secret");
+
+    let listed = env.admin_json(&server, &["webhooks", "list"]).await;
+    let id = listed["webhooks"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(listed["webhooks"][0]["events"], json!(["key.created"]));
+    assert!(!listed.to_string().contains(&secret));
+    let table = env.admin(&server, &["webhooks", "list"]).await;
+    assert!(table.stdout.contains(&id), "{}", table.stdout);
+
+    let tested = env.admin_json(&server, &["webhooks", "test", &id]).await;
+    assert_eq!(tested["state"], "delivered", "{tested}");
+    let got = receiver.next().await;
+    assert_eq!(got["verified"], true, "{got}");
+    assert_eq!(got["id"], tested["event_id"]);
+
+    let log = env.admin_json(&server, &["webhooks", "deliveries", &id]).await;
+    assert_eq!(log["deliveries"][0]["event_type"], "webhook.test");
+    assert_eq!(log["deliveries"][0]["last_status"], 204);
+
+    let removed = env.admin(&server, &["webhooks", "remove", &id]).await;
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    let listed = env.admin_json(&server, &["webhooks", "list"]).await;
+    assert_eq!(listed["webhooks"], json!([]));
+    let again = env.admin(&server, &["webhooks", "test", &id]).await;
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("webhooks list"), "says what to run: {}", again.stderr);
+    receiver.stop().await;
+    server.stop().await;
+}
