@@ -271,3 +271,46 @@ async fn the_cli_adds_lists_tests_and_removes_a_webhook() {
     receiver.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn member_events_go_out_and_never_carry_the_invitation_code() {
+    use crate::common::TestServer;
+    use custory_mcp::server::ServerConfig;
+
+    let python = tokio::task::spawn_blocking(|| crate::conformance::python_with(STANDARD_WEBHOOKS))
+        .await
+        .expect("install task");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "").expect("secret file");
+    let mut receiver = Receiver::start(&python, &secret_file, 0).await;
+    let config = ServerConfig { allow_private_webhooks: true, ..ServerConfig::default() };
+    let server = TestServer::start_with(config).await;
+    let owner = server.owner();
+    let events = ["member.invited", "member.joined", "member.removed"];
+    let created = owner
+        .post("/workspaces/acme/webhooks")
+        .json(&json!({"url": format!("http://127.0.0.1:{}/in", receiver.port), "events": events}))
+        .expect(201)
+        .await;
+    std::fs::write(&secret_file, created["secret"].as_str().expect("secret")).expect("write");
+
+    let code = owner.invite("acme", "Ada", "editor").await;
+    server.visitor().join(&code).await;
+    owner
+        .post("/workspaces/acme/members/Ada/remove")
+        .json(&json!({"revoke_keys": true}))
+        .expect(200)
+        .await;
+    let mut got = Vec::new();
+    for _ in events {
+        let delivery = receiver.next().await;
+        assert_eq!(delivery["verified"], true, "{delivery}");
+        let body = delivery["body"].as_str().expect("body");
+        assert!(!body.contains(&code), "no invitation code in a payload: {body}");
+        got.push(delivery["type"].as_str().expect("type").to_owned());
+    }
+    assert_eq!(got, events);
+    receiver.stop().await;
+    server.stop().await;
+}
