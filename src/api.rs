@@ -941,6 +941,19 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_secret_never_shows_in_debug() {
+        let created: CreatedWebhookResponse = serde_json::from_value(serde_json::json!({
+            "webhook": {"id": "whk_1", "url": "https://example.com/in", "events": [],
+                        "format": "standard", "created_at": "2026-12-07T00:00:00Z",
+                        "created_by": "administrator"},
+            "secret": "whsec_SECRETSECRETSECRET",
+        }))
+        .expect("webhook");
+        let shown = format!("{created:?}");
+        assert!(!shown.contains("SECRET") && shown.contains("[redacted]"), "{shown}");
+    }
+
+    #[test]
     fn emails_are_one_bounded_address() {
         assert_eq!(validate_email(" ana@example.com "), Ok("ana@example.com"));
         for bad in ["ana", "@example.com", "ana@", "a b@example.com", "a@b@c", "a\n@b"] {
@@ -1068,7 +1081,7 @@ pub struct WebhookSecret(pub String);
 
 impl std::fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(…)")
+        f.write_str("WebhookSecret([redacted])")
     }
 }
 
