@@ -1093,6 +1093,19 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_secret_never_shows_in_debug() {
+        let created: CreatedWebhookResponse = serde_json::from_value(serde_json::json!({
+            "webhook": {"id": "whk_1", "url": "https://example.com/in", "events": [],
+                        "format": "standard", "created_at": "2026-12-07T00:00:00Z",
+                        "created_by": "administrator"},
+            "secret": "whsec_SECRETSECRETSECRET",
+        }))
+        .expect("webhook");
+        let shown = format!("{created:?}");
+        assert!(!shown.contains("SECRET") && shown.contains("[redacted]"), "{shown}");
+    }
+
+    #[test]
     fn emails_are_one_bounded_address() {
         assert_eq!(validate_email(" ana@example.com "), Ok("ana@example.com"));
         for bad in ["ana", "@example.com", "ana@", "a b@example.com", "a@b@c", "a\n@b"] {
@@ -1160,4 +1173,107 @@ mod tests {
         assert!(validate_slug("Acme").is_err());
         assert!(validate_slug("-a").is_err());
     }
+}
+
+// Webhooks (issue 35) ---------------------------------------------------------------------------
+
+closed_set! {
+    /// What a webhook endpoint can be sent: the audit events that go out, and the test event.
+    pub enum WebhookEvent {
+        KeyCreated = "key.created",
+        KeyRotated = "key.rotated",
+        KeyRevoked = "key.revoked",
+        MemberInvited = "member.invited",
+        MemberJoined = "member.joined",
+        MemberRemoved = "member.removed",
+        /// Sent by `webhooks test` only.
+        Test = "webhook.test",
+    }
+}
+
+impl WebhookEvent {
+    /// The webhook event an audit event goes out as, if it goes out.
+    pub fn of(kind: EventKind) -> Option<Self> {
+        Some(match kind {
+            EventKind::KeyCreated => Self::KeyCreated,
+            EventKind::KeyRotated => Self::KeyRotated,
+            EventKind::KeyRevoked => Self::KeyRevoked,
+            EventKind::MemberInvited => Self::MemberInvited,
+            EventKind::MemberJoined => Self::MemberJoined,
+            EventKind::MemberRemoved => Self::MemberRemoved,
+            _ => return None,
+        })
+    }
+}
+
+closed_set! {
+    /// How deliveries are written: Standard Webhooks JSON, signed.
+    pub enum WebhookFormat {
+        Standard = "standard",
+    }
+}
+
+/// A webhook endpoint of a workspace (its secret is never part of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    /// What it is sent; every event when empty.
+    pub events: Vec<WebhookEvent>,
+    pub format: WebhookFormat,
+    pub created_at: DateTime<Utc>,
+    /// Who added it (a member's name, or `administrator`).
+    pub created_by: String,
+}
+
+/// An endpoint's signing secret (`whsec_…`): shown once, at creation. Its Debug says nothing.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret([redacted])")
+    }
+}
+
+/// `POST …/webhooks`: the endpoint, and its secret (the only time it is shown).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedWebhookResponse {
+    pub webhook: Webhook,
+    pub secret: WebhookSecret,
+}
+
+/// `GET …/webhooks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhooksResponse {
+    pub webhooks: Vec<Webhook>,
+}
+
+/// One event to one endpoint, and how its delivery went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub webhook_id: String,
+    /// The `webhook-id` header: the same at every attempt.
+    pub event_id: String,
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i64,
+    /// `pending`, `delivered` or `failed` (gave up after the last attempt).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// `GET …/webhooks/deliveries`: the most recent first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookDeliveriesResponse {
+    pub deliveries: Vec<WebhookDelivery>,
 }

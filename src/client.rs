@@ -629,6 +629,53 @@ impl AdminClient {
         self.send(self.post(&["workspaces", workspace, "members", name, "remove"])?.json(&body))
     }
 
+    /// `POST /workspaces/{ws}/webhooks`: the endpoint and its signing secret (shown once).
+    pub fn add_webhook(
+        &self,
+        workspace: &str,
+        url: &str,
+        events: &[crate::api::WebhookEvent],
+    ) -> anyhow::Result<crate::api::CreatedWebhookResponse> {
+        let body = serde_json::json!({"url": url, "events": events});
+        self.send(self.post(&["workspaces", workspace, "webhooks"])?.json(&body))
+    }
+
+    /// `GET /workspaces/{ws}/webhooks`.
+    pub fn webhooks(&self, workspace: &str) -> anyhow::Result<crate::api::WebhooksResponse> {
+        self.send(self.get(&["workspaces", workspace, "webhooks"])?)
+    }
+
+    /// `POST /workspaces/{ws}/webhooks/{id}/remove`.
+    pub fn remove_webhook(&self, workspace: &str, id: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(self.post(&["workspaces", workspace, "webhooks", id, "remove"])?)
+    }
+
+    /// `POST /workspaces/{ws}/webhooks/{id}/test`: the test delivery, as the receiver took it.
+    pub fn test_webhook(
+        &self,
+        workspace: &str,
+        id: &str,
+    ) -> anyhow::Result<crate::api::WebhookDelivery> {
+        self.send(self.post(&["workspaces", workspace, "webhooks", id, "test"])?)
+    }
+
+    /// `GET /workspaces/{ws}/webhook-deliveries`: the most recent first.
+    pub fn webhook_deliveries(
+        &self,
+        workspace: &str,
+        webhook: Option<&str>,
+        limit: u32,
+    ) -> anyhow::Result<crate::api::WebhookDeliveriesResponse> {
+        #[derive(Serialize)]
+        struct Query<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            webhook: Option<&'a str>,
+            limit: u32,
+        }
+        let query = Query { webhook, limit };
+        self.send(self.get(&["workspaces", workspace, "webhook-deliveries"])?.query(&query))
+    }
+
     /// `POST /invitations/redeem` (no credential: the code is sent in the body only).
     pub fn redeem_invitation(
         server: &str,

@@ -13,6 +13,7 @@ pub(crate) mod shared;
 mod status;
 mod test;
 mod transfer;
+mod webhooks;
 mod whoami;
 mod workspaces;
 
@@ -199,6 +200,19 @@ Examples:
   custory-mcp members remove \"Ada Lovelace\" --revoke-keys"
     )]
     Members(members::MembersCommand),
+    /// Send key and member events to a URL, signed (Standard Webhooks): add, list, remove,
+    /// test, deliveries
+    #[command(
+        subcommand,
+        after_help = "\
+Each delivery carries webhook-id, webhook-timestamp and webhook-signature headers; verify them
+with the secret `webhooks add` prints once. Retried with backoff, in order per webhook.
+
+Examples:
+  custory-mcp webhooks add https://hooks.example.com/custory
+  custory-mcp webhooks deliveries"
+    )]
+    Webhooks(webhooks::WebhooksCommand),
     /// Show whose credential this machine uses for --server, and what it may do
     #[command(after_help = "Examples:\n  custory-mcp whoami\n  custory-mcp whoami --json")]
     Whoami,
@@ -297,6 +311,7 @@ fn run(mut cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Logout => login::logout(&cli.global, printer),
         Command::Workspaces(command) => workspaces::run(command, &cli.global, printer),
         Command::Members(command) => members::run(command, &cli.global, printer),
+        Command::Webhooks(command) => webhooks::run(command, &cli.global, printer),
         Command::Whoami => whoami::run(&cli.global, printer),
         Command::Keys(command) => keys::run(command, &cli.global, printer),
         Command::Audit(args) => audit::run(args, &cli.global, printer),

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// internet to fetch those documents
     #[arg(long, requires = "oauth")]
     pub no_client_metadata_documents: bool,
+    /// Let webhooks go to loopback and private addresses (a receiver on your own network);
+    /// without it they go to public addresses only
+    #[arg(long)]
+    pub allow_private_webhooks: bool,
     /// A proxy or load balancer (an address or CIDR, repeatable) whose Forwarded or
     /// X-Forwarded-For header names the client: for last-used addresses, the failed-auth
     /// limit and the log. Anyone else's forwarding headers are ignored
@@ -297,6 +301,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             forwarded_header: args.forwarded_header,
             tls,
             metrics: metrics_url.is_some(),
+            allow_private_webhooks: args.allow_private_webhooks,
             ..ServerConfig::default()
         };
         args.limits.apply(&mut config, files);

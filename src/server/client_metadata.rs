@@ -222,7 +222,7 @@ fn document_client(url: &str, document: &Value) -> Result<OAuthClient, String> {
 }
 
 /// Resolves names to public addresses only.
-struct PublicOnly;
+pub(super) struct PublicOnly;
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
@@ -242,7 +242,7 @@ impl reqwest::dns::Resolve for PublicOnly {
 
 /// Whether `ip` is on the public internet (not loopback, private, link-local, shared,
 /// documentation, benchmarking, multicast or unspecified), IPv4 inside IPv6 included.
-fn is_public(ip: IpAddr) -> bool {
+pub(super) fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => {
             let [a, b, c, _] = ip.octets();

@@ -21,6 +21,7 @@ mod oauth;
 mod tls;
 mod transfer;
 pub use transfer::ImportHook;
+mod webhooks;
 mod work;
 
 use std::future::Future;
@@ -115,6 +116,9 @@ pub struct ServerConfig {
     pub usage_retention: Period,
     /// Called between an import's slices (tests hold an import there); nothing by default.
     pub import_hook: transfer::ImportHook,
+    /// Whether webhooks may be sent to loopback and private addresses
+    /// (`--allow-private-webhooks`: a receiver on your own network, and the tests).
+    pub allow_private_webhooks: bool,
 }
 
 /// The names a loopback server answers to.
@@ -147,6 +151,7 @@ impl Default for ServerConfig {
             audit_retention: Period::days(30),
             usage_retention: Period::days(400),
             import_hook: transfer::ImportHook::default(),
+            allow_private_webhooks: false,
         }
     }
 }
@@ -425,6 +430,30 @@ static ROUTES: &[Route] = &[
         |on| routing::on(on, members::remove),
     )
     .allow(Allow::Role(Role::Owner)),
+    // Webhooks (issue 35): owners manage their workspace's.
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/webhooks", Guard::Owner, |on| {
+        routing::on(on, webhooks::list)
+    })
+    .allow(Allow::Role(Role::Owner)),
+    Route::new(Method::POST, "/api/admin/workspaces/{ws}/webhooks", Guard::Owner, |on| {
+        routing::on(on, webhooks::add)
+    })
+    .allow(Allow::Role(Role::Owner)),
+    Route::new(
+        Method::POST,
+        "/api/admin/workspaces/{ws}/webhooks/{id}/remove",
+        Guard::Owner,
+        |on| routing::on(on, webhooks::remove),
+    )
+    .allow(Allow::Role(Role::Owner)),
+    Route::new(Method::POST, "/api/admin/workspaces/{ws}/webhooks/{id}/test", Guard::Owner, |on| {
+        routing::on(on, webhooks::test)
+    })
+    .allow(Allow::Role(Role::Owner)),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/webhook-deliveries", Guard::Owner, |on| {
+        routing::on(on, webhooks::deliveries)
+    })
+    .allow(Allow::Role(Role::Owner)),
     Route::new(Method::POST, "/api/admin/invitations/redeem", Guard::Public, |on| {
         routing::on(on, members::redeem)
     }),
@@ -589,6 +618,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Arc::clone(&state.store);
     let flusher = tokio::spawn(housekeeping(state.clone()));
+    let webhooks = tokio::spawn(webhooks::deliver(state.clone()));
     let limits = state.config.connections;
     let front = listen::Front {
         trusted: state.config.trusted_proxies.clone().into(),
@@ -602,6 +632,8 @@ pub async fn run(
         reloader.abort();
     }
     flusher.abort();
+    // A delivery cut short is sent again when its lease runs out (at least once).
+    webhooks.abort();
     // The last flush runs whatever happened to the connections, so no recorded use is lost
     // (on the blocking pool, as every database call of the server).
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

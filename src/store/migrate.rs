@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0011_invitations_withdrawn.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0013_webhooks.sql"),
+        postgres: include_str!("migrations/postgres/0013_webhooks.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

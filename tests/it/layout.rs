@@ -71,6 +71,9 @@ const ACCESS_TABLES: &[&str] = &[
     "member_roles",
     "member_credentials",
     "invitations",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
 ];
 const CONTENT_TABLES: &[&str] = &[
     "journeys",

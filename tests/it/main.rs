@@ -42,3 +42,4 @@ mod tables;
 mod templates;
 mod test_command;
 mod transfer;
+mod webhooks;

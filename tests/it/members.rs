@@ -39,6 +39,11 @@ fn expected_rule(method: &Method, path: &str) -> Option<Allow> {
         ("POST", "/api/admin/workspaces/{ws}/invitations/{prefix}/withdraw") => owner,
         ("POST", "/api/admin/workspaces/{ws}/members/{name}/role") => owner,
         ("POST", "/api/admin/workspaces/{ws}/members/{name}/remove") => owner,
+        ("GET", "/api/admin/workspaces/{ws}/webhooks") => owner,
+        ("POST", "/api/admin/workspaces/{ws}/webhooks") => owner,
+        ("POST", "/api/admin/workspaces/{ws}/webhooks/{id}/remove") => owner,
+        ("POST", "/api/admin/workspaces/{ws}/webhooks/{id}/test") => owner,
+        ("GET", "/api/admin/workspaces/{ws}/webhook-deliveries") => owner,
         _ => return None,
     };
     Some(rule)

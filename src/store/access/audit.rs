@@ -27,7 +27,8 @@ pub struct NewEvent<'a> {
     pub actor: &'a Author,
 }
 
-/// Writes `event` on `conn` (so callers can make it part of their own transaction).
+/// Writes `event` on `conn` (so callers can make it part of their own transaction), with the
+/// webhook deliveries it makes.
 pub(crate) fn insert_event(conn: &Connection, at: i64, event: &NewEvent<'_>) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO audit_events (workspace_id, at, kind, key_id, key_prefix, detail, actor,
@@ -45,7 +46,8 @@ pub(crate) fn insert_event(conn: &Connection, at: i64, event: &NewEvent<'_>) -> 
         event.actor.member_id,
         event.actor.name
     ])?;
-    Ok(())
+    // The webhooks it goes out to, in the same transaction (the outbox).
+    super::webhooks::enqueue(conn, at, event)
 }
 
 pub(super) fn record_event(s: &AccessStore<'_>, event: &NewEvent<'_>) -> StoreResult<()> {

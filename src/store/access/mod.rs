@@ -16,6 +16,7 @@ mod keys;
 mod members;
 pub mod oauth;
 mod owner;
+mod webhooks;
 mod workspaces;
 
 use std::collections::{HashMap, HashSet};
@@ -38,6 +39,7 @@ pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
 pub use owner::OwnerCredentialSetup;
+pub use webhooks::{Attempt, Claimed, MAX_ATTEMPTS};
 pub use workspaces::{WorkspaceFilter, WorkspaceRow};
 
 /// What the access room keeps in memory, for the life of the store.
@@ -560,5 +562,57 @@ impl AccessStore<'_> {
         cursor: Option<&str>,
     ) -> StoreResult<api::WorkspaceUsageResponse> {
         activity::workspace_usage(self, ws, since, limit, cursor)
+    }
+}
+
+impl AccessStore<'_> {
+    // Webhooks (issue 35) ---------------------------------------------------------------------
+
+    /// Adds a webhook endpoint; the secret returned is the only time it is shown.
+    pub fn create_webhook(
+        &self,
+        ws: i64,
+        url: &str,
+        events: &[api::WebhookEvent],
+        created_by: &str,
+    ) -> StoreResult<(api::Webhook, api::WebhookSecret)> {
+        webhooks::create_webhook(self, ws, url, events, created_by)
+    }
+
+    pub fn list_webhooks(&self, ws: i64) -> StoreResult<Vec<api::Webhook>> {
+        webhooks::list_webhooks(self, ws)
+    }
+
+    pub fn remove_webhook(&self, ws: i64, id: &str) -> StoreResult<()> {
+        webhooks::remove_webhook(self, ws, id)
+    }
+
+    /// Queues a `webhook.test` event for one endpoint; its delivery id.
+    pub fn enqueue_webhook_test(&self, ws: i64, id: &str) -> StoreResult<i64> {
+        webhooks::enqueue_test(self, ws, id)
+    }
+
+    /// Claims due deliveries, the oldest pending one of each endpoint (see `webhooks.rs`).
+    pub fn claim_webhook_deliveries(&self, limit: i64) -> StoreResult<Vec<Claimed>> {
+        webhooks::claim_due(self, limit)
+    }
+
+    /// Claims one delivery by id, if it is still pending and not claimed.
+    pub fn claim_webhook_delivery(&self, id: i64) -> StoreResult<Option<Claimed>> {
+        webhooks::claim_one(self, id)
+    }
+
+    pub fn record_webhook_attempt(&self, claimed: &Claimed, attempt: &Attempt) -> StoreResult<()> {
+        webhooks::record_attempt(self, claimed, attempt)
+    }
+
+    /// The most recent deliveries of a workspace, or of one of its webhooks.
+    pub fn list_webhook_deliveries(
+        &self,
+        ws: i64,
+        webhook_id: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<api::WebhookDelivery>> {
+        webhooks::list_deliveries(self, ws, webhook_id, limit)
     }
 }

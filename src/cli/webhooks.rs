@@ -1,0 +1,180 @@
+//! `custory-mcp webhooks add|list|remove|test|deliveries`: a workspace's signed webhooks
+//! (Standard Webhooks) and how their deliveries went.
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::GlobalArgs;
+use super::shared::WorkspaceClient;
+use crate::api::{WebhookDelivery, WebhookEvent};
+use crate::error::ExitStatus;
+use crate::output::{Column, Printer, relative, table};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum WebhooksCommand {
+    /// Send the workspace's key and member events to URL, signed: prints the signing secret
+    /// once, on stdout
+    #[command(after_help = "\
+Examples:
+  custory-mcp webhooks add https://hooks.example.com/custory
+  custory-mcp webhooks add https://hooks.example.com/keys \\
+      --events key.created,key.revoked")]
+    Add {
+        /// Where to POST each event (https; private addresses need `serve
+        /// --allow-private-webhooks`)
+        url: String,
+        /// Only these events (comma-separated); every event when absent
+        #[arg(long, value_enum, value_delimiter = ',')]
+        events: Vec<WebhookEvent>,
+    },
+    /// List the workspace's webhooks (never their secrets)
+    #[command(
+        after_help = "Examples:\n  custory-mcp webhooks list\n  custory-mcp webhooks list --json"
+    )]
+    List,
+    /// Stop sending to a webhook
+    #[command(after_help = "Examples:\n  custory-mcp webhooks remove whk_AbCd123456")]
+    Remove {
+        /// The webhook's id (see `webhooks list`)
+        id: String,
+    },
+    /// Send a signed webhook.test event now and show how the receiver answered
+    #[command(after_help = "Examples:\n  custory-mcp webhooks test whk_AbCd123456")]
+    Test {
+        /// The webhook's id (see `webhooks list`)
+        id: String,
+    },
+    /// Recent deliveries: their state, attempts, last answer and next retry
+    #[command(after_help = "\
+Examples:
+  custory-mcp webhooks deliveries
+  custory-mcp webhooks deliveries whk_AbCd123456 --limit 100")]
+    Deliveries {
+        /// Only this webhook's
+        id: Option<String>,
+        /// How many, the most recent first (at most 200)
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
+        limit: u32,
+    },
+}
+
+pub fn run(
+    command: WebhooksCommand,
+    global: &GlobalArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let admin = WorkspaceClient::connect_for_key(global, None)?;
+    let ws = admin.workspace.slug.clone();
+    match command {
+        WebhooksCommand::Add { url, events } => {
+            let created = admin.client.add_webhook(&ws, &url, &events)?;
+            if printer.json {
+                printer.json(&created)?;
+                return Ok(ExitStatus::Success);
+            }
+            // The secret alone on stdout, so a variable or a secret store takes just it.
+            printer.data(&created.secret.0);
+            printer.info(&format!(
+                "Added webhook {} for {ws}. The signing secret above is shown once: give it to \
+                 the receiver, which verifies each delivery with a Standard Webhooks library. \
+                 Try it with `custory-mcp webhooks test {}`.",
+                created.webhook.id, created.webhook.id
+            ));
+        }
+        WebhooksCommand::List => {
+            let webhooks = admin.client.webhooks(&ws)?.webhooks;
+            if printer.json {
+                printer.json(&json!({"webhooks": webhooks}))?;
+            } else if webhooks.is_empty() {
+                printer.info(&format!(
+                    "{ws} has no webhooks. Add one with `custory-mcp webhooks add URL`."
+                ));
+            } else {
+                let now = Utc::now();
+                let rows = webhooks
+                    .iter()
+                    .map(|w| {
+                        let events = if w.events.is_empty() {
+                            "all".to_owned()
+                        } else {
+                            w.events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(",")
+                        };
+                        vec![w.id.clone(), w.url.clone(), events, relative(w.created_at, now)]
+                    })
+                    .collect();
+                let columns = [
+                    Column::keep("Id"),
+                    Column::text("URL", 2),
+                    Column::text("Events", 1),
+                    Column::optional("Added", 3),
+                ];
+                printer.data(&table(&columns, rows));
+            }
+        }
+        WebhooksCommand::Remove { id } => {
+            let removed = admin.client.remove_webhook(&ws, &id)?;
+            if printer.json {
+                printer.json(&removed)?;
+            } else {
+                printer.info(&format!("Removed webhook {id}: nothing more is sent to it."));
+            }
+        }
+        WebhooksCommand::Test { id } => {
+            let delivery = admin.client.test_webhook(&ws, &id)?;
+            if printer.json {
+                printer.json(&delivery)?;
+            } else if delivery.state == "delivered" {
+                printer.info(&format!(
+                    "Delivered webhook.test {} to {id}: the receiver answered {}.",
+                    delivery.event_id,
+                    delivery.last_status.map_or("-".to_owned(), |s| s.to_string())
+                ));
+            } else {
+                printer.warn(&format!(
+                    "webhook.test {} to {id} was not delivered: {}. See `custory-mcp webhooks \
+                     deliveries {id}`.",
+                    delivery.event_id,
+                    delivery.last_error.as_deref().unwrap_or("no answer")
+                ));
+                return Ok(ExitStatus::Failure);
+            }
+        }
+        WebhooksCommand::Deliveries { id, limit } => {
+            let deliveries = admin.client.webhook_deliveries(&ws, id.as_deref(), limit)?.deliveries;
+            if printer.json {
+                printer.json(&json!({"deliveries": deliveries}))?;
+            } else if deliveries.is_empty() {
+                printer.info("No deliveries yet.");
+            } else {
+                let now = Utc::now();
+                let rows = deliveries.iter().map(|d| delivery_row(d, now)).collect();
+                let columns = [
+                    Column::keep("Event"),
+                    Column::keep("State"),
+                    Column::keep("Tries"),
+                    Column::optional("Last", 2),
+                    Column::optional("Next retry", 1),
+                    Column::optional("Id", 3),
+                ];
+                printer.data(&table(&columns, rows));
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn delivery_row(d: &WebhookDelivery, now: chrono::DateTime<Utc>) -> Vec<String> {
+    let last = match (d.last_status, d.last_error.as_deref()) {
+        (Some(status), _) => status.to_string(),
+        (None, Some(_)) => "no answer".to_owned(),
+        (None, None) => "-".to_owned(),
+    };
+    vec![
+        d.event_type.clone(),
+        d.state.clone(),
+        d.attempts.to_string(),
+        last,
+        d.next_attempt_at.map_or("-".to_owned(), |at| relative(at, now)),
+        d.event_id.clone(),
+    ]
+}

@@ -1,0 +1,512 @@
+//! Signed webhooks (issue 35): each workspace's endpoints, and the durable outbox of what each
+//! must be sent. An outbox row is written by [`enqueue`], called from the audit trail's
+//! `insert_event` in the same transaction as the event it mirrors, so an event that happened
+//! is never lost and one that rolled back is never sent. The server's delivery worker claims due
+//! rows ([`claim_due`]) with a lease, one endpoint's rows in order, and records each attempt
+//! ([`record_attempt`]).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::AccessStore;
+use super::NewEvent;
+use crate::api::{Webhook, WebhookDelivery, WebhookEvent, WebhookFormat, WebhookSecret};
+use crate::store::db::{Connection, DbResult, Row, params};
+use crate::store::{StoreError, StoreResult, from_secs, new_id};
+
+/// Attempts before a delivery is given up (marked `failed`, so the endpoint's next one goes).
+pub const MAX_ATTEMPTS: i64 = 8;
+/// How long a claimed delivery is reserved for the replica that claimed it (a request takes at
+/// most 10 s); past it another replica (or this one after a restart) may try it again.
+pub const LEASE_SECONDS: i64 = 60;
+/// Endpoints a workspace may have.
+const MAX_ENDPOINTS: i64 = 20;
+
+/// One due delivery, claimed: what to send, where, and the secret to sign it with.
+pub struct Claimed {
+    pub delivery_id: i64,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub payload: String,
+    pub url: String,
+    pub secret: WebhookSecret,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for Claimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed")
+            .field("delivery_id", &self.delivery_id)
+            .field("webhook_id", &self.webhook_id)
+            .field("event_id", &self.event_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The receiver's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// Why it failed, when it did (never the secret or the body sent).
+    pub error: Option<String>,
+    pub millis: i64,
+}
+
+impl Attempt {
+    /// A 2xx answer.
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s)) && self.error.is_none()
+    }
+}
+
+/// A new signing secret: `whsec_` and 24 random bytes in base64 (the Standard Webhooks form).
+fn new_secret() -> WebhookSecret {
+    let mut bytes = [0u8; 24];
+    crate::token::fill_random(&mut bytes);
+    WebhookSecret(format!("whsec_{}", BASE64.encode(bytes)))
+}
+
+fn events_text(events: &[WebhookEvent]) -> String {
+    events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn parse_events(text: &str) -> Vec<WebhookEvent> {
+    text.split(',').filter_map(WebhookEvent::parse).collect()
+}
+
+fn webhook_of(row: &Row) -> DbResult<Webhook> {
+    let events: String = row.get("events")?;
+    Ok(Webhook {
+        id: row.get("id")?,
+        url: row.get("url")?,
+        events: parse_events(&events),
+        format: row.get_parsed("format", WebhookFormat::parse)?,
+        created_at: from_secs(row.get("created_at")?),
+        created_by: row.get("created_by")?,
+    })
+}
+
+/// Adds an endpoint; the secret returned is the only time it leaves the database.
+pub(super) fn create_webhook(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    url: &str,
+    events: &[WebhookEvent],
+    created_by: &str,
+) -> StoreResult<(Webhook, WebhookSecret)> {
+    let now = s.now().timestamp();
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let count: i64 = tx.query_row(
+        "SELECT count(*) AS n FROM webhook_endpoints WHERE workspace_id = ?1 AND removed_at IS NULL",
+        params![workspace_id],
+        |row| row.get("n"),
+    )?;
+    if count >= MAX_ENDPOINTS {
+        return Err(StoreError::Quota(format!(
+            "the workspace has {MAX_ENDPOINTS} webhooks, the most it may have; remove one first"
+        )));
+    }
+    let id = new_id("whk");
+    let secret = new_secret();
+    tx.execute(
+        "INSERT INTO webhook_endpoints (id, workspace_id, url, secret, events, format, created_at,
+                                        created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            workspace_id,
+            url,
+            secret.0,
+            events_text(events),
+            WebhookFormat::Standard.as_str(),
+            now,
+            created_by
+        ],
+    )?;
+    tx.commit()?;
+    let webhook = Webhook {
+        id,
+        url: url.to_owned(),
+        events: events.to_vec(),
+        format: WebhookFormat::Standard,
+        created_at: from_secs(now),
+        created_by: created_by.to_owned(),
+    };
+    Ok((webhook, secret))
+}
+
+/// A workspace's endpoints, oldest first.
+pub(super) fn list_webhooks(s: &AccessStore<'_>, workspace_id: i64) -> StoreResult<Vec<Webhook>> {
+    let rows = s.reader()?.query(
+        "SELECT id, url, events, format, created_at, created_by FROM webhook_endpoints
+         WHERE workspace_id = ?1 AND removed_at IS NULL ORDER BY created_at, id",
+        params![workspace_id],
+    )?;
+    Ok(rows.iter().map(webhook_of).collect::<DbResult<Vec<_>>>()?)
+}
+
+/// Removes an endpoint: nothing more is sent to it (its pending deliveries stay in the log).
+pub(super) fn remove_webhook(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> StoreResult<()> {
+    let now = s.now().timestamp();
+    let removed = s.writer().execute(
+        "UPDATE webhook_endpoints SET removed_at = ?3
+         WHERE workspace_id = ?1 AND id = ?2 AND removed_at IS NULL",
+        params![workspace_id, id, now],
+    )?;
+    if removed == 0 {
+        return Err(no_such_webhook(id));
+    }
+    Ok(())
+}
+
+fn no_such_webhook(id: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "no webhook {id} in this workspace; run `custory-mcp webhooks list` to see them"
+    ))
+}
+
+/// Writes, on `conn` (inside the caller's transaction), one outbox row per active endpoint of
+/// the event's workspace subscribed to its kind. Events that do not go out cost nothing.
+pub(crate) fn enqueue(conn: &Connection, at: i64, event: &NewEvent<'_>) -> StoreResult<()> {
+    let Some(kind) = WebhookEvent::of(event.kind) else { return Ok(()) };
+    let endpoints = conn.query(
+        "SELECT id, events FROM webhook_endpoints WHERE workspace_id = ?1 AND removed_at IS NULL",
+        params![event.workspace_id],
+    )?;
+    let mut subscribed = Vec::new();
+    for row in &endpoints {
+        let events: String = row.get("events")?;
+        let events = parse_events(&events);
+        if events.is_empty() || events.contains(&kind) {
+            subscribed.push(row.get::<String>("id")?);
+        }
+    }
+    if subscribed.is_empty() {
+        return Ok(());
+    }
+    let workspace: Option<String> = conn
+        .query("SELECT slug FROM workspaces WHERE id = ?1", params![event.workspace_id])?
+        .first()
+        .map(|row| row.get("slug"))
+        .transpose()?;
+    let key = match event.key_id {
+        Some(key_id) => {
+            let name: Option<String> = conn
+                .query("SELECT name FROM mcp_keys WHERE id = ?1", params![key_id])?
+                .first()
+                .map(|row| row.get("name"))
+                .transpose()?;
+            Some(serde_json::json!({"id": key_id, "name": name, "prefix": event.key_prefix}))
+        }
+        None => None,
+    };
+    let data = serde_json::json!({
+        "workspace": workspace,
+        "key": key,
+        "actor": event.actor,
+        "detail": event.detail,
+    });
+    for endpoint in subscribed {
+        insert_delivery(conn, &endpoint, kind, at, &data)?;
+    }
+    Ok(())
+}
+
+/// One outbox row: a Standard Webhooks payload (`type`, `timestamp`, `data`) under a new,
+/// stable event id.
+fn insert_delivery(
+    conn: &Connection,
+    endpoint: &str,
+    kind: WebhookEvent,
+    at: i64,
+    data: &serde_json::Value,
+) -> StoreResult<String> {
+    let event_id = new_id("msg");
+    let payload = serde_json::json!({
+        "type": kind.as_str(),
+        "timestamp": from_secs(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "data": data,
+    });
+    conn.execute(
+        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, created_at,
+                                         next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![endpoint, event_id, kind.as_str(), payload.to_string(), at],
+    )?;
+    Ok(event_id)
+}
+
+/// Queues a `webhook.test` event for one endpoint, due now; returns its delivery id.
+pub(super) fn enqueue_test(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> StoreResult<i64> {
+    let now = s.now().timestamp();
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let found = tx.query(
+        "SELECT w.slug AS slug FROM webhook_endpoints e JOIN workspaces w ON w.id = e.workspace_id
+         WHERE e.workspace_id = ?1 AND e.id = ?2 AND e.removed_at IS NULL",
+        params![workspace_id, id],
+    )?;
+    let Some(row) = found.first() else { return Err(no_such_webhook(id)) };
+    let slug: String = row.get("slug")?;
+    let data = serde_json::json!({"workspace": slug, "detail": "a test event from custory-mcp"});
+    let event_id = insert_delivery(&tx, id, WebhookEvent::Test, now, &data)?;
+    let delivery: i64 = tx.query_row(
+        "SELECT id FROM webhook_deliveries WHERE event_id = ?1",
+        params![event_id],
+        |row| row.get("id"),
+    )?;
+    tx.commit()?;
+    Ok(delivery)
+}
+
+const CLAIMED_COLUMNS: &str = "d.id AS id, d.endpoint_id AS endpoint_id, d.event_id AS event_id,
+    d.payload AS payload, d.attempts AS attempts, d.created_at AS created_at, e.url AS url,
+    e.secret AS secret";
+
+fn claimed_of(row: &Row) -> DbResult<Claimed> {
+    Ok(Claimed {
+        delivery_id: row.get("id")?,
+        webhook_id: row.get("endpoint_id")?,
+        event_id: row.get("event_id")?,
+        payload: row.get("payload")?,
+        url: row.get("url")?,
+        secret: WebhookSecret(row.get("secret")?),
+        attempts: row.get("attempts")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+/// Claims up to `limit` due deliveries, each the oldest one not yet delivered of its endpoint
+/// (so an endpoint gets its events in order), for [`LEASE_SECONDS`]. On PostgreSQL the rows are
+/// locked with `SKIP LOCKED` (and every write transaction also takes the shared write lock),
+/// so of several replicas exactly one claims each.
+pub(super) fn claim_due(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Claimed>> {
+    let now = s.now().timestamp();
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let lock = if tx.is_postgres() { "FOR UPDATE OF d SKIP LOCKED" } else { "" };
+    let rows = tx.query(
+        &format!(
+            "SELECT {CLAIMED_COLUMNS}
+             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+             WHERE d.delivered_at IS NULL AND d.failed_at IS NULL AND d.next_attempt_at <= ?1
+               AND (d.lease_until IS NULL OR d.lease_until < ?1) AND e.removed_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
+                               WHERE p.endpoint_id = d.endpoint_id AND p.id < d.id
+                                 AND p.delivered_at IS NULL AND p.failed_at IS NULL)
+             ORDER BY d.id LIMIT ?2 {lock}"
+        ),
+        params![now, limit],
+    )?;
+    let claimed = rows.iter().map(claimed_of).collect::<DbResult<Vec<_>>>()?;
+    for delivery in &claimed {
+        tx.execute(
+            "UPDATE webhook_deliveries SET lease_until = ?2 WHERE id = ?1",
+            params![delivery.delivery_id, now + LEASE_SECONDS],
+        )?;
+    }
+    tx.commit()?;
+    Ok(claimed)
+}
+
+/// Claims one delivery by id (`webhooks test`), whatever is before it.
+pub(super) fn claim_one(s: &AccessStore<'_>, delivery_id: i64) -> StoreResult<Option<Claimed>> {
+    let now = s.now().timestamp();
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let rows = tx.query(
+        &format!(
+            "SELECT {CLAIMED_COLUMNS}
+             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+             WHERE d.id = ?1 AND d.delivered_at IS NULL AND d.failed_at IS NULL
+               AND (d.lease_until IS NULL OR d.lease_until < ?2)"
+        ),
+        params![delivery_id, now],
+    )?;
+    let claimed = rows.first().map(claimed_of).transpose()?;
+    if claimed.is_some() {
+        tx.execute(
+            "UPDATE webhook_deliveries SET lease_until = ?2 WHERE id = ?1",
+            params![delivery_id, now + LEASE_SECONDS],
+        )?;
+    }
+    tx.commit()?;
+    Ok(claimed)
+}
+
+/// When the attempt after `attempts` failed ones goes: 2 s, 4 s, 8 s… up to 10 minutes.
+pub fn backoff_seconds(attempts: i64) -> i64 {
+    let exponent = u32::try_from(attempts.clamp(1, 20)).unwrap_or(20);
+    2_i64.saturating_pow(exponent).min(600)
+}
+
+/// Records how an attempt went: delivered, due again after a backoff, or given up after
+/// [`MAX_ATTEMPTS`].
+pub(super) fn record_attempt(
+    s: &AccessStore<'_>,
+    claimed: &Claimed,
+    attempt: &Attempt,
+) -> StoreResult<()> {
+    let now = s.now().timestamp();
+    let attempts = claimed.attempts + 1;
+    let status = attempt.status.map(i64::from);
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO webhook_attempts (delivery_id, endpoint_id, at, status, error, millis)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            claimed.delivery_id,
+            claimed.webhook_id,
+            now,
+            status,
+            attempt.error.as_deref(),
+            attempt.millis
+        ],
+    )?;
+    let (delivered, failed) = if attempt.succeeded() {
+        (Some(now), None)
+    } else if attempts >= MAX_ATTEMPTS {
+        (None, Some(now))
+    } else {
+        (None, None)
+    };
+    tx.execute(
+        "UPDATE webhook_deliveries
+         SET attempts = ?2, last_status = ?3, last_error = ?4, last_attempt_at = ?5,
+             delivered_at = ?6, failed_at = ?7, next_attempt_at = ?8, lease_until = NULL
+         WHERE id = ?1",
+        params![
+            claimed.delivery_id,
+            attempts,
+            status,
+            attempt.error.as_deref(),
+            now,
+            delivered,
+            failed,
+            now + backoff_seconds(attempts)
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The most recent `limit` deliveries of a workspace (or of one of its endpoints).
+pub(super) fn list_deliveries(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    webhook_id: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<WebhookDelivery>> {
+    let rows = s.reader()?.query(
+        "SELECT d.id AS id, d.endpoint_id AS endpoint_id, d.event_id AS event_id,
+                d.event_type AS event_type, d.created_at AS created_at, d.attempts AS attempts,
+                d.next_attempt_at AS next_attempt_at, d.last_status AS last_status,
+                d.last_error AS last_error, d.delivered_at AS delivered_at,
+                d.failed_at AS failed_at
+         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+         WHERE e.workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR d.endpoint_id = ?2)
+         ORDER BY d.id DESC LIMIT ?3",
+        params![workspace_id, webhook_id, limit],
+    )?;
+    let deliveries = rows
+        .iter()
+        .map(|row| {
+            let delivered: Option<i64> = row.get("delivered_at")?;
+            let failed: Option<i64> = row.get("failed_at")?;
+            let state = match (delivered, failed) {
+                (Some(_), _) => "delivered",
+                (None, Some(_)) => "failed",
+                (None, None) => "pending",
+            };
+            Ok(WebhookDelivery {
+                id: row.get("id")?,
+                webhook_id: row.get("endpoint_id")?,
+                event_id: row.get("event_id")?,
+                event_type: row.get("event_type")?,
+                created_at: from_secs(row.get("created_at")?),
+                attempts: row.get("attempts")?,
+                next_attempt_at: (state == "pending")
+                    .then(|| row.get::<i64>("next_attempt_at").map(from_secs))
+                    .transpose()?,
+                state: state.to_owned(),
+                last_status: row.get("last_status")?,
+                last_error: row.get("last_error")?,
+                delivered_at: delivered.map(from_secs),
+            })
+        })
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(deliveries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Access, ExpiryPolicy};
+    use crate::store::{Clock, Store};
+
+    fn failed() -> Attempt {
+        Attempt { status: Some(503), error: None, millis: 1 }
+    }
+
+    #[test]
+    fn events_queue_in_the_same_transaction_and_go_out_in_order_per_endpoint() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Clock::default();
+        let store = Store::open(&dir.path().join("t.db"), clock.clone()).expect("open");
+        let access = store.access();
+        let ws = access.workspace_by_slug("acme").expect("query").expect("acme").id;
+        let (hook, secret) = access
+            .create_webhook(ws, "https://example.com/in", &[WebhookEvent::KeyCreated], "admin")
+            .expect("create");
+        assert!(secret.0.starts_with("whsec_"));
+        assert!(!format!("{secret:?}").contains(&secret.0));
+        let (key, token) =
+            access.create_key(ws, "ci", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
+        let (_, second) =
+            access.create_key(ws, "ci-2", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
+        access.revoke_key(ws, &key.id, &crate::api::Author::default()).expect("revoke");
+
+        let claimed = access.claim_webhook_deliveries(10).expect("claim");
+        assert_eq!(claimed.len(), 1, "one endpoint: only its oldest pending delivery");
+        let first = &claimed[0];
+        assert_eq!(first.webhook_id, hook.id);
+        let payload: serde_json::Value = serde_json::from_str(&first.payload).expect("json");
+        assert_eq!(payload["type"], "key.created");
+        assert_eq!(payload["data"]["key"]["name"], "ci");
+        assert_eq!(payload["data"]["key"]["prefix"], key.prefix.as_str());
+        assert!(!first.payload.contains(token.expose()), "no token in a payload");
+        assert!(!first.payload.contains(second.expose()), "no token in a payload");
+        // Claimed: not claimed again while leased; failed: not due before its backoff, and
+        // the next event waits behind it.
+        assert!(access.claim_webhook_deliveries(10).expect("claim").is_empty());
+        access.record_webhook_attempt(first, &failed()).expect("record");
+        assert!(access.claim_webhook_deliveries(10).expect("claim").is_empty());
+        clock.advance(chrono::Duration::seconds(backoff_seconds(1)));
+        let again = access.claim_webhook_deliveries(10).expect("claim");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].event_id, first.event_id, "the same event id at every attempt");
+        access
+            .record_webhook_attempt(
+                &again[0],
+                &Attempt { status: Some(204), error: None, millis: 1 },
+            )
+            .expect("record");
+        let next = access.claim_webhook_deliveries(10).expect("claim");
+        assert_eq!(next.len(), 1);
+        let payload: serde_json::Value = serde_json::from_str(&next[0].payload).expect("json");
+        assert_eq!(payload["data"]["key"]["name"], "ci-2", "revocations are not subscribed to");
+        let log = access.list_webhook_deliveries(ws, Some(&hook.id), 10).expect("log");
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[1].state, "delivered");
+        assert_eq!(log[1].attempts, 2);
+        access.remove_webhook(ws, &hook.id).expect("remove");
+        access.record_webhook_attempt(&next[0], &failed()).expect("record");
+        clock.advance(chrono::Duration::seconds(600));
+        assert!(access.claim_webhook_deliveries(10).expect("claim").is_empty(), "removed");
+    }
+}

@@ -1,0 +1,316 @@
+//! Signed webhooks (issue 35): every delivery verified by the Standard Webhooks reference
+//! library (Python `standardwebhooks`, pinned, in a venv under the target dir); a receiver
+//! down for a while, then up, gets every event in order with stable ids, across a restart of
+//! the server in the middle of the retries; no token or secret in any payload or log.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+
+use crate::common::{TestDatabase, TestEnv};
+
+/// The Standard Webhooks reference library for Python, pinned.
+const STANDARD_WEBHOOKS: &str = "standardwebhooks==1.3.0";
+
+/// How long the test waits for deliveries (the retries back off 2, 4, 8, 16… s).
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The receiver process (`python/webhook_receiver.py`) and its output.
+struct Receiver {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    port: u16,
+}
+
+impl Receiver {
+    async fn start(python: &PathBuf, secret_file: &std::path::Path, port: u16) -> Self {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/webhook_receiver.py");
+        let mut child = tokio::process::Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .env("WEBHOOK_SECRET_FILE", secret_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the receiver");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("the receiver starts in time")
+            .expect("read")
+            .expect("the receiver printed its port");
+        let port: u16 = serde_json::from_str::<Value>(&first).expect("json")["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .expect("port");
+        Self { child, lines, port }
+    }
+
+    /// The next delivery it took, within [`WAIT`].
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(WAIT, self.lines.next_line())
+            .await
+            .expect("a delivery arrives in time")
+            .expect("read")
+            .expect("the receiver is running");
+        serde_json::from_str(&line).expect("json")
+    }
+
+    async fn stop(mut self) {
+        self.child.kill().await.expect("stop the receiver");
+    }
+}
+
+async fn deliveries(owner: &crate::common::Owner, query: &str) -> Vec<Value> {
+    let answer =
+        owner.get(&format!("/workspaces/acme/webhook-deliveries{query}")).expect(200).await;
+    answer["deliveries"].as_array().expect("deliveries").clone()
+}
+
+#[tokio::test]
+async fn a_receiver_down_then_up_gets_every_event_verified_in_order_across_a_restart() {
+    let python = tokio::task::spawn_blocking(|| crate::conformance::python_with(STANDARD_WEBHOOKS))
+        .await
+        .expect("install task");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "").expect("secret file");
+    let mut receiver = Receiver::start(&python, &secret_file, 0).await;
+    let port = receiver.port;
+
+    let db = TestDatabase::for_backend(&dir.path().join("custory.db"));
+    let env = TestEnv::new();
+    let server = env.serve_on(&db.arg(), &["--allow-private-webhooks", "-v"]).await;
+    let owner = server.owner();
+    let owner_token = owner.token().to_owned();
+
+    // Private addresses are refused without the flag (checked on a server started without it
+    // below); with it, the endpoint is made and its secret shown once.
+    let created = owner
+        .post("/workspaces/acme/webhooks")
+        .json(&json!({"url": format!("http://127.0.0.1:{port}/hooks")}))
+        .expect(201)
+        .await;
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("whsec_"), "{created}");
+    let webhook_id = created["webhook"]["id"].as_str().expect("id").to_owned();
+    let listed = owner.get("/workspaces/acme/webhooks").expect(200).await;
+    assert!(!listed.to_string().contains(&secret), "the secret is shown once: {listed}");
+    std::fs::write(&secret_file, &secret).expect("write secret");
+
+    // A test event, now: verified by the reference library.
+    let tested =
+        owner.post(&format!("/workspaces/acme/webhooks/{webhook_id}/test")).expect(200).await;
+    assert_eq!(tested["state"], "delivered", "{tested}");
+    assert_eq!(tested["last_status"], 204, "{tested}");
+    let test_delivery = receiver.next().await;
+    assert_eq!(test_delivery["verified"], true, "{test_delivery}");
+    assert_eq!(test_delivery["type"], "webhook.test");
+
+    // The receiver goes down; the key lifecycle goes on.
+    receiver.stop().await;
+    let key = owner.create_key("ci", "30d", "read-write").await;
+    let rotated = owner.rotate(key.id()).await;
+    let new_id = rotated["key"]["id"].as_str().expect("new key id").to_owned();
+    let new_token = rotated["token"].as_str().expect("new token").to_owned();
+    owner.revoke(&new_id).await;
+    let expected = ["key.created", "key.rotated", "key.created", "key.revoked"];
+
+    // The first event is tried (and fails) while the receiver is down.
+    let started = tokio::time::Instant::now();
+    loop {
+        let log = deliveries(&owner, &format!("?webhook={webhook_id}")).await;
+        let first = log.iter().rev().find(|d| d["event_type"] == "key.created").expect("queued");
+        if first["attempts"].as_i64().unwrap_or(0) >= 1 {
+            assert_eq!(first["state"], "pending", "{first}");
+            assert!(first.get("next_attempt_at").is_some(), "{first}");
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "no attempt was made: {log:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let queued: Vec<Value> = deliveries(&owner, &format!("?webhook={webhook_id}"))
+        .await
+        .into_iter()
+        .filter(|d| d["event_type"] != "webhook.test")
+        .rev()
+        .collect();
+    let types: Vec<&str> = queued.iter().map(|d| d["event_type"].as_str().unwrap_or("")).collect();
+    assert_eq!(types, expected);
+    let ids: Vec<String> =
+        queued.iter().map(|d| d["event_id"].as_str().expect("event id").to_owned()).collect();
+
+    // The server restarts in the middle of the retries; then the receiver comes back.
+    let first_log = server.terminate().await;
+    let server = env.serve_on(&db.arg(), &["--allow-private-webhooks", "-v"]).await;
+    let owner = server.visitor().owner(&owner_token);
+    let mut receiver = Receiver::start(&python, &secret_file, port).await;
+
+    let mut received = Vec::new();
+    for _ in &expected {
+        let delivery = receiver.next().await;
+        assert_eq!(delivery["verified"], true, "{delivery}");
+        received.push(delivery);
+    }
+    let got_types: Vec<&str> = received.iter().map(|d| d["type"].as_str().unwrap_or("")).collect();
+    assert_eq!(got_types, expected, "in order");
+    let got_ids: Vec<String> =
+        received.iter().map(|d| d["id"].as_str().expect("id").to_owned()).collect();
+    assert_eq!(got_ids, ids, "the ids queued are the ids delivered, once each");
+    let first_payload: Value =
+        serde_json::from_str(received[0]["body"].as_str().expect("body")).expect("json");
+    assert_eq!(first_payload["data"]["key"]["id"], key.id());
+    assert_eq!(first_payload["data"]["key"]["name"], "ci");
+    assert_eq!(first_payload["data"]["key"]["prefix"], key.info["prefix"]);
+    let revoked: Value =
+        serde_json::from_str(received[3]["body"].as_str().expect("body")).expect("json");
+    assert_eq!(revoked["data"]["actor"]["kind"], "administrator", "who revoked: {revoked}");
+
+    // Recorded as delivered, after more than one attempt for the first.
+    let started = tokio::time::Instant::now();
+    loop {
+        let log = deliveries(&owner, "").await;
+        if log.iter().all(|d| d["state"] == "delivered") {
+            let first = log.iter().find(|d| d["event_id"] == ids[0].as_str()).expect("first");
+            assert!(first["attempts"].as_i64().unwrap_or(0) >= 2, "{first}");
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "not all recorded as delivered: {log:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // No token, owner credential or secret in any payload or log.
+    let second_log = server.terminate().await;
+    receiver.stop().await;
+    let secrets = [key.token.as_str(), new_token.as_str(), owner_token.as_str(), secret.as_str()];
+    for delivery in received.iter().chain([&test_delivery]) {
+        let body = delivery["body"].as_str().expect("body");
+        for secret in secrets {
+            assert!(!body.contains(secret), "a secret in a payload: {body}");
+        }
+    }
+    for log in [&first_log, &second_log] {
+        assert!(log.contains("webhook"), "deliveries are logged: {log}");
+        for secret in secrets {
+            assert!(!log.contains(secret), "a secret in the log");
+        }
+    }
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_without_the_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDatabase::for_backend(&dir.path().join("custory.db"));
+    let env = TestEnv::new();
+    let server = env.serve_on(&db.arg(), &[]).await;
+    let owner = server.owner();
+    for url in ["http://127.0.0.1:9/hooks", "http://10.0.0.1/hooks", "http://[::1]/hooks"] {
+        let refused = owner
+            .post("/workspaces/acme/webhooks")
+            .json(&json!({"url": url}))
+            .expect_error(422, "invalid_url")
+            .await;
+        assert!(refused.to_string().contains("--allow-private-webhooks"), "{refused}");
+    }
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn the_cli_adds_lists_tests_and_removes_a_webhook() {
+    use crate::common::TestServer;
+    use custory_mcp::server::ServerConfig;
+
+    let python = tokio::task::spawn_blocking(|| crate::conformance::python_with(STANDARD_WEBHOOKS))
+        .await
+        .expect("install task");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "").expect("secret file");
+    let mut receiver = Receiver::start(&python, &secret_file, 0).await;
+    let config = ServerConfig { allow_private_webhooks: true, ..ServerConfig::default() };
+    let server = TestServer::start_with(config).await;
+    let env = TestEnv::new();
+
+    let url = format!("http://127.0.0.1:{}/in", receiver.port);
+    let added = env.admin(&server, &["webhooks", "add", &url, "--events", "key.created"]).await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let secret = added.stdout.trim().to_owned();
+    assert!(secret.starts_with("whsec_"), "the secret alone on stdout: {}", added.stdout);
+    std::fs::write(&secret_file, &secret).expect("write secret");
+
+    let listed = env.admin_json(&server, &["webhooks", "list"]).await;
+    let id = listed["webhooks"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(listed["webhooks"][0]["events"], json!(["key.created"]));
+    assert!(!listed.to_string().contains(&secret));
+    let table = env.admin(&server, &["webhooks", "list"]).await;
+    assert!(table.stdout.contains(&id), "{}", table.stdout);
+
+    let tested = env.admin_json(&server, &["webhooks", "test", &id]).await;
+    assert_eq!(tested["state"], "delivered", "{tested}");
+    let got = receiver.next().await;
+    assert_eq!(got["verified"], true, "{got}");
+    assert_eq!(got["id"], tested["event_id"]);
+
+    let log = env.admin_json(&server, &["webhooks", "deliveries", &id]).await;
+    assert_eq!(log["deliveries"][0]["event_type"], "webhook.test");
+    assert_eq!(log["deliveries"][0]["last_status"], 204);
+
+    let removed = env.admin(&server, &["webhooks", "remove", &id]).await;
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    let listed = env.admin_json(&server, &["webhooks", "list"]).await;
+    assert_eq!(listed["webhooks"], json!([]));
+    let again = env.admin(&server, &["webhooks", "test", &id]).await;
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("webhooks list"), "says what to run: {}", again.stderr);
+    receiver.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn member_events_go_out_and_never_carry_the_invitation_code() {
+    use crate::common::TestServer;
+    use custory_mcp::server::ServerConfig;
+
+    let python = tokio::task::spawn_blocking(|| crate::conformance::python_with(STANDARD_WEBHOOKS))
+        .await
+        .expect("install task");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "").expect("secret file");
+    let mut receiver = Receiver::start(&python, &secret_file, 0).await;
+    let config = ServerConfig { allow_private_webhooks: true, ..ServerConfig::default() };
+    let server = TestServer::start_with(config).await;
+    let owner = server.owner();
+    let events = ["member.invited", "member.joined", "member.removed"];
+    let created = owner
+        .post("/workspaces/acme/webhooks")
+        .json(&json!({"url": format!("http://127.0.0.1:{}/in", receiver.port), "events": events}))
+        .expect(201)
+        .await;
+    std::fs::write(&secret_file, created["secret"].as_str().expect("secret")).expect("write");
+
+    let code = owner.invite("acme", "Ada", "editor").await;
+    server.visitor().join(&code).await;
+    owner
+        .post("/workspaces/acme/members/Ada/remove")
+        .json(&json!({"revoke_keys": true}))
+        .expect(200)
+        .await;
+    let mut got = Vec::new();
+    for _ in events {
+        let delivery = receiver.next().await;
+        assert_eq!(delivery["verified"], true, "{delivery}");
+        let body = delivery["body"].as_str().expect("body");
+        assert!(!body.contains(&code), "no invitation code in a payload: {body}");
+        got.push(delivery["type"].as_str().expect("type").to_owned());
+    }
+    assert_eq!(got, events);
+    receiver.stop().await;
+    server.stop().await;
+}
