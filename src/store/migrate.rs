@@ -70,8 +70,8 @@ const MIGRATIONS: &[Migration] = &[
         then: None,
     },
     Migration {
-        sqlite: include_str!("migrations/sqlite/0013_webhooks.sql"),
-        postgres: include_str!("migrations/postgres/0013_webhooks.sql"),
+        sqlite: include_str!("migrations/sqlite/0012_webhooks.sql"),
+        postgres: include_str!("migrations/postgres/0012_webhooks.sql"),
         then: None,
     },
 ];
