@@ -107,9 +107,12 @@ async fn a_hostile_server_cannot_drive_the_terminal() {
         "expires_at": null, "last_used_at": null, "last_used_client": format!("client{escape}"),
         "last_used_ip": null, "revoked_at": null, "status": "active"
     });
-    // One body for every path: the workspace list and the key list.
+    // One body for every path: the workspace looked up by slug, the workspace list and the
+    // key list.
     let workspace = json!({"slug": "acme", "name": format!("Acme{escape}"), "created_at": "2026-12-01T00:00:00Z"});
-    let listing = json!({"workspaces": [workspace], "keys": [key], "next_cursor": null});
+    let listing = json!({
+        "workspace": workspace, "workspaces": [workspace], "keys": [key], "next_cursor": null
+    });
     let (url, task) = hostile_server(200, listing).await;
     let listed = cli(url, &["--workspace", "acme", "keys", "list"]).await;
     assert_eq!(listed.code, 0, "{}", listed.stderr);
