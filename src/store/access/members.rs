@@ -317,12 +317,11 @@ pub(super) fn withdraw_invitation(
             crate::text::shell_quote(&invitation.name)
         )));
     }
-    tx.execute("UPDATE invitations SET withdrawn_at = ?1 WHERE id = ?2", params![now, id])?;
     let detail = format!(
         "withdrew the invitation {} for {:?} ({})",
         invitation.prefix, invitation.name, invitation.role
     );
-    audit(&tx, workspace_id, now, EventKind::MemberInvitationWithdrawn, &detail, by)?;
+    mark_withdrawn(&tx, workspace_id, id, now, &detail, by)?;
     tx.commit()?;
     Ok((invitation, false))
 }
@@ -338,6 +337,17 @@ pub(super) fn revoke_member_credential(
     by: &Author,
 ) -> StoreResult<bool> {
     let now = s.now().timestamp();
+    // A stranger's report of a made-up token is answered by a reader, without a turn at the
+    // writer (reports come 60 a minute per address, each of up to 100 tokens).
+    let known = s
+        .reader()?
+        .prepare_cached(
+            "SELECT 1 FROM member_credentials WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )?
+        .exists(params![hash.0.as_slice()])?;
+    if !known {
+        return Ok(false);
+    }
     let conn = s.writer();
     let tx = conn.transaction()?;
     let found = tx
@@ -382,6 +392,10 @@ pub(super) fn withdraw_invitation_by_code(
     by: &Author,
 ) -> StoreResult<bool> {
     let now = s.now().timestamp();
+    // As for a credential: a made-up code is answered by a reader.
+    if !invitation_known(s, hash)? {
+        return Ok(false);
+    }
     let conn = s.writer();
     let tx = conn.transaction()?;
     let found = tx
@@ -401,11 +415,23 @@ pub(super) fn withdraw_invitation_by_code(
     let Some((id, workspace_id, prefix, name)) = found else {
         return Ok(false);
     };
-    tx.execute("UPDATE invitations SET withdrawn_at = ?1 WHERE id = ?2", params![now, id])?;
     let detail = format!("withdrew the invitation {prefix} for {name:?}: {why}");
-    audit(&tx, workspace_id, now, EventKind::MemberInvitationWithdrawn, &detail, by)?;
+    mark_withdrawn(&tx, workspace_id, id, now, &detail, by)?;
     tx.commit()?;
     Ok(true)
+}
+
+/// Withdraws the invitation `id` and records it (in the caller's transaction).
+fn mark_withdrawn(
+    conn: &Connection,
+    workspace_id: i64,
+    id: i64,
+    at: i64,
+    detail: &str,
+    by: &Author,
+) -> StoreResult<()> {
+    conn.execute("UPDATE invitations SET withdrawn_at = ?1 WHERE id = ?2", params![at, id])?;
+    audit(conn, workspace_id, at, EventKind::MemberInvitationWithdrawn, detail, by)
 }
 
 /// Deletes invitations that were used, withdrawn or expired before `before`: their story stays
