@@ -695,6 +695,11 @@ async fn housekeeping(state: AppState) {
                     Ok(n) => tracing::info!(rows = n, "deleted call records past their retention"),
                     Err(error) => tracing::warn!(%error, "could not prune the record of calls"),
                 }
+                match shared.store.access().prune_webhook_deliveries(calls_before) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "deleted webhook deliveries past retention"),
+                    Err(error) => tracing::warn!(%error, "could not prune webhook deliveries"),
+                }
                 // An ended invitation is kept a while so that redeeming it says why it fails.
                 match shared
                     .store

@@ -587,6 +587,11 @@ impl AccessStore<'_> {
         webhooks::remove_webhook(self, ws, id)
     }
 
+    /// Deletes webhook deliveries (and their attempts) that ended before `before`.
+    pub fn prune_webhook_deliveries(&self, before: DateTime<Utc>) -> StoreResult<usize> {
+        webhooks::prune_deliveries(self, before.timestamp())
+    }
+
     /// Queues a `webhook.test` event for one endpoint; its delivery id.
     pub fn enqueue_webhook_test(&self, ws: i64, id: &str) -> StoreResult<i64> {
         webhooks::enqueue_test(self, ws, id)

@@ -149,10 +149,13 @@ pub(super) fn list_webhooks(s: &AccessStore<'_>, workspace_id: i64) -> StoreResu
     Ok(rows.iter().map(webhook_of).collect::<DbResult<Vec<_>>>()?)
 }
 
-/// Removes an endpoint: nothing more is sent to it (its pending deliveries stay in the log).
+/// Removes an endpoint: nothing more is sent to it, and its pending deliveries end as failed
+/// (they stay in the log, and are no longer due).
 pub(super) fn remove_webhook(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> StoreResult<()> {
     let now = s.now().timestamp();
-    let removed = s.writer().execute(
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let removed = tx.execute(
         "UPDATE webhook_endpoints SET removed_at = ?3
          WHERE workspace_id = ?1 AND id = ?2 AND removed_at IS NULL",
         params![workspace_id, id, now],
@@ -160,7 +163,31 @@ pub(super) fn remove_webhook(s: &AccessStore<'_>, workspace_id: i64, id: &str) -
     if removed == 0 {
         return Err(no_such_webhook(id));
     }
+    tx.execute(
+        "UPDATE webhook_deliveries SET failed_at = ?2, last_error = 'the webhook was removed'
+         WHERE endpoint_id = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
+        params![id, now],
+    )?;
+    tx.commit()?;
     Ok(())
+}
+
+/// Deletes deliveries (and their attempts) that were delivered or failed before `before`.
+/// Returns how many deliveries went.
+pub(super) fn prune_deliveries(s: &AccessStore<'_>, before: i64) -> StoreResult<usize> {
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let ended = "SELECT id FROM webhook_deliveries WHERE delivered_at < ?1 OR failed_at < ?1";
+    tx.execute(
+        &format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({ended})"),
+        params![before],
+    )?;
+    let deleted = tx.execute(
+        "DELETE FROM webhook_deliveries WHERE delivered_at < ?1 OR failed_at < ?1",
+        params![before],
+    )?;
+    tx.commit()?;
+    Ok(deleted)
 }
 
 fn no_such_webhook(id: &str) -> StoreError {
@@ -286,6 +313,20 @@ fn claimed_of(row: &Row) -> DbResult<Claimed> {
 /// so of several replicas exactly one claims each.
 pub(super) fn claim_due(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Claimed>> {
     let now = s.now().timestamp();
+    // Asked every second: a reader says whether anything is due (the `due` index), so an idle
+    // server, or one without webhooks, never takes the writer (nor, on PostgreSQL, the shared
+    // write lock) for this.
+    let due = s
+        .reader()?
+        .prepare_cached(
+            "SELECT 1 FROM webhook_deliveries
+             WHERE next_attempt_at <= ?1 AND delivered_at IS NULL AND failed_at IS NULL
+               AND (lease_until IS NULL OR lease_until < ?1)",
+        )?
+        .exists(params![now])?;
+    if !due {
+        return Ok(Vec::new());
+    }
     let conn = s.writer();
     let tx = conn.transaction()?;
     let lock = if tx.is_postgres() { "FOR UPDATE OF d SKIP LOCKED" } else { "" };
@@ -368,29 +409,35 @@ pub(super) fn record_attempt(
             attempt.millis
         ],
     )?;
-    let (delivered, failed) = if attempt.succeeded() {
-        (Some(now), None)
-    } else if attempts >= MAX_ATTEMPTS {
-        (None, Some(now))
+    // Never undoes a delivery another attempt recorded (a late record after the lease ran
+    // out), and a delivery ended by its webhook's removal stays ended unless this one got
+    // through.
+    if attempt.succeeded() {
+        tx.execute(
+            "UPDATE webhook_deliveries
+             SET attempts = ?2, last_status = ?3, last_error = ?4, last_attempt_at = ?5,
+                 delivered_at = ?5, failed_at = NULL, lease_until = NULL
+             WHERE id = ?1 AND delivered_at IS NULL",
+            params![claimed.delivery_id, attempts, status, attempt.error.as_deref(), now],
+        )?;
     } else {
-        (None, None)
-    };
-    tx.execute(
-        "UPDATE webhook_deliveries
-         SET attempts = ?2, last_status = ?3, last_error = ?4, last_attempt_at = ?5,
-             delivered_at = ?6, failed_at = ?7, next_attempt_at = ?8, lease_until = NULL
-         WHERE id = ?1",
-        params![
-            claimed.delivery_id,
-            attempts,
-            status,
-            attempt.error.as_deref(),
-            now,
-            delivered,
-            failed,
-            now + backoff_seconds(attempts)
-        ],
-    )?;
+        let failed = (attempts >= MAX_ATTEMPTS).then_some(now);
+        tx.execute(
+            "UPDATE webhook_deliveries
+             SET attempts = ?2, last_status = ?3, last_error = ?4, last_attempt_at = ?5,
+                 failed_at = COALESCE(failed_at, ?6), next_attempt_at = ?7, lease_until = NULL
+             WHERE id = ?1 AND delivered_at IS NULL",
+            params![
+                claimed.delivery_id,
+                attempts,
+                status,
+                attempt.error.as_deref(),
+                now,
+                failed,
+                now + backoff_seconds(attempts)
+            ],
+        )?;
+    }
     tx.commit()?;
     Ok(())
 }
@@ -508,5 +555,19 @@ mod tests {
         access.record_webhook_attempt(&next[0], &failed()).expect("record");
         clock.advance(chrono::Duration::seconds(600));
         assert!(access.claim_webhook_deliveries(10).expect("claim").is_empty(), "removed");
+        // The removed webhook's delivery in flight stays ended, so nothing is due any more.
+        let log = access.list_webhook_deliveries(ws, Some(&hook.id), 10).expect("log");
+        assert_eq!(log[0].state, "failed", "{:?}", log[0]);
+        let due = access.reader().expect("reader").query_row(
+            "SELECT count(*) AS n FROM webhook_deliveries
+             WHERE delivered_at IS NULL AND failed_at IS NULL",
+            [],
+            |row| row.get::<i64>("n"),
+        );
+        assert_eq!(due.expect("count"), 0);
+        // Ended deliveries leave with their attempts once past the retention.
+        let later = store.now() + chrono::Duration::days(1);
+        assert_eq!(access.prune_webhook_deliveries(later).expect("prune"), 2);
+        assert!(access.list_webhook_deliveries(ws, None, 10).expect("log").is_empty());
     }
 }
