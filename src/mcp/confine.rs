@@ -37,14 +37,15 @@ pub fn check(store: &Store, ctx: &KeyIdentity, reference: &str) -> StoreResult<(
     if visible(store, ctx, reference)? { Ok(()) } else { Err(ContentStore::not_found(reference)) }
 }
 
-/// The arguments of a tool call that name something in the map: ids by their prefix, and
-/// journeys (which may be slugs) by their argument's name.
+/// The arguments of a tool call that name something in the map: ids by their prefix, and by
+/// their argument's name whatever they hold: `journey`, and `id` (archive and restore take a
+/// journey's slug there).
 fn references(arguments: &Value) -> impl Iterator<Item = &str> {
     const PREFIXES: [&str; 6] = ["jrn_", "stg_", "stp_", "itm_", "cmt_", "per_"];
     arguments.as_object().into_iter().flatten().filter_map(|(name, value)| {
         let text = value.as_str()?;
-        (name == "journey" || PREFIXES.iter().any(|prefix| text.trim().starts_with(prefix)))
-            .then_some(text)
+        let named = matches!(name.as_str(), "journey" | "id");
+        (named || PREFIXES.iter().any(|prefix| text.trim().starts_with(prefix))).then_some(text)
     })
 }
 
@@ -67,7 +68,16 @@ pub fn check_call(
         )));
     }
     for reference in references(arguments) {
-        check(store, ctx, reference)?;
+        if !visible(store, ctx, reference)? {
+            // Answered as the tool answers a reference to nothing.
+            let prefixed =
+                ["jrn_", "stg_", "stp_", "itm_"].iter().any(|p| reference.trim().starts_with(p));
+            return Err(if matches!(tool, "archive" | "restore") && !prefixed {
+                ContentStore::unknown_archive_target(reference)
+            } else {
+                ContentStore::not_found(reference)
+            });
+        }
     }
     Ok(())
 }

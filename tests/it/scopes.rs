@@ -182,6 +182,9 @@ async fn a_journey_scoped_key_reads_and_writes_nothing_outside_its_journeys() {
         ("add_comment", json!({"item_id": outside.item, "body": "x"})),
         ("create_stage", json!({"journey": outside.slug, "name": "x"})),
         ("archive", json!({"id": outside.step})),
+        // archive and restore take a journey by its slug too.
+        ("archive", json!({"id": outside.slug})),
+        ("restore", json!({"id": outside.slug})),
     ];
     for (tool, arguments) in writes {
         let answer = scoped.tool_call(tool, arguments.clone()).await;

@@ -154,6 +154,16 @@ enum Target {
     Item(String),
 }
 
+/// What `archive` or `restore` answers for an `id` that names nothing they take (a key
+/// confined to some journeys gets it for one outside them too).
+pub(super) fn unknown_target(id: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "{:?} is not the id of a journey (jrn_… or its slug), stage (stg_…), step (stp_…) or \
+         item (itm_…) of this workspace",
+        id.trim()
+    ))
+}
+
 impl Target {
     fn parse(conn: &Connection, workspace_id: i64, id: &str) -> StoreResult<Target> {
         let id = id.trim();
@@ -164,12 +174,7 @@ impl Target {
             Some("jrn") => Target::Journey(find_journey(conn, workspace_id, id)?.id),
             _ => match find_journey(conn, workspace_id, id) {
                 Ok(journey) => Target::Journey(journey.id),
-                Err(_) => {
-                    return Err(StoreError::Invalid(format!(
-                        "{id:?} is not the id of a journey (jrn_… or its slug), stage (stg_…), \
-                         step (stp_…) or item (itm_…) of this workspace"
-                    )));
-                }
+                Err(_) => return Err(unknown_target(id)),
             },
         })
     }

@@ -164,6 +164,11 @@ impl ContentStore<'_> {
         scope::not_found(reference)
     }
 
+    /// What `archive`/`restore` answers for an id that names nothing they take.
+    pub fn unknown_archive_target(id: &str) -> crate::store::StoreError {
+        archive::unknown_target(id)
+    }
+
     /// One page of hits, best first.
     pub fn search(&self, ws: i64, query: &SearchQuery) -> StoreResult<SearchResults> {
         search::search(self, ws, query)
