@@ -451,6 +451,10 @@ impl AdminClient {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
+            // A connection left idle while a person answers a prompt is closed by the server
+            // (`serve --header-timeout`, 10 s by default); reused, the next request would fail
+            // as if the server were down. One idle for a second is not reused.
+            .pool_idle_timeout(Duration::from_secs(1))
             .build()?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(Self { http, runtime, server: server.trim_end_matches('/').to_owned(), token })
