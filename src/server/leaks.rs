@@ -68,34 +68,36 @@ pub async fn report(
     let revoke = move || {
         let why = "its token was reported as leaked (POST /api/tokens/revoke)";
         let by = crate::api::Author::of(crate::api::AuthorKind::LeakReport);
-        for (kind, hash) in tokens {
-            match kind {
-                TokenKind::Mcp => {}
-                TokenKind::Member => {
-                    store.access().revoke_member_credential(&hash, why, &by)?;
-                    continue;
+        let kill = |kind: TokenKind, hash: &crate::token::TokenHash| match kind {
+            TokenKind::Mcp => {
+                let found = store.access().key_by_token(hash)?;
+                if let Some((workspace_id, _, key)) = found
+                    && key.status == crate::api::KeyStatus::Active
+                {
+                    match store.access().revoke_key_because(workspace_id, &key.id, Some(why), &by) {
+                        // Revoked meanwhile by someone else: as wanted.
+                        Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
+                        Err(error) => return Err(error),
+                    }
                 }
-                TokenKind::Invitation => {
-                    store.access().withdraw_invitation_by_code(&hash, why, &by)?;
-                    continue;
-                }
-                // The server's own credential: its administrator replaces it with
-                // `serve --reset-owner-credential`, which no stranger's report should force.
-                TokenKind::Owner => continue,
+                Ok(())
             }
-            let found = store.access().key_by_token(&hash)?;
-            if let Some((workspace_id, _, key)) = found
-                && key.status == crate::api::KeyStatus::Active
-            {
-                match store.access().revoke_key_because(workspace_id, &key.id, Some(why), &by) {
-                    // Revoked meanwhile by someone else: as wanted.
-                    Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
-                    Err(error) => return Err(error),
-                }
+            TokenKind::Member => store.access().revoke_member_credential(hash, why, &by).map(drop),
+            TokenKind::Invitation => {
+                store.access().withdraw_invitation_by_code(hash, why, &by).map(drop)
+            }
+            // The server's own credential: its administrator replaces it with
+            // `serve --reset-owner-credential`, which no stranger's report should force.
+            TokenKind::Owner => Ok(()),
+        };
+        // One token that cannot be handled now does not stop the others, and the answer stays
+        // the same (a failure only for known tokens would tell a stranger which were real).
+        for (kind, hash) in tokens {
+            if let Err(error) = kill(kind, &hash) {
+                tracing::error!(%error, "could not act on a token reported as leaked");
             }
         }
-        Ok::<_, crate::store::StoreError>(())
     };
-    super::work::blocking(revoke).await??;
+    super::work::blocking(revoke).await?;
     Ok((StatusCode::OK, Json(json!({"status": "received", "tokens": count}))))
 }

@@ -649,9 +649,18 @@ fn authenticated(s: &AccessStore<'_>, key: IndexedKey) -> AuthenticatedKey {
 /// and the cache disagree once the write has returned.
 pub(super) fn reindex_key(s: &AccessStore<'_>, conn: &Connection, id: &str) -> StoreResult<()> {
     let Some(cache) = &s.state.key_cache else { return Ok(()) };
-    let (hash, key) = conn.query_row(INDEX_BY_ID, [id], indexed_key)?;
-    cache.refresh(hash, key);
-    Ok(())
+    match conn.query_row(INDEX_BY_ID, [id], indexed_key) {
+        Ok((hash, key)) => {
+            cache.refresh(hash, key);
+            Ok(())
+        }
+        Err(error) => {
+            // The write is in; the cache must not keep saying otherwise (a revoked key kept
+            // alive by its own use): the key leaves it and its next use reads the row.
+            cache.forget(|key| key.identity.key_id == id);
+            Err(error.into())
+        }
+    }
 }
 
 /// After an import hid or showed workspace `workspace_id` (SQLite only): its keys leave the
