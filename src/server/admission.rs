@@ -72,7 +72,15 @@ impl Surface {
                     StatusCode::SERVICE_UNAVAILABLE => ErrorCode::InternalError,
                     _ => ErrorCode::InvalidRequest,
                 };
-                ApiError::mcp(status, rpc, message)
+                let refusal = ApiError::mcp(status, rpc, message);
+                if status == StatusCode::FORBIDDEN {
+                    // Which refusal, for a program (`custory-mcp test` gives each its own
+                    // remedy): `{"reason": "address_not_allowed"}`.
+                    let reason = serde_json::json!({ "reason": code });
+                    ApiError { rpc_data: Some(Box::new(reason)), ..refusal }
+                } else {
+                    refusal
+                }
             }
         }
     }

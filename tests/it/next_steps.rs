@@ -116,6 +116,39 @@ async fn a_new_keys_next_steps_run_as_printed() {
 }
 
 #[tokio::test]
+async fn the_printed_way_to_merge_a_config_in_runs_and_writes_the_token_where_it_must() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let args = ["keys", "create", "--name", NAME, "--expires", "30d", "--save"];
+    ok(&cli(&env, &server, &args, &[]).await, "keys create --save");
+
+    // Cline cannot read the environment: the way in names the saved key, never a bare --write
+    // (which would be refused for want of the token).
+    let shown = cli(&env, &server, &["config", "cline"], &[]).await;
+    ok(&shown, "config cline");
+    let merge = command_with(&shown.stderr, " --write");
+    assert_eq!(merge, "custory-mcp config cline --key KEY --write");
+    let merge = merge.replace("KEY", QUOTED) + " --yes";
+    ok(&sh(&env, &server, &merge, &[]).await, &merge);
+    let file = env.home.path().join(".cline/data/settings/cline_mcp_settings.json");
+    let written = std::fs::read_to_string(&file).expect("cline's settings");
+    assert!(written.contains("Bearer cst_"), "{written}");
+
+    // Cursor reads the environment: the printed command is the snippet's own flags plus --write.
+    let shown = cli(&env, &server, &["config", "cursor", "--token-env", "MY_TOKEN"], &[]).await;
+    ok(&shown, "config cursor");
+    let merge = command_with(&shown.stderr, " --write");
+    assert_eq!(merge, "custory-mcp config cursor --token-env MY_TOKEN --write");
+    let written = sh(&env, &server, &format!("{merge} --yes"), &[]).await;
+    ok(&written, &merge);
+    let cursor = std::fs::read_to_string(env.home.path().join(".cursor/mcp.json")).expect("file");
+    assert!(cursor.contains("${env:MY_TOKEN}"), "{cursor}");
+    // After writing, nothing says to write again.
+    assert!(!written.stderr.contains("--write"), "{}", written.stderr);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_expired_keys_hint_rotates_it_as_printed() {
     let server = TestServer::start().await;
     let env = TestEnv::new();

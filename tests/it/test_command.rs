@@ -620,3 +620,35 @@ fn which(program: &str) -> String {
         .display()
         .to_string()
 }
+
+#[tokio::test]
+async fn a_key_used_from_outside_its_addresses_is_told_so_with_the_command_that_lists_them() {
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    let body = json!({"name": "Office", "expires": "30d", "allow_ip": ["10.0.0.0/8"]});
+    let key = owner.create_key_in("acme", body).await;
+    let run = run_test(Some(&key.token), &["--server", server.url.as_str()]).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let stage = run.stage("✗", "initialize");
+    // The server's sentence once, under its status; the remedy is about addresses, not the
+    // browser Origins a 403 from a proxy or an unknown Origin would be about.
+    assert!(
+        stage.contains("403 Forbidden: this MCP key may not be used from 127.0.0.1"),
+        "{stage}"
+    );
+    assert_eq!(stage.matches("Forbidden").count(), 1, "{stage}");
+    assert!(!stage.contains("Origin"), "{stage}");
+    let show = format!("`custory-mcp --server {} keys show {}`", server.url, &key.token[..12]);
+    assert!(stage.contains(&show), "{stage}");
+    // The printed command runs, as the administrator, and lists the key's addresses.
+    let words: Vec<&str> = show.trim_matches('`').split_whitespace().collect();
+    assert_eq!(words[0], "custory-mcp");
+    let env = TestEnv::new();
+    let mut command = env.command();
+    command.args(&words[1..]).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
+    let output = command.output().await.expect("run keys show");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(shown.contains("addresses: 10.0.0.0/8"), "{shown}");
+    server.stop().await;
+}

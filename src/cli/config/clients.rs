@@ -607,8 +607,8 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
         (_, Auth::Inline(_)) => {
             notes.push(Note::Warn(
                 "this config contains the token itself: anyone who can read the file can use the \
-                 key (--write makes the file readable only by you)"
-                    .to_owned(),
+                 key"
+                .to_owned(),
             ));
             if scope == Scope::Project {
                 notes.push(Note::Warn(
@@ -620,12 +620,11 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
         }
         (Client::ClaudeDesktop, Auth::Env { .. }) => notes.push(Note::Warn(format!(
             "replace {PLACEHOLDER} with the key's token: Claude Desktop passes the bridge only the \
-             \"env\" values written in its config, so the token has to be in the file (or run \
-             again with --inline-token --key KEY)"
+             \"env\" values written in its config, so the token has to be in the file"
         ))),
         (Client::Zed | Client::Cline, Auth::Env { .. }) => notes.push(Note::Warn(format!(
             "replace {PLACEHOLDER} with the key's token: {} does not expand environment \
-             variables in headers (or run again with --inline-token --key KEY)",
+             variables in headers",
             client.name()
         ))),
         (Client::Continue, Auth::Env { var, .. }) => notes.push(Note::Info(format!(

@@ -122,11 +122,8 @@ pub fn run(args: ConfigArgs, global: &GlobalArgs, printer: Printer) -> anyhow::R
     } else {
         printer.data(content.strip_suffix('\n').unwrap_or(&content));
     }
-    printer.info(&format!(
-        "Goes in {} {}; run again with --write to merge it in.",
-        path.display(),
-        client.location()
-    ));
+    printer.info(&format!("Goes in {} {}.", path.display(), client.location()));
+    printer.info(&format!("To merge it in: {}", merge_again(&args, &plan, global)));
     if let Some(command) = &plan.command {
         printer.info(&format!("Or let {} add it: {command}", client.name()));
     }
@@ -237,6 +234,45 @@ fn write(
         printer.info(&format!("On its next start: {approval}."));
     }
     Ok(ExitStatus::Success)
+}
+
+/// The command that merges this entry into the client's file, runnable as printed: with
+/// `--write`, and where the client cannot read the environment, the token itself (`--key`).
+fn merge_again(args: &ConfigArgs, plan: &Plan, global: &GlobalArgs) -> String {
+    let id = plan.client.id();
+    let mut words: Vec<&str> = vec!["config", &id];
+    if plan.placeholder {
+        words.extend(["--key", "KEY"]);
+    } else if let Some(key) = &args.key {
+        words.extend(["--key", key]);
+    } else if args.inline_token {
+        words.push("--inline-token");
+    } else if let Some(var) = &args.token_env {
+        words.extend(["--token-env", var]);
+    }
+    if let Some(url) = &args.url {
+        words.extend(["--url", url]);
+    }
+    if args.scope == Scope::Project {
+        words.extend(["--scope", "project"]);
+    }
+    if args.oauth {
+        words.push("--oauth");
+    }
+    words.push("--write");
+    let command = super::shared::command_line(global, &words);
+    if plan.placeholder {
+        format!(
+            "{command}   # KEY: a key saved with `keys create --save`; or --inline-token --write \
+             with the token on stdin (the file is then readable only by you)"
+        )
+    } else if args.key.is_some() {
+        format!("{command}   # the file is then readable only by you")
+    } else if args.inline_token {
+        format!("{command}   # with the token on stdin; the file is then readable only by you")
+    } else {
+        command
+    }
 }
 
 /// After `--write`: how to check the connection the client will make, as a command that runs

@@ -20,17 +20,7 @@ pub(super) fn http_failure(answer: &Answer, target: &Target<'_>) -> Option<Stage
     let said = server_message(answer, &target.token);
     let stage = match status.as_u16() {
         401 => unauthorized(answer, target),
-        403 => Stage::fail(
-            NAME,
-            format!(
-                "{}: {}",
-                status_text(status),
-                said.as_deref().unwrap_or("the server refused the request")
-            ),
-            "custory-mcp refuses browser Origins it was not told about: start it with \
-             `custory-mcp serve --allow-origin ORIGIN`; behind a proxy or gateway, check its \
-             access rules",
-        ),
+        403 => forbidden(answer, target, said),
         404 if url.path() == MCP_PATH => Stage::fail(
             NAME,
             format!("{}: nothing answers at {MCP_PATH} here", status_text(status)),
@@ -75,6 +65,45 @@ pub(super) fn http_failure(answer: &Answer, target: &Target<'_>) -> Option<Stage
         }
     };
     Some(stage)
+}
+
+/// 403: which refusal (the JSON-RPC error's `data.reason`), with its own remedy; the server's
+/// sentence shown once, without the status it repeats.
+fn forbidden(answer: &Answer, target: &Target<'_>, said: Option<String>) -> Stage {
+    let reason = serde_json::from_slice::<serde_json::Value>(&answer.body).ok().and_then(|body| {
+        body.pointer("/error/data/reason").and_then(|r| r.as_str()).map(str::to_owned)
+    });
+    let said = said.map(|s| s.strip_prefix("Forbidden: ").map(str::to_owned).unwrap_or(s));
+    let detail = format!(
+        "{}: {}",
+        status_text(answer.status),
+        said.as_deref().unwrap_or("the server refused the request")
+    );
+    let hint = match reason.as_deref() {
+        Some("address_not_allowed") => match &target.next.show {
+            Some(show) => format!(
+                "the key is limited to some addresses and this one is not among them: `{show}` \
+                 lists them; use the key from one of them, or make a key for this address"
+            ),
+            None => "the key is limited to some addresses and this one is not among them: use \
+                     it from one of them, or make a key for this address"
+                .to_owned(),
+        },
+        Some("host_not_allowed") => "the server does not answer to this host name: use the \
+            address it listens on in --url, or start it with `custory-mcp serve --allow-host HOST`"
+            .to_owned(),
+        Some("origin_not_allowed") => "custory-mcp refuses browser Origins it was not told \
+            about: start it with `custory-mcp serve --allow-origin ORIGIN`"
+            .to_owned(),
+        Some(_) => match &target.next.show {
+            Some(show) => format!("the server says why above; `{show}` shows the key's limits"),
+            None => "the server says why above".to_owned(),
+        },
+        None => "a proxy or gateway in front of the server refused the request: check its \
+                 access rules"
+            .to_owned(),
+    };
+    Stage::fail("initialize", detail, hint)
 }
 
 /// 401: unknown, revoked or expired key, from `WWW-Authenticate: … error_description="…"`.
