@@ -727,6 +727,19 @@ impl Ctx<'_> {
             self.printer.json(&json!({"key": narrowed}))?;
             return Ok(ExitStatus::Success);
         }
+        if narrowed.access == key.access
+            && narrowed.scopes.within(&key.scopes).is_ok()
+            && key.scopes.within(&narrowed.scopes).is_ok()
+        {
+            self.printer.info(&format!(
+                "Nothing changed: {:?} ({}) is already {}, limited to {}.",
+                narrowed.name,
+                narrowed.prefix,
+                narrowed.access.as_str(),
+                narrowed.scopes.describe()
+            ));
+            return Ok(ExitStatus::Success);
+        }
         self.printer.info(&format!(
             "Narrowed {:?} ({}): {}, limited to {}.",
             narrowed.name,

@@ -23,4 +23,4 @@ mod schema;
 mod tools;
 
 pub use dispatch::{Answer, Session};
-pub use tools::expand_names as expand_tool_names;
+pub use tools::{access_with as access_with_tools, expand_names as expand_tool_names};

@@ -110,6 +110,15 @@ pub fn static_name(name: &str) -> &'static str {
     TOOLS.iter().find(|tool| tool.name == name).map_or("unknown", |tool| tool.name)
 }
 
+/// The access a key limited to `tools` really has: read-only when none of them writes (so it
+/// is shown, audited and reviewed as what it is), else `access`.
+pub fn access_with(access: Access, tools: Option<&[String]>) -> Access {
+    match tools {
+        Some(tools) if !tools.iter().any(|tool| is_write(tool)) => Access::ReadOnly,
+        _ => access,
+    }
+}
+
 /// Whether `name` is a tool that changes the workspace.
 pub fn is_write(name: &str) -> bool {
     TOOLS.iter().any(|tool| tool.name == name && matches!(tool.effect, Effect::Write { .. }))

@@ -352,11 +352,11 @@ pub async fn create_key(
             format!("expires is required: one of {}", ExpiryPolicy::names()),
         )
     })?;
-    let access = body.access.unwrap_or_default();
     let tools =
         body.tools.map(|names| crate::mcp::expand_tool_names(&names)).transpose().map_err(
             |message| ApiError::unprocessable("invalid_tools", format!("tools: {message}")),
         )?;
+    let access = crate::mcp::access_with_tools(body.access.unwrap_or_default(), tools.as_deref());
     let allow_ip = body.allow_ip.as_deref().map(allowed_networks).transpose()?;
     let (key, token) = write(&state, move |store| {
         let ws = workspace(store, &ws)?;
@@ -501,7 +501,12 @@ pub async fn narrow_key(
             journeys: journeys.or(old.scopes.journeys),
             allow_ip: allow_ip.or(old.scopes.allow_ip),
         };
-        let access = body.access.unwrap_or(old.access);
+        // A key whose tools all read is read-only; asking a read-only key for read-write is
+        // passed on as asked, to be refused as a widening.
+        let access = match body.access.unwrap_or(old.access) {
+            api::Access::ReadWrite if old.access == api::Access::ReadOnly => api::Access::ReadWrite,
+            asked => crate::mcp::access_with_tools(asked, scopes.tools.as_deref()),
+        };
         store.access().narrow_key(ws.id, &id, access, &scopes, &caller.author()).map_err(
             |e| match e {
                 crate::store::StoreError::Invalid(message) => {

@@ -412,4 +412,24 @@ async fn a_key_is_narrowed_later_and_never_widened() {
         .clone();
     assert_eq!(event["actor"]["kind"], "administrator", "{event}");
     assert!(event["detail"].as_str().expect("detail").contains("tools: search"), "{event}");
+    // Narrowing to what the key already is changes nothing and records nothing.
+    let narrowed_events = |trail: &serde_json::Value| {
+        trail["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["kind"] == "key.narrowed")
+            .count()
+    };
+    let before = narrowed_events(&owner.audit("acme", &format!("?key={}", key.id())).await);
+    let run = env.admin(&server, &["keys", "narrow", "Agent", "--tools", "search"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("Nothing changed"), "{}", run.stderr);
+    let after = narrowed_events(&owner.audit("acme", &format!("?key={}", key.id())).await);
+    assert_eq!(before, after);
+    // A key whose tools all read is read-only, however it was asked for: shown as what it is.
+    let body =
+        json!({"name": "Reader", "expires": "30d", "access": "read-write", "tools": ["read"]});
+    let reader = owner.create_key_in("acme", body).await;
+    assert_eq!(reader.info["access"], "read-only", "{}", reader.info);
 }

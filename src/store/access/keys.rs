@@ -523,6 +523,14 @@ pub(super) fn narrow_key(
              (custory-mcp keys create)"
         )));
     }
+    if access == old.access && old.scopes.within(scopes).is_ok() {
+        // Already exactly this: nothing to write, nothing to audit.
+        drop(tx);
+        drop(conn);
+        let mut key = old;
+        apply_pending_usage(s, std::slice::from_mut(&mut key));
+        return Ok(key);
+    }
     tx.prepare_cached(
         "UPDATE mcp_keys SET access = ?2, scope_tools = ?3, scope_journeys = ?4,
                              scope_addresses = ?5 WHERE id = ?1",
