@@ -171,6 +171,45 @@ pub fn width_of(text: &str) -> usize {
     measure_text_width(text)
 }
 
+/// Labelled lines (`Name          laptop`) on stdout's width ([`width`]): a value wider than
+/// what is left after its label goes on over more lines, broken between words and indented
+/// under the value; a single word wider than that is kept whole (it may be copied).
+pub fn fields(rows: &[(&str, String)]) -> String {
+    fields_within(width(&Term::stdout()), rows)
+}
+
+fn fields_within(width: Option<usize>, rows: &[(&str, String)]) -> String {
+    let label = rows.iter().map(|(label, _)| measure_text_width(label)).max().unwrap_or(0) + 2;
+    let room = width.map(|w| w.saturating_sub(label).max(20));
+    let mut out = Vec::new();
+    for (name, value) in rows {
+        let pad = " ".repeat(label - measure_text_width(name));
+        let mut lines = wrap(value, room).into_iter();
+        out.push(format!("{name}{pad}{}", lines.next().unwrap_or_default()));
+        out.extend(lines.map(|line| format!("{}{line}", " ".repeat(label))));
+    }
+    out.join("\n")
+}
+
+/// `text` in lines of at most `room` columns, broken at spaces.
+fn wrap(text: &str, room: Option<usize>) -> Vec<String> {
+    let Some(room) = room.filter(|&room| measure_text_width(text) > room) else {
+        return vec![text.to_owned()];
+    };
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && measure_text_width(&line) + 1 + measure_text_width(word) > room {
+            lines.push(std::mem::take(&mut line));
+        } else if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines
+}
+
 /// A column of a [`table`], and what a narrow terminal may do to it.
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
@@ -341,6 +380,25 @@ pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many:
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_field_values_wrap_under_the_value_and_short_ones_stay() {
+        let rows = [
+            ("Name", "laptop".to_owned()),
+            ("Limited to", "tools: get_item, search, add_comment; journeys: trial-to-paid".into()),
+        ];
+        let text = super::fields_within(Some(40), &rows);
+        assert_eq!(
+            text,
+            "Name        laptop\n\
+             Limited to  tools: get_item, search,\n            \
+             add_comment; journeys:\n            \
+             trial-to-paid"
+        );
+        assert!(text.lines().all(|line| super::measure_text_width(line) <= 40), "{text}");
+        let piped = super::fields_within(None, &rows);
+        assert_eq!(piped.lines().count(), 2, "piped output is never cut nor wrapped");
+    }
+
     use chrono::{Duration, TimeZone as _, Utc};
 
     use super::{Column, table_within};

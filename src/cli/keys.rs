@@ -648,11 +648,11 @@ impl Ctx<'_> {
         });
         let fields: Vec<(&str, String)> =
             fields.into_iter().chain(shared.map(|text| ("Shared", text))).collect();
-        let text: Vec<String> =
-            // Values come from the server: nothing in them reaches the terminal as a control
-            // sequence.
-            fields.iter().map(|(label, value)| format!("{label:<14}{}", api::displayable(value))).collect();
-        self.printer.data(&text.join("\n"));
+        // Values come from the server: nothing in them reaches the terminal as a control
+        // sequence.
+        let fields: Vec<(&str, String)> =
+            fields.into_iter().map(|(label, value)| (label, api::displayable(&value))).collect();
+        self.printer.data(&crate::output::fields(&fields));
         if !events.events.is_empty() {
             let rows = events
                 .events

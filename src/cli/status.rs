@@ -122,11 +122,11 @@ pub fn run(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> 
     if printer.json {
         printer.json(&report)?;
     } else {
-        let rows = rows(&report);
-        let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
-        for (label, value) in rows {
-            printer.data(&format!("{label:<width$}  {}", crate::api::displayable(&value)));
-        }
+        let rows: Vec<(&str, String)> = rows(&report)
+            .into_iter()
+            .map(|(label, value)| (label, crate::api::displayable(&value)))
+            .collect();
+        printer.data(&crate::output::fields(&rows));
     }
     match report.problem {
         None => Ok(ExitStatus::Success),

@@ -118,3 +118,39 @@ async fn audit_usage_and_review_keep_names_prefixes_and_commands_whole_at_80_col
     assert!(review.lines().any(|l| l == revoke), "{review}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn keys_show_wraps_a_long_value_under_itself_at_80_columns() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    let owner = server.owner();
+    let tools = ["search", "get_item", "add_comment", "list_items", "get_journey", "list_personas"];
+    let body = json!({
+        "name": "Scoped", "expires": "30d", "tools": tools,
+        "journeys": ["trial-to-paid", "support-escalation"],
+        "allow_ip": ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "192.168.0.0/16"],
+    });
+    owner.create_key_in("acme", body).await;
+    let script = env.terminal_script(&server, "custory-mcp keys show Scoped");
+    let screen = tokio::task::spawn_blocking(move || {
+        Terminal::start_sized(&script, 80, 60).wait_for("EXIT=")
+    })
+    .await
+    .expect("terminal session");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    // The limits go on over several lines, each under the value, none past the edge (a line
+    // the terminal wrapped would start at the left edge instead).
+    let at = screen.lines().position(|l| l.starts_with("Limited to")).expect("Limited to");
+    let rest: Vec<&str> = screen.lines().skip(at + 1).take_while(|l| l.starts_with(' ')).collect();
+    assert!(!rest.is_empty(), "{screen}");
+    assert!(rest.iter().all(|l| l.starts_with(&" ".repeat(14))), "{screen}");
+    let limits: String = std::iter::once(&screen.lines().nth(at).expect("line")[14..])
+        .chain(rest.iter().map(|l| l.trim_start()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        limits.contains("addresses: 127.0.0.0/8, ::1/128, 10.0.0.0/8, 192.168.0.0/16"),
+        "{limits}"
+    );
+    server.stop().await;
+}
