@@ -411,9 +411,7 @@ impl Role {
     pub fn may(self) -> &'static str {
         match self {
             Self::Owner => "manage members and every key; read keys and the audit",
-            Self::Editor => {
-                "create keys; rotate and revoke the keys they created; read keys and the audit"
-            }
+            Self::Editor => "create keys; rotate and revoke own keys; read keys and the audit",
             Self::Viewer => "read keys and the audit",
         }
     }

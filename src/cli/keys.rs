@@ -892,6 +892,11 @@ fn found_token() -> anyhow::Result<crate::token::PlainToken> {
     }
     let mut line = String::new();
     std::io::stdin().lock().take(4096).read_line(&mut line)?;
+    if line.trim().is_empty() {
+        return Err(CliError::failure("--token-stdin found no token on standard input (it was empty)")
+            .hint("pipe one line with the token: `printf %s \"$FOUND\" | custory-mcp keys revoke --token-stdin`")
+            .into());
+    }
     Ok(crate::token::PlainToken::parse(&line)
         .map_err(|error| CliError::failure(format!("that is not an MCP key's token: {error}")))?)
 }

@@ -1,7 +1,7 @@
 //! `custory-mcp login` / `logout`: store or forget the admin credential for `--server`: the
 //! owner credential, or a member's own (`login --invite`: redeemed from an invitation code).
 
-use std::io::{BufRead as _, IsTerminal as _};
+use std::io::{BufRead as _, IsTerminal as _, Read as _};
 
 use super::{GlobalArgs, prompt};
 use crate::client::{AdminClient, DEFAULT_SERVER};
@@ -52,7 +52,16 @@ fn read_secret(from_stdin: bool, secret: Secret<'_>, printer: Printer) -> anyhow
             .into());
         }
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
+        // A secret is one short line; anything much longer is not one.
+        std::io::stdin().lock().take(4096).read_line(&mut line)?;
+        if line.trim().is_empty() {
+            return Err(CliError::failure(format!(
+                "{} found no {} on standard input (it was empty)",
+                secret.flag, secret.what
+            ))
+            .hint(format!("pipe one line with the {}, e.g. `printenv VAR | …`", secret.what))
+            .into());
+        }
         Ok(line)
     } else if prompt::interactive() {
         printer.info(secret.ask);

@@ -216,7 +216,7 @@ Examples:
     /// Show whose credential this machine uses for --server, and what it may do
     #[command(after_help = "Examples:\n  custory-mcp whoami\n  custory-mcp whoami --json")]
     Whoami,
-    /// Manage MCP keys: create, list, show, revoke, rotate
+    /// Manage MCP keys: create, list, show, revoke, rotate, narrow, review
     #[command(
         subcommand,
         after_help = "\

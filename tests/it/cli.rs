@@ -490,3 +490,27 @@ async fn a_closed_stdout_or_stderr_is_not_a_panic() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_empty_pipe_is_said_to_be_empty_not_a_malformed_secret() {
+    let server = TestServer::start().await;
+    let env = TestEnv::new();
+    for args in [
+        &["login", "--token-stdin"][..],
+        &["login", "--invite-stdin"],
+        &["keys", "revoke", "--token-stdin"],
+    ] {
+        let mut cmd = env.command();
+        cmd.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
+        cmd.args(args);
+        let run = crate::common::run_piped(cmd, Some("\n")).await;
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("on standard input (it was empty)"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("does not start with"), "{args:?}: {}", run.stderr);
+    }
+    server.stop().await;
+}
