@@ -327,8 +327,8 @@ fn journey_ids(store: &Store, ws: i64, given: &[String]) -> ApiResult<Vec<String
             return Err(ApiError::unprocessable(
                 "invalid_journeys",
                 format!(
-                    "journeys: no journey {reference:?} in this workspace (custory-mcp export \
-                     lists them, or list_journeys over MCP)"
+                    "journeys: no journey {reference:?} in this workspace; {}",
+                    journeys_like(store, ws, reference)?
                 ),
             ));
         };
@@ -337,6 +337,27 @@ fn journey_ids(store: &Store, ws: i64, given: &[String]) -> ApiResult<Vec<String
         }
     }
     Ok(ids)
+}
+
+/// What to say after an unknown journey `reference`: every journey's slug when the first page
+/// holds them all (a handful), else the few closest to it on that page; never more than a page.
+fn journeys_like(store: &Store, ws: i64, reference: &str) -> ApiResult<String> {
+    let (journeys, more) = store.content().list_journeys(ws, None, false)?;
+    let mut slugs: Vec<&str> = journeys.iter().map(|j| j.slug.as_str()).collect();
+    if slugs.is_empty() {
+        return Ok("it has no journeys yet".to_owned());
+    }
+    if more.is_some() || slugs.len() > 10 {
+        slugs.sort_by_key(|slug| strsim::levenshtein(slug, reference));
+        slugs.retain(|slug| strsim::levenshtein(slug, reference) <= 3);
+        slugs.truncate(3);
+        return Ok(match slugs.as_slice() {
+            [] => "give a journey's slug as list_journeys shows it".to_owned(),
+            close => format!("did you mean {}?", close.join(", ")),
+        });
+    }
+    slugs.sort_unstable();
+    Ok(format!("its journeys: {}", slugs.join(", ")))
 }
 
 pub async fn create_key(

@@ -322,6 +322,12 @@ async fn keys_create_takes_scopes_and_keys_show_and_list_say_them() {
         .await;
     assert_eq!(bad.code, 1, "{}", bad.stderr);
     assert!(bad.stderr.contains("no journey \"nope\""), "{}", bad.stderr);
+    // A workspace of a few journeys names them all, as slugs the flag takes.
+    assert!(
+        bad.stderr.contains("its journeys: support-escalation, trial-to-paid"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[tokio::test]
