@@ -308,7 +308,13 @@ async fn keys_create_takes_scopes_and_keys_show_and_list_say_them() {
     assert!(scopes["journeys"][0].as_str().expect("journey").starts_with("jrn_"));
     assert_eq!(scopes["allow_ip"], json!(["10.0.0.0/8", "2001:db8::/32"]));
     let shown = env.admin(&server, &["keys", "show", "CI"]).await.stdout;
-    let line = shown.lines().find(|l| l.starts_with("Limited to")).expect("Limited to");
+    // The value, over as many lines as the terminal's width needs.
+    let mut lines = shown.lines().skip_while(|l| !l.starts_with("Limited to"));
+    let first = lines.next().expect("Limited to");
+    let line: Vec<&str> = std::iter::once(first)
+        .chain(lines.take_while(|l| l.starts_with(' ')).map(str::trim_start))
+        .collect();
+    let line = line.join(" ");
     assert!(line.contains("addresses: 10.0.0.0/8, 2001:db8::/32"), "{shown}");
     let listed = env.admin(&server, &["keys", "list"]).await.stdout;
     assert!(listed.lines().any(|l| l.starts_with("CI") && l.contains("limited")), "{listed}");
