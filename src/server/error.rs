@@ -145,7 +145,11 @@ impl IntoResponse for ApiError {
                     ..RpcError::new(code, self.message)
                 };
                 let body = failure(&Id::NULL, &error);
-                json_response(self.status, body.get().to_owned())
+                let mut response = json_response(self.status, body.get().to_owned());
+                if let Some(reason) = refusal_reason(self.status, &error.message) {
+                    response.extensions_mut().insert(reason);
+                }
+                response
             }
             None => {
                 let body = ErrorResponse {
@@ -167,6 +171,23 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The status line of a refused MCP request (401, 403) with the reason in it: `401
+/// Unauthorized - this MCP key was revoked: create a new one (custory-mcp keys create)`. Many
+/// clients show a failed connection as the status line alone (httpx's `Client error '401 …'`,
+/// which langchain and smolagents print; fetch's `statusText`), never the body or
+/// `WWW-Authenticate`: there, the person reads why and what to run. Printable ASCII only, as
+/// HTTP/1.1 allows in a reason phrase; HTTP/2 has none.
+fn refusal_reason(status: StatusCode, message: &str) -> Option<hyper::ext::ReasonPhrase> {
+    if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+        return None;
+    }
+    let canonical = status.canonical_reason()?;
+    let message = message.strip_prefix("Forbidden: ").unwrap_or(message);
+    let ascii: String =
+        message.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(200).collect();
+    hyper::ext::ReasonPhrase::try_from(format!("{canonical} - {ascii}")).ok()
 }
 
 /// A response with a JSON body that is already serialized.

@@ -519,8 +519,19 @@ async fn python_sdk_with_a_read_only_key_sees_only_read_tools_and_a_revoked_key_
     );
 
     owner.revoke(key.id()).await;
-    let report = python_client(&server.mcp_url(), &key.token, json!([{"op": "list_tools"}])).await;
-    assert!(report["error"].as_str().is_some(), "a revoked key must fail: {report}");
+    // Each SDK shows why and what to run: 2.x from the JSON-RPC error in the body; 1.x, like
+    // langchain and smolagents on it, only the status line (httpx's `Client error '401 …'`),
+    // which carries the same sentence.
+    let sentence = "this MCP key was revoked: create a new one (custory-mcp keys create)";
+    for (sdk, shown) in [
+        (PySdk::Auto, sentence.to_owned()),
+        (PySdk::V1, format!("'401 Unauthorized - {sentence}'")),
+    ] {
+        let steps = json!([{"op": "list_tools"}]);
+        let report = python_client_of(sdk, &server.mcp_url(), &key.token, steps).await;
+        let error = report["error"].as_str().unwrap_or_else(|| panic!("must fail: {report}"));
+        assert!(error.contains(&shown), "{error}");
+    }
     server.stop().await;
 }
 
