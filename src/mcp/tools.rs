@@ -293,8 +293,15 @@ fn tools() -> Vec<Tool> {
                 .into(),
             Effect::Read,
             |store, ctx, NoArgs {}| {
+                let content = store.content();
+                let workspace = match &ctx.scopes.journeys {
+                    Some(journeys) => {
+                        content.workspace_summary_within(ctx.workspace_id, journeys)?
+                    }
+                    None => content.workspace_summary(ctx.workspace_id)?,
+                };
                 Ok(WorkspaceInfo {
-                    workspace: store.content().workspace_summary(ctx.workspace_id)?,
+                    workspace,
                     key: KeyInfo {
                         id: ctx.key_id.clone(),
                         prefix: ctx.key_prefix.clone(),

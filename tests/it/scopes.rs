@@ -143,6 +143,15 @@ async fn a_journey_scoped_key_reads_and_writes_nothing_outside_its_journeys() {
     assert_eq!(map["id"], inside["id"]);
     let listed = scoped.ok("list_journeys", json!({})).await;
     assert_eq!(listed["journeys"].as_array().expect("journeys").len(), 1, "{listed}");
+    // The workspace's size as the key may see it: its journey, and that journey's items.
+    let workspace = scoped.ok("get_workspace", json!({})).await;
+    let whole = full.ok("get_workspace", json!({})).await;
+    assert_eq!(workspace["journeys"], 1, "{workspace}");
+    assert_eq!(workspace["items"]["total"], listed["journeys"][0]["items"], "{workspace}");
+    assert!(
+        workspace["items"]["total"].as_i64() < whole["items"]["total"].as_i64(),
+        "{workspace} {whole}"
+    );
 
     // Resources, prompts and completion.
     let resources = scoped.result("resources/list", json!({})).await;

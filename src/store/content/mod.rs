@@ -154,6 +154,15 @@ impl ContentStore<'_> {
         scope::journey_of(self, ws, reference)
     }
 
+    /// The workspace's summary counted within `journeys` only (keys confined to journeys).
+    pub fn workspace_summary_within(
+        &self,
+        ws: i64,
+        journeys: &[String],
+    ) -> StoreResult<WorkspaceSummary> {
+        scope::summary_within(self, ws, journeys)
+    }
+
     /// The journeys (`jrn_…`) a persona is linked to.
     pub fn persona_journeys(&self, ws: i64, persona_id: &str) -> StoreResult<Vec<String>> {
         scope::persona_journeys(self, ws, persona_id)
