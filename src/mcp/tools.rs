@@ -360,9 +360,8 @@ fn tools() -> Vec<Tool> {
             ),
             Effect::Read,
             |store, ctx, filter: ItemFilter| {
-                let mut list = store.content().list_items(ctx.workspace_id, &filter)?;
-                list.items.retain(|row| ctx.scopes.allows_journey(&row.location.journey_id));
-                Ok(list)
+                let filter = ItemFilter { within_journeys: ctx.scopes.journeys.clone(), ..filter };
+                store.content().list_items(ctx.workspace_id, &filter)
             },
         ),
         Tool::new(

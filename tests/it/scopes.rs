@@ -454,3 +454,41 @@ async fn a_key_is_narrowed_later_and_never_widened() {
     let reader = owner.create_key_in("acme", body).await;
     assert_eq!(reader.info["access"], "read-only", "{}", reader.info);
 }
+
+#[tokio::test]
+async fn a_journey_scoped_keys_item_pages_are_full_and_hold_only_its_items() {
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    let full = owner.create_key("Full", "30d", "read-write").await;
+    let all = full.ok("list_journeys", json!({})).await;
+    // Confined to the journey that comes last on the map: every item of the others is before.
+    let last = all["journeys"].as_array().and_then(|j| j.last()).expect("journeys").clone();
+    let body = json!({"name": "Last only", "expires": "30d", "journeys": [last["slug"]]});
+    let scoped = owner.create_key_in("acme", body).await;
+    let (mut seen, mut cursor) = (0, None::<String>);
+    loop {
+        let mut args = json!({"limit": 2});
+        if let Some(cursor) = &cursor {
+            args["cursor"] = json!(cursor);
+        }
+        let page = scoped.ok("list_items", args).await;
+        let items = page["items"].as_array().expect("items");
+        for item in items {
+            assert_eq!(item["journey_id"], last["id"], "{item}");
+        }
+        match page["next_cursor"].as_str() {
+            // Every page but the last is full: the journeys are chosen in the query.
+            Some(next) => {
+                assert_eq!(items.len(), 2, "{page}");
+                cursor = Some(next.to_owned());
+            }
+            None => {
+                assert!(items.len() <= 2, "{page}");
+                seen += items.len();
+                break;
+            }
+        }
+        seen += items.len();
+    }
+    assert_eq!(Some(seen as i64), last["items"].as_i64(), "{last}");
+}

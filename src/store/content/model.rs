@@ -436,6 +436,11 @@ pub struct ItemFilter {
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page, with the same filters.
     pub cursor: Option<String>,
+    /// Only items of these journeys (`jrn_…`): those of a key confined to them. Set by the
+    /// server, never by the request, and applied in the query, so a page is never cut short.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub within_journeys: Option<Vec<String>>,
 }
 
 /// A text search, optionally narrowed; every filter is applied inside the search.

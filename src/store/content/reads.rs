@@ -209,6 +209,21 @@ pub(super) fn list_items(
             id,
         )?);
     }
+    // A confined key's journeys: each a range of the map's order, one of which an item must
+    // lie in (none at all: nothing to list).
+    let mut within: Option<Vec<(i64, i64)>> = None;
+    if let Some(journeys) = &filter.within_journeys {
+        let mut ranges = Vec::new();
+        for journey in journeys {
+            ranges.extend(map_range(
+                &conn,
+                "SELECT min(st.map_order) AS lo, max(st.map_order) AS hi FROM steps st
+                     JOIN stages s ON s.id = st.stage_id WHERE s.journey_id = ?1",
+                journey,
+            )?);
+        }
+        within = Some(ranges);
+    }
     let owner = non_empty(&filter.owner);
     let properties = item_properties(&filter.priority, &filter.impact, &filter.effort)?;
     let include_archived = filter.include_archived.unwrap_or(false);
@@ -219,7 +234,7 @@ pub(super) fn list_items(
         kind.map(ItemKind::as_str).unwrap_or(""),
         status.unwrap_or(""),
         &owner.map(str::to_lowercase).unwrap_or_default(),
-        &format!("{properties:?} {include_archived}"),
+        &format!("{properties:?} {include_archived} {:?}", filter.within_journeys),
     ]);
     let after = match non_empty(&filter.cursor) {
         Some(text) => Some(Cursor::decode(text, "items", fingerprint, 2)?.position),
@@ -239,6 +254,18 @@ pub(super) fn list_items(
     if let Some((lo, hi)) = range {
         condition(" AND i.map_order >= #", DbValue::Integer(lo), &mut sql);
         condition(" AND i.map_order <= #", DbValue::Integer(hi), &mut sql);
+    }
+    if let Some(ranges) = &within {
+        if ranges.is_empty() {
+            sql.push_str(" AND 1 = 0");
+        } else {
+            for (n, (lo, hi)) in ranges.iter().enumerate() {
+                sql.push_str(if n == 0 { " AND (" } else { " OR " });
+                condition("(i.map_order >= #", DbValue::Integer(*lo), &mut sql);
+                condition(" AND i.map_order <= #)", DbValue::Integer(*hi), &mut sql);
+            }
+            sql.push(')');
+        }
     }
     if let Some(id) = step_id {
         condition(" AND i.step_id = #", DbValue::Text(id.to_owned()), &mut sql);
