@@ -1001,3 +1001,31 @@ async fn the_python_sdk_sees_exactly_the_tools_a_key_is_limited_to() {
     let report = python_client_of(PySdk::Auto, &server.mcp_url(), &key.token, steps).await;
     assert!(report.to_string().contains("unknown tool: search"), "{report}");
 }
+
+#[tokio::test]
+async fn the_typescript_sdks_see_exactly_the_tools_and_journeys_a_key_is_limited_to() {
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    let body = json!({
+        "name": "Limited", "expires": "30d",
+        "tools": ["list_journeys", "search", "get_item"], "journeys": ["trial-to-paid"],
+    });
+    let key = owner.create_key_in("acme", body).await;
+    for (sdk, mode) in [("client", "auto"), ("client", "legacy"), ("sdk", "")] {
+        let report = typescript_client(sdk, mode, &server.mcp_url(), &key.token).await;
+        assert!(report.get("error").is_none(), "{sdk} {mode}: {report}");
+        assert_eq!(report["tools"], json!(["list_journeys", "get_item", "search"]), "{sdk} {mode}");
+        let listed = &report["call"]["structured"]["journeys"];
+        let slugs: Vec<&str> = listed
+            .as_array()
+            .expect("journeys")
+            .iter()
+            .filter_map(|j| j["slug"].as_str())
+            .collect();
+        assert_eq!(slugs, ["trial-to-paid"], "{sdk} {mode}: {report}");
+        assert_eq!(report["resources"]["uris"], json!(["custory://journeys/trial-to-paid"]));
+        // Completion offers nothing outside the key's journeys.
+        assert_eq!(report["completions"][1], json!([]), "{sdk} {mode}: {report}");
+    }
+    server.stop().await;
+}
