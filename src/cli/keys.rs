@@ -390,20 +390,33 @@ impl Ctx<'_> {
             }
             None => return Err(prompt::missing("a key name", "--name \"Cursor on MacBook\"")),
         };
+        // What is left out comes from the workspace policy (read only when something is).
+        let policy = if args.expires.is_none() { self.policy() } else { None };
         let expires = match args.expires {
-            Some(policy) => policy,
+            Some(expiry) => Some(expiry),
             None if prompt::interactive() => {
-                let choices = ExpiryPolicy::ALL.map(ExpiryPolicy::lifetime);
-                // 90 days, unless the person picks another.
-                let default = ExpiryPolicy::ALL.iter().position(|&p| p == ExpiryPolicy::Days90);
-                ExpiryPolicy::ALL[prompt::select("Expires after", &choices, default.unwrap_or(0))?]
+                let allowed =
+                    policy.as_ref().map_or(ExpiryPolicy::ALL.to_vec(), |p| p.allowed_expiries());
+                let choices: Vec<String> = allowed.iter().map(|e| e.lifetime()).collect();
+                // The policy's default, else 90 days, unless the person picks another.
+                let wanted =
+                    policy.as_ref().and_then(|p| p.default_expiry).unwrap_or(ExpiryPolicy::Days90);
+                let default = allowed.iter().position(|&p| p == wanted).unwrap_or(0);
+                Some(allowed[prompt::select("Expires after", &choices, default)?])
+            }
+            // The server gives the policy's default.
+            None if policy
+                .as_ref()
+                .is_some_and(|p| p.fill(None, None, Default::default()).0.is_some()) =>
+            {
+                None
             }
             None => {
                 let flag = format!("--expires {}", ExpiryPolicy::NAMES.join("|"));
                 return Err(prompt::missing("an expiry", &flag));
             }
         };
-        let access = if args.read_only { Access::ReadOnly } else { Access::ReadWrite };
+        let access = args.read_only.then_some(Access::ReadOnly);
         let body = CreateKey {
             name,
             expires,
@@ -412,7 +425,10 @@ impl Ctx<'_> {
             journeys: args.journeys,
             allow_ip: args.allow_ip,
         };
-        let created = self.client.create_key(&self.workspace.slug, &body)?;
+        let created = match self.client.create_key(&self.workspace.slug, &body) {
+            Ok(created) => created,
+            Err(error) => return Err(self.refused(error, &body)),
+        };
         let saved = if args.save { Some(self.save(&created)?) } else { None };
         self.show_new_token(&created, saved.as_ref())?;
         // The one moment the token can be stored: on a terminal, offer to do it (unless -q or
@@ -427,6 +443,81 @@ impl Ctx<'_> {
             )?;
         }
         Ok(ExitStatus::Success)
+    }
+
+    /// The workspace's key policy, if it can be read (`None`: as if there were none).
+    fn policy(&self) -> Option<api::Policy> {
+        self.client.policy(&self.workspace.slug).ok().map(|found| found.policy)
+    }
+
+    /// A create the workspace policy refused: the same error, with the command that makes a
+    /// key the policy allows (each value it refused replaced by what it allows).
+    fn refused(&self, error: anyhow::Error, asked: &CreateKey) -> anyhow::Error {
+        let Some(failure) = error.downcast_ref::<CliError>() else { return error };
+        if !failure.message.starts_with("the workspace policy") {
+            return error;
+        }
+        let Some(policy) = self.policy() else { return error };
+        let mut words: Vec<String> = vec!["keys".into(), "create".into(), "--name".into()];
+        words.push(asked.name.clone());
+        let expires = asked.expires.filter(|e| policy.allowed_expiries().contains(e));
+        let expires =
+            expires.or(policy.default_expiry).or(policy.allowed_expiries().last().copied());
+        if let Some(expires) = expires {
+            words.extend(["--expires".into(), expires.as_str().into()]);
+        }
+        if asked.access == Some(Access::ReadOnly) || policy.access == Some(Access::ReadOnly) {
+            words.push("--read-only".into());
+        }
+        let tools = asked.tools.as_ref().map(|tools| {
+            let asked = crate::mcp::expand_tool_names(tools).unwrap_or_default();
+            match &policy.tools {
+                Some(allowed) => {
+                    let kept: Vec<String> =
+                        asked.into_iter().filter(|t| allowed.contains(t)).collect();
+                    if kept.is_empty() { allowed.clone() } else { kept }
+                }
+                None => asked,
+            }
+        });
+        let probe = api::KeyScopes { journeys: asked.journeys.clone(), ..Default::default() };
+        let journeys = match &policy.journeys {
+            Some(allowed)
+                if policy.check(ExpiryPolicy::Days30, Access::ReadOnly, &probe).is_err() =>
+            {
+                Some(allowed.clone())
+            }
+            _ => asked.journeys.clone(),
+        };
+        let probe = api::KeyScopes { allow_ip: asked.allow_ip.clone(), ..Default::default() };
+        let allow_ip = match &policy.allow_ip {
+            Some(allowed)
+                if asked.allow_ip.is_some()
+                    && policy
+                        .check(
+                            ExpiryPolicy::Days30,
+                            Access::ReadOnly,
+                            &api::KeyScopes { tools: None, journeys: None, ..probe },
+                        )
+                        .is_err() =>
+            {
+                Some(allowed.clone())
+            }
+            _ => asked.allow_ip.clone(),
+        };
+        for (flag, list) in [("--tools", tools), ("--journeys", journeys), ("--allow-ip", allow_ip)]
+        {
+            if let Some(list) = list {
+                words.extend([flag.into(), list.join(",")]);
+            }
+        }
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let hint = format!(
+            "the workspace policy allows: {} (`{}` shows it)",
+            self.command(&words),
+            self.command(&["policy", "show"])
+        );
+        CliError::failure(failure.message.clone()).hint(hint).into()
     }
 
     /// Keeps a new token in the credential store under the key's id.
@@ -646,8 +737,19 @@ impl Ctx<'_> {
                 self.command(&["keys", "revoke", &key.prefix]),
             )
         });
-        let fields: Vec<(&str, String)> =
-            fields.into_iter().chain(shared.map(|text| ("Shared", text))).collect();
+        let blocked = key.blocked.as_ref().map(|b| {
+            format!(
+                "by the workspace policy's {} rule: {}; `{}` makes a key that keeps it",
+                b.rule,
+                b.message,
+                self.command(&["keys", "rotate", &key.prefix])
+            )
+        });
+        let fields: Vec<(&str, String)> = fields
+            .into_iter()
+            .chain(shared.map(|text| ("Shared", text)))
+            .chain(blocked.map(|text| ("Blocked", text)))
+            .collect();
         let text: Vec<String> =
             // Values come from the server: nothing in them reaches the terminal as a control
             // sequence.
@@ -855,11 +957,14 @@ fn last_used(key: &Key, now: chrono::DateTime<Utc>) -> String {
 
 fn status_text(key: &Key) -> String {
     // A never-used key is also stale: "never used" says more.
-    let flags: Vec<&str> = key
+    let flags: Vec<String> = key
         .flags
         .iter()
         .filter(|f| !(**f == KeyFlag::Stale && key.flags.contains(&KeyFlag::NeverUsed)))
-        .map(|f| f.as_str())
+        .map(|f| match (f, &key.blocked) {
+            (KeyFlag::Blocked, Some(breach)) => format!("blocked: {}", breach.rule),
+            _ => f.as_str().to_owned(),
+        })
         .collect();
     if flags.is_empty() {
         key.status.as_str().to_owned()

@@ -837,6 +837,7 @@ mod tests {
             access,
             stored_client: None,
             scopes: Default::default(),
+            expires: crate::api::ExpiryPolicy::Days30,
         };
         (dir, store, ctx)
     }

@@ -390,6 +390,7 @@ impl FromRequestParts<AppState> for McpKey {
         {
             return Err(refuse_address(state, &identity, ip));
         }
+        super::policy::check_key(state, &identity).await?;
         let identity = narrowed(&parts.headers, identity)?;
         Ok(Self { identity, ip, token })
     }
