@@ -460,9 +460,14 @@ impl Ctx<'_> {
         let Some(policy) = self.policy() else { return error };
         let mut words: Vec<String> = vec!["keys".into(), "create".into(), "--name".into()];
         words.push(asked.name.clone());
-        let expires = asked.expires.filter(|e| policy.allowed_expiries().contains(e));
-        let expires =
-            expires.or(policy.default_expiry).or(policy.allowed_expiries().last().copied());
+        // The expiry asked if allowed, else the longest allowed (the nearest to it); none
+        // asked: the policy's default.
+        let allowed = policy.allowed_expiries();
+        let expires = match asked.expires {
+            Some(asked) if allowed.contains(&asked) => Some(asked),
+            Some(_) => allowed.last().copied(),
+            None => policy.default_expiry.or(allowed.last().copied()),
+        };
         if let Some(expires) = expires {
             words.extend(["--expires".into(), expires.as_str().into()]);
         }
