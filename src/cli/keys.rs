@@ -51,7 +51,7 @@ pub struct CreateArgs {
     /// A name that says where the key is used, e.g. "Cursor on MacBook"
     #[arg(long)]
     pub name: Option<String>,
-    /// When the key expires
+    /// When the key expires [default: the workspace policy's default expiry, if it has one]
     #[arg(long, value_enum)]
     pub expires: Option<ExpiryPolicy>,
     /// Only read tools: the key can read journey context but change nothing

@@ -1,11 +1,9 @@
 //! The workspace's key policy (issue 34): `GET …/policy` (every member: editors make keys under
-//! it) and `POST …/policy` (owners), and the check that blocks an MCP key a newer policy forbids.
-
-use std::sync::Arc;
+//! it) and `POST …/policy` (owners), and what a change blocks (the
+//! check of each MCP key is `admission::check_policy`).
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 
 use super::admin::{allowed_networks, journey_ids, workspace};
 use super::admission::Owner;
@@ -14,7 +12,7 @@ use super::extract::{JsonBody, Path};
 use super::{AppState, work};
 use crate::api::{self, Policy, PolicyResponse, PolicyRule, SetPolicy, SetPolicyResponse};
 use crate::store::Store;
-use crate::store::access::{KeyFilter, KeyIdentity};
+use crate::store::access::KeyFilter;
 
 /// Blocked keys a `policy set` answer lists at most.
 const BLOCKED_LISTED: u32 = 100;
@@ -125,63 +123,4 @@ pub async fn set(
     })
     .await?;
     Ok(Json(response))
-}
-
-/// 403 for a key that breaks its workspace's policy (made before the rule, or before it
-/// tightened): the body names the rule and what settles it. The policy is asked of memory (a
-/// read when this process holds no trusted copy); the first refusal of a key under a rule is
-/// recorded as `key.blocked`.
-pub(super) async fn check_key(state: &AppState, key: &Arc<KeyIdentity>) -> Result<(), ApiError> {
-    let ws = key.workspace_id;
-    let stored = match state.store.access().cached_policy(ws) {
-        Some(stored) => stored,
-        None => {
-            let store = Arc::clone(&state.store);
-            match tokio::task::spawn_blocking(move || store.access().policy(ws)).await {
-                Ok(Ok(stored)) => stored,
-                failed => {
-                    let error = match failed {
-                        Ok(Err(error)) => error.to_string(),
-                        Err(error) => error.to_string(),
-                        Ok(Ok(_)) => String::new(),
-                    };
-                    tracing::error!(%error, "could not read the workspace policy");
-                    return Err(ApiError::mcp(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        crate::mcp::protocol::ErrorCode::InternalError,
-                        "the server could not check the key; try again",
-                    ));
-                }
-            }
-        }
-    };
-    if stored.policy.is_empty() {
-        return Ok(());
-    }
-    let Some(breach) = stored.breach(key) else { return Ok(()) };
-    let (store, noted, identity) = (Arc::clone(&state.store), breach.clone(), Arc::clone(key));
-    tokio::task::spawn_blocking(move || {
-        if let Err(error) = store.access().note_blocked(&stored, &identity, &noted) {
-            tracing::warn!(%error, "could not record a blocked key");
-        }
-    });
-    let rotate =
-        format!("custory-mcp --workspace {} keys rotate {}", key.workspace_slug, key.key_prefix);
-    let message = format!(
-        "Forbidden: this MCP key is blocked by the workspace policy's {} rule: {}. Rotate it for \
-         a key that keeps the policy ({rotate}), or an owner changes the policy \
-         (custory-mcp policy show)",
-        breach.rule, breach.message
-    );
-    let mut refusal = ApiError::mcp(
-        StatusCode::FORBIDDEN,
-        crate::mcp::protocol::ErrorCode::InvalidRequest,
-        message,
-    );
-    refusal.rpc_data = Some(Box::new(serde_json::json!({
-        "reason": "key_blocked",
-        "rule": breach.rule,
-        "settle": rotate,
-    })));
-    Err(refusal)
 }

@@ -68,7 +68,7 @@ async fn owners_set_the_policy_and_every_change_is_audited_with_who_made_it() {
         .as_array()
         .expect("changes")
         .iter()
-        .map(|c| c["rule"].as_str().unwrap())
+        .map(|c| c["rule"].as_str().expect("present"))
         .collect();
     assert_eq!(
         changed,
@@ -125,7 +125,7 @@ async fn owners_set_the_policy_and_every_change_is_audited_with_who_made_it() {
     assert_eq!(changes[1]["actor"]["kind"], "member");
     assert_eq!(changes[1]["actor"]["name"], "Olive");
     assert!(
-        changes[0]["detail"].as_str().unwrap().contains("access: none → read-only"),
+        changes[0]["detail"].as_str().expect("present").contains("access: none → read-only"),
         "{changes:?}"
     );
     assert_eq!(
@@ -154,10 +154,10 @@ async fn keys_are_made_within_the_policy_by_the_cli_and_the_api() {
     ];
     for (extra, code, says) in refusals {
         let mut body = json!({"name": "Refused"});
-        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.as_object_mut().expect("present").extend(extra.as_object().expect("present").clone());
         let error =
             owner.post("/workspaces/acme/mcp-keys").json(&body).expect_error(422, code).await;
-        assert!(error["error"]["message"].as_str().unwrap().contains(says), "{error}");
+        assert!(error["error"]["message"].as_str().expect("present").contains(says), "{error}");
     }
     // What is left out comes from the policy: its default expiry, read-only, its tools.
     let made = owner
@@ -167,7 +167,7 @@ async fn keys_are_made_within_the_policy_by_the_cli_and_the_api() {
         .await;
     assert_eq!(made["key"]["expires"], "30d", "{made}");
     assert_eq!(made["key"]["access"], "read-only");
-    assert!(made["key"]["scopes"]["tools"].as_array().unwrap().contains(&json!("search")));
+    assert!(made["key"]["scopes"]["tools"].as_array().expect("present").contains(&json!("search")));
     assert!(made["key"].get("blocked").is_none(), "{made}");
 
     // The CLI: defaults from the policy without --expires; a refusal names the rule and gives
@@ -240,8 +240,12 @@ async fn a_key_that_breaks_a_newer_policy_is_blocked_until_rotated_or_the_policy
     assert_eq!(tools_list(&key).await.0, 200);
 
     let done = set(&owner, json!({"max_expiry": "90d"})).await;
-    let blocked: Vec<&str> =
-        done["blocked"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
+    let blocked: Vec<&str> = done["blocked"]
+        .as_array()
+        .expect("present")
+        .iter()
+        .map(|k| k["name"].as_str().expect("present"))
+        .collect();
     assert_eq!(blocked, ["Forever"], "{done}");
 
     // Refused with 403, naming the rule and what settles it; the other key still works.
@@ -270,7 +274,7 @@ async fn a_key_that_breaks_a_newer_policy_is_blocked_until_rotated_or_the_policy
     // Shown as blocked, with the command that settles it.
     let shown = owner.show_key(key.id()).await;
     assert_eq!(shown["key"]["blocked"]["rule"], "max-expiry", "{shown}");
-    assert!(shown["key"]["flags"].as_array().unwrap().contains(&json!("blocked")));
+    assert!(shown["key"]["flags"].as_array().expect("present").contains(&json!("blocked")));
     let env = TestEnv::new();
     let listed = env.admin(&server, &["keys", "list"]).await;
     assert!(listed.stdout.contains("blocked: max-expiry"), "{}", listed.stdout);
@@ -290,11 +294,14 @@ async fn a_key_that_breaks_a_newer_policy_is_blocked_until_rotated_or_the_policy
     // Rotated: the new key keeps the policy (its expiry narrowed), and works.
     let rotated = owner.rotate(key.id()).await;
     assert_eq!(rotated["key"]["expires"], "90d", "{rotated}");
-    let new = server.key(rotated["token"].as_str().unwrap());
+    let new = server.key(rotated["token"].as_str().expect("present"));
     assert_eq!(tools_list(&new).await.0, 200);
     let rotation = events(&server, "key.rotated").await;
     assert!(
-        rotation[0]["detail"].as_str().unwrap().contains("narrowed to the workspace policy"),
+        rotation[0]["detail"]
+            .as_str()
+            .expect("present")
+            .contains("narrowed to the workspace policy"),
         "{rotation:?}"
     );
 
@@ -311,9 +318,9 @@ async fn a_key_that_breaks_a_newer_policy_is_blocked_until_rotated_or_the_policy
     assert_eq!((status, &body["error"]["data"]["rule"]), (403, &json!("tools")), "{body}");
     let rotated = owner.rotate(scoped.id()).await;
     assert_eq!(rotated["key"]["scopes"]["tools"], json!(["search"]), "{rotated}");
-    let (status, body) = tools_list(&server.key(rotated["token"].as_str().unwrap())).await;
+    let (status, body) = tools_list(&server.key(rotated["token"].as_str().expect("present"))).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["result"]["tools"].as_array().expect("present").len(), 1, "{body}");
 }
 
 #[tokio::test]
@@ -341,7 +348,10 @@ async fn keys_unused_past_the_policy_are_revoked_by_the_server() {
     assert_eq!(revoked.len(), 1, "only the idle key: {revoked:?}");
     assert_eq!(revoked[0]["key_id"], idle.id());
     assert_eq!(revoked[0]["actor"]["kind"], "server");
-    assert!(revoked[0]["detail"].as_str().unwrap().contains("revoke-unused"), "{revoked:?}");
+    assert!(
+        revoked[0]["detail"].as_str().expect("present").contains("revoke-unused"),
+        "{revoked:?}"
+    );
     assert_eq!(tools_list(&idle).await.0, 401);
     assert_eq!(tools_list(&busy).await.0, 200);
 }
@@ -403,10 +413,17 @@ async fn the_consent_page_offers_only_what_the_policy_allows_and_refuses_a_forge
         crate::oauth::redeem_code(&server, &code, REDIRECT, &client_id, &verifier).await;
     assert_eq!(status, 200, "{token}");
     let keys = owner.list_keys("acme", "").await;
-    let key =
-        keys["keys"].as_array().unwrap().iter().find(|k| k["oauth_client"].is_object()).cloned();
+    let key = keys["keys"]
+        .as_array()
+        .expect("present")
+        .iter()
+        .find(|k| k["oauth_client"].is_object())
+        .cloned();
     let key = key.expect("the consent's key");
     assert_eq!(key["access"], "read-only");
-    assert!(key["scopes"]["tools"].as_array().unwrap().contains(&json!("search")), "{key}");
+    assert!(
+        key["scopes"]["tools"].as_array().expect("present").contains(&json!("search")),
+        "{key}"
+    );
     assert!(key.get("blocked").is_none(), "{key}");
 }

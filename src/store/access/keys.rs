@@ -564,10 +564,10 @@ pub(super) fn rotate_key(
     s: &AccessStore<'_>,
     workspace_id: i64,
     id: &str,
+    policy: &crate::api::Policy,
     by: &Author,
 ) -> StoreResult<(Key, PlainToken, Key)> {
     let now = s.now();
-    let policy = super::policy::policy(s, workspace_id)?;
     let conn = s.writer();
     let tx = conn.transaction()?;
     let old = key_on(&tx, workspace_id, id, now)?;
@@ -584,7 +584,6 @@ pub(super) fn rotate_key(
     // So do its scopes: a rotation never widens what the key may do, and narrows it only to
     // keep the workspace policy (a key a newer policy blocks comes back conforming).
     let (expires, access, scopes) = policy
-        .policy
         .conform(old.expires, old.access, &old.scopes)
         .map_err(|breach| StoreError::Invalid(breach.message))?;
     let (new, token) =

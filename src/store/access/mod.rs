@@ -249,7 +249,9 @@ impl AccessStore<'_> {
         id: &str,
         by: &Author,
     ) -> StoreResult<(Key, PlainToken, Key)> {
-        keys::rotate_key(self, ws, id, by)
+        // The new key keeps the workspace policy (see `Policy::conform`).
+        let policy = policy::policy(self, ws)?;
+        keys::rotate_key(self, ws, id, &policy.policy, by)
     }
 
     /// The key a token hash belongs to, with its current status (SQLite: from memory).

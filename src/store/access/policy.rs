@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::keys::KeyIdentity;
-use super::{AccessStore, NewEvent};
+use super::{AccessStore, KeyIdentity, NewEvent};
 use crate::api::{
     Author, AuthorKind, Breach, EventKind, Key, KeyFlag, KeyStatus, Policy, PolicyChange,
     PolicyRule,
@@ -298,13 +297,7 @@ pub(super) fn revoke_unused(s: &AccessStore<'_>) -> StoreResult<usize> {
                 "unused for {} days (the workspace policy's revoke-unused rule)",
                 period.days()
             );
-            match super::keys::revoke_key_because(
-                s,
-                ws,
-                &id,
-                Some(&reason),
-                &Author::of(AuthorKind::Server),
-            ) {
+            match s.revoke_key_because(ws, &id, Some(&reason), &Author::of(AuthorKind::Server)) {
                 Ok(_) => revoked += 1,
                 // Revoked meanwhile by someone else: nothing to do.
                 Err(StoreError::Conflict(_)) => {}
