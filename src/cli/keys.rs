@@ -7,7 +7,7 @@ use super::shared::{WorkspaceClient, command_line, list_keys, resolve_key};
 use super::{GlobalArgs, completions, config, hygiene, prompt};
 use crate::api::{
     self, Access, CreateKey, CreatedKeyResponse, ExpiryPolicy, Key, KeyFlag, KeyOrigin, KeyStatus,
-    KeyUsageTotals, OriginKind, Workspace,
+    KeyUsageTotals, OriginKind, PolicyRule, Workspace,
 };
 use crate::client::{AdminClient, AuditQuery, KeysQuery, PageQuery, Rows, UsageQuery};
 use crate::error::{CliError, ExitStatus};
@@ -485,29 +485,15 @@ impl Ctx<'_> {
                 None => asked,
             }
         });
-        let probe = api::KeyScopes { journeys: asked.journeys.clone(), ..Default::default() };
+        // Journeys are given as slugs and checked as ids by the server: replaced only when the
+        // refusal was about them (so were addresses, which it normalizes).
+        let about = |rule: PolicyRule| failure.message.contains(&format!(" {}", rule.as_str()));
         let journeys = match &policy.journeys {
-            Some(allowed)
-                if policy.check(ExpiryPolicy::Days30, Access::ReadOnly, &probe).is_err() =>
-            {
-                Some(allowed.clone())
-            }
+            Some(allowed) if about(PolicyRule::Journeys) => Some(allowed.clone()),
             _ => asked.journeys.clone(),
         };
-        let probe = api::KeyScopes { allow_ip: asked.allow_ip.clone(), ..Default::default() };
         let allow_ip = match &policy.allow_ip {
-            Some(allowed)
-                if asked.allow_ip.is_some()
-                    && policy
-                        .check(
-                            ExpiryPolicy::Days30,
-                            Access::ReadOnly,
-                            &api::KeyScopes { tools: None, journeys: None, ..probe },
-                        )
-                        .is_err() =>
-            {
-                Some(allowed.clone())
-            }
+            Some(allowed) if about(PolicyRule::Addresses) => Some(allowed.clone()),
             _ => asked.allow_ip.clone(),
         };
         for (flag, list) in [("--tools", tools), ("--journeys", journeys), ("--allow-ip", allow_ip)]
@@ -861,6 +847,13 @@ impl Ctx<'_> {
         let had_saved = self.forget_saved(&key);
         let saved = if had_saved || args.save { Some(self.save(&created)?) } else { None };
         self.printer.info(&format!("Revoked the old token of {:?} ({}).", key.name, key.prefix));
+        if let Some(narrowed) = narrowed_by_policy(&key, &created.key) {
+            self.printer.info(&format!(
+                "The new key keeps the workspace policy, so it differs from the old one: \
+                 {narrowed} (`{}` shows the policy).",
+                self.command(&["policy", "show"])
+            ));
+        }
         self.show_new_token(&created, saved.as_ref())?;
         self.rewrite_configs(&args, &held, &created, saved.is_some())?;
         Ok(ExitStatus::Success)
@@ -950,6 +943,21 @@ impl Ctx<'_> {
             }
         }
     }
+}
+
+/// What a rotation changed to keep the workspace policy (`expires never → 90d, …`), if anything.
+fn narrowed_by_policy(old: &Key, new: &Key) -> Option<String> {
+    let mut changed = Vec::new();
+    if old.expires != new.expires {
+        changed.push(format!("expires {} → {}", old.expires, new.expires));
+    }
+    if old.access != new.access {
+        changed.push(format!("{} → {}", old.access, new.access));
+    }
+    if old.scopes != new.scopes {
+        changed.push(format!("limited to {}", new.scopes.describe()));
+    }
+    (!changed.is_empty()).then(|| changed.join(", "))
 }
 
 fn last_used(key: &Key, now: chrono::DateTime<Utc>) -> String {

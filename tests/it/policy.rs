@@ -321,6 +321,15 @@ async fn a_key_that_breaks_a_newer_policy_is_blocked_until_rotated_or_the_policy
     let (status, body) = tools_list(&server.key(rotated["token"].as_str().expect("present"))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["tools"].as_array().expect("present").len(), 1, "{body}");
+
+    // `keys rotate` says what the policy changed.
+    set(&owner, json!({"access": "read-only", "clear": ["tools"]})).await;
+    assert_eq!(tools_list(&other).await.0, 403);
+    let run = env.admin(&server, &["keys", "rotate", "Monthly", "--yes"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("read-write → read-only"), "{}", run.stderr);
+    let token = run.stdout.trim();
+    assert_eq!(tools_list(&server.key(token)).await.0, 200, "{}", run.stdout);
 }
 
 #[tokio::test]
