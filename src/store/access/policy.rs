@@ -307,3 +307,104 @@ pub(super) fn revoke_unused(s: &AccessStore<'_>) -> StoreResult<usize> {
     }
     Ok(revoked)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::api::{Access, ExpiryPolicy, KeyScopes, Policy, PolicyRule};
+
+    fn list(items: &[&str]) -> Option<Vec<String>> {
+        Some(items.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_policy_names_the_first_rule_a_key_breaks_and_what_it_allows() {
+        let policy = Policy {
+            max_expiry: Some(ExpiryPolicy::Days90),
+            access: Some(Access::ReadOnly),
+            tools: list(&["search", "get_item"]),
+            allow_ip: list(&["10.0.0.0/8"]),
+            ..Policy::default()
+        };
+        assert_eq!(policy.allowed_expiries(), [ExpiryPolicy::Days30, ExpiryPolicy::Days90]);
+        assert_eq!(policy.allowed_accesses(), [Access::ReadOnly]);
+        let within = KeyScopes {
+            tools: list(&["search"]),
+            allow_ip: list(&["10.1.0.0/16"]),
+            ..KeyScopes::default()
+        };
+        assert!(policy.check(ExpiryPolicy::Days30, Access::ReadOnly, &within).is_ok());
+        let rule = |expires, access, scopes: &KeyScopes| {
+            policy.check(expires, access, scopes).err().map(|b| b.rule)
+        };
+        assert_eq!(
+            rule(ExpiryPolicy::Never, Access::ReadOnly, &within),
+            Some(PolicyRule::MaxExpiry)
+        );
+        assert_eq!(
+            rule(ExpiryPolicy::Days30, Access::ReadWrite, &within),
+            Some(PolicyRule::Access)
+        );
+        let wide = KeyScopes { tools: None, ..within.clone() };
+        assert_eq!(rule(ExpiryPolicy::Days30, Access::ReadOnly, &wide), Some(PolicyRule::Tools));
+        let elsewhere = KeyScopes { allow_ip: list(&["192.168.0.0/16"]), ..within.clone() };
+        assert_eq!(
+            rule(ExpiryPolicy::Days30, Access::ReadOnly, &elsewhere),
+            Some(PolicyRule::Addresses)
+        );
+        let outgrown = KeyScopes { allow_ip: list(&["0.0.0.0/0"]), ..within };
+        assert_eq!(
+            rule(ExpiryPolicy::Days30, Access::ReadOnly, &outgrown),
+            Some(PolicyRule::Addresses)
+        );
+    }
+
+    #[test]
+    fn conforming_narrows_to_what_both_allow_and_never_widens() {
+        let policy = Policy {
+            max_expiry: Some(ExpiryPolicy::Days30),
+            tools: list(&["search", "get_item"]),
+            allow_ip: list(&["10.0.0.0/8", "192.168.1.0/24"]),
+            ..Policy::default()
+        };
+        let had = KeyScopes {
+            tools: list(&["search", "add_comment"]),
+            journeys: list(&["jrn_a"]),
+            allow_ip: list(&["10.2.0.0/16", "192.168.0.0/16", "172.16.0.0/12"]),
+        };
+        let (expires, access, scopes) =
+            policy.conform(ExpiryPolicy::Never, Access::ReadWrite, &had).expect("conforms");
+        assert_eq!((expires, access), (ExpiryPolicy::Days30, Access::ReadWrite));
+        assert_eq!(scopes.tools, list(&["search"]));
+        assert_eq!(scopes.journeys, list(&["jrn_a"]), "no journeys rule: kept");
+        assert_eq!(scopes.allow_ip, list(&["10.2.0.0/16", "192.168.1.0/24"]));
+        assert!(policy.check(expires, access, &scopes).is_ok());
+        // A key that already keeps it comes back the same.
+        assert_eq!(
+            policy.conform(expires, access, &scopes).expect("conforms"),
+            (expires, access, scopes)
+        );
+        // Nothing in common: refused, naming the rule.
+        let apart = KeyScopes { tools: list(&["add_comment"]), ..KeyScopes::default() };
+        let refused = policy.conform(ExpiryPolicy::Days30, Access::ReadWrite, &apart);
+        assert_eq!(refused.err().map(|b| b.rule), Some(PolicyRule::Tools));
+    }
+
+    #[test]
+    fn what_a_request_leaves_out_comes_from_the_policy() {
+        let policy = Policy {
+            max_expiry: Some(ExpiryPolicy::Days90),
+            access: Some(Access::ReadOnly),
+            journeys: list(&["jrn_a"]),
+            ..Policy::default()
+        };
+        let (expires, access, scopes) = policy.fill(None, None, KeyScopes::default());
+        assert_eq!((expires, access), (Some(ExpiryPolicy::Days90), Access::ReadOnly));
+        assert_eq!(scopes.journeys, list(&["jrn_a"]));
+        let with_default = Policy { default_expiry: Some(ExpiryPolicy::Days30), ..policy };
+        assert_eq!(
+            with_default.fill(None, None, KeyScopes::default()).0,
+            Some(ExpiryPolicy::Days30)
+        );
+        assert_eq!(Policy::default().fill(None, None, KeyScopes::default()).0, None);
+    }
+}
