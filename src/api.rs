@@ -187,6 +187,10 @@ pub struct Key {
     /// What the key is confined to beyond its access (absent: nothing more).
     #[serde(default, skip_serializing_if = "KeyScopes::is_unlimited")]
     pub scopes: KeyScopes,
+    /// For an active key that breaks the workspace policy: the rule; its calls are refused
+    /// (403) until it is rotated or the policy changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Breach>,
 }
 
 /// What a key is confined to beyond its access, fixed at creation: each limit absent means
@@ -304,6 +308,9 @@ pub enum KeyFlag {
     /// Read-write, used, and never used to write in its first 7 days or since: read-only
     /// would do.
     NeverWrote,
+    /// Breaks the workspace policy (see `Key::blocked`): its calls are refused until it is
+    /// rotated or the policy changes.
+    Blocked,
 }
 
 impl KeyFlag {
@@ -314,6 +321,7 @@ impl KeyFlag {
             Self::NeverUsed => "never used",
             Self::ExpiresSoon => "expires soon",
             Self::NeverWrote => "never wrote",
+            Self::Blocked => "blocked",
         }
     }
 }
@@ -375,6 +383,10 @@ closed_set! {
         MemberRemoved = "member.removed",
         /// A member's credential was refused from then on (its token was reported as leaked).
         MemberCredentialRevoked = "member.credential_revoked",
+        /// An owner changed the workspace's key policy (`policy set`).
+        PolicyChanged = "policy.changed",
+        /// A key was first refused for breaking the workspace policy (once per key and rule).
+        KeyBlocked = "key.blocked",
         /// From the record of calls (`audit --calls`): a tool call, a resource read, a prompt.
         CallTool = "call.tool",
         CallResource = "call.resource",
@@ -604,9 +616,12 @@ closed_set! {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateKey {
     pub name: String,
-    pub expires: ExpiryPolicy,
-    #[serde(default)]
-    pub access: Access,
+    /// The workspace policy's default expiry when absent (required without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<ExpiryPolicy>,
+    /// The most the workspace policy allows when absent (read-write without a policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
     /// Tool names and groups ([`ToolGroup`]) the key may use; all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
@@ -1184,6 +1199,8 @@ closed_set! {
         MemberInvited = "member.invited",
         MemberJoined = "member.joined",
         MemberRemoved = "member.removed",
+        PolicyChanged = "policy.changed",
+        KeyBlocked = "key.blocked",
         /// Sent by `webhooks test` only.
         Test = "webhook.test",
     }
@@ -1199,6 +1216,8 @@ impl WebhookEvent {
             EventKind::MemberInvited => Self::MemberInvited,
             EventKind::MemberJoined => Self::MemberJoined,
             EventKind::MemberRemoved => Self::MemberRemoved,
+            EventKind::PolicyChanged => Self::PolicyChanged,
+            EventKind::KeyBlocked => Self::KeyBlocked,
             _ => return None,
         })
     }
@@ -1274,4 +1293,376 @@ pub struct WebhookDelivery {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookDeliveriesResponse {
     pub deliveries: Vec<WebhookDelivery>,
+}
+
+// The workspace policy (issue 34) ---------------------------------------------------------------
+
+closed_set! {
+    /// A rule of a workspace's key policy: what `policy set --clear` takes, and what a refused
+    /// or blocked key is said to break.
+    pub enum PolicyRule {
+        /// The longest expiry a key may have
+        MaxExpiry = "max-expiry",
+        /// The expiry a key gets when none is asked for
+        DefaultExpiry = "default-expiry",
+        /// The most access a key may have (read-only: no key may write)
+        Access = "access",
+        /// The tools a key may be limited to, at most
+        Tools = "tools",
+        /// The journeys a key must be confined to (a subset of these)
+        Journeys = "journeys",
+        /// The networks a key must be limited to (`--allow-ip` within these)
+        Addresses = "addresses",
+        /// Keys unused this long are revoked by the server
+        RevokeUnused = "revoke-unused",
+    }
+}
+
+impl PolicyRule {
+    /// The error code of a refusal by this rule (`policy_max_expiry`…).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::MaxExpiry => "policy_max_expiry",
+            Self::DefaultExpiry => "policy_default_expiry",
+            Self::Access => "policy_access",
+            Self::Tools => "policy_tools",
+            Self::Journeys => "policy_journeys",
+            Self::Addresses => "policy_addresses",
+            Self::RevokeUnused => "policy_revoke_unused",
+        }
+    }
+}
+
+closed_set! {
+    /// How long a key may go unused (since its last use, or its creation) before the server
+    /// revokes it.
+    pub enum UnusedPeriod {
+        Days30 = "30d",
+        Days90 = "90d",
+    }
+}
+
+impl UnusedPeriod {
+    pub fn days(self) -> i64 {
+        match self {
+            Self::Days30 => 30,
+            Self::Days90 => 90,
+        }
+    }
+}
+
+/// A workspace's key policy: the rules every key made there keeps. Each rule absent means none.
+/// A key made after a rule is refused if it breaks it; a key made before is blocked (refused
+/// with 403) until it is rotated or the rule changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_expiry: Option<ExpiryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_expiry: Option<ExpiryPolicy>,
+    /// `read-only`: every key must be read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+    /// Tool names (groups expanded): every key must be limited to some of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Journeys (`jrn_…`): every key must be confined to some of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<Vec<String>>,
+    /// Networks (CIDRs): every key must be limited to networks inside these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_ip: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_unused_after: Option<UnusedPeriod>,
+}
+
+/// How a key breaks a policy: the rule, and a sentence saying what the rule allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breach {
+    pub rule: PolicyRule,
+    pub message: String,
+}
+
+/// The rank of an expiry: longer is greater (`never` the greatest).
+fn expiry_rank(expiry: ExpiryPolicy) -> i64 {
+    expiry.days().unwrap_or(i64::MAX)
+}
+
+/// Whether the CIDR `net` lies inside one of `within` (a value that does not parse: no).
+fn net_inside(net: &str, within: &[String]) -> bool {
+    net.parse::<ipnet::IpNet>().is_ok_and(|net| {
+        within.iter().filter_map(|w| w.parse::<ipnet::IpNet>().ok()).any(|w| w.contains(&net))
+    })
+}
+
+impl Policy {
+    /// No rule at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The value of `rule`, for a person (`none` when unset).
+    pub fn describe(&self, rule: PolicyRule) -> String {
+        let list = |list: &Option<Vec<String>>| list.as_ref().map(|l| l.join(","));
+        match rule {
+            PolicyRule::MaxExpiry => self.max_expiry.map(|e| e.as_str().to_owned()),
+            PolicyRule::DefaultExpiry => self.default_expiry.map(|e| e.as_str().to_owned()),
+            PolicyRule::Access => self.access.map(|a| a.as_str().to_owned()),
+            PolicyRule::Tools => list(&self.tools),
+            PolicyRule::Journeys => list(&self.journeys),
+            PolicyRule::Addresses => list(&self.allow_ip),
+            PolicyRule::RevokeUnused => self.revoke_unused_after.map(|p| p.as_str().to_owned()),
+        }
+        .unwrap_or_else(|| "none".to_owned())
+    }
+
+    /// Takes the rule away.
+    pub fn clear(&mut self, rule: PolicyRule) {
+        match rule {
+            PolicyRule::MaxExpiry => self.max_expiry = None,
+            PolicyRule::DefaultExpiry => self.default_expiry = None,
+            PolicyRule::Access => self.access = None,
+            PolicyRule::Tools => self.tools = None,
+            PolicyRule::Journeys => self.journeys = None,
+            PolicyRule::Addresses => self.allow_ip = None,
+            PolicyRule::RevokeUnused => self.revoke_unused_after = None,
+        }
+    }
+
+    /// The expiries a key may have, shortest first.
+    pub fn allowed_expiries(&self) -> Vec<ExpiryPolicy> {
+        ExpiryPolicy::ALL
+            .into_iter()
+            .filter(|e| self.max_expiry.is_none_or(|max| expiry_rank(*e) <= expiry_rank(max)))
+            .collect()
+    }
+
+    /// The accesses a key may have.
+    pub fn allowed_accesses(&self) -> Vec<Access> {
+        Access::ALL
+            .into_iter()
+            .filter(|a| self.access.is_none_or(|max| max == Access::ReadWrite || *a == max))
+            .collect()
+    }
+
+    /// What a key asked for with some terms left out gets: the default expiry (else the
+    /// longest allowed, if `never` is not), and the widest access and scopes the policy allows.
+    pub fn fill(
+        &self,
+        expires: Option<ExpiryPolicy>,
+        access: Option<Access>,
+        scopes: KeyScopes,
+    ) -> (Option<ExpiryPolicy>, Access, KeyScopes) {
+        let expires = expires
+            .or(self.default_expiry)
+            .or_else(|| self.max_expiry.filter(|max| *max != ExpiryPolicy::Never));
+        let access = access.or(self.access).unwrap_or_default();
+        let scopes = KeyScopes {
+            tools: scopes.tools.or_else(|| self.tools.clone()),
+            journeys: scopes.journeys.or_else(|| self.journeys.clone()),
+            allow_ip: scopes.allow_ip.or_else(|| self.allow_ip.clone()),
+        };
+        (expires, access, scopes)
+    }
+
+    /// The first rule a key on these terms breaks, saying what the rule allows.
+    pub fn check(
+        &self,
+        expires: ExpiryPolicy,
+        access: Access,
+        scopes: &KeyScopes,
+    ) -> Result<(), Breach> {
+        let breach = |rule: PolicyRule, message: String| Err(Breach { rule, message });
+        if let Some(max) = self.max_expiry
+            && expiry_rank(expires) > expiry_rank(max)
+        {
+            let allowed: Vec<&str> = self.allowed_expiries().iter().map(|e| e.as_str()).collect();
+            return breach(
+                PolicyRule::MaxExpiry,
+                format!(
+                    "the workspace policy allows keys that expire after {} at most, not {}: \
+                     use --expires {}",
+                    max.lifetime(),
+                    expires.lifetime(),
+                    allowed.join("|")
+                ),
+            );
+        }
+        if self.access == Some(Access::ReadOnly) && access == Access::ReadWrite {
+            return breach(
+                PolicyRule::Access,
+                "the workspace policy allows read-only keys only: use --read-only".into(),
+            );
+        }
+        let subset = |rule: PolicyRule,
+                      flag: &str,
+                      allowed: &Option<Vec<String>>,
+                      asked: &Option<Vec<String>>| {
+            let Some(allowed) = allowed else { return Ok(()) };
+            let what = rule.as_str();
+            match asked {
+                None => breach(
+                    rule,
+                    format!(
+                        "the workspace policy allows keys limited to these {what} only: use \
+                         {flag} {} (or some of them)",
+                        allowed.join(",")
+                    ),
+                ),
+                Some(asked) => match asked.iter().find(|a| !allowed.contains(a)) {
+                    Some(extra) => breach(
+                        rule,
+                        format!(
+                            "the workspace policy does not allow {extra} among a key's {what}: \
+                             use {flag} with some of {}",
+                            allowed.join(",")
+                        ),
+                    ),
+                    None => Ok(()),
+                },
+            }
+        };
+        subset(PolicyRule::Tools, "--tools", &self.tools, &scopes.tools)?;
+        subset(PolicyRule::Journeys, "--journeys", &self.journeys, &scopes.journeys)?;
+        if let Some(allowed) = &self.allow_ip {
+            let outside = match &scopes.allow_ip {
+                None => Some("any address".to_owned()),
+                Some(nets) => nets.iter().find(|net| !net_inside(net, allowed)).cloned(),
+            };
+            if let Some(outside) = outside {
+                return breach(
+                    PolicyRule::Addresses,
+                    format!(
+                        "the workspace policy allows keys limited to addresses within {} only, \
+                         not {outside}: use --allow-ip {} (or networks inside them)",
+                        allowed.join(","),
+                        allowed.join(",")
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Terms like `expires`, `access` and `scopes` narrowed to what the policy allows (what a
+    /// rotation makes of a key a newer policy blocks): the shorter expiry, read-only if it must
+    /// be, the tools and journeys both allow, the networks inside both. An error when nothing
+    /// would be left of a limit (no tool, journey or network in common).
+    pub fn conform(
+        &self,
+        expires: ExpiryPolicy,
+        access: Access,
+        scopes: &KeyScopes,
+    ) -> Result<(ExpiryPolicy, Access, KeyScopes), Breach> {
+        let expires = match self.max_expiry {
+            Some(max) if expiry_rank(expires) > expiry_rank(max) => max,
+            _ => expires,
+        };
+        let access = if self.access == Some(Access::ReadOnly) { Access::ReadOnly } else { access };
+        let both = |rule: PolicyRule,
+                    allowed: &Option<Vec<String>>,
+                    had: &Option<Vec<String>>|
+         -> Result<Option<Vec<String>>, Breach> {
+            let Some(allowed) = allowed else { return Ok(had.clone()) };
+            let Some(had) = had else { return Ok(Some(allowed.clone())) };
+            let kept: Vec<String> = had.iter().filter(|h| allowed.contains(h)).cloned().collect();
+            if kept.is_empty() {
+                return Err(Breach {
+                    rule,
+                    message: format!(
+                        "none of the key's {} ({}) is allowed by the workspace policy ({}): \
+                         make a new key (custory-mcp keys create)",
+                        rule.as_str(),
+                        had.join(","),
+                        allowed.join(",")
+                    ),
+                });
+            }
+            Ok(Some(kept))
+        };
+        let tools = both(PolicyRule::Tools, &self.tools, &scopes.tools)?;
+        let journeys = both(PolicyRule::Journeys, &self.journeys, &scopes.journeys)?;
+        // CIDRs are nested or apart: what both allow is each one inside one of the other's.
+        let allow_ip = match (&self.allow_ip, &scopes.allow_ip) {
+            (None, had) => had.clone(),
+            (Some(allowed), None) => Some(allowed.clone()),
+            (Some(allowed), Some(had)) => {
+                let mut kept: Vec<String> =
+                    had.iter().filter(|net| net_inside(net, allowed)).cloned().collect();
+                let inner: Vec<String> = allowed
+                    .iter()
+                    .filter(|net| net_inside(net, had) && !kept.contains(net))
+                    .cloned()
+                    .collect();
+                kept.extend(inner);
+                if kept.is_empty() {
+                    return Err(Breach {
+                        rule: PolicyRule::Addresses,
+                        message: format!(
+                            "none of the key's networks ({}) is within the workspace policy's \
+                             ({}): make a new key (custory-mcp keys create)",
+                            had.join(","),
+                            allowed.join(",")
+                        ),
+                    });
+                }
+                Some(kept)
+            }
+        };
+        Ok((expires, access, KeyScopes { tools, journeys, allow_ip }))
+    }
+}
+
+/// `GET …/policy`: the workspace's policy, and who changed it last.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyResponse {
+    pub workspace: String,
+    pub policy: Policy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<Author>,
+}
+
+/// `POST …/policy`: the rules to set (absent: as they are) and the rules to clear.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SetPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_expiry: Option<ExpiryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_expiry: Option<ExpiryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+    /// Tool names and groups ([`ToolGroup`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Journeys, by slug or `jrn_…` id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<Vec<String>>,
+    /// Networks (CIDRs or single addresses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_ip: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_unused_after: Option<UnusedPeriod>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clear: Vec<PolicyRule>,
+}
+
+/// One rule a `policy set` changed: its value before and after, for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyChange {
+    pub rule: PolicyRule,
+    pub from: String,
+    pub to: String,
+}
+
+/// `POST …/policy`: the policy now, what changed, and how many active keys it blocks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetPolicyResponse {
+    pub workspace: String,
+    pub policy: Policy,
+    pub changes: Vec<PolicyChange>,
+    /// Active keys that break the policy now (blocked until rotated), at most a page's worth.
+    #[serde(default)]
+    pub blocked: Vec<Key>,
 }

@@ -680,6 +680,21 @@ impl AdminClient {
         self.send(self.get(&["workspaces", workspace, "webhook-deliveries"])?.query(&query))
     }
 
+    /// `GET /workspaces/{ws}/policy`: the workspace's key policy.
+    pub fn policy(&self, workspace: &str) -> anyhow::Result<crate::api::PolicyResponse> {
+        self.send(self.get(&["workspaces", workspace, "policy"])?)
+    }
+
+    /// `POST /workspaces/{ws}/policy`: sets and clears rules; what changed, and the keys the
+    /// policy now blocks.
+    pub fn set_policy(
+        &self,
+        workspace: &str,
+        change: &crate::api::SetPolicy,
+    ) -> anyhow::Result<crate::api::SetPolicyResponse> {
+        self.send(self.post(&["workspaces", workspace, "policy"])?.json(change))
+    }
+
     /// `POST /invitations/redeem` (no credential: the code is sent in the body only).
     pub fn redeem_invitation(
         server: &str,
@@ -925,6 +940,9 @@ impl AdminClient {
             ),
             (_, "workspace_not_found") => {
                 failure.hint("pass --workspace SLUG; `custory-mcp workspaces list` shows them")
+            }
+            (_, code) if code.starts_with("policy_") => {
+                failure.hint("`custory-mcp policy show` lists the workspace's key policy")
             }
             (_, "key_not_found") => {
                 failure.hint("`custory-mcp keys list` shows the workspace's keys")

@@ -191,14 +191,28 @@ fn fields_within(width: Option<usize>, rows: &[(&str, String)]) -> String {
     out.join("\n")
 }
 
-/// `text` in lines of at most `room` columns, broken at spaces.
+/// `text` in lines of at most `room` columns, broken at spaces outside backticks: a command
+/// in backticks stays whole on one line, to be copied (even past `room`).
 fn wrap(text: &str, room: Option<usize>) -> Vec<String> {
     let Some(room) = room.filter(|&room| measure_text_width(text) > room) else {
         return vec![text.to_owned()];
     };
+    let mut words = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (at, c) in text.char_indices() {
+        match c {
+            '`' => quoted = !quoted,
+            ' ' if !quoted => {
+                words.push(&text[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    words.push(&text[start..]);
     let mut lines = Vec::new();
     let mut line = String::new();
-    for word in text.split(' ') {
+    for word in words {
         if !line.is_empty() && measure_text_width(&line) + 1 + measure_text_width(word) > room {
             lines.push(std::mem::take(&mut line));
         } else if !line.is_empty() {
@@ -395,6 +409,10 @@ mod tests {
              trial-to-paid"
         );
         assert!(text.lines().all(|line| super::measure_text_width(line) <= 40), "{text}");
+        let command =
+            [("Blocked", "by max_expiry; `custory-mcp keys rotate cst_abc` fixes it".into())];
+        let text = super::fields_within(Some(40), &command);
+        assert!(text.lines().any(|l| l.trim() == "`custory-mcp keys rotate cst_abc`"), "{text}");
         let piped = super::fields_within(None, &rows);
         assert_eq!(piped.lines().count(), 2, "piped output is never cut nor wrapped");
     }

@@ -279,6 +279,16 @@ fn findings<'a>(keys: &'a [Key], command: impl Fn(&[&str]) -> String) -> Vec<Fin
                     steps.push((revoke.clone(), None));
                     (format!("used by {} in 7 days", parts.join(" and ")), steps)
                 }
+                KeyFlag::Blocked => (
+                    key.blocked.as_ref().map_or_else(
+                        || "blocked by the workspace policy".to_owned(),
+                        |b| format!("blocked by the workspace policy's {} rule", b.rule),
+                    ),
+                    vec![(
+                        command(&["keys", "rotate", &key.prefix]),
+                        Some("makes a key that keeps the policy"),
+                    )],
+                ),
                 KeyFlag::NeverUsed => (
                     format!("never used; created {}", day(key.created_at)),
                     vec![(revoke.clone(), None)],

@@ -7,7 +7,7 @@ use super::shared::{WorkspaceClient, command_line, list_keys, resolve_key};
 use super::{GlobalArgs, completions, config, hygiene, prompt};
 use crate::api::{
     self, Access, CreateKey, CreatedKeyResponse, ExpiryPolicy, Key, KeyFlag, KeyOrigin, KeyStatus,
-    KeyUsageTotals, OriginKind, Workspace,
+    KeyUsageTotals, OriginKind, PolicyRule, Workspace,
 };
 use crate::client::{AdminClient, AuditQuery, KeysQuery, PageQuery, Rows, UsageQuery};
 use crate::error::{CliError, ExitStatus};
@@ -51,7 +51,7 @@ pub struct CreateArgs {
     /// A name that says where the key is used, e.g. "Cursor on MacBook"
     #[arg(long)]
     pub name: Option<String>,
-    /// When the key expires
+    /// When the key expires [default: the workspace policy's default expiry, if it has one]
     #[arg(long, value_enum)]
     pub expires: Option<ExpiryPolicy>,
     /// Only read tools: the key can read journey context but change nothing
@@ -390,20 +390,33 @@ impl Ctx<'_> {
             }
             None => return Err(prompt::missing("a key name", "--name \"Cursor on MacBook\"")),
         };
+        // What is left out comes from the workspace policy (read only when something is).
+        let policy = if args.expires.is_none() { self.policy() } else { None };
         let expires = match args.expires {
-            Some(policy) => policy,
+            Some(expiry) => Some(expiry),
             None if prompt::interactive() => {
-                let choices = ExpiryPolicy::ALL.map(ExpiryPolicy::lifetime);
-                // 90 days, unless the person picks another.
-                let default = ExpiryPolicy::ALL.iter().position(|&p| p == ExpiryPolicy::Days90);
-                ExpiryPolicy::ALL[prompt::select("Expires after", &choices, default.unwrap_or(0))?]
+                let allowed =
+                    policy.as_ref().map_or(ExpiryPolicy::ALL.to_vec(), |p| p.allowed_expiries());
+                let choices: Vec<String> = allowed.iter().map(|e| e.lifetime()).collect();
+                // The policy's default, else 90 days, unless the person picks another.
+                let wanted =
+                    policy.as_ref().and_then(|p| p.default_expiry).unwrap_or(ExpiryPolicy::Days90);
+                let default = allowed.iter().position(|&p| p == wanted).unwrap_or(0);
+                Some(allowed[prompt::select("Expires after", &choices, default)?])
+            }
+            // The server gives the policy's default.
+            None if policy
+                .as_ref()
+                .is_some_and(|p| p.fill(None, None, Default::default()).0.is_some()) =>
+            {
+                None
             }
             None => {
                 let flag = format!("--expires {}", ExpiryPolicy::NAMES.join("|"));
                 return Err(prompt::missing("an expiry", &flag));
             }
         };
-        let access = if args.read_only { Access::ReadOnly } else { Access::ReadWrite };
+        let access = args.read_only.then_some(Access::ReadOnly);
         let body = CreateKey {
             name,
             expires,
@@ -412,7 +425,10 @@ impl Ctx<'_> {
             journeys: args.journeys,
             allow_ip: args.allow_ip,
         };
-        let created = self.client.create_key(&self.workspace.slug, &body)?;
+        let created = match self.client.create_key(&self.workspace.slug, &body) {
+            Ok(created) => created,
+            Err(error) => return Err(self.refused(error, &body)),
+        };
         let saved = if args.save { Some(self.save(&created)?) } else { None };
         self.show_new_token(&created, saved.as_ref())?;
         // The one moment the token can be stored: on a terminal, offer to do it (unless -q or
@@ -427,6 +443,72 @@ impl Ctx<'_> {
             )?;
         }
         Ok(ExitStatus::Success)
+    }
+
+    /// The workspace's key policy, if it can be read (`None`: as if there were none).
+    fn policy(&self) -> Option<api::Policy> {
+        self.client.policy(&self.workspace.slug).ok().map(|found| found.policy)
+    }
+
+    /// A create the workspace policy refused: the same error, with the command that makes a
+    /// key the policy allows (each value it refused replaced by what it allows).
+    fn refused(&self, error: anyhow::Error, asked: &CreateKey) -> anyhow::Error {
+        let Some(failure) = error.downcast_ref::<CliError>() else { return error };
+        if !failure.message.starts_with("the workspace policy") {
+            return error;
+        }
+        let Some(policy) = self.policy() else { return error };
+        let mut words: Vec<String> = vec!["keys".into(), "create".into(), "--name".into()];
+        words.push(asked.name.clone());
+        // The expiry asked if allowed, else the longest allowed (the nearest to it); none
+        // asked: the policy's default.
+        let allowed = policy.allowed_expiries();
+        let expires = match asked.expires {
+            Some(asked) if allowed.contains(&asked) => Some(asked),
+            Some(_) => allowed.last().copied(),
+            None => policy.default_expiry.or(allowed.last().copied()),
+        };
+        if let Some(expires) = expires {
+            words.extend(["--expires".into(), expires.as_str().into()]);
+        }
+        if asked.access == Some(Access::ReadOnly) || policy.access == Some(Access::ReadOnly) {
+            words.push("--read-only".into());
+        }
+        let tools = asked.tools.as_ref().map(|tools| {
+            let asked = crate::mcp::expand_tool_names(tools).unwrap_or_default();
+            match &policy.tools {
+                Some(allowed) => {
+                    let kept: Vec<String> =
+                        asked.into_iter().filter(|t| allowed.contains(t)).collect();
+                    if kept.is_empty() { allowed.clone() } else { kept }
+                }
+                None => asked,
+            }
+        });
+        // Journeys are given as slugs and checked as ids by the server: replaced only when the
+        // refusal was about them (so were addresses, which it normalizes).
+        let about = |rule: PolicyRule| failure.message.contains(&format!(" {}", rule.as_str()));
+        let journeys = match &policy.journeys {
+            Some(allowed) if about(PolicyRule::Journeys) => Some(allowed.clone()),
+            _ => asked.journeys.clone(),
+        };
+        let allow_ip = match &policy.allow_ip {
+            Some(allowed) if about(PolicyRule::Addresses) => Some(allowed.clone()),
+            _ => asked.allow_ip.clone(),
+        };
+        for (flag, list) in [("--tools", tools), ("--journeys", journeys), ("--allow-ip", allow_ip)]
+        {
+            if let Some(list) = list {
+                words.extend([flag.into(), list.join(",")]);
+            }
+        }
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let hint = format!(
+            "the workspace policy allows: {} (`{}` shows it)",
+            self.command(&words),
+            self.command(&["policy", "show"])
+        );
+        CliError::failure(failure.message.clone()).hint(hint).into()
     }
 
     /// Keeps a new token in the credential store under the key's id.
@@ -646,12 +728,22 @@ impl Ctx<'_> {
                 self.command(&["keys", "revoke", &key.prefix]),
             )
         });
-        let fields: Vec<(&str, String)> =
-            fields.into_iter().chain(shared.map(|text| ("Shared", text))).collect();
+        let blocked = key.blocked.as_ref().map(|b| {
+            format!(
+                "by the workspace policy's {} rule: {}; `{}` makes a key that keeps it",
+                b.rule,
+                b.message,
+                self.command(&["keys", "rotate", &key.prefix])
+            )
+        });
         // Values come from the server: nothing in them reaches the terminal as a control
         // sequence.
-        let fields: Vec<(&str, String)> =
-            fields.into_iter().map(|(label, value)| (label, api::displayable(&value))).collect();
+        let fields: Vec<(&str, String)> = fields
+            .into_iter()
+            .chain(shared.map(|text| ("Shared", text)))
+            .chain(blocked.map(|text| ("Blocked", text)))
+            .map(|(label, value)| (label, api::displayable(&value)))
+            .collect();
         self.printer.data(&crate::output::fields(&fields));
         if !events.events.is_empty() {
             let rows = events
@@ -767,6 +859,13 @@ impl Ctx<'_> {
         let had_saved = self.forget_saved(&key);
         let saved = if had_saved || args.save { Some(self.save(&created)?) } else { None };
         self.printer.info(&format!("Revoked the old token of {:?} ({}).", key.name, key.prefix));
+        if let Some(narrowed) = narrowed_by_policy(&key, &created.key) {
+            self.printer.info(&format!(
+                "The new key keeps the workspace policy, so it differs from the old one: \
+                 {narrowed} (`{}` shows the policy).",
+                self.command(&["policy", "show"])
+            ));
+        }
         self.show_new_token(&created, saved.as_ref())?;
         self.rewrite_configs(&args, &held, &created, saved.is_some())?;
         Ok(ExitStatus::Success)
@@ -858,6 +957,21 @@ impl Ctx<'_> {
     }
 }
 
+/// What a rotation changed to keep the workspace policy (`expires never → 90d, …`), if anything.
+fn narrowed_by_policy(old: &Key, new: &Key) -> Option<String> {
+    let mut changed = Vec::new();
+    if old.expires != new.expires {
+        changed.push(format!("expires {} → {}", old.expires, new.expires));
+    }
+    if old.access != new.access {
+        changed.push(format!("{} → {}", old.access, new.access));
+    }
+    if old.scopes != new.scopes {
+        changed.push(format!("limited to {}", new.scopes.describe()));
+    }
+    (!changed.is_empty()).then(|| changed.join(", "))
+}
+
 fn last_used(key: &Key, now: chrono::DateTime<Utc>) -> String {
     match (key.last_used_at, &key.last_used_client) {
         (None, _) => "never".to_owned(),
@@ -868,11 +982,14 @@ fn last_used(key: &Key, now: chrono::DateTime<Utc>) -> String {
 
 fn status_text(key: &Key) -> String {
     // A never-used key is also stale: "never used" says more.
-    let flags: Vec<&str> = key
+    let flags: Vec<String> = key
         .flags
         .iter()
         .filter(|f| !(**f == KeyFlag::Stale && key.flags.contains(&KeyFlag::NeverUsed)))
-        .map(|f| f.as_str())
+        .map(|f| match (f, &key.blocked) {
+            (KeyFlag::Blocked, Some(breach)) => format!("blocked: {}", breach.rule),
+            _ => f.as_str().to_owned(),
+        })
         .collect();
     if flags.is_empty() {
         key.status.as_str().to_owned()

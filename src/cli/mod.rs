@@ -7,6 +7,7 @@ mod hygiene;
 mod keys;
 mod login;
 mod members;
+mod policy;
 mod prompt;
 mod serve;
 pub(crate) mod shared;
@@ -213,6 +214,19 @@ Examples:
   custory-mcp webhooks deliveries"
     )]
     Webhooks(webhooks::WebhooksCommand),
+    /// The workspace's key policy: the longest expiry, the most a key may have, revocation of
+    /// unused keys (owners set it)
+    #[command(
+        subcommand,
+        after_help = "\
+A key that breaks a newer policy is blocked (its calls get 403) until `keys rotate` replaces it
+with one that keeps the policy, or the policy changes back.
+
+Examples:
+  custory-mcp policy show
+  custory-mcp policy set --max-expiry 90d --tools read,comments"
+    )]
+    Policy(policy::PolicyCommand),
     /// Show whose credential this machine uses for --server, and what it may do
     #[command(after_help = "Examples:\n  custory-mcp whoami\n  custory-mcp whoami --json")]
     Whoami,
@@ -312,6 +326,7 @@ fn run(mut cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Workspaces(command) => workspaces::run(command, &cli.global, printer),
         Command::Members(command) => members::run(command, &cli.global, printer),
         Command::Webhooks(command) => webhooks::run(command, &cli.global, printer),
+        Command::Policy(command) => policy::run(command, &cli.global, printer),
         Command::Whoami => whoami::run(&cli.global, printer),
         Command::Keys(command) => keys::run(command, &cli.global, printer),
         Command::Audit(args) => audit::run(args, &cli.global, printer),

@@ -852,6 +852,7 @@ mod tests {
             access,
             stored_client: None,
             scopes: Default::default(),
+            expires: crate::api::ExpiryPolicy::Days30,
         };
         (dir, store, ctx)
     }

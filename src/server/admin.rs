@@ -236,7 +236,8 @@ pub async fn list_keys(
         // The flags read the origins: this replica's pending ones first.
         flush_calls(store);
         if let Some(reference) = query.reference.as_deref() {
-            let keys = store.access().find_keys(ws.id, reference)?;
+            let mut keys = store.access().find_keys(ws.id, reference)?;
+            store.access().annotate_blocked(ws.id, &mut keys)?;
             let keys = keys.into_iter().filter(|k| status.is_none_or(|s| k.status == s)).collect();
             return Ok(KeysResponse { keys, next_cursor: None });
         }
@@ -264,10 +265,11 @@ pub async fn list_keys(
             never_used,
             created_by: (query.mine == Some(true)).then(|| caller.member_id().map(str::to_owned)),
         };
-        let (keys, next_cursor) = store
+        let (mut keys, next_cursor) = store
             .access()
             .list_keys(ws.id, &filter, limit, query.cursor.as_deref())
             .map_err(bad_cursor)?;
+        store.access().annotate_blocked(ws.id, &mut keys)?;
         Ok(KeysResponse { keys, next_cursor })
     })
     .await?;
@@ -286,7 +288,7 @@ pub struct CreateKeyBody {
 }
 
 /// The networks `--allow-ip` names, each a CIDR or a single address, as CIDRs.
-fn allowed_networks(given: &[String]) -> ApiResult<Vec<String>> {
+pub(super) fn allowed_networks(given: &[String]) -> ApiResult<Vec<String>> {
     let invalid = |message: String| ApiError::unprocessable("invalid_allow_ip", message);
     if given.is_empty() {
         return Err(invalid("allow_ip names no address: give at least one CIDR".into()));
@@ -310,7 +312,7 @@ fn allowed_networks(given: &[String]) -> ApiResult<Vec<String>> {
 }
 
 /// The journeys `--journeys` names (slugs or ids) as ids; an unknown one is refused.
-fn journey_ids(store: &Store, ws: i64, given: &[String]) -> ApiResult<Vec<String>> {
+pub(super) fn journey_ids(store: &Store, ws: i64, given: &[String]) -> ApiResult<Vec<String>> {
     if given.is_empty() {
         return Err(ApiError::unprocessable(
             "invalid_journeys",
@@ -367,23 +369,31 @@ pub async fn create_key(
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
     let name = required_name(body.name.as_deref())?.to_owned();
-    let expires = body.expires.ok_or_else(|| {
-        ApiError::unprocessable(
-            "invalid_expires",
-            format!("expires is required: one of {}", ExpiryPolicy::names()),
-        )
-    })?;
     let tools =
         body.tools.map(|names| crate::mcp::expand_tool_names(&names)).transpose().map_err(
             |message| ApiError::unprocessable("invalid_tools", format!("tools: {message}")),
         )?;
-    let access = crate::mcp::access_with_tools(body.access.unwrap_or_default(), tools.as_deref());
     let allow_ip = body.allow_ip.as_deref().map(allowed_networks).transpose()?;
     let (key, token) = write(&state, move |store| {
         let ws = workspace(store, &ws)?;
         let journeys =
             body.journeys.as_deref().map(|j| journey_ids(store, ws.id, j)).transpose()?;
         let scopes = api::KeyScopes { tools, journeys, allow_ip };
+        // What is left out comes from the workspace policy; what is asked must keep it.
+        let policy = store.access().policy(ws.id)?;
+        let (expires, access, scopes) = policy.policy.fill(body.expires, body.access, scopes);
+        let expires = expires.ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_expires",
+                format!("expires is required: one of {}", ExpiryPolicy::names()),
+            )
+        })?;
+        policy
+            .policy
+            .check(expires, access, &scopes)
+            .map_err(|breach| ApiError::unprocessable(breach.rule.code(), breach.message))?;
+        // Checked as asked; made as what it is (a key whose tools all read is read-only).
+        let access = crate::mcp::access_with_tools(access, scopes.tools.as_deref());
         Ok(store.access().create_key_by(
             ws.id,
             &name,
@@ -406,7 +416,9 @@ pub async fn get_key(
     let key = read(&state, move |store| {
         let ws = workspace(store, &ws)?;
         flush_calls(store);
-        store.access().get_key(ws.id, &id).map_err(key_not_found)
+        let mut key = store.access().get_key(ws.id, &id).map_err(key_not_found)?;
+        store.access().annotate_blocked(ws.id, std::slice::from_mut(&mut key))?;
+        Ok(key)
     })
     .await?;
     Ok(Json(KeyResponse { key }))
@@ -474,7 +486,15 @@ pub async fn rotate_key(
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
     let (key, token, replaced) = work::revoke::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        caller.may_manage(&store.access().get_key(ws.id, &id).map_err(key_not_found)?)?;
+        let old = store.access().get_key(ws.id, &id).map_err(key_not_found)?;
+        caller.may_manage(&old)?;
+        // The new key keeps the workspace policy (narrowed to it when the old one broke it).
+        store
+            .access()
+            .policy(ws.id)?
+            .policy
+            .conform(old.expires, old.access, &old.scopes)
+            .map_err(|breach| ApiError::unprocessable(breach.rule.code(), breach.message))?;
         store.access().rotate_key(ws.id, &id, &caller.author()).map_err(key_not_found)
     })
     .await?;

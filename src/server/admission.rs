@@ -398,6 +398,7 @@ impl FromRequestParts<AppState> for McpKey {
         {
             return Err(refuse_address(state, &identity, ip));
         }
+        check_policy(state, &identity).await?;
         let identity = narrowed(&parts.headers, identity)?;
         Ok(Self { identity, ip, token })
     }
@@ -785,6 +786,61 @@ pub fn host_in(allowed: &[String], headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(HOST) else { return true };
     let Some(name) = host.to_str().ok().and_then(host_name) else { return false };
     allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+/// 403 for a key that breaks its workspace's policy (made before the rule, or before it
+/// tightened): the body names the rule and what settles it. The policy is asked of memory (a
+/// read when this process holds no trusted copy); the first refusal of a key under a rule is
+/// recorded as `key.blocked`.
+async fn check_policy(state: &AppState, key: &Arc<KeyIdentity>) -> Result<(), ApiError> {
+    let ws = key.workspace_id;
+    let stored = match state.store.access().cached_policy(ws) {
+        Some(stored) => stored,
+        None => {
+            let store = Arc::clone(&state.store);
+            match tokio::task::spawn_blocking(move || store.access().policy(ws)).await {
+                Ok(Ok(stored)) => stored,
+                failed => {
+                    let error = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        Err(error) => error.to_string(),
+                        Ok(Ok(_)) => String::new(),
+                    };
+                    tracing::error!(%error, "could not read the workspace policy");
+                    return Err(ApiError::mcp(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::InternalError,
+                        "the server could not check the key; try again",
+                    ));
+                }
+            }
+        }
+    };
+    if stored.policy.is_empty() {
+        return Ok(());
+    }
+    let Some(breach) = stored.breach(key) else { return Ok(()) };
+    let (store, noted, identity) = (Arc::clone(&state.store), breach.clone(), Arc::clone(key));
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = store.access().note_blocked(&stored, &identity, &noted) {
+            tracing::warn!(%error, "could not record a blocked key");
+        }
+    });
+    let rotate =
+        format!("custory-mcp --workspace {} keys rotate {}", key.workspace_slug, key.key_prefix);
+    let message = format!(
+        "Forbidden: this MCP key is blocked by the workspace policy's {} rule: {}. Rotate it for \
+         a key that keeps the policy ({rotate}), or an owner changes the policy \
+         (custory-mcp policy show)",
+        breach.rule, breach.message
+    );
+    let mut refusal = ApiError::mcp(StatusCode::FORBIDDEN, ErrorCode::InvalidRequest, message);
+    refusal.rpc_data = Some(Box::new(serde_json::json!({
+        "reason": "key_blocked",
+        "rule": breach.rule,
+        "settle": rotate,
+    })));
+    Err(refusal)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod mcp;
 mod members;
 pub mod metrics;
 mod oauth;
+mod policy;
 mod tls;
 mod transfer;
 pub use transfer::ImportHook;
@@ -454,6 +455,16 @@ static ROUTES: &[Route] = &[
         routing::on(on, webhooks::deliveries)
     })
     .allow(Allow::Role(Role::Owner)),
+    // The workspace's key policy (issue 34): every member reads it (editors make keys under
+    // it), owners change it.
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/policy", Guard::Owner, |on| {
+        routing::on(on, policy::show)
+    })
+    .allow(Allow::Role(Role::Viewer)),
+    Route::new(Method::POST, "/api/admin/workspaces/{ws}/policy", Guard::Owner, |on| {
+        routing::on(on, policy::set)
+    })
+    .allow(Allow::Role(Role::Owner)),
     Route::new(Method::POST, "/api/admin/invitations/redeem", Guard::Public, |on| {
         routing::on(on, members::redeem)
     }),
@@ -672,9 +683,16 @@ async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(state.config.usage_flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruned: Option<std::time::Instant> = None;
+    // By the store's clock (tests move it), not the process's.
+    let mut unused_due: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         tick.tick().await;
         let shared = state.clone();
+        let now = state.store.now();
+        let revoke_unused = unused_due.is_none_or(|due| now >= due);
+        if revoke_unused {
+            unused_due = Some(now + chrono::Duration::hours(1));
+        }
         let prune = pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600));
         if prune {
             pruned = Some(std::time::Instant::now());
@@ -715,6 +733,14 @@ async fn housekeeping(state: AppState) {
                 && let Err(error) = shared.store.access().load_owner_credentials()
             {
                 tracing::warn!(%error, "could not read the owner credential; will retry");
+            }
+            // The workspace policies' revoke-unused rule, hourly by the store's clock.
+            if revoke_unused {
+                match shared.store.access().revoke_unused_keys() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(keys = n, "revoked keys unused past their policy"),
+                    Err(error) => tracing::warn!(%error, "could not revoke unused keys"),
+                }
             }
             shared.rates.forget_idle();
             shared.shares.forget_idle();

@@ -74,6 +74,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0012_webhooks.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0013_workspace_policies.sql"),
+        postgres: include_str!("migrations/postgres/0013_workspace_policies.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

@@ -737,6 +737,7 @@ fn test_identity(workspace_id: i64) -> super::access::KeyIdentity {
         access: crate::api::Access::ReadWrite,
         stored_client: None,
         scopes: Default::default(),
+        expires: crate::api::ExpiryPolicy::Days30,
     }
 }
 

@@ -74,6 +74,7 @@ const ACCESS_TABLES: &[&str] = &[
     "webhook_endpoints",
     "webhook_deliveries",
     "webhook_attempts",
+    "workspace_policies",
 ];
 const CONTENT_TABLES: &[&str] = &[
     "journeys",

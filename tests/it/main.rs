@@ -29,6 +29,7 @@ mod oauth;
 mod oauth_clients;
 mod paging;
 mod pg;
+mod policy;
 mod prompts;
 mod proxies;
 mod reliability;

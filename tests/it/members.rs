@@ -44,6 +44,8 @@ fn expected_rule(method: &Method, path: &str) -> Option<Allow> {
         ("POST", "/api/admin/workspaces/{ws}/webhooks/{id}/remove") => owner,
         ("POST", "/api/admin/workspaces/{ws}/webhooks/{id}/test") => owner,
         ("GET", "/api/admin/workspaces/{ws}/webhook-deliveries") => owner,
+        ("GET", "/api/admin/workspaces/{ws}/policy") => viewer,
+        ("POST", "/api/admin/workspaces/{ws}/policy") => owner,
         _ => return None,
     };
     Some(rule)

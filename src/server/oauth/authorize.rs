@@ -137,6 +137,28 @@ pub async fn decide(
         )
         .await;
     }
+    // The workspace's key policy: a form that asks for more (forged, or posted before the
+    // policy changed) is refused; the key gets the policy's limits (see `redeem_code`).
+    let ws = workspace.id;
+    let policy =
+        work::read(&state, move |store| store.access().policy(ws).map_err(OAuthError::from))
+            .await?;
+    let (_, _, scopes) = policy.policy.fill(Some(expires), Some(access), Default::default());
+    if let Err(breach) = policy.policy.check(expires, access, &scopes) {
+        let allowed = match breach.rule {
+            crate::api::PolicyRule::MaxExpiry => {
+                let names: Vec<&str> =
+                    policy.policy.allowed_expiries().iter().map(|e| e.as_str()).collect();
+                format!("an expiry of {}", names.join(" or "))
+            }
+            _ => "a read-only key".to_owned(),
+        };
+        return back(&format!(
+            "The key policy of {} does not allow this key ({}): choose {allowed}.",
+            workspace.workspace.slug, breach.rule
+        ))
+        .await;
+    }
     let client = request.client.clone();
     let grant = Grant {
         client_id: request.client.id.clone(),
@@ -174,14 +196,9 @@ async fn consent_page(
         Signer::Administrator => None,
         Signer::Member { id, .. } => Some(id.clone()),
     };
-    let workspaces = work::read(state, move |store| {
-        match member {
-            Some(member) => store.access().member_workspaces(&member),
-            None => store.access().first_workspaces(WORKSPACES_SHOWN),
-        }
-        .map_err(OAuthError::from)
-    })
-    .await?;
+    let (workspaces, expiries, accesses) =
+        work::read(state, move |store| consent_choices(store, member).map_err(OAuthError::from))
+            .await?;
     Ok(pages::consent(&pages::Consent {
         client_name: &request.client.name,
         client_id: &request.client.id,
@@ -191,7 +208,33 @@ async fn consent_page(
         workspaces: &workspaces,
         key_name: &default_key_name(&request.client.name, peer),
         error,
+        allowed: (&expiries, &accesses),
     }))
+}
+
+/// The workspaces a consent offers (a member's, or the first few), and the expiries and
+/// accesses every one of their key policies allows.
+type Choices = (Vec<crate::api::Workspace>, Vec<ExpiryPolicy>, Vec<Access>);
+
+fn consent_choices(
+    store: &crate::store::Store,
+    member: Option<String>,
+) -> crate::store::StoreResult<Choices> {
+    let workspaces = match member {
+        Some(member) => store.access().member_workspaces(&member),
+        None => store.access().first_workspaces(WORKSPACES_SHOWN),
+    }?;
+    // What every workspace offered allows: the form offers no choice a policy refuses.
+    let (mut expiries, mut accesses) = (ExpiryPolicy::ALL.to_vec(), Access::ALL.to_vec());
+    for workspace in &workspaces {
+        let Some(row) = store.access().workspace_by_slug(&workspace.slug)? else { continue };
+        let policy = store.access().policy(row.id)?;
+        let (allowed_expiries, allowed_accesses) =
+            (policy.policy.allowed_expiries(), policy.policy.allowed_accesses());
+        expiries.retain(|e| allowed_expiries.contains(e));
+        accesses.retain(|a| allowed_accesses.contains(a));
+    }
+    Ok((workspaces, expiries, accesses))
 }
 
 /// `Claude Code on <host>`: the machine the sign-in came from (this one, for a loopback

@@ -89,6 +89,9 @@ pub(super) struct Consent<'a> {
     /// The key name the form suggests.
     pub key_name: &'a str,
     pub error: Option<&'a str>,
+    /// The expiries and accesses every workspace offered allows (their key policies); empty:
+    /// all of them.
+    pub allowed: (&'a [ExpiryPolicy], &'a [Access]),
 }
 
 /// The consent form: workspace, key name, expiry and access, then Approve or Deny.
@@ -105,21 +108,21 @@ fn consent_page<'a>(consent: &'a Consent<'a>) -> ConsentPage<'a> {
             None => format!("{}:", u.scheme()),
         })
         .unwrap_or_default();
-    let expiries = ExpiryPolicy::ALL
-        .into_iter()
-        .map(|e| Choice {
-            value: e.as_str(),
-            label: expiry_label(e),
-            selected: e == DEFAULT_EXPIRY,
-        })
+    // Only what the workspace policies allow; the default when it is allowed, else the first.
+    let (expiries, accesses) = consent.allowed;
+    let expiries = if expiries.is_empty() { &ExpiryPolicy::ALL[..] } else { expiries };
+    let accesses = if accesses.is_empty() { &Access::ALL[..] } else { accesses };
+    let first_expiry =
+        if expiries.contains(&DEFAULT_EXPIRY) { DEFAULT_EXPIRY } else { expiries[0] };
+    let first_access =
+        if accesses.contains(&Access::default()) { Access::default() } else { accesses[0] };
+    let expiries = expiries
+        .iter()
+        .map(|&e| Choice { value: e.as_str(), label: expiry_label(e), selected: e == first_expiry })
         .collect();
-    let accesses = Access::ALL
-        .into_iter()
-        .map(|a| Choice {
-            value: a.as_str(),
-            label: access_label(a),
-            selected: a == Access::default(),
-        })
+    let accesses = accesses
+        .iter()
+        .map(|&a| Choice { value: a.as_str(), label: access_label(a), selected: a == first_access })
         .collect();
     ConsentPage { title: "Approve an MCP client", page: consent, redirect_host, expiries, accesses }
 }
@@ -207,6 +210,7 @@ mod tests {
             workspaces: &workspaces,
             key_name: "Client on host",
             error: None,
+            allowed: (&[], &[]),
         };
         let html = consent_page(&consent).render().expect("render");
         for option in [

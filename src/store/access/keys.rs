@@ -44,6 +44,8 @@ pub struct KeyIdentity {
     pub stored_client: Option<String>,
     /// What the key is confined to beyond its access.
     pub scopes: KeyScopes,
+    /// Its expiry policy (what the workspace policy's max-expiry is checked against).
+    pub expires: ExpiryPolicy,
 }
 
 impl KeyIdentity {
@@ -68,6 +70,13 @@ pub(crate) struct IndexedKey {
 pub(crate) struct UsageSlot {
     usage: KeyUsage,
     dirty: bool,
+}
+
+impl UsageSlot {
+    /// When the key was last used (written or not).
+    pub(super) fn used_at(&self) -> DateTime<Utc> {
+        self.usage.at
+    }
 }
 
 /// What the MCP endpoint learns about the key a request presented.
@@ -143,6 +152,7 @@ fn key_row(row: &Row, now: DateTime<Utc>) -> DbResult<Key> {
         flags: Vec::new(),
         shared: None,
         scopes: scopes_row(row)?,
+        blocked: None,
     })
 }
 
@@ -152,7 +162,7 @@ macro_rules! index_query {
     () => {
         "SELECT k.token_hash, k.id, k.prefix, k.workspace_id, w.slug, k.access, k.expires_at, \
          k.revoked_at, k.last_used_client, w.importing, k.scope_tools, k.scope_journeys, \
-         k.scope_addresses FROM mcp_keys k \
+         k.scope_addresses, k.expires FROM mcp_keys k \
          JOIN workspaces w ON w.id = k.workspace_id"
     };
 }
@@ -177,6 +187,8 @@ fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
                 access: Access::parse(&access).unwrap_or(Access::ReadOnly),
                 stored_client: row.get("last_used_client")?,
                 scopes: scopes_row(row)?,
+                expires: ExpiryPolicy::parse(&row.get::<String>("expires")?)
+                    .unwrap_or(ExpiryPolicy::Days30),
             }),
             expires_at: row.get::<Option<i64>>("expires_at")?.map(from_secs),
             revoked_at: row.get::<Option<i64>>("revoked_at")?.map(from_secs),
@@ -560,6 +572,7 @@ pub(super) fn rotate_key(
     s: &AccessStore<'_>,
     workspace_id: i64,
     id: &str,
+    policy: &crate::api::Policy,
     by: &Author,
 ) -> StoreResult<(Key, PlainToken, Key)> {
     let now = s.now();
@@ -576,15 +589,13 @@ pub(super) fn rotate_key(
         .execute(params![now.timestamp(), id])?;
     // The new key stays its creator's: rotating replaces the secret, not whose key it is.
     let creator = old.created_by.clone();
-    // So do its scopes: a rotation never widens (nor narrows) what the key may do.
-    let (new, token) = insert_key(
-        &tx,
-        workspace_id,
-        &old.name,
-        (old.expires, old.access, &old.scopes),
-        &creator,
-        now,
-    )?;
+    // So do its scopes: a rotation never widens what the key may do, and narrows it only to
+    // keep the workspace policy (a key a newer policy blocks comes back conforming).
+    let (expires, access, scopes) = policy
+        .conform(old.expires, old.access, &old.scopes)
+        .map_err(|breach| StoreError::Invalid(breach.message))?;
+    let (new, token) =
+        insert_key(&tx, workspace_id, &old.name, (expires, access, &scopes), &creator, now)?;
     let old = key_on(&tx, workspace_id, id, now)?;
     audit_key(
         &tx,
@@ -592,7 +603,12 @@ pub(super) fn rotate_key(
         now,
         EventKind::KeyRotated,
         &old,
-        &format!("rotated {:?}: replaced by {} (same name)", old.name, new.prefix),
+        &format!(
+            "rotated {:?}: replaced by {} (same name){}",
+            old.name,
+            new.prefix,
+            conformed(&old, &new)
+        ),
         by,
     )?;
     audit_key(
@@ -611,6 +627,25 @@ pub(super) fn rotate_key(
     let mut old = old;
     apply_pending_usage(s, std::slice::from_mut(&mut old));
     Ok((new, token, old))
+}
+
+/// `, narrowed to the workspace policy: …` when a rotation changed the key's terms.
+fn conformed(old: &Key, new: &Key) -> String {
+    let mut changed = Vec::new();
+    if old.expires != new.expires {
+        changed.push(format!("expires {} → {}", old.expires, new.expires));
+    }
+    if old.access != new.access {
+        changed.push(format!("{} → {}", old.access, new.access));
+    }
+    if old.scopes != new.scopes {
+        changed.push(format!("limited to {}", new.scopes.describe()));
+    }
+    if changed.is_empty() {
+        String::new()
+    } else {
+        format!(", narrowed to the workspace policy: {}", changed.join(", "))
+    }
 }
 
 /// Looks up the key a token hash belongs to, with its current status. With SQLite a key in use

@@ -16,6 +16,7 @@ mod keys;
 mod members;
 pub mod oauth;
 mod owner;
+mod policy;
 mod webhooks;
 mod workspaces;
 
@@ -39,6 +40,7 @@ pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
 pub use owner::OwnerCredentialSetup;
+pub use policy::{SHARED_TTL as POLICY_TTL, StoredPolicy};
 pub use webhooks::{Attempt, Claimed, MAX_ATTEMPTS};
 pub use workspaces::{WorkspaceFilter, WorkspaceRow};
 
@@ -55,6 +57,8 @@ pub(super) struct State {
     usage: Mutex<HashMap<String, keys::UsageSlot>>,
     /// Calls and origins not yet written (see [`AccessStore::flush_activity`]).
     activity: activity::Activity,
+    /// The workspaces' key policies (see `policy.rs`).
+    policies: policy::Policies,
 }
 
 impl State {
@@ -65,6 +69,7 @@ impl State {
             owners: RwLock::default(),
             usage: Mutex::default(),
             activity: activity::Activity::default(),
+            policies: policy::Policies::default(),
         }
     }
 
@@ -244,7 +249,9 @@ impl AccessStore<'_> {
         id: &str,
         by: &Author,
     ) -> StoreResult<(Key, PlainToken, Key)> {
-        keys::rotate_key(self, ws, id, by)
+        // The new key keeps the workspace policy (see `Policy::conform`).
+        let policy = policy::policy(self, ws)?;
+        keys::rotate_key(self, ws, id, &policy.policy, by)
     }
 
     /// The key a token hash belongs to, with its current status (SQLite: from memory).
@@ -619,5 +626,49 @@ impl AccessStore<'_> {
         limit: i64,
     ) -> StoreResult<Vec<api::WebhookDelivery>> {
         webhooks::list_deliveries(self, ws, webhook_id, limit)
+    }
+}
+
+impl AccessStore<'_> {
+    // The workspace policy (issue 34) ---------------------------------------------------------
+
+    /// The key policy of a workspace (from memory when it holds a copy still trusted).
+    pub fn policy(&self, ws: i64) -> StoreResult<std::sync::Arc<StoredPolicy>> {
+        policy::policy(self, ws)
+    }
+
+    /// The key policy of a workspace if memory holds it (no query: for an async worker).
+    pub fn cached_policy(&self, ws: i64) -> Option<std::sync::Arc<StoredPolicy>> {
+        policy::cached_policy(self, ws)
+    }
+
+    /// Replaces a workspace's key policy (already checked), audited: `(it, what changed)`.
+    pub fn set_policy(
+        &self,
+        ws: i64,
+        new: &api::Policy,
+        by: &Author,
+    ) -> StoreResult<(std::sync::Arc<StoredPolicy>, Vec<api::PolicyChange>)> {
+        policy::set_policy(self, ws, new, by)
+    }
+
+    /// Records `key.blocked` for a key the policy blocks, once per key and rule.
+    pub fn note_blocked(
+        &self,
+        policy: &StoredPolicy,
+        key: &KeyIdentity,
+        breach: &api::Breach,
+    ) -> StoreResult<()> {
+        policy::note_blocked(self, policy, key, breach)
+    }
+
+    /// Marks the active keys among `keys` (of workspace `ws`) that the policy blocks.
+    pub fn annotate_blocked(&self, ws: i64, keys: &mut [Key]) -> StoreResult<()> {
+        policy::annotate(self, ws, keys)
+    }
+
+    /// Revokes the keys left unused past their workspace's `revoke-unused` rule (hourly).
+    pub fn revoke_unused_keys(&self) -> StoreResult<usize> {
+        policy::revoke_unused(self)
     }
 }

@@ -482,11 +482,18 @@ pub(super) fn redeem_code(
         }
         _ => crate::api::Author::of(crate::api::AuthorKind::Consent),
     };
+    // The workspace's key policy, as it is now: the key gets its limits (a consent gives no
+    // scopes), and no more expiry or access than it allows.
+    let policy = super::policy::policy(s, workspace_id)?;
+    let (_, _, scopes) = policy.policy.fill(Some(expires), Some(access), Default::default());
+    let (expires, access, scopes) = policy
+        .policy
+        .conform(expires, access, &scopes)
+        .map_err(|breach| StoreError::Invalid(breach.message))?;
     // The owner saw the name free; another key may have taken it since.
     let (key, token) = (1..=20)
         .find_map(|n| {
             let name = if n == 1 { key_name.clone() } else { format!("{key_name} ({n})") };
-            let scopes = crate::api::KeyScopes::default();
             match insert_key(&tx, workspace_id, &name, (expires, access, &scopes), &by, now) {
                 Err(StoreError::Conflict(_)) => None,
                 other => Some(other),
