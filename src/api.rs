@@ -704,6 +704,22 @@ pub struct KeysResponse {
     pub next_cursor: Option<String>,
 }
 
+/// A journey as keys and the policy name it: its id (what they store), slug and name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JourneyRef {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+}
+
+/// A page of the workspace's journeys, archived ones included (`GET …/journeys`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JourneysResponse {
+    pub journeys: Vec<JourneyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyResponse {
     pub key: Key,

@@ -584,6 +584,19 @@ impl AdminClient {
     }
 
     /// `GET /workspaces/{ws}/members`.
+    /// `GET /workspaces/{ws}/journeys`: a page of journeys (id, slug, name).
+    pub fn journeys(
+        &self,
+        workspace: &str,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<crate::api::JourneysResponse> {
+        let mut request = self.get(&["workspaces", workspace, "journeys"])?;
+        if let Some(cursor) = cursor {
+            request = request.query(&[("cursor", cursor)]);
+        }
+        self.send(request)
+    }
+
     pub fn members(&self, workspace: &str) -> anyhow::Result<crate::api::MembersResponse> {
         self.send(self.get(&["workspaces", workspace, "members"])?)
     }

@@ -285,6 +285,11 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// `text` with the journey ids it holds shown as their slugs.
+    fn named(&self, text: &str) -> String {
+        super::shared::JourneyNames::fetch(self.client, &self.workspace.slug, &[text]).name(text)
+    }
+
     /// On a terminal, the key a person picks among `keys` (only the active ones when
     /// `active_only`); elsewhere, the error that says KEY (`what`) is needed.
     fn pick(
@@ -541,7 +546,7 @@ impl Ctx<'_> {
             self.workspace.slug
         ));
         if !key.scopes.is_unlimited() {
-            self.printer.info(&format!("Limited to {}.", key.scopes.describe()));
+            self.printer.info(&format!("Limited to {}.", self.named(&key.scopes.describe())));
         }
         self.printer.data(&created.token);
         let on_screen = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -698,7 +703,7 @@ impl Ctx<'_> {
             ("Prefix", key.prefix.clone()),
             ("Workspace", self.workspace.slug.clone()),
             ("Access", key.access.as_str().to_owned()),
-            ("Limited to", key.scopes.describe()),
+            ("Limited to", self.named(&key.scopes.describe())),
             ("Status", status_text(&key)),
             ("Created", when(Some(key.created_at), "")),
             ("Created by", key.created_by.label()),
@@ -828,7 +833,7 @@ impl Ctx<'_> {
                 narrowed.name,
                 narrowed.prefix,
                 narrowed.access.as_str(),
-                narrowed.scopes.describe()
+                self.named(&narrowed.scopes.describe())
             ));
             return Ok(ExitStatus::Success);
         }
@@ -837,7 +842,7 @@ impl Ctx<'_> {
             narrowed.name,
             narrowed.prefix,
             narrowed.access.as_str(),
-            narrowed.scopes.describe()
+            self.named(&narrowed.scopes.describe())
         ));
         Ok(ExitStatus::Success)
     }
@@ -862,7 +867,8 @@ impl Ctx<'_> {
         if let Some(narrowed) = narrowed_by_policy(&key, &created.key) {
             self.printer.info(&format!(
                 "The new key keeps the workspace policy, so it differs from the old one: \
-                 {narrowed} (`{}` shows the policy).",
+                 {} (`{}` shows the policy).",
+                self.named(&narrowed),
                 self.command(&["policy", "show"])
             ));
         }

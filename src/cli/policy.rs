@@ -4,7 +4,7 @@
 use chrono::Utc;
 
 use super::GlobalArgs;
-use super::shared::{WorkspaceClient, command_line};
+use super::shared::{JourneyNames, WorkspaceClient, command_line};
 use crate::api::{Access, ExpiryPolicy, Policy, PolicyRule, SetPolicy, UnusedPeriod};
 use crate::error::{CliError, ExitStatus};
 use crate::output::{Printer, count, relative};
@@ -77,7 +77,8 @@ pub fn run(
                     command_line(global, &["policy", "set", "--max-expiry", "90d"])
                 ));
             } else {
-                printer.data(&rules(&found.policy));
+                let text = rules(&found.policy);
+                printer.data(&JourneyNames::fetch(&admin.client, &ws, &[&text]).name(&text));
                 if let (Some(at), Some(by)) = (found.updated_at, &found.updated_by) {
                     printer.info(&format!(
                         "Changed {} by {}.",
@@ -123,7 +124,8 @@ pub fn run(
                 .iter()
                 .map(|c| format!("{:<15} {} → {}", c.rule.as_str(), c.from, c.to))
                 .collect();
-            printer.data(&lines.join("\n"));
+            let text = lines.join("\n");
+            printer.data(&JourneyNames::fetch(&admin.client, &ws, &[&text]).name(&text));
             printer.info(&format!("Changed the key policy of {ws}."));
             if !done.blocked.is_empty() {
                 let listed: Vec<String> = done

@@ -464,3 +464,37 @@ mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }
+
+/// Journey ids (`jrn_…`, what keys and the policy store) shown as the slugs people type.
+#[derive(Debug, Default)]
+pub struct JourneyNames(std::collections::HashMap<String, String>);
+
+impl JourneyNames {
+    /// The workspace's journeys, read only when one of `texts` holds an id (a few pages at
+    /// most); none when they cannot be read: the ids are shown then, which are right too.
+    pub fn fetch(client: &AdminClient, workspace: &str, texts: &[&str]) -> Self {
+        let mut names = std::collections::HashMap::new();
+        if !texts.iter().any(|text| text.contains("jrn_")) {
+            return Self(names);
+        }
+        let mut cursor: Option<String> = None;
+        for _ in 0..20 {
+            let Ok(page) = client.journeys(workspace, cursor.as_deref()) else { break };
+            names.extend(page.journeys.into_iter().map(|j| (j.id, j.slug)));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Self(names)
+    }
+
+    /// `text` with each journey id it holds replaced by that journey's slug.
+    pub fn name(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (id, slug) in &self.0 {
+            out = out.replace(id.as_str(), slug);
+        }
+        out
+    }
+}

@@ -362,6 +362,31 @@ fn journeys_like(store: &Store, ws: i64, reference: &str) -> ApiResult<String> {
     Ok(format!("its journeys: {}", slugs.join(", ")))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct JourneysQuery {
+    cursor: Option<String>,
+}
+
+/// The workspace's journeys by id, slug and name, a page at a time, archived ones too (a key
+/// or the policy may name one): what `--journeys` takes and what the CLI shows for an id.
+pub async fn list_journeys(
+    _: Owner,
+    State(state): State<AppState>,
+    Path(ws): Path<String>,
+    Query(query): Query<JourneysQuery>,
+) -> ApiResult<Json<api::JourneysResponse>> {
+    let (journeys, next_cursor) = read(&state, move |store| {
+        let ws = workspace(store, &ws)?;
+        Ok(store.content().list_journeys(ws.id, query.cursor.as_deref(), true)?)
+    })
+    .await?;
+    let journeys = journeys
+        .into_iter()
+        .map(|j| api::JourneyRef { id: j.id, slug: j.slug, name: j.name })
+        .collect();
+    Ok(Json(api::JourneysResponse { journeys, next_cursor }))
+}
+
 pub async fn create_key(
     caller: Owner,
     State(state): State<AppState>,

@@ -343,6 +343,10 @@ static ROUTES: &[Route] = &[
         routing::on(on, admin::list_keys)
     })
     .allow(Allow::Role(Role::Viewer)),
+    Route::new(Method::GET, "/api/admin/workspaces/{ws}/journeys", Guard::Owner, |on| {
+        routing::on(on, admin::list_journeys)
+    })
+    .allow(Allow::Role(Role::Viewer)),
     Route::new(Method::POST, "/api/admin/workspaces/{ws}/mcp-keys", Guard::Owner, |on| {
         routing::on(on, admin::create_key)
     })

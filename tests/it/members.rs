@@ -22,6 +22,7 @@ fn expected_rule(method: &Method, path: &str) -> Option<Allow> {
         ("GET", "/api/admin/workspaces/{ws}") => viewer,
         ("GET", "/api/admin/mcp-keys") => AnyCaller,
         ("GET", "/api/admin/workspaces/{ws}/mcp-keys") => viewer,
+        ("GET", "/api/admin/workspaces/{ws}/journeys") => viewer,
         ("POST", "/api/admin/workspaces/{ws}/mcp-keys") => editor,
         ("GET", "/api/admin/workspaces/{ws}/mcp-keys/{id}") => viewer,
         ("POST", "/api/admin/workspaces/{ws}/mcp-keys/{id}/revoke") => editor,

@@ -99,6 +99,8 @@ async fn owners_set_the_policy_and_every_change_is_audited_with_who_made_it() {
     assert_eq!(shown.code, 0, "{}", shown.stderr);
     assert!(shown.stdout.contains("max-expiry      90d"), "{}", shown.stdout);
     assert!(shown.stdout.contains("access          none"), "{}", shown.stdout);
+    // Journeys as the slugs `--journeys` takes, not the ids the policy keeps.
+    assert!(shown.stdout.contains("journeys        trial-to-paid"), "{}", shown.stdout);
     assert!(shown.stderr.contains("by Olive"), "{}", shown.stderr);
     let json = env.admin_json(&server, &["policy", "show"]).await;
     assert_eq!(json["policy"]["revoke_unused_after"], "90d");

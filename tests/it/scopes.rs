@@ -325,6 +325,9 @@ async fn keys_create_takes_scopes_and_keys_show_and_list_say_them() {
         .collect();
     let line = line.join(" ");
     assert!(line.contains("addresses: 10.0.0.0/8, 2001:db8::/32"), "{shown}");
+    // The journey as people name it (the API keeps its id, which renaming does not change).
+    assert!(line.contains("journeys: trial-to-paid;"), "{shown}");
+    assert!(!shown.contains("jrn_"), "{shown}");
     let listed = env.admin(&server, &["keys", "list"]).await.stdout;
     assert!(listed.lines().any(|l| l.starts_with("CI") && l.contains("limited")), "{listed}");
     let json = env.admin_json(&server, &["keys", "list"]).await;
