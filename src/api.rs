@@ -360,6 +360,10 @@ closed_set! {
         KeyNarrowed = "key.narrowed",
         /// A key was used from an address or by a client it was not used from before.
         KeyNewOrigin = "key.new_origin",
+        /// A key expires within 30, 7 or 1 days (announced once per threshold).
+        KeyExpiring = "key.expiring",
+        /// A key reached its expiry.
+        KeyExpired = "key.expired",
         /// A request presented a token that is not an active key.
         AuthRejected = "auth.rejected",
         /// A write tool ran (reads are in the record of calls).
@@ -1183,6 +1187,9 @@ closed_set! {
         KeyCreated = "key.created",
         KeyRotated = "key.rotated",
         KeyRevoked = "key.revoked",
+        /// 30, 7 and 1 days before a key expires (`data.detail` and `data.key.expires_at`).
+        KeyExpiring = "key.expiring",
+        KeyExpired = "key.expired",
         MemberInvited = "member.invited",
         MemberJoined = "member.joined",
         MemberRemoved = "member.removed",
@@ -1198,6 +1205,8 @@ impl WebhookEvent {
             EventKind::KeyCreated => Self::KeyCreated,
             EventKind::KeyRotated => Self::KeyRotated,
             EventKind::KeyRevoked => Self::KeyRevoked,
+            EventKind::KeyExpiring => Self::KeyExpiring,
+            EventKind::KeyExpired => Self::KeyExpired,
             EventKind::MemberInvited => Self::MemberInvited,
             EventKind::MemberJoined => Self::MemberJoined,
             EventKind::MemberRemoved => Self::MemberRemoved,

@@ -60,6 +60,9 @@ pub struct KeysQuery {
     /// Only keys the caller created.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub mine: bool,
+    /// Only active keys that expire within 7 days.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expiring: bool,
 }
 
 /// Which events `GET …/audit` lists.

@@ -104,6 +104,9 @@ pub struct ListArgs {
     /// Only the keys you created (with the owner credential: the administrator's)
     #[arg(long)]
     pub mine: bool,
+    /// Only active keys that expire within 7 days (rotate them: `keys rotate KEY`)
+    #[arg(long)]
+    pub expiring: bool,
 }
 
 /// `keys list --status`: one status, or every key. (`--all` already means every page.)
@@ -344,8 +347,13 @@ impl Ctx<'_> {
         args: &ListArgs,
         status: Option<KeyStatus>,
     ) -> anyhow::Result<(Vec<Key>, Option<String>)> {
-        let filter =
-            KeysQuery { status, shared: args.shared, mine: args.mine, ..KeysQuery::default() };
+        let filter = KeysQuery {
+            status,
+            shared: args.shared,
+            mine: args.mine,
+            expiring: args.expiring,
+            ..KeysQuery::default()
+        };
         let rows = if args.all { Rows::All } else { Rows::First(args.limit) };
         list_keys(self.client, &self.workspace.slug, &filter, rows, self.printer)
     }
@@ -361,6 +369,10 @@ impl Ctx<'_> {
                 mine: args.mine,
                 ..KeysQuery::default()
             };
+            if args.expiring {
+                // Only active keys expire soon: none is left out.
+                continue;
+            }
             let page = PageQuery { limit: Some(HIDDEN_COUNTED), cursor: None };
             let found = self.client.keys(&self.workspace.slug, &filter, &page)?;
             let n = found.keys.len();
@@ -551,7 +563,7 @@ impl Ctx<'_> {
                     } + &made_by(key),
                     last_used(key, now),
                     key.expires_at.map_or_else(|| "never".to_owned(), |at| relative(at, now)),
-                    status_text(key),
+                    status_text(key, now),
                 ]
             })
             .collect();
@@ -617,7 +629,7 @@ impl Ctx<'_> {
             ("Workspace", self.workspace.slug.clone()),
             ("Access", key.access.as_str().to_owned()),
             ("Limited to", key.scopes.describe()),
-            ("Status", status_text(&key)),
+            ("Status", status_text(&key, now)),
             ("Created", when(Some(key.created_at), "")),
             ("Created by", key.created_by.label()),
             (
@@ -853,18 +865,33 @@ fn last_used(key: &Key, now: chrono::DateTime<Utc>) -> String {
     }
 }
 
-fn status_text(key: &Key) -> String {
+fn status_text(key: &Key, now: chrono::DateTime<Utc>) -> String {
     // A never-used key is also stale: "never used" says more.
-    let flags: Vec<&str> = key
+    let flags: Vec<String> = key
         .flags
         .iter()
         .filter(|f| !(**f == KeyFlag::Stale && key.flags.contains(&KeyFlag::NeverUsed)))
-        .map(|f| f.as_str())
+        .map(|f| match (f, key.expires_at) {
+            (KeyFlag::ExpiresSoon, Some(at)) => expires_in(at, now),
+            _ => f.as_str().to_owned(),
+        })
         .collect();
     if flags.is_empty() {
         key.status.as_str().to_owned()
     } else {
         format!("{} ({})", key.status.as_str(), flags.join(", "))
+    }
+}
+
+/// A key that expires soon, short enough for the status column: `expires in 6 d`,
+/// `expires in 5 h` (by this machine's clock; `expires soon` if it says the time has passed).
+fn expires_in(at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> String {
+    let seconds = (at - now).num_seconds();
+    match seconds {
+        ..=0 => KeyFlag::ExpiresSoon.as_str().to_owned(),
+        1..3600 => "expires in < 1 h".to_owned(),
+        3600..86_400 => format!("expires in {} h", seconds / 3600),
+        _ => format!("expires in {} d", seconds / 86_400),
     }
 }
 

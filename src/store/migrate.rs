@@ -74,6 +74,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0012_webhooks.sql"),
         then: None,
     },
+    // 0013 is another branch's; at the merge it goes before this one.
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0014_key_expiry_notices.sql"),
+        postgres: include_str!("migrations/postgres/0014_key_expiry_notices.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

@@ -14,20 +14,20 @@ use tokio::process::{Child, ChildStdout};
 use crate::common::{TestDatabase, TestEnv};
 
 /// The Standard Webhooks reference library for Python, pinned.
-const STANDARD_WEBHOOKS: &str = "standardwebhooks==1.3.0";
+pub(crate) const STANDARD_WEBHOOKS: &str = "standardwebhooks==1.3.0";
 
 /// How long the test waits for deliveries (the retries back off 2, 4, 8, 16… s).
 const WAIT: Duration = Duration::from_secs(120);
 
 /// The receiver process (`python/webhook_receiver.py`) and its output.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Receiver {
-    async fn start(python: &PathBuf, secret_file: &std::path::Path, port: u16) -> Self {
+    pub(crate) async fn start(python: &PathBuf, secret_file: &std::path::Path, port: u16) -> Self {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/webhook_receiver.py");
         let mut child = tokio::process::Command::new(python)
@@ -53,7 +53,7 @@ impl Receiver {
     }
 
     /// The next delivery it took, within [`WAIT`].
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         let line = tokio::time::timeout(WAIT, self.lines.next_line())
             .await
             .expect("a delivery arrives in time")
@@ -62,7 +62,7 @@ impl Receiver {
         serde_json::from_str(&line).expect("json")
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.child.kill().await.expect("stop the receiver");
     }
 }

@@ -10,6 +10,7 @@
 mod activity;
 mod audit;
 pub mod edge;
+mod expiry;
 mod hygiene;
 mod key_cache;
 mod keys;
@@ -34,7 +35,8 @@ use crate::token::{PlainToken, TokenHash};
 pub(super) use activity::QUEUE_MAX;
 pub use activity::{Call, ORIGINS_PER_KEY, asked_ids, touched_ids};
 pub use audit::{Actor, EventFilter, NewEvent};
-pub use hygiene::{KeyFilter, SHARED_WINDOW_DAYS};
+pub use expiry::EXPIRY_NOTICE_DAYS;
+pub use hygiene::{EXPIRY_WARNING_DAYS, KeyFilter, SHARED_WINDOW_DAYS};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
@@ -609,6 +611,17 @@ impl AccessStore<'_> {
 
     pub fn record_webhook_attempt(&self, claimed: &Claimed, attempt: &Attempt) -> StoreResult<()> {
         webhooks::record_attempt(self, claimed, attempt)
+    }
+
+    /// Writes the `key.expiring` / `key.expired` events due now, once per key and threshold
+    /// (see `expiry.rs`); how many.
+    pub fn announce_key_expiries(&self) -> StoreResult<usize> {
+        expiry::announce_expiries(self)
+    }
+
+    /// How many active keys of a workspace expire within `days` (up to `max`).
+    pub fn count_expiring_keys(&self, ws: i64, days: i64, max: i64) -> StoreResult<i64> {
+        expiry::count_expiring(self, ws, days, max)
     }
 
     /// The most recent deliveries of a workspace, or of one of its webhooks.

@@ -222,12 +222,16 @@ pub(crate) fn enqueue(conn: &Connection, at: i64, event: &NewEvent<'_>) -> Store
         .transpose()?;
     let key = match event.key_id {
         Some(key_id) => {
-            let name: Option<String> = conn
-                .query("SELECT name FROM mcp_keys WHERE id = ?1", params![key_id])?
-                .first()
-                .map(|row| row.get("name"))
-                .transpose()?;
-            Some(serde_json::json!({"id": key_id, "name": name, "prefix": event.key_prefix}))
+            let found =
+                conn.query("SELECT name, expires_at FROM mcp_keys WHERE id = ?1", params![key_id])?;
+            let row = found.first();
+            let name: Option<String> = row.map(|row| row.get("name")).transpose()?;
+            let expires_at: Option<i64> =
+                row.map(|row| row.get::<Option<i64>>("expires_at")).transpose()?.flatten();
+            let expires_at = expires_at
+                .map(|at| from_secs(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            Some(serde_json::json!({"id": key_id, "name": name, "prefix": event.key_prefix,
+                                    "expires_at": expires_at}))
         }
         None => None,
     };

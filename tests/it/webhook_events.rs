@@ -1,0 +1,166 @@
+//! The events of issue 35 beyond the key lifecycle's core, each produced for real and verified
+//! by the Standard Webhooks reference library: expiry warnings (driven by the test clock),
+//! and where a person sees them (`keys list`, `keys review`, `status`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Duration as Days;
+use serde_json::{Value, json};
+
+use crate::common::{TestEnv, TestServer};
+use crate::webhooks::{Receiver, STANDARD_WEBHOOKS};
+use custory_mcp::server::ServerConfig;
+
+/// The Python with the reference library, and a receiver verifying with `secret_file`.
+async fn receiver(dir: &std::path::Path) -> (PathBuf, Receiver) {
+    let python = tokio::task::spawn_blocking(|| crate::conformance::python_with(STANDARD_WEBHOOKS))
+        .await
+        .expect("install task");
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, "").expect("secret file");
+    let receiver = Receiver::start(&python, &secret_file, 0).await;
+    (secret_file, receiver)
+}
+
+/// A server that may send to loopback, its housekeeping every 100 ms.
+async fn server() -> TestServer {
+    TestServer::start_with(ServerConfig {
+        allow_private_webhooks: true,
+        usage_flush_interval: Duration::from_millis(100),
+        ..ServerConfig::default()
+    })
+    .await
+}
+
+/// Adds a webhook for `events` to the receiver; writes its secret where the receiver reads it.
+async fn subscribe(
+    server: &TestServer,
+    receiver: &Receiver,
+    secret_file: &PathBuf,
+    events: &[&str],
+) {
+    let created = server
+        .owner()
+        .post("/workspaces/acme/webhooks")
+        .json(&json!({"url": format!("http://127.0.0.1:{}/in", receiver.port), "events": events}))
+        .expect(201)
+        .await;
+    std::fs::write(secret_file, created["secret"].as_str().expect("secret")).expect("write");
+}
+
+/// The payload of a delivery, which must be verified; its body kept in `bodies`.
+fn payload(delivery: &Value, bodies: &mut Vec<String>) -> Value {
+    assert_eq!(delivery["verified"], true, "{delivery}");
+    let body = delivery["body"].as_str().expect("body");
+    bodies.push(body.to_owned());
+    serde_json::from_str(body).expect("json")
+}
+
+#[tokio::test]
+async fn expiry_warnings_go_out_once_per_threshold_and_show_where_people_look() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (secret_file, mut receiver) = receiver(dir.path()).await;
+    let server = server().await;
+    let env = TestEnv::new();
+    subscribe(&server, &receiver, &secret_file, &["key.expiring", "key.expired"]).await;
+    let owner = server.owner();
+    let short = owner.create_key("ci", "30d", "read-write").await;
+    let long = owner.create_key("laptop", "90d", "read-write").await;
+    owner.create_key("forever", "never", "read-write").await;
+    let clock = server.store.clock();
+    let mut bodies = Vec::new();
+
+    // 23 days on, the 30-day key has 7 days left (it was made inside the 30-day warning,
+    // which says nothing new).
+    clock.advance(Days::days(23) + Days::hours(1));
+    let got = payload(&receiver.next().await, &mut bodies);
+    assert_eq!(got["type"], "key.expiring", "{got}");
+    assert_eq!(got["data"]["key"]["id"], short.id());
+    assert_eq!(got["data"]["key"]["name"], "ci");
+    assert_eq!(got["data"]["key"]["prefix"], short.info["prefix"]);
+    assert_eq!(got["data"]["key"]["expires_at"], short.info["expires_at"]);
+    assert!(got["data"]["detail"].as_str().expect("detail").contains("7 days"), "{got}");
+    assert_eq!(got["data"]["actor"]["kind"], "server");
+
+    // Where a person looks: `keys list` (the status column, in 80 columns), `--expiring`,
+    // `keys review`, `status`.
+    let script = env.terminal_script(
+        &server,
+        "custory-mcp keys list\necho '== review'\ncustory-mcp keys review\necho '== end'\n",
+    );
+    let screen = tokio::task::spawn_blocking(move || {
+        crate::common::Terminal::start_sized(&script, 80, 60).wait_for("== end")
+    })
+    .await
+    .expect("terminal session");
+    let (list, review) = screen.split_once("== review").expect("review");
+    let row = list.lines().find(|l| l.starts_with("ci ")).expect("the ci row");
+    assert!(row.contains("expires in "), "{list}");
+    assert!(list.lines().all(|l| l.chars().count() <= 80), "{list}");
+    let prefix = short.info["prefix"].as_str().expect("prefix");
+    assert!(review.contains(&format!("ci ({prefix})  expires ")), "{review}");
+    assert!(review.contains(&format!("custory-mcp keys rotate {prefix}")), "{review}");
+    let status = env.admin(&server, &["status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let line = status.stdout.lines().find(|l| l.starts_with("Expiring")).expect("a line");
+    assert!(
+        line.contains("1 key within 7 days: `custory-mcp --workspace acme keys list --expiring`"),
+        "{line}"
+    );
+    let expiring = env.admin_json(&server, &["keys", "list", "--expiring"]).await;
+    let ids: Vec<&str> = expiring["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["id"].as_str())
+        .collect();
+    assert_eq!(ids, [short.id()], "{expiring}");
+
+    // 1 day left, then expired; then the 90-day key's 30-day warning.
+    clock.advance(Days::days(6));
+    let got = payload(&receiver.next().await, &mut bodies);
+    assert_eq!(
+        (got["type"].as_str(), got["data"]["key"]["id"].as_str()),
+        (Some("key.expiring"), Some(short.id())),
+        "{got}"
+    );
+    assert!(got["data"]["detail"].as_str().expect("detail").contains("1 day"), "{got}");
+    clock.advance(Days::days(1));
+    let got = payload(&receiver.next().await, &mut bodies);
+    assert_eq!(
+        (got["type"].as_str(), got["data"]["key"]["id"].as_str()),
+        (Some("key.expired"), Some(short.id())),
+        "{got}"
+    );
+    clock.advance(Days::days(30));
+    let got = payload(&receiver.next().await, &mut bodies);
+    assert_eq!(
+        (got["type"].as_str(), got["data"]["key"]["id"].as_str()),
+        (Some("key.expiring"), Some(long.id())),
+        "{got}"
+    );
+    assert!(got["data"]["detail"].as_str().expect("detail").contains("30 days"), "{got}");
+
+    // Once each: another run (a restart, another replica) finds every marker set.
+    assert_eq!(server.store.access().announce_key_expiries().expect("announce"), 0);
+    let audit = owner.audit("acme", &format!("?key={}", short.id())).await;
+    let kinds: Vec<&str> = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .filter(|k| k.starts_with("key.expir"))
+        .collect();
+    assert_eq!(kinds, ["key.expired", "key.expiring", "key.expiring"], "{audit}");
+    // No token or credential in any payload.
+    for body in &bodies {
+        for secret in [&short.token, &long.token, &server.owner_token] {
+            assert!(!body.contains(secret.as_str()), "a secret in a payload: {body}");
+        }
+    }
+    let log = owner.get("/workspaces/acme/webhook-deliveries").expect(200).await;
+    assert_eq!(log["deliveries"].as_array().expect("deliveries").len(), 4, "{log}");
+    receiver.stop().await;
+    server.stop().await;
+}
