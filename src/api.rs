@@ -370,6 +370,11 @@ closed_set! {
         ToolCalled = "tool.called",
         WorkspaceImported = "workspace.imported",
         JourneyImported = "journey.imported",
+        /// The whole workspace was exported (`custory-mcp export`).
+        WorkspaceExported = "workspace.exported",
+        /// A webhook endpoint was added or removed (`webhooks add|remove`).
+        WebhookAdded = "webhook.added",
+        WebhookRemoved = "webhook.removed",
         /// A member was invited, joined, given another role, or removed.
         MemberInvited = "member.invited",
         /// An owner withdrew an invitation before it was redeemed.
@@ -1187,12 +1192,26 @@ closed_set! {
         KeyCreated = "key.created",
         KeyRotated = "key.rotated",
         KeyRevoked = "key.revoked",
-        /// 30, 7 and 1 days before a key expires (`data.detail` and `data.key.expires_at`).
+        /// 30, 7 and 1 days before a key expires
         KeyExpiring = "key.expiring",
         KeyExpired = "key.expired",
+        /// Less access or fewer scopes (`keys narrow`)
+        KeyNarrowed = "key.narrowed",
+        /// A key used from a new address or by a new client
+        KeyNewOrigin = "key.new_origin",
         MemberInvited = "member.invited",
+        MemberInvitationWithdrawn = "member.invitation_withdrawn",
         MemberJoined = "member.joined",
+        MemberRoleChanged = "member.role_changed",
         MemberRemoved = "member.removed",
+        /// A member's credential reported as leaked
+        MemberCredentialRevoked = "member.credential_revoked",
+        WorkspaceImported = "workspace.imported",
+        JourneyImported = "journey.imported",
+        WorkspaceExported = "workspace.exported",
+        /// Another endpoint added (or removed); who did it: `data.actor`
+        WebhookAdded = "webhook.added",
+        WebhookRemoved = "webhook.removed",
         /// Sent by `webhooks test` only.
         Test = "webhook.test",
     }
@@ -1207,9 +1226,19 @@ impl WebhookEvent {
             EventKind::KeyRevoked => Self::KeyRevoked,
             EventKind::KeyExpiring => Self::KeyExpiring,
             EventKind::KeyExpired => Self::KeyExpired,
+            EventKind::KeyNarrowed => Self::KeyNarrowed,
+            EventKind::KeyNewOrigin => Self::KeyNewOrigin,
             EventKind::MemberInvited => Self::MemberInvited,
+            EventKind::MemberInvitationWithdrawn => Self::MemberInvitationWithdrawn,
             EventKind::MemberJoined => Self::MemberJoined,
+            EventKind::MemberRoleChanged => Self::MemberRoleChanged,
             EventKind::MemberRemoved => Self::MemberRemoved,
+            EventKind::MemberCredentialRevoked => Self::MemberCredentialRevoked,
+            EventKind::WorkspaceImported => Self::WorkspaceImported,
+            EventKind::JourneyImported => Self::JourneyImported,
+            EventKind::WorkspaceExported => Self::WorkspaceExported,
+            EventKind::WebhookAdded => Self::WebhookAdded,
+            EventKind::WebhookRemoved => Self::WebhookRemoved,
             _ => return None,
         })
     }

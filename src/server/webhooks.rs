@@ -234,10 +234,11 @@ pub async fn add(
     let mut events = body.events;
     events.sort_by_key(|e| e.as_str());
     events.dedup();
-    let by = caller.author().name.unwrap_or_else(|| "administrator".to_owned());
+    let author = caller.author();
+    let by = author.name.clone().unwrap_or_else(|| "administrator".to_owned());
     let (webhook, secret) = work::write::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.access().create_webhook(ws.id, &url, &events, &by)?)
+        Ok(store.access().create_webhook(ws.id, &url, &events, &by, &author)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(api::CreatedWebhookResponse { webhook, secret })))
@@ -259,14 +260,14 @@ pub async fn list(
 
 /// `POST …/{ws}/webhooks/{id}/remove`.
 pub async fn remove(
-    _: Caller,
+    caller: Caller,
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let removed = id.clone();
     work::write::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.access().remove_webhook(ws.id, &id)?)
+        Ok(store.access().remove_webhook(ws.id, &id, &caller.author())?)
     })
     .await?;
     Ok(Json(serde_json::json!({"id": removed, "removed": true})))

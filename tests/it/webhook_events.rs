@@ -164,3 +164,95 @@ async fn expiry_warnings_go_out_once_per_threshold_and_show_where_people_look() 
     receiver.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_other_event_goes_out_verified_with_who_did_it_and_no_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (secret_file, mut receiver) = receiver(dir.path()).await;
+    let server = server().await;
+    let env = TestEnv::new();
+    subscribe(&server, &receiver, &secret_file, &[]).await;
+    let owner = server.owner();
+    let mut bodies = Vec::new();
+    let mut next = async |want: &str, bodies: &mut Vec<String>| {
+        let got = payload(&receiver.next().await, bodies);
+        assert_eq!(got["type"], want, "{got}");
+        got
+    };
+
+    let key = owner.create_key("agent", "90d", "read-write").await;
+    next("key.created", &mut bodies).await;
+    // First use from an address and a client: once (the next call adds nothing new).
+    key.initialize().await;
+    key.post(&crate::common::tool_call(2, "list_journeys", json!({}))).expect(200).await;
+    let got = next("key.new_origin", &mut bodies).await;
+    assert_eq!(got["data"]["key"]["id"], key.id());
+    assert_eq!(got["data"]["key"]["prefix"], key.info["prefix"]);
+    assert_eq!(got["data"]["actor"]["kind"], "server");
+
+    let narrowed = env.admin(&server, &["keys", "narrow", "agent", "--read-only"]).await;
+    assert_eq!(narrowed.code, 0, "{}", narrowed.stderr);
+    let got = next("key.narrowed", &mut bodies).await;
+    assert_eq!(got["data"]["key"]["name"], "agent");
+    assert_eq!(got["data"]["actor"]["kind"], "administrator");
+
+    let code = owner.invite("acme", "Ivy", "viewer").await;
+    next("member.invited", &mut bodies).await;
+    let withdrawn = env.admin(&server, &["members", "withdraw", "Ivy"]).await;
+    assert_eq!(withdrawn.code, 0, "{}", withdrawn.stderr);
+    next("member.invitation_withdrawn", &mut bodies).await;
+
+    // Export and import.
+    let export = env.admin(&server, &["--workspace", "acme", "export"]).await;
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let got = next("workspace.exported", &mut bodies).await;
+    assert_eq!(got["data"]["actor"]["kind"], "administrator");
+    owner
+        .post("/imports?workspace=acme&journey=Onboarding")
+        .header("content-type", "text/csv")
+        .body("stage,step,kind,title\nDiscover,Compares tools,insight,Pricing is unclear\n")
+        .expect(201)
+        .await;
+    next("journey.imported", &mut bodies).await;
+
+    // Another endpoint added and removed: this one hears of both, with who did it.
+    let other = owner
+        .post("/workspaces/acme/webhooks")
+        .json(&json!({"url": "http://127.0.0.1:9/other?token=receiver-secret"}))
+        .expect(201)
+        .await;
+    let other_id = other["webhook"]["id"].as_str().expect("id").to_owned();
+    let got = next("webhook.added", &mut bodies).await;
+    let detail = got["data"]["detail"].as_str().expect("detail");
+    assert!(detail.contains(&other_id) && detail.contains("127.0.0.1"), "{got}");
+    assert!(!detail.contains("receiver-secret"), "no URL path or query: {got}");
+    owner.post(&format!("/workspaces/acme/webhooks/{other_id}/remove")).expect(200).await;
+    let got = next("webhook.removed", &mut bodies).await;
+    assert_eq!(got["data"]["actor"]["kind"], "administrator");
+
+    // A leak report: the key revoked, by the report.
+    let anyone = server.visitor();
+    anyone.post("/api/tokens/revoke").json(&json!({"token": key.token})).expect(200).await;
+    let got = next("key.revoked", &mut bodies).await;
+    assert_eq!(got["data"]["actor"]["kind"], "leak-report", "{got}");
+    assert_eq!(got["data"]["key"]["id"], key.id());
+
+    // Nothing else went out (the second call was no new origin), and no secret ever did.
+    let log = owner.get("/workspaces/acme/webhook-deliveries").expect(200).await;
+    let sent: Vec<&str> = log["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .filter(|d| d["webhook_id"] != other_id.as_str())
+        .filter_map(|d| d["event_type"].as_str())
+        .collect();
+    assert_eq!(sent.len(), bodies.len(), "{log}");
+    let other_secret = other["secret"].as_str().expect("secret");
+    for body in &bodies {
+        for secret in [key.token.as_str(), &server.owner_token, &code, other_secret] {
+            assert!(!body.contains(secret), "a secret in a payload: {body}");
+        }
+    }
+    receiver.stop().await;
+    server.stop().await;
+}

@@ -16,6 +16,7 @@ mod key_cache;
 mod keys;
 mod members;
 pub mod oauth;
+mod outbox;
 mod owner;
 mod webhooks;
 mod workspaces;
@@ -577,16 +578,17 @@ impl AccessStore<'_> {
         url: &str,
         events: &[api::WebhookEvent],
         created_by: &str,
+        by: &Author,
     ) -> StoreResult<(api::Webhook, api::WebhookSecret)> {
-        webhooks::create_webhook(self, ws, url, events, created_by)
+        webhooks::create_webhook(self, ws, url, events, created_by, by)
     }
 
     pub fn list_webhooks(&self, ws: i64) -> StoreResult<Vec<api::Webhook>> {
         webhooks::list_webhooks(self, ws)
     }
 
-    pub fn remove_webhook(&self, ws: i64, id: &str) -> StoreResult<()> {
-        webhooks::remove_webhook(self, ws, id)
+    pub fn remove_webhook(&self, ws: i64, id: &str, by: &Author) -> StoreResult<()> {
+        webhooks::remove_webhook(self, ws, id, by)
     }
 
     /// Deletes webhook deliveries (and their attempts) that ended before `before`.

@@ -10,7 +10,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::AccessStore;
 use super::NewEvent;
-use crate::api::{Webhook, WebhookDelivery, WebhookEvent, WebhookFormat, WebhookSecret};
+use super::outbox::{insert_delivery, parse_events};
+use crate::api::{
+    Author, EventKind, Webhook, WebhookDelivery, WebhookEvent, WebhookFormat, WebhookSecret,
+};
 use crate::store::db::{Connection, DbResult, Row, params};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
 
@@ -73,10 +76,6 @@ fn events_text(events: &[WebhookEvent]) -> String {
     events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(",")
 }
 
-fn parse_events(text: &str) -> Vec<WebhookEvent> {
-    text.split(',').filter_map(WebhookEvent::parse).collect()
-}
-
 fn webhook_of(row: &Row) -> DbResult<Webhook> {
     let events: String = row.get("events")?;
     Ok(Webhook {
@@ -96,6 +95,7 @@ pub(super) fn create_webhook(
     url: &str,
     events: &[WebhookEvent],
     created_by: &str,
+    by: &Author,
 ) -> StoreResult<(Webhook, WebhookSecret)> {
     let now = s.now().timestamp();
     let conn = s.writer();
@@ -112,6 +112,8 @@ pub(super) fn create_webhook(
     }
     let id = new_id("whk");
     let secret = new_secret();
+    // Audited first, so the other endpoints hear of it and this one does not.
+    audit_webhook(&tx, workspace_id, now, EventKind::WebhookAdded, &id, url, by)?;
     tx.execute(
         "INSERT INTO webhook_endpoints (id, workspace_id, url, secret, events, format, created_at,
                                         created_by)
@@ -151,18 +153,29 @@ pub(super) fn list_webhooks(s: &AccessStore<'_>, workspace_id: i64) -> StoreResu
 
 /// Removes an endpoint: nothing more is sent to it, and its pending deliveries end as failed
 /// (they stay in the log, and are no longer due).
-pub(super) fn remove_webhook(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> StoreResult<()> {
+pub(super) fn remove_webhook(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    id: &str,
+    by: &Author,
+) -> StoreResult<()> {
     let now = s.now().timestamp();
     let conn = s.writer();
     let tx = conn.transaction()?;
-    let removed = tx.execute(
+    let found = tx.query(
+        "SELECT url FROM webhook_endpoints
+         WHERE workspace_id = ?1 AND id = ?2 AND removed_at IS NULL",
+        params![workspace_id, id],
+    )?;
+    let Some(row) = found.first() else { return Err(no_such_webhook(id)) };
+    let url: String = row.get("url")?;
+    tx.execute(
         "UPDATE webhook_endpoints SET removed_at = ?3
          WHERE workspace_id = ?1 AND id = ?2 AND removed_at IS NULL",
         params![workspace_id, id, now],
     )?;
-    if removed == 0 {
-        return Err(no_such_webhook(id));
-    }
+    // Audited once it is removed: the other endpoints hear of it, this one not.
+    audit_webhook(&tx, workspace_id, now, EventKind::WebhookRemoved, id, &url, by)?;
     tx.execute(
         "UPDATE webhook_deliveries SET failed_at = ?2, last_error = 'the webhook was removed'
          WHERE endpoint_id = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
@@ -190,85 +203,31 @@ pub(super) fn prune_deliveries(s: &AccessStore<'_>, before: i64) -> StoreResult<
     Ok(deleted)
 }
 
+/// The audit event of an endpoint added or removed: its id and host (a URL's path and query
+/// may hold a secret of the receiver's, so they are left out).
+fn audit_webhook(
+    conn: &Connection,
+    workspace_id: i64,
+    at: i64,
+    kind: EventKind,
+    id: &str,
+    url: &str,
+    by: &Author,
+) -> StoreResult<()> {
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "an unreadable URL".to_owned());
+    let detail = format!("webhook {id}, to {host}");
+    let event =
+        NewEvent { workspace_id, kind, key_id: None, key_prefix: None, detail: &detail, actor: by };
+    super::audit::insert_event(conn, at, &event)
+}
+
 fn no_such_webhook(id: &str) -> StoreError {
     StoreError::NotFound(format!(
         "no webhook {id} in this workspace; run `custory-mcp webhooks list` to see them"
     ))
-}
-
-/// Writes, on `conn` (inside the caller's transaction), one outbox row per active endpoint of
-/// the event's workspace subscribed to its kind. Events that do not go out cost nothing.
-pub(crate) fn enqueue(conn: &Connection, at: i64, event: &NewEvent<'_>) -> StoreResult<()> {
-    let Some(kind) = WebhookEvent::of(event.kind) else { return Ok(()) };
-    let endpoints = conn.query(
-        "SELECT id, events FROM webhook_endpoints WHERE workspace_id = ?1 AND removed_at IS NULL",
-        params![event.workspace_id],
-    )?;
-    let mut subscribed = Vec::new();
-    for row in &endpoints {
-        let events: String = row.get("events")?;
-        let events = parse_events(&events);
-        if events.is_empty() || events.contains(&kind) {
-            subscribed.push(row.get::<String>("id")?);
-        }
-    }
-    if subscribed.is_empty() {
-        return Ok(());
-    }
-    let workspace: Option<String> = conn
-        .query("SELECT slug FROM workspaces WHERE id = ?1", params![event.workspace_id])?
-        .first()
-        .map(|row| row.get("slug"))
-        .transpose()?;
-    let key = match event.key_id {
-        Some(key_id) => {
-            let found =
-                conn.query("SELECT name, expires_at FROM mcp_keys WHERE id = ?1", params![key_id])?;
-            let row = found.first();
-            let name: Option<String> = row.map(|row| row.get("name")).transpose()?;
-            let expires_at: Option<i64> =
-                row.map(|row| row.get::<Option<i64>>("expires_at")).transpose()?.flatten();
-            let expires_at = expires_at
-                .map(|at| from_secs(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            Some(serde_json::json!({"id": key_id, "name": name, "prefix": event.key_prefix,
-                                    "expires_at": expires_at}))
-        }
-        None => None,
-    };
-    let data = serde_json::json!({
-        "workspace": workspace,
-        "key": key,
-        "actor": event.actor,
-        "detail": event.detail,
-    });
-    for endpoint in subscribed {
-        insert_delivery(conn, &endpoint, kind, at, &data)?;
-    }
-    Ok(())
-}
-
-/// One outbox row: a Standard Webhooks payload (`type`, `timestamp`, `data`) under a new,
-/// stable event id.
-fn insert_delivery(
-    conn: &Connection,
-    endpoint: &str,
-    kind: WebhookEvent,
-    at: i64,
-    data: &serde_json::Value,
-) -> StoreResult<String> {
-    let event_id = new_id("msg");
-    let payload = serde_json::json!({
-        "type": kind.as_str(),
-        "timestamp": from_secs(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "data": data,
-    });
-    conn.execute(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, created_at,
-                                         next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![endpoint, event_id, kind.as_str(), payload.to_string(), at],
-    )?;
-    Ok(event_id)
 }
 
 /// Queues a `webhook.test` event for one endpoint, due now; returns its delivery id.
@@ -512,7 +471,13 @@ mod tests {
         let access = store.access();
         let ws = access.workspace_by_slug("acme").expect("query").expect("acme").id;
         let (hook, secret) = access
-            .create_webhook(ws, "https://example.com/in", &[WebhookEvent::KeyCreated], "admin")
+            .create_webhook(
+                ws,
+                "https://example.com/in",
+                &[WebhookEvent::KeyCreated],
+                "admin",
+                &Author::default(),
+            )
             .expect("create");
         assert!(secret.0.starts_with("whsec_"));
         assert!(!format!("{secret:?}").contains(&secret.0));
@@ -555,7 +520,7 @@ mod tests {
         assert_eq!(log.len(), 2);
         assert_eq!(log[1].state, "delivered");
         assert_eq!(log[1].attempts, 2);
-        access.remove_webhook(ws, &hook.id).expect("remove");
+        access.remove_webhook(ws, &hook.id, &Author::default()).expect("remove");
         access.record_webhook_attempt(&next[0], &failed()).expect("record");
         clock.advance(chrono::Duration::seconds(600));
         assert!(access.claim_webhook_deliveries(10).expect("claim").is_empty(), "removed");
