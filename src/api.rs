@@ -1298,7 +1298,7 @@ pub struct WebhookDelivery {
     pub event_type: String,
     pub created_at: DateTime<Utc>,
     pub attempts: i64,
-    /// `pending`, `delivered` or `failed` (gave up after the last attempt).
+    /// `pending`, `delivered` or `failed` (given up: a day after the event, or a test that failed once).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,

@@ -32,8 +32,8 @@ use crate::store::access::{Attempt, Claimed};
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the worker looks for due deliveries.
 const POLL: Duration = Duration::from_secs(1);
-/// Deliveries claimed at once (one per endpoint).
-const BATCH: i64 = 32;
+/// Deliveries in flight at once, from this replica (at most one per endpoint).
+const IN_FLIGHT: usize = 32;
 /// The longest endpoint URL accepted.
 const URL_MAX: usize = 2_000;
 /// Deliveries listed at most.
@@ -158,16 +158,26 @@ pub async fn send(claimed: &Claimed, allow_private: bool) -> Attempt {
 }
 
 /// The delivery worker: every second, claims due deliveries (the oldest pending one of each
-/// endpoint), sends them, and records each attempt. Runs for the life of the server.
+/// endpoint not already in flight), up to [`IN_FLIGHT`] at once, and sends each in a task of
+/// its own that records the attempt: a slow receiver holds up its own endpoint only. Runs for
+/// the life of the server; stopping it stops the sends in flight (their leases run out and
+/// they go again: at least once).
 pub(super) async fn deliver(state: AppState) {
     let allow_private = state.config.allow_private_webhooks;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         tick.tick().await;
+        while in_flight.try_join_next().is_some() {}
+        let free = IN_FLIGHT.saturating_sub(in_flight.len());
+        if free == 0 {
+            continue;
+        }
         let store = Arc::clone(&state.store);
+        let limit = i64::try_from(free).unwrap_or(1);
         let claimed =
-            tokio::task::spawn_blocking(move || store.access().claim_webhook_deliveries(BATCH))
+            tokio::task::spawn_blocking(move || store.access().claim_webhook_deliveries(limit))
                 .await;
         let claimed = match claimed {
             Ok(Ok(claimed)) => claimed,
@@ -177,9 +187,9 @@ pub(super) async fn deliver(state: AppState) {
             }
             Err(_) => continue,
         };
-        let sends = claimed.into_iter().map(|claimed| {
+        for claimed in claimed {
             let store = Arc::clone(&state.store);
-            async move {
+            in_flight.spawn(async move {
                 let attempt = send(&claimed, allow_private).await;
                 log_attempt(&claimed, &attempt);
                 let recorded = tokio::task::spawn_blocking(move || {
@@ -190,9 +200,8 @@ pub(super) async fn deliver(state: AppState) {
                     // The lease runs out and it is sent again: at least once.
                     tracing::warn!(%error, "could not record a webhook delivery; will resend");
                 }
-            }
-        });
-        futures_util::future::join_all(sends).await;
+            });
+        }
     }
 }
 

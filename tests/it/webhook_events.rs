@@ -256,3 +256,41 @@ async fn every_other_event_goes_out_verified_with_who_did_it_and_no_secret() {
     receiver.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_receiver_holds_up_no_other_endpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let python = tokio::task::spawn_blocking(|| crate::conformance::python_with(STANDARD_WEBHOOKS))
+        .await
+        .expect("install task");
+    let (slow_secret, fast_secret) = (dir.path().join("slow"), dir.path().join("fast"));
+    std::fs::write(&slow_secret, "").expect("secret file");
+    std::fs::write(&fast_secret, "").expect("secret file");
+    // The slow one answers 8 s late (the send timeout is 10 s).
+    let mut slow = Receiver::start_slow(&python, &slow_secret, 0, 8.0).await;
+    let mut fast = Receiver::start(&python, &fast_secret, 0).await;
+    let server = server().await;
+    subscribe(&server, &slow, &slow_secret, &["key.created"]).await;
+    subscribe(&server, &fast, &fast_secret, &["key.created"]).await;
+    let owner = server.owner();
+    let mut bodies = Vec::new();
+
+    owner.create_key("one", "90d", "read-write").await;
+    let got = payload(&fast.next().await, &mut bodies);
+    assert_eq!(got["data"]["key"]["name"], "one");
+    // While the slow receiver still holds the first event, the fast one gets the second.
+    let started = tokio::time::Instant::now();
+    owner.create_key("two", "90d", "read-write").await;
+    let got = payload(&fast.next().await, &mut bodies);
+    assert_eq!(got["data"]["key"]["name"], "two");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "the fast receiver waited {waited:?}");
+    // The slow one gets both, in order.
+    for name in ["one", "two"] {
+        let got = payload(&slow.next().await, &mut bodies);
+        assert_eq!(got["data"]["key"]["name"], name);
+    }
+    slow.stop().await;
+    fast.stop().await;
+    server.stop().await;
+}

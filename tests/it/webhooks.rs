@@ -28,12 +28,23 @@ pub(crate) struct Receiver {
 
 impl Receiver {
     pub(crate) async fn start(python: &PathBuf, secret_file: &std::path::Path, port: u16) -> Self {
+        Self::start_slow(python, secret_file, port, 0.0).await
+    }
+
+    /// A receiver that answers each delivery `delay` seconds late.
+    pub(crate) async fn start_slow(
+        python: &PathBuf,
+        secret_file: &std::path::Path,
+        port: u16,
+        delay: f64,
+    ) -> Self {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/webhook_receiver.py");
         let mut child = tokio::process::Command::new(python)
             .arg(script)
             .arg(port.to_string())
             .env("WEBHOOK_SECRET_FILE", secret_file)
+            .env("WEBHOOK_DELAY", delay.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -42,7 +42,7 @@ pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
 pub use owner::OwnerCredentialSetup;
-pub use webhooks::{Attempt, Claimed, MAX_ATTEMPTS};
+pub use webhooks::{Attempt, BACKOFF_MAX_SECONDS, Claimed, GIVE_UP_AFTER_SECONDS};
 pub use workspaces::{WorkspaceFilter, WorkspaceRow};
 
 /// What the access room keeps in memory, for the life of the store.

@@ -17,8 +17,11 @@ use crate::api::{
 use crate::store::db::{Connection, DbResult, Row, params};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
 
-/// Attempts before a delivery is given up (marked `failed`, so the endpoint's next one goes).
-pub const MAX_ATTEMPTS: i64 = 8;
+/// How long after its event a delivery is retried: past it, the next failure gives it up
+/// (marked `failed`, so the endpoint's next one goes).
+pub const GIVE_UP_AFTER_SECONDS: i64 = 24 * 3600;
+/// The longest wait between two attempts.
+pub const BACKOFF_MAX_SECONDS: i64 = 3600;
 /// How long a claimed delivery is reserved for the replica that claimed it (a request takes at
 /// most 10 s); past it another replica (or this one after a restart) may try it again.
 pub const LEASE_SECONDS: i64 = 60;
@@ -30,6 +33,7 @@ pub struct Claimed {
     pub delivery_id: i64,
     pub webhook_id: String,
     pub event_id: String,
+    pub event_type: String,
     pub payload: String,
     pub url: String,
     pub secret: WebhookSecret,
@@ -254,7 +258,7 @@ pub(super) fn enqueue_test(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> 
 }
 
 const CLAIMED_COLUMNS: &str = "d.id AS id, d.endpoint_id AS endpoint_id, d.event_id AS event_id,
-    d.payload AS payload, d.attempts AS attempts, d.created_at AS created_at, e.url AS url,
+    d.event_type AS event_type, d.payload AS payload, d.attempts AS attempts, d.created_at AS created_at, e.url AS url,
     e.secret AS secret";
 
 fn claimed_of(row: &Row) -> DbResult<Claimed> {
@@ -262,6 +266,7 @@ fn claimed_of(row: &Row) -> DbResult<Claimed> {
         delivery_id: row.get("id")?,
         webhook_id: row.get("endpoint_id")?,
         event_id: row.get("event_id")?,
+        event_type: row.get("event_type")?,
         payload: row.get("payload")?,
         url: row.get("url")?,
         secret: WebhookSecret(row.get("secret")?),
@@ -301,10 +306,12 @@ pub(super) fn claim_due(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Clai
                AND (d.lease_until IS NULL OR d.lease_until < ?1) AND e.removed_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
                                WHERE p.endpoint_id = d.endpoint_id AND p.id < d.id
-                                 AND p.delivered_at IS NULL AND p.failed_at IS NULL)
+                                 AND p.delivered_at IS NULL AND p.failed_at IS NULL
+                                 AND p.event_type <> ?3)
              ORDER BY d.id LIMIT ?2 {lock}"
         ),
-        params![now, limit],
+        // A test event is out of band: no real event waits behind it.
+        params![now, limit, WebhookEvent::Test.as_str()],
     )?;
     let claimed = rows.iter().map(claimed_of).collect::<DbResult<Vec<_>>>()?;
     for delivery in &claimed {
@@ -342,14 +349,15 @@ pub(super) fn claim_one(s: &AccessStore<'_>, delivery_id: i64) -> StoreResult<Op
     Ok(claimed)
 }
 
-/// When the attempt after `attempts` failed ones goes: 2 s, 4 s, 8 s… up to 10 minutes.
+/// When the attempt after `attempts` failed ones goes: 2 s, 4 s, 8 s… up to an hour (so about
+/// 20 attempts in the [`GIVE_UP_AFTER_SECONDS`]).
 pub fn backoff_seconds(attempts: i64) -> i64 {
     let exponent = u32::try_from(attempts.clamp(1, 20)).unwrap_or(20);
-    2_i64.saturating_pow(exponent).min(600)
+    2_i64.saturating_pow(exponent).min(BACKOFF_MAX_SECONDS)
 }
 
 /// Records how an attempt went: delivered, due again after a backoff, or given up after
-/// [`MAX_ATTEMPTS`].
+/// [`GIVE_UP_AFTER_SECONDS`] (a test event: after one attempt).
 pub(super) fn record_attempt(
     s: &AccessStore<'_>,
     claimed: &Claimed,
@@ -384,7 +392,10 @@ pub(super) fn record_attempt(
             params![claimed.delivery_id, attempts, status, attempt.error.as_deref(), now],
         )?;
     } else {
-        let failed = (attempts >= MAX_ATTEMPTS).then_some(now);
+        // A test is tried once; an event, until a day after it happened.
+        let give_up = claimed.event_type == WebhookEvent::Test.as_str()
+            || now - claimed.created_at >= GIVE_UP_AFTER_SECONDS;
+        let failed = give_up.then_some(now);
         tx.execute(
             "UPDATE webhook_deliveries
              SET attempts = ?2, last_status = ?3, last_error = ?4, last_attempt_at = ?5,
@@ -538,5 +549,47 @@ mod tests {
         let later = store.now() + chrono::Duration::days(1);
         assert_eq!(access.prune_webhook_deliveries(later).expect("prune"), 2);
         assert!(access.list_webhook_deliveries(ws, None, 10).expect("log").is_empty());
+    }
+
+    #[test]
+    fn a_failing_test_event_blocks_nothing_and_events_are_retried_for_a_day() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Clock::default();
+        let store = Store::open(&dir.path().join("t.db"), clock.clone()).expect("open");
+        let access = store.access();
+        let ws = access.workspace_by_slug("acme").expect("query").expect("acme").id;
+        let (hook, _) = access
+            .create_webhook(ws, "https://example.com/in", &[], "admin", &Author::default())
+            .expect("create");
+        // A test event that fails: tried once, and the real event behind it goes at once.
+        let test = access.enqueue_webhook_test(ws, &hook.id).expect("test");
+        let test = access.claim_webhook_delivery(test).expect("claim").expect("claimed");
+        access.create_key(ws, "ci", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
+        let real = access.claim_webhook_deliveries(10).expect("claim");
+        assert_eq!(real.len(), 1, "the real event does not wait behind the test");
+        assert_eq!(real[0].event_type, "key.created");
+        access.record_webhook_attempt(&test, &failed()).expect("record");
+        let log = access.list_webhook_deliveries(ws, Some(&hook.id), 10).expect("log");
+        let test_log = log.iter().find(|d| d.event_type == "webhook.test").expect("test");
+        assert_eq!(test_log.state, "failed", "a test is not retried");
+        // The real event: retried with a backoff capped at an hour, until a day has passed.
+        let mut delivery = real.into_iter().next().expect("one");
+        let mut attempts = 0;
+        loop {
+            access.record_webhook_attempt(&delivery, &failed()).expect("record");
+            attempts += 1;
+            let log = access.list_webhook_deliveries(ws, Some(&hook.id), 10).expect("log");
+            let state = &log.iter().find(|d| d.event_id == delivery.event_id).expect("it").state;
+            if state == "failed" {
+                break;
+            }
+            assert!(attempts < 40, "given up in time");
+            clock.advance(chrono::Duration::seconds(BACKOFF_MAX_SECONDS));
+            delivery = access.claim_webhook_deliveries(10).expect("claim").pop().expect("due");
+        }
+        let age = store.now().timestamp() - delivery.created_at;
+        assert!((GIVE_UP_AFTER_SECONDS..GIVE_UP_AFTER_SECONDS + 3600).contains(&age), "{age}");
+        assert!(attempts > 8, "more than the old 8 attempts: {attempts}");
+        assert_eq!(backoff_seconds(30), BACKOFF_MAX_SECONDS);
     }
 }

@@ -4,12 +4,14 @@ Webhooks reference library and prints one JSON line per delivery on stdout.
 Listens on 127.0.0.1 at the port given as the first argument (0: any), prints
 {"port": N} first. The endpoint's secret is read from the file WEBHOOK_SECRET_FILE names, at
 each request (the test writes it once the endpoint exists). A delivery whose signature does not
-verify is answered 400 and printed with "verified": false.
+verify is answered 400 and printed with "verified": false. With WEBHOOK_DELAY (seconds), each
+answer comes that much later (a slow receiver), printed once answered.
 """
 
 import json
 import os
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -28,6 +30,7 @@ class Handler(BaseHTTPRequestHandler):
         except WebhookVerificationError:
             payload = None
             verified = False
+        time.sleep(float(os.environ.get("WEBHOOK_DELAY", "0")))
         line = {
             "verified": verified,
             "id": headers.get("webhook-id"),
