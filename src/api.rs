@@ -1310,8 +1310,11 @@ pub struct WebhookDelivery {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-/// `GET …/webhooks/deliveries`: the most recent first.
+/// `GET …/webhook-deliveries`: the most recent first, a page at a time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookDeliveriesResponse {
     pub deliveries: Vec<WebhookDelivery>,
+    /// Where the next page starts (`?cursor=`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }

@@ -672,14 +672,17 @@ impl AdminClient {
         workspace: &str,
         webhook: Option<&str>,
         limit: u32,
+        cursor: Option<&str>,
     ) -> anyhow::Result<crate::api::WebhookDeliveriesResponse> {
         #[derive(Serialize)]
         struct Query<'a> {
             #[serde(skip_serializing_if = "Option::is_none")]
             webhook: Option<&'a str>,
             limit: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cursor: Option<&'a str>,
         }
-        let query = Query { webhook, limit };
+        let query = Query { webhook, limit, cursor };
         self.send(self.get(&["workspaces", workspace, "webhook-deliveries"])?.query(&query))
     }
 

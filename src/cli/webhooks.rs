@@ -48,13 +48,18 @@ Examples:
     #[command(after_help = "\
 Examples:
   custory-mcp webhooks deliveries
-  custory-mcp webhooks deliveries whk_AbCd123456 --limit 100")]
+  custory-mcp webhooks deliveries whk_AbCd123456 --limit 100
+  custory-mcp webhooks deliveries --json --cursor CURSOR")]
     Deliveries {
         /// Only this webhook's
         id: Option<String>,
         /// How many, the most recent first (at most 200)
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
         limit: u32,
+        /// Where the page starts: the `next_cursor` of the previous one (the command for the
+        /// next page is printed)
+        #[arg(long)]
+        cursor: Option<String>,
     },
 }
 
@@ -139,10 +144,26 @@ pub fn run(
                 return Ok(ExitStatus::Failure);
             }
         }
-        WebhooksCommand::Deliveries { id, limit } => {
-            let deliveries = admin.client.webhook_deliveries(&ws, id.as_deref(), limit)?.deliveries;
+        WebhooksCommand::Deliveries { id, limit, cursor } => {
+            let page =
+                admin.client.webhook_deliveries(&ws, id.as_deref(), limit, cursor.as_deref())?;
+            let deliveries = page.deliveries;
+            // The next page's command, runnable as printed.
+            let next = page.next_cursor.as_deref().map(|next| {
+                let limit = limit.to_string();
+                let mut args = vec!["webhooks", "deliveries"];
+                args.extend(id.as_deref());
+                if printer.json {
+                    args.push("--json");
+                }
+                args.extend(["--limit", &limit, "--cursor", next]);
+                super::shared::command_line(global, &args)
+            });
             if printer.json {
-                printer.json(&json!({"deliveries": deliveries}))?;
+                printer.json(&page_json(&deliveries, page.next_cursor.as_deref()))?;
+                if let Some(next) = &next {
+                    printer.info(&format!("More: `{next}`"));
+                }
             } else if deliveries.is_empty() {
                 printer.info("No deliveries yet.");
             } else {
@@ -157,10 +178,21 @@ pub fn run(
                     Column::optional("Id", 3),
                 ];
                 printer.data(&table(&columns, rows));
+                if let Some(next) = &next {
+                    printer.info(&format!("Showing {}; the next page: `{next}`", deliveries.len()));
+                }
             }
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// `deliveries --json`: the page, and `next_cursor` when there is more.
+fn page_json(deliveries: &[WebhookDelivery], next_cursor: Option<&str>) -> serde_json::Value {
+    match next_cursor {
+        Some(cursor) => json!({"deliveries": deliveries, "next_cursor": cursor}),
+        None => json!({"deliveries": deliveries}),
+    }
 }
 
 fn delivery_row(d: &WebhookDelivery, now: chrono::DateTime<Utc>) -> Vec<String> {

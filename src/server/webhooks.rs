@@ -304,11 +304,9 @@ pub async fn test(
         .await?;
     }
     let found = work::read::<_, ApiError>(&state, move |store| {
-        Ok(store.access().list_webhook_deliveries(ws_id, None, LIST_MAX)?)
+        Ok(store.access().webhook_delivery(ws_id, delivery)?)
     })
     .await?
-    .into_iter()
-    .find(|d| d.id == delivery)
     .ok_or_else(|| ApiError::not_found("delivery_not_found", "the test delivery is gone"))?;
     Ok(Json(found))
 }
@@ -317,9 +315,12 @@ pub async fn test(
 pub struct DeliveriesQuery {
     webhook: Option<String>,
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-/// `GET …/{ws}/webhook-deliveries`: the most recent first (`?webhook=ID`, `?limit=N`).
+/// `GET …/{ws}/webhook-deliveries`: the most recent first (`?webhook=ID`, `?limit=N`,
+/// `?cursor=`), a page at a time.
 pub async fn deliveries(
     _: Caller,
     State(state): State<AppState>,
@@ -327,12 +328,23 @@ pub async fn deliveries(
     Query(query): Query<DeliveriesQuery>,
 ) -> ApiResult<Json<api::WebhookDeliveriesResponse>> {
     let limit = query.limit.unwrap_or(50).clamp(1, LIST_MAX);
-    let deliveries = work::read::<_, ApiError>(&state, move |store| {
+    let (deliveries, next_cursor) = work::read::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.access().list_webhook_deliveries(ws.id, query.webhook.as_deref(), limit)?)
+        let page = store.access().webhook_deliveries_page(
+            ws.id,
+            query.webhook.as_deref(),
+            limit,
+            query.cursor.as_deref(),
+        );
+        page.map_err(|error| match error {
+            crate::store::StoreError::Invalid(message) => {
+                ApiError::bad_request("invalid_cursor", message)
+            }
+            other => other.into(),
+        })
     })
     .await?;
-    Ok(Json(api::WebhookDeliveriesResponse { deliveries }))
+    Ok(Json(api::WebhookDeliveriesResponse { deliveries, next_cursor }))
 }
 
 #[cfg(test)]

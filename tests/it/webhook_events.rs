@@ -253,6 +253,44 @@ async fn every_other_event_goes_out_verified_with_who_did_it_and_no_secret() {
             assert!(!body.contains(secret), "a secret in a payload: {body}");
         }
     }
+
+    // `webhooks deliveries` pages: each page's next command, run as printed, gives the next.
+    let everything: Vec<i64> = log["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .filter_map(|d| d["id"].as_i64())
+        .collect();
+    let mut args: Vec<String> =
+        ["webhooks", "deliveries", "--limit", "5"].map(str::to_owned).to_vec();
+    let mut paged = Vec::new();
+    loop {
+        let run = env.admin(&server, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        paged.extend(run.stdout.lines().skip(1).map(str::to_owned));
+        let Some((_, next)) = run.stderr.split_once("the next page: `") else { break };
+        let next = next.split('`').next().expect("the command");
+        // Nothing in it needs quoting (the cursor is URL-safe base64).
+        let words: Vec<String> = next.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(words[0], "custory-mcp", "{next}");
+        args = words[1..].to_vec();
+        assert!(paged.len() <= everything.len(), "the pages end");
+    }
+    assert_eq!(paged.len(), everything.len(), "{paged:?}");
+    let page = env.admin_json(&server, &["webhooks", "deliveries", "--limit", "5"]).await;
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    let second = env
+        .admin_json(&server, &["webhooks", "deliveries", "--limit", "5", "--cursor", cursor])
+        .await;
+    let ids = |page: &Value| -> Vec<i64> {
+        page["deliveries"]
+            .as_array()
+            .expect("page")
+            .iter()
+            .filter_map(|d| d["id"].as_i64())
+            .collect()
+    };
+    assert_eq!([ids(&page), ids(&second)].concat(), everything[..10], "{second}");
     receiver.stop().await;
     server.stop().await;
 }

@@ -633,6 +633,24 @@ impl AccessStore<'_> {
         webhook_id: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<api::WebhookDelivery>> {
-        webhooks::list_deliveries(self, ws, webhook_id, limit)
+        webhooks::list_deliveries(self, ws, webhook_id, i64::MAX, limit)
+    }
+
+    /// One page of deliveries, the most recent first, and the next page's cursor.
+    pub fn webhook_deliveries_page(
+        &self,
+        ws: i64,
+        webhook_id: Option<&str>,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<api::WebhookDelivery>, Option<String>)> {
+        webhooks::list_deliveries_page(self, ws, webhook_id, limit, cursor)
+    }
+
+    /// One delivery of a workspace, by id.
+    pub fn webhook_delivery(&self, ws: i64, id: i64) -> StoreResult<Option<api::WebhookDelivery>> {
+        Ok(webhooks::list_deliveries(self, ws, None, id.saturating_add(1), 1)?
+            .into_iter()
+            .find(|d| d.id == id))
     }
 }

@@ -15,6 +15,7 @@ use crate::api::{
     Author, EventKind, Webhook, WebhookDelivery, WebhookEvent, WebhookFormat, WebhookSecret,
 };
 use crate::store::db::{Connection, DbResult, Row, params};
+use crate::store::page::{Cursor, fingerprint};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
 
 /// How long after its event a delivery is retried: past it, the next failure gives it up
@@ -416,11 +417,37 @@ pub(super) fn record_attempt(
     Ok(())
 }
 
-/// The most recent `limit` deliveries of a workspace (or of one of its endpoints).
+/// One page of a workspace's deliveries (or of one of its endpoints), the most recent first,
+/// and the cursor of the next page if there is one.
+pub(super) fn list_deliveries_page(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    webhook_id: Option<&str>,
+    limit: i64,
+    cursor: Option<&str>,
+) -> StoreResult<(Vec<WebhookDelivery>, Option<String>)> {
+    let query = fingerprint(&[webhook_id.unwrap_or("")]);
+    let before = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => Cursor::decode(text, "deliveries", query, 1)?.position[0],
+        None => i64::MAX,
+    };
+    let mut rows = list_deliveries(s, workspace_id, webhook_id, before, limit + 1)?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => Some(Cursor::new("deliveries", query, vec![last.id]).encode()),
+        _ => None,
+    };
+    Ok((rows, next))
+}
+
+/// Up to `limit` deliveries of a workspace (or of one of its endpoints) with ids below
+/// `before`, the most recent first.
 pub(super) fn list_deliveries(
     s: &AccessStore<'_>,
     workspace_id: i64,
     webhook_id: Option<&str>,
+    before: i64,
     limit: i64,
 ) -> StoreResult<Vec<WebhookDelivery>> {
     let rows = s.reader()?.query(
@@ -431,8 +458,9 @@ pub(super) fn list_deliveries(
                 d.failed_at AS failed_at
          FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
          WHERE e.workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR d.endpoint_id = ?2)
+           AND d.id < ?4
          ORDER BY d.id DESC LIMIT ?3",
-        params![workspace_id, webhook_id, limit],
+        params![workspace_id, webhook_id, limit, before],
     )?;
     let deliveries = rows
         .iter()
