@@ -1245,9 +1245,14 @@ impl WebhookEvent {
 }
 
 closed_set! {
-    /// How deliveries are written: Standard Webhooks JSON, signed.
+    /// How deliveries are written.
     pub enum WebhookFormat {
+        /// Standard Webhooks JSON, signed (`webhook-id`, `webhook-timestamp`,
+        /// `webhook-signature`)
         Standard = "standard",
+        /// A readable message, `{"text": …}`, for a Slack-compatible incoming webhook (not
+        /// signed: the URL itself is the receiver's secret)
+        Slack = "slack",
     }
 }
 

@@ -642,8 +642,9 @@ impl AdminClient {
         workspace: &str,
         url: &str,
         events: &[crate::api::WebhookEvent],
+        format: crate::api::WebhookFormat,
     ) -> anyhow::Result<crate::api::CreatedWebhookResponse> {
-        let body = serde_json::json!({"url": url, "events": events});
+        let body = serde_json::json!({"url": url, "events": events, "format": format});
         self.send(self.post(&["workspaces", workspace, "webhooks"])?.json(&body))
     }
 

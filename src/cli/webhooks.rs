@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::GlobalArgs;
 use super::shared::WorkspaceClient;
-use crate::api::{WebhookDelivery, WebhookEvent};
+use crate::api::{WebhookDelivery, WebhookEvent, WebhookFormat};
 use crate::error::ExitStatus;
 use crate::output::{Column, Printer, relative, table};
 
@@ -18,7 +18,8 @@ pub enum WebhooksCommand {
 Examples:
   custory-mcp webhooks add https://hooks.example.com/custory
   custory-mcp webhooks add https://hooks.example.com/keys \\
-      --events key.created,key.revoked")]
+      --events key.created,key.revoked
+  custory-mcp webhooks add https://hooks.slack.com/services/X --format slack")]
     Add {
         /// Where to POST each event (https; private addresses need `serve
         /// --allow-private-webhooks`)
@@ -26,6 +27,9 @@ Examples:
         /// Only these events (comma-separated); every event when absent
         #[arg(long, value_enum, value_delimiter = ',')]
         events: Vec<WebhookEvent>,
+        /// How each event is sent
+        #[arg(long, value_enum, default_value = "standard")]
+        format: WebhookFormat,
     },
     /// List the workspace's webhooks (never their secrets)
     #[command(
@@ -71,10 +75,18 @@ pub fn run(
     let admin = WorkspaceClient::connect_for_key(global, None)?;
     let ws = admin.workspace.slug.clone();
     match command {
-        WebhooksCommand::Add { url, events } => {
-            let created = admin.client.add_webhook(&ws, &url, &events)?;
+        WebhooksCommand::Add { url, events, format } => {
+            let created = admin.client.add_webhook(&ws, &url, &events, format)?;
             if printer.json {
                 printer.json(&created)?;
+                return Ok(ExitStatus::Success);
+            }
+            if format == WebhookFormat::Slack {
+                printer.info(&format!(
+                    "Added webhook {} for {ws}: each event goes as a readable message, not \
+                     signed (keep the URL secret). Try it with `custory-mcp webhooks test {}`.",
+                    created.webhook.id, created.webhook.id
+                ));
                 return Ok(ExitStatus::Success);
             }
             // The secret alone on stdout, so a variable or a secret store takes just it.

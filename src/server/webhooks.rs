@@ -25,7 +25,7 @@ use super::client_metadata::{PublicOnly, is_public};
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Path, Query};
 use super::{AppState, work};
-use crate::api::{self, WebhookEvent};
+use crate::api::{self, WebhookEvent, WebhookFormat};
 use crate::store::access::{Attempt, Claimed};
 
 /// How long one delivery may take.
@@ -124,17 +124,22 @@ pub async fn send(claimed: &Claimed, allow_private: bool) -> Attempt {
     let Some(client) = http(allow_private) else {
         return failed("this server cannot make HTTPS requests".into());
     };
-    let timestamp = chrono::Utc::now().timestamp();
-    let signed = signature(&claimed.secret.0, &claimed.event_id, timestamp, &claimed.payload);
-    let sent = client
-        .post(&claimed.url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &claimed.event_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signed)
-        .body(claimed.payload.clone())
-        .send()
-        .await;
+    let request = client.post(&claimed.url).header("content-type", "application/json");
+    let request = match claimed.format {
+        WebhookFormat::Standard => {
+            let timestamp = chrono::Utc::now().timestamp();
+            let signed =
+                signature(&claimed.secret.0, &claimed.event_id, timestamp, &claimed.payload);
+            request
+                .header("webhook-id", &claimed.event_id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signed)
+                .body(claimed.payload.clone())
+        }
+        // A chat message: the URL is the receiver's secret, nothing is signed.
+        WebhookFormat::Slack => request.body(slack_message(&claimed.payload).to_string()),
+    };
+    let sent = request.send().await;
     match sent {
         // The answer's body is not read: only its status counts.
         Ok(response) => {
@@ -155,6 +160,32 @@ pub async fn send(claimed: &Claimed, allow_private: bool) -> Attempt {
             failed(why)
         }
     }
+}
+
+/// A Slack-compatible incoming webhook's message for a payload: `{"text": …}`, e.g.
+/// "custory-mcp · acme: key.revoked: key ci (cst_AbCd1234), by Ana: revoked". Names keys by
+/// name and prefix, as the payload does; never a token.
+fn slack_message(payload: &str) -> serde_json::Value {
+    let payload: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+    let data = &payload["data"];
+    let text = |value: &serde_json::Value| value.as_str().map(crate::api::displayable);
+    let mut line = format!(
+        "custory-mcp · {}: {}",
+        text(&data["workspace"]).unwrap_or_else(|| "?".into()),
+        text(&payload["type"]).unwrap_or_else(|| "event".into())
+    );
+    if let Some(prefix) = text(&data["key"]["prefix"]) {
+        let name = text(&data["key"]["name"]).unwrap_or_default();
+        line.push_str(&format!(": key {name} ({prefix})"));
+    }
+    let actor = &data["actor"];
+    if let Some(by) = text(&actor["name"]).or_else(|| text(&actor["kind"])) {
+        line.push_str(&format!(", by {by}"));
+    }
+    if let Some(detail) = text(&data["detail"]).filter(|d| !d.is_empty()) {
+        line.push_str(&format!(": {detail}"));
+    }
+    serde_json::json!({ "text": line })
 }
 
 /// The delivery worker: every second, claims due deliveries (the oldest pending one of each
@@ -225,6 +256,8 @@ pub struct AddBody {
     /// Every event when absent or empty.
     #[serde(default)]
     events: Vec<WebhookEvent>,
+    /// `standard` when absent.
+    format: Option<WebhookFormat>,
 }
 
 /// `POST …/{ws}/webhooks`: the endpoint and its signing secret, shown in this answer only.
@@ -247,7 +280,8 @@ pub async fn add(
     let by = author.name.clone().unwrap_or_else(|| "administrator".to_owned());
     let (webhook, secret) = work::write::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.access().create_webhook(ws.id, &url, &events, &by, &author)?)
+        let format = body.format.unwrap_or(WebhookFormat::Standard);
+        Ok(store.access().create_webhook(ws.id, &url, &events, format, &by, &author)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(api::CreatedWebhookResponse { webhook, secret })))

@@ -332,3 +332,36 @@ async fn a_slow_receiver_holds_up_no_other_endpoint() {
     fast.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slack_webhook_gets_a_readable_message_with_no_token_or_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let python = tokio::task::spawn_blocking(|| crate::conformance::python_with(STANDARD_WEBHOOKS))
+        .await
+        .expect("install task");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "").expect("secret file");
+    let mut slack = Receiver::start_unsigned(&python, &secret_file).await;
+    let server = server().await;
+    let env = TestEnv::new();
+    let url = format!("http://127.0.0.1:{}/services/T0/B0/X", slack.port);
+    let added = env.admin(&server, &["webhooks", "add", &url, "--format", "slack"]).await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    assert!(added.stdout.trim().is_empty(), "no secret to show: {}", added.stdout);
+    assert!(added.stderr.contains("not signed"), "{}", added.stderr);
+    let listed = env.admin_json(&server, &["webhooks", "list"]).await;
+    assert_eq!(listed["webhooks"][0]["format"], "slack", "{listed}");
+
+    let key = server.owner().create_key("ci", "90d", "read-write").await;
+    let got = slack.next().await;
+    let body: Value = serde_json::from_str(got["body"].as_str().expect("body")).expect("json");
+    let text = body["text"].as_str().expect("a text message");
+    let prefix = key.info["prefix"].as_str().expect("prefix");
+    assert!(text.contains("acme: key.created: key ci"), "{text}");
+    assert!(text.contains(prefix) && text.contains("by administrator"), "{text}");
+    assert!(!text.contains(&key.token) && !text.contains(&server.owner_token), "{text}");
+    let secret = env.admin_json(&server, &["webhooks", "list"]).await;
+    assert!(!got.to_string().contains("whsec_"), "no secret sent: {got} {secret}");
+    slack.stop().await;
+    server.stop().await;
+}

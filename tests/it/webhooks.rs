@@ -31,12 +31,27 @@ impl Receiver {
         Self::start_slow(python, secret_file, port, 0.0).await
     }
 
+    /// A Slack-style receiver: takes every delivery, verifies none.
+    pub(crate) async fn start_unsigned(python: &PathBuf, secret_file: &std::path::Path) -> Self {
+        Self::spawn(python, secret_file, 0, 0.0, true).await
+    }
+
     /// A receiver that answers each delivery `delay` seconds late.
     pub(crate) async fn start_slow(
         python: &PathBuf,
         secret_file: &std::path::Path,
         port: u16,
         delay: f64,
+    ) -> Self {
+        Self::spawn(python, secret_file, port, delay, false).await
+    }
+
+    async fn spawn(
+        python: &PathBuf,
+        secret_file: &std::path::Path,
+        port: u16,
+        delay: f64,
+        unsigned: bool,
     ) -> Self {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/webhook_receiver.py");
@@ -45,6 +60,7 @@ impl Receiver {
             .arg(port.to_string())
             .env("WEBHOOK_SECRET_FILE", secret_file)
             .env("WEBHOOK_DELAY", delay.to_string())
+            .env("WEBHOOK_UNSIGNED", if unsigned { "1" } else { "0" })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -577,10 +577,11 @@ impl AccessStore<'_> {
         ws: i64,
         url: &str,
         events: &[api::WebhookEvent],
+        format: api::WebhookFormat,
         created_by: &str,
         by: &Author,
     ) -> StoreResult<(api::Webhook, api::WebhookSecret)> {
-        webhooks::create_webhook(self, ws, url, events, created_by, by)
+        webhooks::create_webhook(self, ws, url, events, format, created_by, by)
     }
 
     pub fn list_webhooks(&self, ws: i64) -> StoreResult<Vec<api::Webhook>> {

@@ -37,6 +37,7 @@ pub struct Claimed {
     pub event_type: String,
     pub payload: String,
     pub url: String,
+    pub format: WebhookFormat,
     pub secret: WebhookSecret,
     /// Attempts made before this one.
     pub attempts: i64,
@@ -99,6 +100,7 @@ pub(super) fn create_webhook(
     workspace_id: i64,
     url: &str,
     events: &[WebhookEvent],
+    format: WebhookFormat,
     created_by: &str,
     by: &Author,
 ) -> StoreResult<(Webhook, WebhookSecret)> {
@@ -129,7 +131,7 @@ pub(super) fn create_webhook(
             url,
             secret.0,
             events_text(events),
-            WebhookFormat::Standard.as_str(),
+            format.as_str(),
             now,
             created_by
         ],
@@ -139,7 +141,7 @@ pub(super) fn create_webhook(
         id,
         url: url.to_owned(),
         events: events.to_vec(),
-        format: WebhookFormat::Standard,
+        format,
         created_at: from_secs(now),
         created_by: created_by.to_owned(),
     };
@@ -259,7 +261,7 @@ pub(super) fn enqueue_test(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> 
 }
 
 const CLAIMED_COLUMNS: &str = "d.id AS id, d.endpoint_id AS endpoint_id, d.event_id AS event_id,
-    d.event_type AS event_type, d.payload AS payload, d.attempts AS attempts, d.created_at AS created_at, e.url AS url,
+    d.event_type AS event_type, d.payload AS payload, e.format AS format, d.attempts AS attempts, d.created_at AS created_at, e.url AS url,
     e.secret AS secret";
 
 fn claimed_of(row: &Row) -> DbResult<Claimed> {
@@ -270,6 +272,7 @@ fn claimed_of(row: &Row) -> DbResult<Claimed> {
         event_type: row.get("event_type")?,
         payload: row.get("payload")?,
         url: row.get("url")?,
+        format: row.get_parsed("format", WebhookFormat::parse)?,
         secret: WebhookSecret(row.get("secret")?),
         attempts: row.get("attempts")?,
         created_at: row.get("created_at")?,
@@ -514,6 +517,7 @@ mod tests {
                 ws,
                 "https://example.com/in",
                 &[WebhookEvent::KeyCreated],
+                WebhookFormat::Standard,
                 "admin",
                 &Author::default(),
             )
@@ -587,7 +591,14 @@ mod tests {
         let access = store.access();
         let ws = access.workspace_by_slug("acme").expect("query").expect("acme").id;
         let (hook, _) = access
-            .create_webhook(ws, "https://example.com/in", &[], "admin", &Author::default())
+            .create_webhook(
+                ws,
+                "https://example.com/in",
+                &[],
+                WebhookFormat::Standard,
+                "admin",
+                &Author::default(),
+            )
             .expect("create");
         // A test event that fails: tried once, and the real event behind it goes at once.
         let test = access.enqueue_webhook_test(ws, &hook.id).expect("test");
