@@ -365,3 +365,57 @@ async fn a_slack_webhook_gets_a_readable_message_with_no_token_or_secret() {
     slack.stop().await;
     server.stop().await;
 }
+
+/// Two `serve` replicas on one PostgreSQL database, one receiver counting: each event is
+/// delivered exactly once, whichever replica wrote it. Without PostgreSQL this fails (as
+/// `replicas.rs` does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_replicas_deliver_each_event_exactly_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (secret_file, mut receiver) = receiver(dir.path()).await;
+    let db = crate::common::TestDatabase::postgres();
+    let (env_a, env_b) = (TestEnv::new(), TestEnv::new());
+    let a = env_a.serve_on(&db.arg(), &["--allow-private-webhooks"]).await;
+    let b = env_b.serve_on(&db.arg(), &["--allow-private-webhooks"]).await;
+    let owner_a = a.owner();
+    let owner_b = b.visitor().owner(owner_a.token());
+    let created = owner_a
+        .post("/workspaces/acme/webhooks")
+        .json(&json!({"url": format!("http://127.0.0.1:{}/in", receiver.port),
+                      "events": ["key.created"]}))
+        .expect(201)
+        .await;
+    std::fs::write(&secret_file, created["secret"].as_str().expect("secret")).expect("write");
+
+    const KEYS: usize = 20;
+    for n in 0..KEYS {
+        let owner = if n % 2 == 0 { &owner_a } else { &owner_b };
+        owner.create_key(&format!("key {n}"), "never", "read-write").await;
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut names = Vec::new();
+    for _ in 0..KEYS {
+        let delivery = receiver.next().await;
+        let mut bodies = Vec::new();
+        let got = payload(&delivery, &mut bodies);
+        assert!(ids.insert(delivery["id"].as_str().expect("id").to_owned()), "twice: {delivery}");
+        names.push(got["data"]["key"]["name"].as_str().expect("name").to_owned());
+    }
+    let expected: Vec<String> = (0..KEYS).map(|n| format!("key {n}")).collect();
+    assert_eq!(names, expected, "every event, once, in order");
+    // Every row recorded delivered, once; then nothing more arrives from either replica.
+    let started = tokio::time::Instant::now();
+    loop {
+        let log = owner_b.get("/workspaces/acme/webhook-deliveries?limit=200").expect(200).await;
+        let log = log["deliveries"].as_array().expect("deliveries").clone();
+        if log.len() == KEYS && log.iter().all(|d| d["state"] == "delivered") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "not all delivered: {log:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.terminate().await;
+    b.terminate().await;
+    let extra = receiver.drain().await;
+    assert!(extra.is_empty(), "delivered more than once: {extra:?}");
+}

@@ -89,6 +89,16 @@ impl Receiver {
         serde_json::from_str(&line).expect("json")
     }
 
+    /// Stops it, and every delivery it printed and was not yet read.
+    pub(crate) async fn drain(mut self) -> Vec<Value> {
+        self.child.kill().await.expect("stop the receiver");
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            rest.push(serde_json::from_str(&line).expect("json"));
+        }
+        rest
+    }
+
     pub(crate) async fn stop(mut self) {
         self.child.kill().await.expect("stop the receiver");
     }
