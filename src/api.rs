@@ -368,12 +368,21 @@ closed_set! {
         KeyNarrowed = "key.narrowed",
         /// A key was used from an address or by a client it was not used from before.
         KeyNewOrigin = "key.new_origin",
+        /// A key expires within 30, 7 or 1 days (announced once per threshold).
+        KeyExpiring = "key.expiring",
+        /// A key reached its expiry.
+        KeyExpired = "key.expired",
         /// A request presented a token that is not an active key.
         AuthRejected = "auth.rejected",
         /// A write tool ran (reads are in the record of calls).
         ToolCalled = "tool.called",
         WorkspaceImported = "workspace.imported",
         JourneyImported = "journey.imported",
+        /// The whole workspace was exported (`custory-mcp export`).
+        WorkspaceExported = "workspace.exported",
+        /// A webhook endpoint was added or removed (`webhooks add|remove`).
+        WebhookAdded = "webhook.added",
+        WebhookRemoved = "webhook.removed",
         /// A member was invited, joined, given another role, or removed.
         MemberInvited = "member.invited",
         /// An owner withdrew an invitation before it was redeemed.
@@ -1212,11 +1221,28 @@ closed_set! {
         KeyCreated = "key.created",
         KeyRotated = "key.rotated",
         KeyRevoked = "key.revoked",
+        /// 30, 7 and 1 days before a key expires
+        KeyExpiring = "key.expiring",
+        KeyExpired = "key.expired",
+        /// Less access or fewer scopes (`keys narrow`)
+        KeyNarrowed = "key.narrowed",
+        /// A key used from a new address or by a new client
+        KeyNewOrigin = "key.new_origin",
         MemberInvited = "member.invited",
+        MemberInvitationWithdrawn = "member.invitation_withdrawn",
         MemberJoined = "member.joined",
+        MemberRoleChanged = "member.role_changed",
         MemberRemoved = "member.removed",
         PolicyChanged = "policy.changed",
         KeyBlocked = "key.blocked",
+        /// A member's credential reported as leaked
+        MemberCredentialRevoked = "member.credential_revoked",
+        WorkspaceImported = "workspace.imported",
+        JourneyImported = "journey.imported",
+        WorkspaceExported = "workspace.exported",
+        /// Another endpoint added (or removed); who did it: `data.actor`
+        WebhookAdded = "webhook.added",
+        WebhookRemoved = "webhook.removed",
         /// Sent by `webhooks test` only.
         Test = "webhook.test",
     }
@@ -1229,20 +1255,37 @@ impl WebhookEvent {
             EventKind::KeyCreated => Self::KeyCreated,
             EventKind::KeyRotated => Self::KeyRotated,
             EventKind::KeyRevoked => Self::KeyRevoked,
+            EventKind::KeyExpiring => Self::KeyExpiring,
+            EventKind::KeyExpired => Self::KeyExpired,
+            EventKind::KeyNarrowed => Self::KeyNarrowed,
+            EventKind::KeyNewOrigin => Self::KeyNewOrigin,
             EventKind::MemberInvited => Self::MemberInvited,
+            EventKind::MemberInvitationWithdrawn => Self::MemberInvitationWithdrawn,
             EventKind::MemberJoined => Self::MemberJoined,
+            EventKind::MemberRoleChanged => Self::MemberRoleChanged,
             EventKind::MemberRemoved => Self::MemberRemoved,
             EventKind::PolicyChanged => Self::PolicyChanged,
             EventKind::KeyBlocked => Self::KeyBlocked,
+            EventKind::MemberCredentialRevoked => Self::MemberCredentialRevoked,
+            EventKind::WorkspaceImported => Self::WorkspaceImported,
+            EventKind::JourneyImported => Self::JourneyImported,
+            EventKind::WorkspaceExported => Self::WorkspaceExported,
+            EventKind::WebhookAdded => Self::WebhookAdded,
+            EventKind::WebhookRemoved => Self::WebhookRemoved,
             _ => return None,
         })
     }
 }
 
 closed_set! {
-    /// How deliveries are written: Standard Webhooks JSON, signed.
+    /// How deliveries are written.
     pub enum WebhookFormat {
+        /// Standard Webhooks JSON, signed (`webhook-id`, `webhook-timestamp`,
+        /// `webhook-signature`)
         Standard = "standard",
+        /// A readable message, `{"text": …}`, for a Slack-compatible incoming webhook (not
+        /// signed: the URL itself is the receiver's secret)
+        Slack = "slack",
     }
 }
 
@@ -1293,7 +1336,7 @@ pub struct WebhookDelivery {
     pub event_type: String,
     pub created_at: DateTime<Utc>,
     pub attempts: i64,
-    /// `pending`, `delivered` or `failed` (gave up after the last attempt).
+    /// `pending`, `delivered` or `failed` (given up: a day after the event, or a test that failed once).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -1305,10 +1348,13 @@ pub struct WebhookDelivery {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-/// `GET …/webhooks/deliveries`: the most recent first.
+/// `GET …/webhook-deliveries`: the most recent first, a page at a time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookDeliveriesResponse {
     pub deliveries: Vec<WebhookDelivery>,
+    /// Where the next page starts (`?cursor=`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 // The workspace policy (issue 34) ---------------------------------------------------------------

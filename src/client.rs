@@ -60,6 +60,9 @@ pub struct KeysQuery {
     /// Only keys the caller created.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub mine: bool,
+    /// Only active keys that expire within 7 days.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expiring: bool,
 }
 
 /// Which events `GET …/audit` lists.
@@ -652,8 +655,9 @@ impl AdminClient {
         workspace: &str,
         url: &str,
         events: &[crate::api::WebhookEvent],
+        format: crate::api::WebhookFormat,
     ) -> anyhow::Result<crate::api::CreatedWebhookResponse> {
-        let body = serde_json::json!({"url": url, "events": events});
+        let body = serde_json::json!({"url": url, "events": events, "format": format});
         self.send(self.post(&["workspaces", workspace, "webhooks"])?.json(&body))
     }
 
@@ -682,14 +686,17 @@ impl AdminClient {
         workspace: &str,
         webhook: Option<&str>,
         limit: u32,
+        cursor: Option<&str>,
     ) -> anyhow::Result<crate::api::WebhookDeliveriesResponse> {
         #[derive(Serialize)]
         struct Query<'a> {
             #[serde(skip_serializing_if = "Option::is_none")]
             webhook: Option<&'a str>,
             limit: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cursor: Option<&'a str>,
         }
-        let query = Query { webhook, limit };
+        let query = Query { webhook, limit, cursor };
         self.send(self.get(&["workspaces", workspace, "webhook-deliveries"])?.query(&query))
     }
 

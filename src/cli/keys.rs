@@ -104,6 +104,9 @@ pub struct ListArgs {
     /// Only the keys you created (with the owner credential: the administrator's)
     #[arg(long)]
     pub mine: bool,
+    /// Only active keys that expire within 7 days (rotate them: `keys rotate KEY`)
+    #[arg(long)]
+    pub expiring: bool,
 }
 
 /// `keys list --status`: one status, or every key. (`--all` already means every page.)
@@ -349,8 +352,13 @@ impl Ctx<'_> {
         args: &ListArgs,
         status: Option<KeyStatus>,
     ) -> anyhow::Result<(Vec<Key>, Option<String>)> {
-        let filter =
-            KeysQuery { status, shared: args.shared, mine: args.mine, ..KeysQuery::default() };
+        let filter = KeysQuery {
+            status,
+            shared: args.shared,
+            mine: args.mine,
+            expiring: args.expiring,
+            ..KeysQuery::default()
+        };
         let rows = if args.all { Rows::All } else { Rows::First(args.limit) };
         list_keys(self.client, &self.workspace.slug, &filter, rows, self.printer)
     }
@@ -366,6 +374,10 @@ impl Ctx<'_> {
                 mine: args.mine,
                 ..KeysQuery::default()
             };
+            if args.expiring {
+                // Only active keys expire soon: none is left out.
+                continue;
+            }
             let page = PageQuery { limit: Some(HIDDEN_COUNTED), cursor: None };
             let found = self.client.keys(&self.workspace.slug, &filter, &page)?;
             let n = found.keys.len();
@@ -638,7 +650,7 @@ impl Ctx<'_> {
                     } + &made_by(key),
                     last_used(key, now),
                     key.expires_at.map_or_else(|| "never".to_owned(), |at| relative(at, now)),
-                    status_text(key),
+                    status_text(key, now),
                 ]
             })
             .collect();
@@ -704,7 +716,7 @@ impl Ctx<'_> {
             ("Workspace", self.workspace.slug.clone()),
             ("Access", key.access.as_str().to_owned()),
             ("Limited to", self.named(&key.scopes.describe())),
-            ("Status", status_text(&key)),
+            ("Status", status_text(&key, now)),
             ("Created", when(Some(key.created_at), "")),
             ("Created by", key.created_by.label()),
             (
@@ -986,14 +998,15 @@ fn last_used(key: &Key, now: chrono::DateTime<Utc>) -> String {
     }
 }
 
-fn status_text(key: &Key) -> String {
+fn status_text(key: &Key, now: chrono::DateTime<Utc>) -> String {
     // A never-used key is also stale: "never used" says more.
     let flags: Vec<String> = key
         .flags
         .iter()
         .filter(|f| !(**f == KeyFlag::Stale && key.flags.contains(&KeyFlag::NeverUsed)))
-        .map(|f| match (f, &key.blocked) {
-            (KeyFlag::Blocked, Some(breach)) => format!("blocked: {}", breach.rule),
+        .map(|f| match (f, &key.blocked, key.expires_at) {
+            (KeyFlag::Blocked, Some(breach), _) => format!("blocked: {}", breach.rule),
+            (KeyFlag::ExpiresSoon, _, Some(at)) => expires_in(at, now),
             _ => f.as_str().to_owned(),
         })
         .collect();
@@ -1001,6 +1014,18 @@ fn status_text(key: &Key) -> String {
         key.status.as_str().to_owned()
     } else {
         format!("{} ({})", key.status.as_str(), flags.join(", "))
+    }
+}
+
+/// A key that expires soon, short enough for the status column: `expires in 6 d`,
+/// `expires in 5 h` (by this machine's clock; `expires soon` if it says the time has passed).
+fn expires_in(at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> String {
+    let seconds = (at - now).num_seconds();
+    match seconds {
+        ..=0 => KeyFlag::ExpiresSoon.as_str().to_owned(),
+        1..3600 => "expires in < 1 h".to_owned(),
+        3600..86_400 => format!("expires in {} h", seconds / 3600),
+        _ => format!("expires in {} d", seconds / 86_400),
     }
 }
 

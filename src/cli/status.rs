@@ -24,6 +24,9 @@ struct Report {
     /// Who the credential belongs to and what they may do (when the server accepted it).
     who: Option<crate::api::WhoAmIResponse>,
     workspace: Option<WorkspacePart>,
+    /// The workspace's active keys that expire within 7 days (when it was read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiring: Option<ExpiringPart>,
     /// Whether commands that need a workspace would work.
     usable: bool,
     /// What stops them, and what to run.
@@ -98,6 +101,18 @@ struct WorkspacePart {
     /// Whether the server has it (none: not asked).
     exists: Option<bool>,
 }
+
+/// Keys that expire soon, counted up to [`EXPIRING_COUNTED`], and the command that lists them.
+#[derive(Debug, Serialize)]
+struct ExpiringPart {
+    keys: usize,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    more: bool,
+    command: String,
+}
+
+/// How many expiring keys `status` counts at most: one page.
+const EXPIRING_COUNTED: u32 = 100;
 
 #[derive(Debug, Serialize)]
 struct Problem {
@@ -218,9 +233,26 @@ fn inspect(global: &GlobalArgs) -> anyhow::Result<Report> {
     };
 
     let asked = shared::workspace_asked(global)?;
+    let mut expiring = None;
     let workspace = match listed {
         Some(Ok((_, client))) => match shared::choose_workspace(&client, asked.clone()) {
             Ok((workspace, from)) => {
+                // What expires soon: a line only when something does (a failure to ask is
+                // no problem of the setup).
+                let filter = client::KeysQuery { expiring: true, ..client::KeysQuery::default() };
+                let page = PageQuery { limit: Some(EXPIRING_COUNTED), cursor: None };
+                if let Ok(found) = client.keys(&workspace.slug, &filter, &page)
+                    && !found.keys.is_empty()
+                {
+                    let slug = workspace.slug.as_str();
+                    let args = ["--workspace", slug, "keys", "list", "--expiring"];
+                    let args = if global.workspace.is_some() { &args[2..] } else { &args[..] };
+                    expiring = Some(ExpiringPart {
+                        keys: found.keys.len(),
+                        more: found.next_cursor.is_some(),
+                        command: shared::command_line(global, args),
+                    });
+                }
                 Some(WorkspacePart { slug: workspace.slug, from, exists: Some(true) })
             }
             Err(error) => {
@@ -230,7 +262,7 @@ fn inspect(global: &GlobalArgs) -> anyhow::Result<Report> {
         },
         _ => asked.map(|(slug, from)| WorkspacePart { slug, from, exists: None }),
     };
-    Ok(Report { server, credential, who, workspace, usable: problem.is_none(), problem })
+    Ok(Report { server, credential, who, workspace, expiring, usable: problem.is_none(), problem })
 }
 
 fn rows(report: &Report) -> Vec<Row> {
@@ -283,6 +315,13 @@ fn rows(report: &Report) -> Vec<Row> {
             None => "none chosen".to_owned(),
         },
     ));
+    if let Some(expiring) = &report.expiring {
+        let keys = match expiring.more {
+            true => format!("{}+ keys", expiring.keys),
+            false => crate::output::count(expiring.keys, "key", "keys"),
+        };
+        rows.push(("Expiring", format!("{keys} within 7 days: `{}`", expiring.command)));
+    }
     rows
 }
 

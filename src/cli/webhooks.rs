@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::GlobalArgs;
 use super::shared::WorkspaceClient;
-use crate::api::{WebhookDelivery, WebhookEvent};
+use crate::api::{WebhookDelivery, WebhookEvent, WebhookFormat};
 use crate::error::ExitStatus;
 use crate::output::{Column, Printer, relative, table};
 
@@ -18,7 +18,8 @@ pub enum WebhooksCommand {
 Examples:
   custory-mcp webhooks add https://hooks.example.com/custory
   custory-mcp webhooks add https://hooks.example.com/keys \\
-      --events key.created,key.revoked")]
+      --events key.created,key.revoked
+  custory-mcp webhooks add https://hooks.slack.com/services/X --format slack")]
     Add {
         /// Where to POST each event (https; private addresses need `serve
         /// --allow-private-webhooks`)
@@ -26,6 +27,9 @@ Examples:
         /// Only these events (comma-separated); every event when absent
         #[arg(long, value_enum, value_delimiter = ',')]
         events: Vec<WebhookEvent>,
+        /// How each event is sent
+        #[arg(long, value_enum, default_value = "standard")]
+        format: WebhookFormat,
     },
     /// List the workspace's webhooks (never their secrets)
     #[command(
@@ -48,13 +52,18 @@ Examples:
     #[command(after_help = "\
 Examples:
   custory-mcp webhooks deliveries
-  custory-mcp webhooks deliveries whk_AbCd123456 --limit 100")]
+  custory-mcp webhooks deliveries whk_AbCd123456 --limit 100
+  custory-mcp webhooks deliveries --json --cursor CURSOR")]
     Deliveries {
         /// Only this webhook's
         id: Option<String>,
         /// How many, the most recent first (at most 200)
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
         limit: u32,
+        /// Where the page starts: the `next_cursor` of the previous one (the command for the
+        /// next page is printed)
+        #[arg(long)]
+        cursor: Option<String>,
     },
 }
 
@@ -66,10 +75,18 @@ pub fn run(
     let admin = WorkspaceClient::connect_for_key(global, None)?;
     let ws = admin.workspace.slug.clone();
     match command {
-        WebhooksCommand::Add { url, events } => {
-            let created = admin.client.add_webhook(&ws, &url, &events)?;
+        WebhooksCommand::Add { url, events, format } => {
+            let created = admin.client.add_webhook(&ws, &url, &events, format)?;
             if printer.json {
                 printer.json(&created)?;
+                return Ok(ExitStatus::Success);
+            }
+            if format == WebhookFormat::Slack {
+                printer.info(&format!(
+                    "Added webhook {} for {ws}: each event goes as a readable message, not \
+                     signed (keep the URL secret). Try it with `custory-mcp webhooks test {}`.",
+                    created.webhook.id, created.webhook.id
+                ));
                 return Ok(ExitStatus::Success);
             }
             // The secret alone on stdout, so a variable or a secret store takes just it.
@@ -139,10 +156,26 @@ pub fn run(
                 return Ok(ExitStatus::Failure);
             }
         }
-        WebhooksCommand::Deliveries { id, limit } => {
-            let deliveries = admin.client.webhook_deliveries(&ws, id.as_deref(), limit)?.deliveries;
+        WebhooksCommand::Deliveries { id, limit, cursor } => {
+            let page =
+                admin.client.webhook_deliveries(&ws, id.as_deref(), limit, cursor.as_deref())?;
+            let deliveries = page.deliveries;
+            // The next page's command, runnable as printed.
+            let next = page.next_cursor.as_deref().map(|next| {
+                let limit = limit.to_string();
+                let mut args = vec!["webhooks", "deliveries"];
+                args.extend(id.as_deref());
+                if printer.json {
+                    args.push("--json");
+                }
+                args.extend(["--limit", &limit, "--cursor", next]);
+                super::shared::command_line(global, &args)
+            });
             if printer.json {
-                printer.json(&json!({"deliveries": deliveries}))?;
+                printer.json(&page_json(&deliveries, page.next_cursor.as_deref()))?;
+                if let Some(next) = &next {
+                    printer.info(&format!("More: `{next}`"));
+                }
             } else if deliveries.is_empty() {
                 printer.info("No deliveries yet.");
             } else {
@@ -157,10 +190,21 @@ pub fn run(
                     Column::optional("Id", 3),
                 ];
                 printer.data(&table(&columns, rows));
+                if let Some(next) = &next {
+                    printer.info(&format!("Showing {}; the next page: `{next}`", deliveries.len()));
+                }
             }
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// `deliveries --json`: the page, and `next_cursor` when there is more.
+fn page_json(deliveries: &[WebhookDelivery], next_cursor: Option<&str>) -> serde_json::Value {
+    match next_cursor {
+        Some(cursor) => json!({"deliveries": deliveries, "next_cursor": cursor}),
+        None => json!({"deliveries": deliveries}),
+    }
 }
 
 fn delivery_row(d: &WebhookDelivery, now: chrono::DateTime<Utc>) -> Vec<String> {

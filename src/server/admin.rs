@@ -193,6 +193,8 @@ pub struct ListKeysQuery {
     never_used: Option<bool>,
     /// `true`: only keys the caller created.
     mine: Option<bool>,
+    /// `true`: only active keys that expire within 7 days.
+    expiring: Option<bool>,
 }
 
 /// Keys per page unless `?limit=` says otherwise, and the most a page holds.
@@ -264,6 +266,9 @@ pub async fn list_keys(
             unused_since,
             never_used,
             created_by: (query.mine == Some(true)).then(|| caller.member_id().map(str::to_owned)),
+            expiring_by: (query.expiring == Some(true)).then(|| {
+                store.now() + chrono::Duration::days(crate::store::access::EXPIRY_WARNING_DAYS)
+            }),
         };
         let (mut keys, next_cursor) = store
             .access()

@@ -689,6 +689,8 @@ async fn housekeeping(state: AppState) {
     let mut pruned: Option<std::time::Instant> = None;
     // By the store's clock (tests move it), not the process's.
     let mut unused_due: Option<chrono::DateTime<chrono::Utc>> = None;
+    // Expiry warnings go by the store's clock (the tests move it), hourly.
+    let mut expiries_checked: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         tick.tick().await;
         let shared = state.clone();
@@ -700,6 +702,12 @@ async fn housekeeping(state: AppState) {
         let prune = pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600));
         if prune {
             pruned = Some(std::time::Instant::now());
+        }
+        let store_now = state.store.now();
+        let expiries =
+            expiries_checked.is_none_or(|at| store_now - at >= chrono::Duration::hours(1));
+        if expiries {
+            expiries_checked = Some(store_now);
         }
         let chores = tokio::task::spawn_blocking(move || {
             if let Err(error) = shared.store.access().flush_usage() {
@@ -731,6 +739,13 @@ async fn housekeeping(state: AppState) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(rows = n, "deleted invitations ended 30 days ago"),
                     Err(error) => tracing::warn!(%error, "could not delete ended invitations"),
+                }
+            }
+            if expiries {
+                match shared.store.access().announce_key_expiries() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(keys = n, "announced key expiries"),
+                    Err(error) => tracing::warn!(%error, "could not announce key expiries"),
                 }
             }
             if !shared.store.access().keys_in_memory()

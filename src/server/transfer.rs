@@ -54,7 +54,7 @@ fn transfer_turn(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermi
 }
 
 pub async fn export(
-    _: Owner,
+    caller: Owner,
     State(state): State<AppState>,
     Path(ws): Path<String>,
 ) -> ApiResult<Response> {
@@ -62,7 +62,23 @@ pub async fn export(
     let store = std::sync::Arc::clone(&state.store);
     let doc = tokio::task::spawn_blocking(move || -> ApiResult<WorkspaceDocument> {
         let workspace = super::admin::workspace(&store, &ws)?;
-        Ok(store.content().export_workspace(workspace.id)?)
+        let doc = store.content().export_workspace(workspace.id)?;
+        // Audited (and sent to the workspace's webhooks) once it is read, before it is sent.
+        let detail = format!(
+            "{} journeys, {} links, {} personas",
+            doc.journeys.len(),
+            doc.links.len(),
+            doc.personas.len()
+        );
+        store.access().record_event(&crate::store::access::NewEvent {
+            workspace_id: workspace.id,
+            kind: crate::api::EventKind::WorkspaceExported,
+            key_id: None,
+            key_prefix: None,
+            detail: &detail,
+            actor: &caller.author(),
+        })?;
+        Ok(doc)
     })
     .await
     .map_err(|_| ApiError::internal())??;

@@ -25,15 +25,15 @@ use super::client_metadata::{PublicOnly, is_public};
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Path, Query};
 use super::{AppState, work};
-use crate::api::{self, WebhookEvent};
+use crate::api::{self, WebhookEvent, WebhookFormat};
 use crate::store::access::{Attempt, Claimed};
 
 /// How long one delivery may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the worker looks for due deliveries.
 const POLL: Duration = Duration::from_secs(1);
-/// Deliveries claimed at once (one per endpoint).
-const BATCH: i64 = 32;
+/// Deliveries in flight at once, from this replica (at most one per endpoint).
+const IN_FLIGHT: usize = 32;
 /// The longest endpoint URL accepted.
 const URL_MAX: usize = 2_000;
 /// Deliveries listed at most.
@@ -124,17 +124,22 @@ pub async fn send(claimed: &Claimed, allow_private: bool) -> Attempt {
     let Some(client) = http(allow_private) else {
         return failed("this server cannot make HTTPS requests".into());
     };
-    let timestamp = chrono::Utc::now().timestamp();
-    let signed = signature(&claimed.secret.0, &claimed.event_id, timestamp, &claimed.payload);
-    let sent = client
-        .post(&claimed.url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &claimed.event_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signed)
-        .body(claimed.payload.clone())
-        .send()
-        .await;
+    let request = client.post(&claimed.url).header("content-type", "application/json");
+    let request = match claimed.format {
+        WebhookFormat::Standard => {
+            let timestamp = chrono::Utc::now().timestamp();
+            let signed =
+                signature(&claimed.secret.0, &claimed.event_id, timestamp, &claimed.payload);
+            request
+                .header("webhook-id", &claimed.event_id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signed)
+                .body(claimed.payload.clone())
+        }
+        // A chat message: the URL is the receiver's secret, nothing is signed.
+        WebhookFormat::Slack => request.body(slack_message(&claimed.payload).to_string()),
+    };
+    let sent = request.send().await;
     match sent {
         // The answer's body is not read: only its status counts.
         Ok(response) => {
@@ -157,17 +162,53 @@ pub async fn send(claimed: &Claimed, allow_private: bool) -> Attempt {
     }
 }
 
+/// A Slack-compatible incoming webhook's message for a payload: `{"text": …}`, e.g.
+/// "custory-mcp · acme: key.revoked: key ci (cst_AbCd1234), by Ana: revoked". Names keys by
+/// name and prefix, as the payload does; never a token.
+fn slack_message(payload: &str) -> serde_json::Value {
+    let payload: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+    let data = &payload["data"];
+    let text = |value: &serde_json::Value| value.as_str().map(crate::api::displayable);
+    let mut line = format!(
+        "custory-mcp · {}: {}",
+        text(&data["workspace"]).unwrap_or_else(|| "?".into()),
+        text(&payload["type"]).unwrap_or_else(|| "event".into())
+    );
+    if let Some(prefix) = text(&data["key"]["prefix"]) {
+        let name = text(&data["key"]["name"]).unwrap_or_default();
+        line.push_str(&format!(": key {name} ({prefix})"));
+    }
+    let actor = &data["actor"];
+    if let Some(by) = text(&actor["name"]).or_else(|| text(&actor["kind"])) {
+        line.push_str(&format!(", by {by}"));
+    }
+    if let Some(detail) = text(&data["detail"]).filter(|d| !d.is_empty()) {
+        line.push_str(&format!(": {detail}"));
+    }
+    serde_json::json!({ "text": line })
+}
+
 /// The delivery worker: every second, claims due deliveries (the oldest pending one of each
-/// endpoint), sends them, and records each attempt. Runs for the life of the server.
+/// endpoint not already in flight), up to [`IN_FLIGHT`] at once, and sends each in a task of
+/// its own that records the attempt: a slow receiver holds up its own endpoint only. Runs for
+/// the life of the server; stopping it stops the sends in flight (their leases run out and
+/// they go again: at least once).
 pub(super) async fn deliver(state: AppState) {
     let allow_private = state.config.allow_private_webhooks;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         tick.tick().await;
+        while in_flight.try_join_next().is_some() {}
+        let free = IN_FLIGHT.saturating_sub(in_flight.len());
+        if free == 0 {
+            continue;
+        }
         let store = Arc::clone(&state.store);
+        let limit = i64::try_from(free).unwrap_or(1);
         let claimed =
-            tokio::task::spawn_blocking(move || store.access().claim_webhook_deliveries(BATCH))
+            tokio::task::spawn_blocking(move || store.access().claim_webhook_deliveries(limit))
                 .await;
         let claimed = match claimed {
             Ok(Ok(claimed)) => claimed,
@@ -177,9 +218,9 @@ pub(super) async fn deliver(state: AppState) {
             }
             Err(_) => continue,
         };
-        let sends = claimed.into_iter().map(|claimed| {
+        for claimed in claimed {
             let store = Arc::clone(&state.store);
-            async move {
+            in_flight.spawn(async move {
                 let attempt = send(&claimed, allow_private).await;
                 log_attempt(&claimed, &attempt);
                 let recorded = tokio::task::spawn_blocking(move || {
@@ -190,9 +231,8 @@ pub(super) async fn deliver(state: AppState) {
                     // The lease runs out and it is sent again: at least once.
                     tracing::warn!(%error, "could not record a webhook delivery; will resend");
                 }
-            }
-        });
-        futures_util::future::join_all(sends).await;
+            });
+        }
     }
 }
 
@@ -216,6 +256,8 @@ pub struct AddBody {
     /// Every event when absent or empty.
     #[serde(default)]
     events: Vec<WebhookEvent>,
+    /// `standard` when absent.
+    format: Option<WebhookFormat>,
 }
 
 /// `POST …/{ws}/webhooks`: the endpoint and its signing secret, shown in this answer only.
@@ -234,10 +276,12 @@ pub async fn add(
     let mut events = body.events;
     events.sort_by_key(|e| e.as_str());
     events.dedup();
-    let by = caller.author().name.unwrap_or_else(|| "administrator".to_owned());
+    let author = caller.author();
+    let by = author.name.clone().unwrap_or_else(|| "administrator".to_owned());
     let (webhook, secret) = work::write::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.access().create_webhook(ws.id, &url, &events, &by)?)
+        let format = body.format.unwrap_or(WebhookFormat::Standard);
+        Ok(store.access().create_webhook(ws.id, &url, &events, format, &by, &author)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(api::CreatedWebhookResponse { webhook, secret })))
@@ -259,14 +303,14 @@ pub async fn list(
 
 /// `POST …/{ws}/webhooks/{id}/remove`.
 pub async fn remove(
-    _: Caller,
+    caller: Caller,
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let removed = id.clone();
     work::write::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.access().remove_webhook(ws.id, &id)?)
+        Ok(store.access().remove_webhook(ws.id, &id, &caller.author())?)
     })
     .await?;
     Ok(Json(serde_json::json!({"id": removed, "removed": true})))
@@ -294,11 +338,9 @@ pub async fn test(
         .await?;
     }
     let found = work::read::<_, ApiError>(&state, move |store| {
-        Ok(store.access().list_webhook_deliveries(ws_id, None, LIST_MAX)?)
+        Ok(store.access().webhook_delivery(ws_id, delivery)?)
     })
     .await?
-    .into_iter()
-    .find(|d| d.id == delivery)
     .ok_or_else(|| ApiError::not_found("delivery_not_found", "the test delivery is gone"))?;
     Ok(Json(found))
 }
@@ -307,9 +349,12 @@ pub async fn test(
 pub struct DeliveriesQuery {
     webhook: Option<String>,
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-/// `GET …/{ws}/webhook-deliveries`: the most recent first (`?webhook=ID`, `?limit=N`).
+/// `GET …/{ws}/webhook-deliveries`: the most recent first (`?webhook=ID`, `?limit=N`,
+/// `?cursor=`), a page at a time.
 pub async fn deliveries(
     _: Caller,
     State(state): State<AppState>,
@@ -317,12 +362,23 @@ pub async fn deliveries(
     Query(query): Query<DeliveriesQuery>,
 ) -> ApiResult<Json<api::WebhookDeliveriesResponse>> {
     let limit = query.limit.unwrap_or(50).clamp(1, LIST_MAX);
-    let deliveries = work::read::<_, ApiError>(&state, move |store| {
+    let (deliveries, next_cursor) = work::read::<_, ApiError>(&state, move |store| {
         let ws = workspace(store, &ws)?;
-        Ok(store.access().list_webhook_deliveries(ws.id, query.webhook.as_deref(), limit)?)
+        let page = store.access().webhook_deliveries_page(
+            ws.id,
+            query.webhook.as_deref(),
+            limit,
+            query.cursor.as_deref(),
+        );
+        page.map_err(|error| match error {
+            crate::store::StoreError::Invalid(message) => {
+                ApiError::bad_request("invalid_cursor", message)
+            }
+            other => other.into(),
+        })
     })
     .await?;
-    Ok(Json(api::WebhookDeliveriesResponse { deliveries }))
+    Ok(Json(api::WebhookDeliveriesResponse { deliveries, next_cursor }))
 }
 
 #[cfg(test)]

@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0013_workspace_policies.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0014_key_expiry_notices.sql"),
+        postgres: include_str!("migrations/postgres/0014_key_expiry_notices.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

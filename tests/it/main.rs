@@ -43,4 +43,5 @@ mod tables;
 mod templates;
 mod test_command;
 mod transfer;
+mod webhook_events;
 mod webhooks;

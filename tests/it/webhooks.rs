@@ -14,26 +14,53 @@ use tokio::process::{Child, ChildStdout};
 use crate::common::{TestDatabase, TestEnv};
 
 /// The Standard Webhooks reference library for Python, pinned.
-const STANDARD_WEBHOOKS: &str = "standardwebhooks==1.3.0";
+pub(crate) const STANDARD_WEBHOOKS: &str = "standardwebhooks==1.3.0";
 
 /// How long the test waits for deliveries (the retries back off 2, 4, 8, 16… s).
 const WAIT: Duration = Duration::from_secs(120);
 
 /// The receiver process (`python/webhook_receiver.py`) and its output.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Receiver {
-    async fn start(python: &PathBuf, secret_file: &std::path::Path, port: u16) -> Self {
+    pub(crate) async fn start(python: &PathBuf, secret_file: &std::path::Path, port: u16) -> Self {
+        Self::start_slow(python, secret_file, port, 0.0).await
+    }
+
+    /// A Slack-style receiver: takes every delivery, verifies none.
+    pub(crate) async fn start_unsigned(python: &PathBuf, secret_file: &std::path::Path) -> Self {
+        Self::spawn(python, secret_file, 0, 0.0, true).await
+    }
+
+    /// A receiver that answers each delivery `delay` seconds late.
+    pub(crate) async fn start_slow(
+        python: &PathBuf,
+        secret_file: &std::path::Path,
+        port: u16,
+        delay: f64,
+    ) -> Self {
+        Self::spawn(python, secret_file, port, delay, false).await
+    }
+
+    async fn spawn(
+        python: &PathBuf,
+        secret_file: &std::path::Path,
+        port: u16,
+        delay: f64,
+        unsigned: bool,
+    ) -> Self {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/webhook_receiver.py");
         let mut child = tokio::process::Command::new(python)
             .arg(script)
             .arg(port.to_string())
             .env("WEBHOOK_SECRET_FILE", secret_file)
+            .env("WEBHOOK_DELAY", delay.to_string())
+            .env("WEBHOOK_UNSIGNED", if unsigned { "1" } else { "0" })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -53,7 +80,7 @@ impl Receiver {
     }
 
     /// The next delivery it took, within [`WAIT`].
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         let line = tokio::time::timeout(WAIT, self.lines.next_line())
             .await
             .expect("a delivery arrives in time")
@@ -62,7 +89,17 @@ impl Receiver {
         serde_json::from_str(&line).expect("json")
     }
 
-    async fn stop(mut self) {
+    /// Stops it, and every delivery it printed and was not yet read.
+    pub(crate) async fn drain(mut self) -> Vec<Value> {
+        self.child.kill().await.expect("stop the receiver");
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            rest.push(serde_json::from_str(&line).expect("json"));
+        }
+        rest
+    }
+
+    pub(crate) async fn stop(mut self) {
         self.child.kill().await.expect("stop the receiver");
     }
 }

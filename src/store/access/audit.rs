@@ -47,7 +47,7 @@ pub(crate) fn insert_event(conn: &Connection, at: i64, event: &NewEvent<'_>) -> 
         event.actor.name
     ])?;
     // The webhooks it goes out to, in the same transaction (the outbox).
-    super::webhooks::enqueue(conn, at, event)
+    super::outbox::enqueue(conn, at, event)
 }
 
 pub(super) fn record_event(s: &AccessStore<'_>, event: &NewEvent<'_>) -> StoreResult<()> {

@@ -35,6 +35,8 @@ pub struct KeyFilter {
     pub never_used: bool,
     /// Only keys this member created (`keys list --mine`); `Some(None)`: the administrator's.
     pub created_by: Option<Option<String>>,
+    /// Only active keys that expire by then (`keys list --expiring`).
+    pub expiring_by: Option<DateTime<Utc>>,
 }
 
 impl KeyFilter {
@@ -84,6 +86,13 @@ impl KeyFilter {
         if self.never_used {
             sql.push_str(" AND last_used_at IS NULL");
         }
+        if let Some(by) = self.expiring_by {
+            if self.status != Some(KeyStatus::Active) {
+                active(&mut sql, &mut values, &mut param);
+            }
+            let by = param(by.timestamp(), &mut values);
+            sql.push_str(&format!(" AND expires_at IS NOT NULL AND expires_at <= {by}"));
+        }
         match &self.created_by {
             None => {}
             Some(None) => sql.push_str(" AND created_by = 'administrator'"),
@@ -98,12 +107,13 @@ impl KeyFilter {
     /// A fingerprint of the filter, for its cursors.
     pub(super) fn describe(&self) -> String {
         format!(
-            "{}|{}|{}|{}|{:?}",
+            "{}|{}|{}|{}|{:?}|{}",
             self.status.map_or("", KeyStatus::as_str),
             self.shared,
             self.unused_since.map_or(0, |at| at.timestamp()),
             self.never_used,
-            self.created_by
+            self.created_by,
+            self.expiring_by.map_or(0, |at| at.timestamp()),
         )
     }
 }

@@ -10,11 +10,13 @@
 mod activity;
 mod audit;
 pub mod edge;
+mod expiry;
 mod hygiene;
 mod key_cache;
 mod keys;
 mod members;
 pub mod oauth;
+mod outbox;
 mod owner;
 mod policy;
 mod webhooks;
@@ -35,13 +37,14 @@ use crate::token::{PlainToken, TokenHash};
 pub(super) use activity::QUEUE_MAX;
 pub use activity::{Call, ORIGINS_PER_KEY, asked_ids, touched_ids};
 pub use audit::{Actor, EventFilter, NewEvent};
-pub use hygiene::{KeyFilter, SHARED_WINDOW_DAYS};
+pub use expiry::EXPIRY_NOTICE_DAYS;
+pub use hygiene::{EXPIRY_WARNING_DAYS, KeyFilter, SHARED_WINDOW_DAYS};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
 pub use owner::OwnerCredentialSetup;
 pub use policy::{SHARED_TTL as POLICY_TTL, StoredPolicy};
-pub use webhooks::{Attempt, Claimed, MAX_ATTEMPTS};
+pub use webhooks::{Attempt, BACKOFF_MAX_SECONDS, Claimed, GIVE_UP_AFTER_SECONDS};
 pub use workspaces::{WorkspaceFilter, WorkspaceRow};
 
 /// What the access room keeps in memory, for the life of the store.
@@ -581,17 +584,19 @@ impl AccessStore<'_> {
         ws: i64,
         url: &str,
         events: &[api::WebhookEvent],
+        format: api::WebhookFormat,
         created_by: &str,
+        by: &Author,
     ) -> StoreResult<(api::Webhook, api::WebhookSecret)> {
-        webhooks::create_webhook(self, ws, url, events, created_by)
+        webhooks::create_webhook(self, ws, url, events, format, created_by, by)
     }
 
     pub fn list_webhooks(&self, ws: i64) -> StoreResult<Vec<api::Webhook>> {
         webhooks::list_webhooks(self, ws)
     }
 
-    pub fn remove_webhook(&self, ws: i64, id: &str) -> StoreResult<()> {
-        webhooks::remove_webhook(self, ws, id)
+    pub fn remove_webhook(&self, ws: i64, id: &str, by: &Author) -> StoreResult<()> {
+        webhooks::remove_webhook(self, ws, id, by)
     }
 
     /// Deletes webhook deliveries (and their attempts) that ended before `before`.
@@ -618,6 +623,17 @@ impl AccessStore<'_> {
         webhooks::record_attempt(self, claimed, attempt)
     }
 
+    /// Writes the `key.expiring` / `key.expired` events due now, once per key and threshold
+    /// (see `expiry.rs`); how many.
+    pub fn announce_key_expiries(&self) -> StoreResult<usize> {
+        expiry::announce_expiries(self)
+    }
+
+    /// How many active keys of a workspace expire within `days` (up to `max`).
+    pub fn count_expiring_keys(&self, ws: i64, days: i64, max: i64) -> StoreResult<i64> {
+        expiry::count_expiring(self, ws, days, max)
+    }
+
     /// The most recent deliveries of a workspace, or of one of its webhooks.
     pub fn list_webhook_deliveries(
         &self,
@@ -625,7 +641,25 @@ impl AccessStore<'_> {
         webhook_id: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<api::WebhookDelivery>> {
-        webhooks::list_deliveries(self, ws, webhook_id, limit)
+        webhooks::list_deliveries(self, ws, webhook_id, i64::MAX, limit)
+    }
+
+    /// One page of deliveries, the most recent first, and the next page's cursor.
+    pub fn webhook_deliveries_page(
+        &self,
+        ws: i64,
+        webhook_id: Option<&str>,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<api::WebhookDelivery>, Option<String>)> {
+        webhooks::list_deliveries_page(self, ws, webhook_id, limit, cursor)
+    }
+
+    /// One delivery of a workspace, by id.
+    pub fn webhook_delivery(&self, ws: i64, id: i64) -> StoreResult<Option<api::WebhookDelivery>> {
+        Ok(webhooks::list_deliveries(self, ws, None, id.saturating_add(1), 1)?
+            .into_iter()
+            .find(|d| d.id == id))
     }
 }
 

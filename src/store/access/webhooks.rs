@@ -10,12 +10,19 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::AccessStore;
 use super::NewEvent;
-use crate::api::{Webhook, WebhookDelivery, WebhookEvent, WebhookFormat, WebhookSecret};
+use super::outbox::{insert_delivery, parse_events};
+use crate::api::{
+    Author, EventKind, Webhook, WebhookDelivery, WebhookEvent, WebhookFormat, WebhookSecret,
+};
 use crate::store::db::{Connection, DbResult, Row, params};
+use crate::store::page::{Cursor, fingerprint};
 use crate::store::{StoreError, StoreResult, from_secs, new_id};
 
-/// Attempts before a delivery is given up (marked `failed`, so the endpoint's next one goes).
-pub const MAX_ATTEMPTS: i64 = 8;
+/// How long after its event a delivery is retried: past it, the next failure gives it up
+/// (marked `failed`, so the endpoint's next one goes).
+pub const GIVE_UP_AFTER_SECONDS: i64 = 24 * 3600;
+/// The longest wait between two attempts.
+pub const BACKOFF_MAX_SECONDS: i64 = 3600;
 /// How long a claimed delivery is reserved for the replica that claimed it (a request takes at
 /// most 10 s); past it another replica (or this one after a restart) may try it again.
 pub const LEASE_SECONDS: i64 = 60;
@@ -27,8 +34,10 @@ pub struct Claimed {
     pub delivery_id: i64,
     pub webhook_id: String,
     pub event_id: String,
+    pub event_type: String,
     pub payload: String,
     pub url: String,
+    pub format: WebhookFormat,
     pub secret: WebhookSecret,
     /// Attempts made before this one.
     pub attempts: i64,
@@ -73,10 +82,6 @@ fn events_text(events: &[WebhookEvent]) -> String {
     events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(",")
 }
 
-fn parse_events(text: &str) -> Vec<WebhookEvent> {
-    text.split(',').filter_map(WebhookEvent::parse).collect()
-}
-
 fn webhook_of(row: &Row) -> DbResult<Webhook> {
     let events: String = row.get("events")?;
     Ok(Webhook {
@@ -95,7 +100,9 @@ pub(super) fn create_webhook(
     workspace_id: i64,
     url: &str,
     events: &[WebhookEvent],
+    format: WebhookFormat,
     created_by: &str,
+    by: &Author,
 ) -> StoreResult<(Webhook, WebhookSecret)> {
     let now = s.now().timestamp();
     let conn = s.writer();
@@ -112,6 +119,8 @@ pub(super) fn create_webhook(
     }
     let id = new_id("whk");
     let secret = new_secret();
+    // Audited first, so the other endpoints hear of it and this one does not.
+    audit_webhook(&tx, workspace_id, now, EventKind::WebhookAdded, &id, url, by)?;
     tx.execute(
         "INSERT INTO webhook_endpoints (id, workspace_id, url, secret, events, format, created_at,
                                         created_by)
@@ -122,7 +131,7 @@ pub(super) fn create_webhook(
             url,
             secret.0,
             events_text(events),
-            WebhookFormat::Standard.as_str(),
+            format.as_str(),
             now,
             created_by
         ],
@@ -132,7 +141,7 @@ pub(super) fn create_webhook(
         id,
         url: url.to_owned(),
         events: events.to_vec(),
-        format: WebhookFormat::Standard,
+        format,
         created_at: from_secs(now),
         created_by: created_by.to_owned(),
     };
@@ -151,18 +160,29 @@ pub(super) fn list_webhooks(s: &AccessStore<'_>, workspace_id: i64) -> StoreResu
 
 /// Removes an endpoint: nothing more is sent to it, and its pending deliveries end as failed
 /// (they stay in the log, and are no longer due).
-pub(super) fn remove_webhook(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> StoreResult<()> {
+pub(super) fn remove_webhook(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    id: &str,
+    by: &Author,
+) -> StoreResult<()> {
     let now = s.now().timestamp();
     let conn = s.writer();
     let tx = conn.transaction()?;
-    let removed = tx.execute(
+    let found = tx.query(
+        "SELECT url FROM webhook_endpoints
+         WHERE workspace_id = ?1 AND id = ?2 AND removed_at IS NULL",
+        params![workspace_id, id],
+    )?;
+    let Some(row) = found.first() else { return Err(no_such_webhook(id)) };
+    let url: String = row.get("url")?;
+    tx.execute(
         "UPDATE webhook_endpoints SET removed_at = ?3
          WHERE workspace_id = ?1 AND id = ?2 AND removed_at IS NULL",
         params![workspace_id, id, now],
     )?;
-    if removed == 0 {
-        return Err(no_such_webhook(id));
-    }
+    // Audited once it is removed: the other endpoints hear of it, this one not.
+    audit_webhook(&tx, workspace_id, now, EventKind::WebhookRemoved, id, &url, by)?;
     tx.execute(
         "UPDATE webhook_deliveries SET failed_at = ?2, last_error = 'the webhook was removed'
          WHERE endpoint_id = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
@@ -190,81 +210,31 @@ pub(super) fn prune_deliveries(s: &AccessStore<'_>, before: i64) -> StoreResult<
     Ok(deleted)
 }
 
+/// The audit event of an endpoint added or removed: its id and host (a URL's path and query
+/// may hold a secret of the receiver's, so they are left out).
+fn audit_webhook(
+    conn: &Connection,
+    workspace_id: i64,
+    at: i64,
+    kind: EventKind,
+    id: &str,
+    url: &str,
+    by: &Author,
+) -> StoreResult<()> {
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "an unreadable URL".to_owned());
+    let detail = format!("webhook {id}, to {host}");
+    let event =
+        NewEvent { workspace_id, kind, key_id: None, key_prefix: None, detail: &detail, actor: by };
+    super::audit::insert_event(conn, at, &event)
+}
+
 fn no_such_webhook(id: &str) -> StoreError {
     StoreError::NotFound(format!(
         "no webhook {id} in this workspace; run `custory-mcp webhooks list` to see them"
     ))
-}
-
-/// Writes, on `conn` (inside the caller's transaction), one outbox row per active endpoint of
-/// the event's workspace subscribed to its kind. Events that do not go out cost nothing.
-pub(crate) fn enqueue(conn: &Connection, at: i64, event: &NewEvent<'_>) -> StoreResult<()> {
-    let Some(kind) = WebhookEvent::of(event.kind) else { return Ok(()) };
-    let endpoints = conn.query(
-        "SELECT id, events FROM webhook_endpoints WHERE workspace_id = ?1 AND removed_at IS NULL",
-        params![event.workspace_id],
-    )?;
-    let mut subscribed = Vec::new();
-    for row in &endpoints {
-        let events: String = row.get("events")?;
-        let events = parse_events(&events);
-        if events.is_empty() || events.contains(&kind) {
-            subscribed.push(row.get::<String>("id")?);
-        }
-    }
-    if subscribed.is_empty() {
-        return Ok(());
-    }
-    let workspace: Option<String> = conn
-        .query("SELECT slug FROM workspaces WHERE id = ?1", params![event.workspace_id])?
-        .first()
-        .map(|row| row.get("slug"))
-        .transpose()?;
-    let key = match event.key_id {
-        Some(key_id) => {
-            let name: Option<String> = conn
-                .query("SELECT name FROM mcp_keys WHERE id = ?1", params![key_id])?
-                .first()
-                .map(|row| row.get("name"))
-                .transpose()?;
-            Some(serde_json::json!({"id": key_id, "name": name, "prefix": event.key_prefix}))
-        }
-        None => None,
-    };
-    let data = serde_json::json!({
-        "workspace": workspace,
-        "key": key,
-        "actor": event.actor,
-        "detail": event.detail,
-    });
-    for endpoint in subscribed {
-        insert_delivery(conn, &endpoint, kind, at, &data)?;
-    }
-    Ok(())
-}
-
-/// One outbox row: a Standard Webhooks payload (`type`, `timestamp`, `data`) under a new,
-/// stable event id.
-fn insert_delivery(
-    conn: &Connection,
-    endpoint: &str,
-    kind: WebhookEvent,
-    at: i64,
-    data: &serde_json::Value,
-) -> StoreResult<String> {
-    let event_id = new_id("msg");
-    let payload = serde_json::json!({
-        "type": kind.as_str(),
-        "timestamp": from_secs(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "data": data,
-    });
-    conn.execute(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, created_at,
-                                         next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![endpoint, event_id, kind.as_str(), payload.to_string(), at],
-    )?;
-    Ok(event_id)
 }
 
 /// Queues a `webhook.test` event for one endpoint, due now; returns its delivery id.
@@ -291,7 +261,7 @@ pub(super) fn enqueue_test(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> 
 }
 
 const CLAIMED_COLUMNS: &str = "d.id AS id, d.endpoint_id AS endpoint_id, d.event_id AS event_id,
-    d.payload AS payload, d.attempts AS attempts, d.created_at AS created_at, e.url AS url,
+    d.event_type AS event_type, d.payload AS payload, e.format AS format, d.attempts AS attempts, d.created_at AS created_at, e.url AS url,
     e.secret AS secret";
 
 fn claimed_of(row: &Row) -> DbResult<Claimed> {
@@ -299,8 +269,10 @@ fn claimed_of(row: &Row) -> DbResult<Claimed> {
         delivery_id: row.get("id")?,
         webhook_id: row.get("endpoint_id")?,
         event_id: row.get("event_id")?,
+        event_type: row.get("event_type")?,
         payload: row.get("payload")?,
         url: row.get("url")?,
+        format: row.get_parsed("format", WebhookFormat::parse)?,
         secret: WebhookSecret(row.get("secret")?),
         attempts: row.get("attempts")?,
         created_at: row.get("created_at")?,
@@ -338,10 +310,12 @@ pub(super) fn claim_due(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Clai
                AND (d.lease_until IS NULL OR d.lease_until < ?1) AND e.removed_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
                                WHERE p.endpoint_id = d.endpoint_id AND p.id < d.id
-                                 AND p.delivered_at IS NULL AND p.failed_at IS NULL)
+                                 AND p.delivered_at IS NULL AND p.failed_at IS NULL
+                                 AND p.event_type <> ?3)
              ORDER BY d.id LIMIT ?2 {lock}"
         ),
-        params![now, limit],
+        // A test event is out of band: no real event waits behind it.
+        params![now, limit, WebhookEvent::Test.as_str()],
     )?;
     let claimed = rows.iter().map(claimed_of).collect::<DbResult<Vec<_>>>()?;
     for delivery in &claimed {
@@ -379,14 +353,15 @@ pub(super) fn claim_one(s: &AccessStore<'_>, delivery_id: i64) -> StoreResult<Op
     Ok(claimed)
 }
 
-/// When the attempt after `attempts` failed ones goes: 2 s, 4 s, 8 s… up to 10 minutes.
+/// When the attempt after `attempts` failed ones goes: 2 s, 4 s, 8 s… up to an hour (so about
+/// 20 attempts in the [`GIVE_UP_AFTER_SECONDS`]).
 pub fn backoff_seconds(attempts: i64) -> i64 {
     let exponent = u32::try_from(attempts.clamp(1, 20)).unwrap_or(20);
-    2_i64.saturating_pow(exponent).min(600)
+    2_i64.saturating_pow(exponent).min(BACKOFF_MAX_SECONDS)
 }
 
 /// Records how an attempt went: delivered, due again after a backoff, or given up after
-/// [`MAX_ATTEMPTS`].
+/// [`GIVE_UP_AFTER_SECONDS`] (a test event: after one attempt).
 pub(super) fn record_attempt(
     s: &AccessStore<'_>,
     claimed: &Claimed,
@@ -421,7 +396,10 @@ pub(super) fn record_attempt(
             params![claimed.delivery_id, attempts, status, attempt.error.as_deref(), now],
         )?;
     } else {
-        let failed = (attempts >= MAX_ATTEMPTS).then_some(now);
+        // A test is tried once; an event, until a day after it happened.
+        let give_up = claimed.event_type == WebhookEvent::Test.as_str()
+            || now - claimed.created_at >= GIVE_UP_AFTER_SECONDS;
+        let failed = give_up.then_some(now);
         tx.execute(
             "UPDATE webhook_deliveries
              SET attempts = ?2, last_status = ?3, last_error = ?4, last_attempt_at = ?5,
@@ -442,11 +420,37 @@ pub(super) fn record_attempt(
     Ok(())
 }
 
-/// The most recent `limit` deliveries of a workspace (or of one of its endpoints).
+/// One page of a workspace's deliveries (or of one of its endpoints), the most recent first,
+/// and the cursor of the next page if there is one.
+pub(super) fn list_deliveries_page(
+    s: &AccessStore<'_>,
+    workspace_id: i64,
+    webhook_id: Option<&str>,
+    limit: i64,
+    cursor: Option<&str>,
+) -> StoreResult<(Vec<WebhookDelivery>, Option<String>)> {
+    let query = fingerprint(&[webhook_id.unwrap_or("")]);
+    let before = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => Cursor::decode(text, "deliveries", query, 1)?.position[0],
+        None => i64::MAX,
+    };
+    let mut rows = list_deliveries(s, workspace_id, webhook_id, before, limit + 1)?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => Some(Cursor::new("deliveries", query, vec![last.id]).encode()),
+        _ => None,
+    };
+    Ok((rows, next))
+}
+
+/// Up to `limit` deliveries of a workspace (or of one of its endpoints) with ids below
+/// `before`, the most recent first.
 pub(super) fn list_deliveries(
     s: &AccessStore<'_>,
     workspace_id: i64,
     webhook_id: Option<&str>,
+    before: i64,
     limit: i64,
 ) -> StoreResult<Vec<WebhookDelivery>> {
     let rows = s.reader()?.query(
@@ -457,8 +461,9 @@ pub(super) fn list_deliveries(
                 d.failed_at AS failed_at
          FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
          WHERE e.workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR d.endpoint_id = ?2)
+           AND d.id < ?4
          ORDER BY d.id DESC LIMIT ?3",
-        params![workspace_id, webhook_id, limit],
+        params![workspace_id, webhook_id, limit, before],
     )?;
     let deliveries = rows
         .iter()
@@ -508,7 +513,14 @@ mod tests {
         let access = store.access();
         let ws = access.workspace_by_slug("acme").expect("query").expect("acme").id;
         let (hook, secret) = access
-            .create_webhook(ws, "https://example.com/in", &[WebhookEvent::KeyCreated], "admin")
+            .create_webhook(
+                ws,
+                "https://example.com/in",
+                &[WebhookEvent::KeyCreated],
+                WebhookFormat::Standard,
+                "admin",
+                &Author::default(),
+            )
             .expect("create");
         assert!(secret.0.starts_with("whsec_"));
         assert!(!format!("{secret:?}").contains(&secret.0));
@@ -551,7 +563,7 @@ mod tests {
         assert_eq!(log.len(), 2);
         assert_eq!(log[1].state, "delivered");
         assert_eq!(log[1].attempts, 2);
-        access.remove_webhook(ws, &hook.id).expect("remove");
+        access.remove_webhook(ws, &hook.id, &Author::default()).expect("remove");
         access.record_webhook_attempt(&next[0], &failed()).expect("record");
         clock.advance(chrono::Duration::seconds(600));
         assert!(access.claim_webhook_deliveries(10).expect("claim").is_empty(), "removed");
@@ -569,5 +581,54 @@ mod tests {
         let later = store.now() + chrono::Duration::days(1);
         assert_eq!(access.prune_webhook_deliveries(later).expect("prune"), 2);
         assert!(access.list_webhook_deliveries(ws, None, 10).expect("log").is_empty());
+    }
+
+    #[test]
+    fn a_failing_test_event_blocks_nothing_and_events_are_retried_for_a_day() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Clock::default();
+        let store = Store::open(&dir.path().join("t.db"), clock.clone()).expect("open");
+        let access = store.access();
+        let ws = access.workspace_by_slug("acme").expect("query").expect("acme").id;
+        let (hook, _) = access
+            .create_webhook(
+                ws,
+                "https://example.com/in",
+                &[],
+                WebhookFormat::Standard,
+                "admin",
+                &Author::default(),
+            )
+            .expect("create");
+        // A test event that fails: tried once, and the real event behind it goes at once.
+        let test = access.enqueue_webhook_test(ws, &hook.id).expect("test");
+        let test = access.claim_webhook_delivery(test).expect("claim").expect("claimed");
+        access.create_key(ws, "ci", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
+        let real = access.claim_webhook_deliveries(10).expect("claim");
+        assert_eq!(real.len(), 1, "the real event does not wait behind the test");
+        assert_eq!(real[0].event_type, "key.created");
+        access.record_webhook_attempt(&test, &failed()).expect("record");
+        let log = access.list_webhook_deliveries(ws, Some(&hook.id), 10).expect("log");
+        let test_log = log.iter().find(|d| d.event_type == "webhook.test").expect("test");
+        assert_eq!(test_log.state, "failed", "a test is not retried");
+        // The real event: retried with a backoff capped at an hour, until a day has passed.
+        let mut delivery = real.into_iter().next().expect("one");
+        let mut attempts = 0;
+        loop {
+            access.record_webhook_attempt(&delivery, &failed()).expect("record");
+            attempts += 1;
+            let log = access.list_webhook_deliveries(ws, Some(&hook.id), 10).expect("log");
+            let state = &log.iter().find(|d| d.event_id == delivery.event_id).expect("it").state;
+            if state == "failed" {
+                break;
+            }
+            assert!(attempts < 40, "given up in time");
+            clock.advance(chrono::Duration::seconds(BACKOFF_MAX_SECONDS));
+            delivery = access.claim_webhook_deliveries(10).expect("claim").pop().expect("due");
+        }
+        let age = store.now().timestamp() - delivery.created_at;
+        assert!((GIVE_UP_AFTER_SECONDS..GIVE_UP_AFTER_SECONDS + 3600).contains(&age), "{age}");
+        assert!(attempts > 8, "more than the old 8 attempts: {attempts}");
+        assert_eq!(backoff_seconds(30), BACKOFF_MAX_SECONDS);
     }
 }

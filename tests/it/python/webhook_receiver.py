@@ -4,12 +4,15 @@ Webhooks reference library and prints one JSON line per delivery on stdout.
 Listens on 127.0.0.1 at the port given as the first argument (0: any), prints
 {"port": N} first. The endpoint's secret is read from the file WEBHOOK_SECRET_FILE names, at
 each request (the test writes it once the endpoint exists). A delivery whose signature does not
-verify is answered 400 and printed with "verified": false.
+verify is answered 400 and printed with "verified": false. With WEBHOOK_DELAY (seconds), each
+answer comes that much later (a slow receiver), printed once answered. With WEBHOOK_UNSIGNED=1
+(a Slack-style receiver) nothing is verified: every delivery is taken, "verified": null.
 """
 
 import json
 import os
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -22,12 +25,17 @@ class Handler(BaseHTTPRequestHandler):
         with open(os.environ["WEBHOOK_SECRET_FILE"]) as f:
             secret = f.read().strip()
         headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            payload = Webhook(secret).verify(body, headers)
-            verified = True
-        except WebhookVerificationError:
+        if os.environ.get("WEBHOOK_UNSIGNED") == "1":
             payload = None
-            verified = False
+            verified = None
+        else:
+            try:
+                payload = Webhook(secret).verify(body, headers)
+                verified = True
+            except WebhookVerificationError:
+                payload = None
+                verified = False
+        time.sleep(float(os.environ.get("WEBHOOK_DELAY", "0")))
         line = {
             "verified": verified,
             "id": headers.get("webhook-id"),
@@ -36,7 +44,7 @@ class Handler(BaseHTTPRequestHandler):
         }
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
-        self.send_response(204 if verified else 400)
+        self.send_response(400 if verified is False else 204)
         self.end_headers()
 
     def log_message(self, *args):
