@@ -30,9 +30,9 @@ use super::db::Connection;
 use super::{Page, StoreResult};
 use crate::api::{self, Access, Author, Event, ExpiryPolicy, Key, KeyScopes, Workspace};
 use crate::token::{PlainToken, TokenHash};
-#[cfg(test)]
-pub(super) use activity::QUEUE_MAX;
 pub use activity::{Call, ORIGINS_PER_KEY, asked_ids, touched_ids};
+#[cfg(test)]
+pub(super) use activity::{QUEUE_MAX, forget_idle_origins};
 pub use audit::{Actor, EventFilter, NewEvent};
 pub use hygiene::{KeyFilter, SHARED_WINDOW_DAYS};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
@@ -55,6 +55,8 @@ pub(super) struct State {
     usage: Mutex<HashMap<String, keys::UsageSlot>>,
     /// Calls and origins not yet written (see [`AccessStore::flush_activity`]).
     activity: activity::Activity,
+    /// How many times an MCP key was looked up in the database (not in the key cache).
+    key_reads: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -65,6 +67,7 @@ impl State {
             owners: RwLock::default(),
             usage: Mutex::default(),
             activity: activity::Activity::default(),
+            key_reads: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -247,15 +250,21 @@ impl AccessStore<'_> {
         keys::rotate_key(self, ws, id, by)
     }
 
-    /// The key a token hash belongs to, with its current status (SQLite: from memory).
     /// Re-reads the keys of a workspace an import hid or showed into the key index (SQLite):
     /// they are refused while it is hidden.
     pub fn reindex_workspace_keys(&self, workspace_id: i64) -> StoreResult<()> {
         keys::reindex_workspace_keys(self, workspace_id)
     }
 
+    /// The key a token hash belongs to, with its current status (SQLite: from the key cache
+    /// when it holds it, else one query).
     pub fn authenticate_key(&self, hash: &TokenHash) -> StoreResult<Option<AuthenticatedKey>> {
         keys::authenticate_key(self, hash)
+    }
+
+    /// How many times [`Self::authenticate_key`] asked the database (since the store opened).
+    pub fn key_reads(&self) -> u64 {
+        self.state.key_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The key a token hash belongs to if the key cache holds it (SQLite): memory only, so it
