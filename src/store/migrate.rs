@@ -74,6 +74,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0012_webhooks.sql"),
         then: None,
     },
+    // 0013 and 0014 are other branches' (merged in number order).
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0015_ranked_search_and_key_lists.sql"),
+        postgres: include_str!("migrations/postgres/0015_ranked_search_and_key_lists.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

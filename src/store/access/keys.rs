@@ -331,7 +331,7 @@ pub(super) fn list_keys(
     let rows = conn.query(
         &format!(
             "SELECT {KEY_COLUMNS}, rowid FROM mcp_keys WHERE workspace_id = ?1
-                   AND (created_at < ?2 OR (created_at = ?2 AND rowid < ?3)){filter_sql}
+                   AND (created_at, rowid) < (?2, ?3){filter_sql}
                  ORDER BY created_at DESC, rowid DESC LIMIT ?4"
         ),
         values.as_slice(),
