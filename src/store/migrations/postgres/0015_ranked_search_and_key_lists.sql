@@ -5,9 +5,9 @@
 CREATE INDEX search_docs_titles ON search_docs USING GIN (ts_filter(words, '{a}'));
 
 -- The keys list of a status other than active reads only the keys of that status: revoked
--- ones in list order, expired ones by expiry (at most every key that expired), instead of
--- every key of the workspace when few or none have it.
+-- ones, and the keys that can expire, in list order (so a generic plan, made for any time,
+-- still uses it), instead of every key of the workspace when few or none have that status.
 CREATE INDEX mcp_keys_revoked ON mcp_keys (workspace_id, created_at, rowid)
     WHERE revoked_at IS NOT NULL;
-CREATE INDEX mcp_keys_expiry ON mcp_keys (workspace_id, expires_at)
+CREATE INDEX mcp_keys_expiry ON mcp_keys (workspace_id, created_at, rowid)
     WHERE revoked_at IS NULL AND expires_at IS NOT NULL;
