@@ -181,9 +181,11 @@ def measure(stage, have):
             path = f"{WORK}/big.json"
             big_document(have[2], path)
             started = time.monotonic()
-            subprocess.run([BIN, "import", path], env=dict(ENV, CUSTORY_SERVER=url,
-                           CUSTORY_OWNER_TOKEN=owner), check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+            imported = subprocess.run([BIN, "import", path], env=dict(
+                ENV, CUSTORY_SERVER=url, CUSTORY_OWNER_TOKEN=owner), stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, text=True)
+            if imported.returncode != 0:
+                raise SystemExit(f"{stage}: the import failed: {imported.stderr.strip()[-800:]}")
             NOTES.append(f"{stage}: the {have[2]:,}-item tenant imported in "
                          f"{time.monotonic() - started:.0f} s")
             BIG_DONE[0] = True
