@@ -677,9 +677,8 @@ pub(super) fn reindex_workspace_keys(s: &AccessStore<'_>, workspace_id: i64) -> 
 /// memory (its cache entry has gone by then: see `key_cache::GENERATION_AGE`).
 const USAGE_KEPT: std::time::Duration = std::time::Duration::from_secs(1800);
 
-/// Lets idle keys leave memory: a key-cache generation older than its age makes way, idle
-/// keys leave the origin maps (`activity::forget_idle_origins`), and last uses already written
-/// and older than [`USAGE_KEPT`] are dropped. Returns how many keys
+/// Lets idle keys leave memory: a key-cache generation older than its age makes way, and
+/// last uses already written and older than [`USAGE_KEPT`] are dropped. Returns how many keys
 /// are left in memory (cached, and with a last use held).
 pub(super) fn forget_idle_keys(s: &AccessStore<'_>) -> (usize, usize) {
     let cached = match &s.state.key_cache {
@@ -689,7 +688,6 @@ pub(super) fn forget_idle_keys(s: &AccessStore<'_>) -> (usize, usize) {
         }
         None => 0,
     };
-    super::activity::forget_idle_origins(s, s.now());
     let before = s.now() - chrono::Duration::from_std(USAGE_KEPT).unwrap_or_default();
     let mut slots = s.state.pending_usage();
     slots.retain(|_, slot| slot.dirty || slot.usage.at >= before);

@@ -274,7 +274,9 @@ impl AccessStore<'_> {
     }
 
     /// Lets idle keys leave memory (the housekeeping's): `(keys cached, last uses held)`.
+    /// Idle keys also leave the origin maps (`activity::forget_idle_origins`).
     pub fn forget_idle_keys(&self) -> (usize, usize) {
+        activity::forget_idle_origins(self, self.now());
         keys::forget_idle_keys(self)
     }
 
