@@ -5,6 +5,7 @@
 # BENCH_DATABASE=postgres, a new database on a throwaway PostgreSQL server (.ci/postgres, on its
 # own port and directory). Sets SERVER_URL, OWNER (the owner credential), DATABASE, WORK (the
 # scratch directory) and SERVER_URLS (every replica's URL). Everything is cleaned up on exit.
+# BENCH_PG_URL=postgres://…/postgres: use that server instead (a database created and dropped).
 # start_replica: one more `serve` on the same database; appends its URL to SERVER_URLS.
 # BENCH_BIN: the binary to run (default: ./target/release/custory-mcp, built first), to compare
 # two builds. SERVE_ARGS: extra `serve` flags (word-split). A benchmark of the data plane lifts the per-key
@@ -78,11 +79,18 @@ start_server() {
   case "${BENCH_DATABASE:-sqlite}" in
     sqlite) DATABASE="$WORK/bench.db" ;;
     postgres)
-      # Outside $WORK: as root, the server runs as the postgres user, who cannot enter it.
-      export CUSTORY_PG_DIR="/tmp/custory-bench-pg-$$" CUSTORY_PG_PORT="${CUSTORY_PG_PORT:-55433}"
-      BENCH_PG="$(.ci/postgres start)"
-      psql -q "$BENCH_PG" -c "CREATE DATABASE bench"
-      DATABASE="${BENCH_PG%/*}/bench"
+      if [ -n "${BENCH_PG_URL:-}" ]; then
+        # An existing server: a database of its own, dropped at the end.
+        BENCH_PG_DB="bench_$$"
+        psql -q "$BENCH_PG_URL" -c "CREATE DATABASE $BENCH_PG_DB"
+        DATABASE="${BENCH_PG_URL%/*}/$BENCH_PG_DB"
+      else
+        # Outside $WORK: as root, the server runs as the postgres user, who cannot enter it.
+        export CUSTORY_PG_DIR="/tmp/custory-bench-pg-$$" CUSTORY_PG_PORT="${CUSTORY_PG_PORT:-55433}"
+        BENCH_PG="$(.ci/postgres start)"
+        psql -q "$BENCH_PG" -c "CREATE DATABASE bench"
+        DATABASE="${BENCH_PG%/*}/bench"
+      fi
       ;;
     *) echo "BENCH_DATABASE must be sqlite or postgres" >&2; exit 2 ;;
   esac
@@ -101,5 +109,6 @@ stop_server() {
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
   if [ -n "$BENCH_PG" ]; then .ci/postgres stop; fi
+  if [ -n "${BENCH_PG_DB:-}" ]; then psql -q "$BENCH_PG_URL" -c "DROP DATABASE IF EXISTS $BENCH_PG_DB" || true; fi
   rm -rf "$WORK"
 }

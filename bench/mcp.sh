@@ -14,10 +14,10 @@
 # server on a free port with a throwaway database, creates a key, runs:
 #   (a) GET /healthz                     no auth, no database
 #   (b) POST /api/mcp tools/list         authenticated, with Accept-Encoding: gzip as real clients
-#                                        send (httpx, Node's fetch): the ~20 KB answer (11 tools
-#                                        with schemas) goes out as ~3.5 KB of gzip (tower-http's
-#                                        compression, per request)
-#   (b0) the same without Accept-Encoding: the plain ~20 KB answer
+#                                        send (httpx, Node's fetch): the ~49 KB answer (24 tools
+#                                        with schemas, bench/tool-lists.sh) goes out as ~6.5 KB
+#                                        of gzip (tower-http's compression, per request)
+#   (b0) the same without Accept-Encoding: the plain ~49 KB answer
 #   (c) POST /api/mcp tools/call search  authenticated text search over the demo data
 #   (d) POST /api/mcp ping               authenticated; a tiny answer, so (d)/(a) is the cost of
 #                                        the endpoint itself (auth, checks, JSON-RPC)

@@ -259,7 +259,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         .enable_all()
         .build()
         .context("could not start the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|error| {
             let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
                 busy_port_hint(listen)
@@ -312,7 +312,11 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             LogFormat::Text => printer.info("custory-mcp stopped"),
         }
         Ok(ExitStatus::Success)
-    })
+    });
+    // Requests still waiting on a stalled database are not waited for: the connections are
+    // closed and the last flush has run (or given up) by now.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    served
 }
 
 /// Tells the user where the server is and, on first start, the owner credential (once).

@@ -117,6 +117,16 @@ fn failed_auth(state: &AppState, ip: Option<IpAddr>, surface: Surface, message: 
     failed_auth_with(state, ip, surface, message, true)
 }
 
+/// 429 for an address over its failed-authentication limit, with `Retry-After`.
+fn too_many_failures(surface: Surface, wait: std::time::Duration) -> ApiError {
+    metrics::counter!("custory_rate_limited_total", "reason" => "auth_failures").increment(1);
+    let message = format!(
+        "too many failed authentications from this address; retry in {} s",
+        retry_seconds(wait)
+    );
+    surface.error(StatusCode::TOO_MANY_REQUESTS, "too_many_failures", message).retry_after(wait)
+}
+
 /// [`failed_auth`]; `token_sent` says whether the request carried credentials at all: RFC 6750
 /// §3.1 has the challenge of a request without any carry no error code.
 fn failed_auth_with(
@@ -132,14 +142,7 @@ fn failed_auth_with(
     };
     metrics::counter!("custory_auth_failures_total", "surface" => surface_name).increment(1);
     if let Some(wait) = ip.and_then(|ip| state.limiter.failed(ip)) {
-        metrics::counter!("custory_rate_limited_total", "reason" => "auth_failures").increment(1);
-        let message = format!(
-            "too many failed authentications from this address; retry in {} s",
-            retry_seconds(wait)
-        );
-        return surface
-            .error(StatusCode::TOO_MANY_REQUESTS, "too_many_failures", message)
-            .retry_after(wait);
+        return too_many_failures(surface, wait);
     }
     let error = surface.error(StatusCode::UNAUTHORIZED, "unauthorized", message.to_owned());
     match surface {
@@ -582,8 +585,10 @@ fn placeholder(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-/// Resolves the bearer token to an active MCP key. With SQLite this reads memory only; with
-/// PostgreSQL the lookup runs on the blocking pool, not on an async worker.
+/// Resolves the bearer token to an active MCP key. A key in SQLite's key cache is answered from
+/// memory; any other lookup runs on the blocking pool, not on an async worker, and only when
+/// the address is not over its failed-authentication limit or the key was found valid lately
+/// ([`super::AuthLimiter::blocked`], [`super::AuthLimiter::vouch`]).
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -616,9 +621,15 @@ async fn authenticate(
         ));
     }
     let hash = token.hash();
-    // A key in use is in memory (SQLite's key cache); any other is read off the workers.
+    // A key in use is in memory (SQLite's key cache); any other is read off the workers,
+    // unless the address is over its limit: then only a key this server found valid lately
+    // is looked up, and anything else is refused without a query.
     let found = if let Some(key) = state.store.access().cached_key(&hash) {
         Ok(Some(key))
+    } else if let Some(wait) = ip.and_then(|ip| state.limiter.blocked(ip))
+        && !state.limiter.is_vouched(&hash)
+    {
+        return Err(too_many_failures(Surface::Mcp, wait));
     } else {
         let (store, lookup) = (Arc::clone(&state.store), hash);
         match tokio::task::spawn_blocking(move || store.access().authenticate_key(&lookup)).await {
@@ -626,6 +637,12 @@ async fn authenticate(
             Err(error) => Err(crate::store::StoreError::Invalid(error.to_string())),
         }
     };
+    if let Ok(Some(key)) = &found
+        && key.status == KeyStatus::Active
+        && !state.store.access().keys_in_memory()
+    {
+        state.limiter.vouch(&hash);
+    }
     let key = match found {
         Ok(Some(key)) => key,
         Ok(None) => {

@@ -42,6 +42,10 @@ fn describe() {
     );
     describe_counter!("custory_auth_failures_total", "failed authentications, by surface");
     describe_counter!("custory_rate_limited_total", "requests refused with 429, by limit");
+    describe_counter!(
+        "custory_key_reads_total",
+        "MCP keys looked up in the database (not found in the key cache)"
+    );
     describe_gauge!("custory_db_pool_connections", "database connections, by state");
     describe_gauge!(
         "custory_usage_flush_lag_seconds",
@@ -72,6 +76,7 @@ pub fn record_store(store: &Store) {
     metrics::gauge!("custory_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
     metrics::gauge!("custory_db_pool_connections", "state" => "idle").set(f64::from(idle));
     metrics::gauge!("custory_db_pool_connections", "state" => "max").set(f64::from(max));
+    metrics::counter!("custory_key_reads_total").absolute(store.access().key_reads());
     if let Some(age) = store.access().usage_flush_age() {
         metrics::gauge!("custory_usage_flush_lag_seconds").set(age.as_secs_f64());
     }

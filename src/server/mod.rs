@@ -649,16 +649,29 @@ pub async fn run(
     flusher.abort();
     // A delivery cut short is sent again when its lease runs out (at least once).
     webhooks.abort();
-    // The last flush runs whatever happened to the connections, so no recorded use is lost
-    // (on the blocking pool, as every database call of the server).
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        store.access().flush_usage()?;
-        store.access().flush_activity()?;
-        Ok(())
-    })
-    .await??;
-    Ok(())
+    // The last flush runs whatever happened to the connections, so no recorded use is lost.
+    // On a thread of its own, not behind blocking tasks still waiting on a stalled database,
+    // and for at most LAST_FLUSH_WAIT: a replica stops when told to, whatever its database.
+    let (done, flushed) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = store.access().flush_usage().and_then(|_| store.access().flush_activity());
+        let _ = done.send(result);
+    });
+    match tokio::time::timeout(LAST_FLUSH_WAIT, flushed).await {
+        Ok(Ok(result)) => {
+            result?;
+            Ok(())
+        }
+        Ok(Err(_)) => anyhow::bail!("the last flush of last-used times stopped unexpectedly"),
+        Err(_) => anyhow::bail!(
+            "stopped without writing the last uses of keys: the database did not answer within              {} s (check it with `custory-mcp status`)",
+            LAST_FLUSH_WAIT.as_secs()
+        ),
+    }
 }
+
+/// How long the last flush at shutdown may take (a statement's limit).
+const LAST_FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// Reads the certificate again at each SIGHUP.
 async fn reload_on_hangup(certificates: Arc<Certificates>) {

@@ -84,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0014_key_expiry_notices.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0015_ranked_search_and_key_lists.sql"),
+        postgres: include_str!("migrations/postgres/0015_ranked_search_and_key_lists.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

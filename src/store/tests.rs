@@ -799,6 +799,35 @@ fn a_client_renaming_itself_at_every_request_cannot_grow_its_origins() {
 }
 
 #[test]
+fn idle_keys_leave_the_origin_maps_and_come_back_without_a_second_event() {
+    use super::access::forget_idle_origins;
+    let (_dir, store, acme) = store();
+    store.insert_test_key(acme, "key_idle");
+    let busy = test_identity(acme);
+    let idle = super::access::KeyIdentity { key_id: "key_idle".into(), ..test_identity(acme) };
+    let ip = Some(std::net::IpAddr::from([10, 0, 0, 1]));
+    let now = store.now();
+    store.access().note_origin(&idle, ip, Some("cursor/1.0"), now - chrono::Duration::minutes(20));
+    store.access().note_origin(&busy, ip, Some("cursor/1.0"), now);
+    store.access().flush_activity().expect("flush");
+    let events = || -> i64 {
+        let sql = "SELECT COUNT(*) AS n FROM audit_events WHERE kind = 'key.new_origin'";
+        store.db.reader().expect("reader").query_row(sql, [], |r| r.get("n")).expect("count")
+    };
+    let first = events();
+    assert!(first > 0, "new origins are announced");
+    // The key unused for 20 minutes leaves the last-use map; what was written stays known.
+    assert_eq!(forget_idle_origins(&store.access(), now), (1, 2));
+    // Two hours on, nothing is left of either key.
+    assert_eq!(forget_idle_origins(&store.access(), now + chrono::Duration::hours(2)), (0, 0));
+    // Used again from where it was: the database still knows the origin, so no new event.
+    store.access().note_origin(&idle, ip, Some("cursor/1.0"), now);
+    store.access().flush_activity().expect("flush");
+    assert_eq!(events(), first);
+    assert_eq!(forget_idle_origins(&store.access(), now), (1, 1));
+}
+
+#[test]
 fn a_flush_waits_for_one_under_way_so_a_read_after_it_sees_every_call() {
     use std::sync::atomic::{AtomicBool, Ordering};
     /// Stops the background flusher however the test ends, so a failure fails, not hangs.

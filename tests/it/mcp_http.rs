@@ -236,6 +236,9 @@ async fn failed_authentication_is_rate_limited_per_address_without_slowing_valid
     .await;
     let owner = server.owner();
     let key = owner.create_key("Cursor", "30d", "read-write").await;
+    // A key in use: this server has found it valid (SQLite: it is in the key cache).
+    key.post(&initialize_body()).expect(200).await;
+    let unused = owner.create_key("Unused", "30d", "read-write").await;
     // Well-formed, but never issued by this server.
     let stranger = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Mcp);
     let wrong = server.key(stranger.expose());
@@ -250,7 +253,18 @@ async fn failed_authentication_is_rate_limited_per_address_without_slowing_valid
         statuses.push(refused.status);
     }
     assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
-    // The valid key from the same address is not slowed or refused.
+    // Over the limit, a token is refused before it is looked up: more made-up tokens cost
+    // the database nothing, nor does a key never used on this server.
+    let reads = server.store.access().key_reads();
+    for _ in 0..5 {
+        let other = custory_mcp::token::PlainToken::generate(custory_mcp::token::TokenKind::Mcp);
+        let refused = server.key(other.expose()).send(&initialize_body()).await;
+        assert_eq!(refused.status, 429);
+        assert!(refused.header("retry-after").is_some());
+    }
+    assert_eq!(unused.send(&initialize_body()).await.status, 429);
+    assert_eq!(server.store.access().key_reads(), reads, "no key was read from the database");
+    // The key in use from the same address is not slowed or refused.
     for _ in 0..3 {
         key.post(&initialize_body()).expect(200).await;
     }

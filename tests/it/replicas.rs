@@ -382,3 +382,86 @@ async fn a_member_removed_through_one_replica_is_refused_by_the_other_at_once() 
     a.terminate().await;
     b.terminate().await;
 }
+
+/// A replica whose database stalls (another session holds the keys table, so every key lookup
+/// and the last flush wait) still stops on SIGTERM within its grace period: 8 s for the
+/// connections, 2 s for the last flush, half a second for the rest (and a second and a half
+/// for a loaded machine). Neither the last flush nor the process's end waits behind blocking
+/// tasks stuck on the database: 200 requests queue behind 8 threads here, 2 s each, which
+/// put the last flush some 40 s back before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_database_stalls_stops_on_sigterm_within_its_grace_period() {
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(12);
+    let db = TestDatabase::postgres();
+    let env = TestEnv::new();
+    let server = env.serve_on(&db.arg(), &[]).await;
+    let key = server.owner().create_key_in("acme", json!({"name": "busy", "expires": "30d"})).await;
+    // A use waiting to be written at the last flush.
+    assert_eq!(key.send(&initialize_body()).await.status, 200);
+
+    let url = db.arg();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        client
+            .batch_execute("BEGIN; LOCK TABLE mcp_keys IN ACCESS EXCLUSIVE MODE")
+            .expect("take the keys table");
+        let _ = held_tx.send(());
+        let _ = released.recv();
+        client.batch_execute("ROLLBACK").expect("release");
+    });
+    held.recv().expect("the keys table is held");
+
+    // More requests than the server has threads and connections for, each waiting on the lock.
+    let mut waiting = Vec::new();
+    for n in 0..200 {
+        let key = server.key(&key.token);
+        // Cut off at the stop: whatever the answer, if any, is not the point here.
+        let ping = rpc(n, "ping", json!({}));
+        waiting.push(tokio::spawn(async move { key.post(&ping).try_send().await }));
+    }
+    // Until the database shows them waiting (no sleep for readiness).
+    let url = db.arg();
+    let stalled = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(20) {
+            let row = client
+                .query_one(
+                    "SELECT count(*) AS n FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .expect("activity");
+            if row.get::<_, i64>("n") > 0 {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    })
+    .await
+    .expect("watch");
+    assert!(stalled, "the requests wait on the held table");
+
+    let pid = server.child.id().expect("pid");
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut child = server.child;
+    let exited = tokio::time::timeout(GRACE + std::time::Duration::from_secs(30), child.wait())
+        .await
+        .map(|status| status.expect("wait"));
+    let took = started.elapsed();
+    let _ = release.send(());
+    holder.join().expect("holder");
+    let exit = exited.expect("serve never stopped");
+    assert!(took <= GRACE, "stopped {took:?} after SIGTERM ({exit:?}), past the grace period");
+    for request in waiting {
+        request.abort();
+    }
+}

@@ -177,3 +177,75 @@ fn no_statement_runs_past_the_time_limit_on_either_database() {
         assert!(store.access().list_workspaces(&every, 10, None).is_ok());
     }
 }
+
+#[test]
+fn a_word_in_more_documents_than_are_ranked_keeps_titles_first_and_pages_without_repeats() {
+    let (_dir, stores) = stores();
+    for (_, store) in &stores {
+        let acme = store.access().workspace_by_slug("acme").expect("query").expect("acme").id;
+        let (key, _) = store
+            .access()
+            .create_key(acme, "bulk", ExpiryPolicy::Never, Access::ReadWrite)
+            .expect("key");
+        let actor = Actor { key_id: &key.id, key_prefix: &key.prefix };
+        let step =
+            store.content().get_journey(acme, "trial-to-paid", false).expect("journey").stages[0]
+                .steps[0]
+                .id
+                .clone();
+        let item = |title: String, description: &str| NewItem {
+            step_id: step.clone(),
+            kind: ItemKind::Insight,
+            title,
+            description: Some(description.into()),
+            status: None,
+            owner: None,
+            priority: None,
+            impact: None,
+            effort: None,
+            fields: None,
+        };
+        // More body matches than PostgreSQL ranks (1,101), older than the two title matches.
+        for n in 0..1_150 {
+            let new = item(format!("Filler {n}"), "a plain note on the quarterly rollover");
+            store.content().create_item(acme, actor, &new).expect("create");
+        }
+        for n in 0..2 {
+            let new = item(format!("Rollover plan {n}"), "the title says it");
+            store.content().create_item(acme, actor, &new).expect("create");
+        }
+    }
+    for (db, store) in &stores {
+        let acme = store.access().workspace_by_slug("acme").expect("query").expect("acme").id;
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = None;
+        let mut first_page = true;
+        loop {
+            let search = SearchQuery { cursor: cursor.clone(), ..query("rollover") };
+            let found = match store.content().search(acme, &search) {
+                Ok(found) => found,
+                // Paging stops at its bound (a search pages through its best 1,000 hits).
+                Err(StoreError::Invalid(why)) if why.contains("at most") => break,
+                Err(error) => panic!("{:?}: {error:?}", db.database),
+            };
+            if first_page {
+                let titles: Vec<&str> =
+                    found.hits.iter().take(2).map(|h| h.title.as_str()).collect();
+                assert!(
+                    titles.iter().all(|t| t.starts_with("Rollover plan")),
+                    "{:?}: the title matches first: {titles:?}",
+                    db.database
+                );
+                first_page = false;
+            }
+            for hit in &found.hits {
+                assert!(seen.insert(hit.title.clone()), "{:?}: {} twice", db.database, hit.title);
+            }
+            cursor = found.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert!(seen.len() >= 1_000, "{:?}: {} hits reached", db.database, seen.len());
+    }
+}

@@ -300,6 +300,25 @@ pub(super) fn note_origin(
     origins.last.insert(key.key_id.clone(), (ip, client.map(str::to_owned), at));
 }
 
+/// How long a key's last use ([`Origins::last`]) is kept without a new one: past it the key
+/// leaves that map, and its next use is checked against [`Origins::known`] again.
+const LAST_USE_KEPT_SECS: i64 = 600;
+
+/// Lets idle keys leave the origin maps (the housekeeping's, through `forget_idle_keys`): a
+/// last use older than [`LAST_USE_KEPT_SECS`], and a known origin whose last-seen time is older
+/// than [`ORIGIN_REFRESH_SECS`] (it no longer saves a write). Returns `(last uses, known
+/// origins)` left.
+pub(in crate::store) fn forget_idle_origins(
+    s: &AccessStore<'_>,
+    now: DateTime<Utc>,
+) -> (usize, usize) {
+    let now = now.timestamp();
+    let mut origins = s.state.activity.origins();
+    origins.last.retain(|_, (_, _, checked)| now - *checked < LAST_USE_KEPT_SECS);
+    origins.known.retain(|_, seen| now - *seen < ORIGIN_REFRESH_SECS);
+    (origins.last.len(), origins.known.len())
+}
+
 /// Writes the queued calls, their hourly totals and the new origins, a bounded chunk per
 /// transaction. Returns the calls written. On failure what was not yet written is put back
 /// (within the queue's bound), so the next flush tries again.

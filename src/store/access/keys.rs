@@ -343,7 +343,7 @@ pub(super) fn list_keys(
     let rows = conn.query(
         &format!(
             "SELECT {KEY_COLUMNS}, rowid FROM mcp_keys WHERE workspace_id = ?1
-                   AND (created_at < ?2 OR (created_at = ?2 AND rowid < ?3)){filter_sql}
+                   AND (created_at, rowid) < (?2, ?3){filter_sql}
                  ORDER BY created_at DESC, rowid DESC LIMIT ?4"
         ),
         values.as_slice(),
@@ -660,6 +660,7 @@ pub(super) fn authenticate_key(
         return Ok(Some(found));
     }
     let epoch = s.state.key_cache.as_ref().map(KeyCache::epoch);
+    s.state.key_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let key = s
         .reader()?
         .query_row(INDEX_BY_HASH, [hash.0.as_slice()], indexed_key)

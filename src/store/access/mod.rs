@@ -33,9 +33,9 @@ use super::db::Connection;
 use super::{Page, StoreResult};
 use crate::api::{self, Access, Author, Event, ExpiryPolicy, Key, KeyScopes, Workspace};
 use crate::token::{PlainToken, TokenHash};
-#[cfg(test)]
-pub(super) use activity::QUEUE_MAX;
 pub use activity::{Call, ORIGINS_PER_KEY, asked_ids, touched_ids};
+#[cfg(test)]
+pub(super) use activity::{QUEUE_MAX, forget_idle_origins};
 pub use audit::{Actor, EventFilter, NewEvent};
 pub use expiry::EXPIRY_NOTICE_DAYS;
 pub use hygiene::{EXPIRY_WARNING_DAYS, KeyFilter, SHARED_WINDOW_DAYS};
@@ -62,6 +62,8 @@ pub(super) struct State {
     activity: activity::Activity,
     /// The workspaces' key policies (see `policy.rs`).
     policies: policy::Policies,
+    /// How many times an MCP key was looked up in the database (not in the key cache).
+    key_reads: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -73,6 +75,7 @@ impl State {
             usage: Mutex::default(),
             activity: activity::Activity::default(),
             policies: policy::Policies::default(),
+            key_reads: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -257,15 +260,21 @@ impl AccessStore<'_> {
         keys::rotate_key(self, ws, id, &policy.policy, by)
     }
 
-    /// The key a token hash belongs to, with its current status (SQLite: from memory).
     /// Re-reads the keys of a workspace an import hid or showed into the key index (SQLite):
     /// they are refused while it is hidden.
     pub fn reindex_workspace_keys(&self, workspace_id: i64) -> StoreResult<()> {
         keys::reindex_workspace_keys(self, workspace_id)
     }
 
+    /// The key a token hash belongs to, with its current status (SQLite: from the key cache
+    /// when it holds it, else one query).
     pub fn authenticate_key(&self, hash: &TokenHash) -> StoreResult<Option<AuthenticatedKey>> {
         keys::authenticate_key(self, hash)
+    }
+
+    /// How many times [`Self::authenticate_key`] asked the database (since the store opened).
+    pub fn key_reads(&self) -> u64 {
+        self.state.key_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The key a token hash belongs to if the key cache holds it (SQLite): memory only, so it
@@ -275,7 +284,9 @@ impl AccessStore<'_> {
     }
 
     /// Lets idle keys leave memory (the housekeeping's): `(keys cached, last uses held)`.
+    /// Idle keys also leave the origin maps (`activity::forget_idle_origins`).
     pub fn forget_idle_keys(&self) -> (usize, usize) {
+        activity::forget_idle_origins(self, self.now());
         keys::forget_idle_keys(self)
     }
 

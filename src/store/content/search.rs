@@ -43,6 +43,9 @@ const OFFSET_MAX: i64 = 1_000;
 /// Query words shorter than this match whole words only (a one-letter prefix would match most
 /// of the index).
 const PREFIX_FROM: usize = 4;
+/// PostgreSQL ranks at most twice this many matches (see `search`): every hit paging can reach
+/// (past [`OFFSET_MAX`] it stops), and one more to tell whether there is a next page.
+const RANKED_CANDIDATES: i64 = OFFSET_MAX + SEARCH_LIMIT.1 as i64 + 1;
 /// Longer words are indexed by their first this many characters.
 const WORD_CHARS: usize = 60;
 
@@ -584,25 +587,42 @@ pub(super) fn search(
     // as query syntax by either database.
     let prefix = |t: &String| t.chars().count() >= PREFIX_FROM;
     let found = if conn.is_postgres() {
-        let mut query: Vec<String> = terms
-            .iter()
-            .map(|t| {
-                let star = if prefix(t) { "*" } else { "" };
-                format!("'{}':{star}AD", qualified(workspace_id, t))
-            })
-            .collect();
+        let word = |t: &String, weights: &str| {
+            let star = if prefix(t) { "*" } else { "" };
+            format!("'{}':{star}{weights}", qualified(workspace_id, t))
+        };
+        let mut query: Vec<String> = terms.iter().map(|t| word(t, "AD")).collect();
         query.extend(scope.iter().map(|s| format!("'{s}':C")));
         let query = query.join(" & ");
-        conn.query(
-                &format!(
-                    "SELECT doc_type, ref_id FROM search_docs
-                 WHERE workspace_id = ?1 AND words @@ CAST(CAST(?2 AS TEXT) AS tsquery) {unhidden}
-                 ORDER BY ts_rank('{{0.1, 0, 0.4, 1.0}}', words, CAST(CAST(?2 AS TEXT) AS tsquery)) DESC,
-                          doc_id
-                 LIMIT ?3 OFFSET ?4"
-                ),
-                params![workspace_id, query, limit + 1, offset],
-            )?
+        // Any of the words in a title (see `ranked_candidates`).
+        let titled: Vec<String> = terms.iter().map(|t| word(t, "")).collect();
+        let titled = titled.join(" | ");
+        // Ranking reads every candidate's words: a common word's thousands of matches cost
+        // a read each. The candidates are bounded instead, to what paging can reach: the
+        // documents with a query word in their title first (a title outranks any body), then
+        // the oldest matches. Exact whenever fewer than that many documents match.
+        // The candidates are found through the full-text indexes only: without a plan that
+        // reads the table in order and checks every row, which a bounded match invites.
+        conn.execute("SET LOCAL enable_seqscan = off", [])?;
+        let found = conn.query(
+            &format!(
+                "SELECT d.doc_type, d.ref_id FROM search_docs d JOIN (
+                     (SELECT doc_id FROM search_docs
+                      WHERE ts_filter(words, '{{a}}') @@ CAST(CAST(?3 AS TEXT) AS tsquery)
+                        AND words @@ CAST(CAST(?2 AS TEXT) AS tsquery) {unhidden} LIMIT ?6)
+                     UNION
+                     (SELECT doc_id FROM search_docs
+                      WHERE words @@ CAST(CAST(?2 AS TEXT) AS tsquery) {unhidden} LIMIT ?6)
+                 ) c ON c.doc_id = d.doc_id
+                 WHERE d.workspace_id = ?1
+                 ORDER BY ts_rank('{{0.1, 0, 0.4, 1.0}}', d.words, CAST(CAST(?2 AS TEXT) AS tsquery)) DESC,
+                          d.doc_id
+                 LIMIT ?4 OFFSET ?5"
+            ),
+            params![workspace_id, query, titled, limit + 1, offset, RANKED_CANDIDATES],
+        );
+        conn.execute("SET LOCAL enable_seqscan = on", [])?;
+        found?
     } else {
         let words: Vec<String> = terms
             .iter()
