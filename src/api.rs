@@ -224,13 +224,6 @@ impl KeyScopes {
         self.journeys.as_ref().is_none_or(|journeys| journeys.iter().any(|j| j == id))
     }
 
-    /// Whether the key may be used from `ip` (a network that does not parse admits nothing).
-    pub fn allows_address(&self, ip: std::net::IpAddr) -> bool {
-        self.allow_ip.as_ref().is_none_or(|nets| {
-            nets.iter().any(|net| net.parse::<ipnet::IpNet>().is_ok_and(|net| net.contains(&ip)))
-        })
-    }
-
     /// `Ok` when `self` allows nothing `old` does not (each of its networks inside one of
     /// `old`'s), else what it would widen.
     pub fn within(&self, old: &KeyScopes) -> Result<(), String> {

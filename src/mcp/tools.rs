@@ -853,6 +853,7 @@ mod tests {
             stored_client: None,
             scopes: Default::default(),
             expires: crate::api::ExpiryPolicy::Days30,
+            networks: Vec::new(),
         };
         (dir, store, ctx)
     }

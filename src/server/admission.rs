@@ -396,9 +396,7 @@ impl FromRequestParts<AppState> for McpKey {
         let (identity, token) = authenticate(state, &parts.headers, ip)
             .await
             .map_err(|error| offer_oauth(state, &parts.headers, error))?;
-        if !ip.is_some_and(|ip| identity.scopes.allows_address(ip))
-            && identity.scopes.allow_ip.is_some()
-        {
+        if !identity.allows_address(ip) {
             return Err(refuse_address(state, &identity, ip));
         }
         check_policy(state, &identity).await?;

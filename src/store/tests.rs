@@ -738,6 +738,7 @@ fn test_identity(workspace_id: i64) -> super::access::KeyIdentity {
         stored_client: None,
         scopes: Default::default(),
         expires: crate::api::ExpiryPolicy::Days30,
+        networks: Vec::new(),
     }
 }
 

@@ -46,9 +46,22 @@ pub struct KeyIdentity {
     pub scopes: KeyScopes,
     /// Its expiry policy (what the workspace policy's max-expiry is checked against).
     pub expires: ExpiryPolicy,
+    /// `scopes.allow_ip` parsed once, when the key is read (each request checks it).
+    pub networks: Vec<ipnet::IpNet>,
 }
 
 impl KeyIdentity {
+    /// Whether the key may be used from `ip` (no address limit: from anywhere).
+    pub fn allows_address(&self, ip: Option<std::net::IpAddr>) -> bool {
+        self.scopes.allow_ip.is_none()
+            || ip.is_some_and(|ip| self.networks.iter().any(|net| net.contains(&ip)))
+    }
+
+    /// The networks a key's `allow_ip` holds (one that does not parse admits nothing).
+    pub fn networks_of(scopes: &KeyScopes) -> Vec<ipnet::IpNet> {
+        scopes.allow_ip.iter().flatten().filter_map(|net| net.parse().ok()).collect()
+    }
+
     /// The key as the audit trail names it.
     pub fn actor(&self) -> Actor<'_> {
         Actor { key_id: &self.key_id, key_prefix: &self.key_prefix }
@@ -176,6 +189,7 @@ fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
         message: "token hash is not 32 bytes".into(),
     })?;
     let access: String = row.get("access")?;
+    let scopes = scopes_row(row)?;
     Ok((
         TokenHash(hash),
         IndexedKey {
@@ -186,7 +200,8 @@ fn indexed_key(row: &Row) -> DbResult<(TokenHash, IndexedKey)> {
                 workspace_slug: row.get("slug")?,
                 access: Access::parse(&access).unwrap_or(Access::ReadOnly),
                 stored_client: row.get("last_used_client")?,
-                scopes: scopes_row(row)?,
+                networks: KeyIdentity::networks_of(&scopes),
+                scopes,
                 expires: ExpiryPolicy::parse(&row.get::<String>("expires")?)
                     .unwrap_or(ExpiryPolicy::Days30),
             }),

@@ -9,5 +9,5 @@ CREATE INDEX search_docs_titles ON search_docs USING GIN (ts_filter(words, '{a}'
 -- still uses it), instead of every key of the workspace when few or none have that status.
 CREATE INDEX mcp_keys_revoked ON mcp_keys (workspace_id, created_at, rowid)
     WHERE revoked_at IS NOT NULL;
-CREATE INDEX mcp_keys_expiry ON mcp_keys (workspace_id, created_at, rowid)
+CREATE INDEX mcp_keys_expirable_listed ON mcp_keys (workspace_id, created_at, rowid)
     WHERE revoked_at IS NULL AND expires_at IS NOT NULL;

@@ -4,5 +4,5 @@
 -- every key of the workspace when few or none have that status.
 CREATE INDEX mcp_keys_revoked ON mcp_keys (workspace_id, created_at)
     WHERE revoked_at IS NOT NULL;
-CREATE INDEX mcp_keys_expiry ON mcp_keys (workspace_id, created_at)
+CREATE INDEX mcp_keys_expirable_listed ON mcp_keys (workspace_id, created_at)
     WHERE revoked_at IS NULL AND expires_at IS NOT NULL;
