@@ -1458,7 +1458,7 @@ impl Policy {
 
     /// The value of `rule`, for a person (`none` when unset).
     pub fn describe(&self, rule: PolicyRule) -> String {
-        let list = |list: &Option<Vec<String>>| list.as_ref().map(|l| l.join(","));
+        let list = |list: &Option<Vec<String>>| list.as_ref().map(|l| l.join(", "));
         match rule {
             PolicyRule::MaxExpiry => self.max_expiry.map(|e| e.as_str().to_owned()),
             PolicyRule::DefaultExpiry => self.default_expiry.map(|e| e.as_str().to_owned()),

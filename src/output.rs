@@ -175,11 +175,18 @@ pub fn width_of(text: &str) -> usize {
 /// what is left after its label goes on over more lines, broken between words and indented
 /// under the value; a single word wider than that is kept whole (it may be copied).
 pub fn fields(rows: &[(&str, String)]) -> String {
-    fields_within(width(&Term::stdout()), rows)
+    fields_within(width(&Term::stdout()), rows, 0)
 }
 
-fn fields_within(width: Option<usize>, rows: &[(&str, String)]) -> String {
-    let label = rows.iter().map(|(label, _)| measure_text_width(label)).max().unwrap_or(0) + 2;
+/// [`fields`] with the values at least `labels` columns in (labels that line up with another
+/// listing's, such as every rule's name when only some are shown).
+pub fn fields_aligned(rows: &[(&str, String)], labels: usize) -> String {
+    fields_within(width(&Term::stdout()), rows, labels)
+}
+
+fn fields_within(width: Option<usize>, rows: &[(&str, String)], labels: usize) -> String {
+    let widest = rows.iter().map(|(label, _)| measure_text_width(label)).max().unwrap_or(0);
+    let label = widest.max(labels) + 2;
     let room = width.map(|w| w.saturating_sub(label).max(20));
     let mut out = Vec::new();
     for (name, value) in rows {
@@ -400,7 +407,7 @@ mod tests {
             ("Name", "laptop".to_owned()),
             ("Limited to", "tools: get_item, search, add_comment; journeys: trial-to-paid".into()),
         ];
-        let text = super::fields_within(Some(40), &rows);
+        let text = super::fields_within(Some(40), &rows, 0);
         assert_eq!(
             text,
             "Name        laptop\n\
@@ -411,9 +418,9 @@ mod tests {
         assert!(text.lines().all(|line| super::measure_text_width(line) <= 40), "{text}");
         let command =
             [("Blocked", "by max_expiry; `custory-mcp keys rotate cst_abc` fixes it".into())];
-        let text = super::fields_within(Some(40), &command);
+        let text = super::fields_within(Some(40), &command, 0);
         assert!(text.lines().any(|l| l.trim() == "`custory-mcp keys rotate cst_abc`"), "{text}");
-        let piped = super::fields_within(None, &rows);
+        let piped = super::fields_within(None, &rows, 0);
         assert_eq!(piped.lines().count(), 2, "piped output is never cut nor wrapped");
     }
 

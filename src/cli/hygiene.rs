@@ -379,6 +379,8 @@ pub fn offer_to_store(
         yes: false,
         follow_symlink: false,
         oauth: false,
+        tools: None,
+        read_only: false,
     };
     match super::config::run(args, global, printer) {
         Ok(_) => Ok(()),

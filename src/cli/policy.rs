@@ -5,7 +5,7 @@ use chrono::Utc;
 
 use super::GlobalArgs;
 use super::shared::{JourneyNames, WorkspaceClient, command_line};
-use crate::api::{Access, ExpiryPolicy, Policy, PolicyRule, SetPolicy, UnusedPeriod};
+use crate::api::{Access, ExpiryPolicy, PolicyRule, SetPolicy, UnusedPeriod};
 use crate::error::{CliError, ExitStatus};
 use crate::output::{Printer, count, relative};
 
@@ -77,8 +77,11 @@ pub fn run(
                     command_line(global, &["policy", "set", "--max-expiry", "90d"])
                 ));
             } else {
-                let text = rules(&found.policy);
-                printer.data(&JourneyNames::fetch(&admin.client, &ws, &[&text]).name(&text));
+                let rows: Vec<(&str, String)> = PolicyRule::ALL
+                    .iter()
+                    .map(|rule| (rule.as_str(), found.policy.describe(*rule)))
+                    .collect();
+                printer.data(&named_rows(&admin.client, &ws, rows));
                 if let (Some(at), Some(by)) = (found.updated_at, &found.updated_by) {
                     printer.info(&format!(
                         "Changed {} by {}.",
@@ -119,13 +122,12 @@ pub fn run(
                 printer.info(&format!("Nothing changed: the key policy of {ws} already says so."));
                 return Ok(ExitStatus::Success);
             }
-            let lines: Vec<String> = done
+            let rows: Vec<(&str, String)> = done
                 .changes
                 .iter()
-                .map(|c| format!("{:<15} {} → {}", c.rule.as_str(), c.from, c.to))
+                .map(|c| (c.rule.as_str(), format!("{} → {}", c.from, c.to)))
                 .collect();
-            let text = lines.join("\n");
-            printer.data(&JourneyNames::fetch(&admin.client, &ws, &[&text]).name(&text));
+            printer.data(&named_rows(&admin.client, &ws, rows));
             printer.info(&format!("Changed the key policy of {ws}."));
             if !done.blocked.is_empty() {
                 let listed: Vec<String> = done
@@ -152,11 +154,13 @@ pub fn run(
     Ok(ExitStatus::Success)
 }
 
-/// One line per rule: its name and value (`none` for no rule).
-fn rules(policy: &Policy) -> String {
-    PolicyRule::ALL
-        .iter()
-        .map(|rule| format!("{:<15} {}", rule.as_str(), policy.describe(*rule)))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// One line per rule, its value wrapped under itself on a narrow terminal, with journeys by
+/// their slugs.
+fn named_rows(client: &crate::client::AdminClient, ws: &str, rows: Vec<(&str, String)>) -> String {
+    let values: Vec<&str> = rows.iter().map(|(_, value)| value.as_str()).collect();
+    let names = JourneyNames::fetch(client, ws, &values);
+    let rows: Vec<(&str, String)> =
+        rows.iter().map(|(rule, value)| (*rule, names.name(value))).collect();
+    let widest = PolicyRule::ALL.iter().map(|rule| rule.as_str().len()).max().unwrap_or(0);
+    crate::output::fields_aligned(&rows, widest)
 }

@@ -410,6 +410,80 @@ async fn claude_code_runs_the_command_it_is_given() {
     assert_eq!(entry["type"], "http", "{written}");
     assert_eq!(entry["url"], URL);
     assert_eq!(entry["headers"]["Authorization"], "Bearer ${CUSTORY_MCP_TOKEN}");
+
+    // With narrowing headers, Claude Code's own parser takes every --header of the command.
+    let out = config(&env, "claude-code", &["--tools", "read,add_comment", "--read-only"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Or let Claude Code add it: "))
+        .unwrap_or_else(|| panic!("no command in {}", out.stderr))
+        .to_owned();
+    // The entry of the first round goes first: `mcp add` refuses a name it already has.
+    let _ = std::process::Command::new(&claude)
+        .args(["mcp", "remove", "custory", "--scope", "user"])
+        .env("HOME", env.home.path())
+        .output();
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .env("HOME", env.home.path())
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .env_remove("CUSTORY_MCP_TOKEN")
+        .output()
+        .expect("sh");
+    assert!(ran.status.success(), "{line}\n{}", String::from_utf8_lossy(&ran.stderr));
+    let written: serde_json::Value =
+        serde_json::from_str(&read(&home(&env, ".claude.json"))).expect("Claude Code's file");
+    let headers = &written["mcpServers"]["custory"]["headers"];
+    assert_eq!(headers["X-MCP-Tools"], "read,add_comment", "{written}");
+    assert_eq!(headers["X-MCP-Readonly"], "true", "{written}");
+}
+
+#[tokio::test]
+async fn narrowing_flags_reach_every_clients_config_as_headers() {
+    let env = TestEnv::new();
+    let flags = ["--tools", "read,add_comment", "--read-only", "--token-env", "MY_TOKEN"];
+    for client in [
+        "cursor",
+        "windsurf",
+        "claude-code",
+        "vscode",
+        "gemini",
+        "qwen",
+        "copilot",
+        "opencode",
+        "kilo",
+        "crush",
+        "continue",
+        "codex",
+    ] {
+        let out = config(&env, client, &flags).await;
+        assert_eq!(out.code, 0, "{client}: {}", out.stderr);
+        let text = &out.stdout;
+        assert!(
+            text.contains("X-MCP-Tools") && text.contains("read,add_comment"),
+            "{client}: {text}"
+        );
+        assert!(text.contains("X-MCP-Readonly") && text.contains("true"), "{client}: {text}");
+        // The printed way to merge it in keeps the narrowing.
+        assert!(
+            out.stderr.contains("--tools read,add_comment --read-only --write"),
+            "{client}: {}",
+            out.stderr
+        );
+    }
+    // JSON clients: the headers beside Authorization, as the client reads its map.
+    let cursor: serde_json::Value =
+        serde_json::from_str(&config(&env, "cursor", &flags).await.stdout).expect("JSON");
+    let headers = &cursor["mcpServers"]["custory"]["headers"];
+    assert_eq!(headers["Authorization"], "Bearer ${env:MY_TOKEN}");
+    assert_eq!(headers["X-MCP-Tools"], "read,add_comment");
+    // A name that is no tool is refused here, not by the server on the client's first call.
+    let bad = config(&env, "cursor", &["--tools", "nope"]).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("\"nope\" is neither a tool nor a group"), "{}", bad.stderr);
 }
 
 #[tokio::test]

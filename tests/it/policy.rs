@@ -110,7 +110,7 @@ async fn owners_set_the_policy_and_every_change_is_audited_with_who_made_it() {
     assert_eq!(cleared.code, 0, "{}", cleared.stderr);
     assert!(cleared.stdout.contains("access          none → read-only"), "{}", cleared.stdout);
     assert!(
-        cleared.stdout.contains("addresses       127.0.0.1/32,10.0.0.0/8 → none"),
+        cleared.stdout.contains("addresses       127.0.0.1/32, 10.0.0.0/8 → none"),
         "{}",
         cleared.stdout
     );

@@ -387,7 +387,15 @@ fn zed_config_dir(home: &Path, config: &Path) -> PathBuf {
 }
 
 /// The entry for `client`, and what the person has to do for the token to reach it.
-pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Result<Plan> {
+/// `plan`'s entry with `narrow`'s headers too (`X-MCP-Tools`, `X-MCP-Readonly`): the
+/// server narrows each of the client's requests to them, never beyond the key.
+pub fn plan(
+    client: Client,
+    url: &str,
+    auth: &Auth,
+    scope: Scope,
+    narrow: &[(&'static str, String)],
+) -> anyhow::Result<Plan> {
     if let Auth::Env { var, explicit: true } = auth
         && matches!(client, Client::ClaudeDesktop | Client::Zed | Client::Cline)
     {
@@ -412,6 +420,11 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
     let mut notes = Vec::new();
     let mut placeholder = false;
     let mut command = None;
+    let headers = |authorization: String| {
+        let mut all = vec![("Authorization".to_owned(), authorization.into())];
+        all.extend(narrow.iter().map(|(name, value)| ((*name).to_owned(), value.as_str().into())));
+        CstInputValue::Object(all)
+    };
     let bearer = |reference: &str| match auth {
         Auth::Inline(token) => format!("Bearer {}", token.expose()),
         Auth::Env { .. } => format!("Bearer {reference}"),
@@ -440,8 +453,14 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
                     Scope::User => "user",
                     Scope::Project => "project",
                 };
+                let more: String = narrow
+                    .iter()
+                    .map(|(name, value)| {
+                        format!(" --header {}", shell_quote(&format!("{name}: {value}")))
+                    })
+                    .collect();
                 command = Some(format!(
-                    "claude mcp add --transport http --scope {scope} {ENTRY_NAME} {} --header {}",
+                    "claude mcp add --transport http --scope {scope} {ENTRY_NAME} {} --header {}{more}",
                     shell_quote(url),
                     shell_quote(&header)
                 ));
@@ -517,25 +536,33 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
         }
         Client::Continue => {
             let var = env_var(auth);
-            continue_block(url, Some(&bearer(&format!("${{{{ secrets.{var} }}}}"))))
+            continue_block(url, Some(&bearer(&format!("${{{{ secrets.{var} }}}}"))), narrow)
         }
         Client::Codex => {
             let mut table = toml_edit::Table::new();
             table.insert("url", toml_edit::value(url));
+            let mut headers = toml_edit::InlineTable::new();
             match auth {
                 Auth::Env { var, .. } => {
                     table.insert("bearer_token_env_var", toml_edit::value(var.as_str()));
-                    command = Some(format!(
-                        "codex mcp add {ENTRY_NAME} --url {} --bearer-token-env-var {var}",
-                        shell_quote(url)
-                    ));
+                    // `codex mcp add` takes no other header: with some, only the file has them.
+                    if narrow.is_empty() {
+                        command = Some(format!(
+                            "codex mcp add {ENTRY_NAME} --url {} --bearer-token-env-var {var}",
+                            shell_quote(url)
+                        ));
+                    }
                 }
                 Auth::Inline(token) => {
                     // Codex refuses an inline `bearer_token`; a literal header is what it takes.
-                    let mut headers = toml_edit::InlineTable::new();
                     headers.insert("Authorization", format!("Bearer {}", token.expose()).into());
-                    table.insert("http_headers", toml_edit::value(headers));
                 }
+            }
+            for (name, value) in narrow {
+                headers.insert(*name, value.as_str().into());
+            }
+            if !headers.is_empty() {
+                table.insert("http_headers", toml_edit::value(headers));
             }
             Entry::Toml { table }
         }
@@ -570,6 +597,9 @@ pub fn plan(client: Client, url: &str, auth: &Auth, scope: Scope) -> anyhow::Res
             let mut args: Vec<CstInputValue> =
                 vec!["-y".into(), "mcp-remote".into(), url.into(), "--header".into()];
             args.push("Authorization:${CUSTORY_AUTH}".into());
+            for (name, value) in narrow {
+                args.extend(["--header".into(), format!("{name}:{value}").into()]);
+            }
             args.extend(["--transport".into(), "http-only".into()]);
             if needs_allow_http(url) {
                 args.push("--allow-http".into());
@@ -687,7 +717,7 @@ pub fn plan_oauth(client: Client, url: &str, scope: Scope) -> Plan {
                 ("disabled", false.into()),
             ],
         ),
-        Client::Continue => continue_block(url, None),
+        Client::Continue => continue_block(url, None, &[]),
         Client::ClaudeCode => {
             let scope = match scope {
                 Scope::User => "user",
@@ -740,7 +770,7 @@ pub fn plan_oauth(client: Client, url: &str, scope: Scope) -> Plan {
 
 /// Continue's block file: the one server, with its `Authorization` header when there is one.
 /// Values are written as JSON strings, which YAML reads the same.
-fn continue_block(url: &str, authorization: Option<&str>) -> Entry {
+fn continue_block(url: &str, authorization: Option<&str>, narrow: &[(&str, String)]) -> Entry {
     let quoted = |text: &str| serde_json::Value::from(text).to_string();
     let mut text = format!(
         "name: {ENTRY_NAME}\nversion: 0.0.1\nschema: v1\nmcpServers:\n  - name: {ENTRY_NAME}\n    \
@@ -752,6 +782,9 @@ fn continue_block(url: &str, authorization: Option<&str>) -> Entry {
             "    requestOptions:\n      headers:\n        Authorization: {}\n",
             quoted(value)
         ));
+        for (name, value) in narrow {
+            text.push_str(&format!("        {name}: {}\n", quoted(value)));
+        }
     }
     Entry::Yaml { text }
 }
@@ -774,10 +807,6 @@ fn set_variable(client: Client, var: &str) -> String {
          custory-mcp keys create --save)",
         client.name()
     )
-}
-
-fn headers(authorization: String) -> CstInputValue {
-    CstInputValue::Object(vec![("Authorization".into(), authorization.into())])
 }
 
 fn json_entry(servers_key: &'static str, fields: Vec<(&str, CstInputValue)>) -> Entry {

@@ -71,6 +71,14 @@ pub struct ConfigArgs {
     /// is refused)
     #[arg(long, requires = "write")]
     pub follow_symlink: bool,
+    /// Narrow the client to these tools (names and groups, comma-separated: read, map, items,
+    /// comments, personas): written as an `X-MCP-Tools` header, which the server honours
+    /// within the key's own tools, never beyond
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', conflicts_with = "oauth")]
+    pub tools: Option<Vec<String>>,
+    /// Narrow the client to reading: written as an `X-MCP-Readonly: true` header
+    #[arg(long, conflicts_with = "oauth")]
+    pub read_only: bool,
     /// No token at all: the client signs in in a browser on first use (the server must run
     /// with `serve --oauth`), and the owner's consent creates its key
     #[arg(long, conflicts_with_all = ["key", "token_env", "inline_token"])]
@@ -107,7 +115,7 @@ pub fn run(args: ConfigArgs, global: &GlobalArgs, printer: Printer) -> anyhow::R
     let path = client.path(args.scope)?;
     let auth = if args.oauth { None } else { Some(auth(&args, global)?) };
     let plan = match &auth {
-        Some(auth) => clients::plan(client, &url, auth, args.scope)?,
+        Some(auth) => clients::plan(client, &url, auth, args.scope, &narrowing(&args)?)?,
         None => clients::plan_oauth(client, &url, args.scope),
     };
     let syntax = syntax(client);
@@ -236,6 +244,22 @@ fn write(
     Ok(ExitStatus::Success)
 }
 
+/// The headers that narrow every request of the client (`--tools`, `--read-only`), checked
+/// here so a typo is said now rather than by the server on the client's first call.
+fn narrowing(args: &ConfigArgs) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut headers = Vec::new();
+    if let Some(tools) = &args.tools {
+        crate::mcp::expand_tool_names(tools)
+            .map_err(|message| CliError::usage(format!("--tools: {message}")))?;
+        let names: Vec<&str> = tools.iter().map(|t| t.trim()).collect();
+        headers.push(("X-MCP-Tools", names.join(",")));
+    }
+    if args.read_only {
+        headers.push(("X-MCP-Readonly", "true".to_owned()));
+    }
+    Ok(headers)
+}
+
 /// The command that merges this entry into the client's file, runnable as printed: with
 /// `--write`, and where the client cannot read the environment, the token itself (`--key`).
 fn merge_again(args: &ConfigArgs, plan: &Plan, global: &GlobalArgs) -> String {
@@ -252,6 +276,13 @@ fn merge_again(args: &ConfigArgs, plan: &Plan, global: &GlobalArgs) -> String {
     }
     if let Some(url) = &args.url {
         words.extend(["--url", url]);
+    }
+    let tools = args.tools.as_ref().map(|tools| tools.join(","));
+    if let Some(tools) = &tools {
+        words.extend(["--tools", tools]);
+    }
+    if args.read_only {
+        words.push("--read-only");
     }
     if args.scope == Scope::Project {
         words.extend(["--scope", "project"]);
