@@ -892,3 +892,51 @@ async fn mcp_remote_with_a_revoked_key_shows_why_and_what_to_do() {
     assert!(!bin.join("opened").exists(), "a browser was opened");
     server.stop().await;
 }
+
+/// The workspace key policy at the consent page, in a real browser (issue 34): the form offers
+/// only the expiries and access the policy allows, so a person cannot even pick the others;
+/// what is picked within it signs in.
+#[tokio::test]
+async fn the_consent_page_in_a_real_browser_offers_only_what_the_policy_allows() {
+    let installed = installed().await;
+    let server = oauth_server().await;
+    let policy = json!({"max_expiry": "90d", "access": "read-only"});
+    server.owner().post("/workspaces/acme/policy").json(&policy).expect(200).await;
+    let callback = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let redirect = format!("http://{}/callback", callback.local_addr().expect("addr"));
+    let app = axum::Router::new().route("/callback", axum::routing::get(|| async { "signed in" }));
+    tokio::spawn(async move { axum::serve(callback, app).await });
+    let client = json!({"client_name": "Policy Test", "redirect_uris": [redirect]});
+    let registered = server.visitor().post("/oauth/register").json(&client).expect(201).await;
+    let client_id = registered["client_id"].as_str().expect("client_id");
+    let mut url = url::Url::parse(&format!("{}/oauth/authorize", server.url)).expect("url");
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("state", "s1")
+        .append_pair("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", &server.mcp_url());
+    let authorize = url.to_string();
+
+    // Read-write and "never" are not among the options: the browser cannot choose them.
+    for (person, extra) in [
+        (Person::approving("read-write"), vec![("EXPIRES", "90d")]),
+        (Person::approving("read-only"), vec![("EXPIRES", "never")]),
+    ] {
+        let (code, _, stderr) = browse(&server, &installed, &person, &authorize, &extra).await;
+        assert_eq!(code, 1, "{extra:?}: the page offered it:\n{stderr}");
+        assert!(stderr.contains("option"), "{extra:?}: {stderr}");
+    }
+    // Within the policy, it signs in.
+    let person = Person::approving("read-only");
+    let (code, stdout, stderr) =
+        browse(&server, &installed, &person, &authorize, &[("EXPIRES", "90d")]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(stdout.trim()).expect("report");
+    assert_eq!(report["form"]["access"], "read-only", "{report}");
+    assert_eq!(report["form"]["expires"], "90d", "{report}");
+    assert!(query(report["final_url"].as_str().expect("final_url")).contains_key("code"));
+    server.stop().await;
+}
