@@ -5,9 +5,9 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::GlobalArgs;
-use super::shared::WorkspaceClient;
+use super::shared::{WorkspaceClient, command_line};
 use crate::api::{WebhookDelivery, WebhookEvent, WebhookFormat};
-use crate::error::ExitStatus;
+use crate::error::{CliError, ExitStatus};
 use crate::output::{Column, Printer, relative, table};
 
 #[derive(Debug, clap::Subcommand)]
@@ -138,22 +138,29 @@ pub fn run(
         }
         WebhooksCommand::Test { id } => {
             let delivery = admin.client.test_webhook(&ws, &id)?;
+            let delivered = delivery.state == "delivered";
             if printer.json {
                 printer.json(&delivery)?;
-            } else if delivery.state == "delivered" {
+            } else if delivered {
                 printer.info(&format!(
                     "Delivered webhook.test {} to {id}: the receiver answered {}.",
                     delivery.event_id,
                     delivery.last_status.map_or("-".to_owned(), |s| s.to_string())
                 ));
-            } else {
-                printer.warn(&format!(
-                    "webhook.test {} to {id} was not delivered: {}. See `custory-mcp webhooks \
-                     deliveries {id}`.",
+            }
+            if !delivered {
+                // A failed check is an error (exit 1), said as one, with what to run next.
+                return Err(CliError::failure(format!(
+                    "webhook.test {} to {id} was not delivered: {}",
                     delivery.event_id,
                     delivery.last_error.as_deref().unwrap_or("no answer")
-                ));
-                return Ok(ExitStatus::Failure);
+                ))
+                .hint(format!(
+                    "make the receiver answer 2xx, then `{}` again; `{}` shows every attempt",
+                    command_line(global, &["webhooks", "test", &id]),
+                    command_line(global, &["webhooks", "deliveries", &id])
+                ))
+                .into());
             }
         }
         WebhooksCommand::Deliveries { id, limit, cursor } => {

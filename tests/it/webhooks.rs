@@ -298,6 +298,26 @@ async fn the_cli_adds_lists_tests_and_removes_a_webhook() {
     assert_eq!(log["deliveries"][0]["event_type"], "webhook.test");
     assert_eq!(log["deliveries"][0]["last_status"], 204);
 
+    // A receiver that is not there: the check fails as an error (exit 1), with what to run.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!("http://{}/in", closed.local_addr().expect("addr"));
+    drop(closed);
+    let added = env.admin(&server, &["webhooks", "add", &dead]).await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let listed = env.admin_json(&server, &["webhooks", "list"]).await;
+    let dead_id = listed["webhooks"]
+        .as_array()
+        .and_then(|w| w.iter().find(|w| w["url"] == dead.as_str()))
+        .and_then(|w| w["id"].as_str())
+        .expect("the dead receiver's webhook")
+        .to_owned();
+    let failed = env.admin(&server, &["webhooks", "test", &dead_id]).await;
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stderr.starts_with("error: webhook.test"), "{}", failed.stderr);
+    let deliveries = format!("`custory-mcp webhooks deliveries {dead_id}`");
+    assert!(failed.stderr.contains(&deliveries), "{}", failed.stderr);
+    env.admin(&server, &["webhooks", "remove", &dead_id]).await;
+
     let removed = env.admin(&server, &["webhooks", "remove", &id]).await;
     assert_eq!(removed.code, 0, "{}", removed.stderr);
     let listed = env.admin_json(&server, &["webhooks", "list"]).await;
