@@ -25,8 +25,9 @@ BIG_ITEMS, DURATION = int(BIG_ITEMS), int(DURATION)
 POSTGRES = DATABASE.startswith("postgres")
 # (workspaces, keys, big tenant's items) a stage holds in all; s3's 900k items are one 100k
 # tenant here (an import of 800k more items is past this machine's minutes; see the notes).
+# s4 (not in the default run): a million keys, the size issue 37's key-list target names.
 STAGES_ALL = {"s0": (10, 1_000, 0), "s1": (10, 1_000, BIG_ITEMS), "s2": (1_000, 100_000, BIG_ITEMS),
-              "s3": (8_000, 800_000, BIG_ITEMS)}
+              "s3": (8_000, 800_000, BIG_ITEMS), "s4": (10_000, 1_000_000, BIG_ITEMS)}
 ENV = dict(os.environ, CUSTORY_CONFIG_DIR=f"{WORK}/config", CUSTORY_CREDENTIAL_STORE="file")
 
 

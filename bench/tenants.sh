@@ -2,6 +2,7 @@
 # A hosted Custory at scale (issue 37): one database grown through the stages
 #   s0 = 10 workspaces, 1k keys; s1 = + one tenant of BIG_ITEMS items (100k);
 #   s2 = 1,000 workspaces, 100k keys; s3 = 8,000 workspaces, 800k keys
+#   (and s4 = 10,000 workspaces, 1M keys, when named: the keys-list target's size)
 # and at each `serve` started with default flags (per-key rates lifted) and measured: start-up,
 # RSS, a small tenant's (acme, the demo) search / get_journey / get_item, auth + tools/list
 # req/s (gzip, wrk 16 connections), the first page of acme's keys list (half the keys are
