@@ -835,12 +835,14 @@ async fn check_policy(state: &AppState, key: &Arc<KeyIdentity>) -> Result<(), Ap
         return Ok(());
     }
     let Some(breach) = stored.breach(key) else { return Ok(()) };
-    let (store, noted, identity) = (Arc::clone(&state.store), breach.clone(), Arc::clone(key));
-    tokio::task::spawn_blocking(move || {
-        if let Err(error) = store.access().note_blocked(&stored, &identity, &noted) {
-            tracing::warn!(%error, "could not record a blocked key");
-        }
-    });
+    if !stored.noted(key, breach.rule) {
+        let (store, noted, identity) = (Arc::clone(&state.store), breach.clone(), Arc::clone(key));
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.access().note_blocked(&stored, &identity, &noted) {
+                tracing::warn!(%error, "could not record a blocked key");
+            }
+        });
+    }
     let rotate =
         format!("custory-mcp --workspace {} keys rotate {}", key.workspace_slug, key.key_prefix);
     let message = format!(

@@ -49,6 +49,14 @@ impl StoredPolicy {
     pub fn breach(&self, key: &KeyIdentity) -> Option<Breach> {
         self.policy.check(key.expires, key.access, &key.scopes).err()
     }
+
+    /// Whether there is nothing to record for `key` breaking `rule`: recorded under this
+    /// revision already, or the bound reached. Asked before a blocked request is given a
+    /// task to record it, so a blocked key's flood costs a lookup, not a task per request.
+    pub fn noted(&self, key: &KeyIdentity, rule: PolicyRule) -> bool {
+        let noted = self.noted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        noted.len() >= NOTED_MAX || noted.contains(&(key.key_id.clone(), rule))
+    }
 }
 
 /// The policies in memory, by workspace id.
