@@ -177,7 +177,7 @@ pub(super) fn remove_webhook(
     let Some(row) = found.first() else { return Err(no_such_webhook(id)) };
     let url: String = row.get("url")?;
     tx.execute(
-        "UPDATE webhook_endpoints SET removed_at = ?3
+        "UPDATE webhook_endpoints SET removed_at = ?3, secret = ''
          WHERE workspace_id = ?1 AND id = ?2 AND removed_at IS NULL",
         params![workspace_id, id, now],
     )?;
@@ -279,6 +279,16 @@ fn claimed_of(row: &Row) -> DbResult<Claimed> {
     })
 }
 
+/// A delivery that may be sent now (`?1` the time, `?2` the test event's type): due, neither
+/// delivered nor given up, not leased, its endpoint not removed, and no earlier delivery of its
+/// endpoint still pending (a test event is out of band: no real event waits behind it).
+const CLAIMABLE: &str = "d.delivered_at IS NULL AND d.failed_at IS NULL AND d.next_attempt_at <= ?1
+    AND (d.lease_until IS NULL OR d.lease_until < ?1) AND e.removed_at IS NULL
+    AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
+                    WHERE p.endpoint_id = d.endpoint_id AND p.id < d.id
+                      AND p.delivered_at IS NULL AND p.failed_at IS NULL
+                      AND p.event_type <> ?2)";
+
 /// Claims up to `limit` due deliveries, each the oldest one not yet delivered of its endpoint
 /// (so an endpoint gets its events in order), for [`LEASE_SECONDS`]. On PostgreSQL the rows are
 /// locked with `SKIP LOCKED` (and every write transaction also takes the shared write lock),
@@ -288,14 +298,15 @@ pub(super) fn claim_due(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Clai
     // Asked every second: a reader says whether anything is due (the `due` index), so an idle
     // server, or one without webhooks, never takes the writer (nor, on PostgreSQL, the shared
     // write lock) for this.
+    // The same rows the claim takes: a delivery waiting behind its endpoint's earlier one is
+    // not due (else a dead receiver's backlog would take the writer every second for nothing).
     let due = s
         .reader()?
-        .prepare_cached(
-            "SELECT 1 FROM webhook_deliveries
-             WHERE next_attempt_at <= ?1 AND delivered_at IS NULL AND failed_at IS NULL
-               AND (lease_until IS NULL OR lease_until < ?1)",
-        )?
-        .exists(params![now])?;
+        .prepare_cached(&format!(
+            "SELECT 1 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+             WHERE {CLAIMABLE} LIMIT 1"
+        ))?
+        .exists(params![now, WebhookEvent::Test.as_str()])?;
     if !due {
         return Ok(Vec::new());
     }
@@ -306,16 +317,10 @@ pub(super) fn claim_due(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Clai
         &format!(
             "SELECT {CLAIMED_COLUMNS}
              FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-             WHERE d.delivered_at IS NULL AND d.failed_at IS NULL AND d.next_attempt_at <= ?1
-               AND (d.lease_until IS NULL OR d.lease_until < ?1) AND e.removed_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
-                               WHERE p.endpoint_id = d.endpoint_id AND p.id < d.id
-                                 AND p.delivered_at IS NULL AND p.failed_at IS NULL
-                                 AND p.event_type <> ?3)
-             ORDER BY d.id LIMIT ?2 {lock}"
+             WHERE {CLAIMABLE}
+             ORDER BY d.id LIMIT ?3 {lock}"
         ),
-        // A test event is out of band: no real event waits behind it.
-        params![now, limit, WebhookEvent::Test.as_str()],
+        params![now, WebhookEvent::Test.as_str(), limit],
     )?;
     let claimed = rows.iter().map(claimed_of).collect::<DbResult<Vec<_>>>()?;
     for delivery in &claimed {
