@@ -168,7 +168,16 @@ pub async fn send(claimed: &Claimed, allow_private: bool) -> Attempt {
 fn slack_message(payload: &str) -> serde_json::Value {
     let payload: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
     let data = &payload["data"];
-    let text = |value: &serde_json::Value| value.as_str().map(crate::api::displayable);
+    // Slack reads `<…>` as links and mentions (`<!channel>`), and a client's name comes from
+    // the client: `&`, `<` and `>` are escaped as Slack asks.
+    let text = |value: &serde_json::Value| {
+        value.as_str().map(|v| {
+            crate::api::displayable(v)
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        })
+    };
     let mut line = format!(
         "custory-mcp · {}: {}",
         text(&data["workspace"]).unwrap_or_else(|| "?".into()),
@@ -384,6 +393,20 @@ pub async fn deliveries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slack_message_escapes_what_slack_reads_as_markup() {
+        let payload = serde_json::json!({
+            "type": "key.new_origin",
+            "data": {"workspace": "acme", "key": {"name": "<!channel>", "prefix": "cst_abc"},
+                     "detail": "client <https://evil|Log in> & co"},
+        });
+        let text =
+            slack_message(&payload.to_string())["text"].as_str().unwrap_or_default().to_owned();
+        assert!(text.contains("&lt;!channel&gt;"), "{text}");
+        assert!(text.contains("&lt;https://evil|Log in&gt; &amp; co"), "{text}");
+        assert!(!text.contains('<'), "{text}");
+    }
 
     #[test]
     fn hmac_matches_rfc_4231_and_the_standard_webhooks_example() {
