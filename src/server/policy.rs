@@ -104,7 +104,8 @@ pub async fn set(
 ) -> ApiResult<Json<SetPolicyResponse>> {
     let response = work::write(&state, move |store| -> ApiResult<SetPolicyResponse> {
         let row = workspace(store, &ws)?;
-        let old = store.access().policy(row.id)?;
+        // From the rules as stored now, not a replica's copy of up to SHARED_TTL ago.
+        let old = store.access().fresh_policy(row.id)?;
         let new = changed(store, row.id, &old.policy, change)?;
         let (stored, changes) = store.access().set_policy(row.id, &new, &caller.author())?;
         let filter = KeyFilter { status: Some(api::KeyStatus::Active), ..KeyFilter::default() };

@@ -990,3 +990,19 @@ fn a_burst_of_first_uses_is_written_in_chunks_and_idle_keys_leave_memory() {
     let shown = store.access().get_key(acme, &ids[0]).expect("key");
     assert_eq!(shown.last_used_client.as_deref(), Some("burst"), "read from the database");
 }
+
+#[test]
+fn an_address_limited_key_takes_an_ipv4_client_seen_as_an_ipv4_mapped_address() {
+    let scopes =
+        crate::api::KeyScopes { allow_ip: Some(vec!["10.0.0.0/8".into()]), ..Default::default() };
+    let key = super::access::KeyIdentity {
+        networks: super::access::KeyIdentity::networks_of(&scopes),
+        scopes,
+        ..test_identity(1)
+    };
+    let mapped: std::net::IpAddr = "::ffff:10.1.2.3".parse().expect("address");
+    assert!(key.allows_address(Some(mapped)));
+    assert!(key.allows_address(Some("10.1.2.3".parse().expect("address"))));
+    assert!(!key.allows_address(Some("::ffff:192.168.0.1".parse().expect("address"))));
+    assert!(!key.allows_address(None));
+}

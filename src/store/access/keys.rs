@@ -54,7 +54,12 @@ impl KeyIdentity {
     /// Whether the key may be used from `ip` (no address limit: from anywhere).
     pub fn allows_address(&self, ip: Option<std::net::IpAddr>) -> bool {
         self.scopes.allow_ip.is_none()
-            || ip.is_some_and(|ip| self.networks.iter().any(|net| net.contains(&ip)))
+            // An IPv4 client on a dual-stack listener (or behind a proxy) arrives as
+            // `::ffff:a.b.c.d`: matched as the IPv4 address it is.
+            || ip.is_some_and(|ip| {
+                let ip = ip.to_canonical();
+                self.networks.iter().any(|net| net.contains(&ip))
+            })
     }
 
     /// The networks a key's `allow_ip` holds (one that does not parse admits nothing).

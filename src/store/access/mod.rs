@@ -256,7 +256,7 @@ impl AccessStore<'_> {
         by: &Author,
     ) -> StoreResult<(Key, PlainToken, Key)> {
         // The new key keeps the workspace policy (see `Policy::conform`).
-        let policy = policy::policy(self, ws)?;
+        let policy = policy::fresh_policy(self, ws)?;
         keys::rotate_key(self, ws, id, &policy.policy, by)
     }
 
@@ -680,6 +680,11 @@ impl AccessStore<'_> {
     /// The key policy of a workspace (from memory when it holds a copy still trusted).
     pub fn policy(&self, ws: i64) -> StoreResult<std::sync::Arc<StoredPolicy>> {
         policy::policy(self, ws)
+    }
+
+    /// The key policy of a workspace as the database holds it now (what a change starts from).
+    pub fn fresh_policy(&self, ws: i64) -> StoreResult<std::sync::Arc<StoredPolicy>> {
+        policy::fresh_policy(self, ws)
     }
 
     /// The key policy of a workspace if memory holds it (no query: for an async worker).

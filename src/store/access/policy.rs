@@ -75,11 +75,17 @@ impl Policies {
             .cloned()
     }
 
-    fn put(&self, ws: i64, policy: Arc<StoredPolicy>) {
-        self.by_workspace
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(ws, policy);
+    /// Keeps `policy` for `ws` unless memory already holds a later revision (a read that
+    /// raced a change must not put the older rules back), and returns what is kept.
+    fn put(&self, ws: i64, policy: Arc<StoredPolicy>) -> Arc<StoredPolicy> {
+        let mut map = self.by_workspace.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get(&ws) {
+            Some(kept) if kept.revision > policy.revision => Arc::clone(kept),
+            _ => {
+                map.insert(ws, Arc::clone(&policy));
+                policy
+            }
+        }
     }
 }
 
@@ -91,9 +97,15 @@ pub(super) fn cached_policy(s: &AccessStore<'_>, ws: i64) -> Option<Arc<StoredPo
 
 /// The policy of `ws`: from memory, else read (and kept).
 pub(super) fn policy(s: &AccessStore<'_>, ws: i64) -> StoreResult<Arc<StoredPolicy>> {
-    if let Some(found) = cached_policy(s, ws) {
-        return Ok(found);
+    match cached_policy(s, ws) {
+        Some(found) => Ok(found),
+        None => fresh_policy(s, ws),
     }
+}
+
+/// The policy of `ws` as the database holds it now (and kept): what a change is made from,
+/// so a change made through another replica in the last [`SHARED_TTL`] is not undone.
+pub(super) fn fresh_policy(s: &AccessStore<'_>, ws: i64) -> StoreResult<Arc<StoredPolicy>> {
     let read = read_policy(&s.reader()?, ws)?;
     let kept = s.state.policies.get(ws);
     // The same revision keeps what was recorded under it.
@@ -101,9 +113,7 @@ pub(super) fn policy(s: &AccessStore<'_>, ws: i64) -> StoreResult<Arc<StoredPoli
         Some(kept) if kept.revision == read.revision => Arc::clone(&kept.noted),
         _ => Arc::default(),
     };
-    let fresh = Arc::new(StoredPolicy { noted, ..read });
-    s.state.policies.put(ws, Arc::clone(&fresh));
-    Ok(fresh)
+    Ok(s.state.policies.put(ws, Arc::new(StoredPolicy { noted, ..read })))
 }
 
 fn read_policy(conn: &Connection, ws: i64) -> StoreResult<StoredPolicy> {
@@ -215,7 +225,7 @@ pub(super) fn set_policy(
         read_at: Instant::now(),
         noted: Arc::default(),
     });
-    s.state.policies.put(ws, Arc::clone(&stored));
+    let stored = s.state.policies.put(ws, stored);
     Ok((stored, changes))
 }
 
