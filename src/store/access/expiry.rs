@@ -33,16 +33,23 @@ struct Due {
     expires_at: i64,
     /// The threshold reached: 30, 7, 1, or 0 (expired).
     notice: i64,
+    /// Whether it is announced (else only marked: made inside that threshold's window).
+    announce: bool,
+}
+
+/// The threshold `expires_at` has reached at `now`: 0 (expired), 1, 7 or 30 days; `None`
+/// before the first.
+fn reached(now: i64, expires_at: i64) -> Option<i64> {
+    if expires_at <= now {
+        return Some(0);
+    }
+    EXPIRY_NOTICE_DAYS.iter().rev().find(|&&days| expires_at - now <= days * DAY).copied()
 }
 
 /// The threshold a key with this expiry has reached at `now`, if one is due: the most urgent
 /// one reached, unless it was already announced (`announced`) or the key was made inside it.
 fn due_notice(now: i64, created_at: i64, expires_at: i64, announced: Option<i64>) -> Option<i64> {
-    let reached = if expires_at <= now {
-        0
-    } else {
-        *EXPIRY_NOTICE_DAYS.iter().rev().find(|&&days| expires_at - now <= days * DAY)?
-    };
+    let reached = reached(now, expires_at)?;
     let made_inside = reached > 0 && created_at >= expires_at - reached * DAY;
     let announced_already = announced.is_some_and(|n| n <= reached);
     (!made_inside && !announced_already).then_some(reached)
@@ -53,27 +60,34 @@ fn due_notice(now: i64, created_at: i64, expires_at: i64, announced: Option<i64>
 pub(super) fn announce_expiries(s: &AccessStore<'_>) -> StoreResult<usize> {
     let now = s.now().timestamp();
     let horizon = now + EXPIRY_NOTICE_DAYS[0] * DAY;
+    // Only keys past a threshold they were not announced at (the threshold reached, in SQL),
+    // so keys announced already never fill the page and push the due ones out of it.
     let rows = s.reader()?.query(
         "SELECT id, workspace_id, prefix, created_at, expires_at, expiry_notice FROM mcp_keys
          WHERE expires_at IS NOT NULL AND revoked_at IS NULL AND expires_at <= ?1
-           AND (expiry_notice IS NULL OR expiry_notice > 0)
+           AND (expiry_notice IS NULL OR expiry_notice >
+                CASE WHEN expires_at <= ?3 THEN 0 WHEN expires_at <= ?4 THEN 1
+                     WHEN expires_at <= ?5 THEN 7 ELSE 30 END)
          ORDER BY expires_at, id LIMIT ?2",
-        params![horizon, PER_RUN],
+        params![horizon, PER_RUN, now, now + DAY, now + 7 * DAY],
     )?;
     let mut due = Vec::new();
     for row in &rows {
         let expires_at: i64 = row.get("expires_at")?;
         let created_at: i64 = row.get("created_at")?;
         let announced: Option<i64> = row.get("expiry_notice")?;
-        if let Some(notice) = due_notice(now, created_at, expires_at, announced) {
-            due.push(Due {
-                id: row.get("id")?,
-                workspace_id: row.get("workspace_id")?,
-                prefix: row.get("prefix")?,
-                expires_at,
-                notice,
-            });
-        }
+        let Some(reached) = reached(now, expires_at) else { continue };
+        // A key made inside the threshold's window is marked without an event (a 30-day key
+        // is not news at 30 days), so it leaves the page too.
+        let notice = due_notice(now, created_at, expires_at, announced);
+        due.push(Due {
+            id: row.get("id")?,
+            workspace_id: row.get("workspace_id")?,
+            prefix: row.get("prefix")?,
+            expires_at,
+            notice: notice.unwrap_or(reached),
+            announce: notice.is_some(),
+        });
     }
     if due.is_empty() {
         return Ok(0);
@@ -89,7 +103,7 @@ pub(super) fn announce_expiries(s: &AccessStore<'_>) -> StoreResult<usize> {
              WHERE id = ?1 AND revoked_at IS NULL AND (expiry_notice IS NULL OR expiry_notice > ?2)",
             params![key.id, key.notice],
         )?;
-        if claimed == 0 {
+        if claimed == 0 || !key.announce {
             continue;
         }
         let on = from_secs(key.expires_at).to_rfc3339_opts(SecondsFormat::Secs, true);
