@@ -117,10 +117,10 @@ impl AuthLimiter {
     fn blocked_at(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let table = self.table();
         let group = address_group(ip);
-        let window = table.windows.get(&group).or_else(|| {
-            // A full table counts newcomers together (see `failed_at`).
-            (table.windows.len() >= TRACKED_MAX).then(|| table.windows.get(&OVERFLOW)).flatten()
-        })?;
+        // Only an address with a window of its own: a full table counts newcomers together
+        // (see `failed_at`), but a newcomer's first lookup is still made, so a valid key from
+        // a new address is never refused for a flood spread over many others.
+        let window = table.windows.get(&group)?;
         let age = now.duration_since(window.started);
         (age < self.window && window.failures > self.max_failures)
             .then(|| self.window.saturating_sub(age))
