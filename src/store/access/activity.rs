@@ -113,6 +113,9 @@ struct Origins {
     /// Each key's last use as it came (address, client label, when it was checked): the common
     /// case, a key used again from where it was just used, is answered without allocating.
     last: HashMap<String, (Option<IpAddr>, Option<String>, i64)>,
+    /// When `forget_idle_origins` last walked `last` and `known` (it runs once a minute at
+    /// most: each walk holds the lock every request takes).
+    swept: i64,
 }
 
 /// The in-memory side: what is waiting to be written.
@@ -314,6 +317,10 @@ pub(in crate::store) fn forget_idle_origins(
 ) -> (usize, usize) {
     let now = now.timestamp();
     let mut origins = s.state.activity.origins();
+    if now - origins.swept < 60 {
+        return (origins.last.len(), origins.known.len());
+    }
+    origins.swept = now;
     origins.last.retain(|_, (_, _, checked)| now - *checked < LAST_USE_KEPT_SECS);
     origins.known.retain(|_, seen| now - *seen < ORIGIN_REFRESH_SECS);
     (origins.last.len(), origins.known.len())
