@@ -351,6 +351,27 @@ pub struct Event {
 }
 
 closed_set! {
+    /// Which record a line of the audit stream comes from; each counts its ids apart.
+    pub enum StreamSource {
+        /// The audit trail (`custory-mcp audit`).
+        Audit = "audit",
+        /// The record of the calls keys made (`custory-mcp audit --calls`).
+        Calls = "calls",
+    }
+}
+
+/// One line of the audit stream (`serve --audit-sink URL`): an entry of a workspace's audit
+/// trail or of its record of calls, as `audit --json` shows it, with the record it comes from
+/// and the workspace's slug. `(source, id)` names a line, the same at every resend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamLine {
+    pub source: StreamSource,
+    pub workspace: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+closed_set! {
     /// What an entry of the audit trail records.
     pub enum EventKind {
         /// A key was made (by `keys create`, a rotation or an OAuth consent).

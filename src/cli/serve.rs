@@ -15,7 +15,7 @@ use crate::secrets::{self, CredentialStore};
 use std::time::Duration;
 
 use crate::server::{
-    AppState, ConnectionLimits, ForwardedHeader, LOOPBACK_HOSTS, Rate, ServerConfig,
+    AppState, AuditSink, ConnectionLimits, ForwardedHeader, LOOPBACK_HOSTS, Rate, ServerConfig,
 };
 use crate::store::access::OwnerCredentialSetup;
 use crate::store::{Clock, Database, OpenError, Quotas, Store, StoreOptions};
@@ -72,6 +72,22 @@ pub struct ServeArgs {
     /// without it they go to public addresses only
     #[arg(long)]
     pub allow_private_webhooks: bool,
+    /// Stream every audit event and call record, of every workspace, to this collector:
+    /// gzip-compressed NDJSON batches by POST (Splunk HEC, Datadog, Vector, any HTTP endpoint),
+    /// at least once and in order, resumed after a restart (docs/AUDIT_STREAM.md)
+    #[arg(long, env = "CUSTORY_AUDIT_SINK", hide_env_values = true, value_name = "URL")]
+    pub audit_sink: Option<String>,
+    /// A header the collector needs, as `Name: value` (repeatable). For a secret set
+    /// CUSTORY_AUDIT_SINK_HEADERS instead (a header per line), which no process list shows
+    #[arg(
+        long = "audit-sink-header",
+        value_name = "HEADER",
+        requires = "audit_sink",
+        env = "CUSTORY_AUDIT_SINK_HEADERS",
+        hide_env_values = true,
+        value_delimiter = '\n'
+    )]
+    pub audit_sink_header: Vec<String>,
     /// A proxy or load balancer (an address or CIDR, repeatable) whose Forwarded or
     /// X-Forwarded-For header names the client: for last-used addresses, the failed-auth
     /// limit and the log. Anyone else's forwarding headers are ignored
@@ -237,6 +253,18 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
     } else {
         Some(allowed_hosts)
     };
+    let audit_sink = match &args.audit_sink {
+        // Never repeated in the error: the URL may carry the collector's token.
+        Some(url) => {
+            Some(Arc::new(AuditSink::new(url, &args.audit_sink_header).map_err(|error| {
+                CliError::usage(format!("invalid --audit-sink: {error}")).hint(
+                    "pass the collector's http(s) URL, and each header as --audit-sink-header \
+                     'Name: value'",
+                )
+            })?))
+        }
+        None => None,
+    };
     let database = match args.database {
         // Parsed here rather than by clap, whose error would repeat the value, password and all.
         Some(value) => Database::parse(&value).map_err(|error| {
@@ -289,7 +317,13 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         let owner = store.access().ensure_owner_credential(args.reset_owner_credential)?;
         let url = base_url(addr, tls.is_some());
         let shutdown = shutdown_signal().context("could not listen for stop signals")?;
-        announce(&store, &owner, &url, args.oauth, metrics_url.as_deref(), printer)?;
+        let sink_label = audit_sink.as_ref().map(|sink| sink.label().to_owned());
+        let shown = Shown {
+            oauth: args.oauth,
+            metrics_url: metrics_url.as_deref(),
+            audit_sink: sink_label.as_deref(),
+        };
+        announce(&store, &owner, &url, shown, printer)?;
 
         let mut config = ServerConfig {
             allowed_origins: args.allow_origin,
@@ -302,6 +336,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             tls,
             metrics: metrics_url.is_some(),
             allow_private_webhooks: args.allow_private_webhooks,
+            audit_sink,
             ..ServerConfig::default()
         };
         args.limits.apply(&mut config, files);
@@ -319,15 +354,23 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
     served
 }
 
+/// What the start-up message names besides the address.
+struct Shown<'a> {
+    oauth: bool,
+    metrics_url: Option<&'a str>,
+    /// The audit sink's host and path.
+    audit_sink: Option<&'a str>,
+}
+
 /// Tells the user where the server is and, on first start, the owner credential (once).
 fn announce(
     store: &Store,
     owner: &OwnerCredentialSetup,
     url: &str,
-    oauth: bool,
-    metrics_url: Option<&str>,
+    shown: Shown<'_>,
     printer: Printer,
 ) -> anyhow::Result<()> {
+    let Shown { oauth, metrics_url, audit_sink } = shown;
     let credentials = CredentialStore::open()?;
     let account = secrets::owner_account(url);
     let (token, saved) = match owner {
@@ -354,6 +397,7 @@ fn announce(
             "workspaces": workspaces,
             "oauth": oauth,
             "metrics_url": metrics_url,
+            "audit_sink": audit_sink,
             "owner_credential": token.map(|t| t.expose()),
             "owner_credential_saved_to": saved.as_ref().map(ToString::to_string),
         });
@@ -371,6 +415,9 @@ fn announce(
     printer.info(&format!("  workspaces    {shown}"));
     if let Some(metrics_url) = metrics_url {
         printer.info(&format!("  metrics       {metrics_url}"));
+    }
+    if let Some(sink) = audit_sink {
+        printer.info(&format!("  audit sink    {sink} (every audit event and call)"));
     }
     if oauth {
         printer.info("  OAuth         on: clients without a key sign in in a browser, with the owner credential");

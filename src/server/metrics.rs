@@ -47,6 +47,20 @@ fn describe() {
         "MCP keys looked up in the database (not found in the key cache)"
     );
     describe_gauge!("custory_db_pool_connections", "database connections, by state");
+    describe_counter!(
+        "custory_audit_sink_lines_total",
+        "lines the audit sink accepted, by source (audit, calls)"
+    );
+    describe_counter!("custory_audit_sink_failures_total", "batches the audit sink did not take");
+    describe_counter!(
+        "custory_audit_sink_dropped_total",
+        "call records pruned (past --audit-retention) before the audit sink took them"
+    );
+    describe_gauge!(
+        "custory_audit_sink_lag_seconds",
+        metrics::Unit::Seconds,
+        "how old the oldest line not yet taken by the audit sink is (on the replica sending)"
+    );
     describe_gauge!(
         "custory_usage_flush_lag_seconds",
         metrics::Unit::Seconds,

@@ -19,6 +19,7 @@ mod members;
 pub mod metrics;
 mod oauth;
 mod policy;
+mod sink;
 mod tls;
 mod transfer;
 pub use transfer::ImportHook;
@@ -45,6 +46,7 @@ use error::ApiError;
 use limiter::AuthLimiter;
 pub use limits::Rate;
 pub use listen::ConnectionLimits;
+pub use sink::AuditSink;
 pub use tls::Certificates;
 
 use crate::api::Role;
@@ -120,6 +122,8 @@ pub struct ServerConfig {
     /// Whether webhooks may be sent to loopback and private addresses
     /// (`--allow-private-webhooks`: a receiver on your own network, and the tests).
     pub allow_private_webhooks: bool,
+    /// Where every audit event and call record is streamed (`--audit-sink`), if anywhere.
+    pub audit_sink: Option<Arc<AuditSink>>,
 }
 
 /// The names a loopback server answers to.
@@ -153,6 +157,7 @@ impl Default for ServerConfig {
             usage_retention: Period::days(400),
             import_hook: transfer::ImportHook::default(),
             allow_private_webhooks: false,
+            audit_sink: None,
         }
     }
 }
@@ -634,6 +639,9 @@ pub async fn run(
     let store = Arc::clone(&state.store);
     let flusher = tokio::spawn(housekeeping(state.clone()));
     let webhooks = tokio::spawn(webhooks::deliver(state.clone()));
+    let sink = state.config.audit_sink.clone();
+    let streamer = sink.clone().map(|sink| tokio::spawn(sink::stream(state.clone(), sink)));
+    let releaser = state.clone();
     let limits = state.config.connections;
     let front = listen::Front {
         trusted: state.config.trusted_proxies.clone().into(),
@@ -649,12 +657,20 @@ pub async fn run(
     flusher.abort();
     // A delivery cut short is sent again when its lease runs out (at least once).
     webhooks.abort();
+    // So is a batch of the audit stream; the sink's lease is given up so another replica
+    // sends at once.
+    if let Some(streamer) = streamer {
+        streamer.abort();
+    }
     // The last flush runs whatever happened to the connections, so no recorded use is lost.
     // On a thread of its own, not behind blocking tasks still waiting on a stalled database,
     // and for at most LAST_FLUSH_WAIT: a replica stops when told to, whatever its database.
     let (done, flushed) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let result = store.access().flush_usage().and_then(|_| store.access().flush_activity());
+        if let Some(sink) = sink {
+            sink::release(&releaser, &sink);
+        }
         let _ = done.send(result);
     });
     match tokio::time::timeout(LAST_FLUSH_WAIT, flushed).await {

@@ -89,6 +89,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0015_ranked_search_and_key_lists.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0016_audit_sinks.sql"),
+        postgres: include_str!("migrations/postgres/0016_audit_sinks.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

@@ -75,6 +75,9 @@ const ACCESS_TABLES: &[&str] = &[
     "webhook_deliveries",
     "webhook_attempts",
     "workspace_policies",
+    "audit_sinks",
+    // 0016 rebuilds key_calls under this name, then renames it back.
+    "key_calls_rebuilt",
 ];
 const CONTENT_TABLES: &[&str] = &[
     "journeys",

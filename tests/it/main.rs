@@ -2,6 +2,7 @@
 
 mod activity;
 mod admin_api;
+mod audit_sink;
 mod cli;
 mod client_configs;
 mod common;

@@ -463,11 +463,7 @@ pub(super) fn prune_activity(
 ) -> StoreResult<usize> {
     let mut deleted = 0;
     loop {
-        let n = s.writer().execute(
-            "DELETE FROM key_calls WHERE id IN
-                 (SELECT id FROM key_calls WHERE at < ?1 ORDER BY at LIMIT ?2)",
-            params![calls_before.timestamp(), PRUNE_CHUNK],
-        )?;
+        let n = prune_calls_chunk(s, calls_before.timestamp())?;
         deleted += n;
         if (n as i64) < PRUNE_CHUNK {
             break;
@@ -477,6 +473,47 @@ pub(super) fn prune_activity(
         .writer()
         .execute("DELETE FROM key_usage_hours WHERE hour < ?1", [totals_before.timestamp()])?;
     Ok(deleted)
+}
+
+/// Deletes up to [`PRUNE_CHUNK`] of the oldest calls made before `before`, in a transaction of
+/// its own; an audit sink not sent them yet counts them as dropped (`sink.rs`).
+fn prune_calls_chunk(s: &AccessStore<'_>, before: i64) -> StoreResult<usize> {
+    let chunk = "SELECT id FROM key_calls WHERE at < ?1 ORDER BY at, id LIMIT ?2";
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    let ids = tx
+        .query(chunk, params![before, PRUNE_CHUNK])?
+        .iter()
+        .map(|row| row.get("id"))
+        .collect::<DbResult<Vec<i64>>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    count_dropped(&tx, &ids)?;
+    let deleted = tx.execute(
+        &format!("DELETE FROM key_calls WHERE id IN ({chunk})"),
+        params![before, PRUNE_CHUNK],
+    )?;
+    tx.commit()?;
+    Ok(deleted)
+}
+
+/// Counts, for each audit sink (`sink.rs`), the calls of `ids` (about to be pruned) it was not
+/// sent yet.
+fn count_dropped(tx: &Connection, ids: &[i64]) -> StoreResult<()> {
+    let sinks = tx.query("SELECT sink, calls_after FROM audit_sinks", params![])?;
+    for row in &sinks {
+        let after: i64 = row.get("calls_after")?;
+        let lost = ids.iter().filter(|id| **id > after).count();
+        if lost > 0 {
+            let sink: String = row.get("sink")?;
+            tx.execute(
+                "UPDATE audit_sinks SET dropped = dropped + ?2 WHERE sink = ?1",
+                params![sink, i64::try_from(lost).unwrap_or(i64::MAX)],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Up to `limit + 1` calls of a workspace (or of one key) with ids below `before`, newest
@@ -711,6 +748,8 @@ fn sort_tools(tools: &mut [ToolCount]) {
 }
 
 fn insert_calls(conn: &Connection, chunk: &[Queued]) -> StoreResult<()> {
+    // Ids must be handed out in the order rows become visible (`sink.rs`).
+    debug_assert!(conn.in_transaction(), "calls written outside a transaction");
     let mut sql = String::from(
         "INSERT INTO key_calls (workspace_id, key_id, at, what, outcome, bytes, ids, ip) VALUES ",
     );
@@ -848,7 +887,7 @@ fn describe_origin(
     format!("used {both}: {}", news.join(" and "))
 }
 
-fn call_row(row: &Row) -> DbResult<Event> {
+pub(super) fn call_row(row: &Row) -> DbResult<Event> {
     let ids: String = row.get("ids")?;
     let (ids, more_ids) = split_ids(&ids);
     let call = CallDetail {

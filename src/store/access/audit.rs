@@ -1,7 +1,7 @@
 //! The audit trail: key lifecycle, rejected authentication, write tool calls and new origins
 //! (the calls themselves, reads included, are in `activity.rs`).
 
-use crate::store::db::{Connection, DbResult, params};
+use crate::store::db::{Connection, DbResult, Row, params};
 use crate::store::page::{Budget, Cursor, fingerprint, paged};
 
 use super::AccessStore;
@@ -30,6 +30,9 @@ pub struct NewEvent<'a> {
 /// Writes `event` on `conn` (so callers can make it part of their own transaction), with the
 /// webhook deliveries it makes.
 pub(crate) fn insert_event(conn: &Connection, at: i64, event: &NewEvent<'_>) -> StoreResult<()> {
+    // Ids must be handed out in the order rows become visible (`sink.rs`): on PostgreSQL,
+    // only a transaction holds the shared write lock.
+    debug_assert!(conn.in_transaction(), "an audit event written outside a transaction");
     conn.prepare_cached(
         "INSERT INTO audit_events (workspace_id, at, kind, key_id, key_prefix, detail, actor,
                                    actor_member, actor_name)
@@ -50,8 +53,15 @@ pub(crate) fn insert_event(conn: &Connection, at: i64, event: &NewEvent<'_>) -> 
     super::outbox::enqueue(conn, at, event)
 }
 
+/// Records `event` in a transaction of its own: with its webhook deliveries, and (on
+/// PostgreSQL) under the shared write lock, so ids are handed out in the order rows become
+/// visible, which the audit stream's cursor relies on (`sink.rs`).
 pub(super) fn record_event(s: &AccessStore<'_>, event: &NewEvent<'_>) -> StoreResult<()> {
-    insert_event(&s.writer(), s.now().timestamp(), event)
+    let conn = s.writer();
+    let tx = conn.transaction()?;
+    insert_event(&tx, s.now().timestamp(), event)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Which events of a workspace a page holds: all, or those of one key, or by one actor.
@@ -113,25 +123,26 @@ pub(super) fn events_page(
          ORDER BY id DESC LIMIT ?4",
         params![workspace_id, filter.key_id, before, i64::from(limit) + 1, by_name, by_kind],
     )?;
-    let events = rows
-        .iter()
-        .map(|row| {
-            Ok(Event {
-                id: row.get("id")?,
-                at: from_secs(row.get("at")?),
-                kind: row.get_parsed("kind", EventKind::parse)?,
-                key_id: row.get("key_id")?,
-                key_prefix: row.get("key_prefix")?,
-                detail: row.get("detail")?,
-                actor: Author {
-                    // The column's values are written from the closed set.
-                    kind: row.get_parsed("actor", AuthorKind::parse)?,
-                    member_id: row.get("actor_member")?,
-                    name: row.get("actor_name")?,
-                },
-                call: None,
-            })
-        })
-        .collect::<DbResult<Vec<_>>>()?;
+    let events = rows.iter().map(event_row).collect::<DbResult<Vec<_>>>()?;
     Ok(events)
+}
+
+/// An event as read by `SELECT id, at, kind, key_id, key_prefix, detail, actor, actor_member,
+/// actor_name FROM audit_events`.
+pub(super) fn event_row(row: &Row) -> DbResult<Event> {
+    Ok(Event {
+        id: row.get("id")?,
+        at: from_secs(row.get("at")?),
+        kind: row.get_parsed("kind", EventKind::parse)?,
+        key_id: row.get("key_id")?,
+        key_prefix: row.get("key_prefix")?,
+        detail: row.get("detail")?,
+        actor: Author {
+            // The column's values are written from the closed set.
+            kind: row.get_parsed("actor", AuthorKind::parse)?,
+            member_id: row.get("actor_member")?,
+            name: row.get("actor_name")?,
+        },
+        call: None,
+    })
 }

@@ -19,6 +19,7 @@ pub mod oauth;
 mod outbox;
 mod owner;
 mod policy;
+mod sink;
 mod webhooks;
 mod workspaces;
 
@@ -44,6 +45,7 @@ pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
 pub use owner::OwnerCredentialSetup;
 pub use policy::{SHARED_TTL as POLICY_TTL, StoredPolicy};
+pub use sink::{LEASE_SECONDS as SINK_LEASE_SECONDS, SinkCursor};
 pub use webhooks::{Attempt, BACKOFF_MAX_SECONDS, Claimed, GIVE_UP_AFTER_SECONDS};
 pub use workspaces::{WorkspaceFilter, WorkspaceRow};
 
@@ -583,6 +585,48 @@ impl AccessStore<'_> {
         cursor: Option<&str>,
     ) -> StoreResult<api::WorkspaceUsageResponse> {
         activity::workspace_usage(self, ws, since, limit, cursor)
+    }
+}
+
+impl AccessStore<'_> {
+    // The audit stream (`serve --audit-sink`) -----------------------------------------------
+
+    /// Registers the sink if new (from what is recorded now on) and takes or renews its lease
+    /// for `owner`; its cursor, or `None` while another replica holds it.
+    pub fn hold_sink(
+        &self,
+        sink: &str,
+        label: &str,
+        owner: &str,
+    ) -> StoreResult<Option<SinkCursor>> {
+        sink::hold_sink(self, sink, label, owner)
+    }
+
+    /// The next audit events and calls after `cursor`, at most `limit`, merged by time.
+    pub fn stream_after(
+        &self,
+        cursor: &SinkCursor,
+        limit: u32,
+    ) -> StoreResult<Vec<api::StreamLine>> {
+        sink::stream_after(self, cursor, limit)
+    }
+
+    /// Moves the sink's cursor past `lines` the collector accepted; `false` if the lease
+    /// was lost meanwhile.
+    pub fn sent_to_sink(
+        &self,
+        sink: &str,
+        owner: &str,
+        events_after: i64,
+        calls_after: i64,
+        lines: usize,
+    ) -> StoreResult<bool> {
+        sink::sent_to_sink(self, sink, owner, events_after, calls_after, lines)
+    }
+
+    /// Gives up the sink's lease (at shutdown).
+    pub fn release_sink(&self, sink: &str, owner: &str) -> StoreResult<()> {
+        sink::release_sink(self, sink, owner)
     }
 }
 

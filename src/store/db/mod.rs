@@ -371,6 +371,17 @@ impl<'a> Connection<'a> {
         matches!(self.inner, Inner::Postgres { .. })
     }
 
+    /// Whether a transaction is open on this connection (for checks in debug builds).
+    pub fn in_transaction(&self) -> bool {
+        match &self.inner {
+            Inner::SqliteWriter(conn) => !conn.conn.is_autocommit(),
+            Inner::SqliteReader(conn) => !conn.conn.is_autocommit(),
+            Inner::Postgres { taken, .. } => {
+                taken.borrow().as_ref().is_some_and(|conn| conn.in_transaction)
+            }
+        }
+    }
+
     /// The SQLite connection, its clock started for the statement about to run (each
     /// statement has the whole time limit; see [`SqliteConn::arm`]).
     fn sqlite(&self) -> Option<&SqliteConn> {
