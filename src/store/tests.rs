@@ -1006,3 +1006,63 @@ fn an_address_limited_key_takes_an_ipv4_client_seen_as_an_ipv4_mapped_address() 
     assert!(!key.allows_address(Some("::ffff:192.168.0.1".parse().expect("address"))));
     assert!(!key.allows_address(None));
 }
+
+#[test]
+fn an_audit_sink_resumes_from_its_cursor_takes_turns_and_counts_calls_pruned_unsent() {
+    let (_dir, store, acme) = store();
+    let call = |at: i64| {
+        let conn = store.db.writer();
+        let tx = conn.transaction().expect("tx");
+        tx.execute(
+            "INSERT INTO key_calls (workspace_id, key_id, at, what, outcome, bytes, ids)
+             VALUES (?1, ?2, ?3, 'list_journeys', 'ok', 10, '')",
+            super::db::params![acme, ACTOR.key_id, at],
+        )
+        .expect("call");
+        tx.commit().expect("commit");
+    };
+    let now = || store.now().timestamp();
+    call(now());
+    // A new sink starts after what is recorded: the call before it is not sent.
+    let access = store.access();
+    let cursor = access.hold_sink("s1", "collector/ingest", "a").expect("hold").expect("held");
+    assert!(access.stream_after(&cursor, 100).expect("read").is_empty());
+    assert_eq!(access.hold_sink("s1", "collector/ingest", "b").expect("hold"), None, "b waits");
+
+    (0..3).for_each(|_| call(now()));
+    let lines = access.stream_after(&cursor, 2).expect("read");
+    assert_eq!(lines.len(), 2, "a batch holds at most its limit");
+    let lines = access.stream_after(&cursor, 100).expect("read");
+    let ids: Vec<i64> = lines.iter().map(|line| line.event.id).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(lines.iter().all(|l| l.workspace == "acme" && l.event.call.is_some()));
+    let last = ids[2];
+    assert!(!access.sent_to_sink("s1", "b", 0, last, 3).expect("sent"), "b holds no lease");
+    assert!(access.sent_to_sink("s1", "a", cursor.events_after, last, 3).expect("sent"));
+    let cursor = access.hold_sink("s1", "collector/ingest", "a").expect("hold").expect("held");
+    assert_eq!((cursor.calls_after, cursor.sent), (last, 3));
+    assert!(access.stream_after(&cursor, 100).expect("read").is_empty(), "resumes after them");
+
+    // Two calls not sent, then a month: the prune deletes all five and counts those two.
+    (0..2).for_each(|_| call(now()));
+    store.clock().advance(chrono::Duration::days(31));
+    let month = store.now() - chrono::Duration::days(30);
+    access.prune_activity(month, month).expect("prune");
+    let count = store
+        .db
+        .writer()
+        .query_row("SELECT COUNT(*) AS n FROM key_calls", [], |row| row.get::<i64>("n"));
+    assert_eq!(count.expect("count"), 0);
+    // The lease lapsed meanwhile: b takes the sink, with a's cursor and the drops.
+    let cursor = access.hold_sink("s1", "collector/ingest", "b").expect("hold").expect("taken");
+    assert_eq!((cursor.calls_after, cursor.dropped), (last, 2));
+    // A call after the table emptied gets a new id (SQLite would reuse one without
+    // AUTOINCREMENT), so the sink sees it.
+    call(now());
+    let lines = access.stream_after(&cursor, 100).expect("read");
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].event.id > last + 2, "an id handed out again: {}", lines[0].event.id);
+    // Given up, it is taken at once.
+    access.release_sink("s1", "b").expect("release");
+    assert!(access.hold_sink("s1", "collector/ingest", "a").expect("hold").is_some());
+}

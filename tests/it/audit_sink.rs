@@ -156,7 +156,9 @@ async fn a_collector_down_then_failing_then_slow_gets_every_call_in_order_across
 
     // A restart while the collector is still down (the cursor is in the database).
     let said_first = first.terminate().await;
-    let second = env.serve_on(&db.arg(), &flags).await;
+    let with_metrics = [&flags[..], &["--metrics-listen", "127.0.0.1:0"]].concat();
+    let second = env.serve_on(&db.arg(), &with_metrics).await;
+    let metrics_url = second.announced["metrics_url"].as_str().expect("metrics_url").to_owned();
     let owner = second.visitor().owner(owner.token());
     let agent = second.key(&key.token);
 
@@ -185,6 +187,18 @@ async fn a_collector_down_then_failing_then_slow_gets_every_call_in_order_across
         collected.lines.lock().expect("collector lock").iter().any(|l| l["key_id"] == late.id())
     })
     .await;
+    // What it counted: the refusals, the lines taken, and the lag now that it caught up.
+    let page = crate::common::http().get(&metrics_url).send().await.expect("metrics");
+    let page = page.text().await.expect("metrics page");
+    let metric = |name: &str| -> f64 {
+        page.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{page}"))
+    };
+    assert!(metric("custory_audit_sink_failures_total") >= 2.0, "{page}");
+    assert!(metric("custory_audit_sink_lines_total{source=\"calls\"}") >= 1.0, "{page}");
+    assert_eq!(metric("custory_audit_sink_dropped_total"), 0.0, "{page}");
+    assert!(page.contains("custory_audit_sink_lag_seconds"), "{page}");
     let said_second = second.terminate().await;
     collector.abort();
 
@@ -242,4 +256,56 @@ async fn a_collector_down_then_failing_then_slow_gets_every_call_in_order_across
     assert!(said_second.contains("127.0.0.1/ingest"), "{said_second}");
     let dropped = db.query_row("SELECT dropped FROM audit_sinks", &[]);
     assert_eq!(dropped[0], Sql::Int(0), "nothing was dropped");
+}
+
+/// Two replicas on one PostgreSQL database stream to one collector: one sends at a time (the
+/// lease), so each call arrives once, whichever replica recorded it; when that replica stops,
+/// the other takes over at once and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_replicas_send_each_line_once_and_hand_over_when_one_stops() {
+    let db = TestDatabase::postgres();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let collected = Arc::new(Collected::default());
+    let collector = collector_on(port, Arc::clone(&collected)).await;
+    let sink = format!("http://127.0.0.1:{port}/ingest");
+    let flags =
+        ["--audit-sink", &sink, "--audit-sink-header", "Authorization: Splunk collector-token"];
+    let (env_a, env_b) = (TestEnv::new(), TestEnv::new());
+    let a = env_a.serve_on(&db.arg(), &flags).await;
+    let b = env_b.serve_on(&db.arg(), &flags).await;
+    let owner = a.owner();
+    until("the sink to start", || count(&db, "SELECT COUNT(*) FROM audit_sinks") == 1).await;
+    let key = owner.create_key("agent", "30d", "read-only").await;
+    let mut made = load(&a.key(&key.token), 5).await + load(&b.key(&key.token), 5).await;
+    let calls = || -> Vec<i64> {
+        let lines = collected.lines.lock().expect("collector lock");
+        lines.iter().filter(|l| l["source"] == "calls").filter_map(|l| l["id"].as_i64()).collect()
+    };
+    until("both replicas' calls to arrive", || calls().len() >= made).await;
+    let once: Vec<i64> = calls();
+    let distinct: HashSet<i64> = once.iter().copied().collect();
+    assert_eq!(distinct.len(), once.len(), "a line came twice from two replicas: {once:?}");
+
+    // A stops (giving its lease up if it held it); B goes on alone.
+    a.terminate().await;
+    made += load(&b.key(&key.token), 5).await;
+    until("the calls made after the hand-over", || {
+        calls().into_iter().collect::<HashSet<_>>().len() >= made
+    })
+    .await;
+    b.terminate().await;
+    collector.abort();
+    let stored: HashSet<i64> = db
+        .query_rows("SELECT id FROM key_calls", &[])
+        .iter()
+        .filter_map(|row| row[0].int())
+        .collect();
+    let all = calls();
+    assert_eq!(all.iter().copied().collect::<HashSet<_>>(), stored);
+    let mut seen = HashSet::new();
+    let firsts: Vec<i64> = all.into_iter().filter(|id| seen.insert(*id)).collect();
+    assert!(firsts.windows(2).all(|w| w[0] < w[1]), "out of order: {firsts:?}");
 }
