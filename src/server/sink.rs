@@ -203,6 +203,7 @@ pub(super) async fn stream(state: AppState, sink: Arc<AuditSink>) {
     loop {
         let store = Arc::clone(&state.store);
         let held = Arc::clone(&sink);
+        let began = std::time::Instant::now();
         let read = tokio::task::spawn_blocking(move || {
             let access = store.access();
             let Some(cursor) = access.hold_sink(&held.id, &held.label, &held.owner)? else {
@@ -235,9 +236,15 @@ pub(super) async fn stream(state: AppState, sink: Arc<AuditSink>) {
             tokio::time::sleep(POLL).await;
             continue;
         };
+        let read_took = began.elapsed();
         let lag = (state.store.now() - batch.oldest).num_seconds().max(0);
         metrics::gauge!("custory_audit_sink_lag_seconds").set(lag as f64);
-        match post(&sink, batch.body).await {
+        let posted = std::time::Instant::now();
+        let result = post(&sink, batch.body).await;
+        tracing::debug!(sink = %sink.label, lines = batch.lines, ok = result.is_ok(),
+            read_ms = read_took.as_millis() as u64, post_ms = posted.elapsed().as_millis() as u64,
+            "audit stream batch");
+        match result {
             Ok(()) => {
                 if failures > 0 {
                     tracing::info!(sink = %sink.label, failures, "the audit sink takes lines again");
