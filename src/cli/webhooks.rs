@@ -116,13 +116,25 @@ pub fn run(
                         } else {
                             w.events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(",")
                         };
-                        vec![w.id.clone(), w.url.clone(), events, relative(w.created_at, now)]
+                        // Dropped: given up unsent past the outbox's cap for one endpoint.
+                        let pending = match w.dropped {
+                            0 => w.pending.to_string(),
+                            dropped => format!("{}, {dropped} dropped", w.pending),
+                        };
+                        vec![
+                            w.id.clone(),
+                            w.url.clone(),
+                            events,
+                            pending,
+                            relative(w.created_at, now),
+                        ]
                     })
                     .collect();
                 let columns = [
                     Column::keep("Id"),
                     Column::text("URL", 2),
                     Column::text("Events", 1),
+                    Column::keep("Pending"),
                     Column::optional("Added", 3),
                 ];
                 printer.data(&table(&columns, rows));
@@ -216,6 +228,8 @@ fn page_json(deliveries: &[WebhookDelivery], next_cursor: Option<&str>) -> serde
 
 fn delivery_row(d: &WebhookDelivery, now: chrono::DateTime<Utc>) -> Vec<String> {
     let last = match (d.last_status, d.last_error.as_deref()) {
+        // Given up unsent, past the outbox's cap for one endpoint (`--json` says why).
+        (_, Some(error)) if error.starts_with("dropped:") => "dropped".to_owned(),
         (Some(status), _) => status.to_string(),
         (None, Some(_)) => "no answer".to_owned(),
         (None, None) => "-".to_owned(),
