@@ -451,6 +451,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_send_gives_its_place_in_its_workspace_share_back_however_it_ends() {
+        let counts = Arc::new(Mutex::new(HashMap::new()));
+        let first = InFlight::take(&counts, 7);
+        let second = InFlight::take(&counts, 7);
+        let other = InFlight::take(&counts, 8);
+        assert_eq!(lock(&counts).get(&7), Some(&2));
+        drop(first);
+        assert_eq!(lock(&counts).get(&7), Some(&1));
+        // A task that panics drops its place too.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _place = second;
+            panic!("a send that panicked");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(lock(&counts).get(&7), None, "an idle workspace leaves no entry");
+        drop(other);
+        assert!(lock(&counts).is_empty());
+    }
+
+    #[test]
     fn a_slack_message_escapes_what_slack_reads_as_markup() {
         let payload = serde_json::json!({
             "type": "key.new_origin",

@@ -222,13 +222,7 @@ pub(super) fn prune_deliveries(s: &AccessStore<'_>, before: i64) -> StoreResult<
             let conn = s.writer();
             let tx = conn.transaction()?;
             let ids = tx
-                .query(
-                    &format!(
-                        "SELECT id FROM webhook_deliveries WHERE {ended} < ?1
-                         ORDER BY {ended} LIMIT ?2"
-                    ),
-                    params![before, PRUNE_CHUNK],
-                )?
+                .query(&ended_chunk(ended), params![before, PRUNE_CHUNK])?
                 .iter()
                 .map(|row| row.get::<i64>("id"))
                 .collect::<DbResult<Vec<_>>>()?;
@@ -237,7 +231,7 @@ pub(super) fn prune_deliveries(s: &AccessStore<'_>, before: i64) -> StoreResult<
             }
             // Ids are integers: written as literals.
             let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-            tx.execute(&format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({list})"), [])?;
+            tx.execute(&attempts_of(&list), [])?;
             deleted +=
                 tx.execute(&format!("DELETE FROM webhook_deliveries WHERE id IN ({list})"), [])?;
             tx.commit()?;
@@ -247,6 +241,18 @@ pub(super) fn prune_deliveries(s: &AccessStore<'_>, before: i64) -> StoreResult<
         }
     }
     Ok(deleted)
+}
+
+/// A chunk of the deliveries that ended (`ended`: `delivered_at` or `failed_at`) before `?1`,
+/// at most `?2`, the oldest first (the `webhook_deliveries_delivered` and `_failed` indexes).
+fn ended_chunk(ended: &str) -> String {
+    format!("SELECT id FROM webhook_deliveries WHERE {ended} < ?1 ORDER BY {ended} LIMIT ?2")
+}
+
+/// Deletes the attempts of the deliveries `ids` (a comma-separated list of integers; the
+/// `webhook_attempts_delivery` index).
+fn attempts_of(ids: &str) -> String {
+    format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({ids})")
 }
 
 /// The audit event of an endpoint added or removed: its id and host (a URL's path and query
@@ -463,14 +469,11 @@ pub(super) fn record_attempt(
     let conn = s.writer();
     let tx = conn.transaction()?;
     // Pruned since (a result days late): nothing to record it against.
-    let exists = tx
-        .query(
-            "SELECT 1 AS one FROM webhook_deliveries WHERE id = ?1",
-            params![claimed.delivery_id],
-        )?
-        .first()
-        .is_some();
-    if !exists {
+    let found = tx.query(
+        "SELECT 1 AS one FROM webhook_deliveries WHERE id = ?1",
+        params![claimed.delivery_id],
+    )?;
+    if found.is_empty() {
         return Ok(false);
     }
     tx.execute(
@@ -750,5 +753,28 @@ mod tests {
         assert!((GIVE_UP_AFTER_SECONDS..GIVE_UP_AFTER_SECONDS + 3600).contains(&age), "{age}");
         assert!(attempts > 8, "more than the old 8 attempts: {attempts}");
         assert_eq!(backoff_seconds(30), BACKOFF_MAX_SECONDS);
+    }
+
+    #[test]
+    fn pruning_reads_ended_deliveries_and_their_attempts_by_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("t.db"), Clock::default()).expect("open");
+        let access = store.access();
+        let reader = access.reader().expect("reader");
+        let plan = |sql: &str| {
+            let rows = reader.query(&format!("EXPLAIN QUERY PLAN {sql}"), params![0_i64, 10_i64]);
+            let rows = rows.expect("plan");
+            rows.iter().map(|r| r.get::<String>("detail").expect("detail")).collect::<Vec<_>>()
+        };
+        for (ended, index) in [
+            ("delivered_at", "webhook_deliveries_delivered"),
+            ("failed_at", "webhook_deliveries_failed"),
+        ] {
+            let steps = plan(&ended_chunk(ended));
+            assert!(steps.iter().any(|s| s.contains(index)), "{ended}: {steps:?}");
+            assert!(!steps.iter().any(|s| s.contains("TEMP B-TREE")), "no sort: {steps:?}");
+        }
+        let steps = plan(&attempts_of("1, 2, 3").replace("IN (", "IN (?1, ?2, "));
+        assert!(steps.iter().any(|s| s.contains("webhook_attempts_delivery")), "{steps:?}");
     }
 }
