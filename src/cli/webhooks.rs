@@ -243,3 +243,35 @@ fn delivery_row(d: &WebhookDelivery, now: chrono::DateTime<Utc>) -> Vec<String> 
         d.event_id.clone(),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_dropped_past_the_cap_says_dropped_where_an_answer_would_be() {
+        let now = Utc::now();
+        let delivery = WebhookDelivery {
+            id: 1,
+            webhook_id: "whk_a".into(),
+            event_id: "msg_a".into(),
+            event_type: "key.created".into(),
+            created_at: now,
+            attempts: 0,
+            state: "failed".into(),
+            next_attempt_at: None,
+            last_status: None,
+            last_error: Some(crate::store::access::webhook_dropped_error()),
+            delivered_at: None,
+        };
+        assert_eq!(delivery_row(&delivery, now)[3], "dropped");
+        // Dropped after failed attempts: still dropped, not the last answer.
+        let retried = WebhookDelivery { attempts: 3, last_status: Some(503), ..delivery.clone() };
+        assert_eq!(delivery_row(&retried, now)[3], "dropped");
+        let refused = WebhookDelivery {
+            last_error: Some("could not connect to the receiver".into()),
+            ..delivery
+        };
+        assert_eq!(delivery_row(&refused, now)[3], "no answer");
+    }
+}

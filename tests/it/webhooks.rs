@@ -287,6 +287,11 @@ async fn the_cli_adds_lists_tests_and_removes_a_webhook() {
     assert!(!listed.to_string().contains(&secret));
     let table = env.admin(&server, &["webhooks", "list"]).await;
     assert!(table.stdout.contains(&id), "{}", table.stdout);
+    assert!(table.stdout.contains("PENDING"), "{}", table.stdout);
+    assert_eq!(
+        (listed["webhooks"][0]["pending"].as_i64(), listed["webhooks"][0]["dropped"].as_i64()),
+        (Some(0), Some(0))
+    );
 
     let tested = env.admin_json(&server, &["webhooks", "test", &id]).await;
     assert_eq!(tested["state"], "delivered", "{tested}");

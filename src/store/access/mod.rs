@@ -42,7 +42,7 @@ pub use hygiene::{EXPIRY_WARNING_DAYS, KeyFilter, SHARED_WINDOW_DAYS};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
-pub use outbox::MAX_PENDING as MAX_WEBHOOK_PENDING;
+pub use outbox::{MAX_PENDING as MAX_WEBHOOK_PENDING, dropped_error as webhook_dropped_error};
 pub use owner::OwnerCredentialSetup;
 pub use policy::{SHARED_TTL as POLICY_TTL, StoredPolicy};
 pub use webhooks::{

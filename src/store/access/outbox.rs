@@ -20,7 +20,7 @@ use crate::store::{StoreResult, from_secs, new_id};
 pub const MAX_PENDING: i64 = 10_000;
 
 /// The `last_error` of a delivery dropped past [`MAX_PENDING`].
-pub(crate) fn dropped_error() -> String {
+pub fn dropped_error() -> String {
     format!("dropped: more than {MAX_PENDING} pending for this endpoint")
 }
 
