@@ -1314,6 +1314,13 @@ pub struct Webhook {
     pub created_at: DateTime<Utc>,
     /// Who added it (a member's name, or `administrator`).
     pub created_by: String,
+    /// Its deliveries neither delivered nor given up yet.
+    #[serde(default)]
+    pub pending: i64,
+    /// Its deliveries given up unsent because it had more pending than the outbox keeps
+    /// for one endpoint (the oldest go first; see `webhooks deliveries`).
+    #[serde(default)]
+    pub dropped: i64,
 }
 
 /// An endpoint's signing secret (`whsec_…`): shown once, at creation. Its Debug says nothing.

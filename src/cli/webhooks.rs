@@ -116,13 +116,25 @@ pub fn run(
                         } else {
                             w.events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(",")
                         };
-                        vec![w.id.clone(), w.url.clone(), events, relative(w.created_at, now)]
+                        // Dropped: given up unsent past the outbox's cap for one endpoint.
+                        let pending = match w.dropped {
+                            0 => w.pending.to_string(),
+                            dropped => format!("{}, {dropped} dropped", w.pending),
+                        };
+                        vec![
+                            w.id.clone(),
+                            w.url.clone(),
+                            events,
+                            pending,
+                            relative(w.created_at, now),
+                        ]
                     })
                     .collect();
                 let columns = [
                     Column::keep("Id"),
                     Column::text("URL", 2),
                     Column::text("Events", 1),
+                    Column::keep("Pending"),
                     Column::optional("Added", 3),
                 ];
                 printer.data(&table(&columns, rows));
@@ -216,6 +228,8 @@ fn page_json(deliveries: &[WebhookDelivery], next_cursor: Option<&str>) -> serde
 
 fn delivery_row(d: &WebhookDelivery, now: chrono::DateTime<Utc>) -> Vec<String> {
     let last = match (d.last_status, d.last_error.as_deref()) {
+        // Given up unsent, past the outbox's cap for one endpoint (`--json` says why).
+        (_, Some(error)) if error.starts_with("dropped:") => "dropped".to_owned(),
         (Some(status), _) => status.to_string(),
         (None, Some(_)) => "no answer".to_owned(),
         (None, None) => "-".to_owned(),
@@ -228,4 +242,36 @@ fn delivery_row(d: &WebhookDelivery, now: chrono::DateTime<Utc>) -> Vec<String> 
         d.next_attempt_at.map_or("-".to_owned(), |at| relative(at, now)),
         d.event_id.clone(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_dropped_past_the_cap_says_dropped_where_an_answer_would_be() {
+        let now = Utc::now();
+        let delivery = WebhookDelivery {
+            id: 1,
+            webhook_id: "whk_a".into(),
+            event_id: "msg_a".into(),
+            event_type: "key.created".into(),
+            created_at: now,
+            attempts: 0,
+            state: "failed".into(),
+            next_attempt_at: None,
+            last_status: None,
+            last_error: Some(crate::store::access::webhook_dropped_error()),
+            delivered_at: None,
+        };
+        assert_eq!(delivery_row(&delivery, now)[3], "dropped");
+        // Dropped after failed attempts: still dropped, not the last answer.
+        let retried = WebhookDelivery { attempts: 3, last_status: Some(503), ..delivery.clone() };
+        assert_eq!(delivery_row(&retried, now)[3], "dropped");
+        let refused = WebhookDelivery {
+            last_error: Some("could not connect to the receiver".into()),
+            ..delivery
+        };
+        assert_eq!(delivery_row(&refused, now)[3], "no answer");
+    }
 }

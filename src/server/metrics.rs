@@ -66,6 +66,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "how long the oldest last-used time not yet written has waited"
     );
+    describe_counter!(
+        "custory_webhook_deliveries_dropped_total",
+        "webhook deliveries given up unsent: the oldest of an endpoint with 10,000 pending"
+    );
 }
 
 /// Counts a request and its latency, by route template (`/api/mcp`, not a path with ids).

@@ -8,7 +8,8 @@
 //! --allow-private-webhooks`. The outbox (`store::access::webhooks`) makes them at least once,
 //! in order per endpoint.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -26,7 +27,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Path, Query};
 use super::{AppState, work};
 use crate::api::{self, WebhookEvent, WebhookFormat};
-use crate::store::access::{Attempt, Claimed};
+use crate::store::access::{Attempt, ClaimLimits, Claimed};
 
 /// How long one delivery may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,6 +35,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_secs(1);
 /// Deliveries in flight at once, from this replica (at most one per endpoint).
 const IN_FLIGHT: usize = 32;
+/// Of those, at most this many for one workspace: a workspace with many slow receivers (up to
+/// 20 endpoints, each holding a send for up to 10 s) cannot take every send of the replica,
+/// and eight workspaces can be served at once.
+const IN_FLIGHT_PER_WORKSPACE: usize = 4;
 /// The longest endpoint URL accepted.
 const URL_MAX: usize = 2_000;
 /// Deliveries listed at most.
@@ -198,15 +203,18 @@ fn slack_message(payload: &str) -> serde_json::Value {
 }
 
 /// The delivery worker: every second, claims due deliveries (the oldest pending one of each
-/// endpoint not already in flight), up to [`IN_FLIGHT`] at once, and sends each in a task of
-/// its own that records the attempt: a slow receiver holds up its own endpoint only. Runs for
-/// the life of the server; stopping it stops the sends in flight (their leases run out and
-/// they go again: at least once).
+/// endpoint not already in flight), up to [`IN_FLIGHT`] at once and
+/// [`IN_FLIGHT_PER_WORKSPACE`] of one workspace, and sends each in a task of its own that
+/// records the attempt: a slow receiver holds up its own endpoint only, and a workspace's
+/// slow receivers its own share only. Runs for the life of the server; stopping it stops the
+/// sends in flight (their leases run out and they go again: at least once).
 pub(super) async fn deliver(state: AppState) {
     let allow_private = state.config.allow_private_webhooks;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut in_flight = tokio::task::JoinSet::new();
+    // Sends in flight by workspace; each task's guard gives its place back, however it ends.
+    let by_workspace = Arc::new(Mutex::new(HashMap::<i64, usize>::new()));
     loop {
         tick.tick().await;
         while in_flight.try_join_next().is_some() {}
@@ -215,10 +223,16 @@ pub(super) async fn deliver(state: AppState) {
             continue;
         }
         let store = Arc::clone(&state.store);
-        let limit = i64::try_from(free).unwrap_or(1);
-        let claimed =
-            tokio::task::spawn_blocking(move || store.access().claim_webhook_deliveries(limit))
-                .await;
+        let busy = lock(&by_workspace).clone();
+        let claimed = tokio::task::spawn_blocking(move || {
+            let limits = ClaimLimits {
+                limit: free,
+                per_workspace: IN_FLIGHT_PER_WORKSPACE,
+                in_flight: &busy,
+            };
+            store.access().claim_webhook_deliveries(limits)
+        })
+        .await;
         let claimed = match claimed {
             Ok(Ok(claimed)) => claimed,
             Ok(Err(error)) => {
@@ -229,18 +243,60 @@ pub(super) async fn deliver(state: AppState) {
         };
         for claimed in claimed {
             let store = Arc::clone(&state.store);
+            let place = InFlight::take(&by_workspace, claimed.workspace_id);
             in_flight.spawn(async move {
+                let _place = place;
                 let attempt = send(&claimed, allow_private).await;
                 log_attempt(&claimed, &attempt);
                 let recorded = tokio::task::spawn_blocking(move || {
-                    store.access().record_webhook_attempt(&claimed, &attempt)
+                    let recorded = store.access().record_webhook_attempt(&claimed, &attempt);
+                    (claimed, recorded)
                 })
                 .await;
-                if let Ok(Err(error)) = recorded {
-                    // The lease runs out and it is sent again: at least once.
-                    tracing::warn!(%error, "could not record a webhook delivery; will resend");
+                match recorded {
+                    Ok((claimed, Ok(false))) => {
+                        tracing::warn!(webhook = %claimed.webhook_id, event = %claimed.event_id,
+                                       "a webhook attempt ended after its lease ran out and \
+                                        another claim took the delivery; logged as an attempt only");
+                    }
+                    Ok((_, Err(error))) => {
+                        // The lease runs out and it is sent again: at least once.
+                        tracing::warn!(%error, "could not record a webhook delivery; will resend");
+                    }
+                    _ => {}
                 }
             });
+        }
+    }
+}
+
+/// Locks the sends-by-workspace count (a panic while it was held left it whole: it is only
+/// counts).
+fn lock(counts: &Mutex<HashMap<i64, usize>>) -> std::sync::MutexGuard<'_, HashMap<i64, usize>> {
+    counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One send's place in its workspace's share, given back when dropped.
+struct InFlight {
+    counts: Arc<Mutex<HashMap<i64, usize>>>,
+    workspace_id: i64,
+}
+
+impl InFlight {
+    fn take(counts: &Arc<Mutex<HashMap<i64, usize>>>, workspace_id: i64) -> Self {
+        *lock(counts).entry(workspace_id).or_insert(0) += 1;
+        Self { counts: Arc::clone(counts), workspace_id }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        if let Some(n) = counts.get_mut(&self.workspace_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.workspace_id);
+            }
         }
     }
 }
@@ -393,6 +449,26 @@ pub async fn deliveries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_gives_its_place_in_its_workspace_share_back_however_it_ends() {
+        let counts = Arc::new(Mutex::new(HashMap::new()));
+        let first = InFlight::take(&counts, 7);
+        let second = InFlight::take(&counts, 7);
+        let other = InFlight::take(&counts, 8);
+        assert_eq!(lock(&counts).get(&7), Some(&2));
+        drop(first);
+        assert_eq!(lock(&counts).get(&7), Some(&1));
+        // A task that panics drops its place too.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _place = second;
+            panic!("a send that panicked");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(lock(&counts).get(&7), None, "an idle workspace leaves no entry");
+        drop(other);
+        assert!(lock(&counts).is_empty());
+    }
 
     #[test]
     fn a_slack_message_escapes_what_slack_reads_as_markup() {

@@ -94,6 +94,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0016_audit_sinks.sql"),
         then: None,
     },
+    Migration {
+        sqlite: include_str!("migrations/sqlite/0017_webhook_outbox_bounds.sql"),
+        postgres: include_str!("migrations/postgres/0017_webhook_outbox_bounds.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes: how many migrations it knows.

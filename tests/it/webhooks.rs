@@ -287,6 +287,11 @@ async fn the_cli_adds_lists_tests_and_removes_a_webhook() {
     assert!(!listed.to_string().contains(&secret));
     let table = env.admin(&server, &["webhooks", "list"]).await;
     assert!(table.stdout.contains(&id), "{}", table.stdout);
+    assert!(table.stdout.contains("PENDING"), "{}", table.stdout);
+    assert_eq!(
+        (listed["webhooks"][0]["pending"].as_i64(), listed["webhooks"][0]["dropped"].as_i64()),
+        (Some(0), Some(0))
+    );
 
     let tested = env.admin_json(&server, &["webhooks", "test", &id]).await;
     assert_eq!(tested["state"], "delivered", "{tested}");
@@ -370,4 +375,238 @@ async fn member_events_go_out_and_never_carry_the_invitation_code() {
     assert_eq!(got, events);
     receiver.stop().await;
     server.stop().await;
+}
+
+// The outbox's guarantees, driven through the store (on the backend under test) with a clock
+// moved by hand: a late attempt result, the share of one workspace, the cap per endpoint, and
+// pruning a chunk at a time.
+
+mod outbox {
+    use std::collections::HashMap;
+
+    use chrono::Duration;
+    use custory_mcp::api::{Access, Author, ExpiryPolicy, WebhookFormat};
+    use custory_mcp::store::access::{Attempt, ClaimLimits, Claimed, WEBHOOK_LEASE_SECONDS};
+    use custory_mcp::store::{Clock, Store};
+
+    use crate::common::{Sql, TestDatabase};
+
+    fn open() -> (tempfile::TempDir, TestDatabase, Clock, Store, i64) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = TestDatabase::for_backend(&dir.path().join("custory.db"));
+        let clock = Clock::default();
+        let store = Store::open_database(&db.database, clock.clone()).expect("open");
+        let acme = store.access().workspace_by_slug("acme").expect("query").expect("acme").id;
+        (dir, db, clock, store, acme)
+    }
+
+    fn add_webhook(store: &Store, ws: i64) -> String {
+        let (hook, _) = store
+            .access()
+            .create_webhook(
+                ws,
+                "https://example.com/in",
+                &[],
+                WebhookFormat::Standard,
+                "admin",
+                &Author::default(),
+            )
+            .expect("create");
+        hook.id
+    }
+
+    fn claim(store: &Store, per_workspace: usize, in_flight: &HashMap<i64, usize>) -> Vec<Claimed> {
+        let limits = ClaimLimits { limit: 32, per_workspace, in_flight };
+        store.access().claim_webhook_deliveries(limits).expect("claim")
+    }
+
+    fn claim_any(store: &Store) -> Vec<Claimed> {
+        claim(store, 32, &HashMap::new())
+    }
+
+    fn answered(status: u16) -> Attempt {
+        let error = (status >= 300).then(|| format!("the receiver answered {status}"));
+        Attempt { status: Some(status), error, millis: 1 }
+    }
+
+    fn count(db: &TestDatabase, sql: &str) -> i64 {
+        db.query_row(sql, &[])[0].int().expect("count")
+    }
+
+    #[test]
+    fn a_late_attempt_result_changes_nothing_a_newer_claim_holds() {
+        let (_dir, db, clock, store, acme) = open();
+        let access = store.access();
+        let hook = add_webhook(&store, acme);
+        access.create_key(acme, "ci", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
+
+        // Worker A claims the event; its receiver is slower than the lease, so worker B (or
+        // another replica) claims it again once the lease has run out.
+        let first = claim_any(&store).pop().expect("due");
+        assert!(claim_any(&store).is_empty(), "leased");
+        clock.advance(Duration::seconds(WEBHOOK_LEASE_SECONDS + 1));
+        let second = claim_any(&store).pop().expect("claimable again past the lease");
+        assert_eq!(second.event_id, first.event_id);
+        assert!(second.lease_until > first.lease_until, "a later claim, a later lease");
+
+        // A's late failure: an attempt in the log, and nothing else. B still holds it, so it
+        // is not due again behind B's back once A's backoff has passed.
+        let applied = access.record_webhook_attempt(&first, &answered(503)).expect("record");
+        assert!(!applied, "a late result does not apply");
+        clock.advance(Duration::seconds(10));
+        assert!(claim_any(&store).is_empty(), "a late failure freed a delivery B is sending");
+        let log = access.list_webhook_deliveries(acme, Some(&hook), 10).expect("log");
+        assert_eq!(log[0].state, "pending");
+        assert_eq!(log[0].attempts, 0, "{:?}", log[0]);
+        assert_eq!(log[0].last_status, None, "{:?}", log[0]);
+
+        // B delivers; a late failure of A's after that does not undo it either.
+        assert!(access.record_webhook_attempt(&second, &answered(204)).expect("record"));
+        assert!(!access.record_webhook_attempt(&first, &answered(500)).expect("record"));
+        let log = access.list_webhook_deliveries(acme, Some(&hook), 10).expect("log");
+        assert_eq!(log[0].state, "delivered", "{:?}", log[0]);
+        assert_eq!(log[0].attempts, 1, "{:?}", log[0]);
+        assert_eq!(log[0].last_status, Some(204), "{:?}", log[0]);
+        assert_eq!(count(&db, "SELECT count(*) FROM webhook_attempts"), 3, "every attempt logged");
+    }
+
+    #[test]
+    fn one_workspace_takes_at_most_its_share_of_the_sends_in_flight() {
+        let (_dir, _db, _clock, store, acme) = open();
+        let access = store.access();
+        access.create_workspace("Beta", "beta").expect("beta");
+        let beta = access.workspace_by_slug("beta").expect("query").expect("beta").id;
+        for _ in 0..6 {
+            add_webhook(&store, acme);
+        }
+        add_webhook(&store, beta);
+        access.create_key(acme, "ci", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
+        access.create_key(beta, "ci", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
+
+        // Seven due (six endpoints of acme's, one of beta's), a share of four.
+        let claimed = claim(&store, 4, &HashMap::new());
+        let of =
+            |ws: i64, claimed: &[Claimed]| claimed.iter().filter(|c| c.workspace_id == ws).count();
+        assert_eq!(of(acme, &claimed), 4, "acme's share");
+        assert_eq!(of(beta, &claimed), 1, "beta is not crowded out");
+        // With acme's four still in flight, its other two wait; one back, one more goes.
+        assert!(claim(&store, 4, &HashMap::from([(acme, 4)])).is_empty());
+        let more = claim(&store, 4, &HashMap::from([(acme, 3)]));
+        assert_eq!(more.len(), 1, "one place free in acme's share");
+        assert_eq!(of(acme, &more), 1);
+    }
+
+    /// Inserts `n` pending deliveries for `endpoint`, made at `at` (event ids `msg_seed1`…).
+    fn seed(db: &TestDatabase, endpoint: &str, n: i64, at: i64) {
+        db.execute(
+            &format!(
+                "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < {n})
+                 INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload,
+                                                 created_at, next_attempt_at)
+                 SELECT ?1, 'msg_seed' || i, 'key.created', '{{}}', {at}, {at} FROM seq"
+            ),
+            &[endpoint.into()],
+        );
+    }
+
+    #[test]
+    fn past_its_cap_an_endpoint_drops_its_oldest_pending_deliveries_not_its_newest() {
+        use custory_mcp::store::access::MAX_WEBHOOK_PENDING as MAX;
+
+        let (_dir, db, _clock, store, acme) = open();
+        let access = store.access();
+        let hook = add_webhook(&store, acme);
+        let now = store.now().timestamp();
+        seed(&db, &hook, MAX, now);
+        // The oldest is in flight: it is not the one dropped.
+        let in_flight = claim_any(&store).pop().expect("due");
+        assert_eq!(in_flight.event_id, "msg_seed1");
+
+        access.create_key(acme, "ci", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
+        let state = |event: &str| {
+            db.query_row(
+                "SELECT failed_at, last_error FROM webhook_deliveries WHERE event_id = ?1",
+                &[event.into()],
+            )
+        };
+        assert_eq!(state("msg_seed1")[0], Sql::Null, "in flight, kept");
+        let dropped = state("msg_seed2");
+        assert!(dropped[0].int().is_some(), "the oldest waiting one is given up: {dropped:?}");
+        let why = format!("dropped: more than {MAX} pending for this endpoint");
+        assert_eq!(dropped[1], Sql::Text(why.clone()));
+        assert_eq!(state("msg_seed3")[0], Sql::Null);
+        let pending = |sql: &str| count(&db, sql);
+        assert_eq!(
+            pending(
+                "SELECT count(*) FROM webhook_deliveries
+                 WHERE delivered_at IS NULL AND failed_at IS NULL AND event_type = 'key.created'
+                   AND event_id NOT LIKE 'msg_seed%'"
+            ),
+            1,
+            "the newest event is kept"
+        );
+
+        // Seen in `webhooks list` (pending, dropped) and `webhooks deliveries` (why).
+        let listed = access.list_webhooks(acme).expect("list");
+        assert_eq!((listed[0].pending, listed[0].dropped), (MAX, 1));
+        let log = access.list_webhook_deliveries(acme, Some(&hook), 200).expect("log");
+        assert_eq!(log.iter().filter(|d| d.state == "pending").count(), 200, "newest first");
+        let total = pending(
+            "SELECT count(*) FROM webhook_deliveries
+             WHERE delivered_at IS NULL AND failed_at IS NULL",
+        );
+        assert_eq!(total, MAX, "never more than the cap");
+    }
+
+    #[test]
+    fn pruning_over_several_chunks_deletes_every_ended_delivery_past_the_cutoff_only() {
+        let (_dir, db, _clock, store, acme) = open();
+        let hook = add_webhook(&store, acme);
+        let cutoff = store.now().timestamp() - 3600;
+        // More than two chunks (5,000 each) delivered before the cutoff, some given up before
+        // it, some delivered and given up after it, and some pending: each with an attempt.
+        seed(&db, &hook, 12_500, cutoff - 7200);
+        let mark = |column: &str, at: i64, from: i64, to: i64| {
+            db.execute(
+                &format!(
+                    "UPDATE webhook_deliveries SET {column} = {at}
+                     WHERE id - (SELECT min(id) FROM webhook_deliveries) + 1
+                           BETWEEN {from} AND {to}"
+                ),
+                &[],
+            );
+        };
+        mark("delivered_at", cutoff - 60, 1, 11_000);
+        mark("failed_at", cutoff - 1, 11_001, 11_500);
+        mark("delivered_at", cutoff, 11_501, 11_800);
+        mark("failed_at", cutoff + 60, 11_801, 12_000);
+        db.execute(
+            "INSERT INTO webhook_attempts (delivery_id, endpoint_id, at, status, millis)
+             SELECT id, endpoint_id, created_at, 204, 1 FROM webhook_deliveries",
+            &[],
+        );
+
+        let before = chrono::DateTime::from_timestamp(cutoff, 0).expect("time");
+        let pruned = store.access().prune_webhook_deliveries(before).expect("prune");
+        assert_eq!(pruned, 11_500, "every delivery that ended before the cutoff");
+        assert_eq!(count(&db, "SELECT count(*) FROM webhook_deliveries"), 1_000);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM webhook_deliveries
+                 WHERE delivered_at IS NULL AND failed_at IS NULL"
+            ),
+            500,
+            "pending ones stay"
+        );
+        assert_eq!(count(&db, "SELECT count(*) FROM webhook_attempts"), 1_000, "their attempts");
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM webhook_attempts a
+                 WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id)"
+            ),
+            0
+        );
+    }
 }

@@ -43,10 +43,14 @@ pub use hygiene::{EXPIRY_WARNING_DAYS, KeyFilter, SHARED_WINDOW_DAYS};
 pub use keys::{AuthenticatedKey, KeyIdentity, KeyUsage};
 pub use members::{InvitationError, MemberCaller, Removal};
 use oauth::{Grant, OAuthClient, RedeemError, Redemption};
+pub use outbox::{MAX_PENDING as MAX_WEBHOOK_PENDING, dropped_error as webhook_dropped_error};
 pub use owner::OwnerCredentialSetup;
 pub use policy::{SHARED_TTL as POLICY_TTL, StoredPolicy};
-pub use sink::{LEASE_SECONDS as SINK_LEASE_SECONDS, SinkCursor};
-pub use webhooks::{Attempt, BACKOFF_MAX_SECONDS, Claimed, GIVE_UP_AFTER_SECONDS};
+pub use sink::SinkCursor;
+pub use webhooks::{
+    Attempt, BACKOFF_MAX_SECONDS, ClaimLimits, Claimed, GIVE_UP_AFTER_SECONDS,
+    LEASE_SECONDS as WEBHOOK_LEASE_SECONDS,
+};
 pub use workspaces::{WorkspaceFilter, WorkspaceRow};
 
 /// What the access room keeps in memory, for the life of the store.
@@ -664,9 +668,10 @@ impl AccessStore<'_> {
         webhooks::enqueue_test(self, ws, id)
     }
 
-    /// Claims due deliveries, the oldest pending one of each endpoint (see `webhooks.rs`).
-    pub fn claim_webhook_deliveries(&self, limit: i64) -> StoreResult<Vec<Claimed>> {
-        webhooks::claim_due(self, limit)
+    /// Claims due deliveries, the oldest pending one of each endpoint, within `limits` (see
+    /// `webhooks.rs`).
+    pub fn claim_webhook_deliveries(&self, limits: ClaimLimits<'_>) -> StoreResult<Vec<Claimed>> {
+        webhooks::claim_due(self, limits)
     }
 
     /// Claims one delivery by id, if it is still pending and not claimed.
@@ -674,7 +679,13 @@ impl AccessStore<'_> {
         webhooks::claim_one(self, id)
     }
 
-    pub fn record_webhook_attempt(&self, claimed: &Claimed, attempt: &Attempt) -> StoreResult<()> {
+    /// Records an attempt; false when it came after another claim took the delivery over
+    /// (logged as an attempt only).
+    pub fn record_webhook_attempt(
+        &self,
+        claimed: &Claimed,
+        attempt: &Attempt,
+    ) -> StoreResult<bool> {
         webhooks::record_attempt(self, claimed, attempt)
     }
 

@@ -42,6 +42,12 @@ pub struct Claimed {
     /// Attempts made before this one.
     pub attempts: i64,
     pub created_at: i64,
+    /// The endpoint's workspace (the worker gives each workspace a share of its sends).
+    pub workspace_id: i64,
+    /// The lease this claim set (`lease_until`): the attempt's result is recorded only while
+    /// the delivery still carries it, i.e. no later claim took it over. A delivery's leases
+    /// only grow (a claim needs the previous lease past), so no later claim carries this one.
+    pub lease_until: i64,
 }
 
 impl std::fmt::Debug for Claimed {
@@ -91,6 +97,8 @@ fn webhook_of(row: &Row) -> DbResult<Webhook> {
         format: row.get_parsed("format", WebhookFormat::parse)?,
         created_at: from_secs(row.get("created_at")?),
         created_by: row.get("created_by")?,
+        pending: row.get("pending")?,
+        dropped: row.get("dropped")?,
     })
 }
 
@@ -144,6 +152,8 @@ pub(super) fn create_webhook(
         format,
         created_at: from_secs(now),
         created_by: created_by.to_owned(),
+        pending: 0,
+        dropped: 0,
     };
     Ok((webhook, secret))
 }
@@ -151,8 +161,14 @@ pub(super) fn create_webhook(
 /// A workspace's endpoints, oldest first.
 pub(super) fn list_webhooks(s: &AccessStore<'_>, workspace_id: i64) -> StoreResult<Vec<Webhook>> {
     let rows = s.reader()?.query(
-        "SELECT id, url, events, format, created_at, created_by FROM webhook_endpoints
-         WHERE workspace_id = ?1 AND removed_at IS NULL ORDER BY created_at, id",
+        // The pending count is bounded by the outbox's cap per endpoint.
+        "SELECT e.id AS id, e.url AS url, e.events AS events, e.format AS format,
+                e.created_at AS created_at, e.created_by AS created_by, e.dropped AS dropped,
+                (SELECT count(*) FROM webhook_deliveries d
+                 WHERE d.endpoint_id = e.id AND d.delivered_at IS NULL
+                   AND d.failed_at IS NULL) AS pending
+         FROM webhook_endpoints e
+         WHERE e.workspace_id = ?1 AND e.removed_at IS NULL ORDER BY e.created_at, e.id",
         params![workspace_id],
     )?;
     Ok(rows.iter().map(webhook_of).collect::<DbResult<Vec<_>>>()?)
@@ -192,22 +208,51 @@ pub(super) fn remove_webhook(
     Ok(())
 }
 
-/// Deletes deliveries (and their attempts) that were delivered or failed before `before`.
-/// Returns how many deliveries went.
+/// Ended deliveries deleted per transaction by [`prune_deliveries`].
+pub(crate) const PRUNE_CHUNK: i64 = 5_000;
+
+/// Deletes deliveries (and their attempts) that were delivered or failed before `before`,
+/// [`PRUNE_CHUNK`] deliveries per transaction (so a day's backlog does not hold the writer
+/// for long), oldest first, read by the indexes on when they ended. Returns how many
+/// deliveries went.
 pub(super) fn prune_deliveries(s: &AccessStore<'_>, before: i64) -> StoreResult<usize> {
-    let conn = s.writer();
-    let tx = conn.transaction()?;
-    let ended = "SELECT id FROM webhook_deliveries WHERE delivered_at < ?1 OR failed_at < ?1";
-    tx.execute(
-        &format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({ended})"),
-        params![before],
-    )?;
-    let deleted = tx.execute(
-        "DELETE FROM webhook_deliveries WHERE delivered_at < ?1 OR failed_at < ?1",
-        params![before],
-    )?;
-    tx.commit()?;
+    let mut deleted = 0;
+    for ended in ["delivered_at", "failed_at"] {
+        loop {
+            let conn = s.writer();
+            let tx = conn.transaction()?;
+            let ids = tx
+                .query(&ended_chunk(ended), params![before, PRUNE_CHUNK])?
+                .iter()
+                .map(|row| row.get::<i64>("id"))
+                .collect::<DbResult<Vec<_>>>()?;
+            if ids.is_empty() {
+                break;
+            }
+            // Ids are integers: written as literals.
+            let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            tx.execute(&attempts_of(&list), [])?;
+            deleted +=
+                tx.execute(&format!("DELETE FROM webhook_deliveries WHERE id IN ({list})"), [])?;
+            tx.commit()?;
+            if (ids.len() as i64) < PRUNE_CHUNK {
+                break;
+            }
+        }
+    }
     Ok(deleted)
+}
+
+/// A chunk of the deliveries that ended (`ended`: `delivered_at` or `failed_at`) before `?1`,
+/// at most `?2`, the oldest first (the `webhook_deliveries_delivered` and `_failed` indexes).
+fn ended_chunk(ended: &str) -> String {
+    format!("SELECT id FROM webhook_deliveries WHERE {ended} < ?1 ORDER BY {ended} LIMIT ?2")
+}
+
+/// Deletes the attempts of the deliveries `ids` (a comma-separated list of integers; the
+/// `webhook_attempts_delivery` index).
+fn attempts_of(ids: &str) -> String {
+    format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({ids})")
 }
 
 /// The audit event of an endpoint added or removed: its id and host (a URL's path and query
@@ -250,21 +295,16 @@ pub(super) fn enqueue_test(s: &AccessStore<'_>, workspace_id: i64, id: &str) -> 
     let Some(row) = found.first() else { return Err(no_such_webhook(id)) };
     let slug: String = row.get("slug")?;
     let data = serde_json::json!({"workspace": slug, "detail": "a test event from custory-mcp"});
-    let event_id = insert_delivery(&tx, id, WebhookEvent::Test, now, &data)?;
-    let delivery: i64 = tx.query_row(
-        "SELECT id FROM webhook_deliveries WHERE event_id = ?1",
-        params![event_id],
-        |row| row.get("id"),
-    )?;
+    let (_, delivery) = insert_delivery(&tx, id, WebhookEvent::Test, now, &data)?;
     tx.commit()?;
     Ok(delivery)
 }
 
 const CLAIMED_COLUMNS: &str = "d.id AS id, d.endpoint_id AS endpoint_id, d.event_id AS event_id,
-    d.event_type AS event_type, d.payload AS payload, e.format AS format, d.attempts AS attempts, d.created_at AS created_at, e.url AS url,
-    e.secret AS secret";
+    d.event_type AS event_type, d.payload AS payload, e.format AS format, d.attempts AS attempts,
+    d.created_at AS created_at, e.url AS url, e.secret AS secret, e.workspace_id AS workspace_id";
 
-fn claimed_of(row: &Row) -> DbResult<Claimed> {
+fn claimed_of(row: &Row, lease_until: i64) -> DbResult<Claimed> {
     Ok(Claimed {
         delivery_id: row.get("id")?,
         webhook_id: row.get("endpoint_id")?,
@@ -276,6 +316,8 @@ fn claimed_of(row: &Row) -> DbResult<Claimed> {
         secret: WebhookSecret(row.get("secret")?),
         attempts: row.get("attempts")?,
         created_at: row.get("created_at")?,
+        workspace_id: row.get("workspace_id")?,
+        lease_until,
     })
 }
 
@@ -289,12 +331,43 @@ const CLAIMABLE: &str = "d.delivered_at IS NULL AND d.failed_at IS NULL AND d.ne
                       AND p.delivered_at IS NULL AND p.failed_at IS NULL
                       AND p.event_type <> ?2)";
 
-/// Claims up to `limit` due deliveries, each the oldest one not yet delivered of its endpoint
-/// (so an endpoint gets its events in order), for [`LEASE_SECONDS`]. On PostgreSQL the rows are
-/// locked with `SKIP LOCKED` (and every write transaction also takes the shared write lock),
-/// so of several replicas exactly one claims each.
-pub(super) fn claim_due(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Claimed>> {
+/// What a claim may take: sends the caller can start, and its share per workspace.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits<'a> {
+    /// Deliveries claimed at most.
+    pub limit: usize,
+    /// Sends in flight at most per workspace, counting those already in flight.
+    pub per_workspace: usize,
+    /// The caller's sends in flight now, by workspace id.
+    pub in_flight: &'a std::collections::HashMap<i64, usize>,
+}
+
+/// Claims due deliveries, each the oldest one not yet delivered of its endpoint (so an
+/// endpoint gets its events in order), for [`LEASE_SECONDS`]: up to `limits.limit`, and no
+/// more for one workspace than brings its sends in flight to `limits.per_workspace` (so one
+/// workspace's many slow receivers cannot take every send of the replica). On PostgreSQL the
+/// rows are locked with `SKIP LOCKED` (and every write transaction also takes the shared write
+/// lock), so of several replicas exactly one claims each.
+pub(super) fn claim_due(s: &AccessStore<'_>, limits: ClaimLimits<'_>) -> StoreResult<Vec<Claimed>> {
     let now = s.now().timestamp();
+    if limits.limit == 0 {
+        return Ok(Vec::new());
+    }
+    // Workspaces at their share are left out in SQL, so their backlog neither takes the
+    // writer every second nor fills the candidates (ids are integers: written as literals).
+    let mut full: Vec<i64> = limits
+        .in_flight
+        .iter()
+        .filter(|(_, n)| **n >= limits.per_workspace)
+        .map(|(ws, _)| *ws)
+        .collect();
+    full.sort_unstable();
+    let not_full = if full.is_empty() {
+        String::new()
+    } else {
+        let ids = full.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        format!(" AND e.workspace_id NOT IN ({ids})")
+    };
     // Asked every second: a reader says whether anything is due (the `due` index), so an idle
     // server, or one without webhooks, never takes the writer (nor, on PostgreSQL, the shared
     // write lock) for this.
@@ -304,30 +377,42 @@ pub(super) fn claim_due(s: &AccessStore<'_>, limit: i64) -> StoreResult<Vec<Clai
         .reader()?
         .prepare_cached(&format!(
             "SELECT 1 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-             WHERE {CLAIMABLE} LIMIT 1"
+             WHERE {CLAIMABLE}{not_full} LIMIT 1"
         ))?
         .exists(params![now, WebhookEvent::Test.as_str()])?;
     if !due {
         return Ok(Vec::new());
     }
+    let lease_until = now + LEASE_SECONDS;
+    let limit = i64::try_from(limits.limit).unwrap_or(i64::MAX);
     let conn = s.writer();
     let tx = conn.transaction()?;
     let lock = if tx.is_postgres() { "FOR UPDATE OF d SKIP LOCKED" } else { "" };
+    // A workspace gives at most one candidate per endpoint: past `limit`, one workspace's
+    // endpoints more leave room for the others' when its share is taken.
     let rows = tx.query(
         &format!(
             "SELECT {CLAIMED_COLUMNS}
              FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-             WHERE {CLAIMABLE}
+             WHERE {CLAIMABLE}{not_full}
              ORDER BY d.id LIMIT ?3 {lock}"
         ),
-        params![now, WebhookEvent::Test.as_str(), limit],
+        params![now, WebhookEvent::Test.as_str(), limit.saturating_add(MAX_ENDPOINTS)],
     )?;
-    let claimed = rows.iter().map(claimed_of).collect::<DbResult<Vec<_>>>()?;
-    for delivery in &claimed {
+    let mut taken = limits.in_flight.clone();
+    let mut claimed = Vec::new();
+    for row in &rows {
+        let delivery = claimed_of(row, lease_until)?;
+        let share = taken.entry(delivery.workspace_id).or_insert(0);
+        if *share >= limits.per_workspace || claimed.len() >= limits.limit {
+            continue;
+        }
+        *share += 1;
         tx.execute(
             "UPDATE webhook_deliveries SET lease_until = ?2 WHERE id = ?1",
-            params![delivery.delivery_id, now + LEASE_SECONDS],
+            params![delivery.delivery_id, lease_until],
         )?;
+        claimed.push(delivery);
     }
     tx.commit()?;
     Ok(claimed)
@@ -347,11 +432,12 @@ pub(super) fn claim_one(s: &AccessStore<'_>, delivery_id: i64) -> StoreResult<Op
         ),
         params![delivery_id, now],
     )?;
-    let claimed = rows.first().map(claimed_of).transpose()?;
+    let lease_until = now + LEASE_SECONDS;
+    let claimed = rows.first().map(|row| claimed_of(row, lease_until)).transpose()?;
     if claimed.is_some() {
         tx.execute(
             "UPDATE webhook_deliveries SET lease_until = ?2 WHERE id = ?1",
-            params![delivery_id, now + LEASE_SECONDS],
+            params![delivery_id, lease_until],
         )?;
     }
     tx.commit()?;
@@ -366,17 +452,30 @@ pub fn backoff_seconds(attempts: i64) -> i64 {
 }
 
 /// Records how an attempt went: delivered, due again after a backoff, or given up after
-/// [`GIVE_UP_AFTER_SECONDS`] (a test event: after one attempt).
+/// [`GIVE_UP_AFTER_SECONDS`] (a test event: after one attempt). The delivery's state changes
+/// only while it still carries the claim's lease ([`Claimed::lease_until`]): the late result
+/// of a send that outlived its lease (a receiver slower than [`LEASE_SECONDS`], a replica
+/// paused), once another claim took the delivery over and perhaps delivered it, goes to the
+/// attempt log and nowhere else, so it neither undoes a delivery nor frees a delivery another
+/// worker is sending. Returns whether the result applied (false: it was late).
 pub(super) fn record_attempt(
     s: &AccessStore<'_>,
     claimed: &Claimed,
     attempt: &Attempt,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let now = s.now().timestamp();
     let attempts = claimed.attempts + 1;
     let status = attempt.status.map(i64::from);
     let conn = s.writer();
     let tx = conn.transaction()?;
+    // Pruned since (a result days late): nothing to record it against.
+    let found = tx.query(
+        "SELECT 1 AS one FROM webhook_deliveries WHERE id = ?1",
+        params![claimed.delivery_id],
+    )?;
+    if found.is_empty() {
+        return Ok(false);
+    }
     tx.execute(
         "INSERT INTO webhook_attempts (delivery_id, endpoint_id, at, status, error, millis)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -389,17 +488,23 @@ pub(super) fn record_attempt(
             attempt.millis
         ],
     )?;
-    // Never undoes a delivery another attempt recorded (a late record after the lease ran
-    // out), and a delivery ended by its webhook's removal stays ended unless this one got
-    // through.
-    if attempt.succeeded() {
+    // Under the claim's lease only. A delivery ended while in flight (its webhook removed)
+    // stays ended, with the reason it ended, unless this attempt got through.
+    let applied = if attempt.succeeded() {
         tx.execute(
             "UPDATE webhook_deliveries
              SET attempts = ?2, last_status = ?3, last_error = ?4, last_attempt_at = ?5,
                  delivered_at = ?5, failed_at = NULL, lease_until = NULL
-             WHERE id = ?1 AND delivered_at IS NULL",
-            params![claimed.delivery_id, attempts, status, attempt.error.as_deref(), now],
-        )?;
+             WHERE id = ?1 AND lease_until = ?6 AND delivered_at IS NULL",
+            params![
+                claimed.delivery_id,
+                attempts,
+                status,
+                attempt.error.as_deref(),
+                now,
+                claimed.lease_until
+            ],
+        )?
     } else {
         // A test is tried once; an event, until a day after it happened.
         let give_up = claimed.event_type == WebhookEvent::Test.as_str()
@@ -407,9 +512,11 @@ pub(super) fn record_attempt(
         let failed = give_up.then_some(now);
         tx.execute(
             "UPDATE webhook_deliveries
-             SET attempts = ?2, last_status = ?3, last_error = ?4, last_attempt_at = ?5,
-                 failed_at = COALESCE(failed_at, ?6), next_attempt_at = ?7, lease_until = NULL
-             WHERE id = ?1 AND delivered_at IS NULL",
+             SET attempts = ?2, last_status = ?3,
+                 last_error = CASE WHEN failed_at IS NULL THEN ?4 ELSE last_error END,
+                 last_attempt_at = ?5, failed_at = COALESCE(failed_at, ?6), next_attempt_at = ?7,
+                 lease_until = NULL
+             WHERE id = ?1 AND lease_until = ?8 AND delivered_at IS NULL",
             params![
                 claimed.delivery_id,
                 attempts,
@@ -417,12 +524,13 @@ pub(super) fn record_attempt(
                 attempt.error.as_deref(),
                 now,
                 failed,
-                now + backoff_seconds(attempts)
+                now + backoff_seconds(attempts),
+                claimed.lease_until
             ],
-        )?;
-    }
+        )?
+    };
     tx.commit()?;
-    Ok(())
+    Ok(applied > 0)
 }
 
 /// One page of a workspace's deliveries (or of one of its endpoints), the most recent first,
@@ -506,6 +614,16 @@ mod tests {
     use crate::api::{Access, ExpiryPolicy};
     use crate::store::{Clock, Store};
 
+    /// Due deliveries, with room for all of them.
+    fn claim(access: &AccessStore<'_>) -> StoreResult<Vec<Claimed>> {
+        let none = std::collections::HashMap::new();
+        access.claim_webhook_deliveries(ClaimLimits {
+            limit: 10,
+            per_workspace: 10,
+            in_flight: &none,
+        })
+    }
+
     fn failed() -> Attempt {
         Attempt { status: Some(503), error: None, millis: 1 }
     }
@@ -535,7 +653,7 @@ mod tests {
             access.create_key(ws, "ci-2", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
         access.revoke_key(ws, &key.id, &crate::api::Author::default()).expect("revoke");
 
-        let claimed = access.claim_webhook_deliveries(10).expect("claim");
+        let claimed = claim(&access).expect("claim");
         assert_eq!(claimed.len(), 1, "one endpoint: only its oldest pending delivery");
         let first = &claimed[0];
         assert_eq!(first.webhook_id, hook.id);
@@ -547,11 +665,11 @@ mod tests {
         assert!(!first.payload.contains(second.expose()), "no token in a payload");
         // Claimed: not claimed again while leased; failed: not due before its backoff, and
         // the next event waits behind it.
-        assert!(access.claim_webhook_deliveries(10).expect("claim").is_empty());
+        assert!(claim(&access).expect("claim").is_empty());
         access.record_webhook_attempt(first, &failed()).expect("record");
-        assert!(access.claim_webhook_deliveries(10).expect("claim").is_empty());
+        assert!(claim(&access).expect("claim").is_empty());
         clock.advance(chrono::Duration::seconds(backoff_seconds(1)));
-        let again = access.claim_webhook_deliveries(10).expect("claim");
+        let again = claim(&access).expect("claim");
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].event_id, first.event_id, "the same event id at every attempt");
         access
@@ -560,7 +678,7 @@ mod tests {
                 &Attempt { status: Some(204), error: None, millis: 1 },
             )
             .expect("record");
-        let next = access.claim_webhook_deliveries(10).expect("claim");
+        let next = claim(&access).expect("claim");
         assert_eq!(next.len(), 1);
         let payload: serde_json::Value = serde_json::from_str(&next[0].payload).expect("json");
         assert_eq!(payload["data"]["key"]["name"], "ci-2", "revocations are not subscribed to");
@@ -571,7 +689,7 @@ mod tests {
         access.remove_webhook(ws, &hook.id, &Author::default()).expect("remove");
         access.record_webhook_attempt(&next[0], &failed()).expect("record");
         clock.advance(chrono::Duration::seconds(600));
-        assert!(access.claim_webhook_deliveries(10).expect("claim").is_empty(), "removed");
+        assert!(claim(&access).expect("claim").is_empty(), "removed");
         // The removed webhook's delivery in flight stays ended, so nothing is due any more.
         let log = access.list_webhook_deliveries(ws, Some(&hook.id), 10).expect("log");
         assert_eq!(log[0].state, "failed", "{:?}", log[0]);
@@ -609,7 +727,7 @@ mod tests {
         let test = access.enqueue_webhook_test(ws, &hook.id).expect("test");
         let test = access.claim_webhook_delivery(test).expect("claim").expect("claimed");
         access.create_key(ws, "ci", ExpiryPolicy::Never, Access::ReadWrite).expect("key");
-        let real = access.claim_webhook_deliveries(10).expect("claim");
+        let real = claim(&access).expect("claim");
         assert_eq!(real.len(), 1, "the real event does not wait behind the test");
         assert_eq!(real[0].event_type, "key.created");
         access.record_webhook_attempt(&test, &failed()).expect("record");
@@ -629,11 +747,34 @@ mod tests {
             }
             assert!(attempts < 40, "given up in time");
             clock.advance(chrono::Duration::seconds(BACKOFF_MAX_SECONDS));
-            delivery = access.claim_webhook_deliveries(10).expect("claim").pop().expect("due");
+            delivery = claim(&access).expect("claim").pop().expect("due");
         }
         let age = store.now().timestamp() - delivery.created_at;
         assert!((GIVE_UP_AFTER_SECONDS..GIVE_UP_AFTER_SECONDS + 3600).contains(&age), "{age}");
         assert!(attempts > 8, "more than the old 8 attempts: {attempts}");
         assert_eq!(backoff_seconds(30), BACKOFF_MAX_SECONDS);
+    }
+
+    #[test]
+    fn pruning_reads_ended_deliveries_and_their_attempts_by_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("t.db"), Clock::default()).expect("open");
+        let access = store.access();
+        let reader = access.reader().expect("reader");
+        let plan = |sql: &str| {
+            let rows = reader.query(&format!("EXPLAIN QUERY PLAN {sql}"), params![0_i64, 10_i64]);
+            let rows = rows.expect("plan");
+            rows.iter().map(|r| r.get::<String>("detail").expect("detail")).collect::<Vec<_>>()
+        };
+        for (ended, index) in [
+            ("delivered_at", "webhook_deliveries_delivered"),
+            ("failed_at", "webhook_deliveries_failed"),
+        ] {
+            let steps = plan(&ended_chunk(ended));
+            assert!(steps.iter().any(|s| s.contains(index)), "{ended}: {steps:?}");
+            assert!(!steps.iter().any(|s| s.contains("TEMP B-TREE")), "no sort: {steps:?}");
+        }
+        let steps = plan(&attempts_of("1, 2, 3").replace("IN (", "IN (?1, ?2, "));
+        assert!(steps.iter().any(|s| s.contains("webhook_attempts_delivery")), "{steps:?}");
     }
 }
