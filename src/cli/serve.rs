@@ -73,8 +73,9 @@ pub struct ServeArgs {
     #[arg(long)]
     pub allow_private_webhooks: bool,
     /// Stream every audit event and call record, of every workspace, to this collector:
-    /// gzip-compressed NDJSON batches by POST (Splunk HEC, Datadog, Vector, any HTTP endpoint),
-    /// at least once and in order, resumed after a restart (docs/AUDIT_STREAM.md)
+    /// gzip-compressed NDJSON batches by POST (Splunk HEC, Vector, any HTTP endpoint), at least
+    /// once and in order, resumed after a restart (docs/AUDIT_STREAM.md). A URL holding a token
+    /// is better set in CUSTORY_AUDIT_SINK
     #[arg(long, env = "CUSTORY_AUDIT_SINK", hide_env_values = true, value_name = "URL")]
     pub audit_sink: Option<String>,
     /// A header the collector needs, as `Name: value` (repeatable). For a secret set
@@ -258,8 +259,8 @@ pub fn run(args: ServeArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
         Some(url) => {
             Some(Arc::new(AuditSink::new(url, &args.audit_sink_header).map_err(|error| {
                 CliError::usage(format!("invalid --audit-sink: {error}")).hint(
-                    "pass the collector's http(s) URL, and each header as --audit-sink-header \
-                     'Name: value'",
+                    "pass the collector's http(s) URL, and each header as `Name: value` (a \
+                     secret one in CUSTORY_AUDIT_SINK_HEADERS, a header per line)",
                 )
             })?))
         }

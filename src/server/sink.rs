@@ -21,7 +21,7 @@ use super::AppState;
 use crate::api::{self, StreamSource};
 use crate::store::access::SinkCursor;
 
-/// Lines per batch at most (Datadog's intake takes 1,000 entries a request).
+/// Lines per batch at most (a common intake limit: Datadog's takes 1,000 entries a request).
 const BATCH_LINES: u32 = 1_000;
 /// Bytes per batch before compression, at most (one line may go past it alone).
 const BATCH_BYTES: usize = 1 << 20;
@@ -37,9 +37,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 pub struct AuditSink {
     url: reqwest::Url,
     headers: HeaderMap,
-    /// The SHA-256 of the whole URL: the sink's name in the database.
+    /// The SHA-256 of the URL without its query, fragment or credentials: the sink's name in
+    /// the database, so a token rotated in the query keeps the cursor.
     id: String,
-    /// Host and path, for logs and the start-up message.
+    /// Host and port, for logs and the start-up message (a path or query may hold a token).
     label: String,
     /// This process, as the holder of the sink's lease.
     owner: String,
@@ -60,22 +61,34 @@ impl AuditSink {
             return Err("it must be an http or https URL with a host".into());
         }
         let mut map = HeaderMap::new();
-        for (n, header) in headers.iter().enumerate() {
-            // Never echoed: a header may be a secret.
+        // A variable read from a file may end in a newline: blank entries are no headers.
+        let headers = headers.iter().filter(|header| !header.trim().is_empty());
+        for (n, header) in headers.enumerate() {
+            // Never echoed, not even the name part: a header may be a secret.
             let Some((name, value)) = header.split_once(':') else {
                 return Err(format!("header {} is not `Name: value`", n + 1));
             };
             let name = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| format!("`{}` is not a header name", name.trim()))?;
+                .map_err(|_| format!("header {} has no valid name before its `:`", n + 1))?;
             let mut value = HeaderValue::from_str(value.trim())
                 .map_err(|_| format!("the value of {name} is not a header value"))?;
             // Never printed by the client's own Debug.
             value.set_sensitive(true);
             map.append(name, value);
         }
+        let mut named = parsed.clone();
+        named.set_query(None);
+        named.set_fragment(None);
+        // Cannot fail on an http(s) URL with a host (checked above).
+        let _ = named.set_username("");
+        let _ = named.set_password(None);
         let id: String =
-            Sha256::digest(url.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        let label = format!("{}{}", parsed.host_str().unwrap_or_default(), parsed.path());
+            Sha256::digest(named.as_str().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let host = parsed.host_str().unwrap_or_default();
+        let label = match parsed.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
         let owner = crate::token::random_base62(16);
         Ok(Self { url: parsed, headers: map, id, label, owner })
     }
@@ -130,12 +143,22 @@ fn encode(lines: &[api::StreamLine], cursor: &SinkCursor, limit: u32) -> Option<
         more: false,
     };
     for line in lines {
-        let Ok(json) = serde_json::to_vec(line) else { continue };
-        if batch.lines > 0 && text.len() + json.len() + 1 > BATCH_BYTES {
+        let json = serde_json::to_vec(line);
+        let size = json.as_ref().map_or(0, Vec::len);
+        if batch.lines > 0 && text.len() + size + 1 > BATCH_BYTES {
             break;
         }
-        text.extend_from_slice(&json);
-        text.push(b'\n');
+        match json {
+            Ok(json) => {
+                text.extend_from_slice(&json);
+                text.push(b'\n');
+            }
+            // Cannot happen (the types hold no map with non-string keys); were it to, the line
+            // is passed over, not sent again and again.
+            Err(error) => {
+                tracing::error!(%error, id = line.event.id, "a line of the audit stream could not be written")
+            }
+        }
         batch.lines += 1;
         match line.source {
             StreamSource::Audit => {
@@ -154,6 +177,9 @@ fn encode(lines: &[api::StreamLine], cursor: &SinkCursor, limit: u32) -> Option<
     batch.body = gzip.finish().ok()?;
     Some(batch)
 }
+
+/// What a batch the collector did not answer in time is said to have met.
+const TIMED_OUT: &str = "no answer within 10 s";
 
 /// Why a batch was not taken.
 enum Refused {
@@ -176,7 +202,7 @@ async fn post(sink: &AuditSink, body: Vec<u8>) -> Result<(), Refused> {
         .map_err(|error| {
             // reqwest's error names the URL, which may carry a token: say what happened only.
             let what = if error.is_timeout() {
-                "no answer within the timeout"
+                TIMED_OUT
             } else if error.is_connect() {
                 "could not connect"
             } else {
@@ -215,8 +241,10 @@ pub(super) async fn stream(state: AppState, sink: Arc<AuditSink>) {
         .await;
         let (cursor, batch) = match read {
             Ok(Ok(Some(read))) => read,
-            // Another replica sends; look again when its lease may have lapsed.
+            // Another replica sends (and reports the lag); look again when its lease may have
+            // lapsed.
             Ok(Ok(None)) => {
+                metrics::gauge!("custory_audit_sink_lag_seconds").set(0.0);
                 tokio::time::sleep(POLL * 5).await;
                 continue;
             }
@@ -230,6 +258,11 @@ pub(super) async fn stream(state: AppState, sink: Arc<AuditSink>) {
                 continue;
             }
         };
+        if dropped_seen.is_none() {
+            tracing::info!(sink = %sink.label, events_after = cursor.events_after,
+                calls_after = cursor.calls_after, sent = cursor.sent,
+                "streaming the audit trail and the record of calls");
+        }
         note_dropped(&sink, cursor.dropped, &mut dropped_seen);
         let Some(batch) = batch else {
             metrics::gauge!("custory_audit_sink_lag_seconds").set(0.0);
@@ -250,6 +283,8 @@ pub(super) async fn stream(state: AppState, sink: Arc<AuditSink>) {
                     tracing::info!(sink = %sink.label, failures, "the audit sink takes lines again");
                 }
                 failures = 0;
+                // Taken: grow back towards a full batch after a refusal made it smaller.
+                limit = limit.saturating_mul(2).min(BATCH_LINES);
                 let store = Arc::clone(&state.store);
                 let held = Arc::clone(&sink);
                 let (events_after, calls_after, lines) =
@@ -264,38 +299,53 @@ pub(super) async fn stream(state: AppState, sink: Arc<AuditSink>) {
                     )
                 })
                 .await;
-                match moved {
+                let pause = match moved {
                     Ok(Ok(true)) => {
                         metrics::counter!("custory_audit_sink_lines_total", "source" => "audit")
                             .increment(batch.by_source[0]);
                         metrics::counter!("custory_audit_sink_lines_total", "source" => "calls")
                             .increment(batch.by_source[1]);
+                        // When more waits, go on at once.
+                        if batch.more { Duration::ZERO } else { POLL }
                     }
-                    Ok(Ok(false)) => tracing::info!(sink = %sink.label,
-                        "another replica took the audit sink over; it sends from here"),
-                    Ok(Err(error)) => tracing::warn!(%error, sink = %sink.label,
-                        "could not note what the audit sink took; it is sent again"),
-                    Err(_) => {}
-                }
-                // When more waits, go on at once.
-                if !batch.more {
-                    tokio::time::sleep(POLL).await;
-                }
+                    Ok(Ok(false)) => {
+                        tracing::info!(sink = %sink.label,
+                            "another replica took the audit sink over; it sends from here");
+                        POLL
+                    }
+                    // Not sent again at once: the database may be failing writes for a while.
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, sink = %sink.label,
+                            "could not note what the audit sink took; it is sent again");
+                        POLL * 5
+                    }
+                    Err(_) => POLL * 5,
+                };
+                tokio::time::sleep(pause).await;
             }
             Err(refused) => {
                 failures = failures.saturating_add(1);
                 metrics::counter!("custory_audit_sink_failures_total").increment(1);
                 let wait = backoff(failures);
+                // Too large, or too slow to answer: half of what was sent goes next.
+                let smaller = u32::try_from(batch.lines / 2).unwrap_or(limit).max(1);
                 match refused {
-                    Refused::TooLarge if limit > 1 => {
-                        limit = (limit / 2).max(1);
+                    Refused::TooLarge if batch.lines > 1 => {
+                        limit = smaller;
                         tracing::warn!(sink = %sink.label, lines = limit,
                             "the audit sink refused a batch as too large; sending fewer lines");
                     }
                     Refused::TooLarge => tracing::error!(sink = %sink.label,
-                        "the audit sink refuses even one line as too large; will retry"),
-                    Refused::Other(why) => tracing::warn!(sink = %sink.label, failures,
-                        retry_in_secs = wait.as_secs(), "could not send to the audit sink: {why}"),
+                        retry_in_secs = wait.as_secs(),
+                        "the audit sink refuses even one line as too large; the stream waits \
+                         until it takes it"),
+                    Refused::Other(why) => {
+                        if why == TIMED_OUT {
+                            limit = smaller;
+                        }
+                        tracing::warn!(sink = %sink.label, failures,
+                            retry_in_secs = wait.as_secs(), "could not send to the audit sink: {why}");
+                    }
                 }
                 tokio::time::sleep(wait).await;
             }
@@ -319,9 +369,43 @@ fn backoff(failures: u32) -> Duration {
 fn note_dropped(sink: &AuditSink, dropped: i64, seen: &mut Option<i64>) {
     let total = u64::try_from(dropped).unwrap_or(0);
     metrics::counter!("custory_audit_sink_dropped_total").absolute(total);
-    if seen.is_some_and(|before| dropped > before) {
-        tracing::error!(sink = %sink.label, dropped = dropped - seen.unwrap_or(0),
+    // Said once at start for what earlier runs counted, then as it grows.
+    let new = dropped - seen.unwrap_or(0);
+    if new > 0 {
+        tracing::error!(sink = %sink.label, dropped = new, total = dropped,
             "call records were pruned (past --audit-retention) before the audit sink took them");
     }
     *seen = Some(dropped);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_is_known_by_its_url_without_query_or_credentials_and_shown_by_host_and_port() {
+        let headers = ["Authorization: Splunk abc".to_owned(), String::new()];
+        let sink = AuditSink::new("https://u:p@logs.example.com:8088/in/tok?key=1#x", &headers)
+            .expect("a sink");
+        let rotated =
+            AuditSink::new("https://logs.example.com:8088/in/tok?key=2", &[]).expect("a sink");
+        let other = AuditSink::new("https://logs.example.com:8088/elsewhere", &[]).expect("a sink");
+        assert_eq!(sink.id, rotated.id, "a token rotated in the query keeps the cursor");
+        assert_ne!(sink.id, other.id);
+        assert_eq!(sink.label(), "logs.example.com:8088");
+        assert_eq!(sink.headers.len(), 1, "a blank entry is no header");
+        assert!(!format!("{sink:?}").contains("tok"));
+    }
+
+    #[test]
+    fn a_bad_header_is_refused_without_repeating_it() {
+        for header in ["X-Api-Key=abc:def", "no colon secret"] {
+            let error =
+                AuditSink::new("http://127.0.0.1:9/in", &[header.to_owned()]).expect_err("refused");
+            assert!(!error.contains("abc") && !error.contains("secret"), "{error}");
+            assert!(error.starts_with("header 1 "), "{error}");
+        }
+        let error = AuditSink::new("ftp://example.com/", &[]).expect_err("refused");
+        assert!(error.contains("http or https"), "{error}");
+    }
 }

@@ -137,8 +137,9 @@ async fn a_collector_down_then_failing_then_slow_gets_every_call_in_order_across
     let flags =
         ["--audit-sink", &sink, "--audit-sink-header", "Authorization: Splunk collector-token"];
     let first = env.serve_on(&db.arg(), &flags).await;
-    // Named by host and path only: the query may hold the collector's token.
-    assert_eq!(first.announced["audit_sink"], "127.0.0.1/ingest", "{}", first.announced);
+    // Named by host and port only: a path or query may hold the collector's token.
+    let label = format!("127.0.0.1:{port}");
+    assert_eq!(first.announced["audit_sink"], label.as_str(), "{}", first.announced);
     let owner = first.owner();
     until("the sink to start", || count(&db, "SELECT COUNT(*) FROM audit_sinks") == 1).await;
 
@@ -146,6 +147,13 @@ async fn a_collector_down_then_failing_then_slow_gets_every_call_in_order_across
     let key = owner.create_key("agent", "30d", "read-write").await;
     let doomed = owner.create_key("doomed", "30d", "read-only").await;
     owner.revoke(doomed.id()).await;
+    // A webhook endpoint with a secret of its own and one in its URL: neither is streamed.
+    let hook = owner
+        .post("/workspaces/acme/webhooks")
+        .json(&json!({"url": "https://hooks.example.com/in?token=receiver-secret"}))
+        .expect(201)
+        .await;
+    let hook_secret = hook["secret"].as_str().expect("secret").to_owned();
     let agent = first.key(&key.token);
     assert_eq!(agent.send(&initialize_body()).await.status, 200);
     let mut made = load(&agent, 10).await;
@@ -230,6 +238,7 @@ async fn a_collector_down_then_failing_then_slow_gets_every_call_in_order_across
         .filter(|l| l["source"] == "audit")
         .filter_map(|l| Some((l["kind"].as_str()?, l["key_id"].as_str()?)))
         .collect();
+    assert!(lines.iter().any(|l| l["kind"] == "webhook.added"), "no webhook.added line");
     for expected in [
         ("key.created", key.id()),
         ("key.created", doomed.id()),
@@ -248,12 +257,16 @@ async fn a_collector_down_then_failing_then_slow_gets_every_call_in_order_across
             "a token was logged"
         );
     }
+    for secret in [hook_secret.as_str(), "receiver-secret"] {
+        assert!(!raw.contains(secret), "a webhook's secret was streamed");
+    }
     for said in [&said_first, &said_second] {
         assert!(!said.contains("secret-query") && !said.contains("collector-token"), "{said}");
     }
     // The failures were said, by host and path.
     assert!(said_first.contains("could not send to the audit sink"), "{said_first}");
-    assert!(said_second.contains("127.0.0.1/ingest"), "{said_second}");
+    assert!(said_second.contains(&label), "{said_second}");
+    assert!(!said_second.contains("/ingest"), "{said_second}");
     let dropped = db.query_row("SELECT dropped FROM audit_sinks", &[]);
     assert_eq!(dropped[0], Sql::Int(0), "nothing was dropped");
 }
