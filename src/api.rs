@@ -1745,7 +1745,10 @@ pub struct SetPolicyResponse {
     pub workspace: String,
     pub policy: Policy,
     pub changes: Vec<PolicyChange>,
-    /// Active keys that break the policy now (blocked until rotated), at most a page's worth.
+    /// Active keys that break the policy now (blocked until rotated), the first 100.
     #[serde(default)]
     pub blocked: Vec<Key>,
+    /// How many active keys it blocks in all.
+    #[serde(default)]
+    pub blocked_total: usize,
 }

@@ -142,11 +142,19 @@ pub fn run(
                         format!("  {:?} ({}) breaks {rule}: {rotate}", key.name, key.prefix)
                     })
                     .collect();
+                let total = done.blocked_total.max(done.blocked.len());
+                let mut listed = listed.join("\n");
+                if total > done.blocked.len() {
+                    let review = command_line(global, &["--workspace", &ws, "keys", "review"]);
+                    listed.push_str(&format!(
+                        "\n  … and {} more: `{review}` lists every one",
+                        total - done.blocked.len()
+                    ));
+                }
                 printer.warn(&format!(
                     "{} now blocked (its calls are refused) until rotated, or until the \
-                     policy changes back:\n{}",
-                    count(done.blocked.len(), "active key is", "active keys are"),
-                    listed.join("\n")
+                     policy changes back:\n{listed}",
+                    count(total, "active key is", "active keys are"),
                 ));
             }
         }

@@ -14,8 +14,10 @@ use crate::api::{self, Policy, PolicyResponse, PolicyRule, SetPolicy, SetPolicyR
 use crate::store::Store;
 use crate::store::access::KeyFilter;
 
-/// Blocked keys a `policy set` answer lists at most.
-const BLOCKED_LISTED: u32 = 100;
+/// Blocked keys a `policy set` answer lists at most (all are counted).
+const BLOCKED_LISTED: usize = 100;
+/// Active keys read at a time while counting those a new policy blocks.
+const KEYS_PER_PAGE: u32 = 500;
 
 pub async fn show(
     _: Owner,
@@ -102,26 +104,50 @@ pub async fn set(
     Path(ws): Path<String>,
     JsonBody(change): JsonBody<SetPolicy>,
 ) -> ApiResult<Json<SetPolicyResponse>> {
-    let response = work::write(&state, move |store| -> ApiResult<SetPolicyResponse> {
+    let (id, mut response) = work::write(&state, move |store| {
         let row = workspace(store, &ws)?;
         // From the rules as stored now, not a replica's copy of up to SHARED_TTL ago.
         let old = store.access().fresh_policy(row.id)?;
         let new = changed(store, row.id, &old.policy, change)?;
         let (stored, changes) = store.access().set_policy(row.id, &new, &caller.author())?;
-        let filter = KeyFilter { status: Some(api::KeyStatus::Active), ..KeyFilter::default() };
-        let mut blocked = Vec::new();
-        if !stored.policy.is_empty() {
-            let (mut keys, _) = store.access().list_keys(row.id, &filter, BLOCKED_LISTED, None)?;
-            store.access().annotate_blocked(row.id, &mut keys)?;
-            blocked = keys.into_iter().filter(|k| k.blocked.is_some()).collect();
-        }
-        Ok(SetPolicyResponse {
+        let response = SetPolicyResponse {
             workspace: row.workspace.slug,
             policy: stored.policy.clone(),
             changes,
-            blocked,
-        })
+            blocked: Vec::new(),
+            blocked_total: 0,
+        };
+        Ok::<_, ApiError>((row.id, response))
     })
     .await?;
+    if !response.policy.is_empty() {
+        // Every active key is checked, a page at a time, after the write (not holding the
+        // writer): the first ones blocked are listed, all are counted.
+        let (blocked, total) = work::read(&state, move |store| blocked_keys(store, id)).await?;
+        response.blocked = blocked;
+        response.blocked_total = total;
+    }
     Ok(Json(response))
+}
+
+/// The first [`BLOCKED_LISTED`] active keys of the workspace the policy blocks, and how many
+/// it blocks in all.
+fn blocked_keys(store: &Store, ws: i64) -> ApiResult<(Vec<api::Key>, usize)> {
+    let filter = KeyFilter { status: Some(api::KeyStatus::Active), ..KeyFilter::default() };
+    let (mut listed, mut total, mut cursor) = (Vec::new(), 0, None);
+    loop {
+        let (mut keys, next) =
+            store.access().list_keys(ws, &filter, KEYS_PER_PAGE, cursor.as_deref())?;
+        store.access().annotate_blocked(ws, &mut keys)?;
+        for key in keys.into_iter().filter(|key| key.blocked.is_some()) {
+            total += 1;
+            if listed.len() < BLOCKED_LISTED {
+                listed.push(key);
+            }
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok((listed, total)),
+        }
+    }
 }

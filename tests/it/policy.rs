@@ -438,3 +438,37 @@ async fn the_consent_page_offers_only_what_the_policy_allows_and_refuses_a_forge
     );
     assert!(key.get("blocked").is_none(), "{key}");
 }
+
+/// A policy that blocks more keys than `policy set` lists counts them all and prints the command
+/// that lists every one; that command, run as printed, does.
+#[tokio::test]
+async fn a_policy_blocking_more_keys_than_are_listed_counts_them_and_names_the_way_to_all() {
+    let server = TestServer::start().await;
+    let owner = server.owner();
+    for n in 0..103 {
+        owner
+            .create_key_in("acme", json!({"name": format!("forever {n}"), "expires": "never"}))
+            .await;
+    }
+    let env = TestEnv::new();
+    let set = env.admin(&server, &["policy", "set", "--max-expiry", "90d"]).await;
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    assert!(set.stderr.contains("103 active keys are now blocked"), "{}", set.stderr);
+    let listed = set.stderr.lines().filter(|line| line.contains("breaks max-expiry")).count();
+    assert_eq!(listed, 100, "{}", set.stderr);
+    let review = set
+        .stderr
+        .lines()
+        .find_map(|line| line.split("… and 3 more: `").nth(1))
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("the way to see every one in {}", set.stderr));
+    let words = shell_words(review);
+    assert_eq!(words[0], "custory-mcp");
+    let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    let run = env.admin(&server, &args).await;
+    assert_eq!(run.code, 0, "{review}: {}", run.stderr);
+    let blocked = run.stdout.lines().filter(|line| line.contains("max-expiry")).count();
+    assert_eq!(blocked, 103, "{}", run.stdout);
+    let json = env.admin_json(&server, &["policy", "set", "--max-expiry", "30d"]).await;
+    assert_eq!(json["blocked_total"], 103, "{json}");
+}
