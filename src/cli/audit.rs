@@ -72,9 +72,14 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
     } else {
         let now = Utc::now();
         let shown = events.len();
+        // A scoped key's events name its journeys by id (a rename does not change it): shown
+        // by their slugs now.
+        let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
+        let journeys = super::shared::JourneyNames::fetch(&admin.client, ws, &details);
         let rows = events
             .into_iter()
-            .map(|e| {
+            .map(|mut e| {
+                e.detail = journeys.name(&e.detail);
                 let at = format!("{} ({})", e.at.format("%Y-%m-%d %H:%M"), relative(e.at, now));
                 let detail = match (&e.actor.name, e.actor.kind) {
                     (Some(_), _) | (None, AuthorKind::Consent | AuthorKind::LeakReport) => {

@@ -332,6 +332,12 @@ async fn keys_create_takes_scopes_and_keys_show_and_list_say_them() {
     assert!(listed.lines().any(|l| l.starts_with("CI") && l.contains("limited")), "{listed}");
     let json = env.admin_json(&server, &["keys", "list"]).await;
     assert_eq!(json["keys"][0]["scopes"], *scopes);
+    // The audit trail too names the journey by its slug (its JSON keeps the id).
+    let mut wide = env.command();
+    wide.env("CUSTORY_SERVER", &server.url).env("CUSTORY_OWNER_TOKEN", &server.owner_token);
+    wide.env("COLUMNS", "250").args(["audit", "--limit", "5"]);
+    let audit = crate::common::run_piped(wide, None).await.stdout;
+    assert!(audit.contains("trial-to-paid") && !audit.contains("jrn_"), "{audit}");
     let bad = env
         .admin(
             &server,
