@@ -247,6 +247,9 @@ enum Fit {
     /// Free text: cut with `…` when the terminal is too narrow, then left out; the lowest rank
     /// goes first.
     Text(u8),
+    /// Free text that must be read whole (an audit entry's detail): narrowed as [`Fit::Text`]
+    /// is, but wrapped over more lines instead of cut.
+    Wrap(u8),
 }
 
 impl Column {
@@ -267,12 +270,20 @@ impl Column {
     pub const fn text(header: &'static str, rank: u8) -> Self {
         Self { header, fit: Fit::Text(rank) }
     }
+
+    /// Free text read whole: narrowed like [`Column::text`], its cells wrapped between words
+    /// over more lines rather than cut (a word longer than the column is cut).
+    pub const fn wrap(header: &'static str, rank: u8) -> Self {
+        Self { header, fit: Fit::Wrap(rank) }
+    }
 }
 
 /// The columns between which tables put two spaces.
 const GAP: usize = 2;
 /// The fewest characters a cut column keeps (its header, if longer).
 const MIN_TEXT: usize = 10;
+/// The fewest a wrapped column narrows to before columns ranked above it give way.
+const MIN_WRAP: usize = 30;
 
 /// A table on stdout's width ([`width`]). When its rows are wider, columns give way in the order
 /// their ranks say (as `gh` does): free text is cut with `…` and optional columns are left out,
@@ -304,10 +315,16 @@ fn table_within(width: Option<usize>, columns: &[Column], rows: Vec<Vec<String>>
         .collect();
     let shown = layout(width, columns, &headers, &natural);
     for row in &mut rows {
-        for (cell, shown) in row.iter_mut().zip(&shown) {
-            if let Some(width) = shown {
-                *cell = shorten(cell, *width);
-            }
+        for ((cell, shown), column) in row.iter_mut().zip(&shown).zip(columns) {
+            let Some(width) = *shown else { continue };
+            *cell = match column.fit {
+                Fit::Wrap(_) => wrap(cell, Some(width))
+                    .iter()
+                    .map(|line| shorten(line, width))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => shorten(cell, width),
+            };
         }
     }
     let mut table = Table::new();
@@ -346,7 +363,7 @@ fn layout(
         .enumerate()
         .filter_map(|(i, c)| match c.fit {
             Fit::Keep => None,
-            Fit::Optional(rank) | Fit::Text(rank) => Some((rank, i)),
+            Fit::Optional(rank) | Fit::Text(rank) | Fit::Wrap(rank) => Some((rank, i)),
         })
         .collect();
     order.sort_by_key(|&(rank, i)| (rank, std::cmp::Reverse(i)));
@@ -355,15 +372,29 @@ fn layout(
         if excess == 0 {
             break;
         }
-        if matches!(columns[i].fit, Fit::Text(_)) {
-            let least = measure_text_width(&headers[i]).max(MIN_TEXT.min(natural[i]));
+        let wraps = matches!(columns[i].fit, Fit::Wrap(_));
+        if wraps || matches!(columns[i].fit, Fit::Text(_)) {
+            let fewest = if wraps { MIN_WRAP } else { MIN_TEXT };
+            let least = measure_text_width(&headers[i]).max(fewest.min(natural[i]));
             let cut = natural[i].saturating_sub(excess).max(least);
             shown[i] = Some(cut);
             if total(&shown) <= width {
                 break;
             }
+            // Text read whole is never left out: the columns after it in the order go first.
+            if wraps {
+                continue;
+            }
         }
         shown[i] = None;
+    }
+    // Still too wide with everything else gone: wrapped text narrows down to the least.
+    for (i, column) in columns.iter().enumerate() {
+        let excess = total(&shown).saturating_sub(width);
+        if let (Fit::Wrap(_), Some(cut), true) = (column.fit, shown[i], excess > 0) {
+            let least = measure_text_width(&headers[i]).max(MIN_TEXT.min(natural[i]));
+            shown[i] = Some(cut.saturating_sub(excess).max(least));
+        }
     }
     // What leaving a column out freed goes back to the text cut before it, most valued first.
     for &(_, i) in order.iter().rev() {
@@ -401,6 +432,21 @@ pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many:
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_wrapped_column_keeps_every_word_and_others_give_way_before_it_narrows_past_30() {
+        use super::Column;
+        let columns = [Column::keep("Key"), Column::optional("Ago", 2), Column::wrap("Detail", 1)];
+        let detail = "created \"laptop\" (read-only, expires 30d), limited to tools: get_item";
+        let rows = vec![vec!["cst_abc".to_owned(), "3 hours ago".to_owned(), detail.to_owned()]];
+        let wide = super::table_within(Some(120), &columns, rows.clone());
+        assert!(wide.contains("3 hours ago") && wide.contains(detail), "{wide}");
+        let narrow = super::table_within(Some(48), &columns, rows);
+        assert!(!narrow.contains("AGO") && !narrow.contains('…'), "{narrow}");
+        assert!(narrow.lines().all(|line| super::measure_text_width(line) <= 48), "{narrow}");
+        let words: Vec<&str> = narrow.lines().skip(1).flat_map(|l| l.split_whitespace()).collect();
+        assert_eq!(words.join(" "), format!("cst_abc {detail}"), "{narrow}");
+    }
+
     #[test]
     fn long_field_values_wrap_under_the_value_and_short_ones_stay() {
         let rows = [

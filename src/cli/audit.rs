@@ -80,7 +80,8 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
             .into_iter()
             .map(|mut e| {
                 e.detail = journeys.name(&e.detail);
-                let at = format!("{} ({})", e.at.format("%Y-%m-%d %H:%M"), relative(e.at, now));
+                let at = e.at.format("%Y-%m-%d %H:%M").to_string();
+                let ago = relative(e.at, now);
                 let detail = match (&e.actor.name, e.actor.kind) {
                     (Some(_), _) | (None, AuthorKind::Consent | AuthorKind::LeakReport) => {
                         format!("{} (by {})", e.detail, e.actor.label())
@@ -88,14 +89,17 @@ pub fn run(args: AuditArgs, global: &GlobalArgs, printer: Printer) -> anyhow::Re
                     // The administrator's, a key's and the server's own: as before.
                     (None, _) => e.detail,
                 };
-                vec![at, e.kind.to_string(), e.key_prefix.unwrap_or_else(|| "-".into()), detail]
+                let key = e.key_prefix.unwrap_or_else(|| "-".into());
+                vec![at, ago, e.kind.to_string(), key, detail]
             })
             .collect();
+        // The detail is wrapped, never cut; below 30 columns of it, "3 hours ago" gives way.
         let columns = [
             Column::keep("When"),
+            Column::optional("Ago", 2),
             Column::keep("Event"),
             Column::keep("Key"),
-            Column::text("Detail", 1),
+            Column::wrap("Detail", 1),
         ];
         printer.data(&table(&columns, rows));
         if next_cursor.is_some() {

@@ -102,12 +102,14 @@ async fn audit_usage_and_review_keep_names_prefixes_and_commands_whole_at_80_col
     let (audit, rest) = screen.split_once("== usage").expect("usage");
     let (usage, review) = rest.split_once("== review").expect("review");
     let prefix = |key: &crate::common::Key| key.info["prefix"].as_str().expect("prefix").to_owned();
-    // The audit trail: each key's prefix whole on its row; the detail cut with "…".
+    // The audit trail: each key's prefix whole on its row; the detail whole, wrapped.
     for key in [&busy, &idle] {
         let created = audit.lines().find(|l| l.contains("key.created") && l.contains(&prefix(key)));
         assert!(created.is_some(), "{}:\n{audit}", prefix(key));
     }
-    assert!(audit.lines().any(|l| l.contains('…')), "{audit}");
+    assert!(!audit.contains('…'), "{audit}");
+    let continued = audit.lines().filter(|l| l.starts_with("          ")).count();
+    assert!(continued > 0, "no detail was long enough to wrap:\n{audit}");
     // Usage: the key as "name (prefix)", whole.
     let named = format!("{} ({})", NAMES[1], prefix(&busy));
     assert!(usage.lines().any(|l| l.starts_with(&named)), "{usage}");
