@@ -178,13 +178,13 @@ fn encode(lines: &[api::StreamLine], cursor: &SinkCursor, limit: u32) -> Option<
     Some(batch)
 }
 
-/// What a batch the collector did not answer in time is said to have met.
-const TIMED_OUT: &str = "no answer within 10 s";
-
 /// Why a batch was not taken.
 enum Refused {
     /// The collector says it is too large: send fewer lines.
     TooLarge,
+    /// No answer within [`TIMEOUT`]: fewer lines may be answered in time.
+    TimedOut,
+    /// Anything else, said in a few words (never the URL).
     Other(String),
 }
 
@@ -201,14 +201,13 @@ async fn post(sink: &AuditSink, body: Vec<u8>) -> Result<(), Refused> {
         .await
         .map_err(|error| {
             // reqwest's error names the URL, which may carry a token: say what happened only.
-            let what = if error.is_timeout() {
-                TIMED_OUT
+            if error.is_timeout() {
+                Refused::TimedOut
             } else if error.is_connect() {
-                "could not connect"
+                Refused::Other("could not connect".into())
             } else {
-                "the request failed"
-            };
-            Refused::Other(what.into())
+                Refused::Other("the request failed".into())
+            }
         })?;
     let status = answer.status();
     if status.is_success() {
@@ -339,13 +338,14 @@ pub(super) async fn stream(state: AppState, sink: Arc<AuditSink>) {
                         retry_in_secs = wait.as_secs(),
                         "the audit sink refuses even one line as too large; the stream waits \
                          until it takes it"),
-                    Refused::Other(why) => {
-                        if why == TIMED_OUT {
-                            limit = smaller;
-                        }
-                        tracing::warn!(sink = %sink.label, failures,
-                            retry_in_secs = wait.as_secs(), "could not send to the audit sink: {why}");
+                    Refused::TimedOut => {
+                        limit = smaller;
+                        tracing::warn!(sink = %sink.label, failures, lines = limit,
+                            retry_in_secs = wait.as_secs(),
+                            "the audit sink did not answer within 10 s; sending fewer lines");
                     }
+                    Refused::Other(why) => tracing::warn!(sink = %sink.label, failures,
+                        retry_in_secs = wait.as_secs(), "could not send to the audit sink: {why}"),
                 }
                 tokio::time::sleep(wait).await;
             }
