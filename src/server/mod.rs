@@ -715,28 +715,22 @@ async fn reload_on_hangup(certificates: Arc<Certificates>) {
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(state.config.usage_flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Pruning goes by the process's clock: a test that moves the store's clock keeps its
+    // records. What keys are due for (expiry warnings, the policy's revoke-unused rule) goes
+    // by the store's clock, which the tests move.
     let mut pruned: Option<std::time::Instant> = None;
-    // By the store's clock (tests move it), not the process's.
-    let mut unused_due: Option<chrono::DateTime<chrono::Utc>> = None;
-    // Expiry warnings go by the store's clock (the tests move it), hourly.
-    let mut expiries_checked: Option<chrono::DateTime<chrono::Utc>> = None;
+    let mut keys_due: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         tick.tick().await;
         let shared = state.clone();
         let now = state.store.now();
-        let revoke_unused = unused_due.is_none_or(|due| now >= due);
-        if revoke_unused {
-            unused_due = Some(now + chrono::Duration::hours(1));
+        let keys_hourly = keys_due.is_none_or(|due| now >= due);
+        if keys_hourly {
+            keys_due = Some(now + chrono::Duration::hours(1));
         }
         let prune = pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600));
         if prune {
             pruned = Some(std::time::Instant::now());
-        }
-        let store_now = state.store.now();
-        let expiries =
-            expiries_checked.is_none_or(|at| store_now - at >= chrono::Duration::hours(1));
-        if expiries {
-            expiries_checked = Some(store_now);
         }
         let chores = tokio::task::spawn_blocking(move || {
             if let Err(error) = shared.store.access().flush_usage() {
@@ -770,7 +764,7 @@ async fn housekeeping(state: AppState) {
                     Err(error) => tracing::warn!(%error, "could not delete ended invitations"),
                 }
             }
-            if expiries {
+            if keys_hourly {
                 match shared.store.access().announce_key_expiries() {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(keys = n, "announced key expiries"),
@@ -783,7 +777,7 @@ async fn housekeeping(state: AppState) {
                 tracing::warn!(%error, "could not read the owner credential; will retry");
             }
             // The workspace policies' revoke-unused rule, hourly by the store's clock.
-            if revoke_unused {
+            if keys_hourly {
                 match shared.store.access().revoke_unused_keys() {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(keys = n, "revoked keys unused past their policy"),
