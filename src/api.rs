@@ -239,14 +239,7 @@ impl KeyScopes {
         subset(&self.tools, &old.tools, "tools")?;
         subset(&self.journeys, &old.journeys, "journeys")?;
         if let (Some(new), Some(old)) = (&self.allow_ip, &old.allow_ip) {
-            let nets = |list: &[String]| -> Vec<ipnet::IpNet> {
-                list.iter().filter_map(|net| net.parse().ok()).collect()
-            };
-            let old = nets(old);
-            if let Some(extra) = new.iter().find(|net| {
-                net.parse::<ipnet::IpNet>()
-                    .map_or(true, |net| !old.iter().any(|o| o.contains(&net)))
-            }) {
+            if let Some(extra) = new.iter().find(|net| !net_inside(net, old)) {
                 return Err(format!("addresses: {extra} is not inside the key's networks"));
             }
         } else if self.allow_ip.is_none() && old.allow_ip.is_some() {
