@@ -671,6 +671,9 @@ pub async fn run(
         if let Some(sink) = sink {
             sink::release(&releaser, &sink);
         }
+        // The store is let go before `run` returns: a caller that opens the database again
+        // next (a test's restart) finds its lock free.
+        drop((store, releaser));
         let _ = done.send(result);
     });
     match tokio::time::timeout(LAST_FLUSH_WAIT, flushed).await {

@@ -70,7 +70,19 @@ impl TestServer {
         options: StoreOptions,
         owner_token: Option<String>,
     ) -> Self {
-        let store = Store::open_with(&db.database, Clock::default(), options).expect("open store");
+        // After a restart, a blocking task of the old server may still hold the store (and
+        // the SQLite file's lock) for a moment: wait for the lock, not for a time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let store = loop {
+            match Store::open_with(&db.database, Clock::default(), options) {
+                Err(custory_mcp::store::OpenError::InUse(_))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                opened => break opened.expect("open store"),
+            }
+        };
         let store = Arc::new(store);
         let owner_token = match owner_token {
             Some(token) => token,
