@@ -193,6 +193,24 @@ pub struct Key {
     pub blocked: Option<Breach>,
 }
 
+impl Key {
+    /// What `self`'s terms changed to in `new` (`expires never → 90d, read-write → read-only,
+    /// limited to …`), or nothing: a rotation narrowed to the workspace policy says so.
+    pub fn terms_changed(&self, new: &Key) -> Option<String> {
+        let mut changed = Vec::new();
+        if self.expires != new.expires {
+            changed.push(format!("expires {} → {}", self.expires, new.expires));
+        }
+        if self.access != new.access {
+            changed.push(format!("{} → {}", self.access, new.access));
+        }
+        if self.scopes != new.scopes {
+            changed.push(format!("limited to {}", new.scopes.describe()));
+        }
+        (!changed.is_empty()).then(|| changed.join(", "))
+    }
+}
+
 /// What a key is confined to beyond its access, fixed at creation: each limit absent means
 /// none. A request may narrow it (headers), a key may be narrowed later, never widened.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -876,7 +876,7 @@ impl Ctx<'_> {
         let had_saved = self.forget_saved(&key);
         let saved = if had_saved || args.save { Some(self.save(&created)?) } else { None };
         self.printer.info(&format!("Revoked the old token of {:?} ({}).", key.name, key.prefix));
-        if let Some(narrowed) = narrowed_by_policy(&key, &created.key) {
+        if let Some(narrowed) = key.terms_changed(&created.key) {
             self.printer.info(&format!(
                 "The new key keeps the workspace policy, so it differs from the old one: \
                  {} (`{}` shows the policy).",
@@ -973,21 +973,6 @@ impl Ctx<'_> {
             }
         }
     }
-}
-
-/// What a rotation changed to keep the workspace policy (`expires never → 90d, …`), if anything.
-fn narrowed_by_policy(old: &Key, new: &Key) -> Option<String> {
-    let mut changed = Vec::new();
-    if old.expires != new.expires {
-        changed.push(format!("expires {} → {}", old.expires, new.expires));
-    }
-    if old.access != new.access {
-        changed.push(format!("{} → {}", old.access, new.access));
-    }
-    if old.scopes != new.scopes {
-        changed.push(format!("limited to {}", new.scopes.describe()));
-    }
-    (!changed.is_empty()).then(|| changed.join(", "))
 }
 
 fn last_used(key: &Key, now: chrono::DateTime<Utc>) -> String {

@@ -322,3 +322,28 @@ async fn two_postgres_replicas_send_each_line_once_and_hand_over_when_one_stops(
     let firsts: Vec<i64> = all.into_iter().filter(|id| seen.insert(*id)).collect();
     assert!(firsts.windows(2).all(|w| w[0] < w[1]), "out of order: {firsts:?}");
 }
+
+/// Past the bound, on the backend under test: calls pruned (past the audit retention) before a
+/// sink was sent them are counted as its drops, and only those.
+#[tokio::test]
+async fn calls_pruned_before_they_were_sent_count_as_the_sinks_drops() {
+    let server = crate::common::TestServer::start().await;
+    let key = server.owner().create_key("Old", "never", "read-only").await;
+    let list = tool_call(1, "list_journeys", json!({}));
+    key.send(&list).await;
+    server.store.access().flush_activity().expect("flush");
+    // The sink starts after that first call, and is sent nothing before the prune.
+    let access = server.store.access();
+    access.hold_sink("s", "collector:9", "me").expect("hold").expect("held");
+    for _ in 0..3 {
+        key.send(&list).await;
+    }
+    access.flush_activity().expect("flush");
+    server.store.clock().advance(chrono::Duration::days(31));
+    let month = server.store.now() - chrono::Duration::days(30);
+    access.prune_activity(month, month).expect("prune");
+    assert_eq!(count(&server.db, "SELECT COUNT(*) FROM key_calls"), 0, "all four pruned");
+    let dropped = server.db.query_row("SELECT dropped FROM audit_sinks", &[]);
+    assert_eq!(dropped[0], Sql::Int(3), "the three calls after the cursor, not the one before");
+    server.stop().await;
+}

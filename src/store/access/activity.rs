@@ -481,39 +481,20 @@ fn prune_calls_chunk(s: &AccessStore<'_>, before: i64) -> StoreResult<usize> {
     let chunk = "SELECT id FROM key_calls WHERE at < ?1 ORDER BY at, id LIMIT ?2";
     let conn = s.writer();
     let tx = conn.transaction()?;
-    let ids = tx
-        .query(chunk, params![before, PRUNE_CHUNK])?
-        .iter()
-        .map(|row| row.get("id"))
-        .collect::<DbResult<Vec<i64>>>()?;
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    count_dropped(&tx, &ids)?;
+    // Per sink (there are few, usually none), the calls of the chunk after its cursor.
+    tx.execute(
+        &format!(
+            "UPDATE audit_sinks SET dropped = dropped +
+                 (SELECT COUNT(*) FROM ({chunk}) c WHERE c.id > audit_sinks.calls_after)"
+        ),
+        params![before, PRUNE_CHUNK],
+    )?;
     let deleted = tx.execute(
         &format!("DELETE FROM key_calls WHERE id IN ({chunk})"),
         params![before, PRUNE_CHUNK],
     )?;
     tx.commit()?;
     Ok(deleted)
-}
-
-/// Counts, for each audit sink (`sink.rs`), the calls of `ids` (about to be pruned) it was not
-/// sent yet.
-fn count_dropped(tx: &Connection, ids: &[i64]) -> StoreResult<()> {
-    let sinks = tx.query("SELECT sink, calls_after FROM audit_sinks", params![])?;
-    for row in &sinks {
-        let after: i64 = row.get("calls_after")?;
-        let lost = ids.iter().filter(|id| **id > after).count();
-        if lost > 0 {
-            let sink: String = row.get("sink")?;
-            tx.execute(
-                "UPDATE audit_sinks SET dropped = dropped + ?2 WHERE sink = ?1",
-                params![sink, i64::try_from(lost).unwrap_or(i64::MAX)],
-            )?;
-        }
-    }
-    Ok(())
 }
 
 /// Up to `limit + 1` calls of a workspace (or of one key) with ids below `before`, newest

@@ -627,7 +627,8 @@ pub(super) fn rotate_key(
             "rotated {:?}: replaced by {} (same name){}",
             old.name,
             new.prefix,
-            conformed(&old, &new)
+            old.terms_changed(&new)
+                .map_or_else(String::new, |c| format!(", narrowed to the workspace policy: {c}"))
         ),
         by,
     )?;
@@ -647,25 +648,6 @@ pub(super) fn rotate_key(
     let mut old = old;
     apply_pending_usage(s, std::slice::from_mut(&mut old));
     Ok((new, token, old))
-}
-
-/// `, narrowed to the workspace policy: …` when a rotation changed the key's terms.
-fn conformed(old: &Key, new: &Key) -> String {
-    let mut changed = Vec::new();
-    if old.expires != new.expires {
-        changed.push(format!("expires {} → {}", old.expires, new.expires));
-    }
-    if old.access != new.access {
-        changed.push(format!("{} → {}", old.access, new.access));
-    }
-    if old.scopes != new.scopes {
-        changed.push(format!("limited to {}", new.scopes.describe()));
-    }
-    if changed.is_empty() {
-        String::new()
-    } else {
-        format!(", narrowed to the workspace policy: {}", changed.join(", "))
-    }
 }
 
 /// Looks up the key a token hash belongs to, with its current status. With SQLite a key in use
