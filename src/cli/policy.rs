@@ -139,7 +139,11 @@ pub fn run(
                             global,
                             &["--workspace", &ws, "keys", "rotate", &key.prefix],
                         );
-                        format!("  {:?} ({}) breaks {rule}: {rotate}", key.name, key.prefix)
+                        // The command on a line of its own, to be copied whole.
+                        format!(
+                            "  {:?} ({}) breaks {rule}; rotate it:\n    {rotate}",
+                            key.name, key.prefix
+                        )
                     })
                     .collect();
                 let total = done.blocked_total.max(done.blocked.len());
